@@ -1,0 +1,41 @@
+# lmvisor: `make run` runs the main job, `make test` lints, type-checks and tests.
+# Both create .venv and install the project with its dev extras on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SRC := lmvisor tests bench examples
+
+.PHONY: install run test lint format bench soak clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python examples/runtime_tour.py
+
+lint: install
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
+	$(BIN)/mypy --strict lmvisor
+
+format: install
+	$(BIN)/ruff check --fix $(SRC)
+	$(BIN)/ruff format $(SRC)
+
+test: lint
+	$(BIN)/python -m pytest -q -m "not soak and not bench"
+
+bench: install
+	@for f in bench/*.py; do echo "# $$f" >&2; $(BIN)/python $$f || exit 1; done
+
+soak: install
+	$(BIN)/python -m pytest -q -m soak
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""lmvisor: DSPy's programming model on an OTP-style asyncio runtime."""

@@ -1,0 +1,156 @@
+"""The LM protocol: what a program needs from a language model, and nothing more.
+
+A program builds an `LMRequest` and awaits `LM.complete()` (or iterates
+`LM.stream()`); it never knows whether a cache, a router or a vendor sits
+behind. `services` provides the real implementation; `lmvisor.testing`
+provides a scripted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "LM",
+    "LMCapabilities",
+    "LMDelta",
+    "LMDone",
+    "LMRequest",
+    "LMResponse",
+    "LMStreamItem",
+    "ToolCall",
+    "Usage",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
+    """Token counts of one or more LM calls; `+` sums them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cached_tokens": self.cached_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCall:
+    """One tool call the LM asked for: the tool's name and its decoded arguments."""
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LMRequest:
+    """One chat request, vendor-neutral.
+
+    Attributes:
+        model: "vendor/model" as a user names it ("openai/gpt-4o-mini"); the
+            router resolves the vendor, the provider strips the prefix.
+        messages: chat messages in OpenAI's shape (`{"role", "content"}`,
+            plus `tool_calls` / `tool_call_id` where used).
+        params: generation options in OpenAI's names: temperature,
+            max_tokens, n, stop, response_format, tools, tool_choice, ...
+    """
+
+    model: str
+    messages: list[dict[str, Any]]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LMResponse:
+    """The LM's answer: one text per choice (`n` of them), usage and cost.
+
+    Attributes:
+        outputs: the text of each choice, in order.
+        usage: tokens for the whole request.
+        cost: in US dollars, when the price of the model is known.
+        finish_reason: of the first choice ("stop", "length", "tool_calls").
+        model: the model that answered, as the vendor reported it.
+        cached: True when the answer came from a cache, not the vendor.
+        tool_calls: the tool calls of the first choice.
+    """
+
+    outputs: list[str]
+    usage: Usage = field(default_factory=Usage)
+    cost: float | None = None
+    finish_reason: str | None = None
+    model: str = ""
+    cached: bool = False
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LMDelta:
+    """A piece of streamed text for choice `index`."""
+
+    text: str
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LMDone:
+    """The end of a stream: the whole response, usage included."""
+
+    response: LMResponse
+
+
+LMStreamItem = LMDelta | LMDone
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LMCapabilities:
+    """What an LM supports, so adapters can choose a request shape."""
+
+    json_schema: bool = True
+    tools: bool = True
+    streaming: bool = True
+
+
+@runtime_checkable
+class LM(Protocol):
+    """A language model a program can call.
+
+    `complete` returns one response or raises an `LmvisorError` subclass.
+    `stream` yields `LMDelta`s, then exactly one `LMDone`. Cancelling the
+    awaiting task cancels the request.
+    """
+
+    @property
+    def model(self) -> str:
+        """The model name requests are built with ("openai/gpt-4o-mini")."""
+        ...
+
+    @property
+    def capabilities(self) -> LMCapabilities:
+        """What the model supports."""
+        ...
+
+    async def complete(self, request: LMRequest) -> LMResponse:
+        """Send one request and return the full response."""
+        ...
+
+    def stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]:
+        """Send one request and yield its text as it arrives, then `LMDone`."""
+        ...

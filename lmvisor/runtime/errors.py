@@ -1,0 +1,267 @@
+"""The root of lmvisor's error tree and the runtime's own errors.
+
+    LmvisorError
+    ├── ActorError                  an actor could not take or answer a message
+    │   ├── ActorExited             the callee died (or was dead) before replying
+    │   ├── CallTimeout             no reply in time (also a built-in TimeoutError)
+    │   ├── MailboxFull             fail-fast mailbox at capacity
+    │   └── NameNotRegistered       via(name) resolved to nothing
+    ├── SupervisorError             a child could not be started or managed
+    │   └── StartError              a child's start or started() failed
+    └── ProtectionError             a protection refused or gave up on a call
+        ├── CircuitOpen             the breaker is open; try later
+        ├── RateLimited             the limiter has no room; carries the wait
+        ├── BulkheadFull            too many calls running and queued
+        └── RetryExhausted          every attempt failed; carries the last error
+
+Every error carries `code`, `message`, `context`, `correlation_id` and
+`retryable`; the correlation id is captured from the current scope when the
+error is built. Other layers add their own `errors.py` under this root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from lmvisor.runtime.correlation import current_correlation_id
+
+__all__ = [
+    "ActorError",
+    "ActorExited",
+    "BulkheadFull",
+    "CallTimeout",
+    "CircuitOpen",
+    "LmvisorError",
+    "MailboxFull",
+    "NameNotRegistered",
+    "ProtectionError",
+    "RateLimited",
+    "RetryExhausted",
+    "StartError",
+    "SupervisorError",
+    "error_context",
+]
+
+
+class LmvisorError(Exception):
+    """Root of every lmvisor failure; subclasses set `code` and `retryable`."""
+
+    code: ClassVar[str] = "lmvisor_error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        context: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context: dict[str, Any] = dict(context or {})
+        self.correlation_id = (
+            correlation_id if correlation_id is not None else current_correlation_id()
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view for events and HTTP error bodies."""
+        return {
+            "type": type(self).__name__,
+            "code": self.code,
+            "message": self.message,
+            "context": {k: _jsonable(v) for k, v in self.context.items()},
+            "correlation_id": self.correlation_id,
+            "retryable": self.retryable,
+        }
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, code={self.code!r})"
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return repr(value)
+
+
+# --- actors -------------------------------------------------------------------
+
+
+class ActorError(LmvisorError):
+    """An actor could not take or answer a message."""
+
+    code = "actor_error"
+
+
+class ActorExited(ActorError):
+    """The callee was dead or died before replying; the caller may retry via its name."""
+
+    code = "actor_exited"
+    retryable = True
+
+    def __init__(self, *, actor: str, reason: object = None) -> None:
+        super().__init__(
+            f"actor {actor} exited before replying (reason: {reason!r})",
+            context={"actor": actor, "reason": repr(reason)},
+        )
+        self.actor = actor
+        self.reason = reason
+
+
+class CallTimeout(ActorError, TimeoutError):
+    """No reply within the caller's timeout; the callee may still act on the message."""
+
+    code = "call_timeout"
+    retryable = True
+
+    def __init__(self, *, actor: str, message_type: str, timeout: float) -> None:
+        super().__init__(
+            f"call to {actor} with {message_type} timed out after {timeout:g}s",
+            context={"actor": actor, "message_type": message_type, "timeout": timeout},
+        )
+        self.timeout = timeout
+
+
+class MailboxFull(ActorError):
+    """The callee's fail-fast mailbox is at capacity; back off and resend."""
+
+    code = "mailbox_full"
+    retryable = True
+
+    def __init__(self, *, actor: str, capacity: int) -> None:
+        super().__init__(
+            f"mailbox of {actor} is full (capacity {capacity})",
+            context={"actor": actor, "capacity": capacity},
+        )
+
+
+class NameNotRegistered(ActorError):
+    """No live actor holds the name; it may be restarting, so the caller may retry."""
+
+    code = "name_not_registered"
+    retryable = True
+
+    def __init__(self, *, name: object, namespace: str) -> None:
+        super().__init__(
+            f"no actor registered as {name!r} in namespace {namespace!r}",
+            context={"name": repr(name), "namespace": namespace},
+        )
+        self.name = name
+
+
+# --- supervisors ----------------------------------------------------------------
+
+
+class SupervisorError(LmvisorError):
+    """A supervisor could not start or manage a child."""
+
+    code = "supervisor_error"
+
+
+class StartError(SupervisorError):
+    """A child's start function or its started() hook failed; the cause is chained."""
+
+    code = "start_error"
+
+    def __init__(self, *, supervisor: str, child_id: str, reason: object) -> None:
+        super().__init__(
+            f"supervisor {supervisor} failed to start child {child_id!r}: {reason!r}",
+            context={"supervisor": supervisor, "child_id": child_id, "reason": repr(reason)},
+        )
+        self.child_id = child_id
+        self.reason = reason
+
+
+# --- protection -----------------------------------------------------------------
+
+
+class ProtectionError(LmvisorError):
+    """A protection (breaker, limiter, bulkhead, retry) refused or gave up on a call."""
+
+    code = "protection_error"
+
+
+class CircuitOpen(ProtectionError):
+    """The breaker for `name` is open; calls fail fast until `retry_after` seconds pass."""
+
+    code = "circuit_open"
+    retryable = True
+
+    def __init__(self, *, name: str, retry_after: float) -> None:
+        super().__init__(
+            f"circuit {name!r} is open; retry in {retry_after:.3f}s",
+            context={"name": name, "retry_after": retry_after},
+        )
+        self.name = name
+        self.retry_after = retry_after
+
+
+class RateLimited(ProtectionError):
+    """The limiter for `name` has no room now; it will after `retry_after` seconds."""
+
+    code = "rate_limited"
+    retryable = True
+
+    def __init__(self, *, name: str, retry_after: float) -> None:
+        super().__init__(
+            f"rate limit {name!r} reached; retry in {retry_after:.3f}s",
+            context={"name": name, "retry_after": retry_after},
+        )
+        self.name = name
+        self.retry_after = retry_after
+
+
+class BulkheadFull(ProtectionError):
+    """The bulkhead for `name` has every slot running and its queue full."""
+
+    code = "bulkhead_full"
+    retryable = True
+
+    def __init__(self, *, name: str, max_concurrent: int, max_queued: int) -> None:
+        super().__init__(
+            f"bulkhead {name!r} is full ({max_concurrent} running, {max_queued} queued)",
+            context={"name": name, "max_concurrent": max_concurrent, "max_queued": max_queued},
+        )
+        self.name = name
+
+
+class RetryExhausted(ProtectionError):
+    """Every attempt failed; `last_error` is the final attempt's failure (also chained)."""
+
+    code = "retry_exhausted"
+
+    def __init__(self, *, name: str, attempts: int, last_error: BaseException) -> None:
+        super().__init__(
+            f"{name}: gave up after {attempts} attempts: {last_error}",
+            context={"name": name, "attempts": attempts, "last_error": repr(last_error)},
+        )
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+# --- context --------------------------------------------------------------------
+
+
+@contextmanager
+def error_context(operation: str, **metadata: Any) -> Iterator[None]:
+    """Attach where an error happened to any `LmvisorError` raised inside the block.
+
+    The innermost `error_context` wins for `operation`; metadata keys already
+    present on the error are kept. Other exceptions pass through untouched.
+    """
+    try:
+        yield
+    except LmvisorError as exc:
+        exc.context.setdefault("operation", operation)
+        for key, value in metadata.items():
+            exc.context.setdefault(key, value)
+        raise
