@@ -1,1 +1,102 @@
-"""lmvisor.programs."""
+"""lmvisor.programs: DSPy's programming model — signatures, modules, adapters — async-native.
+
+Usable without any service: a program talks to any object satisfying the `LM` protocol.
+"""
+
+from lmvisor.programs.adapters import Adapter, ChatAdapter, JSONAdapter
+from lmvisor.programs.best_of_n import BestOfN, Refine
+from lmvisor.programs.callbacks import Callback
+from lmvisor.programs.chain_of_thought import ChainOfThought
+from lmvisor.programs.errors import (
+    AdapterParseError,
+    LMNotConfigured,
+    ProgramError,
+    SignatureError,
+    StateError,
+)
+from lmvisor.programs.example import Completions, Example, Prediction
+from lmvisor.programs.fields import Field, FieldSpec, InputField, OutputField
+from lmvisor.programs.history import History
+from lmvisor.programs.lm import (
+    LM,
+    LMCapabilities,
+    LMDelta,
+    LMDone,
+    LMRequest,
+    LMResponse,
+    LMStreamItem,
+    ToolCall,
+    Usage,
+)
+from lmvisor.programs.lm_history import CallHistory, HistoryEntry, inspect_history
+from lmvisor.programs.module import Module, Parameter
+from lmvisor.programs.multi_chain_comparison import MultiChainComparison
+from lmvisor.programs.multihop import MultiHop
+from lmvisor.programs.parallel import Parallel, ParallelResult
+from lmvisor.programs.predict import Predict
+from lmvisor.programs.react import ReAct
+from lmvisor.programs.settings import Settings, configure, context, current_settings
+from lmvisor.programs.signature import (
+    Signature,
+    SignatureMeta,
+    compose_signatures,
+    ensure_signature,
+    make_signature,
+)
+from lmvisor.programs.tool import Tool
+from lmvisor.programs.trace import TraceEntry, trace
+
+__all__ = [
+    "LM",
+    "Adapter",
+    "AdapterParseError",
+    "BestOfN",
+    "CallHistory",
+    "Callback",
+    "ChainOfThought",
+    "ChatAdapter",
+    "Completions",
+    "Example",
+    "Field",
+    "FieldSpec",
+    "History",
+    "HistoryEntry",
+    "InputField",
+    "JSONAdapter",
+    "LMCapabilities",
+    "LMDelta",
+    "LMDone",
+    "LMNotConfigured",
+    "LMRequest",
+    "LMResponse",
+    "LMStreamItem",
+    "Module",
+    "MultiChainComparison",
+    "MultiHop",
+    "OutputField",
+    "Parallel",
+    "ParallelResult",
+    "Parameter",
+    "Predict",
+    "Prediction",
+    "ProgramError",
+    "ReAct",
+    "Refine",
+    "Settings",
+    "Signature",
+    "SignatureError",
+    "SignatureMeta",
+    "StateError",
+    "Tool",
+    "ToolCall",
+    "TraceEntry",
+    "Usage",
+    "compose_signatures",
+    "configure",
+    "context",
+    "current_settings",
+    "ensure_signature",
+    "inspect_history",
+    "make_signature",
+    "trace",
+]

@@ -1,0 +1,271 @@
+"""The settings schema: lmvisor's whole configuration tree as frozen pydantic models.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently
+ignored setting, and is immutable: a change is a new validated tree (see
+`lmvisor.config.loading.replace_value`). Secrets are `SecretStr`, shown as
+`'**********'` in every repr and JSON dump.
+
+Defaults worth knowing:
+
+- `providers` ships three entries: `openai` and `anthropic` (their public
+  endpoints; keys come from OPENAI_API_KEY / ANTHROPIC_API_KEY at load time)
+  and `local`, an OpenAI-compatible server (Ollama, vLLM, llama.cpp) whose
+  `base_url` is None until set: a provider with no `base_url` is not usable
+  and the services layer leaves it unstarted.
+- `infrastructure.circuit_breakers` has a `default` entry used for any
+  breaker name not configured; `rate_limiters` is empty (no limit unless set).
+- `cache.l3_path` and `events.sqlite_path` are None: nothing is written to
+  disk unless a path is configured.
+- `server.host` is 127.0.0.1: the daemon is local unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal, final
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = [
+    "BootstrapConfig",
+    "CacheConfig",
+    "CircuitBreakerConfig",
+    "CoproConfig",
+    "EventsConfig",
+    "InfrastructureConfig",
+    "LmvisorConfig",
+    "ModulesConfig",
+    "OptimizationConfig",
+    "ProviderConfig",
+    "ProviderKind",
+    "RateLimiterConfig",
+    "ServerConfig",
+]
+
+ProviderKind = Literal["openai", "anthropic", "openai_compatible"]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+_MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_names(kind: str, names: dict[str, object]) -> None:
+    for name in names:
+        if not _NAME.match(name):
+            raise ValueError(f"{kind} name {name!r} must be lowercase letters, digits, '_' or '-'")
+
+
+def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is not None and not value.startswith(schemes):
+        raise ValueError(f"must start with one of {', '.join(schemes)}")
+    return value
+
+
+@final
+class ModulesConfig(BaseModel):
+    """How programs run by default."""
+
+    model_config = _MODEL_CONFIG
+
+    default_lm: str = Field(default="openai/gpt-4o-mini", min_length=1)
+    default_adapter: Literal["chat", "json"] = "chat"
+    cache_enabled: bool = True
+    cache_ttl: float = Field(default=3600.0, ge=0)
+
+
+@final
+class CoproConfig(BaseModel):
+    """COPRO's search: `breadth` candidates per round, `depth` rounds."""
+
+    model_config = _MODEL_CONFIG
+
+    breadth: int = Field(default=10, ge=2)
+    depth: int = Field(default=3, ge=1)
+    temperature: float = Field(default=1.4, ge=0.0, le=2.0)
+    max_iterations: int = Field(default=50, ge=1)
+
+
+@final
+class BootstrapConfig(BaseModel):
+    """BootstrapFewShot's demo budget."""
+
+    model_config = _MODEL_CONFIG
+
+    max_bootstrapped_demos: int = Field(default=4, ge=0)
+    max_labeled_demos: int = Field(default=16, ge=0)
+
+
+@final
+class OptimizationConfig(BaseModel):
+    """Optimizer defaults."""
+
+    model_config = _MODEL_CONFIG
+
+    copro: CoproConfig = CoproConfig()
+    bootstrap: BootstrapConfig = BootstrapConfig()
+
+
+@final
+class ProviderConfig(BaseModel):
+    """One LM vendor endpoint; `rpm`/`tpm` None means no limit of that kind.
+
+    `budget_usd` caps spend (US dollars) per `budget_period` seconds; None is no cap.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    kind: ProviderKind = "openai_compatible"
+    base_url: str | None = None
+    default_model: str | None = None
+    api_key: SecretStr | None = None
+    max_retries: int = Field(default=3, ge=0)
+    timeout: float = Field(default=60.0, gt=0)
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    max_in_flight: int = Field(default=64, ge=1)
+    budget_usd: float | None = Field(default=None, ge=0)
+    budget_period: float = Field(default=86_400.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("http://", "https://"))
+
+
+@final
+class CircuitBreakerConfig(BaseModel):
+    """Open after `failure_threshold` consecutive failures; probe after `recovery_time` s."""
+
+    model_config = _MODEL_CONFIG
+
+    failure_threshold: int = Field(default=5, ge=1)
+    recovery_time: float = Field(default=30.0, gt=0)
+    success_threshold: int = Field(default=1, ge=1)
+
+
+@final
+class RateLimiterConfig(BaseModel):
+    """At most `limit` requests (and `tokens` weighted tokens) per `scale` seconds."""
+
+    model_config = _MODEL_CONFIG
+
+    limit: float = Field(gt=0)
+    scale: float = Field(default=60.0, gt=0)
+    tokens: float | None = Field(default=None, gt=0)
+
+
+def _default_breakers() -> dict[str, CircuitBreakerConfig]:
+    return {"default": CircuitBreakerConfig()}
+
+
+@final
+class InfrastructureConfig(BaseModel):
+    """Named protections; a breaker name not listed uses the `default` entry."""
+
+    model_config = _MODEL_CONFIG
+
+    circuit_breakers: dict[str, CircuitBreakerConfig] = Field(default_factory=_default_breakers)
+    rate_limiters: dict[str, RateLimiterConfig] = Field(default_factory=dict)
+
+    @field_validator("circuit_breakers", "rate_limiters")
+    @classmethod
+    def _names(cls, value: dict[str, object]) -> dict[str, object]:
+        _check_names("protection", value)
+        return value
+
+
+@final
+class CacheConfig(BaseModel):
+    """The three cache tiers: memory (L1), Redis (L2, off when no URL), SQLite (L3)."""
+
+    model_config = _MODEL_CONFIG
+
+    l1_size: int = Field(default=1024, ge=0)
+    l1_ttl: float | None = Field(default=3600.0, gt=0)
+    l2_redis_url: str | None = None
+    l3_path: Path | None = None
+    l3_max_size: int = Field(default=1 << 30, ge=0)
+
+    @field_validator("l2_redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("redis://", "rediss://", "unix://"))
+
+
+@final
+class EventsConfig(BaseModel):
+    """The event store: memory ring, optional SQLite sink and its retention."""
+
+    model_config = _MODEL_CONFIG
+
+    ring_size: int = Field(default=10_000, ge=1)
+    sqlite_path: Path | None = None
+    batch_size: int = Field(default=256, ge=1)
+    flush_interval: float = Field(default=0.5, gt=0)
+    retention_seconds: float | None = Field(default=7 * 24 * 3600.0, gt=0)
+    retention_count: int | None = Field(default=1_000_000, ge=1)
+
+
+@final
+class ServerConfig(BaseModel):
+    """The daemon's HTTP API; `token`, when set, is required as a bearer token."""
+
+    model_config = _MODEL_CONFIG
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8750, ge=0, le=65535)
+    token: SecretStr | None = None
+
+
+def _default_providers() -> dict[str, ProviderConfig]:
+    return {
+        "openai": ProviderConfig(
+            kind="openai", base_url="https://api.openai.com/v1", default_model="gpt-4o-mini"
+        ),
+        "anthropic": ProviderConfig(
+            kind="anthropic",
+            base_url="https://api.anthropic.com",
+            default_model="claude-3-5-haiku-latest",
+        ),
+        "local": ProviderConfig(kind="openai_compatible"),
+    }
+
+
+@final
+class LmvisorConfig(BaseSettings):
+    """The root of the configuration tree.
+
+    Constructing it validates exactly what it is given (plus defaults): it
+    reads no environment or file by itself, so nothing leaks between runtimes
+    or tests. `lmvisor.config.load_config` layers defaults, TOML, environment
+    and explicit arguments and is the one place sources are read.
+    """
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    modules: ModulesConfig = ModulesConfig()
+    optimization: OptimizationConfig = OptimizationConfig()
+    providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
+    infrastructure: InfrastructureConfig = InfrastructureConfig()
+    cache: CacheConfig = CacheConfig()
+    events: EventsConfig = EventsConfig()
+    server: ServerConfig = ServerConfig()
+
+    @field_validator("providers")
+    @classmethod
+    def _provider_names(cls, value: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        _check_names("provider", dict(value))
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only explicit values: loading from files and environment is `load_config`'s job."""
+        return (init_settings,)

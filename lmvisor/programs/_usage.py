@@ -1,0 +1,56 @@
+"""Summing LM usage per module call: each running module call holds an accumulator in a
+ContextVar; every LM call adds its usage to all accumulators of the enclosing calls.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+from typing import final
+
+from lmvisor.programs.lm import Usage
+
+__all__ = ["UsageAccumulator", "open_accumulator", "record_usage"]
+
+
+@final
+class UsageAccumulator:
+    """The usage and cost of the LM calls made during one module call."""
+
+    __slots__ = ("cost", "cost_known", "usage")
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self.cost = 0.0
+        self.cost_known = True
+
+    def add(self, usage: Usage, cost: float | None) -> None:
+        """Add one LM call."""
+        self.usage = self.usage + usage
+        if cost is None:
+            self.cost_known = False
+        else:
+            self.cost += cost
+
+    def total_cost(self) -> float | None:
+        """The summed cost, or None if a call reported none (or there were no calls)."""
+        return self.cost if self.cost_known and self.usage != Usage() else None
+
+
+_active: ContextVar[tuple[UsageAccumulator, ...]] = ContextVar("lmvisor_usage", default=())
+
+
+def open_accumulator() -> tuple[UsageAccumulator, Token[tuple[UsageAccumulator, ...]]]:
+    """Start accumulating for a module call; reset the token when the call ends."""
+    acc = UsageAccumulator()
+    return acc, _active.set((*_active.get(), acc))
+
+
+def close_accumulator(token: Token[tuple[UsageAccumulator, ...]]) -> None:
+    """End the module call's accumulation."""
+    _active.reset(token)
+
+
+def record_usage(usage: Usage, cost: float | None) -> None:
+    """Add one LM call's usage to every enclosing module call."""
+    for acc in _active.get():
+        acc.add(usage, cost)

@@ -1,0 +1,188 @@
+"""Turning field values into prompt text and completion text back into typed values,
+exactly as DSPy 3.4.1 does, with fast paths for the common types.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import json
+from collections.abc import Mapping
+from typing import Any, Literal, get_args, get_origin
+
+from lmvisor.programs._types import annotation_name, is_enum, type_adapter
+from lmvisor.programs.fields import Field
+
+__all__ = [
+    "field_placeholder",
+    "format_field_value",
+    "json_schema_for_prompt",
+    "parse_value",
+    "serialize_for_json",
+    "type_hint",
+]
+
+_PRIMITIVES = (str, int, float, bool, type(None))
+
+
+def serialize_for_json(value: Any) -> Any:
+    """A JSON-ready form of `value` (pydantic models dumped, enums to their value)."""
+    if isinstance(value, _PRIMITIVES):
+        return value
+    if isinstance(value, list | tuple):
+        return [serialize_for_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): serialize_for_json(v) for k, v in value.items()}
+    if isinstance(value, enum.Enum):
+        return serialize_for_json(value.value)
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict) and not isinstance(value, type):
+        return serialize_for_json(to_dict())
+    try:
+        return type_adapter(type(value)).dump_python(value, mode="json")
+    except Exception:
+        return str(value)
+
+
+def format_field_value(field: Field, value: Any) -> str:
+    """The prompt text of a value: lists of text as a numbered list, structures as JSON."""
+    if type(value) is str:
+        return value
+    if isinstance(value, list) and field.annotation is str:
+        return _format_list(value)
+    jsonable = serialize_for_json(value)
+    if isinstance(jsonable, dict | list):
+        return json.dumps(jsonable, ensure_ascii=False)
+    return str(jsonable)
+
+
+def _format_list(items: list[Any]) -> str:
+    if not items:
+        return "N/A"
+    if len(items) == 1:
+        return _format_blob(str(items[0]))
+    return "\n".join(f"[{i + 1}] {_format_blob(str(t))}" for i, t in enumerate(items))
+
+
+def _format_blob(blob: str) -> str:
+    if "\n" not in blob and "«" not in blob and "»" not in blob:
+        return f"«{blob}»"
+    indented = blob.replace("\n", "\n    ")
+    return f"«««\n    {indented}\n»»»"
+
+
+def _move_type_to_front(d: Any) -> Any:
+    if isinstance(d, Mapping):
+        return {
+            k: _move_type_to_front(v)
+            for k, v in sorted(d.items(), key=lambda item: (item[0] != "type", item[0]))
+        }
+    if isinstance(d, list):
+        return [_move_type_to_front(item) for item in d]
+    return d
+
+
+def json_schema_for_prompt(annotation: Any) -> dict[str, Any]:
+    """The JSON schema shown in the prompt for a structured output ("type" key first)."""
+    schema: dict[str, Any] = _move_type_to_front(type_adapter(annotation).json_schema())
+    return schema
+
+
+def field_placeholder(field: Field) -> str:
+    """ "{name}" plus DSPy's "# note: the value you produce ..." for typed outputs."""
+    t = field.annotation
+    if field.kind == "input" or t is str:
+        desc = ""
+    elif t is bool:
+        desc = "must be True or False"
+    elif t is int or t is float:
+        desc = f"must be a single {t.__name__} value"
+    elif is_enum(t):
+        desc = f"must be one of: {'; '.join(str(m.value) for m in t)}"
+    elif get_origin(t) is Literal:
+        desc = (
+            f"must exactly match (no extra characters) one of: {'; '.join(map(str, get_args(t)))}"
+        )
+    else:
+        schema = json.dumps(json_schema_for_prompt(t), ensure_ascii=False)
+        desc = f"must adhere to the JSON schema: {schema}"
+    note = f"        # note: the value you produce {desc}" if desc else ""
+    return f"{{{field.name}}}{note}"
+
+
+def type_hint(field: Field) -> str:
+    """ " (must be formatted as a valid Python float)" for non-str fields, else ""."""
+    if field.annotation is str:
+        return ""
+    return f" (must be formatted as a valid Python {annotation_name(field.annotation)})"
+
+
+def _find_enum_member(enum_type: type[enum.Enum], identifier: Any) -> enum.Enum:
+    for member in enum_type:
+        if member.value == identifier:
+            return member
+    if isinstance(identifier, str) and identifier in enum_type.__members__:
+        return enum_type[identifier]
+    raise ValueError(f"{identifier!r} is not a valid name or value of {enum_type.__name__}")
+
+
+def _strip_quotes(text: str) -> str:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def _fast_parse(value: str, annotation: Any) -> tuple[bool, Any]:
+    """Common types without pydantic; (False, None) when the general path must decide."""
+    text = value.strip()
+    try:
+        if annotation is float:
+            return True, float(text)
+        if annotation is int:
+            return True, int(text)
+    except ValueError:
+        return False, None
+    if annotation is bool:
+        lowered = text.lower()
+        if lowered in ("true", "false"):
+            return True, lowered == "true"
+        return False, None
+    if get_origin(annotation) is Literal:
+        options = get_args(annotation)
+        for candidate in (text, _strip_quotes(text)):
+            if candidate in options:
+                return True, candidate
+    return False, None
+
+
+def parse_value(value: Any, annotation: Any) -> Any:
+    """Coerce a parsed completion value to the field's type, as DSPy does.
+
+    Raises:
+        ValueError: the value does not fit the type (pydantic's error is wrapped).
+    """
+    if annotation is str:
+        return str(value)
+    if is_enum(annotation):
+        return _find_enum_member(annotation, _strip_quotes(str(value).strip()))
+    if isinstance(value, str):
+        done, parsed = _fast_parse(value, annotation)
+        if done:
+            return parsed
+        value = _loads_lenient(value)
+    try:
+        return type_adapter(annotation).validate_python(value)
+    except Exception as exc:  # pydantic.ValidationError, without importing pydantic here
+        raise ValueError(str(exc)) from None
+
+
+def _loads_lenient(value: str) -> Any:
+    import json_repair
+
+    candidate = json_repair.loads(value)
+    if candidate == "" and value != "":
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return value
+    return candidate

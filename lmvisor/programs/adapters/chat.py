@@ -1,0 +1,308 @@
+"""ChatAdapter: DSPy 3.4.1's `[[ ## field ## ]]` marker format, byte for byte.
+
+The system message lists the fields, shows the structure with type notes and states
+the instructions; demos become user/assistant turns; the last user message ends with
+"Respond with the corresponding output fields...". A completion that does not parse
+is retried once with the JSONAdapter (unless disabled), then `AdapterParseError`.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from lmvisor.programs._types import annotation_name
+from lmvisor.programs.adapters._values import (
+    field_placeholder,
+    format_field_value,
+    parse_value,
+    type_hint,
+)
+from lmvisor.programs.adapters.base import Adapter, AdapterResult, LMInvoke
+from lmvisor.programs.callbacks import Callback
+from lmvisor.programs.errors import AdapterParseError
+from lmvisor.programs.fields import Field
+from lmvisor.programs.history import History
+from lmvisor.programs.lm import LMCapabilities
+from lmvisor.programs.signature import Signature
+
+__all__ = ["ChatAdapter"]
+
+_HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
+_INCOMPLETE_DEMO = (
+    "This is an example of the task, though some input or output fields are not supplied."
+)
+_MISSING_IN_DEMO = "Not supplied for this particular example. "
+_MISSING_IN_HISTORY = "Not supplied for this conversation history message. "
+
+
+class ChatAdapter(Adapter):
+    """DSPy's default adapter: marker sections in, marker sections out.
+
+    Args:
+        callbacks: adapter-level hooks (format/parse start and end).
+        use_json_adapter_fallback: on a parse failure, retry once with `JSONAdapter`.
+    """
+
+    name: ClassVar[str] = "ChatAdapter"
+
+    def __init__(
+        self, *, callbacks: Sequence[Callback] = (), use_json_adapter_fallback: bool = True
+    ) -> None:
+        super().__init__(callbacks=callbacks)
+        self.use_json_adapter_fallback = use_json_adapter_fallback
+
+    async def run(
+        self,
+        invoke: LMInvoke,
+        signature: type[Signature],
+        demos: Sequence[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+        *,
+        params: Mapping[str, Any],
+        capabilities: LMCapabilities,
+        callbacks: Sequence[Callback] = (),
+    ) -> AdapterResult:
+        """As `Adapter.run`, retrying once with JSONAdapter when parsing fails.
+
+        Raises:
+            AdapterParseError: the completion (and the fallback's, if enabled) did not parse;
+                the JSON attempt's error is raised, chained from the first.
+        """
+        try:
+            return await super().run(
+                invoke,
+                signature,
+                demos,
+                inputs,
+                params=params,
+                capabilities=capabilities,
+                callbacks=callbacks,
+            )
+        except AdapterParseError as first:
+            if not self.use_json_adapter_fallback:
+                raise
+            from lmvisor.programs.adapters.json_adapter import JSONAdapter
+
+            fallback = JSONAdapter(callbacks=self.callbacks)
+            try:
+                return await fallback.run(
+                    invoke,
+                    signature,
+                    demos,
+                    inputs,
+                    params=params,
+                    capabilities=capabilities,
+                    callbacks=callbacks,
+                )
+            except AdapterParseError as second:
+                raise second from first
+
+    # --- format ----------------------------------------------------------------------
+
+    def format(
+        self,
+        signature: type[Signature],
+        demos: Sequence[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+    ) -> list[dict[str, Any]]:
+        """System message, demo turns, conversation history turns, then the request."""
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": self._system_message(signature)}
+        ]
+        if demos:
+            messages.extend(self.format_demos(signature, demos))
+        history_name = _history_field_name(signature)
+        if history_name is None:
+            content = self.format_user_message_content(signature, inputs, main_request=True)
+        else:
+            reduced = signature.delete(history_name)
+            history = inputs.get(history_name)
+            rest = {k: v for k, v in inputs.items() if k != history_name}
+            if isinstance(history, History):
+                messages.extend(self._history_turns(reduced, history))
+            content = self.format_user_message_content(reduced, rest, main_request=True)
+        messages.append({"role": "user", "content": content})
+        return messages
+
+    def _system_message(self, signature: type[Signature]) -> str:
+        key = (type(self).__name__, "system")
+        cached = signature._cache.get(key)
+        if cached is None:
+            cached = signature._cache[key] = (
+                f"{format_field_description(signature)}\n"
+                f"{self.format_field_structure(signature)}\n"
+                f"{format_task_description(signature)}"
+            )
+        return str(cached)
+
+    def format_field_structure(self, signature: type[Signature]) -> str:
+        """The "All interactions will be structured..." part with placeholders."""
+        parts = [
+            "All interactions will be structured in the following way, "
+            "with the appropriate values filled in.",
+            _sections((f.name, field_placeholder(f)) for f in signature._inputs.values()),
+            _sections((f.name, field_placeholder(f)) for f in signature._outputs.values()),
+            "[[ ## completed ## ]]\n",
+        ]
+        return "\n\n".join(parts).strip()
+
+    def user_message_output_requirements(self, signature: type[Signature]) -> str:
+        """The "Respond with the corresponding output fields..." line."""
+        key = (type(self).__name__, "requirements")
+        cached = signature._cache.get(key)
+        if cached is None:
+            cached = signature._cache[key] = self._output_requirements(signature)
+        return str(cached)
+
+    def _output_requirements(self, signature: type[Signature]) -> str:
+        order = ", then ".join(
+            f"`[[ ## {f.name} ## ]]`{type_hint(f)}" for f in signature._outputs.values()
+        )
+        return (
+            f"Respond with the corresponding output fields, starting with the field {order}, "
+            "and then ending with the marker for `[[ ## completed ## ]]`."
+        )
+
+    def format_user_message_content(
+        self,
+        signature: type[Signature],
+        inputs: Mapping[str, Any],
+        *,
+        prefix: str = "",
+        main_request: bool = False,
+    ) -> str:
+        """The input sections (only those given), plus the output requirements if asked."""
+        parts = [prefix]
+        for name, field in signature._inputs.items():
+            if name in inputs:
+                parts.append(f"[[ ## {name} ## ]]\n{format_field_value(field, inputs[name])}")
+        if main_request and signature._outputs:
+            parts.append(self.user_message_output_requirements(signature))
+        return "\n\n".join(parts).strip()
+
+    def format_assistant_message_content(
+        self,
+        signature: type[Signature],
+        outputs: Mapping[str, Any],
+        missing_field_message: str | None = None,
+    ) -> str:
+        """The output sections of a demo, then the completed marker."""
+        body = _sections(
+            (f.name, format_field_value(f, outputs.get(f.name, missing_field_message)))
+            for f in signature._outputs.values()
+        )
+        return body + "\n\n[[ ## completed ## ]]\n"
+
+    def format_demos(
+        self, signature: type[Signature], demos: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Incomplete demos first (with a note), then complete ones, as turn pairs.
+
+        A demo missing every input or every output is dropped, as DSPy does.
+        """
+        complete, incomplete = _split_demos(signature, demos)
+        messages: list[dict[str, Any]] = []
+        for demo in incomplete:
+            user = self.format_user_message_content(signature, demo, prefix=_INCOMPLETE_DEMO)
+            reply = self.format_assistant_message_content(signature, demo, _MISSING_IN_DEMO)
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+        for demo in complete:
+            user = self.format_user_message_content(signature, demo)
+            reply = self.format_assistant_message_content(signature, demo, _MISSING_IN_HISTORY)
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+        return messages
+
+    def _history_turns(self, signature: type[Signature], history: History) -> list[dict[str, Any]]:
+        turns: list[dict[str, Any]] = []
+        for message in history.messages:
+            user = self.format_user_message_content(signature, message)
+            reply = self.format_assistant_message_content(signature, message)
+            turns += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+        return turns
+
+    # --- parse -----------------------------------------------------------------------
+
+    def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
+        """Split the completion at `[[ ## name ## ]]` markers and type each output.
+
+        Raises:
+            AdapterParseError: an output section is missing or does not fit its type.
+        """
+        sections: list[tuple[str | None, list[str]]] = [(None, [])]
+        for line in completion.splitlines():
+            match = _HEADER.match(line.strip())
+            if match:
+                rest = line.strip()[match.end() :].strip()
+                sections.append((match.group(1), [rest] if rest else []))
+            else:
+                sections[-1][1].append(line)
+        outputs = signature._outputs
+        values: dict[str, Any] = {}
+        for name, lines in sections:
+            if name is None or name in values or name not in outputs:
+                continue
+            text = "\n".join(lines).strip()
+            try:
+                values[name] = parse_value(text, outputs[name].annotation)
+            except ValueError as exc:
+                problem = f"field {name!r} does not fit {outputs[name].annotation!r}: {exc}"
+                raise self._parse_error(signature, completion, problem, values) from None
+        if len(values) != len(outputs):
+            missing = [n for n in outputs if n not in values]
+            problem = f"missing output fields {missing}"
+            raise self._parse_error(signature, completion, problem, values)
+        return {name: values[name] for name in outputs}
+
+
+def _sections(pairs: Any) -> str:
+    return "\n\n".join(f"[[ ## {name} ## ]]\n{text}" for name, text in pairs).strip()
+
+
+def format_field_description(signature: type[Signature]) -> str:
+    """ "Your input fields are: ... Your output fields are: ..." (shared with JSONAdapter)."""
+    return (
+        f"Your input fields are:\n{_describe(signature._inputs)}\n"
+        f"Your output fields are:\n{_describe(signature._outputs)}"
+    )
+
+
+def _describe(fields: Mapping[str, Field]) -> str:
+    lines = []
+    for i, field in enumerate(fields.values()):
+        line = f"{i + 1}. `{field.name}` ({annotation_name(field.annotation)})"
+        line += f": {field.desc if field.has_description else ''}"
+        if field.constraints:
+            line += f"\nConstraints: {field.constraints}"
+        lines.append(line)
+    return "\n".join(lines).strip()
+
+
+def format_task_description(signature: type[Signature]) -> str:
+    """ "In adhering to this structure, your objective is: " and the indented instructions."""
+    instructions = textwrap.dedent(signature.instructions)
+    objective = ("\n" + " " * 8).join(["", *instructions.splitlines()])
+    return f"In adhering to this structure, your objective is: {objective}"
+
+
+def _split_demos(
+    signature: type[Signature], demos: Sequence[Mapping[str, Any]]
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    complete, incomplete = [], []
+    for demo in demos:
+        if all(demo.get(k) is not None for k in signature._fields):
+            complete.append(demo)
+        elif any(k in demo for k in signature._inputs) and any(
+            k in demo for k in signature._outputs
+        ):
+            incomplete.append(demo)
+    return complete, incomplete
+
+
+def _history_field_name(signature: type[Signature]) -> str | None:
+    for name, field in signature._inputs.items():
+        if field.annotation is History:
+            return name
+    return None

@@ -1,0 +1,101 @@
+"""The programs layer's errors: bad signatures, unparseable completions, bad state.
+
+    LmvisorError
+    └── ProgramError                a program could not be built, run or restored
+        ├── SignatureError          a signature string or declaration is malformed
+        ├── AdapterParseError       an LM completion does not fit the signature
+        ├── LMNotConfigured         no LM in the settings nor on the predictor
+        └── StateError              a saved program cannot be loaded
+
+`SignatureError` and `StateError` are also `ValueError`s, so code that
+treats any bad value as a `ValueError` keeps working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lmvisor.runtime.errors import LmvisorError
+
+__all__ = [
+    "AdapterParseError",
+    "LMNotConfigured",
+    "ProgramError",
+    "SignatureError",
+    "StateError",
+]
+
+
+class ProgramError(LmvisorError):
+    """A program could not be built, run or restored."""
+
+    code = "program_error"
+
+
+class SignatureError(ProgramError, ValueError):
+    """The caller's signature is malformed; `part` is the offending piece of it."""
+
+    code = "signature_error"
+
+    def __init__(self, *, signature: str, part: str, problem: str) -> None:
+        super().__init__(
+            f"invalid signature {signature!r}: {problem} (at {part!r})",
+            context={"signature": signature, "part": part, "problem": problem},
+        )
+        self.signature = signature
+        self.part = part
+        self.problem = problem
+
+
+class AdapterParseError(ProgramError):
+    """The LM's completion does not fit the signature; `completion` holds it verbatim.
+
+    Retryable: another sample (or another adapter) may well parse.
+    """
+
+    code = "adapter_parse_error"
+    retryable = True
+
+    def __init__(
+        self,
+        *,
+        adapter: str,
+        signature: str,
+        completion: str,
+        problem: str,
+        parsed: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            f"{adapter} could not parse the completion for {signature}: {problem}",
+            context={"adapter": adapter, "signature": signature, "problem": problem},
+        )
+        self.adapter = adapter
+        self.completion = completion
+        self.problem = problem
+        self.parsed: dict[str, Any] = dict(parsed or {})
+
+
+class LMNotConfigured(ProgramError):
+    """No LM was given: call `configure(lm=...)`, use `context(lm=...)` or set `predictor.lm`."""
+
+    code = "lm_not_configured"
+
+    def __init__(self, *, module: str) -> None:
+        super().__init__(
+            f"no LM configured for {module}: call configure(lm=...) or use context(lm=...)",
+            context={"module": module},
+        )
+
+
+class StateError(ProgramError, ValueError):
+    """A saved program (file or state dict) cannot be loaded; `where` names the bad part."""
+
+    code = "state_error"
+
+    def __init__(self, *, where: str, problem: str) -> None:
+        super().__init__(
+            f"cannot load program state at {where}: {problem}", context={"where": where}
+        )
+        self.where = where
+        self.problem = problem

@@ -1,0 +1,197 @@
+"""`Predict`: one signature, one LM call — format with the adapter, call, parse.
+
+The request a Predict sends is `LMRequest(model=lm.model, messages=<adapter's messages>,
+params={**settings.lm_params, **predict.config, **call config, **adapter params})`,
+where `lm` is the call's `lm=`, else `predict.lm`, else the settings' LM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from lmvisor.programs._hints import current_hint
+from lmvisor.programs._types import is_optional
+from lmvisor.programs._usage import record_usage
+from lmvisor.programs.adapters.base import Adapter
+from lmvisor.programs.adapters.chat import ChatAdapter
+from lmvisor.programs.callbacks import Callback, new_call_id, notify
+from lmvisor.programs.dspy_compat import read_predictor_state
+from lmvisor.programs.errors import LMNotConfigured
+from lmvisor.programs.example import Example, Prediction
+from lmvisor.programs.fields import InputField
+from lmvisor.programs.lm import LM, LMRequest, LMResponse
+from lmvisor.programs.lm_history import CallHistory
+from lmvisor.programs.module import Module, Parameter
+from lmvisor.programs.settings import active_callbacks, current_settings
+from lmvisor.programs.signature import Signature, ensure_signature
+from lmvisor.programs.trace import record_trace
+
+__all__ = ["Predict"]
+
+_DEFAULT_ADAPTER = ChatAdapter()
+_HINT_FIELD = "hint_"
+
+
+class Predict(Module, Parameter):
+    """Predict the outputs of a signature from its inputs with one LM call.
+
+    Args:
+        signature: a Signature class or a string ("question -> answer").
+        callbacks: hooks for this predictor's calls.
+        **config: generation options sent with every call (temperature, n, max_tokens...).
+
+    Attributes:
+        demos: examples shown to the LM before the request (Examples or dicts).
+        lm: an LM for this predictor only (overrides the settings' LM).
+        adapter: an adapter for this predictor only (overrides the settings' adapter).
+    """
+
+    def __init__(
+        self,
+        signature: str | type[Signature],
+        *,
+        callbacks: Sequence[Callback] = (),
+        **config: Any,
+    ) -> None:
+        super().__init__(callbacks=callbacks)
+        self.signature: type[Signature] = ensure_signature(signature)
+        self.config: dict[str, Any] = dict(config)
+        self.demos: list[Example | Mapping[str, Any]] = []
+        self.lm: LM | None = None
+        self.adapter: Adapter | None = None
+        self.traces: list[Any] = []
+        self.train: list[Any] = []
+
+    def __repr__(self) -> str:
+        return f"Predict({self.signature!r})"
+
+    def reset(self) -> None:
+        """Forget demos, traces and the per-predictor LM."""
+        self.lm = None
+        self.demos = []
+        self.traces = []
+        self.train = []
+
+    async def forward(self, **kwargs: Any) -> Prediction:
+        """Call the LM once and parse every completion.
+
+        Keyword arguments are the signature's inputs, plus optionally `demos=`, `config=`,
+        `lm=` and `signature=` for this call only.
+
+        Raises:
+            LMNotConfigured: no LM anywhere.
+            ValueError: a required input is missing.
+            AdapterParseError: the completion does not fit the signature.
+            LmvisorError: whatever the LM raises.
+        """
+        demos = kwargs.pop("demos", None)
+        config = kwargs.pop("config", None) or {}
+        call_lm = kwargs.pop("lm", None)
+        signature = ensure_signature(kwargs.pop("signature", self.signature))
+        settings = current_settings()
+        lm = call_lm or self.lm or settings.lm
+        if lm is None:
+            raise LMNotConfigured(module=f"Predict({signature.signature})")
+        _check_inputs(signature, kwargs)
+        hint = current_hint()
+        if hint is not None:
+            signature = _with_hint(signature)
+            kwargs[_HINT_FIELD] = hint
+        params = {**settings.lm_params, **self.config, **config}
+        adapter = self.adapter or settings.adapter or _DEFAULT_ADAPTER
+        hooks = active_callbacks(self.callbacks)
+        invoke = _Invoker(lm, hooks, settings.history)
+        values, _ = await adapter.run(
+            invoke,
+            signature,
+            _plain_demos(self.demos if demos is None else demos),
+            kwargs,
+            params=params,
+            capabilities=lm.capabilities,
+            callbacks=hooks,
+        )
+        prediction = Prediction.from_completions(values)
+        record_trace(self, kwargs, prediction)
+        return prediction
+
+    def dump_state(self) -> dict[str, Any]:
+        """DSPy's predictor state: demos, signature (instructions, fields), lm."""
+        return {
+            "traces": [],
+            "train": [],
+            "demos": [
+                d.to_dict() if isinstance(d, Example) else Example(d).to_dict() for d in self.demos
+            ],
+            "signature": self.signature.dump_state(),
+            "lm": None if self.lm is None else {"model": self.lm.model},
+        }
+
+    def load_state(self, state: Mapping[str, Any], *, where: str = "self") -> Predict:
+        """Restore demos, instructions and field descriptions (lmvisor's or DSPy's format).
+
+        Raises:
+            StateError: the state is malformed.
+        """
+        demos, signature_state = read_predictor_state(state, where=where)
+        self.demos = [Example(d) for d in demos]
+        if signature_state is not None:
+            self.signature = self.signature.load_state(signature_state)
+        return self
+
+
+class _Invoker:
+    """Sends one request to the LM with LM callbacks, history and usage accounting."""
+
+    __slots__ = ("_history", "_hooks", "_lm")
+
+    def __init__(self, lm: LM, hooks: Sequence[Callback], history: CallHistory) -> None:
+        self._lm = lm
+        self._hooks = hooks
+        self._history = history
+
+    async def __call__(
+        self, messages: list[dict[str, Any]], params: Mapping[str, Any]
+    ) -> LMResponse:
+        lm = self._lm
+        request = LMRequest(model=lm.model, messages=messages, params=params)
+        if self._hooks:
+            response = await self._complete_hooked(request)
+        else:
+            response = await lm.complete(request)
+        record_usage(response.usage, response.cost)
+        self._history.record(lm.model, request, response)
+        return response
+
+    async def _complete_hooked(self, request: LMRequest) -> LMResponse:
+        call_id = new_call_id()
+        notify(self._hooks, "on_lm_start", call_id, self._lm, {"request": request})
+        try:
+            response = await self._lm.complete(request)
+        except BaseException as exc:
+            notify(self._hooks, "on_lm_end", call_id, None, exc)
+            raise
+        notify(self._hooks, "on_lm_end", call_id, response, None)
+        return response
+
+
+def _check_inputs(signature: type[Signature], inputs: Mapping[str, Any]) -> None:
+    for name, field in signature._inputs.items():
+        if name not in inputs and not is_optional(field.annotation):
+            raise ValueError(f"missing input {name!r} for signature {signature.signature!r}")
+
+
+def _plain_demos(demos: Sequence[Example | Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    if not demos:
+        return []
+    return [dict(d.items()) if isinstance(d, Example) else d for d in demos]
+
+
+def _with_hint(signature: type[Signature]) -> type[Signature]:
+    key = ("hint",)
+    cached = signature._cache.get(key)
+    if cached is None:
+        cached = signature._cache[key] = signature.append(
+            _HINT_FIELD, InputField(desc="A hint to the module from an earlier run")
+        )
+    return cast("type[Signature]", cached)

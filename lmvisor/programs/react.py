@@ -1,0 +1,163 @@
+"""`ReAct`: an agent loop — think, pick a tool and its arguments, observe — then extract.
+
+Each step's Predict sees the trajectory so far and names the next tool (or `finish`).
+A tool's error goes back to the LM as the step's observation. After `finish` or
+`max_iters` steps, a ChainOfThought extracts the signature's outputs from the trajectory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from lmvisor.programs.adapters._values import format_field_value
+from lmvisor.programs.callbacks import Callback
+from lmvisor.programs.chain_of_thought import ChainOfThought
+from lmvisor.programs.errors import AdapterParseError
+from lmvisor.programs.example import Prediction
+from lmvisor.programs.fields import Field, InputField, OutputField
+from lmvisor.programs.module import Module
+from lmvisor.programs.predict import Predict
+from lmvisor.programs.signature import Signature, ensure_signature, make_signature
+from lmvisor.programs.tool import Tool
+
+__all__ = ["ReAct"]
+
+_TEXT = Field(name="_", kind="input")
+
+
+def _finish() -> str:
+    return "Completed."
+
+
+class ReAct(Module):
+    """Reason and act with tools until `finish`, then extract the outputs.
+
+    Args:
+        signature: the task.
+        tools: Tools or plain functions (wrapped in `Tool`).
+        max_iters: the most tool steps before extraction.
+        callbacks: hooks for this module's calls.
+
+    Raises:
+        ValueError: max_iters < 1, or two tools share a name (or one is named "finish").
+    """
+
+    def __init__(
+        self,
+        signature: str | type[Signature],
+        tools: Sequence[Tool | Callable[..., Any]],
+        max_iters: int = 10,
+        *,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        super().__init__(callbacks=callbacks)
+        if max_iters < 1:
+            raise ValueError("max_iters must be >= 1")
+        self.signature = ensure_signature(signature)
+        self.max_iters = max_iters
+        self.tools = _tool_table(tools, self.signature)
+        self.react = Predict(_react_signature(self.signature, self.tools))
+        extract = make_signature(
+            {**{n: _spec(f) for n, f in self.signature.fields.items()}},
+            self.signature.instructions,
+        ).append("trajectory", InputField(), str)
+        self.extract = ChainOfThought(extract)
+
+    async def forward(self, **inputs: Any) -> Prediction:
+        """Run the loop, then extract; the prediction also carries `trajectory`.
+
+        Raises:
+            AdapterParseError: the extraction's completion does not parse.
+            LmvisorError: whatever the LM raises.
+        """
+        max_iters = int(inputs.pop("max_iters", self.max_iters))
+        trajectory: dict[str, Any] = {}
+        for step in range(max_iters):
+            try:
+                pred = await self.react(**inputs, trajectory=_format_trajectory(trajectory))
+            except AdapterParseError:
+                break  # the LM stopped following the format: extract from what we have
+            name, args = pred.next_tool_name, pred.next_tool_args
+            trajectory[f"thought_{step}"] = pred.next_thought
+            trajectory[f"tool_name_{step}"] = name
+            trajectory[f"tool_args_{step}"] = args
+            trajectory[f"observation_{step}"] = await self._observe(name, args)
+            if name == "finish":
+                break
+        result = await self.extract(**inputs, trajectory=_format_trajectory(trajectory))
+        return Prediction(trajectory=trajectory, **dict(result.items()))
+
+    async def _observe(self, name: str, args: Any) -> Any:
+        tool = self.tools.get(name)
+        if tool is None:
+            return f"Execution error in {name}: no such tool"
+        try:
+            return await tool(**(args if isinstance(args, dict) else {}))
+        except Exception as exc:
+            return f"Execution error in {name}: {type(exc).__name__}: {exc}"
+
+
+def _spec(field: Field) -> tuple[Any, Any]:
+    maker = InputField if field.kind == "input" else OutputField
+    return (field.annotation, maker(desc=field.desc, prefix=field.prefix))
+
+
+def _tool_table(
+    tools: Sequence[Tool | Callable[..., Any]], signature: type[Signature]
+) -> dict[str, Tool]:
+    table: dict[str, Tool] = {}
+    for item in tools:
+        tool = item if isinstance(item, Tool) else Tool(item)
+        if tool.name in table or tool.name == "finish":
+            raise ValueError(f"duplicate tool name {tool.name!r}")
+        table[tool.name] = tool
+    outputs = ", ".join(f"`{k}`" for k in signature.output_fields)
+    table["finish"] = Tool(
+        _finish,
+        name="finish",
+        desc=(
+            "Marks the task as complete. That is, signals that all information for "
+            f"producing the outputs, i.e. {outputs}, are now available to be extracted."
+        ),
+    )
+    return table
+
+
+def _react_signature(signature: type[Signature], tools: dict[str, Tool]) -> type[Signature]:
+    inputs = ", ".join(f"`{k}`" for k in signature.input_fields)
+    outputs = ", ".join(f"`{k}`" for k in signature.output_fields)
+    lines = [f"{signature.instructions}\n"] if signature.instructions else []
+    lines += [
+        f"You are an Agent. In each episode, you will be given the fields {inputs} as input. "
+        "And you can see your past trajectory so far.",
+        "Your goal is to use one or more of the supplied tools to collect any necessary "
+        f"information for producing {outputs}.\n",
+        "To do this, you will interleave next_thought, next_tool_name, and next_tool_args "
+        "in each turn, and also when finishing the task.",
+        "After each tool call, you receive a resulting observation, which gets appended "
+        "to your trajectory.\n",
+        "When writing next_thought, you may reason about the current situation and plan "
+        "for future steps.",
+        "When selecting the next_tool_name and its next_tool_args, the tool must be one of:\n",
+        *(f"({i + 1}) {tool}" for i, tool in enumerate(tools.values())),
+        "When providing `next_tool_args`, the value inside the field must be in JSON format",
+    ]
+    base = make_signature(
+        {n: _spec(f) for n, f in signature.input_fields.items()}
+        | {"next_thought": (str, OutputField())},
+        "\n".join(lines),
+    )
+    names = Literal.__getitem__(tuple(tools))
+    return (
+        base.append("trajectory", InputField(), str)
+        .append("next_tool_name", OutputField(), names)
+        .append("next_tool_args", OutputField(), dict[str, Any])
+    )
+
+
+def _format_trajectory(trajectory: dict[str, Any]) -> str:
+    return "\n\n".join(
+        f"[[ ## {key} ## ]]\n{format_field_value(_TEXT, value)}"
+        for key, value in trajectory.items()
+    )

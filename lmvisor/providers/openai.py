@@ -1,0 +1,340 @@
+"""The OpenAI Chat Completions client: `OpenAIProvider`, and the wire mapping it shares.
+
+`LMRequest.params` already use OpenAI's names, so they pass through as given
+(None values dropped), except `max_tokens`, sent as `max_completion_tokens`
+(required by the o-series and accepted by every current model). Streams ask
+for `stream_options.include_usage` so `LMDone` carries the real usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, final
+
+from lmvisor.programs.lm import LMCapabilities, LMDelta, LMRequest, LMResponse, ToolCall, Usage
+from lmvisor.providers._base import (
+    ProviderBase,
+    StreamState,
+    decode_arguments,
+    decode_json,
+    shape_error,
+)
+from lmvisor.providers.errors import error_from_body
+from lmvisor.providers.pricing import ModelPrice
+from lmvisor.providers.sse import SSEEvent
+from lmvisor.providers.transport import Transport
+
+__all__ = ["OpenAIProvider"]
+
+_RESERVED = frozenset({"model", "messages", "stream", "stream_options"})
+_DONE = "[DONE]"
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _openai_usage(raw: Any) -> Usage:
+    """Usage from OpenAI's `usage` object (missing or partial counts are 0)."""
+    if not isinstance(raw, Mapping):
+        return Usage()
+    prompt = _int(raw.get("prompt_tokens"))
+    completion = _int(raw.get("completion_tokens"))
+    details = raw.get("prompt_tokens_details")
+    cached = _int(details.get("cached_tokens")) if isinstance(details, Mapping) else 0
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=_int(raw.get("total_tokens")) or prompt + completion,
+        cached_tokens=cached,
+    )
+
+
+class _OpenAIWire(ProviderBase):
+    """Chat Completions over the transport; subclasses pick the token-limit name."""
+
+    _max_tokens_key: ClassVar[str] = "max_completion_tokens"
+    _other_max_key: ClassVar[str] = "max_tokens"
+    _require_done: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        api_key: str | None,
+        base_url: str,
+        default_model: str | None,
+        timeout: float,
+        transport: Transport | None,
+        headers: Mapping[str, str] | None,
+        max_connections: int | None,
+        keepalive_timeout: float | None,
+        prices: Mapping[str, ModelPrice] | None,
+        capabilities: LMCapabilities | None,
+        stream_usage: bool,
+        logger: Any,
+    ) -> None:
+        super().__init__(
+            name=name,
+            api_key=api_key,
+            base_url=base_url,
+            default_model=default_model,
+            timeout=timeout,
+            transport=transport,
+            max_connections=max_connections,
+            keepalive_timeout=keepalive_timeout,
+            prices=prices,
+            capabilities=capabilities,
+            logger=logger,
+        )
+        self._stream_usage = stream_usage
+        self._endpoint = f"{self._base_url}/chat/completions"
+        common = {"Content-Type": "application/json"}
+        if self._api_key:
+            common["Authorization"] = f"Bearer {self._api_key}"
+        common.update(headers or {})
+        self._plain_headers = {**common, "Accept": "application/json"}
+        self._sse_headers = {**common, "Accept": "text/event-stream"}
+
+    def _url(self) -> str:
+        return self._endpoint
+
+    def _headers(self, *, stream: bool) -> Mapping[str, str]:
+        return self._sse_headers if stream else self._plain_headers
+
+    def _payload(self, request: LMRequest, model: str, *, stream: bool) -> dict[str, Any]:
+        payload: dict[str, Any] = {"model": model, "messages": request.messages}
+        params = request.params
+        for key, value in params.items():
+            if value is None or key in _RESERVED:
+                continue
+            if key == self._other_max_key:
+                if self._max_tokens_key in params:
+                    continue
+                key = self._max_tokens_key
+            payload[key] = value
+        if stream:
+            payload["stream"] = True
+            options = params.get("stream_options")
+            if options is not None:
+                payload["stream_options"] = options
+            elif self._stream_usage:
+                payload["stream_options"] = {"include_usage": True}
+        return payload
+
+    def _parse(self, data: dict[str, Any], model: str) -> LMResponse:
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise shape_error(self._name, model, "choices", "expected a non-empty list")
+        outputs: list[str] = []
+        for i, choice in enumerate(choices):
+            message = choice.get("message") if isinstance(choice, Mapping) else None
+            if not isinstance(message, Mapping):
+                raise shape_error(self._name, model, f"choices[{i}].message", "expected an object")
+            outputs.append(self._text(message.get("content"), model, i))
+        first = choices[0]
+        usage = _openai_usage(data.get("usage"))
+        reported = data.get("model")
+        reported = reported if isinstance(reported, str) else model
+        finish = first.get("finish_reason")
+        return LMResponse(
+            outputs=outputs,
+            usage=usage,
+            cost=self._cost(model, reported, usage),
+            finish_reason=finish if isinstance(finish, str) else None,
+            model=reported,
+            tool_calls=self._tool_calls(first["message"].get("tool_calls"), model),
+        )
+
+    def _text(self, content: Any, model: str, index: int) -> str:
+        if isinstance(content, str):
+            return content
+        if content is None:
+            return ""
+        if isinstance(content, list):
+            return "".join(part.get("text", "") for part in content if isinstance(part, Mapping))
+        raise shape_error(
+            self._name, model, f"choices[{index}].message.content", "expected a string"
+        )
+
+    def _tool_calls(self, raw: Any, model: str) -> tuple[ToolCall, ...]:
+        if not raw:
+            return ()
+        if not isinstance(raw, list):
+            raise shape_error(self._name, model, "choices[0].message.tool_calls", "not a list")
+        calls: list[ToolCall] = []
+        for i, item in enumerate(raw):
+            where = f"choices[0].message.tool_calls[{i}]"
+            function = item.get("function") if isinstance(item, Mapping) else None
+            if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+                raise shape_error(self._name, model, f"{where}.function", "missing name")
+            arguments = decode_arguments(
+                function.get("arguments"),
+                provider=self._name,
+                model=model,
+                what=f"{where}.function.arguments",
+            )
+            calls.append(
+                ToolCall(id=str(item.get("id") or ""), name=function["name"], arguments=arguments)
+            )
+        return tuple(calls)
+
+    def _stream_state(self, request: LMRequest, model: str) -> StreamState:
+        return _OpenAIStream(self, model)
+
+
+class _OpenAIStream(StreamState):
+    """Accumulates chat.completion.chunk events until `data: [DONE]`."""
+
+    def __init__(self, wire: _OpenAIWire, model: str) -> None:
+        self._wire = wire
+        self._model = model
+        self._texts: dict[int, list[str]] = {}
+        self._finish: dict[int, str] = {}
+        self._tools: dict[int, dict[str, Any]] = {}
+        self._usage: Any = None
+        self._reported = ""
+
+    def feed(self, event: SSEEvent) -> list[LMDelta]:
+        wire = self._wire
+        if event.data == _DONE:
+            self.finished = True
+            return []
+        chunk = decode_json(event.data, provider=wire.name, model=self._model, what="stream chunk")
+        if not isinstance(chunk, Mapping):
+            raise shape_error(wire.name, self._model, "stream chunk", "expected a JSON object")
+        if event.event == "error" or "error" in chunk:
+            raise error_from_body(
+                provider=wire.name, model=self._model, body=chunk, secret=wire._api_key
+            )
+        if isinstance(chunk.get("model"), str):
+            self._reported = chunk["model"]
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        deltas: list[LMDelta] = []
+        for choice in chunk.get("choices") or ():
+            self._choice(choice, deltas)
+        return deltas
+
+    def _choice(self, choice: Any, deltas: list[LMDelta]) -> None:
+        if not isinstance(choice, Mapping):
+            raise shape_error(self._wire.name, self._model, "stream choices[]", "not an object")
+        index = _int(choice.get("index"))
+        delta = choice.get("delta") or {}
+        text = delta.get("content") if isinstance(delta, Mapping) else None
+        self._texts.setdefault(index, [])
+        if isinstance(text, str) and text:
+            self._texts[index].append(text)
+            deltas.append(LMDelta(text=text, index=index))
+        if index == 0 and isinstance(delta, Mapping):
+            for call in delta.get("tool_calls") or ():
+                self._tool_part(call)
+        finish = choice.get("finish_reason")
+        if isinstance(finish, str):
+            self._finish[index] = finish
+
+    def _tool_part(self, call: Any) -> None:
+        if not isinstance(call, Mapping):
+            return
+        slot = self._tools.setdefault(_int(call.get("index")), {"id": "", "name": "", "args": []})
+        if call.get("id"):
+            slot["id"] = call["id"]
+        function = call.get("function")
+        if isinstance(function, Mapping):
+            if function.get("name"):
+                slot["name"] = function["name"]
+            if isinstance(function.get("arguments"), str):
+                slot["args"].append(function["arguments"])
+
+    def response(self) -> LMResponse:
+        wire = self._wire
+        all_finished = bool(self._finish) and self._finish.keys() >= self._texts.keys()
+        if not self.finished and (wire._require_done or not all_finished):
+            raise wire._incomplete(self._model, "data: [DONE]")
+        count = max(self._texts, default=0) + 1
+        usage = _openai_usage(self._usage)
+        reported = self._reported or self._model
+        calls = tuple(
+            ToolCall(
+                id=str(slot["id"]),
+                name=str(slot["name"]),
+                arguments=decode_arguments(
+                    "".join(slot["args"]),
+                    provider=wire.name,
+                    model=self._model,
+                    what=f"tool_calls[{i}].function.arguments",
+                ),
+            )
+            for i, slot in sorted(self._tools.items())
+        )
+        return LMResponse(
+            outputs=["".join(self._texts.get(i, ())) for i in range(count)],
+            usage=usage,
+            cost=wire._cost(self._model, reported, usage),
+            finish_reason=self._finish.get(0),
+            model=reported,
+            tool_calls=calls,
+        )
+
+
+@final
+class OpenAIProvider(_OpenAIWire):
+    """A client of OpenAI's Chat Completions API (or a gateway speaking it exactly).
+
+    Args:
+        api_key: sent as a bearer token; never logged or shown in errors.
+        base_url: the API root, ending in "/v1".
+        default_model: used when a request's model is empty.
+        timeout: seconds for a whole answer; for a stream, for connecting and
+            for each wait for the next bytes.
+        transport: a `Transport` to send through (left open by `aclose()`);
+            None creates an `AiohttpTransport` owned by this provider.
+        headers: extra headers sent with every request.
+        name: the provider's name in errors, logs and statistics, also accepted
+            as a model prefix ("name/model") beside "openai/".
+        max_connections, keepalive_timeout: pool options of the default
+            transport (ValueError when `transport` is given too).
+        prices: per-model prices consulted before the built-in table.
+        capabilities: overrides the default (JSON schema, tools, streaming).
+        stream_usage: ask for the final usage chunk in streams.
+        logger: a structlog logger for failure reports (`provider.request_failed`,
+            a warning); None uses `structlog.get_logger("lmvisor.providers")`.
+
+    Raises:
+        ValueError: an option is out of range (the message names it).
+    """
+
+    _vendor = "openai"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str = "https://api.openai.com/v1",
+        default_model: str | None = None,
+        timeout: float = 60.0,
+        transport: Transport | None = None,
+        headers: Mapping[str, str] | None = None,
+        name: str = "openai",
+        max_connections: int | None = None,
+        keepalive_timeout: float | None = None,
+        prices: Mapping[str, ModelPrice] | None = None,
+        capabilities: LMCapabilities | None = None,
+        logger: Any = None,
+        stream_usage: bool = True,
+    ) -> None:
+        super().__init__(
+            name=name,
+            api_key=api_key,
+            base_url=base_url,
+            default_model=default_model,
+            timeout=timeout,
+            transport=transport,
+            headers=headers,
+            max_connections=max_connections,
+            keepalive_timeout=keepalive_timeout,
+            prices=prices,
+            capabilities=capabilities,
+            logger=logger,
+            stream_usage=stream_usage,
+        )

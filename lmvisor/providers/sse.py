@@ -1,0 +1,111 @@
+"""Server-sent events: turn a byte stream into `SSEEvent`s, per the WHATWG rules.
+
+Chunks may split lines (and a `\\r\\n` pair) anywhere; lines end in `\\n`,
+`\\r\\n` or `\\r`; `:` lines are comments; an event is dispatched at a blank
+line when it has data; an unterminated event at the end of the stream is
+dropped, as the specification says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterable
+from dataclasses import dataclass
+from typing import final
+
+__all__ = ["SSEDecoder", "SSEEvent", "iter_sse"]
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One dispatched event: its type ("message" unless named), data, and last id."""
+
+    event: str
+    data: str
+    id: str | None = None
+    retry: int | None = None
+
+
+@final
+class SSEDecoder:
+    """Incremental decoder: `feed(chunk)` returns the events that chunk completed."""
+
+    __slots__ = ("_buffer", "_data", "_event", "_last_id", "_retry")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[str] = []
+        self._event = ""
+        self._last_id: str | None = None
+        self._retry: int | None = None
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Decode `chunk` (any split) and return the events it completed, in order."""
+        buffer = self._buffer + chunk if self._buffer else chunk
+        lines = buffer.splitlines(keepends=True)
+        # The last piece is incomplete unless terminated; a trailing "\r" may be half
+        # of a "\r\n" split across chunks, so it waits for the next chunk too.
+        if lines and (not lines[-1].endswith((b"\n", b"\r")) or lines[-1].endswith(b"\r")):
+            self._buffer = lines.pop()
+        else:
+            self._buffer = b""
+        events: list[SSEEvent] = []
+        for raw in lines:
+            event = self._line(raw.rstrip(b"\r\n").decode("utf-8", "replace"))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def flush(self) -> list[SSEEvent]:
+        """End of stream: process a held-back final line; drop an undispatched event."""
+        events: list[SSEEvent] = []
+        if self._buffer.endswith(b"\r"):
+            event = self._line(self._buffer.rstrip(b"\r").decode("utf-8", "replace"))
+            if event is not None:
+                events.append(event)
+        self._buffer = b""
+        self._data.clear()
+        self._event = ""
+        return events
+
+    def _line(self, line: str) -> SSEEvent | None:
+        if not line:
+            return self._dispatch()
+        if line[0] == ":":
+            return None
+        name, sep, value = line.partition(":")
+        if sep and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._last_id = value
+        elif name == "retry" and value.isdigit():
+            self._retry = int(value)
+        return None
+
+    def _dispatch(self) -> SSEEvent | None:
+        if not self._data:
+            self._event = ""
+            return None
+        event = SSEEvent(
+            event=self._event or "message",
+            data="\n".join(self._data),
+            id=self._last_id,
+            retry=self._retry,
+        )
+        self._data.clear()
+        self._event = ""
+        return event
+
+
+async def iter_sse(chunks: AsyncIterable[bytes]) -> AsyncGenerator[SSEEvent, None]:
+    """Yield the events of a byte stream as its chunks arrive."""
+    decoder = SSEDecoder()
+    async for chunk in chunks:
+        for event in decoder.feed(chunk):
+            yield event
+    for event in decoder.flush():
+        yield event

@@ -1,0 +1,256 @@
+"""The live config service: one actor per runtime that reads, updates and announces settings.
+
+- `GetConfig(path)` returns the setting at a dotted path ("" for the whole tree).
+- `UpdateConfig(path, value)` validates a new tree against the schema; if the
+  value is refused the caller gets the `ConfigError`, the old value stays and
+  nobody is notified. On success it returns the new tree and casts
+  `ConfigChanged` to every subscriber whose prefix covers the path (or lies
+  under it: replacing `providers` concerns a `providers.openai` subscriber).
+- `SubscribeConfig(subscriber, prefix)` lists the subscriber under the
+  registry duplicate key `("lmvisor.config", prefix)`, so a subscriber that
+  dies drops out by itself. Each subscriber gets at most one notice per update.
+
+The current tree lives in a holder shared by the actor's incarnations, so a
+restarted service resumes with the latest accepted configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any, Final, final
+
+from lmvisor.config.errors import ConfigError
+from lmvisor.config.loading import get_value, replace_value
+from lmvisor.config.schema import LmvisorConfig
+from lmvisor.runtime.actor import Actor, ActorRef, ErrorReply, handler
+from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.errors import ActorExited, MailboxFull
+from lmvisor.runtime.messages import Call, Cast
+from lmvisor.runtime.registry import Via
+
+__all__ = [
+    "CONFIG_SERVICE_NAME",
+    "ConfigChanged",
+    "ConfigHolder",
+    "ConfigService",
+    "GetConfig",
+    "SubscribeConfig",
+    "UnsubscribeConfig",
+    "UpdateConfig",
+    "config_service_spec",
+    "config_subscription_key",
+    "covers",
+    "get_config",
+    "subscribe_config",
+    "update_config",
+]
+
+CONFIG_SERVICE_NAME: Final = "config"
+"""The registry name the config service runs under."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class GetConfig(Call[Any]):
+    """The setting at `path` (dotted; "" for the whole tree)."""
+
+    path: str = ""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class UpdateConfig(Call[LmvisorConfig]):
+    """Set `path` to `value`; replies with the new tree or raises `ConfigError`."""
+
+    path: str
+    value: Any
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class SubscribeConfig(Call[None]):
+    """Send `ConfigChanged` to `subscriber` for updates at or under / above `prefix`."""
+
+    subscriber: ActorRef
+    prefix: str = ""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class UnsubscribeConfig(Call[None]):
+    """Stop what `SubscribeConfig` with the same fields asked for."""
+
+    subscriber: ActorRef
+    prefix: str = ""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ConfigChanged(Cast):
+    """Sent to subscribers after an accepted update: the path, old and new values, new tree."""
+
+    path: str
+    old: Any
+    new: Any
+    config: LmvisorConfig
+
+
+@final
+class ConfigHolder:
+    """The current tree, shared by the service's incarnations (and readable without a call)."""
+
+    __slots__ = ("config",)
+
+    def __init__(self, config: LmvisorConfig) -> None:
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"ConfigHolder(at {id(self.config):#x})"
+
+
+def config_subscription_key(prefix: str) -> tuple[str, str]:
+    """The registry duplicate key subscribers to `prefix` are listed under."""
+    return ("lmvisor.config", prefix)
+
+
+def covers(prefix: str, path: str) -> bool:
+    """Whether an update at `path` concerns a subscriber to `prefix`.
+
+    True when one is the other or an ancestor of it on dot boundaries; the
+    empty prefix covers everything.
+    """
+    if not prefix or prefix == path:
+        return True
+    return path.startswith(prefix + ".") or prefix.startswith(path + ".")
+
+
+@final
+class ConfigService(Actor):
+    """Serves one runtime's configuration; see the module docstring."""
+
+    def __init__(self, holder: ConfigHolder) -> None:
+        self._holder = holder
+        self._prefixes: set[str] = set()
+        self.dropped_notices = 0
+
+    @property
+    def config(self) -> LmvisorConfig:
+        """The current configuration."""
+        return self._holder.config
+
+    @handler
+    def get(self, msg: GetConfig) -> Any:
+        if not msg.path:
+            return self._holder.config
+        try:
+            return get_value(self._holder.config, msg.path)
+        except ConfigError as exc:
+            return ErrorReply(exc)
+
+    @handler
+    def update(self, msg: UpdateConfig) -> LmvisorConfig | ErrorReply:
+        old_tree = self._holder.config
+        try:
+            new_tree = replace_value(old_tree, msg.path, msg.value)
+            old = get_value(old_tree, msg.path) if _present(old_tree, msg.path) else None
+            new = get_value(new_tree, msg.path)
+        except ConfigError as exc:
+            return ErrorReply(exc)
+        self._holder.config = new_tree
+        self._notify(ConfigChanged(path=msg.path, old=old, new=new, config=new_tree))
+        return new_tree
+
+    @handler
+    def subscribe(self, msg: SubscribeConfig) -> ErrorReply | None:
+        try:
+            self.runtime.registry.register_duplicate(
+                config_subscription_key(msg.prefix), msg.subscriber
+            )
+        except (ActorExited, ValueError) as exc:
+            return ErrorReply(exc)
+        self._prefixes.add(msg.prefix)
+        return None
+
+    @handler
+    def unsubscribe(self, msg: UnsubscribeConfig) -> None:
+        self.runtime.registry.unregister_duplicate(
+            config_subscription_key(msg.prefix), msg.subscriber
+        )
+
+    def _notify(self, change: ConfigChanged) -> None:
+        registry = self.runtime.registry
+        sent: set[ActorRef] = set()
+        for prefix in sorted(self._prefixes):
+            if not covers(prefix, change.path):
+                continue
+            for ref in registry.lookup_all(config_subscription_key(prefix)):
+                if ref in sent:
+                    continue
+                sent.add(ref)
+                try:
+                    ref.cast_nowait(change)
+                except (MailboxFull, ActorExited, TypeError):
+                    # A slow, dead or deaf subscriber must not fail the update.
+                    self.dropped_notices += 1
+
+    def format_status(self) -> object:
+        # The tree holds secrets; crash reports show only what is subscribed.
+        return {"prefixes": sorted(self._prefixes)}
+
+
+def _present(config: LmvisorConfig, path: str) -> bool:
+    try:
+        get_value(config, path)
+    except ConfigError:
+        return False
+    return True
+
+
+def config_service_spec(
+    config: LmvisorConfig | ConfigHolder,
+    *,
+    id: str = "config",
+    name: Hashable = CONFIG_SERVICE_NAME,
+) -> ChildSpec:
+    """A permanent child running the config service, registered as `name`.
+
+    Every incarnation shares one `ConfigHolder`, so accepted updates survive
+    a restart of the service.
+    """
+    holder = config if isinstance(config, ConfigHolder) else ConfigHolder(config)
+
+    def start() -> ConfigService:
+        return ConfigService(holder)
+
+    return ChildSpec(id, start, name=name)
+
+
+async def get_config(service: ActorRef | Via, path: str = "") -> Any:
+    """The setting at `path` from the service.
+
+    Raises:
+        ConfigError: no setting lives at `path`.
+        CallTimeout, ActorExited, NameNotRegistered: as `call` does.
+    """
+    return await service.call(GetConfig(path))
+
+
+async def update_config(service: ActorRef | Via, path: str, value: Any) -> LmvisorConfig:
+    """Set `path` to `value`; returns the new tree.
+
+    Raises:
+        ConfigError: the value is refused (the old value stays; nobody is notified).
+        CallTimeout, ActorExited, NameNotRegistered: as `call` does.
+    """
+    return await service.call(UpdateConfig(path, value))
+
+
+async def subscribe_config(service: ActorRef | Via, subscriber: ActorRef, prefix: str = "") -> None:
+    """Have `subscriber` (which must handle `ConfigChanged`) hear of updates under `prefix`.
+
+    Raises:
+        ActorExited: `subscriber` is dead.
+        CallTimeout, NameNotRegistered: as `call` does.
+    """
+    await service.call(SubscribeConfig(subscriber, prefix))

@@ -1,0 +1,243 @@
+"""The rate limiter: at most `limit` requests and `token_limit` tokens per `period`.
+
+Each limit is an aiolimiter leaky bucket (a burst of up to the limit, then a
+steady drain of `limit / period` per second: in any span of t seconds at most
+`limit + limit * t / period` requests pass) that reads time from a `Clock`,
+so tests drive it with `MockClock`. `acquire(tokens)` takes one request and
+`tokens` tokens from both buckets at once, or neither: a call never holds
+half its budget while it waits. Waiters are served first come, first served;
+a newcomer never overtakes a waiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import final
+
+from aiolimiter import AsyncLimiter
+
+from lmvisor.runtime.clock import Clock, SystemClock
+from lmvisor.runtime.errors import RateLimited
+
+__all__ = ["LimiterStatistics", "RateLimiter", "RejectionListener"]
+
+RejectionListener = Callable[["RateLimiter", float], None]
+"""Called as `listener(limiter, retry_after)` each time a request is refused."""
+
+# Float drift after sleeping exactly the computed wait must not cause another sleep.
+_SLACK = 1e-9
+# What reserve() reports when there is room but earlier waiters come first.
+_QUEUED_WAIT = 1e-6
+
+
+class _ClockedBucket(AsyncLimiter):
+    """aiolimiter's leaky bucket with time read from a `Clock` instead of the loop."""
+
+    __slots__ = ("_clock",)
+
+    def __init__(self, max_rate: float, time_period: float, clock: Clock) -> None:
+        super().__init__(max_rate, time_period)
+        self._clock = clock
+
+    def _leak(self) -> None:
+        now = self._clock.monotonic()
+        if self._level:
+            elapsed = now - self._last_check
+            self._level = max(self._level - elapsed * self._rate_per_sec, 0.0)
+        self._last_check = now
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until `amount` fits (0.0 if it fits now); takes nothing."""
+        self._leak()
+        overflow = self._level + amount - self.max_rate
+        return overflow / self._rate_per_sec if overflow > _SLACK else 0.0
+
+    def take(self, amount: float) -> None:
+        self._level += amount
+
+    @property
+    def level(self) -> float:
+        return self._level
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class LimiterStatistics:
+    """A snapshot of one limiter; levels are the capacity in use now."""
+
+    name: str
+    limit: float
+    period: float
+    token_limit: float | None
+    level: float
+    token_level: float
+    admitted: int
+    rejected: int
+    waiting: int
+
+
+@final
+class RateLimiter:
+    """A request (and optionally token) rate limit for one callee.
+
+    Args:
+        name: shown in errors and statistics.
+        limit: requests per `period`.
+        period: seconds.
+        token_limit: weighted tokens per `period`; None means tokens are not limited.
+        max_wait: `acquire` raises `RateLimited` at once instead of waiting
+            longer than this; None waits as long as it takes.
+        clock: time source; the loop's clock by default.
+
+    Raises:
+        ValueError: if `limit`, `period` or `token_limit` is not positive, or
+            `max_wait` is negative.
+    """
+
+    __slots__ = (
+        "_admitted",
+        "_clock",
+        "_listeners",
+        "_queue",
+        "_rejected",
+        "_requests",
+        "_tokens",
+        "_waiting",
+        "max_wait",
+        "name",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        limit: float,
+        period: float = 1.0,
+        token_limit: float | None = None,
+        max_wait: float | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        for field, value in (("limit", limit), ("period", period), ("token_limit", token_limit)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{field} must be > 0, got {value!r}")
+        if max_wait is not None and max_wait < 0:
+            raise ValueError(f"max_wait must be >= 0, got {max_wait!r}")
+        self.name = name
+        self.max_wait = max_wait
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._requests = _ClockedBucket(limit, period, self._clock)
+        self._tokens = (
+            None if token_limit is None else _ClockedBucket(token_limit, period, self._clock)
+        )
+        self._queue = asyncio.Lock()
+        self._waiting = 0
+        self._admitted = 0
+        self._rejected = 0
+        self._listeners: list[RejectionListener] = []
+
+    def add_rejection_listener(self, listener: RejectionListener) -> Callable[[], None]:
+        """Call `listener(limiter, retry_after)` on each refusal; returns a remover."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def reserve(self, tokens: float = 1) -> float:
+        """Take one request and `tokens` tokens if they fit now and nobody is waiting.
+
+        Returns:
+            0.0 when taken; otherwise the estimated seconds to wait, and nothing is taken.
+
+        Raises:
+            ValueError: if `tokens` is negative or more than `token_limit`.
+        """
+        wait = self._wait_for(tokens)
+        if wait == 0.0:
+            if self._waiting:
+                return _QUEUED_WAIT
+            self._take(tokens)
+            self._admitted += 1
+        return wait
+
+    def try_acquire(self, tokens: float = 1) -> None:
+        """Take capacity now or fail without waiting.
+
+        Raises:
+            RateLimited: carrying `retry_after`, the seconds until it would fit.
+            ValueError: if `tokens` is negative or more than `token_limit`.
+        """
+        wait = self.reserve(tokens)
+        if wait > 0:
+            raise self._reject(wait)
+
+    async def acquire(self, tokens: float = 1) -> None:
+        """Take capacity, waiting (in arrival order) until it fits.
+
+        On cancellation nothing is taken and the queue moves on.
+
+        Raises:
+            RateLimited: if the wait would exceed `max_wait`.
+            ValueError: if `tokens` is negative or more than `token_limit`.
+        """
+        wait = self.reserve(tokens)
+        if wait == 0.0:
+            return
+        if self.max_wait is not None and wait > self.max_wait:
+            raise self._reject(wait)
+        self._waiting += 1
+        try:
+            async with self._queue:
+                while (wait := self._wait_for(tokens)) > 0:
+                    await self._clock.sleep(wait)
+                self._take(tokens)
+        finally:
+            self._waiting -= 1
+        self._admitted += 1
+
+    def statistics(self) -> LimiterStatistics:
+        """A snapshot of levels and counters."""
+        requests, tokens = self._requests, self._tokens
+        requests.wait_for(0)
+        if tokens is not None:
+            tokens.wait_for(0)
+        return LimiterStatistics(
+            name=self.name,
+            limit=requests.max_rate,
+            period=requests.time_period,
+            token_limit=None if tokens is None else tokens.max_rate,
+            level=requests.level,
+            token_level=0.0 if tokens is None else tokens.level,
+            admitted=self._admitted,
+            rejected=self._rejected,
+            waiting=self._waiting,
+        )
+
+    def _wait_for(self, tokens: float) -> float:
+        wait = self._requests.wait_for(1)
+        bucket = self._tokens
+        if bucket is not None:
+            if not 0 <= tokens <= bucket.max_rate:
+                limit = bucket.max_rate
+                raise ValueError(f"tokens must be between 0 and {limit!r}, got {tokens!r}")
+            wait = max(wait, bucket.wait_for(tokens))
+        elif tokens < 0:
+            raise ValueError(f"tokens must be >= 0, got {tokens!r}")
+        return wait
+
+    def _take(self, tokens: float) -> None:
+        self._requests.take(1)
+        if self._tokens is not None:
+            self._tokens.take(tokens)
+
+    def _reject(self, wait: float) -> RateLimited:
+        self._rejected += 1
+        for listener in tuple(self._listeners):
+            listener(self, wait)
+        return RateLimited(name=self.name, retry_after=wait)
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimiter({self.name!r}, level={self._requests.level:.3g}/"
+            f"{self._requests.max_rate:g} per {self._requests.time_period:g}s, "
+            f"waiting={self._waiting})"
+        )

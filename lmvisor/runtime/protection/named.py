@@ -1,0 +1,141 @@
+"""Named protections built from `infrastructure` config, one instance per name.
+
+A runtime holds one `Protections`; services ask it for `breaker("openai")`
+or `limiter("openai")` and always get the same object for a name, so every
+caller of a callee shares its breaker and budget. Listeners added here are
+attached to every breaker and limiter, present and future: that is where
+the runtime hooks events and gauges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, final
+
+from lmvisor.config.schema import CircuitBreakerConfig, InfrastructureConfig
+from lmvisor.runtime.clock import Clock, SystemClock
+from lmvisor.runtime.events import BREAKER_STATE_CHANGED, LIMITER_REJECTED, EventRing
+from lmvisor.runtime.protection.breaker import BreakerListener, BreakerState, CircuitBreaker
+from lmvisor.runtime.protection.limiter import RateLimiter, RejectionListener
+
+if TYPE_CHECKING:
+    # Only for annotations: telemetry imports the protection package.
+    from lmvisor.runtime.telemetry import Metrics
+
+__all__ = ["Protections"]
+
+
+@final
+class Protections:
+    """Breakers and limiters by name, configured from `InfrastructureConfig`.
+
+    A breaker name with no entry uses the `default` entry (or the schema's
+    defaults if there is none); a limiter name with no entry has no limiter.
+    """
+
+    __slots__ = (
+        "_breaker_listeners",
+        "_breakers",
+        "_clock",
+        "_config",
+        "_limiters",
+        "_rejection_listeners",
+    )
+
+    def __init__(self, config: InfrastructureConfig, *, clock: Clock | None = None) -> None:
+        self._config = config
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._limiters: dict[str, RateLimiter | None] = {}
+        self._breaker_listeners: list[BreakerListener] = []
+        self._rejection_listeners: list[RejectionListener] = []
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        """The breaker for `name`, built on first use."""
+        found = self._breakers.get(name)
+        if found is None:
+            entries = self._config.circuit_breakers
+            spec = entries.get(name) or entries.get("default") or CircuitBreakerConfig()
+            found = CircuitBreaker(
+                name,
+                failure_threshold=spec.failure_threshold,
+                recovery_time=spec.recovery_time,
+                success_threshold=spec.success_threshold,
+                clock=self._clock,
+            )
+            for listener in self._breaker_listeners:
+                found.add_listener(listener)
+            self._breakers[name] = found
+        return found
+
+    def limiter(self, name: str) -> RateLimiter | None:
+        """The limiter for `name`, built on first use; None if `name` has no entry."""
+        if name in self._limiters:
+            return self._limiters[name]
+        spec = self._config.rate_limiters.get(name)
+        built = None
+        if spec is not None:
+            built = RateLimiter(
+                name,
+                limit=spec.limit,
+                period=spec.scale,
+                token_limit=spec.tokens,
+                clock=self._clock,
+            )
+            for listener in self._rejection_listeners:
+                built.add_rejection_listener(listener)
+        self._limiters[name] = built
+        return built
+
+    def add_breaker_listener(self, listener: BreakerListener) -> None:
+        """Attach `listener` to every breaker, those built later included."""
+        self._breaker_listeners.append(listener)
+        for breaker in self._breakers.values():
+            breaker.add_listener(listener)
+
+    def add_rejection_listener(self, listener: RejectionListener) -> None:
+        """Attach `listener` to every limiter, those built later included."""
+        self._rejection_listeners.append(listener)
+        for limiter in self._limiters.values():
+            if limiter is not None:
+                limiter.add_rejection_listener(listener)
+
+    def observe(self, *, metrics: Metrics | None = None, events: EventRing | None = None) -> None:
+        """Report every breaker change and limiter refusal to `metrics` and/or `events`.
+
+        Metrics: the `lmvisor_circuit_breaker_state` gauge and the
+        `lmvisor_rate_limiter_rejections_total` counter. Events:
+        `breaker.state_changed` (`breaker`, `old`, `new`) and
+        `limiter.rejected` (`limiter`, `retry_after`).
+        """
+        if metrics is not None:
+            self.add_breaker_listener(metrics.breaker_changed)
+            self.add_rejection_listener(metrics.limiter_rejected)
+        if events is not None:
+            ring = events
+
+            def breaker_event(
+                breaker: CircuitBreaker, old: BreakerState, new: BreakerState
+            ) -> None:
+                data = {"breaker": breaker.name, "old": old.name.lower(), "new": new.name.lower()}
+                ring.emit(BREAKER_STATE_CHANGED, data)
+
+            def rejection_event(limiter: RateLimiter, retry_after: float) -> None:
+                ring.emit(LIMITER_REJECTED, {"limiter": limiter.name, "retry_after": retry_after})
+
+            self.add_breaker_listener(breaker_event)
+            self.add_rejection_listener(rejection_event)
+
+    @property
+    def breakers(self) -> Mapping[str, CircuitBreaker]:
+        """The breakers built so far, by name (read-only view)."""
+        return MappingProxyType(self._breakers)
+
+    @property
+    def limiters(self) -> Mapping[str, RateLimiter]:
+        """The limiters built so far, by name."""
+        return {name: lim for name, lim in self._limiters.items() if lim is not None}
+
+    def __repr__(self) -> str:
+        return f"Protections(breakers={sorted(self._breakers)}, limiters={sorted(self.limiters)})"

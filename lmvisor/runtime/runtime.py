@@ -1,0 +1,235 @@
+"""A runtime is one namespace: its registry, clock, config and root supervisor.
+
+``async with Runtime.open(config, namespace) as runtime:`` starts a root
+one_for_one supervisor; `start_child` adds children under it; on exit the
+tree shuts down in reverse start order, then any actor spawned outside the
+tree, and no task of the runtime is left running. Two runtimes in one
+process share nothing. Inside an actor, `current_runtime()` finds its runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import uuid
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, final
+
+from lmvisor.runtime.actor import Actor, ActorRef, _Process
+from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.clock import Clock, SystemClock
+from lmvisor.runtime.errors import StartError
+from lmvisor.runtime.registry import Registry, Via
+from lmvisor.runtime.supervisor import (
+    ChildInfo,
+    Supervisor,
+    delete_child,
+    restart_child,
+    start_child,
+    terminate_child,
+    which_children,
+)
+from lmvisor.runtime.tree import TreeNode, build_tree
+
+__all__ = ["Runtime", "RuntimeStatistics", "current_runtime"]
+
+_current: ContextVar[Runtime | None] = ContextVar("lmvisor_runtime", default=None)
+_FACTORY = object()
+_ORPHAN_SHUTDOWN = 5.0
+
+
+def current_runtime() -> Runtime | None:
+    """The runtime of the actor (or actor-owned task) running now, or None outside one."""
+    return _current.get()
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class RuntimeStatistics:
+    """How many actors are alive in the runtime, and its registry's size."""
+
+    namespace: str
+    actors: int
+    names: int
+
+
+@final
+class Runtime:
+    """One isolated namespace of actors; obtain it from `Runtime.open` only."""
+
+    __slots__ = ("_closed", "_context", "_count", "_loop", "_procs", "_root", "clock", "config",
+                 "namespace", "registry")  # fmt: skip
+
+    def __init__(
+        self, token: object, *, config: object | None, namespace: str, clock: Clock
+    ) -> None:
+        if token is not _FACTORY:
+            raise TypeError("Runtime is created by Runtime.open(), not constructed directly")
+        self.config = config
+        self.namespace = namespace
+        self.clock = clock
+        self.registry = Registry(namespace)
+        self._procs: dict[_Process, None] = {}
+        self._count = 0
+        self._closed = False
+        self._root: ActorRef | None = None
+        self._loop = asyncio.get_running_loop()
+        self._context = contextvars.copy_context()
+        self._context.run(_current.set, self)
+
+    @staticmethod
+    @asynccontextmanager
+    async def open(
+        config: object | None = None,
+        namespace: str | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> AsyncIterator[Runtime]:
+        """Start a runtime and its root supervisor; shut everything down on exit.
+
+        Args:
+            config: the settings object, stored as `runtime.config`.
+            namespace: the namespace name (a fresh unique one when omitted).
+            clock: time for restart windows and backoff (`SystemClock` by default).
+
+        Shutdown on exit stops the root (children in reverse start order, each
+        bounded by its spec's shutdown), then actors spawned outside the tree.
+        """
+        ns = namespace if namespace is not None else f"ns-{uuid.uuid4().hex[:12]}"
+        runtime = Runtime(_FACTORY, config=config, namespace=ns, clock=clock or SystemClock())
+        runtime._root = await runtime.spawn(Supervisor(), name=None)
+        try:
+            yield runtime
+        finally:
+            await runtime._shutdown()
+
+    # --- processes ---
+
+    def _new_process(self, actor: Actor) -> _Process:
+        if self._closed:
+            raise RuntimeError(f"runtime {self.namespace!r} is closed")
+        if actor._lmv_process is not None:
+            raise ValueError(f"{type(actor).__qualname__} instance is already running")
+        self._count += 1
+        return _Process(self, actor, f"{type(actor).__name__}<{self._count}>")
+
+    def _forget(self, proc: _Process) -> None:
+        self._procs.pop(proc, None)
+
+    def spawn_nowait(self, actor: Actor, *, name: Hashable | None = None) -> ActorRef:
+        """Start `actor` outside the supervision tree without waiting for `started()`.
+
+        The runtime stops it on exit. If `started()` fails, the actor exits
+        with that exception (seen by links and monitors).
+
+        Raises:
+            ValueError: `name` is taken, or `actor` is already running.
+            RuntimeError: the runtime is closed.
+        """
+        proc = self._new_process(actor)
+        try:
+            if name is not None:
+                self.registry.register(name, proc.ref)
+        except BaseException:
+            actor._lmv_process = None
+            raise
+        proc.start(None)
+        if proc.ready is not None:
+            proc.ready.add_done_callback(_retrieve)
+        return proc.ref
+
+    async def spawn(self, actor: Actor, *, name: Hashable | None = None) -> ActorRef:
+        """Start `actor` outside the supervision tree and wait for its `started()`.
+
+        Raises:
+            StartError: `started()` raised (cause chained); its name is freed.
+            ValueError: `name` is taken, or `actor` is already running.
+            RuntimeError: the runtime is closed.
+        """
+        proc = self._new_process(actor)
+        try:
+            if name is not None:
+                self.registry.register(name, proc.ref)
+        except BaseException:
+            actor._lmv_process = None
+            raise
+        proc.start(None)
+        try:
+            await proc.wait_started()
+        except Exception as exc:
+            raise StartError(supervisor=self.namespace, child_id=proc.name, reason=exc) from exc
+        return proc.ref
+
+    # --- the root supervisor ---
+
+    @property
+    def root(self) -> ActorRef:
+        """The root supervisor's ref."""
+        assert self._root is not None
+        return self._root
+
+    async def start_child(self, spec: ChildSpec) -> ActorRef:
+        """Start `spec` under the root supervisor; see `supervisor.start_child`."""
+        return await start_child(self.root, spec)
+
+    async def terminate_child(self, child: str | ActorRef) -> None:
+        """Stop a root child without restart; see `supervisor.terminate_child`."""
+        await terminate_child(self.root, child)
+
+    async def restart_child(self, child_id: str) -> ActorRef:
+        """Start a stopped root child again; see `supervisor.restart_child`."""
+        return await restart_child(self.root, child_id)
+
+    async def delete_child(self, child_id: str) -> None:
+        """Forget a stopped root child's spec; see `supervisor.delete_child`."""
+        await delete_child(self.root, child_id)
+
+    async def which_children(self) -> list[ChildInfo]:
+        """The root's children; see `supervisor.which_children`."""
+        return await which_children(self.root)
+
+    # --- names and inspection ---
+
+    def whereis(self, name: Hashable) -> ActorRef | None:
+        """The live actor registered as `name`, or None."""
+        return self.registry.whereis(name)
+
+    def via(self, name: Hashable) -> Via:
+        """An address for `name` that follows restarts; see `Registry.via`."""
+        return self.registry.via(name)
+
+    def tree(self) -> TreeNode:
+        """A snapshot of the whole supervision tree, read from statistics only."""
+        return build_tree("root", self.root)
+
+    def statistics(self) -> RuntimeStatistics:
+        """Live actor count and registered names."""
+        return RuntimeStatistics(
+            namespace=self.namespace,
+            actors=len(self._procs),
+            names=self.registry.statistics().names,
+        )
+
+    async def _shutdown(self) -> None:
+        if self._root is not None:
+            await self._root.stop("shutdown", timeout=None)
+        while self._procs:
+            # actors outside the tree: ask all to stop, newest first, then wait for each
+            procs = list(reversed(self._procs))
+            for proc in procs:
+                proc.request_stop("shutdown")
+            for proc in procs:
+                await proc.wait_done(_ORPHAN_SHUTDOWN)
+                self._procs.pop(proc, None)
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"<Runtime namespace={self.namespace!r} actors={len(self._procs)}>"
+
+
+def _retrieve(fut: Any) -> None:
+    if not fut.cancelled():
+        fut.exception()

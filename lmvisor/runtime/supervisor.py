@@ -1,0 +1,615 @@
+"""Supervisors: start children in order, restart them by strategy, stop them in reverse.
+
+Contract (OTP's supervisor.erl, with Akka's restart backoff):
+
+- A `Supervisor` is an actor, so it can be another supervisor's child
+  (``ChildSpec(..., type="supervisor")``). Its `started()` starts the
+  children in order; child N+1 starts only after child N's `started()`
+  returned. If one fails, those already started are stopped in reverse and
+  the start fails with `StartError` naming the child id (cause chained).
+- When a child exits, `should_restart` (restart type x reason) decides. A
+  restart applies the strategy: "one_for_one" restarts that child;
+  "rest_for_one" stops the children started after it (in reverse) and
+  restarts it and them in order; "one_for_all" does so with every child.
+- Intensity: more than `max_restarts` restarts within `max_seconds` (default
+  3 in 5 s, on the runtime's `Clock`) makes the supervisor stop its children
+  and exit with ``Shutdown("reached_max_restart_intensity")``; its parent then
+  applies its own strategy. A failed restart is retried through a message to
+  self, counted against intensity too. With `backoff`, each restart waits
+  ``backoff.delay(attempt)`` on the clock first; it still counts.
+- Shutdown (on any stop of the supervisor) stops children in reverse start
+  order, each by its spec's `shutdown`: request a stop, wait that many
+  seconds, then kill; "brutal_kill" kills at once.
+- `auto_shutdown`: "never" (default), "any_significant" (stop when a
+  significant child exits without restart) or "all_significant" (when all have).
+
+Client functions (`start_child`, `terminate_child`, `restart_child`,
+`delete_child`, `which_children`, `count_children`) are thin calls; misuse
+(unknown id, duplicate id, child running) raises `ValueError` at the caller.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, final
+
+from lmvisor.runtime import reports
+from lmvisor.runtime.actor import (
+    Actor,
+    ActorRef,
+    ChildStatistics,
+    ErrorReply,
+    _Process,
+    handler,
+)
+from lmvisor.runtime.child_spec import Backoff, ChildSpec, add_restart, check_child_specs
+from lmvisor.runtime.child_spec import should_restart as _should_restart
+from lmvisor.runtime.errors import StartError
+from lmvisor.runtime.messages import Call, Cast, ChildExit, Shutdown, is_shutdown_exit
+
+if TYPE_CHECKING:
+    from lmvisor.runtime.clock import Clock
+
+__all__ = [
+    "AutoShutdown",
+    "ChildCounts",
+    "ChildInfo",
+    "CountChildren",
+    "DeleteChild",
+    "RestartChild",
+    "StartChild",
+    "Strategy",
+    "Supervisor",
+    "SupervisorStatistics",
+    "TerminateChild",
+    "WhichChildren",
+    "count_children",
+    "delete_child",
+    "restart_child",
+    "start_child",
+    "terminate_child",
+    "which_children",
+]
+
+Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+AutoShutdown = Literal["never", "any_significant", "all_significant"]
+
+_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
+_AUTO_SHUTDOWNS = ("never", "any_significant", "all_significant")
+ESCALATION = Shutdown("reached_max_restart_intensity")
+
+
+# --- messages --------------------------------------------------------------------------
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ChildInfo:
+    """One child as `which_children` reports it (OTP's ``{Id, Child, Type, Modules}``)."""
+
+    id: str
+    ref: ActorRef | None
+    type: str
+    restart: str
+    status: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ChildCounts:
+    """`count_children`: specs held, children running, and specs by type."""
+
+    specs: int
+    active: int
+    supervisors: int
+    workers: int
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class StartChild(Call[ActorRef]):
+    """Start a child from `spec` and add it last; replies with its ref."""
+
+    spec: ChildSpec
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class TerminateChild(Call[None]):
+    """Stop a child (by id, or by ref) without restarting it; its spec stays."""
+
+    child: str | ActorRef
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class RestartChild(Call[ActorRef]):
+    """Start a stopped child again from its spec; replies with the new ref."""
+
+    id: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class DeleteChild(Call[None]):
+    """Forget a stopped child's spec."""
+
+    id: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class WhichChildren(Call[list[ChildInfo]]):
+    """List every child spec in start order, with ref=None when not running."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class CountChildren(Call[ChildCounts]):
+    """Count specs, running children, supervisors and workers."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _TryAgainRestart(Cast):
+    ids: tuple[str, ...]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class SupervisorStatistics:
+    """A supervisor's flags, its restart history and each child (sync snapshot)."""
+
+    strategy: str
+    max_restarts: int
+    max_seconds: float
+    total_restarts: int
+    recent_restarts: int
+    children: tuple[ChildStatistics, ...]
+
+
+# --- shared child plumbing (also used by DynamicSupervisor) ------------------------------
+
+
+async def _start_process(owner: Actor, spec: ChildSpec) -> _Process:
+    """Build, register and start `spec`'s actor; wait for its `started()`.
+
+    Raises:
+        StartError: `start` failed or returned a non-Actor, the name is taken,
+            or `started()` raised. The cause is chained.
+    """
+    sup = owner._process
+    try:
+        actor = spec.start()
+        if not isinstance(actor, Actor):
+            raise TypeError(f"ChildSpec.start of {spec.id!r} returned {actor!r}, not an Actor")
+        proc = sup.runtime._new_process(actor)
+        if spec.name is not None:
+            sup.runtime.registry.register(spec.name, proc.ref)
+        proc.start(sup)
+        await proc.wait_started()
+    except Exception as exc:
+        raise StartError(supervisor=sup.name, child_id=spec.id, reason=exc) from exc
+    reports.supervisor_progress(sup.runtime.namespace, supervisor=sup.name, started=spec.id)
+    return proc
+
+
+async def _stop_process(owner: Actor, spec: ChildSpec, proc: _Process) -> None:
+    """Stop a child per its spec's shutdown; report it if it failed while stopping."""
+    proc.detach()
+    timeout = spec.shutdown_timeout
+    if timeout == 0.0:
+        proc.kill()
+    else:
+        proc.request_stop("shutdown")
+    await proc.wait_done(timeout)
+    reason = proc.exit_reason
+    if not is_shutdown_exit(reason) and reason != "killed":
+        sup = owner._process
+        reports.supervisor_report(
+            sup.runtime.namespace,
+            supervisor=sup.name,
+            context="shutdown_error",
+            reason=reason,
+            offender=spec.id,
+        )
+
+
+def _report_exit(owner: Actor, child_id: str, reason: object) -> None:
+    if is_shutdown_exit(reason):
+        return
+    sup = owner._process
+    reports.supervisor_report(
+        sup.runtime.namespace,
+        supervisor=sup.name,
+        context="child_terminated",
+        reason=reason,
+        offender=child_id,
+    )
+
+
+def _check_flags(max_restarts: object, max_seconds: object, owner: str) -> None:
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+        raise ValueError(f"{owner}.max_restarts must be an int >= 0, got {max_restarts!r}")
+    if (
+        isinstance(max_seconds, bool)
+        or not isinstance(max_seconds, int | float)
+        or not max_seconds > 0
+    ):
+        raise ValueError(f"{owner}.max_seconds must be a number > 0, got {max_seconds!r}")
+
+
+@dataclass(slots=True, eq=False)
+class _Child:
+    spec: ChildSpec
+    proc: _Process | None = None
+    status: str = "stopped"
+    restarts: int = 0
+    last_reason: object = None
+
+    def info(self) -> ChildInfo:
+        return ChildInfo(
+            id=self.spec.id,
+            ref=None if self.proc is None else self.proc.ref,
+            type=self.spec.type,
+            restart=self.spec.restart,
+            status=self.status,
+        )
+
+    def statistics(self) -> ChildStatistics:
+        return ChildStatistics(
+            id=self.spec.id,
+            ref=None if self.proc is None else self.proc.ref,
+            type=self.spec.type,
+            restart=self.spec.restart,
+            status=self.status,
+            restarts=self.restarts,
+            last_reason=self.last_reason,
+        )
+
+
+# --- the supervisor -------------------------------------------------------------------------
+
+
+class Supervisor(Actor):
+    """A static supervisor over an ordered list of child specs (see the module docstring).
+
+    Args:
+        children: the specs, started in this order.
+        strategy: "one_for_one" (default), "one_for_all" or "rest_for_one".
+        max_restarts: restarts allowed within `max_seconds` before escalating.
+        max_seconds: the intensity window, on the runtime's clock.
+        backoff: delay restarts exponentially (None: restart at once).
+        auto_shutdown: "never", "any_significant" or "all_significant".
+
+    Raises:
+        ValueError: a flag is invalid (the message names it) or specs clash.
+        TypeError: a child is not a `ChildSpec`.
+    """
+
+    def __init__(
+        self,
+        children: Sequence[ChildSpec] = (),
+        *,
+        strategy: Strategy = "one_for_one",
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+        backoff: Backoff | None = None,
+        auto_shutdown: AutoShutdown = "never",
+    ) -> None:
+        if strategy not in _STRATEGIES:
+            raise ValueError(
+                "Supervisor.strategy must be one of 'one_for_one', 'one_for_all', "
+                f"'rest_for_one', got {strategy!r}"
+            )
+        _check_flags(max_restarts, max_seconds, "Supervisor")
+        if backoff is not None and not isinstance(backoff, Backoff):
+            raise ValueError(f"Supervisor.backoff must be a Backoff or None, got {backoff!r}")
+        if auto_shutdown not in _AUTO_SHUTDOWNS:
+            raise ValueError(
+                "Supervisor.auto_shutdown must be one of 'never', 'any_significant', "
+                f"'all_significant', got {auto_shutdown!r}"
+            )
+        self._specs = check_child_specs(children)
+        self._strategy: Strategy = strategy
+        self._max_restarts = max_restarts
+        self._max_seconds = float(max_seconds)
+        self._backoff = backoff
+        self._auto_shutdown: AutoShutdown = auto_shutdown
+        self._children: list[_Child] = []
+        self._restart_times: deque[float] = deque()
+        self._total_restarts = 0
+        self._random = random.Random()
+
+    @property
+    def _clock(self) -> Clock:
+        return self.runtime.clock
+
+    def format_status(self) -> object:
+        return {"strategy": self._strategy, "children": [c.spec.id for c in self._children]}
+
+    # --- lifecycle ---
+
+    async def started(self) -> None:
+        for spec in self._specs:
+            try:
+                proc = await _start_process(self, spec)
+            except StartError as err:
+                reports.supervisor_report(
+                    self.runtime.namespace,
+                    supervisor=self._process.name,
+                    context="start_error",
+                    reason=err.reason,
+                    offender=spec.id,
+                )
+                await self._stop_all()
+                raise
+            self._children.append(_Child(spec, proc, "running"))
+        self._specs = []
+
+    async def terminate(self, reason: object) -> None:
+        await self._stop_all()
+
+    async def _stop_all(self) -> None:
+        for child in reversed(self._children):
+            await self._stop_child(child)
+
+    async def _stop_child(self, child: _Child) -> None:
+        proc, child.proc = child.proc, None
+        if child.status in ("running", "restarting"):
+            child.status = "terminated"
+        if proc is not None:
+            await _stop_process(self, child.spec, proc)
+
+    # --- lookups ---
+
+    def _find(self, key: str | ActorRef) -> _Child | None:
+        for child in self._children:
+            if child.spec.id == key or (child.proc is not None and child.proc.ref is key):
+                return child
+        return None
+
+    def _missing(self, key: object) -> ErrorReply:
+        return ErrorReply(ValueError(f"{self._process.name} has no child {key!r}"))
+
+    # --- requests ---
+
+    @handler
+    async def _on_start_child(self, msg: StartChild) -> ActorRef | ErrorReply:
+        spec = msg.spec
+        if self._find(spec.id) is not None:
+            return ErrorReply(
+                ValueError(f"child id {spec.id!r} is already present in {self._process.name}")
+            )
+        try:
+            proc = await _start_process(self, spec)
+        except StartError as err:
+            return ErrorReply(err)
+        self._children.append(_Child(spec, proc, "running"))
+        return proc.ref
+
+    @handler
+    async def _on_terminate_child(self, msg: TerminateChild) -> ErrorReply | None:
+        child = self._find(msg.child)
+        if child is None:
+            return self._missing(msg.child)
+        await self._stop_child(child)
+        if child.spec.restart == "temporary":
+            self._children.remove(child)
+        return None
+
+    @handler
+    async def _on_restart_child(self, msg: RestartChild) -> ActorRef | ErrorReply:
+        child = self._find(msg.id)
+        if child is None:
+            return self._missing(msg.id)
+        if child.proc is not None:
+            return ErrorReply(ValueError(f"child {msg.id!r} is running"))
+        try:
+            proc = await _start_process(self, child.spec)
+        except StartError as err:
+            return ErrorReply(err)
+        child.proc, child.status = proc, "running"
+        return proc.ref
+
+    @handler
+    def _on_delete_child(self, msg: DeleteChild) -> ErrorReply | None:
+        child = self._find(msg.id)
+        if child is None:
+            return self._missing(msg.id)
+        if child.proc is not None:
+            return ErrorReply(ValueError(f"child {msg.id!r} is running"))
+        self._children.remove(child)
+        return None
+
+    @handler
+    def _on_which_children(self, msg: WhichChildren) -> list[ChildInfo]:
+        return [child.info() for child in self._children]
+
+    @handler
+    def _on_count_children(self, msg: CountChildren) -> ChildCounts:
+        kinds = [child.spec.type for child in self._children]
+        return ChildCounts(
+            specs=len(kinds),
+            active=sum(1 for child in self._children if child.proc is not None),
+            supervisors=kinds.count("supervisor"),
+            workers=kinds.count("worker"),
+        )
+
+    # --- exits and restarts ---
+
+    @handler
+    async def _on_child_exit(self, msg: ChildExit) -> None:
+        child = self._find(msg.ref)
+        if child is None or child.proc is None or child.proc.ref is not msg.ref:
+            return
+        child.proc = None
+        reason = msg.reason
+        _report_exit(self, child.spec.id, reason)
+        if not is_shutdown_exit(reason):
+            child.last_reason = reason
+        if not _should_restart(child.spec.restart, reason):
+            child.status = "stopped"
+            if child.spec.restart == "temporary":
+                self._children.remove(child)
+            self._check_auto_shutdown(child)
+            return
+        await self._restart(child)
+
+    def _check_auto_shutdown(self, child: _Child) -> None:
+        if not child.spec.significant or self._auto_shutdown == "never":
+            return
+        if self._auto_shutdown == "any_significant" or not any(
+            c.spec.significant and c.proc is not None for c in self._children
+        ):
+            self.stop("shutdown")
+
+    def _intensity_ok(self, offender: str) -> bool:
+        ok = add_restart(
+            self._restart_times, self._clock.monotonic(), self._max_restarts, self._max_seconds
+        )
+        if not ok:
+            reports.supervisor_report(
+                self.runtime.namespace,
+                supervisor=self._process.name,
+                context="shutdown",
+                reason="reached_max_restart_intensity",
+                offender=offender,
+            )
+            self.stop(ESCALATION)
+        return ok
+
+    def _group(self, child: _Child) -> list[_Child]:
+        if self._strategy == "one_for_one":
+            return [child]
+        index = self._children.index(child)
+        members = self._children if self._strategy == "one_for_all" else self._children[index:]
+        return [c for c in members if c is child or c.proc is not None]
+
+    async def _restart(self, child: _Child) -> None:
+        if not self._intensity_ok(child.spec.id):
+            return
+        group = self._group(child)
+        for other in reversed(group):
+            if other is not child:
+                await self._stop_child(other)
+        for other in group:
+            if other is not child and other.spec.restart == "temporary":
+                self._children.remove(other)
+        ids = tuple(c.spec.id for c in group if c is child or c.spec.restart != "temporary")
+        for c in group:
+            c.status = "restarting"
+        delay = 0.0
+        if self._backoff is not None:
+            delay = self._backoff.delay(len(self._restart_times) - 1, self._random.random())
+        if delay > 0:
+            self.spawn_task(self._after(delay, ids))
+        else:
+            await self._start_group(ids)
+
+    async def _after(self, delay: float, ids: tuple[str, ...]) -> None:
+        await self._clock.sleep(delay)
+        self._process.deliver_system(_TryAgainRestart(ids))
+
+    @handler
+    async def _on_try_again(self, msg: _TryAgainRestart) -> None:
+        await self._start_group(msg.ids)
+
+    async def _start_group(self, ids: tuple[str, ...]) -> None:
+        for index, child_id in enumerate(ids):
+            child = self._find(child_id)
+            if child is None or child.status != "restarting":
+                continue
+            try:
+                proc = await _start_process(self, child.spec)
+            except StartError as err:
+                reports.supervisor_report(
+                    self.runtime.namespace,
+                    supervisor=self._process.name,
+                    context="start_error",
+                    reason=err.reason,
+                    offender=child_id,
+                )
+                if self._intensity_ok(child_id):
+                    self._process.deliver_system(_TryAgainRestart(ids[index:]))
+                return
+            child.proc, child.status = proc, "running"
+            child.restarts += 1
+            self._total_restarts += 1
+
+    # --- statistics ---
+
+    def statistics(self) -> SupervisorStatistics:
+        """Flags, restart counts and each child's state; sync, reads no other actor."""
+        now = self._clock.monotonic() if self._lmv_process is not None else 0.0
+        recent = sum(1 for t in self._restart_times if now - t < self._max_seconds)
+        return SupervisorStatistics(
+            strategy=self._strategy,
+            max_restarts=self._max_restarts,
+            max_seconds=self._max_seconds,
+            total_restarts=self._total_restarts,
+            recent_restarts=recent,
+            children=self._child_statistics(),
+        )
+
+    def _child_statistics(self) -> tuple[ChildStatistics, ...]:
+        return tuple(child.statistics() for child in self._children)
+
+    def __repr__(self) -> str:
+        running = sum(1 for c in self._children if c.proc is not None)
+        return f"<Supervisor {self._strategy} children={len(self._children)} running={running}>"
+
+
+# --- client functions -------------------------------------------------------------------------
+
+
+async def start_child(sup: ActorRef, spec: ChildSpec) -> ActorRef:
+    """Start a child under `sup` (static or dynamic supervisor); return its ref.
+
+    Raises:
+        StartError: the child failed to start (the supervisor is unaffected).
+        ValueError: the id is already present (static supervisor).
+        ActorExited: the supervisor is dead.
+    """
+    return await sup.call(StartChild(spec), None)
+
+
+async def terminate_child(sup: ActorRef, child: str | ActorRef) -> None:
+    """Stop a child by id (or ref) without restart; a static supervisor keeps its spec.
+
+    Raises:
+        ValueError: no such child.
+    """
+    await sup.call(TerminateChild(child), None)
+
+
+async def restart_child(sup: ActorRef, child_id: str) -> ActorRef:
+    """Start a stopped child again from its spec; return the new ref.
+
+    Raises:
+        ValueError: no such child, or it is running.
+        StartError: it failed to start.
+    """
+    return await sup.call(RestartChild(child_id), None)
+
+
+async def delete_child(sup: ActorRef, child_id: str) -> None:
+    """Forget a stopped child's spec.
+
+    Raises:
+        ValueError: no such child, or it is running.
+    """
+    await sup.call(DeleteChild(child_id), None)
+
+
+async def which_children(sup: ActorRef) -> list[ChildInfo]:
+    """Every child spec in start order, ``ref=None`` for a child not running."""
+    return await sup.call(WhichChildren(), None)
+
+
+async def count_children(sup: ActorRef) -> ChildCounts:
+    """Counts of specs, running children, supervisors and workers."""
+    return await sup.call(CountChildren(), None)

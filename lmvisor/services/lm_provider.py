@@ -1,0 +1,355 @@
+"""The LMProvider actor: one vendor client, protected and observed, serving many calls at once.
+
+Each call is handed to a task the actor owns (a deferred reply), so the
+mailbox never serialises requests; at most `max_in_flight` run together and
+further calls wait in the mailbox (back-pressure). A call passes, in order:
+
+    budget check -> bulkhead-free retry -> breaker -> limiter (rpm, tpm) -> vendor
+
+then is charged to the budget, recorded as an `lm_request` event and in the
+Prometheus families. If the actor dies, every caller in flight gets
+`ActorExited` at once and the supervisor starts a fresh incarnation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Protocol, final
+
+from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, LMStreamItem
+from lmvisor.providers.pricing import ModelPrice, price_for
+from lmvisor.runtime.actor import Actor, Deferred, ErrorReply, handler
+from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.clock import Clock, SystemClock
+from lmvisor.runtime.errors import LmvisorError
+from lmvisor.runtime.events import EventRing
+from lmvisor.runtime.messages import Call
+from lmvisor.runtime.protection import CircuitBreaker, RateLimiter, Retry, execute_protected
+from lmvisor.runtime.telemetry import Metrics
+from lmvisor.services.budget import Budget
+
+__all__ = [
+    "Complete",
+    "GetCapabilities",
+    "LMProvider",
+    "LMProviderStatistics",
+    "OpenStream",
+    "Provider",
+    "ProviderProtections",
+    "estimate_tokens",
+    "provider_name",
+    "provider_spec",
+]
+
+LM_REQUEST_EVENT = "lm_request"
+LM_REQUEST_FAILED_EVENT = "lm_request.failed"
+
+
+class Provider(Protocol):
+    """What the actor needs of a vendor client (`lmvisor.providers` satisfies it)."""
+
+    @property
+    def capabilities(self) -> LMCapabilities: ...
+
+    async def complete(self, request: LMRequest) -> LMResponse: ...
+
+    def stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def provider_name(vendor: str) -> tuple[str, str]:
+    """The registry name of a vendor's provider actor."""
+    return ("lm_provider", vendor)
+
+
+# --- messages -----------------------------------------------------------------------
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Complete(Call[LMResponse]):
+    """Send one request to the vendor; the reply is its response."""
+
+    request: LMRequest
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenStream(Call[AsyncIterator[LMStreamItem]]):
+    """Admit a streaming request; the reply is an iterator the caller drains.
+
+    Admission (budget, breaker, limiters) happens in the actor; the bytes flow
+    in the caller's task, so a slow reader holds no actor slot.
+    """
+
+    request: LMRequest
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetCapabilities(Call[LMCapabilities]):
+    """What the vendor's models support."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LMProviderStatistics:
+    """Counters of one provider incarnation."""
+
+    vendor: str
+    requests: int
+    failures: int
+    in_flight: int
+
+
+# --- protections ----------------------------------------------------------------------
+
+
+@final
+@dataclass(slots=True, kw_only=True)
+class ProviderProtections:
+    """The protections of one vendor; they outlive actor restarts (the breaker remembers).
+
+    Attributes:
+        breaker: trips after consecutive vendor failures.
+        requests: requests per minute, or None.
+        tokens: tokens per minute (estimated before sending), or None.
+        retry: attempts with backoff, honouring the vendor's Retry-After.
+        budget: a cost cap per period, or None.
+    """
+
+    breaker: CircuitBreaker
+    retry: Retry | None = None
+    requests: RateLimiter | None = None
+    tokens: RateLimiter | None = None
+    budget: Budget | None = None
+    prices: dict[str, ModelPrice] = field(default_factory=dict)
+
+
+def estimate_tokens(request: LMRequest) -> int:
+    """A cheap upper-ish estimate of a request's tokens (4 characters a token) for tpm."""
+    chars = 0
+    for message in request.messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        elif content is not None:
+            chars += len(str(content))
+    max_tokens = request.params.get("max_tokens") or request.params.get("max_completion_tokens")
+    return chars // 4 + (int(max_tokens) if isinstance(max_tokens, int) else 256)
+
+
+def _estimate_cost(request: LMRequest, tokens: int, prices: dict[str, ModelPrice]) -> float:
+    price = price_for(request.model, prices or None)
+    return 0.0 if price is None else tokens * price.input
+
+
+# --- the actor ---------------------------------------------------------------------------
+
+
+class LMProvider(Actor):
+    """One vendor behind its protections; registered as `("lm_provider", vendor)`.
+
+    Args:
+        vendor: the name models use as their prefix ("openai", "local").
+        make_provider: builds the vendor client; called in `started()`, so a
+            restarted incarnation gets a fresh connection pool.
+        protections: shared across incarnations.
+        max_in_flight: concurrent vendor calls of this actor.
+        events: where `lm_request` events go, or None.
+        metrics: where LM figures go, or None.
+    """
+
+    def __init__(
+        self,
+        *,
+        vendor: str,
+        make_provider: Callable[[], Provider],
+        protections: ProviderProtections,
+        max_in_flight: int = 64,
+        events: EventRing | None = None,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__()
+        self.vendor = vendor
+        self.max_in_flight = max_in_flight
+        # Enough room that in-flight work never fills the mailbox before back-pressure.
+        self.mailbox_capacity = max(1000, max_in_flight * 4)
+        self._make_provider = make_provider
+        self._protections = protections
+        self._events = events
+        self._metrics = metrics
+        self._clock = clock if clock is not None else SystemClock()
+        self._provider: Provider | None = None
+        self._requests = 0
+        self._failures = 0
+        self._in_flight = 0
+
+    async def started(self) -> None:
+        self._provider = self._make_provider()
+
+    @handler
+    def complete(self, msg: Complete) -> Deferred[LMResponse]:
+        return self.defer(self._complete(msg.request))
+
+    @handler
+    def open_stream(self, msg: OpenStream) -> AsyncIterator[LMStreamItem] | ErrorReply:
+        try:
+            self._admit(msg.request)
+        except LmvisorError as exc:
+            return ErrorReply(exc)
+        return self._stream(msg.request)
+
+    @handler
+    def get_capabilities(self, msg: GetCapabilities) -> LMCapabilities:
+        return self._client.capabilities
+
+    async def terminate(self, reason: object) -> None:
+        if self._provider is not None:
+            await self._provider.aclose()
+
+    def provider_statistics(self) -> LMProviderStatistics:
+        return LMProviderStatistics(
+            vendor=self.vendor,
+            requests=self._requests,
+            failures=self._failures,
+            in_flight=self._in_flight,
+        )
+
+    # --- the call path ---------------------------------------------------------------
+
+    @property
+    def _client(self) -> Provider:
+        if self._provider is None:
+            raise RuntimeError(f"provider {self.vendor!r} used before started()")
+        return self._provider
+
+    def _admit(self, request: LMRequest) -> int:
+        tokens = estimate_tokens(request)
+        budget = self._protections.budget
+        if budget is not None:
+            budget.check(_estimate_cost(request, tokens, self._protections.prices))
+        return tokens
+
+    async def _complete(self, request: LMRequest) -> LMResponse:
+        tokens = self._admit(request)
+        client = self._client
+        p = self._protections
+        self._requests += 1
+        self._in_flight += 1
+        started = time.perf_counter()
+        try:
+            response = await execute_protected(
+                f"lm_provider:{self.vendor}",
+                lambda: self._send_once(client, request, tokens),
+                breaker=p.breaker,
+                limiter=p.requests,
+                retry=p.retry,
+            )
+        except Exception as exc:
+            self._failures += 1
+            self._record_failure(request, exc, time.perf_counter() - started)
+            raise
+        finally:
+            self._in_flight -= 1
+        self._record(request, response, time.perf_counter() - started)
+        return response
+
+    async def _send_once(self, client: Provider, request: LMRequest, tokens: int) -> LMResponse:
+        limiter = self._protections.tokens
+        if limiter is not None and limiter.reserve(tokens) > 0:
+            await limiter.acquire(tokens)
+        return await client.complete(request)
+
+    async def _stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]:
+        p = self._protections
+        trial = p.breaker.before_call()
+        if p.requests is not None and p.requests.reserve(1) > 0:
+            await p.requests.acquire(1)
+        self._requests += 1
+        started = time.perf_counter()
+        try:
+            async for item in self._client.stream(request):
+                if isinstance(item, LMDone):
+                    self._record(request, item.response, time.perf_counter() - started)
+                yield item
+        except BaseException as exc:
+            p.breaker.on_failure(exc, trial)
+            if isinstance(exc, Exception):
+                self._failures += 1
+                self._record_failure(request, exc, time.perf_counter() - started)
+            raise
+        p.breaker.on_success(trial)
+
+    # --- observation -------------------------------------------------------------------
+
+    def _record(self, request: LMRequest, response: LMResponse, seconds: float) -> None:
+        budget = self._protections.budget
+        cost = response.cost or 0.0
+        if budget is not None and cost:
+            budget.charge(cost)
+        usage = response.usage
+        if self._metrics is not None:
+            model = response.model or request.model
+            self._metrics.lm_request_duration.labels(provider=self.vendor, model=model).observe(
+                seconds
+            )
+            self._metrics.record_lm_usage(
+                self.vendor,
+                model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost=cost,
+            )
+        if self._events is not None:
+            self._events.emit(
+                LM_REQUEST_EVENT,
+                {
+                    "provider": self.vendor,
+                    "model": response.model or request.model,
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "cost": response.cost,
+                    "duration": seconds,
+                },
+            )
+
+    def _record_failure(self, request: LMRequest, exc: Exception, seconds: float) -> None:
+        if self._events is not None:
+            self._events.emit(
+                LM_REQUEST_FAILED_EVENT,
+                {
+                    "provider": self.vendor,
+                    "model": request.model,
+                    "error": type(exc).__name__,
+                    "code": getattr(exc, "code", "error"),
+                    "duration": seconds,
+                },
+            )
+
+    def format_status(self) -> object:
+        return {"vendor": self.vendor, "in_flight": self._in_flight}
+
+    def __repr__(self) -> str:
+        return f"LMProvider(vendor={self.vendor!r}, in_flight={self._in_flight})"
+
+
+def provider_spec(
+    vendor: str,
+    make_actor: Callable[[], LMProvider],
+    *,
+    shutdown: float = 5.0,
+) -> ChildSpec:
+    """The child spec of a vendor's provider actor: permanent, registered by name."""
+    return ChildSpec(
+        id=f"lm_provider:{vendor}",
+        start=make_actor,
+        restart="permanent",
+        shutdown=shutdown,
+        name=provider_name(vendor),
+    )
+

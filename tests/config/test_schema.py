@@ -1,0 +1,101 @@
+"""Tests for lmvisor.config.schema: defaults, validation, immutability, secrets."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from lmvisor.config.schema import (
+    CircuitBreakerConfig,
+    LmvisorConfig,
+    ProviderConfig,
+    RateLimiterConfig,
+)
+
+
+class TestDefaults:
+    def test_tree_defaults_match_the_seed(self) -> None:
+        """The defaults mirror the seed's configuration tree."""
+        config = LmvisorConfig()
+        assert config.optimization.copro.breadth == 10
+        assert config.optimization.copro.depth == 3
+        assert config.optimization.copro.temperature == 1.4
+        assert config.optimization.copro.max_iterations == 50
+        assert config.optimization.bootstrap.max_bootstrapped_demos == 4
+        assert config.optimization.bootstrap.max_labeled_demos == 16
+        assert config.server.host == "127.0.0.1"
+        assert config.modules.default_adapter == "chat"
+
+    def test_default_providers(self) -> None:
+        """openai, anthropic and an unconfigured OpenAI-compatible `local` entry ship by default."""
+        providers = LmvisorConfig().providers
+        assert sorted(providers) == ["anthropic", "local", "openai"]
+        assert providers["openai"].kind == "openai"
+        assert providers["anthropic"].kind == "anthropic"
+        assert providers["local"].kind == "openai_compatible"
+        assert providers["local"].base_url is None
+        assert all(p.api_key is None for p in providers.values())
+
+    def test_default_breaker_entry(self) -> None:
+        """A `default` breaker entry exists; no rate limiter is configured by default."""
+        infra = LmvisorConfig().infrastructure
+        assert infra.circuit_breakers == {"default": CircuitBreakerConfig()}
+        assert infra.rate_limiters == {}
+
+    def test_construction_reads_no_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Building the model directly ignores LMVISOR_ variables: loading is load_config's job."""
+        monkeypatch.setenv("LMVISOR_SERVER__PORT", "1234")
+        assert LmvisorConfig().server.port == 8750
+
+
+class TestValidation:
+    def test_unknown_key_is_rejected(self) -> None:
+        """A misspelt key is an error, not a silently ignored setting."""
+        with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+            LmvisorConfig.model_validate({"server": {"prot": 1}})
+
+    def test_provider_name_must_be_lowercase(self) -> None:
+        """Provider names are lowercase identifiers, as the environment spells them."""
+        with pytest.raises(ValidationError, match="provider name 'OpenAI' must be lowercase"):
+            LmvisorConfig.model_validate({"providers": {"OpenAI": {}}})
+
+    def test_base_url_scheme(self) -> None:
+        """A provider URL must be http(s)."""
+        with pytest.raises(ValidationError, match="must start with one of http://, https://"):
+            ProviderConfig(base_url="ftp://example")
+
+    def test_rate_limiter_needs_a_limit(self) -> None:
+        """A rate limiter entry without a limit is incomplete."""
+        with pytest.raises(ValidationError, match="limit"):
+            RateLimiterConfig.model_validate({"scale": 1})
+
+    def test_budget_defaults_and_bounds(self) -> None:
+        """No budget by default, a daily period; a negative budget is refused."""
+        provider = ProviderConfig()
+        assert (provider.budget_usd, provider.budget_period) == (None, 86_400.0)
+        with pytest.raises(ValidationError, match="greater than or equal to 0"):
+            ProviderConfig(budget_usd=-1.0)
+
+    def test_models_are_frozen(self) -> None:
+        """Configuration objects are immutable."""
+        config = LmvisorConfig()
+        with pytest.raises(ValidationError, match="frozen"):
+            config.server.port = 1
+
+
+class TestSecrets:
+    def test_api_key_never_in_repr_or_json(self) -> None:
+        """An API key shows as stars in repr, str and JSON dumps."""
+        secret = "sk-test-abcdefghijklmnop"
+        config = LmvisorConfig.model_validate({"providers": {"openai": {"api_key": secret}}})
+        key = config.providers["openai"].api_key
+        assert isinstance(key, SecretStr)
+        assert key.get_secret_value() == secret
+        assert secret not in repr(config)
+        assert secret not in str(config)
+        assert secret not in config.model_dump_json()
+
+    def test_server_token_is_secret(self) -> None:
+        """The server token is a secret too."""
+        config = LmvisorConfig.model_validate({"server": {"token": "hunter2-token"}})
+        assert "hunter2-token" not in repr(config)

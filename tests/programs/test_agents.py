@@ -1,0 +1,264 @@
+"""ReAct, MultiHop, BestOfN, Refine, MultiChainComparison and Parallel on the scripted LM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from lmvisor.programs.best_of_n import BestOfN, Refine
+from lmvisor.programs.chain_of_thought import ChainOfThought
+from lmvisor.programs.example import Example, Prediction
+from lmvisor.programs.lm import LMRequest
+from lmvisor.programs.multi_chain_comparison import MultiChainComparison
+from lmvisor.programs.multihop import MultiHop
+from lmvisor.programs.parallel import Parallel
+from lmvisor.programs.predict import Predict
+from lmvisor.programs.react import ReAct
+from lmvisor.programs.settings import context
+from lmvisor.testing.scripted_lm import ScriptedLM
+
+
+def _reply(**values: Any) -> str:
+    parts = [
+        f"[[ ## {k} ## ]]\n{json.dumps(v) if isinstance(v, dict | list) else v}"
+        for k, v in values.items()
+    ]
+    return "\n\n".join([*parts, "[[ ## completed ## ]]"])
+
+
+def lookup(city: str) -> str:
+    """Find the country of a city."""
+    if city == "Atlantis":
+        raise KeyError("no such city")
+    return f"{city} is in Germany"
+
+
+class TestReAct:
+    async def test_tool_then_finish(self) -> None:
+        """The agent calls a tool, sees its observation, finishes and extracts the answer."""
+        lm = ScriptedLM(
+            [
+                _reply(
+                    next_thought="look it up",
+                    next_tool_name="lookup",
+                    next_tool_args={"city": "Berlin"},
+                ),
+                _reply(next_thought="done", next_tool_name="finish", next_tool_args={}),
+                _reply(reasoning="Berlin is in Germany", answer="Germany"),
+            ]
+        )
+        agent = ReAct("question -> answer", tools=[lookup], max_iters=5)
+        with context(lm=lm):
+            pred = await agent(question="Where is Berlin?")
+        assert pred.answer == "Germany"
+        assert pred.trajectory["observation_0"] == "Berlin is in Germany"
+        assert pred.trajectory["observation_1"] == "Completed."
+        assert (
+            "[[ ## observation_0 ## ]]\nBerlin is in Germany"
+            in lm.requests[1].messages[-1]["content"]
+        )
+        assert (
+            "(1) lookup, whose description is <desc>Find the country of a city.</desc>"
+            in (lm.requests[0].messages[0]["content"])
+        )
+        assert pred.usage == lm.total_usage()
+
+    async def test_tool_error_is_observation(self) -> None:
+        """A tool's error goes back to the LM as the observation."""
+        lm = ScriptedLM(
+            [
+                _reply(
+                    next_thought="t", next_tool_name="lookup", next_tool_args={"city": "Atlantis"}
+                ),
+                _reply(next_thought="t", next_tool_name="finish", next_tool_args={}),
+                _reply(reasoning="r", answer="unknown"),
+            ]
+        )
+        with context(lm=lm):
+            pred = await ReAct("question -> answer", tools=[lookup])(question="q")
+        assert (
+            pred.trajectory["observation_0"]
+            == "Execution error in lookup: KeyError: 'no such city'"
+        )
+        assert pred.answer == "unknown"
+
+    async def test_max_iters(self) -> None:
+        """After max_iters steps the agent extracts from the trajectory it has."""
+        step = _reply(next_thought="t", next_tool_name="lookup", next_tool_args={"city": "Bonn"})
+        lm = ScriptedLM([step, step, _reply(reasoning="r", answer="Germany")])
+        with context(lm=lm):
+            pred = await ReAct("question -> answer", tools=[lookup], max_iters=2)(question="q")
+        assert lm.calls == 3
+        assert pred.answer == "Germany"
+
+    def test_validation(self) -> None:
+        """Duplicate tool names and max_iters < 1 are rejected."""
+        with pytest.raises(ValueError, match=r"^duplicate tool name 'lookup'$"):
+            ReAct("q -> a", tools=[lookup, lookup])
+        with pytest.raises(ValueError, match=r"^max_iters must be >= 1$"):
+            ReAct("q -> a", tools=[lookup], max_iters=0)
+
+
+class TestMultiHop:
+    async def test_decompose_answer_synthesize(self) -> None:
+        """Sub-questions are answered concurrently, then synthesized into the answer."""
+        both_pending = asyncio.Event()
+        pending = 0
+
+        async def reply(request: LMRequest) -> str:
+            nonlocal pending
+            system = request.messages[0]["content"]
+            user = request.messages[-1]["content"]
+            if "`sub_questions` (list[str])" in system and "sub_answers" not in system:
+                return _reply(sub_questions=["Where is Berlin?", "Where is Paris?"])
+            if "sub_answers" in system:
+                return _reply(reasoning="combine", answer="Germany and France")
+            pending += 1
+            if pending == 2:
+                both_pending.set()
+            await both_pending.wait()  # both sub-questions are in flight together
+            return _reply(reasoning="r", answer="Germany" if "Berlin" in user else "France")
+
+        lm = ScriptedLM(reply)
+        with context(lm=lm):
+            pred = await MultiHop("question -> answer")(question="Where are Berlin and Paris?")
+        assert pred.answer == "Germany and France"
+        assert pred.sub_answers == ["Germany", "France"]
+        assert lm.calls == 4
+        assert '["Germany", "France"]' in lm.requests[-1].messages[-1]["content"]
+
+
+class TestBestOfN:
+    async def test_stops_at_threshold(self) -> None:
+        """Attempts stop at the first reward reaching the threshold, at temperature 1.0."""
+        lm = ScriptedLM([_reply(answer="bad"), _reply(answer="good"), _reply(answer="unused")])
+        best = BestOfN(
+            Predict("question -> answer"), 3, lambda args, p: float(p.answer == "good"), 1.0
+        )
+        with context(lm=lm):
+            pred = await best(question="q")
+        assert pred.answer == "good"
+        assert lm.calls == 2
+        assert all(r.params["temperature"] == 1.0 for r in lm.requests)
+        assert pred.usage == lm.total_usage()
+
+    async def test_best_when_none_reach(self) -> None:
+        """Without a success, the best-rewarded prediction is returned."""
+        lm = ScriptedLM([_reply(answer="aa"), _reply(answer="aaaa"), _reply(answer="a")])
+        best = BestOfN(Predict("question -> answer"), 3, lambda a, p: len(p.answer), 10)
+        with context(lm=lm):
+            assert (await best(question="q")).answer == "aaaa"
+
+    async def test_failures(self) -> None:
+        """Failed attempts are tolerated up to fail_count, then the error is raised."""
+        lm = ScriptedLM([RuntimeError("one"), _reply(answer="ok")])
+        best = BestOfN(Predict("question -> answer"), 2, lambda a, p: 1.0, 1.0)
+        with context(lm=lm):
+            assert (await best(question="q")).answer == "ok"
+        strict = BestOfN(Predict("question -> answer"), 3, lambda a, p: 1.0, 1.0, fail_count=1)
+        with (
+            context(lm=ScriptedLM([RuntimeError("boom")])),
+            pytest.raises(RuntimeError, match="boom"),
+        ):
+            await strict(question="q")
+
+    async def test_async_reward(self) -> None:
+        """An async reward function is awaited."""
+
+        async def reward(args: dict[str, Any], pred: Prediction) -> float:
+            return 1.0
+
+        with context(lm=ScriptedLM()):
+            assert (await BestOfN(Predict("q -> a"), 2, reward, 0.5)(q="x")).a
+
+
+class TestRefine:
+    async def test_feedback_reaches_next_attempt(self) -> None:
+        """After a miss the LM's feedback is passed to the next attempt as `hint_`."""
+        lm = ScriptedLM(
+            [
+                _reply(answer="wrong"),
+                _reply(feedback="Answer with a number."),
+                _reply(answer="4"),
+            ]
+        )
+        refine = Refine(Predict("question -> answer"), 3, lambda a, p: float(p.answer == "4"), 1.0)
+        with context(lm=lm):
+            pred = await refine(question="2+2?")
+        assert pred.answer == "4"
+        assert "hint_" not in lm.requests[0].messages[-1]["content"]
+        assert "reward_value" in lm.requests[1].messages[-1]["content"]
+        assert "[[ ## hint_ ## ]]\nAnswer with a number." in lm.requests[2].messages[-1]["content"]
+
+
+class TestMultiChainComparison:
+    async def test_attempts_in_prompt(self) -> None:
+        """Each attempt is shown to the LM; the result carries the rationale and answer."""
+        lm = ScriptedLM([_reply(rationale="both agree", answer="4")])
+        mcc = MultiChainComparison("question -> answer", M=2)
+        completions = [{"reasoning": "add", "answer": "4"}, Example(reasoning="sum", answer="5")]
+        with context(lm=lm):
+            pred = await mcc(completions=completions, question="2+2?")
+        user = lm.requests[0].messages[-1]["content"]
+        assert (
+            "[[ ## reasoning_attempt_1 ## ]]\n"
+            "«I'm trying to add I'm not sure but my prediction is 4»" in user
+        )
+        assert "my prediction is 5»" in user
+        assert lm.requests[0].params["temperature"] == 0.7
+        assert pred.rationale == "both agree"
+
+    async def test_wrong_count(self) -> None:
+        """A number of completions other than M is a ValueError."""
+        with pytest.raises(ValueError, match=r"^expected 3 completions, got 1$"):
+            await MultiChainComparison("q -> a")(completions=[{"reasoning": "r", "a": "x"}], q="x")
+
+
+class TestParallel:
+    async def test_bounded_and_ordered(self) -> None:
+        """Pairs run at most `concurrency` at once, results in order, failures recorded."""
+        in_flight = peak = 0
+        release = asyncio.Event()
+
+        async def reply(request: LMRequest) -> str:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            if peak == 2:
+                release.set()
+            await release.wait()
+            in_flight -= 1
+            if "boom" in request.messages[-1]["content"]:
+                raise RuntimeError("boom")
+            return "[[ ## answer ## ]]\nok"
+
+        predict = Predict("question -> answer")
+        pairs = [(predict, {"question": str(i)}) for i in range(5)]
+        pairs.append((predict, Example(question="boom").with_inputs("question")))
+        with context(lm=ScriptedLM(reply)):
+            result = await Parallel(concurrency=2)(pairs)
+        assert peak == 2
+        assert [r.answer for r in result.results[:5]] == ["ok"] * 5
+        assert result.results[5] is None
+        assert len(result.exceptions) == 1
+
+    async def test_max_errors(self) -> None:
+        """One failure more than max_errors cancels the rest and raises."""
+        cot = ChainOfThought("question -> answer")
+        with (
+            context(lm=ScriptedLM([RuntimeError("down")] * 3)),
+            pytest.raises(RuntimeError, match="down"),
+        ):
+            await Parallel(concurrency=1, max_errors=0)(
+                [(cot, {"question": "1"}), (cot, {"question": "2"})]
+            )
+
+    def test_validation(self) -> None:
+        """Bad concurrency or max_errors are rejected."""
+        with pytest.raises(ValueError, match=r"^concurrency must be >= 1$"):
+            Parallel(concurrency=0)
+        with pytest.raises(ValueError, match=r"^max_errors must be >= 0$"):
+            Parallel(max_errors=-1)

@@ -1,0 +1,76 @@
+"""Fixtures for the provider tests: a loopback LMServer and one provider per vendor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from lmvisor.providers.anthropic import AnthropicProvider
+from lmvisor.providers.openai import OpenAIProvider
+from lmvisor.providers.openai_compatible import OpenAICompatibleProvider
+from lmvisor.testing.lm_server import LMServer
+
+KEY = "sk-test-SECRET-7f3a9c1e5b"
+MESSAGES = [
+    {"role": "system", "content": "Answer briefly."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+PERSON_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "person",
+        "schema": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+            "required": ["name", "age"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LMServer]:
+    async with LMServer(api_key=KEY) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def open_server() -> AsyncIterator[LMServer]:
+    """A server that checks no key (as Ollama or llama.cpp do)."""
+    async with LMServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def oai(server: LMServer) -> AsyncIterator[OpenAIProvider]:
+    provider = OpenAIProvider(api_key=KEY, base_url=server.url + "/v1", timeout=5.0)
+    yield provider
+    await provider.aclose()
+
+
+@pytest.fixture
+async def claude(server: LMServer) -> AsyncIterator[AnthropicProvider]:
+    provider = AnthropicProvider(api_key=KEY, base_url=server.url, timeout=5.0)
+    yield provider
+    await provider.aclose()
+
+
+@pytest.fixture
+async def local(open_server: LMServer) -> AsyncIterator[OpenAICompatibleProvider]:
+    provider = OpenAICompatibleProvider(base_url=open_server.url + "/v1", name="local", timeout=5.0)
+    yield provider
+    await provider.aclose()

@@ -1,0 +1,366 @@
+"""Tests for lmvisor.providers.anthropic: request mapping and AnthropicProvider on LMServer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from lmvisor.programs.lm import LMDelta, LMDone, LMRequest, LMResponse, LMStreamItem
+from lmvisor.providers.anthropic import AnthropicProvider, _to_anthropic_messages
+from lmvisor.providers.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ModelNotFound,
+    OverloadedError,
+    ProviderConnectionError,
+    ProviderError,
+    RateLimitError,
+    ResponseFormatError,
+    ServerError,
+)
+from lmvisor.providers.transport import HttpxTransport
+from lmvisor.testing.lm_server import FaultRule, LMServer
+from tests.providers.conftest import KEY, MESSAGES, PERSON_SCHEMA, WEATHER_TOOL
+
+MODEL = "claude-haiku-4-5"
+
+
+def _request(model: str = f"anthropic/{MODEL}", **params: Any) -> LMRequest:
+    return LMRequest(model=model, messages=MESSAGES, params=params)
+
+
+async def _collect(items: AsyncIterator[LMStreamItem]) -> tuple[list[LMDelta], LMResponse]:
+    deltas: list[LMDelta] = []
+    done: list[LMDone] = []
+    async for item in items:
+        if isinstance(item, LMDone):
+            done.append(item)
+        else:
+            deltas.append(item)
+    assert len(done) == 1
+    return deltas, done[0].response
+
+
+class TestMessageMapping:
+    def test_system_user_assistant(self) -> None:
+        """System texts leave the message list; user and assistant text stay as strings."""
+        system, messages = _to_anthropic_messages(
+            [
+                {"role": "system", "content": "A"},
+                {"role": "developer", "content": [{"type": "text", "text": "B"}]},
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+            ]
+        )
+        assert system == ["A", "B"]
+        assert messages == [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+        ]
+
+    def test_tool_calls_and_results(self) -> None:
+        """Assistant tool_calls become tool_use blocks; tool messages one user turn of results."""
+        _, messages = _to_anthropic_messages(
+            [
+                {"role": "user", "content": "weather?"},
+                {
+                    "role": "assistant",
+                    "content": "Let me look.",
+                    "tool_calls": [
+                        {
+                            "id": "t1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                        },
+                        {
+                            "id": "t2",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+                        },
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
+                {"role": "tool", "tool_call_id": "t2", "content": "rain"},
+            ]
+        )
+        assert messages[1]["content"] == [
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"city": "Paris"}},
+            {"type": "tool_use", "id": "t2", "name": "get_weather", "input": {"city": "Rome"}},
+        ]
+        assert messages[2] == {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": "sunny"},
+                {"type": "tool_result", "tool_use_id": "t2", "content": "rain"},
+            ],
+        }
+
+    def test_images(self) -> None:
+        """image_url parts become base64 or url image blocks."""
+        _, messages = _to_anthropic_messages(
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD"}},
+                        {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}},
+                    ],
+                }
+            ]
+        )
+        assert messages[0]["content"][1:] == [
+            {
+                "type": "image",
+                "source": {"type": "base64", "media_type": "image/png", "data": "QUJD"},
+            },
+            {"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}},
+        ]
+
+    def test_bad_role(self) -> None:
+        """An unknown role is a ValueError naming the message."""
+        with pytest.raises(
+            ValueError,
+            match=r"^messages\[0\]\.role must be system, user, assistant or tool, got 'robot'$",
+        ):
+            _to_anthropic_messages([{"role": "robot", "content": "x"}])
+
+    def test_bad_tool_arguments(self) -> None:
+        """Assistant tool-call arguments that are not JSON are a ValueError naming them."""
+        with pytest.raises(
+            ValueError, match=r"^messages\[0\]\.tool_calls\[0\]\.function\.arguments is not"
+        ):
+            _to_anthropic_messages(
+                [
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": "{bad"}}],
+                    }
+                ]
+            )
+
+
+class TestComplete:
+    async def test_wire_format(self, claude: AnthropicProvider, server: LMServer) -> None:
+        """System goes top-level, max_tokens defaults to 1024, OpenAI-only params drop."""
+        resp = await claude.complete(_request(temperature=0.2, seed=1, stop="\n\n", top_k=5))
+        sent = server.last_requests(1)[0]
+        assert sent["model"] == MODEL
+        assert sent["system"] == "Answer briefly."
+        assert sent["messages"] == [MESSAGES[1]]
+        assert sent["max_tokens"] == 1024
+        assert sent["stop_sequences"] == ["\n\n"]
+        assert (sent["temperature"], sent["top_k"]) == (0.2, 5)
+        assert "seed" not in sent and "stop" not in sent
+        assert resp.outputs[0] and resp.finish_reason == "stop"
+        assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
+        assert resp.usage.prompt_tokens > 0
+        assert resp.cost is not None and resp.cost > 0
+
+    async def test_max_tokens_given(self, claude: AnthropicProvider, server: LMServer) -> None:
+        """max_completion_tokens (or max_tokens) is sent as max_tokens."""
+        await claude.complete(_request(max_completion_tokens=77))
+        assert server.last_requests(1)[0]["max_tokens"] == 77
+
+    async def test_tools(self, claude: AnthropicProvider, server: LMServer) -> None:
+        """OpenAI tools map to Anthropic's schema; tool_use comes back as ToolCall."""
+        resp = await claude.complete(
+            _request(tools=[WEATHER_TOOL], tool_choice="required", parallel_tool_calls=False)
+        )
+        sent = server.last_requests(1)[0]
+        assert sent["tools"] == [
+            {
+                "name": "get_weather",
+                "description": "The weather in a city.",
+                "input_schema": WEATHER_TOOL["function"]["parameters"],  # type: ignore[index]
+            }
+        ]
+        assert sent["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+        assert resp.finish_reason == "tool_calls"
+        assert resp.tool_calls[0].name == "get_weather"
+        assert isinstance(resp.tool_calls[0].arguments["city"], str)
+
+    async def test_named_tool_choice(self, claude: AnthropicProvider, server: LMServer) -> None:
+        """A named function tool_choice becomes {"type": "tool", "name": ...}."""
+        choice = {"type": "function", "function": {"name": "get_weather"}}
+        await claude.complete(_request(tools=[WEATHER_TOOL], tool_choice=choice))
+        assert server.last_requests(1)[0]["tool_choice"] == {"type": "tool", "name": "get_weather"}
+
+    async def test_n_sends_concurrent_requests(
+        self, claude: AnthropicProvider, server: LMServer
+    ) -> None:
+        """n=3 sends three requests and returns three outputs with summed usage."""
+        single = await claude.complete(_request())
+        before = server.stats().requests
+        resp = await claude.complete(_request(n=3))
+        assert server.stats().requests - before == 3
+        assert len(resp.outputs) == 3
+        assert resp.usage.total_tokens == 3 * single.usage.total_tokens
+        assert resp.cost == pytest.approx(3 * (single.cost or 0.0))
+        assert "n" not in server.last_requests(1)[0]
+
+    async def test_n_failure_raises_one_typed_error(
+        self, claude: AnthropicProvider, server: LMServer
+    ) -> None:
+        """If one of the n requests fails, its typed error is raised and none is left running."""
+        server.add_fault(FaultRule(kind="status", status=529, times=1))
+        with pytest.raises(OverloadedError):
+            await claude.complete(_request(n=3))
+        assert claude.statistics().transport.in_flight == 0
+
+    async def test_json_schema_by_instruction(
+        self, claude: AnthropicProvider, server: LMServer
+    ) -> None:
+        """By default a json_schema becomes a system instruction carrying the schema."""
+        await claude.complete(_request(response_format=PERSON_SCHEMA))
+        sent = server.last_requests(1)[0]
+        schema = json.dumps(PERSON_SCHEMA["json_schema"]["schema"])  # type: ignore[index]
+        assert sent["system"].startswith("Answer briefly.\n\nRespond with a single valid JSON")
+        assert sent["system"].endswith(schema)
+        assert "response_format" not in sent and "output_format" not in sent
+        assert claude.capabilities.json_schema is False
+
+    async def test_json_object_instruction(
+        self, claude: AnthropicProvider, server: LMServer
+    ) -> None:
+        """json_object asks for a single JSON object in the system text."""
+        await claude.complete(_request(response_format={"type": "json_object"}))
+        assert "single valid JSON object" in server.last_requests(1)[0]["system"]
+
+    async def test_native_json_schema(self, server: LMServer) -> None:
+        """With native_json_schema, the schema is sent as output_format and enforced."""
+        provider = AnthropicProvider(api_key=KEY, base_url=server.url, native_json_schema=True)
+        try:
+            resp = await provider.complete(_request(response_format=PERSON_SCHEMA))
+        finally:
+            await provider.aclose()
+        sent = server.last_requests(1)[0]
+        assert sent["output_format"]["type"] == "json_schema"
+        assert sent["system"] == "Answer briefly."
+        assert set(json.loads(resp.outputs[0])) == {"name", "age"}
+        assert provider.capabilities.json_schema is True
+
+
+class TestStream:
+    async def test_deltas_then_done(self, claude: AnthropicProvider) -> None:
+        """The event sequence yields text deltas, then LMDone with usage and stop reason."""
+        deltas, resp = await _collect(claude.stream(_request()))
+        assert deltas and "".join(d.text for d in deltas) == resp.outputs[0]
+        assert resp.usage.prompt_tokens > 0 and resp.usage.completion_tokens > 0
+        assert resp.finish_reason == "stop"
+        assert resp.model == MODEL
+        assert (await claude.complete(_request())).outputs == resp.outputs
+
+    async def test_streamed_tool_use(self, claude: AnthropicProvider) -> None:
+        """input_json_delta pieces assemble into the tool call's arguments."""
+        _, resp = await _collect(claude.stream(_request(tools=[WEATHER_TOOL], tool_choice="any")))
+        assert resp.finish_reason == "tool_calls"
+        assert resp.tool_calls[0].name == "get_weather"
+        assert "city" in resp.tool_calls[0].arguments
+
+    async def test_stream_rejects_n(self, claude: AnthropicProvider) -> None:
+        """Streaming with n > 1 is refused before anything is sent."""
+        with pytest.raises(
+            ValueError,
+            match=r"^AnthropicProvider\.stream does not support n > 1; use complete\(\)$",
+        ):
+            await _collect(claude.stream(_request(n=2)))
+
+    async def test_error_event_is_overloaded(
+        self, claude: AnthropicProvider, server: LMServer
+    ) -> None:
+        """An `event: error` overloaded_error mid-stream raises a retryable OverloadedError."""
+        server.add_fault(FaultRule(kind="error_event"))
+        with pytest.raises(OverloadedError) as info:
+            await _collect(claude.stream(_request()))
+        assert info.value.retryable is True and info.value.status is None
+
+    async def test_disconnect_mid_stream(self, claude: AnthropicProvider, server: LMServer) -> None:
+        """A stream cut before message_stop is a ProviderConnectionError."""
+        server.add_fault(FaultRule(kind="disconnect_mid_stream"))
+        with pytest.raises(ProviderConnectionError):
+            await _collect(claude.stream(_request()))
+
+    async def test_malformed_event(self, claude: AnthropicProvider, server: LMServer) -> None:
+        """A truncated event's JSON is a ResponseFormatError."""
+        server.add_fault(FaultRule(kind="malformed_json"))
+        with pytest.raises(ResponseFormatError, match=r"event is not valid JSON"):
+            await _collect(claude.stream(_request()))
+
+    async def test_over_httpx(self, server: LMServer) -> None:
+        """The provider streams over a user's httpx.AsyncClient too."""
+        async with httpx.AsyncClient() as client:
+            provider = AnthropicProvider(
+                api_key=KEY, base_url=server.url, transport=HttpxTransport(client)
+            )
+            deltas, resp = await _collect(provider.stream(_request()))
+            assert deltas and resp.outputs[0]
+            assert (await provider.complete(_request())).outputs == resp.outputs
+            await provider.aclose()
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("rule", "cls", "retryable"),
+        [
+            (FaultRule(kind="status", status=400), BadRequestError, False),
+            (FaultRule(kind="status", status=429, retry_after=4), RateLimitError, True),
+            (FaultRule(kind="status", status=500), ServerError, True),
+            (FaultRule(kind="status", status=503), ServerError, True),
+            (FaultRule(kind="status", status=529), OverloadedError, True),
+        ],
+    )
+    async def test_status_faults(
+        self,
+        claude: AnthropicProvider,
+        server: LMServer,
+        rule: FaultRule,
+        cls: type[ProviderError],
+        retryable: bool,
+    ) -> None:
+        """Anthropic's error bodies map to the same typed errors as OpenAI's."""
+        server.add_fault(rule)
+        for call in (claude.complete(_request()), _collect(claude.stream(_request()))):
+            with pytest.raises(cls) as info:
+                await call
+            assert type(info.value) is cls
+            assert info.value.retryable is retryable
+            assert info.value.provider == "anthropic"
+        if rule.status == 429:
+            assert isinstance(info.value, RateLimitError) and info.value.retry_after == 4.0
+
+    async def test_unknown_model(self, claude: AnthropicProvider) -> None:
+        """An unknown model is ModelNotFound."""
+        with pytest.raises(ModelNotFound):
+            await claude.complete(_request(model="anthropic/unknown-model"))
+
+    async def test_wrong_key_never_shown(self, server: LMServer) -> None:
+        """A wrong x-api-key is AuthenticationError; the key is in no error or log."""
+        wrong = "sk-ant-WRONG-never-show-99"
+        provider = AnthropicProvider(api_key=wrong, base_url=server.url)
+        try:
+            with capture_logs() as logs, pytest.raises(AuthenticationError) as info:
+                await provider.complete(_request())
+        finally:
+            await provider.aclose()
+        assert info.value.status == 401
+        for text in (
+            str(logs),
+            str(info.value),
+            repr(info.value),
+            repr(provider),
+            json.dumps(info.value.to_dict()),
+        ):
+            assert wrong not in text
+
+    def test_option_validation(self) -> None:
+        """default_max_tokens must be positive."""
+        with pytest.raises(ValueError, match=r"^default_max_tokens must be >= 1, got 0$"):
+            AnthropicProvider(default_max_tokens=0)

@@ -1,0 +1,85 @@
+"""Tests for lmvisor.providers.sse: the incremental SSE decoder."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from lmvisor.providers.sse import SSEDecoder, SSEEvent, iter_sse
+
+STREAM = (
+    b": keep-alive comment\n"
+    b"event: message_start\n"
+    b'data: {"type": "message_start"}\n'
+    b"\n"
+    b"id: 7\n"
+    b"retry: 1500\n"
+    b"data: line one\n"
+    b"data:line two\n"
+    b"\n"
+    b"data: [DONE]\n"
+    b"\n"
+)
+EXPECTED = [
+    SSEEvent(event="message_start", data='{"type": "message_start"}'),
+    SSEEvent(event="message", data="line one\nline two", id="7", retry=1500),
+    SSEEvent(event="message", data="[DONE]", id="7", retry=1500),
+]
+
+
+def _decode_in_pieces(data: bytes, cut: int) -> list[SSEEvent]:
+    decoder = SSEDecoder()
+    return decoder.feed(data[:cut]) + decoder.feed(data[cut:]) + decoder.flush()
+
+
+class TestSSEDecoder:
+    def test_whole_stream(self) -> None:
+        """Fields, comments, multi-line data, ids and retry decode as the spec says."""
+        decoder = SSEDecoder()
+        assert decoder.feed(STREAM) + decoder.flush() == EXPECTED
+
+    def test_any_split_gives_the_same_events(self) -> None:
+        """Splitting the bytes at every position yields the same events."""
+        for cut in range(len(STREAM) + 1):
+            assert _decode_in_pieces(STREAM, cut) == EXPECTED, cut
+
+    def test_crlf_split_between_chunks(self) -> None:
+        """A \\r\\n pair split across chunks is one line end, not two."""
+        data = b"data: a\r\n\r\ndata: b\r\n\r\n"
+        for cut in range(len(data) + 1):
+            events = _decode_in_pieces(data, cut)
+            assert [e.data for e in events] == ["a", "b"], cut
+
+    def test_bare_cr_line_ends(self) -> None:
+        """Lines may end in a lone \\r."""
+        decoder = SSEDecoder()
+        events = decoder.feed(b"data: x\r\rdata: y\r") + decoder.feed(b"\r") + decoder.flush()
+        assert [e.data for e in events] == ["x", "y"]
+
+    def test_unterminated_event_is_dropped(self) -> None:
+        """An event without its blank line at the end of the stream is not dispatched."""
+        decoder = SSEDecoder()
+        assert decoder.feed(b"data: complete\n\ndata: partial\n") == [
+            SSEEvent(event="message", data="complete")
+        ]
+        assert decoder.flush() == []
+
+    def test_event_without_data_is_not_dispatched(self) -> None:
+        """A blank line after only an event name dispatches nothing and resets the name."""
+        decoder = SSEDecoder()
+        assert decoder.feed(b"event: ping\n\ndata: d\n\n") == [SSEEvent(event="message", data="d")]
+
+    def test_invalid_utf8_is_replaced(self) -> None:
+        """Undecodable bytes become U+FFFD rather than an exception."""
+        decoder = SSEDecoder()
+        assert decoder.feed(b"data: \xff\n\n")[0].data == "\ufffd"
+
+
+class TestIterSSE:
+    async def test_async_chunks(self) -> None:
+        """iter_sse yields the events of an async byte stream as they complete."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(0, len(STREAM), 5):
+                yield STREAM[i : i + 5]
+
+        assert [event async for event in iter_sse(chunks())] == EXPECTED

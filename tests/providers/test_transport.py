@@ -1,0 +1,205 @@
+"""Tests for lmvisor.providers.transport: both transports against LMServer and mocks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from lmvisor.providers.errors import ProviderConnectionError, ProviderTimeout, ResponseFormatError
+from lmvisor.providers.transport import AiohttpTransport, HttpxTransport, Transport
+from lmvisor.testing.lm_server import FaultRule, LMServer
+from tests.providers.conftest import KEY
+
+BODY = json.dumps(
+    {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+).encode()
+STREAM_BODY = json.dumps(
+    {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+).encode()
+HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def transport(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
+    made: Transport = AiohttpTransport() if request.param == "aiohttp" else HttpxTransport()
+    yield made
+    await made.aclose()
+
+
+async def _post(transport: Transport, url: str, limit: float = 5.0) -> tuple[int, bytes]:
+    resp = await transport.post_json(
+        url, headers=HEADERS, body=BODY, timeout=limit, provider="openai", model="gpt-4o-mini"
+    )
+    return resp.status, resp.body
+
+
+class TestBothTransports:
+    async def test_post_json_returns_status_headers_and_body(
+        self, transport: Transport, server: LMServer
+    ) -> None:
+        """A POST returns the raw status, case-insensitive headers and body."""
+        resp = await transport.post_json(
+            server.url + "/v1/chat/completions",
+            headers=HEADERS,
+            body=BODY,
+            timeout=5.0,
+            provider="openai",
+            model="gpt-4o-mini",
+        )
+        assert resp.status == 200
+        assert resp.headers["content-type"].startswith("application/json")
+        assert resp.headers["Content-Type"] == resp.headers["content-type"]
+        assert json.loads(resp.body)["object"] == "chat.completion"
+
+    async def test_error_status_is_returned_not_raised(
+        self, transport: Transport, server: LMServer
+    ) -> None:
+        """Statuses are the caller's to judge: a 429 comes back as a response."""
+        server.add_fault(FaultRule(kind="status", status=429, retry_after=2, times=1))
+        status, body = await _post(transport, server.url + "/v1/chat/completions")
+        assert status == 429
+        assert json.loads(body)["error"]["type"]
+
+    async def test_stream_sse_yields_events(self, transport: Transport, server: LMServer) -> None:
+        """A streamed answer arrives as SSE events ending with [DONE]."""
+        async with transport.stream_sse(
+            server.url + "/v1/chat/completions",
+            headers=HEADERS,
+            body=STREAM_BODY,
+            timeout=5.0,
+            provider="openai",
+            model="gpt-4o-mini",
+        ) as resp:
+            assert resp.status == 200
+            events = [event.data async for event in resp.events()]
+        assert events[-1] == "[DONE]"
+        assert json.loads(events[0])["object"] == "chat.completion.chunk"
+        assert transport.statistics().in_flight == 0
+
+    async def test_connection_refused(self, transport: Transport) -> None:
+        """Nothing listening is a retryable ProviderConnectionError."""
+        async with LMServer() as stopped:
+            url = stopped.url
+        with pytest.raises(ProviderConnectionError) as info:
+            await _post(transport, url + "/v1/chat/completions")
+        assert info.value.retryable is True
+        assert info.value.provider == "openai"
+        assert isinstance(info.value.__cause__, Exception)
+
+    async def test_dropped_connection(self, transport: Transport, server: LMServer) -> None:
+        """A connection closed before any byte is a ProviderConnectionError."""
+        server.add_fault(FaultRule(kind="drop"))
+        with pytest.raises(ProviderConnectionError):
+            await _post(transport, server.url + "/v1/chat/completions")
+
+    async def test_body_cut_mid_way(self, transport: Transport, server: LMServer) -> None:
+        """A body cut short by a disconnect is a ProviderConnectionError."""
+        server.add_fault(FaultRule(kind="disconnect_mid_stream"))
+        with pytest.raises(ProviderConnectionError):
+            await _post(transport, server.url + "/v1/chat/completions")
+
+    async def test_timeout(self, transport: Transport, server: LMServer) -> None:
+        """No answer within the timeout is a retryable ProviderTimeout."""
+        server.add_fault(FaultRule(kind="slow_first_byte", delay=0.5))
+        with pytest.raises(ProviderTimeout, match=r"no answer within 0\.05s$") as info:
+            await _post(transport, server.url + "/v1/chat/completions", limit=0.05)
+        assert isinstance(info.value, TimeoutError)
+
+    async def test_closed_transport_refuses(self, transport: Transport, server: LMServer) -> None:
+        """After aclose(), a request raises RuntimeError naming the transport."""
+        await _post(transport, server.url + "/v1/chat/completions")
+        await transport.aclose()
+        with pytest.raises(RuntimeError, match=r"^(Aiohttp|Httpx)Transport is closed$"):
+            await _post(transport, server.url + "/v1/chat/completions")
+        assert transport.statistics().open is False
+
+
+class TestAiohttpTransport:
+    async def test_session_is_created_lazily_and_counted(self, server: LMServer) -> None:
+        """The pool opens on first use; statistics count requests and show the limits."""
+        transport = AiohttpTransport(max_connections=7, keepalive_timeout=3.0)
+        before = transport.statistics()
+        assert before.open is False and before.requests == 0
+        await _post(transport, server.url + "/v1/chat/completions")
+        after = transport.statistics()
+        assert (after.kind, after.requests, after.in_flight) == ("aiohttp", 1, 0)
+        assert (after.max_connections, after.keepalive_timeout, after.open) == (7, 3.0, True)
+        await transport.aclose()
+        await transport.aclose()
+
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            ({"max_connections": -1}, r"^max_connections must be >= 0, got -1$"),
+            ({"max_connections_per_host": -2}, r"^max_connections_per_host must be >= 0, got -2$"),
+            ({"keepalive_timeout": 0}, r"^keepalive_timeout must be > 0, got 0$"),
+        ],
+    )
+    def test_option_validation(self, kwargs: dict[str, float], message: str) -> None:
+        """Out-of-range pool options are rejected, naming the option."""
+        with pytest.raises(ValueError, match=message):
+            AiohttpTransport(**kwargs)  # type: ignore[arg-type]
+
+
+class TestHttpxTransport:
+    async def test_users_client_is_used_and_left_open(self, server: LMServer) -> None:
+        """A user's AsyncClient carries the requests and is not closed by aclose()."""
+        seen: list[str] = []
+
+        async def hook(request: httpx.Request) -> None:
+            seen.append(request.url.path)
+
+        async with httpx.AsyncClient(event_hooks={"request": [hook]}) as client:
+            transport = HttpxTransport(client)
+            status, _ = await _post(transport, server.url + "/v1/chat/completions")
+            await transport.aclose()
+            assert status == 200
+            assert seen == ["/v1/chat/completions"]
+            assert client.is_closed is False
+            stats = transport.statistics()
+            assert stats.owns_client is False and stats.max_connections is None
+
+    async def test_mock_transport(self) -> None:
+        """An httpx.MockTransport answers without any network."""
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            assert request.headers["authorization"] == f"Bearer {KEY}"
+            assert json.loads(request.content)["model"] == "gpt-4o-mini"
+            return httpx.Response(200, json={"ok": True}, headers={"x-request-id": "r1"})
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            transport = HttpxTransport(client)
+            resp = await transport.post_json(
+                "http://mock/v1/chat/completions",
+                headers=HEADERS,
+                body=BODY,
+                timeout=1.0,
+                provider="openai",
+                model="gpt-4o-mini",
+            )
+        assert (resp.status, json.loads(resp.body)) == (200, {"ok": True})
+        assert resp.headers["X-Request-Id"] == "r1"
+
+    @pytest.mark.parametrize(
+        ("exc", "cls"),
+        [
+            (httpx.ConnectError("refused"), ProviderConnectionError),
+            (httpx.RemoteProtocolError("peer closed"), ProviderConnectionError),
+            (httpx.ReadTimeout("slow"), ProviderTimeout),
+            (httpx.DecodingError("bad gzip"), ResponseFormatError),
+        ],
+    )
+    async def test_httpx_errors_are_mapped(self, exc: Exception, cls: type[Exception]) -> None:
+        """Each httpx failure becomes its provider error, chained from the original."""
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            raise exc
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            transport = HttpxTransport(client)
+            with pytest.raises(cls) as info:
+                await _post(transport, "http://mock/v1/chat/completions")
+        assert info.value.__cause__ is exc

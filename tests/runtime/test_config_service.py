@@ -1,0 +1,146 @@
+"""Tests for lmvisor.runtime.config_service: get, validated update, subscriptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from lmvisor.config.errors import ConfigError
+from lmvisor.config.schema import LmvisorConfig, ServerConfig
+from lmvisor.runtime.actor import Actor, handler
+from lmvisor.runtime.config_service import (
+    CONFIG_SERVICE_NAME,
+    ConfigChanged,
+    ConfigHolder,
+    UnsubscribeConfig,
+    config_service_spec,
+    config_subscription_key,
+    covers,
+    get_config,
+    subscribe_config,
+    update_config,
+)
+from lmvisor.runtime.errors import ActorExited
+from lmvisor.runtime.messages import Call
+from lmvisor.runtime.runtime import Runtime
+from tests.runtime._protection_helpers import until
+
+
+@dataclass(frozen=True, slots=True)
+class _Changes(Call[list[tuple[str, object, object]]]):
+    pass
+
+
+class _Listener(Actor):
+    """Records (path, old, new) of each ConfigChanged it gets."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, object, object]] = []
+
+    @handler
+    def changed(self, msg: ConfigChanged) -> None:
+        self.changes.append((msg.path, msg.old, msg.new))
+
+    @handler
+    def list_changes(self, msg: _Changes) -> list[tuple[str, object, object]]:
+        return list(self.changes)
+
+
+class TestCovers:
+    @pytest.mark.parametrize(
+        ("prefix", "path", "expected"),
+        [
+            ("", "server.port", True),
+            ("server", "server.port", True),
+            ("server.port", "server.port", True),
+            ("providers.openai", "providers", True),
+            ("server", "serverx.port", False),
+            ("server.port", "server.host", False),
+            ("cache", "server.port", False),
+        ],
+    )
+    def test_covers(self, prefix: str, path: str, expected: bool) -> None:
+        """A prefix covers its own path, paths under it and paths above it, on dot boundaries."""
+        assert covers(prefix, path) is expected
+
+
+class TestConfigService:
+    async def test_get(self, runtime: Runtime) -> None:
+        """get returns the whole tree, a subtree or a leaf; a bad path raises ConfigError."""
+        config = LmvisorConfig()
+        await runtime.start_child(config_service_spec(config))
+        service = runtime.via(CONFIG_SERVICE_NAME)
+        assert await get_config(service) == config
+        assert await get_config(service, "server") == ServerConfig()
+        assert await get_config(service, "optimization.copro.depth") == 3
+        with pytest.raises(ConfigError, match=r"server\.nope: no such setting"):
+            await get_config(service, "server.nope")
+
+    async def test_update_notifies_subscribers(self, runtime: Runtime) -> None:
+        """An accepted update replies with the new tree and sends ConfigChanged to subscribers."""
+        await runtime.start_child(config_service_spec(LmvisorConfig()))
+        service = runtime.via(CONFIG_SERVICE_NAME)
+        server = await runtime.spawn(_Listener())
+        other = await runtime.spawn(_Listener())
+        await subscribe_config(service, server, "server")
+        await subscribe_config(service, server, "server.port")
+        await subscribe_config(service, other, "cache")
+        updated = await update_config(service, "server.port", 9000)
+        assert updated.server.port == 9000
+        assert await get_config(service, "server.port") == 9000
+        assert await server.call(_Changes()) == [("server.port", 8750, 9000)]
+        assert await other.call(_Changes()) == []
+
+    async def test_rejected_update_keeps_value_and_notifies_nobody(self, runtime: Runtime) -> None:
+        """A refused update raises ConfigError, keeps the old value and sends nothing."""
+        await runtime.start_child(config_service_spec(LmvisorConfig()))
+        service = runtime.via(CONFIG_SERVICE_NAME)
+        listener = await runtime.spawn(_Listener())
+        await subscribe_config(service, listener)
+        with pytest.raises(ConfigError, match=r"server\.port: Input should be less than"):
+            await update_config(service, "server.port", 70000)
+        with pytest.raises(ConfigError, match=r"server\.prot: Extra inputs are not permitted"):
+            await update_config(service, "server.prot", 1)
+        assert await get_config(service, "server.port") == 8750
+        assert await listener.call(_Changes()) == []
+        assert runtime.whereis(CONFIG_SERVICE_NAME) is not None
+
+    async def test_new_entry_reports_old_as_none(self, runtime: Runtime) -> None:
+        """Adding a new named entry reports None as the old value."""
+        await runtime.start_child(config_service_spec(LmvisorConfig()))
+        service = runtime.via(CONFIG_SERVICE_NAME)
+        listener = await runtime.spawn(_Listener())
+        await subscribe_config(service, listener, "providers")
+        await update_config(service, "providers.ollama.base_url", "http://127.0.0.1:1/v1")
+        assert await listener.call(_Changes()) == [
+            ("providers.ollama.base_url", None, "http://127.0.0.1:1/v1")
+        ]
+
+    async def test_unsubscribe_and_dead_subscribers(self, runtime: Runtime) -> None:
+        """Unsubscribed and dead subscribers get nothing; subscribing a dead actor fails."""
+        await runtime.start_child(config_service_spec(LmvisorConfig()))
+        service = runtime.via(CONFIG_SERVICE_NAME)
+        quitter = await runtime.spawn(_Listener())
+        doomed = await runtime.spawn(_Listener())
+        await subscribe_config(service, quitter, "server")
+        await subscribe_config(service, doomed, "server")
+        await service.call(UnsubscribeConfig(quitter, "server"))
+        await doomed.stop()
+        assert runtime.registry.lookup_all(config_subscription_key("server")) == []
+        await update_config(service, "server.port", 1)
+        assert await quitter.call(_Changes()) == []
+        with pytest.raises(ActorExited):
+            await subscribe_config(service, doomed)
+
+    async def test_updates_survive_a_restart(self, runtime: Runtime) -> None:
+        """A restarted service resumes with the latest accepted configuration."""
+        holder = ConfigHolder(LmvisorConfig())
+        first = await runtime.start_child(config_service_spec(holder))
+        await update_config(first, "server.port", 1234)
+        await first.stop(RuntimeError("crash"))
+        await until(
+            lambda: runtime.whereis(CONFIG_SERVICE_NAME) not in (None, first), rounds=10_000
+        )
+        assert await get_config(runtime.via(CONFIG_SERVICE_NAME), "server.port") == 1234
+        assert holder.config.server.port == 1234

@@ -1,0 +1,90 @@
+"""Tests for lmvisor.runtime.protection.bulkhead."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lmvisor.runtime.errors import BulkheadFull
+from lmvisor.runtime.protection.bulkhead import Bulkhead
+from tests.runtime._protection_helpers import until
+
+
+class TestBulkhead:
+    async def test_limits_running_and_queued(self) -> None:
+        """max_concurrent run, max_queued wait, the next fails fast with BulkheadFull."""
+        bulkhead = Bulkhead("db", max_concurrent=2, max_queued=1)
+        gate = asyncio.Event()
+        tasks = [asyncio.create_task(bulkhead.call(gate.wait)) for _ in range(3)]
+        await until(lambda: bulkhead.statistics().queued == 1)
+        assert bulkhead.statistics().running == 2
+        with pytest.raises(BulkheadFull, match=r"^bulkhead 'db' is full \(2 running, 1 queued\)$"):
+            await bulkhead.acquire()
+        gate.set()
+        await asyncio.gather(*tasks)
+        stats = bulkhead.statistics()
+        assert (stats.running, stats.queued, stats.admitted, stats.rejected) == (0, 0, 3, 1)
+
+    async def test_slot_passes_to_the_longest_waiter(self) -> None:
+        """A freed slot goes to the queue in arrival order."""
+        bulkhead = Bulkhead("db", max_concurrent=1, max_queued=5)
+        await bulkhead.acquire()
+        order: list[int] = []
+
+        async def enter(n: int) -> None:
+            async with bulkhead:
+                order.append(n)
+
+        tasks = [asyncio.create_task(enter(n)) for n in range(3)]
+        await until(lambda: bulkhead.statistics().queued == 3)
+        bulkhead.release()
+        await asyncio.gather(*tasks)
+        assert order == [0, 1, 2]
+        assert bulkhead.statistics().running == 0
+
+    async def test_cancelled_waiter_leaves_queue(self) -> None:
+        """A waiter cancelled while queued frees its queue place."""
+        bulkhead = Bulkhead("db", max_concurrent=1, max_queued=1)
+        await bulkhead.acquire()
+        waiter = asyncio.create_task(bulkhead.acquire())
+        await until(lambda: bulkhead.statistics().queued == 1)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert bulkhead.statistics().queued == 0
+        bulkhead.release()
+        assert bulkhead.statistics().running == 0
+
+    async def test_cancelled_after_handoff_passes_slot_on(self) -> None:
+        """A waiter cancelled after being handed a slot passes it on rather than leaking it."""
+        bulkhead = Bulkhead("db", max_concurrent=1, max_queued=2)
+        await bulkhead.acquire()
+        first = asyncio.create_task(bulkhead.acquire())
+        second = asyncio.create_task(bulkhead.acquire())
+        await until(lambda: bulkhead.statistics().queued == 2)
+        bulkhead.release()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await second
+        assert bulkhead.statistics().running == 1
+        bulkhead.release()
+        assert bulkhead.statistics().running == 0
+
+    def test_release_without_acquire(self) -> None:
+        """Releasing more than was acquired is a programming error."""
+        with pytest.raises(RuntimeError, match=r"^bulkhead 'db': release\(\) without acquire\(\)$"):
+            Bulkhead("db", max_concurrent=1).release()
+
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            ({"max_concurrent": 0}, r"^max_concurrent must be >= 1, got 0$"),
+            ({"max_concurrent": 1, "max_queued": -1}, r"^max_queued must be >= 0, got -1$"),
+        ],
+    )
+    def test_bad_arguments(self, kwargs: dict[str, int], message: str) -> None:
+        """Bad sizes are rejected at construction with the field named."""
+        with pytest.raises(ValueError, match=message):
+            Bulkhead("db", **kwargs)

@@ -1,0 +1,107 @@
+"""Tests for lmvisor.runtime.registry: unique and duplicate names, cleanup, via."""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from lmvisor.runtime.errors import ActorExited, NameNotRegistered
+from lmvisor.runtime.registry import RegistryStatistics
+from lmvisor.runtime.runtime import Runtime
+
+from .helpers import Add, Counter, Crash, Get, Inc
+
+
+class TestUniqueNames:
+    async def test_register_and_whereis(self, runtime: Runtime) -> None:
+        """A registered name resolves to its actor; any hashable works."""
+        ref = await runtime.spawn(Counter())
+        runtime.registry.register(("lm_provider", "openai"), ref)
+        assert runtime.whereis(("lm_provider", "openai")) is ref
+        assert runtime.whereis("other") is None
+
+    async def test_duplicate_registration_raises(self, runtime: Runtime) -> None:
+        """Registering a held name raises ValueError naming the holder."""
+        a = await runtime.spawn(Counter(), name="cache")
+        b = await runtime.spawn(Counter())
+        with pytest.raises(
+            ValueError,
+            match=rf"^name 'cache' is already registered to {a.name} in namespace ",
+        ):
+            runtime.registry.register("cache", b)
+
+    async def test_name_is_removed_when_actor_dies(self, runtime: Runtime) -> None:
+        """A dead actor's names disappear, so the name can be reused."""
+        ref = await runtime.spawn(Counter(), name="n")
+        with capture_logs():
+            await ref.cast(Crash())
+            await ref.wait_exit()
+        assert runtime.whereis("n") is None
+        again = await runtime.spawn(Counter(), name="n")
+        assert runtime.whereis("n") is again
+
+    async def test_dead_ref_cannot_register(self, runtime: Runtime) -> None:
+        """Registering a dead actor raises ActorExited."""
+        ref = await runtime.spawn(Counter())
+        await ref.stop()
+        with pytest.raises(ActorExited):
+            runtime.registry.register("late", ref)
+
+    async def test_unregister(self, runtime: Runtime) -> None:
+        """unregister frees the name; a second unregister is a no-op."""
+        ref = await runtime.spawn(Counter(), name="x")
+        runtime.registry.unregister("x")
+        runtime.registry.unregister("x")
+        assert runtime.whereis("x") is None
+        await ref.stop()
+
+
+class TestDuplicateKeys:
+    async def test_lookup_all_serves_pub_sub(self, runtime: Runtime) -> None:
+        """Many actors share a duplicate key; lookup_all lists the live ones in order."""
+        subs = [await runtime.spawn(Counter()) for _ in range(3)]
+        for ref in subs:
+            runtime.registry.register_duplicate("topic", ref)
+        runtime.registry.register_duplicate("topic", subs[0])
+        assert runtime.registry.lookup_all("topic") == subs
+        for ref in runtime.registry.lookup_all("topic"):
+            await ref.cast(Inc(2))
+        assert [await ref.call(Get()) for ref in subs] == [2, 2, 2]
+        await subs[1].stop()
+        assert runtime.registry.lookup_all("topic") == [subs[0], subs[2]]
+        runtime.registry.unregister_duplicate("topic", subs[0])
+        assert runtime.registry.lookup_all("topic") == [subs[2]]
+        assert runtime.registry.statistics() == RegistryStatistics(
+            names=0, duplicate_keys=1, duplicate_entries=1
+        )
+
+
+class TestVia:
+    async def test_via_resolves_at_each_send(self, runtime: Runtime) -> None:
+        """via(name) reaches whichever actor holds the name now."""
+        address = runtime.via("svc")
+        assert not address.alive
+        with pytest.raises(NameNotRegistered, match=r"^no actor registered as 'svc' in namespace "):
+            await address.call(Get())
+        first = await runtime.spawn(Counter(), name="svc")
+        assert await address.call(Add(1)) == 1
+        await address.stop()
+        assert not first.alive
+        await runtime.spawn(Counter(), name="svc")
+        await address.cast(Inc(4))
+        address.cast_nowait(Inc(1))
+        assert await address.call(Get()) == 5
+        assert address == runtime.via("svc")
+        assert address.name == "svc"
+
+    async def test_same_name_in_two_runtimes_never_collides(self) -> None:
+        """Each runtime has its own registry: one name maps to two different actors."""
+        async with Runtime.open(namespace="a") as ra, Runtime.open(namespace="b") as rb:
+            a = await ra.spawn(Counter(), name="cache")
+            b = await rb.spawn(Counter(), name="cache")
+            await a.call(Add(1))
+            assert await ra.via("cache").call(Get()) == 1
+            assert await rb.via("cache").call(Get()) == 0
+            assert ra.whereis("cache") is a and rb.whereis("cache") is b
+            with pytest.raises(ValueError, match=r"belongs to namespace 'a', not 'b'$"):
+                rb.registry.register("x", a)

@@ -1,0 +1,392 @@
+"""Tests for lmvisor.runtime.supervisor: OTP start/stop order, strategies, intensity, backoff."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from structlog.testing import capture_logs
+
+from lmvisor.runtime.actor import Actor, ActorRef
+from lmvisor.runtime.child_spec import Backoff, ChildSpec
+from lmvisor.runtime.clock import MockClock
+from lmvisor.runtime.errors import ActorExited, StartError
+from lmvisor.runtime.messages import Shutdown
+from lmvisor.runtime.runtime import Runtime
+from lmvisor.runtime.supervisor import (
+    ChildCounts,
+    Supervisor,
+    count_children,
+    delete_child,
+    restart_child,
+    start_child,
+    terminate_child,
+    which_children,
+)
+
+from .helpers import Add, Counter, Crash, Get, StopMe, eventually
+
+
+def _spec(log: list[str], label: str, **kw: object) -> ChildSpec:
+    return ChildSpec(label, lambda: Counter(log, label), **kw)  # type: ignore[arg-type]
+
+
+async def _start_sup(runtime: Runtime, specs: list[ChildSpec], **flags: object) -> ActorRef:
+    return await runtime.start_child(
+        ChildSpec("sup", lambda: Supervisor(specs, **flags), type="supervisor")  # type: ignore[arg-type]
+    )
+
+
+async def _refs(sup: ActorRef) -> dict[str, ActorRef | None]:
+    return {c.id: c.ref for c in await which_children(sup)}
+
+
+async def _crash(ref: ActorRef) -> None:
+    with capture_logs():
+        await ref.cast(Crash())
+        await ref.wait_exit()
+
+
+class TestStartAndStop:
+    async def test_children_start_in_order_and_stop_in_reverse(self, runtime: Runtime) -> None:
+        """Child N+1 starts after N's started(); shutdown terminates in reverse order."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, x) for x in "abc"])
+        assert log == ["a:started", "b:started", "c:started"]
+        await runtime.terminate_child("sup")
+        assert log[3:] == [
+            "c:terminate:'shutdown'",
+            "b:terminate:'shutdown'",
+            "a:terminate:'shutdown'",
+        ]
+        assert not sup.alive
+
+    async def test_failed_child_start_stops_started_siblings(self, runtime: Runtime) -> None:
+        """If child b fails to start, a is stopped, c never starts, and StartError names b."""
+        log: list[str] = []
+
+        class Broken(Actor):
+            async def started(self) -> None:
+                raise ValueError("cannot start")
+
+        specs = [_spec(log, "a"), ChildSpec("b", Broken), _spec(log, "c")]
+        with capture_logs() as logs, pytest.raises(StartError) as info:
+            await runtime.spawn(Supervisor(specs))
+        inner = info.value.reason
+        assert isinstance(inner, StartError)
+        assert inner.child_id == "b"
+        assert str(inner).endswith("failed to start child 'b': ValueError('cannot start')")
+        assert log == ["a:started", "a:terminate:'shutdown'"]
+        assert [e["context"] for e in logs if e["event"] == "supervisor.report"] == ["start_error"]
+
+    async def test_start_child_failure_leaves_supervisor_running(self, runtime: Runtime) -> None:
+        """A failing start_child raises StartError while the supervisor keeps its children."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, "a")])
+
+        def boom() -> Actor:
+            raise RuntimeError("factory failed")
+
+        with pytest.raises(StartError, match=r"failed to start child 'x': RuntimeError"):
+            await start_child(sup, ChildSpec("x", boom))
+        assert list(await _refs(sup)) == ["a"]
+
+    async def test_duplicate_child_id_is_rejected(self, runtime: Runtime) -> None:
+        """start_child with an id already present raises ValueError."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, "a")])
+        with pytest.raises(ValueError, match=r"^child id 'a' is already present in Supervisor<"):
+            await start_child(sup, _spec(log, "a"))
+
+
+class TestStrategies:
+    @pytest.mark.parametrize(
+        ("strategy", "restarted"),
+        [
+            ("one_for_one", {"b"}),
+            ("rest_for_one", {"b", "c"}),
+            ("one_for_all", {"a", "b", "c"}),
+        ],
+    )
+    async def test_strategy_restarts_the_right_children(
+        self, runtime: Runtime, strategy: str, restarted: set[str]
+    ) -> None:
+        """A crash of b restarts exactly the children its strategy names."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, x) for x in "abc"], strategy=strategy)
+        before = await _refs(sup)
+        b = before["b"]
+        assert b is not None
+        await _crash(b)
+        after = await _refs(sup)
+        changed = {cid for cid in before if before[cid] != after[cid]}
+        assert changed == restarted
+        assert all(ref is not None and ref.alive for ref in after.values())
+
+    async def test_rest_for_one_stops_later_children_in_reverse_then_restarts_in_order(
+        self, runtime: Runtime
+    ) -> None:
+        """rest_for_one terminates d then c, then starts b, c, d in order."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, x) for x in "abcd"], strategy="rest_for_one")
+        b = (await _refs(sup))["b"]
+        assert b is not None
+        log.clear()
+        await _crash(b)
+        await which_children(sup)
+        assert log == [
+            "b:terminate:RuntimeError('boom')",
+            "d:terminate:'shutdown'",
+            "c:terminate:'shutdown'",
+            "b:started",
+            "c:started",
+            "d:started",
+        ]
+
+
+class TestRestartTypes:
+    @pytest.mark.parametrize(
+        ("restart", "how", "restarted"),
+        [
+            ("permanent", "normal", True),
+            ("permanent", "shutdown", True),
+            ("permanent", "crash", True),
+            ("transient", "normal", False),
+            ("transient", "shutdown", False),
+            ("transient", "shutdown_detail", False),
+            ("transient", "crash", True),
+            ("temporary", "normal", False),
+            ("temporary", "crash", False),
+        ],
+    )
+    async def test_restart_type_by_exit_reason(
+        self, runtime: Runtime, restart: str, how: str, restarted: bool
+    ) -> None:
+        """OTP's matrix: restart type x exit reason decides whether the child comes back."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, "w", restart=restart)])
+        ref = (await _refs(sup))["w"]
+        assert ref is not None
+        if how == "crash":
+            await _crash(ref)
+        else:
+            reason = Shutdown("done") if how == "shutdown_detail" else how
+            await ref.cast(StopMe(reason))
+            await ref.wait_exit()
+        children = await which_children(sup)
+        if restarted:
+            assert children[0].ref is not None and children[0].ref != ref
+        elif restart == "temporary":
+            assert children == []
+        else:
+            assert children[0].ref is None
+            assert children[0].status == "stopped"
+
+
+class TestIntensity:
+    async def test_intensity_exceeded_escalates_to_parent(
+        self, runtime: Runtime, mock_clock: MockClock
+    ) -> None:
+        """Too many crashes in the window stop the supervisor; its parent restarts it."""
+        log: list[str] = []
+        inner_spec = ChildSpec(
+            "inner",
+            lambda: Supervisor([_spec(log, "w")], max_restarts=1),
+            type="supervisor",
+        )
+        outer = await _start_sup(runtime, [inner_spec])
+        inner = (await _refs(outer))["inner"]
+        assert inner is not None
+        with capture_logs() as logs:
+            for _ in range(2):
+                worker = (await _refs(inner))["w"]
+                assert worker is not None
+                await worker.cast(Crash())
+                await worker.wait_exit()
+            reason = await inner.wait_exit()
+        assert reason == Shutdown("reached_max_restart_intensity")
+        reports = [e for e in logs if e["event"] == "supervisor.report"]
+        assert reports[-1]["context"] == "shutdown"
+        assert reports[-1]["reason"] == "reached_max_restart_intensity"
+        new_inner = (await _refs(outer))["inner"]
+        assert new_inner is not None and new_inner != inner
+        assert (await _refs(new_inner))["w"] is not None
+
+    async def test_restarts_outside_the_window_do_not_escalate(
+        self, runtime: Runtime, mock_clock: MockClock
+    ) -> None:
+        """Crashes spaced wider than max_seconds never exhaust the intensity."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, "w")], max_restarts=1, max_seconds=5.0)
+        for _ in range(4):
+            ref = (await _refs(sup))["w"]
+            assert ref is not None
+            await _crash(ref)
+            mock_clock.advance(5.0)
+        assert sup.alive
+        assert runtime.tree().find("w") is not None
+
+    async def test_failed_restart_is_retried_then_escalates(
+        self, runtime: Runtime, mock_clock: MockClock
+    ) -> None:
+        """A child that cannot be restarted is retried via a message to self, up to intensity."""
+        starts: list[int] = []
+
+        def factory() -> Actor:
+            starts.append(1)
+            if len(starts) > 1:
+                raise RuntimeError("no more")
+            return Counter()
+
+        sup = await _start_sup(runtime, [ChildSpec("w", factory)], max_restarts=2)
+        ref = (await _refs(sup))["w"]
+        assert ref is not None
+        with capture_logs():
+            await _crash(ref)
+            assert await sup.wait_exit() == Shutdown("reached_max_restart_intensity")
+        assert len(starts) == 3
+
+
+class TestShutdown:
+    async def test_hanging_terminate_is_cancelled_after_shutdown_timeout(
+        self, runtime: Runtime
+    ) -> None:
+        """terminate_child kills a child whose terminate() outlives its shutdown deadline."""
+        import asyncio
+
+        class Hang(Actor):
+            async def terminate(self, reason: object) -> None:
+                await asyncio.Event().wait()
+
+        sup = await _start_sup(runtime, [ChildSpec("h", Hang, shutdown=0.05)])
+        ref = (await _refs(sup))["h"]
+        assert ref is not None
+        await terminate_child(sup, "h")
+        assert not ref.alive
+        assert ref._proc.task is not None and ref._proc.task.done()
+
+    async def test_brutal_kill_skips_terminate(self, runtime: Runtime) -> None:
+        """A brutal_kill child is cancelled without its terminate() running."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, "k", shutdown="brutal_kill")])
+        await terminate_child(sup, "k")
+        assert log == ["k:started"]
+
+
+class TestChildManagement:
+    async def test_terminate_restart_delete_child(self, runtime: Runtime) -> None:
+        """terminate keeps the spec with ref None; restart starts it; delete forgets it."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, "a"), _spec(log, "b")])
+        await terminate_child(sup, "a")
+        infos = await which_children(sup)
+        assert [(i.id, i.ref is None, i.status) for i in infos] == [
+            ("a", True, "terminated"),
+            ("b", False, "running"),
+        ]
+        assert await count_children(sup) == ChildCounts(specs=2, active=1, supervisors=0, workers=2)
+        new_a = await restart_child(sup, "a")
+        assert await new_a.call(Get()) == 0
+        with pytest.raises(ValueError, match=r"^child 'a' is running$"):
+            await restart_child(sup, "a")
+        with pytest.raises(ValueError, match=r"^child 'b' is running$"):
+            await delete_child(sup, "b")
+        await terminate_child(sup, "b")
+        await delete_child(sup, "b")
+        assert [i.id for i in await which_children(sup)] == ["a"]
+
+    async def test_unknown_child_id_raises_value_error(self, runtime: Runtime) -> None:
+        """Operations on an unknown id raise ValueError naming it."""
+        sup = await _start_sup(runtime, [])
+        for op in (terminate_child, restart_child, delete_child):
+            fn: Callable[..., object] = op
+            with pytest.raises(ValueError, match=r"^Supervisor<\d+> has no child 'zz'$"):
+                await fn(sup, "zz")  # type: ignore[misc]
+
+    async def test_terminate_child_by_ref(self, runtime: Runtime) -> None:
+        """terminate_child also accepts the child's ref."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, "a")])
+        ref = (await _refs(sup))["a"]
+        assert ref is not None
+        await terminate_child(sup, ref)
+        assert not ref.alive
+
+
+class TestNamesAndBackoff:
+    async def test_restarted_child_is_reregistered_under_its_name(self, runtime: Runtime) -> None:
+        """A restarted child gets a new unequal ref, and via(name) reaches it."""
+        log: list[str] = []
+        await _start_sup(runtime, [_spec(log, "c", name=("counter", 1))])
+        old = runtime.whereis(("counter", 1))
+        assert old is not None
+        await old.call(Add(5))
+        await _crash(old)
+        await which_children(runtime.root)
+        await eventually(lambda: runtime.whereis(("counter", 1)) is not None)
+        new = runtime.whereis(("counter", 1))
+        assert new is not None and new != old
+        assert await runtime.via(("counter", 1)).call(Get()) == 0
+
+    async def test_backoff_delays_restart_on_the_clock(
+        self, runtime: Runtime, mock_clock: MockClock
+    ) -> None:
+        """With backoff, the child stays 'restarting' until the clock passes the delay."""
+        log: list[str] = []
+        sup = await _start_sup(
+            runtime, [_spec(log, "w")], backoff=Backoff(min=1.0, max=8.0, jitter=0.0)
+        )
+        ref = (await _refs(sup))["w"]
+        assert ref is not None
+        await _crash(ref)
+        infos = await which_children(sup)
+        assert (infos[0].ref, infos[0].status) == (None, "restarting")
+        await eventually(lambda: mock_clock.sleepers == 1)
+        mock_clock.advance(0.5)
+        assert (await which_children(sup))[0].ref is None
+        mock_clock.advance(0.5)
+        await eventually(lambda: runtime.tree().find("w").status == "running")  # type: ignore[union-attr]
+        assert (await which_children(sup))[0].ref is not None
+
+    async def test_significant_child_exit_shuts_supervisor_down(self, runtime: Runtime) -> None:
+        """With any_significant, a significant child exiting normally stops the supervisor."""
+        log: list[str] = []
+        sup = await _start_sup(
+            runtime,
+            [_spec(log, "a"), _spec(log, "s", restart="transient", significant=True)],
+            auto_shutdown="any_significant",
+        )
+        s = (await _refs(sup))["s"]
+        assert s is not None
+        await s.cast(StopMe("normal"))
+        assert await sup.wait_exit() == "shutdown"
+        assert "a:terminate:'shutdown'" in log
+
+
+class TestFlags:
+    @pytest.mark.parametrize(
+        ("flags", "message"),
+        [
+            ({"strategy": "simple"}, r"^Supervisor\.strategy must be one of"),
+            ({"max_restarts": -1}, r"^Supervisor\.max_restarts must be an int >= 0, got -1$"),
+            ({"max_seconds": 0}, r"^Supervisor\.max_seconds must be a number > 0, got 0$"),
+            ({"backoff": 3}, r"^Supervisor\.backoff must be a Backoff or None, got 3$"),
+            ({"auto_shutdown": "yes"}, r"^Supervisor\.auto_shutdown must be one of"),
+        ],
+    )
+    def test_invalid_flags_raise_value_error(self, flags: dict[str, object], message: str) -> None:
+        """Each invalid flag raises ValueError naming it."""
+        with pytest.raises(ValueError, match=message):
+            Supervisor([], **flags)  # type: ignore[arg-type]
+
+    def test_duplicate_child_ids_are_rejected(self) -> None:
+        """Two specs with one id raise ValueError at construction."""
+        with pytest.raises(ValueError, match=r"^duplicate child id 'a'$"):
+            Supervisor([ChildSpec("a", Counter), ChildSpec("a", Counter)])
+
+    async def test_dead_supervisor_rejects_requests(self, runtime: Runtime) -> None:
+        """Client functions on a stopped supervisor raise ActorExited."""
+        sup = await _start_sup(runtime, [])
+        await runtime.terminate_child("sup")
+        with pytest.raises(ActorExited):
+            await which_children(sup)

@@ -1,0 +1,98 @@
+"""Tests for lmvisor.runtime.task_supervisor: one-off tasks and bounded map."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from structlog.testing import capture_logs
+
+from lmvisor.runtime.actor import ActorRef
+from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.runtime import Runtime
+from lmvisor.runtime.task_supervisor import (
+    TaskSupervisor,
+    TaskSupervisorStatistics,
+    map_tasks,
+    start_task,
+)
+
+
+async def _tasks(runtime: Runtime) -> tuple[ActorRef, TaskSupervisor]:
+    actor = TaskSupervisor()
+    ref = await runtime.start_child(ChildSpec("tasks", lambda: actor, type="supervisor"))
+    return ref, actor
+
+
+class TestStartTask:
+    async def test_task_result_and_failure(self, runtime: Runtime) -> None:
+        """A task's result is awaited; a failing task is reported and the supervisor lives."""
+        ref, actor = await _tasks(runtime)
+
+        async def ok() -> int:
+            return 7
+
+        async def bad() -> int:
+            raise ValueError("task failed")
+
+        assert await (await start_task(ref, ok)) == 7
+        with capture_logs() as logs:
+            task = await start_task(ref, bad)
+            with pytest.raises(ValueError, match=r"^task failed$"):
+                await task
+            await asyncio.sleep(0)
+        assert [e["event"] for e in logs] == ["task.crashed"]
+        assert ref.alive
+        assert actor.statistics() == TaskSupervisorStatistics(running=0, started=2, failed=1)
+
+    async def test_tasks_are_cancelled_when_supervisor_stops(self, runtime: Runtime) -> None:
+        """Stopping the task supervisor cancels its running tasks."""
+        ref, _ = await _tasks(runtime)
+        task = await start_task(ref, asyncio.Event().wait)
+        await runtime.terminate_child("tasks")
+        assert task.cancelled()
+
+
+class TestMapTasks:
+    async def test_map_keeps_order_and_bounds_concurrency(self, runtime: Runtime) -> None:
+        """map_tasks returns results in input order with at most `concurrency` running."""
+        ref, _ = await _tasks(runtime)
+        running = 0
+        peak = 0
+
+        async def square(x: int) -> int:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0)
+            running -= 1
+            return x * x
+
+        assert await map_tasks(ref, square, range(10), concurrency=3) == [x * x for x in range(10)]
+        assert peak == 3
+        assert await map_tasks(ref, square, [], concurrency=2) == []
+
+    async def test_map_reraises_first_failure(self, runtime: Runtime) -> None:
+        """The first exception cancels the remaining work and is re-raised."""
+        ref, _ = await _tasks(runtime)
+
+        async def fail_on_three(x: int) -> int:
+            if x == 3:
+                raise KeyError(x)
+            await asyncio.sleep(0)
+            return x
+
+        with capture_logs(), pytest.raises(KeyError):
+            await map_tasks(ref, fail_on_three, range(8), concurrency=2)
+
+    async def test_map_rejects_bad_concurrency(self, runtime: Runtime) -> None:
+        """concurrency < 1 raises ValueError naming it."""
+        ref, _ = await _tasks(runtime)
+
+        async def ident(x: int) -> int:
+            return x
+
+        with pytest.raises(
+            ValueError, match=r"^map_tasks: concurrency must be an int >= 1, got 0$"
+        ):
+            await map_tasks(ref, ident, [1], concurrency=0)

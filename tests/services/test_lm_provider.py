@@ -1,0 +1,187 @@
+"""LMProvider actors against the loopback LM server: protections, events, crashes, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from lmvisor.config import load_config
+from lmvisor.programs.lm import LMDelta, LMDone, LMRequest
+from lmvisor.providers import ServerError
+from lmvisor.runtime.errors import ActorExited, CircuitOpen
+from lmvisor.runtime.events import EventRing
+from lmvisor.runtime.logging import capture_logs
+from lmvisor.runtime.protection import BreakerState
+from lmvisor.runtime.runtime import Runtime
+from lmvisor.runtime.telemetry import Metrics
+from lmvisor.services.errors import BudgetExceeded
+from lmvisor.services.lm_provider import Complete, OpenStream, provider_name
+from lmvisor.services.lm_services import LMServices, start_lm_providers
+from lmvisor.testing.lm_server import FaultRule, LMServer
+
+SECRET = "sk-test-Zq9SecretValue0123456789"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LMServer]:
+    async with LMServer() as srv:
+        yield srv
+
+
+def _config(server: LMServer, **local: Any) -> Any:
+    return load_config(
+        env={},
+        providers={"local": {"base_url": server.url + "/v1", "max_retries": 0, **local}},
+        infrastructure={
+            "circuit_breakers": {
+                "local": {"failure_threshold": 2, "recovery_time": 5.0, "success_threshold": 1}
+            }
+        },
+    )
+
+
+def _request(text: str = "hello") -> LMRequest:
+    return LMRequest(model="local/llama3", messages=[{"role": "user", "content": text}])
+
+
+async def _start(runtime: Runtime, server: LMServer, **local: Any) -> LMServices:
+    return await start_lm_providers(runtime, _config(server, **local))
+
+
+class TestComplete:
+    async def test_answers_and_records(self, runtime: Runtime, server: LMServer) -> None:
+        """A call reaches the vendor; an lm_request event and token metrics are recorded."""
+        events = EventRing(100, namespace=runtime.namespace)
+        metrics = Metrics()
+        await start_lm_providers(runtime, _config(server), events=events, metrics=metrics)
+        response = await runtime.via(provider_name("local")).call(Complete(request=_request()))
+        assert response.outputs[0].startswith("answer ")
+        assert response.usage.total_tokens > 0
+        (event,) = events.query(type="lm_request")
+        assert event.data["provider"] == "local"
+        assert event.data["prompt_tokens"] == response.usage.prompt_tokens
+        tokens = metrics.value(
+            "lmvisor_lm_tokens_total", provider="local", model=response.model, kind="completion"
+        )
+        assert tokens == response.usage.completion_tokens
+
+    async def test_serves_many_at_once(self, runtime: Runtime, server: LMServer) -> None:
+        """Calls are not serialised behind the mailbox: many are in flight together."""
+        server.latency = 0.05
+        await _start(runtime, server, max_in_flight=50)
+        target = runtime.via(provider_name("local"))
+        await asyncio.gather(
+            *(target.call(Complete(request=_request(f"q{i}"))) for i in range(50))
+        )
+        assert server.stats().peak_in_flight >= 25
+
+    async def test_stream_yields_deltas_then_done(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A stream admitted by the actor delivers text deltas and a final response."""
+        await _start(runtime, server)
+        items = await runtime.via(provider_name("local")).call(OpenStream(request=_request()))
+        collected = [item async for item in items]
+        assert isinstance(collected[-1], LMDone)
+        text = "".join(i.text for i in collected if isinstance(i, LMDelta))
+        assert text == collected[-1].response.outputs[0]
+
+
+class TestProtection:
+    async def test_retry_honours_retry_after(self, runtime: Runtime, server: LMServer) -> None:
+        """A 429 with retry-after is retried after the hinted wait and then succeeds."""
+        server.add_fault(FaultRule(kind="status", status=429, times=1, retry_after_ms=30))
+        await _start(runtime, server, max_retries=2)
+        response = await runtime.via(provider_name("local")).call(Complete(request=_request()))
+        assert response.outputs
+        assert server.stats().by_status.get(429) == 1
+        assert server.stats().requests == 2
+
+    async def test_breaker_opens_then_half_opens(
+        self, mock_clock: Any, runtime: Runtime, server: LMServer
+    ) -> None:
+        """After N failures the breaker fails fast; after recovery a trial call closes it."""
+        server.add_fault(FaultRule(kind="status", status=500))
+        services = await _start(runtime, server)
+        target = runtime.via(provider_name("local"))
+        for _ in range(2):
+            with pytest.raises(ServerError):
+                await target.call(Complete(request=_request()))
+        breaker = services.protections["local"].breaker
+        assert breaker.state is BreakerState.OPEN
+        sent = server.stats().requests
+        with pytest.raises(CircuitOpen):
+            await target.call(Complete(request=_request()))
+        assert server.stats().requests == sent
+        server.clear_faults()
+        mock_clock.advance(5.0)
+        response = await target.call(Complete(request=_request()))
+        assert response.outputs
+        assert breaker.state is BreakerState.CLOSED
+
+    async def test_budget_refuses_before_sending(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A spent budget refuses the call with BudgetExceeded; nothing reaches the vendor."""
+        await _start(runtime, server, budget_usd=0.0)
+        with pytest.raises(BudgetExceeded, match=r"^provider 'local' budget exceeded"):
+            await runtime.via(provider_name("local")).call(
+                Complete(request=LMRequest(model="local/gpt-4o-mini", messages=[
+                    {"role": "user", "content": "x" * 400}
+                ]))
+            )
+        assert server.stats().requests == 0
+
+
+class TestCrash:
+    async def test_crash_mid_request_fails_callers_promptly(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """Callers in flight get ActorExited at once; the restarted actor serves again."""
+        server.latency = 30.0
+        await _start(runtime, server)
+        target = runtime.via(provider_name("local"))
+        old = target.resolve()
+        calls = [
+            asyncio.ensure_future(target.call(Complete(request=_request()), timeout=60.0))
+            for _ in range(3)
+        ]
+        while server.stats().in_flight < 3:
+            await asyncio.sleep(0.01)
+        await old.stop(RuntimeError("provider crashed"))
+        results = await asyncio.wait_for(
+            asyncio.gather(*calls, return_exceptions=True), timeout=2.0
+        )
+        assert all(isinstance(r, ActorExited) for r in results)
+        server.latency = 0.0
+        while target.resolve() == old:
+            await asyncio.sleep(0.01)
+        response = await target.call(Complete(request=_request()))
+        assert response.outputs
+
+
+class TestSecrets:
+    async def test_api_key_never_logged(self, runtime: Runtime) -> None:
+        """An authentication failure logs and raises without the API key anywhere."""
+        async with LMServer(api_key="sk-the-right-key-000000000000") as srv:
+            config = load_config(
+                env={},
+                providers={
+                    "openai": {"base_url": srv.url + "/v1", "api_key": SECRET, "max_retries": 0}
+                },
+            )
+            with capture_logs() as logs:
+                await start_lm_providers(runtime, config)
+                with pytest.raises(Exception) as info:
+                    await runtime.via(provider_name("openai")).call(
+                        Complete(request=LMRequest(
+                            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+                        ))
+                    )
+            assert SECRET not in str(info.value)
+            assert SECRET not in repr(info.value.__dict__)
+            assert logs, "the failure was logged"
+            assert all(SECRET not in repr(entry) for entry in logs)

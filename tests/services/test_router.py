@@ -1,0 +1,164 @@
+"""RouterLM: vendor resolution through the registry, ordered fallbacks, cooldowns."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from lmvisor.config import load_config
+from lmvisor.programs import ChainOfThought, Predict, context
+from lmvisor.programs.lm import LM, LMDelta, LMDone, LMRequest
+from lmvisor.providers import BadRequestError, ServerError
+from lmvisor.runtime.runtime import Runtime
+from lmvisor.services.errors import NoDeploymentAvailable, UnknownProvider
+from lmvisor.services.lm_services import LMServices, start_lm_providers
+from lmvisor.services.router import RouterLM, split_model
+from lmvisor.testing.lm_server import FaultRule, LMServer
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LMServer]:
+    async with LMServer() as srv:
+        yield srv
+
+
+async def _two_vendors(runtime: Runtime, server: LMServer) -> LMServices:
+    config = load_config(
+        env={},
+        providers={
+            "openai": {"base_url": server.url + "/v1", "api_key": "sk-test-a", "max_retries": 0},
+            "anthropic": {"base_url": server.url, "api_key": "test-b", "max_retries": 0},
+        },
+    )
+    return await start_lm_providers(runtime, config)
+
+
+def _request(model: str) -> LMRequest:
+    return LMRequest(model=model, messages=[{"role": "user", "content": "Capital of France?"}])
+
+
+class TestSplitModel:
+    def test_splits_vendor(self) -> None:
+        """The vendor is the part before the first slash."""
+        assert split_model("local/meta-llama/Llama-3") == ("local", "meta-llama/Llama-3")
+
+    def test_rejects_bare_model(self) -> None:
+        """A model without a vendor prefix is a programming error."""
+        with pytest.raises(ValueError, match=r"^model must be 'vendor/model', got 'gpt-4o'$"):
+            split_model("gpt-4o")
+
+
+class TestRouting:
+    async def test_satisfies_lm_protocol(self, runtime: Runtime, server: LMServer) -> None:
+        """The router is an LM: programs run on it unchanged."""
+        services = await _two_vendors(runtime, server)
+        lm = services.router("openai/gpt-4o-mini")
+        assert isinstance(lm, LM)
+        with context(lm=lm):
+            prediction = await ChainOfThought("question -> answer")(question="2+2?")
+        assert prediction.answer
+        assert prediction.reasoning
+        assert prediction.usage.total_tokens > 0
+
+    async def test_resolves_each_vendor(self, runtime: Runtime, server: LMServer) -> None:
+        """Each model goes to its vendor's provider and wire format."""
+        services = await _two_vendors(runtime, server)
+        await services.router("anthropic/claude-3-5-haiku-latest").complete(
+            _request("anthropic/claude-3-5-haiku-latest")
+        )
+        await services.router("openai/gpt-4o-mini").complete(_request("openai/gpt-4o-mini"))
+        assert server.stats().by_path == {"/v1/messages": 1, "/v1/chat/completions": 1}
+
+    async def test_unknown_vendor_fails_early(self, runtime: Runtime, server: LMServer) -> None:
+        """A model naming an unconfigured vendor is refused when the router is built."""
+        services = await _two_vendors(runtime, server)
+        with pytest.raises(UnknownProvider, match=r"^model 'mistral/large' names provider"):
+            services.router("mistral/large")
+
+    async def test_stream(self, runtime: Runtime, server: LMServer) -> None:
+        """Streaming through the router yields deltas, then the whole response."""
+        services = await _two_vendors(runtime, server)
+        lm = services.router("anthropic/claude-3-5-haiku-latest")
+        items = [item async for item in lm.stream(_request(lm.model))]
+        assert isinstance(items[-1], LMDone)
+        assert "".join(i.text for i in items if isinstance(i, LMDelta)) == (
+            items[-1].response.outputs[0]
+        )
+
+
+class TestFallback:
+    async def test_falls_back_to_second_provider(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """When the primary fails, the next deployment answers."""
+        server.add_fault(FaultRule(kind="status", status=503, api="openai"))
+        services = await _two_vendors(runtime, server)
+        lm = services.router(
+            "openai/gpt-4o-mini", fallbacks=["anthropic/claude-3-5-haiku-latest"]
+        )
+        with context(lm=lm):
+            prediction = await Predict("question -> answer")(question="hi")
+        assert prediction.answer
+        assert server.stats().by_path == {"/v1/chat/completions": 1, "/v1/messages": 1}
+
+    async def test_cooldown_skips_failing_primary(
+        self, mock_clock: Any, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A deployment failing past allowed_fails is skipped until its cooldown ends."""
+        server.add_fault(FaultRule(kind="status", status=500, api="openai"))
+        services = await _two_vendors(runtime, server)
+        lm = services.router(
+            "openai/gpt-4o-mini", fallbacks=["anthropic/claude-3-5-haiku-latest"]
+        )
+        for _ in range(4):
+            await lm.complete(_request(lm.model))
+        assert services.cooldowns.is_cooling("openai/gpt-4o-mini")
+        before = server.stats().by_path.get("/v1/chat/completions", 0)
+        await lm.complete(_request(lm.model))
+        assert server.stats().by_path.get("/v1/chat/completions", 0) == before
+        server.clear_faults()
+        mock_clock.advance(5.0)
+        await lm.complete(_request(lm.model))
+        assert server.stats().by_path["/v1/chat/completions"] == before + 1
+
+    async def test_all_fail(self, runtime: Runtime, server: LMServer) -> None:
+        """When every deployment fails, NoDeploymentAvailable lists each cause."""
+        server.add_fault(FaultRule(kind="status", status=500))
+        services = await _two_vendors(runtime, server)
+        lm = services.router(
+            "openai/gpt-4o-mini", fallbacks=["anthropic/claude-3-5-haiku-latest"]
+        )
+        with pytest.raises(NoDeploymentAvailable) as info:
+            await lm.complete(_request(lm.model))
+        assert [name for name, _ in info.value.errors] == [
+            "openai/gpt-4o-mini",
+            "anthropic/claude-3-5-haiku-latest",
+        ]
+        assert all(isinstance(err, ServerError) for _, err in info.value.errors)
+
+    async def test_single_deployment_raises_its_own_error(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """Without fallbacks, the provider's typed error reaches the caller as is."""
+        server.add_fault(FaultRule(kind="status", status=500))
+        services = await _two_vendors(runtime, server)
+        with pytest.raises(ServerError):
+            await services.router("openai/gpt-4o-mini").complete(_request("openai/gpt-4o-mini"))
+
+    async def test_bad_request_does_not_fall_back(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A request the vendor rejects as malformed is raised, not retried elsewhere."""
+        server.add_fault(FaultRule(kind="status", status=400, api="openai"))
+        services = await _two_vendors(runtime, server)
+        lm = RouterLM(
+            runtime,
+            "openai/gpt-4o-mini",
+            fallbacks=["anthropic/claude-3-5-haiku-latest"],
+            vendors=services.vendors,
+        )
+        with pytest.raises(BadRequestError):
+            await lm.complete(_request(lm.model))
+        assert "/v1/messages" not in server.stats().by_path
