@@ -36,6 +36,7 @@ __all__ = [
     "EventsConfig",
     "InfrastructureConfig",
     "LmvisorConfig",
+    "LoggingConfig",
     "ModulesConfig",
     "OptimizationConfig",
     "ProviderConfig",
@@ -208,6 +209,20 @@ class EventsConfig(BaseModel):
 
 
 @final
+class LoggingConfig(BaseModel):
+    """A runtime's log lines: the least severe level written, and the format.
+
+    `mode` "auto" writes readable console lines to a terminal and JSON lines
+    otherwise (a daemon under a supervisor, CI).
+    """
+
+    model_config = _MODEL_CONFIG
+
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    mode: Literal["auto", "json", "console"] = "auto"
+
+
+@final
 class ServerConfig(BaseModel):
     """The daemon's HTTP API; `token`, when set, is required as a bearer token."""
 
@@ -250,6 +265,7 @@ class LmvisorConfig(BaseSettings):
     infrastructure: InfrastructureConfig = InfrastructureConfig()
     cache: CacheConfig = CacheConfig()
     events: EventsConfig = EventsConfig()
+    logging: LoggingConfig = LoggingConfig()
     server: ServerConfig = ServerConfig()
 
     @field_validator("providers")

@@ -60,9 +60,9 @@ def notify(callbacks: Iterable[Callback], hook: str, *args: Any) -> None:
         try:
             getattr(callback, hook)(*args)
         except Exception as exc:
-            import structlog
+            from lmvisor.runtime.logger import get_logger
 
-            structlog.get_logger("lmvisor.programs").warning(
+            get_logger("lmvisor.programs").warning(
                 "programs.callback_failed",
                 callback=type(callback).__name__,
                 hook=hook,

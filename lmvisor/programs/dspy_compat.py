@@ -36,9 +36,9 @@ def read_predictor_state(
     lm = state.get("lm")
     if lm is not None:
         model = lm.get("model") if isinstance(lm, Mapping) else None
-        import structlog
+        from lmvisor.runtime.logger import get_logger
 
-        structlog.get_logger("lmvisor.programs").info(
+        get_logger("lmvisor.programs").info(
             "programs.load.lm_ignored",
             predictor=where,
             saved_model=model if isinstance(model, str) else None,

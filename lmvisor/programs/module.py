@@ -23,7 +23,7 @@ from lmvisor.programs.errors import StateError
 from lmvisor.programs.example import Example, Prediction
 from lmvisor.programs.settings import active_callbacks
 
-__all__ = ["Module", "Parameter"]
+__all__ = ["Module", "Parameter", "run_bounded"]
 
 _M = TypeVar("_M", bound="Module")
 _PICKLE_SUFFIXES = frozenset({".pkl", ".pickle"})

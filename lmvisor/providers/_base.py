@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import json_repair
-import structlog
 
 from lmvisor.programs.lm import (
     LMCapabilities,
@@ -35,6 +34,7 @@ from lmvisor.providers.errors import (
 from lmvisor.providers.pricing import ModelPrice, price_for
 from lmvisor.providers.sse import SSEEvent
 from lmvisor.providers.transport import AiohttpTransport, Transport, TransportStatistics
+from lmvisor.runtime.logger import get_logger
 
 __all__ = [
     "ProviderBase",
@@ -45,7 +45,7 @@ __all__ = [
     "shape_error",
 ]
 
-_log = structlog.get_logger("lmvisor.providers")
+_log = get_logger("lmvisor.providers")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _MODEL_CACHE_SIZE = 256
 

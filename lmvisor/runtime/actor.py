@@ -24,9 +24,20 @@ Contract:
   a slot, which holds back the mailbox (back-pressure).
 - A Call handler may `return ErrorReply(exc)` to make the caller raise `exc`
   while the actor keeps running.
+- `self.spawn_task(coro)` runs a task the actor owns (cancelled when it dies;
+  an exception in it crashes the actor).
+- `ref.stop(reason)` stops after the current handler: queued callers get
+  `ActorExited`, `terminate` runs, and after `timeout` the actor is killed.
+  `self.stop(reason)` does the same from inside. `await ref.wait_exit()`
+  returns the exit reason once the exit is fully handled.
 - `link(ref)`: when either dies abnormally the other stops with the same
   reason, unless it has `trap_exits = True`, in which case it gets an `Exit`
-  message. `monitor(ref)` delivers `Down(ref, reason)` when `ref` exits.
+  message. `monitor(ref)` delivers `Down(ref, reason)` when `ref` exits. A
+  Down/Exit for an actor with no handler for it is logged and dropped.
+- Exit reasons: "normal", "shutdown", `Shutdown(detail)`, "killed" (cancelled)
+  or the exception; only exceptions are reported as crashes.
+- The caller's correlation scope travels with each message, so a handler (and
+  the tasks it defers to) runs under the caller's correlation id.
 - Class attributes (override per class, or per instance in `__init__`):
   `mailbox_capacity` (1000), `mailbox_policy` ("backpressure"),
   `max_in_flight` (64), `trap_exits` (False).
@@ -42,22 +53,16 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, final
 
-from lmvisor.runtime import reports
-from lmvisor.runtime.correlation import CorrelationScope
 from lmvisor.runtime.correlation import _scope as _correlation_var
 from lmvisor.runtime.errors import ActorExited, CallTimeout
-from lmvisor.runtime.mailbox import Mailbox, MailboxPolicy, MailboxStatistics
+from lmvisor.runtime.mailbox import MailboxPolicy, MailboxStatistics
 from lmvisor.runtime.messages import (
     Call,
     Cast,
-    ChildExit,
-    Down,
-    Exit,
-    is_normal_exit,
-    is_shutdown_exit,
 )
 
 if TYPE_CHECKING:
+    from lmvisor.runtime._process import _Process
     from lmvisor.runtime.runtime import Runtime
 
 __all__ = [
@@ -75,8 +80,6 @@ R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _HANDLER_MARK = "__lmvisor_handler__"
-_FAIR_BUDGET = 256  # messages handled back to back before yielding to other tasks
-_REAP_TIMEOUT = 1.0
 _Entry = tuple[Callable[..., Any], bool]
 
 
@@ -187,8 +190,12 @@ class Actor:
     max_in_flight: int = 64
     trap_exits: bool = False
 
+    # the runtime's link to the actor is a slot, so an actor without state of its
+    # own needs no instance dict (an idle actor stays small)
+    __slots__ = ("__dict__", "__weakref__", "_lmv_process")
+
     _handlers: ClassVar[dict[type, _Entry]] = {}
-    _lmv_process: _Process | None = None
+    _lmv_process: _Process | None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -206,10 +213,17 @@ class Actor:
 
     @property
     def _process(self) -> _Process:
-        proc = self._lmv_process
+        proc = self._running_process
         if proc is None:
             raise RuntimeError(f"{type(self).__qualname__} is not running under a runtime")
         return proc
+
+    @property
+    def _running_process(self) -> _Process | None:
+        try:
+            return self._lmv_process
+        except AttributeError:
+            return None
 
     @property
     def ref(self) -> ActorRef:
@@ -264,10 +278,10 @@ class Actor:
         return None
 
 
-def _expire(fut: asyncio.Future[Any], actor: str, msg: object, timeout: float) -> None:
+def _expire(fut: asyncio.Future[Any], proc: _Process, msg: object, timeout: float) -> None:
     if not fut.done():
         fut.set_exception(
-            CallTimeout(actor=actor, message_type=type(msg).__qualname__, timeout=timeout)
+            CallTimeout(actor=proc.name, message_type=type(msg).__qualname__, timeout=timeout)
         )
 
 
@@ -300,7 +314,7 @@ class ActorRef:
 
     def statistics(self) -> ActorStatistics:
         """A snapshot of status, mailbox and in-flight work (sync; never waits)."""
-        return self._proc.statistics()
+        return self._proc.actor_statistics()
 
     async def wait_exit(self) -> object:
         """Wait until the actor has exited and finished `terminate`; return its exit reason.
@@ -339,14 +353,13 @@ class ActorRef:
         loop = proc.loop
         fut: asyncio.Future[R] = loop.create_future()
         item = (msg, fut, _correlation_var.get())
-        mailbox = proc.mailbox
-        if len(mailbox._queue) < mailbox._capacity or proc.policy_fails_fast:
-            mailbox.put_nowait(item)
+        if len(proc._queue) < proc._capacity or proc.policy_fails_fast:
+            proc.put_nowait(item)
         else:
-            await mailbox.put(item)
+            await proc.put(item)
         if timeout is None:
             return await fut
-        timer = loop.call_later(timeout, _expire, fut, proc.name, msg, timeout)
+        timer = loop.call_later(timeout, _expire, fut, proc, msg, timeout)
         try:
             return await fut
         finally:
@@ -365,11 +378,12 @@ class ActorRef:
             raise ActorExited(actor=proc.name, reason=proc.exit_reason)
         if type(msg) not in proc.handlers:
             raise proc.rejection(msg)
-        mailbox = proc.mailbox
-        if len(mailbox._queue) < mailbox._capacity or proc.policy_fails_fast:
-            mailbox.put_nowait(msg)
+        scope = _correlation_var.get()
+        item = msg if scope is None else (msg, None, scope)
+        if len(proc._queue) < proc._capacity or proc.policy_fails_fast:
+            proc.put_nowait(item)
         else:
-            await mailbox.put(msg)
+            await proc.put(item)
 
     def cast_nowait(self, msg: Cast) -> None:
         """Queue `msg` without waiting.
@@ -384,7 +398,8 @@ class ActorRef:
             raise ActorExited(actor=proc.name, reason=proc.exit_reason)
         if type(msg) not in proc.handlers:
             raise proc.rejection(msg)
-        proc.mailbox.put_nowait(msg)
+        scope = _correlation_var.get()
+        proc.put_nowait(msg if scope is None else (msg, None, scope))
 
     async def stop(self, reason: object = "normal", *, timeout: float | None = 5.0) -> None:  # noqa: ASYNC109 (DESIGN: call_later timers)
         """Stop the actor and wait until it has finished `terminate`.
@@ -400,508 +415,3 @@ class ActorRef:
 
     def __repr__(self) -> str:
         return f"<ActorRef {self._proc.name} {self._proc.status.value}>"
-
-
-class _Process:
-    """The runtime side of one actor incarnation: task, mailbox, links, exit handling."""
-
-    __slots__ = (
-        "_slot_waiter",
-        "actor",
-        "children",
-        "deferred",
-        "exit_reason",
-        "exit_waiters",
-        "handled",
-        "handlers",
-        "last",
-        "linked_exit",
-        "links",
-        "loop",
-        "mailbox",
-        "max_in_flight",
-        "name",
-        "names",
-        "notified",
-        "orphans",
-        "owned",
-        "parent",
-        "policy_fails_fast",
-        "ready",
-        "ref",
-        "runtime",
-        "status",
-        "stop_reason",
-        "task",
-        "watchers",
-    )
-
-    def __init__(self, runtime: Runtime, actor: Actor, name: str) -> None:
-        loop = runtime._loop
-        self.runtime = runtime
-        self.actor = actor
-        self.name = name
-        self.loop = loop
-        self.handlers = type(actor)._handlers
-        self.mailbox = Mailbox(
-            name, capacity=actor.mailbox_capacity, policy=actor.mailbox_policy, loop=loop
-        )
-        self.policy_fails_fast = actor.mailbox_policy == "fail_fast"
-        self.max_in_flight = actor.max_in_flight
-        if type(self.max_in_flight) is not int or self.max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be an int >= 1, got {self.max_in_flight!r}")
-        self.ref = ActorRef(self)
-        self.status = ActorStatus.STARTING
-        self.stop_reason: object = None
-        self.exit_reason: object = None
-        self.linked_exit = False
-        self.handled = 0
-        self.last: tuple[object, asyncio.Future[Any] | None, CorrelationScope | None] | None = None
-        self.deferred: dict[asyncio.Task[Any], asyncio.Future[Any] | None] | None = None
-        self._slot_waiter: asyncio.Future[None] | None = None
-        self.links: set[_Process] | None = None
-        self.watchers: dict[_Process, int] | None = None
-        self.children: dict[_Process, None] | None = None
-        self.owned: set[asyncio.Task[Any]] | None = None
-        self.orphans: list[asyncio.Task[Any]] | None = None
-        self.notified = False
-        self.exit_waiters: list[asyncio.Future[None]] | None = None
-        self.names: list[tuple[bool, object]] | None = None
-        self.parent: _Process | None = None
-        self.ready: asyncio.Future[None] | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    # --- start -------------------------------------------------------------------
-
-    def start(self, parent: _Process | None) -> None:
-        """Create the task; the caller awaits `wait_started()` if `ready` is set."""
-        if parent is not None:
-            self.parent = parent
-            if parent.children is None:
-                parent.children = {}
-            parent.children[self] = None
-        actor = self.actor
-        actor._lmv_process = self
-        self.runtime._procs[self] = None
-        if type(actor).started is Actor.started:
-            self.status = ActorStatus.RUNNING
-        else:
-            self.ready = self.loop.create_future()
-        runtime = self.runtime
-        task = self.loop.create_task(self._run(), context=runtime._context.copy())
-        task.add_done_callback(self._on_done, context=runtime._context)
-        self.task = task
-
-    async def wait_started(self) -> None:
-        """Wait for `started()` to return; re-raise what it raised."""
-        if self.ready is not None:
-            await self.ready
-
-    async def _run(self) -> None:
-        # the whole life in one coroutine frame: start, the message loop, then finish
-        if self.ready is not None and not await self._start():
-            return
-        mailbox = self.mailbox
-        queue = mailbox._queue
-        handlers = self.handlers
-        actor = self.actor
-        loop = self.loop
-        budget = _FAIR_BUDGET
-        try:
-            while self.stop_reason is None:
-                if not queue:
-                    # Mailbox.park() inlined: one coroutine fewer per idle actor and per wait
-                    waiter = mailbox._waiter = loop.create_future()
-                    await waiter
-                    budget = _FAIR_BUDGET
-                    continue
-                item = queue.popleft()
-                if mailbox._putters:
-                    mailbox._wake_putter()
-                if type(item) is tuple:
-                    msg, fut, scope = item
-                else:
-                    msg, fut, scope = item, None, None
-                entry = handlers.get(type(msg))
-                if entry is None:
-                    reports.unexpected_message(self.runtime.namespace, self.name, msg)
-                    continue
-                fn, is_async = entry
-                try:
-                    if scope is not None:
-                        result = await self._dispatch_scoped(fn, is_async, msg, scope)
-                    elif is_async:
-                        result = await fn(actor, msg)
-                    else:
-                        result = fn(actor, msg)
-                except BaseException:
-                    self.last = (msg, fut, scope)
-                    raise
-                self.handled += 1
-                if fut is not None:
-                    kind = type(result)
-                    if kind is Deferred:
-                        await self._start_deferred(result, fut)
-                    elif kind is ErrorReply:
-                        if not fut.done():
-                            fut.set_exception(result.error)
-                    elif not fut.done():
-                        fut.set_result(result)
-                elif type(result) is Deferred:
-                    await self._start_deferred(result, None)
-                budget -= 1
-                if not budget:
-                    budget = _FAIR_BUDGET
-                    await asyncio.sleep(0)
-        except Exception as exc:
-            await self._finish(exc, crashed=True)
-            return
-        await self._finish(self.stop_reason, crashed=False)
-
-    async def _start(self) -> bool:
-        assert self.ready is not None
-        try:
-            await self.actor.started()
-        except BaseException as exc:
-            self._start_failed(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return False
-        self.status = ActorStatus.RUNNING
-        if not self.ready.done():
-            self.ready.set_result(None)
-        return True
-
-    async def _finish(self, reason: object, *, crashed: bool) -> None:
-        self.die(reason)
-        if crashed:
-            self._report_crash(reason)
-        try:
-            await self.actor.terminate(reason)
-        except Exception as exc:
-            reports.terminate_failed(self.runtime.namespace, self.name, exc)
-        await self._reap_orphans()
-
-    async def _reap_orphans(self) -> None:
-        # tasks cancelled at death get a bounded moment to unwind, so none outlives the actor
-        orphans = self.orphans
-        if orphans:
-            pending = [t for t in orphans if not t.done()]
-            if pending:
-                await asyncio.wait(pending, timeout=_REAP_TIMEOUT)
-
-    def _start_failed(self, exc: BaseException) -> None:
-        self.detach()  # the starter handles the failure, not the exit path
-        self.die(exc)
-        if self.ready is not None and not self.ready.done():
-            if not isinstance(exc, Exception):
-                exc = ActorExited(actor=self.name, reason="stopped while starting")
-            self.ready.set_exception(exc)
-
-    # --- the message loop helpers --------------------------------------------------------
-
-    async def _dispatch_scoped(
-        self, fn: Callable[..., Any], is_async: bool, msg: object, scope: CorrelationScope
-    ) -> Any:
-        token = _correlation_var.set(scope)
-        try:
-            return (await fn(self.actor, msg)) if is_async else fn(self.actor, msg)
-        finally:
-            _correlation_var.reset(token)
-
-    # --- deferred replies -------------------------------------------------------------
-
-    async def _start_deferred(
-        self, deferred: Deferred[Any], fut: asyncio.Future[Any] | None
-    ) -> None:
-        if self.deferred is None:
-            self.deferred = {}
-        while len(self.deferred) >= self.max_in_flight and self.stop_reason is None:
-            self._slot_waiter = self.loop.create_future()
-            try:
-                await self._slot_waiter
-            finally:
-                self._slot_waiter = None
-        if self.stop_reason is not None:
-            deferred.coro.close()
-            if fut is not None and not fut.done():
-                fut.set_exception(ActorExited(actor=self.name, reason=self.stop_reason))
-            return
-        task = self.loop.create_task(deferred.coro)
-        self.deferred[task] = fut
-        task.add_done_callback(self._deferred_done)
-
-    def own_task(
-        self,
-        coro: Coroutine[Any, Any, Any],
-        on_error: Callable[[asyncio.Task[Any], BaseException], None] | None = None,
-    ) -> asyncio.Task[Any]:
-        """Start a task owned by this actor, cancelled when it dies.
-
-        Without `on_error` an exception in the task crashes the actor (see
-        `Actor.spawn_task`); with it, `on_error(task, exc)` is called instead.
-        """
-        if self.status is ActorStatus.DEAD:
-            coro.close()
-            raise ActorExited(actor=self.name, reason=self.exit_reason)
-        task = self.loop.create_task(coro)
-        if on_error is None:
-            if self.deferred is None:
-                self.deferred = {}
-            self.deferred[task] = None
-            task.add_done_callback(self._deferred_done)
-            return task
-        if self.owned is None:
-            self.owned = set()
-        owned = self.owned
-        owned.add(task)
-
-        def done(task: asyncio.Task[Any]) -> None:
-            owned.discard(task)
-            if not task.cancelled() and (exc := task.exception()) is not None:
-                on_error(task, exc)
-
-        task.add_done_callback(done)
-        return task
-
-    def _deferred_done(self, task: asyncio.Task[Any]) -> None:
-        pending = self.deferred
-        if pending is None or task not in pending:
-            if not task.cancelled():
-                task.exception()  # retrieved: the caller already got ActorExited
-            return
-        fut = pending.pop(task)
-        waiter = self._slot_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        if task.cancelled():
-            if fut is not None and not fut.done():
-                fut.set_exception(ActorExited(actor=self.name, reason="deferred task cancelled"))
-            return
-        exc = task.exception()
-        if fut is None:
-            if exc is not None:
-                self.last = ("deferred task", None, None)
-                self.request_stop(exc)
-                self._report_crash(exc)
-        elif fut.done():
-            return
-        elif exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(task.result())
-
-    # --- stop and exit ----------------------------------------------------------------
-
-    def request_stop(self, reason: object) -> None:
-        """Stop after the current handler; a no-op once stopping or dead."""
-        if self.status is ActorStatus.DEAD or self.stop_reason is not None:
-            return
-        self.stop_reason = reason
-        if self.status is ActorStatus.RUNNING:
-            self.status = ActorStatus.STOPPING
-        self.mailbox.wake()
-        waiter = self._slot_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        if self.status is ActorStatus.STARTING and self.task is not None:
-            self.task.cancel()  # stopping during started(): nothing to hand over
-
-    def kill(self) -> None:
-        """Cancel the task now; `terminate` does not run if it has not started."""
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-
-    async def wait_done(self, timeout: float | None) -> None:  # noqa: ASYNC109 (deadline, then kill)
-        """Wait for the task to end; after `timeout` seconds kill it and wait again."""
-        task = self.task
-        if task is None:
-            return
-        if not self.notified:
-            exited = self.exit_future()
-            await asyncio.wait((exited,), timeout=timeout)
-            while not exited.done():
-                task.cancel()
-                await asyncio.wait((exited,), timeout=_REAP_TIMEOUT)
-        await self._reap_orphans()
-
-    def exit_future(self) -> asyncio.Future[None]:
-        """A future resolved once the exit has been fully handled (links, parent, names)."""
-        fut: asyncio.Future[None] = self.loop.create_future()
-        if self.notified:
-            fut.set_result(None)
-        else:
-            if self.exit_waiters is None:
-                self.exit_waiters = []
-            self.exit_waiters.append(fut)
-        return fut
-
-    def die(self, reason: object) -> None:
-        """Mark dead and fail every pending caller at once; idempotent."""
-        if self.status is ActorStatus.DEAD:
-            return
-        self.status = ActorStatus.DEAD
-        self.exit_reason = reason
-        self.runtime.registry._forget(self)
-        for item in self.mailbox.close(reason):
-            if type(item) is tuple:
-                self._fail(item[1], reason)
-        if self.last is not None:
-            self._fail(self.last[1], reason)
-        orphans: list[asyncio.Task[Any]] = []
-        if self.deferred:
-            pending, self.deferred = self.deferred, None
-            for task, fut in pending.items():
-                self._fail(fut, reason)
-                task.cancel()
-                orphans.append(task)
-        if self.owned:
-            for task in self.owned:
-                task.cancel()
-                orphans.append(task)
-        if orphans:
-            self.orphans = orphans
-
-    def _fail(self, fut: asyncio.Future[Any] | None, reason: object) -> None:
-        if fut is not None and not fut.done():
-            err = ActorExited(actor=self.name, reason=reason)
-            if isinstance(reason, BaseException):
-                err.__cause__ = reason
-            fut.set_exception(err)
-
-    def _on_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            reason: object = "killed"
-        else:
-            exc = task.exception()
-            reason = exc if exc is not None else "normal"
-        self.die(reason)
-        reason = self.exit_reason
-        self.runtime._forget(self)
-        self._notify_exit(reason)
-        self.notified = True
-        if self.exit_waiters:
-            for fut in self.exit_waiters:
-                if not fut.done():
-                    fut.set_result(None)
-            self.exit_waiters = None
-
-    def _notify_exit(self, reason: object) -> None:
-        ref = self.ref
-        if self.links:
-            for other in self.links:
-                if other.links is not None:
-                    other.links.discard(self)
-                other.on_link_exit(ref, reason)
-            self.links = None
-        if self.watchers:
-            for watcher in self.watchers:
-                watcher.deliver_system(Down(ref=ref, reason=reason))
-            self.watchers = None
-        if self.children:
-            for child in list(self.children):
-                child.parent = None
-                child.request_stop(reason if not is_normal_exit(reason) else "shutdown")
-            self.children = None
-        parent = self.parent
-        if parent is not None:
-            self.parent = None
-            if parent.children is not None:
-                parent.children.pop(self, None)
-            parent.deliver_system(ChildExit(ref=ref, reason=reason))
-
-    def detach(self) -> None:
-        """Stop reporting this actor's exit to its parent (the parent is stopping it)."""
-        parent = self.parent
-        if parent is not None:
-            self.parent = None
-            if parent.children is not None:
-                parent.children.pop(self, None)
-
-    def deliver_system(self, msg: object) -> None:
-        """Queue a runtime notice regardless of capacity; dropped if dead."""
-        if self.status is not ActorStatus.DEAD:
-            self.mailbox.put_system(msg)
-
-    # --- links and monitors ---------------------------------------------------------
-
-    def link(self, other: _Process) -> None:
-        if other is self:
-            return
-        if other.status is ActorStatus.DEAD:
-            self.on_link_exit(other.ref, "noproc")
-            return
-        for a, b in ((self, other), (other, self)):
-            if a.links is None:
-                a.links = set()
-            a.links.add(b)
-
-    def unlink(self, other: _Process) -> None:
-        if self.links is not None:
-            self.links.discard(other)
-        if other.links is not None:
-            other.links.discard(self)
-
-    def on_link_exit(self, ref: ActorRef, reason: object) -> None:
-        if self.actor.trap_exits:
-            self.deliver_system(Exit(ref=ref, reason=reason))
-        elif not is_normal_exit(reason):
-            self.linked_exit = True
-            self.request_stop(reason)
-
-    def monitor(self, target: _Process) -> None:
-        if target.status is ActorStatus.DEAD:
-            self.deliver_system(Down(ref=target.ref, reason="noproc"))
-            return
-        if target.watchers is None:
-            target.watchers = {}
-        target.watchers[self] = target.watchers.get(self, 0) + 1
-
-    def demonitor(self, target: _Process) -> None:
-        watchers = target.watchers
-        if watchers is not None and self in watchers:
-            watchers[self] -= 1
-            if watchers[self] <= 0:
-                del watchers[self]
-
-    # --- reporting -------------------------------------------------------------------
-
-    def rejection(self, msg: object) -> TypeError:
-        """The TypeError for a message type this actor has no handler for."""
-        accepted = ", ".join(sorted(t.__qualname__ for t in self.handlers)) or "nothing"
-        return TypeError(
-            f"{self.name} has no handler for {type(msg).__qualname__}; it accepts: {accepted}"
-        )
-
-    def _report_crash(self, reason: object) -> None:
-        if self.linked_exit or is_shutdown_exit(reason):
-            return
-        last = self.last
-        try:
-            state = self.actor.format_status()
-        except Exception as exc:
-            state = f"format_status failed: {exc!r}"
-        scope = None if last is None else last[2]
-        reports.actor_crashed(
-            self.runtime.namespace,
-            actor=self.name,
-            last_message=None if last is None else last[0],
-            state=state,
-            reason=reason,
-            caller=None if scope is None else scope.id,
-        )
-
-    def statistics(self) -> ActorStatistics:
-        return ActorStatistics(
-            name=self.name,
-            actor_type=type(self.actor).__qualname__,
-            status=self.status,
-            mailbox=self.mailbox.statistics(),
-            handled=self.handled,
-            in_flight=0 if self.deferred is None else len(self.deferred),
-            exit_reason=self.exit_reason,
-            children=self.actor._child_statistics(),
-        )
-
-    def __repr__(self) -> str:
-        return f"<_Process {self.name} {self.status.value}>"

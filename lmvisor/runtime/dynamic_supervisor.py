@@ -46,6 +46,7 @@ class _RetryStart(Cast):
     child: _Child
 
 
+@final
 class DynamicSupervisor(Actor):
     """Children added at run time, restarted one for one.
 
@@ -186,7 +187,7 @@ class DynamicSupervisor(Actor):
 
     def statistics(self) -> SupervisorStatistics:
         """Flags, restart counts and each child's state; sync, reads no other actor."""
-        now = self.runtime.clock.monotonic() if self._lmv_process is not None else 0.0
+        now = self.runtime.clock.monotonic() if self._running_process is not None else 0.0
         return SupervisorStatistics(
             strategy="one_for_one",
             max_restarts=self._max_restarts,

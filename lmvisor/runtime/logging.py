@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
@@ -34,6 +34,7 @@ from pydantic import SecretBytes, SecretStr
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from lmvisor.runtime.correlation import current_scope
+from lmvisor.runtime.logger import current_route
 
 __all__ = [
     "DEFAULT_SECRET_KEYS",
@@ -214,18 +215,25 @@ def _capture_stdlib(logger: WrappedLogger, method_name: str, event_dict: EventDi
 
 
 @contextmanager
-def capture_logs() -> Iterator[list[dict[str, Any]]]:
+def capture_logs(route: Any = None) -> Iterator[list[dict[str, Any]]]:
     """Collect lmvisor log events (after redaction) instead of writing them.
 
     Captures events logged through `RuntimeLogging` loggers and the process
-    chain from this task and tasks started inside the block.
+    chain from this task and tasks started inside the block, and everything
+    the runtime in force here logs from its own actors (`route`: a
+    `RuntimeLogging`, or any object with `.logging`; by default the runtime
+    whose `async with Runtime.open()` block, or actor, this runs in).
     """
     sink: list[dict[str, Any]] = []
     token = _captured.set(sink)
+    target = getattr(route, "logging", route) if route is not None else current_route()
+    remove = target.attach(sink) if target is not None else None
     try:
         yield sink
     finally:
         _captured.reset(token)
+        if remove is not None:
+            remove()
 
 
 def build_processors(
@@ -280,7 +288,7 @@ class RuntimeLogging:
         ValueError: for an unknown level name.
     """
 
-    __slots__ = ("_processors", "_stream", "_wrapper", "mode", "namespace")
+    __slots__ = ("_loggers", "_processors", "_sinks", "_stream", "_wrapper", "mode", "namespace")
 
     def __init__(
         self,
@@ -294,11 +302,45 @@ class RuntimeLogging:
         self.namespace = namespace
         self.mode = mode
         self._stream = stream if stream is not None else sys.stderr
-        self._processors = build_processors(mode=mode, redactor=redactor)
+        self._sinks: tuple[list[dict[str, Any]], ...] = ()
+        self._loggers: dict[str, FilteringBoundLogger] = {}
+        processors = build_processors(mode=mode, redactor=redactor)
+        # Captures attached to this runtime see events from its actors too,
+        # whose tasks do not share the capturing test's context.
+        processors.insert(len(processors) - 1, self._capture)
+        self._processors = processors
         self._wrapper = structlog.make_filtering_bound_logger(_level(level))
 
+    def attach(self, sink: list[dict[str, Any]]) -> Callable[[], None]:
+        """Also collect every processed event into `sink` (no output); returns a remover."""
+        self._sinks = (*self._sinks, sink)
+
+        def remove() -> None:
+            self._sinks = tuple(s for s in self._sinks if s is not sink)
+
+        return remove
+
+    def _capture(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        if self._sinks:
+            event_dict.setdefault("log_level", method_name)
+            for sink in self._sinks:
+                sink.append(dict(event_dict))
+            raise structlog.DropEvent
+        return event_dict
+
     def get_logger(self, name: str | None = None, **bound: Any) -> FilteringBoundLogger:
-        """A logger writing through this runtime's chain, with `namespace` (and `logger`) bound."""
+        """A logger writing through this runtime's chain, with `namespace` (and `logger`) bound.
+
+        Loggers without extra `bound` values are built once per name.
+        """
+        if not bound:
+            cached = self._loggers.get(name or "")
+            if cached is None:
+                cached = self._loggers[name or ""] = self._build(name)
+            return cached
+        return self._build(name, **bound)
+
+    def _build(self, name: str | None, **bound: Any) -> FilteringBoundLogger:
         initial: dict[str, Any] = {"namespace": self.namespace}
         if name is not None:
             initial["logger"] = name

@@ -44,11 +44,14 @@ class MailboxStatistics:
     waiting_senders: int
 
 
-@final
 class Mailbox:
     """A bounded FIFO owned by one actor; only that actor's task receives from it.
 
     Created by the runtime when an actor is spawned; not constructed by users.
+    The runtime's per-actor process subclasses it, so an actor's mailbox costs
+    no object of its own (this is the one subclass it is built for).
+    `owner` is anything whose ``str()`` names the actor in errors (formatted
+    only when an error is raised).
     """
 
     __slots__ = (
@@ -65,7 +68,7 @@ class Mailbox:
 
     def __init__(
         self,
-        owner: str,
+        owner: object,
         *,
         capacity: int,
         policy: MailboxPolicy,
@@ -100,7 +103,7 @@ class Mailbox:
         """
         queue = self._queue
         if len(queue) >= self._capacity:
-            raise MailboxFull(actor=self._owner, capacity=self._capacity)
+            raise MailboxFull(actor=str(self._owner), capacity=self._capacity)
         queue.append(item)
         self._received += 1
         waiter = self._waiter
@@ -120,12 +123,12 @@ class Mailbox:
         while len(self._queue) >= self._capacity:
             await self._wait_for_room()
         if self._closed:
-            raise ActorExited(actor=self._owner, reason="mailbox closed")
+            raise ActorExited(actor=str(self._owner), reason="mailbox closed")
         self.put_nowait(item)
 
     async def _wait_for_room(self) -> None:
         if self._closed:
-            raise ActorExited(actor=self._owner, reason="mailbox closed")
+            raise ActorExited(actor=str(self._owner), reason="mailbox closed")
         if self._putters is None:
             self._putters = deque()
         fut = self._loop.create_future()
@@ -179,7 +182,7 @@ class Mailbox:
         if self._putters:
             for fut in self._putters:
                 if not fut.done():
-                    fut.set_exception(ActorExited(actor=self._owner, reason=reason))
+                    fut.set_exception(ActorExited(actor=str(self._owner), reason=reason))
             self._putters.clear()
         items = list(self._queue)
         self._queue.clear()

@@ -16,7 +16,8 @@ from lmvisor.runtime.errors import ActorExited, NameNotRegistered
 from lmvisor.runtime.messages import Call, Cast
 
 if TYPE_CHECKING:
-    from lmvisor.runtime.actor import ActorRef, _Process
+    from lmvisor.runtime._process import _Process
+    from lmvisor.runtime.actor import ActorRef
 
 __all__ = ["Registry", "RegistryStatistics", "Via"]
 

@@ -1,6 +1,6 @@
 """Lifecycle reports: one structlog event per fact, with fixed keys, like OTP's reports.
 
-Events go to ``structlog.get_logger("lmvisor.runtime")``; this module never
+Events go to the current runtime's logger (`lmvisor.runtime.logger`); this module never
 configures structlog. Values are passed as objects (exceptions, messages) so
 formatting happens only if a processor renders them. Normal and shutdown exits
 are not reported.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
+from lmvisor.runtime.logger import get_logger
 
 __all__ = [
     "ACTOR_CRASHED",
@@ -34,7 +34,7 @@ SUPERVISOR_PROGRESS = "supervisor.progress"
 SUPERVISOR_REPORT = "supervisor.report"
 TASK_CRASHED = "task.crashed"
 
-_log: Any = structlog.get_logger("lmvisor.runtime")
+_log: Any = get_logger("lmvisor.runtime")
 
 
 def _exc_info(reason: object) -> BaseException | None:

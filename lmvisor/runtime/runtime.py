@@ -1,16 +1,24 @@
-"""A runtime is one namespace: its registry, clock, config and root supervisor.
+"""A runtime is one namespace: its registry, clock, config, observability and root supervisor.
 
 ``async with Runtime.open(config, namespace) as runtime:`` starts a root
-one_for_one supervisor; `start_child` adds children under it; on exit the
-tree shuts down in reverse start order, then any actor spawned outside the
-tree, and no task of the runtime is left running. Two runtimes in one
-process share nothing. Inside an actor, `current_runtime()` finds its runtime.
+one_for_one supervisor whose first child is the `system` supervisor (the
+config service, registered as "config", and the event store, registered as
+"event_store"); `start_child` adds children after it; on exit the tree shuts
+down in reverse start order, then any actor spawned outside the tree, and no
+task of the runtime is left running.
+
+Each runtime owns its config, `Metrics` registry, `RuntimeLogging` chain,
+`EventStore` and named `Protections`: two runtimes in one process share
+nothing. Inside an actor, and inside the `async with` block, library loggers
+(`lmvisor.runtime.logger`) write through this runtime's chain, and
+`current_runtime()` finds it from actors and the tasks they own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import uuid
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
@@ -18,10 +26,17 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, final
 
-from lmvisor.runtime.actor import Actor, ActorRef, _Process
+from lmvisor.config.schema import LmvisorConfig
+from lmvisor.runtime._process import _Process
+from lmvisor.runtime.actor import Actor, ActorRef
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock, SystemClock
+from lmvisor.runtime.config_service import ConfigHolder, config_service_spec
 from lmvisor.runtime.errors import StartError
+from lmvisor.runtime.event_store import EventStore, event_store_spec
+from lmvisor.runtime.logger import set_route, use_route
+from lmvisor.runtime.logging import RuntimeLogging
+from lmvisor.runtime.protection.named import Protections
 from lmvisor.runtime.registry import Registry, Via
 from lmvisor.runtime.supervisor import (
     ChildInfo,
@@ -32,6 +47,7 @@ from lmvisor.runtime.supervisor import (
     terminate_child,
     which_children,
 )
+from lmvisor.runtime.telemetry import Metrics, RuntimeFigures
 from lmvisor.runtime.tree import TreeNode, build_tree
 
 __all__ = ["Runtime", "RuntimeStatistics", "current_runtime"]
@@ -60,18 +76,25 @@ class RuntimeStatistics:
 class Runtime:
     """One isolated namespace of actors; obtain it from `Runtime.open` only."""
 
-    __slots__ = ("_closed", "_context", "_count", "_loop", "_procs", "_root", "clock", "config",
-                 "namespace", "registry")  # fmt: skip
+    __slots__ = ("_closed", "_config", "_context", "_count", "_loop", "_procs",
+                 "_root", "clock", "events", "logging", "metrics", "namespace", "protections",
+                 "registry")  # fmt: skip
 
     def __init__(
-        self, token: object, *, config: object | None, namespace: str, clock: Clock
+        self, token: object, *, config: LmvisorConfig, namespace: str, clock: Clock
     ) -> None:
         if token is not _FACTORY:
             raise TypeError("Runtime is created by Runtime.open(), not constructed directly")
-        self.config = config
+        self._config = ConfigHolder(config)
         self.namespace = namespace
         self.clock = clock
         self.registry = Registry(namespace)
+        self.logging = _logging_for(config, namespace)
+        self.metrics = Metrics()
+        self.metrics.set_runtime_source(self._figures)
+        self.events = EventStore.from_config(config.events, namespace=namespace, clock=clock)
+        self.protections = Protections(config.infrastructure, clock=clock)
+        self.protections.observe(metrics=self.metrics, events=self.events.ring)
         self._procs: dict[_Process, None] = {}
         self._count = 0
         self._closed = False
@@ -79,42 +102,80 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         self._context = contextvars.copy_context()
         self._context.run(_current.set, self)
+        self._context.run(set_route, self.logging)
+
+    @property
+    def config(self) -> LmvisorConfig:
+        """The configuration now in force (updates through the config service show here)."""
+        return self._config.config
+
+    def logger(self, name: str) -> Any:
+        """This runtime's structlog logger for `name` (one per name, built on first use)."""
+        return self.logging.get_logger(name)
+
+    def _figures(self) -> RuntimeFigures:
+        restarts: dict[str, int] = {}
+        depth: dict[str, int] = {}
+        _collect(self.tree(), restarts, depth)
+        return RuntimeFigures(actors_alive=len(self._procs), restarts=restarts, mailbox_depth=depth)
 
     @staticmethod
     @asynccontextmanager
     async def open(
-        config: object | None = None,
+        config: LmvisorConfig | None = None,
         namespace: str | None = None,
         *,
         clock: Clock | None = None,
     ) -> AsyncIterator[Runtime]:
-        """Start a runtime and its root supervisor; shut everything down on exit.
+        """Start a runtime, its root supervisor and its system services; stop all on exit.
 
         Args:
-            config: the settings object, stored as `runtime.config`.
+            config: the validated configuration (`lmvisor.config.load_config`);
+                the schema's defaults when None (no file or environment is read).
             namespace: the namespace name (a fresh unique one when omitted).
-            clock: time for restart windows and backoff (`SystemClock` by default).
+            clock: time for restart windows, backoff and breakers (`SystemClock`
+                by default).
 
         Shutdown on exit stops the root (children in reverse start order, each
         bounded by its spec's shutdown), then actors spawned outside the tree.
+
+        Raises:
+            StartError: a system service failed to start (say, the event
+                store's SQLite file cannot be opened); nothing is left running.
         """
         ns = namespace if namespace is not None else f"ns-{uuid.uuid4().hex[:12]}"
-        runtime = Runtime(_FACTORY, config=config, namespace=ns, clock=clock or SystemClock())
-        runtime._root = await runtime.spawn(Supervisor(), name=None)
-        try:
-            yield runtime
-        finally:
-            await runtime._shutdown()
+        cfg = config if config is not None else LmvisorConfig()
+        runtime = Runtime(_FACTORY, config=cfg, namespace=ns, clock=clock or SystemClock())
+        with use_route(runtime.logging):
+            try:
+                runtime._root = await runtime.spawn(Supervisor(), name=None)
+                await runtime.start_child(runtime._system_spec())
+                yield runtime
+            finally:
+                await runtime._shutdown()
+
+    def _system_spec(self) -> ChildSpec:
+        store, holder = self.events, self._config
+
+        def system() -> Supervisor:
+            # Both incarnations share the holder and the store, so accepted config
+            # updates and recent events survive a restart of either service.
+            return Supervisor(
+                [config_service_spec(holder), event_store_spec(lambda: store)],
+                strategy="one_for_one",
+            )
+
+        return ChildSpec("system", system, type="supervisor")
 
     # --- processes ---
 
     def _new_process(self, actor: Actor) -> _Process:
         if self._closed:
             raise RuntimeError(f"runtime {self.namespace!r} is closed")
-        if actor._lmv_process is not None:
+        if actor._running_process is not None:
             raise ValueError(f"{type(actor).__qualname__} instance is already running")
         self._count += 1
-        return _Process(self, actor, f"{type(actor).__name__}<{self._count}>")
+        return _Process(self, actor, self._count)
 
     def _forget(self, proc: _Process) -> None:
         self._procs.pop(proc, None)
@@ -130,12 +191,8 @@ class Runtime:
             RuntimeError: the runtime is closed.
         """
         proc = self._new_process(actor)
-        try:
-            if name is not None:
-                self.registry.register(name, proc.ref)
-        except BaseException:
-            actor._lmv_process = None
-            raise
+        if name is not None:
+            self.registry.register(name, proc.ref)
         proc.start(None)
         if proc.ready is not None:
             proc.ready.add_done_callback(_retrieve)
@@ -150,12 +207,8 @@ class Runtime:
             RuntimeError: the runtime is closed.
         """
         proc = self._new_process(actor)
-        try:
-            if name is not None:
-                self.registry.register(name, proc.ref)
-        except BaseException:
-            actor._lmv_process = None
-            raise
+        if name is not None:
+            self.registry.register(name, proc.ref)
         proc.start(None)
         try:
             await proc.wait_started()
@@ -228,6 +281,22 @@ class Runtime:
 
     def __repr__(self) -> str:
         return f"<Runtime namespace={self.namespace!r} actors={len(self._procs)}>"
+
+
+def _logging_for(config: LmvisorConfig, namespace: str) -> RuntimeLogging:
+    mode = config.logging.mode
+    if mode == "auto":
+        mode = "console" if sys.stderr.isatty() else "json"
+    return RuntimeLogging(namespace=namespace, mode=mode, level=config.logging.level)
+
+
+def _collect(node: TreeNode, restarts: dict[str, int], depth: dict[str, int]) -> None:
+    if node.kind == "supervisor":
+        restarts[node.id] = sum(child.restarts for child in node.children)
+    if node.mailbox_depth:
+        depth[node.id] = node.mailbox_depth
+    for child in node.children:
+        _collect(child, restarts, depth)
 
 
 def _retrieve(fut: Any) -> None:

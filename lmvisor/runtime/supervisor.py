@@ -37,12 +37,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, final
 
 from lmvisor.runtime import reports
+from lmvisor.runtime._process import _Process
 from lmvisor.runtime.actor import (
     Actor,
     ActorRef,
     ChildStatistics,
     ErrorReply,
-    _Process,
     handler,
 )
 from lmvisor.runtime.child_spec import Backoff, ChildSpec, add_restart, check_child_specs
@@ -274,6 +274,7 @@ class _Child:
 # --- the supervisor -------------------------------------------------------------------------
 
 
+@final
 class Supervisor(Actor):
     """A static supervisor over an ordered list of child specs (see the module docstring).
 
@@ -544,7 +545,7 @@ class Supervisor(Actor):
 
     def statistics(self) -> SupervisorStatistics:
         """Flags, restart counts and each child's state; sync, reads no other actor."""
-        now = self._clock.monotonic() if self._lmv_process is not None else 0.0
+        now = self._clock.monotonic() if self._running_process is not None else 0.0
         recent = sum(1 for t in self._restart_times if now - t < self._max_seconds)
         return SupervisorStatistics(
             strategy=self._strategy,

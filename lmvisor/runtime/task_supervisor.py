@@ -44,6 +44,7 @@ class TaskSupervisorStatistics:
     failed: int
 
 
+@final
 class TaskSupervisor(Actor):
     """Owns one-off tasks; see the module docstring."""
 
@@ -107,7 +108,8 @@ async def map_tasks(
     """Apply `fn` to each item, at most `concurrency` at once, under `sup`.
 
     Returns the results in input order. The first exception cancels the rest
-    and is re-raised; cancelling the caller cancels every worker.
+    and is re-raised (its worker task is also reported as `task.crashed`);
+    cancelling the caller cancels every worker.
 
     Raises:
         ValueError: `concurrency` is not an int >= 1.

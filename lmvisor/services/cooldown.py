@@ -13,7 +13,7 @@ from typing import final
 
 from lmvisor.runtime.clock import Clock
 
-__all__ = ["Cooldowns", "CooldownStatistics"]
+__all__ = ["CooldownStatistics", "Cooldowns"]
 
 
 @final

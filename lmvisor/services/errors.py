@@ -1,10 +1,10 @@
 """Errors raised by the supervised services (LM providers and the router).
 
-    LmvisorError
-    └── ServiceError
-        ├── BudgetExceeded           a provider's cost cap for the period is spent
-        ├── UnknownProvider          a model names a vendor with no provider running
-        └── NoDeploymentAvailable    every deployment of a route failed or is cooling down
+LmvisorError
+└── ServiceError
+    ├── BudgetExceeded           a provider's cost cap for the period is spent
+    ├── UnknownProvider          a model names a vendor with no provider running
+    └── NoDeploymentAvailable    every deployment of a route failed or is cooling down
 """
 
 from __future__ import annotations

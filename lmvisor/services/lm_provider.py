@@ -14,7 +14,7 @@ Prometheus families. If the actor dies, every caller in flight gets
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, final
 
@@ -184,6 +184,7 @@ class LMProvider(Actor):
         self._events = events
         self._metrics = metrics
         self._clock = clock if clock is not None else SystemClock()
+        self._key = f"lm_provider:{vendor}"
         self._provider: Provider | None = None
         self._requests = 0
         self._failures = 0
@@ -229,10 +230,14 @@ class LMProvider(Actor):
         return self._provider
 
     def _admit(self, request: LMRequest) -> int:
+        """Check the budget; return the request's estimated tokens (0 when nothing uses them)."""
+        p = self._protections
+        budget = p.budget
+        if budget is None and p.tokens is None:
+            return 0  # the estimate walks every message: skip it when no protection reads it
         tokens = estimate_tokens(request)
-        budget = self._protections.budget
         if budget is not None:
-            budget.check(_estimate_cost(request, tokens, self._protections.prices))
+            budget.check(_estimate_cost(request, tokens, p.prices))
         return tokens
 
     async def _complete(self, request: LMRequest) -> LMResponse:
@@ -241,11 +246,17 @@ class LMProvider(Actor):
         p = self._protections
         self._requests += 1
         self._in_flight += 1
+        # Without a tpm limiter the attempt is the vendor call itself: one frame fewer.
+        attempt: Callable[[], Awaitable[LMResponse]] = (
+            (lambda: client.complete(request))
+            if p.tokens is None
+            else (lambda: self._send_once(client, request, tokens))
+        )
         started = time.perf_counter()
         try:
             response = await execute_protected(
-                f"lm_provider:{self.vendor}",
-                lambda: self._send_once(client, request, tokens),
+                self._key,
+                attempt,
                 breaker=p.breaker,
                 limiter=p.requests,
                 retry=p.retry,
@@ -352,4 +363,3 @@ def provider_spec(
         shutdown=shutdown,
         name=provider_name(vendor),
     )
-

@@ -31,8 +31,8 @@ from lmvisor.services.router import RouterLM
 
 __all__ = [
     "LMServices",
-    "build_provider",
     "build_protections",
+    "build_provider",
     "reachable",
     "start_lm_providers",
 ]
@@ -171,7 +171,9 @@ async def start_lm_providers(
             continue
         prot = build_protections(vendor, cfg, config.infrastructure, clock=runtime.clock)
         protections[vendor] = prot
-        spec = provider_spec(vendor, _actor_factory(vendor, cfg, prot, events, metrics, make_provider))
+        spec = provider_spec(
+            vendor, _actor_factory(vendor, cfg, prot, events, metrics, make_provider)
+        )
         await start_child(sup, spec)
     return LMServices(
         runtime=runtime,

@@ -23,6 +23,7 @@ from typing import final
 from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, LMStreamItem
 from lmvisor.providers.errors import BadRequestError
 from lmvisor.runtime.errors import LmvisorError
+from lmvisor.runtime.registry import Via
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.services.cooldown import Cooldowns
 from lmvisor.services.errors import BudgetExceeded, NoDeploymentAvailable, UnknownProvider
@@ -71,7 +72,15 @@ class RouterLM:
         UnknownProvider: if a model's vendor is not in `vendors`.
     """
 
-    __slots__ = ("_capabilities", "_cooldowns", "_deployments", "_model", "_runtime", "_timeout")
+    __slots__ = (
+        "_addresses",
+        "_capabilities",
+        "_cooldowns",
+        "_deployments",
+        "_model",
+        "_runtime",
+        "_timeout",
+    )
 
     def __init__(
         self,
@@ -92,6 +101,9 @@ class RouterLM:
         self._runtime = runtime
         self._model = model
         self._deployments = deployments
+        # Addresses resolve the registered name on every call, so a restarted provider is
+        # still found; building them once keeps the split and lookup off the hot path.
+        self._addresses: dict[str, Via] = {d: self._address(d) for d in deployments}
         self._timeout = timeout
         self._cooldowns = cooldowns if cooldowns is not None else Cooldowns(clock=runtime.clock)
         primary = split_model(model)[0]
@@ -126,10 +138,9 @@ class RouterLM:
         for deployment in self._order(request):
             if self._cooldowns.is_cooling(deployment):
                 continue
-            vendor, _ = split_model(deployment)
-            target = self._runtime.via(provider_name(vendor))
+            target = self._addresses.get(deployment) or self._address(deployment)
             try:
-                response = await target.call(
+                response = await target.resolve().call(
                     Complete(request=self._retarget(request, deployment)), timeout=self._timeout
                 )
             except LmvisorError as exc:
@@ -152,8 +163,7 @@ class RouterLM:
         for deployment in self._order(request):
             if self._cooldowns.is_cooling(deployment):
                 continue
-            vendor, _ = split_model(deployment)
-            target = self._runtime.via(provider_name(vendor))
+            target = self._addresses.get(deployment) or self._address(deployment)
             try:
                 items = await target.call(
                     OpenStream(request=self._retarget(request, deployment)),
@@ -170,6 +180,9 @@ class RouterLM:
             self._cooldowns.success(deployment)
             return
         raise self._exhausted(request, errors)
+
+    def _address(self, deployment: str) -> Via:
+        return self._runtime.via(provider_name(split_model(deployment)[0]))
 
     def _order(self, request: LMRequest) -> tuple[str, ...]:
         if request.model and request.model != self._model and "/" in request.model:

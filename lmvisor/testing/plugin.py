@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from lmvisor.config.schema import LmvisorConfig, LoggingConfig
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.runtime import Runtime
 
@@ -33,5 +34,7 @@ async def runtime(request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
     clock: MockClock | None = None
     if "mock_clock" in request.fixturenames:
         clock = request.getfixturevalue("mock_clock")
-    async with Runtime.open(namespace=f"test:{request.node.nodeid}", clock=clock) as rt:
+    # Debug level, so tests can capture progress reports too.
+    config = LmvisorConfig(logging=LoggingConfig(level="debug"))
+    async with Runtime.open(config, f"test:{request.node.nodeid}", clock=clock) as rt:
         yield rt

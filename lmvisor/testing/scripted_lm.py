@@ -26,7 +26,7 @@ from lmvisor.programs.lm import (
     Usage,
 )
 
-__all__ = ["Reply", "ScriptExhausted", "ScriptedLM"]
+__all__ = ["Reply", "ScriptExhausted", "ScriptedLM", "generate_reply"]
 
 Reply = str | list[str] | LMResponse | BaseException
 """One scripted answer: a text, `n` texts, a full response, or an error to raise."""

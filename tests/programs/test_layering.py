@@ -11,7 +11,11 @@ import lmvisor.programs
 
 PACKAGE = Path(lmvisor.programs.__file__).parent
 FORBIDDEN = ("lmvisor.services", "lmvisor.providers", "lmvisor.optimizers", "lmvisor.server")
-RUNTIME_ALLOWED = ("lmvisor.runtime.errors", "lmvisor.runtime.correlation")
+RUNTIME_ALLOWED = (
+    "lmvisor.runtime.errors",
+    "lmvisor.runtime.correlation",
+    "lmvisor.runtime.logger",
+)
 
 
 def _imports(path: Path) -> list[str]:

@@ -6,11 +6,11 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
-from structlog.testing import capture_logs
 
 from lmvisor.runtime.actor import Actor, ActorRef, ActorStatus, handler
 from lmvisor.runtime.correlation import correlation_scope, current_correlation_id
 from lmvisor.runtime.errors import ActorExited, CallTimeout, MailboxFull, StartError
+from lmvisor.runtime.logging import capture_logs
 from lmvisor.runtime.messages import Call, Cast, Down, Exit
 from lmvisor.runtime.runtime import Runtime, current_runtime
 
@@ -94,6 +94,13 @@ def _taken(ref: ActorRef) -> bool:
 
 class Introspect(Actor):
     """Answers with the correlation id and runtime namespace it sees."""
+
+    def __init__(self) -> None:
+        self.notes: list[str | None] = []
+
+    @handler
+    def note(self, msg: Note) -> None:
+        self.notes.append(current_correlation_id())
 
     @handler
     def who(self, msg: WhoAmI) -> str:
@@ -211,6 +218,17 @@ class TestCall:
         assert seen == f"corr-1|{runtime.namespace}"
         assert await ref.call(WhoAmI()) == f"None|{runtime.namespace}"
 
+    async def test_cast_carries_the_caller_correlation_id(self, runtime: Runtime) -> None:
+        """A cast's handler also runs in the sender's correlation scope."""
+        actor = Introspect()
+        ref = await runtime.spawn(actor)
+        with correlation_scope("corr-cast"):
+            await ref.cast(Note(1))
+            ref.cast_nowait(Note(2))
+        await ref.cast(Note(3))
+        assert await ref.call(WhoAmI()) == f"None|{runtime.namespace}"
+        assert actor.notes == ["corr-cast", "corr-cast", None]
+
 
 class TestCast:
     async def test_casts_are_handled_in_order(self, runtime: Runtime) -> None:
@@ -292,6 +310,18 @@ class TestStop:
         ref = await runtime.spawn(Counter())
         await ref.cast(StopMe("done"))
         assert await ref.wait_exit() == "done"
+
+    async def test_stop_inside_started_runs_terminate(self, runtime: Runtime) -> None:
+        """An actor stopping itself in started() exits with that reason after terminate."""
+        log: list[str] = []
+
+        class Quits(Counter):
+            async def started(self) -> None:
+                self.stop("not needed")
+
+        ref = await runtime.spawn(Quits(log))
+        assert await ref.wait_exit() == "not needed"
+        assert log == ["counter:terminate:'not needed'"]
 
     async def test_hanging_terminate_is_killed_after_timeout(self, runtime: Runtime) -> None:
         """stop(timeout=...) cancels an actor whose terminate does not return."""
@@ -484,3 +514,57 @@ class TestRefs:
         """An actor calling its own ref raises RuntimeError instead of deadlocking."""
         ref = await runtime.spawn(Recursive())
         assert await ref.call(Recurse()) == "RuntimeError"
+
+
+class Secretive(Counter):
+    """Redacts its state in crash reports."""
+
+    def format_status(self) -> object:
+        return {"n": "<redacted>"}
+
+
+class TestOwnedTasksAndReports:
+    async def test_spawn_task_failure_crashes_the_actor(self, runtime: Runtime) -> None:
+        """An exception in a task from spawn_task crashes its owner with that exception."""
+        actor = Counter()
+        ref = await runtime.spawn(actor)
+
+        async def fail() -> None:
+            raise LookupError("owned task failed")
+
+        with capture_logs() as logs:
+            actor.spawn_task(fail())
+            reason = await ref.wait_exit()
+        assert isinstance(reason, LookupError)
+        assert [e["event"] for e in logs] == ["actor.crashed"]
+        assert logs[0]["last_message"] == "deferred task"
+
+    async def test_spawn_task_is_cancelled_when_owner_stops(self, runtime: Runtime) -> None:
+        """Owned tasks are cancelled when the actor stops."""
+        actor = Counter()
+        ref = await runtime.spawn(actor)
+        task = actor.spawn_task(asyncio.Event().wait())
+        await ref.stop()
+        assert task.cancelled()
+        with pytest.raises(ActorExited):
+            actor.spawn_task(asyncio.sleep(0))
+
+    async def test_format_status_redacts_crash_state(self, runtime: Runtime) -> None:
+        """The crash report's state comes from format_status()."""
+        ref = await runtime.spawn(Secretive())
+        with capture_logs() as logs:
+            await ref.cast(Crash())
+            await ref.wait_exit()
+        assert logs[0]["state"] == {"n": "<redacted>"}
+
+    async def test_down_without_handler_is_logged_and_dropped(self, runtime: Runtime) -> None:
+        """A Down for an actor with no Down handler is logged as unexpected, not a crash."""
+        actor = Counter()
+        ref = await runtime.spawn(actor)
+        target = await runtime.spawn(Counter())
+        actor.monitor(target)
+        with capture_logs() as logs:
+            await target.stop()
+            assert await ref.call(Get()) == 0
+        assert [(e["event"], e["message"]) for e in logs] == [("actor.unexpected_message", "Down")]
+        assert ref.alive

@@ -10,7 +10,6 @@ from lmvisor.config.errors import ConfigError
 from lmvisor.config.schema import LmvisorConfig, ServerConfig
 from lmvisor.runtime.actor import Actor, handler
 from lmvisor.runtime.config_service import (
-    CONFIG_SERVICE_NAME,
     ConfigChanged,
     ConfigHolder,
     UnsubscribeConfig,
@@ -25,6 +24,10 @@ from lmvisor.runtime.errors import ActorExited
 from lmvisor.runtime.messages import Call
 from lmvisor.runtime.runtime import Runtime
 from tests.runtime._protection_helpers import until
+
+# The runtime runs its own config service under the default name; these tests
+# start a second one beside it so they control its initial tree.
+SERVICE = "config_under_test"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +72,8 @@ class TestConfigService:
     async def test_get(self, runtime: Runtime) -> None:
         """get returns the whole tree, a subtree or a leaf; a bad path raises ConfigError."""
         config = LmvisorConfig()
-        await runtime.start_child(config_service_spec(config))
-        service = runtime.via(CONFIG_SERVICE_NAME)
+        await runtime.start_child(config_service_spec(config, id=SERVICE, name=SERVICE))
+        service = runtime.via(SERVICE)
         assert await get_config(service) == config
         assert await get_config(service, "server") == ServerConfig()
         assert await get_config(service, "optimization.copro.depth") == 3
@@ -79,8 +82,8 @@ class TestConfigService:
 
     async def test_update_notifies_subscribers(self, runtime: Runtime) -> None:
         """An accepted update replies with the new tree and sends ConfigChanged to subscribers."""
-        await runtime.start_child(config_service_spec(LmvisorConfig()))
-        service = runtime.via(CONFIG_SERVICE_NAME)
+        await runtime.start_child(config_service_spec(LmvisorConfig(), id=SERVICE, name=SERVICE))
+        service = runtime.via(SERVICE)
         server = await runtime.spawn(_Listener())
         other = await runtime.spawn(_Listener())
         await subscribe_config(service, server, "server")
@@ -94,8 +97,8 @@ class TestConfigService:
 
     async def test_rejected_update_keeps_value_and_notifies_nobody(self, runtime: Runtime) -> None:
         """A refused update raises ConfigError, keeps the old value and sends nothing."""
-        await runtime.start_child(config_service_spec(LmvisorConfig()))
-        service = runtime.via(CONFIG_SERVICE_NAME)
+        await runtime.start_child(config_service_spec(LmvisorConfig(), id=SERVICE, name=SERVICE))
+        service = runtime.via(SERVICE)
         listener = await runtime.spawn(_Listener())
         await subscribe_config(service, listener)
         with pytest.raises(ConfigError, match=r"server\.port: Input should be less than"):
@@ -104,12 +107,12 @@ class TestConfigService:
             await update_config(service, "server.prot", 1)
         assert await get_config(service, "server.port") == 8750
         assert await listener.call(_Changes()) == []
-        assert runtime.whereis(CONFIG_SERVICE_NAME) is not None
+        assert runtime.whereis(SERVICE) is not None
 
     async def test_new_entry_reports_old_as_none(self, runtime: Runtime) -> None:
         """Adding a new named entry reports None as the old value."""
-        await runtime.start_child(config_service_spec(LmvisorConfig()))
-        service = runtime.via(CONFIG_SERVICE_NAME)
+        await runtime.start_child(config_service_spec(LmvisorConfig(), id=SERVICE, name=SERVICE))
+        service = runtime.via(SERVICE)
         listener = await runtime.spawn(_Listener())
         await subscribe_config(service, listener, "providers")
         await update_config(service, "providers.ollama.base_url", "http://127.0.0.1:1/v1")
@@ -119,8 +122,8 @@ class TestConfigService:
 
     async def test_unsubscribe_and_dead_subscribers(self, runtime: Runtime) -> None:
         """Unsubscribed and dead subscribers get nothing; subscribing a dead actor fails."""
-        await runtime.start_child(config_service_spec(LmvisorConfig()))
-        service = runtime.via(CONFIG_SERVICE_NAME)
+        await runtime.start_child(config_service_spec(LmvisorConfig(), id=SERVICE, name=SERVICE))
+        service = runtime.via(SERVICE)
         quitter = await runtime.spawn(_Listener())
         doomed = await runtime.spawn(_Listener())
         await subscribe_config(service, quitter, "server")
@@ -136,11 +139,9 @@ class TestConfigService:
     async def test_updates_survive_a_restart(self, runtime: Runtime) -> None:
         """A restarted service resumes with the latest accepted configuration."""
         holder = ConfigHolder(LmvisorConfig())
-        first = await runtime.start_child(config_service_spec(holder))
+        first = await runtime.start_child(config_service_spec(holder, id=SERVICE, name=SERVICE))
         await update_config(first, "server.port", 1234)
         await first.stop(RuntimeError("crash"))
-        await until(
-            lambda: runtime.whereis(CONFIG_SERVICE_NAME) not in (None, first), rounds=10_000
-        )
-        assert await get_config(runtime.via(CONFIG_SERVICE_NAME), "server.port") == 1234
+        await until(lambda: runtime.whereis(SERVICE) not in (None, first), rounds=10_000)
+        assert await get_config(runtime.via(SERVICE), "server.port") == 1234
         assert holder.config.server.port == 1234

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from structlog.testing import capture_logs
 
 from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
 from lmvisor.runtime.errors import StartError
+from lmvisor.runtime.logging import capture_logs
 from lmvisor.runtime.messages import Shutdown
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import (

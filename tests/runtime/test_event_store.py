@@ -16,7 +16,6 @@ from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.correlation import correlation_scope
 from lmvisor.runtime.errors import ActorExited
 from lmvisor.runtime.event_store import (
-    EVENT_STORE_NAME,
     EventNotice,
     EventStore,
     SqliteEventSink,
@@ -227,15 +226,20 @@ class _Subscriber(Actor):
         return list(self.types)
 
 
+# The runtime runs its own store under the default name; these tests start a
+# second one beside it.
+STORE = "event_store_under_test"
+
+
 def _memory_spec(capacity: int = 100) -> ChildSpec:
-    return event_store_spec(lambda: EventStore(_ring(capacity=capacity)))
+    return event_store_spec(lambda: EventStore(_ring(capacity=capacity)), id=STORE, name=STORE)
 
 
 class TestEventStoreActor:
     async def test_emit_and_query_keep_the_sender_scope(self, runtime: Runtime) -> None:
         """Events cast to the actor carry the sender's correlation scope and can be queried."""
         await runtime.start_child(_memory_spec())
-        store = runtime.via(EVENT_STORE_NAME)
+        store = runtime.via(STORE)
         with correlation_scope("outer"), correlation_scope("req-1"):
             await emit_event(store, "module.started", {"module": "qa"})
         await emit_event(store, "other")
@@ -255,7 +259,7 @@ class TestEventStoreActor:
     async def test_subscribers_get_matching_notices(self, runtime: Runtime) -> None:
         """Subscribers get an EventNotice for each new event matching their patterns, once."""
         await runtime.start_child(_memory_spec())
-        store = runtime.via(EVENT_STORE_NAME)
+        store = runtime.via(STORE)
         modules = await runtime.spawn(_Subscriber())
         everything = await runtime.spawn(_Subscriber())
         await subscribe_events(store, modules, ("module.*", "module.finished"))
@@ -279,7 +283,7 @@ class TestEventStoreActor:
     async def test_dead_subscriber_leaves_by_itself(self, runtime: Runtime) -> None:
         """A subscriber that dies is dropped from the fan-out through the registry."""
         await runtime.start_child(_memory_spec())
-        store = runtime.via(EVENT_STORE_NAME)
+        store = runtime.via(STORE)
         subscriber = await runtime.spawn(_Subscriber())
         await subscribe_events(store, subscriber, ("a",))
         await subscriber.stop()
@@ -294,13 +298,17 @@ class TestEventStoreActor:
     ) -> None:
         """A store restarted after a crash finds the events written before it through SQLite."""
         config = EventsConfig(sqlite_path=tmp_path / "events.sqlite", flush_interval=60.0)
-        spec = event_store_spec(lambda: EventStore.from_config(config, namespace=runtime.namespace))
+        spec = event_store_spec(
+            lambda: EventStore.from_config(config, namespace=runtime.namespace),
+            id=STORE,
+            name=STORE,
+        )
         first = await runtime.start_child(spec)
         with correlation_scope("before-crash"):
             await emit_event(first, "module.finished", {"ok": True})
         await query_events(first)
         await first.stop(RuntimeError("store crashed"))
-        await until(lambda: runtime.whereis(EVENT_STORE_NAME) not in (None, first), rounds=200_000)
-        second = runtime.via(EVENT_STORE_NAME)
+        await until(lambda: runtime.whereis(STORE) not in (None, first), rounds=200_000)
+        second = runtime.via(STORE)
         found = await query_events(second, correlation_id="before-crash")
         assert [(e.type, dict(e.data)) for e in found] == [("module.finished", {"ok": True})]

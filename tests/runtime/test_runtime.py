@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from structlog.testing import capture_logs
 
+from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.actor import Actor, Deferred, handler
 from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.logging import capture_logs
 from lmvisor.runtime.runtime import Runtime, RuntimeStatistics, current_runtime
 from lmvisor.runtime.supervisor import Supervisor
 
@@ -17,14 +18,16 @@ from .helpers import Counter, Crash, Deferring, Get, Slow, eventually
 
 class TestOpen:
     async def test_open_gives_namespace_registry_clock_and_config(self) -> None:
-        """Runtime.open stores the config and namespace and starts a root supervisor."""
-        config = {"k": 1}
+        """Runtime.open stores the config and namespace and starts root and system services."""
+        config = LmvisorConfig(server={"port": 1})
         async with Runtime.open(config, "ns1") as rt:
             assert rt.config is config
             assert rt.namespace == "ns1"
             assert rt.registry.namespace == "ns1"
             assert rt.root.alive
-            assert rt.statistics() == RuntimeStatistics(namespace="ns1", actors=1, names=0)
+            # root, the system supervisor, the config service and the event store
+            assert rt.statistics() == RuntimeStatistics(namespace="ns1", actors=4, names=2)
+            assert [c.id for c in rt.tree().children] == ["system"]
         assert not rt.root.alive
 
     async def test_default_namespaces_differ(self) -> None:
@@ -107,8 +110,8 @@ class TestTree:
         await runtime.start_child(ChildSpec("t", Counter, restart="transient"))
         tree = runtime.tree()
         assert (tree.id, tree.kind, tree.status) == ("root", "supervisor", "running")
-        assert [c.id for c in tree.children] == ["sub", "t"]
-        assert tree.children[0].kind == "supervisor"
+        assert [c.id for c in tree.children] == ["system", "sub", "t"]
+        assert tree.children[1].kind == "supervisor"
         w = tree.find("w")
         assert w is not None and (w.kind, w.status, w.restarts) == ("worker", "running", 0)
         ref = runtime.whereis("w")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from structlog.testing import capture_logs
 
 from lmvisor.runtime.actor import Actor, ActorRef
 from lmvisor.runtime.child_spec import Backoff, ChildSpec
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.errors import ActorExited, StartError
+from lmvisor.runtime.logging import capture_logs
 from lmvisor.runtime.messages import Shutdown
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import (
@@ -247,6 +247,25 @@ class TestIntensity:
         assert len(starts) == 3
 
 
+class TestReports:
+    async def test_child_crash_is_reported_with_fixed_keys(self, runtime: Runtime) -> None:
+        """A crashed child yields supervisor.report with supervisor, context, reason, offender."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, "w")])
+        ref = (await _refs(sup))["w"]
+        assert ref is not None
+        with capture_logs() as logs:
+            await ref.cast(Crash("reported"))
+            reason = await ref.wait_exit()
+            await which_children(sup)
+        report = next(e for e in logs if e["event"] == "supervisor.report")
+        assert report["supervisor"] == sup.name
+        assert report["context"] == "child_terminated"
+        assert report["reason"] is reason
+        assert report["offender"] == "w"
+        assert [e["event"] for e in logs if e["log_level"] == "debug"] == ["supervisor.progress"]
+
+
 class TestShutdown:
     async def test_hanging_terminate_is_cancelled_after_shutdown_timeout(
         self, runtime: Runtime
@@ -361,6 +380,25 @@ class TestNamesAndBackoff:
         await s.cast(StopMe("normal"))
         assert await sup.wait_exit() == "shutdown"
         assert "a:terminate:'shutdown'" in log
+
+
+class TestAllSignificant:
+    async def test_all_significant_waits_for_the_last_one(self, runtime: Runtime) -> None:
+        """With all_significant, the supervisor stops only when every significant child has."""
+        log: list[str] = []
+        specs = [
+            _spec(log, "s1", restart="temporary", significant=True),
+            _spec(log, "s2", restart="temporary", significant=True),
+        ]
+        sup = await _start_sup(runtime, specs, auto_shutdown="all_significant")
+        refs = await _refs(sup)
+        s1, s2 = refs["s1"], refs["s2"]
+        assert s1 is not None and s2 is not None
+        await s1.cast(StopMe("normal"))
+        await s1.wait_exit()
+        assert [c.id for c in await which_children(sup)] == ["s2"]
+        await s2.cast(StopMe("normal"))
+        assert await sup.wait_exit() == "shutdown"
 
 
 class TestFlags:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from structlog.testing import capture_logs
 
 from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.logging import capture_logs
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.task_supervisor import (
     TaskSupervisor,

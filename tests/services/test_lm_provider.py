@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -51,6 +51,13 @@ async def _start(runtime: Runtime, server: LMServer, **local: Any) -> LMServices
     return await start_lm_providers(runtime, _config(server, **local))
 
 
+async def _until(condition: Callable[[], bool], limit: float = 5.0) -> None:
+    """Wait for state owned by another task (the server, the supervisor) to reach `condition`."""
+    async with asyncio.timeout(limit):
+        while not condition():  # noqa: ASYNC110 (neither offers a notification to wait on)
+            await asyncio.sleep(0.005)
+
+
 class TestComplete:
     async def test_answers_and_records(self, runtime: Runtime, server: LMServer) -> None:
         """A call reaches the vendor; an lm_request event and token metrics are recorded."""
@@ -73,14 +80,10 @@ class TestComplete:
         server.latency = 0.05
         await _start(runtime, server, max_in_flight=50)
         target = runtime.via(provider_name("local"))
-        await asyncio.gather(
-            *(target.call(Complete(request=_request(f"q{i}"))) for i in range(50))
-        )
+        await asyncio.gather(*(target.call(Complete(request=_request(f"q{i}"))) for i in range(50)))
         assert server.stats().peak_in_flight >= 25
 
-    async def test_stream_yields_deltas_then_done(
-        self, runtime: Runtime, server: LMServer
-    ) -> None:
+    async def test_stream_yields_deltas_then_done(self, runtime: Runtime, server: LMServer) -> None:
         """A stream admitted by the actor delivers text deltas and a final response."""
         await _start(runtime, server)
         items = await runtime.via(provider_name("local")).call(OpenStream(request=_request()))
@@ -122,16 +125,16 @@ class TestProtection:
         assert response.outputs
         assert breaker.state is BreakerState.CLOSED
 
-    async def test_budget_refuses_before_sending(
-        self, runtime: Runtime, server: LMServer
-    ) -> None:
+    async def test_budget_refuses_before_sending(self, runtime: Runtime, server: LMServer) -> None:
         """A spent budget refuses the call with BudgetExceeded; nothing reaches the vendor."""
         await _start(runtime, server, budget_usd=0.0)
         with pytest.raises(BudgetExceeded, match=r"^provider 'local' budget exceeded"):
             await runtime.via(provider_name("local")).call(
-                Complete(request=LMRequest(model="local/gpt-4o-mini", messages=[
-                    {"role": "user", "content": "x" * 400}
-                ]))
+                Complete(
+                    request=LMRequest(
+                        model="local/gpt-4o-mini", messages=[{"role": "user", "content": "x" * 400}]
+                    )
+                )
             )
         assert server.stats().requests == 0
 
@@ -149,16 +152,14 @@ class TestCrash:
             asyncio.ensure_future(target.call(Complete(request=_request()), timeout=60.0))
             for _ in range(3)
         ]
-        while server.stats().in_flight < 3:
-            await asyncio.sleep(0.01)
+        await _until(lambda: server.stats().in_flight == 3)
         await old.stop(RuntimeError("provider crashed"))
         results = await asyncio.wait_for(
             asyncio.gather(*calls, return_exceptions=True), timeout=2.0
         )
         assert all(isinstance(r, ActorExited) for r in results)
         server.latency = 0.0
-        while target.resolve() == old:
-            await asyncio.sleep(0.01)
+        await _until(lambda: target.alive and target.resolve() != old)
         response = await target.call(Complete(request=_request()))
         assert response.outputs
 
@@ -177,9 +178,12 @@ class TestSecrets:
                 await start_lm_providers(runtime, config)
                 with pytest.raises(Exception) as info:
                     await runtime.via(provider_name("openai")).call(
-                        Complete(request=LMRequest(
-                            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
-                        ))
+                        Complete(
+                            request=LMRequest(
+                                model="openai/gpt-4o-mini",
+                                messages=[{"role": "user", "content": "hi"}],
+                            )
+                        )
                     )
             assert SECRET not in str(info.value)
             assert SECRET not in repr(info.value.__dict__)

@@ -83,21 +83,18 @@ class TestRouting:
         lm = services.router("anthropic/claude-3-5-haiku-latest")
         items = [item async for item in lm.stream(_request(lm.model))]
         assert isinstance(items[-1], LMDone)
-        assert "".join(i.text for i in items if isinstance(i, LMDelta)) == (
-            items[-1].response.outputs[0]
+        assert (
+            "".join(i.text for i in items if isinstance(i, LMDelta))
+            == (items[-1].response.outputs[0])
         )
 
 
 class TestFallback:
-    async def test_falls_back_to_second_provider(
-        self, runtime: Runtime, server: LMServer
-    ) -> None:
+    async def test_falls_back_to_second_provider(self, runtime: Runtime, server: LMServer) -> None:
         """When the primary fails, the next deployment answers."""
         server.add_fault(FaultRule(kind="status", status=503, api="openai"))
         services = await _two_vendors(runtime, server)
-        lm = services.router(
-            "openai/gpt-4o-mini", fallbacks=["anthropic/claude-3-5-haiku-latest"]
-        )
+        lm = services.router("openai/gpt-4o-mini", fallbacks=["anthropic/claude-3-5-haiku-latest"])
         with context(lm=lm):
             prediction = await Predict("question -> answer")(question="hi")
         assert prediction.answer
@@ -109,9 +106,7 @@ class TestFallback:
         """A deployment failing past allowed_fails is skipped until its cooldown ends."""
         server.add_fault(FaultRule(kind="status", status=500, api="openai"))
         services = await _two_vendors(runtime, server)
-        lm = services.router(
-            "openai/gpt-4o-mini", fallbacks=["anthropic/claude-3-5-haiku-latest"]
-        )
+        lm = services.router("openai/gpt-4o-mini", fallbacks=["anthropic/claude-3-5-haiku-latest"])
         for _ in range(4):
             await lm.complete(_request(lm.model))
         assert services.cooldowns.is_cooling("openai/gpt-4o-mini")
@@ -127,9 +122,7 @@ class TestFallback:
         """When every deployment fails, NoDeploymentAvailable lists each cause."""
         server.add_fault(FaultRule(kind="status", status=500))
         services = await _two_vendors(runtime, server)
-        lm = services.router(
-            "openai/gpt-4o-mini", fallbacks=["anthropic/claude-3-5-haiku-latest"]
-        )
+        lm = services.router("openai/gpt-4o-mini", fallbacks=["anthropic/claude-3-5-haiku-latest"])
         with pytest.raises(NoDeploymentAvailable) as info:
             await lm.complete(_request(lm.model))
         assert [name for name, _ in info.value.errors] == [
@@ -147,9 +140,7 @@ class TestFallback:
         with pytest.raises(ServerError):
             await services.router("openai/gpt-4o-mini").complete(_request("openai/gpt-4o-mini"))
 
-    async def test_bad_request_does_not_fall_back(
-        self, runtime: Runtime, server: LMServer
-    ) -> None:
+    async def test_bad_request_does_not_fall_back(self, runtime: Runtime, server: LMServer) -> None:
         """A request the vendor rejects as malformed is raised, not retried elsewhere."""
         server.add_fault(FaultRule(kind="status", status=400, api="openai"))
         services = await _two_vendors(runtime, server)

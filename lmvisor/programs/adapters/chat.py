@@ -28,7 +28,7 @@ from lmvisor.programs.history import History
 from lmvisor.programs.lm import LMCapabilities
 from lmvisor.programs.signature import Signature
 
-__all__ = ["ChatAdapter"]
+__all__ = ["ChatAdapter", "format_field_description", "format_task_description"]
 
 _HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
 _INCOMPLETE_DEMO = (

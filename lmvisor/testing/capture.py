@@ -1,0 +1,46 @@
+"""Test helpers that collect what a runtime reports: its events, its log lines.
+
+`capture_events(runtime)` gathers every event the runtime's event store
+records inside the block (optionally only some types); `capture_logs` is the
+runtime's log capture, re-exported here beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+from lmvisor.runtime.event_store import EventStore
+from lmvisor.runtime.events import Event, matches
+from lmvisor.runtime.logging import capture_logs
+
+__all__ = ["capture_events", "capture_logs"]
+
+
+class _HasEvents(Protocol):
+    @property
+    def events(self) -> EventStore: ...
+
+
+@contextmanager
+def capture_events(
+    runtime: _HasEvents, types: str | Collection[str] | None = None
+) -> Iterator[list[Event]]:
+    """Collect the events `runtime` records inside the block, in order.
+
+    Args:
+        runtime: a `Runtime` (anything with an `events` store).
+        types: only these event types (exact names, or "prefix.*" patterns).
+    """
+    seen: list[Event] = []
+
+    def collect(event: Event) -> None:
+        if types is None or matches(event, type=types):
+            seen.append(event)
+
+    remove = runtime.events.ring.add_listener(collect)
+    try:
+        yield seen
+    finally:
+        remove()
