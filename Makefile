@@ -1,10 +1,11 @@
 # lmvisor: `make run` runs the main job, `make test` lints, type-checks and tests.
 # Both create .venv and install the project with its dev extras on first use.
+# `make bench` and `make soak` are the long runs, kept out of `make test`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-SRC := lmvisor tests bench examples
+SRC := lmvisor tests bench examples soak
 
 .PHONY: install run test lint format bench soak clean
 
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/python examples/runtime_tour.py
+	$(BIN)/python examples/lm_program.py
 
 lint: install
 	$(BIN)/ruff check $(SRC)
@@ -29,13 +30,13 @@ format: install
 	$(BIN)/ruff format $(SRC)
 
 test: lint
-	$(BIN)/python -m pytest -q -m "not soak and not bench"
+	$(BIN)/python -m pytest -q
 
 bench: install
 	@for f in bench/*.py; do echo "# $$f" >&2; $(BIN)/python $$f || exit 1; done
 
 soak: install
-	$(BIN)/python -m pytest -q -m soak
+	$(BIN)/python soak/router.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

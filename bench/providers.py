@@ -174,8 +174,9 @@ async def _router(url: str, *, httpx: bool = False) -> AsyncIterator[RouterLM]:
         providers={
             "local": {"base_url": url + "/v1", "max_in_flight": _POOL, "max_retries": 0},
         },
+        logging={"level": "warning"},
     )
-    async with Runtime.open(namespace="bench-providers") as runtime:
+    async with Runtime.open(config, namespace="bench-providers") as runtime:
         services = await start_lm_providers(
             runtime, config, make_provider=_httpx_provider if httpx else build_provider
         )

@@ -24,6 +24,7 @@ from lmvisor.runtime.actor import (
 from lmvisor.runtime.correlation import CorrelationScope
 from lmvisor.runtime.correlation import _scope as _correlation_var
 from lmvisor.runtime.errors import ActorExited
+from lmvisor.runtime.logging import bind_log_context
 from lmvisor.runtime.mailbox import Mailbox
 from lmvisor.runtime.messages import ChildExit, Down, Exit, is_normal_exit, is_shutdown_exit
 
@@ -125,7 +126,10 @@ class _Process(Mailbox):
         else:
             self.ready = self.loop.create_future()
         runtime = self.runtime
-        task = self.loop.create_task(self._run(), context=runtime._context.copy())
+        context = runtime._context.copy()
+        # Log lines from the actor and the tasks it owns name it (`actor=`).
+        context.run(bind_log_context, actor=self.name)
+        task = self.loop.create_task(self._run(), context=context)
         task.add_done_callback(self._on_done, context=runtime._context)
         self.task = task
 

@@ -44,6 +44,7 @@ __all__ = [
     "Redactor",
     "RuntimeLogging",
     "add_context",
+    "bind_log_context",
     "build_processors",
     "capture_logs",
     "configure_process_logging",
@@ -104,6 +105,14 @@ def log_context(**values: Any) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+def bind_log_context(**values: Any) -> None:
+    """Add `values` to the log context of the current context, with no block to undo it.
+
+    For a context made for one task (an actor's), which dies with the task.
+    """
+    _context.set(MappingProxyType({**_context.get(), **values}))
 
 
 def add_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:

@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, final
 
+from prometheus_client import Counter
+
 from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, LMStreamItem
 from lmvisor.providers.pricing import ModelPrice, price_for
 from lmvisor.runtime.actor import Actor, Deferred, ErrorReply, handler
@@ -147,6 +149,34 @@ def _estimate_cost(request: LMRequest, tokens: int, prices: dict[str, ModelPrice
     return 0.0 if price is None else tokens * price.input
 
 
+_BOUND_MODELS = 256  # models whose metric children an actor keeps bound
+
+
+@final
+class _ModelMetrics:
+    """One (provider, model)'s metric children, labelled as `Metrics.record_lm_usage` does.
+
+    The cost child is bound on first use, so a model never charged exposes no cost series.
+    """
+
+    __slots__ = ("_cost", "_cost_family", "_labels", "completion", "duration", "prompt")
+
+    def __init__(self, metrics: Metrics, provider: str, model: str) -> None:
+        self._labels = {"provider": provider, "model": model}
+        self._cost_family = metrics.lm_cost
+        self._cost: Counter | None = None
+        self.duration = metrics.lm_request_duration.labels(provider=provider, model=model)
+        tokens = metrics.lm_tokens
+        self.prompt = tokens.labels(provider=provider, model=model, kind="prompt")
+        self.completion = tokens.labels(provider=provider, model=model, kind="completion")
+
+    @property
+    def cost(self) -> Counter:
+        if self._cost is None:
+            self._cost = self._cost_family.labels(**self._labels)
+        return self._cost
+
+
 # --- the actor ---------------------------------------------------------------------------
 
 
@@ -185,6 +215,7 @@ class LMProvider(Actor):
         self._metrics = metrics
         self._clock = clock if clock is not None else SystemClock()
         self._key = f"lm_provider:{vendor}"
+        self._metrics_by_model: dict[str, _ModelMetrics] = {}
         self._provider: Provider | None = None
         self._requests = 0
         self._failures = 0
@@ -305,17 +336,12 @@ class LMProvider(Actor):
             budget.charge(cost)
         usage = response.usage
         if self._metrics is not None:
-            model = response.model or request.model
-            self._metrics.lm_request_duration.labels(provider=self.vendor, model=model).observe(
-                seconds
-            )
-            self._metrics.record_lm_usage(
-                self.vendor,
-                model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cost=cost,
-            )
+            bound = self._bound_metrics(self._metrics, response.model or request.model)
+            bound.duration.observe(seconds)
+            bound.prompt.inc(usage.prompt_tokens)
+            bound.completion.inc(usage.completion_tokens)
+            if cost:
+                bound.cost.inc(cost)
         if self._events is not None:
             self._events.emit(
                 LM_REQUEST_EVENT,
@@ -328,6 +354,15 @@ class LMProvider(Actor):
                     "duration": seconds,
                 },
             )
+
+    def _bound_metrics(self, metrics: Metrics, model: str) -> _ModelMetrics:
+        """The model's metric children, bound once (a `labels()` lookup per call is costly)."""
+        bound = self._metrics_by_model.get(model)
+        if bound is None:
+            if len(self._metrics_by_model) >= _BOUND_MODELS:
+                self._metrics_by_model.clear()
+            bound = self._metrics_by_model[model] = _ModelMetrics(metrics, self.vendor, model)
+        return bound
 
     def _record_failure(self, request: LMRequest, exc: Exception, seconds: float) -> None:
         if self._events is not None:

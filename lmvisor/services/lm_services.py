@@ -19,8 +19,8 @@ from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
-from lmvisor.runtime.events import EventRing
-from lmvisor.runtime.protection import CircuitBreaker, RateLimiter, Retry
+from lmvisor.runtime.events import BREAKER_STATE_CHANGED, EventRing
+from lmvisor.runtime.protection import BreakerState, CircuitBreaker, RateLimiter, Retry
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import start_child
 from lmvisor.runtime.telemetry import Metrics
@@ -154,9 +154,14 @@ async def start_lm_providers(
 ) -> LMServices:
     """Start the `lm_providers` supervisor and a provider actor per reachable vendor.
 
+    Events and metrics go to the runtime's own event ring and `Metrics` unless
+    others are given; breaker changes and limiter refusals are reported there too.
+
     Raises:
         StartError: a provider actor failed to start (the supervisor is left running).
     """
+    events = events if events is not None else runtime.events.ring
+    metrics = metrics if metrics is not None else runtime.metrics
     sup = await runtime.start_child(
         ChildSpec(
             id=LM_PROVIDERS,
@@ -170,6 +175,7 @@ async def start_lm_providers(
         if not reachable(cfg):
             continue
         prot = build_protections(vendor, cfg, config.infrastructure, clock=runtime.clock)
+        _observe(prot, events, metrics)
         protections[vendor] = prot
         spec = provider_spec(
             vendor, _actor_factory(vendor, cfg, prot, events, metrics, make_provider)
@@ -182,6 +188,18 @@ async def start_lm_providers(
         protections=protections,
         cooldowns=Cooldowns(clock=runtime.clock),
     )
+
+
+def _observe(prot: ProviderProtections, events: EventRing, metrics: Metrics) -> None:
+    def changed(breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
+        data = {"breaker": breaker.name, "old": old.name.lower(), "new": new.name.lower()}
+        events.emit(BREAKER_STATE_CHANGED, data)
+
+    prot.breaker.add_listener(metrics.breaker_changed)
+    prot.breaker.add_listener(changed)
+    for limiter in (prot.requests, prot.tokens):
+        if limiter is not None:
+            limiter.add_rejection_listener(metrics.limiter_rejected)
 
 
 def _actor_factory(

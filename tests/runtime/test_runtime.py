@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import pytest
 
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.actor import Actor, Deferred, handler
 from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.correlation import correlation_scope
+from lmvisor.runtime.logger import get_logger
 from lmvisor.runtime.logging import capture_logs
+from lmvisor.runtime.messages import Call
 from lmvisor.runtime.runtime import Runtime, RuntimeStatistics, current_runtime
 from lmvisor.runtime.supervisor import Supervisor
 
@@ -128,3 +132,35 @@ class TestTree:
         await runtime.terminate_child("t")
         t = runtime.tree().find("t")
         assert t is not None and (t.status, t.actor, t.mailbox_depth) == ("terminated", None, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Say(Call[None]):
+    word: str
+
+
+class _Speaker(Actor):
+    @handler
+    def say(self, msg: _Say) -> None:
+        get_logger("tests.speaker").info("said", word=msg.word, api_key="sk-live-abcdefghijklmnop")
+
+
+class TestLogging:
+    async def test_actor_log_lines_carry_context_and_are_redacted(self, runtime: Runtime) -> None:
+        """A library log line from an actor names the actor, namespace and correlation id."""
+        ref = await runtime.spawn(_Speaker())
+        with capture_logs() as logs, correlation_scope("corr-1"):
+            await ref.call(_Say("hi"))
+        (line,) = [e for e in logs if e["event"] == "said"]
+        assert line["actor"] == ref.name
+        assert line["namespace"] == runtime.namespace
+        assert line["correlation_id"] == "corr-1"
+        assert "sk-live" not in repr(line)
+
+    async def test_runtimes_log_apart(self) -> None:
+        """A capture attached to one runtime sees nothing another runtime logs."""
+        async with Runtime.open(namespace="a") as a, Runtime.open(namespace="b") as b:
+            speaker_b = await b.spawn(_Speaker())
+            with capture_logs(a) as logs:
+                await speaker_b.call(_Say("elsewhere"))
+        assert [e for e in logs if e["event"] == "said"] == []

@@ -115,6 +115,10 @@ class TestProtection:
                 await target.call(Complete(request=_request()))
         breaker = services.protections["local"].breaker
         assert breaker.state is BreakerState.OPEN
+        (opened,) = runtime.events.ring.query(type="breaker.state_changed")
+        assert (opened.data["old"], opened.data["new"]) == ("closed", "open")
+        gauge = runtime.metrics.value("lmvisor_circuit_breaker_state", breaker=breaker.name)
+        assert gauge == BreakerState.OPEN.value
         sent = server.stats().requests
         with pytest.raises(CircuitOpen):
             await target.call(Complete(request=_request()))
