@@ -83,15 +83,20 @@ def _line(
     baseline_source: str | None = None,
     **extra: Any,
 ) -> None:
-    row: dict[str, Any] = {"figure": figure, "unit": unit, "value": round(value, 3)}
+    """Print one figure; informational figures carry `target` and `met` as null."""
+    met = None
     if target is not None:
-        row["target"] = target
-    if baseline is not None:
-        row["baseline"] = round(baseline, 3)
-        row["baseline_source"] = baseline_source or "measured"
-        row["ratio"] = round(value / baseline, 3) if baseline else None
-    if target is not None:
-        row["met"] = value >= target if higher_is_better else value <= target
+        met = value >= target if higher_is_better else value <= target
+    row: dict[str, Any] = {
+        "figure": figure,
+        "unit": unit,
+        "value": round(value, 3),
+        "target": target,
+        "baseline": None if baseline is None else round(baseline, 3),
+        "baseline_source": None if baseline is None else (baseline_source or "measured"),
+        "ratio": round(value / baseline, 3) if baseline else None,
+        "met": met,
+    }
     row.update(extra)
     print(json.dumps(row), flush=True)
 

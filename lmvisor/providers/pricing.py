@@ -8,6 +8,7 @@ its cost is None rather than a guess.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -101,7 +102,9 @@ def price_for(model: str, prices: Mapping[str, ModelPrice] | None = None) -> Mod
     `prices` (a provider's own table, e.g. for a local model) is consulted before
     the built-in `PRICES`; in each, a snapshot suffix is tried stripped too.
     """
-    name = model.rpartition("/")[2] if "/" in model and model not in (prices or {}) else model
+    if not prices:
+        return _builtin_price(model)
+    name = model.rpartition("/")[2] if "/" in model and model not in prices else model
     for table in (prices, PRICES):
         if not table:
             continue
@@ -112,6 +115,17 @@ def price_for(model: str, prices: Mapping[str, ModelPrice] | None = None) -> Mod
         if found is not None:
             return found
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _builtin_price(model: str) -> ModelPrice | None:
+    # Called once per response; the snapshot regex is worth memoising (bounded).
+    name = model.rpartition("/")[2]
+    found = PRICES.get(name)
+    if found is None:
+        base = _SNAPSHOT_RE.sub("", name)
+        found = PRICES.get(base) if base != name else None
+    return found
 
 
 def cost_of(

@@ -9,7 +9,8 @@ found again) and tries the deployments in order. As in LiteLLM's Router:
   one is tried; errors that are the request's fault (a bad request, a
   context window exceeded, a refused budget) are raised at once instead;
 - a deployment that fails more than `allowed_fails` times within a minute
-  cools down for `cooldown` seconds and is skipped by every call meanwhile;
+  cools down for `cooldown` seconds and is skipped by every call meanwhile
+  (unless it is the route's only deployment: there is nothing to fall back to);
 - when every deployment failed or is cooling, `NoDeploymentAvailable`
   carries each cause (with a single deployment, its own error is raised).
 """
@@ -135,9 +136,8 @@ class RouterLM:
                 the caller's fault (bad request, budget), raised at once.
         """
         errors: list[tuple[str, BaseException]] = []
-        for deployment in self._order(request):
-            if self._cooldowns.is_cooling(deployment):
-                continue
+        candidates = self._candidates(request)
+        for deployment in candidates:
             target = self._addresses.get(deployment) or self._address(deployment)
             try:
                 response = await target.resolve().call(
@@ -146,8 +146,7 @@ class RouterLM:
             except LmvisorError as exc:
                 if _is_callers_fault(exc):
                     raise
-                self._cooldowns.failure(deployment)
-                errors.append((deployment, exc))
+                self._failed(deployment, exc, errors, lone=len(candidates) == 1)
                 continue
             self._cooldowns.success(deployment)
             return response
@@ -160,9 +159,8 @@ class RouterLM:
         raised to the reader rather than restarting the answer elsewhere.
         """
         errors: list[tuple[str, BaseException]] = []
-        for deployment in self._order(request):
-            if self._cooldowns.is_cooling(deployment):
-                continue
+        candidates = self._candidates(request)
+        for deployment in candidates:
             target = self._addresses.get(deployment) or self._address(deployment)
             try:
                 items = await target.call(
@@ -172,8 +170,7 @@ class RouterLM:
             except LmvisorError as exc:
                 if _is_callers_fault(exc):
                     raise
-                self._cooldowns.failure(deployment)
-                errors.append((deployment, exc))
+                self._failed(deployment, exc, errors, lone=len(candidates) == 1)
                 continue
             async for item in items:
                 yield item
@@ -183,6 +180,26 @@ class RouterLM:
 
     def _address(self, deployment: str) -> Via:
         return self._runtime.via(provider_name(split_model(deployment)[0]))
+
+    def _candidates(self, request: LMRequest) -> tuple[str, ...]:
+        order = self._order(request)
+        if len(order) == 1:
+            # A lone deployment never cools down (LiteLLM's rule too): with nothing to
+            # fall back to, a cooldown would only turn retryable failures into instant ones.
+            return order
+        return tuple(d for d in order if not self._cooldowns.is_cooling(d))
+
+    def _failed(
+        self,
+        deployment: str,
+        exc: BaseException,
+        errors: list[tuple[str, BaseException]],
+        *,
+        lone: bool,
+    ) -> None:
+        if not lone:
+            self._cooldowns.failure(deployment)
+        errors.append((deployment, exc))
 
     def _order(self, request: LMRequest) -> tuple[str, ...]:
         if request.model and request.model != self._model and "/" in request.model:

@@ -118,6 +118,19 @@ class TestFallback:
         await lm.complete(_request(lm.model))
         assert server.stats().by_path["/v1/chat/completions"] == before + 1
 
+    async def test_lone_deployment_never_cools_down(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """With nothing to fall back to, failures do not take the only deployment away."""
+        server.add_fault(FaultRule(kind="status", status=500, times=4))
+        services = await _two_vendors(runtime, server)
+        lm = services.router("openai/gpt-4o-mini")
+        for _ in range(4):  # past allowed_fails (3), short of the breaker's threshold (5)
+            with pytest.raises(ServerError):
+                await lm.complete(_request(lm.model))
+        assert not services.cooldowns.is_cooling("openai/gpt-4o-mini")
+        assert (await lm.complete(_request(lm.model))).outputs
+
     async def test_all_fail(self, runtime: Runtime, server: LMServer) -> None:
         """When every deployment fails, NoDeploymentAvailable lists each cause."""
         server.add_fault(FaultRule(kind="status", status=500))
