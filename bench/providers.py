@@ -5,13 +5,13 @@ lmvisor.testing.lm_server`), so its CPU lands on the other core, not on the clie
 
 - `predict_call_cost`: sequential Predict calls at 0 ms server latency, through
   RouterLM -> LMProvider actor -> aiohttp transport -> LMServer; target <= 340 us
-  (DSPy 3.4.1's default client: 680 us, quoted by issue 5). A sequential call waits for
-  the server's own work too, so the value is the client's side of a call: the median
-  wall time per call minus the server process's CPU per call (read from /proc over the
-  same calls). Each line also carries the raw wall time, the server's CPU and this
-  process's CPU per call. Beside it, measured the same way in the same run: the raw
-  floor (`aiohttp_post_floor`: a bare `aiohttp.ClientSession` POST of the same body)
-  and the httpx-transport variant (`predict_call_cost_httpx`).
+  (DSPy 3.4.1's default client: 680 us, quoted by issue 5). The value is the median
+  wall time per call, server included, as the DSPy baseline was measured. Each line
+  also carries the server process's CPU per call (from /proc over the same calls), this
+  process's CPU per call, and `client_side_us` (wall minus server CPU: the client's own
+  cost). Beside it, measured the same way in the same run: the raw floor
+  (`aiohttp_post_floor`: a bare `aiohttp.ClientSession` POST of the same body) and the
+  httpx-transport variant (`predict_call_cost_httpx`).
 - `predict_throughput`: 2,000 Predict calls at 100 ms server latency, 500 in flight;
   target >= 2,200 calls/s (DSPy 3.4.1's best: 746/s, capped at 100 in flight, issue 5).
 - `predict_efficiency_200`: ideal time / actual time for the same 2,000 calls at 200 in
@@ -279,9 +279,9 @@ async def _raw_floor(server: _Server, body: bytes) -> _Cost:
 def _cost_line(figure: str, cost: _Cost, **extra: Any) -> None:
     _line(
         figure,
-        cost.client_side,
+        cost.wall,
         "us",
-        wall_us=round(cost.wall, 1),
+        client_side_us=round(cost.client_side, 1),
         server_cpu_us=round(cost.server, 1),
         client_cpu_us=round(cost.client_cpu, 1),
         **extra,
@@ -300,14 +300,14 @@ async def _sequential(server: _Server, control: aiohttp.ClientSession) -> None:
         target=340.0,
         baseline=_DSPY_CALL_US,
         baseline_source="issue",
-        floor_us=round(floor.client_side, 1),
-        over_floor_us=round(cost.client_side - floor.client_side, 1),
+        floor_us=round(floor.wall, 1),
+        over_floor_us=round(cost.wall - floor.wall, 1),
         transport="aiohttp",
     )
     _cost_line(
         "predict_call_cost_httpx",
         cost_httpx,
-        baseline=cost.client_side,
+        baseline=cost.wall,
         baseline_source="measured: predict_call_cost",
         transport="httpx",
     )

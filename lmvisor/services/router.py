@@ -163,15 +163,21 @@ class RouterLM:
         for deployment in candidates:
             target = self._addresses.get(deployment) or self._address(deployment)
             try:
-                items = await target.call(
-                    OpenStream(request=self._retarget(request, deployment)),
-                    timeout=self._timeout,
+                items = aiter(
+                    await target.call(
+                        OpenStream(request=self._retarget(request, deployment)),
+                        timeout=self._timeout,
+                    )
                 )
+                # The breaker, the limiter and the connection are all met by the first
+                # item, so a failure there still falls back.
+                first = await anext(items)
             except LmvisorError as exc:
                 if _is_callers_fault(exc):
                     raise
                 self._failed(deployment, exc, errors, lone=len(candidates) == 1)
                 continue
+            yield first
             async for item in items:
                 yield item
             self._cooldowns.success(deployment)

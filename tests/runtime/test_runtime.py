@@ -164,3 +164,27 @@ class TestLogging:
             with capture_logs(a) as logs:
                 await speaker_b.call(_Say("elsewhere"))
         assert [e for e in logs if e["event"] == "said"] == []
+
+
+class TestMetrics:
+    async def test_runtime_figures_are_scraped_from_the_tree(self, runtime: Runtime) -> None:
+        """Actors alive and restarts by supervisor come from the live tree at scrape time."""
+        sub = Supervisor([ChildSpec("w", Counter, name="w")])
+        await runtime.start_child(ChildSpec("sub", lambda: sub, type="supervisor"))
+        alive = runtime.statistics().actors
+        assert runtime.metrics.value("lmvisor_actors_alive") == alive
+        ref = runtime.whereis("w")
+        assert ref is not None
+        with capture_logs():
+            await ref.cast(Crash("metrics"))
+            await ref.wait_exit()
+        await eventually(lambda: getattr(runtime.tree().find("w"), "restarts", 0) == 1)
+        assert runtime.metrics.value("lmvisor_supervisor_restarts_total", supervisor="sub") == 1
+        assert "lmvisor_actors_alive" in runtime.metrics.render()
+
+    async def test_two_runtimes_keep_metrics_apart(self) -> None:
+        """A counter bumped in one runtime's registry does not show in another's."""
+        async with Runtime.open(namespace="m1") as a, Runtime.open(namespace="m2") as b:
+            a.metrics.record_module("qa", 0.01)
+            assert a.metrics.value("lmvisor_module_success_total", module="qa") == 1
+            assert b.metrics.value("lmvisor_module_success_total", module="qa") is None

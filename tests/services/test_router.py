@@ -90,6 +90,17 @@ class TestRouting:
 
 
 class TestFallback:
+    async def test_stream_falls_back_before_the_first_item(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A stream whose primary fails to open is served by the next deployment."""
+        server.add_fault(FaultRule(kind="status", status=503, api="openai"))
+        services = await _two_vendors(runtime, server)
+        lm = services.router("openai/gpt-4o-mini", fallbacks=["anthropic/claude-3-5-haiku-latest"])
+        items = [item async for item in lm.stream(_request(lm.model))]
+        assert isinstance(items[-1], LMDone)
+        assert server.stats().by_path == {"/v1/chat/completions": 1, "/v1/messages": 1}
+
     async def test_falls_back_to_second_provider(self, runtime: Runtime, server: LMServer) -> None:
         """When the primary fails, the next deployment answers."""
         server.add_fault(FaultRule(kind="status", status=503, api="openai"))
