@@ -1,9 +1,10 @@
 """What every provider shares: options, the request path, streaming, statistics.
 
-A concrete provider supplies the vendor's pieces (URL, headers, payload,
-response parser, stream accumulator); this module sends them through the
-transport, maps non-2xx answers with `error_from_status` (secret redacted),
-decodes JSON into typed errors, and keeps the counters.
+A concrete provider supplies the vendor's pieces (endpoint and headers through
+`_set_endpoint`, payload, response parser, stream accumulator); this module
+sends them through the transport, maps non-2xx answers with
+`error_from_status` (secret redacted), decodes JSON into typed errors, and
+keeps the counters.
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ class ProviderBase(ABC):
 
     _vendor: ClassVar[str] = ""
     _capabilities_default: ClassVar[LMCapabilities] = LMCapabilities()
+    _endpoint: str
+    _plain_headers: Mapping[str, str]
+    _sse_headers: Mapping[str, str]
 
     def __init__(
         self,
@@ -283,13 +287,26 @@ class ProviderBase(ABC):
 
     # --- vendor hooks -----------------------------------------------------------
 
-    @abstractmethod
+    def _set_endpoint(
+        self, path: str, vendor: dict[str, str], extra: Mapping[str, str] | None, *, accept: str
+    ) -> None:
+        """Set where requests go (`base_url` + `path`) and their headers, once.
+
+        The headers are `vendor`'s, overridden by the user's `extra`, then the
+        `accept` header (named as the vendor spells it) for a whole or a streamed answer.
+        """
+        self._endpoint = f"{self._base_url}{path}"
+        common = {**vendor, **(extra or {})}
+        self._plain_headers = {**common, accept: "application/json"}
+        self._sse_headers = {**common, accept: "text/event-stream"}
+
     def _url(self) -> str:
         """The endpoint every request is POSTed to."""
+        return self._endpoint
 
-    @abstractmethod
     def _headers(self, *, stream: bool) -> Mapping[str, str]:
         """The request headers, built once at construction."""
+        return self._sse_headers if stream else self._plain_headers
 
     @abstractmethod
     def _payload(self, request: LMRequest, model: str, *, stream: bool) -> dict[str, Any]:

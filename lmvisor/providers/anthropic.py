@@ -36,11 +36,17 @@ cache writes), `cached_tokens` the cache reads; stop reasons become OpenAI's
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
 from typing import Any, final
 
 from lmvisor.programs.lm import LMCapabilities, LMDelta, LMRequest, LMResponse, ToolCall, Usage
+from lmvisor.providers._anthropic_request import (
+    DROPPED_PARAMS,
+    json_instruction,
+    json_schema,
+    map_options,
+    to_anthropic_messages,
+)
 from lmvisor.providers._base import (
     ProviderBase,
     StreamState,
@@ -57,29 +63,6 @@ __all__ = ["AnthropicProvider"]
 
 _API_VERSION = "2023-06-01"
 _STRUCTURED_OUTPUTS_BETA = "structured-outputs-2025-11-13"
-_DROPPED = frozenset(
-    {
-        "model",
-        "messages",
-        "stream",
-        "stream_options",
-        "n",
-        "seed",
-        "frequency_penalty",
-        "presence_penalty",
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",
-        "max_tokens",
-        "max_completion_tokens",
-        "stop",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-        "user",
-    }
-)
 _STOP_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -89,9 +72,6 @@ _STOP_REASONS = {
     "refusal": "content_filter",
 }
 _NATIVE_CAPABILITIES = LMCapabilities(json_schema=True, tools=True, streaming=True)
-_JSON_INSTRUCTION = (
-    "Respond with a single valid JSON object and nothing else: no prose, no code fences."
-)
 
 
 def _int(value: Any) -> int:
@@ -110,181 +90,6 @@ def _usage(raw: Mapping[str, Any]) -> Usage:
         total_tokens=prompt + output,
         cached_tokens=read,
     )
-
-
-def _text_of(content: Any, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "")
-            for part in content
-            if isinstance(part, Mapping) and part.get("type") == "text"
-        )
-    if content is None:
-        return ""
-    raise ValueError(f"{where}.content must be a string or a list of parts")
-
-
-def _image_block(part: Mapping[str, Any]) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, Mapping) else image
-    if not isinstance(url, str):
-        raise ValueError("image_url part must carry a url")
-    if url.startswith("data:") and ";base64," in url:
-        media, _, data = url[5:].partition(";base64,")
-        return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
-    return {"type": "image", "source": {"type": "url", "url": url}}
-
-
-def _blocks(content: Any, where: str) -> str | list[dict[str, Any]]:
-    """User or assistant content: a string as is, OpenAI parts as Anthropic blocks."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise ValueError(f"{where}.content must be a string or a list of parts")
-    blocks: list[dict[str, Any]] = []
-    for part in content:
-        if not isinstance(part, Mapping):
-            raise ValueError(f"{where}.content parts must be objects")
-        if part.get("type") == "text":
-            blocks.append({"type": "text", "text": part.get("text", "")})
-        elif part.get("type") == "image_url":
-            blocks.append(_image_block(part))
-        else:
-            blocks.append(dict(part))
-    return blocks
-
-
-def _assistant(message: Mapping[str, Any], where: str) -> dict[str, Any]:
-    calls = message.get("tool_calls")
-    content = message.get("content")
-    if not calls:
-        return {"role": "assistant", "content": _blocks(content or "", where)}
-    blocks: list[dict[str, Any]] = []
-    text = _text_of(content, where)
-    if text:
-        blocks.append({"type": "text", "text": text})
-    for j, call in enumerate(calls):
-        function = call.get("function", {})
-        arguments = function.get("arguments") or "{}"
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except ValueError:
-                raise ValueError(
-                    f"{where}.tool_calls[{j}].function.arguments is not valid JSON"
-                ) from None
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": call.get("id", ""),
-                "name": function.get("name", ""),
-                "input": arguments,
-            }
-        )
-    return {"role": "assistant", "content": blocks}
-
-
-def _tool_result(message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
-    block = {
-        "type": "tool_result",
-        "tool_use_id": message.get("tool_call_id", ""),
-        "content": _text_of(message.get("content"), "tool message"),
-    }
-    previous = out[-1] if out else None
-    if (
-        previous is not None
-        and previous["role"] == "user"
-        and isinstance(previous["content"], list)
-        and all(b.get("type") == "tool_result" for b in previous["content"])
-    ):
-        previous["content"].append(block)
-    else:
-        out.append({"role": "user", "content": [block]})
-
-
-def _to_anthropic_messages(
-    messages: list[dict[str, Any]],
-) -> tuple[list[str], list[dict[str, Any]]]:
-    """Split OpenAI-shaped messages into (system texts, Anthropic messages).
-
-    Raises:
-        ValueError: a message lacks a role, has an unknown role or bad content;
-            the message names its index.
-    """
-    system: list[str] = []
-    out: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        role = message.get("role") if isinstance(message, Mapping) else None
-        if role in ("system", "developer"):
-            system.append(_text_of(message.get("content"), where))
-        elif role == "user":
-            out.append({"role": "user", "content": _blocks(message.get("content", ""), where)})
-        elif role == "assistant":
-            out.append(_assistant(message, where))
-        elif role == "tool":
-            _tool_result(message, out)
-        else:
-            raise ValueError(f"{where}.role must be system, user, assistant or tool, got {role!r}")
-    return system, out
-
-
-def _tools(tools: Any) -> list[dict[str, Any]]:
-    mapped: list[dict[str, Any]] = []
-    for i, tool in enumerate(tools):
-        if not isinstance(tool, Mapping):
-            raise ValueError(f"params.tools[{i}] must be an object")
-        if "input_schema" in tool:
-            mapped.append(dict(tool))
-            continue
-        function = tool.get("function", tool)
-        if not isinstance(function.get("name"), str):
-            raise ValueError(f"params.tools[{i}] must name a function")
-        entry: dict[str, Any] = {
-            "name": function["name"],
-            "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
-        }
-        if function.get("description"):
-            entry["description"] = function["description"]
-        mapped.append(entry)
-    return mapped
-
-
-def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
-    mapped: dict[str, Any] | None
-    if choice is None:
-        mapped = None
-    elif choice in ("auto", "required", "any", "none"):
-        mapped = {"type": {"required": "any"}.get(choice, choice)}
-    elif isinstance(choice, Mapping) and choice.get("type") in ("auto", "any", "none", "tool"):
-        mapped = dict(choice)
-    elif isinstance(choice, Mapping) and isinstance(choice.get("function"), Mapping):
-        mapped = {"type": "tool", "name": choice["function"].get("name")}
-    else:
-        raise ValueError(f"params.tool_choice is not a known form: {choice!r}")
-    if parallel is False:
-        mapped = mapped or {"type": "auto"}
-        mapped["disable_parallel_tool_use"] = True
-    return mapped
-
-
-def _json_schema(response_format: Mapping[str, Any]) -> Any:
-    spec = response_format.get("json_schema") or {}
-    return spec.get("schema", spec) if isinstance(spec, Mapping) else spec
-
-
-def _json_instruction(response_format: Any) -> str | None:
-    if not isinstance(response_format, Mapping):
-        return None
-    kind = response_format.get("type")
-    if kind == "json_object":
-        return _JSON_INSTRUCTION
-    if kind == "json_schema":
-        schema = json.dumps(_json_schema(response_format))
-        return f"{_JSON_INSTRUCTION} It must conform to this JSON schema:\n{schema}"
-    return None
 
 
 @final
@@ -347,34 +152,25 @@ class AnthropicProvider(ProviderBase):
         )
         self._max_tokens = default_max_tokens
         self._native_json_schema = native_json_schema
-        self._endpoint = f"{self._base_url}/v1/messages"
-        common = {"content-type": "application/json", "anthropic-version": anthropic_version}
+        vendor = {"content-type": "application/json", "anthropic-version": anthropic_version}
         if self._api_key:
-            common["x-api-key"] = self._api_key
+            vendor["x-api-key"] = self._api_key
         if native_json_schema:
-            common["anthropic-beta"] = _STRUCTURED_OUTPUTS_BETA
-        common.update(headers or {})
-        self._plain_headers = {**common, "accept": "application/json"}
-        self._sse_headers = {**common, "accept": "text/event-stream"}
-
-    def _url(self) -> str:
-        return self._endpoint
-
-    def _headers(self, *, stream: bool) -> Mapping[str, str]:
-        return self._sse_headers if stream else self._plain_headers
+            vendor["anthropic-beta"] = _STRUCTURED_OUTPUTS_BETA
+        self._set_endpoint("/v1/messages", vendor, headers, accept="accept")
 
     def _payload(self, request: LMRequest, model: str, *, stream: bool) -> dict[str, Any]:
         params = request.params
         if stream and _int(params.get("n")) > 1:
             raise ValueError("AnthropicProvider.stream does not support n > 1; use complete()")
-        system, messages = _to_anthropic_messages(request.messages)
+        system, messages = to_anthropic_messages(request.messages)
         response_format = params.get("response_format")
         native = (
             self._native_json_schema
             and isinstance(response_format, Mapping)
             and response_format.get("type") == "json_schema"
         )
-        instruction = None if native else _json_instruction(response_format)
+        instruction = None if native else json_instruction(response_format)
         if instruction:
             system.append(instruction)
         max_tokens = params.get("max_tokens") or params.get("max_completion_tokens")
@@ -388,28 +184,15 @@ class AnthropicProvider(ProviderBase):
         if native and isinstance(response_format, Mapping):
             payload["output_format"] = {
                 "type": "json_schema",
-                "schema": _json_schema(response_format),
+                "schema": json_schema(response_format),
             }
-        self._map_options(params, payload)
+        map_options(params, payload)
         for key, value in params.items():
-            if value is not None and key not in _DROPPED:
+            if value is not None and key not in DROPPED_PARAMS:
                 payload[key] = value
         if stream:
             payload["stream"] = True
         return payload
-
-    @staticmethod
-    def _map_options(params: Mapping[str, Any], payload: dict[str, Any]) -> None:
-        stop = params.get("stop")
-        if stop:
-            payload["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-        if params.get("tools"):
-            payload["tools"] = _tools(params["tools"])
-        choice = _tool_choice(params.get("tool_choice"), params.get("parallel_tool_calls"))
-        if choice is not None:
-            payload["tool_choice"] = choice
-        if params.get("user"):
-            payload["metadata"] = {"user_id": str(params["user"])}
 
     async def _complete(self, request: LMRequest, model: str) -> LMResponse:
         payload = self._payload(request, model, stream=False)

@@ -57,50 +57,15 @@ class _OpenAIWire(ProviderBase):
     _other_max_key: ClassVar[str] = "max_tokens"
     _require_done: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        api_key: str | None,
-        base_url: str,
-        default_model: str | None,
-        timeout: float,
-        transport: Transport | None,
-        headers: Mapping[str, str] | None,
-        max_connections: int | None,
-        keepalive_timeout: float | None,
-        prices: Mapping[str, ModelPrice] | None,
-        capabilities: LMCapabilities | None,
-        stream_usage: bool,
-        logger: Any,
-    ) -> None:
-        super().__init__(
-            name=name,
-            api_key=api_key,
-            base_url=base_url,
-            default_model=default_model,
-            timeout=timeout,
-            transport=transport,
-            max_connections=max_connections,
-            keepalive_timeout=keepalive_timeout,
-            prices=prices,
-            capabilities=capabilities,
-            logger=logger,
-        )
+    _stream_usage: bool
+
+    def _open_wire(self, headers: Mapping[str, str] | None, *, stream_usage: bool) -> None:
+        """Finish construction after `ProviderBase.__init__`: endpoint, headers, usage option."""
         self._stream_usage = stream_usage
-        self._endpoint = f"{self._base_url}/chat/completions"
-        common = {"Content-Type": "application/json"}
+        vendor = {"Content-Type": "application/json"}
         if self._api_key:
-            common["Authorization"] = f"Bearer {self._api_key}"
-        common.update(headers or {})
-        self._plain_headers = {**common, "Accept": "application/json"}
-        self._sse_headers = {**common, "Accept": "text/event-stream"}
-
-    def _url(self) -> str:
-        return self._endpoint
-
-    def _headers(self, *, stream: bool) -> Mapping[str, str]:
-        return self._sse_headers if stream else self._plain_headers
+            vendor["Authorization"] = f"Bearer {self._api_key}"
+        self._set_endpoint("/chat/completions", vendor, headers, accept="Accept")
 
     def _payload(self, request: LMRequest, model: str, *, stream: bool) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": model, "messages": request.messages}
@@ -330,11 +295,10 @@ class OpenAIProvider(_OpenAIWire):
             default_model=default_model,
             timeout=timeout,
             transport=transport,
-            headers=headers,
             max_connections=max_connections,
             keepalive_timeout=keepalive_timeout,
             prices=prices,
             capabilities=capabilities,
             logger=logger,
-            stream_usage=stream_usage,
         )
+        self._open_wire(headers, stream_usage=stream_usage)

@@ -70,11 +70,10 @@ class OpenAICompatibleProvider(_OpenAIWire):
             default_model=default_model,
             timeout=timeout,
             transport=transport,
-            headers=headers,
             max_connections=max_connections,
             keepalive_timeout=keepalive_timeout,
             prices=prices,
             capabilities=capabilities,
             logger=logger,
-            stream_usage=stream_usage,
         )
+        self._open_wire(headers, stream_usage=stream_usage)

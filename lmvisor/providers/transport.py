@@ -9,10 +9,10 @@ pooled HTTP client. Two implementations:
 - `HttpxTransport`: wraps a user's own `httpx.AsyncClient` (proxies, mTLS,
   event hooks, `httpx.MockTransport` in tests) or creates one.
 
-Each transport maps its library's failures once, in its `_map_<library>_errors()`:
-a timeout becomes `ProviderTimeout`, anything else on the wire
-`ProviderConnectionError`, each chained `from` the original; no aiohttp or
-httpx exception leaves a transport. HTTP statuses are not judged here: the
+Each transport maps its library's failures once, through `_map_errors()` and
+its library's `_ErrorMap`: a timeout becomes `ProviderTimeout`, anything else
+on the wire `ProviderConnectionError`, each chained `from` the original; no
+aiohttp or httpx exception leaves a transport. HTTP statuses are not judged here: the
 caller receives every status and maps it with `errors.error_from_status`.
 """
 
@@ -29,6 +29,7 @@ import httpx
 
 from lmvisor.providers.errors import (
     ProviderConnectionError,
+    ProviderError,
     ProviderTimeout,
     ResponseFormatError,
 )
@@ -156,27 +157,100 @@ class Transport(Protocol):
         ...
 
 
-# --- aiohttp ----------------------------------------------------------------------
+# --- shared by both transports --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _ErrorMap:
+    """How one HTTP library's exceptions become provider errors, tried in field order.
+
+    Attributes:
+        timeouts: no answer in time -> `ProviderTimeout`.
+        body: the answer broke off or cannot be decoded -> `body_error`, its
+            detail prefixed with `body_detail`.
+        wire: any other failure on the wire -> `ProviderConnectionError`.
+    """
+
+    timeouts: tuple[type[BaseException], ...]
+    body: tuple[type[BaseException], ...]
+    body_error: type[ProviderError]
+    body_detail: str
+    wire: tuple[type[BaseException], ...]
 
 
 @contextmanager
-def _map_aiohttp_errors(provider: str, model: str, timeout: float) -> Iterator[None]:
+def _map_errors(errors: _ErrorMap, provider: str, model: str, timeout: float) -> Iterator[None]:
     try:
         yield
     except LmvisorError:
         raise
-    except TimeoutError as exc:  # aiohttp's timeouts are asyncio.TimeoutError subclasses
+    except errors.timeouts as exc:
         raise ProviderTimeout(
             provider=provider, model=model, detail=f"no answer within {timeout:g}s"
         ) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise ProviderConnectionError(
-            provider=provider, model=model, detail=f"connection dropped mid-answer: {exc}"
+    except errors.body as exc:
+        raise errors.body_error(
+            provider=provider, model=model, detail=f"{errors.body_detail}: {exc}"
         ) from exc
-    except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, OSError) as exc:
+    except errors.wire as exc:
         raise ProviderConnectionError(
             provider=provider, model=model, detail=str(exc) or type(exc).__name__
         ) from exc
+
+
+async def _mapped_chunks(
+    chunks: AsyncIterator[bytes], errors: _ErrorMap, provider: str, model: str, within: float
+) -> AsyncGenerator[bytes, None]:
+    with _map_errors(errors, provider, model, within):
+        async for chunk in chunks:
+            yield chunk
+
+
+class _Traffic:
+    """Counts one transport's requests, and those whose answer is still being read."""
+
+    __slots__ = ("in_flight", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.in_flight = 0
+
+    @contextmanager
+    def sending(self) -> Iterator[None]:
+        """Count one request for the duration of the block."""
+        self.requests += 1
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    def statistics(
+        self, kind: str, *, pool: tuple[int | None, float | None], is_open: bool, owns: bool
+    ) -> TransportStatistics:
+        """A snapshot; `pool` is (max_connections, keepalive_timeout)."""
+        max_connections, keepalive_timeout = pool
+        return TransportStatistics(
+            kind=kind,
+            requests=self.requests,
+            in_flight=self.in_flight,
+            max_connections=max_connections,
+            keepalive_timeout=keepalive_timeout,
+            open=is_open,
+            owns_client=owns,
+        )
+
+
+# --- aiohttp ----------------------------------------------------------------------
+
+
+_AIOHTTP_ERRORS = _ErrorMap(
+    timeouts=(TimeoutError,),  # aiohttp's timeouts are asyncio.TimeoutError subclasses
+    body=(aiohttp.ClientPayloadError,),
+    body_error=ProviderConnectionError,
+    body_detail="connection dropped mid-answer",
+    wire=(aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, OSError),
+)
 
 
 @final
@@ -194,15 +268,14 @@ class AiohttpTransport:
 
     __slots__ = (
         "_closed",
-        "_in_flight",
         "_keepalive",
         "_loop",
         "_max_connections",
         "_per_host",
-        "_requests",
         "_session",
         "_stream_timeouts",
         "_timeouts",
+        "_traffic",
     )
 
     def __init__(
@@ -226,8 +299,7 @@ class AiohttpTransport:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._requests = 0
-        self._in_flight = 0
+        self._traffic = _Traffic()
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._stream_timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
@@ -273,17 +345,12 @@ class AiohttpTransport:
     ) -> TransportResponse:
         """See `Transport.post_json`."""
         session = self._get_session()
-        self._requests += 1
-        self._in_flight += 1
-        try:
-            with _map_aiohttp_errors(provider, model, timeout):
-                async with session.post(
-                    url, data=body, headers=headers, timeout=self._timeout(timeout)
-                ) as resp:
-                    data = await resp.read()
-                    return TransportResponse(resp.status, resp.headers, data)
-        finally:
-            self._in_flight -= 1
+        with self._traffic.sending(), _map_errors(_AIOHTTP_ERRORS, provider, model, timeout):
+            async with session.post(
+                url, data=body, headers=headers, timeout=self._timeout(timeout)
+            ) as resp:
+                data = await resp.read()
+                return TransportResponse(resp.status, resp.headers, data)
 
     @asynccontextmanager
     async def stream_sse(
@@ -298,42 +365,25 @@ class AiohttpTransport:
     ) -> AsyncIterator[SSEResponse]:
         """See `Transport.stream_sse`."""
         session = self._get_session()
-        self._requests += 1
-        self._in_flight += 1
-        try:
-            with _map_aiohttp_errors(provider, model, timeout):
+        with self._traffic.sending():
+            with _map_errors(_AIOHTTP_ERRORS, provider, model, timeout):
                 resp = await session.post(
                     url, data=body, headers=headers, timeout=self._stream_timeout(timeout)
                 )
-            chunks = self._chunks(resp, provider, model, timeout)
+            content = resp.content.iter_any()
+            chunks = _mapped_chunks(content, _AIOHTTP_ERRORS, provider, model, timeout)
             try:
                 yield SSEResponse(status=resp.status, headers=resp.headers, chunks=chunks)
             finally:
                 await chunks.aclose()
                 resp.release()
-        finally:
-            self._in_flight -= 1
-
-    @staticmethod
-    async def _chunks(
-        resp: aiohttp.ClientResponse, provider: str, model: str, within: float
-    ) -> AsyncGenerator[bytes, None]:
-        with _map_aiohttp_errors(provider, model, within):
-            async for chunk in resp.content.iter_any():
-                yield chunk
 
     def statistics(self) -> TransportStatistics:
         """See `Transport.statistics`."""
         session = self._session
-        return TransportStatistics(
-            kind="aiohttp",
-            requests=self._requests,
-            in_flight=self._in_flight,
-            max_connections=self._max_connections or None,
-            keepalive_timeout=self._keepalive,
-            open=session is not None and not session.closed,
-            owns_client=True,
-        )
+        is_open = session is not None and not session.closed
+        pool = (self._max_connections or None, self._keepalive)
+        return self._traffic.statistics("aiohttp", pool=pool, is_open=is_open, owns=True)
 
     async def aclose(self) -> None:
         """Close the session and its pool; later use raises RuntimeError. Idempotent."""
@@ -345,31 +395,20 @@ class AiohttpTransport:
     def __repr__(self) -> str:
         return (
             f"AiohttpTransport(max_connections={self._max_connections}, "
-            f"in_flight={self._in_flight}, open={self._session is not None})"
+            f"in_flight={self._traffic.in_flight}, open={self._session is not None})"
         )
 
 
 # --- httpx ------------------------------------------------------------------------
 
 
-@contextmanager
-def _map_httpx_errors(provider: str, model: str, timeout: float) -> Iterator[None]:
-    try:
-        yield
-    except LmvisorError:
-        raise
-    except httpx.TimeoutException as exc:
-        raise ProviderTimeout(
-            provider=provider, model=model, detail=f"no answer within {timeout:g}s"
-        ) from exc
-    except httpx.DecodingError as exc:
-        raise ResponseFormatError(
-            provider=provider, model=model, detail=f"undecodable body: {exc}"
-        ) from exc
-    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
-        raise ProviderConnectionError(
-            provider=provider, model=model, detail=str(exc) or type(exc).__name__
-        ) from exc
+_HTTPX_ERRORS = _ErrorMap(
+    timeouts=(httpx.TimeoutException,),
+    body=(httpx.DecodingError,),
+    body_error=ResponseFormatError,
+    body_detail="undecodable body",
+    wire=(httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError),
+)
 
 
 @final
@@ -393,12 +432,11 @@ class HttpxTransport:
     __slots__ = (
         "_client",
         "_closed",
-        "_in_flight",
         "_keepalive",
         "_max_connections",
         "_max_keepalive",
         "_owns_client",
-        "_requests",
+        "_traffic",
     )
 
     def __init__(
@@ -423,8 +461,7 @@ class HttpxTransport:
         self._max_keepalive = max_keepalive_connections
         self._keepalive = keepalive_timeout
         self._closed = False
-        self._requests = 0
-        self._in_flight = 0
+        self._traffic = _Traffic()
 
     def _get_client(self) -> httpx.AsyncClient:
         if self._closed:
@@ -452,14 +489,9 @@ class HttpxTransport:
     ) -> TransportResponse:
         """See `Transport.post_json`."""
         client = self._get_client()
-        self._requests += 1
-        self._in_flight += 1
-        try:
-            with _map_httpx_errors(provider, model, timeout):
-                resp = await client.post(url, content=body, headers=headers, timeout=timeout)
-                return TransportResponse(resp.status_code, resp.headers, resp.content)
-        finally:
-            self._in_flight -= 1
+        with self._traffic.sending(), _map_errors(_HTTPX_ERRORS, provider, model, timeout):
+            resp = await client.post(url, content=body, headers=headers, timeout=timeout)
+            return TransportResponse(resp.status_code, resp.headers, resp.content)
 
     @asynccontextmanager
     async def stream_sse(
@@ -474,44 +506,27 @@ class HttpxTransport:
     ) -> AsyncIterator[SSEResponse]:
         """See `Transport.stream_sse`."""
         client = self._get_client()
-        self._requests += 1
-        self._in_flight += 1
-        try:
-            with _map_httpx_errors(provider, model, timeout):
+        with self._traffic.sending():
+            with _map_errors(_HTTPX_ERRORS, provider, model, timeout):
                 request = client.build_request(
                     "POST", url, content=body, headers=headers, timeout=timeout
                 )
                 resp = await client.send(request, stream=True)
-            chunks = self._chunks(resp, provider, model, timeout)
+            chunks = _mapped_chunks(resp.aiter_bytes(), _HTTPX_ERRORS, provider, model, timeout)
             try:
                 yield SSEResponse(status=resp.status_code, headers=resp.headers, chunks=chunks)
             finally:
                 await chunks.aclose()
-                with _map_httpx_errors(provider, model, timeout):
+                with _map_errors(_HTTPX_ERRORS, provider, model, timeout):
                     await resp.aclose()
-        finally:
-            self._in_flight -= 1
-
-    @staticmethod
-    async def _chunks(
-        resp: httpx.Response, provider: str, model: str, within: float
-    ) -> AsyncGenerator[bytes, None]:
-        with _map_httpx_errors(provider, model, within):
-            async for chunk in resp.aiter_bytes():
-                yield chunk
 
     def statistics(self) -> TransportStatistics:
         """See `Transport.statistics`."""
         client = self._client
-        return TransportStatistics(
-            kind="httpx",
-            requests=self._requests,
-            in_flight=self._in_flight,
-            max_connections=self._max_connections if self._owns_client else None,
-            keepalive_timeout=self._keepalive if self._owns_client else None,
-            open=client is not None and not client.is_closed,
-            owns_client=self._owns_client,
-        )
+        owns = self._owns_client
+        is_open = client is not None and not client.is_closed
+        pool = (self._max_connections, self._keepalive) if owns else (None, None)
+        return self._traffic.statistics("httpx", pool=pool, is_open=is_open, owns=owns)
 
     async def aclose(self) -> None:
         """Close a client this transport created; a user's client is left open."""
@@ -522,6 +537,6 @@ class HttpxTransport:
 
     def __repr__(self) -> str:
         return (
-            f"HttpxTransport(owns_client={self._owns_client}, in_flight={self._in_flight}, "
+            f"HttpxTransport(owns_client={self._owns_client}, in_flight={self._traffic.in_flight}, "
             f"open={self._client is not None})"
         )

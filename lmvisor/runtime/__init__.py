@@ -70,12 +70,12 @@ if TYPE_CHECKING:
         SupervisorError,
         error_context,
     )
+    from lmvisor.runtime.event_sink import SqliteEventSink
     from lmvisor.runtime.event_store import (
         EVENT_STORE_NAME,
         EventNotice,
         EventStore,
         EventStoreActor,
-        SqliteEventSink,
         emit_event,
         event_store_spec,
         query_events,
@@ -375,7 +375,7 @@ _EXPORTS = {
     "RuntimeStatistics": "lmvisor.runtime.runtime",
     "Shutdown": "lmvisor.runtime.messages",
     "ShutdownSpec": "lmvisor.runtime.child_spec",
-    "SqliteEventSink": "lmvisor.runtime.event_store",
+    "SqliteEventSink": "lmvisor.runtime.event_sink",
     "StartChild": "lmvisor.runtime.supervisor",
     "StartError": "lmvisor.runtime.errors",
     "StartTask": "lmvisor.runtime.task_supervisor",

@@ -16,25 +16,19 @@ from collections import deque
 from dataclasses import dataclass
 from typing import final
 
-from lmvisor.runtime import reports
-from lmvisor.runtime.actor import Actor, ActorRef, ChildStatistics, ErrorReply, handler
-from lmvisor.runtime.child_spec import add_restart, should_restart
+from lmvisor.runtime.actor import ActorRef, ErrorReply, handler
+from lmvisor.runtime.child_spec import should_restart
 from lmvisor.runtime.errors import StartError
-from lmvisor.runtime.messages import Cast, ChildExit, is_shutdown_exit
+from lmvisor.runtime.messages import Cast, ChildExit
 from lmvisor.runtime.supervisor import (
-    ESCALATION,
-    ChildCounts,
-    ChildInfo,
-    CountChildren,
     StartChild,
     SupervisorStatistics,
     TerminateChild,
-    WhichChildren,
     _check_flags,
     _Child,
-    _report_exit,
     _start_process,
     _stop_process,
+    _SupervisorCore,
 )
 
 __all__ = ["DynamicSupervisor"]
@@ -47,7 +41,7 @@ class _RetryStart(Cast):
 
 
 @final
-class DynamicSupervisor(Actor):
+class DynamicSupervisor(_SupervisorCore):
     """Children added at run time, restarted one for one.
 
     Args:
@@ -100,12 +94,7 @@ class DynamicSupervisor(Actor):
             return ErrorReply(
                 StartError(supervisor=self._process.name, child_id=spec.id, reason="max_children")
             )
-        try:
-            proc = await _start_process(self, spec)
-        except StartError as err:
-            return ErrorReply(err)
-        self._children.append(_Child(spec, proc, "running"))
-        return proc.ref
+        return await self._add_child(spec)
 
     @handler
     async def _on_terminate_child(self, msg: TerminateChild) -> ErrorReply | None:
@@ -119,28 +108,11 @@ class DynamicSupervisor(Actor):
         return None
 
     @handler
-    def _on_which_children(self, msg: WhichChildren) -> list[ChildInfo]:
-        return [child.info() for child in self._children]
-
-    @handler
-    def _on_count_children(self, msg: CountChildren) -> ChildCounts:
-        kinds = [child.spec.type for child in self._children]
-        return ChildCounts(
-            specs=len(kinds),
-            active=sum(1 for child in self._children if child.proc is not None),
-            supervisors=kinds.count("supervisor"),
-            workers=kinds.count("worker"),
-        )
-
-    @handler
     async def _on_child_exit(self, msg: ChildExit) -> None:
         child = self._find(msg.ref)
         if child is None:
             return
-        child.proc = None
-        _report_exit(self, child.spec.id, msg.reason)
-        if not is_shutdown_exit(msg.reason):
-            child.last_reason = msg.reason
+        self._child_exited(child, msg.reason)
         if not should_restart(child.spec.restart, msg.reason):
             self._children.remove(child)
             return
@@ -153,52 +125,19 @@ class DynamicSupervisor(Actor):
             await self._restart(msg.child)
 
     async def _restart(self, child: _Child) -> None:
-        ok = add_restart(
-            self._restart_times,
-            self.runtime.clock.monotonic(),
-            self._max_restarts,
-            self._max_seconds,
-        )
-        if not ok:
-            reports.supervisor_report(
-                self.runtime.namespace,
-                supervisor=self._process.name,
-                context="shutdown",
-                reason="reached_max_restart_intensity",
-                offender=child.spec.id,
-            )
-            self.stop(ESCALATION)
+        if not self._intensity_ok(child.spec.id):
             return
         try:
             proc = await _start_process(self, child.spec)
         except StartError as err:
-            reports.supervisor_report(
-                self.runtime.namespace,
-                supervisor=self._process.name,
-                context="start_error",
-                reason=err.reason,
-                offender=child.spec.id,
-            )
+            self._report_start_error(child.spec.id, err)
             self._process.deliver_system(_RetryStart(child))
             return
-        child.proc, child.status = proc, "running"
-        child.restarts += 1
-        self._total_restarts += 1
+        self._restarted(child, proc)
 
     def statistics(self) -> SupervisorStatistics:
         """Flags, restart counts and each child's state; sync, reads no other actor."""
-        now = self.runtime.clock.monotonic() if self._running_process is not None else 0.0
-        return SupervisorStatistics(
-            strategy="one_for_one",
-            max_restarts=self._max_restarts,
-            max_seconds=self._max_seconds,
-            total_restarts=self._total_restarts,
-            recent_restarts=sum(1 for t in self._restart_times if now - t < self._max_seconds),
-            children=self._child_statistics(),
-        )
-
-    def _child_statistics(self) -> tuple[ChildStatistics, ...]:
-        return tuple(child.statistics() for child in self._children)
+        return self._statistics("one_for_one")
 
     def __repr__(self) -> str:
         return f"<DynamicSupervisor children={len(self._children)} max={self._max_children}>"

@@ -271,11 +271,102 @@ class _Child:
         )
 
 
+class _SupervisorCore(Actor):
+    """What `Supervisor` and `DynamicSupervisor` share: the children, the restart
+    intensity window, the queries over them and the reports they make.
+
+    A subclass sets every attribute declared here in its `__init__`.
+    """
+
+    _children: list[_Child]
+    _restart_times: deque[float]
+    _max_restarts: int
+    _max_seconds: float
+    _total_restarts: int
+
+    @handler
+    def _on_which_children(self, msg: WhichChildren) -> list[ChildInfo]:
+        return [child.info() for child in self._children]
+
+    @handler
+    def _on_count_children(self, msg: CountChildren) -> ChildCounts:
+        kinds = [child.spec.type for child in self._children]
+        return ChildCounts(
+            specs=len(kinds),
+            active=sum(1 for child in self._children if child.proc is not None),
+            supervisors=kinds.count("supervisor"),
+            workers=kinds.count("worker"),
+        )
+
+    async def _add_child(self, spec: ChildSpec) -> ActorRef | ErrorReply:
+        """Start `spec` and append it as running; a failed start is the caller's error."""
+        try:
+            proc = await _start_process(self, spec)
+        except StartError as err:
+            return ErrorReply(err)
+        self._children.append(_Child(spec, proc, "running"))
+        return proc.ref
+
+    def _child_exited(self, child: _Child, reason: object) -> None:
+        """Forget the exited process; report it and keep its reason unless it was a shutdown."""
+        child.proc = None
+        _report_exit(self, child.spec.id, reason)
+        if not is_shutdown_exit(reason):
+            child.last_reason = reason
+
+    def _intensity_ok(self, offender: str) -> bool:
+        """Count a restart; past the intensity, report it and stop with `ESCALATION`."""
+        ok = add_restart(
+            self._restart_times,
+            self.runtime.clock.monotonic(),
+            self._max_restarts,
+            self._max_seconds,
+        )
+        if not ok:
+            reports.supervisor_report(
+                self.runtime.namespace,
+                supervisor=self._process.name,
+                context="shutdown",
+                reason="reached_max_restart_intensity",
+                offender=offender,
+            )
+            self.stop(ESCALATION)
+        return ok
+
+    def _report_start_error(self, offender: str, err: StartError) -> None:
+        reports.supervisor_report(
+            self.runtime.namespace,
+            supervisor=self._process.name,
+            context="start_error",
+            reason=err.reason,
+            offender=offender,
+        )
+
+    def _restarted(self, child: _Child, proc: _Process) -> None:
+        child.proc, child.status = proc, "running"
+        child.restarts += 1
+        self._total_restarts += 1
+
+    def _statistics(self, strategy: str) -> SupervisorStatistics:
+        now = self.runtime.clock.monotonic() if self._running_process is not None else 0.0
+        return SupervisorStatistics(
+            strategy=strategy,
+            max_restarts=self._max_restarts,
+            max_seconds=self._max_seconds,
+            total_restarts=self._total_restarts,
+            recent_restarts=sum(1 for t in self._restart_times if now - t < self._max_seconds),
+            children=self._child_statistics(),
+        )
+
+    def _child_statistics(self) -> tuple[ChildStatistics, ...]:
+        return tuple(child.statistics() for child in self._children)
+
+
 # --- the supervisor -------------------------------------------------------------------------
 
 
 @final
-class Supervisor(Actor):
+class Supervisor(_SupervisorCore):
     """A static supervisor over an ordered list of child specs (see the module docstring).
 
     Args:
@@ -339,13 +430,7 @@ class Supervisor(Actor):
             try:
                 proc = await _start_process(self, spec)
             except StartError as err:
-                reports.supervisor_report(
-                    self.runtime.namespace,
-                    supervisor=self._process.name,
-                    context="start_error",
-                    reason=err.reason,
-                    offender=spec.id,
-                )
+                self._report_start_error(spec.id, err)
                 await self._stop_all()
                 raise
             self._children.append(_Child(spec, proc, "running"))
@@ -385,12 +470,7 @@ class Supervisor(Actor):
             return ErrorReply(
                 ValueError(f"child id {spec.id!r} is already present in {self._process.name}")
             )
-        try:
-            proc = await _start_process(self, spec)
-        except StartError as err:
-            return ErrorReply(err)
-        self._children.append(_Child(spec, proc, "running"))
-        return proc.ref
+        return await self._add_child(spec)
 
     @handler
     async def _on_terminate_child(self, msg: TerminateChild) -> ErrorReply | None:
@@ -426,20 +506,6 @@ class Supervisor(Actor):
         self._children.remove(child)
         return None
 
-    @handler
-    def _on_which_children(self, msg: WhichChildren) -> list[ChildInfo]:
-        return [child.info() for child in self._children]
-
-    @handler
-    def _on_count_children(self, msg: CountChildren) -> ChildCounts:
-        kinds = [child.spec.type for child in self._children]
-        return ChildCounts(
-            specs=len(kinds),
-            active=sum(1 for child in self._children if child.proc is not None),
-            supervisors=kinds.count("supervisor"),
-            workers=kinds.count("worker"),
-        )
-
     # --- exits and restarts ---
 
     @handler
@@ -447,11 +513,8 @@ class Supervisor(Actor):
         child = self._find(msg.ref)
         if child is None or child.proc is None or child.proc.ref is not msg.ref:
             return
-        child.proc = None
         reason = msg.reason
-        _report_exit(self, child.spec.id, reason)
-        if not is_shutdown_exit(reason):
-            child.last_reason = reason
+        self._child_exited(child, reason)
         if not _should_restart(child.spec.restart, reason):
             child.status = "stopped"
             if child.spec.restart == "temporary":
@@ -467,21 +530,6 @@ class Supervisor(Actor):
             c.spec.significant and c.proc is not None for c in self._children
         ):
             self.stop("shutdown")
-
-    def _intensity_ok(self, offender: str) -> bool:
-        ok = add_restart(
-            self._restart_times, self._clock.monotonic(), self._max_restarts, self._max_seconds
-        )
-        if not ok:
-            reports.supervisor_report(
-                self.runtime.namespace,
-                supervisor=self._process.name,
-                context="shutdown",
-                reason="reached_max_restart_intensity",
-                offender=offender,
-            )
-            self.stop(ESCALATION)
-        return ok
 
     def _group(self, child: _Child) -> list[_Child]:
         if self._strategy == "one_for_one":
@@ -527,37 +575,17 @@ class Supervisor(Actor):
             try:
                 proc = await _start_process(self, child.spec)
             except StartError as err:
-                reports.supervisor_report(
-                    self.runtime.namespace,
-                    supervisor=self._process.name,
-                    context="start_error",
-                    reason=err.reason,
-                    offender=child_id,
-                )
+                self._report_start_error(child_id, err)
                 if self._intensity_ok(child_id):
                     self._process.deliver_system(_TryAgainRestart(ids[index:]))
                 return
-            child.proc, child.status = proc, "running"
-            child.restarts += 1
-            self._total_restarts += 1
+            self._restarted(child, proc)
 
     # --- statistics ---
 
     def statistics(self) -> SupervisorStatistics:
         """Flags, restart counts and each child's state; sync, reads no other actor."""
-        now = self._clock.monotonic() if self._running_process is not None else 0.0
-        recent = sum(1 for t in self._restart_times if now - t < self._max_seconds)
-        return SupervisorStatistics(
-            strategy=self._strategy,
-            max_restarts=self._max_restarts,
-            max_seconds=self._max_seconds,
-            total_restarts=self._total_restarts,
-            recent_restarts=recent,
-            children=self._child_statistics(),
-        )
-
-    def _child_statistics(self) -> tuple[ChildStatistics, ...]:
-        return tuple(child.statistics() for child in self._children)
+        return self._statistics(self._strategy)
 
     def __repr__(self) -> str:
         running = sum(1 for c in self._children if c.proc is not None)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from lmvisor.programs.lm import LMDelta, LMDone, LMResponse, LMStreamItem
 from lmvisor.providers.anthropic import AnthropicProvider
 from lmvisor.providers.openai import OpenAIProvider
 from lmvisor.providers.openai_compatible import OpenAICompatibleProvider
@@ -40,6 +41,21 @@ PERSON_SCHEMA = {
         },
     },
 }
+
+
+async def collect_stream(
+    items: AsyncIterator[LMStreamItem],
+) -> tuple[list[LMDelta], LMResponse]:
+    """The deltas of a provider stream, and the response of its one `LMDone`."""
+    deltas: list[LMDelta] = []
+    done: list[LMDone] = []
+    async for item in items:
+        if isinstance(item, LMDone):
+            done.append(item)
+        else:
+            deltas.append(item)
+    assert len(done) == 1
+    return deltas, done[0].response
 
 
 @pytest.fixture

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from lmvisor.programs.lm import LMDelta, LMDone, LMRequest, LMResponse, LMStreamItem
-from lmvisor.providers.anthropic import AnthropicProvider, _to_anthropic_messages
+from lmvisor.programs.lm import LMRequest
+from lmvisor.providers._anthropic_request import to_anthropic_messages
+from lmvisor.providers.anthropic import AnthropicProvider
 from lmvisor.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -25,7 +25,7 @@ from lmvisor.providers.errors import (
 )
 from lmvisor.providers.transport import HttpxTransport
 from lmvisor.testing.lm_server import FaultRule, LMServer
-from tests.providers.conftest import KEY, MESSAGES, PERSON_SCHEMA, WEATHER_TOOL
+from tests.providers.conftest import KEY, MESSAGES, PERSON_SCHEMA, WEATHER_TOOL, collect_stream
 
 MODEL = "claude-haiku-4-5"
 
@@ -34,22 +34,10 @@ def _request(model: str = f"anthropic/{MODEL}", **params: Any) -> LMRequest:
     return LMRequest(model=model, messages=MESSAGES, params=params)
 
 
-async def _collect(items: AsyncIterator[LMStreamItem]) -> tuple[list[LMDelta], LMResponse]:
-    deltas: list[LMDelta] = []
-    done: list[LMDone] = []
-    async for item in items:
-        if isinstance(item, LMDone):
-            done.append(item)
-        else:
-            deltas.append(item)
-    assert len(done) == 1
-    return deltas, done[0].response
-
-
 class TestMessageMapping:
     def test_system_user_assistant(self) -> None:
         """System texts leave the message list; user and assistant text stay as strings."""
-        system, messages = _to_anthropic_messages(
+        system, messages = to_anthropic_messages(
             [
                 {"role": "system", "content": "A"},
                 {"role": "developer", "content": [{"type": "text", "text": "B"}]},
@@ -65,7 +53,7 @@ class TestMessageMapping:
 
     def test_tool_calls_and_results(self) -> None:
         """Assistant tool_calls become tool_use blocks; tool messages one user turn of results."""
-        _, messages = _to_anthropic_messages(
+        _, messages = to_anthropic_messages(
             [
                 {"role": "user", "content": "weather?"},
                 {
@@ -103,7 +91,7 @@ class TestMessageMapping:
 
     def test_images(self) -> None:
         """image_url parts become base64 or url image blocks."""
-        _, messages = _to_anthropic_messages(
+        _, messages = to_anthropic_messages(
             [
                 {
                     "role": "user",
@@ -129,14 +117,14 @@ class TestMessageMapping:
             ValueError,
             match=r"^messages\[0\]\.role must be system, user, assistant or tool, got 'robot'$",
         ):
-            _to_anthropic_messages([{"role": "robot", "content": "x"}])
+            to_anthropic_messages([{"role": "robot", "content": "x"}])
 
     def test_bad_tool_arguments(self) -> None:
         """Assistant tool-call arguments that are not JSON are a ValueError naming them."""
         with pytest.raises(
             ValueError, match=r"^messages\[0\]\.tool_calls\[0\]\.function\.arguments is not"
         ):
-            _to_anthropic_messages(
+            to_anthropic_messages(
                 [
                     {
                         "role": "assistant",
@@ -251,7 +239,7 @@ class TestComplete:
 class TestStream:
     async def test_deltas_then_done(self, claude: AnthropicProvider) -> None:
         """The event sequence yields text deltas, then LMDone with usage and stop reason."""
-        deltas, resp = await _collect(claude.stream(_request()))
+        deltas, resp = await collect_stream(claude.stream(_request()))
         assert deltas and "".join(d.text for d in deltas) == resp.outputs[0]
         assert resp.usage.prompt_tokens > 0 and resp.usage.completion_tokens > 0
         assert resp.finish_reason == "stop"
@@ -260,7 +248,9 @@ class TestStream:
 
     async def test_streamed_tool_use(self, claude: AnthropicProvider) -> None:
         """input_json_delta pieces assemble into the tool call's arguments."""
-        _, resp = await _collect(claude.stream(_request(tools=[WEATHER_TOOL], tool_choice="any")))
+        _, resp = await collect_stream(
+            claude.stream(_request(tools=[WEATHER_TOOL], tool_choice="any"))
+        )
         assert resp.finish_reason == "tool_calls"
         assert resp.tool_calls[0].name == "get_weather"
         assert "city" in resp.tool_calls[0].arguments
@@ -271,7 +261,7 @@ class TestStream:
             ValueError,
             match=r"^AnthropicProvider\.stream does not support n > 1; use complete\(\)$",
         ):
-            await _collect(claude.stream(_request(n=2)))
+            await collect_stream(claude.stream(_request(n=2)))
 
     async def test_error_event_is_overloaded(
         self, claude: AnthropicProvider, server: LMServer
@@ -279,20 +269,20 @@ class TestStream:
         """An `event: error` overloaded_error mid-stream raises a retryable OverloadedError."""
         server.add_fault(FaultRule(kind="error_event"))
         with pytest.raises(OverloadedError) as info:
-            await _collect(claude.stream(_request()))
+            await collect_stream(claude.stream(_request()))
         assert info.value.retryable is True and info.value.status is None
 
     async def test_disconnect_mid_stream(self, claude: AnthropicProvider, server: LMServer) -> None:
         """A stream cut before message_stop is a ProviderConnectionError."""
         server.add_fault(FaultRule(kind="disconnect_mid_stream"))
         with pytest.raises(ProviderConnectionError):
-            await _collect(claude.stream(_request()))
+            await collect_stream(claude.stream(_request()))
 
     async def test_malformed_event(self, claude: AnthropicProvider, server: LMServer) -> None:
         """A truncated event's JSON is a ResponseFormatError."""
         server.add_fault(FaultRule(kind="malformed_json"))
         with pytest.raises(ResponseFormatError, match=r"event is not valid JSON"):
-            await _collect(claude.stream(_request()))
+            await collect_stream(claude.stream(_request()))
 
     async def test_over_httpx(self, server: LMServer) -> None:
         """The provider streams over a user's httpx.AsyncClient too."""
@@ -300,7 +290,7 @@ class TestStream:
             provider = AnthropicProvider(
                 api_key=KEY, base_url=server.url, transport=HttpxTransport(client)
             )
-            deltas, resp = await _collect(provider.stream(_request()))
+            deltas, resp = await collect_stream(provider.stream(_request()))
             assert deltas and resp.outputs[0]
             assert (await provider.complete(_request())).outputs == resp.outputs
             await provider.aclose()
@@ -327,7 +317,7 @@ class TestErrors:
     ) -> None:
         """Anthropic's error bodies map to the same typed errors as OpenAI's."""
         server.add_fault(rule)
-        for call in (claude.complete(_request()), _collect(claude.stream(_request()))):
+        for call in (claude.complete(_request()), collect_stream(claude.stream(_request()))):
             with pytest.raises(cls) as info:
                 await call
             assert type(info.value) is cls

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from lmvisor.programs.lm import LMDelta, LMDone, LMRequest, LMResponse, LMStreamItem, ToolCall
+from lmvisor.programs.lm import LMDone, LMRequest, LMResponse, LMStreamItem, ToolCall
 from lmvisor.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -28,23 +27,11 @@ from lmvisor.providers.errors import (
 from lmvisor.providers.openai import OpenAIProvider
 from lmvisor.providers.transport import AiohttpTransport, HttpxTransport
 from lmvisor.testing.lm_server import FaultRule, LMServer
-from tests.providers.conftest import KEY, MESSAGES, PERSON_SCHEMA, WEATHER_TOOL
+from tests.providers.conftest import KEY, MESSAGES, PERSON_SCHEMA, WEATHER_TOOL, collect_stream
 
 
 def _request(model: str = "openai/gpt-4o-mini", **params: Any) -> LMRequest:
     return LMRequest(model=model, messages=MESSAGES, params=params)
-
-
-async def _collect(items: AsyncIterator[LMStreamItem]) -> tuple[list[LMDelta], LMResponse]:
-    deltas: list[LMDelta] = []
-    done: list[LMDone] = []
-    async for item in items:
-        if isinstance(item, LMDone):
-            done.append(item)
-        else:
-            deltas.append(item)
-    assert len(done) == 1
-    return deltas, done[0].response
 
 
 class TestComplete:
@@ -124,7 +111,7 @@ class TestComplete:
 class TestStream:
     async def test_deltas_then_done_with_usage(self, oai: OpenAIProvider, server: LMServer) -> None:
         """The stream yields text deltas, then LMDone with the whole text and final usage."""
-        deltas, resp = await _collect(oai.stream(_request()))
+        deltas, resp = await collect_stream(oai.stream(_request()))
         assert deltas and "".join(d.text for d in deltas) == resp.outputs[0]
         assert resp.usage.total_tokens > 0
         assert resp.cost is not None
@@ -136,14 +123,16 @@ class TestStream:
 
     async def test_stream_n_two(self, oai: OpenAIProvider) -> None:
         """With n=2, deltas carry their choice index and LMDone has both outputs."""
-        deltas, resp = await _collect(oai.stream(_request(n=2)))
+        deltas, resp = await collect_stream(oai.stream(_request(n=2)))
         assert {d.index for d in deltas} == {0, 1}
         assert len(resp.outputs) == 2
         assert "".join(d.text for d in deltas if d.index == 1) == resp.outputs[1]
 
     async def test_streamed_tool_call(self, oai: OpenAIProvider) -> None:
         """A streamed tool call is assembled into LMDone's tool_calls."""
-        _, resp = await _collect(oai.stream(_request(tools=[WEATHER_TOOL], tool_choice="required")))
+        _, resp = await collect_stream(
+            oai.stream(_request(tools=[WEATHER_TOOL], tool_choice="required"))
+        )
         assert resp.finish_reason == "tool_calls"
         assert resp.tool_calls[0].name == "get_weather"
         assert "city" in resp.tool_calls[0].arguments
@@ -191,7 +180,7 @@ class TestErrors:
     ) -> None:
         """Each injected status surfaces as its typed error with the right retryable flag."""
         server.add_fault(rule)
-        for call in (oai.complete(_request()), _collect(oai.stream(_request()))):
+        for call in (oai.complete(_request()), collect_stream(oai.stream(_request()))):
             with pytest.raises(cls) as info:
                 await call
             assert type(info.value) is cls
@@ -235,7 +224,7 @@ class TestErrors:
         """A truncated SSE data line is a ResponseFormatError naming the chunk."""
         server.add_fault(FaultRule(kind="malformed_json"))
         with pytest.raises(ResponseFormatError, match=r"stream chunk is not valid JSON"):
-            await _collect(oai.stream(_request()))
+            await collect_stream(oai.stream(_request()))
 
     async def test_disconnect_mid_stream(self, oai: OpenAIProvider, server: LMServer) -> None:
         """A stream cut before [DONE] is a ProviderConnectionError, after the first deltas."""
@@ -251,7 +240,7 @@ class TestErrors:
         """An error object mid-stream is raised as its typed error (server_error here)."""
         server.add_fault(FaultRule(kind="error_event", message="The model crashed."))
         with pytest.raises(ServerError, match=r"The model crashed\.$") as info:
-            await _collect(oai.stream(_request()))
+            await collect_stream(oai.stream(_request()))
         assert info.value.status is None and info.value.retryable is True
 
     async def test_timeout(self, server: LMServer) -> None:
@@ -316,7 +305,7 @@ class TestTransports:
                 api_key=KEY, base_url=server.url + "/v1", transport=HttpxTransport(client)
             )
             resp = await provider.complete(_request())
-            deltas, streamed = await _collect(provider.stream(_request()))
+            deltas, streamed = await collect_stream(provider.stream(_request()))
             assert streamed.outputs == resp.outputs
             assert deltas
             assert provider.statistics().transport.kind == "httpx"

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from lmvisor.programs.lm import LMDelta, LMDone, LMRequest, LMResponse, LMStreamItem
+from lmvisor.programs.lm import LMRequest
 from lmvisor.providers.errors import ModelNotFound, NotFoundError
 from lmvisor.providers.openai_compatible import OpenAICompatibleProvider
 from lmvisor.providers.pricing import ModelPrice
 from lmvisor.testing.lm_server import LMServer
-from tests.providers.conftest import MESSAGES, WEATHER_TOOL
+from tests.providers.conftest import MESSAGES, WEATHER_TOOL, collect_stream
 
 
 def _request(model: str = "local/llama3", **params: Any) -> LMRequest:
     return LMRequest(model=model, messages=MESSAGES, params=params)
-
-
-async def _collect(items: AsyncIterator[LMStreamItem]) -> tuple[list[LMDelta], LMResponse]:
-    deltas: list[LMDelta] = []
-    done: list[LMDone] = []
-    async for item in items:
-        if isinstance(item, LMDone):
-            done.append(item)
-        else:
-            deltas.append(item)
-    assert len(done) == 1
-    return deltas, done[0].response
 
 
 class TestRequestMapping:
@@ -84,7 +71,7 @@ class TestStream:
         self, local: OpenAICompatibleProvider, open_server: LMServer
     ) -> None:
         """By default no stream_options are sent and the final usage is zero."""
-        deltas, resp = await _collect(local.stream(_request()))
+        deltas, resp = await collect_stream(local.stream(_request()))
         assert deltas and resp.outputs[0] == "".join(d.text for d in deltas)
         assert "stream_options" not in open_server.last_requests(1)[0]
         assert resp.usage.total_tokens == 0
@@ -93,7 +80,7 @@ class TestStream:
         """stream_usage=True asks for the usage chunk."""
         provider = OpenAICompatibleProvider(base_url=open_server.url + "/v1", stream_usage=True)
         try:
-            _, resp = await _collect(provider.stream(_request(model="llama3")))
+            _, resp = await collect_stream(provider.stream(_request(model="llama3")))
         finally:
             await provider.aclose()
         assert open_server.last_requests(1)[0]["stream_options"] == {"include_usage": True}
@@ -103,7 +90,9 @@ class TestStream:
         self, local: OpenAICompatibleProvider, open_server: LMServer
     ) -> None:
         """stream_options in the request's params are sent as given."""
-        _, resp = await _collect(local.stream(_request(stream_options={"include_usage": True})))
+        _, resp = await collect_stream(
+            local.stream(_request(stream_options={"include_usage": True}))
+        )
         assert resp.usage.completion_tokens > 0
 
 
@@ -122,7 +111,7 @@ class TestErrors:
     async def test_unknown_model_while_streaming(self, local: OpenAICompatibleProvider) -> None:
         """The same 404 surfaces from stream()."""
         with pytest.raises(ModelNotFound):
-            await _collect(local.stream(_request(model="mistery-7b")))
+            await collect_stream(local.stream(_request(model="mistery-7b")))
 
     def test_capabilities_and_defaults(self) -> None:
         """Defaults: Ollama's URL, no key, full capabilities unless overridden."""

@@ -15,10 +15,10 @@ from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.correlation import correlation_scope
 from lmvisor.runtime.errors import ActorExited
+from lmvisor.runtime.event_sink import SqliteEventSink
 from lmvisor.runtime.event_store import (
     EventNotice,
     EventStore,
-    SqliteEventSink,
     UnsubscribeEvents,
     emit_event,
     event_store_spec,

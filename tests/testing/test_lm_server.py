@@ -6,7 +6,6 @@ import asyncio
 import json
 import resource
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -54,26 +53,6 @@ QA_SCHEMA: Any = {
         },
     },
 }
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LMServer]:
-    async with LMServer() as lm:
-        yield lm
-
-
-@pytest.fixture
-async def oai(server: LMServer) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="sk-test", max_retries=0)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def claude(server: LMServer) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    client = anthropic.AsyncAnthropic(base_url=server.url, api_key="test", max_retries=0)
-    yield client
-    await client.close()
 
 
 async def _raw_post(

@@ -21,22 +21,9 @@ CLAUDE = "claude-haiku-4-5"
 
 @pytest.fixture
 async def server() -> AsyncIterator[LMServer]:
+    """Overrides the conftest server: a fixed seed for reproducible fault draws."""
     async with LMServer(seed=7) as lm:
         yield lm
-
-
-@pytest.fixture
-async def oai(server: LMServer) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="sk-test", max_retries=0)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def claude(server: LMServer) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    client = anthropic.AsyncAnthropic(base_url=server.url, api_key="test", max_retries=0)
-    yield client
-    await client.close()
 
 
 async def _openai_call(
