@@ -22,7 +22,12 @@ from lmvisor.programs.signature import Signature
 
 # DSPy 3.4.1 on this machine, as quoted by issue 4.
 _DSPY_QUOTED = {"predict_overhead": 219.0, "cot_overhead": 274.0, "import_time": 0.37}
-_TARGETS = {"predict_overhead": 50.0, "cot_overhead": 70.0, "import_time": 0.15}
+_TARGETS = {
+    "predict_overhead": 50.0,
+    "cot_overhead": 70.0,
+    "import_time": 0.15,
+    "import_time_programs": 0.15,
+}
 _CALLS = 3000
 
 
@@ -155,22 +160,23 @@ def _emit(figure: str, value: float, unit: str, baseline: float, source: str, **
 def main() -> None:
     predict_us = asyncio.run(_per_call_us(Predict(QA), _FixedLM(_PREDICT_REPLY)))
     cot_us = asyncio.run(_per_call_us(ChainOfThought(QA), _FixedLM(_COT_REPLY)))
-    import_s = _import_time("import lmvisor.programs")
-    # importing lmvisor.runtime.errors runs the runtime package's __init__: its share is
-    # reported so the programs layer's own cost can be read off.
-    runtime_s = _import_time("import lmvisor.runtime")
+    top_s = _import_time("import lmvisor")
+    # `import lmvisor` is lazy (names resolve on first use), so the programs layer's own
+    # import, which a DSPy user pays before the first Predict, is reported beside it.
+    programs_s = _import_time("import lmvisor.programs")
     dspy_figures = _dspy_figures()
     baseline = dspy_figures or _DSPY_QUOTED
     source = "measured" if dspy_figures else "issue"
     _emit("predict_overhead", predict_us, "us", baseline["predict_overhead"], source)
     _emit("cot_overhead", cot_us, "us", baseline["cot_overhead"], source)
+    _emit("import_time", top_s, "s", baseline["import_time"], source, statement="import lmvisor")
     _emit(
-        "import_time",
-        import_s,
+        "import_time_programs",
+        programs_s,
         "s",
         baseline["import_time"],
         source,
-        of_which_lmvisor_runtime_s=round(runtime_s, 3),
+        statement="import lmvisor.programs",
     )
 
 

@@ -2,10 +2,9 @@
 
 Figures (one JSON line each): cast throughput, call round trip p50/p99,
 restart latency p50/p99 and first-vs-later, spawn time for 10k and 100k idle
-actors and memory per idle actor. Crash reports are filtered out by level, with
-loggers cached on first use (the library never configures logging; this script
-does, as a production application would), so the restart figure measures the
-runtime, not a log renderer.
+actors and memory per idle actor. The runtimes log at "critical" only (their
+config's `logging.level`), so crash reports are dropped by level before any
+formatting and the restart figure measures the runtime, not a log renderer.
 
 Run alone: ``.venv/bin/python bench/runtime.py``.
 """
@@ -15,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import logging
 import statistics
 import time
 import tracemalloc
@@ -23,13 +21,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
+from lmvisor.config.schema import LmvisorConfig, LoggingConfig
 from lmvisor.runtime.actor import Actor, ActorRef, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.messages import Call, Cast
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import Supervisor
+
+_QUIET = LmvisorConfig(logging=LoggingConfig(level="critical"))
 
 CASTS = 1_000_000
 CALLS = 100_000
@@ -257,7 +256,7 @@ async def lmvisor_spawn(runtime: Runtime, count: int) -> tuple[float, list[Actor
 
 async def spawn_memory(count: int) -> tuple[float, float]:
     """Bytes per idle lmvisor actor and per raw asyncio task, by tracemalloc."""
-    async with Runtime.open(namespace="bench-mem") as runtime:
+    async with Runtime.open(_QUIET, namespace="bench-mem") as runtime:
         gc.collect()
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
@@ -282,15 +281,11 @@ async def spawn_memory(count: int) -> tuple[float, float]:
 
 
 async def timed(fn: Callable[[Runtime], Awaitable[Any]]) -> Any:
-    async with Runtime.open(namespace="bench") as runtime:
+    async with Runtime.open(_QUIET, namespace="bench") as runtime:
         return await fn(runtime)
 
 
 async def main() -> None:
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
-        cache_logger_on_first_use=True,
-    )
     base_rate = await baseline_cast()
     rate = await timed(lmvisor_cast)
     emit("cast_throughput", rate, "msg/s", ">= 1000000", rate >= 1_000_000, base_rate)

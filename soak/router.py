@@ -36,7 +36,6 @@ from lmvisor.runtime.logging import configure_process_logging
 from lmvisor.runtime.protection import CircuitBreaker
 from lmvisor.runtime.protection.breaker import BreakerState
 from lmvisor.runtime.runtime import Runtime
-from lmvisor.services.cooldown import Cooldowns
 from lmvisor.services.lm_services import start_lm_providers
 from lmvisor.services.router import RouterLM
 
@@ -51,7 +50,6 @@ _SETTLE_LIMIT = 5.0  # seconds allowed for closed sockets and tasks to go after 
 # Router failures (after retries) a minute before the only deployment cools down. The
 # default (3) takes it out for 5 s after a short burst, refusing every call meanwhile;
 # LiteLLM exempts single-deployment groups below 1,000 failed requests a minute.
-_ALLOWED_FAILS = 1000
 _LATENCY = 0.01
 _JITTER = 0.01
 
@@ -211,14 +209,8 @@ async def _soak(url: str) -> dict[str, Any]:
     async with Runtime.open(config, namespace="soak-router") as runtime:
         services = await start_lm_providers(runtime, config)
         services.protections["local"].breaker.add_listener(tally.on_transition)
-        cooldowns = Cooldowns(clock=runtime.clock, allowed_fails=_ALLOWED_FAILS, cooldown=1.0)
-        router = RouterLM(
-            runtime,
-            "local/llama3",
-            vendors=services.vendors,
-            timeout=_ROUTER_TIMEOUT,
-            cooldowns=cooldowns,
-        )
+        # The router's defaults: a lone deployment never cools down, as in LiteLLM.
+        router = services.router("local/llama3", timeout=_ROUTER_TIMEOUT)
         unfinished = await _load(router, tally)
     elapsed = time.perf_counter() - started
     tasks_after, sockets_after = await _settled(tasks_before, sockets_before)
@@ -234,7 +226,7 @@ async def _soak(url: str) -> dict[str, Any]:
         "hung": tally.hung + unfinished,
         "breaker_transitions": dict(tally.transitions),
         "breaker_transition_count": sum(tally.transitions.values()),
-        "cooldowns_started": cooldowns.statistics().cooldowns_started,
+        "cooldowns_started": services.cooldowns.statistics().cooldowns_started,
         "p50_s": round(durations[len(durations) // 2], 4) if durations else None,
         "p99_s": round(durations[int(len(durations) * 0.99)], 4) if durations else None,
         "max_s": round(durations[-1], 4) if durations else None,

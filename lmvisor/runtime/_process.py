@@ -24,7 +24,7 @@ from lmvisor.runtime.actor import (
 from lmvisor.runtime.correlation import CorrelationScope
 from lmvisor.runtime.correlation import _scope as _correlation_var
 from lmvisor.runtime.errors import ActorExited
-from lmvisor.runtime.logging import bind_log_context
+from lmvisor.runtime.logging import set_log_actor
 from lmvisor.runtime.mailbox import Mailbox
 from lmvisor.runtime.messages import ChildExit, Down, Exit, is_normal_exit, is_shutdown_exit
 
@@ -127,8 +127,9 @@ class _Process(Mailbox):
             self.ready = self.loop.create_future()
         runtime = self.runtime
         context = runtime._context.copy()
-        # Log lines from the actor and the tasks it owns name it (`actor=`).
-        context.run(bind_log_context, actor=self.name)
+        # Log lines from the actor and the tasks it owns name it (`actor=`); the
+        # process itself is stored, so the name is only formatted when a line is written.
+        context.run(set_log_actor, self)
         task = self.loop.create_task(self._run(), context=context)
         task.add_done_callback(self._on_done, context=runtime._context)
         self.task = task
@@ -268,7 +269,8 @@ class _Process(Mailbox):
             if fut is not None and not fut.done():
                 fut.set_exception(ActorExited(actor=self.name, reason=self.stop_reason))
             return
-        task = self.loop.create_task(deferred.coro)
+        coro = deferred.coro if fut is None else _replying(deferred.coro, fut)
+        task = self.loop.create_task(coro)
         self.deferred[task] = fut
         task.add_done_callback(self._deferred_done)
 
@@ -560,3 +562,22 @@ class _Process(Mailbox):
 
     def __repr__(self) -> str:
         return f"<_Process {self.name} {self.status.value}>"
+
+
+async def _replying(coro: Coroutine[Any, Any, Any], fut: asyncio.Future[Any]) -> Any:
+    """Run a deferred reply and answer the caller from inside the task.
+
+    The caller wakes one loop turn sooner than if the done-callback answered it;
+    the done-callback still does the bookkeeping (and answers on cancellation).
+    """
+    try:
+        result = await coro
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        if not fut.done():
+            fut.set_exception(exc)
+        raise
+    if not fut.done():
+        fut.set_result(result)
+    return result

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any, Final, Literal, TextIO, final
+from typing import Any, Final, Literal, Protocol, TextIO, final
 
 import structlog
 from pydantic import SecretBytes, SecretStr
@@ -44,12 +44,12 @@ __all__ = [
     "Redactor",
     "RuntimeLogging",
     "add_context",
-    "bind_log_context",
     "build_processors",
     "capture_logs",
     "configure_process_logging",
     "log_context",
     "reset_process_logging",
+    "set_log_actor",
 ]
 
 LogMode = Literal["json", "console"]
@@ -107,12 +107,21 @@ def log_context(**values: Any) -> Iterator[None]:
         _context.reset(token)
 
 
-def bind_log_context(**values: Any) -> None:
-    """Add `values` to the log context of the current context, with no block to undo it.
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
 
-    For a context made for one task (an actor's), which dies with the task.
+
+_actor: ContextVar[_Named | None] = ContextVar("lmvisor_log_actor", default=None)
+
+
+def set_log_actor(actor: _Named) -> None:
+    """Name `actor` (anything with `.name`) on log lines from the current context on.
+
+    For a context made for one actor's task, which dies with it; the name is
+    read only when a line is written, so spawning stays cheap.
     """
-    _context.set(MappingProxyType({**_context.get(), **values}))
+    _actor.set(actor)
 
 
 def add_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -120,6 +129,9 @@ def add_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) 
     scope = current_scope()
     if scope is not None:
         event_dict.setdefault("correlation_id", scope.id)
+    actor = _actor.get()
+    if actor is not None:
+        event_dict.setdefault("actor", actor.name)
     for key, value in _context.get().items():
         event_dict.setdefault(key, value)
     return event_dict
