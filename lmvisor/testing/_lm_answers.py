@@ -183,10 +183,23 @@ def _render(value: Any) -> str:
 
 
 def _field_value(spec: OutputField, *, seed: str, snippet: str, choice: int) -> Any:
-    note = spec.note
+    option, schema = _note_rule(spec.note)
+    if option is not None:
+        return option
+    if schema is not None:
+        return schema_value(schema, seed=seed, snippet=snippet, label=spec.name, choice=choice)
+    return _type_value(spec.type, spec.name, seed=seed, snippet=snippet, choice=choice, depth=0)
+
+
+@functools.lru_cache(maxsize=256)
+def _note_rule(note: str) -> tuple[str | None, Mapping[str, Any] | None]:
+    """(the first allowed option, or the JSON schema) a field's type note imposes, if any.
+
+    Memoised like `dspy_output_fields`: the notes come from the same system texts.
+    """
     _, found, options = note.partition("one of: ")
     if found:
-        return options.split(";")[0].strip()
+        return options.split(";")[0].strip(), None
     _, found, schema_text = note.partition("must adhere to the JSON schema: ")
     if found:
         try:
@@ -194,8 +207,8 @@ def _field_value(spec: OutputField, *, seed: str, snippet: str, choice: int) -> 
         except json.JSONDecodeError:
             schema = {}
         if isinstance(schema, dict) and schema:
-            return schema_value(schema, seed=seed, snippet=snippet, label=spec.name, choice=choice)
-    return _type_value(spec.type, spec.name, seed=seed, snippet=snippet, choice=choice, depth=0)
+            return None, schema
+    return None, None
 
 
 def _type_value(
@@ -228,18 +241,22 @@ def _type_value(
     return _text(label, seed=seed, snippet=snippet, choice=choice)
 
 
-def _split_type(type_text: str) -> tuple[str, list[str]]:
-    """`"dict[str, list[int]]"` -> `("dict", ["str", "list[int]"])`; `X | None` -> Optional."""
+@functools.lru_cache(maxsize=1024)
+def _split_type(type_text: str) -> tuple[str, tuple[str, ...]]:
+    """`"dict[str, list[int]]"` -> `("dict", ("str", "list[int]"))`; `X | None` -> Union.
+
+    Memoised: the same few type texts are split on every request.
+    """
     pipe_parts = _split_top(type_text, "|")
     if len(pipe_parts) > 1:
         return "Union", pipe_parts
     head, bracket, rest = type_text.partition("[")
     if not bracket or not rest.endswith("]"):
-        return type_text, []
+        return type_text, ()
     return head.strip().rsplit(".", 1)[-1], _split_top(rest[:-1], ",")
 
 
-def _split_top(text: str, separator: str) -> list[str]:
+def _split_top(text: str, separator: str) -> tuple[str, ...]:
     """Split on `separator` outside brackets and quotes."""
     parts: list[str] = []
     depth, quote, start = 0, "", 0
@@ -256,7 +273,7 @@ def _split_top(text: str, separator: str) -> list[str]:
             parts.append(text[start:index].strip())
             start = index + 1
     parts.append(text[start:].strip())
-    return [p for p in parts if p]
+    return tuple(p for p in parts if p)
 
 
 class _SchemaContext:

@@ -11,7 +11,6 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
@@ -62,7 +61,7 @@ async def send_answer(
         events = _sse_events(ask, choices, seq)
         pacing = _Pacing(clock=clock, delay=chunk_delay)
         return await _send_stream(request, events, fault, pacing)
-    body = json.dumps(_message_body(ask, choices, seq)).encode()
+    body = _message_body(ask, choices, seq)
     return await _send_body(request, ask.api, body, seq, kind)
 
 
@@ -146,11 +145,11 @@ def _sse_events(ask: Ask, choices: list[Choice], seq: int) -> _Events:
     return _Events(ask.api, seq, items)
 
 
-def _message_body(ask: Ask, choices: list[Choice], seq: int) -> dict[str, Any]:
+def _message_body(ask: Ask, choices: list[Choice], seq: int) -> bytes:
     if ask.api == "openai":
         created = int(time.time())
         return openai_completion(ask, choices, id=f"chatcmpl-lmv{seq:012d}", created=created)
-    return anthropic_message(ask, choices[0], id=f"msg_lmv{seq:012d}")
+    return json.dumps(anthropic_message(ask, choices[0], id=f"msg_lmv{seq:012d}")).encode()
 
 
 def _header_number(value: float) -> str:

@@ -8,8 +8,10 @@ them all at once or cut the stream after any of them.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 from lmvisor.testing._lm_requests import Ask, Choice
@@ -31,6 +33,7 @@ __all__ = [
 OPENAI_DONE = b"data: [DONE]\n\n"
 _PIECE = 24
 _FINGERPRINT = "fp_lmvisor"
+_FINGERPRINT_JSON = json.dumps(_FINGERPRINT)
 _EPOCH = "2025-01-01T00:00:00Z"
 
 _OPENAI_ERRORS: dict[int, tuple[str, str | None, str]] = {
@@ -103,26 +106,24 @@ def anthropic_error_body(
     return body
 
 
-def openai_completion(ask: Ask, choices: list[Choice], *, id: str, created: int) -> dict[str, Any]:
-    """A `chat.completion` object with every choice and the request's usage."""
-    return {
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": ask.model,
-        "choices": [
-            {
-                "index": c.index,
-                "message": _openai_message(c),
-                "logprobs": None,
-                "finish_reason": c.finish,
-            }
-            for c in choices
-        ],
-        "usage": _openai_usage(ask, choices),
-        "service_tier": "default",
-        "system_fingerprint": _FINGERPRINT,
-    }
+def openai_completion(ask: Ask, choices: list[Choice], *, id: str, created: int) -> bytes:
+    """A `chat.completion` body, encoded: every choice and the request's usage.
+
+    Byte for byte what `json.dumps` writes for the object (default separators, ASCII
+    escapes), but written as fixed text around the few values that vary, the strings
+    escaped by json's own encoder: this body is built once per plain OpenAI request.
+    """
+    parts = ", ".join(
+        f'{{"index": {c.index}, "message": {_openai_message(c)}, "logprobs": null, '
+        f'"finish_reason": {_quote(c.finish)}}}'
+        for c in choices
+    )
+    usage = _openai_usage_json(ask.prompt_tokens, sum(c.tokens for c in choices))
+    return (
+        f'{{"id": {_quote(id)}, "object": "chat.completion", "created": {created}, '
+        f'"model": {_quote(ask.model)}, "choices": [{parts}], "usage": {usage}, '
+        f'"service_tier": "default", "system_fingerprint": {_FINGERPRINT_JSON}}}'
+    ).encode()
 
 
 def openai_chunks(ask: Ask, choices: list[Choice], *, id: str, created: int) -> list[bytes]:
@@ -248,22 +249,20 @@ def _pieces(text: str) -> list[str]:
     return [text[i : i + _PIECE] for i in range(0, len(text), _PIECE)] or [""]
 
 
-def _openai_message(choice: Choice) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": choice.text,
-        "refusal": None,
-        "annotations": [],
-    }
+def _openai_message(choice: Choice) -> str:
+    """The assistant message of a completion choice, as `json.dumps` encodes it."""
+    content = "null" if choice.text is None else _quote(choice.text)
+    calls = ""
     if choice.tool_name is not None:
-        message["tool_calls"] = [
-            {
-                "id": choice.tool_id,
-                "type": "function",
-                "function": {"name": choice.tool_name, "arguments": choice.tool_arguments},
-            }
-        ]
-    return message
+        call = {
+            "id": choice.tool_id,
+            "type": "function",
+            "function": {"name": choice.tool_name, "arguments": choice.tool_arguments},
+        }
+        calls = ', "tool_calls": ' + json.dumps([call])
+    return (
+        f'{{"role": "assistant", "content": {content}, "refusal": null, "annotations": []{calls}}}'
+    )
 
 
 def _openai_deltas(choice: Choice) -> list[tuple[dict[str, Any], str | None]]:
@@ -286,11 +285,14 @@ def _openai_deltas(choice: Choice) -> list[tuple[dict[str, Any], str | None]]:
 
 
 def _openai_usage(ask: Ask, choices: list[Choice]) -> dict[str, Any]:
-    completion = sum(c.tokens for c in choices)
+    return _openai_usage_counts(ask.prompt_tokens, sum(c.tokens for c in choices))
+
+
+def _openai_usage_counts(prompt: int, completion: int) -> dict[str, Any]:
     return {
-        "prompt_tokens": ask.prompt_tokens,
+        "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": ask.prompt_tokens + completion,
+        "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
@@ -299,6 +301,12 @@ def _openai_usage(ask: Ask, choices: list[Choice]) -> dict[str, Any]:
             "rejected_prediction_tokens": 0,
         },
     }
+
+
+@functools.lru_cache(maxsize=1024)
+def _openai_usage_json(prompt: int, completion: int) -> str:
+    """The usage object as `json.dumps` encodes it (few distinct counts recur)."""
+    return json.dumps(_openai_usage_counts(prompt, completion))
 
 
 def _anthropic_usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:

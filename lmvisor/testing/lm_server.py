@@ -371,10 +371,11 @@ class LMServer:
     @web.middleware
     async def _track(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         """Count the request, its path and status, and how many run at once."""
-        if request.path == "/stats":
+        path = request.path
+        if path == "/stats":
             return await handler(request)
         self._requests += 1
-        self._by_path[request.path] += 1
+        self._by_path[path] += 1
         self._in_flight += 1
         self._peak = max(self._peak, self._in_flight)
         status = 0
@@ -461,7 +462,8 @@ class LMServer:
         fault = self._faults.pick(api=ask.api, model=ask.model, stream=ask.stream)
         if fault is not None:
             self._faults_by_kind[fault.kind] += 1
-        await self._wait(fault)
+        if fault is not None or self._latency or self._jitter:  # else nothing to wait for
+            await self._wait(fault)
         if fault is not None and fault.kind == "status":
             return error_response(
                 ask.api,
@@ -475,8 +477,7 @@ class LMServer:
         if fault is not None and fault.kind == "drop":
             abort(request)
             return web.Response(status=499)
-        prefix = "call_" if ask.api == "openai" else "toolu_"
-        choices = compose(ask, ids=[tool_call_id(prefix, seq * 1000 + i) for i in range(ask.n)])
+        choices = compose(ask, ids=self._tool_ids(ask, seq))
         return await send_answer(
             request,
             ask,
@@ -486,6 +487,14 @@ class LMServer:
             clock=self._clock,
             chunk_delay=self._chunk_delay,
         )
+
+    @staticmethod
+    def _tool_ids(ask: Ask, seq: int) -> list[str]:
+        """One tool-call id per choice; only a tool call shows it, so others skip the hash."""
+        if ask.tool is None:
+            return [""] * ask.n
+        prefix = "call_" if ask.api == "openai" else "toolu_"
+        return [tool_call_id(prefix, seq * 1000 + i) for i in range(ask.n)]
 
     async def _wait(self, fault: FaultRule | None) -> None:
         delay = self._latency
