@@ -20,7 +20,8 @@ lmvisor.testing.lm_server`), so its CPU lands on the other core, not on the clie
   httpx 0.28's pool collapses under concurrency, encode/httpx#3215; printed as is).
 - `peak_rss`: the client process's peak resident set, after everything above.
 
-Sequential figures are medians of runs after a warm-up; throughput figures are medians
+Sequential figures are medians of runs after a warm-up, the floor and both transports
+measured in interleaved runs so machine noise hits them alike; throughput figures are medians
 of runs after a warm-up batch that opens every pooled connection. The provider's pool
 (`max_in_flight`, connections) is larger than any in-flight count used. Logs go to
 stderr, warnings only. Run alone: `.venv/bin/python bench/providers.py`.
@@ -181,7 +182,8 @@ async def _router(url: str, *, httpx: bool = False) -> AsyncIterator[RouterLM]:
         },
         logging={"level": "warning"},
     )
-    async with Runtime.open(config, namespace="bench-providers") as runtime:
+    namespace = f"bench-providers-{'httpx' if httpx else 'aiohttp'}"
+    async with Runtime.open(config, namespace=namespace) as runtime:
         services = await start_lm_providers(
             runtime, config, make_provider=_httpx_provider if httpx else build_provider
         )
@@ -234,46 +236,56 @@ class _Cost:
         return self.wall - self.server
 
 
-async def _measure(server: _Server, call: Callable[[int], Awaitable[object]]) -> _Cost:
-    for i in range(_SEQ_WARMUP):
-        await call(i)
-    runs: list[float] = []
-    server_before = server.cpu_seconds()
-    cpu_before = time.process_time()
+_Caller = Callable[[int], Awaitable[object]]
+
+
+async def _measure(server: _Server, calls: dict[str, _Caller]) -> dict[str, _Cost]:
+    """Per-call figures of each caller, their runs interleaved so machine noise hits all alike."""
+    for call in calls.values():
+        for i in range(_SEQ_WARMUP):
+            await call(i)
+    runs: dict[str, list[float]] = {name: [] for name in calls}
+    server_s = dict.fromkeys(calls, 0.0)
+    client_s = dict.fromkeys(calls, 0.0)
     for r in range(_SEQ_RUNS):
-        start = time.perf_counter()
-        for i in range(_SEQ_CALLS):
-            await call(r * _SEQ_CALLS + i)
-        runs.append((time.perf_counter() - start) / _SEQ_CALLS)
-    calls = _SEQ_RUNS * _SEQ_CALLS
-    return _Cost(
-        wall=statistics.median(runs) * 1e6,
-        server=(server.cpu_seconds() - server_before) / calls * 1e6,
-        client_cpu=(time.process_time() - cpu_before) / calls * 1e6,
-    )
+        for name, call in calls.items():
+            server_before, cpu_before = server.cpu_seconds(), time.process_time()
+            start = time.perf_counter()
+            for i in range(_SEQ_CALLS):
+                await call(r * _SEQ_CALLS + i)
+            runs[name].append((time.perf_counter() - start) / _SEQ_CALLS)
+            server_s[name] += server.cpu_seconds() - server_before
+            client_s[name] += time.process_time() - cpu_before
+    total = _SEQ_RUNS * _SEQ_CALLS
+    return {
+        name: _Cost(
+            wall=statistics.median(runs[name]) * 1e6,
+            server=server_s[name] / total * 1e6,
+            client_cpu=client_s[name] / total * 1e6,
+        )
+        for name in calls
+    }
 
 
-async def _predict_cost(server: _Server, *, httpx: bool) -> _Cost:
+def _predict_caller(router: RouterLM) -> _Caller:
     predict = Predict(_SIGNATURE)
-    async with _router(server.url, httpx=httpx) as router:
+    predict.lm = router
 
-        async def call(i: int) -> object:
-            return await predict(question=f"What is {i} times 6?")
+    async def call(i: int) -> object:
+        return await predict(question=f"What is {i} times 6?")
 
-        with context(lm=router):
-            return await _measure(server, call)
+    return call
 
 
-async def _raw_floor(server: _Server, body: bytes) -> _Cost:
-    endpoint = server.url + "/v1/chat/completions"
+def _post_caller(session: aiohttp.ClientSession, url: str, body: bytes) -> _Caller:
+    endpoint = url + "/v1/chat/completions"
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    async with aiohttp.ClientSession() as session:
 
-        async def call(i: int) -> object:
-            async with session.post(endpoint, data=body, headers=headers) as resp:
-                return json.loads(await resp.read())
+    async def call(i: int) -> object:
+        async with session.post(endpoint, data=body, headers=headers) as resp:
+            return json.loads(await resp.read())
 
-        return await _measure(server, call)
+    return call
 
 
 def _cost_line(figure: str, cost: _Cost, **extra: Any) -> None:
@@ -290,9 +302,20 @@ def _cost_line(figure: str, cost: _Cost, **extra: Any) -> None:
 
 async def _sequential(server: _Server, control: aiohttp.ClientSession) -> None:
     await server.settings(control, {"latency": 0.0, "jitter": 0.0})
-    floor = await _raw_floor(server, await _predict_body())
-    cost = await _predict_cost(server, httpx=False)
-    cost_httpx = await _predict_cost(server, httpx=True)
+    async with (
+        aiohttp.ClientSession() as session,
+        _router(server.url) as router,
+        _router(server.url, httpx=True) as router_httpx,
+    ):
+        costs = await _measure(
+            server,
+            {
+                "floor": _post_caller(session, server.url, await _predict_body()),
+                "aiohttp": _predict_caller(router),
+                "httpx": _predict_caller(router_httpx),
+            },
+        )
+    floor, cost, cost_httpx = costs["floor"], costs["aiohttp"], costs["httpx"]
     _cost_line("aiohttp_post_floor", floor, note="bare ClientSession POST of the same body")
     _cost_line(
         "predict_call_cost",
