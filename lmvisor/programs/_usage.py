@@ -16,15 +16,17 @@ __all__ = ["UsageAccumulator", "open_accumulator", "record_usage"]
 class UsageAccumulator:
     """The usage and cost of the LM calls made during one module call."""
 
-    __slots__ = ("cost", "cost_known", "usage")
+    __slots__ = ("calls", "cost", "cost_known", "usage")
 
     def __init__(self) -> None:
         self.usage = Usage()
+        self.calls = 0
         self.cost = 0.0
         self.cost_known = True
 
     def add(self, usage: Usage, cost: float | None) -> None:
         """Add one LM call."""
+        self.calls += 1
         self.usage = self.usage + usage
         if cost is None:
             self.cost_known = False
@@ -33,7 +35,7 @@ class UsageAccumulator:
 
     def total_cost(self) -> float | None:
         """The summed cost, or None if a call reported none (or there were no calls)."""
-        return self.cost if self.cost_known and self.usage != Usage() else None
+        return self.cost if self.cost_known and self.calls else None
 
 
 _active: ContextVar[tuple[UsageAccumulator, ...]] = ContextVar("lmvisor_usage", default=())

@@ -40,7 +40,8 @@ class BestOfN(Module):
         n: attempts at most.
         reward_fn: `(inputs, prediction) -> float`, sync or async.
         threshold: a reward that ends the search.
-        fail_count: failures tolerated before raising (default n).
+        fail_count: the number of failed attempts at which the last error is raised
+            (default n).
 
     Raises:
         ValueError: n < 1 or fail_count < 1.
@@ -100,9 +101,14 @@ class BestOfN(Module):
         params = {**current_settings().lm_params, "temperature": 1.0}
         with context(lm_params=params):
             pred = await self.module(**inputs)
-        reward = self.reward_fn(dict(inputs), pred)
-        if inspect.isawaitable(reward):
-            reward = await reward
+        # Refine's hint is for the sampled module only, never for an LM judge in reward_fn.
+        token = hint_var.set(None)
+        try:
+            reward = self.reward_fn(dict(inputs), pred)
+            if inspect.isawaitable(reward):
+                reward = await reward
+        finally:
+            hint_var.reset(token)
         return pred, float(reward)
 
     async def _after_miss(self, inputs: dict[str, Any], pred: Prediction, reward: float) -> None:

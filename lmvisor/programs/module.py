@@ -306,8 +306,9 @@ def _children(value: Any, name: str) -> Iterator[tuple[str, Any]]:
 
 
 def _walk(module: Module, prefix: str, seen: set[int]) -> Iterator[tuple[str, Parameter]]:
+    # Private attributes count too, as in DSPy: `self._gen = Predict(...)` is saved and loaded.
     for attr, value in module.__dict__.items():
-        if attr.startswith("_") or attr == "callbacks":
+        if attr == "callbacks":
             continue
         for name, item in _children(value, prefix + attr):
             if id(item) in seen:
@@ -322,8 +323,6 @@ def _walk(module: Module, prefix: str, seen: set[int]) -> Iterator[tuple[str, Pa
 
 def _walk_modules(module: Module, prefix: str, seen: set[int]) -> Iterator[tuple[str, Module]]:
     for attr, value in module.__dict__.items():
-        if attr.startswith("_"):
-            continue
         for name, item in _children(value, prefix + attr):
             if isinstance(item, Module) and id(item) not in seen:
                 seen.add(id(item))

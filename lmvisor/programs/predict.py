@@ -2,7 +2,8 @@
 
 The request a Predict sends is `LMRequest(model=lm.model, messages=<adapter's messages>,
 params={**settings.lm_params, **predict.config, **call config, **adapter params})`,
-where `lm` is the call's `lm=`, else `predict.lm`, else the settings' LM.
+where `lm` is the call's `lm=`, else `predict.lm`, else the settings' LM. As in DSPy, a
+request for `n > 1` completions at a temperature unset or <= 0.15 is sent at 0.7.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = ["Predict"]
 
 _DEFAULT_ADAPTER = ChatAdapter()
 _HINT_FIELD = "hint_"
+_SAMPLING_TEMPERATURE = 0.7
 
 
 class Predict(Module, Parameter):
@@ -99,6 +101,8 @@ class Predict(Module, Parameter):
             signature = _with_hint(signature)
             kwargs[_HINT_FIELD] = hint
         params = {**settings.lm_params, **self.config, **config}
+        if _needs_sampling_temperature(params):
+            params["temperature"] = _SAMPLING_TEMPERATURE
         adapter = self.adapter or settings.adapter or _DEFAULT_ADAPTER
         hooks = active_callbacks(self.callbacks)
         invoke = _Invoker(lm, hooks, settings.history)
@@ -179,6 +183,14 @@ def _check_inputs(signature: type[Signature], inputs: Mapping[str, Any]) -> None
     for name, field in signature._inputs.items():
         if name not in inputs and not is_optional(field.annotation):
             raise ValueError(f"missing input {name!r} for signature {signature.signature!r}")
+
+
+def _needs_sampling_temperature(params: Mapping[str, Any]) -> bool:
+    # n completions at (near-)zero temperature would all be the same one, so DSPy raises it.
+    n, temperature = params.get("n"), params.get("temperature")
+    if not isinstance(n, int) or n <= 1:
+        return False
+    return temperature is None or (isinstance(temperature, int | float) and temperature <= 0.15)
 
 
 def _plain_demos(demos: Sequence[Example | Mapping[str, Any]]) -> list[Mapping[str, Any]]:

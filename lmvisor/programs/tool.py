@@ -42,18 +42,19 @@ class Tool:
         self.func = func
         self.name: str = name or str(getattr(func, "__name__", type(func).__name__))
         self.desc: str = desc if desc is not None else inspect.getdoc(func) or ""
-        self._model = _args_model(func, self.name)
-        schema = self._model.model_json_schema()
-        self.args: dict[str, Any] = (
-            dict(args) if args is not None else dict(schema.get("properties", {}))
+        specs = _arg_specs(func)
+        self._model = _args_model(specs, self.name)
+        self.args: dict[str, Any] = dict(args) if args is not None else _arg_schemas(specs)
+        self.required: list[str] = (
+            [n for n, (_, default) in specs.items() if default is ...] if args is None else []
         )
-        self.required: list[str] = list(schema.get("required", [])) if args is None else []
 
     def __repr__(self) -> str:
         return f"Tool(name={self.name!r}, args={sorted(self.args)})"
 
     def __str__(self) -> str:
         desc = f", whose description is <desc>{self.desc}</desc>." if self.desc else "."
+        desc = desc.replace("\n", "  ")  # DSPy keeps each tool on one line of the prompt
         return f"{self.name}{desc} It takes arguments {self.args}."
 
     @property
@@ -99,20 +100,54 @@ class Tool:
     acall = __call__
 
 
-def _args_model(func: Callable[..., Any], name: str) -> Any:
-    import pydantic
-
+def _arg_specs(func: Callable[..., Any]) -> dict[str, tuple[Any, Any]]:
+    """Each named parameter's (annotation, default), `...` marking a required one."""
     target = func if inspect.isfunction(func) or inspect.ismethod(func) else type(func).__call__
     try:
         hints = typing.get_type_hints(target)
     except Exception:
         hints = {}
-    fields: dict[str, Any] = {}
+    specs: dict[str, tuple[Any, Any]] = {}
     for param in inspect.signature(func).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
-        annotation = hints.get(param.name, Any)
         default = ... if param.default is param.empty else param.default
-        fields[param.name] = (annotation, default)
+        specs[param.name] = (hints.get(param.name, Any), default)
+    return specs
+
+
+def _args_model(specs: Mapping[str, tuple[Any, Any]], name: str) -> Any:
+    import pydantic
+
     config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
-    return pydantic.create_model(f"{name}_args", __config__=config, **fields)
+    return pydantic.create_model(f"{name}_args", __config__=config, **specs)  # type: ignore[call-overload]
+
+
+def _arg_schemas(specs: Mapping[str, tuple[Any, Any]]) -> dict[str, Any]:
+    """DSPy's `args`: each argument's own JSON schema, references inlined, plus its default."""
+    import pydantic
+
+    schemas: dict[str, Any] = {}
+    for name, (annotation, default) in specs.items():
+        try:
+            schema = pydantic.TypeAdapter(annotation).json_schema()
+        except Exception:  # an arbitrary class: validated by isinstance, no schema to show
+            schema = {}
+        schema = _inline_refs(schema, schema.pop("$defs", {}), ())
+        if default is not ...:
+            schema["default"] = default
+        schemas[name] = schema
+    return schemas
+
+
+def _inline_refs(node: Any, defs: Mapping[str, Any], stack: tuple[str, ...]) -> Any:
+    if isinstance(node, list):
+        return [_inline_refs(item, defs, stack) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        key = ref.rsplit("/", 1)[-1]
+        if key in defs and key not in stack:  # a recursive model keeps its inner $ref
+            return _inline_refs(defs[key], defs, (*stack, key))
+    return {k: _inline_refs(v, defs, stack) for k, v in node.items()}

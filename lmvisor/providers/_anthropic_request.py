@@ -97,12 +97,16 @@ def _assistant(message: Mapping[str, Any], where: str) -> dict[str, Any]:
     content = message.get("content")
     if not calls:
         return {"role": "assistant", "content": _blocks(content or "", where)}
+    if not isinstance(calls, list):
+        raise ValueError(f"{where}.tool_calls must be a list")
     blocks: list[dict[str, Any]] = []
     text = _text_of(content, where)
     if text:
         blocks.append({"type": "text", "text": text})
     for j, call in enumerate(calls):
-        function = call.get("function", {})
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if not isinstance(function, Mapping):
+            raise ValueError(f"{where}.tool_calls[{j}].function must be an object")
         arguments = function.get("arguments") or "{}"
         if isinstance(arguments, str):
             try:

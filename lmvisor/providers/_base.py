@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -245,7 +245,7 @@ class ProviderBase(ABC):
         finally:
             self._in_flight -= 1
 
-    async def stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]:
+    async def stream(self, request: LMRequest) -> AsyncGenerator[LMStreamItem, None]:
         """Send `request` streaming: yield `LMDelta`s as text arrives, then one `LMDone`.
 
         `LMDone.response` holds the whole text, finish reason, tool calls and

@@ -276,18 +276,19 @@ class _AnthropicStream(StreamState):
             raise shape_error(provider.name, self._model, "event", "expected a JSON object")
         kind = data.get("type", event.event)
         if kind == "content_block_delta":
-            return self._delta(data)
+            return self._delta(self._object(data, "delta", kind), _int(data.get("index")))
         if kind == "message_start":
-            message = data.get("message") or {}
+            message = self._object(data, "message", kind)
             self._reported = str(message.get("model") or "")
-            self._usage.update(message.get("usage") or {})
+            self._usage.update(self._object(message, "usage", "message_start.message"))
         elif kind == "content_block_start":
-            block = data.get("content_block") or {}
+            block = self._object(data, "content_block", kind)
             if block.get("type") == "tool_use":
                 self._tools[_int(data.get("index"))] = {"block": block, "args": []}
         elif kind == "message_delta":
-            self._stop = (data.get("delta") or {}).get("stop_reason") or self._stop
-            self._usage.update({k: v for k, v in (data.get("usage") or {}).items() if v})
+            self._stop = self._object(data, "delta", kind).get("stop_reason") or self._stop
+            usage = self._object(data, "usage", kind)
+            self._usage.update({k: v for k, v in usage.items() if v})
         elif kind == "message_stop":
             self.finished = True
         elif kind == "error":
@@ -296,8 +297,16 @@ class _AnthropicStream(StreamState):
             )
         return []
 
-    def _delta(self, data: Mapping[str, Any]) -> list[LMDelta]:
-        delta = data.get("delta") or {}
+    def _object(self, data: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any]:
+        """`data[name]` when an object, {} when absent or null; else `ResponseFormatError`."""
+        value = data.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise shape_error(self._provider.name, self._model, f"{where}.{name}", "not an object")
+        return value
+
+    def _delta(self, delta: Mapping[str, Any], index: int) -> list[LMDelta]:
         kind = delta.get("type")
         if kind == "text_delta":
             text = str(delta.get("text", ""))
@@ -305,7 +314,7 @@ class _AnthropicStream(StreamState):
                 self._texts.append(text)
                 return [LMDelta(text=text, index=0)]
         elif kind == "input_json_delta":
-            slot = self._tools.get(_int(data.get("index")))
+            slot = self._tools.get(index)
             if slot is not None:
                 slot["args"].append(str(delta.get("partial_json", "")))
         return []

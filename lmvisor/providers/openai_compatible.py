@@ -6,8 +6,10 @@ it); a stream asks for usage only when `stream_usage=True` or the request's
 params carry `stream_options`, since some servers reject the option; a stream
 that ends without `data: [DONE]` is accepted once every choice has a finish
 reason; no API key is needed; and an unknown model's 404 is a `ModelNotFound`
-naming the model. Models have no built-in price (cost None) unless `prices`
-gives one.
+naming the model. Prices come from `prices`, then the built-in table by model
+name, as for every provider: a local model ("llama3") has no cost (None)
+unless `prices` gives one, while one named like a vendor's ("gpt-4o-mini") is
+priced as that vendor's.
 """
 
 from __future__ import annotations

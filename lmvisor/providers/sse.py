@@ -1,9 +1,9 @@
 """Server-sent events: turn a byte stream into `SSEEvent`s, per the WHATWG rules.
 
 Chunks may split lines (and a `\\r\\n` pair) anywhere; lines end in `\\n`,
-`\\r\\n` or `\\r`; `:` lines are comments; an event is dispatched at a blank
-line when it has data; an unterminated event at the end of the stream is
-dropped, as the specification says.
+`\\r\\n` or `\\r`; one leading byte order mark is skipped; `:` lines are
+comments; an event is dispatched at a blank line when it has data; an
+unterminated event at the end of the stream is dropped, as the specification says.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import final
 
 __all__ = ["SSEDecoder", "SSEEvent", "iter_sse"]
+
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +31,10 @@ class SSEEvent:
 class SSEDecoder:
     """Incremental decoder: `feed(chunk)` returns the events that chunk completed."""
 
-    __slots__ = ("_buffer", "_data", "_event", "_last_id", "_retry")
+    __slots__ = ("_buffer", "_data", "_event", "_last_id", "_retry", "_started")
 
     def __init__(self) -> None:
+        self._started = False  # past the point where a leading BOM could be
         self._buffer = b""
         self._data: list[str] = []
         self._event = ""
@@ -41,6 +44,13 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Decode `chunk` (any split) and return the events it completed, in order."""
         buffer = self._buffer + chunk if self._buffer else chunk
+        if not self._started:
+            if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
+                self._buffer = buffer  # maybe a BOM split across chunks: wait for more
+                return []
+            self._started = True
+            if buffer.startswith(_BOM):
+                buffer = buffer[len(_BOM) :]
         lines = buffer.splitlines(keepends=True)
         # The last piece is incomplete unless terminated; a trailing "\r" may be half
         # of a "\r\n" split across chunks, so it waits for the next chunk too.

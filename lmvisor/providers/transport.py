@@ -143,8 +143,9 @@ class Transport(Protocol):
     ) -> AbstractAsyncContextManager[SSEResponse]:
         """POST `body` and hold the answer open for streaming; leaving the block frees it.
 
-        `timeout` bounds connecting and each wait for the next bytes, not the whole
-        stream. Raises as `post_json` does, while opening and while reading.
+        `timeout` bounds getting a connection (a free one from the pool, or a new
+        one) and each wait for the next bytes, not the whole stream. Raises as
+        `post_json` does, while opening and while reading.
         """
         ...
 
@@ -329,7 +330,8 @@ class AiohttpTransport:
     def _stream_timeout(self, seconds: float) -> aiohttp.ClientTimeout:
         timeout = self._stream_timeouts.get(seconds)
         if timeout is None:
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
+            # `connect` (not `sock_connect`) also bounds the wait for a pooled connection.
+            timeout = aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
             self._stream_timeouts[seconds] = timeout
         return timeout
 
@@ -403,7 +405,7 @@ class AiohttpTransport:
 
 
 _HTTPX_ERRORS = _ErrorMap(
-    timeouts=(httpx.TimeoutException,),
+    timeouts=(httpx.TimeoutException, TimeoutError),
     body=(httpx.DecodingError,),
     body_error=ResponseFormatError,
     body_detail="undecodable body",
@@ -423,10 +425,10 @@ class HttpxTransport:
         max_keepalive_connections: idle connections a created client keeps.
         keepalive_timeout: seconds an idle connection of a created client is kept.
 
-    httpx applies `timeout` to each phase (connect, write, each read, pool wait)
-    rather than to the whole answer. httpx's own pool slows sharply under high
-    concurrency (encode/httpx#3215); prefer `AiohttpTransport` unless the
-    client's features are needed.
+    httpx applies `timeout` to each phase (connect, write, each read, pool wait);
+    `post_json` also bounds the whole answer by it, a stream only each phase.
+    httpx's own pool slows sharply under high concurrency (encode/httpx#3215);
+    prefer `AiohttpTransport` unless the client's features are needed.
     """
 
     __slots__ = (
@@ -490,7 +492,9 @@ class HttpxTransport:
         """See `Transport.post_json`."""
         client = self._get_client()
         with self._traffic.sending(), _map_errors(_HTTPX_ERRORS, provider, model, timeout):
-            resp = await client.post(url, content=body, headers=headers, timeout=timeout)
+            # httpx times each phase apart; this bounds the whole answer, as promised.
+            async with asyncio.timeout(timeout):
+                resp = await client.post(url, content=body, headers=headers, timeout=timeout)
             return TransportResponse(resp.status_code, resp.headers, resp.content)
 
     @asynccontextmanager

@@ -56,7 +56,6 @@ class _Process(Mailbox):
         "last",
         "linked_exit",
         "links",
-        "loop",
         "max_in_flight",
         "names",
         "notified",
@@ -79,7 +78,6 @@ class _Process(Mailbox):
         self.runtime = runtime
         self.actor = actor
         self.pid = pid
-        self.loop = loop
         self.handlers = type(actor)._handlers
         Mailbox.__init__(
             self, self, capacity=actor.mailbox_capacity, policy=actor.mailbox_policy, loop=loop
@@ -124,13 +122,13 @@ class _Process(Mailbox):
         if type(actor).started is Actor.started:
             self.status = ActorStatus.RUNNING
         else:
-            self.ready = self.loop.create_future()
+            self.ready = self._loop.create_future()
         runtime = self.runtime
         context = runtime._context.copy()
         # Log lines from the actor and the tasks it owns name it (`actor=`); the
         # process itself is stored, so the name is only formatted when a line is written.
         context.run(set_log_actor, self)
-        task = self.loop.create_task(self._run(), context=context)
+        task = self._loop.create_task(self._run(), context=context)
         task.add_done_callback(self._on_done, context=runtime._context)
         self.task = task
 
@@ -147,7 +145,7 @@ class _Process(Mailbox):
         queue = mailbox._queue
         handlers = self.handlers
         actor = self.actor
-        loop = self.loop
+        loop = self._loop
         budget = _FAIR_BUDGET
         try:
             while self.stop_reason is None:
@@ -234,7 +232,11 @@ class _Process(Mailbox):
 
     def _start_failed(self, exc: BaseException) -> None:
         self.detach()  # the starter handles the failure, not the exit path
-        self.die(exc)
+        if isinstance(exc, Exception):
+            self.die(exc)
+        else:
+            # cancelled: by `request_stop` (exit with its reason) or by a kill
+            self.die(self.stop_reason if self.stop_reason is not None else "killed")
         if self.ready is not None and not self.ready.done():
             if not isinstance(exc, Exception):
                 exc = ActorExited(actor=self.name, reason="stopped while starting")
@@ -258,19 +260,25 @@ class _Process(Mailbox):
     ) -> None:
         if self.deferred is None:
             self.deferred = {}
-        while len(self.deferred) >= self.max_in_flight and self.stop_reason is None:
-            self._slot_waiter = self.loop.create_future()
-            try:
-                await self._slot_waiter
-            finally:
-                self._slot_waiter = None
+        try:
+            while len(self.deferred) >= self.max_in_flight and self.stop_reason is None:
+                self._slot_waiter = self._loop.create_future()
+                try:
+                    await self._slot_waiter
+                finally:
+                    self._slot_waiter = None
+        except BaseException:
+            # killed while waiting for a slot: this caller is in no queue `die` can reach
+            deferred.coro.close()
+            self.last = (None, fut, None)
+            raise
         if self.stop_reason is not None:
             deferred.coro.close()
             if fut is not None and not fut.done():
                 fut.set_exception(ActorExited(actor=self.name, reason=self.stop_reason))
             return
         coro = deferred.coro if fut is None else _replying(deferred.coro, fut)
-        task = self.loop.create_task(coro)
+        task = self._loop.create_task(coro)
         self.deferred[task] = fut
         task.add_done_callback(self._deferred_done)
 
@@ -287,7 +295,7 @@ class _Process(Mailbox):
         if self.status is ActorStatus.DEAD:
             coro.close()
             raise ActorExited(actor=self.name, reason=self.exit_reason)
-        task = self.loop.create_task(coro)
+        task = self._loop.create_task(coro)
         if on_error is None:
             if self.deferred is None:
                 self.deferred = {}
@@ -375,7 +383,7 @@ class _Process(Mailbox):
 
     def exit_future(self) -> asyncio.Future[None]:
         """A future resolved once the exit has been fully handled (links, parent, names)."""
-        fut: asyncio.Future[None] = self.loop.create_future()
+        fut: asyncio.Future[None] = self._loop.create_future()
         if self.notified:
             fut.set_result(None)
         else:

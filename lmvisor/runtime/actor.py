@@ -350,13 +350,28 @@ class ActorRef:
             raise proc.rejection(msg)
         if proc.task is asyncio.current_task():
             raise RuntimeError(f"{proc.name} called itself with {type(msg).__qualname__}")
-        loop = proc.loop
+        loop = proc._loop
         fut: asyncio.Future[R] = loop.create_future()
         item = (msg, fut, _correlation_var.get())
         if len(proc._queue) < proc._capacity or proc.policy_fails_fast:
             proc.put_nowait(item)
-        else:
+        elif timeout is None:
             await proc.put(item)
+        else:
+            # the wait for room counts against the timeout, so the caller never waits past it
+            deadline = loop.time() + timeout
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await proc.put(item)
+            except TimeoutError:
+                raise CallTimeout(
+                    actor=proc.name, message_type=type(msg).__qualname__, timeout=timeout
+                ) from None
+            timer = loop.call_at(deadline, _expire, fut, proc, msg, timeout)
+            try:
+                return await fut
+            finally:
+                timer.cancel()
         if timeout is None:
             return await fut
         timer = loop.call_later(timeout, _expire, fut, proc, msg, timeout)

@@ -89,8 +89,11 @@ def _valid_type(value: object) -> None:
 
 
 def _valid_name(value: object) -> None:
-    if not isinstance(value, Hashable):
-        raise ValueError(f"ChildSpec.name must be hashable, got {value!r}")
+    # hash() rather than isinstance(Hashable): a tuple holding a list passes the latter
+    try:
+        hash(value)
+    except TypeError:
+        raise ValueError(f"ChildSpec.name must be hashable, got {value!r}") from None
 
 
 def _valid_significant(value: object, restart: object) -> None:
@@ -204,7 +207,8 @@ def add_restart(times: deque[float], now: float, max_restarts: int, max_seconds:
     is updated in place (older entries dropped, `now` appended), in amortised
     O(1) so a busy supervisor does not slow down as restarts accumulate.
     """
-    while times and now - times[0] >= max_seconds:
+    # OTP keeps a restart made exactly `max_seconds` ago (Now - Then =< Period)
+    while times and now - times[0] > max_seconds:
         times.popleft()
     times.append(now)
     return len(times) <= max_restarts

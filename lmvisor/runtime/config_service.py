@@ -3,15 +3,17 @@
 - `GetConfig(path)` returns the setting at a dotted path ("" for the whole tree).
 - `UpdateConfig(path, value)` validates a new tree against the schema; if the
   value is refused the caller gets the `ConfigError`, the old value stays and
-  nobody is notified. On success it returns the new tree and casts
+  nobody is notified. On success it returns the new tree, records a
+  `config.changed` event (the path only) in the runtime's events and casts
   `ConfigChanged` to every subscriber whose prefix covers the path (or lies
   under it: replacing `providers` concerns a `providers.openai` subscriber).
 - `SubscribeConfig(subscriber, prefix)` lists the subscriber under the
   registry duplicate key `("lmvisor.config", prefix)`, so a subscriber that
   dies drops out by itself. Each subscriber gets at most one notice per update.
 
-The current tree lives in a holder shared by the actor's incarnations, so a
-restarted service resumes with the latest accepted configuration.
+The current tree and the subscribed prefixes live in a holder shared by the
+actor's incarnations, so a restarted service resumes with the latest accepted
+configuration and keeps notifying the same subscribers.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.actor import Actor, ActorRef, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.errors import ActorExited, MailboxFull
+from lmvisor.runtime.events import CONFIG_CHANGED
 from lmvisor.runtime.messages import Call, Cast
 from lmvisor.runtime.registry import Via
 
@@ -98,12 +101,17 @@ class ConfigChanged(Cast):
 
 @final
 class ConfigHolder:
-    """The current tree, shared by the service's incarnations (and readable without a call)."""
+    """The current tree, shared by the service's incarnations (and readable without a call).
 
-    __slots__ = ("config",)
+    `prefixes` records every prefix ever subscribed to; the registry says who
+    is still listening under each.
+    """
+
+    __slots__ = ("config", "prefixes")
 
     def __init__(self, config: LmvisorConfig) -> None:
         self.config = config
+        self.prefixes: set[str] = set()
 
     def __repr__(self) -> str:
         return f"ConfigHolder(at {id(self.config):#x})"
@@ -131,7 +139,6 @@ class ConfigService(Actor):
 
     def __init__(self, holder: ConfigHolder) -> None:
         self._holder = holder
-        self._prefixes: set[str] = set()
         self.dropped_notices = 0
 
     @property
@@ -158,6 +165,8 @@ class ConfigService(Actor):
         except ConfigError as exc:
             return ErrorReply(exc)
         self._holder.config = new_tree
+        # The event names the path only: values may be secrets.
+        self.runtime.events.emit(CONFIG_CHANGED, {"path": msg.path})
         self._notify(ConfigChanged(path=msg.path, old=old, new=new, config=new_tree))
         return new_tree
 
@@ -169,7 +178,7 @@ class ConfigService(Actor):
             )
         except (ActorExited, ValueError) as exc:
             return ErrorReply(exc)
-        self._prefixes.add(msg.prefix)
+        self._holder.prefixes.add(msg.prefix)
         return None
 
     @handler
@@ -181,7 +190,7 @@ class ConfigService(Actor):
     def _notify(self, change: ConfigChanged) -> None:
         registry = self.runtime.registry
         sent: set[ActorRef] = set()
-        for prefix in sorted(self._prefixes):
+        for prefix in sorted(self._holder.prefixes):
             if not covers(prefix, change.path):
                 continue
             for ref in registry.lookup_all(config_subscription_key(prefix)):
@@ -196,7 +205,7 @@ class ConfigService(Actor):
 
     def format_status(self) -> object:
         # The tree holds secrets; crash reports show only what is subscribed.
-        return {"prefixes": sorted(self._prefixes)}
+        return {"prefixes": sorted(self._holder.prefixes)}
 
 
 def _present(config: LmvisorConfig, path: str) -> bool:

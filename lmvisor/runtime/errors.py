@@ -23,9 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lmvisor.runtime.correlation import current_correlation_id
+
+if TYPE_CHECKING:
+    from lmvisor.runtime.logging import Redactor
 
 __all__ = [
     "ActorError",
@@ -66,12 +70,18 @@ class LmvisorError(Exception):
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view for events and HTTP error bodies."""
+        """A JSON-ready view for events and HTTP error bodies, secrets redacted.
+
+        Context values under secret-named keys, and credential-looking text in
+        the message or any context value, become `[REDACTED]` as in log lines.
+        """
+        redactor = _redactor()
+        context = {k: _jsonable(v) for k, v in self.context.items()}
         return {
             "type": type(self).__name__,
             "code": self.code,
-            "message": self.message,
-            "context": {k: _jsonable(v) for k, v in self.context.items()},
+            "message": redactor.redact(self.message, cut=False),
+            "context": redactor.redact(context, cut=False),
             "correlation_id": self.correlation_id,
             "retryable": self.retryable,
         }
@@ -81,6 +91,14 @@ class LmvisorError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, code={self.code!r})"
+
+
+@cache
+def _redactor() -> Redactor:
+    # Imported on first use: errors stay importable without structlog and pydantic.
+    from lmvisor.runtime.logging import Redactor
+
+    return Redactor()
 
 
 def _jsonable(value: Any) -> Any:

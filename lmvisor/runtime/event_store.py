@@ -58,8 +58,8 @@ class EventStore:
 
     Lifecycle: `await open()` (reloads the newest events from the sink into
     the ring), run `await pump()` in a task the owner cancels at shutdown,
-    then `await close()` (flushes). Without a sink, open/pump/close do nothing
-    but wait.
+    then `await close()` (flushes). Without a sink, open and close do nothing
+    and pump only waits to be cancelled.
     """
 
     __slots__ = (
@@ -290,7 +290,6 @@ class EventStoreActor(Actor):
 
     def __init__(self, store: EventStore) -> None:
         self._store = store
-        self._patterns: set[str] = set()
         self._remove: Callable[[], None] | None = None
         self.dropped_notices = 0
 
@@ -323,7 +322,6 @@ class EventStoreActor(Actor):
         try:
             for pattern in msg.types:
                 registry.register_duplicate(event_subscription_key(pattern), msg.subscriber)
-                self._patterns.add(pattern)
         except (ActorExited, ValueError) as exc:
             return ErrorReply(exc)
         return None
@@ -340,13 +338,11 @@ class EventStoreActor(Actor):
         await self._store.close()
 
     def _fan_out(self, event: Event) -> None:
-        if not self._patterns:
-            return
+        # The registry is the only record of subscriptions: it outlives this
+        # incarnation, so a restarted store keeps notifying the same actors.
         registry = self.runtime.registry
         sent: set[ActorRef] = set()
         for pattern in _patterns_for(event.type):
-            if pattern not in self._patterns:
-                continue
             for ref in registry.lookup_all(event_subscription_key(pattern)):
                 if ref in sent:
                     continue
@@ -358,7 +354,7 @@ class EventStoreActor(Actor):
                     self.dropped_notices += 1
 
     def format_status(self) -> object:
-        return {"store": repr(self._store), "patterns": sorted(self._patterns)}
+        return {"store": repr(self._store)}
 
 
 def event_store_spec(

@@ -4,15 +4,20 @@
 `LogRoute` (a contextvar that `Runtime.open` sets for its actors and for the
 block it opens) and writes through that runtime's chain: its redaction, its
 stream, its level, its captures. Outside any runtime the call goes to
-structlog's global logger, which only the daemon configures. Library code
+structlog's global logger once the daemon has configured it, and before that
+through lmvisor's console chain (still redacted) rather than structlog's
+unredacted default. Library code
 never configures logging itself.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from functools import cache
 from typing import Any, Protocol, final
 
 import structlog
@@ -79,9 +84,11 @@ class RoutedLogger:
 
     def _target(self) -> Any:
         route = _route.get()
-        if route is None:
+        if route is not None:
+            return route.get_logger(self.name)
+        if structlog.is_configured():
             return structlog.get_logger(self.name)
-        return route.get_logger(self.name)
+        return _unconfigured_logger(self.name)
 
     def debug(self, event: str, **kw: Any) -> None:
         self._target().debug(event, **kw)
@@ -103,6 +110,32 @@ class RoutedLogger:
 
     def __repr__(self) -> str:
         return f"RoutedLogger({self.name!r})"
+
+
+class _Stderr:
+    """Whatever `sys.stderr` is at write time (tests and apps swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@cache
+def _unconfigured_logger(name: str) -> Any:
+    # structlog's own default chain has no redaction: outside a runtime and
+    # before the daemon configures the process, lines still pass lmvisor's
+    # chain (secrets out), rendered for the console on stderr, info and above,
+    # so a script's own stdout stays its own.
+    from lmvisor.runtime.logging import build_processors
+
+    return structlog.wrap_logger(
+        structlog.PrintLogger(_Stderr()),  # type: ignore[arg-type]
+        processors=build_processors(mode="console"),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        context_class=dict,
+    ).bind(logger=name)
 
 
 def get_logger(name: str) -> RoutedLogger:

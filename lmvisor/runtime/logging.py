@@ -71,6 +71,20 @@ DEFAULT_SECRET_KEYS: Final = (
 """Key fragments marking a secret value. `token` matches whole words only, so
 `access_token` is secret but `max_tokens` is not."""
 
+# A secret-named key and its separator, in any text: `api_key=v`, `"password": "v"`,
+# `x-api-key: v`, `Authorization: Token v`, a repr's `api_key='v'`. Token counts
+# (`max_tokens: 5`) are not keys: `token` must end the name. The match starts at
+# the secret word (text before it is left alone) and the name's tail is bounded,
+# so scanning stays linear in the text.
+_SECRET_NAME: Final = (
+    r"(?:api[_-]?key|authorization|password|passwd|secret|credential|private[_-]?key"
+    r"|access[_-]?key|cookie)[\w-]{0,40}|token"
+)
+_KEY_VALUE: Final = (
+    rf"(?i:(?P<keep>(?:{_SECRET_NAME})[\"']?[ \t]*[:=][ \t]*[\"']?(?:(?:bearer|basic|token) +)?)"
+    r"[^\s&\"',;})\]]+)"
+)
+
 DEFAULT_SECRET_PATTERNS: Final = (
     r"\bsk-[A-Za-z0-9][A-Za-z0-9_\-]{7,}",
     r"(?i:\bbearer\s+)[A-Za-z0-9._~+/\-]+=*",
@@ -79,9 +93,10 @@ DEFAULT_SECRET_PATTERNS: Final = (
     r"\bgh[pousr]_[A-Za-z0-9]{20,}",
     r"\bxox[abpr]-[A-Za-z0-9\-]{10,}",
     r"\bAIza[0-9A-Za-z_\-]{35}",
-    r"(?i:(?<=api_key=)|(?<=token=)|(?<=password=)|(?<=secret=))[^\s&\"',;]+",
+    _KEY_VALUE,
 )
-"""Regexes for credential-looking text inside any string value."""
+"""Regexes for credential-looking text inside any string value. Text a match
+captures in a group named `keep` stays (the `api_key=` before a value)."""
 
 _UNTRUNCATED: Final = frozenset({"exception", "stack"})
 _MAX_DEPTH: Final = 8
@@ -201,6 +216,9 @@ class Redactor:
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple | set | frozenset):
+            if len(value) == 2 and isinstance(value, list | tuple) and self.is_secret_key(value[0]):
+                # A (name, value) pair, as in a raw header list.
+                return [value[0], REDACTED]
             return [self.redact(item, cut=cut, depth=depth + 1) for item in value]
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else repr(value)
         cleaned = self._text(text, cut)
@@ -208,10 +226,14 @@ class Redactor:
 
     def _text(self, text: str, cut: bool) -> str:
         if self._pattern.search(text):
-            text = self._pattern.sub(REDACTED, text)
+            text = self._pattern.sub(_replace, text)
         if cut and len(text) > self.max_length:
             return f"{text[: self.max_length]}...[{len(text) - self.max_length} more chars]"
         return text
+
+
+def _replace(match: re.Match[str]) -> str:
+    return (match.groupdict().get("keep") or "") + REDACTED
 
 
 class _Captured(Exception):

@@ -25,7 +25,7 @@ Contract (OTP's supervisor.erl, with Akka's restart backoff):
 
 Client functions (`start_child`, `terminate_child`, `restart_child`,
 `delete_child`, `which_children`, `count_children`) are thin calls; misuse
-(unknown id, duplicate id, child running) raises `ValueError` at the caller.
+(unknown id, duplicate id, child running or restarting) raises `ValueError` at the caller.
 """
 
 from __future__ import annotations
@@ -354,7 +354,7 @@ class _SupervisorCore(Actor):
             max_restarts=self._max_restarts,
             max_seconds=self._max_seconds,
             total_restarts=self._total_restarts,
-            recent_restarts=sum(1 for t in self._restart_times if now - t < self._max_seconds),
+            recent_restarts=sum(1 for t in self._restart_times if now - t <= self._max_seconds),
             children=self._child_statistics(),
         )
 
@@ -461,6 +461,14 @@ class Supervisor(_SupervisorCore):
     def _missing(self, key: object) -> ErrorReply:
         return ErrorReply(ValueError(f"{self._process.name} has no child {key!r}"))
 
+    def _busy(self, child: _Child) -> ErrorReply | None:
+        """OTP's ``{error, running}`` / ``{error, restarting}`` for restart and delete."""
+        if child.proc is not None:
+            return ErrorReply(ValueError(f"child {child.spec.id!r} is running"))
+        if child.status == "restarting":
+            return ErrorReply(ValueError(f"child {child.spec.id!r} is restarting"))
+        return None
+
     # --- requests ---
 
     @handler
@@ -487,8 +495,8 @@ class Supervisor(_SupervisorCore):
         child = self._find(msg.id)
         if child is None:
             return self._missing(msg.id)
-        if child.proc is not None:
-            return ErrorReply(ValueError(f"child {msg.id!r} is running"))
+        if (busy := self._busy(child)) is not None:
+            return busy
         try:
             proc = await _start_process(self, child.spec)
         except StartError as err:
@@ -501,8 +509,8 @@ class Supervisor(_SupervisorCore):
         child = self._find(msg.id)
         if child is None:
             return self._missing(msg.id)
-        if child.proc is not None:
-            return ErrorReply(ValueError(f"child {msg.id!r} is running"))
+        if (busy := self._busy(child)) is not None:
+            return busy
         self._children.remove(child)
         return None
 
@@ -619,7 +627,7 @@ async def restart_child(sup: ActorRef, child_id: str) -> ActorRef:
     """Start a stopped child again from its spec; return the new ref.
 
     Raises:
-        ValueError: no such child, or it is running.
+        ValueError: no such child, or it is running or awaiting a (backoff) restart.
         StartError: it failed to start.
     """
     return await sup.call(RestartChild(child_id), None)
@@ -629,7 +637,7 @@ async def delete_child(sup: ActorRef, child_id: str) -> None:
     """Forget a stopped child's spec.
 
     Raises:
-        ValueError: no such child, or it is running.
+        ValueError: no such child, or it is running or awaiting a (backoff) restart.
     """
     await sup.call(DeleteChild(child_id), None)
 

@@ -121,15 +121,28 @@ async def map_tasks(
     results: list[Any] = [None] * len(pending)
     queue = iter(pending)
 
+    # Workers enrol themselves: a caller cancelled mid-start loses the reply that
+    # carries the task it just started, and that worker must still be cancelled.
+    enrolled: set[asyncio.Task[Any]] = set()
+    done = False
+
     async def worker() -> None:
+        if done:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        enrolled.add(task)
         for index, item in queue:
             results[index] = await fn(item)
 
-    workers = [await start_task(sup, worker) for _ in range(min(concurrency, len(pending)))]
+    workers: list[asyncio.Task[None]] = []
     try:
+        for _ in range(min(concurrency, len(pending))):
+            workers.append(await start_task(sup, worker))
         await _first_failure(workers)
     finally:
-        for task in workers:
+        done = True
+        for task in (*workers, *enrolled):
             task.cancel()
     return cast("list[U]", results)
 

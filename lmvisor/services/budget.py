@@ -1,7 +1,8 @@
 """Cost caps per provider: refuse a request before sending once the period's budget is spent.
 
-Fixed windows on the runtime's clock: the window opens at the first charge
-and resets `period` seconds later. Pure bookkeeping, no I/O, tested alone.
+Fixed windows on the runtime's clock: the first window opens when the budget
+is made; once `period` seconds have passed, the next use (check, charge or
+statistics) opens a fresh one. Pure bookkeeping, no I/O, tested alone.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ Prometheus families. If the actor dies, every caller in flight gets
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol, final
 
@@ -24,7 +25,6 @@ from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, L
 from lmvisor.providers.pricing import ModelPrice, price_for
 from lmvisor.runtime.actor import Actor, Deferred, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
-from lmvisor.runtime.clock import Clock, SystemClock
 from lmvisor.runtime.errors import LmvisorError
 from lmvisor.runtime.events import EventRing
 from lmvisor.runtime.messages import Call
@@ -57,7 +57,7 @@ class Provider(Protocol):
 
     async def complete(self, request: LMRequest) -> LMResponse: ...
 
-    def stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]: ...
+    def stream(self, request: LMRequest) -> AsyncGenerator[LMStreamItem, None]: ...
 
     async def aclose(self) -> None: ...
 
@@ -80,11 +80,14 @@ class Complete(Call[LMResponse]):
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OpenStream(Call[AsyncIterator[LMStreamItem]]):
+class OpenStream(Call[AsyncGenerator[LMStreamItem, None]]):
     """Admit a streaming request; the reply is an iterator the caller drains.
 
-    Admission (budget, breaker, limiters) happens in the actor; the bytes flow
-    in the caller's task, so a slow reader holds no actor slot.
+    The actor checks the budget before replying; the breaker and the
+    requests-per-minute limiter are met, and the bytes flow, in the caller's
+    task at its first `anext`, so a slow reader holds no actor slot and an
+    iterator never started holds no half-open trial. Closing the iterator
+    early closes the vendor stream (and its connection) at once.
     """
 
     request: LMRequest
@@ -118,9 +121,11 @@ class ProviderProtections:
     Attributes:
         breaker: trips after consecutive vendor failures.
         requests: requests per minute, or None.
-        tokens: tokens per minute (estimated before sending), or None.
+        tokens: tokens per minute (estimated before sending), or None: a limiter
+            with `token_limit` set, as `lm_services.build_protections` makes it.
         retry: attempts with backoff, honouring the vendor's Retry-After.
         budget: a cost cap per period, or None.
+        prices: per-model prices for the budget's estimate, tried before the built-in table.
     """
 
     breaker: CircuitBreaker
@@ -202,7 +207,6 @@ class LMProvider(Actor):
         max_in_flight: int = 64,
         events: EventRing | None = None,
         metrics: Metrics | None = None,
-        clock: Clock | None = None,
     ) -> None:
         super().__init__()
         self.vendor = vendor
@@ -213,9 +217,10 @@ class LMProvider(Actor):
         self._protections = protections
         self._events = events
         self._metrics = metrics
-        self._clock = clock if clock is not None else SystemClock()
         self._key = f"lm_provider:{vendor}"
         self._metrics_by_model: dict[str, _ModelMetrics] = {}
+        tpm = protections.tokens
+        self._tpm_cap = None if tpm is None else tpm.statistics().token_limit
         self._provider: Provider | None = None
         self._requests = 0
         self._failures = 0
@@ -229,12 +234,12 @@ class LMProvider(Actor):
         return self.defer(self._complete(msg.request))
 
     @handler
-    def open_stream(self, msg: OpenStream) -> AsyncIterator[LMStreamItem] | ErrorReply:
+    def open_stream(self, msg: OpenStream) -> AsyncGenerator[LMStreamItem, None] | ErrorReply:
         try:
-            self._admit(msg.request)
+            tokens = self._admit(msg.request)
         except LmvisorError as exc:
             return ErrorReply(exc)
-        return self._stream(msg.request)
+        return self._stream(msg.request, tokens)
 
     @handler
     def get_capabilities(self, msg: GetCapabilities) -> LMCapabilities:
@@ -302,23 +307,37 @@ class LMProvider(Actor):
         return response
 
     async def _send_once(self, client: Provider, request: LMRequest, tokens: int) -> LMResponse:
-        limiter = self._protections.tokens
-        if limiter is not None and limiter.reserve(tokens) > 0:
-            await limiter.acquire(tokens)
+        await self._take_tokens(tokens)
         return await client.complete(request)
 
-    async def _stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]:
+    async def _take_tokens(self, tokens: int) -> None:
+        """Wait for `tokens` in the tpm limiter (a request estimated above it takes it all)."""
+        limiter = self._protections.tokens
+        if limiter is None:
+            return
+        if self._tpm_cap is not None and tokens > self._tpm_cap:
+            tokens = int(self._tpm_cap)
+        if limiter.reserve(tokens) > 0:
+            await limiter.acquire(tokens)
+
+    async def _stream(self, request: LMRequest, tokens: int) -> AsyncGenerator[LMStreamItem, None]:
         p = self._protections
         trial = p.breaker.before_call()
-        if p.requests is not None and p.requests.reserve(1) > 0:
-            await p.requests.acquire(1)
-        self._requests += 1
         started = time.perf_counter()
         try:
-            async for item in self._client.stream(request):
-                if isinstance(item, LMDone):
-                    self._record(request, item.response, time.perf_counter() - started)
-                yield item
+            # Inside the try: a reader cancelled (or refused) while waiting for the limiters
+            # must hand a half-open trial back to the breaker.
+            if p.requests is not None and p.requests.reserve(1) > 0:
+                await p.requests.acquire(1)
+            await self._take_tokens(tokens)
+            self._requests += 1
+            # aclosing: a reader that stops early must close the vendor stream now, not
+            # whenever the abandoned generator is collected.
+            async with aclosing(self._client.stream(request)) as items:
+                async for item in items:
+                    if isinstance(item, LMDone):
+                        self._record(request, item.response, time.perf_counter() - started)
+                    yield item
         except BaseException as exc:
             p.breaker.on_failure(exc, trial)
             if isinstance(exc, Exception):

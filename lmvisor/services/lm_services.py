@@ -92,7 +92,15 @@ def build_protections(
     tokens = (
         None
         if config.tpm is None
-        else RateLimiter(f"lm_provider:{name}:tpm", limit=config.tpm, period=60.0, clock=clock)
+        # Weighted by each request's estimated tokens; its request count (tpm, and every
+        # request is estimated at >= 1 token) never binds first.
+        else RateLimiter(
+            f"lm_provider:{name}:tpm",
+            limit=config.tpm,
+            token_limit=config.tpm,
+            period=60.0,
+            clock=clock,
+        )
     )
     # No retry stage at all when none is wanted, so callers see the vendor's own error.
     retry = None

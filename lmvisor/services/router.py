@@ -7,7 +7,11 @@ found again) and tries the deployments in order. As in LiteLLM's Router:
 
 - a deployment that fails is skipped for the rest of this call and the next
   one is tried; errors that are the request's fault (a bad request, a
-  context window exceeded, a refused budget) are raised at once instead;
+  context window exceeded) are raised at once instead, since every
+  deployment would refuse them too;
+- a deployment whose vendor budget is spent is skipped like a failed one
+  (budgets are per vendor, so another vendor may still serve), without
+  counting towards its cooldown;
 - a deployment that fails more than `allowed_fails` times within a minute
   cools down for `cooldown` seconds and is skipped by every call meanwhile
   (unless it is the route's only deployment: there is nothing to fall back to);
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import aclosing
 from typing import final
 
 from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, LMStreamItem
@@ -49,8 +54,8 @@ def split_model(model: str) -> tuple[str, str]:
 
 
 def _is_callers_fault(exc: LmvisorError) -> bool:
-    """Errors that another deployment would repeat, or that the caller must resolve."""
-    return isinstance(exc, BadRequestError | BudgetExceeded)
+    """Errors that another deployment would repeat, so falling back cannot help."""
+    return isinstance(exc, BadRequestError)
 
 
 @final
@@ -133,7 +138,7 @@ class RouterLM:
         Raises:
             NoDeploymentAvailable: every deployment failed or is cooling down.
             LmvisorError: the single deployment's own error, or an error that is
-                the caller's fault (bad request, budget), raised at once.
+                the caller's fault (a bad request), raised at once.
         """
         errors: list[tuple[str, BaseException]] = []
         candidates = self._candidates(request)
@@ -146,7 +151,7 @@ class RouterLM:
             except LmvisorError as exc:
                 if _is_callers_fault(exc):
                     raise
-                self._failed(deployment, exc, errors, lone=len(candidates) == 1)
+                self._failed(deployment, exc, errors, lone=len(self._order(request)) == 1)
                 continue
             self._cooldowns.success(deployment)
             return response
@@ -163,23 +168,30 @@ class RouterLM:
         for deployment in candidates:
             target = self._addresses.get(deployment) or self._address(deployment)
             try:
-                items = aiter(
-                    await target.call(
-                        OpenStream(request=self._retarget(request, deployment)),
-                        timeout=self._timeout,
-                    )
+                items = await target.call(
+                    OpenStream(request=self._retarget(request, deployment)),
+                    timeout=self._timeout,
                 )
-                # The breaker, the limiter and the connection are all met by the first
-                # item, so a failure there still falls back.
-                first = await anext(items)
             except LmvisorError as exc:
                 if _is_callers_fault(exc):
                     raise
-                self._failed(deployment, exc, errors, lone=len(candidates) == 1)
+                self._failed(deployment, exc, errors, lone=len(self._order(request)) == 1)
                 continue
-            yield first
-            async for item in items:
-                yield item
+            # aclosing: a reader that stops early closes the provider's stream (and its
+            # connection) now, not when the abandoned generator is collected.
+            async with aclosing(items):
+                try:
+                    # The breaker, the limiter and the connection are all met by the first
+                    # item, so a failure there still falls back.
+                    first = await anext(items)
+                except LmvisorError as exc:
+                    if _is_callers_fault(exc):
+                        raise
+                    self._failed(deployment, exc, errors, lone=len(self._order(request)) == 1)
+                    continue
+                yield first
+                async for item in items:
+                    yield item
             self._cooldowns.success(deployment)
             return
         raise self._exhausted(request, errors)
@@ -203,7 +215,7 @@ class RouterLM:
         *,
         lone: bool,
     ) -> None:
-        if not lone:
+        if not lone and not isinstance(exc, BudgetExceeded):
             self._cooldowns.failure(deployment)
         errors.append((deployment, exc))
 

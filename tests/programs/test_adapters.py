@@ -179,6 +179,31 @@ class TestChatParse:
             "who": Person(name="Ada", age=36),
         }
 
+    def test_optional_text_keeps_raw_text(self) -> None:
+        """An `str | None` output keeps the text as written ("42", "[1, 2]"), as DSPy does."""
+        sig = Signature("q -> a: Optional[str], b: str | None")
+        values = ChatAdapter().parse(sig, "[[ ## a ## ]]\n42\n\n[[ ## b ## ]]\n[1, 2]")
+        assert values == {"a": "42", "b": "[1, 2]"}
+
+    def test_enum_with_int_values(self) -> None:
+        """An Enum with int values parses from its value as text ("2") or JSON (2), or its name."""
+
+        class Level(enum.Enum):
+            LOW = 1
+            HIGH = 2
+
+        sig = Signature("q -> a").append("level", OutputField(), Level).delete("a")
+        assert ChatAdapter().parse(sig, "[[ ## level ## ]]\n2") == {"level": Level.HIGH}
+        assert JSONAdapter().parse(sig, '{"level": 2}') == {"level": Level.HIGH}
+        assert JSONAdapter().parse(sig, '{"level": "LOW"}') == {"level": Level.LOW}
+        with pytest.raises(AdapterParseError, match=r"field 'level' does not fit"):
+            ChatAdapter().parse(sig, "[[ ## level ## ]]\n3")
+
+    def test_literal_wrapped_in_echoed_type(self) -> None:
+        """A Literal value written as "Literal['b']" (the type note echoed) parses to 'b'."""
+        sig = Signature("q -> k: Literal['a', 'b']")
+        assert ChatAdapter().parse(sig, "[[ ## k ## ]]\nLiteral['b']") == {"k": "b"}
+
     def test_content_on_header_line(self) -> None:
         """Text after a marker on the same line belongs to that field."""
         values = ChatAdapter().parse(

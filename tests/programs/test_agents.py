@@ -83,6 +83,10 @@ class TestReAct:
             pred.trajectory["observation_0"]
             == "Execution error in lookup: KeyError: 'no such city'"
         )
+        assert (
+            "[[ ## observation_0 ## ]]\nExecution error in lookup: KeyError: 'no such city'"
+            in lm.requests[1].messages[-1]["content"]
+        )
         assert pred.answer == "unknown"
 
     async def test_max_iters(self) -> None:
@@ -192,6 +196,21 @@ class TestRefine:
         assert "hint_" not in lm.requests[0].messages[-1]["content"]
         assert "reward_value" in lm.requests[1].messages[-1]["content"]
         assert "[[ ## hint_ ## ]]\nAnswer with a number." in lm.requests[2].messages[-1]["content"]
+
+    async def test_reward_judge_does_not_see_hint(self) -> None:
+        """An LM judge inside reward_fn never gets the feedback hint meant for the module."""
+        judge = Predict("answer -> score: float")
+        judge.lm = judge_lm = ScriptedLM([_reply(score=0.0), _reply(score=1.0)])
+
+        async def reward(args: dict[str, Any], pred: Prediction) -> float:
+            return float((await judge(answer=pred.answer)).score)
+
+        lm = ScriptedLM([_reply(answer="wrong"), _reply(feedback="Try 4."), _reply(answer="4")])
+        with context(lm=lm):
+            pred = await Refine(Predict("question -> answer"), 3, reward, 1.0)(question="2+2?")
+        assert pred.answer == "4"
+        assert "hint_" in lm.requests[2].messages[-1]["content"]
+        assert all("hint_" not in str(r.messages) for r in judge_lm.requests)
 
 
 class TestMultiChainComparison:

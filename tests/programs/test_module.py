@@ -131,6 +131,21 @@ class TestState:
         saved = json.loads(path.read_text())
         assert saved["metadata"]["format"] == "lmvisor.program_state/1"
 
+    def test_private_predictor_round_trip(self, tmp_path: Path) -> None:
+        """A predictor held in a private attribute is saved and loaded too, as in DSPy."""
+
+        class Private(Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self._gen = Predict("question -> answer")
+
+        program = Private()
+        program._gen.demos = [Example(question="q", answer="a")]
+        program.save(tmp_path / "p.json")
+        loaded = Private().load(tmp_path / "p.json")
+        assert [n for n, _ in loaded.named_parameters()] == ["_gen"]
+        assert loaded._gen.demos == [Example(question="q", answer="a")]
+
     def test_pickle_refused_on_save(self, tmp_path: Path) -> None:
         """Saving to a pickle path, or with save_program=True, is refused."""
         with pytest.raises(ValueError, match=r"pickled programs are not supported"):

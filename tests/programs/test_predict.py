@@ -108,6 +108,24 @@ class TestPredictRequest:
         assert pred.usage.total_tokens == 7
         assert pred.cost == 0.01
 
+    async def test_n_samples_at_a_sampling_temperature(self) -> None:
+        """As in DSPy, n > 1 at a temperature unset or <= 0.15 is sent at 0.7; others stay."""
+        lm = ScriptedLM()
+        with context(lm=lm):
+            await Predict("question -> answer", n=2)(question="q")
+            await Predict("question -> answer", n=2, temperature=0.0)(question="q")
+            await Predict("question -> answer", n=2, temperature=1.2)(question="q")
+            await Predict("question -> answer", temperature=0.0)(question="q")
+        temperatures = [r.params.get("temperature") for r in lm.requests]
+        assert temperatures == [0.7, 0.7, 1.2, 0.0]
+
+    async def test_cost_without_usage(self) -> None:
+        """A reported cost is kept even when the LM reports no token usage."""
+        response = LMResponse(outputs=[_reply(answer="x")], usage=Usage(), cost=0.25)
+        with context(lm=ScriptedLM([response])):
+            pred = await Predict("question -> answer")(question="q")
+        assert pred.cost == 0.25
+
     async def test_lm_error_propagates(self) -> None:
         """An LM failure passes through unchanged (no adapter fallback)."""
         lm = ScriptedLM([TimeoutError("slow")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pydantic
 import pytest
 
 from lmvisor.programs.tool import Tool
@@ -10,6 +11,14 @@ from lmvisor.programs.tool import Tool
 def add(a: int, b: int = 2) -> int:
     """Add two numbers."""
     return a + b
+
+
+class Point(pydantic.BaseModel):
+    x: int
+
+
+def plot(point: Point) -> str:
+    return str(point.x)
 
 
 async def fetch(url: str) -> str:
@@ -23,10 +32,7 @@ class TestTool:
         tool = Tool(add)
         assert tool.name == "add"
         assert tool.desc == "Add two numbers."
-        assert tool.args == {
-            "a": {"title": "A", "type": "integer"},
-            "b": {"default": 2, "title": "B", "type": "integer"},
-        }
+        assert tool.args == {"a": {"type": "integer"}, "b": {"type": "integer", "default": 2}}
         assert tool.required == ["a"]
         assert tool.to_openai()["function"]["parameters"]["required"] == ["a"]
 
@@ -52,6 +58,26 @@ class TestTool:
         tool = Tool(add, name="plus", desc="Sum.")
         assert str(tool).startswith(
             "plus, whose description is <desc>Sum.</desc>. It takes arguments"
+        )
+
+    def test_model_argument_schema_is_inlined(self) -> None:
+        """A pydantic-model argument's schema is inlined (no dangling $ref), as in DSPy."""
+
+        assert Tool(plot).args == {
+            "point": {
+                "properties": {"x": {"title": "X", "type": "integer"}},
+                "required": ["x"],
+                "title": "Point",
+                "type": "object",
+            }
+        }
+
+    def test_str_is_one_line(self) -> None:
+        """str() keeps a multi-line description on one line, as DSPy's prompt does."""
+        tool = Tool(add, desc="Add.\nTwo numbers.")
+        assert str(tool) == (
+            "add, whose description is <desc>Add.  Two numbers.</desc>. "
+            "It takes arguments {'a': {'type': 'integer'}, 'b': {'type': 'integer', 'default': 2}}."
         )
 
     def test_not_callable(self) -> None:

@@ -119,6 +119,19 @@ class TestMessageMapping:
         ):
             to_anthropic_messages([{"role": "robot", "content": "x"}])
 
+    @pytest.mark.parametrize(
+        ("calls", "message"),
+        [
+            ("f()", r"^messages\[0\]\.tool_calls must be a list$"),
+            (["f"], r"^messages\[0\]\.tool_calls\[0\]\.function must be an object$"),
+            ([{"id": "t"}], r"^messages\[0\]\.tool_calls\[0\]\.function must be an object$"),
+        ],
+    )
+    def test_malformed_tool_calls(self, calls: Any, message: str) -> None:
+        """Assistant tool_calls of the wrong shape are a ValueError naming them, not a crash."""
+        with pytest.raises(ValueError, match=message):
+            to_anthropic_messages([{"role": "assistant", "content": None, "tool_calls": calls}])
+
     def test_bad_tool_arguments(self) -> None:
         """Assistant tool-call arguments that are not JSON are a ValueError naming them."""
         with pytest.raises(
@@ -283,6 +296,29 @@ class TestStream:
         server.add_fault(FaultRule(kind="malformed_json"))
         with pytest.raises(ResponseFormatError, match=r"event is not valid JSON"):
             await collect_stream(claude.stream(_request()))
+
+    @pytest.mark.parametrize(
+        ("event", "field"),
+        [
+            ({"type": "message_start", "message": "oops"}, "message_start.message"),
+            ({"type": "content_block_start", "content_block": 1}, "content_block_start."),
+            ({"type": "content_block_delta", "delta": []}, "content_block_delta.delta"),
+            ({"type": "message_delta", "usage": "x"}, "message_delta.usage"),
+        ],
+    )
+    async def test_misshapen_event_field(self, event: dict[str, Any], field: str) -> None:
+        """An event whose nested object is of the wrong type is a ResponseFormatError naming it."""
+        body = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            provider = AnthropicProvider(
+                api_key=KEY, base_url="http://mock", transport=HttpxTransport(client)
+            )
+            with pytest.raises(ResponseFormatError, match=rf": {field}.*not an object$"):
+                await collect_stream(provider.stream(_request()))
 
     async def test_over_httpx(self, server: LMServer) -> None:
         """The provider streams over a user's httpx.AsyncClient too."""

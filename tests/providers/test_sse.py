@@ -68,6 +68,12 @@ class TestSSEDecoder:
         decoder = SSEDecoder()
         assert decoder.feed(b"event: ping\n\ndata: d\n\n") == [SSEEvent(event="message", data="d")]
 
+    def test_leading_bom_is_skipped(self) -> None:
+        """A byte order mark opening the stream, even split across chunks, is not data."""
+        data = b"\xef\xbb\xbf" + STREAM
+        for cut in range(5):
+            assert _decode_in_pieces(data, cut) == EXPECTED, cut
+
     def test_invalid_utf8_is_replaced(self) -> None:
         """Undecodable bytes become U+FFFD rather than an exception."""
         decoder = SSEDecoder()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -130,6 +131,32 @@ class TestAiohttpTransport:
         await transport.aclose()
         await transport.aclose()
 
+    async def test_stream_waiting_for_a_pooled_connection_times_out(self, server: LMServer) -> None:
+        """A stream that cannot get a connection from a full pool ends in ProviderTimeout."""
+        server.latency = 30.0
+        transport = AiohttpTransport(max_connections=1)
+        holder = asyncio.ensure_future(
+            _post(transport, server.url + "/v1/chat/completions", limit=60.0)
+        )
+        try:
+            async with asyncio.timeout(10.0):  # a guard against a hang, not a measurement
+                while server.stats().in_flight < 1:  # noqa: ASYNC110 (no notification to wait on)
+                    await asyncio.sleep(0.005)
+                with pytest.raises(ProviderTimeout, match=r"no answer within 0\.05s$"):
+                    async with transport.stream_sse(
+                        server.url + "/v1/chat/completions",
+                        headers=HEADERS,
+                        body=STREAM_BODY,
+                        timeout=0.05,
+                        provider="openai",
+                        model="gpt-4o-mini",
+                    ):
+                        pass
+        finally:
+            holder.cancel()
+            await asyncio.gather(holder, return_exceptions=True)
+            await transport.aclose()
+
     @pytest.mark.parametrize(
         ("kwargs", "message"),
         [
@@ -182,6 +209,34 @@ class TestHttpxTransport:
             )
         assert (resp.status, json.loads(resp.body)) == (200, {"ok": True})
         assert resp.headers["X-Request-Id"] == "r1"
+
+    async def test_post_json_timeout_bounds_the_whole_answer(self) -> None:
+        """A body that stalls after its headers ends in ProviderTimeout, not a hang.
+
+        httpx's own timeouts are per phase and a MockTransport applies none, so only
+        a bound on the whole answer can end this call.
+        """
+        stalled = asyncio.Event()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b'{"ok":'
+            await stalled.wait()
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, content=body())
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            transport = HttpxTransport(client)
+            with pytest.raises(ProviderTimeout, match=r"no answer within 0.05s$"):
+                await transport.post_json(
+                    "http://mock/v1/chat/completions",
+                    headers=HEADERS,
+                    body=BODY,
+                    timeout=0.05,
+                    provider="openai",
+                    model="gpt-4o-mini",
+                )
+            assert transport.statistics().in_flight == 0
 
     @pytest.mark.parametrize(
         ("exc", "cls"),

@@ -285,6 +285,21 @@ class TestCast:
         with pytest.raises(ActorExited):
             await blocked
 
+    async def test_call_timeout_covers_the_wait_for_room(self, runtime: Runtime) -> None:
+        """A call parked on a full backpressure mailbox raises CallTimeout within its timeout."""
+        ref = await runtime.spawn(Gated())
+        gate = asyncio.Event()
+        blocked = asyncio.ensure_future(ref.call(Block(gate)))
+        await eventually(lambda: _taken(ref))
+        await ref.cast(Note(1))
+        with pytest.raises(CallTimeout, match=r"^call to Gated<\d+> with Get timed out"):
+            await asyncio.wait_for(ref.call(Get(), timeout=0.01), 5.0)
+        stats = ref.statistics().mailbox
+        assert (stats.depth, stats.waiting_senders) == (1, 0)
+        gate.set()
+        await blocked
+        assert await ref.call(Get()) == 1
+
 
 class TestStop:
     async def test_stop_runs_terminate_with_reason(self, runtime: Runtime) -> None:
@@ -322,6 +337,28 @@ class TestStop:
         ref = await runtime.spawn(Quits(log))
         assert await ref.wait_exit() == "not needed"
         assert log == ["counter:terminate:'not needed'"]
+
+    async def test_stop_from_outside_during_started_exits_with_the_stop_reason(
+        self, runtime: Runtime
+    ) -> None:
+        """An actor stopped while its started() still runs exits with the stop reason."""
+        entered = asyncio.Event()
+
+        class SlowStart(Actor):
+            async def started(self) -> None:
+                entered.set()
+                await asyncio.Event().wait()
+
+        watcher = Watcher()
+        watcher_ref = await runtime.spawn(watcher)
+        ref = runtime.spawn_nowait(SlowStart())
+        watcher.monitor(ref)
+        await entered.wait()
+        await ref.stop("shutdown")
+        assert ref.exit_reason == "shutdown"
+        await eventually(lambda: len(watcher.seen) == 1)
+        assert watcher.seen == [Down(ref=ref, reason="shutdown")]
+        await watcher_ref.stop()
 
     async def test_hanging_terminate_is_killed_after_timeout(self, runtime: Runtime) -> None:
         """stop(timeout=...) cancels an actor whose terminate does not return."""
@@ -431,6 +468,19 @@ class TestDeferred:
         results = await asyncio.gather(*pending, return_exceptions=True)
         assert all(isinstance(r, ActorExited) for r in results)
         assert actor.running == 0
+
+    async def test_kill_while_waiting_for_a_slot_fails_that_caller(self, runtime: Runtime) -> None:
+        """A call whose deferral waits for a free slot gets ActorExited if the actor is killed."""
+        actor = Deferring()
+        ref = await runtime.spawn(actor)
+        gate = asyncio.Event()
+        calls = [asyncio.ensure_future(ref.call(Slow(gate), timeout=None)) for _ in range(3)]
+        await eventually(lambda: actor.running == 2 and ref.statistics().mailbox.depth == 0)
+        ref._proc.kill()
+        await ref.wait_exit()
+        done, _ = await asyncio.wait(calls, timeout=5.0)
+        assert len(done) == 3
+        assert all(isinstance(c.exception(), ActorExited) for c in calls)
 
 
 class TestLinksAndMonitors:

@@ -59,6 +59,10 @@ class TestChildSpec:
             ),
             ({"name": ["x"]}, r"^ChildSpec\.name must be hashable, got \['x'\]$"),
             (
+                {"name": ("lm", ["x"])},
+                r"^ChildSpec\.name must be hashable, got \('lm', \['x'\]\)$",
+            ),
+            (
                 {"significant": True},
                 r"^ChildSpec\.significant=True requires restart 'transient' or 'temporary', "
                 r"got restart='permanent'$",
@@ -132,6 +136,12 @@ class TestDecisions:
         times = deque([0.0, 1.0])
         assert add_restart(times, 6.5, 2, 5.0)
         assert list(times) == [6.5]
+
+    def test_restart_exactly_max_seconds_ago_still_counts(self) -> None:
+        """As in supervisor.erl, the window is closed: a restart max_seconds ago is inside it."""
+        times: deque[float] = deque([0.0, 1.0])
+        assert not add_restart(times, 5.0, 2, 5.0)
+        assert list(times) == [0.0, 1.0, 5.0]
 
     def test_zero_max_restarts_fails_at_once(self) -> None:
         """max_restarts=0 escalates on the first restart."""

@@ -108,6 +108,14 @@ class TestConfigService:
         assert await get_config(service, "server.port") == 8750
         assert await listener.call(_Changes()) == []
         assert runtime.whereis(SERVICE) is not None
+        assert await runtime.events.query(type="config.changed") == []
+
+    async def test_accepted_update_is_recorded_as_an_event(self, runtime: Runtime) -> None:
+        """An accepted update leaves a config.changed event naming the path, not the value."""
+        await runtime.start_child(config_service_spec(LmvisorConfig(), id=SERVICE, name=SERVICE))
+        await update_config(runtime.via(SERVICE), "server.token", "s3cret-token-value")
+        found = await runtime.events.query(type="config.changed")
+        assert [dict(event.data) for event in found] == [{"path": "server.token"}]
 
     async def test_new_entry_reports_old_as_none(self, runtime: Runtime) -> None:
         """Adding a new named entry reports None as the old value."""
@@ -145,3 +153,15 @@ class TestConfigService:
         await until(lambda: runtime.whereis(SERVICE) not in (None, first), rounds=10_000)
         assert await get_config(runtime.via(SERVICE), "server.port") == 1234
         assert holder.config.server.port == 1234
+
+    async def test_subscriptions_survive_a_restart(self, runtime: Runtime) -> None:
+        """Subscribers listed before a crash of the service still hear of later updates."""
+        first = await runtime.start_child(
+            config_service_spec(LmvisorConfig(), id=SERVICE, name=SERVICE)
+        )
+        listener = await runtime.spawn(_Listener())
+        await subscribe_config(first, listener, "server")
+        await first.stop(RuntimeError("crash"))
+        await until(lambda: runtime.whereis(SERVICE) not in (None, first), rounds=10_000)
+        await update_config(runtime.via(SERVICE), "server.port", 4321)
+        assert await listener.call(_Changes()) == [("server.port", 8750, 4321)]

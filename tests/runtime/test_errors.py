@@ -38,6 +38,21 @@ class TestLmvisorError:
         assert str(error) == "broke"
         assert repr(error) == "LmvisorError('broke', code='lmvisor_error')"
 
+    def test_to_dict_redacts_secrets(self) -> None:
+        """Secrets in the message or context never reach the JSON view; the error keeps them."""
+        secret = "correct-horse-battery-staple"
+        with pytest.raises(LmvisorError) as info, error_context("lm", api_key=secret):
+            raise LmvisorError(
+                f"refused: api_key={secret}",
+                context={"headers": {"x-api-key": secret}, "url": f"https://h/?token={secret}"},
+            )
+        body = info.value.to_dict()
+        assert secret not in repr(body)
+        assert body["message"] == "refused: api_key=[REDACTED]"
+        assert body["context"]["api_key"] == "[REDACTED]"
+        assert body["context"]["headers"] == {"x-api-key": "[REDACTED]"}
+        assert info.value.context["api_key"] == secret
+
     def test_correlation_id_captured_from_scope(self) -> None:
         """An error built inside a correlation scope records its id."""
         with correlation_scope("corr-7"):

@@ -312,3 +312,15 @@ class TestEventStoreActor:
         second = runtime.via(STORE)
         found = await query_events(second, correlation_id="before-crash")
         assert [(e.type, dict(e.data)) for e in found] == [("module.finished", {"ok": True})]
+
+    async def test_subscriptions_survive_a_restart(self, runtime: Runtime) -> None:
+        """Subscribers listed before the store crashed get notices from its next incarnation."""
+        first = await runtime.start_child(_memory_spec())
+        subscriber = await runtime.spawn(_Subscriber())
+        await subscribe_events(first, subscriber, ("module.*",))
+        await first.stop(RuntimeError("store crashed"))
+        await until(lambda: runtime.whereis(STORE) not in (None, first), rounds=200_000)
+        second = runtime.via(STORE)
+        await emit_event(second, "module.started")
+        await query_events(second)
+        assert await subscriber.call(_Seen()) == ["module.started"]

@@ -36,6 +36,13 @@ class _Holder:
     key: str
 
 
+@dataclass
+class _Creds:
+    """An object whose repr names its secret field."""
+
+    api_key: str
+
+
 @pytest.fixture
 def process_logging() -> Iterator[None]:
     """Undo any process-wide setup after the test."""
@@ -90,6 +97,25 @@ class TestRedaction:
         assert events[0]["api_key"] == REDACTED
         assert events[0]["headers"]["Authorization"] == REDACTED
 
+    @pytest.mark.parametrize(
+        "value",
+        [
+            f"failed with {{'api_key': '{PLAIN_SECRET}'}}",
+            f'body {{"password":"{PLAIN_SECRET}"}}',
+            f"x-api-key: {PLAIN_SECRET}",
+            f"Authorization: Token {PLAIN_SECRET}",
+            f"authorization={PLAIN_SECRET}",
+            _Creds(api_key=PLAIN_SECRET),
+            ValueError(f"refused api_key='{PLAIN_SECRET}'"),
+            [("x-api-key", PLAIN_SECRET), ("Content-Type", "application/json")],
+        ],
+    )
+    def test_secret_named_values_in_text_and_pairs(self, value: object) -> None:
+        """A value after a secret-named key in text, a repr or a header pair is hidden."""
+        redacted = repr(Redactor().redact(value))
+        assert PLAIN_SECRET not in redacted
+        assert REDACTED in redacted
+
     def test_benign_keys_are_kept(self) -> None:
         """Token counts and ordinary fields are not mistaken for secrets."""
         redactor = Redactor()
@@ -101,6 +127,8 @@ class TestRedaction:
             "max_tokens": 5,
             "model": "gpt",
         }
+        text = "max_tokens: 5, prompt_tokens=10, token_count: 4"
+        assert redactor.redact(text) == text
 
     def test_long_values_are_cut(self) -> None:
         """Strings over max_length are truncated with a note; exception text is not."""
@@ -216,3 +244,16 @@ class TestProcessLogging:
         configure_process_logging("json", stream=stream)
         logging.getLogger("x").warning("once")
         assert len(stream.getvalue().splitlines()) == 1
+
+
+class TestLibraryLoggerOutsideRuntime:
+    def test_unconfigured_process_still_redacts(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """Outside any runtime, before the daemon configures logging, secrets are still hidden."""
+        from lmvisor.runtime.logger import get_logger
+
+        structlog.reset_defaults()
+        get_logger("lmvisor.test").warning("auth failed", api_key=PLAIN_SECRET, note=VENDOR_KEY)
+        out = capsys.readouterr().err
+        assert "auth failed" in out
+        assert PLAIN_SECRET not in out
+        assert VENDOR_KEY not in out

@@ -14,7 +14,7 @@ from tests.runtime._protection_helpers import until
 
 class TestAdmission:
     def test_admits_limit_per_period_and_no_more(self) -> None:
-        """Exactly `limit` requests pass in a period; the next is refused with its wait."""
+        """A burst of `limit` passes, the next is refused with its wait, then one per drain step."""
         clock = MockClock()
         limiter = RateLimiter("api", limit=5, period=1.0, clock=clock)
         for _ in range(5):
@@ -122,6 +122,25 @@ class TestWaiting:
             await limiter.acquire()
         assert info.value.retry_after == pytest.approx(10.0)
 
+    async def test_max_wait_counts_the_queue_ahead(self) -> None:
+        """A newcomer's wait includes the waiters ahead of it, so max_wait is never overrun."""
+        clock = MockClock()
+        limiter = RateLimiter("api", limit=1, period=1.0, max_wait=1.0, clock=clock)
+        await limiter.acquire()
+        queued = asyncio.create_task(limiter.acquire())
+        await until(lambda: clock.sleepers == 1)
+        newcomer = asyncio.create_task(limiter.acquire())
+        await until(newcomer.done)
+        with pytest.raises(RateLimited) as info:
+            await newcomer
+        assert info.value.retry_after == pytest.approx(2.0)
+        with pytest.raises(RateLimited) as refused:
+            limiter.try_acquire()
+        assert refused.value.retry_after == pytest.approx(2.0)
+        clock.advance(1.0)
+        await queued
+        assert limiter.statistics().waiting == 0
+
     async def test_cancelled_waiter_takes_nothing(self) -> None:
         """A cancelled acquire leaves the queue and takes no capacity."""
         clock = MockClock()
@@ -148,6 +167,22 @@ class TestObservation:
             limiter.try_acquire()
         assert seen == [("api", pytest.approx(1.0))]
         assert "RateLimiter('api'" in repr(limiter)
+
+    def test_failing_listener_still_refuses_with_rate_limited(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A rejection listener that raises is logged; the caller still gets RateLimited."""
+        limiter = RateLimiter("api", limit=1, period=1.0, clock=MockClock())
+
+        def broken(lim: RateLimiter, wait: float) -> None:
+            raise RuntimeError("listener bug")
+
+        limiter.add_rejection_listener(broken)
+        limiter.try_acquire()
+        with pytest.raises(RateLimited):
+            limiter.try_acquire()
+        assert "rejection listener failed" in caplog.text
+        assert limiter.statistics().rejected == 1
 
 
 class TestValidation:

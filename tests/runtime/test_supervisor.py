@@ -222,7 +222,7 @@ class TestIntensity:
             ref = (await _refs(sup))["w"]
             assert ref is not None
             await _crash(ref)
-            mock_clock.advance(5.0)
+            mock_clock.advance(5.5)
         assert sup.alive
         assert runtime.tree().find("w") is not None
 
@@ -366,6 +366,27 @@ class TestNamesAndBackoff:
         mock_clock.advance(0.5)
         await eventually(lambda: runtime.tree().find("w").status == "running")  # type: ignore[union-attr]
         assert (await which_children(sup))[0].ref is not None
+
+    async def test_restarting_child_cannot_be_restarted_or_deleted(
+        self, runtime: Runtime, mock_clock: MockClock
+    ) -> None:
+        """As in OTP ({error, restarting}), a child awaiting its backoff restart is left alone."""
+        log: list[str] = []
+        sup = await _start_sup(
+            runtime, [_spec(log, "w")], backoff=Backoff(min=1.0, max=8.0, jitter=0.0)
+        )
+        ref = (await _refs(sup))["w"]
+        assert ref is not None
+        await _crash(ref)
+        with pytest.raises(ValueError, match=r"^child 'w' is restarting$"):
+            await restart_child(sup, "w")
+        with pytest.raises(ValueError, match=r"^child 'w' is restarting$"):
+            await delete_child(sup, "w")
+        await eventually(lambda: mock_clock.sleepers == 1)
+        mock_clock.advance(1.0)
+        await eventually(lambda: runtime.tree().find("w").status == "running")  # type: ignore[union-attr]
+        infos = await which_children(sup)
+        assert [(i.id, i.status) for i in infos] == [("w", "running")]
 
     async def test_significant_child_exit_shuts_supervisor_down(self, runtime: Runtime) -> None:
         """With any_significant, a significant child exiting normally stops the supervisor."""

@@ -85,6 +85,28 @@ class TestMapTasks:
         with capture_logs(), pytest.raises(KeyError):
             await map_tasks(ref, fail_on_three, range(8), concurrency=2)
 
+    async def test_cancelling_the_caller_while_starting_workers_cancels_them(
+        self, runtime: Runtime
+    ) -> None:
+        """A worker already started when the caller is cancelled mid-start is cancelled too."""
+        ref, _ = await _tasks(runtime)
+        caller: asyncio.Task[list[None]] | None = None
+        seen: list[asyncio.Task[object]] = []
+
+        async def block(x: int) -> None:
+            current = asyncio.current_task()
+            assert current is not None and caller is not None
+            seen.append(current)
+            caller.cancel()  # lands while the caller still starts the other workers
+            await asyncio.Event().wait()
+
+        caller = asyncio.ensure_future(map_tasks(ref, block, range(4), concurrency=2))
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        done, _ = await asyncio.wait(seen, timeout=5.0)
+        assert seen and done == set(seen)
+        assert all(task.cancelled() for task in seen)
+
     async def test_map_rejects_bad_concurrency(self, runtime: Runtime) -> None:
         """concurrency < 1 raises ValueError naming it."""
         ref, _ = await _tasks(runtime)

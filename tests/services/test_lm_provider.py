@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from lmvisor.config import load_config
-from lmvisor.programs.lm import LMDelta, LMDone, LMRequest
-from lmvisor.providers import ServerError
+from lmvisor.programs.lm import LMCapabilities, LMDelta, LMDone, LMRequest, LMResponse, LMStreamItem
+from lmvisor.providers import AuthenticationError, ServerError
 from lmvisor.runtime.errors import ActorExited, CircuitOpen
 from lmvisor.runtime.events import EventRing
 from lmvisor.runtime.logging import capture_logs
@@ -18,7 +18,7 @@ from lmvisor.runtime.protection import BreakerState
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.telemetry import Metrics
 from lmvisor.services.errors import BudgetExceeded
-from lmvisor.services.lm_provider import Complete, OpenStream, provider_name
+from lmvisor.services.lm_provider import Complete, OpenStream, estimate_tokens, provider_name
 from lmvisor.services.lm_services import LMServices, start_lm_providers
 from lmvisor.testing.lm_server import FaultRule, LMServer
 
@@ -93,6 +93,41 @@ class TestComplete:
         assert text == collected[-1].response.outputs[0]
 
 
+class _EndlessStream:
+    """A vendor client whose stream never ends and records when it is closed."""
+
+    capabilities = LMCapabilities()
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def complete(self, request: LMRequest) -> LMResponse:
+        return LMResponse(outputs=["x"])
+
+    async def stream(self, request: LMRequest) -> AsyncGenerator[LMStreamItem, None]:
+        try:
+            while True:
+                yield LMDelta(text="x")
+        finally:
+            self.closed += 1
+
+    async def aclose(self) -> None:
+        pass
+
+
+class TestStreamClose:
+    async def test_early_close_closes_vendor_stream_at_once(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A reader that stops early closes the vendor stream before its aclose returns."""
+        client = _EndlessStream()
+        await start_lm_providers(runtime, _config(server), make_provider=lambda *_: client)
+        items = await runtime.via(provider_name("local")).call(OpenStream(request=_request()))
+        assert isinstance(await anext(items), LMDelta)
+        await items.aclose()
+        assert client.closed == 1
+
+
 class TestProtection:
     async def test_retry_honours_retry_after(self, runtime: Runtime, server: LMServer) -> None:
         """A 429 with retry-after is retried after the hinted wait and then succeeds."""
@@ -128,6 +163,55 @@ class TestProtection:
         response = await target.call(Complete(request=_request()))
         assert response.outputs
         assert breaker.state is BreakerState.CLOSED
+
+    async def test_tpm_limits_estimated_tokens(
+        self, mock_clock: Any, runtime: Runtime, server: LMServer
+    ) -> None:
+        """The tpm limiter is charged each request's estimated tokens, streamed or not."""
+        services = await _start(runtime, server, tpm=100_000)
+        limiter = services.protections["local"].tokens
+        assert limiter is not None
+        target = runtime.via(provider_name("local"))
+        request = _request("x" * 400)
+        await target.call(Complete(request=request))
+        assert limiter.statistics().token_level == estimate_tokens(request)
+        items = await target.call(OpenStream(request=request))
+        assert isinstance([item async for item in items][-1], LMDone)
+        assert limiter.statistics().token_level == 2 * estimate_tokens(request)
+
+    async def test_request_above_tpm_takes_the_whole_minute(
+        self, mock_clock: Any, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A request estimated above the tpm limit is sent, taking the minute's tokens."""
+        services = await _start(runtime, server, tpm=100)
+        response = await runtime.via(provider_name("local")).call(
+            Complete(request=_request("x" * 4000))
+        )
+        assert response.outputs
+        limiter = services.protections["local"].tokens
+        assert limiter is not None
+        assert limiter.statistics().token_level == 100
+
+    async def test_cancelled_stream_returns_half_open_trial(
+        self, mock_clock: Any, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A stream reader cancelled while waiting for the rpm limiter frees the breaker's trial."""
+        services = await _start(runtime, server, rpm=1)
+        protections = services.protections["local"]
+        breaker, rpm = protections.breaker, protections.requests
+        assert rpm is not None
+        for _ in range(2):
+            breaker.on_failure(ServerError(provider="local"), breaker.before_call())
+        assert breaker.state is BreakerState.OPEN
+        mock_clock.advance(5.0)
+        assert rpm.reserve(1) == 0.0  # the minute's one request is spent
+        items = await runtime.via(provider_name("local")).call(OpenStream(request=_request()))
+        reader = asyncio.ensure_future(anext(items))
+        await _until(lambda: rpm.statistics().waiting == 1)
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        assert breaker.before_call() is True  # the trial is free again, not stuck
 
     async def test_budget_refuses_before_sending(self, runtime: Runtime, server: LMServer) -> None:
         """A spent budget refuses the call with BudgetExceeded; nothing reaches the vendor."""
@@ -180,7 +264,7 @@ class TestSecrets:
             )
             with capture_logs() as logs:
                 await start_lm_providers(runtime, config)
-                with pytest.raises(Exception) as info:
+                with pytest.raises(AuthenticationError) as info:
                     await runtime.via(provider_name("openai")).call(
                         Complete(
                             request=LMRequest(

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import pytest
 
 from lmvisor.config import load_config
 from lmvisor.programs import ChainOfThought, Predict, context
-from lmvisor.programs.lm import LM, LMDelta, LMDone, LMRequest
+from lmvisor.programs.lm import (
+    LM,
+    LMCapabilities,
+    LMDelta,
+    LMDone,
+    LMRequest,
+    LMResponse,
+    LMStreamItem,
+)
 from lmvisor.providers import BadRequestError, ServerError
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.services.errors import NoDeploymentAvailable, UnknownProvider
@@ -164,6 +172,27 @@ class TestFallback:
         with pytest.raises(ServerError):
             await services.router("openai/gpt-4o-mini").complete(_request("openai/gpt-4o-mini"))
 
+    async def test_spent_budget_falls_back_to_another_vendor(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A vendor whose budget is spent is skipped; the next vendor answers."""
+        config = load_config(
+            env={},
+            providers={
+                "openai": {
+                    "base_url": server.url + "/v1",
+                    "api_key": "sk-test-a",
+                    "budget_usd": 0.0,
+                },
+                "anthropic": {"base_url": server.url, "api_key": "test-b"},
+            },
+        )
+        services = await start_lm_providers(runtime, config)
+        lm = services.router("openai/gpt-4o-mini", fallbacks=["anthropic/claude-3-5-haiku-latest"])
+        assert (await lm.complete(_request(lm.model))).outputs
+        assert server.stats().by_path == {"/v1/messages": 1}
+        assert not services.cooldowns.is_cooling("openai/gpt-4o-mini")
+
     async def test_bad_request_does_not_fall_back(self, runtime: Runtime, server: LMServer) -> None:
         """A request the vendor rejects as malformed is raised, not retried elsewhere."""
         server.add_fault(FaultRule(kind="status", status=400, api="openai"))
@@ -177,3 +206,39 @@ class TestFallback:
         with pytest.raises(BadRequestError):
             await lm.complete(_request(lm.model))
         assert "/v1/messages" not in server.stats().by_path
+
+
+class _EndlessStream:
+    """A vendor client whose stream never ends and records when it is closed."""
+
+    capabilities = LMCapabilities()
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def complete(self, request: LMRequest) -> LMResponse:
+        return LMResponse(outputs=["x"])
+
+    async def stream(self, request: LMRequest) -> AsyncGenerator[LMStreamItem, None]:
+        try:
+            while True:
+                yield LMDelta(text="x")
+        finally:
+            self.closed += 1
+
+    async def aclose(self) -> None:
+        pass
+
+
+class TestStreamClose:
+    async def test_early_close_closes_vendor_stream_at_once(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A reader that stops after the first item closes the vendor stream at once."""
+        client = _EndlessStream()
+        config = load_config(env={}, providers={"local": {"base_url": server.url + "/v1"}})
+        await start_lm_providers(runtime, config, make_provider=lambda *_: client)
+        stream = RouterLM(runtime, "local/llama3").stream(_request("local/llama3"))
+        assert isinstance(await anext(stream), LMDelta)
+        await stream.aclose()
+        assert client.closed == 1

@@ -7,8 +7,9 @@ from __future__ import annotations
 import ast
 import enum
 import json
+import types
 from collections.abc import Mapping
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 from lmvisor.programs._types import annotation_name, is_enum, type_adapter
 from lmvisor.programs.fields import Field
@@ -121,8 +122,14 @@ def _find_enum_member(enum_type: type[enum.Enum], identifier: Any) -> enum.Enum:
     for member in enum_type:
         if member.value == identifier:
             return member
-    if isinstance(identifier, str) and identifier in enum_type.__members__:
-        return enum_type[identifier]
+    if isinstance(identifier, str):
+        # Text from a completion: the prompt listed str(value), so "1" names the value 1.
+        text = _strip_quotes(identifier.strip())
+        for member in enum_type:
+            if member.value == text or str(member.value) == text:
+                return member
+        if text in enum_type.__members__:
+            return enum_type[text]
     raise ValueError(f"{identifier!r} is not a valid name or value of {enum_type.__name__}")
 
 
@@ -149,6 +156,8 @@ def _fast_parse(value: str, annotation: Any) -> tuple[bool, Any]:
         return False, None
     if get_origin(annotation) is Literal:
         options = get_args(annotation)
+        if text.startswith(("Literal[", "str[")) and text.endswith("]"):
+            text = text[text.find("[") + 1 : -1]  # the LM echoed the type note, as DSPy strips
         for candidate in (text, _strip_quotes(text)):
             if candidate in options:
                 return True, candidate
@@ -164,16 +173,25 @@ def parse_value(value: Any, annotation: Any) -> Any:
     if annotation is str:
         return str(value)
     if is_enum(annotation):
-        return _find_enum_member(annotation, _strip_quotes(str(value).strip()))
+        return _find_enum_member(annotation, value)
     if isinstance(value, str):
         done, parsed = _fast_parse(value, annotation)
         if done:
             return parsed
-        value = _loads_lenient(value)
+        if not _is_optional_text(annotation):
+            value = _loads_lenient(value)
     try:
         return type_adapter(annotation).validate_python(value)
     except Exception as exc:  # pydantic.ValidationError, without importing pydantic here
         raise ValueError(str(exc)) from None
+
+
+def _is_optional_text(annotation: Any) -> bool:
+    """`str | None` and the like: the raw text is the value ("42" stays a string), as in DSPy."""
+    if get_origin(annotation) not in (Union, types.UnionType):
+        return False
+    args = get_args(annotation)
+    return str in args and type(None) in args
 
 
 def _loads_lenient(value: str) -> Any:

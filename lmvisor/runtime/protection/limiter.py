@@ -12,6 +12,7 @@ a newcomer never overtakes a waiter.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import final
@@ -26,9 +27,11 @@ __all__ = ["LimiterStatistics", "RateLimiter", "RejectionListener"]
 RejectionListener = Callable[["RateLimiter", float], None]
 """Called as `listener(limiter, retry_after)` each time a request is refused."""
 
+_log = logging.getLogger(__name__)
+
 # Float drift after sleeping exactly the computed wait must not cause another sleep.
 _SLACK = 1e-9
-# What reserve() reports when there is room but earlier waiters come first.
+# The least reserve() reports when there is room but earlier waiters come first.
 _QUEUED_WAIT = 1e-6
 
 
@@ -101,6 +104,7 @@ class RateLimiter:
         "_clock",
         "_listeners",
         "_queue",
+        "_queued_tokens",
         "_rejected",
         "_requests",
         "_tokens",
@@ -133,12 +137,17 @@ class RateLimiter:
         )
         self._queue = asyncio.Lock()
         self._waiting = 0
+        self._queued_tokens = 0.0
         self._admitted = 0
         self._rejected = 0
         self._listeners: list[RejectionListener] = []
 
     def add_rejection_listener(self, listener: RejectionListener) -> Callable[[], None]:
-        """Call `listener(limiter, retry_after)` on each refusal; returns a remover."""
+        """Call `listener(limiter, retry_after)` on each refusal; returns a remover.
+
+        A listener that raises is logged and otherwise ignored: the caller
+        still gets its `RateLimited`.
+        """
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
@@ -146,15 +155,17 @@ class RateLimiter:
         """Take one request and `tokens` tokens if they fit now and nobody is waiting.
 
         Returns:
-            0.0 when taken; otherwise the estimated seconds to wait, and nothing is taken.
+            0.0 when taken; otherwise the estimated seconds to wait (behind
+            any queued waiters), and nothing is taken.
 
         Raises:
             ValueError: if `tokens` is negative or more than `token_limit`.
         """
         wait = self._wait_for(tokens)
+        if self._waiting:
+            # Waiters are served first, so this request fits only after theirs.
+            return max(self._wait_behind_queue(tokens), _QUEUED_WAIT)
         if wait == 0.0:
-            if self._waiting:
-                return _QUEUED_WAIT
             self._take(tokens)
             self._admitted += 1
         return wait
@@ -185,6 +196,7 @@ class RateLimiter:
         if self.max_wait is not None and wait > self.max_wait:
             raise self._reject(wait)
         self._waiting += 1
+        self._queued_tokens += tokens
         try:
             async with self._queue:
                 while (wait := self._wait_for(tokens)) > 0:
@@ -192,6 +204,7 @@ class RateLimiter:
                 self._take(tokens)
         finally:
             self._waiting -= 1
+            self._queued_tokens -= tokens
         self._admitted += 1
 
     def statistics(self) -> LimiterStatistics:
@@ -224,6 +237,12 @@ class RateLimiter:
             raise ValueError(f"tokens must be >= 0, got {tokens!r}")
         return wait
 
+    def _wait_behind_queue(self, tokens: float) -> float:
+        wait = self._requests.wait_for(1 + self._waiting)
+        if self._tokens is not None:
+            wait = max(wait, self._tokens.wait_for(tokens + self._queued_tokens))
+        return wait
+
     def _take(self, tokens: float) -> None:
         self._requests.take(1)
         if self._tokens is not None:
@@ -232,7 +251,10 @@ class RateLimiter:
     def _reject(self, wait: float) -> RateLimited:
         self._rejected += 1
         for listener in tuple(self._listeners):
-            listener(self, wait)
+            try:
+                listener(self, wait)
+            except Exception:
+                _log.exception("limiter %s: rejection listener failed", self.name)
         return RateLimited(name=self.name, retry_after=wait)
 
     def __repr__(self) -> str:
