@@ -109,10 +109,6 @@ class Runtime:
         """The configuration now in force (updates through the config service show here)."""
         return self._config.config
 
-    def logger(self, name: str) -> Any:
-        """This runtime's structlog logger for `name` (one per name, built on first use)."""
-        return self.logging.get_logger(name)
-
     def _figures(self) -> RuntimeFigures:
         restarts: dict[str, int] = {}
         depth: dict[str, int] = {}

@@ -16,13 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, final
 
 from prometheus_client import Counter
 
 from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, LMStreamItem
-from lmvisor.providers.pricing import ModelPrice, price_for
+from lmvisor.providers.pricing import price_for
 from lmvisor.runtime.actor import Actor, Deferred, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.errors import LmvisorError
@@ -124,8 +124,7 @@ class ProviderProtections:
         tokens: tokens per minute (estimated before sending), or None: a limiter
             with `token_limit` set, as `lm_services.build_protections` makes it.
         retry: attempts with backoff, honouring the vendor's Retry-After.
-        budget: a cost cap per period, or None.
-        prices: per-model prices for the budget's estimate, tried before the built-in table.
+        budget: a cost cap per period, or None (its estimates use the built-in prices).
     """
 
     breaker: CircuitBreaker
@@ -133,7 +132,6 @@ class ProviderProtections:
     requests: RateLimiter | None = None
     tokens: RateLimiter | None = None
     budget: Budget | None = None
-    prices: dict[str, ModelPrice] = field(default_factory=dict)
 
 
 def estimate_tokens(request: LMRequest) -> int:
@@ -149,8 +147,8 @@ def estimate_tokens(request: LMRequest) -> int:
     return chars // 4 + (int(max_tokens) if isinstance(max_tokens, int) else 256)
 
 
-def _estimate_cost(request: LMRequest, tokens: int, prices: dict[str, ModelPrice]) -> float:
-    price = price_for(request.model, prices or None)
+def _estimate_cost(request: LMRequest, tokens: int) -> float:
+    price = price_for(request.model)
     return 0.0 if price is None else tokens * price.input
 
 
@@ -273,7 +271,7 @@ class LMProvider(Actor):
             return 0  # the estimate walks every message: skip it when no protection reads it
         tokens = estimate_tokens(request)
         if budget is not None:
-            budget.check(_estimate_cost(request, tokens, p.prices))
+            budget.check(_estimate_cost(request, tokens))
         return tokens
 
     async def _complete(self, request: LMRequest) -> LMResponse:

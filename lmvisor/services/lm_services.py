@@ -58,20 +58,21 @@ def build_provider(name: str, config: ProviderConfig) -> Provider:
     """
     if config.base_url is None:
         raise ValueError(f"providers.{name}.base_url: a base URL is required")
-    key = None if config.api_key is None else config.api_key.get_secret_value()
-    common = {
-        "name": name,
-        "api_key": key,
-        "base_url": config.base_url,
-        "default_model": config.default_model,
-        "timeout": config.timeout,
-        "max_connections": max(100, config.max_in_flight + 16),
-    }
+    vendor: type[OpenAIProvider | AnthropicProvider | OpenAICompatibleProvider]
     if config.kind == "openai":
-        return OpenAIProvider(**common)  # type: ignore[arg-type]
-    if config.kind == "anthropic":
-        return AnthropicProvider(**common)  # type: ignore[arg-type]
-    return OpenAICompatibleProvider(**common)  # type: ignore[arg-type]
+        vendor = OpenAIProvider
+    elif config.kind == "anthropic":
+        vendor = AnthropicProvider
+    else:
+        vendor = OpenAICompatibleProvider
+    return vendor(
+        name=name,
+        api_key=None if config.api_key is None else config.api_key.get_secret_value(),
+        base_url=config.base_url,
+        default_model=config.default_model,
+        timeout=config.timeout,
+        max_connections=max(100, config.max_in_flight + 16),
+    )
 
 
 def build_protections(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from lmvisor.config import load_config
-from lmvisor.programs.lm import LMCapabilities, LMDelta, LMDone, LMRequest, LMResponse, LMStreamItem
+from lmvisor.programs.lm import LMDelta, LMDone, LMRequest
 from lmvisor.providers import AuthenticationError, ServerError
 from lmvisor.runtime.errors import ActorExited, CircuitOpen
 from lmvisor.runtime.events import EventRing
@@ -21,6 +21,7 @@ from lmvisor.services.errors import BudgetExceeded
 from lmvisor.services.lm_provider import Complete, OpenStream, estimate_tokens, provider_name
 from lmvisor.services.lm_services import LMServices, start_lm_providers
 from lmvisor.testing.lm_server import FaultRule, LMServer
+from tests.services._fakes import EndlessStream
 
 SECRET = "sk-test-Zq9SecretValue0123456789"
 
@@ -93,34 +94,12 @@ class TestComplete:
         assert text == collected[-1].response.outputs[0]
 
 
-class _EndlessStream:
-    """A vendor client whose stream never ends and records when it is closed."""
-
-    capabilities = LMCapabilities()
-
-    def __init__(self) -> None:
-        self.closed = 0
-
-    async def complete(self, request: LMRequest) -> LMResponse:
-        return LMResponse(outputs=["x"])
-
-    async def stream(self, request: LMRequest) -> AsyncGenerator[LMStreamItem, None]:
-        try:
-            while True:
-                yield LMDelta(text="x")
-        finally:
-            self.closed += 1
-
-    async def aclose(self) -> None:
-        pass
-
-
 class TestStreamClose:
     async def test_early_close_closes_vendor_stream_at_once(
         self, runtime: Runtime, server: LMServer
     ) -> None:
         """A reader that stops early closes the vendor stream before its aclose returns."""
-        client = _EndlessStream()
+        client = EndlessStream()
         await start_lm_providers(runtime, _config(server), make_provider=lambda *_: client)
         items = await runtime.via(provider_name("local")).call(OpenStream(request=_request()))
         assert isinstance(await anext(items), LMDelta)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,12 +11,9 @@ from lmvisor.config import load_config
 from lmvisor.programs import ChainOfThought, Predict, context
 from lmvisor.programs.lm import (
     LM,
-    LMCapabilities,
     LMDelta,
     LMDone,
     LMRequest,
-    LMResponse,
-    LMStreamItem,
 )
 from lmvisor.providers import BadRequestError, ServerError
 from lmvisor.runtime.runtime import Runtime
@@ -24,6 +21,7 @@ from lmvisor.services.errors import NoDeploymentAvailable, UnknownProvider
 from lmvisor.services.lm_services import LMServices, start_lm_providers
 from lmvisor.services.router import RouterLM, split_model
 from lmvisor.testing.lm_server import FaultRule, LMServer
+from tests.services._fakes import EndlessStream
 
 
 @pytest.fixture
@@ -208,34 +206,12 @@ class TestFallback:
         assert "/v1/messages" not in server.stats().by_path
 
 
-class _EndlessStream:
-    """A vendor client whose stream never ends and records when it is closed."""
-
-    capabilities = LMCapabilities()
-
-    def __init__(self) -> None:
-        self.closed = 0
-
-    async def complete(self, request: LMRequest) -> LMResponse:
-        return LMResponse(outputs=["x"])
-
-    async def stream(self, request: LMRequest) -> AsyncGenerator[LMStreamItem, None]:
-        try:
-            while True:
-                yield LMDelta(text="x")
-        finally:
-            self.closed += 1
-
-    async def aclose(self) -> None:
-        pass
-
-
 class TestStreamClose:
     async def test_early_close_closes_vendor_stream_at_once(
         self, runtime: Runtime, server: LMServer
     ) -> None:
         """A reader that stops after the first item closes the vendor stream at once."""
-        client = _EndlessStream()
+        client = EndlessStream()
         config = load_config(env={}, providers={"local": {"base_url": server.url + "/v1"}})
         await start_lm_providers(runtime, config, make_provider=lambda *_: client)
         stream = RouterLM(runtime, "local/llama3").stream(_request("local/llama3"))
