@@ -5,9 +5,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# DSPy 3.4.1 lives in its own venv, used only by benchmarks for same-run baselines.
+DSPY_VENV := .venv-dspy
+DSPY_STAMP := $(DSPY_VENV)/.installed-stamp
 SRC := lmvisor tests bench examples soak
 
-.PHONY: install run test lint format bench soak clean
+.PHONY: install run test lint format bench bench-env soak clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,11 +35,18 @@ format: install
 test: lint
 	$(BIN)/python -m pytest -q
 
-bench: install
+$(DSPY_STAMP):
+	$(PY) -m venv $(DSPY_VENV)
+	$(DSPY_VENV)/bin/python -m pip install -q 'dspy==3.4.1' && touch $(DSPY_STAMP) \
+		|| echo "dspy==3.4.1 could not be installed: benchmarks print no DSPy baseline" >&2
+
+bench-env: $(DSPY_STAMP)
+
+bench: install bench-env
 	@for f in bench/*.py; do echo "# $$f" >&2; $(BIN)/python $$f || exit 1; done
 
 soak: install
 	$(BIN)/python soak/router.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(DSPY_VENV) .mypy_cache .ruff_cache .pytest_cache
