@@ -43,7 +43,7 @@ $(DSPY_STAMP):
 bench-env: $(DSPY_STAMP)
 
 bench: install bench-env
-	@for f in bench/*.py; do echo "# $$f" >&2; $(BIN)/python $$f || exit 1; done
+	@for f in bench/[!_]*.py; do echo "# $$f" >&2; $(BIN)/python $$f || exit 1; done
 
 soak: install
 	$(BIN)/python soak/router.py
