@@ -6,6 +6,7 @@
     │   ├── CallTimeout             no reply in time (also a built-in TimeoutError)
     │   ├── MailboxFull             fail-fast mailbox at capacity
     │   └── NameNotRegistered       via(name) resolved to nothing
+    ├── DeadlineExceeded            the call's deadline passed (also a built-in TimeoutError)
     ├── SupervisorError             a child could not be started or managed
     │   └── StartError              a child's start or started() failed
     └── ProtectionError             a protection refused or gave up on a call
@@ -37,6 +38,7 @@ __all__ = [
     "BulkheadFull",
     "CallTimeout",
     "CircuitOpen",
+    "DeadlineExceeded",
     "LmvisorError",
     "MailboxFull",
     "NameNotRegistered",
@@ -147,6 +149,20 @@ class CallTimeout(ActorError, TimeoutError):
             context={"actor": actor, "message_type": message_type, "timeout": timeout},
         )
         self.timeout = timeout
+
+
+class DeadlineExceeded(LmvisorError, TimeoutError):
+    """The call's deadline passed before the work finished; the caller may retry with more time."""
+
+    code = "deadline_exceeded"
+    retryable = True
+
+    def __init__(self, *, operation: str, budget: float | None = None) -> None:
+        detail = "" if budget is None else f" ({budget:g}s budget)"
+        super().__init__(
+            f"deadline exceeded during {operation}{detail}",
+            context={"operation": operation, "budget": budget},
+        )
 
 
 class MailboxFull(ActorError):
