@@ -72,7 +72,8 @@ class TestDeadline:
         bad_budget = pytest.raises(ValueError, match=r"^deadline seconds must be >= 0 and not NaN")
         with bad_budget, deadline(seconds, mock_clock):
             pass
-        with pytest.raises(ValueError, match=r"^deadline time must not be NaN$"), deadline_at(math.nan):
+        bad_time = pytest.raises(ValueError, match=r"^deadline time must not be NaN$")
+        with bad_time, deadline_at(math.nan):
             pass
         assert current_deadline() is None
 
