@@ -50,7 +50,7 @@ from lmvisor.config.schema import ProviderConfig
 from lmvisor.programs import Predict, context
 from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, Usage
 from lmvisor.providers import HttpxTransport, OpenAICompatibleProvider
-from lmvisor.runtime.logging import configure_process_logging
+from lmvisor.runtime.observe.process_logging import configure_process_logging
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.services.lm_provider import Provider
 from lmvisor.services.lm_services import build_provider, start_lm_providers

@@ -36,7 +36,7 @@ def read_predictor_state(
     lm = state.get("lm")
     if lm is not None:
         model = lm.get("model") if isinstance(lm, Mapping) else None
-        from lmvisor.runtime.logger import get_logger
+        from lmvisor.runtime.observe.logs import get_logger
 
         get_logger("lmvisor.programs").info(
             "programs.load.lm_ignored",

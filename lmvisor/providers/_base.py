@@ -35,7 +35,7 @@ from lmvisor.providers.errors import (
 from lmvisor.providers.pricing import ModelPrice, price_for
 from lmvisor.providers.sse import SSEEvent
 from lmvisor.providers.transport import AiohttpTransport, Transport, TransportStatistics
-from lmvisor.runtime.logger import get_logger
+from lmvisor.runtime.observe.logs import get_logger
 
 __all__ = [
     "ProviderBase",

@@ -263,7 +263,7 @@ class OpenAIProvider(_OpenAIWire):
         capabilities: overrides the default (JSON schema, tools, streaming).
         stream_usage: ask for the final usage chunk in streams.
         logger: a structlog logger for failure reports (`provider.request_failed`,
-            a warning); None uses `lmvisor.runtime.logger.get_logger("lmvisor.providers")`.
+            a warning); None uses `lmvisor.runtime.observe.logs.get_logger("lmvisor.providers")`.
 
     Raises:
         ValueError: an option is out of range (the message names it).

@@ -1,7 +1,9 @@
 """lmvisor.runtime: the OTP core and the platform every service stands on.
 
-Actors, supervisors, registry and runtimes; errors; the config service,
-events, metrics, logging and protection (breaker, limiter, retry, bulkhead).
+Actors, supervisors, registry and runtimes; errors; the config service;
+observability (`lmvisor.runtime.observe`: events, logs, metrics, reports)
+and protection (`lmvisor.runtime.protection`: breaker, limiter, retry,
+bulkhead).
 """
 
 from typing import TYPE_CHECKING
@@ -61,26 +63,8 @@ if TYPE_CHECKING:
     from lmvisor.runtime.errors import RetryExhausted as RetryExhausted
     from lmvisor.runtime.errors import StartError as StartError
     from lmvisor.runtime.errors import SupervisorError as SupervisorError
+    from lmvisor.runtime.errors import SupervisorGaveUp as SupervisorGaveUp
     from lmvisor.runtime.errors import error_context as error_context
-    from lmvisor.runtime.event_sink import SqliteEventSink as SqliteEventSink
-    from lmvisor.runtime.event_store import EVENT_STORE_NAME as EVENT_STORE_NAME
-    from lmvisor.runtime.event_store import EventNotice as EventNotice
-    from lmvisor.runtime.event_store import EventStore as EventStore
-    from lmvisor.runtime.event_store import EventStoreActor as EventStoreActor
-    from lmvisor.runtime.event_store import emit_event as emit_event
-    from lmvisor.runtime.event_store import event_store_spec as event_store_spec
-    from lmvisor.runtime.event_store import query_events as query_events
-    from lmvisor.runtime.event_store import subscribe_events as subscribe_events
-    from lmvisor.runtime.events import Event as Event
-    from lmvisor.runtime.events import EventListener as EventListener
-    from lmvisor.runtime.events import EventRing as EventRing
-    from lmvisor.runtime.events import RingStatistics as RingStatistics
-    from lmvisor.runtime.logger import get_logger as get_logger
-    from lmvisor.runtime.logging import Redactor as Redactor
-    from lmvisor.runtime.logging import RuntimeLogging as RuntimeLogging
-    from lmvisor.runtime.logging import configure_process_logging as configure_process_logging
-    from lmvisor.runtime.logging import log_context as log_context
-    from lmvisor.runtime.logging import reset_process_logging as reset_process_logging
     from lmvisor.runtime.mailbox import Mailbox as Mailbox
     from lmvisor.runtime.mailbox import MailboxPolicy as MailboxPolicy
     from lmvisor.runtime.mailbox import MailboxStatistics as MailboxStatistics
@@ -92,6 +76,27 @@ if TYPE_CHECKING:
     from lmvisor.runtime.messages import Shutdown as Shutdown
     from lmvisor.runtime.messages import is_normal_exit as is_normal_exit
     from lmvisor.runtime.messages import is_shutdown_exit as is_shutdown_exit
+    from lmvisor.runtime.observe import EVENT_STORE_NAME as EVENT_STORE_NAME
+    from lmvisor.runtime.observe import Event as Event
+    from lmvisor.runtime.observe import EventListener as EventListener
+    from lmvisor.runtime.observe import EventNotice as EventNotice
+    from lmvisor.runtime.observe import EventRing as EventRing
+    from lmvisor.runtime.observe import EventStore as EventStore
+    from lmvisor.runtime.observe import EventStoreActor as EventStoreActor
+    from lmvisor.runtime.observe import Metrics as Metrics
+    from lmvisor.runtime.observe import Redactor as Redactor
+    from lmvisor.runtime.observe import RingStatistics as RingStatistics
+    from lmvisor.runtime.observe import RuntimeFigures as RuntimeFigures
+    from lmvisor.runtime.observe import RuntimeLogging as RuntimeLogging
+    from lmvisor.runtime.observe import SqliteEventSink as SqliteEventSink
+    from lmvisor.runtime.observe import configure_process_logging as configure_process_logging
+    from lmvisor.runtime.observe import emit_event as emit_event
+    from lmvisor.runtime.observe import event_store_spec as event_store_spec
+    from lmvisor.runtime.observe import get_logger as get_logger
+    from lmvisor.runtime.observe import log_context as log_context
+    from lmvisor.runtime.observe import query_events as query_events
+    from lmvisor.runtime.observe import reset_process_logging as reset_process_logging
+    from lmvisor.runtime.observe import subscribe_events as subscribe_events
     from lmvisor.runtime.protection import BreakerListener as BreakerListener
     from lmvisor.runtime.protection import BreakerState as BreakerState
     from lmvisor.runtime.protection import BreakerStatistics as BreakerStatistics
@@ -136,8 +141,6 @@ if TYPE_CHECKING:
     from lmvisor.runtime.task_supervisor import TaskSupervisorStatistics as TaskSupervisorStatistics
     from lmvisor.runtime.task_supervisor import map_tasks as map_tasks
     from lmvisor.runtime.task_supervisor import start_task as start_task
-    from lmvisor.runtime.telemetry import Metrics as Metrics
-    from lmvisor.runtime.telemetry import RuntimeFigures as RuntimeFigures
     from lmvisor.runtime.tree import TreeNode as TreeNode
     from lmvisor.runtime.tree import build_tree as build_tree
 else:

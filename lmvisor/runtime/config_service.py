@@ -28,8 +28,8 @@ from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.actor import Actor, ActorRef, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.errors import ActorExited, MailboxFull
-from lmvisor.runtime.events import CONFIG_CHANGED
 from lmvisor.runtime.messages import Call, Cast
+from lmvisor.runtime.observe.names import CONFIG_CHANGED
 from lmvisor.runtime.registry import Via
 
 __all__ = [

@@ -26,10 +26,12 @@ from lmvisor.providers.pricing import price_for
 from lmvisor.runtime.actor import Actor, Deferred, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.events import EventRing
 from lmvisor.runtime.messages import Call
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.observe.names import LM_REQUEST as LM_REQUEST_EVENT
+from lmvisor.runtime.observe.names import LM_REQUEST_FAILED as LM_REQUEST_FAILED_EVENT
 from lmvisor.runtime.protection import CircuitBreaker, RateLimiter, Retry, execute_protected
-from lmvisor.runtime.telemetry import Metrics
 from lmvisor.services.budget import Budget
 
 __all__ = [
@@ -44,9 +46,6 @@ __all__ = [
     "provider_name",
     "provider_spec",
 ]
-
-LM_REQUEST_EVENT = "lm_request"
-LM_REQUEST_FAILED_EVENT = "lm_request.failed"
 
 
 class Provider(Protocol):

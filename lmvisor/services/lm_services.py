@@ -19,11 +19,12 @@ from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
-from lmvisor.runtime.events import BREAKER_STATE_CHANGED, EventRing
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.observe.names import BREAKER_STATE_CHANGED
 from lmvisor.runtime.protection import BreakerState, CircuitBreaker, RateLimiter, Retry
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import start_child
-from lmvisor.runtime.telemetry import Metrics
 from lmvisor.services.budget import Budget
 from lmvisor.services.cooldown import Cooldowns
 from lmvisor.services.lm_provider import LMProvider, Provider, ProviderProtections, provider_spec

@@ -11,9 +11,9 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from lmvisor.runtime.event_store import EventStore
-from lmvisor.runtime.events import Event, matches
-from lmvisor.runtime.logging import capture_logs
+from lmvisor.runtime.observe.events import Event, matches
+from lmvisor.runtime.observe.logs import capture_logs
+from lmvisor.runtime.observe.store import EventStore
 
 __all__ = ["capture_events", "capture_logs"]
 

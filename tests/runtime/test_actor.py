@@ -10,8 +10,8 @@ import pytest
 from lmvisor.runtime.actor import Actor, ActorRef, ActorStatus, handler
 from lmvisor.runtime.correlation import correlation_scope, current_correlation_id
 from lmvisor.runtime.errors import ActorExited, CallTimeout, MailboxFull, StartError
-from lmvisor.runtime.logging import capture_logs
 from lmvisor.runtime.messages import Call, Cast, Down, Exit
+from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime, current_runtime
 
 from .helpers import (
@@ -549,10 +549,13 @@ class TestRefs:
         assert "Counter<" in repr(a)
 
     async def test_actor_instance_cannot_run_twice(self, runtime: Runtime) -> None:
-        """Spawning an actor instance that already ran raises ValueError."""
+        """Spawning an actor instance that is running, or that ran, raises ValueError."""
         actor = Counter()
-        await runtime.spawn(actor)
-        with pytest.raises(ValueError, match=r"^Counter instance is already running$"):
+        ref = await runtime.spawn(actor)
+        with pytest.raises(ValueError, match=r"^Counter instance is already running; an actor"):
+            await runtime.spawn(actor)
+        await ref.stop()
+        with pytest.raises(ValueError, match=r"^Counter instance already ran; an actor instance"):
             await runtime.spawn(actor)
 
     async def test_ref_before_spawn_raises(self) -> None:

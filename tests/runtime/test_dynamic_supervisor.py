@@ -9,8 +9,8 @@ from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
 from lmvisor.runtime.errors import StartError
-from lmvisor.runtime.logging import capture_logs
 from lmvisor.runtime.messages import Shutdown
+from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import (
     ChildCounts,

@@ -13,14 +13,15 @@ from lmvisor.config.schema import (
 )
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.errors import BulkheadFull, CircuitOpen, RateLimited, RetryExhausted
-from lmvisor.runtime.events import BREAKER_STATE_CHANGED, LIMITER_REJECTED, EventRing
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.observe.names import BREAKER_STATE_CHANGED, LIMITER_REJECTED
 from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker
 from lmvisor.runtime.protection.bulkhead import Bulkhead
 from lmvisor.runtime.protection.limiter import RateLimiter
 from lmvisor.runtime.protection.named import Protections
 from lmvisor.runtime.protection.pipeline import execute_protected
 from lmvisor.runtime.protection.retry import Retry
-from lmvisor.runtime.telemetry import Metrics
 from tests.runtime._protection_helpers import Flaky, until
 
 

@@ -11,9 +11,8 @@ from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.actor import Actor, Deferred, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.correlation import correlation_scope
-from lmvisor.runtime.logger import get_logger
-from lmvisor.runtime.logging import capture_logs
 from lmvisor.runtime.messages import Call
+from lmvisor.runtime.observe.logs import capture_logs, get_logger
 from lmvisor.runtime.runtime import Runtime, RuntimeStatistics, current_runtime
 from lmvisor.runtime.supervisor import Supervisor
 

@@ -10,8 +10,8 @@ from lmvisor.runtime.actor import Actor, ActorRef
 from lmvisor.runtime.child_spec import Backoff, ChildSpec
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.errors import ActorExited, StartError
-from lmvisor.runtime.logging import capture_logs
 from lmvisor.runtime.messages import Shutdown
+from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import (
     ChildCounts,

@@ -12,11 +12,11 @@ from lmvisor.config import load_config
 from lmvisor.programs.lm import LMDelta, LMDone, LMRequest
 from lmvisor.providers import AuthenticationError, ServerError
 from lmvisor.runtime.errors import ActorExited, CircuitOpen
-from lmvisor.runtime.events import EventRing
-from lmvisor.runtime.logging import capture_logs
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.logs import capture_logs
+from lmvisor.runtime.observe.metrics import Metrics
 from lmvisor.runtime.protection import BreakerState
 from lmvisor.runtime.runtime import Runtime
-from lmvisor.runtime.telemetry import Metrics
 from lmvisor.services.errors import BudgetExceeded
 from lmvisor.services.lm_provider import Complete, OpenStream, estimate_tokens, provider_name
 from lmvisor.services.lm_services import LMServices, start_lm_providers

@@ -10,8 +10,9 @@ register the subscriber under the registry duplicate key
 `("lmvisor.events", pattern)`; each new event whose type matches a pattern
 is cast to those actors as `EventNotice` (they need a handler for it). A
 subscriber that dies leaves the registry, and so the fan-out, by itself. The
-actor owns the flush pump; `terminate` flushes, so events emitted before a
-crash are on disk for the next incarnation, which reloads them.
+actor owns the flush pump; `terminate` writes the runtime's pending reports
+and flushes, so events emitted before a crash are on disk for the next
+incarnation, which reloads them.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock, SystemClock
 from lmvisor.runtime.correlation import CorrelationScope, current_scope
 from lmvisor.runtime.errors import ActorExited, MailboxFull
-from lmvisor.runtime.event_sink import SqliteEventSink
-from lmvisor.runtime.events import Event, EventListener, EventRing, matches
 from lmvisor.runtime.messages import Call, Cast
+from lmvisor.runtime.observe.events import Event, EventListener, EventRing, matches
+from lmvisor.runtime.observe.sink import SqliteEventSink
 from lmvisor.runtime.registry import Via
 
 __all__ = [
@@ -333,6 +334,8 @@ class EventStoreActor(Actor):
             registry.unregister_duplicate(event_subscription_key(pattern), msg.subscriber)
 
     async def terminate(self, reason: object) -> None:
+        # Reports still pending (the app tree just stopped, say) land before the sink closes.
+        self.runtime.reports.flush()
         if self._remove is not None:
             self._remove()
         await self._store.close()

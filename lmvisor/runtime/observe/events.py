@@ -1,16 +1,15 @@
-"""Events: the `Event` record, the well-known event type names, and the in-memory ring.
+"""Events: the `Event` record and the in-memory ring of one runtime.
 
-An event is an immutable fact with a type (`"actor.crashed"`), JSON-ready
+An event is an immutable fact with a type (named in `observe.names`), JSON-ready
 data, and the correlation scope it happened in, so one call's events can be
 pulled out together. `EventRing` keeps the newest `capacity` events of one
 runtime; emitting is a deque append plus listener calls, cheap enough for
-every hop of a call. Durable storage is a listener (`event_store`).
+every hop of a call. Durable storage is a listener (`observe.store`).
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import time
 from collections import deque
@@ -20,11 +19,9 @@ from types import MappingProxyType
 from typing import Any, Final, final
 
 from lmvisor.runtime.correlation import CorrelationScope, current_scope
+from lmvisor.runtime.observe.logs import get_logger
 
 __all__ = [
-    "BREAKER_STATE_CHANGED",
-    "CONFIG_CHANGED",
-    "LIMITER_REJECTED",
     "Event",
     "EventListener",
     "EventRing",
@@ -32,17 +29,8 @@ __all__ = [
     "matches",
 ]
 
-# Lifecycle report names (actor.crashed, supervisor.report, ...) live in
-# lmvisor.runtime.reports; these are the platform's own event types.
-BREAKER_STATE_CHANGED: Final = "breaker.state_changed"
-"""A circuit breaker moved (`breaker`, `old`, `new`)."""
-LIMITER_REJECTED: Final = "limiter.rejected"
-"""A rate limiter refused a request (`limiter`, `retry_after`)."""
-CONFIG_CHANGED: Final = "config.changed"
-"""A setting was updated (`path`)."""
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-_log = logging.getLogger(__name__)
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+_log: Final = get_logger("lmvisor.runtime.events")
 
 
 @final
@@ -162,16 +150,25 @@ class EventRing:
         return self.emit_in(current_scope(), type, data)
 
     def emit_in(
-        self, scope: CorrelationScope | None, type: str, data: Mapping[str, Any] | None = None
+        self,
+        scope: CorrelationScope | None,
+        type: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        timestamp: float | None = None,
     ) -> Event:
-        """Like `emit`, in a given correlation scope (one captured where the event arose)."""
+        """Like `emit`, in a given correlation scope (one captured where the event arose).
+
+        `timestamp` is when the fact happened, if earlier than now (a report
+        written after the restart it describes).
+        """
         event = Event(
             id=f"{self._prefix}{next(self._counter)}",
             type=type,
             data=_EMPTY if data is None else dict(data),
             correlation_id=None if scope is None else scope.id,
             parent_id=None if scope is None else scope.parent_id,
-            timestamp=self._wall_clock(),
+            timestamp=self._wall_clock() if timestamp is None else timestamp,
             namespace=self.namespace,
         )
         events = self._events
@@ -182,8 +179,8 @@ class EventRing:
         for listener in self._listeners:
             try:
                 listener(event)
-            except Exception:
-                _log.exception("event listener failed on %s", type)
+            except Exception as exc:
+                _log.error("event listener failed", event_type=type, error=exc, exc_info=exc)
         return event
 
     def extend(self, events: Iterable[Event]) -> None:
