@@ -62,16 +62,20 @@ class FlakyWorker(Actor):
         return f"done: {msg.job}"
 
 
+def app_tree() -> Supervisor:
+    """The app's supervisor; a child's `start` builds a new actor each call (restarts too)."""
+    return Supervisor(
+        [
+            ChildSpec("counter", CounterActor, name="counter"),
+            ChildSpec("worker", FlakyWorker, name="worker"),
+        ],
+        strategy="one_for_one",
+    )
+
+
 async def main() -> None:
     async with Runtime.open(namespace="tour") as runtime:
-        tree = Supervisor(
-            [
-                ChildSpec("counter", CounterActor, name="counter"),
-                ChildSpec("worker", FlakyWorker, name="worker"),
-            ],
-            strategy="one_for_one",
-        )
-        app = await runtime.start_child(ChildSpec("app", lambda: tree, type="supervisor"))
+        app = await runtime.start_child(ChildSpec("app", app_tree, type="supervisor"))
         counter, worker = runtime.via("counter"), runtime.via("worker")
         for _ in range(3):
             await counter.cast(Increment())

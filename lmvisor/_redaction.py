@@ -61,6 +61,13 @@ DEFAULT_SECRET_PATTERNS: Final = (
 """Regexes for credential-looking text inside any string value. Text a match
 captures in a group named `keep` stays (the `api_key=` before a value)."""
 
+# Every default pattern needs one of these (lowercased) in the text: a string with
+# none of them is clean without running the pattern, the common case by far.
+_DEFAULT_MARKERS: Final = (
+    "key", "auth", "pass", "secret", "credential", "cookie", "token", "sk-", "bearer",
+    "basic", "akia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "aiza",
+)  # fmt: skip
+
 _UNTRUNCATED: Final = frozenset({"exception", "stack"})
 _MAX_DEPTH: Final = 8
 _KEY_CACHE_SIZE: Final = 4096
@@ -83,7 +90,7 @@ class Redactor:
         ValueError: if `max_length` < 16.
     """
 
-    __slots__ = ("_key_cache", "_keys", "_pattern", "max_length")
+    __slots__ = ("_key_cache", "_keys", "_markers", "_pattern", "max_length")
 
     def __init__(
         self,
@@ -96,6 +103,7 @@ class Redactor:
             raise ValueError(f"max_length must be >= 16, got {max_length!r}")
         self._keys = tuple(key.lower() for key in keys)
         self._pattern = re.compile("|".join(f"(?:{p})" for p in patterns))
+        self._markers = _DEFAULT_MARKERS if tuple(patterns) == DEFAULT_SECRET_PATTERNS else None
         self._key_cache: dict[str, bool] = {}
         self.max_length = max_length
 
@@ -167,11 +175,18 @@ class Redactor:
         return value if cleaned == text else cleaned
 
     def _text(self, text: str, cut: bool) -> str:
-        if self._pattern.search(text):
+        if self._may_hold_secret(text) and self._pattern.search(text):
             text = self._pattern.sub(_replace, text)
         if cut and len(text) > self.max_length:
             return f"{text[: self.max_length]}...[{len(text) - self.max_length} more chars]"
         return text
+
+    def _may_hold_secret(self, text: str) -> bool:
+        markers = self._markers
+        if markers is None:
+            return True
+        lowered = text.lower()
+        return any(marker in lowered for marker in markers)
 
     def __repr__(self) -> str:
         return f"Redactor(keys={len(self._keys)}, max_length={self.max_length})"

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from lmvisor._redaction import REDACTED, Redactor
+from lmvisor._redaction import DEFAULT_SECRET_PATTERNS, REDACTED, Redactor
 
 PLAIN_SECRET = "correct-horse-battery-staple"
 
@@ -85,3 +87,39 @@ class TestRedactor:
         assert redactor.is_secret_key("api_key") is True
         assert redactor.is_secret_key("field_9999") is False
         assert len(redactor._key_cache) <= 4096
+
+
+_FRAGMENTS = [
+    "sk-proj-Abc123def456",
+    "Bearer abc.def",
+    "BASIC QWxhZGRpbjpvcGVu",
+    "AKIAABCDEFGHIJKLMNOP",
+    "ghp_" + "a" * 24,
+    "xoxb-1234567890ab",
+    "AIza" + "b" * 35,
+    "api_key=zzz",
+    "Api-Key: zzz",
+    "PASSWORD='p'",
+    "token: t",
+    "Cookie=c",
+    "private-key=k",
+    "hello",
+    " ",
+    "=",
+    ":",
+    "'",
+    "key",
+    "tok",
+]
+
+
+class TestScreen:
+    @given(st.lists(st.sampled_from(_FRAGMENTS) | st.text(max_size=8), max_size=8))
+    @settings(max_examples=300, deadline=None)
+    def test_the_marker_screen_never_skips_a_secret(self, parts: list[str]) -> None:
+        """The cheap marker screen agrees with always running the patterns, on any text."""
+        text = "".join(parts)
+        screened = Redactor()
+        unscreened = Redactor(patterns=[*DEFAULT_SECRET_PATTERNS, r"(?!x)x"])
+        assert unscreened._markers is None
+        assert screened.redact(text) == unscreened.redact(text)

@@ -1,4 +1,4 @@
-"""lmvisor.config: the settings schema and its loading (a leaf: imports nothing from lmvisor)."""
+"""lmvisor.config: the settings schema and its loading (imports only lmvisor's leaf modules)."""
 
 from typing import TYPE_CHECKING
 

@@ -407,6 +407,9 @@ class _Process(Mailbox):
             return
         self.status = ActorStatus.DEAD
         self.exit_reason = reason
+        if self.parent is None and self.runtime._root_proc is self:
+            # before any caller hears of it: the owner learns first (Runtime.open)
+            self.runtime._root_died()
         self.runtime.registry._forget(self)
         for item in self.close(reason):
             if type(item) is tuple:

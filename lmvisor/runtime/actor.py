@@ -332,9 +332,11 @@ class ActorRef:
 
         Args:
             msg: the request.
-            timeout: seconds to wait for the reply, None for no limit.
+            timeout: seconds to wait for the reply, None for no limit (0 or
+                less: the reply must already be due, as with `asyncio.wait_for`).
 
         Raises:
+            ValueError: `timeout` is NaN (checked before anything is sent).
             TypeError: the actor has no handler for ``type(msg)``.
             ActorExited: the actor is dead, or died before replying.
             CallTimeout: no reply within `timeout`; the actor may still handle it.
@@ -343,6 +345,8 @@ class ActorRef:
 
         Cancellation abandons the reply; the actor may still handle the message.
         """
+        if timeout != timeout:  # only NaN is unequal to itself; a timer would never fire
+            raise ValueError(f"call timeout must be seconds or None, got {timeout!r}")
         proc = self._proc
         if proc.status is ActorStatus.DEAD:
             raise ActorExited(actor=proc.name, reason=proc.exit_reason)

@@ -85,9 +85,9 @@ class Runtime:
     """One isolated namespace of actors; obtain it from `Runtime.open` only."""
 
     __slots__ = ("_closed", "_config", "_context", "_count", "_done", "_failure", "_loop",
-                 "_owner", "_owner_cancels", "_procs", "_root", "_stopping", "clock", "events",
-                 "logging", "metrics", "namespace", "protections", "registry",
-                 "reports")  # fmt: skip
+                 "_owner", "_owner_cancels", "_procs", "_root", "_root_proc", "_stopping",
+                 "clock", "events", "logging", "metrics", "namespace", "protections",
+                 "registry", "reports")  # fmt: skip
 
     def __init__(
         self, token: object, *, config: LmvisorConfig, namespace: str, clock: Clock
@@ -109,6 +109,7 @@ class Runtime:
         self._closed = False
         self._stopping = False
         self._root: ActorRef | None = None
+        self._root_proc: _Process | None = None
         self._failure: SupervisorGaveUp | None = None
         self._owner: asyncio.Task[Any] | None = None
         self._owner_cancels = 0
@@ -184,9 +185,12 @@ class Runtime:
     def _watch_root(self, owner: asyncio.Task[Any] | None) -> None:
         self._owner = owner
         self._owner_cancels = 0 if owner is None else owner.cancelling()
-        self.root._proc.exit_future().add_done_callback(self._root_exited)
+        self._root_proc = self.root._proc
+        if self._root_proc.status is ActorStatus.DEAD:
+            self._root_died()
 
-    def _root_exited(self, _: asyncio.Future[None]) -> None:
+    def _root_died(self) -> None:
+        """The root has just died (its `die`); outside an orderly close, the root gave up."""
         if self._stopping:
             return
         root = self.root._proc

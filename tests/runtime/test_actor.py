@@ -185,6 +185,14 @@ class TestCall:
         assert issubclass(CallTimeout, TimeoutError)
         gate.set()
 
+    async def test_nan_timeout_is_refused_before_sending(self, runtime: Runtime) -> None:
+        """call(timeout=nan) raises ValueError at once and the message is never queued."""
+        ref = await runtime.spawn(Counter())
+        with pytest.raises(ValueError, match=r"^call timeout must be seconds or None, got nan$"):
+            await ref.call(Add(1), timeout=float("nan"))
+        assert await ref.call(Get()) == 0
+        assert ref.statistics().mailbox.received == 1
+
     async def test_pending_call_fails_when_callee_crashes(self, runtime: Runtime) -> None:
         """The caller of a crashing handler gets ActorExited carrying the exception."""
         ref = await runtime.spawn(Counter())

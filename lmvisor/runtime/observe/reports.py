@@ -13,9 +13,10 @@ A crash report renders a traceback, reprs the last message and the state
 and redacts them all: hundreds of microseconds that must not sit between a
 crash and the restart that follows it. So a `Reporter` only records the
 objects (and the time, the traceback and the correlation scope) on the spot;
-`flush()` renders them, `REPORT_DELAY` seconds later on a loop timer, or at
-once when a test's capture ends, when the event store stops and when the
-runtime closes. Each report is then one log line (when the runtime's level
+`flush()` renders them, `REPORT_DELAY` seconds later on a loop timer (on the
+next loop turn once a thousand are pending), or at once when a test's
+capture begins or ends, when the event store stops and when the runtime
+closes. Each report is then one log line (when the runtime's level
 lets it through, the traceback under `exception`) and, at warning level and
 above, one event with the same keys as JSON-ready, redacted data, stamped
 with the time it happened.
@@ -48,8 +49,13 @@ from lmvisor.runtime.observe.names import (
 
 __all__ = ["REPORT_DELAY", "Reporter", "ReporterStatistics"]
 
-REPORT_DELAY: Final = 0.001
-"""Seconds between the first pending report and the flush that writes it."""
+REPORT_DELAY: Final = 0.02
+"""Seconds between the first pending report and the flush that writes it.
+
+Long enough that a burst of crashes is written in one go after the burst,
+not a report at a time between its restarts; short enough that a report is
+in the logs and the event store before anyone goes looking.
+"""
 
 _MAX_PENDING: Final = 1000
 _DEBUG: Final = LEVELS["debug"]
@@ -71,11 +77,12 @@ class _Report(NamedTuple):
 @final
 @dataclass(frozen=True, slots=True)
 class ReporterStatistics:
-    """Reports waiting to be written, written so far, and those that failed to render."""
+    """Reports waiting, written and failed so far, and the seconds spent writing them."""
 
     pending: int
     written: int
     failed: int
+    write_seconds: float
 
 
 @final
@@ -90,7 +97,7 @@ class Reporter:
     """
 
     __slots__ = ("_closed", "_events", "_failed", "_handle", "_log", "_logging", "_loop",
-                 "_pending", "_written", "delay")  # fmt: skip
+                 "_pending", "_write_seconds", "_written", "delay")  # fmt: skip
 
     def __init__(
         self,
@@ -109,6 +116,7 @@ class Reporter:
         self._closed = False
         self._written = 0
         self._failed = 0
+        self._write_seconds = 0.0
         self.delay = delay
         logging.add_flush_hook(self.flush)
 
@@ -212,7 +220,9 @@ class Reporter:
         if handle is not None:
             handle.cancel()
         if self._pending:
+            began = time.perf_counter()
             Context().run(self._drain)
+            self._write_seconds += time.perf_counter() - began
 
     def close(self) -> None:
         """Write what is pending; later reports are written at once (the loop may be gone)."""
@@ -256,7 +266,10 @@ class Reporter:
     def statistics(self) -> ReporterStatistics:
         """Pending, written and failed counts (sync)."""
         return ReporterStatistics(
-            pending=len(self._pending), written=self._written, failed=self._failed
+            pending=len(self._pending),
+            written=self._written,
+            failed=self._failed,
+            write_seconds=self._write_seconds,
         )
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ from lmvisor.runtime.observe.logs import (
     RuntimeLogging,
     capture_logs,
     get_logger,
+    level_number,
     log_context,
 )
 
@@ -141,3 +142,41 @@ class TestLibraryLoggerOutsideRuntime:
         assert "auth failed" in out
         assert PLAIN_SECRET not in out
         assert VENDOR_KEY not in out
+
+
+class TestLevelsAndFlush:
+    @pytest.mark.parametrize(
+        ("level", "number"), [("DEBUG", 10), ("info", 20), ("Warn", 30), ("critical", 50), (35, 35)]
+    )
+    def test_level_number(self, level: str | int, number: int) -> None:
+        """Level names in any case (and plain numbers) give the stdlib's numbers."""
+        assert level_number(level) == number
+
+    def test_enabled_for_follows_the_level(self) -> None:
+        """enabled_for tells whether a line at a level would be written."""
+        chain = RuntimeLogging(namespace="ns", level="warning", stream=io.StringIO())
+        assert not chain.enabled_for(20)
+        assert chain.enabled_for(30) and chain.enabled_for(40)
+
+    def test_flush_runs_hooks_until_removed(self) -> None:
+        """flush() runs every registered hook (deferred writers) until its remover is called."""
+        chain = RuntimeLogging(namespace="ns", stream=io.StringIO())
+        calls: list[str] = []
+        remove = chain.add_flush_hook(lambda: calls.append("a"))
+        chain.add_flush_hook(lambda: calls.append("b"))
+        chain.flush()
+        remove()
+        chain.flush()
+        assert calls == ["a", "b", "b"]
+
+    def test_capture_writes_pending_lines_outside_then_inside(self) -> None:
+        """Deferred lines pending at entry go to the stream; those made inside are captured."""
+        stream = io.StringIO()
+        chain = RuntimeLogging(namespace="ns", stream=stream)
+        pending: list[str] = ["before"]
+        log = chain.get_logger()
+        chain.add_flush_hook(lambda: [log.info(pending.pop()) for _ in range(len(pending))])
+        with capture_logs(chain) as logs:
+            pending.append("inside")
+        assert [line["event"] for line in _lines(stream)] == ["before"]
+        assert [e["event"] for e in logs] == ["inside"]
