@@ -250,7 +250,7 @@ class Runtime:
     def _new_process(self, actor: Actor) -> _Process:
         if self._closed:
             raise RuntimeError(f"runtime {self.namespace!r} is closed")
-        proc = actor._running_process
+        proc: _Process | None = getattr(actor, "_lmv_process", None)  # no property: spawn is hot
         if proc is not None:
             state = "is already running" if proc.status is not ActorStatus.DEAD else "already ran"
             raise ValueError(
