@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from lmvisor.runtime import Runtime as Runtime
     from lmvisor.runtime import StartError as StartError
     from lmvisor.runtime import Supervisor as Supervisor
+    from lmvisor.runtime import SupervisorGaveUp as SupervisorGaveUp
     from lmvisor.runtime import TaskSupervisor as TaskSupervisor
     from lmvisor.runtime import correlation_scope as correlation_scope
     from lmvisor.runtime import handler as handler

@@ -212,7 +212,7 @@ class Runtime:
     def _raise_failure_for_cancel(self) -> None:
         """Turn the cancellation this runtime caused into its `SupervisorGaveUp`."""
         owner, failure = self._owner, self._failure
-        if failure is None or owner is None:
+        if failure is None or owner is None or owner is not asyncio.current_task():
             return
         self._owner = None
         if owner.uncancel() <= self._owner_cancels:

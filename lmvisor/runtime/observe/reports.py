@@ -97,7 +97,7 @@ class Reporter:
     """
 
     __slots__ = ("_closed", "_events", "_failed", "_handle", "_log", "_logging", "_loop",
-                 "_pending", "_write_seconds", "_written", "delay")  # fmt: skip
+                 "_pending", "_timer_context", "_write_seconds", "_written", "delay")  # fmt: skip
 
     def __init__(
         self,
@@ -113,6 +113,8 @@ class Reporter:
         self._log = logging.get_logger("lmvisor.runtime")
         self._pending: deque[_Report] = deque()
         self._handle: asyncio.Handle | None = None
+        # timers run in an empty context: none keeps a crashed actor's context alive
+        self._timer_context = Context()
         self._closed = False
         self._written = 0
         self._failed = 0
@@ -204,11 +206,13 @@ class Reporter:
         pending = self._pending
         pending.append(report)
         if self._handle is None:
-            self._handle = self._loop.call_later(self.delay, self.flush)
+            self._handle = self._loop.call_later(
+                self.delay, self.flush, context=self._timer_context
+            )
         elif len(pending) >= _MAX_PENDING:
             # a crash storm: write now rather than hold an unbounded backlog
             self._handle.cancel()
-            self._handle = self._loop.call_soon(self.flush)
+            self._handle = self._loop.call_soon(self.flush, context=self._timer_context)
 
     def flush(self) -> None:
         """Write every pending report now, oldest first.
