@@ -121,8 +121,8 @@ class TestTree:
         self, runtime: Runtime
     ) -> None:
         """tree() reports each node's id, kind, status, restarts and last crash reason."""
-        sub = Supervisor([ChildSpec("w", Counter, name="w")])
-        await runtime.start_child(ChildSpec("sub", lambda: sub, type="supervisor"))
+        sub = lambda: Supervisor([ChildSpec("w", Counter, name="w")])  # noqa: E731
+        await runtime.start_child(ChildSpec("sub", sub, type="supervisor"))
         await runtime.start_child(ChildSpec("t", Counter, restart="transient"))
         tree = runtime.tree()
         assert (tree.id, tree.kind, tree.status) == ("root", "supervisor", "running")
@@ -181,8 +181,8 @@ class TestLogging:
 class TestMetrics:
     async def test_runtime_figures_are_scraped_from_the_tree(self, runtime: Runtime) -> None:
         """Actors alive and restarts by supervisor come from the live tree at scrape time."""
-        sub = Supervisor([ChildSpec("w", Counter, name="w")])
-        await runtime.start_child(ChildSpec("sub", lambda: sub, type="supervisor"))
+        sub = lambda: Supervisor([ChildSpec("w", Counter, name="w")])  # noqa: E731
+        await runtime.start_child(ChildSpec("sub", sub, type="supervisor"))
         alive = runtime.statistics().actors
         assert runtime.metrics.value("lmvisor_actors_alive") == alive
         ref = runtime.whereis("w")
