@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from lmvisor.programs.adapters._values import format_field_value
+from lmvisor.programs.adapters.chat import ChatAdapter
 from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.chain_of_thought import ChainOfThought
 from lmvisor.programs.errors import AdapterParseError
@@ -18,12 +18,11 @@ from lmvisor.programs.example import Prediction
 from lmvisor.programs.fields import Field, InputField, OutputField
 from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
+from lmvisor.programs.settings import current_settings
 from lmvisor.programs.signature import Signature, ensure_signature, make_signature
 from lmvisor.programs.tool import Tool
 
 __all__ = ["ReAct"]
-
-_TEXT = Field(name="_", kind="input")
 
 
 def _finish() -> str:
@@ -157,7 +156,7 @@ def _react_signature(signature: type[Signature], tools: dict[str, Tool]) -> type
 
 
 def _format_trajectory(trajectory: dict[str, Any]) -> str:
-    return "\n\n".join(
-        f"[[ ## {key} ## ]]\n{format_field_value(_TEXT, value)}"
-        for key, value in trajectory.items()
-    )
+    """The steps so far as the current adapter writes inputs (each a text field), as DSPy."""
+    adapter = current_settings().adapter or ChatAdapter()
+    steps = make_signature(f"{', '.join(trajectory)} -> x")
+    return adapter.format_user_message_content(steps, trajectory)

@@ -1,5 +1,10 @@
 """The adapter contract: format a signature, demos and inputs into chat messages, call
 the LM once through the caller's `invoke`, and parse each completion into typed values.
+
+Around that, as DSPy 3.4.1 does: native features are planned first (`_native`: tools
+sent natively for a `ToolCalls` output, native reasoning for a `Reasoning` output), and
+each parsed completion is completed (missing optional outputs None, native outputs
+filled from the response).
 """
 
 from __future__ import annotations
@@ -7,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from lmvisor.programs.adapters._native import CallPlan, finish_values, plan_call
 from lmvisor.programs.callbacks import Callback, new_call_id, notify
 from lmvisor.programs.errors import AdapterParseError
 from lmvisor.programs.lm import LMCapabilities, LMResponse
@@ -22,12 +28,27 @@ AdapterResult = tuple[list[dict[str, Any]], LMResponse]
 
 
 class Adapter:
-    """Base adapter: subclasses implement `format`, `parse` and maybe `request_params`."""
+    """Base adapter: subclasses implement `format`, `parse` and maybe `request_params`.
+
+    Args:
+        callbacks: adapter-level hooks (format/parse start and end).
+        use_native_function_calling: send a `ToolCalls` output's tools natively.
+        parallel_tool_calls: with native calls, ask the vendor for parallel calls (or not);
+            None leaves the vendor's default.
+    """
 
     name: ClassVar[str] = "Adapter"
 
-    def __init__(self, *, callbacks: Sequence[Callback] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        callbacks: Sequence[Callback] = (),
+        use_native_function_calling: bool = False,
+        parallel_tool_calls: bool | None = None,
+    ) -> None:
         self.callbacks: tuple[Callback, ...] = tuple(callbacks)
+        self.use_native_function_calling = use_native_function_calling
+        self.parallel_tool_calls = parallel_tool_calls
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -40,6 +61,17 @@ class Adapter:
     ) -> list[dict[str, Any]]:
         """The chat messages for one call (system, demo turns, the request)."""
         raise TypeError(f"{type(self).__name__} must implement format()")
+
+    def format_user_message_content(
+        self,
+        signature: type[Signature],
+        inputs: Mapping[str, Any],
+        *,
+        prefix: str = "",
+        main_request: bool = False,
+    ) -> str:
+        """The text of a user turn holding `inputs` (ReAct writes its trajectory with it)."""
+        raise TypeError(f"{type(self).__name__} must implement format_user_message_content()")
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """The typed output values in one completion.
@@ -55,6 +87,27 @@ class Adapter:
         """Extra request params this adapter needs (e.g. `response_format`)."""
         return {}
 
+    def plan(
+        self,
+        signature: type[Signature],
+        inputs: Mapping[str, Any],
+        params: Mapping[str, Any],
+        capabilities: LMCapabilities,
+    ) -> CallPlan:
+        """The native features this call uses, and the signature left to format and parse.
+
+        Raises:
+            ValueError: a ToolCalls output has no tools input.
+        """
+        return plan_call(
+            signature,
+            inputs,
+            params,
+            capabilities,
+            native_function_calling=self.use_native_function_calling,
+            parallel_tool_calls=self.parallel_tool_calls,
+        )
+
     async def run(
         self,
         invoke: LMInvoke,
@@ -66,20 +119,42 @@ class Adapter:
         capabilities: LMCapabilities,
         callbacks: Sequence[Callback] = (),
     ) -> AdapterResult:
-        """Format, call the LM once, parse every completion.
+        """Plan, format, call the LM once, parse and complete every completion.
 
         Raises:
             AdapterParseError: a completion does not fit the signature.
             LmvisorError: whatever `invoke` raises (LM failures) passes through.
         """
         hooks = (*callbacks, *self.callbacks)
-        messages = self._format_hooked(hooks, signature, demos, inputs)
+        plan = self.plan(signature, inputs, params, capabilities)
+        messages = self._format_hooked(hooks, plan.signature, demos, inputs)
+        # DSPy sizes the response format on the signature as declared, before planning.
         extra = self.request_params(signature, capabilities)
-        response = await invoke(messages, {**params, **extra} if extra else params)
+        sent = {**plan.params, **extra} if extra else plan.params
+        response = await invoke(messages, sent)
         if not response.outputs:
             raise self._parse_error(signature, "", "the LM returned no completion")
-        values = [self._parse_hooked(hooks, signature, out) for out in response.outputs]
+        values = [
+            finish_values(plan, signature, self._parse_one(hooks, plan, response, i), response, i)
+            for i in range(len(response.outputs))
+        ]
         return values, response
+
+    def _parse_one(
+        self, hooks: Sequence[Callback], plan: CallPlan, response: LMResponse, index: int
+    ) -> dict[str, Any]:
+        text = response.outputs[index]
+        native_calls = plan.tool_calls_field is not None and index == 0 and response.tool_calls
+        if text and not native_calls:
+            return self._parse_hooked(hooks, plan.signature, text)
+        if native_calls:
+            if not text or not plan.signature._outputs:
+                return {}
+            try:
+                return self._parse_hooked(hooks, plan.signature, text)
+            except AdapterParseError:
+                return {}  # the tool calls are the answer; text around them is optional
+        raise self._parse_error(plan.signature, text, "the LM returned an empty response")
 
     def _format_hooked(
         self,
