@@ -1,14 +1,15 @@
 """`Predict`: one signature, one LM call — format with the adapter, call, parse.
 
 The request a Predict sends is `LMRequest(model=lm.model, messages=<adapter's messages>,
-params={**settings.lm_params, **predict.config, **call config, **adapter params})`,
+params={**settings.lm_params, **predict.lm_params, **predict.config, **call config,
+**adapter params})`,
 where `lm` is the call's `lm=`, else `predict.lm`, else the settings' LM. As in DSPy, a
 request for `n > 1` completions at a temperature unset or <= 0.15 is sent at 0.7.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from lmvisor.programs._hints import current_hint
@@ -46,6 +47,8 @@ class Predict(Module, Parameter):
     Attributes:
         demos: examples shown to the LM before the request (Examples or dicts).
         lm: an LM for this predictor only (overrides the settings' LM).
+        lm_params: generation settings restored from a saved `lm` block
+            (`load(..., lm_settings=True)`), sent under `config`.
         adapter: an adapter for this predictor only (overrides the settings' adapter).
     """
 
@@ -61,6 +64,8 @@ class Predict(Module, Parameter):
         self.config: dict[str, Any] = dict(config)
         self.demos: list[Example | Mapping[str, Any]] = []
         self.lm: LM | None = None
+        self.lm_params: dict[str, Any] = {}
+        self.saved_model: str | None = None
         self.adapter: Adapter | None = None
         self.traces: list[Any] = []
         self.train: list[Any] = []
@@ -96,11 +101,11 @@ class Predict(Module, Parameter):
         if lm is None:
             raise LMNotConfigured(module=f"Predict({signature.signature})")
         _check_inputs(signature, kwargs)
-        hint = current_hint()
+        hint = current_hint(self)
         if hint is not None:
             signature = _with_hint(signature)
             kwargs[_HINT_FIELD] = hint
-        params = {**settings.lm_params, **self.config, **config}
+        params = {**settings.lm_params, **self.lm_params, **self.config, **config}
         if _needs_sampling_temperature(params):
             params["temperature"] = _SAMPLING_TEMPERATURE
         adapter = self.adapter or settings.adapter or _DEFAULT_ADAPTER
@@ -121,6 +126,7 @@ class Predict(Module, Parameter):
 
     def dump_state(self) -> dict[str, Any]:
         """DSPy's predictor state: demos, signature (instructions, fields), lm."""
+        model = self.lm.model if self.lm is not None else self.saved_model
         return {
             "traces": [],
             "train": [],
@@ -128,20 +134,46 @@ class Predict(Module, Parameter):
                 d.to_dict() if isinstance(d, Example) else Example(d).to_dict() for d in self.demos
             ],
             "signature": self.signature.dump_state(),
-            "lm": None if self.lm is None else {"model": self.lm.model},
+            "lm": None
+            if model is None and not self.lm_params
+            else {"model": model, **self.lm_params},
         }
 
-    def load_state(self, state: Mapping[str, Any], *, where: str = "self") -> Predict:
+    def load_state(
+        self, state: Mapping[str, Any], *, where: str = "self", lm_settings: bool = False
+    ) -> Predict:
         """Restore demos, instructions and field descriptions (lmvisor's or DSPy's format).
+
+        With `lm_settings`, the saved `lm` block's generation settings are restored too.
+
+        Raises:
+            StateError: the state is malformed (and nothing was changed).
+        """
+        self.prepare_state(state, where=where, lm_settings=lm_settings)()
+        return self
+
+    def prepare_state(
+        self, state: Mapping[str, Any], *, where: str = "self", lm_settings: bool = False
+    ) -> Callable[[], None]:
+        """Check `state` fully; return the change that applies it (which cannot fail).
 
         Raises:
             StateError: the state is malformed.
         """
-        demos, signature_state = read_predictor_state(state, where=where)
-        self.demos = [Example(d) for d in demos]
-        if signature_state is not None:
-            self.signature = self.signature.load_state(signature_state)
-        return self
+        saved = read_predictor_state(state, where=where, lm_settings=lm_settings)
+        demos = [Example(d) for d in saved.demos]
+        signature = self.signature
+        if saved.signature is not None:
+            signature = signature.load_state(saved.signature)
+
+        def apply() -> None:
+            self.demos = list(demos)
+            self.signature = signature
+            self.saved_model = saved.model
+            if lm_settings:
+                self.lm_params = dict(saved.lm_params)
+
+        return apply
 
 
 class _Invoker:

@@ -324,3 +324,18 @@ class TestJSONAdapter:
         """A demo's assistant turn is the outputs as indented JSON."""
         messages = JSONAdapter().format(Signature("q -> a"), [{"q": "x", "a": "y"}], {"q": "z"})
         assert messages[2]["content"] == '{\n  "a": "y"\n}'
+
+
+class TestDeepNesting:
+    @pytest.mark.parametrize("adapter", [ChatAdapter(), JSONAdapter()])
+    def test_deep_completion_is_a_parse_error(self, adapter: Any) -> None:
+        """A completion nested thousands deep raises AdapterParseError, never RecursionError."""
+        deep = "[" * 50_000 + "]" * 50_000
+        sig = Signature("q -> items: list[int]")
+        completion = (
+            f"[[ ## items ## ]]\n{deep}"
+            if isinstance(adapter, ChatAdapter) and not isinstance(adapter, JSONAdapter)
+            else '{"items": ' + deep + "}"
+        )
+        with pytest.raises(AdapterParseError):
+            adapter.parse(sig, completion)

@@ -181,11 +181,11 @@ class TestBestOfN:
 
 class TestRefine:
     async def test_feedback_reaches_next_attempt(self) -> None:
-        """After a miss the LM's feedback is passed to the next attempt as `hint_`."""
+        """After a miss the LM's advice for the predictor is passed to it as `hint_`."""
         lm = ScriptedLM(
             [
                 _reply(answer="wrong"),
-                _reply(feedback="Answer with a number."),
+                _reply(discussion="not a number", advice='{"self": "Answer with a number."}'),
                 _reply(answer="4"),
             ]
         )
@@ -205,7 +205,13 @@ class TestRefine:
         async def reward(args: dict[str, Any], pred: Prediction) -> float:
             return float((await judge(answer=pred.answer)).score)
 
-        lm = ScriptedLM([_reply(answer="wrong"), _reply(feedback="Try 4."), _reply(answer="4")])
+        lm = ScriptedLM(
+            [
+                _reply(answer="wrong"),
+                _reply(discussion="wrong", advice='{"self": "Try 4."}'),
+                _reply(answer="4"),
+            ]
+        )
         with context(lm=lm):
             pred = await Refine(Predict("question -> answer"), 3, reward, 1.0)(question="2+2?")
         assert pred.answer == "4"

@@ -4,6 +4,7 @@ compat_fixtures/capture.py): requests byte for byte, parses value for value and 
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -12,9 +13,11 @@ from typing import Any
 import pytest
 
 from lmvisor.programs.adapters import ChatAdapter, JSONAdapter
+from lmvisor.programs.best_of_n import Refine
 from lmvisor.programs.errors import AdapterParseError
 from lmvisor.programs.history import History
 from lmvisor.programs.lm import LMRequest
+from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.react import ReAct
 from lmvisor.programs.settings import context
@@ -35,6 +38,7 @@ from tests.programs._compat import (
     get_weather,
     load_cases,
     make_sig,
+    one_word,
     search,
 )
 
@@ -199,3 +203,28 @@ class TestReAct:
 
 
 __all__ = ["make_signature"]
+
+
+class Answerer(Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.qa = Predict("question -> answer")
+
+    async def forward(self, question: str) -> Any:
+        return await self.qa(question=question)
+
+
+class TestRefine:
+    async def test_feedback_request_is_dspys(self) -> None:
+        """The advice request is DSPy's OfferFeedback call; advice reaches the blamed module."""
+        case = load_cases("refine.json")["refine"]
+        refine = Refine(Answerer(), 2, one_word, 1.0)
+        lm, prediction = await run_case(case, refine, ChatAdapter(), question="Capital of France?")
+        ours = inspect.getsource(Answerer)
+        bodies = json.loads(
+            dumped(case["requests"]).replace(
+                json.dumps(case["program_code"])[1:-1], json.dumps(ours)[1:-1]
+            )
+        )
+        same_requests(lm, bodies)
+        assert parsed_of(prediction) == case["parsed"]

@@ -246,9 +246,17 @@ def _is_optional_text(annotation: Any) -> bool:
 
 
 def _loads_lenient(value: str) -> Any:
+    """The value of a completion's text, read as DSPy reads it (lenient JSON, then Python).
+
+    Raises:
+        ValueError: the text nests too deeply to read.
+    """
     import json_repair
 
-    candidate = json_repair.loads(value)
+    try:
+        candidate = json_repair.loads(value)
+    except RecursionError:
+        raise ValueError("the value is nested too deeply") from None
     if candidate == "" and value != "":
         try:
             return ast.literal_eval(value)

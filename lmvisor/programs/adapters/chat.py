@@ -29,7 +29,12 @@ from lmvisor.programs.history import History
 from lmvisor.programs.lm import LMCapabilities
 from lmvisor.programs.signature import Signature
 
-__all__ = ["ChatAdapter", "format_field_description", "format_task_description"]
+__all__ = [
+    "ChatAdapter",
+    "format_field_description",
+    "format_fields",
+    "format_task_description",
+]
 
 _HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
 _INCOMPLETE_DEMO = (
@@ -350,12 +355,13 @@ def _sections(pairs: Any) -> str:
 def format_field_description(signature: type[Signature]) -> str:
     """ "Your input fields are: ... Your output fields are: ..." (shared with JSONAdapter)."""
     return (
-        f"Your input fields are:\n{_describe(signature._inputs)}\n"
-        f"Your output fields are:\n{_describe(signature._outputs)}"
+        f"Your input fields are:\n{format_fields(signature._inputs)}\n"
+        f"Your output fields are:\n{format_fields(signature._outputs)}"
     )
 
 
-def _describe(fields: Mapping[str, Field]) -> str:
+def format_fields(fields: Mapping[str, Field]) -> str:
+    """The numbered field list of the system message: name, type, description, bounds."""
     lines = []
     for i, field in enumerate(fields.values()):
         line = f"{i + 1}. `{field.name}` ({annotation_name(field.annotation)})"
