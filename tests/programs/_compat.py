@@ -12,9 +12,14 @@ from typing import Any, Literal, Optional, Union
 
 import pydantic
 
+from lmvisor.programs.custom_types import Type
 from lmvisor.programs.fields import InputField, OutputField
 from lmvisor.programs.history import History
+from lmvisor.programs.media import Audio, File, Image
+from lmvisor.programs.reasoning import Reasoning
 from lmvisor.programs.signature import Signature, make_signature
+from lmvisor.programs.tool import Tool
+from lmvisor.programs.tool_calls import ToolCalls
 
 FIXTURES = Path(__file__).parent / "compat_fixtures"
 MODEL = "openai/gpt-4o-mini"
@@ -32,7 +37,9 @@ def encode(value: Any) -> list[Any]:
 
 
 def jsonable(value: Any) -> Any:
-    """The JSON form of a parsed value (models dumped, enums by value)."""
+    """The JSON form of a parsed value (models dumped, enums by value, types as DSPy's)."""
+    if isinstance(value, Type):
+        return jsonable(value.serialize())
     dump = getattr(value, "model_dump", None)
     if callable(dump) and not isinstance(value, type):
         return dump(mode="json")
@@ -207,3 +214,71 @@ def assert_same_text(actual: str, expected: str) -> None:
         f"texts differ at {at}:\n  lmvisor: {actual[max(0, at - 60) : at + 80]!r}"
         f"\n  dspy:    {expected[max(0, at - 60) : at + 80]!r}"
     )
+
+
+PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBgAAAABQ"
+    "ABpfZFQAAAAABJRU5ErkJggg=="
+)
+WAV = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA="
+PDF = "data:application/pdf;base64,JVBERi0xLjQK"
+
+
+class Caption(Signature):
+    """Describe the picture."""
+
+    image: Image = InputField()
+    question: str = InputField()
+    caption: str = OutputField()
+
+
+class Compare(Signature):
+    images: list[Image] = InputField(desc="two pictures")
+    same: bool = OutputField()
+
+
+class Listen(Signature):
+    audio: Audio = InputField()
+    transcript: str = OutputField()
+
+
+class Read(Signature):
+    document: File = InputField()
+    note: str = InputField()
+    summary: str = OutputField()
+
+
+class Gallery(Signature):
+    named: dict[str, Image] = InputField()
+    best: str = OutputField()
+
+
+class XmlSig(Signature):
+    """Answer with care."""
+
+    question: str = InputField()
+    tags: list[str] = InputField()
+    answer: str = OutputField()
+    score: int = OutputField()
+    items: list[str] = OutputField()
+    item: Item = OutputField()
+
+
+def get_time(zone: str) -> str:
+    """Tell the time in a zone."""
+    return "noon"
+
+
+class Agent(Signature):
+    """Use the tools."""
+
+    question: str = InputField()
+    tools: list[Tool] = InputField()
+    answer: str = OutputField()
+    calls: ToolCalls = OutputField()
+
+
+class Think(Signature):
+    question: str = InputField()
+    reasoning: Reasoning = OutputField()
+    answer: str = OutputField()

@@ -15,26 +15,41 @@ import pytest
 from lmvisor.programs.adapters import ChatAdapter, JSONAdapter
 from lmvisor.programs.best_of_n import Refine
 from lmvisor.programs.errors import AdapterParseError
+from lmvisor.programs.example import Example
 from lmvisor.programs.history import History
-from lmvisor.programs.lm import LMRequest
+from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, ToolCall
+from lmvisor.programs.media import Audio, File, Image
 from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.react import ReAct
 from lmvisor.programs.settings import context
 from lmvisor.programs.signature import Signature, make_signature
+from lmvisor.programs.tool import Tool
 from lmvisor.testing.scripted_lm import ScriptedLM
 from tests.programs._compat import (
     HISTORY,
     MODEL,
     NAN_INPUTS,
     PARSE_SIGNATURES,
+    PDF,
+    PNG,
     TYPE_SIGNATURES,
+    WAV,
+    Agent,
     Bounded,
+    Caption,
     ChatSig,
+    Compare,
+    Gallery,
     ItemSig,
+    Listen,
     ManySig,
+    Read,
+    Think,
     assert_same_text,
+    chat_reply,
     encode,
+    get_time,
     get_weather,
     load_cases,
     make_sig,
@@ -60,15 +75,54 @@ def same_requests(lm: ScriptedLM, bodies: list[dict[str, Any]]) -> None:
     """Every request the LM got equals DSPy's body, byte for byte, in order."""
     assert len(lm.requests) == len(bodies)
     for request, body in zip(lm.requests, bodies, strict=True):
-        assert_same_text(wire(request), dumped(body))
+        assert_same_text(wire(request), dumped(_engine_neutral(body)))
+
+
+def _engine_neutral(body: dict[str, Any]) -> dict[str, Any]:
+    """DSPy's body with `json_schema`'s keys as its main engine orders them.
+
+    When DSPy hands a request to its LiteLLM engine (it does for audio and file parts)
+    LiteLLM writes `schema` before `name`; the content is the same.
+    """
+    schema = body.get("response_format", {}).get("json_schema")
+    if isinstance(schema, dict) and list(schema) == ["schema", "name", "strict"]:
+        ordered = {k: schema[k] for k in ("name", "schema", "strict")}
+        body = {**body, "response_format": {**body["response_format"], "json_schema": ordered}}
+    return body
+
+
+def response_of(reply: str | dict[str, Any]) -> LMResponse:
+    """The LMResponse a provider makes of one scripted OpenAI message."""
+    if isinstance(reply, str):
+        return LMResponse(outputs=[reply], model=MODEL)
+    calls = tuple(
+        ToolCall(
+            id=c["id"],
+            name=c["function"]["name"],
+            arguments=json.loads(c["function"]["arguments"]),
+        )
+        for c in reply.get("tool_calls") or ()
+    )
+    return LMResponse(
+        outputs=[reply.get("content") or ""],
+        model=MODEL,
+        tool_calls=calls,
+        reasoning=reply.get("reasoning_content"),
+    )
 
 
 async def run_case(
-    case: dict[str, Any], program: Any, adapter: Any, **inputs: Any
+    case: dict[str, Any],
+    program: Any,
+    adapter: Any,
+    *,
+    model: str = MODEL,
+    capabilities: LMCapabilities | None = None,
+    **inputs: Any,
 ) -> tuple[ScriptedLM, Any]:
     """Run `program` on the case's scripted replies; the LM and the prediction."""
-    replies = [r if isinstance(r, str) else r["content"] for r in case["replies"]]
-    lm = ScriptedLM(replies, model=MODEL)
+    replies = [response_of(r) for r in case["replies"]]
+    lm = ScriptedLM(replies, model=model, capabilities=capabilities)
     with context(lm=lm, adapter=adapter):
         prediction = await program(**inputs)
     return lm, prediction
@@ -227,4 +281,97 @@ class TestRefine:
             )
         )
         same_requests(lm, bodies)
+        assert parsed_of(prediction) == case["parsed"]
+
+
+class TestMedia:
+    @pytest.mark.parametrize("adapter", ["ChatAdapter", "JSONAdapter"])
+    async def test_image_url_and_demo(self, adapter: str) -> None:
+        """An image input and an image in a demo become image_url parts between text parts."""
+        case = load_cases("media.json")[f"image_{adapter}"]
+        predict = Predict(Caption)
+        predict.demos = [Example(image=Image(PNG), question="What is it?", caption="a dot")]
+        lm, prediction = await run_case(
+            case,
+            predict,
+            ADAPTERS[adapter](),
+            image=Image("https://example.com/cat.png"),
+            question="What animal?",
+        )
+        same_requests(lm, case["requests"])
+        assert parsed_of(prediction) == case["parsed"]
+
+    @pytest.mark.parametrize("adapter", ["ChatAdapter", "JSONAdapter"])
+    @pytest.mark.parametrize(
+        ("name", "signature", "inputs"),
+        [
+            (
+                "image_list",
+                Compare,
+                {"images": [Image("https://example.com/cat.png"), Image(PNG)]},
+            ),
+            ("audio", Listen, {"audio": Audio(WAV, "wav")}),
+            ("file_data", Read, {"document": File(PDF, filename="a.pdf"), "note": "short"}),
+            ("file_id", Read, {"document": File.from_file_id("file-abc123"), "note": "short"}),
+            ("image_dict", Gallery, {"named": {"a": Image("https://example.com/cat.png")}}),
+        ],
+    )
+    async def test_parts(
+        self, adapter: str, name: str, signature: type[Signature], inputs: dict[str, Any]
+    ) -> None:
+        """Lists and dicts of media, audio and files render exactly as DSPy's parts."""
+        case = load_cases("media.json")[f"{name}_{adapter}"]
+        lm, prediction = await run_case(case, Predict(signature), ADAPTERS[adapter](), **inputs)
+        same_requests(lm, case["requests"])
+        assert parsed_of(prediction) == case["parsed"]
+
+
+class TestToolCalls:
+    TOOLS = (Tool(get_weather), Tool(get_time))
+
+    @pytest.mark.parametrize(
+        ("name", "adapter", "count"),
+        [
+            ("json_native", JSONAdapter(), 2),
+            ("chat_native", ChatAdapter(use_native_function_calling=True), 2),
+            ("chat_text", ChatAdapter(), 2),
+            ("json_parallel", JSONAdapter(parallel_tool_calls=False), 1),
+        ],
+    )
+    async def test_tool_calls(self, name: str, adapter: Any, count: int) -> None:
+        """Tools go natively in OpenAI's format (or in the prompt); calls parse to ToolCalls."""
+        case = load_cases("tool_calls.json")[name]
+        question = {"chat_text": "Time in London?", "json_parallel": "Weather?"}.get(
+            name, "Weather and time in Paris?"
+        )
+        lm, prediction = await run_case(
+            case, Predict(Agent), adapter, question=question, tools=list(self.TOOLS[:count])
+        )
+        same_requests(lm, case["requests"])
+        assert parsed_of(prediction) == case["parsed"]
+
+
+class TestReasoning:
+    async def test_text_model(self) -> None:
+        """Without native reasoning, a Reasoning output is a text field named "str"."""
+        case = load_cases("reasoning.json")["text_model"]
+        lm, prediction = await run_case(case, Predict(Think), ChatAdapter(), question="2+2?")
+        same_requests(lm, case["requests"])
+        assert parsed_of(prediction) == case["parsed"]
+
+    async def test_reasoning_model(self) -> None:
+        """A reasoning model gets reasoning_effort; the field is filled from its content."""
+        case = load_cases("reasoning.json")["reasoning_model"]
+        case["replies"] = [
+            {"content": chat_reply(answer="4"), "reasoning_content": "2 and 2 make 4"}
+        ]
+        lm, prediction = await run_case(
+            case,
+            Predict(Think),
+            ChatAdapter(),
+            model="openai/o3-mini",
+            capabilities=LMCapabilities(reasoning=True),
+            question="2+2?",
+        )
+        same_requests(lm, case["requests"])
         assert parsed_of(prediction) == case["parsed"]

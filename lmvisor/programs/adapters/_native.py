@@ -111,6 +111,7 @@ def plan_call(
         tools = inputs.get(tools_name) or []
         sent["tools"] = [t.to_openai() for t in (tools if isinstance(tools, list) else [tools])]
         if parallel_tool_calls is not None and sent.get("parallel_tool_calls") is None:
+            sent.setdefault("tool_choice", "auto")  # DSPy's wire order: tool_choice first
             sent["parallel_tool_calls"] = parallel_tool_calls
         signature = _without(signature, (tool_field, tools_name))
     elif tool_field is not None:

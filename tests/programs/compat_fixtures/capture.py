@@ -521,6 +521,273 @@ def capture_saved() -> None:
     print("wrote saved_with_lm.json")
 
 
+# --- 2. images, audio, files -------------------------------------------------------
+
+PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBgAAAABQ"
+    "ABpfZFQAAAAABJRU5ErkJggg=="
+)
+WAV = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA="
+PDF = "data:application/pdf;base64,JVBERi0xLjQK"
+
+
+class Caption(dspy.Signature):
+    """Describe the picture."""
+
+    image: dspy.Image = dspy.InputField()
+    question: str = dspy.InputField()
+    caption: str = dspy.OutputField()
+
+
+class Compare(dspy.Signature):
+    images: list[dspy.Image] = dspy.InputField(desc="two pictures")
+    same: bool = dspy.OutputField()
+
+
+class Listen(dspy.Signature):
+    audio: dspy.Audio = dspy.InputField()
+    transcript: str = dspy.OutputField()
+
+
+class Read(dspy.Signature):
+    document: dspy.File = dspy.InputField()
+    note: str = dspy.InputField()
+    summary: str = dspy.OutputField()
+
+
+class Gallery(dspy.Signature):
+    named: dict[str, dspy.Image] = dspy.InputField()
+    best: str = dspy.OutputField()
+
+
+def capture_media() -> None:
+    cases = []
+    image_url = dspy.Image("https://example.com/cat.png")
+    for adapter in (dspy.ChatAdapter(), dspy.JSONAdapter()):
+        tag = type(adapter).__name__
+        json_mode = isinstance(adapter, dspy.JSONAdapter)
+
+        def reply(json_mode: bool = json_mode, **fields: Any) -> str:
+            return json.dumps(fields) if json_mode else chat_reply(**fields)
+
+        predict = dspy.Predict(Caption)
+        predict.demos = [
+            dspy.Example(image=dspy.Image(PNG), question="What is it?", caption="a dot")
+        ]
+        cases.append(
+            program_case(
+                f"image_{tag}",
+                lambda p=predict: p(image=image_url, question="What animal?"),
+                [reply(caption="a cat")],
+                adapter=adapter,
+            )
+        )
+        cases.append(
+            program_case(
+                f"image_list_{tag}",
+                lambda: dspy.Predict(Compare)(images=[image_url, dspy.Image(PNG)]),
+                [reply(same=False)],
+                adapter=adapter,
+            )
+        )
+        cases.append(
+            program_case(
+                f"audio_{tag}",
+                lambda: dspy.Predict(Listen)(audio=dspy.Audio(data=WAV, audio_format="wav")),
+                [reply(transcript="hello")],
+                adapter=adapter,
+            )
+        )
+        for name, document in (
+            ("file_data", dspy.File(file_data=PDF, filename="a.pdf")),
+            ("file_id", dspy.File.from_file_id("file-abc123")),
+        ):
+            cases.append(
+                program_case(
+                    f"{name}_{tag}",
+                    lambda d=document: dspy.Predict(Read)(document=d, note="short"),
+                    [reply(summary="empty")],
+                    adapter=adapter,
+                )
+            )
+        cases.append(
+            program_case(
+                f"image_dict_{tag}",
+                lambda: dspy.Predict(Gallery)(named={"a": image_url}),
+                [reply(best="a")],
+                adapter=adapter,
+            )
+        )
+    write("media.json", cases)
+
+
+# --- 2. XMLAdapter and TwoStepAdapter --------------------------------------------------
+
+
+class XmlSig(dspy.Signature):
+    """Answer with care."""
+
+    question: str = dspy.InputField()
+    tags: list[str] = dspy.InputField()
+    answer: str = dspy.OutputField()
+    score: int = dspy.OutputField()
+    items: list[str] = dspy.OutputField()
+    item: Item = dspy.OutputField()
+
+
+XML_PARSES: list[tuple[str, str]] = [
+    (
+        "plain",
+        "<answer>\nyes & no\n</answer>\n<score>\n3\n</score>\n<items><item>a</item>"
+        "<item>b</item></items>\n<item><name>n</name><inner><x>1</x></inner></item>",
+    ),
+    (
+        "json_list",
+        '<answer>a</answer><score>1</score><items>["x", "y"]</items>'
+        '<item>{"name": "n", "inner": {"x": 2}}</item>',
+    ),
+    ("missing", "<answer>a</answer><score>1</score>"),
+    ("bad_xml", "<answer>a</score>"),
+    (
+        "bad_int",
+        "<answer>a</answer><score>many</score><items></items>"
+        "<item><name>n</name><inner><x>1</x></inner></item>",
+    ),
+]
+
+
+def capture_xml() -> None:
+    adapter = dspy.XMLAdapter()
+    predict = dspy.Predict(XmlSig)
+    predict.demos = [
+        dspy.Example(
+            question="q1",
+            tags=["t"],
+            answer="a < b",
+            score=1,
+            items=["x"],
+            item=Item(name="n", inner=Inner(x=1)),
+        )
+    ]
+    completion = (
+        "<answer>\nfine\n</answer>\n\n<score>\n2\n</score>\n\n<items><item>a</item></items>"
+        "\n\n<item><name>m</name><note /><inner><x>3</x></inner></item>"
+    )
+    cases = [
+        program_case(
+            "program",
+            lambda: predict(question="Why?", tags=["a", "b"]),
+            [completion],
+            adapter=adapter,
+        )
+    ]
+    for name, text in XML_PARSES:
+        cases.append(parse_case(f"parse_{name}", adapter, XmlSig, text))
+    write("xml.json", cases)
+
+
+def capture_two_step() -> None:
+    extractor = lm()
+    adapter = dspy.TwoStepAdapter(extractor)
+    sig = dspy.Signature("question, context: list[str] -> answer, confidence: float", "Be brief.")
+    replies = [
+        "The answer is Paris, and I am fairly sure (0.8).",
+        chat_reply(answer="Paris", confidence="0.8"),
+    ]
+    case = program_case(
+        "two_step",
+        lambda: dspy.Predict(sig)(question="Capital of France?", context=["France is in Europe."]),
+        replies,
+        adapter=adapter,
+    )
+    write("two_step.json", [case])
+
+
+# --- 2. native tool calls and reasoning -------------------------------------------------
+
+
+def get_time(zone: str) -> str:
+    """Tell the time in a zone."""
+    return "noon"
+
+
+class Agent(dspy.Signature):
+    """Use the tools."""
+
+    question: str = dspy.InputField()
+    tools: list[dspy.Tool] = dspy.InputField()
+    answer: str = dspy.OutputField()
+    calls: dspy.ToolCalls = dspy.OutputField()
+
+
+def capture_tool_calls() -> None:
+    tools = [dspy.Tool(get_weather), dspy.Tool(get_time)]
+    native = {
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            },
+            {
+                "id": "call_2",
+                "type": "function",
+                "function": {"name": "get_time", "arguments": '{"zone": "CET"}'},
+            },
+        ],
+    }
+    text_calls = json.dumps({"tool_calls": [{"name": "get_time", "args": {"zone": "UTC"}}]})
+    cases = [
+        program_case(
+            "json_native",
+            lambda: dspy.Predict(Agent)(question="Weather and time in Paris?", tools=tools),
+            [native],
+            adapter=dspy.JSONAdapter(),
+        ),
+        program_case(
+            "chat_native",
+            lambda: dspy.Predict(Agent)(question="Weather and time in Paris?", tools=tools),
+            [native],
+            adapter=dspy.ChatAdapter(use_native_function_calling=True),
+        ),
+        program_case(
+            "chat_text",
+            lambda: dspy.Predict(Agent)(question="Time in London?", tools=tools),
+            [chat_reply(answer="checking", calls=text_calls)],
+            adapter=dspy.ChatAdapter(),
+        ),
+        program_case(
+            "json_parallel",
+            lambda: dspy.Predict(Agent)(question="Weather?", tools=tools[:1]),
+            [native],
+            adapter=dspy.JSONAdapter(parallel_tool_calls=False),
+        ),
+    ]
+    write("tool_calls.json", cases)
+
+
+class Think(dspy.Signature):
+    question: str = dspy.InputField()
+    reasoning: dspy.Reasoning = dspy.OutputField()
+    answer: str = dspy.OutputField()
+
+
+def capture_reasoning() -> None:
+    cases = [
+        program_case(
+            "text_model",
+            lambda: dspy.Predict(Think)(question="2+2?"),
+            [chat_reply(reasoning="add them", answer="4")],
+        )
+    ]
+    REC.replies = [{"content": chat_reply(answer="4"), "reasoning_content": "2 and 2 make 4"}]
+    with dspy.context(lm=lm("openai/o3-mini"), adapter=dspy.ChatAdapter()):
+        result = outcome(lambda: dspy.Predict(Think)(question="2+2?"))
+    cases.append({"name": "reasoning_model", "requests": REC.take(), **result})
+    write("reasoning.json", cases)
+
+
 def main() -> None:
     steps = [name for name in sys.argv[1:]] or [
         "schemas",
@@ -530,6 +797,11 @@ def main() -> None:
         "react",
         "refine",
         "saved",
+        "media",
+        "xml",
+        "two_step",
+        "tool_calls",
+        "reasoning",
     ]
     for step in steps:
         try:
