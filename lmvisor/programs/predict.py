@@ -14,16 +14,15 @@ from typing import Any, cast
 
 from lmvisor.programs._hints import current_hint
 from lmvisor.programs._types import is_optional
-from lmvisor.programs._usage import record_usage
 from lmvisor.programs.adapters.base import Adapter
 from lmvisor.programs.adapters.chat import ChatAdapter
-from lmvisor.programs.callbacks import Callback, new_call_id, notify
+from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.dspy_compat import read_predictor_state
 from lmvisor.programs.errors import LMNotConfigured
 from lmvisor.programs.example import Example, Prediction
 from lmvisor.programs.fields import InputField
-from lmvisor.programs.lm import LM, LMRequest, LMResponse
-from lmvisor.programs.lm_history import CallHistory
+from lmvisor.programs.lm import LM
+from lmvisor.programs.lm_invoker import LMInvoker
 from lmvisor.programs.module import Module, Parameter
 from lmvisor.programs.settings import active_callbacks, current_settings
 from lmvisor.programs.signature import Signature, ensure_signature
@@ -110,7 +109,7 @@ class Predict(Module, Parameter):
             params["temperature"] = _SAMPLING_TEMPERATURE
         adapter = self.adapter or settings.adapter or _DEFAULT_ADAPTER
         hooks = active_callbacks(self.callbacks)
-        invoke = _Invoker(lm, hooks, settings.history)
+        invoke = LMInvoker(lm, hooks, settings.history)
         values, _ = await adapter.run(
             invoke,
             signature,
@@ -174,41 +173,6 @@ class Predict(Module, Parameter):
                 self.lm_params = dict(saved.lm_params)
 
         return apply
-
-
-class _Invoker:
-    """Sends one request to the LM with LM callbacks, history and usage accounting."""
-
-    __slots__ = ("_history", "_hooks", "_lm")
-
-    def __init__(self, lm: LM, hooks: Sequence[Callback], history: CallHistory) -> None:
-        self._lm = lm
-        self._hooks = hooks
-        self._history = history
-
-    async def __call__(
-        self, messages: list[dict[str, Any]], params: Mapping[str, Any]
-    ) -> LMResponse:
-        lm = self._lm
-        request = LMRequest(model=lm.model, messages=messages, params=params)
-        if self._hooks:
-            response = await self._complete_hooked(request)
-        else:
-            response = await lm.complete(request)
-        record_usage(response.usage, response.cost)
-        self._history.record(lm.model, request, response)
-        return response
-
-    async def _complete_hooked(self, request: LMRequest) -> LMResponse:
-        call_id = new_call_id()
-        notify(self._hooks, "on_lm_start", call_id, self._lm, {"request": request})
-        try:
-            response = await self._lm.complete(request)
-        except BaseException as exc:
-            notify(self._hooks, "on_lm_end", call_id, None, exc)
-            raise
-        notify(self._hooks, "on_lm_end", call_id, response, None)
-        return response
 
 
 def _check_inputs(signature: type[Signature], inputs: Mapping[str, Any]) -> None:

@@ -20,6 +20,12 @@ from lmvisor.programs.signature import Signature
 
 __all__ = ["Adapter", "AdapterResult", "LMInvoke"]
 
+_INCOMPLETE_DEMO = (
+    "This is an example of the task, though some input or output fields are not supplied."
+)
+_MISSING_IN_DEMO = "Not supplied for this particular example. "
+_MISSING_IN_HISTORY = "Not supplied for this conversation history message. "
+
 LMInvoke = Callable[[list[dict[str, Any]], Mapping[str, Any]], Awaitable[LMResponse]]
 """Sends messages with params to the LM and returns its response (built by Predict)."""
 
@@ -61,6 +67,34 @@ class Adapter:
     ) -> list[dict[str, Any]]:
         """The chat messages for one call (system, demo turns, the request)."""
         raise TypeError(f"{type(self).__name__} must implement format()")
+
+    def format_demos(
+        self, signature: type[Signature], demos: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Incomplete demos first (with a note), then complete ones, as turn pairs.
+
+        A demo missing every input or every output is dropped, as DSPy does.
+        """
+        complete, incomplete = _split_demos(signature, demos)
+        messages: list[dict[str, Any]] = []
+        for demo in incomplete:
+            user = self.format_user_message_content(signature, demo, prefix=_INCOMPLETE_DEMO)
+            reply = self.format_assistant_message_content(signature, demo, _MISSING_IN_DEMO)
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+        for demo in complete:
+            user = self.format_user_message_content(signature, demo)
+            reply = self.format_assistant_message_content(signature, demo, _MISSING_IN_HISTORY)
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+        return messages
+
+    def format_assistant_message_content(
+        self,
+        signature: type[Signature],
+        outputs: Mapping[str, Any],
+        missing_field_message: str | None = None,
+    ) -> str:
+        """The text of an assistant turn holding a demo's (or a history entry's) outputs."""
+        raise TypeError(f"{type(self).__name__} must implement format_assistant_message_content()")
 
     def format_user_message_content(
         self,
@@ -211,3 +245,17 @@ class Adapter:
             problem=problem,
             parsed=parsed,
         )
+
+
+def _split_demos(
+    signature: type[Signature], demos: Sequence[Mapping[str, Any]]
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    complete, incomplete = [], []
+    for demo in demos:
+        if all(demo.get(k) is not None for k in signature._fields):
+            complete.append(demo)
+        elif any(k in demo for k in signature._inputs) and any(
+            k in demo for k in signature._outputs
+        ):
+            incomplete.append(demo)
+    return complete, incomplete

@@ -37,11 +37,6 @@ __all__ = [
 ]
 
 _HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
-_INCOMPLETE_DEMO = (
-    "This is an example of the task, though some input or output fields are not supplied."
-)
-_MISSING_IN_DEMO = "Not supplied for this particular example. "
-_MISSING_IN_HISTORY = "Not supplied for this conversation history message. "
 
 
 class ChatAdapter(Adapter):
@@ -221,25 +216,6 @@ class ChatAdapter(Adapter):
         )
         return body + "\n\n[[ ## completed ## ]]\n"
 
-    def format_demos(
-        self, signature: type[Signature], demos: Sequence[Mapping[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """Incomplete demos first (with a note), then complete ones, as turn pairs.
-
-        A demo missing every input or every output is dropped, as DSPy does.
-        """
-        complete, incomplete = _split_demos(signature, demos)
-        messages: list[dict[str, Any]] = []
-        for demo in incomplete:
-            user = self.format_user_message_content(signature, demo, prefix=_INCOMPLETE_DEMO)
-            reply = self.format_assistant_message_content(signature, demo, _MISSING_IN_DEMO)
-            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
-        for demo in complete:
-            user = self.format_user_message_content(signature, demo)
-            reply = self.format_assistant_message_content(signature, demo, _MISSING_IN_HISTORY)
-            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
-        return messages
-
     def format_conversation_history(
         self, signature: type[Signature], history: History
     ) -> list[dict[str, Any]]:
@@ -310,6 +286,21 @@ class ChatAdapter(Adapter):
                 f"from {shown!r}: {exc}"
             )
             raise self._parse_error(signature, completion, problem, parsed) from None
+        return self._checked(signature, completion, field, value, parsed)
+
+    def _checked(
+        self,
+        signature: type[Signature],
+        completion: str,
+        field: Field,
+        value: Any,
+        parsed: Mapping[str, Any],
+    ) -> Any:
+        """The value, if it keeps the field's bounds.
+
+        Raises:
+            ConstraintError: it breaks one.
+        """
         if field.bounds:
             broken = check_bounds(field, value)
             if broken is not None:
@@ -382,20 +373,6 @@ def format_task_description(signature: type[Signature]) -> str:
     instructions = textwrap.dedent(signature.instructions)
     objective = ("\n" + " " * 8).join(["", *instructions.splitlines()])
     return f"In adhering to this structure, your objective is: {objective}"
-
-
-def _split_demos(
-    signature: type[Signature], demos: Sequence[Mapping[str, Any]]
-) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    complete, incomplete = [], []
-    for demo in demos:
-        if all(demo.get(k) is not None for k in signature._fields):
-            complete.append(demo)
-        elif any(k in demo for k in signature._inputs) and any(
-            k in demo for k in signature._outputs
-        ):
-            incomplete.append(demo)
-    return complete, incomplete
 
 
 def _both_failed(first: AdapterParseError, second: AdapterParseError) -> AdapterParseError:

@@ -1,0 +1,69 @@
+"""`LMInvoker`: sends one request to an LM on a program's behalf — LM callbacks, call
+history and usage accounting around `LM.complete` — for Predict and for adapters that
+make calls of their own (TwoStepAdapter's extraction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, final
+
+from lmvisor.programs._usage import record_usage
+from lmvisor.programs.callbacks import Callback, new_call_id, notify
+from lmvisor.programs.lm import LM, LMRequest, LMResponse
+from lmvisor.programs.lm_history import CallHistory
+
+__all__ = ["LMInvoker"]
+
+
+@final
+class LMInvoker:
+    """An `LMInvoke` bound to one LM, its hooks and the history calls are recorded in.
+
+    Args:
+        lm: the LM to call.
+        hooks: callbacks told of each call (`on_lm_start` / `on_lm_end`).
+        history: where calls are recorded (None: nowhere).
+    """
+
+    __slots__ = ("_history", "_hooks", "_lm")
+
+    def __init__(self, lm: LM, hooks: Sequence[Callback], history: CallHistory | None) -> None:
+        self._lm = lm
+        self._hooks = hooks
+        self._history = history
+
+    @property
+    def lm(self) -> LM:
+        """The LM this invoker calls."""
+        return self._lm
+
+    async def __call__(
+        self, messages: list[dict[str, Any]], params: Mapping[str, Any]
+    ) -> LMResponse:
+        """Send `messages` with `params`; the LM's response.
+
+        Raises:
+            LmvisorError: whatever the LM raises; cancellation cancels the request.
+        """
+        lm = self._lm
+        request = LMRequest(model=lm.model, messages=messages, params=params)
+        if self._hooks:
+            response = await self._complete_hooked(request)
+        else:
+            response = await lm.complete(request)
+        record_usage(response.usage, response.cost)
+        if self._history is not None:
+            self._history.record(lm.model, request, response)
+        return response
+
+    async def _complete_hooked(self, request: LMRequest) -> LMResponse:
+        call_id = new_call_id()
+        notify(self._hooks, "on_lm_start", call_id, self._lm, {"request": request})
+        try:
+            response = await self._lm.complete(request)
+        except BaseException as exc:
+            notify(self._hooks, "on_lm_end", call_id, None, exc)
+            raise
+        notify(self._hooks, "on_lm_end", call_id, response, None)
+        return response
