@@ -3,13 +3,22 @@
 Usable without any service: a program talks to any object satisfying the `LM` protocol.
 """
 
-from lmvisor.programs.adapters import Adapter, ChatAdapter, JSONAdapter
+from lmvisor.programs.adapters import (
+    Adapter,
+    ChatAdapter,
+    JSONAdapter,
+    TwoStepAdapter,
+    XMLAdapter,
+)
 from lmvisor.programs.best_of_n import BestOfN, Refine
 from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.chain_of_thought import ChainOfThought
+from lmvisor.programs.custom_types import Type
 from lmvisor.programs.errors import (
     AdapterParseError,
+    ConstraintError,
     LMNotConfigured,
+    MediaError,
     ProgramError,
     SignatureError,
     StateError,
@@ -29,12 +38,14 @@ from lmvisor.programs.lm import (
     Usage,
 )
 from lmvisor.programs.lm_history import CallHistory, HistoryEntry, inspect_history
+from lmvisor.programs.media import Audio, File, Image
 from lmvisor.programs.module import Module, Parameter
 from lmvisor.programs.multi_chain_comparison import MultiChainComparison
 from lmvisor.programs.multihop import MultiHop
 from lmvisor.programs.parallel import Parallel, ParallelResult
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.react import ReAct
+from lmvisor.programs.reasoning import Reasoning
 from lmvisor.programs.settings import Settings, configure, context, current_settings
 from lmvisor.programs.signature import (
     Signature,
@@ -44,23 +55,28 @@ from lmvisor.programs.signature import (
     make_signature,
 )
 from lmvisor.programs.tool import Tool
+from lmvisor.programs.tool_calls import ToolCalls
 from lmvisor.programs.trace import TraceEntry, trace
 
 __all__ = [
     "LM",
     "Adapter",
     "AdapterParseError",
+    "Audio",
     "BestOfN",
     "CallHistory",
     "Callback",
     "ChainOfThought",
     "ChatAdapter",
     "Completions",
+    "ConstraintError",
     "Example",
     "Field",
     "FieldSpec",
+    "File",
     "History",
     "HistoryEntry",
+    "Image",
     "InputField",
     "JSONAdapter",
     "LMCapabilities",
@@ -70,6 +86,7 @@ __all__ = [
     "LMRequest",
     "LMResponse",
     "LMStreamItem",
+    "MediaError",
     "Module",
     "MultiChainComparison",
     "MultiHop",
@@ -81,6 +98,7 @@ __all__ = [
     "Prediction",
     "ProgramError",
     "ReAct",
+    "Reasoning",
     "Refine",
     "Settings",
     "Signature",
@@ -89,8 +107,12 @@ __all__ = [
     "StateError",
     "Tool",
     "ToolCall",
+    "ToolCalls",
     "TraceEntry",
+    "TwoStepAdapter",
+    "Type",
     "Usage",
+    "XMLAdapter",
     "compose_signatures",
     "configure",
     "context",
