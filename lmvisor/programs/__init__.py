@@ -54,6 +54,13 @@ from lmvisor.programs.signature import (
     ensure_signature,
     make_signature,
 )
+from lmvisor.programs.streaming import (
+    StatusMessage,
+    StatusMessageProvider,
+    StreamListener,
+    StreamResponse,
+    streamify,
+)
 from lmvisor.programs.tool import Tool
 from lmvisor.programs.tool_calls import ToolCalls
 from lmvisor.programs.trace import TraceEntry, trace
@@ -105,6 +112,10 @@ __all__ = [
     "SignatureError",
     "SignatureMeta",
     "StateError",
+    "StatusMessage",
+    "StatusMessageProvider",
+    "StreamListener",
+    "StreamResponse",
     "Tool",
     "ToolCall",
     "ToolCalls",
@@ -120,5 +131,6 @@ __all__ = [
     "ensure_signature",
     "inspect_history",
     "make_signature",
+    "streamify",
     "trace",
 ]

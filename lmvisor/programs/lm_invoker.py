@@ -1,16 +1,19 @@
 """`LMInvoker`: sends one request to an LM on a program's behalf — LM callbacks, call
 history and usage accounting around `LM.complete` — for Predict and for adapters that
 make calls of their own (TwoStepAdapter's extraction).
+
+When the program is being streamed to its caller (`streaming`), the request goes through
+`LM.stream` instead, each delta handed to the stream's receiver as it arrives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
 from lmvisor.programs._usage import record_usage
 from lmvisor.programs.callbacks import Callback, new_call_id, notify
-from lmvisor.programs.lm import LM, LMRequest, LMResponse
+from lmvisor.programs.lm import LM, LMDelta, LMDone, LMRequest, LMResponse
 from lmvisor.programs.lm_history import CallHistory
 
 __all__ = ["LMInvoker"]
@@ -24,14 +27,23 @@ class LMInvoker:
         lm: the LM to call.
         hooks: callbacks told of each call (`on_lm_start` / `on_lm_end`).
         history: where calls are recorded (None: nowhere).
+        stream: a receiver of the LM's deltas (then None at the end): the call streams.
     """
 
-    __slots__ = ("_history", "_hooks", "_lm")
+    __slots__ = ("_history", "_hooks", "_lm", "_stream")
 
-    def __init__(self, lm: LM, hooks: Sequence[Callback], history: CallHistory | None) -> None:
+    def __init__(
+        self,
+        lm: LM,
+        hooks: Sequence[Callback],
+        history: CallHistory | None,
+        *,
+        stream: Callable[[LMDelta | None], None] | None = None,
+    ) -> None:
         self._lm = lm
         self._hooks = hooks
         self._history = history
+        self._stream = stream if lm.capabilities.streaming else None
 
     @property
     def lm(self) -> LM:
@@ -51,7 +63,7 @@ class LMInvoker:
         if self._hooks:
             response = await self._complete_hooked(request)
         else:
-            response = await lm.complete(request)
+            response = await self._send(request)
         record_usage(response.usage, response.cost)
         if self._history is not None:
             self._history.record(lm.model, request, response)
@@ -61,9 +73,35 @@ class LMInvoker:
         call_id = new_call_id()
         notify(self._hooks, "on_lm_start", call_id, self._lm, {"request": request})
         try:
-            response = await self._lm.complete(request)
+            response = await self._send(request)
         except BaseException as exc:
             notify(self._hooks, "on_lm_end", call_id, None, exc)
             raise
         notify(self._hooks, "on_lm_end", call_id, response, None)
+        return response
+
+    async def _send(self, request: LMRequest) -> LMResponse:
+        if self._stream is None:
+            return await self._lm.complete(request)
+        return await self._streamed(request, self._stream)
+
+    async def _streamed(
+        self, request: LMRequest, receive: Callable[[LMDelta | None], None]
+    ) -> LMResponse:
+        """The response of a streamed call; the LM stream is closed however this ends."""
+        response: LMResponse | None = None
+        items = self._lm.stream(request)
+        try:
+            async for item in items:
+                if isinstance(item, LMDelta):
+                    receive(item)
+                elif isinstance(item, LMDone):
+                    response = item.response
+        finally:
+            close = getattr(items, "aclose", None)
+            if close is not None:  # an async generator: close it now, not when collected
+                await close()
+        receive(None)
+        if response is None:
+            raise RuntimeError(f"{self._lm.model}: the LM stream ended without LMDone")
         return response

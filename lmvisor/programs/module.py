@@ -13,7 +13,15 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -107,6 +115,17 @@ class Module:
         return result
 
     acall = __call__
+
+    def stream(self, **inputs: Any) -> AsyncIterator[Any]:
+        """Run the module, yielding each output field's text as it arrives, then the result.
+
+        Every output field of every predictor is listened to (`StreamResponse` chunks,
+        named by predictor); `StatusMessage`s mark tool calls. Close the iterator
+        (`contextlib.aclosing`) to stop early: the program and its LM stream are cancelled.
+        """
+        from lmvisor.programs.streaming import listeners_for, streamify
+
+        return streamify(self, stream_listeners=listeners_for(self))(**inputs)
 
     def run_sync(self, **inputs: Any) -> Any:
         """Run the module to completion from synchronous code (a new event loop).

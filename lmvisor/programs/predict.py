@@ -26,6 +26,7 @@ from lmvisor.programs.lm_invoker import LMInvoker
 from lmvisor.programs.module import Module, Parameter
 from lmvisor.programs.settings import active_callbacks, current_settings
 from lmvisor.programs.signature import Signature, ensure_signature
+from lmvisor.programs.streaming import stream_receiver
 from lmvisor.programs.trace import record_trace
 
 __all__ = ["Predict"]
@@ -109,7 +110,8 @@ class Predict(Module, Parameter):
             params["temperature"] = _SAMPLING_TEMPERATURE
         adapter = self.adapter or settings.adapter or _DEFAULT_ADAPTER
         hooks = active_callbacks(self.callbacks)
-        invoke = LMInvoker(lm, hooks, settings.history)
+        stream = stream_receiver(self, adapter)
+        invoke = LMInvoker(lm, hooks, settings.history, stream=stream)
         values, _ = await adapter.run(
             invoke,
             signature,

@@ -12,6 +12,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
+from lmvisor.programs.callbacks import new_call_id, notify
 from lmvisor.programs.custom_types import Type
 
 __all__ = ["Tool"]
@@ -100,6 +101,22 @@ class Tool(Type):
             ValueError: invalid arguments.
             Exception: whatever the function raises.
         """
+        from lmvisor.programs.settings import active_callbacks
+
+        hooks = active_callbacks()
+        if not hooks:
+            return await self._run(kwargs)
+        call_id = new_call_id()
+        notify(hooks, "on_tool_start", call_id, self, dict(kwargs))
+        try:
+            result = await self._run(kwargs)
+        except BaseException as exc:
+            notify(hooks, "on_tool_end", call_id, None, exc)
+            raise
+        notify(hooks, "on_tool_end", call_id, result, None)
+        return result
+
+    async def _run(self, kwargs: Mapping[str, Any]) -> Any:
         result = self.func(**self.validate_args(kwargs))
         if inspect.isawaitable(result):
             result = await result
