@@ -14,6 +14,7 @@ from lmvisor.programs.best_of_n import BestOfN, Refine
 from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.chain_of_thought import ChainOfThought
 from lmvisor.programs.custom_types import Type
+from lmvisor.programs.embeddings import KNN, Embedder, Embeddings
 from lmvisor.programs.errors import (
     AdapterParseError,
     ConstraintError,
@@ -66,6 +67,7 @@ from lmvisor.programs.tool_calls import ToolCalls
 from lmvisor.programs.trace import TraceEntry, trace
 
 __all__ = [
+    "KNN",
     "LM",
     "Adapter",
     "AdapterParseError",
@@ -77,6 +79,8 @@ __all__ = [
     "ChatAdapter",
     "Completions",
     "ConstraintError",
+    "Embedder",
+    "Embeddings",
     "Example",
     "Field",
     "FieldSpec",
