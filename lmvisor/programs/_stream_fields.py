@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Protocol
-from xml.sax.saxutils import unescape
 
 __all__ = ["FieldCutter", "cutter_for"]
 
@@ -99,7 +98,7 @@ class _MarkedCutter:
             kept = kept.rstrip()
         if kept:
             self._begun = True
-        return [unescape(kept) if self._entities else kept] if kept else []
+        return [_unescape(kept) if self._entities else kept] if kept else []
 
 
 def _held(text: str, marker: str) -> int:
@@ -187,3 +186,8 @@ class _JSONCutter:
         self._pos = len(text)
         piece = text[start:]
         return ([piece] if piece else []), False
+
+
+def _unescape(text: str) -> str:
+    """XML's predefined entities decoded (as `xml.sax.saxutils.unescape`)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

@@ -17,8 +17,8 @@ its markers in the text, lmvisor writes DSPy's marker strings.
 from __future__ import annotations
 
 import json
+import os
 import re
-import secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self, get_args, get_origin
 
@@ -34,7 +34,7 @@ CUSTOM_TYPE_START = "<<CUSTOM-TYPE-START-IDENTIFIER>>"
 CUSTOM_TYPE_END = "<<CUSTOM-TYPE-END-IDENTIFIER>>"
 """DSPy's marker strings, as they appear in assistant turns holding a marked value."""
 
-_NONCE = secrets.token_hex(8)
+_NONCE = os.urandom(8).hex()
 _START = f"<<LMVISOR-PART-{_NONCE}>>"
 _END = f"<<LMVISOR-PART-END-{_NONCE}>>"
 _MARKED = re.compile(rf"{re.escape(_START)}(.*?){re.escape(_END)}", re.DOTALL)

@@ -8,13 +8,15 @@ function of a list of texts works too.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, final, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, final, overload, runtime_checkable
 
 from lmvisor.programs.example import Example
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["KNN", "Embedder", "Embeddings", "Vector"]
 
@@ -157,6 +159,8 @@ class KNN:
         if self._vectors is not None:
             return self._vectors
         if self._fitting is None:
+            import asyncio  # lazily: keeps `import lmvisor.programs` cheap
+
             self._fitting = asyncio.Lock()
         async with self._fitting:
             if self._vectors is None:

@@ -14,12 +14,11 @@ which closes the LM stream in flight.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 from lmvisor.programs._stream_fields import FieldCutter, cutter_for
 from lmvisor.programs.callbacks import Callback
@@ -27,6 +26,9 @@ from lmvisor.programs.example import Prediction
 from lmvisor.programs.lm import LMDelta
 from lmvisor.programs.module import Module
 from lmvisor.programs.settings import active_callbacks, context
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "StatusMessage",
@@ -274,6 +276,8 @@ def streamify(
     provider = status_message_provider or StatusMessageProvider()
 
     async def run(**inputs: Any) -> AsyncIterator[_Item]:
+        import asyncio  # lazily: keeps `import lmvisor.programs` cheap
+
         queue: asyncio.Queue[Any] = asyncio.Queue()
         task = asyncio.create_task(_drive(program, inputs, queue, listeners, provider))
         try:

@@ -15,11 +15,9 @@ from __future__ import annotations
 import re
 import types
 import typing
-import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Union, get_args, get_origin
-from xml.sax.saxutils import quoteattr
+from typing import TYPE_CHECKING, Any, ClassVar, Union, get_args, get_origin
 
 from lmvisor.programs._types import type_adapter
 from lmvisor.programs.adapters._values import (
@@ -32,6 +30,9 @@ from lmvisor.programs.adapters.chat import ChatAdapter
 from lmvisor.programs.custom_types import Type
 from lmvisor.programs.fields import Field
 from lmvisor.programs.signature import Signature
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 __all__ = ["XMLAdapter"]
 
@@ -122,6 +123,8 @@ class XMLAdapter(ChatAdapter):
                 does not fit its type.
             ConstraintError: an output breaks its field's bound.
         """
+        import xml.etree.ElementTree as ET
+
         text = _BARE_AMPERSAND.sub("&amp;", completion)
         try:
             root = ET.fromstring(f"<dspy_root>{text}</dspy_root>")
@@ -192,7 +195,7 @@ def _uses_nested_xml(annotation: Any) -> bool:
 
 
 def _value_to_xml(value: Any, tag: str, key: str | None = None) -> str:
-    attrs = f" key={quoteattr(key)}" if key is not None else ""
+    attrs = f" key={_quote_attribute(key)}" if key is not None else ""
     if isinstance(value, list):
         children = "".join(_value_to_xml(item, "item") for item in value)
         return f"<{tag}{attrs}>{children}</{tag}>" if children else f"<{tag}{attrs} />"
@@ -269,7 +272,9 @@ def _elements_to_value(
         return _array_value(elements, schema, definitions)
     element = elements[0]
     if schema.get("type") == "string" and list(element):
-        inner = "".join(ET.tostring(child, encoding="unicode") for child in element)
+        from xml.etree.ElementTree import tostring
+
+        inner = "".join(tostring(child, encoding="unicode") for child in element)
         return (element.text or "") + inner
     children = _group_children(element)
     if not children:
@@ -298,3 +303,14 @@ def _array_value(
         if items:
             elements = items
     return [_elements_to_value([e], schema.get("items", {}), definitions) for e in elements]
+
+
+def _quote_attribute(value: str) -> str:
+    """An XML attribute value, quoted and escaped as `xml.sax.saxutils.quoteattr` does."""
+    text = value.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+    text = text.replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;")
+    if '"' not in text:
+        return f'"{text}"'
+    if "'" not in text:
+        return f"'{text}'"
+    return '"{}"'.format(text.replace('"', "&quot;"))
