@@ -67,8 +67,10 @@ def _is_url(text: str) -> bool:
 
 
 def _data_uri_size(uri: str) -> int:
+    """The bytes a base64 data URI holds (without decoding it)."""
     _, _, payload = uri.partition(",")
-    return len(payload) * 3 // 4
+    padding = len(payload) - len(payload.rstrip("="))
+    return len(payload) * 3 // 4 - padding
 
 
 def _read(kind: str, path: str | Path) -> bytes:
