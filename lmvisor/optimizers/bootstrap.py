@@ -16,6 +16,7 @@ attempt is a journaled step (and a trial when BootstrapFewShot runs alone).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import random
@@ -153,7 +154,13 @@ class BootstrapFewShot(Teleprompter):
         self, student: Module, teacher: Module | Sequence[Module] | None, trainset: list[Example]
     ) -> list[Module]:
         chosen = teacher if teacher is not None else self.teacher
-        pool = [student] if chosen is None else [chosen] if isinstance(chosen, Module) else list(chosen)
+        pool = (
+            [student]
+            if chosen is None
+            else [chosen]
+            if isinstance(chosen, Module)
+            else list(chosen)
+        )
         if not pool:
             raise OptimizerSettingsError(
                 optimizer=self.name, setting="teacher", problem="pool must not be empty"
@@ -162,7 +169,9 @@ class BootstrapFewShot(Teleprompter):
         for member in pool:
             copy = member.deepcopy()
             if self.max_labeled_demos and not getattr(copy, "_compiled", False):
-                copy = label_demos(copy.reset_copy(), trainset, k=self.max_labeled_demos, sample=True)
+                copy = label_demos(
+                    copy.reset_copy(), trainset, k=self.max_labeled_demos, sample=True
+                )
             ready.append(copy)
         return ready
 
@@ -217,7 +226,7 @@ class BootstrapFewShot(Teleprompter):
             replayed = run.replaying(key)
             started = time.monotonic()
             outcome = await run.step(
-                key, lambda r=round_index: self._attempt(run, example, teacher, r)
+                key, functools.partial(self._attempt, run, example, teacher, round_index)
             )
             if trials:
                 run.report(

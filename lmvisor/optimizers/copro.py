@@ -40,9 +40,7 @@ class BasicGenerateInstruction(Signature):
     """You are an instruction optimizer for large language models. I will give you a ``signature`` of fields (inputs and outputs) in English. Your task is to propose an instruction that will lead a good language model to perform the task well. Don't be afraid to be creative."""  # noqa: E501
 
     basic_instruction: str = InputField(desc="The initial instructions before optimization")
-    proposed_instruction: str = OutputField(
-        desc="The improved instructions for the language model"
-    )
+    proposed_instruction: str = OutputField(desc="The improved instructions for the language model")
     proposed_prefix_for_output_field: str = OutputField(
         desc="The string at the end of the prompt, which will help the model start solving the task"
     )
@@ -54,9 +52,7 @@ class GenerateInstructionGivenAttempts(Signature):
     Your task is to propose a new instruction that will lead a good language model to perform the task even better. Don't be afraid to be creative."""  # noqa: E501
 
     attempted_instructions: str = InputField()
-    proposed_instruction: str = OutputField(
-        desc="The improved instructions for the language model"
-    )
+    proposed_instruction: str = OutputField(desc="The improved instructions for the language model")
     proposed_prefix_for_output_field: str = OutputField(
         desc="The string at the end of the prompt, which will help the model start solving the task"
     )
@@ -131,7 +127,10 @@ class COPRO(Teleprompter):
         module = student.deepcopy()
         count = len(module.predictors())
         run.plan(count * (self.breadth + (self.depth - 1) * self.breadth))
-        latest = [await self._propose_basic(run, p_i, pred) for p_i, pred in enumerate(module.predictors())]
+        latest = [
+            await self._propose_basic(run, p_i, pred)
+            for p_i, pred in enumerate(module.predictors())
+        ]
         every = [list(p) for p in latest]
         evaluated: list[dict[tuple[str, str], _Candidate]] = [{} for _ in range(count)]
         clone = module.deepcopy()
@@ -145,7 +144,10 @@ class COPRO(Teleprompter):
                 iteration += len(pool)
             if depth == self.depth - 1:
                 break
-            latest = [await self._propose_more(run, depth + 1, p_i, evaluated[p_i]) for p_i in range(count)]
+            latest = [
+                await self._propose_more(run, depth + 1, p_i, evaluated[p_i])
+                for p_i in range(count)
+            ]
             for p_i, proposal in enumerate(latest):
                 every[p_i].extend(proposal)
         best = _select(evaluated)
@@ -172,7 +174,9 @@ class COPRO(Teleprompter):
             completions = prediction.completions
             return {
                 "instructions": [str(c.get("proposed_instruction", "")) for c in completions],
-                "prefixes": [str(c.get("proposed_prefix_for_output_field", "")) for c in completions],
+                "prefixes": [
+                    str(c.get("proposed_prefix_for_output_field", "")) for c in completions
+                ],
             }
 
         value = await run.step(key, propose)
@@ -192,7 +196,11 @@ class COPRO(Teleprompter):
         return [*proposal, (signature.instructions, last.prefix)]
 
     async def _propose_more(
-        self, run: OptimizationRun, depth: int, p_i: int, evaluated: dict[tuple[str, str], _Candidate]
+        self,
+        run: OptimizationRun,
+        depth: int,
+        p_i: int,
+        evaluated: dict[tuple[str, str], _Candidate],
     ) -> _Proposal:
         """Later depths: `breadth` proposals given the attempts so far, worst first."""
         ranked = sorted(evaluated.values(), key=lambda c: c.score, reverse=True)

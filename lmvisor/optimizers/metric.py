@@ -49,7 +49,9 @@ async def call_metric(metric: Metric, example: Any, prediction: Any, trace: Any 
     Raises:
         Exception: whatever the metric raises.
     """
-    value = metric(example, prediction, trace) if _takes_trace(metric) else metric(example, prediction)
+    value = (
+        metric(example, prediction, trace) if _takes_trace(metric) else metric(example, prediction)
+    )
     if inspect.isawaitable(value):
         value = await value
     return value

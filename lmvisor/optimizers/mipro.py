@@ -126,7 +126,9 @@ class MIPROv2(Teleprompter):
         concurrency: int = 16,
     ) -> None:
         if auto not in (None, *AUTO_RUN_SETTINGS):
-            raise ValueError(f"MIPROv2.auto must be 'light', 'medium', 'heavy' or None, got {auto!r}")
+            raise ValueError(
+                f"MIPROv2.auto must be 'light', 'medium', 'heavy' or None, got {auto!r}"
+            )
         if auto is not None and num_candidates is not None:
             raise ValueError("MIPROv2: num_candidates cannot be set together with auto")
         self.metric = metric
@@ -188,7 +190,9 @@ class MIPROv2(Teleprompter):
         run.plan(planned_trials(plan.num_trials, plan.minibatch, minibatch_full_eval_steps))
         demo_sets = self._bootstrap_plan(plan, rng)
         summary_task = asyncio.ensure_future(
-            self._summary(run, plan.trainset, view_data_batch_size) if data_aware_proposer else _none()
+            self._summary(run, plan.trainset, view_data_batch_size)
+            if data_aware_proposer
+            else _none()
         )
         default_task = asyncio.ensure_future(self._default_score(run, program, plan.valset))
         try:
@@ -247,7 +251,9 @@ class MIPROv2(Teleprompter):
             )  # fmt: skip
         if num_trials is not None:
             raise OptimizerSettingsError(
-                optimizer=self.name, setting="num_trials", problem="cannot be set together with auto"
+                optimizer=self.name,
+                setting="num_trials",
+                problem="cannot be set together with auto",
             )
         auto = AUTO_RUN_SETTINGS[self.auto]
         val = create_minibatch(val, auto["val_size"], rng)
@@ -262,10 +268,14 @@ class MIPROv2(Teleprompter):
         self, trainset: list[Example], valset: Sequence[Example] | None
     ) -> tuple[list[Example], list[Example]]:
         if not trainset:
-            raise OptimizerSettingsError(optimizer=self.name, setting="trainset", problem="is empty")
+            raise OptimizerSettingsError(
+                optimizer=self.name, setting="trainset", problem="is empty"
+            )
         if valset is not None:
             if not valset:
-                raise OptimizerSettingsError(optimizer=self.name, setting="valset", problem="is empty")
+                raise OptimizerSettingsError(
+                    optimizer=self.name, setting="valset", problem="is empty"
+                )
             return trainset, as_examples(valset)
         if len(trainset) < 2:
             raise OptimizerSettingsError(
@@ -285,7 +295,9 @@ class MIPROv2(Teleprompter):
 
     # --- step 2: demo sets -----------------------------------------------------------------
 
-    def _bootstrap_plan(self, plan: _Settings, rng: random.Random) -> list[tuple[int, list[Example], int]]:
+    def _bootstrap_plan(
+        self, plan: _Settings, rng: random.Random
+    ) -> list[tuple[int, list[Example], int]]:
         """(seed, trainset order, bootstrapped demos) per demo set, drawing `rng` as DSPy does."""
         max_boot = _ZERO_SHOT_BOOTSTRAPS if plan.zero_shot else plan.max_bootstrapped
         labeled = 0 if plan.zero_shot else plan.max_labeled
@@ -338,7 +350,9 @@ class MIPROv2(Teleprompter):
             prediction = await run.executor.run(lambda: predict(**inputs))
         return dict(prediction.items())
 
-    async def _summary(self, run: OptimizationRun, trainset: list[Example], batch: int) -> str | None:
+    async def _summary(
+        self, run: OptimizationRun, trainset: list[Example], batch: int
+    ) -> str | None:
         async def summarize() -> dict[str, Any]:
             try:
                 seen = await self._ask(run, DatasetDescriptor, examples=dspy_repr(trainset[:batch]))
@@ -391,7 +405,9 @@ class MIPROv2(Teleprompter):
         code = program_code(program) if program_aware else ""
         texts = await asyncio.gather(
             *(
-                self._propose_one(run, program, demos, summary, proposal, code, program_aware, fewshot_aware)
+                self._propose_one(
+                    run, program, demos, summary, proposal, code, program_aware, fewshot_aware
+                )
                 for proposal in proposals
             )
         )
@@ -423,7 +439,10 @@ class MIPROv2(Teleprompter):
             task_demos = "No task demos provided."
 
         async def propose() -> dict[str, Any]:
-            inputs: dict[str, Any] = {"task_demos": task_demos, "basic_instruction": signature.instructions}
+            inputs: dict[str, Any] = {
+                "task_demos": task_demos,
+                "basic_instruction": signature.instructions,
+            }
             if summary is not None:
                 inputs["dataset_description"] = summary
             if program_aware:
@@ -450,7 +469,9 @@ class MIPROv2(Teleprompter):
             "module_description": "Not provided",
         }
         try:
-            about = await self._ask(run, DescribeProgram, program_code=code, program_example=task_demos)
+            about = await self._ask(
+                run, DescribeProgram, program_code=code, program_example=task_demos
+            )
             described["program_description"] = strip_prefix(str(about["program_description"]))
             fields = predictor.signature
             described["module"] = (
@@ -469,7 +490,9 @@ class MIPROv2(Teleprompter):
 
     # --- step 4: the default program --------------------------------------------------------
 
-    async def _default_score(self, run: OptimizationRun, program: Module, valset: list[Example]) -> float:
+    async def _default_score(
+        self, run: OptimizationRun, program: Module, valset: list[Example]
+    ) -> float:
         with context(**self._task_lm()):
             try:
                 scored = await scored_trial(

@@ -151,7 +151,9 @@ class _Search:
         )
         return _Pick(trial, candidate, tuple(labels), params, devset)
 
-    async def score(self, key: str, program: Module, devset: list[Example], iteration: int) -> float:
+    async def score(
+        self, key: str, program: Module, devset: list[Example], iteration: int
+    ) -> float:
         kind = "full" if len(devset) >= len(self.valset) else "minibatch"
         try:
             scored = await scored_trial(
@@ -174,7 +176,9 @@ class _Search:
         for _, key, program, params in ranked:
             if key in self.fully_scored:
                 continue
-            score = await self.score(f"mipro/full:{trial_num + 1}/{key}", program, self.valset, trial_num + 1)
+            score = await self.score(
+                f"mipro/full:{trial_num + 1}/{key}", program, self.valset, trial_num + 1
+            )
             self.fully_scored[key] = score
             optuna = import_optuna()
             study.add_trial(
@@ -221,16 +225,23 @@ async def search(
         full_eval_steps=full_eval_steps, rng=rng,
     )  # fmt: skip
     outcome = SearchOutcome(best=program.deepcopy(), best_score=default_score)
-    outcome.scored.append({"score": default_score, "program": program.deepcopy(), "full_eval": True})
+    outcome.scored.append(
+        {"score": default_score, "program": program.deepcopy(), "full_eval": True}
+    )
     adjusted = _adjusted_trials(num_trials, minibatch, full_eval_steps)
     done = 0
     while done < num_trials:
-        batch = 1 if minibatch else max(1, min(num_trials - done, _STARTUP_TRIALS - len(study.trials)))
+        batch = (
+            1 if minibatch else max(1, min(num_trials - done, _STARTUP_TRIALS - len(study.trials)))
+        )
         picks = [state.pick(study.ask()) for _ in range(batch)]
         scores = await asyncio.gather(
             *(
                 state.score(
-                    f"mipro/trial:{p.trial.number + 1}/{p.key}", p.program, p.devset, p.trial.number + 1
+                    f"mipro/trial:{p.trial.number + 1}/{p.key}",
+                    p.program,
+                    p.devset,
+                    p.trial.number + 1,
                 )
                 for p in picks
             )

@@ -111,7 +111,11 @@ _INSTRUCTION_TEXT = "Use the information below to learn about a task that we are
 _INSTRUCTION_INPUTS: tuple[tuple[str, str, str], ...] = (
     ("dataset_description", "summary", "A description of the dataset that we are using."),
     ("program_code", "program", "Language model program designed to solve a particular task."),
-    ("program_description", "program", "Summary of the task the program is designed to solve, and how it goes about solving it."),  # noqa: E501
+    (
+        "program_description",
+        "program",
+        "Summary of the task the program is designed to solve, and how it goes about solving it.",
+    ),
     ("module", "program", "The module to create an instruction for."),
     ("module_description", "program", "Description of the module to create an instruction for."),
     ("task_demos", "always", "Example inputs/outputs of our module."),

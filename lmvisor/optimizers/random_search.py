@@ -144,7 +144,12 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
             random.Random(seed).shuffle(shuffled)
             size = random.Random(seed).randint(1, self.max_bootstrapped_demos)
         return await self._bootstrap(size).compile_in(
-            run, student, shuffled, teacher=teacher, prefix=f"random_search/seed:{seed}", trials=False
+            run,
+            student,
+            shuffled,
+            teacher=teacher,
+            prefix=f"random_search/seed:{seed}",
+            trials=False,
         )
 
 

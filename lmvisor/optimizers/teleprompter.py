@@ -31,7 +31,9 @@ class Teleprompter:
         """The optimizer's name in events and metrics (its class name)."""
         return type(self).__name__
 
-    async def compile(self, student: Module, *, trainset: Sequence[Example], **kwargs: Any) -> Module:
+    async def compile(
+        self, student: Module, *, trainset: Sequence[Example], **kwargs: Any
+    ) -> Module:
         """Optimize a copy of `student` on `trainset`; subclasses override this."""
         raise TypeError(f"{self.name} must implement async def compile(...)")
 
