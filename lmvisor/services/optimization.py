@@ -43,7 +43,7 @@ from lmvisor.runtime.messages import Call, Down, is_shutdown_exit
 from lmvisor.runtime.registry import Via
 from lmvisor.runtime.supervisor import Supervisor, start_child, terminate_child
 from lmvisor.services.errors import JobNotFinished, UnknownJob
-from lmvisor.services.optimization_spec import JobSpec, load_examples, parse_job_spec
+from lmvisor.services.optimization_job import JobSpec, load_examples, parse_job_spec
 from lmvisor.services.optimization_store import JobRecord, OptimizationStore
 from lmvisor.services.optimization_worker import (
     DeployProgram,

@@ -37,7 +37,7 @@ from lmvisor.runtime.events import (
     OPTIMIZATION_STARTED,
 )
 from lmvisor.runtime.messages import Cast
-from lmvisor.services.optimization_spec import JobSpec, build_optimizer, load_examples
+from lmvisor.services.optimization_job import JobSpec, build_optimizer, load_examples
 from lmvisor.services.optimization_store import JobRecord, OptimizationStore
 
 __all__ = [

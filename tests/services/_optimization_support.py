@@ -33,6 +33,8 @@ class SlowLM:
         self.inner = ScriptedLM(model="openai/gpt-4o-mini")
         self.delay = delay
         self.calls = 0
+        self.in_flight = 0
+        self.peak = 0
 
     @property
     def model(self) -> str:
@@ -44,9 +46,14 @@ class SlowLM:
 
     async def complete(self, request: LMRequest) -> LMResponse:
         self.calls += 1
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        return await self.inner.complete(request)
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return await self.inner.complete(request)
+        finally:
+            self.in_flight -= 1
 
     def stream(self, request: LMRequest) -> Any:
         return self.inner.stream(request)
