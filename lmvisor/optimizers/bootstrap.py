@@ -81,7 +81,7 @@ class BootstrapFewShot(Teleprompter):
         max_rounds: int = 1,
         max_errors: int | None = None,
         teacher: Module | Sequence[Module] | None = None,
-        concurrency: int = 16,
+        concurrency: int = 64,
     ) -> None:
         if max_bootstrapped_demos < 0 or max_labeled_demos < 0:
             raise ValueError("BootstrapFewShot demo counts must be >= 0")

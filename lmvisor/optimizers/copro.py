@@ -95,7 +95,7 @@ class COPRO(Teleprompter):
         breadth: int = 10,
         depth: int = 3,
         init_temperature: float = 1.4,
-        concurrency: int = 16,
+        concurrency: int = 64,
     ) -> None:
         if breadth <= 1:
             raise ValueError("COPRO.breadth must be greater than 1")

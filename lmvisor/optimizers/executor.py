@@ -72,7 +72,7 @@ class LocalExecutor:
     def __init__(
         self,
         *,
-        concurrency: int = 16,
+        concurrency: int = 64,
         max_errors: int = 10,
         failure_score: float = 0.0,
         timeout: float | None = None,

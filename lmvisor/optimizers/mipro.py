@@ -123,7 +123,7 @@ class MIPROv2(Teleprompter):
         seed: int = 9,
         init_temperature: float = 1.0,
         metric_threshold: float | None = None,
-        concurrency: int = 16,
+        concurrency: int = 64,
     ) -> None:
         if auto not in (None, *AUTO_RUN_SETTINGS):
             raise ValueError(

@@ -54,7 +54,7 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
         max_errors: int | None = None,
         stop_at_score: float | None = None,
         metric_threshold: float | None = None,
-        concurrency: int = 16,
+        concurrency: int = 64,
     ) -> None:
         if num_candidate_programs < 0:
             raise ValueError("BootstrapFewShotWithRandomSearch.num_candidate_programs must be >= 0")

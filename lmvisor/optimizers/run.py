@@ -107,7 +107,7 @@ class OptimizationRun:
     """The context one `compile()` runs in (see the module docstring).
 
     Args:
-        executor: runs the LM work (a `LocalExecutor(concurrency=16)` by default).
+        executor: runs the LM work (a `LocalExecutor()`, 64 in flight, by default).
         checkpoint: where step values are kept (in memory by default).
         optimization_id: names the run in events (a fresh id by default).
         on_trial: called with each new `TrialReport` (must not block).
