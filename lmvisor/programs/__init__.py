@@ -55,6 +55,15 @@ from lmvisor.programs.signature import (
     ensure_signature,
     make_signature,
 )
+from lmvisor.programs.spec import (
+    GENERATION_OPTIONS,
+    MODULE_TYPES,
+    ProgramSpec,
+    ProgramSpecError,
+    build_program,
+    parse_program_spec,
+    program_spec,
+)
 from lmvisor.programs.streaming import (
     StatusMessage,
     StatusMessageProvider,
@@ -67,8 +76,10 @@ from lmvisor.programs.tool_calls import ToolCalls
 from lmvisor.programs.trace import TraceEntry, trace
 
 __all__ = [
+    "GENERATION_OPTIONS",
     "KNN",
     "LM",
+    "MODULE_TYPES",
     "Adapter",
     "AdapterParseError",
     "Audio",
@@ -108,6 +119,8 @@ __all__ = [
     "Predict",
     "Prediction",
     "ProgramError",
+    "ProgramSpec",
+    "ProgramSpecError",
     "ReAct",
     "Reasoning",
     "Refine",
@@ -128,6 +141,7 @@ __all__ = [
     "Type",
     "Usage",
     "XMLAdapter",
+    "build_program",
     "compose_signatures",
     "configure",
     "context",
@@ -135,6 +149,8 @@ __all__ = [
     "ensure_signature",
     "inspect_history",
     "make_signature",
+    "parse_program_spec",
+    "program_spec",
     "streamify",
     "trace",
 ]

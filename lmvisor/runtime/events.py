@@ -25,6 +25,10 @@ __all__ = [
     "BREAKER_STATE_CHANGED",
     "CONFIG_CHANGED",
     "LIMITER_REJECTED",
+    "OPTIMIZATION_COMPLETED",
+    "OPTIMIZATION_FAILED",
+    "OPTIMIZATION_ITERATION",
+    "OPTIMIZATION_STARTED",
     "Event",
     "EventListener",
     "EventRing",
@@ -40,6 +44,18 @@ LIMITER_REJECTED: Final = "limiter.rejected"
 """A rate limiter refused a request (`limiter`, `retry_after`)."""
 CONFIG_CHANGED: Final = "config.changed"
 """A setting was updated (`path`)."""
+OPTIMIZATION_STARTED: Final = "optimization.started"
+"""An optimization job started or resumed (`optimization_id`, `optimizer`, `program`,
+`trainset`, `valset`, `seed`, `resumed`)."""
+OPTIMIZATION_ITERATION: Final = "optimization.iteration"
+"""An optimizer scored one candidate (`optimization_id`, `optimizer`, `iteration`,
+`candidate`, `score`, `metric`)."""
+OPTIMIZATION_COMPLETED: Final = "optimization.completed"
+"""An optimization job finished (`optimization_id`, `optimizer`, `best_score`, `trials`,
+`duration`, `version`)."""
+OPTIMIZATION_FAILED: Final = "optimization.failed"
+"""An optimization job failed or was cancelled (`optimization_id`, `optimizer`, `error`,
+`code`)."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _log = logging.getLogger(__name__)

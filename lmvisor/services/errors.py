@@ -1,10 +1,13 @@
-"""Errors raised by the supervised services (LM providers and the router).
+"""Errors raised by the supervised services (LM providers, the router, optimization jobs).
 
 LmvisorError
 └── ServiceError
     ├── BudgetExceeded           a provider's cost cap for the period is spent
     ├── UnknownProvider          a model names a vendor with no provider running
-    └── NoDeploymentAvailable    every deployment of a route failed or is cooling down
+    ├── NoDeploymentAvailable    every deployment of a route failed or is cooling down
+    ├── OptimizationSpecError    a submitted optimization job is malformed
+    ├── UnknownJob               no optimization job has that id
+    └── JobNotFinished           the job has no result (yet, or ever)
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ from collections.abc import Sequence
 
 from lmvisor.runtime.errors import LmvisorError
 
-__all__ = ["BudgetExceeded", "NoDeploymentAvailable", "ServiceError", "UnknownProvider"]
+__all__ = [
+    "BudgetExceeded",
+    "JobNotFinished",
+    "NoDeploymentAvailable",
+    "OptimizationSpecError",
+    "ServiceError",
+    "UnknownJob",
+    "UnknownProvider",
+]
 
 
 class ServiceError(LmvisorError):
@@ -72,3 +83,41 @@ class NoDeploymentAvailable(ServiceError):
             },
         )
         self.errors = list(errors)
+
+
+class OptimizationSpecError(ServiceError, ValueError):
+    """The submitted job spec is malformed; `field` is the dotted path of the bad part."""
+
+    code = "optimization_spec_error"
+
+    def __init__(self, *, field: str, problem: str) -> None:
+        super().__init__(
+            f"invalid optimization job at {field}: {problem}",
+            context={"field": field, "problem": problem},
+        )
+        self.field = field
+        self.problem = problem
+
+
+class UnknownJob(ServiceError):
+    """No optimization job has this id; list the jobs to find it."""
+
+    code = "unknown_job"
+
+    def __init__(self, *, job_id: str) -> None:
+        super().__init__(f"no optimization job {job_id!r}", context={"job_id": job_id})
+        self.job_id = job_id
+
+
+class JobNotFinished(ServiceError):
+    """The job has no result: it is still running, or it failed or was cancelled."""
+
+    code = "job_not_finished"
+
+    def __init__(self, *, job_id: str, status: str) -> None:
+        super().__init__(
+            f"optimization job {job_id!r} has no result (status: {status})",
+            context={"job_id": job_id, "status": status},
+        )
+        self.job_id = job_id
+        self.status = status
