@@ -9,6 +9,7 @@ SDKs do.
 
 from lmvisor.providers._base import ProviderStatistics
 from lmvisor.providers.anthropic import AnthropicProvider
+from lmvisor.providers.embeddings import OpenAIEmbeddings
 from lmvisor.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -24,10 +25,12 @@ from lmvisor.providers.errors import (
     RateLimitError,
     ResponseFormatError,
     ServerError,
+    UnsupportedMedia,
 )
 from lmvisor.providers.openai import OpenAIProvider
 from lmvisor.providers.openai_compatible import OpenAICompatibleProvider
 from lmvisor.providers.pricing import ModelPrice, cost_of, price_for
+from lmvisor.providers.reasoning import supports_reasoning
 from lmvisor.providers.sse import SSEDecoder, SSEEvent
 from lmvisor.providers.transport import (
     AiohttpTransport,
@@ -50,6 +53,7 @@ __all__ = [
     "ModelPrice",
     "NotFoundError",
     "OpenAICompatibleProvider",
+    "OpenAIEmbeddings",
     "OpenAIProvider",
     "OverloadedError",
     "ProviderConnectionError",
@@ -66,6 +70,8 @@ __all__ = [
     "Transport",
     "TransportResponse",
     "TransportStatistics",
+    "UnsupportedMedia",
     "cost_of",
     "price_for",
+    "supports_reasoning",
 ]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lmvisor.providers._media import anthropic_document, anthropic_image, unsupported_by_anthropic
-from lmvisor.providers._reasoning import anthropic_thinking
+from lmvisor.providers.reasoning import anthropic_thinking
 
 __all__ = [
     "DROPPED_PARAMS",

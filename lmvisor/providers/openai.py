@@ -19,9 +19,9 @@ from lmvisor.providers._base import (
     decode_json,
     shape_error,
 )
-from lmvisor.providers._reasoning import message_reasoning
 from lmvisor.providers.errors import error_from_body
 from lmvisor.providers.pricing import ModelPrice
+from lmvisor.providers.reasoning import message_reasoning
 from lmvisor.providers.sse import SSEEvent
 from lmvisor.providers.transport import Transport
 
