@@ -37,6 +37,7 @@ __all__ = [
     "StreamResponse",
     "listeners_for",
     "stream_receiver",
+    "streamed_chunks",
     "streamify",
 ]
 
@@ -164,13 +165,14 @@ _Item = StreamResponse | StatusMessage | LMDelta | Prediction
 class _Session:
     """One streamed run: where its items go and who listens to which predictor."""
 
-    __slots__ = ("listeners", "queue")
+    __slots__ = ("emitted", "listeners", "queue")
 
     def __init__(
         self, queue: asyncio.Queue[Any], listeners: Mapping[int, Sequence[StreamListener]]
     ) -> None:
         self.queue = queue
         self.listeners = listeners
+        self.emitted = 0  # chunks the caller may have seen
 
     def receiver(self, predictor: Any, adapter: Any) -> Callable[[LMDelta | None], None] | None:
         if not self.listeners:
@@ -190,16 +192,28 @@ class _Session:
                 else:
                     chunks = listener.receive(delta.text)
                 for chunk in chunks:
+                    self.emitted += 1
                     self.queue.put_nowait(chunk)
 
         return receive
 
     def _raw(self, delta: LMDelta | None) -> None:
         if delta is not None:
+            self.emitted += 1
             self.queue.put_nowait(delta)
 
 
 _session: ContextVar[_Session | None] = ContextVar("lmvisor_stream", default=None)
+
+
+def streamed_chunks() -> int:
+    """How many chunks the running stream has sent its caller (0 when not streaming).
+
+    An adapter retrying a call (ChatAdapter's JSON fallback) must not once text of the
+    first attempt is out: the caller would see two answers.
+    """
+    session = _session.get()
+    return 0 if session is None else session.emitted
 
 
 def stream_receiver(predictor: Any, adapter: Any) -> Callable[[LMDelta | None], None] | None:

@@ -327,6 +327,14 @@ class TestJSONAdapter:
 
 
 class TestDeepNesting:
+    def test_deep_xml_is_a_parse_error(self) -> None:
+        """XML nested thousands deep raises AdapterParseError naming the field."""
+        from lmvisor.programs.adapters import XMLAdapter
+
+        deep = "<item>" * 5000 + "x" + "</item>" * 5000
+        with pytest.raises(AdapterParseError, match=r"field 'items' cannot be read: nested too"):
+            XMLAdapter().parse(Signature("q -> items: list[str]"), f"<items>{deep}</items>")
+
     @pytest.mark.parametrize("adapter", [ChatAdapter(), JSONAdapter()])
     def test_deep_completion_is_a_parse_error(self, adapter: Any) -> None:
         """A completion nested thousands deep raises AdapterParseError, never RecursionError."""

@@ -249,3 +249,17 @@ class TestCutters:
             out += pieces
         assert finished
         assert "".join(out) == expected
+
+
+class TestNoFallbackAfterOutput:
+    async def test_streamed_text_is_not_followed_by_a_second_answer(self) -> None:
+        """When streamed chat text fails to parse, the JSON fallback is not tried."""
+        lm = ScriptedLM(["[[ ## answer ## ]]\nhalf an answer", '{"answer": "other", "n": 1}'])
+        program = streamify(
+            Predict("q -> answer, n: int"), stream_listeners=[StreamListener("answer")]
+        )
+        from lmvisor.programs.errors import AdapterParseError
+
+        with context(lm=lm), pytest.raises(AdapterParseError):
+            await collect(program(q="x"))
+        assert lm.calls == 1

@@ -28,6 +28,7 @@ from lmvisor.programs.fields import Field, check_bounds
 from lmvisor.programs.history import History
 from lmvisor.programs.lm import LMCapabilities
 from lmvisor.programs.signature import Signature
+from lmvisor.programs.streaming import streamed_chunks
 
 __all__ = [
     "ChatAdapter",
@@ -79,10 +80,13 @@ class ChatAdapter(Adapter):
     ) -> AdapterResult:
         """As `Adapter.run`, retrying once with JSONAdapter when parsing fails.
 
+        No fallback once the first attempt's text was streamed to the caller.
+
         Raises:
             AdapterParseError: the completion (and the fallback's, if enabled) did not parse;
                 when both failed, the message gives both problems.
         """
+        shown = streamed_chunks()
         try:
             return await super().run(
                 invoke,
@@ -94,7 +98,7 @@ class ChatAdapter(Adapter):
                 callbacks=callbacks,
             )
         except AdapterParseError as first:
-            if not self.use_json_adapter_fallback:
+            if not self.use_json_adapter_fallback or streamed_chunks() != shown:
                 raise
             from lmvisor.programs.adapters.json_adapter import JSONAdapter
 
