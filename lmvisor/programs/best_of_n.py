@@ -108,7 +108,7 @@ class BestOfN(Module):
         self.n = n
         # Wrapped so a reward program (an LM judge) is not taken for this module's state.
         self.reward_fn: RewardFn = lambda inputs, pred: reward_fn(inputs, pred)
-        self._reward_source = reward_fn
+        self.reward_code = _source(reward_fn)  # for Refine's advice request, as DSPy keeps it
         self.threshold = threshold
         self.fail_count = n if fail_count is None else fail_count
 
@@ -195,7 +195,7 @@ class Refine(BestOfN):
             "program_inputs": inputs,
             "program_trajectory": trajectory,
             "program_outputs": dict(pred.items()),
-            "reward_code": _source(self._reward_source),
+            "reward_code": self.reward_code,
             "target_threshold": self.threshold,
             "reward_value": reward,
             "module_names": [n for n, _ in named],

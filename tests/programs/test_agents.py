@@ -357,12 +357,12 @@ class TestRefineLikeDSPy:
 
     def test_state_is_the_modules_only(self) -> None:
         """Refine saves only its module's predictors (as DSPy), not a judge in reward_fn."""
-        judge = Predict("answer -> score: float")
 
-        async def reward(args: dict[str, Any], pred: Prediction) -> float:
-            return float((await judge(answer=pred.answer)).score)
+        class Judge(ChainOfThought):
+            async def __call__(self, args: Any, pred: Any) -> float:  # type: ignore[override]
+                return 1.0
 
-        refine = Refine(Predict("question -> answer"), 2, reward, 1.0)
+        refine = Refine(Predict("question -> answer"), 2, Judge("answer -> score: float"), 1.0)
         assert [name for name, _ in refine.named_predictors()] == ["module"]
 
     async def test_best_attempt_joins_outer_trace(self) -> None:
