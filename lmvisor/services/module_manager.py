@@ -16,7 +16,8 @@ started finish on the version they began with, and every later one uses the
 new version.
 
 Each program has its own breaker (`infrastructure.circuit_breakers[<id>]`,
-else the `default` entry) and, when `infrastructure.rate_limiters[<id>]` is
+else the `default` entry; it counts what the runtime's breakers count, plus
+retries that gave up) and, when `infrastructure.rate_limiters[<id>]` is
 set, its own limiter. The manager subscribes to `infrastructure` changes and
 rebuilds a program's protections when their config changes, without a
 restart. Its events (`module.registered`, `module.swapped`,
@@ -44,7 +45,8 @@ from lmvisor.runtime.events import (
     MODULE_UNREGISTERED,
 )
 from lmvisor.runtime.messages import Call
-from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker
+from lmvisor.runtime.errors import RetryExhausted
+from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker, counts_as_failure
 from lmvisor.runtime.protection.limiter import RateLimiter
 from lmvisor.runtime.supervisor import Supervisor
 from lmvisor.runtime.task_supervisor import TaskSupervisor
@@ -209,7 +211,12 @@ class ModuleManager(Actor):
 
     def _breaker(self, module_id: str, cfg: CircuitBreakerConfig) -> CircuitBreaker:
         runtime = self.runtime
-        breaker = CircuitBreaker(f"module:{module_id}", clock=runtime.clock, **cfg.model_dump())
+        breaker = CircuitBreaker(
+            f"module:{module_id}",
+            clock=runtime.clock,
+            is_failure=_counts_against_module,
+            **cfg.model_dump(),
+        )
         breaker.add_listener(runtime.metrics.breaker_changed)
         breaker.add_listener(self._breaker_event)
         return breaker
@@ -243,6 +250,11 @@ class ModuleManager(Actor):
 
     def format_status(self) -> object:
         return {"modules": sorted(self._table.records)}
+
+
+def _counts_against_module(exc: BaseException) -> bool:
+    """The breaker's rule, plus retries that gave up: the LM behind the program kept failing."""
+    return counts_as_failure(exc) or isinstance(exc, RetryExhausted)
 
 
 def _breaker_config(config: LmvisorConfig, module_id: str) -> CircuitBreakerConfig:

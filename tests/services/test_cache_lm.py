@@ -138,7 +138,9 @@ class TestHits:
         await lm.complete(_req(cache=False, rollout_id=1))
         await lm.complete(_req(cache=False, rollout_id=1))
         assert len(upstream.requests) == 2 and store.lookups == 0
-        assert all("cache" not in r.params and "rollout_id" not in r.params for r in upstream.requests)
+        assert all(
+            "cache" not in r.params and "rollout_id" not in r.params for r in upstream.requests
+        )
 
     async def test_rollout_ids_are_separate_entries(self) -> None:
         """Another rollout id misses; the same one hits."""
