@@ -67,5 +67,5 @@ class TestEntryBytes:
 
     def test_short_bytes_are_corrupt(self) -> None:
         """Fewer bytes than the header is a corrupt entry."""
-        with pytest.raises(CorruptEntry, match="^corrupt cache entry: shorter than its header$"):
+        with pytest.raises(CorruptEntry, match=r"^corrupt cache entry: shorter than its header$"):
             decode_entry(b"abc")

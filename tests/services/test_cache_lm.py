@@ -1,4 +1,4 @@
-"""Tests for lmvisor.services.cached_lm: hits, single flight, stale-on-error, opt-outs, corruption."""
+"""Tests for lmvisor.services.cached_lm: hits, single flight, stale answers, corruption."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ class TestHits:
 
     async def test_expired_entry_is_a_miss(self) -> None:
         """After cache_ttl the next call goes upstream again."""
-        lm, upstream, _, wall, _, _ = _setup(ttl=10.0)
+        lm, _, _, wall, _, _ = _setup(ttl=10.0)
         await lm.complete(_req())
         wall.now += 11.0
         assert (await lm.complete(_req())).outputs == ["answer 2"]
@@ -174,10 +174,10 @@ class TestSingleFlight:
 
     async def test_waiting_is_bounded_by_the_deadline(self) -> None:
         """A waiter whose deadline passes gets DeadlineExceeded; the leader still finishes."""
-        lm, upstream, *_ = _setup(delay=0.2)
+        lm, *_ = _setup(delay=0.2)
         leader = asyncio.ensure_future(lm.complete(_req()))
         await asyncio.sleep(0.01)
-        with deadline(0.02), pytest.raises(DeadlineExceeded, match="^deadline exceeded during"):
+        with deadline(0.02), pytest.raises(DeadlineExceeded, match=r"^deadline exceeded during"):
             await lm.complete(_req())
         assert (await leader).outputs == ["answer 1"]
 
@@ -228,7 +228,7 @@ class TestStale:
         lm, upstream, *_ = await self._expired()
         with cache_policy(allow_stale=True, cache_only=True):
             assert (await lm.complete(_req())).outputs == ["answer 1"]
-            with pytest.raises(CacheMiss, match="^no cached answer for this 'test/model'"):
+            with pytest.raises(CacheMiss, match=r"^no cached answer for this 'test/model'"):
                 await lm.complete(_req("another question"))
         assert len(upstream.requests) == 1
 

@@ -58,7 +58,7 @@ class TestBounds:
 
     def test_negative_bounds_are_refused(self) -> None:
         """Bounds below zero are a ValueError."""
-        with pytest.raises(ValueError, match="^MemoryTier bounds must be >= 0$"):
+        with pytest.raises(ValueError, match=r"^MemoryTier bounds must be >= 0$"):
             _tier(max_entries=-1)
 
 

@@ -58,7 +58,7 @@ class TestReadWrite:
         tier = _tier(path)
         with sqlite3.connect(path) as conn:
             conn.execute("INSERT INTO entries VALUES ('bad', 'text', 4, 0, 99)")
-        with pytest.raises(CorruptEntry, match="^corrupt cache entry: the row's payload"):
+        with pytest.raises(CorruptEntry, match=r"^corrupt cache entry: the row's payload"):
             tier.get("bad")
         tier.close()
 

@@ -112,7 +112,7 @@ class TestRegistry:
         assert [i.module_id for i in await app.list_modules()] == ["cot", "qa"]
         assert (await app.describe("qa")).to_dict()["signature"] == "question -> answer"
         await app.unregister("qa")
-        with pytest.raises(UnknownModule, match="^no program is registered as 'qa'$"):
+        with pytest.raises(UnknownModule, match=r"^no program is registered as 'qa'$"):
             await app.describe("qa")
 
     async def test_registry_keeps_its_own_copy(self, app: App) -> None:
@@ -127,19 +127,19 @@ class TestRegistry:
     async def test_bad_registrations_are_typed_errors(self, app: App) -> None:
         """Duplicate ids, bad ids, bad specs and unknown vendors each name the problem."""
         await app.register("qa", QA)
-        with pytest.raises(ModuleAlreadyRegistered, match="^a program is already registered"):
+        with pytest.raises(ModuleAlreadyRegistered, match=r"^a program is already registered"):
             await app.register("qa", QA)
-        with pytest.raises(ServiceInputError, match="^invalid module_id: must be 1-128"):
+        with pytest.raises(ServiceInputError, match=r"^invalid module_id: must be 1-128"):
             await app.register("Bad Id", QA)
-        with pytest.raises(ProgramSpecError, match="^invalid program spec at module: must be"):
+        with pytest.raises(ProgramSpecError, match=r"^invalid program spec at module: must be"):
             await app.register("x", {"module": "Nope", "signature": "a -> b"})
-        with pytest.raises(UnknownProvider, match="names provider 'nowhere'"):
+        with pytest.raises(UnknownProvider, match=r"names provider 'nowhere'"):
             await app.register("y", QA, options={"lm": "nowhere/model"})
-        with pytest.raises(ServiceInputError, match="^invalid options.colour: unknown option$"):
+        with pytest.raises(ServiceInputError, match=r"^invalid options.colour: unknown option$"):
             await app.register("z", QA, options={"colour": "red"})
         with pytest.raises(UnknownModule):
             await app.run("missing", {"question": "?"})
-        with pytest.raises(ServiceInputError, match="^invalid inputs: must be an object"):
+        with pytest.raises(ServiceInputError, match=r"^invalid inputs: must be an object"):
             await app.run("qa", ["not", "a", "mapping"])  # type: ignore[arg-type]
 
 
@@ -156,7 +156,7 @@ class TestVersions:
         assert await app.swap("two", TwoStep("v4", lm)) == 4
         assert await app.rollback("two") == 2
         assert await app.rollback("two") == 1
-        with pytest.raises(NoPreviousVersion, match="^program 'two' is at version 1"):
+        with pytest.raises(NoPreviousVersion, match=r"^program 'two' is at version 1"):
             await app.rollback("two")
         assert (await app.describe("two")).versions == (1, 2, 3, 4)
         swapped = await app.events.query(type=[MODULE_SWAPPED, MODULE_ROLLED_BACK])
@@ -171,9 +171,11 @@ class TestVersions:
         assert await app.swap("qa", state=state) == 2
         info = await app.describe("qa")
         assert info.demos == 1 and info.predictors[0].instructions == "Be brief."
-        with pytest.raises(ServiceInputError, match=r"^invalid state\.self\.demos: must be a list of JSON objects$"):
+        with pytest.raises(
+            ServiceInputError, match=r"^invalid state\.self\.demos: must be a list of JSON objects$"
+        ):
             await app.swap("qa", state={"demos": "not a list"})
-        with pytest.raises(ServiceInputError, match="^invalid program: give a program or a state"):
+        with pytest.raises(ServiceInputError, match=r"^invalid program: give a program or a state"):
             await app.swap("qa")
         assert issubclass(StateError, ValueError)
 
@@ -236,7 +238,7 @@ class TestExecution:
     async def test_failures_are_counted_and_reported(self, app: App) -> None:
         """A failing execution emits a complete event with its error and counts the error."""
         await app.register("qa", QA)
-        with pytest.raises(ValueError, match="^missing input 'question'"):
+        with pytest.raises(ValueError, match=r"^missing input 'question'"):
             await app.run("qa", {})
         [done] = await app.events.query(type=MODULE_EXECUTION_COMPLETE)
         assert done.data["success"] is False
@@ -249,7 +251,7 @@ class TestExecution:
     async def test_timeout_is_a_deadline(self, app: App) -> None:
         """An execution past its timeout raises DeadlineExceeded and is cancelled."""
         await app.register("slow", Slow(5.0))
-        with pytest.raises(DeadlineExceeded, match="^deadline exceeded during module execution"):
+        with pytest.raises(DeadlineExceeded, match=r"^deadline exceeded during module execution"):
             await app.run("slow", {}, timeout=0.05)
         assert getattr(Slow, "cancelled_total", 0) >= 1
 
@@ -281,7 +283,7 @@ class TestProtections:
             with pytest.raises(Exception) as caught:
                 await app.run("flaky", {"question": question})
             assert not isinstance(caught.value, CircuitOpen)
-        with pytest.raises(CircuitOpen, match="^circuit 'module:flaky' is open"):
+        with pytest.raises(CircuitOpen, match=r"^circuit 'module:flaky' is open"):
             await app.run("flaky", {"question": "c"})
 
     async def test_limiter_set_at_run_time_applies_without_restart(self, app: App) -> None:
@@ -290,7 +292,7 @@ class TestProtections:
         config = app.runtime.via("config")
         await update_config(config, "infrastructure.rate_limiters", {"qa": {"limit": 1}})
         await app.run("qa", {"question": "first"})
-        with pytest.raises(RateLimited, match="^rate limit 'module:qa' reached"):
+        with pytest.raises(RateLimited, match=r"^rate limit 'module:qa' reached"):
             await app.run("qa", {"question": "second"}, timeout=1.0)
         await update_config(config, "infrastructure.rate_limiters", {})
         assert (await app.run("qa", {"question": "third"}, timeout=1.0)).strategy == "primary"
