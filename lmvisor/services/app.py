@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, final
 
 from lmvisor.config.loading import replace_value
 from lmvisor.config.schema import LmvisorConfig
+from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock
@@ -120,6 +121,10 @@ class App:
             router = self._services.router(key[0], fallbacks=key[1])
             found = self._lms[key] = CachedLM(router, self._store)
         return found
+
+    def cache_in_front(self, upstream: LM) -> CachedLM:
+        """The application's cache in front of any `LM` (your own client, a scripted LM)."""
+        return CachedLM(upstream, self._store)
 
     # --- programs (see `Modules`) -------------------------------------------------------
 

@@ -35,7 +35,6 @@ __all__ = [
 
 _VERSION: Final = 1
 _KNOWN: Final = frozenset({"v", "outputs", "usage", "cost", "tool_calls"})
-_USAGE_KEYS: Final = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens")
 _HEADER: Final = struct.Struct("<d")
 
 
@@ -97,20 +96,21 @@ def decode_response(payload: bytes) -> LMResponse:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise CorruptEntry(f"not JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("v") != _VERSION:
+    if type(data) is not dict or data.get("v") != _VERSION:
         raise CorruptEntry("not a version-1 response object")
     outputs = data.get("outputs")
-    if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
+    if type(outputs) is not list or not all(type(o) is str for o in outputs):
         raise CorruptEntry("outputs must be a list of strings")
-    usage = _usage(data.get("usage"))
-    extra = {k: v for k, v in data.items() if k not in _KNOWN and k in _FIELDS}
+    total = _total_tokens(data.get("usage"))
+    extra = {k: v for k, v in data.items() if k in _FIELDS}
+    calls = data.get("tool_calls")
     try:
         return LMResponse(
             outputs=outputs,
-            usage=Usage(cached_tokens=usage.total_tokens),
+            usage=Usage(cached_tokens=total),
             cost=0.0,
             cached=True,
-            tool_calls=_tool_calls(data.get("tool_calls", [])),
+            tool_calls=_tool_calls(calls) if calls else (),
             **extra,
         )
     except TypeError as exc:
@@ -136,16 +136,17 @@ def decode_entry(data: bytes) -> CacheEntry:
     return CacheEntry(data[_HEADER.size :], expires_at)
 
 
-_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(LMResponse)) - {"cached"}
+# Fields decoded as stored; the others are rebuilt (usage, cost, tool calls) or set (cached).
+_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(LMResponse)) - _KNOWN - {"cached"}
 
 
-def _usage(value: Any) -> Usage:
-    if not isinstance(value, Mapping):
+def _total_tokens(value: Any) -> int:
+    if type(value) is not dict:
         raise CorruptEntry("usage must be an object")
-    counts = {k: value.get(k, 0) for k in _USAGE_KEYS}
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()):
+    total = value.get("total_tokens", 0)
+    if type(total) is not int:
         raise CorruptEntry("usage counts must be integers")
-    return Usage(**counts)
+    return total
 
 
 def _tool_calls(value: Any) -> tuple[ToolCall, ...]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Final, final
 
@@ -50,6 +51,7 @@ from lmvisor.services.module_table import ModuleRecord, ModuleVersion
 __all__ = ["Execution", "ExecutionContext", "run_execution"]
 
 PRIMARY: Final = "primary"
+_NO_DEADLINE: Final = nullcontext()
 
 
 @final
@@ -125,7 +127,7 @@ async def run_execution(
         DeadlineExceeded: the deadline passed (no fallback set).
         LmvisorError, ValueError: the program's own failure.
     """
-    with deadline_at(at), cache_report() as report:
+    with deadline_at(at) if at is not None else _NO_DEADLINE, cache_report() as report:
         base = {
             "module_id": record.module_id,
             "module_type": type(version.program).__name__,

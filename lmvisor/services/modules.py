@@ -15,9 +15,11 @@ and `NoPreviousVersion` (409), `ProgramSpecError` / `ServiceInputError` (400).
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
+import os
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, final
 
@@ -26,7 +28,7 @@ from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
 from lmvisor.programs.spec import ProgramSpec, build_program, parse_program_spec
 from lmvisor.runtime.correlation import correlation_scope, current_scope
-from lmvisor.runtime.deadline import current_deadline, deadline
+from lmvisor.runtime.deadline import current_deadline
 from lmvisor.runtime.errors import ActorExited, DeadlineExceeded
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.task_supervisor import start_task
@@ -85,7 +87,7 @@ class Modules:
         lm_for: the application's LM for a model ("vendor/model").
     """
 
-    __slots__ = ("_context", "_manager", "_runtime", "_table", "_tasks")
+    __slots__ = ("_context", "_ids", "_manager", "_prefix", "_runtime", "_table", "_tasks")
 
     def __init__(self, runtime: Runtime, table: ModuleTable, lm_for: Callable[[str], LM]) -> None:
         self._runtime = runtime
@@ -93,6 +95,9 @@ class Modules:
         self._manager = runtime.via(MODULES_NAME)
         self._tasks = runtime.via(MODULE_TASKS_NAME)
         self._context = ExecutionContext(events=runtime.events.ring, lm_for=lm_for)
+        # Correlation ids for executions that come without one: unique, and cheaper than uuid4.
+        self._prefix = os.urandom(6).hex() + "-"
+        self._ids = itertools.count(1)
 
     # --- writes -------------------------------------------------------------------------
 
@@ -238,19 +243,25 @@ class Modules:
             raise ServiceInputError(field="inputs", problem="must be an object of input fields")
         version = record.current
         seconds = self._runtime.config.modules.timeout if isinstance(timeout, _Default) else timeout
-        with _scope(correlation_id), deadline(seconds):
-            at = current_deadline()
-            ctx = self._context
-            args = dict(inputs)
+        at = _deadline_in(seconds)
+        ctx = self._context
+        args = dict(inputs)
+        # A call already in a scope keeps its id; otherwise the execution opens its own.
+        scope_id = correlation_id
+        if scope_id is None and current_scope() is None:
+            scope_id = f"{self._prefix}{next(self._ids)}"
 
-            async def job() -> Execution | _Failed:
-                try:
+        async def job() -> Execution | _Failed:
+            try:
+                if scope_id is None:
                     return await run_execution(ctx, record, version, args, at)
-                except Exception as exc:
-                    return _Failed(exc)
+                with correlation_scope(scope_id):
+                    return await run_execution(ctx, record, version, args, at)
+            except Exception as exc:
+                return _Failed(exc)
 
-            task = await start_task(self._tasks.resolve(), job)
-            outcome = await _join(task, at)
+        task = await start_task(self._tasks.resolve(), job)
+        outcome = await _join(task, at)
         if isinstance(outcome, _Failed):
             raise outcome.error
         return outcome
@@ -295,14 +306,15 @@ def _build(program: ProgramLike) -> tuple[Module, ProgramSpec | None]:
     raise ServiceInputError(field="program", problem="must be a Module or a program spec")
 
 
-@contextmanager
-def _scope(correlation_id: str | None) -> Iterator[None]:
-    if correlation_id is None and current_scope() is not None:
-        with nullcontext():
-            yield
-        return
-    with correlation_scope(correlation_id):
-        yield
+def _deadline_in(seconds: float | None) -> float | None:
+    """The absolute deadline `seconds` from now, never later than the caller's own."""
+    outer = current_deadline()
+    if seconds is None:
+        return outer
+    if math.isnan(seconds) or seconds < 0:
+        raise ServiceInputError(field="timeout", problem="must be >= 0 seconds")
+    at = asyncio.get_running_loop().time() + seconds
+    return at if outer is None else min(outer, at)
 
 
 async def _join(task: asyncio.Task[Execution | _Failed], at: float | None) -> Execution | _Failed:
