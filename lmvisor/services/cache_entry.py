@@ -78,11 +78,12 @@ def encode_response(response: LMResponse) -> bytes:
         "tool_calls": [
             {"id": c.id, "name": c.name, "arguments": dict(c.arguments)}
             for c in response.tool_calls
-        ],
+        ]
+        if response.tool_calls
+        else [],
     }
-    for field in dataclasses.fields(response):
-        if field.name not in _KNOWN and field.name != "cached":
-            data[field.name] = getattr(response, field.name)
+    for name in _FIELDS:
+        data[name] = getattr(response, name)
     return orjson.dumps(data)
 
 
