@@ -35,7 +35,7 @@ from lmvisor.services.app import App, open_app
 from lmvisor.testing.lm_server import LMServer
 
 sys.path.insert(0, str(ROOT))
-from tests.services._redis import RedisServer  # noqa: E402
+from tests.services._redis import RedisServer
 
 QUESTION = "What is the capital of France?"
 _ROUNDS = 5

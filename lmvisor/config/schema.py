@@ -107,10 +107,19 @@ class BootstrapConfig(BaseModel):
 
 @final
 class OptimizationConfig(BaseModel):
-    """Optimizer defaults."""
+    """Optimization jobs: their shared bounds and the optimizers' defaults.
+
+    `concurrency` bounds the LM work one job has in flight (examples, bootstrap
+    attempts, proposals); a change applies to running jobs too. The rest applies
+    to jobs submitted after the change. `example_timeout` (seconds, None: none)
+    bounds each evaluated example; `max_errors` failing examples stop an evaluation.
+    """
 
     model_config = _MODEL_CONFIG
 
+    concurrency: int = Field(default=64, ge=1)
+    max_errors: int = Field(default=10, ge=1)
+    example_timeout: float | None = Field(default=None, gt=0)
     copro: CoproConfig = CoproConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
 

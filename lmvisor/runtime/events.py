@@ -34,6 +34,10 @@ __all__ = [
     "MODULE_ROLLED_BACK",
     "MODULE_SWAPPED",
     "MODULE_UNREGISTERED",
+    "OPTIMIZATION_COMPLETED",
+    "OPTIMIZATION_FAILED",
+    "OPTIMIZATION_ITERATION",
+    "OPTIMIZATION_STARTED",
     "Event",
     "EventListener",
     "EventRing",
@@ -49,6 +53,18 @@ LIMITER_REJECTED: Final = "limiter.rejected"
 """A rate limiter refused a request (`limiter`, `retry_after`)."""
 CONFIG_CHANGED: Final = "config.changed"
 """A setting was updated (`path`)."""
+OPTIMIZATION_STARTED: Final = "optimization.started"
+"""An optimization job started or resumed (`optimization_id`, `optimizer`, `program`,
+`trainset`, `valset`, `seed`, `resumed`)."""
+OPTIMIZATION_ITERATION: Final = "optimization.iteration"
+"""An optimizer scored one candidate (`optimization_id`, `optimizer`, `iteration`,
+`candidate`, `score`, `metric`)."""
+OPTIMIZATION_COMPLETED: Final = "optimization.completed"
+"""An optimization job finished (`optimization_id`, `optimizer`, `best_score`, `trials`,
+`duration`, `version`)."""
+OPTIMIZATION_FAILED: Final = "optimization.failed"
+"""An optimization job failed or was cancelled (`optimization_id`, `optimizer`, `error`,
+`code`)."""
 
 # The application tree's events (lmvisor.services); the module_* names are the seed's.
 MODULE_EXECUTION_START: Final = "module_execution_start"

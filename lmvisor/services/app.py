@@ -5,7 +5,7 @@
     ├── cache         CacheManager: L1 memory, L2 Redis, L3 SQLite
     ├── lm_providers  one LMProvider actor per reachable vendor
     ├── modules       task supervisor + ModuleManager
-    └── optimization  (the OptimizationCoordinator's slot; see `_optimization_spec`)
+    └── optimization  OptimizationCoordinator and its jobs (`lmvisor.services.optimization`)
 
 Children start in that order and stop in reverse. The embedded default needs
 nothing installed: L1 in memory and L3 in `<data_dir>/cache.sqlite3`
@@ -16,8 +16,10 @@ Programs see one `LM`: `app.lm(model)`, the cache in front of the router in
 front of the provider actors. `App` is the facade an embedding app, the
 daemon's request handlers and the optimizers call: programs (`register`,
 `run`, `swap`, `rollback`, `describe`, `list_modules`, `unregister`, `get`),
-the cache (`cache_statistics`, `clear_cache`, `flush_cache`), the tree and
-the events. Its failures are typed (see `lmvisor.services.modules`).
+optimization jobs (`submit_optimization`, `optimization_status`,
+`list_optimizations`, `cancel_optimization`, `optimization_result`), the cache
+(`cache_statistics`, `clear_cache`, `flush_cache`), the tree and the events.
+Its failures are typed (see `lmvisor.services.modules`).
 
 `loopback_lm` decides whether lmvisor's own loopback LM server answers
 instead of vendors: "never" (the default, and what a daemon uses), "if_no_key"
@@ -35,10 +37,11 @@ from typing import TYPE_CHECKING, Any, final
 
 from lmvisor.config.loading import replace_value
 from lmvisor.config.schema import LmvisorConfig
-from lmvisor.programs.lm import LM
+from lmvisor.programs.lm import LM, LMCapabilities, LMRequest, LMResponse, LMStreamItem
 from lmvisor.programs.module import Module
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock
+from lmvisor.runtime.errors import LmvisorError
 from lmvisor.runtime.event_store import EventStore
 from lmvisor.runtime.logger import get_logger
 from lmvisor.runtime.runtime import Runtime
@@ -61,6 +64,16 @@ from lmvisor.services.module_manager import ModuleTable, modules_spec
 from lmvisor.services.module_options import ModuleOptions
 from lmvisor.services.module_table import ModuleInfo
 from lmvisor.services.modules import DEFAULT_TIMEOUT, Modules, ProgramLike
+from lmvisor.services.optimization import (
+    COORDINATOR_NAME,
+    OptimizationStatus,
+    cancel_optimization,
+    list_optimizations,
+    optimization_result,
+    optimization_spec,
+    optimization_status,
+    submit_optimization,
+)
 
 if TYPE_CHECKING:
     from lmvisor.testing.lm_server import LMServer
@@ -181,6 +194,28 @@ class App:
         """A fresh copy of a program; see `Modules.get`."""
         return await self.modules.get(module_id, version=version)
 
+    # --- optimization jobs (see `lmvisor.services.optimization`) ------------------------
+
+    async def submit_optimization(self, spec: Mapping[str, Any]) -> str:
+        """Submit an optimization job (its JSON spec); returns the job id."""
+        return await submit_optimization(self.runtime.via(COORDINATOR_NAME), spec)
+
+    async def optimization_status(self, job_id: str) -> OptimizationStatus:
+        """A job's state and progress."""
+        return await optimization_status(self.runtime.via(COORDINATOR_NAME), job_id)
+
+    async def list_optimizations(self) -> list[OptimizationStatus]:
+        """Every job the coordinator knows."""
+        return await list_optimizations(self.runtime.via(COORDINATOR_NAME))
+
+    async def cancel_optimization(self, job_id: str) -> OptimizationStatus:
+        """Cancel a running job."""
+        return await cancel_optimization(self.runtime.via(COORDINATOR_NAME), job_id)
+
+    async def optimization_result(self, job_id: str) -> Module:
+        """The optimized program of a finished job."""
+        return await optimization_result(self.runtime.via(COORDINATOR_NAME), job_id)
+
     # --- cache, tree, events ------------------------------------------------------------
 
     async def cache_statistics(self) -> CacheStatistics:
@@ -294,12 +329,46 @@ async def _start_services(
 
 
 def _optimization_spec(app: App, config: LmvisorConfig) -> ChildSpec | None:
-    """THE OPTIMIZATION SLOT: the OptimizationCoordinator's child spec, started last.
+    """The optimization slot: the OptimizationCoordinator's subtree, started last.
 
-    Wiring it (issue 10's `lmvisor/services/optimization*.py`) is these lines:
-    `lm=app.lm()`, `resolve_program=app.modules.get`, `deploy=app.modules.swap`,
-    and checkpoints at `config.data_dir / "optimization.sqlite3"` (None when
-    `config.data_dir` is None: memory only). Until then the tree has no
-    `optimization` child.
+    Jobs run through the app's default LM (cache in front of the router), take
+    their student from the ModuleManager and deploy results by hot-swap; jobs
+    and checkpoints live in `<data_dir>/optimization.sqlite3` (memory only
+    without a data directory).
     """
-    return None
+    store = None if config.data_dir is None else config.data_dir / "optimization.sqlite3"
+    return optimization_spec(
+        lm=_DefaultLM(app),
+        resolve_program=app.modules.get,
+        deploy=app.modules.swap,
+        store_path=store,
+    )
+
+
+@final
+class _DefaultLM:
+    """`app.lm()` resolved at each call, so an app whose default vendor is not configured
+    still starts (its optimization jobs then fail with `UnknownProvider`, typed)."""
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    @property
+    def model(self) -> str:
+        return self._app.default_model
+
+    @property
+    def capabilities(self) -> LMCapabilities:
+        try:
+            return self._app.lm().capabilities
+        except LmvisorError:
+            return LMCapabilities()
+
+    async def complete(self, request: LMRequest) -> LMResponse:
+        return await self._app.lm().complete(request)
+
+    async def stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]:
+        async for item in self._app.lm().stream(request):
+            yield item

@@ -293,10 +293,10 @@ class CacheManager(Actor):
                 store.meters["l3"].evicted(evicted)
         l2 = store.l2
         if l2 is not None:
-            if l2_puts:
-                await l2.put_many(l2_puts, now)
             if l2_deletes:
                 await l2.delete_many(l2_deletes)
+            if l2_puts:
+                await l2.put_many(l2_puts, now)
 
     async def _in_thread(self, fn: Callable[[], _T]) -> _T:
         return await anyio.to_thread.run_sync(fn, limiter=self._limiter)

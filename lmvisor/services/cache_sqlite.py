@@ -158,7 +158,7 @@ class SqliteTier:
     def write(
         self, puts: Sequence[tuple[str, CacheEntry]], deletes: Sequence[str], now: float
     ) -> int:
-        """Store `puts` and remove `deletes` in one transaction; returns entries evicted.
+        """Remove `deletes`, then store `puts`, in one transaction; returns entries evicted.
 
         Blocks while another connection holds the write lock (up to `busy_timeout`).
 
@@ -169,11 +169,13 @@ class SqliteTier:
             conn = self._conn(self._writer)
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # Deletes first: a corrupt entry dropped and its fresh answer written in one
+                # batch must leave the fresh answer.
+                conn.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k in deletes])
                 conn.executemany(
                     _UPSERT,
                     [(k, e.payload, e.size, now, e.expires_at) for k, e in puts],
                 )
-                conn.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k in deletes])
                 evicted = self._evict(conn, now)
                 conn.execute("COMMIT")
             except BaseException:

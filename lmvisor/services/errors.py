@@ -1,10 +1,13 @@
-"""Errors raised by the supervised services (LM providers, router, cache, module manager).
+"""Errors raised by the supervised services (providers, router, cache, modules, optimization).
 
 LmvisorError
 └── ServiceError
     ├── BudgetExceeded           a provider's cost cap for the period is spent
     ├── UnknownProvider          a model names a vendor with no provider running
     ├── NoDeploymentAvailable    every deployment of a route failed or is cooling down
+    ├── OptimizationSpecError    a submitted optimization job is malformed
+    ├── UnknownJob               no optimization job has that id
+    ├── JobNotFinished           the job has no result (yet, or ever)
     ├── ServiceInputError        a request to a service is malformed (also a ValueError)
     ├── CacheMiss                a cache-only answer was asked for and none is cached
     ├── UnknownModule            no program is registered under the id
@@ -23,11 +26,14 @@ __all__ = [
     "AllStrategiesFailed",
     "BudgetExceeded",
     "CacheMiss",
+    "JobNotFinished",
     "ModuleAlreadyRegistered",
     "NoDeploymentAvailable",
     "NoPreviousVersion",
+    "OptimizationSpecError",
     "ServiceError",
     "ServiceInputError",
+    "UnknownJob",
     "UnknownModule",
     "UnknownProvider",
 ]
@@ -89,6 +95,44 @@ class NoDeploymentAvailable(ServiceError):
             },
         )
         self.errors = list(errors)
+
+
+class OptimizationSpecError(ServiceError, ValueError):
+    """The submitted job spec is malformed; `field` is the dotted path of the bad part."""
+
+    code = "optimization_spec_error"
+
+    def __init__(self, *, field: str, problem: str) -> None:
+        super().__init__(
+            f"invalid optimization job at {field}: {problem}",
+            context={"field": field, "problem": problem},
+        )
+        self.field = field
+        self.problem = problem
+
+
+class UnknownJob(ServiceError):
+    """No optimization job has this id; list the jobs to find it."""
+
+    code = "unknown_job"
+
+    def __init__(self, *, job_id: str) -> None:
+        super().__init__(f"no optimization job {job_id!r}", context={"job_id": job_id})
+        self.job_id = job_id
+
+
+class JobNotFinished(ServiceError):
+    """The job has no result: it is still running, or it failed or was cancelled."""
+
+    code = "job_not_finished"
+
+    def __init__(self, *, job_id: str, status: str) -> None:
+        super().__init__(
+            f"optimization job {job_id!r} has no result (status: {status})",
+            context={"job_id": job_id, "status": status},
+        )
+        self.job_id = job_id
+        self.status = status
 
 
 class ServiceInputError(ServiceError, ValueError):

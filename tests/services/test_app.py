@@ -37,9 +37,15 @@ def _with_key(config: LmvisorConfig, vendor: str) -> LmvisorConfig:
 
 class TestTree:
     async def test_tree_has_the_seeds_shape_in_start_order(self, app: App) -> None:
-        """root: system, cache, lm_providers, modules (tasks, manager), started in that order."""
+        """root: system, cache, lm_providers, modules (tasks, manager), optimization, in order."""
         tree = app.tree()
-        assert [c.id for c in tree.children] == ["system", "cache", "lm_providers", "modules"]
+        assert [c.id for c in tree.children] == [
+            "system",
+            "cache",
+            "lm_providers",
+            "modules",
+            "optimization",
+        ]
         modules = tree.find("modules")
         assert modules is not None and [c.id for c in modules.children] == ["tasks", "manager"]
         assert all(c.status == "running" for c in tree.children)
@@ -215,3 +221,32 @@ class TestReadme:
         assert "loopback LM server" in done.stdout
         assert "answer:" in done.stdout
         assert (tmp_path / ".lmvisor" / "cache.sqlite3").exists()
+
+
+class TestOptimizationSlot:
+    async def test_job_takes_the_registered_program_and_deploys_by_hot_swap(self, app: App) -> None:
+        """A job naming a registered program optimizes it through the app's LM and, with
+        deploy, installs the result as that program's next version."""
+        await app.register("qa", {"module": "Predict", "signature": "question -> answer"})
+        rows = [{"question": f"q{i}", "answer": f"a{i}"} for i in range(6)]
+        job_id = await app.submit_optimization(
+            {
+                "optimizer": "LabeledFewShot",
+                "params": {"k": 3},
+                "program": "qa",
+                "trainset": rows,
+                "input_keys": ["question"],
+                "metric": "tests.services._optimization_support:always",
+                "deploy": True,
+            }
+        )
+        for _ in range(2000):
+            status = await app.optimization_status(job_id)
+            if status.status != "running":
+                break
+            await asyncio.sleep(0.005)
+        assert status.status == "completed", status
+        assert status.version == 2
+        info = await app.describe("qa")
+        assert (info.version, info.demos) == (2, 3)
+        assert [j.id for j in await app.list_optimizations()] == [job_id]
