@@ -71,8 +71,13 @@ class TestTree:
 
     async def test_memory_only_without_a_data_dir(self, app: App) -> None:
         """data_dir = None (the test default) keeps the cache in memory: no L3."""
+        with context(lm=app.lm()):
+            for _ in range(2):
+                await Predict("question -> answer")(question="twice")
         stats = await app.cache_statistics()
         assert [t.layer for t in stats.tiers] == ["l1"]
+        assert app.runtime.metrics.value("lmvisor_cache_hit_rate") == 0.5
+        assert "lmvisor_cache_hits_total" in app.runtime.metrics.render()
         json.dumps(stats.to_dict())
 
     async def test_unreadable_cache_file_degrades_to_memory(
