@@ -83,10 +83,14 @@ if TYPE_CHECKING:
         handler,
     )
     from lmvisor.services import (
+        AllStrategiesFailed,
+        App,
         BudgetExceeded,
         LMServices,
+        ModuleOptions,
         NoDeploymentAvailable,
         RouterLM,
+        open_app,
         start_lm_providers,
     )
 
@@ -97,6 +101,8 @@ __all__ = [
     "ActorExited",
     "ActorRef",
     "AdapterParseError",
+    "AllStrategiesFailed",
+    "App",
     "Audio",
     "Backoff",
     "BestOfN",
@@ -126,6 +132,7 @@ __all__ = [
     "LmvisorError",
     "MailboxFull",
     "Module",
+    "ModuleOptions",
     "MultiChainComparison",
     "MultiHop",
     "NameNotRegistered",
@@ -156,6 +163,7 @@ __all__ = [
     "handler",
     "inspect_history",
     "load_config",
+    "open_app",
     "start_lm_providers",
     "streamify",
 ]
@@ -175,6 +183,8 @@ _EXPORTS = {
     "ActorExited": "lmvisor.runtime",
     "ActorRef": "lmvisor.runtime",
     "AdapterParseError": "lmvisor.programs",
+    "AllStrategiesFailed": "lmvisor.services",
+    "App": "lmvisor.services",
     "Backoff": "lmvisor.runtime",
     "BestOfN": "lmvisor.programs",
     "BudgetExceeded": "lmvisor.services",
@@ -201,6 +211,7 @@ _EXPORTS = {
     "LmvisorError": "lmvisor.runtime",
     "MailboxFull": "lmvisor.runtime",
     "Module": "lmvisor.programs",
+    "ModuleOptions": "lmvisor.services",
     "MultiChainComparison": "lmvisor.programs",
     "MultiHop": "lmvisor.programs",
     "NameNotRegistered": "lmvisor.runtime",
@@ -227,6 +238,7 @@ _EXPORTS = {
     "handler": "lmvisor.runtime",
     "inspect_history": "lmvisor.programs",
     "load_config": "lmvisor.config",
+    "open_app": "lmvisor.services",
     "start_lm_providers": "lmvisor.services",
 }
 

@@ -64,7 +64,7 @@ class LMInvoker:
             response = await self._complete_hooked(request)
         else:
             response = await self._send(request)
-        record_usage(response.usage, response.cost)
+        record_usage(response.usage, response.cost, response.cached)
         if self._history is not None:
             self._history.record(lm.model, request, response)
         return response
