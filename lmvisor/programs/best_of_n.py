@@ -73,6 +73,10 @@ class OfferFeedback(Signature):
 class BestOfN(Module):
     """Run `module` up to `n` times (temperature 1.0); stop at the first reward >= threshold.
 
+    As in DSPy, each attempt carries its own `rollout_id` (counting up from the settings'
+    one, else 0): a cache keys on it, so attempts are sampled, not replayed; it is never
+    sent to the vendor.
+
     Returns the best-rewarded prediction; the trace of that attempt's predictor calls joins
     the caller's `trace()`. Failed attempts are counted; at `fail_count` failures the last
     error is raised.
@@ -124,7 +128,7 @@ class BestOfN(Module):
         last_error: Exception | None = None
         for attempt in range(self.n):
             try:
-                pred, reward, entries = await self._attempt(inputs)
+                pred, reward, entries = await self._attempt(inputs, attempt)
             except Exception as exc:
                 failures, last_error = failures + 1, exc
                 if failures >= self.fail_count:
@@ -142,8 +146,13 @@ class BestOfN(Module):
         record_entries(best[2])
         return best[0]
 
-    async def _attempt(self, inputs: dict[str, Any]) -> tuple[Prediction, float, list[TraceEntry]]:
-        params = {**current_settings().lm_params, "temperature": 1.0}
+    async def _attempt(
+        self, inputs: dict[str, Any], attempt: int
+    ) -> tuple[Prediction, float, list[TraceEntry]]:
+        base = current_settings().lm_params
+        start = base.get("rollout_id")
+        rollout = (start if isinstance(start, int) else 0) + attempt
+        params = {**base, "temperature": 1.0, "rollout_id": rollout}
         with context(lm_params=params), trace() as entries:
             pred = await self.module(**inputs)
         # Refine's hint is for the sampled module only, never for an LM judge in reward_fn.

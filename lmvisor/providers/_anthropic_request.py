@@ -45,6 +45,8 @@ DROPPED_PARAMS = frozenset(
         "response_format",
         "user",
         "reasoning_effort",
+        "rollout_id",
+        "cache",
     }
 )
 _JSON_INSTRUCTION = (

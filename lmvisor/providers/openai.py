@@ -27,7 +27,8 @@ from lmvisor.providers.transport import Transport
 
 __all__ = ["OpenAIProvider"]
 
-_RESERVED = frozenset({"model", "messages", "stream", "stream_options"})
+# lmvisor's own control params (a cache's `rollout_id`, `cache`) never reach the vendor.
+_RESERVED = frozenset({"model", "messages", "stream", "stream_options", "rollout_id", "cache"})
 _DONE = "[DONE]"
 
 

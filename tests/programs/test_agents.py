@@ -399,3 +399,14 @@ class TestTwoStep:
         assert await adapter.aparse(Signature("q -> answer: int"), "it is 7") == {"answer": 7}
         with pytest.raises(TypeError, match=r"TwoStepAdapter parses with an LM call"):
             adapter.parse(Signature("q -> answer: int"), "it is 7")
+
+
+class TestRollouts:
+    async def test_each_attempt_has_its_rollout_id(self) -> None:
+        """Attempts count rollout ids up from the settings' one, so a cache samples anew."""
+        lm = ScriptedLM([_reply(answer="a"), _reply(answer="b"), _reply(answer="c")])
+        best = BestOfN(Predict("question -> answer"), 3, lambda a, p: 0.0, 1.0)
+        with context(lm=lm, lm_params={"rollout_id": 5}):
+            await best(question="q")
+        assert [r.params["rollout_id"] for r in lm.requests] == [5, 6, 7]
+        assert {r.params["temperature"] for r in lm.requests} == {1.0}

@@ -63,10 +63,14 @@ from tests.programs._compat import (
 ADAPTERS = {"ChatAdapter": ChatAdapter, "JSONAdapter": JSONAdapter}
 
 
+# lmvisor's control params: read by the cache, never sent (as DSPy never sends rollout_id).
+CONTROL = frozenset({"rollout_id", "cache"})
+
+
 def wire(request: LMRequest) -> str:
     """The request as the JSON body a provider sends (model without its vendor prefix)."""
     body = {"model": request.model.split("/", 1)[1], "messages": request.messages}
-    body.update(request.params)
+    body.update({k: v for k, v in request.params.items() if k not in CONTROL})
     return json.dumps(body, ensure_ascii=False)
 
 

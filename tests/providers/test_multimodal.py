@@ -198,3 +198,15 @@ class TestEmbeddings:
         finally:
             await client.aclose()
         assert [e.answer for e in found] == ["b"]
+
+
+class TestControlParams:
+    async def test_never_sent(
+        self, oai: OpenAIProvider, claude: AnthropicProvider, server: LMServer
+    ) -> None:
+        """rollout_id and cache are lmvisor's; neither vendor body carries them."""
+        params = {"rollout_id": 3, "cache": False, "temperature": 1.0}
+        await oai.complete(LMRequest(model="gpt-4o-mini", messages=parts(), params=params))
+        await claude.complete(LMRequest(model="claude-haiku-4-5", messages=parts(), params=params))
+        for body in server.last_requests(2):
+            assert "rollout_id" not in body and "cache" not in body
