@@ -25,6 +25,9 @@ __all__ = [
     "BREAKER_STATE_CHANGED",
     "CONFIG_CHANGED",
     "LIMITER_REJECTED",
+    "SERVER_DRAINING",
+    "SERVER_READY",
+    "SERVER_STOPPED",
     "Event",
     "EventListener",
     "EventRing",
@@ -40,6 +43,12 @@ LIMITER_REJECTED: Final = "limiter.rejected"
 """A rate limiter refused a request (`limiter`, `retry_after`)."""
 CONFIG_CHANGED: Final = "config.changed"
 """A setting was updated (`path`)."""
+SERVER_READY: Final = "server.ready"
+"""The daemon listens and serves (`url`, `pid`, `loop`)."""
+SERVER_DRAINING: Final = "server.draining"
+"""The daemon stopped accepting work and drains in-flight requests (`reason`)."""
+SERVER_STOPPED: Final = "server.stopped"
+"""The daemon's HTTP side has stopped; the tree shuts down next (`exit_code`)."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _log = logging.getLogger(__name__)

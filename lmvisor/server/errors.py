@@ -1,0 +1,134 @@
+"""The server layer's errors: bad requests, refused callers, and a daemon that cannot start.
+
+    LmvisorError
+    └── ServerError                    the daemon refused a request or could not start
+        ├── RequestError               the HTTP request itself is wrong (a 4xx)
+        │   ├── InvalidHeader          a header's value is malformed or out of range
+        │   ├── Unauthorized           no bearer token, or not one the daemon knows
+        │   ├── RequestTooLarge        the body is larger than `server.max_body_bytes`
+        │   └── Draining               the daemon is shutting down; retry elsewhere
+        ├── StartupError               `lmvisor serve` cannot start (a usage/config error)
+        │   ├── InsecureBind           a non-loopback address without any token
+        │   └── AppLoadError           the `--app pkg.module:register` hook cannot be loaded
+        └── AppHookFailed              the `--app` hook ran and raised (a runtime failure)
+
+Every `RequestError` names the offending `field` (a header name, a dotted
+body path) so the HTTP error body can carry it. `lmvisor.server.http_errors`
+maps these and every other layer's errors to status codes, in one place.
+"""
+
+from __future__ import annotations
+
+from lmvisor.runtime.errors import LmvisorError
+
+__all__ = [
+    "AppHookFailed",
+    "AppLoadError",
+    "Draining",
+    "InsecureBind",
+    "InvalidHeader",
+    "RequestError",
+    "RequestTooLarge",
+    "ServerError",
+    "StartupError",
+    "Unauthorized",
+]
+
+
+class ServerError(LmvisorError):
+    """The daemon refused a request or could not start."""
+
+    code = "server_error"
+
+
+class RequestError(ServerError):
+    """The HTTP request is wrong; `field` names the part to fix (None: the request as a whole)."""
+
+    code = "bad_request"
+    field: str | None = None
+
+
+class InvalidHeader(RequestError):
+    """The caller sent a malformed header value; fix it and resend."""
+
+    code = "invalid_header"
+
+    def __init__(self, *, header: str, problem: str) -> None:
+        super().__init__(f"header {header}: {problem}", context={"header": header})
+        self.field = header
+
+
+class Unauthorized(RequestError):
+    """The caller sent no bearer token or an unknown one; send a configured token."""
+
+    code = "unauthorized"
+    field = "Authorization"
+
+    def __init__(self, *, problem: str) -> None:
+        super().__init__(problem)
+
+
+class RequestTooLarge(RequestError):
+    """The caller's body exceeds the daemon's limit; send less (or raise the limit)."""
+
+    code = "request_too_large"
+    field = "body"
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(
+            f"request body exceeds the limit of {limit} bytes", context={"limit": limit}
+        )
+        self.limit = limit
+
+
+class Draining(RequestError):
+    """The daemon is shutting down and takes no new work; retry against another instance."""
+
+    code = "draining"
+    retryable = True
+
+    def __init__(self) -> None:
+        super().__init__("the daemon is shutting down and accepts no new work")
+
+
+class StartupError(ServerError):
+    """`lmvisor serve` cannot start as configured; fix the configuration or arguments."""
+
+    code = "startup_error"
+
+
+class InsecureBind(StartupError):
+    """The operator asked for a non-loopback address without a token; configure one."""
+
+    code = "insecure_bind"
+
+    def __init__(self, *, host: str) -> None:
+        super().__init__(
+            f"refusing to listen on {host!r} without authentication: it is not a loopback"
+            " address; set server.token (or LMVISOR_SERVER__TOKEN) or bind 127.0.0.1",
+            context={"host": host},
+        )
+        self.host = host
+
+
+class AppLoadError(StartupError):
+    """The `--app` hook cannot be imported or is not callable; fix the `module:function` spec."""
+
+    code = "app_load_error"
+
+    def __init__(self, *, spec: str, problem: str) -> None:
+        super().__init__(f"cannot load app hook {spec!r}: {problem}", context={"spec": spec})
+        self.spec = spec
+
+
+class AppHookFailed(ServerError):
+    """The user's `--app` hook raised while registering; the cause is chained. Fix the hook."""
+
+    code = "app_hook_failed"
+
+    def __init__(self, *, spec: str, reason: BaseException) -> None:
+        super().__init__(
+            f"app hook {spec!r} failed: {type(reason).__name__}: {reason}",
+            context={"spec": spec, "reason": repr(reason)},
+        )
+        self.spec = spec
