@@ -82,16 +82,18 @@ class TokenSet:
     def check_header(self, authorization: str | None) -> None:
         """Accept an `Authorization: Bearer <token>` value naming a known token.
 
+        Messages avoid "bearer" before a word: the log redactor would hide it.
+
         Raises:
             Unauthorized: the header is missing, not a bearer token, or unknown.
         """
         if authorization is None:
-            raise Unauthorized(problem="missing bearer token (Authorization: Bearer <token>)")
+            raise Unauthorized(problem="missing Authorization header: a token is required")
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized(problem="the Authorization header must be 'Bearer <token>'")
+            raise Unauthorized(problem="the Authorization header's scheme must be Bearer")
         if not self.verify(token.strip()):
-            raise Unauthorized(problem="unknown bearer token")
+            raise Unauthorized(problem="unknown token")
 
     def __repr__(self) -> str:
         return f"TokenSet({len(self._digests)} token(s))"

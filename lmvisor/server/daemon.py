@@ -40,7 +40,7 @@ from lmvisor.config.loading import replace_value
 from lmvisor.config.schema import LmvisorConfig, ServerConfig
 from lmvisor.runtime.events import SERVER_DRAINING, SERVER_READY, SERVER_STOPPED
 from lmvisor.runtime.logger import get_logger
-from lmvisor.runtime.logging import configure_process_logging
+from lmvisor.runtime.logging import LogMode, configure_process_logging
 from lmvisor.server.app import create_app
 from lmvisor.server.auth import check_bind
 from lmvisor.server.context import ServerContext
@@ -143,13 +143,11 @@ def serve(
     check_bind(config.server)
     factory, loop_name = loop_factory(config.server.loop)
     config = daemon_config(config)
-    mode = "console" if config.logging.mode == "console" else "json"
+    mode: LogMode = "console" if config.logging.mode == "console" else "json"
     configure_process_logging(mode, level=config.logging.level)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(
-            run_daemon(
-                config, register=register, register_name=register_name, loop_name=loop_name
-            )
+            run_daemon(config, register=register, register_name=register_name, loop_name=loop_name)
         )
 
 
@@ -219,7 +217,8 @@ class Daemon:
                 proxy_headers=False,
                 server_header=False,
                 backlog=_BACKLOG,
-                timeout_graceful_shutdown=context.server.drain_timeout,
+                # Typed int, but uvicorn only hands it to asyncio.wait_for: a float is kept exact.
+                timeout_graceful_shutdown=context.server.drain_timeout,  # type: ignore[arg-type]
             )
         )
 
@@ -249,7 +248,7 @@ class Daemon:
         _log.info(SERVER_DRAINING, reason=reason, drain_timeout=self.context.server.drain_timeout)
 
     async def run(self, *, signals: bool = True, gc_tuned: bool = False) -> int:
-        """Serve until drained; 0 after a requested drain, 1 if the root gave up or serving failed."""
+        """Serve until drained and return the exit code (see the module docstring)."""
         loop = asyncio.get_running_loop()
         if signals:
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,7 +10,10 @@
         ├── StartupError               `lmvisor serve` cannot start (a usage/config error)
         │   ├── InsecureBind           a non-loopback address without any token
         │   └── AppLoadError           the `--app pkg.module:register` hook cannot be loaded
-        └── AppHookFailed              the `--app` hook ran and raised (a runtime failure)
+        ├── AppHookFailed              the `--app` hook ran and raised (a runtime failure)
+        └── DaemonCallError            the CLI's call to a running daemon failed
+            ├── DaemonUnreachable      no daemon answered at the URL
+            └── DaemonRefused          the daemon answered with an error body
 
 Every `RequestError` names the offending `field` (a header name, a dotted
 body path) so the HTTP error body can carry it. `lmvisor.server.http_errors`
@@ -24,6 +27,9 @@ from lmvisor.runtime.errors import LmvisorError
 __all__ = [
     "AppHookFailed",
     "AppLoadError",
+    "DaemonCallError",
+    "DaemonRefused",
+    "DaemonUnreachable",
     "Draining",
     "InsecureBind",
     "InvalidHeader",
@@ -132,3 +138,38 @@ class AppHookFailed(ServerError):
             context={"spec": spec, "reason": repr(reason)},
         )
         self.spec = spec
+
+
+class DaemonCallError(ServerError):
+    """The CLI's call to a running daemon failed."""
+
+    code = "daemon_call_error"
+
+
+class DaemonUnreachable(DaemonCallError):
+    """No daemon answered at the URL; start one or fix `--url` / LMVISOR_URL."""
+
+    code = "daemon_unreachable"
+    retryable = True
+
+    def __init__(self, *, url: str, problem: str) -> None:
+        super().__init__(f"no daemon answered at {url}: {problem}", context={"url": url})
+        self.url = url
+
+
+class DaemonRefused(DaemonCallError):
+    """The daemon answered an error; `status`, `error_code` and `field` come from its body."""
+
+    code = "daemon_refused"
+
+    def __init__(
+        self, *, status: int, error_code: str, message: str, field: str | None = None
+    ) -> None:
+        where = f" (field {field})" if field else ""
+        super().__init__(
+            f"daemon answered {status} {error_code}: {message}{where}",
+            context={"status": status, "error_code": error_code, "field": field},
+        )
+        self.status = status
+        self.error_code = error_code
+        self.field = field

@@ -44,7 +44,8 @@ def load_register(spec: str) -> RegisterHook:
     try:
         target: Any = importlib.import_module(module_name)
     except Exception as exc:
-        raise AppLoadError(spec=spec, problem=f"import failed: {type(exc).__name__}: {exc}") from exc
+        problem = f"import failed: {type(exc).__name__}: {exc}"
+        raise AppLoadError(spec=spec, problem=problem) from exc
     for part in attribute.split("."):
         try:
             target = getattr(target, part)

@@ -235,7 +235,7 @@ def _http_exception_response(exc: HTTPException) -> Response:
     status = exc.status_code
     code = _CODE_BY_STATUS.get(status, f"http_{status}")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    field = "body" if "parsing the body" in message else None
+    field = "body" if status == 413 or "parsing the body" in message else None
     headers = dict(exc.headers) if exc.headers else None
     return JSONResponse(error_body(code, message, field=field), status, headers=headers)
 

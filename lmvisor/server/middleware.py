@@ -10,7 +10,8 @@
    soon as a streamed body passes the limit.
 4. `DeadlineMiddleware`: `X-Request-Timeout` (or `server.request_timeout`) becomes
    the call's deadline (`lmvisor.runtime.deadline`) for everything below, and a
-   504 if it passes before the answer starts (a started stream is just ended).
+   504 if it passes before the answer starts. A started answer is not cut: a
+   stream (`lmvisor.server.sse`) ends itself at the deadline.
 
 Plain ASGI rather than Starlette's `BaseHTTPMiddleware`: the contextvars set here
 (correlation id, deadline) reach the endpoint, and a request costs no extra task.
@@ -24,7 +25,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any, Final, final
+from typing import Final, final
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -226,7 +227,8 @@ class DeadlineMiddleware:
         try:
             seconds = float(raw.decode("latin-1").strip())
         except ValueError:
-            raise InvalidHeader(header=TIMEOUT_HEADER, problem="must be a number of seconds") from None
+            problem = "must be a number of seconds"
+            raise InvalidHeader(header=TIMEOUT_HEADER, problem=problem) from None
         if not math.isfinite(seconds) or seconds <= 0 or seconds > self.maximum:
             problem = f"must be a number of seconds > 0 and <= {self.maximum:g}"
             raise InvalidHeader(header=TIMEOUT_HEADER, problem=problem)
@@ -234,22 +236,25 @@ class DeadlineMiddleware:
 
     async def _bounded(self, seconds: float, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
+        timer: asyncio.Timeout | None = None
 
         async def send_tracking(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                # A started answer is never cut mid-body: a stream ends itself at the
+                # deadline (its waits see it), so the client gets a complete response.
+                if timer is not None:
+                    timer.reschedule(None)
             await send(message)
 
-        timer: Any = None
         try:
             with deadline(seconds):
                 async with asyncio.timeout(seconds) as timer:
                     await self.app(scope, receive, send_tracking)
         except TimeoutError:
-            if timer is None or not timer.expired():
+            if timer is None or not timer.expired() or started:
                 raise
-            if not started:
-                operation = f"{scope['method']} {scope['path']}"
-                error = DeadlineExceeded(operation=operation, budget=seconds)
-                await _send_error(error, scope, receive, send)
+            operation = f"{scope['method']} {scope['path']}"
+            error = DeadlineExceeded(operation=operation, budget=seconds)
+            await _send_error(error, scope, receive, send)

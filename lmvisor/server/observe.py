@@ -13,9 +13,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Mapping
-from functools import cache
 from typing import Annotated, Any, Final, final
 
 from fastapi import APIRouter, Depends, Query
@@ -25,14 +23,13 @@ from starlette.responses import JSONResponse, Response
 from lmvisor.runtime.deadline import bound_timeout, check_deadline
 from lmvisor.runtime.event_store import EVENT_STORE_NAME, query_events
 from lmvisor.runtime.events import Event
-from lmvisor.runtime.logging import Redactor
 from lmvisor.runtime.telemetry import CONTENT_TYPE
-from lmvisor.runtime.tree import TreeNode
 from lmvisor.server.context import ServerContext, server_context
 from lmvisor.server.http_errors import ERROR_RESPONSES
 from lmvisor.server.sse import SSE_MEDIA_TYPE, SSEMessage, sse_response
+from lmvisor.server.views import event_view, tree_view
 
-__all__ = ["EventList", "EventView", "TreeView", "event_view", "router", "tree_view"]
+__all__ = ["EventList", "EventView", "TreeView", "router"]
 
 router = APIRouter(responses=ERROR_RESPONSES)
 _Context = Annotated[ServerContext, Depends(server_context)]
@@ -40,11 +37,6 @@ _FOLLOW_BUFFER: Final = 1024
 _STORE_TIMEOUT: Final = 10.0
 _ID_PATTERN: Final = r"^[A-Za-z0-9._:\-]{1,128}$"
 _TYPE_PATTERN: Final = r"^[A-Za-z0-9_.:\-*]{1,200}$"
-
-
-@cache
-def _redactor() -> Redactor:
-    return Redactor()
 
 
 @final
@@ -82,39 +74,10 @@ class EventList(BaseModel):
     count: int
 
 
-def tree_view(node: TreeNode, redactor: Redactor) -> dict[str, Any]:
-    """`node` and its subtree as JSON-ready data (crash reasons redacted and cut)."""
-    reason = None if node.last_reason is None else str(redactor.redact(node.last_reason))
-    return {
-        "id": node.id,
-        "kind": node.kind,
-        "status": node.status,
-        "restarts": node.restarts,
-        "mailbox_depth": node.mailbox_depth,
-        "last_crash": reason,
-        "actor": node.actor,
-        "children": [tree_view(child, redactor) for child in node.children],
-    }
-
-
-def event_view(event: Event, redactor: Redactor) -> dict[str, Any]:
-    """`event` as JSON-ready data; values that are not JSON become their repr, secrets go."""
-    data = json.loads(json.dumps(dict(event.data), default=repr))
-    return {
-        "id": event.id,
-        "type": event.type,
-        "data": redactor.redact(data, cut=False),
-        "correlation_id": event.correlation_id,
-        "parent_id": event.parent_id,
-        "timestamp": event.timestamp,
-        "namespace": event.namespace,
-    }
-
-
 @router.get("/v1/tree", response_model=TreeView, tags=["observe"], summary="Supervision tree")
 async def get_tree(context: _Context) -> JSONResponse:
     """The live supervision tree from the root down."""
-    return JSONResponse(tree_view(context.runtime.tree(), _redactor()))
+    return JSONResponse(tree_view(context.runtime.tree()))
 
 
 _CorrelationQuery = Annotated[
@@ -153,8 +116,7 @@ async def get_events(
         source = _follow(context, correlation_id, types, since, limit)
         return sse_response(source, context)
     events = await _query(context, correlation_id, types, since, limit)
-    redactor = _redactor()
-    views = [event_view(event, redactor) for event in events]
+    views = [event_view(event) for event in events]
     return JSONResponse({"events": views, "count": len(views)})
 
 
@@ -188,18 +150,17 @@ async def _follow(
     live = _LiveEvents(correlation_id)
     # Subscribe before reading the backlog, so nothing falls between the two.
     remove = context.runtime.events.subscribe(live.put, types)
-    redactor = _redactor()
     try:
         backlog = await _query(context, correlation_id, types, since, limit)
         seen = {event.id for event in backlog}
         for event in backlog:
-            yield SSEMessage("event", event_view(event, redactor), id=event.id)
+            yield SSEMessage("event", event_view(event), id=event.id)
         while True:
             event, dropped = await live.get()
             if dropped:
                 yield SSEMessage("lagged", {"dropped": dropped})
             if event.id not in seen:
-                yield SSEMessage("event", event_view(event, redactor), id=event.id)
+                yield SSEMessage("event", event_view(event), id=event.id)
     finally:
         remove()
 

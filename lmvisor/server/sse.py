@@ -4,8 +4,9 @@
 JSON). `sse_response(source, context)` streams frames from an async iterator,
 sends a `: keep-alive` comment when the source is idle for
 `server.sse_heartbeat` seconds (so proxies keep the connection open and a
-vanished client is noticed), and when the daemon starts draining ends the
-stream with a final `end` event whose data names the reason. Starlette cancels
+vanished client is noticed), and ends the stream with a final `end` event
+whose data names the reason when the daemon starts draining or the request's
+deadline (`X-Request-Timeout`) passes. Starlette cancels
 the stream when the client disconnects.
 """
 
@@ -19,6 +20,7 @@ from typing import Any, Final, final
 
 from starlette.responses import StreamingResponse
 
+from lmvisor.runtime.deadline import time_left
 from lmvisor.server.context import ServerContext
 
 __all__ = ["SSE_MEDIA_TYPE", "SSEMessage", "sse_frame", "sse_response"]
@@ -59,8 +61,8 @@ def _one_line(text: str) -> str:
 def sse_response(source: AsyncIterator[SSEMessage], context: ServerContext) -> StreamingResponse:
     """Stream `source` as SSE with heartbeats, ending with `end` on drain or exhaustion.
 
-    The final `end` event's data is `{"reason": "done"}` when the source is
-    exhausted and `{"reason": "shutdown"}` when the daemon drains.
+    The final `end` event's data names why: `done` (the source is exhausted),
+    `shutdown` (the daemon drains) or `deadline` (the request's deadline passed).
     """
     heartbeat = context.server.sse_heartbeat
     return StreamingResponse(
@@ -79,11 +81,15 @@ async def _frames(
     reason = "done"
     try:
         while True:
+            left = time_left()
+            if left is not None and left <= 0:
+                reason = "deadline"
+                break
             if step is None:
                 step = asyncio.ensure_future(anext(source))
-            done, _ = await asyncio.wait(
-                {step, drained}, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
-            )
+            waiting: set[asyncio.Future[Any]] = {step, drained}
+            wait = heartbeat if left is None else min(heartbeat, left)
+            done, _ = await asyncio.wait(waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             if step in done:
                 finished, step = step, None
                 try:
@@ -94,7 +100,7 @@ async def _frames(
             elif drained in done:
                 reason = "shutdown"
                 break
-            else:
+            elif left is None or left > heartbeat:
                 yield _HEARTBEAT
         yield sse_frame(SSEMessage("end", {"reason": reason}))
     finally:
@@ -102,7 +108,9 @@ async def _frames(
         await _close(source, step)
 
 
-async def _close(source: AsyncIterator[SSEMessage], step: asyncio.Future[SSEMessage] | None) -> None:
+async def _close(
+    source: AsyncIterator[SSEMessage], step: asyncio.Future[SSEMessage] | None
+) -> None:
     if step is not None:
         step.cancel()
         await asyncio.wait({step})
