@@ -70,6 +70,7 @@ def create_app(context: ServerContext) -> FastAPI:
         RequestContextMiddleware,
         access_log=server.access_log,
         metrics=HttpMetrics(context.runtime.metrics),
+        draining=context.draining,
     )
     _document(app, context, tokens)
     return app

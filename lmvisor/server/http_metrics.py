@@ -2,6 +2,7 @@
 
 - `lmvisor_http_requests_total` counter [method, route, status]
 - `lmvisor_http_request_seconds` histogram [method, route]
+- `lmvisor_http_in_flight` gauge: requests being served now (drain progress)
 
 `route` is the matched route's template (`/v1/events`), never the raw path,
 and methods outside the standard set count as `OTHER`, so no client can grow
@@ -12,14 +13,15 @@ from __future__ import annotations
 
 from typing import Final, final
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from lmvisor.runtime.telemetry import Metrics
 
-__all__ = ["HTTP_REQUESTS", "HTTP_REQUEST_SECONDS", "HttpMetrics"]
+__all__ = ["HTTP_IN_FLIGHT", "HTTP_REQUESTS", "HTTP_REQUEST_SECONDS", "HttpMetrics"]
 
 HTTP_REQUESTS: Final = "lmvisor_http_requests"
 HTTP_REQUEST_SECONDS: Final = "lmvisor_http_request_seconds"
+HTTP_IN_FLIGHT: Final = "lmvisor_http_in_flight"
 
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _UNMATCHED: Final = "<unmatched>"
@@ -30,7 +32,7 @@ _BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 class HttpMetrics:
     """Counts and times the daemon's requests into `metrics.registry`."""
 
-    __slots__ = ("_counts", "_durations", "requests", "seconds")
+    __slots__ = ("_counts", "_durations", "in_flight", "requests", "seconds")
 
     def __init__(self, metrics: Metrics) -> None:
         self.requests = Counter(
@@ -45,6 +47,9 @@ class HttpMetrics:
             ["method", "route"],
             registry=metrics.registry,
             buckets=_BUCKETS,
+        )
+        self.in_flight = Gauge(
+            HTTP_IN_FLIGHT, "HTTP requests being served now.", registry=metrics.registry
         )
         self._counts: dict[tuple[str, str, int], Counter] = {}
         self._durations: dict[tuple[str, str], Histogram] = {}

@@ -2,8 +2,9 @@
 
 1. `RequestContextMiddleware`: a correlation scope per request (`X-Correlation-ID`
    in, checked, else generated; echoed on the answer), the access log line and
-   HTTP metrics, and the last-resort 500 with a typed body for an exception no
-   handler took.
+   HTTP metrics, the last-resort 500 with a typed body for an exception no
+   handler took, and a typed 503 `draining` for a request cancelled because
+   the drain timeout ran out.
 2. `AuthMiddleware`: a known bearer token, unless authentication is off or the
    path is open.
 3. `BodyLimitMiddleware`: 413 from `Content-Length` before anything runs, or as
@@ -35,7 +36,7 @@ from lmvisor.runtime.deadline import deadline
 from lmvisor.runtime.errors import DeadlineExceeded
 from lmvisor.runtime.logger import get_logger
 from lmvisor.server.auth import TokenSet
-from lmvisor.server.errors import InvalidHeader, RequestTooLarge, Unauthorized
+from lmvisor.server.errors import Draining, InvalidHeader, RequestTooLarge, Unauthorized
 from lmvisor.server.http_errors import error_response
 from lmvisor.server.http_metrics import HttpMetrics
 
@@ -76,11 +77,17 @@ class RequestContextMiddleware:
     """Correlation id, access log, HTTP metrics and the last-resort 500 (see the module doc)."""
 
     def __init__(
-        self, app: ASGIApp, *, access_log: bool = True, metrics: HttpMetrics | None = None
+        self,
+        app: ASGIApp,
+        *,
+        access_log: bool = True,
+        metrics: HttpMetrics | None = None,
+        draining: asyncio.Event | None = None,
     ) -> None:
         self.app = app
         self.access_log = access_log
         self.metrics = metrics
+        self.draining = draining
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,6 +107,8 @@ class RequestContextMiddleware:
             await send(message)
 
         started = time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.in_flight.inc()
         with correlation_scope(cid):
             try:
                 if text is not None and not valid:
@@ -112,12 +121,19 @@ class RequestContextMiddleware:
                 _log.exception("http.unhandled_error", error=type(exc).__name__)
                 if outcome.status is None:
                     await _send_error(exc, scope, receive, send_with_id)
+            except asyncio.CancelledError:
+                # Cut off at the end of a drain: the caller still gets a typed,
+                # retryable answer rather than a dropped connection.
+                if outcome.status is None and self.draining is not None and self.draining.is_set():
+                    await _send_error(Draining(), scope, receive, send_with_id)
+                raise
             finally:
                 self._record(scope, outcome.status or 500, time.perf_counter() - started)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", None)
         if self.metrics is not None:
+            self.metrics.in_flight.dec()
             self.metrics.observe(scope["method"], route, status, seconds)
         if self.access_log:
             _log.info(

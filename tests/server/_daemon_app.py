@@ -70,6 +70,11 @@ def build_router(context: ServerContext) -> APIRouter:
     async def rate_limited() -> None:
         raise RateLimited(name="tests", retry_after=1.2)
 
+    @router.post("/emit")
+    async def emit() -> dict[str, Any]:
+        event = context.runtime.events.emit("test.emitted", {"by": "route"})
+        return {"id": event.id}
+
     @router.post("/crash-child")
     async def crash_child() -> dict[str, Any]:
         await context.runtime.via("fragile").cast(Crash())

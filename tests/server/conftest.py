@@ -72,7 +72,8 @@ class DaemonProcess:
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         self.url = ""
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
 
     def _pump(self) -> None:
         assert self.proc.stderr is not None
@@ -106,9 +107,13 @@ class DaemonProcess:
         return self.proc.wait(timeout)
 
     def stop(self) -> None:
+        """Kill the process if it still runs, then release its pipe."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self._pump_thread.join(10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
 
 
 def daemon_env(**extra: str) -> dict[str, str]:
@@ -128,7 +133,7 @@ def start_daemon(*args: str, cwd: Path = ROOT, **env: str) -> DaemonProcess:
     proc = subprocess.Popen(
         [sys.executable, "-m", "lmvisor.server", "serve", "--port", "0", *args],
         cwd=cwd,
-        env=daemon_env(LMVISOR_SERVER__ACCESS_LOG="false", **env),
+        env=daemon_env(**{"LMVISOR_SERVER__ACCESS_LOG": "false", **env}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

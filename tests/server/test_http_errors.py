@@ -9,7 +9,8 @@ import pytest
 from lmvisor.config.errors import ConfigError, ConfigProblem
 from lmvisor.programs.errors import AdapterParseError
 from lmvisor.programs.spec import ProgramSpecError
-from lmvisor.providers.errors import ProviderTimeout, ServerError as VendorServerError
+from lmvisor.providers.errors import ProviderTimeout
+from lmvisor.providers.errors import ServerError as VendorServerError
 from lmvisor.runtime.correlation import correlation_scope
 from lmvisor.runtime.errors import (
     ActorExited,

@@ -1,4 +1,4 @@
-"""Tests for lmvisor.server.middleware: correlation ids, auth, body limits, deadlines, last-resort 500."""
+"""Tests for lmvisor.server.middleware: correlation, auth, body limit, deadline, last resort."""
 
 from __future__ import annotations
 

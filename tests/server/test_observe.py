@@ -29,11 +29,10 @@ class TestTree:
 
     async def test_restarts_and_last_crash_show(self, runtime: Runtime) -> None:
         """A crashed child shows its restart count and its (redacted) last crash reason."""
-        async with app_client(runtime) as (context, client):
-            from tests.server._daemon_app import Crash, Fragile
+        from lmvisor.runtime.child_spec import ChildSpec
+        from tests.server._daemon_app import Crash, Fragile
 
-            from lmvisor.runtime.child_spec import ChildSpec
-
+        async with app_client(runtime) as (_, client):
             await runtime.start_child(ChildSpec("fragile", Fragile, name="fragile"))
             ref = runtime.whereis("fragile")
             assert ref is not None
