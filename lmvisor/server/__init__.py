@@ -17,14 +17,17 @@ if TYPE_CHECKING:
     from lmvisor.server.context import ServerContext, server_context
     from lmvisor.server.daemon import Daemon, run_daemon, serve
     from lmvisor.server.errors import (
+        EXIT_FAILURE,
+        EXIT_OK,
+        EXIT_USAGE,
         AppHookFailed,
         AppLoadError,
+        DaemonError,
         Draining,
         InsecureBind,
         InvalidHeader,
         RequestError,
         RequestTooLarge,
-        ServerError,
         StartupError,
         Unauthorized,
     )
@@ -33,11 +36,15 @@ if TYPE_CHECKING:
     from lmvisor.server.readiness import CheckResult, ReadinessCheck
 
 __all__ = [
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "STATUS_BY_ERROR",
     "AppHookFailed",
     "AppLoadError",
     "CheckResult",
     "Daemon",
+    "DaemonError",
     "Draining",
     "ErrorBody",
     "InsecureBind",
@@ -47,7 +54,6 @@ __all__ = [
     "RequestError",
     "RequestTooLarge",
     "ServerContext",
-    "ServerError",
     "StartupError",
     "Unauthorized",
     "create_app",
@@ -60,6 +66,9 @@ __all__ = [
 ]
 
 _EXPORTS = {
+    "EXIT_FAILURE": "lmvisor.server.errors",
+    "EXIT_OK": "lmvisor.server.errors",
+    "EXIT_USAGE": "lmvisor.server.errors",
     "STATUS_BY_ERROR": "lmvisor.server.http_errors",
     "AppHookFailed": "lmvisor.server.errors",
     "AppLoadError": "lmvisor.server.errors",
@@ -74,7 +83,7 @@ _EXPORTS = {
     "RequestError": "lmvisor.server.errors",
     "RequestTooLarge": "lmvisor.server.errors",
     "ServerContext": "lmvisor.server.context",
-    "ServerError": "lmvisor.server.errors",
+    "DaemonError": "lmvisor.server.errors",
     "StartupError": "lmvisor.server.errors",
     "Unauthorized": "lmvisor.server.errors",
     "create_app": "lmvisor.server.app",

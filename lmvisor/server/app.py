@@ -19,7 +19,7 @@ from lmvisor.server import health, observe
 from lmvisor.server.about import version_info
 from lmvisor.server.auth import TokenSet
 from lmvisor.server.context import ServerContext
-from lmvisor.server.http_errors import install_error_handlers
+from lmvisor.server.http_errors import ERROR_RESPONSES, install_error_handlers
 from lmvisor.server.http_metrics import HttpMetrics
 from lmvisor.server.middleware import (
     CORRELATION_HEADER,
@@ -55,10 +55,9 @@ def create_app(context: ServerContext) -> FastAPI:
     )
     app.state.lmvisor = context
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(observe.router)
-    for router in context.routers:
-        app.include_router(router)
+    # Any route can answer these (headers, auth, body limit, deadline): document them on all.
+    for router in (health.router, observe.router, *context.routers):
+        app.include_router(router, responses=ERROR_RESPONSES)
     tokens = TokenSet.from_config(server)
     # add_middleware wraps: the last added runs first.
     app.add_middleware(

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -38,17 +38,30 @@ from lmvisor.config.errors import ConfigError
 from lmvisor.config.loading import load_config
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.server.about import version_info
-from lmvisor.server.errors import DaemonRefused, StartupError
+from lmvisor.server.errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    DaemonRefused,
+    StartupError,
+)
 
 if TYPE_CHECKING:
     from lmvisor.server.client import DaemonClient
     from lmvisor.server.context import ServerContext
 
-__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "app", "exit_code_for", "main", "one_line"]
-
-EXIT_OK: Final = 0
-EXIT_FAILURE: Final = 1
-EXIT_USAGE: Final = 2
+__all__ = [
+    "app",
+    "config_app",
+    "config_check",
+    "events",
+    "exit_code_for",
+    "main",
+    "one_line",
+    "serve",
+    "tree",
+    "version",
+]
 
 T = TypeVar("T")
 

@@ -44,13 +44,10 @@ from lmvisor.runtime.logging import LogMode, configure_process_logging
 from lmvisor.server.app import create_app
 from lmvisor.server.auth import check_bind
 from lmvisor.server.context import ServerContext
-from lmvisor.server.errors import StartupError
+from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, StartupError
 from lmvisor.server.host import RegisterHook, open_context
 
 __all__ = [
-    "EXIT_FAILURE",
-    "EXIT_OK",
-    "EXIT_USAGE",
     "Daemon",
     "bind_socket",
     "daemon_config",
@@ -59,13 +56,6 @@ __all__ = [
     "serve",
     "tune_gc",
 ]
-
-EXIT_OK: Final = 0
-"""Stopped by a signal after draining."""
-EXIT_FAILURE: Final = 1
-"""A runtime failure: the root supervisor gave up, the port is busy, a hook raised."""
-EXIT_USAGE: Final = 2
-"""A usage or configuration error: nothing was started."""
 
 _BACKLOG: Final = 2048
 _log = get_logger("lmvisor.server")

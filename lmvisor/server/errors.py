@@ -1,7 +1,7 @@
 """The server layer's errors: bad requests, refused callers, and a daemon that cannot start.
 
     LmvisorError
-    └── ServerError                    the daemon refused a request or could not start
+    └── DaemonError                    the daemon refused a request or could not start
         ├── RequestError               the HTTP request itself is wrong (a 4xx)
         │   ├── InvalidHeader          a header's value is malformed or out of range
         │   ├── Unauthorized           no bearer token, or not one the daemon knows
@@ -15,6 +15,10 @@
             ├── DaemonUnreachable      no daemon answered at the URL
             └── DaemonRefused          the daemon answered with an error body
 
+The process exit codes (`EXIT_OK`, `EXIT_FAILURE`, `EXIT_USAGE`) live here too:
+`StartupError` and configuration errors are usage errors (2), the rest runtime
+failures (1).
+
 Every `RequestError` names the offending `field` (a header name, a dotted
 body path) so the HTTP error body can carry it. `lmvisor.server.http_errors`
 maps these and every other layer's errors to status codes, in one place.
@@ -22,12 +26,18 @@ maps these and every other layer's errors to status codes, in one place.
 
 from __future__ import annotations
 
+from typing import Final
+
 from lmvisor.runtime.errors import LmvisorError
 
 __all__ = [
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "AppHookFailed",
     "AppLoadError",
     "DaemonCallError",
+    "DaemonError",
     "DaemonRefused",
     "DaemonUnreachable",
     "Draining",
@@ -35,19 +45,25 @@ __all__ = [
     "InvalidHeader",
     "RequestError",
     "RequestTooLarge",
-    "ServerError",
     "StartupError",
     "Unauthorized",
 ]
 
+EXIT_OK: Final = 0
+"""Done, or stopped by a signal after draining."""
+EXIT_FAILURE: Final = 1
+"""A runtime failure: the root supervisor gave up, a port is busy, a daemon is unreachable."""
+EXIT_USAGE: Final = 2
+"""A usage or configuration error: nothing was started."""
 
-class ServerError(LmvisorError):
+
+class DaemonError(LmvisorError):
     """The daemon refused a request or could not start."""
 
     code = "server_error"
 
 
-class RequestError(ServerError):
+class RequestError(DaemonError):
     """The HTTP request is wrong; `field` names the part to fix (None: the request as a whole)."""
 
     code = "bad_request"
@@ -97,7 +113,7 @@ class Draining(RequestError):
         super().__init__("the daemon is shutting down and accepts no new work")
 
 
-class StartupError(ServerError):
+class StartupError(DaemonError):
     """`lmvisor serve` cannot start as configured; fix the configuration or arguments."""
 
     code = "startup_error"
@@ -127,7 +143,7 @@ class AppLoadError(StartupError):
         self.spec = spec
 
 
-class AppHookFailed(ServerError):
+class AppHookFailed(DaemonError):
     """The user's `--app` hook raised while registering; the cause is chained. Fix the hook."""
 
     code = "app_hook_failed"
@@ -140,7 +156,7 @@ class AppHookFailed(ServerError):
         self.spec = spec
 
 
-class DaemonCallError(ServerError):
+class DaemonCallError(DaemonError):
     """The CLI's call to a running daemon failed."""
 
     code = "daemon_call_error"

@@ -19,7 +19,7 @@ from lmvisor.server.about import version_info
 from lmvisor.server.context import ServerContext, server_context
 from lmvisor.server.readiness import run_checks
 
-__all__ = ["CheckView", "Health", "Readiness", "router"]
+__all__ = ["CheckView", "Health", "Readiness", "healthz", "readyz", "router"]
 
 router = APIRouter(tags=["health"])
 _Context = Annotated[ServerContext, Depends(server_context)]

@@ -25,13 +25,21 @@ from lmvisor.runtime.event_store import EVENT_STORE_NAME, query_events
 from lmvisor.runtime.events import Event
 from lmvisor.runtime.telemetry import CONTENT_TYPE
 from lmvisor.server.context import ServerContext, server_context
-from lmvisor.server.http_errors import ERROR_RESPONSES
 from lmvisor.server.sse import SSE_MEDIA_TYPE, SSEMessage, sse_response
 from lmvisor.server.views import event_view, tree_view
 
-__all__ = ["EventList", "EventView", "TreeView", "router"]
+__all__ = [
+    "EventList",
+    "EventView",
+    "TreeView",
+    "get_config",
+    "get_events",
+    "get_metrics",
+    "get_tree",
+    "router",
+]
 
-router = APIRouter(responses=ERROR_RESPONSES)
+router = APIRouter()
 _Context = Annotated[ServerContext, Depends(server_context)]
 _FOLLOW_BUFFER: Final = 1024
 _STORE_TIMEOUT: Final = 10.0

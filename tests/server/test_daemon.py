@@ -18,8 +18,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lmvisor.config.schema import LmvisorConfig, ServerConfig
-from lmvisor.server.daemon import EXIT_FAILURE, EXIT_OK, daemon_config, loop_factory, tune_gc
-from lmvisor.server.errors import StartupError
+from lmvisor.server.daemon import daemon_config, loop_factory, tune_gc
+from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, StartupError
 from tests.server.conftest import ROOT, DaemonProcess, daemon_env
 
 _APP = ("--app", "tests.server._daemon_app:register")
