@@ -6,8 +6,8 @@ Every failure the API reports has the same body::
                "correlation_id": "..."},
      "errors": [{"field": "...", "message": "..."}]}      # validation only
 
-`STATUS_BY_ERROR` maps error classes to status codes; the most specific class
-in an error's MRO wins, so a new error type needs one line here (phase B adds
+`STATUS_BY_ERROR` maps error classes (by dotted name) to status codes; the most
+specific class in an error's MRO wins, so a new error type needs one line here (phase B adds
 the services' and optimizers' "not found" errors). Bad input is always a 4xx;
 an lmvisor error with no entry is a 503 when retryable, else a 500; anything
 else is a 500 whose body says nothing about the cause (the log line has it).
@@ -27,30 +27,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from lmvisor.config.errors import ConfigError
-from lmvisor.programs.errors import AdapterParseError, LMNotConfigured, SignatureError, StateError
-from lmvisor.programs.spec import ProgramSpecError
-from lmvisor.providers.errors import (
-    ContextWindowExceeded,
-    OverloadedError,
-    ProviderError,
-    ProviderTimeout,
-    RateLimitError,
-)
 from lmvisor.runtime.correlation import current_correlation_id
-from lmvisor.runtime.errors import (
-    ActorExited,
-    BulkheadFull,
-    CallTimeout,
-    CircuitOpen,
-    DeadlineExceeded,
-    LmvisorError,
-    MailboxFull,
-    NameNotRegistered,
-    RateLimited,
-    RetryExhausted,
-)
-from lmvisor.server.errors import Draining, RequestError, RequestTooLarge, Unauthorized
-from lmvisor.services.errors import BudgetExceeded, NoDeploymentAvailable, UnknownProvider
+from lmvisor.runtime.errors import LmvisorError
+from lmvisor.server.errors import Unauthorized
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -65,40 +44,45 @@ __all__ = [
     "validation_response",
 ]
 
-STATUS_BY_ERROR: Final[Mapping[type[BaseException], int]] = {
+STATUS_BY_ERROR: Final[Mapping[str, int]] = {
     # the caller's input
-    RequestError: 400,
-    Unauthorized: 401,
-    RequestTooLarge: 413,
-    ConfigError: 422,
-    ProgramSpecError: 422,
-    SignatureError: 422,
-    StateError: 422,
-    ContextWindowExceeded: 422,
-    UnknownProvider: 422,
+    "lmvisor.server.errors.RequestError": 400,
+    "lmvisor.server.errors.Unauthorized": 401,
+    "lmvisor.server.errors.RequestTooLarge": 413,
+    "lmvisor.config.errors.ConfigError": 422,
+    "lmvisor.programs.spec.ProgramSpecError": 422,
+    "lmvisor.programs.errors.SignatureError": 422,
+    "lmvisor.programs.errors.StateError": 422,
+    "lmvisor.providers.errors.ContextWindowExceeded": 422,
+    "lmvisor.services.errors.UnknownProvider": 422,
     # the daemon is busy, restarting or out of budget: retry later
-    Draining: 503,
-    RateLimited: 429,
-    CircuitOpen: 503,
-    BulkheadFull: 503,
-    MailboxFull: 503,
-    ActorExited: 503,
-    NameNotRegistered: 503,
-    BudgetExceeded: 503,
-    NoDeploymentAvailable: 503,
-    LMNotConfigured: 503,
-    RateLimitError: 503,
-    OverloadedError: 503,
+    "lmvisor.server.errors.Draining": 503,
+    "lmvisor.runtime.errors.RateLimited": 429,
+    "lmvisor.runtime.errors.CircuitOpen": 503,
+    "lmvisor.runtime.errors.BulkheadFull": 503,
+    "lmvisor.runtime.errors.MailboxFull": 503,
+    "lmvisor.runtime.errors.ActorExited": 503,
+    "lmvisor.runtime.errors.NameNotRegistered": 503,
+    "lmvisor.services.errors.BudgetExceeded": 503,
+    "lmvisor.services.errors.NoDeploymentAvailable": 503,
+    "lmvisor.programs.errors.LMNotConfigured": 503,
+    "lmvisor.providers.errors.RateLimitError": 503,
+    "lmvisor.providers.errors.OverloadedError": 503,
     # the call ran out of time
-    DeadlineExceeded: 504,
-    CallTimeout: 504,
-    ProviderTimeout: 504,
+    "lmvisor.runtime.errors.DeadlineExceeded": 504,
+    "lmvisor.runtime.errors.CallTimeout": 504,
+    "lmvisor.providers.errors.ProviderTimeout": 504,
     # the LM vendor failed or answered something unusable
-    ProviderError: 502,
-    AdapterParseError: 502,
-    RetryExhausted: 502,
+    "lmvisor.providers.errors.ProviderError": 502,
+    "lmvisor.programs.errors.AdapterParseError": 502,
+    "lmvisor.runtime.errors.RetryExhausted": 502,
 }
-"""Error class -> HTTP status; the most specific class in an error's MRO wins."""
+"""Error class (by dotted name) -> HTTP status; the most specific class in an error's MRO wins.
+
+Names rather than classes: mapping an error must not import every layer (the
+providers alone cost a third of a second at start-up). A test checks that
+every name resolves to an exception class.
+"""
 
 _CODE_BY_STATUS: Final[Mapping[int, str]] = {
     400: "bad_request",
@@ -165,7 +149,7 @@ def status_for(exc: BaseException) -> int:
     else 500; any other exception is 500.
     """
     for cls in type(exc).__mro__:
-        status = STATUS_BY_ERROR.get(cls)
+        status = STATUS_BY_ERROR.get(f"{cls.__module__}.{cls.__qualname__}")
         if status is not None:
             return status
     if isinstance(exc, LmvisorError):

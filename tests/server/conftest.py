@@ -157,9 +157,9 @@ def spawn_daemon() -> Iterator[Callable[..., DaemonProcess]]:
         daemon.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shared_daemon() -> Iterator[DaemonProcess]:
-    """One daemon (with the test routes) shared by a module's read-only tests."""
+    """One daemon (with the test routes) shared by the read-only tests of the session."""
     daemon = start_daemon("--app", "tests.server._daemon_app:register")
     try:
         daemon.wait_ready()

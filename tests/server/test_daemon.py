@@ -16,8 +16,10 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
 
 from lmvisor.config.schema import LmvisorConfig, ServerConfig
+from lmvisor.server.cli import app
 from lmvisor.server.daemon import daemon_config, loop_factory, tune_gc
 from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, StartupError
 from tests.server.conftest import ROOT, DaemonProcess, daemon_env
@@ -107,16 +109,9 @@ class TestAuth:
 
     def test_refuses_public_bind_without_token(self) -> None:
         """`serve --host 0.0.0.0` without a token exits 2 with one readable line."""
-        done = subprocess.run(
-            [sys.executable, "-m", "lmvisor.server", "serve", "--host", "0.0.0.0", "--port", "0"],
-            cwd=ROOT,
-            env=daemon_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 2
-        assert done.stderr.strip().splitlines() == [
+        result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--port", "0"], env={})
+        assert result.exit_code == 2
+        assert result.stderr.splitlines() == [
             "error: refusing to listen on '0.0.0.0' without authentication: it is not a loopback"
             " address; set server.token (or LMVISOR_SERVER__TOKEN) or bind 127.0.0.1"
         ]
@@ -233,16 +228,9 @@ class TestStartFailures:
 
     def test_bad_app_hook_exits_2(self) -> None:
         """An `--app` that cannot be imported is a usage error: exit 2."""
-        done = subprocess.run(
-            [sys.executable, "-m", "lmvisor.server", "serve", "--port", "0", "--app", "nope.mod:f"],
-            cwd=ROOT,
-            env=daemon_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 2
-        assert done.stderr.strip().startswith("error: cannot load app hook 'nope.mod:f'")
+        result = CliRunner().invoke(app, ["serve", "--port", "0", "--app", "nope.mod:f"])
+        assert result.exit_code == 2
+        assert result.stderr.startswith("error: cannot load app hook 'nope.mod:f'")
 
 
 class TestUnits:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
@@ -21,7 +22,7 @@ from lmvisor.runtime.errors import (
     RateLimited,
 )
 from lmvisor.server.errors import Draining, InvalidHeader, RequestTooLarge, Unauthorized
-from lmvisor.server.http_errors import error_body, error_response, status_for
+from lmvisor.server.http_errors import STATUS_BY_ERROR, error_body, error_response, status_for
 from lmvisor.services.errors import BudgetExceeded
 
 
@@ -31,6 +32,13 @@ class _Retryable(LmvisorError):
 
 
 class TestStatusFor:
+    @pytest.mark.parametrize("name", sorted(STATUS_BY_ERROR))
+    def test_every_name_is_an_exception_class(self, name: str) -> None:
+        """Each mapped name imports and is an exception class (a rename fails here)."""
+        module, _, attribute = name.rpartition(".")
+        value = getattr(importlib.import_module(module), attribute)
+        assert isinstance(value, type) and issubclass(value, BaseException)
+
     @pytest.mark.parametrize(
         ("error", "status"),
         [
