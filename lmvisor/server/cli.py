@@ -169,7 +169,7 @@ def _embedded(path: Path | None, use: Callable[[ServerContext], Awaitable[T]]) -
     config = load_config(path)
 
     async def run() -> T:
-        async with open_context(config, namespace="lmvisor-cli") as context:
+        async with open_context(config) as context:
             return await use(context)
 
     return asyncio.run(run())

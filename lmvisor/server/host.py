@@ -18,14 +18,19 @@ import importlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.context import ServerContext
 from lmvisor.server.errors import AppHookFailed, AppLoadError
 
-__all__ = ["RegisterHook", "load_register", "open_context"]
+__all__ = ["DAEMON_NAMESPACE", "RegisterHook", "load_register", "open_context"]
+
+DAEMON_NAMESPACE: Final = "lmvisor"
+"""The runtime namespace of the daemon and of the CLI's embedded runs: with a durable
+event store (`events.sqlite_path`), `lmvisor events` run embedded reads what the daemon
+recorded, since stored events are queried by namespace."""
 
 RegisterHook: TypeAlias = Callable[[ServerContext], Awaitable[None] | None]
 """The `--app` hook: called once with the daemon's context at start-up."""
@@ -63,7 +68,7 @@ async def open_context(
     *,
     register: RegisterHook | None = None,
     register_name: str = "<hook>",
-    namespace: str = "lmvisor",
+    namespace: str = DAEMON_NAMESPACE,
 ) -> AsyncIterator[ServerContext]:
     """Start what the daemon serves and yield its context; stop it all on exit.
 

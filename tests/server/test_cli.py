@@ -17,6 +17,7 @@ from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.cli import app, exit_code_for, one_line
 from lmvisor.server.errors import DaemonRefused
+from lmvisor.server.host import DAEMON_NAMESPACE
 from tests.server.conftest import ROOT, DaemonProcess, daemon_env
 
 LMVISOR = str(Path(sys.executable).parent / "lmvisor")
@@ -127,12 +128,12 @@ class TestTree:
 
 class TestEvents:
     def test_embedded_reads_the_configured_store(self, runner: CliRunner, tmp_path: Path) -> None:
-        """Embedded, events come from the configured SQLite store (earlier runs included)."""
+        """Embedded, events come from the configured SQLite store (a daemon's included)."""
         db = tmp_path / "events.db"
 
         async def record() -> None:
             config = LmvisorConfig.model_validate({"events": {"sqlite_path": str(db)}})
-            async with Runtime.open(config, namespace="lmvisor-cli") as rt:
+            async with Runtime.open(config, namespace=DAEMON_NAMESPACE) as rt:
                 rt.events.emit("job.done", {"score": 0.9})
 
         asyncio.run(record())
