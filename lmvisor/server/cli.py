@@ -19,12 +19,11 @@ one line on stderr; `--debug` adds the traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +47,6 @@ from lmvisor.server.errors import (
 
 if TYPE_CHECKING:
     from lmvisor.server.client import DaemonClient
-    from lmvisor.server.context import ServerContext
 
 __all__ = [
     "app",
@@ -162,19 +160,6 @@ def _remote(url: str, token: str | None, use: Callable[[DaemonClient], T]) -> T:
         return use(client)
 
 
-def _embedded(path: Path | None, use: Callable[[ServerContext], Awaitable[T]]) -> T:
-    """Open the runtime from the configuration at `path`, run `use` on it, close it."""
-    from lmvisor.server.host import open_context
-
-    config = load_config(path)
-
-    async def run() -> T:
-        async with open_context(config) as context:
-            return await use(context)
-
-    return asyncio.run(run())
-
-
 # --- serve ----------------------------------------------------------------------
 
 
@@ -227,21 +212,16 @@ def tree(
     from lmvisor.server.render import supervision_tree
 
     with _reporting(ctx):
-        view = (
-            _remote(url, token, lambda client: client.tree())
-            if url
-            else _embedded(config, _tree_of)
-        )
+        if url:
+            view = _remote(url, token, lambda client: client.tree())
+        else:
+            from lmvisor.server.embedded import embedded_tree
+
+            view = embedded_tree(config)
         if as_json:
             _print_json(view)
         else:
             _out().print(supervision_tree(view))
-
-
-async def _tree_of(context: ServerContext) -> dict[str, Any]:
-    from lmvisor.server.views import tree_view
-
-    return tree_view(context.runtime.tree())
 
 
 # --- events -----------------------------------------------------------------------
@@ -281,7 +261,9 @@ def events(
         if url:
             found = _remote(url, token, lambda client: client.events(**filters))
         else:
-            found = _embedded_events(config, filters)
+            from lmvisor.server.embedded import embedded_events
+
+            found = embedded_events(config, filters)
         _show_events(found, as_json)
 
 
@@ -294,21 +276,6 @@ def _show_events(found: list[dict[str, Any]], as_json: bool) -> None:
         Console(stderr=True).print("no matching events")
     else:
         _out().print(events_table(found))
-
-
-def _embedded_events(path: Path | None, filters: dict[str, Any]) -> list[dict[str, Any]]:
-    async def query(context: ServerContext) -> list[dict[str, Any]]:
-        from lmvisor.server.views import event_view
-
-        found = await context.runtime.events.query(
-            correlation_id=filters["correlation_id"],
-            type=filters["type"] or None,
-            since=filters["since"],
-            limit=filters["limit"],
-        )
-        return [event_view(event) for event in found]
-
-    return _embedded(path, query)
 
 
 def _follow(
@@ -339,32 +306,9 @@ def _follow(
         "[dim]no --url (or LMVISOR_URL): following an embedded runtime; pass --url to follow"
         " a daemon[/dim]"
     )
-    _embedded(path, lambda context: _follow_embedded(context, filters, show))
+    from lmvisor.server.embedded import follow_embedded
 
-
-async def _follow_embedded(
-    context: ServerContext, filters: dict[str, Any], show: Callable[[dict[str, Any]], None]
-) -> None:
-    from lmvisor.server.views import event_view
-
-    live: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    remove = context.runtime.events.subscribe(
-        lambda event: live.put_nowait(event_view(event)), filters["type"] or None
-    )
-    try:
-        for event in await context.runtime.events.query(
-            correlation_id=filters["correlation_id"],
-            type=filters["type"] or None,
-            since=filters["since"],
-            limit=filters["limit"],
-        ):
-            show({"event": "event", "data": event_view(event)})
-        while True:
-            view = await live.get()
-            if filters["correlation_id"] in (None, view["correlation_id"]):
-                show({"event": "event", "data": view})
-    finally:
-        remove()
+    follow_embedded(path, filters, show)
 
 
 # --- config check -----------------------------------------------------------------

@@ -55,6 +55,17 @@ STATUS_BY_ERROR: Final[Mapping[str, int]] = {
     "lmvisor.programs.errors.StateError": 422,
     "lmvisor.providers.errors.ContextWindowExceeded": 422,
     "lmvisor.services.errors.UnknownProvider": 422,
+    "lmvisor.services.errors.ServiceInputError": 422,
+    "lmvisor.services.errors.OptimizationSpecError": 422,
+    "lmvisor.optimizers.errors.OptimizerSettingsError": 422,
+    "lmvisor.optimizers.errors.MetricError": 422,
+    # what the caller names does not exist, or is in the wrong state for the request
+    "lmvisor.services.errors.UnknownModule": 404,
+    "lmvisor.services.errors.UnknownJob": 404,
+    "lmvisor.services.errors.CacheMiss": 404,
+    "lmvisor.services.errors.ModuleAlreadyRegistered": 409,
+    "lmvisor.services.errors.NoPreviousVersion": 409,
+    "lmvisor.services.errors.JobNotFinished": 409,
     # the daemon is busy, restarting or out of budget: retry later
     "lmvisor.server.errors.Draining": 503,
     "lmvisor.runtime.errors.RateLimited": 429,
@@ -75,6 +86,7 @@ STATUS_BY_ERROR: Final[Mapping[str, int]] = {
     # the LM vendor failed or answered something unusable
     "lmvisor.providers.errors.ProviderError": 502,
     "lmvisor.programs.errors.AdapterParseError": 502,
+    "lmvisor.services.errors.AllStrategiesFailed": 502,
     "lmvisor.runtime.errors.RetryExhausted": 502,
 }
 """Error class (by dotted name) -> HTTP status; the most specific class in an error's MRO wins.

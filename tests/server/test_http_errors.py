@@ -23,7 +23,12 @@ from lmvisor.runtime.errors import (
 )
 from lmvisor.server.errors import Draining, InvalidHeader, RequestTooLarge, Unauthorized
 from lmvisor.server.http_errors import STATUS_BY_ERROR, error_body, error_response, status_for
-from lmvisor.services.errors import BudgetExceeded
+from lmvisor.services.errors import (
+    BudgetExceeded,
+    ModuleAlreadyRegistered,
+    OptimizationSpecError,
+    UnknownModule,
+)
 
 
 class _Retryable(LmvisorError):
@@ -52,6 +57,9 @@ class TestStatusFor:
             (ActorExited(actor="a"), 503),
             (Draining(), 503),
             (BudgetExceeded(provider="p", spent=1, limit=1, retry_after=5), 503),
+            (UnknownModule(module_id="qa"), 404),
+            (ModuleAlreadyRegistered(module_id="qa"), 409),
+            (OptimizationSpecError(field="trainset.0", problem="not an example"), 422),
             (DeadlineExceeded(operation="op"), 504),
             (CallTimeout(actor="a", message_type="M", timeout=1.0), 504),
             (ProviderTimeout(provider="openai"), 504),
