@@ -13,13 +13,18 @@ if TYPE_CHECKING:
     from lmvisor.config import ConfigError as ConfigError
     from lmvisor.config import LmvisorConfig as LmvisorConfig
     from lmvisor.config import load_config as load_config
+    from lmvisor.programs import KNN as KNN
     from lmvisor.programs import LM as LM
     from lmvisor.programs import AdapterParseError as AdapterParseError
+    from lmvisor.programs import Audio as Audio
     from lmvisor.programs import BestOfN as BestOfN
     from lmvisor.programs import ChainOfThought as ChainOfThought
     from lmvisor.programs import ChatAdapter as ChatAdapter
+    from lmvisor.programs import Embedder as Embedder
     from lmvisor.programs import Example as Example
+    from lmvisor.programs import File as File
     from lmvisor.programs import History as History
+    from lmvisor.programs import Image as Image
     from lmvisor.programs import InputField as InputField
     from lmvisor.programs import JSONAdapter as JSONAdapter
     from lmvisor.programs import LMRequest as LMRequest
@@ -32,13 +37,18 @@ if TYPE_CHECKING:
     from lmvisor.programs import Predict as Predict
     from lmvisor.programs import Prediction as Prediction
     from lmvisor.programs import ReAct as ReAct
+    from lmvisor.programs import Reasoning as Reasoning
     from lmvisor.programs import Refine as Refine
     from lmvisor.programs import Signature as Signature
     from lmvisor.programs import SignatureError as SignatureError
     from lmvisor.programs import Tool as Tool
+    from lmvisor.programs import ToolCalls as ToolCalls
+    from lmvisor.programs import TwoStepAdapter as TwoStepAdapter
+    from lmvisor.programs import XMLAdapter as XMLAdapter
     from lmvisor.programs import configure as configure
     from lmvisor.programs import context as context
     from lmvisor.programs import inspect_history as inspect_history
+    from lmvisor.programs import streamify as streamify
     from lmvisor.providers import ProviderError as ProviderError
     from lmvisor.runtime import Actor as Actor
     from lmvisor.runtime import ActorExited as ActorExited
@@ -63,10 +73,14 @@ if TYPE_CHECKING:
     from lmvisor.runtime import TaskSupervisor as TaskSupervisor
     from lmvisor.runtime import correlation_scope as correlation_scope
     from lmvisor.runtime import handler as handler
+    from lmvisor.services import AllStrategiesFailed as AllStrategiesFailed
+    from lmvisor.services import App as App
     from lmvisor.services import BudgetExceeded as BudgetExceeded
     from lmvisor.services import LMServices as LMServices
+    from lmvisor.services import ModuleOptions as ModuleOptions
     from lmvisor.services import NoDeploymentAvailable as NoDeploymentAvailable
     from lmvisor.services import RouterLM as RouterLM
+    from lmvisor.services import open_app as open_app
     from lmvisor.services import start_lm_providers as start_lm_providers
 else:
     __all__, __getattr__, __dir__ = lazy_package(__name__, __file__)

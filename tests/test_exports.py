@@ -24,6 +24,8 @@ SUBPACKAGES = (
     "lmvisor.programs",
     "lmvisor.providers",
     "lmvisor.services",
+    "lmvisor.optimizers",
+    "lmvisor.server",
     "lmvisor.testing",
 )
 

@@ -14,6 +14,7 @@ from lmvisor._lazy import lazy_package
 if TYPE_CHECKING:
     from lmvisor.providers._base import ProviderStatistics as ProviderStatistics
     from lmvisor.providers.anthropic import AnthropicProvider as AnthropicProvider
+    from lmvisor.providers.embeddings import OpenAIEmbeddings as OpenAIEmbeddings
     from lmvisor.providers.errors import AuthenticationError as AuthenticationError
     from lmvisor.providers.errors import BadRequestError as BadRequestError
     from lmvisor.providers.errors import ConflictError as ConflictError
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from lmvisor.providers.errors import RateLimitError as RateLimitError
     from lmvisor.providers.errors import ResponseFormatError as ResponseFormatError
     from lmvisor.providers.errors import ServerError as ServerError
+    from lmvisor.providers.errors import UnsupportedMedia as UnsupportedMedia
     from lmvisor.providers.openai import OpenAIProvider as OpenAIProvider
     from lmvisor.providers.openai_compatible import (
         OpenAICompatibleProvider as OpenAICompatibleProvider,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from lmvisor.providers.pricing import ModelPrice as ModelPrice
     from lmvisor.providers.pricing import cost_of as cost_of
     from lmvisor.providers.pricing import price_for as price_for
+    from lmvisor.providers.reasoning import supports_reasoning as supports_reasoning
     from lmvisor.providers.sse import SSEDecoder as SSEDecoder
     from lmvisor.providers.sse import SSEEvent as SSEEvent
     from lmvisor.providers.transport import AiohttpTransport as AiohttpTransport

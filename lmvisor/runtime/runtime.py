@@ -218,6 +218,11 @@ class Runtime:
         if owner.uncancel() <= self._owner_cancels:
             raise failure
 
+    @property
+    def failure(self) -> SupervisorGaveUp | None:
+        """Why the runtime stopped on its own (its root supervisor gave up), or None."""
+        return self._failure
+
     async def wait_closed(self) -> None:
         """Wait until the runtime has closed: its block exited and its tree is down.
 

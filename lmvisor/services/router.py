@@ -28,6 +28,7 @@ from typing import final
 
 from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, LMStreamItem
 from lmvisor.providers.errors import BadRequestError
+from lmvisor.providers.reasoning import supports_reasoning
 from lmvisor.runtime.errors import LmvisorError
 from lmvisor.runtime.registry import Via
 from lmvisor.runtime.runtime import Runtime
@@ -114,7 +115,7 @@ class RouterLM:
         self._cooldowns = cooldowns if cooldowns is not None else Cooldowns(clock=runtime.clock)
         primary = split_model(model)[0]
         self._capabilities = capabilities or LMCapabilities(
-            json_schema=primary not in _NO_JSON_SCHEMA
+            json_schema=primary not in _NO_JSON_SCHEMA, reasoning=supports_reasoning(model)
         )
 
     @property

@@ -23,6 +23,10 @@ from prometheus_client.registry import Collector
 from lmvisor.runtime.observe.names import (
     METRIC_ACTORS_ALIVE,
     METRIC_BREAKER_STATE,
+    METRIC_CACHE_DROPPED,
+    METRIC_CACHE_ERRORS,
+    METRIC_CACHE_EVICTIONS,
+    METRIC_CACHE_HIT_RATE,
     METRIC_CACHE_HITS,
     METRIC_CACHE_MISSES,
     METRIC_LM_COST,
@@ -104,7 +108,9 @@ class Metrics:
     - `breaker_state` (0 closed, 1 half-open, 2 open) and
       `rate_limiter_rejections`, kept current by `breaker_changed` /
       `limiter_rejected` hooked to `Protections` listeners
-    - `cache_hits`, `cache_misses`: `METRIC_CACHE_*`
+    - `cache_hits`, `cache_misses` [layer: `l1`, `l2`, `l3`], `cache_evictions`,
+      `cache_errors` (L2/L3 failures), `cache_dropped` [layer, reason] and
+      `cache_hit_rate` (read at scrape time from `set_cache_source`): `METRIC_CACHE_*`
     - runtime figures from `set_runtime_source`: `METRIC_ACTORS_ALIVE`,
       `METRIC_SUPERVISOR_RESTARTS`, `METRIC_MAILBOX_DEPTH`
 
@@ -160,8 +166,31 @@ class Metrics:
         )
         self.cache_hits = Counter(METRIC_CACHE_HITS, "Cache hits.", ["layer"], registry=reg)
         self.cache_misses = Counter(METRIC_CACHE_MISSES, "Cache misses.", ["layer"], registry=reg)
+        self._cache_families(reg)
         self._runtime = _RuntimeCollector()
         reg.register(self._runtime)
+
+    def _cache_families(self, reg: CollectorRegistry) -> None:
+        self.cache_evictions = Counter(
+            METRIC_CACHE_EVICTIONS, "Cache entries evicted.", ["layer"], registry=reg
+        )
+        self.cache_errors = Counter(
+            METRIC_CACHE_ERRORS, "Cache tier failures.", ["layer"], registry=reg
+        )
+        self.cache_dropped = Counter(
+            METRIC_CACHE_DROPPED,
+            "Cache entries or writes dropped, by reason.",
+            ["layer", "reason"],
+            registry=reg,
+        )
+        self.cache_hit_rate = Gauge(
+            METRIC_CACHE_HIT_RATE, "Cache hits over lookups since start.", registry=reg
+        )
+        self.cache_hit_rate.set_function(lambda: 0.0)
+
+    def set_cache_source(self, source: Callable[[], float] | None) -> None:
+        """Read `lmvisor_cache_hit_rate` from `source()` at each scrape (None reports 0)."""
+        self.cache_hit_rate.set_function(source if source is not None else (lambda: 0.0))
 
     def _optimization_families(self, reg: CollectorRegistry) -> None:
         self.optimization_iterations = Counter(

@@ -32,10 +32,19 @@ def _event_type_argument(call: ast.Call) -> ast.expr | None:
 
 
 class TestNames:
-    def test_every_event_type_is_a_dotted_or_plain_lowercase_name(self) -> None:
-        """Event types are stable lowercase identifiers, unique by value."""
-        assert len(names.EVENT_TYPES) == 10
-        for event_type in names.EVENT_TYPES:
+    def test_every_name_is_listed_once(self) -> None:
+        """EVENT_TYPES and METRIC_NAMES hold every constant of the module, each value once."""
+        constants = {
+            key: value
+            for key, value in vars(names).items()
+            if key.isupper() and isinstance(value, str)
+        }
+        events = {v for k, v in constants.items() if not k.startswith("METRIC_")}
+        metrics = {v for k, v in constants.items() if k.startswith("METRIC_")}
+        assert events - {names.SUPERVISOR_PROGRESS} == names.EVENT_TYPES
+        assert metrics == names.METRIC_NAMES
+        assert len(set(constants.values())) == len(constants)
+        for event_type in events:
             assert event_type == event_type.lower() and " " not in event_type
 
     def test_no_event_type_is_written_as_a_literal(self) -> None:
