@@ -16,52 +16,73 @@ checkers read, and hands the same lines to `lazy_package` at run time:
 The `X as X` form is what marks a re-export for `mypy --strict`; the module
 `__getattr__` lives in the `else` branch so type checkers never see it, and
 `from lmvisor.runtime import Acotr` is an error rather than an `Any`. Adding
-a public name is one line. `lazy_package` scans the block (a regex over the
-file, not a parse: `import lmvisor` stays cheap), derives `__all__` sorted as
-ruff's RUF022 sorts it, and imports each name's module on first use.
+a public name is one line. `lazy_package` reads the block (plain string work
+over the file, not a parse: `import lmvisor` stays cheap), derives `__all__`
+sorted as ruff's RUF022 sorts it, and imports each name's module on first use.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["exported_names", "lazy_package"]
 
-_BLOCK = re.compile(r"^if TYPE_CHECKING:[ \t]*\n((?:[ \t]+\S.*\n|[ \t]*\n)+)", re.MULTILINE)
-_IMPORT = re.compile(r"from\s+(\.*[\w.]*)\s+import\s+(\([^)]*\)|[^\n]*)")
-_COMMENT = re.compile(r"#[^\n]*")
-_ITEM = re.compile(r"([A-Za-z_]\w*)\s+as\s+([A-Za-z_]\w*)")
+_BLOCK = "\nif TYPE_CHECKING:"
 
 
 def exported_names(package: str, source: str) -> dict[str, str]:
     """Map each name re-exported in `source`'s `if TYPE_CHECKING:` block to its module.
 
+    Plain string work rather than a regex or a parse: compiling patterns alone
+    would cost `import lmvisor` a millisecond.
+
     Raises:
         ImportError: the block is missing, or a name is not written `X as X`
             (mypy would not see it as exported).
     """
-    block = _BLOCK.search(source)
-    if block is None:
-        raise ImportError(f"{package}: no 'if TYPE_CHECKING:' block of exports")
     exports: dict[str, str] = {}
-    for module, names in _IMPORT.findall(_COMMENT.sub("", block.group(1))):
-        target = importlib.util.resolve_name(module, package) if module[0] == "." else module
-        for item in names.strip("()").split(","):
-            item = item.strip()
-            if not item:
+    for statement in _import_statements(package, source):
+        module, _, names = statement[len("from ") :].partition(" import ")
+        module = module.strip()
+        if module.startswith("."):
+            import importlib.util
+
+            module = importlib.util.resolve_name(module, package)
+        for item in names.strip().strip("()").split(","):
+            words = item.split()
+            if not words:
                 continue
-            found = _ITEM.fullmatch(item)
-            if found is None or found.group(1) != found.group(2):
+            if len(words) != 3 or words[1] != "as" or words[0] != words[2]:
                 raise ImportError(
-                    f"{package}: export {item!r} from {target} must be written "
+                    f"{package}: export {' '.join(words)!r} from {module} must be written "
                     "'Name as Name' (an explicit re-export)"
                 )
-            exports[found.group(1)] = target
+            exports[words[0]] = module
     return exports
+
+
+def _import_statements(package: str, source: str) -> list[str]:
+    """The `from ... import ...` statements of the block, each joined onto one line."""
+    text = "\n" + source
+    start = text.find(_BLOCK)
+    if start < 0:
+        raise ImportError(f"{package}: no 'if TYPE_CHECKING:' block of exports")
+    statements: list[str] = []
+    open_paren = False
+    for line in text[start + len(_BLOCK) :].splitlines()[1:]:  # [0]: the rest of the if line
+        if line and not line[0].isspace():
+            break  # the block ends where the indentation does
+        code = line.split("#", 1)[0].strip()
+        if not code:
+            continue
+        if open_paren:
+            statements[-1] += " " + code
+        else:
+            statements.append(code)
+        open_paren = "(" in statements[-1] and ")" not in statements[-1]
+    return [s for s in statements if s.startswith("from ") and " import " in s]
 
 
 def _ruff_order(name: str) -> tuple[int, str]:
