@@ -116,6 +116,7 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future[None] = self._loop.create_future()
         self.reports = Reporter(logging=self.logging, events=self.events.ring, loop=self._loop)
+        self.events.add_flush_hook(self.reports.flush)
         self._context = contextvars.copy_context()
         self._context.run(_current.set, self)
         self._context.run(set_route, self.logging)

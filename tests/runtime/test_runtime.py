@@ -338,3 +338,14 @@ class TestReports:
         }
         stored = await query_events(runtime.via("event_store"), type="supervisor.report")
         assert [e.id for e in stored] == [report.id]
+
+    async def test_a_query_sees_reports_made_before_it(self, runtime: Runtime) -> None:
+        """Querying the store right after a crash finds its reports (no waiting on the timer)."""
+        runtime.reports.delay = 3600.0
+        ref = await runtime.spawn(Counter())
+        with capture_logs():
+            ref.cast_nowait(Crash())
+            await ref.wait_exit()
+            assert runtime.reports.statistics().pending == 1
+            found = await runtime.events.query(type="actor.crashed")
+        assert [e.data["actor"] for e in found] == [ref.name]

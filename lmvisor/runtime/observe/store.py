@@ -65,6 +65,7 @@ class EventStore:
 
     __slots__ = (
         "_clock",
+        "_flush_hooks",
         "_flush_interval",
         "_loaded",
         "_prune_every",
@@ -91,6 +92,7 @@ class EventStore:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._wakeup = asyncio.Event()
         self._loaded = False
+        self._flush_hooks: tuple[Callable[[], None], ...] = ()
 
     @classmethod
     def from_config(
@@ -179,9 +181,13 @@ class EventStore:
     ) -> list[Event]:
         """Matching events, oldest first.
 
-        With a sink, the sink answers (after a flush), so events older than
-        the ring holds, or from before a restart, are found too.
+        Pending writes (the runtime's lifecycle reports) are made first, so a
+        query sees every fact reported before it. With a sink, the sink
+        answers (after a flush), so events older than the ring holds, or from
+        before a restart, are found too.
         """
+        for hook in self._flush_hooks:
+            hook()
         if self.sink is None:
             return self.ring.query(
                 correlation_id=correlation_id, type=type, since=since, limit=limit
@@ -194,6 +200,10 @@ class EventStore:
             limit=limit,
             namespace=self.ring.namespace,
         )
+
+    def add_flush_hook(self, hook: Callable[[], None]) -> None:
+        """Run `hook()` before each query (the runtime's reporter writes its pending reports)."""
+        self._flush_hooks = (*self._flush_hooks, hook)
 
     def subscribe(
         self, listener: EventListener, types: str | Collection[str] | None = None
