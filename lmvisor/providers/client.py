@@ -93,7 +93,7 @@ class ClientOptions:
     name: str | None = None
     default_model: str | None = None
     timeout: float = 60.0
-    headers: Mapping[str, str] = _EMPTY
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     transport: TransportKind = "auto"
     max_connections: int = 1024
     keepalive_timeout: float = 30.0

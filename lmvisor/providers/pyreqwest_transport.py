@@ -7,23 +7,25 @@ flight that is what keeps the loop from saturating. Installed with the
 `fast` extra; pyreqwest 0.15 is a beta.
 
 A whole answer is bounded by `timeout` end to end (reqwest's request
-timeout); a stream's connection and each wait for the next bytes are bounded
-by it on the loop. The pool is reqwest's: `max_connections` caps requests in
-flight, further ones wait for a slot within their timeout.
+timeout). The pool is reqwest's: `max_connections` caps requests in flight,
+further ones wait for a slot within their timeout.
+
+Streams go over an `AiohttpTransport` the transport owns: with pyreqwest 0.15
+a streamed response whose body breaks mid-read can abort the interpreter at
+exit (a GIL-state error in its Drop), and streams are not the hot path.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import final
 
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import BodyDecodeError, PyreqwestError, ReadError, RequestTimeoutError
-from pyreqwest.response import ResponseBodyReader
 
+from lmvisor.providers.aiohttp_transport import AiohttpTransport
 from lmvisor.providers.errors import ProviderConnectionError
 from lmvisor.providers.transport import (
     ErrorMap,
@@ -31,7 +33,6 @@ from lmvisor.providers.transport import (
     TransportResponse,
     TransportStatistics,
     map_errors,
-    mapped_chunks,
 )
 
 __all__ = ["PyreqwestTransport"]
@@ -58,7 +59,7 @@ class PyreqwestTransport:
         ValueError: an option is out of range.
     """
 
-    __slots__ = ("_client", "_closed", "_keepalive", "_max_connections", "_timeouts")
+    __slots__ = ("_client", "_closed", "_keepalive", "_max_connections", "_streams", "_timeouts")
 
     def __init__(self, *, max_connections: int = 1024, keepalive_timeout: float = 30.0) -> None:
         if max_connections < 0:
@@ -70,6 +71,9 @@ class PyreqwestTransport:
         self._client: Client | None = None
         self._closed = False
         self._timeouts: dict[float, timedelta] = {}
+        self._streams = AiohttpTransport(
+            max_connections=max_connections, keepalive_timeout=keepalive_timeout
+        )
 
     def _get_client(self) -> Client:
         client = self._client
@@ -118,33 +122,22 @@ class PyreqwestTransport:
             data = await resp.bytes()
         return TransportResponse(resp.status, resp.headers, memoryview(data))
 
-    @asynccontextmanager
-    async def stream_sse(
+    def stream_sse(
         self,
         url: str,
         *,
         headers: Mapping[str, str],
         body: bytes,
-        timeout: float,  # noqa: ASYNC109 - bounded on the loop, per phase
+        timeout: float,
         provider: str,
         model: str,
-    ) -> AsyncIterator[SSEResponse]:
-        """See `Transport.stream_sse`."""
-        client = self._get_client()
-        with map_errors(_PYREQWEST_ERRORS, provider, model, timeout):
-            request = client.post(url).headers(headers).body_bytes(body).build_streamed()
-            async with asyncio.timeout(timeout):
-                resp = await request.__aenter__()
-        try:
-            raw = _read_chunks(resp.body_reader, timeout)
-            chunks = mapped_chunks(raw, _PYREQWEST_ERRORS, provider, model, timeout)
-            try:
-                yield SSEResponse(status=resp.status, headers=resp.headers, chunks=chunks)
-            finally:
-                await chunks.aclose()
-        finally:
-            with map_errors(_PYREQWEST_ERRORS, provider, model, timeout):
-                await request.__aexit__(None, None, None)
+    ) -> AbstractAsyncContextManager[SSEResponse]:
+        """See `Transport.stream_sse` (served by the owned aiohttp transport)."""
+        if self._closed:
+            raise RuntimeError("PyreqwestTransport is closed")
+        return self._streams.stream_sse(
+            url, headers=headers, body=body, timeout=timeout, provider=provider, model=model
+        )
 
     def statistics(self) -> TransportStatistics:
         """See `Transport.statistics`."""
@@ -160,24 +153,14 @@ class PyreqwestTransport:
         """Close the client and its pool; later use raises RuntimeError. Idempotent."""
         self._closed = True
         client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        try:
+            if client is not None:
+                await client.close()
+        finally:
+            await self._streams.aclose()
 
     def __repr__(self) -> str:
         return (
             f"PyreqwestTransport(max_connections={self._max_connections}, "
             f"open={self._client is not None})"
         )
-
-
-async def _read_chunks(
-    reader: ResponseBodyReader,
-    timeout: float,  # noqa: ASYNC109 - each read is bounded on the loop
-) -> AsyncGenerator[bytes, None]:
-    """The body's chunks as they arrive, each wait bounded by `timeout`."""
-    while True:
-        async with asyncio.timeout(timeout):
-            chunk = await reader.read_chunk()
-        if chunk is None:
-            return
-        yield chunk.to_bytes()

@@ -147,6 +147,7 @@ async def _once(
     tokens: float,
 ) -> T:
     timeout = policy.timeout
+    left = None
     if deadline is not None:
         left = deadline - policy.clock.monotonic()
         if left <= 0:
@@ -157,7 +158,7 @@ async def _once(
     try:
         limiter = policy.limiter
         if limiter is not None:
-            await _take(policy, limiter, tokens, timeout)
+            await _take(policy, limiter, tokens, left)
         result = await attempt(timeout)
     except BaseException as exc:
         breaker.on_failure(exc, trial)
@@ -166,14 +167,17 @@ async def _once(
     return result
 
 
-async def _take(policy: CallPolicy, limiter: RateLimiter, tokens: float, left: float) -> None:
+async def _take(
+    policy: CallPolicy, limiter: RateLimiter, tokens: float, left: float | None
+) -> None:
+    """Take rate budget, waiting for it only if it frees up within `left` seconds (None: any)."""
     cap = policy.token_cap
     if cap is not None and tokens > cap:
         tokens = cap  # a request estimated above the whole budget takes all of it
     wait = limiter.reserve(tokens)
     if wait == 0.0:
         return
-    if wait >= left:
+    if left is not None and wait >= left:
         # No room now and none in time: refuse (and report) at once; should the
         # budget have freed meanwhile, this takes it.
         limiter.try_acquire(tokens)

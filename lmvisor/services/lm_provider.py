@@ -34,7 +34,7 @@ from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, L
 from lmvisor.providers.client import VendorClient
 from lmvisor.providers.errors import ResponseFormatError
 from lmvisor.providers.pricing import price_for
-from lmvisor.runtime.actor import Actor, Deferred, ErrorReply, handler
+from lmvisor.runtime.actor import Actor, ActorRef, Deferred, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.errors import ActorExited, DeadlineExceeded, LmvisorError
@@ -360,7 +360,8 @@ class LMProvider(Actor):
     async def _stream(
         self, request: LMRequest, deadline: float | None, tokens: int
     ) -> AsyncGenerator[LMStreamItem, None]:
-        self._ensure_alive()
+        incarnation = self.ref
+        self._check_alive(incarnation)
         client = self._vendor_client
         policy = self._policy
         self._requests += 1
@@ -384,13 +385,14 @@ class LMProvider(Actor):
                         if isinstance(item, LMDone):
                             self._record(request, item.response, time.perf_counter() - started)
                         yield item
+                        self._check_alive(incarnation)
                         if deadline is not None and policy.clock.monotonic() >= deadline:
                             raise DeadlineExceeded(operation=f"streaming from {self.vendor}")
                         item = await anext(items, _END)
                         if item is _END:
                             break
         except Exception as exc:
-            error = self._exited(exc)
+            error = _exited(incarnation, exc)
             if opened:
                 policy.breaker.on_failure(error)  # a stream that broke after opening
             self._failed(request, error, time.perf_counter() - started)
@@ -400,17 +402,11 @@ class LMProvider(Actor):
         finally:
             self._in_flight -= 1
 
-    def _ensure_alive(self) -> None:
-        proc = self._running_process
-        if proc is not None and not proc.ref.alive:
-            raise ActorExited(actor=proc.name, reason=proc.exit_reason)
-
-    def _exited(self, exc: Exception) -> Exception:
-        """`ActorExited` when the incarnation that owned the stream is gone, else `exc`."""
-        proc = self._running_process
-        if proc is None or proc.ref.alive or isinstance(exc, ActorExited):
-            return exc
-        return ActorExited(actor=proc.name, reason=proc.exit_reason)
+    @staticmethod
+    def _check_alive(incarnation: ActorRef) -> None:
+        """Raise `ActorExited` once the incarnation that opened a stream is gone."""
+        if not incarnation.alive:
+            raise ActorExited(actor=incarnation.name, reason=incarnation.exit_reason)
 
     # --- observation -------------------------------------------------------------------
 
@@ -492,6 +488,13 @@ class LMProvider(Actor):
 
 
 _END: Any = object()
+
+
+def _exited(incarnation: ActorRef, exc: Exception) -> Exception:
+    """`ActorExited` when the incarnation that owned a stream is gone, else `exc`."""
+    if incarnation.alive or isinstance(exc, ActorExited):
+        return exc
+    return ActorExited(actor=incarnation.name, reason=incarnation.exit_reason)
 
 
 async def _hold(client: VendorClient) -> None:
