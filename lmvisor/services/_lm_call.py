@@ -112,59 +112,45 @@ async def protected(
             the deadline; the last error is chained.
         Exception: a non-retryable error of `attempt`, at once.
     """
-    retry = policy.retry
+    retry, breaker, limiter, clock = policy.retry, policy.breaker, policy.limiter, policy.clock
     number = 1
     while True:
+        # One frame for the whole loop: this runs for every LM call.
+        timeout, left = policy.timeout, None
+        if deadline is not None:
+            left = deadline - clock.monotonic()
+            if left <= 0:
+                raise DeadlineExceeded(operation=f"calling {policy.key}")
+            if left < timeout:
+                timeout = left
         try:
-            return await _once(policy, attempt, deadline, tokens)
+            trial = breaker.before_call()
+            try:
+                if limiter is not None:
+                    await _take(policy, limiter, tokens, left)
+                result = await attempt(timeout)
+            except BaseException as exc:
+                breaker.on_failure(exc, trial)
+                raise
+            breaker.on_success(trial)
+            return result
         except Exception as exc:
             if retry is None or not _retryable(exc):
                 raise
             delay = retry.delay(number, exc) if number < retry.max_attempts else None
-            if (
-                delay is not None
-                and deadline is not None
-                and (policy.clock.monotonic() + delay >= deadline)
-            ):
+            if delay is not None and deadline is not None and clock.monotonic() + delay >= deadline:
                 delay = None  # it could not finish in time: do not start it
             if delay is None:
                 raise RetryExhausted(name=policy.key, attempts=number, last_error=exc) from exc
             if on_retry is not None:
                 on_retry(number, exc, delay)
-        await policy.clock.sleep(delay)
+        await clock.sleep(delay)
         number += 1
 
 
 def _retryable(exc: Exception) -> bool:
     # A passed deadline is final here, whatever its `retryable` says to callers above.
     return not isinstance(exc, DeadlineExceeded) and is_retryable(exc)
-
-
-async def _once(
-    policy: CallPolicy,
-    attempt: Callable[[float], Awaitable[T]],
-    deadline: float | None,
-    tokens: float,
-) -> T:
-    timeout = policy.timeout
-    left = None
-    if deadline is not None:
-        left = deadline - policy.clock.monotonic()
-        if left <= 0:
-            raise DeadlineExceeded(operation=f"calling {policy.key}")
-        timeout = min(timeout, left)
-    breaker = policy.breaker
-    trial = breaker.before_call()
-    try:
-        limiter = policy.limiter
-        if limiter is not None:
-            await _take(policy, limiter, tokens, left)
-        result = await attempt(timeout)
-    except BaseException as exc:
-        breaker.on_failure(exc, trial)
-        raise
-    breaker.on_success(trial)
-    return result
 
 
 async def _take(

@@ -338,16 +338,21 @@ class LMProvider(Actor):
         self._requests += 1
         self._in_flight += 1
         started = time.perf_counter()
+        policy = self._policy
         try:
             tokens = self._admit(request)
-            async with slot(self._policy):
+            # The bulkhead by hand, not `slot()`: a context manager per call costs.
+            await policy.bulkhead.acquire()
+            try:
                 response = await protected(
-                    self._policy,
+                    policy,
                     lambda timeout: client.complete(request, timeout=timeout),
                     deadline=msg.deadline,
                     tokens=tokens,
                     on_retry=self._on_retry,
                 )
+            finally:
+                policy.bulkhead.release()
         except Exception as exc:
             self._failed(request, exc, time.perf_counter() - started)
             raise
