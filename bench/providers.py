@@ -4,7 +4,7 @@ The loopback LM runs in a subprocess in lean mode (`python -m lmvisor.testing.lm
 --lean`: OpenAI chat completions over a bare asyncio.Protocol, a third of the full
 server's CPU per request), so the client is what is measured. The provider config is the
 shipped default (`providers.local.base_url` only: max_in_flight 1,024, retries 3, transport
-"auto"); runs that compare transports set `transport` and nothing else. DSPy 3.4.1 is
+"aiohttp"); runs that compare transports set `transport` and nothing else. DSPy 3.4.1 is
 measured in the same run against the same server (`bench/dspy_side/providers.py`,
 `dspy.LM(..., engine="lm15")`). One JSON line per figure:
 
@@ -47,9 +47,10 @@ from typing import Any
 from _common import emit, run_dspy
 
 from lmvisor.config import load_config
+from lmvisor.config.schema import ProviderConfig
 from lmvisor.programs import Predict
 from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, Usage
-from lmvisor.providers import build_transport, default_transport_kind
+from lmvisor.providers import build_transport
 from lmvisor.runtime.logging import configure_process_logging
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.services import start_lm_providers
@@ -227,7 +228,7 @@ async def _bare_runs(url: str, transport: str, plan: list[tuple[int, int, int]])
 
 
 def _sequential(server: _Server, dspy_us: float | None) -> None:
-    default = default_transport_kind()
+    default = ProviderConfig().transport
     for transport in _TRANSPORTS:
         before = server.cpu_seconds()
         calls = _SEQ_RUNS * _SEQ_CALLS

@@ -123,8 +123,10 @@ class ProviderConfig(BaseModel):
             none); `infrastructure.rate_limiters.<name>` overrides both.
         max_in_flight: vendor calls running at once (streams included); more
             wait their turn within their deadline. The transport's pool is sized to it.
-        transport: "auto" (pyreqwest when installed, else aiohttp), "aiohttp",
-            "httpx" or "pyreqwest".
+        transport: "aiohttp" (the default), "pyreqwest" (the `fast` extra: a
+            sixth of aiohttp's event-loop CPU per call, but a beta whose pool is
+            released only when the client is garbage-collected), "auto"
+            (pyreqwest when installed, else aiohttp) or "httpx".
         budget_usd: spend cap (US dollars) per `budget_period` seconds; None is no cap.
 
     How the defaults add up: a call carries one deadline (the caller's, else the
@@ -147,7 +149,7 @@ class ProviderConfig(BaseModel):
     rpm: int | None = Field(default=None, gt=0)
     tpm: int | None = Field(default=None, gt=0)
     max_in_flight: int = Field(default=1024, ge=1)
-    transport: Literal["auto", "aiohttp", "httpx", "pyreqwest"] = "auto"
+    transport: Literal["auto", "aiohttp", "httpx", "pyreqwest"] = "aiohttp"
     budget_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     budget_period: float = Field(default=86_400.0, gt=0, allow_inf_nan=False)
 

@@ -1,8 +1,8 @@
 """lmvisor.providers: vendor HTTP clients (OpenAI, Anthropic, OpenAI-compatible) over a transport.
 
 Each vendor client turns an `LMRequest` into its vendor's wire format, sends it
-through a `Transport` (pyreqwest when installed, else aiohttp; httpx for a
-user's own client), and returns an `LMResponse` or streams `LMDelta`s then an
+through a `Transport` (aiohttp by default, pyreqwest with the `fast` extra,
+httpx for a user's own client), and returns an `LMResponse` or streams `LMDelta`s then an
 `LMDone`; every failure is a `ProviderError` subclass with `retryable` set as
 the vendors' SDKs do. Clients are built from one frozen `ClientOptions`. The
 supervised actor that owns a client (protections, counters, events) is

@@ -22,7 +22,7 @@ from lmvisor.providers.pricing import ModelPrice
 __all__ = ["ClientOptions", "TransportKind", "VendorClient"]
 
 TransportKind = Literal["auto", "aiohttp", "httpx", "pyreqwest"]
-"""Which HTTP library a client builds its transport on; "auto" is pyreqwest when installed."""
+"""Which HTTP library a client builds its transport on ("auto": pyreqwest when installed)."""
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -94,7 +94,7 @@ class ClientOptions:
     default_model: str | None = None
     timeout: float = 60.0
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    transport: TransportKind = "auto"
+    transport: TransportKind = "aiohttp"
     max_connections: int = 1024
     keepalive_timeout: float = 30.0
     prices: Mapping[str, ModelPrice] | None = None

@@ -10,9 +10,13 @@ A whole answer is bounded by `timeout` end to end (reqwest's request
 timeout). The pool is reqwest's: `max_connections` caps requests in flight,
 further ones wait for a slot within their timeout.
 
-Streams go over an `AiohttpTransport` the transport owns: with pyreqwest 0.15
-a streamed response whose body breaks mid-read can abort the interpreter at
-exit (a GIL-state error in its Drop), and streams are not the hot path.
+Caveats found with pyreqwest 0.15: `Client.close()` does not close pooled
+connections; they go when the client object is garbage-collected, which a
+request's exception traceback can delay until a collection (so a closed
+transport may hold sockets for a while). Streams go over an `AiohttpTransport`
+the transport owns: a pyreqwest streamed response whose body breaks mid-read
+can abort the interpreter at exit (a GIL-state error in its Drop), and streams
+are not the hot path.
 """
 
 from __future__ import annotations

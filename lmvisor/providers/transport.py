@@ -3,16 +3,16 @@
 Vendor clients speak the vendors' formats; a `Transport` only moves bytes over
 one pooled HTTP client. Three implementations, each in its own module:
 
+- `AiohttpTransport` (`aiohttp_transport`): one `aiohttp.ClientSession`; the default.
 - `PyreqwestTransport` (`pyreqwest_transport`): Rust's reqwest; its I/O runs on
-  a thread of its own, so the event loop spends ~25 us per request where
-  aiohttp spends ~150 us. The default when `pyreqwest` is installed (the
-  `fast` extra); beta (0.15), TLS by rustls.
-- `AiohttpTransport` (`aiohttp_transport`): one `aiohttp.ClientSession`; the
-  default otherwise.
+  a thread of its own, so the event loop spends ~40 us per request where
+  aiohttp spends ~150-200 us. Opt-in (the `fast` extra): pyreqwest 0.15 is a
+  beta, TLS is rustls, and its pool is released only when the client is
+  garbage-collected, not by `close()` (see the module).
 - `HttpxTransport` (`httpx_transport`): wraps a user's own `httpx.AsyncClient`
   (proxies, mTLS, event hooks, `httpx.MockTransport` in tests) or creates one.
 
-`build_transport(kind, ...)` makes one by name ("auto" picks as above). Each
+`build_transport(kind, ...)` makes one by name ("auto": pyreqwest when installed). Each
 transport maps its library's failures once, through `map_errors()` and its
 `ErrorMap`: a timeout becomes `ProviderTimeout`, anything else on the wire
 `ProviderConnectionError`, each chained `from` the original; no library
@@ -219,7 +219,7 @@ def default_transport_kind() -> TransportKind:
 
 
 def build_transport(
-    kind: TransportKind = "auto", *, max_connections: int = 1024, keepalive_timeout: float = 30.0
+    kind: TransportKind = "aiohttp", *, max_connections: int = 1024, keepalive_timeout: float = 30.0
 ) -> Transport:
     """A new transport of `kind` with a pool of `max_connections` (0 = unlimited).
 
