@@ -37,7 +37,7 @@ test: lint
 
 $(DSPY_STAMP):
 	$(PY) -m venv $(DSPY_VENV)
-	$(DSPY_VENV)/bin/python -m pip install -q 'dspy==3.4.1' && touch $(DSPY_STAMP) \
+	$(DSPY_VENV)/bin/python -m pip install -q 'dspy==3.4.1' optuna && touch $(DSPY_STAMP) \
 		|| echo "dspy==3.4.1 could not be installed: benchmarks print no DSPy baseline" >&2
 
 bench-env: $(DSPY_STAMP)

@@ -1,77 +1,57 @@
-"""The main job (`make run`): a ChainOfThought program on a supervised lmvisor runtime.
+"""The main job (`make run`): a ChainOfThought program run by lmvisor's application tree.
 
 It loads the configuration (defaults, ./lmvisor.toml, LMVISOR_* and the vendor
-key variables), starts a runtime with one provider actor per reachable vendor,
-runs a ChainOfThought program through the router LM, and prints the
-prediction, its usage and the supervision tree.
+key variables), boots the application tree (`open_app`: cache, one provider
+actor per reachable vendor, module manager), registers a ChainOfThought
+program, runs it twice through the ModuleManager (the second answer comes
+from the cache), and prints the prediction, its usage, its events and the
+supervision tree.
 
 With no vendor key configured it says so and uses lmvisor's own loopback LM
-server (`lmvisor.testing.LMServer`, OpenAI wire format) as the provider
-"local": nothing leaves this machine.
+server (`lmvisor.testing.LMServer`, the vendors' wire formats): nothing
+leaves this machine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from contextlib import AsyncExitStack
 
-from lmvisor.config import LmvisorConfig, load_config, replace_value
-from lmvisor.programs import ChainOfThought, context
-from lmvisor.runtime import Runtime
-from lmvisor.services import start_lm_providers
-from lmvisor.services.lm_services import reachable
-from lmvisor.testing import LMServer
+from lmvisor.config import load_config
+from lmvisor.programs import ChainOfThought
+from lmvisor.services import open_app
 
 QUESTION = "What is the capital of France?"
-LOCAL_MODEL = "local/llama3"
-
-
-def _vendor_model(config: LmvisorConfig) -> str | None:
-    """The configured default model, if its vendor can be reached with the keys at hand."""
-    vendor = config.modules.default_lm.partition("/")[0]
-    provider = config.providers.get(vendor)
-    if provider is not None and reachable(provider):
-        return config.modules.default_lm
-    return None
 
 
 async def main() -> int:
-    config = load_config()
-    async with AsyncExitStack() as stack:
-        model = _vendor_model(config)
-        if model is None:
-            server = await stack.enter_async_context(LMServer())
-            config = replace_value(config, "providers.local.base_url", server.url + "/v1")
-            model = LOCAL_MODEL
-            print(
-                "No vendor API key is configured (OPENAI_API_KEY / ANTHROPIC_API_KEY), so the\n"
-                f"provider 'local' is lmvisor's embedded loopback LM server at {server.url}.\n"
-                "Its answers are deterministic stand-ins, not a real model's.\n"
-            )
-        runtime = await stack.enter_async_context(Runtime.open(config, namespace="make-run"))
-        services = await start_lm_providers(runtime, config)
-        program = ChainOfThought("question -> answer")
-        with context(lm=services.router(model)):
-            prediction = await program(question=QUESTION)
-        print(f"model:      {model}")
+    async with open_app(load_config(), namespace="make-run", loopback_lm="if_no_key") as app:
+        if app.notice:
+            print(app.notice + "\n")
+        await app.register("qa", ChainOfThought("question -> answer"))
+        first = await app.run("qa", {"question": QUESTION}, correlation_id="make-run-1")
+        again = await app.run("qa", {"question": QUESTION})
+        prediction = first.prediction
+        print(f"model:      {app.default_model}")
         print(f"question:   {QUESTION}")
         print(f"reasoning:  {prediction.reasoning}")
         print(f"answer:     {prediction.answer}")
         usage = prediction.usage
         print(
             f"usage:      {usage.prompt_tokens} prompt + {usage.completion_tokens} completion"
-            f" = {usage.total_tokens} tokens; cost: {_money(prediction.cost)}"
+            f" = {usage.total_tokens} tokens; cost: {_money(first.cost_usd)}"
         )
-        events = runtime.events.ring.query(type="lm_request")
-        print(f"events:     {len(events)} lm_request event(s) recorded")
+        print(f"again:      cached={again.cached} cost={_money(again.cost_usd)}")
+        events = await app.events.query(correlation_id="make-run-1")
+        kinds = [e.type for e in events]
+        print(f"events:     {kinds.count('lm_request')} lm_request event(s) recorded: {kinds}")
         print("\nsupervision tree:")
-        print(runtime.tree().render())
+        print(app.tree().render())
     return 0
 
 
 def _money(cost: float | None) -> str:
-    return "unknown (no price for this model)" if not cost else f"${cost:.6f}"
+    return "unknown (no price for this model)" if cost is None else f"${cost:.6f}"
 
 
 if __name__ == "__main__":

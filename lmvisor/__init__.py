@@ -73,10 +73,14 @@ if TYPE_CHECKING:
         handler,
     )
     from lmvisor.services import (
+        AllStrategiesFailed,
+        App,
         BudgetExceeded,
         LMServices,
+        ModuleOptions,
         NoDeploymentAvailable,
         RouterLM,
+        open_app,
         start_lm_providers,
     )
 
@@ -86,6 +90,8 @@ __all__ = [
     "ActorExited",
     "ActorRef",
     "AdapterParseError",
+    "AllStrategiesFailed",
+    "App",
     "Backoff",
     "BestOfN",
     "BudgetExceeded",
@@ -111,6 +117,7 @@ __all__ = [
     "LmvisorError",
     "MailboxFull",
     "Module",
+    "ModuleOptions",
     "MultiChainComparison",
     "MultiHop",
     "NameNotRegistered",
@@ -137,6 +144,7 @@ __all__ = [
     "handler",
     "inspect_history",
     "load_config",
+    "open_app",
     "start_lm_providers",
 ]
 
@@ -145,6 +153,8 @@ _EXPORTS = {
     "ActorExited": "lmvisor.runtime",
     "ActorRef": "lmvisor.runtime",
     "AdapterParseError": "lmvisor.programs",
+    "AllStrategiesFailed": "lmvisor.services",
+    "App": "lmvisor.services",
     "Backoff": "lmvisor.runtime",
     "BestOfN": "lmvisor.programs",
     "BudgetExceeded": "lmvisor.services",
@@ -171,6 +181,7 @@ _EXPORTS = {
     "LmvisorError": "lmvisor.runtime",
     "MailboxFull": "lmvisor.runtime",
     "Module": "lmvisor.programs",
+    "ModuleOptions": "lmvisor.services",
     "MultiChainComparison": "lmvisor.programs",
     "MultiHop": "lmvisor.programs",
     "NameNotRegistered": "lmvisor.runtime",
@@ -197,6 +208,7 @@ _EXPORTS = {
     "handler": "lmvisor.runtime",
     "inspect_history": "lmvisor.programs",
     "load_config": "lmvisor.config",
+    "open_app": "lmvisor.services",
     "start_lm_providers": "lmvisor.services",
 }
 

@@ -28,11 +28,12 @@ def _run(script: str, tmp_path: Path) -> str:
 
 class TestExamples:
     def test_lm_program_uses_the_embedded_server_without_keys(self, tmp_path: Path) -> None:
-        """With no vendor key, `make run` says so and answers through the loopback server."""
+        """With no vendor key, `make run` says so, answers through the loopback, then the cache."""
         out = _run("lm_program.py", tmp_path)
-        assert "No vendor API key is configured" in out
+        assert "no LM vendor is reachable" in out and "loopback LM server" in out
         assert "answer:     answer " in out
         assert "1 lm_request event(s) recorded" in out
+        assert "again:      cached=True cost=$0.000000" in out
         assert "lm_provider:local [worker] running" in out
 
     def test_runtime_tour_restarts_only_the_worker(self, tmp_path: Path) -> None:

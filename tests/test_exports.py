@@ -19,6 +19,7 @@ SUBPACKAGES = (
     "lmvisor.programs",
     "lmvisor.providers",
     "lmvisor.services",
+    "lmvisor.optimizers",
     "lmvisor.testing",
 )
 

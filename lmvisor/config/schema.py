@@ -14,8 +14,10 @@ Defaults worth knowing:
   and the services layer leaves it unstarted.
 - `infrastructure.circuit_breakers` has a `default` entry used for any
   breaker name not configured; `rate_limiters` is empty (no limit unless set).
-- `cache.l3_path` and `events.sqlite_path` are None: nothing is written to
-  disk unless a path is configured.
+- `data_dir` is `./.lmvisor`: the application tree (`lmvisor.services.open_app`)
+  keeps its SQLite cache there (`cache.sqlite3`, unless `cache.l3_path` names
+  another file); `data_dir = None` keeps everything in memory. A bare
+  `Runtime.open` writes nothing: `events.sqlite_path` is None unless set.
 - `server.host` is 127.0.0.1: the daemon is local unless told otherwise.
 """
 
@@ -72,7 +74,13 @@ class ModulesConfig(BaseModel):
     default_lm: str = Field(default="openai/gpt-4o-mini", min_length=1)
     default_adapter: Literal["chat", "json"] = "chat"
     cache_enabled: bool = True
+    """Whether LM answers are cached (read at run time: changing it needs no restart)."""
     cache_ttl: float = Field(default=3600.0, ge=0)
+    """Seconds a cached answer stays fresh in every tier."""
+    timeout: float | None = Field(default=300.0, gt=0)
+    """The deadline of one module execution when the caller sets none (None: no deadline)."""
+    max_versions: int = Field(default=20, ge=2)
+    """Versions of a program kept for rollback (the oldest are forgotten)."""
 
 
 @final
@@ -99,10 +107,19 @@ class BootstrapConfig(BaseModel):
 
 @final
 class OptimizationConfig(BaseModel):
-    """Optimizer defaults."""
+    """Optimization jobs: their shared bounds and the optimizers' defaults.
+
+    `concurrency` bounds the LM work one job has in flight (examples, bootstrap
+    attempts, proposals); a change applies to running jobs too. The rest applies
+    to jobs submitted after the change. `example_timeout` (seconds, None: none)
+    bounds each evaluated example; `max_errors` failing examples stop an evaluation.
+    """
 
     model_config = _MODEL_CONFIG
 
+    concurrency: int = Field(default=64, ge=1)
+    max_errors: int = Field(default=10, ge=1)
+    example_timeout: float | None = Field(default=None, gt=0)
     copro: CoproConfig = CoproConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
 
@@ -203,15 +220,36 @@ class InfrastructureConfig(BaseModel):
 
 @final
 class CacheConfig(BaseModel):
-    """The three cache tiers: memory (L1), Redis (L2, off when no URL), SQLite (L3)."""
+    """The three cache tiers: memory (L1), Redis (L2, off when no URL), SQLite (L3).
+
+    Fields:
+        l1_size / l1_max_bytes: L1 holds at most this many entries and bytes (LRU).
+        l1_ttl: seconds L1 keeps an entry at most (None: until evicted or stale).
+        stale_ttl: seconds an expired answer is kept for stale-on-error answers.
+        l2_redis_url: Redis for L2 (None: no L2); `l2_prefix` namespaces its keys.
+        l2_timeout: seconds one Redis operation may take before it counts as failed.
+        l2_breaker: opens after consecutive Redis failures; L2 is skipped while open.
+        l3_path: the SQLite file (None: `cache.sqlite3` under `data_dir`; no L3 when
+            both are None); `l3_max_size` bounds its entries' bytes (oldest evicted).
+        l3_busy_timeout: seconds a writer waits for another process's lock.
+        write_queue: answers waiting to be written to L2/L3; beyond it a write is
+            skipped (and counted) rather than slowing a call.
+    """
 
     model_config = _MODEL_CONFIG
 
     l1_size: int = Field(default=1024, ge=0)
+    l1_max_bytes: int = Field(default=64 << 20, ge=0)
     l1_ttl: float | None = Field(default=3600.0, gt=0)
+    stale_ttl: float = Field(default=86_400.0, ge=0)
     l2_redis_url: str | None = None
+    l2_prefix: str = Field(default="lmvisor:cache:", max_length=200)
+    l2_timeout: float = Field(default=0.25, gt=0)
+    l2_breaker: CircuitBreakerConfig = CircuitBreakerConfig(failure_threshold=3, recovery_time=5.0)
     l3_path: Path | None = None
     l3_max_size: int = Field(default=1 << 30, ge=0)
+    l3_busy_timeout: float = Field(default=5.0, gt=0)
+    write_queue: int = Field(default=10_000, ge=1)
 
     @field_validator("l2_redis_url")
     @classmethod
@@ -292,6 +330,8 @@ class LmvisorConfig(BaseSettings):
     events: EventsConfig = EventsConfig()
     logging: LoggingConfig = LoggingConfig()
     server: ServerConfig = ServerConfig()
+    data_dir: Path | None = Path(".lmvisor")
+    """Where the application tree keeps its files (None: memory only)."""
 
     @field_validator("providers")
     @classmethod

@@ -43,11 +43,22 @@ from lmvisor.programs.signature import (
     ensure_signature,
     make_signature,
 )
+from lmvisor.programs.spec import (
+    GENERATION_OPTIONS,
+    MODULE_TYPES,
+    ProgramSpec,
+    ProgramSpecError,
+    build_program,
+    parse_program_spec,
+    program_spec,
+)
 from lmvisor.programs.tool import Tool
 from lmvisor.programs.trace import TraceEntry, trace
 
 __all__ = [
+    "GENERATION_OPTIONS",
     "LM",
+    "MODULE_TYPES",
     "Adapter",
     "AdapterParseError",
     "BestOfN",
@@ -80,6 +91,8 @@ __all__ = [
     "Predict",
     "Prediction",
     "ProgramError",
+    "ProgramSpec",
+    "ProgramSpecError",
     "ReAct",
     "Refine",
     "Settings",
@@ -91,6 +104,7 @@ __all__ = [
     "ToolCall",
     "TraceEntry",
     "Usage",
+    "build_program",
     "compose_signatures",
     "configure",
     "context",
@@ -98,5 +112,7 @@ __all__ = [
     "ensure_signature",
     "inspect_history",
     "make_signature",
+    "parse_program_spec",
+    "program_spec",
     "trace",
 ]

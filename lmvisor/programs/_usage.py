@@ -9,24 +9,26 @@ from typing import final
 
 from lmvisor.programs.lm import Usage
 
-__all__ = ["UsageAccumulator", "open_accumulator", "record_usage"]
+__all__ = ["UsageAccumulator", "close_accumulator", "open_accumulator", "record_usage"]
 
 
 @final
 class UsageAccumulator:
     """The usage and cost of the LM calls made during one module call."""
 
-    __slots__ = ("calls", "cost", "cost_known", "usage")
+    __slots__ = ("cached_calls", "calls", "cost", "cost_known", "usage")
 
     def __init__(self) -> None:
         self.usage = Usage()
         self.calls = 0
+        self.cached_calls = 0
         self.cost = 0.0
         self.cost_known = True
 
-    def add(self, usage: Usage, cost: float | None) -> None:
-        """Add one LM call."""
+    def add(self, usage: Usage, cost: float | None, cached: bool = False) -> None:
+        """Add one LM call (`cached`: it was answered from a cache)."""
         self.calls += 1
+        self.cached_calls += cached
         self.usage = self.usage + usage
         if cost is None:
             self.cost_known = False
@@ -36,6 +38,10 @@ class UsageAccumulator:
     def total_cost(self) -> float | None:
         """The summed cost, or None if a call reported none (or there were no calls)."""
         return self.cost if self.cost_known and self.calls else None
+
+    def all_cached(self) -> bool:
+        """True when there were LM calls and a cache answered every one."""
+        return self.calls > 0 and self.cached_calls == self.calls
 
 
 _active: ContextVar[tuple[UsageAccumulator, ...]] = ContextVar("lmvisor_usage", default=())
@@ -52,7 +58,7 @@ def close_accumulator(token: Token[tuple[UsageAccumulator, ...]]) -> None:
     _active.reset(token)
 
 
-def record_usage(usage: Usage, cost: float | None) -> None:
+def record_usage(usage: Usage, cost: float | None, cached: bool = False) -> None:
     """Add one LM call's usage to every enclosing module call."""
     for acc in _active.get():
-        acc.add(usage, cost)
+        acc.add(usage, cost, cached)

@@ -140,6 +140,7 @@ class Example:
             object.__setattr__(new, "_completions", self._completions)
             object.__setattr__(new, "_usage", self._usage)
             object.__setattr__(new, "_cost", self._cost)
+            object.__setattr__(new, "_cached", self._cached)
         return new
 
     def without(self, *keys: str) -> Example:
@@ -206,7 +207,8 @@ class Completions:
 class Prediction(Example):
     """A module's result: the first completion's values, every completion, and usage."""
 
-    __slots__ = ("_completions", "_cost", "_usage")
+    __slots__ = ("_cached", "_completions", "_cost", "_usage")
+    _cached: bool
     _completions: Completions
     _cost: float | None
     _usage: Usage
@@ -216,6 +218,7 @@ class Prediction(Example):
         object.__setattr__(self, "_completions", Completions([dict(self._store)]))
         object.__setattr__(self, "_usage", Usage())
         object.__setattr__(self, "_cost", None)
+        object.__setattr__(self, "_cached", False)
 
     @classmethod
     def from_completions(
@@ -250,10 +253,16 @@ class Prediction(Example):
         """US dollars of those calls, when every LM reported a cost."""
         return self._cost
 
-    def set_usage(self, usage: Usage, cost: float | None = None) -> None:
+    @property
+    def cached(self) -> bool:
+        """True when a cache answered every LM call behind this prediction (none was paid)."""
+        return self._cached
+
+    def set_usage(self, usage: Usage, cost: float | None = None, *, cached: bool = False) -> None:
         """Record the usage (and cost) of the calls that produced this prediction."""
         object.__setattr__(self, "_usage", usage)
         object.__setattr__(self, "_cost", cost)
+        object.__setattr__(self, "_cached", cached)
 
     def get_lm_usage(self) -> dict[str, int]:
         """DSPy's name: the usage as a dict."""

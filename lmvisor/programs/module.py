@@ -78,7 +78,7 @@ class Module:
         finally:
             close_accumulator(token)
         if isinstance(result, Prediction):
-            result.set_usage(acc.usage, acc.total_cost())
+            result.set_usage(acc.usage, acc.total_cost(), cached=acc.all_cached())
         return result
 
     async def _forward_hooked(self, hooks: Sequence[Callback], inputs: dict[str, Any]) -> Any:

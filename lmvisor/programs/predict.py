@@ -163,7 +163,7 @@ class _Invoker:
             response = await self._complete_hooked(request)
         else:
             response = await lm.complete(request)
-        record_usage(response.usage, response.cost)
+        record_usage(response.usage, response.cost, response.cached)
         self._history.record(lm.model, request, response)
         return response
 

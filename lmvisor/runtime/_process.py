@@ -181,14 +181,14 @@ class _Process(Mailbox):
                 if fut is not None:
                     kind = type(result)
                     if kind is Deferred:
-                        await self._start_deferred(result, fut)
+                        await self._start_deferred(result, fut, scope)
                     elif kind is ErrorReply:
                         if not fut.done():
                             fut.set_exception(result.error)
                     elif not fut.done():
                         fut.set_result(result)
                 elif type(result) is Deferred:
-                    await self._start_deferred(result, None)
+                    await self._start_deferred(result, None, scope)
                 budget -= 1
                 if not budget:
                     budget = _FAIR_BUDGET
@@ -256,7 +256,10 @@ class _Process(Mailbox):
     # --- deferred replies -------------------------------------------------------------
 
     async def _start_deferred(
-        self, deferred: Deferred[Any], fut: asyncio.Future[Any] | None
+        self,
+        deferred: Deferred[Any],
+        fut: asyncio.Future[Any] | None,
+        scope: CorrelationScope | None = None,
     ) -> None:
         if self.deferred is None:
             self.deferred = {}
@@ -278,7 +281,15 @@ class _Process(Mailbox):
                 fut.set_exception(ActorExited(actor=self.name, reason=self.stop_reason))
             return
         coro = deferred.coro if fut is None else _replying(deferred.coro, fut)
-        task = self._loop.create_task(coro)
+        if scope is None:
+            task = self._loop.create_task(coro)
+        else:
+            # The deferred task runs under the caller's correlation id, like the handler did.
+            token = _correlation_var.set(scope)
+            try:
+                task = self._loop.create_task(coro)
+            finally:
+                _correlation_var.reset(token)
         self.deferred[task] = fut
         task.add_done_callback(self._deferred_done)
 

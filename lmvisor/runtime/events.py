@@ -23,8 +23,21 @@ from lmvisor.runtime.correlation import CorrelationScope, current_scope
 
 __all__ = [
     "BREAKER_STATE_CHANGED",
+    "CACHE_ENTRY_DROPPED",
+    "CACHE_STALE_SERVED",
     "CONFIG_CHANGED",
+    "FALLBACK_STRATEGY_SUCCESS",
     "LIMITER_REJECTED",
+    "MODULE_EXECUTION_COMPLETE",
+    "MODULE_EXECUTION_START",
+    "MODULE_REGISTERED",
+    "MODULE_ROLLED_BACK",
+    "MODULE_SWAPPED",
+    "MODULE_UNREGISTERED",
+    "OPTIMIZATION_COMPLETED",
+    "OPTIMIZATION_FAILED",
+    "OPTIMIZATION_ITERATION",
+    "OPTIMIZATION_STARTED",
     "Event",
     "EventListener",
     "EventRing",
@@ -40,6 +53,39 @@ LIMITER_REJECTED: Final = "limiter.rejected"
 """A rate limiter refused a request (`limiter`, `retry_after`)."""
 CONFIG_CHANGED: Final = "config.changed"
 """A setting was updated (`path`)."""
+OPTIMIZATION_STARTED: Final = "optimization.started"
+"""An optimization job started or resumed (`optimization_id`, `optimizer`, `program`,
+`trainset`, `valset`, `seed`, `resumed`)."""
+OPTIMIZATION_ITERATION: Final = "optimization.iteration"
+"""An optimizer scored one candidate (`optimization_id`, `optimizer`, `iteration`,
+`candidate`, `score`, `metric`)."""
+OPTIMIZATION_COMPLETED: Final = "optimization.completed"
+"""An optimization job finished (`optimization_id`, `optimizer`, `best_score`, `trials`,
+`duration`, `version`)."""
+OPTIMIZATION_FAILED: Final = "optimization.failed"
+"""An optimization job failed or was cancelled (`optimization_id`, `optimizer`, `error`,
+`code`)."""
+
+# The application tree's events (lmvisor.services); the module_* names are the seed's.
+MODULE_EXECUTION_START: Final = "module_execution_start"
+"""A program execution began (`module_id`, `module_type`, `version`)."""
+MODULE_EXECUTION_COMPLETE: Final = "module_execution_complete"
+"""A program execution ended (`module_id`, `module_type`, `version`, `duration_ms`,
+`lm_calls`, `cost_usd`, `success`, `strategy`, `error` when it failed)."""
+FALLBACK_STRATEGY_SUCCESS: Final = "fallback_strategy_success"
+"""A fallback answered after the program failed (`module_id`, `strategy`, `error`)."""
+MODULE_REGISTERED: Final = "module.registered"
+"""A program was registered (`module_id`, `module_type`, `version`)."""
+MODULE_SWAPPED: Final = "module.swapped"
+"""A new version of a program was swapped in (`module_id`, `version`, `previous`)."""
+MODULE_ROLLED_BACK: Final = "module.rolled_back"
+"""A program went back to an earlier version (`module_id`, `version`, `previous`)."""
+MODULE_UNREGISTERED: Final = "module.unregistered"
+"""A program was unregistered (`module_id`)."""
+CACHE_STALE_SERVED: Final = "cache.stale_served"
+"""An expired cached answer stood in for a failed LM call (`model`, `age_s`, `error`)."""
+CACHE_ENTRY_DROPPED: Final = "cache.entry_dropped"
+"""A corrupt or undecodable cache entry was dropped (`layer`, `problem`)."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _log = logging.getLogger(__name__)

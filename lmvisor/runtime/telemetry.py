@@ -93,7 +93,13 @@ class Metrics:
       (0 closed, 1 half-open, 2 open)
     - `rate_limiter_rejections` counter `lmvisor_rate_limiter_rejections_total` [limiter]
     - `cache_hits` / `cache_misses` counters `lmvisor_cache_hits_total`,
-      `lmvisor_cache_misses_total` [layer]
+      `lmvisor_cache_misses_total` [layer] (`l1`, `l2`, `l3`)
+    - `cache_evictions` counter `lmvisor_cache_evictions_total` [layer]
+    - `cache_errors` counter `lmvisor_cache_errors_total` [layer] (L2/L3 failures)
+    - `cache_dropped` counter `lmvisor_cache_dropped_total` [layer, reason]
+      (corrupt entries, skipped writes)
+    - `cache_hit_rate` gauge `lmvisor_cache_hit_rate`: hits over lookups since start,
+      read at scrape time from `set_cache_source`
     - hook `breaker_changed` / `limiter_rejected` to `Protections` listeners
       to keep the breaker gauge and rejection counter current
     - runtime figures from `set_runtime_source`: `lmvisor_actors_alive`,
@@ -153,8 +159,31 @@ class Metrics:
         self.cache_misses = Counter(
             "lmvisor_cache_misses", "Cache misses.", ["layer"], registry=reg
         )
+        self._cache_families(reg)
         self._runtime = _RuntimeCollector()
         reg.register(self._runtime)
+
+    def _cache_families(self, reg: CollectorRegistry) -> None:
+        self.cache_evictions = Counter(
+            "lmvisor_cache_evictions", "Cache entries evicted.", ["layer"], registry=reg
+        )
+        self.cache_errors = Counter(
+            "lmvisor_cache_errors", "Cache tier failures.", ["layer"], registry=reg
+        )
+        self.cache_dropped = Counter(
+            "lmvisor_cache_dropped",
+            "Cache entries or writes dropped, by reason.",
+            ["layer", "reason"],
+            registry=reg,
+        )
+        self.cache_hit_rate = Gauge(
+            "lmvisor_cache_hit_rate", "Cache hits over lookups since start.", registry=reg
+        )
+        self.cache_hit_rate.set_function(lambda: 0.0)
+
+    def set_cache_source(self, source: Callable[[], float] | None) -> None:
+        """Read `lmvisor_cache_hit_rate` from `source()` at each scrape (None reports 0)."""
+        self.cache_hit_rate.set_function(source if source is not None else (lambda: 0.0))
 
     def _optimization_families(self, reg: CollectorRegistry) -> None:
         self.optimization_iterations = Counter(

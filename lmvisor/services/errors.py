@@ -1,10 +1,19 @@
-"""Errors raised by the supervised services (LM providers and the router).
+"""Errors raised by the supervised services (providers, router, cache, modules, optimization).
 
 LmvisorError
 └── ServiceError
     ├── BudgetExceeded           a provider's cost cap for the period is spent
     ├── UnknownProvider          a model names a vendor with no provider running
-    └── NoDeploymentAvailable    every deployment of a route failed or is cooling down
+    ├── NoDeploymentAvailable    every deployment of a route failed or is cooling down
+    ├── OptimizationSpecError    a submitted optimization job is malformed
+    ├── UnknownJob               no optimization job has that id
+    ├── JobNotFinished           the job has no result (yet, or ever)
+    ├── ServiceInputError        a request to a service is malformed (also a ValueError)
+    ├── CacheMiss                a cache-only answer was asked for and none is cached
+    ├── UnknownModule            no program is registered under the id
+    ├── ModuleAlreadyRegistered  the id is taken (swap a new version in instead)
+    ├── NoPreviousVersion        a rollback with no earlier version to return to
+    └── AllStrategiesFailed      the program and every fallback failed; `causes` holds each
 """
 
 from __future__ import annotations
@@ -13,7 +22,21 @@ from collections.abc import Sequence
 
 from lmvisor.runtime.errors import LmvisorError
 
-__all__ = ["BudgetExceeded", "NoDeploymentAvailable", "ServiceError", "UnknownProvider"]
+__all__ = [
+    "AllStrategiesFailed",
+    "BudgetExceeded",
+    "CacheMiss",
+    "JobNotFinished",
+    "ModuleAlreadyRegistered",
+    "NoDeploymentAvailable",
+    "NoPreviousVersion",
+    "OptimizationSpecError",
+    "ServiceError",
+    "ServiceInputError",
+    "UnknownJob",
+    "UnknownModule",
+    "UnknownProvider",
+]
 
 
 class ServiceError(LmvisorError):
@@ -72,3 +95,122 @@ class NoDeploymentAvailable(ServiceError):
             },
         )
         self.errors = list(errors)
+
+
+class OptimizationSpecError(ServiceError, ValueError):
+    """The submitted job spec is malformed; `field` is the dotted path of the bad part."""
+
+    code = "optimization_spec_error"
+
+    def __init__(self, *, field: str, problem: str) -> None:
+        super().__init__(
+            f"invalid optimization job at {field}: {problem}",
+            context={"field": field, "problem": problem},
+        )
+        self.field = field
+        self.problem = problem
+
+
+class UnknownJob(ServiceError):
+    """No optimization job has this id; list the jobs to find it."""
+
+    code = "unknown_job"
+
+    def __init__(self, *, job_id: str) -> None:
+        super().__init__(f"no optimization job {job_id!r}", context={"job_id": job_id})
+        self.job_id = job_id
+
+
+class JobNotFinished(ServiceError):
+    """The job has no result: it is still running, or it failed or was cancelled."""
+
+    code = "job_not_finished"
+
+    def __init__(self, *, job_id: str, status: str) -> None:
+        super().__init__(
+            f"optimization job {job_id!r} has no result (status: {status})",
+            context={"job_id": job_id, "status": status},
+        )
+        self.job_id = job_id
+        self.status = status
+
+
+class ServiceInputError(ServiceError, ValueError):
+    """The caller sent a malformed request; `field` names the bad part (fix it and resend)."""
+
+    code = "service_input_error"
+
+    def __init__(self, *, field: str, problem: str) -> None:
+        super().__init__(
+            f"invalid {field}: {problem}", context={"field": field, "problem": problem}
+        )
+        self.field = field
+        self.problem = problem
+
+
+class CacheMiss(ServiceError):
+    """A cache-only lookup (a stale-answer fallback) found nothing; nothing was sent."""
+
+    code = "cache_miss"
+
+    def __init__(self, *, model: str) -> None:
+        super().__init__(
+            f"no cached answer for this {model!r} request (cache-only lookup)",
+            context={"model": model},
+        )
+
+
+class UnknownModule(ServiceError):
+    """No program is registered under `module_id`; register it first."""
+
+    code = "unknown_module"
+
+    def __init__(self, *, module_id: str) -> None:
+        super().__init__(
+            f"no program is registered as {module_id!r}", context={"module_id": module_id}
+        )
+        self.module_id = module_id
+
+
+class ModuleAlreadyRegistered(ServiceError):
+    """The id is taken; swap a new version in, or unregister the old program first."""
+
+    code = "module_already_registered"
+
+    def __init__(self, *, module_id: str) -> None:
+        super().__init__(
+            f"a program is already registered as {module_id!r}; swap a new version in instead",
+            context={"module_id": module_id},
+        )
+        self.module_id = module_id
+
+
+class NoPreviousVersion(ServiceError):
+    """A rollback found no earlier version of the program to return to."""
+
+    code = "no_previous_version"
+
+    def __init__(self, *, module_id: str, version: int) -> None:
+        super().__init__(
+            f"program {module_id!r} is at version {version}, which has no earlier version kept",
+            context={"module_id": module_id, "version": version},
+        )
+        self.module_id = module_id
+
+
+class AllStrategiesFailed(ServiceError):
+    """The program and every configured fallback failed; `causes` holds (strategy, error)."""
+
+    code = "all_strategies_failed"
+
+    def __init__(self, *, module_id: str, causes: Sequence[tuple[str, BaseException]]) -> None:
+        detail = "; ".join(f"{name}: {type(err).__name__}: {err}" for name, err in causes)
+        super().__init__(
+            f"program {module_id!r} failed with every strategy ({detail})",
+            context={
+                "module_id": module_id,
+                "causes": [[name, type(err).__name__, str(err)] for name, err in causes],
+            },
+        )
+        self.module_id = module_id
+        self.causes = list(causes)

@@ -1,4 +1,4 @@
-"""pytest plugin: an isolated runtime namespace per test, and a hand-driven clock.
+"""pytest plugin: an isolated namespace per test, a hand-driven clock, a loopback LM, a whole app.
 
 Registered through the ``pytest11`` entry point, so every test session has:
 
@@ -6,20 +6,46 @@ Registered through the ``pytest11`` entry point, so every test session has:
   test) and shut down after the test; if the test also requests
   ``mock_clock``, the runtime runs on that clock.
 - ``mock_clock``: a `MockClock` at 0.0, advanced with ``mock_clock.advance(s)``.
+- ``lm_server``: a running loopback `LMServer` on a free 127.0.0.1 port, for
+  fault injection (``lm_server.add_fault(FaultRule(...))``), latency and
+  request counts (``lm_server.stats()``).
+- ``app``: the whole application tree (`open_app`) in its own namespace, with
+  every LM provider pointed at ``lm_server`` (whatever model a program names,
+  nothing leaves the machine) and a memory-only cache (``data_dir = None``)
+  unless the test asks otherwise. On ``mock_clock`` too when requested.
+- ``@pytest.mark.lmvisor_config(**overrides)``: settings for that test's
+  ``runtime`` / ``app``, merged key by key into the defaults, e.g.
+  ``@pytest.mark.lmvisor_config(modules={"cache_enabled": False})``.
+
+Two tests never share anything: each has its own namespace, registry,
+events, metrics, config, cache and loopback server.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from lmvisor.config.schema import LmvisorConfig, LoggingConfig
+from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.runtime import Runtime
+from lmvisor.services.app import App, open_app
+from lmvisor.testing.lm_server import LMServer
 
-__all__ = ["mock_clock", "runtime"]
+__all__ = ["app", "lm_server", "lmvisor_config", "mock_clock", "pytest_configure", "runtime"]
+
+_MARKER = "lmvisor_config"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the `lmvisor_config` marker (the suite runs with --strict-markers)."""
+    config.addinivalue_line(
+        "markers",
+        f"{_MARKER}(**overrides): settings merged into the test's runtime/app configuration",
+    )
 
 
 @pytest.fixture
@@ -28,13 +54,60 @@ def mock_clock() -> MockClock:
     return MockClock()
 
 
-@pytest_asyncio.fixture
-async def runtime(request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
-    """A fresh runtime per test, on `mock_clock` when the test requests it too."""
-    clock: MockClock | None = None
-    if "mock_clock" in request.fixturenames:
-        clock = request.getfixturevalue("mock_clock")
+@pytest.fixture
+def lmvisor_config(request: pytest.FixtureRequest) -> LmvisorConfig:
+    """The test's configuration: debug logs, no data directory, plus its marker's overrides."""
     # Debug level, so tests can capture progress reports too.
-    config = LmvisorConfig(logging=LoggingConfig(level="debug"))
-    async with Runtime.open(config, f"test:{request.node.nodeid}", clock=clock) as rt:
+    overrides: dict[str, Any] = {"logging": {"level": "debug"}, "data_dir": None}
+    for marker in reversed(list(request.node.iter_markers(_MARKER))):
+        if marker.args:
+            raise TypeError(f"@pytest.mark.{_MARKER} takes keyword arguments only")
+        overrides = _merge(overrides, marker.kwargs)
+    return LmvisorConfig.model_validate(_merge(LmvisorConfig().model_dump(), overrides))
+
+
+def _clock(request: pytest.FixtureRequest) -> MockClock | None:
+    if "mock_clock" in request.fixturenames:
+        clock: MockClock = request.getfixturevalue("mock_clock")
+        return clock
+    return None
+
+
+@pytest_asyncio.fixture
+async def runtime(
+    request: pytest.FixtureRequest, lmvisor_config: LmvisorConfig
+) -> AsyncIterator[Runtime]:
+    """A fresh runtime per test, on `mock_clock` when the test requests it too."""
+    namespace = f"test:{request.node.nodeid}"
+    async with Runtime.open(lmvisor_config, namespace, clock=_clock(request)) as rt:
         yield rt
+
+
+@pytest_asyncio.fixture
+async def lm_server() -> AsyncIterator[LMServer]:
+    """A loopback LM server on a free 127.0.0.1 port, stopped after the test."""
+    async with LMServer() as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def app(
+    request: pytest.FixtureRequest, lmvisor_config: LmvisorConfig, lm_server: LMServer
+) -> AsyncIterator[App]:
+    """The application tree in its own namespace, its LMs answered by `lm_server`."""
+    namespace = f"app:{request.node.nodeid}"
+    async with open_app(
+        lmvisor_config, namespace=namespace, clock=_clock(request), lm_server=lm_server
+    ) as application:
+        yield application
+
+
+def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = _merge(current, value)
+        else:
+            merged[key] = value
+    return merged

@@ -482,6 +482,24 @@ class TestDeferred:
         assert len(done) == 3
         assert all(isinstance(c.exception(), ActorExited) for c in calls)
 
+    async def test_deferred_task_runs_under_the_callers_correlation_id(
+        self, runtime: Runtime
+    ) -> None:
+        """The task a reply is deferred to sees the caller's correlation id, as the handler does."""
+
+        class Deferrer(Actor):
+            @handler
+            def who(self, msg: WhoAmI) -> object:
+                async def later() -> str:
+                    await asyncio.sleep(0)
+                    return str(current_correlation_id())
+
+                return self.defer(later())
+
+        ref = await runtime.spawn(Deferrer())
+        with correlation_scope("deferred-1"):
+            assert await ref.call(WhoAmI()) == "deferred-1"
+
 
 class TestLinksAndMonitors:
     async def test_monitor_delivers_down_with_reason(self, runtime: Runtime) -> None:

@@ -1,9 +1,13 @@
-"""Tests for lmvisor.testing.plugin: the runtime and mock_clock fixtures."""
+"""Tests for lmvisor.testing.plugin: the runtime, mock_clock, lm_server and app fixtures."""
 
 from __future__ import annotations
 
+import pytest
+
 from lmvisor.runtime.clock import MockClock, SystemClock
 from lmvisor.runtime.runtime import Runtime
+from lmvisor.services.app import App
+from lmvisor.testing.lm_server import LMServer
 
 
 class TestFixtures:
@@ -20,3 +24,34 @@ class TestFixtures:
         assert runtime.clock is mock_clock
         mock_clock.advance(2.0)
         assert runtime.clock.monotonic() == 2.0
+
+
+class TestAppFixtures:
+    async def test_lm_server_fixture_is_a_running_loopback(self, lm_server: LMServer) -> None:
+        """lm_server listens on 127.0.0.1 and counts what it serves."""
+        assert lm_server.url.startswith("http://127.0.0.1:")
+        assert lm_server.stats().requests == 0
+
+    async def test_app_fixture_answers_from_the_lm_server(
+        self, app: App, lm_server: LMServer
+    ) -> None:
+        """The app's LMs reach the test's own loopback server; its cache is memory-only."""
+        await app.register("qa", {"module": "Predict", "signature": "question -> answer"})
+        await app.run("qa", {"question": "hello?"})
+        assert lm_server.stats().requests == 1
+        assert app.runtime.namespace.endswith("test_app_fixture_answers_from_the_lm_server")
+        assert app.runtime.config.data_dir is None
+
+    @pytest.mark.lmvisor_config(modules={"cache_ttl": 5.0}, cache={"l1_size": 7})
+    async def test_marker_merges_overrides(self, app: App, runtime: Runtime) -> None:
+        """Marker overrides merge key by key into both the app and the runtime fixture."""
+        for config in (app.runtime.config, runtime.config):
+            assert config.modules.cache_ttl == 5.0
+            assert config.modules.cache_enabled is True
+            assert config.cache.l1_size == 7
+
+    async def test_app_runs_on_mock_clock_when_requested(
+        self, app: App, mock_clock: MockClock
+    ) -> None:
+        """Requesting mock_clock puts the app's runtime on it."""
+        assert app.runtime.clock is mock_clock

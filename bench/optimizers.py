@@ -1,0 +1,157 @@
+"""Optimizers against a loopback OpenAI-compatible server at 50 ms: BootstrapFewShot(4), COPRO(3, 2)
+and MIPROv2 light (wall time and request count, with DSPy 3.4.1 measured in the same run on the
+same server), and Evaluate of 500 examples at 100 ms with concurrency 200 (efficiency).
+
+Targets (issue 10): requests within 10% of DSPy's; wall time at least 5x faster for COPRO and
+MIPROv2 light; Evaluate efficiency >= 0.8. Shipped defaults throughout (optimizers' concurrency
+64, the provider's defaults except the loopback address; Evaluate takes concurrency=200 and the
+provider max_in_flight=256 only for the Evaluate figure, which asks for 200 in flight).
+
+Run: .venv/bin/python bench/optimizers.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+from _common import emit, run_dspy
+
+from lmvisor.config import load_config
+from lmvisor.optimizers import COPRO, BootstrapFewShot, Evaluate, MIPROv2
+from lmvisor.programs import Example, Predict, context
+from lmvisor.runtime import Runtime
+from lmvisor.services import start_lm_providers
+
+_LATENCY = 0.05
+_EVAL_LATENCY = 0.1
+_EVAL_EXAMPLES = 500
+_EVAL_CONCURRENCY = 200
+
+
+def passes(example: Any, prediction: Any, trace: Any = None) -> bool:
+    return True
+
+
+def _control(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url + path, data=data, method="POST" if data or path.startswith("/_") else "GET"
+    )
+    with urllib.request.urlopen(request) as answer:
+        return json.loads(answer.read())
+
+
+def _requests(url: str) -> int:
+    with urllib.request.urlopen(url + "/stats") as answer:
+        return int(json.loads(answer.read())["requests"])
+
+
+def _server() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmvisor.testing.lm_server", "--latency", str(_LATENCY)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+async def _lmvisor(url: str) -> dict[str, float]:
+    train = [
+        Example(question=f"What is {i} plus {i}?", answer=str(2 * i)).with_inputs("question")
+        for i in range(50)
+    ]
+    config = load_config(
+        env={},
+        providers={"openai": {"base_url": url + "/v1", "api_key": "sk-bench", "max_retries": 0}},
+    )
+    figures: dict[str, float] = {}
+    async with Runtime.open(config) as runtime:
+        router = (await start_lm_providers(runtime, config)).router("openai/gpt-4o-mini")
+        runs = {
+            "bootstrap": (BootstrapFewShot(passes, max_bootstrapped_demos=4), train),
+            "copro": (COPRO(metric=passes, breadth=3, depth=2), train[:20]),
+            "mipro_light": (MIPROv2(passes, auto="light"), train),
+        }
+        for name, (optimizer, data) in runs.items():
+            _control(url, "/_control/reset-stats", {})
+            start = time.perf_counter()
+            with context(lm=router):
+                await optimizer.compile(Predict("question -> answer"), trainset=data)
+            figures[f"{name}_wall"] = time.perf_counter() - start
+            figures[f"{name}_requests"] = _requests(url)
+    return figures
+
+
+async def _evaluate(url: str) -> float:
+    _control(url, "/_control/settings", {"latency": _EVAL_LATENCY})
+    config = load_config(
+        env={},
+        providers={
+            "openai": {
+                "base_url": url + "/v1", "api_key": "sk-bench", "max_retries": 0,
+                "max_in_flight": 256,
+            }
+        },
+    )  # fmt: skip
+    devset = [
+        Example(question=f"q{i}", answer="a").with_inputs("question") for i in range(_EVAL_EXAMPLES)
+    ]
+    async with Runtime.open(config) as runtime:
+        router = (await start_lm_providers(runtime, config)).router("openai/gpt-4o-mini")
+        evaluate = Evaluate(
+            devset=devset, metric=passes, concurrency=_EVAL_CONCURRENCY, display_progress=False
+        )
+        with context(lm=router):
+            await evaluate(Predict("question -> answer"), devset=devset[:50])  # warm the pool
+            start = time.perf_counter()
+            await evaluate(Predict("question -> answer"))
+            wall = time.perf_counter() - start
+    ideal = _EVAL_EXAMPLES * _EVAL_LATENCY / _EVAL_CONCURRENCY
+    return ideal / wall
+
+
+def main() -> None:
+    proc, url = _server()
+    try:
+        ours = asyncio.run(_lmvisor(url))
+        dspy = run_dspy("optimizers.py", url) or {}
+        source = "measured: dspy 3.4.1, same run, same server" if dspy else None
+        for name in ("bootstrap", "copro", "mipro_light"):
+            base_requests = dspy.get(f"{name}_requests")
+            value = ours[f"{name}_requests"]
+            within = (
+                None if base_requests is None else abs(value - base_requests) <= 0.1 * base_requests
+            )
+            print(json.dumps({
+                "figure": f"{name}_requests", "value": value, "unit": "requests",
+                "target": "within 10% of DSPy", "baseline": base_requests,
+                "baseline_source": source if base_requests else dspy.get(f"{name}_error"),
+                "ratio": None if not base_requests else round(value / base_requests, 3),
+                "met": within,
+            }), flush=True)  # fmt: skip
+            base_wall = dspy.get(f"{name}_wall")
+            target = None if base_wall is None or name == "bootstrap" else base_wall / 5
+            emit(
+                f"{name}_wall", ours[f"{name}_wall"], "s", target=target, baseline=base_wall,
+                baseline_source=source if base_wall is not None else None, latency=_LATENCY,
+            )  # fmt: skip
+        efficiency = asyncio.run(_evaluate(url))
+        emit(
+            "evaluate_efficiency", efficiency, "ratio", target=0.8, baseline=None,
+            baseline_source=None, higher_is_better=True, examples=_EVAL_EXAMPLES,
+            latency=_EVAL_LATENCY, concurrency=_EVAL_CONCURRENCY,
+        )  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""What Evaluate shows and writes: the progress bar, the result table, JSON and CSV files.
+
+The progress bar (rich) shows done/total, the running score, errors and the ETA on
+stderr, and only when asked to or when stderr is a terminal. A result record merges the
+example's fields and the prediction's (clashing names become `example_x` / `pred_x`, as
+in DSPy), then the metric's score under its name and the error, if any.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, final
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from lmvisor.optimizers.evaluate import EvaluationRow
+
+__all__ = ["ProgressDisplay", "print_table", "result_records", "save_records"]
+
+_CELL_WORDS = 25
+
+
+@final
+class ProgressDisplay:
+    """A rich progress bar for one evaluation, or a silent stand-in."""
+
+    __slots__ = ("_done", "_errors", "_progress", "_summed", "_task")
+
+    def __init__(self, progress: Progress | None, task: TaskID | None) -> None:
+        self._progress = progress
+        self._task = task
+        self._done = 0
+        self._errors = 0
+        self._summed = 0.0
+
+    @classmethod
+    def open(cls, total: int, show: bool | None) -> ProgressDisplay:
+        """Start a bar for `total` examples; None shows it only when stderr is a terminal."""
+        if show is False:
+            return cls(None, None)
+        from rich.console import Console  # lazily: rich costs import time
+
+        console = Console(stderr=True)
+        if show is None and not console.is_terminal:
+            return cls(None, None)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        progress = Progress(
+            TextColumn("[bold]Evaluate"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("score {task.fields[score]:.1f}%  errors {task.fields[errors]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        task = progress.add_task("evaluate", total=total, score=0.0, errors=0)
+        progress.start()
+        return cls(progress, task)
+
+    def advance(self, score: float, *, failed: bool) -> None:
+        """Count one finished example."""
+        self._done += 1
+        self._summed += score
+        self._errors += failed
+        if self._progress is not None and self._task is not None:
+            running = 100 * self._summed / self._done
+            self._progress.update(self._task, advance=1, score=running, errors=self._errors)
+
+    def close(self) -> None:
+        """Stop drawing (the last state stays on screen)."""
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _plain(value: Any) -> Any:
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    return value
+
+
+def result_records(rows: Sequence[EvaluationRow], metric: str) -> list[dict[str, Any]]:
+    """One JSON-ready dict per row (see the module docstring)."""
+    records = []
+    for row in rows:
+        example = row.example.to_dict()
+        predicted = {} if row.prediction is None else row.prediction.to_dict()
+        record: dict[str, Any] = {}
+        for key, value in example.items():
+            record[f"example_{key}" if key in predicted else key] = _plain(value)
+        for key, value in predicted.items():
+            record[f"pred_{key}" if key in example else key] = _plain(value)
+        record[metric] = row.score
+        record["error"] = None if row.error is None else str(row.error)
+        records.append(record)
+    return records
+
+
+def save_records(records: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Write records as JSON (`.json`) or CSV (`.csv`, columns in first-seen order).
+
+    Raises:
+        ValueError: another suffix.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        path.write_text(json.dumps(list(records), indent=2, ensure_ascii=False, default=str))
+        return
+    if suffix != ".csv":
+        raise ValueError(f"cannot save results to {str(path)!r}: use a .json or .csv path")
+    columns: dict[str, None] = {}
+    for record in records:
+        columns.update(dict.fromkeys(record))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        writer.writeheader()
+        for record in records:
+            writer.writerow({k: _cell_text(v) for k, v in record.items()})
+
+
+def _cell_text(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value
+
+
+def _truncated(value: Any) -> str:
+    words = str(_cell_text(value)).split()
+    text = " ".join(words[:_CELL_WORDS])
+    return text + "..." if len(words) > _CELL_WORDS else text
+
+
+def print_table(records: Sequence[Mapping[str, Any]], metric: str, *, limit: int | None) -> None:
+    """Print records as a rich table on stdout, cells cut to 25 words."""
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = list(records if limit is None else records[:limit])
+    columns: dict[str, None] = {}
+    for record in shown:
+        columns.update(dict.fromkeys(record))
+    table = Table(title=f"Evaluation ({metric})", show_lines=False)
+    for column in columns:
+        table.add_column(column, style="bold green" if column == metric else None)
+    for record in shown:
+        table.add_row(*(_truncated(record.get(column, "")) for column in columns))
+    console = Console()
+    console.print(table)
+    hidden = len(records) - len(shown)
+    if hidden > 0:
+        console.print(f"... {hidden} more rows not shown ...")

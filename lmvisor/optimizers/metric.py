@@ -1,0 +1,98 @@
+"""Metrics: calling a sync or async `metric(example, prediction, trace)`, and finding one by
+its import path ("package.module:function").
+
+A metric returns a bool or a number; True counts as 1.0. As in DSPy, a metric may take
+two arguments (example, prediction) or three (example, prediction, trace): `trace` is None
+during evaluation and the teacher's predictor calls while bootstrapping.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+from lmvisor.optimizers.errors import MetricError
+
+__all__ = ["Metric", "call_metric", "load_metric", "metric_name", "metric_score"]
+
+Metric = Callable[..., Any]
+"""`metric(example, prediction[, trace])` returning a bool or number, or an awaitable of one."""
+
+
+def metric_name(metric: Metric) -> str:
+    """The name results and events show for `metric` (function or class name)."""
+    name = getattr(metric, "__name__", None)
+    return name if isinstance(name, str) else type(metric).__name__
+
+
+def _takes_trace(metric: Metric) -> bool:
+    try:
+        params = list(inspect.signature(metric).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return True
+    positional = [
+        p
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(positional) >= 3
+
+
+async def call_metric(metric: Metric, example: Any, prediction: Any, trace: Any = None) -> Any:
+    """The metric's raw value for one example (awaited when the metric is async).
+
+    Raises:
+        Exception: whatever the metric raises.
+    """
+    value = (
+        metric(example, prediction, trace) if _takes_trace(metric) else metric(example, prediction)
+    )
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def metric_score(value: Any, *, metric: str) -> float:
+    """A metric value as a float (True is 1.0).
+
+    Raises:
+        MetricError: the value is not a bool or a finite number.
+    """
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    raise MetricError(metric=metric, problem=f"returned {value!r}, not a bool or finite number")
+
+
+def load_metric(path: str) -> Metric:
+    """The callable named by `path`: "package.module:function" or "package.module.function".
+
+    Raises:
+        MetricError: the path is malformed, the module cannot be imported, or the name is
+            missing or not callable.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise MetricError(metric=str(path), problem="must be an import path like 'pkg.mod:fn'")
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise MetricError(metric=path, problem="must be an import path like 'pkg.mod:fn'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise MetricError(metric=path, problem=f"cannot import {module_name!r}: {exc}") from None
+    value: Any = module
+    for part in attr.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            raise MetricError(metric=path, problem=f"{module_name!r} has no attribute {attr!r}")
+    if not callable(value):
+        raise MetricError(metric=path, problem="is not callable")
+    return value  # type: ignore[no-any-return]

@@ -1,0 +1,523 @@
+"""`MIPROv2`: instruction proposals, bootstrapped demo sets and a Bayesian search over both.
+
+Steps, as in DSPy 3.4.1 (same RNG draws in the same order, so the same demo sets, tips and
+minibatches for the same seed, and the same request count):
+
+1. settings: `auto` ("light", "medium", "heavy") fixes the candidate count, the valset size
+   and the number of trials (`max(2·vars·log2(n), 1.5·n)`); without `auto`, both
+   `num_candidates` and `num_trials` are given;
+2. propose demo sets: zero-shot, labeled only, BootstrapFewShot in order, then shuffled
+   BootstrapFewShots of random size (built concurrently here);
+3. propose instructions: a dataset summary, then one grounded instruction per demo set up to
+   the candidate count (concurrently); index 0 is the program's own instruction;
+4. evaluate the default program on the valset, then select by `mipro_search.search`.
+
+The summary and the default program's evaluation run alongside the bootstraps, since
+neither depends on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, final
+
+from lmvisor.optimizers.bootstrap import BootstrapFewShot
+from lmvisor.optimizers.errors import OptimizerSettingsError
+from lmvisor.optimizers.labeled_few_shot import label_demos
+from lmvisor.optimizers.metric import Metric
+from lmvisor.optimizers.mipro_search import (
+    SearchSpace,
+    create_minibatch,
+    import_optuna,
+    planned_trials,
+    search,
+)
+from lmvisor.optimizers.proposer import (
+    TIPS,
+    DatasetDescriptor,
+    DatasetDescriptorWithPriorObservations,
+    DescribeModule,
+    DescribeProgram,
+    ObservationSummarizer,
+    ProposalPlan,
+    dspy_repr,
+    example_string,
+    instruction_signature,
+    program_code,
+    strip_prefix,
+)
+from lmvisor.optimizers.run import OptimizationRun
+from lmvisor.optimizers.teleprompter import Teleprompter, as_examples, scored_trial
+from lmvisor.programs.example import Example
+from lmvisor.programs.lm import LM
+from lmvisor.programs.module import Module
+from lmvisor.programs.predict import Predict
+from lmvisor.programs.settings import context
+from lmvisor.programs.signature import Signature
+
+__all__ = ["AUTO_RUN_SETTINGS", "MIPROv2"]
+
+AUTO_RUN_SETTINGS: Mapping[str, Mapping[str, int]] = {
+    "light": {"n": 6, "val_size": 100},
+    "medium": {"n": 12, "val_size": 300},
+    "heavy": {"n": 18, "val_size": 1000},
+}
+"""Per `auto` level: candidates `n` and the valset size sampled."""
+
+_MIN_MINIBATCH = 50
+_ZERO_SHOT_BOOTSTRAPS = 3
+_DEMOS_IN_CONTEXT = 3
+_SUMMARY_BATCH_CALLS = 10
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    trainset: list[Example]
+    valset: list[Example]
+    num_trials: int
+    minibatch: bool
+    instructions: int
+    demo_sets: int
+    zero_shot: bool
+    max_bootstrapped: int
+    max_labeled: int
+
+
+@final
+class MIPROv2(Teleprompter):
+    """Multi-prompt instruction and demo optimization (see the module docstring).
+
+    Args:
+        metric: scores candidates and filters bootstrapped traces.
+        prompt_model: writes summaries and instructions (default: the settings' LM).
+        task_model: runs the program (default: the settings' LM).
+        teacher_settings, metric_threshold, max_errors: as for `BootstrapFewShot`.
+        max_bootstrapped_demos, max_labeled_demos: demo budget per predictor.
+        auto: "light", "medium", "heavy" or None (then give `num_candidates` and `num_trials`).
+        num_candidates: instruction and demo-set candidates when `auto` is None.
+        seed: seeds the RNG and the TPE sampler.
+        init_temperature: the proposals' temperature.
+        concurrency: the local executor's bound when `compile` gets no run.
+
+    Raises:
+        ValueError: an unknown `auto`, or `num_candidates` given with `auto`.
+    """
+
+    def __init__(
+        self,
+        metric: Metric,
+        *,
+        prompt_model: LM | None = None,
+        task_model: LM | None = None,
+        teacher_settings: Mapping[str, Any] | None = None,
+        max_bootstrapped_demos: int = 4,
+        max_labeled_demos: int = 4,
+        auto: Literal["light", "medium", "heavy"] | None = "light",
+        num_candidates: int | None = None,
+        max_errors: int | None = None,
+        seed: int = 9,
+        init_temperature: float = 1.0,
+        metric_threshold: float | None = None,
+        concurrency: int = 64,
+    ) -> None:
+        if auto not in (None, *AUTO_RUN_SETTINGS):
+            raise ValueError(
+                f"MIPROv2.auto must be 'light', 'medium', 'heavy' or None, got {auto!r}"
+            )
+        if auto is not None and num_candidates is not None:
+            raise ValueError("MIPROv2: num_candidates cannot be set together with auto")
+        self.metric = metric
+        self.prompt_model = prompt_model
+        self.task_model = task_model
+        self.teacher_settings = dict(teacher_settings or {})
+        self.max_bootstrapped_demos = max_bootstrapped_demos
+        self.max_labeled_demos = max_labeled_demos
+        self.auto = auto
+        self.num_candidates = num_candidates
+        self.max_errors = max_errors
+        self.seed = seed
+        self.init_temperature = init_temperature
+        self.metric_threshold = metric_threshold
+        self.concurrency = concurrency
+
+    async def compile(
+        self,
+        student: Module,
+        *,
+        trainset: Sequence[Example],
+        teacher: Module | None = None,
+        valset: Sequence[Example] | None = None,
+        num_trials: int | None = None,
+        seed: int | None = None,
+        minibatch: bool = True,
+        minibatch_size: int = 35,
+        minibatch_full_eval_steps: int = 5,
+        program_aware_proposer: bool = True,
+        data_aware_proposer: bool = True,
+        view_data_batch_size: int = 10,
+        tip_aware_proposer: bool = True,
+        fewshot_aware_proposer: bool = True,
+        run: OptimizationRun | None = None,
+        **_: Any,
+    ) -> Module:
+        """The best program found (with `score` and `candidate_programs` attached).
+
+        Raises:
+            OptimizerSettingsError: the datasets or trial settings cannot work.
+            ImportError: optuna is not installed.
+            TooManyErrors: bootstrapping hit `max_errors`.
+        """
+        import_optuna()
+        from lmvisor.optimizers.executor import LocalExecutor
+
+        run = run or OptimizationRun(executor=LocalExecutor(concurrency=self.concurrency))
+        await run.begin(self.name)
+        seed = seed or self.seed
+        rng = random.Random(seed)
+        program = student.deepcopy()
+        plan = self._settings(program, as_examples(trainset), valset, num_trials, minibatch, rng)
+        if plan.minibatch and minibatch_size > len(plan.valset):
+            raise OptimizerSettingsError(
+                optimizer=self.name,
+                setting="minibatch_size",
+                problem=f"cannot exceed the valset size ({len(plan.valset)})",
+            )
+        run.plan(planned_trials(plan.num_trials, plan.minibatch, minibatch_full_eval_steps))
+        demo_sets = self._bootstrap_plan(plan, rng)
+        summary_task = asyncio.ensure_future(
+            self._summary(run, plan.trainset, view_data_batch_size)
+            if data_aware_proposer
+            else _none()
+        )
+        default_task = asyncio.ensure_future(self._default_score(run, program, plan.valset))
+        try:
+            demos = await self._demo_sets(run, program, plan, demo_sets, teacher)
+            summary = await summary_task
+            instructions = await self._instructions(
+                run, program, plan, demos, summary, rng,
+                program_aware=program_aware_proposer,
+                fewshot_aware=fewshot_aware_proposer,
+                tip_aware=tip_aware_proposer,
+            )  # fmt: skip
+            default_score = await default_task
+        finally:
+            for task in (summary_task, default_task):
+                task.cancel()
+        space = SearchSpace(instructions, None if plan.zero_shot else demos)
+        with context(**self._task_lm()):
+            outcome = await search(
+                run, program, space, plan.valset, self.metric,
+                default_score=default_score, num_trials=plan.num_trials,
+                minibatch=plan.minibatch, minibatch_size=minibatch_size,
+                full_eval_steps=minibatch_full_eval_steps, seed=seed, rng=rng,
+            )  # fmt: skip
+        best = outcome.best
+        ranked = sorted(outcome.scored, key=lambda d: d["score"], reverse=True)
+        best.score = outcome.best_score  # type: ignore[attr-defined]
+        best.candidate_programs = [d for d in ranked if d["full_eval"]]  # type: ignore[attr-defined]
+        best.mb_candidate_programs = [d for d in ranked if not d["full_eval"]]  # type: ignore[attr-defined]
+        run.finish()
+        return best
+
+    # --- settings ---------------------------------------------------------------------
+
+    def _settings(
+        self,
+        program: Module,
+        trainset: list[Example],
+        valset: Sequence[Example] | None,
+        num_trials: int | None,
+        minibatch: bool,
+        rng: random.Random,
+    ) -> _Settings:
+        train, val = self._split(trainset, valset)
+        zero_shot = self.max_bootstrapped_demos == 0 and self.max_labeled_demos == 0
+        variables = len(program.predictors()) * (1 if zero_shot else 2)
+        if self.auto is None:
+            if self.num_candidates is None or num_trials is None:
+                raise OptimizerSettingsError(
+                    optimizer=self.name,
+                    setting="num_candidates",
+                    problem="and num_trials are both required when auto is None",
+                )
+            return _Settings(
+                train, val, num_trials, minibatch, self.num_candidates, self.num_candidates,
+                zero_shot, self.max_bootstrapped_demos, self.max_labeled_demos,
+            )  # fmt: skip
+        if num_trials is not None:
+            raise OptimizerSettingsError(
+                optimizer=self.name,
+                setting="num_trials",
+                problem="cannot be set together with auto",
+            )
+        auto = AUTO_RUN_SETTINGS[self.auto]
+        val = create_minibatch(val, auto["val_size"], rng)
+        n = auto["n"]
+        trials = int(max(2 * variables * math.log2(n), 1.5 * n))
+        return _Settings(
+            train, val, trials, len(val) > _MIN_MINIBATCH, n if zero_shot else int(n * 0.5), n,
+            zero_shot, self.max_bootstrapped_demos, self.max_labeled_demos,
+        )  # fmt: skip
+
+    def _split(
+        self, trainset: list[Example], valset: Sequence[Example] | None
+    ) -> tuple[list[Example], list[Example]]:
+        if not trainset:
+            raise OptimizerSettingsError(
+                optimizer=self.name, setting="trainset", problem="is empty"
+            )
+        if valset is not None:
+            if not valset:
+                raise OptimizerSettingsError(
+                    optimizer=self.name, setting="valset", problem="is empty"
+                )
+            return trainset, as_examples(valset)
+        if len(trainset) < 2:
+            raise OptimizerSettingsError(
+                optimizer=self.name,
+                setting="trainset",
+                problem="needs at least 2 examples when no valset is given",
+            )
+        size = min(1000, max(1, int(len(trainset) * 0.80)))
+        cut = len(trainset) - size
+        return trainset[:cut], trainset[cut:]
+
+    def _task_lm(self) -> dict[str, Any]:
+        return {} if self.task_model is None else {"lm": self.task_model}
+
+    def _prompt_lm(self) -> dict[str, Any]:
+        return {} if self.prompt_model is None else {"lm": self.prompt_model}
+
+    # --- step 2: demo sets -----------------------------------------------------------------
+
+    def _bootstrap_plan(
+        self, plan: _Settings, rng: random.Random
+    ) -> list[tuple[int, list[Example], int]]:
+        """(seed, trainset order, bootstrapped demos) per demo set, drawing `rng` as DSPy does."""
+        max_boot = _ZERO_SHOT_BOOTSTRAPS if plan.zero_shot else plan.max_bootstrapped
+        labeled = 0 if plan.zero_shot else plan.max_labeled
+        plans = []
+        for seed in range(-3, plan.demo_sets - 3):
+            order = list(plan.trainset)
+            if seed == -3 or (seed == -2 and labeled > 0) or seed == -1:
+                plans.append((seed, order, max_boot))
+                continue
+            rng.shuffle(order)
+            plans.append((seed, order, rng.randint(1, max_boot)))
+        return plans
+
+    async def _demo_sets(
+        self,
+        run: OptimizationRun,
+        program: Module,
+        plan: _Settings,
+        plans: list[tuple[int, list[Example], int]],
+        teacher: Module | None,
+    ) -> list[list[list[Example]]]:
+        labeled = 0 if plan.zero_shot else plan.max_labeled
+
+        async def build(seed: int, order: list[Example], size: int) -> Module:
+            if seed == -3:
+                return program.reset_copy()
+            if seed == -2 and labeled > 0:
+                return label_demos(program.reset_copy(), order, k=labeled, sample=True)
+            bootstrap = BootstrapFewShot(
+                self.metric, metric_threshold=self.metric_threshold,
+                teacher_settings=self.teacher_settings, max_bootstrapped_demos=size,
+                max_labeled_demos=labeled, max_errors=self.max_errors,
+            )  # fmt: skip
+            with context(**self._task_lm()):
+                return await bootstrap.compile_in(
+                    run, program, order, teacher=teacher, prefix=f"mipro/demos:{seed}", trials=False
+                )
+
+        built = await asyncio.gather(*(build(*p) for p in plans))
+        count = len(program.predictors())
+        return [[list(b.predictors()[i].demos) for b in built] for i in range(count)]
+
+    # --- step 3: instructions ---------------------------------------------------------------
+
+    async def _ask(
+        self, run: OptimizationRun, signature: type[Signature], **inputs: Any
+    ) -> dict[str, Any]:
+        predict = Predict(signature, n=1, temperature=self.init_temperature)
+        with context(**self._prompt_lm()):
+            prediction = await run.executor.run(lambda: predict(**inputs))
+        return dict(prediction.items())
+
+    async def _summary(
+        self, run: OptimizationRun, trainset: list[Example], batch: int
+    ) -> str | None:
+        async def summarize() -> dict[str, Any]:
+            try:
+                seen = await self._ask(run, DatasetDescriptor, examples=dspy_repr(trainset[:batch]))
+                observations = str(seen["observations"])
+                calls, skips = 0, 0
+                for start in range(batch, len(trainset), batch):
+                    calls += 1
+                    if calls >= _SUMMARY_BATCH_CALLS:
+                        break
+                    more = str((await self._ask(
+                        run, DatasetDescriptorWithPriorObservations,
+                        prior_observations=observations,
+                        examples=dspy_repr(trainset[start : start + batch]),
+                    ))["observations"])  # fmt: skip
+                    if len(more) >= 8 and more[:8].upper() == "COMPLETE":
+                        skips += 1
+                        if skips >= 5:
+                            break
+                        continue
+                    observations += more
+                summary = await self._ask(run, ObservationSummarizer, observations=observations)
+            except Exception:  # DSPy proposes without a summary when it cannot be made
+                return {"summary": None}
+            return {"summary": strip_prefix(str(summary["summary"]))}
+
+        value = await run.step("mipro/summary", summarize)
+        summary: str | None = value["summary"]
+        return summary
+
+    async def _instructions(
+        self,
+        run: OptimizationRun,
+        program: Module,
+        plan: _Settings,
+        demos: list[list[list[Example]]],
+        summary: str | None,
+        rng: random.Random,
+        *,
+        program_aware: bool,
+        fewshot_aware: bool,
+        tip_aware: bool,
+    ) -> list[list[str]]:
+        wanted = plan.instructions
+        sets = max(len(demos[0]), 1) if demos and demos[0] else wanted
+        proposals: list[ProposalPlan] = []
+        for p_i in range(len(program.predictors())):
+            for demo_set in range(sets)[: min(wanted, sets)]:
+                tip = TIPS[rng.choice(list(TIPS))] if tip_aware else ""
+                proposals.append(ProposalPlan(p_i, demo_set, tip, rng.randint(0, 10**9)))
+        code = program_code(program) if program_aware else ""
+        texts = await asyncio.gather(
+            *(
+                self._propose_one(
+                    run, program, demos, summary, proposal, code, program_aware, fewshot_aware
+                )
+                for proposal in proposals
+            )
+        )
+        found: list[list[str]] = [[] for _ in program.predictors()]
+        for proposal, text in zip(proposals, texts, strict=True):
+            found[proposal.predictor].append(text)
+        for p_i, predictor in enumerate(program.predictors()):
+            if found[p_i]:
+                found[p_i][0] = predictor.signature.instructions
+            else:
+                found[p_i] = [predictor.signature.instructions]
+        return found
+
+    async def _propose_one(
+        self,
+        run: OptimizationRun,
+        program: Module,
+        demos: list[list[list[Example]]],
+        summary: str | None,
+        proposal: ProposalPlan,
+        code: str,
+        program_aware: bool,
+        fewshot_aware: bool,
+    ) -> str:
+        predictor = program.predictors()[proposal.predictor]
+        signature = predictor.signature
+        task_demos = _task_demos(signature, demos, proposal) if fewshot_aware and demos else ""
+        if not task_demos.strip() or proposal.demo_set == 0:
+            task_demos = "No task demos provided."
+
+        async def propose() -> dict[str, Any]:
+            inputs: dict[str, Any] = {
+                "task_demos": task_demos,
+                "basic_instruction": signature.instructions,
+            }
+            if summary is not None:
+                inputs["dataset_description"] = summary
+            if program_aware:
+                inputs.update(await self._describe(run, code, task_demos, predictor))
+            if proposal.tip:
+                inputs["tip"] = proposal.tip
+            generator = instruction_signature(
+                summary=summary is not None, program=program_aware, tip=bool(proposal.tip)
+            )
+            answer = await self._ask(run, generator, **inputs)
+            return {"instruction": strip_prefix(strip_prefix(str(answer["proposed_instruction"])))}
+
+        key = f"mipro/propose/p{proposal.predictor}/set{proposal.demo_set}"
+        value = await run.step(key, propose)
+        return str(value["instruction"])
+
+    async def _describe(
+        self, run: OptimizationRun, code: str, task_demos: str, predictor: Any
+    ) -> dict[str, str]:
+        described = {
+            "program_code": code,
+            "program_description": "Not available",
+            "module": "Not provided",
+            "module_description": "Not provided",
+        }
+        try:
+            about = await self._ask(
+                run, DescribeProgram, program_code=code, program_example=task_demos
+            )
+            described["program_description"] = strip_prefix(str(about["program_description"]))
+            fields = predictor.signature
+            described["module"] = (
+                f"{type(predictor).__name__}({', '.join(fields.input_fields)}) -> "
+                f"{', '.join(fields.output_fields)}"
+            )
+            module = await self._ask(
+                run, DescribeModule, program_code=code,
+                program_description=described["program_description"],
+                program_example=task_demos, module=described["module"],
+            )  # fmt: skip
+            described["module_description"] = str(module["module_description"])
+        except Exception:  # as DSPy: propose without the program's description
+            pass
+        return described
+
+    # --- step 4: the default program --------------------------------------------------------
+
+    async def _default_score(
+        self, run: OptimizationRun, program: Module, valset: list[Example]
+    ) -> float:
+        with context(**self._task_lm()):
+            try:
+                scored = await scored_trial(
+                    run, "mipro/default", program, valset, self.metric,
+                    iteration=1, candidate="default program",
+                )  # fmt: skip
+            except Exception:
+                return 0.0
+        return scored.score
+
+
+def _task_demos(
+    signature: type[Signature], demos: list[list[list[Example]]], proposal: ProposalPlan
+) -> str:
+    sets = demos[proposal.predictor]
+    ordered = [sets[proposal.demo_set], *sets[proposal.demo_set + 1 :], *sets[: proposal.demo_set]]
+    shown: list[str] = []
+    for demo_set in ordered:
+        for example in demo_set:
+            if "augmented" in example:
+                shown.append(example_string(signature, example))
+                if len(shown) >= _DEMOS_IN_CONTEXT:
+                    return "\n\n".join(shown) + "\n\n"
+    return "\n\n".join(shown) + "\n\n"
+
+
+async def _none() -> None:
+    return None

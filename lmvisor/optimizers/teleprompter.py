@@ -1,0 +1,96 @@
+"""What every optimizer shares: the `Teleprompter` base, scored trials, and demo helpers.
+
+An optimizer's `compile()` is split into named steps (propose, evaluate, select) that run
+inside an `OptimizationRun`; `scored_trial` is the evaluate step: it journals a candidate's
+score under a key and reports it as a trial, so a resumed run replays it instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, final
+
+from lmvisor.optimizers.metric import Metric, metric_name
+from lmvisor.optimizers.run import OptimizationRun
+from lmvisor.programs.example import Example
+from lmvisor.programs.module import Module
+
+__all__ = ["Scored", "Teleprompter", "as_examples", "demo_dicts", "demos_from", "scored_trial"]
+
+
+class Teleprompter:
+    """Base of the optimizers: `await optimizer.compile(student, trainset=...)`.
+
+    Subclasses implement `compile`, returning a new Module (the student is not changed).
+    """
+
+    @property
+    def name(self) -> str:
+        """The optimizer's name in events and metrics (its class name)."""
+        return type(self).__name__
+
+    async def compile(
+        self, student: Module, *, trainset: Sequence[Example], **kwargs: Any
+    ) -> Module:
+        """Optimize a copy of `student` on `trainset`; subclasses override this."""
+        raise TypeError(f"{self.name} must implement async def compile(...)")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A candidate's evaluation: the DSPy percentage score and each example's score."""
+
+    score: float
+    scores: tuple[float, ...]
+
+
+async def scored_trial(
+    run: OptimizationRun,
+    key: str,
+    program: Module,
+    devset: Sequence[Example],
+    metric: Metric,
+    *,
+    iteration: int,
+    candidate: str,
+) -> Scored:
+    """Evaluate `program` through the run's executor as one trial (journaled under `key`).
+
+    Raises:
+        TooManyErrors: the evaluation hit the executor's `max_errors`.
+    """
+    replayed = run.replaying(key)
+    started = time.monotonic()
+
+    async def evaluate() -> dict[str, Any]:
+        result = await run.executor.evaluate(program, devset, metric)
+        return {"score": result.score, "scores": result.scores}
+
+    value = await run.step(key, evaluate)
+    run.report(
+        iteration=iteration,
+        candidate=candidate,
+        score=float(value["score"]),
+        metric=metric_name(metric),
+        duration=time.monotonic() - started,
+        replayed=replayed,
+    )
+    return Scored(float(value["score"]), tuple(float(s) for s in value["scores"]))
+
+
+def as_examples(items: Sequence[Example | Mapping[str, Any]]) -> list[Example]:
+    """Examples from Examples or mappings (a mapping keeps no input marks)."""
+    return [item if isinstance(item, Example) else Example(item) for item in items]
+
+
+def demo_dicts(demos: Sequence[Any]) -> list[dict[str, Any]]:
+    """Demos as JSON-ready dicts (what checkpoints hold)."""
+    return [d.to_dict() if isinstance(d, Example) else Example(d).to_dict() for d in demos]
+
+
+def demos_from(data: Sequence[Mapping[str, Any]]) -> list[Example]:
+    """Demos rebuilt from `demo_dicts` output."""
+    return [Example(d) for d in data]

@@ -1,0 +1,331 @@
+"""Program specs: a program described as JSON, the Module it builds, and the way back.
+
+A spec is what a ModuleManager registers, what the daemon accepts on
+`POST /v1/programs` and what an optimization job names as its student:
+
+    {
+      "module": "ChainOfThought",
+      "signature": "context: list[str], question -> answer: str",
+      "instructions": "Answer with a short factoid.",
+      "descriptions": {"context": "facts that may help"},
+      "config": {"temperature": 0.0},
+      "adapter": "chat",
+      "lm": "openai/gpt-4o-mini",
+      "state": { ...what Module.save writes (or DSPy 3.x's save)... }
+    }
+
+Only `module` and `signature` are required. `signature` is a typed signature
+string, or an object `{"inputs": {name: type}, "outputs": {name: type}}` with
+types written as in the string form. `config` holds generation options only
+(never keys or URLs). `lm` is recorded for whoever runs the program (a
+program talks only to the `LM` it is given). `state` restores demos and
+instructions, as `Module.load_state` does.
+
+`build_program(spec)` validates and builds; `program_spec(module)` writes the
+spec of a built-in module (Predict, ChainOfThought) back, demos included, so
+versions of a program can be stored and rebuilt.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, final
+
+from lmvisor.programs.adapters.base import Adapter
+from lmvisor.programs.adapters.chat import ChatAdapter
+from lmvisor.programs.adapters.json_adapter import JSONAdapter
+from lmvisor.programs.chain_of_thought import ChainOfThought
+from lmvisor.programs.errors import ProgramError, SignatureError, StateError
+from lmvisor.programs.module import Module
+from lmvisor.programs.predict import Predict
+from lmvisor.programs.signature import Signature, make_signature
+
+__all__ = [
+    "GENERATION_OPTIONS",
+    "MODULE_TYPES",
+    "ProgramSpec",
+    "ProgramSpecError",
+    "build_program",
+    "parse_program_spec",
+    "program_spec",
+]
+
+MODULE_TYPES: tuple[str, ...] = ("Predict", "ChainOfThought")
+GENERATION_OPTIONS: frozenset[str] = frozenset(
+    {
+        "temperature",
+        "max_tokens",
+        "max_completion_tokens",
+        "top_p",
+        "n",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+    }
+)
+_REASONING = "reasoning"
+_KEYS = frozenset(
+    {"module", "signature", "instructions", "descriptions", "config", "adapter", "lm", "state"}
+)
+_MAX_TEXT = 100_000
+_SIMPLE_TYPES: Mapping[Any, str] = {str: "str", int: "int", float: "float", bool: "bool"}
+
+
+class ProgramSpecError(ProgramError, ValueError):
+    """A program spec is malformed; `field` is the dotted path of the bad part."""
+
+    code = "program_spec_error"
+
+    def __init__(self, *, field: str, problem: str) -> None:
+        super().__init__(
+            f"invalid program spec at {field}: {problem}",
+            context={"field": field, "problem": problem},
+        )
+        self.field = field
+        self.problem = problem
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgramSpec:
+    """A validated program spec (see the module docstring for each field).
+
+    Build one with `parse_program_spec(data)` (validates JSON-ready data) or
+    `program_spec(module)`; `to_dict()` gives the JSON form back.
+    """
+
+    module: str
+    signature: str
+    instructions: str | None = None
+    descriptions: Mapping[str, str] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)
+    adapter: str | None = None
+    lm: str | None = None
+    state: Mapping[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form, the keys `parse_program_spec` reads."""
+        return {
+            "module": self.module,
+            "signature": self.signature,
+            "instructions": self.instructions,
+            "descriptions": dict(self.descriptions),
+            "config": dict(self.config),
+            "adapter": self.adapter,
+            "lm": self.lm,
+            "state": None if self.state is None else dict(self.state),
+        }
+
+
+def parse_program_spec(data: Any) -> ProgramSpec:
+    """Validate JSON-ready data as a `ProgramSpec`.
+
+    Raises:
+        ProgramSpecError: naming the first bad field by its dotted path.
+    """
+    if isinstance(data, ProgramSpec):
+        return data
+    if not isinstance(data, Mapping):
+        raise ProgramSpecError(field="<root>", problem="a program spec must be a JSON object")
+    unknown = sorted(set(data) - _KEYS, key=str)
+    if unknown:
+        raise ProgramSpecError(field=str(unknown[0]), problem="unknown key")
+    module = data.get("module")
+    if module not in MODULE_TYPES:
+        raise ProgramSpecError(field="module", problem=f"must be one of {', '.join(MODULE_TYPES)}")
+    return ProgramSpec(
+        module=module,
+        signature=_signature_text(data.get("signature")),
+        instructions=_optional_str(data, "instructions"),
+        descriptions=_str_map(data.get("descriptions", {}), "descriptions"),
+        config=_config(data.get("config", {})),
+        adapter=_choice(data, "adapter", ("chat", "json")),
+        lm=_model_name(data.get("lm")),
+        state=_state(data.get("state")),
+    )
+
+
+def build_program(spec: ProgramSpec | Mapping[str, Any]) -> Module:
+    """Build the Module a spec describes, its saved state restored.
+
+    Raises:
+        ProgramSpecError: the spec is malformed (bad signature, unknown description field,
+            state that does not fit the module), naming the field.
+    """
+    spec = parse_program_spec(spec)
+    signature = _signature(spec)
+    module: Predict | ChainOfThought
+    if spec.module == "Predict":
+        module = Predict(signature, **spec.config)
+    else:
+        module = ChainOfThought(signature, **spec.config)
+    adapter = _adapter(spec.adapter)
+    for _, predictor in module.named_predictors():
+        predictor.adapter = adapter
+    if spec.state is not None:
+        try:
+            module.load_state(spec.state)
+        except StateError as exc:
+            raise ProgramSpecError(field=f"state.{exc.where}", problem=exc.problem) from None
+    return module
+
+
+def program_spec(module: Module, *, lm: str | None = None) -> ProgramSpec:
+    """The spec of a built-in module (Predict or ChainOfThought), demos and instructions included.
+
+    Raises:
+        TypeError: the module is not a Predict or ChainOfThought.
+        ProgramSpecError: a field's type cannot be written in a spec (a custom class).
+    """
+    if type(module) is Predict:
+        predictor, name = module, "Predict"
+        signature = predictor.signature
+    elif type(module) is ChainOfThought:
+        predictor, name = module.predict, "ChainOfThought"
+        signature = predictor.signature.delete(_REASONING)
+    else:
+        raise TypeError(f"only Predict and ChainOfThought have specs, not {type(module).__name__}")
+    return ProgramSpec(
+        module=name,
+        signature=_typed_signature(signature),
+        instructions=signature.instructions,
+        descriptions={
+            n: f.desc for n, f in signature.fields.items() if f.desc and f.desc != f"${{{n}}}"
+        },
+        config={k: v for k, v in predictor.config.items() if k in GENERATION_OPTIONS},
+        adapter=_adapter_name(predictor.adapter),
+        lm=lm,
+        state=module.dump_state(),
+    )
+
+
+def _signature(spec: ProgramSpec) -> type[Signature]:
+    text = spec.signature
+    try:
+        signature = make_signature(text, spec.instructions)
+    except SignatureError as exc:
+        raise ProgramSpecError(field="signature", problem=exc.problem) from None
+    for name, desc in spec.descriptions.items():
+        if name not in signature.fields:
+            raise ProgramSpecError(field=f"descriptions.{name}", problem="no such field")
+        signature = signature.with_updated_fields(name, desc=desc)
+    return signature
+
+
+def _adapter(name: str | None) -> Adapter | None:
+    if name is None:
+        return None
+    return ChatAdapter() if name == "chat" else JSONAdapter()
+
+
+def _adapter_name(adapter: Adapter | None) -> str | None:
+    if adapter is None:
+        return None
+    return "json" if isinstance(adapter, JSONAdapter) else "chat"
+
+
+def _typed_signature(signature: type[Signature]) -> str:
+    def side(kind: str) -> str:
+        return ", ".join(
+            f"{f.name}: {_type_text(f.annotation, f.name)}"
+            for f in signature.fields.values()
+            if f.kind == kind
+        )
+
+    return f"{side('input')} -> {side('output')}"
+
+
+def _type_text(annotation: Any, field: str) -> str:
+    """Python source for a type a spec can hold; the inverse of the signature parser."""
+    if annotation is None or annotation is type(None):
+        return "None"
+    if annotation in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[annotation]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_text(a, field) for a in args)
+    if origin in (list, dict, tuple, set) and args:
+        inner = ", ".join("..." if a is Ellipsis else _type_text(a, field) for a in args)
+        return f"{origin.__name__}[{inner}]"
+    if annotation in (list, dict, tuple, set, typing.Any):
+        return "Any" if annotation is typing.Any else annotation.__name__
+    raise ProgramSpecError(
+        field=f"signature.{field}", problem=f"type {annotation!r} cannot be written in a spec"
+    )
+
+
+def _signature_text(value: Any) -> str:
+    if isinstance(value, str):
+        if not value.strip() or len(value) > _MAX_TEXT:
+            raise ProgramSpecError(field="signature", problem="must be a non-empty signature")
+        return value
+    if not isinstance(value, Mapping) or set(value) != {"inputs", "outputs"}:
+        raise ProgramSpecError(
+            field="signature",
+            problem='must be a string or {"inputs": {name: type}, "outputs": {name: type}}',
+        )
+    sides = []
+    for side in ("inputs", "outputs"):
+        types_ = _str_map(value[side], f"signature.{side}")
+        if not types_:
+            raise ProgramSpecError(field=f"signature.{side}", problem="needs at least one field")
+        sides.append(", ".join(f"{name}: {text}" for name, text in types_.items()))
+    return " -> ".join(sides)
+
+
+def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and (not isinstance(value, str) or len(value) > _MAX_TEXT):
+        raise ProgramSpecError(field=key, problem=f"must be a string of at most {_MAX_TEXT} chars")
+    return value
+
+
+def _str_map(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ProgramSpecError(field=where, problem="must be an object of strings")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str) or len(item) > _MAX_TEXT:
+            raise ProgramSpecError(field=f"{where}.{key}", problem="must be a string")
+    return dict(value)
+
+
+def _config(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ProgramSpecError(field="config", problem="must be an object")
+    for key, item in value.items():
+        if key not in GENERATION_OPTIONS:
+            allowed = ", ".join(sorted(GENERATION_OPTIONS))
+            raise ProgramSpecError(
+                field=f"config.{key}", problem=f"not a generation option (allowed: {allowed})"
+            )
+        if not isinstance(item, str | int | float | list | type(None)):
+            raise ProgramSpecError(field=f"config.{key}", problem="must be a JSON scalar or list")
+    return dict(value)
+
+
+def _choice(data: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str | None:
+    value = data.get(key)
+    if value is not None and value not in choices:
+        raise ProgramSpecError(field=key, problem=f"must be one of {', '.join(choices)}")
+    return value
+
+
+def _model_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    vendor, sep, model = value.partition("/") if isinstance(value, str) else ("", "", "")
+    if not (vendor and sep and model) or any(c.isspace() for c in value):
+        raise ProgramSpecError(field="lm", problem="must be 'vendor/model'")
+    return str(value)
+
+
+def _state(value: Any) -> Mapping[str, Any] | None:
+    if value is not None and not isinstance(value, Mapping):
+        raise ProgramSpecError(field="state", problem="must be an object (what Module.save writes)")
+    return value

@@ -1,0 +1,374 @@
+"""The application tree, booted by one call: `async with open_app(config) as app:`.
+
+    root
+    ├── system        config service, event store          (Runtime.open)
+    ├── cache         CacheManager: L1 memory, L2 Redis, L3 SQLite
+    ├── lm_providers  one LMProvider actor per reachable vendor
+    ├── modules       task supervisor + ModuleManager
+    └── optimization  OptimizationCoordinator and its jobs (`lmvisor.services.optimization`)
+
+Children start in that order and stop in reverse. The embedded default needs
+nothing installed: L1 in memory and L3 in `<data_dir>/cache.sqlite3`
+(`data_dir` defaults to `./.lmvisor`; None keeps everything in memory);
+Redis only when `cache.l2_redis_url` is set.
+
+Programs see one `LM`: `app.lm(model)`, the cache in front of the router in
+front of the provider actors. `App` is the facade an embedding app, the
+daemon's request handlers and the optimizers call: programs (`register`,
+`run`, `swap`, `rollback`, `describe`, `list_modules`, `unregister`, `get`),
+optimization jobs (`submit_optimization`, `optimization_status`,
+`list_optimizations`, `cancel_optimization`, `optimization_result`), the cache
+(`cache_statistics`, `clear_cache`, `flush_cache`), the tree and the events.
+Its failures are typed (see `lmvisor.services.modules`).
+
+`loopback_lm` decides whether lmvisor's own loopback LM server answers
+instead of vendors: "never" (the default, and what a daemon uses), "if_no_key"
+(for scripts and examples: only when no vendor is reachable, and `app.notice`
+says so), "always" (tests: whatever a program names, nothing leaves the
+machine).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any, final
+
+from lmvisor.config.loading import replace_value
+from lmvisor.config.schema import LmvisorConfig
+from lmvisor.programs.lm import LM, LMCapabilities, LMRequest, LMResponse, LMStreamItem
+from lmvisor.programs.module import Module
+from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.clock import Clock
+from lmvisor.runtime.errors import LmvisorError
+from lmvisor.runtime.event_store import EventStore
+from lmvisor.runtime.logger import get_logger
+from lmvisor.runtime.runtime import Runtime
+from lmvisor.runtime.tree import TreeNode
+from lmvisor.services.app_lm import LOOPBACK_NOTICE, LoopbackMode, choose_default_model
+from lmvisor.services.app_lm import loopback_config as _loopback_config
+from lmvisor.services.cache import (
+    CACHE_NAME,
+    CacheLayer,
+    cache_spec,
+    cache_statistics,
+    clear_cache,
+    flush_cache,
+)
+from lmvisor.services.cache_store import CacheStatistics, CacheStore
+from lmvisor.services.cached_lm import CachedLM
+from lmvisor.services.lm_services import LMServices, start_lm_providers
+from lmvisor.services.module_execution import Execution
+from lmvisor.services.module_manager import ModuleTable, modules_spec
+from lmvisor.services.module_options import ModuleOptions
+from lmvisor.services.module_table import ModuleInfo
+from lmvisor.services.modules import DEFAULT_TIMEOUT, Modules, ProgramLike
+from lmvisor.services.optimization import (
+    COORDINATOR_NAME,
+    OptimizationStatus,
+    cancel_optimization,
+    list_optimizations,
+    optimization_result,
+    optimization_spec,
+    optimization_status,
+    submit_optimization,
+)
+
+if TYPE_CHECKING:
+    from lmvisor.testing.lm_server import LMServer
+
+__all__ = ["App", "open_app"]
+
+_log = get_logger(__name__)
+
+
+@final
+class App:
+    """A running application tree; obtain it from `open_app` only.
+
+    Attributes:
+        runtime: the namespace the tree runs in.
+        modules: the ModuleManager's client.
+        default_model: the model programs use unless they name another.
+        notice: what the user should know about the LM in use (a vendor
+            swap, the loopback LM), or None.
+        loopback_url: the loopback LM server's URL when it answers, else None.
+    """
+
+    __slots__ = ("_lms", "_services", "_store", "default_model", "loopback_url", "modules",
+                 "notice", "runtime")  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        services: LMServices,
+        store: CacheStore,
+        table: ModuleTable,
+        default_model: str,
+        notice: str | None,
+        loopback_url: str | None,
+    ) -> None:
+        self.runtime = runtime
+        self.default_model = default_model
+        self.notice = notice
+        self.loopback_url = loopback_url
+        self._services = services
+        self._store = store
+        self._lms: dict[tuple[str, tuple[str, ...]], CachedLM] = {}
+        self.modules = Modules(runtime, table, self.lm)
+
+    # --- the LM programs see ------------------------------------------------------------
+
+    def lm(self, model: str | None = None, *, fallbacks: Sequence[str] = ()) -> CachedLM:
+        """The cache-fronted router LM for `model` (the default model when None).
+
+        Raises:
+            UnknownProvider: the model names a vendor with no provider running.
+            ValueError: a model is not "vendor/model".
+        """
+        key = (model or self.default_model, tuple(fallbacks))
+        found = self._lms.get(key)
+        if found is None:
+            router = self._services.router(key[0], fallbacks=key[1])
+            found = self._lms[key] = CachedLM(router, self._store)
+        return found
+
+    def cache_in_front(self, upstream: LM) -> CachedLM:
+        """The application's cache in front of any `LM` (your own client, a scripted LM)."""
+        return CachedLM(upstream, self._store)
+
+    # --- programs (see `Modules`) -------------------------------------------------------
+
+    async def register(
+        self,
+        module_id: str,
+        program: ProgramLike,
+        *,
+        options: ModuleOptions | Mapping[str, Any] | None = None,
+    ) -> ModuleInfo:
+        """Register a program; see `Modules.register`."""
+        return await self.modules.register(module_id, program, options=options)
+
+    async def run(
+        self,
+        module_id: str,
+        inputs: Mapping[str, Any],
+        *,
+        correlation_id: str | None = None,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (a deadline, passed on)
+    ) -> Execution:
+        """Execute a registered program; see `Modules.execute`."""
+        return await self.modules.execute(
+            module_id, inputs, correlation_id=correlation_id, timeout=timeout
+        )
+
+    async def swap(
+        self,
+        module_id: str,
+        program: ProgramLike | None = None,
+        *,
+        state: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Install a new version; see `Modules.swap`."""
+        return await self.modules.swap(module_id, program, state=state)
+
+    async def rollback(self, module_id: str) -> int:
+        """Return to the previous version; see `Modules.rollback`."""
+        return await self.modules.rollback(module_id)
+
+    async def unregister(self, module_id: str) -> None:
+        """Forget a program; see `Modules.unregister`."""
+        await self.modules.unregister(module_id)
+
+    async def describe(self, module_id: str) -> ModuleInfo:
+        """Describe a program; see `Modules.describe`."""
+        return await self.modules.describe(module_id)
+
+    async def list_modules(self) -> list[ModuleInfo]:
+        """Every registered program; see `Modules.list_modules`."""
+        return await self.modules.list_modules()
+
+    async def get(self, module_id: str, *, version: int | None = None) -> Module:
+        """A fresh copy of a program; see `Modules.get`."""
+        return await self.modules.get(module_id, version=version)
+
+    # --- optimization jobs (see `lmvisor.services.optimization`) ------------------------
+
+    async def submit_optimization(self, spec: Mapping[str, Any]) -> str:
+        """Submit an optimization job (its JSON spec); returns the job id."""
+        return await submit_optimization(self.runtime.via(COORDINATOR_NAME), spec)
+
+    async def optimization_status(self, job_id: str) -> OptimizationStatus:
+        """A job's state and progress."""
+        return await optimization_status(self.runtime.via(COORDINATOR_NAME), job_id)
+
+    async def list_optimizations(self) -> list[OptimizationStatus]:
+        """Every job the coordinator knows."""
+        return await list_optimizations(self.runtime.via(COORDINATOR_NAME))
+
+    async def cancel_optimization(self, job_id: str) -> OptimizationStatus:
+        """Cancel a running job."""
+        return await cancel_optimization(self.runtime.via(COORDINATOR_NAME), job_id)
+
+    async def optimization_result(self, job_id: str) -> Module:
+        """The optimized program of a finished job."""
+        return await optimization_result(self.runtime.via(COORDINATOR_NAME), job_id)
+
+    # --- cache, tree, events ------------------------------------------------------------
+
+    async def cache_statistics(self) -> CacheStatistics:
+        """The cache's counters and tiers (through the CacheManager)."""
+        return await cache_statistics(self.runtime.via(CACHE_NAME))
+
+    async def clear_cache(self, layer: CacheLayer | None = None) -> None:
+        """Forget every cached answer of `layer` (every tier when None)."""
+        await clear_cache(self.runtime.via(CACHE_NAME), layer)
+
+    async def flush_cache(self) -> None:
+        """Wait until queued cache writes have reached L2/L3."""
+        await flush_cache(self.runtime.via(CACHE_NAME))
+
+    def tree(self) -> TreeNode:
+        """A snapshot of the supervision tree."""
+        return self.runtime.tree()
+
+    @property
+    def events(self) -> EventStore:
+        """The runtime's event store (`await app.events.query(correlation_id=...)`)."""
+        return self.runtime.events
+
+    def __repr__(self) -> str:
+        return f"<App namespace={self.runtime.namespace!r} default_model={self.default_model!r}>"
+
+
+@asynccontextmanager
+async def open_app(
+    config: LmvisorConfig | None = None,
+    *,
+    namespace: str | None = None,
+    clock: Clock | None = None,
+    wall_clock: Callable[[], float] = time.time,
+    loopback_lm: LoopbackMode = "never",
+    lm_server: LMServer | None = None,
+) -> AsyncIterator[App]:
+    """Start the application tree; stop it (in reverse order) when the block exits.
+
+    Args:
+        config: the configuration (`load_config()`); the schema's defaults when None.
+        namespace: the runtime's namespace (a fresh one when omitted).
+        clock: monotonic time for breakers, limiters and restarts.
+        wall_clock: epoch seconds for cache expiry (tests pass a fake).
+        loopback_lm: when the loopback LM answers instead of vendors (module docstring).
+        lm_server: a running loopback server to use (implies loopback; the caller stops it).
+
+    Raises:
+        ValueError: `loopback_lm` is not "never", "if_no_key" or "always".
+        StartError: a service failed to start; nothing is left running.
+    """
+    if loopback_lm not in ("never", "if_no_key", "always"):
+        raise ValueError(
+            f"loopback_lm must be 'never', 'if_no_key' or 'always', got {loopback_lm!r}"
+        )
+    cfg = config if config is not None else LmvisorConfig()
+    async with AsyncExitStack() as stack:
+        choice = choose_default_model(cfg)
+        notice, url = choice.notice, None
+        if (
+            lm_server is not None
+            or loopback_lm == "always"
+            or (loopback_lm == "if_no_key" and choice.model is None)
+        ):
+            if lm_server is None:
+                from lmvisor.testing.lm_server import LMServer
+
+                lm_server = await stack.enter_async_context(LMServer())
+            url = lm_server.url
+            cfg = _loopback_config(cfg, url)
+            notice = LOOPBACK_NOTICE.format(url=url) if loopback_lm != "always" else None
+        elif choice.model is not None and choice.model != cfg.modules.default_lm:
+            cfg = replace_value(cfg, "modules.default_lm", choice.model)
+        runtime = await stack.enter_async_context(Runtime.open(cfg, namespace, clock=clock))
+        app = await _start_services(runtime, cfg, wall_clock, notice, url)
+        if notice is not None:
+            _log.warning("app.lm_notice", notice=notice)
+        yield app
+
+
+async def _start_services(
+    runtime: Runtime,
+    config: LmvisorConfig,
+    wall_clock: Callable[[], float],
+    notice: str | None,
+    url: str | None,
+) -> App:
+    store = CacheStore(
+        metrics=runtime.metrics,
+        events=runtime.events.ring,
+        wall=wall_clock,
+        write_queue=config.cache.write_queue,
+    )
+    await runtime.start_child(cache_spec(store))
+    services = await start_lm_providers(runtime, config)
+    table = ModuleTable()
+    await runtime.start_child(modules_spec(table))
+    app = App(
+        runtime=runtime,
+        services=services,
+        store=store,
+        table=table,
+        default_model=config.modules.default_lm,
+        notice=notice,
+        loopback_url=url,
+    )
+    optimization = _optimization_spec(app, config)
+    if optimization is not None:
+        await runtime.start_child(optimization)
+    return app
+
+
+def _optimization_spec(app: App, config: LmvisorConfig) -> ChildSpec | None:
+    """The optimization slot: the OptimizationCoordinator's subtree, started last.
+
+    Jobs run through the app's default LM (cache in front of the router), take
+    their student from the ModuleManager and deploy results by hot-swap; jobs
+    and checkpoints live in `<data_dir>/optimization.sqlite3` (memory only
+    without a data directory).
+    """
+    store = None if config.data_dir is None else config.data_dir / "optimization.sqlite3"
+    return optimization_spec(
+        lm=_DefaultLM(app),
+        resolve_program=app.modules.get,
+        deploy=app.modules.swap,
+        store_path=store,
+    )
+
+
+@final
+class _DefaultLM:
+    """`app.lm()` resolved at each call, so an app whose default vendor is not configured
+    still starts (its optimization jobs then fail with `UnknownProvider`, typed)."""
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    @property
+    def model(self) -> str:
+        return self._app.default_model
+
+    @property
+    def capabilities(self) -> LMCapabilities:
+        try:
+            return self._app.lm().capabilities
+        except LmvisorError:
+            return LMCapabilities()
+
+    async def complete(self, request: LMRequest) -> LMResponse:
+        return await self._app.lm().complete(request)
+
+    async def stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]:
+        async for item in self._app.lm().stream(request):
+            yield item

@@ -1,0 +1,339 @@
+"""The CacheManager actor: owns the cache's tiers, keeps them configured and written.
+
+It runs as the application tree's `cache` child, registered as "cache":
+
+- `started()` builds the tiers from the runtime's config: L1 always (unless
+  sized 0), L2 when `cache.l2_redis_url` is set, L3 at `cache.l3_path` or
+  `cache.sqlite3` under `data_dir` (neither: no L3). A cache file that cannot
+  be opened is logged and left out: the cache degrades, the app still runs.
+  It subscribes to `modules` and `cache` config changes and starts the
+  write-behind task.
+- On `ConfigChanged`: `modules.cache_enabled` and `modules.cache_ttl` apply to
+  the next call; new L1 bounds apply at once; a new Redis URL or cache file
+  reopens that tier.
+- The write-behind task drains the store's queue in batches (lingering 5 ms
+  for a batch to form): one SQLite transaction on a worker thread, one Redis
+  pipeline. A failing tier is
+  counted and logged; the write is given up (L1 still holds the answer).
+- `terminate()` disables the cache, writes out what is queued (bounded by
+  the spec's shutdown time) and closes the tiers.
+
+The LM path never messages this actor: it reads the shared `CacheStore`.
+Client functions: `cache_statistics`, `clear_cache`, `flush_cache`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal, TypeVar, final
+
+import anyio
+import anyio.to_thread
+
+from lmvisor.config.schema import LmvisorConfig
+from lmvisor.runtime.actor import Actor, ActorRef, Deferred, ErrorReply, handler
+from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.config_service import ConfigChanged, subscribe_config
+from lmvisor.runtime.events import BREAKER_STATE_CHANGED
+from lmvisor.runtime.logger import get_logger
+from lmvisor.runtime.messages import Call
+from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker
+from lmvisor.runtime.registry import Via
+from lmvisor.services.cache_entry import CacheEntry
+from lmvisor.services.cache_memory import MemoryTier
+from lmvisor.services.cache_sqlite import SqliteTier
+from lmvisor.services.cache_store import TO_L2, TO_L3, CacheStatistics, CacheStore, PendingWrite
+from lmvisor.services.errors import ServiceInputError
+
+__all__ = [
+    "CACHE_NAME",
+    "CacheLayer",
+    "CacheManager",
+    "ClearCache",
+    "FlushCache",
+    "GetCacheStatistics",
+    "cache_spec",
+    "cache_statistics",
+    "clear_cache",
+    "flush_cache",
+    "l3_path",
+]
+
+CACHE_NAME: Final = "cache"
+"""The registry name of the CacheManager."""
+CacheLayer = Literal["l1", "l2", "l3"]
+
+_T = TypeVar("_T")
+_BATCH: Final = 256
+_LINGER: Final = 0.005
+_SHUTDOWN: Final = 10.0
+_log = get_logger(__name__)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class GetCacheStatistics(Call[CacheStatistics]):
+    """The cache's counters and tiers."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ClearCache(Call[None]):
+    """Forget every entry of `layer` (every tier when None)."""
+
+    layer: CacheLayer | None = None
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class FlushCache(Call[None]):
+    """Reply once every queued write has reached L2/L3."""
+
+
+def l3_path(config: LmvisorConfig) -> Path | None:
+    """The SQLite cache file `config` asks for: `cache.l3_path`, else under `data_dir`."""
+    if config.cache.l3_max_size == 0:
+        return None
+    if config.cache.l3_path is not None:
+        return config.cache.l3_path
+    return None if config.data_dir is None else config.data_dir / "cache.sqlite3"
+
+
+@final
+class CacheManager(Actor):
+    """Owns the cache's tiers; see the module docstring."""
+
+    def __init__(self, store: CacheStore) -> None:
+        self._store = store
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def started(self) -> None:
+        config = self.runtime.config
+        store = self._store
+        self._apply_modules(config)
+        self._apply_l1(config)
+        await self._open_l3(config)
+        self._open_l2(config)
+        config_service = self.runtime.via("config")
+        await subscribe_config(config_service, self.ref, "modules")
+        await subscribe_config(config_service, self.ref, "cache")
+        self.runtime.metrics.set_cache_source(store.hit_rate)
+        self.spawn_task(self._write_behind())
+        store.enabled = config.modules.cache_enabled
+
+    @handler
+    def statistics(self, msg: GetCacheStatistics) -> CacheStatistics:
+        return self._store.statistics()
+
+    @handler
+    async def clear(self, msg: ClearCache) -> ErrorReply | None:
+        store = self._store
+        layer = msg.layer
+        if layer not in (None, "l1", "l2", "l3"):
+            return ErrorReply(ServiceInputError(field="layer", problem="must be l1, l2 or l3"))
+        if layer in (None, "l1") and store.l1 is not None:
+            store.l1.clear()
+        if layer in (None, "l2") and store.l2 is not None:
+            await store.l2.clear()
+        if layer in (None, "l3") and store.l3 is not None:
+            await self._in_thread(store.l3.clear)
+        return None
+
+    @handler
+    def flush(self, msg: FlushCache) -> Deferred[None]:
+        return self.defer(self._store.wait_idle())
+
+    @handler
+    async def changed(self, msg: ConfigChanged) -> None:
+        new = msg.config
+        self._apply_modules(new)
+        self._apply_l1(new)
+        store = self._store
+        if msg.path.startswith("cache") or msg.path == "":
+            if store.l3 is None or l3_path(new) != store.l3.path:
+                await self._close_l3()
+                await self._open_l3(new)
+            await self._close_l2()
+            self._open_l2(new)
+
+    async def terminate(self, reason: object) -> None:
+        store = self._store
+        store.enabled = False
+        with anyio.move_on_after(_SHUTDOWN * 0.8):
+            while store.pending_writes:
+                await self._write_batch(store.take_pending(_BATCH))
+        self.runtime.metrics.set_cache_source(None)
+        await self._close_l2()
+        await self._close_l3()
+
+    # --- tiers --------------------------------------------------------------------------
+
+    def _apply_modules(self, config: LmvisorConfig) -> None:
+        self._store.ttl = config.modules.cache_ttl
+        self._store.enabled = config.modules.cache_enabled
+
+    def _apply_l1(self, config: LmvisorConfig) -> None:
+        cfg = config.cache
+        store = self._store
+        if cfg.l1_size == 0 or cfg.l1_max_bytes == 0:
+            store.l1 = None
+            return
+        if store.l1 is None:
+            store.l1 = MemoryTier(
+                max_entries=cfg.l1_size,
+                max_bytes=cfg.l1_max_bytes,
+                ttl=cfg.l1_ttl,
+                stale_ttl=cfg.stale_ttl,
+            )
+            return
+        store.l1.max_entries, store.l1.max_bytes = cfg.l1_size, cfg.l1_max_bytes
+        store.l1.stale_ttl = cfg.stale_ttl
+
+    async def _open_l3(self, config: LmvisorConfig) -> None:
+        path = l3_path(config)
+        if path is None:
+            return
+        cfg = config.cache
+        tier = SqliteTier(
+            path,
+            max_size=cfg.l3_max_size,
+            busy_timeout=cfg.l3_busy_timeout,
+            stale_ttl=cfg.stale_ttl,
+        )
+        try:
+            await self._in_thread(tier.open)
+        except (sqlite3.Error, OSError) as exc:
+            self._store.meters["l3"].error()
+            _log.error("cache.l3_unavailable", path=str(path), error=str(exc))
+            return
+        self._store.l3 = tier
+
+    async def _close_l3(self) -> None:
+        tier, self._store.l3 = self._store.l3, None
+        if tier is not None:
+            await self._in_thread(tier.close)
+
+    def _open_l2(self, config: LmvisorConfig) -> None:
+        cfg = config.cache
+        if cfg.l2_redis_url is None:
+            return
+        try:
+            from lmvisor.services.cache_redis import RedisTier
+        except ImportError as exc:
+            raise ServiceInputError(
+                field="cache.l2_redis_url",
+                problem=f"L2 needs the redis package: pip install 'lmvisor[redis]' ({exc})",
+            ) from None
+        breaker = CircuitBreaker(
+            "cache:l2", clock=self.runtime.clock, **cfg.l2_breaker.model_dump()
+        )
+        breaker.add_listener(self.runtime.metrics.breaker_changed)
+        breaker.add_listener(self._breaker_event)
+        meter = self._store.meters["l2"]
+        self._store.l2 = RedisTier(
+            cfg.l2_redis_url,
+            prefix=cfg.l2_prefix,
+            timeout=cfg.l2_timeout,
+            stale_ttl=cfg.stale_ttl,
+            breaker=breaker,
+            on_error=lambda exc: meter.error(),
+        )
+
+    async def _close_l2(self) -> None:
+        tier, self._store.l2 = self._store.l2, None
+        if tier is not None:
+            await tier.aclose()
+
+    def _breaker_event(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
+        data = {"breaker": breaker.name, "old": old.name.lower(), "new": new.name.lower()}
+        self.runtime.events.ring.emit(BREAKER_STATE_CHANGED, data)
+
+    # --- write-behind -------------------------------------------------------------------
+
+    async def _write_behind(self) -> None:
+        store = self._store
+        while True:
+            await store.wait_pending()
+            if store.pending_writes < _BATCH:
+                # Linger a moment so a burst of answers shares one transaction and one
+                # thread hop: persistence waits a few ms, calls never do.
+                await anyio.sleep(_LINGER)
+            await self._write_batch(store.take_pending(_BATCH))
+            store.mark_idle_if_drained()
+
+    async def _write_batch(self, batch: list[PendingWrite]) -> None:
+        store = self._store
+        now = store.wall()
+        l3_puts: list[tuple[str, CacheEntry]] = []
+        l3_deletes: list[str] = []
+        l2_puts: list[tuple[str, CacheEntry]] = []
+        l2_deletes: list[str] = []
+        for key, entry, tiers in batch:
+            if entry is None:
+                if tiers & TO_L3:
+                    l3_deletes.append(key)
+                if tiers & TO_L2:
+                    l2_deletes.append(key)
+                continue
+            if tiers & TO_L3:
+                l3_puts.append((key, entry))
+            if tiers & TO_L2:
+                l2_puts.append((key, entry))
+        l3 = store.l3
+        if l3 is not None and (l3_puts or l3_deletes):
+            try:
+                evicted = await self._in_thread(lambda: l3.write(l3_puts, l3_deletes, now))
+            except sqlite3.Error as exc:
+                store.meters["l3"].error()
+                _log.warning("cache.l3_write_failed", error=str(exc), entries=len(l3_puts))
+            else:
+                store.meters["l3"].evicted(evicted)
+        l2 = store.l2
+        if l2 is not None:
+            if l2_deletes:
+                await l2.delete_many(l2_deletes)
+            if l2_puts:
+                await l2.put_many(l2_puts, now)
+
+    async def _in_thread(self, fn: Callable[[], _T]) -> _T:
+        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+
+    def format_status(self) -> object:
+        return {"store": repr(self._store)}
+
+
+def cache_spec(store: CacheStore, *, id: str = "cache") -> ChildSpec:
+    """The application tree's `cache` child: a permanent CacheManager over `store`."""
+    return ChildSpec(id, lambda: CacheManager(store), name=CACHE_NAME, shutdown=_SHUTDOWN)
+
+
+async def cache_statistics(cache: ActorRef | Via) -> CacheStatistics:
+    """The cache's counters and tiers.
+
+    Raises:
+        CallTimeout, ActorExited, NameNotRegistered: as `call` does.
+    """
+    return await cache.call(GetCacheStatistics())
+
+
+async def clear_cache(cache: ActorRef | Via, layer: CacheLayer | None = None) -> None:
+    """Forget every entry of `layer` (every tier when None).
+
+    Raises:
+        ServiceInputError: `layer` is not l1, l2 or l3.
+        CallTimeout, ActorExited, NameNotRegistered: as `call` does.
+    """
+    await cache.call(ClearCache(layer), timeout=60.0)
+
+
+async def flush_cache(cache: ActorRef | Via, timeout: float | None = 30.0) -> None:  # noqa: ASYNC109
+    """Wait until every queued write has reached L2/L3.
+
+    Raises:
+        CallTimeout: the writes did not finish within `timeout`.
+        ActorExited, NameNotRegistered: as `call` does.
+    """
+    await cache.call(FlushCache(), timeout=timeout)

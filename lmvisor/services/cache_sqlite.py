@@ -1,0 +1,256 @@
+"""L3: the SQLite cache tier, one file that threads and OS processes share safely.
+
+The file runs in WAL mode, so readers never wait for a writer and a writer
+never waits for readers. Every connection sets `busy_timeout`, so two
+processes writing at once take turns instead of failing with "database is
+locked"; every write is one `BEGIN IMMEDIATE` transaction (the write lock is
+taken before anything is read, so a read-then-write never deadlocks or loses
+an update). Entry count and total bytes are kept by triggers in the same
+transactions, exact whatever process wrote.
+
+`get` is a primary-key read on its own connection, run on the caller's
+thread: in WAL mode it takes no lock a writer holds, and it costs less than a
+hop to a worker thread would (the reader's own busy timeout is short, so a
+rare checkpoint stall cannot hold a caller long). `write` and `clear` block
+on the write lock and belong on a worker thread (`anyio.to_thread`); a lock
+serialises them within the process.
+
+Size: the entries' bytes are kept under `max_size`. A write that passes it
+evicts, in the same transaction, first entries whose stale window has passed,
+then the oldest written, down to 90% of the bound.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, final
+
+from lmvisor.services.cache_entry import CacheEntry, CorruptEntry
+
+__all__ = ["SqliteTier", "SqliteTierStatistics"]
+
+_READER_BUSY_MS: Final = 100
+_EVICT_BATCH: Final = 64
+_LOW_WATER: Final = 0.9
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS entries (
+        key TEXT PRIMARY KEY, payload BLOB NOT NULL, size INTEGER NOT NULL,
+        stored_at REAL NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS entries_by_age ON entries(stored_at)",
+    """CREATE TABLE IF NOT EXISTS meta (
+        id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NOT NULL,
+        total_size INTEGER NOT NULL)""",
+    "INSERT OR IGNORE INTO meta VALUES (1, 0, 0)",
+    """CREATE TRIGGER IF NOT EXISTS entries_added AFTER INSERT ON entries BEGIN
+        UPDATE meta SET entries = entries + 1, total_size = total_size + NEW.size
+        WHERE id = 1; END""",
+    """CREATE TRIGGER IF NOT EXISTS entries_removed AFTER DELETE ON entries BEGIN
+        UPDATE meta SET entries = entries - 1, total_size = total_size - OLD.size
+        WHERE id = 1; END""",
+    """CREATE TRIGGER IF NOT EXISTS entries_resized AFTER UPDATE OF size ON entries BEGIN
+        UPDATE meta SET total_size = total_size - OLD.size + NEW.size WHERE id = 1; END""",
+)
+_UPSERT: Final = (
+    "INSERT INTO entries (key, payload, size, stored_at, expires_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT(key) DO UPDATE SET payload = excluded.payload, size = excluded.size,"
+    " stored_at = excluded.stored_at, expires_at = excluded.expires_at"
+)
+_OLDEST: Final = (
+    "DELETE FROM entries WHERE key IN (SELECT key FROM entries ORDER BY stored_at LIMIT ?)"
+)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class SqliteTierStatistics:
+    """L3's file, its entries and bytes now (as every process left them), and its bound."""
+
+    path: str
+    entries: int
+    bytes: int
+    max_size: int
+    evictions: int
+
+
+@final
+class SqliteTier:
+    """The L3 tier over the SQLite file at `path`; see the module docstring.
+
+    Args:
+        path: the database file (its directory is created).
+        max_size: most bytes of entries kept.
+        busy_timeout: seconds a writer waits for another connection's lock.
+        stale_ttl: seconds an expired entry is kept for stale answers.
+    """
+
+    __slots__ = (
+        "_evictions",
+        "_lock",
+        "_reader",
+        "_writer",
+        "busy_timeout",
+        "max_size",
+        "path",
+        "stale_ttl",
+    )
+
+    name = "l3"
+
+    def __init__(self, path: Path, *, max_size: int, busy_timeout: float, stale_ttl: float) -> None:
+        self.path = path
+        self.max_size = max_size
+        self.busy_timeout = busy_timeout
+        self.stale_ttl = stale_ttl
+        self._lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._evictions = 0
+
+    def open(self) -> None:
+        """Create the file and schema if needed and open both connections (blocking).
+
+        Raises:
+            sqlite3.Error, OSError: the file cannot be created or is not a database.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = self._connect(int(self.busy_timeout * 1000))
+        try:
+            writer.execute("PRAGMA journal_mode=WAL")
+            writer.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                writer.execute(statement)
+            writer.execute("COMMIT")
+        except BaseException:
+            writer.close()
+            raise
+        self._writer = writer
+        self._reader = self._connect(_READER_BUSY_MS)
+
+    def _connect(self, busy_ms: int) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def get(self, key: str) -> CacheEntry | None:
+        """The stored entry for `key` (fresh or expired), or None.
+
+        Raises:
+            CorruptEntry: the row holds no byte payload.
+            sqlite3.Error: the read failed.
+        """
+        row = (
+            self._conn(self._reader)
+            .execute("SELECT payload, expires_at FROM entries WHERE key = ?", (key,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        payload, expires_at = row
+        if not isinstance(payload, bytes) or not isinstance(expires_at, float | int):
+            raise CorruptEntry("the row's payload is not bytes")
+        return CacheEntry(payload, float(expires_at))
+
+    def write(
+        self, puts: Sequence[tuple[str, CacheEntry]], deletes: Sequence[str], now: float
+    ) -> int:
+        """Remove `deletes`, then store `puts`, in one transaction; returns entries evicted.
+
+        Blocks while another connection holds the write lock (up to `busy_timeout`).
+
+        Raises:
+            sqlite3.Error: the transaction failed and was rolled back.
+        """
+        with self._lock:
+            conn = self._conn(self._writer)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Deletes first: a corrupt entry dropped and its fresh answer written in one
+                # batch must leave the fresh answer.
+                conn.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k in deletes])
+                conn.executemany(
+                    _UPSERT,
+                    [(k, e.payload, e.size, now, e.expires_at) for k, e in puts],
+                )
+                evicted = self._evict(conn, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        self._evictions += evicted
+        return evicted
+
+    def _evict(self, conn: sqlite3.Connection, now: float) -> int:
+        if self._total(conn) <= self.max_size:
+            return 0
+        evicted = conn.execute(
+            "DELETE FROM entries WHERE expires_at < ?", (now - self.stale_ttl,)
+        ).rowcount
+        target = int(self.max_size * _LOW_WATER)
+        while self._total(conn) > target:
+            removed = conn.execute(_OLDEST, (_EVICT_BATCH,)).rowcount
+            if removed <= 0:
+                break
+            evicted += removed
+        return max(evicted, 0)
+
+    @staticmethod
+    def _total(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT total_size FROM meta WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def clear(self) -> None:
+        """Remove every entry (blocking, like `write`)."""
+        with self._lock:
+            conn = self._conn(self._writer)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM entries")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def statistics(self) -> SqliteTierStatistics:
+        """Entries and bytes now (from the triggers' counts), the bound and evictions.
+
+        Reads nothing when the tier is closed (zeros then).
+        """
+        entries = size = 0
+        if self._reader is not None:
+            try:
+                row = self._reader.execute(
+                    "SELECT entries, total_size FROM meta WHERE id = 1"
+                ).fetchone()
+            except sqlite3.Error:
+                row = None
+            if row is not None:
+                entries, size = int(row[0]), int(row[1])
+        return SqliteTierStatistics(
+            path=str(self.path),
+            entries=entries,
+            bytes=size,
+            max_size=self.max_size,
+            evictions=self._evictions,
+        )
+
+    def close(self) -> None:
+        """Close both connections (idempotent)."""
+        with self._lock:
+            for conn in (self._reader, self._writer):
+                if conn is not None:
+                    conn.close()
+            self._reader = self._writer = None
+
+    def _conn(self, conn: sqlite3.Connection | None) -> sqlite3.Connection:
+        if conn is None:
+            raise sqlite3.ProgrammingError(f"cache file {self.path} is not open")
+        return conn
+
+    def __repr__(self) -> str:
+        state = "open" if self._writer is not None else "closed"
+        return f"SqliteTier({str(self.path)!r}, {state}, max_size={self.max_size})"

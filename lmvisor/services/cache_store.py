@@ -1,0 +1,366 @@
+"""The cache's shared state: its tiers, counters and write-behind queue.
+
+The `CacheManager` actor owns a `CacheStore` the way an Erlang process owns
+its ETS tables: it opens and closes the tiers, applies config changes and
+drains the write-behind queue, while the LM path (`CachedLM`) reads the
+tiers directly, without a message hop. One store outlives the manager's
+incarnations, so a restarted manager resumes the queued writes.
+
+A lookup goes L1 -> L2 -> L3 and stops at the first fresh entry; a hit in a
+lower tier is copied into the tiers above it (L1 at once, L2 by the
+write-behind queue). Expired entries met on the way are kept as the stale
+candidate for stale-on-error. An entry that cannot be decoded is dropped
+from its tier and counted, and the lookup goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Final, final
+
+from prometheus_client import Counter
+
+from lmvisor.programs.lm import LMResponse
+from lmvisor.runtime.events import CACHE_ENTRY_DROPPED, EventRing
+from lmvisor.runtime.logger import get_logger
+from lmvisor.runtime.telemetry import Metrics
+from lmvisor.services.cache_entry import CacheEntry, CorruptEntry, decode_response, encode_response
+from lmvisor.services.cache_memory import MemoryTier
+from lmvisor.services.cache_sqlite import SqliteTier
+
+if TYPE_CHECKING:
+    # redis is an optional dependency, imported only when L2 is configured.
+    from lmvisor.services.cache_redis import RedisTier
+
+__all__ = ["CacheStatistics", "CacheStore", "TierStatistics"]
+
+TO_L2: Final = 1
+TO_L3: Final = 2
+_LAYERS: Final = ("l1", "l2", "l3")
+
+_log = get_logger(__name__)
+
+# (key, entry to store or None to delete, tiers to write: TO_L2 | TO_L3)
+PendingWrite = tuple[str, CacheEntry | None, int]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class TierStatistics:
+    """One tier: lookups it answered or missed, failures, drops, evictions and its size now."""
+
+    layer: str
+    hits: int
+    misses: int
+    errors: int
+    corrupt: int
+    evictions: int
+    entries: int
+    bytes: int
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class CacheStatistics:
+    """The whole cache: overall hit rate, stale answers, coalesced calls and each tier."""
+
+    enabled: bool
+    lookups: int
+    hits: int
+    misses: int
+    hit_rate: float
+    stale_served: int
+    coalesced: int
+    pending_writes: int
+    dropped_writes: int
+    l2_breaker: str | None
+    tiers: tuple[TierStatistics, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return asdict(self)
+
+
+@final
+class _Meter:
+    """Counters of one tier, mirrored into its Prometheus children (bound once)."""
+
+    __slots__ = ("_corrupt", "_error", "_evict", "_hit", "_miss", "corrupt", "errors",
+                 "evictions", "hits", "misses")  # fmt: skip
+
+    def __init__(self, metrics: Metrics, layer: str) -> None:
+        self.hits = self.misses = self.errors = self.corrupt = self.evictions = 0
+        self._hit = metrics.cache_hits.labels(layer=layer)
+        self._miss = metrics.cache_misses.labels(layer=layer)
+        self._error = metrics.cache_errors.labels(layer=layer)
+        self._evict = metrics.cache_evictions.labels(layer=layer)
+        self._corrupt: Counter = metrics.cache_dropped.labels(layer=layer, reason="corrupt")
+
+    def hit(self) -> None:
+        self.hits += 1
+        self._hit.inc()
+
+    def miss(self) -> None:
+        self.misses += 1
+        self._miss.inc()
+
+    def error(self) -> None:
+        self.errors += 1
+        self._error.inc()
+
+    def evicted(self, count: int) -> None:
+        if count:
+            self.evictions += count
+            self._evict.inc(count)
+
+    def dropped_corrupt(self) -> None:
+        self.corrupt += 1
+        self._corrupt.inc()
+
+
+@final
+class CacheStore:
+    """Tiers, counters, single-flight table and write-behind queue; see the module docstring.
+
+    Args:
+        metrics: where hit, miss, eviction and error counts go.
+        events: where dropped corrupt entries are reported.
+        wall: epoch seconds, for expiry (shared across processes, so not monotonic).
+        write_queue: most writes waiting; beyond it a write is skipped and counted.
+    """
+
+    __slots__ = ("_dropped", "_idle", "_pending", "_wakeup", "_write_queue", "coalesced",
+                 "dropped_writes", "enabled", "events", "hits", "inflight", "l1", "l2", "l3",
+                 "lookups", "meters", "metrics", "stale_served", "ttl", "wall")  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        metrics: Metrics,
+        events: EventRing,
+        wall: Callable[[], float],
+        write_queue: int,
+    ) -> None:
+        self.metrics = metrics
+        self.events = events
+        self.wall = wall
+        self.enabled = False
+        self.ttl = 3600.0
+        self.l1: MemoryTier | None = None
+        self.l2: RedisTier | None = None
+        self.l3: SqliteTier | None = None
+        self.meters = {layer: _Meter(metrics, layer) for layer in _LAYERS}
+        self.inflight: dict[str, asyncio.Future[LMResponse]] = {}
+        self.lookups = self.hits = self.stale_served = self.coalesced = 0
+        self._write_queue = write_queue
+        self._pending: deque[PendingWrite] = deque()
+        self.dropped_writes = 0
+        self._dropped = metrics.cache_dropped.labels(layer="queue", reason="queue_full")
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # --- lookups (the LM path) --------------------------------------------------------
+
+    async def lookup(self, key: str, now: float) -> tuple[LMResponse | None, CacheEntry | None]:
+        """A fresh answer for `key` (decoded, marked cached), else None and the stale candidate."""
+        self.lookups += 1
+        stale: CacheEntry | None = None
+        l1 = self.l1
+        if l1 is not None:
+            entry = l1.get(key, now)
+            if entry is not None:
+                if entry.expires_at > now:
+                    response = self._decode(entry, key, "l1")
+                    if response is not None:
+                        self.meters["l1"].hit()
+                        self.hits += 1
+                        return response, None
+                else:
+                    stale = entry
+            self.meters["l1"].miss()
+        if self.l2 is not None:
+            response, stale = await self._lookup_l2(key, now, stale)
+            if response is not None:
+                return response, None
+        if self.l3 is not None:
+            response, stale = self._lookup_l3(key, now, stale)
+            if response is not None:
+                return response, None
+        return None, stale
+
+    async def _lookup_l2(
+        self, key: str, now: float, stale: CacheEntry | None
+    ) -> tuple[LMResponse | None, CacheEntry | None]:
+        assert self.l2 is not None
+        try:
+            entry = await self.l2.get(key)
+        except CorruptEntry as exc:
+            self._corrupt(key, "l2", exc)
+            entry = None
+        return self._settle(key, now, entry, stale, "l2", fill=0)
+
+    def _lookup_l3(
+        self, key: str, now: float, stale: CacheEntry | None
+    ) -> tuple[LMResponse | None, CacheEntry | None]:
+        assert self.l3 is not None
+        try:
+            entry = self.l3.get(key)
+        except CorruptEntry as exc:
+            self._corrupt(key, "l3", exc)
+            entry = None
+        except sqlite3.Error as exc:
+            self.meters["l3"].error()
+            _log.warning("cache.l3_read_failed", error=str(exc))
+            entry = None
+        return self._settle(key, now, entry, stale, "l3", fill=TO_L2)
+
+    def _settle(
+        self,
+        key: str,
+        now: float,
+        entry: CacheEntry | None,
+        stale: CacheEntry | None,
+        layer: str,
+        *,
+        fill: int,
+    ) -> tuple[LMResponse | None, CacheEntry | None]:
+        meter = self.meters[layer]
+        if entry is not None and entry.expires_at > now:
+            response = self._decode(entry, key, layer)
+            if response is not None:
+                meter.hit()
+                self.hits += 1
+                self._fill_upper(key, entry, now, fill)
+                return response, None
+        elif entry is not None and (stale is None or entry.expires_at > stale.expires_at):
+            stale = entry
+        meter.miss()
+        return None, stale
+
+    def _fill_upper(self, key: str, entry: CacheEntry, now: float, fill: int) -> None:
+        if self.l1 is not None:
+            self.meters["l1"].evicted(self.l1.put(key, entry, now))
+        if fill and self.l2 is not None:
+            self._enqueue((key, entry, fill))
+
+    def _decode(self, entry: CacheEntry, key: str, layer: str) -> LMResponse | None:
+        try:
+            return decode_response(entry.payload)
+        except CorruptEntry as exc:
+            self._corrupt(key, layer, exc)
+            return None
+
+    def _corrupt(self, key: str, layer: str, exc: CorruptEntry) -> None:
+        self.meters[layer].dropped_corrupt()
+        self.events.emit(CACHE_ENTRY_DROPPED, {"layer": layer, "problem": exc.problem})
+        if layer == "l1" and self.l1 is not None:
+            self.l1.delete(key)
+        elif layer == "l2":
+            self._enqueue((key, None, TO_L2))
+        elif layer == "l3":
+            self._enqueue((key, None, TO_L3))
+
+    # --- writes -----------------------------------------------------------------------
+
+    def save(self, key: str, response: LMResponse, now: float) -> None:
+        """Keep `response` under `key` in L1 now and queue it for L2/L3; never raises."""
+        try:
+            payload = encode_response(response)
+        except TypeError as exc:
+            _log.debug("cache.not_stored", reason=str(exc))
+            return
+        entry = CacheEntry(payload, now + self.ttl)
+        if self.l1 is not None:
+            self.meters["l1"].evicted(self.l1.put(key, entry, now))
+        lower = (TO_L2 if self.l2 is not None else 0) | (TO_L3 if self.l3 is not None else 0)
+        if lower:
+            self._enqueue((key, entry, lower))
+
+    def _enqueue(self, item: PendingWrite) -> None:
+        if len(self._pending) >= self._write_queue:
+            self.dropped_writes += 1
+            self._dropped.inc()
+            return
+        self._pending.append(item)
+        self._idle.clear()
+        self._wakeup.set()
+
+    def take_pending(self, limit: int) -> list[PendingWrite]:
+        """Up to `limit` queued writes, oldest first (the manager's writer calls this)."""
+        batch: list[PendingWrite] = []
+        while self._pending and len(batch) < limit:
+            batch.append(self._pending.popleft())
+        return batch
+
+    async def wait_pending(self) -> None:
+        """Return once a write is queued."""
+        while not self._pending:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def mark_idle_if_drained(self) -> None:
+        """Tell `wait_idle` waiters the queue is written out (after a batch is done)."""
+        if not self._pending:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once every queued write has been written (or given up on)."""
+        await self._idle.wait()
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes queued and not yet taken."""
+        return len(self._pending)
+
+    # --- observation ------------------------------------------------------------------
+
+    def hit_rate(self) -> float:
+        """Hits over lookups since start (0.0 before the first lookup)."""
+        return self.hits / self.lookups if self.lookups else 0.0
+
+    def statistics(self) -> CacheStatistics:
+        """A snapshot of the counters and every tier."""
+        tiers = []
+        for layer, tier in (("l1", self.l1), ("l2", self.l2), ("l3", self.l3)):
+            if tier is None:
+                continue
+            meter = self.meters[layer]
+            entries = size = 0
+            evictions = meter.evictions
+            if isinstance(tier, MemoryTier | SqliteTier):
+                stats = tier.statistics()
+                entries, size, evictions = stats.entries, stats.bytes, stats.evictions
+            tiers.append(
+                TierStatistics(
+                    layer=layer,
+                    hits=meter.hits,
+                    misses=meter.misses,
+                    errors=meter.errors,
+                    corrupt=meter.corrupt,
+                    evictions=evictions,
+                    entries=entries,
+                    bytes=size,
+                )
+            )
+        return CacheStatistics(
+            enabled=self.enabled,
+            lookups=self.lookups,
+            hits=self.hits,
+            misses=self.lookups - self.hits,
+            hit_rate=self.hit_rate(),
+            stale_served=self.stale_served,
+            coalesced=self.coalesced,
+            pending_writes=len(self._pending),
+            dropped_writes=self.dropped_writes,
+            l2_breaker=None if self.l2 is None else self.l2.breaker.state.name.lower(),
+            tiers=tuple(tiers),
+        )
+
+    def __repr__(self) -> str:
+        layers = [n for n, t in (("l1", self.l1), ("l2", self.l2), ("l3", self.l3)) if t]
+        return f"CacheStore(enabled={self.enabled}, tiers={layers}, lookups={self.lookups})"

@@ -1,0 +1,296 @@
+"""One execution of a registered program: protections, fallbacks, events and metrics.
+
+`run_execution` is what the ModuleManager's task supervisor runs for each
+`execute` call, under the caller's correlation id and deadline:
+
+1. `module_execution_start` is emitted (`module_id`, `module_type`, `version`).
+2. The program's own breaker admits the call (or refuses it: `CircuitOpen`)
+   and its limiter, if one is configured, takes a slot; a wait the deadline
+   cannot cover is refused at once (`RateLimited`).
+3. The program runs with the app's LM for its model, stale answers allowed
+   for single LM calls when its options say so.
+4. If it fails, each configured fallback is tried in turn (`FALLBACK_ORDER`);
+   the one that answers emits `fallback_strategy_success`. If none does,
+   `AllStrategiesFailed` carries every cause; with no fallback configured the
+   program's own error is raised. A caller's mistake (a missing input, a
+   malformed value) is raised at once: no fallback could fix it.
+5. `module_execution_complete` is emitted (`duration_ms`, `lm_calls`,
+   `cost_usd`, `success`, `strategy`, and `error` on failure), and the
+   `lmvisor_module_execution_seconds` / `_success_total` / `_errors_total`
+   metrics are recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Final, final
+
+from lmvisor.programs._usage import close_accumulator, open_accumulator
+from lmvisor.programs.example import Prediction
+from lmvisor.programs.lm import LM
+from lmvisor.programs.module import Module
+from lmvisor.programs.settings import context
+from lmvisor.runtime.correlation import current_correlation_id
+from lmvisor.runtime.deadline import deadline_at, time_left
+from lmvisor.runtime.errors import LmvisorError
+from lmvisor.runtime.events import (
+    FALLBACK_STRATEGY_SUCCESS,
+    MODULE_EXECUTION_COMPLETE,
+    MODULE_EXECUTION_START,
+    EventRing,
+)
+from lmvisor.runtime.protection.limiter import RateLimiter
+from lmvisor.services.cached_lm import cache_policy, cache_report
+from lmvisor.services.errors import AllStrategiesFailed
+from lmvisor.services.module_table import ModuleRecord, ModuleVersion
+
+__all__ = ["Execution", "ExecutionContext", "run_execution"]
+
+PRIMARY: Final = "primary"
+_NO_DEADLINE: Final = nullcontext()
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Execution:
+    """The outcome of one `execute`.
+
+    Attributes:
+        module_id: the program that ran.
+        version: the version that ran (the current one when the call began).
+        prediction: what the program (or the fallback that answered) returned.
+        strategy: "primary", or the fallback that answered.
+        duration_ms: from the start of the execution task to its end.
+        lm_calls: LM calls made (cache hits included).
+        cost_usd: their summed cost, None when a call reported none.
+        cached: every LM call was answered by the cache.
+        stale: an expired cached answer was used.
+        correlation_id: the id the execution's events carry.
+        failures: (strategy, error) of each strategy that failed before the answer.
+    """
+
+    module_id: str
+    version: int
+    prediction: Any
+    strategy: str
+    duration_ms: float
+    lm_calls: int
+    cost_usd: float | None
+    cached: bool
+    stale: bool
+    correlation_id: str | None
+    failures: tuple[tuple[str, str], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (the prediction's values through `to_dict` when it has one)."""
+        to_dict = getattr(self.prediction, "to_dict", None)
+        return {
+            "module_id": self.module_id,
+            "version": self.version,
+            "prediction": to_dict() if callable(to_dict) else self.prediction,
+            "strategy": self.strategy,
+            "duration_ms": self.duration_ms,
+            "lm_calls": self.lm_calls,
+            "cost_usd": self.cost_usd,
+            "cached": self.cached,
+            "stale": self.stale,
+            "correlation_id": self.correlation_id,
+            "failures": [list(f) for f in self.failures],
+        }
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ExecutionContext:
+    """What executions need from the application: its events and an LM per model."""
+
+    events: EventRing
+    lm_for: Callable[[str], LM]
+
+
+async def run_execution(
+    ctx: ExecutionContext,
+    record: ModuleRecord,
+    version: ModuleVersion,
+    inputs: Mapping[str, Any],
+    at: float | None,
+) -> Execution:
+    """Run `version` of `record`'s program on `inputs` before the absolute deadline `at`.
+
+    Raises:
+        CircuitOpen, RateLimited: the program's breaker or limiter refused (no fallback set).
+        AllStrategiesFailed: the program and every configured fallback failed.
+        DeadlineExceeded: the deadline passed (no fallback set).
+        LmvisorError, ValueError: the program's own failure.
+    """
+    with deadline_at(at) if at is not None else _NO_DEADLINE, cache_report() as report:
+        base = {
+            "module_id": record.module_id,
+            "module_type": type(version.program).__name__,
+            "version": version.number,
+        }
+        ctx.events.emit(MODULE_EXECUTION_START, base)
+        started = time.perf_counter()
+        acc, token = open_accumulator()
+        try:
+            result, strategy, failures = await _strategies(ctx, record, version, inputs)
+        except Exception as exc:
+            seconds = time.perf_counter() - started
+            close_accumulator(token)
+            _complete(ctx, record, base, seconds, acc.calls, acc.total_cost(), exc=exc)
+            raise
+        close_accumulator(token)
+        seconds = time.perf_counter() - started
+        cost = acc.total_cost()
+        _complete(ctx, record, base, seconds, acc.calls, cost, strategy=strategy)
+        return Execution(
+            module_id=record.module_id,
+            version=version.number,
+            prediction=result,
+            strategy=strategy,
+            duration_ms=seconds * 1000.0,
+            lm_calls=acc.calls,
+            cost_usd=cost,
+            cached=acc.all_cached(),
+            stale=report.stale > 0 or strategy == "stale_cache",
+            correlation_id=current_correlation_id(),
+            failures=tuple((name, f"{type(err).__name__}: {err}") for name, err in failures),
+        )
+
+
+def _complete(
+    ctx: ExecutionContext,
+    record: ModuleRecord,
+    base: dict[str, Any],
+    seconds: float,
+    lm_calls: int,
+    cost: float | None,
+    *,
+    strategy: str | None = None,
+    exc: BaseException | None = None,
+) -> None:
+    data = {
+        **base,
+        "duration_ms": round(seconds * 1000.0, 3),
+        "lm_calls": lm_calls,
+        "cost_usd": cost,
+        "success": exc is None,
+        "strategy": strategy,
+    }
+    meters = record.meters
+    meters.duration.observe(seconds)
+    if exc is None:
+        meters.success.inc()
+    else:
+        code = exc.code if isinstance(exc, LmvisorError) else type(exc).__name__
+        data["error"] = {"type": type(exc).__name__, "code": code}
+        meters.errors.labels(module=record.module_id, error=code).inc()
+    ctx.events.emit(MODULE_EXECUTION_COMPLETE, data)
+
+
+async def _strategies(
+    ctx: ExecutionContext,
+    record: ModuleRecord,
+    version: ModuleVersion,
+    inputs: Mapping[str, Any],
+) -> tuple[Any, str, list[tuple[str, BaseException]]]:
+    try:
+        return await _primary(ctx, record, version, inputs), PRIMARY, []
+    except Exception as exc:
+        fallbacks = record.options.strategies()
+        if not fallbacks or not _may_fall_back(exc):
+            raise
+        failures: list[tuple[str, BaseException]] = [(PRIMARY, exc)]
+    for name in fallbacks:
+        try:
+            result = await _fallback(name, ctx, record, version, inputs)
+        except Exception as exc:
+            failures.append((name, exc))
+            continue
+        ctx.events.emit(
+            FALLBACK_STRATEGY_SUCCESS,
+            {
+                "module_id": record.module_id,
+                "strategy": name,
+                "error": type(failures[0][1]).__name__,
+            },
+        )
+        return result, name, failures
+    raise AllStrategiesFailed(module_id=record.module_id, causes=failures) from failures[0][1]
+
+
+async def _primary(
+    ctx: ExecutionContext,
+    record: ModuleRecord,
+    version: ModuleVersion,
+    inputs: Mapping[str, Any],
+) -> Any:
+    breaker = record.breaker
+    trial = breaker.before_call()
+    try:
+        if record.limiter is not None:
+            await _admit(record.limiter)
+        with (
+            context(lm=ctx.lm_for(record.lm)),
+            cache_policy(allow_stale=record.options.allow_stale),
+        ):
+            result = await version.program(**inputs)
+    except BaseException as exc:
+        breaker.on_failure(exc, trial)
+        raise
+    breaker.on_success(trial)
+    return result
+
+
+async def _admit(limiter: RateLimiter) -> None:
+    """Take a slot, waiting only as long as the deadline allows."""
+    wait = limiter.reserve()
+    if wait == 0.0:
+        return
+    left = time_left()
+    if left is not None and wait > left:
+        limiter.try_acquire()  # refuses (RateLimited, reported to listeners): no time to wait
+        return
+    async with asyncio.timeout(left):
+        await limiter.acquire()
+
+
+def _fallback(
+    name: str,
+    ctx: ExecutionContext,
+    record: ModuleRecord,
+    version: ModuleVersion,
+    inputs: Mapping[str, Any],
+) -> Awaitable[Any]:
+    options = record.options
+    if name == "stale_cache":
+        return _run(version.program, inputs, ctx.lm_for(record.lm), cache_only=True)
+    if name == "fallback_module":
+        assert options.fallback is not None
+        return _run(options.fallback, inputs, ctx.lm_for(record.lm))
+    if name == "fallback_lm":
+        assert options.fallback_lm is not None
+        return _run(version.program, inputs, ctx.lm_for(options.fallback_lm))
+    return _default(options.default or {})
+
+
+async def _run(
+    program: Module, inputs: Mapping[str, Any], lm: LM, *, cache_only: bool = False
+) -> Any:
+    with context(lm=lm), cache_policy(allow_stale=cache_only, cache_only=cache_only):
+        return await program(**inputs)
+
+
+async def _default(values: Mapping[str, Any]) -> Prediction:
+    return Prediction(dict(values))
+
+
+def _may_fall_back(exc: BaseException) -> bool:
+    """False for the caller's own mistakes (a missing input, a bad value): fallbacks repeat them."""
+    if isinstance(exc, LmvisorError):
+        return not isinstance(exc, ValueError)
+    return not isinstance(exc, ValueError | TypeError)

@@ -1,0 +1,277 @@
+"""The ModuleManager: registered programs, their versions, and executions under a task supervisor.
+
+The application tree's `modules` child is a one_for_one supervisor of two
+workers: `tasks` (a `TaskSupervisor`, registered as "module_tasks") and
+`manager` (this actor, registered as "modules"). The manager owns the module
+table and is its only writer: `Register`, `Swap`, `Rollback` and `Unregister`
+are handled one at a time, so versions are numbered without races. The
+table outlives the manager's incarnations (a restarted manager keeps every
+program).
+
+Executions never pass through the manager's mailbox (it never blocks on a
+program): `Modules.execute` reads the current version from the table, then
+starts the execution as a task under `tasks` and waits for it. A swap while
+executions run installs a new version object; the executions already
+started finish on the version they began with, and every later one uses the
+new version.
+
+Each program has its own breaker (`infrastructure.circuit_breakers[<id>]`,
+else the `default` entry; it counts what the runtime's breakers count, plus
+retries that gave up) and, when `infrastructure.rate_limiters[<id>]` is
+set, its own limiter. The manager subscribes to `infrastructure` changes and
+rebuilds a program's protections when their config changes, without a
+restart. Its events (`module.registered`, `module.swapped`,
+`module.rolled_back`, `module.unregistered`) say what changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, final
+
+from lmvisor.config.schema import CircuitBreakerConfig, LmvisorConfig, RateLimiterConfig
+from lmvisor.programs.module import Module
+from lmvisor.programs.spec import ProgramSpec
+from lmvisor.runtime.actor import Actor, ErrorReply, handler
+from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.config_service import ConfigChanged, subscribe_config
+from lmvisor.runtime.errors import RetryExhausted
+from lmvisor.runtime.events import (
+    BREAKER_STATE_CHANGED,
+    MODULE_REGISTERED,
+    MODULE_ROLLED_BACK,
+    MODULE_SWAPPED,
+    MODULE_UNREGISTERED,
+)
+from lmvisor.runtime.messages import Call
+from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker, counts_as_failure
+from lmvisor.runtime.protection.limiter import RateLimiter
+from lmvisor.runtime.supervisor import Supervisor
+from lmvisor.runtime.task_supervisor import TaskSupervisor
+from lmvisor.services.errors import ModuleAlreadyRegistered, UnknownModule
+from lmvisor.services.module_options import ModuleOptions
+from lmvisor.services.module_table import (
+    ModuleInfo,
+    ModuleMeters,
+    ModuleRecord,
+    ModuleVersion,
+)
+
+__all__ = [
+    "MODULES_NAME",
+    "MODULE_TASKS_NAME",
+    "ModuleManager",
+    "ModuleTable",
+    "Register",
+    "Rollback",
+    "Swap",
+    "Unregister",
+    "modules_spec",
+]
+
+MODULES_NAME: Final = "modules"
+"""The registry name of the ModuleManager."""
+MODULE_TASKS_NAME: Final = "module_tasks"
+"""The registry name of the task supervisor executions run under."""
+
+
+@final
+class ModuleTable:
+    """The registered programs by id; shared by the manager's incarnations and its readers."""
+
+    __slots__ = ("records",)
+
+    def __init__(self) -> None:
+        self.records: dict[str, ModuleRecord] = {}
+
+    def __repr__(self) -> str:
+        return f"ModuleTable({sorted(self.records)})"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Register(Call[ModuleInfo]):
+    """Register `program` (already built and copied) as version 1 of `module_id`."""
+
+    module_id: str
+    program: Module
+    spec: ProgramSpec | None
+    lm: str
+    options: ModuleOptions
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Swap(Call[int]):
+    """Install `program` as the next version of `module_id`; replies its number."""
+
+    module_id: str
+    program: Module
+    spec: ProgramSpec | None
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rollback(Call[int]):
+    """Return `module_id` to the version current before; replies its number."""
+
+    module_id: str
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unregister(Call[None]):
+    """Forget `module_id` and all its versions (running executions finish)."""
+
+    module_id: str
+
+
+@final
+class ModuleManager(Actor):
+    """Owns the module table; see the module docstring."""
+
+    def __init__(self, table: ModuleTable, *, wall: Callable[[], float] = time.time) -> None:
+        self._table = table
+        self._wall = wall
+
+    async def started(self) -> None:
+        await subscribe_config(self.runtime.via("config"), self.ref, "infrastructure")
+
+    @handler
+    def register(self, msg: Register) -> ModuleInfo | ErrorReply:
+        records = self._table.records
+        if msg.module_id in records:
+            return ErrorReply(ModuleAlreadyRegistered(module_id=msg.module_id))
+        config = self.runtime.config
+        version = ModuleVersion(1, msg.program, msg.spec, self._wall())
+        record = ModuleRecord.first(
+            msg.module_id,
+            version,
+            lm=msg.lm,
+            options=msg.options,
+            breaker=self._breaker(msg.module_id, _breaker_config(config, msg.module_id)),
+            meters=self._meters(msg.module_id),
+        )
+        self._protect(record, config)
+        records[msg.module_id] = record
+        self._emit(MODULE_REGISTERED, record, version=1)
+        return record.info()
+
+    @handler
+    def swap(self, msg: Swap) -> int | ErrorReply:
+        record = self._table.records.get(msg.module_id)
+        if record is None:
+            return ErrorReply(UnknownModule(module_id=msg.module_id))
+        previous = record.current.number
+        keep = self.runtime.config.modules.max_versions
+        version = record.add_version(msg.program, msg.spec, self._wall(), keep=keep)
+        self._emit(MODULE_SWAPPED, record, version=version.number, previous=previous)
+        return version.number
+
+    @handler
+    def rollback(self, msg: Rollback) -> int | ErrorReply:
+        record = self._table.records.get(msg.module_id)
+        if record is None:
+            return ErrorReply(UnknownModule(module_id=msg.module_id))
+        previous = record.current.number
+        try:
+            version = record.rollback()
+        except Exception as exc:
+            return ErrorReply(exc)
+        self._emit(MODULE_ROLLED_BACK, record, version=version.number, previous=previous)
+        return version.number
+
+    @handler
+    def unregister(self, msg: Unregister) -> ErrorReply | None:
+        record = self._table.records.pop(msg.module_id, None)
+        if record is None:
+            return ErrorReply(UnknownModule(module_id=msg.module_id))
+        self.runtime.events.ring.emit(MODULE_UNREGISTERED, {"module_id": msg.module_id})
+        return None
+
+    @handler
+    def changed(self, msg: ConfigChanged) -> None:
+        for record in self._table.records.values():
+            self._protect(record, msg.config)
+
+    # --- protections --------------------------------------------------------------------
+
+    def _protect(self, record: ModuleRecord, config: LmvisorConfig) -> None:
+        """(Re)build the program's breaker and limiter where their config changed."""
+        breaker_cfg = _breaker_config(config, record.module_id)
+        limiter_cfg = config.infrastructure.rate_limiters.get(record.module_id)
+        old_breaker, old_limiter = record.protection_config
+        if old_breaker is not None and breaker_cfg != old_breaker:
+            record.breaker = self._breaker(record.module_id, breaker_cfg)
+        if limiter_cfg != old_limiter:
+            record.limiter = None if limiter_cfg is None else self._limiter(record, limiter_cfg)
+        record.protection_config = (breaker_cfg, limiter_cfg)
+
+    def _breaker(self, module_id: str, cfg: CircuitBreakerConfig) -> CircuitBreaker:
+        runtime = self.runtime
+        breaker = CircuitBreaker(
+            f"module:{module_id}",
+            clock=runtime.clock,
+            is_failure=_counts_against_module,
+            **cfg.model_dump(),
+        )
+        breaker.add_listener(runtime.metrics.breaker_changed)
+        breaker.add_listener(self._breaker_event)
+        return breaker
+
+    def _limiter(self, record: ModuleRecord, cfg: RateLimiterConfig) -> RateLimiter:
+        limiter = RateLimiter(
+            f"module:{record.module_id}",
+            limit=cfg.limit,
+            period=cfg.scale,
+            token_limit=cfg.tokens,
+            clock=self.runtime.clock,
+        )
+        limiter.add_rejection_listener(self.runtime.metrics.limiter_rejected)
+        return limiter
+
+    def _breaker_event(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
+        data = {"breaker": breaker.name, "old": old.name.lower(), "new": new.name.lower()}
+        self.runtime.events.ring.emit(BREAKER_STATE_CHANGED, data)
+
+    def _meters(self, module_id: str) -> ModuleMeters:
+        metrics = self.runtime.metrics
+        return ModuleMeters(
+            duration=metrics.module_duration.labels(module=module_id),
+            success=metrics.module_success.labels(module=module_id),
+            errors=metrics.module_errors,
+        )
+
+    def _emit(self, kind: str, record: ModuleRecord, **data: Any) -> None:
+        payload = {"module_id": record.module_id, "module_type": record.module_type, **data}
+        self.runtime.events.ring.emit(kind, payload)
+
+    def format_status(self) -> object:
+        return {"modules": sorted(self._table.records)}
+
+
+def _counts_against_module(exc: BaseException) -> bool:
+    """The breaker's rule, plus retries that gave up: the LM behind the program kept failing."""
+    return counts_as_failure(exc) or isinstance(exc, RetryExhausted)
+
+
+def _breaker_config(config: LmvisorConfig, module_id: str) -> CircuitBreakerConfig:
+    entries = config.infrastructure.circuit_breakers
+    return entries.get(module_id) or entries.get("default") or CircuitBreakerConfig()
+
+
+def modules_spec(table: ModuleTable, *, id: str = "modules") -> ChildSpec:
+    """The application tree's `modules` child: the task supervisor, then the manager."""
+
+    def start() -> Supervisor:
+        return Supervisor(
+            [
+                ChildSpec("tasks", TaskSupervisor, name=MODULE_TASKS_NAME),
+                ChildSpec("manager", lambda: ModuleManager(table), name=MODULES_NAME),
+            ],
+            strategy="one_for_one",
+        )
+
+    return ChildSpec(id, start, type="supervisor")

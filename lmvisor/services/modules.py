@@ -1,0 +1,336 @@
+"""`Modules`: the client side of the ModuleManager, what apps, daemon handlers and optimizers call.
+
+Writes (`register`, `swap`, `rollback`, `unregister`) are validated and built
+here, in the caller's task (a bad spec fails with `ProgramSpecError` naming
+the field, before any message is sent), then applied by the manager. Reads
+(`get`, `describe`, `list_modules`) come straight from the module table.
+`execute` starts the execution as a task under the manager's task
+supervisor and waits for it, bounded by the call's deadline.
+
+Every method is a coroutine, and every failure is a typed error a request
+handler can map to a status: `UnknownModule` (404), `ModuleAlreadyRegistered`
+and `NoPreviousVersion` (409), `ProgramSpecError` / `ServiceInputError` (400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, final
+
+from lmvisor.programs.errors import StateError
+from lmvisor.programs.lm import LM
+from lmvisor.programs.module import Module
+from lmvisor.programs.spec import ProgramSpec, build_program, parse_program_spec
+from lmvisor.runtime.correlation import correlation_scope, current_scope
+from lmvisor.runtime.deadline import current_deadline
+from lmvisor.runtime.errors import ActorExited, DeadlineExceeded
+from lmvisor.runtime.runtime import Runtime
+from lmvisor.runtime.task_supervisor import start_task
+from lmvisor.services.errors import ServiceInputError, UnknownModule
+from lmvisor.services.module_execution import Execution, ExecutionContext, run_execution
+from lmvisor.services.module_manager import (
+    MODULE_TASKS_NAME,
+    MODULES_NAME,
+    ModuleTable,
+    Register,
+    Rollback,
+    Swap,
+    Unregister,
+)
+from lmvisor.services.module_options import ModuleOptions, parse_module_options
+from lmvisor.services.module_table import ModuleInfo, ModuleRecord, spec_of
+
+__all__ = ["DEFAULT_TIMEOUT", "Modules", "ProgramLike"]
+
+ProgramLike = Module | ProgramSpec | Mapping[str, Any]
+"""A program as `register` and `swap` take it: a Module, or a program spec (object or JSON)."""
+
+
+@final
+class _Default:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT_TIMEOUT"
+
+
+DEFAULT_TIMEOUT: Final = _Default()
+"""`execute(timeout=DEFAULT_TIMEOUT)`: `modules.timeout` from the config (None: no deadline)."""
+
+_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_\-.]{0,127}$")
+# An execution task gets this long past the deadline to finish its fallbacks.
+_GRACE: Final = 0.05
+_CALL_TIMEOUT: Final = 10.0
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """An execution task's failure, carried back as a value (not a task crash report)."""
+
+    error: BaseException
+
+
+@final
+class Modules:
+    """The ModuleManager's client; obtain it from the application (`app.modules`).
+
+    Args:
+        runtime: the application's runtime (its registry names the manager).
+        table: the manager's module table, read directly.
+        lm_for: the application's LM for a model ("vendor/model").
+    """
+
+    __slots__ = ("_context", "_ids", "_manager", "_prefix", "_runtime", "_table", "_tasks")
+
+    def __init__(self, runtime: Runtime, table: ModuleTable, lm_for: Callable[[str], LM]) -> None:
+        self._runtime = runtime
+        self._table = table
+        self._manager = runtime.via(MODULES_NAME)
+        self._tasks = runtime.via(MODULE_TASKS_NAME)
+        self._context = ExecutionContext(events=runtime.events.ring, lm_for=lm_for)
+        # Correlation ids for executions that come without one: unique, and cheaper than uuid4.
+        self._prefix = os.urandom(6).hex() + "-"
+        self._ids = itertools.count(1)
+
+    # --- writes -------------------------------------------------------------------------
+
+    async def register(
+        self,
+        module_id: str,
+        program: ProgramLike,
+        *,
+        options: ModuleOptions | Mapping[str, Any] | None = None,
+    ) -> ModuleInfo:
+        """Register `program` as version 1 of `module_id` (the registry keeps its own copy).
+
+        Args:
+            module_id: lowercase letters, digits, '_', '-', '.' (at most 128).
+            program: a Module, or a program spec (`lmvisor.programs.spec`).
+            options: its LM and fallbacks (`ModuleOptions`, or their JSON form).
+
+        Raises:
+            ServiceInputError: a malformed id or option.
+            ProgramSpecError: a malformed spec (the field named).
+            UnknownProvider: its model (or fallback model) names a vendor not configured.
+            ModuleAlreadyRegistered: the id is taken.
+        """
+        _check_id(module_id)
+        opts = parse_module_options(options)
+        built, spec = _build(program)
+        lm = opts.lm or (spec.lm if spec is not None else None)
+        lm = lm or self._runtime.config.modules.default_lm
+        self._context.lm_for(lm)  # an unknown vendor fails here, not at the first execution
+        if opts.fallback_lm is not None:
+            self._context.lm_for(opts.fallback_lm)
+        if spec is None:
+            spec = spec_of(built, lm)
+        message = Register(module_id=module_id, program=built, spec=spec, lm=lm, options=opts)
+        return await self._manager.call(message, timeout=_CALL_TIMEOUT)
+
+    async def swap(
+        self,
+        module_id: str,
+        program: ProgramLike | None = None,
+        *,
+        state: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Install a new version of `module_id`; returns its number.
+
+        Give a whole new `program`, or only new parameters as `state` (what
+        `Module.dump_state` writes: demos, instructions), applied to a copy of
+        the current version. Executions already running finish on the old one.
+
+        Raises:
+            ServiceInputError: neither or both of `program` and `state` given, or bad `state`.
+            ProgramSpecError: a malformed spec.
+            UnknownModule: nothing is registered as `module_id`.
+        """
+        if (program is None) == (state is None):
+            raise ServiceInputError(field="program", problem="give a program or a state, not both")
+        if program is not None:
+            built, spec = _build(program)
+        else:
+            built, spec = self._with_state(module_id, state or {})
+        if spec is None:
+            spec = spec_of(built, self._record(module_id).lm)
+        return await self._manager.call(
+            Swap(module_id=module_id, program=built, spec=spec), timeout=_CALL_TIMEOUT
+        )
+
+    async def rollback(self, module_id: str) -> int:
+        """Return `module_id` to the version current before this one; returns its number.
+
+        Raises:
+            UnknownModule: nothing is registered as `module_id`.
+            NoPreviousVersion: no earlier version is kept.
+        """
+        return await self._manager.call(Rollback(module_id=module_id), timeout=_CALL_TIMEOUT)
+
+    async def unregister(self, module_id: str) -> None:
+        """Forget `module_id` and its versions; executions already running finish.
+
+        Raises:
+            UnknownModule: nothing is registered as `module_id`.
+        """
+        await self._manager.call(Unregister(module_id=module_id), timeout=_CALL_TIMEOUT)
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def get(self, module_id: str, *, version: int | None = None) -> Module:
+        """A fresh copy of the program (the current version unless `version` is given).
+
+        Raises:
+            UnknownModule: nothing is registered as `module_id`.
+            ServiceInputError: `version` is not kept.
+        """
+        record = self._record(module_id)
+        found = record.current if version is None else record.versions.get(version)
+        if found is None:
+            kept = ", ".join(str(n) for n in sorted(record.versions))
+            raise ServiceInputError(field="version", problem=f"not kept (kept: {kept})")
+        return found.program.deepcopy()
+
+    async def describe(self, module_id: str) -> ModuleInfo:
+        """Type, version, versions kept, predictors (signature, instructions, demos), options.
+
+        Raises:
+            UnknownModule: nothing is registered as `module_id`.
+        """
+        return self._record(module_id).info()
+
+    async def list_modules(self) -> list[ModuleInfo]:
+        """Every registered program, by id."""
+        records = self._table.records
+        return [records[module_id].info() for module_id in sorted(records)]
+
+    # --- execution ----------------------------------------------------------------------
+
+    async def execute(
+        self,
+        module_id: str,
+        inputs: Mapping[str, Any],
+        *,
+        correlation_id: str | None = None,
+        timeout: float | _Default | None = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (a deadline)
+    ) -> Execution:
+        """Run the current version of `module_id` on `inputs` and return its `Execution`.
+
+        Args:
+            module_id: the registered program.
+            inputs: its input fields.
+            correlation_id: the id its events carry (the caller's scope, else a new one).
+            timeout: seconds for the whole execution, fallbacks included
+                (`modules.timeout` by default; None: no bound but an outer deadline).
+
+        Cancelling the caller cancels the execution.
+
+        Raises:
+            UnknownModule: nothing is registered as `module_id`.
+            ServiceInputError: `inputs` is not an object.
+            DeadlineExceeded: the deadline passed first.
+            CircuitOpen, RateLimited, AllStrategiesFailed, LmvisorError: see `run_execution`.
+            ActorExited: the task supervisor stopped while the execution ran.
+        """
+        record = self._record(module_id)
+        if not isinstance(inputs, Mapping):
+            raise ServiceInputError(field="inputs", problem="must be an object of input fields")
+        version = record.current
+        seconds = self._runtime.config.modules.timeout if isinstance(timeout, _Default) else timeout
+        at = _deadline_in(seconds)
+        ctx = self._context
+        args = dict(inputs)
+        # A call already in a scope keeps its id; otherwise the execution opens its own.
+        scope_id = correlation_id
+        if scope_id is None and current_scope() is None:
+            scope_id = f"{self._prefix}{next(self._ids)}"
+
+        async def job() -> Execution | _Failed:
+            try:
+                if scope_id is None:
+                    return await run_execution(ctx, record, version, args, at)
+                with correlation_scope(scope_id):
+                    return await run_execution(ctx, record, version, args, at)
+            except Exception as exc:
+                return _Failed(exc)
+
+        task = await start_task(self._tasks.resolve(), job)
+        outcome = await _join(task, at)
+        if isinstance(outcome, _Failed):
+            raise outcome.error
+        return outcome
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _record(self, module_id: str) -> ModuleRecord:
+        record = self._table.records.get(module_id)
+        if record is None:
+            raise UnknownModule(module_id=module_id)
+        return record
+
+    def _with_state(
+        self, module_id: str, state: Mapping[str, Any]
+    ) -> tuple[Module, ProgramSpec | None]:
+        program = self._record(module_id).current.program.deepcopy()
+        try:
+            program.load_state(state)
+        except StateError as exc:
+            raise ServiceInputError(field=f"state.{exc.where}", problem=exc.problem) from None
+        return program, None
+
+    def __repr__(self) -> str:
+        return f"Modules({sorted(self._table.records)})"
+
+
+def _check_id(module_id: Any) -> None:
+    if not isinstance(module_id, str) or not _ID.match(module_id):
+        raise ServiceInputError(
+            field="module_id",
+            problem="must be 1-128 of lowercase letters, digits, '_', '-', '.', starting with"
+            " a letter or digit",
+        )
+
+
+def _build(program: ProgramLike) -> tuple[Module, ProgramSpec | None]:
+    if isinstance(program, Module):
+        return program.deepcopy(), None
+    if isinstance(program, ProgramSpec | Mapping):
+        spec = parse_program_spec(program)
+        return build_program(spec), spec
+    raise ServiceInputError(field="program", problem="must be a Module or a program spec")
+
+
+def _deadline_in(seconds: float | None) -> float | None:
+    """The absolute deadline `seconds` from now, never later than the caller's own."""
+    outer = current_deadline()
+    if seconds is None:
+        return outer
+    if math.isnan(seconds) or seconds < 0:
+        raise ServiceInputError(field="timeout", problem="must be >= 0 seconds")
+    at = asyncio.get_running_loop().time() + seconds
+    return at if outer is None else min(outer, at)
+
+
+async def _join(task: asyncio.Task[Execution | _Failed], at: float | None) -> Execution | _Failed:
+    """Wait for the execution; past the deadline (and a short grace) cancel it."""
+    loop = asyncio.get_running_loop()
+    cutoff = None if at is None else at + _GRACE
+    timer = None if cutoff is None else loop.call_at(cutoff, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        me = asyncio.current_task()
+        if me is not None and me.cancelling():
+            raise
+        if cutoff is not None and loop.time() >= cutoff:
+            raise DeadlineExceeded(operation="module execution") from None
+        raise ActorExited(actor=MODULE_TASKS_NAME, reason="execution task cancelled") from None
+    finally:
+        if timer is not None:
+            timer.cancel()

@@ -1,0 +1,214 @@
+"""One optimization job at work: the transient worker actor that runs it to the end.
+
+The worker builds everything from the stored spec (metric, datasets, program, optimizer),
+then compiles inside an `OptimizationRun` whose checkpoint is the job's step journal in
+the `OptimizationStore`. A worker that is killed and restarted (or a process reopened on
+the same data directory) starts over from the spec and the journal replays every recorded
+step, so it resumes where it stopped. On success it deploys the result when asked, writes
+the job's final record, emits `optimization.completed` and stops normally; on failure it
+writes the error, emits `optimization.failed` and stops normally too (a bad job is not a
+crash, so it is not restarted). Either way it tells the coordinator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, final
+
+from lmvisor.config.schema import OptimizationConfig
+from lmvisor.optimizers import (
+    LocalExecutor,
+    OptimizationRun,
+    RunProgress,
+    TrialReport,
+    load_metric,
+)
+from lmvisor.programs.lm import LM
+from lmvisor.programs.module import Module
+from lmvisor.programs.settings import context
+from lmvisor.programs.spec import build_program
+from lmvisor.runtime.actor import Actor
+from lmvisor.runtime.errors import LmvisorError
+from lmvisor.runtime.events import (
+    OPTIMIZATION_COMPLETED,
+    OPTIMIZATION_FAILED,
+    OPTIMIZATION_STARTED,
+)
+from lmvisor.runtime.messages import Cast
+from lmvisor.services.optimization_job import JobSpec, build_optimizer, load_examples
+from lmvisor.services.optimization_store import JobRecord, OptimizationStore
+
+__all__ = [
+    "JobContext",
+    "JobFinished",
+    "JobProgress",
+    "OptimizationWorker",
+    "error_data",
+    "rebuild_student",
+]
+
+ResolveProgram = Callable[[str], Awaitable[Module]]
+DeployProgram = Callable[[str, Module], Awaitable[int]]
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobContext:
+    """Everything a worker needs, shared by its incarnations."""
+
+    job_id: str
+    spec: JobSpec
+    lm: LM
+    config: OptimizationConfig
+    executor: LocalExecutor
+    store: OptimizationStore
+    resolve_program: ResolveProgram | None
+    deploy: DeployProgram | None
+    coordinator: Hashable
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class JobProgress(Cast):
+    """Worker -> coordinator: the job's progress after a new trial."""
+
+    job_id: str
+    progress: RunProgress
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class JobFinished(Cast):
+    """Worker -> coordinator: the job's final record is stored (completed or failed)."""
+
+    job_id: str
+    record: JobRecord
+    module: Module | None
+
+
+def error_data(exc: BaseException) -> dict[str, Any]:
+    """A JSON-ready, redacted description of `exc`."""
+    if isinstance(exc, LmvisorError):
+        return exc.to_dict()
+    return {"type": type(exc).__name__, "code": "error", "message": str(exc)}
+
+
+async def rebuild_student(spec: JobSpec, resolve: ResolveProgram | None) -> Module:
+    """A fresh copy of the job's program (registered, or built from its spec).
+
+    Raises:
+        LookupError: the job names a program id and nothing resolves program ids.
+    """
+    if spec.program_id is None:
+        assert not isinstance(spec.program, str)
+        return build_program(spec.program)
+    if resolve is None:
+        raise LookupError(f"no program registry to resolve program id {spec.program_id!r}")
+    return await resolve(spec.program_id)
+
+
+class OptimizationWorker(Actor):
+    """Runs one job (see the module docstring); restarted (to resume) only after a crash."""
+
+    def __init__(self, job: JobContext) -> None:
+        self._job = job
+        self._run: OptimizationRun | None = None
+
+    def format_status(self) -> object:
+        return {"job_id": self._job.job_id, "optimizer": self._job.spec.optimizer}
+
+    async def started(self) -> None:
+        self.spawn_task(self._work())
+
+    async def _work(self) -> None:
+        job = self._job
+        resumed = await job.store.count_steps(job.job_id) > 0
+        self._emit(OPTIMIZATION_STARTED, {
+            "program": job.spec.program_id or "<spec>", "trainset": _size(job.spec.trainset),
+            "valset": _size(job.spec.valset), "resumed": resumed,
+        })  # fmt: skip
+        started = time.monotonic()
+        try:
+            module, version = await self._compile()
+        except Exception as exc:
+            await self._finish(None, None, error_data(exc), time.monotonic() - started)
+        else:
+            await self._finish(module, version, None, time.monotonic() - started)
+        self.stop("normal")
+
+    async def _compile(self) -> tuple[Module, int | None]:
+        job = self._job
+        spec = job.spec
+        metric = load_metric(spec.metric)
+        trainset = load_examples(spec.trainset, spec.input_keys, field="trainset")
+        valset = (
+            None
+            if spec.valset is None
+            else load_examples(spec.valset, spec.input_keys, field="valset")
+        )
+        student = await rebuild_student(spec, job.resolve_program)
+        optimizer, compile_args = build_optimizer(spec, metric, job.config)
+        self._run = OptimizationRun(
+            executor=job.executor,
+            checkpoint=job.store.checkpoint(job.job_id),
+            optimization_id=job.job_id,
+            on_trial=self._trial,
+        )
+        with context(lm=job.lm):
+            module = await optimizer.compile(
+                student, trainset=trainset, valset=valset, run=self._run, **compile_args
+            )
+        version = None
+        if spec.deploy and spec.program_id is not None and job.deploy is not None:
+            version = await job.deploy(spec.program_id, module)
+        return module, version
+
+    def _trial(self, report: TrialReport) -> None:
+        if self._run is not None:
+            self._notify(JobProgress(self._job.job_id, self._run.progress()))
+
+    async def _finish(
+        self, module: Module | None, version: int | None, error: dict[str, Any] | None, took: float
+    ) -> None:
+        job = self._job
+        progress = self._run.progress() if self._run is not None else None
+        stored = {r.id: r for r in await job.store.jobs()}.get(job.job_id)
+        record = JobRecord(
+            id=job.job_id, spec=job.spec.to_dict(), status="failed" if error else "completed",
+            created=stored.created if stored else time.time(), updated=time.time(),
+            trials_done=progress.trials_done if progress else 0,
+            trials_total=progress.trials_total if progress else 0,
+            best_score=progress.best_score if progress else None,
+            result=None if module is None else module.dump_state(), version=version, error=error,
+        )  # fmt: skip
+        await job.store.save_job(record)
+        if error is None:
+            self._emit(OPTIMIZATION_COMPLETED, {
+                "best_score": record.best_score, "trials": record.trials_done,
+                "duration": took, "version": version,
+            })  # fmt: skip
+        else:
+            self._emit(OPTIMIZATION_FAILED, {"error": error["message"], "code": error["code"]})
+        self._notify(JobFinished(job.job_id, record, module))
+
+    def _emit(self, kind: str, data: dict[str, Any]) -> None:
+        job = self._job
+        fields = {"optimization_id": job.job_id, "optimizer": job.spec.optimizer, **data}
+        self.runtime.events.ring.emit(kind, fields)
+
+    def _notify(self, message: Cast) -> None:
+        coordinator = self.runtime.whereis(self._job.coordinator)
+        if coordinator is None:
+            return  # the coordinator is restarting; it rereads the store when it starts
+        try:
+            coordinator.cast_nowait(message)
+        except LmvisorError:
+            return
+
+
+def _size(value: object) -> int | str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return len(value) if isinstance(value, list | tuple) else None

@@ -1,0 +1,165 @@
+"""Evaluate: bounded concurrency, error isolation, max_errors, deadlines, reports."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmvisor.optimizers import Evaluate, TooManyErrors
+from lmvisor.programs import Example, Module, Prediction
+from lmvisor.runtime.deadline import deadline
+
+
+class Echo(Module):
+    """Answers with the question; fails on questions containing 'boom'; tracks concurrency."""
+
+    def __init__(self, delay: float = 0.0, jitter: bool = False) -> None:
+        super().__init__()
+        self.delay, self.jitter = delay, jitter
+        self.in_flight = self.peak = 0
+        self.rng = random.Random(1)
+
+    async def forward(self, **inputs: Any) -> Prediction:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(self.rng.random() * 0.002 if self.jitter else self.delay)
+            if "boom" in inputs["question"]:
+                raise RuntimeError(f"bad input {inputs['question']}")
+            return Prediction(answer=inputs["question"].upper())
+        finally:
+            self.in_flight -= 1
+
+
+def _rows(n: int, bad: set[int] = frozenset()) -> list[Example]:  # type: ignore[assignment]
+    return [
+        Example(question=("boom " if i in bad else "") + f"q{i}", answer=f"Q{i}").with_inputs(
+            "question"
+        )
+        for i in range(n)
+    ]
+
+
+def exact(example: Example, prediction: Prediction) -> bool:
+    return bool(prediction.answer == example.answer)
+
+
+class TestEvaluate:
+    async def test_scores_as_a_percentage_in_devset_order(self) -> None:
+        """The score is DSPy's percentage and rows keep the devset's order."""
+        devset = _rows(8)
+        devset[3] = devset[3].copy(answer="wrong")
+        result = await Evaluate(devset=devset, metric=exact, display_progress=False)(
+            Echo(jitter=True)
+        )
+        assert result.score == 87.5
+        assert [row.index for row in result.rows] == list(range(8))
+        assert result.scores == [1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+        assert result.rows[0].prediction is not None
+
+    async def test_same_data_same_score(self) -> None:
+        """Completion order varies with latency, the score does not."""
+        devset = _rows(40)
+        scores = {
+            (
+                await Evaluate(devset=devset, metric=lambda e, p: len(p.answer) / 10)(
+                    Echo(jitter=True)
+                )
+            ).score
+            for _ in range(3)
+        }
+        assert len(scores) == 1
+
+    async def test_concurrency_bounds_examples_in_flight(self) -> None:
+        """No more than `concurrency` examples run at once."""
+        program = Echo(delay=0.001)
+        await Evaluate(devset=_rows(30), metric=exact, concurrency=4)(program)
+        assert program.peak == 4
+
+    async def test_failing_example_is_an_error_row(self) -> None:
+        """A failing example is isolated: a typed error row scored at failure_score."""
+        evaluate = Evaluate(devset=_rows(5, {2}), metric=exact, failure_score=0.0)
+        result = await evaluate(Echo())
+        row = result.rows[2]
+        assert row.error is not None and row.error.type == "RuntimeError"
+        assert row.error.message == "bad input boom q2"
+        assert result.errors == 1 and result.score == 80.0
+
+    async def test_async_metric(self) -> None:
+        """An async metric is awaited."""
+
+        async def metric(example: Example, prediction: Prediction, trace: Any = None) -> float:
+            await asyncio.sleep(0)
+            return 0.5
+
+        result = await Evaluate(devset=_rows(4), metric=metric)(Echo())
+        assert result.score == 50.0
+
+    async def test_max_errors_stops_with_the_first_causes(self) -> None:
+        """At max_errors failures the run stops and names the first causes."""
+        evaluate = Evaluate(
+            devset=_rows(20, set(range(20))), metric=exact, max_errors=3, concurrency=1
+        )
+        with pytest.raises(
+            TooManyErrors,
+            match=r"^stopped after 3 failing examples \(max_errors=3\); first causes: example 0: "
+            r"RuntimeError: bad input boom q0; example 1",
+        ):
+            await evaluate(Echo())
+
+    async def test_each_example_runs_under_the_callers_deadline(self) -> None:
+        """Examples past the caller's deadline fail as deadline errors."""
+        with deadline(0.01):
+            result = await Evaluate(devset=_rows(3), metric=exact, max_errors=5)(Echo(delay=1.0))
+        assert {row.error.code for row in result.rows if row.error} == {"deadline_exceeded"}
+
+    async def test_timeout_per_example(self) -> None:
+        """`timeout` bounds each example."""
+        result = await Evaluate(devset=_rows(2), metric=exact, timeout=0.01)(Echo(delay=1.0))
+        assert result.errors == 2
+        assert result.rows[0].error is not None
+        assert result.rows[0].error.message.startswith(
+            "deadline exceeded during evaluation of example 0"
+        )
+
+    async def test_bad_metric_value_is_an_error_row(self) -> None:
+        """A metric returning a non-number makes that row an error."""
+        result = await Evaluate(devset=_rows(1), metric=lambda e, p: "yes")(Echo())
+        assert result.rows[0].error is not None
+        assert result.rows[0].error.code == "metric_error"
+
+    async def test_save_json_and_csv(self, tmp_path: Path) -> None:
+        """Results save as JSON and CSV with the metric's column."""
+        result = await Evaluate(devset=_rows(3, {1}), metric=exact)(Echo())
+        result.save(tmp_path / "r.json")
+        result.save(tmp_path / "r.csv")
+        data = json.loads((tmp_path / "r.json").read_text())
+        assert data[0]["exact"] == 1.0 and data[0]["pred_answer"] == "Q0"
+        assert data[1]["error"] == "RuntimeError: bad input boom q1"
+        with (tmp_path / "r.csv").open() as handle:
+            assert len(list(csv.DictReader(handle))) == 3
+        with pytest.raises(
+            ValueError, match=r"^cannot save results to .*: use a \.json or \.csv path$"
+        ):
+            result.save(tmp_path / "r.txt")
+
+    async def test_table_prints(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """display_table prints a rich table after the run."""
+        await Evaluate(devset=_rows(2), metric=exact, display_table=True)(Echo())
+        assert "Evaluation (exact)" in capsys.readouterr().out
+
+    async def test_empty_devset_is_refused(self) -> None:
+        """An empty devset is a ValueError."""
+        with pytest.raises(ValueError, match=r"^Evaluate needs at least one example"):
+            await Evaluate(devset=[], metric=exact)(Echo())
+
+    def test_bad_settings(self) -> None:
+        """Concurrency and max_errors must be positive."""
+        with pytest.raises(ValueError, match=r"^Evaluate.concurrency must be >= 1, got 0$"):
+            Evaluate(devset=[], metric=exact, concurrency=0)

@@ -1,0 +1,151 @@
+"""Tests for lmvisor.programs.spec: JSON program specs, the modules they build, and back."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lmvisor.programs import ChainOfThought, Predict
+from lmvisor.programs.adapters.json_adapter import JSONAdapter
+from lmvisor.programs.example import Example
+from lmvisor.programs.settings import context
+from lmvisor.programs.spec import (
+    ProgramSpecError,
+    build_program,
+    parse_program_spec,
+    program_spec,
+)
+from lmvisor.testing import ScriptedLM
+
+_COT = {
+    "module": "ChainOfThought",
+    "signature": "context: list[str], question -> answer: str, kind: Literal['a', 'b'] | None",
+    "instructions": "Answer briefly.",
+    "descriptions": {"context": "facts that may help"},
+    "config": {"temperature": 0.1, "max_tokens": 50},
+    "adapter": "json",
+    "lm": "openai/gpt-4o-mini",
+}
+
+
+class TestBuildProgram:
+    def test_builds_the_described_module(self) -> None:
+        """A spec builds its module type with signature, instructions, descriptions and config."""
+        module = build_program(_COT)
+        assert isinstance(module, ChainOfThought)
+        signature = module.predict.signature
+        assert list(signature.input_fields) == ["context", "question"]
+        assert list(signature.output_fields) == ["reasoning", "answer", "kind"]
+        assert signature.instructions == "Answer briefly."
+        assert signature.input_fields["context"].desc == "facts that may help"
+        assert module.predict.config == {"temperature": 0.1, "max_tokens": 50}
+        assert isinstance(module.predict.adapter, JSONAdapter)
+
+    def test_field_object_form(self) -> None:
+        """`signature` may be an object of typed inputs and outputs."""
+        spec = {
+            "module": "Predict",
+            "signature": {"inputs": {"a": "int", "b": "int"}, "outputs": {"total": "int"}},
+        }
+        module = build_program(spec)
+        assert isinstance(module, Predict)
+        assert module.signature.output_fields["total"].annotation is int
+
+    async def test_state_restores_demos(self) -> None:
+        """Saved state in the spec restores demos, which reach the LM's prompt."""
+        donor = Predict("question -> answer")
+        donor.demos = [Example(question="2+2?", answer="4")]
+        spec = {"module": "Predict", "signature": "question -> answer"}
+        module = build_program({**spec, "state": donor.dump_state()})
+        lm = ScriptedLM(["[[ ## answer ## ]]\n6\n\n[[ ## completed ## ]]"])
+        with context(lm=lm):
+            result = await module(question="3+3?")
+        assert result.answer == "6"
+        assert "2+2?" in json.dumps(lm.requests[0].messages)
+
+
+class TestRoundTrip:
+    @pytest.mark.parametrize("module_type", ["Predict", "ChainOfThought"])
+    def test_spec_of_a_built_module_rebuilds_it(self, module_type: str) -> None:
+        """program_spec(build_program(s)) is stable, and survives JSON."""
+        first = program_spec(build_program({**_COT, "module": module_type}), lm=_COT["lm"])
+        again = program_spec(build_program(json.loads(json.dumps(first.to_dict()))), lm=_COT["lm"])
+        assert again == first
+        assert first.signature.startswith("context: list[str], question: str -> ")
+        assert first.descriptions == {"context": "facts that may help"}
+
+    def test_demos_travel_in_state(self) -> None:
+        """A module's demos are in its spec's state and come back on rebuild."""
+        module = ChainOfThought("question -> answer")
+        module.predict.demos = [Example(question="q", reasoning="r", answer="a")]
+        rebuilt = build_program(program_spec(module).to_dict())
+        assert isinstance(rebuilt, ChainOfThought)
+        assert [dict(d) for d in rebuilt.predict.demos] == [
+            {"question": "q", "reasoning": "r", "answer": "a"}
+        ]
+
+    def test_other_modules_have_no_spec(self) -> None:
+        """Only built-in single-signature modules can be written as a spec."""
+        from lmvisor.programs import MultiHop
+
+        with pytest.raises(TypeError, match=r"^only Predict and ChainOfThought have specs"):
+            program_spec(MultiHop())
+
+
+class TestBadSpecs:
+    @pytest.mark.parametrize(
+        ("spec", "field", "problem"),
+        [
+            ([], "<root>", "a program spec must be a JSON object"),
+            ({"module": "X", "signature": "a -> b"}, "module", "must be one of"),
+            ({"module": "Predict", "signature": "a b"}, "signature", "missing '->'"),
+            ({"module": "Predict", "signature": ""}, "signature", "must be a non-empty"),
+            ({"module": "Predict", "signature": "a -> b", "extra": 1}, "extra", "unknown key"),
+            (
+                {"module": "Predict", "signature": "a -> b", "config": {"api_key": "sk-x"}},
+                "config.api_key",
+                "not a generation option",
+            ),
+            (
+                {"module": "Predict", "signature": "a -> b", "descriptions": {"z": "?"}},
+                "descriptions.z",
+                "no such field",
+            ),
+            ({"module": "Predict", "signature": "a -> b", "lm": "gpt"}, "lm", "must be 'vendor/"),
+            ({"module": "Predict", "signature": "a -> b", "adapter": "xml2"}, "adapter", "must be"),
+            (
+                {"module": "Predict", "signature": "a -> b", "state": {"demos": 5}},
+                "state.self.demos",
+                "must be a list of JSON objects",
+            ),
+            (
+                {"module": "Predict", "signature": {"inputs": {"a": "int"}, "outputs": {}}},
+                "signature.outputs",
+                "needs at least one field",
+            ),
+            (
+                {"module": "Predict", "signature": "a: Frobnicate -> b"},
+                "signature",
+                "unknown type",
+            ),
+        ],
+    )
+    def test_names_the_field(self, spec: Any, field: str, problem: str) -> None:
+        """Every malformed spec raises ProgramSpecError naming the field and the problem."""
+        with pytest.raises(ProgramSpecError) as err:
+            build_program(spec)
+        assert err.value.field == field
+        assert problem in err.value.problem
+        assert str(err.value).startswith(f"invalid program spec at {field}: ")
+        assert isinstance(err.value, ValueError)
+
+    def test_secrets_never_echoed(self) -> None:
+        """A rejected config option's value (a key, say) is not in the error."""
+        with pytest.raises(ProgramSpecError) as err:
+            parse_program_spec(
+                {"module": "Predict", "signature": "a -> b", "config": {"api_key": "sk-secret"}}
+            )
+        assert "sk-secret" not in str(err.value)
+        assert "sk-secret" not in json.dumps(err.value.to_dict())

@@ -1,0 +1,142 @@
+"""Tests for lmvisor.services.cache_sqlite: the L3 file, its size bound, and two processes on it."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lmvisor.services.cache_entry import CacheEntry, CorruptEntry
+from lmvisor.services.cache_sqlite import SqliteTier
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tier(path: Path, max_size: int = 1 << 20, stale_ttl: float = 100.0) -> SqliteTier:
+    tier = SqliteTier(path, max_size=max_size, busy_timeout=10.0, stale_ttl=stale_ttl)
+    tier.open()
+    return tier
+
+
+class TestReadWrite:
+    def test_written_entries_are_read_back_and_survive_reopening(self, tmp_path: Path) -> None:
+        """An entry written is found again, also by a tier opened later on the same file."""
+        path = tmp_path / "sub" / "cache.sqlite3"
+        tier = _tier(path)
+        tier.write([("k", CacheEntry(b"payload", 50.0))], [], now=0.0)
+        assert tier.get("k") == CacheEntry(b"payload", 50.0)
+        tier.close()
+        again = _tier(path)
+        assert again.get("k") == CacheEntry(b"payload", 50.0)
+        assert again.get("missing") is None
+        assert again.statistics().entries == 1
+        again.close()
+
+    def test_file_is_in_wal_mode(self, tmp_path: Path) -> None:
+        """Readers never wait for writers: the journal is a write-ahead log."""
+        tier = _tier(tmp_path / "c.sqlite3")
+        mode = sqlite3.connect(tmp_path / "c.sqlite3").execute("PRAGMA journal_mode").fetchone()
+        assert mode == ("wal",)
+        tier.close()
+
+    def test_overwrite_and_delete_keep_exact_counts(self, tmp_path: Path) -> None:
+        """Replacing and deleting keep the entry count and bytes exact."""
+        tier = _tier(tmp_path / "c.sqlite3")
+        tier.write([("a", CacheEntry(b"1" * 10, 1.0)), ("b", CacheEntry(b"2" * 20, 1.0))], [], 0.0)
+        tier.write([("a", CacheEntry(b"3" * 30, 1.0))], ["b"], 0.0)
+        stats = tier.statistics()
+        assert (stats.entries, stats.bytes) == (1, 38)
+        tier.close()
+
+    def test_row_without_bytes_is_corrupt(self, tmp_path: Path) -> None:
+        """A row someone else wrote with a text payload raises CorruptEntry."""
+        path = tmp_path / "c.sqlite3"
+        tier = _tier(path)
+        with sqlite3.connect(path) as conn:
+            conn.execute("INSERT INTO entries VALUES ('bad', 'text', 4, 0, 99)")
+        with pytest.raises(CorruptEntry, match=r"^corrupt cache entry: the row's payload"):
+            tier.get("bad")
+        tier.close()
+
+    def test_not_a_database_fails_to_open(self, tmp_path: Path) -> None:
+        """A file that is not SQLite raises sqlite3.Error at open (the cache then skips L3)."""
+        path = tmp_path / "c.sqlite3"
+        path.write_bytes(b"this is not a database file at all, not even close" * 100)
+        with pytest.raises(sqlite3.DatabaseError):
+            SqliteTier(path, max_size=1000, busy_timeout=1.0, stale_ttl=1.0).open()
+
+
+class TestSizeBound:
+    def test_writes_beyond_the_bound_evict_oldest_first(self, tmp_path: Path) -> None:
+        """Passing max_size evicts the oldest written entries, down to 90% of the bound."""
+        tier = _tier(tmp_path / "c.sqlite3", max_size=1000)
+        for i in range(30):
+            tier.write([(f"k{i}", CacheEntry(b"x" * 92, 1e9))], [], now=float(i))
+        stats = tier.statistics()
+        assert stats.bytes <= 1000
+        assert stats.evictions == 30 - stats.entries
+        assert tier.get("k29") is not None and tier.get("k0") is None
+        tier.close()
+
+    def test_entries_past_their_stale_window_go_first(self, tmp_path: Path) -> None:
+        """Long-expired entries are evicted before younger live ones."""
+        tier = _tier(tmp_path / "c.sqlite3", max_size=560, stale_ttl=10.0)
+        tier.write([("dead", CacheEntry(b"x" * 92, 1.0))], [], now=0.0)
+        for i in range(4):
+            tier.write([(f"live{i}", CacheEntry(b"x" * 92, 1e9))], [], now=1.0 + i)
+        tier.write([("new", CacheEntry(b"x" * 92, 1e9))], [], now=100.0)
+        assert tier.get("dead") is None
+        assert tier.get("live0") is not None
+        tier.close()
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from lmvisor.services.cache_entry import CacheEntry
+    from lmvisor.services.cache_sqlite import SqliteTier
+
+    path, name, batches = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    tier = SqliteTier(path, max_size=1 << 30, busy_timeout=30.0, stale_ttl=60.0)
+    tier.open()
+    for b in range(batches):
+        items = [(f"{name}-{b}-{i}", CacheEntry(f"{name}{b}{i}".encode(), 1e12)) for i in range(5)]
+        tier.write(items, [], now=float(b))
+    tier.close()
+    print("done")
+    """
+)
+
+
+class TestTwoProcesses:
+    def test_two_processes_write_one_file_without_errors_or_losses(self, tmp_path: Path) -> None:
+        """Two OS processes writing concurrently both finish, and every entry is there."""
+        path = tmp_path / "shared.sqlite3"
+        batches = 150
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _WRITER, str(path), name, str(batches)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=ROOT,
+            )
+            for name in ("p1", "p2")
+        ]
+        outputs = [proc.communicate(timeout=120) for proc in procs]
+        for proc, (out, err) in zip(procs, outputs, strict=True):
+            assert proc.returncode == 0, err.decode()
+            assert out.strip() == b"done"
+        tier = _tier(path)
+        assert tier.statistics().entries == 2 * batches * 5
+        for name in ("p1", "p2"):
+            assert tier.get(f"{name}-{batches - 1}-4") == CacheEntry(
+                f"{name}{batches - 1}4".encode(), 1e12
+            )
+        count = sqlite3.connect(path).execute("SELECT count(*) FROM entries").fetchone()[0]
+        assert count == 2 * batches * 5
+        tier.close()

@@ -1,0 +1,310 @@
+"""Tests for the ModuleManager (lmvisor.services.module_manager / modules): registry, versions,
+hot-swap, execution, protections and live config."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from lmvisor.programs.chain_of_thought import ChainOfThought
+from lmvisor.programs.errors import StateError
+from lmvisor.programs.example import Prediction
+from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, LMStreamItem
+from lmvisor.programs.module import Module
+from lmvisor.programs.predict import Predict
+from lmvisor.programs.spec import ProgramSpecError
+from lmvisor.runtime.config_service import update_config
+from lmvisor.runtime.errors import CircuitOpen, DeadlineExceeded, RateLimited
+from lmvisor.runtime.events import (
+    MODULE_EXECUTION_COMPLETE,
+    MODULE_EXECUTION_START,
+    MODULE_ROLLED_BACK,
+    MODULE_SWAPPED,
+)
+from lmvisor.services.app import App
+from lmvisor.services.errors import (
+    ModuleAlreadyRegistered,
+    NoPreviousVersion,
+    ServiceInputError,
+    UnknownModule,
+    UnknownProvider,
+)
+from lmvisor.testing.lm_server import LMServer
+
+QA = {"module": "Predict", "signature": "question -> answer"}
+
+
+class TagLM:
+    """Answers every output field with the `tag:vN` found in the request's instructions."""
+
+    model = "test/tag"
+    capabilities = LMCapabilities()
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls = 0
+
+    async def complete(self, request: LMRequest) -> LMResponse:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        system = request.messages[0]["content"]
+        found = re.search(r"tag:(v\d+)", system)
+        tag = found.group(1) if found else "none"
+        fields = re.findall(r"`(\w+)` \(str\)", system.split("Your output fields are:")[1])
+        body = "".join(f"[[ ## {f} ## ]]\n{tag}\n\n" for f in fields)
+        return LMResponse(outputs=[body + "[[ ## completed ## ]]"])
+
+    async def stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]:
+        raise TypeError("not used")
+        yield  # pragma: no cover
+
+
+class TwoStep(Module):
+    """Drafts, then answers from the draft: two LM calls that must come from one version."""
+
+    def __init__(self, tag: str, lm: TagLM) -> None:
+        super().__init__()
+        self.draft = Predict("question -> draft")
+        self.finish = Predict("draft -> answer")
+        for predictor in (self.draft, self.finish):
+            predictor.signature = predictor.signature.with_instructions(f"Work. tag:{tag}")
+            predictor.lm = lm
+
+    async def forward(self, **inputs: Any) -> Prediction:
+        draft = await self.draft(question=inputs["question"])
+        final: Prediction = await self.finish(draft=draft.draft)
+        return Prediction(draft=draft.draft, answer=final.answer)
+
+
+class Slow(Module):
+    """Sleeps, then answers; records cancellation."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.cancelled = 0
+
+    async def forward(self, **inputs: Any) -> Prediction:
+        try:
+            await asyncio.sleep(self.seconds)
+        except asyncio.CancelledError:
+            type(self).cancelled_total = getattr(type(self), "cancelled_total", 0) + 1
+            raise
+        return Prediction(answer="slow")
+
+
+class TestRegistry:
+    async def test_register_list_describe_unregister(self, app: App) -> None:
+        """A Module and a JSON spec register; describe shows signature, demos and version."""
+        program = ChainOfThought("question -> answer")
+        program.predict.demos = [{"question": "1+1?", "reasoning": "add", "answer": "2"}]
+        info = await app.register("cot", program)
+        assert (info.module_type, info.version, info.demos) == ("ChainOfThought", 1, 1)
+        assert info.signature == "question -> reasoning, answer"
+        spec_info = await app.register(
+            "qa", QA, options={"lm": "anthropic/claude-3-5-haiku-latest"}
+        )
+        assert spec_info.lm == "anthropic/claude-3-5-haiku-latest"
+        assert [i.module_id for i in await app.list_modules()] == ["cot", "qa"]
+        assert (await app.describe("qa")).to_dict()["signature"] == "question -> answer"
+        await app.unregister("qa")
+        with pytest.raises(UnknownModule, match=r"^no program is registered as 'qa'$"):
+            await app.describe("qa")
+
+    async def test_registry_keeps_its_own_copy(self, app: App) -> None:
+        """Changing the registered object, or a copy from get(), changes nothing registered."""
+        program = Predict("question -> answer")
+        await app.register("qa", program)
+        program.demos.append({"question": "q", "answer": "a"})
+        copy = await app.get("qa")
+        copy.demos.append({"question": "q", "answer": "a"})  # type: ignore[attr-defined]
+        assert (await app.describe("qa")).demos == 0
+
+    async def test_bad_registrations_are_typed_errors(self, app: App) -> None:
+        """Duplicate ids, bad ids, bad specs and unknown vendors each name the problem."""
+        await app.register("qa", QA)
+        with pytest.raises(ModuleAlreadyRegistered, match=r"^a program is already registered"):
+            await app.register("qa", QA)
+        with pytest.raises(ServiceInputError, match=r"^invalid module_id: must be 1-128"):
+            await app.register("Bad Id", QA)
+        with pytest.raises(ProgramSpecError, match=r"^invalid program spec at module: must be"):
+            await app.register("x", {"module": "Nope", "signature": "a -> b"})
+        with pytest.raises(UnknownProvider, match=r"names provider 'nowhere'"):
+            await app.register("y", QA, options={"lm": "nowhere/model"})
+        with pytest.raises(ServiceInputError, match=r"^invalid options.colour: unknown option$"):
+            await app.register("z", QA, options={"colour": "red"})
+        with pytest.raises(UnknownModule):
+            await app.run("missing", {"question": "?"})
+        with pytest.raises(ServiceInputError, match=r"^invalid inputs: must be an object"):
+            await app.run("qa", ["not", "a", "mapping"])  # type: ignore[arg-type]
+
+
+class TestVersions:
+    async def test_swap_rollback_and_history(self, app: App) -> None:
+        """Swaps number versions 2, 3; rollback returns to the one current before."""
+        lm = TagLM()
+        await app.register("two", TwoStep("v1", lm))
+        assert await app.swap("two", TwoStep("v2", lm)) == 2
+        assert await app.swap("two", TwoStep("v3", lm)) == 3
+        assert (await app.run("two", {"question": "?"})).prediction.answer == "v3"
+        assert await app.rollback("two") == 2
+        assert (await app.run("two", {"question": "?"})).prediction.answer == "v2"
+        assert await app.swap("two", TwoStep("v4", lm)) == 4
+        assert await app.rollback("two") == 2
+        assert await app.rollback("two") == 1
+        with pytest.raises(NoPreviousVersion, match=r"^program 'two' is at version 1"):
+            await app.rollback("two")
+        assert (await app.describe("two")).versions == (1, 2, 3, 4)
+        swapped = await app.events.query(type=[MODULE_SWAPPED, MODULE_ROLLED_BACK])
+        assert [e.data["version"] for e in swapped] == [2, 3, 2, 4, 2, 1]
+
+    async def test_swap_parameters_only(self, app: App) -> None:
+        """A state swap changes demos and instructions of a copy of the current version."""
+        await app.register("qa", QA)
+        state = (await app.get("qa")).dump_state()
+        state["demos"] = [{"question": "q", "answer": "a"}]
+        state["signature"]["instructions"] = "Be brief."
+        assert await app.swap("qa", state=state) == 2
+        info = await app.describe("qa")
+        assert info.demos == 1 and info.predictors[0].instructions == "Be brief."
+        with pytest.raises(
+            ServiceInputError, match=r"^invalid state\.self\.demos: must be a list of JSON objects$"
+        ):
+            await app.swap("qa", state={"demos": "not a list"})
+        with pytest.raises(ServiceInputError, match=r"^invalid program: give a program or a state"):
+            await app.swap("qa")
+        assert issubclass(StateError, ValueError)
+
+    @pytest.mark.lmvisor_config(modules={"max_versions": 3})
+    async def test_old_versions_are_forgotten(self, app: App) -> None:
+        """Only `modules.max_versions` versions are kept; older ones cannot be fetched."""
+        await app.register("qa", QA)
+        for _ in range(4):
+            await app.swap("qa", QA)
+        assert (await app.describe("qa")).versions == (3, 4, 5)
+        with pytest.raises(
+            ServiceInputError, match=r"^invalid version: not kept \(kept: 3, 4, 5\)"
+        ):
+            await app.get("qa", version=1)
+
+    async def test_hot_swap_under_load_never_mixes_versions(self, app: App) -> None:
+        """While swaps happen, every execution's two LM calls come from the version it reports."""
+        lm = TagLM(delay=0.002)
+        await app.register("two", TwoStep("v1", lm))
+
+        async def swapper() -> None:
+            for n in range(2, 8):
+                await asyncio.sleep(0.004)
+                await app.swap("two", TwoStep(f"v{n}", lm))
+
+        async def load() -> list[Any]:
+            runs = []
+            for i in range(150):
+                runs.append(asyncio.ensure_future(app.run("two", {"question": f"q{i}"})))
+                if i % 5 == 4:
+                    await asyncio.sleep(0.001)
+            return await asyncio.gather(*runs)
+
+        results, _ = await asyncio.gather(load(), swapper())
+        for execution in results:
+            tag = f"v{execution.version}"
+            assert execution.prediction.draft == tag
+            assert execution.prediction.answer == tag
+        assert len({e.version for e in results}) > 1
+
+
+class TestExecution:
+    async def test_events_and_metrics_of_an_execution(self, app: App) -> None:
+        """Start and complete events carry the seed's fields; the metrics count it."""
+        await app.register("qa", QA)
+        execution = await app.run("qa", {"question": "2+2?"}, correlation_id="call-1")
+        assert execution.correlation_id == "call-1" and execution.lm_calls == 1
+        events = await app.events.query(
+            correlation_id="call-1", type=[MODULE_EXECUTION_START, MODULE_EXECUTION_COMPLETE]
+        )
+        start, done = events
+        assert start.data == {"module_id": "qa", "module_type": "Predict", "version": 1}
+        assert done.data["success"] is True and done.data["lm_calls"] == 1
+        assert done.data["cost_usd"] == execution.cost_usd
+        assert done.data["duration_ms"] >= 0 and done.data["strategy"] == "primary"
+        metrics = app.runtime.metrics
+        assert metrics.value("lmvisor_module_success_total", module="qa") == 1.0
+        assert metrics.value("lmvisor_module_execution_seconds_count", module="qa") == 1.0
+
+    async def test_failures_are_counted_and_reported(self, app: App) -> None:
+        """A failing execution emits a complete event with its error and counts the error."""
+        await app.register("qa", QA)
+        with pytest.raises(ValueError, match=r"^missing input 'question'"):
+            await app.run("qa", {})
+        [done] = await app.events.query(type=MODULE_EXECUTION_COMPLETE)
+        assert done.data["success"] is False
+        assert done.data["error"] == {"type": "ValueError", "code": "ValueError"}
+        value = app.runtime.metrics.value(
+            "lmvisor_module_errors_total", module="qa", error="ValueError"
+        )
+        assert value == 1.0
+
+    async def test_timeout_is_a_deadline(self, app: App) -> None:
+        """An execution past its timeout raises DeadlineExceeded and is cancelled."""
+        await app.register("slow", Slow(5.0))
+        with pytest.raises(DeadlineExceeded, match=r"^deadline exceeded during module execution"):
+            await app.run("slow", {}, timeout=0.05)
+        assert getattr(Slow, "cancelled_total", 0) >= 1
+
+    async def test_cancelling_the_caller_cancels_the_execution(self, app: App) -> None:
+        """The execution task does not outlive a caller that gave up."""
+        await app.register("slow", Slow(5.0))
+        before = getattr(Slow, "cancelled_total", 0)
+        caller = asyncio.ensure_future(app.run("slow", {}))
+        await asyncio.sleep(0.05)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await asyncio.sleep(0)
+        assert getattr(Slow, "cancelled_total", 0) == before + 1
+
+
+class TestProtections:
+    @pytest.mark.lmvisor_config(
+        infrastructure={"circuit_breakers": {"flaky": {"failure_threshold": 2}}},
+        providers={"openai": {"max_retries": 0}},
+    )
+    async def test_the_modules_own_breaker_opens(self, app: App, lm_server: LMServer) -> None:
+        """After `failure_threshold` counted failures the program fails fast with CircuitOpen."""
+        from lmvisor.testing.lm_server import FaultRule
+
+        await app.register("flaky", QA, options={"lm": "openai/gpt-4o"})
+        lm_server.add_fault(FaultRule(kind="status", status=503, model="gpt-4o"))
+        for question in ("a", "b"):
+            with pytest.raises(Exception) as caught:
+                await app.run("flaky", {"question": question})
+            assert not isinstance(caught.value, CircuitOpen)
+        with pytest.raises(CircuitOpen, match=r"^circuit 'module:flaky' is open"):
+            await app.run("flaky", {"question": "c"})
+
+    async def test_limiter_set_at_run_time_applies_without_restart(self, app: App) -> None:
+        """A rate limiter added to the config binds the next execution; removing it frees it."""
+        await app.register("qa", QA)
+        config = app.runtime.via("config")
+        await update_config(config, "infrastructure.rate_limiters", {"qa": {"limit": 1}})
+        await app.run("qa", {"question": "first"})
+        with pytest.raises(RateLimited, match=r"^rate limit 'module:qa' reached"):
+            await app.run("qa", {"question": "second"}, timeout=1.0)
+        await update_config(config, "infrastructure.rate_limiters", {})
+        assert (await app.run("qa", {"question": "third"}, timeout=1.0)).strategy == "primary"
+
+    async def test_cache_switch_applies_without_restart(
+        self, app: App, lm_server: LMServer
+    ) -> None:
+        """Turning modules.cache_enabled off at run time sends repeated calls to the LM again."""
+        await app.register("qa", QA)
+        await app.run("qa", {"question": "same"})
+        assert (await app.run("qa", {"question": "same"})).cached
+        await update_config(app.runtime.via("config"), "modules.cache_enabled", False)
+        again = await app.run("qa", {"question": "same"})
+        assert not again.cached
+        assert lm_server.stats().requests == 2

@@ -1,0 +1,258 @@
+"""The OptimizationCoordinator: jobs submitted, tracked, cancelled, resumed after kills."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmvisor.optimizers import MetricError
+from lmvisor.runtime import Runtime
+from lmvisor.runtime.config_service import update_config
+from lmvisor.runtime.events import (
+    OPTIMIZATION_COMPLETED,
+    OPTIMIZATION_FAILED,
+    OPTIMIZATION_STARTED,
+)
+from lmvisor.services import (
+    COORDINATOR_NAME,
+    JobNotFinished,
+    OptimizationSpecError,
+    OptimizationStatus,
+    OptimizationStore,
+    UnknownJob,
+    cancel_optimization,
+    list_optimizations,
+    optimization_result,
+    optimization_spec,
+    optimization_status,
+    submit_optimization,
+)
+from tests.services._optimization_support import SlowLM, train_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+METRIC = "tests.services._optimization_support:hashed_metric"
+PROGRAM = {"module": "Predict", "signature": "question -> answer"}
+
+
+def _copro(rows: int = 20, **params: Any) -> dict[str, Any]:
+    return {
+        "optimizer": "COPRO",
+        "params": {"breadth": 3, "depth": 2, **params},
+        "program": PROGRAM,
+        "trainset": train_rows(rows),
+        "input_keys": ["question"],
+        "metric": METRIC,
+    }
+
+
+async def _start(runtime: Runtime, lm: SlowLM, path: Path | None = None, **kw: Any) -> Any:
+    await runtime.start_child(optimization_spec(lm=lm, store_path=path, **kw))
+    return runtime.via(COORDINATOR_NAME)
+
+
+async def _wait(coordinator: Any, job_id: str, status: str = "running") -> OptimizationStatus:
+    for _ in range(2000):
+        found = await optimization_status(coordinator, job_id)
+        if found.status != status:
+            return found
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"job {job_id} still {status}")
+
+
+class TestSubmit:
+    async def test_job_runs_to_a_result(self, runtime: Runtime) -> None:
+        """A submitted job completes; status, result and lifecycle events follow."""
+        lm = SlowLM()
+        coordinator = await _start(runtime, lm)
+        job_id = await submit_optimization(coordinator, _copro())
+        done = await _wait(coordinator, job_id)
+        assert done.status == "completed" and done.trials_done == done.trials_total == 6
+        program = await optimization_result(coordinator, job_id)
+        assert program.predictors()[0].signature.instructions.startswith("proposed_instruction")
+        assert lm.calls == 122
+        kinds = [e.type for e in runtime.events.ring.query(type="optimization.*")]
+        assert kinds[0] == OPTIMIZATION_STARTED and kinds[-1] == OPTIMIZATION_COMPLETED
+        assert kinds.count("optimization.iteration") == 6
+        assert [s.id for s in await list_optimizations(coordinator)] == [job_id]
+
+    async def test_bad_specs_are_typed_errors(self, runtime: Runtime) -> None:
+        """A malformed job is refused with the field named; nothing starts."""
+        coordinator = await _start(runtime, SlowLM())
+        with pytest.raises(OptimizationSpecError, match=r"^invalid optimization job at optimizer:"):
+            await submit_optimization(coordinator, {**_copro(), "optimizer": "GEPA"})
+        with pytest.raises(OptimizationSpecError, match=r"^invalid optimization job at params.x:"):
+            await submit_optimization(coordinator, _copro(x=1))
+        with pytest.raises(OptimizationSpecError, match=r"at trainset\[0\]: has no input field"):
+            await submit_optimization(coordinator, {**_copro(), "input_keys": ["query"]})
+        with pytest.raises(MetricError, match=r"^metric 'nope:fn': cannot import 'nope'"):
+            await submit_optimization(coordinator, {**_copro(), "metric": "nope:fn"})
+        with pytest.raises(UnknownJob, match=r"^no optimization job 'x'$"):
+            await optimization_status(coordinator, "x")
+        assert await list_optimizations(coordinator) == []
+
+    async def test_jsonl_trainset(self, runtime: Runtime, tmp_path: Path) -> None:
+        """A trainset may be a JSONL file path."""
+        path = tmp_path / "train.jsonl"
+        path.write_text("\n".join(__import__("json").dumps(r) for r in train_rows(6)))
+        coordinator = await _start(runtime, SlowLM())
+        spec = {**_copro(), "optimizer": "BootstrapFewShot", "params": {}, "trainset": str(path)}
+        done = await _wait(coordinator, await submit_optimization(coordinator, spec))
+        assert done.status == "completed"
+
+    async def test_deploy_records_the_version(self, runtime: Runtime) -> None:
+        """deploy=True hot-swaps the result through the given callable and records the version."""
+        deployed: list[tuple[str, Any]] = []
+
+        async def resolve(program_id: str) -> Any:
+            from lmvisor.programs import Predict
+
+            return Predict("question -> answer")
+
+        async def deploy(program_id: str, module: Any) -> int:
+            deployed.append((program_id, module))
+            return 7
+
+        coordinator = await _start(runtime, SlowLM(), resolve_program=resolve, deploy=deploy)
+        spec = {**_copro(), "program": "qa", "deploy": True}
+        done = await _wait(coordinator, await submit_optimization(coordinator, spec))
+        assert done.version == 7 and deployed[0][0] == "qa"
+
+
+class TestLifecycle:
+    async def test_cancel(self, runtime: Runtime) -> None:
+        """A cancelled job stops, keeps no result and reports a failed event."""
+        coordinator = await _start(runtime, SlowLM(delay=0.05))
+        job_id = await submit_optimization(coordinator, _copro())
+        await asyncio.sleep(0.02)
+        status = await cancel_optimization(coordinator, job_id)
+        assert status.status == "cancelled"
+        with pytest.raises(JobNotFinished, match=r"has no result \(status: cancelled\)$"):
+            await optimization_result(coordinator, job_id)
+        failed = runtime.events.ring.query(type=OPTIMIZATION_FAILED)
+        assert failed[-1].data["code"] == "cancelled"
+        assert runtime.whereis(("optimization_worker", job_id)) is None
+
+    async def test_two_jobs_run_concurrently(self, runtime: Runtime) -> None:
+        """Two jobs run side by side and each gets its own result."""
+        lm = SlowLM(delay=0.001)
+        coordinator = await _start(runtime, lm)
+        first = await submit_optimization(coordinator, _copro())
+        second = await submit_optimization(
+            coordinator, {**_copro(), "params": {"breadth": 2, "depth": 1}}
+        )
+        results = [await _wait(coordinator, first), await _wait(coordinator, second)]
+        assert [r.status for r in results] == ["completed", "completed"]
+        assert [r.trials_done for r in results] == [6, 2]
+
+    async def test_failing_job_does_not_touch_others(self, runtime: Runtime) -> None:
+        """A job whose metric raises fails alone; the other completes."""
+        coordinator = await _start(runtime, SlowLM())
+        bad = await submit_optimization(
+            coordinator, {**_copro(), "metric": "tests.services._optimization_support:failing"}
+        )
+        good = await submit_optimization(coordinator, _copro())
+        assert (await _wait(coordinator, bad)).status == "failed"
+        assert (await _wait(coordinator, good)).status == "completed"
+        failed = await optimization_status(coordinator, bad)
+        assert failed.error is not None and failed.error["code"] == "too_many_errors"
+
+    async def test_killed_worker_resumes_without_repeating_trials(self, runtime: Runtime) -> None:
+        """A worker killed mid-run restarts, replays its checkpoint and ends the same."""
+        reference = SlowLM()
+        coordinator = await _start(runtime, reference)
+        whole = await _wait(coordinator, await submit_optimization(coordinator, _copro()))
+        expected = (await optimization_result(coordinator, whole.id)).dump_state()
+
+        lm = SlowLM(delay=0.002)
+        async with Runtime.open() as other:
+            coordinator = await _start(other, lm)
+            job_id = await submit_optimization(coordinator, _copro())
+            store_steps = 0
+            while store_steps < 3:
+                await asyncio.sleep(0.005)
+                store_steps = (await optimization_status(coordinator, job_id)).trials_done
+            worker = other.whereis(("optimization_worker", job_id))
+            assert worker is not None
+            await worker.stop(RuntimeError("killed by the test"))
+            done = await _wait(coordinator, job_id)
+            assert done.status == "completed"
+            assert other.whereis(("optimization_worker", job_id)) is None
+            result = await optimization_result(coordinator, job_id)
+            events = other.events.ring.query(type="optimization.iteration")
+        assert result.dump_state() == expected
+        # every trial was scored once; only requests of trials cut short by the kill repeat
+        assert sorted(e.data["iteration"] for e in events) == list(range(6))
+        assert reference.calls <= lm.calls <= reference.calls + 60
+
+    async def test_concurrency_change_applies_to_running_jobs(self, runtime: Runtime) -> None:
+        """optimization.concurrency updates resize a running job's bound."""
+        lm = SlowLM(delay=0.01)
+        coordinator = await _start(runtime, lm)
+        job_id = await submit_optimization(coordinator, _copro())
+        while lm.calls < 5:  # noqa: ASYNC110 (polling a plain counter)
+            await asyncio.sleep(0.002)
+        assert lm.peak > 2
+        await update_config(runtime.via("config"), "optimization.concurrency", 2)
+        await asyncio.sleep(0.05)
+        lm.peak = lm.in_flight
+        await _wait(coordinator, job_id)
+        assert lm.peak <= 2
+
+
+class TestProcessKill:
+    async def test_reopened_app_resumes_the_job(self, runtime: Runtime, tmp_path: Path) -> None:
+        """Kill -9 the process mid-job; the same data dir resumes it to the same result."""
+        reference = SlowLM()
+        coordinator = await _start(runtime, reference)
+        whole = await _wait(coordinator, await submit_optimization(coordinator, _copro()))
+        expected = (await optimization_result(coordinator, whole.id)).dump_state()
+
+        db = tmp_path / "optimization.sqlite"
+        script = textwrap.dedent(f"""
+            import asyncio
+            from lmvisor.runtime import Runtime
+            from lmvisor.services import optimization_spec, submit_optimization
+            from tests.services._optimization_support import SlowLM
+            from tests.services.test_optimization import _copro
+
+            async def main():
+                async with Runtime.open() as rt:
+                    await rt.start_child(optimization_spec(lm=SlowLM(0.01), store_path={str(db)!r}))
+                    await submit_optimization(rt.via("optimization"), _copro())
+                    await asyncio.sleep(60)
+
+            asyncio.run(main())
+        """)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, env=env, cwd=ROOT)
+        try:
+            store = OptimizationStore(db)
+            steps = 0
+            for _ in range(3000):
+                await asyncio.sleep(0.01)
+                if db.exists():
+                    jobs = await store.jobs()
+                    steps = await store.count_steps(jobs[0].id) if jobs else 0
+                    if steps >= 2:
+                        break
+            assert steps >= 2
+            await store.close()
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        lm = SlowLM()
+        async with Runtime.open() as reopened:
+            coordinator = await _start(reopened, lm, db)
+            (job,) = await list_optimizations(coordinator)
+            done = await _wait(coordinator, job.id)
+            assert done.status == "completed"
+            result = await optimization_result(coordinator, job.id)
+        assert result.dump_state() == expected
+        assert lm.calls < reference.calls
