@@ -1,6 +1,6 @@
 # lmvisor: `make run` runs the main job, `make test` lints, type-checks and tests.
 # Both create .venv and install the project with its dev extras on first use.
-# `make bench` and `make soak` are the long runs, kept out of `make test`.
+# `make bench`, `make soak` and `make fuzz` are the long runs, kept out of `make test`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +10,7 @@ DSPY_VENV := .venv-dspy
 DSPY_STAMP := $(DSPY_VENV)/.installed-stamp
 SRC := lmvisor tests bench examples soak
 
-.PHONY: install run test lint format bench bench-env soak clean
+.PHONY: install run test lint format bench bench-env soak fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench: install bench-env
 
 soak: install
 	$(BIN)/python soak/router.py
+
+# schemathesis against the daemon's OpenAPI document, with many more examples than make test.
+FUZZ_EXAMPLES ?= 500
+fuzz: install
+	LMVISOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/server/test_openapi_fuzz.py
 
 clean:
 	rm -rf $(VENV) $(DSPY_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -20,6 +20,7 @@ SUBPACKAGES = (
     "lmvisor.providers",
     "lmvisor.services",
     "lmvisor.optimizers",
+    "lmvisor.server",
     "lmvisor.testing",
 )
 

@@ -50,6 +50,7 @@ __all__ = [
 ProviderKind = Literal["openai", "anthropic", "openai_compatible"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -287,13 +288,75 @@ class LoggingConfig(BaseModel):
 
 @final
 class ServerConfig(BaseModel):
-    """The daemon's HTTP API; `token`, when set, is required as a bearer token."""
+    """The daemon (`lmvisor serve`): where it listens, who may call it, and its limits.
+
+    - `token` / `tokens`: bearer tokens the API accepts (several allow rotation);
+      `token_sha256` lists tokens by their SHA-256 hex digest instead, so a config
+      file need not hold the secret. Any of them set turns authentication on. A
+      `host` that is not loopback refuses to start without one.
+    - `open_paths`: paths served without a token even when authentication is on
+      (say `/metrics` for a scraper).
+    - `drain_timeout`: seconds that in-flight requests and streams get to finish
+      after SIGTERM/SIGINT before they are cancelled.
+    - `max_body_bytes`: the largest request body accepted (413 beyond it).
+    - `request_timeout`: the deadline of a request that sends no
+      `X-Request-Timeout` header (None: no deadline); `max_request_timeout`
+      caps what a header may ask for.
+    - `gc_tuning`: after start-up, `gc.freeze()` the start-up heap and raise the
+      generation-0 threshold to `gc_gen0_threshold` (fewer collections under load).
+    - `loop`: `auto` runs on uvloop when it is installed, else asyncio's loop.
+    - `access_log`: one log line per request; `sse_heartbeat`: seconds between
+      keep-alive comments on an idle event stream.
+    """
 
     model_config = _MODEL_CONFIG
 
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8750, ge=0, le=65535)
     token: SecretStr | None = None
+    tokens: tuple[SecretStr, ...] = ()
+    token_sha256: tuple[str, ...] = ()
+    open_paths: tuple[str, ...] = ("/healthz",)
+    drain_timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    request_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_request_timeout: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
+    gc_tuning: bool = True
+    gc_gen0_threshold: int = Field(default=50_000, ge=100)
+    loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    access_log: bool = True
+    sse_heartbeat: float = Field(default=15.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("token", "tokens")
+    @classmethod
+    def _non_empty_tokens(
+        cls, value: SecretStr | tuple[SecretStr, ...] | None
+    ) -> SecretStr | tuple[SecretStr, ...] | None:
+        secrets = value if isinstance(value, tuple) else () if value is None else (value,)
+        if any(not secret.get_secret_value().strip() for secret in secrets):
+            raise ValueError("a token must not be empty")
+        return value
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _digests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for digest in value:
+            if not _SHA256.match(digest):
+                raise ValueError("each entry must be 64 lowercase hex digits (a SHA-256 digest)")
+        return value
+
+    @field_validator("open_paths")
+    @classmethod
+    def _paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"path {path!r} must start with '/'")
+        return value
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether any token is configured (requests then need one)."""
+        return bool(self.token or self.tokens or self.token_sha256)
 
 
 def _default_providers() -> dict[str, ProviderConfig]:

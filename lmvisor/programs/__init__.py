@@ -3,13 +3,23 @@
 Usable without any service: a program talks to any object satisfying the `LM` protocol.
 """
 
-from lmvisor.programs.adapters import Adapter, ChatAdapter, JSONAdapter
+from lmvisor.programs.adapters import (
+    Adapter,
+    ChatAdapter,
+    JSONAdapter,
+    TwoStepAdapter,
+    XMLAdapter,
+)
 from lmvisor.programs.best_of_n import BestOfN, Refine
 from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.chain_of_thought import ChainOfThought
+from lmvisor.programs.custom_types import Type
+from lmvisor.programs.embeddings import KNN, Embedder, Embeddings
 from lmvisor.programs.errors import (
     AdapterParseError,
+    ConstraintError,
     LMNotConfigured,
+    MediaError,
     ProgramError,
     SignatureError,
     StateError,
@@ -29,12 +39,14 @@ from lmvisor.programs.lm import (
     Usage,
 )
 from lmvisor.programs.lm_history import CallHistory, HistoryEntry, inspect_history
+from lmvisor.programs.media import Audio, File, Image
 from lmvisor.programs.module import Module, Parameter
 from lmvisor.programs.multi_chain_comparison import MultiChainComparison
 from lmvisor.programs.multihop import MultiHop
 from lmvisor.programs.parallel import Parallel, ParallelResult
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.react import ReAct
+from lmvisor.programs.reasoning import Reasoning
 from lmvisor.programs.settings import Settings, configure, context, current_settings
 from lmvisor.programs.signature import (
     Signature,
@@ -52,26 +64,41 @@ from lmvisor.programs.spec import (
     parse_program_spec,
     program_spec,
 )
+from lmvisor.programs.streaming import (
+    StatusMessage,
+    StatusMessageProvider,
+    StreamListener,
+    StreamResponse,
+    streamify,
+)
 from lmvisor.programs.tool import Tool
+from lmvisor.programs.tool_calls import ToolCalls
 from lmvisor.programs.trace import TraceEntry, trace
 
 __all__ = [
     "GENERATION_OPTIONS",
+    "KNN",
     "LM",
     "MODULE_TYPES",
     "Adapter",
     "AdapterParseError",
+    "Audio",
     "BestOfN",
     "CallHistory",
     "Callback",
     "ChainOfThought",
     "ChatAdapter",
     "Completions",
+    "ConstraintError",
+    "Embedder",
+    "Embeddings",
     "Example",
     "Field",
     "FieldSpec",
+    "File",
     "History",
     "HistoryEntry",
+    "Image",
     "InputField",
     "JSONAdapter",
     "LMCapabilities",
@@ -81,6 +108,7 @@ __all__ = [
     "LMRequest",
     "LMResponse",
     "LMStreamItem",
+    "MediaError",
     "Module",
     "MultiChainComparison",
     "MultiHop",
@@ -94,16 +122,25 @@ __all__ = [
     "ProgramSpec",
     "ProgramSpecError",
     "ReAct",
+    "Reasoning",
     "Refine",
     "Settings",
     "Signature",
     "SignatureError",
     "SignatureMeta",
     "StateError",
+    "StatusMessage",
+    "StatusMessageProvider",
+    "StreamListener",
+    "StreamResponse",
     "Tool",
     "ToolCall",
+    "ToolCalls",
     "TraceEntry",
+    "TwoStepAdapter",
+    "Type",
     "Usage",
+    "XMLAdapter",
     "build_program",
     "compose_signatures",
     "configure",
@@ -114,5 +151,6 @@ __all__ = [
     "make_signature",
     "parse_program_spec",
     "program_spec",
+    "streamify",
     "trace",
 ]

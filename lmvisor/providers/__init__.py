@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from lmvisor.providers.aiohttp_transport import AiohttpTransport
     from lmvisor.providers.anthropic import AnthropicClient
     from lmvisor.providers.client import ClientOptions, TransportKind, VendorClient
+    from lmvisor.providers.embeddings import OpenAIEmbeddings
     from lmvisor.providers.errors import (
         AuthenticationError,
         BadRequestError,
@@ -34,12 +35,14 @@ if TYPE_CHECKING:
         RateLimitError,
         ResponseFormatError,
         ServerError,
+        UnsupportedMedia,
     )
     from lmvisor.providers.httpx_transport import HttpxTransport
     from lmvisor.providers.openai import OpenAIClient
     from lmvisor.providers.openai_compatible import OpenAICompatibleClient
     from lmvisor.providers.pricing import ModelPrice, cost_of, price_for
     from lmvisor.providers.pyreqwest_transport import PyreqwestTransport
+    from lmvisor.providers.reasoning import supports_reasoning
     from lmvisor.providers.sse import SSEDecoder, SSEEvent
     from lmvisor.providers.transport import (
         SSEResponse,
@@ -64,6 +67,7 @@ __all__ = [
     "NotFoundError",
     "OpenAIClient",
     "OpenAICompatibleClient",
+    "OpenAIEmbeddings",
     "OverloadedError",
     "ProviderConnectionError",
     "ProviderError",
@@ -80,11 +84,13 @@ __all__ = [
     "TransportKind",
     "TransportResponse",
     "TransportStatistics",
+    "UnsupportedMedia",
     "VendorClient",
     "build_transport",
     "cost_of",
     "default_transport_kind",
     "price_for",
+    "supports_reasoning",
 ]
 
 _ERRORS = "lmvisor.providers.errors"
@@ -103,6 +109,7 @@ _EXPORTS = {
     "NotFoundError": _ERRORS,
     "OpenAIClient": "lmvisor.providers.openai",
     "OpenAICompatibleClient": "lmvisor.providers.openai_compatible",
+    "OpenAIEmbeddings": "lmvisor.providers.embeddings",
     "OverloadedError": _ERRORS,
     "ProviderConnectionError": _ERRORS,
     "ProviderError": _ERRORS,
@@ -119,11 +126,13 @@ _EXPORTS = {
     "TransportKind": "lmvisor.providers.client",
     "TransportResponse": _TRANSPORT,
     "TransportStatistics": _TRANSPORT,
+    "UnsupportedMedia": _ERRORS,
     "VendorClient": "lmvisor.providers.client",
     "build_transport": _TRANSPORT,
     "cost_of": "lmvisor.providers.pricing",
     "default_transport_kind": _TRANSPORT,
     "price_for": "lmvisor.providers.pricing",
+    "supports_reasoning": "lmvisor.providers.reasoning",
 }
 
 if not TYPE_CHECKING:

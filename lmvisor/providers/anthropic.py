@@ -201,6 +201,7 @@ class AnthropicClient(HttpVendorClient):
             finish_reason=first.finish_reason,
             model=first.model,
             tool_calls=first.tool_calls,
+            reasoning=first.reasoning,
         )
 
     def _parse(self, data: dict[str, Any], model: str) -> LMResponse:
@@ -208,11 +209,14 @@ class AnthropicClient(HttpVendorClient):
         if not isinstance(content, list):
             raise shape_error(self._name, model, "content", "expected a list of blocks")
         texts: list[str] = []
+        thoughts: list[str] = []
         calls: list[ToolCall] = []
         for i, block in enumerate(content):
             kind = block.get("type") if isinstance(block, Mapping) else None
             if kind == "text":
                 texts.append(str(block.get("text", "")))
+            elif kind == "thinking":
+                thoughts.append(str(block.get("thinking", "")))
             elif kind == "tool_use":
                 calls.append(self._tool_call(block, model, f"content[{i}]"))
         raw_usage = data.get("usage")
@@ -227,6 +231,7 @@ class AnthropicClient(HttpVendorClient):
             finish_reason=_STOP_REASONS.get(stop, stop) if isinstance(stop, str) else None,
             model=reported,
             tool_calls=tuple(calls),
+            reasoning="".join(thoughts) or None,
         )
 
     def _tool_call(self, block: Mapping[str, Any], model: str, where: str) -> ToolCall:
@@ -248,6 +253,7 @@ class _AnthropicStream(StreamState):
         self._client = client
         self._model = model
         self._texts: list[str] = []
+        self._thoughts: list[str] = []
         self._tools: dict[int, dict[str, Any]] = {}
         self._usage: dict[str, Any] = {}
         self._reported = ""
@@ -299,6 +305,11 @@ class _AnthropicStream(StreamState):
             if text:
                 self._texts.append(text)
                 return [LMDelta(text=text, index=0)]
+        elif kind == "thinking_delta":
+            thought = str(delta.get("thinking", ""))
+            if thought:
+                self._thoughts.append(thought)
+                return [LMDelta(text=thought, reasoning=True)]
         elif kind == "input_json_delta":
             slot = self._tools.get(index)
             if slot is not None:
@@ -326,4 +337,5 @@ class _AnthropicStream(StreamState):
             finish_reason=_STOP_REASONS.get(self._stop, self._stop) if self._stop else None,
             model=reported,
             tool_calls=calls,
+            reasoning="".join(self._thoughts) or None,
         )

@@ -4,7 +4,8 @@
     └── ProviderError                 a vendor call failed
         ├── AuthenticationError       401/403: the key is missing, wrong or not allowed
         ├── BadRequestError           400/422 and other 4xx: the request is wrong
-        │   └── ContextWindowExceeded the prompt does not fit the model's window
+        │   ├── ContextWindowExceeded the prompt does not fit the model's window
+        │   └── UnsupportedMedia      the vendor takes no such image, audio or document
         ├── NotFoundError             404: no such endpoint or resource
         │   └── ModelNotFound         404 naming the model: the vendor does not serve it
         ├── ConflictError             409: a conflicting request; retry
@@ -52,6 +53,7 @@ __all__ = [
     "RateLimitError",
     "ResponseFormatError",
     "ServerError",
+    "UnsupportedMedia",
     "error_from_body",
     "error_from_status",
     "parse_retry_after",
@@ -126,6 +128,16 @@ class ContextWindowExceeded(BadRequestError):
 
     code = "provider_context_window_exceeded"
     _summary = "context window exceeded"
+
+
+class UnsupportedMedia(BadRequestError):
+    """The vendor takes no such content part (audio to Anthropic); send another kind.
+
+    Raised before the request is sent, so no status applies.
+    """
+
+    code = "provider_unsupported_media"
+    _summary = "unsupported media"
 
 
 class NotFoundError(ProviderError):

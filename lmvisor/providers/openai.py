@@ -23,12 +23,14 @@ from lmvisor.providers._base import (
 )
 from lmvisor.providers.client import ClientOptions
 from lmvisor.providers.errors import error_from_body
+from lmvisor.providers.reasoning import message_reasoning
 from lmvisor.providers.sse import SSEEvent
 from lmvisor.providers.transport import Transport
 
 __all__ = ["OpenAIClient"]
 
-_RESERVED = frozenset({"model", "messages", "stream", "stream_options"})
+# lmvisor's own control params (a cache's `rollout_id`, `cache`) never reach the vendor.
+_RESERVED = frozenset({"model", "messages", "stream", "stream_options", "rollout_id", "cache"})
 _DONE = "[DONE]"
 
 
@@ -104,6 +106,7 @@ class _OpenAIWire(HttpVendorClient):
             finish_reason=finish if isinstance(finish, str) else None,
             model=reported,
             tool_calls=self._tool_calls(first["message"].get("tool_calls"), model),
+            reasoning=message_reasoning(first["message"]),
         )
 
     def _text(self, content: Any, model: str, index: int) -> str:
@@ -152,6 +155,7 @@ class _OpenAIStream(StreamState):
         self._texts: dict[int, list[str]] = {}
         self._finish: dict[int, str] = {}
         self._tools: dict[int, dict[str, Any]] = {}
+        self._reasoning: list[str] = []
         self._usage: Any = None
         self._reported = ""
 
@@ -187,6 +191,10 @@ class _OpenAIStream(StreamState):
             self._texts[index].append(text)
             deltas.append(LMDelta(text=text, index=index))
         if index == 0 and isinstance(delta, Mapping):
+            thought = message_reasoning(delta)
+            if thought:
+                self._reasoning.append(thought)
+                deltas.append(LMDelta(text=thought, reasoning=True))
             for call in delta.get("tool_calls") or ():
                 self._tool_part(call)
         finish = choice.get("finish_reason")
@@ -236,6 +244,7 @@ class _OpenAIStream(StreamState):
             finish_reason=self._finish.get(0),
             model=reported,
             tool_calls=calls,
+            reasoning="".join(self._reasoning) or None,
         )
 
 

@@ -38,6 +38,9 @@ __all__ = [
     "OPTIMIZATION_FAILED",
     "OPTIMIZATION_ITERATION",
     "OPTIMIZATION_STARTED",
+    "SERVER_DRAINING",
+    "SERVER_READY",
+    "SERVER_STOPPED",
     "Event",
     "EventListener",
     "EventRing",
@@ -86,6 +89,14 @@ CACHE_STALE_SERVED: Final = "cache.stale_served"
 """An expired cached answer stood in for a failed LM call (`model`, `age_s`, `error`)."""
 CACHE_ENTRY_DROPPED: Final = "cache.entry_dropped"
 """A corrupt or undecodable cache entry was dropped (`layer`, `problem`)."""
+
+# The daemon's own events (lmvisor.server).
+SERVER_READY: Final = "server.ready"
+"""The daemon listens and serves (`url`, `pid`, `loop`)."""
+SERVER_DRAINING: Final = "server.draining"
+"""The daemon stopped accepting work and drains in-flight requests (`reason`)."""
+SERVER_STOPPED: Final = "server.stopped"
+"""The daemon's HTTP side has stopped; the tree shuts down next (`exit_code`)."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _log = logging.getLogger(__name__)

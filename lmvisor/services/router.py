@@ -40,6 +40,7 @@ from typing import Any, final
 
 from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, LMStreamItem
 from lmvisor.providers.errors import BadRequestError, ResponseFormatError
+from lmvisor.providers.reasoning import supports_reasoning
 from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.deadline import current_deadline
@@ -56,6 +57,7 @@ DEFAULT_CALL_TIMEOUT = 120.0
 """Seconds a call may take, every deployment, attempt and backoff included, when the
 caller sets no deadline."""
 
+_PROVIDER_MARGIN = 0.02  # seconds
 # Vendors whose APIs accept OpenAI's json_schema response_format.
 _NO_JSON_SCHEMA = frozenset({"anthropic"})
 _END: Any = object()
@@ -86,6 +88,18 @@ def _seconds(name: str, value: float | None) -> float | None:
     if math.isnan(value) or value <= 0:
         raise ValueError(f"{name} must be > 0 (or None), got {value!r}")
     return float(value)
+
+
+def _early(until: float | None, wait: float | None) -> float | None:
+    """The provider's deadline: a little before the router stops waiting.
+
+    So the provider's own typed outcome (its vendor error, `RetryExhausted`)
+    normally reaches the router before the router's wait runs out, and the
+    caller sees why the call failed rather than a bare timeout.
+    """
+    if until is None or wait is None:
+        return until
+    return until - min(_PROVIDER_MARGIN, wait / 10)
 
 
 def _abandon(target: ActorRef, msg: Complete) -> None:
@@ -159,7 +173,7 @@ class RouterLM:
         self._cooldowns = cooldowns if cooldowns is not None else Cooldowns(clock=runtime.clock)
         primary = split_model(model)[0]
         self._capabilities = capabilities or LMCapabilities(
-            json_schema=primary not in _NO_JSON_SCHEMA
+            json_schema=primary not in _NO_JSON_SCHEMA, reasoning=supports_reasoning(model)
         )
 
     @property
@@ -202,7 +216,9 @@ class RouterLM:
         for deployment in self._candidates(order):
             until, wait = self._window(at, request, errors)
             address = self._addresses.get(deployment) or self._address(deployment)
-            msg = Complete(request=self._retarget(request, deployment), deadline=until)
+            msg = Complete(
+                request=self._retarget(request, deployment), deadline=_early(until, wait)
+            )
             try:
                 response = await self._ask(address, msg, wait)
             except LmvisorError as exc:
@@ -238,7 +254,9 @@ class RouterLM:
             target = self._addresses.get(deployment) or self._address(deployment)
             try:
                 items = await target.call(
-                    OpenStream(request=self._retarget(request, deployment), deadline=until),
+                    OpenStream(
+                        request=self._retarget(request, deployment), deadline=_early(until, wait)
+                    ),
                     timeout=wait,
                 )
             except LmvisorError as exc:

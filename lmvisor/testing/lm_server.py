@@ -8,6 +8,9 @@ and in the format the request asks for, what the vendors' APIs answer:
   `tools` / `tool_choice`; bearer auth checked only when `api_key` is set.
 - `POST /v1/messages`: Anthropic Messages (needs `x-api-key` and `anthropic-version`;
   `max_tokens` required), plain or SSE with the full event sequence, `tools`.
+- `POST /v1/embeddings`: OpenAI embeddings, deterministic unit vectors (`_lm_parts`).
+- Content parts (images, audio, files; Anthropic images and documents) are validated
+  as the vendors do; `reasoning_effort` / `thinking` add reasoning to the answer.
 - `GET /v1/models` and `GET /v1/models/{id}` (OpenAI's shapes; Anthropic's when an
   `anthropic-version` header is sent), `GET /stats` (`LMServerStats` as JSON).
 - Control, for a server in another process: `POST /_control/faults` (a FaultRule or a
@@ -56,6 +59,7 @@ from lmvisor.runtime.clock import Clock, SystemClock
 from lmvisor.testing._lm_faults import FaultBook, FaultRule, fault_rule_from_dict
 from lmvisor.testing._lm_http import abort, error_response, rejected_response, send_answer
 from lmvisor.testing._lm_lean import LeanServer
+from lmvisor.testing._lm_parts import check_anthropic_blocks, check_openai_parts, embeddings_answer
 from lmvisor.testing._lm_requests import (
     Ask,
     Rejected,
@@ -364,6 +368,7 @@ class LMServer:
     def _routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/v1/messages", self._anthropic_messages)
+        app.router.add_post("/v1/embeddings", self._openai_embeddings)
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_get("/v1/models/{model}", self._get_model)
         app.router.add_get("/stats", self._stats)
@@ -425,11 +430,25 @@ class LMServer:
         ):
             return error_response("openai", 401, seq)
         try:
-            ask = parse_openai(await self._read_json(request))
+            body = await self._read_json(request)
+            ask = parse_openai(body)
+            check_openai_parts(body["messages"])
             self._check_model(ask)
         except Rejected as exc:
             return rejected_response("openai", exc, seq)
         return await self._serve(request, ask, seq)
+
+    async def _openai_embeddings(self, request: web.Request) -> web.StreamResponse:
+        seq = next(self._seq)
+        if self._api_key is not None and (
+            request.headers.get("Authorization") != f"Bearer {self._api_key}"
+        ):
+            return error_response("openai", 401, seq)
+        try:
+            answer = embeddings_answer(await self._read_json(request))
+        except Rejected as exc:
+            return rejected_response("openai", exc, seq)
+        return web.json_response(answer)
 
     # -- Anthropic --------------------------------------------------------------
 
@@ -440,7 +459,9 @@ class LMServer:
             status, message = refusal
             return error_response("anthropic", status, seq, message=message)
         try:
-            ask = parse_anthropic(await self._read_json(request))
+            body = await self._read_json(request)
+            ask = parse_anthropic(body)
+            check_anthropic_blocks(body["messages"])
             self._check_model(ask)
         except Rejected as exc:
             return rejected_response("anthropic", exc, seq)

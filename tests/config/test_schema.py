@@ -113,3 +113,43 @@ class TestSecrets:
         """The server token is a secret too."""
         config = LmvisorConfig.model_validate({"server": {"token": "hunter2-token"}})
         assert "hunter2-token" not in repr(config)
+
+
+class TestServerConfig:
+    def test_defaults(self) -> None:
+        """The daemon is local, unauthenticated, drains for 30 s and tunes GC by default."""
+        from lmvisor.config.schema import ServerConfig
+
+        server = ServerConfig()
+        assert (server.host, server.port) == ("127.0.0.1", 8750)
+        assert not server.auth_enabled
+        assert server.open_paths == ("/healthz",)
+        assert server.drain_timeout == 30.0
+        assert server.max_body_bytes == 4 * 1024 * 1024
+        assert server.request_timeout is None
+        assert server.gc_tuning and server.loop == "auto"
+
+    def test_tokens_are_secret_and_enable_auth(self) -> None:
+        """tokens are masked in dumps and turn authentication on."""
+        config = LmvisorConfig.model_validate({"server": {"tokens": ["tok-a", "tok-b"]}})
+        assert config.server.auth_enabled
+        assert config.model_dump(mode="json")["server"]["tokens"] == ["**********"] * 2
+        assert "tok-a" not in repr(config)
+
+    @pytest.mark.parametrize(
+        ("server", "message"),
+        [
+            ({"token": " "}, "a token must not be empty"),
+            ({"tokens": ["ok", ""]}, "a token must not be empty"),
+            ({"token_sha256": ["abc"]}, "each entry must be 64 lowercase hex digits"),
+            ({"open_paths": ["metrics"]}, "path 'metrics' must start with '/'"),
+            ({"drain_timeout": 0}, "greater than 0"),
+            ({"drain_timeout": "inf"}, "finite number"),
+            ({"max_body_bytes": 0}, "greater than or equal to 1"),
+            ({"loop": "trio"}, "Input should be 'auto', 'asyncio' or 'uvloop'"),
+        ],
+    )
+    def test_invalid_values(self, server: dict[str, object], message: str) -> None:
+        """Each server field rejects bad values with a message naming the problem."""
+        with pytest.raises(ValidationError, match=message):
+            LmvisorConfig.model_validate({"server": server})

@@ -1,0 +1,125 @@
+"""The daemon's ASGI app: FastAPI over a `ServerContext`, with the request plumbing in front.
+
+`create_app(context)` mounts the built-in routes (`health`, `observe`), then
+every router the context was given (`ServerContext.add_router`: the services'
+program and optimization routes, a user's `--app` hook), installs the typed
+error bodies (`http_errors`) and the middleware (`middleware`), and documents
+the cross-cutting headers and the bearer scheme in the served OpenAPI
+document (`/openapi.json`, browsable at `/docs`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from lmvisor.server import health, observe
+from lmvisor.server.about import version_info
+from lmvisor.server.auth import TokenSet
+from lmvisor.server.context import ServerContext
+from lmvisor.server.http_errors import ERROR_RESPONSES, install_error_handlers
+from lmvisor.server.http_metrics import HttpMetrics
+from lmvisor.server.middleware import (
+    CORRELATION_HEADER,
+    TIMEOUT_HEADER,
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    DeadlineMiddleware,
+    RequestContextMiddleware,
+)
+
+__all__ = ["create_app"]
+
+_DESCRIPTION: Final = (
+    "lmvisor's daemon: DSPy programs on a supervised runtime. Every answer echoes "
+    f"`{CORRELATION_HEADER}`; `{TIMEOUT_HEADER}` sets a request's deadline in seconds; "
+    'every error has the body `{"error": {"code", "message", "field"}}`.'
+)
+_METHODS: Final = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+def create_app(context: ServerContext) -> FastAPI:
+    """Build the ASGI app serving `context` (see the module docstring).
+
+    Build one app per context: the HTTP metric families are registered in the
+    context's runtime registry.
+    """
+    server = context.server
+    app = FastAPI(
+        title="lmvisor",
+        version=version_info().lmvisor,
+        description=_DESCRIPTION,
+        redoc_url=None,
+    )
+    app.state.lmvisor = context
+    install_error_handlers(app)
+    # Any route can answer these (headers, auth, body limit, deadline): document them on all.
+    for router in (health.router, observe.router, *context.routers):
+        app.include_router(router, responses=ERROR_RESPONSES)
+    tokens = TokenSet.from_config(server)
+    # add_middleware wraps: the last added runs first.
+    app.add_middleware(
+        DeadlineMiddleware, default=server.request_timeout, maximum=server.max_request_timeout
+    )
+    app.add_middleware(BodyLimitMiddleware, limit=server.max_body_bytes)
+    app.add_middleware(AuthMiddleware, tokens=tokens, open_paths=server.open_paths)
+    app.add_middleware(
+        RequestContextMiddleware,
+        access_log=server.access_log,
+        metrics=HttpMetrics(context.runtime.metrics),
+        draining=context.draining,
+    )
+    _document(app, context, tokens)
+    return app
+
+
+def _document(app: FastAPI, context: ServerContext, tokens: TokenSet) -> None:
+    """Add the shared headers (and, with auth on, the bearer scheme) to the OpenAPI document."""
+    server = context.server
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        headers = _header_parameters(server.max_request_timeout)
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                if method not in _METHODS:
+                    continue
+                operation.setdefault("parameters", []).extend(headers)
+                if tokens.enabled and path in server.open_paths:
+                    operation["security"] = []
+        if tokens.enabled:
+            components = schema.setdefault("components", {})
+            components.setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http",
+                "scheme": "bearer",
+            }
+            schema["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _header_parameters(maximum: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": CORRELATION_HEADER,
+            "in": "header",
+            "required": False,
+            "description": "Correlation id for this request (echoed; generated when absent).",
+            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:\-]{1,128}$"},
+        },
+        {
+            "name": TIMEOUT_HEADER,
+            "in": "header",
+            "required": False,
+            "description": "Deadline in seconds for everything this request starts.",
+            "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": maximum},
+        },
+    ]

@@ -1,0 +1,191 @@
+"""The server layer's errors: bad requests, refused callers, and a daemon that cannot start.
+
+    LmvisorError
+    └── DaemonError                    the daemon refused a request or could not start
+        ├── RequestError               the HTTP request itself is wrong (a 4xx)
+        │   ├── InvalidHeader          a header's value is malformed or out of range
+        │   ├── Unauthorized           no bearer token, or not one the daemon knows
+        │   ├── RequestTooLarge        the body is larger than `server.max_body_bytes`
+        │   └── Draining               the daemon is shutting down; retry elsewhere
+        ├── StartupError               `lmvisor serve` cannot start (a usage/config error)
+        │   ├── InsecureBind           a non-loopback address without any token
+        │   └── AppLoadError           the `--app pkg.module:register` hook cannot be loaded
+        ├── AppHookFailed              the `--app` hook ran and raised (a runtime failure)
+        └── DaemonCallError            the CLI's call to a running daemon failed
+            ├── DaemonUnreachable      no daemon answered at the URL
+            └── DaemonRefused          the daemon answered with an error body
+
+The process exit codes (`EXIT_OK`, `EXIT_FAILURE`, `EXIT_USAGE`) live here too:
+`StartupError` and configuration errors are usage errors (2), the rest runtime
+failures (1).
+
+Every `RequestError` names the offending `field` (a header name, a dotted
+body path) so the HTTP error body can carry it. `lmvisor.server.http_errors`
+maps these and every other layer's errors to status codes, in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from lmvisor.runtime.errors import LmvisorError
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "AppHookFailed",
+    "AppLoadError",
+    "DaemonCallError",
+    "DaemonError",
+    "DaemonRefused",
+    "DaemonUnreachable",
+    "Draining",
+    "InsecureBind",
+    "InvalidHeader",
+    "RequestError",
+    "RequestTooLarge",
+    "StartupError",
+    "Unauthorized",
+]
+
+EXIT_OK: Final = 0
+"""Done, or stopped by a signal after draining."""
+EXIT_FAILURE: Final = 1
+"""A runtime failure: the root supervisor gave up, a port is busy, a daemon is unreachable."""
+EXIT_USAGE: Final = 2
+"""A usage or configuration error: nothing was started."""
+
+
+class DaemonError(LmvisorError):
+    """The daemon refused a request or could not start."""
+
+    code = "server_error"
+
+
+class RequestError(DaemonError):
+    """The HTTP request is wrong; `field` names the part to fix (None: the request as a whole)."""
+
+    code = "bad_request"
+    field: str | None = None
+
+
+class InvalidHeader(RequestError):
+    """The caller sent a malformed header value; fix it and resend."""
+
+    code = "invalid_header"
+
+    def __init__(self, *, header: str, problem: str) -> None:
+        super().__init__(f"header {header}: {problem}", context={"header": header})
+        self.field = header
+
+
+class Unauthorized(RequestError):
+    """The caller sent no bearer token or an unknown one; send a configured token."""
+
+    code = "unauthorized"
+    field = "Authorization"
+
+    def __init__(self, *, problem: str) -> None:
+        super().__init__(problem)
+
+
+class RequestTooLarge(RequestError):
+    """The caller's body exceeds the daemon's limit; send less (or raise the limit)."""
+
+    code = "request_too_large"
+    field = "body"
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(
+            f"request body exceeds the limit of {limit} bytes", context={"limit": limit}
+        )
+        self.limit = limit
+
+
+class Draining(RequestError):
+    """The daemon is shutting down and takes no new work; retry against another instance."""
+
+    code = "draining"
+    retryable = True
+
+    def __init__(self) -> None:
+        super().__init__("the daemon is shutting down and accepts no new work")
+
+
+class StartupError(DaemonError):
+    """`lmvisor serve` cannot start as configured; fix the configuration or arguments."""
+
+    code = "startup_error"
+
+
+class InsecureBind(StartupError):
+    """The operator asked for a non-loopback address without a token; configure one."""
+
+    code = "insecure_bind"
+
+    def __init__(self, *, host: str) -> None:
+        super().__init__(
+            f"refusing to listen on {host!r} without authentication: it is not a loopback"
+            " address; set server.token (or LMVISOR_SERVER__TOKEN) or bind 127.0.0.1",
+            context={"host": host},
+        )
+        self.host = host
+
+
+class AppLoadError(StartupError):
+    """The `--app` hook cannot be imported or is not callable; fix the `module:function` spec."""
+
+    code = "app_load_error"
+
+    def __init__(self, *, spec: str, problem: str) -> None:
+        super().__init__(f"cannot load app hook {spec!r}: {problem}", context={"spec": spec})
+        self.spec = spec
+
+
+class AppHookFailed(DaemonError):
+    """The user's `--app` hook raised while registering; the cause is chained. Fix the hook."""
+
+    code = "app_hook_failed"
+
+    def __init__(self, *, spec: str, reason: BaseException) -> None:
+        super().__init__(
+            f"app hook {spec!r} failed: {type(reason).__name__}: {reason}",
+            context={"spec": spec, "reason": repr(reason)},
+        )
+        self.spec = spec
+
+
+class DaemonCallError(DaemonError):
+    """The CLI's call to a running daemon failed."""
+
+    code = "daemon_call_error"
+
+
+class DaemonUnreachable(DaemonCallError):
+    """No daemon answered at the URL; start one or fix `--url` / LMVISOR_URL."""
+
+    code = "daemon_unreachable"
+    retryable = True
+
+    def __init__(self, *, url: str, problem: str) -> None:
+        super().__init__(f"no daemon answered at {url}: {problem}", context={"url": url})
+        self.url = url
+
+
+class DaemonRefused(DaemonCallError):
+    """The daemon answered an error; `status`, `error_code` and `field` come from its body."""
+
+    code = "daemon_refused"
+
+    def __init__(
+        self, *, status: int, error_code: str, message: str, field: str | None = None
+    ) -> None:
+        where = f" (field {field})" if field else ""
+        super().__init__(
+            f"daemon answered {status} {error_code}: {message}{where}",
+            context={"status": status, "error_code": error_code, "field": field},
+        )
+        self.status = status
+        self.error_code = error_code
+        self.field = field

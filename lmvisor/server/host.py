@@ -1,0 +1,92 @@
+"""What the daemon serves, opened and closed as one: the runtime and the user's `--app` hook.
+
+`open_context(config, register=...)` starts the runtime (its tree, event store,
+metrics), builds the `ServerContext`, runs the hook, yields the context, and on
+exit shuts the tree down in reverse start order. The daemon and the CLI's
+embedded mode both go through here, so they serve the same thing from the same
+configuration.
+
+A hook is named `pkg.module:function` (`load_register`) and called once with
+the context; it may be async. It registers what the daemon should serve:
+readiness checks, extra routers, and (once the services tree runs here)
+programs and metrics.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final, TypeAlias
+
+from lmvisor.config.schema import LmvisorConfig
+from lmvisor.runtime.runtime import Runtime
+from lmvisor.server.context import ServerContext
+from lmvisor.server.errors import AppHookFailed, AppLoadError
+
+__all__ = ["DAEMON_NAMESPACE", "RegisterHook", "load_register", "open_context"]
+
+DAEMON_NAMESPACE: Final = "lmvisor"
+"""The runtime namespace of the daemon and of the CLI's embedded runs: with a durable
+event store (`events.sqlite_path`), `lmvisor events` run embedded reads what the daemon
+recorded, since stored events are queried by namespace."""
+
+RegisterHook: TypeAlias = Callable[[ServerContext], Awaitable[None] | None]
+"""The `--app` hook: called once with the daemon's context at start-up."""
+
+
+def load_register(spec: str) -> RegisterHook:
+    """Import the hook named `pkg.module:function` (attributes may be dotted).
+
+    Raises:
+        AppLoadError: the spec is malformed, the import fails, the attribute is
+            missing, or it is not callable.
+    """
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise AppLoadError(spec=spec, problem="expected 'pkg.module:function'")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        problem = f"import failed: {type(exc).__name__}: {exc}"
+        raise AppLoadError(spec=spec, problem=problem) from exc
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise AppLoadError(spec=spec, problem=f"no attribute {part!r}") from None
+    if not callable(target):
+        raise AppLoadError(spec=spec, problem="not callable")
+    hook: RegisterHook = target
+    return hook
+
+
+@asynccontextmanager
+async def open_context(
+    config: LmvisorConfig,
+    *,
+    register: RegisterHook | None = None,
+    register_name: str = "<hook>",
+    namespace: str = DAEMON_NAMESPACE,
+) -> AsyncIterator[ServerContext]:
+    """Start what the daemon serves and yield its context; stop it all on exit.
+
+    Raises:
+        StartError: a system service failed to start (nothing is left running).
+        AppHookFailed: `register` raised (cause chained); the tree is shut down.
+    """
+    async with Runtime.open(config, namespace=namespace) as runtime:
+        context = ServerContext(runtime, config=config)
+        if register is not None:
+            await _run_hook(register, context, register_name)
+        yield context
+
+
+async def _run_hook(register: RegisterHook, context: ServerContext, name: str) -> None:
+    try:
+        result = register(context)
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:
+        raise AppHookFailed(spec=name, reason=exc) from exc

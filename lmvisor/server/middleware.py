@@ -1,0 +1,276 @@
+"""The request plumbing every route inherits, as plain ASGI middleware (outermost first).
+
+1. `RequestContextMiddleware`: a correlation scope per request (`X-Correlation-ID`
+   in, checked, else generated; echoed on the answer), the access log line and
+   HTTP metrics, the last-resort 500 with a typed body for an exception no
+   handler took, and a typed 503 `draining` for a request cancelled because
+   the drain timeout ran out.
+2. `AuthMiddleware`: a known bearer token, unless authentication is off or the
+   path is open.
+3. `BodyLimitMiddleware`: 413 from `Content-Length` before anything runs, or as
+   soon as a streamed body passes the limit.
+4. `DeadlineMiddleware`: `X-Request-Timeout` (or `server.request_timeout`) becomes
+   the call's deadline (`lmvisor.runtime.deadline`) for everything below, and a
+   504 if it passes before the answer starts. A started answer is not cut: a
+   stream (`lmvisor.server.sse`) ends itself at the deadline.
+
+Plain ASGI rather than Starlette's `BaseHTTPMiddleware`: the contextvars set here
+(correlation id, deadline) reach the endpoint, and a request costs no extra task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Final, final
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lmvisor.runtime.correlation import correlation_scope
+from lmvisor.runtime.deadline import deadline
+from lmvisor.runtime.errors import DeadlineExceeded
+from lmvisor.runtime.logger import get_logger
+from lmvisor.server.auth import TokenSet
+from lmvisor.server.errors import Draining, InvalidHeader, RequestTooLarge, Unauthorized
+from lmvisor.server.http_errors import error_response
+from lmvisor.server.http_metrics import HttpMetrics
+
+__all__ = [
+    "CORRELATION_HEADER",
+    "TIMEOUT_HEADER",
+    "AuthMiddleware",
+    "BodyLimitMiddleware",
+    "DeadlineMiddleware",
+    "RequestContextMiddleware",
+]
+
+CORRELATION_HEADER: Final = "X-Correlation-ID"
+TIMEOUT_HEADER: Final = "X-Request-Timeout"
+
+_CORRELATION_KEY: Final = CORRELATION_HEADER.lower().encode("latin-1")
+_TIMEOUT_KEY: Final = TIMEOUT_HEADER.lower().encode("latin-1")
+# Ids end up in logs, events and headers: keep them short and free of anything
+# that could forge a log line or a header.
+_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_log = get_logger("lmvisor.server")
+
+
+def _header(scope: Scope, key: bytes) -> bytes | None:
+    headers: Iterable[tuple[bytes, bytes]] = scope.get("headers", ())
+    for name, value in headers:
+        if name == key:
+            return value
+    return None
+
+
+async def _send_error(exc: BaseException, scope: Scope, receive: Receive, send: Send) -> None:
+    await error_response(exc)(scope, receive, send)
+
+
+@final
+class RequestContextMiddleware:
+    """Correlation id, access log, HTTP metrics and the last-resort 500 (see the module doc)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        access_log: bool = True,
+        metrics: HttpMetrics | None = None,
+        draining: asyncio.Event | None = None,
+    ) -> None:
+        self.app = app
+        self.access_log = access_log
+        self.metrics = metrics
+        self.draining = draining
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = _header(scope, _CORRELATION_KEY)
+        text = None if raw is None else raw.decode("latin-1")
+        valid = text is not None and _CORRELATION_ID.match(text) is not None
+        cid = text if valid and text is not None else uuid.uuid4().hex
+        echo = (_CORRELATION_KEY, cid.encode("latin-1"))
+        outcome = _Outcome()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                outcome.status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echo]
+            await send(message)
+
+        started = time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.in_flight.inc()
+        with correlation_scope(cid):
+            try:
+                if text is not None and not valid:
+                    problem = "must be 1-128 letters, digits or '._:-'"
+                    error = InvalidHeader(header=CORRELATION_HEADER, problem=problem)
+                    await _send_error(error, scope, receive, send_with_id)
+                else:
+                    await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                _log.exception("http.unhandled_error", error=type(exc).__name__)
+                if outcome.status is None:
+                    await _send_error(exc, scope, receive, send_with_id)
+            except asyncio.CancelledError:
+                # Cut off at the end of a drain: the caller still gets a typed,
+                # retryable answer rather than a dropped connection.
+                if outcome.status is None and self.draining is not None and self.draining.is_set():
+                    await _send_error(Draining(), scope, receive, send_with_id)
+                raise
+            finally:
+                self._record(scope, outcome.status or 500, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", None)
+        if self.metrics is not None:
+            self.metrics.in_flight.dec()
+            self.metrics.observe(scope["method"], route, status, seconds)
+        if self.access_log:
+            _log.info(
+                "http.request",
+                method=scope["method"],
+                path=scope["path"],
+                route=route,
+                status=status,
+                duration_ms=round(seconds * 1000, 3),
+            )
+
+
+@final
+class _Outcome:
+    __slots__ = ("status",)
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+
+
+@final
+class AuthMiddleware:
+    """Require a known bearer token on every path but `open_paths` (when any token is set)."""
+
+    def __init__(self, app: ASGIApp, *, tokens: TokenSet, open_paths: Iterable[str]) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.open_paths = frozenset(open_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.tokens.enabled or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        raw = _header(scope, b"authorization")
+        try:
+            self.tokens.check_header(None if raw is None else raw.decode("latin-1"))
+        except Unauthorized as exc:
+            await _send_error(exc, scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+@final
+class BodyLimitMiddleware:
+    """Refuse a request body larger than `limit` bytes with a typed 413."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _send_error(RequestTooLarge(limit=self.limit), scope, receive, send)
+            return
+        received = 0
+        limit = self.limit
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # An HTTPException passes FastAPI's body reading untouched,
+                    # and its handler renders the typed 413.
+                    raise HTTPException(413, str(RequestTooLarge(limit=limit)))
+            return message
+
+        await self.app(scope, receive_limited, send)
+
+
+@final
+class DeadlineMiddleware:
+    """Give each request its deadline (see the module docstring).
+
+    Args:
+        default: the deadline of a request without the header (None: none).
+        maximum: the most a header may ask for.
+    """
+
+    def __init__(self, app: ASGIApp, *, default: float | None, maximum: float) -> None:
+        self.app = app
+        self.default = default
+        self.maximum = maximum
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            seconds = self._budget(_header(scope, _TIMEOUT_KEY))
+        except InvalidHeader as exc:
+            await _send_error(exc, scope, receive, send)
+            return
+        if seconds is None:
+            await self.app(scope, receive, send)
+            return
+        await self._bounded(seconds, scope, receive, send)
+
+    def _budget(self, raw: bytes | None) -> float | None:
+        if raw is None:
+            return self.default
+        try:
+            seconds = float(raw.decode("latin-1").strip())
+        except ValueError:
+            problem = "must be a number of seconds"
+            raise InvalidHeader(header=TIMEOUT_HEADER, problem=problem) from None
+        if not math.isfinite(seconds) or seconds <= 0 or seconds > self.maximum:
+            problem = f"must be a number of seconds > 0 and <= {self.maximum:g}"
+            raise InvalidHeader(header=TIMEOUT_HEADER, problem=problem)
+        return seconds
+
+    async def _bounded(self, seconds: float, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+        timer: asyncio.Timeout | None = None
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                # A started answer is never cut mid-body: a stream ends itself at the
+                # deadline (its waits see it), so the client gets a complete response.
+                if timer is not None:
+                    timer.reschedule(None)
+            await send(message)
+
+        try:
+            with deadline(seconds):
+                async with asyncio.timeout(seconds) as timer:
+                    await self.app(scope, receive, send_tracking)
+        except TimeoutError:
+            if timer is None or not timer.expired() or started:
+                raise
+            operation = f"{scope['method']} {scope['path']}"
+            error = DeadlineExceeded(operation=operation, budget=seconds)
+            await _send_error(error, scope, receive, send)

@@ -1,0 +1,172 @@
+"""Fixtures for the server tests: the app in-process, a live in-process server, daemon processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from lmvisor.config.schema import LmvisorConfig
+from lmvisor.runtime.runtime import Runtime
+from lmvisor.server.app import create_app
+from lmvisor.server.context import ServerContext
+from lmvisor.server.daemon import Daemon, bind_socket
+from tests.server._daemon_app import build_router
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_WAIT = 30.0
+
+
+def server_config(**server: Any) -> LmvisorConfig:
+    """A config with these `server` settings (access log off, to keep test output short)."""
+    return LmvisorConfig.model_validate(
+        {"server": {"access_log": False, **server}, "logging": {"level": "warning"}}
+    )
+
+
+@asynccontextmanager
+async def app_client(
+    runtime: Runtime, *, with_test_routes: bool = True, **server: Any
+) -> AsyncIterator[tuple[ServerContext, httpx.AsyncClient]]:
+    """The app over `runtime` (with these server settings), and an in-process client for it."""
+    context = ServerContext(runtime, config=server_config(**server))
+    if with_test_routes:
+        context.add_router(build_router(context))
+    app = create_app(context)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://daemon.test") as client:
+        yield context, client
+
+
+@asynccontextmanager
+async def live_daemon(context: ServerContext) -> AsyncIterator[Daemon]:
+    """`context` served over real HTTP on a free loopback port (no signal handlers)."""
+    daemon = Daemon(context, create_app(context), bind_socket("127.0.0.1", 0))
+    task = asyncio.ensure_future(daemon.run(signals=False))
+    await asyncio.wait_for(daemon.ready.wait(), READY_WAIT)
+    try:
+        yield daemon
+    finally:
+        daemon.drain("test over")
+        await asyncio.wait_for(task, READY_WAIT)
+
+
+class DaemonProcess:
+    """A `lmvisor serve` subprocess on a free loopback port; its stderr lines are collected."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        self.url = ""
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line)
+
+    def next_log(self, event: str, timeout: float = READY_WAIT) -> dict[str, Any]:
+        """The next JSON log line whose `event` is `event` (earlier lines are kept in `log`)."""
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(end - time.monotonic(), 0.01))
+            except queue.Empty:
+                raise AssertionError(f"no {event!r} log line; got: {self.log[-20:]}") from None
+            self.log.append(line)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == event:
+                result: dict[str, Any] = record
+                return result
+
+    def wait_ready(self) -> None:
+        self.url = str(self.next_log("server.ready")["url"])
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = READY_WAIT) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        """Kill the process if it still runs, then release its pipe."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._pump_thread.join(10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+def daemon_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without LMVISOR_ settings or vendor keys, plus `extra`."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("LMVISOR_") and not key.endswith("_API_KEY")
+    }
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def start_daemon(*args: str, cwd: Path = ROOT, **env: str) -> DaemonProcess:
+    """Start `python -m lmvisor.server serve --port 0 ARGS` (not yet waited for)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmvisor.server", "serve", "--port", "0", *args],
+        cwd=cwd,
+        env=daemon_env(**{"LMVISOR_SERVER__ACCESS_LOG": "false", **env}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return DaemonProcess(proc)
+
+
+@pytest.fixture
+def spawn_daemon() -> Iterator[Callable[..., DaemonProcess]]:
+    """Start daemon processes (ready) for one test; each is killed if still running after it."""
+    started: list[DaemonProcess] = []
+
+    def spawn(*args: str, **env: str) -> DaemonProcess:
+        daemon = start_daemon(*args, **env)
+        started.append(daemon)
+        daemon.wait_ready()
+        return daemon
+
+    yield spawn
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_daemon() -> Iterator[DaemonProcess]:
+    """One daemon (with the test routes) shared by the read-only tests of the session."""
+    daemon = start_daemon("--app", "tests.server._daemon_app:register")
+    try:
+        daemon.wait_ready()
+        yield daemon
+    finally:
+        daemon.signal(signal.SIGTERM)
+        try:
+            daemon.wait(READY_WAIT)
+        finally:
+            daemon.stop()

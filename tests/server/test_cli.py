@@ -1,0 +1,236 @@
+"""Tests for lmvisor.server.cli: every command, embedded and against a daemon, and as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lmvisor.config.schema import LmvisorConfig
+from lmvisor.runtime.runtime import Runtime
+from lmvisor.server.cli import app, exit_code_for, one_line
+from lmvisor.server.errors import DaemonRefused
+from lmvisor.server.host import DAEMON_NAMESPACE
+from tests.server.conftest import ROOT, DaemonProcess, daemon_env
+
+LMVISOR = str(Path(sys.executable).parent / "lmvisor")
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    """A CLI runner in an empty directory with no LMVISOR_ settings or vendor keys."""
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in list(__import__("os").environ) if n.startswith("LMVISOR_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    yield CliRunner()
+
+
+def _toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lmvisor.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class TestVersion:
+    def test_prints_the_version(self, runner: CliRunner) -> None:
+        """`lmvisor version` prints lmvisor's and Python's versions."""
+        result = runner.invoke(app, ["version"])
+        assert result.exit_code == 0
+        assert result.stdout.startswith("lmvisor 0.1.0 (Python 3.")
+
+    def test_with_a_daemon(self, runner: CliRunner, shared_daemon: DaemonProcess) -> None:
+        """With --url it also prints the daemon's version."""
+        result = runner.invoke(app, ["version", "--url", shared_daemon.url, "--json"])
+        assert result.exit_code == 0
+        data = json.loads(result.stdout)
+        assert data["daemon"] == {"url": shared_daemon.url, "version": "0.1.0"}
+
+
+class TestConfigCheck:
+    def test_valid_file_prints_masked_config(
+        self, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A valid file prints the effective config as JSON with every secret masked."""
+        path = _toml(tmp_path, '[server]\nport = 9100\ntoken = "file-secret-1"\n')
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-env-secret-123456")
+        result = runner.invoke(app, ["config", "check", str(path), "--json"])
+        assert result.exit_code == 0
+        data = json.loads(result.stdout)
+        assert data["server"]["port"] == 9100
+        assert data["server"]["token"] == "**********"
+        assert data["providers"]["openai"]["api_key"] == "**********"
+        assert "file-secret-1" not in result.output and "sk-env-secret" not in result.output
+
+    def test_invalid_file_is_one_line_and_exit_2(self, runner: CliRunner, tmp_path: Path) -> None:
+        """Every bad field is named on one line; the exit code is 2."""
+        path = _toml(tmp_path, "[server]\nport = 'high'\ndrain_timeout = -1\n")
+        result = runner.invoke(app, ["config", "check", str(path)])
+        assert result.exit_code == 2
+        assert result.stderr.count("\n") == 1
+        assert result.stderr.startswith("error: invalid configuration: server.port: ")
+        assert "server.drain_timeout: Input should be greater than 0" in result.stderr
+
+    def test_public_host_without_token_fails_the_check(
+        self, runner: CliRunner, tmp_path: Path
+    ) -> None:
+        """A config the daemon would refuse to start with fails the check (exit 2)."""
+        path = _toml(tmp_path, "[server]\nhost = '0.0.0.0'\n")
+        result = runner.invoke(app, ["config", "check", str(path)])
+        assert result.exit_code == 2
+        assert "refusing to listen on '0.0.0.0'" in result.stderr
+
+    def test_path_and_url_together_is_a_usage_error(self, runner: CliRunner) -> None:
+        """PATH and --url are exclusive: a usage error, exit 2."""
+        result = runner.invoke(app, ["config", "check", "x.toml", "--url", "http://127.0.0.1:1"])
+        assert result.exit_code == 2
+
+    def test_daemon_config(self, runner: CliRunner, shared_daemon: DaemonProcess) -> None:
+        """With --url the daemon's configuration is checked and printed."""
+        result = runner.invoke(app, ["config", "check", "--url", shared_daemon.url, "--json"])
+        assert result.exit_code == 0
+        assert json.loads(result.stdout)["server"]["access_log"] is False
+
+
+class TestTree:
+    def test_embedded(self, runner: CliRunner) -> None:
+        """Without --url the tree of an embedded runtime is rendered."""
+        result = runner.invoke(app, ["tree"])
+        assert result.exit_code == 0
+        assert "event_store" in result.stdout and "running" in result.stdout
+
+    def test_daemon_json(self, runner: CliRunner, shared_daemon: DaemonProcess) -> None:
+        """With --url (here from LMVISOR_URL) the daemon's tree is printed as JSON."""
+        result = runner.invoke(app, ["tree", "--json"], env={"LMVISOR_URL": shared_daemon.url})
+        assert result.exit_code == 0
+        assert [c["id"] for c in json.loads(result.stdout)["children"]] == ["system", "fragile"]
+
+    def test_unreachable_daemon_exits_1(self, runner: CliRunner) -> None:
+        """No daemon at the URL: one line, exit 1."""
+        result = runner.invoke(app, ["tree", "--url", "http://127.0.0.1:9"])
+        assert result.exit_code == 1
+        assert result.stderr.startswith("error: no daemon answered at http://127.0.0.1:9: ")
+
+    def test_debug_adds_the_traceback(self, runner: CliRunner) -> None:
+        """--debug prints the traceback before the one-line error."""
+        result = runner.invoke(app, ["--debug", "tree", "--url", "http://127.0.0.1:9"])
+        assert result.exit_code == 1
+        assert "Traceback (most recent call last)" in result.stderr
+
+
+class TestEvents:
+    def test_embedded_reads_the_configured_store(self, runner: CliRunner, tmp_path: Path) -> None:
+        """Embedded, events come from the configured SQLite store (a daemon's included)."""
+        db = tmp_path / "events.db"
+
+        async def record() -> None:
+            config = LmvisorConfig.model_validate({"events": {"sqlite_path": str(db)}})
+            async with Runtime.open(config, namespace=DAEMON_NAMESPACE) as rt:
+                rt.events.emit("job.done", {"score": 0.9})
+
+        asyncio.run(record())
+        path = _toml(tmp_path, f"[events]\nsqlite_path = '{db}'\n")
+        result = runner.invoke(app, ["events", "--config", str(path), "--type", "job.*", "--json"])
+        assert result.exit_code == 0, result.output
+        assert [e["data"] for e in json.loads(result.stdout)] == [{"score": 0.9}]
+
+    def test_no_events(self, runner: CliRunner) -> None:
+        """No match says so on stderr and exits 0."""
+        result = runner.invoke(app, ["events", "--type", "nothing.*"])
+        assert result.exit_code == 0
+        assert "no matching events" in result.stderr
+
+    def test_daemon_table(self, runner: CliRunner, shared_daemon: DaemonProcess) -> None:
+        """With --url the daemon's events are rendered as a table."""
+        result = runner.invoke(
+            app, ["events", "--url", shared_daemon.url, "--type", "server.ready"]
+        )
+        assert result.exit_code == 0
+        assert "server.ready" in result.stdout
+
+    def test_refused_request_exits_2(self, runner: CliRunner, shared_daemon: DaemonProcess) -> None:
+        """A 4xx from the daemon is a usage error: its code and field on one line, exit 2."""
+        result = runner.invoke(
+            app, ["events", "--url", shared_daemon.url, "--correlation-id", "bad id"]
+        )
+        assert result.exit_code == 2
+        assert result.stderr.startswith("error: daemon answered 422 validation_error: ")
+        assert result.stderr.rstrip().endswith("(field query.correlation_id)")
+
+    def test_follow_a_daemon_until_it_drains(
+        self, spawn_daemon: Callable[..., DaemonProcess]
+    ) -> None:
+        """`events --follow --url` prints events live and exits 0 when the daemon drains."""
+        daemon = spawn_daemon()
+        follower = subprocess.Popen(
+            [LMVISOR, "events", "--follow", "--json", "--url", daemon.url],
+            cwd=ROOT,
+            env=daemon_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert follower.stdout is not None
+            first = json.loads(follower.stdout.readline())
+            assert first["data"]["type"] == "server.ready"
+            daemon.signal(signal.SIGTERM)
+            rest = [json.loads(line) for line in follower.stdout]
+            assert follower.wait(30) == 0
+        finally:
+            follower.kill()
+            follower.communicate()
+        assert "server.draining" in [item["data"]["type"] for item in rest]
+
+    def test_follow_embedded_stops_on_ctrl_c(self, tmp_path: Path) -> None:
+        """Embedded `events --follow` says what it follows and exits 0 on SIGINT."""
+        follower = subprocess.Popen(
+            [LMVISOR, "events", "--follow"],
+            cwd=tmp_path,
+            env=daemon_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert follower.stderr is not None
+            assert "following an embedded runtime" in follower.stderr.readline()
+            follower.send_signal(signal.SIGINT)
+            assert follower.wait(30) == 0
+        finally:
+            follower.kill()
+            follower.communicate()
+
+
+class TestProcess:
+    def test_help_from_the_console_script(self) -> None:
+        """The installed `lmvisor` script prints help naming every command."""
+        done = subprocess.run([LMVISOR, "--help"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0
+        for command in ("serve", "tree", "events", "config", "version"):
+            assert command in done.stdout
+
+    def test_unknown_command_is_usage_error(self) -> None:
+        """An unknown command exits 2."""
+        done = subprocess.run([LMVISOR, "frobnicate"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2
+
+
+class TestHelpers:
+    def test_exit_codes(self) -> None:
+        """Config and start-up errors and a daemon's 4xx are 2; anything else is 1."""
+        assert exit_code_for(DaemonRefused(status=401, error_code="u", message="m")) == 2
+        assert exit_code_for(DaemonRefused(status=503, error_code="u", message="m")) == 1
+        assert exit_code_for(RuntimeError("x")) == 1
+
+    def test_one_line_joins_lines(self) -> None:
+        """A message with line breaks becomes one line."""
+        assert one_line(RuntimeError("a\n  b")) == "a b"
