@@ -1,8 +1,9 @@
 """A tour of the lmvisor runtime: a one_for_one tree over a counter and a worker that crashes once.
 
-Run with ``make run``. It prints the supervision tree, crashes the worker,
-shows that only the worker was restarted (with a new incarnation reached
-through its registered name), and prints the tree again.
+Run with ``.venv/bin/python examples/runtime_tour.py``. It prints the
+supervision tree, crashes the worker, shows that only the worker was
+restarted (with a new incarnation reached through its registered name), and
+prints the tree again. The crash's report goes to stderr as a JSON line.
 """
 
 from __future__ import annotations

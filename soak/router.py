@@ -193,7 +193,6 @@ async def _soak(url: str) -> dict[str, Any]:
         providers={
             "local": {
                 "base_url": url + "/v1",
-                "max_in_flight": 400,
                 "max_retries": 3,
                 "timeout": 10.0,
             }

@@ -1,6 +1,6 @@
 """Anthropic request mapping: OpenAI-shaped messages and params to `/v1/messages` pieces.
 
-`AnthropicProvider` (whose module docstring lists the whole mapping) builds its
+`AnthropicClient` (whose module docstring lists the whole mapping) builds its
 payload from these; each raises ValueError naming the message or param it
 cannot map.
 """

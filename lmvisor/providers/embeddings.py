@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, final
 
 from lmvisor.providers._base import decode_json, shape_error
+from lmvisor.providers.aiohttp_transport import AiohttpTransport
 from lmvisor.providers.errors import error_from_status
-from lmvisor.providers.transport import AiohttpTransport, Transport
+from lmvisor.providers.transport import Transport
 
 __all__ = ["OpenAIEmbeddings"]
 

@@ -267,13 +267,21 @@ def _error_fields(body: Any) -> tuple[str, str | None, str | None]:
         etype = body.get("type")
         code = body.get("code")
         return (
-            message if isinstance(message, str) else json.dumps(body)[:_MAX_DETAIL],
+            message if isinstance(message, str) else _shown(body),
             etype if isinstance(etype, str) else None,
             str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None,
         )
     if isinstance(body, str):
         return body, None, None
     return "", None, None
+
+
+def _shown(body: Mapping[str, Any]) -> str:
+    """A short text of an error body that carries no message (hostile nesting included)."""
+    try:
+        return json.dumps(body)[:_MAX_DETAIL]
+    except (TypeError, ValueError, RecursionError):
+        return repr(type(body))
 
 
 _BY_TYPE: dict[str, type[ProviderError]] = {
@@ -338,7 +346,7 @@ def error_from_status(
     model: str | None,
     status: int,
     headers: Mapping[str, str],
-    body: bytes,
+    body: bytes | memoryview,
     secret: str | None = None,
 ) -> ProviderError:
     """The typed error for a non-2xx HTTP answer from either vendor (or a compatible server).
@@ -348,10 +356,10 @@ def error_from_status(
     `{"message", "type", "code"}` and non-JSON bodies alike. `secret` is redacted
     from the vendor's text.
     """
-    text = body.decode("utf-8", "replace")
+    text = bytes(body).decode("utf-8", "replace")
     try:
         parsed: Any = json.loads(text) if text else ""
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = text
     message, etype, code = _error_fields(parsed)
     cls = _refine(_class_for_status(status), message, etype, code)

@@ -70,19 +70,20 @@ if TYPE_CHECKING:
     from lmvisor.services.errors import UnknownJob as UnknownJob
     from lmvisor.services.errors import UnknownModule as UnknownModule
     from lmvisor.services.errors import UnknownProvider as UnknownProvider
+    from lmvisor.services.lm_provider import Abandon as Abandon
     from lmvisor.services.lm_provider import Complete as Complete
     from lmvisor.services.lm_provider import GetCapabilities as GetCapabilities
+    from lmvisor.services.lm_provider import GetStatistics as GetStatistics
     from lmvisor.services.lm_provider import LMProvider as LMProvider
     from lmvisor.services.lm_provider import LMProviderStatistics as LMProviderStatistics
     from lmvisor.services.lm_provider import OpenStream as OpenStream
-    from lmvisor.services.lm_provider import Provider as Provider
     from lmvisor.services.lm_provider import ProviderProtections as ProviderProtections
     from lmvisor.services.lm_provider import estimate_tokens as estimate_tokens
     from lmvisor.services.lm_provider import provider_name as provider_name
     from lmvisor.services.lm_provider import provider_spec as provider_spec
+    from lmvisor.services.lm_services import LM_PROVIDERS as LM_PROVIDERS
     from lmvisor.services.lm_services import LMServices as LMServices
-    from lmvisor.services.lm_services import build_protections as build_protections
-    from lmvisor.services.lm_services import build_provider as build_provider
+    from lmvisor.services.lm_services import build_client as build_client
     from lmvisor.services.lm_services import reachable as reachable
     from lmvisor.services.lm_services import start_lm_providers as start_lm_providers
     from lmvisor.services.module_execution import Execution as Execution
@@ -138,6 +139,7 @@ if TYPE_CHECKING:
     from lmvisor.services.optimization_worker import OptimizationWorker as OptimizationWorker
     from lmvisor.services.optimization_worker import error_data as error_data
     from lmvisor.services.optimization_worker import rebuild_student as rebuild_student
+    from lmvisor.services.router import DEFAULT_CALL_TIMEOUT as DEFAULT_CALL_TIMEOUT
     from lmvisor.services.router import RouterLM as RouterLM
     from lmvisor.services.router import split_model as split_model
 else:

@@ -29,8 +29,11 @@ Every chat request that passes validation waits `latency` plus a uniform `[0, ji
 before its first byte, then may get a fault (see `FaultRule`). Unknown models get the
 vendor's 404; a model entry ending in `*` matches by prefix.
 
-Run it alone with `python -m lmvisor.testing.lm_server [--port N] [--latency S]`: the
-first line printed is its URL; SIGINT or SIGTERM stop it.
+Run it alone with `python -m lmvisor.testing.lm_server [--port N] [--latency S] [--lean]`:
+the first line printed is its URL; SIGINT or SIGTERM stop it. `--lean` serves OpenAI chat
+completions only (plain and SSE, the same answers), over a bare asyncio.Protocol that
+spends a third of the CPU per request, for throughput benches (see `_lm_lean`); it has no
+faults, no Anthropic API and only the request counters of `/stats`.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from aiohttp import web
 from lmvisor.runtime.clock import Clock, SystemClock
 from lmvisor.testing._lm_faults import FaultBook, FaultRule, fault_rule_from_dict
 from lmvisor.testing._lm_http import abort, error_response, rejected_response, send_answer
+from lmvisor.testing._lm_lean import LeanServer
 from lmvisor.testing._lm_parts import check_anthropic_blocks, check_openai_parts, embeddings_answer
 from lmvisor.testing._lm_requests import (
     Ask,
@@ -607,10 +611,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fault", action="append", default=[], help='a FaultRule as JSON, e.g. {"kind": "drop"}'
     )
+    parser.add_argument(
+        "--lean", action="store_true", help="OpenAI chat completions only, at the least CPU"
+    )
     return parser.parse_args(argv)
 
 
 async def _serve_until_signalled(args: argparse.Namespace) -> None:
+    if args.lean:
+        await _serve_lean(args)
+        return
     faults = [fault_rule_from_dict(json.loads(text)) for text in args.fault]
     server = LMServer(
         host=args.host,
@@ -628,6 +638,22 @@ async def _serve_until_signalled(args: argparse.Namespace) -> None:
     async with server:
         print(server.url, flush=True)
         await stop.wait()
+
+
+async def _serve_lean(args: argparse.Namespace) -> None:
+    if args.fault or args.api_key:
+        raise ValueError("--lean serves no faults and checks no key")
+    lean = LeanServer(host=args.host, port=args.port, latency=args.latency)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await lean.start()
+    try:
+        print(lean.url, flush=True)
+        await stop.wait()
+    finally:
+        await lean.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,10 +12,10 @@ import pytest
 from lmvisor.programs.embeddings import KNN, Embedder
 from lmvisor.programs.example import Example
 from lmvisor.programs.lm import LMRequest
-from lmvisor.providers.anthropic import AnthropicProvider
+from lmvisor.providers.anthropic import AnthropicClient
 from lmvisor.providers.embeddings import OpenAIEmbeddings
 from lmvisor.providers.errors import AuthenticationError, BadRequestError, UnsupportedMedia
-from lmvisor.providers.openai import OpenAIProvider
+from lmvisor.providers.openai import OpenAIClient
 from lmvisor.providers.reasoning import anthropic_thinking, supports_reasoning
 from lmvisor.testing.lm_server import LMServer
 from tests.providers.conftest import KEY, collect_stream
@@ -44,14 +44,14 @@ class TestOpenAIParts:
         "part", [IMAGE, IMAGE_URL, AUDIO, FILE], ids=["png", "url", "wav", "pdf"]
     )
     async def test_parts_accepted(
-        self, oai: OpenAIProvider, server: LMServer, part: dict[str, Any]
+        self, oai: OpenAIClient, server: LMServer, part: dict[str, Any]
     ) -> None:
         """Every part kind DSPy writes reaches the server unchanged and is answered."""
         response = await oai.complete(LMRequest(model="gpt-4o-mini", messages=parts(part)))
         assert response.outputs[0]
         assert server.last_requests(1)[0]["messages"][0]["content"][1] == part
 
-    async def test_malformed_part_is_a_bad_request(self, oai: OpenAIProvider) -> None:
+    async def test_malformed_part_is_a_bad_request(self, oai: OpenAIClient) -> None:
         """The server refuses a part as OpenAI does, naming it."""
         bad = {"type": "input_audio", "input_audio": {"data": "not base64!", "format": "wav"}}
         with pytest.raises(
@@ -61,7 +61,7 @@ class TestOpenAIParts:
 
 
 class TestAnthropicParts:
-    async def test_image_and_documents(self, claude: AnthropicProvider, server: LMServer) -> None:
+    async def test_image_and_documents(self, claude: AnthropicClient, server: LMServer) -> None:
         """Images become image blocks; PDF and text files become document blocks."""
         text_file = {"type": "file", "file": {"file_data": TEXT, "filename": "n.txt"}}
         request = LMRequest(model="claude-haiku-4-5", messages=parts(IMAGE, FILE, text_file))
@@ -98,7 +98,7 @@ class TestAnthropicParts:
         ],
     )
     async def test_unsupported_media(
-        self, claude: AnthropicProvider, server: LMServer, part: dict[str, Any], problem: str
+        self, claude: AnthropicClient, server: LMServer, part: dict[str, Any], problem: str
     ) -> None:
         """What Anthropic cannot take is a typed error raised before anything is sent."""
         before = server.stats().requests
@@ -123,7 +123,7 @@ class TestReasoning:
         with pytest.raises(ValueError, match=r"reasoning_effort must be one of"):
             anthropic_thinking("extreme", 4096)
 
-    async def test_openai_reasoning_content(self, oai: OpenAIProvider) -> None:
+    async def test_openai_reasoning_content(self, oai: OpenAIClient) -> None:
         """With reasoning_effort the answer carries reasoning_content, whole and streamed."""
         request = LMRequest(model="o3-mini", messages=parts(), params={"reasoning_effort": "low"})
         whole = await oai.complete(request)
@@ -133,7 +133,7 @@ class TestReasoning:
         assert streamed.reasoning == whole.reasoning
         assert streamed.outputs == whole.outputs
 
-    async def test_anthropic_thinking(self, claude: AnthropicProvider, server: LMServer) -> None:
+    async def test_anthropic_thinking(self, claude: AnthropicClient, server: LMServer) -> None:
         """reasoning_effort becomes a thinking budget; thinking blocks fill `reasoning`."""
         request = LMRequest(
             model="claude-sonnet-4-5",
@@ -202,7 +202,7 @@ class TestEmbeddings:
 
 class TestControlParams:
     async def test_never_sent(
-        self, oai: OpenAIProvider, claude: AnthropicProvider, server: LMServer
+        self, oai: OpenAIClient, claude: AnthropicClient, server: LMServer
     ) -> None:
         """rollout_id and cache are lmvisor's; neither vendor body carries them."""
         params = {"rollout_id": 3, "cache": False, "temperature": 1.0}

@@ -17,8 +17,9 @@ from lmvisor.programs.signature import Signature
 from lmvisor.programs.streaming import StreamListener, StreamResponse, streamify
 from lmvisor.programs.tool import Tool
 from lmvisor.programs.tool_calls import ToolCalls
-from lmvisor.providers.anthropic import AnthropicProvider
-from lmvisor.providers.openai import OpenAIProvider
+from lmvisor.providers.anthropic import AnthropicClient
+from lmvisor.providers.client import ClientOptions
+from lmvisor.providers.openai import OpenAIClient
 from lmvisor.testing.lm_server import LMServer
 from tests.providers.conftest import KEY
 
@@ -67,7 +68,7 @@ class _Bound:
 
 
 class TestNativeToolCalls:
-    async def test_openai_tools(self, oai: OpenAIProvider, server: LMServer) -> None:
+    async def test_openai_tools(self, oai: OpenAIClient, server: LMServer) -> None:
         """JSONAdapter sends OpenAI `tools`; the server's tool_calls parse to ToolCalls."""
         lm = _Bound(oai, "openai/gpt-4o-mini", LMCapabilities())
         with context(lm=lm, adapter=JSONAdapter()):
@@ -79,7 +80,7 @@ class TestNativeToolCalls:
         assert isinstance(pred.calls.tool_calls[0].args["city"], str)
         assert (await pred.calls.execute([Tool(get_weather)]))[0].startswith("sunny in")
 
-    async def test_anthropic_tool_use(self, claude: AnthropicProvider, server: LMServer) -> None:
+    async def test_anthropic_tool_use(self, claude: AnthropicClient, server: LMServer) -> None:
         """The same program over Anthropic sends `tools` with input_schema; tool_use comes back."""
         lm = _Bound(claude, "anthropic/claude-haiku-4-5", LMCapabilities(json_schema=False))
         with context(lm=lm, adapter=ChatAdapter(use_native_function_calling=True)):
@@ -91,7 +92,7 @@ class TestNativeToolCalls:
 
 
 class TestMediaAndReasoning:
-    async def test_image_to_anthropic(self, claude: AnthropicProvider, server: LMServer) -> None:
+    async def test_image_to_anthropic(self, claude: AnthropicClient, server: LMServer) -> None:
         """An Image input reaches Anthropic as an image block between text blocks."""
         lm = _Bound(claude, "anthropic/claude-haiku-4-5", LMCapabilities(json_schema=False))
         with context(lm=lm):
@@ -100,7 +101,7 @@ class TestMediaAndReasoning:
         assert [b["type"] for b in blocks] == ["text", "image", "text"]
         assert pred.caption
 
-    async def test_native_reasoning(self, oai: OpenAIProvider, server: LMServer) -> None:
+    async def test_native_reasoning(self, oai: OpenAIClient, server: LMServer) -> None:
         """A reasoning model gets reasoning_effort and the Reasoning output its content."""
         lm = _Bound(oai, "openai/o3-mini", LMCapabilities(reasoning=True))
         with context(lm=lm):
@@ -114,7 +115,9 @@ class TestMediaAndReasoning:
 class TestStreamingOverProviders:
     async def test_field_chunks_from_sse(self, server: LMServer) -> None:
         """A streamed program over an SSE stream yields the answer field in pieces."""
-        provider = OpenAIProvider(api_key=KEY, base_url=server.url + "/v1", timeout=5.0)
+        provider = OpenAIClient(
+            ClientOptions(api_key=KEY, base_url=server.url + "/v1", timeout=5.0)
+        )
         lm = _Bound(provider, "openai/gpt-4o-mini", LMCapabilities())
         program = streamify(
             Predict("question -> answer"), stream_listeners=[StreamListener("answer")]

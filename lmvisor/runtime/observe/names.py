@@ -107,9 +107,10 @@ LIMITER_REJECTED: Final = "limiter.rejected"
 CONFIG_CHANGED: Final = "config.changed"
 """A setting was updated through the config service (`path`); also logged."""
 LM_REQUEST: Final = "lm_request"
-"""An LM request completed (`provider`, `model`, token counts, `cost`, `duration`)."""
+"""A vendor call succeeded (`provider`, `model`, `prompt_tokens`, `completion_tokens`,
+`cost`, `duration`)."""
 LM_REQUEST_FAILED: Final = "lm_request.failed"
-"""An LM request failed (`provider`, `model`, `error`, `code`, `duration`)."""
+"""A vendor call failed for good (`provider`, `model`, `error`, `code`, `duration`)."""
 
 # --- services and the daemon (recorded by their owners) --------------------------------
 

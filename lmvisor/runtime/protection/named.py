@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, final
 
-from lmvisor.config.schema import CircuitBreakerConfig, InfrastructureConfig
+from lmvisor.config.schema import CircuitBreakerConfig, InfrastructureConfig, RateLimiterConfig
 from lmvisor.runtime.clock import Clock, SystemClock
 from lmvisor.runtime.observe.events import EventRing
 from lmvisor.runtime.observe.logs import get_logger
@@ -73,11 +73,16 @@ class Protections:
             self._breakers[name] = found
         return found
 
-    def limiter(self, name: str) -> RateLimiter | None:
-        """The limiter for `name`, built on first use; None if `name` has no entry."""
-        if name in self._limiters:
-            return self._limiters[name]
-        spec = self._config.rate_limiters.get(name)
+    def limiter(self, name: str, *, default: RateLimiterConfig | None = None) -> RateLimiter | None:
+        """The limiter for `name`, built on first use; None if `name` has no entry.
+
+        `default` is the limit a service knows for the callee (a vendor's own
+        rpm/tpm) when the configuration has no entry: an entry always wins.
+        """
+        found = self._limiters.get(name)
+        if found is not None or (name in self._limiters and default is None):
+            return found
+        spec = self._config.rate_limiters.get(name) or default
         built = None
         if spec is not None:
             built = RateLimiter(
