@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from lmvisor.runtime._inline import InlineCall, end_inline_calls
 from lmvisor.runtime.actor import (
     Actor,
     ActorRef,
@@ -54,6 +55,7 @@ class _Process(Mailbox):
         "exit_waiters",
         "handled",
         "handlers",
+        "inline",
         "killed",
         "last",
         "linked_exit",
@@ -98,6 +100,7 @@ class _Process(Mailbox):
         self.handled = 0
         self.last: tuple[object, asyncio.Future[Any] | None, CorrelationScope | None] | None = None
         self.deferred: dict[asyncio.Task[Any], asyncio.Future[Any] | None] | None = None
+        self.inline: dict[InlineCall, None] | None = None
         self._slot_waiter: asyncio.Future[None] | None = None
         self.links: set[_Process] | None = None
         self.watchers: dict[_Process, int] | None = None
@@ -250,7 +253,7 @@ class _Process(Mailbox):
     # --- the message loop helpers --------------------------------------------------------
 
     async def _dispatch_scoped(
-        self, fn: Callable[..., Any], is_async: bool, msg: object, scope: CorrelationScope
+        self, fn: Callable[..., Any], is_async: int, msg: object, scope: CorrelationScope
     ) -> Any:
         token = _correlation_var.set(scope)
         try:
@@ -438,6 +441,8 @@ class _Process(Mailbox):
             for task in self.owned:
                 task.cancel()
                 orphans.append(task)
+        if self.inline:
+            end_inline_calls(self.inline, reason)  # the callers' own tasks: no orphans
         if orphans:
             self.orphans = orphans
 
@@ -592,7 +597,7 @@ class _Process(Mailbox):
             status=self.status,
             mailbox=Mailbox.statistics(self),
             handled=self.handled,
-            in_flight=0 if self.deferred is None else len(self.deferred),
+            in_flight=len(self.deferred or ()) + len(self.inline or ()),
             exit_reason=self.exit_reason,
             children=self.actor._child_statistics(),
         )

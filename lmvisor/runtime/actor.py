@@ -23,6 +23,17 @@ Contract:
   result (or exception) becomes the reply, so one actor serves many calls at
   once. At most `max_in_flight` deferred tasks run; further deferrals wait for
   a slot, which holds back the mailbox (back-pressure).
+- An `async def` Call handler marked `@handler(inline=True)` runs in the
+  caller's task instead: it never waits in the mailbox and runs alongside the
+  actor's other work, as a deferred reply does, without the task hop, for an
+  actor whose calls mostly wait on I/O (an LM provider). Its exception is
+  raised at the caller only; the caller's cancellation or timeout cancels the
+  work itself; the incarnation's death ends every inline call in progress with
+  `ActorExited` at once. A call made while the actor is starting waits for
+  `started()` (the timeout counts); one made while it stops raises
+  `ActorExited`. Inline calls count in `statistics().in_flight` but not
+  against `max_in_flight` (bound them inside, with a `Bulkhead`); the
+  handler's log lines name its caller's actor, not this one.
 - A Call handler may `return ErrorReply(exc)` to make the caller raise `exc`
   while the actor keeps running.
 - `self.spawn_task(coro)` runs a task the actor owns (cancelled when it dies;
@@ -54,8 +65,9 @@ import inspect
 import typing
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final, overload
 
+from lmvisor.runtime._inline import call_inline
 from lmvisor.runtime.correlation import _scope as _correlation_var
 from lmvisor.runtime.errors import ActorExited, CallTimeout
 from lmvisor.runtime.mailbox import MailboxPolicy, MailboxStatistics
@@ -83,7 +95,12 @@ R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _HANDLER_MARK = "__lmvisor_handler__"
-_Entry = tuple[Callable[..., Any], bool]
+# How a handler runs, the second item of its table entry: whether the message loop
+# awaits it (any truthy kind), and `_INLINE` for one `ActorRef.call` runs in the caller's task.
+_SYNC: Final = False
+_ASYNC: Final = True
+_INLINE: Final = 2
+_Entry = tuple[Callable[..., Any], int]
 
 
 class ActorStatus(enum.Enum):
@@ -142,10 +159,27 @@ class ActorStatistics:
     children: tuple[ChildStatistics, ...] | None
 
 
-def handler(fn: F) -> F:
-    """Mark an actor method as the handler of the message class its argument is annotated with."""
-    setattr(fn, _HANDLER_MARK, True)
-    return fn
+@overload
+def handler(fn: F, /) -> F: ...
+
+
+@overload
+def handler(*, inline: bool = False) -> Callable[[F], F]: ...
+
+
+def handler(fn: F | None = None, /, *, inline: bool = False) -> F | Callable[[F], F]:
+    """Mark an actor method as the handler of the message class its argument is annotated with.
+
+    Used bare (`@handler`) or as `@handler(inline=True)`: an `async def` handler of
+    a `Call` that runs in the caller's task (see the module docstring). The class
+    statement raises `TypeError` for an inline handler that is not both.
+    """
+
+    def mark(method: F) -> F:
+        setattr(method, _HANDLER_MARK, _INLINE if inline else True)
+        return method
+
+    return mark if fn is None else mark(fn)
 
 
 def _message_type(cls: type, name: str, fn: Callable[..., Any]) -> type:
@@ -181,8 +215,19 @@ def _build_handlers(cls: type) -> dict[type, _Entry]:
                     f"{own[msg_type]} and {name}"
                 )
             own[msg_type] = name
-            table[msg_type] = (fn, inspect.iscoroutinefunction(fn))
+            table[msg_type] = (fn, _handler_kind(klass, name, fn, msg_type))
     return table
+
+
+def _handler_kind(cls: type, name: str, fn: Callable[..., Any], msg_type: type) -> int:
+    is_async = inspect.iscoroutinefunction(fn)
+    if getattr(fn, _HANDLER_MARK) != _INLINE:
+        return _ASYNC if is_async else _SYNC
+    if not is_async or not issubclass(msg_type, Call):
+        raise TypeError(
+            f"inline handler {cls.__name__}.{name} must be an async def handling a Call"
+        )
+    return _INLINE
 
 
 class Actor:
@@ -281,6 +326,23 @@ class Actor:
         return None
 
 
+async def _until_running(proc: _Process, msg: object, timeout: float | None) -> None:  # noqa: ASYNC109 (counts against the call's timeout)
+    """Before an inline call: wait out `started()`; raise unless the incarnation serves."""
+    ready = proc.ready
+    if proc.status is ActorStatus.STARTING and ready is not None:
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), timeout)
+        except TimeoutError:
+            raise CallTimeout(
+                actor=proc.name, message_type=type(msg).__qualname__, timeout=timeout or 0.0
+            ) from None
+        except Exception:
+            pass
+    if proc.status is not ActorStatus.RUNNING:
+        reason = proc.exit_reason if proc.status is ActorStatus.DEAD else proc.stop_reason
+        raise ActorExited(actor=proc.name, reason=reason)
+
+
 def _expire(fut: asyncio.Future[Any], proc: _Process, msg: object, timeout: float) -> None:
     if not fut.done():
         fut.set_exception(
@@ -344,17 +406,25 @@ class ActorRef:
             ActorExited: the actor is dead, or died before replying.
             CallTimeout: no reply within `timeout`; the actor may still handle it.
             MailboxFull: the mailbox is full and its policy is "fail_fast".
-            RuntimeError: an actor called itself (it would wait forever).
+            RuntimeError: an actor called itself (it would wait forever), for a
+                handler that is not inline.
 
         Cancellation abandons the reply; the actor may still handle the message.
+        An inline handler's work is cancelled instead, on a timeout too.
         """
         if timeout != timeout:  # only NaN is unequal to itself; a timer would never fire
             raise ValueError(f"call timeout must be seconds or None, got {timeout!r}")
         proc = self._proc
         if proc.status is ActorStatus.DEAD:
             raise ActorExited(actor=proc.name, reason=proc.exit_reason)
-        if type(msg) not in proc.handlers:
+        entry = proc.handlers.get(type(msg))
+        if entry is None:
             raise proc.rejection(msg)
+        if entry[1] == _INLINE:
+            if proc.status is not ActorStatus.RUNNING:
+                await _until_running(proc, msg, timeout)
+            result: R = await call_inline(proc, entry[0], msg, timeout)
+            return result
         if proc.task is asyncio.current_task():
             raise RuntimeError(f"{proc.name} called itself with {type(msg).__qualname__}")
         loop = proc._loop

@@ -70,7 +70,6 @@ if TYPE_CHECKING:
     from lmvisor.services.errors import UnknownJob as UnknownJob
     from lmvisor.services.errors import UnknownModule as UnknownModule
     from lmvisor.services.errors import UnknownProvider as UnknownProvider
-    from lmvisor.services.lm_provider import Abandon as Abandon
     from lmvisor.services.lm_provider import Complete as Complete
     from lmvisor.services.lm_provider import GetCapabilities as GetCapabilities
     from lmvisor.services.lm_provider import GetStatistics as GetStatistics

@@ -1,7 +1,10 @@
 """The LMProvider actor: one vendor client, protected, counted and observed, serving many calls.
 
-Each `Complete` is handed to a task the actor owns (a deferred reply), so the
-mailbox never serialises requests. A call passes, in order:
+`Complete` is an inline handler: it runs in the caller's own task (no mailbox
+wait, no task hop), so the actor serves any number of calls at once and a
+caller that stops waiting (its timeout, cancellation, a router falling back)
+cancels its own work at once: no further attempt reaches the vendor and the
+connection is released. A call passes, in order:
 
     budget -> bulkhead slot -> [breaker -> limiter (rpm, tpm) -> vendor] x retries
 
@@ -10,13 +13,10 @@ recorded as an `lm_request` event and in the Prometheus families. This actor
 is the one place calls are counted, logged and evented: a retried attempt logs
 at debug, the final failure once at warning and once as an `lm_request.failed` event.
 
-A caller that stops waiting (its timeout, cancellation, a router falling back)
-sends `Abandon`, and the work for it is cancelled at once: no further attempt
-reaches the vendor and the connection is released. A stream (`OpenStream`)
-runs in the reader's task through the same protected loop, retried until its
-first item. If the actor dies, callers in flight get `ActorExited` at once, a
-stream of the dead incarnation raises `ActorExited`, and the vendor client's
-connections are closed, on a kill too.
+A stream (`OpenStream`) runs in the reader's task through the same protected
+loop, retried until its first item. If the actor dies, callers in flight get
+`ActorExited` at once, a stream of the dead incarnation raises `ActorExited`,
+and the vendor client's connections are closed, on a kill too.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, L
 from lmvisor.providers.client import VendorClient
 from lmvisor.providers.errors import ResponseFormatError
 from lmvisor.providers.pricing import price_for
-from lmvisor.runtime.actor import Actor, ActorRef, Deferred, ErrorReply, handler
+from lmvisor.runtime.actor import Actor, ActorRef, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.errors import ActorExited, DeadlineExceeded, LmvisorError
-from lmvisor.runtime.messages import Call, Cast
+from lmvisor.runtime.messages import Call
 from lmvisor.runtime.observe.events import EventRing
 from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.observe.metrics import Metrics
@@ -49,7 +49,6 @@ from lmvisor.services._lm_call import CallPolicy, protected, slot
 from lmvisor.services.budget import Budget
 
 __all__ = [
-    "Abandon",
     "Complete",
     "GetCapabilities",
     "GetStatistics",
@@ -75,24 +74,16 @@ def provider_name(vendor: str) -> tuple[str, str]:
 
 
 @final
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Complete(Call[LMResponse]):
     """Send one request to the vendor; the reply is its response.
 
-    `deadline` is the call's absolute deadline on the runtime's clock (None:
-    none). Compared by identity, so `Abandon` names exactly this call.
+    Handled inline, in the caller's task. `deadline` is the call's absolute
+    deadline on the runtime's clock (None: none).
     """
 
     request: LMRequest
     deadline: float | None = None
-
-
-@final
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Abandon(Cast):
-    """The caller stopped waiting for `call`: cancel its work (a no-op once it is done)."""
-
-    call: Complete
 
 
 @final
@@ -260,7 +251,6 @@ class LMProvider(Actor):
         self._events = events
         self._metrics = metrics
         self._metrics_by_model: dict[str, _ModelMetrics] = {}
-        self._calls: dict[Complete, asyncio.Task[Any] | None] = {}
         self._client: VendorClient | None = None
         self._requests = 0
         self._failures = 0
@@ -271,17 +261,37 @@ class LMProvider(Actor):
         client = self._client = self._make_client()
         self.spawn_task(_hold(client))
 
-    @handler
-    def complete(self, msg: Complete) -> Deferred[LMResponse]:
-        self._calls[msg] = None
-        return self.defer(self._complete(msg))
-
-    @handler
-    def abandon(self, msg: Abandon) -> None:
-        # Popping marks a call not started yet; a running one is cancelled.
-        task = self._calls.pop(msg.call, None)
-        if task is not None:
-            task.cancel()
+    @handler(inline=True)
+    async def complete(self, msg: Complete) -> LMResponse:
+        client = self._vendor_client
+        request = msg.request
+        policy = self._policy
+        self._requests += 1
+        self._in_flight += 1
+        started = time.perf_counter()
+        try:
+            tokens = self._admit(request)
+            # The bulkhead by hand, not `slot()`: a context manager per call costs.
+            bulkhead = policy.bulkhead
+            if not bulkhead.try_acquire():
+                await bulkhead.acquire()
+            try:
+                response = await protected(
+                    policy,
+                    lambda timeout: client.complete(request, timeout=timeout),
+                    deadline=msg.deadline,
+                    tokens=tokens,
+                    on_retry=self._on_retry,
+                )
+            finally:
+                bulkhead.release()
+        except Exception as exc:
+            self._failed(request, exc, time.perf_counter() - started)
+            raise
+        finally:
+            self._in_flight -= 1
+        self._record(request, response, time.perf_counter() - started)
+        return response
 
     @handler
     def open_stream(self, msg: OpenStream) -> AsyncGenerator[LMStreamItem, None] | ErrorReply:
@@ -321,40 +331,6 @@ class LMProvider(Actor):
         if self._budget is not None:
             self._budget.check(_estimate_cost(request, tokens))
         return tokens
-
-    async def _complete(self, msg: Complete) -> LMResponse:
-        calls = self._calls
-        if msg not in calls:
-            raise asyncio.CancelledError  # abandoned before it started
-        calls[msg] = asyncio.current_task()
-        request = msg.request
-        client = self._vendor_client
-        self._requests += 1
-        self._in_flight += 1
-        started = time.perf_counter()
-        policy = self._policy
-        try:
-            tokens = self._admit(request)
-            # The bulkhead by hand, not `slot()`: a context manager per call costs.
-            await policy.bulkhead.acquire()
-            try:
-                response = await protected(
-                    policy,
-                    lambda timeout: client.complete(request, timeout=timeout),
-                    deadline=msg.deadline,
-                    tokens=tokens,
-                    on_retry=self._on_retry,
-                )
-            finally:
-                policy.bulkhead.release()
-        except Exception as exc:
-            self._failed(request, exc, time.perf_counter() - started)
-            raise
-        finally:
-            self._in_flight -= 1
-            calls.pop(msg, None)
-        self._record(request, response, time.perf_counter() - started)
-        return response
 
     async def _stream(
         self, request: LMRequest, deadline: float | None, tokens: int

@@ -30,8 +30,6 @@ fallback never leaves the previous vendor still retrying.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import math
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -41,15 +39,14 @@ from typing import Any, final
 from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, LMStreamItem
 from lmvisor.providers.errors import BadRequestError, ResponseFormatError
 from lmvisor.providers.reasoning import supports_reasoning
-from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.deadline import current_deadline
-from lmvisor.runtime.errors import CallTimeout, DeadlineExceeded, LmvisorError
+from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError
 from lmvisor.runtime.registry import Via
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.services.cooldown import Cooldowns
 from lmvisor.services.errors import BudgetExceeded, NoDeploymentAvailable, UnknownProvider
-from lmvisor.services.lm_provider import Abandon, Complete, OpenStream, provider_name
+from lmvisor.services.lm_provider import Complete, OpenStream, provider_name
 
 __all__ = ["DEFAULT_CALL_TIMEOUT", "RouterLM", "split_model"]
 
@@ -100,13 +97,6 @@ def _early(until: float | None, wait: float | None) -> float | None:
     if until is None or wait is None:
         return until
     return until - min(_PROVIDER_MARGIN, wait / 10)
-
-
-def _abandon(target: ActorRef, msg: Complete) -> None:
-    """Tell the provider its caller is gone, so the work is cancelled (best effort)."""
-    # Dead or full: its work dies with it, or ends by the deadline the call carries.
-    with contextlib.suppress(LmvisorError):
-        target.cast_nowait(Abandon(call=msg))
 
 
 @final
@@ -220,7 +210,9 @@ class RouterLM:
                 request=self._retarget(request, deployment), deadline=_early(until, wait)
             )
             try:
-                response = await self._ask(address, msg, wait)
+                # `Complete` runs inline, in this task: when the router stops waiting
+                # (`wait` passed, or this task is cancelled) the provider's work stops too.
+                response = await address.resolve().call(msg, timeout=wait)
             except LmvisorError as exc:
                 if _is_callers_fault(exc):
                     raise
@@ -317,24 +309,6 @@ class RouterLM:
         until = at if per is None or (at is not None and at <= now + per) else now + per
         assert until is not None
         return until, until - now
-
-    @staticmethod
-    async def _ask(address: Via, msg: Complete, wait: float | None) -> LMResponse:
-        """The provider's answer; if the router stops waiting first, its work is cancelled.
-
-        Raises:
-            NameNotRegistered: the provider is not running (it may be restarting).
-            CallTimeout: no answer within `wait`.
-        """
-        target = address.resolve()
-        try:
-            return await target.call(msg, timeout=wait)
-        except CallTimeout:
-            _abandon(target, msg)
-            raise
-        except asyncio.CancelledError:
-            _abandon(target, msg)
-            raise
 
     # --- bookkeeping ---------------------------------------------------------------------
 

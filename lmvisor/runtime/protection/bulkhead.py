@@ -66,6 +66,17 @@ class Bulkhead:
         self._admitted = 0
         self._rejected = 0
 
+    def try_acquire(self) -> bool:
+        """Take a free slot without waiting: False when every slot is busy or callers queue.
+
+        A False leaves the counters as they were; the caller may `acquire()` instead.
+        """
+        if self._running < self.max_concurrent and not self._waiters:
+            self._running += 1
+            self._admitted += 1
+            return True
+        return False
+
     async def acquire(self) -> None:
         """Take a slot, queueing if all are busy.
 
