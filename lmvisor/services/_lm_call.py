@@ -29,7 +29,7 @@ from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.errors import DeadlineExceeded, RetryExhausted
 from lmvisor.runtime.protection import Bulkhead, CircuitBreaker, RateLimiter, Retry, is_retryable
 
-__all__ = ["CallPolicy", "RetryListener", "protected", "slot"]
+__all__ = ["CallPolicy", "RetryListener", "acquire_slot", "protected", "slot"]
 
 T = TypeVar("T")
 
@@ -75,20 +75,34 @@ async def slot(policy: CallPolicy, deadline: float | None = None) -> AsyncIterat
         BulkheadFull: every slot is busy and the queue is full.
         DeadlineExceeded: the deadline passed while waiting for a slot.
     """
-    bulkhead = policy.bulkhead
-    if deadline is None:
-        await bulkhead.acquire()
-    else:
-        left = deadline - policy.clock.monotonic()
-        try:
-            async with asyncio.timeout(max(left, 0.0)):
-                await bulkhead.acquire()
-        except TimeoutError:
-            raise DeadlineExceeded(operation=f"waiting for a {policy.key} call slot") from None
+    await acquire_slot(policy, deadline)
     try:
         yield
     finally:
-        bulkhead.release()
+        policy.bulkhead.release()
+
+
+async def acquire_slot(policy: CallPolicy, deadline: float | None) -> None:
+    """Take one of the vendor's bulkhead slots, waiting at most until `deadline`.
+
+    The caller releases it (`policy.bulkhead.release()`).
+
+    Raises:
+        BulkheadFull: every slot is busy and the queue is full.
+        DeadlineExceeded: the deadline passed while waiting for a slot.
+    """
+    bulkhead = policy.bulkhead
+    if bulkhead.try_acquire():
+        return
+    if deadline is None:
+        await bulkhead.acquire()
+        return
+    left = deadline - policy.clock.monotonic()
+    try:
+        async with asyncio.timeout(max(left, 0.0)):
+            await bulkhead.acquire()
+    except TimeoutError:
+        raise DeadlineExceeded(operation=f"waiting for a {policy.key} call slot") from None
 
 
 async def protected(

@@ -45,7 +45,7 @@ from lmvisor.runtime.observe.metrics import Metrics
 from lmvisor.runtime.observe.names import LM_REQUEST as LM_REQUEST_EVENT
 from lmvisor.runtime.observe.names import LM_REQUEST_FAILED as LM_REQUEST_FAILED_EVENT
 from lmvisor.runtime.protection import Bulkhead, CircuitBreaker, RateLimiter, Retry
-from lmvisor.services._lm_call import CallPolicy, protected, slot
+from lmvisor.services._lm_call import CallPolicy, acquire_slot, protected, slot
 from lmvisor.services.budget import Budget
 
 __all__ = [
@@ -271,10 +271,10 @@ class LMProvider(Actor):
         started = time.perf_counter()
         try:
             tokens = self._admit(request)
-            # The bulkhead by hand, not `slot()`: a context manager per call costs.
+            # The slot by hand, not `slot()`: a context manager per call costs.
             bulkhead = policy.bulkhead
             if not bulkhead.try_acquire():
-                await bulkhead.acquire()
+                await acquire_slot(policy, msg.deadline)
             try:
                 response = await protected(
                     policy,

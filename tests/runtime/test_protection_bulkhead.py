@@ -72,6 +72,21 @@ class TestBulkhead:
         bulkhead.release()
         assert bulkhead.statistics().running == 0
 
+    async def test_try_acquire_takes_only_a_free_slot(self) -> None:
+        """try_acquire takes a free slot at once, and never one a queued caller waits for."""
+        bulkhead = Bulkhead("db", max_concurrent=1, max_queued=2)
+        assert bulkhead.try_acquire() is True
+        assert bulkhead.try_acquire() is False
+        waiter = asyncio.create_task(bulkhead.acquire())
+        await until(lambda: bulkhead.statistics().queued == 1)
+        bulkhead.release()  # handed to the waiter
+        await waiter
+        assert bulkhead.try_acquire() is False
+        bulkhead.release()
+        assert bulkhead.try_acquire() is True
+        stats = bulkhead.statistics()
+        assert (stats.running, stats.admitted, stats.rejected) == (1, 3, 0)
+
     def test_release_without_acquire(self) -> None:
         """Releasing more than was acquired is a programming error."""
         with pytest.raises(RuntimeError, match=r"^bulkhead 'db': release\(\) without acquire\(\)$"):

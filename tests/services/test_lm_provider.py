@@ -172,6 +172,25 @@ class TestDeadlines:
                 timeout=5.0,
             )
 
+    async def test_wait_for_a_call_slot_is_bounded_by_the_deadline(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A call queued behind a full bulkhead gives up at its deadline, having sent nothing."""
+        server.latency = 2.0
+        await start_lm_providers(runtime, _config(server, max_in_flight=1))
+        target = runtime.via(provider_name("local"))
+        busy = asyncio.ensure_future(target.call(Complete(request=_request()), timeout=None))
+        await _until(lambda: server.stats().in_flight == 1)
+        with pytest.raises(DeadlineExceeded, match=r"waiting for a local call slot"):
+            await target.call(
+                Complete(request=_request(), deadline=runtime.clock.monotonic() + 0.1),
+                timeout=None,
+            )
+        assert server.stats().requests == 1
+        busy.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await busy
+
     async def test_rate_limit_wait_past_deadline_fails_at_once(
         self, mock_clock: MockClock, server: LMServer
     ) -> None:
