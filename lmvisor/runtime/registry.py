@@ -38,12 +38,22 @@ class RegistryStatistics:
 class Registry:
     """The name table of one runtime; created by `Runtime.open`, never shared."""
 
-    __slots__ = ("_duplicate", "_namespace", "_unique")
+    __slots__ = ("_duplicate", "_duplicate_changes", "_namespace", "_unique")
 
     def __init__(self, namespace: str) -> None:
         self._namespace = namespace
         self._unique: dict[Hashable, ActorRef] = {}
         self._duplicate: dict[Hashable, dict[ActorRef, None]] = {}
+        # Bumped on every change to a duplicate key, so a reader may cache lookups.
+        self._duplicate_changes = 0
+
+    @property
+    def duplicate_changes(self) -> int:
+        """How many times an entry was added to or removed from a duplicate key.
+
+        A reader that caches `lookup_all` results may keep them while this is unchanged.
+        """
+        return self._duplicate_changes
 
     @property
     def namespace(self) -> str:
@@ -102,6 +112,7 @@ class Registry:
         if ref in entries:
             return
         entries[ref] = None
+        self._duplicate_changes += 1
         if proc.names is None:
             proc.names = []
         proc.names.append((False, key))
@@ -112,6 +123,7 @@ class Registry:
         if entries is None or ref not in entries:
             return
         del entries[ref]
+        self._duplicate_changes += 1
         if not entries:
             del self._duplicate[key]
         if ref._proc.names is not None:
@@ -146,8 +158,8 @@ class Registry:
                     del self._unique[name]
             else:
                 entries = self._duplicate.get(name)
-                if entries is not None:
-                    entries.pop(ref, None)
+                if entries is not None and entries.pop(ref, False) is None:
+                    self._duplicate_changes += 1
                     if not entries:
                         del self._duplicate[name]
 

@@ -23,9 +23,12 @@ Deadlines: a call has one absolute deadline, the earliest of the caller's
 `complete`/`stream`, and the router's own `timeout` (120 s by default). It
 bounds the wait in the provider's mailbox, every attempt, every backoff and
 the fallbacks; a deployment also gets at most `deployment_timeout` of it.
-When the router stops waiting for a deployment (its time is up, or the
-caller is cancelled), the provider's work for the call is cancelled, so a
-fallback never leaves the previous vendor still retrying.
+The provider runs the call inline, in the caller's task, and enforces the
+deadline at every wait itself, ending a little before the router's time is up
+with its own typed error (`DeadlineExceeded`, `ProviderTimeout`,
+`RetryExhausted`); the router then falls back or gives up. A cancelled caller
+cancels the provider's work at once, so a fallback never leaves the previous
+vendor still retrying.
 """
 
 from __future__ import annotations
@@ -210,9 +213,12 @@ class RouterLM:
                 request=self._retarget(request, deployment), deadline=_early(until, wait)
             )
             try:
-                # `Complete` runs inline, in this task: when the router stops waiting
-                # (`wait` passed, or this task is cancelled) the provider's work stops too.
-                response = await address.resolve().call(msg, timeout=wait)
+                # `Complete` runs inline, in this task, so this task's cancellation stops
+                # the provider's work too. No timer of the router's own: the provider
+                # bounds every wait by the message's deadline (the slot, the limiter,
+                # each attempt through the transport's timeout, each backoff) and ends
+                # with its typed error just before the router's time is up.
+                response = await address.resolve().call(msg, timeout=None)
             except LmvisorError as exc:
                 if _is_callers_fault(exc):
                     raise

@@ -76,6 +76,22 @@ class TestDuplicateKeys:
             names=system_names, duplicate_keys=1, duplicate_entries=1
         )
 
+    async def test_duplicate_changes_counts_every_change(self, runtime: Runtime) -> None:
+        """Adding, removing and a member's death each bump the count; repeats and misses do not."""
+        registry = runtime.registry
+        a, b = await runtime.spawn(Counter()), await runtime.spawn(Counter())
+        before = registry.duplicate_changes
+        registry.register_duplicate("topic", a)
+        registry.register_duplicate("topic", a)  # already there: no change
+        registry.register_duplicate("topic", b)
+        registry.unregister_duplicate("topic", a)
+        registry.unregister_duplicate("topic", a)  # not there: no change
+        assert registry.duplicate_changes == before + 3
+        await b.stop()
+        assert registry.duplicate_changes == before + 4
+        await a.stop()  # held no duplicate key any more
+        assert registry.duplicate_changes == before + 4
+
 
 class TestVia:
     async def test_via_resolves_at_each_send(self, runtime: Runtime) -> None:

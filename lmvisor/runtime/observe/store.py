@@ -49,6 +49,8 @@ __all__ = [
     "subscribe_events",
 ]
 
+_SUBSCRIBER_CACHE: Final = 1024  # event types whose subscribers are kept looked up
+
 EVENT_STORE_NAME: Final = "event_store"
 """The registry name the event-store actor runs under."""
 
@@ -303,6 +305,10 @@ class EventStoreActor(Actor):
         self._store = store
         self._remove: Callable[[], None] | None = None
         self.dropped_notices = 0
+        # Subscribers by event type, valid while the registry's duplicate keys are unchanged:
+        # most events have none, and finding that out must not cost a lookup per pattern.
+        self._subscribers: dict[str, tuple[ActorRef, ...]] = {}
+        self._subscribers_as_of = -1
 
     @property
     def store(self) -> EventStore:
@@ -351,20 +357,31 @@ class EventStoreActor(Actor):
         await self._store.close()
 
     def _fan_out(self, event: Event) -> None:
+        for ref in self._subscribers_of(event.type):
+            try:
+                ref.cast_nowait(EventNotice(event))
+            except (MailboxFull, ActorExited, TypeError):
+                # A slow, dead or deaf subscriber must not stall or crash the store.
+                self.dropped_notices += 1
+
+    def _subscribers_of(self, event_type: str) -> tuple[ActorRef, ...]:
+        """Each actor subscribed to a pattern matching `event_type`, once, in pattern order."""
         # The registry is the only record of subscriptions: it outlives this
         # incarnation, so a restarted store keeps notifying the same actors.
         registry = self.runtime.registry
-        sent: set[ActorRef] = set()
-        for pattern in _patterns_for(event.type):
-            for ref in registry.lookup_all(event_subscription_key(pattern)):
-                if ref in sent:
-                    continue
-                sent.add(ref)
-                try:
-                    ref.cast_nowait(EventNotice(event))
-                except (MailboxFull, ActorExited, TypeError):
-                    # A slow, dead or deaf subscriber must not stall or crash the store.
-                    self.dropped_notices += 1
+        if (
+            self._subscribers_as_of != registry.duplicate_changes
+            or len(self._subscribers) >= _SUBSCRIBER_CACHE
+        ):
+            self._subscribers.clear()
+            self._subscribers_as_of = registry.duplicate_changes
+        found = self._subscribers.get(event_type)
+        if found is None:
+            refs: dict[ActorRef, None] = {}
+            for pattern in _patterns_for(event_type):
+                refs.update(dict.fromkeys(registry.lookup_all(event_subscription_key(pattern))))
+            found = self._subscribers[event_type] = tuple(refs)
+        return found
 
     def format_status(self) -> object:
         return {"store": repr(self._store)}

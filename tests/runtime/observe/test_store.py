@@ -280,6 +280,17 @@ class TestEventStoreActor:
         await query_events(store)
         assert await modules.call(_Seen()) == ["module.started", "module.finished"]
 
+    async def test_new_subscriber_gets_types_already_seen(self, runtime: Runtime) -> None:
+        """Subscribing after events of a type went out unheard still brings the next ones."""
+        await runtime.start_child(_memory_spec())
+        store = runtime.via(STORE)
+        subscriber = await runtime.spawn(_Subscriber())
+        await emit_event(store, "module.started")
+        await subscribe_events(store, subscriber, ("module.*",))
+        await emit_event(store, "module.started")
+        await query_events(store)
+        assert await subscriber.call(_Seen()) == ["module.started"]
+
     async def test_dead_subscriber_leaves_by_itself(self, runtime: Runtime) -> None:
         """A subscriber that dies is dropped from the fan-out through the registry."""
         await runtime.start_child(_memory_spec())
