@@ -62,8 +62,10 @@ class LMInvoker:
         request = LMRequest(model=lm.model, messages=messages, params=params)
         if self._hooks:
             response = await self._complete_hooked(request)
+        elif self._stream is None:
+            response = await lm.complete(request)  # the common case: one frame fewer
         else:
-            response = await self._send(request)
+            response = await self._streamed(request, self._stream)
         record_usage(response.usage, response.cost, response.cached)
         if self._history is not None:
             self._history.record(lm.model, request, response)

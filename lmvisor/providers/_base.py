@@ -11,7 +11,7 @@ provider actor that owns the client, never here.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Mapping
 from contextlib import aclosing
 from typing import Any, ClassVar
 
@@ -126,7 +126,7 @@ def wire_int(value: Any, limit: int = MAX_COUNT) -> int:
     must not lose an otherwise good answer, nor overflow a cost or allocate
     a list of that length.
     """
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit:
+    if type(value) is int and 0 <= value <= limit:  # not a bool, nor an int subclass
         return value
     return 0
 
@@ -221,18 +221,19 @@ class HttpVendorClient(ABC):
             f"default_model={self._default_model!r})"
         )
 
-    async def complete(
+    def complete(
         self,
         request: LMRequest,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - one attempt's bound, the transport's
-    ) -> LMResponse:
-        """Send `request` and return the vendor's whole answer.
+        timeout: float | None = None,
+    ) -> Coroutine[Any, Any, LMResponse]:
+        """Send `request` and return the vendor's whole answer (await the result).
 
         The request's model may be bare or prefixed with the client's name or
         vendor ("openai/gpt-4o-mini"); the prefix is stripped for the wire.
         `timeout` bounds the whole answer (None: the options' timeout).
-        Cancelling the awaiting task abandons the HTTP request.
+        Cancelling the awaiting task abandons the HTTP request. The request is
+        checked when this is called (a misuse raises at once), sent when awaited.
 
         Raises:
             ProviderError: the matching subclass for each failure (see `errors`).
@@ -241,7 +242,8 @@ class HttpVendorClient(ABC):
             RuntimeError: the client is closed.
         """
         model = self._wire_model(request)
-        return await self._complete(request, model, self._timeout if timeout is None else timeout)
+        # The coroutine that sends it, awaited by the caller: no frame of this method's own.
+        return self._complete(request, model, self._timeout if timeout is None else timeout)
 
     async def stream(
         self,
@@ -310,9 +312,10 @@ class HttpVendorClient(ABC):
 
     # --- shared path ------------------------------------------------------------
 
-    def _complete(self, request: LMRequest, model: str, timeout: float) -> Awaitable[LMResponse]:
-        """The answer to `request` (a client that fans `n` out overrides this)."""
-        # Not a coroutine of its own: `complete` awaits `_send` directly, one frame fewer a call.
+    def _complete(
+        self, request: LMRequest, model: str, timeout: float
+    ) -> Coroutine[Any, Any, LMResponse]:
+        """The coroutine answering `request` (a client that fans `n` out overrides this)."""
         return self._send(self._payload(request, model, stream=False), model, timeout)
 
     async def _send(

@@ -32,16 +32,18 @@ __all__ = ["OpenAIClient"]
 # lmvisor's own control params (a cache's `rollout_id`, `cache`) never reach the vendor.
 _RESERVED = frozenset({"model", "messages", "stream", "stream_options", "rollout_id", "cache"})
 _DONE = "[DONE]"
+_NO_USAGE = Usage()
 
 
 def _openai_usage(raw: Any) -> Usage:
     """Usage from OpenAI's `usage` object (missing or partial counts are 0)."""
-    if not isinstance(raw, Mapping):
-        return Usage()
+    # Decoded JSON objects are dicts: `type(...) is dict` spares the Mapping ABC check.
+    if type(raw) is not dict:
+        return _NO_USAGE
     prompt = wire_int(raw.get("prompt_tokens"))
     completion = wire_int(raw.get("completion_tokens"))
     details = raw.get("prompt_tokens_details")
-    cached = wire_int(details.get("cached_tokens")) if isinstance(details, Mapping) else 0
+    cached = wire_int(details.get("cached_tokens")) if type(details) is dict else 0
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
@@ -89,24 +91,28 @@ class _OpenAIWire(HttpVendorClient):
         if not isinstance(choices, list) or not choices:
             raise shape_error(self._name, model, "choices", "expected a non-empty list")
         outputs: list[str] = []
+        # Decoded JSON objects are dicts: `type(...) is dict` spares the Mapping ABC check.
         for i, choice in enumerate(choices):
-            message = choice.get("message") if isinstance(choice, Mapping) else None
-            if not isinstance(message, Mapping):
+            message = choice.get("message") if type(choice) is dict else None
+            if type(message) is not dict:
                 raise shape_error(self._name, model, f"choices[{i}].message", "expected an object")
-            outputs.append(self._text(message.get("content"), model, i))
+            content = message.get("content")
+            outputs.append(content if type(content) is str else self._text(content, model, i))
         first = choices[0]
+        message = first["message"]
         usage = _openai_usage(data.get("usage"))
         reported = data.get("model")
-        reported = reported if isinstance(reported, str) else model
+        reported = reported if type(reported) is str else model
         finish = first.get("finish_reason")
+        calls = message.get("tool_calls")
         return LMResponse(
             outputs=outputs,
             usage=usage,
             cost=self._cost(model, reported, usage),
-            finish_reason=finish if isinstance(finish, str) else None,
+            finish_reason=finish if type(finish) is str else None,
             model=reported,
-            tool_calls=self._tool_calls(first["message"].get("tool_calls"), model),
-            reasoning=message_reasoning(first["message"]),
+            tool_calls=self._tool_calls(calls, model) if calls else (),
+            reasoning=message_reasoning(message),
         )
 
     def _text(self, content: Any, model: str, index: int) -> str:
