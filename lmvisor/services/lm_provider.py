@@ -410,7 +410,8 @@ class LMProvider(Actor):
             if cost:
                 bound.cost.inc(cost)
         if self._events is not None:
-            self._events.emit(
+            # Built as an Event only if someone reads it: one fact per call, cheaply.
+            self._events.record(
                 LM_REQUEST_EVENT,
                 {
                     "provider": self.vendor,

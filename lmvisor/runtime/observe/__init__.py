@@ -15,10 +15,12 @@ if TYPE_CHECKING:
     from lmvisor._redaction import REDACTED as REDACTED
     from lmvisor._redaction import Redactor as Redactor
     from lmvisor.runtime.observe.events import Event as Event
+    from lmvisor.runtime.observe.events import EventInterest as EventInterest
     from lmvisor.runtime.observe.events import EventListener as EventListener
     from lmvisor.runtime.observe.events import EventRing as EventRing
     from lmvisor.runtime.observe.events import RingStatistics as RingStatistics
     from lmvisor.runtime.observe.events import matches as matches
+    from lmvisor.runtime.observe.events import type_matches as type_matches
     from lmvisor.runtime.observe.logs import RoutedLogger as RoutedLogger
     from lmvisor.runtime.observe.logs import RuntimeLogging as RuntimeLogging
     from lmvisor.runtime.observe.logs import capture_logs as capture_logs

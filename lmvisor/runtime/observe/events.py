@@ -5,6 +5,11 @@ data, and the correlation scope it happened in, so one call's events can be
 pulled out together. `EventRing` keeps the newest `capacity` events of one
 runtime; emitting is a deque append plus listener calls, cheap enough for
 every hop of a call. Durable storage is a listener (`observe.store`).
+
+Facts that come at request rate (`lm_request`) go in with `record()`: the ring
+keeps the fact as a plain tuple and builds its `Event` only when someone reads
+it (a query, or a listener that wants that type), so an event nobody asks
+about costs a tuple, not an object the garbage collector keeps walking.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from lmvisor.runtime.observe.logs import get_logger
 
 __all__ = [
     "Event",
+    "EventInterest",
     "EventListener",
     "EventRing",
     "RingStatistics",
     "matches",
+    "type_matches",
 ]
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
@@ -53,6 +60,13 @@ class Event:
 
 EventListener = Callable[[Event], None]
 """Called with each event as it is emitted; must not block."""
+
+EventInterest = Callable[[str], bool]
+"""Whether a listener wants events of a type; asked before an event is built for it."""
+
+# A fact recorded but not built yet: (sequence number, type, data, correlation id,
+# parent id, timestamp). Its Event is made from it on demand, with the same id.
+_Record = tuple[int, str, Mapping[str, Any], str | None, str | None, float]
 
 
 @final
@@ -83,11 +97,27 @@ def matches(
         return False
     if since is not None and event.timestamp < since:
         return False
-    if type is None:
-        return True
-    if isinstance(type, str):
-        return _type_matches(event.type, type)
-    return any(_type_matches(event.type, one) for one in type)
+    return type is None or type_matches(event.type, type)
+
+
+def type_matches(event_type: str, wanted: str | Collection[str]) -> bool:
+    """Whether `event_type` is `wanted`: one type, a collection, or a `prefix.*` pattern."""
+    if isinstance(wanted, str):
+        return _type_matches(event_type, wanted)
+    return any(_type_matches(event_type, one) for one in wanted)
+
+
+def _record_matches(
+    record: _Record,
+    correlation_id: str | None,
+    type: str | Collection[str] | None,
+    since: float | None,
+) -> bool:
+    if correlation_id is not None and record[3] != correlation_id:
+        return False
+    if since is not None and record[5] < since:
+        return False
+    return type is None or type_matches(record[1], type)
 
 
 def _type_matches(actual: str, wanted: str) -> bool:
@@ -133,8 +163,8 @@ class EventRing:
         self.capacity = capacity
         self.namespace = namespace
         self._wall_clock = wall_clock
-        self._events: deque[Event] = deque(maxlen=capacity)
-        self._listeners: tuple[EventListener, ...] = ()
+        self._events: deque[Event | _Record] = deque(maxlen=capacity)
+        self._listeners: tuple[tuple[EventListener, EventInterest | None], ...] = ()
         # A random prefix per ring keeps ids unique across restarts and runtimes
         # without the cost of a uuid per event.
         self._prefix = os.urandom(6).hex() + "-"
@@ -171,17 +201,63 @@ class EventRing:
             timestamp=self._wall_clock() if timestamp is None else timestamp,
             namespace=self.namespace,
         )
+        self._append(event)
+        for listener, wants in self._listeners:
+            if wants is None or wants(type):
+                self._tell(listener, event)
+        return event
+
+    def record(self, type: str, data: Mapping[str, Any] | None = None) -> None:
+        """Record an event in the current correlation scope, building it only if it is read.
+
+        The same fact as `emit` (same id, data copy, scope and timestamp), for
+        facts that come at request rate: its `Event` is made for the listeners
+        that want its type, and otherwise only when a query returns it.
+        """
+        scope = current_scope()
+        item: _Record = (
+            next(self._counter),
+            type,
+            _EMPTY if data is None else dict(data),
+            None if scope is None else scope.id,
+            None if scope is None else scope.parent_id,
+            self._wall_clock(),
+        )
+        self._append(item)
+        event = None
+        for listener, wants in self._listeners:
+            if wants is None or wants(type):
+                if event is None:
+                    event = self._event(item)
+                self._tell(listener, event)
+
+    def _append(self, item: Event | _Record) -> None:
         events = self._events
         if len(events) == self.capacity:
             self._dropped += 1
-        events.append(event)
+        events.append(item)
         self._emitted += 1
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception as exc:
-                _log.error("event listener failed", event_type=type, error=exc, exc_info=exc)
-        return event
+
+    def _tell(self, listener: EventListener, event: Event) -> None:
+        try:
+            listener(event)
+        except Exception as exc:
+            _log.error("event listener failed", event_type=event.type, error=exc, exc_info=exc)
+
+    def _event(self, item: Event | _Record) -> Event:
+        """The item's Event: itself, or built from a record (the id it was given then)."""
+        if not isinstance(item, tuple):
+            return item
+        number, kind, data, correlation_id, parent_id, timestamp = item
+        return Event(
+            id=f"{self._prefix}{number}",
+            type=kind,
+            data=data,
+            correlation_id=correlation_id,
+            parent_id=parent_id,
+            timestamp=timestamp,
+            namespace=self.namespace,
+        )
 
     def extend(self, events: Iterable[Event]) -> None:
         """Put already-recorded events (say, reloaded from disk) in the ring; no listener runs."""
@@ -192,12 +268,19 @@ class EventRing:
             added += 1
         self._dropped += before + added - len(self._events)
 
-    def add_listener(self, listener: EventListener) -> Callable[[], None]:
-        """Call `listener(event)` for every event emitted from now on; returns a remover."""
-        self._listeners = (*self._listeners, listener)
+    def add_listener(
+        self, listener: EventListener, *, wants: EventInterest | None = None
+    ) -> Callable[[], None]:
+        """Call `listener(event)` for every event emitted from now on; returns a remover.
+
+        With `wants`, only for events whose type `wants(type)` accepts: an event
+        recorded with `record()` is not built for a listener that does not want it.
+        """
+        entry = (listener, wants)
+        self._listeners = (*self._listeners, entry)
 
         def remove() -> None:
-            self._listeners = tuple(one for one in self._listeners if one is not listener)
+            self._listeners = tuple(one for one in self._listeners if one is not entry)
 
         return remove
 
@@ -217,18 +300,21 @@ class EventRing:
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit!r}")
         found: list[Event] = []
-        for event in reversed(self._events):
+        for item in reversed(self._events):
             if limit is not None and len(found) >= limit:
                 break
-            if matches(event, correlation_id=correlation_id, type=type, since=since):
-                found.append(event)
+            if isinstance(item, tuple):
+                if _record_matches(item, correlation_id, type, since):
+                    found.append(self._event(item))
+            elif matches(item, correlation_id=correlation_id, type=type, since=since):
+                found.append(item)
         found.reverse()
         return found
 
     @property
     def oldest(self) -> Event | None:
         """The oldest event still held, or None when empty."""
-        return self._events[0] if self._events else None
+        return self._event(self._events[0]) if self._events else None
 
     def __len__(self) -> int:
         return len(self._events)

@@ -29,7 +29,7 @@ from lmvisor.runtime.clock import Clock, SystemClock
 from lmvisor.runtime.correlation import CorrelationScope, current_scope
 from lmvisor.runtime.errors import ActorExited, MailboxFull
 from lmvisor.runtime.messages import Call, Cast
-from lmvisor.runtime.observe.events import Event, EventListener, EventRing, matches
+from lmvisor.runtime.observe.events import Event, EventListener, EventRing, type_matches
 from lmvisor.runtime.observe.sink import SqliteEventSink
 from lmvisor.runtime.registry import Via
 
@@ -213,12 +213,7 @@ class EventStore:
         """Call `listener` for each new event of `types` (all when None); returns a remover."""
         if types is None:
             return self.ring.add_listener(listener)
-
-        def filtered(event: Event) -> None:
-            if matches(event, type=types):
-                listener(event)
-
-        return self.ring.add_listener(filtered)
+        return self.ring.add_listener(listener, wants=lambda kind: type_matches(kind, types))
 
     async def close(self) -> None:
         """Flush and close the sink. Idempotent; events emitted meanwhile wait for `open()`."""
@@ -317,7 +312,7 @@ class EventStoreActor(Actor):
 
     async def started(self) -> None:
         await self._store.open()
-        self._remove = self._store.ring.add_listener(self._fan_out)
+        self._remove = self._store.ring.add_listener(self._fan_out, wants=self._has_subscribers)
         self.spawn_task(self._store.pump())
 
     @handler
@@ -363,6 +358,9 @@ class EventStoreActor(Actor):
             except (MailboxFull, ActorExited, TypeError):
                 # A slow, dead or deaf subscriber must not stall or crash the store.
                 self.dropped_notices += 1
+
+    def _has_subscribers(self, event_type: str) -> bool:
+        return bool(self._subscribers_of(event_type))
 
     def _subscribers_of(self, event_type: str) -> tuple[ActorRef, ...]:
         """Each actor subscribed to a pattern matching `event_type`, once, in pattern order."""

@@ -139,3 +139,75 @@ class TestRing:
         """A ring holds at least one event."""
         with pytest.raises(ValueError, match=r"^capacity must be >= 1, got 0$"):
             EventRing(0)
+
+
+class TestRecord:
+    def test_recorded_event_reads_as_an_emitted_one(self) -> None:
+        """record() keeps the same fact emit() would: id order, data copy, scope, time."""
+        ring = _ring()
+        data = {"x": 1}
+        first = ring.emit("a")
+        with correlation_scope("outer"), correlation_scope("inner"):
+            ring.record("lm_request", data)
+        data["x"] = 2
+        last = ring.emit("b")
+        (recorded,) = ring.query(type="lm_request")
+        assert recorded.data == {"x": 1}
+        assert (recorded.correlation_id, recorded.parent_id) == ("inner", "outer")
+        assert (recorded.timestamp, recorded.namespace) == (101.0, "ns")
+        prefix, _, number = recorded.id.rpartition("-")
+        assert first.id == f"{prefix}-{int(number) - 1}"
+        assert last.id == f"{prefix}-{int(number) + 1}"
+        assert ring.query(type="lm_request") == [recorded]
+
+    def test_query_filters_records_and_events_alike(self) -> None:
+        """Recorded and emitted events are filtered and limited together, in order."""
+        ring = _ring()
+        with correlation_scope("c1"):
+            ring.record("lm_request", {"n": 1})
+            ring.emit("module.started")
+        ring.record("lm_request", {"n": 2})
+        ring.record("lm_request.failed")
+        assert [e.type for e in ring.query(correlation_id="c1")] == [
+            "lm_request",
+            "module.started",
+        ]
+        assert [e.data.get("n") for e in ring.query(type="lm_request")] == [1, 2]
+        assert [e.type for e in ring.query(type="lm_request.*")] == ["lm_request.failed"]
+        assert [e.type for e in ring.query(since=102.0)] == ["lm_request", "lm_request.failed"]
+        assert [e.type for e in ring.query(limit=1)] == ["lm_request.failed"]
+        assert ring.oldest is not None and ring.oldest.data == {"n": 1}
+        stats = ring.statistics()
+        assert (stats.size, stats.emitted) == (4, 4)
+
+    def test_listeners_see_only_the_types_they_want(self) -> None:
+        """A listener's `wants` decides which recorded and emitted events reach it."""
+        ring = _ring()
+        everything: list[str] = []
+        modules: list[str] = []
+        asked: list[str] = []
+
+        def wants(kind: str) -> bool:
+            asked.append(kind)
+            return kind.startswith("module.")
+
+        ring.add_listener(lambda e: everything.append(e.type))
+        remove = ring.add_listener(lambda e: modules.append(e.type), wants=wants)
+        ring.record("lm_request")
+        ring.emit("module.started")
+        ring.record("module.finished")
+        remove()
+        ring.record("module.failed")
+        assert everything == ["lm_request", "module.started", "module.finished", "module.failed"]
+        assert modules == ["module.started", "module.finished"]
+        assert asked == ["lm_request", "module.started", "module.finished"]
+
+    def test_the_listeners_share_one_event(self) -> None:
+        """Every listener of a recorded event gets the same Event, which queries return equal."""
+        ring = _ring()
+        seen: list[Event] = []
+        ring.add_listener(seen.append)
+        ring.add_listener(seen.append, wants=lambda kind: True)
+        ring.record("lm_request", {"n": 1})
+        assert seen[0] is seen[1]
+        assert ring.query() == [seen[0]]
