@@ -191,9 +191,9 @@ def _needs_sampling_temperature(params: Mapping[str, Any]) -> bool:
     return temperature is None or (isinstance(temperature, int | float) and temperature <= 0.15)
 
 
-def _plain_demos(demos: Sequence[Example | Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _plain_demos(demos: Sequence[Example | Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
     if not demos:
-        return []
+        return ()
     return [dict(d.items()) if isinstance(d, Example) else d for d in demos]
 
 

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, final
 
 from prometheus_client import Counter
@@ -256,6 +257,7 @@ class LMProvider(Actor):
         self._failures = 0
         self._retries = 0
         self._in_flight = 0
+        self._retry_listener = self._on_retry  # bound once, not per call
 
     async def started(self) -> None:
         client = self._client = self._make_client()
@@ -278,10 +280,10 @@ class LMProvider(Actor):
             try:
                 response = await protected(
                     policy,
-                    lambda timeout: client.complete(request, timeout=timeout),
+                    partial(_send_once, client, request),
                     deadline=msg.deadline,
                     tokens=tokens,
-                    on_retry=self._on_retry,
+                    on_retry=self._retry_listener,
                 )
             finally:
                 bulkhead.release()
@@ -350,7 +352,7 @@ class LMProvider(Actor):
                     lambda timeout: _open_stream(client, request, timeout, self.vendor),
                     deadline=deadline,
                     tokens=tokens,
-                    on_retry=self._on_retry,
+                    on_retry=self._retry_listener,
                 )
                 opened = True
                 # aclosing: a reader that stops early closes the vendor stream now.
@@ -471,6 +473,13 @@ def _exited(incarnation: ActorRef, exc: Exception) -> Exception:
     if incarnation.alive or isinstance(exc, ActorExited):
         return exc
     return ActorExited(actor=incarnation.name, reason=incarnation.exit_reason)
+
+
+def _send_once(
+    client: VendorClient, request: LMRequest, timeout: float
+) -> Coroutine[Any, Any, LMResponse]:
+    """One attempt of a whole answer (bound with `partial`: no closure cells per call)."""
+    return client.complete(request, timeout=timeout)
 
 
 async def _hold(client: VendorClient) -> None:

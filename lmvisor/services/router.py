@@ -204,10 +204,14 @@ class RouterLM:
             ValueError: `timeout` is not positive.
         """
         at = self._deadline(timeout)
-        errors: _Errors = []
         order = self._order(request)
-        for deployment in self._candidates(order):
-            until, wait = self._window(at, request, errors)
+        candidates = self._candidates(order)
+        # Made on the first failure, and an index loop: the frame holds no list or
+        # iterator the garbage collector must walk while the call is in flight.
+        errors: _Errors | None = None
+        for index in range(len(candidates)):
+            deployment = candidates[index]
+            until, wait = self._window(at, request, errors or ())
             address = self._addresses.get(deployment) or self._address(deployment)
             msg = Complete(
                 request=self._retarget(request, deployment), deadline=_early(until, wait)
@@ -222,11 +226,13 @@ class RouterLM:
             except LmvisorError as exc:
                 if _is_callers_fault(exc):
                     raise
+                if errors is None:
+                    errors = []
                 self._failed(deployment, exc, errors, lone=len(order) == 1)
                 continue
             self._cooldowns.success(deployment)
             return response
-        raise self._exhausted(request, errors)
+        raise self._exhausted(request, errors or [])
 
     async def stream(
         self,
@@ -299,7 +305,7 @@ class RouterLM:
         return at
 
     def _window(
-        self, at: float | None, request: LMRequest, errors: _Errors
+        self, at: float | None, request: LMRequest, errors: Sequence[tuple[str, BaseException]]
     ) -> tuple[float | None, float | None]:
         """This deployment's deadline and the seconds to wait for it.
 
@@ -344,7 +350,9 @@ class RouterLM:
             return request
         return dataclasses.replace(request, model=deployment)
 
-    def _out_of_time(self, request: LMRequest, errors: _Errors) -> BaseException:
+    def _out_of_time(
+        self, request: LMRequest, errors: Sequence[tuple[str, BaseException]]
+    ) -> BaseException:
         if errors and isinstance(errors[-1][1], DeadlineExceeded):
             return errors[-1][1]
         error = DeadlineExceeded(operation=f"routing a call to {request.model or self._model}")

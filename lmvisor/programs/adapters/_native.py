@@ -96,7 +96,13 @@ def plan_call(
         ValueError: a ToolCalls output without a tools input to call from.
     """
     tools_name, tool_field, reasoning = _shape(signature)
-    if tool_field is None and not reasoning and not any(k in params for k in _TOOL_PARAMS):
+    if (
+        tool_field is None
+        and not reasoning
+        and "tools" not in params
+        and "tool_choice" not in params
+        and "parallel_tool_calls" not in params
+    ):
         return CallPlan(signature=signature, params=dict(params))  # the common, plain call
     sent = dict(params)
     if not native_function_calling:

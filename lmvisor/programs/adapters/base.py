@@ -166,13 +166,23 @@ class Adapter:
         extra = self.request_params(signature, capabilities)
         sent = {**plan.params, **extra} if extra else plan.params
         response = await invoke(messages, sent)
+        return self._parse_all(hooks, plan, signature, response), response
+
+    def _parse_all(
+        self,
+        hooks: Sequence[Callback],
+        plan: CallPlan,
+        signature: type[Signature],
+        response: LMResponse,
+    ) -> list[dict[str, Any]]:
+        """Every completion parsed and completed (a method, not a comprehension in `run`:
+        a comprehension's closure would keep cells alive across the LM call)."""
         if not response.outputs:
             raise self._parse_error(signature, "", "the LM returned no completion")
-        values = [
+        return [
             finish_values(plan, signature, self._parse_one(hooks, plan, response, i), response, i)
             for i in range(len(response.outputs))
         ]
-        return values, response
 
     def _parse_one(
         self, hooks: Sequence[Callback], plan: CallPlan, response: LMResponse, index: int

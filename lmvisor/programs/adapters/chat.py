@@ -149,7 +149,8 @@ class ChatAdapter(Adapter):
             content = self.format_user_message_content(reduced, rest, main_request=True)
         if content:
             messages.append({"role": "user", "content": content})
-        return [dict(split_content_parts(m)) for m in messages]
+        # The messages are this call's own dicts: one without marked values is kept as is.
+        return [m if type(m) is dict else dict(m) for m in map(split_content_parts, messages)]
 
     def _system_message(self, signature: type[Signature]) -> str:
         key = (type(self).__name__, "system")
@@ -250,9 +251,10 @@ class ChatAdapter(Adapter):
         """
         sections: list[tuple[str | None, list[str]]] = [(None, [])]
         for line in completion.splitlines():
-            stripped = line.strip()
-            match = _HEADER.match(stripped)
+            # Only a line holding a marker can be a header: the others skip strip and regex.
+            match = _HEADER.match(line.strip()) if "[[ ## " in line else None
             if match:
+                stripped = line.strip()
                 rest = stripped[match.end() :].strip()
                 sections.append((match.group(1), [rest] if rest else []))
             else:
