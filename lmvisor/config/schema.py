@@ -142,8 +142,8 @@ class ProviderConfig(BaseModel):
         max_in_flight: vendor calls running at once (streams included); more
             wait their turn within their deadline. The transport's pool is sized to it.
         transport: "aiohttp" (the default), "pyreqwest" (the `fast` extra: a
-            sixth of aiohttp's event-loop CPU per call, but a beta whose pool is
-            released only when the client is garbage-collected), "auto"
+            sixth of aiohttp's event-loop CPU per call, but a beta whose streamed
+            bodies can abort the interpreter at exit, so streams use aiohttp), "auto"
             (pyreqwest when installed, else aiohttp) or "httpx".
         budget_usd: spend cap (US dollars) per `budget_period` seconds; None is no cap.
 

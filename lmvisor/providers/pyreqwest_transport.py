@@ -10,13 +10,15 @@ A whole answer is bounded by `timeout` end to end (reqwest's request
 timeout). The pool is reqwest's: `max_connections` caps requests in flight,
 further ones wait for a slot within their timeout.
 
-Caveats found with pyreqwest 0.15: `Client.close()` does not close pooled
-connections; they go when the client object is garbage-collected, which a
-request's exception traceback can delay until a collection (so a closed
-transport may hold sockets for a while). Streams go over an `AiohttpTransport`
-the transport owns: a pyreqwest streamed response whose body breaks mid-read
-can abort the interpreter at exit (a GIL-state error in its Drop), and streams
-are not the hot path.
+Caveats found with pyreqwest 0.15 (checked again on 0.15.1): `Client.close()`
+does not close pooled connections; they close when the last reference to the
+client (or to a request builder of it) goes. `aclose()` drops the transport's
+reference, and no request path keeps one in a frame a kept error's traceback
+could hold, so the pool closes at once unless a request is still in flight.
+Streams go over an `AiohttpTransport` the transport owns: a pyreqwest streamed
+response whose body breaks mid-read can abort the interpreter at exit (a
+GIL-state error in its Drop: "PyGILState_Release ... finalizing"); a whole
+answer whose body breaks does not, and streams are not the hot path.
 """
 
 from __future__ import annotations
@@ -113,16 +115,19 @@ class PyreqwestTransport:
         model: str,
     ) -> TransportResponse:
         """See `Transport.post_json`."""
-        client = self._get_client()
         with map_errors(_PYREQWEST_ERRORS, provider, model, timeout):
-            request = (
-                client.post(url)
+            # One expression, no local for the client, builder or request: a failure's
+            # traceback keeps this frame's locals, and any of them held there would keep
+            # the pool (and its connections) open after `aclose()`.
+            resp = await (
+                self._get_client()
+                .post(url)
                 .headers(headers)
                 .body_bytes(body)
                 .timeout(self._timeout(timeout))
                 .build()
+                .send()
             )
-            resp = await request.send()
             data = await resp.bytes()
         return TransportResponse(resp.status, resp.headers, memoryview(data))
 

@@ -7,8 +7,9 @@ one pooled HTTP client. Three implementations, each in its own module:
 - `PyreqwestTransport` (`pyreqwest_transport`): Rust's reqwest; its I/O runs on
   a thread of its own, so the event loop spends ~40 us per request where
   aiohttp spends ~150-200 us. Opt-in (the `fast` extra): pyreqwest 0.15 is a
-  beta, TLS is rustls, and its pool is released only when the client is
-  garbage-collected, not by `close()` (see the module).
+  beta, TLS is rustls, its results need the GIL from its own thread (so its
+  gain shrinks as the loop gets busier), and its streamed bodies can abort the
+  interpreter at exit, so streams go over aiohttp (see the module).
 - `HttpxTransport` (`httpx_transport`): wraps a user's own `httpx.AsyncClient`
   (proxies, mTLS, event hooks, `httpx.MockTransport` in tests) or creates one.
 

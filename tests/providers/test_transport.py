@@ -13,6 +13,7 @@ from lmvisor.providers.aiohttp_transport import AiohttpTransport
 from lmvisor.providers.errors import ProviderConnectionError, ProviderTimeout, ResponseFormatError
 from lmvisor.providers.httpx_transport import HttpxTransport
 from lmvisor.providers.transport import Transport, build_transport
+from lmvisor.testing._lm_lean import LeanServer
 from lmvisor.testing.lm_server import FaultRule, LMServer
 from tests.providers.conftest import KEY
 
@@ -117,6 +118,27 @@ class TestBothTransports:
         with pytest.raises(RuntimeError, match=r"^(Aiohttp|Httpx|Pyreqwest)Transport is closed$"):
             await _post(transport, server.url + "/v1/chat/completions")
         assert transport.statistics().open is False
+
+    async def test_aclose_closes_pooled_connections(self, transport: Transport) -> None:
+        """After aclose() no pooled connection stays open, even with a failed request's
+        error (and its traceback) still held."""
+        server = LeanServer()
+        await server.start()
+        try:
+            url = server.url + "/v1/chat/completions"
+            await asyncio.gather(*(_post(transport, url) for _ in range(5)))
+            assert server.connections
+            server.latency = 1.0
+            with pytest.raises(ProviderTimeout) as info:
+                await _post(transport, url, limit=0.05)
+            kept = info.value
+            await transport.aclose()
+            async with asyncio.timeout(2.0):
+                while server.connections:  # noqa: ASYNC110 (the server offers no notification)
+                    await asyncio.sleep(0.01)
+            assert kept.__traceback__ is not None
+        finally:
+            await server.stop()
 
 
 class TestAiohttpTransport:
