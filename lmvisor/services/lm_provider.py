@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, final
 
-from prometheus_client import Counter
-
 from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, LMStreamItem
 from lmvisor.providers.client import VendorClient
 from lmvisor.providers.errors import ResponseFormatError
@@ -42,7 +40,7 @@ from lmvisor.runtime.errors import ActorExited, DeadlineExceeded, LmvisorError
 from lmvisor.runtime.messages import Call
 from lmvisor.runtime.observe.events import EventRing
 from lmvisor.runtime.observe.logs import get_logger
-from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.observe.metrics import LMFigures, Metrics
 from lmvisor.runtime.observe.names import LM_REQUEST as LM_REQUEST_EVENT
 from lmvisor.runtime.observe.names import LM_REQUEST_FAILED as LM_REQUEST_FAILED_EVENT
 from lmvisor.runtime.protection import Bulkhead, CircuitBreaker, RateLimiter, Retry
@@ -63,7 +61,7 @@ __all__ = [
 ]
 
 _log = get_logger("lmvisor.services.lm_provider")
-_BOUND_MODELS = 256  # models whose metric children an actor keeps bound
+_BOUND_MODELS = 256  # models whose LM figures an actor keeps bound
 
 
 def provider_name(vendor: str) -> tuple[str, str]:
@@ -179,28 +177,6 @@ def _estimate_cost(request: LMRequest, tokens: int) -> float:
     return 0.0 if price is None else tokens * price.input
 
 
-@final
-class _ModelMetrics:
-    """One (provider, model)'s metric children, bound once; the cost child on first use."""
-
-    __slots__ = ("_cost", "_cost_family", "_labels", "completion", "duration", "prompt")
-
-    def __init__(self, metrics: Metrics, provider: str, model: str) -> None:
-        self._labels = {"provider": provider, "model": model}
-        self._cost_family = metrics.lm_cost
-        self._cost: Counter | None = None
-        self.duration = metrics.lm_request_duration.labels(provider=provider, model=model)
-        tokens = metrics.lm_tokens
-        self.prompt = tokens.labels(provider=provider, model=model, kind="prompt")
-        self.completion = tokens.labels(provider=provider, model=model, kind="completion")
-
-    @property
-    def cost(self) -> Counter:
-        if self._cost is None:
-            self._cost = self._cost_family.labels(**self._labels)
-        return self._cost
-
-
 # --- the actor ---------------------------------------------------------------------------
 
 
@@ -251,7 +227,7 @@ class LMProvider(Actor):
         self._make_client = make_client
         self._events = events
         self._metrics = metrics
-        self._metrics_by_model: dict[str, _ModelMetrics] = {}
+        self._metrics_by_model: dict[str, LMFigures] = {}
         self._client: VendorClient | None = None
         self._requests = 0
         self._failures = 0
@@ -398,19 +374,14 @@ class LMProvider(Actor):
         )
 
     def _record(self, request: LMRequest, response: LMResponse, seconds: float) -> None:
-        budget = self._budget
-        cost = response.cost or 0.0
-        if budget is not None and cost:
-            budget.charge(cost)
+        cost = response.cost
+        if cost and self._budget is not None:
+            self._budget.charge(cost)
         usage = response.usage
         model = response.model or request.model
         if self._metrics is not None:
-            bound = self._bound_metrics(self._metrics, model)
-            bound.duration.observe(seconds)
-            bound.prompt.inc(usage.prompt_tokens)
-            bound.completion.inc(usage.completion_tokens)
-            if cost:
-                bound.cost.inc(cost)
+            figures = self._metrics_by_model.get(model) or self._bind_figures(self._metrics, model)
+            figures.record(seconds, usage.prompt_tokens, usage.completion_tokens, cost)
         if self._events is not None:
             # Built as an Event only if someone reads it: one fact per call, cheaply.
             self._events.record(
@@ -425,14 +396,12 @@ class LMProvider(Actor):
                 },
             )
 
-    def _bound_metrics(self, metrics: Metrics, model: str) -> _ModelMetrics:
-        """The model's metric children, bound once (a `labels()` lookup per call is costly)."""
-        bound = self._metrics_by_model.get(model)
-        if bound is None:
-            if len(self._metrics_by_model) >= _BOUND_MODELS:
-                self._metrics_by_model.clear()
-            bound = self._metrics_by_model[model] = _ModelMetrics(metrics, self.vendor, model)
-        return bound
+    def _bind_figures(self, metrics: Metrics, model: str) -> LMFigures:
+        """The model's LM figures, bound on its first answer (no lookup per call)."""
+        if len(self._metrics_by_model) >= _BOUND_MODELS:
+            self._metrics_by_model.clear()
+        figures = self._metrics_by_model[model] = metrics.lm(self.vendor, model)
+        return figures
 
     def _failed(self, request: LMRequest, exc: Exception, seconds: float) -> None:
         self._failures += 1

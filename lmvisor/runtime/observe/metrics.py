@@ -5,19 +5,32 @@ own `CollectorRegistry`, so two runtimes in one process never clash and never
 see each other's figures. Runtime figures (actors alive, restarts, mailbox
 depths) are read at scrape time from a callable the runtime supplies, never
 from private attributes. Bind label children once on hot paths
-(`metrics.lm_tokens.labels(...)`) rather than per call.
+(`metrics.cache_hits.labels(...)`) rather than per call.
+
+LM request figures come at request rate, so they skip the client library's
+per-call locks and label lookups: a provider binds an `LMFigures` once per
+model (`metrics.lm(provider, model)`), records each call into it with a few
+additions, and the `METRIC_LM_*` families are built from those sums at each
+scrape.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final, final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from lmvisor.runtime.observe.names import (
@@ -45,7 +58,7 @@ from lmvisor.runtime.observe.names import (
 from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker
 from lmvisor.runtime.protection.limiter import RateLimiter
 
-__all__ = ["CONTENT_TYPE", "Metrics", "RuntimeFigures"]
+__all__ = ["CONTENT_TYPE", "LMFigures", "Metrics", "RuntimeFigures"]
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The media type of `Metrics.render()`'s output."""
@@ -64,6 +77,97 @@ class RuntimeFigures:
     """Restarts so far, by supervisor id."""
     mailbox_depth: Mapping[str, int] = field(default_factory=dict)
     """Messages waiting, by actor id."""
+
+
+@final
+class LMFigures:
+    """The LM request figures of one (provider, model), summed where they happen.
+
+    `record()` is the whole per-call cost: a bucket search and a few additions,
+    no lock and no label lookup. `Metrics` builds the `METRIC_LM_*` families
+    from these sums at each scrape. Record from the runtime's event loop.
+    """
+
+    __slots__ = (
+        "buckets",
+        "completion_tokens",
+        "cost",
+        "count",
+        "created",
+        "priced",
+        "prompt_tokens",
+        "seconds",
+    )
+
+    def __init__(self) -> None:
+        self.created = time.time()
+        self.buckets = [0] * (len(_FAST) + 1)  # per bucket, not cumulative; the last is +Inf
+        self.count = 0
+        self.seconds = 0.0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost = 0.0
+        self.priced = False  # no cost series until a call was priced, as a counter child
+
+    def record(
+        self, seconds: float, prompt_tokens: int, completion_tokens: int, cost: float | None
+    ) -> None:
+        """Add one answered request: its duration, its tokens and its cost (None: unknown)."""
+        self.buckets[bisect_left(_FAST, seconds)] += 1
+        self.count += 1
+        self.seconds += seconds
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        if cost:
+            self.cost += cost
+            self.priced = True
+
+    def add_usage(self, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+        """Add tokens and cost without a request duration (`Metrics.record_lm_usage`)."""
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        if cost:
+            self.cost += cost
+            self.priced = True
+
+
+# `le` labels as prometheus_client writes them for these bounds ("0.005", "1.0", "+Inf").
+_LM_BUCKETS: Final = (*(repr(float(bound)) for bound in _FAST), "+Inf")
+
+
+class _LMCollector(Collector):
+    """Builds the LM families from every `LMFigures` at each scrape."""
+
+    def __init__(self) -> None:
+        self.figures: dict[tuple[str, str], LMFigures] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        duration = HistogramMetricFamily(
+            METRIC_LM_REQUEST_SECONDS, "LM request time.", labels=["provider", "model"]
+        )
+        tokens = CounterMetricFamily(
+            METRIC_LM_TOKENS, "LM tokens used.", labels=["provider", "model", "kind"]
+        )
+        cost = CounterMetricFamily(
+            METRIC_LM_COST, "LM spend in US dollars.", labels=["provider", "model"]
+        )
+        for (provider, model), figures in sorted(self.figures.items()):
+            if figures.count:
+                counts = itertools.accumulate(figures.buckets)
+                buckets = [(le, float(n)) for le, n in zip(_LM_BUCKETS, counts, strict=True)]
+                duration.add_metric([provider, model], buckets, figures.seconds)
+            created = figures.created
+            tokens.add_metric([provider, model, "prompt"], figures.prompt_tokens, created=created)
+            tokens.add_metric(
+                [provider, model, "completion"], figures.completion_tokens, created=created
+            )
+            if figures.priced:
+                cost.add_metric([provider, model], figures.cost, created=created)
+        yield from (duration, tokens, cost)
+
+    def describe(self) -> Iterable[Metric]:
+        # Describing lets the registry reject a clashing name at registration.
+        return self.collect()
 
 
 class _RuntimeCollector(Collector):
@@ -102,7 +206,8 @@ class Metrics:
     Families, by attribute (their names and labels are in `observe.names`):
 
     - `module_duration`, `module_success`, `module_errors`: `METRIC_MODULE_*`
-    - `lm_request_duration`, `lm_tokens`, `lm_cost`: `METRIC_LM_*`
+    - `METRIC_LM_*` (request seconds, tokens, cost by provider and model), recorded
+      through `lm(provider, model)` or `record_lm_usage`
     - `optimization_iterations`, `optimization_score`, `optimization_duration`:
       `METRIC_OPTIMIZATION_*`
     - `breaker_state` (0 closed, 1 half-open, 2 open) and
@@ -138,19 +243,8 @@ class Metrics:
             ["module", "error"],
             registry=reg,
         )
-        self.lm_request_duration = Histogram(
-            METRIC_LM_REQUEST_SECONDS,
-            "LM request time.",
-            ["provider", "model"],
-            registry=reg,
-            buckets=_FAST,
-        )
-        self.lm_tokens = Counter(
-            METRIC_LM_TOKENS, "LM tokens used.", ["provider", "model", "kind"], registry=reg
-        )
-        self.lm_cost = Counter(
-            METRIC_LM_COST, "LM spend in US dollars.", ["provider", "model"], registry=reg
-        )
+        self._lm = _LMCollector()
+        reg.register(self._lm)
         self._optimization_families(reg)
         self.breaker_state = Gauge(
             METRIC_BREAKER_STATE,
@@ -242,6 +336,14 @@ class Metrics:
         else:
             self.module_errors.labels(module=module, error=error).inc()
 
+    def lm(self, provider: str, model: str) -> LMFigures:
+        """The (provider, model)'s LM figures, made on first use; bind it once, record per call."""
+        key = (provider, model)
+        figures = self._lm.figures.get(key)
+        if figures is None:
+            figures = self._lm.figures[key] = LMFigures()
+        return figures
+
     def record_lm_usage(
         self,
         provider: str,
@@ -252,12 +354,7 @@ class Metrics:
         cost: float = 0.0,
     ) -> None:
         """Add one response's token counts and cost."""
-        self.lm_tokens.labels(provider=provider, model=model, kind="prompt").inc(prompt_tokens)
-        self.lm_tokens.labels(provider=provider, model=model, kind="completion").inc(
-            completion_tokens
-        )
-        if cost:
-            self.lm_cost.labels(provider=provider, model=model).inc(cost)
+        self.lm(provider, model).add_usage(prompt_tokens, completion_tokens, cost)
 
     def value(self, name: str, **labels: str) -> float | None:
         """One sample's current value (`name` as exposed, e.g. `lmvisor_cache_hits_total`)."""

@@ -77,16 +77,57 @@ class TestFamilies:
         assert metrics.value("lmvisor_lm_cost_usd_total", **labels) == 0.25
 
 
+class TestLMFigures:
+    def test_recorded_calls_are_exposed_as_the_lm_families(self) -> None:
+        """lm(...).record fills the request histogram, the token and the cost counters."""
+        metrics = Metrics()
+        figures = metrics.lm("openai", "m")
+        assert metrics.lm("openai", "m") is figures
+        figures.record(0.004, 10, 5, None)
+        figures.record(0.1, 1, 2, 0.5)
+        figures.record(100.0, 0, 0, 0.0)
+        labels = {"provider": "openai", "model": "m"}
+        seconds = "lmvisor_lm_request_seconds"
+        assert metrics.value(f"{seconds}_count", **labels) == 3
+        assert metrics.value(f"{seconds}_sum", **labels) == 100.104
+        assert metrics.value(f"{seconds}_bucket", le="0.005", **labels) == 1
+        assert metrics.value(f"{seconds}_bucket", le="0.05", **labels) == 1
+        assert metrics.value(f"{seconds}_bucket", le="0.1", **labels) == 2
+        assert metrics.value(f"{seconds}_bucket", le="60.0", **labels) == 2
+        assert metrics.value(f"{seconds}_bucket", le="+Inf", **labels) == 3
+        assert metrics.value("lmvisor_lm_tokens_total", kind="prompt", **labels) == 11
+        assert metrics.value("lmvisor_lm_tokens_total", kind="completion", **labels) == 7
+        assert metrics.value("lmvisor_lm_cost_usd_total", **labels) == 0.5
+
+    def test_unpriced_model_has_no_cost_series(self) -> None:
+        """A model whose calls were never priced shows tokens, and no cost series."""
+        metrics = Metrics()
+        metrics.lm("local", "llama3").record(0.2, 3, 4, None)
+        labels = {"provider": "local", "model": "llama3"}
+        assert metrics.value("lmvisor_lm_tokens_total", kind="prompt", **labels) == 3
+        assert metrics.value("lmvisor_lm_cost_usd_total", **labels) is None
+        text = metrics.render()
+        assert (
+            'lmvisor_lm_request_seconds_bucket{le="0.25",model="llama3",provider="local"} 1.0'
+            in text
+        )
+
+    def test_lm_family_names_cannot_be_registered_twice(self) -> None:
+        """The LM families are registered: another family of the same name is refused."""
+        metrics = Metrics()
+        with pytest.raises(ValueError, match="Duplicated timeseries"):
+            Counter("lmvisor_lm_tokens", "again", ["provider"], registry=metrics.registry)
+
+
 class TestMeasure:
     async def test_measure_observes_elapsed_time(self) -> None:
         """measure() observes the block's duration into a histogram with the labels."""
         ticks = itertools.count(0.0, 2.0)
         metrics = Metrics(timer=lambda: next(ticks))
-        async with metrics.measure(metrics.lm_request_duration, provider="p", model="m"):
+        async with metrics.measure(metrics.module_duration, module="qa"):
             pass
-        labels = {"provider": "p", "model": "m"}
-        assert metrics.value("lmvisor_lm_request_seconds_count", **labels) == 1
-        assert metrics.value("lmvisor_lm_request_seconds_sum", **labels) == 2.0
+        assert metrics.value("lmvisor_module_execution_seconds_count", module="qa") == 1
+        assert metrics.value("lmvisor_module_execution_seconds_sum", module="qa") == 2.0
 
     async def test_measure_records_on_error_and_sets_gauges(self) -> None:
         """A failing block is still timed; a gauge is set to the duration."""
