@@ -33,7 +33,7 @@ from lmvisor.providers.errors import (
     ResponseFormatError,
     error_from_status,
 )
-from lmvisor.providers.pricing import price_for
+from lmvisor.providers.pricing import ModelPrice, price_for
 from lmvisor.providers.sse import SSEEvent
 from lmvisor.providers.transport import Transport, TransportStatistics, build_transport
 
@@ -52,6 +52,7 @@ _MODEL_CACHE_SIZE = 256
 MAX_COUNT = 2**53  # token counts past this are no counts (and would overflow a float price)
 MAX_INDEX = 1024  # choice and tool-call indices a vendor may use
 _SHOWN = 200  # characters of a bad body quoted in an error
+_UNPRICED: Any = object()  # "not looked up yet" in the price cache (None is "no price")
 
 
 class StreamState(ABC):
@@ -173,6 +174,7 @@ class HttpVendorClient(ABC):
         )
         self._prefixes = frozenset({self._name, self._vendor})
         self._wire_models: dict[str, str] = {}
+        self._price_of: dict[tuple[str, str], ModelPrice | None] = {}
         self._closed = False
 
     # --- public surface -------------------------------------------------------
@@ -334,8 +336,11 @@ class HttpVendorClient(ABC):
         )
         if resp.status >= 300:
             raise self._status_error(model, resp.status, resp.headers, resp.body)
-        data = decode_json(resp.body, provider=self._name, model=model, what="response body")
-        if not isinstance(data, dict):
+        try:
+            data = _json.loads(resp.body)
+        except ValueError:
+            data = decode_json(resp.body, provider=self._name, model=model, what="response body")
+        if type(data) is not dict:
             raise shape_error(self._name, model, "response body", "expected a JSON object")
         return self._parse(data, model)
 
@@ -377,9 +382,14 @@ class HttpVendorClient(ABC):
             raise ValueError(f"LMRequest params are not JSON-serializable: {exc}") from exc
 
     def _cost(self, model: str, reported: str, usage: Any) -> float | None:
-        price = price_for(model, self._prices) or (
-            price_for(reported, self._prices) if reported else None
-        )
+        key = (model, reported)
+        price = self._price_of.get(key, _UNPRICED)
+        if price is _UNPRICED:  # looked up once per model pair, not per answer
+            if len(self._price_of) >= _MODEL_CACHE_SIZE:
+                self._price_of.clear()
+            price = self._price_of[key] = price_for(model, self._prices) or (
+                price_for(reported, self._prices) if reported else None
+            )
         return None if price is None else price.cost(usage)
 
     def _incomplete(self, model: str, marker: str) -> ProviderConnectionError:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, final
 
 from lmvisor.programs.lm import LMDelta, LMRequest, LMResponse, ToolCall, Usage
 from lmvisor.providers._base import (
+    MAX_COUNT,
     MAX_INDEX,
     HttpVendorClient,
     StreamState,
@@ -40,14 +41,19 @@ def _openai_usage(raw: Any) -> Usage:
     # Decoded JSON objects are dicts: `type(...) is dict` spares the Mapping ABC check.
     if type(raw) is not dict:
         return _NO_USAGE
-    prompt = wire_int(raw.get("prompt_tokens"))
-    completion = wire_int(raw.get("completion_tokens"))
+    # wire_int's rule inline (a non-negative int up to MAX_COUNT, else 0): this runs per answer.
+    prompt = raw.get("prompt_tokens")
+    prompt = prompt if type(prompt) is int and 0 <= prompt <= MAX_COUNT else 0
+    completion = raw.get("completion_tokens")
+    completion = completion if type(completion) is int and 0 <= completion <= MAX_COUNT else 0
+    total = raw.get("total_tokens")
+    total = total if type(total) is int and 0 < total <= MAX_COUNT else prompt + completion
     details = raw.get("prompt_tokens_details")
     cached = wire_int(details.get("cached_tokens")) if type(details) is dict else 0
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
-        total_tokens=wire_int(raw.get("total_tokens")) or prompt + completion,
+        total_tokens=total,
         cached_tokens=cached,
     )
 
@@ -112,7 +118,11 @@ class _OpenAIWire(HttpVendorClient):
             finish_reason=finish if type(finish) is str else None,
             model=reported,
             tool_calls=self._tool_calls(calls, model) if calls else (),
-            reasoning=message_reasoning(message),
+            reasoning=(
+                message_reasoning(message)
+                if "reasoning_content" in message or "reasoning" in message
+                else None
+            ),
         )
 
     def _text(self, content: Any, model: str, index: int) -> str:

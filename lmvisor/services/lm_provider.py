@@ -241,14 +241,14 @@ class LMProvider(Actor):
 
     @handler(inline=True)
     async def complete(self, msg: Complete) -> LMResponse:
-        client = self._vendor_client
+        client = self._client or self._vendor_client  # the property raises before started()
         request = msg.request
         policy = self._policy
         self._requests += 1
         self._in_flight += 1
         started = time.perf_counter()
         try:
-            tokens = self._admit(request)
+            tokens = self._admit(request) if self._estimates else 0
             # The slot by hand, not `slot()`: a context manager per call costs.
             bulkhead = policy.bulkhead
             if not bulkhead.try_acquire():

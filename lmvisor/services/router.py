@@ -203,18 +203,23 @@ class RouterLM:
                 the caller's fault (a bad request), raised at once.
             ValueError: `timeout` is not positive.
         """
-        at = self._deadline(timeout)
-        order = self._order(request)
-        candidates = self._candidates(order)
+        now = self._clock.monotonic()
+        at = self._deadline(timeout, now)
+        model = request.model
+        order = self._deployments if not model or model == self._model else self._order(request)
+        candidates = order if len(order) == 1 else self._candidates(order)
         # Made on the first failure, and an index loop: the frame holds no list or
         # iterator the garbage collector must walk while the call is in flight.
         errors: _Errors | None = None
         for index in range(len(candidates)):
             deployment = candidates[index]
-            until, wait = self._window(at, request, errors or ())
+            if index:
+                now = self._clock.monotonic()
+            until, wait = self._window(at, now, request, errors or ())
             address = self._addresses.get(deployment) or self._address(deployment)
             msg = Complete(
-                request=self._retarget(request, deployment), deadline=_early(until, wait)
+                request=request if model == deployment else self._retarget(request, deployment),
+                deadline=_early(until, wait),
             )
             try:
                 # `Complete` runs inline, in this task, so this task's cancellation stops
@@ -250,11 +255,11 @@ class RouterLM:
             As `complete()`; after the first item, the provider's typed error
             (`ActorExited` when its incarnation died).
         """
-        at = self._deadline(timeout)
+        at = self._deadline(timeout, self._clock.monotonic())
         errors: _Errors = []
         order = self._order(request)
         for deployment in self._candidates(order):
-            until, wait = self._window(at, request, errors)
+            until, wait = self._window(at, self._clock.monotonic(), request, errors)
             target = self._addresses.get(deployment) or self._address(deployment)
             try:
                 items = await target.call(
@@ -293,21 +298,25 @@ class RouterLM:
 
     # --- deadlines -----------------------------------------------------------------------
 
-    def _deadline(self, timeout: float | None) -> float | None:
+    def _deadline(self, timeout: float | None, now: float) -> float | None:
         """The call's absolute deadline: the earliest of the caller's, `timeout`, the router's."""
         at = current_deadline()
         budget = _seconds("timeout", timeout) if timeout is not None else None
         if budget is None or (self._timeout is not None and self._timeout < budget):
             budget = self._timeout
         if budget is not None:
-            end = self._clock.monotonic() + budget
+            end = now + budget
             at = end if at is None or end < at else at
         return at
 
     def _window(
-        self, at: float | None, request: LMRequest, errors: Sequence[tuple[str, BaseException]]
+        self,
+        at: float | None,
+        now: float,
+        request: LMRequest,
+        errors: Sequence[tuple[str, BaseException]],
     ) -> tuple[float | None, float | None]:
-        """This deployment's deadline and the seconds to wait for it.
+        """This deployment's deadline and the seconds to wait for it, as of `now`.
 
         Raises:
             DeadlineExceeded: no time is left for another deployment.
@@ -315,7 +324,6 @@ class RouterLM:
         per = self._deployment_timeout
         if at is None and per is None:
             return None, None
-        now = self._clock.monotonic()
         if at is not None and now >= at:
             raise self._out_of_time(request, errors)
         until = at if per is None or (at is not None and at <= now + per) else now + per

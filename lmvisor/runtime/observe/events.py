@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any, Final, final
 
 from lmvisor.runtime.correlation import CorrelationScope, current_scope
+from lmvisor.runtime.correlation import _scope as _correlation_var
 from lmvisor.runtime.observe.logs import get_logger
 
 __all__ = [
@@ -214,7 +215,7 @@ class EventRing:
         facts that come at request rate: its `Event` is made for the listeners
         that want its type, and otherwise only when a query returns it.
         """
-        scope = current_scope()
+        scope = _correlation_var.get()
         item: _Record = (
             next(self._counter),
             type,
@@ -223,7 +224,11 @@ class EventRing:
             None if scope is None else scope.parent_id,
             self._wall_clock(),
         )
-        self._append(item)
+        events = self._events
+        if len(events) == self.capacity:
+            self._dropped += 1
+        events.append(item)
+        self._emitted += 1
         event = None
         for listener, wants in self._listeners:
             if wants is None or wants(type):
