@@ -43,7 +43,7 @@ class LMInvoker:
         self._lm = lm
         self._hooks = hooks
         self._history = history
-        self._stream = stream if lm.capabilities.streaming else None
+        self._stream = stream if stream is not None and lm.capabilities.streaming else None
 
     @property
     def lm(self) -> LM:

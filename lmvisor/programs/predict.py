@@ -95,7 +95,8 @@ class Predict(Module, Parameter):
         demos = kwargs.pop("demos", None)
         config = kwargs.pop("config", None) or {}
         call_lm = kwargs.pop("lm", None)
-        signature = ensure_signature(kwargs.pop("signature", self.signature))
+        signature = kwargs.pop("signature", None)
+        signature = self.signature if signature is None else ensure_signature(signature)
         settings = current_settings()
         lm = call_lm or self.lm or settings.lm
         if lm is None:
@@ -106,16 +107,17 @@ class Predict(Module, Parameter):
             signature = _with_hint(signature)
             kwargs[_HINT_FIELD] = hint
         params = {**settings.lm_params, **self.lm_params, **self.config, **config}
-        if _needs_sampling_temperature(params):
+        if "n" in params and _needs_sampling_temperature(params):
             params["temperature"] = _SAMPLING_TEMPERATURE
         adapter = self.adapter or settings.adapter or _DEFAULT_ADAPTER
         hooks = active_callbacks(self.callbacks)
         stream = stream_receiver(self, adapter)
         invoke = LMInvoker(lm, hooks, settings.history, stream=stream)
+        shown = self.demos if demos is None else demos
         values, _ = await adapter.run(
             invoke,
             signature,
-            _plain_demos(self.demos if demos is None else demos),
+            _plain_demos(shown) if shown else (),
             kwargs,
             params=params,
             capabilities=lm.capabilities,

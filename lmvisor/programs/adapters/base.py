@@ -161,7 +161,10 @@ class Adapter:
         """
         hooks = (*callbacks, *self.callbacks)
         plan = self.plan(signature, inputs, params, capabilities)
-        messages = self._format_hooked(hooks, plan.signature, demos, inputs)
+        if hooks:
+            messages = self._format_hooked(hooks, plan.signature, demos, inputs)
+        else:
+            messages = self.format(plan.signature, demos, inputs)
         # DSPy sizes the response format on the signature as declared, before planning.
         extra = self.request_params(signature, capabilities)
         sent = {**plan.params, **extra} if extra else plan.params
@@ -177,11 +180,18 @@ class Adapter:
     ) -> list[dict[str, Any]]:
         """Every completion parsed and completed (a method, not a comprehension in `run`:
         a comprehension's closure would keep cells alive across the LM call)."""
-        if not response.outputs:
+        count = len(response.outputs)
+        if not count:
             raise self._parse_error(signature, "", "the LM returned no completion")
+        if count == 1:  # the usual call: no comprehension frame
+            return [
+                finish_values(
+                    plan, signature, self._parse_one(hooks, plan, response, 0), response, 0
+                )
+            ]
         return [
             finish_values(plan, signature, self._parse_one(hooks, plan, response, i), response, i)
-            for i in range(len(response.outputs))
+            for i in range(count)
         ]
 
     def _parse_one(
@@ -190,6 +200,8 @@ class Adapter:
         text = response.outputs[index]
         native_calls = plan.tool_calls_field is not None and index == 0 and response.tool_calls
         if text and not native_calls:
+            if not hooks:
+                return self.parse(plan.signature, text)
             return self._parse_hooked(hooks, plan.signature, text)
         if native_calls:
             if not text or not plan.signature._outputs:

@@ -393,7 +393,9 @@ def _both_failed(first: AdapterParseError, second: AdapterParseError) -> Adapter
 
 
 def _history_field_name(signature: type[Signature]) -> str | None:
-    for name, field in signature._inputs.items():
-        if field.annotation is History:
-            return name
-    return None
+    key = ("history-field",)
+    if key in signature._cache:  # looked up once per signature, as the system message is
+        return signature._cache[key]  # type: ignore[no-any-return]
+    found = next((n for n, f in signature._inputs.items() if f.annotation is History), None)
+    signature._cache[key] = found
+    return found

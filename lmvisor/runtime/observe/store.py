@@ -31,7 +31,7 @@ from lmvisor.runtime.errors import ActorExited, MailboxFull
 from lmvisor.runtime.messages import Call, Cast
 from lmvisor.runtime.observe.events import Event, EventListener, EventRing, type_matches
 from lmvisor.runtime.observe.sink import SqliteEventSink
-from lmvisor.runtime.registry import Via
+from lmvisor.runtime.registry import Registry, Via
 
 __all__ = [
     "EVENT_STORE_NAME",
@@ -304,6 +304,7 @@ class EventStoreActor(Actor):
         # most events have none, and finding that out must not cost a lookup per pattern.
         self._subscribers: dict[str, tuple[ActorRef, ...]] = {}
         self._subscribers_as_of = -1
+        self._registry: Registry  # the runtime's, set in started()
 
     @property
     def store(self) -> EventStore:
@@ -311,6 +312,7 @@ class EventStoreActor(Actor):
         return self._store
 
     async def started(self) -> None:
+        self._registry = self.runtime.registry
         await self._store.open()
         self._remove = self._store.ring.add_listener(self._fan_out, wants=self._has_subscribers)
         self.spawn_task(self._store.pump())
@@ -366,7 +368,7 @@ class EventStoreActor(Actor):
         """Each actor subscribed to a pattern matching `event_type`, once, in pattern order."""
         # The registry is the only record of subscriptions: it outlives this
         # incarnation, so a restarted store keeps notifying the same actors.
-        registry = self.runtime.registry
+        registry = self._registry
         if (
             self._subscribers_as_of != registry.duplicate_changes
             or len(self._subscribers) >= _SUBSCRIBER_CACHE
