@@ -444,14 +444,19 @@ class ActorRef:
                 raise CallTimeout(
                     actor=proc.name, message_type=type(msg).__qualname__, timeout=timeout
                 ) from None
-            timer = loop.call_at(deadline, _expire, fut, proc, msg, timeout)
+            timer = loop.call_at(
+                deadline, _expire, fut, proc, msg, timeout, context=proc.runtime._context
+            )
             try:
                 return await fut
             finally:
                 timer.cancel()
         if timeout is None:
             return await fut
-        timer = loop.call_later(timeout, _expire, fut, proc, msg, timeout)
+        # The runtime's context, not a copy of the caller's (`_expire` reads no variable).
+        timer = loop.call_later(
+            timeout, _expire, fut, proc, msg, timeout, context=proc.runtime._context
+        )
         try:
             return await fut
         finally:
