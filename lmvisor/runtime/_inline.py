@@ -62,12 +62,16 @@ async def call_inline(
     fn: Callable[[Any, Any], Coroutine[Any, Any, Any]],
     msg: object,
     timeout: float | None,  # noqa: ASYNC109 (a timer cancels the work, see InlineCall.expire)
+    wait: float | None,
 ) -> Any:
     """Run `fn(actor, msg)` in the current task on behalf of `proc`'s running incarnation.
 
+    `wait` is what is left of the caller's `timeout` (less, if the call waited for
+    `started()`); the error names the caller's own `timeout`.
+
     Raises:
         ActorExited: the incarnation died during the call.
-        CallTimeout: the call took longer than `timeout` (its work was cancelled).
+        CallTimeout: the call outlasted the caller's timeout (its work was cancelled).
         RuntimeError: not called from a task.
         Exception: whatever the handler raised.
     """
@@ -81,10 +85,10 @@ async def call_inline(
     calls[call] = None
     cancelling = task.cancelling()
     timer = None
-    if timeout is not None:
+    if wait is not None:
         loop = proc._loop
         # The runtime's context, not a copy of the caller's: `expire` reads no context variable.
-        timer = loop.call_at(loop.time() + timeout, call.expire, context=proc.runtime._context)
+        timer = loop.call_at(loop.time() + wait, call.expire, context=proc.runtime._context)
     try:
         return await fn(proc.actor, msg)
     except BaseException as exc:

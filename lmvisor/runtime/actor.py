@@ -326,21 +326,31 @@ class Actor:
         return None
 
 
-async def _until_running(proc: _Process, msg: object, timeout: float | None) -> None:  # noqa: ASYNC109 (counts against the call's timeout)
-    """Before an inline call: wait out `started()`; raise unless the incarnation serves."""
+async def _until_running(proc: _Process, msg: object, timeout: float | None) -> float | None:  # noqa: ASYNC109 (counts against the call's timeout)
+    """Before an inline call: wait out `started()`; what is left of `timeout` after it.
+
+    Raises:
+        CallTimeout: `started()` outlasted the timeout.
+        ActorExited: the incarnation is not serving (its start failed, or it stops).
+    """
     ready = proc.ready
     if proc.status is ActorStatus.STARTING and ready is not None:
+        loop = proc._loop
+        began = loop.time()
         try:
             await asyncio.wait_for(asyncio.shield(ready), timeout)
         except TimeoutError:
             raise CallTimeout(
                 actor=proc.name, message_type=type(msg).__qualname__, timeout=timeout or 0.0
             ) from None
-        except Exception:
+        except Exception:  # a failed start: the status below says so
             pass
+        if timeout is not None:
+            timeout = max(0.0, timeout - (loop.time() - began))
     if proc.status is not ActorStatus.RUNNING:
         reason = proc.exit_reason if proc.status is ActorStatus.DEAD else proc.stop_reason
         raise ActorExited(actor=proc.name, reason=reason)
+    return timeout
 
 
 def _expire(fut: asyncio.Future[Any], proc: _Process, msg: object, timeout: float) -> None:
@@ -421,9 +431,10 @@ class ActorRef:
         if entry is None:
             raise proc.rejection(msg)
         if entry[1] == _INLINE:
+            wait = timeout
             if proc.status is not ActorStatus.RUNNING:
-                await _until_running(proc, msg, timeout)
-            result: R = await call_inline(proc, entry[0], msg, timeout)
+                wait = await _until_running(proc, msg, timeout)
+            result: R = await call_inline(proc, entry[0], msg, timeout, wait)
             return result
         if proc.task is asyncio.current_task():
             raise RuntimeError(f"{proc.name} called itself with {type(msg).__qualname__}")

@@ -206,6 +206,20 @@ class TestInlineHandlers:
         gate.set()
         await ref.stop()
 
+    async def test_timeout_after_a_waited_start_names_the_callers_timeout(
+        self, runtime: Runtime
+    ) -> None:
+        """A call that waited for `started()` times out on what was left, naming its timeout."""
+        gate = asyncio.Event()
+        actor = SlowStart(gate)
+        ref = runtime.spawn_nowait(actor)
+        call = asyncio.ensure_future(ref.call(Work(asyncio.Event()), timeout=0.2))
+        await asyncio.sleep(0.01)
+        gate.set()
+        with pytest.raises(CallTimeout, match=r"timed out after 0\.2s$"):
+            await call
+        assert (actor.running, actor.cancelled) == (0, 1)
+
     async def test_call_to_a_dead_actor_raises_at_once(self, runtime: Runtime) -> None:
         """An inline call to a stopped actor raises ActorExited without running."""
         actor = Worker()
