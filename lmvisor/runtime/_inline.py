@@ -90,7 +90,7 @@ async def call_inline(
         # The runtime's context, not a copy of the caller's: `expire` reads no context variable.
         timer = loop.call_at(loop.time() + wait, call.expire, context=proc.runtime._context)
     try:
-        return await fn(proc.actor, msg)
+        result = await fn(proc.actor, msg)
     except BaseException as exc:
         if call.state == _RUNNING:
             raise
@@ -99,6 +99,10 @@ async def call_inline(
         if task.uncancel() <= cancelling and isinstance(exc, asyncio.CancelledError):
             raise _ended(proc, call, msg, timeout) from None
         raise
+    else:
+        if call.state != _RUNNING:
+            task.uncancel()  # the handler swallowed our cancellation and answered anyway
+        return result
     finally:
         if timer is not None:
             timer.cancel()

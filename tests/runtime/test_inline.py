@@ -33,6 +33,11 @@ class Whose(Call[tuple[object, str | None]]):
 
 
 @dataclass(frozen=True, slots=True)
+class Stubborn(Call[str]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class Ping(Cast):
     pass
 
@@ -70,6 +75,14 @@ class Worker(Actor):
     @handler(inline=True)
     async def whose(self, msg: Whose) -> tuple[object, str | None]:
         return asyncio.current_task(), current_correlation_id()
+
+    @handler(inline=True)
+    async def stubborn(self, msg: Stubborn) -> str:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return "swallowed"
+        return "never"
 
     @handler
     async def hold(self, msg: Hold) -> None:
@@ -185,6 +198,15 @@ class TestInlineHandlers:
         task = asyncio.current_task()
         assert task is not None and task.cancelling() == 0
         await asyncio.sleep(0.01)
+
+    async def test_a_swallowed_timeout_leaves_the_caller_uncancelled(
+        self, runtime: Runtime
+    ) -> None:
+        """A handler that swallows the timeout's cancellation answers; the task is clean."""
+        ref = await runtime.spawn(Worker())
+        assert await ref.call(Stubborn(), timeout=0.01) == "swallowed"
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
 
     async def test_call_during_start_waits_for_started(self, runtime: Runtime) -> None:
         """A call made while `started()` runs waits for it, then runs."""
