@@ -38,6 +38,7 @@ __all__ = [
     "OPTIMIZATION_FAILED",
     "OPTIMIZATION_ITERATION",
     "OPTIMIZATION_STARTED",
+    "OPTIMIZATION_SUSPENDED",
     "SERVER_DRAINING",
     "SERVER_READY",
     "SERVER_STOPPED",
@@ -68,6 +69,9 @@ OPTIMIZATION_COMPLETED: Final = "optimization.completed"
 OPTIMIZATION_FAILED: Final = "optimization.failed"
 """An optimization job failed or was cancelled (`optimization_id`, `optimizer`, `error`,
 `code`)."""
+OPTIMIZATION_SUSPENDED: Final = "optimization.suspended"
+"""A running job was stopped at shutdown, its progress stored; it resumes when the
+coordinator next starts on the same store (`optimization_id`, `optimizer`, `trials_done`)."""
 
 # The application tree's events (lmvisor.services); the module_* names are the seed's.
 MODULE_EXECUTION_START: Final = "module_execution_start"

@@ -1,8 +1,8 @@
 """The daemon's ASGI app: FastAPI over a `ServerContext`, with the request plumbing in front.
 
-`create_app(context)` mounts the built-in routes (`health`, `observe`), then
-every router the context was given (`ServerContext.add_router`: the services'
-program and optimization routes, a user's `--app` hook), installs the typed
+`create_app(context)` mounts the built-in routes (`health`, `observe`; with an
+application tree, `programs` and `optimizations`), then every router the
+context was given (`ServerContext.add_router`: a user's `--app` hook), installs the typed
 error bodies (`http_errors`) and the middleware (`middleware`), and documents
 the cross-cutting headers and the bearer scheme in the served OpenAPI
 document (`/openapi.json`, browsable at `/docs`).
@@ -55,8 +55,13 @@ def create_app(context: ServerContext) -> FastAPI:
     )
     app.state.lmvisor = context
     install_error_handlers(app)
+    routers = [health.router, observe.router]
+    if context.has_app:
+        from lmvisor.server import optimizations, programs
+
+        routers += [programs.router, optimizations.router]
     # Any route can answer these (headers, auth, body limit, deadline): document them on all.
-    for router in (health.router, observe.router, *context.routers):
+    for router in (*routers, *context.routers):
         app.include_router(router, responses=ERROR_RESPONSES)
     tokens = TokenSet.from_config(server)
     # add_middleware wraps: the last added runs first.

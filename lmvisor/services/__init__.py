@@ -14,6 +14,7 @@ from lmvisor._lazy import lazy_exports
 if TYPE_CHECKING:
     from lmvisor.services.app import (
         App,
+        ProviderHealth,
         open_app,
     )
     from lmvisor.services.app_lm import (
@@ -139,6 +140,10 @@ if TYPE_CHECKING:
         check_model_name,
         parse_module_options,
     )
+    from lmvisor.services.module_stream import (
+        StreamingLM,
+        StreamSink,
+    )
     from lmvisor.services.module_table import (
         ModuleInfo,
         ModuleMeters,
@@ -161,12 +166,14 @@ if TYPE_CHECKING:
         OptimizationCoordinator,
         OptimizationStatus,
         SubmitJob,
+        SuspendJobs,
         cancel_optimization,
         list_optimizations,
         optimization_result,
         optimization_spec,
         optimization_status,
         submit_optimization,
+        suspend_optimizations,
     )
     from lmvisor.services.optimization_job import (
         OPTIMIZERS,
@@ -266,6 +273,7 @@ __all__ = [
     "PredictorInfo",
     "ProgramLike",
     "Provider",
+    "ProviderHealth",
     "ProviderProtections",
     "RedisTier",
     "Register",
@@ -276,7 +284,10 @@ __all__ = [
     "SqliteTier",
     "SqliteTierStatistics",
     "StoreCheckpoint",
+    "StreamSink",
+    "StreamingLM",
     "SubmitJob",
+    "SuspendJobs",
     "Swap",
     "TierStatistics",
     "UnknownJob",
@@ -323,6 +334,7 @@ __all__ = [
     "split_model",
     "start_lm_providers",
     "submit_optimization",
+    "suspend_optimizations",
     "vendor_request",
 ]
 
@@ -399,6 +411,7 @@ _EXPORTS = {
     "PredictorInfo": "lmvisor.services.module_table",
     "ProgramLike": "lmvisor.services.modules",
     "Provider": "lmvisor.services.lm_provider",
+    "ProviderHealth": "lmvisor.services.app",
     "ProviderProtections": "lmvisor.services.lm_provider",
     "RedisTier": "lmvisor.services.cache_redis",
     "Register": "lmvisor.services.module_manager",
@@ -409,7 +422,10 @@ _EXPORTS = {
     "SqliteTier": "lmvisor.services.cache_sqlite",
     "SqliteTierStatistics": "lmvisor.services.cache_sqlite",
     "StoreCheckpoint": "lmvisor.services.optimization_store",
+    "StreamSink": "lmvisor.services.module_stream",
+    "StreamingLM": "lmvisor.services.module_stream",
     "SubmitJob": "lmvisor.services.optimization",
+    "SuspendJobs": "lmvisor.services.optimization",
     "Swap": "lmvisor.services.module_manager",
     "TierStatistics": "lmvisor.services.cache_store",
     "UnknownJob": "lmvisor.services.errors",
@@ -456,6 +472,7 @@ _EXPORTS = {
     "split_model": "lmvisor.services.router",
     "start_lm_providers": "lmvisor.services.lm_services",
     "submit_optimization": "lmvisor.services.optimization",
+    "suspend_optimizations": "lmvisor.services.optimization",
     "vendor_request": "lmvisor.services.cache_key",
 }
 

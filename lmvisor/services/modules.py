@@ -44,6 +44,7 @@ from lmvisor.services.module_manager import (
     Unregister,
 )
 from lmvisor.services.module_options import ModuleOptions, parse_module_options
+from lmvisor.services.module_stream import StreamSink
 from lmvisor.services.module_table import ModuleInfo, ModuleRecord, spec_of
 
 __all__ = ["DEFAULT_TIMEOUT", "Modules", "ProgramLike"]
@@ -219,6 +220,7 @@ class Modules:
         *,
         correlation_id: str | None = None,
         timeout: float | _Default | None = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (a deadline)
+        stream: StreamSink | None = None,
     ) -> Execution:
         """Run the current version of `module_id` on `inputs` and return its `Execution`.
 
@@ -228,6 +230,8 @@ class Modules:
             correlation_id: the id its events carry (the caller's scope, else a new one).
             timeout: seconds for the whole execution, fallbacks included
                 (`modules.timeout` by default; None: no bound but an outer deadline).
+            stream: receives the LM's text (`LMDelta`s) as it arrives
+                (`lmvisor.services.module_stream`); must not block.
 
         Cancelling the caller cancels the execution.
 
@@ -254,9 +258,9 @@ class Modules:
         async def job() -> Execution | _Failed:
             try:
                 if scope_id is None:
-                    return await run_execution(ctx, record, version, args, at)
+                    return await run_execution(ctx, record, version, args, at, stream)
                 with correlation_scope(scope_id):
-                    return await run_execution(ctx, record, version, args, at)
+                    return await run_execution(ctx, record, version, args, at, stream)
             except Exception as exc:
                 return _Failed(exc)
 

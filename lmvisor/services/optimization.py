@@ -8,7 +8,9 @@ the application tree puts in its `optimization` slot: a rest_for_one supervisor 
   crash, at most 3 times a minute; a job that crashes more often fails alone;
 - `optimization_coordinator`, registered as "optimization", serving the client functions:
   `submit_optimization(spec) -> job_id`, `optimization_status(job_id)`,
-  `cancel_optimization(job_id)`, `list_optimizations()`, `optimization_result(job_id)`.
+  `cancel_optimization(job_id)`, `list_optimizations()`, `optimization_result(job_id)`,
+  and `suspend_optimizations()` (at shutdown: stop every running job, its progress stored,
+  to resume when the coordinator next starts on the same store).
 
 Jobs and checkpoints live in an `OptimizationStore` (SQLite under the app's data directory,
 or memory when `store_path` is None) shared by the coordinator's incarnations. When the
@@ -38,7 +40,7 @@ from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.config_service import CONFIG_SERVICE_NAME, ConfigChanged, subscribe_config
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
 from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.events import OPTIMIZATION_FAILED
+from lmvisor.runtime.events import OPTIMIZATION_FAILED, OPTIMIZATION_SUSPENDED
 from lmvisor.runtime.messages import Call, Down, is_shutdown_exit
 from lmvisor.runtime.registry import Via
 from lmvisor.runtime.supervisor import Supervisor, start_child, terminate_child
@@ -64,12 +66,14 @@ __all__ = [
     "OptimizationCoordinator",
     "OptimizationStatus",
     "SubmitJob",
+    "SuspendJobs",
     "cancel_optimization",
     "list_optimizations",
     "optimization_result",
     "optimization_spec",
     "optimization_status",
     "submit_optimization",
+    "suspend_optimizations",
 ]
 
 COORDINATOR_NAME: Final = "optimization"
@@ -133,6 +137,12 @@ class GetResult(Call[Module]):
     """The optimized program of a completed job."""
 
     job_id: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class SuspendJobs(Call[list[str]]):
+    """Stop every running job's worker, keeping the job resumable; replies with their ids."""
 
 
 @dataclass(slots=True)
@@ -254,6 +264,33 @@ class OptimizationCoordinator(Actor):
             except Exception as exc:
                 return ErrorReply(exc)
         return job.module.deepcopy()
+
+    @handler
+    async def _suspend(self, msg: SuspendJobs) -> list[str]:
+        suspended = []
+        for job in list(self._shared.jobs.values()):
+            if job.record.status not in _ACTIVE:
+                continue
+            await self._stop_job(job)
+            # The worker may have stored its final record just before it stopped.
+            stored = {r.id: r for r in await self._shared.store.jobs()}.get(job.record.id)
+            if stored is not None and stored.status not in _ACTIVE:
+                job.record, job.progress = stored, None
+                continue
+            progress = job.progress
+            if progress is not None:
+                job.record = job.record.evolve(
+                    trials_done=progress.trials_done, trials_total=progress.trials_total,
+                    best_score=progress.best_score,
+                )  # fmt: skip
+            job.record = job.record.evolve(updated=time.time())
+            await self._shared.store.save_job(job.record)
+            suspended.append(job.record.id)
+            self.runtime.events.ring.emit(OPTIMIZATION_SUSPENDED, {
+                "optimization_id": job.record.id, "optimizer": job.spec.optimizer,
+                "trials_done": job.record.trials_done,
+            })  # fmt: skip
+        return suspended
 
     # --- worker and system messages -----------------------------------------------------------
 
@@ -455,3 +492,13 @@ async def optimization_result(coordinator: _Target, job_id: str) -> Module:
         JobNotFinished: the job is running, failed or was cancelled.
     """
     return await coordinator.call(GetResult(job_id), timeout=30.0)
+
+
+async def suspend_optimizations(coordinator: _Target) -> list[str]:
+    """Stop every running job, storing its progress; returns the ids of the jobs stopped.
+
+    For shutdown: each job stays `running` in the store, and the coordinator that next starts
+    on the same store resumes it from its checkpoint (no recorded trial runs twice). Jobs
+    already finished are left as they are.
+    """
+    return await coordinator.call(SuspendJobs(), timeout=30.0)

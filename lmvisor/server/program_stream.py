@@ -1,0 +1,105 @@
+"""One program run as a stream of server-sent events: text as it is written, then the result.
+
+`stream_run(app, program_id, inputs, timeout=...)` runs the program through the
+ModuleManager exactly as `/run` does (its breaker, limiter, fallbacks, events,
+deadline), with a stream sink (`Modules.execute(..., stream=...)`), and yields:
+
+- `token` `{"text", "index"}`: each piece of LM text as the vendor sends it
+  (`index` is the choice; a program that calls its LM several times streams
+  each call in turn);
+- then `prediction`: the run's result, the same object `/run` answers;
+- or `error`: the typed error body (`{"error": {"code", "message", "field"}}`)
+  with its HTTP `status`, when the run fails after the stream has started.
+
+Field-level chunks (DSPy's `StreamResponse`: predictor, field, chunk, last) come
+with the programs layer's stream listeners: `chunk_view` already renders them,
+so the sink only has to pass them on.
+
+Closing the stream (the client leaves, the deadline passes, the daemon drains)
+cancels the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from lmvisor.programs.lm import LMDelta
+from lmvisor.runtime.errors import LmvisorError
+from lmvisor.runtime.logger import get_logger
+from lmvisor.server.http_errors import error_payload
+from lmvisor.server.program_views import invalid_input, run_view
+from lmvisor.server.sse import SSEMessage
+
+if TYPE_CHECKING:
+    from lmvisor.services.app import App
+
+__all__ = ["chunk_view", "stream_run"]
+
+_DONE: Final = object()
+_log = get_logger("lmvisor.server")
+
+
+def chunk_view(item: Any) -> SSEMessage | None:
+    """The event for one streamed item: `token` for LM text, `chunk` for a field's piece."""
+    if isinstance(item, LMDelta):
+        return SSEMessage("token", {"text": item.text, "index": item.index})
+    field = getattr(item, "signature_field_name", None)
+    if isinstance(field, str):
+        return SSEMessage(
+            "chunk",
+            {
+                "predict_name": getattr(item, "predict_name", None),
+                "field": field,
+                "chunk": getattr(item, "chunk", ""),
+                "is_last_chunk": bool(getattr(item, "is_last_chunk", False)),
+            },
+        )
+    message = getattr(item, "message", None)
+    return SSEMessage("status", {"message": message}) if isinstance(message, str) else None
+
+
+async def stream_run(
+    app: App,
+    program_id: str,
+    inputs: Mapping[str, Any],
+    *,
+    timeout: Any,  # noqa: ASYNC109 (a deadline, passed on)
+) -> AsyncIterator[SSEMessage]:
+    """Run the program and yield its stream (see the module docstring)."""
+    items: asyncio.Queue[Any] = asyncio.Queue()
+    run = asyncio.ensure_future(
+        app.run(program_id, inputs, timeout=timeout, stream=items.put_nowait)
+    )
+    run.add_done_callback(lambda _: items.put_nowait(_DONE))
+    try:
+        while (item := await items.get()) is not _DONE:
+            message = chunk_view(item)
+            if message is not None:
+                yield message
+        yield _outcome(run)
+    finally:
+        if not run.done():
+            run.cancel()
+            with contextlib.suppress(BaseException):
+                await run
+
+
+def _outcome(run: asyncio.Future[Any]) -> SSEMessage:
+    try:
+        execution = run.result()
+    except LmvisorError as exc:
+        return _error(exc)
+    except (ValueError, TypeError) as exc:
+        return _error(invalid_input(exc))
+    except Exception as exc:
+        _log.exception("http.stream_failed", error=type(exc).__name__)
+        return _error(exc)
+    return SSEMessage("prediction", run_view(execution))
+
+
+def _error(exc: BaseException) -> SSEMessage:
+    status, body = error_payload(exc)
+    return SSEMessage("error", {**body, "status": status})
