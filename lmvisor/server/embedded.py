@@ -1,24 +1,42 @@
-"""The CLI's embedded mode: the daemon's runtime, opened from the same configuration, asked once.
+"""The CLI's embedded mode: the daemon's application tree, opened from the same configuration.
 
-Without `--url` the CLI answers from a runtime it starts itself through
+Without `--url` the CLI answers from a tree it starts itself through
 `host.open_context` (the daemon's namespace, so a durable event store shows
-what a daemon recorded) and stops afterwards. Answers have the shapes the
-HTTP API serves (`lmvisor.server.views`), so the CLI renders both alike.
+what a daemon recorded; its `--app` hook and `--loopback-lm` choice) and stops
+afterwards. Answers have the shapes the HTTP API serves (`lmvisor.server.views`,
+`program_views`, `optimization_progress`), so the CLI renders both alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lmvisor.config.loading import load_config
+from lmvisor.runtime.errors import LmvisorError
 from lmvisor.server.context import ServerContext
-from lmvisor.server.host import open_context
+from lmvisor.server.host import RegisterHook, open_context
+from lmvisor.server.optimization_progress import job_progress, job_view
+from lmvisor.server.program_views import invalid_input, run_view
 from lmvisor.server.views import event_view, tree_view
+from lmvisor.services.app_lm import LoopbackMode
+from lmvisor.services.errors import ModuleAlreadyRegistered
 
-__all__ = ["embedded_events", "embedded_tree", "follow_embedded", "run_embedded"]
+if TYPE_CHECKING:
+    from lmvisor.server.cli_programs import ProgramRef
+
+__all__ = [
+    "embedded_events",
+    "embedded_optimize",
+    "embedded_run",
+    "embedded_tree",
+    "follow_embedded",
+    "run_embedded",
+]
 
 T = TypeVar("T")
 
@@ -26,20 +44,100 @@ EventFilters = Mapping[str, Any]
 """`correlation_id`, `type` (a list), `since` and `limit`, as the CLI collects them."""
 
 
-def run_embedded(path: Path | None, use: Callable[[ServerContext], Awaitable[T]]) -> T:
-    """Open the runtime configured by `path` (see `load_config`), run `use` on it, close it.
+def run_embedded(
+    path: Path | None,
+    use: Callable[[ServerContext], Awaitable[T]],
+    *,
+    register: RegisterHook | None = None,
+    loopback_lm: LoopbackMode = "never",
+) -> T:
+    """Open the tree configured by `path` (see `load_config`), run `use` on it, close it.
 
     Raises:
         ConfigError: the configuration is invalid.
-        StartError: the runtime could not start.
+        StartError: the tree could not start.
+        AppHookFailed: `register` raised.
     """
     config = load_config(path)
 
     async def run() -> T:
-        async with open_context(config) as context:
+        async with open_context(config, register=register, loopback_lm=loopback_lm) as context:
+            _tell(context)
             return await use(context)
 
     return asyncio.run(run())
+
+
+def _tell(context: ServerContext) -> None:
+    notice = context.app.notice
+    if notice:
+        print(notice, file=sys.stderr)
+
+
+def embedded_run(
+    path: Path | None,
+    ref: ProgramRef,
+    inputs: Mapping[str, Any],
+    *,
+    timeout: float | None,
+    register: RegisterHook | None = None,
+    loopback_lm: LoopbackMode = "never",
+) -> dict[str, Any]:
+    """Run a program once in an embedded tree (registering `ref`'s spec first); `/run`'s answer.
+
+    Raises:
+        UnknownModule: `ref` is an id nothing registered (the `--app` hook registers programs).
+        InvalidInput: the inputs do not fit the program.
+        LmvisorError: the run failed.
+    """
+
+    async def use(context: ServerContext) -> dict[str, Any]:
+        app = context.app
+        if ref.spec is not None:
+            with contextlib.suppress(ModuleAlreadyRegistered):
+                await app.register(ref.id, ref.spec, options=ref.options)
+        try:
+            execution = await app.run(ref.id, inputs, timeout=timeout)
+        except LmvisorError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise invalid_input(exc) from exc
+        return run_view(execution)
+
+    return run_embedded(path, use, register=register, loopback_lm=loopback_lm)
+
+
+def embedded_optimize(
+    path: Path | None,
+    spec: Mapping[str, Any],
+    show: Callable[[dict[str, Any]], None],
+    *,
+    register: RegisterHook | None = None,
+    loopback_lm: LoopbackMode = "never",
+) -> dict[str, Any]:
+    """Run an optimization job in an embedded tree, showing its progress; its final status.
+
+    `show` gets `{"event", "data"}` items, as a daemon's progress stream yields
+    them. Interrupted (Ctrl-C), the job is cancelled before the tree stops.
+
+    Raises:
+        OptimizationSpecError, MetricError: the job is malformed.
+    """
+
+    async def use(context: ServerContext) -> dict[str, Any]:
+        app = context.app
+        job_id = await app.submit_optimization(spec)
+        try:
+            last: dict[str, Any] = job_view(await app.optimization_status(job_id))
+            async for message in job_progress(app, job_id):
+                show({"event": message.event, "data": dict(message.data)})
+                last = dict(message.data)
+            return last
+        except asyncio.CancelledError:
+            await app.cancel_optimization(job_id)
+            raise
+
+    return run_embedded(path, use, register=register, loopback_lm=loopback_lm)
 
 
 def embedded_tree(path: Path | None) -> dict[str, Any]:
