@@ -11,29 +11,30 @@
 - `POST /v1/optimizations/{id}/cancel`: stop a running job (its checkpoint stays).
 
 Over HTTP a job names only what the daemon allows: datasets come inline (rows,
-not file paths on the daemon's disk), and the metric must be allowed
-(`server.metrics` or `ServerContext.allow_metric`): a request never makes the
-daemon read a file or import a module it was not told to.
+never file paths on the daemon's disk), and the metric must be allowed
+(`server.metrics` or `ServerContext.allow_metric`, else 403): a request never
+makes the daemon read a file or import a module it was not told to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal, final
 
-from fastapi import APIRouter, Body, Depends, Path
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from lmvisor.server.context import ServerContext, server_context
 from lmvisor.server.errors import NotAllowed
 from lmvisor.server.optimization_progress import job_progress, job_view
+from lmvisor.server.program_views import ProgramSpecBody
 from lmvisor.server.responses import JSONAnswer
 from lmvisor.server.sse import SSE_MEDIA_TYPE, sse_response
 from lmvisor.services.module_table import spec_of
 
 __all__ = [
     "JobList",
+    "JobSpecBody",
     "JobView",
     "cancel_optimization",
     "get_optimization",
@@ -50,14 +51,39 @@ _JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="A j
 _NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {
     404: {"description": "No optimization job has this id."}
 }
-_SPEC_EXAMPLE: Final = {
-    "optimizer": "BootstrapFewShot",
-    "program": "qa",
-    "trainset": [{"question": "2+2?", "answer": "4"}],
-    "input_keys": ["question"],
-    "metric": "myapp.metrics:exact_match",
-    "deploy": False,
-}
+_OPTIMIZER = Literal[
+    "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "COPRO", "MIPROv2"
+]
+
+
+@final
+class JobSpecBody(BaseModel):
+    """An optimization job (`lmvisor.services.optimization_job`), its examples inline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    optimizer: _OPTIMIZER
+    params: dict[str, Any] | None = Field(
+        default=None, description="The optimizer's settings (`auto`, `num_trials`, ...)."
+    )
+    program: str | ProgramSpecBody = Field(
+        description="A registered program's id, or a program spec.", examples=["qa"]
+    )
+    trainset: list[dict[str, Any]] = Field(min_length=1, description="Examples, as objects.")
+    valset: list[dict[str, Any]] | None = Field(default=None, min_length=1)
+    input_keys: list[str] = Field(min_length=1, description="Which example fields are inputs.")
+    metric: str = Field(
+        description="An allowed metric's import path (server.metrics).",
+        examples=["myapp.metrics:exact_match"],
+    )
+    deploy: bool = Field(default=False, description="Hot-swap the result into `program`.")
+
+    def to_spec(self) -> dict[str, Any]:
+        """The JSON form `parse_job_spec` reads (fields left out stay out)."""
+        spec = self.model_dump(mode="json", exclude_none=True)
+        if isinstance(self.program, ProgramSpecBody):
+            spec["program"] = self.program.to_spec()
+        return spec
 
 
 class JobView(BaseModel):
@@ -89,16 +115,13 @@ class JobList(BaseModel):
     status_code=202,
     response_model=JobView,
     summary="Submit an optimization job",
-    responses={403: {"description": "The job names a metric or file the daemon may not use."}},
+    responses={403: {"description": "The job's metric is not allowed (server.metrics)."}},
 )
-async def submit_optimization(
-    context: _Context,
-    spec: Annotated[dict[str, Any], Body(examples=[_SPEC_EXAMPLE])],
-) -> Response:
+async def submit_optimization(body: JobSpecBody, context: _Context) -> Response:
     """Start a job (optimizer, params, program id or spec, inline datasets, allowed metric)."""
-    _check_allowed(spec, context)
+    _check_metric(body.metric, context)
     app = context.app
-    job_id = await app.submit_optimization(spec)
+    job_id = await app.submit_optimization(body.to_spec())
     view = job_view(await app.optimization_status(job_id))
     return JSONAnswer(view, status_code=202, headers={"Location": f"/v1/optimizations/{job_id}"})
 
@@ -168,15 +191,9 @@ async def cancel_optimization(job_id: _JobId, context: _Context) -> Response:
     return JSONAnswer(job_view(await context.app.cancel_optimization(job_id)))
 
 
-def _check_allowed(spec: Mapping[str, Any], context: ServerContext) -> None:
-    """Refuse what a job may name only from the daemon's own side: files and unlisted metrics."""
-    for name in ("trainset", "valset"):
-        if isinstance(spec.get(name), str):
-            raise NotAllowed(
-                field=name, problem="over HTTP, send the examples inline (a list of objects)"
-            )
-    metric = spec.get("metric")
-    if isinstance(metric, str) and metric.strip() and not context.metric_allowed(metric):
+def _check_metric(metric: str, context: ServerContext) -> None:
+    """Refuse a metric the daemon was not told it may import."""
+    if not context.metric_allowed(metric):
         raise NotAllowed(
             field="metric",
             problem=f"{metric!r} is not an allowed metric (server.metrics, or the --app hook's"

@@ -10,7 +10,7 @@ them as `JSONAnswer`s, skipping a second validation on the hot path.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, final
+from typing import Any, Final, Literal, final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,13 +21,16 @@ from lmvisor.services.module_execution import Execution
 from lmvisor.services.module_table import ModuleInfo, spec_of
 
 __all__ = [
+    "MODEL_PATTERN",
     "PROGRAM_ID_PATTERN",
     "PredictorView",
     "ProgramList",
+    "ProgramSpecBody",
     "ProgramView",
     "RegisterProgram",
     "RunRequest",
     "RunResult",
+    "SignatureSides",
     "SwapRequest",
     "UsageView",
     "VersionChange",
@@ -38,7 +41,47 @@ __all__ = [
 ]
 
 PROGRAM_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_\-.]{0,127}$"
+MODEL_PATTERN: Final = r"^[^/\s]+/\S+$"
 _STRICT: Final = ConfigDict(extra="forbid")
+
+
+@final
+class SignatureSides(BaseModel):
+    """A signature as its two sides: field name -> type, written as in the string form."""
+
+    model_config = _STRICT
+
+    inputs: dict[str, str] = Field(min_length=1)
+    outputs: dict[str, str] = Field(min_length=1)
+
+
+@final
+class ProgramSpecBody(BaseModel):
+    """A program spec (`lmvisor.programs.spec`): a built-in module over a typed signature.
+
+    `state` restores demos and instructions: what `Module.save` (or DSPy 3.x's
+    `save`) wrote, so a saved program is registered by giving its spec this state.
+    """
+
+    model_config = _STRICT
+
+    module: Literal["Predict", "ChainOfThought"]
+    signature: str | SignatureSides = Field(
+        description='"question -> answer", or {"inputs": {...}, "outputs": {...}}',
+        examples=["question -> answer"],
+    )
+    instructions: str | None = None
+    descriptions: dict[str, str] | None = None
+    config: dict[str, Any] | None = Field(
+        default=None, description="Generation options: temperature, max_tokens, n, stop, ..."
+    )
+    adapter: Literal["chat", "json"] | None = None
+    lm: str | None = Field(default=None, pattern=MODEL_PATTERN, description='"vendor/model"')
+    state: dict[str, Any] | None = Field(default=None, description="A saved program's state.")
+
+    def to_spec(self) -> dict[str, Any]:
+        """The JSON form `parse_program_spec` reads (fields left out stay out)."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 @final
@@ -53,8 +96,8 @@ class RegisterProgram(BaseModel):
 
     model_config = _STRICT
 
-    id: str = Field(pattern=PROGRAM_ID_PATTERN, description="The program's id.")
-    program: dict[str, Any] = Field(description="A program spec (lmvisor.programs.spec).")
+    id: str = Field(pattern=PROGRAM_ID_PATTERN, description="The program's id.", examples=["qa"])
+    program: ProgramSpecBody
     options: dict[str, Any] | None = Field(default=None, description="LM and fallbacks.")
 
 
@@ -64,7 +107,7 @@ class SwapRequest(BaseModel):
 
     model_config = _STRICT
 
-    program: dict[str, Any] | None = Field(default=None, description="A new program spec.")
+    program: ProgramSpecBody | None = Field(default=None, description="A new program spec.")
     state: dict[str, Any] | None = Field(
         default=None, description="New parameters (demos, instructions) for the current program."
     )

@@ -64,7 +64,8 @@ __all__ = [
 router = APIRouter(prefix="/v1/programs", tags=["programs"])
 _Context = Annotated[ServerContext, Depends(server_context)]
 _ProgramId = Annotated[
-    str, Path(pattern=PROGRAM_ID_PATTERN, description="A registered program's id.")
+    str,
+    Path(pattern=PROGRAM_ID_PATTERN, description="A registered program's id.", examples=["qa"]),
 ]
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     404: {"description": "No program is registered under this id."},
@@ -82,9 +83,9 @@ _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
 )
 async def register_program(body: RegisterProgram, context: _Context) -> Response:
     """Register `program` (a spec; a saved program in its `state`) as version 1 of `id`."""
-    _check_spec(body.program, "program")
+    spec = _checked_spec(body.program.to_spec(), "program")
     _check_options(body.options)
-    info = await context.app.register(body.id, body.program, options=body.options)
+    info = await context.app.register(body.id, spec, options=body.options)
     headers = {"Location": f"/v1/programs/{info.module_id}"}
     return JSONAnswer(program_view(info), status_code=201, headers=headers)
 
@@ -161,11 +162,10 @@ async def swap_program(program_id: _ProgramId, body: SwapRequest, context: _Cont
     """Install a new version (a whole `program` spec, or new `state`); runs in flight finish."""
     if (body.program is None) == (body.state is None):
         raise InvalidInput(field="program", problem="give a program spec or a state, not both")
-    if body.program is not None:
-        _check_spec(body.program, "program")
+    spec = None if body.program is None else _checked_spec(body.program.to_spec(), "program")
     app = context.app
     previous = (await app.describe(program_id)).version
-    version = await app.swap(program_id, body.program, state=body.state)
+    version = await app.swap(program_id, spec, state=body.state)
     return JSONAnswer({"module_id": program_id, "version": version, "previous": previous})
 
 
@@ -183,12 +183,13 @@ async def rollback_program(program_id: _ProgramId, context: _Context) -> Respons
     return JSONAnswer({"module_id": program_id, "version": version, "previous": previous})
 
 
-def _check_spec(data: Mapping[str, Any], where: str) -> None:
+def _checked_spec(data: dict[str, Any], where: str) -> dict[str, Any]:
     """Validate a spec here, so its errors name the body field (`program.signature`)."""
     try:
         parse_program_spec(data)
     except ProgramSpecError as exc:
         raise _moved(exc, where) from None
+    return data
 
 
 def _check_options(options: Mapping[str, Any] | None) -> None:

@@ -37,7 +37,7 @@ from lmvisor.programs.spec import ProgramSpec
 from lmvisor.runtime.actor import Actor, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.config_service import ConfigChanged, subscribe_config
-from lmvisor.runtime.errors import RetryExhausted
+from lmvisor.runtime.errors import LmvisorError, RetryExhausted
 from lmvisor.runtime.events import (
     BREAKER_STATE_CHANGED,
     MODULE_REGISTERED,
@@ -253,7 +253,13 @@ class ModuleManager(Actor):
 
 
 def _counts_against_module(exc: BaseException) -> bool:
-    """The breaker's rule, plus retries that gave up: the LM behind the program kept failing."""
+    """The breaker's rule, plus retries that gave up: the LM behind the program kept failing.
+
+    A caller's own mistake (a missing input, a malformed value: a plain ValueError or
+    TypeError) never counts: one client's bad requests must not open the circuit on all.
+    """
+    if isinstance(exc, ValueError | TypeError) and not isinstance(exc, LmvisorError):
+        return False
     return counts_as_failure(exc) or isinstance(exc, RetryExhausted)
 
 
