@@ -269,8 +269,8 @@ class OptimizationCoordinator(Actor):
     async def _suspend(self, msg: SuspendJobs) -> list[str]:
         suspended = []
         for job in list(self._shared.jobs.values()):
-            if job.record.status not in _ACTIVE:
-                continue
+            if job.record.status not in _ACTIVE or job.supervisor is None:
+                continue  # finished, or already suspended
             await self._stop_job(job)
             # The worker may have stored its final record just before it stopped.
             stored = {r.id: r for r in await self._shared.store.jobs()}.get(job.record.id)

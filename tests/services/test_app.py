@@ -255,3 +255,22 @@ class TestOptimizationSlot:
         info = await app.describe("qa")
         assert (info.version, info.demos) == (2, 3)
         assert [j.id for j in await app.list_optimizations()] == [job_id]
+
+
+class TestProviderHealth:
+    async def test_each_started_vendor_with_its_breaker(self, app: App) -> None:
+        """Every started provider is reported running with a closed breaker."""
+        health = app.provider_health()
+        assert set(health) == {"openai", "anthropic", "local"}
+        assert all(h.running and h.breaker == "closed" for h in health.values())
+
+    async def test_a_stopped_provider_is_not_running(self, app: App) -> None:
+        """A provider whose actor is gone shows as not running."""
+        from lmvisor.runtime.supervisor import terminate_child
+        from lmvisor.services.lm_provider import provider_name
+
+        ref = app.runtime.whereis(provider_name("local"))
+        supervisor = app.runtime.whereis("lm_providers")
+        assert ref is not None and supervisor is not None
+        await terminate_child(supervisor, ref)
+        assert not app.provider_health()["local"].running
