@@ -22,7 +22,6 @@ cancels the run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -83,8 +82,10 @@ async def stream_run(
     finally:
         if not run.done():
             run.cancel()
-            with contextlib.suppress(BaseException):
-                await run
+            # Wait for the run to take its cancellation, without swallowing ours.
+            await asyncio.wait({run})
+        if not run.cancelled():
+            run.exception()  # retrieved: the outcome was sent, or nobody is left to tell
 
 
 def _outcome(run: asyncio.Future[Any]) -> SSEMessage:

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Path
 from starlette.responses import Response
 
-from lmvisor.programs.spec import ProgramSpecError, parse_program_spec
+from lmvisor.programs.spec import ProgramSpecError, build_program
 from lmvisor.runtime.errors import LmvisorError
 from lmvisor.server.context import ServerContext, server_context
 from lmvisor.server.errors import InvalidInput
@@ -184,9 +184,9 @@ async def rollback_program(program_id: _ProgramId, context: _Context) -> Respons
 
 
 def _checked_spec(data: dict[str, Any], where: str) -> dict[str, Any]:
-    """Validate a spec here, so its errors name the body field (`program.signature`)."""
+    """Build the spec here, so its errors name the body field (`program.signature`)."""
     try:
-        parse_program_spec(data)
+        build_program(data)
     except ProgramSpecError as exc:
         raise _moved(exc, where) from None
     return data

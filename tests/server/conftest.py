@@ -27,10 +27,14 @@ import httpx
 import pytest
 
 from lmvisor.config.schema import LmvisorConfig
+from lmvisor.providers.sse import SSEDecoder
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.app import create_app
 from lmvisor.server.context import ServerContext
 from lmvisor.server.daemon import Daemon, bind_socket
+from lmvisor.server.readiness import providers_ready
+from lmvisor.server.sse import SSE_MEDIA_TYPE
+from lmvisor.services.app import App
 from tests.server._daemon_app import build_router
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +62,25 @@ async def app_client(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://daemon.test") as client:
         yield context, client
+
+
+@asynccontextmanager
+async def api_client(
+    app: App, **server: Any
+) -> AsyncIterator[tuple[ServerContext, httpx.AsyncClient]]:
+    """The HTTP API over the application tree `app` (these server settings), in-process."""
+    context = ServerContext(app.runtime, config=server_config(**server), app=app)
+    context.add_readiness_check("providers", providers_ready(app))
+    transport = httpx.ASGITransport(app=create_app(context))
+    async with httpx.AsyncClient(transport=transport, base_url="http://daemon.test") as client:
+        yield context, client
+
+
+def sse_items(answer: httpx.Response) -> list[tuple[str, Any]]:
+    """Every event of a whole SSE answer as (event name, parsed data)."""
+    assert answer.headers["content-type"].startswith(SSE_MEDIA_TYPE)
+    events = SSEDecoder().feed(answer.content)
+    return [(event.event, json.loads(event.data) if event.data else None) for event in events]
 
 
 @asynccontextmanager
