@@ -111,7 +111,7 @@ class TestSubmit:
 
     async def test_metrics_allowed_by_module_or_by_the_hook(self, app: App) -> None:
         """`pkg.mod:*` allows every function of a module; `allow_metric` adds one at run time."""
-        async with api_client(app, metrics=["tests.server._metrics:*"]) as (context, client):
+        async with api_client(app, metrics=["tests.server._metrics:*"]) as (context, _):
             assert context.metric_allowed("tests.server._metrics:answered")
             assert context.metric_allowed("tests.server._metrics.answered")
             assert not context.metric_allowed("tests.services._optimization_support:always")

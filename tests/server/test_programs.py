@@ -110,7 +110,8 @@ class TestRegister:
         """Registering an id twice is a 409; the first program stays."""
         async with api_client(app) as (_, client):
             await _register(client)
-            error = _error(await client.post("/v1/programs", json={"id": "qa", "program": COT}), 409)
+            taken = await client.post("/v1/programs", json={"id": "qa", "program": COT})
+            error = _error(taken, 409)
             kept = (await client.get("/v1/programs/qa")).json()
         assert error["code"] == "module_already_registered"
         assert kept["module_type"] == "Predict"
