@@ -103,7 +103,7 @@ class TestProgramsOverHttp:
             ]
         found = [
             (a.status_code, a.json()["error"]["code"], a.json()["error"]["field"]) for a in answers
-        ]  # noqa: E501
+        ]
         assert found == [
             (422, "validation_error", "body.program.signature.str"),
             (422, "validation_error", "body.program.module"),
