@@ -217,7 +217,7 @@ class TestSuspend:
         db = tmp_path / "optimization.sqlite"
         coordinator = await _start(runtime, SlowLM(delay=0.002), db)
         job_id = await submit_optimization(coordinator, _copro())
-        while (await optimization_status(coordinator, job_id)).trials_done < 2:
+        while (await optimization_status(coordinator, job_id)).trials_done < 2:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         assert await suspend_optimizations(coordinator) == [job_id]
         assert runtime.whereis(("optimization_worker", job_id)) is None
