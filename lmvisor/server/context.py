@@ -149,8 +149,12 @@ class ServerContext:
         return f"<ServerContext {self.runtime.namespace!r} {state}>"
 
 
-def server_context(request: Request) -> ServerContext:
-    """FastAPI dependency: the `ServerContext` of the app serving `request`."""
+async def server_context(request: Request) -> ServerContext:
+    """FastAPI dependency: the `ServerContext` of the app serving `request`.
+
+    A coroutine on purpose: FastAPI runs a plain function dependency on a worker
+    thread, a thread hop on every request.
+    """
     context = request.app.state.lmvisor
     assert isinstance(context, ServerContext)
     return context

@@ -51,6 +51,7 @@ from lmvisor.services.modules import DEFAULT_TIMEOUT
 
 __all__ = [
     "delete_program",
+    "execute_run",
     "get_program",
     "list_programs",
     "register_program",
@@ -124,11 +125,26 @@ async def delete_program(program_id: _ProgramId, context: _Context) -> Response:
 )
 async def run_program(program_id: _ProgramId, body: RunRequest, context: _Context) -> Response:
     """Run the current version on `inputs`: outputs, usage, cost, cached flag, correlation id."""
-    app = context.app
-    timeout = _timeout(body, context)
+    return JSONAnswer(await execute_run(context, program_id, body.inputs, body.timeout))
+
+
+async def execute_run(
+    context: ServerContext,
+    program_id: str,
+    inputs: dict[str, Any],
+    timeout: float | None,  # noqa: ASYNC109 (the body's deadline, passed on)
+) -> dict[str, Any]:
+    """Run a program as `/run` does (`fast_run` shares it); the `RunResult` data.
+
+    Raises:
+        InvalidInput: `timeout` is above `server.max_request_timeout`, or the program
+            refused the inputs.
+        UnknownModule, DeadlineExceeded, LmvisorError: the run failed.
+    """
+    seconds = _timeout(timeout, context)
     with _inputs_checked():
-        execution = await app.run(program_id, body.inputs, timeout=timeout)
-    return JSONAnswer(run_view(execution))
+        execution = await context.app.run(program_id, inputs, timeout=seconds)
+    return run_view(execution)
 
 
 @router.post(
@@ -148,7 +164,7 @@ async def stream_program(program_id: _ProgramId, body: RunRequest, context: _Con
     """Run the current version on `inputs`, streaming output fields as SSE as they arrive."""
     app = context.app
     await app.describe(program_id)  # an unknown id is a 404 before the stream starts
-    timeout = _timeout(body, context)
+    timeout = _timeout(body.timeout, context)
     return sse_response(stream_run(app, program_id, body.inputs, timeout=timeout), context)
 
 
@@ -204,14 +220,14 @@ def _moved(exc: ProgramSpecError, where: str) -> ProgramSpecError:
     return ProgramSpecError(field=field, problem=exc.problem)
 
 
-def _timeout(body: RunRequest, context: ServerContext) -> float | Any:
+def _timeout(timeout: float | None, context: ServerContext) -> float | Any:
     """The body's timeout (bounded like the header's), or the configured default."""
-    if body.timeout is None:
+    if timeout is None:
         return DEFAULT_TIMEOUT
     maximum = context.server.max_request_timeout
-    if body.timeout > maximum:
+    if timeout > maximum:
         raise InvalidInput(field="timeout", problem=f"must be at most {maximum:g} seconds")
-    return body.timeout
+    return timeout
 
 
 @contextmanager
