@@ -12,6 +12,7 @@ from lmvisor.services.app import App
 from tests.server.conftest import api_client
 
 QA = {"module": "Predict", "signature": "question -> answer"}
+_JSON = {"content-type": "application/json"}
 
 
 class TestParse:
@@ -57,9 +58,9 @@ class TestFastPath:
     @pytest.mark.parametrize(
         ("content", "headers", "field"),
         [
-            (b'{"inputs": {}, "extra": 1}', {"content-type": "application/json"}, "body.extra"),
+            (b'{"inputs": {}, "extra": 1}', _JSON, "body.extra"),
             (b'{"inputs": {"question": "q"}}', {"content-type": "text/plain"}, "body"),
-            (b'{"inputs": {}, "timeout": -1}', {"content-type": "application/json"}, "body.timeout"),
+            (b'{"inputs": {}, "timeout": -1}', _JSON, "body.timeout"),
         ],
     )
     async def test_malformed_runs_get_the_routes_422(
