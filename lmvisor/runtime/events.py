@@ -41,6 +41,7 @@ __all__ = [
     "SERVER_DRAINING",
     "SERVER_READY",
     "SERVER_STOPPED",
+    "STORE_RECORD_SKIPPED",
     "Event",
     "EventListener",
     "EventRing",
@@ -89,6 +90,9 @@ CACHE_STALE_SERVED: Final = "cache.stale_served"
 """An expired cached answer stood in for a failed LM call (`model`, `age_s`, `error`)."""
 CACHE_ENTRY_DROPPED: Final = "cache.entry_dropped"
 """A corrupt or undecodable cache entry was dropped (`layer`, `problem`)."""
+STORE_RECORD_SKIPPED: Final = "store.record_skipped"
+"""A stored job, checkpoint or program row could not be decoded and was skipped
+(`store`, `record`, `problem`)."""
 
 # The daemon's own events (lmvisor.server).
 SERVER_READY: Final = "server.ready"
