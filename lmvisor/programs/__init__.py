@@ -72,7 +72,7 @@ from lmvisor.programs.streaming import (
     streamify,
 )
 from lmvisor.programs.tool import Tool
-from lmvisor.programs.tool_calls import ToolCalls
+from lmvisor.programs.tool_calls import ToolCallResults, ToolCalls
 from lmvisor.programs.trace import TraceEntry, trace
 
 __all__ = [
@@ -135,6 +135,7 @@ __all__ = [
     "StreamResponse",
     "Tool",
     "ToolCall",
+    "ToolCallResults",
     "ToolCalls",
     "TraceEntry",
     "TwoStepAdapter",

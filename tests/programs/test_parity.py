@@ -48,6 +48,7 @@ from tests.programs._compat import (
     ManySig,
     Read,
     Think,
+    ToolChat,
     XmlSig,
     assert_same_text,
     chat_reply,
@@ -58,6 +59,7 @@ from tests.programs._compat import (
     make_sig,
     one_word,
     search,
+    tool_history,
 )
 
 ADAPTERS = {"ChatAdapter": ChatAdapter, "JSONAdapter": JSONAdapter}
@@ -353,6 +355,35 @@ class TestToolCalls:
         )
         lm, prediction = await run_case(
             case, Predict(Agent), adapter, question=question, tools=list(self.TOOLS[:count])
+        )
+        same_requests(lm, case["requests"])
+        assert parsed_of(prediction) == case["parsed"]
+
+
+class TestHistoryToolCalls:
+    TOOLS = (Tool(get_weather), Tool(get_time))
+
+    @pytest.mark.parametrize(
+        ("name", "adapter"),
+        [
+            ("chat_text", ChatAdapter()),
+            ("chat_native", ChatAdapter(use_native_function_calling=True)),
+            ("json_native", JSONAdapter()),
+            ("json_text", JSONAdapter(use_native_function_calling=False)),
+            ("xml_text", XMLAdapter()),
+        ],
+    )
+    async def test_tool_turns(self, name: str, adapter: Any) -> None:
+        """History turns with tool calls and results render as DSPy's: native tool_calls and
+        tool messages, or the calls then a tool_call_results turn."""
+        case = load_cases("history_tools.json")[name]
+        lm, prediction = await run_case(
+            case,
+            Predict(ToolChat),
+            adapter,
+            question="And the time in Tokyo?",
+            history=History(tool_history()),
+            tools=list(self.TOOLS),
         )
         same_requests(lm, case["requests"])
         assert parsed_of(prediction) == case["parsed"]

@@ -767,6 +767,112 @@ def capture_tool_calls() -> None:
     write("tool_calls.json", cases)
 
 
+class ToolChat(dspy.Signature):
+    """Use the tools."""
+
+    question: str = dspy.InputField()
+    history: dspy.History = dspy.InputField()
+    tools: list[dspy.Tool] = dspy.InputField()
+    answer: str = dspy.OutputField()
+    calls: dspy.ToolCalls = dspy.OutputField()
+
+
+def tool_history() -> list[dict[str, Any]]:
+    """Earlier turns holding tool calls and their results, in every shape DSPy accepts."""
+    pair = dspy.ToolCalls.from_dict_list(
+        [
+            {"id": "call_2", "name": "get_time", "args": {"zone": "CET"}},
+            {"id": "call_3", "name": "get_weather", "args": {"city": "Rome", "unit": "kelvin"}},
+        ]
+    )
+    results = dspy.ToolCallResults.from_tool_calls_and_values(
+        pair, [{"hour": 12, "note": "midi ✓"}, "tool failed: boom"], is_errors=[False, True]
+    )
+    return [
+        {
+            "question": "Weather in Paris?",
+            "calls": {
+                "tool_calls": [{"id": "call_1", "name": "get_weather", "args": {"city": "Paris"}}],
+                "tool_call_results": [
+                    {"call_id": "call_1", "name": "get_weather", "value": "sunny"}
+                ],
+            },
+        },
+        {
+            "answer": "Checking both.",
+            "calls": pair.model_copy(update={"tool_call_results": results}),
+        },
+        {
+            "question": "And Rome?",
+            "calls": {
+                "tool_calls": [{"id": "call_4", "name": "get_weather", "args": {"city": "Rome"}}],
+                "tool_call_results": [{"call_id": "other", "name": "get_weather", "value": "rain"}],
+            },
+        },
+        {
+            "calls": {
+                "tool_calls": [{"name": "get_time", "args": {"zone": "UTC"}}],
+                "tool_call_results": [{"name": "get_time", "value": 12.5}],
+            }
+        },
+        {
+            "question": "Thanks",
+            "answer": "You're welcome.",
+            "calls": [
+                {
+                    "id": "call_5",
+                    "type": "function",
+                    "function": {"name": "get_time", "arguments": '{"zone": "UTC"}'},
+                }
+            ],
+        },
+        {"question": "Plain turn", "answer": "No tools here."},
+    ]
+
+
+def capture_history_tools() -> None:
+    tools = [dspy.Tool(get_weather), dspy.Tool(get_time)]
+    native = {
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_9",
+                "type": "function",
+                "function": {"name": "get_time", "arguments": '{"zone": "JST"}'},
+            }
+        ],
+    }
+    text_calls = json.dumps({"tool_calls": [{"name": "get_time", "args": {"zone": "JST"}}]})
+    replies = {
+        "chat_text": chat_reply(answer="checking", calls=text_calls),
+        "chat_native": native,
+        "json_native": native,
+        "json_text": json.dumps({"answer": "checking", "calls": json.loads(text_calls)}),
+        "xml_text": f"<answer>checking</answer>\n<calls>{text_calls}</calls>",
+    }
+    adapters = {
+        "chat_text": dspy.ChatAdapter(),
+        "chat_native": dspy.ChatAdapter(use_native_function_calling=True),
+        "json_native": dspy.JSONAdapter(),
+        "json_text": dspy.JSONAdapter(use_native_function_calling=False),
+        "xml_text": dspy.XMLAdapter(),
+    }
+    cases = [
+        program_case(
+            name,
+            lambda: dspy.Predict(ToolChat)(
+                question="And the time in Tokyo?",
+                history=dspy.History(messages=tool_history()),
+                tools=tools,
+            ),
+            [replies[name]],
+            adapter=adapter,
+        )
+        for name, adapter in adapters.items()
+    ]
+    write("history_tools.json", cases)
+
+
 class Think(dspy.Signature):
     question: str = dspy.InputField()
     reasoning: dspy.Reasoning = dspy.OutputField()
@@ -802,6 +908,7 @@ def main() -> None:
         "two_step",
         "tool_calls",
         "reasoning",
+        "history_tools",
     ]
     for step in steps:
         try:
