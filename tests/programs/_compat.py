@@ -338,6 +338,18 @@ def tool_history() -> list[dict[str, Any]]:
     ]
 
 
+class Speak(Signature):
+    """Say it aloud."""
+
+    text: str = InputField()
+    clip: Audio = OutputField()
+
+
+class Attach(Signature):
+    text: str = InputField()
+    document: File = OutputField(desc="the file to attach")
+
+
 class Think(Signature):
     question: str = InputField()
     reasoning: Reasoning = OutputField()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import subprocess
 import sys
 from typing import Any
@@ -36,6 +37,7 @@ from tests.programs._compat import (
     TYPE_SIGNATURES,
     WAV,
     Agent,
+    Attach,
     Bounded,
     Caption,
     ChatSig,
@@ -47,6 +49,7 @@ from tests.programs._compat import (
     Listen,
     ManySig,
     Read,
+    Speak,
     Think,
     ToolChat,
     XmlSig,
@@ -387,6 +390,48 @@ class TestHistoryToolCalls:
         )
         same_requests(lm, case["requests"])
         assert parsed_of(prediction) == case["parsed"]
+
+
+class TestOutputTypes:
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "audio_ChatAdapter",
+            "file_ChatAdapter",
+            "audio_JSONAdapter",
+            "file_JSONAdapter",
+            "reasoning_JSONAdapter",
+        ],
+    )
+    async def test_schema_descriptions(self, name: str) -> None:
+        """Audio, File and Reasoning outputs show DSPy's schemas, descriptions included."""
+        case = load_cases("output_types.json")[name]
+        kind, adapter = name.split("_")
+        program, inputs = {
+            "audio": (Predict(Speak), {"text": "hello"}),
+            "file": (Predict(Attach), {"text": "hello"}),
+            "reasoning": (Predict(Think), {"question": "2+2?"}),
+        }[kind]
+        lm, prediction = await run_case(case, program, ADAPTERS[adapter](), **inputs)
+        same_requests(lm, case["requests"])
+        assert _unmarked(parsed_of(prediction)) == _unmarked(case["parsed"])
+
+
+_MARKED = re.compile(
+    r"^(?:<<CUSTOM-TYPE-START-IDENTIFIER>>|<<LMVISOR-PART-\w+>>)(.*)"
+    r"(?:<<CUSTOM-TYPE-END-IDENTIFIER>>|<<LMVISOR-PART-END-\w+>>)$",
+    re.DOTALL,
+)
+
+
+def _unmarked(parsed: dict[str, Any]) -> dict[str, Any]:
+    """Media values as their content parts: each library marks parts in prompt text with its
+    own private delimiters (never sent: the adapter splits them into real parts)."""
+    found = {}
+    for name, (kind, value) in parsed.items():
+        match = _MARKED.match(value) if isinstance(value, str) else None
+        found[name] = [kind, json.loads(match.group(1)) if match else value]
+    return found
 
 
 class TestReasoning:

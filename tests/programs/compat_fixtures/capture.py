@@ -894,6 +894,59 @@ def capture_reasoning() -> None:
     write("reasoning.json", cases)
 
 
+class Speak(dspy.Signature):
+    """Say it aloud."""
+
+    text: str = dspy.InputField()
+    clip: dspy.Audio = dspy.OutputField()
+
+
+class Attach(dspy.Signature):
+    text: str = dspy.InputField()
+    document: dspy.File = dspy.OutputField(desc="the file to attach")
+
+
+def capture_output_types() -> None:
+    """Audio, File and Reasoning as outputs: their JSON schemas carry DSPy's descriptions."""
+    clip = {"data": "UklGRg==", "audio_format": "wav"}
+    document = {"file_data": "data:text/plain;base64,aGk=", "file_id": None, "filename": "hi.txt"}
+    cases = []
+    for adapter in (dspy.ChatAdapter(), dspy.JSONAdapter()):
+        chat = isinstance(adapter, dspy.JSONAdapter) is False
+        name = type(adapter).__name__
+
+        def reply(chat: bool = chat, **fields: Any) -> str:
+            if chat:
+                return chat_reply(**{k: json.dumps(v) for k, v in fields.items()})
+            return json.dumps(fields)
+
+        cases.append(
+            program_case(
+                f"audio_{name}",
+                lambda: dspy.Predict(Speak)(text="hello"),
+                [reply(clip=clip)],
+                adapter=adapter,
+            )
+        )
+        cases.append(
+            program_case(
+                f"file_{name}",
+                lambda: dspy.Predict(Attach)(text="hello"),
+                [reply(document=document)],
+                adapter=adapter,
+            )
+        )
+    cases.append(
+        program_case(
+            "reasoning_JSONAdapter",
+            lambda: dspy.Predict(Think)(question="2+2?"),
+            [json.dumps({"reasoning": "add them", "answer": "4"})],
+            adapter=dspy.JSONAdapter(),
+        )
+    )
+    write("output_types.json", cases)
+
+
 def main() -> None:
     steps = [name for name in sys.argv[1:]] or [
         "schemas",
@@ -909,6 +962,7 @@ def main() -> None:
         "tool_calls",
         "reasoning",
         "history_tools",
+        "output_types",
     ]
     for step in steps:
         try:
