@@ -26,6 +26,7 @@ from lmvisor.programs.errors import (
 )
 from lmvisor.programs.example import Completions, Example, Prediction
 from lmvisor.programs.fields import Field, FieldSpec, InputField, OutputField
+from lmvisor.programs.generation_options import GENERATION_OPTIONS
 from lmvisor.programs.history import History
 from lmvisor.programs.lm import (
     LM,
@@ -56,7 +57,6 @@ from lmvisor.programs.signature import (
     make_signature,
 )
 from lmvisor.programs.spec import (
-    GENERATION_OPTIONS,
     MODULE_TYPES,
     ProgramSpec,
     ProgramSpecError,

@@ -123,7 +123,7 @@ class Modules:
         """
         _check_id(module_id)
         opts = parse_module_options(options)
-        built, spec = _build(program)
+        built, spec = _build(program, self._context.lm_for)
         lm = opts.lm or (spec.lm if spec is not None else None)
         lm = lm or self._runtime.config.modules.default_lm
         self._context.lm_for(lm)  # an unknown vendor fails here, not at the first execution
@@ -155,7 +155,7 @@ class Modules:
         if (program is None) == (state is None):
             raise ServiceInputError(field="program", problem="give a program or a state, not both")
         if program is not None:
-            built, spec = _build(program)
+            built, spec = _build(program, self._context.lm_for)
         else:
             built, spec = self._with_state(module_id, state or {})
         if spec is None:
@@ -297,12 +297,14 @@ def _check_id(module_id: Any) -> None:
         )
 
 
-def _build(program: ProgramLike) -> tuple[Module, ProgramSpec | None]:
+def _build(
+    program: ProgramLike, lm_for: Callable[[str], LM]
+) -> tuple[Module, ProgramSpec | None]:
     if isinstance(program, Module):
         return program.deepcopy(), None
     if isinstance(program, ProgramSpec | Mapping):
         spec = parse_program_spec(program)
-        return build_program(spec), spec
+        return build_program(spec, lm_for=lm_for), spec
     raise ServiceInputError(field="program", problem="must be a Module or a program spec")
 
 
