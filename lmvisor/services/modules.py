@@ -297,9 +297,7 @@ def _check_id(module_id: Any) -> None:
         )
 
 
-def _build(
-    program: ProgramLike, lm_for: Callable[[str], LM]
-) -> tuple[Module, ProgramSpec | None]:
+def _build(program: ProgramLike, lm_for: Callable[[str], LM]) -> tuple[Module, ProgramSpec | None]:
     if isinstance(program, Module):
         return program.deepcopy(), None
     if isinstance(program, ProgramSpec | Mapping):
