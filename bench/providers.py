@@ -51,7 +51,7 @@ from lmvisor.config.schema import ProviderConfig
 from lmvisor.programs import Predict
 from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, Usage
 from lmvisor.providers import build_transport
-from lmvisor.runtime.logging import configure_process_logging
+from lmvisor.runtime.observe.process_logging import configure_process_logging
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.services import start_lm_providers
 

@@ -32,7 +32,7 @@ import aiohttp
 from lmvisor.config import load_config
 from lmvisor.programs.lm import LMRequest
 from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.logging import configure_process_logging
+from lmvisor.runtime.observe.process_logging import configure_process_logging
 from lmvisor.runtime.protection import CircuitBreaker
 from lmvisor.runtime.protection.breaker import BreakerState
 from lmvisor.runtime.runtime import Runtime

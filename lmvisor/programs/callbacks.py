@@ -69,7 +69,7 @@ def notify(callbacks: Iterable[Callback], hook: str, *args: Any) -> None:
         try:
             getattr(callback, hook)(*args)
         except Exception as exc:
-            from lmvisor.runtime.logger import get_logger
+            from lmvisor.runtime.observe.logs import get_logger
 
             get_logger("lmvisor.programs").warning(
                 "programs.callback_failed",

@@ -73,7 +73,7 @@ def _read_lm(lm: Any, where: str, restore: bool) -> tuple[str | None, dict[str, 
         raise StateError(where=f"{where}.lm", problem="must be a JSON object or null")
     model = lm.get("model")
     model = model if isinstance(model, str) else None
-    from lmvisor.runtime.logger import get_logger
+    from lmvisor.runtime.observe.logs import get_logger
 
     log = get_logger("lmvisor.programs")
     if not restore:

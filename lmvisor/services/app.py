@@ -42,8 +42,8 @@ from lmvisor.programs.module import Module
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.event_store import EventStore
-from lmvisor.runtime.logger import get_logger
+from lmvisor.runtime.observe.logs import get_logger
+from lmvisor.runtime.observe.store import EventStore
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.tree import TreeNode
 from lmvisor.services.app_lm import LOOPBACK_NOTICE, LoopbackMode, choose_default_model

@@ -43,9 +43,9 @@ from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.actor import Actor, ActorRef, Deferred, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.config_service import ConfigChanged, subscribe_config
-from lmvisor.runtime.events import BREAKER_STATE_CHANGED
-from lmvisor.runtime.logger import get_logger
 from lmvisor.runtime.messages import Call
+from lmvisor.runtime.observe.logs import get_logger
+from lmvisor.runtime.observe.names import BREAKER_STATE_CHANGED
 from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker
 from lmvisor.runtime.registry import Via
 from lmvisor.services.cache_entry import CacheEntry

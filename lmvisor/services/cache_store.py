@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any, Final, final
 from prometheus_client import Counter
 
 from lmvisor.programs.lm import LMResponse
-from lmvisor.runtime.events import CACHE_ENTRY_DROPPED, EventRing
-from lmvisor.runtime.logger import get_logger
-from lmvisor.runtime.telemetry import Metrics
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.logs import get_logger
+from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.observe.names import CACHE_ENTRY_DROPPED
 from lmvisor.services.cache_entry import CacheEntry, CorruptEntry, decode_response, encode_response
 from lmvisor.services.cache_memory import MemoryTier
 from lmvisor.services.cache_sqlite import SqliteTier

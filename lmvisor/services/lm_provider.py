@@ -38,17 +38,17 @@ from lmvisor.runtime.actor import Actor, ActorRef, Deferred, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.errors import ActorExited, DeadlineExceeded, LmvisorError
-from lmvisor.runtime.events import EventRing
-from lmvisor.runtime.logger import get_logger
 from lmvisor.runtime.messages import Call, Cast
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.logs import get_logger
+from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.observe.names import LM_REQUEST as LM_REQUEST_EVENT
+from lmvisor.runtime.observe.names import LM_REQUEST_FAILED as LM_REQUEST_FAILED_EVENT
 from lmvisor.runtime.protection import Bulkhead, CircuitBreaker, RateLimiter, Retry
-from lmvisor.runtime.telemetry import Metrics
 from lmvisor.services._lm_call import CallPolicy, protected, slot
 from lmvisor.services.budget import Budget
 
 __all__ = [
-    "LM_REQUEST_EVENT",
-    "LM_REQUEST_FAILED_EVENT",
     "Abandon",
     "Complete",
     "GetCapabilities",
@@ -61,12 +61,6 @@ __all__ = [
     "provider_name",
     "provider_spec",
 ]
-
-LM_REQUEST_EVENT = "lm_request"
-"""A vendor call succeeded (`provider`, `model`, `prompt_tokens`, `completion_tokens`,
-`cost`, `duration`)."""
-LM_REQUEST_FAILED_EVENT = "lm_request.failed"
-"""A vendor call failed for good (`provider`, `model`, `error`, `code`, `duration`)."""
 
 _log = get_logger("lmvisor.services.lm_provider")
 _BOUND_MODELS = 256  # models whose metric children an actor keeps bound

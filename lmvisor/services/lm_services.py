@@ -27,11 +27,11 @@ from lmvisor.providers.openai_compatible import OpenAICompatibleClient
 from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
-from lmvisor.runtime.events import EventRing
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.metrics import Metrics
 from lmvisor.runtime.protection import Bulkhead, Retry
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import start_child
-from lmvisor.runtime.telemetry import Metrics
 from lmvisor.services.budget import Budget
 from lmvisor.services.cooldown import Cooldowns
 from lmvisor.services.lm_provider import LMProvider, ProviderProtections, provider_spec

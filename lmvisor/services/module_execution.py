@@ -37,11 +37,11 @@ from lmvisor.programs.settings import context
 from lmvisor.runtime.correlation import current_correlation_id
 from lmvisor.runtime.deadline import deadline_at, time_left
 from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.events import (
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.names import (
     FALLBACK_STRATEGY_SUCCESS,
     MODULE_EXECUTION_COMPLETE,
     MODULE_EXECUTION_START,
-    EventRing,
 )
 from lmvisor.runtime.protection.limiter import RateLimiter
 from lmvisor.services.cached_lm import cache_policy, cache_report

@@ -38,14 +38,14 @@ from lmvisor.runtime.actor import Actor, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.config_service import ConfigChanged, subscribe_config
 from lmvisor.runtime.errors import RetryExhausted
-from lmvisor.runtime.events import (
+from lmvisor.runtime.messages import Call
+from lmvisor.runtime.observe.names import (
     BREAKER_STATE_CHANGED,
     MODULE_REGISTERED,
     MODULE_ROLLED_BACK,
     MODULE_SWAPPED,
     MODULE_UNREGISTERED,
 )
-from lmvisor.runtime.messages import Call
 from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker, counts_as_failure
 from lmvisor.runtime.protection.limiter import RateLimiter
 from lmvisor.runtime.supervisor import Supervisor

@@ -40,9 +40,9 @@ from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.config_service import CONFIG_SERVICE_NAME, ConfigChanged, subscribe_config
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
 from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.events import OPTIMIZATION_FAILED, STORE_RECORD_SKIPPED
-from lmvisor.runtime.logger import get_logger
 from lmvisor.runtime.messages import Call, Down, is_shutdown_exit
+from lmvisor.runtime.observe.logs import get_logger
+from lmvisor.runtime.observe.names import OPTIMIZATION_FAILED, STORE_RECORD_SKIPPED
 from lmvisor.runtime.registry import Via
 from lmvisor.runtime.supervisor import Supervisor, start_child, terminate_child
 from lmvisor.services.errors import (

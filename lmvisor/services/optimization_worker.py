@@ -32,12 +32,12 @@ from lmvisor.programs.settings import context
 from lmvisor.programs.spec import build_program
 from lmvisor.runtime.actor import Actor
 from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.events import (
+from lmvisor.runtime.messages import Cast
+from lmvisor.runtime.observe.names import (
     OPTIMIZATION_COMPLETED,
     OPTIMIZATION_FAILED,
     OPTIMIZATION_STARTED,
 )
-from lmvisor.runtime.messages import Cast
 from lmvisor.services.errors import CorruptRecord
 from lmvisor.services.optimization_job import JobSpec, build_optimizer, load_examples
 from lmvisor.services.optimization_store import JobRecord, OptimizationStore

@@ -26,7 +26,7 @@ from lmvisor.optimizers import (
 )
 from lmvisor.programs import ChainOfThought, Example, Predict, context
 from lmvisor.runtime import Runtime
-from lmvisor.runtime.events import OPTIMIZATION_ITERATION
+from lmvisor.runtime.observe.names import OPTIMIZATION_ITERATION
 from lmvisor.services import start_lm_providers
 from lmvisor.testing import LMServer, ScriptedLM
 

@@ -13,8 +13,9 @@ from lmvisor.programs.predict import Predict
 from lmvisor.programs.settings import context
 from lmvisor.runtime.deadline import deadline
 from lmvisor.runtime.errors import CircuitOpen, DeadlineExceeded, LmvisorError
-from lmvisor.runtime.events import CACHE_ENTRY_DROPPED, CACHE_STALE_SERVED, EventRing
-from lmvisor.runtime.telemetry import Metrics
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.observe.names import CACHE_ENTRY_DROPPED, CACHE_STALE_SERVED
 from lmvisor.services.cache_entry import CacheEntry
 from lmvisor.services.cache_key import request_key
 from lmvisor.services.cache_memory import MemoryTier

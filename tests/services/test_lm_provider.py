@@ -26,11 +26,11 @@ from lmvisor.runtime.errors import (
     RateLimited,
     RetryExhausted,
 )
-from lmvisor.runtime.events import EventRing
-from lmvisor.runtime.logging import capture_logs
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.logs import capture_logs
+from lmvisor.runtime.observe.metrics import Metrics
 from lmvisor.runtime.protection import BreakerState
 from lmvisor.runtime.runtime import Runtime
-from lmvisor.runtime.telemetry import Metrics
 from lmvisor.services.errors import BudgetExceeded
 from lmvisor.services.lm_provider import (
     Complete,

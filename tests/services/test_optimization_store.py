@@ -11,7 +11,7 @@ import pytest
 
 from lmvisor.optimizers import OptimizationRun
 from lmvisor.runtime import Runtime
-from lmvisor.runtime.events import STORE_RECORD_SKIPPED
+from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
 from lmvisor.services import (
     COORDINATOR_NAME,
     CorruptRecord,

@@ -1,4 +1,4 @@
-"""Tests for lmvisor.runtime.event_store: the SQLite sink and the EventStore."""
+"""Tests for lmvisor.runtime.observe.store: the SQLite sink and the EventStore."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.correlation import correlation_scope
 from lmvisor.runtime.errors import ActorExited
-from lmvisor.runtime.event_sink import SqliteEventSink
-from lmvisor.runtime.event_store import (
+from lmvisor.runtime.messages import Call
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.sink import SqliteEventSink
+from lmvisor.runtime.observe.store import (
     EventNotice,
     EventStore,
     UnsubscribeEvents,
@@ -26,8 +28,6 @@ from lmvisor.runtime.event_store import (
     query_events,
     subscribe_events,
 )
-from lmvisor.runtime.events import EventRing
-from lmvisor.runtime.messages import Call
 from lmvisor.runtime.runtime import Runtime
 from tests.runtime._protection_helpers import until
 

@@ -1,6 +1,6 @@
 """Metrics: one Prometheus registry per runtime holding lmvisor's metric families.
 
-Every family is named under `lmvisor_` and lives in the `Metrics` instance's
+Every family is named in `observe.names` (under `lmvisor_`) and lives in the `Metrics` instance's
 own `CollectorRegistry`, so two runtimes in one process never clash and never
 see each other's figures. Runtime figures (actors alive, restarts, mailbox
 depths) are read at scrape time from a callable the runtime supplies, never
@@ -20,6 +20,28 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from lmvisor.runtime.observe.names import (
+    METRIC_ACTORS_ALIVE,
+    METRIC_BREAKER_STATE,
+    METRIC_CACHE_DROPPED,
+    METRIC_CACHE_ERRORS,
+    METRIC_CACHE_EVICTIONS,
+    METRIC_CACHE_HIT_RATE,
+    METRIC_CACHE_HITS,
+    METRIC_CACHE_MISSES,
+    METRIC_LM_COST,
+    METRIC_LM_REQUEST_SECONDS,
+    METRIC_LM_TOKENS,
+    METRIC_MAILBOX_DEPTH,
+    METRIC_MODULE_ERRORS,
+    METRIC_MODULE_SECONDS,
+    METRIC_MODULE_SUCCESS,
+    METRIC_OPTIMIZATION_ITERATIONS,
+    METRIC_OPTIMIZATION_SCORE,
+    METRIC_OPTIMIZATION_SECONDS,
+    METRIC_RATE_LIMITER_REJECTIONS,
+    METRIC_SUPERVISOR_RESTARTS,
+)
 from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker
 from lmvisor.runtime.protection.limiter import RateLimiter
 
@@ -53,16 +75,16 @@ class _RuntimeCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         figures = RuntimeFigures() if self.source is None else self.source()
         yield GaugeMetricFamily(
-            "lmvisor_actors_alive", "Actors currently running.", value=figures.actors_alive
+            METRIC_ACTORS_ALIVE, "Actors currently running.", value=figures.actors_alive
         )
         restarts = CounterMetricFamily(
-            "lmvisor_supervisor_restarts", "Child restarts by supervisor.", labels=["supervisor"]
+            METRIC_SUPERVISOR_RESTARTS, "Child restarts by supervisor.", labels=["supervisor"]
         )
         for supervisor, count in sorted(figures.restarts.items()):
             restarts.add_metric([supervisor], count)
         yield restarts
         depth = GaugeMetricFamily(
-            "lmvisor_mailbox_depth", "Messages waiting in each mailbox.", labels=["actor"]
+            METRIC_MAILBOX_DEPTH, "Messages waiting in each mailbox.", labels=["actor"]
         )
         for actor, count in sorted(figures.mailbox_depth.items()):
             depth.add_metric([actor], count)
@@ -77,33 +99,20 @@ class _RuntimeCollector(Collector):
 class Metrics:
     """lmvisor's metric families in a registry of their own.
 
-    Families (label names in brackets):
+    Families, by attribute (their names and labels are in `observe.names`):
 
-    - `module_duration` histogram `lmvisor_module_execution_seconds` [module]
-    - `module_success` / `module_errors` counters
-      `lmvisor_module_success_total` [module], `lmvisor_module_errors_total` [module, error]
-    - `lm_request_duration` histogram `lmvisor_lm_request_seconds` [provider, model]
-    - `lm_tokens` counter `lmvisor_lm_tokens_total` [provider, model, kind]
-      (kind is `prompt` or `completion`)
-    - `lm_cost` counter `lmvisor_lm_cost_usd_total` [provider, model]
-    - `optimization_iterations` counter `lmvisor_optimization_iterations_total` [optimizer]
-    - `optimization_score` gauge `lmvisor_optimization_score` [optimizer]
-    - `optimization_duration` histogram `lmvisor_optimization_seconds` [optimizer]
-    - `breaker_state` gauge `lmvisor_circuit_breaker_state` [breaker]
-      (0 closed, 1 half-open, 2 open)
-    - `rate_limiter_rejections` counter `lmvisor_rate_limiter_rejections_total` [limiter]
-    - `cache_hits` / `cache_misses` counters `lmvisor_cache_hits_total`,
-      `lmvisor_cache_misses_total` [layer] (`l1`, `l2`, `l3`)
-    - `cache_evictions` counter `lmvisor_cache_evictions_total` [layer]
-    - `cache_errors` counter `lmvisor_cache_errors_total` [layer] (L2/L3 failures)
-    - `cache_dropped` counter `lmvisor_cache_dropped_total` [layer, reason]
-      (corrupt entries, skipped writes)
-    - `cache_hit_rate` gauge `lmvisor_cache_hit_rate`: hits over lookups since start,
-      read at scrape time from `set_cache_source`
-    - hook `breaker_changed` / `limiter_rejected` to `Protections` listeners
-      to keep the breaker gauge and rejection counter current
-    - runtime figures from `set_runtime_source`: `lmvisor_actors_alive`,
-      `lmvisor_supervisor_restarts_total` [supervisor], `lmvisor_mailbox_depth` [actor]
+    - `module_duration`, `module_success`, `module_errors`: `METRIC_MODULE_*`
+    - `lm_request_duration`, `lm_tokens`, `lm_cost`: `METRIC_LM_*`
+    - `optimization_iterations`, `optimization_score`, `optimization_duration`:
+      `METRIC_OPTIMIZATION_*`
+    - `breaker_state` (0 closed, 1 half-open, 2 open) and
+      `rate_limiter_rejections`, kept current by `breaker_changed` /
+      `limiter_rejected` hooked to `Protections` listeners
+    - `cache_hits`, `cache_misses` [layer: `l1`, `l2`, `l3`], `cache_evictions`,
+      `cache_errors` (L2/L3 failures), `cache_dropped` [layer, reason] and
+      `cache_hit_rate` (read at scrape time from `set_cache_source`): `METRIC_CACHE_*`
+    - runtime figures from `set_runtime_source`: `METRIC_ACTORS_ALIVE`,
+      `METRIC_SUPERVISOR_RESTARTS`, `METRIC_MAILBOX_DEPTH`
 
     Args:
         timer: seconds on a monotonic clock for `measure` (tests pass a fake).
@@ -114,70 +123,68 @@ class Metrics:
         self._timer = timer
         reg = self.registry
         self.module_duration = Histogram(
-            "lmvisor_module_execution_seconds",
+            METRIC_MODULE_SECONDS,
             "Module execution time.",
             ["module"],
             registry=reg,
             buckets=_FAST,
         )
         self.module_success = Counter(
-            "lmvisor_module_success", "Module executions that succeeded.", ["module"], registry=reg
+            METRIC_MODULE_SUCCESS, "Module executions that succeeded.", ["module"], registry=reg
         )
         self.module_errors = Counter(
-            "lmvisor_module_errors",
+            METRIC_MODULE_ERRORS,
             "Module executions that failed, by error code.",
             ["module", "error"],
             registry=reg,
         )
         self.lm_request_duration = Histogram(
-            "lmvisor_lm_request_seconds",
+            METRIC_LM_REQUEST_SECONDS,
             "LM request time.",
             ["provider", "model"],
             registry=reg,
             buckets=_FAST,
         )
         self.lm_tokens = Counter(
-            "lmvisor_lm_tokens", "LM tokens used.", ["provider", "model", "kind"], registry=reg
+            METRIC_LM_TOKENS, "LM tokens used.", ["provider", "model", "kind"], registry=reg
         )
         self.lm_cost = Counter(
-            "lmvisor_lm_cost_usd", "LM spend in US dollars.", ["provider", "model"], registry=reg
+            METRIC_LM_COST, "LM spend in US dollars.", ["provider", "model"], registry=reg
         )
         self._optimization_families(reg)
         self.breaker_state = Gauge(
-            "lmvisor_circuit_breaker_state",
+            METRIC_BREAKER_STATE,
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
             ["breaker"],
             registry=reg,
         )
         self.rate_limiter_rejections = Counter(
-            "lmvisor_rate_limiter_rejections",
+            METRIC_RATE_LIMITER_REJECTIONS,
             "Requests refused by a rate limiter.",
             ["limiter"],
             registry=reg,
         )
-        self.cache_hits = Counter("lmvisor_cache_hits", "Cache hits.", ["layer"], registry=reg)
-        self.cache_misses = Counter(
-            "lmvisor_cache_misses", "Cache misses.", ["layer"], registry=reg
-        )
+        self.cache_hits = Counter(METRIC_CACHE_HITS, "Cache hits.", ["layer"], registry=reg)
+        self.cache_misses = Counter(METRIC_CACHE_MISSES, "Cache misses.", ["layer"], registry=reg)
         self._cache_families(reg)
         self._runtime = _RuntimeCollector()
         reg.register(self._runtime)
 
     def _cache_families(self, reg: CollectorRegistry) -> None:
         self.cache_evictions = Counter(
-            "lmvisor_cache_evictions", "Cache entries evicted.", ["layer"], registry=reg
+            METRIC_CACHE_EVICTIONS, "Cache entries evicted.", ["layer"], registry=reg
         )
         self.cache_errors = Counter(
-            "lmvisor_cache_errors", "Cache tier failures.", ["layer"], registry=reg
+            METRIC_CACHE_ERRORS, "Cache tier failures.", ["layer"], registry=reg
         )
         self.cache_dropped = Counter(
-            "lmvisor_cache_dropped",
+            METRIC_CACHE_DROPPED,
             "Cache entries or writes dropped, by reason.",
             ["layer", "reason"],
             registry=reg,
         )
         self.cache_hit_rate = Gauge(
-            "lmvisor_cache_hit_rate", "Cache hits over lookups since start.", registry=reg
+            METRIC_CACHE_HIT_RATE, "Cache hits over lookups since start.", registry=reg
         )
         self.cache_hit_rate.set_function(lambda: 0.0)
 
@@ -187,16 +194,16 @@ class Metrics:
 
     def _optimization_families(self, reg: CollectorRegistry) -> None:
         self.optimization_iterations = Counter(
-            "lmvisor_optimization_iterations",
+            METRIC_OPTIMIZATION_ITERATIONS,
             "Optimizer iterations run.",
             ["optimizer"],
             registry=reg,
         )
         self.optimization_score = Gauge(
-            "lmvisor_optimization_score", "Latest optimizer score.", ["optimizer"], registry=reg
+            METRIC_OPTIMIZATION_SCORE, "Latest optimizer score.", ["optimizer"], registry=reg
         )
         self.optimization_duration = Histogram(
-            "lmvisor_optimization_seconds",
+            METRIC_OPTIMIZATION_SECONDS,
             "Optimization run time.",
             ["optimizer"],
             registry=reg,

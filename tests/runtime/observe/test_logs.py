@@ -1,27 +1,24 @@
-"""Tests for lmvisor.runtime.logging: context, redaction, truncation, capture, process setup."""
+"""Tests for lmvisor.runtime.observe.logs: context, redaction, levels, capture, routing."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
-import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import structlog
 from pydantic import SecretStr
 
+from lmvisor._redaction import REDACTED
 from lmvisor.runtime.correlation import correlation_scope
-from lmvisor.runtime.logging import (
-    REDACTED,
-    Redactor,
+from lmvisor.runtime.observe.logs import (
     RuntimeLogging,
     capture_logs,
-    configure_process_logging,
+    get_logger,
+    level_number,
     log_context,
-    reset_process_logging,
 )
 
 VENDOR_KEY = "sk-proj-Abc123def456ghi789jkl"
@@ -34,20 +31,6 @@ class _Holder:
     """An object whose repr carries a key."""
 
     key: str
-
-
-@dataclass
-class _Creds:
-    """An object whose repr names its secret field."""
-
-    api_key: str
-
-
-@pytest.fixture
-def process_logging() -> Iterator[None]:
-    """Undo any process-wide setup after the test."""
-    yield
-    reset_process_logging()
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -72,7 +55,7 @@ def _log_secrets_everywhere(log: structlog.typing.FilteringBoundLogger) -> None:
         log.exception("boom", clientSecret=PLAIN_SECRET)
 
 
-class TestRedaction:
+class TestChainRedaction:
     @pytest.mark.parametrize("mode", ["json", "console"])
     def test_secret_never_shows_in_output(self, mode: str) -> None:
         """A secret passed anywhere (args, keys, nested, repr, exception) never reaches output."""
@@ -96,59 +79,6 @@ class TestRedaction:
             assert secret not in text
         assert events[0]["api_key"] == REDACTED
         assert events[0]["headers"]["Authorization"] == REDACTED
-
-    @pytest.mark.parametrize(
-        "value",
-        [
-            f"failed with {{'api_key': '{PLAIN_SECRET}'}}",
-            f'body {{"password":"{PLAIN_SECRET}"}}',
-            f"x-api-key: {PLAIN_SECRET}",
-            f"Authorization: Token {PLAIN_SECRET}",
-            f"authorization={PLAIN_SECRET}",
-            _Creds(api_key=PLAIN_SECRET),
-            ValueError(f"refused api_key='{PLAIN_SECRET}'"),
-            [("x-api-key", PLAIN_SECRET), ("Content-Type", "application/json")],
-        ],
-    )
-    def test_secret_named_values_in_text_and_pairs(self, value: object) -> None:
-        """A value after a secret-named key in text, a repr or a header pair is hidden."""
-        redacted = repr(Redactor().redact(value))
-        assert PLAIN_SECRET not in redacted
-        assert REDACTED in redacted
-
-    def test_benign_keys_are_kept(self) -> None:
-        """Token counts and ordinary fields are not mistaken for secrets."""
-        redactor = Redactor()
-        assert not redactor.is_secret_key("max_tokens")
-        assert not redactor.is_secret_key("prompt_tokens")
-        assert redactor.is_secret_key("accessToken")
-        assert redactor.is_secret_key("x-api-key")
-        assert redactor.redact({"max_tokens": 5, "model": "gpt"}) == {
-            "max_tokens": 5,
-            "model": "gpt",
-        }
-        text = "max_tokens: 5, prompt_tokens=10, token_count: 4"
-        assert redactor.redact(text) == text
-
-    def test_long_values_are_cut(self) -> None:
-        """Strings over max_length are truncated with a note; exception text is not."""
-        redactor = Redactor(max_length=20)
-        cut = redactor.redact("x" * 50)
-        assert cut == "x" * 20 + "...[30 more chars]"
-        event = redactor(None, "info", {"exception": "y" * 50, "v": ["z" * 30]})
-        assert event["exception"] == "y" * 50
-        assert event["v"] == ["z" * 20 + "...[10 more chars]"]
-
-    def test_deep_nesting_is_bounded(self) -> None:
-        """Very deep structures are cut off rather than recursed forever."""
-        value: list[object] = []
-        value.append(value)
-        assert "[...]" in repr(Redactor().redact(value))
-
-    def test_max_length_must_be_sane(self) -> None:
-        """A tiny max_length is refused."""
-        with pytest.raises(ValueError, match=r"^max_length must be >= 16, got 3$"):
-            Redactor(max_length=3)
 
 
 class TestContext:
@@ -203,57 +133,50 @@ class TestContext:
         assert [e["namespace"] for e in _lines(second)] == ["b"]
 
 
-class TestProcessLogging:
-    def test_stdlib_is_routed_and_redacted(self, process_logging: None) -> None:
-        """After configure_process_logging, stdlib records become redacted JSON lines."""
-        stream = io.StringIO()
-        configure_process_logging("json", stream=stream)
-        with correlation_scope("c9"):
-            logging.getLogger("thirdparty").warning("token is %s", f"Bearer {PLAIN_SECRET}")
-            structlog.get_logger().info("structlog too", password=PLAIN_SECRET)
-        lines = _lines(stream)
-        assert [line["correlation_id"] for line in lines] == ["c9", "c9"]
-        assert lines[0]["level"] == "warning"
-        assert PLAIN_SECRET not in stream.getvalue()
-
-    def test_stdlib_exception_is_redacted(self, process_logging: None) -> None:
-        """A stdlib exception traceback is redacted too."""
-        stream = io.StringIO()
-        configure_process_logging("console", stream=stream)
-        try:
-            raise ValueError(f"bad key {VENDOR_KEY}")
-        except ValueError:
-            logging.getLogger("x").exception("failed")
-        assert "ValueError" in stream.getvalue()
-        assert VENDOR_KEY not in stream.getvalue()
-
-    def test_capture_covers_stdlib(self, process_logging: None) -> None:
-        """capture_logs collects stdlib records instead of writing them."""
-        stream = io.StringIO()
-        configure_process_logging("json", stream=stream)
-        with capture_logs() as events:
-            logging.getLogger("x").warning("api_key=%s", PLAIN_SECRET)
-        assert stream.getvalue() == ""
-        assert len(events) == 1
-        assert PLAIN_SECRET not in repr(events)
-
-    def test_reconfigure_replaces_handler(self, process_logging: None) -> None:
-        """Configuring twice leaves one lmvisor handler on the root logger."""
-        configure_process_logging("json", stream=io.StringIO())
-        stream = io.StringIO()
-        configure_process_logging("json", stream=stream)
-        logging.getLogger("x").warning("once")
-        assert len(stream.getvalue().splitlines()) == 1
-
-
 class TestLibraryLoggerOutsideRuntime:
     def test_unconfigured_process_still_redacts(self, capsys: pytest.CaptureFixture[str]) -> None:
         """Outside any runtime, before the daemon configures logging, secrets are still hidden."""
-        from lmvisor.runtime.logger import get_logger
-
         structlog.reset_defaults()
         get_logger("lmvisor.test").warning("auth failed", api_key=PLAIN_SECRET, note=VENDOR_KEY)
         out = capsys.readouterr().err
         assert "auth failed" in out
         assert PLAIN_SECRET not in out
         assert VENDOR_KEY not in out
+
+
+class TestLevelsAndFlush:
+    @pytest.mark.parametrize(
+        ("level", "number"), [("DEBUG", 10), ("info", 20), ("Warn", 30), ("critical", 50), (35, 35)]
+    )
+    def test_level_number(self, level: str | int, number: int) -> None:
+        """Level names in any case (and plain numbers) give the stdlib's numbers."""
+        assert level_number(level) == number
+
+    def test_enabled_for_follows_the_level(self) -> None:
+        """enabled_for tells whether a line at a level would be written."""
+        chain = RuntimeLogging(namespace="ns", level="warning", stream=io.StringIO())
+        assert not chain.enabled_for(20)
+        assert chain.enabled_for(30) and chain.enabled_for(40)
+
+    def test_flush_runs_hooks_until_removed(self) -> None:
+        """flush() runs every registered hook (deferred writers) until its remover is called."""
+        chain = RuntimeLogging(namespace="ns", stream=io.StringIO())
+        calls: list[str] = []
+        remove = chain.add_flush_hook(lambda: calls.append("a"))
+        chain.add_flush_hook(lambda: calls.append("b"))
+        chain.flush()
+        remove()
+        chain.flush()
+        assert calls == ["a", "b", "b"]
+
+    def test_capture_writes_pending_lines_outside_then_inside(self) -> None:
+        """Deferred lines pending at entry go to the stream; those made inside are captured."""
+        stream = io.StringIO()
+        chain = RuntimeLogging(namespace="ns", stream=stream)
+        pending: list[str] = ["before"]
+        log = chain.get_logger()
+        chain.add_flush_hook(lambda: [log.info(pending.pop()) for _ in range(len(pending))])
+        with capture_logs(chain) as logs:
+            pending.append("inside")
+        assert [line["event"] for line in _lines(stream)] == ["before"]
+        assert [e["event"] for e in logs] == ["inside"]

@@ -19,7 +19,7 @@ from typing import Any, Final, final
 
 import anyio.to_thread
 
-from lmvisor.runtime.events import Event, matches
+from lmvisor.runtime.observe.events import Event, matches
 
 __all__ = ["SqliteEventSink"]
 

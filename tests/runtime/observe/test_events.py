@@ -1,4 +1,4 @@
-"""Tests for lmvisor.runtime.events: Event, EventRing, matches."""
+"""Tests for lmvisor.runtime.observe.events: Event, EventRing, matches."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from lmvisor.runtime.correlation import correlation_scope
-from lmvisor.runtime.events import Event, EventRing, matches
+from lmvisor.runtime.observe.events import Event, EventRing, matches
 
 
 def _ticker() -> itertools.count[float]:

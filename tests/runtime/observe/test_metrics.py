@@ -1,4 +1,4 @@
-"""Tests for lmvisor.runtime.telemetry.Metrics."""
+"""Tests for lmvisor.runtime.observe.metrics.Metrics."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from prometheus_client import Counter
 
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.errors import RateLimited
+from lmvisor.runtime.observe.metrics import Metrics, RuntimeFigures
 from lmvisor.runtime.protection.breaker import CircuitBreaker
 from lmvisor.runtime.protection.limiter import RateLimiter
-from lmvisor.runtime.telemetry import Metrics, RuntimeFigures
 
 
 class TestIsolation:

@@ -10,8 +10,9 @@ register the subscriber under the registry duplicate key
 `("lmvisor.events", pattern)`; each new event whose type matches a pattern
 is cast to those actors as `EventNotice` (they need a handler for it). A
 subscriber that dies leaves the registry, and so the fan-out, by itself. The
-actor owns the flush pump; `terminate` flushes, so events emitted before a
-crash are on disk for the next incarnation, which reloads them.
+actor owns the flush pump; `terminate` writes the runtime's pending reports
+and flushes, so events emitted before a crash are on disk for the next
+incarnation, which reloads them.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock, SystemClock
 from lmvisor.runtime.correlation import CorrelationScope, current_scope
 from lmvisor.runtime.errors import ActorExited, MailboxFull
-from lmvisor.runtime.event_sink import SqliteEventSink
-from lmvisor.runtime.events import Event, EventListener, EventRing, matches
 from lmvisor.runtime.messages import Call, Cast
+from lmvisor.runtime.observe.events import Event, EventListener, EventRing, matches
+from lmvisor.runtime.observe.sink import SqliteEventSink
 from lmvisor.runtime.registry import Via
 
 __all__ = [
@@ -64,6 +65,7 @@ class EventStore:
 
     __slots__ = (
         "_clock",
+        "_flush_hooks",
         "_flush_interval",
         "_loaded",
         "_prune_every",
@@ -90,6 +92,7 @@ class EventStore:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._wakeup = asyncio.Event()
         self._loaded = False
+        self._flush_hooks: tuple[Callable[[], None], ...] = ()
 
     @classmethod
     def from_config(
@@ -178,9 +181,13 @@ class EventStore:
     ) -> list[Event]:
         """Matching events, oldest first.
 
-        With a sink, the sink answers (after a flush), so events older than
-        the ring holds, or from before a restart, are found too.
+        Pending writes (the runtime's lifecycle reports) are made first, so a
+        query sees every fact reported before it. With a sink, the sink
+        answers (after a flush), so events older than the ring holds, or from
+        before a restart, are found too.
         """
+        for hook in self._flush_hooks:
+            hook()
         if self.sink is None:
             return self.ring.query(
                 correlation_id=correlation_id, type=type, since=since, limit=limit
@@ -193,6 +200,10 @@ class EventStore:
             limit=limit,
             namespace=self.ring.namespace,
         )
+
+    def add_flush_hook(self, hook: Callable[[], None]) -> None:
+        """Run `hook()` before each query (the runtime's reporter writes its pending reports)."""
+        self._flush_hooks = (*self._flush_hooks, hook)
 
     def subscribe(
         self, listener: EventListener, types: str | Collection[str] | None = None
@@ -333,6 +344,8 @@ class EventStoreActor(Actor):
             registry.unregister_duplicate(event_subscription_key(pattern), msg.subscriber)
 
     async def terminate(self, reason: object) -> None:
+        # Reports still pending (the app tree just stopped, say) land before the sink closes.
+        self.runtime.reports.flush()
         if self._remove is not None:
             self._remove()
         await self._store.close()

@@ -1,16 +1,15 @@
-"""Events: the `Event` record, the well-known event type names, and the in-memory ring.
+"""Events: the `Event` record and the in-memory ring of one runtime.
 
-An event is an immutable fact with a type (`"actor.crashed"`), JSON-ready
+An event is an immutable fact with a type (named in `observe.names`), JSON-ready
 data, and the correlation scope it happened in, so one call's events can be
 pulled out together. `EventRing` keeps the newest `capacity` events of one
 runtime; emitting is a deque append plus listener calls, cheap enough for
-every hop of a call. Durable storage is a listener (`event_store`).
+every hop of a call. Durable storage is a listener (`observe.store`).
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import time
 from collections import deque
@@ -20,28 +19,9 @@ from types import MappingProxyType
 from typing import Any, Final, final
 
 from lmvisor.runtime.correlation import CorrelationScope, current_scope
+from lmvisor.runtime.observe.logs import get_logger
 
 __all__ = [
-    "BREAKER_STATE_CHANGED",
-    "CACHE_ENTRY_DROPPED",
-    "CACHE_STALE_SERVED",
-    "CONFIG_CHANGED",
-    "FALLBACK_STRATEGY_SUCCESS",
-    "LIMITER_REJECTED",
-    "MODULE_EXECUTION_COMPLETE",
-    "MODULE_EXECUTION_START",
-    "MODULE_REGISTERED",
-    "MODULE_ROLLED_BACK",
-    "MODULE_SWAPPED",
-    "MODULE_UNREGISTERED",
-    "OPTIMIZATION_COMPLETED",
-    "OPTIMIZATION_FAILED",
-    "OPTIMIZATION_ITERATION",
-    "OPTIMIZATION_STARTED",
-    "SERVER_DRAINING",
-    "SERVER_READY",
-    "SERVER_STOPPED",
-    "STORE_RECORD_SKIPPED",
     "Event",
     "EventListener",
     "EventRing",
@@ -49,61 +29,8 @@ __all__ = [
     "matches",
 ]
 
-# Lifecycle report names (actor.crashed, supervisor.report, ...) live in
-# lmvisor.runtime.reports; these are the platform's own event types.
-BREAKER_STATE_CHANGED: Final = "breaker.state_changed"
-"""A circuit breaker moved (`breaker`, `old`, `new`)."""
-LIMITER_REJECTED: Final = "limiter.rejected"
-"""A rate limiter refused a request (`limiter`, `retry_after`)."""
-CONFIG_CHANGED: Final = "config.changed"
-"""A setting was updated (`path`)."""
-OPTIMIZATION_STARTED: Final = "optimization.started"
-"""An optimization job started or resumed (`optimization_id`, `optimizer`, `program`,
-`trainset`, `valset`, `seed`, `resumed`)."""
-OPTIMIZATION_ITERATION: Final = "optimization.iteration"
-"""An optimizer scored one candidate (`optimization_id`, `optimizer`, `iteration`,
-`candidate`, `score`, `metric`)."""
-OPTIMIZATION_COMPLETED: Final = "optimization.completed"
-"""An optimization job finished (`optimization_id`, `optimizer`, `best_score`, `trials`,
-`duration`, `version`)."""
-OPTIMIZATION_FAILED: Final = "optimization.failed"
-"""An optimization job failed or was cancelled (`optimization_id`, `optimizer`, `error`,
-`code`)."""
-
-# The application tree's events (lmvisor.services); the module_* names are the seed's.
-MODULE_EXECUTION_START: Final = "module_execution_start"
-"""A program execution began (`module_id`, `module_type`, `version`)."""
-MODULE_EXECUTION_COMPLETE: Final = "module_execution_complete"
-"""A program execution ended (`module_id`, `module_type`, `version`, `duration_ms`,
-`lm_calls`, `cost_usd`, `success`, `strategy`, `error` when it failed)."""
-FALLBACK_STRATEGY_SUCCESS: Final = "fallback_strategy_success"
-"""A fallback answered after the program failed (`module_id`, `strategy`, `error`)."""
-MODULE_REGISTERED: Final = "module.registered"
-"""A program was registered (`module_id`, `module_type`, `version`)."""
-MODULE_SWAPPED: Final = "module.swapped"
-"""A new version of a program was swapped in (`module_id`, `version`, `previous`)."""
-MODULE_ROLLED_BACK: Final = "module.rolled_back"
-"""A program went back to an earlier version (`module_id`, `version`, `previous`)."""
-MODULE_UNREGISTERED: Final = "module.unregistered"
-"""A program was unregistered (`module_id`)."""
-CACHE_STALE_SERVED: Final = "cache.stale_served"
-"""An expired cached answer stood in for a failed LM call (`model`, `age_s`, `error`)."""
-CACHE_ENTRY_DROPPED: Final = "cache.entry_dropped"
-"""A corrupt or undecodable cache entry was dropped (`layer`, `problem`)."""
-STORE_RECORD_SKIPPED: Final = "store.record_skipped"
-"""A stored job, checkpoint or program row could not be decoded and was skipped
-(`store`, `record`, `problem`)."""
-
-# The daemon's own events (lmvisor.server).
-SERVER_READY: Final = "server.ready"
-"""The daemon listens and serves (`url`, `pid`, `loop`)."""
-SERVER_DRAINING: Final = "server.draining"
-"""The daemon stopped accepting work and drains in-flight requests (`reason`)."""
-SERVER_STOPPED: Final = "server.stopped"
-"""The daemon's HTTP side has stopped; the tree shuts down next (`exit_code`)."""
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-_log = logging.getLogger(__name__)
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+_log: Final = get_logger("lmvisor.runtime.events")
 
 
 @final
@@ -223,16 +150,25 @@ class EventRing:
         return self.emit_in(current_scope(), type, data)
 
     def emit_in(
-        self, scope: CorrelationScope | None, type: str, data: Mapping[str, Any] | None = None
+        self,
+        scope: CorrelationScope | None,
+        type: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        timestamp: float | None = None,
     ) -> Event:
-        """Like `emit`, in a given correlation scope (one captured where the event arose)."""
+        """Like `emit`, in a given correlation scope (one captured where the event arose).
+
+        `timestamp` is when the fact happened, if earlier than now (a report
+        written after the restart it describes).
+        """
         event = Event(
             id=f"{self._prefix}{next(self._counter)}",
             type=type,
             data=_EMPTY if data is None else dict(data),
             correlation_id=None if scope is None else scope.id,
             parent_id=None if scope is None else scope.parent_id,
-            timestamp=self._wall_clock(),
+            timestamp=self._wall_clock() if timestamp is None else timestamp,
             namespace=self.namespace,
         )
         events = self._events
@@ -243,8 +179,8 @@ class EventRing:
         for listener in self._listeners:
             try:
                 listener(event)
-            except Exception:
-                _log.exception("event listener failed on %s", type)
+            except Exception as exc:
+                _log.error("event listener failed", event_type=type, error=exc, exc_info=exc)
         return event
 
     def extend(self, events: Iterable[Event]) -> None:
