@@ -10,7 +10,10 @@
 Children start in that order and stop in reverse. The embedded default needs
 nothing installed: L1 in memory and L3 in `<data_dir>/cache.sqlite3`
 (`data_dir` defaults to `./.lmvisor`; None keeps everything in memory);
-Redis only when `cache.l2_redis_url` is set.
+Redis only when `cache.l2_redis_url` is set. Registered programs are kept in
+`<data_dir>/modules.sqlite3` with their versions and restored when an app opens
+on the same directory (`lmvisor.services.module_store`: programs that can be
+written as specs; a Module object of one's own is not kept).
 
 Programs see one `LM`: `app.lm(model)`, the cache in front of the router in
 front of the provider actors. `App` is the facade an embedding app, the
@@ -62,6 +65,7 @@ from lmvisor.services.lm_services import LMServices, start_lm_providers
 from lmvisor.services.module_execution import Execution
 from lmvisor.services.module_manager import ModuleTable, modules_spec
 from lmvisor.services.module_options import ModuleOptions
+from lmvisor.services.module_store import ProgramStore
 from lmvisor.services.module_table import ModuleInfo
 from lmvisor.services.modules import DEFAULT_TIMEOUT, Modules, ProgramLike
 from lmvisor.services.optimization import (
@@ -81,6 +85,7 @@ if TYPE_CHECKING:
 __all__ = ["App", "open_app"]
 
 _log = get_logger(__name__)
+_PROGRAMS = "modules.sqlite3"
 
 
 @final
@@ -312,7 +317,8 @@ async def _start_services(
     await runtime.start_child(cache_spec(store))
     services = await start_lm_providers(runtime, config)
     table = ModuleTable()
-    await runtime.start_child(modules_spec(table))
+    programs = ProgramStore(None if config.data_dir is None else config.data_dir / _PROGRAMS)
+    await runtime.start_child(modules_spec(table, store=programs))
     app = App(
         runtime=runtime,
         services=services,
@@ -322,6 +328,8 @@ async def _start_services(
         notice=notice,
         loopback_url=url,
     )
+    # Before the optimization coordinator: jobs it resumes may name restored programs.
+    await app.modules.restore(programs)
     optimization = _optimization_spec(app, config)
     if optimization is not None:
         await runtime.start_child(optimization)

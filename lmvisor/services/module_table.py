@@ -127,7 +127,8 @@ def spec_of(program: Module, lm: str | None = None) -> ProgramSpec | None:
 class ModuleRecord:
     """One registered program: its versions, options, model and protections.
 
-    Changed only by the ModuleManager; everything else reads it.
+    Changed only by the ModuleManager; everything else reads it. `restored` marks a
+    program read back from the store and not yet registered again by this app.
     """
 
     module_id: str
@@ -142,6 +143,7 @@ class ModuleRecord:
     limiter: RateLimiter | None = None
     protection_config: tuple[Any, Any] = (None, None)
     next_number: int = 2
+    restored: bool = False
 
     @classmethod
     def first(

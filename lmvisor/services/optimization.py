@@ -41,10 +41,10 @@ from lmvisor.runtime.config_service import CONFIG_SERVICE_NAME, ConfigChanged, s
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
 from lmvisor.runtime.errors import LmvisorError
 from lmvisor.runtime.messages import Call, Down, is_shutdown_exit
-from lmvisor.runtime.observe.logs import get_logger
-from lmvisor.runtime.observe.names import OPTIMIZATION_FAILED, STORE_RECORD_SKIPPED
+from lmvisor.runtime.observe.names import OPTIMIZATION_FAILED
 from lmvisor.runtime.registry import Via
 from lmvisor.runtime.supervisor import Supervisor, start_child, terminate_child
+from lmvisor.services._sqlite import report_skipped
 from lmvisor.services.errors import (
     CorruptRecord,
     JobNotFinished,
@@ -84,7 +84,6 @@ COORDINATOR_NAME: Final = "optimization"
 """The registry name the coordinator runs under."""
 _JOBS_NAME: Final = "optimization_jobs"
 _ACTIVE: Final = frozenset({"running"})
-_log = get_logger(__name__)
 
 
 @final
@@ -209,9 +208,7 @@ class OptimizationCoordinator(Actor):
             self._shared.jobs[record.id] = _Job(record, spec)
 
     def _skipped(self, exc: CorruptRecord) -> None:
-        fields = {"store": exc.store, "record": exc.record, "problem": exc.problem}
-        _log.warning(STORE_RECORD_SKIPPED, **fields)
-        self.runtime.events.ring.emit(STORE_RECORD_SKIPPED, fields)
+        report_skipped(self.runtime.events.ring, exc)
 
     # --- client requests -----------------------------------------------------------------
 

@@ -17,7 +17,6 @@ wrong shape, nesting too deep) is never returned as data: `job` and `steps` rais
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Mapping
@@ -25,8 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar, final
 
-import anyio.to_thread
-
+from lmvisor.services._sqlite import SqliteFile, json_value, text
 from lmvisor.services.errors import CorruptRecord
 
 __all__ = ["JobRecord", "OptimizationStore", "StoreCheckpoint"]
@@ -54,7 +52,6 @@ CREATE TABLE IF NOT EXISTS steps (
     PRIMARY KEY (job_id, key)
 );
 """
-_BUSY_TIMEOUT_MS: Final = 5000
 _JOB_FIELDS: Final[Mapping[str, tuple[type, bool]]] = {
     "spec": (dict, False),
     "status": (str, False),
@@ -109,9 +106,8 @@ class OptimizationStore:
     """
 
     def __init__(self, path: str | Path | None) -> None:
-        self.path = None if path is None else Path(path)
-        self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._file = SqliteFile(path, _SCHEMA)
+        self.path = self._file.path
 
     @property
     def durable(self) -> bool:
@@ -119,29 +115,7 @@ class OptimizationStore:
         return self.path is not None
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        async with self._lock:
-            if self._db is None:
-                self._db = await anyio.to_thread.run_sync(self._connect)
-            db = self._db
-            return await anyio.to_thread.run_sync(work, db)
-
-    def _connect(self) -> sqlite3.Connection:
-        if self.path is None:
-            db = sqlite3.connect(":memory:", check_same_thread=False)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self.path, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
-            )
-            db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-        # Rows come back as bytes and are decoded one by one, so a row holding bytes
-        # that are not UTF-8 is one corrupt record rather than a failed query.
-        db.text_factory = bytes
-        db.executescript(_SCHEMA)
-        db.commit()
-        return db
+        return await self._file.run(work)
 
     async def open(self) -> None:
         """Open (and create) the file now rather than on first use.
@@ -153,10 +127,7 @@ class OptimizationStore:
 
     async def close(self) -> None:
         """Close the connection (a later call reopens it)."""
-        async with self._lock:
-            db, self._db = self._db, None
-            if db is not None:
-                await anyio.to_thread.run_sync(db.close)
+        await self._file.close()
 
     async def save_job(self, job: JobRecord) -> None:
         """Insert or replace `job`."""
@@ -223,19 +194,19 @@ class OptimizationStore:
 
         found: dict[str, Any] = {}
         for raw_key, raw_value in await self._run(read):
-            key = _text(raw_key, store="steps", record=job_id)
-            found[key] = _json(raw_value, store="steps", record=f"{job_id}/{key}")
+            key = text(raw_key, store="steps", record=job_id)
+            found[key] = json_value(raw_value, store="steps", record=f"{job_id}/{key}")
         return found
 
     async def record_step(self, job_id: str, key: str, value: Any) -> None:
         """Keep one step value (committed before returning)."""
-        text = _dump(value)
+        data = _dump(value)
 
         def write(db: sqlite3.Connection) -> None:
             with db:
                 db.execute(
                     "INSERT OR REPLACE INTO steps (job_id, key, value) VALUES (?, ?, ?)",
-                    (job_id, key, text),
+                    (job_id, key, data),
                 )
 
         await self._run(write)
@@ -259,11 +230,11 @@ class OptimizationStore:
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
     """A job row decoded and checked, or `CorruptRecord` naming what is wrong."""
-    job_id = _text(row[0], store="jobs", record="?")
+    job_id = text(row[0], store="jobs", record="?")
     values = dict(zip(_JOB_FIELDS, row[1:], strict=True))
     for name in ("spec", "result", "error"):
-        values[name] = _json(values[name], store="jobs", record=job_id)
-    values["status"] = _text(values["status"], store="jobs", record=job_id)
+        values[name] = json_value(values[name], store="jobs", record=job_id)
+    values["status"] = text(values["status"], store="jobs", record=job_id)
     for name, (kind, optional) in _JOB_FIELDS.items():
         if not _is(values[name], kind, optional):
             problem = f"{name} is {_kind(values[name])}, not {kind.__name__}"
@@ -283,33 +254,6 @@ def _is(value: Any, kind: type, optional: bool) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)
-
-
-def _text(raw: Any, *, store: str, record: str) -> str:
-    if isinstance(raw, str):
-        return raw
-    if not isinstance(raw, bytes):
-        raise CorruptRecord(
-            store=store, record=record, problem=f"a text column holds {type(raw).__name__}"
-        )
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CorruptRecord(
-            store=store, record=record, problem=f"not UTF-8 ({exc.reason})"
-        ) from exc
-
-
-def _json(raw: Any, *, store: str, record: str) -> Any:
-    if raw is None:
-        return None
-    text = _text(raw, store=store, record=record)
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise CorruptRecord(store=store, record=record, problem=f"not JSON ({exc})") from exc
-    except RecursionError as exc:
-        raise CorruptRecord(store=store, record=record, problem="JSON nested too deep") from exc
 
 
 @final

@@ -229,7 +229,8 @@ class TestSeedExample:
 
 class TestReadme:
     def test_first_program_runs_as_pasted_without_keys(self, tmp_path: Path) -> None:
-        """The README's first program runs on a machine with no vendor key, and says so."""
+        """The README's first program runs on a machine with no vendor key, and says so; run
+        again on the same directory, it answers from the cache."""
         text = (ROOT / "README.md").read_text(encoding="utf-8")
         program = re.search(r"```python\n(.*?)```", text, re.S)
         assert program is not None
@@ -240,19 +241,26 @@ class TestReadme:
             for k, v in os.environ.items()
             if not k.endswith("_API_KEY") and not k.startswith("LMVISOR_")
         }
-        done = subprocess.run(
-            [sys.executable, str(script)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        assert "loopback LM server" in done.stdout
-        assert "answer:" in done.stdout
+        runs = [
+            subprocess.run(
+                [sys.executable, str(script)],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=tmp_path,
+                timeout=120,
+                check=False,
+            )
+            for _ in range(2)
+        ]
+        for done in runs:
+            assert done.returncode == 0, done.stderr
+            assert "loopback LM server" in done.stdout
+            assert "answer:" in done.stdout
         assert (tmp_path / ".lmvisor" / "cache.sqlite3").exists()
+        # Run twice, as the README says: the program kept from the first run is adopted by
+        # the second one's register, and the answer comes from the SQLite cache.
+        assert "cached: False" in runs[0].stdout and "cached: True" in runs[1].stdout
 
 
 class TestOptimizationSlot:
