@@ -212,7 +212,6 @@ class ModuleManager(Actor):
             if program.module_id in self._table.records:
                 continue
             record = self._restored_record(program)
-            record.restored = True
             self._table.records[program.module_id] = record
             self._emit(MODULE_REGISTERED, record, version=record.current.number, restored=True)
             installed.append(program.module_id)
@@ -296,20 +295,12 @@ class ModuleManager(Actor):
 
     def _restored_record(self, program: RestoredProgram) -> ModuleRecord:
         config = self.runtime.config
-        versions = {v.number: v for v in program.versions}
-        record = ModuleRecord(
-            module_id=program.module_id,
-            module_type="",
-            lm=program.lm,
-            options=program.options,
-            current=versions[program.history[-1]],
-            versions=versions,
-            history=list(program.history),
+        record = ModuleRecord.from_store(
+            program.module_id, program.versions, program.history,
+            next_number=program.next_number, lm=program.lm, options=program.options,
             breaker=self._breaker(program.module_id, _breaker_config(config, program.module_id)),
             meters=self._meters(program.module_id),
-            next_number=program.next_number,
-        )
-        record.module_type = type(record.current.program).__name__
+        )  # fmt: skip
         self._protect(record, config)
         return record
 
