@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 
-from lmvisor.runtime.events import EventRing
+from lmvisor.runtime.observe.events import EventRing
 from lmvisor.runtime.protection import CircuitBreaker, RateLimiter, execute_protected
 
 __all__ = ["main"]

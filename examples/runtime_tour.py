@@ -1,8 +1,9 @@
 """A tour of the lmvisor runtime: a one_for_one tree over a counter and a worker that crashes once.
 
-Run with ``make run``. It prints the supervision tree, crashes the worker,
-shows that only the worker was restarted (with a new incarnation reached
-through its registered name), and prints the tree again.
+Run with ``.venv/bin/python examples/runtime_tour.py``. It prints the
+supervision tree, crashes the worker, shows that only the worker was
+restarted (with a new incarnation reached through its registered name), and
+prints the tree again. The crash's report goes to stderr as a JSON line.
 """
 
 from __future__ import annotations
@@ -62,16 +63,20 @@ class FlakyWorker(Actor):
         return f"done: {msg.job}"
 
 
+def app_tree() -> Supervisor:
+    """The app's supervisor; a child's `start` builds a new actor each call (restarts too)."""
+    return Supervisor(
+        [
+            ChildSpec("counter", CounterActor, name="counter"),
+            ChildSpec("worker", FlakyWorker, name="worker"),
+        ],
+        strategy="one_for_one",
+    )
+
+
 async def main() -> None:
     async with Runtime.open(namespace="tour") as runtime:
-        tree = Supervisor(
-            [
-                ChildSpec("counter", CounterActor, name="counter"),
-                ChildSpec("worker", FlakyWorker, name="worker"),
-            ],
-            strategy="one_for_one",
-        )
-        app = await runtime.start_child(ChildSpec("app", lambda: tree, type="supervisor"))
+        app = await runtime.start_child(ChildSpec("app", app_tree, type="supervisor"))
         counter, worker = runtime.via("counter"), runtime.via("worker")
         for _ in range(3):
             await counter.cast(Increment())

@@ -5,211 +5,83 @@ The names here are the everyday surface, re-exported from the subpackages
 `lmvisor.services`, `lmvisor.testing`); each is imported on first use, so
 `import lmvisor` stays cheap and configures nothing."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING
 
-from lmvisor._lazy import lazy_exports
+from lmvisor._lazy import lazy_package
 
 if TYPE_CHECKING:
-    from lmvisor.config import (
-        ConfigError,
-        LmvisorConfig,
-        load_config,
-    )
-    from lmvisor.programs import (
-        LM,
-        AdapterParseError,
-        BestOfN,
-        ChainOfThought,
-        ChatAdapter,
-        Example,
-        History,
-        InputField,
-        JSONAdapter,
-        LMRequest,
-        LMResponse,
-        Module,
-        MultiChainComparison,
-        MultiHop,
-        OutputField,
-        Parallel,
-        Predict,
-        Prediction,
-        ReAct,
-        Refine,
-        Signature,
-        SignatureError,
-        Tool,
-        configure,
-        context,
-        inspect_history,
-    )
-    from lmvisor.providers import (
-        ProviderError,
-    )
-    from lmvisor.runtime import (
-        Actor,
-        ActorExited,
-        ActorRef,
-        Backoff,
-        Call,
-        CallTimeout,
-        Cast,
-        ChildSpec,
-        CircuitOpen,
-        Down,
-        DynamicSupervisor,
-        Exit,
-        LmvisorError,
-        MailboxFull,
-        NameNotRegistered,
-        RateLimited,
-        Runtime,
-        StartError,
-        Supervisor,
-        TaskSupervisor,
-        correlation_scope,
-        handler,
-    )
-    from lmvisor.services import (
-        AllStrategiesFailed,
-        App,
-        BudgetExceeded,
-        LMServices,
-        ModuleOptions,
-        NoDeploymentAvailable,
-        RouterLM,
-        open_app,
-        start_lm_providers,
-    )
-
-__all__ = [
-    "LM",
-    "Actor",
-    "ActorExited",
-    "ActorRef",
-    "AdapterParseError",
-    "AllStrategiesFailed",
-    "App",
-    "Backoff",
-    "BestOfN",
-    "BudgetExceeded",
-    "Call",
-    "CallTimeout",
-    "Cast",
-    "ChainOfThought",
-    "ChatAdapter",
-    "ChildSpec",
-    "CircuitOpen",
-    "ConfigError",
-    "Down",
-    "DynamicSupervisor",
-    "Example",
-    "Exit",
-    "History",
-    "InputField",
-    "JSONAdapter",
-    "LMRequest",
-    "LMResponse",
-    "LMServices",
-    "LmvisorConfig",
-    "LmvisorError",
-    "MailboxFull",
-    "Module",
-    "ModuleOptions",
-    "MultiChainComparison",
-    "MultiHop",
-    "NameNotRegistered",
-    "NoDeploymentAvailable",
-    "OutputField",
-    "Parallel",
-    "Predict",
-    "Prediction",
-    "ProviderError",
-    "RateLimited",
-    "ReAct",
-    "Refine",
-    "RouterLM",
-    "Runtime",
-    "Signature",
-    "SignatureError",
-    "StartError",
-    "Supervisor",
-    "TaskSupervisor",
-    "Tool",
-    "configure",
-    "context",
-    "correlation_scope",
-    "handler",
-    "inspect_history",
-    "load_config",
-    "open_app",
-    "start_lm_providers",
-]
-
-_EXPORTS = {
-    "Actor": "lmvisor.runtime",
-    "ActorExited": "lmvisor.runtime",
-    "ActorRef": "lmvisor.runtime",
-    "AdapterParseError": "lmvisor.programs",
-    "AllStrategiesFailed": "lmvisor.services",
-    "App": "lmvisor.services",
-    "Backoff": "lmvisor.runtime",
-    "BestOfN": "lmvisor.programs",
-    "BudgetExceeded": "lmvisor.services",
-    "Call": "lmvisor.runtime",
-    "CallTimeout": "lmvisor.runtime",
-    "Cast": "lmvisor.runtime",
-    "ChainOfThought": "lmvisor.programs",
-    "ChatAdapter": "lmvisor.programs",
-    "ChildSpec": "lmvisor.runtime",
-    "CircuitOpen": "lmvisor.runtime",
-    "ConfigError": "lmvisor.config",
-    "Down": "lmvisor.runtime",
-    "DynamicSupervisor": "lmvisor.runtime",
-    "Example": "lmvisor.programs",
-    "Exit": "lmvisor.runtime",
-    "History": "lmvisor.programs",
-    "InputField": "lmvisor.programs",
-    "JSONAdapter": "lmvisor.programs",
-    "LM": "lmvisor.programs",
-    "LMRequest": "lmvisor.programs",
-    "LMResponse": "lmvisor.programs",
-    "LMServices": "lmvisor.services",
-    "LmvisorConfig": "lmvisor.config",
-    "LmvisorError": "lmvisor.runtime",
-    "MailboxFull": "lmvisor.runtime",
-    "Module": "lmvisor.programs",
-    "ModuleOptions": "lmvisor.services",
-    "MultiChainComparison": "lmvisor.programs",
-    "MultiHop": "lmvisor.programs",
-    "NameNotRegistered": "lmvisor.runtime",
-    "NoDeploymentAvailable": "lmvisor.services",
-    "OutputField": "lmvisor.programs",
-    "Parallel": "lmvisor.programs",
-    "Predict": "lmvisor.programs",
-    "Prediction": "lmvisor.programs",
-    "ProviderError": "lmvisor.providers",
-    "RateLimited": "lmvisor.runtime",
-    "ReAct": "lmvisor.programs",
-    "Refine": "lmvisor.programs",
-    "RouterLM": "lmvisor.services",
-    "Runtime": "lmvisor.runtime",
-    "Signature": "lmvisor.programs",
-    "SignatureError": "lmvisor.programs",
-    "StartError": "lmvisor.runtime",
-    "Supervisor": "lmvisor.runtime",
-    "TaskSupervisor": "lmvisor.runtime",
-    "Tool": "lmvisor.programs",
-    "configure": "lmvisor.programs",
-    "context": "lmvisor.programs",
-    "correlation_scope": "lmvisor.runtime",
-    "handler": "lmvisor.runtime",
-    "inspect_history": "lmvisor.programs",
-    "load_config": "lmvisor.config",
-    "open_app": "lmvisor.services",
-    "start_lm_providers": "lmvisor.services",
-}
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+    from lmvisor.config import ConfigError as ConfigError
+    from lmvisor.config import LmvisorConfig as LmvisorConfig
+    from lmvisor.config import load_config as load_config
+    from lmvisor.programs import KNN as KNN
+    from lmvisor.programs import LM as LM
+    from lmvisor.programs import AdapterParseError as AdapterParseError
+    from lmvisor.programs import Audio as Audio
+    from lmvisor.programs import BestOfN as BestOfN
+    from lmvisor.programs import ChainOfThought as ChainOfThought
+    from lmvisor.programs import ChatAdapter as ChatAdapter
+    from lmvisor.programs import Embedder as Embedder
+    from lmvisor.programs import Example as Example
+    from lmvisor.programs import File as File
+    from lmvisor.programs import History as History
+    from lmvisor.programs import Image as Image
+    from lmvisor.programs import InputField as InputField
+    from lmvisor.programs import JSONAdapter as JSONAdapter
+    from lmvisor.programs import LMRequest as LMRequest
+    from lmvisor.programs import LMResponse as LMResponse
+    from lmvisor.programs import Module as Module
+    from lmvisor.programs import MultiChainComparison as MultiChainComparison
+    from lmvisor.programs import MultiHop as MultiHop
+    from lmvisor.programs import OutputField as OutputField
+    from lmvisor.programs import Parallel as Parallel
+    from lmvisor.programs import Predict as Predict
+    from lmvisor.programs import Prediction as Prediction
+    from lmvisor.programs import ReAct as ReAct
+    from lmvisor.programs import Reasoning as Reasoning
+    from lmvisor.programs import Refine as Refine
+    from lmvisor.programs import Signature as Signature
+    from lmvisor.programs import SignatureError as SignatureError
+    from lmvisor.programs import Tool as Tool
+    from lmvisor.programs import ToolCallResults as ToolCallResults
+    from lmvisor.programs import ToolCalls as ToolCalls
+    from lmvisor.programs import TwoStepAdapter as TwoStepAdapter
+    from lmvisor.programs import XMLAdapter as XMLAdapter
+    from lmvisor.programs import configure as configure
+    from lmvisor.programs import context as context
+    from lmvisor.programs import inspect_history as inspect_history
+    from lmvisor.programs import streamify as streamify
+    from lmvisor.providers import ProviderError as ProviderError
+    from lmvisor.runtime import Actor as Actor
+    from lmvisor.runtime import ActorExited as ActorExited
+    from lmvisor.runtime import ActorRef as ActorRef
+    from lmvisor.runtime import Backoff as Backoff
+    from lmvisor.runtime import Call as Call
+    from lmvisor.runtime import CallTimeout as CallTimeout
+    from lmvisor.runtime import Cast as Cast
+    from lmvisor.runtime import ChildSpec as ChildSpec
+    from lmvisor.runtime import CircuitOpen as CircuitOpen
+    from lmvisor.runtime import Down as Down
+    from lmvisor.runtime import DynamicSupervisor as DynamicSupervisor
+    from lmvisor.runtime import Exit as Exit
+    from lmvisor.runtime import LmvisorError as LmvisorError
+    from lmvisor.runtime import MailboxFull as MailboxFull
+    from lmvisor.runtime import NameNotRegistered as NameNotRegistered
+    from lmvisor.runtime import RateLimited as RateLimited
+    from lmvisor.runtime import Runtime as Runtime
+    from lmvisor.runtime import StartError as StartError
+    from lmvisor.runtime import Supervisor as Supervisor
+    from lmvisor.runtime import SupervisorGaveUp as SupervisorGaveUp
+    from lmvisor.runtime import TaskSupervisor as TaskSupervisor
+    from lmvisor.runtime import correlation_scope as correlation_scope
+    from lmvisor.runtime import handler as handler
+    from lmvisor.services import AllStrategiesFailed as AllStrategiesFailed
+    from lmvisor.services import App as App
+    from lmvisor.services import BudgetExceeded as BudgetExceeded
+    from lmvisor.services import LMServices as LMServices
+    from lmvisor.services import ModuleOptions as ModuleOptions
+    from lmvisor.services import NoDeploymentAvailable as NoDeploymentAvailable
+    from lmvisor.services import RouterLM as RouterLM
+    from lmvisor.services import open_app as open_app
+    from lmvisor.services import start_lm_providers as start_lm_providers
+else:
+    __all__, __getattr__, __dir__ = lazy_package(__name__, __file__)

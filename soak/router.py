@@ -32,7 +32,7 @@ import aiohttp
 from lmvisor.config import load_config
 from lmvisor.programs.lm import LMRequest
 from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.logging import configure_process_logging
+from lmvisor.runtime.observe.process_logging import configure_process_logging
 from lmvisor.runtime.protection import CircuitBreaker
 from lmvisor.runtime.protection.breaker import BreakerState
 from lmvisor.runtime.runtime import Runtime
@@ -193,7 +193,6 @@ async def _soak(url: str) -> dict[str, Any]:
         providers={
             "local": {
                 "base_url": url + "/v1",
-                "max_in_flight": 400,
                 "max_retries": 3,
                 "timeout": 10.0,
             }

@@ -1,20 +1,22 @@
 """Config's one error: every problem found while loading or updating settings.
 
-    ValueError
+    LmvisorError (lmvisor._error), ValueError
     └── ConfigError        a file, variable, argument or update failed validation
 
-Config is a leaf layer and cannot import the runtime's `LmvisorError`, so
-`ConfigError` carries the same attributes (`code`, `message`, `context`,
-`correlation_id`, `retryable`, `to_dict()`) and the runtime treats it alike.
-Messages name dotted paths and sources, never the offending values: a bad
-value may be a secret.
+Config imports nothing from the rest of lmvisor; the root error lives in the
+leaf module `lmvisor._error` so that `ConfigError` is an `LmvisorError` (and
+`except LmvisorError` catches it) while staying a `ValueError`, as
+pydantic-settings' own `SettingsError` is. Messages name dotted paths and
+sources, never the offending values: a bad value may be a secret.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, final
+from typing import final
+
+from lmvisor._error import LmvisorError
 
 __all__ = ["ConfigError", "ConfigProblem"]
 
@@ -34,11 +36,11 @@ class ConfigProblem:
 
 
 @final
-class ConfigError(ValueError):
+class ConfigError(LmvisorError, ValueError):
     """The configuration is invalid; fix every listed field and load again."""
 
-    code: ClassVar[str] = "config_error"
-    retryable: ClassVar[bool] = False
+    code = "config_error"
+    retryable = False
 
     def __init__(self, *, problems: Iterable[ConfigProblem], action: str = "load") -> None:
         self.problems: tuple[ConfigProblem, ...] = tuple(problems)
@@ -47,31 +49,17 @@ class ConfigError(ValueError):
         count = len(self.problems)
         plural = "problem" if count == 1 else "problems"
         lines = "\n".join(f"  {problem}" for problem in self.problems)
-        self.message = f"invalid configuration ({action}, {count} {plural}):\n{lines}"
-        self.context: dict[str, Any] = {
-            "action": action,
-            "problems": [
-                {"path": p.path, "reason": p.reason, "source": p.source} for p in self.problems
-            ],
-        }
-        self.correlation_id: str | None = None
-        super().__init__(self.message)
+        super().__init__(
+            f"invalid configuration ({action}, {count} {plural}):\n{lines}",
+            context={
+                "action": action,
+                "problems": [
+                    {"path": p.path, "reason": p.reason, "source": p.source} for p in self.problems
+                ],
+            },
+        )
 
     @property
     def paths(self) -> tuple[str, ...]:
         """The dotted path of every bad field, in the order found."""
         return tuple(problem.path for problem in self.problems)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view for events and HTTP error bodies."""
-        return {
-            "type": type(self).__name__,
-            "code": self.code,
-            "message": self.message,
-            "context": self.context,
-            "correlation_id": self.correlation_id,
-            "retryable": self.retryable,
-        }
-
-    def __str__(self) -> str:
-        return self.message

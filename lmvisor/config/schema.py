@@ -129,9 +129,32 @@ class OptimizationConfig(BaseModel):
 
 @final
 class ProviderConfig(BaseModel):
-    """One LM vendor endpoint; `rpm`/`tpm` None means no limit of that kind.
+    """One LM vendor endpoint and how its provider actor calls it.
 
-    `budget_usd` caps spend (US dollars) per `budget_period` seconds; None is no cap.
+    Attributes:
+        kind: the wire format ("openai", "anthropic", "openai_compatible").
+        base_url, default_model, api_key: where and as whom requests go.
+        timeout: seconds one attempt may take (finite); a call's deadline
+            shortens it when less is left.
+        max_retries: attempts after the first, for retryable failures only.
+        retry_max_wait: the longest backoff or Retry-After waited out (seconds);
+            a vendor asking for longer fails the call at once, so a router falls back.
+        rpm, tpm: the vendor's own request and token limits per minute (None:
+            none); `infrastructure.rate_limiters.<name>` overrides both.
+        max_in_flight: vendor calls running at once (streams included); more
+            wait their turn within their deadline. The transport's pool is sized to it.
+        transport: "aiohttp" (the default), "pyreqwest" (the `fast` extra: a
+            sixth of aiohttp's event-loop CPU per call, but a beta whose pool is
+            released only when the client is garbage-collected), "auto"
+            (pyreqwest when installed, else aiohttp) or "httpx".
+        budget_usd: spend cap (US dollars) per `budget_period` seconds; None is no cap.
+
+    How the defaults add up: a call carries one deadline (the caller's, else the
+    router's 120 s). Each attempt gets min(`timeout`, what is left), each backoff
+    must end before the deadline or is not waited, so 1 + `max_retries` attempts
+    of 60 s never run past it: the deadline, not the product, bounds a call.
+    `max_in_flight` (1,024) is above what one core can drive through a vendor,
+    so only `rpm`/`tpm`, when set, throttle.
     """
 
     model_config = _MODEL_CONFIG
@@ -141,12 +164,14 @@ class ProviderConfig(BaseModel):
     default_model: str | None = None
     api_key: SecretStr | None = None
     max_retries: int = Field(default=3, ge=0)
-    timeout: float = Field(default=60.0, gt=0)
+    timeout: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    retry_max_wait: float = Field(default=20.0, ge=0, allow_inf_nan=False)
     rpm: int | None = Field(default=None, gt=0)
     tpm: int | None = Field(default=None, gt=0)
-    max_in_flight: int = Field(default=64, ge=1)
-    budget_usd: float | None = Field(default=None, ge=0)
-    budget_period: float = Field(default=86_400.0, gt=0)
+    max_in_flight: int = Field(default=1024, ge=1)
+    transport: Literal["auto", "aiohttp", "httpx", "pyreqwest"] = "aiohttp"
+    budget_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    budget_period: float = Field(default=86_400.0, gt=0, allow_inf_nan=False)
 
     @field_validator("base_url")
     @classmethod

@@ -2,226 +2,76 @@
 random search, COPRO, MIPROv2), over an executor seam and a resumable step journal.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING
 
-from lmvisor._lazy import lazy_exports
+from lmvisor._lazy import lazy_package
 
 if TYPE_CHECKING:
-    from lmvisor.optimizers.bootstrap import (
-        BootstrapFewShot,
-        Bootstrapped,
-    )
+    from lmvisor.optimizers.bootstrap import BootstrapFewShot as BootstrapFewShot
+    from lmvisor.optimizers.bootstrap import Bootstrapped as Bootstrapped
+    from lmvisor.optimizers.copro import COPRO as COPRO
+    from lmvisor.optimizers.copro import BasicGenerateInstruction as BasicGenerateInstruction
     from lmvisor.optimizers.copro import (
-        COPRO,
-        BasicGenerateInstruction,
-        GenerateInstructionGivenAttempts,
+        GenerateInstructionGivenAttempts as GenerateInstructionGivenAttempts,
     )
-    from lmvisor.optimizers.errors import (
-        MetricError,
-        OptimizerError,
-        OptimizerSettingsError,
-        TooManyErrors,
-    )
-    from lmvisor.optimizers.evaluate import (
-        Evaluate,
-        EvaluationResult,
-        EvaluationRow,
-        RowError,
-        example_inputs,
-    )
-    from lmvisor.optimizers.evaluate_report import (
-        ProgressDisplay,
-        print_table,
-        result_records,
-        save_records,
-    )
-    from lmvisor.optimizers.executor import (
-        Executor,
-        ExecutorStatistics,
-        LocalExecutor,
-    )
-    from lmvisor.optimizers.labeled_few_shot import (
-        LabeledFewShot,
-        label_demos,
-    )
-    from lmvisor.optimizers.metric import (
-        Metric,
-        call_metric,
-        load_metric,
-        metric_name,
-        metric_score,
-    )
-    from lmvisor.optimizers.mipro import (
-        AUTO_RUN_SETTINGS,
-        MIPROv2,
-    )
-    from lmvisor.optimizers.mipro_search import (
-        SearchOutcome,
-        SearchSpace,
-        create_minibatch,
-        import_optuna,
-        planned_trials,
-        search,
-    )
+    from lmvisor.optimizers.errors import MetricError as MetricError
+    from lmvisor.optimizers.errors import OptimizerError as OptimizerError
+    from lmvisor.optimizers.errors import OptimizerSettingsError as OptimizerSettingsError
+    from lmvisor.optimizers.errors import TooManyErrors as TooManyErrors
+    from lmvisor.optimizers.evaluate import Evaluate as Evaluate
+    from lmvisor.optimizers.evaluate import EvaluationResult as EvaluationResult
+    from lmvisor.optimizers.evaluate import EvaluationRow as EvaluationRow
+    from lmvisor.optimizers.evaluate import RowError as RowError
+    from lmvisor.optimizers.evaluate import example_inputs as example_inputs
+    from lmvisor.optimizers.evaluate_report import ProgressDisplay as ProgressDisplay
+    from lmvisor.optimizers.evaluate_report import print_table as print_table
+    from lmvisor.optimizers.evaluate_report import result_records as result_records
+    from lmvisor.optimizers.evaluate_report import save_records as save_records
+    from lmvisor.optimizers.executor import Executor as Executor
+    from lmvisor.optimizers.executor import ExecutorStatistics as ExecutorStatistics
+    from lmvisor.optimizers.executor import LocalExecutor as LocalExecutor
+    from lmvisor.optimizers.labeled_few_shot import LabeledFewShot as LabeledFewShot
+    from lmvisor.optimizers.labeled_few_shot import label_demos as label_demos
+    from lmvisor.optimizers.metric import Metric as Metric
+    from lmvisor.optimizers.metric import call_metric as call_metric
+    from lmvisor.optimizers.metric import load_metric as load_metric
+    from lmvisor.optimizers.metric import metric_name as metric_name
+    from lmvisor.optimizers.metric import metric_score as metric_score
+    from lmvisor.optimizers.mipro import AUTO_RUN_SETTINGS as AUTO_RUN_SETTINGS
+    from lmvisor.optimizers.mipro import MIPROv2 as MIPROv2
+    from lmvisor.optimizers.mipro_search import SearchOutcome as SearchOutcome
+    from lmvisor.optimizers.mipro_search import SearchSpace as SearchSpace
+    from lmvisor.optimizers.mipro_search import create_minibatch as create_minibatch
+    from lmvisor.optimizers.mipro_search import import_optuna as import_optuna
+    from lmvisor.optimizers.mipro_search import planned_trials as planned_trials
+    from lmvisor.optimizers.mipro_search import search as search
+    from lmvisor.optimizers.proposer import TIPS as TIPS
+    from lmvisor.optimizers.proposer import DatasetDescriptor as DatasetDescriptor
     from lmvisor.optimizers.proposer import (
-        TIPS,
-        DatasetDescriptor,
-        DatasetDescriptorWithPriorObservations,
-        DescribeModule,
-        DescribeProgram,
-        ObservationSummarizer,
-        ProposalPlan,
-        dspy_repr,
-        example_string,
-        instruction_signature,
-        program_code,
-        strip_prefix,
+        DatasetDescriptorWithPriorObservations as DatasetDescriptorWithPriorObservations,
     )
+    from lmvisor.optimizers.proposer import DescribeModule as DescribeModule
+    from lmvisor.optimizers.proposer import DescribeProgram as DescribeProgram
+    from lmvisor.optimizers.proposer import ObservationSummarizer as ObservationSummarizer
+    from lmvisor.optimizers.proposer import ProposalPlan as ProposalPlan
+    from lmvisor.optimizers.proposer import dspy_repr as dspy_repr
+    from lmvisor.optimizers.proposer import example_string as example_string
+    from lmvisor.optimizers.proposer import instruction_signature as instruction_signature
+    from lmvisor.optimizers.proposer import program_code as program_code
+    from lmvisor.optimizers.proposer import strip_prefix as strip_prefix
     from lmvisor.optimizers.random_search import (
-        BootstrapFewShotWithRandomSearch,
+        BootstrapFewShotWithRandomSearch as BootstrapFewShotWithRandomSearch,
     )
-    from lmvisor.optimizers.run import (
-        Checkpoint,
-        MemoryCheckpoint,
-        OptimizationRun,
-        RunProgress,
-        TrialReport,
-    )
-    from lmvisor.optimizers.teleprompter import (
-        Scored,
-        Teleprompter,
-        as_examples,
-        demo_dicts,
-        demos_from,
-        scored_trial,
-    )
-
-__all__ = [
-    "AUTO_RUN_SETTINGS",
-    "COPRO",
-    "TIPS",
-    "BasicGenerateInstruction",
-    "BootstrapFewShot",
-    "BootstrapFewShotWithRandomSearch",
-    "Bootstrapped",
-    "Checkpoint",
-    "DatasetDescriptor",
-    "DatasetDescriptorWithPriorObservations",
-    "DescribeModule",
-    "DescribeProgram",
-    "Evaluate",
-    "EvaluationResult",
-    "EvaluationRow",
-    "Executor",
-    "ExecutorStatistics",
-    "GenerateInstructionGivenAttempts",
-    "LabeledFewShot",
-    "LocalExecutor",
-    "MIPROv2",
-    "MemoryCheckpoint",
-    "Metric",
-    "MetricError",
-    "ObservationSummarizer",
-    "OptimizationRun",
-    "OptimizerError",
-    "OptimizerSettingsError",
-    "ProgressDisplay",
-    "ProposalPlan",
-    "RowError",
-    "RunProgress",
-    "Scored",
-    "SearchOutcome",
-    "SearchSpace",
-    "Teleprompter",
-    "TooManyErrors",
-    "TrialReport",
-    "as_examples",
-    "call_metric",
-    "create_minibatch",
-    "demo_dicts",
-    "demos_from",
-    "dspy_repr",
-    "example_inputs",
-    "example_string",
-    "import_optuna",
-    "instruction_signature",
-    "label_demos",
-    "load_metric",
-    "metric_name",
-    "metric_score",
-    "planned_trials",
-    "print_table",
-    "program_code",
-    "result_records",
-    "save_records",
-    "scored_trial",
-    "search",
-    "strip_prefix",
-]
-
-_EXPORTS = {
-    "AUTO_RUN_SETTINGS": "lmvisor.optimizers.mipro",
-    "BasicGenerateInstruction": "lmvisor.optimizers.copro",
-    "BootstrapFewShot": "lmvisor.optimizers.bootstrap",
-    "BootstrapFewShotWithRandomSearch": "lmvisor.optimizers.random_search",
-    "Bootstrapped": "lmvisor.optimizers.bootstrap",
-    "COPRO": "lmvisor.optimizers.copro",
-    "Checkpoint": "lmvisor.optimizers.run",
-    "DatasetDescriptor": "lmvisor.optimizers.proposer",
-    "DatasetDescriptorWithPriorObservations": "lmvisor.optimizers.proposer",
-    "DescribeModule": "lmvisor.optimizers.proposer",
-    "DescribeProgram": "lmvisor.optimizers.proposer",
-    "Evaluate": "lmvisor.optimizers.evaluate",
-    "EvaluationResult": "lmvisor.optimizers.evaluate",
-    "EvaluationRow": "lmvisor.optimizers.evaluate",
-    "Executor": "lmvisor.optimizers.executor",
-    "ExecutorStatistics": "lmvisor.optimizers.executor",
-    "GenerateInstructionGivenAttempts": "lmvisor.optimizers.copro",
-    "LabeledFewShot": "lmvisor.optimizers.labeled_few_shot",
-    "LocalExecutor": "lmvisor.optimizers.executor",
-    "MIPROv2": "lmvisor.optimizers.mipro",
-    "MemoryCheckpoint": "lmvisor.optimizers.run",
-    "Metric": "lmvisor.optimizers.metric",
-    "MetricError": "lmvisor.optimizers.errors",
-    "ObservationSummarizer": "lmvisor.optimizers.proposer",
-    "OptimizationRun": "lmvisor.optimizers.run",
-    "OptimizerError": "lmvisor.optimizers.errors",
-    "OptimizerSettingsError": "lmvisor.optimizers.errors",
-    "ProgressDisplay": "lmvisor.optimizers.evaluate_report",
-    "ProposalPlan": "lmvisor.optimizers.proposer",
-    "RowError": "lmvisor.optimizers.evaluate",
-    "RunProgress": "lmvisor.optimizers.run",
-    "Scored": "lmvisor.optimizers.teleprompter",
-    "SearchOutcome": "lmvisor.optimizers.mipro_search",
-    "SearchSpace": "lmvisor.optimizers.mipro_search",
-    "TIPS": "lmvisor.optimizers.proposer",
-    "Teleprompter": "lmvisor.optimizers.teleprompter",
-    "TooManyErrors": "lmvisor.optimizers.errors",
-    "TrialReport": "lmvisor.optimizers.run",
-    "as_examples": "lmvisor.optimizers.teleprompter",
-    "call_metric": "lmvisor.optimizers.metric",
-    "create_minibatch": "lmvisor.optimizers.mipro_search",
-    "demo_dicts": "lmvisor.optimizers.teleprompter",
-    "demos_from": "lmvisor.optimizers.teleprompter",
-    "dspy_repr": "lmvisor.optimizers.proposer",
-    "example_inputs": "lmvisor.optimizers.evaluate",
-    "example_string": "lmvisor.optimizers.proposer",
-    "import_optuna": "lmvisor.optimizers.mipro_search",
-    "instruction_signature": "lmvisor.optimizers.proposer",
-    "label_demos": "lmvisor.optimizers.labeled_few_shot",
-    "load_metric": "lmvisor.optimizers.metric",
-    "metric_name": "lmvisor.optimizers.metric",
-    "metric_score": "lmvisor.optimizers.metric",
-    "planned_trials": "lmvisor.optimizers.mipro_search",
-    "print_table": "lmvisor.optimizers.evaluate_report",
-    "program_code": "lmvisor.optimizers.proposer",
-    "result_records": "lmvisor.optimizers.evaluate_report",
-    "save_records": "lmvisor.optimizers.evaluate_report",
-    "scored_trial": "lmvisor.optimizers.teleprompter",
-    "search": "lmvisor.optimizers.mipro_search",
-    "strip_prefix": "lmvisor.optimizers.proposer",
-}
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+    from lmvisor.optimizers.run import Checkpoint as Checkpoint
+    from lmvisor.optimizers.run import MemoryCheckpoint as MemoryCheckpoint
+    from lmvisor.optimizers.run import OptimizationRun as OptimizationRun
+    from lmvisor.optimizers.run import RunProgress as RunProgress
+    from lmvisor.optimizers.run import TrialReport as TrialReport
+    from lmvisor.optimizers.teleprompter import Scored as Scored
+    from lmvisor.optimizers.teleprompter import Teleprompter as Teleprompter
+    from lmvisor.optimizers.teleprompter import as_examples as as_examples
+    from lmvisor.optimizers.teleprompter import demo_dicts as demo_dicts
+    from lmvisor.optimizers.teleprompter import demos_from as demos_from
+    from lmvisor.optimizers.teleprompter import scored_trial as scored_trial
+else:
+    __all__, __getattr__, __dir__ = lazy_package(__name__, __file__)

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol, final, runtime_checkable
 
 from lmvisor.optimizers.executor import Executor, LocalExecutor
-from lmvisor.runtime.events import OPTIMIZATION_ITERATION, EventRing
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.observe.names import OPTIMIZATION_ITERATION
 from lmvisor.runtime.runtime import current_runtime
-from lmvisor.runtime.telemetry import Metrics
 
 __all__ = [
     "Checkpoint",

@@ -12,12 +12,13 @@ import enum
 import types
 import typing
 import warnings
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from functools import lru_cache
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Union, cast, get_args, get_origin
 
 __all__ = [
     "TypeExprError",
+    "allows_none",
     "annotation_name",
     "is_enum",
     "is_optional",
@@ -117,14 +118,18 @@ def _quote_literal(value: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _annotation_name_cached(annotation: Any) -> str:
+def _annotation_name_cached(annotation: Any, _kind: Hashable) -> str:
     return _annotation_name(annotation)
 
 
 def annotation_name(annotation: Any) -> str:
-    """The type's name as DSPy 3.4.1 prints it: "list[str]", "Literal['fact', 'opinion']"."""
+    """The type's name as DSPy 3.4.1 prints it: "list[str]", "Union[str, NoneType]".
+
+    `str | None` and `Optional[str]` compare (and hash) equal, so the cache is keyed by the
+    annotation's own class as well; both spellings name the same anyway, as in DSPy.
+    """
     try:
-        return _annotation_name_cached(annotation)
+        return _annotation_name_cached(annotation, cast(Hashable, type(annotation)))
     except TypeError:  # unhashable annotation
         return _annotation_name(annotation)
 
@@ -132,7 +137,13 @@ def annotation_name(annotation: Any) -> str:
 def _annotation_name(annotation: Any) -> str:
     origin = get_origin(annotation)
     args = get_args(annotation)
+    if origin is types.UnionType:
+        origin = Union  # DSPy names PEP 604 unions as typing.Union, as Python 3.14 does
     if origin is None:
+        # A type may name itself differently in prompts (Reasoning reads as "str" in DSPy).
+        special = getattr(annotation, "__prompt_name__", None)
+        if isinstance(special, str):
+            return special
         name = getattr(annotation, "__name__", None)
         return name if isinstance(name, str) else str(annotation)
     if origin is Literal:
@@ -142,6 +153,21 @@ def _annotation_name(annotation: Any) -> str:
     else:
         inner = ", ".join(annotation_name(a) for a in args)
     return f"{annotation_name(origin)}[{inner}]"
+
+
+def allows_none(annotation: Any) -> bool:
+    """True when None is a value of the type (`X | None`, `Optional[X]`, `None`).
+
+    Such an output may be missing from a completion: it parses to None, as in DSPy.
+    """
+    if annotation is None or annotation is type(None):
+        return True
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        return allows_none(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return any(allows_none(arg) for arg in get_args(annotation))
+    return False
 
 
 def is_optional(annotation: Any) -> bool:

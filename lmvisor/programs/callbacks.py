@@ -1,6 +1,7 @@
 """Callbacks: hooks a user registers to watch modules, LM calls and adapters.
 
-Subclass `Callback` and override the hooks you need; register instances with
+Hooks cover modules, LM calls, tools and adapters. Subclass `Callback` and override the
+hooks you need; register instances with
 `configure(callbacks=[...])`, `context(callbacks=[...])` or `Module(callbacks=...)`.
 Every start hook gets a `call_id` that its matching end hook gets too. A hook that
 raises is logged and ignored: watching a program never breaks it.
@@ -32,6 +33,14 @@ class Callback:
     def on_lm_end(self, call_id: str, outputs: Any | None, exception: BaseException | None) -> None:
         """An LM call returned an `LMResponse` or raised."""
 
+    def on_tool_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        """A tool is about to run with `inputs` (its arguments)."""
+
+    def on_tool_end(
+        self, call_id: str, outputs: Any | None, exception: BaseException | None
+    ) -> None:
+        """A tool returned `outputs` or raised."""
+
     def on_adapter_format_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
         """An adapter is about to format a signature, demos and inputs into messages."""
 
@@ -60,7 +69,7 @@ def notify(callbacks: Iterable[Callback], hook: str, *args: Any) -> None:
         try:
             getattr(callback, hook)(*args)
         except Exception as exc:
-            from lmvisor.runtime.logger import get_logger
+            from lmvisor.runtime.observe.logs import get_logger
 
             get_logger("lmvisor.programs").warning(
                 "programs.callback_failed",

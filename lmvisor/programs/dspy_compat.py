@@ -1,29 +1,56 @@
-"""Reading predictor state saved by DSPy 3.x (`program.save("x.json")`).
+"""Reading predictor state saved by DSPy 3.x (`program.save("x.json")`) or by lmvisor.
 
 DSPy writes, per predictor: `demos`, `signature` (`instructions` and each field's
-`prefix`/`description`), `traces`, `train` and an `lm` block. The `lm` block names the
-model the program was saved with; lmvisor takes its LM from the settings, so the block is
-ignored (with a log line). Older DSPy versions stored `extended_signature` for
-ChainOfThought; it is read when present.
+`prefix`/`description`), `traces`, `train` and an `lm` block: the model the program was
+saved with and its generation settings (temperature, max_tokens...), plus connection
+settings (api_base...). lmvisor takes its LM from the settings; the block's generation
+settings (`GENERATION_OPTIONS`) are restored only when the caller opts in
+(`lm_settings=True`), and connection settings and keys never are. Older DSPy versions
+stored `extended_signature` for ChainOfThought; it is read when present.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, final
 
 from lmvisor.programs.errors import StateError
+from lmvisor.programs.generation_options import GENERATION_OPTIONS
 
-__all__ = ["read_predictor_state"]
+__all__ = ["PredictorState", "read_predictor_state"]
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PredictorState:
+    """One predictor's saved state, checked.
+
+    Attributes:
+        demos: the demos, as plain dicts.
+        signature: the signature block (instructions and field texts), if saved.
+        model: the model named in the `lm` block, if any.
+        lm_params: the block's generation settings (empty unless asked for).
+    """
+
+    demos: list[dict[str, Any]]
+    signature: Mapping[str, Any] | None
+    model: str | None = None
+    lm_params: dict[str, Any] = field(default_factory=dict)
 
 
 def read_predictor_state(
-    state: Mapping[str, Any], *, where: str = "predictor"
-) -> tuple[list[dict[str, Any]], Mapping[str, Any] | None]:
-    """Validate one predictor's saved state; return its demos and its signature state.
+    state: Mapping[str, Any], *, where: str = "predictor", lm_settings: bool = False
+) -> PredictorState:
+    """Validate one predictor's saved state.
+
+    Args:
+        state: the predictor's entry of a saved program.
+        where: its name, for error messages and logs.
+        lm_settings: restore the `lm` block's generation settings.
 
     Raises:
-        StateError: demos are not a list of objects, or the signature block is malformed.
+        StateError: demos are not a list of objects, or the signature or lm block is malformed.
     """
     if not isinstance(state, Mapping):
         raise StateError(where=where, problem="predictor state must be a JSON object")
@@ -33,18 +60,40 @@ def read_predictor_state(
     signature = state.get("extended_signature") or state.get("signature")
     if signature is not None:
         _check_signature_state(signature, f"{where}.signature")
-    lm = state.get("lm")
-    if lm is not None:
-        model = lm.get("model") if isinstance(lm, Mapping) else None
-        from lmvisor.runtime.logger import get_logger
+    model, params = _read_lm(state.get("lm"), where, lm_settings)
+    return PredictorState(
+        demos=[dict(d) for d in demos], signature=signature, model=model, lm_params=params
+    )
 
-        get_logger("lmvisor.programs").info(
+
+def _read_lm(lm: Any, where: str, restore: bool) -> tuple[str | None, dict[str, Any]]:
+    if lm is None:
+        return None, {}
+    if not isinstance(lm, Mapping):
+        raise StateError(where=f"{where}.lm", problem="must be a JSON object or null")
+    model = lm.get("model")
+    model = model if isinstance(model, str) else None
+    from lmvisor.runtime.observe.logs import get_logger
+
+    log = get_logger("lmvisor.programs")
+    if not restore:
+        log.info(
             "programs.load.lm_ignored",
             predictor=where,
-            saved_model=model if isinstance(model, str) else None,
-            reason="the LM comes from the settings, not from saved state",
+            saved_model=model,
+            reason="the LM comes from the settings; load(..., lm_settings=True) restores "
+            "the saved generation settings",
         )
-    return [dict(d) for d in demos], signature
+        return model, {}
+    params = {k: v for k, v in lm.items() if k in GENERATION_OPTIONS and v is not None}
+    log.info(
+        "programs.load.lm_restored",
+        predictor=where,
+        saved_model=model,
+        restored=sorted(params),
+        ignored=sorted(k for k in lm if k not in GENERATION_OPTIONS and k != "model"),
+    )
+    return model, params
 
 
 def _check_signature_state(signature: Any, where: str) -> None:

@@ -4,10 +4,12 @@
     └── ProgramError                a program could not be built, run or restored
         ├── SignatureError          a signature string or declaration is malformed
         ├── AdapterParseError       an LM completion does not fit the signature
+        │   └── ConstraintError     a parsed output breaks its field's bound (ge, max_length...)
         ├── LMNotConfigured         no LM in the settings nor on the predictor
+        ├── MediaError              an image, audio or file value is unusable
         └── StateError              a saved program cannot be loaded
 
-`SignatureError` and `StateError` are also `ValueError`s, so code that
+`SignatureError`, `MediaError` and `StateError` are also `ValueError`s, so code that
 treats any bad value as a `ValueError` keeps working.
 """
 
@@ -20,7 +22,9 @@ from lmvisor.runtime.errors import LmvisorError
 
 __all__ = [
     "AdapterParseError",
+    "ConstraintError",
     "LMNotConfigured",
+    "MediaError",
     "ProgramError",
     "SignatureError",
     "StateError",
@@ -71,9 +75,46 @@ class AdapterParseError(ProgramError):
             context={"adapter": adapter, "signature": signature, "problem": problem},
         )
         self.adapter = adapter
+        self.signature = signature
         self.completion = completion
         self.problem = problem
         self.parsed: dict[str, Any] = dict(parsed or {})
+
+
+class ConstraintError(AdapterParseError):
+    """An output parsed but breaks its field's bound; another sample may keep it."""
+
+    code = "constraint_error"
+
+    def __init__(
+        self,
+        *,
+        adapter: str,
+        signature: str,
+        completion: str,
+        field: str,
+        problem: str,
+        parsed: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            adapter=adapter,
+            signature=signature,
+            completion=completion,
+            problem=f"field {field!r} {problem}",
+            parsed=parsed,
+        )
+        self.field = field
+
+
+class MediaError(ProgramError, ValueError):
+    """The caller gave an image, audio or file value that cannot be sent (kind, why)."""
+
+    code = "media_error"
+
+    def __init__(self, *, kind: str, problem: str) -> None:
+        super().__init__(f"invalid {kind}: {problem}", context={"kind": kind})
+        self.kind = kind
+        self.problem = problem
 
 
 class LMNotConfigured(ProgramError):

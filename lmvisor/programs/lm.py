@@ -90,6 +90,8 @@ class LMResponse:
         model: the model that answered, as the vendor reported it.
         cached: True when the answer came from a cache, not the vendor.
         tool_calls: the tool calls of the first choice.
+        reasoning: the first choice's reasoning content, when the vendor returns it
+            (OpenAI-compatible `reasoning_content`, Anthropic `thinking` blocks).
     """
 
     outputs: list[str]
@@ -99,14 +101,16 @@ class LMResponse:
     model: str = ""
     cached: bool = False
     tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LMDelta:
-    """A piece of streamed text for choice `index`."""
+    """A piece of streamed text for choice `index`; `reasoning` marks reasoning content."""
 
     text: str
     index: int = 0
+    reasoning: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,11 +125,19 @@ LMStreamItem = LMDelta | LMDone
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LMCapabilities:
-    """What an LM supports, so adapters can choose a request shape."""
+    """What an LM supports, so adapters can choose a request shape.
+
+    Attributes:
+        json_schema: strict JSON-schema structured outputs (`response_format`).
+        tools: native function calling (`tools`, answered with tool calls).
+        streaming: `stream()` yields text as it is generated.
+        reasoning: the model reasons natively and takes `reasoning_effort`.
+    """
 
     json_schema: bool = True
     tools: bool = True
     streaming: bool = True
+    reasoning: bool = False
 
 
 @runtime_checkable

@@ -1,4 +1,7 @@
-"""A bounded record of recent LM calls, per model, and `inspect_history` to print it."""
+"""A bounded record of recent LM calls, per model, and `inspect_history` to print it.
+
+A history belongs to a settings scope (see `settings`), never to the process.
+"""
 
 from __future__ import annotations
 
@@ -95,9 +98,17 @@ def _content_text(content: Any) -> str:
 
 
 def inspect_history(n: int = 1, *, model: str | None = None, file: TextIO | None = None) -> str:
-    """Print the last `n` LM calls recorded in the current settings' history; return the text."""
-    from lmvisor.programs.settings import current_settings
+    """Print the last `n` LM calls recorded in the current settings' history; return the text.
 
-    text = current_settings().history.format(n, model=model)
+    Outside any `configure()`/`context()` nothing is recorded, and it says so.
+    """
+    from lmvisor.programs.settings import current_history
+
+    history = current_history()
+    text = (
+        history.format(n, model=model)
+        if history is not None
+        else "(no LM calls recorded here: calls are recorded under configure() or context())"
+    )
     print(text, file=file if file is not None else sys.stdout)
     return text

@@ -13,7 +13,15 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -27,6 +35,8 @@ __all__ = ["Module", "Parameter", "run_bounded"]
 
 _M = TypeVar("_M", bound="Module")
 _PICKLE_SUFFIXES = frozenset({".pkl", ".pickle"})
+_MAX_STATE_DEPTH = 100
+_TOO_DEEP = f"nested deeper than {_MAX_STATE_DEPTH} levels"
 
 
 class Parameter:
@@ -39,12 +49,24 @@ class Parameter:
         """The learned state as JSON-ready data."""
         return {}
 
-    def load_state(self, state: Mapping[str, Any], *, where: str = "self") -> Any:
+    def load_state(
+        self, state: Mapping[str, Any], *, where: str = "self", lm_settings: bool = False
+    ) -> Any:
         """Restore state written by `dump_state` (or by DSPy); returns the parameter.
 
         `where` names the parameter in error messages.
         """
         return self
+
+    def prepare_state(
+        self, state: Mapping[str, Any], *, where: str = "self", lm_settings: bool = False
+    ) -> Callable[[], None]:
+        """Check `state` and return the change applying it, so a program loads all or nothing.
+
+        The default defers to `load_state`; a parameter whose loading can fail half-way
+        overrides this.
+        """
+        return lambda: self.load_state(state, where=where, lm_settings=lm_settings)
 
 
 class Module:
@@ -93,6 +115,17 @@ class Module:
         return result
 
     acall = __call__
+
+    def stream(self, **inputs: Any) -> AsyncIterator[Any]:
+        """Run the module, yielding each output field's text as it arrives, then the result.
+
+        Every output field of every predictor is listened to (`StreamResponse` chunks,
+        named by predictor); `StatusMessage`s mark tool calls. Close the iterator
+        (`contextlib.aclosing`) to stop early: the program and its LM stream are cancelled.
+        """
+        from lmvisor.programs.streaming import listeners_for, streamify
+
+        return streamify(self, stream_listeners=listeners_for(self))(**inputs)
 
     def run_sync(self, **inputs: Any) -> Any:
         """Run the module to completion from synchronous code (a new event loop).
@@ -182,21 +215,29 @@ class Module:
         """Each parameter's state under its dotted name."""
         return {name: param.dump_state() for name, param in self.named_parameters()}
 
-    def load_state(self: _M, state: Mapping[str, Any]) -> _M:
+    def load_state(self: _M, state: Mapping[str, Any], *, lm_settings: bool = False) -> _M:
         """Restore each parameter from `state` (as written by `dump_state` or by DSPy).
+
+        All or nothing: every parameter's entry is checked before any is changed.
+        With `lm_settings`, each predictor's saved generation settings (temperature,
+        max_tokens...) are restored too; API keys and base URLs never are.
 
         Raises:
             StateError: `state` is not a mapping, or a parameter's entry is missing or bad.
         """
         if not isinstance(state, Mapping):
             raise StateError(where="<root>", problem="state must be a JSON object")
+        _check_depth(state)
+        changes = []
         for name, param in self.named_parameters():
             entry = state.get(name)
             if entry is None:
                 raise StateError(where=name, problem="no saved state for this predictor")
             if not isinstance(entry, Mapping):
                 raise StateError(where=name, problem="predictor state must be a JSON object")
-            param.load_state(entry, where=name)
+            changes.append(param.prepare_state(entry, where=name, lm_settings=lm_settings))
+        for change in changes:
+            change()
         return self
 
     def save(self, path: str | Path, *, save_program: bool = False) -> None:
@@ -218,11 +259,14 @@ class Module:
         }
         target.write_text(json.dumps(state, indent=2, ensure_ascii=False), encoding="utf-8")
 
-    def load(self: _M, path: str | Path) -> _M:
+    def load(self: _M, path: str | Path, *, lm_settings: bool = False) -> _M:
         """Read JSON state from `path` (lmvisor's or DSPy 3.x's) into this module.
 
+        All or nothing, as `load_state`; `lm_settings` restores saved generation settings.
+
         Raises:
-            StateError: the file is missing, pickled, not JSON, or does not fit the module.
+            StateError: the file is missing, pickled, not JSON, nested too deeply, or does
+                not fit the module.
         """
         target = Path(path)
         try:
@@ -237,11 +281,30 @@ class Module:
             state = json.loads(raw)
         except ValueError as exc:
             raise StateError(where=str(target), problem=f"not valid JSON: {exc}") from None
-        return self.load_state(state)
+        except RecursionError:
+            raise StateError(where=str(target), problem=_TOO_DEEP) from None
+        return self.load_state(state, lm_settings=lm_settings)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={p!r}" for n, p in self.named_parameters() if n != "self")
         return f"{type(self).__name__}({inner})"
+
+
+def _check_depth(state: Any) -> None:
+    """Refuse state nested past `_MAX_STATE_DEPTH` (checked without recursion).
+
+    Raises:
+        StateError: it is.
+    """
+    stack: list[tuple[Any, int]] = [(state, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > _MAX_STATE_DEPTH:
+            raise StateError(where="<root>", problem=_TOO_DEEP)
+        if isinstance(node, Mapping):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
 
 
 def _bind(module: Module, example: Example | Mapping[str, Any]) -> Callable[[], Awaitable[Any]]:

@@ -1,31 +1,32 @@
 """`Predict`: one signature, one LM call — format with the adapter, call, parse.
 
 The request a Predict sends is `LMRequest(model=lm.model, messages=<adapter's messages>,
-params={**settings.lm_params, **predict.config, **call config, **adapter params})`,
+params={**settings.lm_params, **predict.lm_params, **predict.config, **call config,
+**adapter params})`,
 where `lm` is the call's `lm=`, else `predict.lm`, else the settings' LM. As in DSPy, a
 request for `n > 1` completions at a temperature unset or <= 0.15 is sent at 0.7.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from lmvisor.programs._hints import current_hint
 from lmvisor.programs._types import is_optional
-from lmvisor.programs._usage import record_usage
 from lmvisor.programs.adapters.base import Adapter
 from lmvisor.programs.adapters.chat import ChatAdapter
-from lmvisor.programs.callbacks import Callback, new_call_id, notify
+from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.dspy_compat import read_predictor_state
 from lmvisor.programs.errors import LMNotConfigured
 from lmvisor.programs.example import Example, Prediction
 from lmvisor.programs.fields import InputField
-from lmvisor.programs.lm import LM, LMRequest, LMResponse
-from lmvisor.programs.lm_history import CallHistory
+from lmvisor.programs.lm import LM
+from lmvisor.programs.lm_invoker import LMInvoker
 from lmvisor.programs.module import Module, Parameter
 from lmvisor.programs.settings import active_callbacks, current_settings
 from lmvisor.programs.signature import Signature, ensure_signature
+from lmvisor.programs.streaming import stream_receiver
 from lmvisor.programs.trace import record_trace
 
 __all__ = ["Predict"]
@@ -46,6 +47,8 @@ class Predict(Module, Parameter):
     Attributes:
         demos: examples shown to the LM before the request (Examples or dicts).
         lm: an LM for this predictor only (overrides the settings' LM).
+        lm_params: generation settings restored from a saved `lm` block
+            (`load(..., lm_settings=True)`), sent under `config`.
         adapter: an adapter for this predictor only (overrides the settings' adapter).
     """
 
@@ -61,6 +64,8 @@ class Predict(Module, Parameter):
         self.config: dict[str, Any] = dict(config)
         self.demos: list[Example | Mapping[str, Any]] = []
         self.lm: LM | None = None
+        self.lm_params: dict[str, Any] = {}
+        self.saved_model: str | None = None
         self.adapter: Adapter | None = None
         self.traces: list[Any] = []
         self.train: list[Any] = []
@@ -96,16 +101,17 @@ class Predict(Module, Parameter):
         if lm is None:
             raise LMNotConfigured(module=f"Predict({signature.signature})")
         _check_inputs(signature, kwargs)
-        hint = current_hint()
+        hint = current_hint(self)
         if hint is not None:
             signature = _with_hint(signature)
             kwargs[_HINT_FIELD] = hint
-        params = {**settings.lm_params, **self.config, **config}
+        params = {**settings.lm_params, **self.lm_params, **self.config, **config}
         if _needs_sampling_temperature(params):
             params["temperature"] = _SAMPLING_TEMPERATURE
         adapter = self.adapter or settings.adapter or _DEFAULT_ADAPTER
         hooks = active_callbacks(self.callbacks)
-        invoke = _Invoker(lm, hooks, settings.history)
+        stream = stream_receiver(self, adapter)
+        invoke = LMInvoker(lm, hooks, settings.history, stream=stream)
         values, _ = await adapter.run(
             invoke,
             signature,
@@ -121,6 +127,7 @@ class Predict(Module, Parameter):
 
     def dump_state(self) -> dict[str, Any]:
         """DSPy's predictor state: demos, signature (instructions, fields), lm."""
+        model = self.lm.model if self.lm is not None else self.saved_model
         return {
             "traces": [],
             "train": [],
@@ -128,55 +135,46 @@ class Predict(Module, Parameter):
                 d.to_dict() if isinstance(d, Example) else Example(d).to_dict() for d in self.demos
             ],
             "signature": self.signature.dump_state(),
-            "lm": None if self.lm is None else {"model": self.lm.model},
+            "lm": None
+            if model is None and not self.lm_params
+            else {"model": model, **self.lm_params},
         }
 
-    def load_state(self, state: Mapping[str, Any], *, where: str = "self") -> Predict:
+    def load_state(
+        self, state: Mapping[str, Any], *, where: str = "self", lm_settings: bool = False
+    ) -> Predict:
         """Restore demos, instructions and field descriptions (lmvisor's or DSPy's format).
+
+        With `lm_settings`, the saved `lm` block's generation settings are restored too.
+
+        Raises:
+            StateError: the state is malformed (and nothing was changed).
+        """
+        self.prepare_state(state, where=where, lm_settings=lm_settings)()
+        return self
+
+    def prepare_state(
+        self, state: Mapping[str, Any], *, where: str = "self", lm_settings: bool = False
+    ) -> Callable[[], None]:
+        """Check `state` fully; return the change that applies it (which cannot fail).
 
         Raises:
             StateError: the state is malformed.
         """
-        demos, signature_state = read_predictor_state(state, where=where)
-        self.demos = [Example(d) for d in demos]
-        if signature_state is not None:
-            self.signature = self.signature.load_state(signature_state)
-        return self
+        saved = read_predictor_state(state, where=where, lm_settings=lm_settings)
+        demos = [Example(d) for d in saved.demos]
+        signature = self.signature
+        if saved.signature is not None:
+            signature = signature.load_state(saved.signature)
 
+        def apply() -> None:
+            self.demos = list(demos)
+            self.signature = signature
+            self.saved_model = saved.model
+            if lm_settings:
+                self.lm_params = dict(saved.lm_params)
 
-class _Invoker:
-    """Sends one request to the LM with LM callbacks, history and usage accounting."""
-
-    __slots__ = ("_history", "_hooks", "_lm")
-
-    def __init__(self, lm: LM, hooks: Sequence[Callback], history: CallHistory) -> None:
-        self._lm = lm
-        self._hooks = hooks
-        self._history = history
-
-    async def __call__(
-        self, messages: list[dict[str, Any]], params: Mapping[str, Any]
-    ) -> LMResponse:
-        lm = self._lm
-        request = LMRequest(model=lm.model, messages=messages, params=params)
-        if self._hooks:
-            response = await self._complete_hooked(request)
-        else:
-            response = await lm.complete(request)
-        record_usage(response.usage, response.cost, response.cached)
-        self._history.record(lm.model, request, response)
-        return response
-
-    async def _complete_hooked(self, request: LMRequest) -> LMResponse:
-        call_id = new_call_id()
-        notify(self._hooks, "on_lm_start", call_id, self._lm, {"request": request})
-        try:
-            response = await self._lm.complete(request)
-        except BaseException as exc:
-            notify(self._hooks, "on_lm_end", call_id, None, exc)
-            raise
-        notify(self._hooks, "on_lm_end", call_id, response, None)
-        return response
+        return apply
 
 
 def _check_inputs(signature: type[Signature], inputs: Mapping[str, Any]) -> None:

@@ -3,6 +3,10 @@
 Each step's Predict sees the trajectory so far and names the next tool (or `finish`).
 A tool's error goes back to the LM as the step's observation. After `finish` or
 `max_iters` steps, a ChainOfThought extracts the signature's outputs from the trajectory.
+
+With `native_tool_calls=True` the step sends the tools in the vendor's own format and
+the LM answers with native tool calls (several at once, if it likes); a step without
+any call finishes. Without it, prompts and parsing are DSPy 3.4.1's, byte for byte.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from lmvisor.programs.adapters._values import format_field_value
+from lmvisor.programs.adapters.chat import ChatAdapter
 from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.chain_of_thought import ChainOfThought
 from lmvisor.programs.errors import AdapterParseError
@@ -18,12 +22,12 @@ from lmvisor.programs.example import Prediction
 from lmvisor.programs.fields import Field, InputField, OutputField
 from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
+from lmvisor.programs.settings import current_settings
 from lmvisor.programs.signature import Signature, ensure_signature, make_signature
 from lmvisor.programs.tool import Tool
+from lmvisor.programs.tool_calls import ToolCalls
 
 __all__ = ["ReAct"]
-
-_TEXT = Field(name="_", kind="input")
 
 
 def _finish() -> str:
@@ -37,6 +41,8 @@ class ReAct(Module):
         signature: the task.
         tools: Tools or plain functions (wrapped in `Tool`).
         max_iters: the most tool steps before extraction.
+        native_tool_calls: let the LM call tools natively (OpenAI `tools`, Anthropic
+            `tool_use`) instead of naming them in text.
         callbacks: hooks for this module's calls.
 
     Raises:
@@ -49,6 +55,7 @@ class ReAct(Module):
         tools: Sequence[Tool | Callable[..., Any]],
         max_iters: int = 10,
         *,
+        native_tool_calls: bool = False,
         callbacks: Sequence[Callback] = (),
     ) -> None:
         super().__init__(callbacks=callbacks)
@@ -56,8 +63,13 @@ class ReAct(Module):
             raise ValueError("max_iters must be >= 1")
         self.signature = ensure_signature(signature)
         self.max_iters = max_iters
+        self.native_tool_calls = native_tool_calls
         self.tools = _tool_table(tools, self.signature)
-        self.react = Predict(_react_signature(self.signature, self.tools))
+        if native_tool_calls:
+            self.react = Predict(_native_signature(self.signature))
+            self.react.adapter = ChatAdapter(use_native_function_calling=True)
+        else:
+            self.react = Predict(_react_signature(self.signature, self.tools))
         extract = make_signature(
             {**{n: _spec(f) for n, f in self.signature.fields.items()}},
             self.signature.instructions,
@@ -75,18 +87,33 @@ class ReAct(Module):
         trajectory: dict[str, Any] = {}
         for step in range(max_iters):
             try:
-                pred = await self.react(**inputs, trajectory=_format_trajectory(trajectory))
+                calls, thought = await self._next(inputs, trajectory)
             except AdapterParseError:
                 break  # the LM stopped following the format: extract from what we have
-            name, args = pred.next_tool_name, pred.next_tool_args
-            trajectory[f"thought_{step}"] = pred.next_thought
-            trajectory[f"tool_name_{step}"] = name
-            trajectory[f"tool_args_{step}"] = args
-            trajectory[f"observation_{step}"] = await self._observe(name, args)
-            if name == "finish":
+            for i, (name, args) in enumerate(calls):
+                key = f"{step}" if len(calls) == 1 else f"{step}_{i}"
+                trajectory[f"thought_{key}"] = thought
+                trajectory[f"tool_name_{key}"] = name
+                trajectory[f"tool_args_{key}"] = args
+                trajectory[f"observation_{key}"] = await self._observe(name, args)
+            if any(name == "finish" for name, _ in calls):
                 break
         result = await self.extract(**inputs, trajectory=_format_trajectory(trajectory))
         return Prediction(trajectory=trajectory, **dict(result.items()))
+
+    async def _next(
+        self, inputs: dict[str, Any], trajectory: dict[str, Any]
+    ) -> tuple[list[tuple[str, Any]], Any]:
+        """The step's tool calls (name, args) and its thought."""
+        shown = _format_trajectory(trajectory)
+        if not self.native_tool_calls:
+            pred = await self.react(**inputs, trajectory=shown)
+            return [(pred.next_tool_name, pred.next_tool_args)], pred.next_thought
+        pred = await self.react(**inputs, trajectory=shown, tools=list(self.tools.values()))
+        calls = pred.next_tool_calls
+        if not calls:
+            return [("finish", {})], pred.next_thought
+        return [(c.name, c.args) for c in calls.tool_calls], pred.next_thought
 
     async def _observe(self, name: str, args: Any) -> Any:
         tool = self.tools.get(name)
@@ -156,8 +183,35 @@ def _react_signature(signature: type[Signature], tools: dict[str, Tool]) -> type
     )
 
 
-def _format_trajectory(trajectory: dict[str, Any]) -> str:
-    return "\n\n".join(
-        f"[[ ## {key} ## ]]\n{format_field_value(_TEXT, value)}"
-        for key, value in trajectory.items()
+def _native_signature(signature: type[Signature]) -> type[Signature]:
+    """The step's signature when the LM calls tools natively: the tools travel in the
+    request, so the instructions do not list them.
+    """
+    inputs = ", ".join(f"`{k}`" for k in signature.input_fields)
+    outputs = ", ".join(f"`{k}`" for k in signature.output_fields)
+    lines = [f"{signature.instructions}\n"] if signature.instructions else []
+    lines += [
+        f"You are an Agent. In each episode, you will be given the fields {inputs} as input. "
+        "And you can see your past trajectory so far.",
+        "Your goal is to call one or more of the supplied tools to collect any necessary "
+        f"information for producing {outputs}.\n",
+        "Write your next_thought, and call the tools you need. When all information for "
+        f"producing {outputs} is available, call `finish` (or call no tool).",
+    ]
+    return (
+        make_signature(
+            {n: _spec(f) for n, f in signature.input_fields.items()}
+            | {"next_thought": (str, OutputField())},
+            "\n".join(lines),
+        )
+        .append("trajectory", InputField(), str)
+        .append("tools", InputField(), list[Tool])
+        .append("next_tool_calls", OutputField(), ToolCalls)
     )
+
+
+def _format_trajectory(trajectory: dict[str, Any]) -> str:
+    """The steps so far as the current adapter writes inputs (each a text field), as DSPy."""
+    adapter = current_settings().adapter or ChatAdapter()
+    steps = make_signature(f"{', '.join(trajectory)} -> x")
+    return adapter.format_user_message_content(steps, trajectory)

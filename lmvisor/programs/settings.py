@@ -4,6 +4,12 @@
 for everything that runs after). `context(...)` overrides them for a `with` block only;
 overrides nest, and because they live in a ContextVar, concurrent tasks never see each
 other's. The settings object is immutable: changing a setting makes a new one.
+
+LM calls are recorded in the settings' `CallHistory` (for `inspect_history`). There is
+no process-wide history: the first `configure()` or `context()` made where none is set
+opens a bounded one, shared by everything under it (nested contexts, tasks started
+there); a service running programs for a runtime passes its own with
+`context(history=...)`. Outside any configure/context, calls are not recorded.
 """
 
 from __future__ import annotations
@@ -21,7 +27,14 @@ from lmvisor.programs.lm_history import CallHistory
 if TYPE_CHECKING:
     from lmvisor.programs.adapters.base import Adapter
 
-__all__ = ["Settings", "active_callbacks", "configure", "context", "current_settings"]
+__all__ = [
+    "Settings",
+    "active_callbacks",
+    "configure",
+    "context",
+    "current_history",
+    "current_settings",
+]
 
 
 @final
@@ -34,14 +47,14 @@ class Settings:
         adapter: formats requests and parses completions; None means `ChatAdapter()`.
         callbacks: hooks called around modules, LM calls and adapters.
         lm_params: generation options merged under each predictor's own (temperature...).
-        history: where LM calls are recorded for `inspect_history`.
+        history: where LM calls are recorded for `inspect_history` (None: not recorded).
     """
 
     lm: LM | None = None
     adapter: Adapter | None = None
     callbacks: tuple[Callback, ...] = ()
     lm_params: Mapping[str, Any] = field(default_factory=dict)
-    history: CallHistory = field(default_factory=CallHistory)
+    history: CallHistory | None = None
 
     def evolve(self, **changes: Any) -> Settings:
         """A copy with `changes` applied.
@@ -77,7 +90,7 @@ def configure(**changes: Any) -> Settings:
     Raises:
         TypeError: a name is not a setting.
     """
-    new = current_settings().evolve(**changes)
+    new = _with_history(current_settings().evolve(**changes))
     _settings.set(new)
     return new
 
@@ -89,12 +102,24 @@ def context(**overrides: Any) -> Iterator[Settings]:
     Raises:
         TypeError: a name is not a setting.
     """
-    new = current_settings().evolve(**overrides)
+    new = _with_history(current_settings().evolve(**overrides))
     token = _settings.set(new)
     try:
         yield new
     finally:
         _settings.reset(token)
+
+
+def _with_history(settings: Settings) -> Settings:
+    # The scope opened where no history is set gets its own, bounded one.
+    if settings.history is not None:
+        return settings
+    return replace(settings, history=CallHistory())
+
+
+def current_history() -> CallHistory | None:
+    """Where the running task's LM calls are recorded (None outside configure/context)."""
+    return current_settings().history
 
 
 def active_callbacks(extra: Sequence[Callback] = ()) -> tuple[Callback, ...]:

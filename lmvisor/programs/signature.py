@@ -26,7 +26,7 @@ from typing import Any
 
 from lmvisor.programs._types import TypeExprError, annotation_name, parse_type_expr
 from lmvisor.programs.errors import SignatureError
-from lmvisor.programs.fields import Field, FieldSpec, InputField, OutputField
+from lmvisor.programs.fields import BOUND_NAMES, Field, FieldSpec, InputField, OutputField
 
 __all__ = [
     "Signature",
@@ -243,8 +243,24 @@ def _collect_class_fields(cls: type, namespace: Mapping[str, Any]) -> dict[str, 
                 problem=f"field {name!r} must be declared with InputField() or OutputField()",
             )
         assert isinstance(spec, FieldSpec)
-        fields[name] = Field.bind(name, spec, hints.get(name, str))
+        annotation, bounds = _split_annotated(hints.get(name, str))
+        fields[name] = Field.bind(name, spec, annotation, bounds)
     return fields
+
+
+def _split_annotated(hint: Any) -> tuple[Any, tuple[tuple[str, Any], ...]]:
+    """`Annotated[int, Field(ge=0)]` -> (int, (("ge", 0),)), as pydantic reads it."""
+    if typing.get_origin(hint) is not typing.Annotated:
+        return hint, ()
+    base, *metadata = typing.get_args(hint)
+    found: list[tuple[str, Any]] = []
+    for item in metadata:
+        for part in (item, *getattr(item, "metadata", ())):
+            for name in BOUND_NAMES:
+                value = getattr(part, name, None)
+                if value is not None and (name, value) not in found:
+                    found.append((name, value))
+    return base, tuple(found)
 
 
 def _install(cls: SignatureMeta, fields: Mapping[str, Field], instructions: str | None) -> None:
@@ -254,7 +270,9 @@ def _install(cls: SignatureMeta, fields: Mapping[str, Field], instructions: str 
     cls._fields = {f.name: f for f in ordered}
     cls._inputs = {f.name: f for f in ordered if f.kind == "input"}
     cls._outputs = {f.name: f for f in ordered if f.kind == "output"}
-    cls._instructions = instructions if instructions is not None else _default_instructions(ordered)
+    # DSPy reads instructions through `inspect.cleandoc`: indentation and edge blank lines go.
+    text = instructions if instructions is not None else _default_instructions(ordered)
+    cls._instructions = inspect.cleandoc(text)
     cls._cache = {}
     for name in fields:
         if name in cls.__dict__:

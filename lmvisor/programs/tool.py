@@ -12,21 +12,25 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
+from lmvisor.programs.callbacks import new_call_id, notify
+from lmvisor.programs.custom_types import Type
+
 __all__ = ["Tool"]
 
 
 @final
-class Tool:
-    """A callable tool: `await tool(**args)`.
+class Tool(Type):
+    """A callable tool: `await tool(**args)`; also a signature input type (`list[Tool]`).
 
     Args:
         func: the function (sync or async); its type hints give the argument schema.
         name: the tool's name (the function's name by default).
-        desc: what the tool does (the function's docstring by default).
+        desc: what the tool does (the function's docstring, as written, by default).
         args: the JSON schema of each argument, to override the inferred one.
+        arg_desc: a description for some arguments, added to their schema.
 
     Raises:
-        TypeError: `func` is not callable or takes *args/**kwargs only.
+        TypeError: `func` is not callable.
     """
 
     def __init__(
@@ -36,18 +40,19 @@ class Tool:
         name: str | None = None,
         desc: str | None = None,
         args: Mapping[str, Any] | None = None,
+        arg_desc: Mapping[str, str] | None = None,
     ) -> None:
         if not callable(func):
             raise TypeError("func must be callable")
         self.func = func
         self.name: str = name or str(getattr(func, "__name__", type(func).__name__))
-        self.desc: str = desc if desc is not None else inspect.getdoc(func) or ""
+        self.desc: str = desc if desc is not None else _raw_doc(func)
         specs = _arg_specs(func)
         self._model = _args_model(specs, self.name)
-        self.args: dict[str, Any] = dict(args) if args is not None else _arg_schemas(specs)
-        self.required: list[str] = (
-            [n for n, (_, default) in specs.items() if default is ...] if args is None else []
+        self.args: dict[str, Any] = (
+            dict(args) if args is not None else _arg_schemas(specs, arg_desc or {})
         )
+        self.required: list[str] = [k for k, v in self.args.items() if "default" not in v]
 
     def __repr__(self) -> str:
         return f"Tool(name={self.name!r}, args={sorted(self.args)})"
@@ -56,6 +61,10 @@ class Tool:
         desc = f", whose description is <desc>{self.desc}</desc>." if self.desc else "."
         desc = desc.replace("\n", "  ")  # DSPy keeps each tool on one line of the prompt
         return f"{self.name}{desc} It takes arguments {self.args}."
+
+    def format(self) -> str:
+        """The tool as one line of a prompt (as `str(tool)`)."""
+        return str(self)
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -92,6 +101,22 @@ class Tool:
             ValueError: invalid arguments.
             Exception: whatever the function raises.
         """
+        from lmvisor.programs.settings import active_callbacks
+
+        hooks = active_callbacks()
+        if not hooks:
+            return await self._run(kwargs)
+        call_id = new_call_id()
+        notify(hooks, "on_tool_start", call_id, self, dict(kwargs))
+        try:
+            result = await self._run(kwargs)
+        except BaseException as exc:
+            notify(hooks, "on_tool_end", call_id, None, exc)
+            raise
+        notify(hooks, "on_tool_end", call_id, result, None)
+        return result
+
+    async def _run(self, kwargs: Mapping[str, Any]) -> Any:
         result = self.func(**self.validate_args(kwargs))
         if inspect.isawaitable(result):
             result = await result
@@ -123,7 +148,17 @@ def _args_model(specs: Mapping[str, tuple[Any, Any]], name: str) -> Any:
     return pydantic.create_model(f"{name}_args", __config__=config, **specs)  # type: ignore[call-overload]
 
 
-def _arg_schemas(specs: Mapping[str, tuple[Any, Any]]) -> dict[str, Any]:
+def _raw_doc(func: Callable[..., Any]) -> str:
+    """The docstring exactly as written (DSPy shows it uncleaned), or ""."""
+    doc = getattr(func, "__doc__", None)
+    if not doc and not (inspect.isfunction(func) or inspect.ismethod(func)):
+        doc = getattr(type(func).__call__, "__doc__", None)
+    return doc if isinstance(doc, str) else ""
+
+
+def _arg_schemas(
+    specs: Mapping[str, tuple[Any, Any]], arg_desc: Mapping[str, str]
+) -> dict[str, Any]:
     """DSPy's `args`: each argument's own JSON schema, references inlined, plus its default."""
     import pydantic
 
@@ -135,9 +170,25 @@ def _arg_schemas(specs: Mapping[str, tuple[Any, Any]]) -> dict[str, Any]:
             schema = {}
         schema = _inline_refs(schema, schema.pop("$defs", {}), ())
         if default is not ...:
-            schema["default"] = default
+            schema["default"] = _json_default(default)
+        if name in arg_desc:
+            schema["description"] = arg_desc[name]
         schemas[name] = schema
     return schemas
+
+
+def _json_default(value: Any) -> Any:
+    """A default as JSON shows it: an enum member by its value, a Decimal as a float."""
+    import decimal
+
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    import pydantic_core
+
+    try:
+        return pydantic_core.to_jsonable_python(value)
+    except Exception:  # an object JSON cannot show: keep it as given
+        return value
 
 
 def _inline_refs(node: Any, defs: Mapping[str, Any], stack: tuple[str, ...]) -> Any:

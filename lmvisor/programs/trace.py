@@ -13,7 +13,7 @@ from typing import Any, final
 
 from lmvisor.programs.example import Prediction
 
-__all__ = ["TraceEntry", "record_trace", "trace"]
+__all__ = ["TraceEntry", "record_entries", "record_trace", "trace"]
 
 
 @final
@@ -49,3 +49,10 @@ def record_trace(predictor: Any, inputs: Mapping[str, Any], prediction: Predicti
     entries = _active.get()
     if entries is not None:
         entries.append(TraceEntry(predictor=predictor, inputs=dict(inputs), prediction=prediction))
+
+
+def record_entries(entries: list[TraceEntry]) -> None:
+    """Append entries recorded elsewhere (a nested trace) to the active trace, if any."""
+    active = _active.get()
+    if active is not None:
+        active.extend(entries)

@@ -1,6 +1,6 @@
 """Anthropic request mapping: OpenAI-shaped messages and params to `/v1/messages` pieces.
 
-`AnthropicProvider` (whose module docstring lists the whole mapping) builds its
+`AnthropicClient` (whose module docstring lists the whole mapping) builds its
 payload from these; each raises ValueError naming the message or param it
 cannot map.
 """
@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+
+from lmvisor.providers._media import anthropic_document, anthropic_image, unsupported_by_anthropic
+from lmvisor.providers.reasoning import anthropic_thinking
 
 __all__ = [
     "DROPPED_PARAMS",
@@ -41,6 +44,9 @@ DROPPED_PARAMS = frozenset(
         "parallel_tool_calls",
         "response_format",
         "user",
+        "reasoning_effort",
+        "rollout_id",
+        "cache",
     }
 )
 _JSON_INSTRUCTION = (
@@ -62,17 +68,6 @@ def _text_of(content: Any, where: str) -> str:
     raise ValueError(f"{where}.content must be a string or a list of parts")
 
 
-def _image_block(part: Mapping[str, Any]) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, Mapping) else image
-    if not isinstance(url, str):
-        raise ValueError("image_url part must carry a url")
-    if url.startswith("data:") and ";base64," in url:
-        media, _, data = url[5:].partition(";base64,")
-        return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
-    return {"type": "image", "source": {"type": "url", "url": url}}
-
-
 def _blocks(content: Any, where: str) -> str | list[dict[str, Any]]:
     """User or assistant content: a string as is, OpenAI parts as Anthropic blocks."""
     if isinstance(content, str):
@@ -86,7 +81,11 @@ def _blocks(content: Any, where: str) -> str | list[dict[str, Any]]:
         if part.get("type") == "text":
             blocks.append({"type": "text", "text": part.get("text", "")})
         elif part.get("type") == "image_url":
-            blocks.append(_image_block(part))
+            blocks.append(anthropic_image(part))
+        elif part.get("type") == "file":
+            blocks.append(anthropic_document(part))
+        elif part.get("type") == "input_audio":
+            raise unsupported_by_anthropic(part)
         else:
             blocks.append(dict(part))
     return blocks
@@ -239,3 +238,7 @@ def map_options(params: Mapping[str, Any], payload: dict[str, Any]) -> None:
         payload["tool_choice"] = choice
     if params.get("user"):
         payload["metadata"] = {"user_id": str(params["user"])}
+    if "thinking" not in params:
+        thinking = anthropic_thinking(params.get("reasoning_effort"), int(payload["max_tokens"]))
+        if thinking is not None:
+            payload["thinking"] = thinking

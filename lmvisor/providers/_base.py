@@ -1,19 +1,18 @@
-"""What every provider shares: options, the request path, streaming, statistics.
+"""What every HTTP vendor client shares: options, the request path, streaming, JSON decoding.
 
-A concrete provider supplies the vendor's pieces (endpoint and headers through
+A concrete client supplies the vendor's pieces (endpoint and headers through
 `_set_endpoint`, payload, response parser, stream accumulator); this module
 sends them through the transport, maps non-2xx answers with
-`error_from_status` (secret redacted), decodes JSON into typed errors, and
-keeps the counters.
+`error_from_status` (secret redacted) and decodes JSON, hostile bodies
+included, into typed errors. Calls are counted, logged and evented by the
+provider actor that owns the client, never here.
 """
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import json_repair
@@ -26,48 +25,33 @@ from lmvisor.programs.lm import (
     LMResponse,
     LMStreamItem,
 )
+from lmvisor.providers import _json
+from lmvisor.providers.client import ClientOptions
 from lmvisor.providers.errors import (
     ProviderConnectionError,
     ProviderError,
     ResponseFormatError,
     error_from_status,
 )
-from lmvisor.providers.pricing import ModelPrice, price_for
+from lmvisor.providers.pricing import price_for
 from lmvisor.providers.sse import SSEEvent
-from lmvisor.providers.transport import AiohttpTransport, Transport, TransportStatistics
-from lmvisor.runtime.logger import get_logger
+from lmvisor.providers.transport import Transport, TransportStatistics, build_transport
 
 __all__ = [
-    "ProviderBase",
-    "ProviderStatistics",
+    "MAX_COUNT",
+    "MAX_INDEX",
+    "HttpVendorClient",
     "StreamState",
     "decode_arguments",
     "decode_json",
     "shape_error",
+    "wire_int",
 ]
 
-_log = get_logger("lmvisor.providers")
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _MODEL_CACHE_SIZE = 256
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProviderStatistics:
-    """A snapshot of one provider.
-
-    Attributes:
-        name: the provider's name ("openai", "local", ...).
-        requests: `complete()` and `stream()` calls started.
-        errors: of those, calls that ended in a `ProviderError`.
-        in_flight: calls started and not yet finished (a stream until its end).
-        transport: the transport's pool and traffic.
-    """
-
-    name: str
-    requests: int
-    errors: int
-    in_flight: int
-    transport: TransportStatistics
+MAX_COUNT = 2**53  # token counts past this are no counts (and would overflow a float price)
+MAX_INDEX = 1024  # choice and tool-call indices a vendor may use
+_SHOWN = 200  # characters of a bad body quoted in an error
 
 
 class StreamState(ABC):
@@ -88,14 +72,22 @@ class StreamState(ABC):
         """The whole answer after the last event."""
 
 
-def decode_json(body: bytes | str, *, provider: str, model: str, what: str) -> Any:
-    """Decode a vendor's JSON, or raise `ResponseFormatError` naming `what` was bad."""
+def decode_json(body: bytes | memoryview | str, *, provider: str, model: str, what: str) -> Any:
+    """Decode a vendor's JSON, or raise `ResponseFormatError` naming `what` was bad.
+
+    Hostile bodies (nested past any sane depth, numbers too long to convert)
+    are bad JSON too: never a `RecursionError`.
+    """
     try:
-        return json.loads(body)
+        return _json.loads(body)
     except ValueError as exc:
-        raw = body if isinstance(body, str) else body[:200].decode("utf-8", "replace")
+        raw = (
+            body[:_SHOWN]
+            if isinstance(body, str)
+            else bytes(body[:_SHOWN]).decode("utf-8", "replace")
+        )
         raise ResponseFormatError(
-            provider=provider, model=model, detail=f"{what} is not valid JSON: {raw[:200]!r}"
+            provider=provider, model=model, detail=f"{what} is not valid JSON: {raw!r}"
         ) from exc
 
 
@@ -107,9 +99,9 @@ def decode_arguments(raw: Any, *, provider: str, model: str, what: str) -> Mappi
         if not raw.strip():
             return {}
         try:
-            value: Any = json.loads(raw)
+            value: Any = _json.loads(raw)
         except ValueError:
-            value = json_repair.loads(raw)
+            value = _repair(raw)
         if isinstance(value, Mapping):
             return value
     raise ResponseFormatError(
@@ -119,72 +111,81 @@ def decode_arguments(raw: Any, *, provider: str, model: str, what: str) -> Mappi
     )
 
 
+def _repair(raw: str) -> Any:
+    """json_repair's best reading of slightly broken JSON; None when it gives up."""
+    try:
+        return json_repair.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+def wire_int(value: Any, limit: int = MAX_COUNT) -> int:
+    """A count or index from a vendor body: a non-negative int up to `limit`, else 0.
+
+    Lenient on purpose: a missing or absurd number (negative, a bool, 10**400)
+    must not lose an otherwise good answer, nor overflow a cost or allocate
+    a list of that length.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit:
+        return value
+    return 0
+
+
 def shape_error(provider: str, model: str, field: str, problem: str) -> ResponseFormatError:
     """A `ResponseFormatError` naming the body field and what is wrong with it."""
     return ResponseFormatError(provider=provider, model=model, detail=f"{field}: {problem}")
 
 
-class ProviderBase(ABC):
-    """The shared provider machinery; `OpenAIProvider` and friends subclass it."""
+class HttpVendorClient(ABC):
+    """The shared vendor-client machinery; `OpenAIClient` and friends subclass it.
+
+    Subclasses set `_vendor`, `_default_base_url` and their endpoint (through
+    `_set_endpoint`) and supply the payload, the parser and the stream accumulator.
+    """
 
     _vendor: ClassVar[str] = ""
+    _default_base_url: ClassVar[str] = ""
+    _default_stream_usage: ClassVar[bool] = False
     _capabilities_default: ClassVar[LMCapabilities] = LMCapabilities()
     _endpoint: str
     _plain_headers: Mapping[str, str]
     _sse_headers: Mapping[str, str]
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        api_key: str | None,
-        base_url: str,
-        default_model: str | None,
-        timeout: float,
-        transport: Transport | None,
-        max_connections: int | None,
-        keepalive_timeout: float | None,
-        prices: Mapping[str, ModelPrice] | None,
-        capabilities: LMCapabilities | None,
-        logger: Any = None,
-    ) -> None:
-        if not name:
-            raise ValueError("name must be a non-empty string")
-        if not base_url:
-            raise ValueError("base_url must be a non-empty string")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {timeout!r}")
-        if transport is not None and (max_connections is not None or keepalive_timeout):
-            raise ValueError(
-                "max_connections and keepalive_timeout configure the default transport; "
-                "set them on the transport given instead"
-            )
-        self._name = name
-        self._api_key = api_key or None
-        self._base_url = base_url.rstrip("/")
-        self._default_model = default_model
-        self._timeout = float(timeout)
+    def __init__(self, options: ClientOptions, *, transport: Transport | None = None) -> None:
+        if not isinstance(options, ClientOptions):
+            raise TypeError(f"options must be ClientOptions, got {type(options).__name__}")
+        self._options = options
+        self._name = options.name or self._vendor
+        self._api_key = options.api_key or None
+        self._base_url = (options.base_url or self._default_base_url).rstrip("/")
+        self._default_model = options.default_model
+        self._timeout = float(options.timeout)
         self._owns_transport = transport is None
-        self._transport: Transport = transport or AiohttpTransport(
-            max_connections=100 if max_connections is None else max_connections,
-            keepalive_timeout=keepalive_timeout or 30.0,
+        self._transport: Transport = transport or build_transport(
+            options.transport,
+            max_connections=options.max_connections,
+            keepalive_timeout=options.keepalive_timeout,
         )
-        self._prices = dict(prices) if prices else None
-        self._capabilities = capabilities or self._capabilities_default
-        self._log = logger if logger is not None else _log
-        self._prefixes = frozenset({name, self._vendor})
+        self._prices = dict(options.prices) if options.prices else None
+        self._capabilities = options.capabilities or self._capabilities_default
+        self._stream_usage = (
+            self._default_stream_usage if options.stream_usage is None else options.stream_usage
+        )
+        self._prefixes = frozenset({self._name, self._vendor})
         self._wire_models: dict[str, str] = {}
         self._closed = False
-        self._requests = 0
-        self._errors = 0
-        self._in_flight = 0
 
     # --- public surface -------------------------------------------------------
 
     @property
     def name(self) -> str:
-        """The provider's name, also accepted as the "name/" prefix of request models."""
+        """The client's name, also accepted as the "name/" prefix of request models."""
         return self._name
+
+    @property
+    def options(self) -> ClientOptions:
+        """The options the client was built with."""
+        return self._options
 
     @property
     def default_model(self) -> str | None:
@@ -193,21 +194,20 @@ class ProviderBase(ABC):
 
     @property
     def capabilities(self) -> LMCapabilities:
-        """What this provider's models support."""
+        """What this vendor's models support."""
         return self._capabilities
 
-    def statistics(self) -> ProviderStatistics:
-        """A snapshot of the counters and the transport's pool."""
-        return ProviderStatistics(
-            name=self._name,
-            requests=self._requests,
-            errors=self._errors,
-            in_flight=self._in_flight,
-            transport=self._transport.statistics(),
-        )
+    @property
+    def closed(self) -> bool:
+        """True once `aclose()` was called."""
+        return self._closed
+
+    def statistics(self) -> TransportStatistics:
+        """A snapshot of the transport's pool (calls are counted by the provider actor)."""
+        return self._transport.statistics()
 
     async def aclose(self) -> None:
-        """Close the transport if this provider created it (a given one is left open).
+        """Close the transport if this client built it (a given one is left open).
 
         Later calls raise RuntimeError. Idempotent.
         """
@@ -218,38 +218,42 @@ class ProviderBase(ABC):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(name={self._name!r}, base_url={self._base_url!r}, "
-            f"default_model={self._default_model!r}, in_flight={self._in_flight})"
+            f"default_model={self._default_model!r})"
         )
 
-    async def complete(self, request: LMRequest) -> LMResponse:
+    async def complete(
+        self,
+        request: LMRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - one attempt's bound, the transport's
+    ) -> LMResponse:
         """Send `request` and return the vendor's whole answer.
 
-        The request's model may be bare or prefixed with the provider's name or
+        The request's model may be bare or prefixed with the client's name or
         vendor ("openai/gpt-4o-mini"); the prefix is stripped for the wire.
+        `timeout` bounds the whole answer (None: the options' timeout).
         Cancelling the awaiting task abandons the HTTP request.
 
         Raises:
             ProviderError: the matching subclass for each failure (see `errors`).
-            ValueError: the request has no model and the provider no default, or
+            ValueError: the request has no model and the client no default, or
                 its params cannot be mapped to the vendor's format.
-            RuntimeError: the provider is closed.
+            RuntimeError: the client is closed.
         """
         model = self._wire_model(request)
-        self._requests += 1
-        self._in_flight += 1
-        try:
-            return await self._complete(request, model)
-        except ProviderError as exc:
-            self._failed(exc)
-            raise
-        finally:
-            self._in_flight -= 1
+        return await self._complete(request, model, self._timeout if timeout is None else timeout)
 
-    async def stream(self, request: LMRequest) -> AsyncGenerator[LMStreamItem, None]:
+    async def stream(
+        self,
+        request: LMRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - one attempt's bound, the transport's
+    ) -> AsyncGenerator[LMStreamItem, None]:
         """Send `request` streaming: yield `LMDelta`s as text arrives, then one `LMDone`.
 
         `LMDone.response` holds the whole text, finish reason, tool calls and
-        the usage the vendor reported. Leaving the iteration early closes the
+        the usage the vendor reported. `timeout` bounds the connection and each
+        wait for the next bytes. Leaving the iteration early closes the
         connection. A stream that ends before the vendor's end marker raises
         `ProviderConnectionError`; an error event mid-stream raises its typed error.
 
@@ -258,32 +262,24 @@ class ProviderBase(ABC):
         """
         model = self._wire_model(request)
         body = self._encode(self._payload(request, model, stream=True))
-        self._requests += 1
-        self._in_flight += 1
-        try:
-            async with self._transport.stream_sse(
-                self._url(),
-                headers=self._headers(stream=True),
-                body=body,
-                timeout=self._timeout,
-                provider=self._name,
-                model=model,
-            ) as resp:
-                if resp.status >= 300:
-                    raise self._status_error(model, resp.status, resp.headers, await resp.read())
-                state = self._stream_state(request, model)
-                async with aclosing(resp.events()) as events:
-                    async for event in events:
-                        for delta in state.feed(event):
-                            yield delta
-                        if state.finished:
-                            break
-                yield LMDone(response=state.response())
-        except ProviderError as exc:
-            self._failed(exc)
-            raise
-        finally:
-            self._in_flight -= 1
+        async with self._transport.stream_sse(
+            self._endpoint,
+            headers=self._sse_headers,
+            body=body,
+            timeout=self._timeout if timeout is None else timeout,
+            provider=self._name,
+            model=model,
+        ) as resp:
+            if resp.status >= 300:
+                raise self._status_error(model, resp.status, resp.headers, await resp.read())
+            state = self._stream_state(request, model)
+            async with aclosing(resp.events()) as events:
+                async for event in events:
+                    for delta in state.feed(event):
+                        yield delta
+                    if state.finished:
+                        break
+            yield LMDone(response=state.response())
 
     # --- vendor hooks -----------------------------------------------------------
 
@@ -300,14 +296,6 @@ class ProviderBase(ABC):
         self._plain_headers = {**common, accept: "application/json"}
         self._sse_headers = {**common, accept: "text/event-stream"}
 
-    def _url(self) -> str:
-        """The endpoint every request is POSTed to."""
-        return self._endpoint
-
-    def _headers(self, *, stream: bool) -> Mapping[str, str]:
-        """The request headers, built once at construction."""
-        return self._sse_headers if stream else self._plain_headers
-
     @abstractmethod
     def _payload(self, request: LMRequest, model: str, *, stream: bool) -> dict[str, Any]:
         """The vendor's JSON body for `request`."""
@@ -322,15 +310,25 @@ class ProviderBase(ABC):
 
     # --- shared path ------------------------------------------------------------
 
-    async def _complete(self, request: LMRequest, model: str) -> LMResponse:
-        return await self._send(self._payload(request, model, stream=False), model)
+    async def _complete(
+        self,
+        request: LMRequest,
+        model: str,
+        timeout: float,  # noqa: ASYNC109 - passed down to the transport
+    ) -> LMResponse:
+        return await self._send(self._payload(request, model, stream=False), model, timeout)
 
-    async def _send(self, payload: dict[str, Any], model: str) -> LMResponse:
+    async def _send(
+        self,
+        payload: dict[str, Any],
+        model: str,
+        timeout: float,  # noqa: ASYNC109 - passed down to the transport
+    ) -> LMResponse:
         resp = await self._transport.post_json(
-            self._url(),
-            headers=self._headers(stream=False),
+            self._endpoint,
+            headers=self._plain_headers,
             body=self._encode(payload),
-            timeout=self._timeout,
+            timeout=timeout,
             provider=self._name,
             model=model,
         )
@@ -342,7 +340,7 @@ class ProviderBase(ABC):
         return self._parse(data, model)
 
     def _status_error(
-        self, model: str, status: int, headers: Mapping[str, str], body: bytes
+        self, model: str, status: int, headers: Mapping[str, str], body: bytes | memoryview
     ) -> ProviderError:
         return error_from_status(
             provider=self._name,
@@ -362,7 +360,7 @@ class ProviderBase(ABC):
             return wire
         if not requested:
             if not self._default_model:
-                raise ValueError("LMRequest.model is empty and the provider has no default_model")
+                raise ValueError("LMRequest.model is empty and the client has no default_model")
             wire = self._default_model
         else:
             prefix, sep, rest = requested.partition("/")
@@ -374,8 +372,8 @@ class ProviderBase(ABC):
 
     def _encode(self, payload: dict[str, Any]) -> bytes:
         try:
-            return _ENCODER.encode(payload).encode()
-        except (TypeError, ValueError) as exc:
+            return _json.dumps(payload)
+        except ValueError as exc:
             raise ValueError(f"LMRequest params are not JSON-serializable: {exc}") from exc
 
     def _cost(self, model: str, reported: str, usage: Any) -> float | None:
@@ -383,18 +381,6 @@ class ProviderBase(ABC):
             price_for(reported, self._prices) if reported else None
         )
         return None if price is None else price.cost(usage)
-
-    def _failed(self, exc: ProviderError) -> None:
-        self._errors += 1
-        self._log.warning(
-            "provider.request_failed",
-            provider=self._name,
-            model=exc.model,
-            error=exc.code,
-            status=exc.status,
-            retryable=exc.retryable,
-            message=exc.message,
-        )
 
     def _incomplete(self, model: str, marker: str) -> ProviderConnectionError:
         return ProviderConnectionError(

@@ -1,4 +1,4 @@
-"""The Anthropic Messages client: `AnthropicProvider`, mapping OpenAI-shaped requests.
+"""The Anthropic Messages client: `AnthropicClient`, mapping OpenAI-shaped requests.
 
 Request mapping from `LMRequest` (OpenAI's names) to `/v1/messages`:
 
@@ -36,6 +36,7 @@ cache writes), `cached_tokens` the cache reads; stop reasons become OpenAI's
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, final
 
@@ -48,18 +49,20 @@ from lmvisor.providers._anthropic_request import (
     to_anthropic_messages,
 )
 from lmvisor.providers._base import (
-    ProviderBase,
+    MAX_INDEX,
+    HttpVendorClient,
     StreamState,
     decode_arguments,
     decode_json,
     shape_error,
+    wire_int,
 )
+from lmvisor.providers.client import ClientOptions
 from lmvisor.providers.errors import error_from_body
-from lmvisor.providers.pricing import ModelPrice
 from lmvisor.providers.sse import SSEEvent
 from lmvisor.providers.transport import Transport
 
-__all__ = ["AnthropicProvider"]
+__all__ = ["AnthropicClient"]
 
 _API_VERSION = "2023-06-01"
 _STRUCTURED_OUTPUTS_BETA = "structured-outputs-2025-11-13"
@@ -74,15 +77,11 @@ _STOP_REASONS = {
 _NATIVE_CAPABILITIES = LMCapabilities(json_schema=True, tools=True, streaming=True)
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def _usage(raw: Mapping[str, Any]) -> Usage:
-    fresh = _int(raw.get("input_tokens"))
-    read = _int(raw.get("cache_read_input_tokens"))
-    written = _int(raw.get("cache_creation_input_tokens"))
-    output = _int(raw.get("output_tokens"))
+    fresh = wire_int(raw.get("input_tokens"))
+    read = wire_int(raw.get("cache_read_input_tokens"))
+    written = wire_int(raw.get("cache_creation_input_tokens"))
+    output = wire_int(raw.get("output_tokens"))
     prompt = fresh + read + written
     return Usage(
         prompt_tokens=prompt,
@@ -93,63 +92,43 @@ def _usage(raw: Mapping[str, Any]) -> Usage:
 
 
 @final
-class AnthropicProvider(ProviderBase):
+class AnthropicClient(HttpVendorClient):
     """A client of Anthropic's Messages API; requests use OpenAI's shape (see the module).
 
     Args:
-        api_key: sent as `x-api-key`; never logged or shown in errors.
-        base_url: the API root without "/v1" ("https://api.anthropic.com").
-        default_model: used when a request's model is empty.
+        options: base URL default "https://api.anthropic.com" (without "/v1"),
+            name "anthropic"; the API key is sent as `x-api-key`.
+        transport: a `Transport` to send through (left open by `aclose()`);
+            None builds the options' kind.
         default_max_tokens: `max_tokens` when the request gives none (Anthropic
             requires it).
         anthropic_version: the `anthropic-version` header.
         native_json_schema: send a json_schema `response_format` as Anthropic's
             structured outputs instead of a system instruction (see the module).
-        timeout, transport, headers, max_connections, keepalive_timeout, prices,
-            capabilities, logger: as for `OpenAIProvider`.
-        name: the provider's name, also accepted as a model prefix beside "anthropic/".
 
     Raises:
-        ValueError: an option is out of range (the message names it).
+        TypeError: `options` is not a `ClientOptions`.
+        ValueError: `default_max_tokens` < 1, or the transport cannot be built.
     """
 
     _vendor = "anthropic"
+    _default_base_url = "https://api.anthropic.com"
     _capabilities_default = LMCapabilities(json_schema=False, tools=True, streaming=True)
 
     def __init__(
         self,
+        options: ClientOptions,
         *,
-        api_key: str | None = None,
-        base_url: str = "https://api.anthropic.com",
-        default_model: str | None = None,
-        timeout: float = 60.0,
         transport: Transport | None = None,
-        headers: Mapping[str, str] | None = None,
-        name: str = "anthropic",
         default_max_tokens: int = 1024,
         anthropic_version: str = _API_VERSION,
         native_json_schema: bool = False,
-        max_connections: int | None = None,
-        keepalive_timeout: float | None = None,
-        prices: Mapping[str, ModelPrice] | None = None,
-        capabilities: LMCapabilities | None = None,
-        logger: Any = None,
     ) -> None:
         if default_max_tokens < 1:
             raise ValueError(f"default_max_tokens must be >= 1, got {default_max_tokens!r}")
-        super().__init__(
-            name=name,
-            api_key=api_key,
-            base_url=base_url,
-            default_model=default_model,
-            timeout=timeout,
-            transport=transport,
-            max_connections=max_connections,
-            keepalive_timeout=keepalive_timeout,
-            prices=prices,
-            capabilities=capabilities or (_NATIVE_CAPABILITIES if native_json_schema else None),
-            logger=logger,
-        )
+        if native_json_schema and options.capabilities is None:
+            options = dataclasses.replace(options, capabilities=_NATIVE_CAPABILITIES)
+        super().__init__(options, transport=transport)
         self._max_tokens = default_max_tokens
         self._native_json_schema = native_json_schema
         vendor = {"content-type": "application/json", "anthropic-version": anthropic_version}
@@ -157,12 +136,12 @@ class AnthropicProvider(ProviderBase):
             vendor["x-api-key"] = self._api_key
         if native_json_schema:
             vendor["anthropic-beta"] = _STRUCTURED_OUTPUTS_BETA
-        self._set_endpoint("/v1/messages", vendor, headers, accept="accept")
+        self._set_endpoint("/v1/messages", vendor, options.headers, accept="accept")
 
     def _payload(self, request: LMRequest, model: str, *, stream: bool) -> dict[str, Any]:
         params = request.params
-        if stream and _int(params.get("n")) > 1:
-            raise ValueError("AnthropicProvider.stream does not support n > 1; use complete()")
+        if stream and wire_int(params.get("n")) > 1:
+            raise ValueError("AnthropicClient.stream does not support n > 1; use complete()")
         system, messages = to_anthropic_messages(request.messages)
         response_format = params.get("response_format")
         native = (
@@ -194,12 +173,17 @@ class AnthropicProvider(ProviderBase):
             payload["stream"] = True
         return payload
 
-    async def _complete(self, request: LMRequest, model: str) -> LMResponse:
+    async def _complete(
+        self,
+        request: LMRequest,
+        model: str,
+        timeout: float,  # noqa: ASYNC109 - passed down to the transport
+    ) -> LMResponse:
         payload = self._payload(request, model, stream=False)
-        n = _int(request.params.get("n"))
+        n = wire_int(request.params.get("n"), MAX_INDEX)
         if n <= 1:
-            return await self._send(payload, model)
-        tasks = [asyncio.ensure_future(self._send(payload, model)) for _ in range(n)]
+            return await self._send(payload, model, timeout)
+        tasks = [asyncio.ensure_future(self._send(payload, model, timeout)) for _ in range(n)]
         try:
             answers = await asyncio.gather(*tasks)
         except BaseException:
@@ -217,6 +201,7 @@ class AnthropicProvider(ProviderBase):
             finish_reason=first.finish_reason,
             model=first.model,
             tool_calls=first.tool_calls,
+            reasoning=first.reasoning,
         )
 
     def _parse(self, data: dict[str, Any], model: str) -> LMResponse:
@@ -224,11 +209,14 @@ class AnthropicProvider(ProviderBase):
         if not isinstance(content, list):
             raise shape_error(self._name, model, "content", "expected a list of blocks")
         texts: list[str] = []
+        thoughts: list[str] = []
         calls: list[ToolCall] = []
         for i, block in enumerate(content):
             kind = block.get("type") if isinstance(block, Mapping) else None
             if kind == "text":
                 texts.append(str(block.get("text", "")))
+            elif kind == "thinking":
+                thoughts.append(str(block.get("thinking", "")))
             elif kind == "tool_use":
                 calls.append(self._tool_call(block, model, f"content[{i}]"))
         raw_usage = data.get("usage")
@@ -243,6 +231,7 @@ class AnthropicProvider(ProviderBase):
             finish_reason=_STOP_REASONS.get(stop, stop) if isinstance(stop, str) else None,
             model=reported,
             tool_calls=tuple(calls),
+            reasoning="".join(thoughts) or None,
         )
 
     def _tool_call(self, block: Mapping[str, Any], model: str, where: str) -> ToolCall:
@@ -260,23 +249,26 @@ class AnthropicProvider(ProviderBase):
 class _AnthropicStream(StreamState):
     """Accumulates Messages stream events until `message_stop`."""
 
-    def __init__(self, provider: AnthropicProvider, model: str) -> None:
-        self._provider = provider
+    def __init__(self, client: AnthropicClient, model: str) -> None:
+        self._client = client
         self._model = model
         self._texts: list[str] = []
+        self._thoughts: list[str] = []
         self._tools: dict[int, dict[str, Any]] = {}
         self._usage: dict[str, Any] = {}
         self._reported = ""
         self._stop: str | None = None
 
     def feed(self, event: SSEEvent) -> list[LMDelta]:
-        provider = self._provider
-        data = decode_json(event.data, provider=provider.name, model=self._model, what="event")
+        client = self._client
+        data = decode_json(event.data, provider=client.name, model=self._model, what="event")
         if not isinstance(data, Mapping):
-            raise shape_error(provider.name, self._model, "event", "expected a JSON object")
+            raise shape_error(client.name, self._model, "event", "expected a JSON object")
         kind = data.get("type", event.event)
         if kind == "content_block_delta":
-            return self._delta(self._object(data, "delta", kind), _int(data.get("index")))
+            return self._delta(
+                self._object(data, "delta", kind), wire_int(data.get("index"), MAX_INDEX)
+            )
         if kind == "message_start":
             message = self._object(data, "message", kind)
             self._reported = str(message.get("model") or "")
@@ -284,7 +276,7 @@ class _AnthropicStream(StreamState):
         elif kind == "content_block_start":
             block = self._object(data, "content_block", kind)
             if block.get("type") == "tool_use":
-                self._tools[_int(data.get("index"))] = {"block": block, "args": []}
+                self._tools[wire_int(data.get("index"), MAX_INDEX)] = {"block": block, "args": []}
         elif kind == "message_delta":
             self._stop = self._object(data, "delta", kind).get("stop_reason") or self._stop
             usage = self._object(data, "usage", kind)
@@ -293,7 +285,7 @@ class _AnthropicStream(StreamState):
             self.finished = True
         elif kind == "error":
             raise error_from_body(
-                provider=provider.name, model=self._model, body=data, secret=provider._api_key
+                provider=client.name, model=self._model, body=data, secret=client._api_key
             )
         return []
 
@@ -303,7 +295,7 @@ class _AnthropicStream(StreamState):
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            raise shape_error(self._provider.name, self._model, f"{where}.{name}", "not an object")
+            raise shape_error(self._client.name, self._model, f"{where}.{name}", "not an object")
         return value
 
     def _delta(self, delta: Mapping[str, Any], index: int) -> list[LMDelta]:
@@ -313,6 +305,11 @@ class _AnthropicStream(StreamState):
             if text:
                 self._texts.append(text)
                 return [LMDelta(text=text, index=0)]
+        elif kind == "thinking_delta":
+            thought = str(delta.get("thinking", ""))
+            if thought:
+                self._thoughts.append(thought)
+                return [LMDelta(text=thought, reasoning=True)]
         elif kind == "input_json_delta":
             slot = self._tools.get(index)
             if slot is not None:
@@ -320,11 +317,11 @@ class _AnthropicStream(StreamState):
         return []
 
     def response(self) -> LMResponse:
-        provider = self._provider
+        client = self._client
         if not self.finished:
-            raise provider._incomplete(self._model, "message_stop")
+            raise client._incomplete(self._model, "message_stop")
         calls = tuple(
-            provider._tool_call(
+            client._tool_call(
                 {**slot["block"], "input": "".join(slot["args"]) or slot["block"].get("input")},
                 self._model,
                 f"content[{index}]",
@@ -336,8 +333,9 @@ class _AnthropicStream(StreamState):
         return LMResponse(
             outputs=["".join(self._texts)],
             usage=usage,
-            cost=provider._cost(self._model, reported, usage),
+            cost=client._cost(self._model, reported, usage),
             finish_reason=_STOP_REASONS.get(self._stop, self._stop) if self._stop else None,
             model=reported,
             tool_calls=calls,
+            reasoning="".join(self._thoughts) or None,
         )

@@ -4,7 +4,8 @@
     └── ProviderError                 a vendor call failed
         ├── AuthenticationError       401/403: the key is missing, wrong or not allowed
         ├── BadRequestError           400/422 and other 4xx: the request is wrong
-        │   └── ContextWindowExceeded the prompt does not fit the model's window
+        │   ├── ContextWindowExceeded the prompt does not fit the model's window
+        │   └── UnsupportedMedia      the vendor takes no such image, audio or document
         ├── NotFoundError             404: no such endpoint or resource
         │   └── ModelNotFound         404 naming the model: the vendor does not serve it
         ├── ConflictError             409: a conflicting request; retry
@@ -52,6 +53,7 @@ __all__ = [
     "RateLimitError",
     "ResponseFormatError",
     "ServerError",
+    "UnsupportedMedia",
     "error_from_body",
     "error_from_status",
     "parse_retry_after",
@@ -126,6 +128,16 @@ class ContextWindowExceeded(BadRequestError):
 
     code = "provider_context_window_exceeded"
     _summary = "context window exceeded"
+
+
+class UnsupportedMedia(BadRequestError):
+    """The vendor takes no such content part (audio to Anthropic); send another kind.
+
+    Raised before the request is sent, so no status applies.
+    """
+
+    code = "provider_unsupported_media"
+    _summary = "unsupported media"
 
 
 class NotFoundError(ProviderError):
@@ -255,13 +267,21 @@ def _error_fields(body: Any) -> tuple[str, str | None, str | None]:
         etype = body.get("type")
         code = body.get("code")
         return (
-            message if isinstance(message, str) else json.dumps(body)[:_MAX_DETAIL],
+            message if isinstance(message, str) else _shown(body),
             etype if isinstance(etype, str) else None,
             str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None,
         )
     if isinstance(body, str):
         return body, None, None
     return "", None, None
+
+
+def _shown(body: Mapping[str, Any]) -> str:
+    """A short text of an error body that carries no message (hostile nesting included)."""
+    try:
+        return json.dumps(body)[:_MAX_DETAIL]
+    except (TypeError, ValueError, RecursionError):
+        return repr(type(body))
 
 
 _BY_TYPE: dict[str, type[ProviderError]] = {
@@ -326,7 +346,7 @@ def error_from_status(
     model: str | None,
     status: int,
     headers: Mapping[str, str],
-    body: bytes,
+    body: bytes | memoryview,
     secret: str | None = None,
 ) -> ProviderError:
     """The typed error for a non-2xx HTTP answer from either vendor (or a compatible server).
@@ -336,10 +356,10 @@ def error_from_status(
     `{"message", "type", "code"}` and non-JSON bodies alike. `secret` is redacted
     from the vendor's text.
     """
-    text = body.decode("utf-8", "replace")
+    text = bytes(body).decode("utf-8", "replace")
     try:
         parsed: Any = json.loads(text) if text else ""
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = text
     message, etype, code = _error_fields(parsed)
     cls = _refine(_class_for_status(status), message, etype, code)

@@ -1,4 +1,4 @@
-"""The OpenAI Chat Completions client: `OpenAIProvider`, and the wire mapping it shares.
+"""The OpenAI Chat Completions client: `OpenAIClient`, and the wire mapping it shares.
 
 `LMRequest.params` already use OpenAI's names, so they pass through as given
 (None values dropped), except `max_tokens`, sent as `max_completion_tokens`
@@ -11,61 +11,58 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, final
 
-from lmvisor.programs.lm import LMCapabilities, LMDelta, LMRequest, LMResponse, ToolCall, Usage
+from lmvisor.programs.lm import LMDelta, LMRequest, LMResponse, ToolCall, Usage
 from lmvisor.providers._base import (
-    ProviderBase,
+    MAX_INDEX,
+    HttpVendorClient,
     StreamState,
     decode_arguments,
     decode_json,
     shape_error,
+    wire_int,
 )
+from lmvisor.providers.client import ClientOptions
 from lmvisor.providers.errors import error_from_body
-from lmvisor.providers.pricing import ModelPrice
+from lmvisor.providers.reasoning import message_reasoning
 from lmvisor.providers.sse import SSEEvent
 from lmvisor.providers.transport import Transport
 
-__all__ = ["OpenAIProvider"]
+__all__ = ["OpenAIClient"]
 
-_RESERVED = frozenset({"model", "messages", "stream", "stream_options"})
+# lmvisor's own control params (a cache's `rollout_id`, `cache`) never reach the vendor.
+_RESERVED = frozenset({"model", "messages", "stream", "stream_options", "rollout_id", "cache"})
 _DONE = "[DONE]"
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _openai_usage(raw: Any) -> Usage:
     """Usage from OpenAI's `usage` object (missing or partial counts are 0)."""
     if not isinstance(raw, Mapping):
         return Usage()
-    prompt = _int(raw.get("prompt_tokens"))
-    completion = _int(raw.get("completion_tokens"))
+    prompt = wire_int(raw.get("prompt_tokens"))
+    completion = wire_int(raw.get("completion_tokens"))
     details = raw.get("prompt_tokens_details")
-    cached = _int(details.get("cached_tokens")) if isinstance(details, Mapping) else 0
+    cached = wire_int(details.get("cached_tokens")) if isinstance(details, Mapping) else 0
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
-        total_tokens=_int(raw.get("total_tokens")) or prompt + completion,
+        total_tokens=wire_int(raw.get("total_tokens")) or prompt + completion,
         cached_tokens=cached,
     )
 
 
-class _OpenAIWire(ProviderBase):
+class _OpenAIWire(HttpVendorClient):
     """Chat Completions over the transport; subclasses pick the token-limit name."""
 
     _max_tokens_key: ClassVar[str] = "max_completion_tokens"
     _other_max_key: ClassVar[str] = "max_tokens"
     _require_done: ClassVar[bool] = True
 
-    _stream_usage: bool
-
-    def _open_wire(self, headers: Mapping[str, str] | None, *, stream_usage: bool) -> None:
-        """Finish construction after `ProviderBase.__init__`: endpoint, headers, usage option."""
-        self._stream_usage = stream_usage
+    def __init__(self, options: ClientOptions, *, transport: Transport | None = None) -> None:
+        super().__init__(options, transport=transport)
         vendor = {"Content-Type": "application/json"}
         if self._api_key:
             vendor["Authorization"] = f"Bearer {self._api_key}"
-        self._set_endpoint("/chat/completions", vendor, headers, accept="Accept")
+        self._set_endpoint("/chat/completions", vendor, options.headers, accept="Accept")
 
     def _payload(self, request: LMRequest, model: str, *, stream: bool) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": model, "messages": request.messages}
@@ -109,6 +106,7 @@ class _OpenAIWire(ProviderBase):
             finish_reason=finish if isinstance(finish, str) else None,
             model=reported,
             tool_calls=self._tool_calls(first["message"].get("tool_calls"), model),
+            reasoning=message_reasoning(first["message"]),
         )
 
     def _text(self, content: Any, model: str, index: int) -> str:
@@ -157,6 +155,7 @@ class _OpenAIStream(StreamState):
         self._texts: dict[int, list[str]] = {}
         self._finish: dict[int, str] = {}
         self._tools: dict[int, dict[str, Any]] = {}
+        self._reasoning: list[str] = []
         self._usage: Any = None
         self._reported = ""
 
@@ -184,7 +183,7 @@ class _OpenAIStream(StreamState):
     def _choice(self, choice: Any, deltas: list[LMDelta]) -> None:
         if not isinstance(choice, Mapping):
             raise shape_error(self._wire.name, self._model, "stream choices[]", "not an object")
-        index = _int(choice.get("index"))
+        index = wire_int(choice.get("index"), MAX_INDEX)
         delta = choice.get("delta") or {}
         text = delta.get("content") if isinstance(delta, Mapping) else None
         self._texts.setdefault(index, [])
@@ -192,6 +191,10 @@ class _OpenAIStream(StreamState):
             self._texts[index].append(text)
             deltas.append(LMDelta(text=text, index=index))
         if index == 0 and isinstance(delta, Mapping):
+            thought = message_reasoning(delta)
+            if thought:
+                self._reasoning.append(thought)
+                deltas.append(LMDelta(text=thought, reasoning=True))
             for call in delta.get("tool_calls") or ():
                 self._tool_part(call)
         finish = choice.get("finish_reason")
@@ -201,7 +204,9 @@ class _OpenAIStream(StreamState):
     def _tool_part(self, call: Any) -> None:
         if not isinstance(call, Mapping):
             return
-        slot = self._tools.setdefault(_int(call.get("index")), {"id": "", "name": "", "args": []})
+        slot = self._tools.setdefault(
+            wire_int(call.get("index"), MAX_INDEX), {"id": "", "name": "", "args": []}
+        )
         if call.get("id"):
             slot["id"] = call["id"]
         function = call.get("function")
@@ -239,66 +244,24 @@ class _OpenAIStream(StreamState):
             finish_reason=self._finish.get(0),
             model=reported,
             tool_calls=calls,
+            reasoning="".join(self._reasoning) or None,
         )
 
 
 @final
-class OpenAIProvider(_OpenAIWire):
+class OpenAIClient(_OpenAIWire):
     """A client of OpenAI's Chat Completions API (or a gateway speaking it exactly).
 
-    Args:
-        api_key: sent as a bearer token; never logged or shown in errors.
-        base_url: the API root, ending in "/v1".
-        default_model: used when a request's model is empty.
-        timeout: seconds for a whole answer; for a stream, for connecting and
-            for each wait for the next bytes.
-        transport: a `Transport` to send through (left open by `aclose()`);
-            None creates an `AiohttpTransport` owned by this provider.
-        headers: extra headers sent with every request.
-        name: the provider's name in errors, logs and statistics, also accepted
-            as a model prefix ("name/model") beside "openai/".
-        max_connections, keepalive_timeout: pool options of the default
-            transport (ValueError when `transport` is given too).
-        prices: per-model prices consulted before the built-in table.
-        capabilities: overrides the default (JSON schema, tools, streaming).
-        stream_usage: ask for the final usage chunk in streams.
-        logger: a structlog logger for failure reports (`provider.request_failed`,
-            a warning); None uses `lmvisor.runtime.logger.get_logger("lmvisor.providers")`.
+    Built from `ClientOptions` (base URL default "https://api.openai.com/v1",
+    name "openai", usage asked for in streams) and, optionally, a `Transport`
+    to send through (left open by `aclose()`; None builds the options' kind).
+    Models are accepted bare or prefixed "openai/" or "<name>/".
 
     Raises:
-        ValueError: an option is out of range (the message names it).
+        TypeError: `options` is not a `ClientOptions`.
+        ValueError: the transport cannot be built from the options.
     """
 
     _vendor = "openai"
-
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str = "https://api.openai.com/v1",
-        default_model: str | None = None,
-        timeout: float = 60.0,
-        transport: Transport | None = None,
-        headers: Mapping[str, str] | None = None,
-        name: str = "openai",
-        max_connections: int | None = None,
-        keepalive_timeout: float | None = None,
-        prices: Mapping[str, ModelPrice] | None = None,
-        capabilities: LMCapabilities | None = None,
-        logger: Any = None,
-        stream_usage: bool = True,
-    ) -> None:
-        super().__init__(
-            name=name,
-            api_key=api_key,
-            base_url=base_url,
-            default_model=default_model,
-            timeout=timeout,
-            transport=transport,
-            max_connections=max_connections,
-            keepalive_timeout=keepalive_timeout,
-            prices=prices,
-            capabilities=capabilities,
-            logger=logger,
-        )
-        self._open_wire(headers, stream_usage=stream_usage)
+    _default_base_url = "https://api.openai.com/v1"
+    _default_stream_usage = True

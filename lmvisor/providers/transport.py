@@ -1,68 +1,73 @@
 """The transport seam: POST a JSON body, read the answer whole or as server-sent events.
 
-Providers speak the vendors' formats; a `Transport` only moves bytes over one
-pooled HTTP client. Two implementations:
+Vendor clients speak the vendors' formats; a `Transport` only moves bytes over
+one pooled HTTP client. Three implementations, each in its own module:
 
-- `AiohttpTransport`, the default: one `aiohttp.ClientSession` per instance,
-  created lazily inside the running loop, its pool sized by `max_connections`
-  and `keepalive_timeout`.
-- `HttpxTransport`: wraps a user's own `httpx.AsyncClient` (proxies, mTLS,
-  event hooks, `httpx.MockTransport` in tests) or creates one.
+- `AiohttpTransport` (`aiohttp_transport`): one `aiohttp.ClientSession`; the default.
+- `PyreqwestTransport` (`pyreqwest_transport`): Rust's reqwest; its I/O runs on
+  a thread of its own, so the event loop spends ~40 us per request where
+  aiohttp spends ~150-200 us. Opt-in (the `fast` extra): pyreqwest 0.15 is a
+  beta, TLS is rustls, and its pool is released only when the client is
+  garbage-collected, not by `close()` (see the module).
+- `HttpxTransport` (`httpx_transport`): wraps a user's own `httpx.AsyncClient`
+  (proxies, mTLS, event hooks, `httpx.MockTransport` in tests) or creates one.
 
-Each transport maps its library's failures once, through `_map_errors()` and
-its library's `_ErrorMap`: a timeout becomes `ProviderTimeout`, anything else
-on the wire `ProviderConnectionError`, each chained `from` the original; no
-aiohttp or httpx exception leaves a transport. HTTP statuses are not judged here: the
-caller receives every status and maps it with `errors.error_from_status`.
+`build_transport(kind, ...)` makes one by name ("auto": pyreqwest when installed). Each
+transport maps its library's failures once, through `map_errors()` and its
+`ErrorMap`: a timeout becomes `ProviderTimeout`, anything else on the wire
+`ProviderConnectionError`, each chained `from` the original; no library
+exception leaves a transport. HTTP statuses are not judged here: the caller
+receives every status and maps it with `errors.error_from_status`. Counting
+requests is the provider actor's job, not the transport's.
 """
 
 from __future__ import annotations
 
-import asyncio
+import importlib.util
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol, final
 
-import aiohttp
-import httpx
-
+from lmvisor.providers.client import TransportKind
 from lmvisor.providers.errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
-    ResponseFormatError,
 )
 from lmvisor.providers.sse import SSEEvent, iter_sse
 from lmvisor.runtime.errors import LmvisorError
 
 __all__ = [
-    "AiohttpTransport",
-    "HttpxTransport",
+    "ErrorMap",
     "SSEResponse",
     "Transport",
     "TransportResponse",
     "TransportStatistics",
+    "build_transport",
+    "default_transport_kind",
+    "map_errors",
+    "mapped_chunks",
 ]
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class TransportResponse:
     """A whole HTTP answer: status, headers (case-insensitive mapping) and raw body."""
 
     status: int
     headers: Mapping[str, str]
-    body: bytes
+    body: bytes | memoryview
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class TransportStatistics:
-    """A snapshot of one transport's pool and traffic.
+    """A snapshot of one transport's pool.
 
     Attributes:
-        kind: "aiohttp" or "httpx".
-        requests: requests sent (whole and streamed).
-        in_flight: requests sent whose answer is not yet fully read.
+        kind: "aiohttp", "httpx" or "pyreqwest".
         max_connections: the pool's connection limit (None when unknown or unlimited).
         keepalive_timeout: seconds an idle pooled connection is kept (None when unknown).
         open: True while the underlying client exists and is not closed.
@@ -70,8 +75,6 @@ class TransportStatistics:
     """
 
     kind: str
-    requests: int
-    in_flight: int
     max_connections: int | None
     keepalive_timeout: float | None
     open: bool
@@ -105,8 +108,8 @@ class SSEResponse:
 
 
 class Transport(Protocol):
-    """What a provider needs from HTTP. Implementations pool connections and are safe
-    to use from many tasks of one event loop at once.
+    """What a vendor client needs from HTTP. Implementations pool connections and are
+    safe to use from many tasks of one event loop at once.
 
     `provider` and `model` only attribute the errors a transport raises.
     Cancelling the awaiting task abandons the request and frees its connection.
@@ -150,7 +153,7 @@ class Transport(Protocol):
         ...
 
     def statistics(self) -> TransportStatistics:
-        """A snapshot of the pool and traffic."""
+        """A snapshot of the pool."""
         ...
 
     async def aclose(self) -> None:
@@ -158,11 +161,12 @@ class Transport(Protocol):
         ...
 
 
-# --- shared by both transports --------------------------------------------------
+# --- shared by the transports ----------------------------------------------------
 
 
+@final
 @dataclass(frozen=True, slots=True)
-class _ErrorMap:
+class ErrorMap:
     """How one HTTP library's exceptions become provider errors, tried in field order.
 
     Attributes:
@@ -180,7 +184,8 @@ class _ErrorMap:
 
 
 @contextmanager
-def _map_errors(errors: _ErrorMap, provider: str, model: str, timeout: float) -> Iterator[None]:
+def map_errors(errors: ErrorMap, provider: str, model: str, timeout: float) -> Iterator[None]:
+    """Translate the library's exceptions raised inside the block (see `ErrorMap`)."""
     try:
         yield
     except LmvisorError:
@@ -199,348 +204,50 @@ def _map_errors(errors: _ErrorMap, provider: str, model: str, timeout: float) ->
         ) from exc
 
 
-async def _mapped_chunks(
-    chunks: AsyncIterator[bytes], errors: _ErrorMap, provider: str, model: str, within: float
+async def mapped_chunks(
+    chunks: AsyncIterator[bytes], errors: ErrorMap, provider: str, model: str, within: float
 ) -> AsyncGenerator[bytes, None]:
-    with _map_errors(errors, provider, model, within):
+    """`chunks` with the library's exceptions translated."""
+    with map_errors(errors, provider, model, within):
         async for chunk in chunks:
             yield chunk
 
 
-class _Traffic:
-    """Counts one transport's requests, and those whose answer is still being read."""
+def default_transport_kind() -> TransportKind:
+    """What "auto" means here: "pyreqwest" when it is installed, else "aiohttp"."""
+    return "pyreqwest" if importlib.util.find_spec("pyreqwest") is not None else "aiohttp"
 
-    __slots__ = ("in_flight", "requests")
 
-    def __init__(self) -> None:
-        self.requests = 0
-        self.in_flight = 0
+def build_transport(
+    kind: TransportKind = "aiohttp", *, max_connections: int = 1024, keepalive_timeout: float = 30.0
+) -> Transport:
+    """A new transport of `kind` with a pool of `max_connections` (0 = unlimited).
 
-    @contextmanager
-    def sending(self) -> Iterator[None]:
-        """Count one request for the duration of the block."""
-        self.requests += 1
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
+    Raises:
+        ValueError: an unknown kind, or pool options out of range.
+        ImportError: "pyreqwest" is asked for and not installed (the `fast` extra).
+    """
+    if kind == "auto":
+        kind = default_transport_kind()
+    if kind == "aiohttp":
+        from lmvisor.providers.aiohttp_transport import AiohttpTransport
 
-    def statistics(
-        self, kind: str, *, pool: tuple[int | None, float | None], is_open: bool, owns: bool
-    ) -> TransportStatistics:
-        """A snapshot; `pool` is (max_connections, keepalive_timeout)."""
-        max_connections, keepalive_timeout = pool
-        return TransportStatistics(
-            kind=kind,
-            requests=self.requests,
-            in_flight=self.in_flight,
-            max_connections=max_connections,
+        return AiohttpTransport(
+            max_connections=max_connections, keepalive_timeout=keepalive_timeout
+        )
+    if kind == "httpx":
+        from lmvisor.providers.httpx_transport import HttpxTransport
+
+        pool = max_connections or 1_000_000  # httpx has no "unlimited"
+        return HttpxTransport(
+            max_connections=pool,
+            max_keepalive_connections=pool,
             keepalive_timeout=keepalive_timeout,
-            open=is_open,
-            owns_client=owns,
         )
+    if kind == "pyreqwest":
+        from lmvisor.providers.pyreqwest_transport import PyreqwestTransport
 
-
-# --- aiohttp ----------------------------------------------------------------------
-
-
-_AIOHTTP_ERRORS = _ErrorMap(
-    timeouts=(TimeoutError,),  # aiohttp's timeouts are asyncio.TimeoutError subclasses
-    body=(aiohttp.ClientPayloadError,),
-    body_error=ProviderConnectionError,
-    body_detail="connection dropped mid-answer",
-    wire=(aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, OSError),
-)
-
-
-@final
-class AiohttpTransport:
-    """The default transport: one pooled `aiohttp.ClientSession`, opened on first use.
-
-    Args:
-        max_connections: pool limit across hosts (0 = unlimited).
-        max_connections_per_host: per-host limit (0 = only the pool limit).
-        keepalive_timeout: seconds an idle connection stays pooled.
-
-    The session is created inside the first running loop that uses the transport
-    and is bound to it; `aclose()` closes it.
-    """
-
-    __slots__ = (
-        "_closed",
-        "_keepalive",
-        "_loop",
-        "_max_connections",
-        "_per_host",
-        "_session",
-        "_stream_timeouts",
-        "_timeouts",
-        "_traffic",
-    )
-
-    def __init__(
-        self,
-        *,
-        max_connections: int = 100,
-        max_connections_per_host: int = 0,
-        keepalive_timeout: float = 30.0,
-    ) -> None:
-        if max_connections < 0:
-            raise ValueError(f"max_connections must be >= 0, got {max_connections!r}")
-        if max_connections_per_host < 0:
-            raise ValueError(
-                f"max_connections_per_host must be >= 0, got {max_connections_per_host!r}"
-            )
-        if keepalive_timeout <= 0:
-            raise ValueError(f"keepalive_timeout must be > 0, got {keepalive_timeout!r}")
-        self._max_connections = max_connections
-        self._per_host = max_connections_per_host
-        self._keepalive = keepalive_timeout
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
-        self._traffic = _Traffic()
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-        self._stream_timeouts: dict[float, aiohttp.ClientTimeout] = {}
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        session = self._session
-        if session is not None and self._loop is asyncio.get_running_loop():
-            return session
-        if self._closed:
-            raise RuntimeError("AiohttpTransport is closed")
-        if session is not None:
-            raise RuntimeError("AiohttpTransport is bound to another event loop")
-        self._loop = asyncio.get_running_loop()
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections,
-            limit_per_host=self._per_host,
-            keepalive_timeout=self._keepalive,
+        return PyreqwestTransport(
+            max_connections=max_connections, keepalive_timeout=keepalive_timeout
         )
-        self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
-        return self._session
-
-    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        timeout = self._timeouts.get(seconds)
-        if timeout is None:
-            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
-        return timeout
-
-    def _stream_timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        timeout = self._stream_timeouts.get(seconds)
-        if timeout is None:
-            # `connect` (not `sock_connect`) also bounds the wait for a pooled connection.
-            timeout = aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
-            self._stream_timeouts[seconds] = timeout
-        return timeout
-
-    async def post_json(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes,
-        timeout: float,  # noqa: ASYNC109 - the HTTP client enforces it
-        provider: str,
-        model: str,
-    ) -> TransportResponse:
-        """See `Transport.post_json`."""
-        session = self._get_session()
-        with self._traffic.sending(), _map_errors(_AIOHTTP_ERRORS, provider, model, timeout):
-            async with session.post(
-                url, data=body, headers=headers, timeout=self._timeout(timeout)
-            ) as resp:
-                data = await resp.read()
-                return TransportResponse(resp.status, resp.headers, data)
-
-    @asynccontextmanager
-    async def stream_sse(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes,
-        timeout: float,  # noqa: ASYNC109 - the HTTP client enforces it
-        provider: str,
-        model: str,
-    ) -> AsyncIterator[SSEResponse]:
-        """See `Transport.stream_sse`."""
-        session = self._get_session()
-        with self._traffic.sending():
-            with _map_errors(_AIOHTTP_ERRORS, provider, model, timeout):
-                resp = await session.post(
-                    url, data=body, headers=headers, timeout=self._stream_timeout(timeout)
-                )
-            content = resp.content.iter_any()
-            chunks = _mapped_chunks(content, _AIOHTTP_ERRORS, provider, model, timeout)
-            try:
-                yield SSEResponse(status=resp.status, headers=resp.headers, chunks=chunks)
-            finally:
-                await chunks.aclose()
-                resp.release()
-
-    def statistics(self) -> TransportStatistics:
-        """See `Transport.statistics`."""
-        session = self._session
-        is_open = session is not None and not session.closed
-        pool = (self._max_connections or None, self._keepalive)
-        return self._traffic.statistics("aiohttp", pool=pool, is_open=is_open, owns=True)
-
-    async def aclose(self) -> None:
-        """Close the session and its pool; later use raises RuntimeError. Idempotent."""
-        self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-
-    def __repr__(self) -> str:
-        return (
-            f"AiohttpTransport(max_connections={self._max_connections}, "
-            f"in_flight={self._traffic.in_flight}, open={self._session is not None})"
-        )
-
-
-# --- httpx ------------------------------------------------------------------------
-
-
-_HTTPX_ERRORS = _ErrorMap(
-    timeouts=(httpx.TimeoutException, TimeoutError),
-    body=(httpx.DecodingError,),
-    body_error=ResponseFormatError,
-    body_detail="undecodable body",
-    wire=(httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError),
-)
-
-
-@final
-class HttpxTransport:
-    """A transport over an `httpx.AsyncClient`: the user's own, or one it creates.
-
-    Args:
-        client: a client to use as is; the transport never closes it. When None,
-            a client is created on first use with the limits below, and closed
-            by `aclose()`.
-        max_connections: pool limit of a created client.
-        max_keepalive_connections: idle connections a created client keeps.
-        keepalive_timeout: seconds an idle connection of a created client is kept.
-
-    httpx applies `timeout` to each phase (connect, write, each read, pool wait);
-    `post_json` also bounds the whole answer by it, a stream only each phase.
-    httpx's own pool slows sharply under high concurrency (encode/httpx#3215);
-    prefer `AiohttpTransport` unless the client's features are needed.
-    """
-
-    __slots__ = (
-        "_client",
-        "_closed",
-        "_keepalive",
-        "_max_connections",
-        "_max_keepalive",
-        "_owns_client",
-        "_traffic",
-    )
-
-    def __init__(
-        self,
-        client: httpx.AsyncClient | None = None,
-        *,
-        max_connections: int = 100,
-        max_keepalive_connections: int = 20,
-        keepalive_timeout: float = 30.0,
-    ) -> None:
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be >= 1, got {max_connections!r}")
-        if max_keepalive_connections < 0:
-            raise ValueError(
-                f"max_keepalive_connections must be >= 0, got {max_keepalive_connections!r}"
-            )
-        if keepalive_timeout <= 0:
-            raise ValueError(f"keepalive_timeout must be > 0, got {keepalive_timeout!r}")
-        self._client = client
-        self._owns_client = client is None
-        self._max_connections = max_connections
-        self._max_keepalive = max_keepalive_connections
-        self._keepalive = keepalive_timeout
-        self._closed = False
-        self._traffic = _Traffic()
-
-    def _get_client(self) -> httpx.AsyncClient:
-        if self._closed:
-            raise RuntimeError("HttpxTransport is closed")
-        client = self._client
-        if client is not None:
-            return client
-        limits = httpx.Limits(
-            max_connections=self._max_connections,
-            max_keepalive_connections=self._max_keepalive,
-            keepalive_expiry=self._keepalive,
-        )
-        self._client = httpx.AsyncClient(limits=limits)
-        return self._client
-
-    async def post_json(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes,
-        timeout: float,  # noqa: ASYNC109 - the HTTP client enforces it
-        provider: str,
-        model: str,
-    ) -> TransportResponse:
-        """See `Transport.post_json`."""
-        client = self._get_client()
-        with self._traffic.sending(), _map_errors(_HTTPX_ERRORS, provider, model, timeout):
-            # httpx times each phase apart; this bounds the whole answer, as promised.
-            async with asyncio.timeout(timeout):
-                resp = await client.post(url, content=body, headers=headers, timeout=timeout)
-            return TransportResponse(resp.status_code, resp.headers, resp.content)
-
-    @asynccontextmanager
-    async def stream_sse(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes,
-        timeout: float,  # noqa: ASYNC109 - the HTTP client enforces it
-        provider: str,
-        model: str,
-    ) -> AsyncIterator[SSEResponse]:
-        """See `Transport.stream_sse`."""
-        client = self._get_client()
-        with self._traffic.sending():
-            with _map_errors(_HTTPX_ERRORS, provider, model, timeout):
-                request = client.build_request(
-                    "POST", url, content=body, headers=headers, timeout=timeout
-                )
-                resp = await client.send(request, stream=True)
-            chunks = _mapped_chunks(resp.aiter_bytes(), _HTTPX_ERRORS, provider, model, timeout)
-            try:
-                yield SSEResponse(status=resp.status_code, headers=resp.headers, chunks=chunks)
-            finally:
-                await chunks.aclose()
-                with _map_errors(_HTTPX_ERRORS, provider, model, timeout):
-                    await resp.aclose()
-
-    def statistics(self) -> TransportStatistics:
-        """See `Transport.statistics`."""
-        client = self._client
-        owns = self._owns_client
-        is_open = client is not None and not client.is_closed
-        pool = (self._max_connections, self._keepalive) if owns else (None, None)
-        return self._traffic.statistics("httpx", pool=pool, is_open=is_open, owns=owns)
-
-    async def aclose(self) -> None:
-        """Close a client this transport created; a user's client is left open."""
-        self._closed = True
-        if self._owns_client and self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-
-    def __repr__(self) -> str:
-        return (
-            f"HttpxTransport(owns_client={self._owns_client}, in_flight={self._traffic.in_flight}, "
-            f"open={self._client is not None})"
-        )
+    raise ValueError(f"unknown transport {kind!r}: expected auto, aiohttp, httpx or pyreqwest")

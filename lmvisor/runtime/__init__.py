@@ -1,456 +1,147 @@
 """lmvisor.runtime: the OTP core and the platform every service stands on.
 
-Actors, supervisors, registry and runtimes; errors; the config service,
-events, metrics, logging and protection (breaker, limiter, retry, bulkhead).
+Actors, supervisors, registry and runtimes; errors; the config service;
+observability (`lmvisor.runtime.observe`: events, logs, metrics, reports)
+and protection (`lmvisor.runtime.protection`: breaker, limiter, retry,
+bulkhead).
 """
-
-from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lmvisor._lazy import lazy_exports
+from lmvisor._lazy import lazy_package
 
 if TYPE_CHECKING:
-    from lmvisor.runtime.actor import (
-        Actor,
-        ActorRef,
-        ActorStatistics,
-        ActorStatus,
-        ChildStatistics,
-        Deferred,
-        ErrorReply,
-        handler,
-    )
-    from lmvisor.runtime.child_spec import (
-        Backoff,
-        ChildSpec,
-        ChildType,
-        RestartType,
-        ShutdownSpec,
-        add_restart,
-        check_child_specs,
-        should_restart,
-    )
-    from lmvisor.runtime.clock import (
-        Clock,
-        MockClock,
-        SystemClock,
-    )
-    from lmvisor.runtime.config_service import (
-        CONFIG_SERVICE_NAME,
-        ConfigChanged,
-        ConfigService,
-        config_service_spec,
-        get_config,
-        subscribe_config,
-        update_config,
-    )
-    from lmvisor.runtime.correlation import (
-        CorrelationScope,
-        correlation_scope,
-        current_correlation_id,
-        current_scope,
-    )
-    from lmvisor.runtime.deadline import (
-        bound_timeout,
-        check_deadline,
-        current_deadline,
-        deadline,
-        deadline_at,
-        deadline_expired,
-        time_left,
-    )
-    from lmvisor.runtime.dynamic_supervisor import (
-        DynamicSupervisor,
-    )
-    from lmvisor.runtime.errors import (
-        ActorError,
-        ActorExited,
-        BulkheadFull,
-        CallTimeout,
-        CircuitOpen,
-        DeadlineExceeded,
-        LmvisorError,
-        MailboxFull,
-        NameNotRegistered,
-        ProtectionError,
-        RateLimited,
-        RetryExhausted,
-        StartError,
-        SupervisorError,
-        error_context,
-    )
-    from lmvisor.runtime.event_sink import SqliteEventSink
-    from lmvisor.runtime.event_store import (
-        EVENT_STORE_NAME,
-        EventNotice,
-        EventStore,
-        EventStoreActor,
-        emit_event,
-        event_store_spec,
-        query_events,
-        subscribe_events,
-    )
-    from lmvisor.runtime.events import (
-        Event,
-        EventListener,
-        EventRing,
-        RingStatistics,
-    )
-    from lmvisor.runtime.logger import (
-        get_logger,
-    )
-    from lmvisor.runtime.logging import (
-        Redactor,
-        RuntimeLogging,
-        configure_process_logging,
-        log_context,
-        reset_process_logging,
-    )
-    from lmvisor.runtime.mailbox import (
-        Mailbox,
-        MailboxPolicy,
-        MailboxStatistics,
-    )
-    from lmvisor.runtime.messages import (
-        Call,
-        Cast,
-        ChildExit,
-        Down,
-        Exit,
-        Shutdown,
-        is_normal_exit,
-        is_shutdown_exit,
-    )
-    from lmvisor.runtime.protection import (
-        BreakerListener,
-        BreakerState,
-        BreakerStatistics,
-        Bulkhead,
-        BulkheadStatistics,
-        CircuitBreaker,
-        LimiterStatistics,
-        Protections,
-        RateLimiter,
-        RejectionListener,
-        Retry,
-        RetryStatistics,
-        counts_as_failure,
-        execute_protected,
-        is_retryable,
-    )
-    from lmvisor.runtime.registry import (
-        Registry,
-        RegistryStatistics,
-        Via,
-    )
-    from lmvisor.runtime.runtime import (
-        Runtime,
-        RuntimeStatistics,
-        current_runtime,
-    )
-    from lmvisor.runtime.supervisor import (
-        AutoShutdown,
-        ChildCounts,
-        ChildInfo,
-        CountChildren,
-        DeleteChild,
-        RestartChild,
-        StartChild,
-        Strategy,
-        Supervisor,
-        SupervisorStatistics,
-        TerminateChild,
-        WhichChildren,
-        count_children,
-        delete_child,
-        restart_child,
-        start_child,
-        terminate_child,
-        which_children,
-    )
-    from lmvisor.runtime.task_supervisor import (
-        StartTask,
-        TaskSupervisor,
-        TaskSupervisorStatistics,
-        map_tasks,
-        start_task,
-    )
-    from lmvisor.runtime.telemetry import (
-        Metrics,
-        RuntimeFigures,
-    )
-    from lmvisor.runtime.tree import (
-        TreeNode,
-        build_tree,
-    )
-
-__all__ = [
-    "CONFIG_SERVICE_NAME",
-    "EVENT_STORE_NAME",
-    "Actor",
-    "ActorError",
-    "ActorExited",
-    "ActorRef",
-    "ActorStatistics",
-    "ActorStatus",
-    "AutoShutdown",
-    "Backoff",
-    "BreakerListener",
-    "BreakerState",
-    "BreakerStatistics",
-    "Bulkhead",
-    "BulkheadFull",
-    "BulkheadStatistics",
-    "Call",
-    "CallTimeout",
-    "Cast",
-    "ChildCounts",
-    "ChildExit",
-    "ChildInfo",
-    "ChildSpec",
-    "ChildStatistics",
-    "ChildType",
-    "CircuitBreaker",
-    "CircuitOpen",
-    "Clock",
-    "ConfigChanged",
-    "ConfigService",
-    "CorrelationScope",
-    "CountChildren",
-    "DeadlineExceeded",
-    "Deferred",
-    "DeleteChild",
-    "Down",
-    "DynamicSupervisor",
-    "ErrorReply",
-    "Event",
-    "EventListener",
-    "EventNotice",
-    "EventRing",
-    "EventStore",
-    "EventStoreActor",
-    "Exit",
-    "LimiterStatistics",
-    "LmvisorError",
-    "Mailbox",
-    "MailboxFull",
-    "MailboxPolicy",
-    "MailboxStatistics",
-    "Metrics",
-    "MockClock",
-    "NameNotRegistered",
-    "ProtectionError",
-    "Protections",
-    "RateLimited",
-    "RateLimiter",
-    "Redactor",
-    "Registry",
-    "RegistryStatistics",
-    "RejectionListener",
-    "RestartChild",
-    "RestartType",
-    "Retry",
-    "RetryExhausted",
-    "RetryStatistics",
-    "RingStatistics",
-    "Runtime",
-    "RuntimeFigures",
-    "RuntimeLogging",
-    "RuntimeStatistics",
-    "Shutdown",
-    "ShutdownSpec",
-    "SqliteEventSink",
-    "StartChild",
-    "StartError",
-    "StartTask",
-    "Strategy",
-    "Supervisor",
-    "SupervisorError",
-    "SupervisorStatistics",
-    "SystemClock",
-    "TaskSupervisor",
-    "TaskSupervisorStatistics",
-    "TerminateChild",
-    "TreeNode",
-    "Via",
-    "WhichChildren",
-    "add_restart",
-    "bound_timeout",
-    "build_tree",
-    "check_child_specs",
-    "check_deadline",
-    "config_service_spec",
-    "configure_process_logging",
-    "correlation_scope",
-    "count_children",
-    "counts_as_failure",
-    "current_correlation_id",
-    "current_deadline",
-    "current_runtime",
-    "current_scope",
-    "deadline",
-    "deadline_at",
-    "deadline_expired",
-    "delete_child",
-    "emit_event",
-    "error_context",
-    "event_store_spec",
-    "execute_protected",
-    "get_config",
-    "get_logger",
-    "handler",
-    "is_normal_exit",
-    "is_retryable",
-    "is_shutdown_exit",
-    "log_context",
-    "map_tasks",
-    "query_events",
-    "reset_process_logging",
-    "restart_child",
-    "should_restart",
-    "start_child",
-    "start_task",
-    "subscribe_config",
-    "subscribe_events",
-    "terminate_child",
-    "time_left",
-    "update_config",
-    "which_children",
-]
-
-_EXPORTS = {
-    "Actor": "lmvisor.runtime.actor",
-    "ActorError": "lmvisor.runtime.errors",
-    "ActorExited": "lmvisor.runtime.errors",
-    "ActorRef": "lmvisor.runtime.actor",
-    "ActorStatistics": "lmvisor.runtime.actor",
-    "ActorStatus": "lmvisor.runtime.actor",
-    "AutoShutdown": "lmvisor.runtime.supervisor",
-    "Backoff": "lmvisor.runtime.child_spec",
-    "BreakerListener": "lmvisor.runtime.protection",
-    "BreakerState": "lmvisor.runtime.protection",
-    "BreakerStatistics": "lmvisor.runtime.protection",
-    "Bulkhead": "lmvisor.runtime.protection",
-    "BulkheadFull": "lmvisor.runtime.errors",
-    "BulkheadStatistics": "lmvisor.runtime.protection",
-    "CONFIG_SERVICE_NAME": "lmvisor.runtime.config_service",
-    "Call": "lmvisor.runtime.messages",
-    "CallTimeout": "lmvisor.runtime.errors",
-    "Cast": "lmvisor.runtime.messages",
-    "ChildCounts": "lmvisor.runtime.supervisor",
-    "ChildExit": "lmvisor.runtime.messages",
-    "ChildInfo": "lmvisor.runtime.supervisor",
-    "ChildSpec": "lmvisor.runtime.child_spec",
-    "ChildStatistics": "lmvisor.runtime.actor",
-    "ChildType": "lmvisor.runtime.child_spec",
-    "CircuitBreaker": "lmvisor.runtime.protection",
-    "CircuitOpen": "lmvisor.runtime.errors",
-    "Clock": "lmvisor.runtime.clock",
-    "ConfigChanged": "lmvisor.runtime.config_service",
-    "ConfigService": "lmvisor.runtime.config_service",
-    "CorrelationScope": "lmvisor.runtime.correlation",
-    "CountChildren": "lmvisor.runtime.supervisor",
-    "DeadlineExceeded": "lmvisor.runtime.errors",
-    "Deferred": "lmvisor.runtime.actor",
-    "DeleteChild": "lmvisor.runtime.supervisor",
-    "Down": "lmvisor.runtime.messages",
-    "DynamicSupervisor": "lmvisor.runtime.dynamic_supervisor",
-    "EVENT_STORE_NAME": "lmvisor.runtime.event_store",
-    "ErrorReply": "lmvisor.runtime.actor",
-    "Event": "lmvisor.runtime.events",
-    "EventListener": "lmvisor.runtime.events",
-    "EventNotice": "lmvisor.runtime.event_store",
-    "EventRing": "lmvisor.runtime.events",
-    "EventStore": "lmvisor.runtime.event_store",
-    "EventStoreActor": "lmvisor.runtime.event_store",
-    "Exit": "lmvisor.runtime.messages",
-    "LimiterStatistics": "lmvisor.runtime.protection",
-    "LmvisorError": "lmvisor.runtime.errors",
-    "Mailbox": "lmvisor.runtime.mailbox",
-    "MailboxFull": "lmvisor.runtime.errors",
-    "MailboxPolicy": "lmvisor.runtime.mailbox",
-    "MailboxStatistics": "lmvisor.runtime.mailbox",
-    "Metrics": "lmvisor.runtime.telemetry",
-    "MockClock": "lmvisor.runtime.clock",
-    "NameNotRegistered": "lmvisor.runtime.errors",
-    "ProtectionError": "lmvisor.runtime.errors",
-    "Protections": "lmvisor.runtime.protection",
-    "RateLimited": "lmvisor.runtime.errors",
-    "RateLimiter": "lmvisor.runtime.protection",
-    "Redactor": "lmvisor.runtime.logging",
-    "Registry": "lmvisor.runtime.registry",
-    "RegistryStatistics": "lmvisor.runtime.registry",
-    "RejectionListener": "lmvisor.runtime.protection",
-    "RestartChild": "lmvisor.runtime.supervisor",
-    "RestartType": "lmvisor.runtime.child_spec",
-    "Retry": "lmvisor.runtime.protection",
-    "RetryExhausted": "lmvisor.runtime.errors",
-    "RetryStatistics": "lmvisor.runtime.protection",
-    "RingStatistics": "lmvisor.runtime.events",
-    "Runtime": "lmvisor.runtime.runtime",
-    "RuntimeFigures": "lmvisor.runtime.telemetry",
-    "RuntimeLogging": "lmvisor.runtime.logging",
-    "RuntimeStatistics": "lmvisor.runtime.runtime",
-    "Shutdown": "lmvisor.runtime.messages",
-    "ShutdownSpec": "lmvisor.runtime.child_spec",
-    "SqliteEventSink": "lmvisor.runtime.event_sink",
-    "StartChild": "lmvisor.runtime.supervisor",
-    "StartError": "lmvisor.runtime.errors",
-    "StartTask": "lmvisor.runtime.task_supervisor",
-    "Strategy": "lmvisor.runtime.supervisor",
-    "Supervisor": "lmvisor.runtime.supervisor",
-    "SupervisorError": "lmvisor.runtime.errors",
-    "SupervisorStatistics": "lmvisor.runtime.supervisor",
-    "SystemClock": "lmvisor.runtime.clock",
-    "TaskSupervisor": "lmvisor.runtime.task_supervisor",
-    "TaskSupervisorStatistics": "lmvisor.runtime.task_supervisor",
-    "TerminateChild": "lmvisor.runtime.supervisor",
-    "TreeNode": "lmvisor.runtime.tree",
-    "Via": "lmvisor.runtime.registry",
-    "WhichChildren": "lmvisor.runtime.supervisor",
-    "add_restart": "lmvisor.runtime.child_spec",
-    "bound_timeout": "lmvisor.runtime.deadline",
-    "build_tree": "lmvisor.runtime.tree",
-    "check_child_specs": "lmvisor.runtime.child_spec",
-    "check_deadline": "lmvisor.runtime.deadline",
-    "config_service_spec": "lmvisor.runtime.config_service",
-    "configure_process_logging": "lmvisor.runtime.logging",
-    "correlation_scope": "lmvisor.runtime.correlation",
-    "count_children": "lmvisor.runtime.supervisor",
-    "counts_as_failure": "lmvisor.runtime.protection",
-    "current_correlation_id": "lmvisor.runtime.correlation",
-    "current_deadline": "lmvisor.runtime.deadline",
-    "current_runtime": "lmvisor.runtime.runtime",
-    "current_scope": "lmvisor.runtime.correlation",
-    "deadline": "lmvisor.runtime.deadline",
-    "deadline_at": "lmvisor.runtime.deadline",
-    "deadline_expired": "lmvisor.runtime.deadline",
-    "delete_child": "lmvisor.runtime.supervisor",
-    "emit_event": "lmvisor.runtime.event_store",
-    "error_context": "lmvisor.runtime.errors",
-    "event_store_spec": "lmvisor.runtime.event_store",
-    "execute_protected": "lmvisor.runtime.protection",
-    "get_config": "lmvisor.runtime.config_service",
-    "get_logger": "lmvisor.runtime.logger",
-    "handler": "lmvisor.runtime.actor",
-    "is_normal_exit": "lmvisor.runtime.messages",
-    "is_retryable": "lmvisor.runtime.protection",
-    "is_shutdown_exit": "lmvisor.runtime.messages",
-    "log_context": "lmvisor.runtime.logging",
-    "map_tasks": "lmvisor.runtime.task_supervisor",
-    "query_events": "lmvisor.runtime.event_store",
-    "reset_process_logging": "lmvisor.runtime.logging",
-    "restart_child": "lmvisor.runtime.supervisor",
-    "should_restart": "lmvisor.runtime.child_spec",
-    "start_child": "lmvisor.runtime.supervisor",
-    "start_task": "lmvisor.runtime.task_supervisor",
-    "subscribe_config": "lmvisor.runtime.config_service",
-    "subscribe_events": "lmvisor.runtime.event_store",
-    "terminate_child": "lmvisor.runtime.supervisor",
-    "time_left": "lmvisor.runtime.deadline",
-    "update_config": "lmvisor.runtime.config_service",
-    "which_children": "lmvisor.runtime.supervisor",
-}
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+    from lmvisor.runtime.actor import Actor as Actor
+    from lmvisor.runtime.actor import ActorRef as ActorRef
+    from lmvisor.runtime.actor import ActorStatistics as ActorStatistics
+    from lmvisor.runtime.actor import ActorStatus as ActorStatus
+    from lmvisor.runtime.actor import ChildStatistics as ChildStatistics
+    from lmvisor.runtime.actor import Deferred as Deferred
+    from lmvisor.runtime.actor import ErrorReply as ErrorReply
+    from lmvisor.runtime.actor import handler as handler
+    from lmvisor.runtime.child_spec import Backoff as Backoff
+    from lmvisor.runtime.child_spec import ChildSpec as ChildSpec
+    from lmvisor.runtime.child_spec import ChildType as ChildType
+    from lmvisor.runtime.child_spec import RestartType as RestartType
+    from lmvisor.runtime.child_spec import ShutdownSpec as ShutdownSpec
+    from lmvisor.runtime.child_spec import add_restart as add_restart
+    from lmvisor.runtime.child_spec import check_child_specs as check_child_specs
+    from lmvisor.runtime.child_spec import should_restart as should_restart
+    from lmvisor.runtime.clock import Clock as Clock
+    from lmvisor.runtime.clock import MockClock as MockClock
+    from lmvisor.runtime.clock import SystemClock as SystemClock
+    from lmvisor.runtime.config_service import CONFIG_SERVICE_NAME as CONFIG_SERVICE_NAME
+    from lmvisor.runtime.config_service import ConfigChanged as ConfigChanged
+    from lmvisor.runtime.config_service import ConfigService as ConfigService
+    from lmvisor.runtime.config_service import config_service_spec as config_service_spec
+    from lmvisor.runtime.config_service import get_config as get_config
+    from lmvisor.runtime.config_service import subscribe_config as subscribe_config
+    from lmvisor.runtime.config_service import update_config as update_config
+    from lmvisor.runtime.correlation import CorrelationScope as CorrelationScope
+    from lmvisor.runtime.correlation import correlation_scope as correlation_scope
+    from lmvisor.runtime.correlation import current_correlation_id as current_correlation_id
+    from lmvisor.runtime.correlation import current_scope as current_scope
+    from lmvisor.runtime.deadline import bound_timeout as bound_timeout
+    from lmvisor.runtime.deadline import check_deadline as check_deadline
+    from lmvisor.runtime.deadline import current_deadline as current_deadline
+    from lmvisor.runtime.deadline import deadline as deadline
+    from lmvisor.runtime.deadline import deadline_at as deadline_at
+    from lmvisor.runtime.deadline import deadline_expired as deadline_expired
+    from lmvisor.runtime.deadline import time_left as time_left
+    from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor as DynamicSupervisor
+    from lmvisor.runtime.errors import ActorError as ActorError
+    from lmvisor.runtime.errors import ActorExited as ActorExited
+    from lmvisor.runtime.errors import BulkheadFull as BulkheadFull
+    from lmvisor.runtime.errors import CallTimeout as CallTimeout
+    from lmvisor.runtime.errors import CircuitOpen as CircuitOpen
+    from lmvisor.runtime.errors import DeadlineExceeded as DeadlineExceeded
+    from lmvisor.runtime.errors import LmvisorError as LmvisorError
+    from lmvisor.runtime.errors import MailboxFull as MailboxFull
+    from lmvisor.runtime.errors import NameNotRegistered as NameNotRegistered
+    from lmvisor.runtime.errors import ProtectionError as ProtectionError
+    from lmvisor.runtime.errors import RateLimited as RateLimited
+    from lmvisor.runtime.errors import RetryExhausted as RetryExhausted
+    from lmvisor.runtime.errors import StartError as StartError
+    from lmvisor.runtime.errors import SupervisorError as SupervisorError
+    from lmvisor.runtime.errors import SupervisorGaveUp as SupervisorGaveUp
+    from lmvisor.runtime.errors import error_context as error_context
+    from lmvisor.runtime.mailbox import Mailbox as Mailbox
+    from lmvisor.runtime.mailbox import MailboxPolicy as MailboxPolicy
+    from lmvisor.runtime.mailbox import MailboxStatistics as MailboxStatistics
+    from lmvisor.runtime.messages import Call as Call
+    from lmvisor.runtime.messages import Cast as Cast
+    from lmvisor.runtime.messages import ChildExit as ChildExit
+    from lmvisor.runtime.messages import Down as Down
+    from lmvisor.runtime.messages import Exit as Exit
+    from lmvisor.runtime.messages import Shutdown as Shutdown
+    from lmvisor.runtime.messages import is_normal_exit as is_normal_exit
+    from lmvisor.runtime.messages import is_shutdown_exit as is_shutdown_exit
+    from lmvisor.runtime.observe import EVENT_STORE_NAME as EVENT_STORE_NAME
+    from lmvisor.runtime.observe import Event as Event
+    from lmvisor.runtime.observe import EventListener as EventListener
+    from lmvisor.runtime.observe import EventNotice as EventNotice
+    from lmvisor.runtime.observe import EventRing as EventRing
+    from lmvisor.runtime.observe import EventStore as EventStore
+    from lmvisor.runtime.observe import EventStoreActor as EventStoreActor
+    from lmvisor.runtime.observe import Metrics as Metrics
+    from lmvisor.runtime.observe import Redactor as Redactor
+    from lmvisor.runtime.observe import RingStatistics as RingStatistics
+    from lmvisor.runtime.observe import RuntimeFigures as RuntimeFigures
+    from lmvisor.runtime.observe import RuntimeLogging as RuntimeLogging
+    from lmvisor.runtime.observe import SqliteEventSink as SqliteEventSink
+    from lmvisor.runtime.observe import configure_process_logging as configure_process_logging
+    from lmvisor.runtime.observe import emit_event as emit_event
+    from lmvisor.runtime.observe import event_store_spec as event_store_spec
+    from lmvisor.runtime.observe import get_logger as get_logger
+    from lmvisor.runtime.observe import log_context as log_context
+    from lmvisor.runtime.observe import query_events as query_events
+    from lmvisor.runtime.observe import reset_process_logging as reset_process_logging
+    from lmvisor.runtime.observe import subscribe_events as subscribe_events
+    from lmvisor.runtime.protection import BreakerListener as BreakerListener
+    from lmvisor.runtime.protection import BreakerState as BreakerState
+    from lmvisor.runtime.protection import BreakerStatistics as BreakerStatistics
+    from lmvisor.runtime.protection import Bulkhead as Bulkhead
+    from lmvisor.runtime.protection import BulkheadStatistics as BulkheadStatistics
+    from lmvisor.runtime.protection import CircuitBreaker as CircuitBreaker
+    from lmvisor.runtime.protection import LimiterStatistics as LimiterStatistics
+    from lmvisor.runtime.protection import Protections as Protections
+    from lmvisor.runtime.protection import RateLimiter as RateLimiter
+    from lmvisor.runtime.protection import RejectionListener as RejectionListener
+    from lmvisor.runtime.protection import Retry as Retry
+    from lmvisor.runtime.protection import RetryStatistics as RetryStatistics
+    from lmvisor.runtime.protection import counts_as_failure as counts_as_failure
+    from lmvisor.runtime.protection import execute_protected as execute_protected
+    from lmvisor.runtime.protection import is_retryable as is_retryable
+    from lmvisor.runtime.registry import Registry as Registry
+    from lmvisor.runtime.registry import RegistryStatistics as RegistryStatistics
+    from lmvisor.runtime.registry import Via as Via
+    from lmvisor.runtime.runtime import Runtime as Runtime
+    from lmvisor.runtime.runtime import RuntimeStatistics as RuntimeStatistics
+    from lmvisor.runtime.runtime import current_runtime as current_runtime
+    from lmvisor.runtime.supervisor import AutoShutdown as AutoShutdown
+    from lmvisor.runtime.supervisor import ChildCounts as ChildCounts
+    from lmvisor.runtime.supervisor import ChildInfo as ChildInfo
+    from lmvisor.runtime.supervisor import CountChildren as CountChildren
+    from lmvisor.runtime.supervisor import DeleteChild as DeleteChild
+    from lmvisor.runtime.supervisor import RestartChild as RestartChild
+    from lmvisor.runtime.supervisor import StartChild as StartChild
+    from lmvisor.runtime.supervisor import Strategy as Strategy
+    from lmvisor.runtime.supervisor import Supervisor as Supervisor
+    from lmvisor.runtime.supervisor import SupervisorStatistics as SupervisorStatistics
+    from lmvisor.runtime.supervisor import TerminateChild as TerminateChild
+    from lmvisor.runtime.supervisor import WhichChildren as WhichChildren
+    from lmvisor.runtime.supervisor import count_children as count_children
+    from lmvisor.runtime.supervisor import delete_child as delete_child
+    from lmvisor.runtime.supervisor import restart_child as restart_child
+    from lmvisor.runtime.supervisor import start_child as start_child
+    from lmvisor.runtime.supervisor import terminate_child as terminate_child
+    from lmvisor.runtime.supervisor import which_children as which_children
+    from lmvisor.runtime.task_supervisor import StartTask as StartTask
+    from lmvisor.runtime.task_supervisor import TaskSupervisor as TaskSupervisor
+    from lmvisor.runtime.task_supervisor import TaskSupervisorStatistics as TaskSupervisorStatistics
+    from lmvisor.runtime.task_supervisor import map_tasks as map_tasks
+    from lmvisor.runtime.task_supervisor import start_task as start_task
+    from lmvisor.runtime.tree import TreeNode as TreeNode
+    from lmvisor.runtime.tree import build_tree as build_tree
+else:
+    __all__, __getattr__, __dir__ = lazy_package(__name__, __file__)

@@ -3,7 +3,9 @@
 Private to the runtime: users hold `ActorRef`s and subclass `Actor`; the
 runtime, supervisors and refs drive a `_Process`. Exits are observed by the
 task's done-callback, which fails pending callers, frees names and notifies
-links, monitors and the parent supervisor.
+links, monitors and the parent supervisor. As in OTP, a dead process leaves
+nothing behind in others: its links and the monitors it held are removed
+from the other side, and the monitors on it are consumed by their `Down`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from lmvisor.runtime import reports
 from lmvisor.runtime.actor import (
     Actor,
     ActorRef,
@@ -24,9 +25,9 @@ from lmvisor.runtime.actor import (
 from lmvisor.runtime.correlation import CorrelationScope
 from lmvisor.runtime.correlation import _scope as _correlation_var
 from lmvisor.runtime.errors import ActorExited
-from lmvisor.runtime.logging import set_log_actor
 from lmvisor.runtime.mailbox import Mailbox
 from lmvisor.runtime.messages import ChildExit, Down, Exit, is_normal_exit, is_shutdown_exit
+from lmvisor.runtime.observe.logs import set_log_actor
 
 if TYPE_CHECKING:
     from lmvisor.runtime.runtime import Runtime
@@ -53,10 +54,12 @@ class _Process(Mailbox):
         "exit_waiters",
         "handled",
         "handlers",
+        "killed",
         "last",
         "linked_exit",
         "links",
         "max_in_flight",
+        "monitoring",
         "names",
         "notified",
         "orphans",
@@ -91,12 +94,14 @@ class _Process(Mailbox):
         self.stop_reason: object = None
         self.exit_reason: object = None
         self.linked_exit = False
+        self.killed = False
         self.handled = 0
         self.last: tuple[object, asyncio.Future[Any] | None, CorrelationScope | None] | None = None
         self.deferred: dict[asyncio.Task[Any], asyncio.Future[Any] | None] | None = None
         self._slot_waiter: asyncio.Future[None] | None = None
         self.links: set[_Process] | None = None
         self.watchers: dict[_Process, int] | None = None
+        self.monitoring: dict[_Process, None] | None = None
         self.children: dict[_Process, None] | None = None
         self.owned: set[asyncio.Task[Any]] | None = None
         self.orphans: list[asyncio.Task[Any]] | None = None
@@ -164,7 +169,7 @@ class _Process(Mailbox):
                     msg, fut, scope = item, None, None
                 entry = handlers.get(type(msg))
                 if entry is None:
-                    reports.unexpected_message(self.runtime.namespace, self.name, msg)
+                    self.runtime.reports.unexpected_message(actor=self.name, message=msg)
                     continue
                 fn, is_async = entry
                 try:
@@ -219,7 +224,7 @@ class _Process(Mailbox):
         try:
             await self.actor.terminate(reason)
         except Exception as exc:
-            reports.terminate_failed(self.runtime.namespace, self.name, exc)
+            self.runtime.reports.terminate_failed(actor=self.name, reason=exc)
         await self._reap_orphans()
 
     async def _reap_orphans(self) -> None:
@@ -375,8 +380,12 @@ class _Process(Mailbox):
             task.cancel()  # stopped from outside during started(): nothing to hand over
 
     def kill(self) -> None:
-        """Cancel the task now; `terminate` does not run if it has not started."""
+        """Cancel the task now; the exit reason becomes "killed" (even mid-`terminate`).
+
+        `terminate` does not run if it has not started.
+        """
         if self.task is not None and not self.task.done():
+            self.killed = True
             self.task.cancel()
 
     async def wait_done(self, timeout: float | None) -> None:  # noqa: ASYNC109 (deadline, then kill)
@@ -388,7 +397,7 @@ class _Process(Mailbox):
             exited = self.exit_future()
             await asyncio.wait((exited,), timeout=timeout)
             while not exited.done():
-                task.cancel()
+                self.kill()
                 await asyncio.wait((exited,), timeout=_REAP_TIMEOUT)
         await self._reap_orphans()
 
@@ -409,6 +418,9 @@ class _Process(Mailbox):
             return
         self.status = ActorStatus.DEAD
         self.exit_reason = reason
+        if self.parent is None and self.runtime._root_proc is self:
+            # before any caller hears of it: the owner learns first (Runtime.open)
+            self.runtime._root_died()
         self.runtime.registry._forget(self)
         for item in self.close(reason):
             if type(item) is tuple:
@@ -443,6 +455,9 @@ class _Process(Mailbox):
             exc = task.exception()
             reason = exc if exc is not None else "normal"
         self.die(reason)
+        if self.killed and task.cancelled():
+            # killed while stopping (a shutdown deadline overrun): OTP's reason is `killed`
+            self.exit_reason = "killed"
         reason = self.exit_reason
         self.runtime._forget(self)
         self._notify_exit(reason)
@@ -463,8 +478,16 @@ class _Process(Mailbox):
             self.links = None
         if self.watchers:
             for watcher in self.watchers:
+                if watcher.monitoring is not None:
+                    watcher.monitoring.pop(self, None)
                 watcher.deliver_system(Down(ref=ref, reason=reason))
             self.watchers = None
+        if self.monitoring:
+            # the monitors this process held die with it
+            for target in self.monitoring:
+                if target.watchers is not None:
+                    target.watchers.pop(self, None)
+            self.monitoring = None
         if self.children:
             for child in list(self.children):
                 child.parent = None
@@ -523,6 +546,9 @@ class _Process(Mailbox):
         if target.watchers is None:
             target.watchers = {}
         target.watchers[self] = target.watchers.get(self, 0) + 1
+        if self.monitoring is None:
+            self.monitoring = {}
+        self.monitoring[target] = None
 
     def demonitor(self, target: _Process) -> None:
         watchers = target.watchers
@@ -530,6 +556,8 @@ class _Process(Mailbox):
             watchers[self] -= 1
             if watchers[self] <= 0:
                 del watchers[self]
+                if self.monitoring is not None:
+                    self.monitoring.pop(target, None)
 
     # --- reporting -------------------------------------------------------------------
 
@@ -548,14 +576,12 @@ class _Process(Mailbox):
             state = self.actor.format_status()
         except Exception as exc:
             state = f"format_status failed: {exc!r}"
-        scope = None if last is None else last[2]
-        reports.actor_crashed(
-            self.runtime.namespace,
+        self.runtime.reports.actor_crashed(
             actor=self.name,
             last_message=None if last is None else last[0],
             state=state,
             reason=reason,
-            caller=None if scope is None else scope.id,
+            caller=None if last is None else last[2],
         )
 
     def actor_statistics(self) -> ActorStatistics:

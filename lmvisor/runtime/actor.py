@@ -15,9 +15,10 @@ Contract:
   A call to a dead actor raises `ActorExited` at once; a call that gets no
   reply in time raises `CallTimeout` (the callee may still act on it).
 - A handler's exception crashes only its actor: an `actor.crashed` report is
-  logged, every pending caller (queued, in progress or deferred) gets
-  `ActorExited` immediately, deferred tasks are cancelled, then
-  `terminate(reason)` runs. `terminate` runs on every stop except a kill.
+  made (a log line and an event, written just after the exit), every pending
+  caller (queued, in progress or deferred) gets `ActorExited` immediately,
+  deferred tasks are cancelled, then `terminate(reason)` runs. `terminate`
+  runs on every stop except a kill.
 - A Call handler may `return self.defer(coro)`: the actor owns the task, whose
   result (or exception) becomes the reply, so one actor serves many calls at
   once. At most `max_in_flight` deferred tasks run; further deferrals wait for
@@ -27,13 +28,15 @@ Contract:
 - `self.spawn_task(coro)` runs a task the actor owns (cancelled when it dies;
   an exception in it crashes the actor).
 - `ref.stop(reason)` stops after the current handler: queued callers get
-  `ActorExited`, `terminate` runs, and after `timeout` the actor is killed.
+  `ActorExited`, `terminate` runs, and after `timeout` the actor is killed
+  (its exit reason is then "killed", whatever stop reason was asked).
   `self.stop(reason)` does the same from inside. `await ref.wait_exit()`
   returns the exit reason once the exit is fully handled.
 - `link(ref)`: when either dies abnormally the other stops with the same
   reason, unless it has `trap_exits = True`, in which case it gets an `Exit`
   message. `monitor(ref)` delivers `Down(ref, reason)` when `ref` exits. A
-  Down/Exit for an actor with no handler for it is logged and dropped.
+  Down/Exit for an actor with no handler for it is reported and dropped. As
+  in OTP, an actor's links and the monitors it holds die with it.
 - Exit reasons: "normal", "shutdown", `Shutdown(detail)`, "killed" (cancelled)
   or the exception; only exceptions are reported as crashes.
 - The caller's correlation scope travels with each message, so a handler (and
@@ -332,9 +335,11 @@ class ActorRef:
 
         Args:
             msg: the request.
-            timeout: seconds to wait for the reply, None for no limit.
+            timeout: seconds to wait for the reply, None for no limit (0 or
+                less: the reply must already be due, as with `asyncio.wait_for`).
 
         Raises:
+            ValueError: `timeout` is NaN (checked before anything is sent).
             TypeError: the actor has no handler for ``type(msg)``.
             ActorExited: the actor is dead, or died before replying.
             CallTimeout: no reply within `timeout`; the actor may still handle it.
@@ -343,6 +348,8 @@ class ActorRef:
 
         Cancellation abandons the reply; the actor may still handle the message.
         """
+        if timeout != timeout:  # only NaN is unequal to itself; a timer would never fire
+            raise ValueError(f"call timeout must be seconds or None, got {timeout!r}")
         proc = self._proc
         if proc.status is ActorStatus.DEAD:
             raise ActorExited(actor=proc.name, reason=proc.exit_reason)

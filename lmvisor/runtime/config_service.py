@@ -28,8 +28,9 @@ from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.actor import Actor, ActorRef, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.errors import ActorExited, MailboxFull
-from lmvisor.runtime.events import CONFIG_CHANGED
 from lmvisor.runtime.messages import Call, Cast
+from lmvisor.runtime.observe.logs import get_logger
+from lmvisor.runtime.observe.names import CONFIG_CHANGED
 from lmvisor.runtime.registry import Via
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "subscribe_config",
     "update_config",
 ]
+
+_log: Final = get_logger("lmvisor.runtime.config")
 
 CONFIG_SERVICE_NAME: Final = "config"
 """The registry name the config service runs under."""
@@ -165,8 +168,9 @@ class ConfigService(Actor):
         except ConfigError as exc:
             return ErrorReply(exc)
         self._holder.config = new_tree
-        # The event names the path only: values may be secrets.
+        # The event and the log line name the path only: values may be secrets.
         self.runtime.events.emit(CONFIG_CHANGED, {"path": msg.path})
+        _log.info(CONFIG_CHANGED, path=msg.path)
         self._notify(ConfigChanged(path=msg.path, old=old, new=new, config=new_tree))
         return new_tree
 

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from lmvisor._error import CORRELATION
+
 __all__ = ["CorrelationScope", "correlation_scope", "current_correlation_id", "current_scope"]
 
 
@@ -23,7 +25,9 @@ class CorrelationScope:
     parent_id: str | None
 
 
-_scope: ContextVar[CorrelationScope | None] = ContextVar("lmvisor_correlation", default=None)
+# One context variable, declared in the leaf beside the root error so that every
+# `LmvisorError` (config's included) records the id it was built under.
+_scope: ContextVar[CorrelationScope | None] = CORRELATION
 
 
 def current_scope() -> CorrelationScope | None:

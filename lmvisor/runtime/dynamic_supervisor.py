@@ -4,10 +4,13 @@
 one (ids need not be unique), up to `max_children`. Each child is restarted
 on its own by its spec's restart type (one_for_one), within the intensity
 `max_restarts` in `max_seconds` (escalating like `Supervisor`). Terminating
-a child forgets it. On stop, children are stopped in reverse start order,
-each bounded by its spec's shutdown. Use the client functions of
-`lmvisor.runtime.supervisor` (`start_child`, `terminate_child` with a ref,
-`which_children`, `count_children`).
+a child forgets it; children are found by their current process in a dict,
+so `terminate_child` costs the same whichever child it targets, among ten
+or ten thousand. On stop, as in OTP and Elixir, every child is told to stop
+at once and each is killed when its spec's shutdown time runs out, so the
+stop takes the longest allowance, not their sum. Use the client functions
+of `lmvisor.runtime.supervisor` (`start_child`, `terminate_child` with a
+ref, `which_children`, `count_children`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import final
 
+from lmvisor.runtime._children import (
+    Child,
+    check_flags,
+    start_process,
+    stop_process,
+    stop_processes_at_once,
+)
+from lmvisor.runtime._process import _Process
 from lmvisor.runtime.actor import ActorRef, ErrorReply, handler
 from lmvisor.runtime.child_spec import should_restart
 from lmvisor.runtime.errors import StartError
@@ -24,10 +35,6 @@ from lmvisor.runtime.supervisor import (
     StartChild,
     SupervisorStatistics,
     TerminateChild,
-    _check_flags,
-    _Child,
-    _start_process,
-    _stop_process,
     _SupervisorCore,
 )
 
@@ -37,7 +44,7 @@ __all__ = ["DynamicSupervisor"]
 @final
 @dataclass(frozen=True, slots=True)
 class _RetryStart(Cast):
-    child: _Child
+    child: Child
 
 
 @final
@@ -63,29 +70,42 @@ class DynamicSupervisor(_SupervisorCore):
             raise ValueError(
                 f"DynamicSupervisor.max_children must be an int >= 0 or None, got {max_children!r}"
             )
-        _check_flags(max_restarts, max_seconds, "DynamicSupervisor")
+        check_flags(max_restarts, max_seconds, "DynamicSupervisor")
         self._max_children = max_children
         self._max_restarts = max_restarts
         self._max_seconds = float(max_seconds)
-        self._children: list[_Child] = []
+        self._children: dict[Child, None] = {}
+        self._by_process: dict[_Process, Child] = {}
         self._restart_times: deque[float] = deque()
         self._total_restarts = 0
+        self._gave_up = None
 
     def format_status(self) -> object:
         return {"children": len(self._children), "max_children": self._max_children}
 
-    async def terminate(self, reason: object) -> None:
-        for child in reversed(self._children):
-            proc, child.proc = child.proc, None
-            if proc is not None:
-                await _stop_process(self, child.spec, proc)
-        self._children.clear()
+    def _keep(self, child: Child) -> None:
+        super()._keep(child)
+        if child.proc is not None:
+            self._by_process[child.proc] = child
 
-    def _find(self, ref: object) -> _Child | None:
-        for child in self._children:
-            if child.proc is not None and child.proc.ref is ref:
-                return child
-        return None
+    def _forget(self, child: Child) -> None:
+        super()._forget(child)
+        if child.proc is not None:
+            self._by_process.pop(child.proc, None)
+
+    def _restarted(self, child: Child, proc: _Process) -> None:
+        super()._restarted(child, proc)
+        self._by_process[proc] = child
+
+    async def terminate(self, reason: object) -> None:
+        stopping = [(c.spec, c.proc) for c in reversed(self._children) if c.proc is not None]
+        self._children.clear()
+        self._by_process.clear()
+        await stop_processes_at_once(self, stopping)
+
+    def _find(self, ref: object) -> Child | None:
+        proc = ref._proc if isinstance(ref, ActorRef) else None
+        return None if proc is None else self._by_process.get(proc)
 
     @handler
     async def _on_start_child(self, msg: StartChild) -> ActorRef | ErrorReply:
@@ -101,10 +121,10 @@ class DynamicSupervisor(_SupervisorCore):
         child = self._find(msg.child)
         if child is None:
             return ErrorReply(ValueError(f"{self._process.name} has no child {msg.child!r}"))
-        self._children.remove(child)
+        self._forget(child)
         proc, child.proc = child.proc, None
         if proc is not None:
-            await _stop_process(self, child.spec, proc)
+            await stop_process(self, child.spec, proc)
         return None
 
     @handler
@@ -112,26 +132,30 @@ class DynamicSupervisor(_SupervisorCore):
         child = self._find(msg.ref)
         if child is None:
             return
-        self._child_exited(child, msg.reason)
+        self._by_process.pop(msg.ref._proc, None)
+        self._child_exited(child, msg.ref, msg.reason)
         if not should_restart(child.spec.restart, msg.reason):
-            self._children.remove(child)
+            self._forget(child)
             return
         child.status = "restarting"
         await self._restart(child)
 
     @handler
     async def _on_retry(self, msg: _RetryStart) -> None:
-        if any(c is msg.child for c in self._children) and msg.child.proc is None:
-            await self._restart(msg.child)
+        if msg.child in self._children and msg.child.proc is None:
+            await self._start_again(msg.child)
 
-    async def _restart(self, child: _Child) -> None:
-        if not self._intensity_ok(child.spec.id):
-            return
+    async def _restart(self, child: Child) -> None:
+        if self._intensity_ok(child):
+            await self._start_again(child)
+
+    async def _start_again(self, child: Child) -> None:
         try:
-            proc = await _start_process(self, child.spec)
-        except StartError as err:
-            self._report_start_error(child.spec.id, err)
-            self._process.deliver_system(_RetryStart(child))
+            proc = await start_process(self, child.spec)
+        except (StartError, ValueError) as err:
+            # a failed attempt counts against the intensity (in `_start_failed`)
+            if self._start_failed(child, err):
+                self._process.deliver_system(_RetryStart(child))
             return
         self._restarted(child, proc)
 

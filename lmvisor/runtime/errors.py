@@ -8,7 +8,8 @@
     │   └── NameNotRegistered       via(name) resolved to nothing
     ├── DeadlineExceeded            the call's deadline passed (also a built-in TimeoutError)
     ├── SupervisorError             a child could not be started or managed
-    │   └── StartError              a child's start or started() failed
+    │   ├── StartError              a child's start or started() failed
+    │   └── SupervisorGaveUp        the root supervisor gave up; the runtime stopped
     └── ProtectionError             a protection refused or gave up on a call
         ├── CircuitOpen             the breaker is open; try later
         ├── RateLimited             the limiter has no room; carries the wait
@@ -17,20 +18,18 @@
 
 Every error carries `code`, `message`, `context`, `correlation_id` and
 `retryable`; the correlation id is captured from the current scope when the
-error is built. Other layers add their own `errors.py` under this root.
+error is built. The root itself lives in the leaf module `lmvisor._error`, so
+config's `ConfigError` is an `LmvisorError` too; other layers add their own
+`errors.py` under this root.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any
 
-from lmvisor.runtime.correlation import current_correlation_id
-
-if TYPE_CHECKING:
-    from lmvisor.runtime.logging import Redactor
+from lmvisor._error import LmvisorError
 
 __all__ = [
     "ActorError",
@@ -47,70 +46,9 @@ __all__ = [
     "RetryExhausted",
     "StartError",
     "SupervisorError",
+    "SupervisorGaveUp",
     "error_context",
 ]
-
-
-class LmvisorError(Exception):
-    """Root of every lmvisor failure; subclasses set `code` and `retryable`."""
-
-    code: ClassVar[str] = "lmvisor_error"
-    retryable: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        context: Mapping[str, Any] | None = None,
-        correlation_id: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.context: dict[str, Any] = dict(context or {})
-        self.correlation_id = (
-            correlation_id if correlation_id is not None else current_correlation_id()
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view for events and HTTP error bodies, secrets redacted.
-
-        Context values under secret-named keys, and credential-looking text in
-        the message or any context value, become `[REDACTED]` as in log lines.
-        """
-        redactor = _redactor()
-        context = {k: _jsonable(v) for k, v in self.context.items()}
-        return {
-            "type": type(self).__name__,
-            "code": self.code,
-            "message": redactor.redact(self.message, cut=False),
-            "context": redactor.redact(context, cut=False),
-            "correlation_id": self.correlation_id,
-            "retryable": self.retryable,
-        }
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.message!r}, code={self.code!r})"
-
-
-@cache
-def _redactor() -> Redactor:
-    # Imported on first use: errors stay importable without structlog and pydantic.
-    from lmvisor.runtime.logging import Redactor
-
-    return Redactor()
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return repr(value)
 
 
 # --- actors -------------------------------------------------------------------
@@ -211,6 +149,32 @@ class StartError(SupervisorError):
             f"supervisor {supervisor} failed to start child {child_id!r}: {reason!r}",
             context={"supervisor": supervisor, "child_id": child_id, "reason": repr(reason)},
         )
+        self.child_id = child_id
+        self.reason = reason
+
+
+class SupervisorGaveUp(SupervisorError):
+    """The root supervisor gave up (its restart intensity ran out), so the runtime stopped.
+
+    Nothing restarts the root: fix the child `child_id` (see `reason`, its
+    last exit reason, chained when it is an exception) and open the runtime
+    again. `child_id` is None when the root exited for another reason.
+    """
+
+    code = "supervisor_gave_up"
+
+    def __init__(self, *, supervisor: str, child_id: str | None, reason: object) -> None:
+        if child_id is None:
+            text = f"supervisor {supervisor} exited unexpectedly (reason: {reason!r})"
+        else:
+            text = (
+                f"supervisor {supervisor} gave up on child {child_id!r} "
+                f"(last exit reason: {reason!r})"
+            )
+        super().__init__(
+            text, context={"supervisor": supervisor, "child_id": child_id, "reason": repr(reason)}
+        )
+        self.supervisor = supervisor
         self.child_id = child_id
         self.reason = reason
 

@@ -7,11 +7,19 @@ config service, registered as "config", and the event store, registered as
 down in reverse start order, then any actor spawned outside the tree, and no
 task of the runtime is left running.
 
+If the root supervisor gives up (its restart intensity is exceeded, as when
+a permanent child keeps crashing), nothing is left to restart the tree, so
+the owner learns at once, as an Erlang node stops when a permanent
+application does: the task running the `async with` body is cancelled and
+`Runtime.open` raises `SupervisorGaveUp` naming the child and its last exit
+reason. `wait_closed()` gives the same answer to any other task.
+
 Each runtime owns its config, `Metrics` registry, `RuntimeLogging` chain,
-`EventStore` and named `Protections`: two runtimes in one process share
-nothing. Inside an actor, and inside the `async with` block, library loggers
-(`lmvisor.runtime.logger`) write through this runtime's chain, and
-`current_runtime()` finds it from actors and the tasks they own.
+lifecycle `Reporter`, `EventStore` and named `Protections`: two runtimes in
+one process share nothing. Inside an actor, and inside the `async with`
+block, library loggers (`observe.logs.get_logger`) write through this
+runtime's chain, and `current_runtime()` finds it from actors and the tasks
+they own.
 """
 
 from __future__ import annotations
@@ -28,14 +36,15 @@ from typing import Any, final
 
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime._process import _Process
-from lmvisor.runtime.actor import Actor, ActorRef
+from lmvisor.runtime.actor import Actor, ActorRef, ActorStatus
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock, SystemClock
 from lmvisor.runtime.config_service import ConfigHolder, config_service_spec
-from lmvisor.runtime.errors import StartError
-from lmvisor.runtime.event_store import EventStore, event_store_spec
-from lmvisor.runtime.logger import set_route, use_route
-from lmvisor.runtime.logging import RuntimeLogging
+from lmvisor.runtime.errors import StartError, SupervisorGaveUp
+from lmvisor.runtime.observe.logs import RuntimeLogging, set_route, use_route
+from lmvisor.runtime.observe.metrics import Metrics, RuntimeFigures
+from lmvisor.runtime.observe.reports import Reporter
+from lmvisor.runtime.observe.store import EventStore, event_store_spec
 from lmvisor.runtime.protection.named import Protections
 from lmvisor.runtime.registry import Registry, Via
 from lmvisor.runtime.supervisor import (
@@ -47,7 +56,6 @@ from lmvisor.runtime.supervisor import (
     terminate_child,
     which_children,
 )
-from lmvisor.runtime.telemetry import Metrics, RuntimeFigures
 from lmvisor.runtime.tree import TreeNode, build_tree
 
 __all__ = ["Runtime", "RuntimeStatistics", "current_runtime"]
@@ -76,9 +84,10 @@ class RuntimeStatistics:
 class Runtime:
     """One isolated namespace of actors; obtain it from `Runtime.open` only."""
 
-    __slots__ = ("_closed", "_config", "_context", "_count", "_loop", "_procs",
-                 "_root", "clock", "events", "logging", "metrics", "namespace", "protections",
-                 "registry")  # fmt: skip
+    __slots__ = ("_closed", "_config", "_context", "_count", "_done", "_failure", "_loop",
+                 "_owner", "_owner_cancels", "_procs", "_root", "_root_proc", "_stopping",
+                 "clock", "events", "logging", "metrics", "namespace", "protections",
+                 "registry", "reports")  # fmt: skip
 
     def __init__(
         self, token: object, *, config: LmvisorConfig, namespace: str, clock: Clock
@@ -98,8 +107,16 @@ class Runtime:
         self._procs: dict[_Process, None] = {}
         self._count = 0
         self._closed = False
+        self._stopping = False
         self._root: ActorRef | None = None
+        self._root_proc: _Process | None = None
+        self._failure: SupervisorGaveUp | None = None
+        self._owner: asyncio.Task[Any] | None = None
+        self._owner_cancels = 0
         self._loop = asyncio.get_running_loop()
+        self._done: asyncio.Future[None] = self._loop.create_future()
+        self.reports = Reporter(logging=self.logging, events=self.events.ring, loop=self._loop)
+        self.events.add_flush_hook(self.reports.flush)
         self._context = contextvars.copy_context()
         self._context.run(_current.set, self)
         self._context.run(set_route, self.logging)
@@ -135,20 +152,91 @@ class Runtime:
         Shutdown on exit stops the root (children in reverse start order, each
         bounded by its spec's shutdown), then actors spawned outside the tree.
 
+        If the root supervisor gives up meanwhile, the task that entered the
+        block is cancelled there; the tree is shut down and `SupervisorGaveUp`
+        is raised in place of that cancellation (a cancellation from elsewhere
+        still propagates as `CancelledError`).
+
         Raises:
+            ValueError: `namespace` is not a non-empty str.
             StartError: a system service failed to start (say, the event
                 store's SQLite file cannot be opened); nothing is left running.
+            SupervisorGaveUp: the root supervisor gave up while the block ran.
         """
+        if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()):
+            raise ValueError(f"Runtime.open: namespace must be a non-empty str, got {namespace!r}")
         ns = namespace if namespace is not None else f"ns-{uuid.uuid4().hex[:12]}"
         cfg = config if config is not None else LmvisorConfig()
         runtime = Runtime(_FACTORY, config=cfg, namespace=ns, clock=clock or SystemClock())
         with use_route(runtime.logging):
             try:
                 runtime._root = await runtime.spawn(Supervisor(), name=None)
+                runtime._watch_root(asyncio.current_task())
                 await runtime.start_child(runtime._system_spec())
-                yield runtime
+                try:
+                    yield runtime
+                except asyncio.CancelledError:
+                    runtime._raise_failure_for_cancel()
+                    raise
+                if runtime._failure is not None:
+                    raise runtime._failure  # the body outlived (or swallowed) its cancellation
             finally:
                 await runtime._shutdown()
+
+    def _watch_root(self, owner: asyncio.Task[Any] | None) -> None:
+        self._owner = owner
+        self._owner_cancels = 0 if owner is None else owner.cancelling()
+        self._root_proc = self.root._proc
+        if self._root_proc.status is ActorStatus.DEAD:
+            self._root_died()
+
+    def _root_died(self) -> None:
+        """The root has just died (its `die`); outside an orderly close, the root gave up."""
+        if self._stopping:
+            return
+        root = self.root._proc
+        gave_up = getattr(root.actor, "_gave_up", None)
+        if gave_up is not None:
+            self._failure = gave_up.error("root")
+        else:
+            self._failure = SupervisorGaveUp(
+                supervisor="root", child_id=None, reason=root.exit_reason
+            )
+        if not self._done.done():
+            self._done.set_result(None)
+        owner = self._owner
+        if owner is not None and not owner.done():
+            owner.cancel(f"runtime {self.namespace!r}: the root supervisor gave up")
+        else:
+            self._owner = None  # nobody to cancel: the failure is raised on exit instead
+
+    def _raise_failure_for_cancel(self) -> None:
+        """Turn the cancellation this runtime caused into its `SupervisorGaveUp`."""
+        owner, failure = self._owner, self._failure
+        if failure is None or owner is None or owner is not asyncio.current_task():
+            return
+        self._owner = None
+        if owner.uncancel() <= self._owner_cancels:
+            raise failure
+
+    @property
+    def failure(self) -> SupervisorGaveUp | None:
+        """Why the runtime stopped on its own (its root supervisor gave up), or None."""
+        return self._failure
+
+    async def wait_closed(self) -> None:
+        """Wait until the runtime has closed: its block exited and its tree is down.
+
+        Returns at once if it is closed already. Cancelling the waiter does
+        not affect the runtime.
+
+        Raises:
+            SupervisorGaveUp: the root supervisor gave up (raised as soon as
+                it does, before the tree's shutdown completes).
+        """
+        await asyncio.shield(self._done)
+        if self._failure is not None:
+            raise self._failure
 
     def _system_spec(self) -> ChildSpec:
         store, holder = self.events, self._config
@@ -168,8 +256,12 @@ class Runtime:
     def _new_process(self, actor: Actor) -> _Process:
         if self._closed:
             raise RuntimeError(f"runtime {self.namespace!r} is closed")
-        if actor._running_process is not None:
-            raise ValueError(f"{type(actor).__qualname__} instance is already running")
+        proc: _Process | None = getattr(actor, "_lmv_process", None)  # no property: spawn is hot
+        if proc is not None:
+            state = "is already running" if proc.status is not ActorStatus.DEAD else "already ran"
+            raise ValueError(
+                f"{type(actor).__qualname__} instance {state}; an actor instance runs once"
+            )
         self._count += 1
         return _Process(self, actor, self._count)
 
@@ -263,6 +355,7 @@ class Runtime:
         )
 
     async def _shutdown(self) -> None:
+        self._stopping = True
         if self._root is not None:
             await self._root.stop("shutdown", timeout=None)
         while self._procs:
@@ -273,7 +366,10 @@ class Runtime:
             for proc in procs:
                 await proc.wait_done(_ORPHAN_SHUTDOWN)
                 self._procs.pop(proc, None)
+        self.reports.close()
         self._closed = True
+        if not self._done.done():
+            self._done.set_result(None)
 
     def __repr__(self) -> str:
         return f"<Runtime namespace={self.namespace!r} actors={len(self._procs)}>"

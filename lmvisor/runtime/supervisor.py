@@ -7,19 +7,33 @@ Contract (OTP's supervisor.erl, with Akka's restart backoff):
   children in order; child N+1 starts only after child N's `started()`
   returned. If one fails, those already started are stopped in reverse and
   the start fails with `StartError` naming the child id (cause chained).
+- A child's `start` must build a new actor on every call: a restart that
+  gets back an instance that already ran is a programming error, so the
+  supervisor reports it (`start_error`, a `ValueError` naming the child) and
+  exits at once with that `ValueError` instead of retrying.
 - When a child exits, `should_restart` (restart type x reason) decides. A
   restart applies the strategy: "one_for_one" restarts that child;
   "rest_for_one" stops the children started after it (in reverse) and
   restarts it and them in order; "one_for_all" does so with every child.
+  As in OTP (`terminate_children` then `start_children` over the group), a
+  group restart also starts the group's siblings that were not running,
+  such as those stopped with `terminate_child`; temporary siblings are
+  stopped and dropped instead.
+- A restart that fails is retried through a message to self, so requests
+  can get in between, each attempt counted against the intensity:
+  "one_for_one" and "rest_for_one" retry from the child that failed;
+  "one_for_all" stops the siblings it had already restarted and restarts
+  the whole group again (OTP's `one_for_all_other_child_fails_restart`).
 - Intensity: more than `max_restarts` restarts within `max_seconds` (default
   3 in 5 s, on the runtime's `Clock`) makes the supervisor stop its children
   and exit with ``Shutdown("reached_max_restart_intensity")``; its parent then
-  applies its own strategy. A failed restart is retried through a message to
-  self, counted against intensity too. With `backoff`, each restart waits
+  applies its own strategy. When the root gives up, `Runtime.open` raises
+  `SupervisorGaveUp`. With `backoff`, each restart waits
   ``backoff.delay(attempt)`` on the clock first; it still counts.
 - Shutdown (on any stop of the supervisor) stops children in reverse start
   order, each by its spec's `shutdown`: request a stop, wait that many
-  seconds, then kill; "brutal_kill" kills at once.
+  seconds, then kill (the child then exits "killed" and a `shutdown_error`
+  is reported); "brutal_kill" kills at once.
 - `auto_shutdown`: "never" (default), "any_significant" (stop when a
   significant child exits without restart) or "all_significant" (when all have).
 
@@ -36,7 +50,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, final
 
-from lmvisor.runtime import reports
+from lmvisor.runtime._children import (
+    Child,
+    GaveUp,
+    check_flags,
+    report_exit,
+    start_process,
+    stop_process,
+)
 from lmvisor.runtime._process import _Process
 from lmvisor.runtime.actor import (
     Actor,
@@ -171,122 +192,42 @@ class SupervisorStatistics:
     children: tuple[ChildStatistics, ...]
 
 
-# --- shared child plumbing (also used by DynamicSupervisor) ------------------------------
-
-
-async def _start_process(owner: Actor, spec: ChildSpec) -> _Process:
-    """Build, register and start `spec`'s actor; wait for its `started()`.
-
-    Raises:
-        StartError: `start` failed or returned a non-Actor, the name is taken,
-            or `started()` raised. The cause is chained.
-    """
-    sup = owner._process
-    try:
-        actor = spec.start()
-        if not isinstance(actor, Actor):
-            raise TypeError(f"ChildSpec.start of {spec.id!r} returned {actor!r}, not an Actor")
-        proc = sup.runtime._new_process(actor)
-        if spec.name is not None:
-            sup.runtime.registry.register(spec.name, proc.ref)
-        proc.start(sup)
-        await proc.wait_started()
-    except Exception as exc:
-        raise StartError(supervisor=sup.name, child_id=spec.id, reason=exc) from exc
-    reports.supervisor_progress(sup.runtime.namespace, supervisor=sup.name, started=spec.id)
-    return proc
-
-
-async def _stop_process(owner: Actor, spec: ChildSpec, proc: _Process) -> None:
-    """Stop a child per its spec's shutdown; report it if it failed while stopping."""
-    proc.detach()
-    timeout = spec.shutdown_timeout
-    if timeout == 0.0:
-        proc.kill()
-    else:
-        proc.request_stop("shutdown")
-    await proc.wait_done(timeout)
-    reason = proc.exit_reason
-    if not is_shutdown_exit(reason) and reason != "killed":
-        sup = owner._process
-        reports.supervisor_report(
-            sup.runtime.namespace,
-            supervisor=sup.name,
-            context="shutdown_error",
-            reason=reason,
-            offender=spec.id,
-        )
-
-
-def _report_exit(owner: Actor, child_id: str, reason: object) -> None:
-    if is_shutdown_exit(reason):
-        return
-    sup = owner._process
-    reports.supervisor_report(
-        sup.runtime.namespace,
-        supervisor=sup.name,
-        context="child_terminated",
-        reason=reason,
-        offender=child_id,
-    )
-
-
-def _check_flags(max_restarts: object, max_seconds: object, owner: str) -> None:
-    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-        raise ValueError(f"{owner}.max_restarts must be an int >= 0, got {max_restarts!r}")
-    if (
-        isinstance(max_seconds, bool)
-        or not isinstance(max_seconds, int | float)
-        or not max_seconds > 0
-    ):
-        raise ValueError(f"{owner}.max_seconds must be a number > 0, got {max_seconds!r}")
-
-
-@dataclass(slots=True, eq=False)
-class _Child:
-    spec: ChildSpec
-    proc: _Process | None = None
-    status: str = "stopped"
-    restarts: int = 0
-    last_reason: object = None
-
-    def info(self) -> ChildInfo:
-        return ChildInfo(
-            id=self.spec.id,
-            ref=None if self.proc is None else self.proc.ref,
-            type=self.spec.type,
-            restart=self.spec.restart,
-            status=self.status,
-        )
-
-    def statistics(self) -> ChildStatistics:
-        return ChildStatistics(
-            id=self.spec.id,
-            ref=None if self.proc is None else self.proc.ref,
-            type=self.spec.type,
-            restart=self.spec.restart,
-            status=self.status,
-            restarts=self.restarts,
-            last_reason=self.last_reason,
-        )
-
-
 class _SupervisorCore(Actor):
-    """What `Supervisor` and `DynamicSupervisor` share: the children, the restart
-    intensity window, the queries over them and the reports they make.
+    """What `Supervisor` and `DynamicSupervisor` share: the restart intensity
+    window, the queries over the children and the reports they make.
 
-    A subclass sets every attribute declared here in its `__init__`.
+    A subclass sets every attribute declared here in its `__init__`. Children
+    are held in start order in a dict (a `Child` hashes by identity), so
+    forgetting one costs the same wherever it sits.
     """
 
-    _children: list[_Child]
+    _children: dict[Child, None]
     _restart_times: deque[float]
     _max_restarts: int
     _max_seconds: float
     _total_restarts: int
+    _gave_up: GaveUp | None
+
+    def _keep(self, child: Child) -> None:
+        """Hold `child` after every child held now."""
+        self._children[child] = None
+
+    def _forget(self, child: Child) -> None:
+        """Drop `child`'s record (a no-op if it is not held)."""
+        self._children.pop(child, None)
 
     @handler
     def _on_which_children(self, msg: WhichChildren) -> list[ChildInfo]:
-        return [child.info() for child in self._children]
+        return [
+            ChildInfo(
+                id=child.spec.id,
+                ref=None if child.proc is None else child.proc.ref,
+                type=child.spec.type,
+                restart=child.spec.restart,
+                status=child.status,
+            )
+            for child in self._children
+        ]
 
     @handler
     def _on_count_children(self, msg: CountChildren) -> ChildCounts:
@@ -299,22 +240,24 @@ class _SupervisorCore(Actor):
         )
 
     async def _add_child(self, spec: ChildSpec) -> ActorRef | ErrorReply:
-        """Start `spec` and append it as running; a failed start is the caller's error."""
+        """Start `spec` and keep it as running; a failed start is the caller's error."""
         try:
-            proc = await _start_process(self, spec)
-        except StartError as err:
+            proc = await start_process(self, spec)
+        except (StartError, ValueError) as err:
             return ErrorReply(err)
-        self._children.append(_Child(spec, proc, "running"))
+        self._keep(Child(spec, proc, "running"))
         return proc.ref
 
-    def _child_exited(self, child: _Child, reason: object) -> None:
+    def _child_exited(self, child: Child, ref: ActorRef, reason: object) -> None:
         """Forget the exited process; report it and keep its reason unless it was a shutdown."""
         child.proc = None
-        _report_exit(self, child.spec.id, reason)
+        report_exit(self, child.spec.id, reason)
+        child.last_exit = reason
+        child.gave_up = getattr(ref._proc.actor, "_gave_up", None)
         if not is_shutdown_exit(reason):
             child.last_reason = reason
 
-    def _intensity_ok(self, offender: str) -> bool:
+    def _intensity_ok(self, child: Child) -> bool:
         """Count a restart; past the intensity, report it and stop with `ESCALATION`."""
         ok = add_restart(
             self._restart_times,
@@ -323,26 +266,33 @@ class _SupervisorCore(Actor):
             self._max_seconds,
         )
         if not ok:
-            reports.supervisor_report(
-                self.runtime.namespace,
-                supervisor=self._process.name,
-                context="shutdown",
-                reason="reached_max_restart_intensity",
-                offender=offender,
-            )
-            self.stop(ESCALATION)
+            self._give_up(child, ESCALATION, "reached_max_restart_intensity")
         return ok
 
-    def _report_start_error(self, offender: str, err: StartError) -> None:
-        reports.supervisor_report(
-            self.runtime.namespace,
-            supervisor=self._process.name,
-            context="start_error",
-            reason=err.reason,
-            offender=offender,
+    def _give_up(self, child: Child, exit_reason: object, why: object) -> None:
+        """Report `shutdown` for `child`, remember why (for the root's owner), and exit."""
+        self._gave_up = GaveUp(child.spec.id, child.last_exit, child.gave_up)
+        sup = self._process
+        self.runtime.reports.supervisor_report(
+            supervisor=sup.name, context="shutdown", reason=why, offender=child.spec.id
         )
+        self.stop(exit_reason)
 
-    def _restarted(self, child: _Child, proc: _Process) -> None:
+    def _start_failed(self, child: Child, err: StartError | ValueError) -> bool:
+        """Report a failed (re)start; say whether to retry it (a reused actor never is)."""
+        reason = err.reason if isinstance(err, StartError) else err
+        child.last_reason = child.last_exit = reason
+        child.gave_up = None
+        sup = self._process
+        self.runtime.reports.supervisor_report(
+            supervisor=sup.name, context="start_error", reason=reason, offender=child.spec.id
+        )
+        if isinstance(err, ValueError):
+            self._give_up(child, err, err)
+            return False
+        return self._intensity_ok(child)
+
+    def _restarted(self, child: Child, proc: _Process) -> None:
         child.proc, child.status = proc, "running"
         child.restarts += 1
         self._total_restarts += 1
@@ -397,7 +347,7 @@ class Supervisor(_SupervisorCore):
                 "Supervisor.strategy must be one of 'one_for_one', 'one_for_all', "
                 f"'rest_for_one', got {strategy!r}"
             )
-        _check_flags(max_restarts, max_seconds, "Supervisor")
+        check_flags(max_restarts, max_seconds, "Supervisor")
         if backoff is not None and not isinstance(backoff, Backoff):
             raise ValueError(f"Supervisor.backoff must be a Backoff or None, got {backoff!r}")
         if auto_shutdown not in _AUTO_SHUTDOWNS:
@@ -411,9 +361,10 @@ class Supervisor(_SupervisorCore):
         self._max_seconds = float(max_seconds)
         self._backoff = backoff
         self._auto_shutdown: AutoShutdown = auto_shutdown
-        self._children: list[_Child] = []
+        self._children: dict[Child, None] = {}
         self._restart_times: deque[float] = deque()
         self._total_restarts = 0
+        self._gave_up = None
         self._random = random.Random()
 
     @property
@@ -427,14 +378,24 @@ class Supervisor(_SupervisorCore):
 
     async def started(self) -> None:
         for spec in self._specs:
+            child = Child(spec)
             try:
-                proc = await _start_process(self, spec)
-            except StartError as err:
+                child.proc = await start_process(self, spec)
+            except (StartError, ValueError) as err:
                 self._report_start_error(spec.id, err)
                 await self._stop_all()
                 raise
-            self._children.append(_Child(spec, proc, "running"))
+            child.status = "running"
+            self._keep(child)
         self._specs = []
+
+    def _report_start_error(self, offender: str, err: StartError | ValueError) -> None:
+        self.runtime.reports.supervisor_report(
+            supervisor=self._process.name,
+            context="start_error",
+            reason=err.reason if isinstance(err, StartError) else err,
+            offender=offender,
+        )
 
     async def terminate(self, reason: object) -> None:
         await self._stop_all()
@@ -443,16 +404,16 @@ class Supervisor(_SupervisorCore):
         for child in reversed(self._children):
             await self._stop_child(child)
 
-    async def _stop_child(self, child: _Child) -> None:
+    async def _stop_child(self, child: Child) -> None:
         proc, child.proc = child.proc, None
         if child.status in ("running", "restarting"):
             child.status = "terminated"
         if proc is not None:
-            await _stop_process(self, child.spec, proc)
+            await stop_process(self, child.spec, proc)
 
     # --- lookups ---
 
-    def _find(self, key: str | ActorRef) -> _Child | None:
+    def _find(self, key: str | ActorRef) -> Child | None:
         for child in self._children:
             if child.spec.id == key or (child.proc is not None and child.proc.ref is key):
                 return child
@@ -461,7 +422,7 @@ class Supervisor(_SupervisorCore):
     def _missing(self, key: object) -> ErrorReply:
         return ErrorReply(ValueError(f"{self._process.name} has no child {key!r}"))
 
-    def _busy(self, child: _Child) -> ErrorReply | None:
+    def _busy(self, child: Child) -> ErrorReply | None:
         """OTP's ``{error, running}`` / ``{error, restarting}`` for restart and delete."""
         if child.proc is not None:
             return ErrorReply(ValueError(f"child {child.spec.id!r} is running"))
@@ -487,7 +448,7 @@ class Supervisor(_SupervisorCore):
             return self._missing(msg.child)
         await self._stop_child(child)
         if child.spec.restart == "temporary":
-            self._children.remove(child)
+            self._forget(child)
         return None
 
     @handler
@@ -498,8 +459,8 @@ class Supervisor(_SupervisorCore):
         if (busy := self._busy(child)) is not None:
             return busy
         try:
-            proc = await _start_process(self, child.spec)
-        except StartError as err:
+            proc = await start_process(self, child.spec)
+        except (StartError, ValueError) as err:
             return ErrorReply(err)
         child.proc, child.status = proc, "running"
         return proc.ref
@@ -511,7 +472,7 @@ class Supervisor(_SupervisorCore):
             return self._missing(msg.id)
         if (busy := self._busy(child)) is not None:
             return busy
-        self._children.remove(child)
+        self._forget(child)
         return None
 
     # --- exits and restarts ---
@@ -522,16 +483,16 @@ class Supervisor(_SupervisorCore):
         if child is None or child.proc is None or child.proc.ref is not msg.ref:
             return
         reason = msg.reason
-        self._child_exited(child, reason)
+        self._child_exited(child, msg.ref, reason)
         if not _should_restart(child.spec.restart, reason):
             child.status = "stopped"
             if child.spec.restart == "temporary":
-                self._children.remove(child)
+                self._forget(child)
             self._check_auto_shutdown(child)
             return
         await self._restart(child)
 
-    def _check_auto_shutdown(self, child: _Child) -> None:
+    def _check_auto_shutdown(self, child: Child) -> None:
         if not child.spec.significant or self._auto_shutdown == "never":
             return
         if self._auto_shutdown == "any_significant" or not any(
@@ -539,15 +500,15 @@ class Supervisor(_SupervisorCore):
         ):
             self.stop("shutdown")
 
-    def _group(self, child: _Child) -> list[_Child]:
+    def _group(self, child: Child) -> list[Child]:
+        """The children a restart of `child` involves, in start order (running or not)."""
         if self._strategy == "one_for_one":
             return [child]
-        index = self._children.index(child)
-        members = self._children if self._strategy == "one_for_all" else self._children[index:]
-        return [c for c in members if c is child or c.proc is not None]
+        children = list(self._children)
+        return children if self._strategy == "one_for_all" else children[children.index(child) :]
 
-    async def _restart(self, child: _Child) -> None:
-        if not self._intensity_ok(child.spec.id):
+    async def _restart(self, child: Child) -> None:
+        if not self._intensity_ok(child):
             return
         group = self._group(child)
         for other in reversed(group):
@@ -555,7 +516,7 @@ class Supervisor(_SupervisorCore):
                 await self._stop_child(other)
         for other in group:
             if other is not child and other.spec.restart == "temporary":
-                self._children.remove(other)
+                self._forget(other)
         ids = tuple(c.spec.id for c in group if c is child or c.spec.restart != "temporary")
         for c in group:
             c.status = "restarting"
@@ -576,18 +537,29 @@ class Supervisor(_SupervisorCore):
         await self._start_group(msg.ids)
 
     async def _start_group(self, ids: tuple[str, ...]) -> None:
+        started: list[Child] = []
         for index, child_id in enumerate(ids):
             child = self._find(child_id)
             if child is None or child.status != "restarting":
                 continue
             try:
-                proc = await _start_process(self, child.spec)
-            except StartError as err:
-                self._report_start_error(child_id, err)
-                if self._intensity_ok(child_id):
-                    self._process.deliver_system(_TryAgainRestart(ids[index:]))
+                proc = await start_process(self, child.spec)
+            except (StartError, ValueError) as err:
+                if self._start_failed(child, err):
+                    await self._try_again(ids, index, started)
                 return
             self._restarted(child, proc)
+            started.append(child)
+
+    async def _try_again(self, ids: tuple[str, ...], failed: int, started: list[Child]) -> None:
+        if self._strategy != "one_for_all":
+            self._process.deliver_system(_TryAgainRestart(ids[failed:]))
+            return
+        # one_for_all: the group restarts as one, so the siblings already back go down again
+        for child in reversed(started):
+            await self._stop_child(child)
+            child.status = "restarting"
+        self._process.deliver_system(_TryAgainRestart(ids))
 
     # --- statistics ---
 

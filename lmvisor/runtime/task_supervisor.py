@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast, final
 
-from lmvisor.runtime import reports
 from lmvisor.runtime.actor import Actor, ActorRef, handler
 from lmvisor.runtime.errors import ActorExited
 from lmvisor.runtime.messages import Call
@@ -63,8 +62,8 @@ class TaskSupervisor(Actor):
 
     def _task_failed(self, task: asyncio.Task[Any], exc: BaseException) -> None:
         self._failed += 1
-        reports.task_crashed(
-            self.runtime.namespace, supervisor=self._process.name, task=task.get_name(), reason=exc
+        self.runtime.reports.task_crashed(
+            supervisor=self._process.name, task=task.get_name(), reason=exc
         )
 
     async def terminate(self, reason: object) -> None:

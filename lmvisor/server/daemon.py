@@ -41,10 +41,10 @@ from starlette.types import ASGIApp
 
 from lmvisor.config.loading import replace_value
 from lmvisor.config.schema import LmvisorConfig, ServerConfig
-from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.events import SERVER_DRAINING, SERVER_READY, SERVER_STOPPED
-from lmvisor.runtime.logger import get_logger
-from lmvisor.runtime.logging import LogMode, configure_process_logging
+from lmvisor.runtime.errors import LmvisorError, SupervisorGaveUp
+from lmvisor.runtime.observe.logs import LogMode, get_logger
+from lmvisor.runtime.observe.names import SERVER_DRAINING, SERVER_READY, SERVER_STOPPED
+from lmvisor.runtime.observe.process_logging import configure_process_logging
 from lmvisor.server.app import create_app
 from lmvisor.server.auth import check_bind
 from lmvisor.server.context import ServerContext
@@ -175,6 +175,8 @@ async def run_daemon(
             daemon = Daemon(ctx, create_app(ctx), sock, loop_name=loop_name)
             tuned = tune_gc(config.server)
             return await daemon.run(signals=signals, gc_tuned=tuned)
+    except SupervisorGaveUp:
+        return EXIT_FAILURE  # drained and logged (`server.root_exited`); the tree is down
     finally:
         sock.close()
 
@@ -263,25 +265,34 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.drain, f"signal {sig.name}")
         serving = asyncio.ensure_future(self._server.serve(sockets=[self._sock]))
-        root_exit = asyncio.ensure_future(self.context.runtime.root.wait_exit())
         ready = asyncio.ensure_future(self._server.ready.wait())
+        gave_up = False
         try:
-            await asyncio.wait({ready, serving}, return_when=asyncio.FIRST_COMPLETED)
-            if ready.done():
-                self._announce(gc_tuned)
-            await asyncio.wait({serving, root_exit}, return_when=asyncio.FIRST_COMPLETED)
-            if root_exit.done() and not serving.done():
-                self._root_gave_up(root_exit.result())
+            try:
+                await asyncio.wait({ready, serving}, return_when=asyncio.FIRST_COMPLETED)
+                if ready.done():
+                    self._announce(gc_tuned)
+                await asyncio.wait({serving})  # a wait, not an await: a cancel leaves it serving
+            except asyncio.CancelledError:
+                # Runtime.open cancels its body when the root supervisor gives up:
+                # drain, then let the cancellation through (it raises SupervisorGaveUp)
+                failure = self.context.runtime.failure
+                if failure is None or serving.done():
+                    raise
+                gave_up = True
+                self._root_gave_up(failure.reason)
             await self._finish(serving)
-            await self._checkpoint()
+            if not gave_up:  # with the root gone, nothing is left to checkpoint
+                await self._checkpoint()
         finally:
             if signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-            root_exit.cancel()
             ready.cancel()
         self.context.runtime.events.emit(SERVER_STOPPED, {"exit_code": self._exit_code})
         _log.info(SERVER_STOPPED, exit_code=self._exit_code)
+        if gave_up:
+            raise asyncio.CancelledError  # drained: Runtime.open turns this into its error
         return self._exit_code
 
     def _announce(self, gc_tuned: bool) -> None:
@@ -316,8 +327,6 @@ class Daemon:
             _log.info("server.checkpointed", step=what, result=_jsonable(done))
 
     def _root_gave_up(self, reason: object) -> None:
-        # When issue 8's typed "root gave up" error / `wait_closed()` lands, this
-        # watch becomes that call; the drain and exit code stay as they are.
         self._exit_code = EXIT_FAILURE
         _log.critical("server.root_exited", reason=repr(reason))
         self.drain("the root supervisor exited")

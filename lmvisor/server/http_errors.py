@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 
 from lmvisor.config.errors import ConfigError
 from lmvisor.runtime.correlation import current_correlation_id
-from lmvisor.runtime.errors import LmvisorError
+from lmvisor.runtime.errors import LmvisorError, RetryExhausted
 from lmvisor.server.errors import Unauthorized
 
 __all__ = [
@@ -160,9 +160,14 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 def status_for(exc: BaseException) -> int:
     """The HTTP status for `exc`: its most specific entry in `STATUS_BY_ERROR`.
 
-    An `LmvisorError` (or `ConfigError`) with no entry is 503 when retryable,
-    else 500; any other exception is 500.
+    Retries that gave up answer as their last attempt's failure did when that is an
+    upstream status (a timeout stays a 504, a vendor's overload a 503), else 502. An
+    `LmvisorError` (or `ConfigError`) with no entry is 503 when retryable, else 500;
+    any other exception is 500.
     """
+    if isinstance(exc, RetryExhausted) and isinstance(exc.last_error, BaseException):
+        last = status_for(exc.last_error)
+        return last if last in (429, 502, 503, 504) else 502
     for cls in type(exc).__mro__:
         status = STATUS_BY_ERROR.get(f"{cls.__module__}.{cls.__qualname__}")
         if status is not None:

@@ -15,7 +15,7 @@ from typing import Final, final
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from lmvisor.runtime.telemetry import Metrics
+from lmvisor.runtime.observe.metrics import Metrics
 
 __all__ = ["HTTP_IN_FLIGHT", "HTTP_REQUESTS", "HTTP_REQUEST_SECONDS", "HttpMetrics"]
 

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lmvisor.runtime.correlation import correlation_scope
 from lmvisor.runtime.deadline import deadline
 from lmvisor.runtime.errors import DeadlineExceeded
-from lmvisor.runtime.logger import get_logger
+from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.server.auth import TokenSet
 from lmvisor.server.errors import Draining, InvalidHeader, RequestTooLarge, Unauthorized
 from lmvisor.server.http_errors import error_response

@@ -21,9 +21,9 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from lmvisor.runtime.deadline import bound_timeout, check_deadline
-from lmvisor.runtime.event_store import EVENT_STORE_NAME, query_events
-from lmvisor.runtime.events import Event
-from lmvisor.runtime.telemetry import CONTENT_TYPE
+from lmvisor.runtime.observe.events import Event
+from lmvisor.runtime.observe.metrics import CONTENT_TYPE
+from lmvisor.runtime.observe.store import EVENT_STORE_NAME, query_events
 from lmvisor.server.context import ServerContext, server_context
 from lmvisor.server.sse import SSE_MEDIA_TYPE, SSEMessage, sse_response
 from lmvisor.server.views import event_view, tree_view

@@ -19,7 +19,8 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
-from lmvisor.runtime.events import OPTIMIZATION_ITERATION, Event
+from lmvisor.runtime.observe.events import Event
+from lmvisor.runtime.observe.names import OPTIMIZATION_ITERATION
 from lmvisor.server.sse import SSEMessage
 from lmvisor.services.optimization import OptimizationStatus
 

@@ -1,19 +1,18 @@
-"""One program run as a stream of server-sent events: text as it is written, then the result.
+"""One program run as a stream of server-sent events: its output fields as written, then the result.
 
 `stream_run(app, program_id, inputs, timeout=...)` runs the program through the
 ModuleManager exactly as `/run` does (its breaker, limiter, fallbacks, events,
-deadline), with a stream sink (`Modules.execute(..., stream=...)`), and yields:
+deadline), streamed (`Modules.execute(..., stream=...)`: the programs layer's
+`streamify` with a listener on every output field), and yields:
 
-- `token` `{"text", "index"}`: each piece of LM text as the vendor sends it
-  (`index` is the choice; a program that calls its LM several times streams
-  each call in turn);
+- `chunk` `{"predict_name", "field", "chunk", "is_last_chunk"}`: a piece of one output
+  field's text the moment the LM writes it (DSPy's `StreamResponse`);
+- `status` `{"message"}`: progress notes (a tool being called);
+- `token` `{"text", "index"}`: raw LM text, only for a program with no predictor to
+  listen to;
 - then `prediction`: the run's result, the same object `/run` answers;
 - or `error`: the typed error body (`{"error": {"code", "message", "field"}}`)
   with its HTTP `status`, when the run fails after the stream has started.
-
-Field-level chunks (DSPy's `StreamResponse`: predictor, field, chunk, last) come
-with the programs layer's stream listeners: `chunk_view` already renders them,
-so the sink only has to pass them on.
 
 Closing the stream (the client leaves, the deadline passes, the daemon drains)
 cancels the run.
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from lmvisor.programs.lm import LMDelta
 from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.logger import get_logger
+from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.server.http_errors import error_payload
 from lmvisor.server.program_views import invalid_input, run_view
 from lmvisor.server.sse import SSEMessage
@@ -42,7 +41,7 @@ _log = get_logger("lmvisor.server")
 
 
 def chunk_view(item: Any) -> SSEMessage | None:
-    """The event for one streamed item: `token` for LM text, `chunk` for a field's piece."""
+    """The event for one streamed item: `chunk` for a field's piece, `status`, or `token`."""
     if isinstance(item, LMDelta):
         return SSEMessage("token", {"text": item.text, "index": item.index})
     field = getattr(item, "signature_field_name", None)

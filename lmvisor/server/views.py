@@ -11,8 +11,8 @@ import json
 from functools import cache
 from typing import Any
 
-from lmvisor.runtime.events import Event
-from lmvisor.runtime.logging import Redactor
+from lmvisor.runtime.observe import Redactor
+from lmvisor.runtime.observe.events import Event
 from lmvisor.runtime.tree import TreeNode
 
 __all__ = ["event_view", "tree_view"]

@@ -5,475 +5,148 @@ cache-fronted LM, the ModuleManager (registered programs, versions, executions) 
 OptimizationCoordinator (optimization jobs, checkpointed).
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING
 
-from lmvisor._lazy import lazy_exports
+from lmvisor._lazy import lazy_package
 
 if TYPE_CHECKING:
-    from lmvisor.services.app import (
-        App,
-        ProviderHealth,
-        open_app,
-    )
-    from lmvisor.services.app_lm import (
-        LOOPBACK_NOTICE,
-        LMChoice,
-        LoopbackMode,
-        choose_default_model,
-        loopback_config,
-    )
-    from lmvisor.services.budget import (
-        Budget,
-        BudgetStatistics,
-    )
-    from lmvisor.services.cache import (
-        CACHE_NAME,
-        CacheLayer,
-        CacheManager,
-        ClearCache,
-        FlushCache,
-        GetCacheStatistics,
-        cache_spec,
-        cache_statistics,
-        clear_cache,
-        flush_cache,
-        l3_path,
-    )
-    from lmvisor.services.cache_entry import (
-        CacheEntry,
-        CorruptEntry,
-        decode_entry,
-        decode_response,
-        encode_entry,
-        encode_response,
-    )
-    from lmvisor.services.cache_key import (
-        CONTROL_PARAMS,
-        SECRET_PARAMS,
-        TRANSPORT_PARAMS,
-        cache_wanted,
-        request_key,
-        vendor_request,
-    )
-    from lmvisor.services.cache_memory import (
-        MemoryTier,
-        MemoryTierStatistics,
-    )
-    from lmvisor.services.cache_redis import (
-        RedisTier,
-    )
-    from lmvisor.services.cache_sqlite import (
-        SqliteTier,
-        SqliteTierStatistics,
-    )
-    from lmvisor.services.cache_store import (
-        CacheStatistics,
-        CacheStore,
-        TierStatistics,
-    )
-    from lmvisor.services.cached_lm import (
-        CachedLM,
-        CachePolicy,
-        CacheReport,
-        cache_policy,
-        cache_report,
-    )
-    from lmvisor.services.cooldown import (
-        Cooldowns,
-        CooldownStatistics,
-    )
-    from lmvisor.services.errors import (
-        AllStrategiesFailed,
-        BudgetExceeded,
-        CacheMiss,
-        JobNotFinished,
-        ModuleAlreadyRegistered,
-        NoDeploymentAvailable,
-        NoPreviousVersion,
-        OptimizationSpecError,
-        ServiceError,
-        ServiceInputError,
-        UnknownJob,
-        UnknownModule,
-        UnknownProvider,
-    )
-    from lmvisor.services.lm_provider import (
-        Complete,
-        GetCapabilities,
-        LMProvider,
-        LMProviderStatistics,
-        OpenStream,
-        Provider,
-        ProviderProtections,
-        estimate_tokens,
-        provider_name,
-        provider_spec,
-    )
-    from lmvisor.services.lm_services import (
-        LMServices,
-        build_protections,
-        build_provider,
-        reachable,
-        start_lm_providers,
-    )
-    from lmvisor.services.module_execution import (
-        Execution,
-        ExecutionContext,
-        run_execution,
-    )
-    from lmvisor.services.module_manager import (
-        MODULE_TASKS_NAME,
-        MODULES_NAME,
-        ModuleManager,
-        ModuleTable,
-        Register,
-        Rollback,
-        Swap,
-        Unregister,
-        modules_spec,
-    )
-    from lmvisor.services.module_options import (
-        FALLBACK_ORDER,
-        ModuleOptions,
-        check_model_name,
-        parse_module_options,
-    )
-    from lmvisor.services.module_stream import (
-        StreamingLM,
-        StreamSink,
-    )
-    from lmvisor.services.module_table import (
-        ModuleInfo,
-        ModuleMeters,
-        ModuleRecord,
-        ModuleVersion,
-        PredictorInfo,
-        spec_of,
-    )
-    from lmvisor.services.modules import (
-        DEFAULT_TIMEOUT,
-        Modules,
-        ProgramLike,
-    )
-    from lmvisor.services.optimization import (
-        COORDINATOR_NAME,
-        CancelJob,
-        GetJob,
-        GetResult,
-        ListJobs,
-        OptimizationCoordinator,
-        OptimizationStatus,
-        SubmitJob,
-        SuspendJobs,
-        cancel_optimization,
-        list_optimizations,
-        optimization_result,
-        optimization_spec,
-        optimization_status,
-        submit_optimization,
-        suspend_optimizations,
-    )
-    from lmvisor.services.optimization_job import (
-        OPTIMIZERS,
-        JobSpec,
-        build_optimizer,
-        load_examples,
-        parse_job_spec,
-    )
-    from lmvisor.services.optimization_store import (
-        JobRecord,
-        OptimizationStore,
-        StoreCheckpoint,
-    )
-    from lmvisor.services.optimization_worker import (
-        JobContext,
-        JobFinished,
-        JobProgress,
-        OptimizationWorker,
-        error_data,
-        rebuild_student,
-    )
-    from lmvisor.services.router import (
-        RouterLM,
-        split_model,
-    )
-
-__all__ = [
-    "CACHE_NAME",
-    "CONTROL_PARAMS",
-    "COORDINATOR_NAME",
-    "DEFAULT_TIMEOUT",
-    "FALLBACK_ORDER",
-    "LOOPBACK_NOTICE",
-    "MODULES_NAME",
-    "MODULE_TASKS_NAME",
-    "OPTIMIZERS",
-    "SECRET_PARAMS",
-    "TRANSPORT_PARAMS",
-    "AllStrategiesFailed",
-    "App",
-    "Budget",
-    "BudgetExceeded",
-    "BudgetStatistics",
-    "CacheEntry",
-    "CacheLayer",
-    "CacheManager",
-    "CacheMiss",
-    "CachePolicy",
-    "CacheReport",
-    "CacheStatistics",
-    "CacheStore",
-    "CachedLM",
-    "CancelJob",
-    "ClearCache",
-    "Complete",
-    "CooldownStatistics",
-    "Cooldowns",
-    "CorruptEntry",
-    "Execution",
-    "ExecutionContext",
-    "FlushCache",
-    "GetCacheStatistics",
-    "GetCapabilities",
-    "GetJob",
-    "GetResult",
-    "JobContext",
-    "JobFinished",
-    "JobNotFinished",
-    "JobProgress",
-    "JobRecord",
-    "JobSpec",
-    "LMChoice",
-    "LMProvider",
-    "LMProviderStatistics",
-    "LMServices",
-    "ListJobs",
-    "LoopbackMode",
-    "MemoryTier",
-    "MemoryTierStatistics",
-    "ModuleAlreadyRegistered",
-    "ModuleInfo",
-    "ModuleManager",
-    "ModuleMeters",
-    "ModuleOptions",
-    "ModuleRecord",
-    "ModuleTable",
-    "ModuleVersion",
-    "Modules",
-    "NoDeploymentAvailable",
-    "NoPreviousVersion",
-    "OpenStream",
-    "OptimizationCoordinator",
-    "OptimizationSpecError",
-    "OptimizationStatus",
-    "OptimizationStore",
-    "OptimizationWorker",
-    "PredictorInfo",
-    "ProgramLike",
-    "Provider",
-    "ProviderHealth",
-    "ProviderProtections",
-    "RedisTier",
-    "Register",
-    "Rollback",
-    "RouterLM",
-    "ServiceError",
-    "ServiceInputError",
-    "SqliteTier",
-    "SqliteTierStatistics",
-    "StoreCheckpoint",
-    "StreamSink",
-    "StreamingLM",
-    "SubmitJob",
-    "SuspendJobs",
-    "Swap",
-    "TierStatistics",
-    "UnknownJob",
-    "UnknownModule",
-    "UnknownProvider",
-    "Unregister",
-    "build_optimizer",
-    "build_protections",
-    "build_provider",
-    "cache_policy",
-    "cache_report",
-    "cache_spec",
-    "cache_statistics",
-    "cache_wanted",
-    "cancel_optimization",
-    "check_model_name",
-    "choose_default_model",
-    "clear_cache",
-    "decode_entry",
-    "decode_response",
-    "encode_entry",
-    "encode_response",
-    "error_data",
-    "estimate_tokens",
-    "flush_cache",
-    "l3_path",
-    "list_optimizations",
-    "load_examples",
-    "loopback_config",
-    "modules_spec",
-    "open_app",
-    "optimization_result",
-    "optimization_spec",
-    "optimization_status",
-    "parse_job_spec",
-    "parse_module_options",
-    "provider_name",
-    "provider_spec",
-    "reachable",
-    "rebuild_student",
-    "request_key",
-    "run_execution",
-    "spec_of",
-    "split_model",
-    "start_lm_providers",
-    "submit_optimization",
-    "suspend_optimizations",
-    "vendor_request",
-]
-
-_EXPORTS = {
-    "CACHE_NAME": "lmvisor.services.cache",
-    "CONTROL_PARAMS": "lmvisor.services.cache_key",
-    "COORDINATOR_NAME": "lmvisor.services.optimization",
-    "DEFAULT_TIMEOUT": "lmvisor.services.modules",
-    "FALLBACK_ORDER": "lmvisor.services.module_options",
-    "LOOPBACK_NOTICE": "lmvisor.services.app_lm",
-    "MODULES_NAME": "lmvisor.services.module_manager",
-    "MODULE_TASKS_NAME": "lmvisor.services.module_manager",
-    "OPTIMIZERS": "lmvisor.services.optimization_job",
-    "SECRET_PARAMS": "lmvisor.services.cache_key",
-    "TRANSPORT_PARAMS": "lmvisor.services.cache_key",
-    "AllStrategiesFailed": "lmvisor.services.errors",
-    "App": "lmvisor.services.app",
-    "Budget": "lmvisor.services.budget",
-    "BudgetExceeded": "lmvisor.services.errors",
-    "BudgetStatistics": "lmvisor.services.budget",
-    "CacheEntry": "lmvisor.services.cache_entry",
-    "CacheLayer": "lmvisor.services.cache",
-    "CacheManager": "lmvisor.services.cache",
-    "CacheMiss": "lmvisor.services.errors",
-    "CachePolicy": "lmvisor.services.cached_lm",
-    "CacheReport": "lmvisor.services.cached_lm",
-    "CacheStatistics": "lmvisor.services.cache_store",
-    "CacheStore": "lmvisor.services.cache_store",
-    "CachedLM": "lmvisor.services.cached_lm",
-    "CancelJob": "lmvisor.services.optimization",
-    "ClearCache": "lmvisor.services.cache",
-    "Complete": "lmvisor.services.lm_provider",
-    "CooldownStatistics": "lmvisor.services.cooldown",
-    "Cooldowns": "lmvisor.services.cooldown",
-    "CorruptEntry": "lmvisor.services.cache_entry",
-    "Execution": "lmvisor.services.module_execution",
-    "ExecutionContext": "lmvisor.services.module_execution",
-    "FlushCache": "lmvisor.services.cache",
-    "GetCacheStatistics": "lmvisor.services.cache",
-    "GetCapabilities": "lmvisor.services.lm_provider",
-    "GetJob": "lmvisor.services.optimization",
-    "GetResult": "lmvisor.services.optimization",
-    "JobContext": "lmvisor.services.optimization_worker",
-    "JobFinished": "lmvisor.services.optimization_worker",
-    "JobNotFinished": "lmvisor.services.errors",
-    "JobProgress": "lmvisor.services.optimization_worker",
-    "JobRecord": "lmvisor.services.optimization_store",
-    "JobSpec": "lmvisor.services.optimization_job",
-    "LMChoice": "lmvisor.services.app_lm",
-    "LMProvider": "lmvisor.services.lm_provider",
-    "LMProviderStatistics": "lmvisor.services.lm_provider",
-    "LMServices": "lmvisor.services.lm_services",
-    "ListJobs": "lmvisor.services.optimization",
-    "LoopbackMode": "lmvisor.services.app_lm",
-    "MemoryTier": "lmvisor.services.cache_memory",
-    "MemoryTierStatistics": "lmvisor.services.cache_memory",
-    "ModuleAlreadyRegistered": "lmvisor.services.errors",
-    "ModuleInfo": "lmvisor.services.module_table",
-    "ModuleManager": "lmvisor.services.module_manager",
-    "ModuleMeters": "lmvisor.services.module_table",
-    "ModuleOptions": "lmvisor.services.module_options",
-    "ModuleRecord": "lmvisor.services.module_table",
-    "ModuleTable": "lmvisor.services.module_manager",
-    "ModuleVersion": "lmvisor.services.module_table",
-    "Modules": "lmvisor.services.modules",
-    "NoDeploymentAvailable": "lmvisor.services.errors",
-    "NoPreviousVersion": "lmvisor.services.errors",
-    "OpenStream": "lmvisor.services.lm_provider",
-    "OptimizationCoordinator": "lmvisor.services.optimization",
-    "OptimizationSpecError": "lmvisor.services.errors",
-    "OptimizationStatus": "lmvisor.services.optimization",
-    "OptimizationStore": "lmvisor.services.optimization_store",
-    "OptimizationWorker": "lmvisor.services.optimization_worker",
-    "PredictorInfo": "lmvisor.services.module_table",
-    "ProgramLike": "lmvisor.services.modules",
-    "Provider": "lmvisor.services.lm_provider",
-    "ProviderHealth": "lmvisor.services.app",
-    "ProviderProtections": "lmvisor.services.lm_provider",
-    "RedisTier": "lmvisor.services.cache_redis",
-    "Register": "lmvisor.services.module_manager",
-    "Rollback": "lmvisor.services.module_manager",
-    "RouterLM": "lmvisor.services.router",
-    "ServiceError": "lmvisor.services.errors",
-    "ServiceInputError": "lmvisor.services.errors",
-    "SqliteTier": "lmvisor.services.cache_sqlite",
-    "SqliteTierStatistics": "lmvisor.services.cache_sqlite",
-    "StoreCheckpoint": "lmvisor.services.optimization_store",
-    "StreamSink": "lmvisor.services.module_stream",
-    "StreamingLM": "lmvisor.services.module_stream",
-    "SubmitJob": "lmvisor.services.optimization",
-    "SuspendJobs": "lmvisor.services.optimization",
-    "Swap": "lmvisor.services.module_manager",
-    "TierStatistics": "lmvisor.services.cache_store",
-    "UnknownJob": "lmvisor.services.errors",
-    "UnknownModule": "lmvisor.services.errors",
-    "UnknownProvider": "lmvisor.services.errors",
-    "Unregister": "lmvisor.services.module_manager",
-    "build_optimizer": "lmvisor.services.optimization_job",
-    "build_protections": "lmvisor.services.lm_services",
-    "build_provider": "lmvisor.services.lm_services",
-    "cache_policy": "lmvisor.services.cached_lm",
-    "cache_report": "lmvisor.services.cached_lm",
-    "cache_spec": "lmvisor.services.cache",
-    "cache_statistics": "lmvisor.services.cache",
-    "cache_wanted": "lmvisor.services.cache_key",
-    "cancel_optimization": "lmvisor.services.optimization",
-    "check_model_name": "lmvisor.services.module_options",
-    "choose_default_model": "lmvisor.services.app_lm",
-    "clear_cache": "lmvisor.services.cache",
-    "decode_entry": "lmvisor.services.cache_entry",
-    "decode_response": "lmvisor.services.cache_entry",
-    "encode_entry": "lmvisor.services.cache_entry",
-    "encode_response": "lmvisor.services.cache_entry",
-    "error_data": "lmvisor.services.optimization_worker",
-    "estimate_tokens": "lmvisor.services.lm_provider",
-    "flush_cache": "lmvisor.services.cache",
-    "l3_path": "lmvisor.services.cache",
-    "list_optimizations": "lmvisor.services.optimization",
-    "load_examples": "lmvisor.services.optimization_job",
-    "loopback_config": "lmvisor.services.app_lm",
-    "modules_spec": "lmvisor.services.module_manager",
-    "open_app": "lmvisor.services.app",
-    "optimization_result": "lmvisor.services.optimization",
-    "optimization_spec": "lmvisor.services.optimization",
-    "optimization_status": "lmvisor.services.optimization",
-    "parse_job_spec": "lmvisor.services.optimization_job",
-    "parse_module_options": "lmvisor.services.module_options",
-    "provider_name": "lmvisor.services.lm_provider",
-    "provider_spec": "lmvisor.services.lm_provider",
-    "reachable": "lmvisor.services.lm_services",
-    "rebuild_student": "lmvisor.services.optimization_worker",
-    "request_key": "lmvisor.services.cache_key",
-    "run_execution": "lmvisor.services.module_execution",
-    "spec_of": "lmvisor.services.module_table",
-    "split_model": "lmvisor.services.router",
-    "start_lm_providers": "lmvisor.services.lm_services",
-    "submit_optimization": "lmvisor.services.optimization",
-    "suspend_optimizations": "lmvisor.services.optimization",
-    "vendor_request": "lmvisor.services.cache_key",
-}
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+    from lmvisor.services.app import App as App
+    from lmvisor.services.app import ProviderHealth as ProviderHealth
+    from lmvisor.services.app import open_app as open_app
+    from lmvisor.services.app_lm import LOOPBACK_NOTICE as LOOPBACK_NOTICE
+    from lmvisor.services.app_lm import LMChoice as LMChoice
+    from lmvisor.services.app_lm import LoopbackMode as LoopbackMode
+    from lmvisor.services.app_lm import choose_default_model as choose_default_model
+    from lmvisor.services.app_lm import loopback_config as loopback_config
+    from lmvisor.services.budget import Budget as Budget
+    from lmvisor.services.budget import BudgetStatistics as BudgetStatistics
+    from lmvisor.services.cache import CACHE_NAME as CACHE_NAME
+    from lmvisor.services.cache import CacheLayer as CacheLayer
+    from lmvisor.services.cache import CacheManager as CacheManager
+    from lmvisor.services.cache import ClearCache as ClearCache
+    from lmvisor.services.cache import FlushCache as FlushCache
+    from lmvisor.services.cache import GetCacheStatistics as GetCacheStatistics
+    from lmvisor.services.cache import cache_spec as cache_spec
+    from lmvisor.services.cache import cache_statistics as cache_statistics
+    from lmvisor.services.cache import clear_cache as clear_cache
+    from lmvisor.services.cache import flush_cache as flush_cache
+    from lmvisor.services.cache import l3_path as l3_path
+    from lmvisor.services.cache_entry import CacheEntry as CacheEntry
+    from lmvisor.services.cache_entry import CorruptEntry as CorruptEntry
+    from lmvisor.services.cache_entry import decode_entry as decode_entry
+    from lmvisor.services.cache_entry import decode_response as decode_response
+    from lmvisor.services.cache_entry import encode_entry as encode_entry
+    from lmvisor.services.cache_entry import encode_response as encode_response
+    from lmvisor.services.cache_key import CONTROL_PARAMS as CONTROL_PARAMS
+    from lmvisor.services.cache_key import SECRET_PARAMS as SECRET_PARAMS
+    from lmvisor.services.cache_key import TRANSPORT_PARAMS as TRANSPORT_PARAMS
+    from lmvisor.services.cache_key import cache_wanted as cache_wanted
+    from lmvisor.services.cache_key import request_key as request_key
+    from lmvisor.services.cache_key import vendor_request as vendor_request
+    from lmvisor.services.cache_memory import MemoryTier as MemoryTier
+    from lmvisor.services.cache_memory import MemoryTierStatistics as MemoryTierStatistics
+    from lmvisor.services.cache_redis import RedisTier as RedisTier
+    from lmvisor.services.cache_sqlite import SqliteTier as SqliteTier
+    from lmvisor.services.cache_sqlite import SqliteTierStatistics as SqliteTierStatistics
+    from lmvisor.services.cache_store import CacheStatistics as CacheStatistics
+    from lmvisor.services.cache_store import CacheStore as CacheStore
+    from lmvisor.services.cache_store import TierStatistics as TierStatistics
+    from lmvisor.services.cached_lm import CachedLM as CachedLM
+    from lmvisor.services.cached_lm import CachePolicy as CachePolicy
+    from lmvisor.services.cached_lm import CacheReport as CacheReport
+    from lmvisor.services.cached_lm import cache_policy as cache_policy
+    from lmvisor.services.cached_lm import cache_report as cache_report
+    from lmvisor.services.cooldown import Cooldowns as Cooldowns
+    from lmvisor.services.cooldown import CooldownStatistics as CooldownStatistics
+    from lmvisor.services.errors import AllStrategiesFailed as AllStrategiesFailed
+    from lmvisor.services.errors import BudgetExceeded as BudgetExceeded
+    from lmvisor.services.errors import CacheMiss as CacheMiss
+    from lmvisor.services.errors import CorruptRecord as CorruptRecord
+    from lmvisor.services.errors import JobNotFinished as JobNotFinished
+    from lmvisor.services.errors import ModuleAlreadyRegistered as ModuleAlreadyRegistered
+    from lmvisor.services.errors import NoDeploymentAvailable as NoDeploymentAvailable
+    from lmvisor.services.errors import NoPreviousVersion as NoPreviousVersion
+    from lmvisor.services.errors import OptimizationSpecError as OptimizationSpecError
+    from lmvisor.services.errors import ServiceError as ServiceError
+    from lmvisor.services.errors import ServiceInputError as ServiceInputError
+    from lmvisor.services.errors import UnknownJob as UnknownJob
+    from lmvisor.services.errors import UnknownModule as UnknownModule
+    from lmvisor.services.errors import UnknownProvider as UnknownProvider
+    from lmvisor.services.lm_provider import Abandon as Abandon
+    from lmvisor.services.lm_provider import Complete as Complete
+    from lmvisor.services.lm_provider import GetCapabilities as GetCapabilities
+    from lmvisor.services.lm_provider import GetStatistics as GetStatistics
+    from lmvisor.services.lm_provider import LMProvider as LMProvider
+    from lmvisor.services.lm_provider import LMProviderStatistics as LMProviderStatistics
+    from lmvisor.services.lm_provider import OpenStream as OpenStream
+    from lmvisor.services.lm_provider import ProviderProtections as ProviderProtections
+    from lmvisor.services.lm_provider import estimate_tokens as estimate_tokens
+    from lmvisor.services.lm_provider import provider_name as provider_name
+    from lmvisor.services.lm_provider import provider_spec as provider_spec
+    from lmvisor.services.lm_services import LM_PROVIDERS as LM_PROVIDERS
+    from lmvisor.services.lm_services import LMServices as LMServices
+    from lmvisor.services.lm_services import build_client as build_client
+    from lmvisor.services.lm_services import reachable as reachable
+    from lmvisor.services.lm_services import start_lm_providers as start_lm_providers
+    from lmvisor.services.module_execution import Execution as Execution
+    from lmvisor.services.module_execution import ExecutionContext as ExecutionContext
+    from lmvisor.services.module_execution import run_execution as run_execution
+    from lmvisor.services.module_manager import MODULE_TASKS_NAME as MODULE_TASKS_NAME
+    from lmvisor.services.module_manager import MODULES_NAME as MODULES_NAME
+    from lmvisor.services.module_manager import ModuleManager as ModuleManager
+    from lmvisor.services.module_manager import ModuleTable as ModuleTable
+    from lmvisor.services.module_manager import Register as Register
+    from lmvisor.services.module_manager import Rollback as Rollback
+    from lmvisor.services.module_manager import Swap as Swap
+    from lmvisor.services.module_manager import Unregister as Unregister
+    from lmvisor.services.module_manager import modules_spec as modules_spec
+    from lmvisor.services.module_options import FALLBACK_ORDER as FALLBACK_ORDER
+    from lmvisor.services.module_options import ModuleOptions as ModuleOptions
+    from lmvisor.services.module_options import check_model_name as check_model_name
+    from lmvisor.services.module_options import parse_module_options as parse_module_options
+    from lmvisor.services.module_stream import StreamSink as StreamSink
+    from lmvisor.services.module_stream import stream_program as stream_program
+    from lmvisor.services.module_table import ModuleInfo as ModuleInfo
+    from lmvisor.services.module_table import ModuleMeters as ModuleMeters
+    from lmvisor.services.module_table import ModuleRecord as ModuleRecord
+    from lmvisor.services.module_table import ModuleVersion as ModuleVersion
+    from lmvisor.services.module_table import PredictorInfo as PredictorInfo
+    from lmvisor.services.module_table import spec_of as spec_of
+    from lmvisor.services.modules import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
+    from lmvisor.services.modules import Modules as Modules
+    from lmvisor.services.modules import ProgramLike as ProgramLike
+    from lmvisor.services.optimization import COORDINATOR_NAME as COORDINATOR_NAME
+    from lmvisor.services.optimization import CancelJob as CancelJob
+    from lmvisor.services.optimization import GetJob as GetJob
+    from lmvisor.services.optimization import GetResult as GetResult
+    from lmvisor.services.optimization import ListJobs as ListJobs
+    from lmvisor.services.optimization import OptimizationCoordinator as OptimizationCoordinator
+    from lmvisor.services.optimization import OptimizationStatus as OptimizationStatus
+    from lmvisor.services.optimization import SubmitJob as SubmitJob
+    from lmvisor.services.optimization import SuspendJobs as SuspendJobs
+    from lmvisor.services.optimization import cancel_optimization as cancel_optimization
+    from lmvisor.services.optimization import list_optimizations as list_optimizations
+    from lmvisor.services.optimization import optimization_result as optimization_result
+    from lmvisor.services.optimization import optimization_spec as optimization_spec
+    from lmvisor.services.optimization import optimization_status as optimization_status
+    from lmvisor.services.optimization import submit_optimization as submit_optimization
+    from lmvisor.services.optimization import suspend_optimizations as suspend_optimizations
+    from lmvisor.services.optimization_job import OPTIMIZERS as OPTIMIZERS
+    from lmvisor.services.optimization_job import JobSpec as JobSpec
+    from lmvisor.services.optimization_job import build_optimizer as build_optimizer
+    from lmvisor.services.optimization_job import load_examples as load_examples
+    from lmvisor.services.optimization_job import parse_job_spec as parse_job_spec
+    from lmvisor.services.optimization_store import JobRecord as JobRecord
+    from lmvisor.services.optimization_store import OptimizationStore as OptimizationStore
+    from lmvisor.services.optimization_store import StoreCheckpoint as StoreCheckpoint
+    from lmvisor.services.optimization_worker import JobContext as JobContext
+    from lmvisor.services.optimization_worker import JobFinished as JobFinished
+    from lmvisor.services.optimization_worker import JobProgress as JobProgress
+    from lmvisor.services.optimization_worker import OptimizationWorker as OptimizationWorker
+    from lmvisor.services.optimization_worker import error_data as error_data
+    from lmvisor.services.optimization_worker import rebuild_student as rebuild_student
+    from lmvisor.services.router import DEFAULT_CALL_TIMEOUT as DEFAULT_CALL_TIMEOUT
+    from lmvisor.services.router import RouterLM as RouterLM
+    from lmvisor.services.router import split_model as split_model
+else:
+    __all__, __getattr__, __dir__ = lazy_package(__name__, __file__)

@@ -10,7 +10,10 @@
 Children start in that order and stop in reverse. The embedded default needs
 nothing installed: L1 in memory and L3 in `<data_dir>/cache.sqlite3`
 (`data_dir` defaults to `./.lmvisor`; None keeps everything in memory);
-Redis only when `cache.l2_redis_url` is set.
+Redis only when `cache.l2_redis_url` is set. Registered programs are kept in
+`<data_dir>/modules.sqlite3` with their versions and restored when an app opens
+on the same directory (`lmvisor.services.module_store`: programs that can be
+written as specs; a Module object of one's own is not kept).
 
 Programs see one `LM`: `app.lm(model)`, the cache in front of the router in
 front of the provider actors. `App` is the facade an embedding app, the
@@ -44,8 +47,8 @@ from lmvisor.programs.module import Module
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.event_store import EventStore
-from lmvisor.runtime.logger import get_logger
+from lmvisor.runtime.observe.logs import get_logger
+from lmvisor.runtime.observe.store import EventStore
 from lmvisor.runtime.protection import BreakerState
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.tree import TreeNode
@@ -66,6 +69,7 @@ from lmvisor.services.lm_services import LMServices, start_lm_providers
 from lmvisor.services.module_execution import Execution
 from lmvisor.services.module_manager import ModuleTable, modules_spec
 from lmvisor.services.module_options import ModuleOptions
+from lmvisor.services.module_store import ProgramStore
 from lmvisor.services.module_stream import StreamSink
 from lmvisor.services.module_table import ModuleInfo
 from lmvisor.services.modules import DEFAULT_TIMEOUT, Modules, ProgramLike
@@ -87,6 +91,7 @@ if TYPE_CHECKING:
 __all__ = ["App", "ProviderHealth", "open_app"]
 
 _log = get_logger(__name__)
+_PROGRAMS = "modules.sqlite3"
 
 
 @final
@@ -182,7 +187,7 @@ class App:
         timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (a deadline, passed on)
         stream: StreamSink | None = None,
     ) -> Execution:
-        """Execute a registered program; see `Modules.execute` (`stream`: the LM's text)."""
+        """Execute a registered program; see `Modules.execute` (`stream`: its field chunks)."""
         return await self.modules.execute(
             module_id, inputs, correlation_id=correlation_id, timeout=timeout, stream=stream
         )
@@ -351,7 +356,8 @@ async def _start_services(
     await runtime.start_child(cache_spec(store))
     services = await start_lm_providers(runtime, config)
     table = ModuleTable()
-    await runtime.start_child(modules_spec(table))
+    programs = ProgramStore(None if config.data_dir is None else config.data_dir / _PROGRAMS)
+    await runtime.start_child(modules_spec(table, store=programs))
     app = App(
         runtime=runtime,
         services=services,
@@ -361,6 +367,8 @@ async def _start_services(
         notice=notice,
         loopback_url=url,
     )
+    # Before the optimization coordinator: jobs it resumes may name restored programs.
+    await app.modules.restore(programs)
     optimization = _optimization_spec(app, config)
     if optimization is not None:
         await runtime.start_child(optimization)

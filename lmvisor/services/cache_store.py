@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any, Final, final
 from prometheus_client import Counter
 
 from lmvisor.programs.lm import LMResponse
-from lmvisor.runtime.events import CACHE_ENTRY_DROPPED, EventRing
-from lmvisor.runtime.logger import get_logger
-from lmvisor.runtime.telemetry import Metrics
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.logs import get_logger
+from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.observe.names import CACHE_ENTRY_DROPPED
 from lmvisor.services.cache_entry import CacheEntry, CorruptEntry, decode_response, encode_response
 from lmvisor.services.cache_memory import MemoryTier
 from lmvisor.services.cache_sqlite import SqliteTier
@@ -268,7 +269,14 @@ class CacheStore:
     # --- writes -----------------------------------------------------------------------
 
     def save(self, key: str, response: LMResponse, now: float) -> None:
-        """Keep `response` under `key` in L1 now and queue it for L2/L3; never raises."""
+        """Keep `response` under `key` in L1 now and queue it for L2/L3; never raises.
+
+        Nothing is kept while the cache is disabled: an answer to a call that began before
+        the cache was switched off (or before the app began to stop) is not stored, so the
+        CacheManager's shutdown drain sees every write it must make.
+        """
+        if not self.enabled:
+            return
         try:
             payload = encode_response(response)
         except TypeError as exc:

@@ -36,7 +36,7 @@ from typing import Any, final
 from lmvisor.programs.lm import LM, LMCapabilities, LMRequest, LMResponse, LMStreamItem, Usage
 from lmvisor.runtime.deadline import time_left
 from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError, ProtectionError
-from lmvisor.runtime.events import CACHE_STALE_SERVED
+from lmvisor.runtime.observe.names import CACHE_STALE_SERVED
 from lmvisor.services.cache_entry import CacheEntry, CorruptEntry, decode_response
 from lmvisor.services.cache_key import cache_wanted, request_key, vendor_request
 from lmvisor.services.cache_store import CacheStore

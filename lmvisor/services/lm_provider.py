@@ -1,65 +1,69 @@
-"""The LMProvider actor: one vendor client, protected and observed, serving many calls at once.
+"""The LMProvider actor: one vendor client, protected, counted and observed, serving many calls.
 
-Each call is handed to a task the actor owns (a deferred reply), so the
-mailbox never serialises requests; at most `max_in_flight` run together and
-further calls wait in the mailbox (back-pressure). A call passes, in order:
+Each `Complete` is handed to a task the actor owns (a deferred reply), so the
+mailbox never serialises requests. A call passes, in order:
 
-    budget check -> bulkhead-free retry -> breaker -> limiter (rpm, tpm) -> vendor
+    budget -> bulkhead slot -> [breaker -> limiter (rpm, tpm) -> vendor] x retries
 
-then is charged to the budget, recorded as an `lm_request` event and in the
-Prometheus families. If the actor dies, every caller in flight gets
-`ActorExited` at once and the supervisor starts a fresh incarnation.
+all under the call's deadline (see `_lm_call`), then is charged to the budget,
+recorded as an `lm_request` event and in the Prometheus families. This actor
+is the one place calls are counted, logged and evented: a retried attempt logs
+at debug, the final failure once at warning and once as an `lm_request.failed` event.
+
+A caller that stops waiting (its timeout, cancellation, a router falling back)
+sends `Abandon`, and the work for it is cancelled at once: no further attempt
+reaches the vendor and the connection is released. A stream (`OpenStream`)
+runs in the reader's task through the same protected loop, retried until its
+first item. If the actor dies, callers in flight get `ActorExited` at once, a
+stream of the dead incarnation raises `ActorExited`, and the vendor client's
+connections are closed, on a kill too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Protocol, final
+from typing import Any, final
 
 from prometheus_client import Counter
 
 from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, LMStreamItem
+from lmvisor.providers.client import VendorClient
+from lmvisor.providers.errors import ResponseFormatError
 from lmvisor.providers.pricing import price_for
-from lmvisor.runtime.actor import Actor, Deferred, ErrorReply, handler
+from lmvisor.runtime.actor import Actor, ActorRef, Deferred, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
-from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.events import EventRing
-from lmvisor.runtime.messages import Call
-from lmvisor.runtime.protection import CircuitBreaker, RateLimiter, Retry, execute_protected
-from lmvisor.runtime.telemetry import Metrics
+from lmvisor.runtime.clock import Clock
+from lmvisor.runtime.errors import ActorExited, DeadlineExceeded, LmvisorError
+from lmvisor.runtime.messages import Call, Cast
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.logs import get_logger
+from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.observe.names import LM_REQUEST as LM_REQUEST_EVENT
+from lmvisor.runtime.observe.names import LM_REQUEST_FAILED as LM_REQUEST_FAILED_EVENT
+from lmvisor.runtime.protection import Bulkhead, CircuitBreaker, RateLimiter, Retry
+from lmvisor.services._lm_call import CallPolicy, protected, slot
 from lmvisor.services.budget import Budget
 
 __all__ = [
+    "Abandon",
     "Complete",
     "GetCapabilities",
+    "GetStatistics",
     "LMProvider",
     "LMProviderStatistics",
     "OpenStream",
-    "Provider",
     "ProviderProtections",
     "estimate_tokens",
     "provider_name",
     "provider_spec",
 ]
 
-LM_REQUEST_EVENT = "lm_request"
-LM_REQUEST_FAILED_EVENT = "lm_request.failed"
-
-
-class Provider(Protocol):
-    """What the actor needs of a vendor client (`lmvisor.providers` satisfies it)."""
-
-    @property
-    def capabilities(self) -> LMCapabilities: ...
-
-    async def complete(self, request: LMRequest) -> LMResponse: ...
-
-    def stream(self, request: LMRequest) -> AsyncGenerator[LMStreamItem, None]: ...
-
-    async def aclose(self) -> None: ...
+_log = get_logger("lmvisor.services.lm_provider")
+_BOUND_MODELS = 256  # models whose metric children an actor keeps bound
 
 
 def provider_name(vendor: str) -> tuple[str, str]:
@@ -71,26 +75,39 @@ def provider_name(vendor: str) -> tuple[str, str]:
 
 
 @final
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class Complete(Call[LMResponse]):
-    """Send one request to the vendor; the reply is its response."""
+    """Send one request to the vendor; the reply is its response.
+
+    `deadline` is the call's absolute deadline on the runtime's clock (None:
+    none). Compared by identity, so `Abandon` names exactly this call.
+    """
 
     request: LMRequest
+    deadline: float | None = None
 
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Abandon(Cast):
+    """The caller stopped waiting for `call`: cancel its work (a no-op once it is done)."""
+
+    call: Complete
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class OpenStream(Call[AsyncGenerator[LMStreamItem, None]]):
     """Admit a streaming request; the reply is an iterator the caller drains.
 
-    The actor checks the budget before replying; the breaker and the
-    requests-per-minute limiter are met, and the bytes flow, in the caller's
-    task at its first `anext`, so a slow reader holds no actor slot and an
-    iterator never started holds no half-open trial. Closing the iterator
+    The actor checks the budget before replying; the slot, the breaker, the
+    limiters, the retries and the bytes happen in the reader's task from its
+    first `anext`, so a slow reader holds no actor task. Closing the iterator
     early closes the vendor stream (and its connection) at once.
     """
 
     request: LMRequest
+    deadline: float | None = None
 
 
 @final
@@ -102,35 +119,53 @@ class GetCapabilities(Call[LMCapabilities]):
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LMProviderStatistics:
-    """Counters of one provider incarnation."""
+    """Counters of one provider incarnation.
+
+    Attributes:
+        vendor: the provider's name.
+        requests: calls started (whole and streamed).
+        failures: calls that ended in an error (refusals before sending included
+            once a call started; abandoned calls are not failures).
+        retries: attempts after the first.
+        in_flight: calls started and not yet finished (a stream until its end).
+    """
 
     vendor: str
     requests: int
     failures: int
+    retries: int
     in_flight: int
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetStatistics(Call[LMProviderStatistics]):
+    """The incarnation's counters."""
 
 
 # --- protections ----------------------------------------------------------------------
 
 
 @final
-@dataclass(slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderProtections:
-    """The protections of one vendor; they outlive actor restarts (the breaker remembers).
+    """A vendor's protections; they outlive actor restarts (the breaker remembers).
+
+    The breaker and the limiter come from the runtime's named `Protections`
+    (so they show in `runtime.protections` and report to its metrics and events).
 
     Attributes:
         breaker: trips after consecutive vendor failures.
-        requests: requests per minute, or None.
-        tokens: tokens per minute (estimated before sending), or None: a limiter
-            with `token_limit` set, as `lm_services.build_protections` makes it.
-        retry: attempts with backoff, honouring the vendor's Retry-After.
+        limiter: requests (and estimated tokens) per period, or None.
+        bulkhead: vendor calls running at once, and how many may queue.
+        retry: attempts with backoff, honouring the vendor's Retry-After, or None.
         budget: a cost cap per period, or None (its estimates use the built-in prices).
     """
 
     breaker: CircuitBreaker
+    bulkhead: Bulkhead
+    limiter: RateLimiter | None = None
     retry: Retry | None = None
-    requests: RateLimiter | None = None
-    tokens: RateLimiter | None = None
     budget: Budget | None = None
 
 
@@ -152,15 +187,9 @@ def _estimate_cost(request: LMRequest, tokens: int) -> float:
     return 0.0 if price is None else tokens * price.input
 
 
-_BOUND_MODELS = 256  # models whose metric children an actor keeps bound
-
-
 @final
 class _ModelMetrics:
-    """One (provider, model)'s metric children, labelled as `Metrics.record_lm_usage` does.
-
-    The cost child is bound on first use, so a model never charged exposes no cost series.
-    """
+    """One (provider, model)'s metric children, bound once; the cost child on first use."""
 
     __slots__ = ("_cost", "_cost_family", "_labels", "completion", "duration", "prompt")
 
@@ -188,10 +217,11 @@ class LMProvider(Actor):
 
     Args:
         vendor: the name models use as their prefix ("openai", "local").
-        make_provider: builds the vendor client; called in `started()`, so a
+        make_client: builds the vendor client; called in `started()`, so a
             restarted incarnation gets a fresh connection pool.
         protections: shared across incarnations.
-        max_in_flight: concurrent vendor calls of this actor.
+        timeout: seconds one attempt may take at most (a deadline shortens it).
+        clock: the time line of deadlines, backoff and breakers.
         events: where `lm_request` events go, or None.
         metrics: where LM figures go, or None.
     """
@@ -200,36 +230,58 @@ class LMProvider(Actor):
         self,
         *,
         vendor: str,
-        make_provider: Callable[[], Provider],
+        make_client: Callable[[], VendorClient],
         protections: ProviderProtections,
-        max_in_flight: int = 64,
+        timeout: float,
+        clock: Clock,
         events: EventRing | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
+        bulkhead = protections.bulkhead
         self.vendor = vendor
-        self.max_in_flight = max_in_flight
-        # Enough room that in-flight work never fills the mailbox before back-pressure.
-        self.mailbox_capacity = max(1000, max_in_flight * 4)
-        self._make_provider = make_provider
-        self._protections = protections
+        # Every call the bulkhead runs or queues has its task, plus the client's keeper.
+        self.max_in_flight = bulkhead.max_concurrent + bulkhead.max_queued + 1
+        self.mailbox_capacity = max(1000, self.max_in_flight)
+        limiter = protections.limiter
+        self._policy = CallPolicy(
+            key=vendor,
+            breaker=protections.breaker,
+            limiter=limiter,
+            token_cap=None if limiter is None else limiter.statistics().token_limit,
+            bulkhead=bulkhead,
+            retry=protections.retry,
+            timeout=timeout,
+            clock=clock,
+        )
+        self._budget = protections.budget
+        self._estimates = protections.budget is not None or self._policy.token_cap is not None
+        self._make_client = make_client
         self._events = events
         self._metrics = metrics
-        self._key = f"lm_provider:{vendor}"
         self._metrics_by_model: dict[str, _ModelMetrics] = {}
-        tpm = protections.tokens
-        self._tpm_cap = None if tpm is None else tpm.statistics().token_limit
-        self._provider: Provider | None = None
+        self._calls: dict[Complete, asyncio.Task[Any] | None] = {}
+        self._client: VendorClient | None = None
         self._requests = 0
         self._failures = 0
+        self._retries = 0
         self._in_flight = 0
 
     async def started(self) -> None:
-        self._provider = self._make_provider()
+        client = self._client = self._make_client()
+        self.spawn_task(_hold(client))
 
     @handler
     def complete(self, msg: Complete) -> Deferred[LMResponse]:
-        return self.defer(self._complete(msg.request))
+        self._calls[msg] = None
+        return self.defer(self._complete(msg))
+
+    @handler
+    def abandon(self, msg: Abandon) -> None:
+        # Popping marks a call not started yet; a running one is cancelled.
+        task = self._calls.pop(msg.call, None)
+        if task is not None:
+            task.cancel()
 
     @handler
     def open_stream(self, msg: OpenStream) -> AsyncGenerator[LMStreamItem, None] | ErrorReply:
@@ -237,123 +289,145 @@ class LMProvider(Actor):
             tokens = self._admit(msg.request)
         except LmvisorError as exc:
             return ErrorReply(exc)
-        return self._stream(msg.request, tokens)
+        return self._stream(msg.request, msg.deadline, tokens)
 
     @handler
     def get_capabilities(self, msg: GetCapabilities) -> LMCapabilities:
-        return self._client.capabilities
+        return self._vendor_client.capabilities
 
-    async def terminate(self, reason: object) -> None:
-        if self._provider is not None:
-            await self._provider.aclose()
-
-    def provider_statistics(self) -> LMProviderStatistics:
+    @handler
+    def get_statistics(self, msg: GetStatistics) -> LMProviderStatistics:
         return LMProviderStatistics(
             vendor=self.vendor,
             requests=self._requests,
             failures=self._failures,
+            retries=self._retries,
             in_flight=self._in_flight,
         )
 
     # --- the call path ---------------------------------------------------------------
 
     @property
-    def _client(self) -> Provider:
-        if self._provider is None:
+    def _vendor_client(self) -> VendorClient:
+        if self._client is None:
             raise RuntimeError(f"provider {self.vendor!r} used before started()")
-        return self._provider
+        return self._client
 
     def _admit(self, request: LMRequest) -> int:
-        """Check the budget; return the request's estimated tokens (0 when nothing uses them)."""
-        p = self._protections
-        budget = p.budget
-        if budget is None and p.tokens is None:
-            return 0  # the estimate walks every message: skip it when no protection reads it
+        """Check the budget; return the request's estimated tokens (0 when nothing reads them)."""
+        if not self._estimates:
+            return 0  # the estimate walks every message: skip it when nothing uses it
         tokens = estimate_tokens(request)
-        if budget is not None:
-            budget.check(_estimate_cost(request, tokens))
+        if self._budget is not None:
+            self._budget.check(_estimate_cost(request, tokens))
         return tokens
 
-    async def _complete(self, request: LMRequest) -> LMResponse:
-        tokens = self._admit(request)
-        client = self._client
-        p = self._protections
+    async def _complete(self, msg: Complete) -> LMResponse:
+        calls = self._calls
+        if msg not in calls:
+            raise asyncio.CancelledError  # abandoned before it started
+        calls[msg] = asyncio.current_task()
+        request = msg.request
+        client = self._vendor_client
         self._requests += 1
         self._in_flight += 1
-        # Without a tpm limiter the attempt is the vendor call itself: one frame fewer.
-        attempt: Callable[[], Awaitable[LMResponse]] = (
-            (lambda: client.complete(request))
-            if p.tokens is None
-            else (lambda: self._send_once(client, request, tokens))
-        )
         started = time.perf_counter()
+        policy = self._policy
         try:
-            response = await execute_protected(
-                self._key,
-                attempt,
-                breaker=p.breaker,
-                limiter=p.requests,
-                retry=p.retry,
-            )
+            tokens = self._admit(request)
+            # The bulkhead by hand, not `slot()`: a context manager per call costs.
+            await policy.bulkhead.acquire()
+            try:
+                response = await protected(
+                    policy,
+                    lambda timeout: client.complete(request, timeout=timeout),
+                    deadline=msg.deadline,
+                    tokens=tokens,
+                    on_retry=self._on_retry,
+                )
+            finally:
+                policy.bulkhead.release()
         except Exception as exc:
-            self._failures += 1
-            self._record_failure(request, exc, time.perf_counter() - started)
+            self._failed(request, exc, time.perf_counter() - started)
             raise
         finally:
             self._in_flight -= 1
+            calls.pop(msg, None)
         self._record(request, response, time.perf_counter() - started)
         return response
 
-    async def _send_once(self, client: Provider, request: LMRequest, tokens: int) -> LMResponse:
-        await self._take_tokens(tokens)
-        return await client.complete(request)
-
-    async def _take_tokens(self, tokens: int) -> None:
-        """Wait for `tokens` in the tpm limiter (a request estimated above it takes it all)."""
-        limiter = self._protections.tokens
-        if limiter is None:
-            return
-        if self._tpm_cap is not None and tokens > self._tpm_cap:
-            tokens = int(self._tpm_cap)
-        if limiter.reserve(tokens) > 0:
-            await limiter.acquire(tokens)
-
-    async def _stream(self, request: LMRequest, tokens: int) -> AsyncGenerator[LMStreamItem, None]:
-        p = self._protections
-        trial = p.breaker.before_call()
+    async def _stream(
+        self, request: LMRequest, deadline: float | None, tokens: int
+    ) -> AsyncGenerator[LMStreamItem, None]:
+        incarnation = self.ref
+        self._check_alive(incarnation)
+        client = self._vendor_client
+        policy = self._policy
+        self._requests += 1
+        self._in_flight += 1
         started = time.perf_counter()
+        opened = False
         try:
-            # Inside the try: a reader cancelled (or refused) while waiting for the limiters
-            # must hand a half-open trial back to the breaker.
-            if p.requests is not None and p.requests.reserve(1) > 0:
-                await p.requests.acquire(1)
-            await self._take_tokens(tokens)
-            self._requests += 1
-            # aclosing: a reader that stops early must close the vendor stream now, not
-            # whenever the abandoned generator is collected.
-            async with aclosing(self._client.stream(request)) as items:
-                async for item in items:
-                    if isinstance(item, LMDone):
-                        self._record(request, item.response, time.perf_counter() - started)
-                    yield item
-        except BaseException as exc:
-            p.breaker.on_failure(exc, trial)
-            if isinstance(exc, Exception):
-                self._failures += 1
-                self._record_failure(request, exc, time.perf_counter() - started)
-            raise
-        p.breaker.on_success(trial)
+            async with slot(policy, deadline):
+                first, items = await protected(
+                    policy,
+                    lambda timeout: _open_stream(client, request, timeout, self.vendor),
+                    deadline=deadline,
+                    tokens=tokens,
+                    on_retry=self._on_retry,
+                )
+                opened = True
+                # aclosing: a reader that stops early closes the vendor stream now.
+                async with aclosing(items):
+                    item: LMStreamItem = first
+                    while True:
+                        if isinstance(item, LMDone):
+                            self._record(request, item.response, time.perf_counter() - started)
+                        yield item
+                        self._check_alive(incarnation)
+                        if deadline is not None and policy.clock.monotonic() >= deadline:
+                            raise DeadlineExceeded(operation=f"streaming from {self.vendor}")
+                        item = await anext(items, _END)
+                        if item is _END:
+                            break
+        except Exception as exc:
+            error = _exited(incarnation, exc)
+            if opened:
+                policy.breaker.on_failure(error)  # a stream that broke after opening
+            self._failed(request, error, time.perf_counter() - started)
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            self._in_flight -= 1
+
+    @staticmethod
+    def _check_alive(incarnation: ActorRef) -> None:
+        """Raise `ActorExited` once the incarnation that opened a stream is gone."""
+        if not incarnation.alive:
+            raise ActorExited(actor=incarnation.name, reason=incarnation.exit_reason)
 
     # --- observation -------------------------------------------------------------------
 
+    def _on_retry(self, attempt: int, exc: Exception, delay: float) -> None:
+        self._retries += 1
+        _log.debug(
+            "lm_request.retry",
+            provider=self.vendor,
+            attempt=attempt,
+            error=getattr(exc, "code", type(exc).__name__),
+            delay=round(delay, 3),
+        )
+
     def _record(self, request: LMRequest, response: LMResponse, seconds: float) -> None:
-        budget = self._protections.budget
+        budget = self._budget
         cost = response.cost or 0.0
         if budget is not None and cost:
             budget.charge(cost)
         usage = response.usage
+        model = response.model or request.model
         if self._metrics is not None:
-            bound = self._bound_metrics(self._metrics, response.model or request.model)
+            bound = self._bound_metrics(self._metrics, model)
             bound.duration.observe(seconds)
             bound.prompt.inc(usage.prompt_tokens)
             bound.completion.inc(usage.completion_tokens)
@@ -364,7 +438,7 @@ class LMProvider(Actor):
                 LM_REQUEST_EVENT,
                 {
                     "provider": self.vendor,
-                    "model": response.model or request.model,
+                    "model": model,
                     "prompt_tokens": usage.prompt_tokens,
                     "completion_tokens": usage.completion_tokens,
                     "cost": response.cost,
@@ -381,7 +455,18 @@ class LMProvider(Actor):
             bound = self._metrics_by_model[model] = _ModelMetrics(metrics, self.vendor, model)
         return bound
 
-    def _record_failure(self, request: LMRequest, exc: Exception, seconds: float) -> None:
+    def _failed(self, request: LMRequest, exc: Exception, seconds: float) -> None:
+        self._failures += 1
+        code = getattr(exc, "code", "error")
+        _log.warning(
+            LM_REQUEST_FAILED_EVENT,
+            provider=self.vendor,
+            model=request.model,
+            error=type(exc).__name__,
+            code=code,
+            status=getattr(exc, "status", None),
+            message=str(exc),
+        )
         if self._events is not None:
             self._events.emit(
                 LM_REQUEST_FAILED_EVENT,
@@ -389,7 +474,7 @@ class LMProvider(Actor):
                     "provider": self.vendor,
                     "model": request.model,
                     "error": type(exc).__name__,
-                    "code": getattr(exc, "code", "error"),
+                    "code": code,
                     "duration": seconds,
                 },
             )
@@ -399,6 +484,44 @@ class LMProvider(Actor):
 
     def __repr__(self) -> str:
         return f"LMProvider(vendor={self.vendor!r}, in_flight={self._in_flight})"
+
+
+_END: Any = object()
+
+
+def _exited(incarnation: ActorRef, exc: Exception) -> Exception:
+    """`ActorExited` when the incarnation that owned a stream is gone, else `exc`."""
+    if incarnation.alive or isinstance(exc, ActorExited):
+        return exc
+    return ActorExited(actor=incarnation.name, reason=incarnation.exit_reason)
+
+
+async def _hold(client: VendorClient) -> None:
+    """Own the client for the incarnation's life: close it when the actor dies, killed too."""
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        await client.aclose()
+
+
+async def _open_stream(
+    client: VendorClient,
+    request: LMRequest,
+    timeout: float,  # noqa: ASYNC109 - one attempt's bound, the transport's
+    vendor: str,
+) -> tuple[LMStreamItem, AsyncGenerator[LMStreamItem, None]]:
+    """One stream attempt: open it and wait for its first item."""
+    items = client.stream(request, timeout=timeout)
+    try:
+        first = await anext(items, _END)
+    except BaseException:
+        await items.aclose()
+        raise
+    if first is _END:
+        raise ResponseFormatError(
+            provider=vendor, model=request.model, detail="stream ended before its first item"
+        )
+    return first, items
 
 
 def provider_spec(

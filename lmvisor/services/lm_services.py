@@ -5,6 +5,12 @@
 for every vendor in `config.providers` that can be reached (a base URL, and an
 API key where the vendor requires one). The returned `LMServices` builds
 `RouterLM`s over them — what `settings.configure(lm=...)` receives.
+
+A vendor's breaker and rate limiter are the runtime's named protections
+under the vendor's name (`runtime.protections.breaker("openai")`), so
+`infrastructure.circuit_breakers.<vendor>` and `infrastructure.rate_limiters.<vendor>`
+configure them and they report to the runtime's metrics and events; without a
+rate-limiter entry the vendor's own `rpm`/`tpm` make its limiter.
 """
 
 from __future__ import annotations
@@ -13,34 +19,38 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import final
 
-from lmvisor.config.schema import InfrastructureConfig, LmvisorConfig, ProviderConfig
-from lmvisor.providers import AnthropicProvider, OpenAICompatibleProvider, OpenAIProvider
+from lmvisor.config.schema import LmvisorConfig, ProviderConfig, RateLimiterConfig
+from lmvisor.providers.anthropic import AnthropicClient
+from lmvisor.providers.client import ClientOptions, VendorClient
+from lmvisor.providers.openai import OpenAIClient
+from lmvisor.providers.openai_compatible import OpenAICompatibleClient
 from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.child_spec import ChildSpec
-from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
-from lmvisor.runtime.events import BREAKER_STATE_CHANGED, EventRing
-from lmvisor.runtime.protection import BreakerState, CircuitBreaker, RateLimiter, Retry
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.protection import Bulkhead, Retry
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import start_child
-from lmvisor.runtime.telemetry import Metrics
 from lmvisor.services.budget import Budget
 from lmvisor.services.cooldown import Cooldowns
-from lmvisor.services.lm_provider import LMProvider, Provider, ProviderProtections, provider_spec
-from lmvisor.services.router import RouterLM
+from lmvisor.services.lm_provider import LMProvider, ProviderProtections, provider_spec
+from lmvisor.services.router import DEFAULT_CALL_TIMEOUT, RouterLM
 
 __all__ = [
+    "LM_PROVIDERS",
     "LMServices",
-    "build_protections",
-    "build_provider",
+    "build_client",
     "reachable",
     "start_lm_providers",
 ]
 
 LM_PROVIDERS = "lm_providers"
-# A Retry-After longer than this is not waited out: the router falls back instead.
-_MAX_RETRY_WAIT = 20.0
+"""The registered name (and child id) of the supervisor of the provider actors."""
+
 _KEY_REQUIRED = frozenset({"openai", "anthropic"})
+_RETRY_BASE_DELAY = 0.25
+_QUEUED_PER_SLOT = 4  # calls a vendor's bulkhead queues per running slot (at least 1,000)
 
 
 def reachable(config: ProviderConfig) -> bool:
@@ -50,67 +60,50 @@ def reachable(config: ProviderConfig) -> bool:
     return config.kind not in _KEY_REQUIRED or config.api_key is not None
 
 
-def build_provider(name: str, config: ProviderConfig) -> Provider:
-    """The vendor client for `config` (its pool sized for `max_in_flight`).
+def build_client(name: str, config: ProviderConfig) -> VendorClient:
+    """The vendor client for `config`, its pool sized for `max_in_flight`.
 
     Raises:
-        ValueError: if the config has no `base_url`.
+        ValueError: the config has no `base_url`.
+        ImportError: `transport = "pyreqwest"` and pyreqwest is not installed.
     """
     if config.base_url is None:
         raise ValueError(f"providers.{name}.base_url: a base URL is required")
-    vendor: type[OpenAIProvider | AnthropicProvider | OpenAICompatibleProvider]
-    if config.kind == "openai":
-        vendor = OpenAIProvider
-    elif config.kind == "anthropic":
-        vendor = AnthropicProvider
-    else:
-        vendor = OpenAICompatibleProvider
-    return vendor(
+    options = ClientOptions(
         name=name,
         api_key=None if config.api_key is None else config.api_key.get_secret_value(),
         base_url=config.base_url,
         default_model=config.default_model,
         timeout=config.timeout,
-        max_connections=max(100, config.max_in_flight + 16),
+        transport=config.transport,
+        max_connections=config.max_in_flight,
     )
+    if config.kind == "openai":
+        return OpenAIClient(options)
+    if config.kind == "anthropic":
+        return AnthropicClient(options)
+    return OpenAICompatibleClient(options)
 
 
-def build_protections(
-    name: str, config: ProviderConfig, infra: InfrastructureConfig, *, clock: Clock
-) -> ProviderProtections:
-    """A vendor's breaker, limiters, retry and budget, from its config and the named protections."""
-    breaker_cfg = infra.circuit_breakers.get(name) or infra.circuit_breakers.get("default")
-    breaker = CircuitBreaker(
-        f"lm_provider:{name}",
-        clock=clock,
-        **({} if breaker_cfg is None else breaker_cfg.model_dump()),
-    )
-    requests = (
-        None
-        if config.rpm is None
-        else RateLimiter(f"lm_provider:{name}:rpm", limit=config.rpm, period=60.0, clock=clock)
-    )
-    tokens = (
-        None
-        if config.tpm is None
-        # Weighted by each request's estimated tokens; its request count (tpm, and every
-        # request is estimated at >= 1 token) never binds first.
-        else RateLimiter(
-            f"lm_provider:{name}:tpm",
-            limit=config.tpm,
-            token_limit=config.tpm,
-            period=60.0,
-            clock=clock,
+def _protections(runtime: Runtime, name: str, config: ProviderConfig) -> ProviderProtections:
+    """A vendor's breaker and limiter (the runtime's, by its name), bulkhead, retry and budget."""
+    own_limit = None
+    if config.rpm is not None or config.tpm is not None:
+        # One limiter takes a request and its estimated tokens at once; with only a
+        # tpm, the request count (every request is >= 1 token) never binds first.
+        own_limit = RateLimiterConfig(
+            limit=config.rpm if config.rpm is not None else config.tpm or 1,
+            scale=60.0,
+            tokens=config.tpm,
         )
-    )
-    # No retry stage at all when none is wanted, so callers see the vendor's own error.
-    retry = None
+    clock = runtime.clock
+    retry = None  # no retry stage at all when none is wanted: callers see the vendor's error
     if config.max_retries > 0:
         retry = Retry(
-            f"lm_provider:{name}",
+            name,
             max_attempts=config.max_retries + 1,
-            base_delay=0.25,
-            max_delay=_MAX_RETRY_WAIT,
+            base_delay=_RETRY_BASE_DELAY,
+            max_delay=config.retry_max_wait,
             clock=clock,
         )
     budget = None
@@ -118,8 +111,15 @@ def build_protections(
         budget = Budget(
             provider=name, limit=config.budget_usd, period=config.budget_period, clock=clock
         )
+    slots = config.max_in_flight
     return ProviderProtections(
-        breaker=breaker, retry=retry, requests=requests, tokens=tokens, budget=budget
+        breaker=runtime.protections.breaker(name),
+        limiter=runtime.protections.limiter(name, default=own_limit),
+        bulkhead=Bulkhead(
+            name, max_concurrent=slots, max_queued=max(1000, slots * _QUEUED_PER_SLOT)
+        ),
+        retry=retry,
+        budget=budget,
     )
 
 
@@ -135,13 +135,18 @@ class LMServices:
     cooldowns: Cooldowns
 
     def router(
-        self, model: str, *, fallbacks: Sequence[str] = (), timeout: float | None = 120.0
+        self,
+        model: str,
+        *,
+        fallbacks: Sequence[str] = (),
+        timeout: float | None = DEFAULT_CALL_TIMEOUT,
+        deployment_timeout: float | None = None,
     ) -> RouterLM:
         """A `RouterLM` for `model` with `fallbacks`, sharing this runtime's cooldowns.
 
         Raises:
             UnknownProvider: a model names a vendor with no provider running.
-            ValueError: a model is not "vendor/model".
+            ValueError: a model is not "vendor/model", or a timeout is not positive.
         """
         return RouterLM(
             self.runtime,
@@ -149,6 +154,7 @@ class LMServices:
             fallbacks=fallbacks,
             vendors=self.vendors,
             timeout=timeout,
+            deployment_timeout=deployment_timeout,
             cooldowns=self.cooldowns,
         )
 
@@ -159,12 +165,13 @@ async def start_lm_providers(
     *,
     events: EventRing | None = None,
     metrics: Metrics | None = None,
-    make_provider: Callable[[str, ProviderConfig], Provider] = build_provider,
+    make_client: Callable[[str, ProviderConfig], VendorClient] = build_client,
 ) -> LMServices:
     """Start the `lm_providers` supervisor and a provider actor per reachable vendor.
 
     Events and metrics go to the runtime's own event ring and `Metrics` unless
-    others are given; breaker changes and limiter refusals are reported there too.
+    others are given (breaker changes and limiter refusals always go to the
+    runtime's, through its named protections).
 
     Raises:
         StartError: a provider actor failed to start (the supervisor is left running).
@@ -183,13 +190,22 @@ async def start_lm_providers(
     for vendor, cfg in config.providers.items():
         if not reachable(cfg):
             continue
-        prot = build_protections(vendor, cfg, config.infrastructure, clock=runtime.clock)
-        _observe(prot, events, metrics)
-        protections[vendor] = prot
-        spec = provider_spec(
-            vendor, _actor_factory(vendor, cfg, prot, events, metrics, make_provider)
-        )
-        await start_child(sup, spec)
+        prot = protections[vendor] = _protections(runtime, vendor, cfg)
+
+        def make(
+            vendor: str = vendor, cfg: ProviderConfig = cfg, prot: ProviderProtections = prot
+        ) -> LMProvider:
+            return LMProvider(
+                vendor=vendor,
+                make_client=lambda: make_client(vendor, cfg),
+                protections=prot,
+                timeout=cfg.timeout,
+                clock=runtime.clock,
+                events=events,
+                metrics=metrics,
+            )
+
+        await start_child(sup, provider_spec(vendor, make))
     return LMServices(
         runtime=runtime,
         supervisor=sup,
@@ -197,36 +213,3 @@ async def start_lm_providers(
         protections=protections,
         cooldowns=Cooldowns(clock=runtime.clock),
     )
-
-
-def _observe(prot: ProviderProtections, events: EventRing, metrics: Metrics) -> None:
-    def changed(breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
-        data = {"breaker": breaker.name, "old": old.name.lower(), "new": new.name.lower()}
-        events.emit(BREAKER_STATE_CHANGED, data)
-
-    prot.breaker.add_listener(metrics.breaker_changed)
-    prot.breaker.add_listener(changed)
-    for limiter in (prot.requests, prot.tokens):
-        if limiter is not None:
-            limiter.add_rejection_listener(metrics.limiter_rejected)
-
-
-def _actor_factory(
-    vendor: str,
-    cfg: ProviderConfig,
-    protections: ProviderProtections,
-    events: EventRing | None,
-    metrics: Metrics | None,
-    make_provider: Callable[[str, ProviderConfig], Provider],
-) -> Callable[[], LMProvider]:
-    def make() -> LMProvider:
-        return LMProvider(
-            vendor=vendor,
-            make_provider=lambda: make_provider(vendor, cfg),
-            protections=protections,
-            max_in_flight=cfg.max_in_flight,
-            events=events,
-            metrics=metrics,
-        )
-
-    return make

@@ -15,8 +15,8 @@
    program's own error is raised. A caller's mistake (a missing input, a
    malformed value) is raised at once: no fallback could fix it.
    With a `stream` sink (`Modules.execute(..., stream=...)`), the primary
-   strategy runs on a `StreamingLM`: its LM text goes to the sink as it arrives
-   (`lmvisor.services.module_stream`); fallbacks run unstreamed.
+   strategy runs streamed: each output field's text goes to the sink as it
+   arrives (`lmvisor.services.module_stream`); fallbacks run unstreamed.
 5. `module_execution_complete` is emitted (`duration_ms`, `lm_calls`,
    `cost_usd`, `success`, `strategy`, and `error` on failure), and the
    `lmvisor_module_execution_seconds` / `_success_total` / `_errors_total`
@@ -40,16 +40,16 @@ from lmvisor.programs.settings import context
 from lmvisor.runtime.correlation import current_correlation_id
 from lmvisor.runtime.deadline import deadline_at, time_left
 from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.events import (
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.names import (
     FALLBACK_STRATEGY_SUCCESS,
     MODULE_EXECUTION_COMPLETE,
     MODULE_EXECUTION_START,
-    EventRing,
 )
 from lmvisor.runtime.protection.limiter import RateLimiter
 from lmvisor.services.cached_lm import cache_policy, cache_report
 from lmvisor.services.errors import AllStrategiesFailed
-from lmvisor.services.module_stream import StreamingLM, StreamSink
+from lmvisor.services.module_stream import StreamSink, stream_program
 from lmvisor.services.module_table import ModuleRecord, ModuleVersion
 
 __all__ = ["Execution", "ExecutionContext", "run_execution"]
@@ -126,7 +126,7 @@ async def run_execution(
 ) -> Execution:
     """Run `version` of `record`'s program on `inputs` before the absolute deadline `at`.
 
-    With `stream`, the primary strategy's LM text goes to it as it arrives.
+    With `stream`, the primary strategy's output fields go to it as they arrive.
 
     Raises:
         CircuitOpen, RateLimited: the program's breaker or limiter refused (no fallback set).
@@ -243,12 +243,14 @@ async def _primary(
     try:
         if record.limiter is not None:
             await _admit(record.limiter)
-        lm = ctx.lm_for(record.lm)
         with (
-            context(lm=lm if stream is None else StreamingLM(lm, stream)),
+            context(lm=ctx.lm_for(record.lm)),
             cache_policy(allow_stale=record.options.allow_stale),
         ):
-            result = await version.program(**inputs)
+            if stream is None:
+                result = await version.program(**inputs)
+            else:
+                result = await stream_program(version.program, inputs, stream)
     except BaseException as exc:
         breaker.on_failure(exc, trial)
         raise

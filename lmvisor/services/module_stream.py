@@ -1,80 +1,53 @@
-"""Streaming one execution to its caller: the LM's text, handed over as it arrives.
+"""Streaming one execution to its caller: each output field's text, handed over as it arrives.
 
-`Modules.execute(..., stream=sink)` runs the program's primary strategy with
-`StreamingLM(lm, sink)` as its LM: each LM call the program makes is sent as a
-streamed request, every `LMDelta` goes to `sink` the moment it arrives, and the
-call returns the same `LMResponse` that `complete` would have. So a caller
-sees the answer being written while the program, its adapter, its usage and
-its events stay exactly as in an unstreamed run. Streamed answers are not
-cached (`CachedLM.stream`); fallbacks, if the primary fails, run unstreamed.
+`Modules.execute(..., stream=sink)` runs the program's primary strategy through the
+programs layer's `streamify`, with a `StreamListener` on every output field of every
+predictor (`listeners_for`): each predictor's LM call is streamed, the adapter's format
+is cut into per-field `StreamResponse` chunks (predictor, field, text, last), and
+`StatusMessage`s mark tool calls. Each goes to `sink` the moment it is produced, while
+the program, its adapter, its usage and its events stay exactly as in an unstreamed run;
+`stream_program` returns the program's result as `program(**inputs)` would.
 
-An LM that cannot stream (`capabilities.streaming` False) is called as usual:
-the caller then gets the result without deltas.
+Streamed answers are not cached (`CachedLM.stream`); fallbacks, if the primary fails,
+run unstreamed. An LM that cannot stream is called as usual: the caller then gets the
+result without chunks.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeAlias, final
+from collections.abc import Callable, Mapping
+from typing import Any, TypeAlias
 
-from lmvisor.programs.lm import LM, LMCapabilities, LMDelta, LMDone, LMRequest, LMResponse
-from lmvisor.providers.errors import ProviderError
+from lmvisor.programs.lm import LMDelta
+from lmvisor.programs.module import Module
+from lmvisor.programs.streaming import StatusMessage, StreamResponse, listeners_for, streamify
 
-__all__ = ["StreamSink", "StreamingLM"]
+__all__ = ["StreamSink", "stream_program"]
 
 StreamSink: TypeAlias = Callable[[Any], None]
-"""Receives each streamed item (an `LMDelta`) of an execution; must not block."""
+"""Receives each streamed item of an execution (a `StreamResponse`, a `StatusMessage`, or
+an `LMDelta` from a program without predictors to listen to); must not block."""
 
 
-@final
-class StreamingLM:
-    """An `LM` whose `complete` streams from `upstream`, giving every delta to `sink`.
+async def stream_program(program: Module, inputs: Mapping[str, Any], sink: StreamSink) -> Any:
+    """Run `program` on `inputs`, handing every streamed item to `sink`; its result.
 
-    Args:
-        upstream: the LM the program would use (the cache-fronted router).
-        sink: called with each `LMDelta` as it arrives; must not block or raise.
+    Cancelling the caller cancels the program and closes its LM stream.
 
-    Raises (from `complete`):
-        ProviderError: the stream ended without its final `LMDone`.
-        LmvisorError: whatever `upstream.stream` raises.
+    Raises:
+        Exception: whatever `program(**inputs)` raises.
     """
-
-    __slots__ = ("_sink", "_upstream")
-
-    def __init__(self, upstream: LM, sink: StreamSink) -> None:
-        self._upstream = upstream
-        self._sink = sink
-
-    @property
-    def model(self) -> str:
-        return self._upstream.model
-
-    @property
-    def capabilities(self) -> LMCapabilities:
-        return self._upstream.capabilities
-
-    async def complete(self, request: LMRequest) -> LMResponse:
-        """Stream `request`, handing each delta to the sink; the assembled response."""
-        if not self._upstream.capabilities.streaming:
-            return await self._upstream.complete(request)
-        response = None
-        async for item in self._upstream.stream(request):
-            if isinstance(item, LMDelta):
-                self._sink(item)
-            elif isinstance(item, LMDone):
-                response = item.response
-        if response is None:
-            vendor, _, model = self.model.partition("/")
-            raise ProviderError(
-                provider=vendor,
-                model=model or None,
-                detail="the stream ended without its final response",
-            )
-        return response
-
-    def stream(self, request: LMRequest) -> AsyncIterator[LMDelta | LMDone]:
-        """Stream from upstream unchanged (a program that streams on its own)."""
-        return self._upstream.stream(request)
-
-    def __repr__(self) -> str:
-        return f"StreamingLM({self._upstream!r})"
+    items = streamify(program, stream_listeners=listeners_for(program))(**inputs)
+    result: Any = None
+    try:
+        async for item in items:
+            if isinstance(item, StreamResponse | StatusMessage | LMDelta):
+                sink(item)
+            else:
+                result = item
+    finally:
+        # Closed now, not when the abandoned generator is collected: it cancels the program.
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return result

@@ -16,6 +16,8 @@ Jobs and checkpoints live in an `OptimizationStore` (SQLite under the app's data
 or memory when `store_path` is None) shared by the coordinator's incarnations. When the
 coordinator starts it resumes every job the store shows as running with no live worker, so
 a process killed mid-job picks the job up again when the app reopens on the same file.
+A stored job whose row cannot be decoded is skipped (a `store.record_skipped` event and
+a warning), never loaded and never a reason for the coordinator not to start.
 
 The coordinator subscribes to `optimization.*` config: new jobs take the settings in force
 when submitted; a `concurrency` change also resizes the executor of every running job.
@@ -40,11 +42,17 @@ from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.config_service import CONFIG_SERVICE_NAME, ConfigChanged, subscribe_config
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
 from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.events import OPTIMIZATION_FAILED, OPTIMIZATION_SUSPENDED
 from lmvisor.runtime.messages import Call, Down, is_shutdown_exit
+from lmvisor.runtime.observe.names import OPTIMIZATION_FAILED, OPTIMIZATION_SUSPENDED
 from lmvisor.runtime.registry import Via
 from lmvisor.runtime.supervisor import Supervisor, start_child, terminate_child
-from lmvisor.services.errors import JobNotFinished, UnknownJob
+from lmvisor.services._sqlite import report_skipped
+from lmvisor.services.errors import (
+    CorruptRecord,
+    JobNotFinished,
+    OptimizationSpecError,
+    UnknownJob,
+)
 from lmvisor.services.optimization_job import JobSpec, load_examples, parse_job_spec
 from lmvisor.services.optimization_store import JobRecord, OptimizationStore
 from lmvisor.services.optimization_worker import (
@@ -193,12 +201,24 @@ class OptimizationCoordinator(Actor):
         shared = self._shared
         await shared.store.open()
         if not shared.loaded:
-            for record in await shared.store.jobs():
-                shared.jobs[record.id] = _Job(record, parse_job_spec(record.spec))
+            await self._load_jobs()
             shared.loaded = True
         for job in shared.jobs.values():
             if job.record.status in _ACTIVE:
                 await self._ensure_running(job)
+
+    async def _load_jobs(self) -> None:
+        """Every stored job; a row that cannot be decoded is skipped and reported."""
+        for record in await self._shared.store.jobs(on_corrupt=self._skipped):
+            try:
+                spec = parse_job_spec(record.spec)
+            except OptimizationSpecError as exc:
+                self._skipped(CorruptRecord(store="jobs", record=record.id, problem=str(exc)))
+                continue
+            self._shared.jobs[record.id] = _Job(record, spec)
+
+    def _skipped(self, exc: CorruptRecord) -> None:
+        report_skipped(self.runtime.events.ring, exc)
 
     # --- client requests -----------------------------------------------------------------
 
@@ -320,7 +340,7 @@ class OptimizationCoordinator(Actor):
                 await self._settle(job, job.record.evolve(status="failed", error=error))
             elif job.record.status in _ACTIVE:
                 # the worker's supervisor gave up after its restarts (Shutdown reason)
-                stored = {r.id: r for r in await self._shared.store.jobs()}.get(job.record.id)
+                stored = await _stored(self._shared.store, job.record.id)
                 if stored is not None and stored.status not in _ACTIVE:
                     job.record = stored
                 else:
@@ -370,6 +390,14 @@ class OptimizationCoordinator(Actor):
         job.record = record.evolve(updated=time.time())
         job.progress = None
         await self._shared.store.save_job(job.record)
+
+
+async def _stored(store: OptimizationStore, job_id: str) -> JobRecord | None:
+    """The job as stored, or None when it is missing or its row cannot be decoded."""
+    try:
+        return await store.job(job_id)
+    except CorruptRecord:
+        return None
 
 
 def _status(job: _Job) -> OptimizationStatus:

@@ -17,28 +17,51 @@ found again) and tries the deployments in order. As in LiteLLM's Router:
   (unless it is the route's only deployment: there is nothing to fall back to);
 - when every deployment failed or is cooling, `NoDeploymentAvailable`
   carries each cause (with a single deployment, its own error is raised).
+
+Deadlines: a call has one absolute deadline, the earliest of the caller's
+(`lmvisor.runtime.deadline` context, on the runtime's clock), `timeout=` on
+`complete`/`stream`, and the router's own `timeout` (120 s by default). It
+bounds the wait in the provider's mailbox, every attempt, every backoff and
+the fallbacks; a deployment also gets at most `deployment_timeout` of it.
+When the router stops waiting for a deployment (its time is up, or the
+caller is cancelled), the provider's work for the call is cancelled, so a
+fallback never leaves the previous vendor still retrying.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import math
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import aclosing
-from typing import final
+from typing import Any, final
 
 from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, LMStreamItem
-from lmvisor.providers.errors import BadRequestError
-from lmvisor.runtime.errors import LmvisorError
+from lmvisor.providers.errors import BadRequestError, ResponseFormatError
+from lmvisor.providers.reasoning import supports_reasoning
+from lmvisor.runtime.actor import ActorRef
+from lmvisor.runtime.clock import Clock
+from lmvisor.runtime.deadline import current_deadline
+from lmvisor.runtime.errors import CallTimeout, DeadlineExceeded, LmvisorError
 from lmvisor.runtime.registry import Via
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.services.cooldown import Cooldowns
 from lmvisor.services.errors import BudgetExceeded, NoDeploymentAvailable, UnknownProvider
-from lmvisor.services.lm_provider import Complete, OpenStream, provider_name
+from lmvisor.services.lm_provider import Abandon, Complete, OpenStream, provider_name
 
-__all__ = ["RouterLM", "split_model"]
+__all__ = ["DEFAULT_CALL_TIMEOUT", "RouterLM", "split_model"]
 
+DEFAULT_CALL_TIMEOUT = 120.0
+"""Seconds a call may take, every deployment, attempt and backoff included, when the
+caller sets no deadline."""
+
+_PROVIDER_MARGIN = 0.02  # seconds
 # Vendors whose APIs accept OpenAI's json_schema response_format.
 _NO_JSON_SCHEMA = frozenset({"anthropic"})
+_END: Any = object()
+_Errors = list[tuple[str, BaseException]]
 
 
 def split_model(model: str) -> tuple[str, str]:
@@ -58,30 +81,63 @@ def _is_callers_fault(exc: LmvisorError) -> bool:
     return isinstance(exc, BadRequestError)
 
 
+def _seconds(name: str, value: float | None) -> float | None:
+    """A timeout option: None or +inf is no bound; otherwise it must be > 0."""
+    if value is None or value == math.inf:
+        return None
+    if math.isnan(value) or value <= 0:
+        raise ValueError(f"{name} must be > 0 (or None), got {value!r}")
+    return float(value)
+
+
+def _early(until: float | None, wait: float | None) -> float | None:
+    """The provider's deadline: a little before the router stops waiting.
+
+    So the provider's own typed outcome (its vendor error, `RetryExhausted`)
+    normally reaches the router before the router's wait runs out, and the
+    caller sees why the call failed rather than a bare timeout.
+    """
+    if until is None or wait is None:
+        return until
+    return until - min(_PROVIDER_MARGIN, wait / 10)
+
+
+def _abandon(target: ActorRef, msg: Complete) -> None:
+    """Tell the provider its caller is gone, so the work is cancelled (best effort)."""
+    # Dead or full: its work dies with it, or ends by the deadline the call carries.
+    with contextlib.suppress(LmvisorError):
+        target.cast_nowait(Abandon(call=msg))
+
+
 @final
 class RouterLM:
     """An `LM` that routes each request to a provider actor, falling back in order.
 
     Args:
-        runtime: whose registry holds the provider actors.
+        runtime: whose registry holds the provider actors (and whose clock
+            deadlines are on).
         model: the primary deployment, "vendor/model".
         fallbacks: further deployments, tried in order.
         vendors: the vendors with a provider configured; a model naming any
             other raises `UnknownProvider` here, not at the first call.
-        timeout: seconds a caller waits for one deployment (retries included);
-            None waits as long as the provider takes.
+        timeout: seconds a whole call may take when the caller gives no
+            (earlier) deadline; None or +inf: no bound of the router's own.
+        deployment_timeout: seconds one deployment may take of it (None: all
+            that is left), so a slow deployment leaves time to fall back.
         cooldowns: failure bookkeeping, shareable between routers.
         capabilities: override what the primary vendor is assumed to support.
 
     Raises:
-        ValueError: if a model is not "vendor/model".
-        UnknownProvider: if a model's vendor is not in `vendors`.
+        ValueError: a model is not "vendor/model", or a timeout is not positive.
+        UnknownProvider: a model's vendor is not in `vendors`.
     """
 
     __slots__ = (
         "_addresses",
         "_capabilities",
+        "_clock",
         "_cooldowns",
+        "_deployment_timeout",
         "_deployments",
         "_model",
         "_runtime",
@@ -95,7 +151,8 @@ class RouterLM:
         *,
         fallbacks: Sequence[str] = (),
         vendors: Collection[str] | None = None,
-        timeout: float | None = 120.0,
+        timeout: float | None = DEFAULT_CALL_TIMEOUT,
+        deployment_timeout: float | None = None,
         cooldowns: Cooldowns | None = None,
         capabilities: LMCapabilities | None = None,
     ) -> None:
@@ -105,16 +162,18 @@ class RouterLM:
             if vendors is not None and vendor not in vendors:
                 raise UnknownProvider(model=name, vendor=vendor, known=list(vendors))
         self._runtime = runtime
+        self._clock: Clock = runtime.clock
         self._model = model
         self._deployments = deployments
         # Addresses resolve the registered name on every call, so a restarted provider is
         # still found; building them once keeps the split and lookup off the hot path.
         self._addresses: dict[str, Via] = {d: self._address(d) for d in deployments}
-        self._timeout = timeout
+        self._timeout = _seconds("timeout", timeout)
+        self._deployment_timeout = _seconds("deployment_timeout", deployment_timeout)
         self._cooldowns = cooldowns if cooldowns is not None else Cooldowns(clock=runtime.clock)
         primary = split_model(model)[0]
         self._capabilities = capabilities or LMCapabilities(
-            json_schema=primary not in _NO_JSON_SCHEMA
+            json_schema=primary not in _NO_JSON_SCHEMA, reasoning=supports_reasoning(model)
         )
 
     @property
@@ -129,65 +188,97 @@ class RouterLM:
     def cooldowns(self) -> Cooldowns:
         return self._cooldowns
 
-    async def complete(self, request: LMRequest) -> LMResponse:
-        """Send `request` to the first deployment that answers.
+    async def complete(
+        self,
+        request: LMRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - shortens the call's deadline
+    ) -> LMResponse:
+        """Send `request` to the first deployment that answers, within the call's deadline.
 
-        Cancellation cancels the wait for the current deployment (the provider
-        may still finish the vendor call).
+        Args:
+            request: the request; a "vendor/model" `model` other than the
+                router's is tried first.
+            timeout: seconds this call may take (it only shortens the deadline).
+
+        Cancellation cancels the provider's work for the call at once.
 
         Raises:
+            DeadlineExceeded: the deadline passed (the last deployment's error chained).
             NoDeploymentAvailable: every deployment failed or is cooling down.
             LmvisorError: the single deployment's own error, or an error that is
                 the caller's fault (a bad request), raised at once.
+            ValueError: `timeout` is not positive.
         """
-        errors: list[tuple[str, BaseException]] = []
-        candidates = self._candidates(request)
-        for deployment in candidates:
-            target = self._addresses.get(deployment) or self._address(deployment)
+        at = self._deadline(timeout)
+        errors: _Errors = []
+        order = self._order(request)
+        for deployment in self._candidates(order):
+            until, wait = self._window(at, request, errors)
+            address = self._addresses.get(deployment) or self._address(deployment)
+            msg = Complete(
+                request=self._retarget(request, deployment), deadline=_early(until, wait)
+            )
             try:
-                response = await target.resolve().call(
-                    Complete(request=self._retarget(request, deployment)), timeout=self._timeout
-                )
+                response = await self._ask(address, msg, wait)
             except LmvisorError as exc:
                 if _is_callers_fault(exc):
                     raise
-                self._failed(deployment, exc, errors, lone=len(self._order(request)) == 1)
+                self._failed(deployment, exc, errors, lone=len(order) == 1)
                 continue
             self._cooldowns.success(deployment)
             return response
         raise self._exhausted(request, errors)
 
-    async def stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]:
-        """Stream from the first deployment that admits the request.
+    async def stream(
+        self,
+        request: LMRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - shortens the call's deadline
+    ) -> AsyncIterator[LMStreamItem]:
+        """Stream from the first deployment whose stream starts, within the call's deadline.
 
-        Falls back only while opening: once text has arrived, a failure is
-        raised to the reader rather than restarting the answer elsewhere.
+        Each deployment's provider retries until the first item arrives; a
+        failure before it falls back to the next deployment, a failure after
+        it is raised to the reader (the answer is never restarted elsewhere).
+
+        Raises:
+            As `complete()`; after the first item, the provider's typed error
+            (`ActorExited` when its incarnation died).
         """
-        errors: list[tuple[str, BaseException]] = []
-        candidates = self._candidates(request)
-        for deployment in candidates:
+        at = self._deadline(timeout)
+        errors: _Errors = []
+        order = self._order(request)
+        for deployment in self._candidates(order):
+            until, wait = self._window(at, request, errors)
             target = self._addresses.get(deployment) or self._address(deployment)
             try:
                 items = await target.call(
-                    OpenStream(request=self._retarget(request, deployment)),
-                    timeout=self._timeout,
+                    OpenStream(
+                        request=self._retarget(request, deployment), deadline=_early(until, wait)
+                    ),
+                    timeout=wait,
                 )
             except LmvisorError as exc:
                 if _is_callers_fault(exc):
                     raise
-                self._failed(deployment, exc, errors, lone=len(self._order(request)) == 1)
+                self._failed(deployment, exc, errors, lone=len(order) == 1)
                 continue
             # aclosing: a reader that stops early closes the provider's stream (and its
             # connection) now, not when the abandoned generator is collected.
             async with aclosing(items):
                 try:
-                    # The breaker, the limiter and the connection are all met by the first
-                    # item, so a failure there still falls back.
-                    first = await anext(items)
+                    first = await anext(items, _END)
+                    if first is _END:
+                        raise ResponseFormatError(
+                            provider=split_model(deployment)[0],
+                            model=deployment,
+                            detail="stream ended before its first item",
+                        )
                 except LmvisorError as exc:
                     if _is_callers_fault(exc):
                         raise
-                    self._failed(deployment, exc, errors, lone=len(self._order(request)) == 1)
+                    self._failed(deployment, exc, errors, lone=len(order) == 1)
                     continue
                 yield first
                 async for item in items:
@@ -196,25 +287,68 @@ class RouterLM:
             return
         raise self._exhausted(request, errors)
 
+    # --- deadlines -----------------------------------------------------------------------
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        """The call's absolute deadline: the earliest of the caller's, `timeout`, the router's."""
+        at = current_deadline()
+        budget = _seconds("timeout", timeout) if timeout is not None else None
+        if budget is None or (self._timeout is not None and self._timeout < budget):
+            budget = self._timeout
+        if budget is not None:
+            end = self._clock.monotonic() + budget
+            at = end if at is None or end < at else at
+        return at
+
+    def _window(
+        self, at: float | None, request: LMRequest, errors: _Errors
+    ) -> tuple[float | None, float | None]:
+        """This deployment's deadline and the seconds to wait for it.
+
+        Raises:
+            DeadlineExceeded: no time is left for another deployment.
+        """
+        per = self._deployment_timeout
+        if at is None and per is None:
+            return None, None
+        now = self._clock.monotonic()
+        if at is not None and now >= at:
+            raise self._out_of_time(request, errors)
+        until = at if per is None or (at is not None and at <= now + per) else now + per
+        assert until is not None
+        return until, until - now
+
+    @staticmethod
+    async def _ask(address: Via, msg: Complete, wait: float | None) -> LMResponse:
+        """The provider's answer; if the router stops waiting first, its work is cancelled.
+
+        Raises:
+            NameNotRegistered: the provider is not running (it may be restarting).
+            CallTimeout: no answer within `wait`.
+        """
+        target = address.resolve()
+        try:
+            return await target.call(msg, timeout=wait)
+        except CallTimeout:
+            _abandon(target, msg)
+            raise
+        except asyncio.CancelledError:
+            _abandon(target, msg)
+            raise
+
+    # --- bookkeeping ---------------------------------------------------------------------
+
     def _address(self, deployment: str) -> Via:
         return self._runtime.via(provider_name(split_model(deployment)[0]))
 
-    def _candidates(self, request: LMRequest) -> tuple[str, ...]:
-        order = self._order(request)
+    def _candidates(self, order: tuple[str, ...]) -> tuple[str, ...]:
         if len(order) == 1:
             # A lone deployment never cools down (LiteLLM's rule too): with nothing to
             # fall back to, a cooldown would only turn retryable failures into instant ones.
             return order
         return tuple(d for d in order if not self._cooldowns.is_cooling(d))
 
-    def _failed(
-        self,
-        deployment: str,
-        exc: BaseException,
-        errors: list[tuple[str, BaseException]],
-        *,
-        lone: bool,
-    ) -> None:
+    def _failed(self, deployment: str, exc: BaseException, errors: _Errors, *, lone: bool) -> None:
         if not lone and not isinstance(exc, BudgetExceeded):
             self._cooldowns.failure(deployment)
         errors.append((deployment, exc))
@@ -230,9 +364,15 @@ class RouterLM:
             return request
         return dataclasses.replace(request, model=deployment)
 
-    def _exhausted(
-        self, request: LMRequest, errors: list[tuple[str, BaseException]]
-    ) -> BaseException:
+    def _out_of_time(self, request: LMRequest, errors: _Errors) -> BaseException:
+        if errors and isinstance(errors[-1][1], DeadlineExceeded):
+            return errors[-1][1]
+        error = DeadlineExceeded(operation=f"routing a call to {request.model or self._model}")
+        if errors:
+            error.__cause__ = errors[-1][1]
+        return error
+
+    def _exhausted(self, request: LMRequest, errors: _Errors) -> BaseException:
         if len(errors) == 1 and len(self._deployments) == 1:
             return errors[0][1]
         error = NoDeploymentAvailable(model=request.model or self._model, errors=errors)

@@ -4,51 +4,19 @@ The pytest plugin (`lmvisor.testing.plugin`, registered as an entry point)
 gives each test a fresh runtime namespace.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING
 
-from lmvisor._lazy import lazy_exports
+from lmvisor._lazy import lazy_package
 
 if TYPE_CHECKING:
-    from lmvisor.testing.capture import (
-        capture_events,
-        capture_logs,
-    )
-    from lmvisor.testing.lm_server import (
-        DEFAULT_MODELS,
-        FaultRule,
-        LMServer,
-        LMServerStats,
-    )
-    from lmvisor.testing.scripted_lm import (
-        Reply,
-        ScriptedLM,
-        ScriptExhausted,
-    )
-
-__all__ = [
-    "DEFAULT_MODELS",
-    "FaultRule",
-    "LMServer",
-    "LMServerStats",
-    "Reply",
-    "ScriptExhausted",
-    "ScriptedLM",
-    "capture_events",
-    "capture_logs",
-]
-
-_EXPORTS = {
-    "DEFAULT_MODELS": "lmvisor.testing.lm_server",
-    "FaultRule": "lmvisor.testing.lm_server",
-    "LMServer": "lmvisor.testing.lm_server",
-    "LMServerStats": "lmvisor.testing.lm_server",
-    "Reply": "lmvisor.testing.scripted_lm",
-    "ScriptExhausted": "lmvisor.testing.scripted_lm",
-    "ScriptedLM": "lmvisor.testing.scripted_lm",
-    "capture_events": "lmvisor.testing.capture",
-    "capture_logs": "lmvisor.testing.capture",
-}
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+    from lmvisor.testing.capture import capture_events as capture_events
+    from lmvisor.testing.capture import capture_logs as capture_logs
+    from lmvisor.testing.lm_server import DEFAULT_MODELS as DEFAULT_MODELS
+    from lmvisor.testing.lm_server import FaultRule as FaultRule
+    from lmvisor.testing.lm_server import LMServer as LMServer
+    from lmvisor.testing.lm_server import LMServerStats as LMServerStats
+    from lmvisor.testing.scripted_lm import Reply as Reply
+    from lmvisor.testing.scripted_lm import ScriptedLM as ScriptedLM
+    from lmvisor.testing.scripted_lm import ScriptExhausted as ScriptExhausted
+else:
+    __all__, __getattr__, __dir__ = lazy_package(__name__, __file__)

@@ -72,6 +72,7 @@ class Ask:
     json_mode: bool = False
     tool: ToolSpec | None = None
     include_usage: bool = False
+    reasoning: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +129,7 @@ def parse_openai(body: Any) -> Ask:
         json_mode=json_mode,
         tool=None if last_is_tool else _openai_tool(body.get("tools"), body.get("tool_choice")),
         include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+        reasoning=body.get("reasoning_effort") is not None,
     )
 
 
@@ -163,6 +165,8 @@ def parse_anthropic(body: Any) -> Ask:
         stop=_stops(body.get("stop_sequences"), "stop_sequences"),
         json_schema=_anthropic_schema(body),
         tool=None if last_is_tool else _anthropic_tool(body.get("tools"), body.get("tool_choice")),
+        reasoning=isinstance(body.get("thinking"), dict)
+        and body["thinking"].get("type") == "enabled",
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
+from lmvisor.testing._lm_parts import reasoning_text
 from lmvisor.testing._lm_requests import Ask, Choice
 
 __all__ = [
@@ -35,6 +36,7 @@ _PIECE = 24
 _FINGERPRINT = "fp_lmvisor"
 _FINGERPRINT_JSON = json.dumps(_FINGERPRINT)
 _EPOCH = "2025-01-01T00:00:00Z"
+_SIGNATURE = "c2lnbmF0dXJlLWxtdmlzb3I="
 
 _OPENAI_ERRORS: dict[int, tuple[str, str | None, str]] = {
     400: ("invalid_request_error", None, "Invalid request."),
@@ -113,8 +115,9 @@ def openai_completion(ask: Ask, choices: list[Choice], *, id: str, created: int)
     escapes), but written as fixed text around the few values that vary, the strings
     escaped by json's own encoder: this body is built once per plain OpenAI request.
     """
+    thought = reasoning_text(ask.user) if ask.reasoning else None
     parts = ", ".join(
-        f'{{"index": {c.index}, "message": {_openai_message(c)}, "logprobs": null, '
+        f'{{"index": {c.index}, "message": {_openai_message(c, thought)}, "logprobs": null, '
         f'"finish_reason": {_quote(c.finish)}}}'
         for c in choices
     )
@@ -144,8 +147,9 @@ def openai_chunks(ask: Ask, choices: list[Choice], *, id: str, created: int) -> 
     if ask.include_usage:
         base["usage"] = None
     events: list[bytes] = []
+    thought = reasoning_text(ask.user) if ask.reasoning else None
     for choice in choices:
-        for delta, finish in _openai_deltas(choice):
+        for delta, finish in _openai_deltas(choice, thought):
             entry = {
                 "index": choice.index,
                 "delta": delta,
@@ -167,12 +171,17 @@ def openai_error_event(message: str | None, code: str | None) -> bytes:
 def anthropic_message(ask: Ask, choice: Choice, *, id: str) -> dict[str, Any]:
     """A `message` object: one text or tool_use block, stop reason and usage."""
     stop_reason, stop_sequence = _anthropic_stop(choice)
+    thinking = (
+        [{"type": "thinking", "thinking": reasoning_text(ask.user), "signature": _SIGNATURE}]
+        if ask.reasoning
+        else []
+    )
     return {
         "id": id,
         "type": "message",
         "role": "assistant",
         "model": ask.model,
-        "content": [_anthropic_block(choice, full=True)],
+        "content": [*thinking, _anthropic_block(choice, full=True)],
         "stop_reason": stop_reason,
         "stop_sequence": stop_sequence,
         "usage": _anthropic_usage(ask.prompt_tokens, choice.tokens),
@@ -186,11 +195,19 @@ def anthropic_events(ask: Ask, choice: Choice, *, id: str) -> list[bytes]:
     start.update(content=[], stop_reason=None, stop_sequence=None)
     start["usage"] = _anthropic_usage(ask.prompt_tokens, 1)
     stop_reason, stop_sequence = _anthropic_stop(choice)
-    events = [
-        _event("message_start", {"type": "message_start", "message": start}),
+    events = [_event("message_start", {"type": "message_start", "message": start})]
+    index = 0
+    if ask.reasoning:
+        events.extend(_thinking_events(reasoning_text(ask.user)))
+        index = 1
+    events += [
         _event(
             "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": _anthropic_block(choice)},
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": _anthropic_block(choice),
+            },
         ),
         _event("ping", {"type": "ping"}),
     ]
@@ -202,10 +219,10 @@ def anthropic_events(ask: Ask, choice: Choice, *, id: str) -> list[bytes]:
             for p in _pieces(choice.tool_arguments or "{}")
         ]
     events.extend(
-        _event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d})
+        _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
         for d in deltas
     )
-    events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    events.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
     message_delta = {
         "type": "message_delta",
         "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
@@ -214,6 +231,24 @@ def anthropic_events(ask: Ask, choice: Choice, *, id: str) -> list[bytes]:
     events.append(_event("message_delta", message_delta))
     events.append(_event("message_stop", {"type": "message_stop"}))
     return events
+
+
+def _thinking_events(thought: str) -> list[bytes]:
+    """A thinking block streamed at index 0: start, thinking deltas, signature, stop."""
+    block = {"type": "thinking", "thinking": "", "signature": ""}
+    deltas = [{"type": "thinking_delta", "thinking": p} for p in _pieces(thought)]
+    deltas.append({"type": "signature_delta", "signature": _SIGNATURE})
+    return [
+        _event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": block},
+        ),
+        *(
+            _event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d})
+            for d in deltas
+        ),
+        _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    ]
 
 
 def anthropic_error_event(status: int, message: str | None, code: str | None) -> bytes:
@@ -249,9 +284,14 @@ def _pieces(text: str) -> list[str]:
     return [text[i : i + _PIECE] for i in range(0, len(text), _PIECE)] or [""]
 
 
-def _openai_message(choice: Choice) -> str:
-    """The assistant message of a completion choice, as `json.dumps` encodes it."""
+def _openai_message(choice: Choice, thought: str | None = None) -> str:
+    """The assistant message of a completion choice, as `json.dumps` encodes it.
+
+    A reasoning request gets `reasoning_content`, as OpenAI-compatible servers send it.
+    """
     content = "null" if choice.text is None else _quote(choice.text)
+    if thought is not None:
+        content += f', "reasoning_content": {_quote(thought)}'
     calls = ""
     if choice.tool_name is not None:
         call = {
@@ -265,7 +305,9 @@ def _openai_message(choice: Choice) -> str:
     )
 
 
-def _openai_deltas(choice: Choice) -> list[tuple[dict[str, Any], str | None]]:
+def _openai_deltas(
+    choice: Choice, thought: str | None = None
+) -> list[tuple[dict[str, Any], str | None]]:
     if choice.tool_name is None:
         first: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
         middle: list[dict[str, Any]] = [{"content": p} for p in _pieces(choice.text or "")]
@@ -281,6 +323,8 @@ def _openai_deltas(choice: Choice) -> list[tuple[dict[str, Any], str | None]]:
             {"tool_calls": [{"index": 0, "function": {"arguments": p}}]}
             for p in _pieces(choice.tool_arguments or "{}")
         ]
+    if thought is not None:
+        middle = [*({"reasoning_content": p} for p in _pieces(thought)), *middle]
     return [(first, None), *((d, None) for d in middle), ({}, choice.finish)]
 
 

@@ -11,9 +11,9 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from lmvisor.runtime.event_store import EventStore
-from lmvisor.runtime.events import Event, matches
-from lmvisor.runtime.logging import capture_logs
+from lmvisor.runtime.observe.events import Event, matches
+from lmvisor.runtime.observe.logs import capture_logs
+from lmvisor.runtime.observe.store import EventStore
 
 __all__ = ["capture_events", "capture_logs"]
 
@@ -23,16 +23,27 @@ class _HasEvents(Protocol):
     def events(self) -> EventStore: ...
 
 
+class _Flushes(Protocol):
+    def flush(self) -> None: ...
+
+
 @contextmanager
 def capture_events(
     runtime: _HasEvents, types: str | Collection[str] | None = None
 ) -> Iterator[list[Event]]:
     """Collect the events `runtime` records inside the block, in order.
 
+    Lifecycle reports are written a moment after they happen: those pending
+    when the block starts are written first (and not collected), those made
+    inside it are written when it ends (and collected).
+
     Args:
-        runtime: a `Runtime` (anything with an `events` store).
+        runtime: a `Runtime` (anything with an `events` store, and `reports`).
         types: only these event types (exact names, or "prefix.*" patterns).
     """
+    reports: _Flushes | None = getattr(runtime, "reports", None)
+    if reports is not None:
+        reports.flush()
     seen: list[Event] = []
 
     def collect(event: Event) -> None:
@@ -43,4 +54,8 @@ def capture_events(
     try:
         yield seen
     finally:
-        remove()
+        try:
+            if reports is not None:
+                reports.flush()
+        finally:
+            remove()

@@ -8,6 +8,9 @@ and in the format the request asks for, what the vendors' APIs answer:
   `tools` / `tool_choice`; bearer auth checked only when `api_key` is set.
 - `POST /v1/messages`: Anthropic Messages (needs `x-api-key` and `anthropic-version`;
   `max_tokens` required), plain or SSE with the full event sequence, `tools`.
+- `POST /v1/embeddings`: OpenAI embeddings, deterministic unit vectors (`_lm_parts`).
+- Content parts (images, audio, files; Anthropic images and documents) are validated
+  as the vendors do; `reasoning_effort` / `thinking` add reasoning to the answer.
 - `GET /v1/models` and `GET /v1/models/{id}` (OpenAI's shapes; Anthropic's when an
   `anthropic-version` header is sent), `GET /stats` (`LMServerStats` as JSON).
 - Control, for a server in another process: `POST /_control/faults` (a FaultRule or a
@@ -26,8 +29,11 @@ Every chat request that passes validation waits `latency` plus a uniform `[0, ji
 before its first byte, then may get a fault (see `FaultRule`). Unknown models get the
 vendor's 404; a model entry ending in `*` matches by prefix.
 
-Run it alone with `python -m lmvisor.testing.lm_server [--port N] [--latency S]`: the
-first line printed is its URL; SIGINT or SIGTERM stop it.
+Run it alone with `python -m lmvisor.testing.lm_server [--port N] [--latency S] [--lean]`:
+the first line printed is its URL; SIGINT or SIGTERM stop it. `--lean` serves OpenAI chat
+completions only (plain and SSE, the same answers), over a bare asyncio.Protocol that
+spends a third of the CPU per request, for throughput benches (see `_lm_lean`); it has no
+faults, no Anthropic API and only the request counters of `/stats`.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ from aiohttp import web
 from lmvisor.runtime.clock import Clock, SystemClock
 from lmvisor.testing._lm_faults import FaultBook, FaultRule, fault_rule_from_dict
 from lmvisor.testing._lm_http import abort, error_response, rejected_response, send_answer
+from lmvisor.testing._lm_lean import LeanServer
+from lmvisor.testing._lm_parts import check_anthropic_blocks, check_openai_parts, embeddings_answer
 from lmvisor.testing._lm_requests import (
     Ask,
     Rejected,
@@ -360,6 +368,7 @@ class LMServer:
     def _routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/v1/messages", self._anthropic_messages)
+        app.router.add_post("/v1/embeddings", self._openai_embeddings)
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_get("/v1/models/{model}", self._get_model)
         app.router.add_get("/stats", self._stats)
@@ -421,11 +430,25 @@ class LMServer:
         ):
             return error_response("openai", 401, seq)
         try:
-            ask = parse_openai(await self._read_json(request))
+            body = await self._read_json(request)
+            ask = parse_openai(body)
+            check_openai_parts(body["messages"])
             self._check_model(ask)
         except Rejected as exc:
             return rejected_response("openai", exc, seq)
         return await self._serve(request, ask, seq)
+
+    async def _openai_embeddings(self, request: web.Request) -> web.StreamResponse:
+        seq = next(self._seq)
+        if self._api_key is not None and (
+            request.headers.get("Authorization") != f"Bearer {self._api_key}"
+        ):
+            return error_response("openai", 401, seq)
+        try:
+            answer = embeddings_answer(await self._read_json(request))
+        except Rejected as exc:
+            return rejected_response("openai", exc, seq)
+        return web.json_response(answer)
 
     # -- Anthropic --------------------------------------------------------------
 
@@ -436,7 +459,9 @@ class LMServer:
             status, message = refusal
             return error_response("anthropic", status, seq, message=message)
         try:
-            ask = parse_anthropic(await self._read_json(request))
+            body = await self._read_json(request)
+            ask = parse_anthropic(body)
+            check_anthropic_blocks(body["messages"])
             self._check_model(ask)
         except Rejected as exc:
             return rejected_response("anthropic", exc, seq)
@@ -586,10 +611,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fault", action="append", default=[], help='a FaultRule as JSON, e.g. {"kind": "drop"}'
     )
+    parser.add_argument(
+        "--lean", action="store_true", help="OpenAI chat completions only, at the least CPU"
+    )
     return parser.parse_args(argv)
 
 
 async def _serve_until_signalled(args: argparse.Namespace) -> None:
+    if args.lean:
+        await _serve_lean(args)
+        return
     faults = [fault_rule_from_dict(json.loads(text)) for text in args.fault]
     server = LMServer(
         host=args.host,
@@ -607,6 +638,22 @@ async def _serve_until_signalled(args: argparse.Namespace) -> None:
     async with server:
         print(server.url, flush=True)
         await stop.wait()
+
+
+async def _serve_lean(args: argparse.Namespace) -> None:
+    if args.fault or args.api_key:
+        raise ValueError("--lean serves no faults and checks no key")
+    lean = LeanServer(host=args.host, port=args.port, latency=args.latency)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await lean.start()
+    try:
+        print(lean.url, flush=True)
+        await stop.wait()
+    finally:
+        await lean.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

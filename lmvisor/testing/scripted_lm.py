@@ -51,6 +51,7 @@ class ScriptedLM:
         model: the model name requests are built with.
         capabilities: what the LM claims to support (json_schema decides JSONAdapter's
             response_format).
+        chunk: the characters per streamed delta.
 
     Attributes:
         requests: every request received, in order.
@@ -63,7 +64,11 @@ class ScriptedLM:
         *,
         model: str = "scripted/lm",
         capabilities: LMCapabilities | None = None,
+        chunk: int = 16,
     ) -> None:
+        if chunk < 1:
+            raise ValueError("chunk must be >= 1")
+        self._chunk = chunk
         self._model = model
         self._capabilities = capabilities or LMCapabilities()
         self._script = script
@@ -112,11 +117,15 @@ class ScriptedLM:
         return response
 
     async def stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]:
-        """The reply in chunks of 16 characters per choice, then `LMDone`."""
+        """The reply in chunks of `chunk` characters per choice, then `LMDone`."""
         response = await self.complete(request)
+        size = self._chunk
+        if response.reasoning:
+            for start in range(0, len(response.reasoning), size):
+                yield LMDelta(text=response.reasoning[start : start + size], reasoning=True)
         for index, text in enumerate(response.outputs):
-            for start in range(0, len(text), 16):
-                yield LMDelta(text=text[start : start + 16], index=index)
+            for start in range(0, len(text), size):
+                yield LMDelta(text=text[start : start + size], index=index)
         yield LMDone(response=response)
 
     async def _next_reply(self, request: LMRequest) -> Reply:

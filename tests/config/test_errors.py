@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from lmvisor._error import LmvisorError
 from lmvisor.config.errors import ConfigError, ConfigProblem
+from lmvisor.runtime.correlation import correlation_scope
 
 
 class TestConfigError:
@@ -35,3 +37,18 @@ class TestConfigError:
         """An error with no problems is a programming mistake."""
         with pytest.raises(ValueError, match=r"^ConfigError: problems must not be empty$"):
             ConfigError(problems=[])
+
+    def test_is_an_lmvisor_error(self) -> None:
+        """`except LmvisorError` catches a config failure, which records its correlation id."""
+        with correlation_scope("cfg-1"), pytest.raises(LmvisorError) as info:
+            raise ConfigError(problems=[ConfigProblem("server.port", "too big")])
+        assert isinstance(info.value, ConfigError)
+        assert info.value.correlation_id == "cfg-1"
+        assert info.value.to_dict()["correlation_id"] == "cfg-1"
+
+    def test_the_root_error_is_the_runtimes(self) -> None:
+        """The leaf root and `lmvisor.LmvisorError` are one class, so config needs no runtime."""
+        import lmvisor
+        from lmvisor.runtime.errors import LmvisorError as RuntimeRoot
+
+        assert lmvisor.LmvisorError is RuntimeRoot is LmvisorError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from lmvisor.config import ConfigError, load_config
 from lmvisor.config.schema import (
     CircuitBreakerConfig,
     LmvisorConfig,
@@ -75,6 +76,19 @@ class TestValidation:
         assert (provider.budget_usd, provider.budget_period) == (None, 86_400.0)
         with pytest.raises(ValidationError, match="greater than or equal to 0"):
             ProviderConfig(budget_usd=-1.0)
+
+    @pytest.mark.parametrize("field", ["timeout", "retry_max_wait", "budget_period"])
+    @pytest.mark.parametrize("value", [float("inf"), float("nan")])
+    def test_provider_times_are_finite(self, field: str, value: float) -> None:
+        """An infinite or NaN provider time is refused through load_config as a ConfigError."""
+        with pytest.raises(ConfigError, match=rf"providers\.local\.{field}"):
+            load_config(env={}, providers={"local": {field: value}})
+
+    def test_provider_defaults_do_not_throttle(self) -> None:
+        """A vendor runs 1,024 calls at once by default; only rpm/tpm, when set, throttle."""
+        provider = ProviderConfig()
+        assert (provider.max_in_flight, provider.rpm, provider.tpm) == (1024, None, None)
+        assert provider.transport == "aiohttp"
 
     def test_models_are_frozen(self) -> None:
         """Configuration objects are immutable."""

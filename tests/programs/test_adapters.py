@@ -148,7 +148,11 @@ class TestChatFormat:
         history = History([{"question": "hi", "answer": "hello"}])
         messages = ChatAdapter().format(sig, [], {"question": "how are you?", "history": history})
         assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
-        assert messages[1]["content"] == "[[ ## question ## ]]\nhi"
+        assert messages[1]["content"] == (
+            "[[ ## question ## ]]\nhi\n\nRespond with the corresponding output fields, "
+            "starting with the field `[[ ## answer ## ]]`, and then ending with the marker "
+            "for `[[ ## completed ## ]]`."
+        )
         assert messages[2]["content"] == "[[ ## answer ## ]]\nhello\n\n[[ ## completed ## ]]\n"
         assert "history" not in messages[3]["content"]
 
@@ -196,7 +200,7 @@ class TestChatParse:
         assert ChatAdapter().parse(sig, "[[ ## level ## ]]\n2") == {"level": Level.HIGH}
         assert JSONAdapter().parse(sig, '{"level": 2}') == {"level": Level.HIGH}
         assert JSONAdapter().parse(sig, '{"level": "LOW"}') == {"level": Level.LOW}
-        with pytest.raises(AdapterParseError, match=r"field 'level' does not fit"):
+        with pytest.raises(AdapterParseError, match=r"field 'level' \(Level\) cannot be read"):
             ChatAdapter().parse(sig, "[[ ## level ## ]]\n3")
 
     def test_literal_wrapped_in_echoed_type(self) -> None:
@@ -221,7 +225,10 @@ class TestChatParse:
 
     def test_bad_value(self) -> None:
         """A value that does not fit its type names the field."""
-        with pytest.raises(AdapterParseError, match=r"field 'n' does not fit <class 'int'>"):
+        with pytest.raises(
+            AdapterParseError,
+            match=r"field 'n' \(int\) cannot be read from 'many': Input should be a valid integer",
+        ):
             ChatAdapter().parse(Signature("q -> n: int"), "[[ ## n ## ]]\nmany")
 
 
@@ -237,14 +244,20 @@ class TestFallback:
         assert lm.requests[1].params["response_format"]["type"] == "json_schema"
 
     async def test_both_fail(self) -> None:
-        """When the JSON attempt fails too, its AdapterParseError is raised with its completion."""
-        lm = ScriptedLM(["no markers", "still nothing"])
+        """When the JSON attempt fails too, the error names both problems, the field first."""
+        lm = ScriptedLM(["[[ ## answer ## ]]\nmany", "still nothing"])
+        sig = Signature("question -> answer: int")
         with context(lm=lm), pytest.raises(AdapterParseError) as info:
-            await Predict("question -> answer")(question="2+2?")
-        assert info.value.adapter == "JSONAdapter"
-        assert info.value.completion == "still nothing"
+            await Predict(sig)(question="2+2?")
+        assert info.value.adapter == "ChatAdapter"
+        assert info.value.completion == "[[ ## answer ## ]]\nmany"
+        assert info.value.problem == (
+            "field 'answer' (int) cannot be read from 'many': Input should be a valid integer, "
+            "unable to parse string as an integer; the JSONAdapter fallback failed too: "
+            "no JSON object in the completion"
+        )
         assert isinstance(info.value.__cause__, AdapterParseError)
-        assert info.value.__cause__.completion == "no markers"
+        assert info.value.__cause__.completion == "still nothing"
 
     async def test_no_output(self) -> None:
         """A response without any completion is an AdapterParseError, not a crash."""
@@ -311,3 +324,26 @@ class TestJSONAdapter:
         """A demo's assistant turn is the outputs as indented JSON."""
         messages = JSONAdapter().format(Signature("q -> a"), [{"q": "x", "a": "y"}], {"q": "z"})
         assert messages[2]["content"] == '{\n  "a": "y"\n}'
+
+
+class TestDeepNesting:
+    def test_deep_xml_is_a_parse_error(self) -> None:
+        """XML nested thousands deep raises AdapterParseError naming the field."""
+        from lmvisor.programs.adapters import XMLAdapter
+
+        deep = "<item>" * 5000 + "x" + "</item>" * 5000
+        with pytest.raises(AdapterParseError, match=r"field 'items' cannot be read: nested too"):
+            XMLAdapter().parse(Signature("q -> items: list[str]"), f"<items>{deep}</items>")
+
+    @pytest.mark.parametrize("adapter", [ChatAdapter(), JSONAdapter()])
+    def test_deep_completion_is_a_parse_error(self, adapter: Any) -> None:
+        """A completion nested thousands deep raises AdapterParseError, never RecursionError."""
+        deep = "[" * 50_000 + "]" * 50_000
+        sig = Signature("q -> items: list[int]")
+        completion = (
+            f"[[ ## items ## ]]\n{deep}"
+            if isinstance(adapter, ChatAdapter) and not isinstance(adapter, JSONAdapter)
+            else '{"items": ' + deep + "}"
+        )
+        with pytest.raises(AdapterParseError):
+            adapter.parse(sig, completion)

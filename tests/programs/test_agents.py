@@ -181,11 +181,11 @@ class TestBestOfN:
 
 class TestRefine:
     async def test_feedback_reaches_next_attempt(self) -> None:
-        """After a miss the LM's feedback is passed to the next attempt as `hint_`."""
+        """After a miss the LM's advice for the predictor is passed to it as `hint_`."""
         lm = ScriptedLM(
             [
                 _reply(answer="wrong"),
-                _reply(feedback="Answer with a number."),
+                _reply(discussion="not a number", advice='{"self": "Answer with a number."}'),
                 _reply(answer="4"),
             ]
         )
@@ -205,7 +205,13 @@ class TestRefine:
         async def reward(args: dict[str, Any], pred: Prediction) -> float:
             return float((await judge(answer=pred.answer)).score)
 
-        lm = ScriptedLM([_reply(answer="wrong"), _reply(feedback="Try 4."), _reply(answer="4")])
+        lm = ScriptedLM(
+            [
+                _reply(answer="wrong"),
+                _reply(discussion="wrong", advice='{"self": "Try 4."}'),
+                _reply(answer="4"),
+            ]
+        )
         with context(lm=lm):
             pred = await Refine(Predict("question -> answer"), 3, reward, 1.0)(question="2+2?")
         assert pred.answer == "4"
@@ -281,3 +287,126 @@ class TestParallel:
             Parallel(concurrency=0)
         with pytest.raises(ValueError, match=r"^max_errors must be >= 0$"):
             Parallel(max_errors=-1)
+
+
+class TestReActNative:
+    async def test_native_calls(self) -> None:
+        """With native_tool_calls the tools go in the request and calls come back natively."""
+        from lmvisor.programs.lm import LMResponse, ToolCall
+
+        step = LMResponse(
+            outputs=["[[ ## next_thought ## ]]\nlook both up\n\n[[ ## completed ## ]]"],
+            tool_calls=(
+                ToolCall(id="c1", name="lookup", arguments={"city": "Berlin"}),
+                ToolCall(id="c2", name="lookup", arguments={"city": "Munich"}),
+            ),
+        )
+        done = LMResponse(outputs=["[[ ## next_thought ## ]]\ndone\n\n[[ ## completed ## ]]"])
+        lm = ScriptedLM([step, done, _reply(reasoning="both German", answer="Germany")])
+        react = ReAct("question -> answer", tools=[lookup], native_tool_calls=True)
+        with context(lm=lm):
+            pred = await react(question="Where are Berlin and Munich?")
+        assert pred.answer == "Germany"
+        tools = lm.requests[0].params["tools"]
+        assert [t["function"]["name"] for t in tools] == ["lookup", "finish"]
+        assert "lookup" not in lm.requests[0].messages[0]["content"].split("objective is:")[1]
+        assert pred.trajectory["observation_0_0"] == "Berlin is in Germany"
+        assert pred.trajectory["observation_0_1"] == "Munich is in Germany"
+        assert pred.trajectory["tool_name_1"] == "finish"
+
+
+class TestRefineLikeDSPy:
+    async def test_unblamed_predictor_gets_na(self) -> None:
+        """A predictor the advice does not name is told "N/A"."""
+        from lmvisor.programs.module import Module
+
+        class Two(Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.first = Predict("question -> draft")
+                self.second = Predict("draft -> answer")
+
+            async def forward(self, question: str) -> Any:
+                draft = (await self.first(question=question)).draft
+                return await self.second(draft=draft)
+
+        lm = ScriptedLM(
+            [
+                _reply(draft="d1"),
+                _reply(answer="wrong"),
+                _reply(discussion="second erred", advice={"second": "Say 4."}),
+                _reply(draft="d2"),
+                _reply(answer="4"),
+            ]
+        )
+        refine = Refine(Two(), 2, lambda a, p: float(p.answer == "4"), 1.0)
+        with context(lm=lm):
+            assert (await refine(question="2+2?")).answer == "4"
+        feedback = lm.requests[2].messages[-1]["content"]
+        assert '"module_name": "first"' in feedback and '"module_name": "second"' in feedback
+        assert "[[ ## hint_ ## ]]\nN/A" in lm.requests[3].messages[-1]["content"]
+        assert "[[ ## hint_ ## ]]\nSay 4." in lm.requests[4].messages[-1]["content"]
+
+    async def test_no_advice_after_last_attempt(self) -> None:
+        """The last attempt is not followed by an advice call."""
+        lm = ScriptedLM([_reply(answer="x"), _reply(discussion="d", advice={}), _reply(answer="y")])
+        refine = Refine(Predict("question -> answer"), 2, lambda a, p: 0.0, 1.0)
+        with context(lm=lm):
+            await refine(question="q")
+        assert lm.calls == 3
+
+    def test_state_is_the_modules_only(self) -> None:
+        """Refine saves only its module's predictors (as DSPy), not a judge in reward_fn."""
+
+        class Judge(ChainOfThought):
+            async def __call__(self, args: Any, pred: Any) -> float:  # type: ignore[override]
+                return 1.0
+
+        refine = Refine(Predict("question -> answer"), 2, Judge("answer -> score: float"), 1.0)
+        assert [name for name, _ in refine.named_predictors()] == ["module"]
+
+    async def test_best_attempt_joins_outer_trace(self) -> None:
+        """Under trace(), only the best attempt's predictor calls are recorded."""
+        from lmvisor.programs.trace import trace
+
+        lm = ScriptedLM([_reply(answer="bad"), _reply(answer="4")])
+        with context(lm=lm), trace() as entries:
+            await BestOfN(
+                Predict("question -> answer"), 2, lambda a, p: float(p.answer == "4"), 1.0
+            )(question="2+2?")
+        assert [e.prediction.answer for e in entries] == ["4"]
+
+
+class TestTwoStep:
+    async def test_extraction_failure_is_named(self) -> None:
+        """When the extraction model's answer does not parse, the error says so."""
+        from lmvisor.programs.adapters import TwoStepAdapter
+        from lmvisor.programs.errors import AdapterParseError
+
+        extractor = ScriptedLM(["nothing useful", "still nothing"])
+        with (
+            context(lm=ScriptedLM(["free text"]), adapter=TwoStepAdapter(extractor)),
+            pytest.raises(AdapterParseError, match=r"the extraction model's answer did not parse"),
+        ):
+            await Predict("question -> answer: int")(question="q")
+
+    async def test_aparse(self) -> None:
+        """aparse extracts from a completion with the extraction model alone."""
+        from lmvisor.programs.adapters import TwoStepAdapter
+        from lmvisor.programs.signature import Signature
+
+        adapter = TwoStepAdapter(ScriptedLM([_reply(answer=7)]))
+        assert await adapter.aparse(Signature("q -> answer: int"), "it is 7") == {"answer": 7}
+        with pytest.raises(TypeError, match=r"TwoStepAdapter parses with an LM call"):
+            adapter.parse(Signature("q -> answer: int"), "it is 7")
+
+
+class TestRollouts:
+    async def test_each_attempt_has_its_rollout_id(self) -> None:
+        """Attempts count rollout ids up from the settings' one, so a cache samples anew."""
+        lm = ScriptedLM([_reply(answer="a"), _reply(answer="b"), _reply(answer="c")])
+        best = BestOfN(Predict("question -> answer"), 3, lambda a, p: 0.0, 1.0)
+        with context(lm=lm, lm_params={"rollout_id": 5}):
+            await best(question="q")
+        assert [r.params["rollout_id"] for r in lm.requests] == [5, 6, 7]
+        assert {r.params["temperature"] for r in lm.requests} == {1.0}

@@ -94,3 +94,95 @@ class TestLoadDSPySaved:
             pytest.raises(StateError, match=r"at second: no saved state"),
         ):
             other.load(path)
+
+
+WITH_LM = Path(__file__).parent / "compat_fixtures" / "saved_with_lm.json"
+
+
+class TestSavedLMSettings:
+    def test_ignored_by_default(self) -> None:
+        """Without opting in, a saved lm block restores nothing and says so."""
+        with structlog.testing.capture_logs() as logs:
+            cot = ChainOfThought("question -> answer").load(WITH_LM)
+        assert cot.predict.lm_params == {}
+        assert [log["event"] for log in logs] == ["programs.load.lm_ignored"]
+
+    async def test_restored_when_asked(self) -> None:
+        """`lm_settings=True` restores temperature, max_tokens and top_p and sends them."""
+        with structlog.testing.capture_logs() as logs:
+            cot = ChainOfThought("question -> answer").load(WITH_LM, lm_settings=True)
+        assert cot.predict.lm_params == {"temperature": 0.3, "max_tokens": 321, "top_p": 0.9}
+        assert logs[0]["event"] == "programs.load.lm_restored"
+        assert logs[0]["restored"] == ["max_tokens", "temperature", "top_p"]
+        lm = ScriptedLM()
+        with context(lm=lm):
+            await cot(question="3+3?")
+        assert dict(lm.requests[0].params) == {"temperature": 0.3, "max_tokens": 321, "top_p": 0.9}
+
+    def test_connection_settings_never_restored(self, tmp_path: Path) -> None:
+        """API keys and base URLs in the block are never restored nor logged."""
+        data = json.loads(WITH_LM.read_text())
+        data["predict"]["lm"]["api_key"] = "sk-leaked-secret"
+        path = tmp_path / "leaky.json"
+        path.write_text(json.dumps(data))
+        with structlog.testing.capture_logs() as logs:
+            cot = ChainOfThought("question -> answer").load(path, lm_settings=True)
+        assert "api_key" not in cot.predict.lm_params
+        assert "api_base" not in cot.predict.lm_params
+        assert "sk-leaked-secret" not in repr(logs)
+        assert "10.0.0.1" not in repr(logs)
+
+    def test_round_trip(self, tmp_path: Path) -> None:
+        """Saving again writes the model and the restored settings back in the lm block."""
+        cot = ChainOfThought("question -> answer")
+        with structlog.testing.capture_logs():
+            cot.load(WITH_LM, lm_settings=True)
+        path = tmp_path / "again.json"
+        cot.save(path)
+        lm = json.loads(path.read_text())["predict"]["lm"]
+        assert lm == {
+            "model": "openai/gpt-4o-mini",
+            "temperature": 0.3,
+            "max_tokens": 321,
+            "top_p": 0.9,
+        }
+
+
+class TestAllOrNothing:
+    def test_bad_second_predictor_changes_nothing(self, tmp_path: Path) -> None:
+        """A bad entry for one predictor leaves every predictor as it was."""
+
+        class Two(ChainOfThought):
+            pass
+
+        program = Two("question -> answer")
+        program.second = Predict("a -> b")
+        before = program.dump_state()
+        data = json.loads(SAVED.read_text())
+        data["second"] = {"demos": "not a list"}
+        path = tmp_path / "half.json"
+        path.write_text(json.dumps(data))
+        with (
+            structlog.testing.capture_logs(),
+            pytest.raises(StateError, match=r"at second\.demos: must be a list"),
+        ):
+            program.load(path)
+        assert program.dump_state() == before
+
+
+class TestDeepNesting:
+    def test_deep_file_is_a_state_error(self, tmp_path: Path) -> None:
+        """A saved program nested thousands deep raises StateError, not RecursionError."""
+        path = tmp_path / "deep.json"
+        path.write_text('{"predict": ' + "[" * 50_000 + "]" * 50_000 + "}")
+        with pytest.raises(StateError, match=r"nested deeper than 100 levels"):
+            ChainOfThought("question -> answer").load(path)
+
+    def test_deep_but_parseable_state(self) -> None:
+        """State parsed fine but nested past the limit is refused before anything changes."""
+        deep: object = "x"
+        for _ in range(150):
+            deep = [deep]
+        state = {"predict": {"demos": [{"question": deep, "answer": "4"}]}}
+        with pytest.raises(StateError, match=r"nested deeper than 100 levels"):
+            ChainOfThought("question -> answer").load_state(state)

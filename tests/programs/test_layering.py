@@ -14,7 +14,7 @@ FORBIDDEN = ("lmvisor.services", "lmvisor.providers", "lmvisor.optimizers", "lmv
 RUNTIME_ALLOWED = (
     "lmvisor.runtime.errors",
     "lmvisor.runtime.correlation",
-    "lmvisor.runtime.logger",
+    "lmvisor.runtime.observe.logs",
 )
 
 

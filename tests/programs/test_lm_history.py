@@ -47,3 +47,49 @@ class TestCallHistory:
         assert "--- response ---\n[[ ## answer ## ]]\n4" in text
         history.clear()
         assert history.format() == ""
+
+
+class TestScopes:
+    async def test_each_context_has_its_own(self) -> None:
+        """Sibling contexts opened without a history record into different ones."""
+        lm = ScriptedLM()
+        with context(lm=lm) as first:
+            await Predict("q -> a")(q="one")
+        with context(lm=lm) as second:
+            await Predict("q -> a")(q="two")
+        assert first.history is not second.history
+        assert first.history is not None and second.history is not None
+        assert len(first.history.last(5)) == len(second.history.last(5)) == 1
+
+    async def test_nested_contexts_share(self) -> None:
+        """A context inside another records into the outer one's history."""
+        with context(lm=ScriptedLM()) as outer:
+            with context(lm_params={"temperature": 0.1}) as inner:
+                await Predict("q -> a")(q="x")
+            assert inner.history is outer.history
+            assert outer.history is not None and len(outer.history.last(5)) == 1
+
+    def test_separate_event_loops_share_nothing(self) -> None:
+        """Two asyncio.run calls never see each other's calls: nothing is process-wide."""
+        import asyncio
+
+        from lmvisor.programs.settings import configure, current_history
+
+        async def run(q: str) -> list[str]:
+            configure(lm=ScriptedLM())
+            await Predict("q -> a")(q=q)
+            history = current_history()
+            assert history is not None
+            return [e.request.messages[-1]["content"] for e in history.last(10)]
+
+        first = asyncio.run(run("one"))
+        second = asyncio.run(run("two"))
+        assert len(first) == len(second) == 1
+        assert "one" in first[0] and "two" in second[0]
+
+    async def test_outside_any_scope_nothing_is_recorded(self) -> None:
+        """A predictor with its own LM and no configure/context records nowhere."""
+        predict = Predict("q -> a")
+        predict.lm = ScriptedLM()
+        await predict(q="x")
+        assert inspect_history(file=io.StringIO()).startswith("(no LM calls recorded here")

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from lmvisor.programs.lm import LMDelta, LMDone, LMResponse, LMStreamItem
-from lmvisor.providers.anthropic import AnthropicProvider
-from lmvisor.providers.openai import OpenAIProvider
-from lmvisor.providers.openai_compatible import OpenAICompatibleProvider
+from lmvisor.providers.anthropic import AnthropicClient
+from lmvisor.providers.client import ClientOptions
+from lmvisor.providers.openai import OpenAIClient
+from lmvisor.providers.openai_compatible import OpenAICompatibleClient
 from lmvisor.testing.lm_server import LMServer
 
 KEY = "sk-test-SECRET-7f3a9c1e5b"
@@ -72,21 +73,23 @@ async def open_server() -> AsyncIterator[LMServer]:
 
 
 @pytest.fixture
-async def oai(server: LMServer) -> AsyncIterator[OpenAIProvider]:
-    provider = OpenAIProvider(api_key=KEY, base_url=server.url + "/v1", timeout=5.0)
+async def oai(server: LMServer) -> AsyncIterator[OpenAIClient]:
+    provider = OpenAIClient(ClientOptions(api_key=KEY, base_url=server.url + "/v1", timeout=5.0))
     yield provider
     await provider.aclose()
 
 
 @pytest.fixture
-async def claude(server: LMServer) -> AsyncIterator[AnthropicProvider]:
-    provider = AnthropicProvider(api_key=KEY, base_url=server.url, timeout=5.0)
+async def claude(server: LMServer) -> AsyncIterator[AnthropicClient]:
+    provider = AnthropicClient(ClientOptions(api_key=KEY, base_url=server.url, timeout=5.0))
     yield provider
     await provider.aclose()
 
 
 @pytest.fixture
-async def local(open_server: LMServer) -> AsyncIterator[OpenAICompatibleProvider]:
-    provider = OpenAICompatibleProvider(base_url=open_server.url + "/v1", name="local", timeout=5.0)
+async def local(open_server: LMServer) -> AsyncIterator[OpenAICompatibleClient]:
+    provider = OpenAICompatibleClient(
+        ClientOptions(base_url=open_server.url + "/v1", name="local", timeout=5.0)
+    )
     yield provider
     await provider.aclose()

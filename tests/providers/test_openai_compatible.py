@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from lmvisor.programs.lm import LMRequest
+from lmvisor.providers.client import ClientOptions
 from lmvisor.providers.errors import ModelNotFound, NotFoundError
-from lmvisor.providers.openai_compatible import OpenAICompatibleProvider
+from lmvisor.providers.openai_compatible import OpenAICompatibleClient
 from lmvisor.providers.pricing import ModelPrice
 from lmvisor.testing.lm_server import LMServer
 from tests.providers.conftest import MESSAGES, WEATHER_TOOL, collect_stream
@@ -20,7 +21,7 @@ def _request(model: str = "local/llama3", **params: Any) -> LMRequest:
 
 class TestRequestMapping:
     async def test_max_tokens_kept(
-        self, local: OpenAICompatibleProvider, open_server: LMServer
+        self, local: OpenAICompatibleClient, open_server: LMServer
     ) -> None:
         """max_tokens is sent as max_tokens, and max_completion_tokens is renamed to it."""
         await local.complete(_request(max_tokens=40))
@@ -30,7 +31,7 @@ class TestRequestMapping:
         assert sent["max_tokens"] == 30 and "max_completion_tokens" not in sent
 
     async def test_name_prefix_stripped_other_slashes_kept(
-        self, local: OpenAICompatibleProvider, open_server: LMServer
+        self, local: OpenAICompatibleClient, open_server: LMServer
     ) -> None:
         """The "local/" prefix is stripped; an org/model name goes out unchanged."""
         await local.complete(_request())
@@ -40,7 +41,7 @@ class TestRequestMapping:
         assert open_server.last_requests(1)[0]["model"] == "meta-llama/Llama-3.1-8B"
 
     async def test_no_key_no_authorization(
-        self, local: OpenAICompatibleProvider, open_server: LMServer
+        self, local: OpenAICompatibleClient, open_server: LMServer
     ) -> None:
         """Without an api_key the request still succeeds on a server that checks none."""
         resp = await local.complete(_request())
@@ -49,9 +50,11 @@ class TestRequestMapping:
 
     async def test_own_prices(self, open_server: LMServer) -> None:
         """A local model gets a cost when the provider is given its price."""
-        provider = OpenAICompatibleProvider(
-            base_url=open_server.url + "/v1",
-            prices={"llama3": ModelPrice(input=1e-6, output=2e-6, context_window=8192)},
+        provider = OpenAICompatibleClient(
+            ClientOptions(
+                base_url=open_server.url + "/v1",
+                prices={"llama3": ModelPrice(input=1e-6, output=2e-6, context_window=8192)},
+            )
         )
         try:
             resp = await provider.complete(_request(model="llama3"))
@@ -60,7 +63,7 @@ class TestRequestMapping:
         expected = resp.usage.prompt_tokens * 1e-6 + resp.usage.completion_tokens * 2e-6
         assert resp.cost == pytest.approx(expected)
 
-    async def test_tools(self, local: OpenAICompatibleProvider) -> None:
+    async def test_tools(self, local: OpenAICompatibleClient) -> None:
         """Tool calls work as with OpenAI."""
         resp = await local.complete(_request(tools=[WEATHER_TOOL], tool_choice="required"))
         assert resp.tool_calls[0].name == "get_weather"
@@ -68,7 +71,7 @@ class TestRequestMapping:
 
 class TestStream:
     async def test_no_usage_unless_asked(
-        self, local: OpenAICompatibleProvider, open_server: LMServer
+        self, local: OpenAICompatibleClient, open_server: LMServer
     ) -> None:
         """By default no stream_options are sent and the final usage is zero."""
         deltas, resp = await collect_stream(local.stream(_request()))
@@ -78,7 +81,9 @@ class TestStream:
 
     async def test_usage_when_asked_by_option(self, open_server: LMServer) -> None:
         """stream_usage=True asks for the usage chunk."""
-        provider = OpenAICompatibleProvider(base_url=open_server.url + "/v1", stream_usage=True)
+        provider = OpenAICompatibleClient(
+            ClientOptions(base_url=open_server.url + "/v1", stream_usage=True)
+        )
         try:
             _, resp = await collect_stream(provider.stream(_request(model="llama3")))
         finally:
@@ -87,7 +92,7 @@ class TestStream:
         assert resp.usage.total_tokens > 0
 
     async def test_usage_when_asked_by_request(
-        self, local: OpenAICompatibleProvider, open_server: LMServer
+        self, local: OpenAICompatibleClient, open_server: LMServer
     ) -> None:
         """stream_options in the request's params are sent as given."""
         _, resp = await collect_stream(
@@ -97,7 +102,7 @@ class TestStream:
 
 
 class TestErrors:
-    async def test_unknown_model_is_clear(self, local: OpenAICompatibleProvider) -> None:
+    async def test_unknown_model_is_clear(self, local: OpenAICompatibleClient) -> None:
         """An unknown model's 404 is ModelNotFound naming the provider and the model."""
         with pytest.raises(
             ModelNotFound,
@@ -108,14 +113,14 @@ class TestErrors:
         assert info.value.retryable is False
         assert info.value.model == "mistery-7b"
 
-    async def test_unknown_model_while_streaming(self, local: OpenAICompatibleProvider) -> None:
+    async def test_unknown_model_while_streaming(self, local: OpenAICompatibleClient) -> None:
         """The same 404 surfaces from stream()."""
         with pytest.raises(ModelNotFound):
             await collect_stream(local.stream(_request(model="mistery-7b")))
 
     def test_capabilities_and_defaults(self) -> None:
         """Defaults: Ollama's URL, no key, full capabilities unless overridden."""
-        provider = OpenAICompatibleProvider()
+        provider = OpenAICompatibleClient(ClientOptions())
         assert "127.0.0.1:11434/v1" in repr(provider)
         assert provider.name == "openai_compatible"
         assert provider.capabilities.tools is True

@@ -10,8 +10,8 @@ import pytest
 from lmvisor.runtime.actor import Actor, ActorRef, ActorStatus, handler
 from lmvisor.runtime.correlation import correlation_scope, current_correlation_id
 from lmvisor.runtime.errors import ActorExited, CallTimeout, MailboxFull, StartError
-from lmvisor.runtime.logging import capture_logs
 from lmvisor.runtime.messages import Call, Cast, Down, Exit
+from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime, current_runtime
 
 from .helpers import (
@@ -184,6 +184,14 @@ class TestCall:
             await ref.call(Slow(gate), timeout=0.01)
         assert issubclass(CallTimeout, TimeoutError)
         gate.set()
+
+    async def test_nan_timeout_is_refused_before_sending(self, runtime: Runtime) -> None:
+        """call(timeout=nan) raises ValueError at once and the message is never queued."""
+        ref = await runtime.spawn(Counter())
+        with pytest.raises(ValueError, match=r"^call timeout must be seconds or None, got nan$"):
+            await ref.call(Add(1), timeout=float("nan"))
+        assert await ref.call(Get()) == 0
+        assert ref.statistics().mailbox.received == 1
 
     async def test_pending_call_fails_when_callee_crashes(self, runtime: Runtime) -> None:
         """The caller of a crashing handler gets ActorExited carrying the exception."""
@@ -567,10 +575,13 @@ class TestRefs:
         assert "Counter<" in repr(a)
 
     async def test_actor_instance_cannot_run_twice(self, runtime: Runtime) -> None:
-        """Spawning an actor instance that already ran raises ValueError."""
+        """Spawning an actor instance that is running, or that ran, raises ValueError."""
         actor = Counter()
-        await runtime.spawn(actor)
-        with pytest.raises(ValueError, match=r"^Counter instance is already running$"):
+        ref = await runtime.spawn(actor)
+        with pytest.raises(ValueError, match=r"^Counter instance is already running; an actor"):
+            await runtime.spawn(actor)
+        await ref.stop()
+        with pytest.raises(ValueError, match=r"^Counter instance already ran; an actor instance"):
             await runtime.spawn(actor)
 
     async def test_ref_before_spawn_raises(self) -> None:

@@ -22,6 +22,7 @@ from lmvisor.runtime.config_service import (
 )
 from lmvisor.runtime.errors import ActorExited
 from lmvisor.runtime.messages import Call
+from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime
 from tests.runtime._protection_helpers import until
 
@@ -111,11 +112,14 @@ class TestConfigService:
         assert await runtime.events.query(type="config.changed") == []
 
     async def test_accepted_update_is_recorded_as_an_event(self, runtime: Runtime) -> None:
-        """An accepted update leaves a config.changed event naming the path, not the value."""
+        """An accepted update makes a config.changed event and line naming the path, no value."""
         await runtime.start_child(config_service_spec(LmvisorConfig(), id=SERVICE, name=SERVICE))
-        await update_config(runtime.via(SERVICE), "server.token", "s3cret-token-value")
+        with capture_logs() as logs:
+            await update_config(runtime.via(SERVICE), "server.token", "s3cret-token-value")
         found = await runtime.events.query(type="config.changed")
         assert [dict(event.data) for event in found] == [{"path": "server.token"}]
+        [line] = [e for e in logs if e["event"] == "config.changed"]
+        assert line["path"] == "server.token" and "s3cret-token-value" not in repr(logs)
 
     async def test_new_entry_reports_old_as_none(self, runtime: Runtime) -> None:
         """Adding a new named entry reports None as the old value."""

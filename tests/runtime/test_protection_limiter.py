@@ -8,6 +8,7 @@ import pytest
 
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.errors import RateLimited
+from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.protection.limiter import RateLimiter
 from tests.runtime._protection_helpers import until
 
@@ -168,9 +169,7 @@ class TestObservation:
         assert seen == [("api", pytest.approx(1.0))]
         assert "RateLimiter('api'" in repr(limiter)
 
-    def test_failing_listener_still_refuses_with_rate_limited(
-        self, caplog: pytest.LogCaptureFixture
-    ) -> None:
+    def test_failing_listener_still_refuses_with_rate_limited(self) -> None:
         """A rejection listener that raises is logged; the caller still gets RateLimited."""
         limiter = RateLimiter("api", limit=1, period=1.0, clock=MockClock())
 
@@ -179,9 +178,9 @@ class TestObservation:
 
         limiter.add_rejection_listener(broken)
         limiter.try_acquire()
-        with pytest.raises(RateLimited):
+        with capture_logs() as logs, pytest.raises(RateLimited):
             limiter.try_acquire()
-        assert "rejection listener failed" in caplog.text
+        assert [(e["event"], e["limiter"]) for e in logs] == [("limiter listener failed", "api")]
         assert limiter.statistics().rejected == 1
 
 

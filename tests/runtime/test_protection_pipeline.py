@@ -13,14 +13,16 @@ from lmvisor.config.schema import (
 )
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.errors import BulkheadFull, CircuitOpen, RateLimited, RetryExhausted
-from lmvisor.runtime.events import BREAKER_STATE_CHANGED, LIMITER_REJECTED, EventRing
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.logs import capture_logs
+from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.observe.names import BREAKER_STATE_CHANGED, LIMITER_REJECTED
 from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker
 from lmvisor.runtime.protection.bulkhead import Bulkhead
 from lmvisor.runtime.protection.limiter import RateLimiter
 from lmvisor.runtime.protection.named import Protections
 from lmvisor.runtime.protection.pipeline import execute_protected
 from lmvisor.runtime.protection.retry import Retry
-from lmvisor.runtime.telemetry import Metrics
 from tests.runtime._protection_helpers import Flaky, until
 
 
@@ -203,15 +205,20 @@ class TestProtections:
         ring = EventRing(100, namespace="ns")
         protections.observe(metrics=metrics, events=ring)
         breaker = protections.breaker("openai")
-        for _ in range(2):
-            with pytest.raises(Flaky):
-                await breaker.call(_flaky)
-        limiter = protections.limiter("openai")
-        assert limiter is not None
-        for _ in range(3):
-            limiter.try_acquire()
-        with pytest.raises(RateLimited):
-            limiter.try_acquire()
+        with capture_logs() as logs:
+            for _ in range(2):
+                with pytest.raises(Flaky):
+                    await breaker.call(_flaky)
+            limiter = protections.limiter("openai")
+            assert limiter is not None
+            for _ in range(3):
+                limiter.try_acquire()
+            with pytest.raises(RateLimited):
+                limiter.try_acquire()
+        # the breaker opening is also a warning line; refusals are counted, not logged
+        assert [(e["event"], e["log_level"], e["new"]) for e in logs] == [
+            (BREAKER_STATE_CHANGED, "warning", "open")
+        ]
         assert metrics.value("lmvisor_circuit_breaker_state", breaker="openai") == 2
         assert metrics.value("lmvisor_rate_limiter_rejections_total", limiter="openai") == 1
         changed = ring.query(type=BREAKER_STATE_CHANGED)

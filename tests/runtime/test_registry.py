@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lmvisor.runtime.errors import ActorExited, NameNotRegistered
-from lmvisor.runtime.logging import capture_logs
+from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.registry import RegistryStatistics
 from lmvisor.runtime.runtime import Runtime
 

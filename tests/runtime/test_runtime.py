@@ -8,16 +8,19 @@ from dataclasses import dataclass
 import pytest
 
 from lmvisor.config.schema import LmvisorConfig
-from lmvisor.runtime.actor import Actor, Deferred, handler
+from lmvisor.runtime.actor import Actor, ActorRef, Deferred, handler
 from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.correlation import correlation_scope
-from lmvisor.runtime.logger import get_logger
-from lmvisor.runtime.logging import capture_logs
-from lmvisor.runtime.messages import Call
+from lmvisor.runtime.errors import ActorExited, SupervisorGaveUp
+from lmvisor.runtime.messages import Call, Shutdown
+from lmvisor.runtime.observe.logs import capture_logs, get_logger
+from lmvisor.runtime.observe.store import query_events
 from lmvisor.runtime.runtime import Runtime, RuntimeStatistics, current_runtime
-from lmvisor.runtime.supervisor import Supervisor
+from lmvisor.runtime.supervisor import Supervisor, which_children
+from lmvisor.testing.capture import capture_events
 
-from .helpers import Counter, Crash, Deferring, Get, Slow, eventually
+from .helpers import Counter, Crash, CrashCall, Deferring, Get, Slow, eventually
 
 
 class TestOpen:
@@ -52,6 +55,15 @@ class TestOpen:
             await rt.spawn(Counter())
 
 
+class TestNamespace:
+    @pytest.mark.parametrize("namespace", ["", "   ", 5, b"ns"])
+    async def test_namespace_must_be_a_non_empty_string(self, namespace: object) -> None:
+        """An empty, blank or non-string namespace is refused before anything starts."""
+        with pytest.raises(ValueError, match=r"^Runtime\.open: namespace must be a non-empty str"):
+            async with Runtime.open(namespace=namespace):  # type: ignore[arg-type]
+                raise AssertionError("the body must not run")
+
+
 class TestShutdown:
     async def test_exit_stops_tree_in_reverse_and_leaves_no_task(self) -> None:
         """On exit children stop in reverse start order and no runtime task remains."""
@@ -60,8 +72,8 @@ class TestShutdown:
         async with Runtime.open() as rt:
             for label in "ab":
                 await rt.start_child(ChildSpec(label, lambda label=label: Counter(log, label)))
-            sub = Supervisor([ChildSpec("c", lambda: Counter(log, "c"))])
-            await rt.start_child(ChildSpec("sub", lambda: sub, type="supervisor"))
+            sub = lambda: Supervisor([ChildSpec("c", lambda: Counter(log, "c"))])  # noqa: E731
+            await rt.start_child(ChildSpec("sub", sub, type="supervisor"))
             loose = await rt.spawn(Counter(log, "loose"))
             deferring = await rt.spawn(Deferring())
             gate = asyncio.Event()
@@ -93,7 +105,7 @@ class TestContext:
 
         ref = await runtime.spawn(Probe())
         assert await ref.call(Get()) == 1
-        assert current_runtime() is None
+        assert current_runtime() is runtime  # the plugin's runtime is current in tests
 
     async def test_spawn_nowait_starts_without_waiting(self, runtime: Runtime) -> None:
         """spawn_nowait returns a ref at once; the actor starts on the next loop turns."""
@@ -109,8 +121,8 @@ class TestTree:
         self, runtime: Runtime
     ) -> None:
         """tree() reports each node's id, kind, status, restarts and last crash reason."""
-        sub = Supervisor([ChildSpec("w", Counter, name="w")])
-        await runtime.start_child(ChildSpec("sub", lambda: sub, type="supervisor"))
+        sub = lambda: Supervisor([ChildSpec("w", Counter, name="w")])  # noqa: E731
+        await runtime.start_child(ChildSpec("sub", sub, type="supervisor"))
         await runtime.start_child(ChildSpec("t", Counter, restart="transient"))
         tree = runtime.tree()
         assert (tree.id, tree.kind, tree.status) == ("root", "supervisor", "running")
@@ -169,8 +181,8 @@ class TestLogging:
 class TestMetrics:
     async def test_runtime_figures_are_scraped_from_the_tree(self, runtime: Runtime) -> None:
         """Actors alive and restarts by supervisor come from the live tree at scrape time."""
-        sub = Supervisor([ChildSpec("w", Counter, name="w")])
-        await runtime.start_child(ChildSpec("sub", lambda: sub, type="supervisor"))
+        sub = lambda: Supervisor([ChildSpec("w", Counter, name="w")])  # noqa: E731
+        await runtime.start_child(ChildSpec("sub", sub, type="supervisor"))
         alive = runtime.statistics().actors
         assert runtime.metrics.value("lmvisor_actors_alive") == alive
         ref = runtime.whereis("w")
@@ -188,3 +200,152 @@ class TestMetrics:
             a.metrics.record_module("qa", 0.01)
             assert a.metrics.value("lmvisor_module_success_total", module="qa") == 1
             assert b.metrics.value("lmvisor_module_success_total", module="qa") is None
+
+
+async def _crash_child(rt: Runtime, sup: ActorRef, child_id: str) -> None:
+    ref = next(c.ref for c in await which_children(sup) if c.id == child_id)
+    assert ref is not None
+    ref.cast_nowait(Crash())
+    await ref.wait_exit()
+    await which_children(sup)  # the exit is handled (and the restart done) before this reply
+
+
+class TestRootGivesUp:
+    async def test_body_is_cancelled_and_open_raises_naming_the_child(self) -> None:
+        """Past the root's intensity the body stops at once; open raises with child and reason."""
+        reached: list[str] = []
+        with capture_logs(), pytest.raises(SupervisorGaveUp) as info:
+            async with Runtime.open(clock=MockClock()) as rt:
+                await rt.start_child(ChildSpec("w", Counter))
+                for _ in range(4):  # the root allows 3 restarts in 5 s
+                    await _crash_child(rt, rt.root, "w")
+                reached.append("after the crashes")
+        error = info.value
+        assert reached == []
+        assert error.child_id == "w"
+        assert isinstance(error.reason, RuntimeError) and str(error.reason) == "boom"
+        assert error.__cause__ is error.reason
+        assert str(error) == (
+            "supervisor root gave up on child 'w' (last exit reason: RuntimeError('boom'))"
+        )
+        assert error.code == "supervisor_gave_up"
+        assert not rt.root.alive and rt.statistics().actors == 0
+
+    async def test_nested_give_up_chains_down_to_the_crash(self) -> None:
+        """A supervisor that escalated names its own child: the causes lead to the first crash."""
+
+        def inner() -> Supervisor:
+            return Supervisor([ChildSpec("w", Counter)], max_restarts=0)
+
+        with capture_logs(), pytest.raises(SupervisorGaveUp) as info:
+            async with Runtime.open(clock=MockClock()) as rt:
+                await rt.start_child(ChildSpec("inner", inner, type="supervisor"))
+                for _ in range(4):
+                    sup = next(c.ref for c in await rt.which_children() if c.id == "inner")
+                    assert sup is not None
+                    worker = next(c.ref for c in await which_children(sup))
+                    assert worker is not None
+                    worker.cast_nowait(Crash())
+                    await sup.wait_exit()  # max_restarts=0: the first crash is one too many
+                    await rt.which_children()
+        outer = info.value
+        assert (outer.child_id, outer.reason) == (
+            "inner",
+            Shutdown("reached_max_restart_intensity"),
+        )
+        inner_error = outer.__cause__
+        assert isinstance(inner_error, SupervisorGaveUp)
+        assert (inner_error.supervisor, inner_error.child_id) == ("'inner'", "w")
+        assert isinstance(inner_error.__cause__, RuntimeError)
+
+    async def test_wait_closed_tells_another_task(self) -> None:
+        """A task waiting on wait_closed() gets the same SupervisorGaveUp as the owner."""
+        with capture_logs(), pytest.raises(SupervisorGaveUp):
+            async with Runtime.open(clock=MockClock()) as rt:
+                waiter = asyncio.ensure_future(rt.wait_closed())
+                await rt.start_child(ChildSpec("w", Counter))
+                for _ in range(4):
+                    await _crash_child(rt, rt.root, "w")
+        with pytest.raises(SupervisorGaveUp, match=r"^supervisor root gave up on child 'w'"):
+            await waiter
+
+    async def test_a_body_that_swallows_the_cancellation_still_gets_the_error(self) -> None:
+        """Catching the runtime's cancellation does not hide the failure: open raises on exit."""
+        with capture_logs(), pytest.raises(SupervisorGaveUp):
+            async with Runtime.open(clock=MockClock()) as rt:
+                await rt.start_child(ChildSpec("w", Counter))
+                try:
+                    for _ in range(4):
+                        await _crash_child(rt, rt.root, "w")
+                except asyncio.CancelledError:
+                    pass
+
+    async def test_another_cancellation_still_propagates(self) -> None:
+        """If the owner is also cancelled from outside, CancelledError wins, as in asyncio."""
+        started = asyncio.Event()
+
+        async def owner() -> None:
+            with capture_logs():
+                async with Runtime.open(clock=MockClock()) as rt:
+                    await rt.start_child(ChildSpec("w", Counter))
+                    started.set()
+                    await asyncio.Event().wait()
+
+        task = asyncio.ensure_future(owner())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def test_orderly_close_is_no_failure(self) -> None:
+        """wait_closed() returns once an orderly exit has shut the tree down."""
+        async with Runtime.open() as rt:
+            waiter = asyncio.ensure_future(rt.wait_closed())
+            await asyncio.sleep(0)
+            assert not waiter.done()
+        await waiter
+        assert waiter.result() is None
+        await rt.wait_closed()
+
+
+class TestReports:
+    async def test_crash_reports_land_in_the_event_store_with_fixed_keys(
+        self, runtime: Runtime
+    ) -> None:
+        """actor.crashed and supervisor.report are events too, with the keys of their log lines."""
+        sup = await runtime.start_child(
+            ChildSpec("sup", lambda: Supervisor([ChildSpec("w", Counter)]), type="supervisor")
+        )
+        with capture_logs(), capture_events(runtime, ("actor.*", "supervisor.*")) as events:
+            with correlation_scope("crash-1"):
+                ref = next(c.ref for c in await which_children(sup))
+                assert ref is not None
+                with pytest.raises(ActorExited):
+                    await ref.call(CrashCall())
+            await which_children(sup)
+        crashed, report = events
+        assert crashed.type == "actor.crashed"
+        assert set(crashed.data) == {"actor", "last_message", "state", "reason", "caller",
+                                     "exception"}  # fmt: skip
+        assert crashed.correlation_id == "crash-1" and crashed.data["caller"] == "crash-1"
+        assert crashed.data["reason"] == "RuntimeError('boom')"
+        assert report.type == "supervisor.report"
+        assert report.data == {
+            "supervisor": sup.name,
+            "context": "child_terminated",
+            "reason": "RuntimeError('boom')",
+            "offender": "w",
+        }
+        stored = await query_events(runtime.via("event_store"), type="supervisor.report")
+        assert [e.id for e in stored] == [report.id]
+
+    async def test_a_query_sees_reports_made_before_it(self, runtime: Runtime) -> None:
+        """Querying the store right after a crash finds its reports (no waiting on the timer)."""
+        runtime.reports.delay = 3600.0
+        ref = await runtime.spawn(Counter())
+        with capture_logs():
+            ref.cast_nowait(Crash())
+            await ref.wait_exit()
+            assert runtime.reports.statistics().pending == 1
+            found = await runtime.events.query(type="actor.crashed")
+        assert [e.data["actor"] for e in found] == [ref.name]

@@ -20,8 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from lmvisor.runtime.actor import ActorRef, ActorStatus, ChildStatistics
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import MockClock
-from lmvisor.runtime.errors import ActorExited, StartError
-from lmvisor.runtime.logging import capture_logs
+from lmvisor.runtime.errors import ActorExited, StartError, SupervisorGaveUp
+from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import (
     Supervisor,
@@ -194,7 +194,15 @@ class SupervisionMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
-            self.run(self.context.__aexit__(None, None, None))
+            root_gave_up = not self.runtime.root.alive
+            try:
+                self.run(self.context.__aexit__(None, None, None))
+            except SupervisorGaveUp as exc:
+                # escalations reached the root: the owner is told which child of it gave out
+                assert root_gave_up
+                assert exc.child_id is not None and exc.child_id != "system"
+            else:
+                assert not root_gave_up
             leftover = self.run(_other_tasks())
             assert leftover == set(), leftover
             assert not self.runtime.root.alive

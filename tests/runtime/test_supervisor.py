@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -10,8 +11,8 @@ from lmvisor.runtime.actor import Actor, ActorRef
 from lmvisor.runtime.child_spec import Backoff, ChildSpec
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.errors import ActorExited, StartError
-from lmvisor.runtime.logging import capture_logs
 from lmvisor.runtime.messages import Shutdown
+from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import (
     ChildCounts,
@@ -271,7 +272,6 @@ class TestShutdown:
         self, runtime: Runtime
     ) -> None:
         """terminate_child kills a child whose terminate() outlives its shutdown deadline."""
-        import asyncio
 
         class Hang(Actor):
             async def terminate(self, reason: object) -> None:
@@ -449,3 +449,188 @@ class TestFlags:
         await runtime.terminate_child("sup")
         with pytest.raises(ActorExited):
             await which_children(sup)
+
+
+class TestGroupRestarts:
+    @pytest.mark.parametrize(
+        ("strategy", "restarted"),
+        [("one_for_all", {"a", "b", "c"}), ("rest_for_one", {"b", "c"})],
+    )
+    async def test_group_restart_starts_terminated_siblings_too(
+        self, runtime: Runtime, strategy: str, restarted: set[str]
+    ) -> None:
+        """As OTP does, a group restart also starts group members stopped by terminate_child."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, x) for x in "abc"], strategy=strategy)
+        await terminate_child(sup, "c")
+        if strategy == "one_for_all":
+            await terminate_child(sup, "a")
+        b = (await _refs(sup))["b"]
+        assert b is not None
+        await _crash(b)
+        infos = {i.id: i for i in await which_children(sup)}
+        running = {cid for cid, info in infos.items() if info.status == "running"}
+        assert running == {"a", "b", "c"}
+        assert {cid for cid in restarted if infos[cid].ref is not None} == restarted
+
+    async def test_one_for_all_failed_restart_restarts_the_whole_group_again(
+        self, runtime: Runtime, mock_clock: MockClock
+    ) -> None:
+        """OTP one_for_all_other_child_fails_restart: c1, back already, goes down and up again."""
+        log: list[str] = []
+        attempts: list[int] = []
+
+        def flaky() -> Actor:
+            attempts.append(1)
+            if len(attempts) == 2:  # the first restart of c2 fails, the next succeeds
+                raise RuntimeError("not yet")
+            return Counter(log, "c2")
+
+        specs = [_spec(log, "c1"), ChildSpec("c2", flaky)]
+        sup = await _start_sup(runtime, specs, strategy="one_for_all", max_restarts=5)
+        c1 = (await _refs(sup))["c1"]
+        assert c1 is not None
+        log.clear()
+        with capture_logs() as logs:
+            await _crash(c1)
+            await which_children(sup)
+            await which_children(sup)
+        assert log == [
+            "c1:terminate:RuntimeError('boom')",
+            "c2:terminate:'shutdown'",
+            "c1:started",  # the group restart: c1 is back, then c2 fails to start
+            "c1:terminate:'shutdown'",  # so c1 is shut down again
+            "c1:started",  # and the whole group is started once more
+            "c2:started",
+        ]
+        contexts = [e["context"] for e in logs if e["event"] == "supervisor.report"]
+        assert contexts == ["child_terminated", "start_error"]
+        assert all(info.status == "running" for info in await which_children(sup))
+
+    async def test_rest_for_one_failed_restart_retries_from_the_failed_child(
+        self, runtime: Runtime, mock_clock: MockClock
+    ) -> None:
+        """rest_for_one keeps the children already back and retries from the one that failed."""
+        log: list[str] = []
+        attempts: list[int] = []
+
+        def flaky() -> Actor:
+            attempts.append(1)
+            if len(attempts) == 2:
+                raise RuntimeError("not yet")
+            return Counter(log, "c2")
+
+        specs = [_spec(log, "c1"), ChildSpec("c2", flaky), _spec(log, "c3")]
+        sup = await _start_sup(runtime, specs, strategy="rest_for_one", max_restarts=5)
+        c1 = (await _refs(sup))["c1"]
+        assert c1 is not None
+        log.clear()
+        with capture_logs():
+            await _crash(c1)
+            await which_children(sup)
+            await which_children(sup)
+        assert log == [
+            "c1:terminate:RuntimeError('boom')",
+            "c3:terminate:'shutdown'",
+            "c2:terminate:'shutdown'",
+            "c1:started",
+            "c2:started",  # the retry starts c2 and c3, and leaves c1 alone
+            "c3:started",
+        ]
+
+
+class TestShutdownOutcomes:
+    @pytest.mark.parametrize(
+        ("shutdown", "hangs", "reason", "reported"),
+        [
+            (0.01, True, "killed", True),  # overran its time: killed, a shutdown_error
+            ("brutal_kill", True, "killed", False),  # killed by design: nothing to report
+            (1.0, False, "shutdown", False),  # stopped in time
+        ],
+    )
+    async def test_exit_reason_and_report_by_shutdown(
+        self, runtime: Runtime, shutdown: object, hangs: bool, reason: str, reported: bool
+    ) -> None:
+        """A child killed after its shutdown time exits "killed", reported as a shutdown_error."""
+
+        class Child(Actor):
+            async def terminate(self, why: object) -> None:
+                if hangs:
+                    await asyncio.Event().wait()
+
+        sup = await _start_sup(runtime, [ChildSpec("h", Child, shutdown=shutdown)])  # type: ignore[arg-type]
+        ref = (await _refs(sup))["h"]
+        assert ref is not None
+        with capture_logs() as logs:
+            await terminate_child(sup, "h")
+        assert ref.exit_reason == reason
+        errors = [
+            (e["context"], e["reason"], e["offender"])
+            for e in logs
+            if e["event"] == "supervisor.report"
+        ]
+        assert errors == ([("shutdown_error", "killed", "h")] if reported else [])
+
+    @pytest.mark.parametrize(
+        ("restart", "restarted"),
+        [("permanent", True), ("transient", True), ("temporary", False)],
+    )
+    async def test_killed_is_an_abnormal_exit(
+        self, runtime: Runtime, restart: str, restarted: bool
+    ) -> None:
+        """A child killed when its stop overran exits "killed": restarted unless temporary."""
+
+        class Hang(Actor):
+            async def terminate(self, why: object) -> None:
+                await asyncio.Event().wait()
+
+        spec = ChildSpec("w", Hang, restart=restart, shutdown=0.01)  # type: ignore[arg-type]
+        sup = await _start_sup(runtime, [spec])
+        ref = (await _refs(sup))["w"]
+        assert ref is not None
+        with capture_logs():
+            await ref.stop("normal", timeout=0.01)
+            await which_children(sup)
+        assert ref.exit_reason == "killed"
+        children = await which_children(sup)
+        assert (bool(children) and children[0].ref is not None) is restarted
+
+
+class TestReusedInstance:
+    async def test_start_returning_an_instance_that_ran_is_one_clear_value_error(self) -> None:
+        """A start returning the same actor gives one ValueError naming the child, to the owner."""
+        from lmvisor.runtime.errors import SupervisorGaveUp
+
+        app = Supervisor([ChildSpec("w", Counter)], max_restarts=0)
+        with pytest.raises(SupervisorGaveUp) as info:
+            async with Runtime.open(clock=MockClock()) as rt:
+                await rt.start_child(ChildSpec("app", lambda: app, type="supervisor"))
+                worker = (await _refs(rt.root))["app"]
+                assert worker is not None
+                w = (await _refs(worker))["w"]
+                assert w is not None
+                with capture_logs():
+                    await w.cast(Crash())  # app gives up; the root restarts it with `start`
+                    await rt.wait_closed()
+        error = info.value
+        assert error.child_id == "app"
+        assert isinstance(error.reason, ValueError)
+        assert str(error.reason) == (
+            "ChildSpec.start of child 'app' returned a Supervisor that already ran; start must "
+            "build a new actor on every call (pass a class or a factory, not an instance)"
+        )
+        reports = rt.events.ring.query(type="supervisor.report")
+        start_errors = [e.data for e in reports if e.data["context"] == "start_error"]
+        assert len(start_errors) == 1
+        assert start_errors[0]["offender"] == "app"
+
+    async def test_start_child_with_a_used_instance_is_a_value_error_at_the_caller(
+        self, runtime: Runtime
+    ) -> None:
+        """start_child of a spec whose start returns a running actor raises ValueError there."""
+        actor = Counter()
+        await runtime.spawn(actor)
+        sup = await _start_sup(runtime, [])
+        with pytest.raises(ValueError, match=r"^ChildSpec\.start of child 'x' returned a Counter"):
+            await start_child(sup, ChildSpec("x", lambda: actor))
+        assert await which_children(sup) == []

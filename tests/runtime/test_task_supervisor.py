@@ -8,7 +8,7 @@ import pytest
 
 from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.child_spec import ChildSpec
-from lmvisor.runtime.logging import capture_logs
+from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.task_supervisor import (
     TaskSupervisor,

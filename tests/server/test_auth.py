@@ -84,7 +84,7 @@ class TestTokenSet:
 
     def test_messages_survive_redaction(self) -> None:
         """Every refusal message reaches the client intact (nothing in it looks like a secret)."""
-        from lmvisor.runtime.logging import Redactor
+        from lmvisor.runtime.observe import Redactor
 
         for header in (None, "Basic x", "Bearer wrong"):
             with pytest.raises(Unauthorized) as caught:

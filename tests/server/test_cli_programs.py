@@ -115,10 +115,11 @@ class TestRunEmbedded:
         assert set(data) >= {"outputs", "usage", "cost_usd", "cached", "correlation_id"}
 
     def test_an_id_needs_the_app_hook(self, runner: CliRunner) -> None:
-        """An id is found when the --app hook registers it; otherwise exit 2."""
+        """An id is found when the --app hook registers it (then kept under .lmvisor/);
+        before that, exit 2."""
         hook = ("--app", "tests.server._daemon_app:register_qa")
-        found = runner.invoke(app, ["run", "qa", "-i", "question=q", *hook, *LOOPBACK])
         missing = runner.invoke(app, ["run", "qa", "-i", "question=q", *LOOPBACK])
+        found = runner.invoke(app, ["run", "qa", "-i", "question=q", *hook, *LOOPBACK])
         assert found.exit_code == 0, found.output
         assert missing.exit_code == 2
         assert missing.stderr == "error: no program is registered as 'qa'\n"

@@ -53,7 +53,7 @@ class TestProgramsOverHttp:
         assert described["spec"]["module"] == "ChainOfThought"
 
     def test_stream_arrives_in_pieces(self, shared_daemon: DaemonProcess) -> None:
-        """The SSE stream, parsed as it arrives, carries tokens before the prediction."""
+        """The SSE stream, parsed as it arrives, carries field chunks before the prediction."""
         with httpx.Client(base_url=shared_daemon.url) as client:
             program_id = _register(client, COT)
             decoder = SSEDecoder()
@@ -66,10 +66,12 @@ class TestProgramsOverHttp:
                     reads += 1
                     seen += [(e.event, json.loads(e.data)) for e in decoder.feed(chunk)]
         names = [name for name, _ in seen]
-        assert names[-2:] == ["prediction", "end"] and names.count("token") > 1
+        assert names[-2:] == ["prediction", "end"] and names.count("chunk") > 2
         assert reads > 1
-        text = "".join(data["text"] for name, data in seen if name == "token")
-        assert seen[-2][1]["outputs"]["answer"] in text
+        answer_text = "".join(
+            data["chunk"] for name, data in seen if name == "chunk" and data["field"] == "answer"
+        )
+        assert seen[-2][1]["outputs"]["answer"] == answer_text
 
     def test_hot_swap_and_rollback(self, shared_daemon: DaemonProcess) -> None:
         """PUT a new version, run on it, roll back, run on the first again."""

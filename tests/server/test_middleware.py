@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from lmvisor.runtime.logging import capture_logs
+from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.auth import hash_token
 from tests.server.conftest import app_client

@@ -16,7 +16,7 @@ import pytest
 import schemathesis
 from schemathesis import Case, GenerationMode
 from schemathesis.schemas import BaseSchema
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from tests.server.conftest import DaemonProcess, LMProcess, start_daemon
 
@@ -27,6 +27,10 @@ _TIMEOUT = 0.3
 # id that exists, a metric the daemon allows): such a schema-valid body is rightly a 4xx.
 # Every other check holds: documented status and media type, body schema, never a 5xx.
 _EXCLUDED = [positive_data_acceptance]
+# Query values are strings on the wire: a "boolean" mutation of the `type` list sends
+# "true", a valid event type, which schemathesis then reports as accepted negative data
+# (its array-of-strings query parameter false positive, schemathesis#3056 / #3962).
+_STRING_LIST_QUERIES = frozenset({"/v1/events"})
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +95,9 @@ def test_api_conforms(api_schema: BaseSchema, mode: GenerationMode) -> None:
         database=None,
     )
     def call(case: Case) -> None:
-        case.call_and_validate(
-            headers=_bounded(case.headers), timeout=30, excluded_checks=_EXCLUDED
-        )
+        excluded = list(_EXCLUDED)
+        if case.operation.path in _STRING_LIST_QUERIES:
+            excluded.append(negative_data_rejection)
+        case.call_and_validate(headers=_bounded(case.headers), timeout=30, excluded_checks=excluded)
 
     call()

@@ -58,7 +58,7 @@ class TestStreamRun:
         lm_server.chunk_delay = 0.4
         stream = stream_run(app, "qa", {"question": "leave early"}, timeout=DEFAULT_TIMEOUT)
         first = await asyncio.wait_for(anext(stream), 10)
-        assert first.event == "token"
+        assert first.event == "chunk"
         assert _execution_tasks()
         await asyncio.wait_for(stream.aclose(), 0.3)
         assert _execution_tasks() == []

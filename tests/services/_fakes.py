@@ -1,4 +1,4 @@
-"""Fakes shared by the services tests."""
+"""Fakes shared by the services tests: vendor clients with scripted streams that record closing."""
 
 from __future__ import annotations
 
@@ -8,17 +8,28 @@ from lmvisor.programs.lm import LMCapabilities, LMDelta, LMRequest, LMResponse, 
 
 
 class EndlessStream:
-    """A vendor client whose stream never ends and records when it is closed."""
+    """A vendor client whose stream never ends; records stream and client closes."""
 
     capabilities = LMCapabilities()
 
     def __init__(self) -> None:
         self.closed = 0
+        self.client_closed = 0
 
-    async def complete(self, request: LMRequest) -> LMResponse:
+    async def complete(
+        self,
+        request: LMRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the protocol
+    ) -> LMResponse:
         return LMResponse(outputs=["x"])
 
-    async def stream(self, request: LMRequest) -> AsyncGenerator[LMStreamItem, None]:
+    async def stream(
+        self,
+        request: LMRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the protocol
+    ) -> AsyncGenerator[LMStreamItem, None]:
         try:
             while True:
                 yield LMDelta(text="x")
@@ -26,4 +37,17 @@ class EndlessStream:
             self.closed += 1
 
     async def aclose(self) -> None:
-        pass
+        self.client_closed += 1
+
+
+class EmptyStream(EndlessStream):
+    """A vendor client whose stream ends before yielding anything (a broken client)."""
+
+    async def stream(
+        self,
+        request: LMRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the protocol
+    ) -> AsyncGenerator[LMStreamItem, None]:
+        return
+        yield  # pragma: no cover - makes this an async generator

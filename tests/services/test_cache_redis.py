@@ -11,7 +11,7 @@ from lmvisor.config.schema import LmvisorConfig
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.settings import context
 from lmvisor.runtime.clock import MockClock
-from lmvisor.runtime.events import BREAKER_STATE_CHANGED
+from lmvisor.runtime.observe.names import BREAKER_STATE_CHANGED
 from lmvisor.services.app import App, open_app
 from lmvisor.services.cache_store import CacheStatistics
 from lmvisor.testing.lm_server import LMServer

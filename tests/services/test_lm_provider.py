@@ -1,25 +1,45 @@
-"""LMProvider actors against the loopback LM server: protections, events, crashes, secrets."""
+"""LMProvider actors against the loopback LM server: protections, deadlines, streams, crashes."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
 from lmvisor.config import load_config
+from lmvisor.config.schema import LmvisorConfig
 from lmvisor.programs.lm import LMDelta, LMDone, LMRequest
-from lmvisor.providers import AuthenticationError, ServerError
-from lmvisor.runtime.errors import ActorExited, CircuitOpen
-from lmvisor.runtime.events import EventRing
-from lmvisor.runtime.logging import capture_logs
+from lmvisor.providers import (
+    AuthenticationError,
+    ProviderConnectionError,
+    ProviderTimeout,
+    ServerError,
+)
+from lmvisor.runtime.clock import MockClock
+from lmvisor.runtime.errors import (
+    ActorExited,
+    CircuitOpen,
+    DeadlineExceeded,
+    RateLimited,
+    RetryExhausted,
+)
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.logs import capture_logs
+from lmvisor.runtime.observe.metrics import Metrics
 from lmvisor.runtime.protection import BreakerState
 from lmvisor.runtime.runtime import Runtime
-from lmvisor.runtime.telemetry import Metrics
 from lmvisor.services.errors import BudgetExceeded
-from lmvisor.services.lm_provider import Complete, OpenStream, estimate_tokens, provider_name
-from lmvisor.services.lm_services import LMServices, start_lm_providers
+from lmvisor.services.lm_provider import (
+    Complete,
+    GetStatistics,
+    OpenStream,
+    estimate_tokens,
+    provider_name,
+)
+from lmvisor.services.lm_services import LMServices, build_client, start_lm_providers
 from lmvisor.testing.lm_server import FaultRule, LMServer
 from tests.services._fakes import EndlessStream
 
@@ -32,7 +52,7 @@ async def server() -> AsyncIterator[LMServer]:
         yield srv
 
 
-def _config(server: LMServer, **local: Any) -> Any:
+def _config(server: LMServer, **local: Any) -> LmvisorConfig:
     return load_config(
         env={},
         providers={"local": {"base_url": server.url + "/v1", "max_retries": 0, **local}},
@@ -41,15 +61,21 @@ def _config(server: LMServer, **local: Any) -> Any:
                 "local": {"failure_threshold": 2, "recovery_time": 5.0, "success_threshold": 1}
             }
         },
+        logging={"level": "debug"},
     )
+
+
+@asynccontextmanager
+async def _running(
+    config: LmvisorConfig, clock: MockClock | None = None, **kwargs: Any
+) -> AsyncIterator[tuple[Runtime, LMServices]]:
+    """A runtime opened with `config` (its infrastructure makes the vendor's protections)."""
+    async with Runtime.open(config, clock=clock) as runtime:
+        yield runtime, await start_lm_providers(runtime, config, **kwargs)
 
 
 def _request(text: str = "hello") -> LMRequest:
     return LMRequest(model="local/llama3", messages=[{"role": "user", "content": text}])
-
-
-async def _start(runtime: Runtime, server: LMServer, **local: Any) -> LMServices:
-    return await start_lm_providers(runtime, _config(server, **local))
 
 
 async def _until(condition: Callable[[], bool], limit: float = 5.0) -> None:
@@ -79,122 +105,271 @@ class TestComplete:
     async def test_serves_many_at_once(self, runtime: Runtime, server: LMServer) -> None:
         """Calls are not serialised behind the mailbox: many are in flight together."""
         server.latency = 0.05
-        await _start(runtime, server, max_in_flight=50)
+        await start_lm_providers(runtime, _config(server, max_in_flight=50))
         target = runtime.via(provider_name("local"))
         await asyncio.gather(*(target.call(Complete(request=_request(f"q{i}"))) for i in range(50)))
         assert server.stats().peak_in_flight >= 25
 
+    async def test_default_config_does_not_throttle(self, runtime: Runtime) -> None:
+        """With the shipped defaults, 500 concurrent calls reach the vendor concurrently."""
+        async with LMServer(latency=0.5) as srv:
+            config = load_config(env={}, providers={"local": {"base_url": srv.url + "/v1"}})
+            services = await start_lm_providers(runtime, config)
+            lm = services.router("local/llama3")
+            await asyncio.gather(*(lm.complete(_request(f"q{i}")) for i in range(500)))
+            assert srv.stats().peak_in_flight == 500
+
+    async def test_counts_calls_once(self, runtime: Runtime, server: LMServer) -> None:
+        """Requests, retries and failures are counted by the actor, one failure logged once."""
+        server.add_fault(FaultRule(kind="status", status=500, times=3))
+        await start_lm_providers(runtime, _config(server, max_retries=1, retry_max_wait=0.01))
+        target = runtime.via(provider_name("local"))
+        with capture_logs() as logs:
+            with pytest.raises(RetryExhausted):
+                await target.call(Complete(request=_request()))
+            await target.call(Complete(request=_request()))  # 500 once, then an answer
+        stats = await target.call(GetStatistics())
+        assert (stats.requests, stats.failures, stats.retries, stats.in_flight) == (2, 1, 2, 0)
+        failed = [e for e in logs if e["event"] == "lm_request.failed"]
+        assert [e["log_level"] for e in failed] == ["warning"]
+        retried = [e for e in logs if e["event"] == "lm_request.retry"]
+        assert [e["log_level"] for e in retried] == ["debug", "debug"]
+        assert len(runtime.events.ring.query(type="lm_request.failed")) == 1
+
+
+class TestDeadlines:
+    async def test_deadline_bounds_retries(self, runtime: Runtime, server: LMServer) -> None:
+        """A retry whose backoff would end past the deadline is not started."""
+        server.add_fault(FaultRule(kind="status", status=503, retry_after_ms=100))
+        await start_lm_providers(runtime, _config(server, max_retries=10))
+        deadline = runtime.clock.monotonic() + 0.35
+        with pytest.raises(RetryExhausted) as info:
+            await runtime.via(provider_name("local")).call(
+                Complete(request=_request(), deadline=deadline), timeout=5.0
+            )
+        assert isinstance(info.value.last_error, ServerError)
+        assert info.value.context["attempts"] == server.stats().requests <= 4
+
+    async def test_passed_deadline_sends_nothing(self, runtime: Runtime, server: LMServer) -> None:
+        """A call whose deadline has passed fails with DeadlineExceeded before any request."""
+        await start_lm_providers(runtime, _config(server))
+        with pytest.raises(DeadlineExceeded, match=r"^deadline exceeded"):
+            await runtime.via(provider_name("local")).call(
+                Complete(request=_request(), deadline=runtime.clock.monotonic() - 1.0)
+            )
+        assert server.stats().requests == 0
+
+    async def test_attempt_is_bounded_by_the_deadline(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """An attempt gets no more than the time left, however long its own timeout."""
+        server.latency = 5.0
+        await start_lm_providers(runtime, _config(server, timeout=60.0))
+        target = runtime.via(provider_name("local"))
+        with pytest.raises(ProviderTimeout, match=r"^local: timed out .*no answer within 0\.[12]"):
+            await target.call(
+                Complete(request=_request(), deadline=runtime.clock.monotonic() + 0.2),
+                timeout=5.0,
+            )
+
+    async def test_rate_limit_wait_past_deadline_fails_at_once(
+        self, mock_clock: MockClock, server: LMServer
+    ) -> None:
+        """A wait for rate budget that would outlast the deadline is refused at once."""
+        async with _running(_config(server, rpm=1), mock_clock) as (runtime, _):
+            target = runtime.via(provider_name("local"))
+            await target.call(Complete(request=_request()))
+            with pytest.raises(RateLimited):
+                await target.call(Complete(request=_request(), deadline=10.0))
+            assert server.stats().requests == 1
+            assert runtime.metrics.value(
+                "lmvisor_rate_limiter_rejections_total", limiter="local"
+            ) == (1.0)
+
+    async def test_abandoned_call_stops_retrying(self, runtime: Runtime, server: LMServer) -> None:
+        """When the caller stops waiting, the provider's work for it is cancelled."""
+        server.add_fault(FaultRule(kind="status", status=429, retry_after=0.2))
+        services = await start_lm_providers(runtime, _config(server, max_retries=5))
+        lm = services.router("local/llama3")
+        call = asyncio.ensure_future(lm.complete(_request()))
+        await _until(lambda: server.stats().requests == 1)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await asyncio.sleep(0.5)  # past two more backoffs, had they been slept
+        assert server.stats().requests == 1
+        stats = await runtime.via(provider_name("local")).call(GetStatistics())
+        assert (stats.requests, stats.in_flight, stats.failures) == (1, 0, 0)
+
+
+class TestStream:
     async def test_stream_yields_deltas_then_done(self, runtime: Runtime, server: LMServer) -> None:
         """A stream admitted by the actor delivers text deltas and a final response."""
-        await _start(runtime, server)
+        await start_lm_providers(runtime, _config(server))
         items = await runtime.via(provider_name("local")).call(OpenStream(request=_request()))
         collected = [item async for item in items]
         assert isinstance(collected[-1], LMDone)
         text = "".join(i.text for i in collected if isinstance(i, LMDelta))
         assert text == collected[-1].response.outputs[0]
 
+    async def test_stream_retries_until_first_item(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A 429 (with Retry-After) and a 500 before the first item are retried, then it streams."""
+        server.add_fault(FaultRule(kind="status", status=429, times=1, retry_after_ms=20))
+        server.add_fault(FaultRule(kind="status", status=500, times=1))
+        await start_lm_providers(runtime, _config(server, max_retries=3))
+        items = await runtime.via(provider_name("local")).call(OpenStream(request=_request()))
+        collected = [item async for item in items]
+        assert isinstance(collected[-1], LMDone)
+        assert server.stats().requests == 3
+        assert server.stats().by_status == {429: 1, 500: 1, 200: 1}
 
-class TestStreamClose:
+    async def test_failure_after_first_item_is_raised(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A stream that breaks after its first item raises a typed error and is not retried."""
+        server.chunk_delay = 0.01  # the first events arrive before the connection drops
+        server.add_fault(FaultRule(kind="disconnect_mid_stream", times=1))
+        await start_lm_providers(runtime, _config(server, max_retries=3))
+        items = await runtime.via(provider_name("local")).call(OpenStream(request=_request()))
+        with pytest.raises(ProviderConnectionError):
+            async for _ in items:
+                pass
+        assert server.stats().requests == 1
+
     async def test_early_close_closes_vendor_stream_at_once(
         self, runtime: Runtime, server: LMServer
     ) -> None:
         """A reader that stops early closes the vendor stream before its aclose returns."""
         client = EndlessStream()
-        await start_lm_providers(runtime, _config(server), make_provider=lambda *_: client)
+        await start_lm_providers(runtime, _config(server), make_client=lambda *_: client)
         items = await runtime.via(provider_name("local")).call(OpenStream(request=_request()))
         assert isinstance(await anext(items), LMDelta)
         await items.aclose()
         assert client.closed == 1
+
+    async def test_stream_of_crashed_incarnation_raises_actor_exited(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """An iterator from an incarnation that crashed raises ActorExited, mid-stream too."""
+        client = EndlessStream()
+        await start_lm_providers(runtime, _config(server), make_client=lambda *_: client)
+        target = runtime.via(provider_name("local"))
+        unread = await target.call(OpenStream(request=_request()))
+        reading = await target.call(OpenStream(request=_request()))
+        assert isinstance(await anext(reading), LMDelta)
+        await target.resolve().stop(RuntimeError("provider crashed"))
+        with pytest.raises(ActorExited):
+            await anext(unread)
+        with pytest.raises(ActorExited):
+            await anext(reading)
+
+    async def test_cancelled_stream_returns_half_open_trial(
+        self, mock_clock: MockClock, server: LMServer
+    ) -> None:
+        """A stream reader cancelled while waiting for the rpm limiter frees the breaker's trial."""
+        async with _running(_config(server, rpm=1), mock_clock) as (runtime, services):
+            protections = services.protections["local"]
+            breaker, rpm = protections.breaker, protections.limiter
+            assert rpm is not None
+            for _ in range(2):
+                breaker.on_failure(ServerError(provider="local"), breaker.before_call())
+            assert breaker.state is BreakerState.OPEN
+            mock_clock.advance(5.0)
+            assert rpm.reserve(1) == 0.0  # the minute's one request is spent
+            items = await runtime.via(provider_name("local")).call(OpenStream(request=_request()))
+            reader = asyncio.ensure_future(anext(items))
+            await _until(lambda: rpm.statistics().waiting == 1)
+            reader.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await reader
+            assert breaker.before_call() is True  # the trial is free again, not stuck
 
 
 class TestProtection:
     async def test_retry_honours_retry_after(self, runtime: Runtime, server: LMServer) -> None:
         """A 429 with retry-after is retried after the hinted wait and then succeeds."""
         server.add_fault(FaultRule(kind="status", status=429, times=1, retry_after_ms=30))
-        await _start(runtime, server, max_retries=2)
+        await start_lm_providers(runtime, _config(server, max_retries=2))
         response = await runtime.via(provider_name("local")).call(Complete(request=_request()))
         assert response.outputs
         assert server.stats().by_status.get(429) == 1
         assert server.stats().requests == 2
 
-    async def test_breaker_opens_then_half_opens(
-        self, mock_clock: Any, runtime: Runtime, server: LMServer
-    ) -> None:
-        """After N failures the breaker fails fast; after recovery a trial call closes it."""
+    async def test_breaker_is_the_runtimes(self, mock_clock: MockClock, server: LMServer) -> None:
+        """The vendor's breaker is the runtime's named one: configured, reported, shown."""
         server.add_fault(FaultRule(kind="status", status=500))
-        services = await _start(runtime, server)
-        target = runtime.via(provider_name("local"))
-        for _ in range(2):
-            with pytest.raises(ServerError):
+        async with _running(_config(server), mock_clock) as (runtime, services):
+            target = runtime.via(provider_name("local"))
+            for _ in range(2):
+                with pytest.raises(ServerError):
+                    await target.call(Complete(request=_request()))
+            breaker = services.protections["local"].breaker
+            assert runtime.protections.breakers["local"] is breaker
+            assert breaker.state is BreakerState.OPEN
+            (opened,) = runtime.events.ring.query(type="breaker.state_changed")
+            assert (opened.data["old"], opened.data["new"]) == ("closed", "open")
+            gauge = runtime.metrics.value("lmvisor_circuit_breaker_state", breaker="local")
+            assert gauge == BreakerState.OPEN.value
+            sent = server.stats().requests
+            with pytest.raises(CircuitOpen):
                 await target.call(Complete(request=_request()))
-        breaker = services.protections["local"].breaker
-        assert breaker.state is BreakerState.OPEN
-        (opened,) = runtime.events.ring.query(type="breaker.state_changed")
-        assert (opened.data["old"], opened.data["new"]) == ("closed", "open")
-        gauge = runtime.metrics.value("lmvisor_circuit_breaker_state", breaker=breaker.name)
-        assert gauge == BreakerState.OPEN.value
-        sent = server.stats().requests
-        with pytest.raises(CircuitOpen):
+            assert server.stats().requests == sent
+            server.clear_faults()
+            mock_clock.advance(5.0)
+            assert (await target.call(Complete(request=_request()))).outputs
+            assert breaker.state is BreakerState.CLOSED
+
+    async def test_infrastructure_rate_limiter_applies(
+        self, mock_clock: MockClock, server: LMServer
+    ) -> None:
+        """`infrastructure.rate_limiters.<vendor>` limits the vendor, over its own rpm."""
+        config = load_config(
+            env={},
+            providers={"local": {"base_url": server.url + "/v1", "max_retries": 0, "rpm": 100}},
+            infrastructure={"rate_limiters": {"local": {"limit": 1, "scale": 60}}},
+        )
+        async with _running(config, mock_clock) as (runtime, services):
+            limiter = services.protections["local"].limiter
+            assert limiter is runtime.protections.limiters["local"]
+            assert limiter.statistics().limit == 1
+            target = runtime.via(provider_name("local"))
             await target.call(Complete(request=_request()))
-        assert server.stats().requests == sent
-        server.clear_faults()
-        mock_clock.advance(5.0)
-        response = await target.call(Complete(request=_request()))
-        assert response.outputs
-        assert breaker.state is BreakerState.CLOSED
+            with pytest.raises(RateLimited):
+                await target.call(Complete(request=_request(), deadline=30.0))
 
     async def test_tpm_limits_estimated_tokens(
-        self, mock_clock: Any, runtime: Runtime, server: LMServer
+        self, mock_clock: MockClock, server: LMServer
     ) -> None:
         """The tpm limiter is charged each request's estimated tokens, streamed or not."""
-        services = await _start(runtime, server, tpm=100_000)
-        limiter = services.protections["local"].tokens
-        assert limiter is not None
-        target = runtime.via(provider_name("local"))
-        request = _request("x" * 400)
-        await target.call(Complete(request=request))
-        assert limiter.statistics().token_level == estimate_tokens(request)
-        items = await target.call(OpenStream(request=request))
-        assert isinstance([item async for item in items][-1], LMDone)
-        assert limiter.statistics().token_level == 2 * estimate_tokens(request)
+        async with _running(_config(server, tpm=100_000), mock_clock) as (runtime, services):
+            limiter = services.protections["local"].limiter
+            assert limiter is not None
+            target = runtime.via(provider_name("local"))
+            request = _request("x" * 400)
+            await target.call(Complete(request=request))
+            assert limiter.statistics().token_level == estimate_tokens(request)
+            items = await target.call(OpenStream(request=request))
+            assert isinstance([item async for item in items][-1], LMDone)
+            assert limiter.statistics().token_level == 2 * estimate_tokens(request)
 
     async def test_request_above_tpm_takes_the_whole_minute(
-        self, mock_clock: Any, runtime: Runtime, server: LMServer
+        self, mock_clock: MockClock, server: LMServer
     ) -> None:
         """A request estimated above the tpm limit is sent, taking the minute's tokens."""
-        services = await _start(runtime, server, tpm=100)
-        response = await runtime.via(provider_name("local")).call(
-            Complete(request=_request("x" * 4000))
-        )
-        assert response.outputs
-        limiter = services.protections["local"].tokens
-        assert limiter is not None
-        assert limiter.statistics().token_level == 100
-
-    async def test_cancelled_stream_returns_half_open_trial(
-        self, mock_clock: Any, runtime: Runtime, server: LMServer
-    ) -> None:
-        """A stream reader cancelled while waiting for the rpm limiter frees the breaker's trial."""
-        services = await _start(runtime, server, rpm=1)
-        protections = services.protections["local"]
-        breaker, rpm = protections.breaker, protections.requests
-        assert rpm is not None
-        for _ in range(2):
-            breaker.on_failure(ServerError(provider="local"), breaker.before_call())
-        assert breaker.state is BreakerState.OPEN
-        mock_clock.advance(5.0)
-        assert rpm.reserve(1) == 0.0  # the minute's one request is spent
-        items = await runtime.via(provider_name("local")).call(OpenStream(request=_request()))
-        reader = asyncio.ensure_future(anext(items))
-        await _until(lambda: rpm.statistics().waiting == 1)
-        reader.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await reader
-        assert breaker.before_call() is True  # the trial is free again, not stuck
+        async with _running(_config(server, tpm=100), mock_clock) as (runtime, services):
+            response = await runtime.via(provider_name("local")).call(
+                Complete(request=_request("x" * 4000))
+            )
+            assert response.outputs
+            limiter = services.protections["local"].limiter
+            assert limiter is not None
+            assert limiter.statistics().token_level == 100
 
     async def test_budget_refuses_before_sending(self, runtime: Runtime, server: LMServer) -> None:
         """A spent budget refuses the call with BudgetExceeded; nothing reaches the vendor."""
-        await _start(runtime, server, budget_usd=0.0)
+        await start_lm_providers(runtime, _config(server, budget_usd=0.0))
         with pytest.raises(BudgetExceeded, match=r"^provider 'local' budget exceeded"):
             await runtime.via(provider_name("local")).call(
                 Complete(
@@ -212,7 +387,7 @@ class TestCrash:
     ) -> None:
         """Callers in flight get ActorExited at once; the restarted actor serves again."""
         server.latency = 30.0
-        await _start(runtime, server)
+        await start_lm_providers(runtime, _config(server))
         target = runtime.via(provider_name("local"))
         old = target.resolve()
         calls = [
@@ -229,6 +404,24 @@ class TestCrash:
         await _until(lambda: target.alive and target.resolve() != old)
         response = await target.call(Complete(request=_request()))
         assert response.outputs
+
+    async def test_killed_actor_closes_its_session(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A provider actor that is killed (no terminate) still closes its HTTP pool."""
+        clients: list[Any] = []
+
+        def make(name: str, cfg: Any) -> Any:
+            clients.append(build_client(name, cfg))
+            return clients[-1]
+
+        await start_lm_providers(runtime, _config(server), make_client=make)
+        target = runtime.via(provider_name("local"))
+        assert (await target.call(Complete(request=_request()))).outputs
+        assert clients[0].statistics().open
+        await target.resolve().stop("shutdown", timeout=0)  # no time to stop: killed
+        assert clients[0].closed
+        assert not clients[0].statistics().open
 
 
 class TestSecrets:

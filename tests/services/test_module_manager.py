@@ -19,7 +19,7 @@ from lmvisor.programs.predict import Predict
 from lmvisor.programs.spec import ProgramSpecError
 from lmvisor.runtime.config_service import update_config
 from lmvisor.runtime.errors import CircuitOpen, DeadlineExceeded, RateLimited
-from lmvisor.runtime.events import (
+from lmvisor.runtime.observe.names import (
     MODULE_EXECUTION_COMPLETE,
     MODULE_EXECUTION_START,
     MODULE_ROLLED_BACK,

@@ -6,7 +6,7 @@ import pytest
 
 from lmvisor.programs.predict import Predict
 from lmvisor.providers.errors import BadRequestError
-from lmvisor.runtime.events import CACHE_STALE_SERVED, FALLBACK_STRATEGY_SUCCESS
+from lmvisor.runtime.observe.names import CACHE_STALE_SERVED, FALLBACK_STRATEGY_SUCCESS
 from lmvisor.services.app import App
 from lmvisor.services.errors import AllStrategiesFailed, CacheMiss
 from lmvisor.services.module_options import ModuleOptions, parse_module_options

@@ -1,94 +1,72 @@
-"""Tests for lmvisor.services.module_stream: an execution's LM text handed over as it arrives."""
+"""Tests for lmvisor.services.module_stream: an execution's field chunks handed over as they
+arrive, through the programs layer's streamify."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
 from typing import Any
 
-import pytest
-
-from lmvisor.programs.lm import LMCapabilities, LMDelta, LMRequest, LMResponse
+from lmvisor.programs.chain_of_thought import ChainOfThought
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.settings import context
-from lmvisor.providers.errors import ProviderError
+from lmvisor.programs.streaming import StreamResponse
 from lmvisor.services.app import App
-from lmvisor.services.module_stream import StreamingLM
+from lmvisor.services.module_stream import stream_program
+from lmvisor.testing.lm_server import LMServer
 from lmvisor.testing.scripted_lm import ScriptedLM
 
-_REQUEST = LMRequest(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+def _fields(seen: list[Any]) -> dict[str, str]:
+    text: dict[str, str] = {}
+    for item in seen:
+        assert isinstance(item, StreamResponse)
+        text[item.signature_field_name] = text.get(item.signature_field_name, "") + item.chunk
+    return text
 
 
-class _NoStreamLM:
-    """An LM that cannot stream: every call is a complete."""
-
-    def __init__(self) -> None:
-        self.inner = ScriptedLM(["whole answer"])
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    @property
-    def capabilities(self) -> LMCapabilities:
-        return LMCapabilities(streaming=False)
-
-    async def complete(self, request: LMRequest) -> LMResponse:
-        return await self.inner.complete(request)
-
-    def stream(self, request: LMRequest) -> AsyncIterator[Any]:
-        raise AssertionError("must not stream")
-
-
-class _CutStreamLM(_NoStreamLM):
-    """An LM whose stream ends without its final response."""
-
-    @property
-    def capabilities(self) -> LMCapabilities:
-        return LMCapabilities()
-
-    async def stream(self, request: LMRequest) -> AsyncIterator[Any]:  # type: ignore[override]
-        yield LMDelta(text="half")
-
-
-class TestStreamingLM:
-    async def test_complete_streams_and_returns_the_same_response(self) -> None:
-        """Each delta goes to the sink; the response equals an unstreamed one."""
+class TestStreamProgram:
+    async def test_every_output_field_streams_then_the_result(self) -> None:
+        """Each output field arrives as chunks whose text is the field's value."""
         seen: list[Any] = []
-        lm = StreamingLM(ScriptedLM(["streamed answer text"] * 2), seen.append)
-        response = await lm.complete(_REQUEST)
-        plain = await ScriptedLM(["streamed answer text"]).complete(_REQUEST)
-        assert response.outputs == plain.outputs == ["streamed answer text"]
-        assert seen and all(isinstance(item, LMDelta) for item in seen)
-        assert "".join(item.text for item in seen) == "streamed answer text"
-
-    async def test_an_lm_that_cannot_stream_is_completed(self) -> None:
-        """Without streaming support the call is a plain complete and the sink gets nothing."""
-        seen: list[Any] = []
-        response = await StreamingLM(_NoStreamLM(), seen.append).complete(_REQUEST)
-        assert response.outputs == ["whole answer"] and seen == []
-
-    async def test_a_stream_without_its_end_is_a_provider_error(self) -> None:
-        """A stream that stops before `LMDone` raises a typed error."""
-        with pytest.raises(ProviderError, match="the stream ended without its final response"):
-            await StreamingLM(_CutStreamLM(), lambda item: None).complete(_REQUEST)
-
-    async def test_a_program_runs_unchanged_on_it(self) -> None:
-        """A Predict on a StreamingLM parses the same prediction as on the plain LM."""
-        seen: list[Any] = []
-        with context(lm=StreamingLM(ScriptedLM(), seen.append)):
-            streamed = await Predict("question -> answer")(question="why?")
+        program = ChainOfThought("question -> answer")
         with context(lm=ScriptedLM()):
-            plain = await Predict("question -> answer")(question="why?")
-        assert streamed.answer == plain.answer and seen
+            result = await stream_program(program, {"question": "why?"}, seen.append)
+        fields = _fields(seen)
+        assert fields == {"reasoning": result.reasoning, "answer": result.answer}
+        last = [item for item in seen if item.is_last_chunk]
+        assert [item.signature_field_name for item in last] == ["reasoning", "answer"]
+        assert {item.predict_name for item in seen} == {"predict"}
+
+    async def test_the_result_equals_an_unstreamed_run(self) -> None:
+        """Streaming changes nothing about the prediction."""
+        with context(lm=ScriptedLM()):
+            streamed = await stream_program(Predict("question -> answer"), {"question": "q"}, print)
+            plain = await Predict("question -> answer")(question="q")
+        assert streamed.answer == plain.answer
+
+    async def test_cancelling_the_caller_stops_the_program(
+        self, lm_server: LMServer, app: App
+    ) -> None:
+        """A cancelled stream closes the program's LM stream: nothing keeps running."""
+        lm_server.chunk_delay = 0.5
+        seen: list[Any] = []
+        with context(lm=app.lm()):
+            task = asyncio.ensure_future(
+                stream_program(Predict("question -> answer"), {"question": "q"}, seen.append)
+            )
+            await asyncio.sleep(0.3)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert task.cancelled()
+        assert not [t for t in asyncio.all_tasks() if "_drive" in repr(t.get_coro())]
 
 
 class TestExecuteStream:
     async def test_execution_streams_through_the_module_manager(self, app: App) -> None:
-        """`execute(stream=...)` hands the LM text over and still records the execution."""
+        """`execute(stream=...)` hands the field chunks over and still records the execution."""
         await app.register("qa", {"module": "ChainOfThought", "signature": "question -> answer"})
         seen: list[Any] = []
         execution = await app.run("qa", {"question": "streamed?"}, stream=seen.append)
-        text = "".join(item.text for item in seen)
-        assert "[[ ## answer ## ]]" in text and execution.prediction.answer in text
+        assert _fields(seen)["answer"] == execution.prediction.answer
         assert execution.strategy == "primary" and execution.lm_calls == 1
         assert not execution.cached

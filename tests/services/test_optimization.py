@@ -15,7 +15,7 @@ import pytest
 from lmvisor.optimizers import MetricError
 from lmvisor.runtime import Runtime
 from lmvisor.runtime.config_service import update_config
-from lmvisor.runtime.events import (
+from lmvisor.runtime.observe.names import (
     OPTIMIZATION_COMPLETED,
     OPTIMIZATION_FAILED,
     OPTIMIZATION_STARTED,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
 from lmvisor.config import load_config
+from lmvisor.config.schema import ProviderConfig
 from lmvisor.programs import ChainOfThought, Predict, context
 from lmvisor.programs.lm import (
     LM,
@@ -15,13 +18,24 @@ from lmvisor.programs.lm import (
     LMDone,
     LMRequest,
 )
-from lmvisor.providers import BadRequestError, ServerError
+from lmvisor.providers import (
+    BadRequestError,
+    ClientOptions,
+    HttpxTransport,
+    OpenAIClient,
+    ResponseFormatError,
+    ServerError,
+    VendorClient,
+)
+from lmvisor.runtime.deadline import deadline
+from lmvisor.runtime.errors import DeadlineExceeded, RetryExhausted
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.services.errors import NoDeploymentAvailable, UnknownProvider
-from lmvisor.services.lm_services import LMServices, start_lm_providers
+from lmvisor.services.lm_provider import GetStatistics, provider_name
+from lmvisor.services.lm_services import LMServices, build_client, start_lm_providers
 from lmvisor.services.router import RouterLM, split_model
 from lmvisor.testing.lm_server import FaultRule, LMServer
-from tests.services._fakes import EndlessStream
+from tests.services._fakes import EmptyStream, EndlessStream
 
 
 @pytest.fixture
@@ -30,15 +44,21 @@ async def server() -> AsyncIterator[LMServer]:
         yield srv
 
 
-async def _two_vendors(runtime: Runtime, server: LMServer) -> LMServices:
+async def _two_vendors(
+    runtime: Runtime, server: LMServer, *, retries: int = 0, **kwargs: Any
+) -> LMServices:
     config = load_config(
         env={},
         providers={
-            "openai": {"base_url": server.url + "/v1", "api_key": "sk-test-a", "max_retries": 0},
+            "openai": {
+                "base_url": server.url + "/v1",
+                "api_key": "sk-test-a",
+                "max_retries": retries,
+            },
             "anthropic": {"base_url": server.url, "api_key": "test-b", "max_retries": 0},
         },
     )
-    return await start_lm_providers(runtime, config)
+    return await start_lm_providers(runtime, config, **kwargs)
 
 
 def _request(model: str) -> LMRequest:
@@ -213,8 +233,102 @@ class TestStreamClose:
         """A reader that stops after the first item closes the vendor stream at once."""
         client = EndlessStream()
         config = load_config(env={}, providers={"local": {"base_url": server.url + "/v1"}})
-        await start_lm_providers(runtime, config, make_provider=lambda *_: client)
+        await start_lm_providers(runtime, config, make_client=lambda *_: client)
         stream = RouterLM(runtime, "local/llama3").stream(_request("local/llama3"))
         assert isinstance(await anext(stream), LMDelta)
         await stream.aclose()
         assert client.closed == 1
+
+
+class TestDeadlines:
+    async def test_caller_timeout_bounds_retries(self, runtime: Runtime, server: LMServer) -> None:
+        """`timeout=` on complete bounds the provider's retries: no retry past it is started."""
+        server.add_fault(FaultRule(kind="status", status=503, retry_after_ms=100, api="openai"))
+        services = await _two_vendors(runtime, server, retries=10)
+        lm = services.router("openai/gpt-4o-mini")
+        with pytest.raises(RetryExhausted) as info:
+            await lm.complete(_request(lm.model), timeout=0.35)
+        assert isinstance(info.value.last_error, ServerError)
+        assert server.stats().requests == info.value.attempts <= 4
+
+    async def test_deadline_context_bounds_the_call(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A `deadline(...)` around the call bounds it like `timeout=`, and nests tighter."""
+        server.add_fault(FaultRule(kind="status", status=503, retry_after_ms=100, api="openai"))
+        services = await _two_vendors(runtime, server, retries=10)
+        lm = services.router("openai/gpt-4o-mini")
+        with deadline(0.25), pytest.raises(RetryExhausted) as info:
+            await lm.complete(_request(lm.model), timeout=30.0)
+        assert server.stats().requests == info.value.attempts <= 3
+
+    async def test_no_time_left_sends_nothing(self, runtime: Runtime, server: LMServer) -> None:
+        """A call whose deadline has already passed fails before reaching any vendor."""
+        services = await _two_vendors(runtime, server)
+        lm = services.router("openai/gpt-4o-mini", fallbacks=["anthropic/claude-3-5-haiku-latest"])
+        with deadline(0.0), pytest.raises(DeadlineExceeded, match=r"^deadline exceeded during"):
+            await lm.complete(_request(lm.model))
+        assert server.stats().requests == 0
+
+    async def test_fallback_cancels_the_first_vendors_work(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """After a fallback, no further request of the call reaches the first vendor."""
+        server.add_fault(FaultRule(kind="slow_first_byte", delay=0.5, api="openai"))
+        services = await _two_vendors(runtime, server, retries=3)
+        lm = services.router(
+            "openai/gpt-4o-mini",
+            fallbacks=["anthropic/claude-3-5-haiku-latest"],
+            deployment_timeout=0.15,
+        )
+        response = await lm.complete(_request(lm.model))
+        assert response.outputs
+        await asyncio.sleep(0.6)  # the first vendor's slow answer would have come, and a retry
+        assert server.stats().by_path == {"/v1/chat/completions": 1, "/v1/messages": 1}
+        stats = await runtime.via(provider_name("openai")).call(GetStatistics())
+        assert (stats.in_flight, stats.retries) == (0, 0)
+
+    async def test_timeout_must_be_positive(self, runtime: Runtime, server: LMServer) -> None:
+        """A zero or NaN timeout is a programming error, named as such."""
+        services = await _two_vendors(runtime, server)
+        with pytest.raises(ValueError, match=r"^deployment_timeout must be > 0"):
+            services.router("openai/gpt-4o-mini", deployment_timeout=0)
+        lm = services.router("openai/gpt-4o-mini")
+        with pytest.raises(ValueError, match=r"^timeout must be > 0 \(or None\), got nan$"):
+            await lm.complete(_request(lm.model), timeout=float("nan"))
+
+
+class TestTypedFailures:
+    async def test_empty_stream_is_a_typed_error(self, runtime: Runtime, server: LMServer) -> None:
+        """A stream that ends before its first item is a ResponseFormatError, not a RuntimeError."""
+        config = load_config(env={}, providers={"local": {"base_url": server.url + "/v1"}})
+        await start_lm_providers(runtime, config, make_client=lambda *_: EmptyStream())
+        lm = RouterLM(runtime, "local/llama3")
+        with pytest.raises(ResponseFormatError, match=r"stream ended before its first item$"):
+            async for _ in lm.stream(_request("local/llama3")):
+                pass
+
+    async def test_hostile_body_falls_back(self, runtime: Runtime, server: LMServer) -> None:
+        """A vendor body nested 100,000 deep is a ResponseFormatError, so the router falls back."""
+        nested = b"[" * 100_000 + b"]" * 100_000
+        mock = httpx.AsyncClient(
+            transport=httpx.MockTransport(lambda request: httpx.Response(200, content=nested))
+        )
+
+        def make(name: str, cfg: ProviderConfig) -> VendorClient:
+            if name != "openai":
+                return build_client(name, cfg)
+            options = ClientOptions(api_key="sk-test-a", base_url="http://mock/v1")
+            return OpenAIClient(options, transport=HttpxTransport(mock))
+
+        try:
+            services = await _two_vendors(runtime, server, make_client=make)
+            lm = services.router(
+                "openai/gpt-4o-mini", fallbacks=["anthropic/claude-3-5-haiku-latest"]
+            )
+            assert (await lm.complete(_request(lm.model))).outputs
+            alone = services.router("openai/gpt-4o-mini")
+            with pytest.raises(ResponseFormatError, match=r"response body is not valid JSON"):
+                await alone.complete(_request(alone.model))
+        finally:
+            await mock.aclose()

@@ -7,12 +7,16 @@ from __future__ import annotations
 import ast
 import enum
 import json
+import math
 import types
 from collections.abc import Mapping
 from typing import Any, Literal, Union, get_args, get_origin
 
 from lmvisor.programs._types import annotation_name, is_enum, type_adapter
+from lmvisor.programs.custom_types import Type
 from lmvisor.programs.fields import Field
+from lmvisor.programs.reasoning import Reasoning
+from lmvisor.programs.tool_calls import ToolCalls
 
 __all__ = [
     "field_placeholder",
@@ -26,23 +30,49 @@ __all__ = [
 _PRIMITIVES = (str, int, float, bool, type(None))
 
 
+_MAX_DEPTH = 200
+
+
 def serialize_for_json(value: Any) -> Any:
-    """A JSON-ready form of `value` (pydantic models dumped, enums to their value)."""
+    """A JSON-ready form of `value`, as DSPy's pydantic dump makes it.
+
+    Models are dumped, enums give their value, `Type` values their prompt form; a NaN or
+    infinity inside a list or dict becomes None (pydantic's JSON mode), a bare one stays.
+
+    Raises:
+        ValueError: the value nests deeper than 200 levels.
+    """
     if isinstance(value, _PRIMITIVES):
         return value
+    return _serialize(value, 0)
+
+
+def _serialize(value: Any, depth: int) -> Any:
+    if isinstance(value, _PRIMITIVES):
+        return value
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"value nested deeper than {_MAX_DEPTH} levels")
     if isinstance(value, list | tuple):
-        return [serialize_for_json(v) for v in value]
+        return [_nested(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {str(k): serialize_for_json(v) for k, v in value.items()}
+        return {str(k): _nested(v, depth + 1) for k, v in value.items()}
     if isinstance(value, enum.Enum):
-        return serialize_for_json(value.value)
+        return _serialize(value.value, depth + 1)
+    if isinstance(value, Type):
+        return _serialize(value.serialize(), depth + 1)
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict) and not isinstance(value, type):
-        return serialize_for_json(to_dict())
+        return _serialize(to_dict(), depth + 1)
     try:
         return type_adapter(type(value)).dump_python(value, mode="json")
     except Exception:
         return str(value)
+
+
+def _nested(value: Any, depth: int) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return _serialize(value, depth)
 
 
 def format_field_value(field: Field, value: Any) -> str:
@@ -92,7 +122,7 @@ def json_schema_for_prompt(annotation: Any) -> dict[str, Any]:
 def field_placeholder(field: Field) -> str:
     """ "{name}" plus DSPy's "# note: the value you produce ..." for typed outputs."""
     t = field.annotation
-    if field.kind == "input" or t is str:
+    if field.kind == "input" or t is str or t is Reasoning:
         desc = ""
     elif t is bool:
         desc = "must be True or False"
@@ -115,6 +145,8 @@ def type_hint(field: Field) -> str:
     """ " (must be formatted as a valid Python float)" for non-str fields, else ""."""
     if field.annotation is str:
         return ""
+    if field.annotation is ToolCalls:
+        return ' (must be a JSON object like {"tool_calls": [{"name": "...", "args": {...}}]})'
     return f" (must be formatted as a valid Python {annotation_name(field.annotation)})"
 
 
@@ -182,8 +214,27 @@ def parse_value(value: Any, annotation: Any) -> Any:
             value = _loads_lenient(value)
     try:
         return type_adapter(annotation).validate_python(value)
+    except RecursionError:
+        raise ValueError("the value is nested too deeply") from None
     except Exception as exc:  # pydantic.ValidationError, without importing pydantic here
-        raise ValueError(str(exc)) from None
+        raise ValueError(_short_message(exc)) from None
+
+
+def _short_message(exc: Exception) -> str:
+    """Pydantic's complaints, one per problem, without its boilerplate."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    try:
+        items = errors(include_url=False, include_input=False)
+    except Exception:  # not pydantic's errors(): the plain message will do
+        return str(exc)
+    parts = []
+    for item in items[:3]:
+        where = ".".join(str(p) for p in item.get("loc", ()))
+        parts.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
+    more = f" (and {len(items) - 3} more)" if len(items) > 3 else ""
+    return "; ".join(parts) + more
 
 
 def _is_optional_text(annotation: Any) -> bool:
@@ -195,9 +246,17 @@ def _is_optional_text(annotation: Any) -> bool:
 
 
 def _loads_lenient(value: str) -> Any:
+    """The value of a completion's text, read as DSPy reads it (lenient JSON, then Python).
+
+    Raises:
+        ValueError: the text nests too deeply to read.
+    """
     import json_repair
 
-    candidate = json_repair.loads(value)
+    try:
+        candidate = json_repair.loads(value)
+    except RecursionError:
+        raise ValueError("the value is nested too deeply") from None
     if candidate == "" and value != "":
         try:
             return ast.literal_eval(value)

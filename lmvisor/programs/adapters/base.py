@@ -1,5 +1,10 @@
 """The adapter contract: format a signature, demos and inputs into chat messages, call
 the LM once through the caller's `invoke`, and parse each completion into typed values.
+
+Around that, as DSPy 3.4.1 does: native features are planned first (`_native`: tools
+sent natively for a `ToolCalls` output, native reasoning for a `Reasoning` output), and
+each parsed completion is completed (missing optional outputs None, native outputs
+filled from the response).
 """
 
 from __future__ import annotations
@@ -7,12 +12,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from lmvisor.programs.adapters._native import CallPlan, finish_values, plan_call
 from lmvisor.programs.callbacks import Callback, new_call_id, notify
 from lmvisor.programs.errors import AdapterParseError
 from lmvisor.programs.lm import LMCapabilities, LMResponse
 from lmvisor.programs.signature import Signature
 
 __all__ = ["Adapter", "AdapterResult", "LMInvoke"]
+
+_INCOMPLETE_DEMO = (
+    "This is an example of the task, though some input or output fields are not supplied."
+)
+_MISSING_IN_DEMO = "Not supplied for this particular example. "
+_MISSING_IN_HISTORY = "Not supplied for this conversation history message. "
 
 LMInvoke = Callable[[list[dict[str, Any]], Mapping[str, Any]], Awaitable[LMResponse]]
 """Sends messages with params to the LM and returns its response (built by Predict)."""
@@ -22,12 +34,27 @@ AdapterResult = tuple[list[dict[str, Any]], LMResponse]
 
 
 class Adapter:
-    """Base adapter: subclasses implement `format`, `parse` and maybe `request_params`."""
+    """Base adapter: subclasses implement `format`, `parse` and maybe `request_params`.
+
+    Args:
+        callbacks: adapter-level hooks (format/parse start and end).
+        use_native_function_calling: send a `ToolCalls` output's tools natively.
+        parallel_tool_calls: with native calls, ask the vendor for parallel calls (or not);
+            None leaves the vendor's default.
+    """
 
     name: ClassVar[str] = "Adapter"
 
-    def __init__(self, *, callbacks: Sequence[Callback] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        callbacks: Sequence[Callback] = (),
+        use_native_function_calling: bool = False,
+        parallel_tool_calls: bool | None = None,
+    ) -> None:
         self.callbacks: tuple[Callback, ...] = tuple(callbacks)
+        self.use_native_function_calling = use_native_function_calling
+        self.parallel_tool_calls = parallel_tool_calls
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -40,6 +67,45 @@ class Adapter:
     ) -> list[dict[str, Any]]:
         """The chat messages for one call (system, demo turns, the request)."""
         raise TypeError(f"{type(self).__name__} must implement format()")
+
+    def format_demos(
+        self, signature: type[Signature], demos: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Incomplete demos first (with a note), then complete ones, as turn pairs.
+
+        A demo missing every input or every output is dropped, as DSPy does.
+        """
+        complete, incomplete = _split_demos(signature, demos)
+        messages: list[dict[str, Any]] = []
+        for demo in incomplete:
+            user = self.format_user_message_content(signature, demo, prefix=_INCOMPLETE_DEMO)
+            reply = self.format_assistant_message_content(signature, demo, _MISSING_IN_DEMO)
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+        for demo in complete:
+            user = self.format_user_message_content(signature, demo)
+            reply = self.format_assistant_message_content(signature, demo, _MISSING_IN_HISTORY)
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+        return messages
+
+    def format_assistant_message_content(
+        self,
+        signature: type[Signature],
+        outputs: Mapping[str, Any],
+        missing_field_message: str | None = None,
+    ) -> str:
+        """The text of an assistant turn holding a demo's (or a history entry's) outputs."""
+        raise TypeError(f"{type(self).__name__} must implement format_assistant_message_content()")
+
+    def format_user_message_content(
+        self,
+        signature: type[Signature],
+        inputs: Mapping[str, Any],
+        *,
+        prefix: str = "",
+        main_request: bool = False,
+    ) -> str:
+        """The text of a user turn holding `inputs` (ReAct writes its trajectory with it)."""
+        raise TypeError(f"{type(self).__name__} must implement format_user_message_content()")
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """The typed output values in one completion.
@@ -55,6 +121,27 @@ class Adapter:
         """Extra request params this adapter needs (e.g. `response_format`)."""
         return {}
 
+    def plan(
+        self,
+        signature: type[Signature],
+        inputs: Mapping[str, Any],
+        params: Mapping[str, Any],
+        capabilities: LMCapabilities,
+    ) -> CallPlan:
+        """The native features this call uses, and the signature left to format and parse.
+
+        Raises:
+            ValueError: a ToolCalls output has no tools input.
+        """
+        return plan_call(
+            signature,
+            inputs,
+            params,
+            capabilities,
+            native_function_calling=self.use_native_function_calling,
+            parallel_tool_calls=self.parallel_tool_calls,
+        )
+
     async def run(
         self,
         invoke: LMInvoke,
@@ -66,20 +153,42 @@ class Adapter:
         capabilities: LMCapabilities,
         callbacks: Sequence[Callback] = (),
     ) -> AdapterResult:
-        """Format, call the LM once, parse every completion.
+        """Plan, format, call the LM once, parse and complete every completion.
 
         Raises:
             AdapterParseError: a completion does not fit the signature.
             LmvisorError: whatever `invoke` raises (LM failures) passes through.
         """
         hooks = (*callbacks, *self.callbacks)
-        messages = self._format_hooked(hooks, signature, demos, inputs)
+        plan = self.plan(signature, inputs, params, capabilities)
+        messages = self._format_hooked(hooks, plan.signature, demos, inputs)
+        # DSPy sizes the response format on the signature as declared, before planning.
         extra = self.request_params(signature, capabilities)
-        response = await invoke(messages, {**params, **extra} if extra else params)
+        sent = {**plan.params, **extra} if extra else plan.params
+        response = await invoke(messages, sent)
         if not response.outputs:
             raise self._parse_error(signature, "", "the LM returned no completion")
-        values = [self._parse_hooked(hooks, signature, out) for out in response.outputs]
+        values = [
+            finish_values(plan, signature, self._parse_one(hooks, plan, response, i), response, i)
+            for i in range(len(response.outputs))
+        ]
         return values, response
+
+    def _parse_one(
+        self, hooks: Sequence[Callback], plan: CallPlan, response: LMResponse, index: int
+    ) -> dict[str, Any]:
+        text = response.outputs[index]
+        native_calls = plan.tool_calls_field is not None and index == 0 and response.tool_calls
+        if text and not native_calls:
+            return self._parse_hooked(hooks, plan.signature, text)
+        if native_calls:
+            if not text or not plan.signature._outputs:
+                return {}
+            try:
+                return self._parse_hooked(hooks, plan.signature, text)
+            except AdapterParseError:
+                return {}  # the tool calls are the answer; text around them is optional
+        raise self._parse_error(plan.signature, text, "the LM returned an empty response")
 
     def _format_hooked(
         self,
@@ -136,3 +245,17 @@ class Adapter:
             problem=problem,
             parsed=parsed,
         )
+
+
+def _split_demos(
+    signature: type[Signature], demos: Sequence[Mapping[str, Any]]
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    complete, incomplete = [], []
+    for demo in demos:
+        if all(demo.get(k) is not None for k in signature._fields):
+            complete.append(demo)
+        elif any(k in demo for k in signature._inputs) and any(
+            k in demo for k in signature._outputs
+        ):
+            incomplete.append(demo)
+    return complete, incomplete

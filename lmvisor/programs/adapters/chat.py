@@ -13,7 +13,8 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from lmvisor.programs._types import annotation_name
+from lmvisor.programs._types import allows_none, annotation_name
+from lmvisor.programs.adapters._history import history_turns
 from lmvisor.programs.adapters._values import (
     field_placeholder,
     format_field_value,
@@ -22,20 +23,22 @@ from lmvisor.programs.adapters._values import (
 )
 from lmvisor.programs.adapters.base import Adapter, AdapterResult, LMInvoke
 from lmvisor.programs.callbacks import Callback
-from lmvisor.programs.errors import AdapterParseError
-from lmvisor.programs.fields import Field
+from lmvisor.programs.custom_types import custom_types_in, split_content_parts
+from lmvisor.programs.errors import AdapterParseError, ConstraintError
+from lmvisor.programs.fields import Field, check_bounds
 from lmvisor.programs.history import History
 from lmvisor.programs.lm import LMCapabilities
 from lmvisor.programs.signature import Signature
+from lmvisor.programs.streaming import streamed_chunks
 
-__all__ = ["ChatAdapter", "format_field_description", "format_task_description"]
+__all__ = [
+    "ChatAdapter",
+    "format_field_description",
+    "format_fields",
+    "format_task_description",
+]
 
 _HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
-_INCOMPLETE_DEMO = (
-    "This is an example of the task, though some input or output fields are not supplied."
-)
-_MISSING_IN_DEMO = "Not supplied for this particular example. "
-_MISSING_IN_HISTORY = "Not supplied for this conversation history message. "
 
 
 class ChatAdapter(Adapter):
@@ -43,15 +46,26 @@ class ChatAdapter(Adapter):
 
     Args:
         callbacks: adapter-level hooks (format/parse start and end).
+        use_native_function_calling: send a `ToolCalls` output's tools natively.
         use_json_adapter_fallback: on a parse failure, retry once with `JSONAdapter`.
+        parallel_tool_calls: with native calls, ask for parallel calls (None: vendor default).
     """
 
     name: ClassVar[str] = "ChatAdapter"
 
     def __init__(
-        self, *, callbacks: Sequence[Callback] = (), use_json_adapter_fallback: bool = True
+        self,
+        *,
+        callbacks: Sequence[Callback] = (),
+        use_native_function_calling: bool = False,
+        use_json_adapter_fallback: bool = True,
+        parallel_tool_calls: bool | None = None,
     ) -> None:
-        super().__init__(callbacks=callbacks)
+        super().__init__(
+            callbacks=callbacks,
+            use_native_function_calling=use_native_function_calling,
+            parallel_tool_calls=parallel_tool_calls,
+        )
         self.use_json_adapter_fallback = use_json_adapter_fallback
 
     async def run(
@@ -67,10 +81,13 @@ class ChatAdapter(Adapter):
     ) -> AdapterResult:
         """As `Adapter.run`, retrying once with JSONAdapter when parsing fails.
 
+        No fallback once the first attempt's text was streamed to the caller.
+
         Raises:
             AdapterParseError: the completion (and the fallback's, if enabled) did not parse;
-                the JSON attempt's error is raised, chained from the first.
+                when both failed, the message gives both problems.
         """
+        shown = streamed_chunks()
         try:
             return await super().run(
                 invoke,
@@ -82,11 +99,15 @@ class ChatAdapter(Adapter):
                 callbacks=callbacks,
             )
         except AdapterParseError as first:
-            if not self.use_json_adapter_fallback:
+            if not self.use_json_adapter_fallback or streamed_chunks() != shown:
                 raise
             from lmvisor.programs.adapters.json_adapter import JSONAdapter
 
-            fallback = JSONAdapter(callbacks=self.callbacks)
+            fallback = JSONAdapter(
+                callbacks=self.callbacks,
+                use_native_function_calling=self.use_native_function_calling,
+                parallel_tool_calls=self.parallel_tool_calls,
+            )
             try:
                 return await fallback.run(
                     invoke,
@@ -98,7 +119,7 @@ class ChatAdapter(Adapter):
                     callbacks=callbacks,
                 )
             except AdapterParseError as second:
-                raise second from first
+                raise _both_failed(first, second) from second
 
     # --- format ----------------------------------------------------------------------
 
@@ -108,8 +129,11 @@ class ChatAdapter(Adapter):
         demos: Sequence[Mapping[str, Any]],
         inputs: Mapping[str, Any],
     ) -> list[dict[str, Any]]:
-        """System message, demo turns, conversation history turns, then the request."""
-        messages: list[dict[str, Any]] = [
+        """System message, demo turns, conversation history turns, then the request.
+
+        User messages holding images, audio or files become lists of content parts.
+        """
+        messages: list[Mapping[str, Any]] = [
             {"role": "system", "content": self._system_message(signature)}
         ]
         if demos:
@@ -122,10 +146,11 @@ class ChatAdapter(Adapter):
             history = inputs.get(history_name)
             rest = {k: v for k, v in inputs.items() if k != history_name}
             if isinstance(history, History):
-                messages.extend(self._history_turns(reduced, history))
+                messages.extend(self.format_conversation_history(reduced, history))
             content = self.format_user_message_content(reduced, rest, main_request=True)
-        messages.append({"role": "user", "content": content})
-        return messages
+        if content:
+            messages.append({"role": "user", "content": content})
+        return [dict(split_content_parts(m)) for m in messages]
 
     def _system_message(self, signature: type[Signature]) -> str:
         key = (type(self).__name__, "system")
@@ -179,7 +204,7 @@ class ChatAdapter(Adapter):
         for name, field in signature._inputs.items():
             if name in inputs:
                 parts.append(f"[[ ## {name} ## ]]\n{format_field_value(field, inputs[name])}")
-        if main_request and signature._outputs:
+        if main_request:
             parts.append(self.user_message_output_requirements(signature))
         return "\n\n".join(parts).strip()
 
@@ -196,46 +221,36 @@ class ChatAdapter(Adapter):
         )
         return body + "\n\n[[ ## completed ## ]]\n"
 
-    def format_demos(
-        self, signature: type[Signature], demos: Sequence[Mapping[str, Any]]
+    def format_conversation_history(
+        self, signature: type[Signature], history: History
     ) -> list[dict[str, Any]]:
-        """Incomplete demos first (with a note), then complete ones, as turn pairs.
+        """Earlier turns: a user turn for each entry with inputs (ending with the reminder),
+        then an assistant turn with its outputs; tool calls with their results as native
+        `tool_calls` and `tool` messages, or as a results turn (see `_history`), as DSPy
+        3.4.1 renders them.
 
-        A demo missing every input or every output is dropped, as DSPy does.
+        Raises:
+            ValueError: an entry's tool calls or their results cannot be read.
         """
-        complete, incomplete = _split_demos(signature, demos)
-        messages: list[dict[str, Any]] = []
-        for demo in incomplete:
-            user = self.format_user_message_content(signature, demo, prefix=_INCOMPLETE_DEMO)
-            reply = self.format_assistant_message_content(signature, demo, _MISSING_IN_DEMO)
-            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
-        for demo in complete:
-            user = self.format_user_message_content(signature, demo)
-            reply = self.format_assistant_message_content(signature, demo, _MISSING_IN_HISTORY)
-            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
-        return messages
-
-    def _history_turns(self, signature: type[Signature], history: History) -> list[dict[str, Any]]:
-        turns: list[dict[str, Any]] = []
-        for message in history.messages:
-            user = self.format_user_message_content(signature, message)
-            reply = self.format_assistant_message_content(signature, message)
-            turns += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
-        return turns
+        return history_turns(self, signature, history)
 
     # --- parse -----------------------------------------------------------------------
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """Split the completion at `[[ ## name ## ]]` markers and type each output.
 
+        A missing output whose type allows None parses to None, as in DSPy.
+
         Raises:
             AdapterParseError: an output section is missing or does not fit its type.
+            ConstraintError: an output breaks its field's bound.
         """
         sections: list[tuple[str | None, list[str]]] = [(None, [])]
         for line in completion.splitlines():
-            match = _HEADER.match(line.strip())
+            stripped = line.strip()
+            match = _HEADER.match(stripped)
             if match:
-                rest = line.strip()[match.end() :].strip()
+                rest = stripped[match.end() :].strip()
                 sections.append((match.group(1), [rest] if rest else []))
             else:
                 sections[-1][1].append(line)
@@ -244,17 +259,85 @@ class ChatAdapter(Adapter):
         for name, lines in sections:
             if name is None or name in values or name not in outputs:
                 continue
-            text = "\n".join(lines).strip()
-            try:
-                values[name] = parse_value(text, outputs[name].annotation)
-            except ValueError as exc:
-                problem = f"field {name!r} does not fit {outputs[name].annotation!r}: {exc}"
-                raise self._parse_error(signature, completion, problem, values) from None
-        if len(values) != len(outputs):
-            missing = [n for n in outputs if n not in values]
+            values[name] = self._parse_field(
+                signature, completion, outputs[name], "\n".join(lines).strip(), values
+            )
+        return self._complete(signature, completion, values)
+
+    def _parse_field(
+        self,
+        signature: type[Signature],
+        completion: str,
+        field: Field,
+        raw: Any,
+        parsed: Mapping[str, Any],
+    ) -> Any:
+        """One output typed and checked against its bounds.
+
+        Raises:
+            AdapterParseError: the value does not fit the field's type.
+            ConstraintError: it breaks a bound.
+        """
+        try:
+            value = parse_value(raw, field.annotation)
+        except ValueError as exc:
+            shown = str(raw) if len(str(raw)) <= 200 else str(raw)[:200] + "..."
+            problem = (
+                f"field {field.name!r} ({annotation_name(field.annotation)}) cannot be read "
+                f"from {shown!r}: {exc}"
+            )
+            raise self._parse_error(signature, completion, problem, parsed) from None
+        return self._checked(signature, completion, field, value, parsed)
+
+    def _checked(
+        self,
+        signature: type[Signature],
+        completion: str,
+        field: Field,
+        value: Any,
+        parsed: Mapping[str, Any],
+    ) -> Any:
+        """The value, if it keeps the field's bounds.
+
+        Raises:
+            ConstraintError: it breaks one.
+        """
+        if field.bounds:
+            broken = check_bounds(field, value)
+            if broken is not None:
+                raise ConstraintError(
+                    adapter=self.name,
+                    signature=signature.signature,
+                    completion=completion,
+                    field=field.name,
+                    problem=broken,
+                    parsed=parsed,
+                )
+        return value
+
+    def _complete(
+        self, signature: type[Signature], completion: str, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The outputs in signature order, missing optional ones None.
+
+        Raises:
+            AdapterParseError: a required output is missing.
+        """
+        if len(values) == len(signature._outputs):
+            return {name: values[name] for name in signature._outputs}
+        done: dict[str, Any] = {}
+        missing: list[str] = []
+        for name, field in signature._outputs.items():
+            if name in values:
+                done[name] = values[name]
+            elif allows_none(field.annotation):
+                done[name] = None
+            else:
+                missing.append(name)
+        if missing:
             problem = f"missing output fields {missing}"
             raise self._parse_error(signature, completion, problem, values)
-        return {name: values[name] for name in outputs}
+        return done
 
 
 def _sections(pairs: Any) -> str:
@@ -264,16 +347,22 @@ def _sections(pairs: Any) -> str:
 def format_field_description(signature: type[Signature]) -> str:
     """ "Your input fields are: ... Your output fields are: ..." (shared with JSONAdapter)."""
     return (
-        f"Your input fields are:\n{_describe(signature._inputs)}\n"
-        f"Your output fields are:\n{_describe(signature._outputs)}"
+        f"Your input fields are:\n{format_fields(signature._inputs)}\n"
+        f"Your output fields are:\n{format_fields(signature._outputs)}"
     )
 
 
-def _describe(fields: Mapping[str, Field]) -> str:
+def format_fields(fields: Mapping[str, Field]) -> str:
+    """The numbered field list of the system message: name, type, description, bounds."""
     lines = []
     for i, field in enumerate(fields.values()):
         line = f"{i + 1}. `{field.name}` ({annotation_name(field.annotation)})"
-        line += f": {field.desc if field.has_description else ''}"
+        desc = field.desc if field.has_description else ""
+        for custom in custom_types_in(field.annotation):
+            about = custom.description()
+            if about:
+                desc += f"\n    Type description of {annotation_name(custom)}: {about}"
+        line += f": {desc}"
         if field.constraints:
             line += f"\nConstraints: {field.constraints}"
         lines.append(line)
@@ -287,18 +376,15 @@ def format_task_description(signature: type[Signature]) -> str:
     return f"In adhering to this structure, your objective is: {objective}"
 
 
-def _split_demos(
-    signature: type[Signature], demos: Sequence[Mapping[str, Any]]
-) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    complete, incomplete = [], []
-    for demo in demos:
-        if all(demo.get(k) is not None for k in signature._fields):
-            complete.append(demo)
-        elif any(k in demo for k in signature._inputs) and any(
-            k in demo for k in signature._outputs
-        ):
-            incomplete.append(demo)
-    return complete, incomplete
+def _both_failed(first: AdapterParseError, second: AdapterParseError) -> AdapterParseError:
+    """One error naming the ChatAdapter's problem and the JSONAdapter fallback's."""
+    return AdapterParseError(
+        adapter=first.adapter,
+        signature=first.signature,
+        completion=first.completion,
+        problem=f"{first.problem}; the JSONAdapter fallback failed too: {second.problem}",
+        parsed=first.parsed,
+    )
 
 
 def _history_field_name(signature: type[Signature]) -> str | None:

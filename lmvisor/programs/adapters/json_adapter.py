@@ -3,7 +3,8 @@
 Same field lists as the ChatAdapter, then the JSON skeleton of the outputs. The request
 carries `response_format`: a strict json_schema named "DSPyProgramOutputs" when the LM
 supports schemas (and no output is an open-ended dict), else `{"type": "json_object"}`.
-Parsing tolerates code fences, text around the object and small syntax slips.
+Native function calling is on by default, as in DSPy. Parsing reads the completion as
+DSPy does: the whole text leniently, else its first balanced `{...}`.
 """
 
 from __future__ import annotations
@@ -12,29 +13,44 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, get_origin
 
-from lmvisor.programs.adapters._values import (
-    field_placeholder,
-    parse_value,
-    serialize_for_json,
-    type_hint,
-)
+from lmvisor.programs.adapters._native import tool_calls_output
+from lmvisor.programs.adapters._schema import structured_output_schema
+from lmvisor.programs.adapters._values import field_placeholder, serialize_for_json, type_hint
 from lmvisor.programs.adapters.chat import ChatAdapter
 from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.lm import LMCapabilities
 from lmvisor.programs.signature import Signature
+from lmvisor.programs.tool_calls import ToolCalls
 
-__all__ = ["JSONAdapter", "structured_output_schema"]
+__all__ = ["JSONAdapter", "first_json_object"]
 
 _JSON_OBJECT: dict[str, Any] = {"type": "json_object"}
 
 
 class JSONAdapter(ChatAdapter):
-    """Asks for one JSON object holding every output field; no further fallback."""
+    """Asks for one JSON object holding every output field; no further fallback.
+
+    Args:
+        callbacks: adapter-level hooks.
+        use_native_function_calling: send a `ToolCalls` output's tools natively (default).
+        parallel_tool_calls: with native calls, ask for parallel calls (None: vendor default).
+    """
 
     name: ClassVar[str] = "JSONAdapter"
 
-    def __init__(self, *, callbacks: Sequence[Callback] = ()) -> None:
-        super().__init__(callbacks=callbacks, use_json_adapter_fallback=False)
+    def __init__(
+        self,
+        *,
+        callbacks: Sequence[Callback] = (),
+        use_native_function_calling: bool = True,
+        parallel_tool_calls: bool | None = None,
+    ) -> None:
+        super().__init__(
+            callbacks=callbacks,
+            use_native_function_calling=use_native_function_calling,
+            use_json_adapter_fallback=False,
+            parallel_tool_calls=parallel_tool_calls,
+        )
 
     def request_params(
         self, signature: type[Signature], capabilities: LMCapabilities
@@ -42,19 +58,11 @@ class JSONAdapter(ChatAdapter):
         """`response_format`: the strict json_schema when possible, else json_object."""
         if not capabilities.json_schema:
             return {"response_format": _JSON_OBJECT}
-        key = ("JSONAdapter", "response_format")
+        native = self.use_native_function_calling
+        key = ("JSONAdapter", "response_format", native)
         cached = signature._cache.get(key)
         if cached is None:
-            try:
-                schema = structured_output_schema(signature)
-            except ValueError:
-                cached = _JSON_OBJECT
-            else:
-                cached = {
-                    "type": "json_schema",
-                    "json_schema": {"name": "DSPyProgramOutputs", "schema": schema, "strict": True},
-                }
-            signature._cache[key] = cached
+            cached = signature._cache[key] = _response_format(signature, native)
         return {"response_format": cached}
 
     def format_field_structure(self, signature: type[Signature]) -> str:
@@ -92,8 +100,11 @@ class JSONAdapter(ChatAdapter):
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """Read the JSON object (fences, prose and slips tolerated) and type each output.
 
+        A missing output whose type allows None parses to None, as in DSPy.
+
         Raises:
             AdapterParseError: no JSON object, a missing field, or a value of the wrong type.
+            ConstraintError: an output breaks its field's bound.
         """
         data = _load_object(completion)
         if data is None:
@@ -101,79 +112,65 @@ class JSONAdapter(ChatAdapter):
         outputs = signature._outputs
         values: dict[str, Any] = {}
         for name, field in outputs.items():
-            if name not in data:
-                continue
-            try:
-                values[name] = parse_value(data[name], field.annotation)
-            except ValueError as exc:
-                problem = f"field {name!r} does not fit {field.annotation!r}: {exc}"
-                raise self._parse_error(signature, completion, problem, values) from None
-        if len(values) != len(outputs):
-            missing = [n for n in outputs if n not in values]
-            raise self._parse_error(
-                signature, completion, f"missing output fields {missing}", values
-            )
-        return values
+            if name in data:
+                values[name] = self._parse_field(signature, completion, field, data[name], values)
+        return self._complete(signature, completion, values)
+
+
+def _response_format(signature: type[Signature], native: bool) -> dict[str, Any]:
+    open_ended = any(
+        get_origin(f.annotation) is dict or f.annotation is dict
+        for f in signature._outputs.values()
+    )
+    if open_ended or (not native and tool_calls_output(signature) is not None):
+        return _JSON_OBJECT
+    try:
+        schema = structured_output_schema(
+            signature, skip=(lambda t: t is ToolCalls) if native else (lambda t: False)
+        )
+    except Exception:  # a type pydantic cannot put in a schema: JSON mode, as DSPy falls back
+        return _JSON_OBJECT
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "DSPyProgramOutputs", "schema": schema, "strict": True},
+    }
 
 
 def _load_object(completion: str) -> dict[str, Any] | None:
-    text = completion.strip()
+    """The completion's JSON object, read as DSPy 3.4.1 reads it; None if there is none."""
     try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
+        data = json.loads(completion)
+    except (ValueError, RecursionError):
+        data = _lenient(completion)
     if isinstance(data, dict):
         return data
+    found = first_json_object(completion)
+    if found is None:
+        return None
+    data = _lenient(found)
+    return data if isinstance(data, dict) else None
+
+
+def _lenient(text: str) -> Any:
     import json_repair
 
-    start, end = text.find("{"), text.rfind("}")
-    candidates = [text[start : end + 1]] if 0 <= start < end else []
-    candidates.append(text)
-    for candidate in candidates:
-        try:
-            repaired = json_repair.loads(candidate)
-        except Exception:  # json_repair raises assorted errors on pathological input
-            continue
-        if isinstance(repaired, dict):
-            return repaired
-    return None
+    try:
+        return json_repair.loads(text)
+    except Exception:  # RecursionError and assorted errors on pathological input
+        return None
 
 
-def structured_output_schema(signature: type[Signature]) -> dict[str, Any]:
-    """The strict JSON schema of the outputs (OpenAI Structured Outputs rules).
-
-    Raises:
-        ValueError: an output is an open-ended dict, which strict schemas cannot express.
+def first_json_object(text: str) -> str | None:
+    """The first balanced `{...}` in `text` (braces counted as DSPy's recursive pattern
+    counts them, inside strings too), or None. One pass, whatever the text.
     """
-    import pydantic
-
-    fields: dict[str, Any] = {}
-    for name, field in signature._outputs.items():
-        if get_origin(field.annotation) is dict or field.annotation is dict:
-            raise ValueError(f"output field {name!r} is an open-ended mapping")
-        fields[name] = (field.annotation, ...)
-    model = pydantic.create_model(
-        "DSPyProgramOutputs", __config__=pydantic.ConfigDict(extra="forbid"), **fields
-    )
-    schema: dict[str, Any] = model.model_json_schema()
-    _enforce_required(schema)
-    return schema
-
-
-def _enforce_required(part: dict[str, Any]) -> None:
-    if part.get("type") == "object":
-        props = part.get("properties")
-        if props is None:
-            part["properties"], part["required"] = {}, []
-        else:
-            part["required"] = list(props)
-            for sub in props.values():
-                if isinstance(sub, dict):
-                    _enforce_required(sub)
-        part["additionalProperties"] = False
-    items = part.get("items")
-    if part.get("type") == "array" and isinstance(items, dict):
-        _enforce_required(items)
-    for key in ("$defs", "definitions"):
-        for sub in part.get(key, {}).values():
-            _enforce_required(sub)
+    opened: list[int] = []
+    best: tuple[int, int] | None = None
+    for i, ch in enumerate(text):
+        if ch == "{":
+            opened.append(i)
+        elif ch == "}" and opened:
+            start = opened.pop()
+            if best is None or start < best[0]:
+                best = (start, i)
+    return None if best is None else text[best[0] : best[1] + 1]

@@ -21,13 +21,13 @@ which is where events and gauges attach.
 from __future__ import annotations
 
 import enum
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar, final
+from typing import Final, TypeVar, final
 
 from lmvisor.runtime.clock import Clock, SystemClock
 from lmvisor.runtime.errors import CircuitOpen, LmvisorError, ProtectionError
+from lmvisor.runtime.observe.logs import get_logger
 
 __all__ = [
     "BreakerListener",
@@ -39,7 +39,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-_log = logging.getLogger(__name__)
+_log: Final = get_logger("lmvisor.runtime.protection")
 
 
 class BreakerState(enum.Enum):
@@ -260,8 +260,8 @@ class CircuitBreaker:
         for listener in tuple(self._listeners):
             try:
                 listener(self, old, new)
-            except Exception:
-                _log.exception("breaker %s: state listener failed", self.name)
+            except Exception as exc:
+                _log.error("breaker listener failed", breaker=self.name, error=exc, exc_info=exc)
 
     def __repr__(self) -> str:
         return (

@@ -12,22 +12,22 @@ a newcomer never overtakes a waiter.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import final
+from typing import Final, final
 
 from aiolimiter import AsyncLimiter
 
 from lmvisor.runtime.clock import Clock, SystemClock
 from lmvisor.runtime.errors import RateLimited
+from lmvisor.runtime.observe.logs import get_logger
 
 __all__ = ["LimiterStatistics", "RateLimiter", "RejectionListener"]
 
 RejectionListener = Callable[["RateLimiter", float], None]
 """Called as `listener(limiter, retry_after)` each time a request is refused."""
 
-_log = logging.getLogger(__name__)
+_log: Final = get_logger("lmvisor.runtime.protection")
 
 # Float drift after sleeping exactly the computed wait must not cause another sleep.
 _SLACK = 1e-9
@@ -253,8 +253,8 @@ class RateLimiter:
         for listener in tuple(self._listeners):
             try:
                 listener(self, wait)
-            except Exception:
-                _log.exception("limiter %s: rejection listener failed", self.name)
+            except Exception as exc:
+                _log.error("limiter listener failed", limiter=self.name, error=exc, exc_info=exc)
         return RateLimited(name=self.name, retry_after=wait)
 
     def __repr__(self) -> str:

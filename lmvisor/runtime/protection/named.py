@@ -11,19 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Final, final
 
-from lmvisor.config.schema import CircuitBreakerConfig, InfrastructureConfig
+from lmvisor.config.schema import CircuitBreakerConfig, InfrastructureConfig, RateLimiterConfig
 from lmvisor.runtime.clock import Clock, SystemClock
-from lmvisor.runtime.events import BREAKER_STATE_CHANGED, LIMITER_REJECTED, EventRing
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.logs import get_logger
+from lmvisor.runtime.observe.names import BREAKER_STATE_CHANGED, LIMITER_REJECTED
 from lmvisor.runtime.protection.breaker import BreakerListener, BreakerState, CircuitBreaker
 from lmvisor.runtime.protection.limiter import RateLimiter, RejectionListener
 
 if TYPE_CHECKING:
-    # Only for annotations: telemetry imports the protection package.
-    from lmvisor.runtime.telemetry import Metrics
+    # Only for annotations: metrics imports the protection package.
+    from lmvisor.runtime.observe.metrics import Metrics
 
 __all__ = ["Protections"]
+
+_log: Final = get_logger("lmvisor.runtime.protection")
 
 
 @final
@@ -69,11 +73,16 @@ class Protections:
             self._breakers[name] = found
         return found
 
-    def limiter(self, name: str) -> RateLimiter | None:
-        """The limiter for `name`, built on first use; None if `name` has no entry."""
-        if name in self._limiters:
-            return self._limiters[name]
-        spec = self._config.rate_limiters.get(name)
+    def limiter(self, name: str, *, default: RateLimiterConfig | None = None) -> RateLimiter | None:
+        """The limiter for `name`, built on first use; None if `name` has no entry.
+
+        `default` is the limit a service knows for the callee (a vendor's own
+        rpm/tpm) when the configuration has no entry: an entry always wins.
+        """
+        found = self._limiters.get(name)
+        if found is not None or (name in self._limiters and default is None):
+            return found
+        spec = self._config.rate_limiters.get(name) or default
         built = None
         if spec is not None:
             built = RateLimiter(
@@ -104,10 +113,10 @@ class Protections:
     def observe(self, *, metrics: Metrics | None = None, events: EventRing | None = None) -> None:
         """Report every breaker change and limiter refusal to `metrics` and/or `events`.
 
-        Metrics: the `lmvisor_circuit_breaker_state` gauge and the
-        `lmvisor_rate_limiter_rejections_total` counter. Events:
-        `breaker.state_changed` (`breaker`, `old`, `new`) and
-        `limiter.rejected` (`limiter`, `retry_after`).
+        Metrics: the breaker state gauge and the rejection counter. Events:
+        `breaker.state_changed` (`breaker`, `old`, `new`), also logged (a
+        warning when a breaker opens), and `limiter.rejected` (`limiter`,
+        `retry_after`), not logged: refusals are frequent and counted instead.
         """
         if metrics is not None:
             self.add_breaker_listener(metrics.breaker_changed)
@@ -120,6 +129,8 @@ class Protections:
             ) -> None:
                 data = {"breaker": breaker.name, "old": old.name.lower(), "new": new.name.lower()}
                 ring.emit(BREAKER_STATE_CHANGED, data)
+                log = _log.warning if new is BreakerState.OPEN else _log.info
+                log(BREAKER_STATE_CHANGED, **data)
 
             def rejection_event(limiter: RateLimiter, retry_after: float) -> None:
                 ring.emit(LIMITER_REJECTED, {"limiter": limiter.name, "retry_after": retry_after})

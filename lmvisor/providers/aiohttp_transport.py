@@ -1,0 +1,186 @@
+"""`AiohttpTransport`: the transport seam over one pooled `aiohttp.ClientSession`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import final
+
+import aiohttp
+
+from lmvisor.providers.errors import ProviderConnectionError
+from lmvisor.providers.transport import (
+    ErrorMap,
+    SSEResponse,
+    TransportResponse,
+    TransportStatistics,
+    map_errors,
+    mapped_chunks,
+)
+
+__all__ = ["AiohttpTransport"]
+
+_AIOHTTP_ERRORS = ErrorMap(
+    timeouts=(TimeoutError,),  # aiohttp's timeouts are asyncio.TimeoutError subclasses
+    body=(aiohttp.ClientPayloadError,),
+    body_error=ProviderConnectionError,
+    body_detail="connection dropped mid-answer",
+    wire=(aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, OSError),
+)
+_TIMEOUT_CACHE = 64  # distinct per-attempt timeouts whose ClientTimeout objects are kept
+
+
+@final
+class AiohttpTransport:
+    """A transport over one pooled `aiohttp.ClientSession`, opened on first use.
+
+    Args:
+        max_connections: pool limit across hosts (0 = unlimited).
+        max_connections_per_host: per-host limit (0 = only the pool limit).
+        keepalive_timeout: seconds an idle connection stays pooled.
+
+    The session is created inside the first running loop that uses the transport
+    and is bound to it; `aclose()` closes it.
+
+    Raises:
+        ValueError: an option is out of range.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_keepalive",
+        "_loop",
+        "_max_connections",
+        "_per_host",
+        "_session",
+        "_stream_timeouts",
+        "_timeouts",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 1024,
+        max_connections_per_host: int = 0,
+        keepalive_timeout: float = 30.0,
+    ) -> None:
+        if max_connections < 0:
+            raise ValueError(f"max_connections must be >= 0, got {max_connections!r}")
+        if max_connections_per_host < 0:
+            raise ValueError(
+                f"max_connections_per_host must be >= 0, got {max_connections_per_host!r}"
+            )
+        if keepalive_timeout <= 0:
+            raise ValueError(f"keepalive_timeout must be > 0, got {keepalive_timeout!r}")
+        self._max_connections = max_connections
+        self._per_host = max_connections_per_host
+        self._keepalive = keepalive_timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._stream_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is not None and self._loop is asyncio.get_running_loop():
+            return session
+        if self._closed:
+            raise RuntimeError("AiohttpTransport is closed")
+        if session is not None:
+            raise RuntimeError("AiohttpTransport is bound to another event loop")
+        self._loop = asyncio.get_running_loop()
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=self._per_host,
+            keepalive_timeout=self._keepalive,
+        )
+        self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        return self._session
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            if len(self._timeouts) >= _TIMEOUT_CACHE:
+                self._timeouts.clear()  # deadlines make every value different: keep it bounded
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return timeout
+
+    def _stream_timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._stream_timeouts.get(seconds)
+        if timeout is None:
+            if len(self._stream_timeouts) >= _TIMEOUT_CACHE:
+                self._stream_timeouts.clear()
+            # `connect` (not `sock_connect`) also bounds the wait for a pooled connection.
+            timeout = aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
+            self._stream_timeouts[seconds] = timeout
+        return timeout
+
+    async def post_json(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes,
+        timeout: float,  # noqa: ASYNC109 - the HTTP client enforces it
+        provider: str,
+        model: str,
+    ) -> TransportResponse:
+        """See `Transport.post_json`."""
+        session = self._get_session()
+        with map_errors(_AIOHTTP_ERRORS, provider, model, timeout):
+            async with session.post(
+                url, data=body, headers=headers, timeout=self._timeout(timeout)
+            ) as resp:
+                data = await resp.read()
+                return TransportResponse(resp.status, resp.headers, data)
+
+    @asynccontextmanager
+    async def stream_sse(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes,
+        timeout: float,  # noqa: ASYNC109 - the HTTP client enforces it
+        provider: str,
+        model: str,
+    ) -> AsyncIterator[SSEResponse]:
+        """See `Transport.stream_sse`."""
+        session = self._get_session()
+        with map_errors(_AIOHTTP_ERRORS, provider, model, timeout):
+            resp = await session.post(
+                url, data=body, headers=headers, timeout=self._stream_timeout(timeout)
+            )
+        content = resp.content.iter_any()
+        chunks = mapped_chunks(content, _AIOHTTP_ERRORS, provider, model, timeout)
+        try:
+            yield SSEResponse(status=resp.status, headers=resp.headers, chunks=chunks)
+        finally:
+            await chunks.aclose()
+            resp.release()
+
+    def statistics(self) -> TransportStatistics:
+        """See `Transport.statistics`."""
+        session = self._session
+        return TransportStatistics(
+            kind="aiohttp",
+            max_connections=self._max_connections or None,
+            keepalive_timeout=self._keepalive,
+            open=session is not None and not session.closed,
+            owns_client=True,
+        )
+
+    async def aclose(self) -> None:
+        """Close the session and its pool; later use raises RuntimeError. Idempotent."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"AiohttpTransport(max_connections={self._max_connections}, "
+            f"open={self._session is not None})"
+        )

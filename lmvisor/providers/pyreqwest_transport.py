@@ -1,0 +1,170 @@
+"""`PyreqwestTransport`: the transport seam over pyreqwest (Rust's reqwest, on its own thread).
+
+Requests are built and sent from the event loop, but connections, TLS
+(rustls) and HTTP parsing run on pyreqwest's Tokio thread, so the loop spends
+~25 us per request where aiohttp spends ~150 us: at hundreds of calls in
+flight that is what keeps the loop from saturating. Installed with the
+`fast` extra; pyreqwest 0.15 is a beta.
+
+A whole answer is bounded by `timeout` end to end (reqwest's request
+timeout). The pool is reqwest's: `max_connections` caps requests in flight,
+further ones wait for a slot within their timeout.
+
+Caveats found with pyreqwest 0.15: `Client.close()` does not close pooled
+connections; they go when the client object is garbage-collected, which a
+request's exception traceback can delay until a collection (so a closed
+transport may hold sockets for a while). Streams go over an `AiohttpTransport`
+the transport owns: a pyreqwest streamed response whose body breaks mid-read
+can abort the interpreter at exit (a GIL-state error in its Drop), and streams
+are not the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
+from typing import final
+
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.exceptions import BodyDecodeError, PyreqwestError, ReadError, RequestTimeoutError
+
+from lmvisor.providers.aiohttp_transport import AiohttpTransport
+from lmvisor.providers.errors import ProviderConnectionError
+from lmvisor.providers.transport import (
+    ErrorMap,
+    SSEResponse,
+    TransportResponse,
+    TransportStatistics,
+    map_errors,
+)
+
+__all__ = ["PyreqwestTransport"]
+
+_PYREQWEST_ERRORS = ErrorMap(
+    timeouts=(RequestTimeoutError, TimeoutError),
+    body=(BodyDecodeError, ReadError),
+    body_error=ProviderConnectionError,
+    body_detail="connection dropped mid-answer",
+    wire=(PyreqwestError, OSError),
+)
+_TIMEOUT_CACHE = 64
+
+
+@final
+class PyreqwestTransport:
+    """A transport over one pooled pyreqwest `Client`, built on first use.
+
+    Args:
+        max_connections: requests in flight at once (0 = unlimited).
+        keepalive_timeout: seconds an idle connection stays pooled.
+
+    Raises:
+        ValueError: an option is out of range.
+    """
+
+    __slots__ = ("_client", "_closed", "_keepalive", "_max_connections", "_streams", "_timeouts")
+
+    def __init__(self, *, max_connections: int = 1024, keepalive_timeout: float = 30.0) -> None:
+        if max_connections < 0:
+            raise ValueError(f"max_connections must be >= 0, got {max_connections!r}")
+        if keepalive_timeout <= 0:
+            raise ValueError(f"keepalive_timeout must be > 0, got {keepalive_timeout!r}")
+        self._max_connections = max_connections
+        self._keepalive = keepalive_timeout
+        self._client: Client | None = None
+        self._closed = False
+        self._timeouts: dict[float, timedelta] = {}
+        self._streams = AiohttpTransport(
+            max_connections=max_connections, keepalive_timeout=keepalive_timeout
+        )
+
+    def _get_client(self) -> Client:
+        client = self._client
+        if client is not None:
+            return client
+        if self._closed:
+            raise RuntimeError("PyreqwestTransport is closed")
+        builder = (
+            ClientBuilder()
+            .max_connections(self._max_connections or None)
+            .pool_idle_timeout(timedelta(seconds=self._keepalive))
+            .error_for_status(False)
+        )
+        self._client = builder.build()
+        return self._client
+
+    def _timeout(self, seconds: float) -> timedelta:
+        found = self._timeouts.get(seconds)
+        if found is None:
+            if len(self._timeouts) >= _TIMEOUT_CACHE:
+                self._timeouts.clear()
+            found = self._timeouts[seconds] = timedelta(seconds=seconds)
+        return found
+
+    async def post_json(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes,
+        timeout: float,  # noqa: ASYNC109 - the HTTP client enforces it
+        provider: str,
+        model: str,
+    ) -> TransportResponse:
+        """See `Transport.post_json`."""
+        client = self._get_client()
+        with map_errors(_PYREQWEST_ERRORS, provider, model, timeout):
+            request = (
+                client.post(url)
+                .headers(headers)
+                .body_bytes(body)
+                .timeout(self._timeout(timeout))
+                .build()
+            )
+            resp = await request.send()
+            data = await resp.bytes()
+        return TransportResponse(resp.status, resp.headers, memoryview(data))
+
+    def stream_sse(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes,
+        timeout: float,
+        provider: str,
+        model: str,
+    ) -> AbstractAsyncContextManager[SSEResponse]:
+        """See `Transport.stream_sse` (served by the owned aiohttp transport)."""
+        if self._closed:
+            raise RuntimeError("PyreqwestTransport is closed")
+        return self._streams.stream_sse(
+            url, headers=headers, body=body, timeout=timeout, provider=provider, model=model
+        )
+
+    def statistics(self) -> TransportStatistics:
+        """See `Transport.statistics`."""
+        return TransportStatistics(
+            kind="pyreqwest",
+            max_connections=self._max_connections or None,
+            keepalive_timeout=self._keepalive,
+            open=self._client is not None and not self._closed,
+            owns_client=True,
+        )
+
+    async def aclose(self) -> None:
+        """Close the client and its pool; later use raises RuntimeError. Idempotent."""
+        self._closed = True
+        client, self._client = self._client, None
+        try:
+            if client is not None:
+                await client.close()
+        finally:
+            await self._streams.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"PyreqwestTransport(max_connections={self._max_connections}, "
+            f"open={self._client is not None})"
+        )

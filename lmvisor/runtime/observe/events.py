@@ -1,0 +1,247 @@
+"""Events: the `Event` record and the in-memory ring of one runtime.
+
+An event is an immutable fact with a type (named in `observe.names`), JSON-ready
+data, and the correlation scope it happened in, so one call's events can be
+pulled out together. `EventRing` keeps the newest `capacity` events of one
+runtime; emitting is a deque append plus listener calls, cheap enough for
+every hop of a call. Durable storage is a listener (`observe.store`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final, final
+
+from lmvisor.runtime.correlation import CorrelationScope, current_scope
+from lmvisor.runtime.observe.logs import get_logger
+
+__all__ = [
+    "Event",
+    "EventListener",
+    "EventRing",
+    "RingStatistics",
+    "matches",
+]
+
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+_log: Final = get_logger("lmvisor.runtime.events")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One fact: `timestamp` is wall-clock seconds since the epoch.
+
+    `correlation_id` is the scope it happened in and `parent_id` that
+    scope's parent, so nested work can be stitched into a tree.
+    """
+
+    id: str
+    type: str
+    data: Mapping[str, Any]
+    correlation_id: str | None
+    parent_id: str | None
+    timestamp: float
+    namespace: str
+
+
+EventListener = Callable[[Event], None]
+"""Called with each event as it is emitted; must not block."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class RingStatistics:
+    """A snapshot of one ring."""
+
+    namespace: str
+    capacity: int
+    size: int
+    emitted: int
+    dropped: int
+
+
+def matches(
+    event: Event,
+    *,
+    correlation_id: str | None = None,
+    type: str | Collection[str] | None = None,
+    since: float | None = None,
+) -> bool:
+    """Whether `event` passes a query's filters.
+
+    `type` is one type, a collection of types, or a prefix pattern ending in
+    `.*` (`"supervisor.*"`); `since` keeps events at or after that timestamp.
+    """
+    if correlation_id is not None and event.correlation_id != correlation_id:
+        return False
+    if since is not None and event.timestamp < since:
+        return False
+    if type is None:
+        return True
+    if isinstance(type, str):
+        return _type_matches(event.type, type)
+    return any(_type_matches(event.type, one) for one in type)
+
+
+def _type_matches(actual: str, wanted: str) -> bool:
+    if wanted.endswith(".*"):
+        return actual.startswith(wanted[:-1])
+    return actual == wanted
+
+
+@final
+class EventRing:
+    """The newest `capacity` events of one namespace, oldest first.
+
+    Args:
+        capacity: how many events to keep; older ones are dropped.
+        namespace: stamped on every event.
+        wall_clock: seconds since the epoch, for timestamps.
+
+    Raises:
+        ValueError: if `capacity` < 1.
+    """
+
+    __slots__ = (
+        "_counter",
+        "_dropped",
+        "_emitted",
+        "_events",
+        "_listeners",
+        "_prefix",
+        "_wall_clock",
+        "capacity",
+        "namespace",
+    )
+
+    def __init__(
+        self,
+        capacity: int = 10_000,
+        *,
+        namespace: str = "default",
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity!r}")
+        self.capacity = capacity
+        self.namespace = namespace
+        self._wall_clock = wall_clock
+        self._events: deque[Event] = deque(maxlen=capacity)
+        self._listeners: tuple[EventListener, ...] = ()
+        # A random prefix per ring keeps ids unique across restarts and runtimes
+        # without the cost of a uuid per event.
+        self._prefix = os.urandom(6).hex() + "-"
+        self._counter = itertools.count(1)
+        self._emitted = 0
+        self._dropped = 0
+
+    def emit(self, type: str, data: Mapping[str, Any] | None = None) -> Event:
+        """Record an event in the current correlation scope and tell the listeners.
+
+        A listener that raises is logged and skipped; the event is kept.
+        """
+        return self.emit_in(current_scope(), type, data)
+
+    def emit_in(
+        self,
+        scope: CorrelationScope | None,
+        type: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        timestamp: float | None = None,
+    ) -> Event:
+        """Like `emit`, in a given correlation scope (one captured where the event arose).
+
+        `timestamp` is when the fact happened, if earlier than now (a report
+        written after the restart it describes).
+        """
+        event = Event(
+            id=f"{self._prefix}{next(self._counter)}",
+            type=type,
+            data=_EMPTY if data is None else dict(data),
+            correlation_id=None if scope is None else scope.id,
+            parent_id=None if scope is None else scope.parent_id,
+            timestamp=self._wall_clock() if timestamp is None else timestamp,
+            namespace=self.namespace,
+        )
+        events = self._events
+        if len(events) == self.capacity:
+            self._dropped += 1
+        events.append(event)
+        self._emitted += 1
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception as exc:
+                _log.error("event listener failed", event_type=type, error=exc, exc_info=exc)
+        return event
+
+    def extend(self, events: Iterable[Event]) -> None:
+        """Put already-recorded events (say, reloaded from disk) in the ring; no listener runs."""
+        before = len(self._events)
+        added = 0
+        for event in events:
+            self._events.append(event)
+            added += 1
+        self._dropped += before + added - len(self._events)
+
+    def add_listener(self, listener: EventListener) -> Callable[[], None]:
+        """Call `listener(event)` for every event emitted from now on; returns a remover."""
+        self._listeners = (*self._listeners, listener)
+
+        def remove() -> None:
+            self._listeners = tuple(one for one in self._listeners if one is not listener)
+
+        return remove
+
+    def query(
+        self,
+        *,
+        correlation_id: str | None = None,
+        type: str | Collection[str] | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """The matching events still in the ring, oldest first; `limit` keeps the newest.
+
+        Raises:
+            ValueError: if `limit` is negative.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit!r}")
+        found: list[Event] = []
+        for event in reversed(self._events):
+            if limit is not None and len(found) >= limit:
+                break
+            if matches(event, correlation_id=correlation_id, type=type, since=since):
+                found.append(event)
+        found.reverse()
+        return found
+
+    @property
+    def oldest(self) -> Event | None:
+        """The oldest event still held, or None when empty."""
+        return self._events[0] if self._events else None
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def statistics(self) -> RingStatistics:
+        """A snapshot of size and counters; `dropped` counts events pushed out."""
+        return RingStatistics(
+            namespace=self.namespace,
+            capacity=self.capacity,
+            size=len(self._events),
+            emitted=self._emitted,
+            dropped=self._dropped,
+        )
+
+    def __repr__(self) -> str:
+        return f"EventRing({self.namespace!r}, {len(self._events)}/{self.capacity})"

@@ -1,0 +1,148 @@
+"""Tests for lmvisor.runtime.observe.metrics.Metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+from prometheus_client import Counter
+
+from lmvisor.runtime.clock import MockClock
+from lmvisor.runtime.errors import RateLimited
+from lmvisor.runtime.observe.metrics import Metrics, RuntimeFigures
+from lmvisor.runtime.protection.breaker import CircuitBreaker
+from lmvisor.runtime.protection.limiter import RateLimiter
+
+
+class TestIsolation:
+    def test_two_instances_never_clash(self) -> None:
+        """Two Metrics build the same families and keep their figures apart."""
+        first, second = Metrics(), Metrics()
+        first.cache_hits.labels(layer="l1").inc(3)
+        second.cache_hits.labels(layer="l1").inc()
+        assert first.value("lmvisor_cache_hits_total", layer="l1") == 3
+        assert second.value("lmvisor_cache_hits_total", layer="l1") == 1
+        assert 'lmvisor_cache_hits_total{layer="l1"} 3.0' in first.render()
+        assert 'lmvisor_cache_hits_total{layer="l1"} 1.0' in second.render()
+
+    def test_name_clash_within_one_registry_is_refused(self) -> None:
+        """Registering a family twice in the same registry fails loudly."""
+        metrics = Metrics()
+        with pytest.raises(ValueError, match="Duplicated timeseries"):
+            Counter("lmvisor_cache_hits", "again", ["layer"], registry=metrics.registry)
+
+
+class TestFamilies:
+    def test_every_family_is_exposed_under_the_prefix(self) -> None:
+        """render() exposes each documented family under lmvisor_."""
+        text = Metrics().render()
+        for name in (
+            "lmvisor_module_execution_seconds",
+            "lmvisor_module_success_total",
+            "lmvisor_module_errors_total",
+            "lmvisor_lm_request_seconds",
+            "lmvisor_lm_tokens_total",
+            "lmvisor_lm_cost_usd_total",
+            "lmvisor_optimization_iterations_total",
+            "lmvisor_optimization_score",
+            "lmvisor_optimization_seconds",
+            "lmvisor_circuit_breaker_state",
+            "lmvisor_rate_limiter_rejections_total",
+            "lmvisor_cache_hits_total",
+            "lmvisor_cache_misses_total",
+            "lmvisor_actors_alive",
+            "lmvisor_supervisor_restarts_total",
+            "lmvisor_mailbox_depth",
+        ):
+            assert f"# TYPE {name.removesuffix('_total')}" in text, name
+
+    def test_record_module(self) -> None:
+        """record_module observes the duration and counts success or error by code."""
+        metrics = Metrics()
+        metrics.record_module("qa", 0.5)
+        metrics.record_module("qa", 1.5, error="lm_timeout")
+        assert metrics.value("lmvisor_module_execution_seconds_count", module="qa") == 2
+        assert metrics.value("lmvisor_module_execution_seconds_sum", module="qa") == 2.0
+        assert metrics.value("lmvisor_module_success_total", module="qa") == 1
+        assert metrics.value("lmvisor_module_errors_total", module="qa", error="lm_timeout") == 1
+
+    def test_record_lm_usage(self) -> None:
+        """record_lm_usage adds prompt and completion tokens and cost."""
+        metrics = Metrics()
+        metrics.record_lm_usage("openai", "m", prompt_tokens=10, completion_tokens=5, cost=0.25)
+        labels = {"provider": "openai", "model": "m"}
+        assert metrics.value("lmvisor_lm_tokens_total", kind="prompt", **labels) == 10
+        assert metrics.value("lmvisor_lm_tokens_total", kind="completion", **labels) == 5
+        assert metrics.value("lmvisor_lm_cost_usd_total", **labels) == 0.25
+
+
+class TestMeasure:
+    async def test_measure_observes_elapsed_time(self) -> None:
+        """measure() observes the block's duration into a histogram with the labels."""
+        ticks = itertools.count(0.0, 2.0)
+        metrics = Metrics(timer=lambda: next(ticks))
+        async with metrics.measure(metrics.lm_request_duration, provider="p", model="m"):
+            pass
+        labels = {"provider": "p", "model": "m"}
+        assert metrics.value("lmvisor_lm_request_seconds_count", **labels) == 1
+        assert metrics.value("lmvisor_lm_request_seconds_sum", **labels) == 2.0
+
+    async def test_measure_records_on_error_and_sets_gauges(self) -> None:
+        """A failing block is still timed; a gauge is set to the duration."""
+        ticks = itertools.count(0.0, 3.0)
+        metrics = Metrics(timer=lambda: next(ticks))
+        with pytest.raises(RuntimeError):
+            async with metrics.measure(metrics.optimization_score, optimizer="copro"):
+                raise RuntimeError("boom")
+        assert metrics.value("lmvisor_optimization_score", optimizer="copro") == 3.0
+
+    async def test_measure_records_on_cancellation(self) -> None:
+        """A cancelled block is still timed."""
+        metrics = Metrics()
+        started = asyncio.Event()
+
+        async def body() -> None:
+            async with metrics.measure(metrics.module_duration, module="m"):
+                started.set()
+                await asyncio.Event().wait()
+
+        task = asyncio.create_task(body())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert metrics.value("lmvisor_module_execution_seconds_count", module="m") == 1
+
+
+class TestRuntimeFigures:
+    def test_runtime_source_is_read_at_scrape(self) -> None:
+        """Runtime figures come from the source callable each time the registry is read."""
+        metrics = Metrics()
+        assert metrics.value("lmvisor_actors_alive") == 0
+        figures = RuntimeFigures(actors_alive=4, restarts={"root": 2}, mailbox_depth={"cache": 7})
+        metrics.set_runtime_source(lambda: figures)
+        assert metrics.value("lmvisor_actors_alive") == 4
+        assert metrics.value("lmvisor_supervisor_restarts_total", supervisor="root") == 2
+        assert metrics.value("lmvisor_mailbox_depth", actor="cache") == 7
+
+
+class TestProtectionHooks:
+    async def test_breaker_and_limiter_listeners(self) -> None:
+        """breaker_changed sets the state gauge and limiter_rejected counts refusals."""
+        metrics = Metrics()
+        breaker = CircuitBreaker("openai", failure_threshold=1, clock=MockClock())
+        breaker.add_listener(metrics.breaker_changed)
+
+        async def fail() -> None:
+            raise RuntimeError("down")
+
+        with pytest.raises(RuntimeError):
+            await breaker.call(fail)
+        assert metrics.value("lmvisor_circuit_breaker_state", breaker="openai") == 2
+        limiter = RateLimiter("openai", limit=1, clock=MockClock())
+        limiter.add_rejection_listener(metrics.limiter_rejected)
+        limiter.try_acquire()
+        with pytest.raises(RateLimited):
+            limiter.try_acquire()
+        assert metrics.value("lmvisor_rate_limiter_rejections_total", limiter="openai") == 1

@@ -1,0 +1,123 @@
+"""Tests for lmvisor.runtime._process: what a dead actor leaves behind, and how a kill exits."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import tracemalloc
+from dataclasses import dataclass
+
+from lmvisor.runtime.actor import Actor, ActorRef, handler
+from lmvisor.runtime.messages import Cast, Down
+from lmvisor.runtime.runtime import Runtime
+
+from .helpers import Counter, Get, Watcher, eventually
+
+
+@dataclass(frozen=True, slots=True)
+class Watch(Cast):
+    target: ActorRef
+
+
+class ShortLived(Actor):
+    """Monitors a target, then stops (normally) on the next message."""
+
+    def __init__(self) -> None:
+        self.notes = ["some", "state"]
+
+    @handler
+    def watch(self, msg: Watch) -> None:
+        self.monitor(msg.target)
+        self.stop("normal")
+
+
+class Hang(Actor):
+    """A terminate() that never finishes on its own."""
+
+    async def terminate(self, reason: object) -> None:
+        await asyncio.Event().wait()
+
+
+async def _watch_and_die(runtime: Runtime, server: ActorRef, count: int) -> None:
+    refs = [runtime.spawn_nowait(ShortLived()) for _ in range(count)]
+    for ref in refs:
+        ref.cast_nowait(Watch(server))
+    for ref in refs:
+        await ref.wait_exit()
+
+
+class TestDeathReleasesMonitors:
+    async def test_a_thousand_dead_watchers_leave_nothing_on_the_server(
+        self, runtime: Runtime
+    ) -> None:
+        """Monitors held by dead actors are removed from the target: no memory stays reachable."""
+        server = await runtime.spawn(Counter())
+        await _watch_and_die(runtime, server, 50)  # warm every allocation path first
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            await _watch_and_die(runtime, server, 1000)
+            await asyncio.sleep(0)
+            gc.collect()
+            retained = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert not server._proc.watchers
+        # before the fix each dead watcher kept ~2.3 KB reachable from the server
+        assert retained / 1000 < 200, f"{retained / 1000:.0f} bytes kept per dead watcher"
+        assert await server.call(Get()) == 0
+
+    async def test_a_demonitor_then_death_leaves_no_entry(self, runtime: Runtime) -> None:
+        """Monitoring twice and demonitoring once still leaves nothing after the watcher dies."""
+        target = await runtime.spawn(Counter())
+        watcher = Watcher()
+        ref = await runtime.spawn(watcher)
+        watcher.monitor(target)
+        watcher.monitor(target)
+        watcher.demonitor(target)
+        assert target._proc.watchers == {ref._proc: 1}
+        await ref.stop()
+        assert not target._proc.watchers
+
+    async def test_a_dead_target_is_forgotten_by_its_watcher(self, runtime: Runtime) -> None:
+        """When the monitored actor dies, the watcher keeps no reference to it after the Down."""
+        target = await runtime.spawn(Counter())
+        watcher = Watcher()
+        ref = await runtime.spawn(watcher)
+        watcher.monitor(target)
+        await target.stop()
+        await eventually(lambda: watcher.seen != [])
+        assert watcher.seen == [Down(ref=target, reason="normal")]
+        assert not ref._proc.monitoring
+
+    async def test_links_are_removed_from_both_sides(self, runtime: Runtime) -> None:
+        """A dead actor's links disappear from its partners, which keep running (trapping)."""
+        partner = Watcher()
+        partner_ref = await runtime.spawn(partner)
+        short = await runtime.spawn(Counter())
+        partner.link(short)
+        assert partner_ref._proc.links == {short._proc}
+        await short.stop()
+        await eventually(lambda: partner.seen != [])
+        assert not partner_ref._proc.links
+        assert partner_ref.alive
+
+
+class TestKill:
+    async def test_killed_while_stopping_exits_killed(self, runtime: Runtime) -> None:
+        """An actor killed because terminate() overran its stop timeout exits "killed"."""
+        watcher = Watcher()
+        await runtime.spawn(watcher)
+        ref = await runtime.spawn(Hang())
+        watcher.monitor(ref)
+        await ref.stop("shutdown", timeout=0.01)
+        assert ref.exit_reason == "killed"
+        await eventually(lambda: watcher.seen != [])
+        assert watcher.seen == [Down(ref=ref, reason="killed")]
+
+    async def test_a_stop_that_finishes_in_time_keeps_its_reason(self, runtime: Runtime) -> None:
+        """A graceful stop within the timeout exits with the reason asked for."""
+        ref = await runtime.spawn(Counter())
+        await ref.stop("shutdown", timeout=1.0)
+        assert ref.exit_reason == "shutdown"
