@@ -3,8 +3,8 @@
 Throughput: a Predict program (`question -> answer`) registered over HTTP, run by 200
 and by 500 concurrent HTTP clients (bench/_load.py, in its own process; every question
 differs, so the cache never answers) against the loopback LM server (its own process,
-100 ms before each answer). The daemon runs its shipped defaults but for the two
-switches measured: the event loop (`server.loop`: asyncio's, or uvloop) and the GC
+lean mode, 100 ms before each answer). The daemon runs its shipped defaults but for the
+two switches measured: the event loop (`server.loop`: asyncio's, or uvloop) and the GC
 settings (`server.gc_tuning` on or off). Efficiency is requests/s over the ideal,
 clients / 0.1 s (2,000/s at 200 clients); the target is >= 0.8 at 200. The baseline,
 measured in the same run against the same LM server and load: DSPy 3.4.1's
@@ -47,6 +47,7 @@ _LM_LATENCY = 0.1
 # Clients -> requests measured (a warm-up of one request per client comes first).
 _LOADS = {200: 4000, 500: 6000}
 _LOAD = ROOT / "bench" / "_load.py"
+_LM_COMMAND = (sys.executable, "-m", "lmvisor.testing.lm_server", "--lean", "--latency")
 _PROGRAM = {"id": "bench", "program": {"module": "Predict", "signature": "question -> answer"}}
 _DSPY_SOURCE = "DSPy 3.4.1 Predict.acall served by aiohttp: same LM server, same load, same run"
 
@@ -106,7 +107,7 @@ def _measure(command: list[str], port: int) -> tuple[float, float]:
 
 def _lm_server() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lmvisor.testing.lm_server", "--latency", str(_LM_LATENCY)],
+        [*_LM_COMMAND, str(_LM_LATENCY)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -6,7 +6,9 @@ code. In order:
 1. refuse a non-loopback bind without a token (`InsecureBind`), pick the loop
    (`server.loop`: uvloop when installed, unless told otherwise), switch
    `logging.mode = "auto"` to JSON lines and configure the process's logging;
-2. bind the listening socket (a busy port fails here, before anything starts);
+2. hold the data directory (`data_lock`: a second daemon, or a CLI run, on the same
+   directory is refused with `DataDirInUse`) and bind the listening socket (a busy
+   port fails here, before anything starts);
 3. open what is served (`host.open_context`: the runtime's tree, the `--app`
    hook) and build the app;
 4. apply the GC settings (`server.gc_tuning`): `gc.freeze()` the start-up heap
@@ -48,6 +50,7 @@ from lmvisor.runtime.observe.process_logging import configure_process_logging
 from lmvisor.server.app import create_app
 from lmvisor.server.auth import check_bind
 from lmvisor.server.context import ServerContext
+from lmvisor.server.data_lock import DataDirLock
 from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, StartupError
 from lmvisor.server.host import RegisterHook, open_context
 from lmvisor.services.app_lm import LoopbackMode
@@ -166,19 +169,28 @@ async def run_daemon(
     signals: bool = True,
     loopback_lm: LoopbackMode = "never",
 ) -> int:
-    """Bind, open the served context, build the app, tune GC, and serve; the exit code."""
-    sock = bind_socket(config.server.host, config.server.port)
+    """Bind, hold the data directory, open the served context, build the app, tune GC, and
+    serve; the exit code.
+
+    Raises:
+        DataDirInUse: another daemon (or CLI run) holds `config.data_dir`.
+    """
     try:
-        async with open_context(
-            config, register=register, register_name=register_name, loopback_lm=loopback_lm
-        ) as ctx:
-            daemon = Daemon(ctx, create_app(ctx), sock, loop_name=loop_name)
-            tuned = tune_gc(config.server)
-            return await daemon.run(signals=signals, gc_tuned=tuned)
+        with contextlib.ExitStack() as holds:
+            lock = None
+            if config.data_dir is not None:
+                lock = holds.enter_context(DataDirLock(config.data_dir))
+            sock = holds.enter_context(bind_socket(config.server.host, config.server.port))
+            async with open_context(
+                config, register=register, register_name=register_name, loopback_lm=loopback_lm
+            ) as ctx:
+                if lock is not None:
+                    ctx.on_ready(lambda url: lock.announce(url=url))
+                daemon = Daemon(ctx, create_app(ctx), sock, loop_name=loop_name)
+                tuned = tune_gc(config.server)
+                return await daemon.run(signals=signals, gc_tuned=tuned)
     except SupervisorGaveUp:
         return EXIT_FAILURE  # drained and logged (`server.root_exited`); the tree is down
-    finally:
-        sock.close()
 
 
 @final

@@ -1,9 +1,11 @@
 """The CLI's embedded mode: the daemon's application tree, opened from the same configuration.
 
 Without `--url` the CLI answers from a tree it starts itself through
-`host.open_context` (the daemon's namespace, so a durable event store shows
-what a daemon recorded; its `--app` hook and `--loopback-lm` choice) and stops
-afterwards. Answers have the shapes the HTTP API serves (`lmvisor.server.views`,
+`host.open_context` (the daemon's namespace, its `--app` hook and `--loopback-lm`
+choice) and stops afterwards. `run` and `optimize` hold the data directory as a
+daemon does (a daemon serving it makes them refuse, naming its URL); `tree`
+starts in memory; `events` opens the runtime alone, so a durable event store
+shows what a daemon recorded. Answers have the shapes the HTTP API serves (`lmvisor.server.views`,
 `program_views`, `optimization_progress`), so the CLI renders both alike.
 """
 
@@ -16,10 +18,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lmvisor.config.loading import load_config
+from lmvisor.config.loading import load_config, replace_value
 from lmvisor.runtime.errors import LmvisorError
+from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.context import ServerContext
-from lmvisor.server.host import RegisterHook, open_context
+from lmvisor.server.data_lock import DataDirLock
+from lmvisor.server.host import DAEMON_NAMESPACE, RegisterHook, open_context
 from lmvisor.server.optimization_progress import job_progress, job_view
 from lmvisor.server.program_views import invalid_input, run_view
 from lmvisor.server.views import event_view, tree_view
@@ -50,20 +54,42 @@ def run_embedded(
     *,
     register: RegisterHook | None = None,
     loopback_lm: LoopbackMode = "never",
+    keep_data: bool = True,
 ) -> T:
     """Open the tree configured by `path` (see `load_config`), run `use` on it, close it.
 
+    The tree holds its data directory for the run (`data_lock`), as a daemon does;
+    with `keep_data=False` it runs in memory instead and touches no file (a look at
+    the tree's shape).
+
     Raises:
         ConfigError: the configuration is invalid.
+        DataDirInUse: a daemon serves the data directory (use `--url`).
         StartError: the tree could not start.
         AppHookFailed: `register` raised.
     """
     config = load_config(path)
+    if not keep_data:
+        config = replace_value(config, "data_dir", None)
 
     async def run() -> T:
-        async with open_context(config, register=register, loopback_lm=loopback_lm) as context:
-            _tell(context)
-            return await use(context)
+        with contextlib.ExitStack() as holds:
+            if config.data_dir is not None:
+                holds.enter_context(DataDirLock(config.data_dir))
+            async with open_context(config, register=register, loopback_lm=loopback_lm) as ctx:
+                _tell(ctx)
+                return await use(ctx)
+
+    return asyncio.run(run())
+
+
+def _with_runtime(path: Path | None, use: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Open only the runtime configured by `path` (its event store), run `use`, close it."""
+    config = load_config(path)
+
+    async def run() -> T:
+        async with Runtime.open(config, namespace=DAEMON_NAMESPACE) as runtime:
+            return await use(runtime)
 
     return asyncio.run(run())
 
@@ -141,16 +167,16 @@ def embedded_optimize(
 
 
 def embedded_tree(path: Path | None) -> dict[str, Any]:
-    """The supervision tree of a freshly started runtime."""
+    """The supervision tree a daemon with this configuration runs (started in memory)."""
 
     async def tree(context: ServerContext) -> dict[str, Any]:
         return tree_view(context.runtime.tree())
 
-    return run_embedded(path, tree)
+    return run_embedded(path, tree, keep_data=False)
 
 
-async def _stored(context: ServerContext, filters: EventFilters) -> list[dict[str, Any]]:
-    found = await context.runtime.events.query(
+async def _stored(runtime: Runtime, filters: EventFilters) -> list[dict[str, Any]]:
+    found = await runtime.events.query(
         correlation_id=filters["correlation_id"],
         type=filters["type"] or None,
         since=filters["since"],
@@ -161,7 +187,7 @@ async def _stored(context: ServerContext, filters: EventFilters) -> list[dict[st
 
 def embedded_events(path: Path | None, filters: EventFilters) -> list[dict[str, Any]]:
     """The stored events matching `filters` (from SQLite when `events.sqlite_path` is set)."""
-    return run_embedded(path, lambda context: _stored(context, filters))
+    return _with_runtime(path, lambda runtime: _stored(runtime, filters))
 
 
 def follow_embedded(
@@ -172,19 +198,19 @@ def follow_embedded(
     `show` gets `{"event": "event", "data": <event view>}` items, as a daemon's
     stream yields them. Ends only by KeyboardInterrupt (or cancellation).
     """
-    run_embedded(path, lambda context: _follow(context, filters, show))
+    _with_runtime(path, lambda runtime: _follow(runtime, filters, show))
 
 
 async def _follow(
-    context: ServerContext, filters: EventFilters, show: Callable[[dict[str, Any]], None]
+    runtime: Runtime, filters: EventFilters, show: Callable[[dict[str, Any]], None]
 ) -> None:
     live: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     # Subscribe before reading what is stored, so nothing falls between the two.
-    remove = context.runtime.events.subscribe(
+    remove = runtime.events.subscribe(
         lambda event: live.put_nowait(event_view(event)), filters["type"] or None
     )
     try:
-        stored = await _stored(context, filters)
+        stored = await _stored(runtime, filters)
         seen = {view["id"] for view in stored}
         for view in stored:
             show({"event": "event", "data": view})

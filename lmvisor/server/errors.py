@@ -11,7 +11,8 @@
         │   └── Draining               the daemon is shutting down; retry elsewhere
         ├── StartupError               `lmvisor serve` cannot start (a usage/config error)
         │   ├── InsecureBind           a non-loopback address without any token
-        │   └── AppLoadError           the `--app pkg.module:register` hook cannot be loaded
+        │   ├── AppLoadError           the `--app pkg.module:register` hook cannot be loaded
+        │   └── DataDirInUse           another daemon (or CLI run) holds the data directory
         ├── AppHookFailed              the `--app` hook ran and raised (a runtime failure)
         ├── NoApplication              the context serves a bare runtime, without programs
         └── DaemonCallError            the CLI's call to a running daemon failed
@@ -43,6 +44,7 @@ __all__ = [
     "DaemonError",
     "DaemonRefused",
     "DaemonUnreachable",
+    "DataDirInUse",
     "Draining",
     "InsecureBind",
     "InvalidHeader",
@@ -169,6 +171,24 @@ class AppLoadError(StartupError):
     def __init__(self, *, spec: str, problem: str) -> None:
         super().__init__(f"cannot load app hook {spec!r}: {problem}", context={"spec": spec})
         self.spec = spec
+
+
+class DataDirInUse(StartupError):
+    """Another process serves this data directory; talk to it (`--url`) or use another one."""
+
+    code = "data_dir_in_use"
+
+    def __init__(self, *, data_dir: str, pid: int | None, url: str | None) -> None:
+        who = f"process {pid}" if pid is not None else "another process"
+        hint = f"pass --url {url}" if url else "wait for it to finish"
+        super().__init__(
+            f"data directory {data_dir!r} is in use by {who}"
+            + (f" serving {url}" if url else "")
+            + f": {hint}, or set another data_dir (LMVISOR_DATA_DIR)",
+            context={"data_dir": data_dir, "pid": pid, "url": url},
+        )
+        self.data_dir = data_dir
+        self.url = url
 
 
 class AppHookFailed(DaemonError):
