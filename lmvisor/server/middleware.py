@@ -32,9 +32,10 @@ from typing import Final, final
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lmvisor.config.errors import ConfigError
 from lmvisor.runtime.correlation import correlation_scope
 from lmvisor.runtime.deadline import deadline
-from lmvisor.runtime.errors import DeadlineExceeded
+from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError
 from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.server.auth import TokenSet
 from lmvisor.server.errors import Draining, InvalidHeader, RequestTooLarge, Unauthorized
@@ -122,6 +123,11 @@ class RequestContextMiddleware:
                     await _send_error(error, scope, receive, send_with_id)
                 else:
                     await self.app(scope, receive, send_with_id)
+            except (LmvisorError, ConfigError) as exc:
+                # A typed failure raised below the routes (the hot route answers outside
+                # FastAPI's handlers): its typed answer, no traceback in the log.
+                if outcome.status is None:
+                    await _send_error(exc, scope, receive, send_with_id)
             except Exception as exc:
                 _log.exception("http.unhandled_error", error=type(exc).__name__)
                 if outcome.status is None:

@@ -21,6 +21,7 @@ from lmvisor.services.module_execution import Execution
 from lmvisor.services.module_table import ModuleInfo, spec_of
 
 __all__ = [
+    "ADAPTER_NAME",
     "MODEL_PATTERN",
     "PROGRAM_ID_PATTERN",
     "PredictorView",
@@ -40,6 +41,8 @@ __all__ = [
     "run_view",
 ]
 
+ADAPTER_NAME = Literal["chat", "json", "xml", "two_step"]
+"""The adapters a spec may name (`lmvisor.programs._spec_adapters.ADAPTER_NAMES`)."""
 PROGRAM_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_\-.]{0,127}$"
 MODEL_PATTERN: Final = r"^[^/\s]+/\S+$"
 _STRICT: Final = ConfigDict(extra="forbid")
@@ -75,7 +78,10 @@ class ProgramSpecBody(BaseModel):
     config: dict[str, Any] | None = Field(
         default=None, description="Generation options: temperature, max_tokens, n, stop, ..."
     )
-    adapter: Literal["chat", "json"] | None = None
+    adapter: ADAPTER_NAME | dict[str, Any] | None = Field(
+        default=None,
+        description='An adapter name, or {"name": ..., options} (two_step: "extraction_lm").',
+    )
     lm: str | None = Field(default=None, pattern=MODEL_PATTERN, description='"vendor/model"')
     state: dict[str, Any] | None = Field(default=None, description="A saved program's state.")
 

@@ -84,7 +84,7 @@ _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
 )
 async def register_program(body: RegisterProgram, context: _Context) -> Response:
     """Register `program` (a spec; a saved program in its `state`) as version 1 of `id`."""
-    spec = _checked_spec(body.program.to_spec(), "program")
+    spec = _checked_spec(body.program.to_spec(), "program", context)
     _check_options(body.options)
     info = await context.app.register(body.id, spec, options=body.options)
     headers = {"Location": f"/v1/programs/{info.module_id}"}
@@ -178,7 +178,9 @@ async def swap_program(program_id: _ProgramId, body: SwapRequest, context: _Cont
     """Install a new version (a whole `program` spec, or new `state`); runs in flight finish."""
     if (body.program is None) == (body.state is None):
         raise InvalidInput(field="program", problem="give a program spec or a state, not both")
-    spec = None if body.program is None else _checked_spec(body.program.to_spec(), "program")
+    spec = None
+    if body.program is not None:
+        spec = _checked_spec(body.program.to_spec(), "program", context)
     app = context.app
     previous = (await app.describe(program_id)).version
     version = await app.swap(program_id, spec, state=body.state)
@@ -199,10 +201,10 @@ async def rollback_program(program_id: _ProgramId, context: _Context) -> Respons
     return JSONAnswer({"module_id": program_id, "version": version, "previous": previous})
 
 
-def _checked_spec(data: dict[str, Any], where: str) -> dict[str, Any]:
+def _checked_spec(data: dict[str, Any], where: str, context: ServerContext) -> dict[str, Any]:
     """Build the spec here, so its errors name the body field (`program.signature`)."""
     try:
-        build_program(data)
+        build_program(data, lm_for=context.app.lm)
     except ProgramSpecError as exc:
         raise _moved(exc, where) from None
     return data

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.server.fast_run import parse_run_body
 from lmvisor.services.app import App
 from tests.server.conftest import api_client
@@ -74,13 +75,16 @@ class TestFastPath:
         assert answer.json()["error"]["field"] == field
 
     async def test_failures_are_typed(self, app: App) -> None:
-        """An unknown id and a missing input are the same typed errors as on the route."""
-        async with api_client(app) as (_, client):
-            await client.post("/v1/programs", json={"id": "qa", "program": QA})
-            missing = await client.post("/v1/programs/nope/run", json={"inputs": {}})
-            bad = await client.post("/v1/programs/qa/run", json={"inputs": {}})
+        """An unknown id and a missing input are the same typed errors as on the route, and
+        no typed error is logged as unhandled."""
+        with capture_logs(app.runtime) as logs:
+            async with api_client(app) as (_, client):
+                await client.post("/v1/programs", json={"id": "qa", "program": QA})
+                missing = await client.post("/v1/programs/nope/run", json={"inputs": {}})
+                bad = await client.post("/v1/programs/qa/run", json={"inputs": {}})
         assert (missing.status_code, missing.json()["error"]["code"]) == (404, "unknown_module")
         assert (bad.status_code, bad.json()["error"]["field"]) == (422, "inputs.question")
+        assert not [entry for entry in logs if entry["event"] == "http.unhandled_error"]
 
     async def test_a_streamed_body_over_the_limit_is_a_typed_413(self, app: App) -> None:
         """A body sent without a length that passes the limit is refused with a typed 413."""

@@ -403,3 +403,34 @@ class TestReadiness:
         assert answer.status_code == 503
         assert "default model openai/gpt-4o-mini: the 'openai' provider is not running" in detail
         assert "fallback" not in detail
+
+
+class TestSpecBody:
+    def test_the_documented_adapters_are_the_programs_layers(self) -> None:
+        """The API's adapter names are exactly the ones a spec may use."""
+        from typing import get_args
+
+        from lmvisor.programs._spec_adapters import ADAPTER_NAMES
+        from lmvisor.server.program_views import ADAPTER_NAME
+
+        assert get_args(ADAPTER_NAME) == ADAPTER_NAMES
+
+    async def test_adapters_with_options(self, app: App) -> None:
+        """An adapter given with options, and a two-step adapter naming its model, register."""
+        async with api_client(app) as (_, client):
+            chat = {**QA, "adapter": {"name": "chat", "use_json_adapter_fallback": False}}
+            two_step = {**QA, "adapter": {"name": "two_step", "extraction_lm": "openai/gpt-4o"}}
+            first = await _register(client, "chat", spec=chat)
+            second = await _register(client, "two", spec=two_step)
+            run = await client.post("/v1/programs/chat/run", json={"inputs": {"question": "q"}})
+            spec = (await client.get("/v1/programs/two")).json()["spec"]
+        assert first["module_id"] == "chat" and second["module_id"] == "two"
+        assert run.status_code == 200, run.text
+        assert spec["adapter"] == {"name": "two_step", "extraction_lm": "openai/gpt-4o"}
+
+    async def test_an_unknown_adapter_is_a_422(self, app: App) -> None:
+        """An adapter object naming no adapter is refused at its field."""
+        async with api_client(app) as (_, client):
+            body = {"id": "x", "program": {**QA, "adapter": {"name": "yaml"}}}
+            error = _error(await client.post("/v1/programs", json=body), 422)
+        assert (error["code"], error["field"]) == ("program_spec_error", "program.adapter.name")
