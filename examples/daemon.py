@@ -23,11 +23,12 @@ import shlex
 import sys
 from typing import Final
 
+from lmvisor import LmvisorError
 from lmvisor.config import load_config
 from lmvisor.config.loading import replace_value
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.programs import ChainOfThought
-from lmvisor.server import ServerContext, serve
+from lmvisor.server import EXIT_FAILURE, EXIT_USAGE, ServerContext, StartupError, serve
 
 PROGRAM_ID: Final = "qa"
 QUESTION: Final = "What is the capital of France?"
@@ -70,12 +71,16 @@ def _config() -> LmvisorConfig:
 
 
 def main() -> int:
-    return serve(
-        _config(),
-        register=register,
-        register_name="examples.daemon:register",
-        loopback_lm="if_no_key",
-    )
+    try:
+        return serve(
+            _config(),
+            register=register,
+            register_name="examples.daemon:register",
+            loopback_lm="if_no_key",
+        )
+    except (OSError, LmvisorError) as exc:  # a busy port, a data directory in use, ...
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, StartupError) else EXIT_FAILURE
 
 
 if __name__ == "__main__":

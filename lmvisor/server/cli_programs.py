@@ -30,7 +30,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, final
+from typing import TYPE_CHECKING, Annotated, Any, Final, final
 
 import typer
 
@@ -48,6 +48,10 @@ from lmvisor.server.cli_support import (
     reporting,
 )
 from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, DaemonRefused
+
+if TYPE_CHECKING:
+    from lmvisor.server.client import DaemonClient
+    from lmvisor.server.render import JobProgressDisplay
 
 __all__ = [
     "ProgramRef",
@@ -192,7 +196,7 @@ def run(
 
 
 def _run_remote(
-    daemon: Any, ref: ProgramRef, inputs: dict[str, Any], timeout: float | None
+    daemon: DaemonClient, ref: ProgramRef, inputs: dict[str, Any], timeout: float | None
 ) -> dict[str, Any]:
     if ref.spec is not None:
         try:
@@ -200,8 +204,7 @@ def _run_remote(
         except DaemonRefused as exc:
             if exc.error_code != "module_already_registered":
                 raise
-    result: dict[str, Any] = daemon.run(ref.id, inputs, timeout=timeout)
-    return result
+    return daemon.run(ref.id, inputs, timeout=timeout)
 
 
 # --- optimize ---------------------------------------------------------------------
@@ -250,10 +253,15 @@ def optimize(
 
 
 def _optimize_remote(
-    url: str, token: str | None, spec: dict[str, Any], display: Any, *, detach: bool
+    url: str,
+    token: str | None,
+    spec: dict[str, Any],
+    display: JobProgressDisplay,
+    *,
+    detach: bool,
 ) -> dict[str, Any]:
     with client(url, token) as daemon:
-        submitted: dict[str, Any] = daemon.submit_optimization(spec)
+        submitted = daemon.submit_optimization(spec)
         if detach:
             return submitted
         job_id = str(submitted["id"])

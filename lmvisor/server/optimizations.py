@@ -86,6 +86,7 @@ class JobSpecBody(BaseModel):
         return spec
 
 
+@final
 class JobView(BaseModel):
     """A job: its optimizer, program, status, progress, best score and error if any."""
 
@@ -103,6 +104,7 @@ class JobView(BaseModel):
     error: dict[str, Any] | None = None
 
 
+@final
 class JobList(BaseModel):
     """Every job the coordinator knows, oldest first."""
 
