@@ -308,14 +308,16 @@ class Daemon:
         return self._exit_code
 
     def _announce(self, gc_tuned: bool) -> None:
-        data = {"url": self.url, "pid": os.getpid(), "loop": self.loop_name, "gc_tuned": gc_tuned}
-        self.context.runtime.events.emit(SERVER_READY, data)
-        _log.info(SERVER_READY, **data)
+        # Callbacks first: whoever sees `server.ready` finds what they record (the data
+        # directory's owner URL, a banner).
         for callback in self.context.ready_callbacks:
             try:
                 callback(self.url)
             except Exception as exc:
                 _log.exception("server.ready_callback_failed", error=type(exc).__name__)
+        data = {"url": self.url, "pid": os.getpid(), "loop": self.loop_name, "gc_tuned": gc_tuned}
+        self.context.runtime.events.emit(SERVER_READY, data)
+        _log.info(SERVER_READY, **data)
 
     async def _checkpoint(self) -> None:
         """Before the tree stops: store running jobs' progress, flush cache writes and events."""
