@@ -76,9 +76,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Validate and show configuration.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
-app.command("run")(run)
-app.command("optimize")(optimize)
 
 
 @app.callback()
@@ -294,6 +291,13 @@ def version(
         typer.echo(f"lmvisor {info.lmvisor} (Python {info.python})")
         if url:
             typer.echo(f"daemon at {url}: lmvisor {data['daemon']['version']}")
+
+
+# --- run, optimize (lmvisor.server.cli_programs) ------------------------------------
+
+app.command("run")(run)
+app.command("optimize")(optimize)
+app.add_typer(config_app, name="config")
 
 
 def main() -> None:
