@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/python examples/lm_program.py
+	$(BIN)/python examples/daemon.py
 
 lint: install
 	$(BIN)/ruff check $(SRC)

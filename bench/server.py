@@ -1,33 +1,55 @@
-"""The daemon's start-up time to ready and its idle RSS, against a bare FastAPI app on uvicorn.
+"""The daemon under load: `POST /v1/programs/{id}/run` throughput and latency; start-up, idle RSS.
 
-Both processes run on this interpreter and are timed the same way: from spawn to the
-first 200 from a GET on loopback, then the resident set size after a short idle. The
-baseline is the floor of this stack (FastAPI + uvicorn + uvloop, one route, nothing
-else), so the ratio is what lmvisor's runtime, tree and plumbing add. The daemon runs
-its shipped defaults (`lmvisor serve`, loop "auto", GC tuning on). Runs interleave, and
-each figure is the median of `--runs`. Prints one JSON line per figure.
+Throughput: a Predict program (`question -> answer`) registered over HTTP, run by 200
+and by 500 concurrent HTTP clients (bench/_load.py, in its own process; every question
+differs, so the cache never answers) against the loopback LM server (its own process,
+lean mode, 100 ms before each answer). The daemon runs its shipped defaults but for the
+two switches measured: the event loop (`server.loop`: asyncio's, or uvloop) and the GC
+settings (`server.gc_tuning` on or off). Efficiency is requests/s over the ideal,
+clients / 0.1 s (2,000/s at 200 clients); the target is >= 0.8 at 200. The baseline,
+measured in the same run against the same LM server and load: DSPy 3.4.1's
+`Predict.acall` served by aiohttp (bench/dspy_side/server.py), what a DSPy user
+deploys without lmvisor.
 
-Run: .venv/bin/python bench/server.py [--runs 5]
+Start-up and RSS: the daemon and a bare FastAPI app on uvicorn, timed the same way
+(spawn to the first 200 on loopback, then the resident set size after a short idle);
+the bare app is the floor of this stack, so the ratio is what lmvisor's application
+tree and plumbing add. Runs interleave; each figure is the median of `--runs`.
+
+Prints one JSON line per figure.
+
+Run: .venv/bin/python bench/server.py [--runs 5] [--scale 1.0] [--skip-startup]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from _common import ROOT, emit
+from _common import ROOT, emit, run_dspy
 
-_TARGETS = {"startup": 1.5, "rss": 120.0}
+_TARGETS = {"startup": 1.5, "rss": 120.0, "efficiency": 0.8}
 _IDLE = 1.0
 _READY_LIMIT = 60.0
+_LM_LATENCY = 0.1
+# Clients -> requests measured (a warm-up of one request per client comes first).
+_LOADS = {200: 4000, 500: 6000}
+_LOAD = ROOT / "bench" / "_load.py"
+_LM_COMMAND = (sys.executable, "-m", "lmvisor.testing.lm_server", "--lean", "--latency")
+_PROGRAM = {"id": "bench", "program": {"module": "Predict", "signature": "question -> answer"}}
+_DSPY_SOURCE = "DSPy 3.4.1 Predict.acall served by aiohttp: same LM server, same load, same run"
 
 _BARE_APP = """
 import sys, uvicorn
@@ -83,10 +105,136 @@ def _measure(command: list[str], port: int) -> tuple[float, float]:
         proc.wait(30)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    runs = parser.parse_args().runs
+def _lm_server() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [*_LM_COMMAND, str(_LM_LATENCY)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def _post(url: str, body: dict[str, Any]) -> int:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return int(answer.status)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    started = time.perf_counter()
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited with {proc.returncode}")
+        if time.perf_counter() - started > _READY_LIMIT:
+            raise RuntimeError(f"the daemon was not ready in {_READY_LIMIT}s")
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.02)
+
+
+def _load(url: str, clients: int, requests: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(_LOAD), url, "--clients", str(clients),
+         "--requests", str(requests), "--warmup", str(clients)],
+        capture_output=True, text=True, timeout=900, check=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def _daemon_round(lm_url: str, clients: int, requests: int, loop: str, gc: bool) -> dict[str, Any]:
+    """One daemon, shipped defaults but `loop` and `gc`, under one load."""
+    port = _free_port()
+    data_dir = tempfile.mkdtemp(prefix="lmvisor-bench-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LMVISOR_")}
+    env.update(
+        LMVISOR_DATA_DIR=data_dir,
+        LMVISOR_SERVER__LOOP=loop,
+        LMVISOR_SERVER__GC_TUNING=str(gc).lower(),
+        LMVISOR_PROVIDERS__OPENAI__BASE_URL=lm_url + "/v1",
+        LMVISOR_PROVIDERS__OPENAI__API_KEY="sk-bench",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmvisor.server", "serve", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc)
+        _post(url + "/v1/programs", _PROGRAM)
+        return _load(f"{url}/v1/programs/bench/run", clients, requests)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def throughput(scale: float) -> None:
+    """Emit requests/s at 200 and 500 clients for each loop and GC setting (see the docstring)."""
+    lm, lm_url = _lm_server()
+    try:
+        for clients, count in _LOADS.items():
+            requests = max(clients, int(count * scale))
+            ideal = clients / _LM_LATENCY
+            baseline = run_dspy(
+                "server.py", "--lm-url", lm_url, "--load-python", sys.executable,
+                "--load-script", str(_LOAD), "--clients", str(clients),
+                "--requests", str(requests), "--warmup", str(clients),
+            )  # fmt: skip
+            for loop in ("asyncio", "uvloop"):
+                for gc in (True, False):
+                    found = _daemon_round(lm_url, clients, requests, loop, gc)
+                    _emit_round(found, baseline, clients, ideal, loop, gc)
+    finally:
+        lm.terminate()
+        lm.wait(30)
+        if lm.stdout is not None:
+            lm.stdout.close()
+
+
+def _emit_round(
+    found: dict[str, Any],
+    baseline: dict[str, Any] | None,
+    clients: int,
+    ideal: float,
+    loop: str,
+    gc: bool,
+) -> None:
+    emit(
+        "server_run_rps",
+        found["rps"],
+        "req/s",
+        target=_TARGETS["efficiency"] * ideal if clients == 200 else None,
+        baseline=None if baseline is None else baseline["rps"],
+        baseline_source=_DSPY_SOURCE if baseline is not None else "DSPy not measured",
+        higher_is_better=True,
+        digits=1,
+        clients=clients,
+        loop=loop,
+        gc_tuning=gc,
+        efficiency=round(found["rps"] / ideal, 3),
+        ideal_rps=ideal,
+        p50_ms=found["p50_ms"],
+        p99_ms=found["p99_ms"],
+        errors=found["errors"],
+        requests=found["requests"],
+        baseline_efficiency=None if baseline is None else round(baseline["rps"] / ideal, 3),
+        baseline_p50_ms=None if baseline is None else baseline["p50_ms"],
+        baseline_p99_ms=None if baseline is None else baseline["p99_ms"],
+        baseline_errors=None if baseline is None else baseline["errors"],
+    )
+
+
+def startup(runs: int) -> None:
+    """Emit the start-up time to ready and the idle RSS, against a bare FastAPI app."""
     daemon: list[tuple[float, float]] = []
     bare: list[tuple[float, float]] = []
     for _ in range(runs):
@@ -115,6 +263,19 @@ def main() -> None:
         digits=1,
         runs=runs,
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="start-up rounds")
+    parser.add_argument("--scale", type=float, default=1.0, help="scales the request counts")
+    parser.add_argument("--skip-startup", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_throughput:
+        throughput(args.scale)
+    if not args.skip_startup:
+        startup(args.runs)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The main job (`make run`): a ChainOfThought program run by lmvisor's application tree.
+"""Embedding lmvisor: a ChainOfThought program run by the application tree in your own process.
 
 It loads the configuration (defaults, ./lmvisor.toml, LMVISOR_* and the vendor
 key variables), boots the application tree (`open_app`: cache, one provider

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from lmvisor.programs import Signature as Signature
     from lmvisor.programs import SignatureError as SignatureError
     from lmvisor.programs import Tool as Tool
+    from lmvisor.programs import ToolCallResults as ToolCallResults
     from lmvisor.programs import ToolCalls as ToolCalls
     from lmvisor.programs import TwoStepAdapter as TwoStepAdapter
     from lmvisor.programs import XMLAdapter as XMLAdapter

@@ -51,6 +51,8 @@ ProviderKind = Literal["openai", "anthropic", "openai_compatible"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_METRIC_PATH = re.compile(rf"^{_IDENT}(\.{_IDENT})*:(\*|{_IDENT}(\.{_IDENT})*)$")
 _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -307,6 +309,10 @@ class ServerConfig(BaseModel):
     - `loop`: `auto` runs on uvloop when it is installed, else asyncio's loop.
     - `access_log`: one log line per request; `sse_heartbeat`: seconds between
       keep-alive comments on an idle event stream.
+    - `metrics`: the metrics an optimization job submitted over HTTP may name, as
+      import paths (`"pkg.module:function"`, or `"pkg.module:*"` for every function
+      of a module); the `--app` hook may allow more. The daemon imports nothing else
+      a request names.
     """
 
     model_config = _MODEL_CONFIG
@@ -326,6 +332,7 @@ class ServerConfig(BaseModel):
     loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     access_log: bool = True
     sse_heartbeat: float = Field(default=15.0, gt=0, allow_inf_nan=False)
+    metrics: tuple[str, ...] = ()
 
     @field_validator("token", "tokens")
     @classmethod
@@ -343,6 +350,14 @@ class ServerConfig(BaseModel):
         for digest in value:
             if not _SHA256.match(digest):
                 raise ValueError("each entry must be 64 lowercase hex digits (a SHA-256 digest)")
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if not _METRIC_PATH.match(path):
+                raise ValueError(f"{path!r} must be 'pkg.module:function' or 'pkg.module:*'")
         return value
 
     @field_validator("open_paths")

@@ -123,10 +123,21 @@ class COPRO(Teleprompter):
 
         run = run or OptimizationRun(executor=LocalExecutor(concurrency=self.concurrency))
         await run.begin(self.name)
-        examples = as_examples(trainset)
         module = student.deepcopy()
+        run.plan(len(module.predictors()) * self.breadth * self.depth)
+        evaluated, calls = await self._search(run, module, as_examples(trainset))
+        program = _annotated(_select(evaluated), calls)
+        run.finish()
+        return program
+
+    async def _search(
+        self, run: OptimizationRun, module: Module, examples: list[Example]
+    ) -> tuple[list[dict[tuple[str, str], _Candidate]], int]:
+        """Each depth: evaluate every predictor's pool in turn, then propose more.
+
+        Returns every evaluated candidate per predictor and the number of evaluations.
+        """
         count = len(module.predictors())
-        run.plan(count * (self.breadth + (self.depth - 1) * self.breadth))
         latest = [
             await self._propose_basic(run, p_i, pred)
             for p_i, pred in enumerate(module.predictors())
@@ -150,16 +161,7 @@ class COPRO(Teleprompter):
             ]
             for p_i, proposal in enumerate(latest):
                 every[p_i].extend(proposal)
-        best = _select(evaluated)
-        program = best[0].program
-        program.candidate_programs = [  # type: ignore[attr-defined]
-            {"score": c.score, "program": c.program, "instruction": c.instruction,
-             "prefix": c.prefix, "depth": c.depth}
-            for c in best
-        ]  # fmt: skip
-        program.total_calls = iteration  # type: ignore[attr-defined]
-        run.finish()
-        return program
+        return evaluated, iteration
 
     # --- propose -------------------------------------------------------------------
 
@@ -285,6 +287,18 @@ def _same(one: _Candidate, other: _Candidate) -> bool:
         if list(p1.signature.fields.values())[-1] != list(p2.signature.fields.values())[-1]:
             return False
     return True
+
+
+def _annotated(ranked: list[_Candidate], calls: int) -> Module:
+    """The best candidate's program, with `candidate_programs` and `total_calls` as DSPy's."""
+    program = ranked[0].program
+    program.candidate_programs = [  # type: ignore[attr-defined]
+        {"score": c.score, "program": c.program, "instruction": c.instruction,
+         "prefix": c.prefix, "depth": c.depth}
+        for c in ranked
+    ]  # fmt: skip
+    program.total_calls = calls  # type: ignore[attr-defined]
+    return program
 
 
 def _select(evaluated: list[dict[tuple[str, str], _Candidate]]) -> list[_Candidate]:

@@ -8,8 +8,9 @@ minibatches for the same seed, and the same request count):
    `num_candidates` and `num_trials` are given;
 2. propose demo sets: zero-shot, labeled only, BootstrapFewShot in order, then shuffled
    BootstrapFewShots of random size (built concurrently here);
-3. propose instructions: a dataset summary, then one grounded instruction per demo set up to
-   the candidate count (concurrently); index 0 is the program's own instruction;
+3. propose instructions (`_mipro_instructions`): a dataset summary, then one grounded
+   instruction per demo set up to the candidate count (concurrently); index 0 is the
+   program's own instruction;
 4. evaluate the default program on the valset, then select by `mipro_search.search`.
 
 The summary and the default program's evaluation run alongside the bootstraps, since
@@ -25,39 +26,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, final
 
+from lmvisor.optimizers._mipro_instructions import InstructionProposer, ProposerFlags
 from lmvisor.optimizers.bootstrap import BootstrapFewShot
 from lmvisor.optimizers.errors import OptimizerSettingsError
 from lmvisor.optimizers.labeled_few_shot import label_demos
 from lmvisor.optimizers.metric import Metric
 from lmvisor.optimizers.mipro_search import (
+    SearchOutcome,
     SearchSpace,
     create_minibatch,
     import_optuna,
     planned_trials,
     search,
 )
-from lmvisor.optimizers.proposer import (
-    TIPS,
-    DatasetDescriptor,
-    DatasetDescriptorWithPriorObservations,
-    DescribeModule,
-    DescribeProgram,
-    ObservationSummarizer,
-    ProposalPlan,
-    dspy_repr,
-    example_string,
-    instruction_signature,
-    program_code,
-    strip_prefix,
-)
 from lmvisor.optimizers.run import OptimizationRun
 from lmvisor.optimizers.teleprompter import Teleprompter, as_examples, scored_trial
 from lmvisor.programs.example import Example
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
-from lmvisor.programs.predict import Predict
 from lmvisor.programs.settings import context
-from lmvisor.programs.signature import Signature
 
 __all__ = ["AUTO_RUN_SETTINGS", "MIPROv2"]
 
@@ -70,8 +57,6 @@ AUTO_RUN_SETTINGS: Mapping[str, Mapping[str, int]] = {
 
 _MIN_MINIBATCH = 50
 _ZERO_SHOT_BOOTSTRAPS = 3
-_DEMOS_IN_CONTEXT = 3
-_SUMMARY_BATCH_CALLS = 10
 
 
 @final
@@ -86,6 +71,14 @@ class _Settings:
     zero_shot: bool
     max_bootstrapped: int
     max_labeled: int
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _SearchOptions:
+    minibatch_size: int
+    full_eval_steps: int
+    seed: int
 
 
 @final
@@ -173,56 +166,84 @@ class MIPROv2(Teleprompter):
             TooManyErrors: bootstrapping hit `max_errors`.
         """
         import_optuna()
-        from lmvisor.optimizers.executor import LocalExecutor
-
-        run = run or OptimizationRun(executor=LocalExecutor(concurrency=self.concurrency))
-        await run.begin(self.name)
+        run = await self._begin(run)
         seed = seed or self.seed
         rng = random.Random(seed)
         program = student.deepcopy()
         plan = self._settings(program, as_examples(trainset), valset, num_trials, minibatch, rng)
-        if plan.minibatch and minibatch_size > len(plan.valset):
-            raise OptimizerSettingsError(
-                optimizer=self.name,
-                setting="minibatch_size",
-                problem=f"cannot exceed the valset size ({len(plan.valset)})",
-            )
+        search_options = _SearchOptions(minibatch_size, minibatch_full_eval_steps, seed)
+        self._check_minibatch(plan, search_options)
         run.plan(planned_trials(plan.num_trials, plan.minibatch, minibatch_full_eval_steps))
-        demo_sets = self._bootstrap_plan(plan, rng)
-        summary_task = asyncio.ensure_future(
-            self._summary(run, plan.trainset, view_data_batch_size)
-            if data_aware_proposer
-            else _none()
+        flags = ProposerFlags(
+            program_aware=program_aware_proposer, data_aware=data_aware_proposer,
+            tip_aware=tip_aware_proposer, fewshot_aware=fewshot_aware_proposer,
+            view_data_batch_size=view_data_batch_size,
+        )  # fmt: skip
+        space, default_score = await self._propose(run, program, plan, rng, teacher, flags)
+        outcome = await self._select(run, program, plan, space, default_score, search_options, rng)
+        run.finish()
+        return _annotated(outcome)
+
+    async def _begin(self, run: OptimizationRun | None) -> OptimizationRun:
+        from lmvisor.optimizers.executor import LocalExecutor
+
+        run = run or OptimizationRun(executor=LocalExecutor(concurrency=self.concurrency))
+        await run.begin(self.name)
+        return run
+
+    # --- steps 2 and 3: propose demo sets and instructions (with step 4's default score) ---
+
+    async def _propose(
+        self,
+        run: OptimizationRun,
+        program: Module,
+        plan: _Settings,
+        rng: random.Random,
+        teacher: Module | None,
+        flags: ProposerFlags,
+    ) -> tuple[SearchSpace, float]:
+        """The search space and the default program's score.
+
+        The summary and the default program's evaluation run alongside the bootstraps; the
+        RNG is drawn for the demo sets first, then for the instruction proposals.
+        """
+        proposer = InstructionProposer(
+            run, prompt_model=self.prompt_model, temperature=self.init_temperature, flags=flags
         )
+        demo_plans = self._bootstrap_plan(plan, rng)
+        summary_task = asyncio.ensure_future(proposer.summary(plan.trainset))
         default_task = asyncio.ensure_future(self._default_score(run, program, plan.valset))
         try:
-            demos = await self._demo_sets(run, program, plan, demo_sets, teacher)
+            demos = await self._demo_sets(run, program, plan, demo_plans, teacher)
             summary = await summary_task
-            instructions = await self._instructions(
-                run, program, plan, demos, summary, rng,
-                program_aware=program_aware_proposer,
-                fewshot_aware=fewshot_aware_proposer,
-                tip_aware=tip_aware_proposer,
-            )  # fmt: skip
+            instructions = await proposer.instructions(
+                program, demos, summary, rng, wanted=plan.instructions
+            )
             default_score = await default_task
         finally:
             for task in (summary_task, default_task):
                 task.cancel()
-        space = SearchSpace(instructions, None if plan.zero_shot else demos)
+        return SearchSpace(instructions, None if plan.zero_shot else demos), default_score
+
+    # --- step 4: select ---------------------------------------------------------------------
+
+    async def _select(
+        self,
+        run: OptimizationRun,
+        program: Module,
+        plan: _Settings,
+        space: SearchSpace,
+        default_score: float,
+        options: _SearchOptions,
+        rng: random.Random,
+    ) -> SearchOutcome:
         with context(**self._task_lm()):
-            outcome = await search(
+            return await search(
                 run, program, space, plan.valset, self.metric,
                 default_score=default_score, num_trials=plan.num_trials,
-                minibatch=plan.minibatch, minibatch_size=minibatch_size,
-                full_eval_steps=minibatch_full_eval_steps, seed=seed, rng=rng,
+                minibatch=plan.minibatch, minibatch_size=options.minibatch_size,
+                full_eval_steps=options.full_eval_steps, seed=options.seed, rng=rng,
             )  # fmt: skip
-        best = outcome.best
-        ranked = sorted(outcome.scored, key=lambda d: d["score"], reverse=True)
-        best.score = outcome.best_score  # type: ignore[attr-defined]
-        best.candidate_programs = [d for d in ranked if d["full_eval"]]  # type: ignore[attr-defined]
-        best.mb_candidate_programs = [d for d in ranked if not d["full_eval"]]  # type: ignore[attr-defined]
-        run.finish()
-        return best
 
     # --- settings ---------------------------------------------------------------------
 
@@ -264,6 +285,14 @@ class MIPROv2(Teleprompter):
             zero_shot, self.max_bootstrapped_demos, self.max_labeled_demos,
         )  # fmt: skip
 
+    def _check_minibatch(self, plan: _Settings, options: _SearchOptions) -> None:
+        if plan.minibatch and options.minibatch_size > len(plan.valset):
+            raise OptimizerSettingsError(
+                optimizer=self.name,
+                setting="minibatch_size",
+                problem=f"cannot exceed the valset size ({len(plan.valset)})",
+            )
+
     def _split(
         self, trainset: list[Example], valset: Sequence[Example] | None
     ) -> tuple[list[Example], list[Example]]:
@@ -289,9 +318,6 @@ class MIPROv2(Teleprompter):
 
     def _task_lm(self) -> dict[str, Any]:
         return {} if self.task_model is None else {"lm": self.task_model}
-
-    def _prompt_lm(self) -> dict[str, Any]:
-        return {} if self.prompt_model is None else {"lm": self.prompt_model}
 
     # --- step 2: demo sets -----------------------------------------------------------------
 
@@ -340,154 +366,6 @@ class MIPROv2(Teleprompter):
         count = len(program.predictors())
         return [[list(b.predictors()[i].demos) for b in built] for i in range(count)]
 
-    # --- step 3: instructions ---------------------------------------------------------------
-
-    async def _ask(
-        self, run: OptimizationRun, signature: type[Signature], **inputs: Any
-    ) -> dict[str, Any]:
-        predict = Predict(signature, n=1, temperature=self.init_temperature)
-        with context(**self._prompt_lm()):
-            prediction = await run.executor.run(lambda: predict(**inputs))
-        return dict(prediction.items())
-
-    async def _summary(
-        self, run: OptimizationRun, trainset: list[Example], batch: int
-    ) -> str | None:
-        async def summarize() -> dict[str, Any]:
-            try:
-                seen = await self._ask(run, DatasetDescriptor, examples=dspy_repr(trainset[:batch]))
-                observations = str(seen["observations"])
-                calls, skips = 0, 0
-                for start in range(batch, len(trainset), batch):
-                    calls += 1
-                    if calls >= _SUMMARY_BATCH_CALLS:
-                        break
-                    more = str((await self._ask(
-                        run, DatasetDescriptorWithPriorObservations,
-                        prior_observations=observations,
-                        examples=dspy_repr(trainset[start : start + batch]),
-                    ))["observations"])  # fmt: skip
-                    if len(more) >= 8 and more[:8].upper() == "COMPLETE":
-                        skips += 1
-                        if skips >= 5:
-                            break
-                        continue
-                    observations += more
-                summary = await self._ask(run, ObservationSummarizer, observations=observations)
-            except Exception:  # DSPy proposes without a summary when it cannot be made
-                return {"summary": None}
-            return {"summary": strip_prefix(str(summary["summary"]))}
-
-        value = await run.step("mipro/summary", summarize)
-        summary: str | None = value["summary"]
-        return summary
-
-    async def _instructions(
-        self,
-        run: OptimizationRun,
-        program: Module,
-        plan: _Settings,
-        demos: list[list[list[Example]]],
-        summary: str | None,
-        rng: random.Random,
-        *,
-        program_aware: bool,
-        fewshot_aware: bool,
-        tip_aware: bool,
-    ) -> list[list[str]]:
-        wanted = plan.instructions
-        sets = max(len(demos[0]), 1) if demos and demos[0] else wanted
-        proposals: list[ProposalPlan] = []
-        for p_i in range(len(program.predictors())):
-            for demo_set in range(sets)[: min(wanted, sets)]:
-                tip = TIPS[rng.choice(list(TIPS))] if tip_aware else ""
-                proposals.append(ProposalPlan(p_i, demo_set, tip, rng.randint(0, 10**9)))
-        code = program_code(program) if program_aware else ""
-        texts = await asyncio.gather(
-            *(
-                self._propose_one(
-                    run, program, demos, summary, proposal, code, program_aware, fewshot_aware
-                )
-                for proposal in proposals
-            )
-        )
-        found: list[list[str]] = [[] for _ in program.predictors()]
-        for proposal, text in zip(proposals, texts, strict=True):
-            found[proposal.predictor].append(text)
-        for p_i, predictor in enumerate(program.predictors()):
-            if found[p_i]:
-                found[p_i][0] = predictor.signature.instructions
-            else:
-                found[p_i] = [predictor.signature.instructions]
-        return found
-
-    async def _propose_one(
-        self,
-        run: OptimizationRun,
-        program: Module,
-        demos: list[list[list[Example]]],
-        summary: str | None,
-        proposal: ProposalPlan,
-        code: str,
-        program_aware: bool,
-        fewshot_aware: bool,
-    ) -> str:
-        predictor = program.predictors()[proposal.predictor]
-        signature = predictor.signature
-        task_demos = _task_demos(signature, demos, proposal) if fewshot_aware and demos else ""
-        if not task_demos.strip() or proposal.demo_set == 0:
-            task_demos = "No task demos provided."
-
-        async def propose() -> dict[str, Any]:
-            inputs: dict[str, Any] = {
-                "task_demos": task_demos,
-                "basic_instruction": signature.instructions,
-            }
-            if summary is not None:
-                inputs["dataset_description"] = summary
-            if program_aware:
-                inputs.update(await self._describe(run, code, task_demos, predictor))
-            if proposal.tip:
-                inputs["tip"] = proposal.tip
-            generator = instruction_signature(
-                summary=summary is not None, program=program_aware, tip=bool(proposal.tip)
-            )
-            answer = await self._ask(run, generator, **inputs)
-            return {"instruction": strip_prefix(strip_prefix(str(answer["proposed_instruction"])))}
-
-        key = f"mipro/propose/p{proposal.predictor}/set{proposal.demo_set}"
-        value = await run.step(key, propose)
-        return str(value["instruction"])
-
-    async def _describe(
-        self, run: OptimizationRun, code: str, task_demos: str, predictor: Any
-    ) -> dict[str, str]:
-        described = {
-            "program_code": code,
-            "program_description": "Not available",
-            "module": "Not provided",
-            "module_description": "Not provided",
-        }
-        try:
-            about = await self._ask(
-                run, DescribeProgram, program_code=code, program_example=task_demos
-            )
-            described["program_description"] = strip_prefix(str(about["program_description"]))
-            fields = predictor.signature
-            described["module"] = (
-                f"{type(predictor).__name__}({', '.join(fields.input_fields)}) -> "
-                f"{', '.join(fields.output_fields)}"
-            )
-            module = await self._ask(
-                run, DescribeModule, program_code=code,
-                program_description=described["program_description"],
-                program_example=task_demos, module=described["module"],
-            )  # fmt: skip
-            described["module_description"] = str(module["module_description"])
-        except Exception:  # as DSPy: propose without the program's description
-            pass
-        return described
-
     # --- step 4: the default program --------------------------------------------------------
 
     async def _default_score(
@@ -504,20 +382,11 @@ class MIPROv2(Teleprompter):
         return scored.score
 
 
-def _task_demos(
-    signature: type[Signature], demos: list[list[list[Example]]], proposal: ProposalPlan
-) -> str:
-    sets = demos[proposal.predictor]
-    ordered = [sets[proposal.demo_set], *sets[proposal.demo_set + 1 :], *sets[: proposal.demo_set]]
-    shown: list[str] = []
-    for demo_set in ordered:
-        for example in demo_set:
-            if "augmented" in example:
-                shown.append(example_string(signature, example))
-                if len(shown) >= _DEMOS_IN_CONTEXT:
-                    return "\n\n".join(shown) + "\n\n"
-    return "\n\n".join(shown) + "\n\n"
-
-
-async def _none() -> None:
-    return None
+def _annotated(outcome: SearchOutcome) -> Module:
+    """The best program, with its score and the ranked candidates attached as DSPy does."""
+    best = outcome.best
+    ranked = sorted(outcome.scored, key=lambda d: d["score"], reverse=True)
+    best.score = outcome.best_score  # type: ignore[attr-defined]
+    best.candidate_programs = [d for d in ranked if d["full_eval"]]  # type: ignore[attr-defined]
+    best.mb_candidate_programs = [d for d in ranked if not d["full_eval"]]  # type: ignore[attr-defined]
+    return best

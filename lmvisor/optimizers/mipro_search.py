@@ -164,6 +164,12 @@ class _Search:
             return 0.0  # DSPy scores a candidate whose evaluation fails at zero
         return scored.score
 
+    async def score_pick(self, pick: _Pick) -> float:
+        """A trial's score on its devset (journaled under its number and choices)."""
+        number = pick.trial.number + 1
+        key = f"mipro/trial:{number}/{pick.key}"
+        return await self.score(key, pick.program, pick.devset, number)
+
     async def full_evaluation(self, study: Any, trial_num: int) -> tuple[float, Module] | None:
         ranked = sorted(
             (
@@ -206,20 +212,7 @@ async def search(
     rng: random.Random,
 ) -> SearchOutcome:
     """Run the search (see the module docstring); `default_score` is the default program's."""
-    optuna = import_optuna()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, n_startup_trials=_STARTUP_TRIALS
-        )
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    default_params = {name: 0 for name in space.distributions()}
-    study.add_trial(
-        optuna.trial.create_trial(
-            params=default_params, distributions=space.distributions(), value=default_score
-        )
-    )
+    study = _study(space, seed, default_score)
     state = _Search(
         run, program, space, valset, metric, minibatch=minibatch, minibatch_size=minibatch_size,
         full_eval_steps=full_eval_steps, rng=rng,
@@ -235,21 +228,30 @@ async def search(
             1 if minibatch else max(1, min(num_trials - done, _STARTUP_TRIALS - len(study.trials)))
         )
         picks = [state.pick(study.ask()) for _ in range(batch)]
-        scores = await asyncio.gather(
-            *(
-                state.score(
-                    f"mipro/trial:{p.trial.number + 1}/{p.key}",
-                    p.program,
-                    p.devset,
-                    p.trial.number + 1,
-                )
-                for p in picks
-            )
-        )
+        scores = await asyncio.gather(*(state.score_pick(p) for p in picks))
         for pick, score in zip(picks, scores, strict=True):
             await _record(state, study, outcome, pick, score, adjusted)
         done += batch
     return outcome
+
+
+def _study(space: SearchSpace, seed: int, default_score: float) -> Any:
+    """A seeded TPE study holding the default program (every index 0) at `default_score`."""
+    optuna = import_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=_STARTUP_TRIALS
+        )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    default_params = {name: 0 for name in space.distributions()}
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=default_params, distributions=space.distributions(), value=default_score
+        )
+    )
+    return study
 
 
 async def _record(

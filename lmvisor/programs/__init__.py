@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from lmvisor.programs.fields import FieldSpec as FieldSpec
     from lmvisor.programs.fields import InputField as InputField
     from lmvisor.programs.fields import OutputField as OutputField
+    from lmvisor.programs.generation_options import GENERATION_OPTIONS as GENERATION_OPTIONS
     from lmvisor.programs.history import History as History
     from lmvisor.programs.lm import LM as LM
     from lmvisor.programs.lm import LMCapabilities as LMCapabilities
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
     from lmvisor.programs.signature import compose_signatures as compose_signatures
     from lmvisor.programs.signature import ensure_signature as ensure_signature
     from lmvisor.programs.signature import make_signature as make_signature
-    from lmvisor.programs.spec import GENERATION_OPTIONS as GENERATION_OPTIONS
     from lmvisor.programs.spec import MODULE_TYPES as MODULE_TYPES
     from lmvisor.programs.spec import ProgramSpec as ProgramSpec
     from lmvisor.programs.spec import ProgramSpecError as ProgramSpecError
@@ -82,6 +82,7 @@ if TYPE_CHECKING:
     from lmvisor.programs.streaming import StreamResponse as StreamResponse
     from lmvisor.programs.streaming import streamify as streamify
     from lmvisor.programs.tool import Tool as Tool
+    from lmvisor.programs.tool_calls import ToolCallResults as ToolCallResults
     from lmvisor.programs.tool_calls import ToolCalls as ToolCalls
     from lmvisor.programs.trace import TraceEntry as TraceEntry
     from lmvisor.programs.trace import trace as trace

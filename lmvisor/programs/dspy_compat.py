@@ -4,9 +4,9 @@ DSPy writes, per predictor: `demos`, `signature` (`instructions` and each field'
 `prefix`/`description`), `traces`, `train` and an `lm` block: the model the program was
 saved with and its generation settings (temperature, max_tokens...), plus connection
 settings (api_base...). lmvisor takes its LM from the settings; the block's generation
-settings are restored only when the caller opts in (`lm_settings=True`), and connection
-settings and keys never are. Older DSPy versions stored `extended_signature` for
-ChainOfThought; it is read when present.
+settings (`GENERATION_OPTIONS`) are restored only when the caller opts in
+(`lm_settings=True`), and connection settings and keys never are. Older DSPy versions
+stored `extended_signature` for ChainOfThought; it is read when present.
 """
 
 from __future__ import annotations
@@ -16,27 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, final
 
 from lmvisor.programs.errors import StateError
+from lmvisor.programs.generation_options import GENERATION_OPTIONS
 
-__all__ = ["GENERATION_SETTINGS", "PredictorState", "read_predictor_state"]
-
-GENERATION_SETTINGS = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "max_completion_tokens",
-        "n",
-        "stop",
-        "presence_penalty",
-        "frequency_penalty",
-        "seed",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "reasoning_effort",
-    }
-)
-"""The keys of a saved `lm` block that `lm_settings=True` restores; nothing else is."""
+__all__ = ["PredictorState", "read_predictor_state"]
 
 
 @final
@@ -103,13 +85,13 @@ def _read_lm(lm: Any, where: str, restore: bool) -> tuple[str | None, dict[str, 
             "the saved generation settings",
         )
         return model, {}
-    params = {k: v for k, v in lm.items() if k in GENERATION_SETTINGS and v is not None}
+    params = {k: v for k, v in lm.items() if k in GENERATION_OPTIONS and v is not None}
     log.info(
         "programs.load.lm_restored",
         predictor=where,
         saved_model=model,
         restored=sorted(params),
-        ignored=sorted(k for k in lm if k not in GENERATION_SETTINGS and k != "model"),
+        ignored=sorted(k for k in lm if k not in GENERATION_OPTIONS and k != "model"),
     )
     return model, params
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final, Self, final
 from urllib.parse import urlparse
 
+from lmvisor.programs._type_docs import AUDIO_DESCRIPTION, FILE_DESCRIPTION
 from lmvisor.programs.custom_types import Type
 from lmvisor.programs.errors import MediaError
 
@@ -376,11 +377,16 @@ def _models() -> tuple[Any, Any, Any]:
     closed = pydantic.ConfigDict(extra="forbid")
     image = pydantic.create_model("Image", __config__=closed, url=(str, ...))
     audio = pydantic.create_model(
-        "Audio", __config__=closed, data=(str, ...), audio_format=(str, ...)
+        "Audio",
+        __config__=closed,
+        __doc__=AUDIO_DESCRIPTION,
+        data=(str, ...),
+        audio_format=(str, ...),
     )
     file = pydantic.create_model(
         "File",
         __config__=closed,
+        __doc__=FILE_DESCRIPTION,
         file_data=(str | None, None),
         file_id=(str | None, None),
         filename=(str | None, None),

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Iterator
 from typing import Any, ClassVar, Self, final
 
+from lmvisor.programs._type_docs import REASONING_DESCRIPTION
 from lmvisor.programs.custom_types import Type
 
 __all__ = ["Reasoning"]
@@ -92,7 +93,7 @@ class Reasoning(Type):
 
     @classmethod
     def pydantic_model(cls) -> Any:
-        """The JSON shape `{"content": str}`."""
+        """The JSON shape `{"content": str}`, described as DSPy describes it."""
         return _model()
 
 
@@ -100,4 +101,4 @@ class Reasoning(Type):
 def _model() -> Any:
     import pydantic
 
-    return pydantic.create_model("Reasoning", content=(str, ...))
+    return pydantic.create_model("Reasoning", __doc__=REASONING_DESCRIPTION, content=(str, ...))

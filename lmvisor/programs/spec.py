@@ -9,7 +9,7 @@ A spec is what a ModuleManager registers, what the daemon accepts on
       "instructions": "Answer with a short factoid.",
       "descriptions": {"context": "facts that may help"},
       "config": {"temperature": 0.0},
-      "adapter": "chat",
+      "adapter": "chat",                   or json, xml, or {"name": ..., options}
       "lm": "openai/gpt-4o-mini",
       "state": { ...what Module.save writes (or DSPy 3.x's save)... }
     }
@@ -17,34 +17,41 @@ A spec is what a ModuleManager registers, what the daemon accepts on
 Only `module` and `signature` are required. `signature` is a typed signature
 string, or an object `{"inputs": {name: type}, "outputs": {name: type}}` with
 types written as in the string form. `config` holds generation options only
-(never keys or URLs). `lm` is recorded for whoever runs the program (a
-program talks only to the `LM` it is given). `state` restores demos and
-instructions, as `Module.load_state` does.
+(`GENERATION_OPTIONS`, never keys or URLs). `adapter` is any of the programs
+layer's adapters with its options (`_spec_adapters`: chat, json, xml, and
+two_step with the model that extracts). `lm` is recorded for whoever runs the
+program (a program talks only to the `LM` it is given). `state` restores demos
+and instructions, as `Module.load_state` does.
 
 `build_program(spec)` validates and builds; `program_spec(module)` writes the
-spec of a built-in module (Predict, ChainOfThought) back, demos included, so
-versions of a program can be stored and rebuilt.
+spec of a built-in module (Predict, ChainOfThought) back, demos and adapter
+included, so versions of a program can be stored and rebuilt.
 """
 
 from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, final
+from typing import Any, Literal, TypeVar, final
 
-from lmvisor.programs.adapters.base import Adapter
-from lmvisor.programs.adapters.chat import ChatAdapter
-from lmvisor.programs.adapters.json_adapter import JSONAdapter
+from lmvisor.programs._spec_adapters import (
+    AdapterSpec,
+    AdapterSpecProblem,
+    adapter_spec,
+    build_adapter,
+    parse_adapter_spec,
+)
 from lmvisor.programs.chain_of_thought import ChainOfThought
 from lmvisor.programs.errors import ProgramError, SignatureError, StateError
+from lmvisor.programs.generation_options import GENERATION_OPTIONS
+from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.signature import Signature, make_signature
 
 __all__ = [
-    "GENERATION_OPTIONS",
     "MODULE_TYPES",
     "ProgramSpec",
     "ProgramSpecError",
@@ -54,19 +61,7 @@ __all__ = [
 ]
 
 MODULE_TYPES: tuple[str, ...] = ("Predict", "ChainOfThought")
-GENERATION_OPTIONS: frozenset[str] = frozenset(
-    {
-        "temperature",
-        "max_tokens",
-        "max_completion_tokens",
-        "top_p",
-        "n",
-        "stop",
-        "seed",
-        "presence_penalty",
-        "frequency_penalty",
-    }
-)
+_T = TypeVar("_T")
 _REASONING = "reasoning"
 _KEYS = frozenset(
     {"module", "signature", "instructions", "descriptions", "config", "adapter", "lm", "state"}
@@ -103,7 +98,7 @@ class ProgramSpec:
     instructions: str | None = None
     descriptions: Mapping[str, str] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)
-    adapter: str | None = None
+    adapter: AdapterSpec | None = None
     lm: str | None = None
     state: Mapping[str, Any] | None = None
 
@@ -115,7 +110,7 @@ class ProgramSpec:
             "instructions": self.instructions,
             "descriptions": dict(self.descriptions),
             "config": dict(self.config),
-            "adapter": self.adapter,
+            "adapter": self.adapter if isinstance(self.adapter, str | None) else dict(self.adapter),
             "lm": self.lm,
             "state": None if self.state is None else dict(self.state),
         }
@@ -143,18 +138,25 @@ def parse_program_spec(data: Any) -> ProgramSpec:
         instructions=_optional_str(data, "instructions"),
         descriptions=_str_map(data.get("descriptions", {}), "descriptions"),
         config=_config(data.get("config", {})),
-        adapter=_choice(data, "adapter", ("chat", "json")),
+        adapter=_checked(parse_adapter_spec, data.get("adapter")),
         lm=_model_name(data.get("lm")),
         state=_state(data.get("state")),
     )
 
 
-def build_program(spec: ProgramSpec | Mapping[str, Any]) -> Module:
+def build_program(
+    spec: ProgramSpec | Mapping[str, Any], *, lm_for: Callable[[str], LM] | None = None
+) -> Module:
     """Build the Module a spec describes, its saved state restored.
+
+    Args:
+        spec: the spec (a `ProgramSpec` or its JSON form).
+        lm_for: resolves a model name to an LM; needed only by a two_step adapter.
 
     Raises:
         ProgramSpecError: the spec is malformed (bad signature, unknown description field,
-            state that does not fit the module), naming the field.
+            state that does not fit the module), or names a two_step adapter and no
+            `lm_for` is given, naming the field.
     """
     spec = parse_program_spec(spec)
     signature = _signature(spec)
@@ -163,7 +165,7 @@ def build_program(spec: ProgramSpec | Mapping[str, Any]) -> Module:
         module = Predict(signature, **spec.config)
     else:
         module = ChainOfThought(signature, **spec.config)
-    adapter = _adapter(spec.adapter)
+    adapter = _checked(build_adapter, spec.adapter, lm_for=lm_for)
     for _, predictor in module.named_predictors():
         predictor.adapter = adapter
     if spec.state is not None:
@@ -179,7 +181,8 @@ def program_spec(module: Module, *, lm: str | None = None) -> ProgramSpec:
 
     Raises:
         TypeError: the module is not a Predict or ChainOfThought.
-        ProgramSpecError: a field's type cannot be written in a spec (a custom class).
+        ProgramSpecError: a field's type (a custom class) or the adapter (one with
+            callbacks, or a class of one's own) cannot be written in a spec.
     """
     if type(module) is Predict:
         predictor, name = module, "Predict"
@@ -197,7 +200,7 @@ def program_spec(module: Module, *, lm: str | None = None) -> ProgramSpec:
             n: f.desc for n, f in signature.fields.items() if f.desc and f.desc != f"${{{n}}}"
         },
         config={k: v for k, v in predictor.config.items() if k in GENERATION_OPTIONS},
-        adapter=_adapter_name(predictor.adapter),
+        adapter=_checked(adapter_spec, predictor.adapter),
         lm=lm,
         state=module.dump_state(),
     )
@@ -216,16 +219,12 @@ def _signature(spec: ProgramSpec) -> type[Signature]:
     return signature
 
 
-def _adapter(name: str | None) -> Adapter | None:
-    if name is None:
-        return None
-    return ChatAdapter() if name == "chat" else JSONAdapter()
-
-
-def _adapter_name(adapter: Adapter | None) -> str | None:
-    if adapter is None:
-        return None
-    return "json" if isinstance(adapter, JSONAdapter) else "chat"
+def _checked(step: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """`step(...)`, its AdapterSpecProblem raised as the ProgramSpecError it is."""
+    try:
+        return step(*args, **kwargs)
+    except AdapterSpecProblem as exc:
+        raise ProgramSpecError(field=exc.field, problem=exc.problem) from None
 
 
 def _typed_signature(signature: type[Signature]) -> str:
@@ -304,16 +303,9 @@ def _config(value: Any) -> dict[str, Any]:
             raise ProgramSpecError(
                 field=f"config.{key}", problem=f"not a generation option (allowed: {allowed})"
             )
-        if not isinstance(item, str | int | float | list | type(None)):
-            raise ProgramSpecError(field=f"config.{key}", problem="must be a JSON scalar or list")
+        if not isinstance(item, str | int | float | list | dict | type(None)):
+            raise ProgramSpecError(field=f"config.{key}", problem="must be JSON data")
     return dict(value)
-
-
-def _choice(data: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str | None:
-    value = data.get(key)
-    if value is not None and value not in choices:
-        raise ProgramSpecError(field=key, problem=f"must be one of {', '.join(choices)}")
-    return value
 
 
 def _model_name(value: Any) -> str | None:

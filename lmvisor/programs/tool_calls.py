@@ -1,8 +1,13 @@
-"""`ToolCalls`: an output type holding the tool calls an LM asked for, as DSPy's.
+"""`ToolCalls` and `ToolCallResults`: the tool calls an LM asked for, and what they returned.
 
 With native function calling, an adapter sends the signature's tools in the vendor's own
 format and fills a `ToolCalls` output from the calls the vendor returns; without it, the
 LM writes `{"tool_calls": [{"name": ..., "args": {...}}]}` and the adapter parses that.
+
+A `ToolCalls` value inside a `History` turn may carry the calls' results
+(`tool_call_results`); adapters then render the turn as DSPy 3.4.1 does: natively as an
+assistant message with `tool_calls` followed by one `tool` message per result, or in text
+as the calls followed by a user turn holding the results.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any, Self, final
 
 from lmvisor.programs.custom_types import Type
 
-__all__ = ["ToolCalls"]
+__all__ = ["ToolCallResults", "ToolCalls"]
 
 
 @final
@@ -25,9 +30,14 @@ class ToolCalls(Type):
     Args:
         tool_calls: `ToolCalls.ToolCall`s, or dicts with `name` and `args` (or OpenAI's
             `{"id", "function": {"name", "arguments"}}`).
+        tool_call_results: what the calls returned (a `ToolCallResults`, or what
+            `ToolCallResults.validate` reads); kept as given, as DSPy keeps it.
+
+    Raises:
+        ValueError: a call has no name, or the results cannot be read as ToolCallResults.
     """
 
-    __slots__ = ("tool_calls",)
+    __slots__ = ("tool_call_results", "tool_calls")
 
     @final
     class ToolCall:
@@ -69,16 +79,31 @@ class ToolCalls(Type):
             result = func(**self.args)
             return await result if inspect.isawaitable(result) else result
 
-    def __init__(self, tool_calls: Iterable[ToolCalls.ToolCall | Mapping[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        tool_calls: Iterable[ToolCalls.ToolCall | Mapping[str, Any]] = (),
+        tool_call_results: Any = None,
+    ) -> None:
         self.tool_calls: list[ToolCalls.ToolCall] = [_call(item) for item in tool_calls]
+        if tool_call_results is not None:
+            ToolCallResults.validate(tool_call_results)
+        self.tool_call_results: Any = tool_call_results
 
     def __repr__(self) -> str:
-        return f"ToolCalls(tool_calls={self.tool_calls!r})"
+        if self.tool_call_results is None:
+            return f"ToolCalls(tool_calls={self.tool_calls!r})"
+        return (
+            f"ToolCalls(tool_calls={self.tool_calls!r}, "
+            f"tool_call_results={self.tool_call_results!r})"
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ToolCalls):
             return NotImplemented
-        return self.tool_calls == other.tool_calls
+        return (self.tool_calls, self.tool_call_results) == (
+            other.tool_calls,
+            other.tool_call_results,
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -103,9 +128,26 @@ class ToolCalls(Type):
         """`{"tool_calls": [{"name", "args"}, ...]}`."""
         return {"tool_calls": [call.format() for call in self.tool_calls]}
 
+    def serialize(self) -> dict[str, Any]:
+        """As `format`, plus `tool_call_results` (as given, JSON-ready) when there are any."""
+        data = self.format()
+        if self.tool_call_results is not None:
+            data["tool_call_results"] = _jsonable(self.tool_call_results)
+        return data
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form (as `format`)."""
-        return self.format()
+        """The JSON form (as `serialize`)."""
+        return self.serialize()
+
+    def without_results(self) -> ToolCalls:
+        """The same calls with no results attached."""
+        return ToolCalls(self.tool_calls)
+
+    def results(self) -> ToolCallResults | None:
+        """The attached results, read as `ToolCallResults` (None when there are none)."""
+        if self.tool_call_results is None:
+            return None
+        return ToolCallResults.validate(self.tool_call_results)
 
     async def execute(self, tools: Mapping[str, Any] | Sequence[Any]) -> list[Any]:
         """Run every call in order; their results.
@@ -128,7 +170,7 @@ class ToolCalls(Type):
         if isinstance(value, str):
             value = _loads(value)
         if isinstance(value, Mapping) and isinstance(value.get("tool_calls"), list):
-            return cls(value["tool_calls"])
+            return cls(value["tool_calls"], value.get("tool_call_results"))
         if isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
             return cls(value)
         if isinstance(value, Mapping) and _is_call(value):
@@ -139,6 +181,154 @@ class ToolCalls(Type):
     def pydantic_model(cls) -> Any:
         """The JSON shape: `{"tool_calls": [{"name", "args"}]}` (titles as DSPy's)."""
         return _models()
+
+
+@final
+class ToolCallResults:
+    """What a turn's tool calls returned, in call order, as DSPy's `ToolCallResults`.
+
+    Args:
+        tool_call_results: `ToolCallResults.ToolCallResult`s, or dicts with `name` and
+            `value` (and optionally `call_id`, `is_error`).
+
+    Raises:
+        ValueError: a result has no name, or is not a mapping.
+    """
+
+    __slots__ = ("tool_call_results",)
+
+    @final
+    class ToolCallResult:
+        """One call's result: the call id it answers, the tool's name, the value, an error flag."""
+
+        __slots__ = ("call_id", "is_error", "name", "value")
+
+        def __init__(
+            self, *, name: str, value: Any, call_id: str | None = None, is_error: bool = False
+        ) -> None:
+            if not isinstance(name, str):
+                raise ValueError("a tool call result needs a string name")
+            if call_id is not None and not isinstance(call_id, str):
+                raise ValueError("a tool call result's call_id must be a string or None")
+            self.call_id = call_id
+            self.name = name
+            self.value = value
+            self.is_error = bool(is_error)
+
+        def __repr__(self) -> str:
+            return (
+                f"ToolCallResult(call_id={self.call_id!r}, name={self.name!r}, "
+                f"value={self.value!r}, is_error={self.is_error!r})"
+            )
+
+        def __eq__(self, other: object) -> bool:
+            if not isinstance(other, ToolCallResults.ToolCallResult):
+                return NotImplemented
+            return self.to_dict() == other.to_dict()
+
+        __hash__ = None  # type: ignore[assignment]
+
+        def to_dict(self) -> dict[str, Any]:
+            """`{"call_id", "name", "value", "is_error"}`, the value JSON-ready."""
+            return {
+                "call_id": self.call_id,
+                "name": self.name,
+                "value": _jsonable(self.value),
+                "is_error": self.is_error,
+            }
+
+    def __init__(
+        self, tool_call_results: Iterable[ToolCallResults.ToolCallResult | Mapping[str, Any]]
+    ) -> None:
+        self.tool_call_results: list[ToolCallResults.ToolCallResult] = [
+            _result(item) for item in tool_call_results
+        ]
+
+    @classmethod
+    def from_tool_calls_and_values(
+        cls,
+        tool_calls: ToolCalls | Sequence[ToolCalls.ToolCall],
+        values: Sequence[Any],
+        is_errors: Sequence[bool] | None = None,
+    ) -> ToolCallResults:
+        """One result per call, paired in order (DSPy's name).
+
+        Raises:
+            ValueError: the lengths differ.
+        """
+        calls = tool_calls.tool_calls if isinstance(tool_calls, ToolCalls) else list(tool_calls)
+        if len(calls) != len(values):
+            raise ValueError("`tool_calls` and `values` must have the same length.")
+        errors = [False] * len(calls) if is_errors is None else list(is_errors)
+        if len(errors) != len(calls):
+            raise ValueError("`is_errors` must have the same length as `tool_calls` when provided.")
+        return cls(
+            ToolCallResults.ToolCallResult(call_id=c.id, name=c.name, value=v, is_error=e)
+            for c, v, e in zip(calls, values, errors, strict=True)
+        )
+
+    @classmethod
+    def validate(cls, value: Any) -> ToolCallResults:
+        """From an instance, a list of results, `{"tool_call_results": [...]}` or one result.
+
+        Raises:
+            ValueError: the value is none of those.
+        """
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, list):
+            return cls(value)
+        if isinstance(value, Mapping):
+            if isinstance(value.get("tool_call_results"), list):
+                return cls(value["tool_call_results"])
+            if {"name", "value"} <= set(value):
+                return cls([value])
+        raise ValueError(f"not a valid ToolCallResults value: {value!r}"[:200])
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{"tool_call_results": [...]}`, the JSON form DSPy dumps."""
+        return {"tool_call_results": [r.to_dict() for r in self.tool_call_results]}
+
+    def __len__(self) -> int:
+        return len(self.tool_call_results)
+
+    def __repr__(self) -> str:
+        return f"ToolCallResults(tool_call_results={self.tool_call_results!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ToolCallResults):
+            return NotImplemented
+        return self.tool_call_results == other.tool_call_results
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _result(
+    item: ToolCallResults.ToolCallResult | Mapping[str, Any],
+) -> ToolCallResults.ToolCallResult:
+    if isinstance(item, ToolCallResults.ToolCallResult):
+        return item
+    if not isinstance(item, Mapping) or "name" not in item or "value" not in item:
+        raise ValueError("a tool call result must be a mapping with `name` and `value`")
+    return ToolCallResults.ToolCallResult(
+        name=item["name"],
+        value=item["value"],
+        call_id=item.get("call_id"),
+        is_error=bool(item.get("is_error", False)),
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-ready form (as pydantic's JSON mode dumps it), for results and their values."""
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict) and not isinstance(value, type):
+        return to_dict()
+    import pydantic
+
+    try:
+        return pydantic.TypeAdapter(Any).dump_python(value, mode="json")
+    except Exception:  # not serializable: shown as text, as pydantic's fallback would
+        return str(value)
 
 
 def _loads(text: str) -> Any:

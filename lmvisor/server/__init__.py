@@ -1,9 +1,10 @@
 """lmvisor.server: the daemon's HTTP API (ASGI), its process, and the `lmvisor` CLI.
 
-`create_app(context)` builds the FastAPI app over a `ServerContext`;
-`serve(config)` runs the daemon process; `lmvisor.server.cli:main` is the
-`lmvisor` command. Importing this package loads nothing heavy until a name
-is used.
+`create_app(context)` builds the FastAPI app over a `ServerContext` (the
+application tree's programs and optimization jobs, the runtime's tree, events
+and metrics); `serve(config)` runs the daemon process;
+`lmvisor.server.cli:main` is the `lmvisor` command. Importing this package
+loads nothing heavy until a name is used.
 """
 
 from typing import TYPE_CHECKING
@@ -23,9 +24,13 @@ if TYPE_CHECKING:
     from lmvisor.server.errors import AppHookFailed as AppHookFailed
     from lmvisor.server.errors import AppLoadError as AppLoadError
     from lmvisor.server.errors import DaemonError as DaemonError
+    from lmvisor.server.errors import DataDirInUse as DataDirInUse
     from lmvisor.server.errors import Draining as Draining
     from lmvisor.server.errors import InsecureBind as InsecureBind
     from lmvisor.server.errors import InvalidHeader as InvalidHeader
+    from lmvisor.server.errors import InvalidInput as InvalidInput
+    from lmvisor.server.errors import NoApplication as NoApplication
+    from lmvisor.server.errors import NotAllowed as NotAllowed
     from lmvisor.server.errors import RequestError as RequestError
     from lmvisor.server.errors import RequestTooLarge as RequestTooLarge
     from lmvisor.server.errors import StartupError as StartupError

@@ -1,9 +1,10 @@
 """The daemon's ASGI app: FastAPI over a `ServerContext`, with the request plumbing in front.
 
-`create_app(context)` mounts the built-in routes (`health`, `observe`), then
-every router the context was given (`ServerContext.add_router`: the services'
-program and optimization routes, a user's `--app` hook), installs the typed
-error bodies (`http_errors`) and the middleware (`middleware`), and documents
+`create_app(context)` mounts the built-in routes (`health`, `observe`; with an
+application tree, `programs` and `optimizations`), then every router the
+context was given (`ServerContext.add_router`: a user's `--app` hook), installs the typed
+error bodies (`http_errors`) and the middleware (`middleware`; innermost, the
+hot route's `fast_run`), and documents
 the cross-cutting headers and the bearer scheme in the served OpenAPI
 document (`/openapi.json`, browsable at `/docs`).
 """
@@ -19,6 +20,7 @@ from lmvisor.server import health, observe
 from lmvisor.server.about import version_info
 from lmvisor.server.auth import TokenSet
 from lmvisor.server.context import ServerContext
+from lmvisor.server.fast_run import RunFastPath
 from lmvisor.server.http_errors import ERROR_RESPONSES, install_error_handlers
 from lmvisor.server.http_metrics import HttpMetrics
 from lmvisor.server.middleware import (
@@ -38,6 +40,7 @@ _DESCRIPTION: Final = (
     'every error has the body `{"error": {"code", "message", "field"}}`.'
 )
 _METHODS: Final = ("get", "put", "post", "delete", "patch", "head", "options")
+_RUN_PATH: Final = "/v1/programs/{program_id}/run"
 
 
 def create_app(context: ServerContext) -> FastAPI:
@@ -55,11 +58,18 @@ def create_app(context: ServerContext) -> FastAPI:
     )
     app.state.lmvisor = context
     install_error_handlers(app)
+    routers = [health.router, observe.router]
+    if context.has_app:
+        from lmvisor.server import optimizations, programs
+
+        routers += [programs.router, optimizations.router]
+        run_route = next(r for r in programs.router.routes if getattr(r, "path", "") == _RUN_PATH)
+        # add_middleware wraps: the first added runs last, right above the routes.
+        app.add_middleware(RunFastPath, context=context, route=run_route)
     # Any route can answer these (headers, auth, body limit, deadline): document them on all.
-    for router in (health.router, observe.router, *context.routers):
+    for router in (*routers, *context.routers):
         app.include_router(router, responses=ERROR_RESPONSES)
     tokens = TokenSet.from_config(server)
-    # add_middleware wraps: the last added runs first.
     app.add_middleware(
         DeadlineMiddleware, default=server.request_timeout, maximum=server.max_request_timeout
     )

@@ -2,14 +2,15 @@
 
 Every call raises `DaemonUnreachable` when nothing answers and `DaemonRefused`
 (carrying the status and the typed body's code, message and field) when the
-daemon answers an error. `follow_events` reads the SSE stream of
-`/v1/events?follow=true` until the daemon ends it.
+daemon answers an error. `follow_events` and `follow_optimization` read SSE
+streams (`/v1/events?follow=true`, `/v1/optimizations/{id}/events`) until the
+daemon ends them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, final
 
 import httpx
@@ -71,25 +72,88 @@ class DaemonClient:
         `data` (the parsed JSON data).
         """
         params = {**_params(filters), "follow": "true"}
-        timeout = httpx.Timeout(self._http.timeout.connect, read=None)
-        try:
-            with self._http.stream("GET", "/v1/events", params=params, timeout=timeout) as answer:
-                if answer.status_code >= 400:
-                    answer.read()
-                    raise _refused(answer)
-                yield from _decode(answer.iter_bytes())
-        except httpx.TransportError as exc:
-            raise DaemonUnreachable(url=self.url, problem=_problem(exc)) from exc
+        yield from self._stream("GET", "/v1/events", params=params)
+
+    # --- programs ---------------------------------------------------------------------
+
+    def register(
+        self, program_id: str, program: Mapping[str, Any], *, options: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """`POST /v1/programs`: register a program spec under `program_id`."""
+        body = {"id": program_id, "program": dict(program), "options": options}
+        return self._send("POST", "/v1/programs", body)
+
+    def program(self, program_id: str) -> dict[str, Any]:
+        """`GET /v1/programs/{id}`."""
+        return self._get(f"/v1/programs/{program_id}")
+
+    def run(
+        self, program_id: str, inputs: Mapping[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """`POST /v1/programs/{id}/run`: the run's outputs, usage, cost and correlation id.
+
+        Waits for the daemon's answer however long the run takes (the daemon
+        bounds it: `timeout`, else its `modules.timeout`).
+        """
+        body = {"inputs": dict(inputs), "timeout": timeout}
+        return self._send("POST", f"/v1/programs/{program_id}/run", body, unbounded=True)
+
+    # --- optimization jobs ------------------------------------------------------------
+
+    def submit_optimization(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """`POST /v1/optimizations`: start a job; its status (with its `id`)."""
+        return self._send("POST", "/v1/optimizations", dict(spec))
+
+    def optimization(self, job_id: str) -> dict[str, Any]:
+        """`GET /v1/optimizations/{id}`: the job's status and progress."""
+        return self._get(f"/v1/optimizations/{job_id}")
+
+    def optimization_result(self, job_id: str) -> dict[str, Any]:
+        """`GET /v1/optimizations/{id}/result`: the optimized program of a completed job."""
+        return self._get(f"/v1/optimizations/{job_id}/result")
+
+    def cancel_optimization(self, job_id: str) -> dict[str, Any]:
+        """`POST /v1/optimizations/{id}/cancel`."""
+        return self._send("POST", f"/v1/optimizations/{job_id}/cancel", None)
+
+    def follow_optimization(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """Yield the job's progress events (`status`, `trial`, `done`) until it ends."""
+        yield from self._stream("GET", f"/v1/optimizations/{job_id}/events")
+
+    # --- plumbing ---------------------------------------------------------------------
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
             answer = self._http.get(path, params=params)
         except httpx.TransportError as exc:
             raise DaemonUnreachable(url=self.url, problem=_problem(exc)) from exc
-        if answer.status_code >= 400:
-            raise _refused(answer)
-        body: dict[str, Any] = answer.json()
-        return body
+        return _body(answer)
+
+    def _send(
+        self, method: str, path: str, body: Any, *, unbounded: bool = False
+    ) -> dict[str, Any]:
+        # A run waits as long as the daemon lets it: its own deadline bounds it.
+        timeout = self._http.timeout
+        if unbounded:
+            timeout = httpx.Timeout(self._http.timeout.connect, read=None)
+        try:
+            answer = self._http.request(method, path, json=body, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise DaemonUnreachable(url=self.url, problem=_problem(exc)) from exc
+        return _body(answer)
+
+    def _stream(
+        self, method: str, path: str, params: dict[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        timeout = httpx.Timeout(self._http.timeout.connect, read=None)
+        try:
+            with self._http.stream(method, path, params=params, timeout=timeout) as answer:
+                if answer.status_code >= 400:
+                    answer.read()
+                    raise _refused(answer)
+                yield from _decode(answer.iter_bytes())
+        except httpx.TransportError as exc:
+            raise DaemonUnreachable(url=self.url, problem=_problem(exc)) from exc
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -100,6 +164,15 @@ class DaemonClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _body(answer: httpx.Response) -> dict[str, Any]:
+    if answer.status_code >= 400:
+        raise _refused(answer)
+    if answer.status_code == 204 or not answer.content:
+        return {}
+    body: dict[str, Any] = answer.json()
+    return body
 
 
 def _decode(chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:

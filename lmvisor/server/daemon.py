@@ -6,7 +6,9 @@ code. In order:
 1. refuse a non-loopback bind without a token (`InsecureBind`), pick the loop
    (`server.loop`: uvloop when installed, unless told otherwise), switch
    `logging.mode = "auto"` to JSON lines and configure the process's logging;
-2. bind the listening socket (a busy port fails here, before anything starts);
+2. hold the data directory (`data_lock`: a second daemon, or a CLI run, on the same
+   directory is refused with `DataDirInUse`) and bind the listening socket (a busy
+   port fails here, before anything starts);
 3. open what is served (`host.open_context`: the runtime's tree, the `--app`
    hook) and build the app;
 4. apply the GC settings (`server.gc_tuning`): `gc.freeze()` the start-up heap
@@ -16,10 +18,12 @@ code. In order:
 Drain: the first SIGTERM/SIGINT stops accepting connections, marks the daemon
 draining (`/readyz` answers 503, event streams end with `end`/`shutdown`), and
 lets in-flight requests finish within `server.drain_timeout`; whatever still
-runs then is cancelled. A second SIGINT stops waiting at once. Then the tree
-shuts down in reverse start order (the event store flushes) and `serve`
-returns 0. If the root supervisor exits while serving (a restart intensity
-exceeded at the top), the daemon drains the same way and returns 1.
+runs then is cancelled. A second SIGINT stops waiting at once. Then running
+optimization jobs are checkpointed (stopped with their progress stored, to
+resume at the next start on the same data directory), queued cache writes and
+events are flushed to their files, the tree shuts down in reverse start order,
+and `serve` returns 0. If the root supervisor exits while serving (a restart
+intensity exceeded at the top), the daemon drains the same way and returns 1.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import gc
 import os
 import signal
 import socket
-from collections.abc import Callable, Generator
+import sqlite3
+from collections.abc import Awaitable, Callable, Generator
 from typing import Final, final
 
 import uvicorn
@@ -38,15 +43,17 @@ from starlette.types import ASGIApp
 
 from lmvisor.config.loading import replace_value
 from lmvisor.config.schema import LmvisorConfig, ServerConfig
-from lmvisor.runtime.errors import SupervisorGaveUp
+from lmvisor.runtime.errors import LmvisorError, SupervisorGaveUp
 from lmvisor.runtime.observe.logs import LogMode, get_logger
 from lmvisor.runtime.observe.names import SERVER_DRAINING, SERVER_READY, SERVER_STOPPED
 from lmvisor.runtime.observe.process_logging import configure_process_logging
 from lmvisor.server.app import create_app
 from lmvisor.server.auth import check_bind
 from lmvisor.server.context import ServerContext
+from lmvisor.server.data_lock import DataDirLock
 from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, StartupError
 from lmvisor.server.host import RegisterHook, open_context
+from lmvisor.services.app_lm import LoopbackMode
 
 __all__ = [
     "Daemon",
@@ -59,6 +66,8 @@ __all__ = [
 ]
 
 _BACKLOG: Final = 2048
+# Stopping jobs and flushing files at shutdown: each bounded, so a stuck store cannot hang exit.
+_CHECKPOINT_TIMEOUT: Final = 30.0
 _log = get_logger("lmvisor.server")
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
@@ -121,8 +130,11 @@ def serve(
     *,
     register: RegisterHook | None = None,
     register_name: str = "<hook>",
+    loopback_lm: LoopbackMode = "never",
 ) -> int:
     """Run the daemon in this process until stopped; the exit code (see the module docstring).
+
+    `loopback_lm` is the application's opt-in to lmvisor's loopback LM (`open_app`).
 
     Blocks. Must run in the main thread (it installs signal handlers).
 
@@ -138,7 +150,13 @@ def serve(
     configure_process_logging(mode, level=config.logging.level)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(
-            run_daemon(config, register=register, register_name=register_name, loop_name=loop_name)
+            run_daemon(
+                config,
+                register=register,
+                register_name=register_name,
+                loop_name=loop_name,
+                loopback_lm=loopback_lm,
+            )
         )
 
 
@@ -149,18 +167,30 @@ async def run_daemon(
     register_name: str = "<hook>",
     loop_name: str = "asyncio",
     signals: bool = True,
+    loopback_lm: LoopbackMode = "never",
 ) -> int:
-    """Bind, open the served context, build the app, tune GC, and serve; the exit code."""
-    sock = bind_socket(config.server.host, config.server.port)
+    """Bind, hold the data directory, open the served context, build the app, tune GC, and
+    serve; the exit code.
+
+    Raises:
+        DataDirInUse: another daemon (or CLI run) holds `config.data_dir`.
+    """
     try:
-        async with open_context(config, register=register, register_name=register_name) as ctx:
-            daemon = Daemon(ctx, create_app(ctx), sock, loop_name=loop_name)
-            tuned = tune_gc(config.server)
-            return await daemon.run(signals=signals, gc_tuned=tuned)
+        with contextlib.ExitStack() as holds:
+            lock = None
+            if config.data_dir is not None:
+                lock = holds.enter_context(DataDirLock(config.data_dir))
+            sock = holds.enter_context(bind_socket(config.server.host, config.server.port))
+            async with open_context(
+                config, register=register, register_name=register_name, loopback_lm=loopback_lm
+            ) as ctx:
+                if lock is not None:
+                    ctx.on_ready(lambda url: lock.announce(url=url))
+                daemon = Daemon(ctx, create_app(ctx), sock, loop_name=loop_name)
+                tuned = tune_gc(config.server)
+                return await daemon.run(signals=signals, gc_tuned=tuned)
     except SupervisorGaveUp:
         return EXIT_FAILURE  # drained and logged (`server.root_exited`); the tree is down
-    finally:
-        sock.close()
 
 
 @final
@@ -264,6 +294,8 @@ class Daemon:
                 gave_up = True
                 self._root_gave_up(failure.reason)
             await self._finish(serving)
+            if not gave_up:  # with the root gone, nothing is left to checkpoint
+                await self._checkpoint()
         finally:
             if signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -276,9 +308,37 @@ class Daemon:
         return self._exit_code
 
     def _announce(self, gc_tuned: bool) -> None:
+        # Callbacks first: whoever sees `server.ready` finds what they record (the data
+        # directory's owner URL, a banner).
+        for callback in self.context.ready_callbacks:
+            try:
+                callback(self.url)
+            except Exception as exc:
+                _log.exception("server.ready_callback_failed", error=type(exc).__name__)
         data = {"url": self.url, "pid": os.getpid(), "loop": self.loop_name, "gc_tuned": gc_tuned}
         self.context.runtime.events.emit(SERVER_READY, data)
         _log.info(SERVER_READY, **data)
+
+    async def _checkpoint(self) -> None:
+        """Before the tree stops: store running jobs' progress, flush cache writes and events."""
+        context = self.context
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+        if context.has_app:
+            steps += [
+                ("optimization jobs", context.app.suspend_optimizations),
+                ("cache writes", context.app.flush_cache),
+            ]
+        sink = context.runtime.events.sink
+        if sink is not None:
+            steps.append(("events", sink.flush))
+        for what, step in steps:
+            try:
+                async with asyncio.timeout(_CHECKPOINT_TIMEOUT):
+                    done = await step()
+            except (LmvisorError, OSError, RuntimeError, TimeoutError, sqlite3.Error) as exc:
+                _log.error("server.checkpoint_failed", step=what, error=repr(exc))
+                continue
+            _log.info("server.checkpointed", step=what, result=_jsonable(done))
 
     def _root_gave_up(self, reason: object) -> None:
         self._exit_code = EXIT_FAILURE
@@ -295,3 +355,7 @@ class Daemon:
         if not self.context.draining.is_set():
             self._exit_code = EXIT_FAILURE
             _log.error("server.stopped_unexpectedly")
+
+
+def _jsonable(value: object) -> object:
+    return value if isinstance(value, int | str | list | type(None)) else repr(value)

@@ -6,11 +6,15 @@
         │   ├── InvalidHeader          a header's value is malformed or out of range
         │   ├── Unauthorized           no bearer token, or not one the daemon knows
         │   ├── RequestTooLarge        the body is larger than `server.max_body_bytes`
+        │   ├── InvalidInput           a program's inputs do not fit its signature
+        │   ├── NotAllowed             the request names something the daemon may not use
         │   └── Draining               the daemon is shutting down; retry elsewhere
         ├── StartupError               `lmvisor serve` cannot start (a usage/config error)
         │   ├── InsecureBind           a non-loopback address without any token
-        │   └── AppLoadError           the `--app pkg.module:register` hook cannot be loaded
+        │   ├── AppLoadError           the `--app pkg.module:register` hook cannot be loaded
+        │   └── DataDirInUse           another daemon (or CLI run) holds the data directory
         ├── AppHookFailed              the `--app` hook ran and raised (a runtime failure)
+        ├── NoApplication              the context serves a bare runtime, without programs
         └── DaemonCallError            the CLI's call to a running daemon failed
             ├── DaemonUnreachable      no daemon answered at the URL
             └── DaemonRefused          the daemon answered with an error body
@@ -40,9 +44,13 @@ __all__ = [
     "DaemonError",
     "DaemonRefused",
     "DaemonUnreachable",
+    "DataDirInUse",
     "Draining",
     "InsecureBind",
     "InvalidHeader",
+    "InvalidInput",
+    "NoApplication",
+    "NotAllowed",
     "RequestError",
     "RequestTooLarge",
     "StartupError",
@@ -103,6 +111,28 @@ class RequestTooLarge(RequestError):
         self.limit = limit
 
 
+class InvalidInput(RequestError):
+    """The caller's inputs do not fit the program (a missing or unusable field); fix and resend."""
+
+    code = "invalid_input"
+
+    def __init__(self, *, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}", context={"field": field, "problem": problem})
+        self.field = field
+        self.problem = problem
+
+
+class NotAllowed(RequestError):
+    """The request names what the daemon will not use (a metric not allowed, a server file)."""
+
+    code = "not_allowed"
+
+    def __init__(self, *, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}", context={"field": field, "problem": problem})
+        self.field = field
+        self.problem = problem
+
+
 class Draining(RequestError):
     """The daemon is shutting down and takes no new work; retry against another instance."""
 
@@ -143,6 +173,24 @@ class AppLoadError(StartupError):
         self.spec = spec
 
 
+class DataDirInUse(StartupError):
+    """Another process serves this data directory; talk to it (`--url`) or use another one."""
+
+    code = "data_dir_in_use"
+
+    def __init__(self, *, data_dir: str, pid: int | None, url: str | None) -> None:
+        who = f"process {pid}" if pid is not None else "another process"
+        hint = f"pass --url {url}" if url else "wait for it to finish"
+        super().__init__(
+            f"data directory {data_dir!r} is in use by {who}"
+            + (f" serving {url}" if url else "")
+            + f": {hint}, or set another data_dir (LMVISOR_DATA_DIR)",
+            context={"data_dir": data_dir, "pid": pid, "url": url},
+        )
+        self.data_dir = data_dir
+        self.url = url
+
+
 class AppHookFailed(DaemonError):
     """The user's `--app` hook raised while registering; the cause is chained. Fix the hook."""
 
@@ -154,6 +202,15 @@ class AppHookFailed(DaemonError):
             context={"spec": spec, "reason": repr(reason)},
         )
         self.spec = spec
+
+
+class NoApplication(DaemonError):
+    """Code asked a context without an application tree for one; open it with `open_context`."""
+
+    code = "no_application"
+
+    def __init__(self) -> None:
+        super().__init__("this server context serves a bare runtime: it has no application tree")
 
 
 class DaemonCallError(DaemonError):

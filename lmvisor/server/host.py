@@ -1,15 +1,20 @@
-"""What the daemon serves, opened and closed as one: the runtime and the user's `--app` hook.
+"""What the daemon serves, opened and closed as one: the application tree and the `--app` hook.
 
-`open_context(config, register=...)` starts the runtime (its tree, event store,
-metrics), builds the `ServerContext`, runs the hook, yields the context, and on
-exit shuts the tree down in reverse start order. The daemon and the CLI's
-embedded mode both go through here, so they serve the same thing from the same
-configuration.
+`open_context(config, register=...)` starts the application tree
+(`lmvisor.services.open_app`: the runtime, cache, LM providers, module manager,
+optimization coordinator), builds the `ServerContext` with the readiness check
+`providers`, runs the hook, yields the context, and on exit shuts the tree down
+in reverse start order. The daemon and the CLI's embedded mode both go through
+here, so they serve the same thing from the same configuration.
+
+`loopback_lm` is the application's explicit opt-in to lmvisor's own loopback LM
+server ("never" by default: a daemon never falls back silently; "if_no_key"
+for demos such as `make run`; "always" for tests).
 
 A hook is named `pkg.module:function` (`load_register`) and called once with
 the context; it may be async. It registers what the daemon should serve:
-readiness checks, extra routers, and (once the services tree runs here)
-programs and metrics.
+programs (`await context.app.register(...)`), readiness checks, extra routers,
+and a callback for when the daemon listens (`context.on_ready`).
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from contextlib import asynccontextmanager
 from typing import Any, Final, TypeAlias
 
 from lmvisor.config.schema import LmvisorConfig
-from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.context import ServerContext
 from lmvisor.server.errors import AppHookFailed, AppLoadError
+from lmvisor.server.readiness import providers_ready
+from lmvisor.services.app import open_app
+from lmvisor.services.app_lm import LoopbackMode
 
 __all__ = ["DAEMON_NAMESPACE", "RegisterHook", "load_register", "open_context"]
 
@@ -69,15 +76,18 @@ async def open_context(
     register: RegisterHook | None = None,
     register_name: str = "<hook>",
     namespace: str = DAEMON_NAMESPACE,
+    loopback_lm: LoopbackMode = "never",
 ) -> AsyncIterator[ServerContext]:
     """Start what the daemon serves and yield its context; stop it all on exit.
 
     Raises:
-        StartError: a system service failed to start (nothing is left running).
+        ValueError: `loopback_lm` is not "never", "if_no_key" or "always".
+        StartError: a service failed to start (nothing is left running).
         AppHookFailed: `register` raised (cause chained); the tree is shut down.
     """
-    async with Runtime.open(config, namespace=namespace) as runtime:
-        context = ServerContext(runtime, config=config)
+    async with open_app(config, namespace=namespace, loopback_lm=loopback_lm) as app:
+        context = ServerContext(app.runtime, config=app.runtime.config, app=app)
+        context.add_readiness_check("providers", providers_ready(app))
         if register is not None:
             await _run_hook(register, context, register_name)
         yield context

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 
 from lmvisor.config.errors import ConfigError
 from lmvisor.runtime.correlation import current_correlation_id
-from lmvisor.runtime.errors import LmvisorError
+from lmvisor.runtime.errors import LmvisorError, RetryExhausted
 from lmvisor.server.errors import Unauthorized
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "ErrorDetail",
     "FieldProblem",
     "error_body",
+    "error_payload",
     "error_response",
     "install_error_handlers",
     "status_for",
@@ -49,6 +50,8 @@ STATUS_BY_ERROR: Final[Mapping[str, int]] = {
     "lmvisor.server.errors.RequestError": 400,
     "lmvisor.server.errors.Unauthorized": 401,
     "lmvisor.server.errors.RequestTooLarge": 413,
+    "lmvisor.server.errors.NotAllowed": 403,
+    "lmvisor.server.errors.InvalidInput": 422,
     "lmvisor.config.errors.ConfigError": 422,
     "lmvisor.programs.spec.ProgramSpecError": 422,
     "lmvisor.programs.errors.SignatureError": 422,
@@ -157,9 +160,14 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 def status_for(exc: BaseException) -> int:
     """The HTTP status for `exc`: its most specific entry in `STATUS_BY_ERROR`.
 
-    An `LmvisorError` (or `ConfigError`) with no entry is 503 when retryable,
-    else 500; any other exception is 500.
+    Retries that gave up answer as their last attempt's failure did when that is an
+    upstream status (a timeout stays a 504, a vendor's overload a 503), else 502. An
+    `LmvisorError` (or `ConfigError`) with no entry is 503 when retryable, else 500;
+    any other exception is 500.
     """
+    if isinstance(exc, RetryExhausted) and isinstance(exc.last_error, BaseException):
+        last = status_for(exc.last_error)
+        return last if last in (429, 502, 503, 504) else 502
     for cls in type(exc).__mro__:
         status = STATUS_BY_ERROR.get(f"{cls.__module__}.{cls.__qualname__}")
         if status is not None:
@@ -191,23 +199,26 @@ def error_body(
     return body
 
 
+def error_payload(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """The status and typed body for `exc` (a non-lmvisor exception: a 500 naming nothing)."""
+    if isinstance(exc, LmvisorError | ConfigError):
+        view = exc.to_dict()
+        return status_for(exc), error_body(exc.code, view["message"], field=_field_of(exc))
+    return 500, error_body("internal_error", _INTERNAL)
+
+
 def error_response(exc: BaseException) -> Response:
     """The answer for `exc`: its status, its typed body and any `Retry-After` it implies.
 
     A non-lmvisor exception is a 500 that names nothing about its cause.
     """
-    status = status_for(exc)
+    status, body = error_payload(exc)
     headers: dict[str, str] = {}
-    if isinstance(exc, LmvisorError | ConfigError):
-        view = exc.to_dict()
-        body = error_body(exc.code, view["message"], field=_field_of(exc))
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, int | float) and math.isfinite(retry_after):
-            headers["Retry-After"] = str(max(0, math.ceil(retry_after)))
-        if isinstance(exc, Unauthorized):
-            headers["WWW-Authenticate"] = "Bearer"
-    else:
-        body = error_body("internal_error", _INTERNAL)
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int | float) and math.isfinite(retry_after):
+        headers["Retry-After"] = str(max(0, math.ceil(retry_after)))
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=status, headers=headers)
 
 

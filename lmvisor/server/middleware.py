@@ -21,19 +21,21 @@ Plain ASGI rather than Starlette's `BaseHTTPMiddleware`: the contextvars set her
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
+import os
 import re
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Final, final
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lmvisor.config.errors import ConfigError
 from lmvisor.runtime.correlation import correlation_scope
 from lmvisor.runtime.deadline import deadline
-from lmvisor.runtime.errors import DeadlineExceeded
+from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError
 from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.server.auth import TokenSet
 from lmvisor.server.errors import Draining, InvalidHeader, RequestTooLarge, Unauthorized
@@ -88,6 +90,10 @@ class RequestContextMiddleware:
         self.access_log = access_log
         self.metrics = metrics
         self.draining = draining
+        # Ids for requests that bring none: unique per process (a random prefix, then a
+        # count), and cheaper than a uuid4 (a system call) on every request.
+        self._prefix = os.urandom(8).hex() + "-"
+        self._ids = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,7 +102,7 @@ class RequestContextMiddleware:
         raw = _header(scope, _CORRELATION_KEY)
         text = None if raw is None else raw.decode("latin-1")
         valid = text is not None and _CORRELATION_ID.match(text) is not None
-        cid = text if valid and text is not None else uuid.uuid4().hex
+        cid = text if valid and text is not None else f"{self._prefix}{next(self._ids):x}"
         echo = (_CORRELATION_KEY, cid.encode("latin-1"))
         outcome = _Outcome()
 
@@ -117,6 +123,11 @@ class RequestContextMiddleware:
                     await _send_error(error, scope, receive, send_with_id)
                 else:
                     await self.app(scope, receive, send_with_id)
+            except (LmvisorError, ConfigError) as exc:
+                # A typed failure raised below the routes (the hot route answers outside
+                # FastAPI's handlers): its typed answer, no traceback in the log.
+                if outcome.status is None:
+                    await _send_error(exc, scope, receive, send_with_id)
             except Exception as exc:
                 _log.exception("http.unhandled_error", error=type(exc).__name__)
                 if outcome.status is None:

@@ -1,7 +1,9 @@
-"""Terminal renderings for the CLI (rich): the supervision tree, event tables and event lines.
+"""Terminal renderings for the CLI (rich): the tree, events, a run's result, an optimization job.
 
-Each takes the JSON views the API serves (`lmvisor.server.views`), so a tree
-or an event looks the same whether it came from a daemon or an embedded run.
+Each takes the JSON views the API serves (`lmvisor.server.views`,
+`program_views`, `optimization_progress`), so a tree, an event, a run or a job
+looks the same whether it came from a daemon or an embedded run.
+`JobProgressDisplay` is the live progress bar of `lmvisor optimize`.
 """
 
 from __future__ import annotations
@@ -9,13 +11,30 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, final
 
+from rich.console import Console, Group
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.tree import Tree
 
-__all__ = ["event_line", "events_table", "supervision_tree"]
+__all__ = [
+    "JobProgressDisplay",
+    "event_line",
+    "events_table",
+    "job_table",
+    "run_result",
+    "supervision_tree",
+]
 
 _STATUS_STYLE: Final = {"running": "green", "starting": "yellow", "stopping": "yellow"}
 _DATA_WIDTH: Final = 120
@@ -80,3 +99,100 @@ def event_line(event: Mapping[str, Any]) -> str:
         f" [cyan]{escape(str(event.get('correlation_id') or '-'))}[/cyan]"
         f" {escape(_data(event.get('data')))}"
     )
+
+
+# --- programs and optimization jobs ----------------------------------------------------
+
+
+def _money(cost: Any) -> str:
+    return "cost unknown" if cost is None else f"${float(cost):.6f}"
+
+
+def run_result(view: Mapping[str, Any]) -> Group:
+    """A run (`POST /v1/programs/{id}/run`'s answer): its outputs, then one line of accounting."""
+    table = Table("field", "value", box=None, pad_edge=False, show_header=False)
+    for name, value in dict(view.get("outputs") or {}).items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        table.add_row(f"[bold]{escape(str(name))}[/bold]", escape(str(text)))
+    usage = view.get("usage") or {}
+    cached = "cached" if view.get("cached") else "not cached"
+    line = (
+        f"[dim]{escape(str(view.get('module_id')))} v{view.get('version')}"
+        f" · {usage.get('total_tokens', 0)} tokens · {_money(view.get('cost_usd'))} · {cached}"
+        f" · {float(view.get('duration_ms') or 0):.1f} ms"
+        f" · correlation id {escape(str(view.get('correlation_id')))}[/dim]"
+    )
+    if view.get("strategy") not in (None, "primary"):
+        line += f" [yellow]answered by fallback {escape(str(view['strategy']))}[/yellow]"
+    return Group(table, line)
+
+
+def job_table(job: Mapping[str, Any]) -> Table:
+    """An optimization job's status (`GET /v1/optimizations/{id}`) as a two-column table."""
+    status = str(job.get("status"))
+    style = {"completed": "green", "running": "yellow"}.get(status, "red")
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    score = job.get("best_score")
+    rows = [
+        ("job", job.get("id")),
+        ("status", f"[{style}]{escape(status)}[/{style}]"),
+        ("optimizer", job.get("optimizer")),
+        ("program", job.get("program")),
+        ("trials", f"{job.get('trials_done')} of {job.get('trials_total')}"),
+        ("best score", "-" if score is None else f"{float(score):.4g}"),
+    ]
+    if job.get("version") is not None:
+        rows.append(("deployed as version", job.get("version")))
+    error = job.get("error")
+    if isinstance(error, Mapping):
+        rows.append(("error", f"[red]{escape(str(error.get('message')))}[/red]"))
+    for name, value in rows:
+        table.add_row(name, value if name in ("status", "error") else escape(str(value)))
+    return table
+
+
+@final
+class JobProgressDisplay:
+    """A live progress bar for an optimization job, fed its progress stream's items.
+
+    Use as a context manager around the stream; `update({"event", "data"})` with
+    each item (`status`, `trial`, `done`). Disabled, it shows nothing.
+    """
+
+    def __init__(self, *, enabled: bool = True, console: Console | None = None) -> None:
+        self._enabled = enabled
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("best {task.fields[best]}"),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            transient=False,
+            disable=not enabled,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> JobProgressDisplay:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, item: Mapping[str, Any]) -> None:
+        """Show one progress item."""
+        data = item.get("data") or {}
+        if item.get("event") not in ("status", "done") or not isinstance(data, Mapping):
+            return
+        total = int(data.get("trials_total") or 0)
+        done = int(data.get("trials_done") or 0)
+        score = data.get("best_score")
+        best = "-" if score is None else f"{float(score):.4g}"
+        if self._task is None:
+            label = f"{data.get('optimizer')} on {data.get('program')}"
+            self._task = self._progress.add_task(escape(label), total=total or None, best=best)
+        self._progress.update(self._task, completed=done, total=total or None, best=best)

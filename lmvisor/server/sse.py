@@ -13,7 +13,6 @@ the stream when the client disconnects.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, final
@@ -22,6 +21,7 @@ from starlette.responses import StreamingResponse
 
 from lmvisor.runtime.deadline import time_left
 from lmvisor.server.context import ServerContext
+from lmvisor.server.responses import dump_json
 
 __all__ = ["SSE_MEDIA_TYPE", "SSEMessage", "sse_frame", "sse_response"]
 
@@ -41,7 +41,7 @@ class SSEMessage:
 
 def _dumps(data: Mapping[str, Any]) -> str:
     # Event data comes from anywhere in the runtime: never let one value break a stream.
-    return json.dumps(data, default=repr, separators=(",", ":"), ensure_ascii=False)
+    return dump_json(data).decode("utf-8")
 
 
 def sse_frame(message: SSEMessage) -> bytes:

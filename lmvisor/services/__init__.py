@@ -11,6 +11,7 @@ from lmvisor._lazy import lazy_package
 
 if TYPE_CHECKING:
     from lmvisor.services.app import App as App
+    from lmvisor.services.app import ProviderHealth as ProviderHealth
     from lmvisor.services.app import open_app as open_app
     from lmvisor.services.app_lm import LOOPBACK_NOTICE as LOOPBACK_NOTICE
     from lmvisor.services.app_lm import LMChoice as LMChoice
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from lmvisor.services.errors import AllStrategiesFailed as AllStrategiesFailed
     from lmvisor.services.errors import BudgetExceeded as BudgetExceeded
     from lmvisor.services.errors import CacheMiss as CacheMiss
+    from lmvisor.services.errors import CorruptRecord as CorruptRecord
     from lmvisor.services.errors import JobNotFinished as JobNotFinished
     from lmvisor.services.errors import ModuleAlreadyRegistered as ModuleAlreadyRegistered
     from lmvisor.services.errors import NoDeploymentAvailable as NoDeploymentAvailable
@@ -101,6 +103,8 @@ if TYPE_CHECKING:
     from lmvisor.services.module_options import ModuleOptions as ModuleOptions
     from lmvisor.services.module_options import check_model_name as check_model_name
     from lmvisor.services.module_options import parse_module_options as parse_module_options
+    from lmvisor.services.module_stream import StreamSink as StreamSink
+    from lmvisor.services.module_stream import stream_program as stream_program
     from lmvisor.services.module_table import ModuleInfo as ModuleInfo
     from lmvisor.services.module_table import ModuleMeters as ModuleMeters
     from lmvisor.services.module_table import ModuleRecord as ModuleRecord
@@ -118,12 +122,14 @@ if TYPE_CHECKING:
     from lmvisor.services.optimization import OptimizationCoordinator as OptimizationCoordinator
     from lmvisor.services.optimization import OptimizationStatus as OptimizationStatus
     from lmvisor.services.optimization import SubmitJob as SubmitJob
+    from lmvisor.services.optimization import SuspendJobs as SuspendJobs
     from lmvisor.services.optimization import cancel_optimization as cancel_optimization
     from lmvisor.services.optimization import list_optimizations as list_optimizations
     from lmvisor.services.optimization import optimization_result as optimization_result
     from lmvisor.services.optimization import optimization_spec as optimization_spec
     from lmvisor.services.optimization import optimization_status as optimization_status
     from lmvisor.services.optimization import submit_optimization as submit_optimization
+    from lmvisor.services.optimization import suspend_optimizations as suspend_optimizations
     from lmvisor.services.optimization_job import OPTIMIZERS as OPTIMIZERS
     from lmvisor.services.optimization_job import JobSpec as JobSpec
     from lmvisor.services.optimization_job import build_optimizer as build_optimizer

@@ -10,14 +10,18 @@
 Children start in that order and stop in reverse. The embedded default needs
 nothing installed: L1 in memory and L3 in `<data_dir>/cache.sqlite3`
 (`data_dir` defaults to `./.lmvisor`; None keeps everything in memory);
-Redis only when `cache.l2_redis_url` is set.
+Redis only when `cache.l2_redis_url` is set. Registered programs are kept in
+`<data_dir>/modules.sqlite3` with their versions and restored when an app opens
+on the same directory (`lmvisor.services.module_store`: programs that can be
+written as specs; a Module object of one's own is not kept).
 
 Programs see one `LM`: `app.lm(model)`, the cache in front of the router in
 front of the provider actors. `App` is the facade an embedding app, the
 daemon's request handlers and the optimizers call: programs (`register`,
 `run`, `swap`, `rollback`, `describe`, `list_modules`, `unregister`, `get`),
 optimization jobs (`submit_optimization`, `optimization_status`,
-`list_optimizations`, `cancel_optimization`, `optimization_result`), the cache
+`list_optimizations`, `cancel_optimization`, `optimization_result`,
+`suspend_optimizations`), the providers' health (`provider_health`), the cache
 (`cache_statistics`, `clear_cache`, `flush_cache`), the tree and the events.
 Its failures are typed (see `lmvisor.services.modules`).
 
@@ -33,6 +37,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
 from lmvisor.config.loading import replace_value
@@ -44,6 +49,7 @@ from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.errors import LmvisorError
 from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.observe.store import EventStore
+from lmvisor.runtime.protection import BreakerState
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.tree import TreeNode
 from lmvisor.services.app_lm import LOOPBACK_NOTICE, LoopbackMode, choose_default_model
@@ -58,10 +64,13 @@ from lmvisor.services.cache import (
 )
 from lmvisor.services.cache_store import CacheStatistics, CacheStore
 from lmvisor.services.cached_lm import CachedLM
+from lmvisor.services.lm_provider import provider_name
 from lmvisor.services.lm_services import LMServices, start_lm_providers
 from lmvisor.services.module_execution import Execution
 from lmvisor.services.module_manager import ModuleTable, modules_spec
 from lmvisor.services.module_options import ModuleOptions
+from lmvisor.services.module_store import ProgramStore
+from lmvisor.services.module_stream import StreamSink
 from lmvisor.services.module_table import ModuleInfo
 from lmvisor.services.modules import DEFAULT_TIMEOUT, Modules, ProgramLike
 from lmvisor.services.optimization import (
@@ -73,14 +82,32 @@ from lmvisor.services.optimization import (
     optimization_spec,
     optimization_status,
     submit_optimization,
+    suspend_optimizations,
 )
 
 if TYPE_CHECKING:
     from lmvisor.testing.lm_server import LMServer
 
-__all__ = ["App", "open_app"]
+__all__ = ["App", "ProviderHealth", "open_app"]
 
 _log = get_logger(__name__)
+_PROGRAMS = "modules.sqlite3"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ProviderHealth:
+    """One configured vendor as a readiness check sees it.
+
+    Attributes:
+        vendor: the provider's name in `providers`.
+        running: its provider actor is alive.
+        breaker: its circuit breaker's state: "closed", "half_open" or "open".
+    """
+
+    vendor: str
+    running: bool
+    breaker: str
 
 
 @final
@@ -158,10 +185,11 @@ class App:
         *,
         correlation_id: str | None = None,
         timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (a deadline, passed on)
+        stream: StreamSink | None = None,
     ) -> Execution:
-        """Execute a registered program; see `Modules.execute`."""
+        """Execute a registered program; see `Modules.execute` (`stream`: its field chunks)."""
         return await self.modules.execute(
-            module_id, inputs, correlation_id=correlation_id, timeout=timeout
+            module_id, inputs, correlation_id=correlation_id, timeout=timeout, stream=stream
         )
 
     async def swap(
@@ -215,6 +243,22 @@ class App:
     async def optimization_result(self, job_id: str) -> Module:
         """The optimized program of a finished job."""
         return await optimization_result(self.runtime.via(COORDINATOR_NAME), job_id)
+
+    async def suspend_optimizations(self) -> list[str]:
+        """Stop every running job, its progress stored, to resume at the next start (shutdown)."""
+        return await suspend_optimizations(self.runtime.via(COORDINATOR_NAME))
+
+    # --- providers ----------------------------------------------------------------------
+
+    def provider_health(self) -> dict[str, ProviderHealth]:
+        """Each started vendor's provider: its actor alive, its breaker's state (by vendor)."""
+        health = {}
+        for vendor in self._services.vendors:
+            state = self._services.protections[vendor].breaker.state
+            ref = self.runtime.whereis(provider_name(vendor))
+            breaker = "half_open" if state is BreakerState.HALF_OPEN else state.name.lower()
+            health[vendor] = ProviderHealth(vendor, ref is not None and ref.alive, breaker)
+        return health
 
     # --- cache, tree, events ------------------------------------------------------------
 
@@ -312,7 +356,8 @@ async def _start_services(
     await runtime.start_child(cache_spec(store))
     services = await start_lm_providers(runtime, config)
     table = ModuleTable()
-    await runtime.start_child(modules_spec(table))
+    programs = ProgramStore(None if config.data_dir is None else config.data_dir / _PROGRAMS)
+    await runtime.start_child(modules_spec(table, store=programs))
     app = App(
         runtime=runtime,
         services=services,
@@ -322,6 +367,8 @@ async def _start_services(
         notice=notice,
         loopback_url=url,
     )
+    # Before the optimization coordinator: jobs it resumes may name restored programs.
+    await app.modules.restore(programs)
     optimization = _optimization_spec(app, config)
     if optimization is not None:
         await runtime.start_child(optimization)

@@ -15,8 +15,13 @@ It runs as the application tree's `cache` child, registered as "cache":
   for a batch to form): one SQLite transaction on a worker thread, one Redis
   pipeline. A failing tier is
   counted and logged; the write is given up (L1 still holds the answer).
-- `terminate()` disables the cache, writes out what is queued (bounded by
-  the spec's shutdown time) and closes the tiers.
+- `terminate()` disables the cache (no write is accepted after it), waits for
+  the write-behind task to unwind, writes again, whole, the batch that task
+  had taken and not finished (puts and deletes are idempotent), then every
+  write still queued, and closes the tiers. So a write accepted before the app
+  stops is never lost to the shutdown, whatever point the write-behind had
+  reached; only a tier that hangs past 80% of the spec's shutdown time can
+  lose writes, and then the count is logged (`cache.shutdown_writes_lost`).
 
 The LM path never messages this actor: it reads the shared `CacheStore`.
 Client functions: `cache_statistics`, `clear_cache`, `flush_cache`.
@@ -24,6 +29,7 @@ Client functions: `cache_statistics`, `clear_cache`, `flush_cache`.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,6 +115,9 @@ class CacheManager(Actor):
     def __init__(self, store: CacheStore) -> None:
         self._store = store
         self._limiter = anyio.CapacityLimiter(1)
+        self._writer: asyncio.Task[None] | None = None
+        # The batch the write-behind task took and has not finished writing.
+        self._unwritten: list[PendingWrite] = []
 
     async def started(self) -> None:
         config = self.runtime.config
@@ -121,7 +130,7 @@ class CacheManager(Actor):
         await subscribe_config(config_service, self.ref, "modules")
         await subscribe_config(config_service, self.ref, "cache")
         self.runtime.metrics.set_cache_source(store.hit_rate)
-        self.spawn_task(self._write_behind())
+        self._writer = self.spawn_task(self._write_behind())
         store.enabled = config.modules.cache_enabled
 
     @handler
@@ -163,11 +172,32 @@ class CacheManager(Actor):
         store = self._store
         store.enabled = False
         with anyio.move_on_after(_SHUTDOWN * 0.8):
-            while store.pending_writes:
-                await self._write_batch(store.take_pending(_BATCH))
+            await self._stop_writer()
+            await self._drain()
+        lost = len(self._unwritten) + store.pending_writes
+        if lost:
+            _log.error("cache.shutdown_writes_lost", entries=lost, waited_s=_SHUTDOWN * 0.8)
         self.runtime.metrics.set_cache_source(None)
         await self._close_l2()
         await self._close_l3()
+
+    async def _stop_writer(self) -> None:
+        """Cancel the write-behind task (dying cancels it already) and wait until it unwinds,
+        so the batch it held is known and nothing writes behind the drain's back."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            await asyncio.wait([writer])
+
+    async def _drain(self) -> None:
+        """Write the unfinished batch again, then every queued write, oldest first."""
+        store = self._store
+        while self._unwritten or store.pending_writes:
+            if not self._unwritten:
+                self._unwritten = store.take_pending(_BATCH)
+            await self._write_batch(self._unwritten)
+            self._unwritten = []
+        store.mark_idle_if_drained()
 
     # --- tiers --------------------------------------------------------------------------
 
@@ -261,7 +291,10 @@ class CacheManager(Actor):
                 # Linger a moment so a burst of answers shares one transaction and one
                 # thread hop: persistence waits a few ms, calls never do.
                 await anyio.sleep(_LINGER)
-            await self._write_batch(store.take_pending(_BATCH))
+            # Kept until written: a cancellation anywhere in between leaves it to `_drain`.
+            self._unwritten = store.take_pending(_BATCH)
+            await self._write_batch(self._unwritten)
+            self._unwritten = []
             store.mark_idle_if_drained()
 
     async def _write_batch(self, batch: list[PendingWrite]) -> None:

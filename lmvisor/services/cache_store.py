@@ -269,7 +269,14 @@ class CacheStore:
     # --- writes -----------------------------------------------------------------------
 
     def save(self, key: str, response: LMResponse, now: float) -> None:
-        """Keep `response` under `key` in L1 now and queue it for L2/L3; never raises."""
+        """Keep `response` under `key` in L1 now and queue it for L2/L3; never raises.
+
+        Nothing is kept while the cache is disabled: an answer to a call that began before
+        the cache was switched off (or before the app began to stop) is not stored, so the
+        CacheManager's shutdown drain sees every write it must make.
+        """
+        if not self.enabled:
+            return
         try:
             payload = encode_response(response)
         except TypeError as exc:

@@ -13,7 +13,8 @@ LmvisorError
     ├── UnknownModule            no program is registered under the id
     ├── ModuleAlreadyRegistered  the id is taken (swap a new version in instead)
     ├── NoPreviousVersion        a rollback with no earlier version to return to
-    └── AllStrategiesFailed      the program and every fallback failed; `causes` holds each
+    ├── AllStrategiesFailed      the program and every fallback failed; `causes` holds each
+    └── CorruptRecord            a stored row (job, checkpoint step, program) cannot be decoded
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "AllStrategiesFailed",
     "BudgetExceeded",
     "CacheMiss",
+    "CorruptRecord",
     "JobNotFinished",
     "ModuleAlreadyRegistered",
     "NoDeploymentAvailable",
@@ -214,3 +216,21 @@ class AllStrategiesFailed(ServiceError):
         )
         self.module_id = module_id
         self.causes = list(causes)
+
+
+class CorruptRecord(ServiceError):
+    """A stored row cannot be decoded (damaged file or foreign writer); it is skipped, never used.
+
+    `store` names the table ("jobs", "steps", "programs"), `record` the row's key.
+    """
+
+    code = "corrupt_record"
+
+    def __init__(self, *, store: str, record: str, problem: str) -> None:
+        super().__init__(
+            f"corrupt {store} record {record!r}: {problem}",
+            context={"store": store, "record": record, "problem": problem},
+        )
+        self.store = store
+        self.record = record
+        self.problem = problem

@@ -14,6 +14,9 @@
    `AllStrategiesFailed` carries every cause; with no fallback configured the
    program's own error is raised. A caller's mistake (a missing input, a
    malformed value) is raised at once: no fallback could fix it.
+   With a `stream` sink (`Modules.execute(..., stream=...)`), the primary
+   strategy runs streamed: each output field's text goes to the sink as it
+   arrives (`lmvisor.services.module_stream`); fallbacks run unstreamed.
 5. `module_execution_complete` is emitted (`duration_ms`, `lm_calls`,
    `cost_usd`, `success`, `strategy`, and `error` on failure), and the
    `lmvisor_module_execution_seconds` / `_success_total` / `_errors_total`
@@ -46,6 +49,7 @@ from lmvisor.runtime.observe.names import (
 from lmvisor.runtime.protection.limiter import RateLimiter
 from lmvisor.services.cached_lm import cache_policy, cache_report
 from lmvisor.services.errors import AllStrategiesFailed
+from lmvisor.services.module_stream import StreamSink, stream_program
 from lmvisor.services.module_table import ModuleRecord, ModuleVersion
 
 __all__ = ["Execution", "ExecutionContext", "run_execution"]
@@ -118,8 +122,11 @@ async def run_execution(
     version: ModuleVersion,
     inputs: Mapping[str, Any],
     at: float | None,
+    stream: StreamSink | None = None,
 ) -> Execution:
     """Run `version` of `record`'s program on `inputs` before the absolute deadline `at`.
+
+    With `stream`, the primary strategy's output fields go to it as they arrive.
 
     Raises:
         CircuitOpen, RateLimited: the program's breaker or limiter refused (no fallback set).
@@ -137,7 +144,7 @@ async def run_execution(
         started = time.perf_counter()
         acc, token = open_accumulator()
         try:
-            result, strategy, failures = await _strategies(ctx, record, version, inputs)
+            result, strategy, failures = await _strategies(ctx, record, version, inputs, stream)
         except Exception as exc:
             seconds = time.perf_counter() - started
             close_accumulator(token)
@@ -197,9 +204,10 @@ async def _strategies(
     record: ModuleRecord,
     version: ModuleVersion,
     inputs: Mapping[str, Any],
+    stream: StreamSink | None,
 ) -> tuple[Any, str, list[tuple[str, BaseException]]]:
     try:
-        return await _primary(ctx, record, version, inputs), PRIMARY, []
+        return await _primary(ctx, record, version, inputs, stream), PRIMARY, []
     except Exception as exc:
         fallbacks = record.options.strategies()
         if not fallbacks or not _may_fall_back(exc):
@@ -228,6 +236,7 @@ async def _primary(
     record: ModuleRecord,
     version: ModuleVersion,
     inputs: Mapping[str, Any],
+    stream: StreamSink | None,
 ) -> Any:
     breaker = record.breaker
     trial = breaker.before_call()
@@ -238,7 +247,10 @@ async def _primary(
             context(lm=ctx.lm_for(record.lm)),
             cache_policy(allow_stale=record.options.allow_stale),
         ):
-            result = await version.program(**inputs)
+            if stream is None:
+                result = await version.program(**inputs)
+            else:
+                result = await stream_program(version.program, inputs, stream)
     except BaseException as exc:
         breaker.on_failure(exc, trial)
         raise

@@ -22,10 +22,22 @@ set, its own limiter. The manager subscribes to `infrastructure` changes and
 rebuilds a program's protections when their config changes, without a
 restart. Its events (`module.registered`, `module.swapped`,
 `module.rolled_back`, `module.unregistered`) say what changed.
+
+With a durable `ProgramStore` (`lmvisor.services.module_store`), every change
+is written there before the next message is handled, so an app reopened on
+the same data directory restores each program (`Restore`, sent by
+`Modules.restore` at start) with all its versions and its current version.
+Registering a restored id (code that registers its programs at every start)
+adopts it rather than failing: the same program leaves it unchanged, a
+different one becomes its next version.
+A program that cannot be written as a spec (a Module object of one's own) is
+not kept; a write that fails is logged (`modules.persist_failed`) and the
+change stays in memory.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,8 +49,9 @@ from lmvisor.programs.spec import ProgramSpec
 from lmvisor.runtime.actor import Actor, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.config_service import ConfigChanged, subscribe_config
-from lmvisor.runtime.errors import RetryExhausted
+from lmvisor.runtime.errors import LmvisorError, RetryExhausted
 from lmvisor.runtime.messages import Call
+from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.observe.names import (
     BREAKER_STATE_CHANGED,
     MODULE_REGISTERED,
@@ -52,6 +65,7 @@ from lmvisor.runtime.supervisor import Supervisor
 from lmvisor.runtime.task_supervisor import TaskSupervisor
 from lmvisor.services.errors import ModuleAlreadyRegistered, UnknownModule
 from lmvisor.services.module_options import ModuleOptions
+from lmvisor.services.module_store import ProgramStore, RestoredProgram, stored_program
 from lmvisor.services.module_table import (
     ModuleInfo,
     ModuleMeters,
@@ -65,6 +79,7 @@ __all__ = [
     "ModuleManager",
     "ModuleTable",
     "Register",
+    "Restore",
     "Rollback",
     "Swap",
     "Unregister",
@@ -75,6 +90,8 @@ MODULES_NAME: Final = "modules"
 """The registry name of the ModuleManager."""
 MODULE_TASKS_NAME: Final = "module_tasks"
 """The registry name of the task supervisor executions run under."""
+
+_log = get_logger(__name__)
 
 
 @final
@@ -129,20 +146,48 @@ class Unregister(Call[None]):
 
 
 @final
-class ModuleManager(Actor):
-    """Owns the module table; see the module docstring."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Restore(Call[list[str]]):
+    """Install programs read back from the store (ids already taken are left alone);
+    replies the ids installed."""
 
-    def __init__(self, table: ModuleTable, *, wall: Callable[[], float] = time.time) -> None:
+    programs: tuple[RestoredProgram, ...]
+
+
+@final
+class ModuleManager(Actor):
+    """Owns the module table; see the module docstring.
+
+    Args:
+        table: the module table (shared by the manager's incarnations).
+        store: where programs are kept across restarts (None: nowhere).
+        wall: epoch seconds for version times.
+    """
+
+    def __init__(
+        self,
+        table: ModuleTable,
+        *,
+        store: ProgramStore | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self._table = table
+        self._store = store if store is not None else ProgramStore(None)
         self._wall = wall
 
     async def started(self) -> None:
         await subscribe_config(self.runtime.via("config"), self.ref, "infrastructure")
 
+    async def terminate(self, reason: object) -> None:
+        await self._store.close()
+
     @handler
-    def register(self, msg: Register) -> ModuleInfo | ErrorReply:
+    async def register(self, msg: Register) -> ModuleInfo | ErrorReply:
         records = self._table.records
-        if msg.module_id in records:
+        existing = records.get(msg.module_id)
+        if existing is not None and existing.restored:
+            return await self._adopt(existing, msg)
+        if existing is not None:
             return ErrorReply(ModuleAlreadyRegistered(module_id=msg.module_id))
         config = self.runtime.config
         version = ModuleVersion(1, msg.program, msg.spec, self._wall())
@@ -157,10 +202,23 @@ class ModuleManager(Actor):
         self._protect(record, config)
         records[msg.module_id] = record
         self._emit(MODULE_REGISTERED, record, version=1)
+        await self._keep(record, fresh=True)
         return record.info()
 
     @handler
-    def swap(self, msg: Swap) -> int | ErrorReply:
+    async def restore(self, msg: Restore) -> list[str]:
+        installed = []
+        for program in msg.programs:
+            if program.module_id in self._table.records:
+                continue
+            record = self._restored_record(program)
+            self._table.records[program.module_id] = record
+            self._emit(MODULE_REGISTERED, record, version=record.current.number, restored=True)
+            installed.append(program.module_id)
+        return installed
+
+    @handler
+    async def swap(self, msg: Swap) -> int | ErrorReply:
         record = self._table.records.get(msg.module_id)
         if record is None:
             return ErrorReply(UnknownModule(module_id=msg.module_id))
@@ -168,10 +226,11 @@ class ModuleManager(Actor):
         keep = self.runtime.config.modules.max_versions
         version = record.add_version(msg.program, msg.spec, self._wall(), keep=keep)
         self._emit(MODULE_SWAPPED, record, version=version.number, previous=previous)
+        await self._keep(record)
         return version.number
 
     @handler
-    def rollback(self, msg: Rollback) -> int | ErrorReply:
+    async def rollback(self, msg: Rollback) -> int | ErrorReply:
         record = self._table.records.get(msg.module_id)
         if record is None:
             return ErrorReply(UnknownModule(module_id=msg.module_id))
@@ -181,20 +240,69 @@ class ModuleManager(Actor):
         except Exception as exc:
             return ErrorReply(exc)
         self._emit(MODULE_ROLLED_BACK, record, version=version.number, previous=previous)
+        await self._keep(record)
         return version.number
 
     @handler
-    def unregister(self, msg: Unregister) -> ErrorReply | None:
+    async def unregister(self, msg: Unregister) -> ErrorReply | None:
         record = self._table.records.pop(msg.module_id, None)
         if record is None:
             return ErrorReply(UnknownModule(module_id=msg.module_id))
         self.runtime.events.ring.emit(MODULE_UNREGISTERED, {"module_id": msg.module_id})
+        await self._forget(msg.module_id)
         return None
 
     @handler
     def changed(self, msg: ConfigChanged) -> None:
         for record in self._table.records.values():
             self._protect(record, msg.config)
+
+    async def _adopt(self, record: ModuleRecord, msg: Register) -> ModuleInfo:
+        """A register of a restored id: the same program leaves it as it is, another one
+        becomes its next version (restored versions stay for rollback); the model and
+        options are the ones given. Registering it again afterwards is a duplicate."""
+        record.restored = False
+        record.lm, record.options = msg.lm, msg.options
+        if not _same_program(record.current, msg):
+            previous = record.current.number
+            keep = self.runtime.config.modules.max_versions
+            version = record.add_version(msg.program, msg.spec, self._wall(), keep=keep)
+            self._emit(MODULE_SWAPPED, record, version=version.number, previous=previous)
+        await self._keep(record)
+        return record.info()
+
+    # --- persistence ------------------------------------------------------------------
+
+    async def _keep(self, record: ModuleRecord, *, fresh: bool = False) -> None:
+        """Write `record` to the store, or take it out when it cannot be written down."""
+        if not self._store.durable:
+            return
+        stored = stored_program(record)
+        if isinstance(stored, str):
+            _log.info("modules.not_persisted", module_id=record.module_id, reason=stored)
+            await self._forget(record.module_id)
+            return
+        try:
+            await self._store.save(stored, fresh=fresh)
+        except (sqlite3.Error, OSError, TypeError, ValueError) as exc:
+            _log.error("modules.persist_failed", module_id=record.module_id, error=str(exc))
+
+    async def _forget(self, module_id: str) -> None:
+        try:
+            await self._store.delete(module_id)
+        except (sqlite3.Error, OSError) as exc:
+            _log.error("modules.persist_failed", module_id=module_id, error=str(exc))
+
+    def _restored_record(self, program: RestoredProgram) -> ModuleRecord:
+        config = self.runtime.config
+        record = ModuleRecord.from_store(
+            program.module_id, program.versions, program.history,
+            next_number=program.next_number, lm=program.lm, options=program.options,
+            breaker=self._breaker(program.module_id, _breaker_config(config, program.module_id)),
+            meters=self._meters(program.module_id),
+        )  # fmt: skip
+        self._protect(record, config)
+        return record
 
     # --- protections --------------------------------------------------------------------
 
@@ -252,8 +360,23 @@ class ModuleManager(Actor):
         return {"modules": sorted(self._table.records)}
 
 
+def _same_program(current: ModuleVersion, msg: Register) -> bool:
+    """Whether `msg` registers the program `current` already is (its spec, model aside)."""
+    if current.spec is None or msg.spec is None:
+        return False
+    mine, theirs = current.spec.to_dict(), msg.spec.to_dict()
+    mine.pop("lm"), theirs.pop("lm")
+    return mine == theirs
+
+
 def _counts_against_module(exc: BaseException) -> bool:
-    """The breaker's rule, plus retries that gave up: the LM behind the program kept failing."""
+    """The breaker's rule, plus retries that gave up: the LM behind the program kept failing.
+
+    A caller's own mistake (a missing input, a malformed value: a plain ValueError or
+    TypeError) never counts: one client's bad requests must not open the circuit on all.
+    """
+    if isinstance(exc, ValueError | TypeError) and not isinstance(exc, LmvisorError):
+        return False
     return counts_as_failure(exc) or isinstance(exc, RetryExhausted)
 
 
@@ -262,14 +385,22 @@ def _breaker_config(config: LmvisorConfig, module_id: str) -> CircuitBreakerConf
     return entries.get(module_id) or entries.get("default") or CircuitBreakerConfig()
 
 
-def modules_spec(table: ModuleTable, *, id: str = "modules") -> ChildSpec:
-    """The application tree's `modules` child: the task supervisor, then the manager."""
+def modules_spec(
+    table: ModuleTable, *, store: ProgramStore | None = None, id: str = "modules"
+) -> ChildSpec:
+    """The application tree's `modules` child: the task supervisor, then the manager.
+
+    Args:
+        table: the module table the manager owns.
+        store: where programs are kept across restarts (None: nowhere).
+        id: the child's id in its parent.
+    """
 
     def start() -> Supervisor:
         return Supervisor(
             [
                 ChildSpec("tasks", TaskSupervisor, name=MODULE_TASKS_NAME),
-                ChildSpec("manager", lambda: ModuleManager(table), name=MODULES_NAME),
+                ChildSpec("manager", lambda: ModuleManager(table, store=store), name=MODULES_NAME),
             ],
             strategy="one_for_one",
         )

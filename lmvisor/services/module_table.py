@@ -15,7 +15,7 @@ oldest are forgotten first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
@@ -127,7 +127,8 @@ def spec_of(program: Module, lm: str | None = None) -> ProgramSpec | None:
 class ModuleRecord:
     """One registered program: its versions, options, model and protections.
 
-    Changed only by the ModuleManager; everything else reads it.
+    Changed only by the ModuleManager; everything else reads it. `restored` marks a
+    program read back from the store and not yet registered again by this app.
     """
 
     module_id: str
@@ -142,6 +143,7 @@ class ModuleRecord:
     limiter: RateLimiter | None = None
     protection_config: tuple[Any, Any] = (None, None)
     next_number: int = 2
+    restored: bool = False
 
     @classmethod
     def first(
@@ -165,6 +167,36 @@ class ModuleRecord:
             history=[version.number],
             breaker=breaker,
             meters=meters,
+        )
+
+    @classmethod
+    def from_store(
+        cls,
+        module_id: str,
+        versions: Sequence[ModuleVersion],
+        history: Sequence[int],
+        *,
+        next_number: int,
+        lm: str,
+        options: ModuleOptions,
+        breaker: CircuitBreaker,
+        meters: ModuleMeters,
+    ) -> ModuleRecord:
+        """A record read back from the store: its kept versions, the last of `history` current."""
+        by_number = {v.number: v for v in versions}
+        current = by_number[history[-1]]
+        return cls(
+            module_id=module_id,
+            module_type=type(current.program).__name__,
+            lm=lm,
+            options=options,
+            current=current,
+            versions=by_number,
+            history=list(history),
+            breaker=breaker,
+            meters=meters,
+            next_number=next_number,
+            restored=True,
         )
 
     def add_version(

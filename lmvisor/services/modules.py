@@ -19,6 +19,7 @@ import itertools
 import math
 import os
 import re
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, final
@@ -32,18 +33,22 @@ from lmvisor.runtime.deadline import current_deadline
 from lmvisor.runtime.errors import ActorExited, DeadlineExceeded
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.task_supervisor import start_task
-from lmvisor.services.errors import ServiceInputError, UnknownModule
+from lmvisor.services._sqlite import report_skipped
+from lmvisor.services.errors import CorruptRecord, ServiceInputError, UnknownModule
 from lmvisor.services.module_execution import Execution, ExecutionContext, run_execution
 from lmvisor.services.module_manager import (
     MODULE_TASKS_NAME,
     MODULES_NAME,
     ModuleTable,
     Register,
+    Restore,
     Rollback,
     Swap,
     Unregister,
 )
 from lmvisor.services.module_options import ModuleOptions, parse_module_options
+from lmvisor.services.module_store import ProgramStore, rebuild_program
+from lmvisor.services.module_stream import StreamSink
 from lmvisor.services.module_table import ModuleInfo, ModuleRecord, spec_of
 
 __all__ = ["DEFAULT_TIMEOUT", "Modules", "ProgramLike"]
@@ -119,11 +124,12 @@ class Modules:
             ServiceInputError: a malformed id or option.
             ProgramSpecError: a malformed spec (the field named).
             UnknownProvider: its model (or fallback model) names a vendor not configured.
-            ModuleAlreadyRegistered: the id is taken.
+            ModuleAlreadyRegistered: the id is taken (by a registration of this app: an id
+                restored from the data directory is adopted, see `module_manager`).
         """
         _check_id(module_id)
         opts = parse_module_options(options)
-        built, spec = _build(program)
+        built, spec = _build(program, self._context.lm_for)
         lm = opts.lm or (spec.lm if spec is not None else None)
         lm = lm or self._runtime.config.modules.default_lm
         self._context.lm_for(lm)  # an unknown vendor fails here, not at the first execution
@@ -155,7 +161,7 @@ class Modules:
         if (program is None) == (state is None):
             raise ServiceInputError(field="program", problem="give a program or a state, not both")
         if program is not None:
-            built, spec = _build(program)
+            built, spec = _build(program, self._context.lm_for)
         else:
             built, spec = self._with_state(module_id, state or {})
         if spec is None:
@@ -180,6 +186,40 @@ class Modules:
             UnknownModule: nothing is registered as `module_id`.
         """
         await self._manager.call(Unregister(module_id=module_id), timeout=_CALL_TIMEOUT)
+
+    async def restore(self, store: ProgramStore) -> list[str]:
+        """Register again every program `store` keeps, versions and current version as kept.
+
+        Called once, when the app starts. A program whose rows cannot be decoded, or that no
+        longer builds (a malformed spec, a vendor no longer configured), is skipped and
+        reported (`store.record_skipped`); a file that cannot be read at all is reported
+        the same way (record "*") and nothing is restored. It never stops the app from
+        starting.
+
+        Returns:
+            The ids restored, by id.
+        """
+        events = self._runtime.events.ring
+        try:
+            kept = await store.load(on_corrupt=lambda exc: report_skipped(events, exc))
+        except (sqlite3.Error, OSError) as exc:
+            problem = f"the file cannot be read, nothing restored: {exc}"
+            report_skipped(events, CorruptRecord(store="programs", record="*", problem=problem))
+            return []
+        programs = []
+        for stored in kept:
+            try:
+                programs.append(rebuild_program(stored, self._context.lm_for))
+            except Exception as exc:  # whatever stops it from building, the app still starts
+                problem = f"cannot be rebuilt: {type(exc).__name__}: {exc}"
+                report_skipped(
+                    events,
+                    CorruptRecord(store="programs", record=stored.module_id, problem=problem),
+                )
+        if not programs:
+            return []
+        message = Restore(programs=tuple(programs))
+        return await self._manager.call(message, timeout=_CALL_TIMEOUT)
 
     # --- reads --------------------------------------------------------------------------
 
@@ -219,6 +259,7 @@ class Modules:
         *,
         correlation_id: str | None = None,
         timeout: float | _Default | None = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (a deadline)
+        stream: StreamSink | None = None,
     ) -> Execution:
         """Run the current version of `module_id` on `inputs` and return its `Execution`.
 
@@ -228,6 +269,8 @@ class Modules:
             correlation_id: the id its events carry (the caller's scope, else a new one).
             timeout: seconds for the whole execution, fallbacks included
                 (`modules.timeout` by default; None: no bound but an outer deadline).
+            stream: receives each output field's text (`StreamResponse` chunks) as it
+                arrives (`lmvisor.services.module_stream`); must not block.
 
         Cancelling the caller cancels the execution.
 
@@ -254,9 +297,9 @@ class Modules:
         async def job() -> Execution | _Failed:
             try:
                 if scope_id is None:
-                    return await run_execution(ctx, record, version, args, at)
+                    return await run_execution(ctx, record, version, args, at, stream)
                 with correlation_scope(scope_id):
-                    return await run_execution(ctx, record, version, args, at)
+                    return await run_execution(ctx, record, version, args, at, stream)
             except Exception as exc:
                 return _Failed(exc)
 
@@ -297,12 +340,12 @@ def _check_id(module_id: Any) -> None:
         )
 
 
-def _build(program: ProgramLike) -> tuple[Module, ProgramSpec | None]:
+def _build(program: ProgramLike, lm_for: Callable[[str], LM]) -> tuple[Module, ProgramSpec | None]:
     if isinstance(program, Module):
         return program.deepcopy(), None
     if isinstance(program, ProgramSpec | Mapping):
         spec = parse_program_spec(program)
-        return build_program(spec), spec
+        return build_program(spec, lm_for=lm_for), spec
     raise ServiceInputError(field="program", problem="must be a Module or a program spec")
 
 

@@ -8,12 +8,16 @@ the application tree puts in its `optimization` slot: a rest_for_one supervisor 
   crash, at most 3 times a minute; a job that crashes more often fails alone;
 - `optimization_coordinator`, registered as "optimization", serving the client functions:
   `submit_optimization(spec) -> job_id`, `optimization_status(job_id)`,
-  `cancel_optimization(job_id)`, `list_optimizations()`, `optimization_result(job_id)`.
+  `cancel_optimization(job_id)`, `list_optimizations()`, `optimization_result(job_id)`,
+  and `suspend_optimizations()` (at shutdown: stop every running job, its progress stored,
+  to resume when the coordinator next starts on the same store).
 
 Jobs and checkpoints live in an `OptimizationStore` (SQLite under the app's data directory,
 or memory when `store_path` is None) shared by the coordinator's incarnations. When the
 coordinator starts it resumes every job the store shows as running with no live worker, so
 a process killed mid-job picks the job up again when the app reopens on the same file.
+A stored job whose row cannot be decoded is skipped (a `store.record_skipped` event and
+a warning), never loaded and never a reason for the coordinator not to start.
 
 The coordinator subscribes to `optimization.*` config: new jobs take the settings in force
 when submitted; a `concurrency` change also resizes the executor of every running job.
@@ -39,10 +43,16 @@ from lmvisor.runtime.config_service import CONFIG_SERVICE_NAME, ConfigChanged, s
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
 from lmvisor.runtime.errors import LmvisorError
 from lmvisor.runtime.messages import Call, Down, is_shutdown_exit
-from lmvisor.runtime.observe.names import OPTIMIZATION_FAILED
+from lmvisor.runtime.observe.names import OPTIMIZATION_FAILED, OPTIMIZATION_SUSPENDED
 from lmvisor.runtime.registry import Via
 from lmvisor.runtime.supervisor import Supervisor, start_child, terminate_child
-from lmvisor.services.errors import JobNotFinished, UnknownJob
+from lmvisor.services._sqlite import report_skipped
+from lmvisor.services.errors import (
+    CorruptRecord,
+    JobNotFinished,
+    OptimizationSpecError,
+    UnknownJob,
+)
 from lmvisor.services.optimization_job import JobSpec, load_examples, parse_job_spec
 from lmvisor.services.optimization_store import JobRecord, OptimizationStore
 from lmvisor.services.optimization_worker import (
@@ -64,12 +74,14 @@ __all__ = [
     "OptimizationCoordinator",
     "OptimizationStatus",
     "SubmitJob",
+    "SuspendJobs",
     "cancel_optimization",
     "list_optimizations",
     "optimization_result",
     "optimization_spec",
     "optimization_status",
     "submit_optimization",
+    "suspend_optimizations",
 ]
 
 COORDINATOR_NAME: Final = "optimization"
@@ -135,6 +147,12 @@ class GetResult(Call[Module]):
     job_id: str
 
 
+@final
+@dataclass(frozen=True, slots=True)
+class SuspendJobs(Call[list[str]]):
+    """Stop every running job's worker, keeping the job resumable; replies with their ids."""
+
+
 @dataclass(slots=True)
 class _Job:
     record: JobRecord
@@ -183,12 +201,24 @@ class OptimizationCoordinator(Actor):
         shared = self._shared
         await shared.store.open()
         if not shared.loaded:
-            for record in await shared.store.jobs():
-                shared.jobs[record.id] = _Job(record, parse_job_spec(record.spec))
+            await self._load_jobs()
             shared.loaded = True
         for job in shared.jobs.values():
             if job.record.status in _ACTIVE:
                 await self._ensure_running(job)
+
+    async def _load_jobs(self) -> None:
+        """Every stored job; a row that cannot be decoded is skipped and reported."""
+        for record in await self._shared.store.jobs(on_corrupt=self._skipped):
+            try:
+                spec = parse_job_spec(record.spec)
+            except OptimizationSpecError as exc:
+                self._skipped(CorruptRecord(store="jobs", record=record.id, problem=str(exc)))
+                continue
+            self._shared.jobs[record.id] = _Job(record, spec)
+
+    def _skipped(self, exc: CorruptRecord) -> None:
+        report_skipped(self.runtime.events.ring, exc)
 
     # --- client requests -----------------------------------------------------------------
 
@@ -255,6 +285,33 @@ class OptimizationCoordinator(Actor):
                 return ErrorReply(exc)
         return job.module.deepcopy()
 
+    @handler
+    async def _suspend(self, msg: SuspendJobs) -> list[str]:
+        suspended = []
+        for job in list(self._shared.jobs.values()):
+            if job.record.status not in _ACTIVE or job.supervisor is None:
+                continue  # finished, or already suspended
+            await self._stop_job(job)
+            # The worker may have stored its final record just before it stopped.
+            stored = {r.id: r for r in await self._shared.store.jobs()}.get(job.record.id)
+            if stored is not None and stored.status not in _ACTIVE:
+                job.record, job.progress = stored, None
+                continue
+            progress = job.progress
+            if progress is not None:
+                job.record = job.record.evolve(
+                    trials_done=progress.trials_done, trials_total=progress.trials_total,
+                    best_score=progress.best_score,
+                )  # fmt: skip
+            job.record = job.record.evolve(updated=time.time())
+            await self._shared.store.save_job(job.record)
+            suspended.append(job.record.id)
+            self.runtime.events.ring.emit(OPTIMIZATION_SUSPENDED, {
+                "optimization_id": job.record.id, "optimizer": job.spec.optimizer,
+                "trials_done": job.record.trials_done,
+            })  # fmt: skip
+        return suspended
+
     # --- worker and system messages -----------------------------------------------------------
 
     @handler
@@ -283,7 +340,7 @@ class OptimizationCoordinator(Actor):
                 await self._settle(job, job.record.evolve(status="failed", error=error))
             elif job.record.status in _ACTIVE:
                 # the worker's supervisor gave up after its restarts (Shutdown reason)
-                stored = {r.id: r for r in await self._shared.store.jobs()}.get(job.record.id)
+                stored = await _stored(self._shared.store, job.record.id)
                 if stored is not None and stored.status not in _ACTIVE:
                     job.record = stored
                 else:
@@ -333,6 +390,14 @@ class OptimizationCoordinator(Actor):
         job.record = record.evolve(updated=time.time())
         job.progress = None
         await self._shared.store.save_job(job.record)
+
+
+async def _stored(store: OptimizationStore, job_id: str) -> JobRecord | None:
+    """The job as stored, or None when it is missing or its row cannot be decoded."""
+    try:
+        return await store.job(job_id)
+    except CorruptRecord:
+        return None
 
 
 def _status(job: _Job) -> OptimizationStatus:
@@ -455,3 +520,13 @@ async def optimization_result(coordinator: _Target, job_id: str) -> Module:
         JobNotFinished: the job is running, failed or was cancelled.
     """
     return await coordinator.call(GetResult(job_id), timeout=30.0)
+
+
+async def suspend_optimizations(coordinator: _Target) -> list[str]:
+    """Stop every running job, storing its progress; returns the ids of the jobs stopped.
+
+    For shutdown: each job stays `running` in the store, and the coordinator that next starts
+    on the same store resumes it from its checkpoint (no recorded trial runs twice). Jobs
+    already finished are left as they are.
+    """
+    return await coordinator.call(SuspendJobs(), timeout=30.0)

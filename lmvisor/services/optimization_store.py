@@ -4,13 +4,19 @@ Two tables: `jobs` (one row per job: its spec, status, progress, result state, e
 `steps` (one row per journaled optimizer step: job id, key, JSON value). Every write is
 committed before it returns (WAL journal, synchronous=NORMAL), so what was recorded
 survives a kill of the worker or of the whole process, and a new store on the same file
-finds every job and every step. With no path the tables live in memory: nothing survives
-the process. All SQLite calls run on a worker thread (`anyio.to_thread`), one at a time.
+finds every job and every step. Two stores (two processes) may share one file: writers
+wait for each other up to a busy timeout instead of failing. With no path the tables live
+in memory: nothing survives the process. All SQLite calls run on a worker thread
+(`anyio.to_thread`), one at a time per store.
+
+A row that cannot be decoded (bytes that are not UTF-8, text that is not JSON, JSON of the
+wrong shape, nesting too deep) is never returned as data: `job` and `steps` raise
+`CorruptRecord` naming the row, and `jobs` skips it, handing the `CorruptRecord` to
+`on_corrupt`, so one damaged row never stops the coordinator from loading the others.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Mapping
@@ -18,7 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar, final
 
-import anyio.to_thread
+from lmvisor.services._sqlite import SqliteFile, json_value, text
+from lmvisor.services.errors import CorruptRecord
 
 __all__ = ["JobRecord", "OptimizationStore", "StoreCheckpoint"]
 
@@ -45,6 +52,19 @@ CREATE TABLE IF NOT EXISTS steps (
     PRIMARY KEY (job_id, key)
 );
 """
+_JOB_FIELDS: Final[Mapping[str, tuple[type, bool]]] = {
+    "spec": (dict, False),
+    "status": (str, False),
+    "created": (float, False),
+    "updated": (float, False),
+    "trials_done": (int, False),
+    "trials_total": (int, False),
+    "best_score": (float, True),
+    "result": (dict, True),
+    "version": (int, True),
+    "error": (dict, True),
+}
+"""Each job column after `id`, in `_COLUMNS` order: its type and whether it may be NULL."""
 _COLUMNS: Final = (
     "id, spec, status, created, updated, trials_done, trials_total, best_score, result,"
     " version, error"
@@ -77,10 +97,6 @@ def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _load(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
 @final
 class OptimizationStore:
     """Jobs and checkpoints (see the module docstring).
@@ -90,9 +106,8 @@ class OptimizationStore:
     """
 
     def __init__(self, path: str | Path | None) -> None:
-        self.path = None if path is None else Path(path)
-        self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._file = SqliteFile(path, _SCHEMA)
+        self.path = self._file.path
 
     @property
     def durable(self) -> bool:
@@ -100,23 +115,7 @@ class OptimizationStore:
         return self.path is not None
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        async with self._lock:
-            if self._db is None:
-                self._db = await anyio.to_thread.run_sync(self._connect)
-            db = self._db
-            return await anyio.to_thread.run_sync(work, db)
-
-    def _connect(self) -> sqlite3.Connection:
-        if self.path is None:
-            db = sqlite3.connect(":memory:", check_same_thread=False)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
-        db.commit()
-        return db
+        return await self._file.run(work)
 
     async def open(self) -> None:
         """Open (and create) the file now rather than on first use.
@@ -128,10 +127,7 @@ class OptimizationStore:
 
     async def close(self) -> None:
         """Close the connection (a later call reopens it)."""
-        async with self._lock:
-            db, self._db = self._db, None
-            if db is not None:
-                await anyio.to_thread.run_sync(db.close)
+        await self._file.close()
 
     async def save_job(self, job: JobRecord) -> None:
         """Insert or replace `job`."""
@@ -149,31 +145,68 @@ class OptimizationStore:
 
         await self._run(write)
 
-    async def jobs(self) -> list[JobRecord]:
-        """Every stored job, oldest first."""
+    async def jobs(
+        self, *, on_corrupt: Callable[[CorruptRecord], None] | None = None
+    ) -> list[JobRecord]:
+        """Every stored job that decodes, oldest first.
+
+        Args:
+            on_corrupt: told of each row skipped because it cannot be decoded.
+        """
 
         def read(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY created, id").fetchall()
 
-        return [_record(row) for row in await self._run(read)]
+        found: list[JobRecord] = []
+        for row in await self._run(read):
+            try:
+                found.append(_record(row))
+            except CorruptRecord as exc:
+                if on_corrupt is not None:
+                    on_corrupt(exc)
+        return found
+
+    async def job(self, job_id: str) -> JobRecord | None:
+        """The stored job `job_id`, or None.
+
+        Raises:
+            CorruptRecord: its row cannot be decoded.
+        """
+
+        def read(db: sqlite3.Connection) -> tuple[Any, ...] | None:
+            row: tuple[Any, ...] | None = db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            return row
+
+        row = await self._run(read)
+        return None if row is None else _record(row)
 
     async def steps(self, job_id: str) -> dict[str, Any]:
-        """Every step value recorded for `job_id`."""
+        """Every step value recorded for `job_id`.
 
-        def read(db: sqlite3.Connection) -> list[tuple[str, str]]:
+        Raises:
+            CorruptRecord: a step's row cannot be decoded (the job cannot resume faithfully).
+        """
+
+        def read(db: sqlite3.Connection) -> list[tuple[bytes, bytes]]:
             return db.execute("SELECT key, value FROM steps WHERE job_id = ?", (job_id,)).fetchall()
 
-        return {key: json.loads(value) for key, value in await self._run(read)}
+        found: dict[str, Any] = {}
+        for raw_key, raw_value in await self._run(read):
+            key = text(raw_key, store="steps", record=job_id)
+            found[key] = json_value(raw_value, store="steps", record=f"{job_id}/{key}")
+        return found
 
     async def record_step(self, job_id: str, key: str, value: Any) -> None:
         """Keep one step value (committed before returning)."""
-        text = _dump(value)
+        data = _dump(value)
 
         def write(db: sqlite3.Connection) -> None:
             with db:
                 db.execute(
                     "INSERT OR REPLACE INTO steps (job_id, key, value) VALUES (?, ?, ?)",
-                    (job_id, key, text),
+                    (job_id, key, data),
                 )
 
         await self._run(write)
@@ -196,11 +229,31 @@ class OptimizationStore:
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    return JobRecord(
-        id=row[0], spec=json.loads(row[1]), status=row[2], created=row[3], updated=row[4],
-        trials_done=row[5], trials_total=row[6], best_score=row[7], result=_load(row[8]),
-        version=row[9], error=_load(row[10]),
-    )  # fmt: skip
+    """A job row decoded and checked, or `CorruptRecord` naming what is wrong."""
+    job_id = text(row[0], store="jobs", record="?")
+    values = dict(zip(_JOB_FIELDS, row[1:], strict=True))
+    for name in ("spec", "result", "error"):
+        values[name] = json_value(values[name], store="jobs", record=job_id)
+    values["status"] = text(values["status"], store="jobs", record=job_id)
+    for name, (kind, optional) in _JOB_FIELDS.items():
+        if not _is(values[name], kind, optional):
+            problem = f"{name} is {_kind(values[name])}, not {kind.__name__}"
+            raise CorruptRecord(store="jobs", record=job_id, problem=problem)
+    return JobRecord(id=job_id, **values)
+
+
+def _kind(value: Any) -> str:
+    return "text" if isinstance(value, bytes | str) else type(value).__name__
+
+
+def _is(value: Any, kind: type, optional: bool) -> bool:
+    if value is None:
+        return optional
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
 
 
 @final

@@ -7,7 +7,8 @@ the same data directory) starts over from the spec and the journal replays every
 step, so it resumes where it stopped. On success it deploys the result when asked, writes
 the job's final record, emits `optimization.completed` and stops normally; on failure it
 writes the error, emits `optimization.failed` and stops normally too (a bad job is not a
-crash, so it is not restarted). Either way it tells the coordinator.
+crash, so it is not restarted). Either way it tells the coordinator. A checkpoint row
+that cannot be decoded fails the job with `CorruptRecord` naming the step.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from lmvisor.runtime.observe.names import (
     OPTIMIZATION_FAILED,
     OPTIMIZATION_STARTED,
 )
+from lmvisor.services.errors import CorruptRecord
 from lmvisor.services.optimization_job import JobSpec, build_optimizer, load_examples
 from lmvisor.services.optimization_store import JobRecord, OptimizationStore
 
@@ -174,7 +176,10 @@ class OptimizationWorker(Actor):
     ) -> None:
         job = self._job
         progress = self._run.progress() if self._run is not None else None
-        stored = {r.id: r for r in await job.store.jobs()}.get(job.job_id)
+        try:
+            stored = await job.store.job(job.job_id)
+        except CorruptRecord:
+            stored = None  # rewritten whole just below
         record = JobRecord(
             id=job.job_id, spec=job.spec.to_dict(), status="failed" if error else "completed",
             created=stored.created if stored else time.time(), updated=time.time(),

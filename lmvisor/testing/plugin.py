@@ -4,7 +4,9 @@ Registered through the ``pytest11`` entry point, so every test session has:
 
 - ``runtime``: a fresh `Runtime` opened in its own namespace (named after the
   test) and shut down after the test; if the test also requests
-  ``mock_clock``, the runtime runs on that clock.
+  ``mock_clock``, the runtime runs on that clock. It is the current runtime
+  (`current_runtime()`) in the test body, so what looks for one there (an
+  `OptimizationRun`'s events and metrics, say) finds it without being passed it.
 - ``mock_clock``: a `MockClock` at 0.0, advanced with ``mock_clock.advance(s)``.
 - ``lm_server``: a running loopback `LMServer` on a free 127.0.0.1 port, for
   fault injection (``lm_server.add_fault(FaultRule(...))``), latency and
@@ -12,7 +14,9 @@ Registered through the ``pytest11`` entry point, so every test session has:
 - ``app``: the whole application tree (`open_app`) in its own namespace, with
   every LM provider pointed at ``lm_server`` (whatever model a program names,
   nothing leaves the machine) and a memory-only cache (``data_dir = None``)
-  unless the test asks otherwise. On ``mock_clock`` too when requested.
+  unless the test asks otherwise. On ``mock_clock`` too when requested. The
+  app's runtime is the current runtime in the test body (when a test asks for
+  both ``app`` and ``runtime``, the app's is).
 - ``@pytest.mark.lmvisor_config(**overrides)``: settings for that test's
   ``runtime`` / ``app``, merged key by key into the defaults, e.g.
   ``@pytest.mark.lmvisor_config(modules={"cache_enabled": False})``.
@@ -23,12 +27,14 @@ events, metrics, config, cache and loopback server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+import lmvisor.runtime.runtime as _runtime_module
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.runtime import Runtime
@@ -80,7 +86,11 @@ async def runtime(
     """A fresh runtime per test, on `mock_clock` when the test requests it too."""
     namespace = f"test:{request.node.nodeid}"
     async with Runtime.open(lmvisor_config, namespace, clock=_clock(request)) as rt:
-        yield rt
+        if "app" in request.fixturenames:
+            yield rt  # the app's runtime is the current one
+            return
+        with _current(rt):
+            yield rt
 
 
 @pytest_asyncio.fixture
@@ -99,7 +109,24 @@ async def app(
     async with open_app(
         lmvisor_config, namespace=namespace, clock=_clock(request), lm_server=lm_server
     ) as application:
-        yield application
+        with _current(application.runtime):
+            yield application
+
+
+@contextmanager
+def _current(runtime: Runtime) -> Iterator[None]:
+    """Make `runtime` the current runtime for the test body.
+
+    lmvisor.runtime answers `current_runtime()` but sets it only inside the runtime's own
+    actors; the plugin owns the runtime it opened, so it sets the same context variable
+    here. pytest-asyncio carries a fixture's context variables into the test, and tears
+    the fixture down in the same context, so the reset below always matches its set.
+    """
+    token = _runtime_module._current.set(runtime)
+    try:
+        yield
+    finally:
+        _runtime_module._current.reset(token)
 
 
 def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

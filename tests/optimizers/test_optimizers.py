@@ -110,12 +110,11 @@ class TestBootstrapFewShot:
             )
 
     async def test_trials_are_reported(self, runtime: Runtime, trainset: list[Example]) -> None:
-        """Each attempt emits an optimization.iteration event and counts in the metrics."""
+        """Each attempt emits an optimization.iteration event and counts in the metrics
+        of the current runtime (the fixture's)."""
         with context(lm=ScriptedLM()):
             await BootstrapFewShot(passes, max_bootstrapped_demos=2).compile(
-                Predict("question -> answer"),
-                trainset=trainset,
-                run=OptimizationRun(events=runtime.events.ring, metrics=runtime.metrics),
+                Predict("question -> answer"), trainset=trainset
             )
         events = runtime.events.ring.query(type=OPTIMIZATION_ITERATION)
         assert [e.data["iteration"] for e in events] == [0, 1]

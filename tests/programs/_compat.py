@@ -19,7 +19,7 @@ from lmvisor.programs.media import Audio, File, Image
 from lmvisor.programs.reasoning import Reasoning
 from lmvisor.programs.signature import Signature, make_signature
 from lmvisor.programs.tool import Tool
-from lmvisor.programs.tool_calls import ToolCalls
+from lmvisor.programs.tool_calls import ToolCallResults, ToolCalls
 
 FIXTURES = Path(__file__).parent / "compat_fixtures"
 MODEL = "openai/gpt-4o-mini"
@@ -276,6 +276,78 @@ class Agent(Signature):
     tools: list[Tool] = InputField()
     answer: str = OutputField()
     calls: ToolCalls = OutputField()
+
+
+class ToolChat(Signature):
+    """Use the tools."""
+
+    question: str = InputField()
+    history: History = InputField()
+    tools: list[Tool] = InputField()
+    answer: str = OutputField()
+    calls: ToolCalls = OutputField()
+
+
+def tool_history() -> list[dict[str, Any]]:
+    """capture.py's `tool_history()`: tool calls and results in every shape DSPy accepts."""
+    pair = ToolCalls.from_dict_list(
+        [
+            {"id": "call_2", "name": "get_time", "args": {"zone": "CET"}},
+            {"id": "call_3", "name": "get_weather", "args": {"city": "Rome", "unit": "kelvin"}},
+        ]
+    )
+    results = ToolCallResults.from_tool_calls_and_values(
+        pair, [{"hour": 12, "note": "midi ✓"}, "tool failed: boom"], is_errors=[False, True]
+    )
+    return [
+        {
+            "question": "Weather in Paris?",
+            "calls": {
+                "tool_calls": [{"id": "call_1", "name": "get_weather", "args": {"city": "Paris"}}],
+                "tool_call_results": [
+                    {"call_id": "call_1", "name": "get_weather", "value": "sunny"}
+                ],
+            },
+        },
+        {"answer": "Checking both.", "calls": ToolCalls(pair.tool_calls, results)},
+        {
+            "question": "And Rome?",
+            "calls": {
+                "tool_calls": [{"id": "call_4", "name": "get_weather", "args": {"city": "Rome"}}],
+                "tool_call_results": [{"call_id": "other", "name": "get_weather", "value": "rain"}],
+            },
+        },
+        {
+            "calls": {
+                "tool_calls": [{"name": "get_time", "args": {"zone": "UTC"}}],
+                "tool_call_results": [{"name": "get_time", "value": 12.5}],
+            }
+        },
+        {
+            "question": "Thanks",
+            "answer": "You're welcome.",
+            "calls": [
+                {
+                    "id": "call_5",
+                    "type": "function",
+                    "function": {"name": "get_time", "arguments": '{"zone": "UTC"}'},
+                }
+            ],
+        },
+        {"question": "Plain turn", "answer": "No tools here."},
+    ]
+
+
+class Speak(Signature):
+    """Say it aloud."""
+
+    text: str = InputField()
+    clip: Audio = OutputField()
+
+
+class Attach(Signature):
+    text: str = InputField()
+    document: File = OutputField(desc="the file to attach")
 
 
 class Think(Signature):

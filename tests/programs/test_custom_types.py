@@ -20,7 +20,7 @@ from lmvisor.programs.reasoning import Reasoning
 from lmvisor.programs.settings import context
 from lmvisor.programs.signature import Signature
 from lmvisor.programs.tool import Tool
-from lmvisor.programs.tool_calls import ToolCalls
+from lmvisor.programs.tool_calls import ToolCallResults, ToolCalls
 from lmvisor.testing.scripted_lm import ScriptedLM
 
 
@@ -56,6 +56,53 @@ class TestToolCalls:
         schema = pydantic.TypeAdapter(ToolCalls).json_schema()
         assert schema["properties"]["tool_calls"]["items"] == {"$ref": "#/$defs/ToolCall"}
         assert schema["$defs"]["ToolCall"]["required"] == ["name", "args"]
+
+
+class TestToolCallResults:
+    def test_shapes_read_alike(self) -> None:
+        """A list, {"tool_call_results": [...]}, one result, or an instance read the same."""
+        one = {"call_id": "c1", "name": "add", "value": 3}
+        expected = ToolCallResults(
+            [ToolCallResults.ToolCallResult(name="add", value=3, call_id="c1")]
+        )
+        assert ToolCallResults.validate([one]) == expected
+        assert ToolCallResults.validate({"tool_call_results": [one]}) == expected
+        assert ToolCallResults.validate(one) == expected
+        assert ToolCallResults.validate(expected) is expected
+
+    def test_paired_with_calls_in_order(self) -> None:
+        """from_tool_calls_and_values pairs ids and names; lengths must agree."""
+        calls = ToolCalls([{"id": "a", "name": "add", "args": {}}, {"name": "sub", "args": {}}])
+        results = ToolCallResults.from_tool_calls_and_values(calls, [1, "x"], [False, True])
+        assert results.to_dict() == {
+            "tool_call_results": [
+                {"call_id": "a", "name": "add", "value": 1, "is_error": False},
+                {"call_id": None, "name": "sub", "value": "x", "is_error": True},
+            ]
+        }
+        with pytest.raises(ValueError, match=r"^`tool_calls` and `values` must have the same"):
+            ToolCallResults.from_tool_calls_and_values(calls, [1])
+        with pytest.raises(ValueError, match=r"^`is_errors` must have the same length"):
+            ToolCallResults.from_tool_calls_and_values(calls, [1, 2], [True])
+
+    def test_invalid_results_are_refused_when_attached(self) -> None:
+        """ToolCalls checks its results at once; a malformed one is a ValueError."""
+        with pytest.raises(ValueError, match=r"^not a valid ToolCallResults value: 5$"):
+            ToolCalls([{"name": "add", "args": {}}], 5)
+        with pytest.raises(ValueError, match=r"^a tool call result must be a mapping with"):
+            ToolCallResults.validate([{"name": "add"}])
+
+    def test_results_ride_along_in_the_json_form_only(self) -> None:
+        """format() shows the calls; serialize()/to_dict() add the results as given."""
+        raw = [{"call_id": "c1", "name": "add", "value": 3}]
+        calls = ToolCalls.validate(
+            {"tool_calls": [{"id": "c1", "name": "add", "args": {}}], "tool_call_results": raw}
+        )
+        assert calls.format() == {"tool_calls": [{"name": "add", "args": {}}]}
+        assert calls.to_dict()["tool_call_results"] == raw
+        assert calls.results() == ToolCallResults.validate(raw)
+        assert calls.without_results().tool_call_results is None
+        assert calls != calls.without_results()
 
 
 class TestReasoning:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import subprocess
 import sys
 from typing import Any
@@ -36,6 +37,7 @@ from tests.programs._compat import (
     TYPE_SIGNATURES,
     WAV,
     Agent,
+    Attach,
     Bounded,
     Caption,
     ChatSig,
@@ -47,7 +49,9 @@ from tests.programs._compat import (
     Listen,
     ManySig,
     Read,
+    Speak,
     Think,
+    ToolChat,
     XmlSig,
     assert_same_text,
     chat_reply,
@@ -58,6 +62,7 @@ from tests.programs._compat import (
     make_sig,
     one_word,
     search,
+    tool_history,
 )
 
 ADAPTERS = {"ChatAdapter": ChatAdapter, "JSONAdapter": JSONAdapter}
@@ -356,6 +361,77 @@ class TestToolCalls:
         )
         same_requests(lm, case["requests"])
         assert parsed_of(prediction) == case["parsed"]
+
+
+class TestHistoryToolCalls:
+    TOOLS = (Tool(get_weather), Tool(get_time))
+
+    @pytest.mark.parametrize(
+        ("name", "adapter"),
+        [
+            ("chat_text", ChatAdapter()),
+            ("chat_native", ChatAdapter(use_native_function_calling=True)),
+            ("json_native", JSONAdapter()),
+            ("json_text", JSONAdapter(use_native_function_calling=False)),
+            ("xml_text", XMLAdapter()),
+        ],
+    )
+    async def test_tool_turns(self, name: str, adapter: Any) -> None:
+        """History turns with tool calls and results render as DSPy's: native tool_calls and
+        tool messages, or the calls then a tool_call_results turn."""
+        case = load_cases("history_tools.json")[name]
+        lm, prediction = await run_case(
+            case,
+            Predict(ToolChat),
+            adapter,
+            question="And the time in Tokyo?",
+            history=History(tool_history()),
+            tools=list(self.TOOLS),
+        )
+        same_requests(lm, case["requests"])
+        assert parsed_of(prediction) == case["parsed"]
+
+
+class TestOutputTypes:
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "audio_ChatAdapter",
+            "file_ChatAdapter",
+            "audio_JSONAdapter",
+            "file_JSONAdapter",
+            "reasoning_JSONAdapter",
+        ],
+    )
+    async def test_schema_descriptions(self, name: str) -> None:
+        """Audio, File and Reasoning outputs show DSPy's schemas, descriptions included."""
+        case = load_cases("output_types.json")[name]
+        kind, adapter = name.split("_")
+        program, inputs = {
+            "audio": (Predict(Speak), {"text": "hello"}),
+            "file": (Predict(Attach), {"text": "hello"}),
+            "reasoning": (Predict(Think), {"question": "2+2?"}),
+        }[kind]
+        lm, prediction = await run_case(case, program, ADAPTERS[adapter](), **inputs)
+        same_requests(lm, case["requests"])
+        assert _unmarked(parsed_of(prediction)) == _unmarked(case["parsed"])
+
+
+_MARKED = re.compile(
+    r"^(?:<<CUSTOM-TYPE-START-IDENTIFIER>>|<<LMVISOR-PART-\w+>>)(.*)"
+    r"(?:<<CUSTOM-TYPE-END-IDENTIFIER>>|<<LMVISOR-PART-END-\w+>>)$",
+    re.DOTALL,
+)
+
+
+def _unmarked(parsed: dict[str, Any]) -> dict[str, Any]:
+    """Media values as their content parts: each library marks parts in prompt text with its
+    own private delimiters (never sent: the adapter splits them into real parts)."""
+    found = {}
+    for name, (kind, value) in parsed.items():
+        match = _MARKED.match(value) if isinstance(value, str) else None
+        found[name] = [kind, json.loads(match.group(1)) if match else value]
+    return found
 
 
 class TestReasoning:

@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
-from lmvisor.programs import ChainOfThought, Predict
+from lmvisor.programs import GENERATION_OPTIONS, ChainOfThought, Predict
+from lmvisor.programs.adapters import Adapter, ChatAdapter, TwoStepAdapter, XMLAdapter
 from lmvisor.programs.adapters.json_adapter import JSONAdapter
+from lmvisor.programs.callbacks import Callback
+from lmvisor.programs.dspy_compat import read_predictor_state
 from lmvisor.programs.example import Example
 from lmvisor.programs.settings import context
 from lmvisor.programs.spec import (
@@ -94,6 +97,83 @@ class TestRoundTrip:
             program_spec(MultiHop())
 
 
+class TestAdapters:
+    @pytest.mark.parametrize(
+        ("adapter", "kind"),
+        [("chat", ChatAdapter), ("json", JSONAdapter), ("xml", XMLAdapter)],
+    )
+    def test_each_adapter_by_name(self, adapter: str, kind: type[Adapter]) -> None:
+        """Every adapter of the programs layer can be named; the spec gives its name back."""
+        module = build_program({"module": "Predict", "signature": "a -> b", "adapter": adapter})
+        assert type(module.adapter) is kind
+        assert program_spec(module).adapter == adapter
+
+    def test_options_round_trip(self) -> None:
+        """Options that differ from the adapter's defaults are written and rebuilt."""
+        spec = {
+            "module": "ChainOfThought",
+            "signature": "a -> b",
+            "adapter": {
+                "name": "xml",
+                "use_native_function_calling": True,
+                "use_json_adapter_fallback": False,
+            },
+        }
+        module = build_program(spec)
+        adapter = module.predict.adapter
+        assert isinstance(adapter, XMLAdapter)
+        assert adapter.use_native_function_calling and not adapter.use_json_adapter_fallback
+        assert program_spec(module).adapter == spec["adapter"]
+        default = build_program({**spec, "adapter": {"name": "xml", "parallel_tool_calls": None}})
+        assert program_spec(default).adapter == "xml"
+
+    async def test_two_step_resolves_its_extraction_model(self) -> None:
+        """two_step names its extraction model; lm_for resolves it; the spec writes it back."""
+        extractor = ScriptedLM(model="openai/gpt-4o-mini")
+        asked: list[str] = []
+
+        def lm_for(model: str) -> ScriptedLM:
+            asked.append(model)
+            return extractor
+
+        spec = {
+            "module": "Predict",
+            "signature": "question -> answer",
+            "adapter": {"name": "two_step", "extraction_lm": "openai/gpt-4o-mini"},
+        }
+        module = build_program(spec, lm_for=lm_for)
+        assert isinstance(module.adapter, TwoStepAdapter)
+        assert module.adapter.extraction_model is extractor and asked == ["openai/gpt-4o-mini"]
+        assert program_spec(module).to_dict()["adapter"] == spec["adapter"]
+        with context(lm=ScriptedLM(["The answer is 4."])):
+            await module(question="2+2?")
+        assert len(extractor.requests) == 1
+
+    def test_adapters_a_spec_cannot_hold(self) -> None:
+        """Adapters with callbacks, or of one's own class, have no spec."""
+
+        class Mine(ChatAdapter):
+            pass
+
+        for adapter in (Mine(), ChatAdapter(callbacks=[Callback()])):
+            module = Predict("a -> b")
+            module.adapter = adapter
+            with pytest.raises(ProgramSpecError, match=r"^invalid program spec at adapter: "):
+                program_spec(module)
+
+
+class TestGenerationOptions:
+    def test_one_list_for_specs_and_saved_programs(self) -> None:
+        """A spec's config and a restored DSPy lm block accept the same options."""
+        config = dict.fromkeys(sorted(GENERATION_OPTIONS), None)
+        config["logit_bias"] = {"50256": -100}
+        spec = parse_program_spec({"module": "Predict", "signature": "a -> b", "config": config})
+        assert set(spec.config) == GENERATION_OPTIONS
+        state = {"demos": [], "lm": {"model": "openai/x", "api_key": "sk", **config}}
+        restored = read_predictor_state(state, lm_settings=True)
+        assert set(restored.lm_params) == {"logit_bias"}  # None values are not restored
+
+
 class TestBadSpecs:
     @pytest.mark.parametrize(
         ("spec", "field", "problem"),
@@ -115,6 +195,52 @@ class TestBadSpecs:
             ),
             ({"module": "Predict", "signature": "a -> b", "lm": "gpt"}, "lm", "must be 'vendor/"),
             ({"module": "Predict", "signature": "a -> b", "adapter": "xml2"}, "adapter", "must be"),
+            (
+                {"module": "Predict", "signature": "a -> b", "adapter": {"name": "yaml"}},
+                "adapter.name",
+                "must be one of chat, json, xml, two_step",
+            ),
+            (
+                {"module": "Predict", "signature": "a -> b", "adapter": "two_step"},
+                "adapter.extraction_lm",
+                "two_step needs the model that extracts",
+            ),
+            (
+                {
+                    "module": "Predict",
+                    "signature": "a -> b",
+                    "adapter": {"name": "json", "use_json_adapter_fallback": False},
+                },
+                "adapter.use_json_adapter_fallback",
+                "not an option of json",
+            ),
+            (
+                {
+                    "module": "Predict",
+                    "signature": "a -> b",
+                    "adapter": {"name": "chat", "parallel_tool_calls": "yes"},
+                },
+                "adapter.parallel_tool_calls",
+                "must be true, false or null",
+            ),
+            (
+                {
+                    "module": "Predict",
+                    "signature": "a -> b",
+                    "adapter": {"name": "two_step", "extraction_lm": "gpt"},
+                },
+                "adapter.extraction_lm",
+                "must be 'vendor/model'",
+            ),
+            (
+                {
+                    "module": "Predict",
+                    "signature": "a -> b",
+                    "adapter": {"name": "two_step", "extraction_lm": "openai/gpt-4o-mini"},
+                },
+                "adapter.extraction_lm",
+                "needs an LM resolver",
+            ),
             (
                 {"module": "Predict", "signature": "a -> b", "state": {"demos": 5}},
                 "state.self.demos",

@@ -8,6 +8,7 @@ from typing import Any
 
 from lmvisor.programs.adapters import ChatAdapter, JSONAdapter
 from lmvisor.programs.fields import InputField, OutputField
+from lmvisor.programs.history import History
 from lmvisor.programs.lm import LMCapabilities
 from lmvisor.programs.media import Image
 from lmvisor.programs.predict import Predict
@@ -16,7 +17,7 @@ from lmvisor.programs.settings import context
 from lmvisor.programs.signature import Signature
 from lmvisor.programs.streaming import StreamListener, StreamResponse, streamify
 from lmvisor.programs.tool import Tool
-from lmvisor.programs.tool_calls import ToolCalls
+from lmvisor.programs.tool_calls import ToolCallResults, ToolCalls
 from lmvisor.providers.anthropic import AnthropicClient
 from lmvisor.providers.client import ClientOptions
 from lmvisor.providers.openai import OpenAIClient
@@ -41,6 +42,24 @@ class Agent(Signature):
     tools: list[Tool] = InputField()
     answer: str = OutputField()
     calls: ToolCalls = OutputField()
+
+
+class ToolChat(Signature):
+    """Use the tools."""
+
+    question: str = InputField()
+    history: History = InputField()
+    tools: list[Tool] = InputField()
+    answer: str = OutputField()
+    calls: ToolCalls = OutputField()
+
+
+def _tool_history() -> History:
+    calls = ToolCalls([{"id": "call_1", "name": "get_weather", "args": {"city": "Paris"}}])
+    results = ToolCallResults.from_tool_calls_and_values(calls, [{"sky": "clear"}])
+    return History(
+        [{"question": "Weather in Paris?", "calls": ToolCalls(calls.tool_calls, results)}]
+    )
 
 
 class Think(Signature):
@@ -89,6 +108,42 @@ class TestNativeToolCalls:
         assert body["tools"][0]["name"] == "get_weather"
         assert "input_schema" in body["tools"][0]
         assert [c.name for c in pred.calls.tool_calls] == ["get_weather"]
+
+
+class TestHistoryToolTurns:
+    async def test_openai_tool_messages(self, oai: OpenAIClient, server: LMServer) -> None:
+        """Earlier tool calls and results reach OpenAI as tool_calls and tool messages."""
+        lm = _Bound(oai, "openai/gpt-4o-mini", LMCapabilities())
+        with context(lm=lm, adapter=JSONAdapter()):
+            pred = await Predict(ToolChat)(
+                question="And Rome?", history=_tool_history(), tools=[Tool(get_weather)]
+            )
+        messages = server.last_requests(1)[0]["messages"]
+        assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "user"]
+        assert messages[2]["tool_calls"][0]["function"]["arguments"] == '{"city":"Paris"}'
+        assert messages[3] == {
+            "role": "tool",
+            "tool_call_id": "call_1",
+            "content": '{"sky": "clear"}',
+        }
+        assert isinstance(pred.calls, ToolCalls)
+
+    async def test_anthropic_tool_use_and_result_blocks(
+        self, claude: AnthropicClient, server: LMServer
+    ) -> None:
+        """Over Anthropic the same turns become tool_use and tool_result blocks."""
+        lm = _Bound(claude, "anthropic/claude-haiku-4-5", LMCapabilities(json_schema=False))
+        with context(lm=lm, adapter=ChatAdapter(use_native_function_calling=True)):
+            await Predict(ToolChat)(
+                question="And Rome?", history=_tool_history(), tools=[Tool(get_weather)]
+            )
+        messages = server.last_requests(1)[0]["messages"]
+        assert [m["role"] for m in messages] == ["user", "assistant", "user", "user"]
+        (use,) = messages[1]["content"]
+        assert (use["type"], use["id"], use["input"]) == ("tool_use", "call_1", {"city": "Paris"})
+        (result,) = messages[2]["content"]
+        assert (result["type"], result["tool_use_id"]) == ("tool_result", "call_1")
+        assert result["content"] == '{"sky": "clear"}'
 
 
 class TestMediaAndReasoning:

@@ -105,7 +105,7 @@ class TestContext:
 
         ref = await runtime.spawn(Probe())
         assert await ref.call(Get()) == 1
-        assert current_runtime() is None
+        assert current_runtime() is runtime  # the plugin's runtime is current in tests
 
     async def test_spawn_nowait_starts_without_waiting(self, runtime: Runtime) -> None:
         """spawn_nowait returns a ref at once; the actor starts on the next loop turns."""

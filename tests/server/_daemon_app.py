@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from lmvisor.programs import Predict
 from lmvisor.programs.spec import ProgramSpecError
 from lmvisor.runtime.actor import Actor, handler
 from lmvisor.runtime.child_spec import ChildSpec
@@ -87,3 +88,8 @@ async def register(context: ServerContext) -> None:
     """Add the test routes and a crashable child under the root."""
     context.add_router(build_router(context))
     await context.runtime.start_child(ChildSpec("fragile", Fragile, name="fragile"))
+
+
+async def register_qa(context: ServerContext) -> None:
+    """Register the program `qa` (a Predict of `question -> answer`) and nothing else."""
+    await context.app.register("qa", Predict("question -> answer"))

@@ -1,4 +1,9 @@
-"""Fixtures for the server tests: the app in-process, a live in-process server, daemon processes."""
+"""Fixtures for the server tests: the app in-process, a live server, daemon and LM processes.
+
+Daemon processes get their own data directory each, and talk to a loopback LM
+server running in its own process (`lm_process`, one per session), as a daemon
+talks to a vendor: through `providers.openai`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ import asyncio
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -20,14 +27,20 @@ import httpx
 import pytest
 
 from lmvisor.config.schema import LmvisorConfig
+from lmvisor.providers.sse import SSEDecoder
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.app import create_app
 from lmvisor.server.context import ServerContext
 from lmvisor.server.daemon import Daemon, bind_socket
+from lmvisor.server.readiness import providers_ready
+from lmvisor.server.sse import SSE_MEDIA_TYPE
+from lmvisor.services.app import App
 from tests.server._daemon_app import build_router
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_WAIT = 30.0
+APP_TREE = ["system", "cache", "lm_providers", "modules", "optimization"]
+"""The root's children in a daemon: the application tree, in start order."""
 
 
 def server_config(**server: Any) -> LmvisorConfig:
@@ -52,6 +65,25 @@ async def app_client(
 
 
 @asynccontextmanager
+async def api_client(
+    app: App, **server: Any
+) -> AsyncIterator[tuple[ServerContext, httpx.AsyncClient]]:
+    """The HTTP API over the application tree `app` (these server settings), in-process."""
+    context = ServerContext(app.runtime, config=server_config(**server), app=app)
+    context.add_readiness_check("providers", providers_ready(app))
+    transport = httpx.ASGITransport(app=create_app(context))
+    async with httpx.AsyncClient(transport=transport, base_url="http://daemon.test") as client:
+        yield context, client
+
+
+def sse_items(answer: httpx.Response) -> list[tuple[str, Any]]:
+    """Every event of a whole SSE answer as (event name, parsed data)."""
+    assert answer.headers["content-type"].startswith(SSE_MEDIA_TYPE)
+    events = SSEDecoder().feed(answer.content)
+    return [(event.event, json.loads(event.data) if event.data else None) for event in events]
+
+
+@asynccontextmanager
 async def live_daemon(context: ServerContext) -> AsyncIterator[Daemon]:
     """`context` served over real HTTP on a free loopback port (no signal handlers)."""
     daemon = Daemon(context, create_app(context), bind_socket("127.0.0.1", 0))
@@ -64,11 +96,69 @@ async def live_daemon(context: ServerContext) -> AsyncIterator[Daemon]:
         await asyncio.wait_for(task, READY_WAIT)
 
 
+class LMProcess:
+    """A loopback LM server (`python -m lmvisor.testing.lm_server`) in its own process."""
+
+    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+    def env(self) -> dict[str, str]:
+        """Daemon settings that make `openai/...` models answer from this server."""
+        return {
+            "LMVISOR_PROVIDERS__OPENAI__BASE_URL": self.url + "/v1",
+            "LMVISOR_PROVIDERS__OPENAI__API_KEY": "sk-test-loopback",
+        }
+
+    def settings(self, **values: float) -> None:
+        """Change `latency` / `jitter` (seconds) for every later request."""
+        httpx.post(self.url + "/_control/settings", json=values, timeout=10).raise_for_status()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def start_lm_process(*args: str) -> LMProcess:
+    """Start a loopback LM server process and wait for the URL it prints."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmvisor.testing.lm_server", "--port", "0", *args],
+        cwd=ROOT,
+        env=daemon_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://127.0.0.1:"):
+        proc.kill()
+        raise AssertionError(f"the LM server printed {url!r}")
+    return LMProcess(proc, url)
+
+
+@pytest.fixture(scope="session")
+def lm_process() -> Iterator[LMProcess]:
+    """One loopback LM server process for the session (tests that change it reset it)."""
+    server = start_lm_process()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 class DaemonProcess:
     """A `lmvisor serve` subprocess on a free loopback port; its stderr lines are collected."""
 
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
+    def __init__(self, proc: subprocess.Popen[str], data_dir: str | None = None) -> None:
         self.proc = proc
+        self.data_dir = data_dir
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         self.url = ""
@@ -114,6 +204,8 @@ class DaemonProcess:
         self._pump_thread.join(10)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def daemon_env(**extra: str) -> dict[str, str]:
@@ -129,7 +221,14 @@ def daemon_env(**extra: str) -> dict[str, str]:
 
 
 def start_daemon(*args: str, cwd: Path = ROOT, **env: str) -> DaemonProcess:
-    """Start `python -m lmvisor.server serve --port 0 ARGS` (not yet waited for)."""
+    """Start `python -m lmvisor.server serve --port 0 ARGS` (not yet waited for).
+
+    It gets a fresh data directory (removed by `stop`) unless LMVISOR_DATA_DIR is given.
+    """
+    data_dir = None
+    if "LMVISOR_DATA_DIR" not in env:
+        data_dir = tempfile.mkdtemp(prefix="lmvisor-daemon-")
+        env["LMVISOR_DATA_DIR"] = data_dir
     proc = subprocess.Popen(
         [sys.executable, "-m", "lmvisor.server", "serve", "--port", "0", *args],
         cwd=cwd,
@@ -138,7 +237,7 @@ def start_daemon(*args: str, cwd: Path = ROOT, **env: str) -> DaemonProcess:
         stderr=subprocess.PIPE,
         text=True,
     )
-    return DaemonProcess(proc)
+    return DaemonProcess(proc, data_dir)
 
 
 @pytest.fixture
@@ -158,9 +257,9 @@ def spawn_daemon() -> Iterator[Callable[..., DaemonProcess]]:
 
 
 @pytest.fixture(scope="session")
-def shared_daemon() -> Iterator[DaemonProcess]:
-    """One daemon (with the test routes) shared by the read-only tests of the session."""
-    daemon = start_daemon("--app", "tests.server._daemon_app:register")
+def shared_daemon(lm_process: LMProcess) -> Iterator[DaemonProcess]:
+    """One daemon (test routes, the `lm_process` LM) shared by the session's read-only tests."""
+    daemon = start_daemon("--app", "tests.server._daemon_app:register", **lm_process.env())
     try:
         daemon.wait_ready()
         yield daemon

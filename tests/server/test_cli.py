@@ -18,7 +18,7 @@ from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.cli import app, exit_code_for, one_line
 from lmvisor.server.errors import DaemonRefused
 from lmvisor.server.host import DAEMON_NAMESPACE
-from tests.server.conftest import ROOT, DaemonProcess, daemon_env
+from tests.server.conftest import APP_TREE, ROOT, DaemonProcess, daemon_env
 
 LMVISOR = str(Path(sys.executable).parent / "lmvisor")
 
@@ -111,7 +111,7 @@ class TestTree:
         """With --url (here from LMVISOR_URL) the daemon's tree is printed as JSON."""
         result = runner.invoke(app, ["tree", "--json"], env={"LMVISOR_URL": shared_daemon.url})
         assert result.exit_code == 0
-        assert [c["id"] for c in json.loads(result.stdout)["children"]] == ["system", "fragile"]
+        assert [c["id"] for c in json.loads(result.stdout)["children"]] == [*APP_TREE, "fragile"]
 
     def test_unreachable_daemon_exits_1(self, runner: CliRunner) -> None:
         """No daemon at the URL: one line, exit 1."""

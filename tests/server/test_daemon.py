@@ -22,7 +22,7 @@ from lmvisor.config.schema import LmvisorConfig, ServerConfig
 from lmvisor.server.cli import app
 from lmvisor.server.daemon import daemon_config, loop_factory, tune_gc
 from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, StartupError
-from tests.server.conftest import ROOT, DaemonProcess, daemon_env
+from tests.server.conftest import APP_TREE, ROOT, DaemonProcess, daemon_env
 
 _APP = ("--app", "tests.server._daemon_app:register")
 _JSON = {"content-type": "application/json"}
@@ -51,7 +51,7 @@ class TestServedOverHttp:
             assert client.get("/readyz").json()["status"] == "ready"
             tree = client.get("/v1/tree").json()
             events = client.get("/v1/events", params={"type": "server.ready"}).json()
-        assert [child["id"] for child in tree["children"]] == ["system", "fragile"]
+        assert [child["id"] for child in tree["children"]] == [*APP_TREE, "fragile"]
         assert events["events"][0]["data"]["url"] == shared_daemon.url
 
     def test_metrics_parse(self, shared_daemon: DaemonProcess) -> None:

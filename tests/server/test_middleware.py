@@ -11,7 +11,7 @@ from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.auth import hash_token
 from tests.server.conftest import app_client
 
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_GENERATED = re.compile(r"^[0-9a-f]{16}-[0-9a-f]+$")
 
 
 class TestCorrelation:
@@ -23,12 +23,14 @@ class TestCorrelation:
         assert answer.json()["correlation_id"] == "req-42"
 
     async def test_missing_id_is_generated(self, runtime: Runtime) -> None:
-        """Without the header a fresh id is generated, echoed and used."""
+        """Without the header a fresh id is generated (unique per request), echoed and used."""
         async with app_client(runtime) as (_, client):
             answer = await client.get("/test/context")
+            other = await client.get("/test/context")
         cid = answer.headers["x-correlation-id"]
-        assert _HEX32.match(cid)
+        assert _GENERATED.match(cid)
         assert answer.json()["correlation_id"] == cid
+        assert other.headers["x-correlation-id"] not in (cid, "")
 
     async def test_malformed_id_is_a_typed_400(self, runtime: Runtime) -> None:
         """An id with characters that could forge a log line is refused with a 400 naming it."""

@@ -20,6 +20,8 @@ from lmvisor.programs.predict import Predict
 from lmvisor.programs.settings import context
 from lmvisor.services.app import App, open_app
 from lmvisor.services.app_lm import choose_default_model, loopback_config
+from lmvisor.services.cache import CacheManager
+from lmvisor.services.cache_store import PendingWrite
 from lmvisor.testing.lm_server import LMServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +70,31 @@ class TestTree:
             stats = await again.cache_statistics()
         assert [(t.layer, t.hits) for t in stats.tiers] == [("l1", 0), ("l3", 1)]
         assert lm_server.stats().requests == 1
+
+    async def test_a_batch_cut_short_by_shutdown_is_still_written(
+        self, lm_server: LMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A batch the write-behind had taken, stuck mid-write when the app stops, reaches L3."""
+        taken = asyncio.Event()
+        write_batch = CacheManager._write_batch
+        calls: list[int] = []
+
+        async def stuck_once(manager: CacheManager, batch: list[PendingWrite]) -> None:
+            calls.append(len(batch))
+            if len(calls) == 1:
+                taken.set()
+                await asyncio.Event().wait()  # a slow disk: only the shutdown ends this wait
+            await write_batch(manager, batch)
+
+        monkeypatch.setattr(CacheManager, "_write_batch", stuck_once)
+        data_dir = tmp_path / ".lmvisor"
+        async with open_app(_config(data_dir=data_dir), lm_server=lm_server) as app:
+            with context(lm=app.lm()):
+                await Predict("question -> answer")(question="persist me")
+            await taken.wait()
+        assert calls == [1, 1]  # the write-behind's attempt, then the shutdown's, whole
+        path = data_dir / "cache.sqlite3"
+        assert sqlite3.connect(path).execute("SELECT count(*) FROM entries").fetchone() == (1,)
 
     async def test_memory_only_without_a_data_dir(self, app: App) -> None:
         """data_dir = None (the test default) keeps the cache in memory: no L3."""
@@ -202,7 +229,8 @@ class TestSeedExample:
 
 class TestReadme:
     def test_first_program_runs_as_pasted_without_keys(self, tmp_path: Path) -> None:
-        """The README's first program runs on a machine with no vendor key, and says so."""
+        """The README's first program runs on a machine with no vendor key, and says so; run
+        again on the same directory, it answers from the cache."""
         text = (ROOT / "README.md").read_text(encoding="utf-8")
         program = re.search(r"```python\n(.*?)```", text, re.S)
         assert program is not None
@@ -213,19 +241,26 @@ class TestReadme:
             for k, v in os.environ.items()
             if not k.endswith("_API_KEY") and not k.startswith("LMVISOR_")
         }
-        done = subprocess.run(
-            [sys.executable, str(script)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        assert "loopback LM server" in done.stdout
-        assert "answer:" in done.stdout
+        runs = [
+            subprocess.run(
+                [sys.executable, str(script)],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=tmp_path,
+                timeout=120,
+                check=False,
+            )
+            for _ in range(2)
+        ]
+        for done in runs:
+            assert done.returncode == 0, done.stderr
+            assert "loopback LM server" in done.stdout
+            assert "answer:" in done.stdout
         assert (tmp_path / ".lmvisor" / "cache.sqlite3").exists()
+        # Run twice, as the README says: the program kept from the first run is adopted by
+        # the second one's register, and the answer comes from the SQLite cache.
+        assert "cached: False" in runs[0].stdout and "cached: True" in runs[1].stdout
 
 
 class TestOptimizationSlot:
@@ -255,3 +290,22 @@ class TestOptimizationSlot:
         info = await app.describe("qa")
         assert (info.version, info.demos) == (2, 3)
         assert [j.id for j in await app.list_optimizations()] == [job_id]
+
+
+class TestProviderHealth:
+    async def test_each_started_vendor_with_its_breaker(self, app: App) -> None:
+        """Every started provider is reported running with a closed breaker."""
+        health = app.provider_health()
+        assert set(health) == {"openai", "anthropic", "local"}
+        assert all(h.running and h.breaker == "closed" for h in health.values())
+
+    async def test_a_stopped_provider_is_not_running(self, app: App) -> None:
+        """A provider whose actor is gone shows as not running."""
+        from lmvisor.runtime.supervisor import terminate_child
+        from lmvisor.services.lm_provider import provider_name
+
+        ref = app.runtime.whereis(provider_name("local"))
+        supervisor = app.runtime.whereis("lm_providers")
+        assert ref is not None and supervisor is not None
+        await terminate_child(supervisor, ref)
+        assert not app.provider_health()["local"].running

@@ -133,6 +133,18 @@ class TestHits:
         await lm.complete(_req())
         assert len(upstream.requests) == 2 and store.lookups == 0
 
+    async def test_answer_arriving_after_the_cache_is_disabled_is_not_stored(self) -> None:
+        """A call in flight when the cache is switched off (as at shutdown) is not stored."""
+        lm, upstream, store, *_ = _setup(delay=0.01)
+        call = asyncio.ensure_future(lm.complete(_req()))
+        while not upstream.requests:  # noqa: ASYNC110 (waiting for the call to go upstream)
+            await asyncio.sleep(0)
+        store.enabled = False
+        assert (await call).outputs == ["answer 1"]
+        assert store.pending_writes == 0
+        store.enabled = True
+        assert (await lm.complete(_req())).outputs == ["answer 2"]
+
     async def test_cache_false_opts_out_and_is_not_sent(self) -> None:
         """`cache=False` bypasses the cache; the vendor never sees `cache` or `rollout_id`."""
         lm, upstream, store, *_ = _setup()

@@ -286,6 +286,17 @@ class TestProtections:
         with pytest.raises(CircuitOpen, match=r"^circuit 'module:flaky' is open"):
             await app.run("flaky", {"question": "c"})
 
+    @pytest.mark.lmvisor_config(
+        infrastructure={"circuit_breakers": {"qa": {"failure_threshold": 2}}},
+    )
+    async def test_callers_mistakes_do_not_open_the_breaker(self, app: App) -> None:
+        """Missing inputs fail the caller only: the program's breaker stays closed."""
+        await app.register("qa", QA)
+        for _ in range(5):
+            with pytest.raises(ValueError, match=r"^missing input 'question'"):
+                await app.run("qa", {})
+        assert (await app.run("qa", {"question": "still served?"})).strategy == "primary"
+
     async def test_limiter_set_at_run_time_applies_without_restart(self, app: App) -> None:
         """A rate limiter added to the config binds the next execution; removing it frees it."""
         await app.register("qa", QA)

@@ -19,6 +19,7 @@ from lmvisor.runtime.observe.names import (
     OPTIMIZATION_COMPLETED,
     OPTIMIZATION_FAILED,
     OPTIMIZATION_STARTED,
+    OPTIMIZATION_SUSPENDED,
 )
 from lmvisor.services import (
     COORDINATOR_NAME,
@@ -33,6 +34,7 @@ from lmvisor.services import (
     optimization_spec,
     optimization_status,
     submit_optimization,
+    suspend_optimizations,
 )
 from tests.services._optimization_support import SlowLM, train_rows
 
@@ -204,6 +206,40 @@ class TestLifecycle:
         lm.peak = lm.in_flight
         await _wait(coordinator, job_id)
         assert lm.peak <= 2
+
+
+class TestSuspend:
+    async def test_suspended_job_keeps_its_progress_and_resumes(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """Suspending stops the worker with the job still running and its progress stored;
+        a coordinator started on the same store finishes it without repeating trials."""
+        db = tmp_path / "optimization.sqlite"
+        coordinator = await _start(runtime, SlowLM(delay=0.002), db)
+        job_id = await submit_optimization(coordinator, _copro())
+        while (await optimization_status(coordinator, job_id)).trials_done < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        assert await suspend_optimizations(coordinator) == [job_id]
+        assert runtime.whereis(("optimization_worker", job_id)) is None
+        stored = {job.id: job for job in await OptimizationStore(db).jobs()}[job_id]
+        assert stored.status == "running" and stored.trials_done >= 2
+        (event,) = runtime.events.ring.query(type=OPTIMIZATION_SUSPENDED)
+        assert event.data["optimization_id"] == job_id
+        assert await suspend_optimizations(coordinator) == []
+        async with Runtime.open() as reopened:
+            resumed = await _start(reopened, SlowLM(), db)
+            done = await _wait(resumed, job_id)
+            trials = reopened.events.ring.query(type="optimization.iteration")
+        assert done.status == "completed" and done.trials_done == 6
+        assert min(e.data["iteration"] for e in trials) >= stored.trials_done
+
+    async def test_finished_jobs_are_left_alone(self, runtime: Runtime) -> None:
+        """A completed job is not touched by a suspension."""
+        coordinator = await _start(runtime, SlowLM())
+        job_id = await submit_optimization(coordinator, _copro())
+        await _wait(coordinator, job_id)
+        assert await suspend_optimizations(coordinator) == []
+        assert (await optimization_status(coordinator, job_id)).status == "completed"
 
 
 class TestProcessKill:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from lmvisor.runtime.clock import MockClock, SystemClock
-from lmvisor.runtime.runtime import Runtime
+from lmvisor.runtime.runtime import Runtime, current_runtime
 from lmvisor.services.app import App
 from lmvisor.testing.lm_server import LMServer
 
@@ -16,6 +18,19 @@ class TestFixtures:
         assert runtime.root.alive
         assert runtime.namespace.endswith("test_runtime_fixture_is_open_and_namespaced")
         assert isinstance(runtime.clock, SystemClock)
+
+    async def test_runtime_is_current_in_the_test_body(self, runtime: Runtime) -> None:
+        """current_runtime() in the test body (and tasks it starts) is the fixture's runtime."""
+        assert current_runtime() is runtime
+
+        async def in_a_task() -> Runtime | None:
+            return current_runtime()
+
+        assert await asyncio.create_task(in_a_task()) is runtime
+
+    def test_no_runtime_is_current_without_the_fixture(self) -> None:
+        """A test that asks for no runtime sees none (nothing leaks from earlier tests)."""
+        assert current_runtime() is None
 
     async def test_runtime_uses_mock_clock_when_requested(
         self, runtime: Runtime, mock_clock: MockClock
@@ -36,6 +51,7 @@ class TestAppFixtures:
         self, app: App, lm_server: LMServer
     ) -> None:
         """The app's LMs reach the test's own loopback server; its cache is memory-only."""
+        assert current_runtime() is app.runtime
         await app.register("qa", {"module": "Predict", "signature": "question -> answer"})
         await app.run("qa", {"question": "hello?"})
         assert lm_server.stats().requests == 1
@@ -44,7 +60,11 @@ class TestAppFixtures:
 
     @pytest.mark.lmvisor_config(modules={"cache_ttl": 5.0}, cache={"l1_size": 7})
     async def test_marker_merges_overrides(self, app: App, runtime: Runtime) -> None:
-        """Marker overrides merge key by key into both the app and the runtime fixture."""
+        """Marker overrides merge key by key into both the app and the runtime fixture.
+
+        With both fixtures, the app's runtime is the current one.
+        """
+        assert current_runtime() is app.runtime
         for config in (app.runtime.config, runtime.config):
             assert config.modules.cache_ttl == 5.0
             assert config.modules.cache_enabled is True

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, get_origin
 
+from lmvisor.programs.custom_types import Type
 from lmvisor.programs.signature import Signature
 
 __all__ = ["structured_output_schema"]
@@ -35,9 +36,26 @@ def structured_output_schema(
         "DSPyProgramOutputs", __config__=pydantic.ConfigDict(extra="forbid"), **fields
     )
     schema: dict[str, Any] = model.model_json_schema()
+    _untitle_type_refs(schema, signature)
     _close_objects(schema)
     strict: dict[str, Any] = _strict(schema, schema, frozenset())
     return strict
+
+
+def _untitle_type_refs(schema: dict[str, Any], signature: type[Signature]) -> None:
+    """Drop the title pydantic puts beside the `$ref` of an output typed with a `Type`.
+
+    DSPy's types are pydantic models, whose references carry no field title; lmvisor's are
+    validated by function, so pydantic adds one, and a `$ref` with a sibling would be
+    inlined below. Without it, the output is the bare reference DSPy sends.
+    """
+    properties = schema.get("properties", {})
+    for name, field in signature._outputs.items():
+        node = properties.get(name)
+        annotation = field.annotation
+        is_type = isinstance(annotation, type) and issubclass(annotation, Type)
+        if is_type and isinstance(node, dict) and set(node) == {"$ref", "title"}:
+            del node["title"]
 
 
 def _close_objects(part: dict[str, Any]) -> None:

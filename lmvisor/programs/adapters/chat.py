@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from lmvisor.programs._types import allows_none, annotation_name
+from lmvisor.programs.adapters._history import history_turns
 from lmvisor.programs.adapters._values import (
     field_placeholder,
     format_field_value,
@@ -225,18 +226,14 @@ class ChatAdapter(Adapter):
         self, signature: type[Signature], history: History
     ) -> list[dict[str, Any]]:
         """Earlier turns: a user turn for each entry with inputs (ending with the reminder),
-        then an assistant turn with its outputs, as DSPy 3.4.1 renders them.
+        then an assistant turn with its outputs; tool calls with their results as native
+        `tool_calls` and `tool` messages, or as a results turn (see `_history`), as DSPy
+        3.4.1 renders them.
+
+        Raises:
+            ValueError: an entry's tool calls or their results cannot be read.
         """
-        turns: list[dict[str, Any]] = []
-        for message in history.messages:
-            has_inputs = any(name in message for name in signature._inputs)
-            user = self.format_user_message_content(signature, message, main_request=has_inputs)
-            if user:
-                turns.append({"role": "user", "content": user})
-            reply = self.format_assistant_message_content(signature, message)
-            if reply:
-                turns.append({"role": "assistant", "content": reply})
-        return turns
+        return history_turns(self, signature, history)
 
     # --- parse -----------------------------------------------------------------------
 

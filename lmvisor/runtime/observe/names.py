@@ -74,9 +74,11 @@ __all__ = [
     "OPTIMIZATION_FAILED",
     "OPTIMIZATION_ITERATION",
     "OPTIMIZATION_STARTED",
+    "OPTIMIZATION_SUSPENDED",
     "SERVER_DRAINING",
     "SERVER_READY",
     "SERVER_STOPPED",
+    "STORE_RECORD_SKIPPED",
     "SUPERVISOR_PROGRESS",
     "SUPERVISOR_REPORT",
     "TASK_CRASHED",
@@ -133,6 +135,9 @@ CACHE_STALE_SERVED: Final = "cache.stale_served"
 """An expired cached answer stood in for a failed LM call (`model`, `age_s`, `error`)."""
 CACHE_ENTRY_DROPPED: Final = "cache.entry_dropped"
 """A corrupt or undecodable cache entry was dropped (`layer`, `problem`)."""
+STORE_RECORD_SKIPPED: Final = "store.record_skipped"
+"""A stored job, checkpoint or program row could not be decoded and was skipped
+(`store`, `record`, `problem`); also logged."""
 OPTIMIZATION_STARTED: Final = "optimization.started"
 """An optimization job started or resumed (`optimization_id`, `optimizer`, `program`,
 `trainset`, `valset`, `seed`, `resumed`)."""
@@ -145,6 +150,9 @@ OPTIMIZATION_COMPLETED: Final = "optimization.completed"
 OPTIMIZATION_FAILED: Final = "optimization.failed"
 """An optimization job failed or was cancelled (`optimization_id`, `optimizer`, `error`,
 `code`)."""
+OPTIMIZATION_SUSPENDED: Final = "optimization.suspended"
+"""A running job was stopped at shutdown, its progress stored; it resumes when the
+coordinator next starts on the same store (`optimization_id`, `optimizer`, `trials_done`)."""
 SERVER_READY: Final = "server.ready"
 """The daemon listens and serves (`url`, `pid`, `loop`)."""
 SERVER_DRAINING: Final = "server.draining"
@@ -173,10 +181,12 @@ EVENT_TYPES: Final = frozenset(
         FALLBACK_STRATEGY_SUCCESS,
         CACHE_STALE_SERVED,
         CACHE_ENTRY_DROPPED,
+        STORE_RECORD_SKIPPED,
         OPTIMIZATION_STARTED,
         OPTIMIZATION_ITERATION,
         OPTIMIZATION_COMPLETED,
         OPTIMIZATION_FAILED,
+        OPTIMIZATION_SUSPENDED,
         SERVER_READY,
         SERVER_DRAINING,
         SERVER_STOPPED,

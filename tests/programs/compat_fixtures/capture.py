@@ -767,6 +767,112 @@ def capture_tool_calls() -> None:
     write("tool_calls.json", cases)
 
 
+class ToolChat(dspy.Signature):
+    """Use the tools."""
+
+    question: str = dspy.InputField()
+    history: dspy.History = dspy.InputField()
+    tools: list[dspy.Tool] = dspy.InputField()
+    answer: str = dspy.OutputField()
+    calls: dspy.ToolCalls = dspy.OutputField()
+
+
+def tool_history() -> list[dict[str, Any]]:
+    """Earlier turns holding tool calls and their results, in every shape DSPy accepts."""
+    pair = dspy.ToolCalls.from_dict_list(
+        [
+            {"id": "call_2", "name": "get_time", "args": {"zone": "CET"}},
+            {"id": "call_3", "name": "get_weather", "args": {"city": "Rome", "unit": "kelvin"}},
+        ]
+    )
+    results = dspy.ToolCallResults.from_tool_calls_and_values(
+        pair, [{"hour": 12, "note": "midi ✓"}, "tool failed: boom"], is_errors=[False, True]
+    )
+    return [
+        {
+            "question": "Weather in Paris?",
+            "calls": {
+                "tool_calls": [{"id": "call_1", "name": "get_weather", "args": {"city": "Paris"}}],
+                "tool_call_results": [
+                    {"call_id": "call_1", "name": "get_weather", "value": "sunny"}
+                ],
+            },
+        },
+        {
+            "answer": "Checking both.",
+            "calls": pair.model_copy(update={"tool_call_results": results}),
+        },
+        {
+            "question": "And Rome?",
+            "calls": {
+                "tool_calls": [{"id": "call_4", "name": "get_weather", "args": {"city": "Rome"}}],
+                "tool_call_results": [{"call_id": "other", "name": "get_weather", "value": "rain"}],
+            },
+        },
+        {
+            "calls": {
+                "tool_calls": [{"name": "get_time", "args": {"zone": "UTC"}}],
+                "tool_call_results": [{"name": "get_time", "value": 12.5}],
+            }
+        },
+        {
+            "question": "Thanks",
+            "answer": "You're welcome.",
+            "calls": [
+                {
+                    "id": "call_5",
+                    "type": "function",
+                    "function": {"name": "get_time", "arguments": '{"zone": "UTC"}'},
+                }
+            ],
+        },
+        {"question": "Plain turn", "answer": "No tools here."},
+    ]
+
+
+def capture_history_tools() -> None:
+    tools = [dspy.Tool(get_weather), dspy.Tool(get_time)]
+    native = {
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_9",
+                "type": "function",
+                "function": {"name": "get_time", "arguments": '{"zone": "JST"}'},
+            }
+        ],
+    }
+    text_calls = json.dumps({"tool_calls": [{"name": "get_time", "args": {"zone": "JST"}}]})
+    replies = {
+        "chat_text": chat_reply(answer="checking", calls=text_calls),
+        "chat_native": native,
+        "json_native": native,
+        "json_text": json.dumps({"answer": "checking", "calls": json.loads(text_calls)}),
+        "xml_text": f"<answer>checking</answer>\n<calls>{text_calls}</calls>",
+    }
+    adapters = {
+        "chat_text": dspy.ChatAdapter(),
+        "chat_native": dspy.ChatAdapter(use_native_function_calling=True),
+        "json_native": dspy.JSONAdapter(),
+        "json_text": dspy.JSONAdapter(use_native_function_calling=False),
+        "xml_text": dspy.XMLAdapter(),
+    }
+    cases = [
+        program_case(
+            name,
+            lambda: dspy.Predict(ToolChat)(
+                question="And the time in Tokyo?",
+                history=dspy.History(messages=tool_history()),
+                tools=tools,
+            ),
+            [replies[name]],
+            adapter=adapter,
+        )
+        for name, adapter in adapters.items()
+    ]
+    write("history_tools.json", cases)
+
+
 class Think(dspy.Signature):
     question: str = dspy.InputField()
     reasoning: dspy.Reasoning = dspy.OutputField()
@@ -788,6 +894,59 @@ def capture_reasoning() -> None:
     write("reasoning.json", cases)
 
 
+class Speak(dspy.Signature):
+    """Say it aloud."""
+
+    text: str = dspy.InputField()
+    clip: dspy.Audio = dspy.OutputField()
+
+
+class Attach(dspy.Signature):
+    text: str = dspy.InputField()
+    document: dspy.File = dspy.OutputField(desc="the file to attach")
+
+
+def capture_output_types() -> None:
+    """Audio, File and Reasoning as outputs: their JSON schemas carry DSPy's descriptions."""
+    clip = {"data": "UklGRg==", "audio_format": "wav"}
+    document = {"file_data": "data:text/plain;base64,aGk=", "file_id": None, "filename": "hi.txt"}
+    cases = []
+    for adapter in (dspy.ChatAdapter(), dspy.JSONAdapter()):
+        chat = isinstance(adapter, dspy.JSONAdapter) is False
+        name = type(adapter).__name__
+
+        def reply(chat: bool = chat, **fields: Any) -> str:
+            if chat:
+                return chat_reply(**{k: json.dumps(v) for k, v in fields.items()})
+            return json.dumps(fields)
+
+        cases.append(
+            program_case(
+                f"audio_{name}",
+                lambda: dspy.Predict(Speak)(text="hello"),
+                [reply(clip=clip)],
+                adapter=adapter,
+            )
+        )
+        cases.append(
+            program_case(
+                f"file_{name}",
+                lambda: dspy.Predict(Attach)(text="hello"),
+                [reply(document=document)],
+                adapter=adapter,
+            )
+        )
+    cases.append(
+        program_case(
+            "reasoning_JSONAdapter",
+            lambda: dspy.Predict(Think)(question="2+2?"),
+            [json.dumps({"reasoning": "add them", "answer": "4"})],
+            adapter=dspy.JSONAdapter(),
+        )
+    )
+    write("output_types.json", cases)
+
+
 def main() -> None:
     steps = [name for name in sys.argv[1:]] or [
         "schemas",
@@ -802,6 +961,8 @@ def main() -> None:
         "two_step",
         "tool_calls",
         "reasoning",
+        "history_tools",
+        "output_types",
     ]
     for step in steps:
         try:

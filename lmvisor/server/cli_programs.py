@@ -1,0 +1,293 @@
+"""`lmvisor run` and `lmvisor optimize`: a program's answer, an optimization with live progress.
+
+    lmvisor run PROGRAM [--input k=v | k:=JSON]... [--timeout S] [--json]
+    lmvisor optimize SPEC.toml|SPEC.json [--detach] [--json]
+
+PROGRAM is a registered program's id, or a JSON file holding a program spec
+(or a registration body: `{"id", "program", "options"}`). Against a daemon
+(`--url`) a file is registered first, under an id made of its name and a hash
+of its content, so running the same file again reuses it. Embedded, the file is
+registered in the embedded tree; an id needs the `--app` hook that registers it.
+
+`--input question="What is DSPy?"` passes a string; `--input k:=[1, 2]` passes
+JSON (httpie's convention), for lists, numbers and objects.
+
+SPEC is an optimization job (`lmvisor.services.optimization_job`) in TOML or
+JSON. Dataset paths are read relative to the spec file; against a daemon
+their rows are sent inline (a daemon never reads a client's path). The
+command follows the job with a progress bar and ends with a result table; it
+exits 0 when the job completed, 1 when it failed or was cancelled. Against a
+daemon, `--detach` only submits, and Ctrl-C stops following (the job runs on);
+embedded, Ctrl-C cancels the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Final, final
+
+import typer
+
+from lmvisor.server.cli_support import (
+    AppOption,
+    ConfigOption,
+    JsonOption,
+    LoopbackOption,
+    TokenOption,
+    UrlOption,
+    client,
+    load_hook,
+    out,
+    print_json,
+    reporting,
+)
+from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, DaemonRefused
+
+if TYPE_CHECKING:
+    from lmvisor.server.client import DaemonClient
+    from lmvisor.server.render import JobProgressDisplay
+
+__all__ = [
+    "ProgramRef",
+    "load_job_spec",
+    "optimize",
+    "parse_inputs",
+    "program_ref",
+    "run",
+]
+
+_ID_CHARS: Final = re.compile(r"[^a-z0-9_\-.]+")
+_DONE_STATES: Final = frozenset({"completed", "failed", "cancelled"})
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ProgramRef:
+    """What `lmvisor run` runs: an id, and the spec to register first when it came from a file."""
+
+    id: str
+    spec: Mapping[str, Any] | None = None
+    options: Mapping[str, Any] | None = None
+
+
+def program_ref(argument: str) -> ProgramRef:
+    """PROGRAM as given: a JSON file's spec (with a content-derived id), else a program id.
+
+    Raises:
+        typer.BadParameter: the file cannot be read or is not a JSON object.
+    """
+    path = Path(argument)
+    if not (path.suffix == ".json" or path.is_file()):
+        return ProgramRef(argument)
+    try:
+        raw = path.read_bytes()
+        data = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read {argument!r}: {exc}", param_hint="PROGRAM") from exc
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"{argument!r} is not a JSON object", param_hint="PROGRAM")
+    stem = _ID_CHARS.sub("-", path.stem.lower()).strip("-.") or "program"
+    default_id = f"{stem[:100]}-{hashlib.sha256(raw).hexdigest()[:8]}"
+    if "program" in data and "module" not in data:
+        return ProgramRef(str(data.get("id") or default_id), data["program"], data.get("options"))
+    return ProgramRef(default_id, data)
+
+
+def parse_inputs(items: Iterable[str]) -> dict[str, Any]:
+    """`k=v` pairs as strings, `k:=JSON` pairs as JSON values.
+
+    Raises:
+        typer.BadParameter: an item has no `=`, or its JSON does not parse.
+    """
+    inputs: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.rstrip(":"):
+            raise typer.BadParameter(f"{item!r} is not k=v or k:=JSON", param_hint="--input")
+        if name.endswith(":"):
+            try:
+                inputs[name[:-1]] = json.loads(value)
+            except ValueError as exc:
+                raise typer.BadParameter(
+                    f"{item!r}: the value is not JSON ({exc})", param_hint="--input"
+                ) from None
+        else:
+            inputs[name] = value
+    return inputs
+
+
+def load_job_spec(path: Path, *, inline: bool) -> dict[str, Any]:
+    """The job in a TOML or JSON file, its dataset paths resolved against the file's folder.
+
+    With `inline`, dataset files are read and their rows sent instead (for a daemon).
+
+    Raises:
+        typer.BadParameter: the file cannot be read or parsed, or a dataset file is bad.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read {str(path)!r}: {exc}", param_hint="SPEC") from exc
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"{str(path)!r} is not an object", param_hint="SPEC")
+    for name in ("trainset", "valset"):
+        value = data.get(name)
+        if isinstance(value, str):
+            found = (path.parent / value).resolve()
+            data[name] = _read_rows(found, name) if inline else str(found)
+    return data
+
+
+def _read_rows(path: Path, name: str) -> list[Any]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"{name} {str(path)!r}: {exc}", param_hint="SPEC") from exc
+
+
+# --- run --------------------------------------------------------------------------
+
+
+def run(
+    ctx: typer.Context,
+    program: Annotated[str, typer.Argument(help="A program id, or a JSON program spec file.")],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", help="An input field: k=text or k:=JSON (repeatable)."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0.001, help="Seconds for the whole run.")
+    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+    app_spec: AppOption = None,
+    loopback_lm: LoopbackOption = "never",
+    as_json: JsonOption = False,
+) -> None:
+    """Run a program once: its outputs, usage, cost, cached flag and correlation id."""
+    with reporting(ctx):
+        ref = program_ref(program)
+        values = parse_inputs(inputs or ())
+        if url:
+            with client(url, token) as daemon:
+                result = _run_remote(daemon, ref, values, timeout)
+        else:
+            from lmvisor.server.embedded import embedded_run
+
+            hook = load_hook(app_spec)
+            result = embedded_run(
+                config, ref, values, timeout=timeout, register=hook, loopback_lm=loopback_lm
+            )
+        if as_json:
+            print_json(result)
+        else:
+            from lmvisor.server.render import run_result
+
+            out().print(run_result(result))
+
+
+def _run_remote(
+    daemon: DaemonClient, ref: ProgramRef, inputs: dict[str, Any], timeout: float | None
+) -> dict[str, Any]:
+    if ref.spec is not None:
+        try:
+            daemon.register(ref.id, ref.spec, options=ref.options)
+        except DaemonRefused as exc:
+            if exc.error_code != "module_already_registered":
+                raise
+    return daemon.run(ref.id, inputs, timeout=timeout)
+
+
+# --- optimize ---------------------------------------------------------------------
+
+
+def optimize(
+    ctx: typer.Context,
+    spec_path: Annotated[
+        Path, typer.Argument(metavar="SPEC", help="The job: a TOML or JSON file.")
+    ],
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Submit to the daemon and print the job's id only.")
+    ] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+    app_spec: AppOption = None,
+    loopback_lm: LoopbackOption = "never",
+    as_json: JsonOption = False,
+) -> None:
+    """Run an optimization job with a live progress bar, then show its result."""
+    if detach and not url:
+        raise typer.BadParameter("--detach needs a daemon (--url)", param_hint="--detach")
+    with reporting(ctx):
+        spec = load_job_spec(spec_path, inline=bool(url))
+        from lmvisor.server.render import JobProgressDisplay, job_table
+
+        display = JobProgressDisplay(enabled=not as_json)
+        if url:
+            final = _optimize_remote(url, token, spec, display, detach=detach)
+        else:
+            from lmvisor.server.embedded import embedded_optimize
+
+            hook = load_hook(app_spec)
+            with display:
+                final = embedded_optimize(
+                    config, spec, display.update, register=hook, loopback_lm=loopback_lm
+                )
+        if as_json:
+            print_json(final)
+        else:
+            out().print(job_table(final))
+    if not detach and final.get("status") != "completed":
+        raise typer.Exit(EXIT_FAILURE)
+    raise typer.Exit(EXIT_OK)
+
+
+def _optimize_remote(
+    url: str,
+    token: str | None,
+    spec: dict[str, Any],
+    display: JobProgressDisplay,
+    *,
+    detach: bool,
+) -> dict[str, Any]:
+    with client(url, token) as daemon:
+        submitted = daemon.submit_optimization(spec)
+        if detach:
+            return submitted
+        job_id = str(submitted["id"])
+        try:
+            with display:
+                final = _follow(daemon.follow_optimization(job_id), display.update, submitted)
+            if final.get("status") not in _DONE_STATES:  # the stream ended early (a drain)
+                final = daemon.optimization(job_id)
+            return final
+        except KeyboardInterrupt:
+            typer.echo(
+                f"stopped following; job {job_id} runs on (cancel: POST {url}"
+                f"/v1/optimizations/{job_id}/cancel)",
+                err=True,
+            )
+            raise
+
+
+def _follow(
+    items: Iterable[dict[str, Any]], show: Callable[[dict[str, Any]], None], last: dict[str, Any]
+) -> dict[str, Any]:
+    """Show each progress item; the final status (the last one seen if the stream was cut)."""
+    for item in items:
+        show(item)
+        if item["event"] in ("status", "done"):
+            last = item["data"]
+        if item["event"] == "done" or last.get("status") in _DONE_STATES:
+            break
+    return last

@@ -1,0 +1,136 @@
+"""The hot route, `POST /v1/programs/{id}/run`, answered without FastAPI's per-request machinery.
+
+Every run pays for routing past the other routes, dependency solving and a
+pydantic model of the body; at a thousand runs a second that is a sizable share
+of the daemon's event-loop time. `RunFastPath` sits innermost, under the request
+plumbing (`middleware`: correlation id, auth, body limit, deadline), and answers
+a well-formed run itself: a JSON object holding `inputs` (an object) and at most
+a positive `timeout`. It runs it exactly as the documented route does
+(`programs.execute_run`) and lets failures rise to `RequestContextMiddleware`,
+which renders them with the same typed bodies.
+
+Anything else (another path or method, another content type, a body of another
+shape) goes on to the FastAPI route with the body replayed, so every error a
+malformed run gets is the route's canonical 422, and the OpenAPI document stays
+the single description of the route.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Final, final
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lmvisor.server.context import ServerContext
+from lmvisor.server.errors import RequestTooLarge
+from lmvisor.server.responses import dump_json
+
+__all__ = ["RunFastPath", "parse_run_body"]
+
+_PATH: Final = re.compile(r"^/v1/programs/([a-z0-9][a-z0-9_\-.]{0,127})/run$")
+_JSON_TYPES: Final = (b"application/json", b"application/json; charset=utf-8")
+_HEADERS: Final = [(b"content-type", b"application/json")]
+
+
+def parse_run_body(body: bytes) -> tuple[dict[str, Any], float | None] | None:
+    """`(inputs, timeout)` of a well-formed run body, else None (the route then answers).
+
+    Well-formed: a JSON object with an `inputs` object and, at most, a `timeout`
+    that is a finite number > 0 (or null).
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict):
+        return None
+    if len(data) > 2 or (len(data) == 2 and "timeout" not in data):
+        return None
+    timeout = data.get("timeout")
+    if timeout is None:
+        return data["inputs"], None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        return None
+    if not math.isfinite(timeout) or timeout <= 0:
+        return None
+    return data["inputs"], float(timeout)
+
+
+@final
+class RunFastPath:
+    """Answer well-formed runs directly; pass everything else on (see the module docstring).
+
+    Args:
+        app: the FastAPI app below.
+        context: what the daemon serves.
+        route: the documented route, set as `scope["route"]` so metrics and logs name it.
+    """
+
+    def __init__(self, app: ASGIApp, *, context: ServerContext, route: Any) -> None:
+        self.app = app
+        self.context = context
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = None
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = _PATH.match(scope["path"])
+        if match is None or _content_type(scope) not in _JSON_TYPES:
+            await self.app(scope, receive, send)
+            return
+        body = await _read(receive, self.context.server.max_body_bytes)
+        parsed = parse_run_body(body)
+        if parsed is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        from lmvisor.server.programs import execute_run
+
+        scope["route"] = self.route
+        inputs, timeout = parsed
+        answer = await execute_run(self.context, match.group(1), inputs, timeout)
+        content = dump_json(answer)
+        headers = [*_HEADERS, (b"content-length", str(len(content)).encode("latin-1"))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+
+def _content_type(scope: Scope) -> bytes | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return bytes(value).lower()
+    return None
+
+
+async def _read(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        try:
+            message = await receive()
+        except HTTPException as exc:
+            # The body limit's receive refuses an oversized body this way (see middleware).
+            if exc.status_code == 413:
+                raise RequestTooLarge(limit=limit) from None
+            raise
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands over `body` once, then what the client sends next (a disconnect)."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

@@ -1,0 +1,140 @@
+"""One SQLite database a service keeps its records in, and the decoding of what it reads back.
+
+`SqliteFile` opens lazily, on a worker thread (`anyio.to_thread`), runs one piece of work at
+a time, and reopens after `close()`. A file gets WAL journaling, synchronous=NORMAL (a
+committed write survives a killed process) and a busy timeout, so two processes on one
+file wait for each other rather than fail; with no path the database lives in memory.
+Text comes back as bytes: `text` and `json_value` decode one column at a time, so a row
+holding bytes that are not UTF-8, or text that is not JSON, is one `CorruptRecord` naming
+the row rather than a failed query; `report_skipped` tells the operator about each row a
+service skips (a `store.record_skipped` event and a warning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, TypeVar, final
+
+import anyio.to_thread
+
+from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.logs import get_logger
+from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
+from lmvisor.services.errors import CorruptRecord
+
+__all__ = ["BUSY_TIMEOUT_MS", "SqliteFile", "dump_json", "json_value", "report_skipped", "text"]
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS: Final = 5000
+"""How long a writer waits for another connection's lock before failing."""
+
+_log = get_logger(__name__)
+
+
+@final
+class SqliteFile:
+    """A lazily opened SQLite database (see the module docstring).
+
+    Args:
+        path: the file (its directory is created); None: an in-memory database.
+        schema: the `CREATE ... IF NOT EXISTS` script run on every open.
+    """
+
+    def __init__(self, path: str | Path | None, schema: str) -> None:
+        self.path = None if path is None else Path(path)
+        self._schema = schema
+        self._db: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(connection)` on a worker thread, after every earlier call has finished.
+
+        Raises:
+            sqlite3.Error, OSError: the file cannot be opened, or `work` failed.
+        """
+        async with self._lock:
+            if self._db is None:
+                self._db = await anyio.to_thread.run_sync(self._connect)
+            return await anyio.to_thread.run_sync(work, self._db)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path is None:
+            db = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.text_factory = bytes
+        db.executescript(self._schema)
+        db.commit()
+        return db
+
+    async def close(self) -> None:
+        """Close the connection (a later `run` reopens it)."""
+        async with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                await anyio.to_thread.run_sync(db.close)
+
+    def __repr__(self) -> str:
+        return f"SqliteFile({str(self.path) if self.path else ':memory:'})"
+
+
+def dump_json(value: Any) -> str:
+    """Compact JSON text of `value` (non-ASCII kept as is).
+
+    Raises:
+        TypeError: `value` holds something JSON cannot express.
+        ValueError: it nests too deep, or holds a NaN or infinity.
+    """
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def text(raw: Any, *, store: str, record: str) -> str:
+    """A text column's value.
+
+    Raises:
+        CorruptRecord: the column holds no text, or bytes that are not UTF-8.
+    """
+    if isinstance(raw, str):
+        return raw
+    if not isinstance(raw, bytes):
+        raise CorruptRecord(
+            store=store, record=record, problem=f"a text column holds {type(raw).__name__}"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 ({exc.reason})"
+        raise CorruptRecord(store=store, record=record, problem=problem) from exc
+
+
+def json_value(raw: Any, *, store: str, record: str) -> Any:
+    """A JSON column's value (None stays None).
+
+    Raises:
+        CorruptRecord: not UTF-8, not JSON, or nested too deep to read.
+    """
+    if raw is None:
+        return None
+    decoded = text(raw, store=store, record=record)
+    try:
+        return json.loads(decoded)
+    except ValueError as exc:
+        raise CorruptRecord(store=store, record=record, problem=f"not JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise CorruptRecord(store=store, record=record, problem="JSON nested too deep") from exc
+
+
+def report_skipped(events: EventRing, exc: CorruptRecord) -> None:
+    """Report one skipped row: a `store.record_skipped` event and a warning, same fields."""
+    fields = {"store": exc.store, "record": exc.record, "problem": exc.problem}
+    _log.warning(STORE_RECORD_SKIPPED, **fields)
+    events.emit(STORE_RECORD_SKIPPED, fields)

@@ -1,0 +1,238 @@
+"""Tests for lmvisor.server.cli_programs: `lmvisor run` and `lmvisor optimize`, embedded and
+against a daemon, through typer's runner and as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from lmvisor.server.cli import app
+from lmvisor.server.cli_programs import load_job_spec, parse_inputs, program_ref
+from lmvisor.server.cli_support import exit_code_for
+from lmvisor.services.errors import ServiceInputError, UnknownModule
+from tests.server.conftest import ROOT, DaemonProcess, LMProcess, daemon_env
+
+LMVISOR = str(Path(sys.executable).parent / "lmvisor")
+COT = {"module": "ChainOfThought", "signature": "question -> answer"}
+METRIC = "tests.server._metrics:answered"
+LOOPBACK = ("--loopback-lm", "always")
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    """A CLI runner in an empty directory with no LMVISOR_ settings or vendor keys."""
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("LMVISOR_") or n.endswith("_API_KEY")]:
+        monkeypatch.delenv(name)
+    yield CliRunner()
+
+
+def _spec_file(tmp_path: Path, spec: object = COT, name: str = "qa.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    return path
+
+
+def _job_files(tmp_path: Path, program: str = '"qa"', optimizer: str = "LabeledFewShot") -> Path:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    rows = [{"question": f"q{i}?", "answer": f"a{i}"} for i in range(4)]
+    (data / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = tmp_path / "job.toml"
+    spec.write_text(
+        f'optimizer = "{optimizer}"\nprogram = {program}\ntrainset = "data/train.jsonl"\n'
+        f'input_keys = ["question"]\nmetric = "{METRIC}"\ndeploy = true\n',
+        encoding="utf-8",
+    )
+    return spec
+
+
+class TestHelpers:
+    def test_program_ref_from_an_id_or_a_file(self, tmp_path: Path) -> None:
+        """An id stays an id; a spec file gets an id from its name and content."""
+        assert program_ref("qa").spec is None
+        path = _spec_file(tmp_path, name="My QA.json")
+        ref = program_ref(str(path))
+        assert ref.spec == COT and ref.id.startswith("my-qa-") and len(ref.id) == len("my-qa-") + 8
+        assert program_ref(str(path)).id == ref.id
+        body = _spec_file(
+            tmp_path, {"id": "named", "program": COT, "options": {"lm": None}}, "b.json"
+        )
+        assert (program_ref(str(body)).id, program_ref(str(body)).spec) == ("named", COT)
+
+    def test_bad_files_are_usage_errors(self, tmp_path: Path) -> None:
+        """A missing or non-object JSON file is a usage error naming PROGRAM."""
+        with pytest.raises(typer.BadParameter, match=r"^cannot read 'nope.json'"):
+            program_ref("nope.json")
+        with pytest.raises(typer.BadParameter, match=r"is not a JSON object$"):
+            program_ref(str(_spec_file(tmp_path, [1, 2])))
+
+    def test_inputs_as_text_or_json(self) -> None:
+        """`k=v` is text, `k:=JSON` a JSON value; anything else is a usage error."""
+        assert parse_inputs(["q=a=b", "n:=3", 'ctx:=["x"]']) == {"q": "a=b", "n": 3, "ctx": ["x"]}
+        with pytest.raises(typer.BadParameter, match=r"^'q' is not k=v or k:=JSON$"):
+            parse_inputs(["q"])
+        with pytest.raises(typer.BadParameter, match=r"^'n:=\{': the value is not JSON \("):
+            parse_inputs(["n:={"])
+
+    def test_job_datasets_resolve_against_the_spec(self, tmp_path: Path) -> None:
+        """Dataset paths are read relative to the spec: absolute, or inline for a daemon."""
+        spec = _job_files(tmp_path)
+        local = load_job_spec(spec, inline=False)
+        inline = load_job_spec(spec, inline=True)
+        assert local["trainset"] == str(tmp_path / "data" / "train.jsonl")
+        assert inline["trainset"][0] == {"question": "q0?", "answer": "a0"}
+
+    def test_embedded_errors_exit_like_the_daemons_4xx(self) -> None:
+        """Errors the daemon answers with a 4xx exit 2 when run embedded."""
+        assert exit_code_for(UnknownModule(module_id="x")) == 2
+        assert exit_code_for(ServiceInputError(field="inputs", problem="bad")) == 2
+        assert exit_code_for(typer.BadParameter("bad")) == 2
+
+
+class TestRunEmbedded:
+    def test_a_spec_file_runs(self, runner: CliRunner, tmp_path: Path) -> None:
+        """A spec file is registered and run; the outputs and accounting are printed."""
+        path = _spec_file(tmp_path)
+        result = runner.invoke(app, ["run", str(path), "-i", "question=What is DSPy?", *LOOPBACK])
+        assert result.exit_code == 0, result.output
+        assert "answer" in result.stdout and "reasoning" in result.stdout
+        assert "tokens" in result.stdout and "correlation id" in result.stdout
+
+    def test_json_output(self, runner: CliRunner, tmp_path: Path) -> None:
+        """--json prints the same object as the daemon's /run answer."""
+        path = _spec_file(tmp_path)
+        result = runner.invoke(app, ["run", str(path), "-i", "question=q", "--json", *LOOPBACK])
+        data = json.loads(result.stdout)
+        assert set(data) >= {"outputs", "usage", "cost_usd", "cached", "correlation_id"}
+
+    def test_an_id_needs_the_app_hook(self, runner: CliRunner) -> None:
+        """An id is found when the --app hook registers it (then kept under .lmvisor/);
+        before that, exit 2."""
+        hook = ("--app", "tests.server._daemon_app:register_qa")
+        missing = runner.invoke(app, ["run", "qa", "-i", "question=q", *LOOPBACK])
+        found = runner.invoke(app, ["run", "qa", "-i", "question=q", *hook, *LOOPBACK])
+        assert found.exit_code == 0, found.output
+        assert missing.exit_code == 2
+        assert missing.stderr == "error: no program is registered as 'qa'\n"
+
+    def test_bad_inputs_exit_2(self, runner: CliRunner, tmp_path: Path) -> None:
+        """A missing input and a malformed --input are one-line usage errors."""
+        path = str(_spec_file(tmp_path))
+        missing = runner.invoke(app, ["run", path, *LOOPBACK])
+        malformed = runner.invoke(app, ["run", path, "-i", "question", *LOOPBACK])
+        assert (missing.exit_code, malformed.exit_code) == (2, 2)
+        assert missing.stderr.startswith("error: inputs.question: missing input 'question'")
+        assert malformed.stderr.startswith("error: Invalid value for --input: ")
+
+    def test_without_a_vendor_or_loopback_it_says_so(
+        self, runner: CliRunner, tmp_path: Path
+    ) -> None:
+        """With no key and the loopback not chosen, the unknown vendor is a usage error."""
+        result = runner.invoke(app, ["run", str(_spec_file(tmp_path)), "-i", "question=q"])
+        assert result.exit_code == 2
+        assert "names provider 'openai', which is not configured" in result.stderr
+
+
+class TestRunAgainstADaemon:
+    def test_a_file_registers_once(
+        self, runner: CliRunner, shared_daemon: DaemonProcess, tmp_path: Path
+    ) -> None:
+        """Running the same file twice registers it once and runs it twice."""
+        path = str(_spec_file(tmp_path))
+        args = ["run", path, "-i", "question=remote?", "--url", shared_daemon.url, "--json"]
+        first = runner.invoke(app, args)
+        again = runner.invoke(app, args)
+        assert (first.exit_code, again.exit_code) == (0, 0), first.output + again.output
+        one, two = json.loads(first.stdout), json.loads(again.stdout)
+        assert one["module_id"] == two["module_id"] and two["cached"] is True
+
+    def test_daemon_errors_exit_2(self, runner: CliRunner, shared_daemon: DaemonProcess) -> None:
+        """An unknown id on the daemon is its 404, shown on one line, exit 2."""
+        result = runner.invoke(app, ["run", "nothing-here", "--url", shared_daemon.url])
+        assert result.exit_code == 2
+        assert result.stderr.startswith("error: daemon answered 404 unknown_module: ")
+
+
+class TestOptimize:
+    def test_embedded_job_with_progress_and_table(self, runner: CliRunner, tmp_path: Path) -> None:
+        """An embedded job runs to its end; the result table says completed; exit 0."""
+        spec = _job_files(tmp_path)
+        hook = ("--app", "tests.server._daemon_app:register_qa")
+        result = runner.invoke(app, ["optimize", str(spec), *hook, *LOOPBACK])
+        assert result.exit_code == 0, result.output
+        assert "completed" in result.stdout and "LabeledFewShot" in result.stdout
+        assert "deployed as version" in result.stdout
+
+    def test_json_and_failure_exit_1(self, runner: CliRunner, tmp_path: Path) -> None:
+        """A job that fails prints its status (here as JSON) and exits 1."""
+        spec = _job_files(tmp_path, program='"not-registered"')
+        result = runner.invoke(app, ["optimize", str(spec), "--json", *LOOPBACK])
+        assert result.exit_code == 1, result.output
+        status = json.loads(result.stdout)
+        assert (status["status"], status["error"]["code"]) == ("failed", "unknown_module")
+
+    def test_against_a_daemon(
+        self,
+        runner: CliRunner,
+        spawn_daemon: Callable[..., DaemonProcess],
+        lm_process: LMProcess,
+        tmp_path: Path,
+    ) -> None:
+        """Against a daemon the rows go inline, progress streams, the table shows the end."""
+        daemon = spawn_daemon(
+            "--app",
+            "tests.server._daemon_app:register_qa",
+            LMVISOR_SERVER__METRICS=json.dumps([METRIC]),
+            **lm_process.env(),
+        )
+        spec = _job_files(tmp_path, optimizer="BootstrapFewShot")
+        result = runner.invoke(app, ["optimize", str(spec), "--url", daemon.url])
+        detached = runner.invoke(app, ["optimize", str(spec), "--url", daemon.url, "--detach"])
+        assert result.exit_code == 0, result.output
+        assert "completed" in result.stdout and "BootstrapFewShot" in result.stdout
+        assert detached.exit_code == 0 and "running" in detached.stdout
+
+    def test_detach_needs_a_daemon(self, runner: CliRunner, tmp_path: Path) -> None:
+        """--detach without --url is a usage error."""
+        result = runner.invoke(app, ["optimize", str(_job_files(tmp_path)), "--detach"])
+        assert result.exit_code == 2
+
+
+class TestProcesses:
+    def test_run_and_optimize_as_processes(
+        self, spawn_daemon: Callable[..., DaemonProcess], lm_process: LMProcess, tmp_path: Path
+    ) -> None:
+        """The installed script runs a program and an optimization against a daemon."""
+        daemon = spawn_daemon(
+            "--app",
+            "tests.server._daemon_app:register_qa",
+            LMVISOR_SERVER__METRICS=json.dumps([METRIC]),
+            **lm_process.env(),
+        )
+        env = daemon_env(LMVISOR_URL=daemon.url)
+        ran = subprocess.run(
+            [LMVISOR, "run", "qa", "-i", "question=from a process", "--json"],
+            capture_output=True, text=True, timeout=60, env=env, cwd=ROOT,
+        )  # fmt: skip
+        optimized = subprocess.run(
+            [LMVISOR, "optimize", str(_job_files(tmp_path)), "--json"],
+            capture_output=True, text=True, timeout=60, env=env, cwd=ROOT,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        assert json.loads(ran.stdout)["module_id"] == "qa"
+        assert optimized.returncode == 0, optimized.stderr
+        assert json.loads(optimized.stdout)["status"] == "completed"
+
+    def test_help_names_the_new_commands(self) -> None:
+        """`lmvisor --help` lists run and optimize."""
+        done = subprocess.run([LMVISOR, "--help"], capture_output=True, text=True, timeout=60)
+        assert "run" in done.stdout and "optimize" in done.stdout

@@ -1,0 +1,242 @@
+"""OptimizationStore: jobs and step journals in SQLite, durable, shared, and safe to misread."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmvisor.optimizers import OptimizationRun
+from lmvisor.runtime import Runtime
+from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
+from lmvisor.services import (
+    COORDINATOR_NAME,
+    CorruptRecord,
+    JobRecord,
+    OptimizationStore,
+    list_optimizations,
+    optimization_spec,
+    optimization_status,
+)
+from tests.services._optimization_support import SlowLM, train_rows
+
+PROGRAM = {"module": "Predict", "signature": "question -> answer"}
+SPEC = {
+    "optimizer": "COPRO",
+    "params": {"breadth": 3, "depth": 2},
+    "program": PROGRAM,
+    "trainset": train_rows(20),
+    "input_keys": ["question"],
+    "metric": "tests.services._optimization_support:hashed_metric",
+}
+
+
+def _job(job_id: str = "job1", **changes: Any) -> JobRecord:
+    record = JobRecord(id=job_id, spec=SPEC, status="running", created=1.0, updated=2.0)
+    return record.evolve(**changes)
+
+
+def _raw(path: Path, sql: str, *args: Any) -> None:
+    """Write behind the store's back, as a damaged disk or a foreign writer would."""
+    with sqlite3.connect(path) as db:
+        db.execute(sql, args)
+    db.close()
+
+
+def _journal(path: Path) -> tuple[str, bool]:
+    """The file's journal mode, and whether its -wal file exists."""
+    with sqlite3.connect(path) as db:
+        (mode,) = db.execute("PRAGMA journal_mode").fetchone()
+    db.close()
+    return mode, Path(f"{path}-wal").exists()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Any:
+    found = OptimizationStore(tmp_path / "jobs" / "optimization.sqlite")
+    await found.open()
+    yield found
+    await found.close()
+
+
+class TestRoundTrip:
+    async def test_job_round_trips_with_every_field(self, store: OptimizationStore) -> None:
+        """A saved job reads back equal, result, version and error included."""
+        job = _job(
+            trials_done=3, trials_total=6, best_score=66.5, result={"predict": {"demos": []}},
+            version=2, error={"code": "x", "message": "y", "type": "Z"},
+        )  # fmt: skip
+        await store.save_job(job)
+        assert await store.jobs() == [job]
+        assert await store.job("job1") == job
+        assert await store.job("missing") is None
+
+    async def test_save_replaces_and_jobs_are_oldest_first(self, store: OptimizationStore) -> None:
+        """Saving an id again replaces its row; jobs() orders by creation time."""
+        await store.save_job(_job("late", created=5.0))
+        await store.save_job(_job("early", created=1.0))
+        await store.save_job(_job("late", created=5.0, status="completed"))
+        assert [(j.id, j.status) for j in await store.jobs()] == [
+            ("early", "running"),
+            ("late", "completed"),
+        ]
+
+    async def test_steps_round_trip_per_job(self, store: OptimizationStore) -> None:
+        """Step values come back as JSON data, per job; re-recording a key replaces it."""
+        await store.record_step("a", "copro/eval/d0", {"score": 50.0, "scores": [1.0, 0.0]})
+        await store.record_step("a", "copro/propose", {"instructions": ["é ✓"]})
+        await store.record_step("a", "copro/eval/d0", {"score": 75.0, "scores": [1.0]})
+        await store.record_step("b", "other", [1, 2])
+        assert await store.steps("a") == {
+            "copro/eval/d0": {"score": 75.0, "scores": [1.0]},
+            "copro/propose": {"instructions": ["é ✓"]},
+        }
+        assert await store.count_steps("a") == 2
+        assert await store.steps("nobody") == {}
+
+    async def test_memory_store_keeps_nothing_after_close(self) -> None:
+        """With no path the store works in memory and is not durable."""
+        store = OptimizationStore(None)
+        assert not store.durable
+        await store.save_job(_job())
+        assert [j.id for j in await store.jobs()] == ["job1"]
+        await store.close()
+        assert await store.jobs() == []
+        await store.close()
+
+
+class TestDurability:
+    async def test_wal_journal_on_disk(self, store: OptimizationStore) -> None:
+        """The file is in WAL mode and a write lands in the -wal file before a checkpoint."""
+        assert store.durable
+        await store.record_step("job1", "k", 1)
+        path = store.path
+        assert path is not None
+        assert _journal(path) == ("wal", True)
+
+    async def test_new_store_on_the_file_finds_everything(self, store: OptimizationStore) -> None:
+        """What one store committed, a store opened later on the same file reads."""
+        await store.save_job(_job())
+        await store.record_step("job1", "k", {"v": 1})
+        assert store.path is not None
+        reopened = OptimizationStore(store.path)
+        try:
+            assert [j.id for j in await reopened.jobs()] == ["job1"]
+            assert await reopened.steps("job1") == {"k": {"v": 1}}
+        finally:
+            await reopened.close()
+
+    async def test_resume_data_feeds_a_run(self, store: OptimizationStore) -> None:
+        """A run on the job's checkpoint replays recorded steps and records new ones."""
+        await store.record_step("job1", "done", {"value": 1})
+        run = OptimizationRun(checkpoint=store.checkpoint("job1"))
+        await run.begin("Test")
+        calls: list[str] = []
+
+        async def compute(key: str) -> dict[str, int]:
+            calls.append(key)
+            return {"value": 2}
+
+        assert await run.step("done", lambda: compute("done")) == {"value": 1}
+        assert await run.step("new", lambda: compute("new")) == {"value": 2}
+        assert calls == ["new"]
+        assert await store.steps("job1") == {"done": {"value": 1}, "new": {"value": 2}}
+
+    async def test_two_connections_write_one_file(self, store: OptimizationStore) -> None:
+        """Two stores on one file write at once without a lock error or a lost row."""
+        assert store.path is not None
+        other = OptimizationStore(store.path)
+        try:
+            await asyncio.gather(
+                *(store.record_step("a", f"k{i}", i) for i in range(40)),
+                *(other.record_step("b", f"k{i}", i) for i in range(40)),
+                *(other.save_job(_job(f"job{i}")) for i in range(10)),
+            )
+            assert await store.count_steps("a") == await store.count_steps("b") == 40
+            assert len(await store.jobs()) == 10
+            assert (await other.steps("a"))["k39"] == 39
+        finally:
+            await other.close()
+
+
+class TestCorruptRows:
+    async def test_undecodable_job_rows_are_skipped_and_reported(
+        self, store: OptimizationStore
+    ) -> None:
+        """jobs() returns the good rows and hands each bad one to on_corrupt."""
+        assert store.path is not None
+        await store.save_job(_job("good"))
+        await store.save_job(_job("bad_json"))
+        await store.save_job(_job("bad_utf8"))
+        await store.save_job(_job("bad_shape"))
+        _raw(store.path, "UPDATE jobs SET spec = '{\"optimizer\": ' WHERE id = 'bad_json'")
+        _raw(store.path, "UPDATE jobs SET spec = ? WHERE id = 'bad_utf8'", b"\xff\xfe{}")
+        _raw(store.path, "UPDATE jobs SET trials_done = 'many' WHERE id = 'bad_shape'")
+        skipped: list[CorruptRecord] = []
+        assert [j.id for j in await store.jobs(on_corrupt=skipped.append)] == ["good"]
+        assert [(e.store, e.record) for e in skipped] == [
+            ("jobs", "bad_json"),
+            ("jobs", "bad_shape"),
+            ("jobs", "bad_utf8"),
+        ]
+        assert skipped[0].code == "corrupt_record"
+        assert skipped[1].problem == "trials_done is text, not int"
+        with pytest.raises(CorruptRecord, match=r"^corrupt jobs record 'bad_utf8': not UTF-8"):
+            await store.job("bad_utf8")
+
+    async def test_deeply_nested_json_is_corrupt_not_a_recursion_error(
+        self, store: OptimizationStore
+    ) -> None:
+        """A value nested far beyond the recursion limit is a CorruptRecord."""
+        assert store.path is not None
+        await store.record_step("job1", "deep", 0)
+        deep = "[" * 100_000 + "]" * 100_000
+        _raw(store.path, "UPDATE steps SET value = ? WHERE key = 'deep'", deep)
+        with pytest.raises(CorruptRecord, match=r"^corrupt steps record 'job1/deep': JSON nested"):
+            await store.steps("job1")
+
+    async def test_corrupt_step_fails_its_job_with_a_typed_error(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A job resumed on a damaged checkpoint fails as corrupt_record; the coordinator lives."""
+        path = tmp_path / "optimization.sqlite"
+        store = OptimizationStore(path)
+        await store.save_job(_job("damaged"))
+        await store.record_step("damaged", "copro/propose/d0/p0", {"instructions": []})
+        await store.close()
+        _raw(path, "UPDATE steps SET value = 'not json' WHERE job_id = 'damaged'")
+        await runtime.start_child(optimization_spec(lm=SlowLM(), store_path=path))
+        coordinator = runtime.via(COORDINATOR_NAME)
+        for _ in range(1000):
+            status = await optimization_status(coordinator, "damaged")
+            if status.status != "running":
+                break
+            await asyncio.sleep(0.005)
+        assert status.status == "failed"
+        assert status.error is not None and status.error["code"] == "corrupt_record"
+        assert "damaged/copro/propose/d0/p0" in status.error["message"]
+        assert runtime.whereis(COORDINATOR_NAME) is not None
+
+    async def test_coordinator_starts_past_corrupt_job_rows(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """Undecodable and invalid job rows are skipped with an event; the rest load."""
+        path = tmp_path / "optimization.sqlite"
+        store = OptimizationStore(path)
+        await store.save_job(_job("kept", status="completed", result={}))
+        await store.save_job(_job("garbled", status="completed"))
+        await store.save_job(_job("invalid", status="completed", spec={"optimizer": "Nope"}))
+        await store.close()
+        _raw(path, "UPDATE jobs SET error = '{' WHERE id = 'garbled'")
+        await runtime.start_child(optimization_spec(lm=SlowLM(), store_path=path))
+        jobs = await list_optimizations(runtime.via(COORDINATOR_NAME))
+        assert [j.id for j in jobs] == ["kept"]
+        skipped = runtime.events.ring.query(type=STORE_RECORD_SKIPPED)
+        assert [(e.data["store"], e.data["record"]) for e in skipped] == [
+            ("jobs", "garbled"),
+            ("jobs", "invalid"),
+        ]
+        assert skipped[1].data["problem"].startswith("invalid optimization job at optimizer")
