@@ -17,6 +17,7 @@ from lmvisor.programs.callbacks import Callback, new_call_id, notify
 from lmvisor.programs.errors import AdapterParseError
 from lmvisor.programs.lm import LMCapabilities, LMResponse
 from lmvisor.programs.signature import Signature
+from lmvisor.programs.streaming import streamed_chunks
 
 __all__ = ["Adapter", "AdapterResult", "LMInvoke"]
 
@@ -155,10 +156,16 @@ class Adapter:
     ) -> AdapterResult:
         """Plan, format, call the LM once, parse and complete every completion.
 
+        When parsing fails, the call is made once more with `_fallback()`'s adapter
+        (ChatAdapter's JSONAdapter), unless text of the first answer was already
+        streamed to the caller.
+
         Raises:
-            AdapterParseError: a completion does not fit the signature.
+            AdapterParseError: a completion does not fit the signature (and the
+                fallback's did not either: the message gives both problems).
             LmvisorError: whatever `invoke` raises (LM failures) passes through.
         """
+        shown = streamed_chunks()
         hooks = (*callbacks, *self.callbacks)
         plan = self.plan(signature, inputs, params, capabilities)
         if hooks:
@@ -169,7 +176,29 @@ class Adapter:
         extra = self.request_params(signature, capabilities)
         sent = {**plan.params, **extra} if extra else plan.params
         response = await invoke(messages, sent)
-        return self._parse_all(hooks, plan, signature, response), response
+        try:
+            return self._parse_all(hooks, plan, signature, response), response
+        except AdapterParseError as error:
+            fallback = self._fallback()
+            if fallback is None or streamed_chunks() != shown:
+                raise
+            first = error
+        try:
+            return await fallback.run(
+                invoke,
+                signature,
+                demos,
+                inputs,
+                params=params,
+                capabilities=capabilities,
+                callbacks=callbacks,
+            )
+        except AdapterParseError as second:
+            raise _both_failed(first, second) from second
+
+    def _fallback(self) -> Adapter | None:
+        """The adapter to retry with once parsing failed; None: no retry (the default)."""
+        return None
 
     def _parse_all(
         self,
@@ -281,3 +310,14 @@ def _split_demos(
         ):
             incomplete.append(demo)
     return complete, incomplete
+
+
+def _both_failed(first: AdapterParseError, second: AdapterParseError) -> AdapterParseError:
+    """One error naming the first adapter's problem and its fallback's."""
+    return AdapterParseError(
+        adapter=first.adapter,
+        signature=first.signature,
+        completion=first.completion,
+        problem=f"{first.problem}; the {second.adapter} fallback failed too: {second.problem}",
+        parsed=first.parsed,
+    )

@@ -21,15 +21,13 @@ from lmvisor.programs.adapters._values import (
     parse_value,
     type_hint,
 )
-from lmvisor.programs.adapters.base import Adapter, AdapterResult, LMInvoke
+from lmvisor.programs.adapters.base import Adapter
 from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.custom_types import custom_types_in, split_content_parts
-from lmvisor.programs.errors import AdapterParseError, ConstraintError
+from lmvisor.programs.errors import ConstraintError
 from lmvisor.programs.fields import Field, check_bounds
 from lmvisor.programs.history import History
-from lmvisor.programs.lm import LMCapabilities
 from lmvisor.programs.signature import Signature
-from lmvisor.programs.streaming import streamed_chunks
 
 __all__ = [
     "ChatAdapter",
@@ -68,58 +66,17 @@ class ChatAdapter(Adapter):
         )
         self.use_json_adapter_fallback = use_json_adapter_fallback
 
-    async def run(
-        self,
-        invoke: LMInvoke,
-        signature: type[Signature],
-        demos: Sequence[Mapping[str, Any]],
-        inputs: Mapping[str, Any],
-        *,
-        params: Mapping[str, Any],
-        capabilities: LMCapabilities,
-        callbacks: Sequence[Callback] = (),
-    ) -> AdapterResult:
-        """As `Adapter.run`, retrying once with JSONAdapter when parsing fails.
+    def _fallback(self) -> Adapter | None:
+        """JSONAdapter, once, when parsing fails (unless disabled); see `Adapter.run`."""
+        if not self.use_json_adapter_fallback:
+            return None
+        from lmvisor.programs.adapters.json_adapter import JSONAdapter
 
-        No fallback once the first attempt's text was streamed to the caller.
-
-        Raises:
-            AdapterParseError: the completion (and the fallback's, if enabled) did not parse;
-                when both failed, the message gives both problems.
-        """
-        shown = streamed_chunks()
-        try:
-            return await super().run(
-                invoke,
-                signature,
-                demos,
-                inputs,
-                params=params,
-                capabilities=capabilities,
-                callbacks=callbacks,
-            )
-        except AdapterParseError as first:
-            if not self.use_json_adapter_fallback or streamed_chunks() != shown:
-                raise
-            from lmvisor.programs.adapters.json_adapter import JSONAdapter
-
-            fallback = JSONAdapter(
-                callbacks=self.callbacks,
-                use_native_function_calling=self.use_native_function_calling,
-                parallel_tool_calls=self.parallel_tool_calls,
-            )
-            try:
-                return await fallback.run(
-                    invoke,
-                    signature,
-                    demos,
-                    inputs,
-                    params=params,
-                    capabilities=capabilities,
-                    callbacks=callbacks,
-                )
-            except AdapterParseError as second:
-                raise _both_failed(first, second) from second
+        return JSONAdapter(
+            callbacks=self.callbacks,
+            use_native_function_calling=self.use_native_function_calling,
+            parallel_tool_calls=self.parallel_tool_calls,
+        )
 
     # --- format ----------------------------------------------------------------------
 
@@ -376,17 +333,6 @@ def format_task_description(signature: type[Signature]) -> str:
     instructions = textwrap.dedent(signature.instructions)
     objective = ("\n" + " " * 8).join(["", *instructions.splitlines()])
     return f"In adhering to this structure, your objective is: {objective}"
-
-
-def _both_failed(first: AdapterParseError, second: AdapterParseError) -> AdapterParseError:
-    """One error naming the ChatAdapter's problem and the JSONAdapter fallback's."""
-    return AdapterParseError(
-        adapter=first.adapter,
-        signature=first.signature,
-        completion=first.completion,
-        problem=f"{first.problem}; the JSONAdapter fallback failed too: {second.problem}",
-        parsed=first.parsed,
-    )
 
 
 def _history_field_name(signature: type[Signature]) -> str | None:
