@@ -9,9 +9,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from typing import Protocol, final
 
 __all__ = ["Clock", "MockClock", "SystemClock"]
+
+_ASYNCIO_TIME = asyncio.BaseEventLoop.time
+_monotonic = time.monotonic
 
 
 class Clock(Protocol):
@@ -33,7 +37,10 @@ class SystemClock:
     __slots__ = ()
 
     def monotonic(self) -> float:
-        return asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        # asyncio's own loops read `time.monotonic()`: call it without their Python `time`
+        # frame (this runs a few times per LM call); another loop (uvloop) keeps its own.
+        return _monotonic() if type(loop).time is _ASYNCIO_TIME else loop.time()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
