@@ -75,7 +75,7 @@ async def call_inline(
         RuntimeError: not called from a task.
         Exception: whatever the handler raised.
     """
-    task = asyncio.current_task()
+    task = asyncio.current_task(proc._loop)
     if task is None:
         raise RuntimeError("an inline call must be awaited in a task")
     call = InlineCall(task)
