@@ -24,7 +24,7 @@ from lmvisor.programs.fields import InputField
 from lmvisor.programs.lm import LM
 from lmvisor.programs.lm_invoker import LMInvoker
 from lmvisor.programs.module import Module, Parameter
-from lmvisor.programs.settings import active_callbacks, current_settings
+from lmvisor.programs.settings import current_settings
 from lmvisor.programs.signature import Signature, ensure_signature
 from lmvisor.programs.streaming import stream_receiver
 from lmvisor.programs.trace import record_trace
@@ -110,7 +110,8 @@ class Predict(Module, Parameter):
         if "n" in params and _needs_sampling_temperature(params):
             params["temperature"] = _SAMPLING_TEMPERATURE
         adapter = self.adapter or settings.adapter or _DEFAULT_ADAPTER
-        hooks = active_callbacks(self.callbacks)
+        own = self.callbacks  # active_callbacks(), with the settings already read
+        hooks = (*settings.callbacks, *own) if own else settings.callbacks
         stream = stream_receiver(self, adapter)
         invoke = LMInvoker(lm, hooks, settings.history, stream=stream)
         shown = self.demos if demos is None else demos
