@@ -67,7 +67,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final, overload
 
-from lmvisor.runtime._inline import call_inline
+from lmvisor.runtime._inline import finish_inline, inline_ended, start_inline
 from lmvisor.runtime.correlation import _scope as _correlation_var
 from lmvisor.runtime.errors import ActorExited, CallTimeout
 from lmvisor.runtime.mailbox import MailboxPolicy, MailboxStatistics
@@ -353,6 +353,31 @@ async def _until_running(proc: _Process, msg: object, timeout: float | None) -> 
     return timeout
 
 
+async def _call_when_full(
+    proc: _Process,
+    msg: object,
+    item: object,
+    fut: asyncio.Future[R],
+    timeout: float,  # noqa: ASYNC109 (the call's)
+) -> R:
+    """A call whose message waits for room in a full mailbox: the wait counts against the
+    timeout, so the caller never waits past it."""
+    loop = proc._loop
+    deadline = loop.time() + timeout
+    try:
+        async with asyncio.timeout_at(deadline):
+            await proc.put(item)
+    except TimeoutError:
+        raise CallTimeout(
+            actor=proc.name, message_type=type(msg).__qualname__, timeout=timeout
+        ) from None
+    timer = loop.call_at(deadline, _expire, fut, proc, msg, timeout, context=proc.runtime._context)
+    try:
+        return await fut
+    finally:
+        timer.cancel()
+
+
 def _expire(fut: asyncio.Future[Any], proc: _Process, msg: object, timeout: float) -> None:
     if not fut.done():
         fut.set_exception(
@@ -431,11 +456,24 @@ class ActorRef:
         if entry is None:
             raise proc.rejection(msg)
         if entry[1] == _INLINE:
+            # In this task, the inline call's own frame (see `_inline`): no frame of a helper.
             wait = timeout
             if proc.status is not ActorStatus.RUNNING:
                 wait = await _until_running(proc, msg, timeout)
-            result: R = await call_inline(proc, entry[0], msg, timeout, wait)
-            return result
+            call = start_inline(proc, wait)
+            try:
+                result: R = await entry[0](proc.actor, msg)
+            except BaseException as exc:
+                ended = inline_ended(proc, call, exc, msg, timeout) if call.state else None
+                if ended is not None:
+                    raise ended from None
+                raise
+            else:
+                if call.state:
+                    call.task.uncancel()  # the handler swallowed our cancellation, answered
+                return result
+            finally:
+                finish_inline(proc, call)
         if proc.task is asyncio.current_task():
             raise RuntimeError(f"{proc.name} called itself with {type(msg).__qualname__}")
         loop = proc._loop
@@ -446,22 +484,7 @@ class ActorRef:
         elif timeout is None:
             await proc.put(item)
         else:
-            # the wait for room counts against the timeout, so the caller never waits past it
-            deadline = loop.time() + timeout
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await proc.put(item)
-            except TimeoutError:
-                raise CallTimeout(
-                    actor=proc.name, message_type=type(msg).__qualname__, timeout=timeout
-                ) from None
-            timer = loop.call_at(
-                deadline, _expire, fut, proc, msg, timeout, context=proc.runtime._context
-            )
-            try:
-                return await fut
-            finally:
-                timer.cancel()
+            return await _call_when_full(proc, msg, item, fut, timeout)
         if timeout is None:
             return await fut
         # The runtime's context, not a copy of the caller's (`_expire` reads no variable).
