@@ -208,9 +208,10 @@ class LMProvider(Actor):
         super().__init__()
         bulkhead = protections.bulkhead
         self.vendor = vendor
-        # Every call the bulkhead runs or queues has its task, plus the client's keeper.
-        self.max_in_flight = bulkhead.max_concurrent + bulkhead.max_queued + 1
-        self.mailbox_capacity = max(1000, self.max_in_flight)
+        # `Complete` runs inline, in its caller's task: no mailbox slot, no task of ours.
+        # Streams are opened through the mailbox: it holds as many opens as the bulkhead
+        # runs and queues.
+        self.mailbox_capacity = max(1000, bulkhead.max_concurrent + bulkhead.max_queued)
         limiter = protections.limiter
         self._policy = CallPolicy(
             key=vendor,
