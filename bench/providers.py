@@ -14,7 +14,8 @@ measured in the same run against the same server (`bench/dspy_side/providers.py`
 - `predict_run[<loop>,<transport>,<in_flight>]`: 2,000 calls (httpx: 500) at 100 ms,
   efficiency (ideal time / actual; ideal = ceil(calls / in_flight) x 100 ms), calls/s,
   loop-thread CPU per call, and the bare transport's loop CPU per call at the same
-  concurrency (`bare_loop_us`): the difference is lmvisor's own.
+  concurrency (`bare_loop_us`); `own_loop_us`, lmvisor's own, is the median difference
+  between a Predict run and the bare run right after it (3 such pairs; httpx: 1).
 - `predict_efficiency_200` / `_500`: the best loop/transport (targets 0.85 and 0.7).
 - `predict_throughput_200`: the best calls/s at 200 in flight; target 3x DSPy's best
   (its 100-thread cap, `Predict.batch`), measured.
@@ -23,7 +24,7 @@ measured in the same run against the same server (`bench/dspy_side/providers.py`
 - `peak_rss`: the client process's peak resident set.
 
 Figures are medians of runs after a warm-up that opens the pooled connections; the
-machine may be shared, so compare the ratios of one run. Run alone:
+machine may be shared, so compare the ratios of one run (and the paired differences). Run alone:
 `.venv/bin/python bench/providers.py` (set LMVISOR_DSPY_PYTHON for the DSPy baseline).
 """
 
@@ -260,17 +261,34 @@ def _throughput(server: _Server) -> list[dict[str, Any]]:
             if transport == "pyreqwest" and not _has("pyreqwest"):
                 continue
             calls = _TP_CALLS_HTTPX if transport == "httpx" else _TP_CALLS
-            runs = 1 if transport == "httpx" else _TP_RUNS
-            plan = [(calls, 200, runs), (calls, 500, runs)]
-            full = _run(loop, _predict_runs(server.url, transport, plan))
-            bare = _run(loop, _bare_runs(server.url, transport, plan))
-            for (n, c, _), run, floor in zip(plan, full, bare, strict=True):
-                row = _row(loop, transport, n, c, run, floor)
-                rows.append(row)
+            pairs = 1 if transport == "httpx" else _TP_RUNS
+            plan = [(calls, 200, 1), (calls, 500, 1)]
+            # Predict and the bare transport alternate, run for run: on a shared machine
+            # the load drifts, and each difference is taken between neighbouring runs.
+            full: list[list[_Run]] = []
+            bare: list[list[_Run]] = []
+            for _ in range(pairs):
+                full.append(_run(loop, _predict_runs(server.url, transport, plan)))
+                bare.append(_run(loop, _bare_runs(server.url, transport, plan)))
+            for k, (n, c, _) in enumerate(plan):
+                runs = [(f[k], b[k]) for f, b in zip(full, bare, strict=True)]
+                rows.append(_row(loop, transport, n, c, runs))
     return rows
 
 
-def _row(loop: str, transport: str, calls: int, c: int, run: _Run, bare: _Run) -> dict[str, Any]:
+def _row(
+    loop: str, transport: str, calls: int, c: int, pairs: list[tuple[_Run, _Run]]
+) -> dict[str, Any]:
+    """One row from its (Predict, bare) run pairs: medians, and the median paired difference."""
+    run = _Run(
+        seconds=statistics.median(p[0].seconds for p in pairs),
+        loop_us=statistics.median(p[0].loop_us for p in pairs),
+    )
+    bare = _Run(
+        seconds=statistics.median(p[1].seconds for p in pairs),
+        loop_us=statistics.median(p[1].loop_us for p in pairs),
+    )
+    own = statistics.median(p[0].loop_us - p[1].loop_us for p in pairs)
     ideal = math.ceil(calls / c) * _LATENCY
     row = emit(
         f"predict_run[{loop},{transport},{c}]",
@@ -286,7 +304,8 @@ def _row(loop: str, transport: str, calls: int, c: int, run: _Run, bare: _Run) -
         rate=round(calls / run.seconds, 1),
         loop_us=round(run.loop_us, 1),
         bare_loop_us=round(bare.loop_us, 1),
-        own_loop_us=round(run.loop_us - bare.loop_us, 1),
+        own_loop_us=round(own, 1),
+        pairs=len(pairs),
         bare_efficiency=round(ideal / bare.seconds, 3),
     )
     return row
