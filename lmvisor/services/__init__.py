@@ -120,17 +120,19 @@ if TYPE_CHECKING:
     from lmvisor.services.optimization import GetJob as GetJob
     from lmvisor.services.optimization import GetResult as GetResult
     from lmvisor.services.optimization import ListJobs as ListJobs
-    from lmvisor.services.optimization import OptimizationCoordinator as OptimizationCoordinator
     from lmvisor.services.optimization import OptimizationStatus as OptimizationStatus
     from lmvisor.services.optimization import SubmitJob as SubmitJob
     from lmvisor.services.optimization import SuspendJobs as SuspendJobs
     from lmvisor.services.optimization import cancel_optimization as cancel_optimization
     from lmvisor.services.optimization import list_optimizations as list_optimizations
     from lmvisor.services.optimization import optimization_result as optimization_result
-    from lmvisor.services.optimization import optimization_spec as optimization_spec
     from lmvisor.services.optimization import optimization_status as optimization_status
     from lmvisor.services.optimization import submit_optimization as submit_optimization
     from lmvisor.services.optimization import suspend_optimizations as suspend_optimizations
+    from lmvisor.services.optimization_coordinator import (
+        OptimizationCoordinator as OptimizationCoordinator,
+    )
+    from lmvisor.services.optimization_coordinator import optimization_spec as optimization_spec
     from lmvisor.services.optimization_job import OPTIMIZERS as OPTIMIZERS
     from lmvisor.services.optimization_job import JobSpec as JobSpec
     from lmvisor.services.optimization_job import build_optimizer as build_optimizer

@@ -79,11 +79,11 @@ from lmvisor.services.optimization import (
     cancel_optimization,
     list_optimizations,
     optimization_result,
-    optimization_spec,
     optimization_status,
     submit_optimization,
     suspend_optimizations,
 )
+from lmvisor.services.optimization_coordinator import optimization_spec
 
 if TYPE_CHECKING:
     from lmvisor.testing.lm_server import LMServer
