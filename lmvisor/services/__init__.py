@@ -146,6 +146,9 @@ if TYPE_CHECKING:
     from lmvisor.services.optimization_worker import JobProgress as JobProgress
     from lmvisor.services.optimization_worker import OptimizationWorker as OptimizationWorker
     from lmvisor.services.optimization_worker import error_data as error_data
+    from lmvisor.services.optimization_worker import (
+        job_supervisor_spec as job_supervisor_spec,
+    )
     from lmvisor.services.optimization_worker import rebuild_student as rebuild_student
     from lmvisor.services.router import DEFAULT_CALL_TIMEOUT as DEFAULT_CALL_TIMEOUT
     from lmvisor.services.router import RouterLM as RouterLM

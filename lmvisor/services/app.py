@@ -378,14 +378,16 @@ async def _start_services(
 def _optimization_spec(app: App, config: LmvisorConfig) -> ChildSpec | None:
     """The optimization slot: the OptimizationCoordinator's subtree, started last.
 
-    Jobs run through the app's default LM (cache in front of the router), take
-    their student from the ModuleManager and deploy results by hot-swap; jobs
+    Jobs run through the app's default LM (cache in front of the router), build
+    a spec's models with `app.lm` as the ModuleManager does, take their student
+    from the ModuleManager and deploy results by hot-swap; jobs
     and checkpoints live in `<data_dir>/optimization.sqlite3` (memory only
     without a data directory).
     """
     store = None if config.data_dir is None else config.data_dir / "optimization.sqlite3"
     return optimization_spec(
         lm=_DefaultLM(app),
+        lm_for=app.lm,
         resolve_program=app.modules.get,
         deploy=app.modules.swap,
         store_path=store,

@@ -1,6 +1,7 @@
 """The OptimizationCoordinator: submits, tracks, cancels and resumes optimization jobs.
 
-`optimization_spec(lm=..., resolve_program=..., deploy=..., store_path=...)` is the child
+`optimization_spec(lm=..., lm_for=..., resolve_program=..., deploy=..., store_path=...)` is
+the child
 the application tree puts in its `optimization` slot: a rest_for_one supervisor of
 
 - `optimization_jobs`, a DynamicSupervisor holding one small supervisor per job, whose one
@@ -65,8 +66,9 @@ from lmvisor.services.optimization_worker import (
     JobContext,
     JobFinished,
     JobProgress,
-    OptimizationWorker,
+    LMFor,
     ResolveProgram,
+    job_supervisor_spec,
     rebuild_student,
 )
 
@@ -104,11 +106,13 @@ class OptimizationCoordinator(Actor):
         shared: _Shared,
         *,
         lm: LM,
+        lm_for: LMFor | None,
         resolve_program: ResolveProgram | None,
         deploy: DeployProgram | None,
     ) -> None:
         self._shared = shared
         self._lm = lm
+        self._lm_for = lm_for
         self._resolve = resolve_program
         self._deploy = deploy
         self._config = OptimizationConfig()
@@ -153,6 +157,8 @@ class OptimizationCoordinator(Actor):
             load_examples(spec.trainset, spec.input_keys, field="trainset")
             if spec.valset is not None:
                 load_examples(spec.valset, spec.input_keys, field="valset")
+            if spec.program_id is None:  # a spec that cannot be built fails here, not later
+                await rebuild_student(spec, None, self._lm_for)
         except LmvisorError as exc:
             return ErrorReply(exc)
         now = time.time()
@@ -202,7 +208,7 @@ class OptimizationCoordinator(Actor):
             return ErrorReply(JobNotFinished(job_id=msg.job_id, status=job.record.status))
         if job.module is None:
             try:
-                student = await rebuild_student(job.spec, self._resolve)
+                student = await rebuild_student(job.spec, self._resolve, self._lm_for)
                 job.module = student.reset_copy().load_state(job.record.result)
             except Exception as exc:
                 return ErrorReply(exc)
@@ -293,12 +299,12 @@ class OptimizationCoordinator(Actor):
         context = JobContext(
             job_id=job.record.id, spec=job.spec, lm=self._lm, config=config,
             executor=job.executor, store=self._shared.store, resolve_program=self._resolve,
-            deploy=self._deploy, coordinator=COORDINATOR_NAME,
+            deploy=self._deploy, coordinator=COORDINATOR_NAME, lm_for=self._lm_for,
         )  # fmt: skip
         jobs = self.runtime.whereis(_JOBS_NAME)
         if jobs is None:
             raise RuntimeError("optimization_jobs supervisor is not running")
-        job.supervisor = await start_child(jobs, _job_spec(context))
+        job.supervisor = await start_child(jobs, job_supervisor_spec(context))
         self.monitor(job.supervisor)
 
     async def _stop_job(self, job: _Job) -> None:
@@ -341,24 +347,10 @@ def _status(job: _Job) -> OptimizationStatus:
     )
 
 
-def _job_spec(context: JobContext) -> ChildSpec:
-    worker = ChildSpec(
-        "worker",
-        lambda: OptimizationWorker(context),
-        restart="transient",
-        name=("optimization_worker", context.job_id),
-    )
-    return ChildSpec(
-        f"job:{context.job_id}",
-        lambda: Supervisor([worker], max_restarts=3, max_seconds=60.0),
-        restart="temporary",
-        type="supervisor",
-    )
-
-
 def optimization_spec(
     *,
     lm: LM,
+    lm_for: LMFor | None = None,
     resolve_program: ResolveProgram | None = None,
     deploy: DeployProgram | None = None,
     store_path: str | Path | None = None,
@@ -368,6 +360,8 @@ def optimization_spec(
 
     Args:
         lm: the LM jobs run through (in the app: the cache-fronted router).
+        lm_for: model name -> LM, for the models a job's program spec names (a two_step
+            adapter's extraction model); without it such a spec is refused at submit.
         resolve_program: program id -> a fresh copy of the registered program.
         deploy: hot-swaps a result into a program id, returning the new version number.
         store_path: the SQLite file for jobs and checkpoints; None keeps them in memory.
@@ -387,7 +381,11 @@ def optimization_spec(
                 ChildSpec(
                     "optimization_coordinator",
                     lambda: OptimizationCoordinator(
-                        shared, lm=lm, resolve_program=resolve_program, deploy=deploy
+                        shared,
+                        lm=lm,
+                        lm_for=lm_for,
+                        resolve_program=resolve_program,
+                        deploy=deploy,
                     ),
                     name=COORDINATOR_NAME,
                 ),

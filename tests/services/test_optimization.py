@@ -99,6 +99,31 @@ class TestSubmit:
             await optimization_status(coordinator, "x")
         assert await list_optimizations(coordinator) == []
 
+    async def test_a_spec_naming_models_needs_lm_for(self, runtime: Runtime) -> None:
+        """An inline two_step program is built at submit with the given `lm_for` (its model
+        names resolved there); without one it is refused, naming the field."""
+        program = {**PROGRAM, "adapter": {"name": "two_step", "extraction_lm": "openai/x"}}
+        spec = {**_copro(), "program": program}
+        bare = await _start(runtime, SlowLM())
+        with pytest.raises(
+            OptimizationSpecError,
+            match=r"^invalid optimization job at program\.adapter\.extraction_lm: building a",
+        ):
+            await submit_optimization(bare, spec)
+        assert await list_optimizations(bare) == []
+        await runtime.terminate_child("optimization")
+        await runtime.delete_child("optimization")
+        asked: list[str] = []
+
+        def lm_for(model: str) -> SlowLM:
+            asked.append(model)
+            return SlowLM()
+
+        coordinator = await _start(runtime, SlowLM(), lm_for=lm_for)
+        done = await _wait(coordinator, await submit_optimization(coordinator, spec))
+        assert done.status == "completed"
+        assert "openai/x" in asked  # at submit, and again in the worker
+
     async def test_jsonl_trainset(self, runtime: Runtime, tmp_path: Path) -> None:
         """A trainset may be a JSONL file path."""
         path = tmp_path / "train.jsonl"
