@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from lmvisor.services.app_lm import LoopbackMode as LoopbackMode
     from lmvisor.services.app_lm import choose_default_model as choose_default_model
     from lmvisor.services.app_lm import loopback_config as loopback_config
+    from lmvisor.services.app_optimization import optimization_slot as optimization_slot
     from lmvisor.services.budget import Budget as Budget
     from lmvisor.services.budget import BudgetStatistics as BudgetStatistics
     from lmvisor.services.cache import CACHE_NAME as CACHE_NAME
