@@ -37,7 +37,10 @@ async def _ready(client: Any) -> None:
 
 
 async def _until_done(client: Any, job_id: str) -> dict[str, Any]:
-    for _ in range(1000):
+    """The job's status once it has finished; a loaded machine gets a minute."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 60.0
+    while loop.time() < give_up:
         status: dict[str, Any] = (await client.get(f"/v1/optimizations/{job_id}")).json()
         if status["status"] != "running":
             return status

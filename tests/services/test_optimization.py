@@ -60,7 +60,10 @@ async def _start(runtime: Runtime, lm: SlowLM, path: Path | None = None, **kw: A
 
 
 async def _wait(coordinator: Any, job_id: str, status: str = "running") -> OptimizationStatus:
-    for _ in range(2000):
+    """The job's status once it has left `status`; a loaded machine gets a minute."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 60.0
+    while loop.time() < give_up:
         found = await optimization_status(coordinator, job_id)
         if found.status != status:
             return found
@@ -227,7 +230,10 @@ class TestLifecycle:
             await asyncio.sleep(0.002)
         assert lm.peak > 2
         await update_config(runtime.via("config"), "optimization.concurrency", 2)
-        await asyncio.sleep(0.05)
+        # The change reached the coordinator before this call did (one mailbox, in order).
+        await optimization_status(coordinator, job_id)
+        while lm.in_flight > 2:  # noqa: ASYNC110 (calls started before the change end)
+            await asyncio.sleep(0.002)
         lm.peak = lm.in_flight
         await _wait(coordinator, job_id)
         assert lm.peak <= 2
