@@ -9,6 +9,10 @@ the job's final record, emits `optimization.completed` and stops normally; on fa
 writes the error, emits `optimization.failed` and stops normally too (a bad job is not a
 crash, so it is not restarted). Either way it tells the coordinator. A checkpoint row
 that cannot be decoded fails the job with `CorruptRecord` naming the step.
+
+A program spec is built with the app's `lm_for`, as the ModuleManager builds one.
+`job_supervisor_spec(context)` is the job's own subtree: a supervisor restarting the
+worker after a crash, at most 3 times a minute.
 """
 
 from __future__ import annotations
