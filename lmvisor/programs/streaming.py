@@ -9,12 +9,12 @@ format (`[[ ## field ## ]]` sections, a JSON object, XML tags) and yield it as
 
 Without listeners, every predictor streams and the raw `LMDelta`s are yielded.
 Cancellation: closing the iterator (or cancelling its consumer) cancels the program,
-which closes the LM stream in flight.
+which closes the LM stream in flight; the close waits for the program to unwind, and a
+consumer cancelled meanwhile stays cancelled.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -309,12 +309,31 @@ def streamify(
                     yield item.result
                 return
         finally:
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await _stop(task)
 
     return run
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel the program's task and wait until it has unwound (its LM stream closed).
+
+    A caller cancelled during that wait still waits for the program (nothing it started
+    outlives it), then stays cancelled: its own `CancelledError` is raised, never swallowed
+    with the program's, as `asyncio.TaskGroup` does.
+    """
+    import asyncio
+
+    task.cancel()
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure went to the consumer as `_Ended`
+    if cancelled is not None:
+        raise cancelled
 
 
 async def _drive(

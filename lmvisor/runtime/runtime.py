@@ -19,7 +19,8 @@ lifecycle `Reporter`, `EventStore` and named `Protections`: two runtimes in
 one process share nothing. Inside an actor, and inside the `async with`
 block, library loggers (`observe.logs.get_logger`) write through this
 runtime's chain, and `current_runtime()` finds it from actors and the tasks
-they own.
+they own. Code that holds a runtime and wants the same elsewhere (a test
+fixture, an embedding app's request handler) enters `runtime.as_current()`.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ import asyncio
 import contextvars
 import sys
 import uuid
-from collections.abc import AsyncIterator, Hashable
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
+from collections.abc import AsyncIterator, Hashable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any, final
 
@@ -219,6 +220,27 @@ class Runtime:
         if owner.uncancel() <= self._owner_cancels:
             raise failure
 
+    @contextmanager
+    def as_current(self) -> Iterator[Runtime]:
+        """Make this the current runtime inside the block, as it is inside its actors.
+
+        There (and in tasks started there) `current_runtime()` returns it and library
+        loggers write through its chain. Blocks nest: on exit the runtime current
+        before (or none) is current again. Enter and exit in one context: one task, or
+        a fixture that pytest-asyncio sets up and tears down in the same context.
+
+        Raises:
+            RuntimeError: the runtime is closed.
+        """
+        if self._closed:
+            raise RuntimeError(f"runtime {self.namespace!r} is closed")
+        token = _current.set(self)
+        try:
+            with use_route(self.logging):
+                yield self
+        finally:
+            _restore(token)
+
     @property
     def failure(self) -> SupervisorGaveUp | None:
         """Why the runtime stopped on its own (its root supervisor gave up), or None."""
@@ -389,6 +411,15 @@ def _collect(node: TreeNode, restarts: dict[str, int], depth: dict[str, int]) ->
         depth[node.id] = node.mailbox_depth
     for child in node.children:
         _collect(child, restarts, depth)
+
+
+def _restore(token: Token[Runtime | None]) -> None:
+    try:
+        _current.reset(token)
+    except ValueError:
+        # exited in another context than it was entered in: restore by value
+        old = token.old_value
+        _current.set(None if old is Token.MISSING else old)
 
 
 def _retrieve(fut: Any) -> None:

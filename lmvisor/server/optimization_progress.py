@@ -74,9 +74,14 @@ async def job_progress(app: App, job_id: str, *, poll: float = 1.0) -> AsyncIter
 
 
 async def _next_trials(trials: asyncio.Queue[Event], poll: float) -> list[Event]:
-    """Every trial waiting, after waiting at most `poll` seconds for the first."""
+    """Every trial waiting, after waiting at most `poll` seconds for the first.
+
+    A timeout scope, not `asyncio.wait_for`: on Python 3.11 that returns a trial that
+    arrived in the same loop turn as the caller's cancellation, swallowing it.
+    """
     try:
-        first = await asyncio.wait_for(trials.get(), poll)
+        async with asyncio.timeout(poll):
+            first = await trials.get()
     except TimeoutError:
         return []
     found = [first]

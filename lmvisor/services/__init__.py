@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from lmvisor.services.app_lm import LoopbackMode as LoopbackMode
     from lmvisor.services.app_lm import choose_default_model as choose_default_model
     from lmvisor.services.app_lm import loopback_config as loopback_config
+    from lmvisor.services.app_optimization import optimization_slot as optimization_slot
     from lmvisor.services.budget import Budget as Budget
     from lmvisor.services.budget import BudgetStatistics as BudgetStatistics
     from lmvisor.services.cache import CACHE_NAME as CACHE_NAME
@@ -119,17 +120,19 @@ if TYPE_CHECKING:
     from lmvisor.services.optimization import GetJob as GetJob
     from lmvisor.services.optimization import GetResult as GetResult
     from lmvisor.services.optimization import ListJobs as ListJobs
-    from lmvisor.services.optimization import OptimizationCoordinator as OptimizationCoordinator
     from lmvisor.services.optimization import OptimizationStatus as OptimizationStatus
     from lmvisor.services.optimization import SubmitJob as SubmitJob
     from lmvisor.services.optimization import SuspendJobs as SuspendJobs
     from lmvisor.services.optimization import cancel_optimization as cancel_optimization
     from lmvisor.services.optimization import list_optimizations as list_optimizations
     from lmvisor.services.optimization import optimization_result as optimization_result
-    from lmvisor.services.optimization import optimization_spec as optimization_spec
     from lmvisor.services.optimization import optimization_status as optimization_status
     from lmvisor.services.optimization import submit_optimization as submit_optimization
     from lmvisor.services.optimization import suspend_optimizations as suspend_optimizations
+    from lmvisor.services.optimization_coordinator import (
+        OptimizationCoordinator as OptimizationCoordinator,
+    )
+    from lmvisor.services.optimization_coordinator import optimization_spec as optimization_spec
     from lmvisor.services.optimization_job import OPTIMIZERS as OPTIMIZERS
     from lmvisor.services.optimization_job import JobSpec as JobSpec
     from lmvisor.services.optimization_job import build_optimizer as build_optimizer
@@ -143,6 +146,9 @@ if TYPE_CHECKING:
     from lmvisor.services.optimization_worker import JobProgress as JobProgress
     from lmvisor.services.optimization_worker import OptimizationWorker as OptimizationWorker
     from lmvisor.services.optimization_worker import error_data as error_data
+    from lmvisor.services.optimization_worker import (
+        job_supervisor_spec as job_supervisor_spec,
+    )
     from lmvisor.services.optimization_worker import rebuild_student as rebuild_student
     from lmvisor.services.router import DEFAULT_CALL_TIMEOUT as DEFAULT_CALL_TIMEOUT
     from lmvisor.services.router import RouterLM as RouterLM

@@ -4,7 +4,8 @@
 a time, and reopens after `close()`. A file gets WAL journaling, synchronous=NORMAL (a
 committed write survives a killed process) and a busy timeout, so two processes on one
 file wait for each other rather than fail; with no path the database lives in memory.
-Text comes back as bytes: `text` and `json_value` decode one column at a time, so a row
+`enable_wal` switches a file to WAL and waits out other processes doing the same (see
+there). Text comes back as bytes: `text` and `json_value` decode one column at a time, so a row
 holding bytes that are not UTF-8, or text that is not JSON, is one `CorruptRecord` naming
 the row rather than a failed query; `report_skipped` tells the operator about each row a
 service skips (a `store.record_skipped` event and a warning).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar, final
@@ -26,12 +28,23 @@ from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
 from lmvisor.services.errors import CorruptRecord
 
-__all__ = ["BUSY_TIMEOUT_MS", "SqliteFile", "dump_json", "json_value", "report_skipped", "text"]
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "SqliteFile",
+    "dump_json",
+    "enable_wal",
+    "json_value",
+    "report_skipped",
+    "text",
+]
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS: Final = 5000
 """How long a writer waits for another connection's lock before failing."""
+
+_WAL_FIRST_PAUSE: Final = 0.001
+_WAL_MAX_PAUSE: Final = 0.05
 
 _log = get_logger(__name__)
 
@@ -69,7 +82,7 @@ class SqliteFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(db, wait=BUSY_TIMEOUT_MS / 1000)
             db.execute("PRAGMA synchronous=NORMAL")
         db.text_factory = bytes
         db.executescript(self._schema)
@@ -85,6 +98,40 @@ class SqliteFile:
 
     def __repr__(self) -> str:
         return f"SqliteFile({str(self.path) if self.path else ':memory:'})"
+
+
+def enable_wal(conn: sqlite3.Connection, *, wait: float) -> None:
+    """Put `conn`'s database in WAL mode, waiting up to `wait` seconds for other connections.
+
+    Switching a file to WAL reads its header, then upgrades to a write lock. SQLite
+    never waits (busy handler) for such an upgrade, since two connections each holding a
+    read lock and waiting for the other would deadlock: of two processes opening a new
+    file at the same moment, one gets "database is locked" at once, whatever its busy
+    timeout. That error is retried here, with short growing pauses, until `wait` has
+    passed; a file already in WAL mode needs no lock and returns at once. Blocking: call
+    it on a worker thread.
+
+    Raises:
+        sqlite3.OperationalError: still locked after `wait` seconds.
+        sqlite3.Error: any other failure (not a database, read-only...), at once.
+    """
+    deadline = time.monotonic() + wait
+    pause = _WAL_FIRST_PAUSE
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            left = deadline - time.monotonic()
+            if not _is_busy(exc) or left <= 0:
+                raise
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, _WAL_MAX_PAUSE)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or one of its extended codes (another connection holds the lock)."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def dump_json(value: Any) -> str:

@@ -5,7 +5,7 @@
     ├── cache         CacheManager: L1 memory, L2 Redis, L3 SQLite
     ├── lm_providers  one LMProvider actor per reachable vendor
     ├── modules       task supervisor + ModuleManager
-    └── optimization  OptimizationCoordinator and its jobs (`lmvisor.services.optimization`)
+    └── optimization  OptimizationCoordinator and its jobs (`lmvisor.services.app_optimization`)
 
 Children start in that order and stop in reverse. The embedded default needs
 nothing installed: L1 in memory and L3 in `<data_dir>/cache.sqlite3`
@@ -42,11 +42,9 @@ from typing import TYPE_CHECKING, Any, final
 
 from lmvisor.config.loading import replace_value
 from lmvisor.config.schema import LmvisorConfig
-from lmvisor.programs.lm import LM, LMCapabilities, LMRequest, LMResponse, LMStreamItem
+from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
-from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock
-from lmvisor.runtime.errors import LmvisorError
 from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.observe.store import EventStore
 from lmvisor.runtime.protection import BreakerState
@@ -54,6 +52,7 @@ from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.tree import TreeNode
 from lmvisor.services.app_lm import LOOPBACK_NOTICE, LoopbackMode, choose_default_model
 from lmvisor.services.app_lm import loopback_config as _loopback_config
+from lmvisor.services.app_optimization import optimization_slot
 from lmvisor.services.cache import (
     CACHE_NAME,
     CacheLayer,
@@ -79,7 +78,6 @@ from lmvisor.services.optimization import (
     cancel_optimization,
     list_optimizations,
     optimization_result,
-    optimization_spec,
     optimization_status,
     submit_optimization,
     suspend_optimizations,
@@ -369,53 +367,5 @@ async def _start_services(
     )
     # Before the optimization coordinator: jobs it resumes may name restored programs.
     await app.modules.restore(programs)
-    optimization = _optimization_spec(app, config)
-    if optimization is not None:
-        await runtime.start_child(optimization)
+    await runtime.start_child(optimization_slot(app, config))
     return app
-
-
-def _optimization_spec(app: App, config: LmvisorConfig) -> ChildSpec | None:
-    """The optimization slot: the OptimizationCoordinator's subtree, started last.
-
-    Jobs run through the app's default LM (cache in front of the router), take
-    their student from the ModuleManager and deploy results by hot-swap; jobs
-    and checkpoints live in `<data_dir>/optimization.sqlite3` (memory only
-    without a data directory).
-    """
-    store = None if config.data_dir is None else config.data_dir / "optimization.sqlite3"
-    return optimization_spec(
-        lm=_DefaultLM(app),
-        resolve_program=app.modules.get,
-        deploy=app.modules.swap,
-        store_path=store,
-    )
-
-
-@final
-class _DefaultLM:
-    """`app.lm()` resolved at each call, so an app whose default vendor is not configured
-    still starts (its optimization jobs then fail with `UnknownProvider`, typed)."""
-
-    __slots__ = ("_app",)
-
-    def __init__(self, app: App) -> None:
-        self._app = app
-
-    @property
-    def model(self) -> str:
-        return self._app.default_model
-
-    @property
-    def capabilities(self) -> LMCapabilities:
-        try:
-            return self._app.lm().capabilities
-        except LmvisorError:
-            return LMCapabilities()
-
-    async def complete(self, request: LMRequest) -> LMResponse:
-        return await self._app.lm().complete(request)
-
-    async def stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]:
-        async for item in self._app.lm().stream(request):
-            yield item

@@ -1,6 +1,7 @@
 """L3: the SQLite cache tier, one file that threads and OS processes share safely.
 
-The file runs in WAL mode, so readers never wait for a writer and a writer
+The file runs in WAL mode (switched to it by `enable_wal`, which waits out another process
+opening a new file at the same moment), so readers never wait for a writer and a writer
 never waits for readers. Every connection sets `busy_timeout`, so two
 processes writing at once take turns instead of failing with "database is
 locked"; every write is one `BEGIN IMMEDIATE` transaction (the write lock is
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, final
 
+from lmvisor.services._sqlite import enable_wal
 from lmvisor.services.cache_entry import CacheEntry, CorruptEntry
 
 __all__ = ["SqliteTier", "SqliteTierStatistics"]
@@ -113,13 +115,16 @@ class SqliteTier:
     def open(self) -> None:
         """Create the file and schema if needed and open both connections (blocking).
 
+        Waits up to `busy_timeout` for other processes opening the file at the same time.
+
         Raises:
-            sqlite3.Error, OSError: the file cannot be created or is not a database.
+            sqlite3.Error, OSError: the file cannot be created or is not a database, or
+                another process held it locked for all of `busy_timeout`.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = self._connect(int(self.busy_timeout * 1000))
         try:
-            writer.execute("PRAGMA journal_mode=WAL")
+            enable_wal(writer, wait=self.busy_timeout)
             writer.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
                 writer.execute(statement)

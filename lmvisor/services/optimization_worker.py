@@ -9,6 +9,10 @@ the job's final record, emits `optimization.completed` and stops normally; on fa
 writes the error, emits `optimization.failed` and stops normally too (a bad job is not a
 crash, so it is not restarted). Either way it tells the coordinator. A checkpoint row
 that cannot be decoded fails the job with `CorruptRecord` naming the step.
+
+A program spec is built with the app's `lm_for`, as the ModuleManager builds one.
+`job_supervisor_spec(context)` is the job's own subtree: a supervisor restarting the
+worker after a crash, at most 3 times a minute.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from lmvisor.optimizers import (
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
 from lmvisor.programs.settings import context
-from lmvisor.programs.spec import build_program
+from lmvisor.programs.spec import ProgramSpecError, build_program
 from lmvisor.runtime.actor import Actor
+from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.errors import LmvisorError
 from lmvisor.runtime.messages import Cast
 from lmvisor.runtime.observe.names import (
@@ -38,7 +43,8 @@ from lmvisor.runtime.observe.names import (
     OPTIMIZATION_FAILED,
     OPTIMIZATION_STARTED,
 )
-from lmvisor.services.errors import CorruptRecord
+from lmvisor.runtime.supervisor import Supervisor
+from lmvisor.services.errors import CorruptRecord, OptimizationSpecError
 from lmvisor.services.optimization_job import JobSpec, build_optimizer, load_examples
 from lmvisor.services.optimization_store import JobRecord, OptimizationStore
 
@@ -48,11 +54,14 @@ __all__ = [
     "JobProgress",
     "OptimizationWorker",
     "error_data",
+    "job_supervisor_spec",
     "rebuild_student",
 ]
 
 ResolveProgram = Callable[[str], Awaitable[Module]]
 DeployProgram = Callable[[str, Module], Awaitable[int]]
+LMFor = Callable[[str], LM]
+"""A model name ("vendor/model") -> the LM to call it through (in the app: `App.lm`)."""
 
 
 @final
@@ -69,6 +78,7 @@ class JobContext:
     resolve_program: ResolveProgram | None
     deploy: DeployProgram | None
     coordinator: Hashable
+    lm_for: LMFor | None = None
 
 
 @final
@@ -97,15 +107,26 @@ def error_data(exc: BaseException) -> dict[str, Any]:
     return {"type": type(exc).__name__, "code": "error", "message": str(exc)}
 
 
-async def rebuild_student(spec: JobSpec, resolve: ResolveProgram | None) -> Module:
+async def rebuild_student(
+    spec: JobSpec, resolve: ResolveProgram | None, lm_for: LMFor | None = None
+) -> Module:
     """A fresh copy of the job's program (registered, or built from its spec).
+
+    A spec is built as the ModuleManager builds one: `lm_for` turns the model names it
+    holds (a two_step adapter's `extraction_lm`) into LMs.
 
     Raises:
         LookupError: the job names a program id and nothing resolves program ids.
+        OptimizationSpecError: the spec cannot be built (at `program.<field>`), as a
+            two_step adapter without `lm_for`.
+        UnknownProvider: `lm_for` knows no provider for a model the spec names.
     """
     if spec.program_id is None:
         assert not isinstance(spec.program, str)
-        return build_program(spec.program)
+        try:
+            return build_program(spec.program, lm_for=lm_for)
+        except ProgramSpecError as exc:
+            raise OptimizationSpecError(field=f"program.{exc.field}", problem=exc.problem) from None
     if resolve is None:
         raise LookupError(f"no program registry to resolve program id {spec.program_id!r}")
     return await resolve(spec.program_id)
@@ -150,7 +171,7 @@ class OptimizationWorker(Actor):
             if spec.valset is None
             else load_examples(spec.valset, spec.input_keys, field="valset")
         )
-        student = await rebuild_student(spec, job.resolve_program)
+        student = await rebuild_student(spec, job.resolve_program, job.lm_for)
         optimizer, compile_args = build_optimizer(spec, metric, job.config)
         self._run = OptimizationRun(
             executor=job.executor,
@@ -217,3 +238,21 @@ def _size(value: object) -> int | str | None:
     if value is None or isinstance(value, str):
         return value
     return len(value) if isinstance(value, list | tuple) else None
+
+
+def job_supervisor_spec(context: JobContext) -> ChildSpec:
+    """One job's subtree, as a temporary child of the jobs' DynamicSupervisor: a supervisor
+    whose one transient worker is restarted after a crash (resuming from its checkpoint) at
+    most 3 times a minute; past that the supervisor gives up and the job fails alone."""
+    worker = ChildSpec(
+        "worker",
+        lambda: OptimizationWorker(context),
+        restart="transient",
+        name=("optimization_worker", context.job_id),
+    )
+    return ChildSpec(
+        f"job:{context.job_id}",
+        lambda: Supervisor([worker], max_restarts=3, max_seconds=60.0),
+        restart="temporary",
+        type="supervisor",
+    )

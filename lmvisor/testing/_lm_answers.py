@@ -6,6 +6,8 @@ same request always gets the same answer:
 - DSPy ChatAdapter prompts (a system text with "Your output fields are:" and
   `[[ ## name ## ]]` markers ending in `[[ ## completed ## ]]`) get every output field
   in its marker, with a value fitting the field's declared type;
+- DSPy XMLAdapter prompts (output fields shown between `<name>` tags) get every output
+  field between its tags (`lmvisor.testing._lm_xml`);
 - JSON requests (a `json_schema` response format, or `json_object` / DSPy JSONAdapter
   prompts) get a JSON object valid against the schema or naming every output field;
 - anything else gets one line of plain text.
@@ -31,8 +33,10 @@ __all__ = [
     "chat_adapter_answer",
     "dspy_output_fields",
     "estimate_tokens",
+    "field_value",
     "fields_json_answer",
     "plain_answer",
+    "render_value",
     "schema_value",
     "snippet_of",
     "stable_hash",
@@ -40,6 +44,7 @@ __all__ = [
 
 _OUTPUTS_HEADER = "Your output fields are:"
 _FIELD_LINE = re.compile(r"^\d+\. `([^`]+)` \(")
+_XML_INPUT = re.compile(r"<([A-Za-z_][\w.-]*)>\n(.*?)\n</\1>", re.DOTALL)
 _NOTE = "# note: the value you produce "
 _MAX_DEPTH = 8
 _MAX_ITEMS = 16
@@ -69,9 +74,12 @@ def estimate_tokens(text: str) -> int:
 
 def snippet_of(user_text: str) -> str:
     """The first input value of a DSPy prompt, else the first line of the text, shortened."""
+    xml = _XML_INPUT.match(user_text)
     if user_text.startswith("[[ ## "):
         _, _, rest = user_text.partition(" ## ]]")
         value = rest.strip().split("\n\n", 1)[0]
+    elif xml is not None:
+        value = xml.group(2)
     else:
         value = user_text.strip().split("\n", 1)[0]
     value = value.strip().replace("\n", " ")
@@ -104,8 +112,8 @@ def chat_adapter_answer(
     """Every field in its ChatAdapter marker, then `[[ ## completed ## ]]`."""
     parts = []
     for spec in fields:
-        value = _field_value(spec, seed=seed, snippet=snippet, choice=choice)
-        parts.append(f"[[ ## {spec.name} ## ]]\n{_render(value)}\n\n")
+        value = field_value(spec, seed=seed, snippet=snippet, choice=choice)
+        parts.append(f"[[ ## {spec.name} ## ]]\n{render_value(value)}\n\n")
     parts.append("[[ ## completed ## ]]")
     return "".join(parts)
 
@@ -114,7 +122,7 @@ def fields_json_answer(
     fields: Sequence[OutputField], *, seed: str, snippet: str, choice: int = 0
 ) -> str:
     """A JSON object holding a typed value for every field, in order."""
-    values = {f.name: _field_value(f, seed=seed, snippet=snippet, choice=choice) for f in fields}
+    values = {f.name: field_value(f, seed=seed, snippet=snippet, choice=choice) for f in fields}
     return json.dumps(values)
 
 
@@ -173,7 +181,7 @@ def _number(label: str, *, seed: str, choice: int) -> int:
     return int(stable_hash(seed, label, str(choice), "n"), 16)
 
 
-def _render(value: Any) -> str:
+def render_value(value: Any) -> str:
     """A field value as ChatAdapter writes it: strings raw, the rest as JSON/Python."""
     if isinstance(value, str):
         return value
@@ -182,7 +190,8 @@ def _render(value: Any) -> str:
     return json.dumps(value)
 
 
-def _field_value(spec: OutputField, *, seed: str, snippet: str, choice: int) -> Any:
+def field_value(spec: OutputField, *, seed: str, snippet: str, choice: int) -> Any:
+    """A value for `spec`: its note's first option or schema value, else one fitting its type."""
     option, schema = _note_rule(spec.note)
     if option is not None:
         return option

@@ -22,6 +22,7 @@ from lmvisor.testing._lm_answers import (
     snippet_of,
     stable_hash,
 )
+from lmvisor.testing._lm_xml import is_xml_prompt, xml_adapter_answer
 
 __all__ = [
     "Ask",
@@ -213,6 +214,8 @@ def _answer_text(ask: Ask, snippet: str, index: int) -> str:
         return json.dumps({"answer": plain_answer(**kw)})
     if fields and "[[ ## completed ## ]]" in ask.system:
         return chat_adapter_answer(fields, **kw)
+    if is_xml_prompt(ask.system, fields):
+        return xml_adapter_answer(fields, system=ask.system, **kw)
     if fields:
         return fields_json_answer(fields, **kw)
     return plain_answer(**kw)

@@ -19,9 +19,11 @@ and in the format the request asks for, what the vendors' APIs answer:
 
 Answers depend only on the request (see `_lm_answers`): a DSPy ChatAdapter prompt gets
 each output field in its `[[ ## name ## ]]` marker with a value of the declared type,
-then `[[ ## completed ## ]]`; a JSON request gets JSON valid against its schema (or an
-object of the DSPy output fields); tools get a call of the first (or the chosen) tool
-with arguments built from its schema; anything else gets `"answer <hash8> re: <text>"`.
+then `[[ ## completed ## ]]`; an XMLAdapter prompt gets each output field between its
+`<name>` tags (nested XML for lists, dicts and models, see `_lm_xml`); a JSON request
+gets JSON valid against its schema (or an object of the DSPy output fields); tools get a
+call of the first (or the chosen) tool with arguments built from its schema; anything
+else gets `"answer <hash8> re: <text>"`.
 Usage is about one token per four characters. `max_tokens` cuts the text ("length" /
 "max_tokens"); stop sequences cut it too.
 

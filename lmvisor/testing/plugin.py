@@ -27,14 +27,12 @@ events, metrics, config, cache and loopback server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-import lmvisor.runtime.runtime as _runtime_module
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.runtime import Runtime
@@ -89,7 +87,9 @@ async def runtime(
         if "app" in request.fixturenames:
             yield rt  # the app's runtime is the current one
             return
-        with _current(rt):
+        # pytest-asyncio runs the test in this fixture's context, and tears the fixture
+        # down in it too, so the block is entered and left in one context.
+        with rt.as_current():
             yield rt
 
 
@@ -109,24 +109,8 @@ async def app(
     async with open_app(
         lmvisor_config, namespace=namespace, clock=_clock(request), lm_server=lm_server
     ) as application:
-        with _current(application.runtime):
+        with application.runtime.as_current():
             yield application
-
-
-@contextmanager
-def _current(runtime: Runtime) -> Iterator[None]:
-    """Make `runtime` the current runtime for the test body.
-
-    lmvisor.runtime answers `current_runtime()` but sets it only inside the runtime's own
-    actors; the plugin owns the runtime it opened, so it sets the same context variable
-    here. pytest-asyncio carries a fixture's context variables into the test, and tears
-    the fixture down in the same context, so the reset below always matches its set.
-    """
-    token = _runtime_module._current.set(runtime)
-    try:
-        yield
-    finally:
-        _runtime_module._current.reset(token)
 
 
 def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -201,6 +201,74 @@ class TestCancellation:
         assert lm.chunks < 1000
 
 
+class _SlowToCloseLM(_SlowLM):
+    """Streams like `_SlowLM`, but closing its stream waits until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def stream(self, request: LMRequest) -> AsyncIterator[LMDelta | LMDone]:
+        try:
+            async for item in super().stream(request):
+                yield item
+        finally:
+            self.closing.set()
+            await self.release.wait()
+
+
+class TestCancelledCaller:
+    async def test_a_caller_cancelled_while_the_stream_closes_stays_cancelled(self) -> None:
+        """Cancelling a caller that is closing a stream cancels it, once the program unwound."""
+        lm = _SlowToCloseLM()
+        program = streamify(Predict("q -> a"), stream_listeners=[StreamListener("a")])
+        went_on = False
+
+        async def caller() -> None:
+            nonlocal went_on
+            items = program(q="x")
+            assert isinstance(await anext(items), StreamResponse)
+            await items.aclose()  # type: ignore[attr-defined]
+            went_on = True
+
+        with context(lm=lm):
+            task = asyncio.create_task(caller())
+            await lm.closing.wait()
+            task.cancel()
+            await asyncio.sleep(0)
+            assert not task.done()  # still waiting for the program to unwind
+            lm.release.set()
+            await asyncio.wait([task])
+        assert task.cancelled()
+        assert not went_on
+        assert lm.closed
+
+    async def test_a_timeout_around_a_closing_stream_fires(self) -> None:
+        """`asyncio.timeout` expiring while a stream is being closed raises TimeoutError."""
+        lm = _SlowToCloseLM()
+        program = streamify(Predict("q -> a"), stream_listeners=[StreamListener("a")])
+        me = asyncio.current_task()
+        assert me is not None
+
+        async def expire(deadline: asyncio.Timeout) -> None:
+            await lm.closing.wait()
+            deadline.reschedule(asyncio.get_running_loop().time())
+            while not me.cancelling():  # noqa: ASYNC110 - no event marks a task's cancel
+                await asyncio.sleep(0)
+            lm.release.set()
+
+        with context(lm=lm):
+            items = program(q="x")
+            assert isinstance(await anext(items), StreamResponse)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(None) as deadline:
+                    helper = asyncio.create_task(expire(deadline))
+                    await items.aclose()  # type: ignore[attr-defined]
+            await helper
+        assert lm.closed
+
+
 class TestModuleStream:
     async def test_every_output_field(self) -> None:
         """`program.stream()` streams each output of each predictor, reasoning included."""

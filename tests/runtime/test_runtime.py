@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from dataclasses import dataclass
 
 import pytest
@@ -114,6 +115,53 @@ class TestContext:
         assert runtime.whereis("quick") is ref
         assert await ref.call(Get()) == 0
         assert log == ["counter:started"]
+
+
+class TestAsCurrent:
+    async def test_current_in_the_block_and_its_tasks_then_not(self) -> None:
+        """Inside `as_current()` the runtime is current, in tasks started there too; after,
+        the one current before is again."""
+        async with Runtime.open() as a, Runtime.open() as b:
+            assert current_runtime() is None
+            with b.as_current() as entered:
+                assert entered is b
+                assert current_runtime() is b
+                with a.as_current():
+                    assert current_runtime() is a
+                    assert await asyncio.create_task(_current()) is a
+                assert current_runtime() is b
+            assert current_runtime() is None
+
+    async def test_library_logs_go_through_its_chain(self) -> None:
+        """Library loggers inside the block write through that runtime's chain."""
+        async with Runtime.open(namespace="a") as a, Runtime.open(namespace="b"):
+            with a.as_current(), capture_logs(a) as logs:
+                get_logger("tests.current").info("here")
+        (line,) = [e for e in logs if e["event"] == "here"]
+        assert line["namespace"] == "a"
+
+    async def test_a_closed_runtime_cannot_be_made_current(self) -> None:
+        """Entering a closed runtime raises RuntimeError naming it."""
+        async with Runtime.open(namespace="gone") as rt:
+            pass
+        with pytest.raises(RuntimeError, match=r"^runtime 'gone' is closed$"), rt.as_current():
+            pass
+
+    async def test_left_in_another_context_restores_the_one_before(self) -> None:
+        """Exited from another context than it was entered in, the block still restores
+        what was current there before."""
+        async with Runtime.open() as rt:
+            block = rt.as_current()
+            entering = contextvars.copy_context()
+            entering.run(block.__enter__)
+            assert entering.run(current_runtime) is rt
+            leaving = entering.copy()
+            leaving.run(block.__exit__, None, None, None)
+            assert leaving.run(current_runtime) is None
+
+
+async def _current() -> Runtime | None:
+    return current_runtime()
 
 
 class TestTree:

@@ -21,6 +21,13 @@ from lmvisor.server.host import DAEMON_NAMESPACE
 from tests.server.conftest import APP_TREE, ROOT, DaemonProcess, daemon_env
 
 LMVISOR = str(Path(sys.executable).parent / "lmvisor")
+# A test run started in the background (`make test &`, a CI step) ignores SIGINT, and a
+# child inherits an ignored signal through exec, so it would never see Ctrl-C. This runs
+# a command with SIGINT's default action, as a terminal starts it.
+WITH_CTRL_C = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL);"
+    " os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 @pytest.fixture
@@ -193,7 +200,7 @@ class TestEvents:
     def test_follow_embedded_stops_on_ctrl_c(self, tmp_path: Path) -> None:
         """Embedded `events --follow` says what it follows and exits 0 on SIGINT."""
         follower = subprocess.Popen(
-            [LMVISOR, "events", "--follow"],
+            [sys.executable, "-c", WITH_CTRL_C, LMVISOR, "events", "--follow"],
             cwd=tmp_path,
             env=daemon_env(),
             stdout=subprocess.PIPE,

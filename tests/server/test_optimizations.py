@@ -7,7 +7,7 @@ from typing import Any, get_args
 
 import pytest
 
-from lmvisor.server.optimization_progress import job_progress
+from lmvisor.server.optimization_progress import _next_trials, job_progress
 from lmvisor.server.optimizations import _OPTIMIZER
 from lmvisor.services.app import App
 from lmvisor.services.optimization_job import OPTIMIZERS
@@ -37,7 +37,10 @@ async def _ready(client: Any) -> None:
 
 
 async def _until_done(client: Any, job_id: str) -> dict[str, Any]:
-    for _ in range(1000):
+    """The job's status once it has finished; a loaded machine gets a minute."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 60.0
+    while loop.time() < give_up:
         status: dict[str, Any] = (await client.get(f"/v1/optimizations/{job_id}")).json()
         if status["status"] != "running":
             return status
@@ -161,6 +164,18 @@ class TestProgress:
         messages = [message async for message in job_progress(app, job_id)]
         assert [m.event for m in messages] == ["status", "done"]
         assert messages[1].data["status"] == "completed"
+
+    async def test_a_follower_cancelled_as_a_trial_arrives_stays_cancelled(self) -> None:
+        """Cancelling the progress stream in the loop turn a trial arrives cancels it: the
+        trial does not win over the cancellation (asyncio.wait_for in 3.11 let it)."""
+        trials: asyncio.Queue[Any] = asyncio.Queue()
+        waiting = asyncio.ensure_future(_next_trials(trials, 60.0))
+        for _ in range(3):
+            await asyncio.sleep(0)  # parked on the queue
+        trials.put_nowait("trial")
+        waiting.cancel()
+        await asyncio.wait([waiting])
+        assert waiting.cancelled()
 
     def test_the_documented_optimizers_are_the_services(self) -> None:
         """The API's optimizer names are exactly the ones the services run."""

@@ -6,6 +6,7 @@ The tree's LMs answer from the plugin's loopback LM server (`lm_server`), over H
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,6 +26,15 @@ async def _register(client: Any, program_id: str = "qa", spec: Any = None, **bod
     )
     assert answer.status_code == 201, answer.text
     return answer.json()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Poll `condition` until it holds; a loaded machine gets half a minute."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 30.0
+    while not condition():
+        assert loop.time() < give_up, "the condition never held"
+        await asyncio.sleep(0.005)
 
 
 def _execution_tasks() -> list[asyncio.Task[Any]]:
@@ -307,11 +317,7 @@ class TestStream:
         items = sse_items(answer)
         assert items[-1][0] == "end" and items[-1][1]["reason"] in {"deadline", "done"}
         assert all(data["status"] == 504 for name, data in items if name == "error")
-        for _ in range(100):
-            if not _execution_tasks():
-                break
-            await asyncio.sleep(0.01)
-        assert _execution_tasks() == []
+        await _until(lambda: not _execution_tasks())
 
 
 class TestVersions:
@@ -371,7 +377,7 @@ class TestVersions:
             await _register(client)
             body = {"inputs": {"question": "in flight"}}
             running = asyncio.ensure_future(client.post("/v1/programs/qa/run", json=body))
-            await asyncio.sleep(0.1)
+            await _until(lambda: lm_server.stats().in_flight == 1)  # it has its version
             await client.put("/v1/programs/qa/version", json={"program": COT})
             old = (await running).json()
             new = (await client.post("/v1/programs/qa/run", json=body)).json()

@@ -18,10 +18,14 @@ from lmvisor.config.schema import LmvisorConfig
 from lmvisor.programs.chain_of_thought import ChainOfThought
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.settings import context
+from lmvisor.runtime.observe.events import Event
+from lmvisor.runtime.observe.names import OPTIMIZATION_COMPLETED, OPTIMIZATION_FAILED
 from lmvisor.services.app import App, open_app
 from lmvisor.services.app_lm import choose_default_model, loopback_config
 from lmvisor.services.cache import CacheManager
 from lmvisor.services.cache_store import PendingWrite
+from lmvisor.services.errors import UnknownProvider
+from lmvisor.services.optimization import OptimizationStatus
 from lmvisor.testing.lm_server import LMServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -280,16 +284,74 @@ class TestOptimizationSlot:
                 "deploy": True,
             }
         )
-        for _ in range(2000):
-            status = await app.optimization_status(job_id)
-            if status.status != "running":
-                break
-            await asyncio.sleep(0.005)
+        status = await _settled(app, job_id)
         assert status.status == "completed", status
         assert status.version == 2
         info = await app.describe("qa")
         assert (info.version, info.demos) == (2, 3)
         assert [j.id for j in await app.list_optimizations()] == [job_id]
+
+    async def test_an_inline_two_step_program_gets_the_apps_lms(
+        self, app: App, lm_server: LMServer
+    ) -> None:
+        """A job whose inline spec names a two_step adapter builds its extraction model from
+        the app's LMs, as a registered program does, and completes."""
+        job_id = await app.submit_optimization(
+            {
+                "optimizer": "BootstrapFewShot",
+                "params": {"max_bootstrapped_demos": 2, "max_labeled_demos": 2},
+                "program": {
+                    "module": "Predict",
+                    "signature": "question -> answer",
+                    "adapter": {"name": "two_step", "extraction_lm": "anthropic/claude-3-5-haiku"},
+                },
+                "trainset": [{"question": f"q{i}", "answer": f"a{i}"} for i in range(4)],
+                "input_keys": ["question"],
+                "metric": "tests.services._optimization_support:always",
+            }
+        )
+        status = await _settled(app, job_id)
+        assert status.status == "completed", status
+        program = await app.optimization_result(job_id)
+        (predictor,) = [p for _, p in program.named_predictors()]
+        assert predictor.adapter.extraction_model.model == "anthropic/claude-3-5-haiku"
+        assert lm_server.stats().by_path["/v1/messages"] > 0  # the extraction vendor answered
+
+    async def test_an_unknown_extraction_vendor_is_refused_at_submit(self, app: App) -> None:
+        """An inline two_step spec naming a vendor the app has no provider for is refused
+        when submitted, typed, as a registration would be."""
+        spec = {
+            "optimizer": "LabeledFewShot",
+            "program": {
+                "module": "Predict",
+                "signature": "question -> answer",
+                "adapter": {"name": "two_step", "extraction_lm": "nowhere/model"},
+            },
+            "trainset": [{"question": "q", "answer": "a"}],
+            "input_keys": ["question"],
+            "metric": "tests.services._optimization_support:always",
+        }
+        with pytest.raises(UnknownProvider, match=r"nowhere"):
+            await app.submit_optimization(spec)
+        assert await app.list_optimizations() == []
+
+
+async def _settled(app: App, job_id: str) -> OptimizationStatus:
+    """The job's status once it has completed or failed (waiting on its event, not a clock)."""
+    ended = asyncio.Event()
+
+    def on_end(event: Event) -> None:
+        if event.data.get("optimization_id") == job_id:
+            ended.set()
+
+    remove = app.events.subscribe(on_end, [OPTIMIZATION_COMPLETED, OPTIMIZATION_FAILED])
+    try:
+        if (await app.optimization_status(job_id)).status == "running":
+            await ended.wait()
+    finally:
+        remove()
+    # The worker tells the coordinator before this call reaches it: the status is final.
+    return await app.optimization_status(job_id)
 
 
 class TestProviderHealth:

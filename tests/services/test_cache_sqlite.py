@@ -102,6 +102,8 @@ _WRITER = textwrap.dedent(
     from lmvisor.services.cache_sqlite import SqliteTier
 
     path, name, batches = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    print("ready", flush=True)
+    sys.stdin.readline()  # both processes open the new file at the same moment
     tier = SqliteTier(path, max_size=1 << 30, busy_timeout=30.0, stale_ttl=60.0)
     tier.open()
     for b in range(batches):
@@ -115,18 +117,27 @@ _WRITER = textwrap.dedent(
 
 class TestTwoProcesses:
     def test_two_processes_write_one_file_without_errors_or_losses(self, tmp_path: Path) -> None:
-        """Two OS processes writing concurrently both finish, and every entry is there."""
+        """Two OS processes opening a new file together and writing concurrently both finish,
+        and every entry is there."""
         path = tmp_path / "shared.sqlite3"
         batches = 150
         procs = [
             subprocess.Popen(
                 [sys.executable, "-c", _WRITER, str(path), name, str(batches)],
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=ROOT,
             )
             for name in ("p1", "p2")
         ]
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == b"ready\n", proc.communicate()[1].decode()
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
         outputs = [proc.communicate(timeout=120) for proc in procs]
         for proc, (out, err) in zip(procs, outputs, strict=True):
             assert proc.returncode == 0, err.decode()

@@ -60,7 +60,10 @@ async def _start(runtime: Runtime, lm: SlowLM, path: Path | None = None, **kw: A
 
 
 async def _wait(coordinator: Any, job_id: str, status: str = "running") -> OptimizationStatus:
-    for _ in range(2000):
+    """The job's status once it has left `status`; a loaded machine gets a minute."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 60.0
+    while loop.time() < give_up:
         found = await optimization_status(coordinator, job_id)
         if found.status != status:
             return found
@@ -98,6 +101,31 @@ class TestSubmit:
         with pytest.raises(UnknownJob, match=r"^no optimization job 'x'$"):
             await optimization_status(coordinator, "x")
         assert await list_optimizations(coordinator) == []
+
+    async def test_a_spec_naming_models_needs_lm_for(self, runtime: Runtime) -> None:
+        """An inline two_step program is built at submit with the given `lm_for` (its model
+        names resolved there); without one it is refused, naming the field."""
+        program = {**PROGRAM, "adapter": {"name": "two_step", "extraction_lm": "openai/x"}}
+        spec = {**_copro(), "program": program}
+        bare = await _start(runtime, SlowLM())
+        with pytest.raises(
+            OptimizationSpecError,
+            match=r"^invalid optimization job at program\.adapter\.extraction_lm: building a",
+        ):
+            await submit_optimization(bare, spec)
+        assert await list_optimizations(bare) == []
+        await runtime.terminate_child("optimization")
+        await runtime.delete_child("optimization")
+        asked: list[str] = []
+
+        def lm_for(model: str) -> SlowLM:
+            asked.append(model)
+            return SlowLM()
+
+        coordinator = await _start(runtime, SlowLM(), lm_for=lm_for)
+        done = await _wait(coordinator, await submit_optimization(coordinator, spec))
+        assert done.status == "completed"
+        assert "openai/x" in asked  # at submit, and again in the worker
 
     async def test_jsonl_trainset(self, runtime: Runtime, tmp_path: Path) -> None:
         """A trainset may be a JSONL file path."""
@@ -202,7 +230,10 @@ class TestLifecycle:
             await asyncio.sleep(0.002)
         assert lm.peak > 2
         await update_config(runtime.via("config"), "optimization.concurrency", 2)
-        await asyncio.sleep(0.05)
+        # The change reached the coordinator before this call did (one mailbox, in order).
+        await optimization_status(coordinator, job_id)
+        while lm.in_flight > 2:  # noqa: ASYNC110 (calls started before the change end)
+            await asyncio.sleep(0.002)
         lm.peak = lm.in_flight
         await _wait(coordinator, job_id)
         assert lm.peak <= 2

@@ -1,0 +1,396 @@
+"""The OptimizationCoordinator: submits, tracks, cancels and resumes optimization jobs.
+
+`optimization_spec(lm=..., lm_for=..., resolve_program=..., deploy=..., store_path=...)` is
+the child
+the application tree puts in its `optimization` slot: a rest_for_one supervisor of
+
+- `optimization_jobs`, a DynamicSupervisor holding one small supervisor per job, whose one
+  transient `OptimizationWorker` is restarted (and so resumes from its checkpoint) after a
+  crash, at most 3 times a minute; a job that crashes more often fails alone;
+- `optimization_coordinator`, registered as "optimization", serving the messages and
+  client functions of `lmvisor.services.optimization`.
+
+Jobs and checkpoints live in an `OptimizationStore` (SQLite under the app's data directory,
+or memory when `store_path` is None) shared by the coordinator's incarnations. When the
+coordinator starts it resumes every job the store shows as running with no live worker, so
+a process killed mid-job picks the job up again when the app reopens on the same file.
+A stored job whose row cannot be decoded is skipped (a `store.record_skipped` event and
+a warning), never loaded and never a reason for the coordinator not to start.
+
+The coordinator subscribes to `optimization.*` config: new jobs take the settings in force
+when submitted; a `concurrency` change also resizes the executor of every running job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, final
+
+from lmvisor.config.schema import OptimizationConfig
+from lmvisor.optimizers import LocalExecutor, RunProgress, load_metric
+from lmvisor.programs.lm import LM
+from lmvisor.programs.module import Module
+from lmvisor.runtime.actor import Actor, ActorRef, ErrorReply, handler
+from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.config_service import CONFIG_SERVICE_NAME, ConfigChanged, subscribe_config
+from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
+from lmvisor.runtime.errors import LmvisorError
+from lmvisor.runtime.messages import Down, is_shutdown_exit
+from lmvisor.runtime.observe.names import OPTIMIZATION_FAILED, OPTIMIZATION_SUSPENDED
+from lmvisor.runtime.supervisor import Supervisor, start_child, terminate_child
+from lmvisor.services._sqlite import report_skipped
+from lmvisor.services.errors import (
+    CorruptRecord,
+    JobNotFinished,
+    OptimizationSpecError,
+    UnknownJob,
+)
+from lmvisor.services.optimization import (
+    COORDINATOR_NAME,
+    CancelJob,
+    GetJob,
+    GetResult,
+    ListJobs,
+    OptimizationStatus,
+    SubmitJob,
+    SuspendJobs,
+)
+from lmvisor.services.optimization_job import JobSpec, load_examples, parse_job_spec
+from lmvisor.services.optimization_store import JobRecord, OptimizationStore
+from lmvisor.services.optimization_worker import (
+    DeployProgram,
+    JobContext,
+    JobFinished,
+    JobProgress,
+    LMFor,
+    ResolveProgram,
+    job_supervisor_spec,
+    rebuild_student,
+)
+
+__all__ = ["OptimizationCoordinator", "optimization_spec"]
+
+_JOBS_NAME: Final = "optimization_jobs"
+_ACTIVE: Final = frozenset({"running"})
+
+
+@dataclass(slots=True)
+class _Job:
+    record: JobRecord
+    spec: JobSpec
+    executor: LocalExecutor | None = None
+    supervisor: ActorRef | None = None
+    progress: RunProgress | None = None
+    module: Module | None = None
+
+
+@final
+@dataclass(slots=True)
+class _Shared:
+    """What outlives a coordinator incarnation: the store and the jobs it knows."""
+
+    store: OptimizationStore
+    jobs: dict[str, _Job] = field(default_factory=dict)
+    loaded: bool = False
+
+
+class OptimizationCoordinator(Actor):
+    """Serves the optimization jobs of one application (see the module docstring)."""
+
+    def __init__(
+        self,
+        shared: _Shared,
+        *,
+        lm: LM,
+        lm_for: LMFor | None,
+        resolve_program: ResolveProgram | None,
+        deploy: DeployProgram | None,
+    ) -> None:
+        self._shared = shared
+        self._lm = lm
+        self._lm_for = lm_for
+        self._resolve = resolve_program
+        self._deploy = deploy
+        self._config = OptimizationConfig()
+
+    def format_status(self) -> object:
+        return {"jobs": len(self._shared.jobs), "store": repr(self._shared.store)}
+
+    async def started(self) -> None:
+        self._config = self.runtime.config.optimization
+        config = self.runtime.whereis(CONFIG_SERVICE_NAME)
+        if config is not None:
+            await subscribe_config(config, self.ref, "optimization")
+        shared = self._shared
+        await shared.store.open()
+        if not shared.loaded:
+            await self._load_jobs()
+            shared.loaded = True
+        for job in shared.jobs.values():
+            if job.record.status in _ACTIVE:
+                await self._ensure_running(job)
+
+    async def _load_jobs(self) -> None:
+        """Every stored job; a row that cannot be decoded is skipped and reported."""
+        for record in await self._shared.store.jobs(on_corrupt=self._skipped):
+            try:
+                spec = parse_job_spec(record.spec)
+            except OptimizationSpecError as exc:
+                self._skipped(CorruptRecord(store="jobs", record=record.id, problem=str(exc)))
+                continue
+            self._shared.jobs[record.id] = _Job(record, spec)
+
+    def _skipped(self, exc: CorruptRecord) -> None:
+        report_skipped(self.runtime.events.ring, exc)
+
+    # --- client requests -----------------------------------------------------------------
+
+    @handler
+    async def _submit(self, msg: SubmitJob) -> str | ErrorReply:
+        try:
+            spec = parse_job_spec(msg.spec)
+            load_metric(spec.metric)
+            load_examples(spec.trainset, spec.input_keys, field="trainset")
+            if spec.valset is not None:
+                load_examples(spec.valset, spec.input_keys, field="valset")
+            if spec.program_id is None:  # a spec that cannot be built fails here, not later
+                await rebuild_student(spec, None, self._lm_for)
+        except LmvisorError as exc:
+            return ErrorReply(exc)
+        now = time.time()
+        record = JobRecord(
+            id=uuid.uuid4().hex[:12], spec=spec.to_dict(), status="running",
+            created=now, updated=now,
+        )  # fmt: skip
+        await self._shared.store.save_job(record)
+        job = _Job(record, spec)
+        self._shared.jobs[record.id] = job
+        await self._ensure_running(job)
+        return record.id
+
+    @handler
+    def _get(self, msg: GetJob) -> OptimizationStatus | ErrorReply:
+        job = self._shared.jobs.get(msg.job_id)
+        if job is None:
+            return ErrorReply(UnknownJob(job_id=msg.job_id))
+        return _status(job)
+
+    @handler
+    def _list(self, msg: ListJobs) -> list[OptimizationStatus]:
+        return [_status(job) for job in self._shared.jobs.values()]
+
+    @handler
+    async def _cancel(self, msg: CancelJob) -> OptimizationStatus | ErrorReply:
+        job = self._shared.jobs.get(msg.job_id)
+        if job is None:
+            return ErrorReply(UnknownJob(job_id=msg.job_id))
+        if job.record.status not in _ACTIVE:
+            return _status(job)
+        await self._stop_job(job)
+        error = {"type": "Cancelled", "code": "cancelled", "message": "cancelled by request"}
+        await self._settle(job, job.record.evolve(status="cancelled", error=error))
+        self.runtime.events.ring.emit(OPTIMIZATION_FAILED, {
+            "optimization_id": job.record.id, "optimizer": job.spec.optimizer,
+            "error": error["message"], "code": "cancelled",
+        })  # fmt: skip
+        return _status(job)
+
+    @handler
+    async def _result(self, msg: GetResult) -> Module | ErrorReply:
+        job = self._shared.jobs.get(msg.job_id)
+        if job is None:
+            return ErrorReply(UnknownJob(job_id=msg.job_id))
+        if job.record.status != "completed" or job.record.result is None:
+            return ErrorReply(JobNotFinished(job_id=msg.job_id, status=job.record.status))
+        if job.module is None:
+            try:
+                student = await rebuild_student(job.spec, self._resolve, self._lm_for)
+                job.module = student.reset_copy().load_state(job.record.result)
+            except Exception as exc:
+                return ErrorReply(exc)
+        return job.module.deepcopy()
+
+    @handler
+    async def _suspend(self, msg: SuspendJobs) -> list[str]:
+        suspended = []
+        for job in list(self._shared.jobs.values()):
+            if job.record.status not in _ACTIVE or job.supervisor is None:
+                continue  # finished, or already suspended
+            await self._stop_job(job)
+            # The worker may have stored its final record just before it stopped.
+            stored = {r.id: r for r in await self._shared.store.jobs()}.get(job.record.id)
+            if stored is not None and stored.status not in _ACTIVE:
+                job.record, job.progress = stored, None
+                continue
+            progress = job.progress
+            if progress is not None:
+                job.record = job.record.evolve(
+                    trials_done=progress.trials_done, trials_total=progress.trials_total,
+                    best_score=progress.best_score,
+                )  # fmt: skip
+            job.record = job.record.evolve(updated=time.time())
+            await self._shared.store.save_job(job.record)
+            suspended.append(job.record.id)
+            self.runtime.events.ring.emit(OPTIMIZATION_SUSPENDED, {
+                "optimization_id": job.record.id, "optimizer": job.spec.optimizer,
+                "trials_done": job.record.trials_done,
+            })  # fmt: skip
+        return suspended
+
+    # --- worker and system messages -----------------------------------------------------------
+
+    @handler
+    def _progress(self, msg: JobProgress) -> None:
+        job = self._shared.jobs.get(msg.job_id)
+        if job is not None:
+            job.progress = msg.progress
+
+    @handler
+    async def _finished(self, msg: JobFinished) -> None:
+        job = self._shared.jobs.get(msg.job_id)
+        if job is None or job.record.status not in _ACTIVE:
+            return
+        job.record, job.module, job.progress = msg.record, msg.module, None
+        await self._stop_job(job)
+
+    @handler
+    async def _down(self, msg: Down) -> None:
+        for job in self._shared.jobs.values():
+            if job.supervisor is not msg.ref:
+                continue
+            job.supervisor = None
+            if job.record.status in _ACTIVE and not is_shutdown_exit(msg.reason):
+                error = {"type": "Crashed", "code": "crashed",
+                         "message": f"the job's worker kept crashing: {msg.reason!r}"}  # fmt: skip
+                await self._settle(job, job.record.evolve(status="failed", error=error))
+            elif job.record.status in _ACTIVE:
+                # the worker's supervisor gave up after its restarts (Shutdown reason)
+                stored = await _stored(self._shared.store, job.record.id)
+                if stored is not None and stored.status not in _ACTIVE:
+                    job.record = stored
+                else:
+                    error = {"type": "Crashed", "code": "crashed",
+                             "message": f"the job's worker stopped: {msg.reason!r}"}  # fmt: skip
+                    await self._settle(job, job.record.evolve(status="failed", error=error))
+
+    @handler
+    def _config_changed(self, msg: ConfigChanged) -> None:
+        self._config = msg.config.optimization
+        for job in self._shared.jobs.values():
+            if job.executor is not None and job.record.status in _ACTIVE:
+                job.executor.resize(self._config.concurrency)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    async def _ensure_running(self, job: _Job) -> None:
+        if job.supervisor is not None and job.supervisor.alive:
+            return
+        config = self._config
+        if job.executor is None:
+            job.executor = LocalExecutor(
+                concurrency=config.concurrency,
+                max_errors=config.max_errors,
+                timeout=config.example_timeout,
+            )
+        context = JobContext(
+            job_id=job.record.id, spec=job.spec, lm=self._lm, config=config,
+            executor=job.executor, store=self._shared.store, resolve_program=self._resolve,
+            deploy=self._deploy, coordinator=COORDINATOR_NAME, lm_for=self._lm_for,
+        )  # fmt: skip
+        jobs = self.runtime.whereis(_JOBS_NAME)
+        if jobs is None:
+            raise RuntimeError("optimization_jobs supervisor is not running")
+        job.supervisor = await start_child(jobs, job_supervisor_spec(context))
+        self.monitor(job.supervisor)
+
+    async def _stop_job(self, job: _Job) -> None:
+        supervisor, job.supervisor = job.supervisor, None
+        jobs = self.runtime.whereis(_JOBS_NAME)
+        if supervisor is not None and supervisor.alive and jobs is not None:
+            self.demonitor(supervisor)
+            with contextlib.suppress(ValueError):  # it exited meanwhile
+                await terminate_child(jobs, supervisor)
+
+    async def _settle(self, job: _Job, record: JobRecord) -> None:
+        job.record = record.evolve(updated=time.time())
+        job.progress = None
+        await self._shared.store.save_job(job.record)
+
+
+async def _stored(store: OptimizationStore, job_id: str) -> JobRecord | None:
+    """The job as stored, or None when it is missing or its row cannot be decoded."""
+    try:
+        return await store.job(job_id)
+    except CorruptRecord:
+        return None
+
+
+def _status(job: _Job) -> OptimizationStatus:
+    record, progress = job.record, job.progress
+    return OptimizationStatus(
+        id=record.id,
+        optimizer=job.spec.optimizer,
+        program=job.spec.program_id or str(job.spec.to_dict()["program"].get("module")),
+        status=record.status,
+        trials_done=progress.trials_done if progress else record.trials_done,
+        trials_total=progress.trials_total if progress else record.trials_total,
+        best_score=progress.best_score if progress else record.best_score,
+        eta=progress.eta if progress else None,
+        created=record.created,
+        updated=record.updated,
+        version=record.version,
+        error=record.error,
+    )
+
+
+def optimization_spec(
+    *,
+    lm: LM,
+    lm_for: LMFor | None = None,
+    resolve_program: ResolveProgram | None = None,
+    deploy: DeployProgram | None = None,
+    store_path: str | Path | None = None,
+    id: str = "optimization",
+) -> ChildSpec:
+    """The optimization subtree as one child spec (see the module docstring).
+
+    Args:
+        lm: the LM jobs run through (in the app: the cache-fronted router).
+        lm_for: model name -> LM, for the models a job's program spec names (a two_step
+            adapter's extraction model); without it such a spec is refused at submit.
+        resolve_program: program id -> a fresh copy of the registered program.
+        deploy: hot-swaps a result into a program id, returning the new version number.
+        store_path: the SQLite file for jobs and checkpoints; None keeps them in memory.
+        id: the child's id in its parent.
+    """
+    shared = _Shared(OptimizationStore(store_path))
+
+    def start() -> Supervisor:
+        return Supervisor(
+            [
+                ChildSpec(
+                    _JOBS_NAME,
+                    lambda: DynamicSupervisor(max_restarts=100, max_seconds=1.0),
+                    type="supervisor",
+                    name=_JOBS_NAME,
+                ),
+                ChildSpec(
+                    "optimization_coordinator",
+                    lambda: OptimizationCoordinator(
+                        shared,
+                        lm=lm,
+                        lm_for=lm_for,
+                        resolve_program=resolve_program,
+                        deploy=deploy,
+                    ),
+                    name=COORDINATOR_NAME,
+                ),
+            ],
+            strategy="rest_for_one",
+        )
+
+    return ChildSpec(id, start, type="supervisor")
