@@ -15,8 +15,9 @@ from lmvisor.providers.transport import (
     SSEResponse,
     TransportResponse,
     TransportStatistics,
+    _cached_timeout,
+    _streamed,
     map_errors,
-    mapped_chunks,
 )
 
 __all__ = ["AiohttpTransport"]
@@ -28,7 +29,6 @@ _AIOHTTP_ERRORS = ErrorMap(
     body_detail="connection dropped mid-answer",
     wire=(aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, OSError),
 )
-_TIMEOUT_CACHE = 64  # distinct per-attempt timeouts whose ClientTimeout objects are kept
 
 
 @final
@@ -100,22 +100,10 @@ class AiohttpTransport:
         return self._session
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        timeout = self._timeouts.get(seconds)
-        if timeout is None:
-            if len(self._timeouts) >= _TIMEOUT_CACHE:
-                self._timeouts.clear()  # deadlines make every value different: keep it bounded
-            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
-        return timeout
+        return _cached_timeout(self._timeouts, seconds, _whole_answer_timeout)
 
     def _stream_timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        timeout = self._stream_timeouts.get(seconds)
-        if timeout is None:
-            if len(self._stream_timeouts) >= _TIMEOUT_CACHE:
-                self._stream_timeouts.clear()
-            # `connect` (not `sock_connect`) also bounds the wait for a pooled connection.
-            timeout = aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
-            self._stream_timeouts[seconds] = timeout
-        return timeout
+        return _cached_timeout(self._stream_timeouts, seconds, _stream_phase_timeout)
 
     async def post_json(
         self,
@@ -153,13 +141,17 @@ class AiohttpTransport:
             resp = await session.post(
                 url, data=body, headers=headers, timeout=self._stream_timeout(timeout)
             )
-        content = resp.content.iter_any()
-        chunks = mapped_chunks(content, _AIOHTTP_ERRORS, provider, model, timeout)
-        try:
-            yield SSEResponse(status=resp.status, headers=resp.headers, chunks=chunks)
-        finally:
-            await chunks.aclose()
-            resp.release()
+        async with _streamed(
+            status=resp.status,
+            headers=resp.headers,
+            chunks=resp.content.iter_any(),
+            release=resp.release,
+            errors=_AIOHTTP_ERRORS,
+            provider=provider,
+            model=model,
+            within=timeout,
+        ) as sse:
+            yield sse
 
     def statistics(self) -> TransportStatistics:
         """See `Transport.statistics`."""
@@ -184,3 +176,12 @@ class AiohttpTransport:
             f"AiohttpTransport(max_connections={self._max_connections}, "
             f"open={self._session is not None})"
         )
+
+
+def _whole_answer_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds)
+
+
+def _stream_phase_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    # `connect` (not `sock_connect`) also bounds the wait for a pooled connection.
+    return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)

@@ -15,8 +15,8 @@ from lmvisor.providers.transport import (
     SSEResponse,
     TransportResponse,
     TransportStatistics,
+    _streamed,
     map_errors,
-    mapped_chunks,
 )
 
 __all__ = ["HttpxTransport"]
@@ -133,13 +133,17 @@ class HttpxTransport:
                 "POST", url, content=body, headers=headers, timeout=timeout
             )
             resp = await client.send(request, stream=True)
-        chunks = mapped_chunks(resp.aiter_bytes(), _HTTPX_ERRORS, provider, model, timeout)
-        try:
-            yield SSEResponse(status=resp.status_code, headers=resp.headers, chunks=chunks)
-        finally:
-            await chunks.aclose()
-            with map_errors(_HTTPX_ERRORS, provider, model, timeout):
-                await resp.aclose()
+        async with _streamed(
+            status=resp.status_code,
+            headers=resp.headers,
+            chunks=resp.aiter_bytes(),
+            release=resp.aclose,
+            errors=_HTTPX_ERRORS,
+            provider=provider,
+            model=model,
+            within=timeout,
+        ) as sse:
+            yield sse
 
     def statistics(self) -> TransportStatistics:
         """See `Transport.statistics`."""

@@ -38,6 +38,7 @@ from lmvisor.providers.transport import (
     SSEResponse,
     TransportResponse,
     TransportStatistics,
+    _cached_timeout,
     map_errors,
 )
 
@@ -50,7 +51,6 @@ _PYREQWEST_ERRORS = ErrorMap(
     body_detail="connection dropped mid-answer",
     wire=(PyreqwestError, OSError),
 )
-_TIMEOUT_CACHE = 64
 
 
 @final
@@ -97,12 +97,7 @@ class PyreqwestTransport:
         return self._client
 
     def _timeout(self, seconds: float) -> timedelta:
-        found = self._timeouts.get(seconds)
-        if found is None:
-            if len(self._timeouts) >= _TIMEOUT_CACHE:
-                self._timeouts.clear()
-            found = self._timeouts[seconds] = timedelta(seconds=seconds)
-        return found
+        return _cached_timeout(self._timeouts, seconds, _as_timedelta)
 
     async def post_json(
         self,
@@ -173,3 +168,7 @@ class PyreqwestTransport:
             f"PyreqwestTransport(max_connections={self._max_connections}, "
             f"open={self._client is not None})"
         )
+
+
+def _as_timedelta(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)

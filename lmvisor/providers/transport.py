@@ -25,10 +25,10 @@ requests is the provider actor's job, not the transport's.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Protocol, final
+from typing import Protocol, TypeVar, final
 
 from lmvisor.providers.client import TransportKind
 from lmvisor.providers.errors import (
@@ -50,6 +50,9 @@ __all__ = [
     "map_errors",
     "mapped_chunks",
 ]
+
+_T = TypeVar("_T")
+_TIMEOUT_CACHE = 64  # distinct per-attempt timeouts whose library objects are kept
 
 
 @final
@@ -212,6 +215,40 @@ async def mapped_chunks(
     with map_errors(errors, provider, model, within):
         async for chunk in chunks:
             yield chunk
+
+
+@asynccontextmanager
+async def _streamed(
+    *,
+    status: int,
+    headers: Mapping[str, str],
+    chunks: AsyncIterator[bytes],
+    release: Callable[[], Awaitable[object]],
+    errors: ErrorMap,
+    provider: str,
+    model: str,
+    within: float,
+) -> AsyncIterator[SSEResponse]:
+    """An opened streamed answer as an `SSEResponse`, its failures mapped; leaving the
+    block closes the chunk reader, then `release()`s the library's response."""
+    mapped = mapped_chunks(chunks, errors, provider, model, within)
+    try:
+        yield SSEResponse(status=status, headers=headers, chunks=mapped)
+    finally:
+        await mapped.aclose()
+        with map_errors(errors, provider, model, within):
+            await release()
+
+
+def _cached_timeout(cache: dict[float, _T], seconds: float, make: Callable[[float], _T]) -> _T:
+    """The library's timeout object for `seconds`, made once by `make`; the cache is
+    emptied when full, since deadlines make nearly every value different."""
+    found = cache.get(seconds)
+    if found is None:
+        if len(cache) >= _TIMEOUT_CACHE:
+            cache.clear()
+        found = cache[seconds] = make(seconds)
+    return found
 
 
 def default_transport_kind() -> TransportKind:
