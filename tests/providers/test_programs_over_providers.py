@@ -22,6 +22,7 @@ from lmvisor.providers.anthropic import AnthropicClient
 from lmvisor.providers.client import ClientOptions
 from lmvisor.providers.openai import OpenAIClient
 from lmvisor.testing.lm_server import LMServer
+from tests.programs._compat import Agent, Think, ToolChat
 from tests.providers.conftest import KEY
 
 PNG = (
@@ -35,37 +36,12 @@ def get_weather(city: str) -> str:
     return f"sunny in {city}"
 
 
-class Agent(Signature):
-    """Use the tools."""
-
-    question: str = InputField()
-    tools: list[Tool] = InputField()
-    answer: str = OutputField()
-    calls: ToolCalls = OutputField()
-
-
-class ToolChat(Signature):
-    """Use the tools."""
-
-    question: str = InputField()
-    history: History = InputField()
-    tools: list[Tool] = InputField()
-    answer: str = OutputField()
-    calls: ToolCalls = OutputField()
-
-
 def _tool_history() -> History:
     calls = ToolCalls([{"id": "call_1", "name": "get_weather", "args": {"city": "Paris"}}])
     results = ToolCallResults.from_tool_calls_and_values(calls, [{"sky": "clear"}])
     return History(
         [{"question": "Weather in Paris?", "calls": ToolCalls(calls.tool_calls, results)}]
     )
-
-
-class Think(Signature):
-    question: str = InputField()
-    reasoning: Reasoning = OutputField()
-    answer: str = OutputField()
 
 
 class Caption(Signature):
