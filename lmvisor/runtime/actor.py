@@ -353,6 +353,30 @@ async def _until_running(proc: _Process, msg: object, timeout: float | None) -> 
     return timeout
 
 
+async def _call_by_mailbox(proc: _Process, msg: Call[R], timeout: float | None) -> R:  # noqa: ASYNC109 (the call's)
+    """A call through the mailbox: queue the message with a reply future, then wait for
+    the reply under a loop timer (not a timeout scope: one timer handle per call)."""
+    loop = proc._loop
+    fut: asyncio.Future[R] = loop.create_future()
+    item = (msg, fut, _correlation_var.get())
+    if len(proc._queue) < proc._capacity or proc.policy_fails_fast:
+        proc.put_nowait(item)
+    elif timeout is None:
+        await proc.put(item)
+    else:
+        return await _call_when_full(proc, msg, item, fut, timeout)
+    if timeout is None:
+        return await fut
+    # The runtime's context, not a copy of the caller's (`_expire` reads no variable).
+    timer = loop.call_later(
+        timeout, _expire, fut, proc, msg, timeout, context=proc.runtime._context
+    )
+    try:
+        return await fut
+    finally:
+        timer.cancel()
+
+
 async def _call_when_full(
     proc: _Process,
     msg: object,
@@ -476,25 +500,7 @@ class ActorRef:
                 finish_inline(proc, call)
         if proc.task is asyncio.current_task():
             raise RuntimeError(f"{proc.name} called itself with {type(msg).__qualname__}")
-        loop = proc._loop
-        fut: asyncio.Future[R] = loop.create_future()
-        item = (msg, fut, _correlation_var.get())
-        if len(proc._queue) < proc._capacity or proc.policy_fails_fast:
-            proc.put_nowait(item)
-        elif timeout is None:
-            await proc.put(item)
-        else:
-            return await _call_when_full(proc, msg, item, fut, timeout)
-        if timeout is None:
-            return await fut
-        # The runtime's context, not a copy of the caller's (`_expire` reads no variable).
-        timer = loop.call_later(
-            timeout, _expire, fut, proc, msg, timeout, context=proc.runtime._context
-        )
-        try:
-            return await fut
-        finally:
-            timer.cancel()
+        return await _call_by_mailbox(proc, msg, timeout)
 
     async def cast(self, msg: Cast) -> None:
         """Queue `msg`; wait for room if the mailbox is full under "backpressure".
