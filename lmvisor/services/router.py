@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Sequence
 from contextlib import aclosing
 from typing import Any, final
 
@@ -88,6 +88,23 @@ def _seconds(name: str, value: float | None) -> float | None:
     if math.isnan(value) or value <= 0:
         raise ValueError(f"{name} must be > 0 (or None), got {value!r}")
     return float(value)
+
+
+async def _first_item(items: AsyncIterator[LMStreamItem], deployment: str) -> LMStreamItem:
+    """The stream's first item.
+
+    Raises:
+        ResponseFormatError: the stream ended before it.
+        LmvisorError: whatever the provider's stream raises.
+    """
+    first = await anext(items, _END)
+    if first is _END:
+        raise ResponseFormatError(
+            provider=split_model(deployment)[0],
+            model=deployment,
+            detail="stream ended before its first item",
+        )
+    return first
 
 
 def _early(until: float | None, wait: float | None) -> float | None:
@@ -259,15 +276,8 @@ class RouterLM:
         errors: _Errors = []
         order = self._order(request)
         for deployment in self._candidates(order):
-            until, wait = self._window(at, self._clock.monotonic(), request, errors)
-            target = self._addresses.get(deployment) or self._address(deployment)
             try:
-                items = await target.call(
-                    OpenStream(
-                        request=self._retarget(request, deployment), deadline=_early(until, wait)
-                    ),
-                    timeout=wait,
-                )
+                items = await self._open_stream(deployment, request, at, errors)
             except LmvisorError as exc:
                 if _is_callers_fault(exc):
                     raise
@@ -277,13 +287,7 @@ class RouterLM:
             # connection) now, not when the abandoned generator is collected.
             async with aclosing(items):
                 try:
-                    first = await anext(items, _END)
-                    if first is _END:
-                        raise ResponseFormatError(
-                            provider=split_model(deployment)[0],
-                            model=deployment,
-                            detail="stream ended before its first item",
-                        )
+                    first = await _first_item(items, deployment)
                 except LmvisorError as exc:
                     if _is_callers_fault(exc):
                         raise
@@ -295,6 +299,15 @@ class RouterLM:
             self._cooldowns.success(deployment)
             return
         raise self._exhausted(request, errors)
+
+    async def _open_stream(
+        self, deployment: str, request: LMRequest, at: float | None, errors: _Errors
+    ) -> AsyncGenerator[LMStreamItem, None]:
+        """Ask `deployment`'s provider to open its stream, within what is left of the call."""
+        until, wait = self._window(at, self._clock.monotonic(), request, errors)
+        target = self._addresses.get(deployment) or self._address(deployment)
+        msg = OpenStream(request=self._retarget(request, deployment), deadline=_early(until, wait))
+        return await target.call(msg, timeout=wait)
 
     # --- deadlines -----------------------------------------------------------------------
 
