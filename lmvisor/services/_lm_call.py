@@ -126,17 +126,12 @@ async def protected(
             the deadline; the last error is chained.
         Exception: a non-retryable error of `attempt`, at once.
     """
-    retry, breaker, limiter, clock = policy.retry, policy.breaker, policy.limiter, policy.clock
+    retry, breaker, limiter = policy.retry, policy.breaker, policy.limiter
     number = 1
     while True:
-        # One frame for the whole loop: this runs for every LM call.
-        timeout, left = policy.timeout, None
-        if deadline is not None:
-            left = deadline - clock.monotonic()
-            if left <= 0:
-                raise DeadlineExceeded(operation=f"calling {policy.key}")
-            if left < timeout:
-                timeout = left
+        # One coroutine frame for the whole loop (this runs for every LM call); the
+        # decisions are plain functions.
+        timeout, left = _attempt_time(policy, deadline)
         try:
             trial = breaker.before_call()
             try:
@@ -151,15 +146,42 @@ async def protected(
         except Exception as exc:
             if retry is None or not _retryable(exc):
                 raise
-            delay = retry.delay(number, exc) if number < retry.max_attempts else None
-            if delay is not None and deadline is not None and clock.monotonic() + delay >= deadline:
-                delay = None  # it could not finish in time: do not start it
-            if delay is None:
-                raise RetryExhausted(name=policy.key, attempts=number, last_error=exc) from exc
+            delay = _retry_delay(policy, retry, number, exc, deadline)
             if on_retry is not None:
                 on_retry(number, exc, delay)
-        await clock.sleep(delay)
+        await policy.clock.sleep(delay)
         number += 1
+
+
+def _attempt_time(policy: CallPolicy, deadline: float | None) -> tuple[float, float | None]:
+    """The next attempt's timeout and the seconds left before `deadline` (None: no deadline).
+
+    Raises:
+        DeadlineExceeded: the deadline has passed.
+    """
+    if deadline is None:
+        return policy.timeout, None
+    left = deadline - policy.clock.monotonic()
+    if left <= 0:
+        raise DeadlineExceeded(operation=f"calling {policy.key}")
+    return min(policy.timeout, left), left
+
+
+def _retry_delay(
+    policy: CallPolicy, retry: Retry, number: int, exc: Exception, deadline: float | None
+) -> float:
+    """The wait before attempt `number + 1`, after attempt `number` failed with `exc`.
+
+    Raises:
+        RetryExhausted: no attempt is left, the policy gives up on `exc`, or the
+            next attempt could not start before the deadline; `exc` is chained.
+    """
+    delay = retry.delay(number, exc) if number < retry.max_attempts else None
+    if delay is not None and deadline is not None and policy.clock.monotonic() + delay >= deadline:
+        delay = None  # it could not finish in time: do not start it
+    if delay is None:
+        raise RetryExhausted(name=policy.key, attempts=number, last_error=exc) from exc
+    return delay
 
 
 def _retryable(exc: Exception) -> bool:
