@@ -191,20 +191,7 @@ async def start_lm_providers(
         if not reachable(cfg):
             continue
         prot = protections[vendor] = _protections(runtime, vendor, cfg)
-
-        def make(
-            vendor: str = vendor, cfg: ProviderConfig = cfg, prot: ProviderProtections = prot
-        ) -> LMProvider:
-            return LMProvider(
-                vendor=vendor,
-                make_client=lambda: make_client(vendor, cfg),
-                protections=prot,
-                timeout=cfg.timeout,
-                clock=runtime.clock,
-                events=events,
-                metrics=metrics,
-            )
-
+        make = _provider_factory(runtime, vendor, cfg, prot, events, metrics, make_client)
         await start_child(sup, provider_spec(vendor, make))
     return LMServices(
         runtime=runtime,
@@ -213,3 +200,29 @@ async def start_lm_providers(
         protections=protections,
         cooldowns=Cooldowns(clock=runtime.clock),
     )
+
+
+def _provider_factory(
+    runtime: Runtime,
+    vendor: str,
+    cfg: ProviderConfig,
+    prot: ProviderProtections,
+    events: EventRing,
+    metrics: Metrics,
+    make_client: Callable[[str, ProviderConfig], VendorClient],
+) -> Callable[[], LMProvider]:
+    """What the supervisor calls to start (and restart) `vendor`'s provider actor; every
+    incarnation shares the vendor's protections."""
+
+    def make() -> LMProvider:
+        return LMProvider(
+            vendor=vendor,
+            make_client=lambda: make_client(vendor, cfg),
+            protections=prot,
+            timeout=cfg.timeout,
+            clock=runtime.clock,
+            events=events,
+            metrics=metrics,
+        )
+
+    return make
