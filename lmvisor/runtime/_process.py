@@ -186,17 +186,10 @@ class _Process(Mailbox):
                     self.last = (msg, fut, scope)
                     raise
                 self.handled += 1
-                if fut is not None:
-                    kind = type(result)
-                    if kind is Deferred:
-                        await self._start_deferred(result, fut, scope)
-                    elif kind is ErrorReply:
-                        if not fut.done():
-                            fut.set_exception(result.error)
-                    elif not fut.done():
-                        fut.set_result(result)
-                elif type(result) is Deferred:
-                    await self._start_deferred(result, None, scope)
+                if type(result) is Deferred:
+                    await self._start_deferred(result, fut, scope)
+                elif fut is not None:
+                    _answer(fut, result)
                 budget -= 1
                 if not budget:
                     budget = _FAIR_BUDGET
@@ -631,3 +624,13 @@ async def _replying(coro: Coroutine[Any, Any, Any], fut: asyncio.Future[Any]) ->
     if not fut.done():
         fut.set_result(result)
     return result
+
+
+def _answer(fut: asyncio.Future[Any], result: object) -> None:
+    """Reply to a waiting caller (one that gave up, by timeout or cancellation, is skipped)."""
+    if fut.done():
+        return
+    if type(result) is ErrorReply:
+        fut.set_exception(result.error)
+    else:
+        fut.set_result(result)
