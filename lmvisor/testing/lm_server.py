@@ -40,14 +40,10 @@ faults, no Anthropic API and only the request counters of `/stats`.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import enum
 import itertools
 import json
 import random
-import resource
-import signal
 import sys
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -60,7 +56,6 @@ from aiohttp import web
 from lmvisor.runtime.clock import Clock, SystemClock
 from lmvisor.testing._lm_faults import FaultBook, FaultRule, fault_rule_from_dict
 from lmvisor.testing._lm_http import abort, error_response, rejected_response, send_answer
-from lmvisor.testing._lm_lean import LeanServer
 from lmvisor.testing._lm_parts import check_anthropic_blocks, check_openai_parts, embeddings_answer
 from lmvisor.testing._lm_requests import (
     Ask,
@@ -103,7 +98,6 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MAX_BODY = 64 * 1024 * 1024
 _BACKLOG = 4096
 _STOP_TIMEOUT = 1.0
-_WANTED_FILES = 16384
 
 
 @final
@@ -591,87 +585,15 @@ def _non_negative(name: str, value: float) -> float:
     return float(value)
 
 
-def _raise_open_file_limit(wanted: int) -> None:
-    """Lift the soft RLIMIT_NOFILE towards `wanted` (never above the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m lmvisor.testing.lm_server",
-        description="Loopback OpenAI + Anthropic server; prints its URL on the first line.",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
-    parser.add_argument("--jitter", type=float, default=0.0, help="extra uniform seconds")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--api-key", default=None, help="the only key accepted (default: any)")
-    parser.add_argument(
-        "--fault", action="append", default=[], help='a FaultRule as JSON, e.g. {"kind": "drop"}'
-    )
-    parser.add_argument(
-        "--lean", action="store_true", help="OpenAI chat completions only, at the least CPU"
-    )
-    return parser.parse_args(argv)
-
-
-async def _serve_until_signalled(args: argparse.Namespace) -> None:
-    if args.lean:
-        await _serve_lean(args)
-        return
-    faults = [fault_rule_from_dict(json.loads(text)) for text in args.fault]
-    server = LMServer(
-        host=args.host,
-        port=args.port,
-        latency=args.latency,
-        jitter=args.jitter,
-        seed=args.seed,
-        api_key=args.api_key,
-        faults=faults,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    async with server:
-        print(server.url, flush=True)
-        await stop.wait()
-
-
-async def _serve_lean(args: argparse.Namespace) -> None:
-    if args.fault or args.api_key:
-        raise ValueError("--lean serves no faults and checks no key")
-    lean = LeanServer(host=args.host, port=args.port, latency=args.latency)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await lean.start()
-    try:
-        print(lean.url, flush=True)
-        await stop.wait()
-    finally:
-        await lean.stop()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a server until SIGINT/SIGTERM; print its URL first. Returns the exit status.
 
     Raises this process's soft open-file limit (up to the hard limit) so thousands of
     connections fit. A bad `--fault` or setting prints the reason to stderr and returns 2.
     """
-    args = _parse_args(argv)
-    _raise_open_file_limit(_WANTED_FILES)
-    try:
-        asyncio.run(_serve_until_signalled(args))
-    except (ValueError, TypeError) as exc:
-        print(f"lm_server: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    from lmvisor.testing._lm_cli import run
+
+    return run(argv)
 
 
 if __name__ == "__main__":
