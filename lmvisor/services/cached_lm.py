@@ -31,7 +31,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Any, final
+from typing import Any, Final, final
 
 from lmvisor.programs.lm import LM, LMCapabilities, LMRequest, LMResponse, LMStreamItem, Usage
 from lmvisor.runtime.deadline import time_left
@@ -42,7 +42,14 @@ from lmvisor.services.cache_key import cache_wanted, request_key, vendor_request
 from lmvisor.services.cache_store import CacheStore
 from lmvisor.services.errors import CacheMiss
 
-__all__ = ["CachePolicy", "CacheReport", "CachedLM", "cache_policy", "cache_report"]
+__all__ = [
+    "CachePolicy",
+    "CacheReport",
+    "CachedLM",
+    "cache_policy",
+    "cache_report",
+    "current_cache_policy",
+]
 
 
 @final
@@ -62,9 +69,21 @@ class CacheReport:
     stale: int = 0
 
 
-_DEFAULT_POLICY = CachePolicy()
-_policy: ContextVar[CachePolicy] = ContextVar("lmvisor_cache_policy", default=_DEFAULT_POLICY)
+# Every policy there is, built once: entering a `cache_policy` block builds none.
+_POLICIES: Final[dict[tuple[bool, bool], CachePolicy]] = {
+    (stale, only): CachePolicy(allow_stale=stale, cache_only=only)
+    for stale in (False, True)
+    for only in (False, True)
+}
+_policy: ContextVar[CachePolicy] = ContextVar(
+    "lmvisor_cache_policy", default=_POLICIES[False, False]
+)
 _report: ContextVar[CacheReport | None] = ContextVar("lmvisor_cache_report", default=None)
+
+
+def current_cache_policy() -> CachePolicy:
+    """How LM calls made now may use the cache: the innermost `cache_policy` block's policy."""
+    return _policy.get()
 
 
 @final
@@ -79,7 +98,7 @@ class cache_policy:  # a class, not a generator: cheaper on every execution
     __slots__ = ("_policy", "_token")
 
     def __init__(self, *, allow_stale: bool = False, cache_only: bool = False) -> None:
-        self._policy = CachePolicy(allow_stale=allow_stale, cache_only=cache_only)
+        self._policy = _POLICIES[bool(allow_stale), bool(cache_only)]
         self._token: Token[CachePolicy] | None = None
 
     def __enter__(self) -> CachePolicy:

@@ -124,10 +124,10 @@ class TestMeasure:
         """measure() observes the block's duration into a histogram with the labels."""
         ticks = itertools.count(0.0, 2.0)
         metrics = Metrics(timer=lambda: next(ticks))
-        async with metrics.measure(metrics.module_duration, module="qa"):
+        async with metrics.measure(metrics.optimization_duration, optimizer="copro"):
             pass
-        assert metrics.value("lmvisor_module_execution_seconds_count", module="qa") == 1
-        assert metrics.value("lmvisor_module_execution_seconds_sum", module="qa") == 2.0
+        assert metrics.value("lmvisor_optimization_seconds_count", optimizer="copro") == 1
+        assert metrics.value("lmvisor_optimization_seconds_sum", optimizer="copro") == 2.0
 
     async def test_measure_records_on_error_and_sets_gauges(self) -> None:
         """A failing block is still timed; a gauge is set to the duration."""
@@ -144,7 +144,7 @@ class TestMeasure:
         started = asyncio.Event()
 
         async def body() -> None:
-            async with metrics.measure(metrics.module_duration, module="m"):
+            async with metrics.measure(metrics.optimization_duration, optimizer="m"):
                 started.set()
                 await asyncio.Event().wait()
 
@@ -153,7 +153,7 @@ class TestMeasure:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert metrics.value("lmvisor_module_execution_seconds_count", module="m") == 1
+        assert metrics.value("lmvisor_optimization_seconds_count", optimizer="m") == 1
 
 
 class TestRuntimeFigures:
