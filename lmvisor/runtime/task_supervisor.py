@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast, final
 
-from lmvisor.runtime.actor import Actor, ActorRef, handler
+from lmvisor.runtime.actor import Actor, ActorRef, ActorStatus, handler
 from lmvisor.runtime.correlation import CorrelationScope
 from lmvisor.runtime.correlation import _scope as _correlation_var
 from lmvisor.runtime.deadline import _deadline as _deadline_var
@@ -97,17 +97,27 @@ class TaskSupervisor(Actor):
 
     @handler(inline=True)
     async def _on_start_task(self, msg: StartTask) -> asyncio.Task[Any]:
-        # Inline: this runs in the caller's task, so the caller's scope is the current one.
-        context = (self._context if msg.context is None else msg.context).copy()
+        return self._start(msg.fn, msg.context, msg.correlation_id, msg.deadline)
+
+    def _start(
+        self,
+        fn: Callable[[], Awaitable[Any]],
+        context: contextvars.Context | None,
+        correlation_id: str | None,
+        deadline: float | None,
+    ) -> asyncio.Task[Any]:
+        """Start the task now; called in the caller's task, so its scope is the current one."""
+        made = (self._context if context is None else context).copy()
         scope = _correlation_var.get()
-        if msg.correlation_id is not None:
-            parent = None if scope is None else scope.id
-            scope = CorrelationScope(id=msg.correlation_id, parent_id=parent)
-        if context.get(_correlation_var) is not scope:
-            context.run(_correlation_var.set, scope)
-        if msg.deadline is not None:
-            context.run(_deadline_var.set, msg.deadline)
-        task = context.run(self._process.own_task, _as_coroutine(msg.fn), self._task_failed)
+        if correlation_id is not None:
+            scope = CorrelationScope(
+                id=correlation_id, parent_id=None if scope is None else scope.id
+            )
+        if made.get(_correlation_var) is not scope:
+            made.run(_correlation_var.set, scope)
+        if deadline is not None:
+            made.run(_deadline_var.set, deadline)
+        task = made.run(self._process.own_task, _as_coroutine(fn), self._task_failed)
         self._started += 1
         return task
 
@@ -175,8 +185,12 @@ async def start_task(
     """
     if deadline is not None and math.isnan(deadline):
         raise ValueError("start_task: deadline must not be NaN")
-    message = StartTask(fn, context, correlation_id, deadline)
-    task = await sup.call(message, None)
+    proc = sup._proc
+    actor = proc.actor
+    if proc.status is ActorStatus.RUNNING and type(actor) is TaskSupervisor:
+        # What the inline call would do, without its bookkeeping: nothing here can wait.
+        return cast("asyncio.Task[T]", actor._start(fn, context, correlation_id, deadline))
+    task = await sup.call(StartTask(fn, context, correlation_id, deadline), None)
     return cast("asyncio.Task[T]", task)
 
 

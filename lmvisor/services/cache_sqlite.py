@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, final
 
-from lmvisor.services._sqlite import enable_wal
+from lmvisor.runtime._sqlite import enable_wal
 from lmvisor.services.cache_entry import CacheEntry, CorruptEntry
 
 __all__ = ["SqliteTier", "SqliteTierStatistics"]
