@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from lmvisor.services.cache_sqlite import SqliteTierStatistics as SqliteTierStatistics
     from lmvisor.services.cache_store import CacheStatistics as CacheStatistics
     from lmvisor.services.cache_store import CacheStore as CacheStore
+    from lmvisor.services.cache_store import Flight as Flight
     from lmvisor.services.cache_store import TierStatistics as TierStatistics
     from lmvisor.services.cached_lm import CachedLM as CachedLM
     from lmvisor.services.cached_lm import CachePolicy as CachePolicy

@@ -31,7 +31,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Any, Final, final
+from typing import Final, final
 
 from lmvisor.programs.lm import LM, LMCapabilities, LMRequest, LMResponse, LMStreamItem, Usage
 from lmvisor.runtime.deadline import time_left
@@ -39,7 +39,7 @@ from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError, ProtectionErr
 from lmvisor.runtime.observe.names import CACHE_STALE_SERVED
 from lmvisor.services.cache_entry import CacheEntry, CorruptEntry, decode_response
 from lmvisor.services.cache_key import cache_wanted, request_key, vendor_request
-from lmvisor.services.cache_store import CacheStore
+from lmvisor.services.cache_store import CacheStore, Flight
 from lmvisor.services.errors import CacheMiss
 
 __all__ = [
@@ -199,34 +199,36 @@ class CachedLM:
                 continue
             except Exception as exc:
                 return self._or_stale(exc, stale, request, policy)
-        leader: asyncio.Future[LMResponse] = asyncio.get_running_loop().create_future()
-        leader.add_done_callback(_retrieve)
-        store.inflight[key] = leader
+        flight = store.inflight[key] = Flight()
         try:
             response = await self._upstream.complete(vendor_request(request))
         except asyncio.CancelledError:
-            leader.set_exception(_LeaderGone())
+            flight.fail(_LeaderGone())
             raise
         except BaseException as exc:
-            leader.set_exception(exc)
+            flight.fail(exc)
             if isinstance(exc, Exception):
                 return self._or_stale(exc, stale, request, policy)
             raise
         finally:
             del store.inflight[key]
-        leader.set_result(response)
+        flight.succeed(response)
         store.save(key, response, store.wall())
         return response
 
-    async def _follow(self, shared: asyncio.Future[LMResponse]) -> LMResponse:
+    async def _follow(self, shared: Flight) -> LMResponse:
         self._store.coalesced += 1
         left = time_left()
         if left is not None and left <= 0:
             raise DeadlineExceeded(operation="waiting for an identical LM request")
-        done, _ = await asyncio.wait((shared,), timeout=left)
+        answer = shared.join()
+        try:
+            done, _ = await asyncio.wait((answer,), timeout=left)
+        finally:
+            _stop_waiting(answer)
         if not done:
             raise DeadlineExceeded(operation="waiting for an identical LM request")
-        return _as_cached(shared.result())
+        return _as_cached(answer.result())
 
     def _or_stale(
         self,
@@ -290,6 +292,9 @@ def _as_cached(response: LMResponse) -> LMResponse:
     )
 
 
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
+def _stop_waiting(answer: asyncio.Future[LMResponse]) -> None:
+    """Cancel a wait given up on; an answer already there is read, so no error goes unread."""
+    if not answer.done():
+        answer.cancel()
+    elif not answer.cancelled():
+        answer.exception()
