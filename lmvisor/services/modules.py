@@ -102,11 +102,13 @@ class _TaskContexts:
 
     def __init__(self) -> None:
         self._of: ActorRef | None = None
-        self._contexts: dict[tuple[LM, bool], contextvars.Context] = {}
+        # Keyed by the LM's id, so an LM need not be hashable: the context holds the LM,
+        # so the id stays its own while the entry lives.
+        self._contexts: dict[tuple[int, bool], contextvars.Context] = {}
 
     def find(self, sup: ActorRef, lm: LM, allow_stale: bool) -> contextvars.Context | None:
         """The context already prepared for `lm` and `allow_stale` under `sup`, or None."""
-        return self._contexts.get((lm, allow_stale)) if self._of is sup else None
+        return self._contexts.get((id(lm), allow_stale)) if self._of is sup else None
 
     async def make(self, sup: ActorRef, lm: LM, allow_stale: bool) -> contextvars.Context:
         """Prepare (and keep) the context for `lm` and `allow_stale` under `sup`.
@@ -120,7 +122,7 @@ class _TaskContexts:
             self._of, self._contexts = sup, {}
         elif len(self._contexts) >= _MAX_CONTEXTS:
             self._contexts.clear()
-        self._contexts[lm, allow_stale] = made
+        self._contexts[id(lm), allow_stale] = made
         return made
 
 
