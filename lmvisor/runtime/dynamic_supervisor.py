@@ -27,16 +27,16 @@ from lmvisor.runtime._children import (
     stop_processes_at_once,
 )
 from lmvisor.runtime._process import _Process
-from lmvisor.runtime.actor import ActorRef, ErrorReply, handler
-from lmvisor.runtime.child_spec import should_restart
-from lmvisor.runtime.errors import StartError
-from lmvisor.runtime.messages import Cast, ChildExit
-from lmvisor.runtime.supervisor import (
+from lmvisor.runtime._supervisor_core import (
     StartChild,
     SupervisorStatistics,
     TerminateChild,
     _SupervisorCore,
 )
+from lmvisor.runtime.actor import ActorRef, ErrorReply, handler
+from lmvisor.runtime.child_spec import should_restart
+from lmvisor.runtime.errors import StartError
+from lmvisor.runtime.messages import Cast, ChildExit
 
 __all__ = ["DynamicSupervisor"]
 
