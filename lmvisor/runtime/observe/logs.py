@@ -9,8 +9,12 @@ structlog's global chain once the daemon configured it
 (`observe.process_logging`), and before that lmvisor's console chain on
 stderr, still redacted. The chain:
 
-    add_context -> add_log_level -> timestamp -> format exceptions
-      -> Redactor (secrets out, long values cut) -> capture -> render
+    add_context -> add_log_level -> format exceptions
+      -> Redactor (secrets out, long values cut) -> timestamp -> capture -> render
+
+The per-line steps are built for a daemon writing a line per request
+(`_log_steps`): redaction skips keys and short strings it already judged
+clean, the time is formatted once per second, JSON is rendered by orjson.
 
 `add_context` adds `correlation_id` (from the correlation scope), the actor
 the line comes from, and whatever `log_context(...)` bound for the current
@@ -25,7 +29,6 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final, Literal, Protocol, TextIO, final
 
@@ -34,6 +37,7 @@ from structlog.typing import EventDict, FilteringBoundLogger, Processor, Wrapped
 
 from lmvisor._redaction import Redactor
 from lmvisor.runtime.correlation import current_scope
+from lmvisor.runtime.observe._log_steps import CleanMemo, Stamper, render_json
 
 __all__ = [
     "LEVELS",
@@ -137,17 +141,9 @@ def add_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) 
     return event_dict
 
 
-def _timestamp(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    # ISO 8601 in UTC, as structlog's TimeStamper(fmt="iso", utc=True); a line that
-    # already carries its time (a report written after the fact) keeps it
-    if "timestamp" not in event_dict:
-        event_dict["timestamp"] = datetime.now(tz=UTC).isoformat().replace("+00:00", "Z")
-    return event_dict
-
-
 def iso_time(seconds: float) -> str:
-    """Seconds since the epoch as the chain writes them: ISO 8601, UTC, ``Z``."""
-    return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "Z")
+    """Seconds since the epoch as the chain writes them: ISO 8601, UTC, microseconds, ``Z``."""
+    return Stamper().stamp(seconds)
 
 
 def _capture(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -160,16 +156,22 @@ def _capture(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> 
 
 
 def pre_chain() -> list[Processor]:
-    """The processors that add context, level and time (shared with the process chain)."""
-    return [add_context, structlog.processors.add_log_level, _timestamp]
+    """The processors that add context and level (shared with the process chain)."""
+    return [add_context, structlog.processors.add_log_level]
 
 
 def post_chain(redactor: Redactor | None, capture: Processor = _capture) -> list[Processor]:
-    """The processors that format exceptions, redact and capture, before rendering."""
+    """The processors that format exceptions, redact, stamp the time and capture, before
+    rendering.
+
+    The time is stamped after redaction: the chain writes it, so nothing in it can be
+    secret, and a line then costs no scan of a string that differs on every line.
+    """
     return [
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
-        redactor if redactor is not None else Redactor(),
+        CleanMemo(redactor if redactor is not None else Redactor()),
+        Stamper(),
         capture,
     ]
 
@@ -184,7 +186,7 @@ def build_processors(
 def renderer(mode: LogMode, *, colors: bool = False) -> Processor:
     """The last processor: one JSON object per line, or a readable console line."""
     if mode == "json":
-        return structlog.processors.JSONRenderer(sort_keys=False)
+        return render_json
     return structlog.dev.ConsoleRenderer(colors=colors)
 
 
