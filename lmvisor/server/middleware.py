@@ -114,7 +114,7 @@ class RequestContextMiddleware:
 
         started = time.perf_counter()
         if self.metrics is not None:
-            self.metrics.in_flight.inc()
+            self.metrics.started()
         with correlation_scope(cid):
             try:
                 if text is not None and not valid:
@@ -144,8 +144,7 @@ class RequestContextMiddleware:
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", None)
         if self.metrics is not None:
-            self.metrics.in_flight.dec()
-            self.metrics.observe(scope["method"], route, status, seconds)
+            self.metrics.finished(scope["method"], route, status, seconds)
         if self.access_log:
             _log.info(
                 "http.request",
