@@ -9,6 +9,11 @@
   once per second.
 - `render_json`: one JSON object per line through orjson, falling back to the
   stdlib where orjson refuses a value.
+- `LineWriter`: the output. A line is written and flushed as it is logged,
+  but a logger built over `LineWriter.per_turn` (the access log's) leaves its
+  lines to the end of the event-loop turn, when all of that turn's are written
+  and flushed together: one write per turn rather than one per request. Any
+  other line first writes the pending ones, so the stream keeps their order.
 
 What reaches the output is what the plain `Redactor` would let through: a
 string is remembered only after redaction left it unchanged (so no secret is
@@ -18,22 +23,26 @@ key is always replaced.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 from collections.abc import MutableMapping
-from typing import Any, Final, final
+from typing import Any, Final, TextIO, final
 
 import orjson
 from structlog.typing import EventDict, WrappedLogger
 
 from lmvisor._redaction import Redactor
 
-__all__ = ["CleanMemo", "Stamper", "render_json"]
+__all__ = ["CleanMemo", "LineWriter", "Stamper", "render_json"]
 
 # Bounds on what the memo keeps: the strings a line repeats are few and short, and a
 # flood of distinct ones (correlation ids) costs one clear per this many entries.
 _MEMO_SIZE: Final = 4096
 _MEMO_LENGTH: Final = 256
+# Lines a loop turn may hold before they are written at once (a burst stays bounded).
+_MAX_PENDING: Final = 1024
 # Values the redactor returns unchanged whatever they are (under a key that is not secret).
 _SCALARS: Final = (int, float, bool, type(None))
 # Objects go to `_fallback` (their repr, redacted upstream) rather than being walked by
@@ -145,3 +154,89 @@ def render_json(logger: WrappedLogger, method_name: str, event_dict: EventDict) 
     except orjson.JSONEncodeError:
         # orjson refuses a few values the stdlib writes (integers past 64 bits)
         return json.dumps(event_dict, default=_fallback)
+
+
+@final
+class LineWriter:
+    """A structlog logger: rendered lines to `stream`, each written and flushed at once.
+
+    `per_turn` is a second logger over the same stream whose lines, on a thread
+    running an event loop, wait for the end of the current loop iteration (a
+    callback); off a loop, or past `_MAX_PENDING` lines, they go out at once.
+    A line written any other way (and `flush()`) first writes the pending ones.
+    A pending line is never stranded by a loop that stopped before its
+    callback ran: the next line or `flush()` writes it.
+    """
+
+    __slots__ = ("_lock", "_pending", "_scheduled", "per_turn", "stream")
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.per_turn = _PerTurn(self)
+        self._pending: list[str] = []
+        # The loop a flush callback is scheduled on (a line from another loop schedules again).
+        self._scheduled: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        """Write one line now, after the pending ones, and flush."""
+        self._write(message)
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
+    failure = msg
+
+    def defer(self, message: str) -> None:
+        """Write one line at the end of this loop turn (at once without a running loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write(message)
+            return
+        with self._lock:
+            self._pending.append(message)
+            full = len(self._pending) >= _MAX_PENDING
+            schedule = self._scheduled is not loop
+            if schedule:
+                self._scheduled = loop
+        if full:
+            self.flush()
+        elif schedule:
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the pending lines now and flush the stream."""
+        self._write(None)
+
+    def _write(self, message: str | None) -> None:
+        with self._lock:
+            lines = self._pending
+            self._pending = []
+            self._scheduled = None
+            if message is not None:
+                lines.append(message)
+            if lines:
+                lines.append("")
+                self.stream.write("\n".join(lines))
+                self.stream.flush()
+
+    def __repr__(self) -> str:
+        return f"LineWriter({self.stream!r}, pending={len(self._pending)})"
+
+
+@final
+class _PerTurn:
+    """`LineWriter.per_turn`: the structlog logger whose lines wait for the loop turn's end."""
+
+    __slots__ = ("_writer",)
+
+    def __init__(self, writer: LineWriter) -> None:
+        self._writer = writer
+
+    def msg(self, message: str) -> None:
+        self._writer.defer(message)
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
+    failure = msg
+
+    def __repr__(self) -> str:
+        return f"{self._writer!r}.per_turn"

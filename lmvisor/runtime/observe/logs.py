@@ -14,7 +14,11 @@ stderr, still redacted. The chain:
 
 The per-line steps are built for a daemon writing a line per request
 (`_log_steps`): redaction skips keys and short strings it already judged
-clean, the time is formatted once per second, JSON is rendered by orjson.
+clean, the time is formatted once per second, JSON is rendered by orjson. A
+line is written and flushed as it is logged, but a `per_turn` logger's lines
+(the daemon's access log) are written together at the end of the event-loop
+turn they were logged in, and before any other line; `RuntimeLogging.flush()`
+writes them now.
 
 `add_context` adds `correlation_id` (from the correlation scope), the actor
 the line comes from, and whatever `log_context(...)` bound for the current
@@ -37,7 +41,7 @@ from structlog.typing import EventDict, FilteringBoundLogger, Processor, Wrapped
 
 from lmvisor._redaction import Redactor
 from lmvisor.runtime.correlation import current_scope
-from lmvisor.runtime.observe._log_steps import CleanMemo, Stamper, render_json
+from lmvisor.runtime.observe._log_steps import CleanMemo, LineWriter, Stamper, render_json
 
 __all__ = [
     "LEVELS",
@@ -242,6 +246,7 @@ class RuntimeLogging:
         "_sinks",
         "_stream",
         "_wrapper",
+        "_writer",
         "level",
         "mode",
         "namespace",
@@ -262,9 +267,10 @@ class RuntimeLogging:
         self.level = level_number(level)
         self.redactor = redactor if redactor is not None else Redactor()
         self._stream = stream if stream is not None else sys.stderr
+        self._writer = LineWriter(self._stream)
         self._sinks: tuple[list[dict[str, Any]], ...] = ()
         self._flush_hooks: tuple[Callable[[], None], ...] = ()
-        self._loggers: dict[str, FilteringBoundLogger] = {}
+        self._loggers: dict[tuple[str, bool], FilteringBoundLogger] = {}
         processors = build_processors(mode=mode, redactor=self.redactor)
         # Captures attached to this runtime see events from its actors too,
         # whose tasks do not share the capturing test's context.
@@ -295,9 +301,11 @@ class RuntimeLogging:
         return remove
 
     def flush(self) -> None:
-        """Write every deferred line now (the runtime's pending reports), then flush the stream."""
+        """Write every deferred line now (the runtime's pending reports and the lines of
+        this loop turn), then flush the stream."""
         for hook in self._flush_hooks:
             hook()
+        self._writer.flush()
         flush = getattr(self._stream, "flush", None)
         if flush is not None:
             flush()
@@ -310,25 +318,30 @@ class RuntimeLogging:
             raise structlog.DropEvent
         return event_dict
 
-    def get_logger(self, name: str | None = None, **bound: Any) -> FilteringBoundLogger:
+    def get_logger(
+        self, name: str | None = None, *, per_turn: bool = False, **bound: Any
+    ) -> FilteringBoundLogger:
         """A logger writing through this runtime's chain, with `namespace` (and `logger`) bound.
 
-        Loggers without extra `bound` values are built once per name.
+        With `per_turn`, lines logged on the event loop are written at the end of the
+        loop turn, with the others of that turn (a line per request); see the module
+        docstring. Loggers without extra `bound` values are built once per name.
         """
         if not bound:
-            cached = self._loggers.get(name or "")
+            key = (name or "", per_turn)
+            cached = self._loggers.get(key)
             if cached is None:
-                cached = self._loggers[name or ""] = self._build(name)
+                cached = self._loggers[key] = self._build(name, per_turn)
             return cached
-        return self._build(name, **bound)
+        return self._build(name, per_turn, **bound)
 
-    def _build(self, name: str | None, **bound: Any) -> FilteringBoundLogger:
+    def _build(self, name: str | None, per_turn: bool, **bound: Any) -> FilteringBoundLogger:
         initial: dict[str, Any] = {"namespace": self.namespace}
         if name is not None:
             initial["logger"] = name
         initial.update(bound)
         logger: FilteringBoundLogger = structlog.wrap_logger(
-            structlog.PrintLogger(self._stream),
+            self._writer.per_turn if per_turn else self._writer,
             processors=self._processors,
             wrapper_class=self._wrapper,
             context_class=dict,
@@ -372,16 +385,17 @@ def set_route(route: RuntimeLogging | None) -> None:
 class RoutedLogger:
     """A named library logger resolved at each call; see the module docstring."""
 
-    __slots__ = ("_fallback", "name")
+    __slots__ = ("_fallback", "name", "per_turn")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, per_turn: bool = False) -> None:
         self.name = name
+        self.per_turn = per_turn
         self._fallback: FilteringBoundLogger | None = None
 
     def _target(self) -> Any:
         route = _route.get()
         if route is not None:
-            return route.get_logger(self.name)
+            return route.get_logger(self.name, per_turn=self.per_turn)
         if structlog.is_configured():
             return structlog.get_logger(self.name)
         if self._fallback is None:
@@ -413,7 +427,7 @@ class RoutedLogger:
         self._target().critical(event, **kw)
 
     def __repr__(self) -> str:
-        return f"RoutedLogger({self.name!r})"
+        return f"RoutedLogger({self.name!r}, per_turn={self.per_turn})"
 
 
 class _Stderr:
@@ -440,6 +454,10 @@ def _unconfigured_logger(name: str) -> FilteringBoundLogger:
     return logger.bind(logger=name)
 
 
-def get_logger(name: str) -> RoutedLogger:
-    """A logger for library code: the current runtime's chain, else the process's."""
-    return RoutedLogger(name)
+def get_logger(name: str, *, per_turn: bool = False) -> RoutedLogger:
+    """A logger for library code: the current runtime's chain, else the process's.
+
+    `per_turn`: in a runtime, lines logged on the event loop go out at the end of the
+    loop turn, together (`RuntimeLogging.get_logger`); for a line per request.
+    """
+    return RoutedLogger(name, per_turn=per_turn)

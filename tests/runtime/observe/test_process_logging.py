@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -74,85 +73,3 @@ class TestProcessLogging:
         configure_process_logging("json", stream=stream)
         logging.getLogger("x").warning("once")
         assert len(stream.getvalue().splitlines()) == 1
-
-
-class _CountingStream(io.StringIO):
-    """A stream that counts its write calls."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-
-    def write(self, text: str) -> int:
-        self.writes += 1
-        return super().write(text)
-
-
-class TestLineBatching:
-    async def test_a_loop_turn_is_written_once_at_its_end(self, process_logging: None) -> None:
-        """Lines logged in one loop iteration reach the stream together, in one write."""
-        stream = _CountingStream()
-        configure_process_logging("json", stream=stream)
-        log = structlog.get_logger()
-        for n in range(3):
-            log.info("http.request", n=n)
-        assert stream.getvalue() == ""
-        await asyncio.sleep(0)
-        assert ([line["n"] for line in _lines(stream)], stream.writes) == ([0, 1, 2], 1)
-
-    async def test_stdlib_records_keep_their_place(self, process_logging: None) -> None:
-        """A stdlib record goes out after the lines logged before it, not ahead of them."""
-        stream = io.StringIO()
-        configure_process_logging("json", stream=stream)
-        structlog.get_logger().info("first")
-        logging.getLogger("thirdparty").warning("second")
-        structlog.get_logger().info("third")
-        await asyncio.sleep(0)
-        assert [line["event"] for line in _lines(stream)] == ["first", "second", "third"]
-
-    async def test_reset_flushes_pending_lines(self) -> None:
-        """Resetting the setup writes what the current loop turn still held."""
-        stream = io.StringIO()
-        configure_process_logging("json", stream=stream)
-        structlog.get_logger().info("pending")
-        reset_process_logging()
-        assert [line["event"] for line in _lines(stream)] == ["pending"]
-
-    async def test_a_burst_is_written_without_waiting(self, process_logging: None) -> None:
-        """A loop turn holds a bounded number of lines: past it they are written at once."""
-        stream = io.StringIO()
-        configure_process_logging("json", stream=stream)
-        log = structlog.get_logger()
-        for n in range(1024):
-            log.info("burst", n=n)
-        assert len(_lines(stream)) == 1024
-
-    def test_a_line_without_a_loop_is_written_at_once(self, process_logging: None) -> None:
-        """Outside an event loop each line is written and flushed as it is logged."""
-        stream = _CountingStream()
-        configure_process_logging("json", stream=stream)
-        structlog.get_logger().info("one")
-        structlog.get_logger().info("two")
-        assert ([line["event"] for line in _lines(stream)], stream.writes) == (["one", "two"], 2)
-
-    def test_a_stopped_loop_strands_no_line(self, process_logging: None) -> None:
-        """A line pending on a loop that stopped goes out with the next loop's first line."""
-        stream = io.StringIO()
-        configure_process_logging("json", stream=stream)
-        loop = asyncio.new_event_loop()
-
-        async def log_then_stop() -> None:
-            structlog.get_logger().info("stranded")
-            loop.stop()
-
-        task = loop.create_task(log_then_stop())
-        loop.run_forever()
-        loop.close()
-        assert task.done() and stream.getvalue() == ""
-
-        async def log_next() -> None:
-            structlog.get_logger().info("next")
-            await asyncio.sleep(0)
-
-        asyncio.run(log_next())
-        assert [line["event"] for line in _lines(stream)] == ["stranded", "next"]
