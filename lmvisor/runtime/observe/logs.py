@@ -165,8 +165,7 @@ def pre_chain() -> list[Processor]:
 
 
 def post_chain(redactor: Redactor | None, capture: Processor = _capture) -> list[Processor]:
-    """The processors that format exceptions, redact, stamp the time and capture, before
-    rendering.
+    """The processors after context and level: exceptions, redaction, time, capture.
 
     The time is stamped after redaction: the chain writes it, so nothing in it can be
     secret, and a line then costs no scan of a string that differs on every line.
@@ -301,8 +300,11 @@ class RuntimeLogging:
         return remove
 
     def flush(self) -> None:
-        """Write every deferred line now (the runtime's pending reports and the lines of
-        this loop turn), then flush the stream."""
+        """Write every deferred line now, then flush the stream.
+
+        Deferred lines are the runtime's pending reports and the `per_turn` lines of
+        this loop turn.
+        """
         for hook in self._flush_hooks:
             hook()
         self._writer.flush()
