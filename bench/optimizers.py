@@ -7,6 +7,10 @@ MIPROv2 light; Evaluate efficiency >= 0.8. Shipped defaults throughout (optimize
 64, the provider's defaults except the loopback address; Evaluate takes concurrency=200 and the
 provider max_in_flight=256 only for the Evaluate figure, which asks for 200 in flight).
 
+Evaluate's efficiency is the shortest wall time physically possible over the measured one.
+With 200 in flight, 500 examples need ceil(500 / 200) = 3 rounds of 100 ms: 0.3 s, not the
+500 * 0.1 / 200 = 0.25 s an even spread would take (no example can be split across slots).
+
 Run: .venv/bin/python bench/optimizers.py
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 import sys
 import time
@@ -109,12 +114,18 @@ async def _evaluate(url: str) -> float:
             devset=devset, metric=passes, concurrency=_EVAL_CONCURRENCY, display_progress=False
         )
         with context(lm=router):
-            await evaluate(Predict("question -> answer"), devset=devset[:50])  # warm the pool
+            # Warm the pool to the concurrency measured: connections opened inside the timed
+            # run would measure TCP setup, not Evaluate.
+            await evaluate(Predict("question -> answer"), devset=devset[:_EVAL_CONCURRENCY])
             start = time.perf_counter()
             await evaluate(Predict("question -> answer"))
             wall = time.perf_counter() - start
-    ideal = _EVAL_EXAMPLES * _EVAL_LATENCY / _EVAL_CONCURRENCY
-    return ideal / wall
+    return _eval_ideal() / wall
+
+
+def _eval_ideal() -> float:
+    """The least wall time: every round of `_EVAL_CONCURRENCY` examples takes one latency."""
+    return math.ceil(_EVAL_EXAMPLES / _EVAL_CONCURRENCY) * _EVAL_LATENCY
 
 
 def main() -> None:
@@ -146,7 +157,7 @@ def main() -> None:
         emit(
             "evaluate_efficiency", efficiency, "ratio", target=0.8, baseline=None,
             baseline_source=None, higher_is_better=True, examples=_EVAL_EXAMPLES,
-            latency=_EVAL_LATENCY, concurrency=_EVAL_CONCURRENCY,
+            latency=_EVAL_LATENCY, concurrency=_EVAL_CONCURRENCY, ideal_s=_eval_ideal(),
         )  # fmt: skip
     finally:
         proc.terminate()

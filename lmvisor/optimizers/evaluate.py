@@ -1,8 +1,10 @@
 """`Evaluate`: score a program on a devset with bounded async concurrency.
 
-Each example runs as its own task under the caller's deadline (and `timeout`, when given),
-at most `concurrency` at once (or under a shared `anyio.CapacityLimiter`, which an
-optimization job uses to bound all its work with one setting). A failing example is
+Each example runs under the caller's deadline (and `timeout`, when given), at most
+`concurrency` at once: that many worker tasks take the examples in devset order, so an
+example costs no task and no limiter of its own. Under a shared `anyio.CapacityLimiter`
+(which an optimization job uses to bound all its work with one setting) each example is
+its own task and waits for the limiter instead. A failing example is
 isolated: it becomes a row with a typed error and `failure_score`, and is counted; at
 `max_errors` failures the run stops (the other examples are cancelled) with
 `TooManyErrors` listing the first causes.
@@ -15,7 +17,8 @@ score is DSPy's: the mean metric value as a percentage, rounded to two decimals.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, final
@@ -29,7 +32,7 @@ from lmvisor.optimizers.evaluate_report import (
     result_records,
     save_records,
 )
-from lmvisor.optimizers.metric import Metric, call_metric, metric_name, metric_score
+from lmvisor.optimizers.metric import Metric, _takes_trace, metric_name, metric_score
 from lmvisor.programs.example import Example, Prediction
 from lmvisor.programs.module import Module
 from lmvisor.runtime.deadline import bound_timeout
@@ -126,8 +129,9 @@ class EvaluationResult:
 def example_inputs(example: Example | Mapping[str, Any]) -> dict[str, Any]:
     """The inputs a program is called with: the marked inputs, else every field."""
     if isinstance(example, Example):
-        if example.input_keys is not None:
-            return dict(example.inputs().items())
+        keys = example.input_keys
+        if keys is not None:
+            return {k: v for k, v in example.items() if k in keys}
         return dict(example.items())
     return dict(example)
 
@@ -249,19 +253,25 @@ class _Run:
     ) -> None:
         self._owner = owner
         self._program = program
-        self._metric = metric
+        self._metric = _metric_caller(metric)
         self._name = metric_name(metric)
         self._examples = examples
-        self._limiter = limiter or anyio.CapacityLimiter(owner.concurrency)
+        self._limiter = limiter
         self._rows: list[EvaluationRow | None] = [None] * len(examples)
         self._failures: list[str] = []
         self._progress = ProgressDisplay.open(len(examples), owner.display_progress)
 
     async def execute(self) -> list[EvaluationRow]:
+        pending = iter(enumerate(self._examples))
+        # Under a shared limiter every example waits for it on its own, as before; else
+        # `concurrency` workers take the examples in order.
+        workers = len(self._examples)
+        if self._limiter is None:
+            workers = min(self._owner.concurrency, workers)
         try:
             async with asyncio.TaskGroup() as group:
-                for index, example in enumerate(self._examples):
-                    group.create_task(self._one(index, example))
+                for _ in range(workers):
+                    group.create_task(self._work(pending))
         except* _Stopped:
             raise TooManyErrors(
                 errors=len(self._failures),
@@ -272,9 +282,17 @@ class _Run:
             self._progress.close()
         return [row for row in self._rows if row is not None]
 
-    async def _one(self, index: int, example: Example) -> None:
-        async with self._limiter:
-            row = await self._score(index, example)
+    async def _work(self, pending: Iterator[tuple[int, Example]]) -> None:
+        limiter = self._limiter
+        for index, example in pending:
+            if limiter is None:
+                row = await self._score(index, example)
+            else:
+                async with limiter:
+                    row = await self._score(index, example)
+            self._finish(index, row)
+
+    def _finish(self, index: int, row: EvaluationRow) -> None:
         self._rows[index] = row
         self._progress.advance(row.score, failed=row.error is not None)
         if row.error is not None:
@@ -289,9 +307,11 @@ class _Run:
             if left is not None and left <= 0:
                 raise DeadlineExceeded(operation=f"evaluation of example {index}")
             try:
-                async with asyncio.timeout(left):
-                    prediction = await self._program(**example_inputs(example))
-                    value = await call_metric(self._metric, example, prediction, None)
+                if left is None:  # no bound: no timeout scope to enter and leave
+                    prediction, value = await self._predict(example)
+                else:
+                    async with asyncio.timeout(left):
+                        prediction, value = await self._predict(example)
             except TimeoutError as exc:
                 if isinstance(exc, LmvisorError):
                     raise
@@ -309,3 +329,19 @@ class _Run:
             )
         kept = prediction if owner.return_outputs and isinstance(prediction, Prediction) else None
         return EvaluationRow(index=index, example=example, prediction=kept, score=score)
+
+    async def _predict(self, example: Example) -> tuple[Any, Any]:
+        """The program's prediction for `example` and the metric's raw value for it."""
+        prediction = await self._program(**example_inputs(example))
+        value = self._metric(example, prediction)
+        if inspect.isawaitable(value):
+            value = await value
+        return prediction, value
+
+
+def _metric_caller(metric: Metric) -> Callable[[Example, Any], Any]:
+    """`metric` as a call of (example, prediction): its arity is read once, not per example
+    (what `call_metric` does for a single call)."""
+    if _takes_trace(metric):
+        return lambda example, prediction: metric(example, prediction, None)
+    return lambda example, prediction: metric(example, prediction)

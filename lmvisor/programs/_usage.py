@@ -1,15 +1,20 @@
 """Summing LM usage per module call: each running module call holds an accumulator in a
 ContextVar; every LM call adds its usage to all accumulators of the enclosing calls.
+
+Most module calls make one LM call: the accumulator keeps that call's `Usage` as it is
+and sums only from the second call on, so the common call builds no `Usage` at all.
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
-from typing import final
+from typing import Final, final
 
 from lmvisor.programs.lm import Usage
 
 __all__ = ["UsageAccumulator", "close_accumulator", "open_accumulator", "record_usage"]
+
+_NO_USAGE: Final = Usage()  # frozen: one shared zero for every accumulator with no call
 
 
 @final
@@ -19,7 +24,7 @@ class UsageAccumulator:
     __slots__ = ("cached_calls", "calls", "cost", "cost_known", "usage")
 
     def __init__(self) -> None:
-        self.usage = Usage()
+        self.usage = _NO_USAGE
         self.calls = 0
         self.cached_calls = 0
         self.cost = 0.0
@@ -27,9 +32,9 @@ class UsageAccumulator:
 
     def add(self, usage: Usage, cost: float | None, cached: bool = False) -> None:
         """Add one LM call (`cached`: it was answered from a cache)."""
+        self.usage = usage if not self.calls else self.usage + usage
         self.calls += 1
         self.cached_calls += cached
-        self.usage = self.usage + usage
         if cost is None:
             self.cost_known = False
         else:
@@ -42,6 +47,9 @@ class UsageAccumulator:
     def all_cached(self) -> bool:
         """True when there were LM calls and a cache answered every one."""
         return self.calls > 0 and self.cached_calls == self.calls
+
+    def __repr__(self) -> str:
+        return f"UsageAccumulator(calls={self.calls}, cached={self.cached_calls}, {self.usage})"
 
 
 _active: ContextVar[tuple[UsageAccumulator, ...]] = ContextVar("lmvisor_usage", default=())

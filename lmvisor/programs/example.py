@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, final
+from typing import Any, Final, final
 
 from lmvisor.programs.lm import Usage
 
 __all__ = ["Completions", "Example", "Prediction"]
+
+_NO_USAGE: Final = Usage()  # frozen: one shared zero for every prediction not yet paid for
+_set = object.__setattr__
 
 
 class Example:
@@ -215,10 +218,10 @@ class Prediction(Example):
 
     def __init__(self, base: Mapping[str, Any] | Example | None = None, **values: Any) -> None:
         super().__init__(base, **values)
-        object.__setattr__(self, "_completions", Completions([dict(self._store)]))
-        object.__setattr__(self, "_usage", Usage())
-        object.__setattr__(self, "_cost", None)
-        object.__setattr__(self, "_cached", False)
+        _set(self, "_completions", Completions([dict(self._store)]))
+        _set(self, "_usage", _NO_USAGE)
+        _set(self, "_cost", None)
+        _set(self, "_cached", False)
 
     @classmethod
     def from_completions(
@@ -232,10 +235,14 @@ class Prediction(Example):
         items = Completions(completions)
         if not len(items):
             raise ValueError("completions must not be empty")
-        pred = cls(items[0])
-        object.__setattr__(pred, "_completions", items)
-        if usage is not None:
-            object.__setattr__(pred, "_usage", usage)
+        # Built slot by slot: `cls(items[0])` would copy the values into completions again.
+        pred = cls.__new__(cls)
+        _set(pred, "_store", dict(items[0]))
+        _set(pred, "_input_keys", None)
+        _set(pred, "_completions", items)
+        _set(pred, "_usage", _NO_USAGE if usage is None else usage)
+        _set(pred, "_cost", None)
+        _set(pred, "_cached", False)
         return pred
 
     @property
@@ -260,9 +267,9 @@ class Prediction(Example):
 
     def set_usage(self, usage: Usage, cost: float | None = None, *, cached: bool = False) -> None:
         """Record the usage (and cost) of the calls that produced this prediction."""
-        object.__setattr__(self, "_usage", usage)
-        object.__setattr__(self, "_cost", cost)
-        object.__setattr__(self, "_cached", cached)
+        _set(self, "_usage", usage)
+        _set(self, "_cost", cost)
+        _set(self, "_cached", cached)
 
     def get_lm_usage(self) -> dict[str, int]:
         """DSPy's name: the usage as a dict."""

@@ -137,10 +137,12 @@ if TYPE_CHECKING:
     from lmvisor.runtime.supervisor import terminate_child as terminate_child
     from lmvisor.runtime.supervisor import which_children as which_children
     from lmvisor.runtime.task_supervisor import StartTask as StartTask
+    from lmvisor.runtime.task_supervisor import TaskContext as TaskContext
     from lmvisor.runtime.task_supervisor import TaskSupervisor as TaskSupervisor
     from lmvisor.runtime.task_supervisor import TaskSupervisorStatistics as TaskSupervisorStatistics
     from lmvisor.runtime.task_supervisor import map_tasks as map_tasks
     from lmvisor.runtime.task_supervisor import start_task as start_task
+    from lmvisor.runtime.task_supervisor import task_context as task_context
     from lmvisor.runtime.tree import TreeNode as TreeNode
     from lmvisor.runtime.tree import build_tree as build_tree
 else:

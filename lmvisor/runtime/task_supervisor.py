@@ -6,20 +6,44 @@ and returns the `asyncio.Task` to await. A task that raises is reported
 it re-raises. When the supervisor stops (or is killed) its tasks are cancelled.
 `map_tasks(sup, fn, items, concurrency=n)` applies ``fn`` to every item with at
 most ``n`` running at once, returning results in input order.
+
+Starting a task is an inline call (`@handler(inline=True)`): it runs in the
+caller's task, never waits in the supervisor's mailbox, and costs one task
+creation. The task still belongs to the supervisor (counted, reported, cancelled
+with it) and runs in the supervisor's own context (its runtime, its name on log
+lines) under the caller's correlation scope, as if the supervisor had started it.
+A start may name a new correlation id and a deadline for the task instead, set
+in its context as it is made (no `with` block inside the task). A caller that
+starts many tasks with the same context variables (an LM, a policy) sets them
+once in a copy of that context (`task_context`) and passes it with each start:
+the task runs in a copy of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast, final
 
-from lmvisor.runtime.actor import Actor, ActorRef, handler
+from lmvisor.runtime.actor import Actor, ActorRef, ActorStatus, handler
+from lmvisor.runtime.correlation import CorrelationScope
+from lmvisor.runtime.correlation import _scope as _correlation_var
+from lmvisor.runtime.deadline import _deadline as _deadline_var
 from lmvisor.runtime.errors import ActorExited
 from lmvisor.runtime.messages import Call
 
-__all__ = ["StartTask", "TaskSupervisor", "TaskSupervisorStatistics", "map_tasks", "start_task"]
+__all__ = [
+    "StartTask",
+    "TaskContext",
+    "TaskSupervisor",
+    "TaskSupervisorStatistics",
+    "map_tasks",
+    "start_task",
+    "task_context",
+]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -28,9 +52,24 @@ U = TypeVar("U")
 @final
 @dataclass(frozen=True, slots=True)
 class StartTask(Call["asyncio.Task[Any]"]):
-    """Run ``fn()`` as a task owned by the supervisor; replies with the task."""
+    """Run ``fn()`` as a task owned by the supervisor; replies with the task.
+
+    `context`: run it in a copy of this context (one `TaskContext` returned, then
+    changed) instead of a copy of the supervisor's own. `correlation_id`: run it in
+    a new scope with this id (its parent the caller's scope) rather than the
+    caller's scope. `deadline`: the absolute deadline (loop time) it runs under.
+    """
 
     fn: Callable[[], Awaitable[Any]]
+    context: contextvars.Context | None = None
+    correlation_id: str | None = None
+    deadline: float | None = None
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class TaskContext(Call[contextvars.Context]):
+    """A copy of the context the supervisor runs its tasks in, for `StartTask.context`."""
 
 
 @final
@@ -50,15 +89,41 @@ class TaskSupervisor(Actor):
     def __init__(self) -> None:
         self._started = 0
         self._failed = 0
-        self._running: set[asyncio.Task[Any]] = set()
+        self._context = contextvars.Context()  # the incarnation's own, from started()
 
-    @handler
-    def _on_start_task(self, msg: StartTask) -> asyncio.Task[Any]:
+    async def started(self) -> None:
+        # The context this incarnation's task runs in: its runtime, its name on log lines.
+        self._context = contextvars.copy_context()
+
+    @handler(inline=True)
+    async def _on_start_task(self, msg: StartTask) -> asyncio.Task[Any]:
+        return self._start(msg.fn, msg.context, msg.correlation_id, msg.deadline)
+
+    def _start(
+        self,
+        fn: Callable[[], Awaitable[Any]],
+        context: contextvars.Context | None,
+        correlation_id: str | None,
+        deadline: float | None,
+    ) -> asyncio.Task[Any]:
+        """Start the task now; called in the caller's task, so its scope is the current one."""
+        made = (self._context if context is None else context).copy()
+        scope = _correlation_var.get()
+        if correlation_id is not None:
+            scope = CorrelationScope(
+                id=correlation_id, parent_id=None if scope is None else scope.id
+            )
+        if made.get(_correlation_var) is not scope:
+            made.run(_correlation_var.set, scope)
+        if deadline is not None:
+            made.run(_deadline_var.set, deadline)
+        task = made.run(self._process.own_task, _as_coroutine(fn), self._task_failed)
         self._started += 1
-        task = self._process.own_task(_as_coroutine(msg.fn), self._task_failed)
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
         return task
+
+    @handler(inline=True)
+    async def _on_task_context(self, msg: TaskContext) -> contextvars.Context:
+        return self._context.copy()
 
     def _task_failed(self, task: asyncio.Task[Any], exc: BaseException) -> None:
         self._failed += 1
@@ -67,34 +132,76 @@ class TaskSupervisor(Actor):
         )
 
     async def terminate(self, reason: object) -> None:
-        running = [t for t in self._running if not t.done()]
+        # The incarnation's death cancelled them; wait until every one has unwound.
+        running = [t for t in self._running() if not t.done()]
         for task in running:
             task.cancel()
         if running:
             await asyncio.wait(running)
 
+    def _running(self) -> set[asyncio.Task[Any]]:
+        # The tasks this incarnation owns (`own_task` keeps them until they end): only ours.
+        return self._process.owned or set()
+
     def statistics(self) -> TaskSupervisorStatistics:
         """Running, started and failed task counts (sync)."""
         return TaskSupervisorStatistics(
-            running=len(self._running), started=self._started, failed=self._failed
+            running=len(self._running()), started=self._started, failed=self._failed
         )
 
     def format_status(self) -> object:
-        return {"running": len(self._running), "started": self._started}
+        return {"running": len(self._running()), "started": self._started}
 
 
 async def _as_coroutine(fn: Callable[[], Awaitable[T]]) -> T:
     return await fn()
 
 
-async def start_task(sup: ActorRef, fn: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
+async def start_task(
+    sup: ActorRef,
+    fn: Callable[[], Awaitable[T]],
+    *,
+    context: contextvars.Context | None = None,
+    correlation_id: str | None = None,
+    deadline: float | None = None,
+) -> asyncio.Task[T]:
     """Run ``fn()`` under the task supervisor `sup`; return the task to await.
 
+    Args:
+        sup: the task supervisor.
+        fn: makes the awaitable the task runs (called in the task).
+        context: the task runs in a copy of it (one `task_context` returned, then
+            changed); by default in a copy of the supervisor's own context.
+        correlation_id: the task runs in a new correlation scope with this id (its
+            parent the caller's scope); by default in the caller's scope.
+        deadline: the absolute deadline (loop time) the task runs under
+            (`current_deadline()` in it); by default none.
+
+    Never waits in the supervisor's mailbox (only while the supervisor is starting).
+
     Raises:
-        ActorExited: the supervisor is dead.
+        ActorExited: the supervisor is dead or stopping.
+        ValueError: `deadline` is NaN.
     """
-    task = await sup.call(StartTask(fn), None)
+    if deadline is not None and math.isnan(deadline):
+        raise ValueError("start_task: deadline must not be NaN")
+    proc = sup._proc
+    actor = proc.actor
+    if proc.status is ActorStatus.RUNNING and type(actor) is TaskSupervisor:
+        # What the inline call would do, without its bookkeeping: nothing here can wait.
+        return cast("asyncio.Task[T]", actor._start(fn, context, correlation_id, deadline))
+    task = await sup.call(StartTask(fn, context, correlation_id, deadline), None)
     return cast("asyncio.Task[T]", task)
+
+
+async def task_context(sup: ActorRef) -> contextvars.Context:
+    """A copy of the context the supervisor `sup` runs tasks in, to change and pass to
+    `start_task` (set there what every task started with it shares).
+
+    Raises:
+        ActorExited: the supervisor is dead or stopping.
+    """
+    return await sup.call(TaskContext(), None)
 
 
 async def map_tasks(

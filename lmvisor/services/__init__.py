@@ -51,12 +51,14 @@ if TYPE_CHECKING:
     from lmvisor.services.cache_sqlite import SqliteTierStatistics as SqliteTierStatistics
     from lmvisor.services.cache_store import CacheStatistics as CacheStatistics
     from lmvisor.services.cache_store import CacheStore as CacheStore
+    from lmvisor.services.cache_store import Flight as Flight
     from lmvisor.services.cache_store import TierStatistics as TierStatistics
     from lmvisor.services.cached_lm import CachedLM as CachedLM
     from lmvisor.services.cached_lm import CachePolicy as CachePolicy
     from lmvisor.services.cached_lm import CacheReport as CacheReport
     from lmvisor.services.cached_lm import cache_policy as cache_policy
     from lmvisor.services.cached_lm import cache_report as cache_report
+    from lmvisor.services.cached_lm import current_cache_policy as current_cache_policy
     from lmvisor.services.cooldown import Cooldowns as Cooldowns
     from lmvisor.services.cooldown import CooldownStatistics as CooldownStatistics
     from lmvisor.services.errors import AllStrategiesFailed as AllStrategiesFailed
@@ -90,6 +92,7 @@ if TYPE_CHECKING:
     from lmvisor.services.lm_services import start_lm_providers as start_lm_providers
     from lmvisor.services.module_execution import Execution as Execution
     from lmvisor.services.module_execution import ExecutionContext as ExecutionContext
+    from lmvisor.services.module_execution import prepare_context as prepare_context
     from lmvisor.services.module_execution import run_execution as run_execution
     from lmvisor.services.module_manager import MODULE_TASKS_NAME as MODULE_TASKS_NAME
     from lmvisor.services.module_manager import MODULES_NAME as MODULES_NAME
@@ -107,7 +110,6 @@ if TYPE_CHECKING:
     from lmvisor.services.module_stream import StreamSink as StreamSink
     from lmvisor.services.module_stream import stream_program as stream_program
     from lmvisor.services.module_table import ModuleInfo as ModuleInfo
-    from lmvisor.services.module_table import ModuleMeters as ModuleMeters
     from lmvisor.services.module_table import ModuleRecord as ModuleRecord
     from lmvisor.services.module_table import ModuleVersion as ModuleVersion
     from lmvisor.services.module_table import PredictorInfo as PredictorInfo

@@ -4,11 +4,11 @@
 a time, and reopens after `close()`. A file gets WAL journaling, synchronous=NORMAL (a
 committed write survives a killed process) and a busy timeout, so two processes on one
 file wait for each other rather than fail; with no path the database lives in memory.
-`enable_wal` switches a file to WAL and waits out other processes doing the same (see
-there). Text comes back as bytes: `text` and `json_value` decode one column at a time, so a row
-holding bytes that are not UTF-8, or text that is not JSON, is one `CorruptRecord` naming
-the row rather than a failed query; `report_skipped` tells the operator about each row a
-service skips (a `store.record_skipped` event and a warning).
+`lmvisor.runtime._sqlite.enable_wal` switches a file to WAL and waits out other processes
+doing the same. Text comes back as bytes: `text` and `json_value` decode one column at a
+time, so a row holding bytes that are not UTF-8, or text that is not JSON, is one
+`CorruptRecord` naming the row rather than a failed query; `report_skipped` tells the
+operator about each row a service skips (a `store.record_skipped` event and a warning).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar, final
 
 import anyio.to_thread
 
+from lmvisor.runtime._sqlite import enable_wal
 from lmvisor.runtime.observe.events import EventRing
 from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
@@ -32,7 +32,6 @@ __all__ = [
     "BUSY_TIMEOUT_MS",
     "SqliteFile",
     "dump_json",
-    "enable_wal",
     "json_value",
     "report_skipped",
     "text",
@@ -42,9 +41,6 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_MS: Final = 5000
 """How long a writer waits for another connection's lock before failing."""
-
-_WAL_FIRST_PAUSE: Final = 0.001
-_WAL_MAX_PAUSE: Final = 0.05
 
 _log = get_logger(__name__)
 
@@ -98,40 +94,6 @@ class SqliteFile:
 
     def __repr__(self) -> str:
         return f"SqliteFile({str(self.path) if self.path else ':memory:'})"
-
-
-def enable_wal(conn: sqlite3.Connection, *, wait: float) -> None:
-    """Put `conn`'s database in WAL mode, waiting up to `wait` seconds for other connections.
-
-    Switching a file to WAL reads its header, then upgrades to a write lock. SQLite
-    never waits (busy handler) for such an upgrade, since two connections each holding a
-    read lock and waiting for the other would deadlock: of two processes opening a new
-    file at the same moment, one gets "database is locked" at once, whatever its busy
-    timeout. That error is retried here, with short growing pauses, until `wait` has
-    passed; a file already in WAL mode needs no lock and returns at once. Blocking: call
-    it on a worker thread.
-
-    Raises:
-        sqlite3.OperationalError: still locked after `wait` seconds.
-        sqlite3.Error: any other failure (not a database, read-only...), at once.
-    """
-    deadline = time.monotonic() + wait
-    pause = _WAL_FIRST_PAUSE
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL").fetchall()
-            return
-        except sqlite3.OperationalError as exc:
-            left = deadline - time.monotonic()
-            if not _is_busy(exc) or left <= 0:
-                raise
-        time.sleep(min(pause, left))
-        pause = min(pause * 2, _WAL_MAX_PAUSE)
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    """SQLITE_BUSY or one of its extended codes (another connection holds the lock)."""
-    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def dump_json(value: Any) -> str:

@@ -35,7 +35,7 @@ machine).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
@@ -176,17 +176,18 @@ class App:
         """Register a program; see `Modules.register`."""
         return await self.modules.register(module_id, program, options=options)
 
-    async def run(
+    def run(
         self,
         module_id: str,
         inputs: Mapping[str, Any],
         *,
         correlation_id: str | None = None,
-        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (a deadline, passed on)
+        timeout: Any = DEFAULT_TIMEOUT,
         stream: StreamSink | None = None,
-    ) -> Execution:
-        """Execute a registered program; see `Modules.execute` (`stream`: its field chunks)."""
-        return await self.modules.execute(
+    ) -> Coroutine[Any, Any, Execution]:
+        """Execute a registered program (await it); see `Modules.execute` (`stream`: its
+        field chunks). The coroutine is `Modules.execute`'s own: no extra frame per call."""
+        return self.modules.execute(
             module_id, inputs, correlation_id=correlation_id, timeout=timeout, stream=stream
         )
 

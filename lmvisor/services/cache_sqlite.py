@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, final
 
-from lmvisor.services._sqlite import enable_wal
+from lmvisor.runtime._sqlite import enable_wal
 from lmvisor.services.cache_entry import CacheEntry, CorruptEntry
 
 __all__ = ["SqliteTier", "SqliteTierStatistics"]
@@ -61,6 +61,7 @@ _UPSERT: Final = (
     " ON CONFLICT(key) DO UPDATE SET payload = excluded.payload, size = excluded.size,"
     " stored_at = excluded.stored_at, expires_at = excluded.expires_at"
 )
+_SELECT: Final = "SELECT payload, expires_at FROM entries WHERE key = ?"
 _OLDEST: Final = (
     "DELETE FROM entries WHERE key IN (SELECT key FROM entries ORDER BY stored_at LIMIT ?)"
 )
@@ -92,6 +93,7 @@ class SqliteTier:
     __slots__ = (
         "_evictions",
         "_lock",
+        "_read",
         "_reader",
         "_writer",
         "busy_timeout",
@@ -109,6 +111,7 @@ class SqliteTier:
         self.stale_ttl = stale_ttl
         self._lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
+        self._read: sqlite3.Cursor | None = None  # the reader's one cursor, made once
         self._writer: sqlite3.Connection | None = None
         self._evictions = 0
 
@@ -134,6 +137,7 @@ class SqliteTier:
             raise
         self._writer = writer
         self._reader = self._connect(_READER_BUSY_MS)
+        self._read = self._reader.cursor()
 
     def _connect(self, busy_ms: int) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -148,11 +152,10 @@ class SqliteTier:
             CorruptEntry: the row holds no byte payload.
             sqlite3.Error: the read failed.
         """
-        row = (
-            self._conn(self._reader)
-            .execute("SELECT payload, expires_at FROM entries WHERE key = ?", (key,))
-            .fetchone()
-        )
+        cursor = self._read
+        if cursor is None:
+            raise sqlite3.ProgrammingError(f"cache file {self.path} is not open")
+        row = cursor.execute(_SELECT, (key,)).fetchone()
         if row is None:
             return None
         payload, expires_at = row
@@ -249,7 +252,7 @@ class SqliteTier:
             for conn in (self._reader, self._writer):
                 if conn is not None:
                     conn.close()
-            self._reader = self._writer = None
+            self._reader = self._writer = self._read = None
 
     def _conn(self, conn: sqlite3.Connection | None) -> sqlite3.Connection:
         if conn is None:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     # redis is an optional dependency, imported only when L2 is configured.
     from lmvisor.services.cache_redis import RedisTier
 
-__all__ = ["CacheStatistics", "CacheStore", "TierStatistics"]
+__all__ = ["CacheStatistics", "CacheStore", "Flight", "TierStatistics"]
 
 TO_L2: Final = 1
 TO_L3: Final = 2
@@ -84,6 +84,44 @@ class CacheStatistics:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
         return asdict(self)
+
+
+@final
+class Flight:
+    """One upstream call in progress for a key (single flight) and the callers waiting for it.
+
+    The caller making the call ends it with `succeed` or `fail`; a caller that finds it
+    running waits on `join()`. A future is made only for a caller that joins, so a call
+    nobody joins (nearly every miss) costs none.
+    """
+
+    __slots__ = ("_waiters",)
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[LMResponse]] | None = None
+
+    def join(self) -> asyncio.Future[LMResponse]:
+        """A future of the call's answer (or its error); cancel it to stop waiting."""
+        future: asyncio.Future[LMResponse] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(future)
+        return future
+
+    def succeed(self, response: LMResponse) -> None:
+        """Hand `response` to every caller still waiting."""
+        for future in self._waiters or ():
+            if not future.done():
+                future.set_result(response)
+
+    def fail(self, exc: BaseException) -> None:
+        """Hand `exc` to every caller still waiting."""
+        for future in self._waiters or ():
+            if not future.done():
+                future.set_exception(exc)
+
+    def __repr__(self) -> str:
+        return f"Flight(waiters={len(self._waiters or ())})"
 
 
 @final
@@ -155,7 +193,7 @@ class CacheStore:
         self.l2: RedisTier | None = None
         self.l3: SqliteTier | None = None
         self.meters = {layer: _Meter(metrics, layer) for layer in _LAYERS}
-        self.inflight: dict[str, asyncio.Future[LMResponse]] = {}
+        self.inflight: dict[str, Flight] = {}
         self.lookups = self.hits = self.stale_served = self.coalesced = 0
         self._write_queue = write_queue
         self._pending: deque[PendingWrite] = deque()

@@ -31,7 +31,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Any, final
+from typing import Final, final
 
 from lmvisor.programs.lm import LM, LMCapabilities, LMRequest, LMResponse, LMStreamItem, Usage
 from lmvisor.runtime.deadline import time_left
@@ -39,10 +39,17 @@ from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError, ProtectionErr
 from lmvisor.runtime.observe.names import CACHE_STALE_SERVED
 from lmvisor.services.cache_entry import CacheEntry, CorruptEntry, decode_response
 from lmvisor.services.cache_key import cache_wanted, request_key, vendor_request
-from lmvisor.services.cache_store import CacheStore
+from lmvisor.services.cache_store import CacheStore, Flight
 from lmvisor.services.errors import CacheMiss
 
-__all__ = ["CachePolicy", "CacheReport", "CachedLM", "cache_policy", "cache_report"]
+__all__ = [
+    "CachePolicy",
+    "CacheReport",
+    "CachedLM",
+    "cache_policy",
+    "cache_report",
+    "current_cache_policy",
+]
 
 
 @final
@@ -62,9 +69,21 @@ class CacheReport:
     stale: int = 0
 
 
-_DEFAULT_POLICY = CachePolicy()
-_policy: ContextVar[CachePolicy] = ContextVar("lmvisor_cache_policy", default=_DEFAULT_POLICY)
+# Every policy there is, built once: entering a `cache_policy` block builds none.
+_POLICIES: Final[dict[tuple[bool, bool], CachePolicy]] = {
+    (stale, only): CachePolicy(allow_stale=stale, cache_only=only)
+    for stale in (False, True)
+    for only in (False, True)
+}
+_policy: ContextVar[CachePolicy] = ContextVar(
+    "lmvisor_cache_policy", default=_POLICIES[False, False]
+)
 _report: ContextVar[CacheReport | None] = ContextVar("lmvisor_cache_report", default=None)
+
+
+def current_cache_policy() -> CachePolicy:
+    """How LM calls made now may use the cache: the innermost `cache_policy` block's policy."""
+    return _policy.get()
 
 
 @final
@@ -79,7 +98,7 @@ class cache_policy:  # a class, not a generator: cheaper on every execution
     __slots__ = ("_policy", "_token")
 
     def __init__(self, *, allow_stale: bool = False, cache_only: bool = False) -> None:
-        self._policy = CachePolicy(allow_stale=allow_stale, cache_only=cache_only)
+        self._policy = _POLICIES[bool(allow_stale), bool(cache_only)]
         self._token: Token[CachePolicy] | None = None
 
     def __enter__(self) -> CachePolicy:
@@ -180,34 +199,36 @@ class CachedLM:
                 continue
             except Exception as exc:
                 return self._or_stale(exc, stale, request, policy)
-        leader: asyncio.Future[LMResponse] = asyncio.get_running_loop().create_future()
-        leader.add_done_callback(_retrieve)
-        store.inflight[key] = leader
+        flight = store.inflight[key] = Flight()
         try:
             response = await self._upstream.complete(vendor_request(request))
         except asyncio.CancelledError:
-            leader.set_exception(_LeaderGone())
+            flight.fail(_LeaderGone())
             raise
         except BaseException as exc:
-            leader.set_exception(exc)
+            flight.fail(exc)
             if isinstance(exc, Exception):
                 return self._or_stale(exc, stale, request, policy)
             raise
         finally:
             del store.inflight[key]
-        leader.set_result(response)
+        flight.succeed(response)
         store.save(key, response, store.wall())
         return response
 
-    async def _follow(self, shared: asyncio.Future[LMResponse]) -> LMResponse:
+    async def _follow(self, shared: Flight) -> LMResponse:
         self._store.coalesced += 1
         left = time_left()
         if left is not None and left <= 0:
             raise DeadlineExceeded(operation="waiting for an identical LM request")
-        done, _ = await asyncio.wait((shared,), timeout=left)
+        answer = shared.join()
+        try:
+            done, _ = await asyncio.wait((answer,), timeout=left)
+        finally:
+            _stop_waiting(answer)
         if not done:
             raise DeadlineExceeded(operation="waiting for an identical LM request")
-        return _as_cached(shared.result())
+        return _as_cached(answer.result())
 
     def _or_stale(
         self,
@@ -271,6 +292,9 @@ def _as_cached(response: LMResponse) -> LMResponse:
     )
 
 
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
+def _stop_waiting(answer: asyncio.Future[LMResponse]) -> None:
+    """Cancel a wait given up on; an answer already there is read, so no error goes unread."""
+    if not answer.done():
+        answer.cancel()
+    elif not answer.cancelled():
+        answer.exception()

@@ -3,12 +3,14 @@
 `run_execution` is what the ModuleManager's task supervisor runs for each
 `execute` call, under the caller's correlation id and deadline:
 
-1. `module_execution_start` is emitted (`module_id`, `module_type`, `version`).
+1. `module_execution_start` is recorded (`module_id`, `module_type`, `version`).
 2. The program's own breaker admits the call (or refuses it: `CircuitOpen`)
    and its limiter, if one is configured, takes a slot; a wait the deadline
    cannot cover is refused at once (`RateLimited`).
 3. The program runs with the app's LM for its model, stale answers allowed
-   for single LM calls when its options say so.
+   for single LM calls when its options say so. A task context prepared with
+   both (`prepare_context`, what `Modules.execute` starts executions in) saves
+   setting them on every call.
 4. If it fails, each configured fallback is tried in turn (`FALLBACK_ORDER`);
    the one that answers emits `fallback_strategy_success`. If none does,
    `AllStrategiesFailed` carries every cause; with no fallback configured the
@@ -17,10 +19,13 @@
    With a `stream` sink (`Modules.execute(..., stream=...)`), the primary
    strategy runs streamed: each output field's text goes to the sink as it
    arrives (`lmvisor.services.module_stream`); fallbacks run unstreamed.
-5. `module_execution_complete` is emitted (`duration_ms`, `lm_calls`,
+5. `module_execution_complete` is recorded (`duration_ms`, `lm_calls`,
    `cost_usd`, `success`, `strategy`, and `error` on failure), and the
    `lmvisor_module_execution_seconds` / `_success_total` / `_errors_total`
    metrics are recorded.
+
+Both events come at request rate, so they go in with `EventRing.record`: their
+`Event` objects are built only for a listener or query that asks for them.
 """
 
 from __future__ import annotations
@@ -36,9 +41,9 @@ from lmvisor.programs._usage import close_accumulator, open_accumulator
 from lmvisor.programs.example import Prediction
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
-from lmvisor.programs.settings import context
+from lmvisor.programs.settings import configure, context, current_settings
 from lmvisor.runtime.correlation import current_correlation_id
-from lmvisor.runtime.deadline import deadline_at, time_left
+from lmvisor.runtime.deadline import current_deadline, deadline_at, time_left
 from lmvisor.runtime.errors import LmvisorError
 from lmvisor.runtime.observe.events import EventRing
 from lmvisor.runtime.observe.names import (
@@ -47,12 +52,12 @@ from lmvisor.runtime.observe.names import (
     MODULE_EXECUTION_START,
 )
 from lmvisor.runtime.protection.limiter import RateLimiter
-from lmvisor.services.cached_lm import cache_policy, cache_report
+from lmvisor.services.cached_lm import cache_policy, cache_report, current_cache_policy
 from lmvisor.services.errors import AllStrategiesFailed
 from lmvisor.services.module_stream import StreamSink, stream_program
 from lmvisor.services.module_table import ModuleRecord, ModuleVersion
 
-__all__ = ["Execution", "ExecutionContext", "run_execution"]
+__all__ = ["Execution", "ExecutionContext", "prepare_context", "run_execution"]
 
 PRIMARY: Final = "primary"
 _NO_DEADLINE: Final = nullcontext()
@@ -134,13 +139,15 @@ async def run_execution(
         DeadlineExceeded: the deadline passed (no fallback set).
         LmvisorError, ValueError: the program's own failure.
     """
-    with deadline_at(at) if at is not None else _NO_DEADLINE, cache_report() as report:
+    # A task started under that deadline already runs under it (`start_task(deadline=...)`).
+    bound = _NO_DEADLINE if at is None or current_deadline() == at else deadline_at(at)
+    with bound, cache_report() as report:
         base = {
             "module_id": record.module_id,
             "module_type": type(version.program).__name__,
             "version": version.number,
         }
-        ctx.events.emit(MODULE_EXECUTION_START, base)
+        ctx.events.record(MODULE_EXECUTION_START, base)
         started = time.perf_counter()
         acc, token = open_accumulator()
         try:
@@ -165,8 +172,12 @@ async def run_execution(
             cached=acc.all_cached(),
             stale=report.stale > 0 or strategy == "stale_cache",
             correlation_id=current_correlation_id(),
-            failures=tuple((name, f"{type(err).__name__}: {err}") for name, err in failures),
+            failures=_described(failures) if failures else (),
         )
+
+
+def _described(failures: list[tuple[str, BaseException]]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, f"{type(err).__name__}: {err}") for name, err in failures)
 
 
 def _complete(
@@ -188,15 +199,13 @@ def _complete(
         "success": exc is None,
         "strategy": strategy,
     }
-    meters = record.meters
-    meters.duration.observe(seconds)
     if exc is None:
-        meters.success.inc()
+        record.figures.record(seconds)
     else:
         code = exc.code if isinstance(exc, LmvisorError) else type(exc).__name__
         data["error"] = {"type": type(exc).__name__, "code": code}
-        meters.errors.labels(module=record.module_id, error=code).inc()
-    ctx.events.emit(MODULE_EXECUTION_COMPLETE, data)
+        record.figures.record(seconds, code)
+    ctx.events.record(MODULE_EXECUTION_COMPLETE, data)
 
 
 async def _strategies(
@@ -243,19 +252,39 @@ async def _primary(
     try:
         if record.limiter is not None:
             await _admit(record.limiter)
-        with (
-            context(lm=ctx.lm_for(record.lm)),
-            cache_policy(allow_stale=record.options.allow_stale),
-        ):
-            if stream is None:
-                result = await version.program(**inputs)
-            else:
-                result = await stream_program(version.program, inputs, stream)
+        lm = ctx.lm_for(record.lm)
+        allow_stale = record.options.allow_stale
+        if _prepared(lm, allow_stale):
+            result = await _call(version.program, inputs, stream)
+        else:
+            with context(lm=lm), cache_policy(allow_stale=allow_stale):
+                result = await _call(version.program, inputs, stream)
     except BaseException as exc:
         breaker.on_failure(exc, trial)
         raise
     breaker.on_success(trial)
     return result
+
+
+def _call(program: Module, inputs: Mapping[str, Any], stream: StreamSink | None) -> Awaitable[Any]:
+    return program(**inputs) if stream is None else stream_program(program, inputs, stream)
+
+
+def _prepared(lm: LM, allow_stale: bool) -> bool:
+    """Whether the running context already has `lm` and that cache policy (`prepare_context`)."""
+    policy = current_cache_policy()
+    return (
+        current_settings().lm is lm and policy.allow_stale == allow_stale and not policy.cache_only
+    )
+
+
+def prepare_context(lm: LM, *, allow_stale: bool) -> None:
+    """Give the current context what a program's executions run with: `lm` and the cache
+    policy (`allow_stale`). For a context made for tasks (`task_context`), whose executions
+    then set neither per call; it keeps its own bounded call history.
+    """
+    configure(lm=lm)
+    cache_policy(allow_stale=allow_stale).__enter__()  # left on: the context is the block
 
 
 async def _admit(limiter: RateLimiter) -> None:

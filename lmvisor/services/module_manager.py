@@ -66,12 +66,7 @@ from lmvisor.runtime.task_supervisor import TaskSupervisor
 from lmvisor.services.errors import ModuleAlreadyRegistered, UnknownModule
 from lmvisor.services.module_options import ModuleOptions
 from lmvisor.services.module_store import ProgramStore, RestoredProgram, stored_program
-from lmvisor.services.module_table import (
-    ModuleInfo,
-    ModuleMeters,
-    ModuleRecord,
-    ModuleVersion,
-)
+from lmvisor.services.module_table import ModuleInfo, ModuleRecord, ModuleVersion
 
 __all__ = [
     "MODULES_NAME",
@@ -197,7 +192,7 @@ class ModuleManager(Actor):
             lm=msg.lm,
             options=msg.options,
             breaker=self._breaker(msg.module_id, _breaker_config(config, msg.module_id)),
-            meters=self._meters(msg.module_id),
+            figures=self.runtime.metrics.module(msg.module_id),
         )
         self._protect(record, config)
         records[msg.module_id] = record
@@ -299,7 +294,7 @@ class ModuleManager(Actor):
             program.module_id, program.versions, program.history,
             next_number=program.next_number, lm=program.lm, options=program.options,
             breaker=self._breaker(program.module_id, _breaker_config(config, program.module_id)),
-            meters=self._meters(program.module_id),
+            figures=self.runtime.metrics.module(program.module_id),
         )  # fmt: skip
         self._protect(record, config)
         return record
@@ -343,14 +338,6 @@ class ModuleManager(Actor):
     def _breaker_event(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
         data = {"breaker": breaker.name, "old": old.name.lower(), "new": new.name.lower()}
         self.runtime.events.ring.emit(BREAKER_STATE_CHANGED, data)
-
-    def _meters(self, module_id: str) -> ModuleMeters:
-        metrics = self.runtime.metrics
-        return ModuleMeters(
-            duration=metrics.module_duration.labels(module=module_id),
-            success=metrics.module_success.labels(module=module_id),
-            errors=metrics.module_errors,
-        )
 
     def _emit(self, kind: str, record: ModuleRecord, **data: Any) -> None:
         payload = {"module_id": record.module_id, "module_type": record.module_type, **data}

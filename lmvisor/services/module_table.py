@@ -19,10 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
-from prometheus_client import Counter, Histogram
-
 from lmvisor.programs.module import Module
 from lmvisor.programs.spec import ProgramSpec, ProgramSpecError, program_spec
+from lmvisor.runtime.observe.metrics import ModuleFigures
 from lmvisor.runtime.protection.breaker import CircuitBreaker
 from lmvisor.runtime.protection.limiter import RateLimiter
 from lmvisor.services.errors import NoPreviousVersion
@@ -30,7 +29,6 @@ from lmvisor.services.module_options import ModuleOptions
 
 __all__ = [
     "ModuleInfo",
-    "ModuleMeters",
     "ModuleRecord",
     "ModuleVersion",
     "PredictorInfo",
@@ -47,16 +45,6 @@ class ModuleVersion:
     program: Module
     spec: ProgramSpec | None
     created_at: float
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class ModuleMeters:
-    """A program's Prometheus children, bound once at registration (`errors` by error code)."""
-
-    duration: Histogram
-    success: Counter
-    errors: Counter
 
 
 @final
@@ -125,7 +113,7 @@ def spec_of(program: Module, lm: str | None = None) -> ProgramSpec | None:
 @final
 @dataclass(slots=True, kw_only=True)
 class ModuleRecord:
-    """One registered program: its versions, options, model and protections.
+    """One registered program: its versions, options, model, protections and metric figures.
 
     Changed only by the ModuleManager; everything else reads it. `restored` marks a
     program read back from the store and not yet registered again by this app.
@@ -139,7 +127,7 @@ class ModuleRecord:
     versions: dict[int, ModuleVersion]
     history: list[int]
     breaker: CircuitBreaker
-    meters: ModuleMeters
+    figures: ModuleFigures
     limiter: RateLimiter | None = None
     protection_config: tuple[Any, Any] = (None, None)
     next_number: int = 2
@@ -154,7 +142,7 @@ class ModuleRecord:
         lm: str,
         options: ModuleOptions,
         breaker: CircuitBreaker,
-        meters: ModuleMeters,
+        figures: ModuleFigures,
     ) -> ModuleRecord:
         """A record whose only version is `version` (numbered 1)."""
         return cls(
@@ -166,7 +154,7 @@ class ModuleRecord:
             versions={version.number: version},
             history=[version.number],
             breaker=breaker,
-            meters=meters,
+            figures=figures,
         )
 
     @classmethod
@@ -180,7 +168,7 @@ class ModuleRecord:
         lm: str,
         options: ModuleOptions,
         breaker: CircuitBreaker,
-        meters: ModuleMeters,
+        figures: ModuleFigures,
     ) -> ModuleRecord:
         """A record read back from the store: its kept versions, the last of `history` current."""
         by_number = {v.number: v for v in versions}
@@ -194,7 +182,7 @@ class ModuleRecord:
             versions=by_number,
             history=list(history),
             breaker=breaker,
-            meters=meters,
+            figures=figures,
             next_number=next_number,
             restored=True,
         )

@@ -5,7 +5,9 @@ here, in the caller's task (a bad spec fails with `ProgramSpecError` naming
 the field, before any message is sent), then applied by the manager. Reads
 (`get`, `describe`, `list_modules`) come straight from the module table.
 `execute` starts the execution as a task under the manager's task
-supervisor and waits for it, bounded by the call's deadline.
+supervisor and waits for it, bounded by the call's deadline. The task runs in
+a context prepared once per LM and cache policy (`prepare_context`, in a copy of
+the task supervisor's `task_context`), so an execution sets no settings of its own.
 
 Every method is a coroutine, and every failure is a typed error a request
 handler can map to a status: `UnknownModule` (404), `ModuleAlreadyRegistered`
@@ -15,6 +17,7 @@ and `NoPreviousVersion` (409), `ProgramSpecError` / `ServiceInputError` (400).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import math
 import os
@@ -28,14 +31,20 @@ from lmvisor.programs.errors import StateError
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
 from lmvisor.programs.spec import ProgramSpec, build_program, parse_program_spec
-from lmvisor.runtime.correlation import correlation_scope, current_scope
+from lmvisor.runtime.actor import ActorRef
+from lmvisor.runtime.correlation import current_scope
 from lmvisor.runtime.deadline import current_deadline
 from lmvisor.runtime.errors import ActorExited, DeadlineExceeded
 from lmvisor.runtime.runtime import Runtime
-from lmvisor.runtime.task_supervisor import start_task
+from lmvisor.runtime.task_supervisor import start_task, task_context
 from lmvisor.services._sqlite import report_skipped
 from lmvisor.services.errors import CorruptRecord, ServiceInputError, UnknownModule
-from lmvisor.services.module_execution import Execution, ExecutionContext, run_execution
+from lmvisor.services.module_execution import (
+    Execution,
+    ExecutionContext,
+    prepare_context,
+    run_execution,
+)
 from lmvisor.services.module_manager import (
     MODULE_TASKS_NAME,
     MODULES_NAME,
@@ -72,6 +81,8 @@ _ID: Final = re.compile(r"^[a-z0-9][a-z0-9_\-.]{0,127}$")
 # An execution task gets this long past the deadline to finish its fallbacks.
 _GRACE: Final = 0.05
 _CALL_TIMEOUT: Final = 10.0
+# Prepared task contexts kept (one per LM and policy in use); beyond that they are made again.
+_MAX_CONTEXTS: Final = 64
 
 
 @final
@@ -80,6 +91,39 @@ class _Failed:
     """An execution task's failure, carried back as a value (not a task crash report)."""
 
     error: BaseException
+
+
+@final
+class _TaskContexts:
+    """The contexts executions start in, prepared once per (LM, allow_stale) from one
+    incarnation of the task supervisor (a restarted one gets new ones: its name is on them)."""
+
+    __slots__ = ("_contexts", "_of")
+
+    def __init__(self) -> None:
+        self._of: ActorRef | None = None
+        # Keyed by the LM's id, so an LM need not be hashable: the context holds the LM,
+        # so the id stays its own while the entry lives.
+        self._contexts: dict[tuple[int, bool], contextvars.Context] = {}
+
+    def find(self, sup: ActorRef, lm: LM, allow_stale: bool) -> contextvars.Context | None:
+        """The context already prepared for `lm` and `allow_stale` under `sup`, or None."""
+        return self._contexts.get((id(lm), allow_stale)) if self._of is sup else None
+
+    async def make(self, sup: ActorRef, lm: LM, allow_stale: bool) -> contextvars.Context:
+        """Prepare (and keep) the context for `lm` and `allow_stale` under `sup`.
+
+        Raises:
+            ActorExited: `sup` is dead or stopping.
+        """
+        made = await task_context(sup)
+        made.run(prepare_context, lm, allow_stale=allow_stale)
+        if self._of is not sup:
+            self._of, self._contexts = sup, {}
+        elif len(self._contexts) >= _MAX_CONTEXTS:
+            self._contexts.clear()
+        self._contexts[id(lm), allow_stale] = made
+        return made
 
 
 @final
@@ -92,7 +136,16 @@ class Modules:
         lm_for: the application's LM for a model ("vendor/model").
     """
 
-    __slots__ = ("_context", "_ids", "_manager", "_prefix", "_runtime", "_table", "_tasks")
+    __slots__ = (
+        "_context",
+        "_ids",
+        "_manager",
+        "_prefix",
+        "_runtime",
+        "_table",
+        "_task_contexts",
+        "_tasks",
+    )
 
     def __init__(self, runtime: Runtime, table: ModuleTable, lm_for: Callable[[str], LM]) -> None:
         self._runtime = runtime
@@ -103,6 +156,7 @@ class Modules:
         # Correlation ids for executions that come without one: unique, and cheaper than uuid4.
         self._prefix = os.urandom(6).hex() + "-"
         self._ids = itertools.count(1)
+        self._task_contexts = _TaskContexts()
 
     # --- writes -------------------------------------------------------------------------
 
@@ -296,20 +350,34 @@ class Modules:
 
         async def job() -> Execution | _Failed:
             try:
-                if scope_id is None:
-                    return await run_execution(ctx, record, version, args, at, stream)
-                with correlation_scope(scope_id):
-                    return await run_execution(ctx, record, version, args, at, stream)
+                return await run_execution(ctx, record, version, args, at, stream)
             except Exception as exc:
                 return _Failed(exc)
 
-        task = await start_task(self._tasks.resolve(), job)
+        sup = self._tasks.resolve()
+        lm = self._lm_of(record)
+        allow_stale = record.options.allow_stale
+        contexts = self._task_contexts
+        prepared = (
+            None
+            if lm is None
+            else contexts.find(sup, lm, allow_stale) or await contexts.make(sup, lm, allow_stale)
+        )
+        task = await start_task(sup, job, context=prepared, correlation_id=scope_id, deadline=at)
         outcome = await _join(task, at)
         if isinstance(outcome, _Failed):
             raise outcome.error
         return outcome
 
     # --- helpers ------------------------------------------------------------------------
+
+    def _lm_of(self, record: ModuleRecord) -> LM | None:
+        """The LM `record`'s executions start with; None when it cannot be had: the execution
+        then meets that error itself, where its fallbacks can answer it."""
+        try:
+            return self._context.lm_for(record.lm)
+        except Exception:
+            return None
 
     def _record(self, module_id: str) -> ModuleRecord:
         record = self._table.records.get(module_id)

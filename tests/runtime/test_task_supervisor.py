@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import pytest
 
 from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.correlation import correlation_scope, current_scope
+from lmvisor.runtime.deadline import current_deadline
+from lmvisor.runtime.errors import ActorExited
 from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.task_supervisor import (
@@ -15,7 +19,10 @@ from lmvisor.runtime.task_supervisor import (
     TaskSupervisorStatistics,
     map_tasks,
     start_task,
+    task_context,
 )
+
+_CALLERS: contextvars.ContextVar[str] = contextvars.ContextVar("test_caller", default="unset")
 
 
 async def _tasks(runtime: Runtime) -> tuple[ActorRef, TaskSupervisor]:
@@ -51,6 +58,77 @@ class TestStartTask:
         task = await start_task(ref, asyncio.Event().wait)
         await runtime.terminate_child("tasks")
         assert task.cancelled()
+
+
+class TestTaskContext:
+    async def test_a_task_runs_in_the_supervisors_context_under_the_callers_scope(
+        self, runtime: Runtime
+    ) -> None:
+        """The caller's own context variables stay behind; its correlation scope goes along."""
+        ref, _ = await _tasks(runtime)
+
+        async def seen() -> tuple[str, str | None]:
+            scope = current_scope()
+            return _CALLERS.get(), None if scope is None else scope.id
+
+        token = _CALLERS.set("caller")
+        try:
+            with correlation_scope("c-1"):
+                assert await (await start_task(ref, seen)) == ("unset", "c-1")
+        finally:
+            _CALLERS.reset(token)
+
+    async def test_a_new_scope_and_a_deadline_are_set_as_the_task_is_made(
+        self, runtime: Runtime
+    ) -> None:
+        """correlation_id opens a scope whose parent is the caller's; deadline bounds the task."""
+        ref, _ = await _tasks(runtime)
+
+        async def seen() -> tuple[str | None, str | None, float | None]:
+            scope = current_scope()
+            assert scope is not None
+            return scope.id, scope.parent_id, current_deadline()
+
+        with correlation_scope("outer"):
+            task = await start_task(ref, seen, correlation_id="inner", deadline=123.5)
+        assert await task == ("inner", "outer", 123.5)
+        with pytest.raises(ValueError, match=r"^start_task: deadline must not be NaN$"):
+            await start_task(ref, seen, deadline=float("nan"))
+
+    async def test_a_prepared_context_serves_every_task_started_with_it(
+        self, runtime: Runtime
+    ) -> None:
+        """What a caller set once in a `task_context` copy, each task started with it sees,
+        and a task's own changes stay in its own copy."""
+        ref, _ = await _tasks(runtime)
+        prepared = await task_context(ref)
+        prepared.run(_CALLERS.set, "prepared")
+
+        async def seen_then_change() -> str:
+            value = _CALLERS.get()
+            _CALLERS.set("changed by the task")
+            return value
+
+        first = await start_task(ref, seen_then_change, context=prepared)
+        second = await start_task(ref, seen_then_change, context=prepared)
+        assert (await first, await second) == ("prepared", "prepared")
+        assert prepared.get(_CALLERS) == "prepared"
+
+    async def test_starting_on_a_stopped_supervisor_fails(self, runtime: Runtime) -> None:
+        """A supervisor that stopped starts nothing: ActorExited, the work never runs."""
+        ref, actor = await _tasks(runtime)
+        await runtime.terminate_child("tasks")
+        ran = asyncio.Event()
+
+        async def work() -> None:
+            ran.set()
+
+        with pytest.raises(ActorExited):
+            await start_task(ref, work)
+        with pytest.raises(ActorExited):
+            await task_context(ref)
+        assert not ran.is_set()
+        assert actor.statistics().started == 0
 
 
 class TestMapTasks:

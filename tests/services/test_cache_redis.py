@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.settings import context
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.observe.names import BREAKER_STATE_CHANGED
+from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker
 from lmvisor.services.app import App, open_app
+from lmvisor.services.cache_entry import CacheEntry
+from lmvisor.services.cache_redis import RedisTier
 from lmvisor.services.cache_store import CacheStatistics
 from lmvisor.testing.lm_server import LMServer
 from tests.services._redis import RedisServer
@@ -112,3 +117,38 @@ class TestRedisDies:
         assert await _ask(app, "x") == first
         stats = await app.cache_statistics()
         assert _tier(stats, "l1") == (1, 1)
+
+
+class TestSilentRedis:
+    async def test_a_redis_that_never_answers_is_cut_off_by_the_timeout(self) -> None:
+        """A server that accepts and never replies: each operation gives up at `timeout` as a
+        counted timeout (a miss, a failed write), and the breaker opens."""
+        accepted: list[asyncio.StreamWriter] = []
+
+        async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(writer)  # read nothing, answer nothing
+
+        server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        errors: list[BaseException] = []
+        tier = RedisTier(
+            f"redis://127.0.0.1:{port}/0",
+            prefix="t:",
+            timeout=0.05,
+            stale_ttl=60.0,
+            breaker=CircuitBreaker("cache:l2", failure_threshold=2, recovery_time=60.0),
+            on_error=errors.append,
+        )
+        try:
+            async with asyncio.timeout(10):  # a missing bound fails the test, never hangs it
+                assert await tier.get("k") is None
+                assert await tier.put_many([("k", CacheEntry(b"{}", 1.0))], now=0.0) is False
+                assert await tier.get("k") is None  # the breaker is open: not even tried
+        finally:
+            await tier.aclose()
+            server.close()
+            for writer in accepted:
+                writer.close()
+        assert len(errors) == 2
+        assert all(isinstance(e, (TimeoutError, RedisTimeoutError)) for e in errors)
+        assert tier.breaker.state is BreakerState.OPEN

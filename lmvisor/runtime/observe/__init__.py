@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from lmvisor.runtime.observe.metrics import CONTENT_TYPE as CONTENT_TYPE
     from lmvisor.runtime.observe.metrics import LMFigures as LMFigures
     from lmvisor.runtime.observe.metrics import Metrics as Metrics
+    from lmvisor.runtime.observe.metrics import ModuleFigures as ModuleFigures
     from lmvisor.runtime.observe.metrics import RuntimeFigures as RuntimeFigures
     from lmvisor.runtime.observe.process_logging import (
         configure_process_logging as configure_process_logging,

@@ -7,11 +7,12 @@ depths) are read at scrape time from a callable the runtime supplies, never
 from private attributes. Bind label children once on hot paths
 (`metrics.cache_hits.labels(...)`) rather than per call.
 
-LM request figures come at request rate, so they skip the client library's
-per-call locks and label lookups: a provider binds an `LMFigures` once per
-model (`metrics.lm(provider, model)`), records each call into it with a few
-additions, and the `METRIC_LM_*` families are built from those sums at each
-scrape.
+LM request and module execution figures come at request rate, so they skip
+the client library's per-call locks and label lookups: a provider binds an
+`LMFigures` once per model (`metrics.lm(provider, model)`), the module manager
+a `ModuleFigures` once per program (`metrics.module(module_id)`); each call is
+recorded with a few additions, and the `METRIC_LM_*` and `METRIC_MODULE_*`
+families are built from those sums at each scrape.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from lmvisor.runtime.observe.names import (
 from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker
 from lmvisor.runtime.protection.limiter import RateLimiter
 
-__all__ = ["CONTENT_TYPE", "LMFigures", "Metrics", "RuntimeFigures"]
+__all__ = ["CONTENT_TYPE", "LMFigures", "Metrics", "ModuleFigures", "RuntimeFigures"]
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The media type of `Metrics.render()`'s output."""
@@ -131,8 +132,44 @@ class LMFigures:
             self.priced = True
 
 
+@final
+class ModuleFigures:
+    """The execution figures of one module (program id), summed where they happen.
+
+    `record()` is the whole per-execution cost: a bucket search and a few additions,
+    no lock and no label lookup. `Metrics` builds the `METRIC_MODULE_*` families
+    from these sums at each scrape. Record from the runtime's event loop.
+    """
+
+    __slots__ = ("buckets", "count", "created", "errors", "seconds", "successes")
+
+    def __init__(self) -> None:
+        self.created = time.time()
+        self.buckets = [0] * (len(_FAST) + 1)  # per bucket, not cumulative; the last is +Inf
+        self.count = 0
+        self.seconds = 0.0
+        self.successes = 0
+        self.errors: dict[str, int] = {}  # failed executions by error code
+
+    def record(self, seconds: float, error: str | None = None) -> None:
+        """Add one execution: its duration, and its error code when it failed."""
+        self.buckets[bisect_left(_FAST, seconds)] += 1
+        self.count += 1
+        self.seconds += seconds
+        if error is None:
+            self.successes += 1
+        else:
+            self.errors[error] = self.errors.get(error, 0) + 1
+
+
 # `le` labels as prometheus_client writes them for these bounds ("0.005", "1.0", "+Inf").
 _LM_BUCKETS: Final = (*(repr(float(bound)) for bound in _FAST), "+Inf")
+
+
+def _histogram(buckets: list[int]) -> list[tuple[str, float]]:
+    """Per-bucket counts as the cumulative (le, count) pairs of an exposed histogram."""
+    counts = itertools.accumulate(buckets)
+    return [(le, float(n)) for le, n in zip(_LM_BUCKETS, counts, strict=True)]
 
 
 class _LMCollector(Collector):
@@ -153,8 +190,7 @@ class _LMCollector(Collector):
         )
         for (provider, model), figures in sorted(self.figures.items()):
             if figures.count:
-                counts = itertools.accumulate(figures.buckets)
-                buckets = [(le, float(n)) for le, n in zip(_LM_BUCKETS, counts, strict=True)]
+                buckets = _histogram(figures.buckets)
                 duration.add_metric([provider, model], buckets, figures.seconds)
             created = figures.created
             tokens.add_metric([provider, model, "prompt"], figures.prompt_tokens, created=created)
@@ -164,6 +200,38 @@ class _LMCollector(Collector):
             if figures.priced:
                 cost.add_metric([provider, model], figures.cost, created=created)
         yield from (duration, tokens, cost)
+
+    def describe(self) -> Iterable[Metric]:
+        # Describing lets the registry reject a clashing name at registration.
+        return self.collect()
+
+
+class _ModuleCollector(Collector):
+    """Builds the module families from every `ModuleFigures` at each scrape."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, ModuleFigures] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        duration = HistogramMetricFamily(
+            METRIC_MODULE_SECONDS, "Module execution time.", labels=["module"]
+        )
+        success = CounterMetricFamily(
+            METRIC_MODULE_SUCCESS, "Module executions that succeeded.", labels=["module"]
+        )
+        errors = CounterMetricFamily(
+            METRIC_MODULE_ERRORS,
+            "Module executions that failed, by error code.",
+            labels=["module", "error"],
+        )
+        # A module's series exist from when its figures are bound (its registration), at 0.
+        for module, figures in sorted(self.figures.items()):
+            duration.add_metric([module], _histogram(figures.buckets), figures.seconds)
+            created = figures.created
+            success.add_metric([module], figures.successes, created=created)
+            for code, count in sorted(figures.errors.items()):
+                errors.add_metric([module, code], count, created=created)
+        yield from (duration, success, errors)
 
     def describe(self) -> Iterable[Metric]:
         # Describing lets the registry reject a clashing name at registration.
@@ -205,7 +273,8 @@ class Metrics:
 
     Families, by attribute (their names and labels are in `observe.names`):
 
-    - `module_duration`, `module_success`, `module_errors`: `METRIC_MODULE_*`
+    - `METRIC_MODULE_*` (execution seconds, successes, errors by code, by module),
+      recorded through `module(module_id)` or `record_module`
     - `METRIC_LM_*` (request seconds, tokens, cost by provider and model), recorded
       through `lm(provider, model)` or `record_lm_usage`
     - `optimization_iterations`, `optimization_score`, `optimization_duration`:
@@ -227,22 +296,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._timer = timer
         reg = self.registry
-        self.module_duration = Histogram(
-            METRIC_MODULE_SECONDS,
-            "Module execution time.",
-            ["module"],
-            registry=reg,
-            buckets=_FAST,
-        )
-        self.module_success = Counter(
-            METRIC_MODULE_SUCCESS, "Module executions that succeeded.", ["module"], registry=reg
-        )
-        self.module_errors = Counter(
-            METRIC_MODULE_ERRORS,
-            "Module executions that failed, by error code.",
-            ["module", "error"],
-            registry=reg,
-        )
+        self._modules = _ModuleCollector()
+        reg.register(self._modules)
         self._lm = _LMCollector()
         reg.register(self._lm)
         self._optimization_families(reg)
@@ -330,11 +385,14 @@ class Metrics:
 
     def record_module(self, module: str, seconds: float, error: str | None = None) -> None:
         """Record one module execution: its duration and its outcome (error code or success)."""
-        self.module_duration.labels(module=module).observe(seconds)
-        if error is None:
-            self.module_success.labels(module=module).inc()
-        else:
-            self.module_errors.labels(module=module, error=error).inc()
+        self.module(module).record(seconds, error)
+
+    def module(self, module: str) -> ModuleFigures:
+        """The module's execution figures, made on first use; bind it once, record per call."""
+        figures = self._modules.figures.get(module)
+        if figures is None:
+            figures = self._modules.figures[module] = ModuleFigures()
+        return figures
 
     def lm(self, provider: str, model: str) -> LMFigures:
         """The (provider, model)'s LM figures, made on first use; bind it once, record per call."""

@@ -2,9 +2,11 @@
 
 `SqliteEventSink` buffers events in memory and writes them in batches on a
 worker thread (stdlib sqlite3 through `anyio.to_thread`, WAL journal), so
-the emit path never touches the disk. What a flush committed survives a
-crash of the store or the process: a new sink on the same file finds it.
-Retention prunes by age and by count after flushes.
+the emit path never touches the disk. Several processes may open one file at
+once (a daemon and a CLI on one data directory): the switch to WAL waits out
+the others (`enable_wal`), and every connection has a busy timeout. What a
+flush committed survives a crash of the store or the process: a new sink on
+the same file finds it. Retention prunes by age and by count after flushes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Final, final
 
 import anyio.to_thread
 
+from lmvisor.runtime._sqlite import enable_wal
 from lmvisor.runtime.observe.events import Event, matches
 
 __all__ = ["SqliteEventSink"]
@@ -42,6 +45,7 @@ _INSERT: Final = (
     " namespace) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _COLUMNS: Final = "id, type, data, correlation_id, parent_id, timestamp, namespace"
+_BUSY_TIMEOUT: Final = 5.0  # seconds a connection waits for another's lock
 
 _Row = tuple[str, str, str, str | None, str | None, float, str]
 
@@ -134,9 +138,11 @@ class SqliteEventSink:
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=_BUSY_TIMEOUT
+        )
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(conn, wait=_BUSY_TIMEOUT)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
         except BaseException:

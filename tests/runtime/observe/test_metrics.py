@@ -119,15 +119,50 @@ class TestLMFigures:
             Counter("lmvisor_lm_tokens", "again", ["provider"], registry=metrics.registry)
 
 
+class TestModuleFigures:
+    def test_recorded_executions_are_exposed_as_the_module_families(self) -> None:
+        """module(...).record fills the duration histogram and counts successes and errors."""
+        metrics = Metrics()
+        figures = metrics.module("qa")
+        assert metrics.module("qa") is figures
+        figures.record(0.004)
+        figures.record(0.2, "lm_timeout")
+        figures.record(100.0, "lm_timeout")
+        seconds = "lmvisor_module_execution_seconds"
+        assert metrics.value(f"{seconds}_count", module="qa") == 3
+        assert metrics.value(f"{seconds}_sum", module="qa") == 100.204
+        assert metrics.value(f"{seconds}_bucket", le="0.005", module="qa") == 1
+        assert metrics.value(f"{seconds}_bucket", le="0.25", module="qa") == 2
+        assert metrics.value(f"{seconds}_bucket", le="+Inf", module="qa") == 3
+        assert metrics.value("lmvisor_module_success_total", module="qa") == 1
+        errors = "lmvisor_module_errors_total"
+        assert metrics.value(errors, module="qa", error="lm_timeout") == 2
+
+    def test_a_bound_module_shows_zeros_before_its_first_execution(self) -> None:
+        """Binding a module's figures (at registration) exposes its series at 0, no errors."""
+        metrics = Metrics()
+        metrics.module("idle")
+        text = metrics.render()
+        assert 'lmvisor_module_success_total{module="idle"} 0.0' in text
+        assert 'lmvisor_module_execution_seconds_count{module="idle"} 0.0' in text
+        assert "lmvisor_module_errors_total{" not in text
+
+    def test_module_family_names_cannot_be_registered_twice(self) -> None:
+        """The module families are registered: another family of the same name is refused."""
+        metrics = Metrics()
+        with pytest.raises(ValueError, match="Duplicated timeseries"):
+            Counter("lmvisor_module_success", "again", ["module"], registry=metrics.registry)
+
+
 class TestMeasure:
     async def test_measure_observes_elapsed_time(self) -> None:
         """measure() observes the block's duration into a histogram with the labels."""
         ticks = itertools.count(0.0, 2.0)
         metrics = Metrics(timer=lambda: next(ticks))
-        async with metrics.measure(metrics.module_duration, module="qa"):
+        async with metrics.measure(metrics.optimization_duration, optimizer="copro"):
             pass
-        assert metrics.value("lmvisor_module_execution_seconds_count", module="qa") == 1
-        assert metrics.value("lmvisor_module_execution_seconds_sum", module="qa") == 2.0
+        assert metrics.value("lmvisor_optimization_seconds_count", optimizer="copro") == 1
+        assert metrics.value("lmvisor_optimization_seconds_sum", optimizer="copro") == 2.0
 
     async def test_measure_records_on_error_and_sets_gauges(self) -> None:
         """A failing block is still timed; a gauge is set to the duration."""
@@ -144,7 +179,7 @@ class TestMeasure:
         started = asyncio.Event()
 
         async def body() -> None:
-            async with metrics.measure(metrics.module_duration, module="m"):
+            async with metrics.measure(metrics.optimization_duration, optimizer="m"):
                 started.set()
                 await asyncio.Event().wait()
 
@@ -153,7 +188,7 @@ class TestMeasure:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert metrics.value("lmvisor_module_execution_seconds_count", module="m") == 1
+        assert metrics.value("lmvisor_optimization_seconds_count", optimizer="m") == 1
 
 
 class TestRuntimeFigures:

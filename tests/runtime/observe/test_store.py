@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from lmvisor.config.schema import EventsConfig
+from lmvisor.runtime import _sqlite
 from lmvisor.runtime.actor import Actor, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import MockClock
@@ -54,6 +56,36 @@ class TestSqliteEventSink:
         assert await revived.query(correlation_id="c1") == events
         await revived.close()
         await crashed.close()
+
+    async def test_a_file_another_process_holds_is_waited_for(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Opening a file while another connection holds its write lock (as when two processes
+        create one file at once) waits for it to let go instead of failing "database is locked"."""
+        path = tmp_path / "events.sqlite"
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        holder.execute("CREATE TABLE other (x)")
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("INSERT INTO other VALUES (1)")
+        pauses: list[float] = []
+
+        def let_go_then_pause(seconds: float) -> None:
+            pauses.append(seconds)  # the switch to WAL met the lock and is retried...
+            if holder.in_transaction:
+                holder.execute("COMMIT")  # ...and the other process lets go meanwhile
+
+        monkeypatch.setattr(_sqlite, "_pause", let_go_then_pause)
+        sink = SqliteEventSink(path)
+        await sink.open()
+        event = _ring().emit("t", {"n": 1})
+        sink.write(event)
+        assert await sink.flush() == 1
+        assert await sink.query() == [event]
+        await sink.close()
+        holder.close()
+        assert len(pauses) == 1
+        with sqlite3.connect(path) as check:
+            assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
     async def test_query_filters(self, tmp_path: Path) -> None:
         """The sink filters by type pattern, since, limit and namespace like the ring."""

@@ -1,4 +1,4 @@
-"""Tests for lmvisor.services._sqlite: switching a file to WAL while others hold it."""
+"""Tests for lmvisor.runtime._sqlite: switching a file to WAL while others hold it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lmvisor.services._sqlite import enable_wal
+from lmvisor.runtime._sqlite import enable_wal
 
 
 class _Counting:
