@@ -14,11 +14,13 @@ deploys without lmvisor.
 Start-up and RSS: the daemon and a bare FastAPI app on uvicorn, timed the same way
 (spawn to the first 200 on loopback, then the resident set size after a short idle);
 the bare app is the floor of this stack, so the ratio is what lmvisor's application
-tree and plumbing add. Runs interleave; each figure is the median of `--runs`.
+tree and plumbing add. Runs interleave; each figure is the median of `--runs`
+(start-up) or of `--rounds` (throughput: each round runs the baseline and all four
+settings in turn).
 
 Prints one JSON line per figure.
 
-Run: .venv/bin/python bench/server.py [--runs 5] [--scale 1.0] [--skip-startup]
+Run: .venv/bin/python bench/server.py [--rounds 3] [--runs 5] [--scale 1.0] [--skip-startup]
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ _LM_LATENCY = 0.1
 # Clients -> requests measured (a warm-up of one request per client comes first).
 _LOADS = {200: 4000, 500: 6000}
 _LOAD = ROOT / "bench" / "_load.py"
+# The per-run figures a median is taken of.
+_FIGURES = ("rps", "p50_ms", "p99_ms")
 _LM_COMMAND = (sys.executable, "-m", "lmvisor.testing.lm_server", "--lean", "--latency")
 _PROGRAM = {"id": "bench", "program": {"module": "Predict", "signature": "question -> answer"}}
 _DSPY_SOURCE = "DSPy 3.4.1 Predict.acall served by aiohttp: same LM server, same load, same run"
@@ -177,22 +181,31 @@ def _daemon_round(lm_url: str, clients: int, requests: int, loop: str, gc: bool)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def throughput(scale: float) -> None:
-    """Emit requests/s at 200 and 500 clients for each loop and GC setting (see the docstring)."""
+def throughput(scale: float, rounds: int) -> None:
+    """Emit requests/s at 200 and 500 clients for each loop and GC setting (see the docstring).
+
+    Each round runs the baseline and every setting once, interleaved, so a neighbour's
+    load spreads over all of them; each figure is the median over the rounds.
+    """
     lm, lm_url = _lm_server()
+    settings = [(loop, gc) for loop in ("asyncio", "uvloop") for gc in (True, False)]
     try:
         for clients, count in _LOADS.items():
             requests = max(clients, int(count * scale))
-            ideal = clients / _LM_LATENCY
-            baseline = run_dspy(
-                "server.py", "--lm-url", lm_url, "--load-python", sys.executable,
-                "--load-script", str(_LOAD), "--clients", str(clients),
-                "--requests", str(requests), "--warmup", str(clients),
-            )  # fmt: skip
-            for loop in ("asyncio", "uvloop"):
-                for gc in (True, False):
-                    found = _daemon_round(lm_url, clients, requests, loop, gc)
-                    _emit_round(found, baseline, clients, ideal, loop, gc)
+            baselines: list[dict[str, Any]] = []
+            found: dict[tuple[str, bool], list[dict[str, Any]]] = {s: [] for s in settings}
+            for _ in range(rounds):
+                baseline = run_dspy(
+                    "server.py", "--lm-url", lm_url, "--load-python", sys.executable,
+                    "--load-script", str(_LOAD), "--clients", str(clients),
+                    "--requests", str(requests), "--warmup", str(clients),
+                )  # fmt: skip
+                if baseline is not None:
+                    baselines.append(baseline)
+                for loop, gc in settings:
+                    found[loop, gc].append(_daemon_round(lm_url, clients, requests, loop, gc))
+            for (loop, gc), runs in found.items():
+                _emit_round(_median(runs), _median(baselines), clients, loop, gc)
     finally:
         lm.terminate()
         lm.wait(30)
@@ -200,14 +213,26 @@ def throughput(scale: float) -> None:
             lm.stdout.close()
 
 
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The median of each figure over `runs`, errors summed (None for no runs)."""
+    if not runs:
+        return None
+    merged = {key: statistics.median(run[key] for run in runs) for key in _FIGURES}
+    merged["errors"] = sum(run["errors"] for run in runs)
+    merged["requests"] = sum(run["requests"] for run in runs)
+    merged["rps_rounds"] = [run["rps"] for run in runs]
+    return merged
+
+
 def _emit_round(
-    found: dict[str, Any],
+    found: dict[str, Any] | None,
     baseline: dict[str, Any] | None,
     clients: int,
-    ideal: float,
     loop: str,
     gc: bool,
 ) -> None:
+    assert found is not None
+    ideal = clients / _LM_LATENCY
     emit(
         "server_run_rps",
         found["rps"],
@@ -222,11 +247,14 @@ def _emit_round(
         gc_tuning=gc,
         efficiency=round(found["rps"] / ideal, 3),
         ideal_rps=ideal,
+        rounds=len(found["rps_rounds"]),
+        rps_rounds=found["rps_rounds"],
         p50_ms=found["p50_ms"],
         p99_ms=found["p99_ms"],
         errors=found["errors"],
         requests=found["requests"],
         baseline_efficiency=None if baseline is None else round(baseline["rps"] / ideal, 3),
+        baseline_rps_rounds=None if baseline is None else baseline["rps_rounds"],
         baseline_p50_ms=None if baseline is None else baseline["p50_ms"],
         baseline_p99_ms=None if baseline is None else baseline["p99_ms"],
         baseline_errors=None if baseline is None else baseline["errors"],
@@ -268,12 +296,13 @@ def startup(runs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="start-up rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds")
     parser.add_argument("--scale", type=float, default=1.0, help="scales the request counts")
     parser.add_argument("--skip-startup", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     if not args.skip_throughput:
-        throughput(args.scale)
+        throughput(args.scale, max(1, args.rounds))
     if not args.skip_startup:
         startup(args.runs)
 

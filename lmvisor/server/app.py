@@ -3,18 +3,24 @@
 `create_app(context)` mounts the built-in routes (`health`, `observe`; with an
 application tree, `programs` and `optimizations`), then every router the
 context was given (`ServerContext.add_router`: a user's `--app` hook), installs the typed
-error bodies (`http_errors`) and the middleware (`middleware`; innermost, the
-hot route's `fast_run`), and documents
-the cross-cutting headers and the bearer scheme in the served OpenAPI
-document (`/openapi.json`, browsable at `/docs`).
+error bodies (`http_errors`), and documents the cross-cutting headers and the
+bearer scheme in the served OpenAPI document (`/openapi.json`, browsable at `/docs`).
+
+The request plumbing (`middleware`: correlation id, access log and metrics,
+auth, body limit, deadline; innermost, the hot route's `fast_run`) runs in
+front of FastAPI's own stack rather than inside it: an HTTP request reaches
+FastAPI (its telemetry check, its error and body-limit middleware, routing)
+only when the fast path passes it on, so a run costs none of that. FastAPI's
+last-resort handler answers with the same typed 500 body as the plumbing.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, final
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lmvisor.server import health, observe
 from lmvisor.server.about import version_info
@@ -49,8 +55,7 @@ def create_app(context: ServerContext) -> FastAPI:
     Build one app per context: the HTTP metric families are registered in the
     context's runtime registry.
     """
-    server = context.server
-    app = FastAPI(
+    app = _DaemonApp(
         title="lmvisor",
         version=version_info().lmvisor,
         description=_DESCRIPTION,
@@ -59,30 +64,54 @@ def create_app(context: ServerContext) -> FastAPI:
     app.state.lmvisor = context
     install_error_handlers(app)
     routers = [health.router, observe.router]
+    inner: ASGIApp = app.call_fastapi
     if context.has_app:
         from lmvisor.server import optimizations, programs
 
         routers += [programs.router, optimizations.router]
         run_route = next(r for r in programs.router.routes if getattr(r, "path", "") == _RUN_PATH)
-        # add_middleware wraps: the first added runs last, right above the routes.
-        app.add_middleware(RunFastPath, context=context, route=run_route)
+        inner = RunFastPath(inner, context=context, route=run_route, run=programs.execute_run)
     # Any route can answer these (headers, auth, body limit, deadline): document them on all.
     for router in (*routers, *context.routers):
         app.include_router(router, responses=ERROR_RESPONSES)
-    tokens = TokenSet.from_config(server)
-    app.add_middleware(
-        DeadlineMiddleware, default=server.request_timeout, maximum=server.max_request_timeout
+    tokens = TokenSet.from_config(context.server)
+    app.front = _plumbing(inner, context, tokens)
+    _document(app, context, tokens)
+    return app
+
+
+def _plumbing(inner: ASGIApp, context: ServerContext, tokens: TokenSet) -> ASGIApp:
+    """`inner` behind the request plumbing (`middleware`), outermost last."""
+    server = context.server
+    inner = DeadlineMiddleware(
+        inner, default=server.request_timeout, maximum=server.max_request_timeout
     )
-    app.add_middleware(BodyLimitMiddleware, limit=server.max_body_bytes)
-    app.add_middleware(AuthMiddleware, tokens=tokens, open_paths=server.open_paths)
-    app.add_middleware(
-        RequestContextMiddleware,
+    inner = BodyLimitMiddleware(inner, limit=server.max_body_bytes)
+    if tokens.enabled:  # without tokens every request passes: no layer to pass through
+        inner = AuthMiddleware(inner, tokens=tokens, open_paths=server.open_paths)
+    return RequestContextMiddleware(
+        inner,
         access_log=server.access_log,
         metrics=HttpMetrics(context.runtime.metrics),
         draining=context.draining,
     )
-    _document(app, context, tokens)
-    return app
+
+
+@final
+class _DaemonApp(FastAPI):
+    """FastAPI behind lmvisor's request plumbing (`front`), for every HTTP request."""
+
+    front: ASGIApp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def call_fastapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI's own handling of a request (the plumbing's innermost app)."""
+        await super().__call__(scope, receive, send)
 
 
 def _document(app: FastAPI, context: ServerContext, tokens: TokenSet) -> None:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Final, final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeAlias, final
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -29,11 +30,16 @@ from lmvisor.server.context import ServerContext
 from lmvisor.server.errors import RequestTooLarge
 from lmvisor.server.responses import dump_json
 
-__all__ = ["RunFastPath", "parse_run_body"]
+__all__ = ["RunExecutor", "RunFastPath", "parse_run_body"]
 
 _PATH: Final = re.compile(r"^/v1/programs/([a-z0-9][a-z0-9_\-.]{0,127})/run$")
 _JSON_TYPES: Final = (b"application/json", b"application/json; charset=utf-8")
-_HEADERS: Final = [(b"content-type", b"application/json")]
+_CONTENT_TYPE: Final = (b"content-type", b"application/json")
+
+RunExecutor: TypeAlias = Callable[
+    [ServerContext, str, dict[str, Any], float | None], Awaitable[dict[str, Any]]
+]
+"""Runs one program as the route does: `programs.execute_run`."""
 
 
 def parse_run_body(body: bytes) -> tuple[dict[str, Any], float | None] | None:
@@ -68,12 +74,17 @@ class RunFastPath:
         app: the FastAPI app below.
         context: what the daemon serves.
         route: the documented route, set as `scope["route"]` so metrics and logs name it.
+        run: runs the program (`programs.execute_run`, which the route calls too).
     """
 
-    def __init__(self, app: ASGIApp, *, context: ServerContext, route: Any) -> None:
+    def __init__(
+        self, app: ASGIApp, *, context: ServerContext, route: Any, run: RunExecutor
+    ) -> None:
         self.app = app
         self.context = context
         self.route = route
+        self.run = run
+        self._limit = context.server.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = None
@@ -82,18 +93,14 @@ class RunFastPath:
         if match is None or _content_type(scope) not in _JSON_TYPES:
             await self.app(scope, receive, send)
             return
-        body = await _read(receive, self.context.server.max_body_bytes)
+        body = await _read(receive, self._limit)
         parsed = parse_run_body(body)
         if parsed is None:
             await self.app(scope, _replay(body, receive), send)
             return
-        from lmvisor.server.programs import execute_run
-
         scope["route"] = self.route
-        inputs, timeout = parsed
-        answer = await execute_run(self.context, match.group(1), inputs, timeout)
-        content = dump_json(answer)
-        headers = [*_HEADERS, (b"content-length", str(len(content)).encode("latin-1"))]
+        content = dump_json(await self.run(self.context, match.group(1), *parsed))
+        headers = [_CONTENT_TYPE, (b"content-length", b"%d" % len(content))]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 

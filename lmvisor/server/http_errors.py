@@ -255,7 +255,7 @@ def _field_of(exc: LmvisorError | ConfigError) -> str | None:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Route FastAPI's and lmvisor's errors to typed bodies (last-resort 500s: the middleware)."""
+    """Route FastAPI's and lmvisor's errors to typed bodies, a last-resort 500 included."""
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -272,3 +272,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(LmvisorError, on_error)
     app.add_exception_handler(ConfigError, on_error)
+    # FastAPI's last resort (its ServerErrorMiddleware) answers with the typed 500 too;
+    # the request plumbing in front of it still logs the exception.
+    app.add_exception_handler(Exception, on_error)

@@ -1,4 +1,4 @@
-"""The daemon's HTTP metric families, registered in the runtime's own Prometheus registry.
+"""The daemon's HTTP metric families, exposed from the runtime's own Prometheus registry.
 
 - `lmvisor_http_requests_total` counter [method, route, status]
 - `lmvisor_http_request_seconds` histogram [method, route]
@@ -6,14 +6,21 @@
 
 `route` is the matched route's template (`/v1/events`), never the raw path,
 and methods outside the standard set count as `OTHER`, so no client can grow
-the label sets without bound. Label children are bound once per combination.
+the label sets without bound.
+
+`HttpMetrics` is a collector: a request costs a few integer additions on the
+event loop (no lock, no label lookup), and the registry reads the figures
+when it is scraped. Requests are recorded on the event loop's thread only.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 from typing import Final, final
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 from lmvisor.runtime.observe.metrics import Metrics
 
@@ -26,47 +33,83 @@ HTTP_IN_FLIGHT: Final = "lmvisor_http_in_flight"
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _UNMATCHED: Final = "<unmatched>"
 _BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# The `le` labels as prometheus_client writes them for these bounds ("0.001", "1.0").
+_BOUNDS: Final = (*(repr(bound) for bound in _BUCKETS), "+Inf")
 
 
 @final
-class HttpMetrics:
-    """Counts and times the daemon's requests into `metrics.registry`."""
+class HttpMetrics(Collector):
+    """Counts and times the daemon's requests; registers itself in `metrics.registry`.
 
-    __slots__ = ("_counts", "_durations", "in_flight", "requests", "seconds")
+    Raises:
+        ValueError: the registry already has these families (one per context).
+    """
+
+    __slots__ = ("_counts", "_in_flight", "_timings")
 
     def __init__(self, metrics: Metrics) -> None:
-        self.requests = Counter(
-            HTTP_REQUESTS,
-            "HTTP requests answered, by method, route template and status.",
-            ["method", "route", "status"],
-            registry=metrics.registry,
-        )
-        self.seconds = Histogram(
-            HTTP_REQUEST_SECONDS,
-            "HTTP request time, by method and route template.",
-            ["method", "route"],
-            registry=metrics.registry,
-            buckets=_BUCKETS,
-        )
-        self.in_flight = Gauge(
-            HTTP_IN_FLIGHT, "HTTP requests being served now.", registry=metrics.registry
-        )
-        self._counts: dict[tuple[str, str, int], Counter] = {}
-        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._counts: dict[tuple[str, str, int], int] = {}
+        # Per (method, route): a count per bucket (the last is +Inf), then the sum.
+        self._timings: dict[tuple[str, str], list[float]] = {}
+        self._in_flight = 0
+        metrics.registry.register(self)
 
-    def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
-        """Count one answered request and record its duration."""
+    @property
+    def in_flight(self) -> int:
+        """Requests started and not yet answered."""
+        return self._in_flight
+
+    def started(self) -> None:
+        """A request came in."""
+        self._in_flight += 1
+
+    def finished(self, method: str, route: str | None, status: int, seconds: float) -> None:
+        """A request `started` earlier was answered: count it and record its duration."""
+        self._in_flight -= 1
         method = method if method in _METHODS else "OTHER"
         route = route or _UNMATCHED
-        count = self._counts.get((method, route, status))
-        if count is None:
-            count = self._counts[(method, route, status)] = self.requests.labels(
-                method=method, route=route, status=str(status)
-            )
-        count.inc()
-        duration = self._durations.get((method, route))
-        if duration is None:
-            duration = self._durations[(method, route)] = self.seconds.labels(
-                method=method, route=route
-            )
-        duration.observe(seconds)
+        key = (method, route, status)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        timing = self._timings.get((method, route))
+        if timing is None:
+            timing = self._timings[(method, route)] = [0.0] * (len(_BOUNDS) + 1)
+        timing[bisect_left(_BUCKETS, seconds)] += 1
+        timing[-1] += seconds
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily | GaugeMetricFamily]:
+        """The three families as they stand now (the registry calls this on a scrape)."""
+        counts = CounterMetricFamily(
+            HTTP_REQUESTS,
+            "HTTP requests answered, by method, route template and status.",
+            labels=["method", "route", "status"],
+        )
+        for (method, route, status), count in list(self._counts.items()):
+            counts.add_metric([method, route, str(status)], count)
+        yield counts
+        seconds = HistogramMetricFamily(
+            HTTP_REQUEST_SECONDS,
+            "HTTP request time, by method and route template.",
+            labels=["method", "route"],
+        )
+        for (method, route), timing in list(self._timings.items()):
+            seconds.add_metric([method, route], _cumulative(timing[:-1]), sum_value=timing[-1])
+        yield seconds
+        yield GaugeMetricFamily(
+            HTTP_IN_FLIGHT, "HTTP requests being served now.", value=self._in_flight
+        )
+
+    def describe(self) -> Iterable[CounterMetricFamily | HistogramMetricFamily | GaugeMetricFamily]:
+        # Describing lets the registry reject a clashing name at registration.
+        return self.collect()
+
+    def __repr__(self) -> str:
+        return f"HttpMetrics(in_flight={self._in_flight}, series={len(self._counts)})"
+
+
+def _cumulative(per_bucket: list[float]) -> list[tuple[str, float]]:
+    total = 0.0
+    buckets = []
+    for bound, count in zip(_BOUNDS, per_bucket, strict=True):
+        total += count
+        buckets.append((bound, total))
+    return buckets

@@ -1,7 +1,8 @@
 """The request plumbing every route inherits, as plain ASGI middleware (outermost first).
 
 1. `RequestContextMiddleware`: a correlation scope per request (`X-Correlation-ID`
-   in, checked, else generated; echoed on the answer), the access log line and
+   in, checked, else generated; echoed on the answer), the access log line
+   (written with the others of its event-loop turn: one write per turn) and
    HTTP metrics, the last-resort 500 with a typed body for an exception no
    handler took, and a typed 503 `draining` for a request cancelled because
    the drain timeout ran out.
@@ -60,6 +61,8 @@ _TIMEOUT_KEY: Final = TIMEOUT_HEADER.lower().encode("latin-1")
 # that could forge a log line or a header.
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _log = get_logger("lmvisor.server")
+# The access log: a line per request, written per event-loop turn.
+_access_log = get_logger("lmvisor.server", per_turn=True)
 
 
 def _header(scope: Scope, key: bytes) -> bytes | None:
@@ -114,7 +117,7 @@ class RequestContextMiddleware:
 
         started = time.perf_counter()
         if self.metrics is not None:
-            self.metrics.in_flight.inc()
+            self.metrics.started()
         with correlation_scope(cid):
             try:
                 if text is not None and not valid:
@@ -144,10 +147,9 @@ class RequestContextMiddleware:
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", None)
         if self.metrics is not None:
-            self.metrics.in_flight.dec()
-            self.metrics.observe(scope["method"], route, status, seconds)
+            self.metrics.finished(scope["method"], route, status, seconds)
         if self.access_log:
-            _log.info(
+            _access_log.info(
                 "http.request",
                 method=scope["method"],
                 path=scope["path"],

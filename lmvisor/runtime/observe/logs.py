@@ -9,8 +9,16 @@ structlog's global chain once the daemon configured it
 (`observe.process_logging`), and before that lmvisor's console chain on
 stderr, still redacted. The chain:
 
-    add_context -> add_log_level -> timestamp -> format exceptions
-      -> Redactor (secrets out, long values cut) -> capture -> render
+    add_context -> add_log_level -> format exceptions
+      -> Redactor (secrets out, long values cut) -> timestamp -> capture -> render
+
+The per-line steps are built for a daemon writing a line per request
+(`_log_steps`): redaction skips keys and short strings it already judged
+clean, the time is formatted once per second, JSON is rendered by orjson. A
+line is written and flushed as it is logged, but a `per_turn` logger's lines
+(the daemon's access log) are written together at the end of the event-loop
+turn they were logged in, and before any other line; `RuntimeLogging.flush()`
+writes them now.
 
 `add_context` adds `correlation_id` (from the correlation scope), the actor
 the line comes from, and whatever `log_context(...)` bound for the current
@@ -25,7 +33,6 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final, Literal, Protocol, TextIO, final
 
@@ -34,6 +41,7 @@ from structlog.typing import EventDict, FilteringBoundLogger, Processor, Wrapped
 
 from lmvisor._redaction import Redactor
 from lmvisor.runtime.correlation import current_scope
+from lmvisor.runtime.observe._log_steps import CleanMemo, LineWriter, Stamper, render_json
 
 __all__ = [
     "LEVELS",
@@ -137,17 +145,9 @@ def add_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) 
     return event_dict
 
 
-def _timestamp(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    # ISO 8601 in UTC, as structlog's TimeStamper(fmt="iso", utc=True); a line that
-    # already carries its time (a report written after the fact) keeps it
-    if "timestamp" not in event_dict:
-        event_dict["timestamp"] = datetime.now(tz=UTC).isoformat().replace("+00:00", "Z")
-    return event_dict
-
-
 def iso_time(seconds: float) -> str:
-    """Seconds since the epoch as the chain writes them: ISO 8601, UTC, ``Z``."""
-    return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "Z")
+    """Seconds since the epoch as the chain writes them: ISO 8601, UTC, microseconds, ``Z``."""
+    return Stamper().stamp(seconds)
 
 
 def _capture(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -160,16 +160,21 @@ def _capture(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> 
 
 
 def pre_chain() -> list[Processor]:
-    """The processors that add context, level and time (shared with the process chain)."""
-    return [add_context, structlog.processors.add_log_level, _timestamp]
+    """The processors that add context and level (shared with the process chain)."""
+    return [add_context, structlog.processors.add_log_level]
 
 
 def post_chain(redactor: Redactor | None, capture: Processor = _capture) -> list[Processor]:
-    """The processors that format exceptions, redact and capture, before rendering."""
+    """The processors after context and level: exceptions, redaction, time, capture.
+
+    The time is stamped after redaction: the chain writes it, so nothing in it can be
+    secret, and a line then costs no scan of a string that differs on every line.
+    """
     return [
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
-        redactor if redactor is not None else Redactor(),
+        CleanMemo(redactor if redactor is not None else Redactor()),
+        Stamper(),
         capture,
     ]
 
@@ -184,7 +189,7 @@ def build_processors(
 def renderer(mode: LogMode, *, colors: bool = False) -> Processor:
     """The last processor: one JSON object per line, or a readable console line."""
     if mode == "json":
-        return structlog.processors.JSONRenderer(sort_keys=False)
+        return render_json
     return structlog.dev.ConsoleRenderer(colors=colors)
 
 
@@ -240,6 +245,7 @@ class RuntimeLogging:
         "_sinks",
         "_stream",
         "_wrapper",
+        "_writer",
         "level",
         "mode",
         "namespace",
@@ -260,9 +266,10 @@ class RuntimeLogging:
         self.level = level_number(level)
         self.redactor = redactor if redactor is not None else Redactor()
         self._stream = stream if stream is not None else sys.stderr
+        self._writer = LineWriter(self._stream)
         self._sinks: tuple[list[dict[str, Any]], ...] = ()
         self._flush_hooks: tuple[Callable[[], None], ...] = ()
-        self._loggers: dict[str, FilteringBoundLogger] = {}
+        self._loggers: dict[tuple[str, bool], FilteringBoundLogger] = {}
         processors = build_processors(mode=mode, redactor=self.redactor)
         # Captures attached to this runtime see events from its actors too,
         # whose tasks do not share the capturing test's context.
@@ -293,9 +300,14 @@ class RuntimeLogging:
         return remove
 
     def flush(self) -> None:
-        """Write every deferred line now (the runtime's pending reports), then flush the stream."""
+        """Write every deferred line now, then flush the stream.
+
+        Deferred lines are the runtime's pending reports and the `per_turn` lines of
+        this loop turn.
+        """
         for hook in self._flush_hooks:
             hook()
+        self._writer.flush()
         flush = getattr(self._stream, "flush", None)
         if flush is not None:
             flush()
@@ -308,25 +320,30 @@ class RuntimeLogging:
             raise structlog.DropEvent
         return event_dict
 
-    def get_logger(self, name: str | None = None, **bound: Any) -> FilteringBoundLogger:
+    def get_logger(
+        self, name: str | None = None, *, per_turn: bool = False, **bound: Any
+    ) -> FilteringBoundLogger:
         """A logger writing through this runtime's chain, with `namespace` (and `logger`) bound.
 
-        Loggers without extra `bound` values are built once per name.
+        With `per_turn`, lines logged on the event loop are written at the end of the
+        loop turn, with the others of that turn (a line per request); see the module
+        docstring. Loggers without extra `bound` values are built once per name.
         """
         if not bound:
-            cached = self._loggers.get(name or "")
+            key = (name or "", per_turn)
+            cached = self._loggers.get(key)
             if cached is None:
-                cached = self._loggers[name or ""] = self._build(name)
+                cached = self._loggers[key] = self._build(name, per_turn)
             return cached
-        return self._build(name, **bound)
+        return self._build(name, per_turn, **bound)
 
-    def _build(self, name: str | None, **bound: Any) -> FilteringBoundLogger:
+    def _build(self, name: str | None, per_turn: bool, **bound: Any) -> FilteringBoundLogger:
         initial: dict[str, Any] = {"namespace": self.namespace}
         if name is not None:
             initial["logger"] = name
         initial.update(bound)
         logger: FilteringBoundLogger = structlog.wrap_logger(
-            structlog.PrintLogger(self._stream),
+            self._writer.per_turn if per_turn else self._writer,
             processors=self._processors,
             wrapper_class=self._wrapper,
             context_class=dict,
@@ -370,16 +387,17 @@ def set_route(route: RuntimeLogging | None) -> None:
 class RoutedLogger:
     """A named library logger resolved at each call; see the module docstring."""
 
-    __slots__ = ("_fallback", "name")
+    __slots__ = ("_fallback", "name", "per_turn")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, per_turn: bool = False) -> None:
         self.name = name
+        self.per_turn = per_turn
         self._fallback: FilteringBoundLogger | None = None
 
     def _target(self) -> Any:
         route = _route.get()
         if route is not None:
-            return route.get_logger(self.name)
+            return route.get_logger(self.name, per_turn=self.per_turn)
         if structlog.is_configured():
             return structlog.get_logger(self.name)
         if self._fallback is None:
@@ -411,7 +429,7 @@ class RoutedLogger:
         self._target().critical(event, **kw)
 
     def __repr__(self) -> str:
-        return f"RoutedLogger({self.name!r})"
+        return f"RoutedLogger({self.name!r}, per_turn={self.per_turn})"
 
 
 class _Stderr:
@@ -438,6 +456,10 @@ def _unconfigured_logger(name: str) -> FilteringBoundLogger:
     return logger.bind(logger=name)
 
 
-def get_logger(name: str) -> RoutedLogger:
-    """A logger for library code: the current runtime's chain, else the process's."""
-    return RoutedLogger(name)
+def get_logger(name: str, *, per_turn: bool = False) -> RoutedLogger:
+    """A logger for library code: the current runtime's chain, else the process's.
+
+    `per_turn`: in a runtime, lines logged on the event loop go out at the end of the
+    loop turn, together (`RuntimeLogging.get_logger`); for a line per request.
+    """
+    return RoutedLogger(name, per_turn=per_turn)

@@ -19,6 +19,7 @@ from lmvisor.runtime.observe.logs import (
     get_logger,
     level_number,
     log_context,
+    use_route,
 )
 
 VENDOR_KEY = "sk-proj-Abc123def456ghi789jkl"
@@ -180,3 +181,33 @@ class TestLevelsAndFlush:
             pending.append("inside")
         assert [line["event"] for line in _lines(stream)] == ["before"]
         assert [e["event"] for e in logs] == ["inside"]
+
+
+class TestPerTurnLines:
+    async def test_per_turn_lines_wait_for_the_turn_and_flush(self) -> None:
+        """A per-turn logger's lines go out at the turn's end, or when the chain is flushed."""
+        stream = io.StringIO()
+        chain = RuntimeLogging(namespace="ns", stream=stream)
+        chain.get_logger("access", per_turn=True).info("one")
+        assert stream.getvalue() == ""
+        await asyncio.sleep(0)
+        chain.get_logger("access", per_turn=True).info("two")
+        chain.flush()
+        assert [line["event"] for line in _lines(stream)] == ["one", "two"]
+
+    async def test_routed_per_turn_logger_keeps_the_order(self) -> None:
+        """Through a route, a per-turn line is written before a later immediate line."""
+        stream = io.StringIO()
+        chain = RuntimeLogging(namespace="ns", stream=stream)
+        with use_route(chain):
+            get_logger("access", per_turn=True).info("request")
+            get_logger("other").warning("after")
+            assert [line["event"] for line in _lines(stream)] == ["request", "after"]
+
+    async def test_per_turn_lines_are_captured_like_others(self) -> None:
+        """capture_logs collects a per-turn line at once, already redacted."""
+        chain = RuntimeLogging(namespace="ns", stream=io.StringIO())
+        with capture_logs(chain) as logs:
+            chain.get_logger("access", per_turn=True).info("request", api_key=PLAIN_SECRET)
+        assert [e["event"] for e in logs] == ["request"]
+        assert PLAIN_SECRET not in repr(logs)
