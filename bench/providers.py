@@ -16,6 +16,8 @@ measured in the same run against the same server (`bench/dspy_side/providers.py`
   loop-thread CPU per call, and the bare transport's loop CPU per call at the same
   concurrency (`bare_loop_us`); `own_loop_us`, lmvisor's own, is the median difference
   between a Predict run and the bare run right after it (3 such pairs; httpx: 1).
+  `gc_us` / `bare_gc_us`: the part of each run's loop CPU the cyclic garbage collector
+  took (timed by a `gc.callbacks` hook; the default thresholds, as shipped).
 - `predict_efficiency_200` / `_500`: the best loop/transport (targets 0.85 and 0.7).
 - `predict_throughput_200`: the best calls/s at 200 in flight; target 3x DSPy's best
   (its 100-thread cap, `Predict.batch`), measured.
@@ -31,6 +33,7 @@ machine may be shared, so compare the ratios of one run (and the paired differen
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import os
@@ -173,22 +176,45 @@ async def _batch(call: _Call, calls: int, in_flight: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Run:
-    """One measured configuration: seconds for the calls, and loop-thread CPU per call."""
+    """One measured configuration: seconds for the calls, loop-thread CPU per call, and
+    the part of that CPU the garbage collector took (`gc_us`, included in `loop_us`)."""
 
     seconds: float
     loop_us: float
+    gc_us: float = 0.0
+
+
+class _GCTime:
+    """Thread CPU spent in the cyclic garbage collector while installed (`gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.thread_time()
+        else:
+            self.seconds += time.thread_time() - self._start
 
 
 async def _measure(call: _Call, calls: int, in_flight: int, runs: int) -> _Run:
     await _batch(call, in_flight, in_flight)  # opens the pooled connections
     results = []
     for _ in range(runs):
-        start, cpu = time.perf_counter(), time.thread_time()
-        await _batch(call, calls, in_flight)
-        results.append((time.perf_counter() - start, time.thread_time() - cpu))
+        collector = _GCTime()
+        gc.callbacks.append(collector)
+        try:
+            start, cpu = time.perf_counter(), time.thread_time()
+            await _batch(call, calls, in_flight)
+            wall, used = time.perf_counter() - start, time.thread_time() - cpu
+        finally:
+            gc.callbacks.remove(collector)
+        results.append((wall, used, collector.seconds))
     seconds = statistics.median(r[0] for r in results)
     loop_us = statistics.median(r[1] for r in results) / calls * 1e6
-    return _Run(seconds=seconds, loop_us=loop_us)
+    gc_us = statistics.median(r[2] for r in results) / calls * 1e6
+    return _Run(seconds=seconds, loop_us=loop_us, gc_us=gc_us)
 
 
 async def _predict_runs(url: str, transport: str, plan: list[tuple[int, int, int]]) -> list[_Run]:
@@ -283,10 +309,12 @@ def _row(
     run = _Run(
         seconds=statistics.median(p[0].seconds for p in pairs),
         loop_us=statistics.median(p[0].loop_us for p in pairs),
+        gc_us=statistics.median(p[0].gc_us for p in pairs),
     )
     bare = _Run(
         seconds=statistics.median(p[1].seconds for p in pairs),
         loop_us=statistics.median(p[1].loop_us for p in pairs),
+        gc_us=statistics.median(p[1].gc_us for p in pairs),
     )
     own = statistics.median(p[0].loop_us - p[1].loop_us for p in pairs)
     ideal = math.ceil(calls / c) * _LATENCY
@@ -305,6 +333,8 @@ def _row(
         loop_us=round(run.loop_us, 1),
         bare_loop_us=round(bare.loop_us, 1),
         own_loop_us=round(own, 1),
+        gc_us=round(run.gc_us, 1),
+        bare_gc_us=round(bare.gc_us, 1),
         pairs=len(pairs),
         bare_efficiency=round(ideal / bare.seconds, 3),
     )

@@ -32,6 +32,8 @@ from lmvisor.runtime.protection import Bulkhead, CircuitBreaker, RateLimiter, Re
 __all__ = ["CallPolicy", "RetryListener", "acquire_slot", "protected", "slot"]
 
 T = TypeVar("T")
+_A = TypeVar("_A")
+_B = TypeVar("_B")
 
 RetryListener = Callable[[int, Exception, float], None]
 """Called as `listener(attempt, error, delay)` before each backoff sleep."""
@@ -107,13 +109,19 @@ async def acquire_slot(policy: CallPolicy, deadline: float | None) -> None:
 
 async def protected(
     policy: CallPolicy,
-    attempt: Callable[[float], Awaitable[T]],
+    attempt: Callable[[_A, _B, float], Awaitable[T]],
+    first: _A,
+    second: _B,
     *,
     deadline: float | None,
     tokens: float = 0,
     on_retry: RetryListener | None = None,
 ) -> T:
-    """Await `attempt(timeout)` through breaker and limiter, retrying within the deadline.
+    """Await `attempt(first, second, timeout)` through breaker and limiter, retrying
+    within the deadline.
+
+    The attempt's arguments are passed apart (not bound in a `partial` or a closure):
+    this runs for every LM call, and whatever it holds lives as long as the call.
 
     Cancellation propagates at once from any wait and hands a half-open trial
     back to the breaker.
@@ -137,7 +145,7 @@ async def protected(
             try:
                 if limiter is not None:
                     await _take(policy, limiter, tokens, left)
-                result = await attempt(timeout)
+                result = await attempt(first, second, timeout)
             except BaseException as exc:
                 breaker.on_failure(exc, trial)
                 raise

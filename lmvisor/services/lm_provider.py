@@ -26,7 +26,6 @@ import time
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, final
 
 from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, LMStreamItem
@@ -257,7 +256,9 @@ class LMProvider(Actor):
             try:
                 response = await protected(
                     policy,
-                    partial(_send_once, client, request),
+                    _send_once,
+                    client,
+                    request,
                     deadline=msg.deadline,
                     tokens=tokens,
                     on_retry=self._retry_listener,
@@ -324,9 +325,12 @@ class LMProvider(Actor):
         opened = False
         try:
             async with slot(policy, deadline):
+                vendor = self.vendor
                 first, items = await protected(
                     policy,
-                    lambda timeout: _open_stream(client, request, timeout, self.vendor),
+                    lambda c, r, timeout: _open_stream(c, r, timeout, vendor),
+                    client,
+                    request,
                     deadline=deadline,
                     tokens=tokens,
                     on_retry=self._retry_listener,
@@ -448,7 +452,7 @@ def _exited(incarnation: ActorRef, exc: Exception) -> Exception:
 def _send_once(
     client: VendorClient, request: LMRequest, timeout: float
 ) -> Coroutine[Any, Any, LMResponse]:
-    """One attempt of a whole answer (bound with `partial`: no closure cells per call)."""
+    """One attempt of a whole answer."""
     return client.complete(request, timeout=timeout)
 
 

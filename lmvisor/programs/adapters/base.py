@@ -166,7 +166,9 @@ class Adapter:
             LmvisorError: whatever `invoke` raises (LM failures) passes through.
         """
         shown = streamed_chunks()
-        hooks = (*callbacks, *self.callbacks)
+        own = self.callbacks
+        # `(*a, *b)` builds a list first: the usual call has no hooks at all.
+        hooks = (*callbacks, *own) if callbacks and own else callbacks or own
         plan = self.plan(signature, inputs, params, capabilities)
         if hooks:
             messages = self._format_hooked(hooks, plan.signature, demos, inputs)
