@@ -169,29 +169,42 @@ class CacheStore:
 
     async def lookup(self, key: str, now: float) -> tuple[LMResponse | None, CacheEntry | None]:
         """A fresh answer for `key` (decoded, marked cached), else None and the stale candidate."""
-        self.lookups += 1
-        stale: CacheEntry | None = None
-        l1 = self.l1
-        if l1 is not None:
-            entry = l1.get(key, now)
-            if entry is not None:
-                if entry.expires_at > now:
-                    response = self._decode(entry, key, "l1")
-                    if response is not None:
-                        self._l1.hits += 1
-                        self.hits += 1
-                        return response, None
-                else:
-                    stale = entry
-            self._l1.misses += 1
-        if self.l2 is not None:
-            response, stale = await self._lookup_l2(key, now, stale)
-            if response is not None:
-                return response, None
-        if self.l3 is not None:
+        if self.l2 is None:
+            return self.lookup_local(key, now)
+        response, stale = self._lookup_l1(key, now)
+        if response is not None:
+            return response, None
+        response, stale = await self._lookup_l2(key, now, stale)
+        if response is None and self.l3 is not None:
             response, stale = self._lookup_l3(key, now, stale)
-            if response is not None:
-                return response, None
+        return response, stale
+
+    def lookup_local(self, key: str, now: float) -> tuple[LMResponse | None, CacheEntry | None]:
+        """`lookup` of L1 then L3, skipping L2: nothing to wait for, so no coroutine (what
+        `lookup` does while no L2 is configured; call it only then)."""
+        response, stale = self._lookup_l1(key, now)
+        if response is None and self.l3 is not None:
+            response, stale = self._lookup_l3(key, now, stale)
+        return response, stale
+
+    def _lookup_l1(self, key: str, now: float) -> tuple[LMResponse | None, CacheEntry | None]:
+        """L1's fresh answer, else None and its expired entry; counts the lookup."""
+        self.lookups += 1
+        l1 = self.l1
+        if l1 is None:
+            return None, None
+        stale: CacheEntry | None = None
+        entry = l1.get(key, now)
+        if entry is not None:
+            if entry.expires_at > now:
+                response = self._decode(entry, key, "l1")
+                if response is not None:
+                    self._l1.hits += 1
+                    self.hits += 1
+                    return response, None
+            else:
+                stale = entry
+        self._l1.misses += 1
         return None, stale
 
     async def _lookup_l2(

@@ -177,7 +177,10 @@ class CachedLM:
         key = request_key(request)
         if key is None:
             return await self._upstream.complete(vendor_request(request))
-        response, stale = await store.lookup(key, store.wall())
+        if store.l2 is None:  # nothing to wait for: no lookup coroutine
+            response, stale = store.lookup_local(key, store.wall())
+        else:
+            response, stale = await store.lookup(key, store.wall())
         if response is not None:
             return response
         policy = _policy.get()
@@ -186,19 +189,28 @@ class CachedLM:
             if answer is None:
                 raise CacheMiss(model=request.model)
             return answer
-        return await self._fill(key, request, stale, policy)
+        if key in store.inflight:
+            return await self._join(key, request, stale, policy)
+        return await self._lead(key, request, stale, policy)
 
-    async def _fill(
+    async def _join(
         self, key: str, request: LMRequest, stale: CacheEntry | None, policy: CachePolicy
     ) -> LMResponse:
-        store = self._store
-        while (shared := store.inflight.get(key)) is not None:
+        """Wait for the identical call in flight; lead the next one if its leader is gone."""
+        while (shared := self._store.inflight.get(key)) is not None:
             try:
                 return await self._follow(shared)
             except _LeaderGone:
                 continue
             except Exception as exc:
                 return self._or_stale(exc, stale, request, policy)
+        return await self._lead(key, request, stale, policy)
+
+    async def _lead(
+        self, key: str, request: LMRequest, stale: CacheEntry | None, policy: CachePolicy
+    ) -> LMResponse:
+        """Make the upstream call for `key`, callers arriving meanwhile waiting for it."""
+        store = self._store
         flight = store.inflight[key] = Flight()
         try:
             response = await self._upstream.complete(vendor_request(request))
