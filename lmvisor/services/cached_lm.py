@@ -214,19 +214,30 @@ class CachedLM:
         flight = store.inflight[key] = Flight()
         try:
             response = await self._upstream.complete(vendor_request(request))
-        except asyncio.CancelledError:
-            flight.fail(_LeaderGone())
-            raise
         except BaseException as exc:
-            flight.fail(exc)
-            if isinstance(exc, Exception):
-                return self._or_stale(exc, stale, request, policy)
-            raise
+            return self._failed(flight, exc, stale, request, policy)
         finally:
             del store.inflight[key]
         flight.succeed(response)
         store.save(key, response, store.wall())
         return response
+
+    def _failed(
+        self,
+        flight: Flight,
+        exc: BaseException,
+        stale: CacheEntry | None,
+        request: LMRequest,
+        policy: CachePolicy,
+    ) -> LMResponse:
+        """The leader's call failed: tell its waiters, then answer stale or raise `exc`."""
+        if isinstance(exc, asyncio.CancelledError):
+            flight.fail(_LeaderGone())  # a waiter takes over the call
+            raise exc
+        flight.fail(exc)
+        if isinstance(exc, Exception):
+            return self._or_stale(exc, stale, request, policy)
+        raise exc
 
     async def _follow(self, shared: Flight) -> LMResponse:
         self._store.coalesced += 1
