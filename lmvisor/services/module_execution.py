@@ -128,10 +128,14 @@ async def run_execution(
     inputs: Mapping[str, Any],
     at: float | None,
     stream: StreamSink | None = None,
+    *,
+    prepared: LM | None = None,
 ) -> Execution:
     """Run `version` of `record`'s program on `inputs` before the absolute deadline `at`.
 
-    With `stream`, the primary strategy's output fields go to it as they arrive.
+    With `stream`, the primary strategy's output fields go to it as they arrive. `prepared`:
+    the LM the running context was prepared with (`prepare_context`, with the program's
+    `allow_stale`), which the primary strategy then runs with as it is.
 
     Raises:
         CircuitOpen, RateLimited: the program's breaker or limiter refused (no fallback set).
@@ -151,7 +155,9 @@ async def run_execution(
         started = time.perf_counter()
         acc, token = open_accumulator()
         try:
-            result, strategy, failures = await _strategies(ctx, record, version, inputs, stream)
+            result, strategy, failures = await _strategies(
+                ctx, record, version, inputs, stream, prepared
+            )
         except Exception as exc:
             seconds = time.perf_counter() - started
             close_accumulator(token)
@@ -214,9 +220,10 @@ async def _strategies(
     version: ModuleVersion,
     inputs: Mapping[str, Any],
     stream: StreamSink | None,
+    prepared: LM | None,
 ) -> tuple[Any, str, list[tuple[str, BaseException]]]:
     try:
-        return await _primary(ctx, record, version, inputs, stream), PRIMARY, []
+        return await _primary(ctx, record, version, inputs, stream, prepared), PRIMARY, []
     except Exception as exc:
         fallbacks = record.options.strategies()
         if not fallbacks or not _may_fall_back(exc):
@@ -246,24 +253,39 @@ async def _primary(
     version: ModuleVersion,
     inputs: Mapping[str, Any],
     stream: StreamSink | None,
+    prepared: LM | None,
 ) -> Any:
     breaker = record.breaker
     trial = breaker.before_call()
     try:
         if record.limiter is not None:
             await _admit(record.limiter)
-        lm = ctx.lm_for(record.lm)
-        allow_stale = record.options.allow_stale
-        if _prepared(lm, allow_stale):
+        if prepared is not None:
             result = await _call(version.program, inputs, stream)
         else:
-            with context(lm=lm), cache_policy(allow_stale=allow_stale):
-                result = await _call(version.program, inputs, stream)
+            result = await _in_context(ctx, record, version.program, inputs, stream)
     except BaseException as exc:
         breaker.on_failure(exc, trial)
         raise
     breaker.on_success(trial)
     return result
+
+
+async def _in_context(
+    ctx: ExecutionContext,
+    record: ModuleRecord,
+    program: Module,
+    inputs: Mapping[str, Any],
+    stream: StreamSink | None,
+) -> Any:
+    """Run `program` with the app's LM for it and its cache policy, set here unless the
+    running context already has them."""
+    lm = ctx.lm_for(record.lm)
+    allow_stale = record.options.allow_stale
+    if _prepared(lm, allow_stale):
+        return await _call(program, inputs, stream)
+    with context(lm=lm), cache_policy(allow_stale=allow_stale):
+        return await _call(program, inputs, stream)
 
 
 def _call(program: Module, inputs: Mapping[str, Any], stream: StreamSink | None) -> Awaitable[Any]:
