@@ -190,27 +190,11 @@ class CachedLM:
                 raise CacheMiss(model=request.model)
             return answer
         if key in store.inflight:
-            return await self._join(key, request, stale, policy)
-        return await self._lead(key, request, stale, policy)
-
-    async def _join(
-        self, key: str, request: LMRequest, stale: CacheEntry | None, policy: CachePolicy
-    ) -> LMResponse:
-        """Wait for the identical call in flight; lead the next one if its leader is gone."""
-        while (shared := self._store.inflight.get(key)) is not None:
-            try:
-                return await self._follow(shared)
-            except _LeaderGone:
-                continue
-            except Exception as exc:
-                return self._or_stale(exc, stale, request, policy)
-        return await self._lead(key, request, stale, policy)
-
-    async def _lead(
-        self, key: str, request: LMRequest, stale: CacheEntry | None, policy: CachePolicy
-    ) -> LMResponse:
-        """Make the upstream call for `key`, callers arriving meanwhile waiting for it."""
-        store = self._store
+            joined = await self._join(key, request, stale, policy)
+            if joined is not None:
+                return joined
+        # Lead the upstream call, callers arriving meanwhile waiting for it (here, not in a
+        # helper: one coroutine fewer on every miss).
         flight = store.inflight[key] = Flight()
         try:
             response = await self._upstream.complete(vendor_request(request))
@@ -221,6 +205,20 @@ class CachedLM:
         flight.succeed(response)
         store.save(key, response, store.wall())
         return response
+
+    async def _join(
+        self, key: str, request: LMRequest, stale: CacheEntry | None, policy: CachePolicy
+    ) -> LMResponse | None:
+        """The answer of the identical call in flight; None once none is (its leader was
+        cancelled): the caller then leads the next one."""
+        while (shared := self._store.inflight.get(key)) is not None:
+            try:
+                return await self._follow(shared)
+            except _LeaderGone:
+                continue
+            except Exception as exc:
+                return self._or_stale(exc, stale, request, policy)
+        return None
 
     def _failed(
         self,
