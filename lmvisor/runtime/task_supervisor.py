@@ -189,7 +189,8 @@ async def start_task(
     actor = proc.actor
     if proc.status is ActorStatus.RUNNING and type(actor) is TaskSupervisor:
         # What the inline call would do, without its bookkeeping: nothing here can wait.
-        return cast("asyncio.Task[T]", actor._start(fn, context, correlation_id, deadline))
+        started: asyncio.Task[T] = actor._start(fn, context, correlation_id, deadline)
+        return started
     task = await sup.call(StartTask(fn, context, correlation_id, deadline), None)
     return cast("asyncio.Task[T]", task)
 

@@ -70,7 +70,7 @@ _SORTED: Final = orjson.OPT_SORT_KEYS
 def request_key(request: LMRequest) -> str | None:
     """The cache key of `request` (see the module docstring), or None when it has none."""
     params: Mapping[str, Any] = request.params
-    if any(k in _NOT_IN_KEY for k in params):  # a few keys: cheaper than a set intersection
+    if params and not _NOT_IN_KEY.isdisjoint(params):
         params = {k: v for k, v in params.items() if k not in _NOT_IN_KEY}
     elif not isinstance(params, dict):
         params = dict(params)

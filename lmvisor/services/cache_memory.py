@@ -84,17 +84,19 @@ class MemoryTier:
         size = entry.size
         if size > self.max_bytes or self.max_entries == 0:
             return 0
-        if key in self._entries:
-            self._drop(key)
-        keep_until = min(now + self.ttl, entry.expires_at + self.stale_ttl)
-        self._entries[key] = (entry, keep_until)
+        entries = self._entries
+        replaced = entries.pop(key, None)
+        if replaced is not None:
+            self._bytes -= replaced[0].size
+        entries[key] = (entry, min(now + self.ttl, entry.expires_at + self.stale_ttl))
         self._bytes += size
         evicted = 0
-        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-            oldest = next(iter(self._entries))
-            self._drop(oldest)
+        while len(entries) > self.max_entries or self._bytes > self.max_bytes:
+            _, (oldest, _) = entries.popitem(last=False)
+            self._bytes -= oldest.size
             evicted += 1
-        self._evictions += evicted
+        if evicted:
+            self._evictions += evicted
         return evicted
 
     def delete(self, key: str) -> None:

@@ -11,6 +11,13 @@ Failures never reach the caller: `get` answers None (a miss) and `put_many`
 gives up, and each failure is counted through `on_error`. redis-py's own
 retries are off, so a dead Redis fails fast instead of backing off inside
 the call.
+
+`get` is on every L1 miss, so it skips redis-py's command layer (its pool lock,
+connection check and per-command observability): it sends `GET` on a connection
+of its own idle list and reads the raw reply. Those connections have no socket
+timeout of their own (which would cost a task per send): the operation's own bound
+covers them, and a connection an error or cancellation interrupted is closed, never
+reused.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TypeVar, final
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from lmvisor.runtime.deadline import bound_timeout
@@ -35,6 +44,7 @@ __all__ = ["RedisTier"]
 # What a dead, slow or confused Redis raises (TimeoutError covers asyncio's too).
 _FAILURES: Final = (RedisError, OSError, TimeoutError)
 _SCAN_COUNT: Final = 500
+_MAX_IDLE: Final = 64  # idle `get` connections kept; more are closed when returned
 _T = TypeVar("_T")
 _D = TypeVar("_D")
 
@@ -52,7 +62,7 @@ class RedisTier:
         on_error: called with each failure (counted by the cache; never raises).
     """
 
-    __slots__ = ("_client", "_on_error", "breaker", "prefix", "stale_ttl", "timeout")
+    __slots__ = ("_client", "_idle", "_on_error", "breaker", "prefix", "stale_ttl", "timeout")
 
     name = "l2"
 
@@ -78,6 +88,7 @@ class RedisTier:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
+        self._idle: list[AbstractConnection] = []
 
     async def get(self, key: str) -> CacheEntry | None:
         """The entry for `key` (fresh or expired), or None when absent, skipped or failed.
@@ -85,12 +96,45 @@ class RedisTier:
         Raises:
             CorruptEntry: the stored value is not an entry (the caller drops it).
         """
-        raw = await self._guarded(lambda: self._client.get(self.prefix + key), default=None)
+        raw = await self._guarded(lambda: self._get(self.prefix + key), default=None)
         if raw is None:
             return None
         if not isinstance(raw, bytes):
             raise CorruptEntry("the Redis value is not bytes")
         return decode_entry(raw)
+
+    async def _get(self, name: str) -> object:
+        """`GET name` on an idle connection, the raw reply.
+
+        A connection left idle may have been closed by Redis meanwhile (a restart): when a
+        reused one finds its peer gone, the others are dropped too and a new one asks.
+        """
+        idle = self._idle
+        if idle:
+            try:
+                return await self._get_on(idle.pop(), name)
+            except (RedisConnectionError, OSError):
+                stale, self._idle = idle, []
+                for conn in stale:
+                    await conn.disconnect(nowait=True)
+        pool = self._client.connection_pool
+        # No socket timeout of its own: `_guarded` bounds the operation.
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+        return await self._get_on(pool.connection_class(**kwargs), name)
+
+    async def _get_on(self, conn: AbstractConnection, name: str) -> object:
+        try:
+            await conn.send_packed_command(conn.pack_command("GET", name), check_health=False)
+            raw = await conn.read_response(disable_decoding=True)
+        except BaseException:
+            # The reply may be half read: the connection cannot carry another command.
+            await conn.disconnect(nowait=True)
+            raise
+        if len(self._idle) < _MAX_IDLE:
+            self._idle.append(conn)
+        else:
+            await conn.disconnect()
+        return raw
 
     async def put_many(self, items: Sequence[tuple[str, CacheEntry]], now: float) -> bool:
         """Store `items`, each with a Redis TTL ending its stale window; False if skipped/failed."""
@@ -161,7 +205,10 @@ class RedisTier:
         return result
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool and the idle `get` connections."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.disconnect()
         await self._client.aclose()
 
     def __repr__(self) -> str:

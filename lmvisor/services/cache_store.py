@@ -22,12 +22,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final, final
 
-from prometheus_client import Counter
-
 from lmvisor.programs.lm import LMResponse
 from lmvisor.runtime.observe.events import EventRing
 from lmvisor.runtime.observe.logs import get_logger
-from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.observe.metrics import CacheFigures, Metrics
 from lmvisor.runtime.observe.names import CACHE_ENTRY_DROPPED
 from lmvisor.services.cache_entry import CacheEntry, CorruptEntry, decode_response, encode_response
 from lmvisor.services.cache_memory import MemoryTier
@@ -125,43 +123,6 @@ class Flight:
 
 
 @final
-class _Meter:
-    """Counters of one tier, mirrored into its Prometheus children (bound once)."""
-
-    __slots__ = ("_corrupt", "_error", "_evict", "_hit", "_miss", "corrupt", "errors",
-                 "evictions", "hits", "misses")  # fmt: skip
-
-    def __init__(self, metrics: Metrics, layer: str) -> None:
-        self.hits = self.misses = self.errors = self.corrupt = self.evictions = 0
-        self._hit = metrics.cache_hits.labels(layer=layer)
-        self._miss = metrics.cache_misses.labels(layer=layer)
-        self._error = metrics.cache_errors.labels(layer=layer)
-        self._evict = metrics.cache_evictions.labels(layer=layer)
-        self._corrupt: Counter = metrics.cache_dropped.labels(layer=layer, reason="corrupt")
-
-    def hit(self) -> None:
-        self.hits += 1
-        self._hit.inc()
-
-    def miss(self) -> None:
-        self.misses += 1
-        self._miss.inc()
-
-    def error(self) -> None:
-        self.errors += 1
-        self._error.inc()
-
-    def evicted(self, count: int) -> None:
-        if count:
-            self.evictions += count
-            self._evict.inc(count)
-
-    def dropped_corrupt(self) -> None:
-        self.corrupt += 1
-        self._corrupt.inc()
-
-
-@final
 class CacheStore:
     """Tiers, counters, single-flight table and write-behind queue; see the module docstring.
 
@@ -172,7 +133,7 @@ class CacheStore:
         write_queue: most writes waiting; beyond it a write is skipped and counted.
     """
 
-    __slots__ = ("_dropped", "_idle", "_pending", "_wakeup", "_write_queue", "coalesced",
+    __slots__ = ("_dropped", "_idle", "_l1", "_pending", "_wakeup", "_write_queue", "coalesced",
                  "dropped_writes", "enabled", "events", "hits", "inflight", "l1", "l2", "l3",
                  "lookups", "meters", "metrics", "stale_served", "ttl", "wall")  # fmt: skip
 
@@ -192,13 +153,14 @@ class CacheStore:
         self.l1: MemoryTier | None = None
         self.l2: RedisTier | None = None
         self.l3: SqliteTier | None = None
-        self.meters = {layer: _Meter(metrics, layer) for layer in _LAYERS}
+        self.meters: dict[str, CacheFigures] = {layer: metrics.cache(layer) for layer in _LAYERS}
+        self._l1 = self.meters["l1"]  # the tier every lookup counts in
         self.inflight: dict[str, Flight] = {}
         self.lookups = self.hits = self.stale_served = self.coalesced = 0
         self._write_queue = write_queue
         self._pending: deque[PendingWrite] = deque()
         self.dropped_writes = 0
-        self._dropped = metrics.cache_dropped.labels(layer="queue", reason="queue_full")
+        self._dropped = metrics.cache_queue()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -207,29 +169,42 @@ class CacheStore:
 
     async def lookup(self, key: str, now: float) -> tuple[LMResponse | None, CacheEntry | None]:
         """A fresh answer for `key` (decoded, marked cached), else None and the stale candidate."""
-        self.lookups += 1
-        stale: CacheEntry | None = None
-        l1 = self.l1
-        if l1 is not None:
-            entry = l1.get(key, now)
-            if entry is not None:
-                if entry.expires_at > now:
-                    response = self._decode(entry, key, "l1")
-                    if response is not None:
-                        self.meters["l1"].hit()
-                        self.hits += 1
-                        return response, None
-                else:
-                    stale = entry
-            self.meters["l1"].miss()
-        if self.l2 is not None:
-            response, stale = await self._lookup_l2(key, now, stale)
-            if response is not None:
-                return response, None
-        if self.l3 is not None:
+        if self.l2 is None:
+            return self.lookup_local(key, now)
+        response, stale = self._lookup_l1(key, now)
+        if response is not None:
+            return response, None
+        response, stale = await self._lookup_l2(key, now, stale)
+        if response is None and self.l3 is not None:
             response, stale = self._lookup_l3(key, now, stale)
-            if response is not None:
-                return response, None
+        return response, stale
+
+    def lookup_local(self, key: str, now: float) -> tuple[LMResponse | None, CacheEntry | None]:
+        """`lookup` of L1 then L3, skipping L2: nothing to wait for, so no coroutine (what
+        `lookup` does while no L2 is configured; call it only then)."""
+        response, stale = self._lookup_l1(key, now)
+        if response is None and self.l3 is not None:
+            response, stale = self._lookup_l3(key, now, stale)
+        return response, stale
+
+    def _lookup_l1(self, key: str, now: float) -> tuple[LMResponse | None, CacheEntry | None]:
+        """L1's fresh answer, else None and its expired entry; counts the lookup."""
+        self.lookups += 1
+        l1 = self.l1
+        if l1 is None:
+            return None, None
+        stale: CacheEntry | None = None
+        entry = l1.get(key, now)
+        if entry is not None:
+            if entry.expires_at > now:
+                response = self._decode(entry, key, "l1")
+                if response is not None:
+                    self._l1.hits += 1
+                    self.hits += 1
+                    return response, None
+            else:
+                stale = entry
+        self._l1.misses += 1
         return None, stale
 
     async def _lookup_l2(
@@ -253,7 +228,7 @@ class CacheStore:
             self._corrupt(key, "l3", exc)
             entry = None
         except sqlite3.Error as exc:
-            self.meters["l3"].error()
+            self.meters["l3"].errors += 1
             _log.warning("cache.l3_read_failed", error=str(exc))
             entry = None
         return self._settle(key, now, entry, stale, "l3", fill=TO_L2)
@@ -272,18 +247,18 @@ class CacheStore:
         if entry is not None and entry.expires_at > now:
             response = self._decode(entry, key, layer)
             if response is not None:
-                meter.hit()
+                meter.hits += 1
                 self.hits += 1
                 self._fill_upper(key, entry, now, fill)
                 return response, None
         elif entry is not None and (stale is None or entry.expires_at > stale.expires_at):
             stale = entry
-        meter.miss()
+        meter.misses += 1
         return None, stale
 
     def _fill_upper(self, key: str, entry: CacheEntry, now: float, fill: int) -> None:
         if self.l1 is not None:
-            self.meters["l1"].evicted(self.l1.put(key, entry, now))
+            self._l1.evictions += self.l1.put(key, entry, now)
         if fill and self.l2 is not None:
             self._enqueue((key, entry, fill))
 
@@ -295,7 +270,7 @@ class CacheStore:
             return None
 
     def _corrupt(self, key: str, layer: str, exc: CorruptEntry) -> None:
-        self.meters[layer].dropped_corrupt()
+        self.meters[layer].dropped += 1
         self.events.emit(CACHE_ENTRY_DROPPED, {"layer": layer, "problem": exc.problem})
         if layer == "l1" and self.l1 is not None:
             self.l1.delete(key)
@@ -322,7 +297,7 @@ class CacheStore:
             return
         entry = CacheEntry(payload, now + self.ttl)
         if self.l1 is not None:
-            self.meters["l1"].evicted(self.l1.put(key, entry, now))
+            self._l1.evictions += self.l1.put(key, entry, now)
         lower = (TO_L2 if self.l2 is not None else 0) | (TO_L3 if self.l3 is not None else 0)
         if lower:
             self._enqueue((key, entry, lower))
@@ -330,7 +305,7 @@ class CacheStore:
     def _enqueue(self, item: PendingWrite) -> None:
         if len(self._pending) >= self._write_queue:
             self.dropped_writes += 1
-            self._dropped.inc()
+            self._dropped.dropped += 1
             return
         self._pending.append(item)
         self._idle.clear()
@@ -387,7 +362,7 @@ class CacheStore:
                     hits=meter.hits,
                     misses=meter.misses,
                     errors=meter.errors,
-                    corrupt=meter.corrupt,
+                    corrupt=meter.dropped,
                     evictions=evictions,
                     entries=entries,
                     bytes=size,

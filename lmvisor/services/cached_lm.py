@@ -177,7 +177,10 @@ class CachedLM:
         key = request_key(request)
         if key is None:
             return await self._upstream.complete(vendor_request(request))
-        response, stale = await store.lookup(key, store.wall())
+        if store.l2 is None:  # nothing to wait for: no lookup coroutine
+            response, stale = store.lookup_local(key, store.wall())
+        else:
+            response, stale = await store.lookup(key, store.wall())
         if response is not None:
             return response
         policy = _policy.get()
@@ -186,35 +189,53 @@ class CachedLM:
             if answer is None:
                 raise CacheMiss(model=request.model)
             return answer
-        return await self._fill(key, request, stale, policy)
+        if key in store.inflight:
+            joined = await self._join(key, request, stale, policy)
+            if joined is not None:
+                return joined
+        # Lead the upstream call, callers arriving meanwhile waiting for it (here, not in a
+        # helper: one coroutine fewer on every miss).
+        flight = store.inflight[key] = Flight()
+        try:
+            response = await self._upstream.complete(vendor_request(request))
+        except BaseException as exc:
+            return self._failed(flight, exc, stale, request, policy)
+        finally:
+            del store.inflight[key]
+        flight.succeed(response)
+        store.save(key, response, store.wall())
+        return response
 
-    async def _fill(
+    async def _join(
         self, key: str, request: LMRequest, stale: CacheEntry | None, policy: CachePolicy
-    ) -> LMResponse:
-        store = self._store
-        while (shared := store.inflight.get(key)) is not None:
+    ) -> LMResponse | None:
+        """The answer of the identical call in flight; None once none is (its leader was
+        cancelled): the caller then leads the next one."""
+        while (shared := self._store.inflight.get(key)) is not None:
             try:
                 return await self._follow(shared)
             except _LeaderGone:
                 continue
             except Exception as exc:
                 return self._or_stale(exc, stale, request, policy)
-        flight = store.inflight[key] = Flight()
-        try:
-            response = await self._upstream.complete(vendor_request(request))
-        except asyncio.CancelledError:
-            flight.fail(_LeaderGone())
-            raise
-        except BaseException as exc:
-            flight.fail(exc)
-            if isinstance(exc, Exception):
-                return self._or_stale(exc, stale, request, policy)
-            raise
-        finally:
-            del store.inflight[key]
-        flight.succeed(response)
-        store.save(key, response, store.wall())
-        return response
+        return None
+
+    def _failed(
+        self,
+        flight: Flight,
+        exc: BaseException,
+        stale: CacheEntry | None,
+        request: LMRequest,
+        policy: CachePolicy,
+    ) -> LMResponse:
+        """The leader's call failed: tell its waiters, then answer stale or raise `exc`."""
+        if isinstance(exc, asyncio.CancelledError):
+            flight.fail(_LeaderGone())  # a waiter takes over the call
+            raise exc
+        flight.fail(exc)
+        if isinstance(exc, Exception):
+            return self._or_stale(exc, stale, request, policy)
+        raise exc
 
     async def _follow(self, shared: Flight) -> LMResponse:
         self._store.coalesced += 1

@@ -32,8 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import nullcontext
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, final
 
@@ -60,7 +59,6 @@ from lmvisor.services.module_table import ModuleRecord, ModuleVersion
 __all__ = ["Execution", "ExecutionContext", "prepare_context", "run_execution"]
 
 PRIMARY: Final = "primary"
-_NO_DEADLINE: Final = nullcontext()
 
 
 @final
@@ -121,17 +119,21 @@ class ExecutionContext:
     lm_for: Callable[[str], LM]
 
 
-async def run_execution(
+def run_execution(
     ctx: ExecutionContext,
     record: ModuleRecord,
     version: ModuleVersion,
     inputs: Mapping[str, Any],
     at: float | None,
     stream: StreamSink | None = None,
-) -> Execution:
+    *,
+    prepared: LM | None = None,
+) -> Coroutine[Any, Any, Execution]:
     """Run `version` of `record`'s program on `inputs` before the absolute deadline `at`.
 
-    With `stream`, the primary strategy's output fields go to it as they arrive.
+    With `stream`, the primary strategy's output fields go to it as they arrive. `prepared`:
+    the LM the running context was prepared with (`prepare_context`, with the program's
+    `allow_stale`), which the primary strategy then runs with as it is.
 
     Raises:
         CircuitOpen, RateLimited: the program's breaker or limiter refused (no fallback set).
@@ -139,9 +141,27 @@ async def run_execution(
         DeadlineExceeded: the deadline passed (no fallback set).
         LmvisorError, ValueError: the program's own failure.
     """
+    execution = _execute(ctx, record, version, inputs, stream, prepared)
     # A task started under that deadline already runs under it (`start_task(deadline=...)`).
-    bound = _NO_DEADLINE if at is None or current_deadline() == at else deadline_at(at)
-    with bound, cache_report() as report:
+    if at is None or current_deadline() == at:
+        return execution
+    return _bounded(at, execution)
+
+
+async def _bounded(at: float, execution: Awaitable[Execution]) -> Execution:
+    with deadline_at(at):
+        return await execution
+
+
+async def _execute(
+    ctx: ExecutionContext,
+    record: ModuleRecord,
+    version: ModuleVersion,
+    inputs: Mapping[str, Any],
+    stream: StreamSink | None,
+    prepared: LM | None,
+) -> Execution:
+    with cache_report() as report:
         base = {
             "module_id": record.module_id,
             "module_type": type(version.program).__name__,
@@ -151,7 +171,9 @@ async def run_execution(
         started = time.perf_counter()
         acc, token = open_accumulator()
         try:
-            result, strategy, failures = await _strategies(ctx, record, version, inputs, stream)
+            result, strategy, failures = await _strategies(
+                ctx, record, version, inputs, stream, prepared
+            )
         except Exception as exc:
             seconds = time.perf_counter() - started
             close_accumulator(token)
@@ -214,14 +236,40 @@ async def _strategies(
     version: ModuleVersion,
     inputs: Mapping[str, Any],
     stream: StreamSink | None,
+    prepared: LM | None,
 ) -> tuple[Any, str, list[tuple[str, BaseException]]]:
-    try:
-        return await _primary(ctx, record, version, inputs, stream), PRIMARY, []
+    try:  # the primary strategy, in this frame: it is nearly every execution's only one
+        breaker = record.breaker
+        trial = breaker.before_call()
+        try:
+            if record.limiter is not None:
+                await _admit(record.limiter)
+            if prepared is not None:
+                result = await _call(version.program, inputs, stream)
+            else:
+                result = await _in_context(ctx, record, version.program, inputs, stream)
+        except BaseException as exc:
+            breaker.on_failure(exc, trial)
+            raise
+        breaker.on_success(trial)
+        return result, PRIMARY, []
     except Exception as exc:
         fallbacks = record.options.strategies()
         if not fallbacks or not _may_fall_back(exc):
             raise
-        failures: list[tuple[str, BaseException]] = [(PRIMARY, exc)]
+        return await _fall_back(fallbacks, exc, ctx, record, version, inputs)
+
+
+async def _fall_back(
+    fallbacks: Sequence[str],
+    error: Exception,
+    ctx: ExecutionContext,
+    record: ModuleRecord,
+    version: ModuleVersion,
+    inputs: Mapping[str, Any],
+) -> tuple[Any, str, list[tuple[str, BaseException]]]:
+    """Try each fallback in turn after the primary strategy failed with `error`."""
+    failures: list[tuple[str, BaseException]] = [(PRIMARY, error)]
     for name in fallbacks:
         try:
             result = await _fallback(name, ctx, record, version, inputs)
@@ -240,30 +288,21 @@ async def _strategies(
     raise AllStrategiesFailed(module_id=record.module_id, causes=failures) from failures[0][1]
 
 
-async def _primary(
+async def _in_context(
     ctx: ExecutionContext,
     record: ModuleRecord,
-    version: ModuleVersion,
+    program: Module,
     inputs: Mapping[str, Any],
     stream: StreamSink | None,
 ) -> Any:
-    breaker = record.breaker
-    trial = breaker.before_call()
-    try:
-        if record.limiter is not None:
-            await _admit(record.limiter)
-        lm = ctx.lm_for(record.lm)
-        allow_stale = record.options.allow_stale
-        if _prepared(lm, allow_stale):
-            result = await _call(version.program, inputs, stream)
-        else:
-            with context(lm=lm), cache_policy(allow_stale=allow_stale):
-                result = await _call(version.program, inputs, stream)
-    except BaseException as exc:
-        breaker.on_failure(exc, trial)
-        raise
-    breaker.on_success(trial)
-    return result
+    """Run `program` with the app's LM for it and its cache policy, set here unless the
+    running context already has them."""
+    lm = ctx.lm_for(record.lm)
+    allow_stale = record.options.allow_stale
+    if _prepared(lm, allow_stale):
+        return await _call(program, inputs, stream)
+    with context(lm=lm), cache_policy(allow_stale=allow_stale):
+        return await _call(program, inputs, stream)
 
 
 def _call(program: Module, inputs: Mapping[str, Any], stream: StreamSink | None) -> Awaitable[Any]:

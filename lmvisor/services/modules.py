@@ -336,7 +336,7 @@ class Modules:
             ActorExited: the task supervisor stopped while the execution ran.
         """
         record = self._record(module_id)
-        if not isinstance(inputs, Mapping):
+        if type(inputs) is not dict and not isinstance(inputs, Mapping):
             raise ServiceInputError(field="inputs", problem="must be an object of input fields")
         version = record.current
         seconds = self._runtime.config.modules.timeout if isinstance(timeout, _Default) else timeout
@@ -348,12 +348,6 @@ class Modules:
         if scope_id is None and current_scope() is None:
             scope_id = f"{self._prefix}{next(self._ids)}"
 
-        async def job() -> Execution | _Failed:
-            try:
-                return await run_execution(ctx, record, version, args, at, stream)
-            except Exception as exc:
-                return _Failed(exc)
-
         sup = self._tasks.resolve()
         lm = self._lm_of(record)
         allow_stale = record.options.allow_stale
@@ -363,6 +357,15 @@ class Modules:
             if lm is None
             else contexts.find(sup, lm, allow_stale) or await contexts.make(sup, lm, allow_stale)
         )
+        # The execution starts in a context prepared with this LM and cache policy.
+        ready = lm if prepared is not None else None
+
+        async def job() -> Execution | _Failed:
+            try:
+                return await run_execution(ctx, record, version, args, at, stream, prepared=ready)
+            except Exception as exc:
+                return _Failed(exc)
+
         task = await start_task(sup, job, context=prepared, correlation_id=scope_id, deadline=at)
         outcome = await _join(task, at)
         if isinstance(outcome, _Failed):

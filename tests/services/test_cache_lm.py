@@ -255,7 +255,7 @@ class TestCorruption:
         store.l1.put(key, CacheEntry(b"{not json", wall.now + 60), wall.now)
         response = await lm.complete(_req())
         assert response.outputs == ["answer 1"] and len(upstream.requests) == 1
-        assert store.meters["l1"].corrupt == 1
+        assert store.meters["l1"].dropped == 1
         assert metrics.value("lmvisor_cache_dropped_total", layer="l1", reason="corrupt") == 1.0
         assert events.query(type=CACHE_ENTRY_DROPPED)[0].data["layer"] == "l1"
         assert (await lm.complete(_req())).cached

@@ -16,7 +16,7 @@ from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.observe.names import BREAKER_STATE_CHANGED
 from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker
 from lmvisor.services.app import App, open_app
-from lmvisor.services.cache_entry import CacheEntry
+from lmvisor.services.cache_entry import CacheEntry, encode_entry
 from lmvisor.services.cache_redis import RedisTier
 from lmvisor.services.cache_store import CacheStatistics
 from lmvisor.testing.lm_server import LMServer
@@ -152,3 +152,53 @@ class TestSilentRedis:
         assert len(errors) == 2
         assert all(isinstance(e, (TimeoutError, RedisTimeoutError)) for e in errors)
         assert tier.breaker.state is BreakerState.OPEN
+
+
+class TestGetConnections:
+    async def test_a_connection_left_idle_across_a_redis_restart_is_replaced(
+        self, redis_server: RedisServer
+    ) -> None:
+        """A restarted Redis closed the connection `get` kept idle: the next `get` still answers
+        on a new one, with no failure counted and the breaker closed."""
+        errors: list[BaseException] = []
+        tier = RedisTier(
+            redis_server.url,
+            prefix="t:",
+            timeout=1.0,
+            stale_ttl=60.0,
+            breaker=CircuitBreaker("cache:l2", failure_threshold=1, recovery_time=60.0),
+            on_error=errors.append,
+        )
+        entry = CacheEntry(b'{"outputs": ["x"]}', 10.0)
+        try:
+            assert await tier.put_many([("k", entry)], now=0.0) is True
+            assert await tier.get("k") == entry
+            redis_server.kill()
+            redis_server.start()
+            raw = Redis.from_url(redis_server.url)  # the restarted Redis is empty: refill it
+            await raw.set("t:k", encode_entry(entry))
+            await raw.aclose()
+            assert await tier.get("k") == entry
+        finally:
+            await tier.aclose()
+        assert errors == []
+        assert tier.breaker.state is BreakerState.CLOSED
+
+    async def test_many_gets_at_once_each_answer(self, redis_server: RedisServer) -> None:
+        """Concurrent gets each take their own connection and each get their own key's entry."""
+        tier = RedisTier(
+            redis_server.url,
+            prefix="t:",
+            timeout=1.0,
+            stale_ttl=60.0,
+            breaker=CircuitBreaker("cache:l2"),
+            on_error=lambda exc: None,
+        )
+        entries = [CacheEntry(f"{i}".encode(), 10.0) for i in range(20)]
+        try:
+            await tier.put_many([(f"k{i}", e) for i, e in enumerate(entries)], now=0.0)
+            for _ in range(2):  # the second round reuses the idle connections
+                got = await asyncio.gather(*(tier.get(f"k{i}") for i in range(20)))
+                assert got == entries
+        finally:
+            await tier.aclose()

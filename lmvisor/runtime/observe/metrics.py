@@ -5,7 +5,7 @@ own `CollectorRegistry`, so two runtimes in one process never clash and never
 see each other's figures. Runtime figures (actors alive, restarts, mailbox
 depths) are read at scrape time from a callable the runtime supplies, never
 from private attributes. Bind label children once on hot paths
-(`metrics.cache_hits.labels(...)`) rather than per call.
+(`metrics.breaker_state.labels(...)`) rather than per call.
 
 LM request and module execution figures come at request rate, so they skip
 the client library's per-call locks and label lookups: a provider binds an
@@ -59,7 +59,14 @@ from lmvisor.runtime.observe.names import (
 from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker
 from lmvisor.runtime.protection.limiter import RateLimiter
 
-__all__ = ["CONTENT_TYPE", "LMFigures", "Metrics", "ModuleFigures", "RuntimeFigures"]
+__all__ = [
+    "CONTENT_TYPE",
+    "CacheFigures",
+    "LMFigures",
+    "Metrics",
+    "ModuleFigures",
+    "RuntimeFigures",
+]
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The media type of `Metrics.render()`'s output."""
@@ -160,6 +167,71 @@ class ModuleFigures:
             self.successes += 1
         else:
             self.errors[error] = self.errors.get(error, 0) + 1
+
+
+@final
+class CacheFigures:
+    """The counts of one cache tier (or of the write queue), summed where they happen.
+
+    Each is a plain attribute the cache adds to: no lock and no label lookup. `Metrics`
+    builds the `METRIC_CACHE_*` families from them at each scrape (a tier's series exist,
+    at 0, from when its figures are made). Add from the runtime's event loop.
+
+    Attributes:
+        hits, misses: lookups the tier answered or missed.
+        errors: the tier's failures (L2/L3).
+        evictions: entries the tier evicted.
+        dropped: entries dropped as corrupt (a tier), or writes refused (the queue).
+    """
+
+    __slots__ = ("created", "dropped", "errors", "evictions", "hits", "misses", "reason", "tier")
+
+    def __init__(self, *, reason: str = "corrupt", tier: bool = True) -> None:
+        self.created = time.time()
+        self.hits = self.misses = self.errors = self.evictions = self.dropped = 0
+        self.reason = reason  # the `reason` label of `dropped`
+        self.tier = tier  # False: only `dropped` is a series (the write queue)
+
+    def error(self) -> None:
+        """Count one failure of the tier."""
+        self.errors += 1
+
+    def evicted(self, count: int) -> None:
+        """Count `count` entries evicted."""
+        self.evictions += count
+
+
+class _CacheCollector(Collector):
+    """Builds the cache families from every `CacheFigures` at each scrape."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, CacheFigures] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        hits = CounterMetricFamily(METRIC_CACHE_HITS, "Cache hits.", labels=["layer"])
+        misses = CounterMetricFamily(METRIC_CACHE_MISSES, "Cache misses.", labels=["layer"])
+        evictions = CounterMetricFamily(
+            METRIC_CACHE_EVICTIONS, "Cache entries evicted.", labels=["layer"]
+        )
+        errors = CounterMetricFamily(METRIC_CACHE_ERRORS, "Cache tier failures.", labels=["layer"])
+        dropped = CounterMetricFamily(
+            METRIC_CACHE_DROPPED,
+            "Cache entries or writes dropped, by reason.",
+            labels=["layer", "reason"],
+        )
+        for layer, figures in sorted(self.figures.items()):
+            created = figures.created
+            if figures.tier:
+                hits.add_metric([layer], figures.hits, created=created)
+                misses.add_metric([layer], figures.misses, created=created)
+                evictions.add_metric([layer], figures.evictions, created=created)
+                errors.add_metric([layer], figures.errors, created=created)
+            dropped.add_metric([layer, figures.reason], figures.dropped, created=created)
+        yield from (hits, misses, evictions, errors, dropped)
+
+    def describe(self) -> Iterable[Metric]:
+        # Describing lets the registry reject a clashing name at registration.
+        return self.collect()
 
 
 # `le` labels as prometheus_client writes them for these bounds ("0.005", "1.0", "+Inf").
@@ -282,9 +354,9 @@ class Metrics:
     - `breaker_state` (0 closed, 1 half-open, 2 open) and
       `rate_limiter_rejections`, kept current by `breaker_changed` /
       `limiter_rejected` hooked to `Protections` listeners
-    - `cache_hits`, `cache_misses` [layer: `l1`, `l2`, `l3`], `cache_evictions`,
-      `cache_errors` (L2/L3 failures), `cache_dropped` [layer, reason] and
-      `cache_hit_rate` (read at scrape time from `set_cache_source`): `METRIC_CACHE_*`
+    - `METRIC_CACHE_*`: hits, misses, evictions, errors (L2/L3 failures) [layer: `l1`,
+      `l2`, `l3`] and dropped [layer, reason], recorded through `cache(layer)` and
+      `cache_queue()`; `cache_hit_rate` (read at scrape time from `set_cache_source`)
     - runtime figures from `set_runtime_source`: `METRIC_ACTORS_ALIVE`,
       `METRIC_SUPERVISOR_RESTARTS`, `METRIC_MAILBOX_DEPTH`
 
@@ -313,29 +385,14 @@ class Metrics:
             ["limiter"],
             registry=reg,
         )
-        self.cache_hits = Counter(METRIC_CACHE_HITS, "Cache hits.", ["layer"], registry=reg)
-        self.cache_misses = Counter(METRIC_CACHE_MISSES, "Cache misses.", ["layer"], registry=reg)
-        self._cache_families(reg)
-        self._runtime = _RuntimeCollector()
-        reg.register(self._runtime)
-
-    def _cache_families(self, reg: CollectorRegistry) -> None:
-        self.cache_evictions = Counter(
-            METRIC_CACHE_EVICTIONS, "Cache entries evicted.", ["layer"], registry=reg
-        )
-        self.cache_errors = Counter(
-            METRIC_CACHE_ERRORS, "Cache tier failures.", ["layer"], registry=reg
-        )
-        self.cache_dropped = Counter(
-            METRIC_CACHE_DROPPED,
-            "Cache entries or writes dropped, by reason.",
-            ["layer", "reason"],
-            registry=reg,
-        )
+        self._cache = _CacheCollector()
+        reg.register(self._cache)
         self.cache_hit_rate = Gauge(
             METRIC_CACHE_HIT_RATE, "Cache hits over lookups since start.", registry=reg
         )
         self.cache_hit_rate.set_function(lambda: 0.0)
+        self._runtime = _RuntimeCollector()
+        reg.register(self._runtime)
 
     def set_cache_source(self, source: Callable[[], float] | None) -> None:
         """Read `lmvisor_cache_hit_rate` from `source()` at each scrape (None reports 0)."""
@@ -392,6 +449,21 @@ class Metrics:
         figures = self._modules.figures.get(module)
         if figures is None:
             figures = self._modules.figures[module] = ModuleFigures()
+        return figures
+
+    def cache(self, layer: str) -> CacheFigures:
+        """The cache tier's counts (`l1`, `l2`, `l3`), made on first use; bind it once."""
+        figures = self._cache.figures.get(layer)
+        if figures is None:
+            figures = self._cache.figures[layer] = CacheFigures()
+        return figures
+
+    def cache_queue(self) -> CacheFigures:
+        """The write queue's figures: `dropped` counts writes it refused (`queue_full`)."""
+        figures = self._cache.figures.get("queue")
+        if figures is None:
+            figures = CacheFigures(reason="queue_full", tier=False)
+            self._cache.figures["queue"] = figures
         return figures
 
     def lm(self, provider: str, model: str) -> LMFigures:

@@ -362,6 +362,11 @@ class EventStoreActor(Actor):
                 self.dropped_notices += 1
 
     def _has_subscribers(self, event_type: str) -> bool:
+        # Asked for every event the ring records: answered from the cache when it is current.
+        if self._subscribers_as_of == self._registry.duplicate_changes:
+            found = self._subscribers.get(event_type)
+            if found is not None:
+                return bool(found)
         return bool(self._subscribers_of(event_type))
 
     def _subscribers_of(self, event_type: str) -> tuple[ActorRef, ...]:

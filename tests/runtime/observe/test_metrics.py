@@ -19,8 +19,8 @@ class TestIsolation:
     def test_two_instances_never_clash(self) -> None:
         """Two Metrics build the same families and keep their figures apart."""
         first, second = Metrics(), Metrics()
-        first.cache_hits.labels(layer="l1").inc(3)
-        second.cache_hits.labels(layer="l1").inc()
+        first.cache("l1").hits += 3
+        second.cache("l1").hits += 1
         assert first.value("lmvisor_cache_hits_total", layer="l1") == 3
         assert second.value("lmvisor_cache_hits_total", layer="l1") == 1
         assert 'lmvisor_cache_hits_total{layer="l1"} 3.0' in first.render()
@@ -152,6 +152,38 @@ class TestModuleFigures:
         metrics = Metrics()
         with pytest.raises(ValueError, match="Duplicated timeseries"):
             Counter("lmvisor_module_success", "again", ["module"], registry=metrics.registry)
+
+
+class TestCacheFigures:
+    def test_tier_counts_are_exposed_as_the_cache_families(self) -> None:
+        """cache(layer)'s counts show as the hits, misses, evictions, errors and dropped series."""
+        metrics = Metrics()
+        figures = metrics.cache("l2")
+        assert metrics.cache("l2") is figures
+        figures.hits += 2
+        figures.misses += 1
+        figures.evicted(3)
+        figures.error()
+        figures.dropped += 1
+        assert metrics.value("lmvisor_cache_hits_total", layer="l2") == 2
+        assert metrics.value("lmvisor_cache_misses_total", layer="l2") == 1
+        assert metrics.value("lmvisor_cache_evictions_total", layer="l2") == 3
+        assert metrics.value("lmvisor_cache_errors_total", layer="l2") == 1
+        assert metrics.value("lmvisor_cache_dropped_total", layer="l2", reason="corrupt") == 1
+
+    def test_the_write_queue_shows_only_its_refused_writes(self) -> None:
+        """cache_queue() is a `queue_full` dropped series at 0, and no hits or misses series."""
+        metrics = Metrics()
+        metrics.cache_queue().dropped += 4
+        text = metrics.render()
+        assert 'lmvisor_cache_dropped_total{layer="queue",reason="queue_full"} 4.0' in text
+        assert 'layer="queue"}' not in text
+
+    def test_cache_family_names_cannot_be_registered_twice(self) -> None:
+        """The cache families are registered: another family of the same name is refused."""
+        metrics = Metrics()
+        with pytest.raises(ValueError, match="Duplicated timeseries"):
+            Counter("lmvisor_cache_misses", "again", ["layer"], registry=metrics.registry)
 
 
 class TestMeasure:
