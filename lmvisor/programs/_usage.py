@@ -1,13 +1,16 @@
 """Summing LM usage per module call: each running module call holds an accumulator in a
 ContextVar; every LM call adds its usage to all accumulators of the enclosing calls.
 
+The enclosing calls' accumulators form a chain (`parent`), so opening one builds no tuple
+and keeps no `Token` alive while the call waits on its LM: closing sets the parent back.
+
 Most module calls make one LM call: the accumulator keeps that call's `Usage` as it is
 and sums only from the second call on, so the common call builds no `Usage` at all.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import Final, final
 
 from lmvisor.programs.lm import Usage
@@ -21,9 +24,10 @@ _NO_USAGE: Final = Usage()  # frozen: one shared zero for every accumulator with
 class UsageAccumulator:
     """The usage and cost of the LM calls made during one module call."""
 
-    __slots__ = ("cached_calls", "calls", "cost", "cost_known", "usage")
+    __slots__ = ("cached_calls", "calls", "cost", "cost_known", "parent", "usage")
 
-    def __init__(self) -> None:
+    def __init__(self, parent: UsageAccumulator | None = None) -> None:
+        self.parent = parent  # the enclosing module call's, also told of every LM call
         self.usage = _NO_USAGE
         self.calls = 0
         self.cached_calls = 0
@@ -52,21 +56,27 @@ class UsageAccumulator:
         return f"UsageAccumulator(calls={self.calls}, cached={self.cached_calls}, {self.usage})"
 
 
-_active: ContextVar[tuple[UsageAccumulator, ...]] = ContextVar("lmvisor_usage", default=())
+_active: ContextVar[UsageAccumulator | None] = ContextVar("lmvisor_usage", default=None)
 
 
-def open_accumulator() -> tuple[UsageAccumulator, Token[tuple[UsageAccumulator, ...]]]:
-    """Start accumulating for a module call; reset the token when the call ends."""
-    acc = UsageAccumulator()
-    return acc, _active.set((*_active.get(), acc))
+def open_accumulator() -> tuple[UsageAccumulator, UsageAccumulator]:
+    """Start accumulating for a module call: (the accumulator, the token to close it with).
+
+    Close it in the context it was opened in, after every call opened inside it closed.
+    """
+    acc = UsageAccumulator(_active.get())
+    _active.set(acc)  # its Token is dropped: `close_accumulator` sets the parent back
+    return acc, acc
 
 
-def close_accumulator(token: Token[tuple[UsageAccumulator, ...]]) -> None:
+def close_accumulator(token: UsageAccumulator) -> None:
     """End the module call's accumulation."""
-    _active.reset(token)
+    _active.set(token.parent)
 
 
 def record_usage(usage: Usage, cost: float | None, cached: bool = False) -> None:
     """Add one LM call's usage to every enclosing module call."""
-    for acc in _active.get():
+    acc = _active.get()
+    while acc is not None:
         acc.add(usage, cost, cached)
+        acc = acc.parent

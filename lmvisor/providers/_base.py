@@ -318,18 +318,19 @@ class HttpVendorClient(ABC):
         self, request: LMRequest, model: str, timeout: float
     ) -> Coroutine[Any, Any, LMResponse]:
         """The coroutine answering `request` (a client that fans `n` out overrides this)."""
-        return self._send(self._payload(request, model, stream=False), model, timeout)
+        # Encoded here, not in `_send`: the payload dict is garbage before the wait.
+        return self._send(self._encode(self._payload(request, model, stream=False)), model, timeout)
 
     async def _send(
         self,
-        payload: dict[str, Any],
+        body: bytes,
         model: str,
         timeout: float,  # noqa: ASYNC109 - passed down to the transport
     ) -> LMResponse:
         resp = await self._transport.post_json(
             self._endpoint,
             headers=self._plain_headers,
-            body=self._encode(payload),
+            body=body,
             timeout=timeout,
             provider=self._name,
             model=model,

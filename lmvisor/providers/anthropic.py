@@ -179,11 +179,11 @@ class AnthropicClient(HttpVendorClient):
         model: str,
         timeout: float,  # noqa: ASYNC109 - passed down to the transport
     ) -> LMResponse:
-        payload = self._payload(request, model, stream=False)
+        body = self._encode(self._payload(request, model, stream=False))
         n = wire_int(request.params.get("n"), MAX_INDEX)
         if n <= 1:
-            return await self._send(payload, model, timeout)
-        tasks = [asyncio.ensure_future(self._send(payload, model, timeout)) for _ in range(n)]
+            return await self._send(body, model, timeout)
+        tasks = [asyncio.ensure_future(self._send(body, model, timeout)) for _ in range(n)]
         try:
             answers = await asyncio.gather(*tasks)
         except BaseException:
