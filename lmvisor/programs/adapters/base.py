@@ -16,6 +16,7 @@ from lmvisor.programs.adapters._native import CallPlan, finish_values, plan_call
 from lmvisor.programs.callbacks import Callback, new_call_id, notify
 from lmvisor.programs.errors import AdapterParseError
 from lmvisor.programs.lm import LMCapabilities, LMResponse
+from lmvisor.programs.lm_invoker import LMInvoker
 from lmvisor.programs.signature import Signature
 from lmvisor.programs.streaming import streamed_chunks
 
@@ -177,7 +178,12 @@ class Adapter:
         # DSPy sizes the response format on the signature as declared, before planning.
         extra = self.request_params(signature, capabilities)
         sent = {**plan.params, **extra} if extra else plan.params
-        response = await invoke(messages, sent)
+        if type(invoke) is LMInvoker and invoke.direct:
+            # The invoker's work in this frame: one coroutine fewer alive during the call.
+            request = invoke.request(messages, sent)
+            response = invoke.recorded(request, await invoke.lm.complete(request))
+        else:
+            response = await invoke(messages, sent)
         try:
             return self._parse_all(hooks, plan, signature, response), response
         except AdapterParseError as error:
