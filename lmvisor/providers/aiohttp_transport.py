@@ -18,6 +18,7 @@ from lmvisor.providers.transport import (
     _cached_timeout,
     _streamed,
     map_errors,
+    mapped_error,
 )
 
 __all__ = ["AiohttpTransport"]
@@ -117,12 +118,17 @@ class AiohttpTransport:
     ) -> TransportResponse:
         """See `Transport.post_json`."""
         session = self._get_session()
-        with map_errors(_AIOHTTP_ERRORS, provider, model, timeout):
+        try:  # not `map_errors`: its generator would live as long as the request
             async with session.post(
                 url, data=body, headers=headers, timeout=self._timeout(timeout)
             ) as resp:
                 data = await resp.read()
                 return TransportResponse(resp.status, resp.headers, data)
+        except Exception as exc:
+            mapped = mapped_error(_AIOHTTP_ERRORS, exc, provider, model, timeout)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     @asynccontextmanager
     async def stream_sse(

@@ -39,7 +39,7 @@ from lmvisor.providers.transport import (
     TransportResponse,
     TransportStatistics,
     _cached_timeout,
-    map_errors,
+    mapped_error,
 )
 
 __all__ = ["PyreqwestTransport"]
@@ -110,7 +110,7 @@ class PyreqwestTransport:
         model: str,
     ) -> TransportResponse:
         """See `Transport.post_json`."""
-        with map_errors(_PYREQWEST_ERRORS, provider, model, timeout):
+        try:  # not `map_errors`: its generator would live as long as the request
             # One expression, no local for the client, builder or request: a failure's
             # traceback keeps this frame's locals, and any of them held there would keep
             # the pool (and its connections) open after `aclose()`.
@@ -124,6 +124,11 @@ class PyreqwestTransport:
                 .send()
             )
             data = await resp.bytes()
+        except Exception as exc:
+            mapped = mapped_error(_PYREQWEST_ERRORS, exc, provider, model, timeout)
+            if mapped is None:
+                raise
+            raise mapped from exc
         return TransportResponse(resp.status, resp.headers, memoryview(data))
 
     def stream_sse(

@@ -49,6 +49,7 @@ __all__ = [
     "default_transport_kind",
     "map_errors",
     "mapped_chunks",
+    "mapped_error",
 ]
 
 _T = TypeVar("_T")
@@ -192,20 +193,37 @@ def map_errors(errors: ErrorMap, provider: str, model: str, timeout: float) -> I
     """Translate the library's exceptions raised inside the block (see `ErrorMap`)."""
     try:
         yield
-    except LmvisorError:
-        raise
-    except errors.timeouts as exc:
-        raise ProviderTimeout(
+    except Exception as exc:
+        mapped = mapped_error(errors, exc, provider, model, timeout)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+def mapped_error(
+    errors: ErrorMap, exc: Exception, provider: str, model: str, timeout: float
+) -> Exception | None:
+    """The typed error for the library's `exc` (see `ErrorMap`); None: raise `exc` as it is.
+
+    For a request path that runs per call: `try`/`except` around the await and this,
+    rather than `map_errors`, whose generator and context manager would live as long
+    as the request.
+    """
+    if isinstance(exc, LmvisorError):
+        return None
+    if isinstance(exc, errors.timeouts):
+        return ProviderTimeout(
             provider=provider, model=model, detail=f"no answer within {timeout:g}s"
-        ) from exc
-    except errors.body as exc:
-        raise errors.body_error(
+        )
+    if isinstance(exc, errors.body):
+        return errors.body_error(
             provider=provider, model=model, detail=f"{errors.body_detail}: {exc}"
-        ) from exc
-    except errors.wire as exc:
-        raise ProviderConnectionError(
+        )
+    if isinstance(exc, errors.wire):
+        return ProviderConnectionError(
             provider=provider, model=model, detail=str(exc) or type(exc).__name__
-        ) from exc
+        )
+    return None
 
 
 async def mapped_chunks(
