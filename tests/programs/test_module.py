@@ -14,7 +14,7 @@ from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.chain_of_thought import ChainOfThought
 from lmvisor.programs.errors import StateError
 from lmvisor.programs.example import Example, Prediction
-from lmvisor.programs.lm import LMRequest
+from lmvisor.programs.lm import LMRequest, LMResponse, Usage
 from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.settings import context
@@ -306,3 +306,27 @@ class TestRunSyncAndUsage:
             pred = await Pipeline()(question="q")
         assert lm.calls == 2
         assert pred.usage == lm.total_usage()
+
+    async def test_usage_of_concurrent_children_stays_apart(self) -> None:
+        """Module calls run in child tasks each count only their own LM calls; the
+        enclosing call counts all of them, and an accumulator closed is not told again."""
+        response = LMResponse(outputs=["[[ ## a ## ]]\nx"], usage=Usage(total_tokens=3))
+        lm = ScriptedLM([response] * 3)
+
+        class Fan(Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.one = Predict("q -> a")
+                self.two = Predict("q -> a")
+
+            async def forward(self, **inputs: Any) -> Prediction:
+                first, second = await asyncio.gather(self.one(**inputs), self.two(**inputs))
+                assert first.usage.total_tokens == 3
+                assert second.usage.total_tokens == 3
+                return Prediction(a=first.a)
+
+        with context(lm=lm):
+            pred = await Fan()(q="x")
+            alone = await Predict("q -> a")(q="y")
+        assert pred.usage.total_tokens == 6
+        assert alone.usage.total_tokens == 3

@@ -108,6 +108,21 @@ class TestPredictRequest:
         assert pred.usage.total_tokens == 7
         assert pred.cost == 0.01
 
+    async def test_subclass_forward_is_run(self) -> None:
+        """A Predict subclass's own `forward` is what a call runs, usage accounted."""
+        response = LMResponse(outputs=[_reply(answer="x")], usage=Usage(total_tokens=5))
+
+        class Shouting(Predict):
+            async def forward(self, **kwargs: Any) -> Any:
+                pred = await super().forward(**kwargs)
+                pred.answer = pred.answer.upper()
+                return pred
+
+        with context(lm=ScriptedLM([response])):
+            pred = await Shouting("question -> answer")(question="q")
+        assert pred.answer == "X"
+        assert pred.usage.total_tokens == 5
+
     async def test_n_samples_at_a_sampling_temperature(self) -> None:
         """As in DSPy, n > 1 at a temperature unset or <= 0.15 is sent at 0.7; others stay."""
         lm = ScriptedLM()

@@ -12,7 +12,8 @@ import pytest
 from lmvisor.providers.aiohttp_transport import AiohttpTransport
 from lmvisor.providers.errors import ProviderConnectionError, ProviderTimeout, ResponseFormatError
 from lmvisor.providers.httpx_transport import HttpxTransport
-from lmvisor.providers.transport import Transport, build_transport
+from lmvisor.providers.transport import ErrorMap, Transport, build_transport, mapped_error
+from lmvisor.runtime.errors import DeadlineExceeded
 from lmvisor.testing._lm_lean import LeanServer
 from lmvisor.testing.lm_server import FaultRule, LMServer
 from tests.providers.conftest import KEY
@@ -279,3 +280,31 @@ class TestHttpxTransport:
             with pytest.raises(cls) as info:
                 await _post(transport, "http://mock/v1/chat/completions")
         assert info.value.__cause__ is exc
+
+
+class TestMappedError:
+    _ERRORS = ErrorMap(
+        timeouts=(TimeoutError,),
+        body=(EOFError,),
+        body_error=ResponseFormatError,
+        body_detail="bad body",
+        wire=(ConnectionError,),
+    )
+
+    def test_library_errors_become_typed(self) -> None:
+        """Timeouts, body and wire errors map to the providers' typed errors, in that order."""
+        timeout = mapped_error(self._ERRORS, TimeoutError(), "p", "m", 2.5)
+        assert isinstance(timeout, ProviderTimeout)
+        assert "no answer within 2.5s" in str(timeout)
+        body = mapped_error(self._ERRORS, EOFError("cut"), "p", "m", 1.0)
+        assert isinstance(body, ResponseFormatError)
+        assert "bad body: cut" in str(body)
+        wire = mapped_error(self._ERRORS, ConnectionResetError("reset"), "p", "m", 1.0)
+        assert isinstance(wire, ProviderConnectionError)
+        assert "reset" in str(wire)
+
+    def test_own_and_unknown_errors_pass(self) -> None:
+        """An lmvisor error or an error the map does not name is raised as it is (None)."""
+        own = DeadlineExceeded(operation="x")
+        assert mapped_error(self._ERRORS, own, "p", "m", 1.0) is None
+        assert mapped_error(self._ERRORS, KeyError("k"), "p", "m", 1.0) is None
