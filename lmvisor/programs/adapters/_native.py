@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, get_args, get_origin
+from types import MappingProxyType
+from typing import Any, cast, get_args, get_origin
 
 from lmvisor.programs._types import allows_none
 from lmvisor.programs.lm import LMCapabilities, LMResponse
@@ -40,13 +41,14 @@ class CallPlan:
 
     Attributes:
         signature: the signature the prompt is formatted from and completions parsed with.
-        params: the request params, native options added.
+        params: the request params, native options added (read-only: a plain plan
+            without params is shared by every call with its signature).
         tool_calls_field: the ToolCalls output filled from the LM's native tool calls.
         reasoning_fields: the Reasoning outputs filled from its reasoning content.
     """
 
     signature: type[Signature]
-    params: dict[str, Any]
+    params: Mapping[str, Any]
     tool_calls_field: str | None = None
     reasoning_fields: tuple[str, ...] = ()
 
@@ -103,7 +105,9 @@ def plan_call(
         and "tool_choice" not in params
         and "parallel_tool_calls" not in params
     ):
-        return CallPlan(signature=signature, params=dict(params))  # the common, plain call
+        if not params:  # the common, plain call: one plan per signature, not one per call
+            return _plain_plan(signature)
+        return CallPlan(signature=signature, params=dict(params))
     sent = dict(params)
     if not native_function_calling:
         _drop_tool_params(sent)
@@ -132,6 +136,15 @@ def plan_call(
         tool_calls_field=tool_field,
         reasoning_fields=native_reasoning,
     )
+
+
+def _plain_plan(signature: type[Signature]) -> CallPlan:
+    """The plan of a call with no params and no native features, cached on the signature."""
+    key = ("plain-plan",)
+    plan = signature._cache.get(key)
+    if plan is None:
+        plan = signature._cache[key] = CallPlan(signature=signature, params=MappingProxyType({}))
+    return cast(CallPlan, plan)
 
 
 def _drop_tool_params(params: dict[str, Any]) -> None:

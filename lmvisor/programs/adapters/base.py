@@ -177,7 +177,8 @@ class Adapter:
             messages = self.format(plan.signature, demos, inputs)
         # DSPy sizes the response format on the signature as declared, before planning.
         extra = self.request_params(signature, capabilities)
-        sent = {**plan.params, **extra} if extra else plan.params
+        # An empty plan's params may be shared (read-only): the request gets a dict of its own.
+        sent = {**plan.params, **extra} if extra else plan.params or {}
         if type(invoke) is LMInvoker and invoke.direct:
             # The invoker's work in this frame: one coroutine fewer alive during the call.
             request = invoke.request(messages, sent)
