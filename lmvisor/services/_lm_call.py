@@ -13,6 +13,10 @@
   after the deadline is not slept: the retries end there. A retry hint longer
   than the policy's `max_delay` ends them too.
 
+`LMProvider.complete` makes a call's first attempt in its own frame with this
+module's pieces (`attempt_time`, the breaker, `take_rate`, `will_retry`) and hands a
+retryable failure to `protected` (`failed=`): one coroutine fewer per call.
+
 Time is the actor's `Clock`; deadlines are absolute times on it. Pure asyncio,
 no actor: `LMProvider` owns one `CallPolicy` per incarnation.
 """
