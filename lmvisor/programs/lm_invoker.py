@@ -50,12 +50,6 @@ class LMInvoker:
         """The LM this invoker calls."""
         return self._lm
 
-    @property
-    def direct(self) -> bool:
-        """True when a call is just `lm.complete` (no hooks, not streamed): a caller may
-        then make it in its own frame (`request`, `lm.complete`, `recorded`)."""
-        return not self._hooks and self._stream is None
-
     async def __call__(
         self, messages: list[dict[str, Any]], params: Mapping[str, Any]
     ) -> LMResponse:
@@ -64,25 +58,17 @@ class LMInvoker:
         Raises:
             LmvisorError: whatever the LM raises; cancellation cancels the request.
         """
-        request = self.request(messages, params)
+        lm = self._lm
+        request = LMRequest(model=lm.model, messages=messages, params=params)
         if self._hooks:
             response = await self._complete_hooked(request)
         elif self._stream is None:
-            response = await self._lm.complete(request)
+            response = await lm.complete(request)  # the common case: one frame fewer
         else:
             response = await self._streamed(request, self._stream)
-        return self.recorded(request, response)
-
-    def request(self, messages: list[dict[str, Any]], params: Mapping[str, Any]) -> LMRequest:
-        """The request a call with `messages` and `params` sends."""
-        return LMRequest(model=self._lm.model, messages=messages, params=params)
-
-    def recorded(self, request: LMRequest, response: LMResponse) -> LMResponse:
-        """`response`, its usage counted for the enclosing module calls and the call
-        kept in the history."""
         record_usage(response.usage, response.cost, response.cached)
         if self._history is not None:
-            self._history.record(self._lm.model, request, response)
+            self._history.record(lm.model, request, response)
         return response
 
     async def _complete_hooked(self, request: LMRequest) -> LMResponse:

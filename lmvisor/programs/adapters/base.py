@@ -16,7 +16,6 @@ from lmvisor.programs.adapters._native import CallPlan, finish_values, plan_call
 from lmvisor.programs.callbacks import Callback, new_call_id, notify
 from lmvisor.programs.errors import AdapterParseError
 from lmvisor.programs.lm import LMCapabilities, LMResponse
-from lmvisor.programs.lm_invoker import LMInvoker
 from lmvisor.programs.signature import Signature
 from lmvisor.programs.streaming import streamed_chunks
 
@@ -179,12 +178,7 @@ class Adapter:
         extra = self.request_params(signature, capabilities)
         # An empty plan's params may be shared (read-only): the request gets a dict of its own.
         sent = {**plan.params, **extra} if extra else plan.params or {}
-        if type(invoke) is LMInvoker and invoke.direct:
-            # The invoker's work in this frame: one coroutine fewer alive during the call.
-            request = invoke.request(messages, sent)
-            response = invoke.recorded(request, await invoke.lm.complete(request))
-        else:
-            response = await invoke(messages, sent)
+        response = await invoke(messages, sent)
         try:
             return self._parse_all(hooks, plan, signature, response), response
         except AdapterParseError as error:
