@@ -9,13 +9,12 @@ request for `n > 1` completions at a temperature unset or <= 0.15 is sent at 0.7
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from lmvisor.programs._hints import current_hint
 from lmvisor.programs._types import is_optional
-from lmvisor.programs._usage import close_accumulator, open_accumulator
-from lmvisor.programs.adapters.base import Adapter, AdapterResult
+from lmvisor.programs.adapters.base import Adapter
 from lmvisor.programs.adapters.chat import ChatAdapter
 from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.dspy_compat import read_predictor_state
@@ -25,7 +24,7 @@ from lmvisor.programs.fields import InputField
 from lmvisor.programs.lm import LM
 from lmvisor.programs.lm_invoker import LMInvoker
 from lmvisor.programs.module import Module, Parameter
-from lmvisor.programs.settings import active_callbacks, current_settings
+from lmvisor.programs.settings import current_settings
 from lmvisor.programs.signature import Signature, ensure_signature
 from lmvisor.programs.streaming import stream_receiver
 from lmvisor.programs.trace import record_trace
@@ -81,30 +80,6 @@ class Predict(Module, Parameter):
         self.traces = []
         self.train = []
 
-    async def __call__(self, **inputs: Any) -> Any:
-        """Run `forward` with callbacks and usage accounting, as `Module.__call__` does.
-
-        A Predict whose `forward` is Predict's own runs it in this frame (one coroutine
-        fewer alive while the LM answers). Cancellation cancels the LM call in flight.
-        """
-        acc, token = open_accumulator()
-        hooks = active_callbacks(self.callbacks)
-        try:
-            if hooks:
-                result = await self._forward_hooked(hooks, inputs)
-            elif type(self).forward is Predict.forward:
-                values, _ = await self._start(inputs)
-                result = self._finish(inputs, values)
-            else:
-                result = await self.forward(**inputs)
-        finally:
-            close_accumulator(token)
-        if isinstance(result, Prediction):
-            result.set_usage(acc.usage, acc.total_cost(), cached=acc.all_cached())
-        return result
-
-    acall = __call__
-
     async def forward(self, **kwargs: Any) -> Prediction:
         """Call the LM once and parse every completion.
 
@@ -116,16 +91,6 @@ class Predict(Module, Parameter):
             ValueError: a required input is missing.
             AdapterParseError: the completion does not fit the signature.
             LmvisorError: whatever the LM raises.
-        """
-        values, _ = await self._start(kwargs)
-        return self._finish(kwargs, values)
-
-    def _start(self, kwargs: dict[str, Any]) -> Coroutine[Any, Any, AdapterResult]:
-        """The adapter's run for one call (`kwargs`: the call's own, the options taken out).
-
-        Raises:
-            LMNotConfigured: no LM anywhere.
-            ValueError: a required input is missing.
         """
         demos = kwargs.pop("demos", None)
         config = kwargs.pop("config", None) or {}
@@ -150,7 +115,7 @@ class Predict(Module, Parameter):
         stream = stream_receiver(self, adapter)
         invoke = LMInvoker(lm, hooks, settings.history, stream=stream)
         shown = self.demos if demos is None else demos
-        return adapter.run(
+        values, _ = await adapter.run(
             invoke,
             signature,
             _plain_demos(shown) if shown else (),
@@ -159,8 +124,6 @@ class Predict(Module, Parameter):
             capabilities=lm.capabilities,
             callbacks=hooks,
         )
-
-    def _finish(self, kwargs: dict[str, Any], values: list[dict[str, Any]]) -> Prediction:
         prediction = Prediction.from_completions(values)
         record_trace(self, kwargs, prediction)
         return prediction
