@@ -13,10 +13,6 @@
   after the deadline is not slept: the retries end there. A retry hint longer
   than the policy's `max_delay` ends them too.
 
-`LMProvider.complete` makes a call's first attempt in its own frame with this
-module's pieces (`attempt_time`, the breaker, `take_rate`, `will_retry`) and hands a
-retryable failure to `protected` (`failed=`): one coroutine fewer per call.
-
 Time is the actor's `Clock`; deadlines are absolute times on it. Pure asyncio,
 no actor: `LMProvider` owns one `CallPolicy` per incarnation.
 """
@@ -33,16 +29,7 @@ from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.errors import DeadlineExceeded, RetryExhausted
 from lmvisor.runtime.protection import Bulkhead, CircuitBreaker, RateLimiter, Retry, is_retryable
 
-__all__ = [
-    "CallPolicy",
-    "RetryListener",
-    "acquire_slot",
-    "attempt_time",
-    "protected",
-    "slot",
-    "take_rate",
-    "will_retry",
-]
+__all__ = ["CallPolicy", "RetryListener", "acquire_slot", "protected", "slot"]
 
 T = TypeVar("T")
 _A = TypeVar("_A")
@@ -129,16 +116,12 @@ async def protected(
     deadline: float | None,
     tokens: float = 0,
     on_retry: RetryListener | None = None,
-    failed: Exception | None = None,
 ) -> T:
     """Await `attempt(first, second, timeout)` through breaker and limiter, retrying
     within the deadline.
 
     The attempt's arguments are passed apart (not bound in a `partial` or a closure):
     this runs for every LM call, and whatever it holds lives as long as the call.
-    A caller that made the first attempt in its own frame (one coroutine fewer per
-    call: `attempt_time`, the breaker, `take_rate`) hands its error in as `failed`
-    when `will_retry` says so; this backs off and goes on from the second attempt.
 
     Cancellation propagates at once from any wait and hands a half-open trial
     back to the breaker.
@@ -153,21 +136,14 @@ async def protected(
     """
     retry, breaker, limiter = policy.retry, policy.breaker, policy.limiter
     number = 1
-    if failed is not None:
-        assert retry is not None, "`failed` is only handed in when `will_retry` said so"
-        delay = _retry_delay(policy, retry, number, failed, deadline)
-        if on_retry is not None:
-            on_retry(number, failed, delay)
-        await policy.clock.sleep(delay)
-        number = 2
     while True:
         # One coroutine frame for the whole loop; the decisions are plain functions.
-        timeout, left = attempt_time(policy, deadline)
+        timeout, left = _attempt_time(policy, deadline)
         try:
             trial = breaker.before_call()
             try:
                 if limiter is not None:
-                    await take_rate(policy, limiter, tokens, left)
+                    await _take(policy, limiter, tokens, left)
                 result = await attempt(first, second, timeout)
             except BaseException as exc:
                 breaker.on_failure(exc, trial)
@@ -175,9 +151,8 @@ async def protected(
             breaker.on_success(trial)
             return result
         except Exception as exc:
-            if not will_retry(policy, exc):
+            if retry is None or not _retryable(exc):
                 raise
-            assert retry is not None  # will_retry says so
             delay = _retry_delay(policy, retry, number, exc, deadline)
             if on_retry is not None:
                 on_retry(number, exc, delay)
@@ -185,12 +160,7 @@ async def protected(
         number += 1
 
 
-def will_retry(policy: CallPolicy, exc: Exception) -> bool:
-    """Whether the policy may retry after `exc` (attempts and deadline aside)."""
-    return policy.retry is not None and _retryable(exc)
-
-
-def attempt_time(policy: CallPolicy, deadline: float | None) -> tuple[float, float | None]:
+def _attempt_time(policy: CallPolicy, deadline: float | None) -> tuple[float, float | None]:
     """The next attempt's timeout and the seconds left before `deadline` (None: no deadline).
 
     Raises:
@@ -226,7 +196,7 @@ def _retryable(exc: Exception) -> bool:
     return not isinstance(exc, DeadlineExceeded) and is_retryable(exc)
 
 
-async def take_rate(
+async def _take(
     policy: CallPolicy, limiter: RateLimiter, tokens: float, left: float | None
 ) -> None:
     """Take rate budget, waiting for it only if it frees up within `left` seconds (None: any).

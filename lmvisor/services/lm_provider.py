@@ -43,15 +43,7 @@ from lmvisor.runtime.observe.metrics import LMFigures, Metrics
 from lmvisor.runtime.observe.names import LM_REQUEST as LM_REQUEST_EVENT
 from lmvisor.runtime.observe.names import LM_REQUEST_FAILED as LM_REQUEST_FAILED_EVENT
 from lmvisor.runtime.protection import Bulkhead, CircuitBreaker, RateLimiter, Retry
-from lmvisor.services._lm_call import (
-    CallPolicy,
-    acquire_slot,
-    attempt_time,
-    protected,
-    slot,
-    take_rate,
-    will_retry,
-)
+from lmvisor.services._lm_call import CallPolicy, acquire_slot, protected, slot
 from lmvisor.services.budget import Budget
 
 __all__ = [
@@ -262,35 +254,15 @@ class LMProvider(Actor):
             if not bulkhead.try_acquire():
                 await acquire_slot(policy, msg.deadline)
             try:
-                # The first attempt in this frame, as `protected` makes it (a coroutine
-                # fewer for the collector to walk while the call waits); retries in it.
-                timeout, left = attempt_time(policy, msg.deadline)
-                failed: Exception | None = None
-                try:
-                    trial = policy.breaker.before_call()
-                    try:
-                        if policy.limiter is not None:
-                            await take_rate(policy, policy.limiter, tokens, left)
-                        response = await client.complete(request, timeout=timeout)
-                    except BaseException as exc:
-                        policy.breaker.on_failure(exc, trial)
-                        raise
-                    policy.breaker.on_success(trial)
-                except Exception as exc:
-                    if not will_retry(policy, exc):
-                        raise
-                    failed = exc
-                if failed is not None:  # out of the `except`: no implicit chaining
-                    response = await protected(
-                        policy,
-                        _send_once,
-                        client,
-                        request,
-                        deadline=msg.deadline,
-                        tokens=tokens,
-                        on_retry=self._retry_listener,
-                        failed=failed,
-                    )
+                response = await protected(
+                    policy,
+                    _send_once,
+                    client,
+                    request,
+                    deadline=msg.deadline,
+                    tokens=tokens,
+                    on_retry=self._retry_listener,
+                )
             finally:
                 bulkhead.release()
         except Exception as exc:
