@@ -61,6 +61,7 @@ __all__ = [
 
 _log = get_logger("lmvisor.services.lm_provider")
 _BOUND_MODELS = 256  # models whose LM figures an actor keeps bound
+_LM_REQUEST_FIELDS = ("provider", "model", "prompt_tokens", "completion_tokens", "cost", "duration")
 
 
 def provider_name(vendor: str) -> tuple[str, str]:
@@ -388,17 +389,17 @@ class LMProvider(Actor):
             figures = self._metrics_by_model.get(model) or self._bind_figures(self._metrics, model)
             figures.record(seconds, usage.prompt_tokens, usage.completion_tokens, cost)
         if self._events is not None:
-            # Built as an Event only if someone reads it: one fact per call, cheaply.
-            self._events.record(
+            # Built as an Event only if someone reads it: one fact per call, cheaply
+            # (one flat tuple, which the collector stops tracking; no dict).
+            self._events.record_values(
                 LM_REQUEST_EVENT,
-                {
-                    "provider": self.vendor,
-                    "model": model,
-                    "prompt_tokens": usage.prompt_tokens,
-                    "completion_tokens": usage.completion_tokens,
-                    "cost": response.cost,
-                    "duration": seconds,
-                },
+                _LM_REQUEST_FIELDS,
+                self.vendor,
+                model,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                cost,
+                seconds,
             )
 
     def _bind_figures(self, metrics: Metrics, model: str) -> LMFigures:

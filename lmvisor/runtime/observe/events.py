@@ -6,10 +6,13 @@ pulled out together. `EventRing` keeps the newest `capacity` events of one
 runtime; emitting is a deque append plus listener calls, cheap enough for
 every hop of a call. Durable storage is a listener (`observe.store`).
 
-Facts that come at request rate (`lm_request`) go in with `record()`: the ring
-keeps the fact as a plain tuple and builds its `Event` only when someone reads
-it (a query, or a listener that wants that type), so an event nobody asks
-about costs a tuple, not an object the garbage collector keeps walking.
+Facts that come at request rate (`lm_request`) go in with `record()` or
+`record_values()`: the ring keeps the fact as one flat tuple and builds its
+`Event` only when someone reads it (a query, or a listener that wants that type).
+The tuple holds no dict (the data's keys and values lie in it side by side), so
+when every value is a str, a number or None the garbage collector stops tracking
+it at its first pass: a ring full of such facts is not walked again, nor counted
+towards the next full collection.
 """
 
 from __future__ import annotations
@@ -65,9 +68,11 @@ EventListener = Callable[[Event], None]
 EventInterest = Callable[[str], bool]
 """Whether a listener wants events of a type; asked before an event is built for it."""
 
-# A fact recorded but not built yet: (sequence number, type, data, correlation id,
-# parent id, timestamp). Its Event is made from it on demand, with the same id.
-_Record = tuple[int, str, Mapping[str, Any], str | None, str | None, float]
+# A fact recorded but not built yet: (sequence number, type, correlation id, parent id,
+# timestamp, data keys, *data values). Its Event is made from it on demand, with the
+# same id. No dict inside: CPython never untracks a tuple holding a dict.
+_Record = tuple[Any, ...]
+_KEYS: Final = 5  # where the data keys are in a record; the values follow them
 
 
 @final
@@ -114,9 +119,9 @@ def _record_matches(
     type: str | Collection[str] | None,
     since: float | None,
 ) -> bool:
-    if correlation_id is not None and record[3] != correlation_id:
+    if correlation_id is not None and record[2] != correlation_id:
         return False
-    if since is not None and record[5] < since:
+    if since is not None and record[4] < since:
         return False
     return type is None or type_matches(record[1], type)
 
@@ -215,15 +220,35 @@ class EventRing:
         facts that come at request rate: its `Event` is made for the listeners
         that want its type, and otherwise only when a query returns it.
         """
+        if data is None:
+            self.record_values(type, ())
+        else:
+            self.record_values(type, tuple(data), *data.values())
+
+    def record_values(self, type: str, keys: tuple[str, ...], *values: Any) -> None:
+        """`record(type, dict(zip(keys, values)))`, with no dict made for it.
+
+        For a caller that records the same fields at request rate: `keys` is its
+        constant tuple of field names, `values` the fields in that order.
+
+        Raises:
+            ValueError: `keys` and `values` differ in length.
+        """
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} event data keys for {len(values)} values")
         scope = _correlation_var.get()
-        item: _Record = (
-            next(self._counter),
-            type,
-            _EMPTY if data is None else dict(data),
-            None if scope is None else scope.id,
-            None if scope is None else scope.parent_id,
-            self._wall_clock(),
-        )
+        if scope is None:
+            item = (next(self._counter), type, None, None, self._wall_clock(), keys, *values)
+        else:
+            item = (
+                next(self._counter),
+                type,
+                scope.id,
+                scope.parent_id,
+                self._wall_clock(),
+                keys,
+                *values,
+            )
         events = self._events
         if len(events) == self.capacity:
             self._dropped += 1
@@ -253,14 +278,14 @@ class EventRing:
         """The item's Event: itself, or built from a record (the id it was given then)."""
         if not isinstance(item, tuple):
             return item
-        number, kind, data, correlation_id, parent_id, timestamp = item
+        keys = item[_KEYS]
         return Event(
-            id=f"{self._prefix}{number}",
-            type=kind,
-            data=data,
-            correlation_id=correlation_id,
-            parent_id=parent_id,
-            timestamp=timestamp,
+            id=f"{self._prefix}{item[0]}",
+            type=item[1],
+            data=dict(zip(keys, item[_KEYS + 1 :], strict=True)) if keys else _EMPTY,
+            correlation_id=item[2],
+            parent_id=item[3],
+            timestamp=item[4],
             namespace=self.namespace,
         )
 
