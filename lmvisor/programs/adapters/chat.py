@@ -203,24 +203,23 @@ class ChatAdapter(Adapter):
             AdapterParseError: an output section is missing or does not fit its type.
             ConstraintError: an output breaks its field's bound.
         """
-        sections: list[tuple[str | None, list[str]]] = [(None, [])]
-        for line in completion.splitlines():
-            # Only a line holding a marker can be a header: the others skip strip and regex.
-            match = _HEADER.match(line.strip()) if "[[ ## " in line else None
-            if match:
-                stripped = line.strip()
-                rest = stripped[match.end() :].strip()
-                sections.append((match.group(1), [rest] if rest else []))
-            else:
-                sections[-1][1].append(line)
         outputs = signature._outputs
         values: dict[str, Any] = {}
-        for name, lines in sections:
-            if name is None or name in values or name not in outputs:
-                continue
-            values[name] = self._parse_field(
-                signature, completion, outputs[name], "\n".join(lines).strip(), values
-            )
+        if "[[ ## " in completion:
+            lines = completion.splitlines()
+            heads = _headers(lines)
+            # Each section is its header's rest of line, then the lines up to the next
+            # header: sliced, not gathered line by line.
+            for k, (index, name, rest) in enumerate(heads):
+                if name in values or name not in outputs:
+                    continue
+                end = heads[k + 1][0] if k + 1 < len(heads) else len(lines)
+                body = lines[index + 1 : end]
+                if rest:
+                    body.insert(0, rest)
+                values[name] = self._parse_field(
+                    signature, completion, outputs[name], "\n".join(body).strip(), values
+                )
         return self._complete(signature, completion, values)
 
     def _parse_field(
@@ -297,6 +296,19 @@ class ChatAdapter(Adapter):
             problem = f"missing output fields {missing}"
             raise self._parse_error(signature, completion, problem, values)
         return done
+
+
+def _headers(lines: list[str]) -> list[tuple[int, str, str]]:
+    """The `[[ ## name ## ]]` header lines: (line index, name, the rest of the line)."""
+    heads = []
+    for index, line in enumerate(lines):
+        # Only a line holding a marker can be a header: the others skip strip and regex.
+        if "[[ ## " in line:
+            stripped = line.strip()
+            match = _HEADER.match(stripped)
+            if match:
+                heads.append((index, match.group(1), stripped[match.end() :].strip()))
+    return heads
 
 
 def _sections(pairs: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import itertools
 
 import pytest
@@ -211,3 +212,38 @@ class TestRecord:
         ring.record("lm_request", {"n": 1})
         assert seen[0] is seen[1]
         assert ring.query() == [seen[0]]
+
+    def test_record_values_is_record_with_the_fields_given_apart(self) -> None:
+        """record_values(type, keys, *values) reads back as record(type, dict(zip(...)))."""
+        ring = _ring()
+        with correlation_scope("c1"):
+            ring.record_values("lm_request", ("model", "cost"), "llama3", None)
+        ring.record_values("lm_request.failed", ())
+        first, second = ring.query()
+        assert (first.type, first.data, first.correlation_id) == (
+            "lm_request",
+            {"model": "llama3", "cost": None},
+            "c1",
+        )
+        assert (second.data, second.correlation_id, second.timestamp) == ({}, None, 101.0)
+
+    def test_record_values_rejects_keys_and_values_of_different_lengths(self) -> None:
+        """A field without its value is refused before anything is recorded."""
+        ring = _ring()
+        with pytest.raises(ValueError, match=r"^2 event data keys for 1 values$"):
+            ring.record_values("lm_request", ("model", "cost"), "llama3")
+        assert len(ring) == 0
+
+    def test_a_record_of_plain_values_is_left_to_the_collector_untracked(self) -> None:
+        """A record whose data values are strs, numbers or None holds nothing the cyclic
+        collector must keep walking (no dict): one collection untracks a record_values()
+        record, two a record() one (its keys tuple goes first)."""
+        ring = _ring()
+        ring.record_values("lm_request", ("provider", "duration"), "local", 0.25)
+        gc.collect()
+        assert not gc.is_tracked(ring._events[0])
+        ring.record("lm_request", {"provider": "local", "tokens": 3, "cost": None})
+        ring.record("lm_request", {"provider": "local", "tokens": [3]})
+        gc.collect()
+        gc.collect()
+        assert [gc.is_tracked(item) for item in ring._events] == [False, False, True]
