@@ -69,7 +69,7 @@ EventInterest = Callable[[str], bool]
 """Whether a listener wants events of a type; asked before an event is built for it."""
 
 # A fact recorded but not built yet: (sequence number, type, correlation id, parent id,
-# timestamp, data keys, *data values). Its Event is made from it on demand, with the
+# timestamp, data keys (None: no data), *data values). Its Event is made from it on demand, with the
 # same id. No dict inside: CPython never untracks a tuple holding a dict.
 _Record = tuple[Any, ...]
 _KEYS: Final = 5  # where the data keys are in a record; the values follow them
@@ -221,9 +221,9 @@ class EventRing:
         that want its type, and otherwise only when a query returns it.
         """
         if data is None:
-            self.record_values(type, ())
+            self._record(type, None, ())
         else:
-            self.record_values(type, tuple(data), *data.values())
+            self._record(type, tuple(data), tuple(data.values()))
 
     def record_values(self, type: str, keys: tuple[str, ...], *values: Any) -> None:
         """`record(type, dict(zip(keys, values)))`, with no dict made for it.
@@ -236,6 +236,10 @@ class EventRing:
         """
         if len(keys) != len(values):
             raise ValueError(f"{len(keys)} event data keys for {len(values)} values")
+        self._record(type, keys, values)
+
+    def _record(self, type: str, keys: tuple[str, ...] | None, values: tuple[Any, ...]) -> None:
+        """Keep the fact as one flat record (`keys` None: no data) and tell the listeners."""
         scope = _correlation_var.get()
         if scope is None:
             item = (next(self._counter), type, None, None, self._wall_clock(), keys, *values)
@@ -282,7 +286,7 @@ class EventRing:
         return Event(
             id=f"{self._prefix}{item[0]}",
             type=item[1],
-            data=dict(zip(keys, item[_KEYS + 1 :], strict=True)) if keys else _EMPTY,
+            data=_EMPTY if keys is None else dict(zip(keys, item[_KEYS + 1 :], strict=True)),
             correlation_id=item[2],
             parent_id=item[3],
             timestamp=item[4],

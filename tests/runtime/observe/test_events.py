@@ -227,6 +227,15 @@ class TestRecord:
         )
         assert (second.data, second.correlation_id, second.timestamp) == ({}, None, 101.0)
 
+    def test_recorded_data_keeps_its_kind(self) -> None:
+        """Recorded empty data reads back as a dict of its own; no data as the shared empty one."""
+        ring = _ring()
+        ring.record("a", {})
+        ring.record("b")
+        given, none = ring.query()
+        assert type(given.data) is dict and given.data == {}
+        assert none.data == ring.emit("c").data
+
     def test_record_values_rejects_keys_and_values_of_different_lengths(self) -> None:
         """A field without its value is refused before anything is recorded."""
         ring = _ring()
