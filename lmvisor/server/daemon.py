@@ -53,6 +53,7 @@ from lmvisor.server.context import ServerContext
 from lmvisor.server.data_lock import DataDirLock
 from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, StartupError
 from lmvisor.server.host import RegisterHook, open_context
+from lmvisor.server.http_protocol import http_protocol
 from lmvisor.services.app_lm import LoopbackMode
 
 __all__ = [
@@ -236,6 +237,7 @@ class Daemon:
                 lifespan="off",
                 log_config=None,
                 access_log=False,
+                http=http_protocol(),
                 ws="none",
                 proxy_headers=False,
                 server_header=False,
