@@ -14,7 +14,9 @@ the call.
 
 `get` is on every L1 miss, so it skips redis-py's command layer (its pool lock,
 connection check and per-command observability): it sends `GET` on a connection
-of its own idle list and reads the raw reply. Those connections have no socket
+of its own idle list and reads the raw reply. The request is framed here (RESP:
+an array of two bulk strings), not by redis-py's general `pack_command`, which
+would cost more than the framing itself. Those connections have no socket
 timeout of their own (which would cost a task per send): the operation's own bound
 covers them, and a connection an error or cancellation interrupted is closed, never
 reused.
@@ -96,15 +98,15 @@ class RedisTier:
         Raises:
             CorruptEntry: the stored value is not an entry (the caller drops it).
         """
-        raw = await self._guarded(lambda: self._get(self.prefix + key), default=None)
+        raw = await self._guarded(lambda: self._get(_get_command(self.prefix + key)), default=None)
         if raw is None:
             return None
         if not isinstance(raw, bytes):
             raise CorruptEntry("the Redis value is not bytes")
         return decode_entry(raw)
 
-    async def _get(self, name: str) -> object:
-        """`GET name` on an idle connection, the raw reply.
+    async def _get(self, command: bytes) -> object:
+        """`command` (a framed `GET`) on an idle connection, the raw reply.
 
         A connection left idle may have been closed by Redis meanwhile (a restart): when a
         reused one finds its peer gone, the others are dropped too and a new one asks.
@@ -112,7 +114,7 @@ class RedisTier:
         idle = self._idle
         if idle:
             try:
-                return await self._get_on(idle.pop(), name)
+                return await self._get_on(idle.pop(), command)
             except (RedisConnectionError, OSError):
                 stale, self._idle = idle, []
                 for conn in stale:
@@ -120,11 +122,11 @@ class RedisTier:
         pool = self._client.connection_pool
         # No socket timeout of its own: `_guarded` bounds the operation.
         kwargs = {**pool.connection_kwargs, "socket_timeout": None}
-        return await self._get_on(pool.connection_class(**kwargs), name)
+        return await self._get_on(pool.connection_class(**kwargs), command)
 
-    async def _get_on(self, conn: AbstractConnection, name: str) -> object:
+    async def _get_on(self, conn: AbstractConnection, command: bytes) -> object:
         try:
-            await conn.send_packed_command(conn.pack_command("GET", name), check_health=False)
+            await conn.send_packed_command(command, check_health=False)
             raw = await conn.read_response(disable_decoding=True)
         except BaseException:
             # The reply may be half read: the connection cannot carry another command.
@@ -213,6 +215,12 @@ class RedisTier:
 
     def __repr__(self) -> str:
         return f"RedisTier(prefix={self.prefix!r}, breaker={self.breaker.state.name.lower()})"
+
+
+def _get_command(name: str) -> bytes:
+    """`GET name` in RESP: an array of the two bulk strings `GET` and `name` (UTF-8)."""
+    data = name.encode()
+    return b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(data), data)
 
 
 def _ms(seconds: float) -> int:

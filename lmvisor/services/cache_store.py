@@ -303,13 +303,17 @@ class CacheStore:
             self._enqueue((key, entry, lower))
 
     def _enqueue(self, item: PendingWrite) -> None:
-        if len(self._pending) >= self._write_queue:
+        pending = self._pending
+        if len(pending) >= self._write_queue:
             self.dropped_writes += 1
             self._dropped.dropped += 1
             return
-        self._pending.append(item)
-        self._idle.clear()
-        self._wakeup.set()
+        pending.append(item)
+        # While writes are queued the writer is woken and `wait_idle` waits: only the first
+        # write of a burst has either to tell (both events change only with an empty queue).
+        if len(pending) == 1:
+            self._idle.clear()
+            self._wakeup.set()
 
     def take_pending(self, limit: int) -> list[PendingWrite]:
         """Up to `limit` queued writes, oldest first (the manager's writer calls this)."""

@@ -202,3 +202,24 @@ class TestGetConnections:
                 assert got == entries
         finally:
             await tier.aclose()
+
+    async def test_a_non_ascii_prefix_and_key_are_found(self, redis_server: RedisServer) -> None:
+        """`get` frames its GET itself: a prefix and key outside ASCII are sent as the UTF-8
+        bytes redis-py stored them under (lengths in bytes), so the entry is found."""
+        errors: list[BaseException] = []
+        tier = RedisTier(
+            redis_server.url,
+            prefix="préfixe:",
+            timeout=1.0,
+            stale_ttl=60.0,
+            breaker=CircuitBreaker("cache:l2"),
+            on_error=errors.append,
+        )
+        entry = CacheEntry(b'{"outputs": ["x"]}', 10.0)
+        try:
+            assert await tier.put_many([("clé-☃", entry)], now=0.0) is True
+            assert await tier.get("clé-☃") == entry
+            assert await tier.get("clé") is None
+        finally:
+            await tier.aclose()
+        assert errors == []
