@@ -13,7 +13,8 @@ code. In order:
    hook) and build the app;
 4. apply the GC settings (`server.gc_tuning`): `gc.freeze()` the start-up heap
    and raise the generation-0 threshold to `server.gc_gen0_threshold`;
-5. serve with uvicorn until SIGTERM/SIGINT or the root supervisor gives up.
+5. serve with uvicorn (with httptools, `http_protocol`'s protocol: a response's head
+   and body in one write) until SIGTERM/SIGINT or the root supervisor gives up.
 
 Drain: the first SIGTERM/SIGINT stops accepting connections, marks the daemon
 draining (`/readyz` answers 503, event streams end with `end`/`shutdown`), and
@@ -53,6 +54,7 @@ from lmvisor.server.context import ServerContext
 from lmvisor.server.data_lock import DataDirLock
 from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, StartupError
 from lmvisor.server.host import RegisterHook, open_context
+from lmvisor.server.http_protocol import http_protocol
 from lmvisor.services.app_lm import LoopbackMode
 
 __all__ = [
@@ -236,6 +238,7 @@ class Daemon:
                 lifespan="off",
                 log_config=None,
                 access_log=False,
+                http=http_protocol(),
                 ws="none",
                 proxy_headers=False,
                 server_header=False,

@@ -19,8 +19,7 @@ are a 422 `invalid_input` naming `inputs.<field>`, an unknown id is a 404.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Path
@@ -142,8 +141,13 @@ async def execute_run(
         UnknownModule, DeadlineExceeded, LmvisorError: the run failed.
     """
     seconds = _timeout(timeout, context)
-    with _inputs_checked():
+    try:
         execution = await context.app.run(program_id, inputs, timeout=seconds)
+    except LmvisorError:
+        raise
+    except (ValueError, TypeError) as exc:
+        # A program's complaint about its inputs (a plain ValueError/TypeError) is a 422.
+        raise invalid_input(exc) from exc
     return run_view(execution)
 
 
@@ -230,14 +234,3 @@ def _timeout(timeout: float | None, context: ServerContext) -> float | Any:
     if timeout > maximum:
         raise InvalidInput(field="timeout", problem=f"must be at most {maximum:g} seconds")
     return timeout
-
-
-@contextmanager
-def _inputs_checked() -> Iterator[None]:
-    """Turn a program's complaint about its inputs (a plain ValueError/TypeError) into a 422."""
-    try:
-        yield
-    except LmvisorError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise invalid_input(exc) from exc
