@@ -56,38 +56,15 @@ _SCHEMA: Final = (
     """CREATE TRIGGER IF NOT EXISTS entries_resized AFTER UPDATE OF size ON entries BEGIN
         UPDATE meta SET total_size = total_size - OLD.size + NEW.size WHERE id = 1; END""",
 )
-_UPSERT_ROW: Final = "(?, ?, ?, ?, ?)"
 _UPSERT: Final = (
-    "INSERT INTO entries (key, payload, size, stored_at, expires_at) VALUES {rows}"
+    "INSERT INTO entries (key, payload, size, stored_at, expires_at) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT(key) DO UPDATE SET payload = excluded.payload, size = excluded.size,"
     " stored_at = excluded.stored_at, expires_at = excluded.expires_at"
 )
-# Rows per upsert statement: a batch is cut into these (largest first), so a few statements,
-# each prepared once and cached by the connection, store any batch.
-_CHUNKS: Final = (64, 32, 16, 8, 4, 2, 1)
-_UPSERTS: Final = {n: _UPSERT.format(rows=", ".join([_UPSERT_ROW] * n)) for n in _CHUNKS}
 _SELECT: Final = "SELECT payload, expires_at FROM entries WHERE key = ?"
 _OLDEST: Final = (
     "DELETE FROM entries WHERE key IN (SELECT key FROM entries ORDER BY stored_at LIMIT ?)"
 )
-
-
-def _upsert(conn: sqlite3.Connection, puts: Sequence[tuple[str, CacheEntry]], now: float) -> None:
-    """Store `puts` with a few multi-row statements rather than one statement per entry.
-
-    Each statement is one step of SQLite's, during which the calling thread releases the
-    GIL once: a batch costs the event loop a handful of GIL hand-overs, not two per entry.
-    Within a statement rows apply in order, so a key put twice keeps its last entry.
-    """
-    done, total = 0, len(puts)
-    while done < total:
-        left = total - done
-        rows = next(n for n in _CHUNKS if n <= left)
-        params: list[object] = []
-        for key, entry in puts[done : done + rows]:
-            params += (key, entry.payload, entry.size, now, entry.expires_at)
-        conn.execute(_UPSERTS[rows], params)
-        done += rows
 
 
 @final
@@ -202,10 +179,11 @@ class SqliteTier:
             try:
                 # Deletes first: a corrupt entry dropped and its fresh answer written in one
                 # batch must leave the fresh answer.
-                if deletes:
-                    conn.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k in deletes])
-                if puts:
-                    _upsert(conn, puts, now)
+                conn.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k in deletes])
+                conn.executemany(
+                    _UPSERT,
+                    [(k, e.payload, e.size, now, e.expires_at) for k, e in puts],
+                )
                 evicted = self._evict(conn, now)
                 conn.execute("COMMIT")
             except BaseException:
