@@ -11,10 +11,14 @@ It runs as the application tree's `cache` child, registered as "cache":
 - On `ConfigChanged`: `modules.cache_enabled` and `modules.cache_ttl` apply to
   the next call; new L1 bounds apply at once; a new Redis URL or cache file
   reopens that tier.
-- The write-behind task drains the store's queue in batches (lingering 5 ms
+- The write-behind task drains the store's queue in batches (lingering 20 ms
   for a batch to form): one SQLite transaction on a worker thread, one Redis
-  pipeline. A failing tier is
-  counted and logged; the write is given up (L1 still holds the answer).
+  pipeline. A failing tier is counted and logged; the write is given up (L1
+  still holds the answer). The linger is the price of cheap writes: an answer
+  reaches L2/L3 (and other processes) up to 20 ms after its call returned, and
+  a killed process loses at most that much more; in exchange each entry's
+  share of a transaction and of a thread hop shrinks with the load (measured
+  on a 50k-entry file: ~43 us of CPU per entry at 8 a batch, ~37 at 32).
 - `terminate()` disables the cache (no write is accepted after it), waits for
   the write-behind task to unwind, writes again, whole, the batch that task
   had taken and not finished (puts and deletes are idempotent), then every
@@ -74,7 +78,7 @@ CacheLayer = Literal["l1", "l2", "l3"]
 
 _T = TypeVar("_T")
 _BATCH: Final = 256
-_LINGER: Final = 0.005
+_LINGER: Final = 0.02
 _SHUTDOWN: Final = 10.0
 _log = get_logger(__name__)
 

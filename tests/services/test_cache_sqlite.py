@@ -43,6 +43,17 @@ class TestReadWrite:
         assert mode == ("wal",)
         tier.close()
 
+    def test_wal_is_checkpointed_less_often_than_sqlites_default(self, tmp_path: Path) -> None:
+        """The writer lets the WAL pass SQLite's 1000 pages before copying it into the file."""
+        path = tmp_path / "c.sqlite3"
+        tier = _tier(path, max_size=1 << 30)
+        for i in range(400):
+            tier.write([(f"k{i}", CacheEntry(bytes(3000), 1.0))], [], 0.0)
+        frames = sqlite3.connect(path).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        assert 1000 < frames < 4000
+        assert tier.statistics().entries == 400
+        tier.close()
+
     def test_overwrite_and_delete_keep_exact_counts(self, tmp_path: Path) -> None:
         """Replacing and deleting keep the entry count and bytes exact."""
         tier = _tier(tmp_path / "c.sqlite3")
