@@ -65,6 +65,9 @@ SECRET_PARAMS: Final = frozenset(
 
 _NOT_IN_KEY: Final = TRANSPORT_PARAMS | SECRET_PARAMS | {"cache"}
 _SORTED: Final = orjson.OPT_SORT_KEYS
+# An empty sha256, only ever copied, never updated: copying it skips OpenSSL's digest
+# lookup and context set-up, about a quarter of a key's cost (same digest).
+_EMPTY_SHA256: Final = hashlib.sha256()
 
 
 def request_key(request: LMRequest) -> str | None:
@@ -81,7 +84,9 @@ def request_key(request: LMRequest) -> str | None:
         )
     except TypeError:
         return None
-    return hashlib.sha256(text).hexdigest()
+    digest = _EMPTY_SHA256.copy()
+    digest.update(text)
+    return digest.hexdigest()
 
 
 def cache_wanted(request: LMRequest) -> bool:
