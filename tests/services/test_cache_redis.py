@@ -34,6 +34,25 @@ def _tier(stats: CacheStatistics, layer: str) -> tuple[int, int]:
     return found.hits, found.misses
 
 
+def _redis_tier(
+    url: str,
+    errors: list[BaseException],
+    *,
+    prefix: str = "t:",
+    timeout: float = 1.0,
+    breaker: CircuitBreaker | None = None,
+) -> RedisTier:
+    """A tier on `url` that appends each failure it counts to `errors`."""
+    return RedisTier(
+        url,
+        prefix=prefix,
+        timeout=timeout,
+        stale_ttl=60.0,
+        breaker=breaker or CircuitBreaker("cache:l2"),
+        on_error=errors.append,
+    )
+
+
 async def _ask(app: App, question: str) -> str:
     with context(lm=app.lm()):
         prediction = await Predict("question -> answer")(question=question)
@@ -131,13 +150,11 @@ class TestSilentRedis:
         server = await asyncio.start_server(hold, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         errors: list[BaseException] = []
-        tier = RedisTier(
+        tier = _redis_tier(
             f"redis://127.0.0.1:{port}/0",
-            prefix="t:",
+            errors,
             timeout=0.05,
-            stale_ttl=60.0,
             breaker=CircuitBreaker("cache:l2", failure_threshold=2, recovery_time=60.0),
-            on_error=errors.append,
         )
         try:
             async with asyncio.timeout(10):  # a missing bound fails the test, never hangs it
@@ -161,13 +178,10 @@ class TestGetConnections:
         """A restarted Redis closed the connection `get` kept idle: the next `get` still answers
         on a new one, with no failure counted and the breaker closed."""
         errors: list[BaseException] = []
-        tier = RedisTier(
+        tier = _redis_tier(
             redis_server.url,
-            prefix="t:",
-            timeout=1.0,
-            stale_ttl=60.0,
+            errors,
             breaker=CircuitBreaker("cache:l2", failure_threshold=1, recovery_time=60.0),
-            on_error=errors.append,
         )
         entry = CacheEntry(b'{"outputs": ["x"]}', 10.0)
         try:
@@ -186,14 +200,7 @@ class TestGetConnections:
 
     async def test_many_gets_at_once_each_answer(self, redis_server: RedisServer) -> None:
         """Concurrent gets each take their own connection and each get their own key's entry."""
-        tier = RedisTier(
-            redis_server.url,
-            prefix="t:",
-            timeout=1.0,
-            stale_ttl=60.0,
-            breaker=CircuitBreaker("cache:l2"),
-            on_error=lambda exc: None,
-        )
+        tier = _redis_tier(redis_server.url, [])
         entries = [CacheEntry(f"{i}".encode(), 10.0) for i in range(20)]
         try:
             await tier.put_many([(f"k{i}", e) for i, e in enumerate(entries)], now=0.0)
@@ -207,14 +214,7 @@ class TestGetConnections:
         """`get` frames its GET itself: a prefix and key outside ASCII are sent as the UTF-8
         bytes redis-py stored them under (lengths in bytes), so the entry is found."""
         errors: list[BaseException] = []
-        tier = RedisTier(
-            redis_server.url,
-            prefix="préfixe:",
-            timeout=1.0,
-            stale_ttl=60.0,
-            breaker=CircuitBreaker("cache:l2"),
-            on_error=errors.append,
-        )
+        tier = _redis_tier(redis_server.url, errors, prefix="préfixe:")
         entry = CacheEntry(b'{"outputs": ["x"]}', 10.0)
         try:
             assert await tier.put_many([("clé-☃", entry)], now=0.0) is True
