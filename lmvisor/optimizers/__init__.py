@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from lmvisor.optimizers.metric import Metric as Metric
     from lmvisor.optimizers.metric import call_metric as call_metric
     from lmvisor.optimizers.metric import load_metric as load_metric
+    from lmvisor.optimizers.metric import metric_caller as metric_caller
     from lmvisor.optimizers.metric import metric_name as metric_name
     from lmvisor.optimizers.metric import metric_score as metric_score
     from lmvisor.optimizers.mipro import AUTO_RUN_SETTINGS as AUTO_RUN_SETTINGS

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, final
@@ -32,7 +32,7 @@ from lmvisor.optimizers.evaluate_report import (
     result_records,
     save_records,
 )
-from lmvisor.optimizers.metric import Metric, _takes_trace, metric_name, metric_score
+from lmvisor.optimizers.metric import Metric, metric_caller, metric_name, metric_score
 from lmvisor.programs.example import Example, Prediction
 from lmvisor.programs.module import Module
 from lmvisor.runtime.deadline import bound_timeout
@@ -253,7 +253,7 @@ class _Run:
     ) -> None:
         self._owner = owner
         self._program = program
-        self._metric = _metric_caller(metric)
+        self._metric = metric_caller(metric)
         self._name = metric_name(metric)
         self._examples = examples
         self._limiter = limiter
@@ -333,15 +333,7 @@ class _Run:
     async def _predict(self, example: Example) -> tuple[Any, Any]:
         """The program's prediction for `example` and the metric's raw value for it."""
         prediction = await self._program(**example_inputs(example))
-        value = self._metric(example, prediction)
+        value = self._metric(example, prediction, None)
         if inspect.isawaitable(value):
             value = await value
         return prediction, value
-
-
-def _metric_caller(metric: Metric) -> Callable[[Example, Any], Any]:
-    """`metric` as a call of (example, prediction): its arity is read once, not per example
-    (what `call_metric` does for a single call)."""
-    if _takes_trace(metric):
-        return lambda example, prediction: metric(example, prediction, None)
-    return lambda example, prediction: metric(example, prediction)

@@ -16,7 +16,14 @@ from typing import Any
 
 from lmvisor.optimizers.errors import MetricError
 
-__all__ = ["Metric", "call_metric", "load_metric", "metric_name", "metric_score"]
+__all__ = [
+    "Metric",
+    "call_metric",
+    "load_metric",
+    "metric_caller",
+    "metric_name",
+    "metric_score",
+]
 
 Metric = Callable[..., Any]
 """`metric(example, prediction[, trace])` returning a bool or number, or an awaitable of one."""
@@ -43,15 +50,22 @@ def _takes_trace(metric: Metric) -> bool:
     return len(positional) >= 3
 
 
+def metric_caller(metric: Metric) -> Callable[[Any, Any, Any], Any]:
+    """`metric` as a call of (example, prediction, trace), its arity read once: for a caller
+    that scores many examples. Its value is the metric's raw one (an awaitable for an async
+    metric)."""
+    if _takes_trace(metric):
+        return metric
+    return lambda example, prediction, trace: metric(example, prediction)
+
+
 async def call_metric(metric: Metric, example: Any, prediction: Any, trace: Any = None) -> Any:
     """The metric's raw value for one example (awaited when the metric is async).
 
     Raises:
         Exception: whatever the metric raises.
     """
-    value = (
-        metric(example, prediction, trace) if _takes_trace(metric) else metric(example, prediction)
-    )
+    value = metric_caller(metric)(example, prediction, trace)
     if inspect.isawaitable(value):
         value = await value
     return value
