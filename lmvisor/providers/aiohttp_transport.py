@@ -18,7 +18,7 @@ from lmvisor.providers.transport import (
     _cached_timeout,
     _streamed,
     map_errors,
-    mapped_error,
+    raise_mapped,
 )
 
 __all__ = ["AiohttpTransport"]
@@ -125,10 +125,7 @@ class AiohttpTransport:
                 data = await resp.read()
                 return TransportResponse(resp.status, resp.headers, data)
         except Exception as exc:
-            mapped = mapped_error(_AIOHTTP_ERRORS, exc, provider, model, timeout)
-            if mapped is None:
-                raise
-            raise mapped from exc
+            raise_mapped(_AIOHTTP_ERRORS, exc, provider, model, timeout)
 
     @asynccontextmanager
     async def stream_sse(

@@ -39,7 +39,7 @@ from lmvisor.providers.transport import (
     TransportResponse,
     TransportStatistics,
     _cached_timeout,
-    mapped_error,
+    raise_mapped,
 )
 
 __all__ = ["PyreqwestTransport"]
@@ -125,10 +125,7 @@ class PyreqwestTransport:
             )
             data = await resp.bytes()
         except Exception as exc:
-            mapped = mapped_error(_PYREQWEST_ERRORS, exc, provider, model, timeout)
-            if mapped is None:
-                raise
-            raise mapped from exc
+            raise_mapped(_PYREQWEST_ERRORS, exc, provider, model, timeout)
         return TransportResponse(resp.status, resp.headers, memoryview(data))
 
     def stream_sse(

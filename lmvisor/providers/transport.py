@@ -28,7 +28,7 @@ import importlib.util
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, final
+from typing import NoReturn, Protocol, TypeVar, final
 
 from lmvisor.providers.client import TransportKind
 from lmvisor.providers.errors import (
@@ -50,6 +50,7 @@ __all__ = [
     "map_errors",
     "mapped_chunks",
     "mapped_error",
+    "raise_mapped",
 ]
 
 _T = TypeVar("_T")
@@ -194,21 +195,31 @@ def map_errors(errors: ErrorMap, provider: str, model: str, timeout: float) -> I
     try:
         yield
     except Exception as exc:
-        mapped = mapped_error(errors, exc, provider, model, timeout)
-        if mapped is None:
-            raise
-        raise mapped from exc
+        raise_mapped(errors, exc, provider, model, timeout)
 
 
-def mapped_error(
+def raise_mapped(
     errors: ErrorMap, exc: Exception, provider: str, model: str, timeout: float
-) -> Exception | None:
-    """The typed error for the library's `exc` (see `ErrorMap`); None: raise `exc` as it is.
+) -> NoReturn:
+    """Raise the typed error for the library's `exc` (from it), or `exc` itself when it has none.
 
     For a request path that runs per call: `try`/`except` around the await and this,
     rather than `map_errors`, whose generator and context manager would live as long
     as the request.
     """
+    mapped = mapped_error(errors, exc, provider, model, timeout)
+    try:
+        if mapped is None:
+            raise exc
+        raise mapped from exc
+    finally:
+        del exc, mapped  # the traceback keeps this frame: it must not hold the error too
+
+
+def mapped_error(
+    errors: ErrorMap, exc: Exception, provider: str, model: str, timeout: float
+) -> Exception | None:
+    """The typed error for the library's `exc` (see `ErrorMap`); None: raise `exc` as it is."""
     if isinstance(exc, LmvisorError):
         return None
     if isinstance(exc, errors.timeouts):
