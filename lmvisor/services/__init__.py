@@ -58,7 +58,6 @@ if TYPE_CHECKING:
     from lmvisor.services.cached_lm import CacheReport as CacheReport
     from lmvisor.services.cached_lm import cache_policy as cache_policy
     from lmvisor.services.cached_lm import cache_report as cache_report
-    from lmvisor.services.cached_lm import current_cache_policy as current_cache_policy
     from lmvisor.services.cooldown import Cooldowns as Cooldowns
     from lmvisor.services.cooldown import CooldownStatistics as CooldownStatistics
     from lmvisor.services.errors import AllStrategiesFailed as AllStrategiesFailed

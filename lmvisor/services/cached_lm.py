@@ -48,7 +48,6 @@ __all__ = [
     "CachedLM",
     "cache_policy",
     "cache_report",
-    "current_cache_policy",
 ]
 
 
@@ -79,11 +78,6 @@ _policy: ContextVar[CachePolicy] = ContextVar(
     "lmvisor_cache_policy", default=_POLICIES[False, False]
 )
 _report: ContextVar[CacheReport | None] = ContextVar("lmvisor_cache_report", default=None)
-
-
-def current_cache_policy() -> CachePolicy:
-    """How LM calls made now may use the cache: the innermost `cache_policy` block's policy."""
-    return _policy.get()
 
 
 @final

@@ -40,7 +40,7 @@ from lmvisor.programs._usage import close_accumulator, open_accumulator
 from lmvisor.programs.example import Prediction
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
-from lmvisor.programs.settings import configure, context, current_settings
+from lmvisor.programs.settings import configure, context
 from lmvisor.runtime.correlation import current_correlation_id
 from lmvisor.runtime.deadline import current_deadline, deadline_at, time_left
 from lmvisor.runtime.errors import LmvisorError
@@ -51,7 +51,7 @@ from lmvisor.runtime.observe.names import (
     MODULE_EXECUTION_START,
 )
 from lmvisor.runtime.protection.limiter import RateLimiter
-from lmvisor.services.cached_lm import cache_policy, cache_report, current_cache_policy
+from lmvisor.services.cached_lm import cache_policy, cache_report
 from lmvisor.services.errors import AllStrategiesFailed
 from lmvisor.services.module_stream import StreamSink, stream_program
 from lmvisor.services.module_table import ModuleRecord, ModuleVersion
@@ -127,13 +127,13 @@ def run_execution(
     at: float | None,
     stream: StreamSink | None = None,
     *,
-    prepared: LM | None = None,
+    prepared: bool = False,
 ) -> Coroutine[Any, Any, Execution]:
     """Run `version` of `record`'s program on `inputs` before the absolute deadline `at`.
 
     With `stream`, the primary strategy's output fields go to it as they arrive. `prepared`:
-    the LM the running context was prepared with (`prepare_context`, with the program's
-    `allow_stale`), which the primary strategy then runs with as it is.
+    the running context was prepared with the program's LM and `allow_stale`
+    (`prepare_context`), so the primary strategy runs in it as it is.
 
     Raises:
         CircuitOpen, RateLimited: the program's breaker or limiter refused (no fallback set).
@@ -159,7 +159,7 @@ async def _execute(
     version: ModuleVersion,
     inputs: Mapping[str, Any],
     stream: StreamSink | None,
-    prepared: LM | None,
+    prepared: bool,
 ) -> Execution:
     with cache_report() as report:
         base = {
@@ -236,7 +236,7 @@ async def _strategies(
     version: ModuleVersion,
     inputs: Mapping[str, Any],
     stream: StreamSink | None,
-    prepared: LM | None,
+    prepared: bool,
 ) -> tuple[Any, str, list[tuple[str, BaseException]]]:
     try:  # the primary strategy, in this frame: it is nearly every execution's only one
         breaker = record.breaker
@@ -244,7 +244,7 @@ async def _strategies(
         try:
             if record.limiter is not None:
                 await _admit(record.limiter)
-            if prepared is not None:
+            if prepared:
                 result = await _call(version.program, inputs, stream)
             else:
                 result = await _in_context(ctx, record, version.program, inputs, stream)
@@ -295,26 +295,13 @@ async def _in_context(
     inputs: Mapping[str, Any],
     stream: StreamSink | None,
 ) -> Any:
-    """Run `program` with the app's LM for it and its cache policy, set here unless the
-    running context already has them."""
-    lm = ctx.lm_for(record.lm)
-    allow_stale = record.options.allow_stale
-    if _prepared(lm, allow_stale):
-        return await _call(program, inputs, stream)
-    with context(lm=lm), cache_policy(allow_stale=allow_stale):
+    """Run `program` with the app's LM for it and its cache policy."""
+    with context(lm=ctx.lm_for(record.lm)), cache_policy(allow_stale=record.options.allow_stale):
         return await _call(program, inputs, stream)
 
 
 def _call(program: Module, inputs: Mapping[str, Any], stream: StreamSink | None) -> Awaitable[Any]:
     return program(**inputs) if stream is None else stream_program(program, inputs, stream)
-
-
-def _prepared(lm: LM, allow_stale: bool) -> bool:
-    """Whether the running context already has `lm` and that cache policy (`prepare_context`)."""
-    policy = current_cache_policy()
-    return (
-        current_settings().lm is lm and policy.allow_stale == allow_stale and not policy.cache_only
-    )
 
 
 def prepare_context(lm: LM, *, allow_stale: bool) -> None:

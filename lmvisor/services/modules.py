@@ -357,12 +357,12 @@ class Modules:
             if lm is None
             else contexts.find(sup, lm, allow_stale) or await contexts.make(sup, lm, allow_stale)
         )
-        # The execution starts in a context prepared with this LM and cache policy.
-        ready = lm if prepared is not None else None
 
         async def job() -> Execution | _Failed:
             try:
-                return await run_execution(ctx, record, version, args, at, stream, prepared=ready)
+                return await run_execution(
+                    ctx, record, version, args, at, stream, prepared=prepared is not None
+                )
             except Exception as exc:
                 return _Failed(exc)
 
