@@ -148,12 +148,11 @@ class ModuleFigures:
     from these sums at each scrape. Record from the runtime's event loop.
     """
 
-    __slots__ = ("buckets", "count", "created", "errors", "seconds", "successes")
+    __slots__ = ("buckets", "created", "errors", "seconds", "successes")
 
     def __init__(self) -> None:
         self.created = time.time()
         self.buckets = [0] * (len(_FAST) + 1)  # per bucket, not cumulative; the last is +Inf
-        self.count = 0
         self.seconds = 0.0
         self.successes = 0
         self.errors: dict[str, int] = {}  # failed executions by error code
@@ -161,7 +160,6 @@ class ModuleFigures:
     def record(self, seconds: float, error: str | None = None) -> None:
         """Add one execution: its duration, and its error code when it failed."""
         self.buckets[bisect_left(_FAST, seconds)] += 1
-        self.count += 1
         self.seconds += seconds
         if error is None:
             self.successes += 1
