@@ -22,7 +22,7 @@ from typing import Final, final
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from lmvisor.runtime.observe.metrics import Metrics
+from lmvisor.runtime.observe.metrics import Metrics, cumulative_buckets, le_labels
 
 __all__ = ["HTTP_IN_FLIGHT", "HTTP_REQUESTS", "HTTP_REQUEST_SECONDS", "HttpMetrics"]
 
@@ -33,8 +33,7 @@ HTTP_IN_FLIGHT: Final = "lmvisor_http_in_flight"
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _UNMATCHED: Final = "<unmatched>"
 _BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-# The `le` labels as prometheus_client writes them for these bounds ("0.001", "1.0").
-_BOUNDS: Final = (*(repr(bound) for bound in _BUCKETS), "+Inf")
+_BOUNDS: Final = le_labels(_BUCKETS)
 
 
 @final
@@ -92,7 +91,9 @@ class HttpMetrics(Collector):
             labels=["method", "route"],
         )
         for (method, route), timing in list(self._timings.items()):
-            seconds.add_metric([method, route], _cumulative(timing[:-1]), sum_value=timing[-1])
+            seconds.add_metric(
+                [method, route], cumulative_buckets(_BOUNDS, timing[:-1]), sum_value=timing[-1]
+            )
         yield seconds
         yield GaugeMetricFamily(
             HTTP_IN_FLIGHT, "HTTP requests being served now.", value=self._in_flight
@@ -104,12 +105,3 @@ class HttpMetrics(Collector):
 
     def __repr__(self) -> str:
         return f"HttpMetrics(in_flight={self._in_flight}, series={len(self._counts)})"
-
-
-def _cumulative(per_bucket: list[float]) -> list[tuple[str, float]]:
-    total = 0.0
-    buckets = []
-    for bound, count in zip(_BOUNDS, per_bucket, strict=True):
-        total += count
-        buckets.append((bound, total))
-    return buckets

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from lmvisor.runtime.observe.metrics import Metrics as Metrics
     from lmvisor.runtime.observe.metrics import ModuleFigures as ModuleFigures
     from lmvisor.runtime.observe.metrics import RuntimeFigures as RuntimeFigures
+    from lmvisor.runtime.observe.metrics import cumulative_buckets as cumulative_buckets
+    from lmvisor.runtime.observe.metrics import le_labels as le_labels
     from lmvisor.runtime.observe.process_logging import (
         configure_process_logging as configure_process_logging,
     )

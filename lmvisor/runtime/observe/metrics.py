@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import time
 from bisect import bisect_left
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final, final
@@ -66,6 +66,8 @@ __all__ = [
     "Metrics",
     "ModuleFigures",
     "RuntimeFigures",
+    "cumulative_buckets",
+    "le_labels",
 ]
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -232,14 +234,26 @@ class _CacheCollector(Collector):
         return self.collect()
 
 
-# `le` labels as prometheus_client writes them for these bounds ("0.005", "1.0", "+Inf").
-_LM_BUCKETS: Final = (*(repr(float(bound)) for bound in _FAST), "+Inf")
+def le_labels(bounds: Iterable[float]) -> tuple[str, ...]:
+    """The `le` labels of a histogram with these upper bounds, as prometheus_client writes
+    them ("0.005", "1.0"), then "+Inf"."""
+    return (*(repr(float(bound)) for bound in bounds), "+Inf")
+
+
+def cumulative_buckets(
+    labels: Sequence[str], per_bucket: Iterable[float]
+) -> list[tuple[str, float]]:
+    """Counts kept per bucket (the last is +Inf) as an exposed histogram's cumulative
+    (le, count) pairs, for the `le` labels of `le_labels`."""
+    counts = itertools.accumulate(per_bucket)
+    return [(le, float(n)) for le, n in zip(labels, counts, strict=True)]
+
+
+_LM_BUCKETS: Final = le_labels(_FAST)
 
 
 def _histogram(buckets: list[int]) -> list[tuple[str, float]]:
-    """Per-bucket counts as the cumulative (le, count) pairs of an exposed histogram."""
-    counts = itertools.accumulate(buckets)
-    return [(le, float(n)) for le, n in zip(_LM_BUCKETS, counts, strict=True)]
+    return cumulative_buckets(_LM_BUCKETS, buckets)
 
 
 class _LMCollector(Collector):
