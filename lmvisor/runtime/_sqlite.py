@@ -1,4 +1,4 @@
-"""Switching a SQLite file to WAL mode when other processes may be opening it too.
+"""Opening a SQLite file in WAL mode when other processes may be opening it too.
 
 Used by every SQLite file lmvisor keeps: the runtime's event sink and the services'
 stores. Blocking: call it on a worker thread.
@@ -8,12 +8,41 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
 from typing import Final
 
-__all__ = ["enable_wal"]
+__all__ = ["BUSY_TIMEOUT", "enable_wal", "open_wal"]
+
+BUSY_TIMEOUT: Final = 5.0
+"""Seconds a connection waits for another's lock before failing."""
 
 _WAL_FIRST_PAUSE: Final = 0.001
 _WAL_MAX_PAUSE: Final = 0.05
+
+
+def open_wal(path: Path, *, autocommit: bool = True) -> sqlite3.Connection:
+    """A connection to the file at `path` (its directory created), usable from any thread,
+    in WAL mode with `synchronous=NORMAL`, waiting up to `BUSY_TIMEOUT` for other
+    connections' locks. `autocommit`: no implicit transactions (`isolation_level=None`).
+
+    Raises:
+        sqlite3.Error: the file cannot be opened, is not a database, or stayed locked.
+        OSError: the directory cannot be created.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        path,
+        check_same_thread=False,
+        isolation_level=None if autocommit else "DEFERRED",
+        timeout=BUSY_TIMEOUT,
+    )
+    try:
+        enable_wal(conn, wait=BUSY_TIMEOUT)
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def enable_wal(conn: sqlite3.Connection, *, wait: float) -> None:

@@ -4,7 +4,7 @@
 a time, and reopens after `close()`. A file gets WAL journaling, synchronous=NORMAL (a
 committed write survives a killed process) and a busy timeout, so two processes on one
 file wait for each other rather than fail; with no path the database lives in memory.
-`lmvisor.runtime._sqlite.enable_wal` switches a file to WAL and waits out other processes
+`lmvisor.runtime._sqlite.open_wal` switches a file to WAL and waits out other processes
 doing the same. Text comes back as bytes: `text` and `json_value` decode one column at a
 time, so a row holding bytes that are not UTF-8, or text that is not JSON, is one
 `CorruptRecord` naming the row rather than a failed query; `report_skipped` tells the
@@ -18,18 +18,17 @@ import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, TypeVar, final
+from typing import Any, TypeVar, final
 
 import anyio.to_thread
 
-from lmvisor.runtime._sqlite import enable_wal
+from lmvisor.runtime._sqlite import open_wal
 from lmvisor.runtime.observe.events import EventRing
 from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
 from lmvisor.services.errors import CorruptRecord
 
 __all__ = [
-    "BUSY_TIMEOUT_MS",
     "SqliteFile",
     "dump_json",
     "json_value",
@@ -38,9 +37,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-BUSY_TIMEOUT_MS: Final = 5000
-"""How long a writer waits for another connection's lock before failing."""
 
 _log = get_logger(__name__)
 
@@ -75,11 +71,7 @@ class SqliteFile:
         if self.path is None:
             db = sqlite3.connect(":memory:", check_same_thread=False)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
-            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            enable_wal(db, wait=BUSY_TIMEOUT_MS / 1000)
-            db.execute("PRAGMA synchronous=NORMAL")
+            db = open_wal(self.path, autocommit=False)
         db.text_factory = bytes
         db.executescript(self._schema)
         db.commit()

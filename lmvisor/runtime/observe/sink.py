@@ -4,7 +4,7 @@
 worker thread (stdlib sqlite3 through `anyio.to_thread`, WAL journal), so
 the emit path never touches the disk. Several processes may open one file at
 once (a daemon and a CLI on one data directory): the switch to WAL waits out
-the others (`enable_wal`), and every connection has a busy timeout. What a
+the others (`open_wal`), and every connection has a busy timeout. What a
 flush committed survives a crash of the store or the process: a new sink on
 the same file finds it. Retention prunes by age and by count after flushes.
 """
@@ -21,7 +21,7 @@ from typing import Any, Final, final
 
 import anyio.to_thread
 
-from lmvisor.runtime._sqlite import enable_wal
+from lmvisor.runtime._sqlite import open_wal
 from lmvisor.runtime.observe.events import Event, matches
 
 __all__ = ["SqliteEventSink"]
@@ -45,7 +45,6 @@ _INSERT: Final = (
     " namespace) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _COLUMNS: Final = "id, type, data, correlation_id, parent_id, timestamp, namespace"
-_BUSY_TIMEOUT: Final = 5.0  # seconds a connection waits for another's lock
 
 _Row = tuple[str, str, str, str | None, str | None, float, str]
 
@@ -137,13 +136,8 @@ class SqliteEventSink:
                 self._conn = await anyio.to_thread.run_sync(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None, timeout=_BUSY_TIMEOUT
-        )
+        conn = open_wal(self.path)
         try:
-            enable_wal(conn, wait=_BUSY_TIMEOUT)
-            conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
         except BaseException:
             conn.close()
