@@ -59,19 +59,19 @@ class UsageAccumulator:
 _active: ContextVar[UsageAccumulator | None] = ContextVar("lmvisor_usage", default=None)
 
 
-def open_accumulator() -> tuple[UsageAccumulator, UsageAccumulator]:
-    """Start accumulating for a module call: (the accumulator, the token to close it with).
+def open_accumulator() -> UsageAccumulator:
+    """Start accumulating for a module call: the accumulator, which `close_accumulator` ends.
 
     Close it in the context it was opened in, after every call opened inside it closed.
     """
     acc = UsageAccumulator(_active.get())
     _active.set(acc)  # its Token is dropped: `close_accumulator` sets the parent back
-    return acc, acc
+    return acc
 
 
-def close_accumulator(token: UsageAccumulator) -> None:
+def close_accumulator(acc: UsageAccumulator) -> None:
     """End the module call's accumulation."""
-    _active.set(token.parent)
+    _active.set(acc.parent)
 
 
 def record_usage(usage: Usage, cost: float | None, cached: bool = False) -> None:

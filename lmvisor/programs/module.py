@@ -90,7 +90,7 @@ class Module:
 
         Cancellation propagates: the LM call in flight is cancelled with the task.
         """
-        acc, token = open_accumulator()
+        acc = open_accumulator()
         hooks = active_callbacks(self.callbacks)
         try:
             if not hooks:
@@ -98,7 +98,7 @@ class Module:
             else:
                 result = await self._forward_hooked(hooks, inputs)
         finally:
-            close_accumulator(token)
+            close_accumulator(acc)
         if isinstance(result, Prediction):
             result.set_usage(acc.usage, acc.total_cost(), cached=acc.all_cached())
         return result

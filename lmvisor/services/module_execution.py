@@ -169,17 +169,17 @@ async def _execute(
         }
         ctx.events.record(MODULE_EXECUTION_START, base)
         started = time.perf_counter()
-        acc, token = open_accumulator()
+        acc = open_accumulator()
         try:
             result, strategy, failures = await _strategies(
                 ctx, record, version, inputs, stream, prepared
             )
         except Exception as exc:
             seconds = time.perf_counter() - started
-            close_accumulator(token)
+            close_accumulator(acc)
             _complete(ctx, record, base, seconds, acc.calls, acc.total_cost(), exc=exc)
             raise
-        close_accumulator(token)
+        close_accumulator(acc)
         seconds = time.perf_counter() - started
         cost = acc.total_cost()
         _complete(ctx, record, base, seconds, acc.calls, cost, strategy=strategy)
