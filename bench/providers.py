@@ -306,16 +306,8 @@ def _row(
     loop: str, transport: str, calls: int, c: int, pairs: list[tuple[_Run, _Run]]
 ) -> dict[str, Any]:
     """One row from its (Predict, bare) run pairs: medians, and the median paired difference."""
-    run = _Run(
-        seconds=statistics.median(p[0].seconds for p in pairs),
-        loop_us=statistics.median(p[0].loop_us for p in pairs),
-        gc_us=statistics.median(p[0].gc_us for p in pairs),
-    )
-    bare = _Run(
-        seconds=statistics.median(p[1].seconds for p in pairs),
-        loop_us=statistics.median(p[1].loop_us for p in pairs),
-        gc_us=statistics.median(p[1].gc_us for p in pairs),
-    )
+    run = _median_run([p[0] for p in pairs])
+    bare = _median_run([p[1] for p in pairs])
     own = statistics.median(p[0].loop_us - p[1].loop_us for p in pairs)
     ideal = math.ceil(calls / c) * _LATENCY
     row = emit(
@@ -339,6 +331,15 @@ def _row(
         bare_efficiency=round(ideal / bare.seconds, 3),
     )
     return row
+
+
+def _median_run(runs: list[_Run]) -> _Run:
+    """The field-by-field median of `runs`."""
+    return _Run(
+        seconds=statistics.median(r.seconds for r in runs),
+        loop_us=statistics.median(r.loop_us for r in runs),
+        gc_us=statistics.median(r.gc_us for r in runs),
+    )
 
 
 def _summary(rows: list[dict[str, Any]], dspy_rate: float | None) -> None:
