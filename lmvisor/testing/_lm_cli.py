@@ -10,22 +10,26 @@ import resource
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from lmvisor.testing._lm_faults import fault_rule_from_dict
 from lmvisor.testing._lm_lean import LeanServer
-from lmvisor.testing.lm_server import LMServer
+
+if TYPE_CHECKING:  # passed in by `lm_server.main`: under `-m`, that module is `__main__`
+    from lmvisor.testing.lm_server import LMServer
 
 __all__ = ["run"]
 
 _WANTED_FILES = 16384
 
 
-def run(argv: Sequence[str] | None) -> int:
-    """`lm_server.main`: serve until signalled; 2 (the reason on stderr) on bad options."""
+def run(argv: Sequence[str] | None, server: type[LMServer]) -> int:
+    """`lm_server.main`: serve until signalled; 2 (the reason on stderr) on bad options.
+    `server`: the LMServer class (from the running module, not imported a second time)."""
     args = _parse_args(argv)
     _raise_open_file_limit(_WANTED_FILES)
     try:
-        asyncio.run(_serve_until_signalled(args))
+        asyncio.run(_serve_until_signalled(args, server))
     except (ValueError, TypeError) as exc:
         print(f"lm_server: {exc}", file=sys.stderr)
         return 2
@@ -60,12 +64,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _serve_until_signalled(args: argparse.Namespace) -> None:
+async def _serve_until_signalled(args: argparse.Namespace, server_class: type[LMServer]) -> None:
     if args.lean:
         await _serve_lean(args)
         return
     faults = [fault_rule_from_dict(json.loads(text)) for text in args.fault]
-    server = LMServer(
+    server = server_class(
         host=args.host,
         port=args.port,
         latency=args.latency,

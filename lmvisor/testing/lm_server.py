@@ -593,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from lmvisor.testing._lm_cli import run
 
-    return run(argv)
+    return run(argv, LMServer)
 
 
 if __name__ == "__main__":
