@@ -7,10 +7,10 @@ remember their parent so events can be stitched into a tree.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from types import TracebackType
+from typing import final
 
 from lmvisor._error import CORRELATION
 
@@ -19,10 +19,15 @@ __all__ = ["CorrelationScope", "correlation_scope", "current_correlation_id", "c
 
 @dataclass(frozen=True, slots=True)
 class CorrelationScope:
-    """One scope: its id and the id of the scope it was opened in (if any)."""
+    """One scope: its id and the id of the scope it was opened in (if any).
+
+    `generated`: the id was made by lmvisor (not given by a caller), so it holds
+    nothing secret and the log chain writes it without a redaction pass.
+    """
 
     id: str
     parent_id: str | None
+    generated: bool = False
 
 
 # One context variable, declared in the leaf beside the root error so that every
@@ -41,23 +46,55 @@ def current_correlation_id() -> str | None:
     return None if scope is None else scope.id
 
 
-@contextmanager
-def correlation_scope(id: str | None = None) -> Iterator[CorrelationScope]:
+def correlation_scope(id: str | None = None, *, generated: bool = False) -> _ScopeBlock:
     """Open a correlation scope for the duration of the `with` block.
 
     Args:
         id: the correlation id to use; a fresh uuid4 hex when omitted.
+        generated: `id` was made by lmvisor itself (see `CorrelationScope.generated`);
+            implied when `id` is omitted.
 
     The scope is a contextvar, so tasks spawned inside inherit it and
-    concurrent tasks never see each other's ids.
+    concurrent tasks never see each other's ids. The block, once entered, is
+    not entered again until it is left.
     """
-    parent = _scope.get()
-    scope = CorrelationScope(
-        id=id if id is not None else uuid.uuid4().hex,
-        parent_id=None if parent is None else parent.id,
-    )
-    token = _scope.set(scope)
-    try:
-        yield scope
-    finally:
-        _scope.reset(token)
+    return _ScopeBlock(id, generated or id is None)
+
+
+@final
+class _ScopeBlock:
+    """The context manager `correlation_scope` returns.
+
+    A class rather than a generator-based context manager: the daemon opens one
+    per request, and this costs no generator and no `contextlib` frames.
+    """
+
+    __slots__ = ("_generated", "_id", "_token")
+
+    def __init__(self, id: str | None, generated: bool) -> None:
+        self._id = id
+        self._generated = generated
+        self._token: Token[CorrelationScope | None] | None = None
+
+    def __enter__(self) -> CorrelationScope:
+        if self._token is not None:
+            raise RuntimeError("this correlation scope is already open")
+        parent = _scope.get()
+        scope = CorrelationScope(
+            self._id if self._id is not None else uuid.uuid4().hex,
+            None if parent is None else parent.id,
+            self._generated,
+        )
+        self._token = _scope.set(scope)
+        return scope
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        token = self._token
+        if token is not None:
+            self._token = None
+            _scope.reset(token)

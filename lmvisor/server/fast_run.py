@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lmvisor.server.context import ServerContext
 from lmvisor.server.errors import RequestTooLarge
+from lmvisor.server.middleware import request_headers
 from lmvisor.server.responses import dump_json
 
 __all__ = ["RunExecutor", "RunFastPath", "parse_run_body"]
@@ -106,10 +107,8 @@ class RunFastPath:
 
 
 def _content_type(scope: Scope) -> bytes | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            return bytes(value).lower()
-    return None
+    value = request_headers(scope).content_type
+    return None if value is None else bytes(value).lower()
 
 
 async def _read(receive: Receive, limit: int) -> bytes:

@@ -17,6 +17,8 @@
 
 Plain ASGI rather than Starlette's `BaseHTTPMiddleware`: the contextvars set here
 (correlation id, deadline) reach the endpoint, and a request costs no extra task.
+The headers they read are found in one pass over the request's header list
+(`request_headers`), kept in the ASGI scope for every layer below.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ __all__ = [
     "BodyLimitMiddleware",
     "DeadlineMiddleware",
     "RequestContextMiddleware",
+    "RequestHeaders",
+    "request_headers",
 ]
 
 CORRELATION_HEADER: Final = "X-Correlation-ID"
@@ -65,12 +69,55 @@ _log = get_logger("lmvisor.server")
 _access_log = get_logger("lmvisor.server", per_turn=True)
 
 
-def _header(scope: Scope, key: bytes) -> bytes | None:
-    headers: Iterable[tuple[bytes, bytes]] = scope.get("headers", ())
-    for name, value in headers:
-        if name == key:
-            return value
-    return None
+_HEADERS_SCOPE_KEY: Final = "lmvisor.headers"
+# ASGI header names arrive lowercased.
+_WANTED: Final = {
+    b"authorization": "authorization",
+    b"content-length": "content_length",
+    b"content-type": "content_type",
+    _CORRELATION_KEY: "correlation_id",
+    _TIMEOUT_KEY: "timeout",
+}
+
+
+@final
+class RequestHeaders:
+    """The headers the request plumbing reads (the first of each name), as raw bytes.
+
+    Built by one pass over the ASGI header list (`request_headers`); None where a
+    header is absent.
+    """
+
+    __slots__ = ("authorization", "content_length", "content_type", "correlation_id", "timeout")
+
+    def __init__(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        self.authorization: bytes | None = None
+        self.content_length: bytes | None = None
+        self.content_type: bytes | None = None
+        self.correlation_id: bytes | None = None
+        self.timeout: bytes | None = None
+        wanted = _WANTED
+        for name, value in headers:
+            field = wanted.get(name)
+            if field is not None and getattr(self, field) is None:
+                setattr(self, field, value)
+
+    def __repr__(self) -> str:
+        # Names only: the authorization header holds a credential.
+        present = [field for field in self.__slots__ if getattr(self, field) is not None]
+        return f"RequestHeaders(present={present})"
+
+
+def request_headers(scope: Scope) -> RequestHeaders:
+    """The plumbing's headers of the request `scope` describes, read once per request.
+
+    The first layer to ask scans the header list and keeps the result in the scope;
+    the layers below (and the hot route, `fast_run`) reuse it.
+    """
+    found = scope.get(_HEADERS_SCOPE_KEY)
+    if found is None:
+        found = scope[_HEADERS_SCOPE_KEY] = RequestHeaders(scope.get("headers", ()))
+    return found
 
 
 async def _send_error(exc: BaseException, scope: Scope, receive: Receive, send: Send) -> None:
@@ -102,7 +149,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw = _header(scope, _CORRELATION_KEY)
+        raw = request_headers(scope).correlation_id
         text = None if raw is None else raw.decode("latin-1")
         valid = text is not None and _CORRELATION_ID.match(text) is not None
         cid = text if valid and text is not None else f"{self._prefix}{next(self._ids):x}"
@@ -118,7 +165,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         if self.metrics is not None:
             self.metrics.started()
-        with correlation_scope(cid):
+        with correlation_scope(cid, generated=not valid):
             try:
                 if text is not None and not valid:
                     problem = "must be 1-128 letters, digits or '._:-'"
@@ -180,7 +227,7 @@ class AuthMiddleware:
         if scope["type"] != "http" or not self.tokens.enabled or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
-        raw = _header(scope, b"authorization")
+        raw = request_headers(scope).authorization
         try:
             self.tokens.check_header(None if raw is None else raw.decode("latin-1"))
         except Unauthorized as exc:
@@ -201,7 +248,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
+        declared = request_headers(scope).content_length
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _send_error(RequestTooLarge(limit=self.limit), scope, receive, send)
             return
@@ -241,7 +288,7 @@ class DeadlineMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            seconds = self._budget(_header(scope, _TIMEOUT_KEY))
+            seconds = self._budget(request_headers(scope).timeout)
         except InvalidHeader as exc:
             await _send_error(exc, scope, receive, send)
             return

@@ -2,9 +2,15 @@
 
 - `CleanMemo`: the chain's redaction (`lmvisor._redaction.Redactor`) that skips
   what it has already judged: keys known not to be secret, and short strings it
-  has seen come through unchanged. Lines repeat the same strings (event and
-  logger names, namespaces, routes, methods), so most values cost a set lookup
-  instead of a scan for credential-looking text.
+  has seen come through unchanged, and the correlation id lmvisor generated
+  for the current scope (`CorrelationScope.generated`: made, not given, so
+  never secret; a fresh one per request would only churn the memo). Lines
+  repeat the same strings (event and logger names, namespaces, routes,
+  methods), so most values cost a set lookup instead of a scan for
+  credential-looking text.
+- `Exceptions`: structlog's `StackInfoRenderer` and `format_exc_info` as one
+  step that costs a line carrying neither `stack_info` nor `exc_info` two
+  key lookups.
 - `Stamper`: the ISO 8601 UTC time of the line, formatting the date and time
   once per second.
 - `render_json`: one JSON object per line through orjson, falling back to the
@@ -31,11 +37,13 @@ from collections.abc import MutableMapping
 from typing import Any, Final, TextIO, final
 
 import orjson
+from structlog.processors import StackInfoRenderer, format_exc_info
 from structlog.typing import EventDict, WrappedLogger
 
 from lmvisor._redaction import Redactor
+from lmvisor.runtime.correlation import current_scope
 
-__all__ = ["CleanMemo", "LineWriter", "Stamper", "render_json"]
+__all__ = ["CleanMemo", "Exceptions", "LineWriter", "Stamper", "render_json"]
 
 # Bounds on what the memo keeps: the strings a line repeats are few and short, and a
 # flood of distinct ones (correlation ids) costs one clear per this many entries.
@@ -73,11 +81,21 @@ class CleanMemo:
     ) -> MutableMapping[str, Any]:
         clean = self._clean
         plain = self._plain_keys
+        # The correlation id lmvisor made for this scope holds nothing secret (the very
+        # object: an id a caller gave, or an equal string, is judged as any other).
+        scope = current_scope()
+        made = (
+            scope.id
+            if scope is not None and scope.generated and len(scope.id) <= self._limit
+            else None
+        )
         rest: dict[str, Any] | None = None
         for key, value in event_dict.items():
             if key in plain or self._plain_key(key):
                 kind = type(value)
-                if (kind is str and value in clean) or kind in _SCALARS:
+                if kind is str and (value in clean or value is made):
+                    continue
+                if kind in _SCALARS:
                     continue
             if rest is None:
                 rest = {}
@@ -106,6 +124,26 @@ class CleanMemo:
 
     def __repr__(self) -> str:
         return f"CleanMemo({self.redactor!r}, remembered={len(self._clean)})"
+
+
+@final
+class Exceptions:
+    """A structlog processor: `stack_info` and `exc_info` rendered as structlog renders them.
+
+    The same as `StackInfoRenderer()` then `format_exc_info`, both of which only
+    act on (and pop) those two keys; most lines carry neither and pass untouched.
+    """
+
+    __slots__ = ("_stack",)
+
+    def __init__(self) -> None:
+        # This module's frame is skipped too: the stack starts where the line was logged.
+        self._stack = StackInfoRenderer(additional_ignores=[__name__])
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        if "exc_info" not in event_dict and "stack_info" not in event_dict:
+            return event_dict
+        return format_exc_info(logger, method_name, self._stack(logger, method_name, event_dict))
 
 
 @final

@@ -41,7 +41,13 @@ from structlog.typing import EventDict, FilteringBoundLogger, Processor, Wrapped
 
 from lmvisor._redaction import Redactor
 from lmvisor.runtime.correlation import current_scope
-from lmvisor.runtime.observe._log_steps import CleanMemo, LineWriter, Stamper, render_json
+from lmvisor.runtime.observe._log_steps import (
+    CleanMemo,
+    Exceptions,
+    LineWriter,
+    Stamper,
+    render_json,
+)
 
 __all__ = [
     "LEVELS",
@@ -171,8 +177,7 @@ def post_chain(redactor: Redactor | None, capture: Processor = _capture) -> list
     secret, and a line then costs no scan of a string that differs on every line.
     """
     return [
-        structlog.processors.StackInfoRenderer(),
-        structlog.processors.format_exc_info,
+        Exceptions(),
         CleanMemo(redactor if redactor is not None else Redactor()),
         Stamper(),
         capture,
@@ -270,11 +275,13 @@ class RuntimeLogging:
         self._sinks: tuple[list[dict[str, Any]], ...] = ()
         self._flush_hooks: tuple[Callable[[], None], ...] = ()
         self._loggers: dict[tuple[str, bool], FilteringBoundLogger] = {}
-        processors = build_processors(mode=mode, redactor=self.redactor)
         # Captures attached to this runtime see events from its actors too,
         # whose tasks do not share the capturing test's context.
-        processors.insert(len(processors) - 1, self._capture)
-        self._processors = processors
+        self._processors = [
+            *pre_chain(),
+            *post_chain(self.redactor, self._capture),
+            renderer(mode),
+        ]
         self._wrapper = structlog.make_filtering_bound_logger(self.level)
 
     def enabled_for(self, level: int) -> bool:
@@ -313,6 +320,8 @@ class RuntimeLogging:
             flush()
 
     def _capture(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        # The task's own capture first (`capture_logs`), then this runtime's sinks.
+        _capture(logger, method_name, event_dict)
         if self._sinks:
             event_dict.setdefault("log_level", method_name)
             for sink in self._sinks:
@@ -387,17 +396,25 @@ def set_route(route: RuntimeLogging | None) -> None:
 class RoutedLogger:
     """A named library logger resolved at each call; see the module docstring."""
 
-    __slots__ = ("_fallback", "name", "per_turn")
+    __slots__ = ("_fallback", "_last", "name", "per_turn")
 
     def __init__(self, name: str, *, per_turn: bool = False) -> None:
         self.name = name
         self.per_turn = per_turn
         self._fallback: FilteringBoundLogger | None = None
+        # The last route written through and its logger (a runtime builds each once):
+        # a daemon logs through one route, and skips the lookup on every line.
+        self._last: tuple[RuntimeLogging, FilteringBoundLogger] | None = None
 
     def _target(self) -> Any:
         route = _route.get()
         if route is not None:
-            return route.get_logger(self.name, per_turn=self.per_turn)
+            last = self._last
+            if last is not None and last[0] is route:
+                return last[1]
+            logger = route.get_logger(self.name, per_turn=self.per_turn)
+            self._last = (route, logger)
+            return logger
         if structlog.is_configured():
             return structlog.get_logger(self.name)
         if self._fallback is None:
