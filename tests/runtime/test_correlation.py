@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from lmvisor.runtime.correlation import (
     correlation_scope,
     current_correlation_id,
@@ -46,6 +48,27 @@ class TestCorrelationScope:
             except RuntimeError:
                 pass
             assert current_correlation_id() == "outer"
+
+    def test_generated_marks_the_ids_lmvisor_made(self) -> None:
+        """A scope is `generated` when lmvisor made its id (omitted, or said so), not when given."""
+        with correlation_scope("given") as given:
+            assert given.generated is False
+        with correlation_scope() as made:
+            assert made.generated is True
+        with correlation_scope("0123456789abcdef-1", generated=True) as marked:
+            assert marked.generated is True
+            assert marked.id == "0123456789abcdef-1"
+
+    def test_an_open_block_is_not_entered_again(self) -> None:
+        """Entering a scope block already open raises, and leaves the open scope in force."""
+        block = correlation_scope("once")
+        with block:
+            with pytest.raises(RuntimeError, match=r"^this correlation scope is already open$"):
+                block.__enter__()
+            assert current_correlation_id() == "once"
+        assert current_correlation_id() is None
+        with block:  # left, it opens again
+            assert current_correlation_id() == "once"
 
     async def test_tasks_inherit_and_stay_isolated(self) -> None:
         """Tasks inherit the scope they were started in and never see each other's."""

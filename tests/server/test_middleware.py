@@ -9,9 +9,11 @@ import pytest
 from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.auth import hash_token
+from lmvisor.server.middleware import request_headers
 from tests.server.conftest import app_client
 
 _GENERATED = re.compile(r"^[0-9a-f]{16}-[0-9a-f]+$")
+_KEY_LIKE = "sk-proj-Abc123def456ghi789jkl"
 
 
 class TestCorrelation:
@@ -52,6 +54,61 @@ class TestCorrelation:
             "message": "Not Found",
             "field": None,
             "correlation_id": "c-9",
+        }
+
+
+class TestRequestHeaders:
+    def test_one_pass_keeps_the_first_of_each_name(self) -> None:
+        """The plumbing's headers are found in one pass; the first of a repeated name wins."""
+        scope = {
+            "type": "http",
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"x-correlation-id", b"first"),
+                (b"x-correlation-id", b"second"),
+                (b"authorization", b"Bearer t0ken"),
+                (b"x-request-timeout", b"2.5"),
+            ],
+        }
+        found = request_headers(scope)
+        assert found.correlation_id == b"first"
+        assert found.content_type == b"application/json"
+        assert found.authorization == b"Bearer t0ken"
+        assert found.timeout == b"2.5"
+        assert found.content_length is None
+
+    def test_read_once_per_request(self) -> None:
+        """A second layer asking gets the same object; the header list is not scanned again."""
+        scope = {"type": "http", "headers": [(b"content-length", b"12")]}
+        found = request_headers(scope)
+        scope["headers"] = [(b"content-length", b"99")]
+        assert request_headers(scope) is found
+        assert found.content_length == b"12"
+
+    def test_repr_names_no_value(self) -> None:
+        """The repr lists which headers came, never their values (a bearer token is one)."""
+        found = request_headers({"type": "http", "headers": [(b"authorization", b"Bearer t0ken")]})
+        assert repr(found) == "RequestHeaders(present=['authorization'])"
+
+
+class TestAccessLog:
+    async def test_the_line_carries_the_request_id(self, runtime: Runtime) -> None:
+        """The access line names the request's id: a generated one as is, a key-like one hidden."""
+        with capture_logs(runtime) as logs:
+            async with app_client(runtime, access_log=True) as (_, client):
+                made = await client.get("/healthz")
+                given = await client.get("/healthz", headers={"X-Correlation-ID": _KEY_LIKE})
+        assert given.status_code == 200
+        lines = [entry for entry in logs if entry["event"] == "http.request"]
+        assert len(lines) == 2
+        assert lines[0]["correlation_id"] == made.headers["x-correlation-id"]
+        assert _GENERATED.match(lines[0]["correlation_id"])
+        assert _KEY_LIKE not in str(lines)
+        assert {k: lines[0][k] for k in ("method", "path", "route", "status")} == {
+            "method": "GET",
+            "path": "/healthz",
+            "route": "/healthz",
+            "status": 200,
         }
 
 

@@ -8,9 +8,17 @@ import json
 from datetime import UTC, datetime
 
 import structlog
+from structlog.processors import StackInfoRenderer, format_exc_info
 
 from lmvisor._redaction import REDACTED, Redactor
-from lmvisor.runtime.observe._log_steps import CleanMemo, LineWriter, Stamper, render_json
+from lmvisor.runtime.correlation import correlation_scope
+from lmvisor.runtime.observe._log_steps import (
+    CleanMemo,
+    Exceptions,
+    LineWriter,
+    Stamper,
+    render_json,
+)
 
 VENDOR_KEY = "sk-proj-Abc123def456ghi789jkl"
 
@@ -61,6 +69,59 @@ class TestCleanMemo:
         memo = CleanMemo(Redactor())
         memo(None, "info", {"event": "x", "route": "plain-value"})
         assert memo(None, "info", {"event": "x", "token": "plain-value"})["token"] == REDACTED
+
+
+    def test_a_generated_correlation_id_skips_the_redactor(self) -> None:
+        """The open scope's generated id is written as it is, and not kept in the memo."""
+        memo = CleanMemo(Redactor())
+        with correlation_scope("0123456789abcdef-1f", generated=True) as scope:
+            out = memo(None, "info", {"event": "x", "correlation_id": scope.id})
+        assert out["correlation_id"] == scope.id
+        assert scope.id not in memo._clean
+
+    def test_a_given_correlation_id_is_judged(self) -> None:
+        """An id a caller gave passes the redactor: one that looks like a key is replaced."""
+        memo = CleanMemo(Redactor())
+        with correlation_scope(VENDOR_KEY) as scope:
+            out = memo(None, "info", {"event": "x", "correlation_id": scope.id})
+        assert VENDOR_KEY not in out["correlation_id"]
+
+    def test_only_the_scope_id_itself_is_trusted(self) -> None:
+        """An equal copy of a generated id is judged, and the id under a secret key is replaced."""
+        memo = CleanMemo(Redactor())
+        with correlation_scope("0123456789abcdef-2a", generated=True) as scope:
+            copy = "".join(list(scope.id))
+            out = memo(None, "info", {"event": "x", "note": copy, "token": scope.id})
+        assert out == {"event": "x", "note": copy, "token": REDACTED}
+        assert copy in memo._clean
+
+
+class TestExceptions:
+    def test_a_line_without_either_key_passes_untouched(self) -> None:
+        """A line with neither `exc_info` nor `stack_info` comes back as it was."""
+        event = {"event": "x", "n": 1}
+        assert Exceptions()(None, "info", event) is event
+        assert event == {"event": "x", "n": 1}
+
+    def test_renders_as_structlog_does(self) -> None:
+        """`exc_info` comes out as structlog's StackInfoRenderer then format_exc_info write it."""
+        try:
+            raise ValueError("boom")
+        except ValueError as exc:
+            error = exc
+        ours = Exceptions()(None, "error", {"event": "x", "exc_info": error, "stack_info": False})
+        plain = StackInfoRenderer()(None, "error", {"event": "x", "exc_info": error})
+        assert ours == format_exc_info(None, "error", plain)
+        assert "ValueError: boom" in ours["exception"]
+        assert "exc_info" not in ours
+        assert "stack_info" not in ours
+
+    def test_the_stack_ends_where_the_line_was_logged(self) -> None:
+        """`stack_info` becomes `stack`, whose last frame is the caller, not the step."""
+        out = Exceptions()(None, "info", {"event": "x", "stack_info": True})
+        frames = [line for line in out["stack"].splitlines() if line.startswith("  File")]
+        assert frames[-1].endswith("in test_the_stack_ends_where_the_line_was_logged")
+        assert "stack_info" not in out
 
 
 class TestStamper:
