@@ -70,7 +70,6 @@ class TestCleanMemo:
         memo(None, "info", {"event": "x", "route": "plain-value"})
         assert memo(None, "info", {"event": "x", "token": "plain-value"})["token"] == REDACTED
 
-
     def test_a_generated_correlation_id_skips_the_redactor(self) -> None:
         """The open scope's generated id is written as it is, and not kept in the memo."""
         memo = CleanMemo(Redactor())
