@@ -18,7 +18,10 @@
 Plain ASGI rather than Starlette's `BaseHTTPMiddleware`: the contextvars set here
 (correlation id, deadline) reach the endpoint, and a request costs no extra task.
 The headers they read are found in one pass over the request's header list
-(`request_headers`), kept in the ASGI scope for every layer below.
+(`request_headers`), kept in the ASGI scope for every layer below. Auth, body
+limit and deadline are plain functions returning the awaitable of the layer
+below (or of their error answer): no coroutine frame of their own, which every
+resumption of the request's task would otherwise pass through.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Final, final
 
 from starlette.exceptions import HTTPException
@@ -223,17 +226,15 @@ class AuthMiddleware:
         self.tokens = tokens
         self.open_paths = frozenset(open_paths)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http" or not self.tokens.enabled or scope["path"] in self.open_paths:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         raw = request_headers(scope).authorization
         try:
             self.tokens.check_header(None if raw is None else raw.decode("latin-1"))
         except Unauthorized as exc:
-            await _send_error(exc, scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+            return _send_error(exc, scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 @final
@@ -244,29 +245,31 @@ class BodyLimitMiddleware:
         self.app = app
         self.limit = limit
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         declared = request_headers(scope).content_length
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _send_error(RequestTooLarge(limit=self.limit), scope, receive, send)
-            return
-        received = 0
-        limit = self.limit
+            return _send_error(RequestTooLarge(limit=self.limit), scope, receive, send)
+        return self.app(scope, _limited(receive, self.limit), send)
 
-        async def receive_limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    # An HTTPException passes FastAPI's body reading untouched,
-                    # and its handler renders the typed 413.
-                    raise HTTPException(413, str(RequestTooLarge(limit=limit)))
-            return message
 
-        await self.app(scope, receive_limited, send)
+def _limited(receive: Receive, limit: int) -> Receive:
+    """`receive`, refusing with a 413 once the body read so far passes `limit` bytes."""
+    received = 0
+
+    async def receive_limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                # An HTTPException passes FastAPI's body reading untouched,
+                # and its handler renders the typed 413.
+                raise HTTPException(413, str(RequestTooLarge(limit=limit)))
+        return message
+
+    return receive_limited
 
 
 @final
@@ -283,19 +286,16 @@ class DeadlineMiddleware:
         self.default = default
         self.maximum = maximum
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         try:
             seconds = self._budget(request_headers(scope).timeout)
         except InvalidHeader as exc:
-            await _send_error(exc, scope, receive, send)
-            return
+            return _send_error(exc, scope, receive, send)
         if seconds is None:
-            await self.app(scope, receive, send)
-            return
-        await self._bounded(seconds, scope, receive, send)
+            return self.app(scope, receive, send)
+        return self._bounded(seconds, scope, receive, send)
 
     def _budget(self, raw: bytes | None) -> float | None:
         if raw is None:

@@ -9,7 +9,7 @@ import pytest
 from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.auth import hash_token
-from lmvisor.server.middleware import request_headers
+from lmvisor.server.middleware import BodyLimitMiddleware, DeadlineMiddleware, request_headers
 from tests.server.conftest import app_client
 
 _GENERATED = re.compile(r"^[0-9a-f]{16}-[0-9a-f]+$")
@@ -89,6 +89,27 @@ class TestRequestHeaders:
         """The repr lists which headers came, never their values (a bearer token is one)."""
         found = request_headers({"type": "http", "headers": [(b"authorization", b"Bearer t0ken")]})
         assert repr(found) == "RequestHeaders(present=['authorization'])"
+
+
+class TestPassThrough:
+    def test_a_passing_request_costs_no_coroutine_of_its_own(self) -> None:
+        """Body limit and deadline hand back the inner app's own awaitable when nothing stops it."""
+        made: list[object] = []
+
+        def inner(scope: object, receive: object, send: object) -> object:
+            made.append(object())
+            return made[-1]
+
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+        limit = BodyLimitMiddleware(inner, limit=10)  # type: ignore[arg-type]
+        deadline = DeadlineMiddleware(inner, default=None, maximum=60.0)  # type: ignore[arg-type]
+        assert limit(scope, _never, _never) is made[-1]  # type: ignore[arg-type]
+        assert deadline(scope, _never, _never) is made[-1]  # type: ignore[arg-type]
+        assert len(made) == 2
+
+
+async def _never(*_: object) -> None:
+    raise AssertionError("not called")
 
 
 class TestAccessLog:
