@@ -50,28 +50,6 @@ class LMInvoker:
         """The LM this invoker calls."""
         return self._lm
 
-    def serves(
-        self,
-        lm: LM,
-        hooks: Sequence[Callback],
-        history: CallHistory | None,
-        stream: Callable[[LMDelta | None], None] | None,
-    ) -> bool:
-        """Whether this invoker is the one `LMInvoker(lm, hooks, history, stream=stream)`
-        would build (the same objects), so a caller may reuse it: it is immutable."""
-        return (
-            self._lm is lm
-            and self._hooks is hooks
-            and self._history is history
-            and self._stream is stream is None
-        )
-
-    def __copy__(self) -> LMInvoker:
-        return self  # immutable
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> LMInvoker:
-        return self  # immutable; its LM is shared, as a module's is
-
     async def __call__(
         self, messages: list[dict[str, Any]], params: Mapping[str, Any]
     ) -> LMResponse:

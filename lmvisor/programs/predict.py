@@ -52,10 +52,6 @@ class Predict(Module, Parameter):
         adapter: an adapter for this predictor only (overrides the settings' adapter).
     """
 
-    # The invoker of the last call, reused while the LM, hooks and history stay the
-    # same: an LMInvoker is immutable, and one fewer object lives through each call.
-    _invoker: LMInvoker | None = None
-
     def __init__(
         self,
         signature: str | type[Signature],
@@ -80,7 +76,6 @@ class Predict(Module, Parameter):
     def reset(self) -> None:
         """Forget demos, traces and the per-predictor LM."""
         self.lm = None
-        self._invoker = None
         self.demos = []
         self.traces = []
         self.train = []
@@ -118,11 +113,7 @@ class Predict(Module, Parameter):
         own = self.callbacks  # active_callbacks(), with the settings already read
         hooks = (*settings.callbacks, *own) if own else settings.callbacks
         stream = stream_receiver(self, adapter)
-        invoke = self._invoker
-        if invoke is None or not invoke.serves(lm, hooks, settings.history, stream):
-            invoke = LMInvoker(lm, hooks, settings.history, stream=stream)
-            if call_lm is None:  # an LM given for one call is not kept past it
-                self._invoker = invoke
+        invoke = LMInvoker(lm, hooks, settings.history, stream=stream)
         shown = self.demos if demos is None else demos
         values, _ = await adapter.run(
             invoke,

@@ -170,42 +170,6 @@ class TestPredictRequest:
         assert predict.lm is None
 
 
-class TestInvokerReuse:
-    async def test_same_lm_and_hooks_share_one_invoker(self) -> None:
-        """Calls with the same LM, hooks and history reuse one invoker; a new LM gets a new one."""
-        first, second = ScriptedLM(), ScriptedLM()
-        predict = Predict("question -> answer")
-        with context(lm=first):
-            await predict(question="q")
-            kept = predict._invoker
-            await predict(question="q")
-            assert predict._invoker is kept
-            predict.lm = second
-            await predict(question="q")
-        assert kept is not None and kept.lm is first
-        assert predict._invoker is not None and predict._invoker.lm is second
-
-    async def test_an_lm_given_for_one_call_is_not_kept(self) -> None:
-        """A call's own lm= is used for that call only, never kept by the predictor."""
-        settings_lm, call_lm = ScriptedLM(), ScriptedLM()
-        predict = Predict("question -> answer")
-        with context(lm=settings_lm):
-            await predict(question="q")
-            await predict(question="q", lm=call_lm)
-        assert predict._invoker is not None and predict._invoker.lm is settings_lm
-        assert call_lm.calls == 1
-
-    async def test_deep_copy_shares_the_invoker_and_its_lm(self) -> None:
-        """A deep copy shares the immutable invoker (and its LM) instead of copying them."""
-        lm = ScriptedLM()
-        predict = Predict("question -> answer")
-        with context(lm=lm):
-            await predict(question="q")
-        copy = predict.deepcopy()
-        assert copy._invoker is predict._invoker
-        assert copy._invoker is not None and copy._invoker.lm is lm
-
-
 class TestChainOfThought:
     async def test_reasoning_comes_first(self) -> None:
         """A reasoning output is asked for before the signature's outputs and returned."""
