@@ -88,15 +88,18 @@ class MemoryTier:
         replaced = entries.pop(key, None)
         if replaced is not None:
             self._bytes -= replaced[0].size
-        entries[key] = (entry, min(now + self.ttl, entry.expires_at + self.stale_ttl))
+        keep_until = now + self.ttl
+        stale_until = entry.expires_at + self.stale_ttl
+        entries[key] = (entry, stale_until if stale_until < keep_until else keep_until)
         self._bytes += size
+        if len(entries) <= self.max_entries and self._bytes <= self.max_bytes:
+            return 0
         evicted = 0
         while len(entries) > self.max_entries or self._bytes > self.max_bytes:
             _, (oldest, _) = entries.popitem(last=False)
             self._bytes -= oldest.size
             evicted += 1
-        if evicted:
-            self._evictions += evicted
+        self._evictions += evicted
         return evicted
 
     def delete(self, key: str) -> None:
