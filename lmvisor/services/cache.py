@@ -18,7 +18,7 @@ It runs as the application tree's `cache` child, registered as "cache":
   reaches L2/L3 (and other processes) up to 20 ms after its call returned, and
   a killed process loses at most that much more; in exchange each entry's
   share of a transaction and of a thread hop shrinks with the load (measured
-  on a 50k-entry file: ~43 us of CPU per entry at 8 a batch, ~37 at 32).
+  on a 50k-entry file of ~1 KB answers: ~29 us of CPU per entry at 8 a batch, ~21 at 32).
 - `terminate()` disables the cache (no write is accepted after it), waits for
   the write-behind task to unwind, writes again, whole, the batch that task
   had taken and not finished (puts and deletes are idempotent), then every

@@ -21,6 +21,10 @@ rather than SQLite's 1000: a page written by many batches in between is copied o
 cuts the write-behind's CPU per entry by about a sixth, for up to 16 MB of WAL on disk
 beside the file (not counted in `max_size`).
 
+Rows live in a rowid table with the key in its own unique index (see `_SCHEMA` for why);
+`PRAGMA user_version` names the layout, and `open` moves a file of the first layout
+(WITHOUT ROWID) to it, rows kept, in one transaction.
+
 Size: the entries' bytes are kept under `max_size`. A write that passes it
 evicts, in the same transaction, first entries whose stale window has passed,
 then the oldest written, down to 90% of the bound.
@@ -44,10 +48,17 @@ _READER_BUSY_MS: Final = 100
 _CHECKPOINT_PAGES: Final = 4000
 _EVICT_BATCH: Final = 64
 _LOW_WATER: Final = 0.9
+# The row layout `open` creates; files of an older layout are moved to it (`_migrate`).
+_LAYOUT: Final = 2
+# A rowid table with the key in its own index: a ~1 KB answer keyed by a random hash in a
+# WITHOUT ROWID table (the whole row in the key's B-tree, a few rows per page) splits and
+# rewrites pages all over the tree on every insert; here rows append in rowid order and
+# only the small key index takes random inserts (measured on a 50k-entry file: ~24 us of
+# CPU per entry against ~90, and reads ~2x cheaper).
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS entries (
-        key TEXT PRIMARY KEY, payload BLOB NOT NULL, size INTEGER NOT NULL,
-        stored_at REAL NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID""",
+        id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, payload BLOB NOT NULL,
+        size INTEGER NOT NULL, stored_at REAL NOT NULL, expires_at REAL NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS entries_by_age ON entries(stored_at)",
     """CREATE TABLE IF NOT EXISTS meta (
         id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NOT NULL,
@@ -62,6 +73,21 @@ _SCHEMA: Final = (
     """CREATE TRIGGER IF NOT EXISTS entries_resized AFTER UPDATE OF size ON entries BEGIN
         UPDATE meta SET total_size = total_size - OLD.size + NEW.size WHERE id = 1; END""",
 )
+# Layout 1 (WITHOUT ROWID, keyed by `key`): its table is renamed aside, its triggers and
+# index dropped, and its rows copied into the new table (whose triggers count them again).
+_MIGRATE_FROM_1: Final = (
+    "DROP TRIGGER IF EXISTS entries_added",
+    "DROP TRIGGER IF EXISTS entries_removed",
+    "DROP TRIGGER IF EXISTS entries_resized",
+    "DROP INDEX IF EXISTS entries_by_age",
+    "ALTER TABLE entries RENAME TO entries_layout1",
+    "UPDATE meta SET entries = 0, total_size = 0 WHERE id = 1",
+)
+_COPY_FROM_1: Final = (
+    "INSERT INTO entries (key, payload, size, stored_at, expires_at)"
+    " SELECT key, payload, size, stored_at, expires_at FROM entries_layout1 ORDER BY stored_at",
+    "DROP TABLE entries_layout1",
+)
 _UPSERT: Final = (
     "INSERT INTO entries (key, payload, size, stored_at, expires_at) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT(key) DO UPDATE SET payload = excluded.payload, size = excluded.size,"
@@ -71,6 +97,30 @@ _SELECT: Final = "SELECT payload, expires_at FROM entries WHERE key = ?"
 _OLDEST: Final = (
     "DELETE FROM entries WHERE key IN (SELECT key FROM entries ORDER BY stored_at LIMIT ?)"
 )
+
+
+def _create_or_migrate(conn: sqlite3.Connection) -> None:
+    """Create the schema, moving a layout-1 file's rows over (inside the caller's transaction).
+
+    Other processes opening the file wait on the transaction's write lock, then find the
+    layout current: the move runs once.
+    """
+    (layout,) = conn.execute("PRAGMA user_version").fetchone()
+    if layout == _LAYOUT:
+        return
+    old = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'entries'"
+    ).fetchone()
+    moving = old is not None and "WITHOUT ROWID" in str(old[0]).upper()
+    if moving:
+        for statement in _MIGRATE_FROM_1:
+            conn.execute(statement)
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    if moving:
+        for statement in _COPY_FROM_1:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {_LAYOUT}")
 
 
 @final
@@ -136,9 +186,12 @@ class SqliteTier:
             enable_wal(writer, wait=self.busy_timeout)
             writer.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
             writer.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                writer.execute(statement)
-            writer.execute("COMMIT")
+            try:
+                _create_or_migrate(writer)
+                writer.execute("COMMIT")
+            except BaseException:
+                writer.execute("ROLLBACK")
+                raise
         except BaseException:
             writer.close()
             raise

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import random
+import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from lmvisor.optimizers import (
     OptimizationRun,
     OptimizerSettingsError,
     TooManyErrors,
+    import_optuna,
 )
 from lmvisor.programs import ChainOfThought, Example, Predict, context
 from lmvisor.runtime import Runtime
@@ -258,6 +262,41 @@ class TestMIPROv2:
         assert len(second.requests) < total
         # the requests of recorded steps are not sent again; only the interrupted ones repeat
         assert len(first.requests) + len(second.requests) - total < 4 * 20
+
+    async def test_missing_optuna_fails_before_any_request(
+        self, trainset: list[Example], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without optuna, compile raises an ImportError naming the extra and sends nothing."""
+        found = importlib.util.find_spec
+        monkeypatch.setattr(
+            importlib.util,
+            "find_spec",
+            lambda name, *args: None if name == "optuna" else found(name, *args),
+        )
+        monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` now fails too
+        lm = ScriptedLM()
+        with context(lm=lm), pytest.raises(ImportError, match=r"^MIPROv2 needs optuna: install"):
+            await MIPROv2(passes, auto="light").compile(
+                Predict("question -> answer"), trainset=trainset
+            )
+        assert lm.requests == []
+
+    async def test_optuna_is_imported_off_the_loop_thread(
+        self, trainset: list[Example], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """optuna is imported on a worker thread, so the import overlaps the LM rounds."""
+        threads: list[threading.Thread] = []
+
+        def recording() -> Any:
+            threads.append(threading.current_thread())
+            return import_optuna()
+
+        monkeypatch.setattr("lmvisor.optimizers.mipro.import_optuna", recording)
+        with context(lm=ScriptedLM()):
+            await MIPROv2(passes, auto="light").compile(
+                Predict("question -> answer"), trainset=trainset[:20]
+            )
+        assert threads and threading.main_thread() not in threads
 
     def test_auto_and_num_candidates_conflict(self) -> None:
         """auto and num_candidates cannot both be given."""

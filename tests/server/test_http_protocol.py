@@ -97,6 +97,76 @@ class TestProtocol:
         assert transport.calls[1:] == [b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"]
 
 
+async def _ok(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+class TestKeepAlive:
+    async def test_one_timer_serves_many_requests(self) -> None:
+        """Requests on one connection reuse the timer armed after the first response."""
+        transport, protocol = await _serve_one(_ok)
+        await _settle()
+        timer = protocol.timeout_keep_alive_task
+        assert timer is not None
+        for _ in range(3):
+            protocol.data_received(_REQUEST)
+            assert protocol._idle_since is None
+            await _settle()
+            assert protocol.timeout_keep_alive_task is timer
+        assert len(transport.calls) == 4
+        assert not transport.closed
+
+    async def test_an_idle_connection_closes_when_the_timer_fires(self) -> None:
+        """Idle for the whole timeout: the timer closes the connection."""
+        transport, protocol = await _serve_one(_ok)
+        await _settle()
+        protocol._idle_since -= protocol.timeout_keep_alive
+        protocol.timeout_keep_alive_task.cancel()
+        protocol.timeout_keep_alive_handler()
+        assert transport.closed
+
+    async def test_a_recently_idle_connection_is_given_the_rest(self) -> None:
+        """Idle for less than the timeout: the timer re-arms, the connection stays open."""
+        transport, protocol = await _serve_one(_ok)
+        await _settle()
+        first = protocol.timeout_keep_alive_task
+        first.cancel()
+        protocol.timeout_keep_alive_handler()
+        assert not transport.closed
+        assert protocol.timeout_keep_alive_task not in (None, first)
+
+    async def test_a_busy_connection_is_rearmed_by_its_response(self) -> None:
+        """The timer firing mid-request leaves the connection; the response's end re-arms it."""
+        release = asyncio.Event()
+
+        async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+            await release.wait()
+            await _ok(scope, receive, send)
+
+        transport, protocol = await _serve_one(_ok)
+        await _settle()
+        protocol.app = slow
+        protocol.data_received(_REQUEST)
+        protocol.timeout_keep_alive_task.cancel()
+        protocol.timeout_keep_alive_handler()
+        assert protocol.timeout_keep_alive_task is None
+        assert not transport.closed
+        release.set()
+        await _settle()
+        assert protocol.timeout_keep_alive_task is not None
+        assert not transport.closed
+
+    async def test_a_lost_connection_cancels_its_timer(self) -> None:
+        """Losing the connection cancels the armed timer."""
+        _, protocol = await _serve_one(_ok)
+        await _settle()
+        timer = protocol.timeout_keep_alive_task
+        protocol.connection_lost(None)
+        assert protocol.timeout_keep_alive_task is None
+        assert timer.cancelled()
+
+
 class TestHeadWithBody:
     async def test_close_sends_what_is_held(self) -> None:
         """Closing first writes the held head, then closes the transport."""

@@ -68,7 +68,10 @@ class TestReadWrite:
         path = tmp_path / "c.sqlite3"
         tier = _tier(path)
         with sqlite3.connect(path) as conn:
-            conn.execute("INSERT INTO entries VALUES ('bad', 'text', 4, 0, 99)")
+            conn.execute(
+                "INSERT INTO entries (key, payload, size, stored_at, expires_at)"
+                " VALUES ('bad', 'text', 4, 0, 99)"
+            )
         with pytest.raises(CorruptEntry, match=r"^corrupt cache entry: the row's payload"):
             tier.get("bad")
         tier.close()
@@ -79,6 +82,55 @@ class TestReadWrite:
         path.write_bytes(b"this is not a database file at all, not even close" * 100)
         with pytest.raises(sqlite3.DatabaseError):
             SqliteTier(path, max_size=1000, busy_timeout=1.0, stale_ttl=1.0).open()
+
+
+# The first layout, as files written before the rowid table hold it.
+_LAYOUT_1 = (
+    """CREATE TABLE entries (
+        key TEXT PRIMARY KEY, payload BLOB NOT NULL, size INTEGER NOT NULL,
+        stored_at REAL NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID""",
+    "CREATE INDEX entries_by_age ON entries(stored_at)",
+    """CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NOT NULL,
+        total_size INTEGER NOT NULL)""",
+    "INSERT INTO meta VALUES (1, 2, 36)",
+    """CREATE TRIGGER entries_added AFTER INSERT ON entries BEGIN
+        UPDATE meta SET entries = entries + 1, total_size = total_size + NEW.size
+        WHERE id = 1; END""",
+    "INSERT INTO entries VALUES ('old', x'6f6c64', 11, 1.0, 50.0)",
+    "INSERT INTO entries VALUES ('older', x'6f6c646572', 25, 0.5, 60.0)",
+)
+
+
+class TestLayout:
+    def test_rows_live_in_a_rowid_table_with_a_unique_key(self, tmp_path: Path) -> None:
+        """A new file gets the rowid layout: an `id` column and a unique key, layout 2."""
+        path = tmp_path / "c.sqlite3"
+        _tier(path).close()
+        with sqlite3.connect(path) as conn:
+            columns = [row[1] for row in conn.execute("PRAGMA table_info(entries)")]
+            (layout,) = conn.execute("PRAGMA user_version").fetchone()
+        assert columns == ["id", "key", "payload", "size", "stored_at", "expires_at"]
+        assert layout == 2
+
+    def test_a_first_layout_file_is_moved_with_its_rows_and_counts(self, tmp_path: Path) -> None:
+        """Opening a WITHOUT ROWID file keeps every row, recounts them, and keeps counting."""
+        path = tmp_path / "c.sqlite3"
+        with sqlite3.connect(path) as conn:
+            for statement in _LAYOUT_1:
+                conn.execute(statement)
+        tier = _tier(path)
+        assert tier.get("old") == CacheEntry(b"old", 50.0)
+        assert tier.get("older") == CacheEntry(b"older", 60.0)
+        assert (tier.statistics().entries, tier.statistics().bytes) == (2, 36)
+        tier.write([("old", CacheEntry(b"o" * 20, 70.0)), ("new", CacheEntry(b"n", 70.0))], [], 2.0)
+        assert (tier.statistics().entries, tier.statistics().bytes) == (3, 25 + 28 + 9)
+        tier.close()
+        with sqlite3.connect(path) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert "entries_layout1" not in tables
+        again = _tier(path)  # a second open finds the layout current and changes nothing
+        assert again.statistics().entries == 3
+        again.close()
 
 
 class TestSizeBound:
