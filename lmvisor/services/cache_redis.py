@@ -20,10 +20,6 @@ would cost more than the framing itself. Those connections have no socket
 timeout of their own (which would cost a task per send): the operation's own bound
 covers them, and a connection an error or cancellation interrupted is closed, never
 reused.
-
-That bound is kept by one timer for the whole tier (`_Watchdog`), not by an
-`asyncio.timeout` per operation, whose timer and task look-ups cost an L2 hit about
-7 us on a VM.
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, TypeVar, final
+from typing import Final, TypeVar, final
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
@@ -68,16 +64,7 @@ class RedisTier:
         on_error: called with each failure (counted by the cache; never raises).
     """
 
-    __slots__ = (
-        "_client",
-        "_idle",
-        "_on_error",
-        "_watchdog",
-        "breaker",
-        "prefix",
-        "stale_ttl",
-        "timeout",
-    )
+    __slots__ = ("_client", "_idle", "_on_error", "breaker", "prefix", "stale_ttl", "timeout")
 
     name = "l2"
 
@@ -104,7 +91,6 @@ class RedisTier:
             health_check_interval=0,
         )
         self._idle: list[AbstractConnection] = []
-        self._watchdog = _Watchdog()
 
     async def get(self, key: str) -> CacheEntry | None:
         """The entry for `key` (fresh or expired), or None when absent, skipped or failed.
@@ -208,11 +194,8 @@ class RedisTier:
         except CircuitOpen:
             return default
         try:
-            if bound is None:
+            async with asyncio.timeout(bound):
                 result = await op()
-            else:
-                with self._watchdog.bound(bound):
-                    result = await op()
         except _FAILURES as exc:
             self.breaker.on_failure(exc, trial)
             self._on_error(exc)
@@ -225,7 +208,6 @@ class RedisTier:
 
     async def aclose(self) -> None:
         """Close the connection pool and the idle `get` connections."""
-        self._watchdog.close()
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.disconnect()
@@ -233,106 +215,6 @@ class RedisTier:
 
     def __repr__(self) -> str:
         return f"RedisTier(prefix={self.prefix!r}, breaker={self.breaker.state.name.lower()})"
-
-
-@final
-class _Watchdog:
-    """Bounds the tier's operations in flight with one timer, not one per operation.
-
-    `asyncio.timeout` arms a timer per operation and cancels it after, and finds the task
-    and loop through three `getpid` calls: about 7 us per L2 operation on a VM, more than
-    the rest of a hit's own work. Here each operation records its task's deadline; one
-    timer, set for the nearest deadline when none nearer is set, cancels the tasks past
-    theirs and sets itself for the next. An operation so cut off raises `TimeoutError` as
-    under `asyncio.timeout`, and a cancellation from elsewhere stays a cancellation.
-    Used from one event loop at a time (as the Redis connections are).
-    """
-
-    __slots__ = ("_expired", "_handle", "_loop", "_watched", "_when")
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._watched: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
-        self._handle: asyncio.TimerHandle | None = None
-        self._when = math.inf
-
-    def bound(self, seconds: float) -> _Bound:
-        """A `with` block that the current task leaves by `TimeoutError` after `seconds`.
-
-        Raises:
-            RuntimeError: not called from inside a task.
-        """
-        loop = self._loop
-        # The task, without asking the running loop (a `getpid` each time): only when this
-        # loop has none running is the running loop looked up.
-        task = None if loop is None else asyncio.current_task(loop)
-        if task is None:
-            loop = asyncio.get_running_loop()
-            if loop is not self._loop:
-                self._loop, self._handle, self._when = loop, None, math.inf
-            task = asyncio.current_task(loop)
-            if task is None:
-                raise RuntimeError("an L2 operation must run inside a task")
-        assert loop is not None
-        when = loop.time() + seconds
-        self._watched[task] = when
-        if when < self._when:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._handle = loop.call_at(when, self._fire)
-            self._when = when
-        return _Bound(self, task)
-
-    def _fire(self) -> None:
-        """Cancel the tasks past their deadline; set the timer for the nearest other one."""
-        loop = self._loop
-        assert loop is not None
-        self._handle, self._when = None, math.inf
-        now = loop.time()
-        nearest = math.inf
-        for task, when in self._watched.items():
-            if when > now:
-                nearest = min(nearest, when)
-            elif task not in self._expired:
-                self._expired.add(task)
-                task.cancel()
-        if nearest < math.inf:
-            self._handle = loop.call_at(nearest, self._fire)
-            self._when = nearest
-
-    def close(self) -> None:
-        """Stop the timer (the tier is closing)."""
-        if self._handle is not None:
-            self._handle.cancel()
-        self._handle, self._when = None, math.inf
-
-    def end(self, task: asyncio.Task[Any], cancelling: int, exc: BaseException | None) -> None:
-        """Forget `task`'s deadline; if it was cut off, raise `TimeoutError` for the
-        cancellation this watchdog caused (not for one requested from elsewhere too)."""
-        self._watched.pop(task, None)
-        if task in self._expired:
-            self._expired.discard(task)
-            if task.uncancel() <= cancelling and isinstance(exc, asyncio.CancelledError):
-                raise TimeoutError from exc
-
-
-@final
-class _Bound:
-    """One operation's `with` block under the watchdog (see `_Watchdog.bound`)."""
-
-    __slots__ = ("_cancelling", "_task", "_watchdog")
-
-    def __init__(self, watchdog: _Watchdog, task: asyncio.Task[Any]) -> None:
-        self._watchdog = watchdog
-        self._task = task
-        self._cancelling = task.cancelling()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        self._watchdog.end(self._task, self._cancelling, exc)
 
 
 def _get_command(name: str) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -18,7 +17,7 @@ from lmvisor.runtime.observe.names import BREAKER_STATE_CHANGED
 from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker
 from lmvisor.services.app import App, open_app
 from lmvisor.services.cache_entry import CacheEntry, encode_entry
-from lmvisor.services.cache_redis import RedisTier, _Watchdog
+from lmvisor.services.cache_redis import RedisTier
 from lmvisor.services.cache_store import CacheStatistics
 from lmvisor.testing.lm_server import LMServer
 from tests.services._redis import RedisServer
@@ -224,67 +223,3 @@ class TestGetConnections:
         finally:
             await tier.aclose()
         assert errors == []
-
-
-class TestWatchdog:
-    async def test_an_operation_past_its_bound_raises_timeout(self) -> None:
-        """A block still waiting when its bound passes ends in TimeoutError, its own task
-        left uncancelled."""
-        watchdog = _Watchdog()
-        with pytest.raises(TimeoutError), watchdog.bound(0.01):
-            await asyncio.sleep(10)
-        task = asyncio.current_task()
-        assert task is not None and task.cancelling() == 0
-        await asyncio.sleep(0)  # no cancellation left pending either
-
-    async def test_a_nearer_deadline_is_cut_first(self) -> None:
-        """An operation with a nearer deadline, started after a farther one, is cut at its own
-        bound while the other still runs."""
-        watchdog = _Watchdog()
-
-        async def wait(bound: float) -> None:
-            with watchdog.bound(bound):
-                await asyncio.sleep(10)
-
-        far = asyncio.ensure_future(wait(30.0))
-        await asyncio.sleep(0)
-        with pytest.raises(TimeoutError):
-            await wait(0.01)
-        assert not far.done()
-        far.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await far
-
-    async def test_a_cancellation_from_elsewhere_stays_a_cancellation(self) -> None:
-        """Cancelling a task inside a bound block raises CancelledError, not TimeoutError."""
-        watchdog = _Watchdog()
-
-        async def wait() -> None:
-            with watchdog.bound(30.0):
-                await asyncio.sleep(10)
-
-        task = asyncio.ensure_future(wait())
-        await asyncio.sleep(0)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    async def test_many_operations_share_one_timer(self) -> None:
-        """A thousand bound operations in a row set the loop's timer once, not per operation."""
-        watchdog = _Watchdog()
-        loop = asyncio.get_running_loop()
-        armed: list[float] = []
-        call_at = loop.call_at
-
-        def counting_call_at(when: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
-            armed.append(when)
-            return call_at(when, callback, *args)
-
-        loop.call_at = counting_call_at  # type: ignore[method-assign]
-        try:
-            for _ in range(1000):
-                with watchdog.bound(30.0):
-                    await asyncio.sleep(0)
-        finally:
-            del loop.call_at
-        assert len(armed) == 1
