@@ -59,8 +59,8 @@ class MemoryTier:
         self.max_bytes = max_bytes
         self.ttl = math.inf if ttl is None else ttl
         self.stale_ttl = stale_ttl
-        # key -> (entry, keep_until)
-        self._entries: OrderedDict[str, tuple[CacheEntry, float]] = OrderedDict()
+        # key -> (entry, keep_until, its size)
+        self._entries: OrderedDict[str, tuple[CacheEntry, float, int]] = OrderedDict()
         self._bytes = 0
         self._evictions = 0
 
@@ -69,7 +69,7 @@ class MemoryTier:
         found = self._entries.get(key)
         if found is None:
             return None
-        entry, keep_until = found
+        entry, keep_until, _ = found
         if now >= keep_until:
             self._drop(key)
             return None
@@ -82,19 +82,23 @@ class MemoryTier:
         An entry bigger than `max_bytes` on its own is not kept.
         """
         size = entry.size
-        if size > self.max_bytes or self.max_entries == 0:
+        max_bytes = self.max_bytes
+        max_entries = self.max_entries
+        if size > max_bytes or max_entries == 0:
             return 0
         entries = self._entries
+        held = self._bytes + size
         replaced = entries.pop(key, None)
         if replaced is not None:
-            self._bytes -= replaced[0].size
-        entries[key] = (entry, min(now + self.ttl, entry.expires_at + self.stale_ttl))
-        self._bytes += size
+            held -= replaced[2]
+        keep_until = now + self.ttl
+        stale_until = entry.expires_at + self.stale_ttl
+        entries[key] = (entry, stale_until if stale_until < keep_until else keep_until, size)
         evicted = 0
-        while len(entries) > self.max_entries or self._bytes > self.max_bytes:
-            _, (oldest, _) = entries.popitem(last=False)
-            self._bytes -= oldest.size
+        while len(entries) > max_entries or held > max_bytes:
+            held -= entries.popitem(last=False)[1][2]
             evicted += 1
+        self._bytes = held
         if evicted:
             self._evictions += evicted
         return evicted
@@ -123,8 +127,7 @@ class MemoryTier:
         )
 
     def _drop(self, key: str) -> None:
-        entry, _ = self._entries.pop(key)
-        self._bytes -= entry.size
+        self._bytes -= self._entries.pop(key)[2]
 
     def __repr__(self) -> str:
         return (

@@ -88,9 +88,9 @@ class CacheStatistics:
 class Flight:
     """One upstream call in progress for a key (single flight) and the callers waiting for it.
 
-    The caller making the call ends it with `succeed` or `fail`; a caller that finds it
-    running waits on `join()`. A future is made only for a caller that joins, so a call
-    nobody joins (nearly every miss) costs none.
+    The first caller to find the call running makes its `Flight` and every such caller
+    waits on `join()`; the caller making the call ends it with `succeed` or `fail`. Neither
+    the flight nor a future is made for a call nobody joins (nearly every miss).
     """
 
     __slots__ = ("_waiters",)
@@ -155,7 +155,8 @@ class CacheStore:
         self.l3: SqliteTier | None = None
         self.meters: dict[str, CacheFigures] = {layer: metrics.cache(layer) for layer in _LAYERS}
         self._l1 = self.meters["l1"]  # the tier every lookup counts in
-        self.inflight: dict[str, Flight] = {}
+        # Keys whose upstream call is running -> their Flight, None until a caller joins.
+        self.inflight: dict[str, Flight | None] = {}
         self.lookups = self.hits = self.stale_served = self.coalesced = 0
         self._write_queue = write_queue
         self._pending: deque[PendingWrite] = deque()

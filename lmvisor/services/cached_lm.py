@@ -183,20 +183,22 @@ class CachedLM:
             if answer is None:
                 raise CacheMiss(model=request.model)
             return answer
-        if key in store.inflight:
+        inflight = store.inflight
+        if key in inflight:
             joined = await self._join(key, request, stale, policy)
             if joined is not None:
                 return joined
         # Lead the upstream call, callers arriving meanwhile waiting for it (here, not in a
-        # helper: one coroutine fewer on every miss).
-        flight = store.inflight[key] = Flight()
+        # helper: one coroutine fewer on every miss). The first caller to join makes the
+        # `Flight`: a call nobody joins (nearly every miss) builds none.
+        inflight[key] = None
         try:
             response = await self._upstream.complete(vendor_request(request))
         except BaseException as exc:
-            return self._failed(flight, exc, stale, request, policy)
-        finally:
-            del store.inflight[key]
-        flight.succeed(response)
+            return self._failed(inflight.pop(key), exc, stale, request, policy)
+        flight = inflight.pop(key)
+        if flight is not None:
+            flight.succeed(response)
         store.save(key, response, store.wall())
         return response
 
@@ -205,7 +207,11 @@ class CachedLM:
     ) -> LMResponse | None:
         """The answer of the identical call in flight; None once none is (its leader was
         cancelled): the caller then leads the next one."""
-        while (shared := self._store.inflight.get(key)) is not None:
+        inflight = self._store.inflight
+        while key in inflight:
+            shared = inflight[key]
+            if shared is None:
+                shared = inflight[key] = Flight()
             try:
                 return await self._follow(shared)
             except _LeaderGone:
@@ -216,17 +222,20 @@ class CachedLM:
 
     def _failed(
         self,
-        flight: Flight,
+        flight: Flight | None,
         exc: BaseException,
         stale: CacheEntry | None,
         request: LMRequest,
         policy: CachePolicy,
     ) -> LMResponse:
-        """The leader's call failed: tell its waiters, then answer stale or raise `exc`."""
+        """The leader's call failed: tell its waiters (if any joined), then answer stale or
+        raise `exc`."""
         if isinstance(exc, asyncio.CancelledError):
-            flight.fail(_LeaderGone())  # a waiter takes over the call
+            if flight is not None:
+                flight.fail(_LeaderGone())  # a waiter takes over the call
             raise exc
-        flight.fail(exc)
+        if flight is not None:
+            flight.fail(exc)
         if isinstance(exc, Exception):
             return self._or_stale(exc, stale, request, policy)
         raise exc

@@ -390,7 +390,7 @@ class LMProvider(Actor):
             figures.record(seconds, usage.prompt_tokens, usage.completion_tokens, cost)
         if self._events is not None:
             # Built as an Event only if someone reads it: one fact per call, cheaply
-            # (one flat tuple, which the collector stops tracking; no dict).
+            # (copied into the ring's cells: no dict, no object kept for the collector).
             self._events.record_values(
                 LM_REQUEST_EVENT,
                 _LM_REQUEST_FIELDS,

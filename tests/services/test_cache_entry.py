@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from lmvisor.programs.lm import LMResponse, ToolCall, Usage
@@ -35,6 +37,22 @@ class TestCodec:
         assert decoded.cached is True
         assert decoded.cost == 0.0
         assert decoded.usage == Usage(cached_tokens=12)
+
+    def test_every_response_field_survives_the_round_trip(self) -> None:
+        """Each LMResponse field but those a hit rebuilds (usage, cost, cached) is stored and
+        read back: a field added to LMResponse and not to the codec fails here."""
+        kept = {
+            "outputs": ["a"],
+            "finish_reason": "length",
+            "model": "m",
+            "tool_calls": (ToolCall(id="c", name="t", arguments={"x": 1}),),
+            "reasoning": "because",
+        }
+        assert {f.name for f in dataclasses.fields(LMResponse)} - {"usage", "cost", "cached"} == (
+            set(kept)
+        )
+        decoded = decode_response(encode_response(LMResponse(**kept)))
+        assert {name: getattr(decoded, name) for name in kept} == kept
 
     def test_each_decode_is_a_fresh_copy(self) -> None:
         """Mutating one hit's outputs cannot change the next hit."""

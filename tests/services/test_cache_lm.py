@@ -174,6 +174,21 @@ class TestSingleFlight:
         assert {r.outputs[0] for r in results} == {"answer 1"}
         assert store.coalesced == 99
 
+    async def test_a_flight_is_made_only_when_a_caller_joins(self) -> None:
+        """A call nobody joins holds no Flight; the first caller to join makes the one all
+        waiters share, and the table is empty once the call is done."""
+        lm, _, store, *_ = _setup(delay=0.02)
+        key = request_key(_req())
+        leader = asyncio.ensure_future(lm.complete(_req()))
+        await asyncio.sleep(0.005)
+        assert key is not None and key in store.inflight and store.inflight[key] is None
+        followers = [asyncio.ensure_future(lm.complete(_req())) for _ in range(2)]
+        await asyncio.sleep(0.005)
+        flight = store.inflight[key]
+        assert flight is not None and repr(flight) == "Flight(waiters=2)"
+        await asyncio.gather(leader, *followers)
+        assert store.inflight == {}
+
     async def test_a_cancelled_leader_hands_over_to_a_waiter(self) -> None:
         """When the caller making the shared call is cancelled, a waiter makes its own."""
         lm, upstream, *_ = _setup(delay=0.05)

@@ -7,12 +7,14 @@ runtime; emitting is a deque append plus listener calls, cheap enough for
 every hop of a call. Durable storage is a listener (`observe.store`).
 
 Facts that come at request rate (`lm_request`) go in with `record()` or
-`record_values()`: the ring keeps the fact as one flat tuple and builds its
-`Event` only when someone reads it (a query, or a listener that wants that type).
-The tuple holds no dict (the data's keys and values lie in it side by side), so
-when every value is a str, a number or None the garbage collector stops tracking
-it at its first pass: a ring full of such facts is not walked again, nor counted
-towards the next full collection.
+`record_values()`: the ring builds their `Event` only when someone reads it (a
+query, or a listener that wants that type), and keeps no new object for them.
+The fact's fields are copied into the ring's cells (one flat list, a stride of
+cells per slot) and the ring's queue holds the fact's sequence number, an int.
+So a recorded fact keeps nothing the cyclic garbage collector tracks: each kept
+object would count towards the next young collection (a filling ring would
+bring one about every 700 facts) and be walked by it, so the facts of a call
+would make the calls in flight around it pay.
 """
 
 from __future__ import annotations
@@ -68,11 +70,15 @@ EventListener = Callable[[Event], None]
 EventInterest = Callable[[str], bool]
 """Whether a listener wants events of a type; asked before an event is built for it."""
 
-# A fact recorded but not built yet: (sequence number, type, correlation id, parent id,
-# timestamp, data keys (None: no data), *data values). Its Event is made from it on demand, with the
-# same id. No dict inside: CPython never untracks a tuple holding a dict.
-_Record = tuple[Any, ...]
-_KEYS: Final = 5  # where the data keys are in a record; the values follow them
+# A fact recorded but not built yet is its sequence number in the ring's queue; its fields
+# are in the cells of slot `number % capacity`, from `slot * _STRIDE`: type, correlation id,
+# parent id, timestamp, data keys (None: no data), then the data values (all in one tuple
+# when there are more than `_WIDE`). Its Event is made from them on demand, with the same
+# id. The numbers of the facts still queued are fewer than `capacity` apart (every number
+# taken is queued), so no two of them share a slot.
+_KEYS: Final = 4  # where the data keys are in a slot; the values follow them
+_STRIDE: Final = 12
+_WIDE: Final = _STRIDE - _KEYS - 1  # values a slot holds side by side
 
 
 @final
@@ -113,17 +119,18 @@ def type_matches(event_type: str, wanted: str | Collection[str]) -> bool:
     return any(_type_matches(event_type, one) for one in wanted)
 
 
-def _record_matches(
-    record: _Record,
+def _fact_matches(
+    cells: list[Any],
+    at: int,
     correlation_id: str | None,
     type: str | Collection[str] | None,
     since: float | None,
 ) -> bool:
-    if correlation_id is not None and record[2] != correlation_id:
+    if correlation_id is not None and cells[at + 1] != correlation_id:
         return False
-    if since is not None and record[4] < since:
+    if since is not None and cells[at + 3] < since:
         return False
-    return type is None or type_matches(record[1], type)
+    return type is None or type_matches(cells[at], type)
 
 
 def _type_matches(actual: str, wanted: str) -> bool:
@@ -146,6 +153,7 @@ class EventRing:
     """
 
     __slots__ = (
+        "_cells",
         "_counter",
         "_dropped",
         "_emitted",
@@ -169,7 +177,8 @@ class EventRing:
         self.capacity = capacity
         self.namespace = namespace
         self._wall_clock = wall_clock
-        self._events: deque[Event | _Record] = deque(maxlen=capacity)
+        self._events: deque[Event | int] = deque(maxlen=capacity)
+        self._cells: list[Any] = []  # grown as facts arrive, up to `capacity` slots
         self._listeners: tuple[tuple[EventListener, EventInterest | None], ...] = ()
         # A random prefix per ring keeps ids unique across restarts and runtimes
         # without the cost of a uuid per event.
@@ -239,33 +248,40 @@ class EventRing:
         self._record(type, keys, values)
 
     def _record(self, type: str, keys: tuple[str, ...] | None, values: tuple[Any, ...]) -> None:
-        """Keep the fact as one flat record (`keys` None: no data) and tell the listeners."""
+        """Copy the fact into its slot's cells, queue its number, and tell the listeners."""
         scope = _correlation_var.get()
+        number = next(self._counter)
+        at = number % self.capacity * _STRIDE
+        if len(values) > _WIDE:
+            values = (values,)  # rare: the values' own tuple is kept
         if scope is None:
-            item = (next(self._counter), type, None, None, self._wall_clock(), keys, *values)
+            fields = (type, None, None, self._wall_clock(), keys, *values)
         else:
-            item = (
-                next(self._counter),
-                type,
-                scope.id,
-                scope.parent_id,
-                self._wall_clock(),
-                keys,
-                *values,
-            )
+            fields = (type, scope.id, scope.parent_id, self._wall_clock(), keys, *values)
+        cells = self._cells
+        if at >= len(cells):
+            self._grow(at)
+        cells[at : at + len(fields)] = fields  # in place: the list keeps its size
         events = self._events
         if len(events) == self.capacity:
             self._dropped += 1
-        events.append(item)
+        events.append(number)
         self._emitted += 1
         event = None
         for listener, wants in self._listeners:
             if wants is None or wants(type):
                 if event is None:
-                    event = self._event(item)
+                    event = self._event(number)
                 self._tell(listener, event)
 
-    def _append(self, item: Event | _Record) -> None:
+    def _grow(self, at: int) -> None:
+        """Room for the slot starting at cell `at` (the ring is filling): twice the cells, at most
+        `capacity` slots."""
+        cells = self._cells
+        size = min(self.capacity * _STRIDE, max(at + _STRIDE, 2 * len(cells)))
+        cells.extend([None] * (size - len(cells)))
+
+    def _append(self, item: Event) -> None:
         events = self._events
         if len(events) == self.capacity:
             self._dropped += 1
@@ -278,18 +294,25 @@ class EventRing:
         except Exception as exc:
             _log.error("event listener failed", event_type=event.type, error=exc, exc_info=exc)
 
-    def _event(self, item: Event | _Record) -> Event:
-        """The item's Event: itself, or built from a record (the id it was given then)."""
-        if not isinstance(item, tuple):
+    def _event(self, item: Event | int) -> Event:
+        """The item's Event: itself, or built from a recorded fact's cells (with the id it got)."""
+        if isinstance(item, Event):
             return item
-        keys = item[_KEYS]
+        cells = self._cells
+        at = item % self.capacity * _STRIDE
+        keys = cells[at + _KEYS]
+        data: Mapping[str, Any] = _EMPTY
+        if keys is not None:
+            first = at + _KEYS + 1
+            values = cells[first] if len(keys) > _WIDE else cells[first : first + len(keys)]
+            data = dict(zip(keys, values, strict=True))
         return Event(
-            id=f"{self._prefix}{item[0]}",
-            type=item[1],
-            data=_EMPTY if keys is None else dict(zip(keys, item[_KEYS + 1 :], strict=True)),
-            correlation_id=item[2],
-            parent_id=item[3],
-            timestamp=item[4],
+            id=f"{self._prefix}{item}",
+            type=cells[at],
+            data=data,
+            correlation_id=cells[at + 1],
+            parent_id=cells[at + 2],
+            timestamp=cells[at + 3],
             namespace=self.namespace,
         )
 
@@ -337,8 +360,9 @@ class EventRing:
         for item in reversed(self._events):
             if limit is not None and len(found) >= limit:
                 break
-            if isinstance(item, tuple):
-                if _record_matches(item, correlation_id, type, since):
+            if isinstance(item, int):
+                at = item % self.capacity * _STRIDE
+                if _fact_matches(self._cells, at, correlation_id, type, since):
                     found.append(self._event(item))
             elif matches(item, correlation_id=correlation_id, type=type, since=since):
                 found.append(item)
