@@ -117,6 +117,15 @@ class AiohttpTransport:
         model: str,
     ) -> TransportResponse:
         """See `Transport.post_json`."""
+        # How this calls aiohttp was measured (200 in flight, lean loopback server): the
+        # str URL, the dict headers and the cached `ClientTimeout` cost under 1 us of the
+        # ~150-230 us of loop CPU a request takes (~45-60 us of it the loop and the kernel,
+        # as a bare asyncio.Protocol client shows): a prebuilt `yarl.URL` (0.04 us) or
+        # multidict headers (0.5 us) do not pay for a wider seam. The timer is the
+        # attempt's only bound (`_lm_call` passes min(timeout, time left) down and wraps
+        # nothing around the attempt), so it stays. So does the cookie jar (0.02 us when
+        # empty): vendors' edges and sticky load balancers set cookies and expect them
+        # back, and the vendors' own SDKs (httpx clients) send them.
         session = self._get_session()
         try:  # not `map_errors`: its generator would live as long as the request
             async with session.post(
