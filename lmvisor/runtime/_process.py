@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from lmvisor.runtime._inline import InlineCall, end_inline_calls
+from lmvisor.runtime.actor import _DEAD as _DEAD_STATUS
 from lmvisor.runtime.actor import (
     Actor,
     ActorRef,
@@ -304,7 +305,7 @@ class _Process(Mailbox):
         Without `on_error` an exception in the task crashes the actor (see
         `Actor.spawn_task`); with it, `on_error(task, exc)` is called instead.
         """
-        if self.status is ActorStatus.DEAD:
+        if self.status is _DEAD_STATUS:  # a module constant: see actor.py's `_DEAD`
             coro.close()
             raise ActorExited(actor=self.name, reason=self.exit_reason)
         task = self._loop.create_task(coro)

@@ -186,14 +186,10 @@ class SqliteTier:
             enable_wal(writer, wait=self.busy_timeout)
             writer.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
             writer.execute("BEGIN IMMEDIATE")
-            try:
-                _create_or_migrate(writer)
-                writer.execute("COMMIT")
-            except BaseException:
-                writer.execute("ROLLBACK")
-                raise
+            _create_or_migrate(writer)
+            writer.execute("COMMIT")
         except BaseException:
-            writer.close()
+            writer.close()  # rolls back what the transaction had done
             raise
         self._writer = writer
         self._reader = self._connect(_READER_BUSY_MS)

@@ -96,30 +96,28 @@ class Flight:
     __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        self._waiters: list[asyncio.Future[LMResponse]] | None = None
+        self._waiters: list[asyncio.Future[LMResponse]] = []
 
     def join(self) -> asyncio.Future[LMResponse]:
         """A future of the call's answer (or its error); cancel it to stop waiting."""
         future: asyncio.Future[LMResponse] = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
         self._waiters.append(future)
         return future
 
     def succeed(self, response: LMResponse) -> None:
         """Hand `response` to every caller still waiting."""
-        for future in self._waiters or ():
+        for future in self._waiters:
             if not future.done():
                 future.set_result(response)
 
     def fail(self, exc: BaseException) -> None:
         """Hand `exc` to every caller still waiting."""
-        for future in self._waiters or ():
+        for future in self._waiters:
             if not future.done():
                 future.set_exception(exc)
 
     def __repr__(self) -> str:
-        return f"Flight(waiters={len(self._waiters or ())})"
+        return f"Flight(waiters={len(self._waiters)})"
 
 
 @final

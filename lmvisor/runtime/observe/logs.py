@@ -185,10 +185,17 @@ def post_chain(redactor: Redactor | None, capture: Processor = _capture) -> list
 
 
 def build_processors(
-    *, mode: LogMode = "json", redactor: Redactor | None = None, colors: bool = False
+    *,
+    mode: LogMode = "json",
+    redactor: Redactor | None = None,
+    colors: bool = False,
+    capture: Processor = _capture,
 ) -> list[Processor]:
-    """The full chain ending in a renderer: JSON lines, or readable console lines."""
-    return [*pre_chain(), *post_chain(redactor), renderer(mode, colors=colors)]
+    """The full chain ending in a renderer: JSON lines, or readable console lines.
+
+    `capture` is the step that hands lines to log captures (see `post_chain`).
+    """
+    return [*pre_chain(), *post_chain(redactor, capture), renderer(mode, colors=colors)]
 
 
 def renderer(mode: LogMode, *, colors: bool = False) -> Processor:
@@ -277,11 +284,9 @@ class RuntimeLogging:
         self._loggers: dict[tuple[str, bool], FilteringBoundLogger] = {}
         # Captures attached to this runtime see events from its actors too,
         # whose tasks do not share the capturing test's context.
-        self._processors = [
-            *pre_chain(),
-            *post_chain(self.redactor, self._capture),
-            renderer(mode),
-        ]
+        self._processors = build_processors(
+            mode=mode, redactor=self.redactor, capture=self._capture
+        )
         self._wrapper = structlog.make_filtering_bound_logger(self.level)
 
     def enabled_for(self, level: int) -> bool:
@@ -396,25 +401,17 @@ def set_route(route: RuntimeLogging | None) -> None:
 class RoutedLogger:
     """A named library logger resolved at each call; see the module docstring."""
 
-    __slots__ = ("_fallback", "_last", "name", "per_turn")
+    __slots__ = ("_fallback", "name", "per_turn")
 
     def __init__(self, name: str, *, per_turn: bool = False) -> None:
         self.name = name
         self.per_turn = per_turn
         self._fallback: FilteringBoundLogger | None = None
-        # The last route written through and its logger (a runtime builds each once):
-        # a daemon logs through one route, and skips the lookup on every line.
-        self._last: tuple[RuntimeLogging, FilteringBoundLogger] | None = None
 
     def _target(self) -> Any:
         route = _route.get()
         if route is not None:
-            last = self._last
-            if last is not None and last[0] is route:
-                return last[1]
-            logger = route.get_logger(self.name, per_turn=self.per_turn)
-            self._last = (route, logger)
-            return logger
+            return route.get_logger(self.name, per_turn=self.per_turn)
         if structlog.is_configured():
             return structlog.get_logger(self.name)
         if self._fallback is None:
