@@ -144,9 +144,10 @@ class ProviderConfig(BaseModel):
         max_in_flight: vendor calls running at once (streams included); more
             wait their turn within their deadline. The transport's pool is sized to it.
         transport: "aiohttp" (the default), "pyreqwest" (the `fast` extra: a
-            sixth of aiohttp's event-loop CPU per call, but a beta whose streamed
-            bodies can abort the interpreter at exit, so streams use aiohttp), "auto"
-            (pyreqwest when installed, else aiohttp) or "httpx".
+            sixth of aiohttp's event-loop CPU per call, but a beta that can abort
+            the interpreter at exit after streams, which therefore use aiohttp, and
+            rarely after whole answers), "auto" (pyreqwest when installed, else
+            aiohttp) or "httpx".
         budget_usd: spend cap (US dollars) per `budget_period` seconds; None is no cap.
 
     How the defaults add up: a call carries one deadline (the caller's, else the

@@ -6,10 +6,12 @@ one pooled HTTP client. Three implementations, each in its own module:
 - `AiohttpTransport` (`aiohttp_transport`): one `aiohttp.ClientSession`; the default.
 - `PyreqwestTransport` (`pyreqwest_transport`): Rust's reqwest; its I/O runs on
   a thread of its own, so the event loop spends ~40 us per request where
-  aiohttp spends ~150-200 us. Opt-in (the `fast` extra): pyreqwest 0.15 is a
-  beta, TLS is rustls, its results need the GIL from its own thread (so its
-  gain shrinks as the loop gets busier), and its streamed bodies can abort the
-  interpreter at exit, so streams go over aiohttp (see the module).
+  aiohttp spends ~150-200 us. Opt-in (the `fast` extra), and not the default:
+  pyreqwest 0.15.1 is a beta that can abort the interpreter at exit (its thread
+  still inside the GIL while Python finalizes) after streams and, more rarely,
+  whole answers; streams go over aiohttp and an exit wait makes the rest rare,
+  but nothing guarantees it (see the module). TLS is rustls; its results need
+  the GIL from its own thread (so its gain shrinks as the loop gets busier).
 - `HttpxTransport` (`httpx_transport`): wraps a user's own `httpx.AsyncClient`
   (proxies, mTLS, event hooks, `httpx.MockTransport` in tests) or creates one.
 
