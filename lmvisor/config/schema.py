@@ -170,7 +170,7 @@ class ProviderConfig(BaseModel):
     rpm: int | None = Field(default=None, gt=0)
     tpm: int | None = Field(default=None, gt=0)
     max_in_flight: int = Field(default=1024, ge=1)
-    transport: Literal["auto", "aiohttp", "httpx", "pyreqwest"] = "aiohttp"
+    transport: Literal["auto", "aiohttp", "httpx", "pyreqwest"] = "auto"
     budget_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     budget_period: float = Field(default=86_400.0, gt=0, allow_inf_nan=False)
 

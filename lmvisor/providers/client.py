@@ -94,7 +94,7 @@ class ClientOptions:
     default_model: str | None = None
     timeout: float = 60.0
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    transport: TransportKind = "aiohttp"
+    transport: TransportKind = "auto"
     max_connections: int = 1024
     keepalive_timeout: float = 30.0
     prices: Mapping[str, ModelPrice] | None = None

@@ -41,6 +41,7 @@ Windows the OS trust store, which python.org's macOS build does not use).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import time
 from collections.abc import Mapping
@@ -153,6 +154,7 @@ class PyreqwestTransport:
             )
             data = await resp.bytes()
         except Exception as exc:
+            _raise_if_cancelled(exc)
             raise_mapped(_PYREQWEST_ERRORS, exc, provider, model, timeout)
         return TransportResponse(resp.status, resp.headers, memoryview(data))
 
@@ -198,6 +200,19 @@ class PyreqwestTransport:
             f"PyreqwestTransport(max_connections={self._max_connections}, "
             f"open={self._client is not None})"
         )
+
+
+def _raise_if_cancelled(exc: Exception) -> None:
+    """Raise CancelledError (from `exc`) when the running task has been cancelled.
+
+    A request whose task is cancelled and whose client closes before the task runs
+    again ends with pyreqwest's "Client was closed" instead of the cancellation (an
+    actor's owned tasks are cancelled, then the task holding its client closes it):
+    the caller must see the cancellation, as with aiohttp.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
 
 
 def _let_pyreqwest_settle() -> None:

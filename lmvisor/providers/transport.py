@@ -288,7 +288,7 @@ def default_transport_kind() -> TransportKind:
 
 
 def build_transport(
-    kind: TransportKind = "aiohttp", *, max_connections: int = 1024, keepalive_timeout: float = 30.0
+    kind: TransportKind = "auto", *, max_connections: int = 1024, keepalive_timeout: float = 30.0
 ) -> Transport:
     """A new transport of `kind` with a pool of `max_connections` (0 = unlimited).
 

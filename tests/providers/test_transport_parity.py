@@ -316,3 +316,37 @@ class TestExitSettle:
             finally:
                 await transport.aclose()
         assert registered == removed == [_let_pyreqwest_settle] * 2
+
+
+class TestCancellation:
+    @pytest.mark.parametrize("kind", KINDS)
+    async def test_cancelled_requests_stay_cancelled_when_the_client_closes(
+        self, kind: str
+    ) -> None:
+        """Requests cancelled in the same step in which their transport closes (an actor
+        dying: its tasks cancelled, the one holding the client closing it) raise
+        CancelledError, not a connection error."""
+        server = LeanServer(latency=30.0)
+        await server.start()
+        transport = build_transport(kind)  # type: ignore[arg-type]
+        closing = asyncio.ensure_future(_close_when_cancelled(transport))
+        url = server.url + "/v1/chat/completions"
+        calls = [asyncio.ensure_future(_post(transport, url)) for _ in range(8)]
+        try:
+            async with asyncio.timeout(5.0):  # a guard against a hang, not a measurement
+                while server.in_flight < 8:  # noqa: ASYNC110 (the server offers no notification)
+                    await asyncio.sleep(0.005)
+            for task in (closing, *calls):
+                task.cancel()
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            await asyncio.gather(closing, return_exceptions=True)
+        finally:
+            await server.stop()
+        assert [type(result) for result in results] == [asyncio.CancelledError] * 8
+
+
+async def _close_when_cancelled(transport: Transport) -> None:
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        await transport.aclose()
