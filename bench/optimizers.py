@@ -4,8 +4,13 @@ same server), and Evaluate of 500 examples at 100 ms with concurrency 200 (effic
 
 Targets (issue 10): requests within 10% of DSPy's; wall time at least 5x faster for COPRO and
 MIPROv2 light; Evaluate efficiency >= 0.8. Shipped defaults throughout (optimizers' concurrency
-64, the provider's defaults except the loopback address; Evaluate takes concurrency=200 and the
-provider max_in_flight=256 only for the Evaluate figure, which asks for 200 in flight).
+64, the provider's defaults except the loopback address; Evaluate takes concurrency=200).
+
+The shipped transport is "auto": pyreqwest when the `fast` extra is installed. When it is, the
+wall-time and Evaluate lines are also printed for aiohttp, what a plain install runs, with
+`met: null` and `transport: "aiohttp"` (every line names its transport). Wall times are the
+median of three rounds; the transports alternate, in those rounds and in Evaluate's runs, so
+a neighbour's load falls on both.
 
 Evaluate's efficiency is the shortest wall time physically possible over the measured one,
 the median of five runs. With 200 in flight, 500 examples need ceil(500 / 200) = 3 rounds of
@@ -29,6 +34,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import AsyncExitStack
 from typing import Any
 
 from _common import emit, run_dspy
@@ -36,6 +42,7 @@ from _common import emit, run_dspy
 from lmvisor.config import load_config
 from lmvisor.optimizers import COPRO, BootstrapFewShot, Evaluate, MIPROv2
 from lmvisor.programs import Example, Predict, context
+from lmvisor.providers import default_transport_kind
 from lmvisor.runtime import Runtime
 from lmvisor.services import start_lm_providers
 
@@ -44,6 +51,7 @@ _EVAL_LATENCY = 0.1
 _EVAL_EXAMPLES = 500
 _EVAL_CONCURRENCY = 200
 _EVAL_RUNS = 5
+_WALL_ROUNDS = 3  # the wall times are medians of this many rounds
 
 
 def passes(example: Any, prediction: Any, trace: Any = None) -> bool:
@@ -74,15 +82,20 @@ def _server() -> tuple[subprocess.Popen[str], str]:
     return proc, proc.stdout.readline().strip()
 
 
-async def _lmvisor(url: str) -> dict[str, float]:
+def _config(url: str, transport: str | None) -> Any:
+    """Shipped defaults but the loopback address; `transport` None keeps the default."""
+    provider: dict[str, Any] = {"base_url": url + "/v1", "api_key": "sk-bench", "max_retries": 0}
+    if transport is not None:
+        provider["transport"] = transport
+    return load_config(env={}, providers={"openai": provider})
+
+
+async def _lmvisor(url: str, transport: str | None) -> dict[str, float]:
     train = [
         Example(question=f"What is {i} plus {i}?", answer=str(2 * i)).with_inputs("question")
         for i in range(50)
     ]
-    config = load_config(
-        env={},
-        providers={"openai": {"base_url": url + "/v1", "api_key": "sk-bench", "max_retries": 0}},
-    )
+    config = _config(url, transport)
     figures: dict[str, float] = {}
     async with Runtime.open(config) as runtime:
         router = (await start_lm_providers(runtime, config)).router("openai/gpt-4o-mini")
@@ -101,36 +114,46 @@ async def _lmvisor(url: str) -> dict[str, float]:
     return figures
 
 
-async def _evaluate(url: str) -> list[float]:
-    """Evaluate's efficiency in `_EVAL_RUNS` runs after one that warms the connections."""
+async def _evaluate(url: str, transports: list[str | None]) -> list[list[float]]:
+    """Evaluate's efficiency per transport, `_EVAL_RUNS` runs each after one that warms the
+    connections; the transports' runs alternate."""
     _control(url, "/_control/settings", {"latency": _EVAL_LATENCY})
-    config = load_config(
-        env={},
-        providers={
-            "openai": {
-                "base_url": url + "/v1", "api_key": "sk-bench", "max_retries": 0,
-                "max_in_flight": 256,
-            }
-        },
-    )  # fmt: skip
     devset = [
         Example(question=f"q{i}", answer="a").with_inputs("question") for i in range(_EVAL_EXAMPLES)
     ]
-    async with Runtime.open(config) as runtime:
-        router = (await start_lm_providers(runtime, config)).router("openai/gpt-4o-mini")
-        evaluate = Evaluate(
-            devset=devset, metric=passes, concurrency=_EVAL_CONCURRENCY, display_progress=False
-        )
-        with context(lm=router):
-            # Warm the pool to the concurrency measured: connections opened inside the timed
-            # run would measure TCP setup, not Evaluate.
-            await evaluate(Predict("question -> answer"), devset=devset[:_EVAL_CONCURRENCY])
-            runs = []
-            for _ in range(_EVAL_RUNS):
-                start = time.perf_counter()
-                await evaluate(Predict("question -> answer"))
-                runs.append(_eval_ideal() / (time.perf_counter() - start))
+    evaluate = Evaluate(
+        devset=devset, metric=passes, concurrency=_EVAL_CONCURRENCY, display_progress=False
+    )
+    async with AsyncExitStack() as stack:
+        routers = []
+        for transport in transports:
+            config = _config(url, transport)
+            runtime = await stack.enter_async_context(Runtime.open(config))
+            router = (await start_lm_providers(runtime, config)).router("openai/gpt-4o-mini")
+            with context(lm=router):
+                # Warm the pool to the concurrency measured: connections opened inside the
+                # timed run would measure TCP setup, not Evaluate.
+                await evaluate(Predict("question -> answer"), devset=devset[:_EVAL_CONCURRENCY])
+            routers.append(router)
+        runs: list[list[float]] = [[] for _ in transports]
+        for _ in range(_EVAL_RUNS):
+            for router, found in zip(routers, runs, strict=True):
+                with context(lm=router):
+                    start = time.perf_counter()
+                    await evaluate(Predict("question -> answer"))
+                    found.append(_eval_ideal() / (time.perf_counter() - start))
     return runs
+
+
+def _wall_rounds(url: str, transports: list[str | None]) -> list[dict[str, float]]:
+    """Each transport's figures, the median of `_WALL_ROUNDS` rounds (transports alternating)."""
+    rounds: list[list[dict[str, float]]] = [[] for _ in transports]
+    for _ in range(_WALL_ROUNDS):
+        for transport, found in zip(transports, rounds, strict=True):
+            found.append(asyncio.run(_lmvisor(url, transport)))
+    return [
+        {key: statistics.median(run[key] for run in found) for key in found[0]} for found in rounds
+    ]
 
 
 def _eval_ideal() -> float:
@@ -139,14 +162,17 @@ def _eval_ideal() -> float:
 
 
 def main() -> None:
+    shipped = default_transport_kind()
+    # A plain install's transport too, when the shipped one is not it (the `fast` extra).
+    transports: list[str | None] = [None] if shipped == "aiohttp" else [None, "aiohttp"]
     proc, url = _server()
     try:
-        ours = asyncio.run(_lmvisor(url))
+        ours = _wall_rounds(url, transports)
         dspy = run_dspy("optimizers.py", url) or {}
         source = "measured: dspy 3.4.1, same run, same server" if dspy else None
         for name in ("bootstrap", "copro", "mipro_light"):
             base_requests = dspy.get(f"{name}_requests")
-            value = ours[f"{name}_requests"]
+            value = ours[0][f"{name}_requests"]
             within = (
                 None if base_requests is None else abs(value - base_requests) <= 0.1 * base_requests
             )
@@ -155,21 +181,26 @@ def main() -> None:
                 "target": "within 10% of DSPy", "baseline": base_requests,
                 "baseline_source": source if base_requests else dspy.get(f"{name}_error"),
                 "ratio": None if not base_requests else round(value / base_requests, 3),
-                "met": within,
+                "met": within, "transport": shipped,
             }), flush=True)  # fmt: skip
             base_wall = dspy.get(f"{name}_wall")
             target = None if base_wall is None or name == "bootstrap" else base_wall / 5
+            for transport, figures in zip(transports, ours, strict=True):
+                emit(
+                    f"{name}_wall", figures[f"{name}_wall"], "s",
+                    target=target if transport is None else None, baseline=base_wall,
+                    baseline_source=source if base_wall is not None else None, latency=_LATENCY,
+                    transport=transport or shipped,
+                )  # fmt: skip
+        runs = asyncio.run(_evaluate(url, transports))
+        for transport, found in zip(transports, runs, strict=True):
             emit(
-                f"{name}_wall", ours[f"{name}_wall"], "s", target=target, baseline=base_wall,
-                baseline_source=source if base_wall is not None else None, latency=_LATENCY,
+                "evaluate_efficiency", statistics.median(found), "ratio",
+                target=0.8 if transport is None else None, baseline=None, baseline_source=None,
+                higher_is_better=True, examples=_EVAL_EXAMPLES, latency=_EVAL_LATENCY,
+                concurrency=_EVAL_CONCURRENCY, ideal_s=_eval_ideal(),
+                runs=[round(r, 3) for r in found], transport=transport or shipped,
             )  # fmt: skip
-        runs = asyncio.run(_evaluate(url))
-        emit(
-            "evaluate_efficiency", statistics.median(runs), "ratio", target=0.8, baseline=None,
-            baseline_source=None, higher_is_better=True, examples=_EVAL_EXAMPLES,
-            latency=_EVAL_LATENCY, concurrency=_EVAL_CONCURRENCY, ideal_s=_eval_ideal(),
-            runs=[round(r, 3) for r in runs],
-        )  # fmt: skip
     finally:
         proc.terminate()
         proc.wait()
