@@ -4,9 +4,9 @@ The loopback LM runs in a subprocess in lean mode (`python -m lmvisor.testing.lm
 --lean`: OpenAI chat completions over a bare asyncio.Protocol, a third of the full
 server's CPU per request), so the client is what is measured. The provider config is the
 shipped default (`providers.local.base_url` only: max_in_flight 1,024, retries 3, transport
-"aiohttp"); runs that compare transports set `transport` and nothing else. DSPy 3.4.1 is
-measured in the same run against the same server (`bench/dspy_side/providers.py`,
-`dspy.LM(..., engine="lm15")`). One JSON line per figure:
+"auto": pyreqwest with the `fast` extra, else aiohttp); runs that compare transports set
+`transport` and nothing else. DSPy 3.4.1 is measured in the same run against the same
+server (`bench/dspy_side/providers.py`, `dspy.LM(..., engine="lm15")`). One JSON line per figure:
 
 - `predict_call_cost[<transport>]`: sequential Predict calls at 0 ms latency, median wall
   time per call, with the server's CPU per call. The default transport's line is
@@ -54,7 +54,7 @@ from lmvisor.config import load_config
 from lmvisor.config.schema import ProviderConfig
 from lmvisor.programs import Predict
 from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, Usage
-from lmvisor.providers import build_transport
+from lmvisor.providers import build_transport, default_transport_kind
 from lmvisor.runtime.observe.process_logging import configure_process_logging
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.services import start_lm_providers
@@ -255,7 +255,8 @@ async def _bare_runs(url: str, transport: str, plan: list[tuple[int, int, int]])
 
 
 def _sequential(server: _Server, dspy_us: float | None) -> None:
-    default = ProviderConfig().transport
+    shipped = ProviderConfig().transport
+    default = default_transport_kind() if shipped == "auto" else shipped
     for transport in _TRANSPORTS:
         before = server.cpu_seconds()
         calls = _SEQ_RUNS * _SEQ_CALLS

@@ -4,10 +4,12 @@ Throughput: a Predict program (`question -> answer`) registered over HTTP, run b
 and by 500 concurrent HTTP clients (bench/_load.py, in its own process; every question
 differs, so the cache never answers) against the loopback LM server (its own process,
 lean mode, 100 ms before each answer). The daemon runs its shipped defaults but for the
-two switches measured: the event loop (`server.loop`: asyncio's, or uvloop) and the GC
-settings (`server.gc_tuning` on or off). Efficiency is requests/s over the ideal,
-clients / 0.1 s (2,000/s at 200 clients); the target is >= 0.8 at 200. The baseline,
-measured in the same run against the same LM server and load: DSPy 3.4.1's
+switches measured: the event loop (`server.loop`: asyncio's, or uvloop), the GC settings
+(`server.gc_tuning` on or off) and, with `--transports`, the LM transport (`default`,
+the shipped "auto", or a named one; every line names the transport it ran). Efficiency
+is requests/s over the ideal, clients / 0.1 s (2,000/s at 200 clients); the target is
+>= 0.8 at 200. The baseline, measured in the same run against the same LM server and
+load: DSPy 3.4.1's
 `Predict.acall` served by aiohttp (bench/dspy_side/server.py), what a DSPy user
 deploys without lmvisor.
 
@@ -15,12 +17,13 @@ Start-up and RSS: the daemon and a bare FastAPI app on uvicorn, timed the same w
 (spawn to the first 200 on loopback, then the resident set size after a short idle);
 the bare app is the floor of this stack, so the ratio is what lmvisor's application
 tree and plumbing add. Runs interleave; each figure is the median of `--runs`
-(start-up) or of `--rounds` (throughput: each round runs the baseline and all four
-settings in turn).
+(start-up) or of `--rounds` (throughput: each round runs the baseline and every
+setting in turn).
 
 Prints one JSON line per figure.
 
 Run: .venv/bin/python bench/server.py [--rounds 3] [--runs 5] [--scale 1.0] [--skip-startup]
+     [--transports default,aiohttp]
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import ROOT, emit, run_dspy
+
+from lmvisor.providers import default_transport_kind
 
 _TARGETS = {"startup": 1.5, "rss": 120.0, "efficiency": 0.8}
 _IDLE = 1.0
@@ -154,8 +159,11 @@ def _load(url: str, clients: int, requests: int) -> dict[str, Any]:
     return result
 
 
-def _daemon_round(lm_url: str, clients: int, requests: int, loop: str, gc: bool) -> dict[str, Any]:
-    """One daemon, shipped defaults but `loop` and `gc`, under one load."""
+def _daemon_round(
+    lm_url: str, clients: int, requests: int, setting: tuple[str, str, bool]
+) -> dict[str, Any]:
+    """One daemon, shipped defaults but the transport, loop and GC of `setting`, under one load."""
+    transport, loop, gc = setting
     port = _free_port()
     data_dir = tempfile.mkdtemp(prefix="lmvisor-bench-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LMVISOR_")}
@@ -166,6 +174,8 @@ def _daemon_round(lm_url: str, clients: int, requests: int, loop: str, gc: bool)
         LMVISOR_PROVIDERS__OPENAI__BASE_URL=lm_url + "/v1",
         LMVISOR_PROVIDERS__OPENAI__API_KEY="sk-bench",
     )
+    if transport != "default":
+        env["LMVISOR_PROVIDERS__OPENAI__TRANSPORT"] = transport
     proc = subprocess.Popen(
         [sys.executable, "-m", "lmvisor.server", "serve", "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -181,19 +191,24 @@ def _daemon_round(lm_url: str, clients: int, requests: int, loop: str, gc: bool)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def throughput(scale: float, rounds: int) -> None:
-    """Emit requests/s at 200 and 500 clients for each loop and GC setting (see the docstring).
+def throughput(scale: float, rounds: int, transports: list[str]) -> None:
+    """Emit requests/s at 200 and 500 clients for each transport, loop and GC setting.
 
     Each round runs the baseline and every setting once, interleaved, so a neighbour's
     load spreads over all of them; each figure is the median over the rounds.
     """
     lm, lm_url = _lm_server()
-    settings = [(loop, gc) for loop in ("asyncio", "uvloop") for gc in (True, False)]
+    settings = [
+        (transport, loop, gc)
+        for transport in transports
+        for loop in ("asyncio", "uvloop")
+        for gc in (True, False)
+    ]
     try:
         for clients, count in _LOADS.items():
             requests = max(clients, int(count * scale))
             baselines: list[dict[str, Any]] = []
-            found: dict[tuple[str, bool], list[dict[str, Any]]] = {s: [] for s in settings}
+            found: dict[tuple[str, str, bool], list[dict[str, Any]]] = {s: [] for s in settings}
             for _ in range(rounds):
                 baseline = run_dspy(
                     "server.py", "--lm-url", lm_url, "--load-python", sys.executable,
@@ -202,10 +217,10 @@ def throughput(scale: float, rounds: int) -> None:
                 )  # fmt: skip
                 if baseline is not None:
                     baselines.append(baseline)
-                for loop, gc in settings:
-                    found[loop, gc].append(_daemon_round(lm_url, clients, requests, loop, gc))
-            for (loop, gc), runs in found.items():
-                _emit_round(_median(runs), _median(baselines), clients, loop, gc)
+                for setting in settings:
+                    found[setting].append(_daemon_round(lm_url, clients, requests, setting))
+            for setting, runs in found.items():
+                _emit_round(_median(runs), _median(baselines), clients, setting)
     finally:
         lm.terminate()
         lm.wait(30)
@@ -228,10 +243,10 @@ def _emit_round(
     found: dict[str, Any] | None,
     baseline: dict[str, Any] | None,
     clients: int,
-    loop: str,
-    gc: bool,
+    setting: tuple[str, str, bool],
 ) -> None:
     assert found is not None
+    transport, loop, gc = setting
     ideal = clients / _LM_LATENCY
     emit(
         "server_run_rps",
@@ -243,6 +258,8 @@ def _emit_round(
         higher_is_better=True,
         digits=1,
         clients=clients,
+        transport=default_transport_kind() if transport == "default" else transport,
+        shipped_transport=transport == "default",
         loop=loop,
         gc_tuning=gc,
         efficiency=round(found["rps"] / ideal, 3),
@@ -300,9 +317,14 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="scales the request counts")
     parser.add_argument("--skip-startup", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--transports",
+        default="default",
+        help="comma-separated LM transports to measure: default (the shipped), aiohttp, pyreqwest",
+    )
     args = parser.parse_args()
     if not args.skip_throughput:
-        throughput(args.scale, max(1, args.rounds))
+        throughput(args.scale, max(1, args.rounds), args.transports.split(","))
     if not args.skip_startup:
         startup(args.runs)
 
