@@ -76,7 +76,8 @@ class ClientOptions:
             connection and each wait for the next bytes (finite, > 0).
         headers: extra headers sent with every request.
         transport: the HTTP library of the transport the client builds (ignored
-            when a transport instance is given to the client).
+            when a transport instance is given to the client); "auto", the
+            default, is pyreqwest when the `fast` extra is installed, else aiohttp.
         max_connections: the built transport's pool size (0 = unlimited).
         keepalive_timeout: seconds an idle pooled connection is kept.
         prices: per-model prices consulted before the built-in table.

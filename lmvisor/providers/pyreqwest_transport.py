@@ -19,15 +19,18 @@ Streams go over an `AiohttpTransport` the transport owns: a pyreqwest streamed
 response whose body breaks mid-read can abort the interpreter at exit (a
 GIL-state error: "PyGILState_Release ... finalizing").
 
-Not contained (measured on 0.15.1, 2026-11): the same abort at exit also follows
-whole answers, a success or a failure, plain HTTP or TLS, with or without
-lmvisor: pyreqwest's thread is still inside the GIL when the interpreter
-finalizes. One request (a TLS handshake refused, an aiohttp server in the same
-process), `aclose()`, exit: 15 of 60 runs aborted; pure pyreqwest, one refused
-connection: 2 of 60. So an exit handler (`_let_pyreqwest_settle`, registered
-when a client is built) releases the GIL for 50 ms before the interpreter
-finalizes: 0 of 60 aborted in the same runs. It is a wait, not a guarantee,
-which is why pyreqwest stays opt-in.
+The same abort at exit also follows whole answers (measured on 0.15.1): a
+success or a failure, plain HTTP or TLS, with or without lmvisor, when
+pyreqwest's thread is still inside the GIL as the interpreter finalizes. One
+request (a TLS handshake refused, an aiohttp server in the same process),
+`aclose()`, exit: 15 of 60 runs aborted; pure pyreqwest, one refused
+connection: 2 of 60. An exit handler (`_let_pyreqwest_settle`, registered when
+a client is built) releases the GIL for 50 ms before the interpreter
+finalizes: 0 of 300 aborted in the same runs (`soak/pyreqwest_exit.py`).
+
+A request whose task is cancelled, and whose client closes before the task
+runs again, ends with pyreqwest's "Client was closed" rather than the
+cancellation; `post_json` raises CancelledError then, as aiohttp does.
 
 Parity with `AiohttpTransport`: no proxy from the environment (reqwest reads
 HTTP(S)_PROXY by default), a cookie jar, redirects followed (307/308 resend the
