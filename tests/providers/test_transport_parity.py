@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from lmvisor.providers.client import ClientOptions
 from lmvisor.providers.errors import ProviderConnectionError, ProviderTimeout
 from lmvisor.providers.pyreqwest_transport import PyreqwestTransport, _let_pyreqwest_settle
-from lmvisor.providers.transport import Transport, build_transport
+from lmvisor.providers.transport import Transport, build_transport, default_transport_kind
 from lmvisor.testing._lm_lean import LeanServer
 from lmvisor.testing.lm_server import FaultRule, LMServer
 from tests.providers.conftest import KEY
@@ -350,3 +351,16 @@ async def _close_when_cancelled(transport: Transport) -> None:
         await asyncio.get_running_loop().create_future()
     finally:
         await transport.aclose()
+
+
+class TestDefault:
+    async def test_the_default_is_pyreqwest_when_installed(self) -> None:
+        """Clients and build_transport default to "auto": pyreqwest, installed by the dev
+        extras here (the `fast` extra), else aiohttp."""
+        assert ClientOptions().transport == "auto"
+        assert default_transport_kind() == "pyreqwest"
+        made = build_transport()
+        try:
+            assert made.statistics().kind == "pyreqwest"
+        finally:
+            await made.aclose()
