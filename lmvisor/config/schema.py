@@ -143,11 +143,14 @@ class ProviderConfig(BaseModel):
             none); `infrastructure.rate_limiters.<name>` overrides both.
         max_in_flight: vendor calls running at once (streams included); more
             wait their turn within their deadline. The transport's pool is sized to it.
-        transport: "auto" (the default: pyreqwest when the `fast` extra is
-            installed, else aiohttp), "aiohttp", "pyreqwest" or "httpx". pyreqwest
-            spends a sixth of aiohttp's event-loop CPU per call (Evaluate at 200 in
-            flight: 0.80 efficiency against 0.55); it is a beta, its I/O runs on a
-            thread of its own, its TLS is rustls, and streams still go over aiohttp.
+        transport: "aiohttp" (the default), "auto" (pyreqwest when the `fast`
+            extra is installed, else aiohttp), "pyreqwest" or "httpx". pyreqwest
+            spends a sixth of aiohttp's event-loop CPU per call: in-process work
+            gains (Evaluate at 200 in flight: 0.80 efficiency against 0.55), but the
+            daemon's /run at 200 clients loses (0.72 against 0.78, ten interleaved
+            rounds), its loop busy serving HTTP, so config-built providers, the
+            daemon's included, stay on aiohttp. pyreqwest is a beta, its I/O runs
+            on a thread of its own, its TLS is rustls; streams go over aiohttp.
         budget_usd: spend cap (US dollars) per `budget_period` seconds; None is no cap.
 
     How the defaults add up: a call carries one deadline (the caller's, else the
@@ -170,7 +173,7 @@ class ProviderConfig(BaseModel):
     rpm: int | None = Field(default=None, gt=0)
     tpm: int | None = Field(default=None, gt=0)
     max_in_flight: int = Field(default=1024, ge=1)
-    transport: Literal["auto", "aiohttp", "httpx", "pyreqwest"] = "auto"
+    transport: Literal["auto", "aiohttp", "httpx", "pyreqwest"] = "aiohttp"
     budget_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     budget_period: float = Field(default=86_400.0, gt=0, allow_inf_nan=False)
 

@@ -3,24 +3,26 @@
 Vendor clients speak the vendors' formats; a `Transport` only moves bytes over
 one pooled HTTP client. Three implementations, each in its own module:
 
-- `AiohttpTransport` (`aiohttp_transport`): one `aiohttp.ClientSession`; the default.
+- `AiohttpTransport` (`aiohttp_transport`): one `aiohttp.ClientSession`; the
+  default of config-built providers (the daemon's included).
 - `PyreqwestTransport` (`pyreqwest_transport`): Rust's reqwest; its I/O runs on
   a thread of its own, so the event loop spends ~40 us per request where
-  aiohttp spends ~150-200 us; what "auto", the default, picks when the `fast`
-  extra is installed (measured: Evaluate of 500 examples at 200 in flight,
-  efficiency 0.80 against aiohttp's 0.55 in the same run; COPRO 0.26 s against
-  0.34 s). Caveats: pyreqwest 0.15 is a beta (its defects are contained in the
-  module: pooled connections after close, an abort at interpreter exit, a
-  cancellation lost to a closing client); its results need the GIL from its
-  own thread, so its gain shrinks as the loop gets busier; TLS is rustls;
-  streams go over aiohttp.
+  aiohttp spends ~150-200 us; what "auto" (`ClientOptions`' default) picks when
+  the `fast` extra is installed. Measured in-process: Evaluate of 500 examples
+  at 200 in flight, efficiency 0.80 against aiohttp's 0.55 in the same run;
+  COPRO 0.26 s against 0.34 s. The daemon's /run at 200 clients loses (0.72
+  against 0.78), so config-built providers default to aiohttp. Caveats:
+  pyreqwest 0.15 is a beta (its defects are contained in the module: pooled
+  connections after close, an abort at interpreter exit, a cancellation lost
+  to a closing client); its results need the GIL from its own thread, so its
+  gain shrinks as the loop gets busier; TLS is rustls; streams go over aiohttp.
 - `HttpxTransport` (`httpx_transport`): wraps a user's own `httpx.AsyncClient`
   (proxies, mTLS, event hooks, `httpx.MockTransport` in tests) or creates one.
 
-`build_transport(kind, ...)` makes one by name ("auto", the default: pyreqwest when
-installed, else aiohttp). Each
-transport maps its library's failures once, through `map_errors()` and its
-`ErrorMap`: a timeout becomes `ProviderTimeout`, anything else on the wire
+`build_transport(kind, ...)` makes one by name ("auto", its default and
+`ClientOptions`': pyreqwest when installed, else aiohttp). Each transport maps
+its library's failures once, through `map_errors()` and its `ErrorMap`: a
+timeout becomes `ProviderTimeout`, anything else on the wire
 `ProviderConnectionError`, each chained `from` the original; no library
 exception leaves a transport. HTTP statuses are not judged here: the caller
 receives every status and maps it with `errors.error_from_status`. Counting

@@ -88,7 +88,7 @@ class TestValidation:
         """A vendor runs 1,024 calls at once by default; only rpm/tpm, when set, throttle."""
         provider = ProviderConfig()
         assert (provider.max_in_flight, provider.rpm, provider.tpm) == (1024, None, None)
-        assert provider.transport == "auto"
+        assert provider.transport == "aiohttp"
 
     def test_models_are_frozen(self) -> None:
         """Configuration objects are immutable."""
