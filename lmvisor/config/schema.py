@@ -146,9 +146,9 @@ class ProviderConfig(BaseModel):
         transport: "aiohttp" (the default), "auto" (pyreqwest when the `fast`
             extra is installed, else aiohttp), "pyreqwest" or "httpx". pyreqwest
             spends a sixth of aiohttp's event-loop CPU per call: in-process work
-            gains (Evaluate at 200 in flight: 0.80 efficiency against 0.55), but the
-            daemon's /run at 200 clients loses (0.72 against 0.78, ten interleaved
-            rounds), its loop busy serving HTTP, so config-built providers, the
+            gains (Evaluate at 200 in flight: 0.87 efficiency against 0.78), but the
+            daemon's /run at 200 clients loses (0.69 against 0.78, fifteen
+            interleaved rounds), its loop busy serving HTTP, so config-built providers, the
             daemon's included, stay on aiohttp. pyreqwest is a beta, its I/O runs
             on a thread of its own, its TLS is rustls; streams go over aiohttp.
         budget_usd: spend cap (US dollars) per `budget_period` seconds; None is no cap.

@@ -9,13 +9,14 @@ one pooled HTTP client. Three implementations, each in its own module:
   a thread of its own, so the event loop spends ~40 us per request where
   aiohttp spends ~150-200 us; what "auto" (`ClientOptions`' default) picks when
   the `fast` extra is installed. Measured in-process: Evaluate of 500 examples
-  at 200 in flight, efficiency 0.80 against aiohttp's 0.55 in the same run;
-  COPRO 0.26 s against 0.34 s. The daemon's /run at 200 clients loses (0.72
-  against 0.78), so config-built providers default to aiohttp. Caveats:
-  pyreqwest 0.15 is a beta (its defects are contained in the module: pooled
-  connections after close, an abort at interpreter exit, a cancellation lost
-  to a closing client); its results need the GIL from its own thread, so its
-  gain shrinks as the loop gets busier; TLS is rustls; streams go over aiohttp.
+  at 200 in flight, efficiency 0.87 against aiohttp's 0.78 in the same run
+  (0.80 against 0.55 on a busier machine); MIPROv2 light 0.68 s against 0.73 s.
+  The daemon's /run at 200 clients loses (0.69 against 0.78), so config-built
+  providers default to aiohttp. Caveats: pyreqwest 0.15 is a beta (its defects
+  are contained in the module: pooled connections after close, an abort at
+  interpreter exit, a cancellation lost to a closing client); its results need
+  the GIL from its own thread, so its gain shrinks as the loop gets busier; TLS
+  is rustls; streams go over aiohttp.
 - `HttpxTransport` (`httpx_transport`): wraps a user's own `httpx.AsyncClient`
   (proxies, mTLS, event hooks, `httpx.MockTransport` in tests) or creates one.
 
