@@ -189,15 +189,21 @@ def finish_values(
     """A parsed completion completed: missing optional outputs None, native fields filled.
 
     Keys come in DSPy's order: the parsed and optional outputs in signature order, then
-    the ones answered natively.
+    the ones answered natively. `values` itself is returned when it is complete already,
+    so a caller that changes the result copies it first (a parse callback may hold it).
     """
+    outputs = signature._outputs
+    if (index or (plan.tool_calls_field is None and response.reasoning is None)) and list(
+        values
+    ) == list(outputs):
+        return values  # every output, in order, nothing native to fill: already complete
     done: dict[str, Any] = {}
-    for name, field in signature._outputs.items():
+    for name, field in outputs.items():
         if name in values:
             done[name] = values[name]
         elif allows_none(field.annotation):
             done[name] = None
-    for name in signature._outputs:
+    for name in outputs:
         done.setdefault(name, None)
     if index != 0:  # vendors report tool calls and reasoning of the first choice
         return done

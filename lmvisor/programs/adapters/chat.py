@@ -289,11 +289,13 @@ class ChatAdapter(Adapter):
         Raises:
             AdapterParseError: a required output is missing.
         """
-        if len(values) == len(signature._outputs):
-            return {name: values[name] for name in signature._outputs}
+        outputs = signature._outputs
+        if len(values) == len(outputs):  # `parse` adds outputs only, once each: all are here
+            # In signature order already (the usual reply), the dict itself is the answer.
+            return values if list(values) == list(outputs) else {n: values[n] for n in outputs}
         done: dict[str, Any] = {}
         missing: list[str] = []
-        for name, field in signature._outputs.items():
+        for name, field in outputs.items():
             if name in values:
                 done[name] = values[name]
             elif allows_none(field.annotation):
