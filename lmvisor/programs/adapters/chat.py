@@ -120,14 +120,14 @@ class ChatAdapter(Adapter):
 
     def _system_message(self, signature: type[Signature]) -> str:
         key = (type(self).__name__, "system")
-        cached = signature._cache.get(key)
+        cached: str | None = signature._cache.get(key)
         if cached is None:
             cached = signature._cache[key] = (
                 f"{format_field_description(signature)}\n"
                 f"{self.format_field_structure(signature)}\n"
                 f"{format_task_description(signature)}"
             )
-        return str(cached)
+        return cached
 
     def format_field_structure(self, signature: type[Signature]) -> str:
         """The "All interactions will be structured..." part with placeholders."""
@@ -143,10 +143,10 @@ class ChatAdapter(Adapter):
     def user_message_output_requirements(self, signature: type[Signature]) -> str:
         """The "Respond with the corresponding output fields..." line."""
         key = (type(self).__name__, "requirements")
-        cached = signature._cache.get(key)
+        cached: str | None = signature._cache.get(key)
         if cached is None:
             cached = signature._cache[key] = self._output_requirements(signature)
-        return str(cached)
+        return cached
 
     def _output_requirements(self, signature: type[Signature]) -> str:
         order = ", then ".join(
