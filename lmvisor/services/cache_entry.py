@@ -108,10 +108,11 @@ def decode_response(payload: bytes) -> LMResponse:
     if type(data) is not dict or data.get("v") != _VERSION:
         raise CorruptEntry("not a version-1 response object")
     outputs = data.get("outputs")
-    if type(outputs) is not list or not all(type(o) is str for o in outputs):
+    if type(outputs) is not list or not _all_str(outputs):
         raise CorruptEntry("outputs must be a list of strings")
     total = _total_tokens(data.get("usage"))
-    extra = {k: v for k, v in data.items() if k in _FIELDS}
+    # Over the few fields kept as stored, not over every key the payload has.
+    extra = {k: data[k] for k in _FIELDS if k in data}
     calls = data.get("tool_calls")
     try:
         return LMResponse(
@@ -146,7 +147,17 @@ def decode_entry(data: bytes) -> CacheEntry:
 
 
 # Fields decoded as stored; the others are rebuilt (usage, cost, tool calls) or set (cached).
-_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(LMResponse)) - _KNOWN - {"cached"}
+_FIELDS: Final = tuple(
+    f.name for f in dataclasses.fields(LMResponse) if f.name not in _KNOWN and f.name != "cached"
+)
+
+
+def _all_str(values: list[Any]) -> bool:
+    # A plain loop: `all()` over a generator costs twice as much for the usual one output.
+    for value in values:
+        if type(value) is not str:
+            return False
+    return True
 
 
 def _total_tokens(value: Any) -> int:
