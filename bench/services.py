@@ -139,12 +139,13 @@ async def lower_hit(
 class _HostProbe:
     """Sequential `GET`s of the stored entries straight to the redis-server, two ways:
     redis-py's `Redis.get` and a hand-framed `GET` on an asyncio stream (the round trip
-    with the least client code there is)."""
+    with the least client code there is); and that raw GET right after an L1 hit."""
 
     def __init__(self, url: str, port: int) -> None:
         self._url = url
         self._port = port
         self._keys: list[bytes] = []
+        self._frames: list[bytes] = []
         self.bare_us: list[float] = []
         self.raw_us: list[float] = []
         self.l1_us: list[float] = []
@@ -156,25 +157,27 @@ class _HostProbe:
         self._client = Redis.from_url(self._url)
         self._keys = [k async for k in self._client.scan_iter(count=1000)]
         assert self._keys, "no stored entries to read"
+        self._frames = [b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(k), k) for k in self._keys]
         self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self._port)
+        for _ in range(_WARM):
+            await self._client.get(self._keys[0])
+            await self._raw_get(0)
+
+    async def _raw_get(self, i: int) -> None:
+        self._writer.write(self._frames[i % len(self._frames)])
+        header = await self._reader.readline()
+        await self._reader.readexactly(int(header[1:]) + 2)
 
     async def round(self, calls: int, l1_hits: list[Callable[[], Awaitable[Any]]]) -> None:
         """Time `calls` GETs each way, then each of `l1_hits` alone and followed by a GET."""
-        keys = self._keys
-        frames = [b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(k), k) for k in keys]
-        get = self._client.get
-        for _ in range(_WARM):
-            await get(keys[0])
+        keys, get, raw_get = self._keys, self._client.get, self._raw_get
         start = time.perf_counter()
         for i in range(calls):
             await get(keys[i % len(keys)])
         self.bare_us.append((time.perf_counter() - start) / calls * 1e6)
-        reader, writer = self._reader, self._writer
         start = time.perf_counter()
         for i in range(calls):
-            writer.write(frames[i % len(frames)])
-            header = await reader.readline()
-            await reader.readexactly(int(header[1:]) + 2)
+            await raw_get(i)
         self.raw_us.append((time.perf_counter() - start) / calls * 1e6)
         start = time.perf_counter()
         for hit in l1_hits:
@@ -183,9 +186,7 @@ class _HostProbe:
         start = time.perf_counter()
         for i, hit in enumerate(l1_hits):
             await hit()
-            writer.write(frames[i % len(frames)])
-            header = await reader.readline()
-            await reader.readexactly(int(header[1:]) + 2)
+            await raw_get(i)
         self.l1_raw_us.append((time.perf_counter() - start) / len(l1_hits) * 1e6)
 
     async def aclose(self) -> None:
