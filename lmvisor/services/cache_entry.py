@@ -108,7 +108,7 @@ def decode_response(payload: bytes) -> LMResponse:
     if type(data) is not dict or data.get("v") != _VERSION:
         raise CorruptEntry("not a version-1 response object")
     outputs = data.get("outputs")
-    if type(outputs) is not list or not _all_str(outputs):
+    if type(outputs) is not list or not all(type(o) is str for o in outputs):
         raise CorruptEntry("outputs must be a list of strings")
     total = _total_tokens(data.get("usage"))
     # Over the few fields kept as stored, not over every key the payload has.
@@ -150,14 +150,6 @@ def decode_entry(data: bytes) -> CacheEntry:
 _FIELDS: Final = tuple(
     f.name for f in dataclasses.fields(LMResponse) if f.name not in _KNOWN and f.name != "cached"
 )
-
-
-def _all_str(values: list[Any]) -> bool:
-    # A plain loop: `all()` over a generator costs twice as much for the usual one output.
-    for value in values:
-        if type(value) is not str:
-            return False
-    return True
 
 
 def _total_tokens(value: Any) -> int:
