@@ -306,6 +306,14 @@ class TestChatParseSections:
         got = ChatAdapter().parse(self.SIG, completion)
         assert {k: v for k, v in got.items() if k in expected} == expected
 
+    def test_long_blank_run_in_a_header_line_reads_in_one_pass(self) -> None:
+        """A header line of x, 200,000 blanks and y parses in one pass (no backtracking)."""
+        blanks = " " * 200_000
+        completion = f"[[ ## a ## ]]x{blanks}y\n[[ ## b ## ]] {blanks}"
+        got = ChatAdapter().parse(self.SIG, completion)
+        assert got == {"a": f"x{blanks}y", "b": ""}
+        assert got == _sections_line_by_line(completion, ("a", "b"))
+
 
 class TestFallback:
     async def test_falls_back_to_json_once(self) -> None:

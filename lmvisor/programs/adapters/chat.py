@@ -36,12 +36,10 @@ __all__ = [
     "format_task_description",
 ]
 
-# A header line: optional blanks, `[[ ## name ## ]]`, then the rest of the line (blanks
-# around it left out), and its line break. `[^\S\n]` is the whitespace `str.strip` drops
-# within a line once "\n" is its only line break (see `ChatAdapter.parse`).
-_HEADER_LINE = re.compile(
-    r"^[^\S\n]*\[\[ ## (\w+) ## \]\][^\S\n]*(.*?)[^\S\n]*(?:\n|\Z)", re.MULTILINE
-)
+# A header line: optional blanks, `[[ ## name ## ]]`, then the rest of the line and its
+# line break. The rest is stripped in Python: a lazy group followed by optional blanks would
+# backtrack quadratically over a long run of blanks inside a hostile completion's line.
+_HEADER_LINE = re.compile(r"^[^\S\n]*\[\[ ## (\w+) ## \]\]([^\n]*)(?:\n|\Z)", re.MULTILINE)
 # The line breaks `str.splitlines` knows besides "\n".
 _ODD_BREAK = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
@@ -226,6 +224,7 @@ class ChatAdapter(Adapter):
             for name, rest, body in zip(pieces, pieces, pieces, strict=True):
                 if name in values or name not in outputs:
                     continue
+                rest = rest.strip()
                 raw = f"{rest}\n{body}".strip() if rest else body.strip()
                 values[name] = self._parse_field(signature, completion, outputs[name], raw, values)
         return self._complete(signature, completion, values)
