@@ -27,6 +27,7 @@ __all__ = [
     "CUSTOM_TYPE_START",
     "Type",
     "custom_types_in",
+    "holds_parts",
     "split_content_parts",
 ]
 
@@ -110,6 +111,11 @@ def custom_types_in(annotation: Any) -> list[type[Type]]:
     for arg in get_args(annotation):
         found.extend(custom_types_in(arg))
     return found
+
+
+def holds_parts(text: str) -> bool:
+    """True when `text` holds a marked value (`split_content_parts` has work to do)."""
+    return _START in text
 
 
 def split_content_parts(message: Mapping[str, Any]) -> Mapping[str, Any]:

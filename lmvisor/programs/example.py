@@ -13,6 +13,7 @@ from lmvisor.programs.lm import Usage
 __all__ = ["Completions", "Example", "Prediction"]
 
 _NO_USAGE: Final = Usage()  # frozen: one shared zero for every prediction not yet paid for
+_UNPAID: Final = (_NO_USAGE, None, False)
 _set = object.__setattr__
 
 
@@ -141,9 +142,7 @@ class Example:
         object.__setattr__(new, "_input_keys", self._input_keys)
         if isinstance(self, Prediction) and isinstance(new, Prediction):
             object.__setattr__(new, "_completions", self._completions)
-            object.__setattr__(new, "_usage", self._usage)
-            object.__setattr__(new, "_cost", self._cost)
-            object.__setattr__(new, "_cached", self._cached)
+            object.__setattr__(new, "_account", self._account)
         return new
 
     def without(self, *keys: str) -> Example:
@@ -210,18 +209,15 @@ class Completions:
 class Prediction(Example):
     """A module's result: the first completion's values, every completion, and usage."""
 
-    __slots__ = ("_cached", "_completions", "_cost", "_usage")
-    _cached: bool
+    # Usage, cost and "all cached" in one slot: written once per call, in one step.
+    __slots__ = ("_account", "_completions")
+    _account: tuple[Usage, float | None, bool]
     _completions: Completions
-    _cost: float | None
-    _usage: Usage
 
     def __init__(self, base: Mapping[str, Any] | Example | None = None, **values: Any) -> None:
         super().__init__(base, **values)
         _set(self, "_completions", Completions([dict(self._store)]))
-        _set(self, "_usage", _NO_USAGE)
-        _set(self, "_cost", None)
-        _set(self, "_cached", False)
+        _set(self, "_account", _UNPAID)
 
     @classmethod
     def from_completions(
@@ -240,9 +236,7 @@ class Prediction(Example):
         _set(pred, "_store", dict(items[0]))
         _set(pred, "_input_keys", None)
         _set(pred, "_completions", items)
-        _set(pred, "_usage", _NO_USAGE if usage is None else usage)
-        _set(pred, "_cost", None)
-        _set(pred, "_cached", False)
+        _set(pred, "_account", _UNPAID if usage is None else (usage, None, False))
         return pred
 
     @property
@@ -253,24 +247,22 @@ class Prediction(Example):
     @property
     def usage(self) -> Usage:
         """Tokens of every LM call made while producing this prediction."""
-        return self._usage
+        return self._account[0]
 
     @property
     def cost(self) -> float | None:
         """US dollars of those calls, when every LM reported a cost."""
-        return self._cost
+        return self._account[1]
 
     @property
     def cached(self) -> bool:
         """True when a cache answered every LM call behind this prediction (none was paid)."""
-        return self._cached
+        return self._account[2]
 
     def set_usage(self, usage: Usage, cost: float | None = None, *, cached: bool = False) -> None:
         """Record the usage (and cost) of the calls that produced this prediction."""
-        _set(self, "_usage", usage)
-        _set(self, "_cost", cost)
-        _set(self, "_cached", cached)
+        _set(self, "_account", (usage, cost, cached))
 
     def get_lm_usage(self) -> dict[str, int]:
         """DSPy's name: the usage as a dict."""
-        return self._usage.to_dict()
+        return self._account[0].to_dict()

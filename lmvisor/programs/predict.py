@@ -10,6 +10,7 @@ request for `n > 1` completions at a temperature unset or <= 0.15 is sent at 0.7
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, cast
 
 from lmvisor.programs._hints import current_hint
@@ -32,6 +33,16 @@ from lmvisor.programs.trace import record_trace
 __all__ = ["Predict"]
 
 _DEFAULT_ADAPTER = ChatAdapter()
+_CALL_OPTIONS = frozenset({"config", "demos", "lm", "signature"})
+_NO_CONFIG: Mapping[str, Any] = MappingProxyType({})
+_Options = tuple[
+    Sequence[Example | Mapping[str, Any]] | None,
+    Mapping[str, Any],
+    LM | None,
+    str | type[Signature] | None,
+]
+# A call with inputs only (the usual one) reads its options from here: no dict pops.
+_NO_OPTIONS: _Options = (None, _NO_CONFIG, None, None)
 _HINT_FIELD = "hint_"
 _SAMPLING_TEMPERATURE = 0.7
 
@@ -92,10 +103,9 @@ class Predict(Module, Parameter):
             AdapterParseError: the completion does not fit the signature.
             LmvisorError: whatever the LM raises.
         """
-        demos = kwargs.pop("demos", None)
-        config = kwargs.pop("config", None) or {}
-        call_lm = kwargs.pop("lm", None)
-        signature = kwargs.pop("signature", None)
+        demos, config, call_lm, signature = (
+            _NO_OPTIONS if _CALL_OPTIONS.isdisjoint(kwargs) else _pop_options(kwargs)
+        )
         signature = self.signature if signature is None else ensure_signature(signature)
         settings = current_settings()
         lm = call_lm or self.lm or settings.lm
@@ -180,7 +190,19 @@ class Predict(Module, Parameter):
         return apply
 
 
+def _pop_options(kwargs: dict[str, Any]) -> _Options:
+    """This call's `demos=`, `config=`, `lm=` and `signature=`, taken out of the inputs."""
+    return (
+        kwargs.pop("demos", None),
+        kwargs.pop("config", None) or _NO_CONFIG,
+        kwargs.pop("lm", None),
+        kwargs.pop("signature", None),
+    )
+
+
 def _check_inputs(signature: type[Signature], inputs: Mapping[str, Any]) -> None:
+    if inputs.keys() >= signature._inputs.keys():
+        return  # every input given (the usual call): one set comparison, no loop
     for name, field in signature._inputs.items():
         if name not in inputs and not is_optional(field.annotation):
             raise ValueError(f"missing input {name!r} for signature {signature.signature!r}")

@@ -111,7 +111,8 @@ def decode_response(payload: bytes) -> LMResponse:
     if type(outputs) is not list or not all(type(o) is str for o in outputs):
         raise CorruptEntry("outputs must be a list of strings")
     total = _total_tokens(data.get("usage"))
-    extra = {k: v for k, v in data.items() if k in _FIELDS}
+    # Over the few fields kept as stored, not over every key the payload has.
+    extra = {k: data[k] for k in _FIELDS if k in data}
     calls = data.get("tool_calls")
     try:
         return LMResponse(
@@ -146,7 +147,9 @@ def decode_entry(data: bytes) -> CacheEntry:
 
 
 # Fields decoded as stored; the others are rebuilt (usage, cost, tool calls) or set (cached).
-_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(LMResponse)) - _KNOWN - {"cached"}
+_FIELDS: Final = tuple(
+    f.name for f in dataclasses.fields(LMResponse) if f.name not in _KNOWN and f.name != "cached"
+)
 
 
 def _total_tokens(value: Any) -> int:

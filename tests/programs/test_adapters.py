@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmvisor.programs.adapters import ChatAdapter, JSONAdapter
 from lmvisor.programs.errors import AdapterParseError
@@ -230,6 +233,86 @@ class TestChatParse:
             match=r"field 'n' \(int\) cannot be read from 'many': Input should be a valid integer",
         ):
             ChatAdapter().parse(Signature("q -> n: int"), "[[ ## n ## ]]\nmany")
+
+
+_HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
+
+
+def _sections_line_by_line(completion: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The reference reading of a reply: DSPy's, line by line (`splitlines`, `strip`)."""
+    lines = completion.splitlines()
+    heads = []
+    for index, line in enumerate(lines):
+        match = _HEADER.match(line.strip())
+        if match:
+            heads.append((index, match.group(1), line.strip()[match.end() :].strip()))
+    found: dict[str, str] = {}
+    for k, (index, name, rest) in enumerate(heads):
+        if name in found or name not in names:
+            continue
+        end = heads[k + 1][0] if k + 1 < len(heads) else len(lines)
+        found[name] = "\n".join(([rest] if rest else []) + lines[index + 1 : end]).strip()
+    return found
+
+
+_ODD_REPLY_PIECES = st.sampled_from(
+    [
+        "[[ ## a ## ]]",
+        "[[ ## b ## ]]",
+        "[[ ## completed ## ]]",
+        "[[ ## a ##]]",
+        "\n",
+        "\r\n",
+        "\r",
+        "\u2028",
+        "\x1c",
+        "\x85",
+        "\x1f",
+        "\xa0",
+        " ",
+        "\t",
+        "x",
+        "ü 1",
+    ]
+)
+
+
+class TestChatParseSections:
+    SIG = Signature("q -> a: str | None, b: str | None")
+
+    @pytest.mark.parametrize(
+        "completion",
+        [
+            "[[ ## a ## ]]\r\nx\r\ny\r\n[[ ## b ## ]]\r\nz",
+            "  [[ ## a ## ]]  first \n second\n\t[[ ## b ## ]]\xa0z\xa0\n",
+            "[[ ## a ## ]]\u2028x\x1cy\x85[[ ## b ## ]] \x1f z \x1f",
+            "text [[ ## a ## ]]\nx\n[[ ## a ## ]]\ny\n[[ ## b ## ]]",
+            "[[ ## b ## ]]",
+            "[[ ## a ## ]]x[[ ## b ## ]]y\n[[ ## completed ## ]]\n",
+        ],
+    )
+    def test_odd_replies_read_as_line_by_line(self, completion: str) -> None:
+        """Blanks, CRLF and Unicode line breaks around headers read as DSPy's line reading."""
+        expected = _sections_line_by_line(completion, ("a", "b"))
+        got = ChatAdapter().parse(self.SIG, completion)
+        assert {k: v for k, v in got.items() if k in expected} == expected
+        assert all(got[k] is None for k in got if k not in expected)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(_ODD_REPLY_PIECES, max_size=24).map("".join))
+    def test_any_reply_reads_as_line_by_line(self, completion: str) -> None:
+        """Every reply made of headers, blanks and line breaks of all kinds: same sections."""
+        expected = _sections_line_by_line(completion, ("a", "b"))
+        got = ChatAdapter().parse(self.SIG, completion)
+        assert {k: v for k, v in got.items() if k in expected} == expected
+
+    def test_long_blank_run_in_a_header_line_reads_in_one_pass(self) -> None:
+        """A header line of x, 200,000 blanks and y parses in one pass (no backtracking)."""
+        blanks = " " * 200_000
+        completion = f"[[ ## a ## ]]x{blanks}y\n[[ ## b ## ]] {blanks}"
+        got = ChatAdapter().parse(self.SIG, completion)
+        assert got == {"a": f"x{blanks}y", "b": ""}
+        assert got == _sections_line_by_line(completion, ("a", "b"))
 
 
 class TestFallback:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.chain_of_thought import ChainOfThought
 from lmvisor.programs.errors import LMNotConfigured
 from lmvisor.programs.example import Example
@@ -53,6 +54,37 @@ class TestPredictRequest:
             await predict(question="q")
             await predict(question="q", lm=call_lm)
         assert (settings_lm.calls, own_lm.calls, call_lm.calls) == (1, 1, 1)
+
+    async def test_parse_callback_outputs_stay_as_parsed(self) -> None:
+        """Changing a prediction or its completions leaves the dict a parse callback got."""
+        seen: list[dict[str, Any]] = []
+
+        class Keep(Callback):
+            def on_adapter_parse_end(
+                self, call_id: str, outputs: Any, exception: BaseException | None
+            ) -> None:
+                seen.append(outputs)
+
+        with context(lm=ScriptedLM([_reply(answer="4")]), callbacks=[Keep()]):
+            pred = await Predict("question -> answer")(question="q")
+        pred.answer = "5"
+        pred.completions[0]["answer"] = "6"
+        assert seen == [{"answer": "4"}]
+
+    async def test_call_options_are_not_inputs(self) -> None:
+        """demos=, config=, lm= and signature= configure the call and are not sent as inputs."""
+        lm = ScriptedLM([_reply(answer="4")])
+        with context(lm=ScriptedLM()):
+            await Predict("question -> answer")(
+                question="q",
+                demos=[Example(question="d", answer="e")],
+                config={"max_tokens": 5},
+                lm=lm,
+                signature="question -> answer",
+            )
+        assert dict(lm.requests[0].params) == {"max_tokens": 5}
+        assert "[[ ## demos ## ]]" not in lm.requests[0].messages[-1]["content"]
+        assert len(lm.requests[0].messages) == 4
 
     async def test_no_lm(self) -> None:
         """Without any LM the call fails with LMNotConfigured."""

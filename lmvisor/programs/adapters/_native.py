@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, cast, get_args, get_origin
+from typing import Any, get_args, get_origin
 
 from lmvisor.programs._types import allows_none
 from lmvisor.programs.lm import LMCapabilities, LMResponse
@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 _TOOL_PARAMS = ("tools", "tool_choice", "parallel_tool_calls")
+_PLAIN_PLAN = ("plain-plan",)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +98,11 @@ def plan_call(
     Raises:
         ValueError: a ToolCalls output without a tools input to call from.
     """
+    if not params:
+        # Cached only once `_shape` found no native output: then an empty call is plain.
+        plain: CallPlan | None = signature._cache.get(_PLAIN_PLAN)
+        if plain is not None:
+            return plain
     tools_name, tool_field, reasoning = _shape(signature)
     if (
         tool_field is None
@@ -140,11 +146,12 @@ def plan_call(
 
 def _plain_plan(signature: type[Signature]) -> CallPlan:
     """The plan of a call with no params and no native features, cached on the signature."""
-    key = ("plain-plan",)
-    plan = signature._cache.get(key)
+    plan: CallPlan | None = signature._cache.get(_PLAIN_PLAN)
     if plan is None:
-        plan = signature._cache[key] = CallPlan(signature=signature, params=MappingProxyType({}))
-    return cast(CallPlan, plan)
+        plan = signature._cache[_PLAIN_PLAN] = CallPlan(
+            signature=signature, params=MappingProxyType({})
+        )
+    return plan
 
 
 def _drop_tool_params(params: dict[str, Any]) -> None:
@@ -189,15 +196,21 @@ def finish_values(
     """A parsed completion completed: missing optional outputs None, native fields filled.
 
     Keys come in DSPy's order: the parsed and optional outputs in signature order, then
-    the ones answered natively.
+    the ones answered natively. `values` itself is returned when it is complete already,
+    so a caller that changes the result copies it first (a parse callback may hold it).
     """
+    outputs = signature._outputs
+    if (index or (plan.tool_calls_field is None and response.reasoning is None)) and list(
+        values
+    ) == list(outputs):
+        return values  # every output, in order, nothing native to fill: already complete
     done: dict[str, Any] = {}
-    for name, field in signature._outputs.items():
+    for name, field in outputs.items():
         if name in values:
             done[name] = values[name]
         elif allows_none(field.annotation):
             done[name] = None
-    for name in signature._outputs:
+    for name in outputs:
         done.setdefault(name, None)
     if index != 0:  # vendors report tool calls and reasoning of the first choice
         return done

@@ -23,7 +23,7 @@ from lmvisor.programs.adapters._values import (
 )
 from lmvisor.programs.adapters.base import Adapter
 from lmvisor.programs.callbacks import Callback
-from lmvisor.programs.custom_types import custom_types_in, split_content_parts
+from lmvisor.programs.custom_types import custom_types_in, holds_parts, split_content_parts
 from lmvisor.programs.errors import ConstraintError
 from lmvisor.programs.fields import Field, check_bounds
 from lmvisor.programs.history import History
@@ -36,7 +36,12 @@ __all__ = [
     "format_task_description",
 ]
 
-_HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
+# A header line: optional blanks, `[[ ## name ## ]]`, then the rest of the line and its
+# line break. The rest is stripped in Python: a lazy group followed by optional blanks would
+# backtrack quadratically over a long run of blanks inside a hostile completion's line.
+_HEADER_LINE = re.compile(r"^[^\S\n]*\[\[ ## (\w+) ## \]\]([^\n]*)(?:\n|\Z)", re.MULTILINE)
+# The line breaks `str.splitlines` knows besides "\n".
+_ODD_BREAK = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 class ChatAdapter(Adapter):
@@ -90,9 +95,8 @@ class ChatAdapter(Adapter):
 
         User messages holding images, audio or files become lists of content parts.
         """
-        messages: list[Mapping[str, Any]] = [
-            {"role": "system", "content": self._system_message(signature)}
-        ]
+        system = self._system_message(signature)
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
         if demos:
             messages.extend(self.format_demos(signature, demos))
         history_name = _history_field_name(signature)
@@ -107,19 +111,21 @@ class ChatAdapter(Adapter):
             content = self.format_user_message_content(reduced, rest, main_request=True)
         if content:
             messages.append({"role": "user", "content": content})
+        if len(messages) <= 2 and not holds_parts(system) and not holds_parts(content):
+            return messages  # the usual request: two texts without a marked value
         # The messages are this call's own dicts: one without marked values is kept as is.
         return [m if type(m) is dict else dict(m) for m in map(split_content_parts, messages)]
 
     def _system_message(self, signature: type[Signature]) -> str:
         key = (type(self).__name__, "system")
-        cached = signature._cache.get(key)
+        cached: str | None = signature._cache.get(key)
         if cached is None:
             cached = signature._cache[key] = (
                 f"{format_field_description(signature)}\n"
                 f"{self.format_field_structure(signature)}\n"
                 f"{format_task_description(signature)}"
             )
-        return str(cached)
+        return cached
 
     def format_field_structure(self, signature: type[Signature]) -> str:
         """The "All interactions will be structured..." part with placeholders."""
@@ -135,10 +141,10 @@ class ChatAdapter(Adapter):
     def user_message_output_requirements(self, signature: type[Signature]) -> str:
         """The "Respond with the corresponding output fields..." line."""
         key = (type(self).__name__, "requirements")
-        cached = signature._cache.get(key)
+        cached: str | None = signature._cache.get(key)
         if cached is None:
             cached = signature._cache[key] = self._output_requirements(signature)
-        return str(cached)
+        return cached
 
     def _output_requirements(self, signature: type[Signature]) -> str:
         order = ", then ".join(
@@ -206,20 +212,21 @@ class ChatAdapter(Adapter):
         outputs = signature._outputs
         values: dict[str, Any] = {}
         if "[[ ## " in completion:
-            lines = completion.splitlines()
-            heads = _headers(lines)
-            # Each section is its header's rest of line, then the lines up to the next
-            # header: sliced, not gathered line by line.
-            for k, (index, name, rest) in enumerate(heads):
+            # One C-level split at the header lines: [text before, then (name, rest of the
+            # header line, the lines up to the next header) per header]. Sections as
+            # `splitlines` would cut them: a reply with other line breaks is re-joined
+            # with "\n" first (the rare case; its CRLF bodies come out with "\n" as before).
+            text = completion
+            if _ODD_BREAK.search(text) is not None:
+                text = "\n".join(text.splitlines())
+            pieces = iter(_HEADER_LINE.split(text))
+            next(pieces)
+            for name, rest, body in zip(pieces, pieces, pieces, strict=True):
                 if name in values or name not in outputs:
                     continue
-                end = heads[k + 1][0] if k + 1 < len(heads) else len(lines)
-                body = lines[index + 1 : end]
-                if rest:
-                    body.insert(0, rest)
-                values[name] = self._parse_field(
-                    signature, completion, outputs[name], "\n".join(body).strip(), values
-                )
+                rest = rest.strip()
+                raw = f"{rest}\n{body}".strip() if rest else body.strip()
+                values[name] = self._parse_field(signature, completion, outputs[name], raw, values)
         return self._complete(signature, completion, values)
 
     def _parse_field(
@@ -281,11 +288,13 @@ class ChatAdapter(Adapter):
         Raises:
             AdapterParseError: a required output is missing.
         """
-        if len(values) == len(signature._outputs):
-            return {name: values[name] for name in signature._outputs}
+        outputs = signature._outputs
+        if len(values) == len(outputs):  # `parse` adds outputs only, once each: all are here
+            # In signature order already (the usual reply), the dict itself is the answer.
+            return values if list(values) == list(outputs) else {n: values[n] for n in outputs}
         done: dict[str, Any] = {}
         missing: list[str] = []
-        for name, field in signature._outputs.items():
+        for name, field in outputs.items():
             if name in values:
                 done[name] = values[name]
             elif allows_none(field.annotation):
@@ -296,19 +305,6 @@ class ChatAdapter(Adapter):
             problem = f"missing output fields {missing}"
             raise self._parse_error(signature, completion, problem, values)
         return done
-
-
-def _headers(lines: list[str]) -> list[tuple[int, str, str]]:
-    """The `[[ ## name ## ]]` header lines: (line index, name, the rest of the line)."""
-    heads = []
-    for index, line in enumerate(lines):
-        # Only a line holding a marker can be a header: the others skip strip and regex.
-        if "[[ ## " in line:
-            stripped = line.strip()
-            match = _HEADER.match(stripped)
-            if match:
-                heads.append((index, match.group(1), stripped[match.end() :].strip()))
-    return heads
 
 
 def _sections(pairs: Any) -> str:

@@ -162,9 +162,8 @@ def _with_tool_calls(
 ) -> dict[str, Any]:
     field = tool_calls_output(signature)
     if field is not None and index == 0 and response.tool_calls:
-        value[field] = ToolCalls(
-            {"name": c.name, "args": dict(c.arguments)} for c in response.tool_calls
-        )
+        calls = ToolCalls({"name": c.name, "args": dict(c.arguments)} for c in response.tool_calls)
+        return {**value, field: calls}  # a copy: the extraction's parse callbacks saw `value`
     return value
 
 
