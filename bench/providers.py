@@ -4,7 +4,7 @@ The loopback LM runs in a subprocess in lean mode (`python -m lmvisor.testing.lm
 --lean`: OpenAI chat completions over a bare asyncio.Protocol, a third of the full
 server's CPU per request), so the client is what is measured. The provider config is the
 shipped default (`providers.local.base_url` only: max_in_flight 1,024, retries 3, transport
-"auto": pyreqwest with the `fast` extra, else aiohttp); runs that compare transports set
+"aiohttp"; "auto" would mean pyreqwest with the `fast` extra); runs that compare transports set
 `transport` and nothing else. DSPy 3.4.1 is measured in the same run against the same
 server (`bench/dspy_side/providers.py`, `dspy.LM(..., engine="lm15")`). One JSON line per figure:
 

@@ -6,7 +6,7 @@ differs, so the cache never answers) against the loopback LM server (its own pro
 lean mode, 100 ms before each answer). The daemon runs its shipped defaults but for the
 switches measured: the event loop (`server.loop`: asyncio's, or uvloop), the GC settings
 (`server.gc_tuning` on or off) and, with `--transports`, the LM transport (`default`,
-the shipped "auto", or a named one; every line names the transport it ran). Efficiency
+the shipped one, or a named one; every line names the transport it ran). Efficiency
 is requests/s over the ideal, clients / 0.1 s (2,000/s at 200 clients); the target is
 >= 0.8 at 200. The baseline, measured in the same run against the same LM server and
 load: DSPy 3.4.1's

@@ -148,9 +148,10 @@ class ProviderConfig(BaseModel):
             spends a sixth of aiohttp's event-loop CPU per call: in-process work
             gains (Evaluate at 200 in flight: 0.87 efficiency against 0.78), but the
             daemon's /run at 200 clients loses (0.69 against 0.78, fifteen
-            interleaved rounds), its loop busy serving HTTP, so config-built providers, the
-            daemon's included, stay on aiohttp. pyreqwest is a beta, its I/O runs
-            on a thread of its own, its TLS is rustls; streams go over aiohttp.
+            interleaved rounds), its loop busy serving HTTP; and pyreqwest 0.15.1 is
+            a beta that can abort the interpreter at exit (held off by a timed wait),
+            so it is opt-in. Its I/O runs on a thread of its own, its TLS is rustls;
+            streams go over aiohttp.
         budget_usd: spend cap (US dollars) per `budget_period` seconds; None is no cap.
 
     How the defaults add up: a call carries one deadline (the caller's, else the

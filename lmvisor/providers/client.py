@@ -76,8 +76,8 @@ class ClientOptions:
             connection and each wait for the next bytes (finite, > 0).
         headers: extra headers sent with every request.
         transport: the HTTP library of the transport the client builds (ignored
-            when a transport instance is given to the client); "auto", the
-            default, is pyreqwest when the `fast` extra is installed, else aiohttp.
+            when a transport instance is given to the client): aiohttp by default;
+            "auto" is pyreqwest when the `fast` extra is installed, else aiohttp.
         max_connections: the built transport's pool size (0 = unlimited).
         keepalive_timeout: seconds an idle pooled connection is kept.
         prices: per-model prices consulted before the built-in table.
@@ -95,7 +95,7 @@ class ClientOptions:
     default_model: str | None = None
     timeout: float = 60.0
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    transport: TransportKind = "auto"
+    transport: TransportKind = "aiohttp"
     max_connections: int = 1024
     keepalive_timeout: float = 30.0
     prices: Mapping[str, ModelPrice] | None = None

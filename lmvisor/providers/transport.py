@@ -3,25 +3,23 @@
 Vendor clients speak the vendors' formats; a `Transport` only moves bytes over
 one pooled HTTP client. Three implementations, each in its own module:
 
-- `AiohttpTransport` (`aiohttp_transport`): one `aiohttp.ClientSession`; the
-  default of config-built providers (the daemon's included).
+- `AiohttpTransport` (`aiohttp_transport`): one `aiohttp.ClientSession`; the default.
 - `PyreqwestTransport` (`pyreqwest_transport`): Rust's reqwest; its I/O runs on
   a thread of its own, so the event loop spends ~40 us per request where
-  aiohttp spends ~150-200 us; what "auto" (`ClientOptions`' default) picks when
-  the `fast` extra is installed. Measured in-process: Evaluate of 500 examples
-  at 200 in flight, efficiency 0.87 against aiohttp's 0.78 in the same run
-  (0.80 against 0.55 on a busier machine); MIPROv2 light 0.68 s against 0.73 s.
-  The daemon's /run at 200 clients loses (0.69 against 0.78), so config-built
-  providers default to aiohttp. Caveats: pyreqwest 0.15 is a beta (its defects
-  are contained in the module: pooled connections after close, an abort at
-  interpreter exit, a cancellation lost to a closing client); its results need
-  the GIL from its own thread, so its gain shrinks as the loop gets busier; TLS
-  is rustls; streams go over aiohttp.
+  aiohttp spends ~150-200 us; what "auto" picks when the `fast` extra is
+  installed. Opt-in, measured: in-process work gains (Evaluate of 500 examples
+  at 200 in flight, efficiency 0.87 against aiohttp's 0.78 in the same run;
+  0.80 against 0.55 on a busier machine), the daemon's /run at 200 clients
+  loses (0.69 against 0.78), and pyreqwest 0.15.1 is a beta whose defects are
+  only contained here (pooled connections after close, an abort at interpreter
+  exit held off by a timed wait, a cancellation lost to a closing client). Its
+  results need the GIL from its own thread, so its gain shrinks as the loop gets
+  busier; TLS is rustls; streams go over aiohttp.
 - `HttpxTransport` (`httpx_transport`): wraps a user's own `httpx.AsyncClient`
   (proxies, mTLS, event hooks, `httpx.MockTransport` in tests) or creates one.
 
-`build_transport(kind, ...)` makes one by name ("auto", its default and
-`ClientOptions`': pyreqwest when installed, else aiohttp). Each transport maps
+`build_transport(kind, ...)` makes one by name ("auto": pyreqwest when
+installed, else aiohttp). Each transport maps
 its library's failures once, through `map_errors()` and its `ErrorMap`: a
 timeout becomes `ProviderTimeout`, anything else on the wire
 `ProviderConnectionError`, each chained `from` the original; no library
@@ -294,7 +292,7 @@ def default_transport_kind() -> TransportKind:
 
 
 def build_transport(
-    kind: TransportKind = "auto", *, max_connections: int = 1024, keepalive_timeout: float = 30.0
+    kind: TransportKind = "aiohttp", *, max_connections: int = 1024, keepalive_timeout: float = 30.0
 ) -> Transport:
     """A new transport of `kind` with a pool of `max_connections` (0 = unlimited).
 

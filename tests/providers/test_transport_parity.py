@@ -354,13 +354,14 @@ async def _close_when_cancelled(transport: Transport) -> None:
 
 
 class TestDefault:
-    async def test_the_default_is_pyreqwest_when_installed(self) -> None:
-        """Clients and build_transport default to "auto": pyreqwest, installed by the dev
-        extras here (the `fast` extra), else aiohttp."""
-        assert ClientOptions().transport == "auto"
+    async def test_the_default_is_aiohttp_and_auto_picks_pyreqwest_when_installed(self) -> None:
+        """Clients and build_transport default to aiohttp; "auto" is pyreqwest, installed by
+        the dev extras here (the `fast` extra)."""
+        assert ClientOptions().transport == "aiohttp"
         assert default_transport_kind() == "pyreqwest"
-        made = build_transport()
-        try:
-            assert made.statistics().kind == "pyreqwest"
-        finally:
-            await made.aclose()
+        for kind, expected in (("aiohttp", "aiohttp"), ("auto", "pyreqwest")):
+            made = build_transport() if kind == "aiohttp" else build_transport("auto")
+            try:
+                assert made.statistics().kind == expected
+            finally:
+                await made.aclose()
