@@ -23,7 +23,7 @@ setting in turn).
 Prints one JSON line per figure.
 
 Run: .venv/bin/python bench/server.py [--rounds 3] [--runs 5] [--scale 1.0] [--skip-startup]
-     [--transports default,aiohttp]
+     [--transports default,pyreqwest]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from typing import Any
 
 from _common import ROOT, emit, run_dspy
 
+from lmvisor.config.schema import ProviderConfig
 from lmvisor.providers import default_transport_kind
 
 _TARGETS = {"startup": 1.5, "rss": 120.0, "efficiency": 0.8}
@@ -239,6 +240,12 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return merged
 
 
+def _shipped_transport() -> str:
+    """The transport a daemon runs with the shipped config (what "auto" would pick, if set)."""
+    shipped = ProviderConfig().transport
+    return default_transport_kind() if shipped == "auto" else shipped
+
+
 def _emit_round(
     found: dict[str, Any] | None,
     baseline: dict[str, Any] | None,
@@ -258,7 +265,7 @@ def _emit_round(
         higher_is_better=True,
         digits=1,
         clients=clients,
-        transport=default_transport_kind() if transport == "default" else transport,
+        transport=_shipped_transport() if transport == "default" else transport,
         shipped_transport=transport == "default",
         loop=loop,
         gc_tuning=gc,
