@@ -18,11 +18,10 @@ one pooled HTTP client. Three implementations, each in its own module:
 - `HttpxTransport` (`httpx_transport`): wraps a user's own `httpx.AsyncClient`
   (proxies, mTLS, event hooks, `httpx.MockTransport` in tests) or creates one.
 
-`build_transport(kind, ...)` makes one by name ("auto": pyreqwest when
-installed, else aiohttp). Each transport maps
-its library's failures once, through `map_errors()` and its `ErrorMap`: a
-timeout becomes `ProviderTimeout`, anything else on the wire
-`ProviderConnectionError`, each chained `from` the original; no library
+`build_transport(kind, ...)` makes one by name ("auto": pyreqwest when installed,
+else aiohttp). Each transport maps its library's failures once, through
+`map_errors()` and its `ErrorMap`: a timeout becomes `ProviderTimeout`, anything
+else on the wire `ProviderConnectionError`, each chained `from` the original; no library
 exception leaves a transport. HTTP statuses are not judged here: the caller
 receives every status and maps it with `errors.error_from_status`. Counting
 requests is the provider actor's job, not the transport's.
