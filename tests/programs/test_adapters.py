@@ -85,6 +85,25 @@ class TestCompatFixtures:
 
 
 class TestChatFormat:
+    def test_a_same_named_subclass_has_its_own_cached_prompt_parts(self) -> None:
+        """A user's subclass named ChatAdapter that words the structure its own way is not
+        served the built-in adapter's cached system message or output requirements."""
+        sig = Signature("question -> answer")
+
+        class Mine(ChatAdapter):
+            def format_field_structure(self, signature: type[Signature]) -> str:
+                return "my structure"
+
+            def _output_requirements(self, signature: type[Signature]) -> str:
+                return "my requirements"
+
+        Mine.__name__ = Mine.__qualname__ = "ChatAdapter"
+        builtin = ChatAdapter().format(sig, [], {"question": "q"})
+        mine = Mine().format(sig, [], {"question": "q"})
+        assert "my structure" not in builtin[0]["content"]
+        assert "my structure" in mine[0]["content"]
+        assert mine[-1]["content"].endswith("my requirements")
+
     def test_complete_and_incomplete_demos(self) -> None:
         """Incomplete demos come first with DSPy's note; complete ones follow; empty ones drop."""
         sig = Signature("question -> answer")

@@ -117,7 +117,7 @@ class ChatAdapter(Adapter):
         return [m if type(m) is dict else dict(m) for m in map(split_content_parts, messages)]
 
     def _system_message(self, signature: type[Signature]) -> str:
-        key = (type(self).__name__, "system")
+        key = (type(self), "system")  # the class itself: a same-named subclass has its own
         cached: str | None = signature._cache.get(key)
         if cached is None:
             cached = signature._cache[key] = (
@@ -140,7 +140,7 @@ class ChatAdapter(Adapter):
 
     def user_message_output_requirements(self, signature: type[Signature]) -> str:
         """The "Respond with the corresponding output fields..." line."""
-        key = (type(self).__name__, "requirements")
+        key = (type(self), "requirements")
         cached: str | None = signature._cache.get(key)
         if cached is None:
             cached = signature._cache[key] = self._output_requirements(signature)
