@@ -21,42 +21,36 @@ import subprocess
 import sys
 from pathlib import Path
 
-_DATA = Path(__file__).resolve().parent.parent / "tests" / "providers" / "data"
+_ROOT = Path(__file__).resolve().parent.parent  # the children import tests.providers
 
 _CHILD = """
-import asyncio, atexit, ssl, sys
-from aiohttp import web
+import asyncio, atexit, sys
 from lmvisor.providers import pyreqwest_transport
 from lmvisor.providers.errors import ProviderConnectionError
+from tests.providers._tls_server import start_tls_server
 
-async def main(data):
-    app = web.Application()
-    app.router.add_post("/", lambda request: web.json_response({}))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(data + "/loopback_cert.pem", data + "/loopback_key.pem")
-    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+async def main():
+    runner, url = await start_tls_server()
     transport = pyreqwest_transport.PyreqwestTransport()
     try:
         await transport.post_json(
-            "https://127.0.0.1:%d/" % runner.addresses[0][1],
-            headers={}, body=b"{}", timeout=5.0, provider="p", model="m",
+            url, headers={}, body=b"{}", timeout=5.0, provider="p", model="m",
         )
     except ProviderConnectionError:
         pass
     await transport.aclose()
     await runner.cleanup()
 
-asyncio.run(main(sys.argv[1]))
-if sys.argv[2] == "without":
+asyncio.run(main())
+if sys.argv[1] == "without":
     atexit.unregister(pyreqwest_transport._let_pyreqwest_settle)
 """
 
 
 def _child(mode: str) -> int:
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(_DATA), mode],
+        [sys.executable, "-c", _CHILD, mode],
+        cwd=_ROOT,
         capture_output=True,
         timeout=60,
         check=False,

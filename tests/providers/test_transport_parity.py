@@ -24,9 +24,10 @@ from lmvisor.providers.pyreqwest_transport import PyreqwestTransport, _let_pyreq
 from lmvisor.providers.transport import Transport, build_transport, default_transport_kind
 from lmvisor.testing._lm_lean import LeanServer
 from lmvisor.testing.lm_server import FaultRule, LMServer
+from tests.providers._tls_server import DATA
 from tests.providers.conftest import KEY
 
-DATA = Path(__file__).parent / "data"
+ROOT = DATA.parent.parent.parent  # the children import tests.providers
 BODY = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
 STREAM_BODY = BODY[:-1] + ', "stream": true}'
 HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
@@ -132,19 +133,12 @@ class TestParity:
 
 
 _TLS_CHILD = """
-import asyncio, os, ssl, sys
-from aiohttp import web
+import asyncio, os, sys
 from lmvisor.providers.transport import build_transport
+from tests.providers._tls_server import start_tls_server
 
-async def main(data):
-    app = web.Application()
-    app.router.add_post("/", lambda request: web.json_response({}))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(data + "/loopback_cert.pem", data + "/loopback_key.pem")
-    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
-    url = "https://127.0.0.1:%d/" % runner.addresses[0][1]
+async def main():
+    runner, url = await start_tls_server()
     for kind in ("aiohttp", "pyreqwest"):
         transport = build_transport(kind)
         try:
@@ -157,7 +151,7 @@ async def main(data):
         await transport.aclose()
     await runner.cleanup()
 
-asyncio.run(main(sys.argv[1]))
+asyncio.run(main())
 sys.stdout.flush()
 os._exit(0)  # pyreqwest can abort the interpreter at exit: not what this child checks
 """
@@ -175,7 +169,8 @@ class TestCARoots:
             shutil.copy(DATA / "test_ca.pem", tmp_path / "c2ecdbde.0")
             environ[env] = str(tmp_path)
         child = subprocess.run(
-            [sys.executable, "-c", _TLS_CHILD, str(DATA)],
+            [sys.executable, "-c", _TLS_CHILD],
+            cwd=ROOT,
             env=environ,
             capture_output=True,
             text=True,
