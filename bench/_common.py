@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROOT", "dspy_python", "emit", "run_dspy"]
+__all__ = ["ROOT", "dspy_python", "emit", "run_dspy", "shipped_transport"]
 
 ROOT = Path(__file__).resolve().parent.parent
 _DSPY_SIDE = ROOT / "bench" / "dspy_side"
@@ -99,3 +99,12 @@ def emit(
 
 def _note(text: str) -> None:
     print(json.dumps({"note": text}), file=sys.stderr, flush=True)
+
+
+def shipped_transport() -> str:
+    """The transport a provider built from the shipped config uses ("auto" resolved)."""
+    from lmvisor.config.schema import ProviderConfig
+    from lmvisor.providers import default_transport_kind
+
+    configured = ProviderConfig().transport
+    return default_transport_kind() if configured == "auto" else configured

@@ -38,13 +38,11 @@ import urllib.request
 from contextlib import AsyncExitStack
 from typing import Any
 
-from _common import emit, run_dspy
+from _common import emit, run_dspy, shipped_transport
 
 from lmvisor.config import load_config
-from lmvisor.config.schema import ProviderConfig
 from lmvisor.optimizers import COPRO, BootstrapFewShot, Evaluate, MIPROv2
 from lmvisor.programs import Example, Predict, context
-from lmvisor.providers import default_transport_kind
 from lmvisor.runtime import Runtime
 from lmvisor.services import start_lm_providers
 
@@ -166,8 +164,7 @@ def _eval_ideal() -> float:
 def _transports() -> tuple[str, list[str | None]]:
     """The shipped transport's name, and the transports to run: None (the shipped), then
     the other of aiohttp and pyreqwest when it is installed."""
-    configured = ProviderConfig().transport
-    shipped = default_transport_kind() if configured == "auto" else configured
+    shipped = shipped_transport()
     other = "aiohttp" if shipped == "pyreqwest" else "pyreqwest"
     if other == "pyreqwest" and importlib.util.find_spec("pyreqwest") is None:
         return shipped, [None]

@@ -48,13 +48,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from _common import emit, run_dspy
+from _common import emit, run_dspy, shipped_transport
 
 from lmvisor.config import load_config
-from lmvisor.config.schema import ProviderConfig
 from lmvisor.programs import Predict
 from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, Usage
-from lmvisor.providers import build_transport, default_transport_kind
+from lmvisor.providers import build_transport
 from lmvisor.runtime.observe.process_logging import configure_process_logging
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.services import start_lm_providers
@@ -255,8 +254,7 @@ async def _bare_runs(url: str, transport: str, plan: list[tuple[int, int, int]])
 
 
 def _sequential(server: _Server, dspy_us: float | None) -> None:
-    shipped = ProviderConfig().transport
-    default = default_transport_kind() if shipped == "auto" else shipped
+    default = shipped_transport()
     for transport in _TRANSPORTS:
         before = server.cpu_seconds()
         calls = _SEQ_RUNS * _SEQ_CALLS

@@ -43,10 +43,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, emit, run_dspy
-
-from lmvisor.config.schema import ProviderConfig
-from lmvisor.providers import default_transport_kind
+from _common import ROOT, emit, run_dspy, shipped_transport
 
 _TARGETS = {"startup": 1.5, "rss": 120.0, "efficiency": 0.8}
 _IDLE = 1.0
@@ -240,12 +237,6 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return merged
 
 
-def _shipped_transport() -> str:
-    """The transport a daemon runs with the shipped config (what "auto" would pick, if set)."""
-    shipped = ProviderConfig().transport
-    return default_transport_kind() if shipped == "auto" else shipped
-
-
 def _emit_round(
     found: dict[str, Any] | None,
     baseline: dict[str, Any] | None,
@@ -265,7 +256,7 @@ def _emit_round(
         higher_is_better=True,
         digits=1,
         clients=clients,
-        transport=_shipped_transport() if transport == "default" else transport,
+        transport=shipped_transport() if transport == "default" else transport,
         shipped_transport=transport == "default",
         loop=loop,
         gc_tuning=gc,
