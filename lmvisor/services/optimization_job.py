@@ -263,6 +263,10 @@ def _read_jsonl(path: Path, field: str) -> list[Mapping[str, Any]]:
         raise OptimizationSpecError(
             field=field, problem=f"cannot read {str(path)!r}: {exc}"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise OptimizationSpecError(
+            field=field, problem=f"{str(path)!r} is not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
     rows: list[Mapping[str, Any]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -272,6 +276,10 @@ def _read_jsonl(path: Path, field: str) -> list[Mapping[str, Any]]:
         except ValueError as exc:
             raise OptimizationSpecError(
                 field=f"{field}:{number}", problem=f"not valid JSON: {exc}"
+            ) from None
+        except RecursionError:
+            raise OptimizationSpecError(
+                field=f"{field}:{number}", problem="not valid JSON: nested too deeply"
             ) from None
         if not isinstance(row, Mapping):
             raise OptimizationSpecError(field=f"{field}:{number}", problem="must be a JSON object")

@@ -102,6 +102,25 @@ class TestSubmit:
             await optimization_status(coordinator, "x")
         assert await list_optimizations(coordinator) == []
 
+    async def test_hostile_jsonl_is_a_typed_error(self, runtime: Runtime, tmp_path: Path) -> None:
+        """A JSONL line nested past the decoder's depth, or a file not in UTF-8, is refused
+        at submit with the line named; the coordinator keeps serving."""
+        coordinator = await _start(runtime, SlowLM())
+        deep, latin = tmp_path / "deep.jsonl", tmp_path / "latin.jsonl"
+        deep.write_text('{"question": "q", "answer": "a"}\n' + "[" * 100_000 + "\n")
+        latin.write_bytes(b'{"question": "caf\xe9", "answer": "a"}\n')
+        with pytest.raises(
+            OptimizationSpecError,
+            match=r"^invalid optimization job at trainset:2: not valid JSON: nested too deeply$",
+        ):
+            await submit_optimization(coordinator, {**_copro(), "trainset": str(deep)})
+        with pytest.raises(
+            OptimizationSpecError,
+            match=r"^invalid optimization job at trainset: '.*latin.jsonl' is not UTF-8 \(",
+        ):
+            await submit_optimization(coordinator, {**_copro(), "trainset": str(latin)})
+        assert await list_optimizations(coordinator) == []
+
     async def test_a_spec_naming_models_needs_lm_for(self, runtime: Runtime) -> None:
         """An inline two_step program is built at submit with the given `lm_for` (its model
         names resolved there); without one it is refused, naming the field."""
