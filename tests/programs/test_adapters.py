@@ -462,3 +462,10 @@ class TestDeepNesting:
         )
         with pytest.raises(AdapterParseError):
             adapter.parse(sig, completion)
+
+    def test_lone_surrogate_is_a_parse_error(self) -> None:
+        """A completion holding a lone surrogate (text no UTF-8 can carry) is not XML."""
+        from lmvisor.programs.adapters import XMLAdapter
+
+        with pytest.raises(AdapterParseError, match=r": not XML: surrogates not allowed$"):
+            XMLAdapter().parse(Signature("q -> a"), "<a>\ud800</a>")
