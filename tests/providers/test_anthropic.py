@@ -133,8 +133,10 @@ class TestMessageMapping:
         with pytest.raises(ValueError, match=message):
             to_anthropic_messages([{"role": "assistant", "content": None, "tool_calls": calls}])
 
-    def test_bad_tool_arguments(self) -> None:
-        """Assistant tool-call arguments that are not JSON are a ValueError naming them."""
+    @pytest.mark.parametrize("arguments", ["{bad", "[" * 100_000])
+    def test_bad_tool_arguments(self, arguments: str) -> None:
+        """Assistant tool-call arguments that are not JSON (or nested past the decoder's
+        depth) are a ValueError naming them."""
         with pytest.raises(
             ValueError, match=r"^messages\[0\]\.tool_calls\[0\]\.function\.arguments is not"
         ):
@@ -143,7 +145,7 @@ class TestMessageMapping:
                     {
                         "role": "assistant",
                         "content": None,
-                        "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": "{bad"}}],
+                        "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": arguments}}],
                     }
                 ]
             )
