@@ -147,7 +147,6 @@ class StateError(ProgramError, ValueError):
         self.problem = problem
 
 
-
 def _clip(text: str) -> str:
     """`text`, or its first `_SHOWN` characters and how long it was."""
     return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} chars)"

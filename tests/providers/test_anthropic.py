@@ -145,7 +145,9 @@ class TestMessageMapping:
                     {
                         "role": "assistant",
                         "content": None,
-                        "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": arguments}}],
+                        "tool_calls": [
+                            {"id": "t", "function": {"name": "f", "arguments": arguments}}
+                        ],
                     }
                 ]
             )
