@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -187,6 +188,25 @@ class TestBadSpecs:
                 {"module": "Predict", "signature": "a -> b", "config": {"api_key": "sk-x"}},
                 "config.api_key",
                 "not a generation option",
+            ),
+            (
+                {"module": "Predict", "signature": "a -> b", "config": {"temperature": math.nan}},
+                "config.temperature",
+                "numbers must be finite",
+            ),
+            (
+                {"module": "Predict", "signature": "a -> b", "config": {"max_tokens": math.inf}},
+                "config.max_tokens",
+                "numbers must be finite",
+            ),
+            (
+                {
+                    "module": "Predict",
+                    "signature": "a -> b",
+                    "config": {"logit_bias": {"1": -math.inf}},
+                },
+                "config.logit_bias",
+                "numbers must be finite",
             ),
             (
                 {"module": "Predict", "signature": "a -> b", "descriptions": {"z": "?"}},
