@@ -189,14 +189,31 @@ def error_body(
     body: dict[str, Any] = {
         "error": {
             "code": code,
-            "message": message,
-            "field": field,
+            "message": _utf8(message),
+            "field": None if field is None else _utf8(field),
             "correlation_id": correlation_id or current_correlation_id(),
         }
     }
     if problems is not None:
-        body["errors"] = [problem.model_dump() for problem in problems]
+        body["errors"] = [_problem(problem) for problem in problems]
     return body
+
+
+def _utf8(text: str) -> str:
+    """`text` with any lone surrogate (from a request's `\\ud800` escape) written as its escape.
+
+    An error names what the caller sent; a lone surrogate there cannot be encoded, and
+    the answer would become a bare 500.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _problem(problem: FieldProblem) -> dict[str, str]:
+    return {"field": _utf8(problem.field), "message": _utf8(problem.message)}
 
 
 def error_payload(exc: BaseException) -> tuple[int, dict[str, Any]]:
@@ -234,7 +251,7 @@ def validation_response(exc: RequestValidationError) -> Response:
     first = problems[0] if problems else FieldProblem(field="request", message="invalid")
     message = first.message if len(problems) <= 1 else f"{first.message} (+{len(problems) - 1})"
     body = error_body("validation_error", f"{first.field}: {message}", field=first.field)
-    body["errors"] = [problem.model_dump() for problem in problems]
+    body["errors"] = [_problem(problem) for problem in problems]
     return JSONResponse(body, status_code=422)
 
 
