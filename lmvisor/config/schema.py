@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal, final
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -63,8 +64,15 @@ def _check_names(kind: str, names: dict[str, object]) -> None:
 
 
 def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
-    if value is not None and not value.startswith(schemes):
+    if value is None:
+        return value
+    if not value.startswith(schemes):
         raise ValueError(f"must start with one of {', '.join(schemes)}")
+    try:
+        urlsplit(value).port  # noqa: B018 - reading it checks the port (and an IPv6 host)
+    except ValueError:
+        # Not urllib's message: it quotes the URL's pieces, and the URL may hold a password.
+        raise ValueError("is not a well-formed URL (its host or port cannot be read)") from None
     return value
 
 

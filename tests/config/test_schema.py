@@ -65,6 +65,22 @@ class TestValidation:
         with pytest.raises(ValidationError, match="must start with one of http://, https://"):
             ProviderConfig(base_url="ftp://example")
 
+    @pytest.mark.parametrize(
+        ("variable", "url"),
+        [
+            ("CACHE__L2_REDIS_URL", "redis://:hunter2@127.0.0.1:notaport/0"),
+            ("CACHE__L2_REDIS_URL", "redis://:hunter2@127.0.0.1:99999/0"),
+            ("CACHE__L2_REDIS_URL", "redis://user:hunter2@[::1/0"),
+            ("PROVIDERS__OPENAI__BASE_URL", "http://u:hunter2@127.0.0.1:http/v1"),
+        ],
+    )
+    def test_urls_must_be_well_formed(self, variable: str, url: str) -> None:
+        """A URL whose port or host cannot be read is refused at load (the daemon failed to
+        start its cache with a bare ValueError), and the message quotes none of it."""
+        with pytest.raises(ConfigError, match=r"is not a well-formed URL") as info:
+            load_config(env={f"LMVISOR_{variable}": url})
+        assert "hunter2" not in str(info.value) and "hunter2" not in repr(info.value.to_dict())
+
     def test_rate_limiter_needs_a_limit(self) -> None:
         """A rate limiter entry without a limit is incomplete."""
         with pytest.raises(ValidationError, match="limit"):
