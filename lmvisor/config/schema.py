@@ -279,7 +279,8 @@ class EventsConfig(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    ring_size: int = Field(default=10_000, ge=1)
+    ring_size: int = Field(default=10_000, ge=1, le=100_000_000)
+    """Events kept in memory (bounded: the ring is a deque, whose length is a C size)."""
     sqlite_path: Path | None = None
     batch_size: int = Field(default=256, ge=1)
     flush_interval: float = Field(default=0.5, gt=0)
@@ -341,7 +342,8 @@ class ServerConfig(BaseModel):
     request_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_request_timeout: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
     gc_tuning: bool = True
-    gc_gen0_threshold: int = Field(default=50_000, ge=100)
+    gc_gen0_threshold: int = Field(default=50_000, ge=100, le=2**31 - 1)
+    """At most a C int: `gc.set_threshold` takes nothing larger."""
     loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     access_log: bool = True
     sse_heartbeat: float = Field(default=15.0, gt=0, allow_inf_nan=False)

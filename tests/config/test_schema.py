@@ -81,6 +81,19 @@ class TestValidation:
             load_config(env={f"LMVISOR_{variable}": url})
         assert "hunter2" not in str(info.value) and "hunter2" not in repr(info.value.to_dict())
 
+    @pytest.mark.parametrize(
+        ("variable", "path"),
+        [
+            ("LMVISOR_EVENTS__RING_SIZE", "events.ring_size"),
+            ("LMVISOR_SERVER__GC_GEN0_THRESHOLD", "server.gc_gen0_threshold"),
+        ],
+    )
+    def test_sizes_past_what_c_takes_are_refused(self, variable: str, path: str) -> None:
+        """A count the runtime hands to C (a deque's length, gc's threshold) is bounded at
+        load; 10**30 stopped the daemon at start with an OverflowError."""
+        with pytest.raises(ConfigError, match=rf"{path}: Input should be less than or equal"):
+            load_config(env={variable: str(10**30)})
+
     def test_rate_limiter_needs_a_limit(self) -> None:
         """A rate limiter entry without a limit is incomplete."""
         with pytest.raises(ValidationError, match="limit"):
