@@ -102,6 +102,11 @@ class TestProgramsOverHttp:
                     headers={"content-type": "application/json"},
                 ),
                 client.post("/v1/programs/missing/run", json={"inputs": {}}),
+                client.post(
+                    f"/v1/programs/{program_id}/run",
+                    content=b'{"inputs": {"question": ' + b"[" * 990 + b"]" * 990 + b"}}",
+                    headers={"content-type": "application/json"},
+                ),
             ]
         found = [
             (a.status_code, a.json()["error"]["code"], a.json()["error"]["field"]) for a in answers
@@ -112,6 +117,7 @@ class TestProgramsOverHttp:
             (422, "invalid_input", "inputs.question"),
             (400, "bad_request", "body"),
             (404, "unknown_module", None),
+            (422, "invalid_input", "inputs"),
         ]
 
     def test_a_lone_surrogate_in_a_named_field_is_a_typed_4xx(
