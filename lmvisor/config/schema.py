@@ -3,7 +3,8 @@
 Every model forbids unknown keys, so a typo is an error rather than a silently
 ignored setting, and is immutable: a change is a new validated tree (see
 `lmvisor.config.loading.replace_value`). Secrets are `SecretStr`, shown as
-`'**********'` in every repr and JSON dump.
+`'**********'` in every repr and JSON dump; so is the password inside a URL
+(`providers.*.base_url`, `cache.l2_redis_url`) in JSON dumps.
 
 Defaults worth knowing:
 
@@ -26,9 +27,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal, final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
@@ -63,6 +64,10 @@ def _check_names(kind: str, names: dict[str, object]) -> None:
             raise ValueError(f"{kind} name {name!r} must be lowercase letters, digits, '_' or '-'")
 
 
+_MASK = "**********"
+"""How a secret is shown: as pydantic shows a `SecretStr`."""
+
+
 def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
     if value is None:
         return value
@@ -74,6 +79,23 @@ def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
         # Not urllib's message: it quotes the URL's pieces, and the URL may hold a password.
         raise ValueError("is not a well-formed URL (its host or port cannot be read)") from None
     return value
+
+
+def _masked_url(value: str | None) -> str | None:
+    """`value` with a password (`scheme://user:pw@host`, or `?password=`) shown as a secret is."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    shown = value
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:{_MASK}@{host}"
+        shown = shown.replace(parts.netloc, netloc, 1)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key.lower() == "password" for key, _ in pairs):
+        masked = [(k, _MASK if k.lower() == "password" else v) for k, v in pairs]
+        shown = shown.replace(f"?{parts.query}", f"?{urlencode(masked, safe='*')}", 1)
+    return shown
 
 
 @final
@@ -191,6 +213,10 @@ class ProviderConfig(BaseModel):
     def _base_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("http://", "https://"))
 
+    @field_serializer("base_url", when_used="json")
+    def _shown_base_url(self, value: str | None) -> str | None:
+        return _masked_url(value)
+
 
 @final
 class CircuitBreakerConfig(BaseModel):
@@ -271,6 +297,10 @@ class CacheConfig(BaseModel):
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("redis://", "rediss://", "unix://"))
+
+    @field_serializer("l2_redis_url", when_used="json")
+    def _shown_redis_url(self, value: str | None) -> str | None:
+        return _masked_url(value)
 
 
 @final

@@ -143,6 +143,33 @@ class TestSecrets:
         config = LmvisorConfig.model_validate({"server": {"token": "hunter2-token"}})
         assert "hunter2-token" not in repr(config)
 
+    @pytest.mark.parametrize(
+        ("url", "shown"),
+        [
+            ("redis://:hunter2@127.0.0.1:6379/0", "redis://:**********@127.0.0.1:6379/0"),
+            ("rediss://me:hunter2@h:6380/1?x=y", "rediss://me:**********@h:6380/1?x=y"),
+            (
+                "unix:///tmp/r.sock?db=0&password=hunter2",
+                "unix:///tmp/r.sock?db=0&password=**********",
+            ),
+            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ],
+    )
+    def test_passwords_in_urls_are_masked_in_json(self, url: str, shown: str) -> None:
+        """A password in the Redis URL or a provider's base URL is stars in JSON dumps (what
+        `GET /v1/config` and `lmvisor config check` show); the setting itself is whole."""
+        config = LmvisorConfig.model_validate(
+            {
+                "cache": {"l2_redis_url": url},
+                "providers": {"local": {"base_url": "http://u:hunter2@127.0.0.1:1/v1"}},
+            }
+        )
+        dumped = config.model_dump(mode="json")
+        assert dumped["cache"]["l2_redis_url"] == shown
+        assert dumped["providers"]["local"]["base_url"] == "http://u:**********@127.0.0.1:1/v1"
+        assert "hunter2" not in config.model_dump_json()
+        assert config.cache.l2_redis_url == url
+
 
 class TestServerConfig:
     def test_defaults(self) -> None:
