@@ -45,7 +45,7 @@ from lmvisor.programs._spec_adapters import (
     parse_adapter_spec,
 )
 from lmvisor.programs.chain_of_thought import ChainOfThought
-from lmvisor.programs.errors import ProgramError, SignatureError, StateError
+from lmvisor.programs.errors import ProgramError, SignatureError, StateError, _clip
 from lmvisor.programs.generation_options import GENERATION_OPTIONS
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
@@ -77,9 +77,10 @@ class ProgramSpecError(ProgramError, ValueError):
     code = "program_spec_error"
 
     def __init__(self, *, field: str, problem: str) -> None:
+        # `problem` may quote the caller's text (a 50 kB signature): the message shows a piece.
         super().__init__(
-            f"invalid program spec at {field}: {problem}",
-            context={"field": field, "problem": problem},
+            f"invalid program spec at {field}: {_clip(problem)}",
+            context={"field": field, "problem": _clip(problem)},
         )
         self.field = field
         self.problem = problem

@@ -295,3 +295,11 @@ class TestBadSpecs:
             )
         assert "sk-secret" not in str(err.value)
         assert "sk-secret" not in json.dumps(err.value.to_dict())
+
+    def test_a_huge_signature_is_not_echoed_whole(self) -> None:
+        """A 50 kB malformed signature's error shows a clipped piece and its length."""
+        text = "a: " + "list[" * 10_000 + " -> b"
+        with pytest.raises(ProgramSpecError) as info:
+            build_program(parse_program_spec({"module": "Predict", "signature": text}))
+        assert info.value.field == "signature" and len(info.value.problem) > 50_000
+        assert len(str(info.value)) < 400 and str(info.value).endswith(" chars)")
