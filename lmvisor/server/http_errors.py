@@ -115,6 +115,8 @@ _CODE_BY_STATUS: Final[Mapping[int, str]] = {
     503: "unavailable",
 }
 _INTERNAL: Final = "internal server error"
+_MAX_MESSAGE: Final = 2000
+"""The most characters of an error message a body carries: one quoting a huge input stays small."""
 
 
 @final
@@ -189,7 +191,7 @@ def error_body(
     body: dict[str, Any] = {
         "error": {
             "code": code,
-            "message": _utf8(message),
+            "message": _utf8(_clipped(message)),
             "field": None if field is None else _utf8(field),
             "correlation_id": correlation_id or current_correlation_id(),
         }
@@ -197,6 +199,13 @@ def error_body(
     if problems is not None:
         body["errors"] = [_problem(problem) for problem in problems]
     return body
+
+
+def _clipped(message: str) -> str:
+    """`message`, cut to `_MAX_MESSAGE` characters: an error quoting a huge input stays small."""
+    if len(message) <= _MAX_MESSAGE:
+        return message
+    return f"{message[:_MAX_MESSAGE]}...[{len(message) - _MAX_MESSAGE} more chars]"
 
 
 def _utf8(text: str) -> str:

@@ -116,6 +116,13 @@ class TestErrorResponse:
             [{"field": "\\ud800", "message": "y"}],
         )
 
+    def test_a_huge_message_is_cut(self) -> None:
+        """An error quoting a huge input (a 1 MB metric path, say) carries 2,000 characters
+        of its message and how many more there were."""
+        response = error_response(ServiceInputError(field="metric", problem="x" * 1_000_000))
+        message = json.loads(bytes(response.body))["error"]["message"]
+        assert len(message) < 2_100 and message.endswith("x...[998016 more chars]")
+
     def test_retry_after_is_rounded_up(self) -> None:
         """An error carrying retry_after sets Retry-After in whole seconds, rounded up."""
         response = error_response(RateLimited(name="x", retry_after=1.2))
