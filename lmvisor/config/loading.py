@@ -185,6 +185,13 @@ def _read_toml(layers: _Layers, path: str | os.PathLike[str] | None) -> None:
     except tomllib.TOMLDecodeError as exc:
         layers.problems.append(ConfigProblem("<file>", f"invalid TOML: {exc}", source))
         return
+    except RecursionError:
+        layers.problems.append(ConfigProblem("<file>", "invalid TOML: nested too deeply", source))
+        return
+    except ValueError:  # an integer too long to convert, past Python's digit limit
+        reason = "invalid TOML: a number is too long"
+        layers.problems.append(ConfigProblem("<file>", reason, source))
+        return
     layers.merge((), data, source)
 
 
@@ -205,14 +212,28 @@ def _read_env(layers: _Layers, environ: Mapping[str, str]) -> None:
             reason = f"a variable is {ENV_PREFIX}NAME or {ENV_PREFIX}NAME__SUBNAME..."
             layers.problems.append(ConfigProblem(variable, reason, source))
             continue
-        layers.set(keys, _env_value(environ[variable]), source)
+        try:
+            value = _env_value(environ[variable])
+        except ValueError as exc:
+            layers.problems.append(ConfigProblem(variable, str(exc), source))
+            continue
+        layers.set(keys, value, source)
 
 
 def _env_value(raw: str) -> Any:
-    """A JSON object or array is parsed (for whole tables); anything else stays a string."""
+    """A JSON object or array is parsed (for whole tables); anything else stays a string.
+
+    Raises:
+        ValueError: it is JSON no one can read (nested too deeply, a number too long);
+            the message does not show the value, which may be a secret.
+    """
     if raw[:1] in ("{", "["):
         try:
             return json.loads(raw)
         except json.JSONDecodeError:
             return raw
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+        except ValueError:
+            raise ValueError("JSON with a number too long to convert") from None
     return raw

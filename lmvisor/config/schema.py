@@ -3,7 +3,8 @@
 Every model forbids unknown keys, so a typo is an error rather than a silently
 ignored setting, and is immutable: a change is a new validated tree (see
 `lmvisor.config.loading.replace_value`). Secrets are `SecretStr`, shown as
-`'**********'` in every repr and JSON dump.
+`'**********'` in every repr and JSON dump; so is the password inside a URL
+(`providers.*.base_url`, `cache.l2_redis_url`) in JSON dumps.
 
 Defaults worth knowing:
 
@@ -26,8 +27,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal, final
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
@@ -62,10 +64,38 @@ def _check_names(kind: str, names: dict[str, object]) -> None:
             raise ValueError(f"{kind} name {name!r} must be lowercase letters, digits, '_' or '-'")
 
 
+_MASK = "**********"
+"""How a secret is shown: as pydantic shows a `SecretStr`."""
+
+
 def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
-    if value is not None and not value.startswith(schemes):
+    if value is None:
+        return value
+    if not value.startswith(schemes):
         raise ValueError(f"must start with one of {', '.join(schemes)}")
+    try:
+        urlsplit(value).port  # noqa: B018 - reading it checks the port (and an IPv6 host)
+    except ValueError:
+        # Not urllib's message: it quotes the URL's pieces, and the URL may hold a password.
+        raise ValueError("is not a well-formed URL (its host or port cannot be read)") from None
     return value
+
+
+def _masked_url(value: str | None) -> str | None:
+    """`value` with a password (`scheme://user:pw@host`, or `?password=`) shown as a secret is."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    shown = value
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:{_MASK}@{host}"
+        shown = shown.replace(parts.netloc, netloc, 1)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key.lower() == "password" for key, _ in pairs):
+        masked = [(k, _MASK if k.lower() == "password" else v) for k, v in pairs]
+        shown = shown.replace(f"?{parts.query}", f"?{urlencode(masked, safe='*')}", 1)
+    return shown
 
 
 @final
@@ -183,6 +213,10 @@ class ProviderConfig(BaseModel):
     def _base_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("http://", "https://"))
 
+    @field_serializer("base_url", when_used="json")
+    def _shown_base_url(self, value: str | None) -> str | None:
+        return _masked_url(value)
+
 
 @final
 class CircuitBreakerConfig(BaseModel):
@@ -264,6 +298,10 @@ class CacheConfig(BaseModel):
     def _redis_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("redis://", "rediss://", "unix://"))
 
+    @field_serializer("l2_redis_url", when_used="json")
+    def _shown_redis_url(self, value: str | None) -> str | None:
+        return _masked_url(value)
+
 
 @final
 class EventsConfig(BaseModel):
@@ -271,7 +309,8 @@ class EventsConfig(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    ring_size: int = Field(default=10_000, ge=1)
+    ring_size: int = Field(default=10_000, ge=1, le=100_000_000)
+    """Events kept in memory (bounded: the ring is a deque, whose length is a C size)."""
     sqlite_path: Path | None = None
     batch_size: int = Field(default=256, ge=1)
     flush_interval: float = Field(default=0.5, gt=0)
@@ -333,7 +372,8 @@ class ServerConfig(BaseModel):
     request_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_request_timeout: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
     gc_tuning: bool = True
-    gc_gen0_threshold: int = Field(default=50_000, ge=100)
+    gc_gen0_threshold: int = Field(default=50_000, ge=100, le=2**31 - 1)
+    """At most a C int: `gc.set_threshold` takes nothing larger."""
     loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     access_log: bool = True
     sse_heartbeat: float = Field(default=15.0, gt=0, allow_inf_nan=False)

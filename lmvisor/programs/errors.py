@@ -16,7 +16,7 @@ treats any bad value as a `ValueError` keeps working.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from lmvisor.runtime.errors import LmvisorError
 
@@ -29,6 +29,9 @@ __all__ = [
     "SignatureError",
     "StateError",
 ]
+
+_SHOWN: Final = 200
+"""The most characters of a signature (or a piece of it) an error message shows."""
 
 
 class ProgramError(LmvisorError):
@@ -43,9 +46,11 @@ class SignatureError(ProgramError, ValueError):
     code = "signature_error"
 
     def __init__(self, *, signature: str, part: str, problem: str) -> None:
+        # The attributes keep the text whole; the message and context show at most
+        # `_SHOWN` characters of each piece, so a hostile 100 kB signature is not echoed thrice.
         super().__init__(
-            f"invalid signature {signature!r}: {problem} (at {part!r})",
-            context={"signature": signature, "part": part, "problem": problem},
+            f"invalid signature {_shown(signature)}: {_clip(problem)} (at {_shown(part)})",
+            context={"signature": _clip(signature), "part": _clip(part), "problem": _clip(problem)},
         )
         self.signature = signature
         self.part = part
@@ -140,3 +145,13 @@ class StateError(ProgramError, ValueError):
         )
         self.where = where
         self.problem = problem
+
+
+def _clip(text: str) -> str:
+    """`text`, or its first `_SHOWN` characters and how long it was."""
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} chars)"
+
+
+def _shown(text: str) -> str:
+    """`text` quoted, clipped as `_clip` clips it (outside the quotes)."""
+    return repr(text) if len(text) <= _SHOWN else f"{text[:_SHOWN]!r}... ({len(text)} chars)"

@@ -332,12 +332,20 @@ def _jsonable(value: Any) -> Any:
 
 
 def _loads(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        import json_repair
+    """JSON `text`, repaired if slightly broken.
 
-        return json_repair.loads(text)
+    Raises:
+        ValueError: it is nested too deeply for either decoder.
+    """
+    try:
+        try:
+            return json.loads(text)
+        except ValueError:
+            import json_repair
+
+            return json_repair.loads(text)
+    except RecursionError:
+        raise ValueError("tool call JSON is nested too deeply") from None
 
 
 def _is_call(data: Mapping[str, Any]) -> bool:

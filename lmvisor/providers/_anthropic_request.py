@@ -110,7 +110,7 @@ def _assistant(message: Mapping[str, Any], where: str) -> dict[str, Any]:
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise ValueError(
                     f"{where}.tool_calls[{j}].function.arguments is not valid JSON"
                 ) from None

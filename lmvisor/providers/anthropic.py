@@ -271,14 +271,17 @@ class _AnthropicStream(StreamState):
             )
         if kind == "message_start":
             message = self._object(data, "message", kind)
-            self._reported = str(message.get("model") or "")
+            model = message.get("model")
+            self._reported = model if isinstance(model, str) else ""
             self._usage.update(self._object(message, "usage", "message_start.message"))
         elif kind == "content_block_start":
             block = self._object(data, "content_block", kind)
             if block.get("type") == "tool_use":
                 self._tools[wire_int(data.get("index"), MAX_INDEX)] = {"block": block, "args": []}
         elif kind == "message_delta":
-            self._stop = self._object(data, "delta", kind).get("stop_reason") or self._stop
+            stop = self._object(data, "delta", kind).get("stop_reason")
+            if isinstance(stop, str) and stop:  # as `_parse` reads it: anything else is no reason
+                self._stop = stop
             usage = self._object(data, "usage", kind)
             self._usage.update({k: v for k, v in usage.items() if v})
         elif kind == "message_stop":

@@ -131,7 +131,14 @@ class _OpenAIWire(HttpVendorClient):
         if content is None:
             return ""
         if isinstance(content, list):
-            return "".join(part.get("text", "") for part in content if isinstance(part, Mapping))
+            texts: list[str] = []
+            for j, part in enumerate(content):
+                text = part.get("text", "") if isinstance(part, Mapping) else ""
+                if not isinstance(text, str):
+                    where = f"choices[{index}].message.content[{j}].text"
+                    raise shape_error(self._name, model, where, "expected a string")
+                texts.append(text)
+            return "".join(texts)
         raise shape_error(
             self._name, model, f"choices[{index}].message.content", "expected a string"
         )

@@ -15,6 +15,7 @@ from typing import final
 __all__ = ["SSEDecoder", "SSEEvent", "iter_sse"]
 
 _BOM = b"\xef\xbb\xbf"
+_MAX_DIGITS = 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +32,13 @@ class SSEEvent:
 class SSEDecoder:
     """Incremental decoder: `feed(chunk)` returns the events that chunk completed."""
 
-    __slots__ = ("_buffer", "_data", "_event", "_last_id", "_retry", "_started")
+    __slots__ = ("_data", "_event", "_held", "_last_id", "_retry", "_started")
 
     def __init__(self) -> None:
         self._started = False  # past the point where a leading BOM could be
-        self._buffer = b""
+        # The unterminated tail, in the pieces it arrived in: a chunk that ends no line
+        # is appended, not joined, so a line sent in many chunks costs linear time.
+        self._held: list[bytes] = []
         self._data: list[str] = []
         self._event = ""
         self._last_id: str | None = None
@@ -43,10 +46,19 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Decode `chunk` (any split) and return the events it completed, in order."""
-        buffer = self._buffer + chunk if self._buffer else chunk
+        held = self._held
+        if (
+            self._started
+            and b"\n" not in chunk
+            and b"\r" not in chunk
+            and not (held and held[-1].endswith(b"\r"))
+        ):
+            held.append(chunk)  # no line ends here: nothing to decode yet
+            return []
+        buffer = b"".join((*held, chunk)) if held else chunk
         if not self._started:
             if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
-                self._buffer = buffer  # maybe a BOM split across chunks: wait for more
+                self._held = [buffer]  # maybe a BOM split across chunks: wait for more
                 return []
             self._started = True
             if buffer.startswith(_BOM):
@@ -55,9 +67,9 @@ class SSEDecoder:
         # The last piece is incomplete unless terminated; a trailing "\r" may be half
         # of a "\r\n" split across chunks, so it waits for the next chunk too.
         if lines and (not lines[-1].endswith((b"\n", b"\r")) or lines[-1].endswith(b"\r")):
-            self._buffer = lines.pop()
+            self._held = [lines.pop()]
         else:
-            self._buffer = b""
+            self._held = []
         events: list[SSEEvent] = []
         for raw in lines:
             event = self._line(raw.rstrip(b"\r\n").decode("utf-8", "replace"))
@@ -68,11 +80,12 @@ class SSEDecoder:
     def flush(self) -> list[SSEEvent]:
         """End of stream: process a held-back final line; drop an undispatched event."""
         events: list[SSEEvent] = []
-        if self._buffer.endswith(b"\r"):
-            event = self._line(self._buffer.rstrip(b"\r").decode("utf-8", "replace"))
+        tail = b"".join(self._held)
+        if tail.endswith(b"\r"):
+            event = self._line(tail.rstrip(b"\r").decode("utf-8", "replace"))
             if event is not None:
                 events.append(event)
-        self._buffer = b""
+        self._held = []
         self._data.clear()
         self._event = ""
         return events
@@ -92,7 +105,9 @@ class SSEDecoder:
         elif name == "id":
             if "\0" not in value:
                 self._last_id = value
-        elif name == "retry" and value.isdigit():
+        elif name == "retry" and value.isascii() and value.isdigit() and len(value) <= _MAX_DIGITS:
+            # ASCII digits only, as the standard says ("²" is a digit int() refuses), and
+            # few enough for int() to take.
             self._retry = int(value)
         return None
 

@@ -87,7 +87,7 @@ def program_ref(argument: str) -> ProgramRef:
         return ProgramRef(argument)
     try:
         raw = path.read_bytes()
-        data = json.loads(raw)
+        data = _loads(raw)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(f"cannot read {argument!r}: {exc}", param_hint="PROGRAM") from exc
     if not isinstance(data, dict):
@@ -112,7 +112,7 @@ def parse_inputs(items: Iterable[str]) -> dict[str, Any]:
             raise typer.BadParameter(f"{item!r} is not k=v or k:=JSON", param_hint="--input")
         if name.endswith(":"):
             try:
-                inputs[name[:-1]] = json.loads(value)
+                inputs[name[:-1]] = _loads(value)
             except ValueError as exc:
                 raise typer.BadParameter(
                     f"{item!r}: the value is not JSON ({exc})", param_hint="--input"
@@ -132,7 +132,7 @@ def load_job_spec(path: Path, *, inline: bool) -> dict[str, Any]:
     """
     try:
         text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        data = _toml_loads(text) if path.suffix == ".toml" else _loads(text)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(f"cannot read {str(path)!r}: {exc}", param_hint="SPEC") from exc
     if not isinstance(data, dict):
@@ -148,9 +148,25 @@ def load_job_spec(path: Path, *, inline: bool) -> dict[str, Any]:
 def _read_rows(path: Path, name: str) -> list[Any]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        return [_loads(line) for line in lines if line.strip()]
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(f"{name} {str(path)!r}: {exc}", param_hint="SPEC") from exc
+
+
+def _loads(text: str | bytes) -> Any:
+    """JSON `text`; nesting too deep to decode is a `ValueError` like any other bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _toml_loads(text: str) -> dict[str, Any]:
+    """TOML `text`; nesting too deep to decode is a `ValueError` like any other bad TOML."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise ValueError("TOML nested too deeply") from None
 
 
 # --- run --------------------------------------------------------------------------

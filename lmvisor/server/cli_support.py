@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, final
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -151,9 +152,24 @@ def print_json(data: Any) -> None:
 
 
 def client(url: str, token: str | None) -> DaemonClient:
-    """A client for the daemon at `url`."""
+    """A client for the daemon at `url`.
+
+    Raises:
+        typer.BadParameter: `url` is not an http(s) URL whose host and port read, or
+            `token` is not printable ASCII (what an HTTP header can carry). Neither
+            message quotes the value: both may hold a secret.
+    """
     from lmvisor.server.client import DaemonClient
 
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it checks the port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter("must be an http:// or https:// URL", param_hint="--url")
+    if token is not None and not (token.isascii() and token.isprintable()):
+        raise typer.BadParameter("must be printable ASCII", param_hint="--token")
     return DaemonClient(url, token=token)
 
 

@@ -106,7 +106,9 @@ def _owner(handle: IO[str]) -> dict[str, Any]:
     handle.seek(0)
     try:
         found = json.loads(handle.read() or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
+        found = None
+    if not isinstance(found, dict):  # not what `announce` writes: the owner is unknown
         return {"pid": None, "url": None}
     pid, url = found.get("pid"), found.get("url")
     return {

@@ -226,7 +226,8 @@ class DaemonUnreachable(DaemonCallError):
     retryable = True
 
     def __init__(self, *, url: str, problem: str) -> None:
-        super().__init__(f"no daemon answered at {url}: {problem}", context={"url": url})
+        shown = _without_password(url)
+        super().__init__(f"no daemon answered at {shown}: {problem}", context={"url": shown})
         self.url = url
 
 
@@ -246,3 +247,12 @@ class DaemonRefused(DaemonCallError):
         self.status = status
         self.error_code = error_code
         self.field = field
+
+
+def _without_password(url: str) -> str:
+    """`url` with the password of its userinfo (`http://user:pw@host`) replaced."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not (sep and at and ":" in userinfo) or "/" in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:[REDACTED]@{host}"

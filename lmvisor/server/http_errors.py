@@ -115,6 +115,8 @@ _CODE_BY_STATUS: Final[Mapping[int, str]] = {
     503: "unavailable",
 }
 _INTERNAL: Final = "internal server error"
+_MAX_MESSAGE: Final = 2000
+"""The most characters of an error message a body carries: one quoting a huge input stays small."""
 
 
 @final
@@ -189,14 +191,38 @@ def error_body(
     body: dict[str, Any] = {
         "error": {
             "code": code,
-            "message": message,
-            "field": field,
+            "message": _utf8(_clipped(message)),
+            "field": None if field is None else _utf8(field),
             "correlation_id": correlation_id or current_correlation_id(),
         }
     }
     if problems is not None:
-        body["errors"] = [problem.model_dump() for problem in problems]
+        body["errors"] = [_problem(problem) for problem in problems]
     return body
+
+
+def _clipped(message: str) -> str:
+    """`message`, cut to `_MAX_MESSAGE` characters: an error quoting a huge input stays small."""
+    if len(message) <= _MAX_MESSAGE:
+        return message
+    return f"{message[:_MAX_MESSAGE]}...[{len(message) - _MAX_MESSAGE} more chars]"
+
+
+def _utf8(text: str) -> str:
+    """`text` with any lone surrogate (from a request's `\\ud800` escape) written as its escape.
+
+    An error names what the caller sent; a lone surrogate there cannot be encoded, and
+    the answer would become a bare 500.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _problem(problem: FieldProblem) -> dict[str, str]:
+    return {"field": _utf8(problem.field), "message": _utf8(problem.message)}
 
 
 def error_payload(exc: BaseException) -> tuple[int, dict[str, Any]]:
@@ -234,7 +260,7 @@ def validation_response(exc: RequestValidationError) -> Response:
     first = problems[0] if problems else FieldProblem(field="request", message="invalid")
     message = first.message if len(problems) <= 1 else f"{first.message} (+{len(problems) - 1})"
     body = error_body("validation_error", f"{first.field}: {message}", field=first.field)
-    body["errors"] = [problem.model_dump() for problem in problems]
+    body["errors"] = [_problem(problem) for problem in problems]
     return JSONResponse(body, status_code=422)
 
 

@@ -20,6 +20,7 @@ optimizer, with defaults from `optimization.*` config for settings the job leave
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,24 @@ _COMPILE: Final[Mapping[str, frozenset[str]]] = {
 }
 OPTIMIZERS: Final[tuple[str, ...]] = tuple(_CONSTRUCT)
 """The optimizers a job may name."""
+
+# The kind of each setting: a count unless named here. Checked at submit, so a job
+# the optimizer would trip on (NaN, "3", 10**30 candidates) is refused naming the setting.
+_FLAGS: Final = frozenset(
+    {
+        "sample",
+        "labeled_sample",
+        "minibatch",
+        "program_aware_proposer",
+        "data_aware_proposer",
+        "tip_aware_proposer",
+        "fewshot_aware_proposer",
+    }
+)
+_REALS: Final = frozenset({"metric_threshold", "stop_at_score", "init_temperature"})
+_NAMES: Final = frozenset({"auto"})
+_MAX_COUNT: Final = 1_000_000
+_MAX_SEED: Final = 2**63 - 1
 
 _KEYS: Final = frozenset(
     {"optimizer", "params", "program", "trainset", "valset", "input_keys", "metric", "deploy"}
@@ -184,7 +203,26 @@ def _params(optimizer: str, value: Any) -> dict[str, Any]:
             )
         if not isinstance(item, str | int | float | bool | type(None)):
             raise OptimizationSpecError(field=f"params.{key}", problem="must be a JSON scalar")
+        problem = None if item is None else _param_problem(key, item)
+        if problem is not None:
+            raise OptimizationSpecError(field=f"params.{key}", problem=problem)
     return dict(value)
+
+
+def _param_problem(key: str, item: str | int | float | bool) -> str | None:
+    """What is wrong with a setting's value for its kind (None: nothing)."""
+    if key in _FLAGS:
+        return None if isinstance(item, bool) else "must be true or false"
+    if key in _NAMES:
+        return None if isinstance(item, str) else "must be a string"
+    if isinstance(item, bool) or not isinstance(item, int | float):
+        return "must be a number" if key in _REALS else "must be a whole number"
+    if key in _REALS:
+        return None if math.isfinite(item) else "must be a finite number"
+    if not isinstance(item, int):
+        return "must be a whole number"
+    limit = _MAX_SEED if key == "seed" else _MAX_COUNT
+    return None if abs(item) <= limit else f"must be at most {limit}"
 
 
 def _program(value: Any) -> str | dict[str, Any]:
@@ -263,6 +301,10 @@ def _read_jsonl(path: Path, field: str) -> list[Mapping[str, Any]]:
         raise OptimizationSpecError(
             field=field, problem=f"cannot read {str(path)!r}: {exc}"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise OptimizationSpecError(
+            field=field, problem=f"{str(path)!r} is not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
     rows: list[Mapping[str, Any]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -272,6 +314,10 @@ def _read_jsonl(path: Path, field: str) -> list[Mapping[str, Any]]:
         except ValueError as exc:
             raise OptimizationSpecError(
                 field=f"{field}:{number}", problem=f"not valid JSON: {exc}"
+            ) from None
+        except RecursionError:
+            raise OptimizationSpecError(
+                field=f"{field}:{number}", problem="not valid JSON: nested too deeply"
             ) from None
         if not isinstance(row, Mapping):
             raise OptimizationSpecError(field=f"{field}:{number}", problem="must be a JSON object")

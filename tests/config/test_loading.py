@@ -128,6 +128,34 @@ class TestErrors:
             load_config(path, env={})
         assert info.value.problems[0].source == f"file {path}"
 
+    @pytest.mark.parametrize(
+        ("text", "reason"),
+        [
+            ("a = " + "[" * 100_000, "invalid TOML: nested too deeply"),
+            ("a = " + "{b = " * 5_000, "invalid TOML: nested too deeply"),
+            ("a = " + "1" * 5_000, "invalid TOML: a number is too long"),
+        ],
+    )
+    def test_hostile_toml(self, tmp_path: Path, text: str, reason: str) -> None:
+        """A file nested past the parser's depth, or with an endless number, is bad TOML."""
+        with pytest.raises(ConfigError) as info:
+            load_config(_write(tmp_path, text), env={})
+        assert [(p.path, p.reason) for p in info.value.problems] == [("<file>", reason)]
+
+    @pytest.mark.parametrize(
+        ("value", "reason"),
+        [
+            ("[" * 100_000, "JSON nested too deeply"),
+            ('{"port": ' + "9" * 5_000 + "}", "JSON with a number too long to convert"),
+        ],
+    )
+    def test_hostile_json_variable(self, value: str, reason: str) -> None:
+        """A variable's JSON that cannot be decoded is reported by name, its value unshown."""
+        with pytest.raises(ConfigError) as info:
+            load_config(env={"LMVISOR_SERVER": value})
+        assert [(p.path, p.reason) for p in info.value.problems] == [("LMVISOR_SERVER", reason)]
+        assert value[:50] not in str(info.value)
+
     def test_missing_explicit_file(self, tmp_path: Path) -> None:
         """An explicitly named file must exist."""
         with pytest.raises(ConfigError, match="<file>: file not found"):

@@ -65,6 +65,35 @@ class TestValidation:
         with pytest.raises(ValidationError, match="must start with one of http://, https://"):
             ProviderConfig(base_url="ftp://example")
 
+    @pytest.mark.parametrize(
+        ("variable", "url"),
+        [
+            ("CACHE__L2_REDIS_URL", "redis://:hunter2@127.0.0.1:notaport/0"),
+            ("CACHE__L2_REDIS_URL", "redis://:hunter2@127.0.0.1:99999/0"),
+            ("CACHE__L2_REDIS_URL", "redis://user:hunter2@[::1/0"),
+            ("PROVIDERS__OPENAI__BASE_URL", "http://u:hunter2@127.0.0.1:http/v1"),
+        ],
+    )
+    def test_urls_must_be_well_formed(self, variable: str, url: str) -> None:
+        """A URL whose port or host cannot be read is refused at load (the daemon failed to
+        start its cache with a bare ValueError), and the message quotes none of it."""
+        with pytest.raises(ConfigError, match=r"is not a well-formed URL") as info:
+            load_config(env={f"LMVISOR_{variable}": url})
+        assert "hunter2" not in str(info.value) and "hunter2" not in repr(info.value.to_dict())
+
+    @pytest.mark.parametrize(
+        ("variable", "path"),
+        [
+            ("LMVISOR_EVENTS__RING_SIZE", "events.ring_size"),
+            ("LMVISOR_SERVER__GC_GEN0_THRESHOLD", "server.gc_gen0_threshold"),
+        ],
+    )
+    def test_sizes_past_what_c_takes_are_refused(self, variable: str, path: str) -> None:
+        """A count the runtime hands to C (a deque's length, gc's threshold) is bounded at
+        load; 10**30 stopped the daemon at start with an OverflowError."""
+        with pytest.raises(ConfigError, match=rf"{path}: Input should be less than or equal"):
+            load_config(env={variable: str(10**30)})
+
     def test_rate_limiter_needs_a_limit(self) -> None:
         """A rate limiter entry without a limit is incomplete."""
         with pytest.raises(ValidationError, match="limit"):
@@ -113,6 +142,33 @@ class TestSecrets:
         """The server token is a secret too."""
         config = LmvisorConfig.model_validate({"server": {"token": "hunter2-token"}})
         assert "hunter2-token" not in repr(config)
+
+    @pytest.mark.parametrize(
+        ("url", "shown"),
+        [
+            ("redis://:hunter2@127.0.0.1:6379/0", "redis://:**********@127.0.0.1:6379/0"),
+            ("rediss://me:hunter2@h:6380/1?x=y", "rediss://me:**********@h:6380/1?x=y"),
+            (
+                "unix:///tmp/r.sock?db=0&password=hunter2",
+                "unix:///tmp/r.sock?db=0&password=**********",
+            ),
+            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ],
+    )
+    def test_passwords_in_urls_are_masked_in_json(self, url: str, shown: str) -> None:
+        """A password in the Redis URL or a provider's base URL is stars in JSON dumps (what
+        `GET /v1/config` and `lmvisor config check` show); the setting itself is whole."""
+        config = LmvisorConfig.model_validate(
+            {
+                "cache": {"l2_redis_url": url},
+                "providers": {"local": {"base_url": "http://u:hunter2@127.0.0.1:1/v1"}},
+            }
+        )
+        dumped = config.model_dump(mode="json")
+        assert dumped["cache"]["l2_redis_url"] == shown
+        assert dumped["providers"]["local"]["base_url"] == "http://u:**********@127.0.0.1:1/v1"
+        assert "hunter2" not in config.model_dump_json()
+        assert config.cache.l2_redis_url == url
 
 
 class TestServerConfig:

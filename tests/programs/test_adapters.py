@@ -462,3 +462,20 @@ class TestDeepNesting:
         )
         with pytest.raises(AdapterParseError):
             adapter.parse(sig, completion)
+
+    def test_lone_surrogate_is_a_parse_error(self) -> None:
+        """A completion holding a lone surrogate (text no UTF-8 can carry) is not XML."""
+        from lmvisor.programs.adapters import XMLAdapter
+
+        with pytest.raises(AdapterParseError, match=r": not XML: surrogates not allowed$"):
+            XMLAdapter().parse(Signature("q -> a"), "<a>\ud800</a>")
+
+    @pytest.mark.parametrize("adapter", [ChatAdapter(), JSONAdapter()])
+    def test_deep_list_for_a_text_input_is_a_value_error(self, adapter: Any) -> None:
+        """A list nested thousands deep given for a str input is a ValueError saying so
+        (its repr recursed past the limit: a RecursionError and, in the daemon, a 500)."""
+        value: Any = 1
+        for _ in range(5_000):
+            value = [value]
+        with pytest.raises(ValueError, match=r"^value nested too deeply to write into the prompt$"):
+            adapter.format(Signature("a -> b"), [], {"a": value})

@@ -43,6 +43,14 @@ class TestToolCalls:
         with pytest.raises(ValueError, match=r"^not a valid ToolCalls value: 3$"):
             ToolCalls.validate(3)
 
+    def test_nested_too_deeply(self) -> None:
+        """Calls, or a call's arguments, nested past any decoder's depth are a ValueError."""
+        deep = "[" * 100_000
+        with pytest.raises(ValueError, match=r"^tool call JSON is nested too deeply$"):
+            ToolCalls.validate(deep)
+        with pytest.raises(ValueError, match=r"^tool call JSON is nested too deeply$"):
+            ToolCalls.validate([{"name": "add", "args": deep}])
+
     async def test_execute(self) -> None:
         """Calls run against Tools or plain functions by name; an unknown name is refused."""
         calls = ToolCalls.from_dict_list([{"name": "add", "args": {"a": 2, "b": 3}}])

@@ -192,6 +192,22 @@ class TestStringForm:
         with pytest.raises(SignatureError):
             Signature("a -> b: " + "list[" * 5000 + "str" + "]" * 5000)
 
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "a -> b: " + "list[" * 10_000 + "str" + "]" * 10_000,
+            "1" * 100_000 + " -> b",
+            "a -> b: " + "x" * 100_000,
+        ],
+    )
+    def test_huge_signature_is_not_echoed_whole(self, text: str) -> None:
+        """A huge malformed signature's message shows a clipped piece and its length, once."""
+        with pytest.raises(SignatureError) as info:
+            Signature(text)
+        assert info.value.signature == text
+        assert len(str(info.value)) < 1_000
+        assert f"... ({len(text)} chars)" in str(info.value)
+
     def test_ensure_signature(self) -> None:
         """ensure_signature accepts classes and strings, rejects anything else."""
         assert ensure_signature(QA) is QA

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -189,6 +190,25 @@ class TestBadSpecs:
                 "not a generation option",
             ),
             (
+                {"module": "Predict", "signature": "a -> b", "config": {"temperature": math.nan}},
+                "config.temperature",
+                "numbers must be finite",
+            ),
+            (
+                {"module": "Predict", "signature": "a -> b", "config": {"max_tokens": math.inf}},
+                "config.max_tokens",
+                "numbers must be finite",
+            ),
+            (
+                {
+                    "module": "Predict",
+                    "signature": "a -> b",
+                    "config": {"logit_bias": {"1": -math.inf}},
+                },
+                "config.logit_bias",
+                "numbers must be finite",
+            ),
+            (
                 {"module": "Predict", "signature": "a -> b", "descriptions": {"z": "?"}},
                 "descriptions.z",
                 "no such field",
@@ -275,3 +295,11 @@ class TestBadSpecs:
             )
         assert "sk-secret" not in str(err.value)
         assert "sk-secret" not in json.dumps(err.value.to_dict())
+
+    def test_a_huge_signature_is_not_echoed_whole(self) -> None:
+        """A 50 kB malformed signature's error shows a clipped piece and its length."""
+        text = "a: " + "list[" * 10_000 + " -> b"
+        with pytest.raises(ProgramSpecError) as info:
+            build_program(parse_program_spec({"module": "Predict", "signature": text}))
+        assert info.value.field == "signature" and len(info.value.problem) > 50_000
+        assert len(str(info.value)) < 400 and str(info.value).endswith(" chars)")

@@ -133,8 +133,10 @@ class TestMessageMapping:
         with pytest.raises(ValueError, match=message):
             to_anthropic_messages([{"role": "assistant", "content": None, "tool_calls": calls}])
 
-    def test_bad_tool_arguments(self) -> None:
-        """Assistant tool-call arguments that are not JSON are a ValueError naming them."""
+    @pytest.mark.parametrize("arguments", ["{bad", "[" * 100_000])
+    def test_bad_tool_arguments(self, arguments: str) -> None:
+        """Assistant tool-call arguments that are not JSON (or nested past the decoder's
+        depth) are a ValueError naming them."""
         with pytest.raises(
             ValueError, match=r"^messages\[0\]\.tool_calls\[0\]\.function\.arguments is not"
         ):
@@ -143,7 +145,9 @@ class TestMessageMapping:
                     {
                         "role": "assistant",
                         "content": None,
-                        "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": "{bad"}}],
+                        "tool_calls": [
+                            {"id": "t", "function": {"name": "f", "arguments": arguments}}
+                        ],
                     }
                 ]
             )
@@ -319,6 +323,31 @@ class TestStream:
             )
             with pytest.raises(ResponseFormatError, match=rf": {field}.*not an object$"):
                 await collect_stream(provider.stream(_request()))
+
+    async def test_odd_stop_reason_and_model_are_ignored(self) -> None:
+        """A stop_reason or model that is not a string (a list, here) is no reason and no
+        model name, as in a whole answer (it raised TypeError: unhashable type)."""
+        events = [
+            {"type": "message_start", "message": {"model": ["m"], "usage": {}}},
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "hi"},
+            },
+            {"type": "message_delta", "delta": {"stop_reason": ["end_turn"]}, "usage": {}},
+            {"type": "message_stop"},
+        ]
+        body = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode()
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            provider = AnthropicClient(
+                ClientOptions(api_key=KEY, base_url="http://mock"), transport=HttpxTransport(client)
+            )
+            _, resp = await collect_stream(provider.stream(_request()))
+        assert (resp.outputs, resp.finish_reason, resp.model) == (["hi"], None, MODEL)
 
     async def test_over_httpx(self, server: LMServer) -> None:
         """The provider streams over a user's httpx.AsyncClient too."""

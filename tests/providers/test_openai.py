@@ -387,6 +387,10 @@ class TestResponseShape:
                 r"choices\[0\]\.message\.content: expected a string$",
             ),
             (
+                {"choices": [{"message": {"content": [{"text": "a"}, {"text": {"b": 1}}]}}]},
+                r"choices\[0\]\.message\.content\[1\]\.text: expected a string$",
+            ),
+            (
                 {"choices": [{"message": {"tool_calls": [{"id": "t", "function": {}}]}}]},
                 r"choices\[0\]\.message\.tool_calls\[0\]\.function: missing name$",
             ),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
+
+import pytest
 
 from lmvisor.providers.sse import SSEDecoder, SSEEvent, iter_sse
 
@@ -78,6 +81,28 @@ class TestSSEDecoder:
         """Undecodable bytes become U+FFFD rather than an exception."""
         decoder = SSEDecoder()
         assert decoder.feed(b"data: \xff\n\n")[0].data == "\ufffd"
+
+    @pytest.mark.parametrize("value", ["\u00b2", "1" * 5_000])
+    def test_retry_that_is_not_a_plain_number_is_ignored(self, value: str) -> None:
+        """A retry of non-ASCII digits, or too many to convert, is ignored, never raised."""
+        decoder = SSEDecoder()
+        events = decoder.feed(b"retry: 7\n\nretry: " + value.encode() + b"\ndata: d\n\n")
+        assert events == [SSEEvent(event="message", data="d", retry=7)]
+
+    def test_a_long_line_in_many_chunks_costs_linear_time(self) -> None:
+        """One line sent in 64 kB chunks: 16 times the bytes take far less than 256 times
+        the time (rejoining the held tail per chunk was quadratic: 32 MB took seconds)."""
+
+        def seconds(size: int) -> float:
+            decoder, chunk = SSEDecoder(), b"x" * 65_536
+            start = time.perf_counter()
+            for _ in range(size // len(chunk)):
+                decoder.feed(chunk)
+            assert decoder.feed(b"\n\n") == []
+            return time.perf_counter() - start
+
+        small = min(seconds(1 << 20) for _ in range(3))
+        assert seconds(16 << 20) < 80 * max(small, 1e-4)
 
 
 class TestIterSSE:

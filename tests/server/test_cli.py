@@ -126,6 +126,32 @@ class TestTree:
         assert result.exit_code == 1
         assert result.stderr.startswith("error: no daemon answered at http://127.0.0.1:9: ")
 
+    def test_a_password_in_the_url_is_not_shown(self, runner: CliRunner) -> None:
+        """An unreachable daemon's URL is shown with its password replaced."""
+        result = runner.invoke(app, ["tree", "--url", "http://me:hunter2@127.0.0.1:9"])
+        assert result.exit_code == 1
+        assert result.stderr.startswith(
+            "error: no daemon answered at http://me:[REDACTED]@127.0.0.1:9: "
+        )
+        assert "hunter2" not in result.stderr
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["--url", "http://me:hunter2@127.0.0.1:port"], "Invalid value for --url: must be an"),
+            (["--url", "ftp://me:hunter2@127.0.0.1"], "Invalid value for --url: must be an"),
+            (["--url", "http://127.0.0.1:9", "--token", "t\u00f6ken-hunter2"], "--token: must be"),
+            (["--url", "http://127.0.0.1:9", "--token", "a\nhunter2"], "--token: must be"),
+        ],
+    )
+    def test_bad_url_or_token_is_a_usage_error(
+        self, runner: CliRunner, args: list[str], message: str
+    ) -> None:
+        """A URL that is not http(s) or a token no header can carry exits 2, unquoted."""
+        result = runner.invoke(app, ["tree", *args])
+        assert result.exit_code == 2
+        assert message in result.stderr and "hunter2" not in result.stderr
+
     def test_debug_adds_the_traceback(self, runner: CliRunner) -> None:
         """--debug prints the traceback before the one-line error."""
         result = runner.invoke(app, ["--debug", "tree", "--url", "http://127.0.0.1:9"])

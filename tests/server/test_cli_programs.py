@@ -91,6 +91,28 @@ class TestHelpers:
         assert local["trainset"] == str(tmp_path / "data" / "train.jsonl")
         assert inline["trainset"][0] == {"question": "q0?", "answer": "a0"}
 
+    def test_hostile_json_is_a_usage_error(self, tmp_path: Path) -> None:
+        """JSON nested past the decoder's depth, in a file, an input or a dataset, is bad JSON."""
+        deep = "[" * 100_000
+        spec = tmp_path / "deep.json"
+        spec.write_text(deep)
+        with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': JSON nested too deeply$"):
+            program_ref(str(spec))
+        with pytest.raises(typer.BadParameter, match=r"not JSON \(JSON nested too deeply\)$"):
+            parse_inputs([f"n:={deep}"])
+        (tmp_path / "rows.jsonl").write_text(deep + "\n")
+        job = tmp_path / "job.json"
+        job.write_text(json.dumps({"trainset": "rows.jsonl"}))
+        with pytest.raises(typer.BadParameter, match=r"^trainset '.*': JSON nested too deeply$"):
+            load_job_spec(job, inline=True)
+        job.write_text(deep)
+        with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': JSON nested too deeply$"):
+            load_job_spec(job, inline=False)
+        toml = tmp_path / "job.toml"
+        toml.write_text("a = " + deep)
+        with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': TOML nested too deeply$"):
+            load_job_spec(toml, inline=False)
+
     def test_embedded_errors_exit_like_the_daemons_4xx(self) -> None:
         """Errors the daemon answers with a 4xx exit 2 when run embedded."""
         assert exit_code_for(UnknownModule(module_id="x")) == 2

@@ -102,6 +102,11 @@ class TestProgramsOverHttp:
                     headers={"content-type": "application/json"},
                 ),
                 client.post("/v1/programs/missing/run", json={"inputs": {}}),
+                client.post(
+                    f"/v1/programs/{program_id}/run",
+                    content=b'{"inputs": {"question": ' + b"[" * 990 + b"]" * 990 + b"}}",
+                    headers={"content-type": "application/json"},
+                ),
             ]
         found = [
             (a.status_code, a.json()["error"]["code"], a.json()["error"]["field"]) for a in answers
@@ -112,7 +117,28 @@ class TestProgramsOverHttp:
             (422, "invalid_input", "inputs.question"),
             (400, "bad_request", "body"),
             (404, "unknown_module", None),
+            (422, "invalid_input", "inputs"),
         ]
+
+    def test_a_lone_surrogate_in_a_named_field_is_a_typed_4xx(
+        self, shared_daemon: DaemonProcess
+    ) -> None:
+        """An error naming what the caller sent (here an option key written `\\ud800`, which
+        no UTF-8 can carry) answers with that name escaped, not with a bare 500."""
+        body = b'{"id": "s", "program": {"module": "Predict", "signature": "a -> b"}, '
+        with httpx.Client(base_url=shared_daemon.url) as client:
+            answer = client.post(
+                "/v1/programs",
+                content=body + b'"options": {"\\ud800": 1}}',
+                headers={"content-type": "application/json"},
+            )
+        assert answer.status_code == 422
+        assert answer.json()["error"] == {
+            "code": "service_input_error",
+            "message": "invalid options.\\ud800: unknown option",
+            "field": "options.\\ud800",
+            "correlation_id": answer.headers["x-correlation-id"],
+        }
 
 
 class TestOptimizationsOverHttp:

@@ -39,6 +39,15 @@ class TestDataDirLock:
             pass
         assert (tmp_path / LOCK_FILE).read_text() == ""
 
+    @pytest.mark.parametrize("content", ["[1, 2]", "[" * 100_000, '"pid"', "{"])
+    def test_an_unreadable_owner_is_unknown(self, tmp_path: Path, content: str) -> None:
+        """A held lock file holding anything but what the holder writes names no owner."""
+        with DataDirLock(tmp_path):
+            (tmp_path / LOCK_FILE).write_text(content)
+            with pytest.raises(DataDirInUse) as refused:
+                check_data_dir_free(tmp_path)
+        assert "in use by another process:" in str(refused.value) and refused.value.url is None
+
     def test_no_directory_or_no_lock_file_is_free(self, tmp_path: Path) -> None:
         """Memory-only apps and untouched directories are never refused."""
         check_data_dir_free(None)

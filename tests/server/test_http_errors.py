@@ -22,11 +22,18 @@ from lmvisor.runtime.errors import (
     RateLimited,
 )
 from lmvisor.server.errors import Draining, InvalidHeader, RequestTooLarge, Unauthorized
-from lmvisor.server.http_errors import STATUS_BY_ERROR, error_body, error_response, status_for
+from lmvisor.server.http_errors import (
+    STATUS_BY_ERROR,
+    FieldProblem,
+    error_body,
+    error_response,
+    status_for,
+)
 from lmvisor.services.errors import (
     BudgetExceeded,
     ModuleAlreadyRegistered,
     OptimizationSpecError,
+    ServiceInputError,
     UnknownModule,
 )
 
@@ -98,6 +105,23 @@ class TestErrorResponse:
                 "correlation_id": "cid-1",
             }
         }
+
+    def test_lone_surrogates_are_escaped(self) -> None:
+        """A lone surrogate in a message, field or problem is written as its escape."""
+        response = error_response(ServiceInputError(field="options.\ud800", problem="bad"))
+        assert json.loads(bytes(response.body))["error"]["field"] == "options.\\ud800"
+        body = error_body("x", "m\udfff", problems=[FieldProblem(field="\ud800", message="y")])
+        assert (body["error"]["message"], body["errors"]) == (
+            "m\\udfff",
+            [{"field": "\\ud800", "message": "y"}],
+        )
+
+    def test_a_huge_message_is_cut(self) -> None:
+        """An error quoting a huge input (a 1 MB metric path, say) carries 2,000 characters
+        of its message and how many more there were."""
+        response = error_response(ServiceInputError(field="metric", problem="x" * 1_000_000))
+        message = json.loads(bytes(response.body))["error"]["message"]
+        assert len(message) < 2_100 and message.endswith("x...[998016 more chars]")
 
     def test_retry_after_is_rounded_up(self) -> None:
         """An error carrying retry_after sets Retry-After in whole seconds, rounded up."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -100,6 +101,59 @@ class TestSubmit:
             await submit_optimization(coordinator, {**_copro(), "metric": "nope:fn"})
         with pytest.raises(UnknownJob, match=r"^no optimization job 'x'$"):
             await optimization_status(coordinator, "x")
+        assert await list_optimizations(coordinator) == []
+
+    @pytest.mark.parametrize(
+        ("optimizer", "params", "field", "problem"),
+        [
+            ("COPRO", {"breadth": math.nan}, "breadth", "must be a whole number"),
+            ("COPRO", {"depth": "3"}, "depth", "must be a whole number"),
+            ("COPRO", {"depth": True}, "depth", "must be a whole number"),
+            ("COPRO", {"breadth": 10**30}, "breadth", "must be at most 1000000"),
+            ("COPRO", {"init_temperature": math.inf}, "init_temperature", "must be a finite"),
+            (
+                "BootstrapFewShotWithRandomSearch",
+                {"num_candidate_programs": 10**30},
+                "num_candidate_programs",
+                "must be at most 1000000",
+            ),
+            ("LabeledFewShot", {"sample": 1}, "sample", "must be true or false"),
+            ("MIPROv2", {"auto": 3}, "auto", "must be a string"),
+            ("MIPROv2", {"seed": 2**64}, "seed", "must be at most 9223372036854775807"),
+        ],
+    )
+    async def test_settings_of_the_wrong_kind_are_refused_at_submit(
+        self, runtime: Runtime, optimizer: str, params: dict[str, Any], field: str, problem: str
+    ) -> None:
+        """A setting that is not a count, flag, finite number or name as its kind needs is
+        refused at submit naming it (NaN failed late with a TypeError's text; 10**30
+        candidates crashed the worker until its supervisor gave up, or an OverflowError)."""
+        coordinator = await _start(runtime, SlowLM())
+        spec = {**_copro(), "optimizer": optimizer, "params": params}
+        with pytest.raises(
+            OptimizationSpecError,
+            match=rf"^invalid optimization job at params\.{field}: {problem}",
+        ):
+            await submit_optimization(coordinator, spec)
+        assert await list_optimizations(coordinator) == []
+
+    async def test_hostile_jsonl_is_a_typed_error(self, runtime: Runtime, tmp_path: Path) -> None:
+        """A JSONL line nested past the decoder's depth, or a file not in UTF-8, is refused
+        at submit with the line named; the coordinator keeps serving."""
+        coordinator = await _start(runtime, SlowLM())
+        deep, latin = tmp_path / "deep.jsonl", tmp_path / "latin.jsonl"
+        deep.write_text('{"question": "q", "answer": "a"}\n' + "[" * 100_000 + "\n")
+        latin.write_bytes(b'{"question": "caf\xe9", "answer": "a"}\n')
+        with pytest.raises(
+            OptimizationSpecError,
+            match=r"^invalid optimization job at trainset:2: not valid JSON: nested too deeply$",
+        ):
+            await submit_optimization(coordinator, {**_copro(), "trainset": str(deep)})
+        with pytest.raises(
+            OptimizationSpecError,
+            match=r"^invalid optimization job at trainset: '.*latin.jsonl' is not UTF-8 \(",
+        ):
+            await submit_optimization(coordinator, {**_copro(), "trainset": str(latin)})
         assert await list_optimizations(coordinator) == []
 
     async def test_a_spec_naming_models_needs_lm_for(self, runtime: Runtime) -> None:

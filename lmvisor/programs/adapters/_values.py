@@ -76,7 +76,11 @@ def _nested(value: Any, depth: int) -> Any:
 
 
 def format_field_value(field: Field, value: Any) -> str:
-    """The prompt text of a value: lists of text as a numbered list, structures as JSON."""
+    """The prompt text of a value: lists of text as a numbered list, structures as JSON.
+
+    Raises:
+        ValueError: the value nests too deeply to write (past 200 levels as JSON).
+    """
     if type(value) is str:
         return value
     if isinstance(value, list) and field.annotation is str:
@@ -88,11 +92,20 @@ def format_field_value(field: Field, value: Any) -> str:
 
 
 def _format_list(items: list[Any]) -> str:
+    """A str field's list as DSPy numbers it, each item as its `str`.
+
+    Raises:
+        ValueError: an item nests too deeply for `str` (its repr recurses per level).
+    """
     if not items:
         return "N/A"
-    if len(items) == 1:
-        return _format_blob(str(items[0]))
-    return "\n".join(f"[{i + 1}] {_format_blob(str(t))}" for i, t in enumerate(items))
+    try:
+        texts = [str(t) for t in items]
+    except RecursionError:
+        raise ValueError("value nested too deeply to write into the prompt") from None
+    if len(texts) == 1:
+        return _format_blob(texts[0])
+    return "\n".join(f"[{i + 1}] {_format_blob(t)}" for i, t in enumerate(texts))
 
 
 def _format_blob(blob: str) -> str:

@@ -130,6 +130,8 @@ class XMLAdapter(ChatAdapter):
             root = ET.fromstring(f"<dspy_root>{text}</dspy_root>")
         except ET.ParseError as exc:
             raise self._parse_error(signature, completion, f"not XML: {exc}") from None
+        except UnicodeEncodeError as exc:  # a lone surrogate: the parser takes UTF-8 only
+            raise self._parse_error(signature, completion, f"not XML: {exc.reason}") from None
         elements = _group_children(root)
         values: dict[str, Any] = {}
         for name, field in signature._outputs.items():
