@@ -59,6 +59,12 @@ from lmvisor.services.module_table import ModuleRecord, ModuleVersion
 __all__ = ["Execution", "ExecutionContext", "prepare_context", "run_execution"]
 
 PRIMARY: Final = "primary"
+# The two events' fields, in order (`EventRing.record_values`: no dict per event).
+_START: Final = MODULE_EXECUTION_START
+_START_KEYS: Final = ("module_id", "module_type", "version")
+_COMPLETE: Final = MODULE_EXECUTION_COMPLETE
+_COMPLETE_KEYS: Final = (*_START_KEYS, "duration_ms", "lm_calls", "cost_usd", "success", "strategy")
+_FAILED_KEYS: Final = (*_COMPLETE_KEYS, "error")
 
 
 @final
@@ -162,12 +168,12 @@ async def _execute(
     prepared: bool,
 ) -> Execution:
     with cache_report() as report:
-        base = {
-            "module_id": record.module_id,
-            "module_type": type(version.program).__name__,
-            "version": version.number,
-        }
-        ctx.events.record(MODULE_EXECUTION_START, base)
+        module_id, module_type, number = (
+            record.module_id,
+            type(version.program).__name__,
+            version.number,
+        )
+        ctx.events.record_values(_START, _START_KEYS, module_id, module_type, number)
         started = time.perf_counter()
         acc = open_accumulator()
         try:
@@ -177,19 +183,48 @@ async def _execute(
         except Exception as exc:
             seconds = time.perf_counter() - started
             close_accumulator(acc)
-            _complete(ctx, record, base, seconds, acc.calls, acc.total_cost(), exc=exc)
+            code = exc.code if isinstance(exc, LmvisorError) else type(exc).__name__
+            record.figures.record(seconds, code)
+            error = {"type": type(exc).__name__, "code": code}
+            ms, calls, cost = round(seconds * 1000.0, 3), acc.calls, acc.total_cost()
+            ctx.events.record_values(
+                _COMPLETE,
+                _FAILED_KEYS,
+                module_id,
+                module_type,
+                number,
+                ms,
+                calls,
+                cost,
+                False,
+                None,
+                error,
+            )
             raise
         close_accumulator(acc)
         seconds = time.perf_counter() - started
         cost = acc.total_cost()
-        _complete(ctx, record, base, seconds, acc.calls, cost, strategy=strategy)
+        record.figures.record(seconds)
+        ms, calls = round(seconds * 1000.0, 3), acc.calls
+        ctx.events.record_values(
+            _COMPLETE,
+            _COMPLETE_KEYS,
+            module_id,
+            module_type,
+            number,
+            ms,
+            calls,
+            cost,
+            True,
+            strategy,
+        )
         return Execution(
-            module_id=record.module_id,
-            version=version.number,
+            module_id=module_id,
+            version=number,
             prediction=result,
             strategy=strategy,
             duration_ms=seconds * 1000.0,
-            lm_calls=acc.calls,
+            lm_calls=calls,
             cost_usd=cost,
             cached=acc.all_cached(),
             stale=report.stale > 0 or strategy == "stale_cache",
@@ -200,34 +235,6 @@ async def _execute(
 
 def _described(failures: list[tuple[str, BaseException]]) -> tuple[tuple[str, str], ...]:
     return tuple((name, f"{type(err).__name__}: {err}") for name, err in failures)
-
-
-def _complete(
-    ctx: ExecutionContext,
-    record: ModuleRecord,
-    base: dict[str, Any],
-    seconds: float,
-    lm_calls: int,
-    cost: float | None,
-    *,
-    strategy: str | None = None,
-    exc: BaseException | None = None,
-) -> None:
-    data = {
-        **base,
-        "duration_ms": round(seconds * 1000.0, 3),
-        "lm_calls": lm_calls,
-        "cost_usd": cost,
-        "success": exc is None,
-        "strategy": strategy,
-    }
-    if exc is None:
-        record.figures.record(seconds)
-    else:
-        code = exc.code if isinstance(exc, LmvisorError) else type(exc).__name__
-        data["error"] = {"type": type(exc).__name__, "code": code}
-        record.figures.record(seconds, code)
-    ctx.events.record(MODULE_EXECUTION_COMPLETE, data)
 
 
 async def _strategies(
