@@ -413,9 +413,9 @@ class Modules:
         )
 
         async def job() -> Execution | _Failed:
-            try:
+            try:  # the task already runs under `at` (start_task's deadline): None here
                 return await run_execution(
-                    ctx, record, version, args, at, stream, prepared=prepared is not None
+                    ctx, record, version, args, None, stream, prepared=prepared is not None
                 )
             except Exception as exc:
                 return _Failed(exc)
