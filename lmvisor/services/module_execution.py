@@ -24,7 +24,7 @@
    `lmvisor_module_execution_seconds` / `_success_total` / `_errors_total`
    metrics are recorded.
 
-Both events come at request rate, so they go in with `EventRing.record`: their
+Both events come at request rate, so they go in with `EventRing.record_values`: their
 `Event` objects are built only for a listener or query that asks for them.
 """
 
@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, final
 
-from lmvisor.programs._usage import close_accumulator, open_accumulator
+from lmvisor.programs._usage import UsageAccumulator, close_accumulator, open_accumulator
 from lmvisor.programs.example import Prediction
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
@@ -168,11 +168,8 @@ async def _execute(
     prepared: bool,
 ) -> Execution:
     with cache_report() as report:
-        module_id, module_type, number = (
-            record.module_id,
-            type(version.program).__name__,
-            version.number,
-        )
+        module_id, number = record.module_id, version.number
+        module_type = type(version.program).__name__
         ctx.events.record_values(_START, _START_KEYS, module_id, module_type, number)
         started = time.perf_counter()
         acc = open_accumulator()
@@ -183,41 +180,15 @@ async def _execute(
         except Exception as exc:
             seconds = time.perf_counter() - started
             close_accumulator(acc)
-            code = exc.code if isinstance(exc, LmvisorError) else type(exc).__name__
-            record.figures.record(seconds, code)
-            error = {"type": type(exc).__name__, "code": code}
-            ms, calls, cost = round(seconds * 1000.0, 3), acc.calls, acc.total_cost()
-            ctx.events.record_values(
-                _COMPLETE,
-                _FAILED_KEYS,
-                module_id,
-                module_type,
-                number,
-                ms,
-                calls,
-                cost,
-                False,
-                None,
-                error,
-            )
+            _failed(ctx, record, (module_id, module_type, number), seconds, acc, exc)
             raise
         close_accumulator(acc)
         seconds = time.perf_counter() - started
         cost = acc.total_cost()
         record.figures.record(seconds)
         ms, calls = round(seconds * 1000.0, 3), acc.calls
-        ctx.events.record_values(
-            _COMPLETE,
-            _COMPLETE_KEYS,
-            module_id,
-            module_type,
-            number,
-            ms,
-            calls,
-            cost,
-            True,
-            strategy,
-        )
+        complete = (module_id, module_type, number, ms, calls, cost, True, strategy)
+        ctx.events.record_values(_COMPLETE, _COMPLETE_KEYS, *complete)
         return Execution(
             module_id=module_id,
             version=number,
@@ -231,6 +202,22 @@ async def _execute(
             correlation_id=current_correlation_id(),
             failures=_described(failures) if failures else (),
         )
+
+
+def _failed(
+    ctx: ExecutionContext,
+    record: ModuleRecord,
+    base: tuple[str, str, int],
+    seconds: float,
+    acc: UsageAccumulator,
+    exc: Exception,
+) -> None:
+    """Record a failed execution: its figures and its `module_execution_complete`."""
+    code = exc.code if isinstance(exc, LmvisorError) else type(exc).__name__
+    record.figures.record(seconds, code)
+    error = {"type": type(exc).__name__, "code": code}
+    ms, calls, cost = round(seconds * 1000.0, 3), acc.calls, acc.total_cost()
+    ctx.events.record_values(_COMPLETE, _FAILED_KEYS, *base, ms, calls, cost, False, None, error)
 
 
 def _described(failures: list[tuple[str, BaseException]]) -> tuple[tuple[str, str], ...]:
