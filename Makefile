@@ -27,6 +27,7 @@ lint: install
 	$(BIN)/ruff check $(SRC)
 	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy --strict lmvisor
+	$(BIN)/mypy --strict bench/*.py soak/*.py
 
 format: install
 	$(BIN)/ruff check --fix $(SRC)

@@ -43,7 +43,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +52,7 @@ from _common import emit, run_dspy, shipped_transport
 
 from lmvisor.config import load_config
 from lmvisor.programs import Predict
-from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, Usage
+from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, LMStreamItem, Usage
 from lmvisor.providers import build_transport
 from lmvisor.runtime.observe.process_logging import configure_process_logging
 from lmvisor.runtime.runtime import Runtime
@@ -150,6 +150,9 @@ class _CapturingLM:
     async def complete(self, request: LMRequest) -> LMResponse:
         self.request = request
         return LMResponse(outputs=["[[ ## answer ## ]]\nx\n\n[[ ## completed ## ]]"], usage=Usage())
+
+    async def stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]:
+        yield LMDone(response=await self.complete(request))
 
 
 async def _predict_body() -> bytes:

@@ -395,7 +395,7 @@ async def bench_spawn() -> None:
 
 async def bench_dynamic_terminate() -> None:
     async def ours(count: int, newest_first: bool) -> float:
-        return min([await with_runtime(lambda rt: lmvisor_terminate(rt, count, newest_first))
+        return min([float(await with_runtime(lambda rt: lmvisor_terminate(rt, count, newest_first)))
                     for _ in range(3)])  # fmt: skip
 
     async def base(count: int, newest_first: bool) -> float:

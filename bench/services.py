@@ -39,7 +39,7 @@ from typing import Any
 from _common import ROOT, emit, run_dspy
 
 from lmvisor.config.schema import LmvisorConfig
-from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, LMStreamItem, Usage
+from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, LMStreamItem, Usage
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.settings import context
 from lmvisor.services.app import App, open_app
@@ -70,8 +70,7 @@ class FixedLM:
         return self._response
 
     async def stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]:
-        raise TypeError("not used")
-        yield  # pragma: no cover
+        yield LMDone(response=self._response)
 
 
 def _config(data_dir: Path | None, redis: str | None = None) -> LmvisorConfig:

@@ -87,7 +87,9 @@ class RedisTier:
             url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
+            # One retry, on a broken connection only: a pooled connection that outlived a
+            # Redis restart fails its first command; a timeout is not retried.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             health_check_interval=0,
         )
         self._idle: list[AbstractConnection] = []

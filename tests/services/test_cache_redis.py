@@ -198,6 +198,27 @@ class TestGetConnections:
         assert errors == []
         assert tier.breaker.state is BreakerState.CLOSED
 
+    async def test_a_write_after_a_redis_restart_is_stored(self, redis_server: RedisServer) -> None:
+        """The pooled connection the writes used died with the old Redis: the first write
+        after the restart is still stored, with no failure counted and the breaker closed."""
+        errors: list[BaseException] = []
+        tier = _redis_tier(
+            redis_server.url,
+            errors,
+            breaker=CircuitBreaker("cache:l2", failure_threshold=1, recovery_time=60.0),
+        )
+        entry = CacheEntry(b'{"outputs": ["x"]}', 10.0)
+        try:
+            assert await tier.put_many([("k", entry)], now=0.0) is True
+            redis_server.kill()
+            redis_server.start()
+            assert await tier.put_many([("k2", entry)], now=0.0) is True
+            assert await tier.get("k2") == entry
+        finally:
+            await tier.aclose()
+        assert errors == []
+        assert tier.breaker.state is BreakerState.CLOSED
+
     async def test_many_gets_at_once_each_answer(self, redis_server: RedisServer) -> None:
         """Concurrent gets each take their own connection and each get their own key's entry."""
         tier = _redis_tier(redis_server.url, [])
