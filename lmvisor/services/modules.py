@@ -95,23 +95,27 @@ class _Failed:
 
 @final
 class _TaskContexts:
-    """The contexts executions start in, prepared once per (LM, allow_stale) from one
-    incarnation of the task supervisor (a restarted one gets new ones: its name is on them)."""
+    """The contexts executions start in, prepared once per (model, allow_stale) from one
+    incarnation of the task supervisor (a restarted one gets new ones: its name is on them).
+
+    Keyed by the model's name, not its LM: an execution that finds its context never asks
+    for the LM, which the application gives as the same object for a model every time.
+    """
 
     __slots__ = ("_contexts", "_of")
 
     def __init__(self) -> None:
         self._of: ActorRef | None = None
-        # Keyed by the LM's id, so an LM need not be hashable: the context holds the LM,
-        # so the id stays its own while the entry lives.
-        self._contexts: dict[tuple[int, bool], contextvars.Context] = {}
+        self._contexts: dict[tuple[str, bool], contextvars.Context] = {}
 
-    def find(self, sup: ActorRef, lm: LM, allow_stale: bool) -> contextvars.Context | None:
-        """The context already prepared for `lm` and `allow_stale` under `sup`, or None."""
-        return self._contexts.get((id(lm), allow_stale)) if self._of is sup else None
+    def find(self, sup: ActorRef, model: str, allow_stale: bool) -> contextvars.Context | None:
+        """The context already prepared for `model` and `allow_stale` under `sup`, or None."""
+        return self._contexts.get((model, allow_stale)) if self._of is sup else None
 
-    async def make(self, sup: ActorRef, lm: LM, allow_stale: bool) -> contextvars.Context:
-        """Prepare (and keep) the context for `lm` and `allow_stale` under `sup`.
+    async def make(
+        self, sup: ActorRef, model: str, lm: LM, allow_stale: bool
+    ) -> contextvars.Context:
+        """Prepare (and keep) the context for `model` (its LM `lm`) and `allow_stale` under `sup`.
 
         Raises:
             ActorExited: `sup` is dead or stopping.
@@ -122,7 +126,7 @@ class _TaskContexts:
             self._of, self._contexts = sup, {}
         elif len(self._contexts) >= _MAX_CONTEXTS:
             self._contexts.clear()
-        self._contexts[id(lm), allow_stale] = made
+        self._contexts[model, allow_stale] = made
         return made
 
 
@@ -183,7 +187,8 @@ class Modules:
     Args:
         runtime: the application's runtime (its registry names the manager).
         table: the manager's module table, read directly.
-        lm_for: the application's LM for a model ("vendor/model").
+        lm_for: the application's LM for a model ("vendor/model"), the same object for
+            a model every time (the contexts its executions start in are kept by model).
     """
 
     __slots__ = (
@@ -403,14 +408,10 @@ class Modules:
             scope_id = f"{self._prefix}{next(self._ids)}"
 
         sup = self._tasks.resolve()
-        lm = self._lm_of(record)
         allow_stale = record.options.allow_stale
-        contexts = self._task_contexts
-        prepared = (
-            None
-            if lm is None
-            else contexts.find(sup, lm, allow_stale) or await contexts.make(sup, lm, allow_stale)
-        )
+        prepared = self._task_contexts.find(sup, record.lm, allow_stale)
+        if prepared is None and (lm := self._lm_of(record)) is not None:
+            prepared = await self._task_contexts.make(sup, record.lm, lm, allow_stale)
 
         async def job() -> Execution | _Failed:
             try:  # the task already runs under `at` (start_task's deadline): None here
