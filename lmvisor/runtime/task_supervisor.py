@@ -110,10 +110,9 @@ class TaskSupervisor(Actor):
         made = (self._context if context is None else context).copy()
         scope = _correlation_var.get()
         if correlation_id is not None:
-            scope = CorrelationScope(
-                id=correlation_id, parent_id=None if scope is None else scope.id
-            )
-        if made.get(_correlation_var) is not scope:
+            parent_id = None if scope is None else scope.id
+            made.run(_correlation_var.set, CorrelationScope(id=correlation_id, parent_id=parent_id))
+        elif made.get(_correlation_var) is not scope:
             made.run(_correlation_var.set, scope)
         if deadline is not None:
             made.run(_deadline_var.set, deadline)

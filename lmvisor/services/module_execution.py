@@ -24,7 +24,7 @@
    `lmvisor_module_execution_seconds` / `_success_total` / `_errors_total`
    metrics are recorded.
 
-Both events come at request rate, so they go in with `EventRing.record`: their
+Both events come at request rate, so they go in with `EventRing.record_values`: their
 `Event` objects are built only for a listener or query that asks for them.
 """
 
@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, final
 
-from lmvisor.programs._usage import close_accumulator, open_accumulator
+from lmvisor.programs._usage import UsageAccumulator, close_accumulator, open_accumulator
 from lmvisor.programs.example import Prediction
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
@@ -59,6 +59,12 @@ from lmvisor.services.module_table import ModuleRecord, ModuleVersion
 __all__ = ["Execution", "ExecutionContext", "prepare_context", "run_execution"]
 
 PRIMARY: Final = "primary"
+# The two events' fields, in order (`EventRing.record_values`: no dict per event).
+_START: Final = MODULE_EXECUTION_START
+_START_KEYS: Final = ("module_id", "module_type", "version")
+_COMPLETE: Final = MODULE_EXECUTION_COMPLETE
+_COMPLETE_KEYS: Final = (*_START_KEYS, "duration_ms", "lm_calls", "cost_usd", "success", "strategy")
+_FAILED_KEYS: Final = (*_COMPLETE_KEYS, "error")
 
 
 @final
@@ -162,12 +168,9 @@ async def _execute(
     prepared: bool,
 ) -> Execution:
     with cache_report() as report:
-        base = {
-            "module_id": record.module_id,
-            "module_type": type(version.program).__name__,
-            "version": version.number,
-        }
-        ctx.events.record(MODULE_EXECUTION_START, base)
+        module_id, number = record.module_id, version.number
+        module_type = type(version.program).__name__
+        ctx.events.record_values(_START, _START_KEYS, module_id, module_type, number)
         started = time.perf_counter()
         acc = open_accumulator()
         try:
@@ -177,19 +180,22 @@ async def _execute(
         except Exception as exc:
             seconds = time.perf_counter() - started
             close_accumulator(acc)
-            _complete(ctx, record, base, seconds, acc.calls, acc.total_cost(), exc=exc)
+            _failed(ctx, record, (module_id, module_type, number), seconds, acc, exc)
             raise
         close_accumulator(acc)
         seconds = time.perf_counter() - started
         cost = acc.total_cost()
-        _complete(ctx, record, base, seconds, acc.calls, cost, strategy=strategy)
+        record.figures.record(seconds)
+        ms, calls = round(seconds * 1000.0, 3), acc.calls
+        complete = (module_id, module_type, number, ms, calls, cost, True, strategy)
+        ctx.events.record_values(_COMPLETE, _COMPLETE_KEYS, *complete)
         return Execution(
-            module_id=record.module_id,
-            version=version.number,
+            module_id=module_id,
+            version=number,
             prediction=result,
             strategy=strategy,
             duration_ms=seconds * 1000.0,
-            lm_calls=acc.calls,
+            lm_calls=calls,
             cost_usd=cost,
             cached=acc.all_cached(),
             stale=report.stale > 0 or strategy == "stale_cache",
@@ -198,36 +204,24 @@ async def _execute(
         )
 
 
-def _described(failures: list[tuple[str, BaseException]]) -> tuple[tuple[str, str], ...]:
-    return tuple((name, f"{type(err).__name__}: {err}") for name, err in failures)
-
-
-def _complete(
+def _failed(
     ctx: ExecutionContext,
     record: ModuleRecord,
-    base: dict[str, Any],
+    base: tuple[str, str, int],
     seconds: float,
-    lm_calls: int,
-    cost: float | None,
-    *,
-    strategy: str | None = None,
-    exc: BaseException | None = None,
+    acc: UsageAccumulator,
+    exc: Exception,
 ) -> None:
-    data = {
-        **base,
-        "duration_ms": round(seconds * 1000.0, 3),
-        "lm_calls": lm_calls,
-        "cost_usd": cost,
-        "success": exc is None,
-        "strategy": strategy,
-    }
-    if exc is None:
-        record.figures.record(seconds)
-    else:
-        code = exc.code if isinstance(exc, LmvisorError) else type(exc).__name__
-        data["error"] = {"type": type(exc).__name__, "code": code}
-        record.figures.record(seconds, code)
-    ctx.events.record(MODULE_EXECUTION_COMPLETE, data)
+    """Record a failed execution: its figures and its `module_execution_complete`."""
+    code = exc.code if isinstance(exc, LmvisorError) else type(exc).__name__
+    record.figures.record(seconds, code)
+    error = {"type": type(exc).__name__, "code": code}
+    ms, calls, cost = round(seconds * 1000.0, 3), acc.calls, acc.total_cost()
+    ctx.events.record_values(_COMPLETE, _FAILED_KEYS, *base, ms, calls, cost, False, None, error)
+
+
+def _described(failures: list[tuple[str, BaseException]]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, f"{type(err).__name__}: {err}") for name, err in failures)
 
 
 async def _strategies(

@@ -95,23 +95,27 @@ class _Failed:
 
 @final
 class _TaskContexts:
-    """The contexts executions start in, prepared once per (LM, allow_stale) from one
-    incarnation of the task supervisor (a restarted one gets new ones: its name is on them)."""
+    """The contexts executions start in, prepared once per (model, allow_stale) from one
+    incarnation of the task supervisor (a restarted one gets new ones: its name is on them).
+
+    Keyed by the model's name, not its LM: an execution that finds its context never asks
+    for the LM, which the application gives as the same object for a model every time.
+    """
 
     __slots__ = ("_contexts", "_of")
 
     def __init__(self) -> None:
         self._of: ActorRef | None = None
-        # Keyed by the LM's id, so an LM need not be hashable: the context holds the LM,
-        # so the id stays its own while the entry lives.
-        self._contexts: dict[tuple[int, bool], contextvars.Context] = {}
+        self._contexts: dict[tuple[str, bool], contextvars.Context] = {}
 
-    def find(self, sup: ActorRef, lm: LM, allow_stale: bool) -> contextvars.Context | None:
-        """The context already prepared for `lm` and `allow_stale` under `sup`, or None."""
-        return self._contexts.get((id(lm), allow_stale)) if self._of is sup else None
+    def find(self, sup: ActorRef, model: str, allow_stale: bool) -> contextvars.Context | None:
+        """The context already prepared for `model` and `allow_stale` under `sup`, or None."""
+        return self._contexts.get((model, allow_stale)) if self._of is sup else None
 
-    async def make(self, sup: ActorRef, lm: LM, allow_stale: bool) -> contextvars.Context:
-        """Prepare (and keep) the context for `lm` and `allow_stale` under `sup`.
+    async def make(
+        self, sup: ActorRef, model: str, lm: LM, allow_stale: bool
+    ) -> contextvars.Context:
+        """Prepare (and keep) the context for `model` (its LM `lm`) and `allow_stale` under `sup`.
 
         Raises:
             ActorExited: `sup` is dead or stopping.
@@ -122,8 +126,58 @@ class _TaskContexts:
             self._of, self._contexts = sup, {}
         elif len(self._contexts) >= _MAX_CONTEXTS:
             self._contexts.clear()
-        self._contexts[id(lm), allow_stale] = made
+        self._contexts[model, allow_stale] = made
         return made
+
+
+@final
+class _Cutoffs:
+    """Cancels each watched execution task at its cutoff, with one loop timer for them all.
+
+    The timer is armed for the earliest cutoff that was ever the earliest; when it fires,
+    the tasks past their cutoff are cancelled and it is armed again for the earliest of the
+    rest. A task that ends first is only forgotten: per execution, a dict entry instead of
+    a timer scheduled and cancelled (most executions end long before their deadline).
+    """
+
+    __slots__ = ("_armed", "_loop", "_tasks", "_timer")
+
+    def __init__(self) -> None:
+        self._tasks: dict[asyncio.Task[Any], float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed = math.inf  # the timer's time; inf: no timer
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def watch(self, task: asyncio.Task[Any], cutoff: float) -> None:
+        """Cancel `task` at `cutoff` (loop time) unless it is forgotten first."""
+        self._tasks[task] = cutoff
+        if cutoff < self._armed:
+            self._arm(cutoff)
+
+    def forget(self, task: asyncio.Task[Any]) -> None:
+        """Stop watching `task` (ended, or its caller gave up on it)."""
+        self._tasks.pop(task, None)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = self._loop = asyncio.get_running_loop()
+        self._armed = at
+        self._timer = loop.call_at(at, self._expire)
+
+    def _expire(self) -> None:
+        self._timer, self._armed = None, math.inf
+        assert self._loop is not None
+        now = self._loop.time()
+        earliest = math.inf
+        for task, cutoff in list(self._tasks.items()):
+            if cutoff <= now:
+                del self._tasks[task]
+                task.cancel()
+            elif cutoff < earliest:
+                earliest = cutoff
+        if earliest < math.inf:
+            self._arm(earliest)
 
 
 @final
@@ -133,11 +187,13 @@ class Modules:
     Args:
         runtime: the application's runtime (its registry names the manager).
         table: the manager's module table, read directly.
-        lm_for: the application's LM for a model ("vendor/model").
+        lm_for: the application's LM for a model ("vendor/model"), the same object for
+            a model every time (the contexts its executions start in are kept by model).
     """
 
     __slots__ = (
         "_context",
+        "_cutoffs",
         "_ids",
         "_manager",
         "_prefix",
@@ -157,6 +213,7 @@ class Modules:
         self._prefix = os.urandom(6).hex() + "-"
         self._ids = itertools.count(1)
         self._task_contexts = _TaskContexts()
+        self._cutoffs = _Cutoffs()
 
     # --- writes -------------------------------------------------------------------------
 
@@ -335,7 +392,9 @@ class Modules:
             CircuitOpen, RateLimited, AllStrategiesFailed, LmvisorError: see `run_execution`.
             ActorExited: the task supervisor stopped while the execution ran.
         """
-        record = self._record(module_id)
+        record = self._table.records.get(module_id)
+        if record is None:
+            raise UnknownModule(module_id=module_id)
         if type(inputs) is not dict and not isinstance(inputs, Mapping):
             raise ServiceInputError(field="inputs", problem="must be an object of input fields")
         version = record.current
@@ -349,25 +408,21 @@ class Modules:
             scope_id = f"{self._prefix}{next(self._ids)}"
 
         sup = self._tasks.resolve()
-        lm = self._lm_of(record)
         allow_stale = record.options.allow_stale
-        contexts = self._task_contexts
-        prepared = (
-            None
-            if lm is None
-            else contexts.find(sup, lm, allow_stale) or await contexts.make(sup, lm, allow_stale)
-        )
+        prepared = self._task_contexts.find(sup, record.lm, allow_stale)
+        if prepared is None and (lm := self._lm_of(record)) is not None:
+            prepared = await self._task_contexts.make(sup, record.lm, lm, allow_stale)
 
         async def job() -> Execution | _Failed:
-            try:
+            try:  # the task already runs under `at` (start_task's deadline): None here
                 return await run_execution(
-                    ctx, record, version, args, at, stream, prepared=prepared is not None
+                    ctx, record, version, args, None, stream, prepared=prepared is not None
                 )
             except Exception as exc:
                 return _Failed(exc)
 
         task = await start_task(sup, job, context=prepared, correlation_id=scope_id, deadline=at)
-        outcome = await _join(task, at)
+        outcome = await _join(task, at, self._cutoffs)
         if isinstance(outcome, _Failed):
             raise outcome.error
         return outcome
@@ -431,20 +486,24 @@ def _deadline_in(seconds: float | None) -> float | None:
     return at if outer is None else min(outer, at)
 
 
-async def _join(task: asyncio.Task[Execution | _Failed], at: float | None) -> Execution | _Failed:
-    """Wait for the execution; past the deadline (and a short grace) cancel it."""
-    loop = asyncio.get_running_loop()
-    cutoff = None if at is None else at + _GRACE
-    timer = None if cutoff is None else loop.call_at(cutoff, task.cancel)
+async def _join(
+    task: asyncio.Task[Execution | _Failed], at: float | None, cutoffs: _Cutoffs
+) -> Execution | _Failed:
+    """Wait for the execution; past the deadline (and a short grace) `cutoffs` cancels it."""
+    if at is None:
+        cutoff = None
+    else:
+        cutoff = at + _GRACE
+        cutoffs.watch(task, cutoff)
     try:
         return await task
     except asyncio.CancelledError:
         me = asyncio.current_task()
         if me is not None and me.cancelling():
             raise
-        if cutoff is not None and loop.time() >= cutoff:
+        if cutoff is not None and asyncio.get_running_loop().time() >= cutoff:
             raise DeadlineExceeded(operation="module execution") from None
         raise ActorExited(actor=MODULE_TASKS_NAME, reason="execution task cancelled") from None
     finally:
-        if timer is not None:
-            timer.cancel()
+        if cutoff is not None:
+            cutoffs.forget(task)

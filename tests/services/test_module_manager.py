@@ -99,6 +99,13 @@ class Blocked(Module):
         return Prediction(answer="never")
 
 
+class Quick(Module):
+    """Answers at once, without an LM."""
+
+    async def forward(self, **inputs: Any) -> Prediction:
+        return Prediction(answer="now")
+
+
 def _blocked() -> type[Blocked]:
     """A fresh Blocked class, with events of the running loop."""
     return type("Blocked", (Blocked,), {"started": asyncio.Event(), "cancelled": asyncio.Event()})
@@ -263,6 +270,29 @@ class TestExecution:
             await app.run("slow", {}, timeout=0.05)
         # On a loaded machine the deadline may pass before the program starts at all.
         assert program.cancelled.is_set() or not program.started.is_set()
+
+    async def test_each_execution_is_cut_at_its_own_deadline(self, app: App) -> None:
+        """A later call with a nearer deadline is cut first; the other still at its own."""
+        program = _blocked()
+        await app.register("slow", program())
+        far = asyncio.ensure_future(app.run("slow", {}, timeout=0.4))
+        await program.started.wait()
+        near = asyncio.ensure_future(app.run("slow", {}, timeout=0.02))
+        done, _ = await asyncio.wait([far, near], timeout=5.0, return_when="FIRST_COMPLETED")
+        assert done == {near} and isinstance(near.exception(), DeadlineExceeded)
+        with pytest.raises(DeadlineExceeded, match=r"^deadline exceeded during module execution"):
+            await asyncio.wait_for(far, 5.0)  # not cut at all: TimeoutError instead
+
+    async def test_a_deadline_after_an_ended_ones_is_still_kept(self, app: App) -> None:
+        """An execution whose deadline comes after a finished one's is cut at its own."""
+        program = _blocked()
+        await app.register("slow", program())
+        await app.register("quick", Quick())
+        await app.run("quick", {}, timeout=0.05)
+        slow = asyncio.ensure_future(app.run("slow", {}, timeout=0.15))
+        await program.started.wait()
+        with pytest.raises(DeadlineExceeded, match=r"^deadline exceeded during module execution"):
+            await asyncio.wait_for(slow, 5.0)  # not cut at all: TimeoutError instead
 
     async def test_cancelling_the_caller_cancels_the_execution(self, app: App) -> None:
         """The execution task does not outlive a caller that gave up."""

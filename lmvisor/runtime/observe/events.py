@@ -19,7 +19,6 @@ would make the calls in flight around it pay.
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections import deque
@@ -154,10 +153,9 @@ class EventRing:
 
     __slots__ = (
         "_cells",
-        "_counter",
-        "_dropped",
         "_emitted",
         "_events",
+        "_extended",
         "_listeners",
         "_prefix",
         "_wall_clock",
@@ -183,9 +181,11 @@ class EventRing:
         # A random prefix per ring keeps ids unique across restarts and runtimes
         # without the cost of a uuid per event.
         self._prefix = os.urandom(6).hex() + "-"
-        self._counter = itertools.count(1)
+        # Events emitted so far: the last one's number (its id's suffix). Every item in
+        # `_events` came from here or from `extend`: what the deque let go is their sum
+        # minus its size (`statistics().dropped`), counted by nothing on the way in.
         self._emitted = 0
-        self._dropped = 0
+        self._extended = 0
 
     def emit(self, type: str, data: Mapping[str, Any] | None = None) -> Event:
         """Record an event in the current correlation scope and tell the listeners.
@@ -208,7 +208,7 @@ class EventRing:
         written after the restart it describes).
         """
         event = Event(
-            id=f"{self._prefix}{next(self._counter)}",
+            id=f"{self._prefix}{self._emitted + 1}",
             type=type,
             data=_EMPTY if data is None else dict(data),
             correlation_id=None if scope is None else scope.id,
@@ -250,7 +250,7 @@ class EventRing:
     def _record(self, type: str, keys: tuple[str, ...] | None, values: tuple[Any, ...]) -> None:
         """Copy the fact into its slot's cells, queue its number, and tell the listeners."""
         scope = _correlation_var.get()
-        number = next(self._counter)
+        number = self._emitted = self._emitted + 1
         at = number % self.capacity * _STRIDE
         if len(values) > _WIDE:
             values = (values,)  # rare: the values' own tuple is kept
@@ -262,11 +262,7 @@ class EventRing:
         if at >= len(cells):
             self._grow(at)
         cells[at : at + len(fields)] = fields  # in place: the list keeps its size
-        events = self._events
-        if len(events) == self.capacity:
-            self._dropped += 1
-        events.append(number)
-        self._emitted += 1
+        self._events.append(number)
         event = None
         for listener, wants in self._listeners:
             if wants is None or wants(type):
@@ -282,11 +278,8 @@ class EventRing:
         cells.extend([None] * (size - len(cells)))
 
     def _append(self, item: Event) -> None:
-        events = self._events
-        if len(events) == self.capacity:
-            self._dropped += 1
-        events.append(item)
         self._emitted += 1
+        self._events.append(item)
 
     def _tell(self, listener: EventListener, event: Event) -> None:
         try:
@@ -318,12 +311,9 @@ class EventRing:
 
     def extend(self, events: Iterable[Event]) -> None:
         """Put already-recorded events (say, reloaded from disk) in the ring; no listener runs."""
-        before = len(self._events)
-        added = 0
         for event in events:
             self._events.append(event)
-            added += 1
-        self._dropped += before + added - len(self._events)
+            self._extended += 1
 
     def add_listener(
         self, listener: EventListener, *, wants: EventInterest | None = None
@@ -384,7 +374,7 @@ class EventRing:
             capacity=self.capacity,
             size=len(self._events),
             emitted=self._emitted,
-            dropped=self._dropped,
+            dropped=self._emitted + self._extended - len(self._events),
         )
 
     def __repr__(self) -> str:

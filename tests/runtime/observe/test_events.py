@@ -109,6 +109,19 @@ class TestRing:
         assert ring.oldest is not None and ring.oldest.data["n"] == 2
         assert len(ring) == 3
 
+    def test_recorded_and_emitted_share_numbers_and_counts(self) -> None:
+        """Recorded and emitted events take ids in turn; with extended ones, all are counted."""
+        ring = _ring(capacity=3)
+        ring.emit("a")
+        ring.record("b", {"n": 1})
+        ring.record_values("c", ("n",), 2)
+        ring.extend([_ring().emit("x")])
+        ring.emit("d")
+        ids = [int(e.id.rsplit("-", 1)[1]) for e in ring.query() if e.type != "x"]
+        assert ids == [3, 4]
+        stats = ring.statistics()
+        assert (stats.size, stats.emitted, stats.dropped) == (3, 4, 2)
+
     def test_listeners(self) -> None:
         """Listeners see each emitted event until removed; a failing one is skipped."""
         ring = _ring()
