@@ -62,15 +62,34 @@ def _to_row(event: Event) -> _Row:
     )
 
 
-def _from_row(row: _Row) -> Event:
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _from_row(row: tuple[Any, ...]) -> Event | None:
+    """The event a row holds; None for a row no flush wrote (another program, a damaged
+    file): SQLite keeps whatever a column is given, so every field is checked."""
+    id_, type_, data, correlation_id, parent_id, timestamp, namespace = row
+    if not (isinstance(id_, str) and isinstance(type_, str) and isinstance(namespace, str)):
+        return None
+    if not all(v is None or isinstance(v, str) for v in (correlation_id, parent_id)):
+        return None
+    if type(timestamp) not in (int, float) or not isinstance(data, str):
+        return None
+    try:
+        decoded = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(decoded, dict):
+        return None
     return Event(
-        id=row[0],
-        type=row[1],
-        data=json.loads(row[2]),
-        correlation_id=row[3],
-        parent_id=row[4],
-        timestamp=row[5],
-        namespace=row[6],
+        id=id_,
+        type=type_,
+        data=decoded,
+        correlation_id=correlation_id,
+        parent_id=parent_id,
+        timestamp=float(timestamp),
+        namespace=namespace,
     )
 
 
@@ -98,6 +117,7 @@ class SqliteEventSink:
         "path",
         "retention_count",
         "retention_seconds",
+        "skipped_rows",
     )
 
     def __init__(
@@ -123,6 +143,8 @@ class SqliteEventSink:
         self._buffer: list[Event] = []
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        self.skipped_rows = 0
+        """Rows queries read past because they hold no event (not JSON, wrong types)."""
 
     async def open(self) -> None:
         """Open (creating if needed) the database in WAL mode. Idempotent.
@@ -137,6 +159,9 @@ class SqliteEventSink:
 
     def _connect(self) -> sqlite3.Connection:
         conn = open_wal(self.path)
+        # Text that is not UTF-8 (a damaged file, another program's row) fails the whole
+        # query under the default decoder; replaced, it only fails that row's checks.
+        conn.text_factory = _text
         try:
             conn.executescript(_SCHEMA)
         except BaseException:
@@ -222,7 +247,9 @@ class SqliteEventSink:
                     if limit is not None and len(found) >= limit:
                         break
                     event = _from_row(row)
-                    if matches(event, type=type):
+                    if event is None:
+                        self.skipped_rows += 1  # read past, never a failed start
+                    elif matches(event, type=type):
                         found.append(event)
                 found.reverse()
                 return found
@@ -277,7 +304,7 @@ def _rows(
     correlation_id: str | None,
     since: float | None,
     namespace: str | None,
-) -> Iterator[_Row]:
+) -> Iterator[tuple[Any, ...]]:
     clauses: list[str] = []
     params: list[Any] = []
     for column, op, value in (

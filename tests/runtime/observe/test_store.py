@@ -87,6 +87,37 @@ class TestSqliteEventSink:
         with sqlite3.connect(path) as check:
             assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
+    async def test_rows_holding_no_event_are_read_past(self, tmp_path: Path) -> None:
+        """Rows no flush wrote (data not JSON, nested past the decoder, not an object, a
+        column of the wrong type) are skipped and counted: the good events still load, and a
+        store on the file starts."""
+        path = tmp_path / "e.sqlite"
+        sink = SqliteEventSink(path)
+        await sink.open()
+        good = _ring().emit("t", {"n": 1})
+        sink.write(good)
+        await sink.flush()
+        await sink.close()
+        insert = (
+            "INSERT INTO events (id, type, data, correlation_id, parent_id, timestamp, namespace)"
+            " VALUES (?, ?, {}, NULL, NULL, ?, 'ns')"
+        )
+        with sqlite3.connect(path) as conn:
+            for n, data in enumerate(["{", "[" * 100_000 + "]" * 100_000, "[1]"]):
+                conn.execute(insert.format("?"), (f"bad-{n}", "t", data, 1000.0))
+            conn.execute(insert.format("CAST(X'FF7B7D' AS TEXT)"), ("not-utf8", "t", 1000.0))
+            conn.execute(insert.format("'{}'"), ("bad-type", b"t", 1000.0))  # a blob
+            conn.execute(insert.format("'{}'"), ("bad-ts", "t", "x"))
+        revived = SqliteEventSink(path)
+        await revived.open()
+        assert await revived.query() == [good]
+        assert revived.skipped_rows == 6
+        await revived.close()
+        store = EventStore(_ring(), SqliteEventSink(path))
+        await store.open()
+        assert [e.id for e in await store.query(limit=10)] == [good.id]
+        await store.close()
+
     async def test_query_filters(self, tmp_path: Path) -> None:
         """The sink filters by type pattern, since, limit and namespace like the ring."""
         sink = SqliteEventSink(tmp_path / "e.sqlite")
