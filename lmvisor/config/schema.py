@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Literal, final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
@@ -216,6 +224,18 @@ class ProviderConfig(BaseModel):
     @field_serializer("base_url", when_used="json")
     def _shown_base_url(self, value: str | None) -> str | None:
         return _masked_url(value)
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> ProviderConfig:
+        # The OpenAI wire sends the key as `Authorization: Bearer`; credentials in the URL
+        # would be a second Authorization header, which the HTTP client refuses per call.
+        bearer = self.kind != "anthropic" and self.api_key is not None
+        if bearer and self.base_url and urlsplit(self.base_url).username is not None:
+            raise ValueError(
+                "base_url holds a user name (and password) and api_key is set: both "
+                "would be the Authorization header; keep one"
+            )
+        return self
 
 
 @final

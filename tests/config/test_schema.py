@@ -94,6 +94,19 @@ class TestValidation:
         with pytest.raises(ConfigError, match=rf"{path}: Input should be less than or equal"):
             load_config(env={variable: str(10**30)})
 
+    def test_credentials_in_the_url_and_an_api_key_are_refused(self) -> None:
+        """An OpenAI-wire endpoint with credentials in its URL and an api_key would send two
+        Authorization headers (every call failed, reported as the caller's bad input): refused
+        at load, naming the provider, quoting neither secret; Anthropic's key is its own header."""
+        url = "http://user:hunter2@127.0.0.1:9/v1"
+        with pytest.raises(ConfigError, match=r"providers\.local: .*keep one") as info:
+            load_config(env={}, providers={"local": {"base_url": url, "api_key": "sk-secret1"}})
+        shown = str(info.value) + repr(info.value.to_dict())
+        assert "hunter2" not in shown and "sk-secret1" not in shown
+        load_config(env={}, providers={"local": {"base_url": url}})
+        anthropic = {"kind": "anthropic", "base_url": url, "api_key": "sk-secret1"}
+        load_config(env={}, providers={"local": anthropic})
+
     def test_rate_limiter_needs_a_limit(self) -> None:
         """A rate limiter entry without a limit is incomplete."""
         with pytest.raises(ValidationError, match="limit"):
