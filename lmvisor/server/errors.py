@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from lmvisor._redaction import REDACTED
 from lmvisor.runtime.errors import LmvisorError
 
 __all__ = [
@@ -255,4 +256,4 @@ def _without_password(url: str) -> str:
     userinfo, at, host = rest.partition("@")
     if not (sep and at and ":" in userinfo) or "/" in userinfo:
         return url
-    return f"{scheme}://{userinfo.partition(':')[0]}:[REDACTED]@{host}"
+    return f"{scheme}://{userinfo.partition(':')[0]}:{REDACTED}@{host}"
