@@ -5,8 +5,9 @@ the root error (`lmvisor._error`) and the runtime's log chain use one
 `Redactor`. It replaces values under secret-looking keys (api_key,
 authorization, token, password, secret, ...), any object holding a secret
 (`get_secret_value()`, as pydantic's `SecretStr`), and credential-looking text
-inside any value (`sk-...`, `Bearer ...`, `api_key=...`), at any depth; it
-also cuts long strings.
+inside any value (`sk-...`, `Bearer ...`, `api_key=...`, the password of a
+`scheme://user:password@host` URL), at any depth; it also cuts long strings.
+`url_without_password` shows one URL with its password hidden.
 """
 
 from __future__ import annotations
@@ -14,8 +15,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any, Final, final
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-__all__ = ["DEFAULT_SECRET_KEYS", "DEFAULT_SECRET_PATTERNS", "REDACTED", "Redactor", "safe_repr"]
+__all__ = [
+    "DEFAULT_SECRET_KEYS",
+    "DEFAULT_SECRET_PATTERNS",
+    "REDACTED",
+    "Redactor",
+    "safe_repr",
+    "url_without_password",
+]
 
 REDACTED: Final = "[REDACTED]"
 DEFAULT_SECRET_KEYS: Final = (
@@ -48,6 +57,10 @@ _KEY_VALUE: Final = (
     r"[^\s&\"',;})\]]+)"
 )
 
+# The password of a URL's userinfo (`://user:password@`); the match starts at "://" and
+# its parts are bounded, so scanning stays linear in the text.
+_URL_PASSWORD: Final = r"(?P<keep_url>://[^/\s:@]{0,256}:)[^/\s@]{1,256}(?=@)"
+
 DEFAULT_SECRET_PATTERNS: Final = (
     r"\bsk-[A-Za-z0-9][A-Za-z0-9_\-]{7,}",
     r"(?i:\bbearer\s+)[A-Za-z0-9._~+/\-]+=*",
@@ -57,15 +70,16 @@ DEFAULT_SECRET_PATTERNS: Final = (
     r"\bxox[abpr]-[A-Za-z0-9\-]{10,}",
     r"\bAIza[0-9A-Za-z_\-]{35}",
     _KEY_VALUE,
+    _URL_PASSWORD,
 )
 """Regexes for credential-looking text inside any string value. Text a match
-captures in a group named `keep` stays (the `api_key=` before a value)."""
+captures in a group whose name starts with `keep` stays (the `api_key=` before a value)."""
 
 # Every default pattern needs one of these (lowercased) in the text: a string with
 # none of them is clean without running the pattern, the common case by far.
 _DEFAULT_MARKERS: Final = (
     "key", "auth", "pass", "secret", "credential", "cookie", "token", "sk-", "bearer",
-    "basic", "akia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "aiza",
+    "basic", "akia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "aiza", "://",
 )  # fmt: skip
 
 _UNTRUNCATED: Final = frozenset({"exception", "stack"})
@@ -201,4 +215,24 @@ def safe_repr(value: object) -> str:
 
 
 def _replace(match: re.Match[str]) -> str:
-    return (match.groupdict().get("keep") or "") + REDACTED
+    # Group names are unique in one pattern: each kept prefix has its own `keep...` name.
+    kept = [text for name, text in match.groupdict().items() if name.startswith("keep") and text]
+    return "".join(kept) + REDACTED
+
+
+def url_without_password(url: str, mask: str = REDACTED) -> str:
+    """`url` with its password (`scheme://user:password@host`, or a `password=` query
+    parameter) shown as `mask`; a URL without one is returned as it is."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL urllib can split: hide whatever follows a user name
+        return re.sub(_URL_PASSWORD, lambda m: m.group("keep_url") + mask, url)
+    shown = url
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        shown = shown.replace(parts.netloc, f"{userinfo.partition(':')[0]}:{mask}@{host}", 1)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key.lower() == "password" for key, _ in pairs):
+        hidden = [(k, mask if k.lower() == "password" else v) for k, v in pairs]
+        shown = shown.replace(f"?{parts.query}", f"?{urlencode(hidden, safe='*[]')}", 1)
+    return shown

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from lmvisor._redaction import DEFAULT_SECRET_PATTERNS, REDACTED, Redactor
+from lmvisor._redaction import DEFAULT_SECRET_PATTERNS, REDACTED, Redactor, url_without_password
 
 PLAIN_SECRET = "correct-horse-battery-staple"
 
@@ -40,6 +40,30 @@ class TestRedactor:
         redacted = repr(Redactor().redact(value))
         assert PLAIN_SECRET not in redacted
         assert REDACTED in redacted
+
+    @pytest.mark.parametrize(
+        ("text", "shown"),
+        [
+            (f"connect to http://u:{PLAIN_SECRET}@h:80/v1 failed", "http://u:[REDACTED]@h:80/v1"),
+            (f"redis://:{PLAIN_SECRET}@127.0.0.1:6379/0", "redis://:[REDACTED]@127.0.0.1:6379/0"),
+            (f"at http://u:{PLAIN_SECRET}@/v1", "http://u:[REDACTED]@/v1"),
+        ],
+    )
+    def test_a_url_password_is_hidden(self, text: str, shown: str) -> None:
+        """The password of a URL's userinfo is hidden wherever the URL sits in the text; the
+        user name and the rest of the URL stay."""
+        redacted = Redactor().redact(text)
+        assert PLAIN_SECRET not in redacted and shown in redacted
+
+    def test_url_without_password(self) -> None:
+        """One URL shown with its password (userinfo or `password=` query) as the mask given;
+        a URL without one comes back as it is."""
+        assert url_without_password("http://u:pw@h/v1") == "http://u:[REDACTED]@h/v1"
+        assert url_without_password("redis://h/0?password=pw&db=1", "***") == (
+            "redis://h/0?password=***&db=1"
+        )
+        assert url_without_password("http://u@h/v1") == "http://u@h/v1"
+        assert url_without_password("http://u:pw@[::1/v1") == "http://u:[REDACTED]@[::1/v1"
 
     def test_benign_keys_are_kept(self) -> None:
         """Token counts and ordinary fields are not mistaken for secrets."""
@@ -103,6 +127,9 @@ _FRAGMENTS = [
     "token: t",
     "Cookie=c",
     "private-key=k",
+    "http://u:pw@h",
+    "://",
+    "@",
     "hello",
     " ",
     "=",

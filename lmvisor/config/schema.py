@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, final
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from typing import Final, Literal, final
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -39,6 +39,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from lmvisor._redaction import url_without_password
 
 __all__ = [
     "BootstrapConfig",
@@ -82,28 +84,26 @@ def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
     if not value.startswith(schemes):
         raise ValueError(f"must start with one of {', '.join(schemes)}")
     try:
-        urlsplit(value).port  # noqa: B018 - reading it checks the port (and an IPv6 host)
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - reading it checks the port (and an IPv6 host)
     except ValueError:
+        parts = None
+    # A unix:// socket URL names a path, not a host; every other scheme needs one, alone
+    # or with a port (urllib reads "[::1]x" as the host "::1": the HTTP client would not).
+    host = None if parts is None else parts.netloc.rpartition("@")[2]
+    if parts is None or (parts.scheme != "unix" and not _HOST.fullmatch(host or "")):
         # Not urllib's message: it quotes the URL's pieces, and the URL may hold a password.
-        raise ValueError("is not a well-formed URL (its host or port cannot be read)") from None
+        raise ValueError("is not a well-formed URL (its host or port cannot be read)")
     return value
+
+
+_HOST: Final = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[^\[\]:/@\s\x00-\x1f\x7f]+)(?::[0-9]{1,5})?")
+"""A URL's host and optional port, as an HTTP or Redis client reads them."""
 
 
 def _masked_url(value: str | None) -> str | None:
     """`value` with a password (`scheme://user:pw@host`, or `?password=`) shown as a secret is."""
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    shown = value
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.partition(':')[0]}:{_MASK}@{host}"
-        shown = shown.replace(parts.netloc, netloc, 1)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key.lower() == "password" for key, _ in pairs):
-        masked = [(k, _MASK if k.lower() == "password" else v) for k, v in pairs]
-        shown = shown.replace(f"?{parts.query}", f"?{urlencode(masked, safe='*')}", 1)
-    return shown
+    return None if value is None else url_without_password(value, _MASK)
 
 
 @final

@@ -31,6 +31,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from lmvisor._redaction import url_without_password
 from lmvisor.config.loading import load_config
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.server.about import version_info
@@ -256,7 +257,8 @@ def config_check(
             print_json(data)
             return
         out().print_json(data=data)
-        source = url or (str(path) if path is not None else "defaults, ./lmvisor.toml, env")
+        shown = None if url is None else url_without_password(url)
+        source = shown or (str(path) if path is not None else "defaults, ./lmvisor.toml, env")
         Console(stderr=True).print(f"[green]configuration OK[/green] ({escape(source)})")
 
 
@@ -284,13 +286,14 @@ def version(
         data: dict[str, Any] = {"lmvisor": info.lmvisor, "python": info.python}
         if url:
             health = remote(url, token, lambda daemon: daemon.health())
-            data["daemon"] = {"url": url, "version": health["version"]}
+            data["daemon"] = {"url": url_without_password(url), "version": health["version"]}
         if as_json:
             print_json(data)
             return
         typer.echo(f"lmvisor {info.lmvisor} (Python {info.python})")
         if url:
-            typer.echo(f"daemon at {url}: lmvisor {data['daemon']['version']}")
+            daemon = data["daemon"]
+            typer.echo(f"daemon at {daemon['url']}: lmvisor {daemon['version']}")
 
 
 # --- run, optimize (lmvisor.server.cli_programs) ------------------------------------

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, final
 
 import typer
 
+from lmvisor._redaction import url_without_password
 from lmvisor.server.cli_support import (
     AppOption,
     ConfigOption,
@@ -289,7 +290,7 @@ def _optimize_remote(
             return final
         except KeyboardInterrupt:
             typer.echo(
-                f"stopped following; job {job_id} runs on (cancel: POST {url}"
+                f"stopped following; job {job_id} runs on (cancel: POST {url_without_password(url)}"
                 f"/v1/optimizations/{job_id}/cancel)",
                 err=True,
             )

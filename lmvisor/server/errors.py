@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from lmvisor._redaction import REDACTED
+from lmvisor._redaction import url_without_password
 from lmvisor.runtime.errors import LmvisorError
 
 __all__ = [
@@ -227,7 +227,7 @@ class DaemonUnreachable(DaemonCallError):
     retryable = True
 
     def __init__(self, *, url: str, problem: str) -> None:
-        shown = _without_password(url)
+        shown = url_without_password(url)
         super().__init__(f"no daemon answered at {shown}: {problem}", context={"url": shown})
         self.url = url
 
@@ -248,12 +248,3 @@ class DaemonRefused(DaemonCallError):
         self.status = status
         self.error_code = error_code
         self.field = field
-
-
-def _without_password(url: str) -> str:
-    """`url` with the password of its userinfo (`http://user:pw@host`) replaced."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.partition("@")
-    if not (sep and at and ":" in userinfo) or "/" in userinfo:
-        return url
-    return f"{scheme}://{userinfo.partition(':')[0]}:{REDACTED}@{host}"

@@ -72,6 +72,10 @@ class TestValidation:
             ("CACHE__L2_REDIS_URL", "redis://:hunter2@127.0.0.1:99999/0"),
             ("CACHE__L2_REDIS_URL", "redis://user:hunter2@[::1/0"),
             ("PROVIDERS__OPENAI__BASE_URL", "http://u:hunter2@127.0.0.1:http/v1"),
+            ("PROVIDERS__OPENAI__BASE_URL", "http://u:hunter2@/v1"),
+            ("PROVIDERS__OPENAI__BASE_URL", "http://u:hunter2@[::1]x/v1"),
+            ("PROVIDERS__OPENAI__BASE_URL", "http://u:hunter2@127.0.0\x00.1/v1"),
+            ("CACHE__L2_REDIS_URL", "redis://:hunter2@/0"),
         ],
     )
     def test_urls_must_be_well_formed(self, variable: str, url: str) -> None:

@@ -61,6 +61,17 @@ class TestVersion:
         data = json.loads(result.stdout)
         assert data["daemon"] == {"url": shared_daemon.url, "version": "0.1.0"}
 
+    def test_a_password_in_the_daemon_url_is_not_printed(
+        self, runner: CliRunner, shared_daemon: DaemonProcess
+    ) -> None:
+        """`version` and `config check` against a URL with a password print the URL with
+        the password hidden, as text and as JSON."""
+        url = shared_daemon.url.replace("http://", "http://me:hunter2@")
+        for args in (["version"], ["version", "--json"], ["config", "check"]):
+            result = runner.invoke(app, [*args, "--url", url])
+            assert result.exit_code == 0, result.output
+            assert "hunter2" not in result.output and "me:[REDACTED]@" in result.output
+
 
 class TestConfigCheck:
     def test_valid_file_prints_masked_config(
