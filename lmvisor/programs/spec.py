@@ -134,6 +134,7 @@ def parse_program_spec(data: Any) -> ProgramSpec:
     module = data.get("module")
     if module not in MODULE_TYPES:
         raise ProgramSpecError(field="module", problem=f"must be one of {', '.join(MODULE_TYPES)}")
+    _check_text(data)
     return ProgramSpec(
         module=module,
         signature=_signature_text(data.get("signature")),
@@ -144,6 +145,40 @@ def parse_program_spec(data: Any) -> ProgramSpec:
         lm=_model_name(data.get("lm")),
         state=_state(data.get("state")),
     )
+
+
+def _check_text(data: Mapping[str, Any]) -> None:
+    """Refuse a string no UTF-8 text can hold (a JSON body's lone `"\\ud800"`), anywhere in
+    the spec: no vendor could be sent it, and no store could write the program.
+
+    Raises:
+        ProgramSpecError: naming the first such key or value by its dotted path.
+    """
+    stack: list[tuple[str, Any]] = [(str(k), v) for k, v in data.items()]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            items: list[tuple[str, Any]] = [(path, value)]
+        elif isinstance(value, Mapping):
+            items = [(f"{path}.<key>", k) for k in value if isinstance(k, str)]
+            stack.extend((f"{path}.{k}", v) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            items = []
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+        else:
+            continue
+        for where, text in items:
+            if not _is_utf8(text):
+                problem = "holds a lone surrogate (e.g. \\ud800): not UTF-8 text"
+                raise ProgramSpecError(field=where, problem=problem)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def build_program(

@@ -380,7 +380,7 @@ class HttpVendorClient(ABC):
         try:
             return _json.dumps(payload)
         except ValueError as exc:
-            raise ValueError(f"LMRequest params are not JSON-serializable: {exc}") from exc
+            raise ValueError(f"the LM request cannot be written as JSON: {exc}") from exc
 
     def _cost(self, model: str, reported: str, usage: Any) -> float | None:
         key = (model, reported)

@@ -30,6 +30,7 @@ from lmvisor.config.errors import ConfigError
 from lmvisor.runtime.correlation import current_correlation_id
 from lmvisor.runtime.errors import LmvisorError, RetryExhausted
 from lmvisor.server.errors import Unauthorized
+from lmvisor.server.responses import utf8_safe
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -191,8 +192,8 @@ def error_body(
     body: dict[str, Any] = {
         "error": {
             "code": code,
-            "message": _utf8(_clipped(message)),
-            "field": None if field is None else _utf8(field),
+            "message": utf8_safe(_clipped(message)),
+            "field": None if field is None else utf8_safe(field),
             "correlation_id": correlation_id or current_correlation_id(),
         }
     }
@@ -208,21 +209,8 @@ def _clipped(message: str) -> str:
     return f"{message[:_MAX_MESSAGE]}...[{len(message) - _MAX_MESSAGE} more chars]"
 
 
-def _utf8(text: str) -> str:
-    """`text` with any lone surrogate (from a request's `\\ud800` escape) written as its escape.
-
-    An error names what the caller sent; a lone surrogate there cannot be encoded, and
-    the answer would become a bare 500.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
 def _problem(problem: FieldProblem) -> dict[str, str]:
-    return {"field": _utf8(problem.field), "message": _utf8(problem.message)}
+    return {"field": utf8_safe(problem.field), "message": utf8_safe(problem.message)}
 
 
 def error_payload(exc: BaseException) -> tuple[int, dict[str, Any]]:

@@ -213,6 +213,20 @@ class TestBadSpecs:
                 "descriptions.z",
                 "no such field",
             ),
+            (
+                {"module": "Predict", "signature": "a -> b", "instructions": "x\ud800"},
+                "instructions",
+                "holds a lone surrogate",
+            ),
+            (
+                {
+                    "module": "Predict",
+                    "signature": "a -> b",
+                    "state": {"demos": [{"a": ["\udfff"]}]},
+                },
+                "state.demos[0].a[0]",
+                "holds a lone surrogate",
+            ),
             ({"module": "Predict", "signature": "a -> b", "lm": "gpt"}, "lm", "must be 'vendor/"),
             ({"module": "Predict", "signature": "a -> b", "adapter": "xml2"}, "adapter", "must be"),
             (

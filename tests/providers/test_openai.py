@@ -107,9 +107,15 @@ class TestComplete:
         await bare.aclose()
 
     async def test_unserializable_params(self, oai: OpenAIClient) -> None:
-        """Params that are not JSON are a ValueError before anything is sent."""
-        with pytest.raises(ValueError, match=r"^LMRequest params are not JSON-serializable"):
+        """Params that are not JSON, or message text no UTF-8 holds (a lone surrogate), are a
+        ValueError before anything is sent."""
+        with pytest.raises(ValueError, match=r"^the LM request cannot be written as JSON: "):
             await oai.complete(_request(temperature=object()))
+        request = LMRequest(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "\ud800"}]
+        )
+        with pytest.raises(ValueError, match=r"^the LM request cannot be written as JSON: .*surr"):
+            await oai.complete(request)
 
 
 class TestStream:

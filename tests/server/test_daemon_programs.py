@@ -140,6 +140,27 @@ class TestProgramsOverHttp:
             "correlation_id": answer.headers["x-correlation-id"],
         }
 
+    def test_a_lone_surrogate_in_a_program_is_refused_and_the_list_still_answers(
+        self, shared_daemon: DaemonProcess
+    ) -> None:
+        """A program whose instructions hold a lone surrogate is refused with a typed 4xx
+        naming the field (it was registered, could not be stored, and made every listing of
+        programs a 500); the listing still answers."""
+        body = (
+            b'{"id": "surrogate", "program": {"module": "Predict", "signature": "a -> b",'
+            b' "instructions": "x\\ud800"}}'
+        )
+        with httpx.Client(base_url=shared_daemon.url) as client:
+            answer = client.post(
+                "/v1/programs", content=body, headers={"content-type": "application/json"}
+            )
+            listing = client.get("/v1/programs")
+        assert answer.status_code == 422
+        error = answer.json()["error"]
+        assert (error["code"], error["field"]) == ("program_spec_error", "program.instructions")
+        assert listing.status_code == 200
+        assert "surrogate" not in [p["module_id"] for p in listing.json()["programs"]]
+
 
 class TestOptimizationsOverHttp:
     def test_job_progress_over_sse(
