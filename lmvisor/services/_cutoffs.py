@@ -4,57 +4,71 @@ timer for all of them instead of a timer scheduled and cancelled per execution."
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
-from typing import Any, final
+from typing import Any, Final, final
 
 __all__ = ["ExecutionCutoffs"]
+
+_STEP: Final = 0.05
+"""Cutoffs are kept in slots of this many seconds: a task is cancelled at the end of its
+cutoff's slot, at most this much after the cutoff itself."""
 
 
 @final
 class ExecutionCutoffs:
     """Cancels each watched execution task at its cutoff, with one loop timer for them all.
 
-    The timer is armed for the earliest cutoff that was ever the earliest; when it fires,
-    the tasks past their cutoff are cancelled and it is armed again for the earliest of the
-    rest. A task that ends first is only forgotten: per execution, a dict entry instead of
-    a timer scheduled and cancelled (most executions end long before their deadline).
+    Watched tasks sit in slots of `_STEP` seconds. The timer is armed for the earliest
+    slot; when it fires, the slots that are due are emptied (their tasks cancelled) and
+    it is armed for the next one. A task that ends first is only taken out of its slot:
+    per execution, two dict entries instead of a timer scheduled and cancelled (most
+    executions end long before their deadline), and a firing costs the slots that are
+    due, however many executions are in flight.
     """
 
-    __slots__ = ("_armed", "_loop", "_tasks", "_timer")
+    __slots__ = ("_armed", "_due", "_slot_of", "_slots", "_timer")
 
     def __init__(self) -> None:
-        self._tasks: dict[asyncio.Task[Any], float] = {}
+        self._slot_of: dict[asyncio.Task[Any], int] = {}
+        self._slots: dict[int, set[asyncio.Task[Any]]] = {}
+        self._due: list[int] = []  # heap of the slots' numbers, one entry each
         self._timer: asyncio.TimerHandle | None = None
-        self._armed = math.inf  # the timer's time; inf: no timer
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._armed = math.inf  # the slot the timer is set for; inf: no timer
 
     def watch(self, task: asyncio.Task[Any], cutoff: float) -> None:
-        """Cancel `task` at `cutoff` (loop time) unless it is forgotten first."""
-        self._tasks[task] = cutoff
-        if cutoff < self._armed:
-            self._arm(cutoff)
+        """Cancel `task` at `cutoff` (loop time, or up to `_STEP` later) unless forgotten first."""
+        slot = math.ceil(cutoff / _STEP)
+        tasks = self._slots.get(slot)
+        if tasks is None:
+            tasks = self._slots[slot] = set()
+            heapq.heappush(self._due, slot)
+            if slot < self._armed:
+                self._arm(slot)
+        tasks.add(task)
+        self._slot_of[task] = slot
 
     def forget(self, task: asyncio.Task[Any]) -> None:
         """Stop watching `task` (ended, or its caller gave up on it)."""
-        self._tasks.pop(task, None)
+        slot = self._slot_of.pop(task, None)
+        if slot is not None:
+            # An emptied slot stays until due: the next execution in it needs no new
+            # slot and no second entry in the heap.
+            self._slots[slot].discard(task)
 
-    def _arm(self, at: float) -> None:
+    def _arm(self, slot: int) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        loop = self._loop = asyncio.get_running_loop()
-        self._armed = at
-        self._timer = loop.call_at(at, self._expire)
+        self._armed = slot
+        self._timer = asyncio.get_running_loop().call_at(slot * _STEP, self._expire)
 
     def _expire(self) -> None:
         self._timer, self._armed = None, math.inf
-        assert self._loop is not None
-        now = self._loop.time()
-        earliest = math.inf
-        for task, cutoff in list(self._tasks.items()):
-            if cutoff <= now:
-                del self._tasks[task]
+        now = asyncio.get_running_loop().time()
+        due = self._due
+        while due and due[0] * _STEP <= now:
+            for task in self._slots.pop(heapq.heappop(due), ()):
+                del self._slot_of[task]
                 task.cancel()
-            elif cutoff < earliest:
-                earliest = cutoff
-        if earliest < math.inf:
-            self._arm(earliest)
+        if due:
+            self._arm(due[0])
