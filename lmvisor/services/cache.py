@@ -267,14 +267,17 @@ class CacheManager(Actor):
         breaker.add_listener(self.runtime.metrics.breaker_changed)
         breaker.add_listener(self._breaker_event)
         meter = self._store.meters["l2"]
-        self._store.l2 = RedisTier(
-            cfg.l2_redis_url,
-            prefix=cfg.l2_prefix,
-            timeout=cfg.l2_timeout,
-            stale_ttl=cfg.stale_ttl,
-            breaker=breaker,
-            on_error=lambda exc: meter.error(),
-        )
+        try:
+            self._store.l2 = RedisTier(
+                cfg.l2_redis_url,
+                prefix=cfg.l2_prefix,
+                timeout=cfg.l2_timeout,
+                stale_ttl=cfg.stale_ttl,
+                breaker=breaker,
+                on_error=lambda exc: meter.error(),
+            )
+        except ValueError as exc:  # a query option redis-py cannot read ("?socket_timeout=x")
+            raise ServiceInputError(field="cache.l2_redis_url", problem=str(exc)) from None
 
     async def _close_l2(self) -> None:
         tier, self._store.l2 = self._store.l2, None
