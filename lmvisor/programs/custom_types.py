@@ -22,6 +22,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self, get_args, get_origin
 
+from lmvisor.programs._json_repair import repair_json
+
 __all__ = [
     "CUSTOM_TYPE_END",
     "CUSTOM_TYPE_START",
@@ -161,8 +163,6 @@ def _decode(payload: str) -> Any:
     except ValueError:
         pass
     try:
-        import json_repair
-
-        return json_repair.loads(payload)
-    except Exception:  # json_repair raises assorted errors on pathological input
+        return repair_json(payload)
+    except ValueError:
         return None

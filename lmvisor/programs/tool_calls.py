@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Self, final
 
+from lmvisor.programs._json_repair import repair_json
 from lmvisor.programs.custom_types import Type
 
 __all__ = ["ToolCallResults", "ToolCalls"]
@@ -338,14 +339,11 @@ def _loads(text: str) -> Any:
         ValueError: it is nested too deeply for either decoder.
     """
     try:
-        try:
-            return json.loads(text)
-        except ValueError:
-            import json_repair
-
-            return json_repair.loads(text)
+        return json.loads(text)
     except RecursionError:
         raise ValueError("tool call JSON is nested too deeply") from None
+    except ValueError:
+        return repair_json(text)
 
 
 def _is_call(data: Mapping[str, Any]) -> bool:

@@ -15,8 +15,7 @@ from collections.abc import AsyncGenerator, Coroutine, Mapping
 from contextlib import aclosing
 from typing import Any, ClassVar
 
-import json_repair
-
+from lmvisor.programs._json_repair import repair_json
 from lmvisor.programs.lm import (
     LMCapabilities,
     LMDelta,
@@ -115,8 +114,8 @@ def decode_arguments(raw: Any, *, provider: str, model: str, what: str) -> Mappi
 def _repair(raw: str) -> Any:
     """json_repair's best reading of slightly broken JSON; None when it gives up."""
     try:
-        return json_repair.loads(raw)
-    except (ValueError, RecursionError):
+        return repair_json(raw)
+    except ValueError:
         return None
 
 

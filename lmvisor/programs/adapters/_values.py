@@ -12,6 +12,7 @@ import types
 from collections.abc import Mapping
 from typing import Any, Literal, Union, get_args, get_origin
 
+from lmvisor.programs._json_repair import repair_json
 from lmvisor.programs._types import annotation_name, is_enum, type_adapter
 from lmvisor.programs.custom_types import Type
 from lmvisor.programs.fields import Field
@@ -264,12 +265,7 @@ def _loads_lenient(value: str) -> Any:
     Raises:
         ValueError: the text nests too deeply to read.
     """
-    import json_repair
-
-    try:
-        candidate = json_repair.loads(value)
-    except RecursionError:
-        raise ValueError("the value is nested too deeply") from None
+    candidate = repair_json(value)
     if candidate == "" and value != "":
         try:
             return ast.literal_eval(value)

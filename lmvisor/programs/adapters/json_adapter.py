@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, get_origin
 
+from lmvisor.programs._json_repair import repair_json
 from lmvisor.programs.adapters._native import tool_calls_output
 from lmvisor.programs.adapters._schema import structured_output_schema
 from lmvisor.programs.adapters._values import field_placeholder, serialize_for_json, type_hint
@@ -152,11 +153,9 @@ def _load_object(completion: str) -> dict[str, Any] | None:
 
 
 def _lenient(text: str) -> Any:
-    import json_repair
-
     try:
-        return json_repair.loads(text)
-    except Exception:  # RecursionError and assorted errors on pathological input
+        return repair_json(text)
+    except ValueError:
         return None
 
 
