@@ -137,7 +137,8 @@ CACHE_ENTRY_DROPPED: Final = "cache.entry_dropped"
 """A corrupt or undecodable cache entry was dropped (`layer`, `problem`)."""
 STORE_RECORD_SKIPPED: Final = "store.record_skipped"
 """A stored job, checkpoint or program row could not be decoded and was skipped
-(`store`, `record`, `problem`); also logged."""
+(`store`, `record`, `problem`; logged too), or event rows the event store read past
+when it opened (`store` "events", `record` how many)."""
 OPTIMIZATION_STARTED: Final = "optimization.started"
 """An optimization job started or resumed (`optimization_id`, `optimizer`, `program`,
 `trainset`, `valset`, `seed`, `resumed`)."""

@@ -30,6 +30,7 @@ from lmvisor.runtime.correlation import CorrelationScope, current_scope
 from lmvisor.runtime.errors import ActorExited, MailboxFull
 from lmvisor.runtime.messages import Call, Cast
 from lmvisor.runtime.observe.events import Event, EventListener, EventRing, type_matches
+from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
 from lmvisor.runtime.observe.sink import SqliteEventSink
 from lmvisor.runtime.registry import Registry, Via
 
@@ -131,6 +132,13 @@ class EventStore:
         recent = await sink.query(limit=self.ring.capacity, namespace=self.ring.namespace)
         self.ring.extend(recent)
         self.ring.add_listener(self._to_sink)
+        if sink.skipped_rows:
+            fields = {
+                "store": "events",
+                "record": f"{sink.skipped_rows} rows of {sink.path.name}",
+                "problem": "not an event (data not a JSON object, or a column of the wrong type)",
+            }
+            self.ring.emit(STORE_RECORD_SKIPPED, fields)
 
     def _to_sink(self, event: Event) -> None:
         sink = self.sink

@@ -19,6 +19,7 @@ from lmvisor.runtime.correlation import correlation_scope
 from lmvisor.runtime.errors import ActorExited
 from lmvisor.runtime.messages import Call
 from lmvisor.runtime.observe.events import EventRing
+from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
 from lmvisor.runtime.observe.sink import SqliteEventSink
 from lmvisor.runtime.observe.store import (
     EventNotice,
@@ -115,7 +116,9 @@ class TestSqliteEventSink:
         await revived.close()
         store = EventStore(_ring(), SqliteEventSink(path))
         await store.open()
-        assert [e.id for e in await store.query(limit=10)] == [good.id]
+        found = await store.query(limit=10)
+        assert (found[0].id, found[1].type) == (good.id, STORE_RECORD_SKIPPED)
+        assert found[1].data["record"] == "6 rows of e.sqlite"
         await store.close()
 
     async def test_query_filters(self, tmp_path: Path) -> None:
