@@ -306,7 +306,9 @@ def _read_jsonl(path: Path, field: str) -> list[Mapping[str, Any]]:
             field=field, problem=f"{str(path)!r} is not UTF-8 ({exc.reason} at byte {exc.start})"
         ) from None
     rows: list[Mapping[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines end at "\n" only: `splitlines` would also cut at U+2028 and the other
+    # breaks a JSON string may hold unescaped.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -91,6 +91,13 @@ class TestHelpers:
         assert local["trainset"] == str(tmp_path / "data" / "train.jsonl")
         assert inline["trainset"][0] == {"question": "q0?", "answer": "a0"}
 
+    def test_a_jsonl_row_may_hold_u2028(self, tmp_path: Path) -> None:
+        """A dataset row whose text holds U+2028 unescaped (ensure_ascii=False) is one row."""
+        spec = _job_files(tmp_path)
+        row = {"question": "q\u2028?", "answer": "a"}
+        (tmp_path / "data" / "train.jsonl").write_text(json.dumps(row, ensure_ascii=False))
+        assert load_job_spec(spec, inline=True)["trainset"] == [row]
+
     def test_hostile_json_is_a_usage_error(self, tmp_path: Path) -> None:
         """JSON nested past the decoder's depth, in a file, an input or a dataset, is bad JSON."""
         deep = "[" * 100_000

@@ -182,9 +182,12 @@ class TestSubmit:
         assert "openai/x" in asked  # at submit, and again in the worker
 
     async def test_jsonl_trainset(self, runtime: Runtime, tmp_path: Path) -> None:
-        """A trainset may be a JSONL file path."""
+        """A trainset may be a JSONL file path; a line break other than "\\n" inside a
+        string (U+2028, as `json.dumps(..., ensure_ascii=False)` writes it) is text."""
         path = tmp_path / "train.jsonl"
-        path.write_text("\n".join(__import__("json").dumps(r) for r in train_rows(6)))
+        rows = [{**r, "question": f"{r['question']}\u2028more"} for r in train_rows(6)]
+        json = __import__("json")
+        path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
         coordinator = await _start(runtime, SlowLM())
         spec = {**_copro(), "optimizer": "BootstrapFewShot", "params": {}, "trainset": str(path)}
         done = await _wait(coordinator, await submit_optimization(coordinator, spec))
