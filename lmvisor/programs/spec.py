@@ -30,7 +30,6 @@ included, so versions of a program can be stored and rebuilt.
 
 from __future__ import annotations
 
-import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -46,7 +45,7 @@ from lmvisor.programs._spec_adapters import (
 )
 from lmvisor.programs.chain_of_thought import ChainOfThought
 from lmvisor.programs.errors import ProgramError, SignatureError, StateError, _clip
-from lmvisor.programs.generation_options import GENERATION_OPTIONS
+from lmvisor.programs.generation_options import GENERATION_OPTIONS, is_finite_setting
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
@@ -342,24 +341,9 @@ def _config(value: Any) -> dict[str, Any]:
             )
         if not isinstance(item, str | int | float | list | dict | type(None)):
             raise ProgramSpecError(field=f"config.{key}", problem="must be JSON data")
-        if not all(_finite(v) for v in _leaves(item)):
-            # JSON encoders send NaN and Infinity as null (or refuse them): the vendor
-            # would get a setting other than the one written.
+        if not is_finite_setting(item):
             raise ProgramSpecError(field=f"config.{key}", problem="numbers must be finite")
     return dict(value)
-
-
-def _leaves(value: Any) -> list[Any]:
-    """The scalars of a setting: itself, or the items of a list or object (one level)."""
-    if isinstance(value, list):
-        return value
-    if isinstance(value, dict):
-        return list(value.values())
-    return [value]
-
-
-def _finite(value: Any) -> bool:
-    return not isinstance(value, float) or math.isfinite(value)
 
 
 def _model_name(value: Any) -> str | None:

@@ -132,6 +132,16 @@ class TestSavedLMSettings:
         assert "sk-leaked-secret" not in repr(logs)
         assert "10.0.0.1" not in repr(logs)
 
+    def test_a_non_finite_setting_is_a_state_error(self, tmp_path: Path) -> None:
+        """A saved temperature of NaN (the stdlib JSON reader takes it) is refused, naming
+        the setting: the vendor would have been sent null, not the saved value."""
+        data = json.loads(WITH_LM.read_text())
+        data["predict"]["lm"]["temperature"] = float("nan")
+        path = tmp_path / "nan.json"
+        path.write_text(json.dumps(data))
+        with pytest.raises(StateError, match=r"predict\.lm\.temperature: numbers must be finite"):
+            ChainOfThought("question -> answer").load(path, lm_settings=True)
+
     def test_round_trip(self, tmp_path: Path) -> None:
         """Saving again writes the model and the restored settings back in the lm block."""
         cot = ChainOfThought("question -> answer")
