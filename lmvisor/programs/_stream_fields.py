@@ -10,7 +10,6 @@ the value began).
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Protocol
 
 __all__ = ["FieldCutter", "cutter_for"]
