@@ -464,7 +464,6 @@ class TestResponseShape:
         assert (resp.usage.prompt_tokens, resp.usage.completion_tokens) == (0, 0)
         assert resp.cost == 0.0
 
-
     @pytest.mark.parametrize(
         ("chunk", "message"),
         [
