@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from lmvisor.optimizers.copro import (
         GenerateInstructionGivenAttempts as GenerateInstructionGivenAttempts,
     )
+    from lmvisor.optimizers.errors import CheckpointError as CheckpointError
     from lmvisor.optimizers.errors import MetricError as MetricError
     from lmvisor.optimizers.errors import OptimizerError as OptimizerError
     from lmvisor.optimizers.errors import OptimizerSettingsError as OptimizerSettingsError

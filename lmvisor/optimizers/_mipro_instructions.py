@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, final
 
+from lmvisor.optimizers import _step_values as step_values
 from lmvisor.optimizers.proposer import (
     TIPS,
     DatasetDescriptor,
@@ -85,9 +86,10 @@ class InstructionProposer:
         """The dataset summary (None when not data-aware, or when it cannot be made)."""
         if not self.flags.data_aware:
             return None
-        value = await self.run.step("mipro/summary", lambda: self._summarize(trainset))
-        summary: str | None = value["summary"]
-        return summary
+        found: str | None = await self.run.step(
+            "mipro/summary", lambda: self._summarize(trainset), step_values.summary
+        )
+        return found
 
     async def instructions(
         self,
@@ -186,8 +188,8 @@ class InstructionProposer:
             return {"instruction": strip_prefix(strip_prefix(str(answer["proposed_instruction"])))}
 
         key = f"mipro/propose/p{proposal.predictor}/set{proposal.demo_set}"
-        value = await self.run.step(key, propose)
-        return str(value["instruction"])
+        proposed: str = await self.run.step(key, propose, step_values.instruction)
+        return proposed
 
     async def _inputs(
         self,

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
+from lmvisor.optimizers import _step_values as step_values
 from lmvisor.optimizers.errors import OptimizerSettingsError, TooManyErrors
 from lmvisor.optimizers.evaluate import RowError, example_inputs
 from lmvisor.optimizers.labeled_few_shot import label_demos
@@ -226,7 +227,9 @@ class BootstrapFewShot(Teleprompter):
             replayed = run.replaying(key)
             started = time.monotonic()
             outcome = await run.step(
-                key, functools.partial(self._attempt, run, example, teacher, round_index)
+                key,
+                functools.partial(self._attempt, run, example, teacher, round_index),
+                step_values.attempt,
             )
             if trials:
                 run.report(

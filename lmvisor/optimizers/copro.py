@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
+from lmvisor.optimizers import _step_values as step_values
 from lmvisor.optimizers.metric import Metric
 from lmvisor.optimizers.run import OptimizationRun
 from lmvisor.optimizers.teleprompter import Teleprompter, as_examples, scored_trial
@@ -181,8 +182,8 @@ class COPRO(Teleprompter):
                 ],
             }
 
-        value = await run.step(key, propose)
-        return list(zip(value["instructions"], value["prefixes"], strict=True))
+        found: list[tuple[str, str]] = await run.step(key, propose, step_values.proposals)
+        return found
 
     async def _propose_basic(self, run: OptimizationRun, p_i: int, predictor: Any) -> _Proposal:
         """Depth 0: `breadth - 1` proposals, then the predictor's own instruction and prefix."""

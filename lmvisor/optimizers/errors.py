@@ -2,6 +2,7 @@
 
 LmvisorError
 └── OptimizerError
+    ├── CheckpointError         a recorded step's value has not the shape its step wrote
     ├── TooManyErrors           an evaluation or bootstrap hit `max_errors` failing examples
     ├── MetricError             the metric could not be imported or returned a non-number
     └── OptimizerSettingsError  an optimizer was given settings that cannot work together
@@ -13,15 +14,38 @@ from collections.abc import Sequence
 
 from lmvisor.runtime.errors import LmvisorError
 
-__all__ = ["MetricError", "OptimizerError", "OptimizerSettingsError", "TooManyErrors"]
+__all__ = [
+    "CheckpointError",
+    "MetricError",
+    "OptimizerError",
+    "OptimizerSettingsError",
+    "TooManyErrors",
+]
 
 _CAUSES_SHOWN = 3
+_PROBLEM_SHOWN = 200
 
 
 class OptimizerError(LmvisorError):
     """An evaluation or an optimization could not run to the end."""
 
     code = "optimizer_error"
+
+
+class CheckpointError(OptimizerError, ValueError):
+    """A step value read back from a checkpoint cannot be replayed (a damaged or older row);
+    `key` names the step. The run stops: its result would not be the one recorded."""
+
+    code = "checkpoint_error"
+
+    def __init__(self, *, key: str, problem: str) -> None:
+        shown = problem if len(problem) <= _PROBLEM_SHOWN else problem[:_PROBLEM_SHOWN] + "..."
+        super().__init__(
+            f"checkpoint step {key!r} cannot be replayed: {shown}",
+            context={"key": key, "problem": shown},
+        )
+        self.key = key
+        self.problem = problem
 
 
 class TooManyErrors(OptimizerError):

@@ -29,7 +29,7 @@ from typing import Any, Literal, final
 
 from lmvisor.optimizers._mipro_instructions import InstructionProposer, ProposerFlags
 from lmvisor.optimizers.bootstrap import BootstrapFewShot
-from lmvisor.optimizers.errors import OptimizerSettingsError
+from lmvisor.optimizers.errors import CheckpointError, OptimizerSettingsError
 from lmvisor.optimizers.labeled_few_shot import label_demos
 from lmvisor.optimizers.metric import Metric
 from lmvisor.optimizers.mipro_search import (
@@ -379,6 +379,8 @@ class MIPROv2(Teleprompter):
                     run, "mipro/default", program, valset, self.metric,
                     iteration=1, candidate="default program",
                 )  # fmt: skip
+            except CheckpointError:
+                raise  # a damaged checkpoint, not a failing default program
             except Exception:
                 return 0.0
         return scored.score

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, final, runtime_checkable
 
+from lmvisor.optimizers.errors import CheckpointError
 from lmvisor.optimizers.executor import Executor, LocalExecutor
 from lmvisor.runtime.observe.events import EventRing
 from lmvisor.runtime.observe.metrics import Metrics
@@ -157,23 +158,38 @@ class OptimizationRun:
         """Whether `key` already has a recorded value."""
         return self._journal is not None and key in self._journal
 
-    async def step(self, key: str, compute: Callable[[], Awaitable[Any]]) -> Any:
-        """The recorded value of `key`, or `compute()`'s (recorded before it is returned).
+    async def step(
+        self,
+        key: str,
+        compute: Callable[[], Awaitable[Any]],
+        read: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """The recorded value of `key`, or `compute()`'s (recorded before it is returned),
+        passed through `read` when given.
 
-        `compute` must return JSON-ready data.
+        `compute` must return JSON-ready data. `read` turns it into what the caller uses,
+        raising KeyError, IndexError, TypeError or ValueError on a value of the wrong shape:
+        a recorded value comes from a file an older or damaged run may have written.
 
         Raises:
             RuntimeError: `begin()` was not awaited.
+            CheckpointError: `read` refused the recorded value of `key`.
         """
         journal = self._journal
         if journal is None:
             raise RuntimeError("OptimizationRun.step() before begin()")
         if key in journal:
-            return journal[key]
+            if read is None:
+                return journal[key]
+            try:
+                return read(journal[key])
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                raise CheckpointError(key=key, problem=problem) from None
         value = await compute()
         journal[key] = value
         await self.checkpoint.record(key, value)
-        return value
+        return value if read is None else read(value)
 
     def report(
         self,

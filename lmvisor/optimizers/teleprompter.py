@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
+from lmvisor.optimizers._step_values import number
 from lmvisor.optimizers.metric import Metric, metric_name
 from lmvisor.optimizers.run import OptimizationRun
 from lmvisor.programs.example import Example
@@ -69,16 +70,23 @@ async def scored_trial(
         result = await run.executor.evaluate(program, devset, metric)
         return {"score": result.score, "scores": result.scores}
 
-    value = await run.step(key, evaluate)
+    scored: Scored = await run.step(key, evaluate, _scored)
     run.report(
         iteration=iteration,
         candidate=candidate,
-        score=float(value["score"]),
+        score=scored.score,
         metric=metric_name(metric),
         duration=time.monotonic() - started,
         replayed=replayed,
     )
-    return Scored(float(value["score"]), tuple(float(s) for s in value["scores"]))
+    return scored
+
+
+def _scored(value: Any) -> Scored:
+    """An evaluate step's `{"score", "scores"}`, checked (it may come from a checkpoint)."""
+    if not isinstance(value, Mapping) or not isinstance(value["scores"], list):
+        raise TypeError("expected {'score': number, 'scores': [number]}")
+    return Scored(number(value["score"]), tuple(number(s) for s in value["scores"]))
 
 
 def as_examples(items: Sequence[Example | Mapping[str, Any]]) -> list[Example]:

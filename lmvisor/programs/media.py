@@ -68,8 +68,11 @@ def _is_url(text: str) -> bool:
 
 
 def _data_uri_size(uri: str) -> int:
-    """The bytes a base64 data URI holds (without decoding it)."""
-    _, _, payload = uri.partition(",")
+    """The bytes a base64 data URI holds (without decoding it); one without its comma is
+    all payload, so a malformed URI cannot pass the size check as empty."""
+    head, comma, payload = uri.partition(",")
+    if not comma:
+        payload = head
     padding = len(payload) - len(payload.rstrip("="))
     return len(payload) * 3 // 4 - padding
 
@@ -283,6 +286,11 @@ class File(Type):
     ) -> None:
         if file_data is None and file_id is None and filename is None:
             raise MediaError(kind="file", problem="give file_data, file_id or filename")
+        for name, given in (("file_data", file_data), ("file_id", file_id), ("filename", filename)):
+            if given is not None and not isinstance(given, str):
+                raise MediaError(
+                    kind="file", problem=f"{name} must be a string, not {type(given).__name__}"
+                )
         if file_data is not None:
             if not file_data.startswith("data:"):
                 raise MediaError(

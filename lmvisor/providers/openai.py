@@ -198,8 +198,11 @@ class _OpenAIStream(StreamState):
             self._reported = chunk["model"]
         if chunk.get("usage"):
             self._usage = chunk["usage"]
+        choices = chunk.get("choices") or ()
+        if not isinstance(choices, list | tuple):
+            raise shape_error(wire.name, self._model, "stream choices", "expected a list")
         deltas: list[LMDelta] = []
-        for choice in chunk.get("choices") or ():
+        for choice in choices:
             self._choice(choice, deltas)
         return deltas
 
@@ -218,7 +221,11 @@ class _OpenAIStream(StreamState):
             if thought:
                 self._reasoning.append(thought)
                 deltas.append(LMDelta(text=thought, reasoning=True))
-            for call in delta.get("tool_calls") or ():
+            calls = delta.get("tool_calls") or ()
+            if not isinstance(calls, list | tuple):
+                where = "stream choices[0].delta.tool_calls"
+                raise shape_error(self._wire.name, self._model, where, "expected a list")
+            for call in calls:
                 self._tool_part(call)
         finish = choice.get("finish_reason")
         if isinstance(finish, str):

@@ -4,8 +4,20 @@ MIPROv2's search study."""
 from __future__ import annotations
 
 import random
+import re
 
-from lmvisor.optimizers import MemoryCheckpoint, OptimizationRun, SearchSpace, planned_trials
+import pytest
+
+from lmvisor.optimizers import (
+    COPRO,
+    BootstrapFewShot,
+    CheckpointError,
+    MemoryCheckpoint,
+    MIPROv2,
+    OptimizationRun,
+    SearchSpace,
+    planned_trials,
+)
 from lmvisor.optimizers._mipro_instructions import InstructionProposer, ProposerFlags
 from lmvisor.optimizers.copro import _annotated, _Candidate, _select, _with_candidate
 from lmvisor.optimizers.mipro_search import _study
@@ -111,3 +123,61 @@ class TestMiproStudy:
         assert planned_trials(10, False, 5) == 11
         assert planned_trials(10, True, 5) == 10 + 2 + 1
         assert planned_trials(11, True, 5) == 11 + 2 + 1 + 1
+
+
+def _hashed(example: Example, prediction: object, trace: object = None) -> bool:
+    return sum(map(ord, str(getattr(prediction, "answer", "")))) % 2 == 0
+
+
+_TRAIN = [
+    Example(question=f"What is {i} plus {i}?", answer=str(2 * i)).with_inputs("question")
+    for i in range(12)
+]
+
+
+class TestDamagedCheckpoint:
+    @pytest.mark.parametrize(
+        ("optimizer", "prefix", "damage"),
+        [
+            ("bootstrap", "bootstrap/example:", {"success": "yes", "score": 1, "demos": {}}),
+            ("bootstrap", "bootstrap/example:", {"success": True, "score": 1.0, "demos": []}),
+            ("copro", "copro/propose/", {"instructions": "ab", "prefixes": "cd"}),
+            ("copro", "copro/propose/", {"instructions": ["a"], "prefixes": []}),
+            ("copro", "copro/eval/", {"score": True, "scores": []}),
+            ("mipro", "mipro/summary", {"summary": 5}),
+            ("mipro", "mipro/propose/", {"instruction": ["x"]}),
+            ("mipro", "mipro/default", "75"),
+        ],
+    )
+    async def test_a_step_of_the_wrong_shape_is_a_checkpoint_error(
+        self, optimizer: str, prefix: str, damage: object
+    ) -> None:
+        """A recorded step value an older or damaged run wrote (wrong types, a list for an
+        object, unequal lists) stops the resumed run with a CheckpointError naming the
+        step, not a KeyError or TypeError from inside the optimizer."""
+        make = {
+            "bootstrap": lambda: BootstrapFewShot(metric=_hashed, max_bootstrapped_demos=2),
+            "copro": lambda: COPRO(metric=_hashed, breadth=2, depth=1),
+            "mipro": lambda: MIPROv2(_hashed, auto="light"),
+        }[optimizer]
+        checkpoint = MemoryCheckpoint()
+        with context(lm=ScriptedLM()):
+            await make().compile(
+                Predict("question -> answer"),
+                trainset=_TRAIN,
+                run=OptimizationRun(checkpoint=checkpoint),
+            )
+        key = next(k for k in checkpoint.values if k.startswith(prefix))
+        checkpoint.values[key] = damage
+        with (
+            context(lm=ScriptedLM()),
+            pytest.raises(
+                CheckpointError,
+                match=rf"^checkpoint step {re.escape(repr(key))} cannot be replayed: ",
+            ),
+        ):
+            await make().compile(
+                Predict("question -> answer"),
+                trainset=_TRAIN,
+                run=OptimizationRun(checkpoint=checkpoint),
+            )

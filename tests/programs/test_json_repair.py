@@ -45,6 +45,18 @@ class TestRepairJson:
         with pytest.raises(ValueError, match=r"^not JSON that can be repaired in linear time"):
             repair_json(HOSTILE)
 
+    def test_a_huge_number_in_broken_json_is_refused_before_the_repair(self) -> None:
+        """A run of 100,000 digits in text that is not valid JSON (json_repair reads it a
+        character at a time, in quadratic time) is refused with a ValueError saying so."""
+        with pytest.raises(ValueError, match=r"^not JSON, and holds a run of over 32768 number"):
+            repair_json('{"x": ' + "9" * 100_000)
+
+    def test_valid_json_with_a_long_number_run_reads_as_json(self) -> None:
+        """Valid JSON whose compact list runs past the limit still reads, as json.loads
+        reads it."""
+        numbers = list(range(20_000))
+        assert repair_json(str(numbers).replace(" ", "")) == numbers
+
     def test_a_running_profiler_is_left_in_place(self) -> None:
         """With cProfile running, a repair leaves its hook in place (and runs unbounded)."""
         profiler = cProfile.Profile()
@@ -69,3 +81,8 @@ class TestAdaptersOnHostileText:
         completion = f"[[ ## a ## ]]\n{HOSTILE}\n\n[[ ## completed ## ]]"
         with pytest.raises(AdapterParseError):
             ChatAdapter().parse(make_signature("q -> a: list[int]"), completion)
+
+    def test_a_json_completion_with_a_huge_number_is_a_parse_error(self) -> None:
+        """A JSONAdapter completion holding a 100,000-digit number is an AdapterParseError."""
+        with pytest.raises(AdapterParseError):
+            JSONAdapter().parse(make_signature("q -> a: int"), '{"a": ' + "9" * 100_000 + "}")

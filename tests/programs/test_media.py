@@ -56,6 +56,12 @@ class TestImage:
         with pytest.raises(MediaError, match=r"is over the limit of 20971520 bytes$"):
             Image(big)
 
+    def test_a_data_uri_without_its_comma_is_sized_whole(self) -> None:
+        """A data URI missing its comma counts as all payload: it cannot pass the size
+        check as empty."""
+        with pytest.raises(MediaError, match=r"is over the limit of 20971520 bytes$"):
+            Image("data:" + "A" * (MAX_INLINE_BYTES * 2))
+
     def test_repr_hides_data(self) -> None:
         """The repr shows the size, not the base64."""
         assert (
@@ -99,6 +105,13 @@ class TestFile:
             MediaError, match=r"^invalid file: give file_data, file_id or filename$"
         ):
             File()
+
+    @pytest.mark.parametrize("key", ["file_data", "file_id", "filename"])
+    def test_a_field_that_is_not_a_string_is_a_media_error(self, key: str) -> None:
+        """A dict whose file_data, file_id or filename is not a string is a MediaError
+        naming it (file_data 5 was an AttributeError out of pydantic validation)."""
+        with pytest.raises(MediaError, match=rf"^invalid file: {key} must be a string, not int$"):
+            File.validate({key: 5})
 
 
 class TestInjection:

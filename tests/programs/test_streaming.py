@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -317,6 +318,59 @@ class TestCutters:
             out += pieces
         assert finished
         assert "".join(out) == expected
+
+
+class TestCutterCost:
+    """Cutters fed a completion one character at a time (the worst cutting a vendor can
+    send) do work linear in its length: time at 4n over time at n stays near 4, where the
+    quadratic cutters took ~16."""
+
+    @staticmethod
+    def _seconds(adapter: Any, text: str) -> float:
+        best = float("inf")
+        for _ in range(3):
+            cutter = cutter_for(adapter, "answer")
+            started = time.perf_counter()
+            for ch in text:
+                cutter.feed(ch)
+            cutter.close()
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    @pytest.mark.parametrize(
+        ("adapter", "prefix", "fill"),
+        [
+            (ChatAdapter(), "", "x"),
+            (ChatAdapter(), "[[ ## answer ## ]]\n", "x"),
+            (ChatAdapter(), "[[ ## answer ## ]]\nx", " "),
+            (XMLAdapter(), "<answer>", "&"),
+            (JSONAdapter(), '{"reasoning": "', "x"),
+            (JSONAdapter(), '{"answer": "', "x"),
+            (JSONAdapter(), '{"answer"', " "),
+        ],
+        ids=[
+            "before-marker",
+            "chat-value",
+            "chat-blanks",
+            "xml-ampersands",
+            "json-before-key",
+            "json-string",
+            "json-blanks-after-key",
+        ],
+    )
+    def test_one_character_pieces_cost_linear_time(
+        self, adapter: Any, prefix: str, fill: str
+    ) -> None:
+        """Work grows ~4x when the completion grows 4x (a ratio, not a time)."""
+        small = self._seconds(adapter, prefix + fill * 5_000)
+        large = self._seconds(adapter, prefix + fill * 20_000)
+        assert large / small < 9
+
+    def test_a_broken_unicode_escape_stays_as_written(self) -> None:
+        """A JSON string whose \\u escape is not four hex digits is released as written,
+        not a ValueError out of the stream."""
+        cutter = cutter_for(JSONAdapter(), "answer")
+        assert cutter.feed('{"answer": "a\\uZZZZ b"}') == (["a\\uZZZZ b"], True)
 
 
 class TestNoFallbackAfterOutput:

@@ -464,6 +464,34 @@ class TestResponseShape:
         assert (resp.usage.prompt_tokens, resp.usage.completion_tokens) == (0, 0)
         assert resp.cost == 0.0
 
+    @pytest.mark.parametrize(
+        ("chunk", "message"),
+        [
+            ({"choices": 5}, r"stream choices: expected a list$"),
+            (
+                {"choices": [{"index": 0, "delta": {"tool_calls": 5}}]},
+                r"stream choices\[0\]\.delta\.tool_calls: expected a list$",
+            ),
+        ],
+    )
+    async def test_stream_chunks_of_the_wrong_shape_name_the_field(
+        self, chunk: Any, message: str
+    ) -> None:
+        """A stream chunk whose choices or tool_calls is a number is a ResponseFormatError
+        naming it (it was a TypeError out of the stream)."""
+        body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            provider = OpenAIClient(
+                ClientOptions(api_key=KEY, base_url="http://mock/v1"),
+                transport=HttpxTransport(client),
+            )
+            with pytest.raises(ResponseFormatError, match=message):
+                await collect_stream(provider.stream(_request()))
+
 
 class TestCancellation:
     async def test_cancel_abandons_the_request(self) -> None:

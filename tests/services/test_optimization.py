@@ -321,6 +321,36 @@ class TestSuspend:
         assert done.status == "completed" and done.trials_done == 6
         assert min(e.data["iteration"] for e in trials) >= stored.trials_done
 
+    @pytest.mark.parametrize(
+        "damage",
+        [{"score": "high", "scores": [1.0]}, [75.0], None, {"score": 75.0, "scores": "1"}],
+        ids=["score-text", "a-list", "null", "scores-text"],
+    )
+    async def test_a_damaged_step_fails_the_resumed_job_with_a_typed_error(
+        self, runtime: Runtime, tmp_path: Path, damage: Any
+    ) -> None:
+        """A recorded trial of the wrong shape (an older or damaged run wrote it) fails the
+        resumed job as checkpoint_error naming the step; the coordinator keeps serving."""
+        db = tmp_path / "optimization.sqlite"
+        store = OptimizationStore(db)
+        coordinator = await _start(runtime, SlowLM(), db)
+        job_id = await submit_optimization(coordinator, _copro())
+        done = await _wait(coordinator, job_id)
+        key = next(k for k in await store.steps(job_id) if k.startswith("copro/eval/"))
+        await store.record_step(job_id, key, damage)
+        record = await store.job(job_id)
+        assert record is not None
+        await store.save_job(record.evolve(status="running", error=None))
+        await store.close()
+        async with Runtime.open() as reopened:
+            resumed = await _start(reopened, SlowLM(), db)
+            failed = await _wait(resumed, job_id)
+            again = await _wait(resumed, await submit_optimization(resumed, _copro()))
+        assert done.status == "completed" and failed.status == "failed"
+        assert failed.error is not None and failed.error["code"] == "checkpoint_error"
+        assert failed.error["message"].startswith(f"checkpoint step {key!r} cannot be replayed: ")
+        assert again.status == "completed"
+
     async def test_finished_jobs_are_left_alone(self, runtime: Runtime) -> None:
         """A completed job is not touched by a suspension."""
         coordinator = await _start(runtime, SlowLM())
