@@ -55,6 +55,12 @@ def _redis_tier(
     )
 
 
+def _tier_failing_at_once(url: str, errors: list[BaseException]) -> RedisTier:
+    """A tier whose breaker opens at the first counted failure (none is expected)."""
+    breaker = CircuitBreaker("cache:l2", failure_threshold=1, recovery_time=60.0)
+    return _redis_tier(url, errors, breaker=breaker)
+
+
 async def _ask(app: App, question: str) -> str:
     with context(lm=app.lm()):
         prediction = await Predict("question -> answer")(question=question)
@@ -197,11 +203,7 @@ class TestGetConnections:
         """A restarted Redis closed the connection `get` kept idle: the next `get` still answers
         on a new one, with no failure counted and the breaker closed."""
         errors: list[BaseException] = []
-        tier = _redis_tier(
-            redis_server.url,
-            errors,
-            breaker=CircuitBreaker("cache:l2", failure_threshold=1, recovery_time=60.0),
-        )
+        tier = _tier_failing_at_once(redis_server.url, errors)
         entry = CacheEntry(b'{"outputs": ["x"]}', 10.0)
         try:
             assert await tier.put_many([("k", entry)], now=0.0) is True
@@ -221,11 +223,7 @@ class TestGetConnections:
         """The pooled connection the writes used died with the old Redis: the first write
         after the restart is still stored, with no failure counted and the breaker closed."""
         errors: list[BaseException] = []
-        tier = _redis_tier(
-            redis_server.url,
-            errors,
-            breaker=CircuitBreaker("cache:l2", failure_threshold=1, recovery_time=60.0),
-        )
+        tier = _tier_failing_at_once(redis_server.url, errors)
         entry = CacheEntry(b'{"outputs": ["x"]}', 10.0)
         try:
             assert await tier.put_many([("k", entry)], now=0.0) is True
