@@ -245,19 +245,23 @@ class CircuitBreakerConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
     failure_threshold: int = Field(default=5, ge=1)
-    recovery_time: float = Field(default=30.0, gt=0)
+    recovery_time: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     success_threshold: int = Field(default=1, ge=1)
 
 
 @final
 class RateLimiterConfig(BaseModel):
-    """At most `limit` requests (and `tokens` weighted tokens) per `scale` seconds."""
+    """At most `limit` requests (and `tokens` weighted tokens) per `scale` seconds.
+
+    Both are at least 1: a bucket smaller than one request would never admit one
+    (write "1 per 120 s" as `limit = 1, scale = 120`, not `limit = 0.5`).
+    """
 
     model_config = _MODEL_CONFIG
 
-    limit: float = Field(gt=0)
-    scale: float = Field(default=60.0, gt=0)
-    tokens: float | None = Field(default=None, gt=0)
+    limit: float = Field(ge=1, allow_inf_nan=False)
+    scale: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    tokens: float | None = Field(default=None, ge=1, allow_inf_nan=False)
 
 
 def _default_breakers() -> dict[str, CircuitBreakerConfig]:

@@ -116,6 +116,27 @@ class TestValidation:
         with pytest.raises(ValidationError, match="limit"):
             RateLimiterConfig.model_validate({"scale": 1})
 
+    @pytest.mark.parametrize(
+        ("section", "entry", "field", "problem"),
+        [
+            ("rate_limiters", {"limit": 0.5}, "limit", "greater than or equal to 1"),
+            ("rate_limiters", {"limit": 1e-9}, "limit", "greater than or equal to 1"),
+            ("rate_limiters", {"limit": 2, "tokens": 0.5}, "tokens", "greater than or equal to 1"),
+            ("rate_limiters", {"limit": float("inf")}, "limit", "a finite number"),
+            ("rate_limiters", {"limit": 2, "scale": float("inf")}, "scale", "a finite number"),
+            ("circuit_breakers", {"recovery_time": float("inf")}, "recovery_time", "a finite"),
+        ],
+    )
+    def test_protections_that_could_never_admit_or_recover_are_refused(
+        self, section: str, entry: dict[str, float], field: str, problem: str
+    ) -> None:
+        """A limiter below one request per period (it would never admit a call: every
+        acquire waited forever) or an infinite period or recovery is refused at load,
+        naming the field."""
+        pattern = rf"infrastructure\.{section}\.m\.{field}: Input should be {problem}"
+        with pytest.raises(ConfigError, match=pattern):
+            load_config(env={}, infrastructure={section: {"m": entry}})
+
     def test_budget_defaults_and_bounds(self) -> None:
         """No budget by default, a daily period; a negative budget is refused."""
         provider = ProviderConfig()
