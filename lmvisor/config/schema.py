@@ -66,6 +66,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _METRIC_PATH = re.compile(rf"^{_IDENT}(\.{_IDENT})*:(\*|{_IDENT}(\.{_IDENT})*)$")
 _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True)
+_LONGEST_TTL: Final = 100 * 365 * 86_400.0
+"""A century: the longest a cached answer is kept (Redis takes no expiry near a float's range)."""
 
 
 def _check_names(kind: str, names: dict[str, object]) -> None:
@@ -116,8 +118,8 @@ class ModulesConfig(BaseModel):
     default_adapter: Literal["chat", "json"] = "chat"
     cache_enabled: bool = True
     """Whether LM answers are cached (read at run time: changing it needs no restart)."""
-    cache_ttl: float = Field(default=3600.0, ge=0)
-    """Seconds a cached answer stays fresh in every tier."""
+    cache_ttl: float = Field(default=3600.0, ge=0, le=_LONGEST_TTL)
+    """Seconds a cached answer stays fresh in every tier (at most a century)."""
     timeout: float | None = Field(default=300.0, gt=0)
     """The deadline of one module execution when the caller sets none (None: no deadline)."""
     max_versions: int = Field(default=20, ge=2)
@@ -292,6 +294,7 @@ class CacheConfig(BaseModel):
         l1_size / l1_max_bytes: L1 holds at most this many entries and bytes (LRU).
         l1_ttl: seconds L1 keeps an entry at most (None: until evicted or stale).
         stale_ttl: seconds an expired answer is kept for stale-on-error answers.
+            These two and `modules.cache_ttl` are at most a century.
         l2_redis_url: Redis for L2 (None: no L2); `l2_prefix` namespaces its keys.
         l2_timeout: seconds one Redis operation may take before it counts as failed.
         l2_breaker: opens after consecutive Redis failures; L2 is skipped while open.
@@ -306,8 +309,8 @@ class CacheConfig(BaseModel):
 
     l1_size: int = Field(default=1024, ge=0)
     l1_max_bytes: int = Field(default=64 << 20, ge=0)
-    l1_ttl: float | None = Field(default=3600.0, gt=0)
-    stale_ttl: float = Field(default=86_400.0, ge=0)
+    l1_ttl: float | None = Field(default=3600.0, gt=0, le=_LONGEST_TTL)
+    stale_ttl: float = Field(default=86_400.0, ge=0, le=_LONGEST_TTL)
     l2_redis_url: str | None = None
     l2_prefix: str = Field(default="lmvisor:cache:", max_length=200)
     l2_timeout: float = Field(default=0.25, gt=0)

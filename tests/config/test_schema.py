@@ -137,6 +137,19 @@ class TestValidation:
         with pytest.raises(ConfigError, match=pattern):
             load_config(env={}, infrastructure={section: {"m": entry}})
 
+    @pytest.mark.parametrize(
+        ("section", "field"),
+        [("modules", "cache_ttl"), ("cache", "l1_ttl"), ("cache", "stale_ttl")],
+    )
+    def test_cache_lifetimes_are_at_most_a_century(self, section: str, field: str) -> None:
+        """An infinite or huge cache lifetime is refused naming the field (its Redis TTL
+        overflowed and crashed the cache's writer); a century is accepted."""
+        for value in (float("inf"), 1e308):
+            with pytest.raises(ConfigError, match=rf"{section}\.{field}: Input should be"):
+                load_config(env={}, **{section: {field: value}})
+        century = 100 * 365 * 86_400.0
+        assert load_config(env={}, **{section: {field: century}})
+
     def test_budget_defaults_and_bounds(self) -> None:
         """No budget by default, a daily period; a negative budget is refused."""
         provider = ProviderConfig()
