@@ -340,7 +340,9 @@ class EventsConfig(BaseModel):
     """Events kept in memory (bounded: the ring is a deque, whose length is a C size)."""
     sqlite_path: Path | None = None
     batch_size: int = Field(default=256, ge=1)
-    flush_interval: float = Field(default=0.5, gt=0)
+    flush_interval: float = Field(default=0.5, ge=0.01, le=3600.0, allow_inf_nan=False)
+    """Seconds between writes to SQLite: at least 10 ms (less kept a core busy flushing
+    nothing), at most an hour (longer left events unwritten until a batch filled)."""
     retention_seconds: float | None = Field(default=7 * 24 * 3600.0, gt=0)
     retention_count: int | None = Field(default=1_000_000, ge=1)
 
@@ -403,7 +405,8 @@ class ServerConfig(BaseModel):
     """At most a C int: `gc.set_threshold` takes nothing larger."""
     loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     access_log: bool = True
-    sse_heartbeat: float = Field(default=15.0, gt=0, allow_inf_nan=False)
+    sse_heartbeat: float = Field(default=15.0, ge=0.1, allow_inf_nan=False)
+    """At least 0.1 s: a tinier one flooded every idle stream with keep-alive comments."""
     metrics: tuple[str, ...] = ()
 
     @field_validator("token", "tokens")

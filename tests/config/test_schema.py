@@ -150,6 +150,24 @@ class TestValidation:
         century = 100 * 365 * 86_400.0
         assert load_config(env={}, **{section: {field: century}})
 
+    @pytest.mark.parametrize(
+        ("section", "field", "value", "problem"),
+        [
+            ("events", "flush_interval", 1e-300, "greater than or equal to 0.01"),
+            ("events", "flush_interval", float("inf"), "a finite number"),
+            ("events", "flush_interval", 86_400.0, "less than or equal to 3600"),
+            ("server", "sse_heartbeat", 1e-300, "greater than or equal to 0.1"),
+        ],
+    )
+    def test_intervals_that_would_spin_or_stall_are_refused(
+        self, section: str, field: str, value: float, problem: str
+    ) -> None:
+        """A flush interval of 1e-300 s kept a core busy flushing nothing (an infinite one
+        never flushed an unfilled batch); a heartbeat that small floods idle streams:
+        refused at load, naming the field."""
+        with pytest.raises(ConfigError, match=rf"{section}\.{field}: Input should be {problem}"):
+            load_config(env={}, **{section: {field: value}})
+
     def test_budget_defaults_and_bounds(self) -> None:
         """No budget by default, a daily period; a negative budget is refused."""
         provider = ProviderConfig()
