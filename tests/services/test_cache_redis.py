@@ -102,7 +102,6 @@ class TestShared:
         assert 140_000 < await client.pttl(keys[0]) <= 150_000
         await client.aclose()
 
-
     async def test_an_endless_expiry_is_stored_for_a_century(
         self, redis_server: RedisServer
     ) -> None:

@@ -128,7 +128,7 @@ class RateLimiter:
             if value is not None and not 0 < value < math.inf:
                 raise ValueError(f"{field} must be > 0 and finite, got {value!r}")
         if limit < 1:
-            # A bucket smaller than one request would never admit one: every acquire would wait forever.
+            # A bucket smaller than one request never admits one: acquire would wait forever.
             raise ValueError(f"limit must be >= 1 (one request), got {limit!r}")
         if max_wait is not None and max_wait < 0:
             raise ValueError(f"max_wait must be >= 0, got {max_wait!r}")
