@@ -300,7 +300,8 @@ class CacheConfig(BaseModel):
         l2_breaker: opens after consecutive Redis failures; L2 is skipped while open.
         l3_path: the SQLite file (None: `cache.sqlite3` under `data_dir`; no L3 when
             both are None); `l3_max_size` bounds its entries' bytes (oldest evicted).
-        l3_busy_timeout: seconds a writer waits for another process's lock.
+        l3_busy_timeout: seconds a writer waits for another process's lock (at most an
+            hour: SQLite takes milliseconds as a C int, and an infinite wait failed the start).
         write_queue: answers waiting to be written to L2/L3; beyond it a write is
             skipped (and counted) rather than slowing a call.
     """
@@ -317,7 +318,7 @@ class CacheConfig(BaseModel):
     l2_breaker: CircuitBreakerConfig = CircuitBreakerConfig(failure_threshold=3, recovery_time=5.0)
     l3_path: Path | None = None
     l3_max_size: int = Field(default=1 << 30, ge=0)
-    l3_busy_timeout: float = Field(default=5.0, gt=0)
+    l3_busy_timeout: float = Field(default=5.0, gt=0, le=3600.0, allow_inf_nan=False)
     write_queue: int = Field(default=10_000, ge=1)
 
     @field_validator("l2_redis_url")

@@ -157,14 +157,17 @@ class TestValidation:
             ("events", "flush_interval", float("inf"), "a finite number"),
             ("events", "flush_interval", 86_400.0, "less than or equal to 3600"),
             ("server", "sse_heartbeat", 1e-300, "greater than or equal to 0.1"),
+            ("cache", "l3_busy_timeout", float("inf"), "a finite number"),
+            ("cache", "l3_busy_timeout", 1e308, "less than or equal to 3600"),
         ],
     )
     def test_intervals_that_would_spin_or_stall_are_refused(
         self, section: str, field: str, value: float, problem: str
     ) -> None:
         """A flush interval of 1e-300 s kept a core busy flushing nothing (an infinite one
-        never flushed an unfilled batch); a heartbeat that small floods idle streams:
-        refused at load, naming the field."""
+        never flushed an unfilled batch); a heartbeat that small floods idle streams; an
+        endless SQLite busy timeout failed the cache's start with OverflowError: refused
+        at load, naming the field."""
         with pytest.raises(ConfigError, match=rf"{section}\.{field}: Input should be {problem}"):
             load_config(env={}, **{section: {field: value}})
 
