@@ -66,6 +66,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _METRIC_PATH = re.compile(rf"^{_IDENT}(\.{_IDENT})*:(\*|{_IDENT}(\.{_IDENT})*)$")
 _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True)
+_LONGEST_TTL: Final = 100 * 365 * 86_400.0
+"""A century: the longest a cached answer is kept (Redis takes no expiry near a float's range)."""
 
 
 def _check_names(kind: str, names: dict[str, object]) -> None:
@@ -116,8 +118,8 @@ class ModulesConfig(BaseModel):
     default_adapter: Literal["chat", "json"] = "chat"
     cache_enabled: bool = True
     """Whether LM answers are cached (read at run time: changing it needs no restart)."""
-    cache_ttl: float = Field(default=3600.0, ge=0)
-    """Seconds a cached answer stays fresh in every tier."""
+    cache_ttl: float = Field(default=3600.0, ge=0, le=_LONGEST_TTL)
+    """Seconds a cached answer stays fresh in every tier (at most a century)."""
     timeout: float | None = Field(default=300.0, gt=0)
     """The deadline of one module execution when the caller sets none (None: no deadline)."""
     max_versions: int = Field(default=20, ge=2)
@@ -245,19 +247,23 @@ class CircuitBreakerConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
     failure_threshold: int = Field(default=5, ge=1)
-    recovery_time: float = Field(default=30.0, gt=0)
+    recovery_time: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     success_threshold: int = Field(default=1, ge=1)
 
 
 @final
 class RateLimiterConfig(BaseModel):
-    """At most `limit` requests (and `tokens` weighted tokens) per `scale` seconds."""
+    """At most `limit` requests (and `tokens` weighted tokens) per `scale` seconds.
+
+    Both are at least 1: a bucket smaller than one request would never admit one
+    (write "1 per 120 s" as `limit = 1, scale = 120`, not `limit = 0.5`).
+    """
 
     model_config = _MODEL_CONFIG
 
-    limit: float = Field(gt=0)
-    scale: float = Field(default=60.0, gt=0)
-    tokens: float | None = Field(default=None, gt=0)
+    limit: float = Field(ge=1, allow_inf_nan=False)
+    scale: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    tokens: float | None = Field(default=None, ge=1, allow_inf_nan=False)
 
 
 def _default_breakers() -> dict[str, CircuitBreakerConfig]:
@@ -288,12 +294,14 @@ class CacheConfig(BaseModel):
         l1_size / l1_max_bytes: L1 holds at most this many entries and bytes (LRU).
         l1_ttl: seconds L1 keeps an entry at most (None: until evicted or stale).
         stale_ttl: seconds an expired answer is kept for stale-on-error answers.
+            These two and `modules.cache_ttl` are at most a century.
         l2_redis_url: Redis for L2 (None: no L2); `l2_prefix` namespaces its keys.
         l2_timeout: seconds one Redis operation may take before it counts as failed.
         l2_breaker: opens after consecutive Redis failures; L2 is skipped while open.
         l3_path: the SQLite file (None: `cache.sqlite3` under `data_dir`; no L3 when
             both are None); `l3_max_size` bounds its entries' bytes (oldest evicted).
-        l3_busy_timeout: seconds a writer waits for another process's lock.
+        l3_busy_timeout: seconds a writer waits for another process's lock (at most an
+            hour: SQLite takes milliseconds as a C int, and an infinite wait failed the start).
         write_queue: answers waiting to be written to L2/L3; beyond it a write is
             skipped (and counted) rather than slowing a call.
     """
@@ -302,15 +310,15 @@ class CacheConfig(BaseModel):
 
     l1_size: int = Field(default=1024, ge=0)
     l1_max_bytes: int = Field(default=64 << 20, ge=0)
-    l1_ttl: float | None = Field(default=3600.0, gt=0)
-    stale_ttl: float = Field(default=86_400.0, ge=0)
+    l1_ttl: float | None = Field(default=3600.0, gt=0, le=_LONGEST_TTL)
+    stale_ttl: float = Field(default=86_400.0, ge=0, le=_LONGEST_TTL)
     l2_redis_url: str | None = None
     l2_prefix: str = Field(default="lmvisor:cache:", max_length=200)
     l2_timeout: float = Field(default=0.25, gt=0)
     l2_breaker: CircuitBreakerConfig = CircuitBreakerConfig(failure_threshold=3, recovery_time=5.0)
     l3_path: Path | None = None
     l3_max_size: int = Field(default=1 << 30, ge=0)
-    l3_busy_timeout: float = Field(default=5.0, gt=0)
+    l3_busy_timeout: float = Field(default=5.0, gt=0, le=3600.0, allow_inf_nan=False)
     write_queue: int = Field(default=10_000, ge=1)
 
     @field_validator("l2_redis_url")
@@ -333,7 +341,9 @@ class EventsConfig(BaseModel):
     """Events kept in memory (bounded: the ring is a deque, whose length is a C size)."""
     sqlite_path: Path | None = None
     batch_size: int = Field(default=256, ge=1)
-    flush_interval: float = Field(default=0.5, gt=0)
+    flush_interval: float = Field(default=0.5, ge=0.01, le=3600.0, allow_inf_nan=False)
+    """Seconds between writes to SQLite: at least 10 ms (less kept a core busy flushing
+    nothing), at most an hour (longer left events unwritten until a batch filled)."""
     retention_seconds: float | None = Field(default=7 * 24 * 3600.0, gt=0)
     retention_count: int | None = Field(default=1_000_000, ge=1)
 
@@ -396,7 +406,8 @@ class ServerConfig(BaseModel):
     """At most a C int: `gc.set_threshold` takes nothing larger."""
     loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     access_log: bool = True
-    sse_heartbeat: float = Field(default=15.0, gt=0, allow_inf_nan=False)
+    sse_heartbeat: float = Field(default=15.0, ge=0.1, allow_inf_nan=False)
+    """At least 0.1 s: a tinier one flooded every idle stream with keep-alive comments."""
     metrics: tuple[str, ...] = ()
 
     @field_validator("token", "tokens")

@@ -45,6 +45,9 @@ _FOLLOW_BUFFER: Final = 1024
 _STORE_TIMEOUT: Final = 10.0
 _ID_PATTERN: Final = r"^[A-Za-z0-9._:\-]{1,128}$"
 _TYPE_PATTERN: Final = r"^[A-Za-z0-9_.:\-*]{1,200}$"
+_MAX_TYPES: Final = 32
+"""`type` values one query may give: each event is matched against every one, so
+thousands of them (a long URL) held the event loop for seconds."""
 
 
 @final
@@ -93,7 +96,10 @@ _CorrelationQuery = Annotated[
 ]
 _TypeQuery = Annotated[
     list[Annotated[str, Query(pattern=_TYPE_PATTERN)]] | None,
-    Query(description="Event types (repeatable); `prefix.*` matches a family."),
+    Query(
+        max_length=_MAX_TYPES,
+        description=f"Event types (repeatable, at most {_MAX_TYPES}); `prefix.*` matches a family.",
+    ),
 ]
 _SinceQuery = Annotated[
     float | None,

@@ -13,6 +13,9 @@ __all__ = ["ExecutionCutoffs"]
 _STEP: Final = 0.05
 """Cutoffs are kept in slots of this many seconds: a task is cancelled at the end of its
 cutoff's slot, at most this much after the cutoff itself."""
+_NEVER: Final = 1e12
+"""A cutoff this far off (loop time, some 30,000 years) is not watched: the task runs
+unbounded, as with no deadline (an infinite one made the slot number overflow)."""
 
 
 @final
@@ -38,6 +41,8 @@ class ExecutionCutoffs:
 
     def watch(self, task: asyncio.Task[Any], cutoff: float) -> None:
         """Cancel `task` at `cutoff` (loop time, or up to `_STEP` later) unless forgotten first."""
+        if not cutoff < _NEVER:
+            return
         slot = math.ceil(cutoff / _STEP)
         tasks = self._slots.get(slot)
         if tasks is None:

@@ -46,6 +46,7 @@ __all__ = ["RedisTier"]
 # What a dead, slow or confused Redis raises (TimeoutError covers asyncio's too).
 _FAILURES: Final = (RedisError, OSError, TimeoutError)
 _SCAN_COUNT: Final = 500
+_LONGEST_TTL: Final = 100 * 365 * 86_400.0  # a century, as the config allows at most
 _MAX_IDLE: Final = 64  # idle `get` connections kept; more are closed when returned
 _T = TypeVar("_T")
 _D = TypeVar("_D")
@@ -226,7 +227,9 @@ def _get_command(name: str) -> bytes:
 
 
 def _ms(seconds: float) -> int:
-    return max(1, math.ceil(seconds * 1000))
+    # Capped: an infinite or huge TTL (from a store built by hand) raised OverflowError
+    # out of the writer, or Redis refused the expiry and the failure counted against L2.
+    return max(1, math.ceil(min(seconds, _LONGEST_TTL) * 1000))
 
 
 def _escape(prefix: str) -> str:

@@ -127,7 +127,8 @@ class RouterLM:
         runtime: whose registry holds the provider actors (and whose clock
             deadlines are on).
         model: the primary deployment, "vendor/model".
-        fallbacks: further deployments, tried in order.
+        fallbacks: further deployments, tried in order (a repeated one, the
+            primary included, only where it first appears).
         vendors: the vendors with a provider configured; a model naming any
             other raises `UnknownProvider` here, not at the first call.
         timeout: seconds a whole call may take when the caller gives no
@@ -166,7 +167,9 @@ class RouterLM:
         cooldowns: Cooldowns | None = None,
         capabilities: LMCapabilities | None = None,
     ) -> None:
-        deployments = (model, *fallbacks)
+        # A deployment named twice (a model listed among its own fallbacks) is tried once:
+        # a second try in the same call would only repeat the first one's failure.
+        deployments = tuple(dict.fromkeys((model, *fallbacks)))
         for name in deployments:
             vendor, _ = split_model(name)
             if vendors is not None and vendor not in vendors:

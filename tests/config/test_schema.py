@@ -116,6 +116,61 @@ class TestValidation:
         with pytest.raises(ValidationError, match="limit"):
             RateLimiterConfig.model_validate({"scale": 1})
 
+    @pytest.mark.parametrize(
+        ("section", "entry", "field", "problem"),
+        [
+            ("rate_limiters", {"limit": 0.5}, "limit", "greater than or equal to 1"),
+            ("rate_limiters", {"limit": 1e-9}, "limit", "greater than or equal to 1"),
+            ("rate_limiters", {"limit": 2, "tokens": 0.5}, "tokens", "greater than or equal to 1"),
+            ("rate_limiters", {"limit": float("inf")}, "limit", "a finite number"),
+            ("rate_limiters", {"limit": 2, "scale": float("inf")}, "scale", "a finite number"),
+            ("circuit_breakers", {"recovery_time": float("inf")}, "recovery_time", "a finite"),
+        ],
+    )
+    def test_protections_that_could_never_admit_or_recover_are_refused(
+        self, section: str, entry: dict[str, float], field: str, problem: str
+    ) -> None:
+        """A limiter below one request per period (it would never admit a call: every
+        acquire waited forever) or an infinite period or recovery is refused at load,
+        naming the field."""
+        pattern = rf"infrastructure\.{section}\.m\.{field}: Input should be {problem}"
+        with pytest.raises(ConfigError, match=pattern):
+            load_config(env={}, infrastructure={section: {"m": entry}})
+
+    @pytest.mark.parametrize(
+        ("section", "field"),
+        [("modules", "cache_ttl"), ("cache", "l1_ttl"), ("cache", "stale_ttl")],
+    )
+    def test_cache_lifetimes_are_at_most_a_century(self, section: str, field: str) -> None:
+        """An infinite or huge cache lifetime is refused naming the field (its Redis TTL
+        overflowed and crashed the cache's writer); a century is accepted."""
+        for value in (float("inf"), 1e308):
+            with pytest.raises(ConfigError, match=rf"{section}\.{field}: Input should be"):
+                load_config(env={}, **{section: {field: value}})
+        century = 100 * 365 * 86_400.0
+        assert load_config(env={}, **{section: {field: century}})
+
+    @pytest.mark.parametrize(
+        ("section", "field", "value", "problem"),
+        [
+            ("events", "flush_interval", 1e-300, "greater than or equal to 0.01"),
+            ("events", "flush_interval", float("inf"), "a finite number"),
+            ("events", "flush_interval", 86_400.0, "less than or equal to 3600"),
+            ("server", "sse_heartbeat", 1e-300, "greater than or equal to 0.1"),
+            ("cache", "l3_busy_timeout", float("inf"), "a finite number"),
+            ("cache", "l3_busy_timeout", 1e308, "less than or equal to 3600"),
+        ],
+    )
+    def test_intervals_that_would_spin_or_stall_are_refused(
+        self, section: str, field: str, value: float, problem: str
+    ) -> None:
+        """A flush interval of 1e-300 s kept a core busy flushing nothing (an infinite one
+        never flushed an unfilled batch); a heartbeat that small floods idle streams; an
+        endless SQLite busy timeout failed the cache's start with OverflowError: refused
+        at load, naming the field."""
+        with pytest.raises(ConfigError, match=rf"{section}\.{field}: Input should be {problem}"):
+            load_config(env={}, **{section: {field: value}})
+
     def test_budget_defaults_and_bounds(self) -> None:
         """No budget by default, a daily period; a negative budget is refused."""
         provider = ProviderConfig()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -188,9 +189,12 @@ class TestValidation:
     @pytest.mark.parametrize(
         ("kwargs", "message"),
         [
-            ({"limit": 0}, r"^limit must be > 0, got 0$"),
-            ({"limit": 1, "period": -1.0}, r"^period must be > 0, got -1\.0$"),
-            ({"limit": 1, "token_limit": 0}, r"^token_limit must be > 0, got 0$"),
+            ({"limit": 0}, r"^limit must be > 0 and finite, got 0$"),
+            ({"limit": 1, "period": -1.0}, r"^period must be > 0 and finite, got -1\.0$"),
+            ({"limit": 1, "token_limit": 0}, r"^token_limit must be > 0 and finite, got 0$"),
+            ({"limit": math.inf}, r"^limit must be > 0 and finite, got inf$"),
+            ({"limit": 1, "period": math.nan}, r"^period must be > 0 and finite, got nan$"),
+            ({"limit": 0.5}, r"^limit must be >= 1 \(one request\), got 0\.5$"),
             ({"limit": 1, "max_wait": -1.0}, r"^max_wait must be >= 0, got -1\.0$"),
         ],
     )

@@ -98,6 +98,14 @@ class TestDelay:
         error = Flaky("x")
         assert [retry.delay(n, error) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
 
+    def test_a_thousand_attempts_in_stays_at_the_cap(self) -> None:
+        """Past the attempt where the multiplier's power leaves the floats (OverflowError
+        escaped a vendor call with max_retries in the thousands), the delay stays capped,
+        and a zero base delay stays zero."""
+        retry = Retry(max_attempts=10**9, base_delay=1.0, max_delay=5.0, jitter=0.0)
+        assert [retry.delay(n, Flaky("x")) for n in (1100, 10**8)] == [5.0, 5.0]
+        assert Retry(base_delay=0.0, max_delay=0.0, jitter=0.0).delay(5000, Flaky("x")) == 0.0
+
     def test_jitter_takes_a_fraction_off(self) -> None:
         """Jitter takes up to `jitter` of the backoff away."""
         retry = Retry(base_delay=4.0, jitter=0.5, random=lambda: 1.0)

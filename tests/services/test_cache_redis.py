@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,22 @@ class TestShared:
         assert len(keys) == 1
         assert 140_000 < await client.pttl(keys[0]) <= 150_000
         await client.aclose()
+
+    async def test_an_endless_expiry_is_stored_for_a_century(
+        self, redis_server: RedisServer
+    ) -> None:
+        """An entry that never expires (or whose expiry overflows milliseconds) is written
+        with a century's TTL: OverflowError escaped the writer before, crashing the cache."""
+        errors: list[BaseException] = []
+        tier = _redis_tier(redis_server.url, errors)
+        entries = [("inf", CacheEntry(b"x", math.inf)), ("big", CacheEntry(b"y", 1e308))]
+        assert await tier.put_many(entries, 0.0)
+        client = Redis.from_url(redis_server.url)
+        ttls = [await client.pttl(f"t:{key}") for key, _ in entries]
+        await client.aclose()
+        await tier.aclose()
+        assert errors == []
+        assert all(99 * 365 * 86_400_000 < ttl <= 100 * 365 * 86_400_000 for ttl in ttls)
 
 
 class TestRedisDies:

@@ -4,6 +4,7 @@ hot-swap, execution, protections and live config."""
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -282,6 +283,13 @@ class TestExecution:
         assert done == {near} and isinstance(near.exception(), DeadlineExceeded)
         with pytest.raises(DeadlineExceeded, match=r"^deadline exceeded during module execution"):
             await asyncio.wait_for(far, 5.0)  # not cut at all: TimeoutError instead
+
+    async def test_an_endless_timeout_runs_unbounded(self, app: App) -> None:
+        """A timeout of +inf, or one that overflows loop time (1e308, as `modules.timeout`
+        may be), runs the execution without a cutoff: OverflowError escaped every call."""
+        await app.register("quick", Quick())
+        for timeout in (math.inf, 1e308):
+            assert (await app.run("quick", {}, timeout=timeout)).prediction is not None
 
     async def test_a_deadline_after_an_ended_ones_is_still_kept(self, app: App) -> None:
         """An execution whose deadline comes after a finished one's is cut at its own."""

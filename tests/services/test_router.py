@@ -181,6 +181,21 @@ class TestFallback:
         ]
         assert all(isinstance(err, ServerError) for _, err in info.value.errors)
 
+    async def test_a_deployment_named_twice_is_tried_once(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A model listed among its own fallbacks, even a thousand times, is one deployment:
+        a failing call reaches the vendor once per deployment, not once per listing."""
+        server.add_fault(FaultRule(kind="status", status=500))
+        services = await _two_vendors(runtime, server)
+        model, other = "openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest"
+        lm = services.router(model, fallbacks=[model, other, *[model, other] * 500])
+        with pytest.raises(NoDeploymentAvailable) as info:
+            await lm.complete(_request(model))
+        assert [name for name, _ in info.value.errors] == [model, other]
+        assert server.stats().requests == 2
+        assert repr(lm) == f"RouterLM(model={model!r}, deployments={[model, other]!r})"
+
     async def test_single_deployment_raises_its_own_error(
         self, runtime: Runtime, server: LMServer
     ) -> None:

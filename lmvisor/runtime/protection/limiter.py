@@ -12,6 +12,7 @@ a newcomer never overtakes a waiter.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, final
@@ -95,8 +96,8 @@ class RateLimiter:
         clock: time source; the loop's clock by default.
 
     Raises:
-        ValueError: if `limit`, `period` or `token_limit` is not positive, or
-            `max_wait` is negative.
+        ValueError: if `limit`, `period` or `token_limit` is not positive and
+            finite, `limit` is below 1, or `max_wait` is negative.
     """
 
     __slots__ = (
@@ -124,8 +125,11 @@ class RateLimiter:
         clock: Clock | None = None,
     ) -> None:
         for field, value in (("limit", limit), ("period", period), ("token_limit", token_limit)):
-            if value is not None and not value > 0:
-                raise ValueError(f"{field} must be > 0, got {value!r}")
+            if value is not None and not 0 < value < math.inf:
+                raise ValueError(f"{field} must be > 0 and finite, got {value!r}")
+        if limit < 1:
+            # A bucket smaller than one request never admits one: acquire would wait forever.
+            raise ValueError(f"limit must be >= 1 (one request), got {limit!r}")
         if max_wait is not None and max_wait < 0:
             raise ValueError(f"max_wait must be >= 0, got {max_wait!r}")
         self.name = name

@@ -9,6 +9,7 @@ waiting less would only fail again. Sleeps go through a `Clock`.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -110,7 +111,11 @@ class Retry:
 
         Pure apart from the jitter draw.
         """
-        backoff = min(self.max_delay, self.base_delay * self.multiplier ** (attempt - 1))
+        try:
+            growth = self.multiplier ** (attempt - 1)
+        except OverflowError:  # a thousand attempts or so in: the cap holds long before
+            growth = math.inf
+        backoff = min(self.max_delay, self.base_delay * growth) if self.base_delay else 0.0
         delay = backoff * (1.0 - self.jitter * self._random())
         hint = getattr(exc, "retry_after", None)
         if isinstance(hint, int | float) and not isinstance(hint, bool):
