@@ -343,9 +343,7 @@ class Modules:
             CircuitOpen, RateLimited, AllStrategiesFailed, LmvisorError: see `run_execution`.
             ActorExited: the task supervisor stopped while the execution ran.
         """
-        record = self._table.records.get(module_id)
-        if record is None:
-            raise UnknownModule(module_id=module_id)
+        record = self._record(module_id)
         if type(inputs) is not dict and not isinstance(inputs, Mapping):
             raise ServiceInputError(field="inputs", problem="must be an object of input fields")
         version = record.current
