@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_SECRET_PATTERNS",
     "REDACTED",
     "Redactor",
+    "clipped",
     "safe_repr",
     "url_without_password",
 ]
@@ -191,9 +192,7 @@ class Redactor:
     def _text(self, text: str, cut: bool) -> str:
         if self._may_hold_secret(text) and self._pattern.search(text):
             text = self._pattern.sub(_replace, text)
-        if cut and len(text) > self.max_length:
-            return f"{text[: self.max_length]}...[{len(text) - self.max_length} more chars]"
-        return text
+        return clipped(text, self.max_length) if cut else text
 
     def _may_hold_secret(self, text: str) -> bool:
         markers = self._markers
@@ -204,6 +203,13 @@ class Redactor:
 
     def __repr__(self) -> str:
         return f"Redactor(keys={len(self._keys)}, max_length={self.max_length})"
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and a note of how many more there were."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more chars]"
 
 
 def safe_repr(value: object) -> str:

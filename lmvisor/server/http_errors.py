@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
+from lmvisor._redaction import clipped
 from lmvisor.config.errors import ConfigError
 from lmvisor.runtime.correlation import current_correlation_id
 from lmvisor.runtime.errors import LmvisorError, RetryExhausted
@@ -192,7 +193,7 @@ def error_body(
     body: dict[str, Any] = {
         "error": {
             "code": code,
-            "message": utf8_safe(_clipped(message)),
+            "message": utf8_safe(clipped(message, _MAX_MESSAGE)),
             "field": None if field is None else utf8_safe(field),
             "correlation_id": correlation_id or current_correlation_id(),
         }
@@ -200,13 +201,6 @@ def error_body(
     if problems is not None:
         body["errors"] = [_problem(problem) for problem in problems]
     return body
-
-
-def _clipped(message: str) -> str:
-    """`message`, cut to `_MAX_MESSAGE` characters: an error quoting a huge input stays small."""
-    if len(message) <= _MAX_MESSAGE:
-        return message
-    return f"{message[:_MAX_MESSAGE]}...[{len(message) - _MAX_MESSAGE} more chars]"
 
 
 def _problem(problem: FieldProblem) -> dict[str, str]:
