@@ -4,7 +4,7 @@ Every model forbids unknown keys, so a typo is an error rather than a silently
 ignored setting, and is immutable: a change is a new validated tree (see
 `lmvisor.config.loading.replace_value`). Secrets are `SecretStr`, shown as
 `'**********'` in every repr and JSON dump; so is the password inside a URL
-(`providers.*.base_url`, `cache.l2_redis_url`) in JSON dumps.
+(`providers.*.base_url`, `cache.l2_redis_url`) in JSON dumps, `repr()` and `str()`.
 
 Defaults worth knowing:
 
@@ -25,8 +25,9 @@ Defaults worth knowing:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Final, Literal, final
+from typing import Any, Final, Literal, TypeAlias, final
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -76,6 +77,9 @@ def _check_names(kind: str, names: dict[str, object]) -> None:
             raise ValueError(f"{kind} name {name!r} must be lowercase letters, digits, '_' or '-'")
 
 
+_ReprArgs: TypeAlias = Iterator[tuple[str | None, Any]]
+"""What pydantic's `__repr_args__` yields: (field name, value) pairs for repr, str and rich."""
+
 _MASK = "**********"
 """How a secret is shown: as pydantic shows a `SecretStr`."""
 
@@ -106,6 +110,13 @@ _HOST: Final = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[^\[\]:/@\s\x00-\x1f\x7f]+)(?:
 def _masked_url(value: str | None) -> str | None:
     """`value` with a password (`scheme://user:pw@host`, or `?password=`) shown as a secret is."""
     return None if value is None else url_without_password(value, _MASK)
+
+
+def _masked_repr_args(args: Iterable[tuple[str | None, Any]], url: str) -> _ReprArgs:
+    """A model's repr arguments with its URL field `url` masked as its JSON dump shows it:
+    a repr is what a user pastes into a bug report."""
+    for name, value in args:
+        yield name, _masked_url(value) if name == url else value
 
 
 @final
@@ -227,6 +238,9 @@ class ProviderConfig(BaseModel):
     def _shown_base_url(self, value: str | None) -> str | None:
         return _masked_url(value)
 
+    def __repr_args__(self) -> _ReprArgs:
+        return _masked_repr_args(super().__repr_args__(), "base_url")
+
     @model_validator(mode="after")
     def _one_authorization(self) -> ProviderConfig:
         # The OpenAI wire sends the key as `Authorization: Bearer`; credentials in the URL
@@ -242,13 +256,19 @@ class ProviderConfig(BaseModel):
 
 @final
 class CircuitBreakerConfig(BaseModel):
-    """Open after `failure_threshold` consecutive failures; probe after `recovery_time` s."""
+    """Open after `failure_threshold` consecutive failures; probe after `recovery_time` s;
+    close after `success_threshold` consecutive trial successes.
+
+    The counts are bounded: a half-open breaker lets one trial through at a time, so
+    a `success_threshold` of 10**9 kept it admitting one call at a time for good; at
+    most 100 trials close it. `failure_threshold` is at most 1,000 consecutive failures.
+    """
 
     model_config = _MODEL_CONFIG
 
-    failure_threshold: int = Field(default=5, ge=1)
+    failure_threshold: int = Field(default=5, ge=1, le=1_000)
     recovery_time: float = Field(default=30.0, gt=0, allow_inf_nan=False)
-    success_threshold: int = Field(default=1, ge=1)
+    success_threshold: int = Field(default=1, ge=1, le=100)
 
 
 @final
@@ -329,6 +349,9 @@ class CacheConfig(BaseModel):
     @field_serializer("l2_redis_url", when_used="json")
     def _shown_redis_url(self, value: str | None) -> str | None:
         return _masked_url(value)
+
+    def __repr_args__(self) -> _ReprArgs:
+        return _masked_repr_args(super().__repr_args__(), "l2_redis_url")
 
 
 @final
