@@ -45,7 +45,7 @@ from lmvisor.programs._spec_adapters import (
 )
 from lmvisor.programs.chain_of_thought import ChainOfThought
 from lmvisor.programs.errors import ProgramError, SignatureError, StateError, _clip
-from lmvisor.programs.generation_options import GENERATION_OPTIONS, is_finite_setting
+from lmvisor.programs.generation_options import GENERATION_OPTIONS, setting_problem
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
@@ -341,8 +341,9 @@ def _config(value: Any) -> dict[str, Any]:
             )
         if not isinstance(item, str | int | float | list | dict | type(None)):
             raise ProgramSpecError(field=f"config.{key}", problem="must be JSON data")
-        if not is_finite_setting(item):
-            raise ProgramSpecError(field=f"config.{key}", problem="numbers must be finite")
+        problem = setting_problem(key, item)
+        if problem is not None:
+            raise ProgramSpecError(field=f"config.{key}", problem=problem)
     return dict(value)
 
 
