@@ -41,7 +41,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from lmvisor._redaction import url_without_password
+from lmvisor._redaction import clipped, url_without_password
 
 __all__ = [
     "BootstrapConfig",
@@ -71,8 +71,19 @@ _LONGEST_TTL: Final = 100 * 365 * 86_400.0
 """A century: the longest a cached answer is kept (Redis takes no expiry near a float's range)."""
 
 
+_MAX_NAME: Final = 128
+"""The longest provider or protection name (a protection may be named for a program id,
+at most 128 characters too)."""
+_MAX_MODEL_NAME: Final = 256
+"""The longest model name: `lmvisor.programs.lm.MAX_MODEL_NAME` (config sits below programs)."""
+
+
 def _check_names(kind: str, names: dict[str, object]) -> None:
     for name in names:
+        if len(name) > _MAX_NAME:
+            # Clipped: a name this long need not be echoed whole to be recognised.
+            shown = clipped(name, 32)
+            raise ValueError(f"{kind} name {shown!r} must be at most {_MAX_NAME} characters")
         if not _NAME.match(name):
             raise ValueError(f"{kind} name {name!r} must be lowercase letters, digits, '_' or '-'")
 
@@ -125,7 +136,7 @@ class ModulesConfig(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    default_lm: str = Field(default="openai/gpt-4o-mini", min_length=1)
+    default_lm: str = Field(default="openai/gpt-4o-mini", min_length=1, max_length=_MAX_MODEL_NAME)
     default_adapter: Literal["chat", "json"] = "chat"
     cache_enabled: bool = True
     """Whether LM answers are cached (read at run time: changing it needs no restart)."""
@@ -217,7 +228,7 @@ class ProviderConfig(BaseModel):
 
     kind: ProviderKind = "openai_compatible"
     base_url: str | None = None
-    default_model: str | None = None
+    default_model: str | None = Field(default=None, max_length=_MAX_MODEL_NAME)
     api_key: SecretStr | None = None
     max_retries: int = Field(default=3, ge=0)
     timeout: float = Field(default=60.0, gt=0, allow_inf_nan=False)

@@ -46,7 +46,7 @@ from lmvisor.programs._spec_adapters import (
 from lmvisor.programs.chain_of_thought import ChainOfThought
 from lmvisor.programs.errors import ProgramError, SignatureError, StateError, _clip
 from lmvisor.programs.generation_options import GENERATION_OPTIONS, setting_problem
-from lmvisor.programs.lm import LM
+from lmvisor.programs.lm import LM, model_name_problem
 from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.signature import Signature, make_signature
@@ -350,9 +350,9 @@ def _config(value: Any) -> dict[str, Any]:
 def _model_name(value: Any) -> str | None:
     if value is None:
         return None
-    vendor, sep, model = value.partition("/") if isinstance(value, str) else ("", "", "")
-    if not (vendor and sep and model) or any(c.isspace() for c in value):
-        raise ProgramSpecError(field="lm", problem="must be 'vendor/model'")
+    problem = model_name_problem(value)
+    if problem is not None:
+        raise ProgramSpecError(field="lm", problem=problem)
     return str(value)
 
 

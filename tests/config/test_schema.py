@@ -10,11 +10,13 @@ from pydantic import SecretStr, ValidationError
 
 from lmvisor.config import ConfigError, load_config
 from lmvisor.config.schema import (
+    _MAX_MODEL_NAME,
     CircuitBreakerConfig,
     LmvisorConfig,
     ProviderConfig,
     RateLimiterConfig,
 )
+from lmvisor.programs.lm import MAX_MODEL_NAME
 
 
 class TestDefaults:
@@ -139,6 +141,32 @@ class TestValidation:
         pattern = rf"infrastructure\.{section}\.m\.{field}: Input should be {problem}"
         with pytest.raises(ConfigError, match=pattern):
             load_config(env={}, infrastructure={section: {"m": entry}})
+
+    def test_model_and_provider_names_are_bounded(self) -> None:
+        """A model name past 256 characters (as `programs.lm.MAX_MODEL_NAME`) or a provider
+        name past 128 is refused naming the field, and the name is not echoed whole."""
+        huge = "openai/" + "x" * 100_000
+        with pytest.raises(
+            ConfigError, match=r"modules\.default_lm: String should have at most 256"
+        ) as e:
+            load_config(env={}, modules={"default_lm": huge})
+        assert huge not in str(e.value)
+        with pytest.raises(
+            ConfigError, match=r"providers\.local\.default_model: String should have at most 256"
+        ):
+            load_config(env={}, providers={"local": {"default_model": "m" * 257}})
+        with pytest.raises(
+            ConfigError,
+            match=r"provider name 'x{32}\.\.\.\[99968 more chars\]' must be at most 128 characters",
+        ) as e:
+            load_config(env={}, providers={"x" * 100_000: {"kind": "openai"}})
+        assert "x" * 100 not in str(e.value)
+        load_config(
+            env={},
+            modules={"default_lm": "a/" + "b" * 254},
+            providers={"p" * 128: {"kind": "openai"}},
+        )
+        assert _MAX_MODEL_NAME == MAX_MODEL_NAME
 
     @pytest.mark.parametrize(
         ("path", "field", "value", "bound"),

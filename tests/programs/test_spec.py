@@ -296,6 +296,20 @@ class TestBadSpecs:
                 "must be 'vendor/model'",
             ),
             (
+                {"module": "Predict", "signature": "a -> b", "lm": "openai/" + "x" * 100_000},
+                "lm",
+                "must be at most 256 characters, got 100007",
+            ),
+            (
+                {
+                    "module": "Predict",
+                    "signature": "a -> b",
+                    "adapter": {"name": "two_step", "extraction_lm": "a/" + "b" * 300},
+                },
+                "adapter.extraction_lm",
+                "must be at most 256 characters, got 302",
+            ),
+            (
                 {
                     "module": "Predict",
                     "signature": "a -> b",
