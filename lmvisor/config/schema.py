@@ -272,13 +272,14 @@ class CircuitBreakerConfig(BaseModel):
 
     The counts are bounded: a half-open breaker lets one trial through at a time, so
     a `success_threshold` of 10**9 kept it admitting one call at a time for good; at
-    most 100 trials close it. `failure_threshold` is at most 1,000 consecutive failures.
+    most 100 trials close it. `failure_threshold` is at most 1,000 consecutive failures,
+    and `recovery_time` at most a day (1e300 kept a breaker open for good).
     """
 
     model_config = _MODEL_CONFIG
 
     failure_threshold: int = Field(default=5, ge=1, le=1_000)
-    recovery_time: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    recovery_time: float = Field(default=30.0, gt=0, le=86_400.0, allow_inf_nan=False)
     success_threshold: int = Field(default=1, ge=1, le=100)
 
 

@@ -174,12 +174,13 @@ class TestValidation:
             ("infrastructure.circuit_breakers.m", "success_threshold", 10**9, 100),
             ("infrastructure.circuit_breakers.m", "failure_threshold", 1001, 1000),
             ("cache.l2_breaker", "success_threshold", 101, 100),
+            ("cache.l2_breaker", "recovery_time", 1e300, 86400),
         ],
     )
-    def test_breaker_counts_are_bounded(
-        self, path: str, field: str, value: int, bound: int
+    def test_breaker_settings_are_bounded(
+        self, path: str, field: str, value: float, bound: int
     ) -> None:
-        """A breaker count past its bound is refused naming the field (a success threshold of
+        """A breaker setting past its bound is refused naming the field (a success threshold of
         10**9 kept a half-open breaker admitting one call at a time for good); the bound
         itself is accepted."""
 

@@ -359,4 +359,4 @@ class TestBadSpecs:
         with pytest.raises(ProgramSpecError) as info:
             build_program(parse_program_spec({"module": "Predict", "signature": text}))
         assert info.value.field == "signature" and len(info.value.problem) > 50_000
-        assert len(str(info.value)) < 400 and str(info.value).endswith(" chars)")
+        assert len(str(info.value)) < 400 and str(info.value).endswith(" more chars]")

@@ -43,6 +43,7 @@ T = TypeVar("T")
 # at a time, so a huge success threshold kept a breaker half-open for good.
 _MOST_FAILURES: Final = 1_000
 _MOST_SUCCESSES: Final = 100
+_LONGEST_RECOVERY: Final = 86_400.0  # a day: longer kept a breaker open for good
 
 _log: Final = get_logger("lmvisor.runtime.protection")
 
@@ -130,7 +131,7 @@ class CircuitBreaker:
 
         Raises:
             ValueError: if a threshold is below 1 or above its bound (1,000 failures,
-                100 successes) or `recovery_time` is not positive.
+                100 successes) or `recovery_time` is not in (0, 86,400] seconds.
         """
         for field, value, most in (
             ("failure_threshold", failure_threshold, _MOST_FAILURES),
@@ -142,6 +143,8 @@ class CircuitBreaker:
                 raise ValueError(f"{field} must be <= {most}, got {value!r}")
         if not recovery_time > 0:
             raise ValueError(f"recovery_time must be > 0, got {recovery_time!r}")
+        if not recovery_time <= _LONGEST_RECOVERY:
+            raise ValueError(f"recovery_time must be <= 86400 (a day), got {recovery_time!r}")
         self.name = name
         self.failure_threshold = failure_threshold
         self.recovery_time = recovery_time
