@@ -186,5 +186,9 @@ class TestClientDisconnect:
             lm.settings(latency=0.0)
             answer = httpx.post(daemon.url + _RUN, json={"inputs": {"question": "still up?"}})
             assert answer.status_code == 200, answer.text
+            _access_line(daemon, _RUN)  # every line before this run's is in `daemon.log` now
         finally:
             lm.stop()
+        # A typed outcome: neither the plumbing nor uvicorn logged the cancellation as an error.
+        errors = [line for line in daemon.log if '"level":"error"' in line.replace(" ", "")]
+        assert not errors, errors

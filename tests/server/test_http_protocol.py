@@ -17,7 +17,12 @@ from uvicorn.server import ServerState
 
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.context import ServerContext
-from lmvisor.server.http_protocol import _HeadWithBody, http_protocol
+from lmvisor.server.http_protocol import (
+    CANCEL_ON_DISCONNECT,
+    CLIENT_GONE,
+    _HeadWithBody,
+    http_protocol,
+)
 from tests.server._daemon_app import build_router
 from tests.server.conftest import READY_WAIT, DaemonProcess, live_daemon, server_config
 
@@ -174,6 +179,39 @@ class TestKeepAlive:
         protocol.connection_lost(None)
         assert protocol.timeout_keep_alive_task is None
         assert timer.cancelled()
+
+
+class TestDisconnect:
+    @pytest.mark.parametrize(("opted_in", "started"), [(True, False), (False, False), (True, True)])
+    async def test_only_an_unanswered_request_that_asked_is_cancelled(
+        self, opted_in: bool, started: bool
+    ) -> None:
+        """Losing the connection cancels the request's task only when it put itself in its
+        scope and its answer has not started; `CLIENT_GONE` marks that cancellation."""
+        seen: dict[str, Any] = {}
+        release = asyncio.Event()
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            seen["scope"] = scope
+            if opted_in:
+                scope[CANCEL_ON_DISCONNECT] = asyncio.current_task()
+            if started:
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                seen["cancelled"] = True
+                raise
+
+        _, protocol = await _serve_one(app)
+        await _settle()
+        protocol.connection_lost(None)
+        await _settle()
+        cancelled = opted_in and not started
+        assert seen.get("cancelled", False) is cancelled
+        assert seen["scope"].get(CLIENT_GONE, False) is cancelled
+        release.set()
+        await _settle()
 
 
 class TestHeadWithBody:
