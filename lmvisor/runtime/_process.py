@@ -11,6 +11,7 @@ from the other side, and the monitors on it are consumed by their `Down`.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -133,12 +134,11 @@ class _Process(Mailbox):
         else:
             self.ready = self._loop.create_future()
         runtime = self.runtime
-        context = runtime._context.copy()
-        # Log lines from the actor and the tasks it owns name it (`actor=`); the
-        # process itself is stored, so the name is only formatted when a line is written.
-        context.run(set_log_actor, self)
-        task = self._loop.create_task(self._run(), context=context)
-        task.add_done_callback(self._on_done, context=runtime._context)
+        # A context of its own, as every task has (`_run` names the actor in it once
+        # it first wakes); the process itself is the done-callback (`__call__`), so
+        # an idle actor keeps no bound method.
+        task = self._loop.create_task(self._run(), context=runtime._context.copy())
+        task.add_done_callback(self, context=runtime._context)
         self.task = task
 
     async def wait_started(self) -> None:
@@ -148,13 +148,25 @@ class _Process(Mailbox):
 
     async def _run(self) -> None:
         # the whole life in one coroutine frame: start, the message loop, then finish
-        if self.ready is not None and not await self._start():
-            return
         mailbox: Mailbox = self
+        loop = self._loop
+        if self.ready is not None:
+            set_log_actor(self)
+            if not await self._start():
+                return
+        else:
+            if not mailbox._queue and self.stop_reason is None:
+                # Log lines name the actor from its first message (or stop) on: naming
+                # it sets a variable in its context, which an idle actor then never pays.
+                waiter = mailbox._waiter = loop.create_future()
+                await waiter
+            set_log_actor(self)
         queue = mailbox._queue
+        if type(queue) is not deque:
+            # still the empty stand-in (started() returned, or a stop woke it): the loop's own
+            queue = mailbox._queue = deque()
         handlers = self.handlers
         actor = self.actor
-        loop = self._loop
         budget = _FAIR_BUDGET
         try:
             while self.stop_reason is None:
@@ -447,7 +459,8 @@ class _Process(Mailbox):
                 err.__cause__ = reason
             fut.set_exception(err)
 
-    def _on_done(self, task: asyncio.Task[None]) -> None:
+    def __call__(self, task: asyncio.Task[None]) -> None:
+        """The task's done-callback: record the exit and notify links, monitors and parent."""
         if task.cancelled():
             reason: object = "killed"
         else:
