@@ -150,21 +150,21 @@ class _Process(Mailbox):
         # the whole life in one coroutine frame: start, the message loop, then finish
         mailbox: Mailbox = self
         loop = self._loop
-        if self.ready is not None:
-            set_log_actor(self)
+        ready = self.ready
+        if ready is not None:
+            set_log_actor(self)  # before started(), whose lines name the actor too
             if not await self._start():
                 return
-        else:
-            if not mailbox._queue and self.stop_reason is None:
-                # Log lines name the actor from its first message (or stop) on: naming
-                # it sets a variable in its context, which an idle actor then never pays.
-                waiter = mailbox._waiter = loop.create_future()
-                await waiter
-            set_log_actor(self)
+        if not mailbox._queue and self.stop_reason is None:
+            # An idle actor parks before it has a deque (the first item makes it) or,
+            # without started(), a name in its context (a variable set per actor)
+            waiter = mailbox._waiter = loop.create_future()
+            await waiter
+        if ready is None:
+            set_log_actor(self)  # log lines name the actor from its first message or stop on
         queue = mailbox._queue
         if type(queue) is not deque:
-            # still the empty stand-in (started() returned, or a stop woke it): the loop's own
-            queue = mailbox._queue = deque()
+            queue = mailbox._queue = deque()  # a stop before any item: the loop will not run
         handlers = self.handlers
         actor = self.actor
         budget = _FAIR_BUDGET
