@@ -4,7 +4,7 @@ Every model forbids unknown keys, so a typo is an error rather than a silently
 ignored setting, and is immutable: a change is a new validated tree (see
 `lmvisor.config.loading.replace_value`). Secrets are `SecretStr`, shown as
 `'**********'` in every repr and JSON dump; so is the password inside a URL
-(`providers.*.base_url`, `cache.l2_redis_url`) in JSON dumps.
+(`providers.*.base_url`, `cache.l2_redis_url`) in JSON dumps, `repr()` and `str()`.
 
 Defaults worth knowing:
 
@@ -25,8 +25,9 @@ Defaults worth knowing:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Final, Literal, final
+from typing import Any, Final, Literal, TypeAlias, final
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -40,7 +41,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from lmvisor._redaction import url_without_password
+from lmvisor._redaction import clipped, url_without_password
 
 __all__ = [
     "BootstrapConfig",
@@ -70,11 +71,25 @@ _LONGEST_TTL: Final = 100 * 365 * 86_400.0
 """A century: the longest a cached answer is kept (Redis takes no expiry near a float's range)."""
 
 
+_MAX_NAME: Final = 128
+"""The longest provider or protection name (a protection may be named for a program id,
+at most 128 characters too)."""
+_MAX_MODEL_NAME: Final = 256
+"""The longest model name: `lmvisor.programs.lm.MAX_MODEL_NAME` (config sits below programs)."""
+
+
 def _check_names(kind: str, names: dict[str, object]) -> None:
     for name in names:
+        if len(name) > _MAX_NAME:
+            # Clipped: a name this long need not be echoed whole to be recognised.
+            shown = clipped(name, 32)
+            raise ValueError(f"{kind} name {shown!r} must be at most {_MAX_NAME} characters")
         if not _NAME.match(name):
             raise ValueError(f"{kind} name {name!r} must be lowercase letters, digits, '_' or '-'")
 
+
+_ReprArgs: TypeAlias = Iterator[tuple[str | None, Any]]
+"""What pydantic's `__repr_args__` yields: (field name, value) pairs for repr, str and rich."""
 
 _MASK = "**********"
 """How a secret is shown: as pydantic shows a `SecretStr`."""
@@ -108,13 +123,20 @@ def _masked_url(value: str | None) -> str | None:
     return None if value is None else url_without_password(value, _MASK)
 
 
+def _masked_repr_args(args: Iterable[tuple[str | None, Any]], url: str) -> _ReprArgs:
+    """A model's repr arguments with its URL field `url` masked as its JSON dump shows it:
+    a repr is what a user pastes into a bug report."""
+    for name, value in args:
+        yield name, _masked_url(value) if name == url else value
+
+
 @final
 class ModulesConfig(BaseModel):
     """How programs run by default."""
 
     model_config = _MODEL_CONFIG
 
-    default_lm: str = Field(default="openai/gpt-4o-mini", min_length=1)
+    default_lm: str = Field(default="openai/gpt-4o-mini", min_length=1, max_length=_MAX_MODEL_NAME)
     default_adapter: Literal["chat", "json"] = "chat"
     cache_enabled: bool = True
     """Whether LM answers are cached (read at run time: changing it needs no restart)."""
@@ -206,7 +228,7 @@ class ProviderConfig(BaseModel):
 
     kind: ProviderKind = "openai_compatible"
     base_url: str | None = None
-    default_model: str | None = None
+    default_model: str | None = Field(default=None, max_length=_MAX_MODEL_NAME)
     api_key: SecretStr | None = None
     max_retries: int = Field(default=3, ge=0)
     timeout: float = Field(default=60.0, gt=0, allow_inf_nan=False)
@@ -227,6 +249,9 @@ class ProviderConfig(BaseModel):
     def _shown_base_url(self, value: str | None) -> str | None:
         return _masked_url(value)
 
+    def __repr_args__(self) -> _ReprArgs:
+        return _masked_repr_args(super().__repr_args__(), "base_url")
+
     @model_validator(mode="after")
     def _one_authorization(self) -> ProviderConfig:
         # The OpenAI wire sends the key as `Authorization: Bearer`; credentials in the URL
@@ -242,13 +267,20 @@ class ProviderConfig(BaseModel):
 
 @final
 class CircuitBreakerConfig(BaseModel):
-    """Open after `failure_threshold` consecutive failures; probe after `recovery_time` s."""
+    """Open after `failure_threshold` consecutive failures; probe after `recovery_time` s;
+    close after `success_threshold` consecutive trial successes.
+
+    The counts are bounded: a half-open breaker lets one trial through at a time, so
+    a `success_threshold` of 10**9 kept it admitting one call at a time for good; at
+    most 100 trials close it. `failure_threshold` is at most 1,000 consecutive failures,
+    and `recovery_time` at most a day (1e300 kept a breaker open for good).
+    """
 
     model_config = _MODEL_CONFIG
 
-    failure_threshold: int = Field(default=5, ge=1)
-    recovery_time: float = Field(default=30.0, gt=0, allow_inf_nan=False)
-    success_threshold: int = Field(default=1, ge=1)
+    failure_threshold: int = Field(default=5, ge=1, le=1_000)
+    recovery_time: float = Field(default=30.0, gt=0, le=86_400.0, allow_inf_nan=False)
+    success_threshold: int = Field(default=1, ge=1, le=100)
 
 
 @final
@@ -329,6 +361,9 @@ class CacheConfig(BaseModel):
     @field_serializer("l2_redis_url", when_used="json")
     def _shown_redis_url(self, value: str | None) -> str | None:
         return _masked_url(value)
+
+    def __repr_args__(self) -> _ReprArgs:
+        return _masked_repr_args(super().__repr_args__(), "l2_redis_url")
 
 
 @final

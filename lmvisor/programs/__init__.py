@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from lmvisor.programs.generation_options import GENERATION_OPTIONS as GENERATION_OPTIONS
     from lmvisor.programs.history import History as History
     from lmvisor.programs.lm import LM as LM
+    from lmvisor.programs.lm import MAX_MODEL_NAME as MAX_MODEL_NAME
     from lmvisor.programs.lm import LMCapabilities as LMCapabilities
     from lmvisor.programs.lm import LMDelta as LMDelta
     from lmvisor.programs.lm import LMDone as LMDone
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from lmvisor.programs.lm import LMStreamItem as LMStreamItem
     from lmvisor.programs.lm import ToolCall as ToolCall
     from lmvisor.programs.lm import Usage as Usage
+    from lmvisor.programs.lm import model_name_problem as model_name_problem
     from lmvisor.programs.lm_history import CallHistory as CallHistory
     from lmvisor.programs.lm_history import HistoryEntry as HistoryEntry
     from lmvisor.programs.lm_history import inspect_history as inspect_history

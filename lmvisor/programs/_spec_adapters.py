@@ -22,7 +22,7 @@ from lmvisor.programs.adapters.chat import ChatAdapter
 from lmvisor.programs.adapters.json_adapter import JSONAdapter
 from lmvisor.programs.adapters.two_step import TwoStepAdapter
 from lmvisor.programs.adapters.xml_adapter import XMLAdapter
-from lmvisor.programs.lm import LM
+from lmvisor.programs.lm import LM, model_name_problem
 
 __all__ = [
     "ADAPTER_NAMES",
@@ -103,11 +103,9 @@ def _check_option(name: str, key: str, value: Any) -> None:
             field=f"adapter.{key}", problem=f"not an option of {name} (options: {allowed})"
         )
     if key == "extraction_lm":
-        vendor, sep, model = value.partition("/") if isinstance(value, str) else ("", "", "")
-        if not (vendor and sep and model) or any(c.isspace() for c in value):
-            raise AdapterSpecProblem(
-                field="adapter.extraction_lm", problem="must be 'vendor/model'"
-            )
+        problem = model_name_problem(value)
+        if problem is not None:
+            raise AdapterSpecProblem(field="adapter.extraction_lm", problem=problem)
     elif key == "parallel_tool_calls":
         if value is not None and not isinstance(value, bool):
             raise AdapterSpecProblem(field=f"adapter.{key}", problem="must be true, false or null")

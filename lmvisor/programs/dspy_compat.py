@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, final
 
 from lmvisor.programs.errors import StateError
-from lmvisor.programs.generation_options import GENERATION_OPTIONS, is_finite_setting
+from lmvisor.programs.generation_options import GENERATION_OPTIONS, setting_problem
 
 __all__ = ["PredictorState", "read_predictor_state"]
 
@@ -87,8 +87,9 @@ def _read_lm(lm: Any, where: str, restore: bool) -> tuple[str | None, dict[str, 
         return model, {}
     params = {k: v for k, v in lm.items() if k in GENERATION_OPTIONS and v is not None}
     for key, value in params.items():
-        if not is_finite_setting(value):
-            raise StateError(where=f"{where}.lm.{key}", problem="numbers must be finite")
+        problem = setting_problem(key, value)
+        if problem is not None:
+            raise StateError(where=f"{where}.lm.{key}", problem=problem)
     log.info(
         "programs.load.lm_restored",
         predictor=where,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from lmvisor._redaction import clipped
 from lmvisor.runtime.errors import LmvisorError
 
 __all__ = [
@@ -148,10 +149,12 @@ class StateError(ProgramError, ValueError):
 
 
 def _clip(text: str) -> str:
-    """`text`, or its first `_SHOWN` characters and how long it was."""
-    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} chars)"
+    """`text`, or its first `_SHOWN` characters and how many more there were."""
+    return clipped(text, _SHOWN)
 
 
 def _shown(text: str) -> str:
-    """`text` quoted, clipped as `_clip` clips it (outside the quotes)."""
-    return repr(text) if len(text) <= _SHOWN else f"{text[:_SHOWN]!r}... ({len(text)} chars)"
+    """`text` quoted, clipped as `_clip` clips it (the note outside the quotes)."""
+    if len(text) <= _SHOWN:
+        return repr(text)
+    return repr(text[:_SHOWN]) + clipped(text, _SHOWN)[_SHOWN:]

@@ -8,9 +8,11 @@ block DSPy saves with each predictor.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
-__all__ = ["GENERATION_OPTIONS", "is_finite_setting"]
+__all__ = ["GENERATION_OPTIONS", "setting_problem"]
 
 GENERATION_OPTIONS: Final[frozenset[str]] = frozenset(
     {
@@ -32,11 +34,15 @@ GENERATION_OPTIONS: Final[frozenset[str]] = frozenset(
 """Sampling and length settings sent with each request (see the module docstring)."""
 
 
-def is_finite_setting(value: Any) -> bool:
-    """Whether a setting's numbers are all finite (itself, or a list's or an object's items).
+def setting_problem(key: str, value: Any) -> str | None:
+    """What is wrong with the generation setting `key` = `value`; None when it may be sent.
 
-    JSON encoders send NaN and Infinity as null (or refuse them): the vendor would get a
-    setting other than the one written, so specs and saved programs refuse them.
+    Every number (the value itself, or a list's or an object's items) must be finite
+    (JSON encoders send NaN and Infinity as null, or refuse them: the vendor would get
+    another setting than the one written) and a whole number must fit 64 bits (a larger
+    one is not a number to a vendor, and JSON views show it as a string). The counts
+    (`max_tokens`, `max_completion_tokens`, `n`, `top_logprobs`) must be whole numbers
+    in their range (see `_COUNTS`). Specs and saved programs refuse what this names.
     """
     if isinstance(value, list):
         items: list[Any] = value
@@ -44,4 +50,28 @@ def is_finite_setting(value: Any) -> bool:
         items = list(value.values())
     else:
         items = [value]
-    return all(not isinstance(item, float) or math.isfinite(item) for item in items)
+    if any(isinstance(item, float) and not math.isfinite(item) for item in items):
+        return "numbers must be finite"
+    bounds = _COUNTS.get(key)
+    if bounds is not None and value is not None:
+        low, high = bounds
+        if type(value) is not int or not low <= value <= high:
+            return f"must be a whole number from {low} to {high}"
+    if any(isinstance(item, int) and not _INT64_MIN <= item <= _INT64_MAX for item in items):
+        return "whole numbers must fit 64 bits"
+    return None
+
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_COUNTS: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
+    {
+        # Vendors read token budgets as 32-bit ints.
+        "max_tokens": (1, 2**31 - 1),
+        "max_completion_tokens": (1, 2**31 - 1),
+        # OpenAI's own limits: at most 128 choices and 20 log probabilities per token.
+        "n": (1, 128),
+        "top_logprobs": (0, 20),
+    }
+)
+"""Settings that count something, with their least and greatest value."""

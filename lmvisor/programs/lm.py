@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 __all__ = [
     "LM",
+    "MAX_MODEL_NAME",
     "LMCapabilities",
     "LMDelta",
     "LMDone",
@@ -22,7 +23,28 @@ __all__ = [
     "LMStreamItem",
     "ToolCall",
     "Usage",
+    "model_name_problem",
 ]
+
+MAX_MODEL_NAME: Final = 256
+"""The most characters a model name ("vendor/model") may have where one enters: a spec's
+or option's `lm`, the router, the configuration (whose own bound is this number too)."""
+
+
+def model_name_problem(value: object) -> str | None:
+    """Why `value` is not a usable model name ("vendor/model"); None when it is.
+
+    The length is checked first: a 100 kB name is refused without being scanned, and
+    the problem never repeats it.
+    """
+    if not isinstance(value, str):
+        return "must be 'vendor/model'"
+    if len(value) > MAX_MODEL_NAME:
+        return f"must be at most {MAX_MODEL_NAME} characters, got {len(value)}"
+    vendor, sep, model = value.partition("/")
+    if not (vendor and sep and model) or any(c.isspace() for c in value):
+        return "must be 'vendor/model'"
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

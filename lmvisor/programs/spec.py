@@ -45,8 +45,8 @@ from lmvisor.programs._spec_adapters import (
 )
 from lmvisor.programs.chain_of_thought import ChainOfThought
 from lmvisor.programs.errors import ProgramError, SignatureError, StateError, _clip
-from lmvisor.programs.generation_options import GENERATION_OPTIONS, is_finite_setting
-from lmvisor.programs.lm import LM
+from lmvisor.programs.generation_options import GENERATION_OPTIONS, setting_problem
+from lmvisor.programs.lm import LM, model_name_problem
 from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.signature import Signature, make_signature
@@ -341,17 +341,18 @@ def _config(value: Any) -> dict[str, Any]:
             )
         if not isinstance(item, str | int | float | list | dict | type(None)):
             raise ProgramSpecError(field=f"config.{key}", problem="must be JSON data")
-        if not is_finite_setting(item):
-            raise ProgramSpecError(field=f"config.{key}", problem="numbers must be finite")
+        problem = setting_problem(key, item)
+        if problem is not None:
+            raise ProgramSpecError(field=f"config.{key}", problem=problem)
     return dict(value)
 
 
 def _model_name(value: Any) -> str | None:
     if value is None:
         return None
-    vendor, sep, model = value.partition("/") if isinstance(value, str) else ("", "", "")
-    if not (vendor and sep and model) or any(c.isspace() for c in value):
-        raise ProgramSpecError(field="lm", problem="must be 'vendor/model'")
+    problem = model_name_problem(value)
+    if problem is not None:
+        raise ProgramSpecError(field="lm", problem=problem)
     return str(value)
 
 

@@ -36,6 +36,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from lmvisor._redaction import clipped
+from lmvisor.programs.lm import MAX_MODEL_NAME
 from lmvisor.runtime.errors import LmvisorError
 
 __all__ = [
@@ -89,11 +91,12 @@ class ProviderError(LmvisorError):
     ) -> None:
         detail = detail[:_MAX_DETAIL]
         where = f" (HTTP {status})" if status is not None else ""
-        for_model = f" for model {model!r}" if model else ""
+        shown = clipped(model, MAX_MODEL_NAME) if model else model
+        for_model = f" for model {shown!r}" if shown else ""
         suffix = f": {detail}" if detail else ""
         context: dict[str, Any] = {
             "provider": provider,
-            "model": model,
+            "model": shown,
             "status": status,
             "error_type": error_type,
             "vendor_code": vendor_code,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -181,7 +182,7 @@ def run(
         typer.Option("--input", "-i", help="An input field: k=text or k:=JSON (repeatable)."),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", min=0.001, help="Seconds for the whole run.")
+        float | None, typer.Option("--timeout", help="Seconds for the whole run (> 0).")
     ] = None,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -192,6 +193,7 @@ def run(
 ) -> None:
     """Run a program once: its outputs, usage, cost, cached flag and correlation id."""
     with reporting(ctx):
+        timeout = _run_timeout(timeout)
         ref = program_ref(program)
         values = parse_inputs(inputs or ())
         if url:
@@ -210,6 +212,20 @@ def run(
             from lmvisor.server.render import run_result
 
             out().print(run_result(result))
+
+
+def _run_timeout(seconds: float | None) -> float | None:
+    """`--timeout`: None, or seconds that are positive and finite.
+
+    Raises:
+        typer.BadParameter: naming `--timeout`, for zero, a negative, inf or NaN (an
+            endless timeout ran unbounded embedded, where a daemon caps what it is asked).
+    """
+    if seconds is not None and not 0 < seconds < math.inf:
+        raise typer.BadParameter(
+            f"must be a positive, finite number of seconds, got {seconds!r}", param_hint="--timeout"
+        )
+    return seconds
 
 
 def _run_remote(

@@ -105,7 +105,8 @@ def decode_response(payload: bytes) -> LMResponse:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise CorruptEntry(f"not JSON ({exc})") from None
-    if type(data) is not dict or data.get("v") != _VERSION:
+    # `type(...) is int`: JSON's true equals 1 in Python, and 1.0 too; neither is this codec's.
+    if type(data) is not dict or type(data.get("v")) is not int or data["v"] != _VERSION:
         raise CorruptEntry("not a version-1 response object")
     outputs = data.get("outputs")
     if type(outputs) is not list or not all(type(o) is str for o in outputs):

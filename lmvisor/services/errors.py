@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lmvisor._redaction import clipped
+from lmvisor.programs.lm import MAX_MODEL_NAME
 from lmvisor.runtime.errors import LmvisorError
 
 __all__ = [
@@ -73,6 +75,7 @@ class UnknownProvider(ServiceError):
     code = "unknown_provider"
 
     def __init__(self, *, model: str, vendor: str, known: Sequence[str]) -> None:
+        model, vendor = _shown(model), _shown(vendor)
         super().__init__(
             f"model {model!r} names provider {vendor!r}, which is not configured"
             f" (configured: {', '.join(sorted(known)) or 'none'})",
@@ -88,6 +91,7 @@ class NoDeploymentAvailable(ServiceError):
     retryable = True
 
     def __init__(self, *, model: str, errors: Sequence[tuple[str, BaseException]]) -> None:
+        model = _shown(model)
         detail = "; ".join(f"{name}: {type(err).__name__}: {err}" for name, err in errors)
         super().__init__(
             f"no deployment of {model!r} could serve the request ({detail or 'none tried'})",
@@ -156,6 +160,7 @@ class CacheMiss(ServiceError):
     code = "cache_miss"
 
     def __init__(self, *, model: str) -> None:
+        model = _shown(model)
         super().__init__(
             f"no cached answer for this {model!r} request (cache-only lookup)",
             context={"model": model},
@@ -234,3 +239,8 @@ class CorruptRecord(ServiceError):
         self.store = store
         self.record = record
         self.problem = problem
+
+
+def _shown(model: str) -> str:
+    """A model name as messages echo it: whole up to `MAX_MODEL_NAME` characters, else clipped."""
+    return clipped(model, MAX_MODEL_NAME)

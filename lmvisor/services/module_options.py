@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, final
 
+from lmvisor.programs.lm import model_name_problem
 from lmvisor.programs.module import Module
 from lmvisor.programs.spec import ProgramSpec, ProgramSpecError, build_program, program_spec
 from lmvisor.services.errors import ServiceInputError
@@ -74,14 +75,14 @@ class ModuleOptions:
 
 
 def check_model_name(value: Any, field: str) -> str:
-    """`value` if it is "vendor/model".
+    """`value` if it is "vendor/model", of at most `MAX_MODEL_NAME` characters.
 
     Raises:
         ServiceInputError: naming `field`, when it is not.
     """
-    vendor, sep, model = value.partition("/") if isinstance(value, str) else ("", "", "")
-    if not (vendor and sep and model) or any(c.isspace() for c in value):
-        raise ServiceInputError(field=field, problem="must be 'vendor/model'")
+    problem = model_name_problem(value)
+    if problem is not None:
+        raise ServiceInputError(field=field, problem=problem)
     return str(value)
 
 

@@ -32,7 +32,7 @@ from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
 from lmvisor.programs.spec import ProgramSpec, build_program, parse_program_spec
 from lmvisor.runtime.actor import ActorRef
-from lmvisor.runtime.correlation import current_scope
+from lmvisor.runtime.correlation import correlation_scope, current_scope
 from lmvisor.runtime.deadline import current_deadline
 from lmvisor.runtime.errors import ActorExited, DeadlineExceeded
 from lmvisor.runtime.runtime import Runtime
@@ -352,9 +352,9 @@ class Modules:
         ctx = self._context
         args = dict(inputs)
         # A call already in a scope keeps its id; otherwise the execution opens its own.
-        scope_id = correlation_id
-        if scope_id is None and current_scope() is None:
-            scope_id = f"{self._prefix}{next(self._ids)}"
+        made = None
+        if correlation_id is None and current_scope() is None:
+            made = f"{self._prefix}{next(self._ids)}"
 
         sup = self._tasks.resolve()
         allow_stale = record.options.allow_stale
@@ -370,7 +370,15 @@ class Modules:
             except Exception as exc:
                 return _Failed(exc)
 
-        task = await start_task(sup, job, context=prepared, correlation_id=scope_id, deadline=at)
+        if made is None:
+            task = await start_task(
+                sup, job, context=prepared, correlation_id=correlation_id, deadline=at
+            )
+        else:
+            # An id made here holds nothing secret: marked generated, the log chain writes it
+            # without a redaction pass. The task takes the scope it is started in.
+            with correlation_scope(made, generated=True):
+                task = await start_task(sup, job, context=prepared, deadline=at)
         outcome = await _join(task, at, self._cutoffs)
         if isinstance(outcome, _Failed):
             raise outcome.error

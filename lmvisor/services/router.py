@@ -39,7 +39,15 @@ from collections.abc import AsyncGenerator, AsyncIterator, Collection, Sequence
 from contextlib import aclosing
 from typing import Any, final
 
-from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, LMStreamItem
+from lmvisor._redaction import clipped
+from lmvisor.programs.lm import (
+    MAX_MODEL_NAME,
+    LMCapabilities,
+    LMRequest,
+    LMResponse,
+    LMStreamItem,
+    model_name_problem,
+)
 from lmvisor.providers.errors import BadRequestError, ResponseFormatError
 from lmvisor.providers.reasoning import supports_reasoning
 from lmvisor.runtime.clock import Clock
@@ -48,7 +56,12 @@ from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError
 from lmvisor.runtime.registry import Via
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.services.cooldown import Cooldowns
-from lmvisor.services.errors import BudgetExceeded, NoDeploymentAvailable, UnknownProvider
+from lmvisor.services.errors import (
+    BudgetExceeded,
+    NoDeploymentAvailable,
+    ServiceInputError,
+    UnknownProvider,
+)
 from lmvisor.services.lm_provider import Complete, OpenStream, provider_name
 
 __all__ = ["DEFAULT_CALL_TIMEOUT", "RouterLM", "split_model"]
@@ -68,11 +81,14 @@ def split_model(model: str) -> tuple[str, str]:
     """Split "vendor/model" into its parts.
 
     Raises:
-        ValueError: if `model` has no vendor prefix.
+        ServiceInputError: (a ValueError) naming `model`, if it has no vendor prefix or
+            is longer than `MAX_MODEL_NAME` characters.
     """
-    vendor, sep, name = model.partition("/")
-    if not sep or not vendor or not name:
-        raise ValueError(f"model must be 'vendor/model', got {model!r}")
+    problem = model_name_problem(model)
+    if problem is not None:
+        shown = f", got {model!r}" if len(model) <= MAX_MODEL_NAME else ""
+        raise ServiceInputError(field="model", problem=problem + shown)
+    vendor, _, name = model.partition("/")
     return vendor, name
 
 
@@ -139,7 +155,9 @@ class RouterLM:
         capabilities: override what the primary vendor is assumed to support.
 
     Raises:
-        ValueError: a model is not "vendor/model", or a timeout is not positive.
+        ServiceInputError: a model is not "vendor/model" (of at most `MAX_MODEL_NAME`
+            characters).
+        ValueError: a timeout is not positive.
         UnknownProvider: a model's vendor is not in `vendors`.
     """
 
@@ -379,7 +397,8 @@ class RouterLM:
     ) -> BaseException:
         if errors and isinstance(errors[-1][1], DeadlineExceeded):
             return errors[-1][1]
-        error = DeadlineExceeded(operation=f"routing a call to {request.model or self._model}")
+        model = clipped(request.model or self._model, MAX_MODEL_NAME)
+        error = DeadlineExceeded(operation=f"routing a call to {model}")
         if errors:
             error.__cause__ = errors[-1][1]
         return error

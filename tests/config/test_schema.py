@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
 from lmvisor.config import ConfigError, load_config
 from lmvisor.config.schema import (
+    _MAX_MODEL_NAME,
     CircuitBreakerConfig,
     LmvisorConfig,
     ProviderConfig,
     RateLimiterConfig,
 )
+from lmvisor.programs.lm import MAX_MODEL_NAME
 
 
 class TestDefaults:
@@ -137,6 +142,60 @@ class TestValidation:
         with pytest.raises(ConfigError, match=pattern):
             load_config(env={}, infrastructure={section: {"m": entry}})
 
+    def test_model_and_provider_names_are_bounded(self) -> None:
+        """A model name past 256 characters (as `programs.lm.MAX_MODEL_NAME`) or a provider
+        name past 128 is refused naming the field, and the name is not echoed whole."""
+        huge = "openai/" + "x" * 100_000
+        with pytest.raises(
+            ConfigError, match=r"modules\.default_lm: String should have at most 256"
+        ) as e:
+            load_config(env={}, modules={"default_lm": huge})
+        assert huge not in str(e.value)
+        with pytest.raises(
+            ConfigError, match=r"providers\.local\.default_model: String should have at most 256"
+        ):
+            load_config(env={}, providers={"local": {"default_model": "m" * 257}})
+        with pytest.raises(
+            ConfigError,
+            match=r"provider name 'x{32}\.\.\.\[99968 more chars\]' must be at most 128 characters",
+        ) as e:
+            load_config(env={}, providers={"x" * 100_000: {"kind": "openai"}})
+        assert "x" * 100 not in str(e.value)
+        load_config(
+            env={},
+            modules={"default_lm": "a/" + "b" * 254},
+            providers={"p" * 128: {"kind": "openai"}},
+        )
+        assert _MAX_MODEL_NAME == MAX_MODEL_NAME
+
+    @pytest.mark.parametrize(
+        ("path", "field", "value", "bound"),
+        [
+            ("infrastructure.circuit_breakers.m", "success_threshold", 10**9, 100),
+            ("infrastructure.circuit_breakers.m", "failure_threshold", 1001, 1000),
+            ("cache.l2_breaker", "success_threshold", 101, 100),
+            ("cache.l2_breaker", "recovery_time", 1e300, 86400),
+        ],
+    )
+    def test_breaker_settings_are_bounded(
+        self, path: str, field: str, value: float, bound: int
+    ) -> None:
+        """A breaker setting past its bound is refused naming the field (a success threshold of
+        10**9 kept a half-open breaker admitting one call at a time for good); the bound
+        itself is accepted."""
+
+        def nested(count: int) -> dict[str, Any]:
+            tree: dict[str, Any] = {field: count}
+            for part in reversed(path.split(".")[1:]):
+                tree = {part: tree}
+            return tree
+
+        section = path.split(".")[0]
+        problem = rf"\n  {re.escape(path)}\.{field}: Input should be less than or equal to {bound}"
+        with pytest.raises(ConfigError, match=problem):
+            load_config(env={}, **{section: nested(value)})
+        load_config(env={}, **{section: nested(bound)})
+
     @pytest.mark.parametrize(
         ("section", "field"),
         [("modules", "cache_ttl"), ("cache", "l1_ttl"), ("cache", "stale_ttl")],
@@ -241,6 +300,30 @@ class TestSecrets:
         assert dumped["providers"]["local"]["base_url"] == "http://u:**********@127.0.0.1:1/v1"
         assert "hunter2" not in config.model_dump_json()
         assert config.cache.l2_redis_url == url
+
+    def test_passwords_in_urls_are_masked_in_repr_and_str(self) -> None:
+        """repr() and str() of the tree and of each model with a URL show its password as
+        stars, as JSON dumps do; API keys stay SecretStr stars beside them."""
+        config = LmvisorConfig.model_validate(
+            {
+                "cache": {"l2_redis_url": "redis://me:hunter2@127.0.0.1:6379/0"},
+                "providers": {
+                    "local": {"base_url": "http://u:hunter2@127.0.0.1:1/v1?password=hunter2"},
+                    "openai": {"api_key": "sk-test-abcdefghijklmnop"},
+                },
+            }
+        )
+        shown = [repr(config), str(config), repr(config.cache), str(config.cache)]
+        shown += [repr(config.providers), str(config.providers["local"])]
+        for text in shown:
+            assert "hunter2" not in text and "sk-test" not in text
+        assert "l2_redis_url='redis://me:**********@127.0.0.1:6379/0'" in repr(config.cache)
+        local = "base_url='http://u:**********@127.0.0.1:1/v1?password=**********'"
+        assert local in repr(config.providers["local"])
+        assert "api_key=SecretStr('**********')" in repr(config.providers["openai"])
+        assert (
+            config.providers["local"].base_url == "http://u:hunter2@127.0.0.1:1/v1?password=hunter2"
+        )
 
 
 class TestServerConfig:

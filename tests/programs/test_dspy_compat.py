@@ -142,6 +142,17 @@ class TestSavedLMSettings:
         with pytest.raises(StateError, match=r"predict\.lm\.temperature: numbers must be finite"):
             ChainOfThought("question -> answer").load(path, lm_settings=True)
 
+    def test_an_unbounded_count_is_a_state_error(self, tmp_path: Path) -> None:
+        """A saved max_tokens of 10**29 (shown as a string in program views) is refused,
+        naming the setting and its range."""
+        data = json.loads(WITH_LM.read_text())
+        data["predict"]["lm"]["max_tokens"] = 10**29
+        path = tmp_path / "huge.json"
+        path.write_text(json.dumps(data))
+        problem = r"predict\.lm\.max_tokens: must be a whole number from 1 to 2147483647$"
+        with pytest.raises(StateError, match=problem):
+            ChainOfThought("question -> answer").load(path, lm_settings=True)
+
     def test_round_trip(self, tmp_path: Path) -> None:
         """Saving again writes the model and the restored settings back in the lm block."""
         cot = ChainOfThought("question -> answer")

@@ -206,7 +206,7 @@ class TestStringForm:
             Signature(text)
         assert info.value.signature == text
         assert len(str(info.value)) < 1_000
-        assert f"... ({len(text)} chars)" in str(info.value)
+        assert f"...[{len(text) - 200} more chars]" in str(info.value)
 
     def test_ensure_signature(self) -> None:
         """ensure_signature accepts classes and strings, rejects anything else."""

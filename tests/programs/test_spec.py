@@ -209,6 +209,35 @@ class TestBadSpecs:
                 "numbers must be finite",
             ),
             (
+                {"module": "Predict", "signature": "a -> b", "config": {"max_tokens": 10**29}},
+                "config.max_tokens",
+                "must be a whole number from 1 to 2147483647",
+            ),
+            (
+                {"module": "Predict", "signature": "a -> b", "config": {"n": 0}},
+                "config.n",
+                "must be a whole number from 1 to 128",
+            ),
+            (
+                {"module": "Predict", "signature": "a -> b", "config": {"top_logprobs": "5"}},
+                "config.top_logprobs",
+                "must be a whole number from 0 to 20",
+            ),
+            (
+                {"module": "Predict", "signature": "a -> b", "config": {"seed": 2**64}},
+                "config.seed",
+                "whole numbers must fit 64 bits",
+            ),
+            (
+                {
+                    "module": "Predict",
+                    "signature": "a -> b",
+                    "config": {"logit_bias": {"1": 10**29}},
+                },
+                "config.logit_bias",
+                "whole numbers must fit 64 bits",
+            ),
+            (
                 {"module": "Predict", "signature": "a -> b", "descriptions": {"z": "?"}},
                 "descriptions.z",
                 "no such field",
@@ -267,6 +296,20 @@ class TestBadSpecs:
                 "must be 'vendor/model'",
             ),
             (
+                {"module": "Predict", "signature": "a -> b", "lm": "openai/" + "x" * 100_000},
+                "lm",
+                "must be at most 256 characters, got 100007",
+            ),
+            (
+                {
+                    "module": "Predict",
+                    "signature": "a -> b",
+                    "adapter": {"name": "two_step", "extraction_lm": "a/" + "b" * 300},
+                },
+                "adapter.extraction_lm",
+                "must be at most 256 characters, got 302",
+            ),
+            (
                 {
                     "module": "Predict",
                     "signature": "a -> b",
@@ -316,4 +359,4 @@ class TestBadSpecs:
         with pytest.raises(ProgramSpecError) as info:
             build_program(parse_program_spec({"module": "Predict", "signature": text}))
         assert info.value.field == "signature" and len(info.value.problem) > 50_000
-        assert len(str(info.value)) < 400 and str(info.value).endswith(" chars)")
+        assert len(str(info.value)) < 400 and str(info.value).endswith(" more chars]")

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from lmvisor.programs.lm import MAX_MODEL_NAME
 from lmvisor.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -139,6 +140,15 @@ class TestErrorFromStatus:
         assert isinstance(_map(404, _anthropic_body("not_found_error", "model: x")), ModelNotFound)
         plain = _map(404, _openai_body("Unknown path /v2/chat"))
         assert type(plain) is NotFoundError
+
+    def test_a_long_model_name_is_clipped_where_echoed(self) -> None:
+        """A model name past MAX_MODEL_NAME characters is clipped in the message and context
+        (the attribute keeps it whole): a 100 kB name was echoed whole."""
+        model = "m" * 100_000
+        err = error_from_status(provider="openai", model=model, status=404, headers={}, body=b"")
+        shown = "m" * MAX_MODEL_NAME + f"...[{100_000 - MAX_MODEL_NAME} more chars]"
+        assert str(err) == f"openai: not found (HTTP 404) for model {shown!r}"
+        assert err.context["model"] == shown and err.model == model
 
     def test_vllm_flat_body(self) -> None:
         """vLLM's flat `{"message", "type", "code"}` body is read too."""

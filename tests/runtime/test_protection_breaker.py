@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -216,7 +217,11 @@ class TestValidation:
         [
             ({"failure_threshold": 0}, r"^failure_threshold must be >= 1, got 0$"),
             ({"success_threshold": 0}, r"^success_threshold must be >= 1, got 0$"),
+            ({"failure_threshold": 1001}, r"^failure_threshold must be <= 1000, got 1001$"),
+            ({"success_threshold": 10**9}, r"^success_threshold must be <= 100, got 1000000000$"),
             ({"recovery_time": 0.0}, r"^recovery_time must be > 0, got 0\.0$"),
+            ({"recovery_time": math.inf}, r"^recovery_time must be <= 86400 \(a day\), got inf$"),
+            ({"recovery_time": math.nan}, r"^recovery_time must be > 0, got nan$"),
         ],
     )
     def test_bad_arguments(self, kwargs: dict[str, float], message: str) -> None:

@@ -162,6 +162,23 @@ class TestRunEmbedded:
         assert missing.stderr.startswith("error: inputs.question: missing input 'question'")
         assert malformed.stderr.startswith("error: Invalid value for --input: ")
 
+    @pytest.mark.parametrize("seconds", ["inf", "nan", "0", "-1"])
+    def test_a_timeout_must_be_positive_and_finite(
+        self, runner: CliRunner, tmp_path: Path, seconds: str
+    ) -> None:
+        """--timeout inf (which ran unbounded embedded), NaN, zero or less is a usage error
+        naming the option, before anything starts."""
+        path = str(_spec_file(tmp_path))
+        result = runner.invoke(
+            app, ["run", path, "-i", "question=q", "--timeout", seconds, *LOOPBACK]
+        )
+        assert result.exit_code == 2, result.output
+        shown = repr(float(seconds))
+        assert result.stderr == (
+            "error: Invalid value for --timeout: must be a positive, finite number of seconds,"
+            f" got {shown}\n"
+        )
+
     def test_without_a_vendor_or_loopback_it_says_so(
         self, runner: CliRunner, tmp_path: Path
     ) -> None:

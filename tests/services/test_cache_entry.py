@@ -66,6 +66,8 @@ class TestCodec:
         [
             (b"\x00garbage", "^corrupt cache entry: not JSON"),
             (b'{"v": 2}', "^corrupt cache entry: not a version-1 response object$"),
+            (b'{"v": true, "outputs": []}', "^corrupt cache entry: not a version-1 response"),
+            (b'{"v": 1.0, "outputs": []}', "^corrupt cache entry: not a version-1 response"),
             (b'{"v": 1, "outputs": [1]}', "^corrupt cache entry: outputs must be a list"),
             (b'{"v": 1, "outputs": [], "usage": 3}', "^corrupt cache entry: usage must be"),
         ],

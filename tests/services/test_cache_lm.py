@@ -274,3 +274,14 @@ class TestCorruption:
         assert metrics.value("lmvisor_cache_dropped_total", layer="l1", reason="corrupt") == 1.0
         assert events.query(type=CACHE_ENTRY_DROPPED)[0].data["layer"] == "l1"
         assert (await lm.complete(_req())).cached
+
+    async def test_entry_versioned_true_is_dropped_as_corrupt(self) -> None:
+        """An entry whose version is JSON true (equal to 1 in Python) is dropped and counted."""
+        lm, upstream, store, wall, _events, metrics = _setup()
+        key = request_key(_req())
+        assert key is not None and store.l1 is not None
+        payload = b'{"v": true, "outputs": ["forged"], "usage": {}}'
+        store.l1.put(key, CacheEntry(payload, wall.now + 60), wall.now)
+        response = await lm.complete(_req())
+        assert response.outputs == ["answer 1"] and len(upstream.requests) == 1
+        assert metrics.value("lmvisor_cache_dropped_total", layer="l1", reason="corrupt") == 1.0

@@ -19,6 +19,7 @@ from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.spec import ProgramSpecError
 from lmvisor.runtime.config_service import update_config
+from lmvisor.runtime.correlation import CorrelationScope, current_scope
 from lmvisor.runtime.errors import CircuitOpen, DeadlineExceeded, RateLimited
 from lmvisor.runtime.observe.names import (
     MODULE_EXECUTION_COMPLETE,
@@ -104,6 +105,17 @@ class Quick(Module):
     """Answers at once, without an LM."""
 
     async def forward(self, **inputs: Any) -> Prediction:
+        return Prediction(answer="now")
+
+
+class ScopeProbe(Module):
+    """Answers at once and records the correlation scope it ran in (on its class: a
+    registered program is a deep copy)."""
+
+    seen: ClassVar[list[CorrelationScope | None]] = []
+
+    async def forward(self, **inputs: Any) -> Prediction:
+        type(self).seen.append(current_scope())
         return Prediction(answer="now")
 
 
@@ -262,6 +274,17 @@ class TestExecution:
             "lmvisor_module_errors_total", module="qa", error="ValueError"
         )
         assert value == 1.0
+
+    async def test_a_made_correlation_id_is_marked_generated(self, app: App) -> None:
+        """An execution without an id runs in a scope marked generated (the log chain then
+        skips its redaction pass); a caller's id is not marked."""
+        probe = type("ScopeProbe", (ScopeProbe,), {"seen": []})
+        await app.register("probe", probe())
+        made = await app.run("probe", {})
+        await app.run("probe", {}, correlation_id="call-1")
+        first, second = probe.seen
+        assert first is not None and (first.id, first.generated) == (made.correlation_id, True)
+        assert second is not None and (second.id, second.generated) == ("call-1", False)
 
     async def test_timeout_is_a_deadline(self, app: App) -> None:
         """An execution past its timeout raises DeadlineExceeded and is not left running."""

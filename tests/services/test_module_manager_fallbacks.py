@@ -51,6 +51,10 @@ class TestOptions:
         [
             ({"allow_stale": "yes"}, "^invalid options.allow_stale: must be true or false$"),
             ({"fallback_lm": "gpt"}, "^invalid options.fallback_lm: must be 'vendor/model'$"),
+            (
+                {"lm": "openai/" + "x" * 100_000},
+                "^invalid options.lm: must be at most 256 characters, got 100007$",
+            ),
             ({"default": ["x"]}, "^invalid options.default: must be an object"),
             ({"fallback": 3}, "^invalid options.fallback: must be a Module or a program spec$"),
         ],

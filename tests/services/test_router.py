@@ -14,6 +14,7 @@ from lmvisor.config.schema import ProviderConfig
 from lmvisor.programs import ChainOfThought, Predict, context
 from lmvisor.programs.lm import (
     LM,
+    MAX_MODEL_NAME,
     LMDelta,
     LMDone,
     LMRequest,
@@ -30,7 +31,7 @@ from lmvisor.providers import (
 from lmvisor.runtime.deadline import deadline
 from lmvisor.runtime.errors import DeadlineExceeded, RetryExhausted
 from lmvisor.runtime.runtime import Runtime
-from lmvisor.services.errors import NoDeploymentAvailable, UnknownProvider
+from lmvisor.services.errors import NoDeploymentAvailable, ServiceInputError, UnknownProvider
 from lmvisor.services.lm_provider import GetStatistics, provider_name
 from lmvisor.services.lm_services import LMServices, build_client, start_lm_providers
 from lmvisor.services.router import RouterLM, split_model
@@ -72,8 +73,29 @@ class TestSplitModel:
 
     def test_rejects_bare_model(self) -> None:
         """A model without a vendor prefix is a programming error."""
-        with pytest.raises(ValueError, match=r"^model must be 'vendor/model', got 'gpt-4o'$"):
+        with pytest.raises(
+            ServiceInputError, match=r"^invalid model: must be 'vendor/model', got 'gpt-4o'$"
+        ):
             split_model("gpt-4o")
+
+    def test_rejects_an_overlong_model_without_echoing_it(self) -> None:
+        """A model name past MAX_MODEL_NAME characters is a typed error that names its
+        length, not the name (a 100 kB name came back whole in a vendor's ModelNotFound)."""
+        name = "openai/" + "x" * 100_000
+        problem = r"^invalid model: must be at most 256 characters, got 100007$"
+        with pytest.raises(ServiceInputError, match=problem):
+            split_model(name)
+        assert split_model("openai/" + "x" * (MAX_MODEL_NAME - 7))[0] == "openai"
+
+    def test_errors_clip_the_model_names_they_echo(self) -> None:
+        """UnknownProvider and NoDeploymentAvailable echo a model name of any length clipped
+        to MAX_MODEL_NAME characters, in the message and the context."""
+        model = "v/" + "m" * 100_000
+        shown = model[:MAX_MODEL_NAME] + f"...[{len(model) - MAX_MODEL_NAME} more chars]"
+        unknown = UnknownProvider(model=model, vendor="v", known=["openai"])
+        exhausted = NoDeploymentAvailable(model=model, errors=[])
+        for error in (unknown, exhausted):
+            assert repr(shown) in str(error) and error.context["model"] == shown
 
 
 class TestRouting:
@@ -102,6 +124,20 @@ class TestRouting:
         services = await _two_vendors(runtime, server)
         with pytest.raises(UnknownProvider, match=r"^model 'mistral/large' names provider"):
             services.router("mistral/large")
+
+    async def test_an_overlong_model_is_refused_before_any_call(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A router for a 100 kB model name, or a request naming one, is refused with a typed
+        error before anything reaches the vendor."""
+        services = await _two_vendors(runtime, server)
+        huge = "openai/" + "x" * 100_000
+        with pytest.raises(ServiceInputError, match=r"^invalid model: must be at most 256 "):
+            services.router(huge)
+        lm = services.router("openai/gpt-4o-mini")
+        with pytest.raises(ServiceInputError, match=r"^invalid model: must be at most 256 "):
+            await lm.complete(_request(huge))
+        assert server.stats().by_path == {}
 
     async def test_stream(self, runtime: Runtime, server: LMServer) -> None:
         """Streaming through the router yields deltas, then the whole response."""

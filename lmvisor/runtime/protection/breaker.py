@@ -39,6 +39,12 @@ __all__ = [
 
 T = TypeVar("T")
 
+# The counts' bounds (`CircuitBreakerConfig` has the same): half-open admits one trial
+# at a time, so a huge success threshold kept a breaker half-open for good.
+_MOST_FAILURES: Final = 1_000
+_MOST_SUCCESSES: Final = 100
+_LONGEST_RECOVERY: Final = 86_400.0  # a day: longer kept a breaker open for good
+
 _log: Final = get_logger("lmvisor.runtime.protection")
 
 
@@ -124,14 +130,21 @@ class CircuitBreaker:
         """Build a closed breaker.
 
         Raises:
-            ValueError: if a threshold is below 1 or `recovery_time` is not positive.
+            ValueError: if a threshold is below 1 or above its bound (1,000 failures,
+                100 successes) or `recovery_time` is not in (0, 86,400] seconds.
         """
-        if failure_threshold < 1:
-            raise ValueError(f"failure_threshold must be >= 1, got {failure_threshold!r}")
-        if success_threshold < 1:
-            raise ValueError(f"success_threshold must be >= 1, got {success_threshold!r}")
+        for field, value, most in (
+            ("failure_threshold", failure_threshold, _MOST_FAILURES),
+            ("success_threshold", success_threshold, _MOST_SUCCESSES),
+        ):
+            if value < 1:
+                raise ValueError(f"{field} must be >= 1, got {value!r}")
+            if value > most:
+                raise ValueError(f"{field} must be <= {most}, got {value!r}")
         if not recovery_time > 0:
             raise ValueError(f"recovery_time must be > 0, got {recovery_time!r}")
+        if not recovery_time <= _LONGEST_RECOVERY:
+            raise ValueError(f"recovery_time must be <= 86400 (a day), got {recovery_time!r}")
         self.name = name
         self.failure_threshold = failure_threshold
         self.recovery_time = recovery_time
