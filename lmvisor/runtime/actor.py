@@ -114,7 +114,9 @@ class ActorStatus(enum.Enum):
 
 # Read on every call: on 3.11 a class attribute of an Enum goes through the metaclass's
 # `__getattr__` hook (~100 ns a read), a module constant is a dict hit (~10 ns).
+_STARTING: Final = ActorStatus.STARTING
 _RUNNING: Final = ActorStatus.RUNNING
+_STOPPING: Final = ActorStatus.STOPPING
 _DEAD: Final = ActorStatus.DEAD
 
 

@@ -5,7 +5,8 @@ receiver's parked future. When the mailbox is full, `put` parks the sender
 until the receiver takes a message (back-pressure) and `put_nowait` raises
 `MailboxFull` (fail fast); the owning actor's `mailbox_policy` picks which one
 `ActorRef.cast` uses. System items (exit notices, Down, Exit) bypass capacity so
-a done-callback never has to wait.
+a done-callback never has to wait. The deque is made by the first item: until
+then the queue is a shared empty tuple, so an idle actor allocates none.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal, final
+from typing import Final, Literal, final
 
 from lmvisor.runtime.errors import ActorExited, MailboxFull
 
@@ -22,6 +23,7 @@ __all__ = ["Mailbox", "MailboxPolicy", "MailboxStatistics"]
 MailboxPolicy = Literal["backpressure", "fail_fast"]
 
 _POLICIES: frozenset[str] = frozenset({"backpressure", "fail_fast"})
+_UNUSED: Final[tuple[()]] = ()  # the queue of a mailbox that never held a message
 
 
 @final
@@ -84,7 +86,7 @@ class Mailbox:
         self._capacity = capacity
         self._policy: MailboxPolicy = policy
         self._loop = loop
-        self._queue: deque[object] = deque()
+        self._queue: deque[object] | tuple[()] = _UNUSED
         self._waiter: asyncio.Future[None] | None = None
         self._putters: deque[asyncio.Future[None]] | None = None
         self._received = 0
@@ -104,7 +106,10 @@ class Mailbox:
         queue = self._queue
         if len(queue) >= self._capacity:
             raise MailboxFull(actor=str(self._owner), capacity=self._capacity)
-        queue.append(item)
+        try:
+            queue.append(item)  # type: ignore[union-attr]  # a deque, but at the first message
+        except AttributeError:
+            self._queue = deque((item,))
         self._received += 1
         waiter = self._waiter
         if waiter is not None:
@@ -144,7 +149,10 @@ class Mailbox:
 
     def put_system(self, item: object) -> None:
         """Append an item the runtime must deliver even to a full mailbox."""
-        self._queue.append(item)
+        try:
+            self._queue.append(item)  # type: ignore[union-attr]  # a deque, but at the first item
+        except AttributeError:
+            self._queue = deque((item,))
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -185,7 +193,7 @@ class Mailbox:
                     fut.set_exception(ActorExited(actor=str(self._owner), reason=reason))
             self._putters.clear()
         items = list(self._queue)
-        self._queue.clear()
+        self._queue = _UNUSED
         return items
 
     def statistics(self) -> MailboxStatistics:

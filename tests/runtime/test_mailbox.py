@@ -64,6 +64,22 @@ class TestMailbox:
         await receiver
         assert list(box._queue) == ["x", "sys"]
 
+    async def test_first_item_of_either_kind_starts_the_queue(self) -> None:
+        """A mailbox that never held an item closes empty; its first item, a system one
+        or not, is queued, and later items queue behind it."""
+        assert _mailbox().close("shutdown") == []
+        for first in ("system", "message"):
+            box = _mailbox(1)
+            assert box.statistics().depth == 0
+            if first == "system":
+                box.put_system(first)
+            else:
+                box.put_nowait(first)
+            box.put_system("next")
+            assert list(box._queue) == [first, "next"]
+            assert box.close("shutdown") == [first, "next"]
+            assert box.statistics().depth == 0
+
     async def test_invalid_options(self) -> None:
         """Bad capacity or policy raise ValueError naming the option."""
         loop = asyncio.get_running_loop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -205,6 +206,16 @@ class _Speaker(Actor):
         get_logger("tests.speaker").info("said", word=msg.word, api_key="sk-live-abcdefghijklmnop")
 
 
+@dataclass(frozen=True, slots=True)
+class _Spawn(Call[None]):
+    pass
+
+
+async def _log_later(logger: Any) -> None:
+    await asyncio.sleep(0)
+    logger.info("from a task")
+
+
 class TestLogging:
     async def test_actor_log_lines_carry_context_and_are_redacted(self, runtime: Runtime) -> None:
         """A library log line from an actor names the actor, namespace and correlation id."""
@@ -216,6 +227,40 @@ class TestLogging:
         assert line["namespace"] == runtime.namespace
         assert line["correlation_id"] == "corr-1"
         assert "sk-live" not in repr(line)
+
+    async def test_lines_from_started_terminate_and_tasks_name_the_actor(
+        self, runtime: Runtime
+    ) -> None:
+        """Lines from started(), from a terminate() before any message, and from a task a
+        handler started all name the actor, though an idle actor is named only once it wakes."""
+        logger = get_logger("tests.lifecycle")
+
+        class Starter(Actor):
+            async def started(self) -> None:
+                logger.info("starting")
+
+        class Quiet(Actor):
+            async def terminate(self, reason: object) -> None:
+                logger.info("terminating")
+
+        class Spawner(_Speaker):
+            @handler
+            async def spawn(self, msg: _Spawn) -> None:
+                await asyncio.create_task(_log_later(logger))
+
+        with capture_logs() as logs:
+            starter = await runtime.spawn(Starter())
+            quiet = await runtime.spawn(Quiet())
+            await asyncio.sleep(0)  # parked, never sent a message
+            await quiet.stop()
+            spawner = await runtime.spawn(Spawner())
+            await spawner.call(_Spawn())
+        named = {e["event"]: e.get("actor") for e in logs if e.get("logger") == "tests.lifecycle"}
+        assert named == {
+            "starting": starter.name,
+            "terminating": quiet.name,
+            "from a task": spawner.name,
+        }
 
     async def test_runtimes_log_apart(self) -> None:
         """A capture attached to one runtime sees nothing another runtime logs."""
