@@ -410,6 +410,9 @@ class ServerConfig(BaseModel):
     - `drain_timeout`: seconds that in-flight requests and streams get to finish
       after SIGTERM/SIGINT before they are cancelled.
     - `max_body_bytes`: the largest request body accepted (413 beyond it).
+    - `body_timeout`: seconds a request's whole body may take to arrive once its
+      headers have (408 and the connection closed beyond it), so a client that
+      stalls or trickles its body cannot hold a connection and a request forever.
     - `request_timeout`: the deadline of a request that sends no
       `X-Request-Timeout` header (None: no deadline); `max_request_timeout`
       caps what a header may ask for.
@@ -434,6 +437,8 @@ class ServerConfig(BaseModel):
     open_paths: tuple[str, ...] = ("/healthz",)
     drain_timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    body_timeout: float = Field(default=30.0, ge=0.1, le=3600.0, allow_inf_nan=False)
+    """0.1 s to an hour: a body is never waited for without bound."""
     request_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_request_timeout: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
     gc_tuning: bool = True

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from lmvisor.server.errors import EXIT_USAGE as EXIT_USAGE
     from lmvisor.server.errors import AppHookFailed as AppHookFailed
     from lmvisor.server.errors import AppLoadError as AppLoadError
+    from lmvisor.server.errors import BodyTimeout as BodyTimeout
+    from lmvisor.server.errors import ClientDisconnected as ClientDisconnected
     from lmvisor.server.errors import DaemonError as DaemonError
     from lmvisor.server.errors import DataDirInUse as DataDirInUse
     from lmvisor.server.errors import Draining as Draining

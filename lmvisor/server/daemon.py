@@ -14,7 +14,8 @@ code. In order:
 4. apply the GC settings (`server.gc_tuning`): `gc.freeze()` the start-up heap
    and raise the generation-0 threshold to `server.gc_gen0_threshold`;
 5. serve with uvicorn (with httptools, `http_protocol`'s protocol: a response's head
-   and body in one write) until SIGTERM/SIGINT or the root supervisor gives up.
+   and body in one write, a deadline for request bodies, runs cancelled when their
+   client disconnects) until SIGTERM/SIGINT or the root supervisor gives up.
 
 Drain: the first SIGTERM/SIGINT stops accepting connections, marks the daemon
 draining (`/readyz` answers 503, event streams end with `end`/`shutdown`), and
@@ -238,7 +239,7 @@ class Daemon:
                 lifespan="off",
                 log_config=None,
                 access_log=False,
-                http=http_protocol(),
+                http=http_protocol(body_timeout=context.server.body_timeout),
                 ws="none",
                 proxy_headers=False,
                 server_header=False,

@@ -6,6 +6,8 @@
         │   ├── InvalidHeader          a header's value is malformed or out of range
         │   ├── Unauthorized           no bearer token, or not one the daemon knows
         │   ├── RequestTooLarge        the body is larger than `server.max_body_bytes`
+        │   ├── BodyTimeout            the body did not arrive within `server.body_timeout`
+        │   ├── ClientDisconnected     the client went away before the answer (never sent)
         │   ├── InvalidInput           a program's inputs do not fit its signature
         │   ├── NotAllowed             the request names something the daemon may not use
         │   └── Draining               the daemon is shutting down; retry elsewhere
@@ -41,6 +43,8 @@ __all__ = [
     "EXIT_USAGE",
     "AppHookFailed",
     "AppLoadError",
+    "BodyTimeout",
+    "ClientDisconnected",
     "DaemonCallError",
     "DaemonError",
     "DaemonRefused",
@@ -110,6 +114,36 @@ class RequestTooLarge(RequestError):
             f"request body exceeds the limit of {limit} bytes", context={"limit": limit}
         )
         self.limit = limit
+
+
+class BodyTimeout(RequestError):
+    """The caller sent its headers but not the whole body in time; send the body promptly."""
+
+    code = "body_timeout"
+    field = "body"
+
+    def __init__(self, *, seconds: float) -> None:
+        super().__init__(
+            f"request body not received within {seconds:g} seconds", context={"seconds": seconds}
+        )
+        self.seconds = seconds
+
+
+class ClientDisconnected(RequestError):
+    """The client closed its connection before the answer; its run was cancelled.
+
+    Nobody reads the answer: it exists for the access log and the HTTP metrics,
+    which count it as 499 (nginx's "client closed request").
+    """
+
+    code = "client_disconnected"
+
+    def __init__(self, *, operation: str) -> None:
+        super().__init__(
+            f"{operation}: the client disconnected before the answer; the work was cancelled",
+            context={"operation": operation},
+        )
+        self.operation = operation
 
 
 class InvalidInput(RequestError):

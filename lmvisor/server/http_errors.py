@@ -52,6 +52,9 @@ STATUS_BY_ERROR: Final[Mapping[str, int]] = {
     "lmvisor.server.errors.RequestError": 400,
     "lmvisor.server.errors.Unauthorized": 401,
     "lmvisor.server.errors.RequestTooLarge": 413,
+    "lmvisor.server.errors.BodyTimeout": 408,
+    # the client went away: nobody reads this answer; logged and counted as nginx's 499
+    "lmvisor.server.errors.ClientDisconnected": 499,
     "lmvisor.server.errors.NotAllowed": 403,
     "lmvisor.server.errors.InvalidInput": 422,
     "lmvisor.config.errors.ConfigError": 422,
@@ -108,6 +111,7 @@ _CODE_BY_STATUS: Final[Mapping[int, str]] = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "body_timeout",
     409: "conflict",
     413: "request_too_large",
     415: "unsupported_media_type",
@@ -152,6 +156,7 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     for status, description in (
         (400, "Malformed request (a header, a query value or the JSON body)."),
         (401, "Missing or unknown bearer token (when authentication is on)."),
+        (408, "The request body did not arrive within server.body_timeout."),
         (413, "The request body is larger than server.max_body_bytes."),
         (422, "A value failed validation; `errors` lists each field."),
         (503, "The daemon is draining or a service is restarting; retry."),
@@ -250,7 +255,7 @@ def _http_exception_response(exc: HTTPException) -> Response:
     status = exc.status_code
     code = _CODE_BY_STATUS.get(status, f"http_{status}")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    field = "body" if status == 413 or "parsing the body" in message else None
+    field = "body" if status in (408, 413) or "parsing the body" in message else None
     headers = dict(exc.headers) if exc.headers else None
     return JSONResponse(error_body(code, message, field=field), status, headers=headers)
 

@@ -17,21 +17,50 @@ else re-arms for what is left (a busy connection is re-armed when its response e
 One timer per connection per timeout rather than one per request; an idle connection
 closes at the same moment as before.
 
+Body deadline: uvicorn waits for a request's body without bound, so a client that
+sends its headers and then stalls (or trickles) holds a connection and a request
+task forever. Here a request whose body is still incomplete when the bytes that
+carried its headers have been parsed gets one timer (`body_timeout` seconds; a body
+that comes with its headers, nearly every one, costs none). When it fires the
+request is marked in its scope (`BODY_LATE`) and its `receive` woken: the body limit's
+`receive` (`middleware`) then refuses the body with a typed 408, and the connection
+closes after that answer. A request answered without reading its body has the
+connection closed instead (nothing would read the rest).
+
+Disconnects: a request that put its task in its scope under `CANCEL_ON_DISCONNECT`
+(the run routes, `fast_run`) has that task cancelled when the client goes away
+before the answer starts, after `CLIENT_GONE` is set in its scope so the request can
+tell that cancellation from any other. No task watches `receive()` for it: the
+protocol already learns of the disconnect (`connection_lost`).
+
 `http_protocol()` names the class for `uvicorn.Config(http=...)`: this one when
-httptools is installed (the `fast` extra), else uvicorn's default choice.
+httptools is installed (the `fast` extra), else uvicorn's default choice (h11,
+with neither the body deadline nor the cancellation on disconnect).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import final
+from typing import Any, Final, final
 
-__all__ = ["http_protocol"]
+__all__ = ["BODY_LATE", "CANCEL_ON_DISCONNECT", "CLIENT_GONE", "http_protocol"]
+
+BODY_LATE: Final = "lmvisor.body_late"
+"""Scope key: set to `body_timeout` (seconds) once the request's body has missed it."""
+CANCEL_ON_DISCONNECT: Final = "lmvisor.cancel_on_disconnect"
+"""Scope key: the `asyncio.Task` to cancel if the client disconnects before the answer."""
+CLIENT_GONE: Final = "lmvisor.client_gone"
+"""Scope key: set to True just before the `CANCEL_ON_DISCONNECT` task is cancelled."""
 
 
-def http_protocol() -> type[asyncio.Protocol] | str:
-    """The HTTP protocol for uvicorn: the coalescing httptools protocol, else "auto"."""
+def http_protocol(*, body_timeout: float | None = None) -> type[asyncio.Protocol] | str:
+    """The HTTP protocol for uvicorn: the coalescing httptools protocol, else "auto".
+
+    Args:
+        body_timeout: seconds a request's body may take once its headers are in
+            (`server.body_timeout`); None: no deadline.
+    """
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # no httptools: uvicorn falls back to h11
@@ -40,10 +69,44 @@ def http_protocol() -> type[asyncio.Protocol] | str:
     @final
     class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's httptools protocol; each request cycle writes through `_HeadWithBody`,
-        and the keep-alive timer outlives requests (see the module docstring)."""
+        the keep-alive timer outlives requests, bodies have a deadline and a disconnect
+        cancels the request that asked for it (see the module docstring)."""
 
         # Loop time the last response ended with nothing after it; None while a request is on.
         _idle_since: float | None = None
+        # Armed while a request's body is incomplete (see `data_received`).
+        _body_timer: asyncio.TimerHandle | None = None
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            cycle = self.cycle
+            if (
+                cycle is not None
+                and cycle.more_body
+                and self._body_timer is None
+                and body_timeout is not None
+                and not cycle.response_complete
+                and not self.transport.is_closing()
+            ):
+                self._body_timer = self.loop.call_later(body_timeout, self._body_late, cycle)
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            timer = self._body_timer
+            if timer is not None:
+                self._body_timer = None
+                timer.cancel()
+
+        def _body_late(self, cycle: Any) -> None:
+            self._body_timer = None
+            if not cycle.more_body or cycle.disconnected:
+                return
+            cycle.keep_alive = False  # the rest of the body is never read: close after the answer
+            if cycle.response_complete:
+                self.transport.close()
+                return
+            cycle.scope[BODY_LATE] = body_timeout
+            cycle.message_event.set()
 
         def on_headers_complete(self) -> None:
             super().on_headers_complete()
@@ -81,10 +144,17 @@ def http_protocol() -> type[asyncio.Protocol] | str:
 
         def connection_lost(self, exc: Exception | None) -> None:
             super().connection_lost(exc)
-            timer = self.timeout_keep_alive_task
-            if timer is not None:
-                self.timeout_keep_alive_task = None
-                timer.cancel()
+            for timer in (self.timeout_keep_alive_task, self._body_timer):
+                if timer is not None:
+                    timer.cancel()
+            self.timeout_keep_alive_task = self._body_timer = None
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_started:
+                scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]
+                task: asyncio.Task[Any] | None = scope.get(CANCEL_ON_DISCONNECT)
+                if task is not None:
+                    scope[CLIENT_GONE] = True
+                    task.cancel()
 
         def _arm(self, seconds: float) -> None:
             self.timeout_keep_alive_task = self.loop.call_later(

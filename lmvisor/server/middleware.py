@@ -9,7 +9,8 @@
 2. `AuthMiddleware`: a known bearer token, unless authentication is off or the
    path is open.
 3. `BodyLimitMiddleware`: 413 from `Content-Length` before anything runs, or as
-   soon as a streamed body passes the limit.
+   soon as a streamed body passes the limit; 408 when the body missed its
+   deadline (`server.body_timeout`, kept by `http_protocol`, which marks the scope).
 4. `DeadlineMiddleware`: `X-Request-Timeout` (or `server.request_timeout`) becomes
    the call's deadline (`lmvisor.runtime.deadline`) for everything below, and a
    504 if it passes before the answer starts. A started answer is not cut: a
@@ -44,9 +45,16 @@ from lmvisor.runtime.deadline import deadline
 from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError
 from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.server.auth import TokenSet
-from lmvisor.server.errors import Draining, InvalidHeader, RequestTooLarge, Unauthorized
+from lmvisor.server.errors import (
+    BodyTimeout,
+    Draining,
+    InvalidHeader,
+    RequestTooLarge,
+    Unauthorized,
+)
 from lmvisor.server.http_errors import error_response
 from lmvisor.server.http_metrics import HttpMetrics
+from lmvisor.server.http_protocol import BODY_LATE
 
 __all__ = [
     "CORRELATION_HEADER",
@@ -239,7 +247,8 @@ class AuthMiddleware:
 
 @final
 class BodyLimitMiddleware:
-    """Refuse a request body larger than `limit` bytes with a typed 413."""
+    """Refuse a request body larger than `limit` bytes with a typed 413, and one that
+    missed its deadline (the scope's `BODY_LATE`, see `http_protocol`) with a typed 408."""
 
     def __init__(self, app: ASGIApp, *, limit: int) -> None:
         self.app = app
@@ -251,11 +260,12 @@ class BodyLimitMiddleware:
         declared = request_headers(scope).content_length
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return _send_error(RequestTooLarge(limit=self.limit), scope, receive, send)
-        return self.app(scope, _limited(receive, self.limit), send)
+        return self.app(scope, _limited(scope, receive, self.limit), send)
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    """`receive`, refusing with a 413 once the body read so far passes `limit` bytes."""
+def _limited(scope: Scope, receive: Receive, limit: int) -> Receive:
+    """`receive`, refusing with a 413 once the body read so far passes `limit` bytes,
+    and with a 408 once the protocol has marked the body late."""
     received = 0
 
     async def receive_limited() -> Message:
@@ -263,10 +273,12 @@ def _limited(receive: Receive, limit: int) -> Receive:
         message = await receive()
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
+            # An HTTPException passes FastAPI's body reading untouched,
+            # and its handler renders the typed 413 / 408.
             if received > limit:
-                # An HTTPException passes FastAPI's body reading untouched,
-                # and its handler renders the typed 413.
                 raise HTTPException(413, str(RequestTooLarge(limit=limit)))
+            if message.get("more_body", False) and (late := scope.get(BODY_LATE)) is not None:
+                raise HTTPException(408, str(BodyTimeout(seconds=late)))
         return message
 
     return receive_limited

@@ -89,6 +89,7 @@ if TYPE_CHECKING:
     from lmvisor.services.lm_services import build_client as build_client
     from lmvisor.services.lm_services import reachable as reachable
     from lmvisor.services.lm_services import start_lm_providers as start_lm_providers
+    from lmvisor.services.module_execution import CANCELLED as CANCELLED
     from lmvisor.services.module_execution import Execution as Execution
     from lmvisor.services.module_execution import ExecutionContext as ExecutionContext
     from lmvisor.services.module_execution import prepare_context as prepare_context

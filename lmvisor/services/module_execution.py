@@ -22,7 +22,9 @@
 5. `module_execution_complete` is recorded (`duration_ms`, `lm_calls`,
    `cost_usd`, `success`, `strategy`, and `error` on failure), and the
    `lmvisor_module_execution_seconds` / `_success_total` / `_errors_total`
-   metrics are recorded.
+   metrics are recorded. A cancelled execution (its caller stopped waiting: an
+   HTTP client that disconnected, a cutoff, a drain) is a failure with the code
+   `cancelled`, as a cancelled optimization job is.
 
 Both events come at request rate, so they go in with `EventRing.record_values`: their
 `Event` objects are built only for a listener or query that asks for them.
@@ -56,7 +58,10 @@ from lmvisor.services.errors import AllStrategiesFailed
 from lmvisor.services.module_stream import StreamSink, stream_program
 from lmvisor.services.module_table import ModuleRecord, ModuleVersion
 
-__all__ = ["Execution", "ExecutionContext", "prepare_context", "run_execution"]
+__all__ = ["CANCELLED", "Execution", "ExecutionContext", "prepare_context", "run_execution"]
+
+CANCELLED: Final = "cancelled"
+"""The error code of an execution cancelled before it ended (event `error.code`, metric label)."""
 
 PRIMARY: Final = "primary"
 # The two events' fields, in order (`EventRing.record_values`: no dict per event).
@@ -177,7 +182,7 @@ async def _execute(
             result, strategy, failures = await _strategies(
                 ctx, record, version, inputs, stream, prepared
             )
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             seconds = time.perf_counter() - started
             close_accumulator(acc)
             _failed(ctx, record, (module_id, module_type, number), seconds, acc, exc)
@@ -210,10 +215,14 @@ def _failed(
     base: tuple[str, str, int],
     seconds: float,
     acc: UsageAccumulator,
-    exc: Exception,
+    exc: BaseException,
 ) -> None:
-    """Record a failed execution: its figures and its `module_execution_complete`."""
-    code = exc.code if isinstance(exc, LmvisorError) else type(exc).__name__
+    """Record a failed (or cancelled) execution: its figures and its
+    `module_execution_complete`."""
+    if isinstance(exc, asyncio.CancelledError):
+        code = CANCELLED
+    else:
+        code = exc.code if isinstance(exc, LmvisorError) else type(exc).__name__
     record.figures.record(seconds, code)
     error = {"type": type(exc).__name__, "code": code}
     ms, calls, cost = round(seconds * 1000.0, 3), acc.calls, acc.total_cost()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.server.fast_run import parse_run_body
 from lmvisor.services.app import App
-from tests.server.conftest import api_client
+from tests.server.conftest import DaemonProcess, LMProcess, api_client, start_lm_process
 
 QA = {"module": "Predict", "signature": "question -> answer"}
 _JSON = {"content-type": "application/json"}
@@ -100,3 +105,90 @@ class TestFastPath:
             "request_too_large",
             "body",
         )
+
+
+def _metric(url: str, name: str, **labels: str) -> float:
+    """The value of one sample on the daemon's `/metrics` (0 when absent)."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def _until(check: Callable[[], bool], what: str, attempts: int = 300) -> None:
+    """Poll `check` (every 50 ms) until it holds; fail naming `what` if it never does."""
+    for _ in range(attempts):
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never: {what}")
+
+
+def _lm_stats(lm: LMProcess) -> dict[str, Any]:
+    stats: dict[str, Any] = httpx.get(lm.url + "/stats", timeout=10).json()
+    return stats
+
+
+def _access_line(daemon: DaemonProcess, path: str) -> dict[str, Any]:
+    """The daemon's next access log line for `path` (lines for other paths are skipped)."""
+    while True:
+        line = daemon.next_log("http.request")
+        if line["path"] == path:
+            return line
+
+
+_RUN = "/v1/programs/qa/run"
+
+
+class TestClientDisconnect:
+    def test_a_run_whose_client_leaves_is_cancelled(
+        self, spawn_daemon: Callable[..., DaemonProcess]
+    ) -> None:
+        """A client that sends a run and hangs up while the LM is still thinking cancels the
+        run (fast path and route alike): the LM request is abandoned, not answered, the
+        execution is recorded as `cancelled`, the access log and the metrics show a 499,
+        and the daemon serves the next run."""
+        lm = start_lm_process("--latency", "1.0")
+        try:
+            daemon = spawn_daemon(
+                "--app", "tests.server._daemon_app:register_qa",
+                LMVISOR_SERVER__ACCESS_LOG="true", **lm.env(),
+            )  # fmt: skip
+            host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+            # The fast path takes the first; the second content type goes to the route.
+            for n, content_type in enumerate(
+                ("application/json", "application/json;charset=UTF-8")
+            ):
+                body = json.dumps({"inputs": {"question": f"anyone there {n}?"}}).encode()
+                head = (
+                    f"POST {_RUN} HTTP/1.1\r\nhost: {host}\r\ncontent-type: {content_type}\r\n"
+                    f"content-length: {len(body)}\r\n\r\n"
+                ).encode()
+                with socket.create_connection((host, int(port))) as sock:
+                    sock.sendall(head + body)
+                    _until(lambda: _lm_stats(lm)["in_flight"] == 1, "the LM request arrived")
+                line = _access_line(daemon, _RUN)
+                assert (line["status"], line["route"]) == (499, "/v1/programs/{program_id}/run")
+                _until(lambda: _lm_stats(lm)["in_flight"] == 0, "the LM request ended")
+            stats = _lm_stats(lm)
+            # Two LM requests, both dropped by the daemon before their answer (status 0).
+            assert stats["by_path"]["/v1/chat/completions"] == 2
+            assert stats["by_status"] == {"0": 2}
+            cancelled = _metric(daemon.url, "lmvisor_module_errors_total", error="cancelled")
+            assert cancelled == 2
+            assert _metric(daemon.url, "lmvisor_http_requests_total", status="499") == 2
+            events = httpx.get(
+                daemon.url + "/v1/events", params={"type": "module_execution_complete"}
+            ).json()["events"]
+            assert [e["data"]["error"]["code"] for e in events] == ["cancelled", "cancelled"]
+            lm.settings(latency=0.0)
+            answer = httpx.post(daemon.url + _RUN, json={"inputs": {"question": "still up?"}})
+            assert answer.status_code == 200, answer.text
+            _access_line(daemon, _RUN)  # every line before this run's is in `daemon.log` now
+        finally:
+            lm.stop()
+        # A typed outcome: neither the plumbing nor uvicorn logged the cancellation as an error.
+        errors = [line for line in daemon.log if '"level":"error"' in line.replace(" ", "")]
+        assert not errors, errors

@@ -1,16 +1,30 @@
-"""Tests for lmvisor.server.http_protocol: a response's head goes out with its body."""
+"""Tests for lmvisor.server.http_protocol: a response's head goes out with its body; a body
+that does not arrive in time gets a typed 408."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 from uvicorn.server import ServerState
 
-from lmvisor.server.http_protocol import _HeadWithBody, http_protocol
+from lmvisor.runtime.runtime import Runtime
+from lmvisor.server.context import ServerContext
+from lmvisor.server.http_protocol import (
+    CANCEL_ON_DISCONNECT,
+    CLIENT_GONE,
+    _HeadWithBody,
+    http_protocol,
+)
+from tests.server._daemon_app import build_router
+from tests.server.conftest import READY_WAIT, DaemonProcess, live_daemon, server_config
 
 _REQUEST = b"GET /x HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
 
@@ -167,6 +181,39 @@ class TestKeepAlive:
         assert timer.cancelled()
 
 
+class TestDisconnect:
+    @pytest.mark.parametrize(("opted_in", "started"), [(True, False), (False, False), (True, True)])
+    async def test_only_an_unanswered_request_that_asked_is_cancelled(
+        self, opted_in: bool, started: bool
+    ) -> None:
+        """Losing the connection cancels the request's task only when it put itself in its
+        scope and its answer has not started; `CLIENT_GONE` marks that cancellation."""
+        seen: dict[str, Any] = {}
+        release = asyncio.Event()
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            seen["scope"] = scope
+            if opted_in:
+                scope[CANCEL_ON_DISCONNECT] = asyncio.current_task()
+            if started:
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                seen["cancelled"] = True
+                raise
+
+        _, protocol = await _serve_one(app)
+        await _settle()
+        protocol.connection_lost(None)
+        await _settle()
+        cancelled = opted_in and not started
+        assert seen.get("cancelled", False) is cancelled
+        assert seen["scope"].get(CLIENT_GONE, False) is cancelled
+        release.set()
+        await _settle()
+
+
 class TestHeadWithBody:
     async def test_close_sends_what_is_held(self) -> None:
         """Closing first writes the held head, then closes the transport."""
@@ -198,3 +245,121 @@ class TestHeadWithBody:
         assert transport.calls == [b"head" + later[0], *later[1:]]
         await _settle()
         assert transport.calls == [b"head" + later[0], *later[1:]]
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    sock.settimeout(READY_WAIT)
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer(raw: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), headers, json.loads(body)
+
+
+def _head(path: str, length: int) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        f"content-length: {length}\r\n\r\n"
+    ).encode()
+
+
+class TestBodyDeadline:
+    @pytest.mark.parametrize("path", ["/v1/programs/qa/run", "/test/echo"])
+    def test_a_stalled_body_gets_a_typed_408_and_a_closed_connection(
+        self, spawn_daemon: Callable[..., DaemonProcess], path: str
+    ) -> None:
+        """Headers, part of the body, then silence: past `server.body_timeout` the daemon
+        answers a typed 408 (on the hot route and on a FastAPI route), closes the
+        connection, and no request is left in flight."""
+        daemon = spawn_daemon(
+            "--app", "tests.server._daemon_app:register", LMVISOR_SERVER__BODY_TIMEOUT="0.3"
+        )
+        host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(_head(path, 100) + b'{"inputs": ')
+            status, headers, body = _answer(_read_until_closed(sock))
+        assert (status, headers["connection"]) == (408, "close")
+        assert body["error"]["code"] == "body_timeout" and body["error"]["field"] == "body"
+        assert body["error"]["message"] == "request body not received within 0.3 seconds"
+        metrics = httpx.get(daemon.url + "/metrics", timeout=10).text
+        assert "lmvisor_http_in_flight 1.0" in metrics  # this scrape only
+        assert 'status="408"' in metrics
+
+    def test_a_trickled_body_gets_no_more_time(
+        self, spawn_daemon: Callable[..., DaemonProcess]
+    ) -> None:
+        """A body sent a byte at a time, each well inside the deadline, still has to arrive
+        whole within it: the daemon answers 408 long before the last byte."""
+        daemon = spawn_daemon(LMVISOR_SERVER__BODY_TIMEOUT="0.3")
+        host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+        body = json.dumps({"inputs": {"question": "x" * 200}}).encode()
+        sent = 0
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(_head("/v1/programs/qa/run", len(body)))
+            sock.settimeout(0.05)
+            answer = b""
+            while sent < len(body) and not answer:
+                sock.sendall(body[sent : sent + 1])
+                sent += 1
+                try:
+                    answer = sock.recv(65536)
+                except TimeoutError:
+                    continue
+            rest = _read_until_closed(sock)
+        status, _, error = _answer(answer + rest)
+        assert (status, error["error"]["code"]) == (408, "body_timeout")
+        assert sent < len(body)
+
+    async def test_a_timed_out_request_leaves_no_task(self, runtime: Runtime) -> None:
+        """After a 408 for a stalled body the daemon's tasks are back to what they were."""
+        context = ServerContext(runtime, config=server_config(body_timeout=0.2))
+        context.add_router(build_router(context))
+        async with live_daemon(context) as daemon:
+            host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+            await asyncio.sleep(0)
+            baseline = len(asyncio.all_tasks())
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(_head("/test/echo", 50) + b"{")
+            await writer.drain()
+            assert len(asyncio.all_tasks()) >= baseline
+            raw = await reader.read()  # to EOF: the daemon closed the connection
+            writer.close()
+            await writer.wait_closed()
+            for _ in range(50):
+                if len(asyncio.all_tasks()) == baseline:
+                    break
+                await asyncio.sleep(0.01)
+            tasks = len(asyncio.all_tasks())
+        assert raw.startswith(b"HTTP/1.1 408 ")
+        assert tasks == baseline
+
+    async def test_a_body_never_read_closes_the_connection(self, runtime: Runtime) -> None:
+        """A request answered without its body being read (an unknown path) has its
+        connection closed once the body is late, though the client keeps trickling it
+        (which keeps the keep-alive timer from ever closing it)."""
+        context = ServerContext(runtime, config=server_config(body_timeout=0.2))
+        async with live_daemon(context) as daemon:
+            host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(_head("/nowhere", 1000))
+            raw, closed = b"", False
+            for _ in range(200):  # 200 bytes, one per 50 ms
+                writer.write(b" ")
+                try:
+                    chunk = await asyncio.wait_for(reader.read(65536), 0.05)
+                except TimeoutError:
+                    continue
+                raw += chunk
+                if not chunk:  # EOF: the daemon closed the connection
+                    closed = True
+                    break
+            writer.close()
+        assert raw.startswith(b"HTTP/1.1 404 ")
+        assert closed

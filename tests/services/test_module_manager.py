@@ -337,6 +337,24 @@ class TestExecution:
         await asyncio.sleep(0)
         assert program.cancelled.is_set()
 
+    async def test_a_cancelled_execution_is_recorded_as_cancelled(self, app: App) -> None:
+        """A cancelled execution ends with a failed `module_execution_complete` whose error
+        code is `cancelled`, counted under that code."""
+        program = _blocked()
+        await app.register("slow", program())
+        caller = asyncio.ensure_future(app.run("slow", {}))
+        await program.started.wait()
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        [done] = await app.events.query(type=MODULE_EXECUTION_COMPLETE)
+        assert done.data["success"] is False
+        assert done.data["error"] == {"type": "CancelledError", "code": "cancelled"}
+        value = app.runtime.metrics.value(
+            "lmvisor_module_errors_total", module="slow", error="cancelled"
+        )
+        assert value == 1.0
+
 
 class TestProtections:
     @pytest.mark.lmvisor_config(
