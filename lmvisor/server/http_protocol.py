@@ -33,9 +33,9 @@ before the answer starts, after `CLIENT_GONE` is set in its scope so the request
 tell that cancellation from any other. No task watches `receive()` for it: the
 protocol already learns of the disconnect (`connection_lost`).
 
-`http_protocol()` names the class for `uvicorn.Config(http=...)`: this one when
-httptools is installed (the `fast` extra), else uvicorn's default choice (h11,
-with neither the body deadline nor the cancellation on disconnect).
+`http_protocol()` names the class for `uvicorn.Config(http=...)`: this one (httptools
+is a dependency), else, where httptools cannot be imported, uvicorn's default choice
+(h11, with neither the body deadline nor the cancellation on disconnect).
 """
 
 from __future__ import annotations
