@@ -27,6 +27,19 @@ request is marked in its scope (`BODY_LATE`) and its `receive` woken: the body l
 closes after that answer. A request answered without reading its body has the
 connection closed instead (nothing would read the rest).
 
+Header deadline: uvicorn waits for a request's head without bound too, and its
+keep-alive timer is off while a request is partly read, so a client that trickles
+header bytes (slowloris) held a connection forever. Here a head still incomplete when
+a read has been parsed gets one timer (`header_timeout` seconds; a head that arrives in
+one read, nearly every one, costs none), cancelled when the head completes. When it
+fires the client has started a request it has not finished: it is answered a typed
+408 (`HeaderTimeout`, the daemon's error body, as nginx and Apache's mod_reqtimeout
+answer) and the connection closed. If an earlier pipelined request's answer is still
+being made, the 408 cannot go first: the connection closes after that answer. A new
+connection counts as idle from the moment it is made (the keep-alive timer is armed
+then, the one timer it would have made at its first answer), so one that sends
+nothing is closed after `timeout_keep_alive`, as an idle keep-alive one is, silently.
+
 Disconnects: a request that put its task in its scope under `CANCEL_ON_DISCONNECT`
 (the run routes, `fast_run`) has that task cancelled when the client goes away
 before the answer starts, after `CLIENT_GONE` is set in its scope so the request can
@@ -44,6 +57,10 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any, Final, final
 
+from lmvisor.server.errors import HeaderTimeout
+from lmvisor.server.http_errors import error_payload
+from lmvisor.server.responses import dump_json
+
 __all__ = ["BODY_LATE", "CANCEL_ON_DISCONNECT", "CLIENT_GONE", "http_protocol"]
 
 BODY_LATE: Final = "lmvisor.body_late"
@@ -54,12 +71,16 @@ CLIENT_GONE: Final = "lmvisor.client_gone"
 """Scope key: set to True just before the `CANCEL_ON_DISCONNECT` task is cancelled."""
 
 
-def http_protocol(*, body_timeout: float | None = None) -> type[asyncio.Protocol] | str:
+def http_protocol(
+    *, body_timeout: float | None = None, header_timeout: float | None = None
+) -> type[asyncio.Protocol] | str:
     """The HTTP protocol for uvicorn: the coalescing httptools protocol, else "auto".
 
     Args:
         body_timeout: seconds a request's body may take once its headers are in
             (`server.body_timeout`); None: no deadline.
+        header_timeout: seconds a request's head may take once its first byte is in
+            (`server.header_timeout`); None: no deadline.
     """
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -69,16 +90,36 @@ def http_protocol(*, body_timeout: float | None = None) -> type[asyncio.Protocol
     @final
     class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's httptools protocol; each request cycle writes through `_HeadWithBody`,
-        the keep-alive timer outlives requests, bodies have a deadline and a disconnect
-        cancels the request that asked for it (see the module docstring)."""
+        the keep-alive timer outlives requests, heads and bodies have deadlines and a
+        disconnect cancels the request that asked for it (see the module docstring)."""
 
         # Loop time the last response ended with nothing after it; None while a request is on.
         _idle_since: float | None = None
         # Armed while a request's body is incomplete (see `data_received`).
         _body_timer: asyncio.TimerHandle | None = None
+        # True from a request's first byte until its head is parsed.
+        _in_head: bool = False
+        # Armed while a request's head is incomplete (see `data_received`).
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._idle_since = self.loop.time()
+            self._arm(self.timeout_keep_alive)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head = True
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
+            if (
+                self._in_head
+                and self._head_timer is None
+                and header_timeout is not None
+                and not self.transport.is_closing()
+            ):
+                self._head_timer = self.loop.call_later(header_timeout, self._head_late)
             cycle = self.cycle
             if (
                 cycle is not None
@@ -108,7 +149,31 @@ def http_protocol(*, body_timeout: float | None = None) -> type[asyncio.Protocol
             cycle.scope[BODY_LATE] = body_timeout
             cycle.message_event.set()
 
+        def _head_late(self) -> None:
+            self._head_timer = None
+            if not self._in_head or self.transport.is_closing():
+                return
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                cycle.keep_alive = False  # an earlier answer is on its way: close after it
+                return
+            assert header_timeout is not None  # the timer is only armed with one
+            status, body = error_payload(HeaderTimeout(seconds=header_timeout))
+            payload = dump_json(body)
+            head = [b"HTTP/1.1 %d Request Timeout\r\n" % status]
+            for name, value in self.server_state.default_headers:
+                head += [name, b": ", value, b"\r\n"]
+            head.append(b"content-type: application/json\r\nconnection: close\r\n")
+            head.append(b"content-length: %d\r\n\r\n" % len(payload))
+            self.transport.write(b"".join((*head, payload)))
+            self.transport.close()
+
         def on_headers_complete(self) -> None:
+            self._in_head = False
+            timer = self._head_timer
+            if timer is not None:
+                self._head_timer = None
+                timer.cancel()
             super().on_headers_complete()
             cycle = self.cycle
             # Set before the cycle's task first runs (tasks start on a later loop step).
@@ -144,10 +209,10 @@ def http_protocol(*, body_timeout: float | None = None) -> type[asyncio.Protocol
 
         def connection_lost(self, exc: Exception | None) -> None:
             super().connection_lost(exc)
-            for timer in (self.timeout_keep_alive_task, self._body_timer):
+            for timer in (self.timeout_keep_alive_task, self._body_timer, self._head_timer):
                 if timer is not None:
                     timer.cancel()
-            self.timeout_keep_alive_task = self._body_timer = None
+            self.timeout_keep_alive_task = self._body_timer = self._head_timer = None
             cycle = self.cycle
             if cycle is not None and not cycle.response_started:
                 scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]

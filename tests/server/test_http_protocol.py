@@ -1,5 +1,5 @@
-"""Tests for lmvisor.server.http_protocol: a response's head goes out with its body; a body
-that does not arrive in time gets a typed 408."""
+"""Tests for lmvisor.server.http_protocol: a response's head goes out with its body; a head
+or a body that does not arrive in time gets a typed 408."""
 
 from __future__ import annotations
 
@@ -363,3 +363,128 @@ class TestBodyDeadline:
             writer.close()
         assert raw.startswith(b"HTTP/1.1 404 ")
         assert closed
+
+
+def _trickle_head(sock: socket.socket, prefix: bytes = b"") -> tuple[bytes, int]:
+    """Send `prefix`, then a request head a byte at a time until the daemon answers or
+    closes: what it sent, and how many header bytes went out (the head is never finished)."""
+    sock.sendall(prefix + b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: ")
+    sock.settimeout(0.05)
+    answer, sent = b"", 0
+    while sent < 2000:
+        sock.sendall(b"a")
+        sent += 1
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        answer += chunk
+        if not chunk or b'"header_timeout"' in answer:
+            break
+    return answer + _read_until_closed(sock), sent
+
+
+class TestHeaderDeadline:
+    def test_a_trickled_head_gets_a_typed_408_and_a_closed_connection(
+        self, spawn_daemon: Callable[..., DaemonProcess]
+    ) -> None:
+        """A head sent a byte at a time, on a new connection and on one that was already
+        answered, gets a typed 408 past `server.header_timeout` and the connection closes
+        long before the client would have finished."""
+        daemon = spawn_daemon(LMVISOR_SERVER__HEADER_TIMEOUT="0.3")
+        host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+        answered = b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+        for prefix in (b"", answered):
+            with socket.create_connection((host, int(port))) as sock:
+                raw, sent = _trickle_head(sock, prefix)
+            if prefix:
+                assert raw.startswith(b"HTTP/1.1 200 ")
+                raw = raw[raw.index(b"HTTP/1.1 408 ") :]
+            status, headers, body = _answer(raw)
+            assert (status, headers["connection"]) == (408, "close")
+            assert body["error"] == {
+                "code": "header_timeout",
+                "message": "request headers not received within 0.3 seconds",
+                "field": "headers",
+                "correlation_id": None,
+            }
+            assert sent < 2000
+
+    async def test_a_timed_out_head_leaves_no_task_timer_or_connection(
+        self, runtime: Runtime
+    ) -> None:
+        """After a 408 for a stalled head the daemon's tasks and connections are back to
+        what they were and the connection's timers are cancelled."""
+        context = ServerContext(runtime, config=server_config(header_timeout=0.2))
+        async with live_daemon(context) as daemon:
+            host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+            await asyncio.sleep(0)
+            baseline = len(asyncio.all_tasks())
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"POST /test/echo HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-")
+            await writer.drain()
+            for _ in range(50):
+                if daemon._server.server_state.connections:
+                    break
+                await asyncio.sleep(0.01)
+            (protocol,) = daemon._server.server_state.connections
+            raw = await reader.read()  # to EOF: the daemon closed the connection
+            writer.close()
+            await writer.wait_closed()
+            for _ in range(50):
+                if len(asyncio.all_tasks()) == baseline:
+                    break
+                await asyncio.sleep(0.01)
+            tasks = len(asyncio.all_tasks())
+            connections = len(daemon._server.server_state.connections)
+        assert raw.startswith(b"HTTP/1.1 408 ")
+        assert (tasks, connections) == (baseline, 0)
+        timers = (protocol.timeout_keep_alive_task, protocol._head_timer, protocol._body_timer)
+        assert timers == (None, None, None)
+
+    async def test_a_pipelined_head_waits_for_the_answer_before_it(self) -> None:
+        """A head left incomplete behind a request still being answered gets no 408 ahead
+        of that answer: the answer goes out whole and then the connection closes."""
+        release = asyncio.Event()
+
+        async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+            await release.wait()
+            await _ok(scope, receive, send)
+
+        protocol_class = http_protocol(header_timeout=0.05)
+        assert not isinstance(protocol_class, str)
+        config = uvicorn.Config(slow, http=protocol_class, lifespan="off", log_config=None)
+        config.load()
+        protocol: Any = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())  # type: ignore[call-arg]
+        transport = _Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(_REQUEST + b"GET /y HTTP/1.1\r\nhost: 1")
+        for _ in range(500):
+            if protocol._head_timer is None:
+                break
+            await asyncio.sleep(0.01)
+        assert protocol._head_timer is None  # it fired
+        assert transport.calls == [] and not transport.closed
+        release.set()
+        await _settle()
+        assert len(transport.calls) == 1 and transport.calls[0].startswith(b"HTTP/1.1 204 ")
+        assert b"connection: close" in transport.calls[0]
+        assert transport.closed
+
+    async def test_only_an_incomplete_head_arms_a_timer(self) -> None:
+        """A head split over reads arms one timer, cancelled when it completes; one in a
+        read arms none. A new connection is idle (keep-alive timer armed) till its first byte."""
+        protocol_class = http_protocol(header_timeout=10.0)
+        assert not isinstance(protocol_class, str)
+        config = uvicorn.Config(_ok, http=protocol_class, lifespan="off", log_config=None)
+        config.load()
+        protocol: Any = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())  # type: ignore[call-arg]
+        protocol.connection_made(_Transport())
+        assert protocol.timeout_keep_alive_task is not None
+        assert protocol._idle_since is not None
+        protocol.data_received(_REQUEST[:10])
+        assert protocol._head_timer is not None
+        first = protocol._head_timer
+        protocol.data_received(_REQUEST[10:] + _REQUEST)
+        assert first.cancelled() and protocol._head_timer is None
+        assert protocol._idle_since is None
