@@ -43,8 +43,12 @@ nothing is closed after `timeout_keep_alive`, as an idle keep-alive one is, sile
 Disconnects: a request that put its task in its scope under `CANCEL_ON_DISCONNECT`
 (the run routes, `fast_run`) has that task cancelled when the client goes away
 before the answer starts, after `CLIENT_GONE` is set in its scope so the request can
-tell that cancellation from any other. No task watches `receive()` for it: the
-protocol already learns of the disconnect (`connection_lost`).
+tell that cancellation from any other; so does one being answered while a pipelined
+request waits behind it (uvicorn told only the newest). No task watches `receive()`
+for it: the protocol already learns of the disconnect (`connection_lost`). A client
+that half-closes (shuts down its sending side) counts as gone: the server sees the
+same FIN from it as from a client that closed, and cannot tell them apart without
+writing; nginx too answers a FIN while it waits upstream with 499.
 
 `http_protocol()` names the class for `uvicorn.Config(http=...)`: this one (httptools
 is a dependency), else, where httptools cannot be imported, uvicorn's default choice
@@ -97,6 +101,8 @@ def http_protocol(
         _idle_since: float | None = None
         # Armed while a request's body is incomplete (see `data_received`).
         _body_timer: asyncio.TimerHandle | None = None
+        # The cycle whose task was started last (`self.cycle` may be one queued behind it).
+        _running: Any = None
         # True from a request's first byte until its head is parsed.
         _in_head: bool = False
         # Armed while a request's head is incomplete (see `data_received`).
@@ -213,13 +219,19 @@ def http_protocol(
                 if timer is not None:
                     timer.cancel()
             self.timeout_keep_alive_task = self._body_timer = self._head_timer = None
-            cycle = self.cycle
-            if cycle is not None and not cycle.response_started:
-                scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]
-                task: asyncio.Task[Any] | None = scope.get(CANCEL_ON_DISCONNECT)
-                if task is not None:
-                    scope[CLIENT_GONE] = True
-                    task.cancel()
+            # uvicorn marks only the newest cycle; a pipelined one may be queued behind the
+            # one being answered, which must learn of the disconnect too.
+            running = self._running
+            if running is not None and running is not self.cycle:
+                if not running.response_complete:
+                    running.disconnected = True
+                running.message_event.set()
+                _cancel_unanswered(running)
+            _cancel_unanswered(self.cycle)
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            self._running = cycle
+            super()._start_asgi_task(cycle, app)
 
         def _arm(self, seconds: float) -> None:
             self.timeout_keep_alive_task = self.loop.call_later(
@@ -227,6 +239,18 @@ def http_protocol(
             )
 
     return CoalescingHttpToolsProtocol
+
+
+def _cancel_unanswered(cycle: Any) -> None:
+    """Cancel the task `cycle`'s request put under `CANCEL_ON_DISCONNECT`, if its answer
+    has not started (see the module docstring)."""
+    if cycle is None or cycle.response_started:
+        return
+    scope: dict[str, Any] = cycle.scope
+    task: asyncio.Task[Any] | None = scope.get(CANCEL_ON_DISCONNECT)
+    if task is not None:
+        scope[CLIENT_GONE] = True
+        task.cancel()
 
 
 @final

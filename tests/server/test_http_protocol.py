@@ -213,6 +213,41 @@ class TestDisconnect:
         release.set()
         await _settle()
 
+    @pytest.mark.parametrize("opted_in", [True, False])
+    async def test_a_pipelined_request_does_not_hide_the_one_being_answered(
+        self, opted_in: bool
+    ) -> None:
+        """Losing a connection with a request queued behind the one being answered cancels
+        the answered one's task when it asked, and else its `receive` learns of it: uvicorn
+        told only the queued one, and the run went on to write to a closed connection."""
+        seen: dict[str, Any] = {}
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["path"] != "/x":
+                await _ok(scope, receive, send)
+                return
+            seen["scope"] = scope
+            if opted_in:
+                scope[CANCEL_ON_DISCONNECT] = asyncio.current_task()
+            try:
+                await receive()  # the (empty) body
+                seen["next"] = (await receive())["type"]
+            except asyncio.CancelledError:
+                seen["cancelled"] = True
+                raise
+
+        _, protocol = await _serve_one(app)
+        protocol.data_received(b"GET /y HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        await _settle()
+        assert len(protocol.pipeline) == 1
+        protocol.connection_lost(None)
+        await _settle()
+        if opted_in:
+            assert seen.get("cancelled") and seen["scope"][CLIENT_GONE]
+        else:
+            assert seen["next"] == "http.disconnect"
+            assert CLIENT_GONE not in seen["scope"]
+
 
 class TestHeadWithBody:
     async def test_close_sends_what_is_held(self) -> None:
