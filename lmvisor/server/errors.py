@@ -7,6 +7,7 @@
         │   ├── Unauthorized           no bearer token, or not one the daemon knows
         │   ├── RequestTooLarge        the body is larger than `server.max_body_bytes`
         │   ├── HeaderTimeout          the head did not arrive within `server.header_timeout`
+        │   ├── HeadersTooLarge        the head is larger than the protocol's limit
         │   ├── BodyTimeout            the body did not arrive within `server.body_timeout`
         │   ├── ClientDisconnected     the client went away before the answer (never sent)
         │   ├── InvalidInput           a program's inputs do not fit its signature
@@ -53,6 +54,7 @@ __all__ = [
     "DataDirInUse",
     "Draining",
     "HeaderTimeout",
+    "HeadersTooLarge",
     "InsecureBind",
     "InvalidHeader",
     "InvalidInput",
@@ -130,6 +132,19 @@ class HeaderTimeout(RequestError):
             context={"seconds": seconds},
         )
         self.seconds = seconds
+
+
+class HeadersTooLarge(RequestError):
+    """The caller's request line and headers exceed the daemon's limit; send a smaller head."""
+
+    code = "headers_too_large"
+    field = "headers"
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(
+            f"request headers exceed the limit of {limit} bytes", context={"limit": limit}
+        )
+        self.limit = limit
 
 
 class BodyTimeout(RequestError):

@@ -40,6 +40,14 @@ connection counts as idle from the moment it is made (the keep-alive timer is ar
 then, the one timer it would have made at its first answer), so one that sends
 nothing is closed after `timeout_keep_alive`, as an idle keep-alive one is, silently.
 
+Head size: httptools sets no bound on a head, and its callbacks join a long header
+or URL piece by piece, so a client sending an endless header made the daemon buffer
+(and re-copy) everything it sent until the deadline. A head still incomplete after
+`MAX_HEAD_BYTES` have been read for it is answered a typed 431 (`HeadersTooLarge`)
+and the connection closed, as nginx (8 KiB buffers) and h11 (16 KiB) refuse one.
+Only reads that leave a head incomplete are counted: a head that comes in one read
+costs nothing.
+
 Disconnects: a request that put its task in its scope under `CANCEL_ON_DISCONNECT`
 (the run routes, `fast_run`) has that task cancelled when the client goes away
 before the answer starts, after `CLIENT_GONE` is set in its scope so the request can
@@ -59,13 +67,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from http import HTTPStatus
 from typing import Any, Final, final
 
-from lmvisor.server.errors import HeaderTimeout
+from lmvisor.server.errors import HeadersTooLarge, HeaderTimeout, RequestError
 from lmvisor.server.http_errors import error_payload
 from lmvisor.server.responses import dump_json
 
-__all__ = ["BODY_LATE", "CANCEL_ON_DISCONNECT", "CLIENT_GONE", "http_protocol"]
+__all__ = ["BODY_LATE", "CANCEL_ON_DISCONNECT", "CLIENT_GONE", "MAX_HEAD_BYTES", "http_protocol"]
 
 BODY_LATE: Final = "lmvisor.body_late"
 """Scope key: set to `body_timeout` (seconds) once the request's body has missed it."""
@@ -73,6 +82,8 @@ CANCEL_ON_DISCONNECT: Final = "lmvisor.cancel_on_disconnect"
 """Scope key: the `asyncio.Task` to cancel if the client disconnects before the answer."""
 CLIENT_GONE: Final = "lmvisor.client_gone"
 """Scope key: set to True just before the `CANCEL_ON_DISCONNECT` task is cancelled."""
+MAX_HEAD_BYTES: Final = 64 * 1024
+"""The most bytes read while a request's head is incomplete before it is refused (431)."""
 
 
 def http_protocol(
@@ -105,6 +116,8 @@ def http_protocol(
         _running: Any = None
         # True from a request's first byte until its head is parsed.
         _in_head: bool = False
+        # Bytes read while the current head was incomplete (see `data_received`).
+        _head_bytes: int = 0
         # Armed while a request's head is incomplete (see `data_received`).
         _head_timer: asyncio.TimerHandle | None = None
 
@@ -119,13 +132,12 @@ def http_protocol(
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if (
-                self._in_head
-                and self._head_timer is None
-                and header_timeout is not None
-                and not self.transport.is_closing()
-            ):
-                self._head_timer = self.loop.call_later(header_timeout, self._head_late)
+            if self._in_head and not self.transport.is_closing():
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._refuse_head(HeadersTooLarge(limit=MAX_HEAD_BYTES))
+                elif self._head_timer is None and header_timeout is not None:
+                    self._head_timer = self.loop.call_later(header_timeout, self._head_late)
             cycle = self.cycle
             if (
                 cycle is not None
@@ -157,16 +169,20 @@ def http_protocol(
 
         def _head_late(self) -> None:
             self._head_timer = None
-            if not self._in_head or self.transport.is_closing():
-                return
+            if self._in_head and not self.transport.is_closing():
+                assert header_timeout is not None  # the timer is only armed with one
+                self._refuse_head(HeaderTimeout(seconds=header_timeout))
+
+        def _refuse_head(self, error: RequestError) -> None:
+            """Answer a head that is late or too large with `error`, and close."""
             cycle = self.cycle
             if cycle is not None and not cycle.response_complete:
                 cycle.keep_alive = False  # an earlier answer is on its way: close after it
+                self.flow.pause_reading()  # and read nothing more of this head
                 return
-            assert header_timeout is not None  # the timer is only armed with one
-            status, body = error_payload(HeaderTimeout(seconds=header_timeout))
+            status, body = error_payload(error)
             payload = dump_json(body)
-            head = [b"HTTP/1.1 %d Request Timeout\r\n" % status]
+            head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
             for name, value in self.server_state.default_headers:
                 head += [name, b": ", value, b"\r\n"]
             head.append(b"content-type: application/json\r\nconnection: close\r\n")
@@ -176,6 +192,7 @@ def http_protocol(
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            self._head_bytes = 0
             timer = self._head_timer
             if timer is not None:
                 self._head_timer = None

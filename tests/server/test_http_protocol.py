@@ -20,6 +20,7 @@ from lmvisor.server.context import ServerContext
 from lmvisor.server.http_protocol import (
     CANCEL_ON_DISCONNECT,
     CLIENT_GONE,
+    MAX_HEAD_BYTES,
     _HeadWithBody,
     http_protocol,
 )
@@ -476,6 +477,32 @@ class TestHeaderDeadline:
         assert (tasks, connections) == (baseline, 0)
         timers = (protocol.timeout_keep_alive_task, protocol._head_timer, protocol._body_timer)
         assert timers == (None, None, None)
+
+    @pytest.mark.parametrize("start", [b"GET /healthz HTTP/1.1\r\nx-big: ", b"GET /healthz?q="])
+    async def test_an_endless_head_gets_a_typed_431(self, runtime: Runtime, start: bytes) -> None:
+        """A header or URL that does not end is refused with a typed 431 once more than
+        `MAX_HEAD_BYTES` are read (it was buffered, and re-copied, until the deadline:
+        80 MB in 8 s), the connection closed; the daemon answers the next request."""
+        context = ServerContext(runtime, config=server_config())
+        async with live_daemon(context) as daemon:
+            host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+            reader, writer = await asyncio.open_connection(host, int(port))
+            # One byte past the limit, and no more: all of it is read before the answer, so
+            # closing does not reset the connection under the answer.
+            head = start + b"a" * (MAX_HEAD_BYTES + 1 - len(start))
+            for at in range(0, len(head), 4096):
+                writer.write(head[at : at + 4096])
+                await writer.drain()
+                await asyncio.sleep(0)
+            raw = await reader.read()
+            writer.close()
+            async with httpx.AsyncClient() as client:
+                health = await client.get(daemon.url + "/healthz")
+        status, headers, body = _answer(raw)
+        assert (status, headers["connection"]) == (431, "close")
+        assert body["error"]["code"] == "headers_too_large"
+        assert body["error"]["message"] == "request headers exceed the limit of 65536 bytes"
+        assert health.status_code == 200
 
     async def test_a_pipelined_head_waits_for_the_answer_before_it(self) -> None:
         """A head left incomplete behind a request still being answered gets no 408 ahead
