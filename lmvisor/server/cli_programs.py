@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -182,7 +181,8 @@ def run(
         typer.Option("--input", "-i", help="An input field: k=text or k:=JSON (repeatable)."),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Seconds for the whole run (> 0).")
+        float | None,
+        typer.Option("--timeout", help="Seconds for the whole run (0.001 to 86,400)."),
     ] = None,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -214,16 +214,21 @@ def run(
             out().print(run_result(result))
 
 
+_SHORTEST_RUN: Final = 0.001
+_LONGEST_RUN: Final = 86_400.0
+
+
 def _run_timeout(seconds: float | None) -> float | None:
-    """`--timeout`: None, or seconds that are positive and finite.
+    """`--timeout`: None, or seconds from a millisecond to a day.
 
     Raises:
-        typer.BadParameter: naming `--timeout`, for zero, a negative, inf or NaN (an
-            endless timeout ran unbounded embedded, where a daemon caps what it is asked).
+        typer.BadParameter: naming `--timeout`, outside that range or NaN (inf, or 1e308,
+            ran unbounded embedded, where a daemon caps what it is asked; 1e-300 could
+            never finish).
     """
-    if seconds is not None and not 0 < seconds < math.inf:
+    if seconds is not None and not _SHORTEST_RUN <= seconds <= _LONGEST_RUN:
         raise typer.BadParameter(
-            f"must be a positive, finite number of seconds, got {seconds!r}", param_hint="--timeout"
+            f"must be from 0.001 to 86400 seconds, got {seconds!r}", param_hint="--timeout"
         )
     return seconds
 

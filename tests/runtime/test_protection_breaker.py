@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import math
 
+import annotated_types
 import pytest
 
+import lmvisor.runtime.protection.breaker as breaker_module
+from lmvisor.config.schema import CircuitBreakerConfig
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.errors import CircuitOpen, RateLimited
 from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker, counts_as_failure
@@ -212,6 +215,20 @@ class TestObservation:
 
 
 class TestValidation:
+    def test_bounds_match_the_config(self) -> None:
+        """The constructor's upper bounds are the config's (`CircuitBreakerConfig`), so a
+        breaker built either way accepts the same settings."""
+        fields = CircuitBreakerConfig.model_fields
+        upper = {
+            name: next(m.le for m in fields[name].metadata if isinstance(m, annotated_types.Le))
+            for name in ("failure_threshold", "success_threshold", "recovery_time")
+        }
+        assert upper == {
+            "failure_threshold": breaker_module._MOST_FAILURES,
+            "success_threshold": breaker_module._MOST_SUCCESSES,
+            "recovery_time": breaker_module._LONGEST_RECOVERY,
+        }
+
     @pytest.mark.parametrize(
         ("kwargs", "message"),
         [

@@ -39,7 +39,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-# The counts' bounds (`CircuitBreakerConfig` has the same): half-open admits one trial
+# The bounds (`CircuitBreakerConfig` has the same; a test ties them): half-open admits one trial
 # at a time, so a huge success threshold kept a breaker half-open for good.
 _MOST_FAILURES: Final = 1_000
 _MOST_SUCCESSES: Final = 100
