@@ -48,6 +48,15 @@ and the connection closed, as nginx (8 KiB buffers) and h11 (16 KiB) refuse one.
 Only reads that leave a head incomplete are counted: a head that comes in one read
 costs nothing.
 
+Chunk framing and trailers: httptools hands over a chunked body's data but parses
+its trailers like headers, buffering them without bound (an endless trailer grew the
+daemon by 120 MB in 6 s and stalled its loop; the body limit counts body bytes only).
+The bytes read for a body beyond the body bytes they carried may be at most
+`MAX_HEAD_BYTES` plus 8 per body byte (a 1-byte chunk costs 5 or 6); past that the
+request is marked (`BODY_REFUSED`) and its `receive` woken, and the body limit's
+`receive` refuses it with a typed 413 (trailers are part of a chunked body); the
+connection closes after that answer.
+
 Disconnects: a request that put its task in its scope under `CANCEL_ON_DISCONNECT`
 (the run routes, `fast_run`) has that task cancelled when the client goes away
 before the answer starts, after `CLIENT_GONE` is set in its scope so the request can
@@ -74,10 +83,19 @@ from lmvisor.server.errors import HeadersTooLarge, HeaderTimeout, RequestError
 from lmvisor.server.http_errors import error_payload
 from lmvisor.server.responses import dump_json
 
-__all__ = ["BODY_LATE", "CANCEL_ON_DISCONNECT", "CLIENT_GONE", "MAX_HEAD_BYTES", "http_protocol"]
+__all__ = [
+    "BODY_LATE",
+    "BODY_REFUSED",
+    "CANCEL_ON_DISCONNECT",
+    "CLIENT_GONE",
+    "MAX_HEAD_BYTES",
+    "http_protocol",
+]
 
 BODY_LATE: Final = "lmvisor.body_late"
 """Scope key: set to `body_timeout` (seconds) once the request's body has missed it."""
+BODY_REFUSED: Final = "lmvisor.body_refused"
+"""Scope key: set to True once the request's chunk framing and trailers passed their bound."""
 CANCEL_ON_DISCONNECT: Final = "lmvisor.cancel_on_disconnect"
 """Scope key: the `asyncio.Task` to cancel if the client disconnects before the answer."""
 CLIENT_GONE: Final = "lmvisor.client_gone"
@@ -116,6 +134,9 @@ def http_protocol(
         _running: Any = None
         # True from a request's first byte until its head is parsed.
         _in_head: bool = False
+        # Bytes read while the current body was incomplete, and the body bytes among them.
+        _body_read: int = 0
+        _body_seen: int = 0
         # Bytes read while the current head was incomplete (see `data_received`).
         _head_bytes: int = 0
         # Armed while a request's head is incomplete (see `data_received`).
@@ -131,7 +152,13 @@ def http_protocol(
             self._in_head = True
 
         def data_received(self, data: bytes) -> None:
+            cycle = self.cycle
+            in_body = cycle is not None and cycle.more_body and not self._in_head
             super().data_received(data)
+            if in_body and not cycle.response_complete:
+                self._body_read += len(data)
+                if self._body_read - self._body_seen > MAX_HEAD_BYTES + 8 * self._body_seen:
+                    self._body_refused(cycle)
             if self._in_head and not self.transport.is_closing():
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD_BYTES:
@@ -148,6 +175,19 @@ def http_protocol(
                 and not self.transport.is_closing()
             ):
                 self._body_timer = self.loop.call_later(body_timeout, self._body_late, cycle)
+
+        def on_body(self, body: bytes) -> None:
+            self._body_seen += len(body)
+            super().on_body(body)
+
+        def _body_refused(self, cycle: Any) -> None:
+            cycle.keep_alive = False  # the rest is never read: close after the answer
+            if cycle.response_complete:
+                self.transport.close()
+                return
+            self.flow.pause_reading()
+            cycle.scope[BODY_REFUSED] = True
+            cycle.message_event.set()
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
@@ -192,7 +232,7 @@ def http_protocol(
 
         def on_headers_complete(self) -> None:
             self._in_head = False
-            self._head_bytes = 0
+            self._head_bytes = self._body_read = self._body_seen = 0
             timer = self._head_timer
             if timer is not None:
                 self._head_timer = None

@@ -550,3 +550,56 @@ class TestHeaderDeadline:
         protocol.data_received(_REQUEST[10:] + _REQUEST)
         assert first.cancelled() and protocol._head_timer is None
         assert protocol._idle_since is None
+
+
+def _chunked_head(path: str) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        "transfer-encoding: chunked\r\n\r\n"
+    ).encode()
+
+
+class TestBodyFraming:
+    async def test_an_endless_trailer_gets_a_typed_413(self, runtime: Runtime) -> None:
+        """A chunked body whose trailer does not end is refused with a typed 413 once its
+        framing passes the bound (httptools buffered it, re-copying, until the deadline),
+        and the connection closes after the answer."""
+        context = ServerContext(runtime, config=server_config(body_timeout=5.0))  # fail fast
+        context.add_router(build_router(context))
+        async with live_daemon(context) as daemon:
+            host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(_chunked_head("/test/echo") + b'5\r\n{"a":\r\n')
+            await writer.drain()
+            await asyncio.sleep(0.05)  # the daemon (this loop) reads the head and the chunk
+            # Just past the bound (read - body > MAX_HEAD_BYTES + 8 * body), and no more:
+            # all of it is read before the answer.
+            trailer = b"0\r\nx-t: " + b"a" * (MAX_HEAD_BYTES + 8 * 5 + 5 + 1 - 8)
+            for at in range(0, len(trailer), 4096):
+                writer.write(trailer[at : at + 4096])
+                await writer.drain()
+                await asyncio.sleep(0)
+            raw = await reader.read()
+            writer.close()
+        status, headers, body = _answer(raw)
+        assert (status, headers["connection"]) == (413, "close")
+        assert body["error"]["code"] == "request_too_large"
+
+    async def test_a_body_in_one_byte_chunks_is_read(self, runtime: Runtime) -> None:
+        """Chunk framing within the bound (a chunk of 1 byte costs 5 more) is no reason to
+        refuse a body: it is read and answered."""
+        context = ServerContext(runtime, config=server_config())
+        context.add_router(build_router(context))
+        async with live_daemon(context) as daemon:
+            host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(_chunked_head("/test/echo"))
+            for byte in b'{"name": "x", "items": [1, 2, 3]}':
+                writer.write(b"1\r\n%c\r\n" % byte)
+                await writer.drain()
+                await asyncio.sleep(0)
+            writer.write(b"0\r\n\r\n")
+            answer = await reader.readuntil(b"]}")
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert answer.endswith(b'{"name":"x","items":[1,2,3]}')
