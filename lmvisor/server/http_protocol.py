@@ -48,6 +48,11 @@ and the connection closed, as nginx (8 KiB buffers) and h11 (16 KiB) refuse one.
 Only reads that leave a head incomplete are counted: a head that comes in one read
 costs nothing.
 
+Malformed heads: uvicorn answers a head httptools cannot parse with a plain-text 400,
+written at once, so with a request still being answered on the connection it went
+out first, as that request's answer. Here it is a typed 400 (`RequestError`, the
+daemon's error body), sent like a late head's 408: after any answer in progress.
+
 Chunk framing and trailers: httptools hands over a chunked body's data but parses
 its trailers like headers, buffering them without bound (an endless trailer grew the
 daemon by 120 MB in 6 s and stalled its loop; the body limit counts body bytes only).
@@ -100,6 +105,7 @@ CANCEL_ON_DISCONNECT: Final = "lmvisor.cancel_on_disconnect"
 """Scope key: the `asyncio.Task` to cancel if the client disconnects before the answer."""
 CLIENT_GONE: Final = "lmvisor.client_gone"
 """Scope key: set to True just before the `CANCEL_ON_DISCONNECT` task is cancelled."""
+_MALFORMED: Final = "malformed HTTP request: the request line or a header cannot be parsed"
 MAX_HEAD_BYTES: Final = 64 * 1024
 """The most bytes read while a request's head is incomplete before it is refused (431)."""
 
@@ -212,6 +218,13 @@ def http_protocol(
             if self._in_head and not self.transport.is_closing():
                 assert header_timeout is not None  # the timer is only armed with one
                 self._refuse_head(HeaderTimeout(seconds=header_timeout))
+
+        def send_400_response(self, msg: str) -> None:
+            cycle = self.cycle
+            if cycle is not None and cycle.more_body and not cycle.response_complete:
+                super().send_400_response(msg)  # the body being read is malformed: as uvicorn
+                return
+            self._refuse_head(RequestError(_MALFORMED))
 
         def _refuse_head(self, error: RequestError) -> None:
             """Answer a head that is late or too large with `error`, and close."""

@@ -250,6 +250,45 @@ class TestDisconnect:
             assert CLIENT_GONE not in seen["scope"]
 
 
+class TestMalformed:
+    async def test_an_unparsable_head_gets_a_typed_400(self) -> None:
+        """A head httptools cannot parse is answered with the daemon's typed error body
+        (uvicorn's was plain text), and the connection closed."""
+        protocol_class = http_protocol()
+        assert not isinstance(protocol_class, str)
+        config = uvicorn.Config(_ok, http=protocol_class, lifespan="off", log_config=None)
+        config.load()
+        protocol: Any = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())  # type: ignore[call-arg]
+        transport = _Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(b"GET / HTTP/1.1\r\nno colon here\r\n\r\n")
+        status, headers, body = _answer(transport.calls[0])
+        assert (status, headers["connection"]) == (400, "close")
+        assert body["error"]["code"] == "bad_request"
+        assert body["error"]["message"].startswith("malformed HTTP request: ")
+        assert transport.closed
+
+    async def test_an_unparsable_pipelined_head_waits_for_the_answer_before_it(self) -> None:
+        """Garbage behind a request still being answered gets no 400 ahead of that answer
+        (uvicorn's went out first, read as the answer to the earlier request): the answer
+        goes out whole, then the connection closes."""
+        release = asyncio.Event()
+
+        async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+            await release.wait()
+            await _ok(scope, receive, send)
+
+        transport, protocol = await _serve_one(slow)
+        protocol.data_received(b"\x00garbage\r\n\r\n")
+        await _settle()
+        assert transport.calls == [] and not transport.closed
+        release.set()
+        await _settle()
+        assert len(transport.calls) == 1 and transport.calls[0].startswith(b"HTTP/1.1 204 ")
+        assert b"connection: close" in transport.calls[0]
+        assert transport.closed
+
+
 class TestHeadWithBody:
     async def test_close_sends_what_is_held(self) -> None:
         """Closing first writes the held head, then closes the transport."""
