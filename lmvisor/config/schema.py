@@ -413,6 +413,9 @@ class ServerConfig(BaseModel):
     - `body_timeout`: seconds a request's whole body may take to arrive once its
       headers have (408 and the connection closed beyond it), so a client that
       stalls or trickles its body cannot hold a connection and a request forever.
+    - `header_timeout`: seconds a request's head (request line and headers) may
+      take to arrive once its first byte has (408 and the connection closed beyond
+      it), so a client that trickles headers (slowloris) cannot hold a connection.
     - `request_timeout`: the deadline of a request that sends no
       `X-Request-Timeout` header (None: no deadline); `max_request_timeout`
       caps what a header may ask for.
@@ -439,6 +442,8 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     body_timeout: float = Field(default=30.0, ge=0.1, le=3600.0, allow_inf_nan=False)
     """0.1 s to an hour: a body is never waited for without bound."""
+    header_timeout: float = Field(default=10.0, ge=0.1, le=3600.0, allow_inf_nan=False)
+    """0.1 s to an hour: a head is a few kilobytes, never waited for without bound."""
     request_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_request_timeout: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
     gc_tuning: bool = True

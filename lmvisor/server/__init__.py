@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from lmvisor.server.errors import DaemonError as DaemonError
     from lmvisor.server.errors import DataDirInUse as DataDirInUse
     from lmvisor.server.errors import Draining as Draining
+    from lmvisor.server.errors import HeadersTooLarge as HeadersTooLarge
+    from lmvisor.server.errors import HeaderTimeout as HeaderTimeout
     from lmvisor.server.errors import InsecureBind as InsecureBind
     from lmvisor.server.errors import InvalidHeader as InvalidHeader
     from lmvisor.server.errors import InvalidInput as InvalidInput

@@ -239,7 +239,10 @@ class Daemon:
                 lifespan="off",
                 log_config=None,
                 access_log=False,
-                http=http_protocol(body_timeout=context.server.body_timeout),
+                http=http_protocol(
+                    body_timeout=context.server.body_timeout,
+                    header_timeout=context.server.header_timeout,
+                ),
                 ws="none",
                 proxy_headers=False,
                 server_header=False,

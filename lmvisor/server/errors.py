@@ -6,6 +6,8 @@
         │   ├── InvalidHeader          a header's value is malformed or out of range
         │   ├── Unauthorized           no bearer token, or not one the daemon knows
         │   ├── RequestTooLarge        the body is larger than `server.max_body_bytes`
+        │   ├── HeaderTimeout          the head did not arrive within `server.header_timeout`
+        │   ├── HeadersTooLarge        the head is larger than the protocol's limit
         │   ├── BodyTimeout            the body did not arrive within `server.body_timeout`
         │   ├── ClientDisconnected     the client went away before the answer (never sent)
         │   ├── InvalidInput           a program's inputs do not fit its signature
@@ -51,6 +53,8 @@ __all__ = [
     "DaemonUnreachable",
     "DataDirInUse",
     "Draining",
+    "HeaderTimeout",
+    "HeadersTooLarge",
     "InsecureBind",
     "InvalidHeader",
     "InvalidInput",
@@ -112,6 +116,33 @@ class RequestTooLarge(RequestError):
     def __init__(self, *, limit: int) -> None:
         super().__init__(
             f"request body exceeds the limit of {limit} bytes", context={"limit": limit}
+        )
+        self.limit = limit
+
+
+class HeaderTimeout(RequestError):
+    """The caller started a request but did not finish its head in time; send it promptly."""
+
+    code = "header_timeout"
+    field = "headers"
+
+    def __init__(self, *, seconds: float) -> None:
+        super().__init__(
+            f"request headers not received within {seconds:g} seconds",
+            context={"seconds": seconds},
+        )
+        self.seconds = seconds
+
+
+class HeadersTooLarge(RequestError):
+    """The caller's request line and headers exceed the daemon's limit; send a smaller head."""
+
+    code = "headers_too_large"
+    field = "headers"
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(
+            f"request headers exceed the limit of {limit} bytes", context={"limit": limit}
         )
         self.limit = limit
 

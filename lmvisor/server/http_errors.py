@@ -53,6 +53,8 @@ STATUS_BY_ERROR: Final[Mapping[str, int]] = {
     "lmvisor.server.errors.Unauthorized": 401,
     "lmvisor.server.errors.RequestTooLarge": 413,
     "lmvisor.server.errors.BodyTimeout": 408,
+    "lmvisor.server.errors.HeaderTimeout": 408,
+    "lmvisor.server.errors.HeadersTooLarge": 431,
     # the client went away: nobody reads this answer; logged and counted as nginx's 499
     "lmvisor.server.errors.ClientDisconnected": 499,
     "lmvisor.server.errors.NotAllowed": 403,

@@ -27,11 +27,50 @@ request is marked in its scope (`BODY_LATE`) and its `receive` woken: the body l
 closes after that answer. A request answered without reading its body has the
 connection closed instead (nothing would read the rest).
 
+Header deadline: uvicorn waits for a request's head without bound too, and its
+keep-alive timer is off while a request is partly read, so a client that trickles
+header bytes (slowloris) held a connection forever. Here a head still incomplete when
+a read has been parsed gets one timer (`header_timeout` seconds; a head that arrives in
+one read, nearly every one, costs none), cancelled when the head completes. When it
+fires the client has started a request it has not finished: it is answered a typed
+408 (`HeaderTimeout`, the daemon's error body, as nginx and Apache's mod_reqtimeout
+answer) and the connection closed. If an earlier pipelined request's answer is still
+being made, the 408 cannot go first: the connection closes after that answer. A new
+connection counts as idle from the moment it is made (the keep-alive timer is armed
+then, the one timer it would have made at its first answer), so one that sends
+nothing is closed after `timeout_keep_alive`, as an idle keep-alive one is, silently.
+
+Head size: httptools sets no bound on a head, and its callbacks join a long header
+or URL piece by piece, so a client sending an endless header made the daemon buffer
+(and re-copy) everything it sent until the deadline. A head still incomplete after
+`MAX_HEAD_BYTES` have been read for it is answered a typed 431 (`HeadersTooLarge`)
+and the connection closed, as nginx (8 KiB buffers) and h11 (16 KiB) refuse one.
+Only reads that leave a head incomplete are counted: a head that comes in one read
+costs nothing.
+
+Malformed heads: uvicorn answers a head httptools cannot parse with a plain-text 400,
+written at once, so with a request still being answered on the connection it went
+out first, as that request's answer. Here it is a typed 400 (`RequestError`, the
+daemon's error body), sent like a late head's 408: after any answer in progress.
+
+Chunk framing and trailers: httptools hands over a chunked body's data but parses
+its trailers like headers, buffering them without bound (an endless trailer grew the
+daemon by 120 MB in 6 s and stalled its loop; the body limit counts body bytes only).
+The bytes read for a body beyond the body bytes they carried may be at most
+`MAX_HEAD_BYTES` plus 8 per body byte (a 1-byte chunk costs 5 or 6); past that the
+request is marked (`BODY_REFUSED`) and its `receive` woken, and the body limit's
+`receive` refuses it with a typed 413 (trailers are part of a chunked body); the
+connection closes after that answer.
+
 Disconnects: a request that put its task in its scope under `CANCEL_ON_DISCONNECT`
 (the run routes, `fast_run`) has that task cancelled when the client goes away
 before the answer starts, after `CLIENT_GONE` is set in its scope so the request can
-tell that cancellation from any other. No task watches `receive()` for it: the
-protocol already learns of the disconnect (`connection_lost`).
+tell that cancellation from any other; so does one being answered while a pipelined
+request waits behind it (uvicorn told only the newest). No task watches `receive()`
+for it: the protocol already learns of the disconnect (`connection_lost`). A client
+that half-closes (shuts down its sending side) counts as gone: the server sees the
+same FIN from it as from a client that closed, and cannot tell them apart without
+writing; nginx too answers a FIN while it waits upstream with 499.
 
 `http_protocol()` names the class for `uvicorn.Config(http=...)`: this one (httptools
 is a dependency), else, where httptools cannot be imported, uvicorn's default choice
@@ -42,24 +81,45 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from http import HTTPStatus
 from typing import Any, Final, final
 
-__all__ = ["BODY_LATE", "CANCEL_ON_DISCONNECT", "CLIENT_GONE", "http_protocol"]
+from lmvisor.server.errors import HeadersTooLarge, HeaderTimeout, RequestError
+from lmvisor.server.http_errors import error_payload
+from lmvisor.server.responses import dump_json
+
+__all__ = [
+    "BODY_LATE",
+    "BODY_REFUSED",
+    "CANCEL_ON_DISCONNECT",
+    "CLIENT_GONE",
+    "MAX_HEAD_BYTES",
+    "http_protocol",
+]
 
 BODY_LATE: Final = "lmvisor.body_late"
 """Scope key: set to `body_timeout` (seconds) once the request's body has missed it."""
+BODY_REFUSED: Final = "lmvisor.body_refused"
+"""Scope key: set to True once the request's chunk framing and trailers passed their bound."""
 CANCEL_ON_DISCONNECT: Final = "lmvisor.cancel_on_disconnect"
 """Scope key: the `asyncio.Task` to cancel if the client disconnects before the answer."""
 CLIENT_GONE: Final = "lmvisor.client_gone"
 """Scope key: set to True just before the `CANCEL_ON_DISCONNECT` task is cancelled."""
+_MALFORMED: Final = "malformed HTTP request: the request line or a header cannot be parsed"
+MAX_HEAD_BYTES: Final = 64 * 1024
+"""The most bytes read while a request's head is incomplete before it is refused (431)."""
 
 
-def http_protocol(*, body_timeout: float | None = None) -> type[asyncio.Protocol] | str:
+def http_protocol(
+    *, body_timeout: float | None = None, header_timeout: float | None = None
+) -> type[asyncio.Protocol] | str:
     """The HTTP protocol for uvicorn: the coalescing httptools protocol, else "auto".
 
     Args:
         body_timeout: seconds a request's body may take once its headers are in
             (`server.body_timeout`); None: no deadline.
+        header_timeout: seconds a request's head may take once its first byte is in
+            (`server.header_timeout`); None: no deadline.
     """
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -69,16 +129,48 @@ def http_protocol(*, body_timeout: float | None = None) -> type[asyncio.Protocol
     @final
     class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's httptools protocol; each request cycle writes through `_HeadWithBody`,
-        the keep-alive timer outlives requests, bodies have a deadline and a disconnect
-        cancels the request that asked for it (see the module docstring)."""
+        the keep-alive timer outlives requests, heads and bodies have deadlines and a
+        disconnect cancels the request that asked for it (see the module docstring)."""
 
         # Loop time the last response ended with nothing after it; None while a request is on.
         _idle_since: float | None = None
         # Armed while a request's body is incomplete (see `data_received`).
         _body_timer: asyncio.TimerHandle | None = None
+        # The cycle whose task was started last (`self.cycle` may be one queued behind it).
+        _running: Any = None
+        # True from a request's first byte until its head is parsed.
+        _in_head: bool = False
+        # Bytes read while the current body was incomplete, and the body bytes among them.
+        _body_read: int = 0
+        _body_seen: int = 0
+        # Bytes read while the current head was incomplete (see `data_received`).
+        _head_bytes: int = 0
+        # Armed while a request's head is incomplete (see `data_received`).
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._idle_since = self.loop.time()
+            self._arm(self.timeout_keep_alive)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head = True
 
         def data_received(self, data: bytes) -> None:
+            cycle = self.cycle
+            in_body = cycle is not None and cycle.more_body and not self._in_head
             super().data_received(data)
+            if in_body and not cycle.response_complete:
+                self._body_read += len(data)
+                if self._body_read - self._body_seen > MAX_HEAD_BYTES + 8 * self._body_seen:
+                    self._body_refused(cycle)
+            if self._in_head and not self.transport.is_closing():
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._refuse_head(HeadersTooLarge(limit=MAX_HEAD_BYTES))
+                elif self._head_timer is None and header_timeout is not None:
+                    self._head_timer = self.loop.call_later(header_timeout, self._head_late)
             cycle = self.cycle
             if (
                 cycle is not None
@@ -89,6 +181,19 @@ def http_protocol(*, body_timeout: float | None = None) -> type[asyncio.Protocol
                 and not self.transport.is_closing()
             ):
                 self._body_timer = self.loop.call_later(body_timeout, self._body_late, cycle)
+
+        def on_body(self, body: bytes) -> None:
+            self._body_seen += len(body)
+            super().on_body(body)
+
+        def _body_refused(self, cycle: Any) -> None:
+            cycle.keep_alive = False  # the rest is never read: close after the answer
+            if cycle.response_complete:
+                self.transport.close()
+                return
+            self.flow.pause_reading()
+            cycle.scope[BODY_REFUSED] = True
+            cycle.message_event.set()
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
@@ -108,7 +213,43 @@ def http_protocol(*, body_timeout: float | None = None) -> type[asyncio.Protocol
             cycle.scope[BODY_LATE] = body_timeout
             cycle.message_event.set()
 
+        def _head_late(self) -> None:
+            self._head_timer = None
+            if self._in_head and not self.transport.is_closing():
+                assert header_timeout is not None  # the timer is only armed with one
+                self._refuse_head(HeaderTimeout(seconds=header_timeout))
+
+        def send_400_response(self, msg: str) -> None:
+            cycle = self.cycle
+            if cycle is not None and cycle.more_body and not cycle.response_complete:
+                super().send_400_response(msg)  # the body being read is malformed: as uvicorn
+                return
+            self._refuse_head(RequestError(_MALFORMED))
+
+        def _refuse_head(self, error: RequestError) -> None:
+            """Answer a head that is late or too large with `error`, and close."""
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                cycle.keep_alive = False  # an earlier answer is on its way: close after it
+                self.flow.pause_reading()  # and read nothing more of this head
+                return
+            status, body = error_payload(error)
+            payload = dump_json(body)
+            head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
+            for name, value in self.server_state.default_headers:
+                head += [name, b": ", value, b"\r\n"]
+            head.append(b"content-type: application/json\r\nconnection: close\r\n")
+            head.append(b"content-length: %d\r\n\r\n" % len(payload))
+            self.transport.write(b"".join((*head, payload)))
+            self.transport.close()
+
         def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._head_bytes = self._body_read = self._body_seen = 0
+            timer = self._head_timer
+            if timer is not None:
+                self._head_timer = None
+                timer.cancel()
             super().on_headers_complete()
             cycle = self.cycle
             # Set before the cycle's task first runs (tasks start on a later loop step).
@@ -144,17 +285,23 @@ def http_protocol(*, body_timeout: float | None = None) -> type[asyncio.Protocol
 
         def connection_lost(self, exc: Exception | None) -> None:
             super().connection_lost(exc)
-            for timer in (self.timeout_keep_alive_task, self._body_timer):
+            for timer in (self.timeout_keep_alive_task, self._body_timer, self._head_timer):
                 if timer is not None:
                     timer.cancel()
-            self.timeout_keep_alive_task = self._body_timer = None
-            cycle = self.cycle
-            if cycle is not None and not cycle.response_started:
-                scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]
-                task: asyncio.Task[Any] | None = scope.get(CANCEL_ON_DISCONNECT)
-                if task is not None:
-                    scope[CLIENT_GONE] = True
-                    task.cancel()
+            self.timeout_keep_alive_task = self._body_timer = self._head_timer = None
+            # uvicorn marks only the newest cycle; a pipelined one may be queued behind the
+            # one being answered, which must learn of the disconnect too.
+            running = self._running
+            if running is not None and running is not self.cycle:
+                if not running.response_complete:
+                    running.disconnected = True
+                running.message_event.set()
+                _cancel_unanswered(running)
+            _cancel_unanswered(self.cycle)
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            self._running = cycle
+            super()._start_asgi_task(cycle, app)
 
         def _arm(self, seconds: float) -> None:
             self.timeout_keep_alive_task = self.loop.call_later(
@@ -162,6 +309,18 @@ def http_protocol(*, body_timeout: float | None = None) -> type[asyncio.Protocol
             )
 
     return CoalescingHttpToolsProtocol
+
+
+def _cancel_unanswered(cycle: Any) -> None:
+    """Cancel the task `cycle`'s request put under `CANCEL_ON_DISCONNECT`, if its answer
+    has not started (see the module docstring)."""
+    if cycle is None or cycle.response_started:
+        return
+    scope: dict[str, Any] = cycle.scope
+    task: asyncio.Task[Any] | None = scope.get(CANCEL_ON_DISCONNECT)
+    if task is not None:
+        scope[CLIENT_GONE] = True
+        task.cancel()
 
 
 @final

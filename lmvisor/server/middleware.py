@@ -54,7 +54,7 @@ from lmvisor.server.errors import (
 )
 from lmvisor.server.http_errors import error_response
 from lmvisor.server.http_metrics import HttpMetrics
-from lmvisor.server.http_protocol import BODY_LATE
+from lmvisor.server.http_protocol import BODY_LATE, BODY_REFUSED
 
 __all__ = [
     "CORRELATION_HEADER",
@@ -264,8 +264,8 @@ class BodyLimitMiddleware:
 
 
 def _limited(scope: Scope, receive: Receive, limit: int) -> Receive:
-    """`receive`, refusing with a 413 once the body read so far passes `limit` bytes,
-    and with a 408 once the protocol has marked the body late."""
+    """`receive`, refusing with a 413 once the body read so far passes `limit` bytes (or
+    the protocol refused its framing), and with a 408 once it has marked the body late."""
     received = 0
 
     async def receive_limited() -> Message:
@@ -275,7 +275,7 @@ def _limited(scope: Scope, receive: Receive, limit: int) -> Receive:
             received += len(message.get("body", b""))
             # An HTTPException passes FastAPI's body reading untouched,
             # and its handler renders the typed 413 / 408.
-            if received > limit:
+            if received > limit or (message.get("more_body", False) and BODY_REFUSED in scope):
                 raise HTTPException(413, str(RequestTooLarge(limit=limit)))
             if message.get("more_body", False) and (late := scope.get(BODY_LATE)) is not None:
                 raise HTTPException(408, str(BodyTimeout(seconds=late)))

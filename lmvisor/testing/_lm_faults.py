@@ -22,6 +22,8 @@ FaultApi = Literal["openai", "anthropic", "any"]
 _KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 _APIS: frozenset[str] = frozenset(get_args(FaultApi))
 _STREAM_ONLY: frozenset[str] = frozenset({"error_event"})
+_MAX_SECONDS = 3600.0
+"""The longest delay or Retry-After a rule may ask for: a test never waits an hour."""
 
 
 @final
@@ -70,16 +72,20 @@ class FaultRule:
             raise ValueError(f"FaultRule.status must be an int, got {self.status!r}")
         if not 400 <= self.status <= 599:
             raise ValueError(f"FaultRule.status must be in 400..599, got {self.status!r}")
-        if not (isinstance(self.probability, int | float) and 0.0 <= self.probability <= 1.0):
-            raise ValueError(f"FaultRule.probability must be in [0, 1], got {self.probability!r}")
-        if self.times is not None and (isinstance(self.times, bool) or self.times < 0):
-            raise ValueError(f"FaultRule.times must be None or >= 0, got {self.times!r}")
+        _check_number("probability", self.probability, high=1.0)
+        if self.times is not None and (
+            isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 0
+        ):
+            raise ValueError(f"FaultRule.times must be None or an int >= 0, got {self.times!r}")
         for name in ("retry_after", "retry_after_ms"):
             value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"FaultRule.{name} must be None or >= 0, got {value!r}")
-        if not (math.isfinite(self.delay) and self.delay >= 0):
-            raise ValueError(f"FaultRule.delay must be >= 0, got {self.delay!r}")
+            if value is not None:
+                _check_number(name, value, high=_MAX_SECONDS * (1000 if name.endswith("ms") else 1))
+        _check_number("delay", self.delay, high=_MAX_SECONDS)
+        for name in ("model", "message", "code"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"FaultRule.{name} must be None or a string, got {value!r}")
 
     def matches(self, *, api: str, model: str, stream: bool) -> bool:
         """True when this rule targets a request of `api` for `model` (streamed or not)."""
@@ -90,6 +96,16 @@ class FaultRule:
         return stream or self.kind not in _STREAM_ONLY
 
 
+def _check_number(name: str, value: object, *, high: float) -> None:
+    """Refuse `value` unless it is a real number (not a bool) in [0, high], naming `name`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and 0 <= value <= high)
+    ):
+        raise ValueError(f"FaultRule.{name} must be a number in [0, {high:g}], got {value!r}")
+
+
 _RULE_FIELDS = frozenset(f.name for f in fields(FaultRule))
 
 
@@ -97,8 +113,11 @@ def fault_rule_from_dict(data: Mapping[str, Any]) -> FaultRule:
     """A `FaultRule` from its JSON form (the subprocess `--fault` flag, the control API).
 
     Raises:
-        ValueError: an unknown key, a missing `kind`, or a field out of range.
+        ValueError: not a JSON object, an unknown key, a missing `kind`, or a field out
+            of range.
     """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"FaultRule: expected a JSON object, got {type(data).__name__}")
     unknown = sorted(set(data) - _RULE_FIELDS)
     if unknown:
         raise ValueError(f"FaultRule: unknown field(s) {unknown}")

@@ -32,7 +32,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from pydantic import ValidationError
 
+from lmvisor.config.errors import ConfigError, ConfigProblem
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.runtime import Runtime
@@ -42,6 +44,7 @@ from lmvisor.testing.lm_server import LMServer
 __all__ = ["app", "lm_server", "lmvisor_config", "mock_clock", "pytest_configure", "runtime"]
 
 _MARKER = "lmvisor_config"
+_SOURCE = f"@pytest.mark.{_MARKER}"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -60,14 +63,27 @@ def mock_clock() -> MockClock:
 
 @pytest.fixture
 def lmvisor_config(request: pytest.FixtureRequest) -> LmvisorConfig:
-    """The test's configuration: debug logs, no data directory, plus its marker's overrides."""
+    """The test's configuration: debug logs, no data directory, plus its marker's overrides.
+
+    Raises:
+        TypeError: the marker was given positional arguments.
+        ConfigError: an override is unknown or invalid (named by its dotted path; the
+            value is not echoed).
+    """
     # Debug level, so tests can capture progress reports too.
     overrides: dict[str, Any] = {"logging": {"level": "debug"}, "data_dir": None}
     for marker in reversed(list(request.node.iter_markers(_MARKER))):
         if marker.args:
             raise TypeError(f"@pytest.mark.{_MARKER} takes keyword arguments only")
         overrides = _merge(overrides, marker.kwargs)
-    return LmvisorConfig.model_validate(_merge(LmvisorConfig().model_dump(), overrides))
+    try:
+        return LmvisorConfig.model_validate(_merge(LmvisorConfig().model_dump(), overrides))
+    except ValidationError as exc:  # pydantic's message quotes each bad value: keep it out
+        problems = [
+            ConfigProblem(".".join(str(part) for part in error["loc"]), error["msg"], _SOURCE)
+            for error in exc.errors(include_input=False, include_url=False)
+        ]
+        raise ConfigError(problems=problems, action="pytest marker") from None
 
 
 def _clock(request: pytest.FixtureRequest) -> MockClock | None:

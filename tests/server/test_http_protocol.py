@@ -1,5 +1,5 @@
-"""Tests for lmvisor.server.http_protocol: a response's head goes out with its body; a body
-that does not arrive in time gets a typed 408."""
+"""Tests for lmvisor.server.http_protocol: a response's head goes out with its body; a head
+or a body that does not arrive in time gets a typed 408."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from lmvisor.server.context import ServerContext
 from lmvisor.server.http_protocol import (
     CANCEL_ON_DISCONNECT,
     CLIENT_GONE,
+    MAX_HEAD_BYTES,
     _HeadWithBody,
     http_protocol,
 )
@@ -213,6 +214,80 @@ class TestDisconnect:
         release.set()
         await _settle()
 
+    @pytest.mark.parametrize("opted_in", [True, False])
+    async def test_a_pipelined_request_does_not_hide_the_one_being_answered(
+        self, opted_in: bool
+    ) -> None:
+        """Losing a connection with a request queued behind the one being answered cancels
+        the answered one's task when it asked, and else its `receive` learns of it: uvicorn
+        told only the queued one, and the run went on to write to a closed connection."""
+        seen: dict[str, Any] = {}
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["path"] != "/x":
+                await _ok(scope, receive, send)
+                return
+            seen["scope"] = scope
+            if opted_in:
+                scope[CANCEL_ON_DISCONNECT] = asyncio.current_task()
+            try:
+                await receive()  # the (empty) body
+                seen["next"] = (await receive())["type"]
+            except asyncio.CancelledError:
+                seen["cancelled"] = True
+                raise
+
+        _, protocol = await _serve_one(app)
+        protocol.data_received(b"GET /y HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        await _settle()
+        assert len(protocol.pipeline) == 1
+        protocol.connection_lost(None)
+        await _settle()
+        if opted_in:
+            assert seen.get("cancelled") and seen["scope"][CLIENT_GONE]
+        else:
+            assert seen["next"] == "http.disconnect"
+            assert CLIENT_GONE not in seen["scope"]
+
+
+class TestMalformed:
+    async def test_an_unparsable_head_gets_a_typed_400(self) -> None:
+        """A head httptools cannot parse is answered with the daemon's typed error body
+        (uvicorn's was plain text), and the connection closed."""
+        protocol_class = http_protocol()
+        assert not isinstance(protocol_class, str)
+        config = uvicorn.Config(_ok, http=protocol_class, lifespan="off", log_config=None)
+        config.load()
+        protocol: Any = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())  # type: ignore[call-arg]
+        transport = _Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(b"GET / HTTP/1.1\r\nno colon here\r\n\r\n")
+        status, headers, body = _answer(transport.calls[0])
+        assert (status, headers["connection"]) == (400, "close")
+        assert body["error"]["code"] == "bad_request"
+        assert body["error"]["message"].startswith("malformed HTTP request: ")
+        assert transport.closed
+
+    async def test_an_unparsable_pipelined_head_waits_for_the_answer_before_it(self) -> None:
+        """Garbage behind a request still being answered gets no 400 ahead of that answer
+        (uvicorn's went out first, read as the answer to the earlier request): the answer
+        goes out whole, then the connection closes."""
+        release = asyncio.Event()
+
+        async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+            await release.wait()
+            await _ok(scope, receive, send)
+
+        transport, protocol = await _serve_one(slow)
+        protocol.data_received(b"\x00garbage\r\n\r\n")
+        await _settle()
+        assert transport.calls == [] and not transport.closed
+        release.set()
+        await _settle()
+        assert len(transport.calls) == 1 and transport.calls[0].startswith(b"HTTP/1.1 204 ")
+        assert b"connection: close" in transport.calls[0]
+        assert transport.closed
+
 
 class TestHeadWithBody:
     async def test_close_sends_what_is_held(self) -> None:
@@ -363,3 +438,207 @@ class TestBodyDeadline:
             writer.close()
         assert raw.startswith(b"HTTP/1.1 404 ")
         assert closed
+
+
+def _trickle_head(sock: socket.socket, prefix: bytes = b"") -> tuple[bytes, int]:
+    """Send `prefix`, then a request head a byte at a time until the daemon answers or
+    closes: what it sent, and how many header bytes went out (the head is never finished)."""
+    sock.sendall(prefix + b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: ")
+    sock.settimeout(0.05)
+    answer, sent = b"", 0
+    while sent < 2000:
+        sock.sendall(b"a")
+        sent += 1
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        answer += chunk
+        if not chunk or b'"header_timeout"' in answer:
+            break
+    return answer + _read_until_closed(sock), sent
+
+
+class TestHeaderDeadline:
+    def test_a_trickled_head_gets_a_typed_408_and_a_closed_connection(
+        self, spawn_daemon: Callable[..., DaemonProcess]
+    ) -> None:
+        """A head sent a byte at a time, on a new connection and on one that was already
+        answered, gets a typed 408 past `server.header_timeout` and the connection closes
+        long before the client would have finished."""
+        daemon = spawn_daemon(LMVISOR_SERVER__HEADER_TIMEOUT="0.3")
+        host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+        answered = b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+        for prefix in (b"", answered):
+            with socket.create_connection((host, int(port))) as sock:
+                raw, sent = _trickle_head(sock, prefix)
+            if prefix:
+                assert raw.startswith(b"HTTP/1.1 200 ")
+                raw = raw[raw.index(b"HTTP/1.1 408 ") :]
+            status, headers, body = _answer(raw)
+            assert (status, headers["connection"]) == (408, "close")
+            assert body["error"] == {
+                "code": "header_timeout",
+                "message": "request headers not received within 0.3 seconds",
+                "field": "headers",
+                "correlation_id": None,
+            }
+            assert sent < 2000
+
+    async def test_a_timed_out_head_leaves_no_task_timer_or_connection(
+        self, runtime: Runtime
+    ) -> None:
+        """After a 408 for a stalled head the daemon's tasks and connections are back to
+        what they were and the connection's timers are cancelled."""
+        context = ServerContext(runtime, config=server_config(header_timeout=0.2))
+        async with live_daemon(context) as daemon:
+            host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+            await asyncio.sleep(0)
+            baseline = len(asyncio.all_tasks())
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"POST /test/echo HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-")
+            await writer.drain()
+            for _ in range(50):
+                if daemon._server.server_state.connections:
+                    break
+                await asyncio.sleep(0.01)
+            (protocol,) = daemon._server.server_state.connections
+            raw = await reader.read()  # to EOF: the daemon closed the connection
+            writer.close()
+            await writer.wait_closed()
+            for _ in range(50):
+                if len(asyncio.all_tasks()) == baseline:
+                    break
+                await asyncio.sleep(0.01)
+            tasks = len(asyncio.all_tasks())
+            connections = len(daemon._server.server_state.connections)
+        assert raw.startswith(b"HTTP/1.1 408 ")
+        assert (tasks, connections) == (baseline, 0)
+        timers = (protocol.timeout_keep_alive_task, protocol._head_timer, protocol._body_timer)
+        assert timers == (None, None, None)
+
+    @pytest.mark.parametrize("start", [b"GET /healthz HTTP/1.1\r\nx-big: ", b"GET /healthz?q="])
+    async def test_an_endless_head_gets_a_typed_431(self, runtime: Runtime, start: bytes) -> None:
+        """A header or URL that does not end is refused with a typed 431 once more than
+        `MAX_HEAD_BYTES` are read (it was buffered, and re-copied, until the deadline:
+        80 MB in 8 s), the connection closed; the daemon answers the next request."""
+        context = ServerContext(runtime, config=server_config())
+        async with live_daemon(context) as daemon:
+            host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+            reader, writer = await asyncio.open_connection(host, int(port))
+            # One byte past the limit, and no more: all of it is read before the answer, so
+            # closing does not reset the connection under the answer.
+            head = start + b"a" * (MAX_HEAD_BYTES + 1 - len(start))
+            for at in range(0, len(head), 4096):
+                writer.write(head[at : at + 4096])
+                await writer.drain()
+                await asyncio.sleep(0)
+            raw = await reader.read()
+            writer.close()
+            async with httpx.AsyncClient() as client:
+                health = await client.get(daemon.url + "/healthz")
+        status, headers, body = _answer(raw)
+        assert (status, headers["connection"]) == (431, "close")
+        assert body["error"]["code"] == "headers_too_large"
+        assert body["error"]["message"] == "request headers exceed the limit of 65536 bytes"
+        assert health.status_code == 200
+
+    async def test_a_pipelined_head_waits_for_the_answer_before_it(self) -> None:
+        """A head left incomplete behind a request still being answered gets no 408 ahead
+        of that answer: the answer goes out whole and then the connection closes."""
+        release = asyncio.Event()
+
+        async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+            await release.wait()
+            await _ok(scope, receive, send)
+
+        protocol_class = http_protocol(header_timeout=0.05)
+        assert not isinstance(protocol_class, str)
+        config = uvicorn.Config(slow, http=protocol_class, lifespan="off", log_config=None)
+        config.load()
+        protocol: Any = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())  # type: ignore[call-arg]
+        transport = _Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(_REQUEST + b"GET /y HTTP/1.1\r\nhost: 1")
+        for _ in range(500):
+            if protocol._head_timer is None:
+                break
+            await asyncio.sleep(0.01)
+        assert protocol._head_timer is None  # it fired
+        assert transport.calls == [] and not transport.closed
+        release.set()
+        await _settle()
+        assert len(transport.calls) == 1 and transport.calls[0].startswith(b"HTTP/1.1 204 ")
+        assert b"connection: close" in transport.calls[0]
+        assert transport.closed
+
+    async def test_only_an_incomplete_head_arms_a_timer(self) -> None:
+        """A head split over reads arms one timer, cancelled when it completes; one in a
+        read arms none. A new connection is idle (keep-alive timer armed) till its first byte."""
+        protocol_class = http_protocol(header_timeout=10.0)
+        assert not isinstance(protocol_class, str)
+        config = uvicorn.Config(_ok, http=protocol_class, lifespan="off", log_config=None)
+        config.load()
+        protocol: Any = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())  # type: ignore[call-arg]
+        protocol.connection_made(_Transport())
+        assert protocol.timeout_keep_alive_task is not None
+        assert protocol._idle_since is not None
+        protocol.data_received(_REQUEST[:10])
+        assert protocol._head_timer is not None
+        first = protocol._head_timer
+        protocol.data_received(_REQUEST[10:] + _REQUEST)
+        assert first.cancelled() and protocol._head_timer is None
+        assert protocol._idle_since is None
+
+
+def _chunked_head(path: str) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        "transfer-encoding: chunked\r\n\r\n"
+    ).encode()
+
+
+class TestBodyFraming:
+    async def test_an_endless_trailer_gets_a_typed_413(self, runtime: Runtime) -> None:
+        """A chunked body whose trailer does not end is refused with a typed 413 once its
+        framing passes the bound (httptools buffered it, re-copying, until the deadline),
+        and the connection closes after the answer."""
+        context = ServerContext(runtime, config=server_config(body_timeout=5.0))  # fail fast
+        context.add_router(build_router(context))
+        async with live_daemon(context) as daemon:
+            host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(_chunked_head("/test/echo") + b'5\r\n{"a":\r\n')
+            await writer.drain()
+            await asyncio.sleep(0.05)  # the daemon (this loop) reads the head and the chunk
+            # Just past the bound (read - body > MAX_HEAD_BYTES + 8 * body), and no more:
+            # all of it is read before the answer.
+            trailer = b"0\r\nx-t: " + b"a" * (MAX_HEAD_BYTES + 8 * 5 + 5 + 1 - 8)
+            for at in range(0, len(trailer), 4096):
+                writer.write(trailer[at : at + 4096])
+                await writer.drain()
+                await asyncio.sleep(0)
+            raw = await reader.read()
+            writer.close()
+        status, headers, body = _answer(raw)
+        assert (status, headers["connection"]) == (413, "close")
+        assert body["error"]["code"] == "request_too_large"
+
+    async def test_a_body_in_one_byte_chunks_is_read(self, runtime: Runtime) -> None:
+        """Chunk framing within the bound (a chunk of 1 byte costs 5 more) is no reason to
+        refuse a body: it is read and answered."""
+        context = ServerContext(runtime, config=server_config())
+        context.add_router(build_router(context))
+        async with live_daemon(context) as daemon:
+            host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(_chunked_head("/test/echo"))
+            for byte in b'{"name": "x", "items": [1, 2, 3]}':
+                writer.write(b"1\r\n%c\r\n" % byte)
+                await writer.drain()
+                await asyncio.sleep(0)
+            writer.write(b"0\r\n\r\n")
+            answer = await reader.readuntil(b"]}")
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert answer.endswith(b'{"name":"x","items":[1,2,3]}')

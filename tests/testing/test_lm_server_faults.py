@@ -338,21 +338,68 @@ class TestFaultRuleValidation:
             ({"kind": "status", "status": 200}, r"^FaultRule.status must be in 400..599, got 200$"),
             (
                 {"kind": "drop", "probability": 1.5},
-                r"^FaultRule.probability must be in \[0, 1\], got 1.5$",
+                r"^FaultRule.probability must be a number in \[0, 1\], got 1.5$",
             ),
-            ({"kind": "drop", "times": -1}, r"^FaultRule.times must be None or >= 0, got -1$"),
+            (
+                {"kind": "drop", "probability": True},
+                r"^FaultRule.probability must be a number in \[0, 1\], got True$",
+            ),
+            (
+                {"kind": "drop", "times": -1},
+                r"^FaultRule.times must be None or an int >= 0, got -1$",
+            ),
+            (
+                {"kind": "drop", "times": "3"},
+                r"^FaultRule.times must be None or an int >= 0, got '3'$",
+            ),
+            (
+                {"kind": "drop", "times": float("nan")},
+                r"^FaultRule.times must be None or an int >= 0, got nan$",
+            ),
             (
                 {"kind": "drop", "retry_after": -2},
-                r"^FaultRule.retry_after must be None or >= 0, got -2$",
+                r"^FaultRule.retry_after must be a number in \[0, 3600\], got -2$",
             ),
-            ({"kind": "slow_first_byte", "delay": -1}, r"^FaultRule.delay must be >= 0, got -1$"),
+            (
+                {"kind": "drop", "retry_after": "5"},
+                r"^FaultRule.retry_after must be a number in \[0, 3600\], got '5'$",
+            ),
+            (
+                {"kind": "drop", "retry_after_ms": 1e308},
+                r"^FaultRule.retry_after_ms must be a number in \[0, 3.6e\+06\], got 1e\+308$",
+            ),
+            (
+                {"kind": "slow_first_byte", "delay": -1},
+                r"^FaultRule.delay must be a number in \[0, 3600\], got -1$",
+            ),
+            (
+                {"kind": "slow_first_byte", "delay": 1e308},
+                r"^FaultRule.delay must be a number in \[0, 3600\], got 1e\+308$",
+            ),
+            (
+                {"kind": "slow_first_byte", "delay": "1"},
+                r"^FaultRule.delay must be a number in \[0, 3600\], got '1'$",
+            ),
+            ({"kind": "drop", "model": 5}, r"^FaultRule.model must be None or a string, got 5$"),
+            (
+                {"kind": "status", "message": ["x"]},
+                r"^FaultRule.message must be None or a string, got \['x'\]$",
+            ),
             ({"kind": "drop", "api": "gemini"}, r"^FaultRule.api must be one of \["),
         ],
     )
     def test_bad_fields_name_themselves(self, kwargs: dict[str, Any], message: str) -> None:
-        """Each out-of-range field fails at construction with a message naming it."""
+        """Each out-of-range or wrongly typed field fails at construction with a ValueError
+        naming it (a string where a number belongs raised a bare TypeError; a delay of
+        1e308 held each request until its client gave up)."""
         with pytest.raises(ValueError, match=message):
             FaultRule(**kwargs)
+
+    @pytest.mark.parametrize(("data", "kind"), [(["drop"], "list"), ("drop", "str"), (3, "int")])
+    def test_from_dict_needs_an_object(self, data: Any, kind: str) -> None:
+        """The JSON form of a rule must be an object (a string was read as its letters)."""
+        with pytest.raises(ValueError, match=rf"^FaultRule: expected a JSON object, got {kind}$"):
+            fault_rule_from_dict(data)
 
     def test_from_dict_rejects_unknown_keys(self) -> None:
         """The JSON form refuses keys FaultRule does not have."""

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from lmvisor.config.errors import ConfigError
 from lmvisor.runtime.clock import MockClock, SystemClock
 from lmvisor.runtime.runtime import Runtime, current_runtime
 from lmvisor.services.app import App
@@ -75,3 +76,26 @@ class TestAppFixtures:
     ) -> None:
         """Requesting mock_clock puts the app's runtime on it."""
         assert app.runtime.clock is mock_clock
+
+
+class TestMarker:
+    @pytest.mark.lmvisor_config(server={"tokens": "sk-live-never-echo-1234"}, bogus=1)
+    def test_a_bad_override_names_its_field_not_its_value(
+        self, request: pytest.FixtureRequest
+    ) -> None:
+        """An unknown key and a wrongly typed value fail the config with a ConfigError naming
+        each field and the marker; the value (here a token) is not quoted, as pydantic's own
+        message quoted it."""
+        with pytest.raises(ConfigError) as info:
+            request.getfixturevalue("lmvisor_config")
+        message = str(info.value)
+        assert "sk-live" not in message
+        assert sorted(info.value.paths) == ["bogus", "server.tokens"]
+        assert "(from @pytest.mark.lmvisor_config)" in message
+        assert message.startswith("invalid configuration (pytest marker, 2 problems):")
+
+    @pytest.mark.lmvisor_config("modules")
+    def test_positional_arguments_are_refused(self, request: pytest.FixtureRequest) -> None:
+        """The marker takes keyword arguments only, and says so."""
+        with pytest.raises(TypeError, match=r"^@pytest.mark.lmvisor_config takes keyword"):
+            request.getfixturevalue("lmvisor_config")
