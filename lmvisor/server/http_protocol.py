@@ -25,7 +25,8 @@ that comes with its headers, nearly every one, costs none). When it fires the
 request is marked in its scope (`BODY_LATE`) and its `receive` woken: the body limit's
 `receive` (`middleware`) then refuses the body with a typed 408, and the connection
 closes after that answer. A request answered without reading its body has the
-connection closed instead (nothing would read the rest).
+connection closed instead (nothing would read the rest). A pipelined request queued
+behind another is timed from when it starts: uvicorn reads nothing for it until then.
 
 Header deadline: uvicorn waits for a request's head without bound too, and its
 keep-alive timer is off while a request is partly read, so a client that trickles
@@ -172,9 +173,17 @@ def http_protocol(
                 elif self._head_timer is None and header_timeout is not None:
                     self._head_timer = self.loop.call_later(header_timeout, self._head_late)
             cycle = self.cycle
+            if cycle is not None and cycle is self._running:
+                self._time_body(cycle)
+
+        def _time_body(self, cycle: Any) -> None:
+            """Arm the body deadline for `cycle`, whose task runs, if its body is incomplete.
+
+            Only a running request's body is timed: uvicorn stops reading while a pipelined
+            request waits behind another, so its body could not arrive; it is timed when
+            its task starts (`on_response_complete`)."""
             if (
-                cycle is not None
-                and cycle.more_body
+                cycle.more_body
                 and self._body_timer is None
                 and body_timeout is not None
                 and not cycle.response_complete
@@ -268,6 +277,7 @@ def http_protocol(
             if self.pipeline:  # the next pipelined request starts: still busy
                 cycle, app = self.pipeline.pop()
                 self._start_asgi_task(cycle, app)
+                self._time_body(cycle)
                 return
             self._idle_since = self.loop.time()
             if self.timeout_keep_alive_task is None:

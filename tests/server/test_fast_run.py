@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -13,7 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lmvisor.runtime.observe.logs import capture_logs
-from lmvisor.server.fast_run import parse_run_body
+from lmvisor.server.errors import ClientDisconnected
+from lmvisor.server.fast_run import RunFastPath, parse_run_body
+from lmvisor.server.http_protocol import CANCEL_ON_DISCONNECT, CLIENT_GONE
 from lmvisor.services.app import App
 from tests.server.conftest import DaemonProcess, LMProcess, api_client, start_lm_process
 
@@ -105,6 +109,46 @@ class TestFastPath:
             "request_too_large",
             "body",
         )
+
+
+class TestCancellation:
+    @pytest.mark.parametrize("client_gone", [True, False])
+    async def test_only_the_disconnect_cancellation_becomes_a_499(self, client_gone: bool) -> None:
+        """A run cancelled because its client left (the protocol marks `CLIENT_GONE`) ends as
+        `ClientDisconnected`; any other cancellation of it (a drain's, a deadline's) passes
+        through as a cancellation, for its own handler to answer."""
+        started = asyncio.Event()
+
+        async def run(*args: Any) -> Any:
+            started.set()
+            await asyncio.Event().wait()
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b'{"inputs": {"question": "q"}}'}
+
+        async def send(message: Any) -> None:
+            raise AssertionError("nothing is sent for a cancelled run")
+
+        context: Any = SimpleNamespace(server=SimpleNamespace(max_body_bytes=1024))
+        fast = RunFastPath(send, context=context, route=None, run=run)
+        scope: dict[str, Any] = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/programs/qa/run",
+            "headers": [(b"content-type", b"application/json")],
+        }
+        task = asyncio.create_task(fast(scope, receive, send))
+        await started.wait()
+        if client_gone:
+            scope[CLIENT_GONE] = True
+        task.cancel()
+        if client_gone:
+            with pytest.raises(ClientDisconnected):
+                await task
+        else:
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert scope[CANCEL_ON_DISCONNECT] is None
 
 
 def _metric(url: str, name: str, **labels: str) -> float:

@@ -18,6 +18,7 @@ from uvicorn.server import ServerState
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.context import ServerContext
 from lmvisor.server.http_protocol import (
+    BODY_LATE,
     CANCEL_ON_DISCONNECT,
     CLIENT_GONE,
     MAX_HEAD_BYTES,
@@ -392,6 +393,38 @@ class TestBodyDeadline:
         assert (status, error["error"]["code"]) == (408, "body_timeout")
         assert sent < len(body)
 
+    async def test_a_queued_pipelined_request_is_timed_from_its_start(self) -> None:
+        """A request pipelined behind a slow one gets its body deadline when its own task
+        starts: uvicorn reads nothing for it until then, so the earlier answer's time is
+        not counted against its body (it got a 408 for a body sent 50 ms after its head)."""
+        release = asyncio.Event()
+        seen: dict[str, Any] = {}
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["path"] == "/slow":
+                await release.wait()
+            else:
+                seen["body"] = (await receive())["body"]
+                seen["late"] = scope.get(BODY_LATE)
+            await _ok(scope, receive, send)
+
+        protocol_class = http_protocol(body_timeout=0.05)
+        assert not isinstance(protocol_class, str)
+        config = uvicorn.Config(app, http=protocol_class, lifespan="off", log_config=None)
+        config.load()
+        protocol: Any = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())  # type: ignore[call-arg]
+        protocol.connection_made(_Transport())
+        protocol.data_received(_head("/slow", 0) + _head("/next", 5))
+        await asyncio.sleep(0.1)  # past the deadline while /next waits in the pipeline
+        assert len(protocol.pipeline) == 1 and protocol._body_timer is None
+        release.set()
+        await _settle()
+        assert protocol._body_timer is not None  # /next runs: its body is timed now
+        protocol.data_received(b"hello")
+        await _settle()
+        assert seen == {"body": b"hello", "late": None}
+        assert protocol._body_timer is None
+
     async def test_a_timed_out_request_leaves_no_task(self, runtime: Runtime) -> None:
         """After a 408 for a stalled body the daemon's tasks are back to what they were."""
         context = ServerContext(runtime, config=server_config(body_timeout=0.2))
@@ -403,7 +436,11 @@ class TestBodyDeadline:
             reader, writer = await asyncio.open_connection(host, int(port))
             writer.write(_head("/test/echo", 50) + b"{")
             await writer.drain()
-            assert len(asyncio.all_tasks()) >= baseline
+            for _ in range(50):  # the request's task starts once the daemon reads the head
+                if len(asyncio.all_tasks()) > baseline:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(asyncio.all_tasks()) > baseline
             raw = await reader.read()  # to EOF: the daemon closed the connection
             writer.close()
             await writer.wait_closed()
