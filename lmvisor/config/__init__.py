@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from lmvisor.config.errors import ConfigProblem as ConfigProblem
     from lmvisor.config.loading import DEFAULT_CONFIG_FILE as DEFAULT_CONFIG_FILE
     from lmvisor.config.loading import ENV_PREFIX as ENV_PREFIX
+    from lmvisor.config.loading import config_from_tree as config_from_tree
     from lmvisor.config.loading import get_value as get_value
     from lmvisor.config.loading import load_config as load_config
     from lmvisor.config.loading import replace_value as replace_value

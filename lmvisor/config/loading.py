@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,14 @@ from pydantic import BaseModel, ValidationError
 from lmvisor.config.errors import ConfigError, ConfigProblem
 from lmvisor.config.schema import LmvisorConfig
 
-__all__ = ["DEFAULT_CONFIG_FILE", "ENV_PREFIX", "get_value", "load_config", "replace_value"]
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "ENV_PREFIX",
+    "config_from_tree",
+    "get_value",
+    "load_config",
+    "replace_value",
+]
 
 DEFAULT_CONFIG_FILE = "lmvisor.toml"
 ENV_PREFIX = "LMVISOR_"
@@ -156,16 +163,40 @@ def _split(path: str, action: str) -> _Path:
     return keys
 
 
+def config_from_tree(
+    tree: Mapping[str, Any], *, source: str, action: str = "load"
+) -> LmvisorConfig:
+    """Validate a whole settings tree (nested mappings) that came from `source`.
+
+    Raises:
+        ConfigError: listing every invalid field with its dotted path and `source`;
+            values are never echoed, since they may be secrets.
+    """
+    try:
+        return LmvisorConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(problems=_problems(exc, lambda loc: source), action=action) from None
+
+
 def _validate(layers: _Layers, *, action: str) -> LmvisorConfig:
     problems = list(layers.problems)
     if not problems:
         try:
             return LmvisorConfig.model_validate(layers.tree)
         except ValidationError as exc:
-            for error in exc.errors(include_input=False, include_url=False):
-                loc = tuple(str(part) for part in error["loc"])
-                problems.append(ConfigProblem(".".join(loc), error["msg"], layers.source_of(loc)))
+            problems += _problems(exc, layers.source_of)
     raise ConfigError(problems=problems, action=action)
+
+
+def _problems(
+    exc: ValidationError, source_of: Callable[[_Path], str | None]
+) -> list[ConfigProblem]:
+    """pydantic's errors as problems: each field's dotted path and message, not its value."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = tuple(str(part) for part in error["loc"])
+        problems.append(ConfigProblem(".".join(loc), error["msg"], source_of(loc)))
+    return problems
 
 
 def _read_toml(layers: _Layers, path: str | os.PathLike[str] | None) -> None:

@@ -32,9 +32,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from pydantic import ValidationError
 
-from lmvisor.config.errors import ConfigError, ConfigProblem
+from lmvisor.config.loading import config_from_tree
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.runtime import Runtime
@@ -76,14 +75,9 @@ def lmvisor_config(request: pytest.FixtureRequest) -> LmvisorConfig:
         if marker.args:
             raise TypeError(f"@pytest.mark.{_MARKER} takes keyword arguments only")
         overrides = _merge(overrides, marker.kwargs)
-    try:
-        return LmvisorConfig.model_validate(_merge(LmvisorConfig().model_dump(), overrides))
-    except ValidationError as exc:  # pydantic's message quotes each bad value: keep it out
-        problems = [
-            ConfigProblem(".".join(str(part) for part in error["loc"]), error["msg"], _SOURCE)
-            for error in exc.errors(include_input=False, include_url=False)
-        ]
-        raise ConfigError(problems=problems, action="pytest marker") from None
+    # Not pydantic's own error: its message quotes each bad value, a token included.
+    tree = _merge(LmvisorConfig().model_dump(), overrides)
+    return config_from_tree(tree, source=_SOURCE, action="pytest marker")
 
 
 def _clock(request: pytest.FixtureRequest) -> MockClock | None:
