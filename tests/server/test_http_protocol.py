@@ -73,6 +73,14 @@ async def _serve_one(app: Any) -> tuple[_Transport, asyncio.Protocol]:
     return transport, protocol
 
 
+async def _eventually(check: Callable[[], object]) -> None:
+    """Wait (up to half a second) until `check()` holds; the caller asserts what it needs."""
+    for _ in range(50):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+
+
 async def _settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -436,18 +444,12 @@ class TestBodyDeadline:
             reader, writer = await asyncio.open_connection(host, int(port))
             writer.write(_head("/test/echo", 50) + b"{")
             await writer.drain()
-            for _ in range(50):  # the request's task starts once the daemon reads the head
-                if len(asyncio.all_tasks()) > baseline:
-                    break
-                await asyncio.sleep(0.01)
+            await _eventually(lambda: len(asyncio.all_tasks()) > baseline)
             assert len(asyncio.all_tasks()) > baseline
             raw = await reader.read()  # to EOF: the daemon closed the connection
             writer.close()
             await writer.wait_closed()
-            for _ in range(50):
-                if len(asyncio.all_tasks()) == baseline:
-                    break
-                await asyncio.sleep(0.01)
+            await _eventually(lambda: len(asyncio.all_tasks()) == baseline)
             tasks = len(asyncio.all_tasks())
         assert raw.startswith(b"HTTP/1.1 408 ")
         assert tasks == baseline
@@ -535,18 +537,12 @@ class TestHeaderDeadline:
             reader, writer = await asyncio.open_connection(host, int(port))
             writer.write(b"POST /test/echo HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-")
             await writer.drain()
-            for _ in range(50):
-                if daemon._server.server_state.connections:
-                    break
-                await asyncio.sleep(0.01)
+            await _eventually(lambda: daemon._server.server_state.connections)
             (protocol,) = daemon._server.server_state.connections
             raw = await reader.read()  # to EOF: the daemon closed the connection
             writer.close()
             await writer.wait_closed()
-            for _ in range(50):
-                if len(asyncio.all_tasks()) == baseline:
-                    break
-                await asyncio.sleep(0.01)
+            await _eventually(lambda: len(asyncio.all_tasks()) == baseline)
             tasks = len(asyncio.all_tasks())
             connections = len(daemon._server.server_state.connections)
         assert raw.startswith(b"HTTP/1.1 408 ")

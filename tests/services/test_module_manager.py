@@ -124,6 +124,18 @@ def _blocked() -> type[Blocked]:
     return type("Blocked", (Blocked,), {"started": asyncio.Event(), "cancelled": asyncio.Event()})
 
 
+async def _cancel_a_blocked_run(app: App) -> type[Blocked]:
+    """Register a Blocked program as "slow", start a run of it, and cancel its caller."""
+    program = _blocked()
+    await app.register("slow", program())
+    caller = asyncio.ensure_future(app.run("slow", {}))
+    await program.started.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    return program
+
+
 class TestRegistry:
     async def test_register_list_describe_unregister(self, app: App) -> None:
         """A Module and a JSON spec register; describe shows signature, demos and version."""
@@ -327,26 +339,14 @@ class TestExecution:
 
     async def test_cancelling_the_caller_cancels_the_execution(self, app: App) -> None:
         """The execution task does not outlive a caller that gave up."""
-        program = _blocked()
-        await app.register("slow", program())
-        caller = asyncio.ensure_future(app.run("slow", {}))
-        await program.started.wait()
-        caller.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await caller
+        program = await _cancel_a_blocked_run(app)
         await asyncio.sleep(0)
         assert program.cancelled.is_set()
 
     async def test_a_cancelled_execution_is_recorded_as_cancelled(self, app: App) -> None:
         """A cancelled execution ends with a failed `module_execution_complete` whose error
         code is `cancelled`, counted under that code."""
-        program = _blocked()
-        await app.register("slow", program())
-        caller = asyncio.ensure_future(app.run("slow", {}))
-        await program.started.wait()
-        caller.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await caller
+        await _cancel_a_blocked_run(app)
         [done] = await app.events.query(type=MODULE_EXECUTION_COMPLETE)
         assert done.data["success"] is False
         assert done.data["error"] == {"type": "CancelledError", "code": "cancelled"}
