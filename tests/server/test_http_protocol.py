@@ -61,14 +61,20 @@ class _Transport(asyncio.Transport):
         pass
 
 
-async def _serve_one(app: Any) -> tuple[_Transport, asyncio.Protocol]:
-    protocol_class = http_protocol()
+def _connected(app: Any, **timeouts: float) -> tuple[_Transport, Any]:
+    """The daemon's protocol (with `timeouts`) serving `app` on a fresh recording transport."""
+    protocol_class = http_protocol(**timeouts)
     assert not isinstance(protocol_class, str)
     config = uvicorn.Config(app, http=protocol_class, lifespan="off", log_config=None)
     config.load()
     protocol: Any = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())  # type: ignore[call-arg]
     transport = _Transport()
     protocol.connection_made(transport)
+    return transport, protocol
+
+
+async def _serve_one(app: Any) -> tuple[_Transport, Any]:
+    transport, protocol = _connected(app)
     protocol.data_received(_REQUEST)
     return transport, protocol
 
@@ -263,13 +269,7 @@ class TestMalformed:
     async def test_an_unparsable_head_gets_a_typed_400(self) -> None:
         """A head httptools cannot parse is answered with the daemon's typed error body
         (uvicorn's was plain text), and the connection closed."""
-        protocol_class = http_protocol()
-        assert not isinstance(protocol_class, str)
-        config = uvicorn.Config(_ok, http=protocol_class, lifespan="off", log_config=None)
-        config.load()
-        protocol: Any = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())  # type: ignore[call-arg]
-        transport = _Transport()
-        protocol.connection_made(transport)
+        transport, protocol = _connected(_ok)
         protocol.data_received(b"GET / HTTP/1.1\r\nno colon here\r\n\r\n")
         status, headers, body = _answer(transport.calls[0])
         assert (status, headers["connection"]) == (400, "close")
@@ -416,12 +416,7 @@ class TestBodyDeadline:
                 seen["late"] = scope.get(BODY_LATE)
             await _ok(scope, receive, send)
 
-        protocol_class = http_protocol(body_timeout=0.05)
-        assert not isinstance(protocol_class, str)
-        config = uvicorn.Config(app, http=protocol_class, lifespan="off", log_config=None)
-        config.load()
-        protocol: Any = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())  # type: ignore[call-arg]
-        protocol.connection_made(_Transport())
+        _, protocol = _connected(app, body_timeout=0.05)
         protocol.data_received(_head("/slow", 0) + _head("/next", 5))
         await asyncio.sleep(0.1)  # past the deadline while /next waits in the pipeline
         assert len(protocol.pipeline) == 1 and protocol._body_timer is None
@@ -585,13 +580,7 @@ class TestHeaderDeadline:
             await release.wait()
             await _ok(scope, receive, send)
 
-        protocol_class = http_protocol(header_timeout=0.05)
-        assert not isinstance(protocol_class, str)
-        config = uvicorn.Config(slow, http=protocol_class, lifespan="off", log_config=None)
-        config.load()
-        protocol: Any = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())  # type: ignore[call-arg]
-        transport = _Transport()
-        protocol.connection_made(transport)
+        transport, protocol = _connected(slow, header_timeout=0.05)
         protocol.data_received(_REQUEST + b"GET /y HTTP/1.1\r\nhost: 1")
         for _ in range(500):
             if protocol._head_timer is None:
@@ -608,12 +597,7 @@ class TestHeaderDeadline:
     async def test_only_an_incomplete_head_arms_a_timer(self) -> None:
         """A head split over reads arms one timer, cancelled when it completes; one in a
         read arms none. A new connection is idle (keep-alive timer armed) till its first byte."""
-        protocol_class = http_protocol(header_timeout=10.0)
-        assert not isinstance(protocol_class, str)
-        config = uvicorn.Config(_ok, http=protocol_class, lifespan="off", log_config=None)
-        config.load()
-        protocol: Any = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())  # type: ignore[call-arg]
-        protocol.connection_made(_Transport())
+        _, protocol = _connected(_ok, header_timeout=10.0)
         assert protocol.timeout_keep_alive_task is not None
         assert protocol._idle_since is not None
         protocol.data_received(_REQUEST[:10])
