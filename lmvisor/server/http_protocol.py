@@ -196,12 +196,18 @@ def http_protocol(
             super().on_body(body)
 
         def _body_refused(self, cycle: Any) -> None:
-            cycle.keep_alive = False  # the rest is never read: close after the answer
+            self.flow.pause_reading()
+            self._refuse_body(cycle, BODY_REFUSED, True)
+
+        def _refuse_body(self, cycle: Any, key: str, value: object) -> None:
+            """Mark `cycle`'s scope with `key` and wake its `receive` (the body limit's
+            `receive` then answers); the connection closes after that answer, or now if
+            the request was already answered (nothing would read the rest of its body)."""
+            cycle.keep_alive = False
             if cycle.response_complete:
                 self.transport.close()
                 return
-            self.flow.pause_reading()
-            cycle.scope[BODY_REFUSED] = True
+            cycle.scope[key] = value
             cycle.message_event.set()
 
         def on_message_complete(self) -> None:
@@ -213,14 +219,8 @@ def http_protocol(
 
         def _body_late(self, cycle: Any) -> None:
             self._body_timer = None
-            if not cycle.more_body or cycle.disconnected:
-                return
-            cycle.keep_alive = False  # the rest of the body is never read: close after the answer
-            if cycle.response_complete:
-                self.transport.close()
-                return
-            cycle.scope[BODY_LATE] = body_timeout
-            cycle.message_event.set()
+            if cycle.more_body and not cycle.disconnected:
+                self._refuse_body(cycle, BODY_LATE, body_timeout)
 
         def _head_late(self) -> None:
             self._head_timer = None
