@@ -42,6 +42,10 @@ __all__ = [
 DEFAULT_CONFIG_FILE = "lmvisor.toml"
 ENV_PREFIX = "LMVISOR_"
 _VENDOR_KEYS = {"OPENAI_API_KEY": "openai", "ANTHROPIC_API_KEY": "anthropic"}
+_MAX_FILE_BYTES = 1024 * 1024
+"""A config file is a few kilobytes: past this it is refused unparsed (not read whole)."""
+_MAX_DEPTH = 32
+"""Levels a source may nest: the schema needs four; merging deeper ones recursed to a crash."""
 
 _Path = tuple[str, ...]
 
@@ -74,6 +78,10 @@ class _Layers:
         if isinstance(value, BaseModel):
             value = value.model_dump()
         if isinstance(value, Mapping):
+            if len(path) >= _MAX_DEPTH:
+                reason = f"nested deeper than {_MAX_DEPTH} levels"
+                self.problems.append(ConfigProblem(".".join(path[:3]) + "...", reason, source))
+                return
             # An empty table changes nothing: it must not wipe defaults such as providers.
             for key, item in value.items():
                 self.merge((*path, str(key)), item, source)
@@ -205,7 +213,13 @@ def _read_toml(layers: _Layers, path: str | os.PathLike[str] | None) -> None:
         return
     source = f"file {file}"
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        with file.open("rb") as stream:  # bounded: a huge file or /dev/zero is never read whole
+            raw = stream.read(_MAX_FILE_BYTES + 1)
+        if len(raw) > _MAX_FILE_BYTES:
+            reason = f"larger than {_MAX_FILE_BYTES} bytes"
+            layers.problems.append(ConfigProblem("<file>", reason, source))
+            return
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         layers.problems.append(ConfigProblem("<file>", "file not found", source))
         return

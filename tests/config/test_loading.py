@@ -156,6 +156,35 @@ class TestErrors:
         assert [(p.path, p.reason) for p in info.value.problems] == [("LMVISOR_SERVER", reason)]
         assert value[:50] not in str(info.value)
 
+    @pytest.mark.parametrize(
+        ("content", "reason"),
+        [
+            (b"a = '\xe9'\n", "cannot read: UnicodeDecodeError"),
+            (bytes(range(256)) * 16, "cannot read: UnicodeDecodeError"),
+            (b"#" * (1024 * 1024) + b"\n", "larger than 1048576 bytes"),
+            (("[" + ".".join(["a"] * 5_000) + "]\n").encode(), "nested deeper than 32 levels"),
+            (("a." * 40 + "b = 1\n").encode(), "nested deeper than 32 levels"),
+        ],
+    )
+    def test_hostile_file(self, tmp_path: Path, content: bytes, reason: str) -> None:
+        """A file that is not UTF-8, too large or nested too deep is one problem naming it."""
+        path = tmp_path / "lmvisor.toml"
+        path.write_bytes(content)
+        with pytest.raises(ConfigError) as info:
+            load_config(path, env={})
+        [problem] = info.value.problems
+        assert (problem.reason, problem.source) == (reason, f"file {path}")
+
+    def test_directory_as_file(self, tmp_path: Path) -> None:
+        """A directory named as the file is a problem naming it, not an IsADirectoryError."""
+        with pytest.raises(ConfigError, match=r"<file>: cannot read: IsADirectoryError \(from"):
+            load_config(tmp_path, env={})
+
+    def test_endless_file_read_bounded(self) -> None:
+        """A file that never ends (/dev/zero) is refused after the size limit, not read whole."""
+        with pytest.raises(ConfigError, match=r"<file>: larger than 1048576 bytes \(from file"):
+            load_config("/dev/zero", env={})
+
     def test_missing_explicit_file(self, tmp_path: Path) -> None:
         """An explicitly named file must exist."""
         with pytest.raises(ConfigError, match="<file>: file not found"):
