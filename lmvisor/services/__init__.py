@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from lmvisor.services.errors import OptimizationSpecError as OptimizationSpecError
     from lmvisor.services.errors import ServiceError as ServiceError
     from lmvisor.services.errors import ServiceInputError as ServiceInputError
+    from lmvisor.services.errors import StoreUnavailable as StoreUnavailable
     from lmvisor.services.errors import UnknownJob as UnknownJob
     from lmvisor.services.errors import UnknownModule as UnknownModule
     from lmvisor.services.errors import UnknownProvider as UnknownProvider

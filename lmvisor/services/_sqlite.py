@@ -7,7 +7,9 @@ file wait for each other rather than fail; with no path the database lives in me
 `lmvisor.runtime._sqlite.open_wal` switches a file to WAL and waits out other processes
 doing the same. Text comes back as bytes: `text` and `json_value` decode one column at a
 time, so a row holding bytes that are not UTF-8, or text that is not JSON, is one
-`CorruptRecord` naming the row rather than a failed query; `report_skipped` tells the
+`CorruptRecord` naming the row rather than a failed query. A file whose tables of our names
+lack our columns (another program's, or damaged) is refused at open, before any query;
+`report_skipped` tells the
 operator about each row a service skips (a `store.record_skipped` event and a warning).
 """
 
@@ -72,9 +74,14 @@ class SqliteFile:
             db = sqlite3.connect(":memory:", check_same_thread=False)
         else:
             db = open_wal(self.path, autocommit=False)
-        db.text_factory = bytes
-        db.executescript(self._schema)
-        db.commit()
+        try:
+            db.text_factory = bytes
+            _check_layout(db, self._schema)  # before the script: a refused file stays as found
+            db.executescript(self._schema)
+            db.commit()
+        except BaseException:
+            db.close()
+            raise
         return db
 
     async def close(self) -> None:
@@ -86,6 +93,33 @@ class SqliteFile:
 
     def __repr__(self) -> str:
         return f"SqliteFile({str(self.path) if self.path else ':memory:'})"
+
+
+def _check_layout(db: sqlite3.Connection, schema: str) -> None:
+    """Refuse a file whose tables lack columns `schema` makes (a foreign or older writer's
+    table of the same name, which `CREATE TABLE IF NOT EXISTS` would leave as it is); a
+    table the file does not have yet is fine (the schema makes it).
+
+    Raises:
+        sqlite3.DatabaseError: naming the table and the columns it lacks.
+    """
+    expected = sqlite3.connect(":memory:")
+    try:
+        expected.executescript(schema)
+        tables = expected.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        for (table,) in tables.fetchall():
+            have = {_column_name(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
+            want = [row[1] for row in expected.execute(f"PRAGMA table_info({table})")]
+            missing = [name for name in want if name not in have]
+            if have and missing:
+                problem = f"table {table!r} has another layout (no column {', '.join(missing)})"
+                raise sqlite3.DatabaseError(problem)
+    finally:
+        expected.close()
+
+
+def _column_name(raw: str | bytes) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
 
 
 def dump_json(value: Any) -> str:

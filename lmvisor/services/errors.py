@@ -14,7 +14,8 @@ LmvisorError
     ├── ModuleAlreadyRegistered  the id is taken (swap a new version in instead)
     ├── NoPreviousVersion        a rollback with no earlier version to return to
     ├── AllStrategiesFailed      the program and every fallback failed; `causes` holds each
-    └── CorruptRecord            a stored row (job, checkpoint step, program) cannot be decoded
+    ├── CorruptRecord            a stored row (job, checkpoint step, program) cannot be decoded
+    └── StoreUnavailable         a service's SQLite file cannot be opened or holds another layout
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "OptimizationSpecError",
     "ServiceError",
     "ServiceInputError",
+    "StoreUnavailable",
     "UnknownJob",
     "UnknownModule",
     "UnknownProvider",
@@ -238,6 +240,22 @@ class CorruptRecord(ServiceError):
         )
         self.store = store
         self.record = record
+        self.problem = problem
+
+
+class StoreUnavailable(ServiceError):
+    """A service's SQLite file cannot be opened, is not a database, or holds tables of another
+    layout; nothing in it was changed. `path` names the file, `problem` what is wrong."""
+
+    code = "store_unavailable"
+
+    def __init__(self, *, path: str, problem: str) -> None:
+        super().__init__(
+            f"store {path!r} cannot be used: {problem}"
+            " (move the file aside to start without what it held)",
+            context={"path": path, "problem": problem},
+        )
+        self.path = path
         self.problem = problem
 
 

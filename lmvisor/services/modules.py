@@ -265,7 +265,7 @@ class Modules:
         try:
             kept = await store.load(on_corrupt=lambda exc: report_skipped(events, exc))
         except (sqlite3.Error, OSError) as exc:
-            problem = f"the file cannot be read, nothing restored: {exc}"
+            problem = f"the file {str(store.path)!r} cannot be read, nothing restored: {exc}"
             report_skipped(events, CorruptRecord(store="programs", record="*", problem=problem))
             return []
         programs = []

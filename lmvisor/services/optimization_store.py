@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar, final
 
 from lmvisor.services._sqlite import SqliteFile, json_value, text
-from lmvisor.services.errors import CorruptRecord
+from lmvisor.services.errors import CorruptRecord, StoreUnavailable
 
 __all__ = ["JobRecord", "OptimizationStore", "StoreCheckpoint"]
 
@@ -93,6 +93,15 @@ class JobRecord:
         return replace(self, **changes)
 
 
+def _problem(exc: sqlite3.Error | OSError) -> str:
+    """What stopped the file from opening (an OSError names the path it failed on: a data
+    directory that is a file fails on that directory, not on the store's file)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = "" if exc.filename is None else f": {exc.filename}"
+        return f"{exc.strerror}{where} ({type(exc).__name__})"
+    return f"{exc} ({type(exc).__name__})"
+
+
 def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -121,9 +130,13 @@ class OptimizationStore:
         """Open (and create) the file now rather than on first use.
 
         Raises:
-            sqlite3.Error, OSError: the file cannot be opened.
+            StoreUnavailable: the file cannot be opened, is not a database, or holds tables
+                of another layout (naming the file; nothing in it is changed).
         """
-        await self._run(lambda db: None)
+        try:
+            await self._run(lambda db: None)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(path=str(self.path), problem=_problem(exc)) from exc
 
     async def close(self) -> None:
         """Close the connection (a later call reopens it)."""

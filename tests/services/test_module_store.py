@@ -227,9 +227,33 @@ class TestRestartKeepsPrograms:
         async with open_app(_config(data_dir), lm_server=lm_server) as app:
             (event,) = app.runtime.events.ring.query(type=STORE_RECORD_SKIPPED)
             assert (event.data["store"], event.data["record"]) == ("programs", "*")
-            assert event.data["problem"].startswith("the file cannot be read, nothing restored")
+            assert event.data["problem"] == (
+                f"the file {str(data_dir / 'modules.sqlite3')!r} cannot be read, nothing"
+                " restored: file is not a database"
+            )
             await app.register("qa", QA)  # not kept (the write fails and is logged), but served
             assert (await app.run("qa", {"question": "hi"})).prediction.answer
+
+    async def test_a_foreign_programs_table_is_refused_and_left_alone(
+        self, lm_server: LMServer, tmp_path: Path
+    ) -> None:
+        """A `programs` table of another layout restores nothing, is reported, and is not written."""
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        with sqlite3.connect(data_dir / "modules.sqlite3") as db:
+            db.execute("CREATE TABLE programs (name TEXT, body BLOB)")
+            db.execute("INSERT INTO programs VALUES ('theirs', x'00')")
+        db.close()
+        async with open_app(_config(data_dir), lm_server=lm_server) as app:
+            (event,) = app.runtime.events.ring.query(type=STORE_RECORD_SKIPPED)
+            assert event.data["problem"].endswith(
+                "table 'programs' has another layout (no column module_id, lm, options,"
+                " history, next_number, updated)"
+            )
+            await app.register("qa", QA)
+        with sqlite3.connect(data_dir / "modules.sqlite3") as db:
+            assert db.execute("SELECT name FROM programs").fetchall() == [("theirs",)]
+        db.close()
 
     async def test_memory_only_app_keeps_nothing(self, lm_server: LMServer, tmp_path: Path) -> None:
         """Without a data directory programs live in memory: a new app starts empty."""

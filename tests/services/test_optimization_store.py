@@ -17,6 +17,7 @@ from lmvisor.services import (
     CorruptRecord,
     JobRecord,
     OptimizationStore,
+    StoreUnavailable,
     list_optimizations,
     optimization_spec,
     optimization_status,
@@ -240,3 +241,59 @@ class TestCorruptRows:
             ("jobs", "invalid"),
         ]
         assert skipped[1].data["problem"].startswith("invalid optimization job at optimizer")
+
+
+class TestUnusableFile:
+    @pytest.mark.parametrize(
+        ("content", "problem"),
+        [
+            (b"not a database at all" * 200, "file is not a database (DatabaseError)"),
+            (b"SQLite format 3\x00" + b"\xff" * 4000, "file is not a database (DatabaseError)"),
+        ],
+    )
+    async def test_a_file_that_is_not_a_database_is_a_typed_error_naming_it(
+        self, tmp_path: Path, content: bytes, problem: str
+    ) -> None:
+        """Random bytes, or a header with garbage after it, are refused naming the file."""
+        path = tmp_path / "optimization.sqlite"
+        path.write_bytes(content)
+        store = OptimizationStore(path)
+        with pytest.raises(StoreUnavailable) as info:
+            await store.open()
+        assert (info.value.path, info.value.problem) == (str(path), problem)
+        assert str(info.value).startswith(f"store {str(path)!r} cannot be used: {problem}")
+        assert path.read_bytes() == content  # set aside by the operator, never overwritten
+
+    async def test_a_table_of_another_layout_is_refused_untouched(self, tmp_path: Path) -> None:
+        """A `jobs` table without our columns is refused at open, not a query error later."""
+        path = tmp_path / "optimization.sqlite"
+        _raw(path, "CREATE TABLE jobs (zz TEXT)")
+        with pytest.raises(StoreUnavailable, match=r"table 'jobs' has another layout \(no column id,"):
+            await OptimizationStore(path).open()
+        with sqlite3.connect(path) as db:
+            names = [row[0] for row in db.execute("SELECT name FROM sqlite_master")]
+        db.close()
+        assert names == ["jobs"]  # the schema script is not half-applied: steps is not made
+
+    async def test_a_data_directory_that_is_a_file_is_named(self, tmp_path: Path) -> None:
+        """A parent that is a file (not a directory) is named in the problem."""
+        (tmp_path / "data").write_text("x")
+        with pytest.raises(StoreUnavailable) as info:
+            await OptimizationStore(tmp_path / "data" / "optimization.sqlite").open()
+        assert info.value.problem == f"File exists: {tmp_path / 'data'} (FileExistsError)"
+
+    async def test_app_start_fails_typed_naming_the_file(self, tmp_path: Path) -> None:
+        """open_app on a damaged jobs file stops with StartError carrying StoreUnavailable."""
+        from lmvisor.config.schema import LmvisorConfig
+        from lmvisor.runtime.errors import StartError
+        from lmvisor.services import open_app
+
+        (tmp_path / "optimization.sqlite3").write_bytes(b"\x00garbage" * 500)
+        with pytest.raises(StartError) as info:
+            async with open_app(LmvisorConfig(data_dir=tmp_path), loopback_lm="always"):
+                pass
+        cause = info.value.reason
+        while isinstance(cause, StartError):
+            cause = cause.reason
+        assert isinstance(cause, StoreUnavailable)
+        assert cause.path == str(tmp_path / "optimization.sqlite3")
