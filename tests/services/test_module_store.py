@@ -237,7 +237,7 @@ class TestRestartKeepsPrograms:
     async def test_a_foreign_programs_table_is_refused_and_left_alone(
         self, lm_server: LMServer, tmp_path: Path
     ) -> None:
-        """A `programs` table of another layout restores nothing, is reported, and is not written."""
+        """A `programs` table of another layout restores nothing, is reported, is not written."""
         data_dir = tmp_path / "data"
         data_dir.mkdir()
         with sqlite3.connect(data_dir / "modules.sqlite3") as db:

@@ -268,7 +268,8 @@ class TestUnusableFile:
         """A `jobs` table without our columns is refused at open, not a query error later."""
         path = tmp_path / "optimization.sqlite"
         _raw(path, "CREATE TABLE jobs (zz TEXT)")
-        with pytest.raises(StoreUnavailable, match=r"table 'jobs' has another layout \(no column id,"):
+        another = r"table 'jobs' has another layout \(no column id,"
+        with pytest.raises(StoreUnavailable, match=another):
             await OptimizationStore(path).open()
         with sqlite3.connect(path) as db:
             names = [row[0] for row in db.execute("SELECT name FROM sqlite_master")]
