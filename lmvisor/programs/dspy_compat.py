@@ -20,6 +20,10 @@ from lmvisor.programs.generation_options import GENERATION_OPTIONS, setting_prob
 
 __all__ = ["PredictorState", "read_predictor_state"]
 
+_MAX_DEPTH = 100
+"""Levels a predictor's state may nest (a demo's values included): deeper state loaded, then
+failed with a RecursionError wherever it was next copied or dumped."""
+
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,10 +54,13 @@ def read_predictor_state(
         lm_settings: restore the `lm` block's generation settings.
 
     Raises:
-        StateError: demos are not a list of objects, or the signature or lm block is malformed.
+        StateError: demos are not a list of objects, the signature or lm block is malformed,
+            or the state nests past 100 levels.
     """
     if not isinstance(state, Mapping):
         raise StateError(where=where, problem="predictor state must be a JSON object")
+    if _nested_past(state, _MAX_DEPTH):
+        raise StateError(where=where, problem=f"nested deeper than {_MAX_DEPTH} levels")
     demos = state.get("demos", [])
     if not isinstance(demos, list) or not all(isinstance(d, Mapping) for d in demos):
         raise StateError(where=f"{where}.demos", problem="must be a list of JSON objects")
@@ -64,6 +71,20 @@ def read_predictor_state(
     return PredictorState(
         demos=[dict(d) for d in demos], signature=signature, model=model, lm_params=params
     )
+
+
+def _nested_past(value: Any, limit: int) -> bool:
+    """Whether `value` nests deeper than `limit` (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, Mapping):
+            stack.extend((item, depth + 1) for item in node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend((item, depth + 1) for item in node)
+    return False
 
 
 def _read_lm(lm: Any, where: str, restore: bool) -> tuple[str | None, dict[str, Any]]:

@@ -207,3 +207,19 @@ class TestDeepNesting:
         state = {"predict": {"demos": [{"question": deep, "answer": "4"}]}}
         with pytest.raises(StateError, match=r"nested deeper than 100 levels"):
             ChainOfThought("question -> answer").load_state(state)
+
+    def test_deep_state_of_a_lone_predict(self, tmp_path: Path) -> None:
+        """A bare Predict (its own load_state, DSPy's flat form) refuses deep demos too, by
+        file or by value, keeping its state: it loaded them, and dump_state then recursed out."""
+        deep: object = "x"
+        for _ in range(800):
+            deep = [deep]
+        state = {"demos": [{"question": deep, "answer": "4"}]}
+        path = tmp_path / "deep.json"
+        path.write_text(json.dumps(state))
+        program = Predict("question -> answer")
+        before = program.dump_state()
+        for load in (lambda: program.load_state(state), lambda: program.load(path)):
+            with pytest.raises(StateError, match=r"^cannot load program state at self: nested d"):
+                load()
+        assert program.dump_state() == before

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from lmvisor.optimizers import OptimizationRun
+from lmvisor.programs.errors import StateError
 from lmvisor.runtime import Runtime
 from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
 from lmvisor.services import (
@@ -19,6 +20,7 @@ from lmvisor.services import (
     OptimizationStore,
     StoreUnavailable,
     list_optimizations,
+    optimization_result,
     optimization_spec,
     optimization_status,
 )
@@ -220,6 +222,27 @@ class TestCorruptRows:
         assert status.error is not None and status.error["code"] == "corrupt_record"
         assert "damaged/copro/propose/d0/p0" in status.error["message"]
         assert runtime.whereis(COORDINATOR_NAME) is not None
+
+    async def test_a_damaged_stored_result_is_a_typed_error(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A completed job whose stored program state is malformed or nested past the limit
+        answers its result with StateError naming where; the coordinator and the job stay."""
+        deep: Any = "x"
+        for _ in range(800):
+            deep = [deep]
+        path = tmp_path / "optimization.sqlite"
+        store = OptimizationStore(path)
+        await store.save_job(_job("deep", status="completed", result={"demos": [{"q": deep}]}))
+        await store.save_job(_job("wrong", status="completed", result={"demos": "none"}))
+        await store.close()
+        await runtime.start_child(optimization_spec(lm=SlowLM(), store_path=path))
+        coordinator = runtime.via(COORDINATOR_NAME)
+        with pytest.raises(StateError, match=r"^cannot load program state at self: nested deep"):
+            await optimization_result(coordinator, "deep")
+        with pytest.raises(StateError, match=r"^cannot load program state at self\.demos: must"):
+            await optimization_result(coordinator, "wrong")
+        assert [j.id for j in await list_optimizations(coordinator)] == ["deep", "wrong"]
 
     async def test_coordinator_starts_past_corrupt_job_rows(
         self, runtime: Runtime, tmp_path: Path
