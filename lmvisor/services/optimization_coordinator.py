@@ -13,7 +13,10 @@ the application tree puts in its `optimization` slot: a rest_for_one supervisor 
 Jobs and checkpoints live in an `OptimizationStore` (SQLite under the app's data directory,
 or memory when `store_path` is None) shared by the coordinator's incarnations. When the
 coordinator starts it resumes every job the store shows as running with no live worker, so
-a process killed mid-job picks the job up again when the app reopens on the same file.
+a process killed mid-job picks the job up again when the app reopens on the same file. A job
+runs only where it is claimed (`lmvisor.services._job_claims`): of two apps open on one data
+directory, the second leaves the first one's running jobs to it (and reports their stored
+progress) instead of running them again.
 A stored job whose row cannot be decoded is skipped (a `store.record_skipped` event and
 a warning), never loaded and never a reason for the coordinator not to start.
 
@@ -40,8 +43,10 @@ from lmvisor.runtime.config_service import CONFIG_SERVICE_NAME, ConfigChanged, s
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
 from lmvisor.runtime.errors import LmvisorError
 from lmvisor.runtime.messages import Down, is_shutdown_exit
+from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.observe.names import OPTIMIZATION_FAILED, OPTIMIZATION_SUSPENDED
 from lmvisor.runtime.supervisor import Supervisor, start_child, terminate_child
+from lmvisor.services._job_claims import JobClaims
 from lmvisor.services._sqlite import report_skipped
 from lmvisor.services.errors import (
     CorruptRecord,
@@ -77,6 +82,8 @@ __all__ = ["OptimizationCoordinator", "optimization_spec"]
 _JOBS_NAME: Final = "optimization_jobs"
 _ACTIVE: Final = frozenset({"running"})
 
+_log = get_logger(__name__)
+
 
 @dataclass(slots=True)
 class _Job:
@@ -94,6 +101,7 @@ class _Shared:
     """What outlives a coordinator incarnation: the store and the jobs it knows."""
 
     store: OptimizationStore
+    claims: JobClaims
     jobs: dict[str, _Job] = field(default_factory=dict)
     loaded: bool = False
 
@@ -119,6 +127,11 @@ class OptimizationCoordinator(Actor):
 
     def format_status(self) -> object:
         return {"jobs": len(self._shared.jobs), "store": repr(self._shared.store)}
+
+    async def terminate(self, reason: object) -> None:
+        # A crash restarts only this actor (workers run on); a shutdown stops the subtree.
+        if is_shutdown_exit(reason):
+            self._shared.claims.release_all()
 
     async def started(self) -> None:
         self._config = self.runtime.config.optimization
@@ -173,10 +186,14 @@ class OptimizationCoordinator(Actor):
         return record.id
 
     @handler
-    def _get(self, msg: GetJob) -> OptimizationStatus | ErrorReply:
+    async def _get(self, msg: GetJob) -> OptimizationStatus | ErrorReply:
         job = self._shared.jobs.get(msg.job_id)
         if job is None:
             return ErrorReply(UnknownJob(job_id=msg.job_id))
+        if job.record.status in _ACTIVE and job.supervisor is None:
+            # run by another app on the file, or suspended: the stored record is the news
+            stored = await _stored(self._shared.store, job.record.id)
+            job.record = stored if stored is not None else job.record
         return _status(job)
 
     @handler
@@ -263,6 +280,7 @@ class OptimizationCoordinator(Actor):
             if job.supervisor is not msg.ref:
                 continue
             job.supervisor = None
+            self._shared.claims.release(job.record.id)
             if job.record.status in _ACTIVE and not is_shutdown_exit(msg.reason):
                 error = {"type": "Crashed", "code": "crashed",
                          "message": f"the job's worker kept crashing: {msg.reason!r}"}  # fmt: skip
@@ -289,6 +307,8 @@ class OptimizationCoordinator(Actor):
     async def _ensure_running(self, job: _Job) -> None:
         if job.supervisor is not None and job.supervisor.alive:
             return
+        if not self._claim(job.record.id):
+            return
         config = self._config
         if job.executor is None:
             job.executor = LocalExecutor(
@@ -307,6 +327,17 @@ class OptimizationCoordinator(Actor):
         job.supervisor = await start_child(jobs, job_supervisor_spec(context))
         self.monitor(job.supervisor)
 
+    def _claim(self, job_id: str) -> bool:
+        """Whether this app may run `job_id` (see the module docstring)."""
+        try:
+            if self._shared.claims.claim(job_id):
+                return True
+        except OSError as exc:  # no claim can be kept: run it, as without claims
+            _log.warning("optimization.claim_failed", optimization_id=job_id, error=str(exc))
+            return True
+        _log.info("optimization.claimed_elsewhere", optimization_id=job_id)
+        return False
+
     async def _stop_job(self, job: _Job) -> None:
         supervisor, job.supervisor = job.supervisor, None
         jobs = self.runtime.whereis(_JOBS_NAME)
@@ -314,6 +345,7 @@ class OptimizationCoordinator(Actor):
             self.demonitor(supervisor)
             with contextlib.suppress(ValueError):  # it exited meanwhile
                 await terminate_child(jobs, supervisor)
+        self._shared.claims.release(job.record.id)
 
     async def _settle(self, job: _Job, record: JobRecord) -> None:
         job.record = record.evolve(updated=time.time())
@@ -367,7 +399,8 @@ def optimization_spec(
         store_path: the SQLite file for jobs and checkpoints; None keeps them in memory.
         id: the child's id in its parent.
     """
-    shared = _Shared(OptimizationStore(store_path))
+    store = OptimizationStore(store_path)
+    shared = _Shared(store, JobClaims(store.path))
 
     def start() -> Supervisor:
         return Supervisor(

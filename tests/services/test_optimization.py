@@ -37,6 +37,7 @@ from lmvisor.services import (
     submit_optimization,
     suspend_optimizations,
 )
+from lmvisor.services._job_claims import JobClaims
 from tests.services._optimization_support import SlowLM, train_rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -410,3 +411,76 @@ class TestProcessKill:
             result = await optimization_result(coordinator, job.id)
         assert result.dump_state() == expected
         assert lm.calls < reference.calls
+
+
+class _GatedLM(SlowLM):
+    """A SlowLM whose every call waits until `gate` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def complete(self, request: Any) -> Any:
+        await self.gate.wait()
+        return await super().complete(request)
+
+
+class TestSharedFile:
+    async def test_a_second_app_leaves_a_live_job_to_its_runner(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A coordinator opened on a jobs file whose running job another app runs does not run
+        it again (it resumed it, paying every LM call twice); it reports the stored record."""
+        db = tmp_path / "optimization.sqlite"
+        first_lm, second_lm = _GatedLM(), SlowLM()
+        first = await _start(runtime, first_lm, db)
+        job_id = await submit_optimization(first, _copro())
+        async with Runtime.open() as other:
+            second = await _start(other, second_lm, db)
+            assert (await optimization_status(second, job_id)).status == "running"
+            first_lm.gate.set()
+            done = await _wait(first, job_id)
+            seen = await _wait(second, job_id)
+            assert second_lm.calls == 0
+            assert (seen.status, seen.trials_done) == (done.status, done.trials_done)
+            assert await _wait(second, await submit_optimization(second, _copro(rows=4)))
+
+    async def test_a_suspended_job_is_free_for_another_app(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """Suspending a job drops its claim: a coordinator on the same file resumes it."""
+        db = tmp_path / "optimization.sqlite"
+        first = await _start(runtime, _GatedLM(), db)
+        job_id = await submit_optimization(first, _copro())
+        assert await suspend_optimizations(first) == [job_id]
+        lm = SlowLM()
+        async with Runtime.open() as other:
+            done = await _wait(await _start(other, lm, db), job_id)
+        assert done.status == "completed" and lm.calls > 0
+
+
+class TestJobClaims:
+    def test_one_holder_per_job_until_released(self, tmp_path: Path) -> None:
+        """Two claim sets on one file exclude each other per job; a release frees the job."""
+        one, two = JobClaims(tmp_path / "jobs.sqlite"), JobClaims(tmp_path / "jobs.sqlite")
+        assert one.claim("a") and one.claim("a")  # held: claiming again is a no-op
+        assert not two.claim("a") and two.claim("b")
+        one.release("a")
+        assert two.claim("a") and not one.claim("b")
+        two.release_all()
+        assert one.claim("a") and one.claim("b")
+        one.release_all()
+
+    def test_a_hostile_id_names_no_path(self, tmp_path: Path) -> None:
+        """An id read back from a damaged file ('../x', NUL, huge) only names a hashed file."""
+        claims = JobClaims(tmp_path / "jobs.sqlite")
+        for job_id in ("../../escape", "a\x00b", "x" * 100_000, "\udcff"):
+            assert claims.claim(job_id)
+        claims.release_all()
+        assert [p.name for p in tmp_path.iterdir()] == ["jobs.sqlite.claims"]
+        assert len(list((tmp_path / "jobs.sqlite.claims").iterdir())) == 4
+
+    def test_memory_store_claims_always_succeed(self) -> None:
+        """Without a file there is no other holder: every claim succeeds."""
+        one, two = JobClaims(None), JobClaims(None)
+        assert one.claim("a") and two.claim("a")
