@@ -104,10 +104,17 @@ def _create_or_migrate(conn: sqlite3.Connection) -> None:
 
     Other processes opening the file wait on the transaction's write lock, then find the
     layout current: the move runs once.
+
+    Raises:
+        sqlite3.DatabaseError: the file names a layout after ours (or a negative one).
     """
     (layout,) = conn.execute("PRAGMA user_version").fetchone()
     if layout == _LAYOUT:
         return
+    if not 0 <= layout < _LAYOUT:
+        # A newer lmvisor's file (or another program's): stamping it with our layout would
+        # make the newer one misread it later.
+        raise sqlite3.DatabaseError(f"layout {layout} is not one this lmvisor reads (<= {_LAYOUT})")
     old = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'entries'"
     ).fetchone()

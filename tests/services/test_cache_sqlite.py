@@ -132,6 +132,24 @@ class TestLayout:
         assert again.statistics().entries == 3
         again.close()
 
+    @pytest.mark.parametrize("layout", [3, 999, -1])
+    def test_a_file_of_a_later_layout_is_refused_unchanged(
+        self, tmp_path: Path, layout: int
+    ) -> None:
+        """A newer lmvisor's file is refused at open with the layout named, and left as it was
+        (it was stamped layout 2, and a newer lmvisor then misread it)."""
+        path = tmp_path / "c.sqlite3"
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE entries (k TEXT)")
+            conn.execute(f"PRAGMA user_version = {layout}")
+        conn.close()
+        with pytest.raises(sqlite3.DatabaseError, match=rf"^layout {layout} is not one this lm"):
+            _tier(path)
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone() == (layout,)
+            assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["entries"]
+        conn.close()
+
 
 class TestSizeBound:
     def test_writes_beyond_the_bound_evict_oldest_first(self, tmp_path: Path) -> None:
