@@ -219,7 +219,7 @@ def _read_toml(layers: _Layers, path: str | os.PathLike[str] | None) -> None:
             reason = f"larger than {_MAX_FILE_BYTES} bytes"
             layers.problems.append(ConfigProblem("<file>", reason, source))
             return
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8-sig"))  # a leading BOM (Notepad's) is dropped
     except FileNotFoundError:
         layers.problems.append(ConfigProblem("<file>", "file not found", source))
         return

@@ -175,6 +175,12 @@ class TestErrors:
         [problem] = info.value.problems
         assert (problem.reason, problem.source) == (reason, f"file {path}")
 
+    def test_a_byte_order_mark_is_read_past(self, tmp_path: Path) -> None:
+        """A file saved with a UTF-8 byte-order mark loads (it failed at line 1, column 1)."""
+        path = tmp_path / "lmvisor.toml"
+        path.write_bytes(b"\xef\xbb\xbf[server]\nport = 9123\n")
+        assert load_config(path, env={}).server.port == 9123
+
     def test_directory_as_file(self, tmp_path: Path) -> None:
         """A directory named as the file is a problem naming it, not an IsADirectoryError."""
         with pytest.raises(ConfigError, match=r"<file>: cannot read: IsADirectoryError \(from"):

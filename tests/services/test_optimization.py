@@ -458,6 +458,16 @@ class TestSharedFile:
             done = await _wait(await _start(other, lm, db), job_id)
         assert done.status == "completed" and lm.calls > 0
 
+    async def test_claims_that_cannot_be_kept_do_not_stop_jobs(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """Where no claim file can be made (its folder's name is a file), jobs run unclaimed."""
+        db = tmp_path / "optimization.sqlite"
+        (tmp_path / "optimization.sqlite.claims").write_text("in the way")
+        coordinator = await _start(runtime, SlowLM(), db)
+        job = await _wait(coordinator, await submit_optimization(coordinator, _copro(rows=4)))
+        assert job.status == "completed"
+
 
 class TestJobClaims:
     def test_one_holder_per_job_until_released(self, tmp_path: Path) -> None:
