@@ -4,6 +4,9 @@
 the child
 the application tree puts in its `optimization` slot: a rest_for_one supervisor of
 
+- `optimization_store`, which closes the jobs file and drops this app's claims on its jobs
+  when the subtree stops (it starts first, so it stops after everything that writes there;
+  the file was left open, its last writes only in the `-wal` file beside it);
 - `optimization_jobs`, a DynamicSupervisor holding one small supervisor per job, whose one
   transient `OptimizationWorker` is restarted (and so resumes from its checkpoint) after a
   crash, at most 3 times a minute; a job that crashes more often fails alone;
@@ -127,11 +130,6 @@ class OptimizationCoordinator(Actor):
 
     def format_status(self) -> object:
         return {"jobs": len(self._shared.jobs), "store": repr(self._shared.store)}
-
-    async def terminate(self, reason: object) -> None:
-        # A crash restarts only this actor (workers run on); a shutdown stops the subtree.
-        if is_shutdown_exit(reason):
-            self._shared.claims.release_all()
 
     async def started(self) -> None:
         self._config = self.runtime.config.optimization
@@ -361,6 +359,18 @@ async def _stored(store: OptimizationStore, job_id: str) -> JobRecord | None:
         return None
 
 
+@final
+class _StoreKeeper(Actor):
+    """Closes the jobs file and drops the claims when the optimization subtree stops."""
+
+    def __init__(self, shared: _Shared) -> None:
+        self._shared = shared
+
+    async def terminate(self, reason: object) -> None:
+        self._shared.claims.release_all()
+        await self._shared.store.close()
+
+
 def _status(job: _Job) -> OptimizationStatus:
     record, progress = job.record, job.progress
     return OptimizationStatus(
@@ -405,6 +415,7 @@ def optimization_spec(
     def start() -> Supervisor:
         return Supervisor(
             [
+                ChildSpec("optimization_store", lambda: _StoreKeeper(shared)),
                 ChildSpec(
                     _JOBS_NAME,
                     lambda: DynamicSupervisor(max_restarts=100, max_seconds=1.0),

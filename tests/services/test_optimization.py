@@ -468,6 +468,21 @@ class TestSharedFile:
         job = await _wait(coordinator, await submit_optimization(coordinator, _copro(rows=4)))
         assert job.status == "completed"
 
+    async def test_a_closed_app_leaves_its_file_whole_and_its_jobs_free(
+        self, tmp_path: Path
+    ) -> None:
+        """Stopping the subtree mid-job closes the jobs file (nothing left only in its -wal)
+        and drops the claim: another app resumes the job and finishes it."""
+        db = tmp_path / "optimization.sqlite"
+        async with Runtime.open() as first:
+            coordinator = await _start(first, _GatedLM(), db)
+            job_id = await submit_optimization(coordinator, _copro())
+        assert not (tmp_path / "optimization.sqlite-wal").exists()
+        lm = SlowLM()
+        async with Runtime.open() as other:
+            done = await _wait(await _start(other, lm, db), job_id)
+        assert done.status == "completed" and lm.calls > 0
+
 
 class TestJobClaims:
     def test_one_holder_per_job_until_released(self, tmp_path: Path) -> None:
