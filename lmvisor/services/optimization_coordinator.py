@@ -188,15 +188,20 @@ class OptimizationCoordinator(Actor):
         job = self._shared.jobs.get(msg.job_id)
         if job is None:
             return ErrorReply(UnknownJob(job_id=msg.job_id))
-        if job.record.status in _ACTIVE and job.supervisor is None:
-            # run by another app on the file, or suspended: the stored record is the news
+        if _unrun(job):
             stored = await _stored(self._shared.store, job.record.id)
             job.record = stored if stored is not None else job.record
         return _status(job)
 
     @handler
-    def _list(self, msg: ListJobs) -> list[OptimizationStatus]:
-        return [_status(job) for job in self._shared.jobs.values()]
+    async def _list(self, msg: ListJobs) -> list[OptimizationStatus]:
+        jobs = self._shared.jobs.values()
+        if any(_unrun(job) for job in jobs):
+            stored = {record.id: record for record in await self._shared.store.jobs()}
+            for job in jobs:
+                if _unrun(job):
+                    job.record = stored.get(job.record.id, job.record)
+        return [_status(job) for job in jobs]
 
     @handler
     async def _cancel(self, msg: CancelJob) -> OptimizationStatus | ErrorReply:
@@ -349,6 +354,12 @@ class OptimizationCoordinator(Actor):
         job.record = record.evolve(updated=time.time())
         job.progress = None
         await self._shared.store.save_job(job.record)
+
+
+def _unrun(job: _Job) -> bool:
+    """Running with no worker here: run by another app on the file (or suspended), so the
+    stored record is the news."""
+    return job.record.status in _ACTIVE and job.supervisor is None
 
 
 async def _stored(store: OptimizationStore, job_id: str) -> JobRecord | None:

@@ -440,7 +440,10 @@ class TestSharedFile:
             assert (await optimization_status(second, job_id)).status == "running"
             first_lm.gate.set()
             done = await _wait(first, job_id)
-            seen = await _wait(second, job_id)
+            assert [(j.id, j.status) for j in await list_optimizations(second)] == [
+                (job_id, "completed")
+            ]
+            seen = await optimization_status(second, job_id)
             assert second_lm.calls == 0
             assert (seen.status, seen.trials_done) == (done.status, done.trials_done)
             assert await _wait(second, await submit_optimization(second, _copro(rows=4)))
