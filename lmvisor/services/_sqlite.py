@@ -96,26 +96,43 @@ class SqliteFile:
 
 
 def _check_layout(db: sqlite3.Connection, schema: str) -> None:
-    """Refuse a file whose tables lack columns `schema` makes (a foreign or older writer's
-    table of the same name, which `CREATE TABLE IF NOT EXISTS` would leave as it is); a
-    table the file does not have yet is fine (the schema makes it).
+    """Refuse a file whose tables are not the ones `schema` makes (a foreign or other
+    version's table of the same name, which `CREATE TABLE IF NOT EXISTS` would leave as it
+    is): one lacking a column we use, or with a column our rows cannot fill (NOT NULL, no
+    default). A table the file does not have yet is fine (the schema makes it).
 
     Raises:
-        sqlite3.DatabaseError: naming the table and the columns it lacks.
+        sqlite3.DatabaseError: naming the table and its columns in question.
     """
     expected = sqlite3.connect(":memory:")
     try:
         expected.executescript(schema)
         tables = expected.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         for (table,) in tables.fetchall():
-            have = {_column_name(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
+            have = db.execute(f"PRAGMA table_info({table})").fetchall()
             want = [row[1] for row in expected.execute(f"PRAGMA table_info({table})")]
-            missing = [name for name in want if name not in have]
-            if have and missing:
-                problem = f"table {table!r} has another layout (no column {', '.join(missing)})"
-                raise sqlite3.DatabaseError(problem)
+            problem = _layout_problem(have, want) if have else None
+            if problem is not None:
+                raise sqlite3.DatabaseError(f"table {table!r} has another layout ({problem})")
     finally:
         expected.close()
+
+
+def _layout_problem(have: list[tuple[Any, ...]], want: list[str]) -> str | None:
+    """What keeps a table of columns `have` (`PRAGMA table_info` rows) from serving as one
+    of columns `want`: columns it lacks, and columns of its own our inserts cannot fill."""
+    names = [_column_name(row[1]) for row in have]
+    missing = [name for name in want if name not in names]
+    unfilled = [
+        name for name, row in zip(names, have, strict=True)
+        if name not in want and row[3] and row[4] is None
+    ]  # fmt: skip
+    parts = []
+    if missing:
+        parts.append(f"no column {', '.join(missing)}")
+    if unfilled:
+        parts.append(f"required columns of its own: {', '.join(unfilled)}")
+    return "; ".join(parts) or None
 
 
 def _column_name(raw: str | bytes) -> str:

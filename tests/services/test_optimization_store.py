@@ -299,6 +299,27 @@ class TestUnusableFile:
         db.close()
         assert names == ["jobs"]  # the schema script is not half-applied: steps is not made
 
+    async def test_a_table_with_a_required_column_of_its_own_is_refused(
+        self, tmp_path: Path
+    ) -> None:
+        """Our columns plus a NOT NULL one without default (every insert would fail) is
+        refused at open; extra columns that may be NULL or have a default are not in the way."""
+        path = tmp_path / "optimization.sqlite"
+        store = OptimizationStore(path)
+        await store.save_job(_job("kept"))
+        await store.close()
+        _raw(path, "ALTER TABLE jobs ADD COLUMN note TEXT")
+        _raw(path, "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT 'x'")
+        reopened = OptimizationStore(path)
+        await reopened.save_job(_job("added"))
+        assert [job.id for job in await reopened.jobs()] == ["added", "kept"]
+        await reopened.close()
+        other = tmp_path / "other.sqlite"
+        _raw(other, "CREATE TABLE steps (job_id TEXT, key TEXT, value TEXT, tenant INT NOT NULL)")
+        another = r"table 'steps' has another layout \(required columns of its own: tenant\)"
+        with pytest.raises(StoreUnavailable, match=another):
+            await OptimizationStore(other).open()
+
     async def test_a_data_directory_that_is_a_file_is_named(self, tmp_path: Path) -> None:
         """A parent that is a file (not a directory) is named in the problem."""
         (tmp_path / "data").write_text("x")
