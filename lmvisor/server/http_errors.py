@@ -86,6 +86,7 @@ STATUS_BY_ERROR: Final[Mapping[str, int]] = {
     "lmvisor.runtime.errors.NameNotRegistered": 503,
     "lmvisor.services.errors.BudgetExceeded": 503,
     "lmvisor.services.errors.NoDeploymentAvailable": 503,
+    "lmvisor.services.errors.StoreUnavailable": 503,
     "lmvisor.programs.errors.LMNotConfigured": 503,
     "lmvisor.providers.errors.RateLimitError": 503,
     "lmvisor.providers.errors.OverloadedError": 503,

@@ -55,6 +55,7 @@ from lmvisor.services.errors import (
     CorruptRecord,
     JobNotFinished,
     OptimizationSpecError,
+    StoreUnavailable,
     UnknownJob,
 )
 from lmvisor.services.optimization import (
@@ -177,7 +178,10 @@ class OptimizationCoordinator(Actor):
             id=uuid.uuid4().hex[:12], spec=spec.to_dict(), status="running",
             created=now, updated=now,
         )  # fmt: skip
-        await self._shared.store.save_job(record)
+        try:
+            await self._shared.store.save_job(record)
+        except StoreUnavailable as exc:  # the caller's answer, not this actor's crash
+            return ErrorReply(exc)
         job = _Job(record, spec)
         self._shared.jobs[record.id] = job
         await self._ensure_running(job)

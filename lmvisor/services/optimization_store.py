@@ -9,8 +9,11 @@ wait for each other up to a busy timeout instead of failing. With no path the ta
 in memory: nothing survives the process. All SQLite calls run on a worker thread
 (`anyio.to_thread`), one at a time per store.
 
-A row that cannot be decoded (bytes that are not UTF-8, text that is not JSON, JSON of the
-wrong shape, nesting too deep) is never returned as data: `job` and `steps` raise
+Any failure of the file itself (it cannot be opened, is not a database, holds tables of
+another layout, stayed locked by another process past the busy timeout, the disk is full)
+is `StoreUnavailable` naming the file, from every method. A row that cannot be decoded
+(bytes that are not UTF-8, text that is not JSON, JSON of the wrong shape, nesting too
+deep) is never returned as data: `job` and `steps` raise
 `CorruptRecord` naming the row, and `jobs` skips it, handing the `CorruptRecord` to
 `on_corrupt`, so one damaged row never stops the coordinator from loading the others.
 """
@@ -124,7 +127,10 @@ class OptimizationStore:
         return self.path is not None
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._file.run(work)
+        try:
+            return await self._file.run(work)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(path=str(self.path), problem=_problem(exc)) from exc
 
     async def open(self) -> None:
         """Open (and create) the file now rather than on first use.
@@ -133,10 +139,7 @@ class OptimizationStore:
             StoreUnavailable: the file cannot be opened, is not a database, or holds tables
                 of another layout (naming the file; nothing in it is changed).
         """
-        try:
-            await self._run(lambda db: None)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(path=str(self.path), problem=_problem(exc)) from exc
+        await self._run(lambda db: None)
 
     async def close(self) -> None:
         """Close the connection (a later call reopens it)."""

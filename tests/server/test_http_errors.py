@@ -34,6 +34,7 @@ from lmvisor.services.errors import (
     ModuleAlreadyRegistered,
     OptimizationSpecError,
     ServiceInputError,
+    StoreUnavailable,
     UnknownModule,
 )
 
@@ -64,6 +65,7 @@ class TestStatusFor:
             (ActorExited(actor="a"), 503),
             (Draining(), 503),
             (BudgetExceeded(provider="p", spent=1, limit=1, retry_after=5), 503),
+            (StoreUnavailable(path="/d/optimization.sqlite3", problem="locked"), 503),
             (UnknownModule(module_id="qa"), 404),
             (ModuleAlreadyRegistered(module_id="qa"), 409),
             (OptimizationSpecError(field="trainset.0", problem="not an example"), 422),

@@ -23,6 +23,7 @@ from lmvisor.services import (
     optimization_result,
     optimization_spec,
     optimization_status,
+    submit_optimization,
 )
 from tests.services._optimization_support import SlowLM, train_rows
 
@@ -319,6 +320,23 @@ class TestUnusableFile:
         another = r"table 'steps' has another layout \(required columns of its own: tenant\)"
         with pytest.raises(StoreUnavailable, match=another):
             await OptimizationStore(other).open()
+
+    async def test_a_failed_write_at_submit_is_the_callers_typed_error(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A jobs file that refuses a write (locked past the busy timeout, disk full; here a
+        trigger) answers the submit with StoreUnavailable; the coordinator crashed before."""
+        path = tmp_path / "optimization.sqlite"
+        await runtime.start_child(optimization_spec(lm=SlowLM(), store_path=path))
+        coordinator = runtime.via(COORDINATOR_NAME)
+        trigger = "CREATE TRIGGER no BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'full'); END"
+        _raw(path, trigger)
+        refused = rf"^store {str(path)!r} cannot be used: full \(IntegrityError\)"
+        with pytest.raises(StoreUnavailable, match=refused):
+            await submit_optimization(coordinator, SPEC)
+        _raw(path, "DROP TRIGGER no")
+        assert await submit_optimization(coordinator, SPEC)
+        assert len(await list_optimizations(coordinator)) == 1
 
     async def test_a_data_directory_that_is_a_file_is_named(self, tmp_path: Path) -> None:
         """A parent that is a file (not a directory) is named in the problem."""
