@@ -45,7 +45,8 @@ Contract:
   returns the exit reason once the exit is fully handled.
 - `link(ref)`: when either dies abnormally the other stops with the same
   reason, unless it has `trap_exits = True`, in which case it gets an `Exit`
-  message. `monitor(ref)` delivers `Down(ref, reason)` when `ref` exits. A
+  message. `monitor(ref)` delivers `Down(ref, reason)` when `ref` exits;
+  `demonitor(ref, flush=True)` also drops a `Down` already queued. A
   Down/Exit for an actor with no handler for it is reported and dropped. As
   in OTP, an actor's links and the monitors it holds die with it.
 - Exit reasons: "normal", "shutdown", `Shutdown(detail)`, "killed" (cancelled)
@@ -323,12 +324,20 @@ class Actor:
         self._process.unlink(ref._proc)
 
     def monitor(self, ref: ActorRef) -> None:
-        """Receive `Down(ref, reason)` when `ref` exits (at once, "noproc", if it is dead)."""
+        """Receive `Down(ref, reason)` when `ref` exits (at once, "noproc", if it is dead).
+
+        There are no monitor references: monitoring `ref` twice still brings
+        one `Down`, and it takes two `demonitor` calls to stop it.
+        """
         self._process.monitor(ref._proc)
 
-    def demonitor(self, ref: ActorRef) -> None:
-        """Stop monitoring `ref`; a Down already queued is still delivered."""
-        self._process.demonitor(ref._proc)
+    def demonitor(self, ref: ActorRef, *, flush: bool = False) -> None:
+        """Stop monitoring `ref` (once per `monitor` call).
+
+        A `Down` for `ref` already queued is still delivered, unless `flush`
+        is set: then it is removed, as OTP's ``demonitor(Ref, [flush])`` does.
+        """
+        self._process.demonitor(ref._proc, flush=flush)
 
     def _child_statistics(self) -> tuple[ChildStatistics, ...] | None:
         return None

@@ -12,7 +12,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar, final
 
-from lmvisor.runtime.errors import ActorExited, NameNotRegistered
+from lmvisor.runtime.errors import ActorExited, NameAlreadyRegistered, NameNotRegistered
 from lmvisor.runtime.messages import Call, Cast
 
 if TYPE_CHECKING:
@@ -75,16 +75,14 @@ class Registry:
         """Give `ref` the unique `name` until it dies or is unregistered.
 
         Raises:
-            ValueError: `name` is held by a live actor, or `ref` is from another runtime.
+            NameAlreadyRegistered: `name` is held by a live actor (a `ValueError`).
+            ValueError: `ref` is from another runtime.
             ActorExited: `ref` is dead.
         """
         proc = self._check(ref)
         holder = self._unique.get(name)
         if holder is not None:
-            raise ValueError(
-                f"name {name!r} is already registered to {holder.name} "
-                f"in namespace {self._namespace!r}"
-            )
+            raise NameAlreadyRegistered(name=name, namespace=self._namespace, holder=holder.name)
         self._unique[name] = ref
         if proc.names is None:
             proc.names = []

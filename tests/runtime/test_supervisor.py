@@ -266,6 +266,38 @@ class TestReports:
         assert report["offender"] == "w"
         assert [e["event"] for e in logs if e["log_level"] == "debug"] == ["supervisor.progress"]
 
+    @pytest.mark.parametrize(
+        ("restart", "reason", "reported"),
+        [
+            ("permanent", "normal", True),
+            ("permanent", "shutdown", True),
+            ("permanent", Shutdown("done"), True),
+            ("transient", "normal", False),
+            ("transient", "shutdown", False),
+            ("transient", Shutdown("done"), False),
+            ("temporary", "normal", False),
+            ("temporary", Shutdown("done"), False),
+        ],
+    )
+    async def test_orderly_exit_is_reported_only_for_a_permanent_child(
+        self, runtime: Runtime, restart: str, reason: object, reported: bool
+    ) -> None:
+        """As OTP's do_restart: a permanent child's exit is child_terminated whatever its reason."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, "w", restart=restart)])
+        ref = (await _refs(sup))["w"]
+        assert ref is not None
+        with capture_logs() as logs:
+            await ref.cast(StopMe(reason))
+            await ref.wait_exit()
+            await which_children(sup)
+        reports = [
+            (e["context"], e["reason"], e["offender"])
+            for e in logs
+            if e["event"] == "supervisor.report"
+        ]
+        assert reports == ([("child_terminated", reason, "w")] if reported else [])
+
 
 class TestShutdown:
     async def test_hanging_terminate_is_cancelled_after_shutdown_timeout(
