@@ -206,9 +206,16 @@ class TestIntensity:
                 await worker.wait_exit()
             reason = await inner.wait_exit()
         assert reason == Shutdown("reached_max_restart_intensity")
-        reports = [e for e in logs if e["event"] == "supervisor.report"]
-        assert reports[-1]["context"] == "shutdown"
-        assert reports[-1]["reason"] == "reached_max_restart_intensity"
+        reports = [
+            (e["supervisor"], e["context"], e["reason"], e["offender"])
+            for e in logs
+            if e["event"] == "supervisor.report"
+        ]
+        # the inner gives up; the outer, as OTP's, reports its permanent child's exit
+        assert reports[-2:] == [
+            (inner.name, "shutdown", "reached_max_restart_intensity", "w"),
+            (outer.name, "child_terminated", reason, "inner"),
+        ]
         new_inner = (await _refs(outer))["inner"]
         assert new_inner is not None and new_inner != inner
         assert (await _refs(new_inner))["w"] is not None
