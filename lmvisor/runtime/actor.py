@@ -47,7 +47,8 @@ Contract:
   reason, unless it has `trap_exits = True`, in which case it gets an `Exit`
   message. It stops as `stop` does: after its current handler, running
   `terminate` (OTP's exit signal kills a non-trapping process at once; a
-  handler here is not interrupted, so one stuck in an await keeps it alive). `monitor(ref)` delivers `Down(ref, reason)` when `ref` exits;
+  handler here is not interrupted, so one stuck in an await keeps it alive).
+  `monitor(ref)` delivers `Down(ref, reason)` when `ref` exits;
   `demonitor(ref, flush=True)` also drops a `Down` already queued. A
   Down/Exit for an actor with no handler for it is reported and dropped. As
   in OTP, an actor's links and the monitors it holds die with it.

@@ -24,6 +24,9 @@ Contract (OTP's supervisor.erl, with Akka's restart backoff):
   "one_for_one" and "rest_for_one" retry from the child that failed;
   "one_for_all" stops the siblings it had already restarted and restarts
   the whole group again (OTP's `one_for_all_other_child_fails_restart`).
+  Under "rest_for_one", a pending restart is dropped when a child started
+  before its group crashed meanwhile: that child's restart, which covers
+  the group, starts them after it.
 - Intensity: more than `max_restarts` restarts within `max_seconds` (default
   3 in 5 s, on the runtime's `Clock`) makes the supervisor stop its children
   and exit with ``Shutdown("reached_max_restart_intensity")``; its parent then
@@ -340,7 +343,24 @@ class Supervisor(_SupervisorCore):
 
     @handler
     async def _on_try_again(self, msg: _TryAgainRestart) -> None:
+        if self._strategy == "rest_for_one" and self._earlier_restarting(msg.ids):
+            return  # that child's own pending restart brings these back after it
         await self._start_group(msg.ids)
+
+    def _earlier_restarting(self, ids: tuple[str, ...]) -> bool:
+        """rest_for_one: whether a child started before the group awaits its own restart.
+
+        A delayed restart (backoff, or a retry) can still be pending when a
+        child started earlier crashes; that child's group holds every child
+        after it, so starting this one first would run them while it is down.
+        """
+        group = set(ids)
+        for child in self._children:
+            if child.spec.id in group:
+                return False
+            if child.status == "restarting":
+                return True
+        return False
 
     async def _start_group(self, ids: tuple[str, ...]) -> None:
         started: list[Child] = []

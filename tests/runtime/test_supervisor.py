@@ -406,6 +406,33 @@ class TestNamesAndBackoff:
         await eventually(lambda: runtime.tree().find("w").status == "running")  # type: ignore[union-attr]
         assert (await which_children(sup))[0].ref is not None
 
+    async def test_rest_for_one_pending_restart_waits_for_an_earlier_crash(
+        self, runtime: Runtime, mock_clock: MockClock
+    ) -> None:
+        """rest_for_one: a delayed restart of b, c never starts them before a crashed a is back."""
+        log: list[str] = []
+        specs = [_spec(log, label) for label in ("a", "b", "c")]
+        backoff = Backoff(min=1.0, max=8.0, jitter=0.0)
+        sup = await _start_sup(
+            runtime, specs, strategy="rest_for_one", backoff=backoff, max_restarts=10
+        )
+        refs = await _refs(sup)
+        assert refs["a"] is not None and refs["b"] is not None
+        log.clear()
+        await _crash(refs["b"])  # b and c wait 1 s
+        await _crash(refs["a"])  # a, b and c wait 2 s
+        await eventually(lambda: mock_clock.sleepers == 2)  # two delayed restarts
+        mock_clock.advance(1.0)
+        await eventually(lambda: sup.statistics().in_flight == 1)  # b's attempt is queued
+        assert [(c.id, c.status) for c in await which_children(sup)] == [
+            ("a", "restarting"), ("b", "restarting"), ("c", "restarting"),
+        ]  # fmt: skip
+        mock_clock.advance(1.0)
+        await eventually(lambda: runtime.tree().find("c").status == "running")  # type: ignore[union-attr]
+        assert [line for line in log if line.endswith(":started")] == [
+            "a:started", "b:started", "c:started",
+        ]  # fmt: skip
+
     async def test_restarting_child_cannot_be_restarted_or_deleted(
         self, runtime: Runtime, mock_clock: MockClock
     ) -> None:
