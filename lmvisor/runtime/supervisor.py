@@ -304,8 +304,10 @@ class Supervisor(_SupervisorCore):
     def _check_auto_shutdown(self, child: Child) -> None:
         if not child.spec.significant or self._auto_shutdown == "never":
             return
+        # a child awaiting its restart has not exited (OTP counts a `restarting` pid alive)
         if self._auto_shutdown == "any_significant" or not any(
-            c.spec.significant and c.proc is not None for c in self._children
+            c.spec.significant and (c.proc is not None or c.status == "restarting")
+            for c in self._children
         ):
             self.stop("shutdown")
 

@@ -487,6 +487,31 @@ class TestAllSignificant:
         await s2.cast(StopMe("normal"))
         assert await sup.wait_exit() == "shutdown"
 
+    async def test_a_significant_child_awaiting_restart_has_not_exited(
+        self, runtime: Runtime, mock_clock: MockClock
+    ) -> None:
+        """all_significant: a crashed transient child waiting out its backoff still counts."""
+        log: list[str] = []
+        specs = [
+            _spec(log, "s1", restart="transient", significant=True),
+            _spec(log, "s2", restart="transient", significant=True),
+        ]
+        backoff = Backoff(min=1.0, max=8.0, jitter=0.0)
+        sup = await _start_sup(runtime, specs, auto_shutdown="all_significant", backoff=backoff)
+        refs = await _refs(sup)
+        s1, s2 = refs["s1"], refs["s2"]
+        assert s1 is not None and s2 is not None
+        await _crash(s1)
+        await s2.cast(StopMe("normal"))
+        await s2.wait_exit()
+        assert [(c.id, c.status) for c in await which_children(sup)] == [
+            ("s1", "restarting"), ("s2", "stopped"),
+        ]  # fmt: skip
+        await eventually(lambda: mock_clock.sleepers == 1)
+        mock_clock.advance(1.0)
+        await eventually(lambda: runtime.tree().find("s1").status == "running")  # type: ignore[union-attr]
+        assert sup.alive
+
 
 class TestFlags:
     @pytest.mark.parametrize(
