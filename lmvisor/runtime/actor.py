@@ -352,9 +352,13 @@ async def _until_running(proc: _Process, msg: object, timeout: float | None) -> 
     Raises:
         CallTimeout: `started()` outlasted the timeout.
         ActorExited: the incarnation is not serving (its start failed, or it stops).
+        RuntimeError: called from the actor's own `started()`.
     """
     ready = proc.ready
     if proc.status is ActorStatus.STARTING and ready is not None:
+        if proc.task is asyncio.current_task():
+            # its own started(): `ready` waits for this very call (OTP's calling_self)
+            raise RuntimeError(f"{proc.name} called itself with {type(msg).__qualname__}")
         loop = proc._loop
         began = loop.time()
         try:
@@ -486,7 +490,7 @@ class ActorRef:
             CallTimeout: no reply within `timeout`; the actor may still handle it.
             MailboxFull: the mailbox is full and its policy is "fail_fast".
             RuntimeError: an actor called itself (it would wait forever), for a
-                handler that is not inline.
+                handler that is not inline, or for any handler from `started()`.
 
         Cancellation abandons the reply; the actor may still handle the message.
         An inline handler's work is cancelled instead, on a timeout too.
