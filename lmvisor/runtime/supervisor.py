@@ -11,7 +11,9 @@ Contract (OTP's supervisor.erl, with Akka's restart backoff):
   gets back an instance that already ran is a programming error, so the
   supervisor reports it (`start_error`, a `ValueError` naming the child) and
   exits at once with that `ValueError` instead of retrying.
-- When a child exits, `should_restart` (restart type x reason) decides. A
+- When a child exits, it is reported as `child_terminated` (a permanent
+  child whatever its reason, as OTP does; any other only when abnormal) and
+  `should_restart` (restart type x reason) decides. A
   restart applies the strategy: "one_for_one" restarts that child;
   "rest_for_one" stops the children started after it (in reverse) and
   restarts it and them in order; "one_for_all" does so with every child.
