@@ -1,9 +1,11 @@
 """Per-runtime names for actors: unique names, duplicate keys (pub/sub), and `via` addresses.
 
-Names are any hashable (``"cache"``, ``("lm_provider", "openai")``). An entry
-is removed the moment its actor dies, so a name never points at a dead actor;
-a supervisor re-registers a restarted child under its spec's name, and
-`via(name)` resolves to whichever incarnation holds the name at each send.
+Names are any hashable (``"cache"``, ``("lm_provider", "openai")``); an actor
+may hold several (OTP's `register` allows one a process). A taken name raises
+`NameAlreadyRegistered`. An entry is removed the moment its actor dies, so a
+name never points at a dead actor; a supervisor re-registers a restarted
+child under its spec's name, and `via(name)` resolves to whichever
+incarnation holds the name at each send.
 """
 
 from __future__ import annotations
