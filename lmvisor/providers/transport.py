@@ -191,7 +191,8 @@ class ErrorMap:
             detail prefixed with `body_detail`.
         build: the library would not build the request (a header value or URL it
             cannot send) -> `RequestBuildError`; tried before `wire` (a library may
-            file it under its wire errors). A `ValueError` always counts as one.
+            file it under its wire errors). Any other `ValueError` counts as one too,
+            once `wire` did not claim it (ssl's verify failure is a ValueError).
         wire: any other failure on the wire -> `ProviderConnectionError`.
     """
 
@@ -244,12 +245,14 @@ def mapped_error(
         return errors.body_error(
             provider=provider, model=model, detail=f"{errors.body_detail}: {exc}"
         )
-    if isinstance(exc, (ValueError, *errors.build)):
+    if isinstance(exc, errors.build):
         return request_build_error(exc, provider, model)
     if isinstance(exc, errors.wire):
         return ProviderConnectionError(
             provider=provider, model=model, detail=str(exc) or type(exc).__name__
         )
+    if isinstance(exc, ValueError):  # after `wire`: a TLS verify failure is a ValueError too
+        return request_build_error(exc, provider, model)
     return None
 
 

@@ -73,6 +73,26 @@ that half-closes (shuts down its sending side) counts as gone: the server sees t
 same FIN from it as from a client that closed, and cannot tell them apart without
 writing; nginx too answers a FIN while it waits upstream with 499.
 
+Send deadline: uvicorn writes an answer into the transport's buffer and, once the
+buffer passes its high-water mark (64 KiB), the transport pauses writing and the
+request's next `send` waits in `FlowControl.drain` until it resumes, without bound: a
+client that stops reading held the request task (a stream's) and the connection
+forever, and one whose answer was written whole held the connection (a close waits
+for the buffer to drain). Here the pause arms one timer (`send_timeout` seconds; a
+connection whose buffer never fills, nearly every one, costs none), cancelled when
+writing resumes, so a client that reads, however slowly, keeps its answer. When it
+fires the connection is reset (SO_LINGER 0, then `abort`: the unsent bytes are
+dropped, in the kernel too) and `connection_lost` ends the request as for a
+disconnect: a waiting `send` returns, a run not yet answered is cancelled, a stream's
+disconnect listener cancels it.
+
+Refusals: the answers the protocol gives itself (the 408s, 431 and 400 above, uvicorn's
+400 for a malformed body) never reach the app's plumbing, so `refused` is told of each
+(a reason, the status, the request if one was parsed), and of each body refused (whose
+408 or 413 the app writes) and each send deadline: the daemon counts them
+(`lmvisor_http_refused_total`) and writes their access log lines
+(`middleware.refusal_recorder`).
+
 `http_protocol()` names the class for `uvicorn.Config(http=...)`: this one (httptools
 is a dependency), else, where httptools cannot be imported, uvicorn's default choice
 (h11, with neither the body deadline nor the cancellation on disconnect).

@@ -33,7 +33,8 @@ def _event_type_argument(call: ast.Call) -> ast.expr | None:
 
 class TestNames:
     def test_every_name_is_listed_once(self) -> None:
-        """EVENT_TYPES, METRIC_NAMES and HTTP_METRIC_NAMES hold every constant of the module, each value once."""
+        """EVENT_TYPES, METRIC_NAMES and HTTP_METRIC_NAMES hold every constant of the module,
+        each value once."""
         constants = {
             key: value
             for key, value in vars(names).items()
