@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from lmvisor.runtime import Exit as Exit
     from lmvisor.runtime import LmvisorError as LmvisorError
     from lmvisor.runtime import MailboxFull as MailboxFull
+    from lmvisor.runtime import NameAlreadyRegistered as NameAlreadyRegistered
     from lmvisor.runtime import NameNotRegistered as NameNotRegistered
     from lmvisor.runtime import RateLimited as RateLimited
     from lmvisor.runtime import Runtime as Runtime

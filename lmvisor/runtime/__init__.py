@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from lmvisor.runtime.errors import DeadlineExceeded as DeadlineExceeded
     from lmvisor.runtime.errors import LmvisorError as LmvisorError
     from lmvisor.runtime.errors import MailboxFull as MailboxFull
+    from lmvisor.runtime.errors import NameAlreadyRegistered as NameAlreadyRegistered
     from lmvisor.runtime.errors import NameNotRegistered as NameNotRegistered
     from lmvisor.runtime.errors import ProtectionError as ProtectionError
     from lmvisor.runtime.errors import RateLimited as RateLimited

@@ -172,13 +172,17 @@ async def stop_processes_at_once(
         _report_shutdown(owner, spec, proc.exit_reason)
 
 
-def report_exit(owner: Actor, child_id: str, reason: object) -> None:
-    """Report a child's exit as `child_terminated`, unless it was orderly."""
-    if is_shutdown_exit(reason):
+def report_exit(owner: Actor, spec: ChildSpec, reason: object) -> None:
+    """Report a child's exit as `child_terminated`, unless it was orderly and allowed.
+
+    As OTP's `do_restart` does, a permanent child is reported whatever its
+    reason ("normal" and "shutdown" included): it was never meant to exit.
+    """
+    if spec.restart != "permanent" and is_shutdown_exit(reason):
         return
     sup = owner._process
     sup.runtime.reports.supervisor_report(
-        supervisor=sup.name, context="child_terminated", reason=reason, offender=child_id
+        supervisor=sup.name, context="child_terminated", reason=reason, offender=spec.id
     )
 
 

@@ -567,7 +567,7 @@ class _Process(Mailbox):
             self.monitoring = {}
         self.monitoring[target] = None
 
-    def demonitor(self, target: _Process) -> None:
+    def demonitor(self, target: _Process, *, flush: bool = False) -> None:
         watchers = target.watchers
         if watchers is not None and self in watchers:
             watchers[self] -= 1
@@ -575,6 +575,23 @@ class _Process(Mailbox):
                 del watchers[self]
                 if self.monitoring is not None:
                     self.monitoring.pop(target, None)
+        if flush:
+            self._flush_down(target.ref)
+
+    def _flush_down(self, ref: ActorRef) -> None:
+        """Drop the `Down`s for `ref` still queued (OTP's ``demonitor(Ref, [flush])``)."""
+        queue = self._queue
+        if type(queue) is not deque or not queue:
+            return
+        kept = [item for item in queue if type(item) is not Down or item.ref is not ref]
+        dropped = len(queue) - len(kept)
+        if dropped:
+            # in place: the message loop holds this deque
+            queue.clear()
+            queue.extend(kept)
+            for _ in range(dropped):
+                if self._putters:
+                    self._wake_putter()
 
     # --- reporting -------------------------------------------------------------------
 

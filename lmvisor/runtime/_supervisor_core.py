@@ -183,9 +183,9 @@ class _SupervisorCore(Actor):
         return proc.ref
 
     def _child_exited(self, child: Child, ref: ActorRef, reason: object) -> None:
-        """Forget the exited process; report it and keep its reason unless it was a shutdown."""
+        """Forget the exited process, report it (see `report_exit`), keep an abnormal reason."""
         child.proc = None
-        report_exit(self, child.spec.id, reason)
+        report_exit(self, child.spec, reason)
         child.last_exit = reason
         child.gave_up = getattr(ref._proc.actor, "_gave_up", None)
         if not is_shutdown_exit(reason):

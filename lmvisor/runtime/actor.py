@@ -45,7 +45,11 @@ Contract:
   returns the exit reason once the exit is fully handled.
 - `link(ref)`: when either dies abnormally the other stops with the same
   reason, unless it has `trap_exits = True`, in which case it gets an `Exit`
-  message. `monitor(ref)` delivers `Down(ref, reason)` when `ref` exits. A
+  message. It stops as `stop` does: after its current handler, running
+  `terminate` (OTP's exit signal kills a non-trapping process at once; a
+  handler here is not interrupted, so one stuck in an await keeps it alive).
+  `monitor(ref)` delivers `Down(ref, reason)` when `ref` exits;
+  `demonitor(ref, flush=True)` also drops a `Down` already queued. A
   Down/Exit for an actor with no handler for it is reported and dropped. As
   in OTP, an actor's links and the monitors it holds die with it.
 - Exit reasons: "normal", "shutdown", `Shutdown(detail)`, "killed" (cancelled)
@@ -323,12 +327,20 @@ class Actor:
         self._process.unlink(ref._proc)
 
     def monitor(self, ref: ActorRef) -> None:
-        """Receive `Down(ref, reason)` when `ref` exits (at once, "noproc", if it is dead)."""
+        """Receive `Down(ref, reason)` when `ref` exits (at once, "noproc", if it is dead).
+
+        There are no monitor references: monitoring `ref` twice still brings
+        one `Down`, and it takes two `demonitor` calls to stop it.
+        """
         self._process.monitor(ref._proc)
 
-    def demonitor(self, ref: ActorRef) -> None:
-        """Stop monitoring `ref`; a Down already queued is still delivered."""
-        self._process.demonitor(ref._proc)
+    def demonitor(self, ref: ActorRef, *, flush: bool = False) -> None:
+        """Stop monitoring `ref` (once per `monitor` call).
+
+        A `Down` for `ref` already queued is still delivered, unless `flush`
+        is set: then it is removed, as OTP's ``demonitor(Ref, [flush])`` does.
+        """
+        self._process.demonitor(ref._proc, flush=flush)
 
     def _child_statistics(self) -> tuple[ChildStatistics, ...] | None:
         return None
@@ -340,9 +352,13 @@ async def _until_running(proc: _Process, msg: object, timeout: float | None) -> 
     Raises:
         CallTimeout: `started()` outlasted the timeout.
         ActorExited: the incarnation is not serving (its start failed, or it stops).
+        RuntimeError: called from the actor's own `started()`.
     """
     ready = proc.ready
     if proc.status is ActorStatus.STARTING and ready is not None:
+        if proc.task is asyncio.current_task():
+            # its own started(): `ready` waits for this very call (OTP's calling_self)
+            raise RuntimeError(f"{proc.name} called itself with {type(msg).__qualname__}")
         loop = proc._loop
         began = loop.time()
         try:
@@ -474,7 +490,7 @@ class ActorRef:
             CallTimeout: no reply within `timeout`; the actor may still handle it.
             MailboxFull: the mailbox is full and its policy is "fail_fast".
             RuntimeError: an actor called itself (it would wait forever), for a
-                handler that is not inline.
+                handler that is not inline, or for any handler from `started()`.
 
         Cancellation abandons the reply; the actor may still handle the message.
         An inline handler's work is cancelled instead, on a timeout too.

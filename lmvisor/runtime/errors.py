@@ -5,6 +5,7 @@
     │   ├── ActorExited             the callee died (or was dead) before replying
     │   ├── CallTimeout             no reply in time (also a built-in TimeoutError)
     │   ├── MailboxFull             fail-fast mailbox at capacity
+    │   ├── NameAlreadyRegistered   a live actor holds the name (also a built-in ValueError)
     │   └── NameNotRegistered       via(name) resolved to nothing
     ├── DeadlineExceeded            the call's deadline passed (also a built-in TimeoutError)
     ├── SupervisorError             a child could not be started or managed
@@ -40,6 +41,7 @@ __all__ = [
     "DeadlineExceeded",
     "LmvisorError",
     "MailboxFull",
+    "NameAlreadyRegistered",
     "NameNotRegistered",
     "ProtectionError",
     "RateLimited",
@@ -114,6 +116,24 @@ class MailboxFull(ActorError):
             f"mailbox of {actor} is full (capacity {capacity})",
             context={"actor": actor, "capacity": capacity},
         )
+
+
+class NameAlreadyRegistered(ActorError, ValueError):
+    """A live actor holds the unique name (OTP's ``{already_started, Pid}``).
+
+    A `ValueError` too, as it was before it had a type of its own. `holder`
+    names the actor that has it; `Registry.whereis(name)` gives its ref.
+    """
+
+    code = "name_already_registered"
+
+    def __init__(self, *, name: object, namespace: str, holder: str) -> None:
+        super().__init__(
+            f"name {name!r} is already registered to {holder} in namespace {namespace!r}",
+            context={"name": repr(name), "namespace": namespace, "holder": holder},
+        )
+        self.name = name
+        self.holder = holder
 
 
 class NameNotRegistered(ActorError):

@@ -1,9 +1,11 @@
 """Per-runtime names for actors: unique names, duplicate keys (pub/sub), and `via` addresses.
 
-Names are any hashable (``"cache"``, ``("lm_provider", "openai")``). An entry
-is removed the moment its actor dies, so a name never points at a dead actor;
-a supervisor re-registers a restarted child under its spec's name, and
-`via(name)` resolves to whichever incarnation holds the name at each send.
+Names are any hashable (``"cache"``, ``("lm_provider", "openai")``); an actor
+may hold several (OTP's `register` allows one a process). A taken name raises
+`NameAlreadyRegistered`. An entry is removed the moment its actor dies, so a
+name never points at a dead actor; a supervisor re-registers a restarted
+child under its spec's name, and `via(name)` resolves to whichever
+incarnation holds the name at each send.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar, final
 
-from lmvisor.runtime.errors import ActorExited, NameNotRegistered
+from lmvisor.runtime.errors import ActorExited, NameAlreadyRegistered, NameNotRegistered
 from lmvisor.runtime.messages import Call, Cast
 
 if TYPE_CHECKING:
@@ -75,16 +77,14 @@ class Registry:
         """Give `ref` the unique `name` until it dies or is unregistered.
 
         Raises:
-            ValueError: `name` is held by a live actor, or `ref` is from another runtime.
+            NameAlreadyRegistered: `name` is held by a live actor (a `ValueError`).
+            ValueError: `ref` is from another runtime.
             ActorExited: `ref` is dead.
         """
         proc = self._check(ref)
         holder = self._unique.get(name)
         if holder is not None:
-            raise ValueError(
-                f"name {name!r} is already registered to {holder.name} "
-                f"in namespace {self._namespace!r}"
-            )
+            raise NameAlreadyRegistered(name=name, namespace=self._namespace, holder=holder.name)
         self._unique[name] = ref
         if proc.names is None:
             proc.names = []

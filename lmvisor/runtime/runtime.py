@@ -297,7 +297,8 @@ class Runtime:
         with that exception (seen by links and monitors).
 
         Raises:
-            ValueError: `name` is taken, or `actor` is already running.
+            NameAlreadyRegistered: `name` is taken (a `ValueError`).
+            ValueError: `actor` is already running.
             RuntimeError: the runtime is closed.
         """
         proc = self._new_process(actor)
@@ -313,7 +314,8 @@ class Runtime:
 
         Raises:
             StartError: `started()` raised (cause chained); its name is freed.
-            ValueError: `name` is taken, or `actor` is already running.
+            NameAlreadyRegistered: `name` is taken (a `ValueError`).
+            ValueError: `actor` is already running.
             RuntimeError: the runtime is closed.
         """
         proc = self._new_process(actor)

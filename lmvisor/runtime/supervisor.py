@@ -11,7 +11,9 @@ Contract (OTP's supervisor.erl, with Akka's restart backoff):
   gets back an instance that already ran is a programming error, so the
   supervisor reports it (`start_error`, a `ValueError` naming the child) and
   exits at once with that `ValueError` instead of retrying.
-- When a child exits, `should_restart` (restart type x reason) decides. A
+- When a child exits, it is reported as `child_terminated` (a permanent
+  child whatever its reason, as OTP does; any other only when abnormal) and
+  `should_restart` (restart type x reason) decides. A
   restart applies the strategy: "one_for_one" restarts that child;
   "rest_for_one" stops the children started after it (in reverse) and
   restarts it and them in order; "one_for_all" does so with every child.
@@ -24,6 +26,9 @@ Contract (OTP's supervisor.erl, with Akka's restart backoff):
   "one_for_one" and "rest_for_one" retry from the child that failed;
   "one_for_all" stops the siblings it had already restarted and restarts
   the whole group again (OTP's `one_for_all_other_child_fails_restart`).
+  Under "rest_for_one", a pending restart is dropped when a child started
+  before its group crashed meanwhile: that child's restart, which covers
+  the group, starts them after it.
 - Intensity: more than `max_restarts` restarts within `max_seconds` (default
   3 in 5 s, on the runtime's `Clock`) makes the supervisor stop its children
   and exit with ``Shutdown("reached_max_restart_intensity")``; its parent then
@@ -301,8 +306,10 @@ class Supervisor(_SupervisorCore):
     def _check_auto_shutdown(self, child: Child) -> None:
         if not child.spec.significant or self._auto_shutdown == "never":
             return
+        # a child awaiting its restart has not exited (OTP counts a `restarting` pid alive)
         if self._auto_shutdown == "any_significant" or not any(
-            c.spec.significant and c.proc is not None for c in self._children
+            c.spec.significant and (c.proc is not None or c.status == "restarting")
+            for c in self._children
         ):
             self.stop("shutdown")
 
@@ -340,7 +347,24 @@ class Supervisor(_SupervisorCore):
 
     @handler
     async def _on_try_again(self, msg: _TryAgainRestart) -> None:
+        if self._strategy == "rest_for_one" and self._earlier_restarting(msg.ids):
+            return  # that child's own pending restart brings these back after it
         await self._start_group(msg.ids)
+
+    def _earlier_restarting(self, ids: tuple[str, ...]) -> bool:
+        """rest_for_one: whether a child started before the group awaits its own restart.
+
+        A delayed restart (backoff, or a retry) can still be pending when a
+        child started earlier crashes; that child's group holds every child
+        after it, so starting this one first would run them while it is down.
+        """
+        group = set(ids)
+        for child in self._children:
+            if child.spec.id in group:
+                return False
+            if child.status == "restarting":
+                return True
+        return False
 
     async def _start_group(self, ids: tuple[str, ...]) -> None:
         started: list[Child] = []

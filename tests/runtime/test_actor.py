@@ -86,6 +86,14 @@ class Recursive(Actor):
         return "no error"
 
 
+class BlockingWatcher(Watcher):
+    """A Watcher that can be held inside a handler while notices queue up."""
+
+    @handler
+    async def block(self, msg: Block) -> None:
+        await msg.gate.wait()
+
+
 def _taken(ref: ActorRef) -> bool:
     """True once the first message was received and taken out of the mailbox."""
     stats = ref.statistics().mailbox
@@ -529,6 +537,27 @@ class TestLinksAndMonitors:
         watcher.monitor(target)
         await eventually(lambda: len(watcher.seen) == 1)
         assert watcher.seen == [Down(ref=target, reason="noproc")]
+
+    @pytest.mark.parametrize("flush", [True, False])
+    async def test_demonitor_flush_drops_a_queued_down(self, runtime: Runtime, flush: bool) -> None:
+        """demonitor(flush=True) drops a Down already queued (OTP's [flush]); without, it stays."""
+        watcher = BlockingWatcher()
+        w = await runtime.spawn(watcher)
+        target = await runtime.spawn(Counter())
+        other = await runtime.spawn(Counter())
+        watcher.monitor(target)
+        watcher.monitor(other)
+        gate = asyncio.Event()
+        blocked = asyncio.ensure_future(w.call(Block(gate)))
+        await eventually(lambda: _taken(w))
+        await target.stop("bye")
+        await other.stop("also")
+        watcher.demonitor(target, flush=flush)
+        gate.set()
+        await blocked
+        assert await w.call(Get()) == (1 if flush else 2)
+        expected = [Down(ref=other, reason="also")]
+        assert watcher.seen == (expected if flush else [Down(ref=target, reason="bye"), *expected])
 
     async def test_link_propagates_crash_to_non_trapping_actor(self, runtime: Runtime) -> None:
         """A crash of a linked actor stops the other with the same reason."""

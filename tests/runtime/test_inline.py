@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 
 import pytest
 
 from lmvisor.runtime.actor import Actor, handler
 from lmvisor.runtime.correlation import correlation_scope, current_correlation_id
-from lmvisor.runtime.errors import ActorExited, CallTimeout
+from lmvisor.runtime.errors import ActorExited, CallTimeout, StartError
 from lmvisor.runtime.messages import Call, Cast
 from lmvisor.runtime.runtime import Runtime
 
@@ -87,6 +88,13 @@ class Worker(Actor):
     @handler
     async def hold(self, msg: Hold) -> None:
         await msg.gate.wait()
+
+
+class SelfCallingStart(Worker):
+    """Calls its own inline handler from `started()`."""
+
+    async def started(self) -> None:
+        await self.ref.call(Fail(), timeout=None)
 
 
 class SlowStart(Worker):
@@ -241,6 +249,15 @@ class TestInlineHandlers:
         with pytest.raises(CallTimeout, match=r"timed out after 0\.2s$"):
             await call
         assert (actor.running, actor.cancelled) == (0, 1)
+
+    async def test_call_to_itself_from_started_fails_at_once(self, runtime: Runtime) -> None:
+        """An inline call from the actor's own started() raises instead of waiting for it."""
+        with pytest.raises(StartError) as caught:
+            await asyncio.wait_for(runtime.spawn(SelfCallingStart()), 5.0)
+        assert isinstance(caught.value.reason, RuntimeError)
+        assert re.match(
+            r"^SelfCallingStart<\d+> called itself with Fail$", str(caught.value.reason)
+        )
 
     async def test_call_to_a_dead_actor_raises_at_once(self, runtime: Runtime) -> None:
         """An inline call to a stopped actor raises ActorExited without running."""

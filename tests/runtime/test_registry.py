@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmvisor.runtime.errors import ActorExited, NameNotRegistered
+from lmvisor.runtime.errors import ActorExited, NameAlreadyRegistered, NameNotRegistered
 from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.registry import RegistryStatistics
 from lmvisor.runtime.runtime import Runtime
@@ -21,14 +21,19 @@ class TestUniqueNames:
         assert runtime.whereis("other") is None
 
     async def test_duplicate_registration_raises(self, runtime: Runtime) -> None:
-        """Registering a held name raises ValueError naming the holder."""
+        """Registering a held name raises NameAlreadyRegistered (a ValueError) naming the holder."""
         a = await runtime.spawn(Counter(), name="cache")
         b = await runtime.spawn(Counter())
         with pytest.raises(
-            ValueError,
+            NameAlreadyRegistered,
             match=rf"^name 'cache' is already registered to {a.name} in namespace ",
-        ):
+        ) as caught:
             runtime.registry.register("cache", b)
+        assert isinstance(caught.value, ValueError)
+        assert (caught.value.name, caught.value.holder) == ("cache", a.name)
+        with pytest.raises(NameAlreadyRegistered, match=r"^name 'cache' is already registered"):
+            await runtime.spawn(Counter(), name="cache")
+        assert runtime.whereis("cache") is a
 
     async def test_name_is_removed_when_actor_dies(self, runtime: Runtime) -> None:
         """A dead actor's names disappear, so the name can be reused."""

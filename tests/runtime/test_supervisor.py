@@ -206,9 +206,16 @@ class TestIntensity:
                 await worker.wait_exit()
             reason = await inner.wait_exit()
         assert reason == Shutdown("reached_max_restart_intensity")
-        reports = [e for e in logs if e["event"] == "supervisor.report"]
-        assert reports[-1]["context"] == "shutdown"
-        assert reports[-1]["reason"] == "reached_max_restart_intensity"
+        reports = [
+            (e["supervisor"], e["context"], e["reason"], e["offender"])
+            for e in logs
+            if e["event"] == "supervisor.report"
+        ]
+        # the inner gives up; the outer, as OTP's, reports its permanent child's exit
+        assert reports[-2:] == [
+            (inner.name, "shutdown", "reached_max_restart_intensity", "w"),
+            (outer.name, "child_terminated", reason, "inner"),
+        ]
         new_inner = (await _refs(outer))["inner"]
         assert new_inner is not None and new_inner != inner
         assert (await _refs(new_inner))["w"] is not None
@@ -265,6 +272,38 @@ class TestReports:
         assert report["reason"] is reason
         assert report["offender"] == "w"
         assert [e["event"] for e in logs if e["log_level"] == "debug"] == ["supervisor.progress"]
+
+    @pytest.mark.parametrize(
+        ("restart", "reason", "reported"),
+        [
+            ("permanent", "normal", True),
+            ("permanent", "shutdown", True),
+            ("permanent", Shutdown("done"), True),
+            ("transient", "normal", False),
+            ("transient", "shutdown", False),
+            ("transient", Shutdown("done"), False),
+            ("temporary", "normal", False),
+            ("temporary", Shutdown("done"), False),
+        ],
+    )
+    async def test_orderly_exit_is_reported_only_for_a_permanent_child(
+        self, runtime: Runtime, restart: str, reason: object, reported: bool
+    ) -> None:
+        """As OTP's do_restart: a permanent child's exit is child_terminated whatever its reason."""
+        log: list[str] = []
+        sup = await _start_sup(runtime, [_spec(log, "w", restart=restart)])
+        ref = (await _refs(sup))["w"]
+        assert ref is not None
+        with capture_logs() as logs:
+            await ref.cast(StopMe(reason))
+            await ref.wait_exit()
+            await which_children(sup)
+        reports = [
+            (e["context"], e["reason"], e["offender"])
+            for e in logs
+            if e["event"] == "supervisor.report"
+        ]
+        assert reports == ([("child_terminated", reason, "w")] if reported else [])
 
 
 class TestShutdown:
@@ -367,6 +406,33 @@ class TestNamesAndBackoff:
         await eventually(lambda: runtime.tree().find("w").status == "running")  # type: ignore[union-attr]
         assert (await which_children(sup))[0].ref is not None
 
+    async def test_rest_for_one_pending_restart_waits_for_an_earlier_crash(
+        self, runtime: Runtime, mock_clock: MockClock
+    ) -> None:
+        """rest_for_one: a delayed restart of b, c never starts them before a crashed a is back."""
+        log: list[str] = []
+        specs = [_spec(log, label) for label in ("a", "b", "c")]
+        backoff = Backoff(min=1.0, max=8.0, jitter=0.0)
+        sup = await _start_sup(
+            runtime, specs, strategy="rest_for_one", backoff=backoff, max_restarts=10
+        )
+        refs = await _refs(sup)
+        assert refs["a"] is not None and refs["b"] is not None
+        log.clear()
+        await _crash(refs["b"])  # b and c wait 1 s
+        await _crash(refs["a"])  # a, b and c wait 2 s
+        await eventually(lambda: mock_clock.sleepers == 2)  # two delayed restarts
+        mock_clock.advance(1.0)
+        await eventually(lambda: sup.statistics().in_flight == 1)  # b's attempt is queued
+        assert [(c.id, c.status) for c in await which_children(sup)] == [
+            ("a", "restarting"), ("b", "restarting"), ("c", "restarting"),
+        ]  # fmt: skip
+        mock_clock.advance(1.0)
+        await eventually(lambda: runtime.tree().find("c").status == "running")  # type: ignore[union-attr]
+        assert [line for line in log if line.endswith(":started")] == [
+            "a:started", "b:started", "c:started",
+        ]  # fmt: skip
+
     async def test_restarting_child_cannot_be_restarted_or_deleted(
         self, runtime: Runtime, mock_clock: MockClock
     ) -> None:
@@ -420,6 +486,31 @@ class TestAllSignificant:
         assert [c.id for c in await which_children(sup)] == ["s2"]
         await s2.cast(StopMe("normal"))
         assert await sup.wait_exit() == "shutdown"
+
+    async def test_a_significant_child_awaiting_restart_has_not_exited(
+        self, runtime: Runtime, mock_clock: MockClock
+    ) -> None:
+        """all_significant: a crashed transient child waiting out its backoff still counts."""
+        log: list[str] = []
+        specs = [
+            _spec(log, "s1", restart="transient", significant=True),
+            _spec(log, "s2", restart="transient", significant=True),
+        ]
+        backoff = Backoff(min=1.0, max=8.0, jitter=0.0)
+        sup = await _start_sup(runtime, specs, auto_shutdown="all_significant", backoff=backoff)
+        refs = await _refs(sup)
+        s1, s2 = refs["s1"], refs["s2"]
+        assert s1 is not None and s2 is not None
+        await _crash(s1)
+        await s2.cast(StopMe("normal"))
+        await s2.wait_exit()
+        assert [(c.id, c.status) for c in await which_children(sup)] == [
+            ("s1", "restarting"), ("s2", "stopped"),
+        ]  # fmt: skip
+        await eventually(lambda: mock_clock.sleepers == 1)
+        mock_clock.advance(1.0)
+        await eventually(lambda: runtime.tree().find("s1").status == "running")  # type: ignore[union-attr]
+        assert sup.alive
 
 
 class TestFlags:
