@@ -416,6 +416,10 @@ class ServerConfig(BaseModel):
     - `header_timeout`: seconds a request's head (request line and headers) may
       take to arrive once its first byte has (408 and the connection closed beyond
       it), so a client that trickles headers (slowloris) cannot hold a connection.
+    - `send_timeout`: seconds an answer may stay stuck in the daemon's write buffer
+      (the client reads nothing, or too little for the buffer to drain) before the
+      connection is reset and the request ended, so a client that never reads its
+      answer cannot hold a connection and a request forever.
     - `request_timeout`: the deadline of a request that sends no
       `X-Request-Timeout` header (None: no deadline); `max_request_timeout`
       caps what a header may ask for.
@@ -444,6 +448,8 @@ class ServerConfig(BaseModel):
     """0.1 s to an hour: a body is never waited for without bound."""
     header_timeout: float = Field(default=10.0, ge=0.1, le=3600.0, allow_inf_nan=False)
     """0.1 s to an hour: a head is a few kilobytes, never waited for without bound."""
+    send_timeout: float = Field(default=30.0, ge=0.1, le=3600.0, allow_inf_nan=False)
+    """0.1 s to an hour: a client that stops reading is never waited for without bound."""
     request_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_request_timeout: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
     gc_tuning: bool = True

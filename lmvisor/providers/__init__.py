@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from lmvisor.providers.errors import ProviderTimeout as ProviderTimeout
     from lmvisor.providers.errors import QuotaExceeded as QuotaExceeded
     from lmvisor.providers.errors import RateLimitError as RateLimitError
+    from lmvisor.providers.errors import RequestBuildError as RequestBuildError
     from lmvisor.providers.errors import ResponseFormatError as ResponseFormatError
     from lmvisor.providers.errors import ServerError as ServerError
     from lmvisor.providers.errors import UnsupportedMedia as UnsupportedMedia

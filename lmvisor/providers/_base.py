@@ -34,7 +34,12 @@ from lmvisor.providers.errors import (
 )
 from lmvisor.providers.pricing import ModelPrice, price_for
 from lmvisor.providers.sse import SSEEvent
-from lmvisor.providers.transport import Transport, TransportStatistics, build_transport
+from lmvisor.providers.transport import (
+    Transport,
+    TransportStatistics,
+    build_transport,
+    request_build_error,
+)
 
 __all__ = [
     "MAX_COUNT",
@@ -326,14 +331,17 @@ class HttpVendorClient(ABC):
         model: str,
         timeout: float,  # noqa: ASYNC109 - passed down to the transport
     ) -> LMResponse:
-        resp = await self._transport.post_json(
-            self._endpoint,
-            headers=self._plain_headers,
-            body=body,
-            timeout=timeout,
-            provider=self._name,
-            model=model,
-        )
+        try:
+            resp = await self._transport.post_json(
+                self._endpoint,
+                headers=self._plain_headers,
+                body=body,
+                timeout=timeout,
+                provider=self._name,
+                model=model,
+            )
+        except ValueError as exc:  # the request is built: this is the HTTP client's own
+            raise request_build_error(exc, self._name, model) from exc
         if resp.status >= 300:
             raise self._status_error(model, resp.status, resp.headers, resp.body)
         try:

@@ -15,7 +15,7 @@ from typing import Any, final
 from lmvisor.providers._base import decode_json, shape_error
 from lmvisor.providers.aiohttp_transport import AiohttpTransport
 from lmvisor.providers.errors import error_from_status
-from lmvisor.providers.transport import Transport
+from lmvisor.providers.transport import Transport, request_build_error
 
 __all__ = ["OpenAIEmbeddings"]
 
@@ -89,14 +89,18 @@ class OpenAIEmbeddings:
         """
         body = {"model": self._wire_model, "input": list(texts), "encoding_format": "float"}
         body.update({k: v for k, v in params.items() if v is not None})
-        resp = await self._transport.post_json(
-            self._url,
-            headers=self._headers,
-            body=json.dumps(body).encode(),
-            timeout=self._timeout,
-            provider=self._name,
-            model=self._wire_model,
-        )
+        encoded = json.dumps(body).encode()
+        try:
+            resp = await self._transport.post_json(
+                self._url,
+                headers=self._headers,
+                body=encoded,
+                timeout=self._timeout,
+                provider=self._name,
+                model=self._wire_model,
+            )
+        except ValueError as exc:  # the body is built: this is the HTTP client's own
+            raise request_build_error(exc, self._name, self._wire_model) from exc
         if resp.status >= 300:
             raise error_from_status(
                 provider=self._name,

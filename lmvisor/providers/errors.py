@@ -16,7 +16,10 @@
         ├── ProviderTimeout           no answer in time, or 408 (also a built-in TimeoutError)
         ├── ProviderConnectionError   connect failed or the connection dropped (also a
         │                             built-in ConnectionError)
-        └── ResponseFormatError       the vendor's body is not what its API promises
+        ├── ResponseFormatError       the vendor's body is not what its API promises
+        └── RequestBuildError         the HTTP client refused to build the request (a
+                                      header or URL it cannot send): not the caller's
+                                      input and not the vendor's answer; not retried
 
 `retryable` follows the vendors' own SDKs: 408, 409, 429, 5xx, 529 and
 connection failures retry; a 429 for an exhausted quota does not. Every error
@@ -53,6 +56,7 @@ __all__ = [
     "ProviderTimeout",
     "QuotaExceeded",
     "RateLimitError",
+    "RequestBuildError",
     "ResponseFormatError",
     "ServerError",
     "UnsupportedMedia",
@@ -218,6 +222,15 @@ class ResponseFormatError(ProviderError):
 
     code = "provider_response_format"
     _summary = "malformed response"
+
+
+class RequestBuildError(ProviderError):
+    """The HTTP client would not build the vendor request (a header value or URL it cannot
+    send, as a provider's configuration can hold): a fault of the client's setup, not of
+    the caller's input nor of the vendor; the same call fails again, so it is not retried."""
+
+    code = "provider_request_build"
+    _summary = "the HTTP client could not build the request"
 
 
 # --- mapping --------------------------------------------------------------------

@@ -26,7 +26,8 @@ _HTTPX_ERRORS = ErrorMap(
     body=(httpx.DecodingError,),
     body_error=ResponseFormatError,
     body_detail="undecodable body",
-    wire=(httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError),
+    wire=(httpx.HTTPError, httpx.StreamError, OSError),
+    build=(httpx.LocalProtocolError, httpx.InvalidURL),
 )
 
 

@@ -21,8 +21,11 @@ one pooled HTTP client. Three implementations, each in its own module:
 `build_transport(kind, ...)` makes one by name ("auto": pyreqwest when installed,
 else aiohttp). Each transport maps its library's failures once, through
 `map_errors()` and its `ErrorMap`: a timeout becomes `ProviderTimeout`, anything
-else on the wire `ProviderConnectionError`, each chained `from` the original; no library
-exception leaves a transport. HTTP statuses are not judged here: the caller
+else on the wire `ProviderConnectionError`, a `ValueError` (the library refusing to build
+the request: a header value or URL it cannot send) `RequestBuildError`, each chained
+`from` the original; no library exception leaves a transport. The vendor clients hold
+any transport to that for `post_json` (`request_build_error`): a `ValueError` from one is
+the client's own, never the caller's bad input. HTTP statuses are not judged here: the caller
 receives every status and maps it with `errors.error_from_status`. Counting
 requests is the provider actor's job, not the transport's.
 """
@@ -40,6 +43,7 @@ from lmvisor.providers.errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
+    RequestBuildError,
 )
 from lmvisor.providers.sse import SSEEvent, iter_sse
 from lmvisor.runtime.errors import LmvisorError
@@ -56,6 +60,7 @@ __all__ = [
     "mapped_chunks",
     "mapped_error",
     "raise_mapped",
+    "request_build_error",
 ]
 
 _T = TypeVar("_T")
@@ -184,6 +189,10 @@ class ErrorMap:
         timeouts: no answer in time -> `ProviderTimeout`.
         body: the answer broke off or cannot be decoded -> `body_error`, its
             detail prefixed with `body_detail`.
+        build: the library would not build the request (a header value or URL it
+            cannot send) -> `RequestBuildError`; tried before `wire` (a library may
+            file it under its wire errors). Any other `ValueError` counts as one too,
+            once `wire` did not claim it (ssl's verify failure is a ValueError).
         wire: any other failure on the wire -> `ProviderConnectionError`.
     """
 
@@ -192,6 +201,7 @@ class ErrorMap:
     body_error: type[ProviderError]
     body_detail: str
     wire: tuple[type[BaseException], ...]
+    build: tuple[type[BaseException], ...] = ()
 
 
 @contextmanager
@@ -235,11 +245,29 @@ def mapped_error(
         return errors.body_error(
             provider=provider, model=model, detail=f"{errors.body_detail}: {exc}"
         )
+    if isinstance(exc, errors.build):
+        return request_build_error(exc, provider, model)
     if isinstance(exc, errors.wire):
         return ProviderConnectionError(
             provider=provider, model=model, detail=str(exc) or type(exc).__name__
         )
+    if isinstance(exc, ValueError):  # after `wire`: a TLS verify failure is a ValueError too
+        return request_build_error(exc, provider, model)
     return None
+
+
+def request_build_error(exc: Exception, provider: str, model: str) -> RequestBuildError:
+    """The typed error for the HTTP client refusing to build a request (`exc`).
+
+    The library's own message is left out: it may quote the header value it refused,
+    often the API key (read from a file with its newline). `exc` stays chained as the cause.
+    """
+    return RequestBuildError(
+        provider=provider,
+        model=model,
+        detail=f"{type(exc).__name__}: a header value or the URL cannot be sent as "
+        "configured (check the provider's api_key, headers and base_url)",
+    )
 
 
 async def mapped_chunks(

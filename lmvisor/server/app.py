@@ -28,7 +28,6 @@ from lmvisor.server.auth import TokenSet
 from lmvisor.server.context import ServerContext
 from lmvisor.server.fast_run import RunFastPath
 from lmvisor.server.http_errors import ERROR_RESPONSES, install_error_handlers
-from lmvisor.server.http_metrics import HttpMetrics
 from lmvisor.server.middleware import (
     CORRELATION_HEADER,
     TIMEOUT_HEADER,
@@ -92,7 +91,7 @@ def _plumbing(inner: ASGIApp, context: ServerContext, tokens: TokenSet) -> ASGIA
     return RequestContextMiddleware(
         inner,
         access_log=server.access_log,
-        metrics=HttpMetrics(context.runtime.metrics),
+        metrics=context.http_metrics,
         draining=context.draining,
     )
 

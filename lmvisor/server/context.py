@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from lmvisor.config.schema import LmvisorConfig, ServerConfig
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.errors import NoApplication
+from lmvisor.server.http_metrics import HttpMetrics
 from lmvisor.server.readiness import ReadinessCheck, tree_started
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class ServerContext:
     __slots__ = (
         "_app",
         "_checks",
+        "_http_metrics",
         "_metrics",
         "_ready_callbacks",
         "_routers",
@@ -65,6 +67,7 @@ class ServerContext:
         self._routers: list[APIRouter] = []
         self._ready_callbacks: list[Callable[[str], None]] = []
         self._metrics: set[str] = set()
+        self._http_metrics: HttpMetrics | None = None
         for path in self.config.server.metrics:
             self.allow_metric(path)
 
@@ -88,6 +91,14 @@ class ServerContext:
     def server(self) -> ServerConfig:
         """The `server` part of the configuration."""
         return self.config.server
+
+    @property
+    def http_metrics(self) -> HttpMetrics:
+        """The daemon's HTTP metrics in the runtime's registry, made on first use: the
+        request plumbing and the HTTP protocol count into the same one."""
+        if self._http_metrics is None:
+            self._http_metrics = HttpMetrics(self.runtime.metrics)
+        return self._http_metrics
 
     @property
     def readiness_checks(self) -> list[tuple[str, ReadinessCheck]]:

@@ -56,6 +56,7 @@ from lmvisor.server.data_lock import DataDirLock
 from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, StartupError
 from lmvisor.server.host import RegisterHook, open_context
 from lmvisor.server.http_protocol import http_protocol
+from lmvisor.server.middleware import refusal_recorder
 from lmvisor.services.app_lm import LoopbackMode
 
 __all__ = [
@@ -242,6 +243,10 @@ class Daemon:
                 http=http_protocol(
                     body_timeout=context.server.body_timeout,
                     header_timeout=context.server.header_timeout,
+                    send_timeout=context.server.send_timeout,
+                    refused=refusal_recorder(
+                        context.http_metrics, access_log=context.server.access_log
+                    ),
                 ),
                 ws="none",
                 proxy_headers=False,

@@ -94,6 +94,8 @@ STATUS_BY_ERROR: Final[Mapping[str, int]] = {
     "lmvisor.runtime.errors.DeadlineExceeded": 504,
     "lmvisor.runtime.errors.CallTimeout": 504,
     "lmvisor.providers.errors.ProviderTimeout": 504,
+    # the daemon's own HTTP client would not build the vendor request (its provider setup)
+    "lmvisor.providers.errors.RequestBuildError": 500,
     # the LM vendor failed or answered something unusable
     "lmvisor.providers.errors.ProviderError": 502,
     "lmvisor.programs.errors.AdapterParseError": 502,

@@ -3,10 +3,14 @@
 - `lmvisor_http_requests_total` counter [method, route, status]
 - `lmvisor_http_request_seconds` histogram [method, route]
 - `lmvisor_http_in_flight` gauge: requests being served now (drain progress)
+- `lmvisor_http_refused_total` counter [reason]: requests and connections the HTTP
+  protocol refused or ended itself (`http_protocol`), by one of `REFUSAL_REASONS`
+
+The names are `lmvisor.runtime.observe.names`' `METRIC_HTTP_*`.
 
 `route` is the matched route's template (`/v1/events`), never the raw path,
 and methods outside the standard set count as `OTHER`, so no client can grow
-the label sets without bound.
+the label sets without bound; a refusal's `reason` is one of a fixed few.
 
 `HttpMetrics` is a collector: a request costs a few integer additions on the
 event loop (no lock, no label lookup), and the registry reads the figures
@@ -23,12 +27,24 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from lmvisor.runtime.observe.metrics import Metrics, cumulative_buckets, le_labels
+from lmvisor.runtime.observe.names import (
+    METRIC_HTTP_IN_FLIGHT,
+    METRIC_HTTP_REFUSED,
+    METRIC_HTTP_REQUEST_SECONDS,
+    METRIC_HTTP_REQUESTS,
+)
 
-__all__ = ["HTTP_IN_FLIGHT", "HTTP_REQUESTS", "HTTP_REQUEST_SECONDS", "HttpMetrics"]
+__all__ = ["REFUSAL_REASONS", "HttpMetrics"]
 
-HTTP_REQUESTS: Final = "lmvisor_http_requests"
-HTTP_REQUEST_SECONDS: Final = "lmvisor_http_request_seconds"
-HTTP_IN_FLIGHT: Final = "lmvisor_http_in_flight"
+REFUSAL_REASONS: Final = (
+    "header_timeout",
+    "head_too_large",
+    "malformed",
+    "body_timeout",
+    "body_too_large",
+    "send_timeout",
+)
+"""Why the HTTP protocol refused a request or ended a connection (the `reason` label)."""
 
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _UNMATCHED: Final = "<unmatched>"
@@ -44,13 +60,14 @@ class HttpMetrics(Collector):
         ValueError: the registry already has these families (one per context).
     """
 
-    __slots__ = ("_counts", "_in_flight", "_timings")
+    __slots__ = ("_counts", "_in_flight", "_refused", "_timings")
 
     def __init__(self, metrics: Metrics) -> None:
         self._counts: dict[tuple[str, str, int], int] = {}
         # Per (method, route): a count per bucket (the last is +Inf), then the sum.
         self._timings: dict[tuple[str, str], list[float]] = {}
         self._in_flight = 0
+        self._refused = dict.fromkeys(REFUSAL_REASONS, 0)
         metrics.registry.register(self)
 
     @property
@@ -75,10 +92,24 @@ class HttpMetrics(Collector):
         timing[bisect_left(_BUCKETS, seconds)] += 1
         timing[-1] += seconds
 
+    def refused(self, reason: str) -> None:
+        """The HTTP protocol refused a request or ended a connection for `reason`.
+
+        Raises:
+            ValueError: `reason` is not one of `REFUSAL_REASONS`.
+        """
+        if reason not in self._refused:
+            raise ValueError(f"unknown refusal reason {reason!r}")
+        self._refused[reason] += 1
+
+    def refused_count(self, reason: str) -> int:
+        """How many refusals for `reason` were counted (0 for a reason never seen)."""
+        return self._refused.get(reason, 0)
+
     def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily | GaugeMetricFamily]:
-        """The three families as they stand now (the registry calls this on a scrape)."""
+        """The four families as they stand now (the registry calls this on a scrape)."""
         counts = CounterMetricFamily(
-            HTTP_REQUESTS,
+            METRIC_HTTP_REQUESTS,
             "HTTP requests answered, by method, route template and status.",
             labels=["method", "route", "status"],
         )
@@ -86,7 +117,7 @@ class HttpMetrics(Collector):
             counts.add_metric([method, route, str(status)], count)
         yield counts
         seconds = HistogramMetricFamily(
-            HTTP_REQUEST_SECONDS,
+            METRIC_HTTP_REQUEST_SECONDS,
             "HTTP request time, by method and route template.",
             labels=["method", "route"],
         )
@@ -96,8 +127,16 @@ class HttpMetrics(Collector):
             )
         yield seconds
         yield GaugeMetricFamily(
-            HTTP_IN_FLIGHT, "HTTP requests being served now.", value=self._in_flight
+            METRIC_HTTP_IN_FLIGHT, "HTTP requests being served now.", value=self._in_flight
         )
+        refused = CounterMetricFamily(
+            METRIC_HTTP_REFUSED,
+            "Requests and connections the HTTP protocol refused or ended itself, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in self._refused.items():
+            refused.add_metric([reason], count)
+        yield refused
 
     def describe(self) -> Iterable[CounterMetricFamily | HistogramMetricFamily | GaugeMetricFamily]:
         # Describing lets the registry reject a clashing name at registration.

@@ -73,6 +73,26 @@ that half-closes (shuts down its sending side) counts as gone: the server sees t
 same FIN from it as from a client that closed, and cannot tell them apart without
 writing; nginx too answers a FIN while it waits upstream with 499.
 
+Send deadline: uvicorn writes an answer into the transport's buffer and, once the
+buffer passes its high-water mark (64 KiB), the transport pauses writing and the
+request's next `send` waits in `FlowControl.drain` until it resumes, without bound: a
+client that stops reading held the request task (a stream's) and the connection
+forever, and one whose answer was written whole held the connection (a close waits
+for the buffer to drain). Here the pause arms one timer (`send_timeout` seconds; a
+connection whose buffer never fills, nearly every one, costs none), cancelled when
+writing resumes, so a client that reads, however slowly, keeps its answer. When it
+fires the connection is reset (SO_LINGER 0, then `abort`: the unsent bytes are
+dropped, in the kernel too) and `connection_lost` ends the request as for a
+disconnect: a waiting `send` returns, a run not yet answered is cancelled, a stream's
+disconnect listener cancels it.
+
+Refusals: the answers the protocol gives itself (the 408s, 431 and 400 above, uvicorn's
+400 for a malformed body) never reach the app's plumbing, so `refused` is told of each
+(a reason, the status, the request if one was parsed), and of each body refused (whose
+408 or 413 the app writes) and each send deadline: the daemon counts them
+(`lmvisor_http_refused_total`) and writes their access log lines
+(`middleware.refusal_recorder`).
+
 `http_protocol()` names the class for `uvicorn.Config(http=...)`: this one (httptools
 is a dependency), else, where httptools cannot be imported, uvicorn's default choice
 (h11, with neither the body deadline nor the cancellation on disconnect).
@@ -81,9 +101,12 @@ is a dependency), else, where httptools cannot be imported, uvicorn's default ch
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+import socket
+import struct
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
-from typing import Any, Final, final
+from typing import Any, Final, TypeAlias, final
 
 from lmvisor.server.errors import HeadersTooLarge, HeaderTimeout, RequestError
 from lmvisor.server.http_errors import error_payload
@@ -95,6 +118,7 @@ __all__ = [
     "CANCEL_ON_DISCONNECT",
     "CLIENT_GONE",
     "MAX_HEAD_BYTES",
+    "Refused",
     "http_protocol",
 ]
 
@@ -109,10 +133,21 @@ CLIENT_GONE: Final = "lmvisor.client_gone"
 _MALFORMED: Final = "malformed HTTP request: the request line or a header cannot be parsed"
 MAX_HEAD_BYTES: Final = 64 * 1024
 """The most bytes read while a request's head is incomplete before it is refused (431)."""
+# SO_LINGER on, zero seconds: close() resets the connection and drops the unsent bytes.
+_RESET: Final = struct.pack("ii", 1, 0)
+
+Refused: TypeAlias = Callable[[str, int | None, Mapping[str, Any] | None], None]
+"""Told of each refusal: its reason (`http_metrics.REFUSAL_REASONS`), the status the
+protocol answered (None: it answered none itself) and the request's scope, if one was
+parsed (`middleware.refusal_recorder` makes the daemon's)."""
 
 
 def http_protocol(
-    *, body_timeout: float | None = None, header_timeout: float | None = None
+    *,
+    body_timeout: float | None = None,
+    header_timeout: float | None = None,
+    send_timeout: float | None = None,
+    refused: Refused | None = None,
 ) -> type[asyncio.Protocol] | str:
     """The HTTP protocol for uvicorn: the coalescing httptools protocol, else "auto".
 
@@ -121,7 +156,16 @@ def http_protocol(
             (`server.body_timeout`); None: no deadline.
         header_timeout: seconds a request's head may take once its first byte is in
             (`server.header_timeout`); None: no deadline.
+        send_timeout: seconds the connection's write buffer may stay full (the client
+            reads too little of the answer) before the connection is reset
+            (`server.send_timeout`); None: no deadline.
+        refused: told of each request or connection the protocol refuses or ends itself.
     """
+
+    def tell(reason: str, status: int | None, scope: Mapping[str, Any] | None) -> None:
+        if refused is not None:
+            refused(reason, status, scope)
+
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # no httptools: uvicorn falls back to h11
@@ -148,6 +192,8 @@ def http_protocol(
         _head_bytes: int = 0
         # Armed while a request's head is incomplete (see `data_received`).
         _head_timer: asyncio.TimerHandle | None = None
+        # Armed while the transport has paused writing (see `pause_writing`).
+        _send_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -169,7 +215,7 @@ def http_protocol(
             if self._in_head and not self.transport.is_closing():
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD_BYTES:
-                    self._refuse_head(HeadersTooLarge(limit=MAX_HEAD_BYTES))
+                    self._refuse_head(HeadersTooLarge(limit=MAX_HEAD_BYTES), "head_too_large")
                 elif self._head_timer is None and header_timeout is not None:
                     self._head_timer = self.loop.call_later(header_timeout, self._head_late)
             cycle = self.cycle
@@ -197,12 +243,13 @@ def http_protocol(
 
         def _body_refused(self, cycle: Any) -> None:
             self.flow.pause_reading()
-            self._refuse_body(cycle, BODY_REFUSED, True)
+            self._refuse_body(cycle, BODY_REFUSED, True, "body_too_large")
 
-        def _refuse_body(self, cycle: Any, key: str, value: object) -> None:
+        def _refuse_body(self, cycle: Any, key: str, value: object, reason: str) -> None:
             """Mark `cycle`'s scope with `key` and wake its `receive` (the body limit's
             `receive` then answers); the connection closes after that answer, or now if
             the request was already answered (nothing would read the rest of its body)."""
+            tell(reason, None, cycle.scope)
             cycle.keep_alive = False
             if cycle.response_complete:
                 self.transport.close()
@@ -220,29 +267,32 @@ def http_protocol(
         def _body_late(self, cycle: Any) -> None:
             self._body_timer = None
             if cycle.more_body and not cycle.disconnected:
-                self._refuse_body(cycle, BODY_LATE, body_timeout)
+                self._refuse_body(cycle, BODY_LATE, body_timeout, "body_timeout")
 
         def _head_late(self) -> None:
             self._head_timer = None
             if self._in_head and not self.transport.is_closing():
                 assert header_timeout is not None  # the timer is only armed with one
-                self._refuse_head(HeaderTimeout(seconds=header_timeout))
+                self._refuse_head(HeaderTimeout(seconds=header_timeout), "header_timeout")
 
         def send_400_response(self, msg: str) -> None:
             cycle = self.cycle
             if cycle is not None and cycle.more_body and not cycle.response_complete:
+                tell("malformed", 400, cycle.scope)
                 super().send_400_response(msg)  # the body being read is malformed: as uvicorn
                 return
-            self._refuse_head(RequestError(_MALFORMED))
+            self._refuse_head(RequestError(_MALFORMED), "malformed")
 
-        def _refuse_head(self, error: RequestError) -> None:
-            """Answer a head that is late or too large with `error`, and close."""
+        def _refuse_head(self, error: RequestError, reason: str) -> None:
+            """Answer a head that is late, too large or malformed with `error`, and close."""
             cycle = self.cycle
             if cycle is not None and not cycle.response_complete:
+                tell(reason, None, None)
                 cycle.keep_alive = False  # an earlier answer is on its way: close after it
                 self.flow.pause_reading()  # and read nothing more of this head
                 return
             status, body = error_payload(error)
+            tell(reason, status, None)
             payload = dump_json(body)
             head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
             for name, value in self.server_state.default_headers:
@@ -293,12 +343,45 @@ def http_protocol(
             else:
                 super().timeout_keep_alive_handler()
 
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._send_timer is None and send_timeout is not None:
+                self._send_timer = self.loop.call_later(send_timeout, self._send_late)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            timer = self._send_timer
+            if timer is not None:
+                self._send_timer = None
+                timer.cancel()
+
+        def _send_late(self) -> None:
+            """The write buffer stayed full for `send_timeout`: reset the connection.
+
+            A reset, not a close: a close waits for the buffer to drain, which a client
+            that reads nothing never lets happen. `connection_lost` then ends the request
+            as for a disconnect (a blocked `send` returns, a run not yet answered is
+            cancelled, a stream is cancelled by its disconnect listener)."""
+            self._send_timer = None
+            if not self.flow.write_paused:
+                return
+            cycle = self._running
+            tell("send_timeout", None, None if cycle is None else cycle.scope)
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                # An error means the socket is already gone: the abort is all there is to do.
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+            self.transport.abort()
+
         def connection_lost(self, exc: Exception | None) -> None:
             super().connection_lost(exc)
-            for timer in (self.timeout_keep_alive_task, self._body_timer, self._head_timer):
+            timers = (self.timeout_keep_alive_task, self._body_timer, self._head_timer)
+            for timer in (*timers, self._send_timer):
                 if timer is not None:
                     timer.cancel()
             self.timeout_keep_alive_task = self._body_timer = self._head_timer = None
+            self._send_timer = None
             # uvicorn marks only the newest cycle; a pipelined one may be queued behind the
             # one being answered, which must learn of the disconnect too.
             running = self._running

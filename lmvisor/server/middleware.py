@@ -33,8 +33,8 @@ import math
 import os
 import re
 import time
-from collections.abc import Awaitable, Iterable
-from typing import Final, final
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Final, final
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -64,6 +64,7 @@ __all__ = [
     "DeadlineMiddleware",
     "RequestContextMiddleware",
     "RequestHeaders",
+    "refusal_recorder",
     "request_headers",
 ]
 
@@ -79,6 +80,9 @@ _log = get_logger("lmvisor.server")
 # The access log: a line per request, written per event-loop turn.
 _access_log = get_logger("lmvisor.server", per_turn=True)
 
+
+# Refusals the request's app answers and logs itself (see `refusal_recorder`).
+_ANSWERED_BY_APP: Final = frozenset({"body_timeout", "body_too_large"})
 
 _HEADERS_SCOPE_KEY: Final = "lmvisor.headers"
 # ASGI header names arrive lowercased.
@@ -215,6 +219,35 @@ class RequestContextMiddleware:
                 status=status,
                 duration_ms=round(seconds * 1000, 3),
             )
+
+
+def refusal_recorder(
+    metrics: HttpMetrics, *, access_log: bool = True
+) -> Callable[[str, int | None, Mapping[str, Any] | None], None]:
+    """What the HTTP protocol calls when it refuses a request or ends a connection itself.
+
+    A call `(reason, status, scope)` counts `reason` (`lmvisor_http_refused_total`)
+    and writes an access log line (`http.request` with `refused=reason`): `status` is
+    the answer the protocol wrote (None for a connection reset because its answer could
+    not be sent), `scope` the request when one was parsed (its method and path; a
+    refused head has none). A late or overframed body is the exception: the request's
+    app answers it (the body limit's 408 or 413), so it is counted here and its line,
+    as its `lmvisor_http_requests_total` count, comes from the app's plumbing.
+    """
+
+    def record(reason: str, status: int | None, scope: Mapping[str, Any] | None) -> None:
+        metrics.refused(reason)
+        if access_log and reason not in _ANSWERED_BY_APP:
+            _access_log.info(
+                "http.request",
+                method=None if scope is None else scope.get("method"),
+                path=None if scope is None else scope.get("path"),
+                route=None,
+                status=status,
+                refused=reason,
+            )
+
+    return record
 
 
 @final

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 
@@ -10,7 +11,12 @@ import httpx
 import pytest
 
 from lmvisor.providers.aiohttp_transport import AiohttpTransport
-from lmvisor.providers.errors import ProviderConnectionError, ProviderTimeout, ResponseFormatError
+from lmvisor.providers.errors import (
+    ProviderConnectionError,
+    ProviderTimeout,
+    RequestBuildError,
+    ResponseFormatError,
+)
 from lmvisor.providers.httpx_transport import HttpxTransport
 from lmvisor.providers.transport import ErrorMap, Transport, build_transport, mapped_error
 from lmvisor.runtime.errors import DeadlineExceeded
@@ -92,6 +98,25 @@ class TestBothTransports:
         assert info.value.retryable is True
         assert info.value.provider == "openai"
         assert isinstance(info.value.__cause__, Exception)
+
+    async def test_a_header_the_client_cannot_send(
+        self, transport: Transport, server: LMServer
+    ) -> None:
+        """A key with a trailing newline is refused by the HTTP client itself: a
+        non-retryable RequestBuildError, whose message does not quote the key."""
+        headers = {**HEADERS, "authorization": "Bearer sk-from-a-file-0123456789\n"}
+        with pytest.raises(RequestBuildError) as info:
+            await transport.post_json(
+                server.url + "/v1/chat/completions",
+                headers=headers,
+                body=BODY,
+                timeout=5.0,
+                provider="openai",
+                model="gpt-4o-mini",
+            )
+        assert info.value.retryable is False and info.value.provider == "openai"
+        assert "sk-from-a-file" not in str(info.value)
+        assert server.stats().by_path == {}
 
     async def test_dropped_connection(self, transport: Transport, server: LMServer) -> None:
         """A connection closed before any byte is a ProviderConnectionError."""
@@ -302,6 +327,19 @@ class TestMappedError:
         wire = mapped_error(self._ERRORS, ConnectionResetError("reset"), "p", "m", 1.0)
         assert isinstance(wire, ProviderConnectionError)
         assert "reset" in str(wire)
+
+    def test_a_request_the_library_will_not_build_is_typed(self) -> None:
+        """A ValueError (or a class the map names under `build`, tried before `wire`) is the
+        client's own: RequestBuildError, the library's message (it may quote a key) left out."""
+        errors = dataclasses.replace(self._ERRORS, build=(ConnectionAbortedError,))
+        for exc in (ValueError("Bearer sk-x\n"), ConnectionAbortedError("Bearer sk-x\n")):
+            built = mapped_error(errors, exc, "p", "m", 1.0)
+            assert isinstance(built, RequestBuildError)
+            assert str(built) == (
+                f"p: the HTTP client could not build the request for model 'm': "
+                f"{type(exc).__name__}: a header value or the URL cannot be sent as configured "
+                "(check the provider's api_key, headers and base_url)"
+            )
 
     def test_own_and_unknown_errors_pass(self) -> None:
         """An lmvisor error or an error the map does not name is raised as it is (None)."""

@@ -7,10 +7,12 @@ Used in-process (`register(context)`) and by daemon subprocesses
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from lmvisor.programs import Predict
@@ -80,6 +82,25 @@ def build_router(context: ServerContext) -> APIRouter:
     async def crash_child() -> dict[str, Any]:
         await context.runtime.via("fragile").cast(Crash())
         return {"sent": True}
+
+    @router.get("/flood")
+    async def flood() -> StreamingResponse:
+        """64 KiB chunks without end: a client that stops reading fills the daemon's buffer."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            chunk = b"x" * 65536
+            while True:
+                # A producer awaits something between chunks (as the daemon's streams do);
+                # one that never suspends would starve the disconnect listener.
+                await asyncio.sleep(0)
+                yield chunk
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+    @router.get("/big")
+    async def big(mib: Annotated[int, Query(ge=1, le=64)]) -> Response:
+        """One answer of `mib` MiB, written in one go (the request is over before it is read)."""
+        return Response(b"x" * (mib << 20), media_type="application/octet-stream")
 
     return router
 

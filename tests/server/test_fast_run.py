@@ -236,3 +236,27 @@ class TestClientDisconnect:
         # A typed outcome: neither the plumbing nor uvicorn logged the cancellation as an error.
         errors = [line for line in daemon.log if '"level":"error"' in line.replace(" ", "")]
         assert not errors, errors
+
+
+class TestClientBuildError:
+    def test_a_request_the_http_client_will_not_build_is_a_500_not_the_callers_fault(
+        self, spawn_daemon: Callable[..., DaemonProcess], lm_process: LMProcess
+    ) -> None:
+        """An API key with a trailing newline (read from a file) makes the HTTP client
+        refuse to build the vendor request with a ValueError: the run is answered a typed,
+        non-retryable 500 `provider_request_build` naming the provider and model (it was a
+        422 `invalid_input`, blaming the caller), without the key; the caller's own bad
+        input is still a 422."""
+        env = {**lm_process.env(), "LMVISOR_PROVIDERS__OPENAI__API_KEY": "sk-test-newline\n"}
+        daemon = spawn_daemon("--app", "tests.server._daemon_app:register_qa", **env)
+        with httpx.Client(base_url=daemon.url, timeout=10) as client:
+            built = client.post(_RUN, json={"inputs": {"question": "q"}})
+            missing = client.post(_RUN, json={"inputs": {}})
+        assert built.status_code == 500
+        error = built.json()["error"]
+        assert error["code"] == "provider_request_build"
+        assert error["message"].startswith(
+            "openai: the HTTP client could not build the request for model 'gpt-4o-mini': "
+        )
+        assert "sk-test-newline" not in built.text
+        assert (missing.status_code, missing.json()["error"]["code"]) == (422, "invalid_input")

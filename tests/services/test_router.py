@@ -24,6 +24,7 @@ from lmvisor.providers import (
     ClientOptions,
     HttpxTransport,
     OpenAIClient,
+    RequestBuildError,
     ResponseFormatError,
     ServerError,
     VendorClient,
@@ -351,7 +352,42 @@ class TestDeadlines:
             await lm.complete(_request(lm.model), timeout=float("nan"))
 
 
+class _UnbuildableTransport(HttpxTransport):
+    """A transport whose HTTP client refuses to build every request (as aiohttp does a
+    header holding a newline): `post_json` raises a plain ValueError."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posts = 0
+
+    async def post_json(self, url: str, **_: Any) -> Any:
+        self.posts += 1
+        raise ValueError("Newline or carriage return character detected in header")
+
+
 class TestTypedFailures:
+    async def test_a_request_the_client_cannot_build_is_a_provider_error(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A ValueError from the transport's `post_json` is of the client's making, not the
+        caller's input: a non-retryable RequestBuildError naming the provider and model,
+        raised once (no retry), while the caller's own bad request is still a ValueError."""
+        transport = _UnbuildableTransport()
+
+        def make(name: str, cfg: ProviderConfig) -> VendorClient:
+            options = ClientOptions(api_key="sk-test-a", base_url=server.url + "/v1")
+            return OpenAIClient(options, transport=transport)
+
+        services = await _two_vendors(runtime, server, retries=2, make_client=make)
+        lm = services.router("openai/gpt-4o-mini")
+        with pytest.raises(RequestBuildError) as info:
+            await lm.complete(_request(lm.model))
+        assert (info.value.provider, info.value.model) == ("openai", "gpt-4o-mini")
+        assert info.value.retryable is False and isinstance(info.value.__cause__, ValueError)
+        assert transport.posts == 1
+        with pytest.raises(ValueError, match=r"^timeout must be > 0"):
+            await lm.complete(_request(lm.model), timeout=0)
+
     async def test_empty_stream_is_a_typed_error(self, runtime: Runtime, server: LMServer) -> None:
         """A stream that ends before its first item is a ResponseFormatError, not a RuntimeError."""
         config = load_config(env={}, providers={"local": {"base_url": server.url + "/v1"}})

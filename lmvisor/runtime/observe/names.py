@@ -40,6 +40,7 @@ __all__ = [
     "CONFIG_CHANGED",
     "EVENT_TYPES",
     "FALLBACK_STRATEGY_SUCCESS",
+    "HTTP_METRIC_NAMES",
     "LIMITER_REJECTED",
     "LM_REQUEST",
     "LM_REQUEST_FAILED",
@@ -51,6 +52,10 @@ __all__ = [
     "METRIC_CACHE_HITS",
     "METRIC_CACHE_HIT_RATE",
     "METRIC_CACHE_MISSES",
+    "METRIC_HTTP_IN_FLIGHT",
+    "METRIC_HTTP_REFUSED",
+    "METRIC_HTTP_REQUESTS",
+    "METRIC_HTTP_REQUEST_SECONDS",
     "METRIC_LM_COST",
     "METRIC_LM_REQUEST_SECONDS",
     "METRIC_LM_TOKENS",
@@ -262,4 +267,23 @@ METRIC_NAMES: Final = frozenset(
         METRIC_MAILBOX_DEPTH,
     }
 )
-"""Every metric lmvisor exposes, by its exposed name."""
+"""Every metric the runtime's `Metrics` exposes, by its exposed name (the daemon adds
+`HTTP_METRIC_NAMES`)."""
+
+# --- the daemon's HTTP metrics (registered by `lmvisor.server.http_metrics`) --------------
+
+METRIC_HTTP_REQUESTS: Final = "lmvisor_http_requests_total"
+"""Counter of HTTP requests answered [method, route, status]."""
+METRIC_HTTP_REQUEST_SECONDS: Final = "lmvisor_http_request_seconds"
+"""Histogram of HTTP request time [method, route]."""
+METRIC_HTTP_IN_FLIGHT: Final = "lmvisor_http_in_flight"
+"""Gauge of HTTP requests being served now."""
+METRIC_HTTP_REFUSED: Final = "lmvisor_http_refused_total"
+"""Counter of requests and connections the HTTP protocol refused or ended itself [reason]
+(`header_timeout`, `head_too_large`, `malformed`, `body_timeout`, `body_too_large`,
+`send_timeout`)."""
+
+HTTP_METRIC_NAMES: Final = frozenset(
+    {METRIC_HTTP_REQUESTS, METRIC_HTTP_REQUEST_SECONDS, METRIC_HTTP_IN_FLIGHT, METRIC_HTTP_REFUSED}
+)
+"""The daemon's HTTP metrics: registered by the server beside the runtime's `METRIC_NAMES`."""

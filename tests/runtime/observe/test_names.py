@@ -33,7 +33,8 @@ def _event_type_argument(call: ast.Call) -> ast.expr | None:
 
 class TestNames:
     def test_every_name_is_listed_once(self) -> None:
-        """EVENT_TYPES and METRIC_NAMES hold every constant of the module, each value once."""
+        """EVENT_TYPES, METRIC_NAMES and HTTP_METRIC_NAMES hold every constant of the module,
+        each value once."""
         constants = {
             key: value
             for key, value in vars(names).items()
@@ -42,7 +43,8 @@ class TestNames:
         events = {v for k, v in constants.items() if not k.startswith("METRIC_")}
         metrics = {v for k, v in constants.items() if k.startswith("METRIC_")}
         assert events - {names.SUPERVISOR_PROGRESS} == names.EVENT_TYPES
-        assert metrics == names.METRIC_NAMES
+        assert metrics == names.METRIC_NAMES | names.HTTP_METRIC_NAMES
+        assert not names.METRIC_NAMES & names.HTTP_METRIC_NAMES
         assert len(set(constants.values())) == len(constants)
         for event_type in events:
             assert event_type == event_type.lower() and " " not in event_type
