@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from lmvisor.runtime.errors import CallTimeout as CallTimeout
     from lmvisor.runtime.errors import CircuitOpen as CircuitOpen
     from lmvisor.runtime.errors import DeadlineExceeded as DeadlineExceeded
+    from lmvisor.runtime.errors import EventsFileUnavailable as EventsFileUnavailable
     from lmvisor.runtime.errors import LmvisorError as LmvisorError
     from lmvisor.runtime.errors import MailboxFull as MailboxFull
     from lmvisor.runtime.errors import NameAlreadyRegistered as NameAlreadyRegistered

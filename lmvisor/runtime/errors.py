@@ -8,6 +8,7 @@
     │   ├── NameAlreadyRegistered   a live actor holds the name (also a built-in ValueError)
     │   └── NameNotRegistered       via(name) resolved to nothing
     ├── DeadlineExceeded            the call's deadline passed (also a built-in TimeoutError)
+    ├── EventsFileUnavailable       the events file cannot be opened or is not a database
     ├── SupervisorError             a child could not be started or managed
     │   ├── StartError              a child's start or started() failed
     │   └── SupervisorGaveUp        the root supervisor gave up; the runtime stopped
@@ -39,6 +40,7 @@ __all__ = [
     "CallTimeout",
     "CircuitOpen",
     "DeadlineExceeded",
+    "EventsFileUnavailable",
     "LmvisorError",
     "MailboxFull",
     "NameAlreadyRegistered",
@@ -103,6 +105,22 @@ class DeadlineExceeded(LmvisorError, TimeoutError):
             f"deadline exceeded during {operation}{detail}",
             context={"operation": operation, "budget": budget},
         )
+
+
+class EventsFileUnavailable(LmvisorError):
+    """The events file (`events.sqlite_path`) cannot be opened, is not a database, or cannot
+    be created; nothing in it was changed. `path` names the file, `problem` what is wrong."""
+
+    code = "events_file_unavailable"
+
+    def __init__(self, *, path: str, problem: str) -> None:
+        super().__init__(
+            f"events file {path!r} cannot be used: {problem}"
+            " (move the file aside, or set events.sqlite_path to another file)",
+            context={"path": path, "problem": problem},
+        )
+        self.path = path
+        self.problem = problem
 
 
 class MailboxFull(ActorError):

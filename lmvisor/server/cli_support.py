@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from lmvisor.config.errors import ConfigError
-from lmvisor.runtime.errors import LmvisorError
+from lmvisor.runtime.errors import LmvisorError, StartError
 from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, DaemonRefused, StartupError
 
 if TYPE_CHECKING:
@@ -101,9 +101,23 @@ def one_line(exc: BaseException) -> str:
     elif isinstance(exc, OSError) and exc.strerror:
         where = f" ({exc.filename})" if exc.filename else ""
         text = f"{exc.strerror}{where}"
+    elif isinstance(exc, StartError):
+        text = _start_failure(exc)
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())
+
+
+def _start_failure(exc: StartError) -> str:
+    """A start failure by the path of children down to the one that failed and its own
+    cause (the nested `StartError` reprs named the file at fault four quotes deep)."""
+    path = [exc.child_id]
+    reason = exc.reason
+    while isinstance(reason, StartError):
+        path.append(reason.child_id)
+        reason = reason.reason
+    cause = one_line(reason) if isinstance(reason, BaseException) else repr(reason)
+    return f"cannot start {'/'.join(path)}: {cause}"
 
 
 def exit_code_for(exc: BaseException) -> int:

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lmvisor.config.schema import LmvisorConfig
+from lmvisor.runtime.errors import EventsFileUnavailable, StartError
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.cli import app, exit_code_for, one_line
 from lmvisor.server.errors import DaemonRefused
@@ -278,3 +279,16 @@ class TestHelpers:
     def test_one_line_joins_lines(self) -> None:
         """A message with line breaks becomes one line."""
         assert one_line(RuntimeError("a\n  b")) == "a b"
+
+    def test_one_line_names_the_child_path_and_the_cause_of_a_start_failure(self) -> None:
+        """Nested start failures read as the path of children and the innermost cause's message."""
+        cause = EventsFileUnavailable(path="/d/events.db", problem="file is not a database")
+        inner = StartError(supervisor="S<2>", child_id="event_store", reason=cause)
+        outer = StartError(supervisor="S<1>", child_id="system", reason=inner)
+        assert one_line(outer) == (
+            "cannot start system/event_store: events file '/d/events.db' cannot be used: "
+            "file is not a database (move the file aside, or set events.sqlite_path to another "
+            "file)"
+        )
+        odd = StartError(supervisor="S<1>", child_id="jobs", reason="max_children")
+        assert one_line(odd) == "cannot start jobs: 'max_children'"

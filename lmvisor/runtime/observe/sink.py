@@ -22,6 +22,7 @@ from typing import Any, Final, final
 import anyio.to_thread
 
 from lmvisor.runtime._sqlite import open_wal
+from lmvisor.runtime.errors import EventsFileUnavailable
 from lmvisor.runtime.observe.events import Event, matches
 
 __all__ = ["SqliteEventSink"]
@@ -150,12 +151,16 @@ class SqliteEventSink:
         """Open (creating if needed) the database in WAL mode. Idempotent.
 
         Raises:
-            sqlite3.Error: if the file cannot be opened or is not a database.
-            OSError: if the directory cannot be created.
+            EventsFileUnavailable: the file cannot be opened or is not a database, or its
+                directory cannot be created (naming the file; nothing in it is changed).
         """
         async with self._lock:
             if self._conn is None:
-                self._conn = await anyio.to_thread.run_sync(self._connect)
+                try:
+                    self._conn = await anyio.to_thread.run_sync(self._connect)
+                except (sqlite3.Error, OSError) as exc:
+                    problem = f"{exc} ({type(exc).__name__})"
+                    raise EventsFileUnavailable(path=str(self.path), problem=problem) from exc
 
     def _connect(self) -> sqlite3.Connection:
         conn = open_wal(self.path)

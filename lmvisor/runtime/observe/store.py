@@ -120,7 +120,7 @@ class EventStore:
         same store): the sink reopens and nothing is loaded twice.
 
         Raises:
-            sqlite3.Error, OSError: if the sink's file cannot be opened.
+            EventsFileUnavailable: the sink's file cannot be opened (naming it).
         """
         sink = self.sink
         if sink is None:

@@ -16,7 +16,7 @@ from lmvisor.runtime.actor import Actor, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.correlation import correlation_scope
-from lmvisor.runtime.errors import ActorExited
+from lmvisor.runtime.errors import ActorExited, EventsFileUnavailable
 from lmvisor.runtime.messages import Call
 from lmvisor.runtime.observe.events import EventRing
 from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
@@ -180,6 +180,29 @@ class TestSqliteEventSink:
         await again.open()
         assert len(await again.query()) == 1
         await again.close()
+
+    @pytest.mark.parametrize("kind", ["garbage", "directory", "under_a_file"])
+    async def test_an_unusable_file_is_a_typed_error_naming_it(
+        self, tmp_path: Path, kind: str
+    ) -> None:
+        """A file that is not a database, a directory, or a path under a file is
+        EventsFileUnavailable naming the file, and a garbage file is left as it was."""
+        path = tmp_path / "events.sqlite"
+        content = b"not a database, just some bytes " * 64
+        if kind == "garbage":
+            path.write_bytes(content)
+        elif kind == "directory":
+            path.mkdir()
+        else:
+            (tmp_path / "file").write_text("x")
+            path = tmp_path / "file" / "events.sqlite"
+        with pytest.raises(EventsFileUnavailable) as info:
+            await SqliteEventSink(path).open()
+        assert info.value.path == str(path)
+        assert str(info.value).startswith(f"events file {str(path)!r} cannot be used: ")
+        assert isinstance(info.value.__cause__, (sqlite3.Error, OSError))
+        if kind == "garbage":
+            assert path.read_bytes() == content
 
     async def test_unopened_sink(self, tmp_path: Path) -> None:
         """Using a sink before open() is a programming error."""
