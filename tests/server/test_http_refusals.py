@@ -1,5 +1,5 @@
 """Tests for lmvisor.server.http_protocol's send deadline and for the refusals it answers
-itself: each is counted in `lmvisor_http_refused_total` and has its access log line."""
+itself: each is counted in `lmvisor_http_refused_total` and logged once."""
 
 from __future__ import annotations
 
