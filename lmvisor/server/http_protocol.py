@@ -94,8 +94,8 @@ Refusals: the answers the protocol gives itself (the 408s, 431 and 400 above, uv
 400 for a malformed body) never reach the app's plumbing, so `refused` is told of each
 (a reason, the status, the request if one was parsed), and of each body refused (whose
 408 or 413 the app writes) and each send deadline: the daemon counts them
-(`lmvisor_http_refused_total`) and writes their access log lines
-(`middleware.refusal_recorder`).
+(`lmvisor_http_refused_total`) and logs them (one line each; see
+`middleware.refusal_recorder`).
 
 `http_protocol()` names the class for `uvicorn.Config(http=...)`: this one (httptools
 is a dependency), else, where httptools cannot be imported, uvicorn's default choice
