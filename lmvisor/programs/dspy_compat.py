@@ -18,9 +18,9 @@ from typing import Any, final
 from lmvisor.programs.errors import StateError
 from lmvisor.programs.generation_options import GENERATION_OPTIONS, setting_problem
 
-__all__ = ["PredictorState", "read_predictor_state"]
+__all__ = ["MAX_STATE_DEPTH", "PredictorState", "check_state_depth", "read_predictor_state"]
 
-_MAX_DEPTH = 100
+MAX_STATE_DEPTH = 100
 """Levels a predictor's state may nest (a demo's values included): deeper state loaded, then
 failed with a RecursionError wherever it was next copied or dumped."""
 
@@ -59,8 +59,7 @@ def read_predictor_state(
     """
     if not isinstance(state, Mapping):
         raise StateError(where=where, problem="predictor state must be a JSON object")
-    if _nested_past(state, _MAX_DEPTH):
-        raise StateError(where=where, problem=f"nested deeper than {_MAX_DEPTH} levels")
+    check_state_depth(state, where)
     demos = state.get("demos", [])
     if not isinstance(demos, list) or not all(isinstance(d, Mapping) for d in demos):
         raise StateError(where=f"{where}.demos", problem="must be a list of JSON objects")
@@ -73,18 +72,22 @@ def read_predictor_state(
     )
 
 
-def _nested_past(value: Any, limit: int) -> bool:
-    """Whether `value` nests deeper than `limit` (walked without recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
+def check_state_depth(state: Any, where: str) -> None:
+    """Refuse saved state nested past 100 levels (walked without recursion): deeper, dumping
+    or copying it again would recurse past the interpreter's limit.
+
+    Raises:
+        StateError: it is, naming `where`.
+    """
+    stack: list[tuple[Any, int]] = [(state, 0)]
     while stack:
         node, depth = stack.pop()
-        if depth > limit:
-            return True
+        if depth > MAX_STATE_DEPTH:
+            raise StateError(where=where, problem=f"nested deeper than {MAX_STATE_DEPTH} levels")
         if isinstance(node, Mapping):
             stack.extend((item, depth + 1) for item in node.values())
         elif isinstance(node, list | tuple):
             stack.extend((item, depth + 1) for item in node)
-    return False
 
 
 def _read_lm(lm: Any, where: str, restore: bool) -> tuple[str | None, dict[str, Any]]:

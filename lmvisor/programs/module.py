@@ -27,6 +27,7 @@ from typing import Any, TypeVar, cast
 
 from lmvisor.programs._usage import close_accumulator, open_accumulator
 from lmvisor.programs.callbacks import Callback, new_call_id, notify
+from lmvisor.programs.dspy_compat import MAX_STATE_DEPTH, check_state_depth
 from lmvisor.programs.errors import StateError
 from lmvisor.programs.example import Example, Prediction
 from lmvisor.programs.settings import active_callbacks
@@ -35,8 +36,6 @@ __all__ = ["Module", "Parameter", "run_bounded"]
 
 _M = TypeVar("_M", bound="Module")
 _PICKLE_SUFFIXES = frozenset({".pkl", ".pickle"})
-_MAX_STATE_DEPTH = 100
-_TOO_DEEP = f"nested deeper than {_MAX_STATE_DEPTH} levels"
 
 
 class Parameter:
@@ -227,7 +226,7 @@ class Module:
         """
         if not isinstance(state, Mapping):
             raise StateError(where="<root>", problem="state must be a JSON object")
-        _check_depth(state)
+        check_state_depth(state, "<root>")
         changes = []
         for name, param in self.named_parameters():
             entry = state.get(name)
@@ -282,29 +281,13 @@ class Module:
         except ValueError as exc:
             raise StateError(where=str(target), problem=f"not valid JSON: {exc}") from None
         except RecursionError:
-            raise StateError(where=str(target), problem=_TOO_DEEP) from None
+            too_deep = f"nested deeper than {MAX_STATE_DEPTH} levels"
+            raise StateError(where=str(target), problem=too_deep) from None
         return self.load_state(state, lm_settings=lm_settings)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={p!r}" for n, p in self.named_parameters() if n != "self")
         return f"{type(self).__name__}({inner})"
-
-
-def _check_depth(state: Any) -> None:
-    """Refuse state nested past `_MAX_STATE_DEPTH` (checked without recursion).
-
-    Raises:
-        StateError: it is.
-    """
-    stack: list[tuple[Any, int]] = [(state, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > _MAX_STATE_DEPTH:
-            raise StateError(where="<root>", problem=_TOO_DEEP)
-        if isinstance(node, Mapping):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
 
 
 def _bind(module: Module, example: Example | Mapping[str, Any]) -> Callable[[], Awaitable[Any]]:
