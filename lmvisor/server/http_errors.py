@@ -76,6 +76,7 @@ STATUS_BY_ERROR: Final[Mapping[str, int]] = {
     "lmvisor.services.errors.ModuleAlreadyRegistered": 409,
     "lmvisor.services.errors.NoPreviousVersion": 409,
     "lmvisor.services.errors.JobNotFinished": 409,
+    "lmvisor.services.errors.JobRunsElsewhere": 409,
     # the daemon is busy, restarting or out of budget: retry later
     "lmvisor.server.errors.Draining": 503,
     "lmvisor.runtime.errors.RateLimited": 429,

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from lmvisor.services.errors import CacheMiss as CacheMiss
     from lmvisor.services.errors import CorruptRecord as CorruptRecord
     from lmvisor.services.errors import JobNotFinished as JobNotFinished
+    from lmvisor.services.errors import JobRunsElsewhere as JobRunsElsewhere
     from lmvisor.services.errors import ModuleAlreadyRegistered as ModuleAlreadyRegistered
     from lmvisor.services.errors import NoDeploymentAvailable as NoDeploymentAvailable
     from lmvisor.services.errors import NoPreviousVersion as NoPreviousVersion

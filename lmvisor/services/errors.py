@@ -8,6 +8,7 @@ LmvisorError
     ├── OptimizationSpecError    a submitted optimization job is malformed
     ├── UnknownJob               no optimization job has that id
     ├── JobNotFinished           the job has no result (yet, or ever)
+    ├── JobRunsElsewhere         the job runs in another process on the same jobs file
     ├── ServiceInputError        a request to a service is malformed (also a ValueError)
     ├── CacheMiss                a cache-only answer was asked for and none is cached
     ├── UnknownModule            no program is registered under the id
@@ -32,6 +33,7 @@ __all__ = [
     "CacheMiss",
     "CorruptRecord",
     "JobNotFinished",
+    "JobRunsElsewhere",
     "ModuleAlreadyRegistered",
     "NoDeploymentAvailable",
     "NoPreviousVersion",
@@ -141,6 +143,22 @@ class JobNotFinished(ServiceError):
         )
         self.job_id = job_id
         self.status = status
+
+
+class JobRunsElsewhere(ServiceError):
+    """The job is claimed by another process open on the same jobs file (another app on the
+    data directory): only that process can stop it, so the request is refused there."""
+
+    code = "job_runs_elsewhere"
+
+    def __init__(self, *, job_id: str, path: str) -> None:
+        super().__init__(
+            f"optimization job {job_id!r} runs in another process on the jobs file {path!r};"
+            " cancel it in that process",
+            context={"job_id": job_id, "path": path},
+        )
+        self.job_id = job_id
+        self.path = path
 
 
 class ServiceInputError(ServiceError, ValueError):

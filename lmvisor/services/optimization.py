@@ -113,6 +113,7 @@ async def submit_optimization(coordinator: _Target, spec: Mapping[str, Any]) -> 
     Raises:
         OptimizationSpecError: the spec is malformed (naming the field).
         MetricError: the metric cannot be imported.
+        StoreUnavailable: the job cannot be written to the jobs file (nothing was started).
         CallTimeout, ActorExited, NameNotRegistered: as `call` does.
     """
     return await coordinator.call(SubmitJob(spec), timeout=30.0)
@@ -123,12 +124,17 @@ async def optimization_status(coordinator: _Target, job_id: str) -> Optimization
 
     Raises:
         UnknownJob: no job has this id.
+        StoreUnavailable: the job runs in another app and the jobs file cannot be read.
     """
     return await coordinator.call(GetJob(job_id))
 
 
 async def list_optimizations(coordinator: _Target) -> list[OptimizationStatus]:
-    """Every job, oldest first."""
+    """Every job, oldest first.
+
+    Raises:
+        StoreUnavailable: a job runs in another app and the jobs file cannot be read.
+    """
     return await coordinator.call(ListJobs())
 
 
@@ -137,6 +143,10 @@ async def cancel_optimization(coordinator: _Target, job_id: str) -> Optimization
 
     Raises:
         UnknownJob: no job has this id.
+        JobRunsElsewhere: another app on the same jobs file runs the job; cancel it there.
+        StoreUnavailable: the cancellation cannot be written to the jobs file. The job is
+            stopped here and shows as cancelled; the write is retried by a repeated cancel,
+            by the next write of any job, and when the app stops.
     """
     return await coordinator.call(CancelJob(job_id), timeout=30.0)
 
@@ -157,5 +167,9 @@ async def suspend_optimizations(coordinator: _Target) -> list[str]:
     For shutdown: each job stays `running` in the store, and the coordinator that next starts
     on the same store resumes it from its checkpoint (no recorded trial runs twice). Jobs
     already finished are left as they are.
+
+    Raises:
+        StoreUnavailable: a job's progress cannot be written; every job is stopped anyway
+            (the file still shows each as running, so each resumes when next started).
     """
     return await coordinator.call(SuspendJobs(), timeout=30.0)

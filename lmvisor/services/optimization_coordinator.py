@@ -1,8 +1,7 @@
 """The OptimizationCoordinator: submits, tracks, cancels and resumes optimization jobs.
 
 `optimization_spec(lm=..., lm_for=..., resolve_program=..., deploy=..., store_path=...)` is
-the child
-the application tree puts in its `optimization` slot: a rest_for_one supervisor of
+the child the application tree puts in its `optimization` slot: a rest_for_one supervisor of
 
 - `optimization_store`, which closes the jobs file and drops this app's claims on its jobs
   when the subtree stops (it starts first, so it stops after everything that writes there;
@@ -23,6 +22,23 @@ progress) instead of running them again.
 A stored job whose row cannot be decoded is skipped (a `store.record_skipped` event and
 a warning), never loaded and never a reason for the coordinator not to start.
 
+A job claimed by another app is not cancelled here: `cancel` answers `JobRunsElsewhere`
+(409 at the daemon), naming the jobs file. Marking it cancelled in the file would not stop
+it (its runner keeps paying for LM calls and may write its result over the cancellation),
+so the caller is told to cancel it where it runs. A job no app runs (suspended, or its app
+closed) is claimed for the cancel, so no app resumes it while its cancellation is written.
+
+After start-up a failure of the jobs file (`StoreUnavailable`: locked by another process
+past the busy timeout, disk full) never stops the coordinator. A caller's request (submit,
+status and list of jobs run elsewhere, cancel, suspend) answers it. A write that fails keeps
+the job's new record in memory, marked unsaved, and reports it as the job's status: it is
+retried by every later write of a job, by a repeated cancel, and when the subtree stops.
+A worker whose final record cannot be written hands it to the coordinator, which keeps it
+the same way, as it keeps a crashed worker's end (an `optimization.record_unsaved` warning
+names the job). A record still unsaved when the subtree stops is logged as an error and
+lost: the file shows the job as running, so the next start resumes it from its checkpoint
+(a cancelled job runs again; a finished one replays its journal to the same result).
+
 The coordinator subscribes to `optimization.*` config: new jobs take the settings in force
 when submitted; a `concurrency` change also resizes the executor of every running job.
 """
@@ -32,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, final
@@ -54,6 +71,7 @@ from lmvisor.services._sqlite import report_skipped
 from lmvisor.services.errors import (
     CorruptRecord,
     JobNotFinished,
+    JobRunsElsewhere,
     OptimizationSpecError,
     StoreUnavailable,
     UnknownJob,
@@ -97,6 +115,8 @@ class _Job:
     supervisor: ActorRef | None = None
     progress: RunProgress | None = None
     module: Module | None = None
+    unsaved: bool = False
+    """`record` is newer than the file: its write failed (see the module docstring)."""
 
 
 @final
@@ -185,6 +205,7 @@ class OptimizationCoordinator(Actor):
         job = _Job(record, spec)
         self._shared.jobs[record.id] = job
         await self._ensure_running(job)
+        await self._flush()
         return record.id
 
     @handler
@@ -193,15 +214,21 @@ class OptimizationCoordinator(Actor):
         if job is None:
             return ErrorReply(UnknownJob(job_id=msg.job_id))
         if _unrun(job):
-            stored = await _stored(self._shared.store, job.record.id)
+            try:
+                stored = await _stored(self._shared.store, job.record.id)
+            except StoreUnavailable as exc:
+                return ErrorReply(exc)
             job.record = stored if stored is not None else job.record
         return _status(job)
 
     @handler
-    async def _list(self, msg: ListJobs) -> list[OptimizationStatus]:
+    async def _list(self, msg: ListJobs) -> list[OptimizationStatus] | ErrorReply:
         jobs = self._shared.jobs.values()
         if any(_unrun(job) for job in jobs):
-            stored = {record.id: record for record in await self._shared.store.jobs()}
+            try:
+                stored = {record.id: record for record in await self._shared.store.jobs()}
+            except StoreUnavailable as exc:
+                return ErrorReply(exc)
             for job in jobs:
                 if _unrun(job):
                     job.record = stored.get(job.record.id, job.record)
@@ -212,15 +239,33 @@ class OptimizationCoordinator(Actor):
         job = self._shared.jobs.get(msg.job_id)
         if job is None:
             return ErrorReply(UnknownJob(job_id=msg.job_id))
+        try:
+            if job.unsaved:  # a cancel (or an end) whose record is not yet in the file
+                await self._write(job)
+            elif _unrun(job):  # another app may have finished it meanwhile
+                stored = await _stored(self._shared.store, job.record.id)
+                job.record = stored if stored is not None else job.record
+        except StoreUnavailable as exc:
+            return ErrorReply(exc)
         if job.record.status not in _ACTIVE:
             return _status(job)
-        await self._stop_job(job)
+        if job.supervisor is None and not self._claim(job.record.id):
+            path = str(self._shared.store.path)
+            return ErrorReply(JobRunsElsewhere(job_id=job.record.id, path=path))
+        await self._stop_job(job, release=False)
         error = {"type": "Cancelled", "code": "cancelled", "message": "cancelled by request"}
-        await self._settle(job, job.record.evolve(status="cancelled", error=error))
+        job.record = job.record.evolve(status="cancelled", error=error, updated=time.time())
+        job.progress = None
         self.runtime.events.ring.emit(OPTIMIZATION_FAILED, {
             "optimization_id": job.record.id, "optimizer": job.spec.optimizer,
             "error": error["message"], "code": "cancelled",
         })  # fmt: skip
+        try:
+            await self._write(job)
+        except StoreUnavailable as exc:
+            return ErrorReply(exc)
+        finally:  # held until the cancellation is written: no app resumes the job meanwhile
+            self._shared.claims.release(job.record.id)
         return _status(job)
 
     @handler
@@ -239,31 +284,40 @@ class OptimizationCoordinator(Actor):
         return job.module.deepcopy()
 
     @handler
-    async def _suspend(self, msg: SuspendJobs) -> list[str]:
-        suspended = []
+    async def _suspend(self, msg: SuspendJobs) -> list[str] | ErrorReply:
+        """Every running job is stopped even when the file fails; then the failure answers."""
+        suspended, failure = [], None
         for job in list(self._shared.jobs.values()):
             if job.record.status not in _ACTIVE or job.supervisor is None:
                 continue  # finished, or already suspended
             await self._stop_job(job)
-            # The worker may have stored its final record just before it stopped.
-            stored = {r.id: r for r in await self._shared.store.jobs()}.get(job.record.id)
-            if stored is not None and stored.status not in _ACTIVE:
-                job.record, job.progress = stored, None
+            try:
+                await self._suspended(job)
+            except StoreUnavailable as exc:
+                failure = exc
                 continue
-            progress = job.progress
-            if progress is not None:
-                job.record = job.record.evolve(
-                    trials_done=progress.trials_done, trials_total=progress.trials_total,
-                    best_score=progress.best_score,
-                )  # fmt: skip
-            job.record = job.record.evolve(updated=time.time())
-            await self._shared.store.save_job(job.record)
-            suspended.append(job.record.id)
-            self.runtime.events.ring.emit(OPTIMIZATION_SUSPENDED, {
-                "optimization_id": job.record.id, "optimizer": job.spec.optimizer,
-                "trials_done": job.record.trials_done,
-            })  # fmt: skip
-        return suspended
+            if job.record.status in _ACTIVE:
+                suspended.append(job.record.id)
+        return suspended if failure is None else ErrorReply(failure)
+
+    async def _suspended(self, job: _Job) -> None:
+        """Store a stopped job's progress, unless its worker stored its end just before."""
+        stored = await _stored(self._shared.store, job.record.id)
+        if stored is not None and stored.status not in _ACTIVE:
+            job.record, job.progress = stored, None
+            return
+        progress = job.progress
+        if progress is not None:
+            job.record = job.record.evolve(
+                trials_done=progress.trials_done, trials_total=progress.trials_total,
+                best_score=progress.best_score,
+            )  # fmt: skip
+        job.record = job.record.evolve(updated=time.time())
+        self.runtime.events.ring.emit(OPTIMIZATION_SUSPENDED, {
+            "optimization_id": job.record.id, "optimizer": job.spec.optimizer,
+            "trials_done": job.record.trials_done,
+        })  # fmt: skip
+        await self._write(job)
 
     # --- worker and system messages -----------------------------------------------------------
 
@@ -278,8 +332,12 @@ class OptimizationCoordinator(Actor):
         job = self._shared.jobs.get(msg.job_id)
         if job is None or job.record.status not in _ACTIVE:
             return
+        created = job.record.created
         job.record, job.module, job.progress = msg.record, msg.module, None
         await self._stop_job(job)
+        if not msg.stored:  # the worker could not write it: keep it until a write succeeds
+            job.record, job.unsaved = msg.record.evolve(created=created), True
+            await self._flush()
 
     @handler
     async def _down(self, msg: Down) -> None:
@@ -294,7 +352,12 @@ class OptimizationCoordinator(Actor):
                 await self._settle(job, job.record.evolve(status="failed", error=error))
             elif job.record.status in _ACTIVE:
                 # the worker's supervisor gave up after its restarts (Shutdown reason)
-                stored = await _stored(self._shared.store, job.record.id)
+                try:
+                    stored = await _stored(self._shared.store, job.record.id)
+                except StoreUnavailable as exc:  # its end may be stored: never overwrite it
+                    _log.warning("optimization.record_unread", optimization_id=job.record.id,
+                                 error=str(exc))  # fmt: skip
+                    continue
                 if stored is not None and stored.status not in _ACTIVE:
                     job.record = stored
                 else:
@@ -345,25 +408,55 @@ class OptimizationCoordinator(Actor):
         _log.info("optimization.claimed_elsewhere", optimization_id=job_id)
         return False
 
-    async def _stop_job(self, job: _Job) -> None:
+    async def _stop_job(self, job: _Job, *, release: bool = True) -> None:
         supervisor, job.supervisor = job.supervisor, None
         jobs = self.runtime.whereis(_JOBS_NAME)
         if supervisor is not None and supervisor.alive and jobs is not None:
             self.demonitor(supervisor)
             with contextlib.suppress(ValueError):  # it exited meanwhile
                 await terminate_child(jobs, supervisor)
-        self._shared.claims.release(job.record.id)
+        if release:
+            self._shared.claims.release(job.record.id)
 
     async def _settle(self, job: _Job, record: JobRecord) -> None:
+        """An internal end (a crash): kept unsaved, with a warning, when the write fails."""
         job.record = record.evolve(updated=time.time())
         job.progress = None
+        job.unsaved = True
+        await self._flush()
+
+    async def _write(self, job: _Job) -> None:
+        """Write `job.record`, then every other unsaved record.
+
+        Raises:
+            StoreUnavailable: `job`'s own write failed; it stays unsaved.
+        """
+        job.unsaved = True
         await self._shared.store.save_job(job.record)
+        job.unsaved = False
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """Retry every unsaved record; one that fails again stays unsaved, with a warning."""
+        await _flush(self._shared, _log.warning)
 
 
 def _unrun(job: _Job) -> bool:
     """Running with no worker here: run by another app on the file (or suspended), so the
-    stored record is the news."""
-    return job.record.status in _ACTIVE and job.supervisor is None
+    stored record is the news (unless this app's own is newer, not yet written)."""
+    return job.record.status in _ACTIVE and job.supervisor is None and not job.unsaved
+
+
+async def _flush(shared: _Shared, log: Callable[..., object]) -> None:
+    """Write every unsaved record; stop at the first failure (the file is out), logging it."""
+    for job in [job for job in shared.jobs.values() if job.unsaved]:
+        try:
+            await shared.store.save_job(job.record)
+        except StoreUnavailable as exc:
+            log("optimization.record_unsaved", optimization_id=job.record.id,
+                status=job.record.status, error=str(exc))  # fmt: skip
+            return
+        job.unsaved = False
 
 
 async def _stored(store: OptimizationStore, job_id: str) -> JobRecord | None:
@@ -382,6 +475,7 @@ class _StoreKeeper(Actor):
         self._shared = shared
 
     async def terminate(self, reason: object) -> None:
+        await _flush(self._shared, _log.error)  # the last chance: lost when this fails too
         self._shared.claims.release_all()
         await self._shared.store.close()
 

@@ -7,8 +7,9 @@ the same data directory) starts over from the spec and the journal replays every
 step, so it resumes where it stopped. On success it deploys the result when asked, writes
 the job's final record, emits `optimization.completed` and stops normally; on failure it
 writes the error, emits `optimization.failed` and stops normally too (a bad job is not a
-crash, so it is not restarted). Either way it tells the coordinator. A checkpoint row
-that cannot be decoded fails the job with `CorruptRecord` naming the step.
+crash, so it is not restarted). Either way it tells the coordinator, handing it the final
+record when the file refused it (`StoreUnavailable`), for the coordinator to keep and write.
+A checkpoint row that cannot be decoded fails the job with `CorruptRecord` naming the step.
 
 A program spec is built with the app's `lm_for`, as the ModuleManager builds one.
 `job_supervisor_spec(context)` is the job's own subtree: a supervisor restarting the
@@ -38,13 +39,14 @@ from lmvisor.runtime.actor import Actor
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.errors import LmvisorError
 from lmvisor.runtime.messages import Cast
+from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.observe.names import (
     OPTIMIZATION_COMPLETED,
     OPTIMIZATION_FAILED,
     OPTIMIZATION_STARTED,
 )
 from lmvisor.runtime.supervisor import Supervisor
-from lmvisor.services.errors import CorruptRecord, OptimizationSpecError
+from lmvisor.services.errors import CorruptRecord, OptimizationSpecError, StoreUnavailable
 from lmvisor.services.optimization_job import JobSpec, build_optimizer, load_examples
 from lmvisor.services.optimization_store import JobRecord, OptimizationStore
 
@@ -62,6 +64,8 @@ ResolveProgram = Callable[[str], Awaitable[Module]]
 DeployProgram = Callable[[str, Module], Awaitable[int]]
 LMFor = Callable[[str], LM]
 """A model name ("vendor/model") -> the LM to call it through (in the app: `App.lm`)."""
+
+_log = get_logger(__name__)
 
 
 @final
@@ -93,11 +97,13 @@ class JobProgress(Cast):
 @final
 @dataclass(frozen=True, slots=True)
 class JobFinished(Cast):
-    """Worker -> coordinator: the job's final record is stored (completed or failed)."""
+    """Worker -> coordinator: the job's final record (completed or failed), and whether it
+    is stored (when not, the coordinator keeps it and retries the write)."""
 
     job_id: str
     record: JobRecord
     module: Module | None
+    stored: bool = True
 
 
 def error_data(exc: BaseException) -> dict[str, Any]:
@@ -199,8 +205,8 @@ class OptimizationWorker(Actor):
         progress = self._run.progress() if self._run is not None else None
         try:
             stored = await job.store.job(job.job_id)
-        except CorruptRecord:
-            stored = None  # rewritten whole just below
+        except (CorruptRecord, StoreUnavailable):
+            stored = None  # rewritten whole just below (the coordinator keeps `created`)
         record = JobRecord(
             id=job.job_id, spec=job.spec.to_dict(), status="failed" if error else "completed",
             created=stored.created if stored else time.time(), updated=time.time(),
@@ -209,7 +215,7 @@ class OptimizationWorker(Actor):
             best_score=progress.best_score if progress else None,
             result=None if module is None else module.dump_state(), version=version, error=error,
         )  # fmt: skip
-        await job.store.save_job(record)
+        saved = await self._save(record)
         if error is None:
             self._emit(OPTIMIZATION_COMPLETED, {
                 "best_score": record.best_score, "trials": record.trials_done,
@@ -217,7 +223,18 @@ class OptimizationWorker(Actor):
             })  # fmt: skip
         else:
             self._emit(OPTIMIZATION_FAILED, {"error": error["message"], "code": error["code"]})
-        self._notify(JobFinished(job.job_id, record, module))
+        self._notify(JobFinished(job.job_id, record, module, saved))
+
+    async def _save(self, record: JobRecord) -> bool:
+        """Write the final record; False (and a warning) when the file refuses it: the
+        coordinator keeps it instead (a crash here would rerun the whole job)."""
+        try:
+            await self._job.store.save_job(record)
+        except StoreUnavailable as exc:
+            _log.warning("optimization.record_unsaved", optimization_id=record.id,
+                         status=record.status, error=str(exc))  # fmt: skip
+            return False
+        return True
 
     def _emit(self, kind: str, data: dict[str, Any]) -> None:
         job = self._job

@@ -31,6 +31,7 @@ from lmvisor.server.http_errors import (
 )
 from lmvisor.services.errors import (
     BudgetExceeded,
+    JobRunsElsewhere,
     ModuleAlreadyRegistered,
     OptimizationSpecError,
     ServiceInputError,
@@ -68,6 +69,7 @@ class TestStatusFor:
             (StoreUnavailable(path="/d/optimization.sqlite3", problem="locked"), 503),
             (UnknownModule(module_id="qa"), 404),
             (ModuleAlreadyRegistered(module_id="qa"), 409),
+            (JobRunsElsewhere(job_id="j1", path="/d/optimization.sqlite3"), 409),
             (OptimizationSpecError(field="trainset.0", problem="not an example"), 422),
             (DeadlineExceeded(operation="op"), 504),
             (CallTimeout(actor="a", message_type="M", timeout=1.0), 504),

@@ -1,0 +1,208 @@
+"""The OptimizationCoordinator when its jobs file fails after start-up, and cancels across apps."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmvisor.runtime import Runtime
+from lmvisor.runtime.observe.names import OPTIMIZATION_STARTED
+from lmvisor.services import (
+    COORDINATOR_NAME,
+    JobRunsElsewhere,
+    OptimizationStore,
+    StoreUnavailable,
+    cancel_optimization,
+    list_optimizations,
+    optimization_result,
+    optimization_status,
+    submit_optimization,
+    suspend_optimizations,
+)
+from tests.services.test_optimization import _copro, _GatedLM, _start, _wait
+
+_REFUSE = "CREATE TRIGGER refuse BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+
+
+def _sql(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Run `sql` on the file behind the store's back, as another process would."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute(sql).fetchall()
+    db.close()
+    return rows
+
+
+def _stored_status(path: Path, job_id: str) -> str:
+    ((status,),) = _sql(path, f"SELECT status FROM jobs WHERE id = '{job_id}'")
+    return str(status)
+
+
+def _refused(path: Path) -> str:
+    return rf"^store {str(path)!r} cannot be used: disk full \(IntegrityError\)"
+
+
+class TestStoreFailures:
+    async def test_a_refused_cancel_answers_the_typed_error_and_is_retried(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A cancel the file refuses is the caller's StoreUnavailable, not a coordinator
+        crash; the job stays stopped and cancelled here, and a repeated cancel stores it."""
+        db = tmp_path / "optimization.sqlite"
+        coordinator = await _start(runtime, _GatedLM(), db)
+        incarnation = runtime.whereis(COORDINATOR_NAME)
+        job_id = await submit_optimization(coordinator, _copro())
+        _sql(db, _REFUSE)
+        with pytest.raises(StoreUnavailable, match=_refused(db)):
+            await cancel_optimization(coordinator, job_id)
+        assert runtime.whereis(COORDINATOR_NAME) is incarnation and incarnation is not None
+        assert runtime.whereis(("optimization_worker", job_id)) is None
+        assert (await optimization_status(coordinator, job_id)).status == "cancelled"
+        assert _stored_status(db, job_id) == "running"
+        with pytest.raises(StoreUnavailable, match=_refused(db)):
+            await cancel_optimization(coordinator, job_id)
+        _sql(db, "DROP TRIGGER refuse")
+        assert (await cancel_optimization(coordinator, job_id)).status == "cancelled"
+        assert _stored_status(db, job_id) == "cancelled"
+        assert runtime.whereis(COORDINATOR_NAME) is incarnation
+
+    async def test_an_unsaved_record_is_written_by_the_next_write(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A cancellation the file refused is written with the next job's submit."""
+        db = tmp_path / "optimization.sqlite"
+        coordinator = await _start(runtime, _GatedLM(), db)
+        job_id = await submit_optimization(coordinator, _copro())
+        _sql(db, _REFUSE)
+        with pytest.raises(StoreUnavailable):
+            await cancel_optimization(coordinator, job_id)
+        _sql(db, "DROP TRIGGER refuse")
+        other = await submit_optimization(coordinator, _copro(rows=4))
+        assert _stored_status(db, job_id) == "cancelled"
+        assert _stored_status(db, other) == "running"
+
+    async def test_an_unsaved_record_is_written_when_the_app_stops(self, tmp_path: Path) -> None:
+        """A cancellation still unsaved when the subtree stops is written then, when it can."""
+        db = tmp_path / "optimization.sqlite"
+        async with Runtime.open() as runtime:
+            coordinator = await _start(runtime, _GatedLM(), db)
+            job_id = await submit_optimization(coordinator, _copro())
+            _sql(db, _REFUSE)
+            with pytest.raises(StoreUnavailable):
+                await cancel_optimization(coordinator, job_id)
+            _sql(db, "DROP TRIGGER refuse")
+            assert _stored_status(db, job_id) == "running"
+        assert _stored_status(db, job_id) == "cancelled"
+
+    async def test_a_refused_final_record_is_kept_by_the_coordinator(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A worker whose final record the file refuses hands it over instead of crashing
+        (a crash reran the whole job): the result is served, and written once it can be."""
+        db = tmp_path / "optimization.sqlite"
+        lm = _GatedLM()
+        coordinator = await _start(runtime, lm, db)
+        incarnation = runtime.whereis(COORDINATOR_NAME)
+        job_id = await submit_optimization(coordinator, _copro(rows=4))
+        _sql(db, _REFUSE)
+        lm.gate.set()
+        done = await _wait(coordinator, job_id)
+        assert done.status == "completed"
+        assert (await optimization_result(coordinator, job_id)).dump_state()
+        assert _stored_status(db, job_id) == "running"
+        assert len(runtime.events.ring.query(type=OPTIMIZATION_STARTED)) == 1
+        assert runtime.whereis(COORDINATOR_NAME) is incarnation
+        _sql(db, "DROP TRIGGER refuse")
+        await submit_optimization(coordinator, _copro(rows=4))
+        assert _stored_status(db, job_id) == "completed"
+        store = OptimizationStore(db)
+        stored = await store.job(job_id)
+        await store.close()
+        assert stored is not None
+        assert (stored.created, stored.trials_done) == (done.created, done.trials_done)
+
+    async def test_a_refused_suspend_stops_every_job_and_answers_the_typed_error(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """Suspend stops every job although the file refuses their progress, then answers
+        StoreUnavailable; the file still shows them running, so they resume later."""
+        db = tmp_path / "optimization.sqlite"
+        coordinator = await _start(runtime, _GatedLM(), db)
+        incarnation = runtime.whereis(COORDINATOR_NAME)
+        jobs = [await submit_optimization(coordinator, _copro()) for _ in range(2)]
+        _sql(db, _REFUSE)
+        with pytest.raises(StoreUnavailable, match=_refused(db)):
+            await suspend_optimizations(coordinator)
+        assert [runtime.whereis(("optimization_worker", j)) for j in jobs] == [None, None]
+        assert runtime.whereis(COORDINATOR_NAME) is incarnation
+        assert [_stored_status(db, j) for j in jobs] == ["running", "running"]
+        _sql(db, "DROP TRIGGER refuse")
+        assert await suspend_optimizations(coordinator) == []
+        assert [j.status for j in await list_optimizations(coordinator)] == ["running"] * 2
+
+    async def test_an_unreadable_file_answers_status_of_a_job_run_elsewhere(
+        self, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Status and list of a job another app runs read the file: a failed read is the
+        caller's StoreUnavailable, and the coordinator answers again once the file is back."""
+        db = tmp_path / "optimization.sqlite"
+        first = await _start(runtime, _GatedLM(), db)
+        job_id = await submit_optimization(first, _copro())
+        async with Runtime.open() as other:
+            second = await _start(other, _GatedLM(), db)
+            incarnation = other.whereis(COORDINATOR_NAME)
+            real = OptimizationStore._run
+
+            async def locked(store: OptimizationStore, work: Any) -> Any:
+                raise StoreUnavailable(path=str(store.path), problem="database is locked")
+
+            monkeypatch.setattr(OptimizationStore, "_run", locked)
+            with pytest.raises(StoreUnavailable, match=r"database is locked"):
+                await optimization_status(second, job_id)
+            with pytest.raises(StoreUnavailable, match=r"database is locked"):
+                await list_optimizations(second)
+            monkeypatch.setattr(OptimizationStore, "_run", real)
+            assert (await optimization_status(second, job_id)).status == "running"
+            assert other.whereis(COORDINATOR_NAME) is incarnation
+
+
+class TestCancelAcrossApps:
+    async def test_a_job_another_app_runs_is_refused_here(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """Cancelling a job another app runs answers JobRunsElsewhere and leaves it running
+        (marking the file did not stop it); once it ends, cancel answers its real end."""
+        db = tmp_path / "optimization.sqlite"
+        lm = _GatedLM()
+        first = await _start(runtime, lm, db)
+        job_id = await submit_optimization(first, _copro(rows=4))
+        async with Runtime.open() as other:
+            second = await _start(other, _GatedLM(), db)
+            elsewhere = (
+                rf"^optimization job {job_id!r} runs in another process on the jobs file"
+                rf" {str(db)!r}; cancel it in that process$"
+            )
+            with pytest.raises(JobRunsElsewhere, match=elsewhere):
+                await cancel_optimization(second, job_id)
+            assert _stored_status(db, job_id) == "running"
+            lm.gate.set()
+            assert (await _wait(first, job_id)).status == "completed"
+            assert (await cancel_optimization(second, job_id)).status == "completed"
+            assert _stored_status(db, job_id) == "completed"
+
+    async def test_a_job_no_app_runs_is_cancelled_from_another(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A job its runner suspended is free: another app cancels it, and the runner's app
+        then reports it cancelled too (and does not resume it)."""
+        db = tmp_path / "optimization.sqlite"
+        first = await _start(runtime, _GatedLM(), db)
+        job_id = await submit_optimization(first, _copro())
+        async with Runtime.open() as other:
+            second = await _start(other, _GatedLM(), db)
+            assert await suspend_optimizations(first) == [job_id]
+            assert (await cancel_optimization(second, job_id)).status == "cancelled"
+        assert _stored_status(db, job_id) == "cancelled"
+        assert (await optimization_status(first, job_id)).status == "cancelled"
