@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from lmvisor.services.errors import OptimizationSpecError as OptimizationSpecError
     from lmvisor.services.errors import ServiceError as ServiceError
     from lmvisor.services.errors import ServiceInputError as ServiceInputError
+    from lmvisor.services.errors import StoreBusy as StoreBusy
     from lmvisor.services.errors import StoreUnavailable as StoreUnavailable
     from lmvisor.services.errors import UnknownJob as UnknownJob
     from lmvisor.services.errors import UnknownModule as UnknownModule

@@ -17,6 +17,7 @@ LmvisorError
     ├── AllStrategiesFailed      the program and every fallback failed; `causes` holds each
     ├── CorruptRecord            a stored row (job, checkpoint step, program) cannot be decoded
     └── StoreUnavailable         a service's SQLite file cannot be opened or holds another layout
+        └── StoreBusy            ... or cannot be written now (locked, full): a later try may work
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "OptimizationSpecError",
     "ServiceError",
     "ServiceInputError",
+    "StoreBusy",
     "StoreUnavailable",
     "UnknownJob",
     "UnknownModule",
@@ -266,15 +268,25 @@ class StoreUnavailable(ServiceError):
     layout; nothing in it was changed. `path` names the file, `problem` what is wrong."""
 
     code = "store_unavailable"
+    _advice = "move the file aside to start without what it held"
 
     def __init__(self, *, path: str, problem: str) -> None:
         super().__init__(
-            f"store {path!r} cannot be used: {problem}"
-            " (move the file aside to start without what it held)",
+            f"store {path!r} cannot be used: {problem} ({self._advice})",
             context={"path": path, "problem": problem},
         )
         self.path = path
         self.problem = problem
+
+
+class StoreBusy(StoreUnavailable):
+    """A service's SQLite file cannot be read or written now: locked by another process
+    past the busy timeout, the disk full, an I/O error. Nothing is wrong with the file;
+    the same operation may succeed later."""
+
+    code = "store_busy"
+    retryable = True
+    _advice = "locked by another process, or the disk full: try again"
 
 
 def _shown(model: str) -> str:

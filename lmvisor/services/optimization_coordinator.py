@@ -18,7 +18,9 @@ coordinator starts it resumes every job the store shows as running with no live 
 a process killed mid-job picks the job up again when the app reopens on the same file. A job
 runs only where it is claimed (`lmvisor.services._job_claims`): of two apps open on one data
 directory, the second leaves the first one's running jobs to it (and reports their stored
-progress) instead of running them again.
+progress) instead of running them again. When the first goes away (closed, killed, or
+suspended by a drain) its jobs are free: the second resumes one at the next status, list or
+result query that finds it unclaimed (an app's own suspended jobs stay suspended there).
 A stored job whose row cannot be decoded is skipped (a `store.record_skipped` event and
 a warning), never loaded and never a reason for the coordinator not to start.
 
@@ -117,6 +119,8 @@ class _Job:
     module: Module | None = None
     unsaved: bool = False
     """`record` is newer than the file: its write failed (see the module docstring)."""
+    suspended: bool = False
+    """Stopped here by `suspend_optimizations` (a drain): not taken over again here."""
 
 
 @final
@@ -213,25 +217,19 @@ class OptimizationCoordinator(Actor):
         job = self._shared.jobs.get(msg.job_id)
         if job is None:
             return ErrorReply(UnknownJob(job_id=msg.job_id))
-        if _unrun(job):
-            try:
-                stored = await _stored(self._shared.store, job.record.id)
-            except StoreUnavailable as exc:
-                return ErrorReply(exc)
-            job.record = stored if stored is not None else job.record
+        try:
+            await self._refresh([job])
+        except StoreUnavailable as exc:
+            return ErrorReply(exc)
         return _status(job)
 
     @handler
     async def _list(self, msg: ListJobs) -> list[OptimizationStatus] | ErrorReply:
-        jobs = self._shared.jobs.values()
-        if any(_unrun(job) for job in jobs):
-            try:
-                stored = {record.id: record for record in await self._shared.store.jobs()}
-            except StoreUnavailable as exc:
-                return ErrorReply(exc)
-            for job in jobs:
-                if _unrun(job):
-                    job.record = stored.get(job.record.id, job.record)
+        jobs = list(self._shared.jobs.values())
+        try:
+            await self._refresh(jobs)
+        except StoreUnavailable as exc:
+            return ErrorReply(exc)
         return [_status(job) for job in jobs]
 
     @handler
@@ -273,6 +271,10 @@ class OptimizationCoordinator(Actor):
         job = self._shared.jobs.get(msg.job_id)
         if job is None:
             return ErrorReply(UnknownJob(job_id=msg.job_id))
+        try:
+            await self._refresh([job])  # another app may have finished it
+        except StoreUnavailable as exc:
+            return ErrorReply(exc)
         if job.record.status != "completed" or job.record.result is None:
             return ErrorReply(JobNotFinished(job_id=msg.job_id, status=job.record.status))
         if job.module is None:
@@ -291,6 +293,7 @@ class OptimizationCoordinator(Actor):
             if job.record.status not in _ACTIVE or job.supervisor is None:
                 continue  # finished, or already suspended
             await self._stop_job(job)
+            job.suspended = True  # stays stopped here, even if its record cannot be written
             try:
                 await self._suspended(job)
             except StoreUnavailable as exc:
@@ -376,7 +379,10 @@ class OptimizationCoordinator(Actor):
 
     async def _ensure_running(self, job: _Job) -> None:
         if job.supervisor is not None and job.supervisor.alive:
+            # a new incarnation: the monitor its predecessor held died with it
+            self.monitor(job.supervisor)
             return
+        job.supervisor = None
         if not self._claim(job.record.id):
             return
         config = self._config
@@ -396,6 +402,32 @@ class OptimizationCoordinator(Actor):
             raise RuntimeError("optimization_jobs supervisor is not running")
         job.supervisor = await start_child(jobs, job_supervisor_spec(context))
         self.monitor(job.supervisor)
+
+    async def _refresh(self, jobs: list[_Job]) -> None:
+        """Bring the unrun among `jobs` up to date: the stored record is the news of a job
+        another app runs; one the file shows running that no app holds any more (its app
+        was killed, or suspended it and stopped) is resumed here. This app's own
+        suspended jobs stay suspended.
+
+        Raises:
+            StoreUnavailable: the file cannot be read.
+        """
+        for job in jobs:
+            if not _unrun(job):
+                continue
+            stored = await _stored(self._shared.store, job.record.id)
+            job.record = stored if stored is not None else job.record
+            if job.record.status in _ACTIVE and not job.suspended and self._may_take(job):
+                await self._ensure_running(job)
+
+    def _may_take(self, job: _Job) -> bool:
+        """Whether no app holds `job` any more (claimed here now), quietly: status polls ask."""
+        if self.runtime.whereis(_JOBS_NAME) is None:
+            return False  # the subtree is stopping
+        try:
+            return self._shared.claims.claim(job.record.id)
+        except OSError:
+            return False  # cannot tell: left to whoever runs it
 
     def _claim(self, job_id: str) -> bool:
         """Whether this app may run `job_id` (see the module docstring)."""

@@ -20,6 +20,7 @@ deep) is never returned as data: `job` and `steps` raise
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 from collections.abc import Callable, Mapping
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar, final
 
 from lmvisor.services._sqlite import SqliteFile, json_value, text
-from lmvisor.services.errors import CorruptRecord, StoreUnavailable
+from lmvisor.services.errors import CorruptRecord, StoreBusy, StoreUnavailable
 
 __all__ = ["JobRecord", "OptimizationStore", "StoreCheckpoint"]
 
@@ -105,6 +106,18 @@ def _problem(exc: sqlite3.Error | OSError) -> str:
     return f"{exc} ({type(exc).__name__})"
 
 
+# SQLite's result codes for a file that is sound but cannot be used at this moment.
+_PASSING_CODES: Final = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR"})
+
+
+def _passing(exc: sqlite3.Error | OSError) -> bool:
+    """Whether the failure may pass: a lock held past the busy timeout, a full disk, I/O."""
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", None) or ""
+        return "_".join(name.split("_", 2)[:2]) in _PASSING_CODES  # SQLITE_BUSY_TIMEOUT too
+    return exc.errno == errno.ENOSPC
+
+
 def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -130,7 +143,8 @@ class OptimizationStore:
         try:
             return await self._file.run(work)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(path=str(self.path), problem=_problem(exc)) from exc
+            kind = StoreBusy if _passing(exc) else StoreUnavailable
+            raise kind(path=str(self.path), problem=_problem(exc)) from exc
 
     async def open(self) -> None:
         """Open (and create) the file now rather than on first use.

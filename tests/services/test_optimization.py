@@ -22,6 +22,7 @@ from lmvisor.runtime.observe.names import (
     OPTIMIZATION_STARTED,
     OPTIMIZATION_SUSPENDED,
 )
+from lmvisor.runtime.supervisor import which_children
 from lmvisor.services import (
     COORDINATOR_NAME,
     JobNotFinished,
@@ -485,6 +486,64 @@ class TestSharedFile:
         async with Runtime.open() as other:
             done = await _wait(await _start(other, lm, db), job_id)
         assert done.status == "completed" and lm.calls > 0
+
+    async def test_a_job_its_runner_left_is_taken_over_by_an_app_still_open(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A job whose runner went away (its app closed mid-job) while another app stays
+        open on the file is resumed there at its next status query, not left running in
+        the file with nobody running it."""
+        db = tmp_path / "optimization.sqlite"
+        lm = SlowLM()
+        async with Runtime.open() as first:
+            job_id = await submit_optimization(await _start(first, _GatedLM(), db), _copro())
+            second = await _start(runtime, lm, db)
+            assert (await optimization_status(second, job_id)).status == "running"
+            assert lm.calls == 0
+        done = await _wait(second, job_id)
+        assert done.status == "completed" and lm.calls > 0
+
+    async def test_an_apps_own_suspended_job_stays_suspended(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A job the app suspended (a drain) is not taken over again by its own status
+        queries: it waits for the next app on the file."""
+        lm = SlowLM()
+        coordinator = await _start(runtime, lm, tmp_path / "optimization.sqlite")
+        job_id = await submit_optimization(coordinator, _copro())
+        assert await suspend_optimizations(coordinator) == [job_id]
+        calls = lm.calls
+        for _ in range(3):
+            assert (await optimization_status(coordinator, job_id)).status == "running"
+            assert [j.id for j in await list_optimizations(coordinator)] == [job_id]
+            await asyncio.sleep(0.01)
+        assert runtime.whereis(("optimization_worker", job_id)) is None
+        assert lm.calls == calls
+
+
+class TestCoordinatorRestart:
+    async def test_a_restarted_coordinator_hears_of_a_running_jobs_end(
+        self, runtime: Runtime
+    ) -> None:
+        """After the coordinator restarts, the jobs it left running are still watched: one
+        whose supervisor then dies is settled as crashed (its Down was lost with the
+        predecessor's monitor, and the job read 'running' for good)."""
+        lm = _GatedLM()
+        coordinator = await _start(runtime, lm)
+        job_id = await submit_optimization(coordinator, _copro())
+        first = runtime.whereis(COORDINATOR_NAME)
+        assert first is not None
+        await first.stop(RuntimeError("coordinator crash, by the test"))
+        while runtime.whereis(COORDINATOR_NAME) in (None, first):  # noqa: ASYNC110
+            await asyncio.sleep(0.002)
+        assert (await optimization_status(coordinator, job_id)).status == "running"
+        jobs = runtime.whereis("optimization_jobs")
+        assert jobs is not None
+        [job_supervisor] = [c.ref for c in await which_children(jobs) if c.ref is not None]
+        await job_supervisor.stop(RuntimeError("job supervisor crash, by the test"))
+        done = await _wait(coordinator, job_id)
+        assert done.status == "failed" and done.error is not None
+        assert done.error["code"] == "crashed"
 
 
 class TestJobClaims:

@@ -12,12 +12,14 @@ import pytest
 from lmvisor.optimizers import OptimizationRun
 from lmvisor.programs.errors import StateError
 from lmvisor.runtime import Runtime
+from lmvisor.runtime import _sqlite as runtime_sqlite
 from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
 from lmvisor.services import (
     COORDINATOR_NAME,
     CorruptRecord,
     JobRecord,
     OptimizationStore,
+    StoreBusy,
     StoreUnavailable,
     list_optimizations,
     optimization_result,
@@ -287,6 +289,38 @@ class TestUnusableFile:
         assert (info.value.path, info.value.problem) == (str(path), problem)
         assert str(info.value).startswith(f"store {str(path)!r} cannot be used: {problem}")
         assert path.read_bytes() == content  # set aside by the operator, never overwritten
+
+    async def test_a_file_locked_past_the_busy_timeout_is_store_busy(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A sound file another process holds locked past the busy timeout is StoreBusy:
+        retryable, advising a retry (not moving the file aside); once the lock is gone the
+        same write works. A file that is not a database is not StoreBusy."""
+        monkeypatch.setattr(runtime_sqlite, "BUSY_TIMEOUT", 0.05)
+        path = tmp_path / "optimization.sqlite"
+        store = OptimizationStore(path)
+        await store.open()
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreBusy) as info:
+                await store.save_job(_job("a"))
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert info.value.retryable is True and info.value.code == "store_busy"
+        assert str(info.value).endswith(
+            "database is locked (OperationalError) "
+            "(locked by another process, or the disk full: try again)"
+        )
+        await store.save_job(_job("a"))
+        assert [r.id for r in await store.jobs()] == ["a"]
+        await store.close()
+        garbage = tmp_path / "garbage.sqlite"
+        garbage.write_bytes(b"not a database at all" * 200)
+        with pytest.raises(StoreUnavailable) as refused:
+            await OptimizationStore(garbage).open()
+        assert not isinstance(refused.value, StoreBusy) and refused.value.retryable is False
 
     async def test_a_table_of_another_layout_is_refused_untouched(self, tmp_path: Path) -> None:
         """A `jobs` table without our columns is refused at open, not a query error later."""
