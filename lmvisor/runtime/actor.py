@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final,
 
 from lmvisor.runtime._inline import finish_inline, inline_ended, start_inline
 from lmvisor.runtime.correlation import _scope as _correlation_var
-from lmvisor.runtime.errors import ActorExited, CallTimeout
+from lmvisor.runtime.errors import ActorExited, CalledSelf, CallTimeout
 from lmvisor.runtime.mailbox import MailboxPolicy, MailboxStatistics
 from lmvisor.runtime.messages import (
     Call,
@@ -352,13 +352,13 @@ async def _until_running(proc: _Process, msg: object, timeout: float | None) -> 
     Raises:
         CallTimeout: `started()` outlasted the timeout.
         ActorExited: the incarnation is not serving (its start failed, or it stops).
-        RuntimeError: called from the actor's own `started()`.
+        CalledSelf: called from the actor's own `started()`.
     """
     ready = proc.ready
     if proc.status is ActorStatus.STARTING and ready is not None:
         if proc.task is asyncio.current_task():
             # its own started(): `ready` waits for this very call (OTP's calling_self)
-            raise RuntimeError(f"{proc.name} called itself with {type(msg).__qualname__}")
+            raise CalledSelf(actor=proc.name, message_type=type(msg).__qualname__)
         loop = proc._loop
         began = loop.time()
         try:
@@ -489,8 +489,9 @@ class ActorRef:
             ActorExited: the actor is dead, or died before replying.
             CallTimeout: no reply within `timeout`; the actor may still handle it.
             MailboxFull: the mailbox is full and its policy is "fail_fast".
-            RuntimeError: an actor called itself (it would wait forever), for a
-                handler that is not inline, or for any handler from `started()`.
+            CalledSelf: an actor called itself (it would wait forever), for a
+                handler that is not inline, or for any handler from `started()`
+                (a `RuntimeError` too).
 
         Cancellation abandons the reply; the actor may still handle the message.
         An inline handler's work is cancelled instead, on a timeout too.
@@ -523,7 +524,7 @@ class ActorRef:
             finally:
                 finish_inline(proc, call)
         if proc.task is asyncio.current_task():
-            raise RuntimeError(f"{proc.name} called itself with {type(msg).__qualname__}")
+            raise CalledSelf(actor=proc.name, message_type=type(msg).__qualname__)
         return await _call_by_mailbox(proc, msg, timeout)
 
     async def cast(self, msg: Cast) -> None:
