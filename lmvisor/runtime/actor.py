@@ -19,6 +19,13 @@ Contract:
   caller (queued, in progress or deferred) gets `ActorExited` immediately,
   deferred tasks are cancelled, then `terminate(reason)` runs. `terminate`
   runs on every stop except a kill.
+- As in OTP, an actor is alive until `terminate` returns (and the tasks it
+  owned have unwound): `ref.alive` holds, its status is "stopping", its names
+  stay taken (`whereis` finds it; a supervisor's restart registers them only
+  afterwards), a monitor or link set meanwhile brings `Down`/`Exit` with the
+  real reason, and a call made meanwhile waits, then raises `ActorExited` with
+  it. Casts made meanwhile are dropped; inline calls and `spawn_task` raise
+  `ActorExited` at once; `ref.exit_reason` is None until it is dead.
 - A Call handler may `return self.defer(coro)`: the actor owns the task, whose
   result (or exception) becomes the reply, so one actor serves many calls at
   once. At most `max_in_flight` deferred tasks run; further deferrals wait for
@@ -452,13 +459,14 @@ class ActorRef:
 
     @property
     def alive(self) -> bool:
-        """False once the actor has died (it may still be running `terminate`)."""
+        """True until the actor has died, i.e. until its `terminate` has returned (as in OTP)."""
         return self._proc.status is not _DEAD
 
     @property
     def exit_reason(self) -> object:
-        """The exit reason once dead, else None."""
-        return self._proc.exit_reason
+        """The exit reason once dead, else None (also while `terminate` runs)."""
+        proc = self._proc
+        return proc.exit_reason if proc.status is _DEAD else None
 
     def statistics(self) -> ActorStatistics:
         """A snapshot of status, mailbox and in-flight work (sync; never waits)."""
