@@ -29,6 +29,8 @@ _AIOHTTP_ERRORS = ErrorMap(
     body_error=ProviderConnectionError,
     body_detail="connection dropped mid-answer",
     wire=(aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, OSError),
+    # ClientErrors too: matched before `wire`, or a URL it cannot use would be retried, quoted
+    build=(aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError),
 )
 
 

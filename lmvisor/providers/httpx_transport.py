@@ -27,7 +27,7 @@ _HTTPX_ERRORS = ErrorMap(
     body_error=ResponseFormatError,
     body_detail="undecodable body",
     wire=(httpx.HTTPError, httpx.StreamError, OSError),
-    build=(httpx.LocalProtocolError, httpx.InvalidURL),
+    build=(httpx.LocalProtocolError, httpx.InvalidURL, httpx.UnsupportedProtocol),
 )
 
 

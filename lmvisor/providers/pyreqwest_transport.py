@@ -53,7 +53,13 @@ from datetime import timedelta
 from typing import final
 
 from pyreqwest.client import Client, ClientBuilder
-from pyreqwest.exceptions import BodyDecodeError, PyreqwestError, ReadError, RequestTimeoutError
+from pyreqwest.exceptions import (
+    BodyDecodeError,
+    BuilderError,
+    PyreqwestError,
+    ReadError,
+    RequestTimeoutError,
+)
 
 from lmvisor.providers.aiohttp_transport import AiohttpTransport
 from lmvisor.providers.errors import ProviderConnectionError
@@ -76,6 +82,8 @@ _PYREQWEST_ERRORS = ErrorMap(
     body_error=ProviderConnectionError,
     body_detail="connection dropped mid-answer",
     wire=(PyreqwestError, OSError),
+    # a PyreqwestError too: matched before `wire`, or a bad URL would be retried, quoted
+    build=(BuilderError,),
 )
 
 

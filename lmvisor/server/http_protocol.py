@@ -80,8 +80,12 @@ client that stops reading held the request task (a stream's) and the connection
 forever, and one whose answer was written whole held the connection (a close waits
 for the buffer to drain). Here the pause arms one timer (`send_timeout` seconds; a
 connection whose buffer never fills, nearly every one, costs none), cancelled when
-writing resumes, so a client that reads, however slowly, keeps its answer. When it
-fires the connection is reset (SO_LINGER 0, then `abort`: the unsent bytes are
+writing resumes. Writing resumes only once the buffer is below its low-water mark, which
+for one large answer (uvicorn writes a JSON body whole) may take longer than the deadline
+however steadily the client reads, so the deadline is for no progress: when it passes
+with the buffer smaller than when it was armed, it is armed again from there. A client
+that reads, however slowly, keeps its answer. When it fires with no progress the
+connection is reset (SO_LINGER 0, then `abort`: the unsent bytes are
 dropped, in the kernel too) and `connection_lost` ends the request as for a
 disconnect: a waiting `send` returns, a run not yet answered is cancelled, a stream's
 disconnect listener cancels it.
@@ -90,8 +94,8 @@ Refusals: the answers the protocol gives itself (the 408s, 431 and 400 above, uv
 400 for a malformed body) never reach the app's plumbing, so `refused` is told of each
 (a reason, the status, the request if one was parsed), and of each body refused (whose
 408 or 413 the app writes) and each send deadline: the daemon counts them
-(`lmvisor_http_refused_total`) and writes their access log lines
-(`middleware.refusal_recorder`).
+(`lmvisor_http_refused_total`) and logs them (one line each; see
+`middleware.refusal_recorder`).
 
 `http_protocol()` names the class for `uvicorn.Config(http=...)`: this one (httptools
 is a dependency), else, where httptools cannot be imported, uvicorn's default choice
@@ -194,6 +198,8 @@ def http_protocol(
         _head_timer: asyncio.TimerHandle | None = None
         # Armed while the transport has paused writing (see `pause_writing`).
         _send_timer: asyncio.TimerHandle | None = None
+        # The write buffer's size when `_send_timer` was armed: less at its firing is progress.
+        _send_mark: int = 0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -287,6 +293,11 @@ def http_protocol(
             """Answer a head that is late, too large or malformed with `error`, and close."""
             cycle = self.cycle
             if cycle is not None and not cycle.response_complete:
+                # This head is refused and no more of it is read: no deadline may refuse it again.
+                self._in_head = False
+                timer, self._head_timer = self._head_timer, None
+                if timer is not None:
+                    timer.cancel()
                 tell(reason, None, None)
                 cycle.keep_alive = False  # an earlier answer is on its way: close after it
                 self.flow.pause_reading()  # and read nothing more of this head
@@ -346,6 +357,7 @@ def http_protocol(
         def pause_writing(self) -> None:
             super().pause_writing()
             if self._send_timer is None and send_timeout is not None:
+                self._send_mark = self.transport.get_write_buffer_size()
                 self._send_timer = self.loop.call_later(send_timeout, self._send_late)
 
         def resume_writing(self) -> None:
@@ -364,6 +376,12 @@ def http_protocol(
             cancelled, a stream is cancelled by its disconnect listener)."""
             self._send_timer = None
             if not self.flow.write_paused:
+                return
+            left = self.transport.get_write_buffer_size()
+            if left < self._send_mark:  # the client reads: time it from here
+                assert send_timeout is not None  # the timer is only armed with one
+                self._send_mark = left
+                self._send_timer = self.loop.call_later(send_timeout, self._send_late)
                 return
             cycle = self._running
             tell("send_timeout", None, None if cycle is None else cycle.scope)

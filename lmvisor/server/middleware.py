@@ -226,26 +226,32 @@ def refusal_recorder(
 ) -> Callable[[str, int | None, Mapping[str, Any] | None], None]:
     """What the HTTP protocol calls when it refuses a request or ends a connection itself.
 
-    A call `(reason, status, scope)` counts `reason` (`lmvisor_http_refused_total`)
-    and writes an access log line (`http.request` with `refused=reason`): `status` is
-    the answer the protocol wrote (None for a connection reset because its answer could
-    not be sent), `scope` the request when one was parsed (its method and path; a
-    refused head has none). A late or overframed body is the exception: the request's
-    app answers it (the body limit's 408 or 413), so it is counted here and its line,
-    as its `lmvisor_http_requests_total` count, comes from the app's plumbing.
+    A call `(reason, status, scope)` counts `reason` (`lmvisor_http_refused_total`).
+    `status` is the answer the protocol wrote (None for a connection reset because its
+    answer could not be sent), `scope` the request when one was parsed. A refused head
+    reached no app: it gets its access line here (`http.request`, `refused=reason`, no
+    method or path). A request that reached the app has its `http.request` line from the
+    app's plumbing, one per request: a malformed body or a send deadline adds an
+    `http.refused` line naming it (method and path when known), and a late or overframed
+    body, which the app answers itself (the body limit's 408 or 413), adds none.
     """
 
     def record(reason: str, status: int | None, scope: Mapping[str, Any] | None) -> None:
         metrics.refused(reason)
-        if access_log and reason not in _ANSWERED_BY_APP:
+        if not access_log or reason in _ANSWERED_BY_APP:
+            return
+        if scope is None and reason != "send_timeout":
             _access_log.info(
-                "http.request",
-                method=None if scope is None else scope.get("method"),
-                path=None if scope is None else scope.get("path"),
-                route=None,
-                status=status,
-                refused=reason,
+                "http.request", method=None, path=None, route=None, status=status, refused=reason
             )
+            return
+        _access_log.info(
+            "http.refused",
+            method=None if scope is None else scope.get("method"),
+            path=None if scope is None else scope.get("path"),
+            status=status,
+            refused=reason,
+        )
 
     return record
 

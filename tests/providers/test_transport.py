@@ -118,6 +118,21 @@ class TestBothTransports:
         assert "sk-from-a-file" not in str(info.value)
         assert server.stats().by_path == {}
 
+    async def test_a_url_the_client_cannot_use(self, transport: Transport) -> None:
+        """A URL of a scheme the HTTP client does not speak is the client's own refusal:
+        a non-retryable RequestBuildError that does not quote the URL (it may hold a key)."""
+        with pytest.raises(RequestBuildError) as info:
+            await transport.post_json(
+                "ftp://user:sk-in-a-url@127.0.0.1:1/v1/chat/completions",
+                headers=HEADERS,
+                body=BODY,
+                timeout=5.0,
+                provider="openai",
+                model="gpt-4o-mini",
+            )
+        assert info.value.retryable is False
+        assert "sk-in-a-url" not in str(info.value)
+
     async def test_dropped_connection(self, transport: Transport, server: LMServer) -> None:
         """A connection closed before any byte is a ProviderConnectionError."""
         server.add_fault(FaultRule(kind="drop"))

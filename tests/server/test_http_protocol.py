@@ -38,6 +38,7 @@ class _Transport(asyncio.Transport):
         super().__init__()
         self.calls: list[bytes] = []
         self.closed = False
+        self.buffered = 0  # what `get_write_buffer_size` reports (a test sets it)
 
     def write(self, data: Any) -> None:
         self.calls.append(bytes(data))
@@ -53,6 +54,9 @@ class _Transport(asyncio.Transport):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5000)}.get(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
 
     def pause_reading(self) -> None:
         pass

@@ -1,5 +1,5 @@
 """Tests for lmvisor.server.http_protocol's send deadline and for the refusals it answers
-itself: each is counted in `lmvisor_http_refused_total` and has its access log line."""
+itself: each is counted in `lmvisor_http_refused_total` and logged once."""
 
 from __future__ import annotations
 
@@ -142,6 +142,46 @@ class TestSendDeadline:
         await _until(lambda: aborted)
         assert aborted == [True] and told == [("send_timeout", None)]
 
+    async def test_a_client_that_reads_is_timed_from_its_progress(self) -> None:
+        """A buffer that shrank since the deadline was armed (the client reads, slower than
+        the answer is long) gets the deadline again from there; only one that did not
+        shrink for a whole deadline is reset."""
+        told: list[tuple[str, int | None]] = []
+        transport, protocol = _connected(
+            _ok, send_timeout=0.05, refused=lambda reason, status, _: told.append((reason, status))
+        )
+        aborted = _aborted(transport)
+        transport.buffered = 4_000_000
+        protocol.pause_writing()
+        first = protocol._send_timer
+        transport.buffered = 3_000_000  # read meanwhile
+        await _until(lambda: protocol._send_timer is not first)
+        assert protocol._send_timer is not None and not aborted and not told
+        await _until(lambda: aborted)  # no more progress: reset
+        assert aborted == [True] and told == [("send_timeout", None)]
+
+    async def test_a_refused_pipelined_head_is_refused_once(self) -> None:
+        """A malformed head pipelined behind a request still being answered is refused
+        once: its head deadline, armed while it arrived, is dropped with it."""
+        told: list[tuple[str, int | None]] = []
+        release = asyncio.Event()
+
+        async def slow(scope: Any, receive: Any, send: Any) -> None:
+            await release.wait()
+            await _ok(scope, receive, send)
+
+        transport, protocol = _connected(
+            slow,
+            header_timeout=0.05,
+            refused=lambda reason, status, _: told.append((reason, status)),
+        )
+        protocol.data_received(b"GET /x HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\nGET /y HT")
+        protocol.data_received(b"TP/9.9 \x00\r\n")
+        await asyncio.sleep(0.15)  # past the head deadline
+        release.set()
+        await _until(lambda: transport.closed)
+        assert told == [("malformed", None)]
+
 
 def _aborted(transport: _Transport) -> list[bool]:
     """Make `transport.abort()` record itself (and close it); the list of calls."""
@@ -253,22 +293,26 @@ class TestRefusalsCounted:
 
 class TestRefusalRecorder:
     def test_a_line_per_refusal_unless_the_app_answered_it(self, runtime: Runtime) -> None:
-        """Every refusal is counted; the access line names the parsed request's method and
-        path, and none is written for a refused body (its app writes that one) or with the
-        access log off."""
+        """Every refusal is counted; a refused head gets its `http.request` line, a request
+        the app saw an `http.refused` line beside the app's own (a reset after its answer
+        too), a refused body none (its app writes that one), nothing with the log off."""
         metrics = HttpMetrics(runtime.metrics)
         record = refusal_recorder(metrics, access_log=True)
         quiet = refusal_recorder(metrics, access_log=False)
         scope: dict[str, Any] = {"method": "GET", "path": "/v1/events"}
         with capture_logs(runtime) as logs:
             record("send_timeout", None, scope)
+            record("send_timeout", None, None)
+            record("malformed", 400, None)
             record("body_timeout", None, scope)
             quiet("malformed", 400, None)
-        assert [(e["method"], e["path"], e["status"], e["refused"]) for e in logs] == [
-            ("GET", "/v1/events", None, "send_timeout")
+        assert [(e["event"], e["method"], e["path"], e["status"], e["refused"]) for e in logs] == [
+            ("http.refused", "GET", "/v1/events", None, "send_timeout"),
+            ("http.refused", None, None, None, "send_timeout"),
+            ("http.request", None, None, 400, "malformed"),
         ]
         counts = [metrics.refused_count(reason) for reason in REFUSAL_REASONS]
-        assert counts == [0, 0, 1, 1, 0, 1]
+        assert counts == [0, 0, 2, 1, 0, 2]
 
     def test_an_unknown_reason_is_refused(self, runtime: Runtime) -> None:
         """A reason outside the fixed set raises rather than growing the label set."""
