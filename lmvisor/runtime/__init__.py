@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from lmvisor.runtime.errors import ActorError as ActorError
     from lmvisor.runtime.errors import ActorExited as ActorExited
     from lmvisor.runtime.errors import BulkheadFull as BulkheadFull
+    from lmvisor.runtime.errors import CalledSelf as CalledSelf
     from lmvisor.runtime.errors import CallTimeout as CallTimeout
     from lmvisor.runtime.errors import CircuitOpen as CircuitOpen
     from lmvisor.runtime.errors import DeadlineExceeded as DeadlineExceeded

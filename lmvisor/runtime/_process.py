@@ -1,9 +1,10 @@
 """The runtime side of one actor incarnation: its task, message loop, exit and links.
 
 Private to the runtime: users hold `ActorRef`s and subclass `Actor`; the
-runtime, supervisors and refs drive a `_Process`. Exits are observed by the
-task's done-callback, which fails pending callers, frees names and notifies
-links, monitors and the parent supervisor. As in OTP, a dead process leaves
+runtime, supervisors and refs drive a `_Process`. An exit has two halves:
+`exiting` fails pending callers before `terminate()` runs; the task's
+done-callback (`die`, then the notices), once it has returned, frees names and
+notifies links, monitors and the parent supervisor. As in OTP, a dead process leaves
 nothing behind in others: its links and the monitors it held are removed
 from the other side, and the monitors on it are consumed by their `Down`.
 """
@@ -232,7 +233,10 @@ class _Process(Mailbox):
         return True
 
     async def _finish(self, reason: object, *, crashed: bool) -> None:
-        self.die(reason)
+        # Callers are failed now, but the process stays alive (stopping) until
+        # terminate() returns: as in OTP, a monitor or link set meanwhile gets the real
+        # reason, and its names stay taken, so no restart can hold them before it is done.
+        self.exiting(reason)
         if crashed:
             self._report_crash(reason)
         try:
@@ -322,7 +326,7 @@ class _Process(Mailbox):
         Without `on_error` an exception in the task crashes the actor (see
         `Actor.spawn_task`); with it, `on_error(task, exc)` is called instead.
         """
-        if self.status is _DEAD_STATUS:
+        if self._closed:  # exiting (in terminate) or dead: nothing would cancel it
             coro.close()
             raise ActorExited(actor=self.name, reason=self.exit_reason)
         task = self._loop.create_task(coro)
@@ -426,16 +430,22 @@ class _Process(Mailbox):
             self.exit_waiters.append(fut)
         return fut
 
-    def die(self, reason: object) -> None:
-        """Mark dead and fail every pending caller at once; idempotent."""
-        if self.status is _DEAD_STATUS:
+    def exiting(self, reason: object) -> None:
+        """Fail every pending caller and cancel owned work at once; still alive; idempotent.
+
+        The exit's first half, before `terminate()`: the status becomes stopping
+        and the reason is decided, but names, links and monitors stay until `die`.
+        """
+        if self._closed:
             return
-        self.status = _DEAD_STATUS
+        if self.status is _RUNNING_STATUS:
+            self.status = _STOPPING_STATUS
+        if self.stop_reason is None:
+            self.stop_reason = reason  # a stop asked meanwhile changes nothing
         self.exit_reason = reason
         if self.parent is None and self.runtime._root_proc is self:
             # before any caller hears of it: the owner learns first (Runtime.open)
             self.runtime._root_died()
-        self.runtime.registry._forget(self)
         for item in self.close(reason):
             if type(item) is tuple:
                 self._fail(item[1], reason)
@@ -456,6 +466,24 @@ class _Process(Mailbox):
             end_inline_calls(self.inline, reason)  # the callers' own tasks: no orphans
         if orphans:
             self.orphans = orphans
+
+    def die(self, reason: object) -> None:
+        """Mark dead (after `exiting`, if it has not run) and free the names; idempotent.
+
+        The reason is the one `exiting` decided, if it ran. Calls queued while
+        `terminate()` ran fail now, with that reason.
+        """
+        if self.status is _DEAD_STATUS:
+            return
+        if self._closed:
+            reason = self.exit_reason
+            for item in self.close(reason):
+                if type(item) is tuple:
+                    self._fail(item[1], reason)
+        else:
+            self.exiting(reason)
+        self.status = _DEAD_STATUS
+        self.runtime.registry._forget(self)
 
     def _fail(self, fut: asyncio.Future[Any] | None, reason: object) -> None:
         if fut is not None and not fut.done():
@@ -526,7 +554,7 @@ class _Process(Mailbox):
                 parent.children.pop(self, None)
 
     def deliver_system(self, msg: object) -> None:
-        """Queue a runtime notice regardless of capacity; dropped if dead."""
+        """Queue a runtime notice regardless of capacity; dropped if dead (or in terminate)."""
         if self.status is not _DEAD_STATUS:
             self.put_system(msg)
 

@@ -19,6 +19,13 @@ Contract:
   caller (queued, in progress or deferred) gets `ActorExited` immediately,
   deferred tasks are cancelled, then `terminate(reason)` runs. `terminate`
   runs on every stop except a kill.
+- As in OTP, an actor is alive until `terminate` returns (and the tasks it
+  owned have unwound): `ref.alive` holds, its status is "stopping", its names
+  stay taken (`whereis` finds it; a supervisor's restart registers them only
+  afterwards), a monitor or link set meanwhile brings `Down`/`Exit` with the
+  real reason, and a call made meanwhile waits, then raises `ActorExited` with
+  it. Casts made meanwhile are dropped; inline calls and `spawn_task` raise
+  `ActorExited` at once; `ref.exit_reason` is None until it is dead.
 - A Call handler may `return self.defer(coro)`: the actor owns the task, whose
   result (or exception) becomes the reply, so one actor serves many calls at
   once. At most `max_in_flight` deferred tasks run; further deferrals wait for
@@ -73,7 +80,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final,
 
 from lmvisor.runtime._inline import finish_inline, inline_ended, start_inline
 from lmvisor.runtime.correlation import _scope as _correlation_var
-from lmvisor.runtime.errors import ActorExited, CallTimeout
+from lmvisor.runtime.errors import ActorExited, CalledSelf, CallTimeout
 from lmvisor.runtime.mailbox import MailboxPolicy, MailboxStatistics
 from lmvisor.runtime.messages import (
     Call,
@@ -352,13 +359,13 @@ async def _until_running(proc: _Process, msg: object, timeout: float | None) -> 
     Raises:
         CallTimeout: `started()` outlasted the timeout.
         ActorExited: the incarnation is not serving (its start failed, or it stops).
-        RuntimeError: called from the actor's own `started()`.
+        CalledSelf: called from the actor's own `started()`.
     """
     ready = proc.ready
     if proc.status is ActorStatus.STARTING and ready is not None:
         if proc.task is asyncio.current_task():
             # its own started(): `ready` waits for this very call (OTP's calling_self)
-            raise RuntimeError(f"{proc.name} called itself with {type(msg).__qualname__}")
+            raise CalledSelf(actor=proc.name, message_type=type(msg).__qualname__)
         loop = proc._loop
         began = loop.time()
         try:
@@ -452,13 +459,14 @@ class ActorRef:
 
     @property
     def alive(self) -> bool:
-        """False once the actor has died (it may still be running `terminate`)."""
+        """True until the actor has died, i.e. until its `terminate` has returned (as in OTP)."""
         return self._proc.status is not _DEAD
 
     @property
     def exit_reason(self) -> object:
-        """The exit reason once dead, else None."""
-        return self._proc.exit_reason
+        """The exit reason once dead, else None (also while `terminate` runs)."""
+        proc = self._proc
+        return proc.exit_reason if proc.status is _DEAD else None
 
     def statistics(self) -> ActorStatistics:
         """A snapshot of status, mailbox and in-flight work (sync; never waits)."""
@@ -489,8 +497,9 @@ class ActorRef:
             ActorExited: the actor is dead, or died before replying.
             CallTimeout: no reply within `timeout`; the actor may still handle it.
             MailboxFull: the mailbox is full and its policy is "fail_fast".
-            RuntimeError: an actor called itself (it would wait forever), for a
-                handler that is not inline, or for any handler from `started()`.
+            CalledSelf: an actor called itself (it would wait forever), for a
+                handler that is not inline, or for any handler from `started()`
+                (a `RuntimeError` too).
 
         Cancellation abandons the reply; the actor may still handle the message.
         An inline handler's work is cancelled instead, on a timeout too.
@@ -523,7 +532,7 @@ class ActorRef:
             finally:
                 finish_inline(proc, call)
         if proc.task is asyncio.current_task():
-            raise RuntimeError(f"{proc.name} called itself with {type(msg).__qualname__}")
+            raise CalledSelf(actor=proc.name, message_type=type(msg).__qualname__)
         return await _call_by_mailbox(proc, msg, timeout)
 
     async def cast(self, msg: Cast) -> None:

@@ -3,6 +3,7 @@
     LmvisorError
     ├── ActorError                  an actor could not take or answer a message
     │   ├── ActorExited             the callee died (or was dead) before replying
+    │   ├── CalledSelf              an actor called itself (also a built-in RuntimeError)
     │   ├── CallTimeout             no reply in time (also a built-in TimeoutError)
     │   ├── MailboxFull             fail-fast mailbox at capacity
     │   ├── NameAlreadyRegistered   a live actor holds the name (also a built-in ValueError)
@@ -38,6 +39,7 @@ __all__ = [
     "ActorExited",
     "BulkheadFull",
     "CallTimeout",
+    "CalledSelf",
     "CircuitOpen",
     "DeadlineExceeded",
     "EventsFileUnavailable",
@@ -77,6 +79,25 @@ class ActorExited(ActorError):
         )
         self.actor = actor
         self.reason = reason
+
+
+class CalledSelf(ActorError, RuntimeError):
+    """An actor called its own ref, a call that could only wait for itself forever.
+
+    OTP's ``calling_self``. Raised at once, from a handler that is not inline or
+    from the actor's own `started()`; nothing is sent. A `RuntimeError` too, as it
+    was before it had a type of its own.
+    """
+
+    code = "called_self"
+
+    def __init__(self, *, actor: str, message_type: str) -> None:
+        super().__init__(
+            f"{actor} called itself with {message_type}",
+            context={"actor": actor, "message_type": message_type},
+        )
+        self.actor = actor
+        self.message_type = message_type
 
 
 class CallTimeout(ActorError, TimeoutError):

@@ -94,7 +94,11 @@ class Mailbox:
 
     @property
     def closed(self) -> bool:
-        """True once the owner died; every later send fails with `ActorExited`."""
+        """True once the owner began to exit: a waiting `put` fails with `ActorExited`.
+
+        `put_nowait` still queues (a call made while `terminate()` runs waits in
+        it until the owner dies and fails it); `ActorRef` refuses sends once dead.
+        """
         return self._closed
 
     def put_nowait(self, item: object) -> None:

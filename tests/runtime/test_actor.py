@@ -9,7 +9,14 @@ import pytest
 
 from lmvisor.runtime.actor import Actor, ActorRef, ActorStatus, handler
 from lmvisor.runtime.correlation import correlation_scope, current_correlation_id
-from lmvisor.runtime.errors import ActorExited, CallTimeout, MailboxFull, StartError
+from lmvisor.runtime.errors import (
+    ActorError,
+    ActorExited,
+    CalledSelf,
+    CallTimeout,
+    MailboxFull,
+    StartError,
+)
 from lmvisor.runtime.messages import Call, Cast, Down, Exit
 from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime, current_runtime
@@ -75,13 +82,17 @@ class Recurse(Call[str]):
 
 
 class Recursive(Actor):
-    """Calls itself, which must fail fast."""
+    """Calls itself, which must fail fast; keeps what it caught as a plain RuntimeError."""
+
+    def __init__(self) -> None:
+        self.caught: RuntimeError | None = None
 
     @handler
     async def me(self, msg: Recurse) -> str:
         try:
             await self.ref.call(Recurse())
-        except RuntimeError as exc:
+        except RuntimeError as exc:  # the handler code written before CalledSelf existed
+            self.caught = exc
             return type(exc).__name__
         return "no error"
 
@@ -619,9 +630,24 @@ class TestRefs:
             _ = Counter().ref
 
     async def test_actor_cannot_call_itself(self, runtime: Runtime) -> None:
-        """An actor calling its own ref raises RuntimeError instead of deadlocking."""
-        ref = await runtime.spawn(Recursive())
-        assert await ref.call(Recurse()) == "RuntimeError"
+        """An actor calling its own ref raises CalledSelf (a RuntimeError), not a deadlock."""
+        actor = Recursive()
+        ref = await runtime.spawn(actor)
+        assert await ref.call(Recurse()) == "CalledSelf"
+        with pytest.raises(CalledSelf, match=r"^Recursive<\d+> called itself with Recurse$"):
+            assert actor.caught is not None
+            raise actor.caught
+
+    async def test_called_self_names_the_actor_and_message(self, runtime: Runtime) -> None:
+        """CalledSelf is an ActorError with its code, naming the actor and the message type."""
+        actor = Recursive()
+        ref = await runtime.spawn(actor)
+        await ref.call(Recurse())
+        caught = actor.caught
+        assert isinstance(caught, CalledSelf) and isinstance(caught, ActorError)
+        assert (caught.code, caught.retryable) == ("called_self", False)
+        assert (caught.actor, caught.message_type) == (ref.name, "Recurse")
+        assert caught.context == {"actor": ref.name, "message_type": "Recurse"}
 
 
 class Secretive(Counter):

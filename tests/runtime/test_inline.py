@@ -10,7 +10,7 @@ import pytest
 
 from lmvisor.runtime.actor import Actor, handler
 from lmvisor.runtime.correlation import correlation_scope, current_correlation_id
-from lmvisor.runtime.errors import ActorExited, CallTimeout, StartError
+from lmvisor.runtime.errors import ActorExited, CalledSelf, CallTimeout, StartError
 from lmvisor.runtime.messages import Call, Cast
 from lmvisor.runtime.runtime import Runtime
 
@@ -95,6 +95,20 @@ class SelfCallingStart(Worker):
 
     async def started(self) -> None:
         await self.ref.call(Fail(), timeout=None)
+
+
+class SelfCatchingStart(Worker):
+    """Calls its own inline handler from `started()` and keeps what that raised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.caught: CalledSelf | None = None
+
+    async def started(self) -> None:
+        try:
+            await self.ref.call(Fail(), timeout=None)
+        except CalledSelf as exc:
+            self.caught = exc
 
 
 class SlowStart(Worker):
@@ -254,10 +268,19 @@ class TestInlineHandlers:
         """An inline call from the actor's own started() raises instead of waiting for it."""
         with pytest.raises(StartError) as caught:
             await asyncio.wait_for(runtime.spawn(SelfCallingStart()), 5.0)
-        assert isinstance(caught.value.reason, RuntimeError)
-        assert re.match(
-            r"^SelfCallingStart<\d+> called itself with Fail$", str(caught.value.reason)
-        )
+        reason = caught.value.reason
+        assert isinstance(reason, CalledSelf) and isinstance(reason, RuntimeError)
+        assert re.match(r"^SelfCallingStart<\d+> called itself with Fail$", str(reason))
+
+    async def test_call_to_itself_from_started_is_called_self(self, runtime: Runtime) -> None:
+        """The inline self-call from started() raises CalledSelf in started() itself."""
+        actor = SelfCatchingStart()
+        ref = await asyncio.wait_for(runtime.spawn(actor), 5.0)
+        with pytest.raises(CalledSelf, match=r"^SelfCatchingStart<\d+> called itself with Fail$"):
+            assert actor.caught is not None
+            raise actor.caught
+        assert actor.caught.context == {"actor": ref.name, "message_type": "Fail"}
+        await ref.stop()
 
     async def test_call_to_a_dead_actor_raises_at_once(self, runtime: Runtime) -> None:
         """An inline call to a stopped actor raises ActorExited without running."""

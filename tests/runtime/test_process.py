@@ -1,4 +1,5 @@
-"""Tests for lmvisor.runtime._process: what a dead actor leaves behind, and how a kill exits."""
+"""Tests for lmvisor.runtime._process: what a dead actor leaves behind, how a kill exits, and
+that an actor stays alive (monitors, links, names, calls) until its terminate() returns."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pytest
+
 from lmvisor.runtime.actor import Actor, ActorRef, handler
-from lmvisor.runtime.messages import Cast, Down
+from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.errors import ActorExited, NameAlreadyRegistered
+from lmvisor.runtime.messages import Cast, Down, Exit
 from lmvisor.runtime.runtime import Runtime
 
-from .helpers import Counter, Get, Watcher, eventually
+from .helpers import Counter, Crash, CrashCall, Get, Watcher, eventually
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +177,135 @@ class TestIdleFootprint:
             future.set_result(None)
         actor = await _new_tracked(lambda: runtime.spawn_nowait(Idle()), count)
         assert 2.9 < (actor - task) / count < 3.1, (actor, task)
+
+
+@dataclass(frozen=True, slots=True)
+class Link(Cast):
+    target: ActorRef
+
+
+class Observer(Watcher):
+    """A trapping Watcher that monitors or links to a target from its own handlers."""
+
+    @handler
+    def watch(self, msg: Watch) -> None:
+        self.monitor(msg.target)
+
+    @handler
+    def link_to(self, msg: Link) -> None:
+        self.link(msg.target)
+
+
+class SlowTerminate(Counter):
+    """A Counter whose terminate() waits for `gate`; `inside` is set once it is waiting."""
+
+    def __init__(self, log: list[str], gate: asyncio.Event, label: str = "slow") -> None:
+        super().__init__(log, label)
+        self.gate = gate
+        self.inside = asyncio.Event()
+
+    async def terminate(self, reason: object) -> None:
+        self.inside.set()
+        await self.gate.wait()
+        self.log.append(f"{self.label}:terminated")
+
+
+async def _crashed_in_terminate(runtime: Runtime) -> tuple[SlowTerminate, ActorRef, RuntimeError]:
+    """A SlowTerminate crashed by a handler and now held inside its terminate()."""
+    actor = SlowTerminate([], asyncio.Event())
+    ref = await runtime.spawn(actor)
+    with pytest.raises(ActorExited) as caught:
+        await ref.call(CrashCall("boom"))
+    await actor.inside.wait()
+    reason = caught.value.reason
+    assert isinstance(reason, RuntimeError)
+    return actor, ref, reason
+
+
+class TestAliveUntilTerminateReturns:
+    async def test_monitor_set_during_terminate_gets_the_real_reason(
+        self, runtime: Runtime
+    ) -> None:
+        """A monitor placed from another actor while terminate() runs gets Down(real reason)."""
+        actor, ref, reason = await _crashed_in_terminate(runtime)
+        observer = Observer()
+        await runtime.spawn(observer)
+        observer.ref.cast_nowait(Watch(ref))
+        await eventually(lambda: ref._proc.watchers is not None)
+        assert ref.alive and ref.exit_reason is None
+        actor.gate.set()
+        await eventually(lambda: observer.seen != [])
+        assert observer.seen == [Down(ref=ref, reason=reason)]
+        assert ref.exit_reason is reason
+
+    async def test_link_set_during_terminate_gets_the_real_reason(self, runtime: Runtime) -> None:
+        """A trapping actor linking while terminate() runs gets Exit(real reason), not noproc."""
+        actor, ref, reason = await _crashed_in_terminate(runtime)
+        observer = Observer()
+        await runtime.spawn(observer)
+        observer.ref.cast_nowait(Link(ref))
+        await eventually(lambda: ref._proc.links is not None)
+        actor.gate.set()
+        await eventually(lambda: observer.seen != [])
+        assert observer.seen == [Exit(ref=ref, reason=reason)]
+
+    async def test_call_during_terminate_waits_then_fails_with_the_real_reason(
+        self, runtime: Runtime
+    ) -> None:
+        """A call made while terminate() runs waits for it, then raises ActorExited(reason)."""
+        actor, ref, reason = await _crashed_in_terminate(runtime)
+        call = asyncio.ensure_future(ref.call(Get(), timeout=None))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not call.done()
+        actor.gate.set()
+        with pytest.raises(ActorExited, match=r"^actor SlowTerminate<\d+> exited before") as exc:
+            await call
+        assert exc.value.reason is reason
+        assert actor.log[-1] == "slow:terminated"
+
+    async def test_name_is_held_until_terminate_returns(self, runtime: Runtime) -> None:
+        """whereis finds an actor in terminate(); the name is free once it has returned."""
+        gate = asyncio.Event()
+        actor = SlowTerminate([], gate)
+        ref = await runtime.spawn(actor, name="slow")
+        await ref.cast(Crash("boom"))
+        await actor.inside.wait()
+        assert runtime.registry.whereis("slow") is ref
+        with pytest.raises(NameAlreadyRegistered):
+            await runtime.spawn(Counter(), name="slow")
+        gate.set()
+        await ref.wait_exit()
+        assert runtime.registry.whereis("slow") is None
+
+    async def test_restart_registers_the_name_after_the_old_terminate(
+        self, runtime: Runtime
+    ) -> None:
+        """A supervisor's restart of a named child takes the name only after the old
+        incarnation's terminate() has returned; meanwhile whereis gives the old one."""
+        log: list[str] = []
+        gate = asyncio.Event()
+        made: list[SlowTerminate] = []
+
+        def start() -> SlowTerminate:
+            # what the name points to as the restart is built (it registers it next)
+            log.append(f"build{len(made)}:{runtime.registry.whereis('slow')}")
+            made.append(SlowTerminate(log, gate, label=f"slow{len(made)}"))
+            return made[-1]
+
+        old = await runtime.start_child(ChildSpec("slow", start, name="slow"))
+        old.cast_nowait(Crash("boom"))
+        await made[0].inside.wait()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert runtime.registry.whereis("slow") is old and len(made) == 1
+        gate.set()
+        await eventually(lambda: "slow1:started" in log)
+        assert log == [
+            "build0:None",
+            "slow0:started",
+            "slow0:terminated",
+            "build1:None",
+            "slow1:started",
+        ]
+        assert runtime.registry.whereis("slow") is made[1].ref
