@@ -346,6 +346,8 @@ class Actor:
 
         A `Down` for `ref` already queued is still delivered, unless `flush`
         is set: then it is removed, as OTP's ``demonitor(Ref, [flush])`` does.
+        Monitoring `ref` more than once brings one `Down` for all of them (there
+        are no monitor references), so a flush removes it whatever the count.
         """
         self._process.demonitor(ref._proc, flush=flush)
 
