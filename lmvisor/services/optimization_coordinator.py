@@ -163,12 +163,29 @@ class OptimizationCoordinator(Actor):
             await subscribe_config(config, self.ref, "optimization")
         shared = self._shared
         await shared.store.open()
-        if not shared.loaded:
+        restarted = shared.loaded
+        if not restarted:
             await self._load_jobs()
             shared.loaded = True
         for job in shared.jobs.values():
+            if restarted and job.record.status in _ACTIVE:
+                await self._catch_up(job)
             if job.record.status in _ACTIVE:
                 await self._ensure_running(job)
+
+    async def _catch_up(self, job: _Job) -> None:
+        """After a restart: a job whose worker ended while no coordinator ran (its
+        `JobFinished` went with the predecessor) takes its end from the file, not a rerun."""
+        if job.unsaved or (job.supervisor is not None and job.supervisor.alive):
+            return
+        try:
+            stored = await _stored(self._shared.store, job.record.id)
+        except StoreUnavailable as exc:  # cannot tell: resumed, as before
+            _log.warning("optimization.record_unread", optimization_id=job.record.id,
+                         error=str(exc))  # fmt: skip
+            return
+        if stored is not None and stored.status not in _ACTIVE:
+            job.record, job.supervisor, job.progress = stored, None, None
 
     async def _load_jobs(self) -> None:
         """Every stored job; a row that cannot be decoded is skipped and reported."""

@@ -545,6 +545,28 @@ class TestCoordinatorRestart:
         assert done.status == "failed" and done.error is not None
         assert done.error["code"] == "crashed"
 
+    async def test_a_job_that_ended_while_no_coordinator_ran_is_not_rerun(
+        self, runtime: Runtime
+    ) -> None:
+        """A job whose end reached the file but not the coordinator (its `JobFinished` went
+        with a crashed incarnation) takes its end from the file when the coordinator
+        restarts: no job supervisor is started for it again."""
+        coordinator = await _start(runtime, SlowLM())
+        job_id = await submit_optimization(coordinator, _copro(rows=4))
+        assert (await _wait(coordinator, job_id)).status == "completed"
+        first = runtime.whereis(COORDINATOR_NAME)
+        assert first is not None
+        shared = first._proc.actor._shared  # type: ignore[attr-defined]
+        job = shared.jobs[job_id]
+        job.record = job.record.evolve(status="running")  # as if JobFinished were lost
+        await first.stop(RuntimeError("coordinator crash, by the test"))
+        while runtime.whereis(COORDINATOR_NAME) in (None, first):  # noqa: ASYNC110
+            await asyncio.sleep(0.002)
+        assert (await optimization_status(coordinator, job_id)).status == "completed"
+        jobs = runtime.whereis("optimization_jobs")
+        assert jobs is not None
+        assert [c for c in await which_children(jobs) if c.ref is not None] == []
+
 
 class TestJobClaims:
     def test_one_holder_per_job_until_released(self, tmp_path: Path) -> None:
