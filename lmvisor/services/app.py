@@ -90,6 +90,10 @@ __all__ = ["App", "ProviderHealth", "open_app"]
 
 _log = get_logger(__name__)
 _PROGRAMS = "modules.sqlite3"
+_MAX_LMS = 256
+"""(model, fallbacks) pairs whose cache-fronted LM `App.lm` keeps; when full it starts
+again (a `CachedLM` holds no state, so one made again is the same): programs registered
+with a new model each must not grow the app for as long as it runs."""
 
 
 @final
@@ -157,6 +161,8 @@ class App:
         found = self._lms.get(key)
         if found is None:
             router = self._services.router(key[0], fallbacks=key[1])
+            if len(self._lms) >= _MAX_LMS:
+                self._lms.clear()
             found = self._lms[key] = CachedLM(router, self._store)
         return found
 

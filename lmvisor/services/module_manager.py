@@ -244,6 +244,11 @@ class ModuleManager(Actor):
         if record is None:
             return ErrorReply(UnknownModule(module_id=msg.module_id))
         self.runtime.events.ring.emit(MODULE_UNREGISTERED, {"module_id": msg.module_id})
+        # Its series go with it: ids registered and dropped one after another would
+        # otherwise grow `/metrics` for as long as the daemon runs.
+        metrics = self.runtime.metrics
+        metrics.forget_module(msg.module_id)
+        metrics.forget_protection(record.breaker.name)
         await self._forget(msg.module_id)
         return None
 

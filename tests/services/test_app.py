@@ -149,6 +149,17 @@ class TestTree:
         assert (await app.cache_statistics()).enabled is False
 
 
+class TestLMs:
+    async def test_the_lms_kept_are_bounded(self, app: App) -> None:
+        """app.lm keeps one LM per model until its bound, then starts again: never more."""
+        first = app.lm("openai/m0")
+        assert app.lm("openai/m0") is first
+        for i in range(1, 600):
+            app.lm(f"openai/m{i}")
+        assert len(app._lms) <= 256
+        assert app.lm("openai/m599") is app.lm("openai/m599")
+
+
 class TestDefaultModel:
     def test_default_lm_kept_when_its_vendor_has_a_key(self) -> None:
         """With OPENAI's key the configured default stands, with nothing to say."""

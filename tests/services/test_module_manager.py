@@ -154,6 +154,29 @@ class TestRegistry:
         with pytest.raises(UnknownModule, match=r"^no program is registered as 'qa'$"):
             await app.describe("qa")
 
+    @pytest.mark.lmvisor_config(
+        infrastructure={"circuit_breakers": {f"p{i}": {"failure_threshold": 1} for i in range(3)}},
+        providers={"openai": {"max_retries": 0}},
+    )
+    async def test_unregistered_programs_leave_no_series(
+        self, app: App, lm_server: LMServer
+    ) -> None:
+        """Programs registered, run and unregistered one after another leave no series behind."""
+        from lmvisor.testing.lm_server import FaultRule
+
+        lm_server.add_fault(FaultRule(kind="status", status=503, model="gpt-4o"))
+        for i in range(3):
+            await app.register(f"p{i}", QA, options={"lm": "openai/gpt-4o"})
+            with pytest.raises(Exception):  # noqa: B017 - any failure opens the breaker
+                await app.run(f"p{i}", {"question": "q"})
+            assert (
+                app.runtime.metrics.value("lmvisor_circuit_breaker_state", breaker=f"module:p{i}")
+                == 2
+            )
+            await app.unregister(f"p{i}")
+        text = app.runtime.metrics.render()
+        assert not re.search(r'module="p\d+"|breaker="module:p\d+"', text)
+
     async def test_registry_keeps_its_own_copy(self, app: App) -> None:
         """Changing the registered object, or a copy from get(), changes nothing registered."""
         program = Predict("question -> answer")

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from lmvisor.runtime.observe.logs import get_logger as get_logger
     from lmvisor.runtime.observe.logs import log_context as log_context
     from lmvisor.runtime.observe.metrics import CONTENT_TYPE as CONTENT_TYPE
+    from lmvisor.runtime.observe.metrics import MAX_LM_SERIES as MAX_LM_SERIES
+    from lmvisor.runtime.observe.metrics import OTHER_MODEL as OTHER_MODEL
     from lmvisor.runtime.observe.metrics import CacheFigures as CacheFigures
     from lmvisor.runtime.observe.metrics import LMFigures as LMFigures
     from lmvisor.runtime.observe.metrics import Metrics as Metrics

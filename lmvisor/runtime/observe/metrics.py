@@ -61,6 +61,8 @@ from lmvisor.runtime.protection.limiter import RateLimiter
 
 __all__ = [
     "CONTENT_TYPE",
+    "MAX_LM_SERIES",
+    "OTHER_MODEL",
     "CacheFigures",
     "LMFigures",
     "Metrics",
@@ -72,6 +74,14 @@ __all__ = [
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The media type of `Metrics.render()`'s output."""
+
+MAX_LM_SERIES: Final = 256
+"""Distinct (provider, model) pairs with LM series of their own; later ones are counted under
+model `OTHER_MODEL`. Models come from LM answers (the name a vendor reports), so a gateway
+that reports a new name per call must not grow `/metrics` without end."""
+OTHER_MODEL: Final = "other"
+"""The model label of the pairs past `MAX_LM_SERIES` (and of names over 256 characters)."""
+_MAX_LABEL: Final = 256  # `lmvisor.programs.lm.MAX_MODEL_NAME` (runtime sits below programs)
 
 _FAST: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _SLOW: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -463,6 +473,15 @@ class Metrics:
             figures = self._modules.figures[module] = ModuleFigures()
         return figures
 
+    def forget_module(self, module: str) -> None:
+        """Drop the module's series (an unregistered program's labels would stay forever)."""
+        self._modules.figures.pop(module, None)
+
+    def forget_protection(self, name: str) -> None:
+        """Drop the series of the breaker and the limiter named `name` (no longer in use)."""
+        self.breaker_state.remove(name)
+        self.rate_limiter_rejections.remove(name)
+
     def cache(self, layer: str) -> CacheFigures:
         """The cache tier's counts (`l1`, `l2`, `l3`), made on first use; bind it once."""
         figures = self._cache.figures.get(layer)
@@ -479,11 +498,20 @@ class Metrics:
         return figures
 
     def lm(self, provider: str, model: str) -> LMFigures:
-        """The (provider, model)'s LM figures, made on first use; bind it once, record per call."""
+        """The (provider, model)'s LM figures, made on first use; bind it once, record per call.
+
+        Past `MAX_LM_SERIES` pairs, or for a model name over 256 characters, the figures of
+        (provider, `OTHER_MODEL`): the series a scrape returns stay bounded.
+        """
+        known = self._lm.figures
         key = (provider, model)
-        figures = self._lm.figures.get(key)
+        figures = known.get(key)
         if figures is None:
-            figures = self._lm.figures[key] = LMFigures()
+            if len(known) >= MAX_LM_SERIES or len(model) > _MAX_LABEL:
+                key = (provider, OTHER_MODEL)
+                figures = known.get(key)
+            if figures is None:
+                figures = known[key] = LMFigures()
         return figures
 
     def record_lm_usage(

@@ -10,7 +10,7 @@ from prometheus_client import Counter
 
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.errors import RateLimited
-from lmvisor.runtime.observe.metrics import Metrics, RuntimeFigures
+from lmvisor.runtime.observe.metrics import MAX_LM_SERIES, OTHER_MODEL, Metrics, RuntimeFigures
 from lmvisor.runtime.protection.breaker import CircuitBreaker
 from lmvisor.runtime.protection.limiter import RateLimiter
 
@@ -112,6 +112,22 @@ class TestLMFigures:
             in text
         )
 
+    def test_models_past_the_bound_are_counted_as_other(self) -> None:
+        """Past MAX_LM_SERIES (provider, model) pairs, new models share one "other" series."""
+        metrics = Metrics()
+        for i in range(MAX_LM_SERIES + 500):
+            metrics.lm("openai", f"m{i}").record(0.1, 1, 1, None)
+        assert metrics.lm("openai", "m0") is not metrics.lm("openai", OTHER_MODEL)
+        labels = {"provider": "openai", "model": OTHER_MODEL}
+        assert metrics.value("lmvisor_lm_request_seconds_count", **labels) == 500
+        assert metrics.render().count("lmvisor_lm_request_seconds_count{") == MAX_LM_SERIES + 1
+
+    def test_an_overlong_model_name_is_counted_as_other(self) -> None:
+        """A model name over 256 characters (a vendor's report) is no label of its own."""
+        metrics = Metrics()
+        assert metrics.lm("openai", "m" * 257) is metrics.lm("openai", OTHER_MODEL)
+        assert metrics.lm("openai", "m" * 256) is not metrics.lm("openai", OTHER_MODEL)
+
     def test_lm_family_names_cannot_be_registered_twice(self) -> None:
         """The LM families are registered: another family of the same name is refused."""
         metrics = Metrics()
@@ -146,6 +162,17 @@ class TestModuleFigures:
         assert 'lmvisor_module_success_total{module="idle"} 0.0' in text
         assert 'lmvisor_module_execution_seconds_count{module="idle"} 0.0' in text
         assert "lmvisor_module_errors_total{" not in text
+
+    def test_a_forgotten_module_has_no_series(self) -> None:
+        """forget_module drops the module's series; forgetting an unknown one is a no-op."""
+        metrics = Metrics()
+        metrics.module("gone").record(0.1, "lm_timeout")
+        metrics.module("kept")
+        metrics.forget_module("gone")
+        metrics.forget_module("never")
+        text = metrics.render()
+        assert 'module="gone"' not in text
+        assert 'lmvisor_module_success_total{module="kept"} 0.0' in text
 
     def test_module_family_names_cannot_be_registered_twice(self) -> None:
         """The module families are registered: another family of the same name is refused."""
@@ -254,3 +281,19 @@ class TestProtectionHooks:
         with pytest.raises(RateLimited):
             limiter.try_acquire()
         assert metrics.value("lmvisor_rate_limiter_rejections_total", limiter="openai") == 1
+
+    async def test_a_forgotten_protection_has_no_series(self) -> None:
+        """forget_protection drops the breaker's state and the limiter's refusals by name."""
+        metrics = Metrics()
+        breaker = CircuitBreaker("module:gone", failure_threshold=1, clock=MockClock())
+        breaker.add_listener(metrics.breaker_changed)
+
+        async def fail() -> None:
+            raise RuntimeError("down")
+
+        with pytest.raises(RuntimeError):
+            await breaker.call(fail)
+        metrics.limiter_rejected(RateLimiter("module:gone", limit=1, clock=MockClock()), 1.0)
+        metrics.forget_protection("module:gone")
+        metrics.forget_protection("module:never")
+        assert "module:gone" not in metrics.render()
