@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from lmvisor.services.cached_lm import CacheReport as CacheReport
     from lmvisor.services.cached_lm import cache_policy as cache_policy
     from lmvisor.services.cached_lm import cache_report as cache_report
+    from lmvisor.services.cooldown import MAX_TRACKED as MAX_TRACKED
     from lmvisor.services.cooldown import Cooldowns as Cooldowns
     from lmvisor.services.cooldown import CooldownStatistics as CooldownStatistics
     from lmvisor.services.errors import AllStrategiesFailed as AllStrategiesFailed

@@ -2,18 +2,23 @@
 
 A deployment that fails more than `allowed_fails` times within `window`
 seconds is taken out of rotation for `cooldown` seconds; a success clears its
-count. Pure bookkeeping on the runtime's clock.
+count. Pure bookkeeping on the runtime's clock. Deployments come from programs' models,
+which clients choose: once `MAX_TRACKED` are tracked, a new one first drops those with no
+failure left in the window and no cooldown running, so only the last window's are kept.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import final
+from typing import Final, final
 
 from lmvisor.runtime.clock import Clock
 
-__all__ = ["CooldownStatistics", "Cooldowns"]
+__all__ = ["MAX_TRACKED", "CooldownStatistics", "Cooldowns"]
+
+MAX_TRACKED: Final = 1024
+"""Deployments tracked before those with nothing left to remember are dropped."""
 
 
 @final
@@ -23,6 +28,8 @@ class CooldownStatistics:
 
     cooling: tuple[str, ...]
     cooldowns_started: int
+    tracked: int = 0
+    """Deployments whose failures or cooldown are remembered (see `MAX_TRACKED`)."""
 
 
 @final
@@ -59,7 +66,11 @@ class Cooldowns:
     def failure(self, name: str) -> bool:
         """Record a failure of `name`; return True when it starts a cooldown."""
         now = self._clock.monotonic()
-        times = self._failures.setdefault(name, deque())
+        times = self._failures.get(name)
+        if times is None:
+            if len(self._failures) >= MAX_TRACKED:
+                self._forget_idle(now)
+            times = self._failures[name] = deque()
         times.append(now)
         while times and now - times[0] > self._window:
             times.popleft()
@@ -76,9 +87,18 @@ class Cooldowns:
         if times:
             times.clear()
 
+    def _forget_idle(self, now: float) -> None:
+        """Drop the deployments with no failure in the window and no cooldown running."""
+        for name, times in list(self._failures.items()):
+            if (not times or now - times[-1] > self._window) and not self.is_cooling(name):
+                del self._failures[name]
+        for name in list(self._until):
+            self.is_cooling(name)  # drops an ended cooldown
+
     def statistics(self) -> CooldownStatistics:
         cooling = tuple(sorted(n for n in list(self._until) if self.is_cooling(n)))
-        return CooldownStatistics(cooling=cooling, cooldowns_started=self._started)
+        tracked = len(self._failures.keys() | self._until.keys())
+        return CooldownStatistics(cooling=cooling, cooldowns_started=self._started, tracked=tracked)
 
     def __repr__(self) -> str:
         return f"Cooldowns(cooling={list(self._until)}, allowed_fails={self._allowed})"

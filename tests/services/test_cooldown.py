@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lmvisor.runtime.clock import MockClock
-from lmvisor.services.cooldown import Cooldowns
+from lmvisor.services.cooldown import MAX_TRACKED, Cooldowns
 
 
 class TestCooldowns:
@@ -38,3 +38,26 @@ class TestCooldowns:
         cd.success("a")
         assert cd.failure("a") is False
         assert cd.is_cooling("b") is False
+
+    def test_deployments_tracked_are_bounded_by_the_last_window(self) -> None:
+        """Past MAX_TRACKED, a new deployment drops those with nothing left to remember."""
+        clock = MockClock()
+        cd = Cooldowns(clock=clock, allowed_fails=0, window=10.0, cooldown=5.0)
+        for i in range(MAX_TRACKED):
+            cd.failure(f"old{i}")  # each starts a cooldown
+        assert cd.statistics().tracked == MAX_TRACKED
+        clock.advance(11.0)
+        for i in range(3 * MAX_TRACKED):
+            cd.failure(f"new{i}")
+            if i % MAX_TRACKED == MAX_TRACKED - 1:
+                clock.advance(11.0)
+        assert cd.statistics().tracked <= MAX_TRACKED
+        assert cd.failure("new0") is True  # a deployment dropped counts again from nothing
+
+    def test_a_deployment_still_in_its_window_is_kept(self) -> None:
+        """Deployments with failures in the window are never dropped to make room."""
+        clock = MockClock()
+        cd = Cooldowns(clock=clock, allowed_fails=5, window=10.0, cooldown=5.0)
+        for i in range(MAX_TRACKED + 10):
+            cd.failure(f"d{i}")
+        assert cd.statistics().tracked == MAX_TRACKED + 10
