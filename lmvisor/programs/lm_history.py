@@ -28,15 +28,23 @@ class HistoryEntry:
 
 @final
 class CallHistory:
-    """The last `max_per_lm` calls of each model, oldest first.
+    """The last `max_per_lm` calls of each of at most `max_models` models, oldest first.
 
-    Appending is O(1); old calls fall off. Safe to share between tasks of one event loop.
+    Appending is O(1); old calls fall off, and a model past `max_models` makes room by
+    dropping the calls of the model first seen (models may come from a caller's choice,
+    one new name per call). Safe to share between tasks of one event loop.
+
+    Raises:
+        ValueError: `max_per_lm` or `max_models` is below 1.
     """
 
-    def __init__(self, max_per_lm: int = 100) -> None:
+    def __init__(self, max_per_lm: int = 100, *, max_models: int = 64) -> None:
         if max_per_lm < 1:
             raise ValueError("max_per_lm must be >= 1")
+        if max_models < 1:
+            raise ValueError("max_models must be >= 1")
         self._max = max_per_lm
+        self._max_models = max_models
         self._by_model: dict[str, deque[HistoryEntry]] = {}
         self._all: deque[HistoryEntry] = deque(maxlen=max_per_lm)
 
@@ -48,6 +56,8 @@ class CallHistory:
         entry = HistoryEntry(model=model, request=request, response=response)
         per = self._by_model.get(model)
         if per is None:
+            if len(self._by_model) >= self._max_models:
+                del self._by_model[next(iter(self._by_model))]
             per = self._by_model[model] = deque(maxlen=self._max)
         per.append(entry)
         self._all.append(entry)

@@ -29,6 +29,17 @@ class TestCallHistory:
         assert [e.response.outputs[0] for e in history.last(1, model="b/y")] == ["a99"]
         assert history.last(0) == []
 
+    def test_bounded_in_models(self) -> None:
+        """Past max_models, a new model drops the calls of the model first seen."""
+        history = CallHistory(max_per_lm=2, max_models=3)
+        for i in range(1000):
+            history.record(f"v/m{i}", *_call(i))
+        assert repr(history) == "CallHistory(models=['v/m997', 'v/m998', 'v/m999'], max_per_lm=2)"
+        assert history.last(5, model="v/m0") == []
+        assert [e.response.outputs[0] for e in history.last(5)] == ["a998", "a999"]
+        with pytest.raises(ValueError, match=r"^max_models must be >= 1$"):
+            CallHistory(max_models=0)
+
     def test_invalid_size(self) -> None:
         """max_per_lm must be positive."""
         with pytest.raises(ValueError, match=r"^max_per_lm must be >= 1$"):
