@@ -17,6 +17,7 @@ families are built from those sums at each scrape.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from bisect import bisect_left
@@ -479,8 +480,11 @@ class Metrics:
 
     def forget_protection(self, name: str) -> None:
         """Drop the series of the breaker and the limiter named `name` (no longer in use)."""
-        self.breaker_state.remove(name)
-        self.rate_limiter_rejections.remove(name)
+        # older prometheus-client releases raise KeyError for a series never made
+        with contextlib.suppress(KeyError):
+            self.breaker_state.remove(name)
+        with contextlib.suppress(KeyError):
+            self.rate_limiter_rejections.remove(name)
 
     def cache(self, layer: str) -> CacheFigures:
         """The cache tier's counts (`l1`, `l2`, `l3`), made on first use; bind it once."""
