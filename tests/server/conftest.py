@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.providers.sse import SSEDecoder
@@ -41,6 +42,16 @@ ROOT = Path(__file__).resolve().parents[2]
 READY_WAIT = 30.0
 APP_TREE = ["system", "cache", "lm_providers", "modules", "optimization"]
 """The root's children in a daemon: the application tree, in start order."""
+
+
+def metric_value(url: str, name: str, **labels: str) -> float:
+    """The value of one sample on the daemon's `/metrics` (0 when absent)."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
 
 
 def server_config(**server: Any) -> LmvisorConfig:

@@ -12,14 +12,19 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.server.errors import ClientDisconnected
 from lmvisor.server.fast_run import RunFastPath, parse_run_body
 from lmvisor.server.http_protocol import CANCEL_ON_DISCONNECT, CLIENT_GONE
 from lmvisor.services.app import App
-from tests.server.conftest import DaemonProcess, LMProcess, api_client, start_lm_process
+from tests.server.conftest import (
+    DaemonProcess,
+    LMProcess,
+    api_client,
+    metric_value,
+    start_lm_process,
+)
 
 QA = {"module": "Predict", "signature": "question -> answer"}
 _JSON = {"content-type": "application/json"}
@@ -151,16 +156,6 @@ class TestCancellation:
         assert scope[CANCEL_ON_DISCONNECT] is None
 
 
-def _metric(url: str, name: str, **labels: str) -> float:
-    """The value of one sample on the daemon's `/metrics` (0 when absent)."""
-    text = httpx.get(url + "/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
-
-
 def _until(check: Callable[[], bool], what: str, attempts: int = 300) -> None:
     """Poll `check` (every 50 ms) until it holds; fail naming `what` if it never does."""
     for _ in range(attempts):
@@ -220,9 +215,9 @@ class TestClientDisconnect:
             # Two LM requests, both dropped by the daemon before their answer (status 0).
             assert stats["by_path"]["/v1/chat/completions"] == 2
             assert stats["by_status"] == {"0": 2}
-            cancelled = _metric(daemon.url, "lmvisor_module_errors_total", error="cancelled")
+            cancelled = metric_value(daemon.url, "lmvisor_module_errors_total", error="cancelled")
             assert cancelled == 2
-            assert _metric(daemon.url, "lmvisor_http_requests_total", status="499") == 2
+            assert metric_value(daemon.url, "lmvisor_http_requests_total", status="499") == 2
             events = httpx.get(
                 daemon.url + "/v1/events", params={"type": "module_execution_complete"}
             ).json()["events"]

@@ -21,22 +21,18 @@ from lmvisor.server.http_metrics import REFUSAL_REASONS, HttpMetrics
 from lmvisor.server.http_protocol import MAX_HEAD_BYTES
 from lmvisor.server.middleware import refusal_recorder
 from tests.server._daemon_app import build_router
-from tests.server.conftest import READY_WAIT, DaemonProcess, live_daemon, server_config
+from tests.server.conftest import (
+    READY_WAIT,
+    DaemonProcess,
+    live_daemon,
+    metric_value,
+    server_config,
+)
 from tests.server.test_http_protocol import _connected, _ok, _Transport
 
 # Answers a client that stops reading leaves stuck: an endless stream (its request task
 # waits to write) and one large body (written whole; the request is over, the bytes not).
 _STUCK = ["/test/flood", "/test/big?mib=32"]
-
-
-def _metric(url: str, name: str, **labels: str) -> float:
-    """The value of one sample on the daemon's `/metrics` (0 when absent)."""
-    text = httpx.get(url + "/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
 
 
 def _non_reader(host: str, port: int, path: str) -> socket.socket:
@@ -80,11 +76,13 @@ class TestSendDeadline:
         try:
             refused = 0.0
             for _ in range(300):
-                refused = _metric(daemon.url, "lmvisor_http_refused_total", reason="send_timeout")
+                refused = metric_value(
+                    daemon.url, "lmvisor_http_refused_total", reason="send_timeout"
+                )
                 if refused:
                     break
                 time.sleep(0.05)
-            in_flight = _metric(daemon.url, "lmvisor_http_in_flight")
+            in_flight = metric_value(daemon.url, "lmvisor_http_in_flight")
             got, ended = _drain_to_end(sock, 64 << 20)
         finally:
             sock.close()
