@@ -521,6 +521,15 @@ class TestSharedFile:
         assert lm.calls == calls
 
 
+async def _crash_coordinator(runtime: Runtime) -> None:
+    """Crash the coordinator and wait until its supervisor has started the next one."""
+    first = runtime.whereis(COORDINATOR_NAME)
+    assert first is not None
+    await first.stop(RuntimeError("coordinator crash, by the test"))
+    while runtime.whereis(COORDINATOR_NAME) in (None, first):  # noqa: ASYNC110
+        await asyncio.sleep(0.002)
+
+
 class TestCoordinatorRestart:
     async def test_a_restarted_coordinator_hears_of_a_running_jobs_end(
         self, runtime: Runtime
@@ -531,11 +540,7 @@ class TestCoordinatorRestart:
         lm = _GatedLM()
         coordinator = await _start(runtime, lm)
         job_id = await submit_optimization(coordinator, _copro())
-        first = runtime.whereis(COORDINATOR_NAME)
-        assert first is not None
-        await first.stop(RuntimeError("coordinator crash, by the test"))
-        while runtime.whereis(COORDINATOR_NAME) in (None, first):  # noqa: ASYNC110
-            await asyncio.sleep(0.002)
+        await _crash_coordinator(runtime)
         assert (await optimization_status(coordinator, job_id)).status == "running"
         jobs = runtime.whereis("optimization_jobs")
         assert jobs is not None
@@ -559,9 +564,7 @@ class TestCoordinatorRestart:
         shared = first._proc.actor._shared  # type: ignore[attr-defined]
         job = shared.jobs[job_id]
         job.record = job.record.evolve(status="running")  # as if JobFinished were lost
-        await first.stop(RuntimeError("coordinator crash, by the test"))
-        while runtime.whereis(COORDINATOR_NAME) in (None, first):  # noqa: ASYNC110
-            await asyncio.sleep(0.002)
+        await _crash_coordinator(runtime)
         assert (await optimization_status(coordinator, job_id)).status == "completed"
         jobs = runtime.whereis("optimization_jobs")
         assert jobs is not None
