@@ -36,7 +36,16 @@ class CooldownStatistics:
 class Cooldowns:
     """Failure counts and cooldown deadlines per deployment name."""
 
-    __slots__ = ("_allowed", "_clock", "_cooldown", "_failures", "_started", "_until", "_window")
+    __slots__ = (
+        "_allowed",
+        "_clock",
+        "_cooldown",
+        "_failures",
+        "_prune_at",
+        "_started",
+        "_until",
+        "_window",
+    )
 
     def __init__(
         self, *, clock: Clock, allowed_fails: int = 3, window: float = 60.0, cooldown: float = 5.0
@@ -52,6 +61,7 @@ class Cooldowns:
         self._failures: dict[str, deque[float]] = {}
         self._until: dict[str, float] = {}
         self._started = 0
+        self._prune_at = MAX_TRACKED
 
     def is_cooling(self, name: str) -> bool:
         """True while `name` is out of rotation."""
@@ -68,8 +78,11 @@ class Cooldowns:
         now = self._clock.monotonic()
         times = self._failures.get(name)
         if times is None:
-            if len(self._failures) >= MAX_TRACKED:
+            if len(self._failures) >= self._prune_at:
                 self._forget_idle(now)
+                # Next scan when the kept have doubled: every kept one failed within the
+                # window, so scanning again at once would free nothing, per new name.
+                self._prune_at = max(MAX_TRACKED, 2 * len(self._failures))
             times = self._failures[name] = deque()
         times.append(now)
         while times and now - times[0] > self._window:

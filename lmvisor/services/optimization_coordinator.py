@@ -91,6 +91,7 @@ from lmvisor.services.optimization import (
 from lmvisor.services.optimization_job import JobSpec, load_examples, parse_job_spec
 from lmvisor.services.optimization_store import JobRecord, OptimizationStore
 from lmvisor.services.optimization_worker import (
+    WORKER_NAME,
     DeployProgram,
     JobContext,
     JobFinished,
@@ -132,6 +133,8 @@ class _Shared:
     claims: JobClaims
     jobs: dict[str, _Job] = field(default_factory=dict)
     loaded: bool = False
+    draining: bool = False
+    """`suspend_optimizations` ran: the app is stopping, it takes no job over."""
 
 
 class OptimizationCoordinator(Actor):
@@ -168,6 +171,8 @@ class OptimizationCoordinator(Actor):
             await self._load_jobs()
             shared.loaded = True
         for job in shared.jobs.values():
+            if job.suspended:
+                continue  # stopped by a drain: the next app on the file resumes it
             if restarted and job.record.status in _ACTIVE:
                 await self._catch_up(job)
             if job.record.status in _ACTIVE:
@@ -176,8 +181,13 @@ class OptimizationCoordinator(Actor):
     async def _catch_up(self, job: _Job) -> None:
         """After a restart: a job whose worker ended while no coordinator ran (its
         `JobFinished` went with the predecessor) takes its end from the file, not a rerun."""
-        if job.unsaved or (job.supervisor is not None and job.supervisor.alive):
-            return
+        supervisor = job.supervisor
+        if job.unsaved or (
+            supervisor is not None
+            and supervisor.alive
+            and self.runtime.whereis((WORKER_NAME, job.record.id)) is not None
+        ):
+            return  # its end is in memory, or its worker still runs
         try:
             stored = await _stored(self._shared.store, job.record.id)
         except StoreUnavailable as exc:  # cannot tell: resumed, as before
@@ -185,7 +195,8 @@ class OptimizationCoordinator(Actor):
                          error=str(exc))  # fmt: skip
             return
         if stored is not None and stored.status not in _ACTIVE:
-            job.record, job.supervisor, job.progress = stored, None, None
+            await self._stop_job(job)  # its supervisor outlives the worker that ended
+            job.record, job.progress = stored, None
 
     async def _load_jobs(self) -> None:
         """Every stored job; a row that cannot be decoded is skipped and reported."""
@@ -278,9 +289,8 @@ class OptimizationCoordinator(Actor):
         try:
             await self._write(job)
         except StoreUnavailable as exc:
-            return ErrorReply(exc)
-        finally:  # held until the cancellation is written: no app resumes the job meanwhile
-            self._shared.claims.release(job.record.id)
+            return ErrorReply(exc)  # the claim is held until it is written (see `_flush`)
+        self._shared.claims.release(job.record.id)
         return _status(job)
 
     @handler
@@ -306,6 +316,7 @@ class OptimizationCoordinator(Actor):
     async def _suspend(self, msg: SuspendJobs) -> list[str] | ErrorReply:
         """Every running job is stopped even when the file fails; then the failure answers."""
         suspended, failure = [], None
+        self._shared.draining = True
         for job in list(self._shared.jobs.values()):
             if job.record.status not in _ACTIVE or job.supervisor is None:
                 continue  # finished, or already suspended
@@ -314,6 +325,9 @@ class OptimizationCoordinator(Actor):
             try:
                 await self._suspended(job)
             except StoreUnavailable as exc:
+                # Progress only: the file's `running` row and the checkpoints resume it. Kept
+                # unsaved, it would later be written over whatever another app stored since.
+                job.unsaved = False
                 failure = exc
                 continue
             if job.record.status in _ACTIVE:
@@ -354,7 +368,7 @@ class OptimizationCoordinator(Actor):
             return
         created = job.record.created
         job.record, job.module, job.progress = msg.record, msg.module, None
-        await self._stop_job(job)
+        await self._stop_job(job, release=msg.stored)  # unsaved: held until written
         if not msg.stored:  # the worker could not write it: keep it until a write succeeds
             job.record, job.unsaved = msg.record.evolve(created=created), True
             await self._flush()
@@ -365,7 +379,6 @@ class OptimizationCoordinator(Actor):
             if job.supervisor is not msg.ref:
                 continue
             job.supervisor = None
-            self._shared.claims.release(job.record.id)
             if job.record.status in _ACTIVE and not is_shutdown_exit(msg.reason):
                 error = {"type": "Crashed", "code": "crashed",
                          "message": f"the job's worker kept crashing: {msg.reason!r}"}  # fmt: skip
@@ -377,13 +390,17 @@ class OptimizationCoordinator(Actor):
                 except StoreUnavailable as exc:  # its end may be stored: never overwrite it
                     _log.warning("optimization.record_unread", optimization_id=job.record.id,
                                  error=str(exc))  # fmt: skip
-                    continue
-                if stored is not None and stored.status not in _ACTIVE:
-                    job.record = stored
+                    stored = None
+                    error = None
                 else:
                     error = {"type": "Crashed", "code": "crashed",
                              "message": f"the job's worker stopped: {msg.reason!r}"}  # fmt: skip
+                if stored is not None and stored.status not in _ACTIVE:
+                    job.record = stored
+                elif error is not None:
                     await self._settle(job, job.record.evolve(status="failed", error=error))
+            if not job.unsaved:  # an end only in memory keeps the job claimed until written
+                self._shared.claims.release(job.record.id)
 
     @handler
     def _config_changed(self, msg: ConfigChanged) -> None:
@@ -439,8 +456,8 @@ class OptimizationCoordinator(Actor):
 
     def _may_take(self, job: _Job) -> bool:
         """Whether no app holds `job` any more (claimed here now), quietly: status polls ask."""
-        if self.runtime.whereis(_JOBS_NAME) is None:
-            return False  # the subtree is stopping
+        if self._shared.draining or self.runtime.whereis(_JOBS_NAME) is None:
+            return False  # the app or the subtree is stopping
         try:
             return self._shared.claims.claim(job.record.id)
         except OSError:
@@ -506,6 +523,8 @@ async def _flush(shared: _Shared, log: Callable[..., object]) -> None:
                 status=job.record.status, error=str(exc))  # fmt: skip
             return
         job.unsaved = False
+        if job.supervisor is None and job.record.status not in _ACTIVE:
+            shared.claims.release(job.record.id)  # held while its end was only in memory
 
 
 async def _stored(store: OptimizationStore, job_id: str) -> JobRecord | None:

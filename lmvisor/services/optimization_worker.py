@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, final
+from typing import Any, Final, final
 
 from lmvisor.config.schema import OptimizationConfig
 from lmvisor.optimizers import (
@@ -51,6 +51,7 @@ from lmvisor.services.optimization_job import JobSpec, build_optimizer, load_exa
 from lmvisor.services.optimization_store import JobRecord, OptimizationStore
 
 __all__ = [
+    "WORKER_NAME",
     "JobContext",
     "JobFinished",
     "JobProgress",
@@ -59,6 +60,9 @@ __all__ = [
     "job_supervisor_spec",
     "rebuild_student",
 ]
+
+WORKER_NAME: Final = "optimization_worker"
+"""A job's worker is registered as `(WORKER_NAME, job_id)`."""
 
 ResolveProgram = Callable[[str], Awaitable[Module]]
 DeployProgram = Callable[[str, Module], Awaitable[int]]
@@ -265,7 +269,7 @@ def job_supervisor_spec(context: JobContext) -> ChildSpec:
         "worker",
         lambda: OptimizationWorker(context),
         restart="transient",
-        name=("optimization_worker", context.job_id),
+        name=(WORKER_NAME, context.job_id),
     )
     return ChildSpec(
         f"job:{context.job_id}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lmvisor.runtime.clock import MockClock
 from lmvisor.services.cooldown import MAX_TRACKED, Cooldowns
 
@@ -61,3 +63,21 @@ class TestCooldowns:
         for i in range(MAX_TRACKED + 10):
             cd.failure(f"d{i}")
         assert cd.statistics().tracked == MAX_TRACKED + 10
+
+    def test_scans_for_room_are_amortized(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """New names failing within the window past MAX_TRACKED do not rescan every tracked
+        deployment per failure: the next scan waits until the kept ones have doubled."""
+        clock = MockClock()
+        cd = Cooldowns(clock=clock, allowed_fails=5, window=10.0, cooldown=5.0)
+        scans = []
+        real = Cooldowns._forget_idle
+
+        def counted(self: Cooldowns, now: float) -> None:
+            scans.append(now)
+            real(self, now)
+
+        monkeypatch.setattr(Cooldowns, "_forget_idle", counted)
+        for i in range(4 * MAX_TRACKED):
+            cd.failure(f"d{i}")
+        assert len(scans) == 2  # at MAX_TRACKED and at twice that, not once per name past it
+        assert cd.statistics().tracked == 4 * MAX_TRACKED  # in-window failures are all kept

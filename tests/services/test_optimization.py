@@ -35,6 +35,7 @@ from lmvisor.services import (
     optimization_result,
     optimization_spec,
     optimization_status,
+    optimization_worker,
     submit_optimization,
     suspend_optimizations,
 )
@@ -551,19 +552,28 @@ class TestCoordinatorRestart:
         assert done.error["code"] == "crashed"
 
     async def test_a_job_that_ended_while_no_coordinator_ran_is_not_rerun(
-        self, runtime: Runtime
+        self, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """A job whose end reached the file but not the coordinator (its `JobFinished` went
-        with a crashed incarnation) takes its end from the file when the coordinator
-        restarts: no job supervisor is started for it again."""
-        coordinator = await _start(runtime, SlowLM())
+        """A job whose end reached the file but not the coordinator (its `JobFinished` lost
+        with a crashed incarnation; the job's supervisor outlives its worker) takes its end
+        from the file when the coordinator restarts: not 'running' for good, not rerun."""
+        lost = asyncio.Event()
+        real = optimization_worker.OptimizationWorker._notify
+
+        def notify(self: Any, message: Any) -> None:
+            if isinstance(message, optimization_worker.JobFinished):
+                lost.set()  # gone with the incarnation that would have read it
+                return
+            real(self, message)
+
+        monkeypatch.setattr(optimization_worker.OptimizationWorker, "_notify", notify)
+        lm = _GatedLM()
+        coordinator = await _start(runtime, lm)
         job_id = await submit_optimization(coordinator, _copro(rows=4))
-        assert (await _wait(coordinator, job_id)).status == "completed"
-        first = runtime.whereis(COORDINATOR_NAME)
-        assert first is not None
-        shared = first._proc.actor._shared  # type: ignore[attr-defined]
-        job = shared.jobs[job_id]
-        job.record = job.record.evolve(status="running")  # as if JobFinished were lost
+        lm.gate.set()
+        await lost.wait()
+        while runtime.whereis((optimization_worker.WORKER_NAME, job_id)) is not None:  # noqa: ASYNC110
+            await asyncio.sleep(0.002)
         await _crash_coordinator(runtime)
         assert (await optimization_status(coordinator, job_id)).status == "completed"
         jobs = runtime.whereis("optimization_jobs")

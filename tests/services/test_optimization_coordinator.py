@@ -22,7 +22,15 @@ from lmvisor.services import (
     submit_optimization,
     suspend_optimizations,
 )
-from tests.services.test_optimization import _copro, _GatedLM, _start, _wait
+from lmvisor.services.optimization_worker import WORKER_NAME
+from tests.services._optimization_support import SlowLM
+from tests.services.test_optimization import (
+    _copro,
+    _crash_coordinator,
+    _GatedLM,
+    _start,
+    _wait,
+)
 
 _REFUSE = "CREATE TRIGGER refuse BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'disk full'); END"
 
@@ -206,3 +214,69 @@ class TestCancelAcrossApps:
             assert (await cancel_optimization(second, job_id)).status == "cancelled"
         assert _stored_status(db, job_id) == "cancelled"
         assert (await optimization_status(first, job_id)).status == "cancelled"
+
+
+class TestClaimsWhileUnsaved:
+    async def test_a_refused_final_record_keeps_the_job_claimed(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A job whose final record the file refused stays claimed by the app that holds
+        its end: another app on the file does not run it again."""
+        db = tmp_path / "optimization.sqlite"
+        lm = _GatedLM()
+        first = await _start(runtime, lm, db)
+        job_id = await submit_optimization(first, _copro(rows=4))
+        async with Runtime.open() as other:
+            second = await _start(other, SlowLM(), db)
+            _sql(db, _REFUSE)
+            lm.gate.set()
+            assert (await _wait(first, job_id)).status == "completed"
+            assert (await optimization_status(second, job_id)).status == "running"
+            assert other.whereis((WORKER_NAME, job_id)) is None
+            assert other.events.ring.query(type=OPTIMIZATION_STARTED) == []
+
+    async def test_a_refused_cancel_keeps_the_job_claimed(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A cancel the file refused keeps the job claimed until it is written: another
+        app does not resume the job meanwhile."""
+        db = tmp_path / "optimization.sqlite"
+        first = await _start(runtime, _GatedLM(), db)
+        job_id = await submit_optimization(first, _copro())
+        async with Runtime.open() as other:
+            second = await _start(other, _GatedLM(), db)
+            _sql(db, _REFUSE)
+            with pytest.raises(StoreUnavailable):
+                await cancel_optimization(first, job_id)
+            await optimization_status(second, job_id)
+            assert other.whereis((WORKER_NAME, job_id)) is None
+
+    async def test_a_refused_suspend_never_overwrites_a_later_end(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A suspend whose progress the file refused keeps nothing to write later: the end
+        another app stores after taking the job over is not overwritten by it."""
+        db = tmp_path / "optimization.sqlite"
+        first = await _start(runtime, _GatedLM(), db)
+        job_id = await submit_optimization(first, _copro(rows=4))
+        _sql(db, _REFUSE)
+        with pytest.raises(StoreUnavailable):
+            await suspend_optimizations(first)
+        _sql(db, "DROP TRIGGER refuse")
+        async with Runtime.open() as other:
+            second = await _start(other, SlowLM(), db)
+            await optimization_status(second, job_id)  # free: taken over
+            assert (await _wait(second, job_id)).status == "completed"
+            await submit_optimization(first, _copro(rows=4))  # the first app writes again
+            assert _stored_status(db, job_id) == "completed"
+
+    async def test_a_restarted_coordinator_leaves_suspended_jobs_suspended(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """Jobs a drain suspended are not resumed by a coordinator restarted during it."""
+        coordinator = await _start(runtime, _GatedLM(), tmp_path / "optimization.sqlite")
+        job_id = await submit_optimization(coordinator, _copro())
+        assert await suspend_optimizations(coordinator) == [job_id]
+        await _crash_coordinator(runtime)
+        await optimization_status(coordinator, job_id)
+        assert runtime.whereis((WORKER_NAME, job_id)) is None
