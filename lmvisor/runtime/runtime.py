@@ -192,7 +192,7 @@ class Runtime:
             self._root_died()
 
     def _root_died(self) -> None:
-        """The root has just begun to exit (its `exiting`); outside an orderly close, the root gave up."""
+        """The root began to exit (its `exiting`); outside an orderly close, it gave up."""
         if self._stopping:
             return
         root = self.root._proc
