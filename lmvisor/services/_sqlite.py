@@ -1,9 +1,10 @@
 """One SQLite database a service keeps its records in, and the decoding of what it reads back.
 
-`SqliteFile` opens lazily, on a worker thread (`anyio.to_thread`), runs one piece of work at
-a time, and reopens after `close()`. A file gets WAL journaling, synchronous=NORMAL (a
-committed write survives a killed process) and a busy timeout, so two processes on one
-file wait for each other rather than fail; with no path the database lives in memory.
+`SqliteFile` opens lazily, on a worker thread, runs one piece of work at a time (a caller's
+cancellation waits for the thread: `runtime._threads`), and reopens after `close()`. A
+file gets WAL journaling, synchronous=NORMAL (a committed write survives a killed
+process) and a busy timeout, so two processes on one file wait for each other rather than
+fail; with no path the database lives in memory.
 `lmvisor.runtime._sqlite.open_wal` switches a file to WAL and waits out other processes
 doing the same. Text comes back as bytes: `text` and `json_value` decode one column at a
 time, so a row holding bytes that are not UTF-8, or text that is not JSON, is one
@@ -22,9 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, final
 
-import anyio.to_thread
-
 from lmvisor.runtime._sqlite import open_wal
+from lmvisor.runtime._threads import run_to_completion
 from lmvisor.runtime.observe.events import EventRing
 from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
@@ -66,8 +66,8 @@ class SqliteFile:
         """
         async with self._lock:
             if self._db is None:
-                self._db = await anyio.to_thread.run_sync(self._connect)
-            return await anyio.to_thread.run_sync(work, self._db)
+                self._db = await run_to_completion(self._connect)
+            return await run_to_completion(work, self._db)
 
     def _connect(self) -> sqlite3.Connection:
         if self.path is None:
@@ -89,7 +89,7 @@ class SqliteFile:
         async with self._lock:
             db, self._db = self._db, None
             if db is not None:
-                await anyio.to_thread.run_sync(db.close)
+                await run_to_completion(db.close)
 
     def __repr__(self) -> str:
         return f"SqliteFile({str(self.path) if self.path else ':memory:'})"

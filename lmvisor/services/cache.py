@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Final, Literal, TypeVar, final
 
 import anyio
-import anyio.to_thread
 
 from lmvisor.config.schema import LmvisorConfig
+from lmvisor.runtime._threads import run_to_completion
 from lmvisor.runtime.actor import Actor, ActorRef, Deferred, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.config_service import ConfigChanged, subscribe_config
@@ -339,7 +339,7 @@ class CacheManager(Actor):
                 await l2.put_many(l2_puts, now)
 
     async def _in_thread(self, fn: Callable[[], _T]) -> _T:
-        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+        return await run_to_completion(fn, limiter=self._limiter)
 
     def format_status(self) -> object:
         return {"store": repr(self._store)}

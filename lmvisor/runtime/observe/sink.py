@@ -19,9 +19,8 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, Final, final
 
-import anyio.to_thread
-
 from lmvisor.runtime._sqlite import open_wal
+from lmvisor.runtime._threads import run_to_completion
 from lmvisor.runtime.errors import EventsFileUnavailable
 from lmvisor.runtime.observe.events import Event, matches
 
@@ -157,7 +156,7 @@ class SqliteEventSink:
         async with self._lock:
             if self._conn is None:
                 try:
-                    self._conn = await anyio.to_thread.run_sync(self._connect)
+                    self._conn = await run_to_completion(self._connect)
                 except (sqlite3.Error, OSError) as exc:
                     problem = f"{exc} ({type(exc).__name__})"
                     raise EventsFileUnavailable(path=str(self.path), problem=problem) from exc
@@ -205,7 +204,7 @@ class SqliteEventSink:
                 return 0
             rows = [_to_row(event) for event in batch]
             try:
-                await anyio.to_thread.run_sync(_insert, conn, rows)
+                await run_to_completion(_insert, conn, rows)
             except BaseException:
                 self._buffer[:0] = batch
                 raise
@@ -224,7 +223,7 @@ class SqliteEventSink:
                 if self.retention_seconds is None
                 else self._wall_clock() - self.retention_seconds
             )
-            return await anyio.to_thread.run_sync(_prune, conn, cutoff, self.retention_count)
+            return await run_to_completion(_prune, conn, cutoff, self.retention_count)
 
     async def query(
         self,
@@ -259,7 +258,7 @@ class SqliteEventSink:
                 found.reverse()
                 return found
 
-            return await anyio.to_thread.run_sync(select)
+            return await run_to_completion(select)
 
     async def close(self) -> None:
         """Flush what is buffered and close the file. Idempotent."""
@@ -271,7 +270,7 @@ class SqliteEventSink:
             async with self._lock:
                 conn, self._conn = self._conn, None
                 if conn is not None:
-                    await anyio.to_thread.run_sync(conn.close)
+                    await run_to_completion(conn.close)
 
     def _require_open(self) -> sqlite3.Connection:
         if self._conn is None:
