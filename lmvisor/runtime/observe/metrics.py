@@ -77,7 +77,7 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The media type of `Metrics.render()`'s output."""
 
 MAX_LM_SERIES: Final = 256
-"""Distinct (provider, model) pairs with LM series of their own; later ones are counted under
+"""Models of one provider with LM series of their own; later ones are counted under
 model `OTHER_MODEL`. Models come from LM answers (the name a vendor reports), so a gateway
 that reports a new name per call must not grow `/metrics` without end."""
 OTHER_MODEL: Final = "other"
@@ -272,6 +272,7 @@ class _LMCollector(Collector):
 
     def __init__(self) -> None:
         self.figures: dict[tuple[str, str], LMFigures] = {}
+        self.models: dict[str, int] = {}  # series made per provider (see `Metrics.lm`)
 
     def collect(self) -> Iterable[Metric]:
         duration = HistogramMetricFamily(
@@ -504,18 +505,21 @@ class Metrics:
     def lm(self, provider: str, model: str) -> LMFigures:
         """The (provider, model)'s LM figures, made on first use; bind it once, record per call.
 
-        Past `MAX_LM_SERIES` pairs, or for a model name over 256 characters, the figures of
-        (provider, `OTHER_MODEL`): the series a scrape returns stay bounded.
+        Past `MAX_LM_SERIES` models of one provider, or for a model name over 256
+        characters, the figures of (provider, `OTHER_MODEL`): the series a scrape returns
+        stay bounded, and one provider's names never crowd out another's.
         """
         known = self._lm.figures
         key = (provider, model)
         figures = known.get(key)
         if figures is None:
-            if len(known) >= MAX_LM_SERIES or len(model) > _MAX_LABEL:
+            made = self._lm.models.get(provider, 0)
+            if made >= MAX_LM_SERIES or len(model) > _MAX_LABEL:
                 key = (provider, OTHER_MODEL)
                 figures = known.get(key)
             if figures is None:
                 figures = known[key] = LMFigures()
+                self._lm.models[provider] = made + 1
         return figures
 
     def record_lm_usage(

@@ -122,6 +122,15 @@ class TestLMFigures:
         assert metrics.value("lmvisor_lm_request_seconds_count", **labels) == 500
         assert metrics.render().count("lmvisor_lm_request_seconds_count{") == MAX_LM_SERIES + 1
 
+    def test_the_bound_is_per_provider(self) -> None:
+        """One provider past its bound (a gateway naming a new model per answer) leaves
+        another provider's new models their own series."""
+        metrics = Metrics()
+        for i in range(MAX_LM_SERIES + 10):
+            metrics.lm("gateway", f"m{i}")
+        assert metrics.lm("openai", "gpt-4o-mini") is not metrics.lm("openai", OTHER_MODEL)
+        assert metrics.lm("gateway", "new") is metrics.lm("gateway", OTHER_MODEL)
+
     def test_an_overlong_model_name_is_counted_as_other(self) -> None:
         """A model name over 256 characters (a vendor's report) is no label of its own."""
         metrics = Metrics()
