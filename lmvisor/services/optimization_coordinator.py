@@ -384,23 +384,25 @@ class OptimizationCoordinator(Actor):
                          "message": f"the job's worker kept crashing: {msg.reason!r}"}  # fmt: skip
                 await self._settle(job, job.record.evolve(status="failed", error=error))
             elif job.record.status in _ACTIVE:
-                # the worker's supervisor gave up after its restarts (Shutdown reason)
-                try:
-                    stored = await _stored(self._shared.store, job.record.id)
-                except StoreUnavailable as exc:  # its end may be stored: never overwrite it
-                    _log.warning("optimization.record_unread", optimization_id=job.record.id,
-                                 error=str(exc))  # fmt: skip
-                    stored = None
-                    error = None
-                else:
-                    error = {"type": "Crashed", "code": "crashed",
-                             "message": f"the job's worker stopped: {msg.reason!r}"}  # fmt: skip
-                if stored is not None and stored.status not in _ACTIVE:
-                    job.record = stored
-                elif error is not None:
-                    await self._settle(job, job.record.evolve(status="failed", error=error))
+                await self._gave_up(job, msg.reason)
             if not job.unsaved:  # an end only in memory keeps the job claimed until written
                 self._shared.claims.release(job.record.id)
+
+    async def _gave_up(self, job: _Job, reason: object) -> None:
+        """The job's supervisor gave up after its restarts (a Shutdown reason): the end its
+        worker stored, if any, else failed."""
+        try:
+            stored = await _stored(self._shared.store, job.record.id)
+        except StoreUnavailable as exc:  # its end may be stored: never overwrite it
+            _log.warning("optimization.record_unread", optimization_id=job.record.id,
+                         error=str(exc))  # fmt: skip
+            return
+        if stored is not None and stored.status not in _ACTIVE:
+            job.record = stored
+            return
+        error = {"type": "Crashed", "code": "crashed",
+                 "message": f"the job's worker stopped: {reason!r}"}  # fmt: skip
+        await self._settle(job, job.record.evolve(status="failed", error=error))
 
     @handler
     def _config_changed(self, msg: ConfigChanged) -> None:
