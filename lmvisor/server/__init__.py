@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from lmvisor.server.daemon import run_daemon as run_daemon
     from lmvisor.server.daemon import serve as serve
     from lmvisor.server.errors import EXIT_FAILURE as EXIT_FAILURE
+    from lmvisor.server.errors import EXIT_INTERRUPTED as EXIT_INTERRUPTED
     from lmvisor.server.errors import EXIT_OK as EXIT_OK
     from lmvisor.server.errors import EXIT_USAGE as EXIT_USAGE
     from lmvisor.server.errors import AppHookFailed as AppHookFailed

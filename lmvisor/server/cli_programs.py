@@ -64,6 +64,10 @@ __all__ = [
 ]
 
 _ID_CHARS: Final = re.compile(r"[^a-z0-9_\-.]+")
+# A daemon's program ids (`program_views.PROGRAM_ID_PATTERN`, not imported: it loads the
+# services layer, and `lmvisor --help` should not wait for that).
+_PROGRAM_ID: Final = re.compile(r"[a-z0-9][a-z0-9_\-.]{0,127}")
+_SHOWN_CHARS: Final = 200
 _DONE_STATES: Final = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -81,18 +85,32 @@ def program_ref(argument: str) -> ProgramRef:
     """PROGRAM as given: a JSON file's spec (with a content-derived id), else a program id.
 
     Raises:
-        typer.BadParameter: the file cannot be read or is not a JSON object.
+        typer.BadParameter: the file cannot be read or is not a JSON object, or
+            `argument` is neither a file nor a program id (lowercase letters, digits,
+            `_-.`, at most 128 characters, as a daemon takes them).
     """
     path = Path(argument)
-    if not (path.suffix == ".json" or path.is_file()):
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name too long to be a path (ENAMETOOLONG)
+        is_file = False
+    if not (path.suffix == ".json" or is_file):
+        if not _PROGRAM_ID.fullmatch(argument):
+            raise typer.BadParameter(
+                f"{_shown(argument)} is neither a JSON file nor a program id (a-z, 0-9, `_-.`,"
+                " at most 128 characters)",
+                param_hint="PROGRAM",
+            )
         return ProgramRef(argument)
     try:
         raw = path.read_bytes()
         data = _loads(raw)
     except (OSError, ValueError) as exc:
-        raise typer.BadParameter(f"cannot read {argument!r}: {exc}", param_hint="PROGRAM") from exc
+        raise typer.BadParameter(
+            f"cannot read {_shown(argument)}: {_problem(exc)}", param_hint="PROGRAM"
+        ) from exc
     if not isinstance(data, dict):
-        raise typer.BadParameter(f"{argument!r} is not a JSON object", param_hint="PROGRAM")
+        raise typer.BadParameter(f"{_shown(argument)} is not a JSON object", param_hint="PROGRAM")
     stem = _ID_CHARS.sub("-", path.stem.lower()).strip("-.") or "program"
     default_id = f"{stem[:100]}-{hashlib.sha256(raw).hexdigest()[:8]}"
     if "program" in data and "module" not in data:
@@ -135,9 +153,11 @@ def load_job_spec(path: Path, *, inline: bool) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
         data = _toml_loads(text) if path.suffix == ".toml" else _loads(text)
     except (OSError, ValueError) as exc:
-        raise typer.BadParameter(f"cannot read {str(path)!r}: {exc}", param_hint="SPEC") from exc
+        raise typer.BadParameter(
+            f"cannot read {_shown(str(path))}: {_problem(exc)}", param_hint="SPEC"
+        ) from exc
     if not isinstance(data, dict):
-        raise typer.BadParameter(f"{str(path)!r} is not an object", param_hint="SPEC")
+        raise typer.BadParameter(f"{_shown(str(path))} is not an object", param_hint="SPEC")
     for name in ("trainset", "valset"):
         value = data.get(name)
         if isinstance(value, str):
@@ -147,11 +167,38 @@ def load_job_spec(path: Path, *, inline: bool) -> dict[str, Any]:
 
 
 def _read_rows(path: Path, name: str) -> list[Any]:
+    """The JSONL file's rows; a bad one is named by its line in the file, from 1."""
     try:
         lines = path.read_text(encoding="utf-8").split("\n")  # not at U+2028 in a string
-        return [_loads(line) for line in lines if line.strip()]
     except (OSError, ValueError) as exc:
-        raise typer.BadParameter(f"{name} {str(path)!r}: {exc}", param_hint="SPEC") from exc
+        raise typer.BadParameter(
+            f"{name} {_shown(str(path))}: {_problem(exc)}", param_hint="SPEC"
+        ) from exc
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(_loads(line))
+        except ValueError as exc:
+            raise typer.BadParameter(
+                f"{name} {_shown(str(path))} line {number}: not JSON ({exc})", param_hint="SPEC"
+            ) from None
+    return rows
+
+
+def _shown(text: str) -> str:
+    """`text` quoted for a message, cut short (an id or path may be kilobytes long)."""
+    if len(text) <= _SHOWN_CHARS:
+        return repr(text)
+    return repr(text[:_SHOWN_CHARS]) + f"... ({len(text)} characters)"
+
+
+def _problem(exc: OSError | ValueError) -> str:
+    """The problem alone: an OSError's message repeats the (maybe long) file name."""
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc)
 
 
 def _loads(text: str | bytes) -> Any:

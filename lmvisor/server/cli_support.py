@@ -2,7 +2,9 @@
 
 `reporting(ctx)` turns any failure into one line on stderr and the exit code
 (`exit_code_for`: 2 for usage and configuration errors, a daemon's 4xx
-included; 1 for runtime failures); `--debug` adds the traceback. The option
+included; 1 for runtime failures); `--debug` adds the traceback. Ctrl-C is
+`interrupted` and 130; a reader that went away (`| head`) ends the command
+quietly, as typer does (exit 1). The option
 types (`UrlOption`, `TokenOption`, `ConfigOption`, `JsonOption`, `AppOption`,
 `LoopbackOption`) keep flags and help texts the same across commands.
 """
@@ -26,7 +28,13 @@ from rich.markup import escape
 
 from lmvisor.config.errors import ConfigError
 from lmvisor.runtime.errors import LmvisorError, StartError
-from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, DaemonRefused, StartupError
+from lmvisor.server.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    DaemonRefused,
+    StartupError,
+)
 
 if TYPE_CHECKING:
     from lmvisor.server.client import DaemonClient
@@ -94,7 +102,7 @@ class CliOptions:
 
 def one_line(exc: BaseException) -> str:
     """`exc` as one readable line: a config error lists each bad field, others their message."""
-    if isinstance(exc, typer.BadParameter):
+    if isinstance(exc, typer.TyperException):  # typer.BadParameter, any usage error
         text = exc.format_message()
     elif isinstance(exc, ConfigError):
         text = "invalid configuration: " + "; ".join(str(problem) for problem in exc.problems)
@@ -142,10 +150,11 @@ def reporting(ctx: typer.Context) -> Iterator[None]:
     """Run a command's body: a failure is one line on stderr and its exit code (see above)."""
     try:
         yield
-    except (typer.Exit, typer.Abort):
+    except (typer.Exit, typer.Abort, BrokenPipeError):
         raise
     except KeyboardInterrupt:
-        raise typer.Exit(EXIT_OK) from None
+        Console(stderr=True, highlight=False).print("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:
         err = Console(stderr=True, highlight=False, soft_wrap=True)
         options = ctx.find_object(CliOptions)

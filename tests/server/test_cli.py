@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.errors import EventsFileUnavailable, StartError
 from lmvisor.runtime.runtime import Runtime
-from lmvisor.server.cli import app, exit_code_for, one_line
+from lmvisor.server.cli import app, exit_code_for, main, one_line
 from lmvisor.server.errors import DaemonRefused
 from lmvisor.server.host import DAEMON_NAMESPACE
 from tests.server.conftest import APP_TREE, ROOT, DaemonProcess, daemon_env
@@ -263,10 +264,95 @@ class TestProcess:
         for command in ("serve", "tree", "events", "config", "version"):
             assert command in done.stdout
 
+    def test_ctrl_c_during_an_embedded_start_is_130(self, tmp_path: Path) -> None:
+        """Ctrl-C while an embedded `run` starts (its `--app` hook still running) exits 130
+        with one line and no traceback."""
+        hook = "tests.server._daemon_app:register_stalled"
+        running = subprocess.Popen(
+            [sys.executable, "-c", WITH_CTRL_C, LMVISOR, "run", "qa", "--app", hook],
+            cwd=tmp_path,
+            env=daemon_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert running.stderr is not None
+            assert running.stderr.readline() == "hook started\n"
+            running.send_signal(signal.SIGINT)
+            out, err = running.communicate(timeout=30)
+        finally:
+            running.kill()
+        assert (running.returncode, out, err) == (130, "", "interrupted\n")
+
+    def test_python_m_lmvisor_into_a_closed_pipe_is_quiet(self) -> None:
+        """`python -m lmvisor` runs the command; writing into a pipe nobody reads (`| head`)
+        ends it with exit 1 and nothing on stderr."""
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "lmvisor", "version", "--json"],
+                stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, env=daemon_env(),
+            )  # fmt: skip
+        finally:
+            os.close(write)
+        assert (done.returncode, done.stderr) == (1, "")
+
     def test_unknown_command_is_usage_error(self) -> None:
         """An unknown command exits 2."""
         done = subprocess.run([LMVISOR, "frobnicate"], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2
+
+
+class TestUsageErrors:
+    @pytest.mark.parametrize(
+        ("args", "line"),
+        [
+            (
+                ["run", "qa", "--timeout", "abc"],
+                "error: Invalid value for '--timeout': Input should be a valid number, unable to"
+                " parse string as a number (see 'lmvisor run --help')",
+            ),
+            (["run"], "error: Missing argument 'program'. (see 'lmvisor run --help')"),
+            (["frobnicate"], "error: No such command 'frobnicate'. (see 'lmvisor --help')"),
+            (["tree", "--bogus"], "error: No such option: --bogus (see 'lmvisor tree --help')"),
+        ],
+    )
+    def test_a_usage_error_is_one_line_and_exit_2(
+        self, args: list[str], line: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """typer's own usage errors read like every other error: one line on stderr, exit 2."""
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+        assert exited.value.code == 2
+        assert capsys.readouterr().err == line + "\n"
+
+    def test_no_arguments_shows_the_help(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """`lmvisor` alone prints the help and exits 2, as before."""
+        with pytest.raises(SystemExit) as exited:
+            main([])
+        assert exited.value.code == 2
+        assert "Usage: lmvisor [OPTIONS] COMMAND" in capsys.readouterr().out
+
+    @pytest.mark.parametrize("since", ["nan", "inf", "-inf", "1e309"])
+    def test_events_since_must_be_finite(self, runner: CliRunner, since: str) -> None:
+        """`--since nan` (or an infinity) is a usage error, not an empty answer."""
+        result = runner.invoke(app, ["events", "--since", since])
+        assert result.exit_code == 2
+        assert result.stderr.startswith("error: Invalid value for --since: must be a finite epoch")
+
+    def test_ctrl_c_in_a_command_is_130_and_one_line(
+        self, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A KeyboardInterrupt inside a command exits 130 with `interrupted`, no traceback."""
+
+        def interrupted(path: object) -> object:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr("lmvisor.server.embedded.embedded_tree", interrupted)
+        result = runner.invoke(app, ["tree"])
+        assert (result.exit_code, result.stderr) == (130, "interrupted\n")
 
 
 class TestHelpers:

@@ -75,6 +75,33 @@ class TestHelpers:
         with pytest.raises(typer.BadParameter, match=r"is not a JSON object$"):
             program_ref(str(_spec_file(tmp_path, [1, 2])))
 
+    @pytest.mark.parametrize("argument", ["a/b", "../x", "..", "a b", "Qa", "x" * 129])
+    def test_an_argument_neither_an_id_nor_a_file_is_a_usage_error(self, argument: str) -> None:
+        """PROGRAM that is no file and no id a daemon takes is refused before any request."""
+        with pytest.raises(
+            typer.BadParameter,
+            match=r"^'.*' is neither a JSON file nor a program id \(a-z, 0-9, `_-\.`, at most 128"
+            r" characters\)$",
+        ):
+            program_ref(argument)
+
+    def test_a_10_kb_argument_is_cut_short_in_the_message(self) -> None:
+        """A 10 kB PROGRAM (too long to be a path) is named by its start and its length."""
+        with pytest.raises(typer.BadParameter) as caught:
+            program_ref("x" * 10_000)
+        message = str(caught.value)
+        assert message.startswith(f"'{'x' * 200}'... (10000 characters) is neither")
+        assert len(message) < 400
+
+    def test_a_bad_jsonl_row_is_named_by_its_line_in_the_file(self, tmp_path: Path) -> None:
+        """A dataset with one bad row in the middle names that row's line (blank lines count)."""
+        spec = _job_files(tmp_path)
+        (tmp_path / "data" / "train.jsonl").write_text('{"a": 1}\n\n{"a": oops}\n{"a": 2}\n')
+        with pytest.raises(
+            typer.BadParameter, match=r"^trainset '.*train\.jsonl' line 3: not JSON \(Expecting"
+        ):
+            load_job_spec(spec, inline=True)
+
     def test_inputs_as_text_or_json(self) -> None:
         """`k=v` is text, `k:=JSON` a JSON value; anything else is a usage error."""
         assert parse_inputs(["q=a=b", "n:=3", 'ctx:=["x"]']) == {"q": "a=b", "n": 3, "ctx": ["x"]}
@@ -110,7 +137,9 @@ class TestHelpers:
         (tmp_path / "rows.jsonl").write_text(deep + "\n")
         job = tmp_path / "job.json"
         job.write_text(json.dumps({"trainset": "rows.jsonl"}))
-        with pytest.raises(typer.BadParameter, match=r"^trainset '.*': JSON nested too deeply$"):
+        with pytest.raises(
+            typer.BadParameter, match=r"^trainset '.*' line 1: not JSON \(JSON nested too deeply\)$"
+        ):
             load_job_spec(job, inline=True)
         job.write_text(deep)
         with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': JSON nested too deeply$"):
@@ -217,6 +246,16 @@ class TestOptimize:
         assert result.exit_code == 0, result.output
         assert "completed" in result.stdout and "LabeledFewShot" in result.stdout
         assert "deployed as version" in result.stdout
+
+    def test_a_job_refused_at_once_is_one_line(self, runner: CliRunner, tmp_path: Path) -> None:
+        """A job refused before any progress prints its error alone (no progress bar's blank
+        line above it)."""
+        spec = _job_files(tmp_path)
+        spec.write_text(spec.read_text().replace(METRIC, "nope.nowhere:metric"))
+        result = runner.invoke(app, ["optimize", str(spec), *LOOPBACK])
+        assert result.exit_code == 2
+        assert result.stderr.startswith("error: metric 'nope.nowhere:metric': cannot import")
+        assert result.stderr.count("\n") == 1
 
     def test_json_and_failure_exit_1(self, runner: CliRunner, tmp_path: Path) -> None:
         """A job that fails prints its status (here as JSON) and exits 1."""
