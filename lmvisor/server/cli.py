@@ -230,6 +230,9 @@ def _follow(
 
     if url:
         with client(url, token) as daemon:
+            # The stream waits without limit between events, so a host that accepts and
+            # never answers would hang here: a bounded call first shows a daemon is there.
+            daemon.health()
             for item in daemon.follow_events(**filters):
                 show(item)
         return

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -68,6 +69,10 @@ _ID_CHARS: Final = re.compile(r"[^a-z0-9_\-.]+")
 # services layer, and `lmvisor --help` should not wait for that).
 _PROGRAM_ID: Final = re.compile(r"[a-z0-9][a-z0-9_\-.]{0,127}")
 _SHOWN_CHARS: Final = 200
+# What the CLI reads whole: far above any real spec or dataset, far below what a
+# device (`/dev/zero`) or a mistaken file would cost in memory.
+_MAX_SPEC_BYTES: Final = 64 << 20
+_MAX_DATASET_BYTES: Final = 1 << 30
 _DONE_STATES: Final = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -103,7 +108,7 @@ def program_ref(argument: str) -> ProgramRef:
             )
         return ProgramRef(argument)
     try:
-        raw = path.read_bytes()
+        raw = _read_file(path, _MAX_SPEC_BYTES)
         data = _loads(raw)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(
@@ -150,7 +155,7 @@ def load_job_spec(path: Path, *, inline: bool) -> dict[str, Any]:
         typer.BadParameter: the file cannot be read or parsed, or a dataset file is bad.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_file(path, _MAX_SPEC_BYTES).decode("utf-8")
         data = _toml_loads(text) if path.suffix == ".toml" else _loads(text)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(
@@ -169,7 +174,8 @@ def load_job_spec(path: Path, *, inline: bool) -> dict[str, Any]:
 def _read_rows(path: Path, name: str) -> list[Any]:
     """The JSONL file's rows; a bad one is named by its line in the file, from 1."""
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")  # not at U+2028 in a string
+        text = _read_file(path, _MAX_DATASET_BYTES).decode("utf-8")
+        lines = text.split("\n")  # not at U+2028 in a string
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(
             f"{name} {_shown(str(path))}: {_problem(exc)}", param_hint="SPEC"
@@ -185,6 +191,27 @@ def _read_rows(path: Path, name: str) -> list[Any]:
                 f"{name} {_shown(str(path))} line {number}: not JSON ({exc})", param_hint="SPEC"
             ) from None
     return rows
+
+
+def _read_file(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file at `path`, at most `limit` of them.
+
+    Raises:
+        OSError: it cannot be opened or read.
+        ValueError: it is not a regular file (a directory, a device, a pipe that
+            would never end or block) or is larger than `limit`.
+    """
+    found = path.stat()
+    if not stat.S_ISREG(found.st_mode):
+        raise ValueError("not a regular file")
+    too_large = ValueError(f"larger than {limit:,} bytes")
+    if found.st_size > limit:
+        raise too_large
+    with path.open("rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:  # it grew since
+        raise too_large
+    return data
 
 
 def _shown(text: str) -> str:

@@ -111,6 +111,8 @@ def one_line(exc: BaseException) -> str:
         text = f"{exc.strerror}{where}"
     elif isinstance(exc, StartError):
         text = _start_failure(exc)
+    elif isinstance(exc, DaemonRefused) and exc.status == 401:
+        text = f"{exc}: give the daemon's token with --token or LMVISOR_TOKEN"
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.errors import EventsFileUnavailable, StartError
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.cli import app, exit_code_for, main, one_line
+from lmvisor.server.client import DaemonClient
 from lmvisor.server.errors import DaemonRefused
 from lmvisor.server.host import DAEMON_NAMESPACE
 from tests.server.conftest import APP_TREE, ROOT, DaemonProcess, daemon_env
@@ -211,6 +213,25 @@ class TestEvents:
         assert result.stderr.startswith("error: daemon answered 422 validation_error: ")
         assert result.stderr.rstrip().endswith("(field query.correlation_id)")
 
+    def test_follow_a_host_that_never_answers_gives_up(
+        self, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """`events --follow --url` at a port that accepts and never answers ends with
+        exit 1 after the client's timeout, not a wait without end."""
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+
+        def quick(url: str, token: str | None) -> DaemonClient:
+            return DaemonClient(url, token=token, timeout=0.2)
+
+        monkeypatch.setattr("lmvisor.server.cli.client", quick)
+        with silent:
+            result = runner.invoke(app, ["events", "--follow", "--url", url])
+        assert result.exit_code == 1
+        assert result.stderr.startswith(f"error: no daemon answered at {url}: ")
+
     def test_follow_a_daemon_until_it_drains(
         self, spawn_daemon: Callable[..., DaemonProcess]
     ) -> None:
@@ -361,6 +382,14 @@ class TestHelpers:
         assert exit_code_for(DaemonRefused(status=401, error_code="u", message="m")) == 2
         assert exit_code_for(DaemonRefused(status=503, error_code="u", message="m")) == 1
         assert exit_code_for(RuntimeError("x")) == 1
+
+    def test_a_401_says_how_to_give_the_token(self) -> None:
+        """A daemon's 401 names the flag and the variable that carry the token."""
+        refused = DaemonRefused(status=401, error_code="unauthorized", message="unknown token")
+        assert one_line(refused) == (
+            "daemon answered 401 unauthorized: unknown token: give the daemon's token with"
+            " --token or LMVISOR_TOKEN"
+        )
 
     def test_one_line_joins_lines(self) -> None:
         """A message with line breaks becomes one line."""

@@ -102,6 +102,24 @@ class TestHelpers:
         ):
             load_job_spec(spec, inline=True)
 
+    def test_only_regular_files_of_bounded_size_are_read(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A FIFO, a device, a directory or a file over the limit is refused before it is
+        read (`/dev/zero` named as a spec used to be read until memory ran out)."""
+        fifo = tmp_path / "fifo.json"
+        os.mkfifo(fifo)
+        (tmp_path / "dir.json").mkdir()
+        (tmp_path / "zero.json").symlink_to("/dev/zero")
+        for name in (str(fifo), str(tmp_path / "zero.json"), str(tmp_path / "dir.json")):
+            with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': not a regular file$"):
+                program_ref(name)
+            with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': not a regular file$"):
+                load_job_spec(Path(name), inline=False)
+        monkeypatch.setattr("lmvisor.server.cli_programs._MAX_SPEC_BYTES", 10)
+        with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': larger than 10 bytes$"):
+            program_ref(str(_spec_file(tmp_path)))
+
     def test_inputs_as_text_or_json(self) -> None:
         """`k=v` is text, `k:=JSON` a JSON value; anything else is a usage error."""
         assert parse_inputs(["q=a=b", "n:=3", 'ctx:=["x"]']) == {"q": "a=b", "n": 3, "ctx": ["x"]}
