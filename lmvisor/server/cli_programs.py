@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import stat
 import tomllib
@@ -229,11 +230,24 @@ def _problem(exc: OSError | ValueError) -> str:
 
 
 def _loads(text: str | bytes) -> Any:
-    """JSON `text`; nesting too deep to decode is a `ValueError` like any other bad JSON."""
+    """JSON `text`, strictly: nesting too deep to decode, `NaN`, `Infinity` and numbers
+    out of a float's range (`1e309`) are a `ValueError` like any other bad JSON (no
+    daemon request can carry them)."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of a float's range")
+    return value
 
 
 def _toml_loads(text: str) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Every call raises `DaemonUnreachable` when nothing answers, `DaemonRefused`
 (carrying the status and the typed body's code, message and field) when the
 daemon answers an error, and `NotADaemon` when what answers is not an lmvisor
-daemon (an HTML page, a 200 that is not a JSON object, an error without
+daemon (an HTML page, a 200 that is not a JSON object or lacks the
+`X-Correlation-ID` header every daemon answer carries, an error without
 lmvisor's error body). Ids are sent as one escaped path segment each: an id
 holding `/`, `?` or `..` names no other endpoint. `follow_events` and `follow_optimization` read SSE
 streams (`/v1/events?follow=true`, `/v1/optimizations/{id}/events`) until the
@@ -27,6 +28,7 @@ __all__ = ["DaemonClient"]
 # How long past a run's own timeout its answer may take (the daemon answers a run it
 # timed out at once; a host that accepts and never answers must not hang `run` forever).
 _ANSWER_GRACE: Final = 30.0
+_CORRELATION_HEADER: Final = "x-correlation-id"
 
 
 @final
@@ -156,6 +158,7 @@ class DaemonClient:
     def _body(self, answer: httpx.Response, request: str) -> dict[str, Any]:
         if answer.status_code >= 400:
             raise self._refused(answer, request)
+        self._check_daemon(answer, request)
         if answer.status_code == 204 or not answer.content:
             return {}
         try:
@@ -165,6 +168,13 @@ class DaemonClient:
         if not isinstance(body, dict):
             raise NotADaemon(url=self.url, request=request, problem=_shape(answer))
         return body
+
+    def _check_daemon(self, answer: httpx.Response, request: str) -> None:
+        # Every daemon answer echoes the correlation id; another server's JSON object
+        # would otherwise read as an empty tree or a run of `None`s.
+        if _CORRELATION_HEADER not in answer.headers:
+            problem = f"{answer.status_code} without the X-Correlation-ID header every answer has"
+            raise NotADaemon(url=self.url, request=request, problem=problem)
 
     def _refused(self, answer: httpx.Response, request: str) -> DaemonRefused | NotADaemon:
         try:
@@ -187,6 +197,7 @@ class DaemonClient:
                 if answer.status_code >= 400:
                     answer.read()
                     raise self._refused(answer, f"{method} {path}")
+                self._check_daemon(answer, f"{method} {path}")
                 yield from _decode(answer.iter_bytes(), self.url, f"{method} {path}")
         except httpx.TransportError as exc:
             raise DaemonUnreachable(url=self.url, problem=_problem(exc)) from exc

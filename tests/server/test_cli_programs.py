@@ -127,6 +127,12 @@ class TestHelpers:
             parse_inputs(["q"])
         with pytest.raises(typer.BadParameter, match=r"^'n:=\{': the value is not JSON \("):
             parse_inputs(["n:={"])
+        for value, problem in [("NaN", "NaN is not"), ("-Infinity", "-Infinity is not"),
+                               ("[1e309]", "1e309 is out of")]:  # fmt: skip
+            with pytest.raises(
+                typer.BadParameter, match=rf"^'n:=.*': the value is not JSON \({problem}"
+            ):
+                parse_inputs([f"n:={value}"])
 
     def test_job_datasets_resolve_against_the_spec(self, tmp_path: Path) -> None:
         """Dataset paths are read relative to the spec: absolute, or inline for a daemon."""

@@ -13,6 +13,7 @@ from lmvisor.server.client import DaemonClient
 from lmvisor.server.errors import DaemonRefused, NotADaemon
 
 URL = "http://me:hunter2@127.0.0.1:8750"
+DAEMON = {"x-correlation-id": "c-1"}
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -38,7 +39,7 @@ class TestPaths:
 
         def handler(request: httpx.Request) -> httpx.Response:
             seen.append(request.url.raw_path.decode())
-            return httpx.Response(200, json={"outputs": {}})
+            return httpx.Response(200, json={"outputs": {}}, headers=DAEMON)
 
         with _client(handler) as daemon:
             daemon.run(program_id, {})
@@ -50,7 +51,7 @@ class TestPaths:
 
         def handler(request: httpx.Request) -> httpx.Response:
             seen.append(request.url.raw_path.decode())
-            return httpx.Response(200, json={"id": "x"})
+            return httpx.Response(200, json={"id": "x"}, headers=DAEMON)
 
         with _client(handler) as daemon:
             daemon.optimization("../x")
@@ -70,7 +71,7 @@ class TestTimeouts:
 
         def handler(request: httpx.Request) -> httpx.Response:
             reads.append(request.extensions["timeout"]["read"])
-            return httpx.Response(200, json={})
+            return httpx.Response(200, json={}, headers=DAEMON)
 
         with _client(handler) as daemon:
             daemon.run("qa", {}, timeout=2.5)
@@ -84,12 +85,16 @@ class TestNotADaemon:
         ("answer", "problem"),
         [
             (
-                httpx.Response(200, text="hello", headers={"content-type": "text/plain"}),
+                httpx.Response(200, text="hello", headers={**DAEMON, "content-type": "text/plain"}),
                 "200 OK with a body that is not a JSON object (text/plain)",
             ),
             (
-                httpx.Response(200, json=[1, 2]),
+                httpx.Response(200, json=[1, 2], headers=DAEMON),
                 "200 OK with a body that is not a JSON object (application/json)",
+            ),
+            (
+                httpx.Response(200, json={"status": "running"}),
+                "200 without the X-Correlation-ID header every answer has",
             ),
             (
                 httpx.Response(404, html="<h1>nope</h1>"),
@@ -104,7 +109,8 @@ class TestNotADaemon:
     def test_another_server_is_named_with_what_it_answered(
         self, answer: httpx.Response, problem: str
     ) -> None:
-        """An HTML page, a non-object 200 or a bare error status is `NotADaemon`, naming the
+        """An HTML page, a non-object 200, a 200 without the daemon's correlation header or a
+        bare error status is `NotADaemon`, naming the
         URL (password hidden), the request and the answer; the CLI exits 1 for it."""
         with (
             _client(lambda request: answer) as daemon,
@@ -120,7 +126,7 @@ class TestNotADaemon:
     def test_events_without_their_list(self) -> None:
         """A JSON object without `events` from `/v1/events` is not a daemon's answer."""
         with (
-            _client(lambda request: httpx.Response(200, json={"x": 1})) as daemon,
+            _client(lambda request: httpx.Response(200, json={"x": 1}, headers=DAEMON)) as daemon,
             pytest.raises(NotADaemon, match=r": GET /v1/events answered without `events`$"),
         ):
             daemon.events(limit=1)
@@ -128,7 +134,8 @@ class TestNotADaemon:
     def test_an_event_that_is_not_json(self) -> None:
         """A followed stream whose event data is not JSON is `NotADaemon`, not a JSON error."""
         body = b"event: event\ndata: {oops\n\n"
-        stream = httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+        kind = {**DAEMON, "content-type": "text/event-stream"}
+        stream = httpx.Response(200, content=body, headers=kind)
         with (
             _client(lambda request: stream) as daemon,
             pytest.raises(
