@@ -28,8 +28,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import typer
 from rich.console import Console
@@ -181,10 +182,7 @@ def events(
         "limit": limit,
     }
     with reporting(ctx):
-        if since is not None and not math.isfinite(since):
-            raise typer.BadParameter(
-                f"must be a finite epoch time, got {since}", param_hint="--since"
-            )
+        _check_filters(correlation_id, types or [], since)
         if follow:
             with contextlib.suppress(KeyboardInterrupt):  # the way a follow ends
                 _follow(url, token, config, filters, as_json)
@@ -196,6 +194,28 @@ def events(
 
             found = embedded_events(config, filters)
         _show_events(found, as_json)
+
+
+# The daemon's own checks of these filters (`lmvisor.server.observe`, which loads
+# FastAPI: not imported here), so an embedded query refuses what a daemon refuses.
+_CORRELATION_ID: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_EVENT_TYPE: Final = re.compile(r"[A-Za-z0-9_.:\-*]{1,200}")
+_MAX_TYPES: Final = 32
+
+
+def _check_filters(correlation_id: str | None, types: list[str], since: float | None) -> None:
+    """Raises `typer.BadParameter` naming the filter a daemon would refuse, and why."""
+    if correlation_id is not None and not _CORRELATION_ID.fullmatch(correlation_id):
+        raise typer.BadParameter(
+            "must be 1 to 128 of A-Z, a-z, 0-9 and `._:-`", param_hint="--correlation-id"
+        )
+    if len(types) > _MAX_TYPES or not all(_EVENT_TYPE.fullmatch(kind) for kind in types):
+        raise typer.BadParameter(
+            f"at most {_MAX_TYPES}, each 1 to 200 of A-Z, a-z, 0-9 and `_.:-*`",
+            param_hint="--type",
+        )
+    if since is not None and not math.isfinite(since):
+        raise typer.BadParameter(f"must be a finite epoch time, got {since}", param_hint="--since")
 
 
 def _show_events(found: list[dict[str, Any]], as_json: bool) -> None:

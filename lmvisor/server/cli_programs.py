@@ -50,7 +50,7 @@ from lmvisor.server.cli_support import (
     print_json,
     reporting,
 )
-from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, DaemonRefused
+from lmvisor.server.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, DaemonRefused
 
 if TYPE_CHECKING:
     from lmvisor.server.client import DaemonClient
@@ -399,11 +399,11 @@ def _optimize_remote(
             return final
         except KeyboardInterrupt:
             typer.echo(
-                f"stopped following; job {job_id} runs on (cancel: POST {url_without_password(url)}"
-                f"/v1/optimizations/{job_id}/cancel)",
+                f"interrupted: stopped following; job {job_id} runs on (cancel: POST"
+                f" {url_without_password(url)}/v1/optimizations/{job_id}/cancel)",
                 err=True,
             )
-            raise
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def _follow(

@@ -206,12 +206,11 @@ class TestEvents:
 
     def test_refused_request_exits_2(self, runner: CliRunner, shared_daemon: DaemonProcess) -> None:
         """A 4xx from the daemon is a usage error: its code and field on one line, exit 2."""
-        result = runner.invoke(
-            app, ["events", "--url", shared_daemon.url, "--correlation-id", "bad id"]
-        )
+        args = ["run", "anything", "--timeout", "5000", "--url", shared_daemon.url]
+        result = runner.invoke(app, args)
         assert result.exit_code == 2
-        assert result.stderr.startswith("error: daemon answered 422 validation_error: ")
-        assert result.stderr.rstrip().endswith("(field query.correlation_id)")
+        assert result.stderr.startswith("error: daemon answered 422 invalid_input: timeout: ")
+        assert result.stderr.rstrip().endswith("(field timeout)")
 
     def test_follow_a_host_that_never_answers_gives_up(
         self, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
@@ -362,6 +361,24 @@ class TestUsageErrors:
         result = runner.invoke(app, ["events", "--since", since])
         assert result.exit_code == 2
         assert result.stderr.startswith("error: Invalid value for --since: must be a finite epoch")
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["--correlation-id", "x" * 129], "--correlation-id: must be 1 to 128 of"),
+            (["--correlation-id", "a b"], "--correlation-id: must be 1 to 128 of"),
+            (["--type", "../x"], "--type: at most 32, each 1 to 200 of"),
+            (["--type", ""], "--type: at most 32, each 1 to 200 of"),
+            ([arg for _ in range(33) for arg in ("-t", "a")], "--type: at most 32, each"),
+        ],
+    )
+    def test_embedded_events_refuse_what_a_daemon_refuses(
+        self, runner: CliRunner, args: list[str], message: str
+    ) -> None:
+        """Embedded, a filter a daemon answers 422 for is a usage error too, not "no events"."""
+        result = runner.invoke(app, ["events", *args])
+        assert result.exit_code == 2
+        assert result.stderr.startswith(f"error: Invalid value for {message}")
 
     def test_ctrl_c_in_a_command_is_130_and_one_line(
         self, runner: CliRunner, monkeypatch: pytest.MonkeyPatch

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 from lmvisor.server.cli import app
 from lmvisor.server.cli_programs import load_job_spec, parse_inputs, program_ref
 from lmvisor.server.cli_support import exit_code_for
+from lmvisor.server.client import DaemonClient
 from lmvisor.services.errors import ServiceInputError, UnknownModule
 from tests.server.conftest import ROOT, DaemonProcess, LMProcess, daemon_env
 
@@ -280,6 +282,29 @@ class TestOptimize:
         assert result.exit_code == 2
         assert result.stderr.startswith("error: metric 'nope.nowhere:metric': cannot import")
         assert result.stderr.count("\n") == 1
+
+    def test_ctrl_c_while_following_a_daemons_job_is_one_line(
+        self, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Ctrl-C while following a daemon's job exits 130 with one line saying the job runs
+        on and how to cancel it."""
+
+        def daemon(request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/events"):
+                raise KeyboardInterrupt
+            return httpx.Response(202, json={"id": "j1"}, headers={"x-correlation-id": "c"})
+
+        def fake(url: str, token: str | None) -> DaemonClient:
+            return DaemonClient(url, transport=httpx.MockTransport(daemon))
+
+        monkeypatch.setattr("lmvisor.server.cli_programs.client", fake)
+        url = "http://me:pw@127.0.0.1:9"
+        result = runner.invoke(app, ["optimize", str(_job_files(tmp_path)), "--url", url])
+        assert (result.exit_code, result.stderr) == (
+            130,
+            "interrupted: stopped following; job j1 runs on (cancel: POST"
+            " http://me:[REDACTED]@127.0.0.1:9/v1/optimizations/j1/cancel)\n",
+        )
 
     def test_json_and_failure_exit_1(self, runner: CliRunner, tmp_path: Path) -> None:
         """A job that fails prints its status (here as JSON) and exits 1."""
