@@ -180,9 +180,10 @@ def client(url: str, token: str | None) -> DaemonClient:
     """A client for the daemon at `url`.
 
     Raises:
-        typer.BadParameter: `url` is not an http(s) URL whose host and port read, or
-            `token` is not printable ASCII (what an HTTP header can carry). Neither
-            message quotes the value: both may hold a secret.
+        typer.BadParameter: `url` is not an http(s) URL whose host and port read,
+            `token` is not printable ASCII (what an HTTP header can carry), or both
+            `url` holds credentials and `token` is given. No message quotes a value:
+            each may hold a secret.
     """
     from lmvisor.server.client import DaemonClient
 
@@ -195,6 +196,14 @@ def client(url: str, token: str | None) -> DaemonClient:
         raise typer.BadParameter("must be an http:// or https:// URL", param_hint="--url")
     if token is not None and not (token.isascii() and token.isprintable()):
         raise typer.BadParameter("must be printable ASCII", param_hint="--token")
+    if token and (parts.username or parts.password):
+        # httpx sends the URL's user and password as Basic auth in place of the bearer
+        # token: every call would be refused 401 with the token never sent.
+        raise typer.BadParameter(
+            "holds a user and password and --token (or LMVISOR_TOKEN) is given: both are the"
+            " Authorization header; give one",
+            param_hint="--url",
+        )
     return DaemonClient(url, token=token)
 
 

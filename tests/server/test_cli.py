@@ -157,6 +157,10 @@ class TestTree:
             (["--url", "ftp://me:hunter2@127.0.0.1"], "Invalid value for --url: must be an"),
             (["--url", "http://127.0.0.1:9", "--token", "t\u00f6ken-hunter2"], "--token: must be"),
             (["--url", "http://127.0.0.1:9", "--token", "a\nhunter2"], "--token: must be"),
+            (
+                ["--url", "http://me:hunter2@127.0.0.1:9", "--token", "t-hunter2"],
+                "--url: holds a user and password and --token",
+            ),
         ],
     )
     def test_bad_url_or_token_is_a_usage_error(
