@@ -150,7 +150,8 @@ def parse_inputs(items: Iterable[str]) -> dict[str, Any]:
 def load_job_spec(path: Path, *, inline: bool) -> dict[str, Any]:
     """The job in a TOML or JSON file, its dataset paths resolved against the file's folder.
 
-    With `inline`, dataset files are read and their rows sent instead (for a daemon).
+    With `inline`, dataset files are read and their rows sent instead (for a daemon);
+    without, each must be a regular file of at most 1 GiB.
 
     Raises:
         typer.BadParameter: the file cannot be read or parsed, or a dataset file is bad.
@@ -168,8 +169,20 @@ def load_job_spec(path: Path, *, inline: bool) -> dict[str, Any]:
         value = data.get(name)
         if isinstance(value, str):
             found = (path.parent / value).resolve()
-            data[name] = _read_rows(found, name) if inline else str(found)
+            data[name] = _read_rows(found, name) if inline else _checked_path(found, name)
     return data
+
+
+def _checked_path(path: Path, name: str) -> str:
+    """`path` for the embedded job to read, once it is a regular file of bounded size (the
+    job reads it whole: `/dev/zero` ran it out of memory, a FIFO blocked it for good)."""
+    try:
+        _check_file(path, _MAX_DATASET_BYTES)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(
+            f"{name} {_shown(str(path))}: {_problem(exc)}", param_hint="SPEC"
+        ) from exc
+    return str(path)
 
 
 def _read_rows(path: Path, name: str) -> list[Any]:
@@ -202,17 +215,21 @@ def _read_file(path: Path, limit: int) -> bytes:
         ValueError: it is not a regular file (a directory, a device, a pipe that
             would never end or block) or is larger than `limit`.
     """
-    found = path.stat()
-    if not stat.S_ISREG(found.st_mode):
-        raise ValueError("not a regular file")
-    too_large = ValueError(f"larger than {limit:,} bytes")
-    if found.st_size > limit:
-        raise too_large
+    _check_file(path, limit)
     with path.open("rb") as file:
         data = file.read(limit + 1)
     if len(data) > limit:  # it grew since
-        raise too_large
+        raise ValueError(f"larger than {limit:,} bytes")
     return data
+
+
+def _check_file(path: Path, limit: int) -> None:
+    """Raises what `_read_file` raises before reading: OSError, ValueError."""
+    found = path.stat()
+    if not stat.S_ISREG(found.st_mode):
+        raise ValueError("not a regular file")
+    if found.st_size > limit:
+        raise ValueError(f"larger than {limit:,} bytes")
 
 
 def _shown(text: str) -> str:

@@ -118,6 +118,13 @@ class TestHelpers:
                 program_ref(name)
             with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': not a regular file$"):
                 load_job_spec(Path(name), inline=False)
+        job = _job_files(tmp_path)
+        for dataset in ("/dev/zero", str(fifo), str(tmp_path), str(tmp_path / "nope.jsonl")):
+            job.write_text(job.read_text().replace("data/train.jsonl", dataset))
+            for inline in (False, True):
+                with pytest.raises(typer.BadParameter, match=r"^trainset '.*': (not a re|No such)"):
+                    load_job_spec(job, inline=inline)
+            job.write_text(job.read_text().replace(dataset, "data/train.jsonl"))
         monkeypatch.setattr("lmvisor.server.cli_programs._MAX_SPEC_BYTES", 10)
         with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': larger than 10 bytes$"):
             program_ref(str(_spec_file(tmp_path)))
