@@ -448,13 +448,32 @@ class OptimizationCoordinator(Actor):
         Raises:
             StoreUnavailable: the file cannot be read.
         """
-        for job in jobs:
-            if not _unrun(job):
-                continue
-            stored = await _stored(self._shared.store, job.record.id)
-            job.record = stored if stored is not None else job.record
+        unrun = [job for job in jobs if _unrun(job)]
+        if not unrun:
+            return
+        stored = await self._shared.store.some_jobs([job.record.id for job in unrun])
+        for job in unrun:  # one read for all: a list of many jobs run elsewhere stays cheap
+            job.record = stored.get(job.record.id, job.record)
             if job.record.status in _ACTIVE and not job.suspended and self._may_take(job):
-                await self._ensure_running(job)
+                await self._take_over(job)
+
+    async def _take_over(self, job: _Job) -> None:
+        """Run `job`, just claimed here, unless it ended since it was read (its runner
+        stored its end and let go of it meanwhile).
+
+        Raises:
+            StoreUnavailable: the file cannot be read (the claim is dropped).
+        """
+        try:
+            stored = await _stored(self._shared.store, job.record.id)
+        except StoreUnavailable:
+            self._shared.claims.release(job.record.id)
+            raise
+        job.record = stored if stored is not None else job.record
+        if job.record.status in _ACTIVE:
+            await self._ensure_running(job)
+        else:
+            self._shared.claims.release(job.record.id)
 
     def _may_take(self, job: _Job) -> bool:
         """Whether no app holds `job` any more (claimed here now), quietly: status polls ask."""
