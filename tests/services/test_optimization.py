@@ -610,17 +610,18 @@ class TestJobClaims:
         assert one.claim("a") and two.claim("a")
 
 
-def _alternate(path: Path, rounds: int) -> tuple[int, int]:
+def _alternate(path: Path, turns: int) -> tuple[int, int]:
     """Two holders on one jobs file, on two threads, claiming and releasing one job as fast
-    as they can: how often each held it, and how often both held it at once."""
-    holding = [0]
-    both = [0]
-    took = [0, 0]
+    as they can until each has held it `turns` times (or a cap of tries): the fewer times
+    one held it, and how often both held it at once."""
+    holding, both, took = [0], [0], [0, 0]
     lock = threading.Lock()
 
     def run(me: int) -> None:
         claims = JobClaims(path)
-        for _ in range(rounds):
+        for _ in range(200 * turns):
+            if min(took) >= turns:
+                return
             if not claims.claim("job"):
                 continue
             with lock:
@@ -664,9 +665,9 @@ class TestClaimFiles:
     def test_two_holders_alternating_never_both_hold_a_job(self, tmp_path: Path) -> None:
         """Two holders claiming and releasing one job in a tight loop never hold it both at
         once: one that locked a file the other had just unlinked sees it and tries again."""
-        took, both = _alternate(tmp_path / "jobs.sqlite", rounds=3000)
+        took, both = _alternate(tmp_path / "jobs.sqlite", turns=300)
         assert both == 0
-        assert took > 0  # each held it at times: the loops really interleaved
+        assert took == 300  # each held it that often: the loops really alternated
 
     async def test_settled_jobs_leave_no_claim_files(
         self, runtime: Runtime, tmp_path: Path
