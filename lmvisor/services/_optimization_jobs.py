@@ -8,10 +8,15 @@ that keep two apps on one data directory from running a job twice or losing its 
   and the file is read once per query for all such jobs (`news`), not once per job;
 - a job its runner left (closed, killed, suspended by a drain) is taken over only once
   claimed here and read again (`still_running`): its end may have been stored meanwhile;
-- a record the file refuses (`StoreUnavailable`) is kept in memory, marked unsaved, and
-  retried by every later write (`flush`); the job stays claimed until its end is written,
-  so no other app runs it again meanwhile. `StoreKeeper` makes the last attempt and drops
-  the claims when the subtree stops.
+- a record the file refuses (`StoreUnavailable`: locked past the busy timeout, disk full)
+  is kept in memory, marked unsaved, reported as the job's status and retried by every
+  later write (`flush`), a repeated cancel and the subtree's stop; so is a worker's final
+  record the file refused, and a crashed worker's end (an `optimization.record_unsaved`
+  warning names the job). The job stays claimed until its end is written, so no other app
+  runs it again meanwhile. `StoreKeeper` makes the last attempt and drops the claims when
+  the subtree stops; a record still unsaved then is logged as an error and lost: the file
+  shows the job running, so the next start resumes it from its checkpoint (a cancelled job
+  runs again; a finished one replays its journal to the same result).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ __all__ = ["ACTIVE", "Job", "JobTable", "StoreKeeper", "job_status"]
 
 ACTIVE: Final = frozenset({"running"})
 
-_log = get_logger("lmvisor.services.optimization_coordinator")
+_log = get_logger("lmvisor.services.optimization_coordinator")  # the coordinator's events
 
 
 @dataclass(slots=True)
@@ -167,7 +172,7 @@ class JobTable:
         event), unless its worker stored its end just before.
 
         Raises:
-            StoreUnavailable: the file cannot be read or written.
+            StoreUnavailable: the file cannot be read or written (nothing is kept unsaved).
         """
         stored = await self.stored(job.record.id)
         if stored is not None and stored.status not in ACTIVE:
@@ -184,7 +189,13 @@ class JobTable:
             "optimization_id": job.record.id, "optimizer": job.spec.optimizer,
             "trials_done": job.record.trials_done,
         })  # fmt: skip
-        await self.write(job)
+        try:
+            await self.write(job)
+        except StoreUnavailable:
+            # Progress only: the file's `running` row and the checkpoints resume it. Kept
+            # unsaved, it would later be written over whatever another app stored since.
+            job.unsaved = False
+            raise
 
     async def news(self, jobs: list[Job]) -> list[Job]:
         """Bring the unrun among `jobs` up to date from one read of the file; the ones it
@@ -235,6 +246,24 @@ class JobTable:
             return True
         _log.info("optimization.claimed_elsewhere", optimization_id=job_id)
         return False
+
+    async def crashed(self, job: Job, reason: object, *, gave_up: bool) -> None:
+        """`job`'s supervisor died: failed as crashed. One that gave up after its restarts
+        (a Shutdown reason) ends as its worker stored, if it did; when the file cannot be
+        read it is left as it is (its end may be stored: never written over)."""
+        if not gave_up:
+            message = f"the job's worker kept crashing: {reason!r}"
+        else:
+            try:
+                end = await self.stored_end(job)
+            except StoreUnavailable:
+                return
+            if end is not None:
+                job.record = end
+                return
+            message = f"the job's worker stopped: {reason!r}"
+        error = {"type": "Crashed", "code": "crashed", "message": message}
+        await self.settle(job, job.record.evolve(status="failed", error=error))
 
     async def settle(self, job: Job, record: JobRecord) -> None:
         """An internal end (a crash): kept unsaved, with a warning, when the write fails."""

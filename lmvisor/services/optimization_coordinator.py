@@ -31,13 +31,9 @@ so the caller is told to cancel it where it runs. A job no app runs (suspended, 
 closed) is claimed for the cancel, so no app resumes it while its cancellation is written.
 
 After start-up a failure of the jobs file (`StoreUnavailable`: locked by another process
-past the busy timeout, disk full) never stops the coordinator. A caller's request (submit,
-status and list of jobs run elsewhere, cancel, suspend) answers it. A write that fails keeps
-the job's new record in memory, unsaved, reported as its status and retried by every later
-write, a repeated cancel and the subtree's stop; so is a worker's final record the file
-refused, and a crashed worker's end (an `optimization.record_unsaved` warning names the
-job). One still unsaved at the stop is logged as an error and lost: the file shows the job
-running, so the next start resumes it (a finished one replays its journal to its result).
+past the busy timeout, disk full) never stops the coordinator: a caller's request (submit,
+status and list of jobs run elsewhere, cancel, suspend) answers it, and a record the file
+refuses is kept in memory and written later (see `lmvisor.services._optimization_jobs`).
 
 The coordinator subscribes to `optimization.*` config: new jobs take the settings in force
 when submitted; a `concurrency` change also resizes the executor of every running job.
@@ -145,12 +141,8 @@ class OptimizationCoordinator(Actor):
     async def _catch_up(self, job: Job) -> None:
         """After a restart: a job whose worker ended while no coordinator ran (its
         `JobFinished` went with the predecessor) takes its end from the file, not a rerun."""
-        supervisor = job.supervisor
-        if job.unsaved or (
-            supervisor is not None
-            and supervisor.alive
-            and self.runtime.whereis((WORKER_NAME, job.record.id)) is not None
-        ):
+        supervisor, worker = job.supervisor, self.runtime.whereis((WORKER_NAME, job.record.id))
+        if job.unsaved or (supervisor is not None and supervisor.alive and worker is not None):
             return  # its end is in memory, or its worker still runs
         try:
             end = await self._table.stored_end(job)
@@ -258,9 +250,6 @@ class OptimizationCoordinator(Actor):
             try:
                 await self._table.suspended(job, self.runtime.events.ring)
             except StoreUnavailable as exc:
-                # Progress only: the file's `running` row and the checkpoints resume it. Kept
-                # unsaved, it would later be written over whatever another app stored since.
-                job.unsaved = False
                 failure = exc
                 continue
             if job.record.status in ACTIVE:
@@ -293,28 +282,10 @@ class OptimizationCoordinator(Actor):
             if job.supervisor is not msg.ref:
                 continue
             job.supervisor = None
-            if job.record.status in ACTIVE and not is_shutdown_exit(msg.reason):
-                error = {"type": "Crashed", "code": "crashed",
-                         "message": f"the job's worker kept crashing: {msg.reason!r}"}  # fmt: skip
-                await self._table.settle(job, job.record.evolve(status="failed", error=error))
-            elif job.record.status in ACTIVE:
-                await self._gave_up(job, msg.reason)
+            if job.record.status in ACTIVE:
+                await self._table.crashed(job, msg.reason, gave_up=is_shutdown_exit(msg.reason))
             if not job.unsaved:  # an end only in memory keeps the job claimed until written
                 self._table.claims.release(job.record.id)
-
-    async def _gave_up(self, job: Job, reason: object) -> None:
-        """The job's supervisor gave up after its restarts (a Shutdown reason): the end its
-        worker stored, if any, else failed."""
-        try:
-            end = await self._table.stored_end(job)
-        except StoreUnavailable:  # its end may be stored: never overwrite it
-            return
-        if end is not None:
-            job.record = end
-            return
-        error = {"type": "Crashed", "code": "crashed",
-                 "message": f"the job's worker stopped: {reason!r}"}  # fmt: skip
-        await self._table.settle(job, job.record.evolve(status="failed", error=error))
 
     @handler
     def _config_changed(self, msg: ConfigChanged) -> None:
@@ -335,11 +306,8 @@ class OptimizationCoordinator(Actor):
             return
         config = self._config
         if job.executor is None:
-            job.executor = LocalExecutor(
-                concurrency=config.concurrency,
-                max_errors=config.max_errors,
-                timeout=config.example_timeout,
-            )
+            job.executor = LocalExecutor(concurrency=config.concurrency,
+                max_errors=config.max_errors, timeout=config.example_timeout)  # fmt: skip
         context = JobContext(
             job_id=job.record.id, spec=job.spec, lm=self._lm, config=config,
             executor=job.executor, store=self._table.store, resolve_program=self._resolve,
