@@ -46,6 +46,7 @@ ACTIVE: Final = frozenset({"running"})
 _log = get_logger("lmvisor.services.optimization_coordinator")  # the coordinator's events
 
 
+@final
 @dataclass(slots=True)
 class Job:
     """One job as this app knows it: its record, and what runs it here (if anything)."""

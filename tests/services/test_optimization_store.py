@@ -127,9 +127,7 @@ class TestSomeJobs:
         assert sorted(found) == ids and found["j0042"] == _job("j0042")
         assert await store.some_jobs([]) == {}
 
-    async def test_a_row_that_cannot_be_decoded_is_left_out(
-        self, store: OptimizationStore
-    ) -> None:
+    async def test_a_row_that_cannot_be_decoded_is_left_out(self, store: OptimizationStore) -> None:
         """A damaged row among the asked is left out, the others answered."""
         assert store.path is not None
         await store.save_job(_job("good"))
