@@ -3,7 +3,8 @@
 `create_app(context)` builds the FastAPI app over a `ServerContext` (the
 application tree's programs and optimization jobs, the runtime's tree, events
 and metrics); `serve(config)` runs the daemon process;
-`lmvisor.server.cli:main` is the `lmvisor` command. Importing this package
+`lmvisor.server.cli:main` is the `lmvisor` command (entered through `lmvisor.__main__`,
+which also serves `python -m lmvisor`). Importing this package
 loads nothing heavy until a name is used.
 """
 

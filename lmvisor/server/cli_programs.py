@@ -341,6 +341,11 @@ def _run_timeout(seconds: float | None) -> float | None:
 def _run_remote(
     daemon: DaemonClient, ref: ProgramRef, inputs: dict[str, Any], timeout: float | None
 ) -> dict[str, Any]:
+    if timeout is None:
+        # The run then waits for its answer without limit (the daemon's own deadline
+        # bounds it), so a host that accepts and never answers would hang `run` for good:
+        # a bounded call first shows a daemon is there.
+        daemon.health()
     if ref.spec is not None:
         try:
             daemon.register(ref.id, ref.spec, options=ref.options)
