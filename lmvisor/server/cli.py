@@ -30,7 +30,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -196,22 +196,20 @@ def events(
         _show_events(found, as_json)
 
 
-# The daemon's own checks of these filters (`lmvisor.server.observe`, which loads
-# FastAPI: not imported here), so an embedded query refuses what a daemon refuses.
-_CORRELATION_ID: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-_EVENT_TYPE: Final = re.compile(r"[A-Za-z0-9_.:\-*]{1,200}")
-_MAX_TYPES: Final = 32
-
-
 def _check_filters(correlation_id: str | None, types: list[str], since: float | None) -> None:
     """Raises `typer.BadParameter` naming the filter a daemon would refuse, and why."""
-    if correlation_id is not None and not _CORRELATION_ID.fullmatch(correlation_id):
+    # The daemon's own rules, imported here: `lmvisor --help` need not load them.
+    from lmvisor.runtime.correlation import CORRELATION_ID_PATTERN
+    from lmvisor.runtime.observe.events import EVENT_TYPE_FILTER_PATTERN, MAX_TYPE_FILTERS
+
+    if correlation_id is not None and not re.fullmatch(CORRELATION_ID_PATTERN, correlation_id):
         raise typer.BadParameter(
             "must be 1 to 128 of A-Z, a-z, 0-9 and `._:-`", param_hint="--correlation-id"
         )
-    if len(types) > _MAX_TYPES or not all(_EVENT_TYPE.fullmatch(kind) for kind in types):
+    kinds_ok = all(re.fullmatch(EVENT_TYPE_FILTER_PATTERN, kind) for kind in types)
+    if len(types) > MAX_TYPE_FILTERS or not kinds_ok:
         raise typer.BadParameter(
-            f"at most {_MAX_TYPES}, each 1 to 200 of A-Z, a-z, 0-9 and `_.:-*`",
+            f"at most {MAX_TYPE_FILTERS}, each 1 to 200 of A-Z, a-z, 0-9 and `_.:-*`",
             param_hint="--type",
         )
     if since is not None and not math.isfinite(since):

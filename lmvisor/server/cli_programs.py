@@ -51,6 +51,7 @@ from lmvisor.server.cli_support import (
     reporting,
 )
 from lmvisor.server.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, DaemonRefused
+from lmvisor.services.program_id import PROGRAM_ID_PATTERN
 
 if TYPE_CHECKING:
     from lmvisor.server.client import DaemonClient
@@ -66,9 +67,7 @@ __all__ = [
 ]
 
 _ID_CHARS: Final = re.compile(r"[^a-z0-9_\-.]+")
-# A daemon's program ids (`program_views.PROGRAM_ID_PATTERN`, not imported: it loads the
-# services layer, and `lmvisor --help` should not wait for that).
-_PROGRAM_ID: Final = re.compile(r"[a-z0-9][a-z0-9_\-.]{0,127}")
+_PROGRAM_ID: Final = re.compile(PROGRAM_ID_PATTERN)
 _SHOWN_CHARS: Final = 200
 # What the CLI reads whole: far above any real spec or dataset, far below what a
 # device (`/dev/zero`) or a mistaken file would cost in memory.

@@ -157,6 +157,7 @@ if TYPE_CHECKING:
         job_supervisor_spec as job_supervisor_spec,
     )
     from lmvisor.services.optimization_worker import rebuild_student as rebuild_student
+    from lmvisor.services.program_id import PROGRAM_ID_PATTERN as PROGRAM_ID_PATTERN
     from lmvisor.services.router import DEFAULT_CALL_TIMEOUT as DEFAULT_CALL_TIMEOUT
     from lmvisor.services.router import RouterLM as RouterLM
     from lmvisor.services.router import split_model as split_model

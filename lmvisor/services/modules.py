@@ -60,6 +60,7 @@ from lmvisor.services.module_options import ModuleOptions, parse_module_options
 from lmvisor.services.module_store import ProgramStore, rebuild_program
 from lmvisor.services.module_stream import StreamSink
 from lmvisor.services.module_table import ModuleInfo, ModuleRecord, spec_of
+from lmvisor.services.program_id import PROGRAM_ID_PATTERN
 
 __all__ = ["DEFAULT_TIMEOUT", "Modules", "ProgramLike"]
 
@@ -78,7 +79,7 @@ class _Default:
 DEFAULT_TIMEOUT: Final = _Default()
 """`execute(timeout=DEFAULT_TIMEOUT)`: `modules.timeout` from the config (None: no deadline)."""
 
-_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_\-.]{0,127}$")
+_ID: Final = re.compile(PROGRAM_ID_PATTERN)
 # An execution task gets this long past the deadline to finish its fallbacks.
 _GRACE: Final = 0.05
 _CALL_TIMEOUT: Final = 10.0
@@ -415,7 +416,7 @@ class Modules:
 
 
 def _check_id(module_id: Any) -> None:
-    if not isinstance(module_id, str) or not _ID.match(module_id):
+    if not isinstance(module_id, str) or not _ID.fullmatch(module_id):
         raise ServiceInputError(
             field="module_id",
             problem="must be 1-128 of lowercase letters, digits, '_', '-', '.', starting with"

@@ -193,6 +193,8 @@ class TestRegistry:
             await app.register("qa", QA)
         with pytest.raises(ServiceInputError, match=r"^invalid module_id: must be 1-128"):
             await app.register("Bad Id", QA)
+        with pytest.raises(ServiceInputError, match=r"^invalid module_id: must be 1-128"):
+            await app.register("qa2\n", QA)  # `$` alone would let a final newline through
         with pytest.raises(ProgramSpecError, match=r"^invalid program spec at module: must be"):
             await app.register("x", {"module": "Nope", "signature": "a -> b"})
         with pytest.raises(UnknownProvider, match=r"names provider 'nowhere'"):
