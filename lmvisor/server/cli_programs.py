@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, final
 
 import typer
 
+from lmvisor._files import MAX_DATASET_BYTES, read_regular_file
 from lmvisor._redaction import url_without_password
 from lmvisor.server.cli_support import (
     AppOption,
@@ -72,7 +73,6 @@ _SHOWN_CHARS: Final = 200
 # What the CLI reads whole: far above any real spec or dataset, far below what a
 # device (`/dev/zero`) or a mistaken file would cost in memory.
 _MAX_SPEC_BYTES: Final = 64 << 20
-_MAX_DATASET_BYTES: Final = 1 << 30
 _DONE_STATES: Final = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -176,7 +176,7 @@ def _checked_path(path: Path, name: str) -> str:
     """`path` for the embedded job to read, once it is a regular file of bounded size (the
     job reads it whole: `/dev/zero` ran it out of memory, a FIFO blocked it for good)."""
     try:
-        _check_file(path, _MAX_DATASET_BYTES)
+        _check_file(path, MAX_DATASET_BYTES)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(
             f"{name} {_shown(str(path))}: {_problem(exc)}", param_hint="SPEC"
@@ -187,7 +187,7 @@ def _checked_path(path: Path, name: str) -> str:
 def _read_rows(path: Path, name: str) -> list[Any]:
     """The JSONL file's rows; a bad one is named by its line in the file, from 1."""
     try:
-        text = _read_file(path, _MAX_DATASET_BYTES).decode("utf-8")
+        text = _read_file(path, MAX_DATASET_BYTES).decode("utf-8")
         lines = text.split("\n")  # not at U+2028 in a string
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(
@@ -214,12 +214,7 @@ def _read_file(path: Path, limit: int) -> bytes:
         ValueError: it is not a regular file (a directory, a device, a pipe that
             would never end or block) or is larger than `limit`.
     """
-    _check_file(path, limit)
-    with path.open("rb") as file:
-        data = file.read(limit + 1)
-    if len(data) > limit:  # it grew since
-        raise ValueError(f"larger than {limit:,} bytes")
-    return data
+    return read_regular_file(path, limit)
 
 
 def _check_file(path: Path, limit: int) -> None:

@@ -161,6 +161,23 @@ class TestSubmit:
             await submit_optimization(coordinator, {**_copro(), "trainset": str(latin)})
         assert await list_optimizations(coordinator) == []
 
+    async def test_a_dataset_path_that_is_no_regular_file(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A FIFO, a device or a directory as a dataset path is refused at submit without
+        reading it: a FIFO held the coordinator's loop for good, /dev/zero ran it out of
+        memory."""
+        coordinator = await _start(runtime, SlowLM())
+        fifo = tmp_path / "rows.jsonl"
+        os.mkfifo(fifo)
+        for path in (fifo, Path("/dev/zero"), tmp_path):
+            with pytest.raises(
+                OptimizationSpecError,
+                match=r"^invalid optimization job at trainset: '.*': not a regular file$",
+            ):
+                await submit_optimization(coordinator, {**_copro(), "trainset": str(path)})
+        assert await list_optimizations(coordinator) == []
+
     async def test_a_spec_naming_models_needs_lm_for(self, runtime: Runtime) -> None:
         """An inline two_step program is built at submit with the given `lm_for` (its model
         names resolved there); without one it is refused, naming the field."""
