@@ -12,12 +12,15 @@ import os
 import stat
 from typing import Final
 
-__all__ = ["MAX_DATASET_BYTES", "read_regular_file"]
+__all__ = ["MAX_DATASET_BYTES", "MAX_PROGRAM_BYTES", "read_regular_file"]
 
 MAX_DATASET_BYTES: Final = 1 << 30
 """The largest dataset (a JSONL trainset or valset) read: far above a real one (a million
 rows is 1e6 examples, `parse_job_spec`'s own bound), far below what `/dev/zero` or a
 mistaken file would cost in memory."""
+MAX_PROGRAM_BYTES: Final = 64 << 20
+"""The largest program file read (a saved state or a spec): a program with thousands of
+demos is a few megabytes."""
 
 _FLAGS: Final = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, final
 
 import typer
 
-from lmvisor._files import MAX_DATASET_BYTES, read_regular_file
+from lmvisor._files import MAX_DATASET_BYTES, MAX_PROGRAM_BYTES, read_regular_file
 from lmvisor._redaction import url_without_password
 from lmvisor.server.cli_support import (
     AppOption,
@@ -70,9 +70,6 @@ __all__ = [
 _ID_CHARS: Final = re.compile(r"[^a-z0-9_\-.]+")
 _PROGRAM_ID: Final = re.compile(PROGRAM_ID_PATTERN)
 _SHOWN_CHARS: Final = 200
-# What the CLI reads whole: far above any real spec or dataset, far below what a
-# device (`/dev/zero`) or a mistaken file would cost in memory.
-_MAX_SPEC_BYTES: Final = 64 << 20
 _DONE_STATES: Final = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -108,7 +105,7 @@ def program_ref(argument: str) -> ProgramRef:
             )
         return ProgramRef(argument)
     try:
-        raw = _read_file(path, _MAX_SPEC_BYTES)
+        raw = _read_file(path, MAX_PROGRAM_BYTES)
         data = _loads(raw)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(
@@ -156,7 +153,7 @@ def load_job_spec(path: Path, *, inline: bool) -> dict[str, Any]:
         typer.BadParameter: the file cannot be read or parsed, or a dataset file is bad.
     """
     try:
-        text = _read_file(path, _MAX_SPEC_BYTES).decode("utf-8")
+        text = _read_file(path, MAX_PROGRAM_BYTES).decode("utf-8")
         data = _toml_loads(text) if path.suffix == ".toml" else _loads(text)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(

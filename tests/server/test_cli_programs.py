@@ -126,7 +126,7 @@ class TestHelpers:
                 with pytest.raises(typer.BadParameter, match=r"^trainset '.*': (not a re|No such)"):
                     load_job_spec(job, inline=inline)
             job.write_text(job.read_text().replace(dataset, "data/train.jsonl"))
-        monkeypatch.setattr("lmvisor.server.cli_programs._MAX_SPEC_BYTES", 10)
+        monkeypatch.setattr("lmvisor.server.cli_programs.MAX_PROGRAM_BYTES", 10)
         with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': larger than 10 bytes$"):
             program_ref(str(_spec_file(tmp_path)))
 
