@@ -33,7 +33,7 @@ from lmvisor.providers.errors import (
     error_from_status,
 )
 from lmvisor.providers.pricing import ModelPrice, price_for
-from lmvisor.providers.sse import SSEEvent
+from lmvisor.providers.sse import SSEEvent, SSEEventTooLarge
 from lmvisor.providers.transport import (
     Transport,
     TransportStatistics,
@@ -263,7 +263,9 @@ class HttpVendorClient(ABC):
         the usage the vendor reported. `timeout` bounds the connection and each
         wait for the next bytes. Leaving the iteration early closes the
         connection. A stream that ends before the vendor's end marker raises
-        `ProviderConnectionError`; an error event mid-stream raises its typed error.
+        `ProviderConnectionError`; an error event mid-stream raises its typed error;
+        an event past `sse.MAX_EVENT_BYTES` (or a line that never ends) raises
+        `ResponseFormatError`, before it can fill memory.
 
         Raises:
             ProviderError, ValueError, RuntimeError: as `complete()`.
@@ -282,11 +284,16 @@ class HttpVendorClient(ABC):
                 raise self._status_error(model, resp.status, resp.headers, await resp.read())
             state = self._stream_state(request, model)
             async with aclosing(resp.events()) as events:
-                async for event in events:
-                    for delta in state.feed(event):
-                        yield delta
-                    if state.finished:
-                        break
+                try:
+                    async for event in events:
+                        for delta in state.feed(event):
+                            yield delta
+                        if state.finished:
+                            break
+                except SSEEventTooLarge as exc:
+                    raise ResponseFormatError(
+                        provider=self._name, model=model, detail=f"stream: {exc}"
+                    ) from None
             yield LMDone(response=state.response())
 
     # --- vendor hooks -----------------------------------------------------------

@@ -250,6 +250,22 @@ class TestErrors:
             await collect_stream(oai.stream(_request()))
         assert info.value.status is None and info.value.retryable is True
 
+    async def test_a_line_that_never_ends_is_refused(
+        self, oai: OpenAIClient, server: LMServer
+    ) -> None:
+        """A `data:` line that never ends is a ResponseFormatError once it passes the
+        event bound, not a buffer that grows until the process runs out of memory."""
+        server.add_fault(FaultRule(kind="endless_line", times=1))
+        with pytest.raises(
+            ResponseFormatError,
+            match=r"^openai: malformed response for model 'gpt-4o-mini': stream: a server-sent "
+            r"event is larger than 16777216 bytes$",
+        ):
+            await collect_stream(oai.stream(_request()))
+        assert server.stats().faults_by_kind == {"endless_line": 1}
+        _, answer = await collect_stream(oai.stream(_request()))  # the client is still sound
+        assert answer.outputs[0].startswith("answer ")
+
     async def test_timeout(self, server: LMServer) -> None:
         """No answer within the provider's timeout is a ProviderTimeout."""
         provider = OpenAIClient(
