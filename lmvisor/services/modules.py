@@ -215,8 +215,12 @@ class Modules:
         `Module.dump_state` writes: demos, instructions), applied to a copy of
         the current version. Executions already running finish on the old one.
 
+        A version runs on the program's model: a spec naming another `lm` is refused
+        (register the program again to move it to another model).
+
         Raises:
-            ServiceInputError: neither or both of `program` and `state` given, or bad `state`.
+            ServiceInputError: neither or both of `program` and `state` given, bad `state`,
+                or a spec whose `lm` is not the program's.
             ProgramSpecError: a malformed spec.
             UnknownModule: nothing is registered as `module_id`.
         """
@@ -224,6 +228,7 @@ class Modules:
             raise ServiceInputError(field="program", problem="give a program or a state, not both")
         if program is not None:
             built, spec = _build(program, self._context.lm_for)
+            _check_same_lm(spec, self._record(module_id).lm)
         else:
             built, spec = self._with_state(module_id, state or {})
         if spec is None:
@@ -420,6 +425,17 @@ def _check_id(module_id: Any) -> None:
             field="module_id",
             problem="must be 1-128 of lowercase letters, digits, '_', '-', '.', starting with"
             " a letter or digit",
+        )
+
+
+def _check_same_lm(spec: ProgramSpec | None, lm: str) -> None:
+    """Refuse a swapped-in spec naming another model: the record's model is what runs, so
+    the spec's would be dropped without a word (and a misspelt one never checked)."""
+    if spec is not None and spec.lm is not None and spec.lm != lm:
+        raise ServiceInputError(
+            field="program.lm",
+            problem=f"a swap keeps the program's model {lm!r}; "
+            "unregister and register it again to change the model",
         )
 
 

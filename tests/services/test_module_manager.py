@@ -241,6 +241,21 @@ class TestVersions:
             await app.swap("qa")
         assert issubclass(StateError, ValueError)
 
+    async def test_a_spec_naming_another_model_is_refused(self, app: App) -> None:
+        """A swapped-in spec whose `lm` is not the program's is refused, not run on the old
+        model with its own dropped; the program's own model (or none) is accepted."""
+        await app.register("qa", QA)
+        for lm in ("nope/typo", "anthropic/claude-3-5-haiku-latest"):
+            with pytest.raises(
+                ServiceInputError,
+                match=r"^invalid program\.lm: a swap keeps the program's model "
+                r"'openai/gpt-4o-mini'; unregister and register it again to change the model$",
+            ):
+                await app.swap("qa", {**QA, "lm": lm})
+        assert (await app.describe("qa")).versions == (1,)
+        assert await app.swap("qa", {**QA, "lm": "openai/gpt-4o-mini"}) == 2
+        assert await app.swap("qa", QA) == 3
+
     @pytest.mark.lmvisor_config(modules={"max_versions": 3})
     async def test_old_versions_are_forgotten(self, app: App) -> None:
         """Only `modules.max_versions` versions are kept; older ones cannot be fetched."""
