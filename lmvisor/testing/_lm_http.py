@@ -2,7 +2,7 @@
 
 `send_answer` writes an answer as a JSON body or an SSE stream, applying the fault the
 request drew (cut the body, cut the stream, an error event, malformed JSON, a line
-that never ends);
+that never ends, keep-alives and no answer);
 `error_response` is a vendor error with its request id and retry headers.
 """
 
@@ -36,6 +36,9 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contr
 _ENDLESS_PIECE = 64 * 1024
 # An `endless_line` stops here if the client never hangs up: a test never fills the disk.
 _ENDLESS_LINE_BYTES = 256 * 1024 * 1024
+_KEEPALIVE_EVERY = 0.05
+_KEEPALIVE_FOR = 3600.0  # a `keepalive_stall` whose client never leaves ends after an hour
+_CUT_OFF = frozenset({"disconnect_mid_stream", "endless_line", "keepalive_stall"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +142,8 @@ class _Events:
             return [*half, self.malformed_event()]
         if kind == "endless_line":
             return [*half, b"data: "]
+        if kind == "keepalive_stall":
+            return half
         return self.items
 
 
@@ -197,7 +202,9 @@ async def _send_stream(
         await _write_events(response, events.broken_by(fault), pacing)
         if fault is not None and fault.kind == "endless_line":
             await _write_endless_line(response)
-        if fault is not None and fault.kind in ("disconnect_mid_stream", "endless_line"):
+        if fault is not None and fault.kind == "keepalive_stall":
+            await _write_keepalives(response, fault.delay or _KEEPALIVE_EVERY, pacing.clock)
+        if fault is not None and fault.kind in _CUT_OFF:
             abort(request)
             return response
         await response.write_eof()
@@ -211,6 +218,13 @@ async def _write_endless_line(response: web.StreamResponse) -> None:
     piece = b"x" * _ENDLESS_PIECE
     for _ in range(_ENDLESS_LINE_BYTES // _ENDLESS_PIECE):
         await response.write(piece)
+
+
+async def _write_keepalives(response: web.StreamResponse, every: float, clock: Clock) -> None:
+    """Write a comment every `every` seconds, and nothing else, until the client leaves."""
+    for _ in range(int(_KEEPALIVE_FOR / every)):
+        await response.write(b": keep-alive\n\n")
+        await clock.sleep(every)
 
 
 async def _write_events(response: web.StreamResponse, items: list[bytes], pacing: _Pacing) -> None:
