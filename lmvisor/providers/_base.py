@@ -165,6 +165,7 @@ class HttpVendorClient(ABC):
         self._base_url = (options.base_url or self._default_base_url).rstrip("/")
         self._default_model = options.default_model
         self._timeout = float(options.timeout)
+        self._max_stream_bytes = options.max_stream_bytes
         self._owns_transport = transport is None
         self._transport: Transport = transport or build_transport(
             options.transport,
@@ -264,8 +265,9 @@ class HttpVendorClient(ABC):
         wait for the next bytes. Leaving the iteration early closes the
         connection. A stream that ends before the vendor's end marker raises
         `ProviderConnectionError`; an error event mid-stream raises its typed error;
-        an event past `sse.MAX_EVENT_BYTES` (or a line that never ends) raises
-        `ResponseFormatError`, before it can fill memory.
+        an event past `sse.MAX_EVENT_BYTES` (or a line that never ends), or more
+        event data than the options' `max_stream_bytes`, raises `ResponseFormatError`
+        before it can fill memory.
 
         Raises:
             ProviderError, ValueError, RuntimeError: as `complete()`.
@@ -283,9 +285,13 @@ class HttpVendorClient(ABC):
             if resp.status >= 300:
                 raise self._status_error(model, resp.status, resp.headers, await resp.read())
             state = self._stream_state(request, model)
+            left = self._max_stream_bytes
             async with aclosing(resp.events()) as events:
                 try:
                     async for event in events:
+                        left -= len(event.data)
+                        if left < 0:
+                            raise self._too_long(model)
                         for delta in state.feed(event):
                             yield delta
                         if state.finished:
@@ -295,6 +301,11 @@ class HttpVendorClient(ABC):
                         provider=self._name, model=model, detail=f"stream: {exc}"
                     ) from None
             yield LMDone(response=state.response())
+
+    def _too_long(self, model: str) -> ResponseFormatError:
+        limit = self._max_stream_bytes
+        detail = f"stream: the answer carries more than {limit} bytes (max_stream_bytes)"
+        return ResponseFormatError(provider=self._name, model=model, detail=detail)
 
     # --- vendor hooks -----------------------------------------------------------
 

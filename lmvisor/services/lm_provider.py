@@ -16,9 +16,9 @@ at debug, the final failure once at warning and once as an `lm_request.failed` e
 A stream (`OpenStream`) runs in the reader's task through the same protected
 loop, retried until its first item; an attempt waits for that item its timeout at most,
 and every later wait for an item ends at the call's deadline (a vendor that keeps the
-connection busy with keep-alive comments holds nothing past it). If the actor dies, callers in flight get
-`ActorExited` at once, a stream of the dead incarnation raises `ActorExited`,
-and the vendor client's connections are closed, on a kill too.
+connection busy with keep-alive comments holds nothing past it). If the actor dies,
+callers in flight get `ActorExited` at once, a stream of the dead incarnation raises
+`ActorExited`, and the vendor client's connections are closed, on a kill too.
 """
 
 from __future__ import annotations
