@@ -7,7 +7,9 @@ Sources, lowest precedence first:
 3. vendor key variables: OPENAI_API_KEY and ANTHROPIC_API_KEY fill
    `providers.openai.api_key` and `providers.anthropic.api_key`;
 4. `LMVISOR_`-prefixed variables, `__` separating levels
-   (`LMVISOR_PROVIDERS__OPENAI__RPM=500` sets `providers.openai.rpm`);
+   (`LMVISOR_PROVIDERS__OPENAI__RPM=500` sets `providers.openai.rpm`); a boolean
+   setting takes pydantic's spellings ("true"/"false", "1"/"0", "yes"/"no",
+   "on"/"off"...), read here: everywhere else booleans are strict (see `schema`);
 5. explicit keyword arguments (`server={"port": 0}` or `server__port=0`).
 
 Mappings merge key by key, so setting one field of a provider keeps the
@@ -21,11 +23,13 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+import types
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lmvisor.config.errors import ConfigError, ConfigProblem
 from lmvisor.config.schema import LmvisorConfig
@@ -48,6 +52,9 @@ _MAX_DEPTH = 32
 """Levels a source may nest: the schema needs four; merging deeper ones recursed to a crash."""
 
 _Path = tuple[str, ...]
+_ENV_BOOL: Final = TypeAdapter(bool)
+"""pydantic's lax booleans: the spellings an environment variable may use."""
+_NOT_A_BOOL = "must be a boolean: true/false, 1/0, yes/no, on/off (any case)"
 
 
 class _Layers:
@@ -262,7 +269,39 @@ def _read_env(layers: _Layers, environ: Mapping[str, str]) -> None:
         except ValueError as exc:
             layers.problems.append(ConfigProblem(variable, str(exc), source))
             continue
+        if isinstance(value, str) and _is_bool_setting(keys):
+            try:
+                value = _ENV_BOOL.validate_python(value)
+            except ValidationError:
+                layers.problems.append(ConfigProblem(".".join(keys), _NOT_A_BOOL, source))
+                continue
         layers.set(keys, value, source)
+
+
+def _is_bool_setting(keys: _Path) -> bool:
+    """Whether `keys` names a boolean setting (a mapping's entry, such as a provider's, too)."""
+    node: Any = LmvisorConfig
+    for key in keys:
+        node = _unwrap_optional(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(key)
+            if field is None:
+                return False
+            node = field.annotation
+        elif typing.get_origin(node) is dict:
+            node = typing.get_args(node)[1]
+        else:
+            return False
+    return _unwrap_optional(node) is bool
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    """`X` for `X | None`; any other annotation as it is."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        present = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(present) == 1:
+            return present[0]
+    return annotation
 
 
 def _env_value(raw: str) -> Any:

@@ -20,6 +20,12 @@ Defaults worth knowing:
   another file); `data_dir = None` keeps everything in memory. A bare
   `Runtime.open` writes nothing: `events.sqlite_path` is None unless set.
 - `server.host` is 127.0.0.1: the daemon is local unless told otherwise.
+
+Booleans are strict: a TOML file, a JSON table, an argument or an update gives
+`true`/`false`, and the string "yes" there (pydantic would read it as true) is an
+error, since those formats have real booleans and a string is a mistake. Environment
+variables, all strings, keep pydantic's spellings ("true"/"false", "1"/"0",
+"yes"/"no", "on"/"off"...): `lmvisor.config.loading` reads them into booleans.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
     field_serializer,
     field_validator,
     model_validator,
@@ -138,7 +145,7 @@ class ModulesConfig(BaseModel):
 
     default_lm: str = Field(default="openai/gpt-4o-mini", min_length=1, max_length=_MAX_MODEL_NAME)
     default_adapter: Literal["chat", "json"] = "chat"
-    cache_enabled: bool = True
+    cache_enabled: StrictBool = True
     """Whether LM answers are cached (read at run time: changing it needs no restart)."""
     cache_ttl: float = Field(default=3600.0, ge=0, le=_LONGEST_TTL)
     """Seconds a cached answer stays fresh in every tier (at most a century)."""
@@ -452,11 +459,11 @@ class ServerConfig(BaseModel):
     """0.1 s to an hour: a client that stops reading is never waited for without bound."""
     request_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_request_timeout: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
-    gc_tuning: bool = True
+    gc_tuning: StrictBool = True
     gc_gen0_threshold: int = Field(default=50_000, ge=100, le=2**31 - 1)
     """At most a C int: `gc.set_threshold` takes nothing larger."""
     loop: Literal["auto", "asyncio", "uvloop"] = "auto"
-    access_log: bool = True
+    access_log: StrictBool = True
     sse_heartbeat: float = Field(default=15.0, ge=0.1, allow_inf_nan=False)
     """At least 0.1 s: a tinier one flooded every idle stream with keep-alive comments."""
     metrics: tuple[str, ...] = ()

@@ -6,7 +6,7 @@ A history belongs to a settings scope (see `settings`), never to the process.
 from __future__ import annotations
 
 import sys
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO, final
@@ -31,8 +31,9 @@ class CallHistory:
     """The last `max_per_lm` calls of each of at most `max_models` models, oldest first.
 
     Appending is O(1); old calls fall off, and a model past `max_models` makes room by
-    dropping the calls of the model first seen (models may come from a caller's choice,
-    one new name per call). Safe to share between tasks of one event loop.
+    dropping the calls of the model least recently used (models may come from a caller's
+    choice, one new name per call, and must not push out the busy model every call
+    goes to). Safe to share between tasks of one event loop.
 
     Raises:
         ValueError: `max_per_lm` or `max_models` is below 1.
@@ -45,7 +46,8 @@ class CallHistory:
             raise ValueError("max_models must be >= 1")
         self._max = max_per_lm
         self._max_models = max_models
-        self._by_model: dict[str, deque[HistoryEntry]] = {}
+        # Kept in least-recently-used order: the first key is the one to evict.
+        self._by_model: OrderedDict[str, deque[HistoryEntry]] = OrderedDict()
         self._all: deque[HistoryEntry] = deque(maxlen=max_per_lm)
 
     def __repr__(self) -> str:
@@ -54,11 +56,14 @@ class CallHistory:
     def record(self, model: str, request: LMRequest, response: LMResponse) -> None:
         """Remember one call."""
         entry = HistoryEntry(model=model, request=request, response=response)
-        per = self._by_model.get(model)
+        by_model = self._by_model
+        per = by_model.get(model)
         if per is None:
-            if len(self._by_model) >= self._max_models:
-                del self._by_model[next(iter(self._by_model))]
-            per = self._by_model[model] = deque(maxlen=self._max)
+            if len(by_model) >= self._max_models:
+                by_model.popitem(last=False)
+            per = by_model[model] = deque(maxlen=self._max)
+        else:
+            by_model.move_to_end(model)
         per.append(entry)
         self._all.append(entry)
 

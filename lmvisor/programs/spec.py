@@ -17,7 +17,9 @@ A spec is what a ModuleManager registers, what the daemon accepts on
 Only `module` and `signature` are required. `signature` is a typed signature
 string, or an object `{"inputs": {name: type}, "outputs": {name: type}}` with
 types written as in the string form. `config` holds generation options only
-(`GENERATION_OPTIONS`, never keys or URLs). `adapter` is any of the programs
+(`GENERATION_OPTIONS`, never keys or URLs; any other key is refused), each of the
+JSON type the vendors take (`setting_problem`: a list as `temperature` is refused
+here, not by the vendor at call time). `adapter` is any of the programs
 layer's adapters with its options (`_spec_adapters`: chat, json, xml, and
 two_step with the model that extracts). `lm` is recorded for whoever runs the
 program (a program talks only to the `LM` it is given). `state` restores demos

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Coroutine, Mapping
-from contextlib import aclosing
+from contextlib import AsyncExitStack, aclosing
 from typing import Any, ClassVar
 
 from lmvisor.programs._json_repair import repair_json
@@ -270,36 +270,49 @@ class HttpVendorClient(ABC):
         before it can fill memory.
 
         Raises:
-            ProviderError, ValueError, RuntimeError: as `complete()`.
+            ProviderError, ValueError, RuntimeError: as `complete()` (a `ValueError` from
+                the transport, opening or reading, is a `RequestBuildError`).
         """
         model = self._wire_model(request)
         body = self._encode(self._payload(request, model, stream=True))
-        async with self._transport.stream_sse(
-            self._endpoint,
-            headers=self._sse_headers,
-            body=body,
-            timeout=self._timeout if timeout is None else timeout,
-            provider=self._name,
-            model=model,
-        ) as resp:
-            if resp.status >= 300:
-                raise self._status_error(model, resp.status, resp.headers, await resp.read())
+        async with AsyncExitStack() as stack:
+            # Only the transport's own steps are in these `try`s: a ValueError there is the
+            # HTTP client's (as for `_send`), never the caller's input nor the vendor parsing's.
+            try:
+                resp = await stack.enter_async_context(
+                    self._transport.stream_sse(
+                        self._endpoint,
+                        headers=self._sse_headers,
+                        body=body,
+                        timeout=self._timeout if timeout is None else timeout,
+                        provider=self._name,
+                        model=model,
+                    )
+                )
+                error_body = await resp.read() if resp.status >= 300 else None
+            except ValueError as exc:
+                raise request_build_error(exc, self._name, model) from exc
+            if error_body is not None:
+                raise self._status_error(model, resp.status, resp.headers, error_body)
             state = self._stream_state(request, model)
+            events = await stack.enter_async_context(aclosing(resp.events()))
             left = self._max_stream_bytes
-            async with aclosing(resp.events()) as events:
+            while not state.finished:
                 try:
-                    async for event in events:
-                        left -= len(event.data)
-                        if left < 0:
-                            raise self._too_long(model)
-                        for delta in state.feed(event):
-                            yield delta
-                        if state.finished:
-                            break
-                except SSEEventTooLarge as exc:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    break
+                except SSEEventTooLarge as exc:  # the vendor's answer, not the HTTP client's
                     raise ResponseFormatError(
                         provider=self._name, model=model, detail=f"stream: {exc}"
                     ) from None
+                except ValueError as exc:
+                    raise request_build_error(exc, self._name, model) from exc
+                left -= len(event.data)
+                if left < 0:
+                    raise self._too_long(model)
+                for delta in state.feed(event):
+                    yield delta
             yield LMDone(response=state.response())
 
     def _too_long(self, model: str) -> ResponseFormatError:

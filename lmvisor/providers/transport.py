@@ -24,8 +24,9 @@ else aiohttp). Each transport maps its library's failures once, through
 else on the wire `ProviderConnectionError`, a `ValueError` (the library refusing to build
 the request: a header value or URL it cannot send) `RequestBuildError`, each chained
 `from` the original; no library exception leaves a transport. The vendor clients hold
-any transport to that for `post_json` (`request_build_error`): a `ValueError` from one is
-the client's own, never the caller's bad input. HTTP statuses are not judged here: the caller
+any transport, a user's own included, to that (`request_build_error`): a `ValueError` from
+its `post_json`, or from `stream_sse` while opening or reading the stream, is the HTTP
+client's own, never the caller's bad input. HTTP statuses are not judged here: the caller
 receives every status and maps it with `errors.error_from_status`. Counting
 requests is the provider actor's job, not the transport's.
 """
@@ -129,6 +130,13 @@ class Transport(Protocol):
 
     `provider` and `model` only attribute the errors a transport raises.
     Cancelling the awaiting task abandons the request and frees its connection.
+
+    A transport of one's own should raise the typed errors below. A plain `ValueError`
+    from `post_json`, or from `stream_sse` while opening or reading the stream, is taken
+    as the HTTP client refusing to build the request: the vendor client raises a
+    non-retryable `RequestBuildError` from it (its message left out: it may quote a
+    header, often the key), as it does for the built-in transports. Any other
+    exception passes through as it is.
     """
 
     async def post_json(

@@ -147,6 +147,7 @@ if TYPE_CHECKING:
     from lmvisor.services.optimization_store import JobRecord as JobRecord
     from lmvisor.services.optimization_store import OptimizationStore as OptimizationStore
     from lmvisor.services.optimization_store import StoreCheckpoint as StoreCheckpoint
+    from lmvisor.services.optimization_worker import BUSY_RESTARTS as BUSY_RESTARTS
     from lmvisor.services.optimization_worker import JobContext as JobContext
     from lmvisor.services.optimization_worker import JobFinished as JobFinished
     from lmvisor.services.optimization_worker import JobProgress as JobProgress

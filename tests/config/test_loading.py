@@ -243,3 +243,69 @@ class TestPaths:
         """An empty path is refused."""
         with pytest.raises(ConfigError, match="a path is dot-separated non-empty names"):
             replace_value(LmvisorConfig(), "", 1)
+
+
+class TestBooleans:
+    _SETTINGS = ("modules.cache_enabled", "server.gc_tuning", "server.access_log")
+
+    @pytest.mark.parametrize("text", ['"yes"', '"true"', '"0"', "1"])
+    def test_a_file_gives_real_booleans(self, tmp_path: Path, text: str) -> None:
+        """A string or number in a TOML file where a boolean belongs is an error naming the
+        field and the file (pydantic's lax mode read "yes" as true), for every bool setting."""
+        server = f"[server]\ngc_tuning = {text}\naccess_log = {text}\n"
+        path = _write(tmp_path, f"[modules]\ncache_enabled = {text}\n{server}")
+        with pytest.raises(ConfigError) as info:
+            load_config(path, env={})
+        problems = {p.path: p for p in info.value.problems}
+        assert set(problems) == set(self._SETTINGS)
+        for problem in problems.values():
+            assert (problem.reason, problem.source) == (
+                "Input should be a valid boolean",
+                f"file {path}",
+            )
+
+    def test_real_booleans_in_a_file(self, tmp_path: Path) -> None:
+        """TOML's true and false are read as they are."""
+        path = _write(tmp_path, "[modules]\ncache_enabled = false\n[server]\naccess_log = true\n")
+        config = load_config(path, env={})
+        assert (config.modules.cache_enabled, config.server.access_log) == (False, True)
+
+    @pytest.mark.parametrize(
+        ("raw", "expected"),
+        [
+            ("true", True),
+            ("False", False),
+            ("1", True),
+            ("0", False),
+            ("YES", True),
+            ("off", False),
+        ],
+    )
+    def test_variables_keep_pydantics_spellings(self, raw: str, expected: bool) -> None:
+        """An environment variable (always a string) takes pydantic's boolean spellings."""
+        env = {"LMVISOR_MODULES__CACHE_ENABLED": raw, "LMVISOR_SERVER__GC_TUNING": raw}
+        config = load_config(env=env)
+        assert config.modules.cache_enabled is expected and config.server.gc_tuning is expected
+
+    def test_a_variable_that_is_no_boolean(self) -> None:
+        """A variable spelling no boolean is named with its source, its value not echoed."""
+        with pytest.raises(ConfigError) as info:
+            load_config(env={"LMVISOR_SERVER__ACCESS_LOG": "sk-maybe"})
+        [problem] = info.value.problems
+        assert (problem.path, problem.source) == (
+            "server.access_log",
+            "env LMVISOR_SERVER__ACCESS_LOG",
+        )
+        assert problem.reason == "must be a boolean: true/false, 1/0, yes/no, on/off (any case)"
+        assert "sk-maybe" not in str(info.value)
+
+    def test_arguments_updates_and_json_tables_are_strict(self) -> None:
+        """Python arguments, a JSON table in a variable and an update have real booleans too."""
+        with pytest.raises(ConfigError, match=r"modules\.cache_enabled: Input should be a valid"):
+            load_config(env={}, modules__cache_enabled="yes")
+        with pytest.raises(ConfigError, match=r"server\.gc_tuning: Input should be a valid"):
+            load_config(env={"LMVISOR_SERVER": '{"gc_tuning": "yes"}'})
+        with pytest.raises(ConfigError, match=r"server\.access_log: Input should be a valid"):
+            replace_value(LmvisorConfig(), "server.access_log", "no")
+        assert replace_value(LmvisorConfig(), "server.access_log", False).server.access_log is False
+        assert load_config(env={}, server={"gc_tuning": False}).server.gc_tuning is False

@@ -30,7 +30,7 @@ class TestCallHistory:
         assert history.last(0) == []
 
     def test_bounded_in_models(self) -> None:
-        """Past max_models, a new model drops the calls of the model first seen."""
+        """Past max_models, a new model drops the calls of the model least recently used."""
         history = CallHistory(max_per_lm=2, max_models=3)
         for i in range(1000):
             history.record(f"v/m{i}", *_call(i))
@@ -39,6 +39,20 @@ class TestCallHistory:
         assert [e.response.outputs[0] for e in history.last(5)] == ["a998", "a999"]
         with pytest.raises(ValueError, match=r"^max_models must be >= 1$"):
             CallHistory(max_models=0)
+
+    def test_busy_model_survives_churn(self) -> None:
+        """A model called between new names is never the one dropped; the idle one is."""
+        history = CallHistory(max_per_lm=100, max_models=3)
+        history.record("v/busy", *_call(0))
+        history.record("v/idle", *_call(1))
+        for i in range(2, 50):
+            history.record(f"v/new{i}", *_call(i))
+            history.record("v/busy", *_call(100 + i))
+        models = "['v/busy', 'v/new48', 'v/new49']"
+        assert repr(history) == f"CallHistory(models={models}, max_per_lm=100)"
+        busy = [e.response.outputs[0] for e in history.last(100, model="v/busy")]
+        assert busy == ["a0", *(f"a{100 + i}" for i in range(2, 50))]
+        assert history.last(5, model="v/idle") == []
 
     def test_invalid_size(self) -> None:
         """max_per_lm must be positive."""

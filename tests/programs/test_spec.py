@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from lmvisor.programs.adapters import Adapter, ChatAdapter, TwoStepAdapter, XMLA
 from lmvisor.programs.adapters.json_adapter import JSONAdapter
 from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.dspy_compat import read_predictor_state
+from lmvisor.programs.errors import StateError
 from lmvisor.programs.example import Example
 from lmvisor.programs.settings import context
 from lmvisor.programs.spec import (
@@ -173,6 +175,71 @@ class TestGenerationOptions:
         state = {"demos": [], "lm": {"model": "openai/x", "api_key": "sk", **config}}
         restored = read_predictor_state(state, lm_settings=True)
         assert set(restored.lm_params) == {"logit_bias"}  # None values are not restored
+
+
+# A value of the wrong JSON type for each option, and the problem it is refused with.
+_WRONG_TYPES: dict[str, tuple[object, str]] = {
+    "temperature": ([[0.5]], "must be a number"),
+    "top_p": ("0.9", "must be a number"),
+    "presence_penalty": (True, "must be a number"),
+    "frequency_penalty": ({"x": 1}, "must be a number"),
+    "max_tokens": ({"limit": 10}, "must be a whole number from 1 to 2147483647"),
+    "max_completion_tokens": (100.0, "must be a whole number from 1 to 2147483647"),
+    "n": ("2", "must be a whole number from 1 to 128"),
+    "top_logprobs": (True, "must be a whole number from 0 to 20"),
+    "seed": (1.5, "must be a whole number"),
+    "stop": (["a", 1], "must be a string or a list of strings"),
+    "logit_bias": ({"50256": "-100"}, "must be an object of token ids to numbers"),
+    "logprobs": (1, "must be true or false"),
+    "reasoning_effort": (["low"], "must be a string"),
+}
+_GOOD_VALUES: dict[str, list[object]] = {
+    "temperature": [0, 0.7, None],
+    "top_p": [1, 0.95],
+    "presence_penalty": [-0.5],
+    "frequency_penalty": [2],
+    "max_tokens": [1, 4096],
+    "max_completion_tokens": [2048],
+    "n": [1, 128],
+    "top_logprobs": [0, 20],
+    "seed": [-7, 42],
+    "stop": ["###", [], ["\n\n", "END"]],
+    "logit_bias": [{}, {"50256": -100, "11": 0.5}],
+    "logprobs": [True, False],
+    "reasoning_effort": ["low"],
+}
+
+
+class TestGenerationOptionTypes:
+    def test_every_option_is_covered(self) -> None:
+        """Each generation option lmvisor knows has a wrong-type and a valid case below."""
+        assert set(_WRONG_TYPES) == set(_GOOD_VALUES) == GENERATION_OPTIONS
+
+    @pytest.mark.parametrize("key", sorted(_WRONG_TYPES))
+    def test_a_value_of_the_wrong_type_is_refused_at_parse_time(self, key: str) -> None:
+        """A value of the wrong JSON type (a bool counting as no number) is a
+        ProgramSpecError naming the option and the problem, not a vendor's 400 later."""
+        value, problem = _WRONG_TYPES[key]
+        spec = {"module": "Predict", "signature": "a -> b", "config": {key: value}}
+        message = rf"^invalid program spec at config\.{key}: {re.escape(problem)}$"
+        with pytest.raises(ProgramSpecError, match=message):
+            parse_program_spec(spec)
+
+    @pytest.mark.parametrize("key", sorted(_GOOD_VALUES))
+    def test_values_of_the_right_type_pass(self, key: str) -> None:
+        """Values of the option's JSON type are kept as written."""
+        for value in _GOOD_VALUES[key]:
+            config = {key: value}
+            spec = parse_program_spec(
+                {"module": "Predict", "signature": "a -> b", "config": config}
+            )
+            assert spec.config == config
+
+    def test_a_saved_programs_settings_are_checked_alike(self) -> None:
+        """A DSPy lm block restored with lm_settings=True refuses a wrong type the same way."""
+        state = {"demos": [], "lm": {"model": "openai/x", "temperature": [0.5]}}
+        with pytest.raises(StateError, match=r"\.lm\.temperature: must be a number$"):
+            read_predictor_state(state, lm_settings=True)
 
 
 class TestBadSpecs:

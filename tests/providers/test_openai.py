@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, final
 
 import httpx
 import pytest
@@ -23,11 +25,13 @@ from lmvisor.providers.errors import (
     ProviderTimeout,
     QuotaExceeded,
     RateLimitError,
+    RequestBuildError,
     ResponseFormatError,
     ServerError,
 )
 from lmvisor.providers.httpx_transport import HttpxTransport
 from lmvisor.providers.openai import OpenAIClient
+from lmvisor.providers.transport import SSEResponse, TransportResponse, TransportStatistics
 from lmvisor.testing.lm_server import FaultRule, LMServer
 from tests.providers.conftest import KEY, MESSAGES, PERSON_SCHEMA, WEATHER_TOOL, collect_stream
 
@@ -549,3 +553,108 @@ class TestCancellation:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+
+_CHUNK = b'data: {"choices": [{"index": 0, "delta": {"content": "Paris"}}]}\n\n'
+
+
+@final
+class _OwnTransport:
+    """A user's own `Transport`, written from scratch: canned SSE chunks, and a plain
+    ValueError (as an HTTP library refusing a header raises) at the step named `fail`."""
+
+    def __init__(self, fail: str) -> None:
+        self.fail = fail
+        self.released = 0
+
+    async def post_json(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes,
+        timeout: float,  # noqa: ASYNC109 - the protocol's signature
+        provider: str,
+        model: str,
+    ) -> TransportResponse:
+        raise ValueError("Newline or carriage return character detected in header")
+
+    @asynccontextmanager
+    async def stream_sse(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes,
+        timeout: float,  # noqa: ASYNC109 - the protocol's signature
+        provider: str,
+        model: str,
+    ) -> AsyncIterator[SSEResponse]:
+        if self.fail == "open":
+            raise ValueError("Newline or carriage return character detected in header")
+        try:
+            yield SSEResponse(status=self._status(), headers={}, chunks=self._chunks())
+        finally:
+            self.released += 1
+
+    def _status(self) -> int:
+        return 400 if self.fail == "error body" else 200
+
+    async def _chunks(self) -> AsyncGenerator[bytes, None]:
+        yield _CHUNK
+        if self.fail in ("read", "error body"):
+            raise ValueError("chunk of an unexpected encoding")
+        yield b"data: [DONE]\n\n"
+
+    def statistics(self) -> TransportStatistics:
+        return TransportStatistics(
+            kind="own", max_connections=None, keepalive_timeout=None, open=True, owns_client=True
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+class TestOwnTransport:
+    """A ValueError from a user's own transport is the HTTP client's, as from the built-in ones."""
+
+    @pytest.mark.parametrize("fail", ["open", "read", "error body"])
+    async def test_a_value_error_while_streaming_is_a_request_build_error(self, fail: str) -> None:
+        """Raised opening the stream, reading its events or reading an error body, it is a
+        non-retryable RequestBuildError naming provider and model (it was a ValueError,
+        the caller's bad input), the library's message left out, the stream released."""
+        transport = _OwnTransport(fail)
+        provider = OpenAIClient(
+            ClientOptions(api_key=KEY, base_url="http://own/v1"), transport=transport
+        )
+        with pytest.raises(RequestBuildError) as info:
+            await collect_stream(provider.stream(_request()))
+        assert (info.value.provider, info.value.model, info.value.retryable) == (
+            "openai",
+            "gpt-4o-mini",
+            False,
+        )
+        assert isinstance(info.value.__cause__, ValueError)
+        assert str(info.value).endswith(
+            "ValueError: a header value or the URL cannot be sent as configured "
+            "(check the provider's api_key, headers and base_url)"
+        )
+        assert transport.released == (0 if fail == "open" else 1)
+
+    async def test_a_value_error_from_post_json_is_a_request_build_error(self) -> None:
+        """`post_json` raising ValueError is a RequestBuildError too."""
+        provider = OpenAIClient(
+            ClientOptions(api_key=KEY, base_url="http://own/v1"), transport=_OwnTransport("post")
+        )
+        with pytest.raises(RequestBuildError, match=r"^openai: the HTTP client could not build"):
+            await provider.complete(_request())
+
+    async def test_a_working_stream_and_the_callers_own_errors(self) -> None:
+        """Its events stream as usual; the caller's bad request is still a ValueError."""
+        provider = OpenAIClient(
+            ClientOptions(api_key=KEY, base_url="http://own/v1"), transport=_OwnTransport("none")
+        )
+        deltas, resp = await collect_stream(provider.stream(_request()))
+        assert [d.text for d in deltas] == ["Paris"] and resp.outputs == ["Paris"]
+        with pytest.raises(ValueError, match=r"^LMRequest\.model is empty"):
+            await collect_stream(provider.stream(_request(model="")))
