@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, final
 
+from lmvisor._redaction import clipped
 from lmvisor.programs.errors import StateError
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
@@ -85,6 +86,10 @@ _GRACE: Final = 0.05
 _CALL_TIMEOUT: Final = 10.0
 # Prepared task contexts kept (one per LM and policy in use); beyond that they are made again.
 _MAX_CONTEXTS: Final = 64
+# State keys a saved program may hold besides its parts: a saved file's metadata, and the
+# name DSPy's older files give a predictor's signature.
+_STATE_EXTRAS: Final = frozenset({"metadata", "extended_signature"})
+_SHOWN_KEY: Final = 64  # characters of a bad state key quoted in an error
 
 
 @final
@@ -216,8 +221,12 @@ class Modules:
         `Module.dump_state` writes: demos, instructions), applied to a copy of
         the current version. Executions already running finish on the old one.
 
+        A version runs on the program's model: a spec naming another `lm` is refused
+        (register the program again to move it to another model).
+
         Raises:
-            ServiceInputError: neither or both of `program` and `state` given, or bad `state`.
+            ServiceInputError: neither or both of `program` and `state` given, bad `state`,
+                or a spec whose `lm` is not the program's.
             ProgramSpecError: a malformed spec.
             UnknownModule: nothing is registered as `module_id`.
         """
@@ -225,6 +234,7 @@ class Modules:
             raise ServiceInputError(field="program", problem="give a program or a state, not both")
         if program is not None:
             built, spec = _build(program, self._context.lm_for)
+            _check_same_lm(spec, self._record(module_id).lm)
         else:
             built, spec = self._with_state(module_id, state or {})
         if spec is None:
@@ -405,6 +415,7 @@ class Modules:
         self, module_id: str, state: Mapping[str, Any]
     ) -> tuple[Module, ProgramSpec | None]:
         program = self._record(module_id).current.program.deepcopy()
+        _check_state_parts(program, state)
         try:
             program.load_state(state)
         except StateError as exc:
@@ -421,6 +432,32 @@ def _check_id(module_id: Any) -> None:
             field="module_id",
             problem="must be 1-128 of lowercase letters, digits, '_', '-', '.', starting with"
             " a letter or digit",
+        )
+
+
+def _check_state_parts(program: Module, state: Any) -> None:
+    """Refuse a state with a part the program does not have (`"demo"` for `"demos"`):
+    loading ignores it, so the swap would install a version without the change meant,
+    the part it misnamed reset to nothing."""
+    if not isinstance(state, Mapping):
+        return  # load_state names that problem
+    parts = set(program.dump_state())
+    unknown = sorted(str(key) for key in state if key not in parts and key not in _STATE_EXTRAS)
+    if unknown:
+        raise ServiceInputError(
+            field=f"state.{clipped(unknown[0], _SHOWN_KEY)}",
+            problem=f"not a part of this program's state (its parts: {', '.join(sorted(parts))})",
+        )
+
+
+def _check_same_lm(spec: ProgramSpec | None, lm: str) -> None:
+    """Refuse a swapped-in spec naming another model: the record's model is what runs, so
+    the spec's would be dropped without a word (and a misspelt one never checked)."""
+    if spec is not None and spec.lm is not None and spec.lm != lm:
+        raise ServiceInputError(
+            field="program.lm",
+            problem=f"a swap keeps the program's model {lm!r}; "
+            "unregister and register it again to change the model",
         )
 
 

@@ -243,6 +243,45 @@ class TestVersions:
             await app.swap("qa")
         assert issubclass(StateError, ValueError)
 
+    async def test_a_state_with_a_part_the_program_lacks_is_refused(self, app: App) -> None:
+        """A state key that is no part of the program (a typo) is refused, naming it, rather
+        than ignored into a new version with the misnamed part reset; a saved file's
+        metadata is accepted."""
+        await app.register("qa", QA)
+        await app.swap("qa", state={"demos": [{"question": "q", "answer": "a"}]})
+        with pytest.raises(
+            ServiceInputError,
+            match=r"^invalid state\.demo: not a part of this program's state "
+            r"\(its parts: demos, lm, signature, traces, train\)$",
+        ):
+            await app.swap("qa", state={"demo": [{"question": "q2", "answer": "b"}]})
+        with pytest.raises(ServiceInputError, match=r"^invalid state\.x{64}\.\.\."):
+            await app.swap("qa", state={"x" * 10_000: 1})
+        info = await app.describe("qa")
+        assert (info.versions, info.demos) == ((1, 2), 1)
+        state = (await app.get("qa")).dump_state()
+        assert await app.swap("qa", state={**state, "metadata": {"format": "x"}}) == 3
+        await app.register("cot", {"module": "ChainOfThought", "signature": "question -> answer"})
+        with pytest.raises(
+            ServiceInputError, match=r"^invalid state\.demos: .*\(its parts: predict\)$"
+        ):
+            await app.swap("cot", state={"demos": []})
+
+    async def test_a_spec_naming_another_model_is_refused(self, app: App) -> None:
+        """A swapped-in spec whose `lm` is not the program's is refused, not run on the old
+        model with its own dropped; the program's own model (or none) is accepted."""
+        await app.register("qa", QA)
+        for lm in ("nope/typo", "anthropic/claude-3-5-haiku-latest"):
+            with pytest.raises(
+                ServiceInputError,
+                match=r"^invalid program\.lm: a swap keeps the program's model "
+                r"'openai/gpt-4o-mini'; unregister and register it again to change the model$",
+            ):
+                await app.swap("qa", {**QA, "lm": lm})
+        assert (await app.describe("qa")).versions == (1,)
+        assert await app.swap("qa", {**QA, "lm": "openai/gpt-4o-mini"}) == 2
+        assert await app.swap("qa", QA) == 3
+
     @pytest.mark.lmvisor_config(modules={"max_versions": 3})
     async def test_old_versions_are_forgotten(self, app: App) -> None:
         """Only `modules.max_versions` versions are kept; older ones cannot be fetched."""
