@@ -574,6 +574,7 @@ class _OwnTransport:
         headers: Mapping[str, str],
         body: bytes,
         timeout: float,  # noqa: ASYNC109 - the protocol's signature
+        max_response_bytes: int,
         provider: str,
         model: str,
     ) -> TransportResponse:
