@@ -17,6 +17,7 @@ and `NoPreviousVersion` (409), `ProgramSpecError` / `ServiceInputError` (400).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import itertools
 import math
@@ -40,7 +41,12 @@ from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.task_supervisor import start_task, task_context
 from lmvisor.services._cutoffs import ExecutionCutoffs
 from lmvisor.services._sqlite import report_skipped
-from lmvisor.services.errors import CorruptRecord, ServiceInputError, UnknownModule
+from lmvisor.services.errors import (
+    CorruptRecord,
+    ServiceInputError,
+    UnknownModule,
+    VersionMoved,
+)
 from lmvisor.services.module_execution import (
     Execution,
     ExecutionContext,
@@ -86,6 +92,8 @@ _GRACE: Final = 0.05
 _CALL_TIMEOUT: Final = 10.0
 # Prepared task contexts kept (one per LM and policy in use); beyond that they are made again.
 _MAX_CONTEXTS: Final = 64
+# A state swap is applied again this many times at most when other swaps keep coming first.
+_STATE_SWAP_TRIES: Final = 8
 # State keys a saved program may hold besides its parts: a saved file's metadata, and the
 # name DSPy's older files give a predictor's signature.
 _STATE_EXTRAS: Final = frozenset({"metadata", "extended_signature"})
@@ -232,16 +240,34 @@ class Modules:
         """
         if (program is None) == (state is None):
             raise ServiceInputError(field="program", problem="give a program or a state, not both")
-        if program is not None:
-            built, spec = _build(program, self._context.lm_for)
-            _check_same_lm(spec, self._record(module_id).lm)
-        else:
-            built, spec = self._with_state(module_id, state or {})
+        if program is None:
+            return await self._swap_state(module_id, state or {})
+        built, spec = _build(program, self._context.lm_for)
+        _check_same_lm(spec, self._record(module_id).lm)
         if spec is None:
             spec = spec_of(built, self._record(module_id).lm)
         return await self._manager.call(
             Swap(module_id=module_id, program=built, spec=spec), timeout=_CALL_TIMEOUT
         )
+
+    async def _swap_state(self, module_id: str, state: Mapping[str, Any]) -> int:
+        """Apply `state` to a copy of the current version and install it; again on the
+        newer version when another swap or a rollback came first (`VersionMoved`)."""
+        for _ in range(_STATE_SWAP_TRIES - 1):
+            with contextlib.suppress(VersionMoved):
+                return await self._swap_on_current(module_id, state)
+        return await self._swap_on_current(module_id, state)
+
+    async def _swap_on_current(self, module_id: str, state: Mapping[str, Any]) -> int:
+        record = self._record(module_id)
+        built = self._with_state(record.current.program, state)
+        swap = Swap(
+            module_id=module_id,
+            program=built,
+            spec=spec_of(built, record.lm),
+            base=record.current.number,
+        )
+        return await self._manager.call(swap, timeout=_CALL_TIMEOUT)
 
     async def rollback(self, module_id: str) -> int:
         """Return `module_id` to the version current before this one; returns its number.
@@ -411,16 +437,15 @@ class Modules:
             raise UnknownModule(module_id=module_id)
         return record
 
-    def _with_state(
-        self, module_id: str, state: Mapping[str, Any]
-    ) -> tuple[Module, ProgramSpec | None]:
-        program = self._record(module_id).current.program.deepcopy()
+    @staticmethod
+    def _with_state(current: Module, state: Mapping[str, Any]) -> Module:
+        program = current.deepcopy()
         _check_state_parts(program, state)
         try:
             program.load_state(state)
         except StateError as exc:
             raise ServiceInputError(field=f"state.{exc.where}", problem=exc.problem) from None
-        return program, None
+        return program
 
     def __repr__(self) -> str:
         return f"Modules({sorted(self._table.records)})"

@@ -34,7 +34,9 @@ from lmvisor.services.errors import (
     ServiceInputError,
     UnknownModule,
     UnknownProvider,
+    VersionMoved,
 )
+from lmvisor.services.module_manager import Swap
 from lmvisor.testing.lm_server import LMServer
 
 QA = {"module": "Predict", "signature": "question -> answer"}
@@ -225,6 +227,42 @@ class TestVersions:
         assert (await app.describe("two")).versions == (1, 2, 3, 4)
         swapped = await app.events.query(type=[MODULE_SWAPPED, MODULE_ROLLED_BACK])
         assert [e.data["version"] for e in swapped] == [2, 3, 2, 4, 2, 1]
+
+    async def test_a_state_swap_never_undoes_a_swap_that_came_first(self, app: App) -> None:
+        """A state swap built on version 1 while a program swap installs version 2 is applied
+        again to version 2: it used to install version 1's program with the new demos,
+        silently undoing the program swap (its temperature)."""
+        await app.register("qa", QA)
+        state = (await app.get("qa")).dump_state()
+        state["demos"] = [{"question": "q", "answer": "a"}]
+        hotter = {**QA, "config": {"temperature": 0.3}}
+        # The program swap's message is queued first; the state swap copies version 1
+        # before the manager has installed version 2.
+        versions = await asyncio.gather(app.swap("qa", hotter), app.swap("qa", state=state))
+        assert versions == [2, 3]
+        current = await app.get("qa")
+        assert current.config == {"temperature": 0.3}  # type: ignore[attr-defined]
+        assert (await app.describe("qa")).demos == 1
+
+    async def test_state_swaps_give_up_typed_when_others_keep_coming_first(
+        self, app: App, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A state swap that finds a newer version every time it tries is VersionMoved
+        (retryable, 409 at the daemon), not a lost update."""
+        await app.register("qa", QA)
+        state = (await app.get("qa")).dump_state()
+        tries = 0
+
+        def stale(**fields: Any) -> Swap:  # as if another swap had always come first
+            nonlocal tries
+            tries += 1
+            return Swap(**{**fields, "base": 0})
+
+        monkeypatch.setattr("lmvisor.services.modules.Swap", stale)
+        with pytest.raises(VersionMoved, match=r"^program 'qa' moved from version 0 to 1 while"):
+            await app.swap("qa", state=state)
+        assert tries == 8 and VersionMoved.retryable
+        assert (await app.describe("qa")).versions == (1,)
 
     async def test_swap_parameters_only(self, app: App) -> None:
         """A state swap changes demos and instructions of a copy of the current version."""
