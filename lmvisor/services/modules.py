@@ -24,14 +24,16 @@ import math
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any, Final, final
 
 from lmvisor._redaction import clipped
+from lmvisor.programs.dspy_compat import PREDICTOR_STATE_KEYS
 from lmvisor.programs.errors import StateError
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
+from lmvisor.programs.predict import Predict
 from lmvisor.programs.spec import ProgramSpec, build_program, parse_program_spec
 from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.correlation import correlation_scope, current_scope
@@ -243,7 +245,7 @@ class Modules:
         if program is None:
             return await self._swap_state(module_id, state or {})
         built, spec = _build(program, self._context.lm_for)
-        _check_same_lm(spec, self._record(module_id).lm)
+        _check_same_lm(spec, self._record(module_id))
         if spec is None:
             spec = spec_of(built, self._record(module_id).lm)
         return await self._manager.call(
@@ -461,27 +463,41 @@ def _check_id(module_id: Any) -> None:
 
 
 def _check_state_parts(program: Module, state: Any) -> None:
-    """Refuse a state with a part the program does not have (`"demo"` for `"demos"`):
-    loading ignores it, so the swap would install a version without the change meant,
-    the part it misnamed reset to nothing."""
+    """Refuse a state with a part the program does not have (`"demo"` for `"demos"`, at the
+    top or inside a predictor's entry): loading ignores it, so the swap would install a
+    version without the change meant, the part it misnamed reset to nothing."""
     if not isinstance(state, Mapping):
         return  # load_state names that problem
-    parts = set(program.dump_state())
-    unknown = sorted(str(key) for key in state if key not in parts and key not in _STATE_EXTRAS)
+    params = dict(program.named_parameters())
+    if set(params) == {"self"}:  # a bare predictor: the state is its own
+        _check_keys(state, PREDICTOR_STATE_KEYS, "state")
+        return
+    _check_keys(state, set(params), "state")
+    for name, part in state.items():
+        if isinstance(params.get(name), Predict) and isinstance(part, Mapping):
+            _check_keys(part, PREDICTOR_STATE_KEYS, f"state.{name}")
+
+
+def _check_keys(state: Mapping[Any, Any], parts: Set[str], where: str) -> None:
+    unknown = sorted(str(k) for k in state if k not in parts and k not in _STATE_EXTRAS)
     if unknown:
+        shown = ", ".join(sorted(parts - _STATE_EXTRAS))
         raise ServiceInputError(
-            field=f"state.{clipped(unknown[0], _SHOWN_KEY)}",
-            problem=f"not a part of this program's state (its parts: {', '.join(sorted(parts))})",
+            field=f"{where}.{clipped(unknown[0], _SHOWN_KEY)}",
+            problem=f"not a part of this program's state (its parts: {shown})",
         )
 
 
-def _check_same_lm(spec: ProgramSpec | None, lm: str) -> None:
-    """Refuse a swapped-in spec naming another model: the record's model is what runs, so
-    the spec's would be dropped without a word (and a misspelt one never checked)."""
-    if spec is not None and spec.lm is not None and spec.lm != lm:
+def _check_same_lm(spec: ProgramSpec | None, record: ModuleRecord) -> None:
+    """Refuse a swapped-in spec naming another model than the one the program runs on: it
+    would be dropped without a word (and a misspelt one never checked). When the module's
+    options name the model (`options.lm`), a spec's `lm` never decided it: any passes."""
+    if spec is None or spec.lm is None or record.options.lm is not None:
+        return
+    if spec.lm != record.lm:
         raise ServiceInputError(
             field="program.lm",
-            problem=f"a swap keeps the program's model {lm!r}; "
+            problem=f"a swap keeps the program's model {record.lm!r}; "
             "unregister and register it again to change the model",
         )
 

@@ -304,6 +304,14 @@ class TestVersions:
             ServiceInputError, match=r"^invalid state\.demos: .*\(its parts: predict\)$"
         ):
             await app.swap("cot", state={"demos": []})
+        with pytest.raises(  # one level down too: ChainOfThought's predictor
+            ServiceInputError,
+            match=r"^invalid state\.predict\.demo: not a part of this program's state "
+            r"\(its parts: demos, lm, signature, traces, train\)$",
+        ):
+            await app.swap("cot", state={"predict": {"demo": [{"question": "q", "answer": "a"}]}})
+        cot = (await app.get("cot")).dump_state()
+        assert await app.swap("cot", state={**cot, "metadata": {}}) == 2
 
     async def test_a_spec_naming_another_model_is_refused(self, app: App) -> None:
         """A swapped-in spec whose `lm` is not the program's is refused, not run on the old
@@ -319,6 +327,13 @@ class TestVersions:
         assert (await app.describe("qa")).versions == (1,)
         assert await app.swap("qa", {**QA, "lm": "openai/gpt-4o-mini"}) == 2
         assert await app.swap("qa", QA) == 3
+
+    async def test_a_spec_swapped_under_a_model_set_by_options_passes(self, app: App) -> None:
+        """When the module's options name its model, the spec's own `lm` never decided it:
+        swapping the very spec that was registered passes (it was refused)."""
+        spec = {**QA, "lm": "openai/gpt-4o-mini"}
+        await app.register("qa", spec, options={"lm": "anthropic/claude-3-5-haiku-latest"})
+        assert await app.swap("qa", spec) == 2
 
     @pytest.mark.lmvisor_config(modules={"max_versions": 3})
     async def test_old_versions_are_forgotten(self, app: App) -> None:
