@@ -8,12 +8,12 @@ rollout seed per proposal) happen before any proposal is sent, in DSPy's order.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import dataclass
 from typing import Any, final
 
 from lmvisor.optimizers import _step_values as step_values
+from lmvisor.optimizers._gather import gather_steps
 from lmvisor.optimizers.proposer import (
     TIPS,
     DatasetDescriptor,
@@ -103,7 +103,7 @@ class InstructionProposer:
         """Per predictor, its candidate instructions; index 0 is the predictor's own."""
         proposals = self._plan(program, demos, rng, wanted)
         code = program_code(program) if self.flags.program_aware else ""
-        texts = await asyncio.gather(
+        texts = await gather_steps(
             *(self._propose_one(program, demos, summary, p, code) for p in proposals)
         )
         found: list[list[str]] = [[] for _ in program.predictors()]

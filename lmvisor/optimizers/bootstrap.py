@@ -15,7 +15,6 @@ attempt is a journaled step (and a trial when BootstrapFewShot runs alone).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import json
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, final
 
 from lmvisor.optimizers import _step_values as step_values
+from lmvisor.optimizers._gather import gather_steps
 from lmvisor.optimizers.errors import OptimizerSettingsError, TooManyErrors
 from lmvisor.optimizers.evaluate import RowError, example_inputs
 from lmvisor.optimizers.labeled_few_shot import label_demos
@@ -192,7 +192,7 @@ class BootstrapFewShot(Teleprompter):
         goal = self.max_bootstrapped_demos
         while position < len(trainset) and len(passed) < goal:
             wave = range(position, min(len(trainset), position + goal - len(passed)))
-            outcomes = await asyncio.gather(
+            outcomes = await gather_steps(
                 *(
                     self._example(run, prefix, i, trainset[i], teachers[i % len(teachers)], trials)
                     for i in wave

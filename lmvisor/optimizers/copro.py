@@ -16,13 +16,13 @@ The result is the best candidate overall (the first evaluated among equal scores
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
 from lmvisor.optimizers import _step_values as step_values
+from lmvisor.optimizers._gather import gather_steps
 from lmvisor.optimizers.metric import Metric
 from lmvisor.optimizers.run import OptimizationRun
 from lmvisor.optimizers.teleprompter import Teleprompter, as_examples, scored_trial
@@ -236,7 +236,7 @@ class COPRO(Teleprompter):
     ) -> Module:
         """Score every candidate of predictor `p_i` at once; return the clone with the best."""
         programs = [_with_candidate(clone, p_i, *_clean(c)) for c in pool]
-        scored = await asyncio.gather(
+        scored = await gather_steps(
             *(
                 scored_trial(
                     run,

@@ -27,9 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, final
 
+from lmvisor.optimizers._gather import gather_steps
 from lmvisor.optimizers._mipro_instructions import InstructionProposer, ProposerFlags
 from lmvisor.optimizers.bootstrap import BootstrapFewShot
-from lmvisor.optimizers.errors import CheckpointError, OptimizerSettingsError
+from lmvisor.optimizers.errors import OptimizerSettingsError
 from lmvisor.optimizers.labeled_few_shot import label_demos
 from lmvisor.optimizers.metric import Metric
 from lmvisor.optimizers.mipro_search import (
@@ -364,7 +365,7 @@ class MIPROv2(Teleprompter):
                     run, program, order, teacher=teacher, prefix=f"mipro/demos:{seed}", trials=False
                 )
 
-        built = await asyncio.gather(*(build(*p) for p in plans))
+        built = await gather_steps(*(build(*p) for p in plans))
         count = len(program.predictors())
         return [[list(b.predictors()[i].demos) for b in built] for i in range(count)]
 
@@ -373,16 +374,13 @@ class MIPROv2(Teleprompter):
     async def _default_score(
         self, run: OptimizationRun, program: Module, valset: list[Example]
     ) -> float:
+        # A failing default program scores 0, as in DSPy; a refused checkpoint write does
+        # not (it restarts the job's worker), nor does a damaged checkpoint.
         with context(**self._task_lm()):
-            try:
-                scored = await scored_trial(
-                    run, "mipro/default", program, valset, self.metric,
-                    iteration=1, candidate="default program",
-                )  # fmt: skip
-            except CheckpointError:
-                raise  # a damaged checkpoint, not a failing default program
-            except Exception:
-                return 0.0
+            scored = await scored_trial(
+                run, "mipro/default", program, valset, self.metric,
+                iteration=1, candidate="default program", failed_score=0.0,
+            )  # fmt: skip
         return scored.score
 
 

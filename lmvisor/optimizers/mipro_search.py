@@ -14,13 +14,13 @@ are asked together and evaluated at once (the parameters are the same as one at 
 
 from __future__ import annotations
 
-import asyncio
 import random
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, final
 
+from lmvisor.optimizers._gather import gather_steps
 from lmvisor.optimizers.errors import TooManyErrors
 from lmvisor.optimizers.metric import Metric
 from lmvisor.optimizers.run import OptimizationRun
@@ -228,7 +228,7 @@ async def search(
             1 if minibatch else max(1, min(num_trials - done, _STARTUP_TRIALS - len(study.trials)))
         )
         picks = [state.pick(study.ask()) for _ in range(batch)]
-        scores = await asyncio.gather(*(state.score_pick(p) for p in picks))
+        scores = await gather_steps(*(state.score_pick(p) for p in picks))
         for pick, score in zip(picks, scores, strict=True):
             await _record(state, study, outcome, pick, score, adjusted)
         done += batch

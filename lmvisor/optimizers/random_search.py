@@ -10,11 +10,11 @@ stop early, which needs DSPy's order.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any, final
 
+from lmvisor.optimizers._gather import gather_steps
 from lmvisor.optimizers.bootstrap import BootstrapFewShot
 from lmvisor.optimizers.labeled_few_shot import label_demos
 from lmvisor.optimizers.metric import Metric
@@ -111,7 +111,7 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
             return program, scored
 
         if self.stop_at_score is None:
-            results = list(await asyncio.gather(*(one(seed) for seed in seeds)))
+            results = list(await gather_steps(*(one(seed) for seed in seeds)))
         else:
             results = []
             for seed in seeds:

@@ -57,17 +57,27 @@ async def scored_trial(
     *,
     iteration: int,
     candidate: str,
+    failed_score: float | None = None,
 ) -> Scored:
     """Evaluate `program` through the run's executor as one trial (journaled under `key`).
 
+    With `failed_score`, an evaluation that raises scores that (recorded like any score,
+    so a resumed run replays it); a failure of the journal itself (a refused write, a
+    damaged row) still propagates.
+
     Raises:
-        TooManyErrors: the evaluation hit the executor's `max_errors`.
+        TooManyErrors: the evaluation hit the executor's `max_errors` (no `failed_score`).
     """
     replayed = run.replaying(key)
     started = time.monotonic()
 
     async def evaluate() -> dict[str, Any]:
-        result = await run.executor.evaluate(program, devset, metric)
+        try:
+            result = await run.executor.evaluate(program, devset, metric)
+        except Exception:
+            if failed_score is None:
+                raise
+            return {"score": failed_score, "scores": []}
         return {"score": result.score, "scores": result.scores}
 
     scored: Scored = await run.step(key, evaluate, _scored)

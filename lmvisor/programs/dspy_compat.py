@@ -13,16 +13,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, final
+from typing import Any, Final, final
 
 from lmvisor.programs.errors import StateError
 from lmvisor.programs.generation_options import GENERATION_OPTIONS, setting_problem
 
-__all__ = ["MAX_STATE_DEPTH", "PredictorState", "check_state_depth", "read_predictor_state"]
+__all__ = [
+    "MAX_STATE_DEPTH",
+    "PREDICTOR_STATE_KEYS",
+    "PredictorState",
+    "check_state_depth",
+    "read_predictor_state",
+]
 
 MAX_STATE_DEPTH = 100
 """Levels a predictor's state may nest (a demo's values included): deeper state loaded, then
 failed with a RecursionError wherever it was next copied or dumped."""
+PREDICTOR_STATE_KEYS: Final = frozenset(
+    {"traces", "train", "demos", "signature", "extended_signature", "lm"}
+)
+"""The keys of one predictor's saved state, DSPy 3.x's and lmvisor's (`extended_signature`
+is what older DSPy files call the signature)."""
 
 
 @final

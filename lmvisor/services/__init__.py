@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from lmvisor.services.errors import UnknownJob as UnknownJob
     from lmvisor.services.errors import UnknownModule as UnknownModule
     from lmvisor.services.errors import UnknownProvider as UnknownProvider
+    from lmvisor.services.errors import VersionMoved as VersionMoved
     from lmvisor.services.lm_provider import Complete as Complete
     from lmvisor.services.lm_provider import GetCapabilities as GetCapabilities
     from lmvisor.services.lm_provider import GetStatistics as GetStatistics

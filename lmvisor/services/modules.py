@@ -17,20 +17,23 @@ and `NoPreviousVersion` (409), `ProgramSpecError` / `ServiceInputError` (400).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import itertools
 import math
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any, Final, final
 
 from lmvisor._redaction import clipped
+from lmvisor.programs.dspy_compat import PREDICTOR_STATE_KEYS
 from lmvisor.programs.errors import StateError
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
+from lmvisor.programs.predict import Predict
 from lmvisor.programs.spec import ProgramSpec, build_program, parse_program_spec
 from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.correlation import correlation_scope, current_scope
@@ -40,7 +43,12 @@ from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.task_supervisor import start_task, task_context
 from lmvisor.services._cutoffs import ExecutionCutoffs
 from lmvisor.services._sqlite import report_skipped
-from lmvisor.services.errors import CorruptRecord, ServiceInputError, UnknownModule
+from lmvisor.services.errors import (
+    CorruptRecord,
+    ServiceInputError,
+    UnknownModule,
+    VersionMoved,
+)
 from lmvisor.services.module_execution import (
     Execution,
     ExecutionContext,
@@ -86,6 +94,8 @@ _GRACE: Final = 0.05
 _CALL_TIMEOUT: Final = 10.0
 # Prepared task contexts kept (one per LM and policy in use); beyond that they are made again.
 _MAX_CONTEXTS: Final = 64
+# A state swap is applied again this many times at most when other swaps keep coming first.
+_STATE_SWAP_TRIES: Final = 8
 # State keys a saved program may hold besides its parts: a saved file's metadata, and the
 # name DSPy's older files give a predictor's signature.
 _STATE_EXTRAS: Final = frozenset({"metadata", "extended_signature"})
@@ -232,16 +242,34 @@ class Modules:
         """
         if (program is None) == (state is None):
             raise ServiceInputError(field="program", problem="give a program or a state, not both")
-        if program is not None:
-            built, spec = _build(program, self._context.lm_for)
-            _check_same_lm(spec, self._record(module_id).lm)
-        else:
-            built, spec = self._with_state(module_id, state or {})
+        if program is None:
+            return await self._swap_state(module_id, state or {})
+        built, spec = _build(program, self._context.lm_for)
+        _check_same_lm(spec, self._record(module_id))
         if spec is None:
             spec = spec_of(built, self._record(module_id).lm)
         return await self._manager.call(
             Swap(module_id=module_id, program=built, spec=spec), timeout=_CALL_TIMEOUT
         )
+
+    async def _swap_state(self, module_id: str, state: Mapping[str, Any]) -> int:
+        """Apply `state` to a copy of the current version and install it; again on the
+        newer version when another swap or a rollback came first (`VersionMoved`)."""
+        for _ in range(_STATE_SWAP_TRIES - 1):
+            with contextlib.suppress(VersionMoved):
+                return await self._swap_on_current(module_id, state)
+        return await self._swap_on_current(module_id, state)
+
+    async def _swap_on_current(self, module_id: str, state: Mapping[str, Any]) -> int:
+        record = self._record(module_id)
+        built = self._with_state(record.current.program, state)
+        swap = Swap(
+            module_id=module_id,
+            program=built,
+            spec=spec_of(built, record.lm),
+            base=record.current.number,
+        )
+        return await self._manager.call(swap, timeout=_CALL_TIMEOUT)
 
     async def rollback(self, module_id: str) -> int:
         """Return `module_id` to the version current before this one; returns its number.
@@ -411,16 +439,15 @@ class Modules:
             raise UnknownModule(module_id=module_id)
         return record
 
-    def _with_state(
-        self, module_id: str, state: Mapping[str, Any]
-    ) -> tuple[Module, ProgramSpec | None]:
-        program = self._record(module_id).current.program.deepcopy()
+    @staticmethod
+    def _with_state(current: Module, state: Mapping[str, Any]) -> Module:
+        program = current.deepcopy()
         _check_state_parts(program, state)
         try:
             program.load_state(state)
         except StateError as exc:
             raise ServiceInputError(field=f"state.{exc.where}", problem=exc.problem) from None
-        return program, None
+        return program
 
     def __repr__(self) -> str:
         return f"Modules({sorted(self._table.records)})"
@@ -436,27 +463,41 @@ def _check_id(module_id: Any) -> None:
 
 
 def _check_state_parts(program: Module, state: Any) -> None:
-    """Refuse a state with a part the program does not have (`"demo"` for `"demos"`):
-    loading ignores it, so the swap would install a version without the change meant,
-    the part it misnamed reset to nothing."""
+    """Refuse a state with a part the program does not have (`"demo"` for `"demos"`, at the
+    top or inside a predictor's entry): loading ignores it, so the swap would install a
+    version without the change meant, the part it misnamed reset to nothing."""
     if not isinstance(state, Mapping):
         return  # load_state names that problem
-    parts = set(program.dump_state())
-    unknown = sorted(str(key) for key in state if key not in parts and key not in _STATE_EXTRAS)
+    params = dict(program.named_parameters())
+    if set(params) == {"self"}:  # a bare predictor: the state is its own
+        _check_keys(state, PREDICTOR_STATE_KEYS, "state")
+        return
+    _check_keys(state, set(params), "state")
+    for name, part in state.items():
+        if isinstance(params.get(name), Predict) and isinstance(part, Mapping):
+            _check_keys(part, PREDICTOR_STATE_KEYS, f"state.{name}")
+
+
+def _check_keys(state: Mapping[Any, Any], parts: Set[str], where: str) -> None:
+    unknown = sorted(str(k) for k in state if k not in parts and k not in _STATE_EXTRAS)
     if unknown:
+        shown = ", ".join(sorted(parts - _STATE_EXTRAS))
         raise ServiceInputError(
-            field=f"state.{clipped(unknown[0], _SHOWN_KEY)}",
-            problem=f"not a part of this program's state (its parts: {', '.join(sorted(parts))})",
+            field=f"{where}.{clipped(unknown[0], _SHOWN_KEY)}",
+            problem=f"not a part of this program's state (its parts: {shown})",
         )
 
 
-def _check_same_lm(spec: ProgramSpec | None, lm: str) -> None:
-    """Refuse a swapped-in spec naming another model: the record's model is what runs, so
-    the spec's would be dropped without a word (and a misspelt one never checked)."""
-    if spec is not None and spec.lm is not None and spec.lm != lm:
+def _check_same_lm(spec: ProgramSpec | None, record: ModuleRecord) -> None:
+    """Refuse a swapped-in spec naming another model than the one the program runs on: it
+    would be dropped without a word (and a misspelt one never checked). When the module's
+    options name the model (`options.lm`), a spec's `lm` never decided it: any passes."""
+    if spec is None or spec.lm is None or record.options.lm is not None:
+        return
+    if spec.lm != record.lm:
         raise ServiceInputError(
             field="program.lm",
-            problem=f"a swap keeps the program's model {lm!r}; "
+            problem=f"a swap keeps the program's model {record.lm!r}; "
             "unregister and register it again to change the model",
         )
 

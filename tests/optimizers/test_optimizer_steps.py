@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Any
 
 import pytest
 
@@ -180,4 +181,33 @@ class TestDamagedCheckpoint:
                 Predict("question -> answer"),
                 trainset=_TRAIN,
                 run=OptimizationRun(checkpoint=checkpoint),
+            )
+
+
+class _RefusingCheckpoint(MemoryCheckpoint):
+    """Refuses to record the first key starting with `prefix` (a journal that is busy)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    async def record(self, key: str, value: Any) -> None:
+        if key.startswith(self.prefix):
+            raise ConnectionResetError("journal busy")
+        await super().record(key, value)
+
+
+class TestJournalFailures:
+    async def test_a_refused_write_of_the_default_program_propagates(self) -> None:
+        """MIPROv2 scores a failing default program 0, but a journal that refuses the
+        default's score stops the run (it was taken for a failing program and scored 0,
+        seeding the search with a wrong baseline)."""
+        with (
+            context(lm=ScriptedLM()),
+            pytest.raises(ConnectionResetError, match=r"^journal busy$"),
+        ):
+            await MIPROv2(_hashed, auto="light").compile(
+                Predict("question -> answer"),
+                trainset=_TRAIN,
+                run=OptimizationRun(checkpoint=_RefusingCheckpoint("mipro/default")),
             )

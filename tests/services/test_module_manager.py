@@ -34,7 +34,9 @@ from lmvisor.services.errors import (
     ServiceInputError,
     UnknownModule,
     UnknownProvider,
+    VersionMoved,
 )
+from lmvisor.services.module_manager import Swap
 from lmvisor.testing.lm_server import LMServer
 
 QA = {"module": "Predict", "signature": "question -> answer"}
@@ -226,6 +228,42 @@ class TestVersions:
         swapped = await app.events.query(type=[MODULE_SWAPPED, MODULE_ROLLED_BACK])
         assert [e.data["version"] for e in swapped] == [2, 3, 2, 4, 2, 1]
 
+    async def test_a_state_swap_never_undoes_a_swap_that_came_first(self, app: App) -> None:
+        """A state swap built on version 1 while a program swap installs version 2 is applied
+        again to version 2: it used to install version 1's program with the new demos,
+        silently undoing the program swap (its temperature)."""
+        await app.register("qa", QA)
+        state = (await app.get("qa")).dump_state()
+        state["demos"] = [{"question": "q", "answer": "a"}]
+        hotter = {**QA, "config": {"temperature": 0.3}}
+        # The program swap's message is queued first; the state swap copies version 1
+        # before the manager has installed version 2.
+        versions = await asyncio.gather(app.swap("qa", hotter), app.swap("qa", state=state))
+        assert versions == [2, 3]
+        current = await app.get("qa")
+        assert current.config == {"temperature": 0.3}  # type: ignore[attr-defined]
+        assert (await app.describe("qa")).demos == 1
+
+    async def test_state_swaps_give_up_typed_when_others_keep_coming_first(
+        self, app: App, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A state swap that finds a newer version every time it tries is VersionMoved
+        (retryable, 409 at the daemon), not a lost update."""
+        await app.register("qa", QA)
+        state = (await app.get("qa")).dump_state()
+        tries = 0
+
+        def stale(**fields: Any) -> Swap:  # as if another swap had always come first
+            nonlocal tries
+            tries += 1
+            return Swap(**{**fields, "base": 0})
+
+        monkeypatch.setattr("lmvisor.services.modules.Swap", stale)
+        with pytest.raises(VersionMoved, match=r"^program 'qa' moved from version 0 to 1 while"):
+            await app.swap("qa", state=state)
+        assert tries == 8 and VersionMoved.retryable
+        assert (await app.describe("qa")).versions == (1,)
+
     async def test_swap_parameters_only(self, app: App) -> None:
         """A state swap changes demos and instructions of a copy of the current version."""
         await app.register("qa", QA)
@@ -266,6 +304,14 @@ class TestVersions:
             ServiceInputError, match=r"^invalid state\.demos: .*\(its parts: predict\)$"
         ):
             await app.swap("cot", state={"demos": []})
+        with pytest.raises(  # one level down too: ChainOfThought's predictor
+            ServiceInputError,
+            match=r"^invalid state\.predict\.demo: not a part of this program's state "
+            r"\(its parts: demos, lm, signature, traces, train\)$",
+        ):
+            await app.swap("cot", state={"predict": {"demo": [{"question": "q", "answer": "a"}]}})
+        cot = (await app.get("cot")).dump_state()
+        assert await app.swap("cot", state={**cot, "metadata": {}}) == 2
 
     async def test_a_spec_naming_another_model_is_refused(self, app: App) -> None:
         """A swapped-in spec whose `lm` is not the program's is refused, not run on the old
@@ -281,6 +327,13 @@ class TestVersions:
         assert (await app.describe("qa")).versions == (1,)
         assert await app.swap("qa", {**QA, "lm": "openai/gpt-4o-mini"}) == 2
         assert await app.swap("qa", QA) == 3
+
+    async def test_a_spec_swapped_under_a_model_set_by_options_passes(self, app: App) -> None:
+        """When the module's options name its model, the spec's own `lm` never decided it:
+        swapping the very spec that was registered passes (it was refused)."""
+        spec = {**QA, "lm": "openai/gpt-4o-mini"}
+        await app.register("qa", spec, options={"lm": "anthropic/claude-3-5-haiku-latest"})
+        assert await app.swap("qa", spec) == 2
 
     @pytest.mark.lmvisor_config(modules={"max_versions": 3})
     async def test_old_versions_are_forgotten(self, app: App) -> None:
