@@ -46,7 +46,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from dataclasses import dataclass
 from typing import NoReturn, Protocol, TypeVar, final
 
-from lmvisor.providers.client import TransportKind
+from lmvisor.providers.client import MAX_RESPONSE_BYTES, TransportKind
 from lmvisor.providers.errors import (
     ProviderConnectionError,
     ProviderError,
@@ -181,18 +181,17 @@ class Transport(Protocol):
         headers: Mapping[str, str],
         body: bytes,
         timeout: float,  # noqa: ASYNC109 - the HTTP client enforces it
-        max_response_bytes: int,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         provider: str,
         model: str,
     ) -> TransportResponse:
         """POST `body` (already JSON-encoded) and return the whole answer, any status.
 
-        The answer's body may hold at most `max_response_bytes` (the vendor clients pass
-        their options' bound; a transport of one's own must accept the argument and
-        should honour it): a longer one is refused, by its `Content-Length` before
-        reading, else as the bytes arrive (`read_bounded`), holding little more than the
-        bound, and its connection closed, not pooled. The built-in transports default
-        it to `MAX_RESPONSE_BYTES` for direct callers.
+        The answer's body may hold at most `max_response_bytes` (the vendor clients always
+        pass their options' bound; a transport of one's own takes the argument, with the
+        same default for direct callers, and should honour it): a longer one is refused,
+        by its `Content-Length` before reading, else as the bytes arrive (`read_bounded`),
+        holding little more than the bound, and its connection closed, not pooled.
 
         Raises:
             ResponseFormatError: the body is longer than `max_response_bytes`

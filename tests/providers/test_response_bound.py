@@ -279,7 +279,7 @@ class _RecordingTransport:
         headers: Mapping[str, str],
         body: bytes,
         timeout: float,  # noqa: ASYNC109 - the protocol's signature
-        max_response_bytes: int,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         provider: str,
         model: str,
     ) -> TransportResponse:
