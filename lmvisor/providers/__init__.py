@@ -16,6 +16,7 @@ from lmvisor._lazy import lazy_package
 if TYPE_CHECKING:
     from lmvisor.providers.aiohttp_transport import AiohttpTransport as AiohttpTransport
     from lmvisor.providers.anthropic import AnthropicClient as AnthropicClient
+    from lmvisor.providers.client import MAX_RESPONSE_BYTES as MAX_RESPONSE_BYTES
     from lmvisor.providers.client import ClientOptions as ClientOptions
     from lmvisor.providers.client import TransportKind as TransportKind
     from lmvisor.providers.client import VendorClient as VendorClient

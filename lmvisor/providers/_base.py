@@ -35,6 +35,7 @@ from lmvisor.providers.errors import (
 from lmvisor.providers.pricing import ModelPrice, price_for
 from lmvisor.providers.sse import SSEEvent, SSEEventTooLarge
 from lmvisor.providers.transport import (
+    SSEResponse,
     Transport,
     TransportStatistics,
     build_transport,
@@ -166,6 +167,7 @@ class HttpVendorClient(ABC):
         self._default_model = options.default_model
         self._timeout = float(options.timeout)
         self._max_stream_bytes = options.max_stream_bytes
+        self._max_response_bytes = options.max_response_bytes
         self._owns_transport = transport is None
         self._transport: Transport = transport or build_transport(
             options.transport,
@@ -266,8 +268,9 @@ class HttpVendorClient(ABC):
         connection. A stream that ends before the vendor's end marker raises
         `ProviderConnectionError`; an error event mid-stream raises its typed error;
         an event past `sse.MAX_EVENT_BYTES` (or a line that never ends), or more
-        event data than the options' `max_stream_bytes`, raises `ResponseFormatError`
-        before it can fill memory.
+        event data than the options' `max_stream_bytes`, or an error answer whose body
+        is longer than `max_response_bytes`, raises `ResponseFormatError` before it can
+        fill memory.
 
         Raises:
             ProviderError, ValueError, RuntimeError: as `complete()` (a `ValueError` from
@@ -289,7 +292,7 @@ class HttpVendorClient(ABC):
                         model=model,
                     )
                 )
-                error_body = await resp.read() if resp.status >= 300 else None
+                error_body = await self._error_body(resp, model) if resp.status >= 300 else None
             except ValueError as exc:
                 raise request_build_error(exc, self._name, model) from exc
             if error_body is not None:
@@ -314,6 +317,12 @@ class HttpVendorClient(ABC):
                 for delta in state.feed(event):
                     yield delta
             yield LMDone(response=state.response())
+
+    async def _error_body(self, resp: SSEResponse, model: str) -> bytes:
+        """A streamed error answer's body, at most `max_response_bytes`."""
+        if not resp.provider:  # a user's transport built it bare: attribute its error here
+            resp.provider, resp.model = self._name, model
+        return await resp.read(self._max_response_bytes)
 
     def _too_long(self, model: str) -> ResponseFormatError:
         limit = self._max_stream_bytes
@@ -368,6 +377,7 @@ class HttpVendorClient(ABC):
                 headers=self._plain_headers,
                 body=body,
                 timeout=timeout,
+                max_response_bytes=self._max_response_bytes,
                 provider=self._name,
                 model=model,
             )

@@ -9,6 +9,7 @@ from typing import final
 
 import aiohttp
 
+from lmvisor.providers.client import MAX_RESPONSE_BYTES
 from lmvisor.providers.errors import ProviderConnectionError
 from lmvisor.providers.transport import (
     ErrorMap,
@@ -17,11 +18,15 @@ from lmvisor.providers.transport import (
     TransportStatistics,
     _cached_timeout,
     _streamed,
+    body_too_large,
     map_errors,
     raise_mapped,
+    read_bounded,
 )
 
 __all__ = ["AiohttpTransport"]
+
+_ENCODING = "Content-Encoding"
 
 _AIOHTTP_ERRORS = ErrorMap(
     timeouts=(TimeoutError,),  # aiohttp's timeouts are asyncio.TimeoutError subclasses
@@ -115,6 +120,7 @@ class AiohttpTransport:
         headers: Mapping[str, str],
         body: bytes,
         timeout: float,  # noqa: ASYNC109 - the HTTP client enforces it
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         provider: str,
         model: str,
     ) -> TransportResponse:
@@ -133,7 +139,17 @@ class AiohttpTransport:
             async with session.post(
                 url, data=body, headers=headers, timeout=self._timeout(timeout)
             ) as resp:
-                data = await resp.read()
+                length = resp.content_length
+                # The hot path: a stated length within the bound, as it came (no
+                # Content-Encoding: aiohttp would inflate it past the stated length).
+                if (
+                    length is not None
+                    and length <= max_response_bytes
+                    and _ENCODING not in resp.headers
+                ):
+                    data: bytes | memoryview = await resp.read()
+                else:
+                    data = await _read_bounded(resp, max_response_bytes, provider, model)
                 return TransportResponse(resp.status, resp.headers, data)
         except Exception as exc:
             raise_mapped(_AIOHTTP_ERRORS, exc, provider, model, timeout)
@@ -190,6 +206,23 @@ class AiohttpTransport:
             f"AiohttpTransport(max_connections={self._max_connections}, "
             f"open={self._session is not None})"
         )
+
+
+async def _read_bounded(
+    resp: aiohttp.ClientResponse, limit: int, provider: str, model: str
+) -> memoryview:
+    """A body with no usable length (or past the bound), read up to `limit` bytes; past
+    it the connection is closed (a half-read one must not go back to the pool)."""
+    length = resp.content_length
+    try:
+        if length is not None and length > limit:
+            raise body_too_large(provider, model, resp.status, limit)
+        return memoryview(
+            await read_bounded(resp.content.iter_any(), limit, provider, model, resp.status)
+        )
+    except BaseException:
+        resp.close()
+        raise
 
 
 def _whole_answer_timeout(seconds: float) -> aiohttp.ClientTimeout:

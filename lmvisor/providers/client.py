@@ -19,7 +19,11 @@ from typing import Literal, Protocol, final
 from lmvisor.programs.lm import LMCapabilities, LMRequest, LMResponse, LMStreamItem
 from lmvisor.providers.pricing import ModelPrice
 
-__all__ = ["ClientOptions", "TransportKind", "VendorClient"]
+__all__ = ["MAX_RESPONSE_BYTES", "ClientOptions", "TransportKind", "VendorClient"]
+
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""The longest whole-answer body taken by default: a completion's JSON is kilobytes,
+and one holding the largest context window's worth of output still fits many times."""
 
 TransportKind = Literal["auto", "aiohttp", "httpx", "pyreqwest"]
 """Which HTTP library a client builds its transport on ("auto": pyreqwest when installed)."""
@@ -87,6 +91,11 @@ class ClientOptions:
         max_stream_bytes: the most event data one stream may carry (64 MiB: many times
             any model's answer); a vendor sending more fails the stream with
             `ResponseFormatError` rather than fill memory until the call's deadline.
+        max_response_bytes: the longest body a whole answer (or a stream's error answer)
+            may have (64 MiB); a longer one is refused with `ResponseFormatError`, by its
+            `Content-Length` before it is read. Its own option, not `max_stream_bytes`:
+            that one counts a stream's event data over the stream's life, this one the
+            bytes of one body held at once, and raising one must not lift the other.
 
     Raises:
         ValueError: an option is out of range (the message names it).
@@ -105,6 +114,7 @@ class ClientOptions:
     capabilities: LMCapabilities | None = None
     stream_usage: bool | None = None
     max_stream_bytes: int = 64 * 1024 * 1024
+    max_response_bytes: int = MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
         if self.name is not None and not self.name:
@@ -118,6 +128,11 @@ class ClientOptions:
         if type(self.max_stream_bytes) is not int or self.max_stream_bytes < 1:
             raise ValueError(
                 f"ClientOptions.max_stream_bytes must be an int >= 1, got {self.max_stream_bytes!r}"
+            )
+        if type(self.max_response_bytes) is not int or self.max_response_bytes < 1:
+            raise ValueError(
+                "ClientOptions.max_response_bytes must be an int >= 1, "
+                f"got {self.max_response_bytes!r}"
             )
         if self.max_connections < 0:
             raise ValueError(

@@ -34,9 +34,12 @@ class OpenAIEmbeddings:
             an `AiohttpTransport` owned by this client.
         headers: extra headers sent with every request.
         name: the provider's name in errors.
+        max_response_bytes: the longest answer body taken (256 MiB: a batch of 2048
+            inputs at 3072 dimensions is ~130 MB of JSON); a longer one is refused with
+            `ResponseFormatError`.
 
     Raises:
-        ValueError: an empty model or base_url, or timeout <= 0.
+        ValueError: an empty model or base_url, timeout <= 0, or max_response_bytes < 1.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class OpenAIEmbeddings:
         transport: Transport | None = None,
         headers: Mapping[str, str] | None = None,
         name: str = "openai",
+        max_response_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         if not model:
             raise ValueError("model must be a non-empty string")
@@ -56,6 +60,9 @@ class OpenAIEmbeddings:
             raise ValueError("base_url must be a non-empty string")
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {timeout!r}")
+        if type(max_response_bytes) is not int or max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be an int >= 1, got {max_response_bytes!r}")
+        self._max_response_bytes = max_response_bytes
         self._model = model
         prefix, sep, rest = model.partition("/")
         self._wire_model = rest if sep and rest and prefix in (name, "openai") else model
@@ -96,6 +103,7 @@ class OpenAIEmbeddings:
                 headers=self._headers,
                 body=encoded,
                 timeout=self._timeout,
+                max_response_bytes=self._max_response_bytes,
                 provider=self._name,
                 model=self._wire_model,
             )

@@ -9,14 +9,18 @@ from typing import final
 
 import httpx
 
+from lmvisor.providers.client import MAX_RESPONSE_BYTES
 from lmvisor.providers.errors import ResponseFormatError
 from lmvisor.providers.transport import (
     ErrorMap,
     SSEResponse,
     TransportResponse,
     TransportStatistics,
+    _content_length,
     _streamed,
+    body_too_large,
     map_errors,
+    read_bounded,
 )
 
 __all__ = ["HttpxTransport"]
@@ -105,6 +109,7 @@ class HttpxTransport:
         headers: Mapping[str, str],
         body: bytes,
         timeout: float,  # noqa: ASYNC109 - the HTTP client enforces it
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         provider: str,
         model: str,
     ) -> TransportResponse:
@@ -113,8 +118,16 @@ class HttpxTransport:
         with map_errors(_HTTPX_ERRORS, provider, model, timeout):
             # httpx times each phase apart; this bounds the whole answer, as promised.
             async with asyncio.timeout(timeout):
-                resp = await client.post(url, content=body, headers=headers, timeout=timeout)
-            return TransportResponse(resp.status_code, resp.headers, resp.content)
+                # What `client.post` does, with the body read here, within the bound.
+                request = client.build_request(
+                    "POST", url, content=body, headers=headers, timeout=timeout
+                )
+                resp = await client.send(request, stream=True)
+                try:
+                    data = await _read_body(resp, max_response_bytes, provider, model)
+                finally:
+                    await resp.aclose()  # a half-read connection is closed, not pooled
+            return TransportResponse(resp.status_code, resp.headers, data)
 
     @asynccontextmanager
     async def stream_sse(
@@ -168,3 +181,17 @@ class HttpxTransport:
 
     def __repr__(self) -> str:
         return f"HttpxTransport(owns_client={self._owns_client}, open={self._client is not None})"
+
+
+async def _read_body(
+    resp: httpx.Response, limit: int, provider: str, model: str
+) -> bytes | memoryview:
+    """The body, at most `limit` bytes: in one read when its stated length is within the
+    bound and it comes uncompressed, else in chunks up to the bound."""
+    length = _content_length(resp.headers)
+    if length is not None and length > limit:
+        raise body_too_large(provider, model, resp.status_code, limit)
+    if length is not None and "Content-Encoding" not in resp.headers:
+        return await resp.aread()
+    status = resp.status_code
+    return memoryview(await read_bounded(resp.aiter_bytes(), limit, provider, model, status))

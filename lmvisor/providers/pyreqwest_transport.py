@@ -7,8 +7,14 @@ flight that is what keeps the loop from saturating. Installed with the
 `fast` extra; pyreqwest 0.15 is a beta.
 
 A whole answer is bounded by `timeout` end to end (reqwest's request
-timeout). The pool is reqwest's: `max_connections` caps requests in flight,
-further ones wait for a slot within their timeout.
+timeout). pyreqwest 0.15 reads a whole answer's body in Rust before `send()` returns,
+with no size limit of its own: `max_response_bytes` is checked on the body read (the
+same `ResponseFormatError` as the other transports), but the bytes a hostile vendor
+sends are held by reqwest until the timeout ends the read. A streamed request would
+let the bound stop the read, at the cost of the aborts at exit described below; where
+a `base_url` is not trusted, use the aiohttp transport. The pool is reqwest's:
+`max_connections` caps requests in flight, further ones wait for a slot within their
+timeout.
 
 Caveats found with pyreqwest 0.15 (checked again on 0.15.1): `Client.close()`
 does not close pooled connections; they close when the last reference to the
@@ -62,6 +68,7 @@ from pyreqwest.exceptions import (
 )
 
 from lmvisor.providers.aiohttp_transport import AiohttpTransport
+from lmvisor.providers.client import MAX_RESPONSE_BYTES
 from lmvisor.providers.errors import ProviderConnectionError
 from lmvisor.providers.transport import (
     ErrorMap,
@@ -69,6 +76,7 @@ from lmvisor.providers.transport import (
     TransportResponse,
     TransportStatistics,
     _cached_timeout,
+    body_too_large,
     raise_mapped,
 )
 
@@ -146,10 +154,12 @@ class PyreqwestTransport:
         headers: Mapping[str, str],
         body: bytes,
         timeout: float,  # noqa: ASYNC109 - the HTTP client enforces it
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         provider: str,
         model: str,
     ) -> TransportResponse:
-        """See `Transport.post_json`."""
+        """See `Transport.post_json` (the bound is checked once reqwest has read the body:
+        see the module)."""
         try:  # not `map_errors`: its generator would live as long as the request
             # One expression, no local for the client, builder or request: a failure's
             # traceback keeps this frame's locals, and any of them held there would keep
@@ -167,6 +177,8 @@ class PyreqwestTransport:
         except Exception as exc:
             _raise_if_cancelled(exc)
             raise_mapped(_PYREQWEST_ERRORS, exc, provider, model, timeout)
+        if len(data) > max_response_bytes:
+            raise body_too_large(provider, model, resp.status, max_response_bytes)
         return TransportResponse(resp.status, resp.headers, memoryview(data))
 
     def stream_sse(

@@ -29,6 +29,13 @@ its `post_json`, or from `stream_sse` while opening or reading the stream, is th
 client's own, never the caller's bad input. HTTP statuses are not judged here: the caller
 receives every status and maps it with `errors.error_from_status`. Counting
 requests is the provider actor's job, not the transport's.
+
+A whole answer is bounded by the caller's `max_response_bytes` (a vendor client's
+`ClientOptions.max_response_bytes`): a `Content-Length` above it is refused before a
+byte of the body is read, a body without one (chunked, or compressed) is read in
+chunks up to it; past it, `ResponseFormatError` (`body_too_large`) and the connection
+is closed, never pooled half-read. An answer that states its length within the bound
+is read in one `read()` as before: the bound costs one header check.
 """
 
 from __future__ import annotations
@@ -39,12 +46,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from dataclasses import dataclass
 from typing import NoReturn, Protocol, TypeVar, final
 
-from lmvisor.providers.client import TransportKind
+from lmvisor.providers.client import MAX_RESPONSE_BYTES, TransportKind
 from lmvisor.providers.errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
     RequestBuildError,
+    ResponseFormatError,
 )
 from lmvisor.providers.sse import SSEEvent, iter_sse
 from lmvisor.runtime.errors import LmvisorError
@@ -55,17 +63,20 @@ __all__ = [
     "Transport",
     "TransportResponse",
     "TransportStatistics",
+    "body_too_large",
     "build_transport",
     "default_transport_kind",
     "map_errors",
     "mapped_chunks",
     "mapped_error",
     "raise_mapped",
+    "read_bounded",
     "request_build_error",
 ]
 
 _T = TypeVar("_T")
 _TIMEOUT_CACHE = 64  # distinct per-attempt timeouts whose library objects are kept
+_MAX_LENGTH_DIGITS = 18  # a longer Content-Length is no length (int() of it would be slow)
 
 
 @final
@@ -100,20 +111,44 @@ class TransportStatistics:
 
 @final
 class SSEResponse:
-    """An answer being streamed: status and headers now, then the body as events or bytes."""
+    """An answer being streamed: status and headers now, then the body as events or bytes.
 
-    __slots__ = ("_chunks", "headers", "status")
+    `provider` and `model` only attribute the error `read()` raises past its bound.
+    """
+
+    __slots__ = ("_chunks", "headers", "model", "provider", "status")
 
     def __init__(
-        self, *, status: int, headers: Mapping[str, str], chunks: AsyncGenerator[bytes, None]
+        self,
+        *,
+        status: int,
+        headers: Mapping[str, str],
+        chunks: AsyncGenerator[bytes, None],
+        provider: str = "",
+        model: str = "",
     ) -> None:
         self.status = status
         self.headers = headers
         self._chunks = chunks
+        self.provider = provider
+        self.model = model
 
-    async def read(self) -> bytes:
-        """The rest of the body, whole (used for error answers)."""
-        return b"".join([chunk async for chunk in self._chunks])
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        """The rest of the body, whole (used for error answers); None reads it unbounded.
+
+        Raises:
+            ResponseFormatError: the body is longer than `max_bytes`: refused before
+                reading when its `Content-Length` says so, else once the bytes read
+                pass it (the rest is left unread; leaving the stream's block closes it).
+        """
+        if max_bytes is None:
+            return b"".join([chunk async for chunk in self._chunks])
+        length = _content_length(self.headers)
+        if length is not None and length > max_bytes:
+            raise body_too_large(self.provider, self.model, self.status, max_bytes)
+        return bytes(
+            await read_bounded(self._chunks, max_bytes, self.provider, self.model, self.status)
+        )
 
     def events(self) -> AsyncGenerator[SSEEvent, None]:
         """The rest of the body as server-sent events; a dropped connection raises
@@ -146,12 +181,21 @@ class Transport(Protocol):
         headers: Mapping[str, str],
         body: bytes,
         timeout: float,  # noqa: ASYNC109 - the HTTP client enforces it
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         provider: str,
         model: str,
     ) -> TransportResponse:
         """POST `body` (already JSON-encoded) and return the whole answer, any status.
 
+        The answer's body may hold at most `max_response_bytes` (the vendor clients always
+        pass their options' bound; a transport of one's own takes the argument, with the
+        same default for direct callers, and should honour it): a longer one is refused,
+        by its `Content-Length` before reading, else as the bytes arrive (`read_bounded`),
+        holding little more than the bound, and its connection closed, not pooled.
+
         Raises:
+            ResponseFormatError: the body is longer than `max_response_bytes`
+                (`body_too_large`; not retried).
             ProviderTimeout: no complete answer within `timeout` seconds.
             ProviderConnectionError: the connection failed or dropped.
             RuntimeError: the transport is closed or bound to another event loop.
@@ -303,11 +347,45 @@ async def _streamed(
     block closes the chunk reader, then `release()`s the library's response."""
     mapped = mapped_chunks(chunks, errors, provider, model, within)
     try:
-        yield SSEResponse(status=status, headers=headers, chunks=mapped)
+        yield SSEResponse(
+            status=status, headers=headers, chunks=mapped, provider=provider, model=model
+        )
     finally:
         await mapped.aclose()
         with map_errors(errors, provider, model, within):
             await release()
+
+
+def body_too_large(provider: str, model: str, status: int, limit: int) -> ResponseFormatError:
+    """The error for an answer whose body is longer than `limit` bytes (not retried:
+    the same vendor answers the same way, as for a stream past its bound)."""
+    return ResponseFormatError(
+        provider=provider,
+        model=model,
+        status=status,
+        detail=f"response body: larger than {limit} bytes (max_response_bytes)",
+    )
+
+
+async def read_bounded(
+    chunks: AsyncIterator[bytes], limit: int, provider: str, model: str, status: int
+) -> bytearray:
+    """The body from `chunks`, at most `limit` bytes; one past it raises `body_too_large`
+    at once (the caller closes the connection). Held in one buffer: no copy at the end."""
+    body = bytearray()
+    async for chunk in chunks:
+        if len(body) + len(chunk) > limit:
+            raise body_too_large(provider, model, status, limit)
+        body += chunk
+    return body
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    """The stated `Content-Length`, or None when absent or not a plain number."""
+    raw = headers.get("Content-Length")
+    if raw is None or not raw.isdigit() or len(raw) > _MAX_LENGTH_DIGITS:
+        return None
+    return int(raw)
 
 
 def _cached_timeout(cache: dict[float, _T], seconds: float, make: Callable[[float], _T]) -> _T:

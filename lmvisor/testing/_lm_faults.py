@@ -23,6 +23,8 @@ FaultKind = Literal[
     "keepalive_stall",
     "slow_first_byte",
     "malformed_json",
+    "huge_body",
+    "endless_body",
 ]
 FaultApi = Literal["openai", "anthropic", "any"]
 
@@ -53,6 +55,10 @@ class FaultRule:
             (an hour at most): the connection stays busy, the answer never comes.
         slow_first_byte: wait `delay` more seconds before the first byte, then answer.
         malformed_json: status 200 with a truncated JSON body (or SSE data line).
+        huge_body: a JSON body announcing a `Content-Length` of 1 GiB, then written until
+            the client hangs up (256 MiB at most); status 200, or `status` for a stream
+            request (an error answer whose body the client reads whole).
+        endless_body: as `huge_body`, chunked: no length stated, no end.
 
     Matching: `api` ("openai", "anthropic" or "any") and `model` (None = every model).
     The first matching rule whose probability roll succeeds applies; it is spent after

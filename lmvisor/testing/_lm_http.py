@@ -2,7 +2,7 @@
 
 `send_answer` writes an answer as a JSON body or an SSE stream, applying the fault the
 request drew (cut the body, cut the stream, an error event, malformed JSON, a line
-that never ends, keep-alives and no answer);
+that never ends, keep-alives and no answer, a body too large or without end);
 `error_response` is a vendor error with its request id and retry headers.
 """
 
@@ -36,6 +36,8 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contr
 _ENDLESS_PIECE = 64 * 1024
 # An `endless_line` stops here if the client never hangs up: a test never fills the disk.
 _ENDLESS_LINE_BYTES = 256 * 1024 * 1024
+_HUGE_LENGTH = 1024**3  # the Content-Length a `huge_body` announces
+_HUGE = frozenset({"huge_body", "endless_body"})
 _KEEPALIVE_EVERY = 0.05
 _KEEPALIVE_FOR = 3600.0  # a `keepalive_stall` whose client never leaves ends after an hour
 _CUT_OFF = frozenset({"disconnect_mid_stream", "endless_line", "keepalive_stall"})
@@ -64,6 +66,9 @@ async def send_answer(
     A client that goes away mid-write is not an error: the connection is closed.
     """
     kind = fault.kind if fault is not None else None
+    if fault is not None and kind in _HUGE:
+        status = fault.status if ask.stream else 200
+        return await _send_huge(request, status, _id_headers(ask.api, seq), kind == "huge_body")
     if ask.stream:
         events = _sse_events(ask, choices, seq)
         pacing = _Pacing(clock=clock, delay=chunk_delay)
@@ -210,6 +215,22 @@ async def _send_stream(
         await response.write_eof()
     except ConnectionError:
         abort(request)
+    return response
+
+
+async def _send_huge(
+    request: web.Request, status: int, headers: dict[str, str], stated: bool
+) -> web.StreamResponse:
+    """A JSON body that never ends (chunked, or announcing 1 GiB when `stated`), written
+    until the client hangs up or the 256 MiB bound, then cut off."""
+    response = web.StreamResponse(status=status, headers={**headers, "Content-Type": _JSON})
+    if stated:
+        response.content_length = _HUGE_LENGTH
+    with contextlib.suppress(ConnectionError):
+        await response.prepare(request)
+        await response.write(b'{"choices": [{"message": {"content": "')
+        await _write_endless_line(response)
+    abort(request)
     return response
 
 

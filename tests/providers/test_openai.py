@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from lmvisor.programs.lm import LMDone, LMRequest, LMResponse, LMStreamItem, ToolCall
 from lmvisor.providers.aiohttp_transport import AiohttpTransport
-from lmvisor.providers.client import ClientOptions
+from lmvisor.providers.client import MAX_RESPONSE_BYTES, ClientOptions
 from lmvisor.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -574,6 +574,7 @@ class _OwnTransport:
         headers: Mapping[str, str],
         body: bytes,
         timeout: float,  # noqa: ASYNC109 - the protocol's signature
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         provider: str,
         model: str,
     ) -> TransportResponse:

@@ -246,6 +246,38 @@ class TestConnectionFaults:
         assert clock.sleeps == [3.5, 0.5]
 
 
+class TestHugeBodies:
+    @pytest.mark.parametrize(
+        ("kind", "stream", "status", "length"),
+        [
+            ("huge_body", False, 200, "1073741824"),
+            ("endless_body", False, 200, None),
+            ("endless_body", True, 503, None),
+        ],
+    )
+    async def test_a_body_without_end(
+        self, server: LMServer, kind: str, stream: bool, status: int, length: str | None
+    ) -> None:
+        """`huge_body` announces 1 GiB, `endless_body` states no length; both write JSON
+        that never ends (a stream request gets the rule's status), until the client leaves."""
+        server.add_fault(FaultRule(kind=kind, status=503, times=1))  # type: ignore[arg-type]
+        payload = {"model": GPT, "messages": USER, "stream": stream}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                server.url + "/v1/chat/completions",
+                json=payload,
+                headers={"Authorization": "Bearer sk-test"},
+            ) as resp,
+        ):
+            assert resp.status == status
+            assert resp.headers.get("Content-Length") == length
+            head = await resp.content.readexactly(4 * 1024 * 1024)
+            assert head.startswith(b'{"choices": [{"message": {"content": "xxx')
+            resp.close()
+        assert server.stats().faults_by_kind == {kind: 1}
+
+
 class _RecordingClock:
     def __init__(self) -> None:
         self.sleeps: list[float] = []
