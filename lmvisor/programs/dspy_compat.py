@@ -30,10 +30,11 @@ MAX_STATE_DEPTH = 100
 """Levels a predictor's state may nest (a demo's values included): deeper state loaded, then
 failed with a RecursionError wherever it was next copied or dumped."""
 PREDICTOR_STATE_KEYS: Final = frozenset(
-    {"traces", "train", "demos", "signature", "extended_signature", "lm"}
+    {"traces", "train", "demos", "signature", "extended_signature", "lm", "fields"}
 )
 """The keys of one predictor's saved state, DSPy 3.x's and lmvisor's (`extended_signature`
-is what older DSPy files call the signature)."""
+is what older DSPy files call the signature; `fields`, DSPy 3.4's per-field decision
+settings, is read past)."""
 
 
 @final
@@ -41,17 +42,23 @@ is what older DSPy files call the signature)."""
 class PredictorState:
     """One predictor's saved state, checked.
 
+    A part the state does not name is None (`has_lm` False): the predictor keeps its own,
+    as DSPy's `load_state` keeps what a state leaves out, so a partial state (new
+    instructions only) changes only what it names.
+
     Attributes:
-        demos: the demos, as plain dicts.
+        demos: the demos, as plain dicts; None when the state has no `demos`.
         signature: the signature block (instructions and field texts), if saved.
         model: the model named in the `lm` block, if any.
         lm_params: the block's generation settings (empty unless asked for).
+        has_lm: the state has an `lm` entry (null included).
     """
 
-    demos: list[dict[str, Any]]
+    demos: list[dict[str, Any]] | None
     signature: Mapping[str, Any] | None
     model: str | None = None
     lm_params: dict[str, Any] = field(default_factory=dict)
+    has_lm: bool = True
 
 
 def read_predictor_state(
@@ -79,7 +86,11 @@ def read_predictor_state(
         _check_signature_state(signature, f"{where}.signature")
     model, params = _read_lm(state.get("lm"), where, lm_settings)
     return PredictorState(
-        demos=[dict(d) for d in demos], signature=signature, model=model, lm_params=params
+        demos=[dict(d) for d in demos] if "demos" in state else None,
+        signature=signature,
+        model=model,
+        lm_params=params,
+        has_lm="lm" in state,
     )
 
 

@@ -175,17 +175,20 @@ class Predict(Module, Parameter):
             StateError: the state is malformed.
         """
         saved = read_predictor_state(state, where=where, lm_settings=lm_settings)
-        demos = [Example(d) for d in saved.demos]
+        # What the state leaves out stays as it is (DSPy's load_state keeps it too).
+        demos = None if saved.demos is None else [Example(d) for d in saved.demos]
         signature = self.signature
         if saved.signature is not None:
             signature = signature.load_state(saved.signature)
 
         def apply() -> None:
-            self.demos = list(demos)
+            if demos is not None:
+                self.demos = list(demos)
             self.signature = signature
-            self.saved_model = saved.model
-            if lm_settings:
-                self.lm_params = dict(saved.lm_params)
+            if saved.has_lm:
+                self.saved_model = saved.model
+                if lm_settings:
+                    self.lm_params = dict(saved.lm_params)
 
         return apply
 

@@ -96,9 +96,10 @@ _CALL_TIMEOUT: Final = 10.0
 _MAX_CONTEXTS: Final = 64
 # A state swap is applied again this many times at most when other swaps keep coming first.
 _STATE_SWAP_TRIES: Final = 8
-# State keys a saved program may hold besides its parts: a saved file's metadata, and the
-# name DSPy's older files give a predictor's signature.
-_STATE_EXTRAS: Final = frozenset({"metadata", "extended_signature"})
+# State keys a saved program may hold besides its parts (accepted, not listed as parts): a
+# saved file's metadata, the name DSPy's older files give a predictor's signature, and
+# DSPy 3.4's per-field decision settings.
+_STATE_EXTRAS: Final = frozenset({"metadata", "extended_signature", "fields"})
 _SHOWN_KEY: Final = 64  # characters of a bad state key quoted in an error
 
 

@@ -202,6 +202,26 @@ class TestState:
                 Predict("q -> a").load(path)
 
 
+class TestPartialState:
+    def test_what_a_state_leaves_out_is_kept(self) -> None:
+        """A state naming only the instructions keeps the demos and the saved model (DSPy's
+        load_state keeps what a state leaves out; the demos used to be reset to none)."""
+        program = Predict("q -> a")
+        program.load_state({"demos": [{"q": "1", "a": "2"}], "lm": {"model": "openai/gpt-4o-mini"}})
+        program.load_state({"signature": {"instructions": "Be brief."}})
+        assert [dict(d) for d in program.demos] == [{"q": "1", "a": "2"}]
+        assert program.signature.instructions == "Be brief."
+        assert program.saved_model == "openai/gpt-4o-mini"
+        program.load_state({"demos": [], "lm": None})  # named, even empty or null: applied
+        assert (program.demos, program.saved_model) == ([], None)
+
+    def test_dspy_decision_fields_are_read_past(self) -> None:
+        """A DSPy 3.4 predictor state with its `fields` entry loads."""
+        program = Predict("q -> a")
+        program.load_state({"demos": [], "signature": {}, "lm": None, "fields": {"a": {}}})
+        assert program.demos == []
+
+
 class TestBatch:
     async def test_results_in_order(self) -> None:
         """batch returns one prediction per example in order, Examples giving their inputs."""

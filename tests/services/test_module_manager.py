@@ -328,6 +328,14 @@ class TestVersions:
         assert await app.swap("qa", {**QA, "lm": "openai/gpt-4o-mini"}) == 2
         assert await app.swap("qa", QA) == 3
 
+    async def test_a_state_swap_of_instructions_keeps_the_demos(self, app: App) -> None:
+        """Swapping in new instructions alone keeps the current demos (they were reset)."""
+        await app.register("qa", QA)
+        await app.swap("qa", state={"demos": [{"question": "q", "answer": "a"}]})
+        assert await app.swap("qa", state={"signature": {"instructions": "Be brief."}}) == 3
+        info = await app.describe("qa")
+        assert (info.demos, info.predictors[0].instructions) == (1, "Be brief.")
+
     async def test_a_spec_swapped_under_a_model_set_by_options_passes(self, app: App) -> None:
         """When the module's options name its model, the spec's own `lm` never decided it:
         swapping the very spec that was registered passes (it was refused)."""
