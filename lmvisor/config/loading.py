@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from lmvisor._files import read_regular_file
 from lmvisor.config.errors import ConfigError, ConfigProblem
 from lmvisor.config.schema import LmvisorConfig
 
@@ -220,17 +221,20 @@ def _read_toml(layers: _Layers, path: str | os.PathLike[str] | None) -> None:
         return
     source = f"file {file}"
     try:
-        with file.open("rb") as stream:  # bounded: a huge file or /dev/zero is never read whole
-            raw = stream.read(_MAX_FILE_BYTES + 1)
-        if len(raw) > _MAX_FILE_BYTES:
-            reason = f"larger than {_MAX_FILE_BYTES} bytes"
-            layers.problems.append(ConfigProblem("<file>", reason, source))
-            return
-        data = tomllib.loads(raw.decode("utf-8-sig"))  # a leading BOM (Notepad's) is dropped
+        raw = read_regular_file(file, _MAX_FILE_BYTES)  # never /dev/zero or a FIFO
     except FileNotFoundError:
         layers.problems.append(ConfigProblem("<file>", "file not found", source))
         return
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        reason = f"cannot read: {type(exc).__name__}"
+        layers.problems.append(ConfigProblem("<file>", reason, source))
+        return
+    except ValueError as exc:  # not a regular file, or too large
+        layers.problems.append(ConfigProblem("<file>", str(exc), source))
+        return
+    try:
+        data = tomllib.loads(raw.decode("utf-8-sig"))  # a leading BOM (Notepad's) is dropped
+    except UnicodeDecodeError as exc:
         reason = f"cannot read: {type(exc).__name__}"
         layers.problems.append(ConfigProblem("<file>", reason, source))
         return

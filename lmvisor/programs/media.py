@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final, Self, final
 from urllib.parse import urlparse
 
+from lmvisor._files import read_regular_file
 from lmvisor.programs._type_docs import AUDIO_DESCRIPTION, FILE_DESCRIPTION
 from lmvisor.programs.custom_types import Type
 from lmvisor.programs.errors import MediaError
@@ -81,10 +82,12 @@ def _read(kind: str, path: str | Path) -> bytes:
     target = Path(path)
     try:
         size = target.stat().st_size
+        _check_size(kind, size)
+        return read_regular_file(target, MAX_INLINE_BYTES)
     except OSError as exc:
         raise MediaError(kind=kind, problem=f"cannot read {str(target)!r}: {exc}") from None
-    _check_size(kind, size)
-    return target.read_bytes()
+    except ValueError as exc:  # a FIFO or device (/dev/zero reads forever), or it grew
+        raise MediaError(kind=kind, problem=f"cannot read {str(target)!r}: {exc}") from None
 
 
 @final

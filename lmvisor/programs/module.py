@@ -25,6 +25,7 @@ from collections.abc import (
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from lmvisor._files import MAX_PROGRAM_BYTES, read_regular_file
 from lmvisor.programs._usage import close_accumulator, open_accumulator
 from lmvisor.programs.callbacks import Callback, new_call_id, notify
 from lmvisor.programs.dspy_compat import MAX_STATE_DEPTH, check_state_depth
@@ -269,8 +270,10 @@ class Module:
         """
         target = Path(path)
         try:
-            raw = target.read_bytes()
+            raw = read_regular_file(target, MAX_PROGRAM_BYTES)
         except OSError as exc:
+            raise StateError(where=str(target), problem=f"cannot read file: {exc}") from None
+        except ValueError as exc:  # a FIFO, a device, a directory, or too large
             raise StateError(where=str(target), problem=f"cannot read file: {exc}") from None
         if target.suffix in _PICKLE_SUFFIXES or raw[:1] == b"\x80":
             raise StateError(

@@ -44,8 +44,10 @@ if TYPE_CHECKING:
     from lmvisor.providers.pricing import price_for as price_for
     from lmvisor.providers.pyreqwest_transport import PyreqwestTransport as PyreqwestTransport
     from lmvisor.providers.reasoning import supports_reasoning as supports_reasoning
+    from lmvisor.providers.sse import MAX_EVENT_BYTES as MAX_EVENT_BYTES
     from lmvisor.providers.sse import SSEDecoder as SSEDecoder
     from lmvisor.providers.sse import SSEEvent as SSEEvent
+    from lmvisor.providers.sse import SSEEventTooLarge as SSEEventTooLarge
     from lmvisor.providers.transport import SSEResponse as SSEResponse
     from lmvisor.providers.transport import Transport as Transport
     from lmvisor.providers.transport import TransportResponse as TransportResponse

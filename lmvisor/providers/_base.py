@@ -33,7 +33,7 @@ from lmvisor.providers.errors import (
     error_from_status,
 )
 from lmvisor.providers.pricing import ModelPrice, price_for
-from lmvisor.providers.sse import SSEEvent
+from lmvisor.providers.sse import SSEEvent, SSEEventTooLarge
 from lmvisor.providers.transport import (
     Transport,
     TransportStatistics,
@@ -165,6 +165,7 @@ class HttpVendorClient(ABC):
         self._base_url = (options.base_url or self._default_base_url).rstrip("/")
         self._default_model = options.default_model
         self._timeout = float(options.timeout)
+        self._max_stream_bytes = options.max_stream_bytes
         self._owns_transport = transport is None
         self._transport: Transport = transport or build_transport(
             options.transport,
@@ -263,7 +264,10 @@ class HttpVendorClient(ABC):
         the usage the vendor reported. `timeout` bounds the connection and each
         wait for the next bytes. Leaving the iteration early closes the
         connection. A stream that ends before the vendor's end marker raises
-        `ProviderConnectionError`; an error event mid-stream raises its typed error.
+        `ProviderConnectionError`; an error event mid-stream raises its typed error;
+        an event past `sse.MAX_EVENT_BYTES` (or a line that never ends), or more
+        event data than the options' `max_stream_bytes`, raises `ResponseFormatError`
+        before it can fill memory.
 
         Raises:
             ProviderError, ValueError, RuntimeError: as `complete()` (a `ValueError` from
@@ -292,16 +296,29 @@ class HttpVendorClient(ABC):
                 raise self._status_error(model, resp.status, resp.headers, error_body)
             state = self._stream_state(request, model)
             events = await stack.enter_async_context(aclosing(resp.events()))
+            left = self._max_stream_bytes
             while not state.finished:
                 try:
                     event = await anext(events)
                 except StopAsyncIteration:
                     break
+                except SSEEventTooLarge as exc:  # the vendor's answer, not the HTTP client's
+                    raise ResponseFormatError(
+                        provider=self._name, model=model, detail=f"stream: {exc}"
+                    ) from None
                 except ValueError as exc:
                     raise request_build_error(exc, self._name, model) from exc
+                left -= len(event.data)
+                if left < 0:
+                    raise self._too_long(model)
                 for delta in state.feed(event):
                     yield delta
             yield LMDone(response=state.response())
+
+    def _too_long(self, model: str) -> ResponseFormatError:
+        limit = self._max_stream_bytes
+        detail = f"stream: the answer carries more than {limit} bytes (max_stream_bytes)"
+        return ResponseFormatError(provider=self._name, model=model, detail=detail)
 
     # --- vendor hooks -----------------------------------------------------------
 

@@ -84,6 +84,9 @@ class ClientOptions:
         capabilities: overrides the vendor's defaults.
         stream_usage: ask for the final usage chunk in OpenAI-format streams;
             None uses the vendor's default (on for OpenAI, off for compatible servers).
+        max_stream_bytes: the most event data one stream may carry (64 MiB: many times
+            any model's answer); a vendor sending more fails the stream with
+            `ResponseFormatError` rather than fill memory until the call's deadline.
 
     Raises:
         ValueError: an option is out of range (the message names it).
@@ -101,6 +104,7 @@ class ClientOptions:
     prices: Mapping[str, ModelPrice] | None = None
     capabilities: LMCapabilities | None = None
     stream_usage: bool | None = None
+    max_stream_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.name is not None and not self.name:
@@ -111,6 +115,10 @@ class ClientOptions:
             )
         if not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ValueError(f"ClientOptions.timeout must be finite and > 0, got {self.timeout!r}")
+        if type(self.max_stream_bytes) is not int or self.max_stream_bytes < 1:
+            raise ValueError(
+                f"ClientOptions.max_stream_bytes must be an int >= 1, got {self.max_stream_bytes!r}"
+            )
         if self.max_connections < 0:
             raise ValueError(
                 f"ClientOptions.max_connections must be >= 0, got {self.max_connections!r}"

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from lmvisor.runtime.config_service import get_config as get_config
     from lmvisor.runtime.config_service import subscribe_config as subscribe_config
     from lmvisor.runtime.config_service import update_config as update_config
+    from lmvisor.runtime.correlation import CORRELATION_ID_PATTERN as CORRELATION_ID_PATTERN
     from lmvisor.runtime.correlation import CorrelationScope as CorrelationScope
     from lmvisor.runtime.correlation import correlation_scope as correlation_scope
     from lmvisor.runtime.correlation import current_correlation_id as current_correlation_id

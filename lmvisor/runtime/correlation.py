@@ -10,11 +10,21 @@ import uuid
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import TracebackType
-from typing import final
+from typing import Final, final
 
 from lmvisor._error import CORRELATION
 
-__all__ = ["CorrelationScope", "correlation_scope", "current_correlation_id", "current_scope"]
+__all__ = [
+    "CORRELATION_ID_PATTERN",
+    "CorrelationScope",
+    "correlation_scope",
+    "current_correlation_id",
+    "current_scope",
+]
+
+CORRELATION_ID_PATTERN: Final = r"^[A-Za-z0-9._:\-]{1,128}$"
+"""What a correlation id given from outside may be (an HTTP header, a query, the CLI):
+1 to 128 letters, digits and `._:-`, so it can be logged and echoed without escaping."""
 
 
 @dataclass(frozen=True, slots=True)

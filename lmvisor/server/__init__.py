@@ -3,7 +3,8 @@
 `create_app(context)` builds the FastAPI app over a `ServerContext` (the
 application tree's programs and optimization jobs, the runtime's tree, events
 and metrics); `serve(config)` runs the daemon process;
-`lmvisor.server.cli:main` is the `lmvisor` command. Importing this package
+`lmvisor.server.cli:main` is the `lmvisor` command (entered through `lmvisor.__main__`,
+which also serves `python -m lmvisor`). Importing this package
 loads nothing heavy until a name is used.
 """
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from lmvisor.server.daemon import run_daemon as run_daemon
     from lmvisor.server.daemon import serve as serve
     from lmvisor.server.errors import EXIT_FAILURE as EXIT_FAILURE
+    from lmvisor.server.errors import EXIT_INTERRUPTED as EXIT_INTERRUPTED
     from lmvisor.server.errors import EXIT_OK as EXIT_OK
     from lmvisor.server.errors import EXIT_USAGE as EXIT_USAGE
     from lmvisor.server.errors import AppHookFailed as AppHookFailed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lmvisor.server.cli import main
+from lmvisor.__main__ import main
 
 __all__: list[str] = []
 

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lmvisor.runtime.correlation import CORRELATION_ID_PATTERN
 from lmvisor.server import health, observe
 from lmvisor.server.about import version_info
 from lmvisor.server.auth import TokenSet
@@ -151,7 +152,7 @@ def _header_parameters(maximum: float) -> list[dict[str, Any]]:
             "in": "header",
             "required": False,
             "description": "Correlation id for this request (echoed; generated when absent).",
-            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:\-]{1,128}$"},
+            "schema": {"type": "string", "pattern": CORRELATION_ID_PATTERN},
         },
         {
             "name": TIMEOUT_HEADER,

@@ -17,13 +17,18 @@ and `optimize` also take the `--app` hook and `--loopback-lm`), and answers
 from it.
 
 Exit codes: 0 ok, 1 runtime failure (the daemon's root gave up, a daemon could
-not be reached, a port is busy), 2 usage or configuration error. An error is
-one line on stderr; `--debug` adds the traceback.
+not be reached, a port is busy), 2 usage or configuration error, 130 Ctrl-C
+before the command was done (`events --follow` ends by Ctrl-C: 0; `serve`
+drains and exits 0). An error is one line on stderr; `--debug` adds the
+traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -53,6 +58,7 @@ from lmvisor.server.cli_support import (
     remote,
     reporting,
 )
+from lmvisor.server.errors import EXIT_INTERRUPTED, EXIT_OK
 
 __all__ = [
     "app",
@@ -176,8 +182,10 @@ def events(
         "limit": limit,
     }
     with reporting(ctx):
+        _check_filters(correlation_id, types or [], since)
         if follow:
-            _follow(url, token, config, filters, as_json)
+            with contextlib.suppress(KeyboardInterrupt):  # the way a follow ends
+                _follow(url, token, config, filters, as_json)
             return
         if url:
             found = remote(url, token, lambda daemon: daemon.events(**filters))
@@ -186,6 +194,26 @@ def events(
 
             found = embedded_events(config, filters)
         _show_events(found, as_json)
+
+
+def _check_filters(correlation_id: str | None, types: list[str], since: float | None) -> None:
+    """Raises `typer.BadParameter` naming the filter a daemon would refuse, and why."""
+    # The daemon's own rules, imported here: `lmvisor --help` need not load them.
+    from lmvisor.runtime.correlation import CORRELATION_ID_PATTERN
+    from lmvisor.runtime.observe.events import EVENT_TYPE_FILTER_PATTERN, MAX_TYPE_FILTERS
+
+    if correlation_id is not None and not re.fullmatch(CORRELATION_ID_PATTERN, correlation_id):
+        raise typer.BadParameter(
+            "must be 1 to 128 of A-Z, a-z, 0-9 and `._:-`", param_hint="--correlation-id"
+        )
+    kinds_ok = all(re.fullmatch(EVENT_TYPE_FILTER_PATTERN, kind) for kind in types)
+    if len(types) > MAX_TYPE_FILTERS or not kinds_ok:
+        raise typer.BadParameter(
+            f"at most {MAX_TYPE_FILTERS}, each 1 to 200 of A-Z, a-z, 0-9 and `_.:-*`",
+            param_hint="--type",
+        )
+    if since is not None and not math.isfinite(since):
+        raise typer.BadParameter(f"must be a finite epoch time, got {since}", param_hint="--since")
 
 
 def _show_events(found: list[dict[str, Any]], as_json: bool) -> None:
@@ -220,6 +248,9 @@ def _follow(
 
     if url:
         with client(url, token) as daemon:
+            # The stream waits without limit between events, so a host that accepts and
+            # never answers would hang here: a bounded call first shows a daemon is there.
+            daemon.health()
             for item in daemon.follow_events(**filters):
                 show(item)
         return
@@ -303,6 +334,28 @@ app.command("optimize")(optimize)
 app.add_typer(config_app, name="config")
 
 
-def main() -> None:
-    """The `lmvisor` console script."""
-    app(prog_name="lmvisor")
+def main(args: list[str] | None = None) -> None:
+    """The `lmvisor` console script: run `app`, exit with its code.
+
+    A usage error (an unknown option, a value of the wrong type, a missing
+    argument) is one line naming the option and the problem, and exit 2, like
+    every other error; with no arguments at all, the help is shown (exit 2).
+
+    Raises:
+        SystemExit: always, with the command's exit code.
+    """
+    try:
+        code = app(args=args, prog_name="lmvisor", standalone_mode=False)
+    except typer.TyperException as exc:  # typer's click: a UsageError, a BadParameter
+        code = exc.exit_code
+        if type(exc).__name__ == "NoArgsIsHelpError":  # typer has shown the help
+            pass
+        else:
+            where = getattr(exc, "ctx", None)
+            hint = f" (see '{where.command_path} --help')" if where is not None else ""
+            err = Console(stderr=True, highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(one_line(exc) + hint)}")
+    except typer.Abort:  # typer's answer to EOF on a prompt
+        typer.echo("interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    raise SystemExit(code if isinstance(code, int) else EXIT_OK)

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, final
 
 import typer
 
+from lmvisor._files import MAX_DATASET_BYTES, MAX_PROGRAM_BYTES, read_regular_file
 from lmvisor._redaction import url_without_password
 from lmvisor.server.cli_support import (
     AppOption,
@@ -48,7 +51,8 @@ from lmvisor.server.cli_support import (
     print_json,
     reporting,
 )
-from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, DaemonRefused
+from lmvisor.server.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, DaemonRefused
+from lmvisor.services.program_id import PROGRAM_ID_PATTERN
 
 if TYPE_CHECKING:
     from lmvisor.server.client import DaemonClient
@@ -64,6 +68,8 @@ __all__ = [
 ]
 
 _ID_CHARS: Final = re.compile(r"[^a-z0-9_\-.]+")
+_PROGRAM_ID: Final = re.compile(PROGRAM_ID_PATTERN)
+_SHOWN_CHARS: Final = 200
 _DONE_STATES: Final = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -81,18 +87,32 @@ def program_ref(argument: str) -> ProgramRef:
     """PROGRAM as given: a JSON file's spec (with a content-derived id), else a program id.
 
     Raises:
-        typer.BadParameter: the file cannot be read or is not a JSON object.
+        typer.BadParameter: the file cannot be read or is not a JSON object, or
+            `argument` is neither a file nor a program id (lowercase letters, digits,
+            `_-.`, at most 128 characters, as a daemon takes them).
     """
     path = Path(argument)
-    if not (path.suffix == ".json" or path.is_file()):
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name too long to be a path (ENAMETOOLONG)
+        is_file = False
+    if not (path.suffix == ".json" or is_file):
+        if not _PROGRAM_ID.fullmatch(argument):
+            raise typer.BadParameter(
+                f"{_shown(argument)} is neither a JSON file nor a program id (a-z, 0-9, `_-.`,"
+                " at most 128 characters)",
+                param_hint="PROGRAM",
+            )
         return ProgramRef(argument)
     try:
-        raw = path.read_bytes()
+        raw = _read_file(path, MAX_PROGRAM_BYTES)
         data = _loads(raw)
     except (OSError, ValueError) as exc:
-        raise typer.BadParameter(f"cannot read {argument!r}: {exc}", param_hint="PROGRAM") from exc
+        raise typer.BadParameter(
+            f"cannot read {_shown(argument)}: {_problem(exc)}", param_hint="PROGRAM"
+        ) from exc
     if not isinstance(data, dict):
-        raise typer.BadParameter(f"{argument!r} is not a JSON object", param_hint="PROGRAM")
+        raise typer.BadParameter(f"{_shown(argument)} is not a JSON object", param_hint="PROGRAM")
     stem = _ID_CHARS.sub("-", path.stem.lower()).strip("-.") or "program"
     default_id = f"{stem[:100]}-{hashlib.sha256(raw).hexdigest()[:8]}"
     if "program" in data and "module" not in data:
@@ -126,40 +146,116 @@ def parse_inputs(items: Iterable[str]) -> dict[str, Any]:
 def load_job_spec(path: Path, *, inline: bool) -> dict[str, Any]:
     """The job in a TOML or JSON file, its dataset paths resolved against the file's folder.
 
-    With `inline`, dataset files are read and their rows sent instead (for a daemon).
+    With `inline`, dataset files are read and their rows sent instead (for a daemon);
+    without, each must be a regular file of at most 1 GiB.
 
     Raises:
         typer.BadParameter: the file cannot be read or parsed, or a dataset file is bad.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_file(path, MAX_PROGRAM_BYTES).decode("utf-8")
         data = _toml_loads(text) if path.suffix == ".toml" else _loads(text)
     except (OSError, ValueError) as exc:
-        raise typer.BadParameter(f"cannot read {str(path)!r}: {exc}", param_hint="SPEC") from exc
+        raise typer.BadParameter(
+            f"cannot read {_shown(str(path))}: {_problem(exc)}", param_hint="SPEC"
+        ) from exc
     if not isinstance(data, dict):
-        raise typer.BadParameter(f"{str(path)!r} is not an object", param_hint="SPEC")
+        raise typer.BadParameter(f"{_shown(str(path))} is not an object", param_hint="SPEC")
     for name in ("trainset", "valset"):
         value = data.get(name)
         if isinstance(value, str):
             found = (path.parent / value).resolve()
-            data[name] = _read_rows(found, name) if inline else str(found)
+            data[name] = _read_rows(found, name) if inline else _checked_path(found, name)
     return data
 
 
-def _read_rows(path: Path, name: str) -> list[Any]:
+def _checked_path(path: Path, name: str) -> str:
+    """`path` for the embedded job to read, once it is a regular file of bounded size (the
+    job reads it whole: `/dev/zero` ran it out of memory, a FIFO blocked it for good)."""
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")  # not at U+2028 in a string
-        return [_loads(line) for line in lines if line.strip()]
+        _check_file(path, MAX_DATASET_BYTES)
     except (OSError, ValueError) as exc:
-        raise typer.BadParameter(f"{name} {str(path)!r}: {exc}", param_hint="SPEC") from exc
+        raise typer.BadParameter(
+            f"{name} {_shown(str(path))}: {_problem(exc)}", param_hint="SPEC"
+        ) from exc
+    return str(path)
+
+
+def _read_rows(path: Path, name: str) -> list[Any]:
+    """The JSONL file's rows; a bad one is named by its line in the file, from 1."""
+    try:
+        text = _read_file(path, MAX_DATASET_BYTES).decode("utf-8")
+        lines = text.split("\n")  # not at U+2028 in a string
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(
+            f"{name} {_shown(str(path))}: {_problem(exc)}", param_hint="SPEC"
+        ) from exc
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(_loads(line))
+        except ValueError as exc:
+            raise typer.BadParameter(
+                f"{name} {_shown(str(path))} line {number}: not JSON ({exc})", param_hint="SPEC"
+            ) from None
+    return rows
+
+
+def _read_file(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file at `path`, at most `limit` of them.
+
+    Raises:
+        OSError: it cannot be opened or read.
+        ValueError: it is not a regular file (a directory, a device, a pipe that
+            would never end or block) or is larger than `limit`.
+    """
+    return read_regular_file(path, limit)
+
+
+def _check_file(path: Path, limit: int) -> None:
+    """Raises what `_read_file` raises before reading: OSError, ValueError."""
+    found = path.stat()
+    if not stat.S_ISREG(found.st_mode):
+        raise ValueError("not a regular file")
+    if found.st_size > limit:
+        raise ValueError(f"larger than {limit:,} bytes")
+
+
+def _shown(text: str) -> str:
+    """`text` quoted for a message, cut short (an id or path may be kilobytes long)."""
+    if len(text) <= _SHOWN_CHARS:
+        return repr(text)
+    return repr(text[:_SHOWN_CHARS]) + f"... ({len(text)} characters)"
+
+
+def _problem(exc: OSError | ValueError) -> str:
+    """The problem alone: an OSError's message repeats the (maybe long) file name."""
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc)
 
 
 def _loads(text: str | bytes) -> Any:
-    """JSON `text`; nesting too deep to decode is a `ValueError` like any other bad JSON."""
+    """JSON `text`, strictly: nesting too deep to decode, `NaN`, `Infinity` and numbers
+    out of a float's range (`1e309`) are a `ValueError` like any other bad JSON (no
+    daemon request can carry them)."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of a float's range")
+    return value
 
 
 def _toml_loads(text: str) -> dict[str, Any]:
@@ -236,6 +332,11 @@ def _run_timeout(seconds: float | None) -> float | None:
 def _run_remote(
     daemon: DaemonClient, ref: ProgramRef, inputs: dict[str, Any], timeout: float | None
 ) -> dict[str, Any]:
+    if timeout is None:
+        # The run then waits for its answer without limit (the daemon's own deadline
+        # bounds it), so a host that accepts and never answers would hang `run` for good:
+        # a bounded call first shows a daemon is there.
+        daemon.health()
     if ref.spec is not None:
         try:
             daemon.register(ref.id, ref.spec, options=ref.options)
@@ -311,11 +412,11 @@ def _optimize_remote(
             return final
         except KeyboardInterrupt:
             typer.echo(
-                f"stopped following; job {job_id} runs on (cancel: POST {url_without_password(url)}"
-                f"/v1/optimizations/{job_id}/cancel)",
+                f"interrupted: stopped following; job {job_id} runs on (cancel: POST"
+                f" {url_without_password(url)}/v1/optimizations/{job_id}/cancel)",
                 err=True,
             )
-            raise
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def _follow(

@@ -2,7 +2,9 @@
 
 `reporting(ctx)` turns any failure into one line on stderr and the exit code
 (`exit_code_for`: 2 for usage and configuration errors, a daemon's 4xx
-included; 1 for runtime failures); `--debug` adds the traceback. The option
+included; 1 for runtime failures); `--debug` adds the traceback. Ctrl-C is
+`interrupted` and 130; a reader that went away (`| head`) ends the command
+quietly, as typer does (exit 1). The option
 types (`UrlOption`, `TokenOption`, `ConfigOption`, `JsonOption`, `AppOption`,
 `LoopbackOption`) keep flags and help texts the same across commands.
 """
@@ -26,7 +28,13 @@ from rich.markup import escape
 
 from lmvisor.config.errors import ConfigError
 from lmvisor.runtime.errors import LmvisorError, StartError
-from lmvisor.server.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, DaemonRefused, StartupError
+from lmvisor.server.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    DaemonRefused,
+    StartupError,
+)
 
 if TYPE_CHECKING:
     from lmvisor.server.client import DaemonClient
@@ -94,7 +102,7 @@ class CliOptions:
 
 def one_line(exc: BaseException) -> str:
     """`exc` as one readable line: a config error lists each bad field, others their message."""
-    if isinstance(exc, typer.BadParameter):
+    if isinstance(exc, typer.TyperException):  # typer.BadParameter, any usage error
         text = exc.format_message()
     elif isinstance(exc, ConfigError):
         text = "invalid configuration: " + "; ".join(str(problem) for problem in exc.problems)
@@ -103,6 +111,8 @@ def one_line(exc: BaseException) -> str:
         text = f"{exc.strerror}{where}"
     elif isinstance(exc, StartError):
         text = _start_failure(exc)
+    elif isinstance(exc, DaemonRefused) and exc.status == 401:
+        text = f"{exc}: give the daemon's token with --token or LMVISOR_TOKEN"
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())
@@ -142,10 +152,11 @@ def reporting(ctx: typer.Context) -> Iterator[None]:
     """Run a command's body: a failure is one line on stderr and its exit code (see above)."""
     try:
         yield
-    except (typer.Exit, typer.Abort):
+    except (typer.Exit, typer.Abort, BrokenPipeError):
         raise
     except KeyboardInterrupt:
-        raise typer.Exit(EXIT_OK) from None
+        Console(stderr=True, highlight=False).print("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:
         err = Console(stderr=True, highlight=False, soft_wrap=True)
         options = ctx.find_object(CliOptions)
@@ -169,9 +180,10 @@ def client(url: str, token: str | None) -> DaemonClient:
     """A client for the daemon at `url`.
 
     Raises:
-        typer.BadParameter: `url` is not an http(s) URL whose host and port read, or
-            `token` is not printable ASCII (what an HTTP header can carry). Neither
-            message quotes the value: both may hold a secret.
+        typer.BadParameter: `url` is not an http(s) URL whose host and port read,
+            `token` is not printable ASCII (what an HTTP header can carry), or both
+            `url` holds credentials and `token` is given. No message quotes a value:
+            each may hold a secret.
     """
     from lmvisor.server.client import DaemonClient
 
@@ -184,6 +196,14 @@ def client(url: str, token: str | None) -> DaemonClient:
         raise typer.BadParameter("must be an http:// or https:// URL", param_hint="--url")
     if token is not None and not (token.isascii() and token.isprintable()):
         raise typer.BadParameter("must be printable ASCII", param_hint="--token")
+    if token and (parts.username or parts.password):
+        # httpx sends the URL's user and password as Basic auth in place of the bearer
+        # token: every call would be refused 401 with the token never sent.
+        raise typer.BadParameter(
+            "holds a user and password and --token (or LMVISOR_TOKEN) is given: both are the"
+            " Authorization header; give one",
+            param_hint="--url",
+        )
     return DaemonClient(url, token=token)
 
 

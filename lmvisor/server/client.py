@@ -1,8 +1,12 @@
 """A small synchronous client for a running daemon: what the CLI uses when given `--url`.
 
-Every call raises `DaemonUnreachable` when nothing answers and `DaemonRefused`
+Every call raises `DaemonUnreachable` when nothing answers, `DaemonRefused`
 (carrying the status and the typed body's code, message and field) when the
-daemon answers an error. `follow_events` and `follow_optimization` read SSE
+daemon answers an error, and `NotADaemon` when what answers is not an lmvisor
+daemon (an HTML page, a 200 that is not a JSON object or lacks the
+`X-Correlation-ID` header every daemon answer carries, an error without
+lmvisor's error body). Ids are sent as one escaped path segment each: an id
+holding `/`, `?` or `..` names no other endpoint. `follow_events` and `follow_optimization` read SSE
 streams (`/v1/events?follow=true`, `/v1/optimizations/{id}/events`) until the
 daemon ends them.
 """
@@ -11,14 +15,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any, final
+from typing import Any, Final, final
+from urllib.parse import quote
 
 import httpx
 
 from lmvisor.providers.sse import SSEDecoder
-from lmvisor.server.errors import DaemonRefused, DaemonUnreachable
+from lmvisor.server.errors import DaemonRefused, DaemonUnreachable, NotADaemon
 
 __all__ = ["DaemonClient"]
+
+# How long past a run's own timeout its answer may take (the daemon answers a run it
+# timed out at once; a host that accepts and never answers must not hang `run` forever).
+_ANSWER_GRACE: Final = 30.0
+_CORRELATION_HEADER: Final = "x-correlation-id"
 
 
 @final
@@ -62,7 +72,9 @@ class DaemonClient:
     def events(self, **filters: Any) -> list[dict[str, Any]]:
         """`GET /v1/events` with `correlation_id`, `type` (list), `since`, `limit` filters."""
         body = self._get("/v1/events", params=_params(filters))
-        events: list[dict[str, Any]] = body["events"]
+        events = body.get("events")
+        if not isinstance(events, list):
+            raise NotADaemon(url=self.url, request="GET /v1/events", problem="without `events`")
         return events
 
     def follow_events(self, **filters: Any) -> Iterator[dict[str, Any]]:
@@ -85,18 +97,21 @@ class DaemonClient:
 
     def program(self, program_id: str) -> dict[str, Any]:
         """`GET /v1/programs/{id}`."""
-        return self._get(f"/v1/programs/{program_id}")
+        return self._get(f"/v1/programs/{_segment(program_id)}")
 
     def run(
         self, program_id: str, inputs: Mapping[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
         """`POST /v1/programs/{id}/run`: the run's outputs, usage, cost and correlation id.
 
-        Waits for the daemon's answer however long the run takes (the daemon
-        bounds it: `timeout`, else its `modules.timeout`).
+        Waits for the daemon's answer as long as the run may take: `timeout` plus
+        30 seconds, or without a bound when `timeout` is None (the daemon bounds
+        the run by its `modules.timeout`, which the client does not know).
         """
         body = {"inputs": dict(inputs), "timeout": timeout}
-        return self._send("POST", f"/v1/programs/{program_id}/run", body, unbounded=True)
+        read = None if timeout is None else timeout + _ANSWER_GRACE
+        bound = httpx.Timeout(self._http.timeout.connect, read=read)
+        return self._send("POST", f"/v1/programs/{_segment(program_id)}/run", body, timeout=bound)
 
     # --- optimization jobs ------------------------------------------------------------
 
@@ -106,19 +121,19 @@ class DaemonClient:
 
     def optimization(self, job_id: str) -> dict[str, Any]:
         """`GET /v1/optimizations/{id}`: the job's status and progress."""
-        return self._get(f"/v1/optimizations/{job_id}")
+        return self._get(f"/v1/optimizations/{_segment(job_id)}")
 
     def optimization_result(self, job_id: str) -> dict[str, Any]:
         """`GET /v1/optimizations/{id}/result`: the optimized program of a completed job."""
-        return self._get(f"/v1/optimizations/{job_id}/result")
+        return self._get(f"/v1/optimizations/{_segment(job_id)}/result")
 
     def cancel_optimization(self, job_id: str) -> dict[str, Any]:
         """`POST /v1/optimizations/{id}/cancel`."""
-        return self._send("POST", f"/v1/optimizations/{job_id}/cancel", None)
+        return self._send("POST", f"/v1/optimizations/{_segment(job_id)}/cancel", None)
 
     def follow_optimization(self, job_id: str) -> Iterator[dict[str, Any]]:
         """Yield the job's progress events (`status`, `trial`, `done`) until it ends."""
-        yield from self._stream("GET", f"/v1/optimizations/{job_id}/events")
+        yield from self._stream("GET", f"/v1/optimizations/{_segment(job_id)}/events")
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -127,20 +142,51 @@ class DaemonClient:
             answer = self._http.get(path, params=params)
         except httpx.TransportError as exc:
             raise DaemonUnreachable(url=self.url, problem=_problem(exc)) from exc
-        return _body(answer)
+        return self._body(answer, f"GET {path}")
 
     def _send(
-        self, method: str, path: str, body: Any, *, unbounded: bool = False
+        self, method: str, path: str, body: Any, *, timeout: httpx.Timeout | None = None
     ) -> dict[str, Any]:
-        # A run waits as long as the daemon lets it: its own deadline bounds it.
-        timeout = self._http.timeout
-        if unbounded:
-            timeout = httpx.Timeout(self._http.timeout.connect, read=None)
         try:
-            answer = self._http.request(method, path, json=body, timeout=timeout)
+            answer = self._http.request(
+                method, path, json=body, timeout=timeout or self._http.timeout
+            )
         except httpx.TransportError as exc:
             raise DaemonUnreachable(url=self.url, problem=_problem(exc)) from exc
-        return _body(answer)
+        return self._body(answer, f"{method} {path}")
+
+    def _body(self, answer: httpx.Response, request: str) -> dict[str, Any]:
+        if answer.status_code >= 400:
+            raise self._refused(answer, request)
+        self._check_daemon(answer, request)
+        if answer.status_code == 204 or not answer.content:
+            return {}
+        try:
+            body = answer.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise NotADaemon(url=self.url, request=request, problem=_shape(answer))
+        return body
+
+    def _check_daemon(self, answer: httpx.Response, request: str) -> None:
+        # Every daemon answer echoes the correlation id; another server's JSON object
+        # would otherwise read as an empty tree or a run of `None`s.
+        if _CORRELATION_HEADER not in answer.headers:
+            problem = f"{answer.status_code} without the X-Correlation-ID header every answer has"
+            raise NotADaemon(url=self.url, request=request, problem=problem)
+
+    def _refused(self, answer: httpx.Response, request: str) -> DaemonRefused | NotADaemon:
+        try:
+            error = answer.json()["error"]
+            return DaemonRefused(
+                status=answer.status_code,
+                error_code=str(error["code"]),
+                message=str(error["message"]),
+                field=error.get("field"),
+            )
+        except (ValueError, KeyError, TypeError):
+            return NotADaemon(url=self.url, request=request, problem=_shape(answer))
 
     def _stream(
         self, method: str, path: str, params: dict[str, Any] | None = None
@@ -150,8 +196,9 @@ class DaemonClient:
             with self._http.stream(method, path, params=params, timeout=timeout) as answer:
                 if answer.status_code >= 400:
                     answer.read()
-                    raise _refused(answer)
-                yield from _decode(answer.iter_bytes())
+                    raise self._refused(answer, f"{method} {path}")
+                self._check_daemon(answer, f"{method} {path}")
+                yield from _decode(answer.iter_bytes(), self.url, f"{method} {path}")
         except httpx.TransportError as exc:
             raise DaemonUnreachable(url=self.url, problem=_problem(exc)) from exc
 
@@ -166,20 +213,16 @@ class DaemonClient:
         self.close()
 
 
-def _body(answer: httpx.Response) -> dict[str, Any]:
-    if answer.status_code >= 400:
-        raise _refused(answer)
-    if answer.status_code == 204 or not answer.content:
-        return {}
-    body: dict[str, Any] = answer.json()
-    return body
-
-
-def _decode(chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+def _decode(chunks: Iterator[bytes], url: str, request: str) -> Iterator[dict[str, Any]]:
     decoder = SSEDecoder()
     for chunk in chunks:
         for event in decoder.feed(chunk):
-            data = json.loads(event.data) if event.data else {}
+            try:
+                data = json.loads(event.data) if event.data else {}
+            except ValueError:
+                raise NotADaemon(
+                    url=url, request=request, problem="an event that is not JSON"
+                ) from None
             if event.event == "end":
                 return
             yield {"event": event.event, "data": data}
@@ -193,15 +236,18 @@ def _problem(exc: httpx.TransportError) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _refused(answer: httpx.Response) -> DaemonRefused:
-    try:
-        error = answer.json()["error"]
-        return DaemonRefused(
-            status=answer.status_code,
-            error_code=str(error["code"]),
-            message=str(error["message"]),
-            field=error.get("field"),
-        )
-    except (ValueError, KeyError, TypeError):
-        reason = answer.reason_phrase or "error"
-        return DaemonRefused(status=answer.status_code, error_code="http_error", message=reason)
+def _segment(value: str) -> str:
+    """`value` as one path segment: `/`, `?`, `#` and spaces escaped; `.` and `..` (which
+    a URL resolves to the parent) sent as `%2E` so they still name an id."""
+    escaped = quote(value, safe="")
+    return escaped.replace(".", "%2E") if escaped in (".", "..") else escaped
+
+
+def _shape(answer: httpx.Response) -> str:
+    """What came back, in a few words: status, reason and content type."""
+    kind = answer.headers.get("content-type", "no content type").split(";")[0].strip()
+    reason = f" {answer.reason_phrase}" if answer.reason_phrase else ""
+    what = (
+        "a body that is not a JSON object" if answer.status_code < 400 else "no lmvisor error body"
+    )
+    return f"{answer.status_code}{reason} with {what} ({kind[:80]})"

@@ -21,11 +21,13 @@
         ├── NoApplication              the context serves a bare runtime, without programs
         └── DaemonCallError            the CLI's call to a running daemon failed
             ├── DaemonUnreachable      no daemon answered at the URL
-            └── DaemonRefused          the daemon answered with an error body
+            ├── DaemonRefused          the daemon answered with an error body
+            └── NotADaemon             what answered at the URL is not an lmvisor daemon
 
-The process exit codes (`EXIT_OK`, `EXIT_FAILURE`, `EXIT_USAGE`) live here too:
-`StartupError` and configuration errors are usage errors (2), the rest runtime
-failures (1).
+The process exit codes (`EXIT_OK`, `EXIT_FAILURE`, `EXIT_USAGE`,
+`EXIT_INTERRUPTED`) live here too: `StartupError` and configuration errors are
+usage errors (2), the rest runtime failures (1); a Ctrl-C before a command is
+done is 130 (128 + SIGINT, as a shell reports it).
 
 Every `RequestError` names the offending `field` (a header name, a dotted
 body path) so the HTTP error body can carry it. `lmvisor.server.http_errors`
@@ -41,6 +43,7 @@ from lmvisor.runtime.errors import LmvisorError
 
 __all__ = [
     "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
     "AppHookFailed",
@@ -59,6 +62,7 @@ __all__ = [
     "InvalidHeader",
     "InvalidInput",
     "NoApplication",
+    "NotADaemon",
     "NotAllowed",
     "RequestError",
     "RequestTooLarge",
@@ -72,6 +76,8 @@ EXIT_FAILURE: Final = 1
 """A runtime failure: the root supervisor gave up, a port is busy, a daemon is unreachable."""
 EXIT_USAGE: Final = 2
 """A usage or configuration error: nothing was started."""
+EXIT_INTERRUPTED: Final = 130
+"""Ctrl-C (SIGINT) stopped a command before it was done (`serve` drains and exits 0)."""
 
 
 class DaemonError(LmvisorError):
@@ -313,3 +319,17 @@ class DaemonRefused(DaemonCallError):
         self.status = status
         self.error_code = error_code
         self.field = field
+
+
+class NotADaemon(DaemonCallError):
+    """Something answered at the URL, but not as an lmvisor daemon; fix `--url` / LMVISOR_URL."""
+
+    code = "not_a_daemon"
+
+    def __init__(self, *, url: str, request: str, problem: str) -> None:
+        shown = url_without_password(url)
+        super().__init__(
+            f"{shown} is not an lmvisor daemon: {request} answered {problem}",
+            context={"url": shown, "request": request},
+        )
+        self.url = url

@@ -39,10 +39,11 @@ from lmvisor.server.errors import BodyTimeout, ClientDisconnected, RequestTooLar
 from lmvisor.server.http_protocol import BODY_LATE, CANCEL_ON_DISCONNECT, CLIENT_GONE
 from lmvisor.server.middleware import request_headers
 from lmvisor.server.responses import dump_json
+from lmvisor.services.program_id import PROGRAM_ID_PATTERN
 
 __all__ = ["RunExecutor", "RunFastPath", "parse_run_body"]
 
-_PATH: Final = re.compile(r"^/v1/programs/([a-z0-9][a-z0-9_\-.]{0,127})/run$")
+_PATH: Final = re.compile(f"^/v1/programs/({PROGRAM_ID_PATTERN[1:-1]})/run$")
 _JSON_TYPES: Final = (b"application/json", b"application/json; charset=utf-8")
 _CONTENT_TYPE: Final = (b"content-type", b"application/json")
 

@@ -75,6 +75,7 @@ STATUS_BY_ERROR: Final[Mapping[str, int]] = {
     "lmvisor.services.errors.CacheMiss": 404,
     "lmvisor.services.errors.ModuleAlreadyRegistered": 409,
     "lmvisor.services.errors.NoPreviousVersion": 409,
+    "lmvisor.services.errors.VersionMoved": 409,
     "lmvisor.services.errors.JobNotFinished": 409,
     "lmvisor.services.errors.JobRunsElsewhere": 409,
     # the daemon is busy, restarting or out of budget: retry later

@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lmvisor.config.errors import ConfigError
-from lmvisor.runtime.correlation import correlation_scope
+from lmvisor.runtime.correlation import CORRELATION_ID_PATTERN, correlation_scope
 from lmvisor.runtime.deadline import deadline
 from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError
 from lmvisor.runtime.observe.logs import get_logger
@@ -75,7 +75,7 @@ _CORRELATION_KEY: Final = CORRELATION_HEADER.lower().encode("latin-1")
 _TIMEOUT_KEY: Final = TIMEOUT_HEADER.lower().encode("latin-1")
 # Ids end up in logs, events and headers: keep them short and free of anything
 # that could forge a log line or a header.
-_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_CORRELATION_ID = re.compile(CORRELATION_ID_PATTERN)
 _log = get_logger("lmvisor.server")
 # The access log: a line per request, written per event-loop turn.
 _access_log = get_logger("lmvisor.server", per_turn=True)
@@ -166,7 +166,7 @@ class RequestContextMiddleware:
             return
         raw = request_headers(scope).correlation_id
         text = None if raw is None else raw.decode("latin-1")
-        valid = text is not None and _CORRELATION_ID.match(text) is not None
+        valid = text is not None and _CORRELATION_ID.fullmatch(text) is not None
         cid = text if valid and text is not None else f"{self._prefix}{next(self._ids):x}"
         echo = (_CORRELATION_KEY, cid.encode("latin-1"))
         outcome = _Outcome()

@@ -20,8 +20,9 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
+from lmvisor.runtime.correlation import CORRELATION_ID_PATTERN
 from lmvisor.runtime.deadline import bound_timeout, check_deadline
-from lmvisor.runtime.observe.events import Event
+from lmvisor.runtime.observe.events import EVENT_TYPE_FILTER_PATTERN, MAX_TYPE_FILTERS, Event
 from lmvisor.runtime.observe.metrics import CONTENT_TYPE
 from lmvisor.runtime.observe.store import EVENT_STORE_NAME, query_events
 from lmvisor.server.context import ServerContext, server_context
@@ -43,11 +44,6 @@ router = APIRouter()
 _Context = Annotated[ServerContext, Depends(server_context)]
 _FOLLOW_BUFFER: Final = 1024
 _STORE_TIMEOUT: Final = 10.0
-_ID_PATTERN: Final = r"^[A-Za-z0-9._:\-]{1,128}$"
-_TYPE_PATTERN: Final = r"^[A-Za-z0-9_.:\-*]{1,200}$"
-_MAX_TYPES: Final = 32
-"""`type` values one query may give: each event is matched against every one, so
-thousands of them (a long URL) held the event loop for seconds."""
 
 
 @final
@@ -92,13 +88,16 @@ async def get_tree(context: _Context) -> JSONResponse:
 
 
 _CorrelationQuery = Annotated[
-    str | None, Query(pattern=_ID_PATTERN, description="Only events of this correlation id.")
+    str | None,
+    Query(pattern=CORRELATION_ID_PATTERN, description="Only events of this correlation id."),
 ]
 _TypeQuery = Annotated[
-    list[Annotated[str, Query(pattern=_TYPE_PATTERN)]] | None,
+    list[Annotated[str, Query(pattern=EVENT_TYPE_FILTER_PATTERN)]] | None,
     Query(
-        max_length=_MAX_TYPES,
-        description=f"Event types (repeatable, at most {_MAX_TYPES}); `prefix.*` matches a family.",
+        max_length=MAX_TYPE_FILTERS,
+        description=(
+            f"Event types (repeatable, at most {MAX_TYPE_FILTERS}); `prefix.*` matches a family."
+        ),
     ),
 ]
 _SinceQuery = Annotated[

@@ -19,11 +19,11 @@ from lmvisor.programs.module import Module
 from lmvisor.server.errors import InvalidInput
 from lmvisor.services.module_execution import Execution
 from lmvisor.services.module_table import ModuleInfo, spec_of
+from lmvisor.services.program_id import PROGRAM_ID_PATTERN
 
 __all__ = [
     "ADAPTER_NAME",
     "MODEL_PATTERN",
-    "PROGRAM_ID_PATTERN",
     "PredictorView",
     "ProgramList",
     "ProgramSpecBody",
@@ -43,7 +43,6 @@ __all__ = [
 
 ADAPTER_NAME = Literal["chat", "json", "xml", "two_step"]
 """The adapters a spec may name (`lmvisor.programs._spec_adapters.ADAPTER_NAMES`)."""
-PROGRAM_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_\-.]{0,127}$"
 MODEL_PATTERN: Final = r"^[^/\s]+/\S+$"
 _STRICT: Final = ConfigDict(extra="forbid")
 

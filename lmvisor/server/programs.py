@@ -31,7 +31,6 @@ from lmvisor.server.context import ServerContext, server_context
 from lmvisor.server.errors import InvalidInput
 from lmvisor.server.program_stream import stream_run
 from lmvisor.server.program_views import (
-    PROGRAM_ID_PATTERN,
     ProgramList,
     ProgramView,
     RegisterProgram,
@@ -47,6 +46,7 @@ from lmvisor.server.responses import JSONAnswer
 from lmvisor.server.sse import SSE_MEDIA_TYPE, sse_response
 from lmvisor.services.module_options import parse_module_options
 from lmvisor.services.modules import DEFAULT_TIMEOUT
+from lmvisor.services.program_id import PROGRAM_ID_PATTERN
 
 __all__ = [
     "delete_program",

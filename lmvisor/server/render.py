@@ -177,11 +177,13 @@ class JobProgressDisplay:
         self._task: TaskID | None = None
 
     def __enter__(self) -> JobProgressDisplay:
-        self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        # Started by the first item: a job refused before any progress leaves no blank
+        # line above its one-line error.
+        if self._task is not None:
+            self._progress.stop()
 
     def update(self, item: Mapping[str, Any]) -> None:
         """Show one progress item."""
@@ -195,4 +197,5 @@ class JobProgressDisplay:
         if self._task is None:
             label = f"{data.get('optimizer')} on {data.get('program')}"
             self._task = self._progress.add_task(escape(label), total=total or None, best=best)
+            self._progress.start()
         self._progress.update(self._task, completed=done, total=total or None, best=best)

@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from lmvisor.services.errors import UnknownJob as UnknownJob
     from lmvisor.services.errors import UnknownModule as UnknownModule
     from lmvisor.services.errors import UnknownProvider as UnknownProvider
+    from lmvisor.services.errors import VersionMoved as VersionMoved
     from lmvisor.services.lm_provider import Complete as Complete
     from lmvisor.services.lm_provider import GetCapabilities as GetCapabilities
     from lmvisor.services.lm_provider import GetStatistics as GetStatistics
@@ -147,6 +148,7 @@ if TYPE_CHECKING:
     from lmvisor.services.optimization_store import JobRecord as JobRecord
     from lmvisor.services.optimization_store import OptimizationStore as OptimizationStore
     from lmvisor.services.optimization_store import StoreCheckpoint as StoreCheckpoint
+    from lmvisor.services.optimization_worker import BUSY_RESTARTS as BUSY_RESTARTS
     from lmvisor.services.optimization_worker import JobContext as JobContext
     from lmvisor.services.optimization_worker import JobFinished as JobFinished
     from lmvisor.services.optimization_worker import JobProgress as JobProgress
@@ -156,6 +158,7 @@ if TYPE_CHECKING:
         job_supervisor_spec as job_supervisor_spec,
     )
     from lmvisor.services.optimization_worker import rebuild_student as rebuild_student
+    from lmvisor.services.program_id import PROGRAM_ID_PATTERN as PROGRAM_ID_PATTERN
     from lmvisor.services.router import DEFAULT_CALL_TIMEOUT as DEFAULT_CALL_TIMEOUT
     from lmvisor.services.router import RouterLM as RouterLM
     from lmvisor.services.router import split_model as split_model

@@ -9,10 +9,20 @@ worker runs and dropped when it stops (or with the process, so a killed app leav
 claim). A job another holder has claimed is not run here. The file's name hashes the id,
 so an id read back from a damaged file never names a path. Without `fcntl` (Windows), or
 for a store in memory, every claim succeeds. Blocking calls, each a few microseconds.
+
+The directory holds a file only for a job claimed now: a release unlinks the file while
+its lock is still held, then closes it (one file per job ever run piled up before). That
+is the classic lock-file-unlink race, closed the classic way: an opener may have opened the
+file just before it was unlinked and lock it once it is closed, holding a lock on a file no
+longer in the directory while a third opener creates and locks a new one. So a claim
+checks, after locking, that the path still names the file it locked (same device and
+inode) and, when it does not, closes it and tries again. A killed app's files stay until
+the job's next claimer releases them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -51,26 +61,49 @@ class JobClaims:
             self._held[job_id] = -1
             return True
         self._dir.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        fd = os.open(self._dir / name, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        path = self._path(job_id)
+        while True:  # again when the file was unlinked between our open and our lock
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _names(path, fd):
+                    self._held[job_id] = fd
+                    return True
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except BaseException:
+                os.close(fd)
+                raise
             os.close(fd)
-            return False
-        except BaseException:
-            os.close(fd)
-            raise
-        self._held[job_id] = fd
-        return True
 
     def release(self, job_id: str) -> None:
-        """Drop the claim on `job_id`, if held."""
+        """Drop the claim on `job_id`, if held, and its file (see the module docstring)."""
         fd = self._held.pop(job_id, -1)
-        if fd >= 0:
+        if fd < 0:
+            return
+        try:
+            with contextlib.suppress(OSError):  # gone already, or kept: claims still hold
+                os.unlink(self._path(job_id))  # while locked: no opener can hold it
+        finally:
             os.close(fd)  # closing the only descriptor drops the flock
+
+    def _path(self, job_id: str) -> Path:
+        assert self._dir is not None
+        name = hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return self._dir / name
 
     def release_all(self) -> None:
         """Drop every claim held."""
         for job_id in list(self._held):
             self.release(job_id)
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether `path` still names the file open as `fd` (it was not unlinked meanwhile)."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)

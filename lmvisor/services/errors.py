@@ -14,6 +14,7 @@ LmvisorError
     ├── UnknownModule            no program is registered under the id
     ├── ModuleAlreadyRegistered  the id is taken (swap a new version in instead)
     ├── NoPreviousVersion        a rollback with no earlier version to return to
+    ├── VersionMoved             a state swap's version was replaced while it was prepared
     ├── AllStrategiesFailed      the program and every fallback failed; `causes` holds each
     ├── CorruptRecord            a stored row (job, checkpoint step, program) cannot be decoded
     └── StoreUnavailable         a service's SQLite file cannot be opened or holds another layout
@@ -46,6 +47,7 @@ __all__ = [
     "UnknownJob",
     "UnknownModule",
     "UnknownProvider",
+    "VersionMoved",
 ]
 
 
@@ -223,6 +225,23 @@ class NoPreviousVersion(ServiceError):
         super().__init__(
             f"program {module_id!r} is at version {version}, which has no earlier version kept",
             context={"module_id": module_id, "version": version},
+        )
+        self.module_id = module_id
+
+
+class VersionMoved(ServiceError):
+    """The version a state swap was applied to stopped being current before the swap was
+    installed (another swap or a rollback came first); trying again applies it to the new one.
+    """
+
+    code = "version_moved"
+    retryable = True
+
+    def __init__(self, *, module_id: str, base: int, current: int) -> None:
+        super().__init__(
+            f"program {module_id!r} moved from version {base} to {current} while the swap"
+            " was prepared; try again",
+            context={"module_id": module_id, "base": base, "current": current},
         )
         self.module_id = module_id
 

@@ -14,9 +14,11 @@ is the one place calls are counted, logged and evented: a retried attempt logs
 at debug, the final failure once at warning and once as an `lm_request.failed` event.
 
 A stream (`OpenStream`) runs in the reader's task through the same protected
-loop, retried until its first item. If the actor dies, callers in flight get
-`ActorExited` at once, a stream of the dead incarnation raises `ActorExited`,
-and the vendor client's connections are closed, on a kill too.
+loop, retried until its first item; an attempt waits for that item its timeout at most,
+and every later wait for an item ends at the call's deadline (a vendor that keeps the
+connection busy with keep-alive comments holds nothing past it). If the actor dies,
+callers in flight get `ActorExited` at once, a stream of the dead incarnation raises
+`ActorExited`, and the vendor client's connections are closed, on a kill too.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any, final
 
 from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, LMStreamItem
 from lmvisor.providers.client import VendorClient
-from lmvisor.providers.errors import ResponseFormatError
+from lmvisor.providers.errors import ProviderTimeout, ResponseFormatError
 from lmvisor.providers.pricing import price_for
 from lmvisor.runtime.actor import Actor, ActorRef, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
@@ -324,6 +326,7 @@ class LMProvider(Actor):
         self._in_flight += 1
         started = time.perf_counter()
         opened = False
+        watch: _DeadlineWatch | None = None
         try:
             async with slot(policy, deadline):
                 vendor = self.vendor
@@ -337,6 +340,8 @@ class LMProvider(Actor):
                     on_retry=self._retry_listener,
                 )
                 opened = True
+                if deadline is not None:
+                    watch = _DeadlineWatch(deadline - policy.clock.monotonic(), vendor)
                 # aclosing: a reader that stops early closes the vendor stream now.
                 async with aclosing(items):
                     item: LMStreamItem = first
@@ -347,7 +352,7 @@ class LMProvider(Actor):
                         self._check_alive(incarnation)
                         if deadline is not None and policy.clock.monotonic() >= deadline:
                             raise DeadlineExceeded(operation=f"streaming from {self.vendor}")
-                        item = await anext(items, _END)
+                        item = await (anext(items, _END) if watch is None else watch.next(items))
                         if item is _END:
                             break
         except Exception as exc:
@@ -360,6 +365,8 @@ class LMProvider(Actor):
             raise error from exc
         finally:
             self._in_flight -= 1
+            if watch is not None:
+                watch.close()
 
     @staticmethod
     def _check_alive(incarnation: ActorRef) -> None:
@@ -471,18 +478,92 @@ async def _open_stream(
     timeout: float,  # noqa: ASYNC109 - one attempt's bound, the transport's
     vendor: str,
 ) -> tuple[LMStreamItem, AsyncGenerator[LMStreamItem, None]]:
-    """One stream attempt: open it and wait for its first item."""
+    """One stream attempt: open it and wait for its first item, `timeout` seconds at most.
+
+    The transport's timeout bounds each wait for bytes; this one bounds the attempt, so a
+    vendor that sends only comments (keep-alives) cannot hold it open for ever.
+    """
     items = client.stream(request, timeout=timeout)
+    bound = asyncio.timeout(timeout)
     try:
-        first = await anext(items, _END)
-    except BaseException:
+        async with bound:
+            first = await anext(items, _END)
+    except BaseException as exc:
         await items.aclose()
+        if isinstance(exc, TimeoutError) and bound.expired():
+            detail = f"no streamed item within {timeout:g}s"
+            raise ProviderTimeout(provider=vendor, model=request.model, detail=detail) from None
         raise
     if first is _END:
         raise ResponseFormatError(
             provider=vendor, model=request.model, detail="stream ended before its first item"
         )
     return first, items
+
+
+@final
+class _DeadlineWatch:
+    """Ends a stream's waits for its next item at the call's deadline.
+
+    The transport bounds each wait for bytes, not for items: a vendor that keeps the
+    connection busy with comments and sends no text would hold the stream past the
+    deadline. One timer serves the whole stream (a timeout per item would cost more
+    than the rest of the provider's work on a delta); when it fires during a wait it
+    cancels the waiting task, and the wait turns that cancellation into
+    `DeadlineExceeded`.
+    """
+
+    __slots__ = ("_cancelled", "_handle", "_operation", "_waiting", "fired")
+
+    def __init__(self, seconds: float, vendor: str) -> None:
+        self.fired = False
+        self._cancelled = False  # the timer cancelled the waiting task
+        self._waiting: asyncio.Task[Any] | None = None
+        self._operation = f"streaming from {vendor}"
+        self._handle = asyncio.get_running_loop().call_later(max(seconds, 0.0), self._fire)
+
+    def _fire(self) -> None:
+        self.fired = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+            self._cancelled = True
+
+    def close(self) -> None:
+        """Stop the timer (the stream ended)."""
+        self._handle.cancel()
+
+    async def next(self, items: AsyncGenerator[LMStreamItem, None]) -> Any:
+        """The stream's next item (`_END` after the last).
+
+        Raises:
+            DeadlineExceeded: the deadline passed before it came.
+        """
+        if self.fired:
+            raise DeadlineExceeded(operation=self._operation)
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting = task
+        try:
+            item = await anext(items, _END)
+        except asyncio.CancelledError:
+            self._ours(task)
+            raise
+        finally:
+            self._waiting = None
+        if self._cancelled:  # the item came as the timer fired: its cancel is still pending
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                self._ours(task)
+                raise
+        return item
+
+    def _ours(self, task: asyncio.Task[Any]) -> None:
+        """Raise `DeadlineExceeded` for the timer's own cancellation (none other pending)."""
+        if self._cancelled:
+            self._cancelled = False
+            if task.uncancel() == 0:
+                raise DeadlineExceeded(operation=self._operation) from None
 
 
 def provider_spec(

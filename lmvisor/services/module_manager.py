@@ -63,7 +63,7 @@ from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker, cou
 from lmvisor.runtime.protection.limiter import RateLimiter
 from lmvisor.runtime.supervisor import Supervisor
 from lmvisor.runtime.task_supervisor import TaskSupervisor
-from lmvisor.services.errors import ModuleAlreadyRegistered, UnknownModule
+from lmvisor.services.errors import ModuleAlreadyRegistered, UnknownModule, VersionMoved
 from lmvisor.services.module_options import ModuleOptions
 from lmvisor.services.module_store import ProgramStore, RestoredProgram, stored_program
 from lmvisor.services.module_table import ModuleInfo, ModuleRecord, ModuleVersion
@@ -117,11 +117,17 @@ class Register(Call[ModuleInfo]):
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Swap(Call[int]):
-    """Install `program` as the next version of `module_id`; replies its number."""
+    """Install `program` as the next version of `module_id`; replies its number.
+
+    `base`: the version `program` was made from (a state swap), refused with
+    `VersionMoved` when another one is current by the time this arrives, so two
+    state swaps at once never install one built without the other's change.
+    """
 
     module_id: str
     program: Module
     spec: ProgramSpec | None
+    base: int | None = None
 
 
 @final
@@ -218,6 +224,10 @@ class ModuleManager(Actor):
         if record is None:
             return ErrorReply(UnknownModule(module_id=msg.module_id))
         previous = record.current.number
+        if msg.base is not None and msg.base != previous:
+            return ErrorReply(
+                VersionMoved(module_id=msg.module_id, base=msg.base, current=previous)
+            )
         keep = self.runtime.config.modules.max_versions
         version = record.add_version(msg.program, msg.spec, self._wall(), keep=keep)
         self._emit(MODULE_SWAPPED, record, version=version.number, previous=previous)

@@ -17,6 +17,7 @@ and `NoPreviousVersion` (409), `ProgramSpecError` / `ServiceInputError` (400).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import itertools
 import math
@@ -27,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, final
 
+from lmvisor._redaction import clipped
 from lmvisor.programs.errors import StateError
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
@@ -39,7 +41,12 @@ from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.task_supervisor import start_task, task_context
 from lmvisor.services._cutoffs import ExecutionCutoffs
 from lmvisor.services._sqlite import report_skipped
-from lmvisor.services.errors import CorruptRecord, ServiceInputError, UnknownModule
+from lmvisor.services.errors import (
+    CorruptRecord,
+    ServiceInputError,
+    UnknownModule,
+    VersionMoved,
+)
 from lmvisor.services.module_execution import (
     Execution,
     ExecutionContext,
@@ -60,6 +67,7 @@ from lmvisor.services.module_options import ModuleOptions, parse_module_options
 from lmvisor.services.module_store import ProgramStore, rebuild_program
 from lmvisor.services.module_stream import StreamSink
 from lmvisor.services.module_table import ModuleInfo, ModuleRecord, spec_of
+from lmvisor.services.program_id import PROGRAM_ID_PATTERN
 
 __all__ = ["DEFAULT_TIMEOUT", "Modules", "ProgramLike"]
 
@@ -78,12 +86,18 @@ class _Default:
 DEFAULT_TIMEOUT: Final = _Default()
 """`execute(timeout=DEFAULT_TIMEOUT)`: `modules.timeout` from the config (None: no deadline)."""
 
-_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_\-.]{0,127}$")
+_ID: Final = re.compile(PROGRAM_ID_PATTERN)
 # An execution task gets this long past the deadline to finish its fallbacks.
 _GRACE: Final = 0.05
 _CALL_TIMEOUT: Final = 10.0
 # Prepared task contexts kept (one per LM and policy in use); beyond that they are made again.
 _MAX_CONTEXTS: Final = 64
+# A state swap is applied again this many times at most when other swaps keep coming first.
+_STATE_SWAP_TRIES: Final = 8
+# State keys a saved program may hold besides its parts: a saved file's metadata, and the
+# name DSPy's older files give a predictor's signature.
+_STATE_EXTRAS: Final = frozenset({"metadata", "extended_signature"})
+_SHOWN_KEY: Final = 64  # characters of a bad state key quoted in an error
 
 
 @final
@@ -215,22 +229,45 @@ class Modules:
         `Module.dump_state` writes: demos, instructions), applied to a copy of
         the current version. Executions already running finish on the old one.
 
+        A version runs on the program's model: a spec naming another `lm` is refused
+        (register the program again to move it to another model).
+
         Raises:
-            ServiceInputError: neither or both of `program` and `state` given, or bad `state`.
+            ServiceInputError: neither or both of `program` and `state` given, bad `state`,
+                or a spec whose `lm` is not the program's.
             ProgramSpecError: a malformed spec.
             UnknownModule: nothing is registered as `module_id`.
         """
         if (program is None) == (state is None):
             raise ServiceInputError(field="program", problem="give a program or a state, not both")
-        if program is not None:
-            built, spec = _build(program, self._context.lm_for)
-        else:
-            built, spec = self._with_state(module_id, state or {})
+        if program is None:
+            return await self._swap_state(module_id, state or {})
+        built, spec = _build(program, self._context.lm_for)
+        _check_same_lm(spec, self._record(module_id).lm)
         if spec is None:
             spec = spec_of(built, self._record(module_id).lm)
         return await self._manager.call(
             Swap(module_id=module_id, program=built, spec=spec), timeout=_CALL_TIMEOUT
         )
+
+    async def _swap_state(self, module_id: str, state: Mapping[str, Any]) -> int:
+        """Apply `state` to a copy of the current version and install it; again on the
+        newer version when another swap or a rollback came first (`VersionMoved`)."""
+        for _ in range(_STATE_SWAP_TRIES - 1):
+            with contextlib.suppress(VersionMoved):
+                return await self._swap_on_current(module_id, state)
+        return await self._swap_on_current(module_id, state)
+
+    async def _swap_on_current(self, module_id: str, state: Mapping[str, Any]) -> int:
+        record = self._record(module_id)
+        built = self._with_state(record.current.program, state)
+        swap = Swap(
+            module_id=module_id,
+            program=built,
+            spec=spec_of(built, record.lm),
+            base=record.current.number,
+        )
+        return await self._manager.call(swap, timeout=_CALL_TIMEOUT)
 
     async def rollback(self, module_id: str) -> int:
         """Return `module_id` to the version current before this one; returns its number.
@@ -400,26 +437,52 @@ class Modules:
             raise UnknownModule(module_id=module_id)
         return record
 
-    def _with_state(
-        self, module_id: str, state: Mapping[str, Any]
-    ) -> tuple[Module, ProgramSpec | None]:
-        program = self._record(module_id).current.program.deepcopy()
+    @staticmethod
+    def _with_state(current: Module, state: Mapping[str, Any]) -> Module:
+        program = current.deepcopy()
+        _check_state_parts(program, state)
         try:
             program.load_state(state)
         except StateError as exc:
             raise ServiceInputError(field=f"state.{exc.where}", problem=exc.problem) from None
-        return program, None
+        return program
 
     def __repr__(self) -> str:
         return f"Modules({sorted(self._table.records)})"
 
 
 def _check_id(module_id: Any) -> None:
-    if not isinstance(module_id, str) or not _ID.match(module_id):
+    if not isinstance(module_id, str) or not _ID.fullmatch(module_id):
         raise ServiceInputError(
             field="module_id",
             problem="must be 1-128 of lowercase letters, digits, '_', '-', '.', starting with"
             " a letter or digit",
+        )
+
+
+def _check_state_parts(program: Module, state: Any) -> None:
+    """Refuse a state with a part the program does not have (`"demo"` for `"demos"`):
+    loading ignores it, so the swap would install a version without the change meant,
+    the part it misnamed reset to nothing."""
+    if not isinstance(state, Mapping):
+        return  # load_state names that problem
+    parts = set(program.dump_state())
+    unknown = sorted(str(key) for key in state if key not in parts and key not in _STATE_EXTRAS)
+    if unknown:
+        raise ServiceInputError(
+            field=f"state.{clipped(unknown[0], _SHOWN_KEY)}",
+            problem=f"not a part of this program's state (its parts: {', '.join(sorted(parts))})",
+        )
+
+
+def _check_same_lm(spec: ProgramSpec | None, lm: str) -> None:
+    """Refuse a swapped-in spec naming another model: the record's model is what runs, so
+    the spec's would be dropped without a word (and a misspelt one never checked)."""
+    if spec is not None and spec.lm is not None and spec.lm != lm:
+        raise ServiceInputError(
+            field="program.lm",
+            problem=f"a swap keeps the program's model {lm!r}; "
+            "unregister and register it again to change the model",
         )
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, final
 
+from lmvisor._files import MAX_DATASET_BYTES, read_regular_file
 from lmvisor.config.schema import OptimizationConfig
 from lmvisor.optimizers import (
     COPRO,
@@ -296,7 +297,7 @@ def load_examples(
 
 def _read_jsonl(path: Path, field: str) -> list[Mapping[str, Any]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path, MAX_DATASET_BYTES).decode("utf-8")
     except OSError as exc:
         raise OptimizationSpecError(
             field=field, problem=f"cannot read {str(path)!r}: {exc}"
@@ -305,6 +306,8 @@ def _read_jsonl(path: Path, field: str) -> list[Mapping[str, Any]]:
         raise OptimizationSpecError(
             field=field, problem=f"{str(path)!r} is not UTF-8 ({exc.reason} at byte {exc.start})"
         ) from None
+    except ValueError as exc:  # a device, a FIFO, a directory, or too large
+        raise OptimizationSpecError(field=field, problem=f"{str(path)!r}: {exc}") from None
     rows: list[Mapping[str, Any]] = []
     # JSON Lines end at "\n" only: `splitlines` would also cut at U+2028 and the other
     # breaks a JSON string may hold unescaped.

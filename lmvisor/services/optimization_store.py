@@ -20,10 +20,11 @@ deep) is never returned as data: `job` and `steps` raise
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar, final
@@ -69,6 +70,8 @@ _JOB_FIELDS: Final[Mapping[str, tuple[type, bool]]] = {
     "error": (dict, True),
 }
 """Each job column after `id`, in `_COLUMNS` order: its type and whether it may be NULL."""
+_IDS_PER_QUERY: Final = 500
+"""Ids bound in one `IN (...)` (SQLite allows 999 variables before 3.32)."""
 _COLUMNS: Final = (
     "id, spec, status, created, updated, trials_done, trials_total, best_score, result,"
     " version, error"
@@ -194,6 +197,27 @@ class OptimizationStore:
             except CorruptRecord as exc:
                 if on_corrupt is not None:
                     on_corrupt(exc)
+        return found
+
+    async def some_jobs(self, job_ids: Collection[str]) -> dict[str, JobRecord]:
+        """The stored jobs among `job_ids` that decode, by id, read in one query (a few for
+        thousands of ids); a missing id or a row that cannot be decoded is left out."""
+        wanted = list(dict.fromkeys(job_ids))
+
+        def read(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            rows: list[tuple[Any, ...]] = []
+            for at in range(0, len(wanted), _IDS_PER_QUERY):
+                batch = wanted[at : at + _IDS_PER_QUERY]
+                marks = ",".join("?" * len(batch))
+                query = f"SELECT {_COLUMNS} FROM jobs WHERE id IN ({marks})"
+                rows += db.execute(query, batch).fetchall()
+            return rows
+
+        found: dict[str, JobRecord] = {}
+        for row in await self._run(read) if wanted else []:
+            with contextlib.suppress(CorruptRecord):
+                record = _record(row)
+                found[record.id] = record
         return found
 
     async def job(self, job_id: str) -> JobRecord | None:

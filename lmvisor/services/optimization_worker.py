@@ -11,6 +11,15 @@ crash, so it is not restarted). Either way it tells the coordinator, handing it 
 record when the file refused it (`StoreUnavailable`), for the coordinator to keep and write.
 A checkpoint row that cannot be decoded fails the job with `CorruptRecord` naming the step.
 
+A retryable failure of the jobs file during the run (`StoreBusy`: a checkpoint write or
+journal read refused because another process held the file past the busy timeout, the disk
+was full, an I/O error) does not fail the job: the worker crashes, and its supervisor's
+restart resumes from the journal, so no recorded step is computed again (only the one
+whose write was refused) and the result is the one an undisturbed run ends with. At most
+`BUSY_RESTARTS` such restarts per job (counted in its `JobContext`, across incarnations);
+the next `StoreBusy` fails the job with it (`store_busy`). Any other store failure
+(`StoreUnavailable`) fails the job at once, typed.
+
 A program spec is built with the app's `lm_for`, as the ModuleManager builds one.
 `job_supervisor_spec(context)` is the job's own subtree: a supervisor restarting the
 worker after a crash, at most 3 times a minute.
@@ -20,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, final
 
 from lmvisor.config.schema import OptimizationConfig
@@ -46,11 +55,17 @@ from lmvisor.runtime.observe.names import (
     OPTIMIZATION_STARTED,
 )
 from lmvisor.runtime.supervisor import Supervisor
-from lmvisor.services.errors import CorruptRecord, OptimizationSpecError, StoreUnavailable
+from lmvisor.services.errors import (
+    CorruptRecord,
+    OptimizationSpecError,
+    StoreBusy,
+    StoreUnavailable,
+)
 from lmvisor.services.optimization_job import JobSpec, build_optimizer, load_examples
 from lmvisor.services.optimization_store import JobRecord, OptimizationStore
 
 __all__ = [
+    "BUSY_RESTARTS",
     "WORKER_NAME",
     "JobContext",
     "JobFinished",
@@ -63,6 +78,9 @@ __all__ = [
 
 WORKER_NAME: Final = "optimization_worker"
 """A job's worker is registered as `(WORKER_NAME, job_id)`."""
+BUSY_RESTARTS: Final = 2
+"""Restarts one job's worker takes for `StoreBusy` before failing the job with it (below
+the job supervisor's 3 restarts a minute, so the job fails typed, not as `crashed`)."""
 
 ResolveProgram = Callable[[str], Awaitable[Module]]
 DeployProgram = Callable[[str, Module], Awaitable[int]]
@@ -70,6 +88,16 @@ LMFor = Callable[[str], LM]
 """A model name ("vendor/model") -> the LM to call it through (in the app: `App.lm`)."""
 
 _log = get_logger(__name__)
+
+
+@final
+class _BusyRestarts:
+    """How many times the job's worker crashed to retry a `StoreBusy` (see the docstring)."""
+
+    __slots__ = ("used",)
+
+    def __init__(self) -> None:
+        self.used = 0
 
 
 @final
@@ -87,6 +115,8 @@ class JobContext:
     deploy: DeployProgram | None
     coordinator: Hashable
     lm_for: LMFor | None = None
+    busy: _BusyRestarts = field(default_factory=_BusyRestarts)
+    """The job's `StoreBusy` restarts so far (kept across its worker's incarnations)."""
 
 
 @final
@@ -156,20 +186,37 @@ class OptimizationWorker(Actor):
         self.spawn_task(self._work())
 
     async def _work(self) -> None:
+        started = time.monotonic()
+        try:
+            await self._announce()
+            module, version = await self._compile()
+        except StoreBusy as exc:
+            if self._retry(exc):
+                raise  # a crash: the restart resumes from the journal
+            await self._finish(None, None, error_data(exc), time.monotonic() - started)
+        except Exception as exc:
+            await self._finish(None, None, error_data(exc), time.monotonic() - started)
+        else:
+            await self._finish(module, version, None, time.monotonic() - started)
+        self.stop("normal")
+
+    async def _announce(self) -> None:
         job = self._job
         resumed = await job.store.count_steps(job.job_id) > 0
         self._emit(OPTIMIZATION_STARTED, {
             "program": job.spec.program_id or "<spec>", "trainset": _size(job.spec.trainset),
             "valset": _size(job.spec.valset), "resumed": resumed,
         })  # fmt: skip
-        started = time.monotonic()
-        try:
-            module, version = await self._compile()
-        except Exception as exc:
-            await self._finish(None, None, error_data(exc), time.monotonic() - started)
-        else:
-            await self._finish(module, version, None, time.monotonic() - started)
-        self.stop("normal")
+
+    def _retry(self, exc: StoreBusy) -> bool:
+        """Whether the job's busy restarts allow one more (counted), with a warning."""
+        busy = self._job.busy
+        if busy.used >= BUSY_RESTARTS:
+            return False
+        busy.used += 1
+        _log.warning("optimization.store_busy_restart", optimization_id=self._job.job_id,
+                     restart=busy.used, error=str(exc))  # fmt: skip
+        return True
 
     async def _compile(self) -> tuple[Module, int | None]:
         job = self._job

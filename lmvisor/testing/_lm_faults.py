@@ -15,13 +15,20 @@ from typing import Any, Literal, final, get_args
 __all__ = ["FaultBook", "FaultKind", "FaultRule", "fault_rule_from_dict"]
 
 FaultKind = Literal[
-    "status", "drop", "disconnect_mid_stream", "error_event", "slow_first_byte", "malformed_json"
+    "status",
+    "drop",
+    "disconnect_mid_stream",
+    "error_event",
+    "endless_line",
+    "keepalive_stall",
+    "slow_first_byte",
+    "malformed_json",
 ]
 FaultApi = Literal["openai", "anthropic", "any"]
 
 _KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 _APIS: frozenset[str] = frozenset(get_args(FaultApi))
-_STREAM_ONLY: frozenset[str] = frozenset({"error_event"})
+_STREAM_ONLY: frozenset[str] = frozenset({"error_event", "endless_line", "keepalive_stall"})
 _MAX_SECONDS = 3600.0
 """The longest delay or Retry-After a rule may ask for: a test never waits an hour."""
 
@@ -39,6 +46,11 @@ class FaultRule:
             (a stream: the first events; a plain body: half of it).
         error_event: streams only: send the first events, then an error event
             (OpenAI: `data: {"error": ...}`; Anthropic: `event: error`, overloaded_error).
+        endless_line: streams only: send the first events, then a `data:` line that never
+            ends (written until the client hangs up, 256 MiB at most).
+        keepalive_stall: streams only: send the first events, then only `: keep-alive`
+            comments, one every `delay` seconds (0.05 when 0), until the client hangs up
+            (an hour at most): the connection stays busy, the answer never comes.
         slow_first_byte: wait `delay` more seconds before the first byte, then answer.
         malformed_json: status 200 with a truncated JSON body (or SSE data line).
 

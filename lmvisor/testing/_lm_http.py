@@ -1,7 +1,8 @@
 """HTTP side of the loopback LM: aiohttp responses for answers and errors, and broken ones.
 
 `send_answer` writes an answer as a JSON body or an SSE stream, applying the fault the
-request drew (cut the body, cut the stream, an error event, malformed JSON);
+request drew (cut the body, cut the stream, an error event, malformed JSON, a line
+that never ends, keep-alives and no answer);
 `error_response` is a vendor error with its request id and retry headers.
 """
 
@@ -32,6 +33,12 @@ __all__ = ["abort", "error_response", "rejected_response", "send_answer"]
 
 _JSON = "application/json"
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+_ENDLESS_PIECE = 64 * 1024
+# An `endless_line` stops here if the client never hangs up: a test never fills the disk.
+_ENDLESS_LINE_BYTES = 256 * 1024 * 1024
+_KEEPALIVE_EVERY = 0.05
+_KEEPALIVE_FOR = 3600.0  # a `keepalive_stall` whose client never leaves ends after an hour
+_CUT_OFF = frozenset({"disconnect_mid_stream", "endless_line", "keepalive_stall"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +140,10 @@ class _Events:
             return [*half, self.error_event(fault)]
         if kind == "malformed_json":
             return [*half, self.malformed_event()]
+        if kind == "endless_line":
+            return [*half, b"data: "]
+        if kind == "keepalive_stall":
+            return half
         return self.items
 
 
@@ -189,13 +200,31 @@ async def _send_stream(
     try:
         await response.prepare(request)
         await _write_events(response, events.broken_by(fault), pacing)
-        if fault is not None and fault.kind == "disconnect_mid_stream":
+        if fault is not None and fault.kind == "endless_line":
+            await _write_endless_line(response)
+        if fault is not None and fault.kind == "keepalive_stall":
+            await _write_keepalives(response, fault.delay or _KEEPALIVE_EVERY, pacing.clock)
+        if fault is not None and fault.kind in _CUT_OFF:
             abort(request)
             return response
         await response.write_eof()
     except ConnectionError:
         abort(request)
     return response
+
+
+async def _write_endless_line(response: web.StreamResponse) -> None:
+    """Write one line's bytes, never its end, until the client leaves (or the bound)."""
+    piece = b"x" * _ENDLESS_PIECE
+    for _ in range(_ENDLESS_LINE_BYTES // _ENDLESS_PIECE):
+        await response.write(piece)
+
+
+async def _write_keepalives(response: web.StreamResponse, every: float, clock: Clock) -> None:
+    """Write a comment every `every` seconds, and nothing else, until the client leaves."""
+    for _ in range(int(_KEEPALIVE_FOR / every)):
+        await response.write(b": keep-alive\n\n")
+        await clock.sleep(every)
 
 
 async def _write_events(response: web.StreamResponse, items: list[bytes], pacing: _Pacing) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,7 @@ class TestErrors:
         [
             (b"a = '\xe9'\n", "cannot read: UnicodeDecodeError"),
             (bytes(range(256)) * 16, "cannot read: UnicodeDecodeError"),
-            (b"#" * (1024 * 1024) + b"\n", "larger than 1048576 bytes"),
+            (b"#" * (1024 * 1024) + b"\n", "larger than 1,048,576 bytes"),
             (("[" + ".".join(["a"] * 5_000) + "]\n").encode(), "nested deeper than 32 levels"),
             (("a." * 40 + "b = 1\n").encode(), "nested deeper than 32 levels"),
         ],
@@ -183,13 +184,20 @@ class TestErrors:
 
     def test_directory_as_file(self, tmp_path: Path) -> None:
         """A directory named as the file is a problem naming it, not an IsADirectoryError."""
-        with pytest.raises(ConfigError, match=r"<file>: cannot read: IsADirectoryError \(from"):
+        with pytest.raises(ConfigError, match=r"<file>: not a regular file \(from file"):
             load_config(tmp_path, env={})
 
-    def test_endless_file_read_bounded(self) -> None:
-        """A file that never ends (/dev/zero) is refused after the size limit, not read whole."""
-        with pytest.raises(ConfigError, match=r"<file>: larger than 1048576 bytes \(from file"):
+    def test_endless_file_refused_unread(self) -> None:
+        """A device that never ends (/dev/zero) is refused before it is read."""
+        with pytest.raises(ConfigError, match=r"<file>: not a regular file \(from file"):
             load_config("/dev/zero", env={})
+
+    def test_fifo_refused_without_waiting(self, tmp_path: Path) -> None:
+        """A FIFO named as the file is refused at once: a plain open waited for a writer."""
+        path = tmp_path / "lmvisor.toml"
+        os.mkfifo(path)
+        with pytest.raises(ConfigError, match=r"<file>: not a regular file \(from file"):
+            load_config(path, env={})
 
     def test_missing_explicit_file(self, tmp_path: Path) -> None:
         """An explicitly named file must exist."""

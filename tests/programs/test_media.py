@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,15 @@ class TestImage:
         path = tmp_path / "dot.png"
         path.write_bytes(PNG_BYTES)
         assert Image.from_path(path) == Image(PNG_BYTES)
+
+    def test_a_path_that_is_no_regular_file(self, tmp_path: Path) -> None:
+        """A FIFO (a plain read waited for a writer) or /dev/zero (its size reads 0, then
+        it never ends) is a MediaError, not a hang."""
+        fifo = tmp_path / "picture.png"
+        os.mkfifo(fifo)
+        for path in (fifo, Path("/dev/zero")):
+            with pytest.raises(MediaError, match=r"cannot read '.*': not a regular file$"):
+                Image.from_path(path)
 
     def test_local_path_string_refused(self) -> None:
         """A plain string that is not a URL is refused, pointing at from_path."""

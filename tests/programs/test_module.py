@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,15 @@ class TestState:
         """A missing file is a StateError."""
         with pytest.raises(StateError, match=r"cannot read file"):
             Predict("q -> a").load(tmp_path / "nope.json")
+
+    def test_a_path_that_is_no_regular_file(self, tmp_path: Path) -> None:
+        """A FIFO (a plain read waited for a writer), /dev/zero (read forever) or a
+        directory is a StateError at once."""
+        fifo = tmp_path / "program.json"
+        os.mkfifo(fifo)
+        for path in (fifo, Path("/dev/zero"), tmp_path):
+            with pytest.raises(StateError, match=r"cannot read file: not a regular file$"):
+                Predict("q -> a").load(path)
 
 
 class TestBatch:

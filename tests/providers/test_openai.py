@@ -254,6 +254,38 @@ class TestErrors:
             await collect_stream(oai.stream(_request()))
         assert info.value.status is None and info.value.retryable is True
 
+    async def test_a_line_that_never_ends_is_refused(
+        self, oai: OpenAIClient, server: LMServer
+    ) -> None:
+        """A `data:` line that never ends is a ResponseFormatError once it passes the
+        event bound, not a buffer that grows until the process runs out of memory."""
+        server.add_fault(FaultRule(kind="endless_line", times=1))
+        with pytest.raises(
+            ResponseFormatError,
+            match=r"^openai: malformed response for model 'gpt-4o-mini': stream: a server-sent "
+            r"event is larger than 16777216 bytes$",
+        ):
+            await collect_stream(oai.stream(_request()))
+        assert server.stats().faults_by_kind == {"endless_line": 1}
+        _, answer = await collect_stream(oai.stream(_request()))  # the client is still sound
+        assert answer.outputs[0].startswith("answer ")
+
+    async def test_a_stream_past_max_stream_bytes_is_refused(self, server: LMServer) -> None:
+        """A stream whose events carry more data than `max_stream_bytes` ends with a
+        ResponseFormatError, however small each event: memory stays bounded."""
+        small = OpenAIClient(
+            ClientOptions(api_key=KEY, base_url=server.url + "/v1", max_stream_bytes=200)
+        )
+        try:
+            with pytest.raises(
+                ResponseFormatError,
+                match=r"^openai: malformed response for model 'gpt-4o-mini': stream: the answer "
+                r"carries more than 200 bytes \(max_stream_bytes\)$",
+            ):
+                await collect_stream(small.stream(_request()))
+        finally:
+            await small.aclose()
+
     async def test_timeout(self, server: LMServer) -> None:
         """No answer within the provider's timeout is a ProviderTimeout."""
         provider = OpenAIClient(
@@ -348,6 +380,10 @@ class TestTransports:
             ({"name": ""}, r"^ClientOptions\.name must be a non-empty string or None$"),
             ({"max_connections": -1}, r"^ClientOptions\.max_connections must be >= 0, got -1$"),
             ({"transport": "curl"}, r"^ClientOptions\.transport must be 'auto', 'aiohttp'"),
+            (
+                {"max_stream_bytes": 0},
+                r"^ClientOptions\.max_stream_bytes must be an int >= 1, got 0$",
+            ),
         ],
     )
     def test_option_validation(self, kwargs: dict[str, Any], message: str) -> None:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from lmvisor.providers.sse import SSEDecoder, SSEEvent, iter_sse
+from lmvisor.providers.sse import SSEDecoder, SSEEvent, SSEEventTooLarge, iter_sse
 
 STREAM = (
     b": keep-alive comment\n"
@@ -114,6 +114,44 @@ class TestSSEDecoder:
 
         reference = min(collecting() for _ in range(5))
         assert min(decoding() for _ in range(3)) < 600 * max(reference, 1e-5)
+
+
+class TestEventBound:
+    def test_a_line_that_never_ends_is_refused_at_the_bound(self) -> None:
+        """Chunks of one unended line raise once they hold more than the bound."""
+        decoder = SSEDecoder(max_event_bytes=100)
+        decoder.feed(b"data: " + b"x" * 90)
+        with pytest.raises(
+            SSEEventTooLarge, match=r"^a server-sent event is larger than 100 bytes$"
+        ):
+            decoder.feed(b"x" * 10)
+
+    def test_an_unended_tail_after_a_line_break_counts_too(self) -> None:
+        """A long tail held after complete lines is bounded like one held chunk by chunk."""
+        decoder = SSEDecoder(max_event_bytes=100)
+        with pytest.raises(SSEEventTooLarge):
+            decoder.feed(b"data: a\n\ndata: " + b"y" * 200)
+
+    def test_many_data_lines_without_a_blank_one_are_refused(self) -> None:
+        """Data lines that never dispatch an event cannot pile up past the bound."""
+        decoder = SSEDecoder(max_event_bytes=100)
+        decoder.feed(b"data: " + b"z" * 60 + b"\n")
+        with pytest.raises(SSEEventTooLarge) as info:
+            decoder.feed(b"data: " + b"z" * 60 + b"\n")
+        assert info.value.limit == 100
+
+    def test_events_up_to_the_bound_pass_and_the_count_starts_over(self) -> None:
+        """Each dispatched event frees its share: many events just under the bound decode."""
+        decoder = SSEDecoder(max_event_bytes=100)
+        event = b"data: " + b"w" * 90 + b"\n\n"
+        events = [e for _ in range(50) for e in decoder.feed(event[:40]) + decoder.feed(event[40:])]
+        assert len(events) == 50 and all(e.data == "w" * 90 for e in events)
+
+    @pytest.mark.parametrize("bound", [0, -1, 1.5, True])
+    def test_the_bound_must_be_a_positive_int(self, bound: object) -> None:
+        """A bound that is not a positive int is refused when the decoder is made."""
+        with pytest.raises(ValueError, match=r"^max_event_bytes must be an int >= 1, got "):
+            SSEDecoder(max_event_bytes=bound)  # type: ignore[arg-type]
 
 
 class TestIterSSE:

@@ -7,6 +7,7 @@ Used in-process (`register(context)`) and by daemon subprocesses
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -114,3 +115,9 @@ async def register(context: ServerContext) -> None:
 async def register_qa(context: ServerContext) -> None:
     """Register the program `qa` (a Predict of `question -> answer`) and nothing else."""
     await context.app.register("qa", Predict("question -> answer"))
+
+
+async def register_stalled(context: ServerContext) -> None:
+    """Say so on stderr, then never return: a start-up for a test to interrupt with Ctrl-C."""
+    print("hook started", file=sys.stderr, flush=True)
+    await asyncio.Event().wait()

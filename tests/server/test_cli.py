@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -16,7 +18,8 @@ from typer.testing import CliRunner
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.errors import EventsFileUnavailable, StartError
 from lmvisor.runtime.runtime import Runtime
-from lmvisor.server.cli import app, exit_code_for, one_line
+from lmvisor.server.cli import app, exit_code_for, main, one_line
+from lmvisor.server.client import DaemonClient
 from lmvisor.server.errors import DaemonRefused
 from lmvisor.server.host import DAEMON_NAMESPACE
 from tests.server.conftest import APP_TREE, ROOT, DaemonProcess, daemon_env
@@ -154,6 +157,10 @@ class TestTree:
             (["--url", "ftp://me:hunter2@127.0.0.1"], "Invalid value for --url: must be an"),
             (["--url", "http://127.0.0.1:9", "--token", "t\u00f6ken-hunter2"], "--token: must be"),
             (["--url", "http://127.0.0.1:9", "--token", "a\nhunter2"], "--token: must be"),
+            (
+                ["--url", "http://me:hunter2@127.0.0.1:9", "--token", "t-hunter2"],
+                "--url: holds a user and password and --token",
+            ),
         ],
     )
     def test_bad_url_or_token_is_a_usage_error(
@@ -203,12 +210,30 @@ class TestEvents:
 
     def test_refused_request_exits_2(self, runner: CliRunner, shared_daemon: DaemonProcess) -> None:
         """A 4xx from the daemon is a usage error: its code and field on one line, exit 2."""
-        result = runner.invoke(
-            app, ["events", "--url", shared_daemon.url, "--correlation-id", "bad id"]
-        )
+        args = ["run", "anything", "--timeout", "5000", "--url", shared_daemon.url]
+        result = runner.invoke(app, args)
         assert result.exit_code == 2
-        assert result.stderr.startswith("error: daemon answered 422 validation_error: ")
-        assert result.stderr.rstrip().endswith("(field query.correlation_id)")
+        assert result.stderr.startswith("error: daemon answered 422 invalid_input: timeout: ")
+        assert result.stderr.rstrip().endswith("(field timeout)")
+
+    def test_follow_a_host_that_never_answers_gives_up(
+        self, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """`events --follow --url` at a port that accepts and never answers ends with
+        exit 1 after the client's timeout, not a wait without end."""
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+
+        def quick(url: str, token: str | None) -> DaemonClient:
+            return DaemonClient(url, token=token, timeout=0.2)
+
+        monkeypatch.setattr("lmvisor.server.cli.client", quick)
+        with silent:
+            result = runner.invoke(app, ["events", "--follow", "--url", url])
+        assert result.exit_code == 1
+        assert result.stderr.startswith(f"error: no daemon answered at {url}: ")
 
     def test_follow_a_daemon_until_it_drains(
         self, spawn_daemon: Callable[..., DaemonProcess]
@@ -263,10 +288,113 @@ class TestProcess:
         for command in ("serve", "tree", "events", "config", "version"):
             assert command in done.stdout
 
+    def test_ctrl_c_during_an_embedded_start_is_130(self, tmp_path: Path) -> None:
+        """Ctrl-C while an embedded `run` starts (its `--app` hook still running) exits 130
+        with one line and no traceback."""
+        hook = "tests.server._daemon_app:register_stalled"
+        running = subprocess.Popen(
+            [sys.executable, "-c", WITH_CTRL_C, LMVISOR, "run", "qa", "--app", hook],
+            cwd=tmp_path,
+            env=daemon_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert running.stderr is not None
+            assert running.stderr.readline() == "hook started\n"
+            running.send_signal(signal.SIGINT)
+            out, err = running.communicate(timeout=30)
+        finally:
+            running.kill()
+        assert (running.returncode, out, err) == (130, "", "interrupted\n")
+
+    def test_python_m_lmvisor_into_a_closed_pipe_is_quiet(self) -> None:
+        """`python -m lmvisor` runs the command; writing into a pipe nobody reads (`| head`)
+        ends it with exit 1 and nothing on stderr."""
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "lmvisor", "version", "--json"],
+                stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, env=daemon_env(),
+            )  # fmt: skip
+        finally:
+            os.close(write)
+        assert (done.returncode, done.stderr) == (1, "")
+
     def test_unknown_command_is_usage_error(self) -> None:
         """An unknown command exits 2."""
         done = subprocess.run([LMVISOR, "frobnicate"], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2
+
+
+class TestUsageErrors:
+    @pytest.mark.parametrize(
+        ("args", "line"),
+        [
+            (
+                ["run", "qa", "--timeout", "abc"],
+                "error: Invalid value for '--timeout': Input should be a valid number, unable to"
+                " parse string as a number (see 'lmvisor run --help')",
+            ),
+            (["run"], "error: Missing argument 'program'. (see 'lmvisor run --help')"),
+            (["frobnicate"], "error: No such command 'frobnicate'. (see 'lmvisor --help')"),
+            (["tree", "--bogus"], "error: No such option: --bogus (see 'lmvisor tree --help')"),
+        ],
+    )
+    def test_a_usage_error_is_one_line_and_exit_2(
+        self, args: list[str], line: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """typer's own usage errors read like every other error: one line on stderr, exit 2."""
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+        assert exited.value.code == 2
+        assert capsys.readouterr().err == line + "\n"
+
+    def test_no_arguments_shows_the_help(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """`lmvisor` alone prints the help and exits 2, as before."""
+        with pytest.raises(SystemExit) as exited:
+            main([])
+        assert exited.value.code == 2
+        assert "Usage: lmvisor [OPTIONS] COMMAND" in capsys.readouterr().out
+
+    @pytest.mark.parametrize("since", ["nan", "inf", "-inf", "1e309"])
+    def test_events_since_must_be_finite(self, runner: CliRunner, since: str) -> None:
+        """`--since nan` (or an infinity) is a usage error, not an empty answer."""
+        result = runner.invoke(app, ["events", "--since", since])
+        assert result.exit_code == 2
+        assert result.stderr.startswith("error: Invalid value for --since: must be a finite epoch")
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["--correlation-id", "x" * 129], "--correlation-id: must be 1 to 128 of"),
+            (["--correlation-id", "a b"], "--correlation-id: must be 1 to 128 of"),
+            (["--type", "../x"], "--type: at most 32, each 1 to 200 of"),
+            (["--type", ""], "--type: at most 32, each 1 to 200 of"),
+            ([arg for _ in range(33) for arg in ("-t", "a")], "--type: at most 32, each"),
+        ],
+    )
+    def test_embedded_events_refuse_what_a_daemon_refuses(
+        self, runner: CliRunner, args: list[str], message: str
+    ) -> None:
+        """Embedded, a filter a daemon answers 422 for is a usage error too, not "no events"."""
+        result = runner.invoke(app, ["events", *args])
+        assert result.exit_code == 2
+        assert result.stderr.startswith(f"error: Invalid value for {message}")
+
+    def test_ctrl_c_in_a_command_is_130_and_one_line(
+        self, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A KeyboardInterrupt inside a command exits 130 with `interrupted`, no traceback."""
+
+        def interrupted(path: object) -> object:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr("lmvisor.server.embedded.embedded_tree", interrupted)
+        result = runner.invoke(app, ["tree"])
+        assert (result.exit_code, result.stderr) == (130, "interrupted\n")
 
 
 class TestHelpers:
@@ -275,6 +403,14 @@ class TestHelpers:
         assert exit_code_for(DaemonRefused(status=401, error_code="u", message="m")) == 2
         assert exit_code_for(DaemonRefused(status=503, error_code="u", message="m")) == 1
         assert exit_code_for(RuntimeError("x")) == 1
+
+    def test_a_401_says_how_to_give_the_token(self) -> None:
+        """A daemon's 401 names the flag and the variable that carry the token."""
+        refused = DaemonRefused(status=401, error_code="unauthorized", message="unknown token")
+        assert one_line(refused) == (
+            "daemon answered 401 unauthorized: unknown token: give the daemon's token with"
+            " --token or LMVISOR_TOKEN"
+        )
 
     def test_one_line_joins_lines(self) -> None:
         """A message with line breaks becomes one line."""

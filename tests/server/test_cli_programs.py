@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -17,6 +19,7 @@ from typer.testing import CliRunner
 from lmvisor.server.cli import app
 from lmvisor.server.cli_programs import load_job_spec, parse_inputs, program_ref
 from lmvisor.server.cli_support import exit_code_for
+from lmvisor.server.client import DaemonClient
 from lmvisor.services.errors import ServiceInputError, UnknownModule
 from tests.server.conftest import ROOT, DaemonProcess, LMProcess, daemon_env
 
@@ -75,6 +78,58 @@ class TestHelpers:
         with pytest.raises(typer.BadParameter, match=r"is not a JSON object$"):
             program_ref(str(_spec_file(tmp_path, [1, 2])))
 
+    @pytest.mark.parametrize("argument", ["a/b", "../x", "..", "a b", "Qa", "x" * 129])
+    def test_an_argument_neither_an_id_nor_a_file_is_a_usage_error(self, argument: str) -> None:
+        """PROGRAM that is no file and no id a daemon takes is refused before any request."""
+        with pytest.raises(
+            typer.BadParameter,
+            match=r"^'.*' is neither a JSON file nor a program id \(a-z, 0-9, `_-\.`, at most 128"
+            r" characters\)$",
+        ):
+            program_ref(argument)
+
+    def test_a_10_kb_argument_is_cut_short_in_the_message(self) -> None:
+        """A 10 kB PROGRAM (too long to be a path) is named by its start and its length."""
+        with pytest.raises(typer.BadParameter) as caught:
+            program_ref("x" * 10_000)
+        message = str(caught.value)
+        assert message.startswith(f"'{'x' * 200}'... (10000 characters) is neither")
+        assert len(message) < 400
+
+    def test_a_bad_jsonl_row_is_named_by_its_line_in_the_file(self, tmp_path: Path) -> None:
+        """A dataset with one bad row in the middle names that row's line (blank lines count)."""
+        spec = _job_files(tmp_path)
+        (tmp_path / "data" / "train.jsonl").write_text('{"a": 1}\n\n{"a": oops}\n{"a": 2}\n')
+        with pytest.raises(
+            typer.BadParameter, match=r"^trainset '.*train\.jsonl' line 3: not JSON \(Expecting"
+        ):
+            load_job_spec(spec, inline=True)
+
+    def test_only_regular_files_of_bounded_size_are_read(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A FIFO, a device, a directory or a file over the limit is refused before it is
+        read (`/dev/zero` named as a spec used to be read until memory ran out)."""
+        fifo = tmp_path / "fifo.json"
+        os.mkfifo(fifo)
+        (tmp_path / "dir.json").mkdir()
+        (tmp_path / "zero.json").symlink_to("/dev/zero")
+        for name in (str(fifo), str(tmp_path / "zero.json"), str(tmp_path / "dir.json")):
+            with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': not a regular file$"):
+                program_ref(name)
+            with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': not a regular file$"):
+                load_job_spec(Path(name), inline=False)
+        job = _job_files(tmp_path)
+        for dataset in ("/dev/zero", str(fifo), str(tmp_path), str(tmp_path / "nope.jsonl")):
+            job.write_text(job.read_text().replace("data/train.jsonl", dataset))
+            for inline in (False, True):
+                with pytest.raises(typer.BadParameter, match=r"^trainset '.*': (not a re|No such)"):
+                    load_job_spec(job, inline=inline)
+            job.write_text(job.read_text().replace(dataset, "data/train.jsonl"))
+        monkeypatch.setattr("lmvisor.server.cli_programs.MAX_PROGRAM_BYTES", 10)
+        with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': larger than 10 bytes$"):
+            program_ref(str(_spec_file(tmp_path)))
+
     def test_inputs_as_text_or_json(self) -> None:
         """`k=v` is text, `k:=JSON` a JSON value; anything else is a usage error."""
         assert parse_inputs(["q=a=b", "n:=3", 'ctx:=["x"]']) == {"q": "a=b", "n": 3, "ctx": ["x"]}
@@ -82,6 +137,12 @@ class TestHelpers:
             parse_inputs(["q"])
         with pytest.raises(typer.BadParameter, match=r"^'n:=\{': the value is not JSON \("):
             parse_inputs(["n:={"])
+        for value, problem in [("NaN", "NaN is not"), ("-Infinity", "-Infinity is not"),
+                               ("[1e309]", "1e309 is out of")]:  # fmt: skip
+            with pytest.raises(
+                typer.BadParameter, match=rf"^'n:=.*': the value is not JSON \({problem}"
+            ):
+                parse_inputs([f"n:={value}"])
 
     def test_job_datasets_resolve_against_the_spec(self, tmp_path: Path) -> None:
         """Dataset paths are read relative to the spec: absolute, or inline for a daemon."""
@@ -110,7 +171,9 @@ class TestHelpers:
         (tmp_path / "rows.jsonl").write_text(deep + "\n")
         job = tmp_path / "job.json"
         job.write_text(json.dumps({"trainset": "rows.jsonl"}))
-        with pytest.raises(typer.BadParameter, match=r"^trainset '.*': JSON nested too deeply$"):
+        with pytest.raises(
+            typer.BadParameter, match=r"^trainset '.*' line 1: not JSON \(JSON nested too deeply\)$"
+        ):
             load_job_spec(job, inline=True)
         job.write_text(deep)
         with pytest.raises(typer.BadParameter, match=r"^cannot read '.*': JSON nested too deeply$"):
@@ -208,6 +271,27 @@ class TestRunAgainstADaemon:
         assert result.stderr.startswith("error: daemon answered 404 unknown_module: ")
 
 
+class TestRunAgainstSilence:
+    def test_a_host_that_never_answers_gives_up(
+        self, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """`run --url` (no --timeout) at a port that accepts and never answers ends with
+        exit 1 after the client's timeout, not a wait without end."""
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+
+        def quick(url: str, token: str | None) -> DaemonClient:
+            return DaemonClient(url, token=token, timeout=0.2)
+
+        monkeypatch.setattr("lmvisor.server.cli_programs.client", quick)
+        with silent:
+            result = runner.invoke(app, ["run", "qa", "--url", url])
+        assert result.exit_code == 1
+        assert result.stderr.startswith(f"error: no daemon answered at {url}: ")
+
+
 class TestOptimize:
     def test_embedded_job_with_progress_and_table(self, runner: CliRunner, tmp_path: Path) -> None:
         """An embedded job runs to its end; the result table says completed; exit 0."""
@@ -217,6 +301,39 @@ class TestOptimize:
         assert result.exit_code == 0, result.output
         assert "completed" in result.stdout and "LabeledFewShot" in result.stdout
         assert "deployed as version" in result.stdout
+
+    def test_a_job_refused_at_once_is_one_line(self, runner: CliRunner, tmp_path: Path) -> None:
+        """A job refused before any progress prints its error alone (no progress bar's blank
+        line above it)."""
+        spec = _job_files(tmp_path)
+        spec.write_text(spec.read_text().replace(METRIC, "nope.nowhere:metric"))
+        result = runner.invoke(app, ["optimize", str(spec), *LOOPBACK])
+        assert result.exit_code == 2
+        assert result.stderr.startswith("error: metric 'nope.nowhere:metric': cannot import")
+        assert result.stderr.count("\n") == 1
+
+    def test_ctrl_c_while_following_a_daemons_job_is_one_line(
+        self, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Ctrl-C while following a daemon's job exits 130 with one line saying the job runs
+        on and how to cancel it."""
+
+        def daemon(request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/events"):
+                raise KeyboardInterrupt
+            return httpx.Response(202, json={"id": "j1"}, headers={"x-correlation-id": "c"})
+
+        def fake(url: str, token: str | None) -> DaemonClient:
+            return DaemonClient(url, transport=httpx.MockTransport(daemon))
+
+        monkeypatch.setattr("lmvisor.server.cli_programs.client", fake)
+        url = "http://me:pw@127.0.0.1:9"
+        result = runner.invoke(app, ["optimize", str(_job_files(tmp_path)), "--url", url])
+        assert (result.exit_code, result.stderr) == (
+            130,
+            "interrupted: stopped following; job j1 runs on (cancel: POST"
+            " http://me:[REDACTED]@127.0.0.1:9/v1/optimizations/j1/cancel)\n",
+        )
 
     def test_json_and_failure_exit_1(self, runner: CliRunner, tmp_path: Path) -> None:
         """A job that fails prints its status (here as JSON) and exits 1."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 
 from lmvisor.programs.lm import LMCapabilities, LMDelta, LMRequest, LMResponse, LMStreamItem
@@ -51,3 +52,20 @@ class EmptyStream(EndlessStream):
     ) -> AsyncGenerator[LMStreamItem, None]:
         return
         yield  # pragma: no cover - makes this an async generator
+
+
+class SilentStream(EndlessStream):
+    """A vendor client whose stream opens and then sends nothing, ever (a vendor busy
+    with keep-alive comments looks the same from above the transport)."""
+
+    async def stream(
+        self,
+        request: LMRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the protocol
+    ) -> AsyncGenerator[LMStreamItem, None]:
+        try:
+            await asyncio.get_running_loop().create_future()
+            yield LMDelta(text="never")  # pragma: no cover - the wait above never ends
+        finally:
+            self.closed += 1

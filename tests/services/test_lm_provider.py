@@ -41,7 +41,7 @@ from lmvisor.services.lm_provider import (
 )
 from lmvisor.services.lm_services import LMServices, build_client, start_lm_providers
 from lmvisor.testing.lm_server import FaultRule, LMServer
-from tests.services._fakes import EndlessStream
+from tests.services._fakes import EndlessStream, SilentStream
 
 SECRET = "sk-test-Zq9SecretValue0123456789"
 
@@ -256,6 +256,47 @@ class TestStream:
             async for _ in items:
                 pass
         assert server.stats().requests == 1
+
+    async def test_keepalives_do_not_hold_a_stream_past_its_deadline(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """A vendor that sends a few deltas, then only keep-alive comments, cannot hold the
+        stream past the call's deadline: it ends with DeadlineExceeded, the vendor's
+        connection and the provider's in-flight count given back."""
+        server.add_fault(FaultRule(kind="keepalive_stall", times=1))
+        await start_lm_providers(runtime, _config(server, timeout=60.0))
+        target = runtime.via(provider_name("local"))
+        deadline = runtime.clock.monotonic() + 0.5
+        items = await target.call(OpenStream(request=_request(), deadline=deadline))
+        received = []
+        with pytest.raises(
+            DeadlineExceeded, match=r"^deadline exceeded during streaming from local$"
+        ):
+            async with asyncio.timeout(20):  # the stall lasts an hour: fail, do not hang
+                async for item in items:
+                    received.append(item)
+        assert received and all(isinstance(item, LMDelta) for item in received)
+        await _until(lambda: server.stats().in_flight == 0)
+        stats = await target.call(GetStatistics())
+        assert (stats.in_flight, stats.failures) == (0, 1)
+
+    async def test_a_stream_that_never_starts_is_one_timed_out_attempt(
+        self, runtime: Runtime, server: LMServer
+    ) -> None:
+        """An attempt waits for the stream's first item `timeout` seconds at most, however
+        busy the connection is kept; the vendor stream is closed."""
+        client = SilentStream()
+        await start_lm_providers(
+            runtime, _config(server, timeout=0.2), make_client=lambda *_: client
+        )
+        items = await runtime.via(provider_name("local")).call(OpenStream(request=_request()))
+        with pytest.raises(
+            ProviderTimeout,
+            match=r"^local: timed out for model 'local/llama3': no streamed item within 0\.2s$",
+        ):
+            async with asyncio.timeout(20):
+                await anext(items)
+        assert client.closed == 1
 
     async def test_early_close_closes_vendor_stream_at_once(
         self, runtime: Runtime, server: LMServer

@@ -34,7 +34,9 @@ from lmvisor.services.errors import (
     ServiceInputError,
     UnknownModule,
     UnknownProvider,
+    VersionMoved,
 )
+from lmvisor.services.module_manager import Swap
 from lmvisor.testing.lm_server import LMServer
 
 QA = {"module": "Predict", "signature": "question -> answer"}
@@ -193,6 +195,8 @@ class TestRegistry:
             await app.register("qa", QA)
         with pytest.raises(ServiceInputError, match=r"^invalid module_id: must be 1-128"):
             await app.register("Bad Id", QA)
+        with pytest.raises(ServiceInputError, match=r"^invalid module_id: must be 1-128"):
+            await app.register("qa2\n", QA)  # `$` alone would let a final newline through
         with pytest.raises(ProgramSpecError, match=r"^invalid program spec at module: must be"):
             await app.register("x", {"module": "Nope", "signature": "a -> b"})
         with pytest.raises(UnknownProvider, match=r"names provider 'nowhere'"):
@@ -224,6 +228,42 @@ class TestVersions:
         swapped = await app.events.query(type=[MODULE_SWAPPED, MODULE_ROLLED_BACK])
         assert [e.data["version"] for e in swapped] == [2, 3, 2, 4, 2, 1]
 
+    async def test_a_state_swap_never_undoes_a_swap_that_came_first(self, app: App) -> None:
+        """A state swap built on version 1 while a program swap installs version 2 is applied
+        again to version 2: it used to install version 1's program with the new demos,
+        silently undoing the program swap (its temperature)."""
+        await app.register("qa", QA)
+        state = (await app.get("qa")).dump_state()
+        state["demos"] = [{"question": "q", "answer": "a"}]
+        hotter = {**QA, "config": {"temperature": 0.3}}
+        # The program swap's message is queued first; the state swap copies version 1
+        # before the manager has installed version 2.
+        versions = await asyncio.gather(app.swap("qa", hotter), app.swap("qa", state=state))
+        assert versions == [2, 3]
+        current = await app.get("qa")
+        assert current.config == {"temperature": 0.3}  # type: ignore[attr-defined]
+        assert (await app.describe("qa")).demos == 1
+
+    async def test_state_swaps_give_up_typed_when_others_keep_coming_first(
+        self, app: App, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A state swap that finds a newer version every time it tries is VersionMoved
+        (retryable, 409 at the daemon), not a lost update."""
+        await app.register("qa", QA)
+        state = (await app.get("qa")).dump_state()
+        tries = 0
+
+        def stale(**fields: Any) -> Swap:  # as if another swap had always come first
+            nonlocal tries
+            tries += 1
+            return Swap(**{**fields, "base": 0})
+
+        monkeypatch.setattr("lmvisor.services.modules.Swap", stale)
+        with pytest.raises(VersionMoved, match=r"^program 'qa' moved from version 0 to 1 while"):
+            await app.swap("qa", state=state)
+        assert tries == 8 and VersionMoved.retryable
+        assert (await app.describe("qa")).versions == (1,)
+
     async def test_swap_parameters_only(self, app: App) -> None:
         """A state swap changes demos and instructions of a copy of the current version."""
         await app.register("qa", QA)
@@ -240,6 +280,45 @@ class TestVersions:
         with pytest.raises(ServiceInputError, match=r"^invalid program: give a program or a state"):
             await app.swap("qa")
         assert issubclass(StateError, ValueError)
+
+    async def test_a_state_with_a_part_the_program_lacks_is_refused(self, app: App) -> None:
+        """A state key that is no part of the program (a typo) is refused, naming it, rather
+        than ignored into a new version with the misnamed part reset; a saved file's
+        metadata is accepted."""
+        await app.register("qa", QA)
+        await app.swap("qa", state={"demos": [{"question": "q", "answer": "a"}]})
+        with pytest.raises(
+            ServiceInputError,
+            match=r"^invalid state\.demo: not a part of this program's state "
+            r"\(its parts: demos, lm, signature, traces, train\)$",
+        ):
+            await app.swap("qa", state={"demo": [{"question": "q2", "answer": "b"}]})
+        with pytest.raises(ServiceInputError, match=r"^invalid state\.x{64}\.\.\."):
+            await app.swap("qa", state={"x" * 10_000: 1})
+        info = await app.describe("qa")
+        assert (info.versions, info.demos) == ((1, 2), 1)
+        state = (await app.get("qa")).dump_state()
+        assert await app.swap("qa", state={**state, "metadata": {"format": "x"}}) == 3
+        await app.register("cot", {"module": "ChainOfThought", "signature": "question -> answer"})
+        with pytest.raises(
+            ServiceInputError, match=r"^invalid state\.demos: .*\(its parts: predict\)$"
+        ):
+            await app.swap("cot", state={"demos": []})
+
+    async def test_a_spec_naming_another_model_is_refused(self, app: App) -> None:
+        """A swapped-in spec whose `lm` is not the program's is refused, not run on the old
+        model with its own dropped; the program's own model (or none) is accepted."""
+        await app.register("qa", QA)
+        for lm in ("nope/typo", "anthropic/claude-3-5-haiku-latest"):
+            with pytest.raises(
+                ServiceInputError,
+                match=r"^invalid program\.lm: a swap keeps the program's model "
+                r"'openai/gpt-4o-mini'; unregister and register it again to change the model$",
+            ):
+                await app.swap("qa", {**QA, "lm": lm})
+        assert (await app.describe("qa")).versions == (1,)
+        assert await app.swap("qa", {**QA, "lm": "openai/gpt-4o-mini"}) == 2
+        assert await app.swap("qa", QA) == 3
 
     @pytest.mark.lmvisor_config(modules={"max_versions": 3})
     async def test_old_versions_are_forgotten(self, app: App) -> None:

@@ -132,13 +132,11 @@ class TestRestartKeepsPrograms:
             await app.register("qa", QA, options={"allow_stale": True})
             await app.register("cot", ChainOfThought("question -> answer"))
             assert await app.swap("qa", {**QA, "instructions": "v2"}) == 2
-            assert (
-                await app.swap("qa", state={"self": {"demos": [{"question": "q", "answer": "a"}]}})
-                == 3
-            )
+            assert await app.swap("qa", state={"demos": [{"question": "q", "answer": "a"}]}) == 3
             assert await app.rollback("qa") == 2
             before = {m.module_id: m.to_dict() for m in await app.list_modules()}
             states = {v: (await app.get("qa", version=v)).dump_state() for v in (1, 2, 3)}
+            assert [len(states[v]["demos"]) for v in (1, 2, 3)] == [0, 0, 1]
             answer = (await app.run("qa", {"question": "hello?"})).prediction.answer
         async with open_app(config, lm_server=lm_server) as again:
             after = {m.module_id: m.to_dict() for m in await again.list_modules()}

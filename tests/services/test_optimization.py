@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +159,23 @@ class TestSubmit:
             match=r"^invalid optimization job at trainset: '.*latin.jsonl' is not UTF-8 \(",
         ):
             await submit_optimization(coordinator, {**_copro(), "trainset": str(latin)})
+        assert await list_optimizations(coordinator) == []
+
+    async def test_a_dataset_path_that_is_no_regular_file(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A FIFO, a device or a directory as a dataset path is refused at submit without
+        reading it: a FIFO held the coordinator's loop for good, /dev/zero ran it out of
+        memory."""
+        coordinator = await _start(runtime, SlowLM())
+        fifo = tmp_path / "rows.jsonl"
+        os.mkfifo(fifo)
+        for path in (fifo, Path("/dev/zero"), tmp_path):
+            with pytest.raises(
+                OptimizationSpecError,
+                match=r"^invalid optimization job at trainset: '.*': not a regular file$",
+            ):
+                await submit_optimization(coordinator, {**_copro(), "trainset": str(path)})
         assert await list_optimizations(coordinator) == []
 
     async def test_a_spec_naming_models_needs_lm_for(self, runtime: Runtime) -> None:
@@ -598,11 +617,86 @@ class TestJobClaims:
         claims = JobClaims(tmp_path / "jobs.sqlite")
         for job_id in ("../../escape", "a\x00b", "x" * 100_000, "\udcff"):
             assert claims.claim(job_id)
-        claims.release_all()
         assert [p.name for p in tmp_path.iterdir()] == ["jobs.sqlite.claims"]
         assert len(list((tmp_path / "jobs.sqlite.claims").iterdir())) == 4
+        claims.release_all()
 
     def test_memory_store_claims_always_succeed(self) -> None:
         """Without a file there is no other holder: every claim succeeds."""
         one, two = JobClaims(None), JobClaims(None)
         assert one.claim("a") and two.claim("a")
+
+
+def _alternate(path: Path, turns: int) -> tuple[int, int]:
+    """Two holders on one jobs file, on two threads, claiming and releasing one job as fast
+    as they can until each has held it `turns` times (or a cap of tries): the fewer times
+    one held it, and how often both held it at once."""
+    holding, both, took = [0], [0], [0, 0]
+    lock = threading.Lock()
+
+    def run(me: int) -> None:
+        claims = JobClaims(path)
+        for _ in range(200 * turns):
+            if min(took) >= turns:
+                return
+            if not claims.claim("job"):
+                continue
+            with lock:
+                holding[0] += 1
+                both[0] += holding[0] > 1
+            took[me] += 1
+            time.sleep(0)  # let the other thread try while this one holds it
+            with lock:
+                holding[0] -= 1
+            claims.release("job")
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave the threads between open, lock and unlink
+    try:
+        threads = [threading.Thread(target=run, args=(me,)) for me in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    return min(took), both[0]
+
+
+class TestClaimFiles:
+    def test_a_released_claim_leaves_no_file(self, tmp_path: Path) -> None:
+        """The claims directory holds a file per job claimed now: 50 claimed and released
+        leave it empty, 3 still held leave 3."""
+        claims = JobClaims(tmp_path / "jobs.sqlite")
+        folder = tmp_path / "jobs.sqlite.claims"
+        for i in range(50):
+            assert claims.claim(f"job{i}")
+        assert len(list(folder.iterdir())) == 50
+        for i in range(47):
+            claims.release(f"job{i}")
+        assert len(list(folder.iterdir())) == 3
+        claims.release_all()
+        assert list(folder.iterdir()) == []
+
+    @pytest.mark.skipif(sys.platform == "win32", reason="claims are flock files")
+    def test_two_holders_alternating_never_both_hold_a_job(self, tmp_path: Path) -> None:
+        """Two holders claiming and releasing one job in a tight loop never hold it both at
+        once: one that locked a file the other had just unlinked sees it and tries again."""
+        took, both = _alternate(tmp_path / "jobs.sqlite", turns=300)
+        assert both == 0
+        assert took == 300  # each held it that often: the loops really alternated
+
+    async def test_settled_jobs_leave_no_claim_files(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """50 jobs run to their end leave no claim file; a job still running keeps its own."""
+        db = tmp_path / "optimization.sqlite"
+        coordinator = await _start(runtime, _GatedLM(), db)
+        held = await submit_optimization(coordinator, _copro())
+        spec = {**_copro(rows=2), "optimizer": "LabeledFewShot", "params": {"k": 1}}
+        ids = [await submit_optimization(coordinator, spec) for _ in range(50)]
+        for job_id in ids:
+            assert (await _wait(coordinator, job_id)).status == "completed"
+        assert len(list((tmp_path / "optimization.sqlite.claims").iterdir())) == 1
+        assert (await cancel_optimization(coordinator, held)).status == "cancelled"
+        assert list((tmp_path / "optimization.sqlite.claims").iterdir()) == []

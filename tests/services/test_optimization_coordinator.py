@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 
 from lmvisor.runtime import Runtime
-from lmvisor.runtime.observe.names import OPTIMIZATION_STARTED
+from lmvisor.runtime.observe.names import OPTIMIZATION_ITERATION, OPTIMIZATION_STARTED
 from lmvisor.services import (
+    BUSY_RESTARTS,
     COORDINATOR_NAME,
     JobRunsElsewhere,
+    OptimizationStatus,
     OptimizationStore,
+    StoreBusy,
     StoreUnavailable,
     cancel_optimization,
     list_optimizations,
@@ -22,6 +25,9 @@ from lmvisor.services import (
     submit_optimization,
     suspend_optimizations,
 )
+from lmvisor.services._job_claims import JobClaims
+from lmvisor.services.optimization_job import parse_job_spec
+from lmvisor.services.optimization_store import JobRecord
 from lmvisor.services.optimization_worker import WORKER_NAME
 from tests.services._optimization_support import SlowLM
 from tests.services.test_optimization import (
@@ -280,3 +286,120 @@ class TestClaimsWhileUnsaved:
         await _crash_coordinator(runtime)
         await optimization_status(coordinator, job_id)
         assert runtime.whereis((WORKER_NAME, job_id)) is None
+
+
+def _busy_steps(monkeypatch: pytest.MonkeyPatch, *, fail: set[int] | None) -> list[int]:
+    """Make the store's step writes raise StoreBusy: the writes numbered in `fail` (1-based),
+    or every one when `fail` is None. Returns the list of write numbers attempted."""
+    real = OptimizationStore.record_step
+    seen: list[int] = []
+
+    async def record_step(store: OptimizationStore, job_id: str, key: str, value: Any) -> None:
+        seen.append(len(seen) + 1)
+        if fail is None or seen[-1] in fail:
+            raise StoreBusy(path=str(store.path), problem="database is locked")
+        await real(store, job_id, key, value)
+
+    monkeypatch.setattr(OptimizationStore, "record_step", record_step)
+    return seen
+
+
+async def _undisturbed(db: Path) -> tuple[OptimizationStatus, dict[str, Any], int]:
+    """The job run alone on a fresh file: its end, its result's state, its trials reported."""
+    async with Runtime.open() as other:
+        coordinator = await _start(other, SlowLM(), db)
+        done = await _wait(coordinator, await submit_optimization(coordinator, _copro(rows=6)))
+        state = (await optimization_result(coordinator, done.id)).dump_state()
+        return done, state, len(other.events.ring.query(type=OPTIMIZATION_ITERATION))
+
+
+class TestBusyCheckpoints:
+    async def test_a_refused_checkpoint_write_is_retried_by_a_restart(
+        self, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A checkpoint write the file refuses once (StoreBusy) restarts the worker, which
+        resumes from the journal: the job completes with an undisturbed run's result, no
+        trial reported twice, the coordinator the same incarnation."""
+        expected, state, trials = await _undisturbed(tmp_path / "alone.sqlite")
+        writes = _busy_steps(monkeypatch, fail={3})
+        coordinator = await _start(runtime, SlowLM(), tmp_path / "optimization.sqlite")
+        incarnation = runtime.whereis(COORDINATOR_NAME)
+        done = await _wait(coordinator, await submit_optimization(coordinator, _copro(rows=6)))
+        assert done.status == "completed" and len(writes) > 3
+        assert (done.trials_done, done.best_score) == (expected.trials_done, expected.best_score)
+        assert (await optimization_result(coordinator, done.id)).dump_state() == state
+        assert len(runtime.events.ring.query(type=OPTIMIZATION_ITERATION)) == trials
+        assert len(runtime.events.ring.query(type=OPTIMIZATION_STARTED)) == 2
+        assert runtime.whereis(COORDINATOR_NAME) is incarnation
+
+    async def test_a_file_busy_for_good_fails_the_job_typed_after_the_bound(
+        self, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A checkpoint write refused every time fails the job with StoreBusy's code after
+        BUSY_RESTARTS restarts, the coordinator the same incarnation."""
+        _busy_steps(monkeypatch, fail=None)
+        db = tmp_path / "optimization.sqlite"
+        coordinator = await _start(runtime, SlowLM(), db)
+        incarnation = runtime.whereis(COORDINATOR_NAME)
+        done = await _wait(coordinator, await submit_optimization(coordinator, _copro(rows=6)))
+        assert done.status == "failed" and done.error is not None
+        assert done.error["code"] == "store_busy"
+        assert done.error["message"].startswith(f"store {str(db)!r} cannot be used: database")
+        started = runtime.events.ring.query(type=OPTIMIZATION_STARTED)
+        assert len(started) == 1 + BUSY_RESTARTS
+        assert _stored_status(db, done.id) == "failed"
+        assert runtime.whereis(COORDINATOR_NAME) is incarnation
+
+    async def test_a_store_failure_that_will_not_pass_fails_the_job_at_once(
+        self, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A checkpoint write failing for good (StoreUnavailable, not busy) fails the job
+        with it at the first refusal: no restart."""
+
+        async def record_step(store: OptimizationStore, *args: Any) -> None:
+            raise StoreUnavailable(path=str(store.path), problem="file is not a database")
+
+        monkeypatch.setattr(OptimizationStore, "record_step", record_step)
+        coordinator = await _start(runtime, SlowLM(), tmp_path / "optimization.sqlite")
+        done = await _wait(coordinator, await submit_optimization(coordinator, _copro(rows=6)))
+        assert done.status == "failed" and done.error is not None
+        assert done.error["code"] == "store_unavailable"
+        assert len(runtime.events.ring.query(type=OPTIMIZATION_STARTED)) == 1
+
+
+class TestQueriesAcrossApps:
+    async def test_list_reads_the_file_once_for_every_job_run_elsewhere(
+        self, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Listing 20 jobs another app runs reads the jobs file once, not once per job,
+        and still reports each one's stored progress."""
+        db = tmp_path / "optimization.sqlite"
+        store, elsewhere = OptimizationStore(db), JobClaims(db)
+        spec = parse_job_spec(_copro()).to_dict()
+        ids = [f"job{i:02d}" for i in range(20)]
+        for i, job_id in enumerate(ids):
+            record = JobRecord(id=job_id, spec=spec, status="running", created=i, updated=i)
+            await store.save_job(record)
+            assert elsewhere.claim(job_id)
+        coordinator = await _start(runtime, SlowLM(), db)
+        for job_id in ids:  # the other app's progress since this one loaded the file
+            await store.save_job((await store.job(job_id) or record).evolve(trials_done=2))
+        reads = 0
+        real = OptimizationStore._run
+
+        async def counted(self: OptimizationStore, work: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return await real(self, work)
+
+        monkeypatch.setattr(OptimizationStore, "_run", counted)
+        listed = await list_optimizations(coordinator)
+        assert reads == 1
+        assert [(j.id, j.status, j.trials_done) for j in listed] == [
+            (job_id, "running", 2) for job_id in ids
+        ]
+        assert (await optimization_status(coordinator, ids[0])).trials_done == 2
+        assert reads == 2
+        assert runtime.whereis((WORKER_NAME, ids[0])) is None
+        elsewhere.release_all()
+        await store.close()

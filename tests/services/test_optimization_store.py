@@ -114,6 +114,28 @@ class TestRoundTrip:
         await store.close()
 
 
+class TestSomeJobs:
+    async def test_many_ids_come_back_by_id_past_the_variable_limit(
+        self, store: OptimizationStore
+    ) -> None:
+        """some_jobs answers 1,200 ids (more than one IN list holds) by id; missing and
+        repeated ids are harmless, and no ids reads nothing."""
+        ids = [f"j{i:04d}" for i in range(1200)]
+        for job_id in ids:
+            await store.save_job(_job(job_id))
+        found = await store.some_jobs([*ids, "missing", ids[0]])
+        assert sorted(found) == ids and found["j0042"] == _job("j0042")
+        assert await store.some_jobs([]) == {}
+
+    async def test_a_row_that_cannot_be_decoded_is_left_out(self, store: OptimizationStore) -> None:
+        """A damaged row among the asked is left out, the others answered."""
+        assert store.path is not None
+        await store.save_job(_job("good"))
+        await store.save_job(_job("bad"))
+        _raw(store.path, "UPDATE jobs SET trials_done = 'many' WHERE id = 'bad'")
+        assert list(await store.some_jobs(["good", "bad"])) == ["good"]
+
+
 class TestDurability:
     async def test_wal_journal_on_disk(self, store: OptimizationStore) -> None:
         """The file is in WAL mode and a write lands in the -wal file before a checkpoint."""

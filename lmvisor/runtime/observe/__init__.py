@@ -14,6 +14,10 @@ from lmvisor._lazy import lazy_package
 if TYPE_CHECKING:
     from lmvisor._redaction import REDACTED as REDACTED
     from lmvisor._redaction import Redactor as Redactor
+    from lmvisor.runtime.observe.events import (
+        EVENT_TYPE_FILTER_PATTERN as EVENT_TYPE_FILTER_PATTERN,
+    )
+    from lmvisor.runtime.observe.events import MAX_TYPE_FILTERS as MAX_TYPE_FILTERS
     from lmvisor.runtime.observe.events import Event as Event
     from lmvisor.runtime.observe.events import EventInterest as EventInterest
     from lmvisor.runtime.observe.events import EventListener as EventListener

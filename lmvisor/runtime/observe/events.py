@@ -32,6 +32,8 @@ from lmvisor.runtime.correlation import _scope as _correlation_var
 from lmvisor.runtime.observe.logs import get_logger
 
 __all__ = [
+    "EVENT_TYPE_FILTER_PATTERN",
+    "MAX_TYPE_FILTERS",
     "Event",
     "EventInterest",
     "EventListener",
@@ -41,6 +43,12 @@ __all__ = [
     "type_matches",
 ]
 
+EVENT_TYPE_FILTER_PATTERN: Final = r"^[A-Za-z0-9_.:\-*]{1,200}$"
+"""What one event-type filter given from outside may be (a query, the CLI): a type, a
+`prefix.*` family or `*` (see `type_matches`), 1 to 200 characters."""
+MAX_TYPE_FILTERS: Final = 32
+"""Type filters one query from outside may give: each event is matched against every one,
+so thousands of them (a long URL) held the event loop for seconds."""
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 _log: Final = get_logger("lmvisor.runtime.events")
 
