@@ -49,6 +49,7 @@ bench: install bench-env
 soak: install
 	$(BIN)/python soak/router.py
 	$(BIN)/python soak/pyreqwest_exit.py --runs 100
+	$(BIN)/python soak/daemon.py
 
 # schemathesis against the daemon's OpenAPI document, with many more examples than make test.
 FUZZ_EXAMPLES ?= 500

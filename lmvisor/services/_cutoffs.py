@@ -16,6 +16,9 @@ cutoff's slot, at most this much after the cutoff itself."""
 _NEVER: Final = 1e12
 """A cutoff this far off (loop time, some 30,000 years) is not watched: the task runs
 unbounded, as with no deadline (an infinite one made the slot number overflow)."""
+_STALE_LIMIT: Final = 64
+"""Heap entries of emptied slots allowed beyond twice the live slots before the heap is
+rebuilt from the live ones (amortized: each rebuild follows as many forgets)."""
 
 
 @final
@@ -27,7 +30,8 @@ class ExecutionCutoffs:
     it is armed for the next one. A task that ends first is only taken out of its slot:
     per execution, two dict entries instead of a timer scheduled and cancelled (most
     executions end long before their deadline), and a firing costs the slots that are
-    due, however many executions are in flight.
+    due, however many executions are in flight. A slot goes with its last task, so what
+    is kept grows with the executions in flight, never with their timeouts.
     """
 
     __slots__ = ("_armed", "_due", "_slot_of", "_slots", "_timer")
@@ -35,7 +39,7 @@ class ExecutionCutoffs:
     def __init__(self) -> None:
         self._slot_of: dict[asyncio.Task[Any], int] = {}
         self._slots: dict[int, set[asyncio.Task[Any]]] = {}
-        self._due: list[int] = []  # heap of the slots' numbers, one entry each
+        self._due: list[int] = []  # heap of the slots' numbers (and of some emptied ones)
         self._timer: asyncio.TimerHandle | None = None
         self._armed = math.inf  # the slot the timer is set for; inf: no timer
 
@@ -56,10 +60,18 @@ class ExecutionCutoffs:
     def forget(self, task: asyncio.Task[Any]) -> None:
         """Stop watching `task` (ended, or its caller gave up on it)."""
         slot = self._slot_of.pop(task, None)
-        if slot is not None:
-            # An emptied slot stays until due: the next execution in it needs no new
-            # slot and no second entry in the heap.
-            self._slots[slot].discard(task)
+        if slot is None:
+            return
+        tasks = self._slots[slot]
+        tasks.discard(task)
+        if not tasks:
+            # An emptied slot goes now, its heap entry left stale: kept until due, every
+            # execution's slot outlived it by its whole timeout (a daemon held an hour of
+            # empty slots under `timeout: 3600`), so memory grew with the request rate
+            # times the timeout instead of with the executions in flight.
+            del self._slots[slot]
+            if len(self._due) > 2 * len(self._slots) + _STALE_LIMIT:
+                self._due = sorted(self._slots)  # a sorted list is a heap
 
     def _arm(self, slot: int) -> None:
         if self._timer is not None:

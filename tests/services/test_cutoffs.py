@@ -56,6 +56,22 @@ class TestExecutionCutoffs:
         for task in later:
             task.cancel()
 
+    async def test_executions_that_end_first_leave_nothing_behind(self) -> None:
+        """Executions forgotten before their cutoffs (an hour off, each in its own slot)
+        leave no slot and only a bounded number of stale heap entries, however many ran;
+        a later execution is still cancelled at its cutoff."""
+        loop = asyncio.get_running_loop()
+        cutoffs = ExecutionCutoffs()
+        task = asyncio.create_task(_parked())
+        for i in range(5_000):
+            cutoffs.watch(task, loop.time() + 3600.0 + i * _cutoffs._STEP)
+            cutoffs.forget(task)
+        assert cutoffs._slots == {} and cutoffs._slot_of == {}
+        assert len(cutoffs._due) <= _cutoffs._STALE_LIMIT + 1
+        cutoffs.watch(task, loop.time() + 0.01)
+        await asyncio.wait([task], timeout=5.0)
+        assert task.cancelled() and cutoffs._slots == {}
+
 
 class _CountingSlots(dict[int, set["asyncio.Task[Any]"]]):
     """The cutoffs' slot table, counting the tasks taken out of it."""
