@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, final
 
 from lmvisor.optimizers import LocalExecutor, RunProgress
@@ -49,9 +49,14 @@ _log = get_logger("lmvisor.services.optimization_coordinator")  # the coordinato
 @final
 @dataclass(slots=True)
 class Job:
-    """One job as this app knows it: its record, and what runs it here (if anything)."""
+    """One job as this app knows it: its record, and what runs it here (if anything).
 
-    record: JobRecord
+    An ended job is held without its inline datasets (`record` drops them when it is set
+    to an end; the file keeps them): a daemon that ran jobs for weeks held every one's
+    trainset and valset for good.
+    """
+
+    _record: JobRecord
     spec: JobSpec
     executor: LocalExecutor | None = None
     supervisor: ActorRef | None = None
@@ -61,6 +66,20 @@ class Job:
     """`record` is newer than the file: its write failed (see the module docstring)."""
     suspended: bool = False
     """Stopped here by `suspend_optimizations` (a drain): not taken over again here."""
+
+    def __post_init__(self) -> None:
+        self.record = self._record
+
+    @property
+    def record(self) -> JobRecord:
+        """The job's record (an ended one without its inline datasets)."""
+        return self._record
+
+    @record.setter
+    def record(self, record: JobRecord) -> None:
+        if record.status not in ACTIVE:
+            record, self.spec = _without_rows(record, self.spec)
+        self._record = record
 
     @property
     def unrun(self) -> bool:
@@ -310,6 +329,19 @@ class StoreKeeper(Actor):
         await self._table.flush(_log.error)  # the last chance: lost when this fails too
         self._table.claims.release_all()
         await self._table.store.close()
+
+
+def _without_rows(record: JobRecord, spec: JobSpec) -> tuple[JobRecord, JobSpec]:
+    """`record` and `spec` without inline dataset rows (a dataset's path stays)."""
+    stored = record.spec
+    inline = [name for name in ("trainset", "valset") if isinstance(stored.get(name), list)]
+    if inline:
+        record = record.evolve(spec={**stored, **{name: [] for name in inline}})
+    if not isinstance(spec.trainset, str) or not isinstance(spec.valset, str | None):
+        light_valset = spec.valset if isinstance(spec.valset, str) else None
+        trainset = spec.trainset if isinstance(spec.trainset, str) else ()
+        spec = replace(spec, trainset=trainset, valset=light_valset)
+    return record, spec
 
 
 def job_status(job: Job) -> OptimizationStatus:

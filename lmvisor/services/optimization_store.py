@@ -76,6 +76,13 @@ _COLUMNS: Final = (
     "id, spec, status, created, updated, trials_done, trials_total, best_score, result,"
     " version, error"
 )
+_SAVE_JOB: Final = (
+    f"INSERT INTO jobs ({_COLUMNS}) VALUES ({','.join('?' * 11)}) ON CONFLICT(id) DO UPDATE SET"
+    " status = excluded.status, created = excluded.created, updated = excluded.updated,"
+    " trials_done = excluded.trials_done, trials_total = excluded.trials_total,"
+    " best_score = excluded.best_score, result = excluded.result,"
+    " version = excluded.version, error = excluded.error"
+)
 
 
 @final
@@ -163,7 +170,9 @@ class OptimizationStore:
         await self._file.close()
 
     async def save_job(self, job: JobRecord) -> None:
-        """Insert or replace `job`."""
+        """Insert `job`, or update its row: every column but `spec`, which a job keeps from
+        its submission on (an app holds an ended job without its inline datasets, and
+        writes that record without writing them away)."""
         row = (
             job.id, _dump(job.spec), job.status, job.created, job.updated, job.trials_done,
             job.trials_total, job.best_score, None if job.result is None else _dump(job.result),
@@ -172,9 +181,7 @@ class OptimizationStore:
 
         def write(db: sqlite3.Connection) -> None:
             with db:
-                db.execute(
-                    f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES ({','.join('?' * 11)})", row
-                )
+                db.execute(_SAVE_JOB, row)
 
         await self._run(write)
 

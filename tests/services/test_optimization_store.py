@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from lmvisor.services import (
     optimization_status,
     submit_optimization,
 )
+from lmvisor.services._optimization_jobs import Job
+from lmvisor.services.optimization_job import parse_job_spec
 from tests.services._optimization_support import SlowLM, train_rows
 
 PROGRAM = {"module": "Predict", "signature": "question -> answer"}
@@ -112,6 +115,32 @@ class TestRoundTrip:
         await store.close()
         assert await store.jobs() == []
         await store.close()
+
+
+class TestEndedJobsInMemory:
+    async def test_an_ended_job_is_held_without_its_rows(self, store: OptimizationStore) -> None:
+        """A job ended (or loaded ended) drops its inline datasets from memory, record and
+        parsed spec alike; writing that record keeps the stored spec whole (a daemon held
+        every job's datasets for good)."""
+        running = Job(_job(), parse_job_spec(SPEC))
+        assert len(running.record.spec["trainset"]) == 20 and len(running.spec.trainset) == 20
+        await store.save_job(running.record)
+        running.record = running.record.evolve(status="completed", updated=3.0)
+        assert running.record.spec["trainset"] == [] and running.spec.trainset == ()
+        assert running.spec == replace(parse_job_spec(SPEC), trainset=())
+        await store.save_job(running.record)
+        stored = await store.job("job1")
+        assert stored is not None and stored.status == "completed"
+        assert stored.spec == SPEC  # the file keeps the rows
+        loaded = Job(stored, parse_job_spec(stored.spec))
+        assert loaded.record.spec["trainset"] == [] and loaded.spec.trainset == ()
+
+    async def test_a_dataset_path_stays(self) -> None:
+        """A dataset given as a path is kept (it holds no rows)."""
+        spec = {**SPEC, "trainset": "data/train.jsonl"}
+        job = Job(_job(spec=spec, status="failed"), parse_job_spec(spec))
+        assert job.record.spec["trainset"] == "data/train.jsonl"
+        assert job.spec.trainset == "data/train.jsonl"
 
 
 class TestSomeJobs:
