@@ -34,7 +34,7 @@ class ExecutionCutoffs:
     is kept grows with the executions in flight, never with their timeouts.
     """
 
-    __slots__ = ("_armed", "_due", "_slot_of", "_slots", "_timer")
+    __slots__ = ("_armed", "_due", "_recent", "_slot_of", "_slots", "_timer")
 
     def __init__(self) -> None:
         self._slot_of: dict[asyncio.Task[Any], int] = {}
@@ -42,12 +42,17 @@ class ExecutionCutoffs:
         self._due: list[int] = []  # heap of the slots' numbers (and of some emptied ones)
         self._timer: asyncio.TimerHandle | None = None
         self._armed = math.inf  # the slot the timer is set for; inf: no timer
+        self._recent = 0  # the slot of the latest watch: kept when emptied, for the next
 
     def watch(self, task: asyncio.Task[Any], cutoff: float) -> None:
         """Cancel `task` at `cutoff` (loop time, or up to `_STEP` later) unless forgotten first."""
         if not cutoff < _NEVER:
             return
         slot = math.ceil(cutoff / _STEP)
+        if slot != self._recent:
+            recent, self._recent = self._recent, slot
+            if not self._slots.get(recent, True):
+                self._drop(recent)
         tasks = self._slots.get(slot)
         if tasks is None:
             tasks = self._slots[slot] = set()
@@ -64,14 +69,18 @@ class ExecutionCutoffs:
             return
         tasks = self._slots[slot]
         tasks.discard(task)
-        if not tasks:
-            # An emptied slot goes now, its heap entry left stale: kept until due, every
-            # execution's slot outlived it by its whole timeout (a daemon held an hour of
-            # empty slots under `timeout: 3600`), so memory grew with the request rate
-            # times the timeout instead of with the executions in flight.
-            del self._slots[slot]
-            if len(self._due) > 2 * len(self._slots) + _STALE_LIMIT:
-                self._due = sorted(self._slots)  # a sorted list is a heap
+        # An emptied slot goes (its heap entry left stale): kept until due, every
+        # execution's slot outlived it by its whole timeout (a daemon held an hour of empty
+        # slots under `timeout: 3600`). But for the latest watch's slot: executions that
+        # follow one another within 50 ms share it, with no new set and heap entry each;
+        # it goes when a watch lands in another slot.
+        if not tasks and slot != self._recent:
+            self._drop(slot)
+
+    def _drop(self, slot: int) -> None:
+        del self._slots[slot]
+        if len(self._due) > 2 * len(self._slots) + _STALE_LIMIT:
+            self._due = sorted(self._slots)  # a sorted list is a heap
 
     def _arm(self, slot: int) -> None:
         if self._timer is not None:

@@ -56,6 +56,19 @@ class TestExecutionCutoffs:
         for task in later:
             task.cancel()
 
+    async def test_executions_in_one_slot_share_it(self) -> None:
+        """Executions that follow one another within a slot reuse it: no new set and no
+        new heap entry each (the slot emptied by one is the next one's)."""
+        loop = asyncio.get_running_loop()
+        cutoffs = ExecutionCutoffs()
+        task = asyncio.create_task(_parked())
+        cutoff = loop.time() + 60.0
+        for _ in range(100):
+            cutoffs.watch(task, cutoff)
+            cutoffs.forget(task)
+        assert len(cutoffs._slots) == 1 and len(cutoffs._due) == 1
+        task.cancel()
+
     async def test_executions_that_end_first_leave_nothing_behind(self) -> None:
         """Executions forgotten before their cutoffs (an hour off, each in its own slot)
         leave no slot and only a bounded number of stale heap entries, however many ran;
@@ -66,8 +79,9 @@ class TestExecutionCutoffs:
         for i in range(5_000):
             cutoffs.watch(task, loop.time() + 3600.0 + i * _cutoffs._STEP)
             cutoffs.forget(task)
-        assert cutoffs._slots == {} and cutoffs._slot_of == {}
-        assert len(cutoffs._due) <= _cutoffs._STALE_LIMIT + 1
+        # The latest watch's slot stays for the next execution; no other.
+        assert list(cutoffs._slots.values()) == [set()] and cutoffs._slot_of == {}
+        assert len(cutoffs._due) <= _cutoffs._STALE_LIMIT + 2
         cutoffs.watch(task, loop.time() + 0.01)
         await asyncio.wait([task], timeout=5.0)
         assert task.cancelled() and cutoffs._slots == {}
