@@ -43,8 +43,9 @@ class PredictorState:
     """One predictor's saved state, checked.
 
     A part the state does not name is None (`has_lm` False): the predictor keeps its own,
-    as DSPy's `load_state` keeps what a state leaves out, so a partial state (new
-    instructions only) changes only what it names.
+    so a partial state (new instructions only) changes only what it names. DSPy 3.4.1's
+    `load_state` keeps a missing `demos` too but requires `signature` and `lm`; lmvisor's
+    taking a state without them is its own extension.
 
     Attributes:
         demos: the demos, as plain dicts; None when the state has no `demos`.

@@ -175,7 +175,8 @@ class Predict(Module, Parameter):
             StateError: the state is malformed.
         """
         saved = read_predictor_state(state, where=where, lm_settings=lm_settings)
-        # What the state leaves out stays as it is (DSPy's load_state keeps it too).
+        # What the state leaves out stays as it is (DSPy keeps a missing `demos` too; it
+        # requires `signature` and `lm`, which lmvisor does not).
         demos = None if saved.demos is None else [Example(d) for d in saved.demos]
         signature = self.signature
         if saved.signature is not None:

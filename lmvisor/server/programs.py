@@ -176,7 +176,7 @@ async def stream_program(program_id: _ProgramId, body: RunRequest, context: _Con
     "/{program_id}/version",
     response_model=VersionChange,
     summary="Hot-swap a new version in",
-    responses={404: _ERRORS[404]},
+    responses={404: _ERRORS[404], 409: _ERRORS[409]},
 )
 async def swap_program(program_id: _ProgramId, body: SwapRequest, context: _Context) -> Response:
     """Install a new version (a whole `program` spec, or new `state`); runs in flight finish."""

@@ -299,7 +299,7 @@ class JobTable:
             StoreUnavailable: `job`'s own write failed; it stays unsaved.
         """
         job.unsaved = True
-        await self.store.save_job(job.record)
+        await self.store.save_job(job.record, keep_spec=True)
         job.unsaved = False
         await self.flush()
 
@@ -308,7 +308,7 @@ class JobTable:
         it. A written end drops the claim it held."""
         for job in [job for job in self.jobs.values() if job.unsaved]:
             try:
-                await self.store.save_job(job.record)
+                await self.store.save_job(job.record, keep_spec=True)
             except StoreUnavailable as exc:
                 log("optimization.record_unsaved", optimization_id=job.record.id,
                     status=job.record.status, error=str(exc))  # fmt: skip

@@ -121,13 +121,15 @@ class Swap(Call[int]):
 
     `base`: the version `program` was made from (a state swap), refused with
     `VersionMoved` when another one is current by the time this arrives, so two
-    state swaps at once never install one built without the other's change.
+    state swaps at once never install one built without the other's change. Compared
+    by identity, not number: a program unregistered and registered again meanwhile
+    starts over at version 1, which a number would take for the one read.
     """
 
     module_id: str
     program: Module
     spec: ProgramSpec | None
-    base: int | None = None
+    base: ModuleVersion | None = None
 
 
 @final
@@ -224,10 +226,9 @@ class ModuleManager(Actor):
         if record is None:
             return ErrorReply(UnknownModule(module_id=msg.module_id))
         previous = record.current.number
-        if msg.base is not None and msg.base != previous:
-            return ErrorReply(
-                VersionMoved(module_id=msg.module_id, base=msg.base, current=previous)
-            )
+        if msg.base is not None and msg.base is not record.current:
+            moved = VersionMoved(module_id=msg.module_id, base=msg.base.number, current=previous)
+            return ErrorReply(moved)
         keep = self.runtime.config.modules.max_versions
         version = record.add_version(msg.program, msg.spec, self._wall(), keep=keep)
         self._emit(MODULE_SWAPPED, record, version=version.number, previous=previous)

@@ -96,10 +96,10 @@ _CALL_TIMEOUT: Final = 10.0
 _MAX_CONTEXTS: Final = 64
 # A state swap is applied again this many times at most when other swaps keep coming first.
 _STATE_SWAP_TRIES: Final = 8
-# State keys a saved program may hold besides its parts (accepted, not listed as parts): a
-# saved file's metadata, the name DSPy's older files give a predictor's signature, and
-# DSPy 3.4's per-field decision settings.
-_STATE_EXTRAS: Final = frozenset({"metadata", "extended_signature", "fields"})
+# A saved file's own key beside the program's parts; and a predictor's parts as listed in an
+# error (its other keys are DSPy's older or newer names, accepted but not offered).
+_FILE_KEYS: Final = frozenset({"metadata"})
+_PREDICTOR_PARTS: Final = PREDICTOR_STATE_KEYS - {"extended_signature", "fields"}
 _SHOWN_KEY: Final = 64  # characters of a bad state key quoted in an error
 
 
@@ -268,7 +268,7 @@ class Modules:
             module_id=module_id,
             program=built,
             spec=spec_of(built, record.lm),
-            base=record.current.number,
+            base=record.current,
         )
         return await self._manager.call(swap, timeout=_CALL_TIMEOUT)
 
@@ -466,36 +466,36 @@ def _check_id(module_id: Any) -> None:
 def _check_state_parts(program: Module, state: Any) -> None:
     """Refuse a state with a part the program does not have (`"demo"` for `"demos"`, at the
     top or inside a predictor's entry): loading ignores it, so the swap would install a
-    version without the change meant, the part it misnamed reset to nothing."""
+    version without the change meant."""
     if not isinstance(state, Mapping):
         return  # load_state names that problem
     params = dict(program.named_parameters())
     if set(params) == {"self"}:  # a bare predictor: the state is its own
-        _check_keys(state, PREDICTOR_STATE_KEYS, "state")
+        _check_keys(state, PREDICTOR_STATE_KEYS | _FILE_KEYS, _PREDICTOR_PARTS, "state")
         return
-    _check_keys(state, set(params), "state")
+    _check_keys(state, set(params) | _FILE_KEYS, set(params), "state")
     for name, part in state.items():
         if isinstance(params.get(name), Predict) and isinstance(part, Mapping):
-            _check_keys(part, PREDICTOR_STATE_KEYS, f"state.{name}")
+            _check_keys(part, PREDICTOR_STATE_KEYS, _PREDICTOR_PARTS, f"state.{name}")
 
 
-def _check_keys(state: Mapping[Any, Any], parts: Set[str], where: str) -> None:
-    unknown = sorted(str(k) for k in state if k not in parts and k not in _STATE_EXTRAS)
+def _check_keys(state: Mapping[Any, Any], allowed: Set[str], parts: Set[str], where: str) -> None:
+    unknown = sorted(str(key) for key in state if key not in allowed)
     if unknown:
-        shown = ", ".join(sorted(parts - _STATE_EXTRAS))
         raise ServiceInputError(
             field=f"{where}.{clipped(unknown[0], _SHOWN_KEY)}",
-            problem=f"not a part of this program's state (its parts: {shown})",
+            problem=f"not a part of this program's state (its parts: {', '.join(sorted(parts))})",
         )
 
 
 def _check_same_lm(spec: ProgramSpec | None, record: ModuleRecord) -> None:
-    """Refuse a swapped-in spec naming another model than the one the program runs on: it
-    would be dropped without a word (and a misspelt one never checked). When the module's
-    options name the model (`options.lm`), a spec's `lm` never decided it: any passes."""
-    if spec is None or spec.lm is None or record.options.lm is not None:
+    """Refuse a swapped-in spec naming a model neither the program runs on nor one of its
+    kept versions' specs named: it would be dropped without a word (and a misspelt one
+    never checked). A spec registered under `options.lm` may name its own model."""
+    if spec is None or spec.lm is None or spec.lm == record.lm:
         return
-    if spec.lm != record.lm:
+    named = {v.spec.lm for v in record.versions.values() if v.spec is not None}
+    if spec.lm not in named:
         raise ServiceInputError(
             field="program.lm",
             problem=f"a swap keeps the program's model {record.lm!r}; "

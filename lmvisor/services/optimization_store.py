@@ -76,7 +76,8 @@ _COLUMNS: Final = (
     "id, spec, status, created, updated, trials_done, trials_total, best_score, result,"
     " version, error"
 )
-_SAVE_JOB: Final = (
+_REPLACE_JOB: Final = f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES ({','.join('?' * 11)})"
+_UPDATE_JOB: Final = (
     f"INSERT INTO jobs ({_COLUMNS}) VALUES ({','.join('?' * 11)}) ON CONFLICT(id) DO UPDATE SET"
     " status = excluded.status, created = excluded.created, updated = excluded.updated,"
     " trials_done = excluded.trials_done, trials_total = excluded.trials_total,"
@@ -169,10 +170,10 @@ class OptimizationStore:
         """Close the connection (a later call reopens it)."""
         await self._file.close()
 
-    async def save_job(self, job: JobRecord) -> None:
-        """Insert `job`, or update its row: every column but `spec`, which a job keeps from
-        its submission on (an app holds an ended job without its inline datasets, and
-        writes that record without writing them away)."""
+    async def save_job(self, job: JobRecord, *, keep_spec: bool = False) -> None:
+        """Insert or replace `job`'s row; with `keep_spec`, an existing row keeps its
+        `spec` (an app holds an ended job without its inline datasets, and writes that
+        record without writing them away). A whole write repairs a damaged row."""
         row = (
             job.id, _dump(job.spec), job.status, job.created, job.updated, job.trials_done,
             job.trials_total, job.best_score, None if job.result is None else _dump(job.result),
@@ -181,7 +182,7 @@ class OptimizationStore:
 
         def write(db: sqlite3.Connection) -> None:
             with db:
-                db.execute(_SAVE_JOB, row)
+                db.execute(_UPDATE_JOB if keep_spec else _REPLACE_JOB, row)
 
         await self._run(write)
 

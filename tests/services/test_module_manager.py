@@ -7,6 +7,7 @@ import asyncio
 import math
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import pytest
@@ -244,6 +245,21 @@ class TestVersions:
         assert current.config == {"temperature": 0.3}  # type: ignore[attr-defined]
         assert (await app.describe("qa")).demos == 1
 
+    async def test_a_state_swap_never_lands_on_a_program_registered_anew(self, app: App) -> None:
+        """A state swap read from a program that is unregistered and registered again
+        (with another config) before it lands is applied to the new registration, not
+        installed as the old program over it (both read "version 1")."""
+        await app.register("qa", QA)
+        state = (await app.get("qa")).dump_state()
+        state["demos"] = [{"question": "q", "answer": "a"}]
+        other = {**QA, "config": {"temperature": 0.7}}
+        await asyncio.gather(
+            app.unregister("qa"), app.register("qa", other), app.swap("qa", state=state)
+        )
+        current = await app.get("qa")
+        assert current.config == {"temperature": 0.7}  # type: ignore[attr-defined]
+        assert (await app.describe("qa")).demos == 1
+
     async def test_state_swaps_give_up_typed_when_others_keep_coming_first(
         self, app: App, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -256,7 +272,7 @@ class TestVersions:
         def stale(**fields: Any) -> Swap:  # as if another swap had always come first
             nonlocal tries
             tries += 1
-            return Swap(**{**fields, "base": 0})
+            return Swap(**{**fields, "base": replace(fields["base"], number=0)})
 
         monkeypatch.setattr("lmvisor.services.modules.Swap", stale)
         with pytest.raises(VersionMoved, match=r"^program 'qa' moved from version 0 to 1 while"):
@@ -312,6 +328,10 @@ class TestVersions:
             await app.swap("cot", state={"predict": {"demo": [{"question": "q", "answer": "a"}]}})
         cot = (await app.get("cot")).dump_state()
         assert await app.swap("cot", state={**cot, "metadata": {}}) == 2
+        with pytest.raises(  # a predictor's key, misplaced at the top
+            ServiceInputError, match=r"^invalid state\.fields: .*\(its parts: predict\)$"
+        ):
+            await app.swap("cot", state={**cot, "fields": {}})
 
     async def test_a_spec_naming_another_model_is_refused(self, app: App) -> None:
         """A swapped-in spec whose `lm` is not the program's is refused, not run on the old
@@ -342,6 +362,8 @@ class TestVersions:
         spec = {**QA, "lm": "openai/gpt-4o-mini"}
         await app.register("qa", spec, options={"lm": "anthropic/claude-3-5-haiku-latest"})
         assert await app.swap("qa", spec) == 2
+        with pytest.raises(ServiceInputError, match=r"^invalid program\.lm: a swap keeps"):
+            await app.swap("qa", {**QA, "lm": "openai/gpt-4o-minii"})  # misspelt
 
     @pytest.mark.lmvisor_config(modules={"max_versions": 3})
     async def test_old_versions_are_forgotten(self, app: App) -> None:

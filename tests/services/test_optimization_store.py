@@ -128,12 +128,27 @@ class TestEndedJobsInMemory:
         running.record = running.record.evolve(status="completed", updated=3.0)
         assert running.record.spec["trainset"] == [] and running.spec.trainset == ()
         assert running.spec == replace(parse_job_spec(SPEC), trainset=())
-        await store.save_job(running.record)
+        await store.save_job(running.record, keep_spec=True)  # as the coordinator writes it
         stored = await store.job("job1")
         assert stored is not None and stored.status == "completed"
         assert stored.spec == SPEC  # the file keeps the rows
         loaded = Job(stored, parse_job_spec(stored.spec))
         assert loaded.record.spec["trainset"] == [] and loaded.spec.trainset == ()
+
+    async def test_a_whole_write_repairs_a_damaged_spec(
+        self, store: OptimizationStore, tmp_path: Path
+    ) -> None:
+        """A worker's whole record (its full spec in hand) replaces a row whose spec was
+        damaged, so the job's end and result stay readable; a write keeping the spec does
+        not touch it."""
+        await store.save_job(_job())
+        _raw(store.path, "UPDATE jobs SET spec = ? WHERE id = ?", '{"optimizer": ', "job1")
+        await store.save_job(_job(status="completed"), keep_spec=True)
+        with pytest.raises(CorruptRecord):
+            await store.job("job1")
+        await store.save_job(_job(status="completed"))
+        stored = await store.job("job1")
+        assert stored is not None and (stored.status, stored.spec) == ("completed", SPEC)
 
     async def test_a_dataset_path_stays(self) -> None:
         """A dataset given as a path is kept (it holds no rows)."""
