@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from lmvisor.runtime import handler as handler
     from lmvisor.services import AllStrategiesFailed as AllStrategiesFailed
     from lmvisor.services import App as App
+    from lmvisor.services import AppClosed as AppClosed
     from lmvisor.services import BudgetExceeded as BudgetExceeded
     from lmvisor.services import LMServices as LMServices
     from lmvisor.services import ModuleOptions as ModuleOptions

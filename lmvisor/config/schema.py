@@ -154,6 +154,15 @@ class ModulesConfig(BaseModel):
     max_versions: int = Field(default=20, ge=2)
     """Versions of a program kept for rollback (the oldest are forgotten)."""
 
+    @field_validator("default_lm")
+    @classmethod
+    def _vendor_and_model(cls, value: str) -> str:
+        # Refused here, where the field can be named, not at the first register or run.
+        vendor, slash, model = value.partition("/")
+        if not (vendor and slash and model) or any(c.isspace() for c in value):
+            raise ValueError("must be 'vendor/model' (e.g. 'openai/gpt-4o-mini')")
+        return value
+
 
 @final
 class CoproConfig(BaseModel):

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from lmvisor.services.cooldown import Cooldowns as Cooldowns
     from lmvisor.services.cooldown import CooldownStatistics as CooldownStatistics
     from lmvisor.services.errors import AllStrategiesFailed as AllStrategiesFailed
+    from lmvisor.services.errors import AppClosed as AppClosed
     from lmvisor.services.errors import BudgetExceeded as BudgetExceeded
     from lmvisor.services.errors import CacheMiss as CacheMiss
     from lmvisor.services.errors import CorruptRecord as CorruptRecord

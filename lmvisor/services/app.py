@@ -40,7 +40,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
-from lmvisor.config.loading import replace_value
+from lmvisor.config.errors import ConfigError, ConfigProblem
+from lmvisor.config.loading import config_from_tree, replace_value
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
@@ -63,6 +64,7 @@ from lmvisor.services.cache import (
 )
 from lmvisor.services.cache_store import CacheStatistics, CacheStore
 from lmvisor.services.cached_lm import CachedLM
+from lmvisor.services.errors import AppClosed
 from lmvisor.services.lm_provider import provider_name
 from lmvisor.services.lm_services import LMServices, start_lm_providers
 from lmvisor.services.module_execution import Execution
@@ -90,6 +92,7 @@ __all__ = ["App", "ProviderHealth", "open_app"]
 
 _log = get_logger(__name__)
 _PROGRAMS = "modules.sqlite3"
+_SOURCE = "open_app(config=...)"
 _MAX_LMS = 256
 """(model, fallbacks) pairs whose cache-fronted LM `App.lm` keeps; when full it starts
 again (a `CachedLM` holds no state, so one made again is the same): programs registered
@@ -116,6 +119,10 @@ class ProviderHealth:
 class App:
     """A running application tree; obtain it from `open_app` only.
 
+    Once its `open_app` block has exited, every method that would run something (programs,
+    optimization jobs, the cache, `lm`, and an LM `lm` handed out before) raises `AppClosed`;
+    `tree()`, `events` and `provider_health()` still show what the app left behind.
+
     Attributes:
         runtime: the namespace the tree runs in.
         modules: the ModuleManager's client.
@@ -125,8 +132,8 @@ class App:
         loopback_url: the loopback LM server's URL when it answers, else None.
     """
 
-    __slots__ = ("_lms", "_services", "_store", "default_model", "loopback_url", "modules",
-                 "notice", "runtime")  # fmt: skip
+    __slots__ = ("_closed", "_lms", "_services", "_store", "default_model", "loopback_url",
+                 "modules", "notice", "runtime")  # fmt: skip
 
     def __init__(
         self,
@@ -145,6 +152,7 @@ class App:
         self.loopback_url = loopback_url
         self._services = services
         self._store = store
+        self._closed = False
         self._lms: dict[tuple[str, tuple[str, ...]], CachedLM] = {}
         self.modules = Modules(runtime, table, self.lm)
 
@@ -157,6 +165,7 @@ class App:
             UnknownProvider: the model names a vendor with no provider running.
             ValueError: a model is not "vendor/model".
         """
+        self._check_open("app.lm()")
         key = (model or self.default_model, tuple(fallbacks))
         found = self._lms.get(key)
         if found is None:
@@ -168,6 +177,7 @@ class App:
 
     def cache_in_front(self, upstream: LM) -> CachedLM:
         """The application's cache in front of any `LM` (your own client, a scripted LM)."""
+        self._check_open("app.cache_in_front()")
         return CachedLM(upstream, self._store)
 
     # --- programs (see `Modules`) -------------------------------------------------------
@@ -180,6 +190,7 @@ class App:
         options: ModuleOptions | Mapping[str, Any] | None = None,
     ) -> ModuleInfo:
         """Register a program; see `Modules.register`."""
+        self._check_open("app.register()")
         return await self.modules.register(module_id, program, options=options)
 
     def run(
@@ -192,7 +203,9 @@ class App:
         stream: StreamSink | None = None,
     ) -> Coroutine[Any, Any, Execution]:
         """Execute a registered program (await it); see `Modules.execute` (`stream`: its
-        field chunks). The coroutine is `Modules.execute`'s own: no extra frame per call."""
+        field chunks). The coroutine is `Modules.execute`'s own: no extra frame per call, so
+        on a closed app `AppClosed` is raised by this call itself, before any await."""
+        self._check_open("app.run()")
         return self.modules.execute(
             module_id, inputs, correlation_id=correlation_id, timeout=timeout, stream=stream
         )
@@ -205,52 +218,64 @@ class App:
         state: Mapping[str, Any] | None = None,
     ) -> int:
         """Install a new version; see `Modules.swap`."""
+        self._check_open("app.swap()")
         return await self.modules.swap(module_id, program, state=state)
 
     async def rollback(self, module_id: str) -> int:
         """Return to the previous version; see `Modules.rollback`."""
+        self._check_open("app.rollback()")
         return await self.modules.rollback(module_id)
 
     async def unregister(self, module_id: str) -> None:
         """Forget a program; see `Modules.unregister`."""
+        self._check_open("app.unregister()")
         await self.modules.unregister(module_id)
 
     async def describe(self, module_id: str) -> ModuleInfo:
         """Describe a program; see `Modules.describe`."""
+        self._check_open("app.describe()")
         return await self.modules.describe(module_id)
 
     async def list_modules(self) -> list[ModuleInfo]:
         """Every registered program; see `Modules.list_modules`."""
+        self._check_open("app.list_modules()")
         return await self.modules.list_modules()
 
     async def get(self, module_id: str, *, version: int | None = None) -> Module:
         """A fresh copy of a program; see `Modules.get`."""
+        self._check_open("app.get()")
         return await self.modules.get(module_id, version=version)
 
     # --- optimization jobs (see `lmvisor.services.optimization`) ------------------------
 
     async def submit_optimization(self, spec: Mapping[str, Any]) -> str:
         """Submit an optimization job (its JSON spec); returns the job id."""
+        self._check_open("app.submit_optimization()")
         return await submit_optimization(self.runtime.via(COORDINATOR_NAME), spec)
 
     async def optimization_status(self, job_id: str) -> OptimizationStatus:
         """A job's state and progress."""
+        self._check_open("app.optimization_status()")
         return await optimization_status(self.runtime.via(COORDINATOR_NAME), job_id)
 
     async def list_optimizations(self) -> list[OptimizationStatus]:
         """Every job the coordinator knows."""
+        self._check_open("app.list_optimizations()")
         return await list_optimizations(self.runtime.via(COORDINATOR_NAME))
 
     async def cancel_optimization(self, job_id: str) -> OptimizationStatus:
         """Cancel a running job."""
+        self._check_open("app.cancel_optimization()")
         return await cancel_optimization(self.runtime.via(COORDINATOR_NAME), job_id)
 
     async def optimization_result(self, job_id: str) -> Module:
         """The optimized program of a finished job."""
+        self._check_open("app.optimization_result()")
         return await optimization_result(self.runtime.via(COORDINATOR_NAME), job_id)
 
     async def suspend_optimizations(self) -> list[str]:
         """Stop every running job, its progress stored, to resume at the next start (shutdown)."""
+        self._check_open("app.suspend_optimizations()")
         return await suspend_optimizations(self.runtime.via(COORDINATOR_NAME))
 
     # --- providers ----------------------------------------------------------------------
@@ -269,15 +294,22 @@ class App:
 
     async def cache_statistics(self) -> CacheStatistics:
         """The cache's counters and tiers (through the CacheManager)."""
+        self._check_open("app.cache_statistics()")
         return await cache_statistics(self.runtime.via(CACHE_NAME))
 
     async def clear_cache(self, layer: CacheLayer | None = None) -> None:
         """Forget every cached answer of `layer` (every tier when None)."""
+        self._check_open("app.clear_cache()")
         await clear_cache(self.runtime.via(CACHE_NAME), layer)
 
     async def flush_cache(self) -> None:
         """Wait until queued cache writes have reached L2/L3."""
+        self._check_open("app.flush_cache()")
         await flush_cache(self.runtime.via(CACHE_NAME))
+
+    def _check_open(self, operation: str) -> None:
+        if self._closed:
+            raise AppClosed(namespace=self.runtime.namespace, operation=operation)
 
     def tree(self) -> TreeNode:
         """A snapshot of the supervision tree."""
@@ -294,7 +326,7 @@ class App:
 
 @asynccontextmanager
 async def open_app(
-    config: LmvisorConfig | None = None,
+    config: LmvisorConfig | Mapping[str, Any] | None = None,
     *,
     namespace: str | None = None,
     clock: Clock | None = None,
@@ -305,7 +337,9 @@ async def open_app(
     """Start the application tree; stop it (in reverse order) when the block exits.
 
     Args:
-        config: the configuration (`load_config()`); the schema's defaults when None.
+        config: the configuration (`load_config()`), or a mapping of settings validated as
+            `load_config` validates them (`{"data_dir": None}`); the schema's defaults when
+            None. `data_dir` is created if missing.
         namespace: the runtime's namespace (a fresh one when omitted).
         clock: monotonic time for breakers, limiters and restarts.
         wall_clock: epoch seconds for cache expiry (tests pass a fake).
@@ -314,13 +348,16 @@ async def open_app(
 
     Raises:
         ValueError: `loopback_lm` is not "never", "if_no_key" or "always".
+        TypeError: `config` is neither an `LmvisorConfig` nor a mapping.
+        ConfigError: a setting of a mapping `config` is invalid, or `data_dir` is not a
+            directory and cannot be made one (a file, no permission): named by path.
         StartError: a service failed to start; nothing is left running.
     """
     if loopback_lm not in ("never", "if_no_key", "always"):
         raise ValueError(
             f"loopback_lm must be 'never', 'if_no_key' or 'always', got {loopback_lm!r}"
         )
-    cfg = config if config is not None else LmvisorConfig()
+    cfg = _app_config(config)
     async with AsyncExitStack() as stack:
         choice = choose_default_model(cfg)
         notice, url = choice.notice, None
@@ -342,7 +379,36 @@ async def open_app(
         app = await _start_services(runtime, cfg, wall_clock, notice, url)
         if notice is not None:
             _log.warning("app.lm_notice", notice=notice)
-        yield app
+        try:
+            yield app
+        finally:
+            # Before the tree stops: a call made from now on is refused as closed, not
+            # sent to services that are going away.
+            app._closed = True
+
+
+def _app_config(config: LmvisorConfig | Mapping[str, Any] | None) -> LmvisorConfig:
+    if config is None:
+        cfg = LmvisorConfig()
+    elif isinstance(config, LmvisorConfig):
+        cfg = config
+    elif isinstance(config, Mapping):
+        cfg = config_from_tree(config, source=_SOURCE, action="open_app")
+    else:
+        raise TypeError(
+            "open_app: config must be an LmvisorConfig (load_config()) or a mapping of"
+            f" settings, got {type(config).__name__}"
+        )
+    if cfg.data_dir is not None:
+        # Here, once, with the field named: each store would otherwise fail on its own
+        # file in its own way (the cache degraded to memory, the jobs' store a StartError).
+        try:
+            cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = "not a directory" if isinstance(exc, FileExistsError) else exc.strerror or exc
+            problem = ConfigProblem("data_dir", f"{str(cfg.data_dir)!r} cannot be used: {why}")
+            raise ConfigError(problems=[problem], action="open_app") from None
+    return cfg
 
 
 async def _start_services(

@@ -2,6 +2,7 @@
 
 LmvisorError
 └── ServiceError
+    ├── AppClosed                the app's `open_app` block has exited; nothing runs in it
     ├── BudgetExceeded           a provider's cost cap for the period is spent
     ├── UnknownProvider          a model names a vendor with no provider running
     ├── NoDeploymentAvailable    every deployment of a route failed or is cooling down
@@ -31,6 +32,7 @@ from lmvisor.runtime.errors import LmvisorError
 
 __all__ = [
     "AllStrategiesFailed",
+    "AppClosed",
     "BudgetExceeded",
     "CacheMiss",
     "CorruptRecord",
@@ -55,6 +57,22 @@ class ServiceError(LmvisorError):
     """A supervised service refused or could not serve a request."""
 
     code = "service_error"
+
+
+class AppClosed(ServiceError):
+    """The application tree was stopped (its `open_app` block exited, or its root supervisor
+    gave up): nothing more runs in it. Open a new app; a held `app` or `app.lm(...)` is spent."""
+
+    code = "app_closed"
+
+    def __init__(self, *, namespace: str, operation: str) -> None:
+        super().__init__(
+            f"the app is closed: {operation} needs a running app, and the app in namespace"
+            f" {namespace!r} has stopped (its `async with open_app(...)` block exited)",
+            context={"namespace": namespace, "operation": operation},
+        )
+        self.namespace = namespace
+        self.operation = operation
 
 
 class BudgetExceeded(ServiceError):

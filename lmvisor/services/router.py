@@ -52,11 +52,12 @@ from lmvisor.providers.errors import BadRequestError, ResponseFormatError
 from lmvisor.providers.reasoning import supports_reasoning
 from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.deadline import current_deadline
-from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError
+from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError, NameNotRegistered
 from lmvisor.runtime.registry import Via
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.services.cooldown import Cooldowns
 from lmvisor.services.errors import (
+    AppClosed,
     BudgetExceeded,
     NoDeploymentAvailable,
     ServiceInputError,
@@ -237,6 +238,7 @@ class RouterLM:
         Raises:
             DeadlineExceeded: the deadline passed (the last deployment's error chained).
             NoDeploymentAvailable: every deployment failed or is cooling down.
+            AppClosed: the runtime holding the providers has stopped.
             LmvisorError: the single deployment's own error, or an error that is
                 the caller's fault (a bad request), raised at once.
             ValueError: `timeout` is not positive.
@@ -377,6 +379,13 @@ class RouterLM:
         return tuple(d for d in order if not self._cooldowns.is_cooling(d))
 
     def _failed(self, deployment: str, exc: BaseException, errors: _Errors, *, lone: bool) -> None:
+        if isinstance(exc, NameNotRegistered) and not self._runtime.root.alive:
+            # The runtime has stopped: no provider will be there again, so no fallback
+            # or cooldown; say so rather than name a missing actor.
+            raise AppClosed(
+                namespace=self._runtime.namespace,
+                operation=f"a call to {clipped(deployment, MAX_MODEL_NAME)}",
+            ) from None
         if not lone and not isinstance(exc, BudgetExceeded):
             self._cooldowns.failure(deployment)
         errors.append((deployment, exc))

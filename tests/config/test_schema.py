@@ -65,6 +65,17 @@ class TestValidation:
         with pytest.raises(ValidationError, match="provider name 'OpenAI' must be lowercase"):
             LmvisorConfig.model_validate({"providers": {"OpenAI": {}}})
 
+    @pytest.mark.parametrize("model", ["gpt-4o", "/gpt-4o", "openai/", "openai/gpt 4o"])
+    def test_default_lm_must_be_vendor_and_model(self, model: str) -> None:
+        """modules.default_lm is refused at load, by its path, unless it reads 'vendor/model'."""
+        with pytest.raises(
+            ConfigError,
+            match=r"^invalid configuration \(load, 1 problem\):\n  modules\.default_lm: Value "
+            r"error, must be 'vendor/model' \(e\.g\. 'openai/gpt-4o-mini'\) \(from argument",
+        ):
+            load_config(env={}, modules={"default_lm": model})
+        assert load_config(env={}, modules={"default_lm": "local/m/v1"}).modules.default_lm
+
     def test_base_url_scheme(self) -> None:
         """A provider URL must be http(s)."""
         with pytest.raises(ValidationError, match="must start with one of http://, https://"):
