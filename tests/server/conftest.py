@@ -13,6 +13,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from lmvisor.config.schema import LmvisorConfig
 from lmvisor.providers.sse import SSEDecoder
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.app import create_app
+from lmvisor.server.client import DaemonClient
 from lmvisor.server.context import ServerContext
 from lmvisor.server.daemon import Daemon, bind_socket
 from lmvisor.server.readiness import providers_ready
@@ -280,3 +282,23 @@ def shared_daemon(lm_process: LMProcess) -> Iterator[DaemonProcess]:
             daemon.wait(READY_WAIT)
         finally:
             daemon.stop()
+
+
+@pytest.fixture
+def silent_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], str]]:
+    """A loopback port that accepts connections and never answers: `silent_host(module)`
+    returns its URL and makes `module`'s `client(url, token)` a `DaemonClient` that waits
+    0.2 s, so a CLI command pointed at it gives up at once."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+
+    def point(module: str) -> str:
+        def quick(url: str, token: str | None) -> DaemonClient:
+            return DaemonClient(url, token=token, timeout=0.2)
+
+        monkeypatch.setattr(f"{module}.client", quick)
+        return f"http://127.0.0.1:{silent.getsockname()[1]}"
+
+    with silent:
+        yield point

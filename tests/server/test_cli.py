@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,7 +18,6 @@ from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.errors import EventsFileUnavailable, StartError
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.cli import app, exit_code_for, main, one_line
-from lmvisor.server.client import DaemonClient
 from lmvisor.server.errors import DaemonRefused
 from lmvisor.server.host import DAEMON_NAMESPACE
 from tests.server.conftest import APP_TREE, ROOT, DaemonProcess, daemon_env
@@ -217,21 +215,12 @@ class TestEvents:
         assert result.stderr.rstrip().endswith("(field timeout)")
 
     def test_follow_a_host_that_never_answers_gives_up(
-        self, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+        self, runner: CliRunner, silent_host: Callable[[str], str]
     ) -> None:
         """`events --follow --url` at a port that accepts and never answers ends with
         exit 1 after the client's timeout, not a wait without end."""
-        silent = socket.socket()
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-
-        def quick(url: str, token: str | None) -> DaemonClient:
-            return DaemonClient(url, token=token, timeout=0.2)
-
-        monkeypatch.setattr("lmvisor.server.cli.client", quick)
-        with silent:
-            result = runner.invoke(app, ["events", "--follow", "--url", url])
+        url = silent_host("lmvisor.server.cli")
+        result = runner.invoke(app, ["events", "--follow", "--url", url])
         assert result.exit_code == 1
         assert result.stderr.startswith(f"error: no daemon answered at {url}: ")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -273,21 +272,12 @@ class TestRunAgainstADaemon:
 
 class TestRunAgainstSilence:
     def test_a_host_that_never_answers_gives_up(
-        self, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+        self, runner: CliRunner, silent_host: Callable[[str], str]
     ) -> None:
         """`run --url` (no --timeout) at a port that accepts and never answers ends with
         exit 1 after the client's timeout, not a wait without end."""
-        silent = socket.socket()
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-
-        def quick(url: str, token: str | None) -> DaemonClient:
-            return DaemonClient(url, token=token, timeout=0.2)
-
-        monkeypatch.setattr("lmvisor.server.cli_programs.client", quick)
-        with silent:
-            result = runner.invoke(app, ["run", "qa", "--url", url])
+        url = silent_host("lmvisor.server.cli_programs")
+        result = runner.invoke(app, ["run", "qa", "--url", url])
         assert result.exit_code == 1
         assert result.stderr.startswith(f"error: no daemon answered at {url}: ")
 
