@@ -19,6 +19,12 @@ Module class of one's own) is not kept; swapping such a version into a kept prog
 the program out of the store, since restoring it without that version would serve an
 older one.
 
+One app at a time keeps programs in a directory: the first to open the file holds its
+writer's lock (`<file>.writer`, an `flock` released with the app or its process). Another
+app opened on the same directory meanwhile restores what is kept and serves it, but keeps
+nothing itself (`durable` is False; a warning says so at start): two apps each writing what
+their own table held lost each other's programs and versions without a word.
+
 Reading back never fails the app: a row that cannot be decoded, or a program that no
 longer builds (its vendor is not configured any more, say), is skipped and reported as a
 `store.record_skipped` event and a warning; the row stays for inspection until the id is
@@ -27,7 +33,9 @@ registered again.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,6 +48,9 @@ from lmvisor.services._sqlite import SqliteFile, dump_json, json_value, text
 from lmvisor.services.errors import CorruptRecord
 from lmvisor.services.module_options import ModuleOptions, parse_module_options
 from lmvisor.services.module_table import ModuleRecord, ModuleVersion
+
+if sys.platform != "win32":
+    import fcntl
 
 __all__ = [
     "ProgramStore",
@@ -181,11 +192,37 @@ class ProgramStore:
     def __init__(self, path: str | Path | None) -> None:
         self._file = None if path is None else SqliteFile(path, _SCHEMA)
         self.path = None if self._file is None else self._file.path
+        self._writer: int | None = None  # the writer's lock, while held
+        self._shared = False  # another app holds it: this store only reads
 
     @property
     def durable(self) -> bool:
-        """Whether programs are kept at all."""
-        return self._file is not None
+        """Whether programs registered here are kept (a file, and this app its writer)."""
+        return self._file is not None and not self._shared
+
+    def hold(self) -> bool:
+        """Take the file's writer's lock; False when another app holds it, after which this
+        store only reads (see the module docstring). Without a file, or without `fcntl`
+        (Windows), True.
+
+        Raises:
+            OSError: the lock file cannot be created.
+        """
+        if self.path is None or self._writer is not None or sys.platform == "win32":
+            return not self._shared
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{self.path}.writer", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            self._shared = True
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._writer = fd
+        return True
 
     async def save(self, program: StoredProgram, *, fresh: bool = False) -> None:
         """Keep `program` (committed before returning); `fresh` forgets what the id had.
@@ -197,7 +234,7 @@ class ProgramStore:
             TypeError, ValueError: a spec or the options are not JSON.
             sqlite3.Error, OSError: the file cannot be written.
         """
-        if self._file is None:
+        if self._file is None or self._shared:
             return
         header = (
             program.module_id, program.lm, dump_json(program.options),
@@ -215,7 +252,7 @@ class ProgramStore:
         Raises:
             sqlite3.Error, OSError: the file cannot be written.
         """
-        if self._file is None:
+        if self._file is None or self._shared:
             return
 
         def work(db: sqlite3.Connection) -> None:
@@ -246,9 +283,12 @@ class ProgramStore:
         return found
 
     async def close(self) -> None:
-        """Close the file (a later call reopens it)."""
+        """Close the file (a later call reopens it) and drop the writer's lock."""
         if self._file is not None:
             await self._file.close()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            os.close(writer)  # closing the only descriptor drops the flock
 
     def __repr__(self) -> str:
         return f"ProgramStore({str(self.path) if self.path else 'nothing kept'})"

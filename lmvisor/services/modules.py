@@ -39,6 +39,7 @@ from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.correlation import correlation_scope, current_scope
 from lmvisor.runtime.deadline import current_deadline
 from lmvisor.runtime.errors import ActorExited, DeadlineExceeded
+from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.task_supervisor import start_task, task_context
 from lmvisor.services._cutoffs import ExecutionCutoffs
@@ -101,6 +102,7 @@ _STATE_SWAP_TRIES: Final = 8
 _FILE_KEYS: Final = frozenset({"metadata"})
 _PREDICTOR_PARTS: Final = PREDICTOR_STATE_KEYS - {"extended_signature", "fields"}
 _SHOWN_KEY: Final = 64  # characters of a bad state key quoted in an error
+_log: Final = get_logger(__name__)
 
 
 @final
@@ -303,6 +305,12 @@ class Modules:
         """
         events = self._runtime.events.ring
         try:
+            if not store.hold():
+                _log.warning(
+                    "modules.store_shared", path=str(store.path),
+                    reason="another app keeps programs in this directory: this app serves "
+                    "what is kept and keeps nothing it registers, swaps or rolls back",
+                )  # fmt: skip
             kept = await store.load(on_corrupt=lambda exc: report_skipped(events, exc))
         except (sqlite3.Error, OSError) as exc:
             problem = f"the file {str(store.path)!r} cannot be read, nothing restored: {exc}"

@@ -13,6 +13,7 @@ from lmvisor.config.schema import LmvisorConfig
 from lmvisor.programs.chain_of_thought import ChainOfThought
 from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
+from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
 from lmvisor.services.app import open_app
 from lmvisor.services.errors import CorruptRecord, ModuleAlreadyRegistered, UnknownModule
@@ -259,3 +260,33 @@ class TestRestartKeepsPrograms:
             await app.register("qa", QA)
         async with open_app(_config(None), lm_server=lm_server) as again:
             assert await again.list_modules() == []
+
+
+class TestTwoAppsOnOneDirectory:
+    async def test_the_first_app_keeps_programs_the_second_only_reads(
+        self, lm_server: LMServer, tmp_path: Path
+    ) -> None:
+        """A second app on the directory serves what is kept and keeps nothing (with a
+        warning); it used to write its own table over the first app's, losing programs and
+        versions of both without a word. The lock goes with the first app."""
+        async with open_app(_config(tmp_path), lm_server=lm_server) as first:
+            await first.register("qa", QA)
+            with capture_logs() as logs:
+                warn = LmvisorConfig.model_validate(
+                    {"logging": {"level": "warning"}, "data_dir": tmp_path}
+                )
+                async with open_app(warn, lm_server=lm_server) as second:
+                    assert (await second.describe("qa")).version == 1  # restored, served
+                    await second.register("qb", QA)  # runs here, not kept
+                    await second.swap("qa", {**QA, "instructions": "second's"})
+            assert [e["event"] for e in logs if e["event"] == "modules.store_shared"] == [
+                "modules.store_shared"
+            ]
+            await first.swap("qa", {**QA, "instructions": "v2"})
+        async with open_app(_config(tmp_path), lm_server=lm_server) as reopened:
+            assert [m.module_id for m in await reopened.list_modules()] == ["qa"]
+            info = await reopened.describe("qa")
+            assert (info.version, info.predictors[0].instructions) == (2, "v2")
+            await reopened.register("qc", QA)  # the writer now: kept
+        async with open_app(_config(tmp_path), lm_server=lm_server) as again:
+            assert [m.module_id for m in await again.list_modules()] == ["qa", "qc"]
