@@ -160,12 +160,19 @@ class Runtime:
 
         Raises:
             ValueError: `namespace` is not a non-empty str.
+            TypeError: `config` is not an `LmvisorConfig` (a dict of settings goes through
+                `load_config(**settings)` or `lmvisor.open_app`, which validate it).
             StartError: a system service failed to start (say, the event
                 store's SQLite file cannot be opened); nothing is left running.
             SupervisorGaveUp: the root supervisor gave up while the block ran.
         """
         if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()):
             raise ValueError(f"Runtime.open: namespace must be a non-empty str, got {namespace!r}")
+        if config is not None and not isinstance(config, LmvisorConfig):
+            raise TypeError(
+                "Runtime.open: config must be an LmvisorConfig (load_config(...) validates"
+                f" settings), got {type(config).__name__}"
+            )
         ns = namespace if namespace is not None else f"ns-{uuid.uuid4().hex[:12]}"
         cfg = config if config is not None else LmvisorConfig()
         runtime = Runtime(_FACTORY, config=cfg, namespace=ns, clock=clock or SystemClock())

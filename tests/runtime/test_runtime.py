@@ -65,6 +65,15 @@ class TestNamespace:
             async with Runtime.open(namespace=namespace):  # type: ignore[arg-type]
                 raise AssertionError("the body must not run")
 
+    async def test_config_must_be_a_validated_config(self) -> None:
+        """A dict of settings is refused, naming what to pass (it failed later with an
+        AttributeError from inside start-up)."""
+        with pytest.raises(
+            TypeError, match=r"^Runtime\.open: config must be an LmvisorConfig .*got dict$"
+        ):
+            async with Runtime.open({"data_dir": None}):  # type: ignore[arg-type]
+                raise AssertionError("the body must not run")
+
 
 class TestShutdown:
     async def test_exit_stops_tree_in_reverse_and_leaves_no_task(self) -> None:
