@@ -678,7 +678,6 @@ class TestClaimFiles:
         claims.release_all()
         assert list(folder.iterdir()) == []
 
-    @pytest.mark.skipif(sys.platform == "win32", reason="claims are flock files")
     def test_two_holders_alternating_never_both_hold_a_job(self, tmp_path: Path) -> None:
         """Two holders claiming and releasing one job in a tight loop never hold it both at
         once: one that locked a file the other had just unlinked sees it and tries again."""
