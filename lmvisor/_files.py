@@ -12,7 +12,7 @@ import os
 import stat
 from typing import Final
 
-__all__ = ["MAX_DATASET_BYTES", "MAX_PROGRAM_BYTES", "read_regular_file"]
+__all__ = ["MAX_DATASET_BYTES", "MAX_PROGRAM_BYTES", "check_regular_file", "read_regular_file"]
 
 MAX_DATASET_BYTES: Final = 1 << 30
 """The largest dataset (a JSONL trainset or valset) read: far above a real one (a million
@@ -35,11 +35,7 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes:
     """
     fd = os.open(path, _FLAGS)
     try:
-        found = os.fstat(fd)
-        if not stat.S_ISREG(found.st_mode):
-            raise ValueError("not a regular file")
-        if found.st_size > limit:
-            raise ValueError(f"larger than {limit:,} bytes")
+        _check(os.fstat(fd), limit)
         chunks: list[bytes] = []
         size = 0
         while size <= limit:
@@ -53,3 +49,21 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes:
     if size > limit:
         raise ValueError(f"larger than {limit:,} bytes")
     return b"".join(chunks)
+
+
+def check_regular_file(path: str | os.PathLike[str], limit: int) -> None:
+    """Raise what `read_regular_file` would before reading `path`, without opening it (for a
+    file someone else reads later).
+
+    Raises:
+        OSError: it cannot be found or statted.
+        ValueError: it is not a regular file, or holds more than `limit` bytes.
+    """
+    _check(os.stat(path), limit)
+
+
+def _check(found: os.stat_result, limit: int) -> None:
+    if not stat.S_ISREG(found.st_mode):
+        raise ValueError("not a regular file")
+    if found.st_size > limit:
+        raise ValueError(f"larger than {limit:,} bytes")

@@ -27,7 +27,6 @@ import hashlib
 import json
 import math
 import re
-import stat
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -36,7 +35,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, final
 
 import typer
 
-from lmvisor._files import MAX_DATASET_BYTES, MAX_PROGRAM_BYTES, read_regular_file
+from lmvisor._files import (
+    MAX_DATASET_BYTES,
+    MAX_PROGRAM_BYTES,
+    check_regular_file,
+    read_regular_file,
+)
 from lmvisor._redaction import url_without_password
 from lmvisor.server.cli_support import (
     AppOption,
@@ -105,7 +109,7 @@ def program_ref(argument: str) -> ProgramRef:
             )
         return ProgramRef(argument)
     try:
-        raw = _read_file(path, MAX_PROGRAM_BYTES)
+        raw = read_regular_file(path, MAX_PROGRAM_BYTES)
         data = _loads(raw)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(
@@ -153,7 +157,7 @@ def load_job_spec(path: Path, *, inline: bool) -> dict[str, Any]:
         typer.BadParameter: the file cannot be read or parsed, or a dataset file is bad.
     """
     try:
-        text = _read_file(path, MAX_PROGRAM_BYTES).decode("utf-8")
+        text = read_regular_file(path, MAX_PROGRAM_BYTES).decode("utf-8")
         data = _toml_loads(text) if path.suffix == ".toml" else _loads(text)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(
@@ -173,7 +177,7 @@ def _checked_path(path: Path, name: str) -> str:
     """`path` for the embedded job to read, once it is a regular file of bounded size (the
     job reads it whole: `/dev/zero` ran it out of memory, a FIFO blocked it for good)."""
     try:
-        _check_file(path, MAX_DATASET_BYTES)
+        check_regular_file(path, MAX_DATASET_BYTES)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(
             f"{name} {_shown(str(path))}: {_problem(exc)}", param_hint="SPEC"
@@ -184,7 +188,7 @@ def _checked_path(path: Path, name: str) -> str:
 def _read_rows(path: Path, name: str) -> list[Any]:
     """The JSONL file's rows; a bad one is named by its line in the file, from 1."""
     try:
-        text = _read_file(path, MAX_DATASET_BYTES).decode("utf-8")
+        text = read_regular_file(path, MAX_DATASET_BYTES).decode("utf-8")
         lines = text.split("\n")  # not at U+2028 in a string
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(
@@ -201,26 +205,6 @@ def _read_rows(path: Path, name: str) -> list[Any]:
                 f"{name} {_shown(str(path))} line {number}: not JSON ({exc})", param_hint="SPEC"
             ) from None
     return rows
-
-
-def _read_file(path: Path, limit: int) -> bytes:
-    """The bytes of the regular file at `path`, at most `limit` of them.
-
-    Raises:
-        OSError: it cannot be opened or read.
-        ValueError: it is not a regular file (a directory, a device, a pipe that
-            would never end or block) or is larger than `limit`.
-    """
-    return read_regular_file(path, limit)
-
-
-def _check_file(path: Path, limit: int) -> None:
-    """Raises what `_read_file` raises before reading: OSError, ValueError."""
-    found = path.stat()
-    if not stat.S_ISREG(found.st_mode):
-        raise ValueError("not a regular file")
-    if found.st_size > limit:
-        raise ValueError(f"larger than {limit:,} bytes")
 
 
 def _shown(text: str) -> str:
