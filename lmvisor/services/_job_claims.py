@@ -29,8 +29,7 @@ import sys
 from pathlib import Path
 from typing import final
 
-if sys.platform != "win32":
-    import fcntl
+from lmvisor.services._file_lock import lock_file
 
 __all__ = ["JobClaims"]
 
@@ -63,18 +62,17 @@ class JobClaims:
         self._dir.mkdir(parents=True, exist_ok=True)
         path = self._path(job_id)
         while True:  # again when the file was unlinked between our open and our lock
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if _names(path, fd):
-                    self._held[job_id] = fd
-                    return True
-            except BlockingIOError:
-                os.close(fd)
+            fd = lock_file(path)
+            if fd is None:
                 return False
+            try:
+                named = _names(path, fd)
             except BaseException:
                 os.close(fd)
                 raise
+            if named:
+                self._held[job_id] = fd
+                return True
             os.close(fd)
 
     def release(self, job_id: str) -> None:

@@ -44,13 +44,11 @@ from typing import Any, Final, final
 
 from lmvisor.programs.lm import LM
 from lmvisor.programs.spec import ProgramSpecError, build_program, parse_program_spec, program_spec
+from lmvisor.services._file_lock import lock_file
 from lmvisor.services._sqlite import SqliteFile, dump_json, json_value, text
 from lmvisor.services.errors import CorruptRecord
 from lmvisor.services.module_options import ModuleOptions, parse_module_options
 from lmvisor.services.module_table import ModuleRecord, ModuleVersion
-
-if sys.platform != "win32":
-    import fcntl
 
 __all__ = [
     "ProgramStore",
@@ -211,18 +209,9 @@ class ProgramStore:
         if self.path is None or self._writer is not None or sys.platform == "win32":
             return not self._shared
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(f"{self.path}.writer", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            self._shared = True
-            return False
-        except BaseException:
-            os.close(fd)
-            raise
-        self._writer = fd
-        return True
+        self._writer = lock_file(Path(f"{self.path}.writer"))
+        self._shared = self._writer is None
+        return not self._shared
 
     async def save(self, program: StoredProgram, *, fresh: bool = False) -> None:
         """Keep `program` (committed before returning); `fresh` forgets what the id had.
