@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _lm_process import lm_server
 
 __all__ = ["main"]
 
@@ -94,22 +95,6 @@ def _child_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(_ROOT)
     env.update(extra)
     return env
-
-
-@contextmanager
-def _lm_server() -> Iterator[str]:
-    command = [sys.executable, "-m", "lmvisor.testing.lm_server", "--port", "0"]
-    command += ["--latency", str(_LATENCY), "--jitter", str(_JITTER)]
-    proc = subprocess.Popen(command, cwd=_ROOT, env=_child_env(), stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"lm_server did not start (first line {url!r})")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @contextmanager
@@ -490,7 +475,10 @@ def main() -> int:
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument("--dump", type=Path, help="write /metrics at each sample here")
     args = parser.parse_args()
-    with _lm_server() as lm_url, _daemon(lm_url, trace=args.tracemalloc) as (proc, url):
+    with (
+        lm_server(_LATENCY, _JITTER, env=_child_env()) as lm_url,
+        _daemon(lm_url, trace=args.tracemalloc) as (proc, url),
+    ):
         summary = asyncio.run(_soak(url, lm_url, proc.pid, args))
     checks = _verdict(summary)
     summary["failed"] = sorted(name for name, ok in checks.items() if not ok)

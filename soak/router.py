@@ -19,15 +19,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
+from _lm_process import lm_server
 
 from lmvisor.config import load_config
 from lmvisor.programs.lm import LMRequest
@@ -61,34 +59,6 @@ _FAULTS: list[dict[str, Any]] = [
     {"kind": "status", "status": 500, "probability": 0.03},
     {"kind": "status", "status": 503, "probability": 0.03},
 ]
-
-
-@contextmanager
-def _server_process() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lmvisor.testing.lm_server",
-            "--port",
-            "0",
-            "--latency",
-            str(_LATENCY),
-            "--jitter",
-            str(_JITTER),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http://"):
-            raise RuntimeError(f"lm_server did not start (first line {url!r})")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 async def _control(url: str, method: str, path: str, body: object = None) -> Any:
@@ -240,7 +210,7 @@ async def _soak(url: str) -> dict[str, Any]:
 def main() -> int:
     """Run the soak; print the summary; return the exit status."""
     configure_process_logging("console", level="error")
-    with _server_process() as url:
+    with lm_server(_LATENCY, _JITTER) as url:
         summary = asyncio.run(_soak(url))
     flat = (
         summary["tasks_after"] <= summary["tasks_before"]
