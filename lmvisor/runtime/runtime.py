@@ -254,7 +254,7 @@ class Runtime:
         """True once the runtime is closed or closing: its `Runtime.open` block has exited
         (its tree may still be stopping) or its root supervisor gave up. A name that
         resolves to nothing then raises `RuntimeClosed`, not `NameNotRegistered`."""
-        return self.registry.closed
+        return self.registry._closed  # not its property: `App.run` reads this on every run
 
     @property
     def failure(self) -> SupervisorGaveUp | None:

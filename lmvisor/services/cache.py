@@ -135,7 +135,7 @@ class CacheManager(Actor):
         await subscribe_config(config_service, self.ref, "cache")
         self.runtime.metrics.set_cache_source(store.hit_rate)
         self._writer = self.spawn_task(self._write_behind())
-        store.enabled = config.modules.cache_enabled
+        store.enable(config.modules.cache_enabled)
 
     @handler
     def statistics(self, msg: GetCacheStatistics) -> CacheStatistics:
@@ -207,7 +207,7 @@ class CacheManager(Actor):
 
     def _apply_modules(self, config: LmvisorConfig) -> None:
         self._store.ttl = config.modules.cache_ttl
-        self._store.enabled = config.modules.cache_enabled
+        self._store.enable(config.modules.cache_enabled)
 
     def _apply_l1(self, config: LmvisorConfig) -> None:
         cfg = config.cache

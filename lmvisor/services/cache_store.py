@@ -131,9 +131,10 @@ class CacheStore:
         write_queue: most writes waiting; beyond it a write is skipped and counted.
     """
 
-    __slots__ = ("_dropped", "_idle", "_l1", "_pending", "_wakeup", "_write_queue", "coalesced",
-                 "dropped_writes", "enabled", "events", "hits", "inflight", "l1", "l2", "l3",
-                 "lookups", "meters", "metrics", "stale_served", "ttl", "wall")  # fmt: skip
+    __slots__ = ("_dropped", "_idle", "_l1", "_pending", "_wakeup", "_write_queue", "closed_in",
+                 "coalesced", "dropped_writes", "enabled", "events", "hits", "inflight", "l1",
+                 "l2", "l3", "lookups", "meters", "metrics", "stale_served", "ttl",
+                 "wall")  # fmt: skip
 
     def __init__(
         self,
@@ -147,6 +148,8 @@ class CacheStore:
         self.events = events
         self.wall = wall
         self.enabled = False
+        # The namespace of the app that closed the cache (see `close`), None while it runs.
+        self.closed_in: str | None = None
         self.ttl = 3600.0
         self.l1: MemoryTier | None = None
         self.l2: RedisTier | None = None
@@ -163,6 +166,16 @@ class CacheStore:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def enable(self, on: bool) -> None:
+        """Turn lookups and saves on or off (`modules.cache_enabled`); never on once closed."""
+        self.enabled = on and self.closed_in is None
+
+    def close(self, namespace: str) -> None:
+        """The app in `namespace` has closed: from now on nothing is answered from or through
+        this cache (a `CachedLM` on it raises `AppClosed`, hit or miss)."""
+        self.closed_in = namespace
+        self.enabled = False
 
     # --- lookups (the LM path) --------------------------------------------------------
 
