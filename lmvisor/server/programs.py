@@ -185,10 +185,11 @@ async def swap_program(program_id: _ProgramId, body: SwapRequest, context: _Cont
     spec = None
     if body.program is not None:
         spec = _checked_spec(body.program.to_spec(), "program", context)
-    app = context.app
-    previous = (await app.describe(program_id)).version
-    version = await app.swap(program_id, spec, state=body.state)
-    return JSONAnswer({"module_id": program_id, "version": version, "previous": previous})
+    # `previous` from the swap itself: read before it, a concurrent swap could come between.
+    change = await context.app.swap_change(program_id, spec, state=body.state)
+    return JSONAnswer(
+        {"module_id": program_id, "version": change.version, "previous": change.previous}
+    )
 
 
 @router.post(
@@ -199,10 +200,10 @@ async def swap_program(program_id: _ProgramId, body: SwapRequest, context: _Cont
 )
 async def rollback_program(program_id: _ProgramId, context: _Context) -> Response:
     """Make the version current before this one current again."""
-    app = context.app
-    previous = (await app.describe(program_id)).version
-    version = await app.rollback(program_id)
-    return JSONAnswer({"module_id": program_id, "version": version, "previous": previous})
+    change = await context.app.rollback_change(program_id)
+    return JSONAnswer(
+        {"module_id": program_id, "version": change.version, "previous": change.previous}
+    )
 
 
 def _checked_spec(data: dict[str, Any], where: str, context: ServerContext) -> dict[str, Any]:

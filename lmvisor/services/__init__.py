@@ -108,6 +108,7 @@ if TYPE_CHECKING:
     from lmvisor.services.module_manager import Rollback as Rollback
     from lmvisor.services.module_manager import Swap as Swap
     from lmvisor.services.module_manager import Unregister as Unregister
+    from lmvisor.services.module_manager import VersionChange as VersionChange
     from lmvisor.services.module_manager import modules_spec as modules_spec
     from lmvisor.services.module_options import FALLBACK_ORDER as FALLBACK_ORDER
     from lmvisor.services.module_options import ModuleOptions as ModuleOptions

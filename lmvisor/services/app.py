@@ -68,7 +68,7 @@ from lmvisor.services.errors import AppClosed
 from lmvisor.services.lm_provider import provider_name
 from lmvisor.services.lm_services import LMServices, start_lm_providers
 from lmvisor.services.module_execution import Execution
-from lmvisor.services.module_manager import ModuleTable, modules_spec
+from lmvisor.services.module_manager import ModuleTable, VersionChange, modules_spec
 from lmvisor.services.module_options import ModuleOptions
 from lmvisor.services.module_store import ProgramStore
 from lmvisor.services.module_stream import StreamSink
@@ -222,10 +222,27 @@ class App:
         self._check_open("app.swap()")
         return await self.modules.swap(module_id, program, state=state)
 
+    async def swap_change(
+        self,
+        module_id: str,
+        program: ProgramLike | None = None,
+        *,
+        state: Mapping[str, Any] | None = None,
+    ) -> VersionChange:
+        """Install a new version; the version installed and the one it replaced (see
+        `Modules.swap_change`)."""
+        self._check_open("app.swap()")
+        return await self.modules.swap_change(module_id, program, state=state)
+
     async def rollback(self, module_id: str) -> int:
         """Return to the previous version; see `Modules.rollback`."""
         self._check_open("app.rollback()")
         return await self.modules.rollback(module_id)
+
+    async def rollback_change(self, module_id: str) -> VersionChange:
+        """Return to the previous version; the version made current and the one it replaced."""
+        self._check_open("app.rollback()")
+        return await self.modules.rollback_change(module_id)
 
     async def unregister(self, module_id: str) -> None:
         """Forget a program; see `Modules.unregister`."""

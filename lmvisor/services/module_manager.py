@@ -78,6 +78,7 @@ __all__ = [
     "Rollback",
     "Swap",
     "Unregister",
+    "VersionChange",
     "modules_spec",
 ]
 
@@ -115,9 +116,19 @@ class Register(Call[ModuleInfo]):
 
 
 @final
+@dataclass(frozen=True, slots=True)
+class VersionChange:
+    """What a swap or a rollback did: the version it made current and the one it replaced,
+    both read by the manager as it made the change (so concurrent changes never mix them)."""
+
+    version: int
+    previous: int
+
+
+@final
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Swap(Call[int]):
-    """Install `program` as the next version of `module_id`; replies its number.
+class Swap(Call[VersionChange]):
+    """Install `program` as the next version of `module_id`; replies the change.
 
     `base`: the version `program` was made from (a state swap), refused with
     `VersionMoved` when another one is current by the time this arrives, so two
@@ -134,8 +145,8 @@ class Swap(Call[int]):
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Rollback(Call[int]):
-    """Return `module_id` to the version current before; replies its number."""
+class Rollback(Call[VersionChange]):
+    """Return `module_id` to the version current before; replies the change."""
 
     module_id: str
 
@@ -221,7 +232,7 @@ class ModuleManager(Actor):
         return installed
 
     @handler
-    async def swap(self, msg: Swap) -> int | ErrorReply:
+    async def swap(self, msg: Swap) -> VersionChange | ErrorReply:
         record = self._table.records.get(msg.module_id)
         if record is None:
             return ErrorReply(UnknownModule(module_id=msg.module_id))
@@ -233,10 +244,10 @@ class ModuleManager(Actor):
         version = record.add_version(msg.program, msg.spec, self._wall(), keep=keep)
         self._emit(MODULE_SWAPPED, record, version=version.number, previous=previous)
         await self._keep(record)
-        return version.number
+        return VersionChange(version.number, previous)
 
     @handler
-    async def rollback(self, msg: Rollback) -> int | ErrorReply:
+    async def rollback(self, msg: Rollback) -> VersionChange | ErrorReply:
         record = self._table.records.get(msg.module_id)
         if record is None:
             return ErrorReply(UnknownModule(module_id=msg.module_id))
@@ -247,7 +258,7 @@ class ModuleManager(Actor):
             return ErrorReply(exc)
         self._emit(MODULE_ROLLED_BACK, record, version=version.number, previous=previous)
         await self._keep(record)
-        return version.number
+        return VersionChange(version.number, previous)
 
     @handler
     async def unregister(self, msg: Unregister) -> ErrorReply | None:

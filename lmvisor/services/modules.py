@@ -68,6 +68,7 @@ from lmvisor.services.module_manager import (
     Rollback,
     Swap,
     Unregister,
+    VersionChange,
 )
 from lmvisor.services.module_options import ModuleOptions, parse_module_options
 from lmvisor.services.module_store import ProgramStore, rebuild_program
@@ -249,6 +250,21 @@ class Modules:
             ProgramSpecError: a malformed spec.
             UnknownModule: nothing is registered as `module_id`.
         """
+        return (await self.swap_change(module_id, program, state=state)).version
+
+    async def swap_change(
+        self,
+        module_id: str,
+        program: ProgramLike | None = None,
+        *,
+        state: Mapping[str, Any] | None = None,
+    ) -> VersionChange:
+        """`swap`, replying the version installed and the one it replaced (as the manager
+        saw them: another swap at the same time cannot make `previous` name its version).
+
+        Raises:
+            As `swap`.
+        """
         self._check_open("swap")
         if (program is None) == (state is None):
             raise ServiceInputError(field="program", problem="give a program or a state, not both")
@@ -260,7 +276,7 @@ class Modules:
             spec = spec_of(built, self._record(module_id).lm)
         return await self._ask(Swap(module_id=module_id, program=built, spec=spec), "swap")
 
-    async def _swap_state(self, module_id: str, state: Mapping[str, Any]) -> int:
+    async def _swap_state(self, module_id: str, state: Mapping[str, Any]) -> VersionChange:
         """Apply `state` to a copy of the current version and install it; again on the
         newer version when another swap or a rollback came first (`VersionMoved`)."""
         for _ in range(_STATE_SWAP_TRIES - 1):
@@ -268,7 +284,7 @@ class Modules:
                 return await self._swap_on_current(module_id, state)
         return await self._swap_on_current(module_id, state)
 
-    async def _swap_on_current(self, module_id: str, state: Mapping[str, Any]) -> int:
+    async def _swap_on_current(self, module_id: str, state: Mapping[str, Any]) -> VersionChange:
         record = self._record(module_id)
         built = self._with_state(record.current.program, state)
         swap = Swap(
@@ -285,6 +301,14 @@ class Modules:
         Raises:
             UnknownModule: nothing is registered as `module_id`.
             NoPreviousVersion: no earlier version is kept.
+        """
+        return (await self.rollback_change(module_id)).version
+
+    async def rollback_change(self, module_id: str) -> VersionChange:
+        """`rollback`, replying the version made current and the one it replaced.
+
+        Raises:
+            As `rollback`.
         """
         self._check_open("rollback")
         return await self._ask(Rollback(module_id=module_id), "rollback")
