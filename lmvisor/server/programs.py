@@ -82,7 +82,8 @@ _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     responses={409: _ERRORS[409]},
 )
 async def register_program(body: RegisterProgram, context: _Context) -> Response:
-    """Register `program` (a spec; a saved program in its `state`) as version 1 of `id`."""
+    """Register `program` (a spec; a saved program in its `state`) as the first version of
+    `id`: 1, or after an unregister of `id`, the number after its last one."""
     spec = _checked_spec(body.program.to_spec(), "program", context)
     _check_options(body.options)
     info = await context.app.register(body.id, spec, options=body.options)

@@ -30,6 +30,11 @@ the same data directory restores each program (`Restore`, sent by
 Registering a restored id (code that registers its programs at every start)
 adopts it rather than failing: the same program leaves it unchanged, a
 different one becomes its next version.
+
+Version numbers of an id never repeat: an id unregistered and registered again
+continues after the last number it had (the table keeps that mark, and a durable
+store keeps it across restarts), so an execution still running on an old version
+never emits events that read like the new program's.
 A program that cannot be written as a spec (a Module object of one's own) is
 not kept; a write that fails is logged (`modules.persist_failed`) and the
 change stays in memory.
@@ -92,12 +97,17 @@ _log = get_logger(__name__)
 
 @final
 class ModuleTable:
-    """The registered programs by id; shared by the manager's incarnations and its readers."""
+    """The registered programs by id; shared by the manager's incarnations and its readers.
 
-    __slots__ = ("records",)
+    `next_numbers` holds, for each id unregistered and not registered again, the version
+    number its next registration starts at (one int per such id).
+    """
+
+    __slots__ = ("next_numbers", "records")
 
     def __init__(self) -> None:
         self.records: dict[str, ModuleRecord] = {}
+        self.next_numbers: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"ModuleTable({sorted(self.records)})"
@@ -106,7 +116,8 @@ class ModuleTable:
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Register(Call[ModuleInfo]):
-    """Register `program` (already built and copied) as version 1 of `module_id`."""
+    """Register `program` (already built and copied) as the first version of `module_id`:
+    1, or the number after the last one the id had before it was unregistered."""
 
     module_id: str
     program: Module
@@ -133,8 +144,7 @@ class Swap(Call[VersionChange]):
     `base`: the version `program` was made from (a state swap), refused with
     `VersionMoved` when another one is current by the time this arrives, so two
     state swaps at once never install one built without the other's change. Compared
-    by identity, not number: a program unregistered and registered again meanwhile
-    starts over at version 1, which a number would take for the one read.
+    by identity, not number: the version object read is the one it was built from.
     """
 
     module_id: str
@@ -162,10 +172,11 @@ class Unregister(Call[None]):
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Restore(Call[list[str]]):
-    """Install programs read back from the store (ids already taken are left alone);
-    replies the ids installed."""
+    """Install programs read back from the store (ids already taken are left alone), and
+    the next version numbers of ids kept as unregistered; replies the ids installed."""
 
     programs: tuple[RestoredProgram, ...]
+    next_numbers: tuple[tuple[str, int], ...] = ()
 
 
 @final
@@ -204,7 +215,8 @@ class ModuleManager(Actor):
         if existing is not None:
             return ErrorReply(ModuleAlreadyRegistered(module_id=msg.module_id))
         config = self.runtime.config
-        version = ModuleVersion(1, msg.program, msg.spec, self._wall())
+        number = self._table.next_numbers.pop(msg.module_id, 1)
+        version = ModuleVersion(number, msg.program, msg.spec, self._wall())
         record = ModuleRecord.first(
             msg.module_id,
             version,
@@ -215,12 +227,16 @@ class ModuleManager(Actor):
         )
         self._protect(record, config)
         records[msg.module_id] = record
-        self._emit(MODULE_REGISTERED, record, version=1)
+        self._emit(MODULE_REGISTERED, record, version=number)
         await self._keep(record, fresh=True)
         return record.info()
 
     @handler
     async def restore(self, msg: Restore) -> list[str]:
+        marks = self._table.next_numbers
+        for module_id, number in msg.next_numbers:
+            if module_id not in self._table.records and number > marks.get(module_id, 1):
+                marks[module_id] = number
         installed = []
         for program in msg.programs:
             if program.module_id in self._table.records:
@@ -265,13 +281,14 @@ class ModuleManager(Actor):
         record = self._table.records.pop(msg.module_id, None)
         if record is None:
             return ErrorReply(UnknownModule(module_id=msg.module_id))
+        self._table.next_numbers[msg.module_id] = record.next_number
         self.runtime.events.ring.emit(MODULE_UNREGISTERED, {"module_id": msg.module_id})
         # Its series go with it: ids registered and dropped one after another would
         # otherwise grow `/metrics` for as long as the daemon runs.
         metrics = self.runtime.metrics
         metrics.forget_module(msg.module_id)
         metrics.forget_protection(record.breaker.name)
-        await self._forget(msg.module_id)
+        await self._forget(msg.module_id, record.next_number)
         return None
 
     @handler
@@ -302,16 +319,16 @@ class ModuleManager(Actor):
         stored = stored_program(record)
         if isinstance(stored, str):
             _log.info("modules.not_persisted", module_id=record.module_id, reason=stored)
-            await self._forget(record.module_id)
+            await self._forget(record.module_id, record.next_number)
             return
         try:
             await self._store.save(stored, fresh=fresh)
         except (sqlite3.Error, OSError, TypeError, ValueError) as exc:
             _log.error("modules.persist_failed", module_id=record.module_id, error=str(exc))
 
-    async def _forget(self, module_id: str) -> None:
+    async def _forget(self, module_id: str, next_number: int) -> None:
         try:
-            await self._store.delete(module_id)
+            await self._store.delete(module_id, next_number=next_number)
         except (sqlite3.Error, OSError) as exc:
             _log.error("modules.persist_failed", module_id=module_id, error=str(exc))
 

@@ -200,7 +200,8 @@ class Modules:
         *,
         options: ModuleOptions | Mapping[str, Any] | None = None,
     ) -> ModuleInfo:
-        """Register `program` as version 1 of `module_id` (the registry keeps its own copy).
+        """Register `program` as the first version of `module_id` (the registry keeps its own
+        copy): version 1, or for an id unregistered before, the number after its last one.
 
         Args:
             module_id: lowercase letters, digits, '_', '-', '.' (at most 128).
@@ -323,7 +324,8 @@ class Modules:
         await self._ask(Unregister(module_id=module_id), "unregister")
 
     async def restore(self, store: ProgramStore) -> list[str]:
-        """Register again every program `store` keeps, versions and current version as kept.
+        """Register again every program `store` keeps, versions and current version as kept,
+        and where the numbering of each id it kept as unregistered resumes.
 
         Called once, when the app starts. A program whose rows cannot be decoded, or that no
         longer builds (a malformed spec, a vendor no longer configured), is skipped and
@@ -343,6 +345,7 @@ class Modules:
                     "what is kept and keeps nothing it registers, swaps or rolls back",
                 )  # fmt: skip
             kept = await store.load(on_corrupt=lambda exc: report_skipped(events, exc))
+            marks = await store.next_numbers()
         except (sqlite3.Error, OSError) as exc:
             problem = f"the file {str(store.path)!r} cannot be read, nothing restored: {exc}"
             report_skipped(events, CorruptRecord(store="programs", record="*", problem=problem))
@@ -352,14 +355,16 @@ class Modules:
             try:
                 programs.append(rebuild_program(stored, self._context.lm_for))
             except Exception as exc:  # whatever stops it from building, the app still starts
+                marks[stored.module_id] = stored.next_number  # registered anew, it continues
                 problem = f"cannot be rebuilt: {type(exc).__name__}: {exc}"
                 report_skipped(
                     events,
                     CorruptRecord(store="programs", record=stored.module_id, problem=problem),
                 )
-        if not programs:
+        if not programs and not marks:
             return []
-        return await self._ask(Restore(programs=tuple(programs)), "restore")
+        message = Restore(programs=tuple(programs), next_numbers=tuple(marks.items()))
+        return await self._ask(message, "restore")
 
     # --- reads --------------------------------------------------------------------------
 

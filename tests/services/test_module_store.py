@@ -80,8 +80,50 @@ class TestProgramStore:
         await store.save(_stored("qa", (1,)), fresh=True)
         (kept,) = await store.load()
         assert [v.number for v in kept.versions] == [1]
-        await store.delete("qa")
+        await store.delete("qa", next_number=2)
         assert await store.load() == []
+        await store.close()
+
+    async def test_a_deleted_id_keeps_where_its_numbering_resumes(self, tmp_path: Path) -> None:
+        """`delete` keeps the highest next number across reopens; a save of the id drops it."""
+        path = tmp_path / "modules.sqlite3"
+        store = ProgramStore(path)
+        await store.save(_stored("qa", (1, 2, 3, 4)))
+        await store.delete("qa", next_number=5)
+        await store.delete("qa", next_number=3)  # never lower: the mark only rises
+        await store.delete("zz", next_number=2)
+        await store.close()
+        again = ProgramStore(path)
+        assert await again.next_numbers() == {"qa": 5, "zz": 2}
+        await again.save(_stored("qa", (5,)), fresh=True)
+        assert await again.next_numbers() == {"zz": 2}
+        _raw(path, "INSERT INTO retired VALUES ('bad', 'x')")
+        _raw(path, "INSERT INTO retired VALUES (?, 4)", b"\xff")
+        assert await again.next_numbers() == {"zz": 2}
+        await again.close()
+
+    async def test_a_file_in_the_layout_before_retired_is_read_and_extended(
+        self, tmp_path: Path
+    ) -> None:
+        """A file written with only `programs` and `versions` loads as it was and gains the
+        `retired` table on open; opening it again changes nothing more."""
+        path = tmp_path / "modules.sqlite3"
+        writer = ProgramStore(path)
+        await writer.save(_stored("qa"))
+        await writer.close()
+        _raw(path, "DROP TABLE retired")  # what main's layout wrote
+        for _ in range(2):
+            store = ProgramStore(path)
+            assert await store.load() == [_stored("qa")]
+            assert await store.next_numbers() == {}
+            await store.close()
+        with sqlite3.connect(path) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        db.close()
+        assert {"programs", "versions", "retired"} <= tables
+        store = ProgramStore(path)
+        await store.delete("qa", next_number=3)
+        assert await store.next_numbers() == {"qa": 3}
         await store.close()
 
     async def test_nothing_kept_without_a_path(self, tmp_path: Path) -> None:
@@ -175,6 +217,30 @@ class TestRestartKeepsPrograms:
         async with open_app(config, lm_server=lm_server) as third:
             assert (await third.describe("other")).version == 2
             assert await third.rollback("other") == 1
+
+    @pytest.mark.parametrize("kept", [True, False])
+    async def test_an_id_registered_again_never_reuses_a_version_number(
+        self, lm_server: LMServer, tmp_path: Path, kept: bool
+    ) -> None:
+        """Unregister and register again continue the id's numbering, in one app and, with a
+        data directory, after a reopen too; its events say so."""
+        config = _config(tmp_path / "data" if kept else None)
+        async with open_app(config, lm_server=lm_server) as app:
+            await app.register("qa", QA)
+            assert await app.swap("qa", {**QA, "instructions": "v2"}) == 2
+            await app.unregister("qa")
+            info = await app.register("qa", QA)
+            assert (info.version, info.versions) == (3, (3,))
+            assert await app.swap("qa", {**QA, "instructions": "v4"}) == 4
+            assert (await app.run("qa", {"question": "which?"})).version == 4
+            await app.unregister("qa")
+            registered = app.runtime.events.ring.query(type="module.registered")
+            assert [e.data["version"] for e in registered] == [1, 3]
+        async with open_app(config, lm_server=lm_server) as again:
+            info = await again.register("qa", QA)
+            assert info.version == (5 if kept else 1)
+            await again.register("new", QA)
+            assert (await again.describe("new")).version == 1
 
     async def test_unregistered_and_unwritable_programs_are_not_restored(
         self, lm_server: LMServer, tmp_path: Path
