@@ -13,8 +13,10 @@
     }
 
 `parse_job_spec` checks the shape (every problem an `OptimizationSpecError` naming the
-field); `load_examples` reads inline rows or a JSONL file; `build_optimizer` makes the
-optimizer, with defaults from `optimization.*` config for settings the job leaves out.
+field); `load_examples` reads inline rows or a JSONL file, and `read_examples` does it on a
+worker thread (a JSONL file may hold up to 1 GiB: parsed on the event loop it would stall
+every actor); `build_optimizer` makes the optimizer, with defaults from `optimization.*`
+config for settings the job leaves out.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, final
+
+import anyio.to_thread
 
 from lmvisor._files import MAX_DATASET_BYTES, read_regular_file
 from lmvisor.config.schema import OptimizationConfig
@@ -41,7 +46,14 @@ from lmvisor.programs.example import Example
 from lmvisor.programs.spec import ProgramSpecError, parse_program_spec
 from lmvisor.services.errors import OptimizationSpecError
 
-__all__ = ["OPTIMIZERS", "JobSpec", "build_optimizer", "load_examples", "parse_job_spec"]
+__all__ = [
+    "OPTIMIZERS",
+    "JobSpec",
+    "build_optimizer",
+    "load_examples",
+    "parse_job_spec",
+    "read_examples",
+]
 
 _CONSTRUCT: Final[Mapping[str, frozenset[str]]] = {
     "LabeledFewShot": frozenset({"k"}),
@@ -293,6 +305,22 @@ def load_examples(
             )
         examples.append(Example(row).with_inputs(*input_keys))
     return examples
+
+
+async def read_examples(
+    value: str | Sequence[Mapping[str, Any]], input_keys: Sequence[str], *, field: str
+) -> list[Example]:
+    """`load_examples` on a worker thread, so the event loop (every actor on it) runs on
+    while a large dataset is read and parsed.
+
+    A cancelled caller returns at once; the thread finishes its bounded read and its result
+    is dropped (nothing it touches is shared).
+
+    Raises:
+        OptimizationSpecError: as `load_examples`.
+    """
+    work = partial(load_examples, value, input_keys, field=field)
+    return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
 
 
 def _read_jsonl(path: Path, field: str) -> list[Mapping[str, Any]]:
