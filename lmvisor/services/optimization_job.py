@@ -174,8 +174,13 @@ class JobSpec:
         }  # fmt: skip
 
 
-def parse_job_spec(data: Any) -> JobSpec:
+def parse_job_spec(data: Any, *, ended: bool = False) -> JobSpec:
     """Validate JSON-ready data as a `JobSpec`.
+
+    Args:
+        data: the spec.
+        ended: the spec of an ended job as the store hands it out (`jobs(ended_rows=False)`):
+            an inline dataset may be an empty list, its rows left in the file.
 
     Raises:
         OptimizationSpecError: naming the first bad field by its dotted path.
@@ -196,8 +201,8 @@ def parse_job_spec(data: Any) -> JobSpec:
         optimizer=optimizer,
         params=_params(optimizer, data.get("params", {})),
         program=_program(data.get("program")),
-        trainset=_dataset(data.get("trainset"), "trainset", required=True) or [],
-        valset=_dataset(data.get("valset"), "valset", required=False),
+        trainset=_dataset(data.get("trainset"), "trainset", required=True, ended=ended) or [],
+        valset=_dataset(data.get("valset"), "valset", required=False, ended=ended),
         input_keys=_input_keys(data.get("input_keys")),
         metric=_metric(data.get("metric")),
         deploy=_deploy(data.get("deploy", False), data.get("program")),
@@ -249,9 +254,13 @@ def _program(value: Any) -> str | dict[str, Any]:
         raise OptimizationSpecError(field=f"program.{exc.field}", problem=exc.problem) from None
 
 
-def _dataset(value: Any, name: str, *, required: bool) -> str | list[dict[str, Any]] | None:
+def _dataset(
+    value: Any, name: str, *, required: bool, ended: bool
+) -> str | list[dict[str, Any]] | None:
     if value is None and not required:
         return None
+    if ended and value == []:
+        return []
     if isinstance(value, str) and value.strip():
         return value
     if not isinstance(value, list) or not value:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -458,3 +459,34 @@ class TestSubmitReadsDatasetsOffTheLoop:
         ):
             await submit_optimization(coordinator, {**_copro(), "trainset": str(dataset)})
         assert await list_optimizations(coordinator) == []
+
+
+class TestStartUpLeavesEndedDatasets:
+    async def test_start_up_never_loads_the_rows_of_ended_jobs(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A coordinator starting on a file of many finished jobs with large inline datasets
+        allocates a small fraction of those datasets' size at its peak (it read every
+        job's full spec before dropping the ended ones' rows); each job still reports its
+        status, and the file keeps every row."""
+        db = tmp_path / "optimization.sqlite"
+        store = OptimizationStore(db)
+        spec = {**_copro(), "trainset": train_rows(3_000), "valset": train_rows(1_000)}
+        for i in range(8):
+            record = JobRecord(id=f"job{i}", spec=spec, status="completed", created=i, updated=i)
+            await store.save_job(record)
+        await store.close()
+        datasets = 8 * len(json.dumps(spec))
+        tracemalloc.start()
+        try:
+            coordinator = await _start(runtime, SlowLM(), db)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < datasets / 4, f"start-up peaked at {peak} bytes for {datasets}"
+        listed = await list_optimizations(coordinator)
+        assert [(job.id, job.status) for job in listed] == [
+            (f"job{i}", "completed") for i in range(8)
+        ]
+        ((stored,),) = _sql(db, "SELECT spec FROM jobs WHERE id = 'job7'")
+        assert json.loads(stored) == spec
