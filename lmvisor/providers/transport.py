@@ -18,16 +18,17 @@ one pooled HTTP client. Three implementations, each in its own module:
 - `HttpxTransport` (`httpx_transport`): wraps a user's own `httpx.AsyncClient`
   (proxies, mTLS, event hooks, `httpx.MockTransport` in tests) or creates one.
 
-`build_transport(kind, ...)` makes one by name ("auto": pyreqwest when installed,
-else aiohttp). Each transport maps its library's failures once, through
-`map_errors()` and its `ErrorMap`: a timeout becomes `ProviderTimeout`, anything
-else on the wire `ProviderConnectionError`, a `ValueError` (the library refusing to build
-the request: a header value or URL it cannot send) `RequestBuildError`, each chained
-`from` the original; no library exception leaves a transport. The vendor clients hold
-any transport, a user's own included, to that (`request_build_error`): a `ValueError` from
-its `post_json`, or from `stream_sse` while opening or reading the stream, is the HTTP
-client's own, never the caller's bad input. HTTP statuses are not judged here: the caller
-receives every status and maps it with `errors.error_from_status`. Counting
+`build_transport(kind, ...)` makes one by name ("auto": pyreqwest when installed, else
+aiohttp); `transport_for(options)` the one a `ClientOptions` asks for (every client that
+builds its own transport builds it there). Each transport maps its library's failures
+once, through `map_errors()` and its `ErrorMap`: a timeout becomes `ProviderTimeout`,
+anything else on the wire `ProviderConnectionError`, a `ValueError` (the library refusing
+to build the request: a header value or URL it cannot send) `RequestBuildError`, each
+chained `from` the original; no library exception leaves a transport. The vendor clients
+hold any transport, a user's own included, to that (`request_build_error`): a `ValueError`
+from its `post_json`, or from `stream_sse` while opening or reading the stream, is the
+HTTP client's own, never the caller's bad input. HTTP statuses are not judged here: the
+caller receives every status and maps it with `errors.error_from_status`. Counting
 requests is the provider actor's job, not the transport's.
 
 A whole answer is bounded by the caller's `max_response_bytes` (a vendor client's
@@ -46,7 +47,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from dataclasses import dataclass
 from typing import NoReturn, Protocol, TypeVar, final
 
-from lmvisor.providers.client import MAX_RESPONSE_BYTES, TransportKind
+from lmvisor.providers.client import MAX_RESPONSE_BYTES, ClientOptions, TransportKind
 from lmvisor.providers.errors import (
     ProviderConnectionError,
     ProviderError,
@@ -72,6 +73,7 @@ __all__ = [
     "raise_mapped",
     "read_bounded",
     "request_build_error",
+    "transport_for",
 ]
 
 _T = TypeVar("_T")
@@ -437,3 +439,17 @@ def build_transport(
             max_connections=max_connections, keepalive_timeout=keepalive_timeout
         )
     raise ValueError(f"unknown transport {kind!r}: expected auto, aiohttp, httpx or pyreqwest")
+
+
+def transport_for(options: ClientOptions) -> Transport:
+    """The transport `options` ask for: its library (`transport`) and pool
+    (`max_connections`, `keepalive_timeout`). Timeouts and bounds are per request.
+
+    Raises:
+        ImportError: "pyreqwest" is asked for and not installed (the `fast` extra).
+    """
+    return build_transport(
+        options.transport,
+        max_connections=options.max_connections,
+        keepalive_timeout=options.keepalive_timeout,
+    )

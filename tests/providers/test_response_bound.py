@@ -242,8 +242,7 @@ class TestEmbeddings:
         """OpenAIEmbeddings refuses an answer past its `max_response_bytes`."""
         small = OpenAIEmbeddings(
             "text-embedding-3-small",
-            api_key=KEY,
-            base_url=server.url + "/v1",
+            ClientOptions(api_key=KEY, base_url=server.url + "/v1"),
             max_response_bytes=64,
         )
         try:
