@@ -264,9 +264,9 @@ class HttpVendorClient(ABC):
         connection. A stream that ends before the vendor's end marker raises
         `ProviderConnectionError`; an error event mid-stream raises its typed error;
         an event past `sse.MAX_EVENT_BYTES` (or a line that never ends), or more
-        event data than the options' `max_stream_bytes`, or an error answer whose body
-        is longer than `max_response_bytes`, raises `ResponseFormatError` before it can
-        fill memory.
+        event data than the options' `max_stream_bytes`, raises `ResponseFormatError`
+        before it can fill memory; an error answer whose body is longer than
+        `max_response_bytes` raises its status's error, the body left unread.
 
         Raises:
             ProviderError, ValueError, RuntimeError: as `complete()` (a `ValueError` from

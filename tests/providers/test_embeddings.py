@@ -87,7 +87,7 @@ class TestOptions:
     def test_its_own_answer_bound_is_larger_than_a_completions(self) -> None:
         """The embeddings bound defaults to 256 MiB whatever the options' (completion) bound."""
         assert EMBEDDINGS_MAX_RESPONSE_BYTES == 256 * 1024 * 1024
-        assert EMBEDDINGS_MAX_RESPONSE_BYTES > ClientOptions().max_response_bytes
+        assert ClientOptions().max_response_bytes < EMBEDDINGS_MAX_RESPONSE_BYTES
 
     def test_options_of_another_type_are_refused(self) -> None:
         """Options must be a ClientOptions, named in the TypeError."""
