@@ -13,6 +13,7 @@ from typing import Any
 import anyio.to_thread
 import pytest
 
+from lmvisor._files import read_regular_file
 from lmvisor.runtime import Runtime
 from lmvisor.runtime.observe.names import OPTIMIZATION_ITERATION, OPTIMIZATION_STARTED
 from lmvisor.services import (
@@ -31,7 +32,6 @@ from lmvisor.services import (
     submit_optimization,
     suspend_optimizations,
 )
-from lmvisor.services import optimization_job
 from lmvisor.services._job_claims import JobClaims
 from lmvisor.services.optimization_job import parse_job_spec
 from lmvisor.services.optimization_store import JobRecord
@@ -424,14 +424,14 @@ class TestSubmitReadsDatasetsOffTheLoop:
         dataset = tmp_path / "train.jsonl"
         dataset.write_text("".join(json.dumps(row) + "\n" for row in train_rows(2_000)))
         reading, release = threading.Event(), threading.Event()
-        real = optimization_job.read_regular_file
+        real = read_regular_file
 
         def gated(path: Path, limit: int) -> bytes:
             reading.set()
             release.wait(timeout=10.0)  # a bound for the old code, which holds the loop here
             return real(path, limit)
 
-        monkeypatch.setattr(optimization_job, "read_regular_file", gated)
+        monkeypatch.setattr("lmvisor.services.optimization_job.read_regular_file", gated)
         submit = asyncio.create_task(
             submit_optimization(coordinator, {**_copro(), "trainset": str(dataset)})
         )
