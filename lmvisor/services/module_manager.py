@@ -70,7 +70,12 @@ from lmvisor.runtime.supervisor import Supervisor
 from lmvisor.runtime.task_supervisor import TaskSupervisor
 from lmvisor.services.errors import ModuleAlreadyRegistered, UnknownModule, VersionMoved
 from lmvisor.services.module_options import ModuleOptions
-from lmvisor.services.module_store import ProgramStore, RestoredProgram, stored_program
+from lmvisor.services.module_store import (
+    ProgramStore,
+    RestoredProgram,
+    retire,
+    stored_program,
+)
 from lmvisor.services.module_table import ModuleInfo, ModuleRecord, ModuleVersion
 
 __all__ = [
@@ -100,7 +105,9 @@ class ModuleTable:
     """The registered programs by id; shared by the manager's incarnations and its readers.
 
     `next_numbers` holds, for each id unregistered and not registered again, the version
-    number its next registration starts at (one int per such id).
+    number its next registration starts at: the `MAX_RETIRED` ids unregistered last (a
+    daemon registering and dropping ids of its own making must not grow for good; an id
+    forgotten that long ago has no execution left that its old numbers could be confused with).
     """
 
     __slots__ = ("next_numbers", "records")
@@ -236,7 +243,7 @@ class ModuleManager(Actor):
         marks = self._table.next_numbers
         for module_id, number in msg.next_numbers:
             if module_id not in self._table.records and number > marks.get(module_id, 1):
-                marks[module_id] = number
+                retire(marks, module_id, number)
         installed = []
         for program in msg.programs:
             if program.module_id in self._table.records:
@@ -281,7 +288,7 @@ class ModuleManager(Actor):
         record = self._table.records.pop(msg.module_id, None)
         if record is None:
             return ErrorReply(UnknownModule(module_id=msg.module_id))
-        self._table.next_numbers[msg.module_id] = record.next_number
+        retire(self._table.next_numbers, msg.module_id, record.next_number)
         self.runtime.events.ring.emit(MODULE_UNREGISTERED, {"module_id": msg.module_id})
         # Its series go with it: ids registered and dropped one after another would
         # otherwise grow `/metrics` for as long as the daemon runs.

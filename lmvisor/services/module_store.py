@@ -54,13 +54,28 @@ from lmvisor.services.module_options import ModuleOptions, parse_module_options
 from lmvisor.services.module_table import ModuleRecord, ModuleVersion
 
 __all__ = [
+    "MAX_RETIRED",
     "ProgramStore",
     "RestoredProgram",
     "StoredProgram",
     "StoredVersion",
     "rebuild_program",
+    "retire",
     "stored_program",
 ]
+
+MAX_RETIRED: Final = 10_000
+"""Unregistered ids whose next version number is kept (the last ones unregistered)."""
+
+
+def retire(marks: dict[str, int], module_id: str, next_number: int) -> None:
+    """Keep `next_number` as where `module_id`'s numbering resumes, as its newest mark,
+    dropping the oldest beyond `MAX_RETIRED`."""
+    marks.pop(module_id, None)
+    marks[module_id] = next_number
+    while len(marks) > MAX_RETIRED:
+        del marks[next(iter(marks))]
+
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS programs (
@@ -256,10 +271,18 @@ class ProgramStore:
             with db:
                 db.execute("DELETE FROM versions WHERE module_id = ?", (module_id,))
                 db.execute("DELETE FROM programs WHERE module_id = ?", (module_id,))
+                # Deleted and inserted, not updated: the row's rowid then says which ids
+                # were unregistered last, and only the newest MAX_RETIRED are kept.
+                (number,) = db.execute(
+                    "SELECT max(?, coalesce((SELECT next_number FROM retired WHERE module_id = ?"
+                    " AND typeof(next_number) = 'integer'), 1))",
+                    (next_number, module_id),
+                ).fetchone()
+                db.execute("DELETE FROM retired WHERE module_id = ?", (module_id,))
+                db.execute("INSERT INTO retired VALUES (?, ?)", (module_id, number))
                 db.execute(
-                    "INSERT INTO retired VALUES (?, ?) ON CONFLICT (module_id) DO UPDATE"
-                    " SET next_number = max(next_number, excluded.next_number)",
-                    (module_id, next_number),
+                    "DELETE FROM retired WHERE rowid <= (SELECT max(rowid) FROM retired) - ?",
+                    (MAX_RETIRED,),
                 )
 
         await self._file.run(work)
@@ -294,7 +317,9 @@ class ProgramStore:
         if self._file is None:
             return {}
         rows = await self._file.run(
-            lambda db: db.execute("SELECT module_id, next_number FROM retired").fetchall()
+            lambda db: db.execute(
+                "SELECT module_id, next_number FROM retired ORDER BY rowid"
+            ).fetchall()
         )
         found = {}
         for raw, number in rows:

@@ -15,6 +15,7 @@ from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
 from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
+from lmvisor.services import module_store
 from lmvisor.services.app import open_app
 from lmvisor.services.errors import CorruptRecord, ModuleAlreadyRegistered, UnknownModule
 from lmvisor.services.module_store import ProgramStore, StoredProgram, StoredVersion
@@ -101,6 +102,19 @@ class TestProgramStore:
         _raw(path, "INSERT INTO retired VALUES (?, 4)", b"\xff")
         assert await again.next_numbers() == {"zz": 2}
         await again.close()
+
+    async def test_only_the_ids_unregistered_last_keep_their_marks(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The file keeps the marks of the `MAX_RETIRED` ids deleted last (an id deleted again
+        counts as new, keeping its highest mark), in the order they were deleted."""
+        monkeypatch.setattr(module_store, "MAX_RETIRED", 3)
+        path = tmp_path / "modules.sqlite3"
+        store = ProgramStore(path)
+        for name, number in (("a", 2), ("b", 7), ("c", 2), ("b", 3), ("d", 4)):
+            await store.delete(name, next_number=number)
+        assert list((await store.next_numbers()).items()) == [("c", 2), ("b", 7), ("d", 4)]
+        await store.close()
 
     async def test_a_file_in_the_layout_before_retired_is_read_and_extended(
         self, tmp_path: Path
@@ -241,6 +255,20 @@ class TestRestartKeepsPrograms:
             assert info.version == (5 if kept else 1)
             await again.register("new", QA)
             assert (await again.describe("new")).version == 1
+
+    async def test_an_app_keeps_the_marks_of_the_ids_unregistered_last(
+        self, lm_server: LMServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Ids registered and dropped without end hold at most `MAX_RETIRED` marks: the
+        oldest id's numbering starts over, the newest ones' continue."""
+        monkeypatch.setattr(module_store, "MAX_RETIRED", 2)
+        async with open_app(_config(None), lm_server=lm_server) as app:
+            for module_id in ("a", "b", "c"):
+                await app.register(module_id, QA)
+                await app.swap(module_id, {**QA, "instructions": "v2"})
+                await app.unregister(module_id)
+            versions = [(await app.register(m, QA)).version for m in ("a", "b", "c")]
+            assert versions == [1, 3, 3]
 
     async def test_unregistered_and_unwritable_programs_are_not_restored(
         self, lm_server: LMServer, tmp_path: Path
