@@ -173,7 +173,9 @@ class OptimizationCoordinator(Actor):
     def _submit(self, msg: SubmitJob) -> Deferred[str]:
         """Checked in a task of this actor's (its datasets read on a worker thread), so
         the coordinator answers other jobs' queries meanwhile; then added by `_AddJob`."""
-        return self.defer(self._checked_submit(msg.spec))
+        # With its caller: a submit given up on (its timeout while a large dataset is parsed,
+        # a daemon client gone) must not add the job the caller will submit again.
+        return self.defer(self._checked_submit(msg.spec), with_caller=True)
 
     async def _checked_submit(self, data: Mapping[str, Any]) -> str:
         spec = await anyio.to_thread.run_sync(parse_job_spec, data, abandon_on_cancel=True)

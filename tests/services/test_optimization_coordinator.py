@@ -36,6 +36,7 @@ from lmvisor.services._job_claims import JobClaims
 from lmvisor.services.optimization_job import parse_job_spec
 from lmvisor.services.optimization_store import JobRecord
 from lmvisor.services.optimization_worker import WORKER_NAME
+from tests.runtime.helpers import eventually
 from tests.services._optimization_support import SlowLM, train_rows
 from tests.services.test_optimization import (
     _copro,
@@ -444,6 +445,35 @@ class TestSubmitReadsDatasetsOffTheLoop:
         assert parsing, "the coordinator answered only once the dataset was parsed"
         assert answered.status == "running" and [job.id for job in listed] == [first]
         assert (await optimization_status(coordinator, second)).status == "running"
+
+    async def test_a_submit_given_up_while_its_dataset_is_read_adds_no_job(
+        self, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A caller that stops waiting for its submit (here cancelled; a timeout alike) while
+        the dataset is still read leaves no job behind: it would submit again and run it twice."""
+        coordinator = await _start(runtime, SlowLM())
+        dataset = tmp_path / "train.jsonl"
+        dataset.write_text("".join(json.dumps(row) + "\n" for row in train_rows(20)))
+        reading, release = threading.Event(), threading.Event()
+        real = read_regular_file
+
+        def gated(path: Path, limit: int) -> bytes:
+            reading.set()
+            release.wait(timeout=10.0)
+            return real(path, limit)
+
+        monkeypatch.setattr("lmvisor.services.optimization_job.read_regular_file", gated)
+        submit = asyncio.create_task(
+            submit_optimization(coordinator, {**_copro(), "trainset": str(dataset)})
+        )
+        await anyio.to_thread.run_sync(reading.wait)
+        submit.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await submit
+        release.set()
+        ref = coordinator.resolve()
+        await eventually(lambda: ref.statistics().in_flight == 0)
+        assert await list_optimizations(coordinator) == []
 
     async def test_a_bad_dataset_file_is_still_refused_typed(
         self, runtime: Runtime, tmp_path: Path
