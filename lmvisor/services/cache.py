@@ -34,6 +34,7 @@ Client functions: `cache_statistics`, `clear_cache`, `flush_cache`.
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ class CacheManager(Actor):
         self._writer: asyncio.Task[None] | None = None
         # The batch the write-behind task took and has not finished writing.
         self._unwritten: list[PendingWrite] = []
+        self._l2_settings: tuple[object, ...] | None = None
 
     async def started(self) -> None:
         config = self.runtime.config
@@ -165,12 +167,13 @@ class CacheManager(Actor):
         self._apply_modules(new)
         self._apply_l1(new)
         store = self._store
-        if msg.path.startswith("cache") or msg.path == "":
-            if store.l3 is None or l3_path(new) != store.l3.path:
-                await self._close_l3()
-                await self._open_l3(new)
+        if store.l3 is None or l3_path(new) != store.l3.path:
+            await self._close_l3()
+            await self._open_l3(new)
+        if _l2_settings(new) != self._l2_settings:
+            # Only a change of L2's own settings reconnects (an L1 bound must not drop Redis).
             await self._close_l2()
-            self._open_l2(new)
+            self._reopen_l2(new)
 
     async def terminate(self, reason: object) -> None:
         store = self._store
@@ -223,8 +226,14 @@ class CacheManager(Actor):
                 stale_ttl=cfg.stale_ttl,
             )
             return
-        store.l1.max_entries, store.l1.max_bytes = cfg.l1_size, cfg.l1_max_bytes
-        store.l1.stale_ttl = cfg.stale_ttl
+        # Shrunk bounds evict down now: an L1 holding more than its bounds until the next
+        # put would report entries past `max_entries`, and keep the memory asked back.
+        l1 = store.l1
+        store.meters["l1"].evictions += l1.resize(
+            max_entries=cfg.l1_size, max_bytes=cfg.l1_max_bytes
+        )
+        l1.ttl = math.inf if cfg.l1_ttl is None else cfg.l1_ttl
+        l1.stale_ttl = cfg.stale_ttl
 
     async def _open_l3(self, config: LmvisorConfig) -> None:
         path = l3_path(config)
@@ -250,8 +259,18 @@ class CacheManager(Actor):
         if tier is not None:
             await self._in_thread(tier.close)
 
+    def _reopen_l2(self, config: LmvisorConfig) -> None:
+        """`_open_l2` after a live update: a tier that cannot be built is logged and left out,
+        as an L3 file that cannot be opened is; the update must not crash the cache."""
+        try:
+            self._open_l2(config)
+        except ServiceInputError as exc:
+            self._store.meters["l2"].error()
+            _log.error("cache.l2_unavailable", field=exc.field, error=exc.problem)
+
     def _open_l2(self, config: LmvisorConfig) -> None:
         cfg = config.cache
+        self._l2_settings = _l2_settings(config)
         if cfg.l2_redis_url is None:
             return
         try:
@@ -343,6 +362,12 @@ class CacheManager(Actor):
 
     def format_status(self) -> object:
         return {"store": repr(self._store)}
+
+
+def _l2_settings(config: LmvisorConfig) -> tuple[object, ...]:
+    """What the L2 tier is built from: a change of any of them rebuilds it."""
+    cfg = config.cache
+    return (cfg.l2_redis_url, cfg.l2_prefix, cfg.l2_timeout, cfg.stale_ttl, cfg.l2_breaker)
 
 
 def cache_spec(store: CacheStore, *, id: str = "cache") -> ChildSpec:
