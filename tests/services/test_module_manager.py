@@ -543,6 +543,47 @@ class TestProtections:
         await update_config(config, "infrastructure.rate_limiters", {})
         assert (await app.run("qa", {"question": "third"}, timeout=1.0)).strategy == "primary"
 
+    @pytest.mark.lmvisor_config(
+        infrastructure={"rate_limiters": {"qa": {"limit": 1, "scale": 3600}}},
+        modules={"timeout": None},  # no deadline: the executions wait their turn
+    )
+    async def test_a_raised_limit_drains_executions_waiting_in_the_limiter(self, app: App) -> None:
+        """100 executions waiting out 1 per hour all run once the limit is raised: the
+        limiter is changed in place (a new one left them sleeping out the old rate)."""
+        await app.register("qa", QA)
+        await app.run("qa", {"question": "first"})
+        limiter = app.modules._table.records["qa"].limiter
+        assert limiter is not None
+        runs = [asyncio.create_task(app.run("qa", {"question": f"q{n}"})) for n in range(100)]
+        for _ in range(500):
+            if limiter.statistics().waiting == 100:
+                break
+            await asyncio.sleep(0.01)
+        assert limiter.statistics().waiting == 100
+        config = app.runtime.via("config")
+        await update_config(
+            config, "infrastructure.rate_limiters.qa", {"limit": 500, "scale": 3600}
+        )
+        done = await asyncio.wait_for(asyncio.gather(*runs), timeout=30)
+        assert len(done) == 100 and limiter.statistics().waiting == 0
+        assert app.modules._table.records["qa"].limiter is limiter
+
+    @pytest.mark.lmvisor_config(
+        infrastructure={"circuit_breakers": {"qa": {"failure_threshold": 1}}},
+    )
+    async def test_an_edited_breaker_keeps_its_state(self, app: App) -> None:
+        """A breaker's thresholds changed at run time keep an open breaker open (editing
+        any of them closed it, letting calls through to an LM known to fail)."""
+        await app.register("qa", QA)
+        breaker = app.modules._table.records["qa"].breaker
+        breaker.on_failure(TimeoutError())
+        config = app.runtime.via("config")
+        await update_config(config, "infrastructure.circuit_breakers.qa.failure_threshold", 3)
+        assert app.modules._table.records["qa"].breaker is breaker
+        assert breaker.failure_threshold == 3
+        with pytest.raises(CircuitOpen, match=r"^circuit 'module:qa' is open"):
+            await app.run("qa", {"question": "x"})
+
     async def test_cache_switch_applies_without_restart(
         self, app: App, lm_server: LMServer
     ) -> None:
