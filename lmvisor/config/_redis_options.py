@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
+__all__ = ["check_redis_options"]
+
 _TRUE_OR_FALSE: Final = frozenset({"0", "f", "false", "n", "no", "1", "t", "true", "y", "yes"})
 
 

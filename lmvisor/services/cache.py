@@ -126,15 +126,17 @@ class CacheManager(Actor):
         self._l2_settings: tuple[object, ...] | None = None
 
     async def started(self) -> None:
+        # Subscribed before the tree is read: an update accepted while the tiers open
+        # (L3 on a thread) is then a notice in the mailbox, not lost between the two.
+        config_service = self.runtime.via("config")
+        await subscribe_config(config_service, self.ref, "modules")
+        await subscribe_config(config_service, self.ref, "cache")
         config = self.runtime.config
         store = self._store
         self._apply_modules(config)
         self._apply_l1(config)
         await self._open_l3(config)
         self._open_l2(config)
-        config_service = self.runtime.via("config")
-        await subscribe_config(config_service, self.ref, "modules")
-        await subscribe_config(config_service, self.ref, "cache")
         self.runtime.metrics.set_cache_source(store.hit_rate)
         self._writer = self.spawn_task(self._write_behind())
         store.enabled = config.modules.cache_enabled

@@ -181,6 +181,11 @@ class ModuleManager(Actor):
 
     async def started(self) -> None:
         await subscribe_config(self.runtime.via("config"), self.ref, "infrastructure")
+        # An update accepted while no incarnation listened (a restart) was never heard:
+        # the table outlives the manager, so its protections are brought up to date here.
+        config = self.runtime.config
+        for record in self._table.records.values():
+            self._protect(record, config)
 
     async def terminate(self, reason: object) -> None:
         await self._store.close()

@@ -22,6 +22,7 @@ from lmvisor.programs.spec import ProgramSpecError
 from lmvisor.runtime.config_service import update_config
 from lmvisor.runtime.correlation import CorrelationScope, current_scope
 from lmvisor.runtime.errors import CircuitOpen, DeadlineExceeded, RateLimited
+from lmvisor.runtime.supervisor import restart_child, terminate_child
 from lmvisor.runtime.observe.names import (
     MODULE_EXECUTION_COMPLETE,
     MODULE_EXECUTION_START,
@@ -583,6 +584,22 @@ class TestProtections:
         assert breaker.failure_threshold == 3
         with pytest.raises(CircuitOpen, match=r"^circuit 'module:qa' is open"):
             await app.run("qa", {"question": "x"})
+
+    async def test_an_update_made_while_the_manager_is_down_applies_when_it_is_back(
+        self, app: App
+    ) -> None:
+        """A limiter set while the manager is stopped (its notice went to nobody) binds the
+        program once the manager runs again: a new incarnation catches up on the tree."""
+        await app.register("qa", QA)
+        runtime = app.runtime
+        modules = next(c.ref for c in await runtime.which_children() if c.id == "modules")
+        assert modules is not None
+        await terminate_child(modules, "manager")
+        await update_config(runtime.via("config"), "infrastructure.rate_limiters.qa", {"limit": 1})
+        await restart_child(modules, "manager")
+        await app.run("qa", {"question": "first"})
+        with pytest.raises(RateLimited, match=r"^rate limit 'module:qa' reached"):
+            await app.run("qa", {"question": "second"}, timeout=1.0)
 
     async def test_cache_switch_applies_without_restart(
         self, app: App, lm_server: LMServer
