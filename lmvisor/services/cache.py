@@ -8,9 +8,13 @@ It runs as the application tree's `cache` child, registered as "cache":
   be opened is logged and left out: the cache degrades, the app still runs.
   It subscribes to `modules` and `cache` config changes and starts the
   write-behind task.
-- On `ConfigChanged`: `modules.cache_enabled` and `modules.cache_ttl` apply to
-  the next call; new L1 bounds apply at once; a new Redis URL or cache file
-  reopens that tier.
+- On `ConfigChanged`: `modules.cache_enabled`, `modules.cache_ttl` and
+  `cache.write_queue` apply to the next call; new L1 bounds apply at once (a
+  shrunk L1 evicts down to them); L3's size bound and `stale_ttl` apply to the
+  next write; a change of L2's own settings rebuilds L2 (no other change
+  touches its connections), a new cache file or busy timeout reopens L3. A
+  tier that cannot be built after an update is logged and left out, never
+  a crash of the cache.
 - The write-behind task drains the store's queue in batches (lingering 20 ms
   for a batch to form): one SQLite transaction on a worker thread, one Redis
   pipeline. A failing tier is counted and logged; the write is given up (L1
@@ -172,6 +176,12 @@ class CacheManager(Actor):
         if store.l3 is None or l3_path(new) != store.l3.path:
             await self._close_l3()
             await self._open_l3(new)
+        elif store.l3.busy_timeout != new.cache.l3_busy_timeout:
+            await self._close_l3()  # the timeout is set per connection, when it opens
+            await self._open_l3(new)
+        else:
+            # Read by each write (on the writer thread): a plain rebind is enough.
+            store.l3.max_size, store.l3.stale_ttl = new.cache.l3_max_size, new.cache.stale_ttl
         if _l2_settings(new) != self._l2_settings:
             # Only a change of L2's own settings reconnects (an L1 bound must not drop Redis).
             await self._close_l2()
@@ -213,6 +223,7 @@ class CacheManager(Actor):
     def _apply_modules(self, config: LmvisorConfig) -> None:
         self._store.ttl = config.modules.cache_ttl
         self._store.enabled = config.modules.cache_enabled
+        self._store.write_queue = config.cache.write_queue
 
     def _apply_l1(self, config: LmvisorConfig) -> None:
         cfg = config.cache

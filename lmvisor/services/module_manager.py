@@ -342,6 +342,8 @@ class ModuleManager(Actor):
                     token_limit=limiter_cfg.tokens,
                 )
             else:
+                if limiter is not None:
+                    limiter.lift()  # executions waiting in it go on, as later ones will
                 record.limiter = None if limiter_cfg is None else self._limiter(record, limiter_cfg)
         record.protection_config = (breaker_cfg, limiter_cfg)
 

@@ -20,7 +20,7 @@ from lmvisor.runtime.config_service import (
     subscribe_config,
     update_config,
 )
-from lmvisor.runtime.errors import ActorExited
+from lmvisor.runtime.errors import ActorExited, RateLimited
 from lmvisor.runtime.messages import Call
 from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime
@@ -199,6 +199,23 @@ class TestNamedProtections:
         assert limiter is not None and limiter.statistics().limit == 2
         await update_config(service, "infrastructure.rate_limiters", {})
         assert limiter.statistics().limit == 7
+
+    async def test_a_removed_entry_with_no_own_limit_lifts_the_limiter(
+        self, runtime: Runtime
+    ) -> None:
+        """With no limit of the callee's own, removing the entry stops the limiting (the
+        holder keeps the object); setting one again limits again."""
+        service = runtime.via("config")
+        await update_config(service, "infrastructure.rate_limiters.openai", {"limit": 1})
+        limiter = runtime.protections.limiter("openai")
+        assert limiter is not None
+        limiter.try_acquire()
+        await update_config(service, "infrastructure.rate_limiters", {})
+        for _ in range(3):
+            limiter.try_acquire()
+        await update_config(service, "infrastructure.rate_limiters.openai", {"limit": 1})
+        with pytest.raises(RateLimited, match=r"^rate limit 'openai' reached"):
+            limiter.try_acquire()
 
     async def test_a_refused_update_leaves_protections_as_they_were(self, runtime: Runtime) -> None:
         """A refused breaker threshold (0) is a ConfigError naming the field; the breaker,

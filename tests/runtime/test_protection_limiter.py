@@ -275,3 +275,19 @@ class TestReconfigure:
             limiter.reconfigure(limit=limit, period=period, token_limit=None)
         stats = limiter.statistics()
         assert (stats.limit, stats.period) == (5, 2.0)
+
+    async def test_lift_lets_every_waiter_and_later_caller_through(self) -> None:
+        """A lifted limiter admits its waiters at once and every later call; reconfigure
+        limits again."""
+        clock = MockClock()
+        limiter = RateLimiter("api", limit=1, period=60.0, clock=clock)
+        limiter.try_acquire()
+        tasks = [asyncio.create_task(limiter.acquire()) for _ in range(10)]
+        await until(lambda: limiter.statistics().waiting == 10 and clock.sleepers == 1)
+        limiter.lift()
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+        for _ in range(5):
+            limiter.try_acquire()
+        limiter.reconfigure(limit=1, period=60.0, token_limit=None)
+        with pytest.raises(RateLimited):
+            limiter.try_acquire()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
 from lmvisor.config.errors import ConfigError
@@ -48,6 +51,27 @@ class TestLiveL1Bounds:
         """cache.l1_ttl changed at run time is the keep time of entries put afterwards."""
         await update_config(app.runtime.via("config"), "cache.l1_ttl", 5.0)
         await until(lambda: app._store.l1 is not None and app._store.l1.ttl == 5.0)
+
+
+class TestLiveStoreSettings:
+    async def test_write_queue_and_l3_bounds_apply_without_reopening(
+        self, app: App, tmp_path: Path
+    ) -> None:
+        """cache.write_queue, l3_max_size and stale_ttl changed at run time reach the store
+        and the open L3 file (they kept their start-up values)."""
+        config = app.runtime.via("config")
+        await update_config(config, "cache.l3_path", str(tmp_path / "cache.sqlite3"))
+        for _ in range(200):
+            if app._store.l3 is not None:
+                break
+            await asyncio.sleep(0.01)
+        l3 = app._store.l3
+        assert l3 is not None
+        await update_config(config, "cache.write_queue", 7)
+        await update_config(config, "cache.l3_max_size", 4096)
+        await update_config(config, "cache.stale_ttl", 5.0)
+        await until(lambda: app._store.write_queue == 7 and l3.max_size == 4096)
+        assert app._store.l3 is l3 and l3.stale_ttl == 5.0
 
 
 class TestLiveL2:

@@ -22,13 +22,13 @@ from lmvisor.programs.spec import ProgramSpecError
 from lmvisor.runtime.config_service import update_config
 from lmvisor.runtime.correlation import CorrelationScope, current_scope
 from lmvisor.runtime.errors import CircuitOpen, DeadlineExceeded, RateLimited
-from lmvisor.runtime.supervisor import restart_child, terminate_child
 from lmvisor.runtime.observe.names import (
     MODULE_EXECUTION_COMPLETE,
     MODULE_EXECUTION_START,
     MODULE_ROLLED_BACK,
     MODULE_SWAPPED,
 )
+from lmvisor.runtime.supervisor import restart_child, terminate_child
 from lmvisor.services.app import App
 from lmvisor.services.errors import (
     ModuleAlreadyRegistered,
@@ -568,6 +568,26 @@ class TestProtections:
         done = await asyncio.wait_for(asyncio.gather(*runs), timeout=30)
         assert len(done) == 100 and limiter.statistics().waiting == 0
         assert app.modules._table.records["qa"].limiter is limiter
+
+    @pytest.mark.lmvisor_config(
+        infrastructure={"rate_limiters": {"qa": {"limit": 1, "scale": 3600}}},
+        modules={"timeout": None},
+    )
+    async def test_a_removed_limit_frees_executions_waiting_in_the_limiter(self, app: App) -> None:
+        """Executions waiting in a limiter whose entry is removed run at once (they kept
+        sleeping out the old rate in a limiter nobody else used any more)."""
+        await app.register("qa", QA)
+        await app.run("qa", {"question": "first"})
+        limiter = app.modules._table.records["qa"].limiter
+        assert limiter is not None
+        runs = [asyncio.create_task(app.run("qa", {"question": f"q{n}"})) for n in range(20)]
+        for _ in range(500):
+            if limiter.statistics().waiting == 20:
+                break
+            await asyncio.sleep(0.01)
+        await update_config(app.runtime.via("config"), "infrastructure.rate_limiters", {})
+        assert len(await asyncio.wait_for(asyncio.gather(*runs), timeout=30)) == 20
+        assert app.modules._table.records["qa"].limiter is None
 
     @pytest.mark.lmvisor_config(
         infrastructure={"circuit_breakers": {"qa": {"failure_threshold": 1}}},

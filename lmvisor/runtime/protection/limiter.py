@@ -118,6 +118,7 @@ class RateLimiter:
     __slots__ = (
         "_admitted",
         "_clock",
+        "_lifted",
         "_listeners",
         "_queue",
         "_queued_tokens",
@@ -153,6 +154,7 @@ class RateLimiter:
         self._queue = asyncio.Lock()
         # Set by `reconfigure` to wake the head waiter, whose sleep was sized by the old rate.
         self._wake: asyncio.Future[None] | None = None
+        self._lifted = False
         self._waiting = 0
         self._queued_tokens = 0.0
         self._admitted = 0
@@ -178,6 +180,9 @@ class RateLimiter:
         Raises:
             ValueError: if `tokens` is negative or more than `token_limit`.
         """
+        if self._lifted:
+            self._admitted += 1
+            return 0.0
         wait = self._wait_for(tokens)
         if self._waiting:
             # Waiters are served first, so this request fits only after theirs.
@@ -216,9 +221,10 @@ class RateLimiter:
         self._queued_tokens += tokens
         try:
             async with self._queue:
-                while (wait := self._wait_for(tokens)) > 0:
+                while not self._lifted and (wait := self._wait_for(tokens)) > 0:
                     await self._sleep(wait)
-                self._take(tokens)
+                if not self._lifted:
+                    self._take(tokens)
         finally:
             self._waiting -= 1
             self._queued_tokens -= tokens
@@ -229,12 +235,14 @@ class RateLimiter:
 
         Waiting callers are re-timed against the new bounds (a raised limit lets them
         through at once, where a replaced limiter kept them at the old rate). Tokens
-        already taken from a token bucket that is dropped are forgotten.
+        already taken from a token bucket that is dropped are forgotten. A lifted
+        limiter (`lift`) limits again.
 
         Raises:
             ValueError: as the constructor does for these bounds (nothing changes).
         """
         _check_bounds(limit, period, token_limit)
+        self._lifted = False
         self._requests.resize(limit, period)
         if token_limit is None:
             self._tokens = None
@@ -242,6 +250,16 @@ class RateLimiter:
             self._tokens = _ClockedBucket(token_limit, period, self._clock)
         else:
             self._tokens.resize(token_limit, period)
+        self._wake_waiter()
+
+    def lift(self) -> None:
+        """Stop limiting: every waiting caller passes now, and so does every later one,
+        until `reconfigure` sets limits again (its entry was removed from the config,
+        and the limiter is held by callers that cannot drop it)."""
+        self._lifted = True
+        self._wake_waiter()
+
+    def _wake_waiter(self) -> None:
         wake, self._wake = self._wake, None
         if wake is not None and not wake.done():
             wake.set_result(None)

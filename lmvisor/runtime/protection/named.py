@@ -106,8 +106,9 @@ class Protections:
         state and waiting callers are re-timed against the new limits.
 
         A limiter whose entry is removed falls back to the callee's own limit it was
-        built with (a vendor's rpm/tpm), else keeps its last limits: callers hold it, and
-        a callee built without a limiter gains one only when its holder builds it again.
+        built with (a vendor's rpm/tpm), else is lifted (`RateLimiter.lift`): callers
+        hold it. A callee whose limiter was None when built gains one only when its
+        holder asks `limiter()` again (a provider: when it restarts).
         """
         self._config = config
         for name, breaker in self._breakers.items():
@@ -119,7 +120,11 @@ class Protections:
             )
         for name, limiter in self._limiters.items():
             found = config.rate_limiters.get(name) or self._defaults.get(name)
-            if limiter is not None and found is not None:
+            if limiter is None:
+                continue
+            if found is None:
+                limiter.lift()
+            else:
                 limiter.reconfigure(limit=found.limit, period=found.scale, token_limit=found.tokens)
 
     def add_breaker_listener(self, listener: BreakerListener) -> None:
