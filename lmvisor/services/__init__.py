@@ -146,6 +146,7 @@ if TYPE_CHECKING:
     from lmvisor.services.optimization_job import build_optimizer as build_optimizer
     from lmvisor.services.optimization_job import load_examples as load_examples
     from lmvisor.services.optimization_job import parse_job_spec as parse_job_spec
+    from lmvisor.services.optimization_job import read_examples as read_examples
     from lmvisor.services.optimization_store import JobRecord as JobRecord
     from lmvisor.services.optimization_store import OptimizationStore as OptimizationStore
     from lmvisor.services.optimization_store import StoreCheckpoint as StoreCheckpoint
