@@ -128,13 +128,14 @@ class CacheStore:
         metrics: where hit, miss, eviction and error counts go.
         events: where dropped corrupt entries are reported.
         wall: epoch seconds, for expiry (shared across processes, so not monotonic).
-        write_queue: most writes waiting; beyond it a write is skipped and counted.
+        write_queue: most writes waiting; beyond it a write is skipped and counted
+            (the CacheManager sets it again on a live update).
     """
 
-    __slots__ = ("_dropped", "_idle", "_l1", "_pending", "_wakeup", "_write_queue", "closed_in",
-                 "coalesced", "dropped_writes", "enabled", "events", "hits", "inflight", "l1",
-                 "l2", "l3", "lookups", "meters", "metrics", "stale_served", "ttl",
-                 "wall")  # fmt: skip
+    __slots__ = ("_dropped", "_idle", "_l1", "_pending", "_wakeup", "closed_in", "coalesced",
+                 "dropped_writes", "enabled", "events", "hits", "inflight", "l1", "l2", "l3",
+                 "lookups", "meters", "metrics", "stale_served", "ttl", "wall",
+                 "write_queue")  # fmt: skip
 
     def __init__(
         self,
@@ -159,7 +160,7 @@ class CacheStore:
         # Keys whose upstream call is running -> their Flight, None until a caller joins.
         self.inflight: dict[str, Flight | None] = {}
         self.lookups = self.hits = self.stale_served = self.coalesced = 0
-        self._write_queue = write_queue
+        self.write_queue = write_queue
         self._pending: deque[PendingWrite] = deque()
         self.dropped_writes = 0
         self._dropped = metrics.cache_queue()
@@ -316,7 +317,7 @@ class CacheStore:
 
     def _enqueue(self, item: PendingWrite) -> None:
         pending = self._pending
-        if len(pending) >= self._write_queue:
+        if len(pending) >= self.write_queue:
             self.dropped_writes += 1
             self._dropped.dropped += 1
             return

@@ -19,7 +19,8 @@ Each program has its own breaker (`infrastructure.circuit_breakers[<id>]`,
 else the `default` entry; it counts what the runtime's breakers count, plus
 retries that gave up) and, when `infrastructure.rate_limiters[<id>]` is
 set, its own limiter. The manager subscribes to `infrastructure` changes and
-rebuilds a program's protections when their config changes, without a
+reconfigures a program's protections in place when their config changes (executions
+waiting in its limiter are re-timed, an open breaker stays open), without a
 restart. Its events (`module.registered`, `module.swapped`,
 `module.rolled_back`, `module.unregistered`) say what changed.
 
@@ -209,6 +210,11 @@ class ModuleManager(Actor):
 
     async def started(self) -> None:
         await subscribe_config(self.runtime.via("config"), self.ref, "infrastructure")
+        # An update accepted while no incarnation listened (a restart) was never heard:
+        # the table outlives the manager, so its protections are brought up to date here.
+        config = self.runtime.config
+        for record in self._table.records.values():
+            self._protect(record, config)
 
     async def terminate(self, reason: object) -> None:
         await self._store.close()
@@ -358,9 +364,22 @@ class ModuleManager(Actor):
         limiter_cfg = config.infrastructure.rate_limiters.get(record.module_id)
         old_breaker, old_limiter = record.protection_config
         if old_breaker is not None and breaker_cfg != old_breaker:
-            record.breaker = self._breaker(record.module_id, breaker_cfg)
+            # In place: an open breaker stays open (a rebuilt one closed on any edit).
+            record.breaker.reconfigure(**breaker_cfg.model_dump())
         if limiter_cfg != old_limiter:
-            record.limiter = None if limiter_cfg is None else self._limiter(record, limiter_cfg)
+            limiter = record.limiter
+            if limiter is not None and limiter_cfg is not None:
+                # In place: executions waiting in it are re-timed, where a new limiter
+                # left them sleeping out the old rate.
+                limiter.reconfigure(
+                    limit=limiter_cfg.limit,
+                    period=limiter_cfg.scale,
+                    token_limit=limiter_cfg.tokens,
+                )
+            else:
+                if limiter is not None:
+                    limiter.lift()  # executions waiting in it go on, as later ones will
+                record.limiter = None if limiter_cfg is None else self._limiter(record, limiter_cfg)
         record.protection_config = (breaker_cfg, limiter_cfg)
 
     def _breaker(self, module_id: str, cfg: CircuitBreakerConfig) -> CircuitBreaker:
