@@ -19,17 +19,27 @@ and every later wait for an item ends at the call's deadline (a vendor that keep
 connection busy with keep-alive comments holds nothing past it). If the actor dies,
 callers in flight get `ActorExited` at once, a stream of the dead incarnation raises
 `ActorExited`, and the vendor client's connections are closed, on a kill too.
+
+Settings apply while it runs: the actor subscribes to `providers.<vendor>` (and
+re-reads that entry in `started()`, so a change made while it restarted is not
+lost). A changed entry builds a new vendor client (key, base URL, timeout,
+transport) and call policy for the calls that start after it; calls in flight
+finish on the old client, which is closed when the last of them ends. The
+protections follow through the shared `ProviderSettings`. A client that cannot
+be built (its transport not installed) leaves the old settings in force, logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
+from lmvisor.config.schema import ProviderConfig
 from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, LMStreamItem
 from lmvisor.providers.client import VendorClient
 from lmvisor.providers.errors import ProviderTimeout, ResponseFormatError
@@ -37,6 +47,7 @@ from lmvisor.providers.pricing import price_for
 from lmvisor.runtime.actor import Actor, ActorRef, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock
+from lmvisor.runtime.config_service import ConfigChanged, subscribe_config
 from lmvisor.runtime.errors import ActorExited, DeadlineExceeded, LmvisorError
 from lmvisor.runtime.messages import Call
 from lmvisor.runtime.observe.events import EventRing
@@ -48,8 +59,13 @@ from lmvisor.runtime.protection import Bulkhead, CircuitBreaker, RateLimiter, Re
 from lmvisor.services._lm_call import CallPolicy, acquire_slot, protected, slot
 from lmvisor.services.budget import Budget
 
+if TYPE_CHECKING:
+    # Only for annotations: provider_settings builds this module's ProviderProtections.
+    from lmvisor.services.provider_settings import ProviderSettings
+
 __all__ = [
     "Complete",
+    "Drain",
     "GetCapabilities",
     "GetStatistics",
     "LMProvider",
@@ -135,6 +151,15 @@ class GetStatistics(Call[LMProviderStatistics]):
     """The incarnation's counters."""
 
 
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Drain(Call[int]):
+    """Wait until no call is in flight (its vendor is being removed); replies with the
+    calls still in flight when `timeout` seconds passed first (0: drained)."""
+
+    timeout: float
+
+
 # --- protections ----------------------------------------------------------------------
 
 
@@ -187,10 +212,9 @@ class LMProvider(Actor):
 
     Args:
         vendor: the name models use as their prefix ("openai", "local").
-        make_client: builds the vendor client; called in `started()`, so a
-            restarted incarnation gets a fresh connection pool.
-        protections: shared across incarnations.
-        timeout: seconds one attempt may take at most (a deadline shortens it).
+        settings: the vendor's entry and protections, shared across incarnations;
+            the client is built from it in `started()`, so a restarted incarnation
+            gets a fresh connection pool and the settings now in force.
         clock: the time line of deadlines, backoff and breakers.
         events: where `lm_request` events go, or None.
         metrics: where LM figures go, or None.
@@ -200,55 +224,64 @@ class LMProvider(Actor):
         self,
         *,
         vendor: str,
-        make_client: Callable[[], VendorClient],
-        protections: ProviderProtections,
-        timeout: float,
+        settings: ProviderSettings,
         clock: Clock,
         events: EventRing | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
-        bulkhead = protections.bulkhead
+        bulkhead = settings.protections.bulkhead
         self.vendor = vendor
         # `Complete` runs inline, in its caller's task: no mailbox slot, no task of ours.
         # Streams are opened through the mailbox: it holds as many opens as the bulkhead
         # runs and queues.
         self.mailbox_capacity = max(1000, bulkhead.max_concurrent + bulkhead.max_queued)
-        limiter = protections.limiter
-        self._policy = CallPolicy(
-            key=vendor,
-            breaker=protections.breaker,
-            limiter=limiter,
-            token_cap=None if limiter is None else limiter.statistics().token_limit,
-            bulkhead=bulkhead,
-            retry=protections.retry,
-            timeout=timeout,
-            clock=clock,
-        )
-        self._budget = protections.budget
-        self._estimates = protections.budget is not None or self._policy.token_cap is not None
-        self._make_client = make_client
+        self._settings = settings
+        self._clock = clock
+        self._adopt_policy()
         self._events = events
         self._metrics = metrics
         self._metrics_by_model: dict[str, LMFigures] = {}
-        self._client: VendorClient | None = None
+        self._lease: _Lease | None = None  # the client new calls use
+        self._retiring: list[_Lease] = []  # older clients, closed when their calls end
+        self._version = -1  # the settings version the lease was built from
         self._requests = 0
         self._failures = 0
         self._retries = 0
-        self._in_flight = 0
         self._retry_listener = self._on_retry  # bound once, not per call
 
     async def started(self) -> None:
-        client = self._client = self._make_client()
-        self.spawn_task(_hold(client))
+        # Subscribed before the entry is read: a change accepted in between is then a
+        # notice in the mailbox, not lost (it may apply twice; applying is idempotent).
+        path = f"providers.{self.vendor}"
+        await subscribe_config(self.runtime.via("config"), self.ref, path)
+        self._apply(self.runtime.config.providers.get(self.vendor))
+        if self._lease is None or self._version != self._settings.version:
+            self._swap(self._settings.client())
+        self.spawn_task(self._hold())
+
+    @handler
+    def changed(self, msg: ConfigChanged) -> None:
+        self._apply(msg.config.providers.get(self.vendor))
+
+    @handler
+    async def drain(self, msg: Drain) -> int:
+        # Polled in real time (a mock clock stands still), off the call path: a signal
+        # from each call's end would cost every call for this rare wait.
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + msg.timeout
+        while self._in_flight and loop.time() < give_up:  # noqa: ASYNC110 (see above)
+            await asyncio.sleep(_DRAIN_POLL)
+        return self._in_flight
 
     @handler(inline=True)
     async def complete(self, msg: Complete) -> LMResponse:
-        client = self._client or self._vendor_client  # the property raises before started()
+        lease = self._lease or self._not_started()
+        client = lease.client
         request = msg.request
         policy = self._policy
         self._requests += 1
-        self._in_flight += 1
+        lease.calls += 1
         started = time.perf_counter()
         try:
             tokens = self._admit(request) if self._estimates else 0
@@ -272,7 +305,9 @@ class LMProvider(Actor):
             self._failed(request, exc, time.perf_counter() - started)
             raise
         finally:
-            self._in_flight -= 1
+            lease.calls -= 1
+            if lease.retired and not lease.calls:
+                self._close(lease)
         self._record(request, response, time.perf_counter() - started)
         return response
 
@@ -286,7 +321,7 @@ class LMProvider(Actor):
 
     @handler
     def get_capabilities(self, msg: GetCapabilities) -> LMCapabilities:
-        return self._vendor_client.capabilities
+        return (self._lease or self._not_started()).client.capabilities
 
     @handler
     def get_statistics(self, msg: GetStatistics) -> LMProviderStatistics:
@@ -298,13 +333,82 @@ class LMProvider(Actor):
             in_flight=self._in_flight,
         )
 
-    # --- the call path ---------------------------------------------------------------
+    # --- settings ----------------------------------------------------------------------
 
     @property
-    def _vendor_client(self) -> VendorClient:
-        if self._client is None:
-            raise RuntimeError(f"provider {self.vendor!r} used before started()")
-        return self._client
+    def _in_flight(self) -> int:
+        """Calls started and not yet finished, on the current client and the retiring ones."""
+        lease = self._lease
+        return (0 if lease is None else lease.calls) + sum(old.calls for old in self._retiring)
+
+    def _apply(self, config: ProviderConfig | None) -> None:
+        """Take the vendor's entry `config` if it changed (None: the entry is gone, and
+        the vendor's removal stops this actor)."""
+        settings = self._settings
+        if config is None or config == settings.seen or config == settings.config:
+            return
+        try:
+            client = settings.client(config)
+        except (ImportError, ValueError) as exc:
+            # The message names no value (a key or URL could be in one): its type only.
+            _log.warning(
+                "lm_provider.settings_not_applied", provider=self.vendor, error=type(exc).__name__
+            )
+            return
+        settings.update(config)
+        self._adopt_policy()
+        self._swap(client)
+
+    def _adopt_policy(self) -> None:
+        """Build the call policy from the shared settings (calls in flight keep theirs)."""
+        settings = self._settings
+        protections = settings.protections
+        limiter = protections.limiter
+        self._policy = CallPolicy(
+            key=self.vendor,
+            breaker=protections.breaker,
+            limiter=limiter,
+            token_cap=None if limiter is None else limiter.statistics().token_limit,
+            bulkhead=protections.bulkhead,
+            retry=protections.retry,
+            timeout=settings.config.timeout,
+            clock=self._clock,
+        )
+        self._budget = protections.budget
+        self._estimates = protections.budget is not None or self._policy.token_cap is not None
+
+    def _swap(self, client: VendorClient) -> None:
+        """Serve new calls from `client`; the old one closes when its last call ends."""
+        old, self._lease = self._lease, _Lease(client)
+        self._version = self._settings.version
+        if old is not None:
+            old.retired = True
+            self._retiring.append(old)
+            if not old.calls:
+                self._close(old)
+
+    def _close(self, lease: _Lease) -> None:
+        """Close a retired client in a task of ours (a dead actor's `_hold` closed it)."""
+        if lease in self._retiring:
+            self._retiring.remove(lease)
+            with contextlib.suppress(ActorExited, RuntimeError):
+                self.spawn_task(_close_quietly(lease.client, self.vendor))
+
+    async def _hold(self) -> None:
+        """Own the clients for the incarnation's life: close them when the actor dies,
+        killed too."""
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            leases = [*self._retiring, *([] if self._lease is None else [self._lease])]
+            self._retiring.clear()
+            for lease in leases:
+                await lease.client.aclose()
+
+    # --- the call path ---------------------------------------------------------------
+
+    def _not_started(self) -> _Lease:
+        raise RuntimeError(f"provider {self.vendor!r} used before started()")
 
     def _admit(self, request: LMRequest) -> int:
         """Check the budget; return the request's estimated tokens (0 when nothing reads them)."""
@@ -320,10 +424,11 @@ class LMProvider(Actor):
     ) -> AsyncGenerator[LMStreamItem, None]:
         incarnation = self.ref
         self._check_alive(incarnation)
-        client = self._vendor_client
+        lease = self._lease or self._not_started()
+        client = lease.client
         policy = self._policy
         self._requests += 1
-        self._in_flight += 1
+        lease.calls += 1
         started = time.perf_counter()
         opened = False
         watch: _DeadlineWatch | None = None
@@ -364,7 +469,9 @@ class LMProvider(Actor):
                 raise
             raise error from exc
         finally:
-            self._in_flight -= 1
+            lease.calls -= 1
+            if lease.retired and not lease.calls:
+                self._close(lease)
             if watch is not None:
                 watch.close()
 
@@ -448,6 +555,30 @@ class LMProvider(Actor):
 
 
 _END: Any = object()
+_DRAIN_POLL = 0.02  # seconds between looks at the calls in flight while draining
+
+
+@final
+class _Lease:
+    """One vendor client and the calls using it; `retired` once newer settings replaced it."""
+
+    __slots__ = ("calls", "client", "retired")
+
+    def __init__(self, client: VendorClient) -> None:
+        self.client = client
+        self.calls = 0
+        self.retired = False
+
+    def __repr__(self) -> str:
+        return f"_Lease(calls={self.calls}, retired={self.retired})"
+
+
+async def _close_quietly(client: VendorClient, vendor: str) -> None:
+    """Close a replaced client; a failure to close is logged, not a crash of the actor."""
+    try:
+        await client.aclose()
+    except Exception as exc:
+        _log.warning("lm_provider.close_failed", provider=vendor, error=type(exc).__name__)
 
 
 def _exited(incarnation: ActorRef, exc: Exception) -> Exception:
@@ -462,14 +593,6 @@ def _send_once(
 ) -> Coroutine[Any, Any, LMResponse]:
     """One attempt of a whole answer."""
     return client.complete(request, timeout=timeout)
-
-
-async def _hold(client: VendorClient) -> None:
-    """Own the client for the incarnation's life: close it when the actor dies, killed too."""
-    try:
-        await asyncio.get_running_loop().create_future()
-    finally:
-        await client.aclose()
 
 
 async def _open_stream(
