@@ -17,6 +17,7 @@ incarnations share: an update made while it restarted applies in `started()`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, final
@@ -27,7 +28,7 @@ from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.config_service import ConfigChanged, subscribe_config
 from lmvisor.runtime.errors import LmvisorError
 from lmvisor.runtime.observe.logs import get_logger
-from lmvisor.runtime.supervisor import start_child, terminate_child
+from lmvisor.runtime.supervisor import start_child, terminate_child, which_children
 from lmvisor.services.lm_provider import Drain, LMProvider, provider_name, provider_spec
 from lmvisor.services.provider_settings import ProviderSettings
 
@@ -37,6 +38,13 @@ _log: Final = get_logger("lmvisor.services.provider_roster")
 
 DRAIN_LIMIT: Final = 120.0
 """The longest a removed vendor's calls in flight are waited for (the router's deadline)."""
+
+_STOP_TRIES: Final = 50
+_STOP_PAUSE: Final = 0.05  # seconds between looks for a restarting child to stop
+
+
+def _never() -> LMProvider:
+    raise AssertionError("only the spec's id is read")
 
 
 @final
@@ -105,8 +113,7 @@ class ProviderRoster(Actor):
         _log.info("lm_provider.added", provider=vendor)
 
     async def _remove(self, vendor: str) -> None:
-        roster = self._roster
-        settings = roster.settings.pop(vendor)
+        settings = self._roster.settings.pop(vendor)
         registry = self.runtime.registry
         ref = registry.whereis(provider_name(vendor))
         if ref is not None:
@@ -120,11 +127,27 @@ class ProviderRoster(Actor):
                 left = -1  # it died meanwhile, or did not answer: stopped below regardless
             if left:
                 _log.warning("lm_provider.drain_incomplete", provider=vendor, in_flight=left)
-        try:
-            await terminate_child(self._supervisor, f"lm_provider:{vendor}")
-        except (LmvisorError, ValueError) as exc:
-            _log.warning("lm_provider.not_stopped", provider=vendor, error=type(exc).__name__)
-        _log.info("lm_provider.removed", provider=vendor)
+        await self._stop(vendor)
+
+    async def _stop(self, vendor: str) -> None:
+        """Terminate the vendor's child (a dynamic supervisor knows its children by ref:
+        one being restarted is waited for, briefly)."""
+        child_id = provider_spec(vendor, _never).id
+        for _ in range(_STOP_TRIES):
+            found = [c for c in await which_children(self._supervisor) if c.id == child_id]
+            if not found:
+                break
+            ref = found[0].ref
+            if ref is None:
+                await asyncio.sleep(_STOP_PAUSE)
+                continue
+            try:
+                await terminate_child(self._supervisor, ref)
+            except ValueError:
+                continue  # it exited and was restarted meanwhile: look again
+            _log.info("lm_provider.removed", provider=vendor)
+            return
+        _log.warning("lm_provider.not_stopped", provider=vendor)
 
     def format_status(self) -> object:
         return {"vendors": sorted(self._roster.settings)}
