@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, final
 
 from lmvisor.optimizers import _step_values as step_values
+from lmvisor.optimizers._checks import count, real
 from lmvisor.optimizers._gather import gather_steps
 from lmvisor.optimizers.metric import Metric
 from lmvisor.optimizers.run import OptimizationRun
@@ -85,7 +86,10 @@ class COPRO(Teleprompter):
         concurrency: the local executor's bound when `compile` gets no run.
 
     Raises:
-        ValueError: breadth <= 1, depth < 1 or concurrency < 1.
+        TypeError: breadth, depth or concurrency is not an int, or init_temperature not a
+            number.
+        ValueError: breadth <= 1, depth < 1, concurrency < 1, a negative, NaN or infinite
+            init_temperature, or no metric.
     """
 
     def __init__(
@@ -98,10 +102,12 @@ class COPRO(Teleprompter):
         init_temperature: float = 1.4,
         concurrency: int = 64,
     ) -> None:
-        if breadth <= 1:
+        if count("COPRO", "breadth", breadth, minimum=0) <= 1:
             raise ValueError("COPRO.breadth must be greater than 1")
-        if depth < 1:
-            raise ValueError(f"COPRO.depth must be >= 1, got {depth!r}")
+        count("COPRO", "depth", depth, minimum=1)
+        count("COPRO", "concurrency", concurrency, minimum=1)
+        if real("COPRO", "init_temperature", init_temperature) < 0:
+            raise ValueError(f"COPRO.init_temperature must be >= 0, got {init_temperature!r}")
         if metric is None:
             raise ValueError("COPRO needs a metric")
         self.prompt_model = prompt_model

@@ -4,12 +4,23 @@ The progress bar (rich) shows done/total, the running score, errors and the ETA 
 stderr, and only when asked to or when stderr is a terminal. A result record merges the
 example's fields and the prediction's (clashing names become `example_x` / `pred_x`, as
 in DSPy), then the metric's score under its name and the error, if any.
+
+Saving writes the whole file or nothing: the text is built in memory, written to a
+temporary file beside the target and renamed over it, so a failed save leaves an existing
+file as it was. Text UTF-8 cannot hold (a lone surrogate from a decoded byte string) is
+written as its `\\uXXXX` escape. A CSV is for spreadsheets, which run a cell beginning
+with `=`, `+`, `-`, `@`, a tab or a carriage return as a formula (CSV injection): such a
+text cell is written with a leading `'`, which spreadsheets show as text; numbers are
+written as they are, and JSON keeps every value exactly.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
@@ -22,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["ProgressDisplay", "print_table", "result_records", "save_records"]
 
 _CELL_WORDS = 25
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 @final
@@ -108,25 +121,60 @@ def result_records(rows: Sequence[EvaluationRow], metric: str) -> list[dict[str,
 
 
 def save_records(records: Sequence[Mapping[str, Any]], path: Path) -> None:
-    """Write records as JSON (`.json`) or CSV (`.csv`, columns in first-seen order).
+    """Write records as JSON (`.json`) or CSV (`.csv`, columns in first-seen order), whole
+    or not at all (see the module docstring); an existing file is replaced.
 
     Raises:
         ValueError: another suffix.
+        OSError: the file cannot be written (a directory, a missing or unwritable folder);
+            an existing file is left unchanged.
     """
     suffix = path.suffix.lower()
     if suffix == ".json":
-        path.write_text(json.dumps(list(records), indent=2, ensure_ascii=False, default=str))
-        return
-    if suffix != ".csv":
+        text = json.dumps(list(records), indent=2, ensure_ascii=False, default=str)
+    elif suffix == ".csv":
+        text = _csv_text(records)
+    else:
         raise ValueError(f"cannot save results to {str(path)!r}: use a .json or .csv path")
+    # In JSON a lone surrogate's `\uXXXX` escape is the JSON escape of the same string.
+    _replace_file(path, text.encode("utf-8", errors="backslashreplace"))
+
+
+def _csv_text(records: Sequence[Mapping[str, Any]]) -> str:
     columns: dict[str, None] = {}
     for record in records:
         columns.update(dict.fromkeys(record))
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
-        writer.writeheader()
-        for record in records:
-            writer.writerow({k: _cell_text(v) for k, v in record.items()})
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns))
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: _csv_cell(v) for k, v in record.items()})
+    return buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = str(_cell_text(value))
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    target = Path(os.path.realpath(path))  # a symlink's target gets the text, as open() would
+    if target.is_dir():
+        raise IsADirectoryError(f"cannot save results to {str(path)!r}: it is a directory")
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        descriptor = os.open(temporary, _CREATE, 0o666)  # the umask applies, as for open()
+    except OSError as exc:  # name the file the caller asked for, not the temporary one
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _cell_text(value: Any) -> Any:
