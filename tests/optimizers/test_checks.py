@@ -25,7 +25,8 @@ def _passes(example: Example, prediction: Any, trace: Any = None) -> bool:
 
 
 def _evaluate(**kwargs: Any) -> object:
-    return Evaluate(devset=[Example(question="q").with_inputs("question")], metric=_passes, **kwargs)
+    devset = [Example(question="q").with_inputs("question")]
+    return Evaluate(devset=devset, metric=_passes, **kwargs)
 
 
 _BUILDERS: dict[str, Callable[..., object]] = {
@@ -41,14 +42,17 @@ _BUILDERS: dict[str, Callable[..., object]] = {
 }
 
 _REFUSED: list[tuple[str, dict[str, Any], type[Exception], str]] = [
-    ("Evaluate", {"concurrency": 2.5}, TypeError, r"Evaluate\.concurrency must be an int, got 2\.5"),
-    ("Evaluate", {"concurrency": "4"}, TypeError, r"Evaluate\.concurrency must be an int, got '4'"),
+    ("Evaluate", {"concurrency": 2.5}, TypeError,
+     r"Evaluate\.concurrency must be an int, got 2\.5"),
+    ("Evaluate", {"concurrency": "4"}, TypeError,
+     r"Evaluate\.concurrency must be an int, got '4'"),
     ("Evaluate", {"max_errors": True}, TypeError, r"Evaluate\.max_errors must be an int, got True"),
     ("Evaluate", {"failure_score": math.nan}, ValueError,
      r"Evaluate\.failure_score must be a finite number, got nan"),
     ("Evaluate", {"failure_score": "0"}, TypeError,
      r"Evaluate\.failure_score must be a number, got '0'"),
-    ("Evaluate", {"display_table": -1}, ValueError, r"Evaluate\.display_table must be >= 0, got -1"),
+    ("Evaluate", {"display_table": -1}, ValueError,
+     r"Evaluate\.display_table must be >= 0, got -1"),
     ("LocalExecutor", {"concurrency": 0}, ValueError,
      r"LocalExecutor\.concurrency must be >= 1, got 0"),
     ("LocalExecutor", {"failure_score": math.inf}, ValueError,
@@ -76,7 +80,8 @@ _REFUSED: list[tuple[str, dict[str, Any], type[Exception], str]] = [
      r"COPRO\.init_temperature must be a finite number, got nan"),
     ("MIPROv2", {"seed": "x"}, TypeError, r"MIPROv2\.seed must be an int, got 'x'"),
     ("MIPROv2", {"seed": -1}, ValueError, r"MIPROv2\.seed must be >= 0, got -1"),
-    ("MIPROv2", {"seed": 2**32}, ValueError, r"MIPROv2\.seed must be <= 4294967295, got 4294967296"),
+    ("MIPROv2", {"seed": 2**32}, ValueError,
+     r"MIPROv2\.seed must be <= 4294967295, got 4294967296"),
     ("MIPROv2", {"auto": None, "num_candidates": 0}, ValueError,
      r"MIPROv2\.num_candidates must be >= 1, got 0"),
     ("MIPROv2", {"max_bootstrapped_demos": -1}, ValueError,
@@ -128,7 +133,8 @@ class TestDatasets:
 
     async def test_a_devset_that_is_not_examples_is_refused(self) -> None:
         """Evaluate names the devset and the bad row's index."""
-        with pytest.raises(TypeError, match=r"^devset\[0\] must be an Example or a mapping, got int$"):
+        refused = r"^devset\[0\] must be an Example or a mapping, got int$"
+        with pytest.raises(TypeError, match=refused):
             Evaluate(devset=[3], metric=_passes)  # type: ignore[list-item]
         with pytest.raises(TypeError, match=r"^devset must be a sequence of Examples or mappings"):
             Evaluate(devset=None, metric=_passes)  # type: ignore[arg-type]

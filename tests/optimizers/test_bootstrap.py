@@ -1,0 +1,78 @@
+"""BootstrapFewShot given careless metrics and data: counted failures, never a crash."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from lmvisor.optimizers import BootstrapFewShot, TooManyErrors
+from lmvisor.programs import Example, Predict, Prediction, context
+from lmvisor.testing import ScriptedLM
+
+
+def _returning(value: Any) -> Any:
+    def metric(example: Example, prediction: Any, trace: Any = None) -> Any:
+        return value
+
+    return metric
+
+
+async def _bootstrap(metric: Any, trainset: list[Example], **kwargs: Any) -> Any:
+    lm = ScriptedLM()
+    with context(lm=lm):
+        program = await BootstrapFewShot(
+            metric, max_bootstrapped_demos=2, max_labeled_demos=0, **kwargs
+        ).compile(Predict("question -> answer"), trainset=trainset)
+    return program, lm
+
+
+class TestMetricValues:
+    @pytest.mark.parametrize("threshold", [None, 0.5])
+    @pytest.mark.parametrize(
+        ("value", "shown"),
+        [(math.nan, "nan"), (None, "None"), ("yes", "'yes'"), (10**400, "1000+\\.\\.\\.")],
+        ids=["nan", "none", "text", "huge"],
+    )
+    async def test_a_value_that_is_no_score_is_a_counted_failure(
+        self, trainset: list[Example], value: Any, shown: str, threshold: float | None
+    ) -> None:
+        """NaN (truthy), None, text or an int too large for a float fails the attempt with
+        a MetricError counted toward max_errors, with or without a threshold: never a pass,
+        never a TypeError or OverflowError ending the compile."""
+        with pytest.raises(
+            TooManyErrors, match=rf"first causes: example 0: MetricError: metric 'metric': "
+            rf"returned {shown}, not a bool or finite number"
+        ):  # fmt: skip
+            await _bootstrap(_returning(value), trainset, metric_threshold=threshold, max_errors=3)
+
+    @pytest.mark.parametrize("threshold", [None, 0.5])
+    async def test_a_scored_prediction_passes_by_its_score(
+        self, trainset: list[Example], threshold: float | None
+    ) -> None:
+        """Prediction(score=0.0, feedback=...) fails (DSPy counts any non-empty Prediction
+        as a pass) and Prediction(score=1.0) passes, with or without a threshold."""
+        failing, lm = await _bootstrap(
+            _returning(Prediction(score=0.0, feedback="wrong")),
+            trainset[:5],
+            metric_threshold=threshold,
+        )
+        assert (failing.demos, len(lm.requests)) == ([], 5)
+        passing, lm = await _bootstrap(
+            _returning(Prediction(score=1.0, feedback="right")),
+            trainset[:5],
+            metric_threshold=threshold,
+        )
+        assert [d.get("augmented") for d in passing.demos] == [True, True]
+        assert len(lm.requests) == 2
+
+
+class TestData:
+    async def test_unmarked_rows_bootstrap(self) -> None:
+        """Mappings (no input marks: the label reaches the program too) bootstrap demos
+        whose answer is the prediction's, not a TypeError from the clashing name."""
+        rows: Any = [{"question": f"q{i}", "answer": "gold"} for i in range(3)]
+        program, lm = await _bootstrap(_returning(True), rows)
+        assert len(program.demos) == 2 and len(lm.requests) == 2
+        assert all(d["answer"] != "gold" and d["augmented"] for d in program.demos)
