@@ -15,6 +15,7 @@ attempt is a journaled step (and a trial when BootstrapFewShot runs alone).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
@@ -37,6 +38,8 @@ from lmvisor.programs.example import Example
 from lmvisor.programs.module import Module
 from lmvisor.programs.settings import context, current_settings
 from lmvisor.programs.trace import TraceEntry, trace
+from lmvisor.runtime.deadline import bound_timeout, deadline_expired
+from lmvisor.runtime.errors import DeadlineExceeded
 
 __all__ = ["BootstrapFewShot", "Bootstrapped"]
 
@@ -115,6 +118,7 @@ class BootstrapFewShot(Teleprompter):
         Raises:
             OptimizerSettingsError: the teacher's predictors do not match the student's.
             TooManyErrors: `max_errors` teacher runs (or metric calls) failed.
+            DeadlineExceeded: the caller's deadline passed (the metric's calls included).
         """
         run = run or _local_run(self.concurrency)
         await run.begin(self.name)
@@ -259,22 +263,27 @@ class BootstrapFewShot(Teleprompter):
             params = dict(overrides.get("lm_params") or current_settings().lm_params)
             overrides["lm_params"] = {**params, "temperature": _ROUND_TEMPERATURE}
         try:
-            with context(**overrides), trace() as entries:
-                prediction = await run.executor.run(lambda: copy(**example_inputs(example)))
-            steps = [(e.predictor, e.inputs, e.prediction) for e in entries]
-            score = (
-                1.0
-                if self.metric is None
-                else metric_score(
-                    await call_metric(self.metric, example, prediction, steps),
-                    metric=metric_name(self.metric),
+            # The caller's deadline bounds the metric too: an async metric that never
+            # returns would otherwise hold the compile past it forever.
+            async with asyncio.timeout(bound_timeout(None)):
+                with context(**overrides), trace() as entries:
+                    prediction = await run.executor.run(lambda: copy(**example_inputs(example)))
+                steps = [(e.predictor, e.inputs, e.prediction) for e in entries]
+                score = (
+                    1.0
+                    if self.metric is None
+                    else metric_score(
+                        await call_metric(self.metric, example, prediction, steps),
+                        metric=metric_name(self.metric),
+                    )
                 )
-            )
             # As DSPy: the threshold when one is set (0 and None alike mean none), else
             # truthiness; a value that is no number (None, NaN, text) failed above instead.
             success = score >= self.metric_threshold if self.metric_threshold else score != 0.0
             demos = _demos_by_predictor(entries, names) if success else {}
         except Exception as exc:
+            if deadline_expired():  # the caller's time is up: the compile ends, not the example
+                raise DeadlineExceeded(operation=f"{self.name} compile") from None
             return {"success": False, "score": 0.0, "demos": {}, "error": str(RowError.of(exc))}
         return {"success": success, "score": score, "demos": demos, "error": None}
 

@@ -24,6 +24,7 @@ from typing import Any, final
 from lmvisor.optimizers import _step_values as step_values
 from lmvisor.optimizers._checks import count, real
 from lmvisor.optimizers._gather import gather_steps
+from lmvisor.optimizers.errors import OptimizerSettingsError
 from lmvisor.optimizers.metric import Metric
 from lmvisor.optimizers.run import OptimizationRun
 from lmvisor.optimizers.teleprompter import Teleprompter, as_examples, scored_trial
@@ -125,14 +126,24 @@ class COPRO(Teleprompter):
         run: OptimizationRun | None = None,
         **_: Any,
     ) -> Module:
-        """The best instruction/prefix found for each predictor of a copy of `student`."""
+        """The best instruction/prefix found for each predictor of a copy of `student`.
+
+        Raises:
+            OptimizerSettingsError: the trainset is empty (checked before any LM call).
+        """
         from lmvisor.optimizers.executor import LocalExecutor
+
+        examples = as_examples(trainset)
+        if not examples:
+            raise OptimizerSettingsError(
+                optimizer=self.name, setting="trainset", problem="is empty"
+            )
 
         run = run or OptimizationRun(executor=LocalExecutor(concurrency=self.concurrency))
         await run.begin(self.name)
         module = student.deepcopy()
         run.plan(len(module.predictors()) * self.breadth * self.depth)
-        evaluated, calls = await self._search(run, module, as_examples(trainset))
+        evaluated, calls = await self._search(run, module, examples)
         program = _annotated(_select(evaluated), calls)
         run.finish()
         return program

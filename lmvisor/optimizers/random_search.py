@@ -17,6 +17,7 @@ from typing import Any, final
 from lmvisor.optimizers._checks import count, optional_real
 from lmvisor.optimizers._gather import gather_steps
 from lmvisor.optimizers.bootstrap import BootstrapFewShot
+from lmvisor.optimizers.errors import OptimizerSettingsError
 from lmvisor.optimizers.labeled_few_shot import label_demos
 from lmvisor.optimizers.metric import Metric
 from lmvisor.optimizers.run import OptimizationRun
@@ -99,13 +100,22 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
         run: OptimizationRun | None = None,
         **_: Any,
     ) -> Module:
-        """The best of the candidate programs on `valset` (the trainset when None)."""
+        """The best of the candidate programs on `valset` (the trainset when None).
+
+        Raises:
+            OptimizerSettingsError: nothing to score on: no valset and an empty trainset
+                (checked before any LM call).
+        """
         from lmvisor.optimizers.executor import LocalExecutor
 
-        run = run or OptimizationRun(executor=LocalExecutor(concurrency=self.concurrency))
-        await run.begin(self.name)
         train = as_examples(trainset)
         val = as_examples(valset, "valset") if valset else train
+        if not val:
+            raise OptimizerSettingsError(
+                optimizer=self.name, setting="trainset", problem="is empty (and no valset given)"
+            )
+        run = run or OptimizationRun(executor=LocalExecutor(concurrency=self.concurrency))
+        await run.begin(self.name)
         seeds = list(range(-3, self.num_candidate_programs))
         run.plan(len(seeds))
 

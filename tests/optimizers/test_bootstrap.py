@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -9,6 +10,8 @@ import pytest
 
 from lmvisor.optimizers import BootstrapFewShot, TooManyErrors
 from lmvisor.programs import Example, Predict, Prediction, context
+from lmvisor.runtime.deadline import deadline
+from lmvisor.runtime.errors import DeadlineExceeded
 from lmvisor.testing import ScriptedLM
 
 
@@ -76,3 +79,31 @@ class TestData:
         program, lm = await _bootstrap(_returning(True), rows)
         assert len(program.demos) == 2 and len(lm.requests) == 2
         assert all(d["answer"] != "gold" and d["augmented"] for d in program.demos)
+
+
+class TestDeadline:
+    async def test_an_async_metric_that_never_returns_ends_at_the_callers_deadline(
+        self, trainset: list[Example]
+    ) -> None:
+        """The caller's deadline bounds the metric as it does the LM: the compile raises
+        DeadlineExceeded (not a hang, not max_errors of counted failures)."""
+
+        async def stuck(example: Example, prediction: Any, trace: Any = None) -> bool:
+            await asyncio.Event().wait()
+            return True
+
+        lm = ScriptedLM()
+        # asyncio.timeout is a safety net only: were the deadline ignored, the test fails
+        # (a TimeoutError that is no DeadlineExceeded) instead of hanging
+        async with asyncio.timeout(30):
+            with (
+                context(lm=lm),
+                deadline(0.05),
+                pytest.raises(
+                    DeadlineExceeded, match=r"^deadline exceeded during BootstrapFewShot compile$"
+                ),
+            ):
+                await BootstrapFewShot(stuck).compile(
+                    Predict("question -> answer"), trainset=trainset
+                )
+        assert len(lm.requests) == 4  # one wave of max_bootstrapped_demos attempts

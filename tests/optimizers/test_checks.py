@@ -16,8 +16,10 @@ from lmvisor.optimizers import (
     LabeledFewShot,
     LocalExecutor,
     MIPROv2,
+    OptimizerSettingsError,
 )
-from lmvisor.programs import Example, Predict
+from lmvisor.programs import Example, Predict, context
+from lmvisor.testing import ScriptedLM
 
 
 def _passes(example: Example, prediction: Any, trace: Any = None) -> bool:
@@ -138,3 +140,23 @@ class TestDatasets:
             Evaluate(devset=[3], metric=_passes)  # type: ignore[list-item]
         with pytest.raises(TypeError, match=r"^devset must be a sequence of Examples or mappings"):
             Evaluate(devset=None, metric=_passes)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        ("optimizer", "message"),
+        [
+            (COPRO(metric=_passes, breadth=2, depth=1), r"^COPRO: trainset is empty$"),
+            (
+                BootstrapFewShotWithRandomSearch(_passes, num_candidate_programs=1),
+                r"^BootstrapFewShotWithRandomSearch: trainset is empty \(and no valset given\)$",
+            ),
+        ],
+    )
+    async def test_an_empty_trainset_is_refused_before_any_lm_call(
+        self, optimizer: Any, message: str
+    ) -> None:
+        """COPRO and random search refuse an empty trainset up front (they used to send
+        their proposals first and fail inside an evaluation)."""
+        lm = ScriptedLM()
+        with context(lm=lm), pytest.raises(OptimizerSettingsError, match=message):
+            await optimizer.compile(Predict("question -> answer"), trainset=[])
+        assert lm.requests == []
