@@ -107,7 +107,11 @@ class EvaluationResult:
         return [(row.example, row.prediction, row.score) for row in self.rows]
 
     def records(self) -> list[dict[str, Any]]:
-        """One JSON-ready dict per row: example fields, prediction fields, score, error."""
+        """One JSON-ready dict per row: example fields, prediction fields, score, error.
+
+        Raises:
+            ValueError: a row holds a value nested too deeply to record.
+        """
         return result_records(self.rows, self.metric)
 
     def save(self, path: str | Path) -> None:
@@ -116,13 +120,18 @@ class EvaluationResult:
         get a leading `'` (see `evaluate_report`); JSON keeps every value as it is.
 
         Raises:
-            ValueError: the suffix is neither `.json` nor `.csv`.
+            ValueError: the suffix is neither `.json` nor `.csv`, or a value is nested too
+                deeply to write.
             OSError: the file cannot be written (an existing one is left unchanged).
         """
         save_records(self.records(), Path(path))
 
     def print_table(self, limit: int | None = None) -> None:
-        """Print the rows as a rich table (the first `limit` rows when given)."""
+        """Print the rows as a rich table (the first `limit` rows when given).
+
+        Raises:
+            ValueError: a row holds a value nested too deeply to record.
+        """
         print_table(self.records(), self.metric, limit=limit)
 
     def __repr__(self) -> str:

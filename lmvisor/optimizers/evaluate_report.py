@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["ProgressDisplay", "print_table", "result_records", "save_records"]
 
 _CELL_WORDS = 25
+_TOO_DEEP = "(nested too deeply to show)"
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
@@ -104,11 +105,20 @@ def _plain(value: Any) -> Any:
 
 
 def result_records(rows: Sequence[EvaluationRow], metric: str) -> list[dict[str, Any]]:
-    """One JSON-ready dict per row (see the module docstring)."""
+    """One JSON-ready dict per row (see the module docstring).
+
+    Raises:
+        ValueError: a row holds a value nested too deeply to record.
+    """
     records = []
     for row in rows:
-        example = row.example.to_dict()
-        predicted = {} if row.prediction is None else row.prediction.to_dict()
+        try:
+            example = row.example.to_dict()
+            predicted = {} if row.prediction is None else row.prediction.to_dict()
+        except RecursionError:
+            raise ValueError(
+                f"evaluation row {row.index}: a value is nested too deeply to record"
+            ) from None
         record: dict[str, Any] = {}
         for key, value in example.items():
             record[f"example_{key}" if key in predicted else key] = _plain(value)
@@ -125,17 +135,22 @@ def save_records(records: Sequence[Mapping[str, Any]], path: Path) -> None:
     or not at all (see the module docstring); an existing file is replaced.
 
     Raises:
-        ValueError: another suffix.
+        ValueError: another suffix, or a value nested too deeply to write.
         OSError: the file cannot be written (a directory, a missing or unwritable folder);
             an existing file is left unchanged.
     """
     suffix = path.suffix.lower()
-    if suffix == ".json":
-        text = json.dumps(list(records), indent=2, ensure_ascii=False, default=str)
-    elif suffix == ".csv":
-        text = _csv_text(records)
-    else:
+    if suffix not in (".json", ".csv"):
         raise ValueError(f"cannot save results to {str(path)!r}: use a .json or .csv path")
+    try:
+        if suffix == ".json":
+            text = json.dumps(list(records), indent=2, ensure_ascii=False, default=str)
+        else:
+            text = _csv_text(records)
+    except RecursionError:
+        raise ValueError(
+            f"cannot save results to {str(path)!r}: a value is nested too deeply to write"
+        ) from None
     # In JSON a lone surrogate's `\uXXXX` escape is the JSON escape of the same string.
     _replace_file(path, text.encode("utf-8", errors="backslashreplace"))
 
@@ -184,7 +199,10 @@ def _cell_text(value: Any) -> Any:
 
 
 def _truncated(value: Any) -> str:
-    words = str(_cell_text(value)).split()
+    try:
+        words = str(_cell_text(value)).split()
+    except RecursionError:
+        return _TOO_DEEP
     text = " ".join(words[:_CELL_WORDS])
     return text + "..." if len(words) > _CELL_WORDS else text
 

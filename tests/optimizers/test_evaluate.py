@@ -262,3 +262,24 @@ class TestSave:
         (await self._result(text)).save(tmp_path / "r.csv")
         with (tmp_path / "r.csv").open(newline="", encoding="utf-8") as handle:
             assert next(csv.DictReader(handle))["pred_answer"] == text
+
+
+class TestNestedValues:
+    async def test_a_value_too_deep_to_record_is_a_value_error(self, tmp_path: Path) -> None:
+        """An example holding lists nested 100,000 deep scores, but saving or printing it
+        is a ValueError naming the row, never a RecursionError; nothing is written."""
+        deep: list[Any] = []
+        inner = deep
+        for _ in range(100_000):
+            inner.append([])
+            inner = inner[0]
+        devset = [Example(question="q0", answer="Q0", blob=deep).with_inputs("question")]
+        result = await Evaluate(devset=devset, metric=exact, display_progress=False)(Echo())
+        assert result.score == 100.0
+        refused = r"^evaluation row 0: a value is nested too deeply to record$"
+        for name in ("r.json", "r.csv"):
+            with pytest.raises(ValueError, match=refused):
+                result.save(tmp_path / name)
+        with pytest.raises(ValueError, match=refused):
+            result.print_table()
+        assert os.listdir(tmp_path) == []
