@@ -175,14 +175,20 @@ class MIPROv2(Teleprompter):
         """The best program found (with `score` and `candidate_programs` attached).
 
         Raises:
+            TypeError: seed, num_trials or a batch size is not an int.
+            ValueError: seed outside 0..2**32-1, or num_trials / a batch size < 1.
             OptimizerSettingsError: the datasets or trial settings cannot work.
             ImportError: optuna is not installed.
             TooManyErrors: bootstrapping hit `max_errors`.
         """
-        optuna_import = _import_optuna_aside()
-        run = await self._begin(run)
         # None, not any falsy seed, means "the constructor's": seed=0 is a seed.
         seed = self.seed if seed is None else _check_seed("compile seed", seed)
+        optional_count("MIPROv2", "num_trials", num_trials, minimum=1)
+        count("MIPROv2", "minibatch_size", minibatch_size, minimum=1)
+        count("MIPROv2", "minibatch_full_eval_steps", minibatch_full_eval_steps, minimum=1)
+        count("MIPROv2", "view_data_batch_size", view_data_batch_size, minimum=1)
+        optuna_import = _import_optuna_aside()
+        run = await self._begin(run)
         rng = random.Random(seed)
         program = student.deepcopy()
         plan = self._settings(program, as_examples(trainset), valset, num_trials, minibatch, rng)

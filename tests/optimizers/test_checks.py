@@ -160,3 +160,33 @@ class TestDatasets:
         with context(lm=lm), pytest.raises(OptimizerSettingsError, match=message):
             await optimizer.compile(Predict("question -> answer"), trainset=[])
         assert lm.requests == []
+
+
+class TestMIPROv2CompileArguments:
+    @pytest.mark.parametrize(
+        ("kwargs", "error", "message"),
+        [
+            ({"num_trials": 0}, ValueError, r"MIPROv2\.num_trials must be >= 1, got 0"),
+            ({"num_trials": 2.5}, TypeError, r"MIPROv2\.num_trials must be an int, got 2\.5"),
+            ({"minibatch_size": 0}, ValueError, r"MIPROv2\.minibatch_size must be >= 1, got 0"),
+            ({"minibatch_full_eval_steps": 0}, ValueError,
+             r"MIPROv2\.minibatch_full_eval_steps must be >= 1, got 0"),
+            ({"view_data_batch_size": -1}, ValueError,
+             r"MIPROv2\.view_data_batch_size must be >= 1, got -1"),
+            ({"seed": "x"}, TypeError, r"MIPROv2\.compile seed must be an int, got 'x'"),
+        ],
+    )  # fmt: skip
+    async def test_a_careless_argument_is_refused_before_any_lm_call(
+        self, kwargs: dict[str, Any], error: type[Exception], message: str
+    ) -> None:
+        """compile's counts and seed are checked first, by name (they ran zero or negative
+        trials silently, or failed inside optuna)."""
+        lm = ScriptedLM()
+        trainset = [Example(question=f"q{i}", answer="a").with_inputs("question") for i in range(4)]
+        with context(lm=lm), pytest.raises(error, match=rf"^{message}$"):
+            await MIPROv2(_passes, auto=None, num_candidates=2).compile(
+                Predict("question -> answer"),
+                trainset=trainset,
+                **{"num_trials": 2, **kwargs},
+            )
+        assert lm.requests == []
