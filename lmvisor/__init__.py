@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from lmvisor.runtime import NameNotRegistered as NameNotRegistered
     from lmvisor.runtime import RateLimited as RateLimited
     from lmvisor.runtime import Runtime as Runtime
+    from lmvisor.runtime import RuntimeClosed as RuntimeClosed
     from lmvisor.runtime import StartError as StartError
     from lmvisor.runtime import Supervisor as Supervisor
     from lmvisor.runtime import SupervisorGaveUp as SupervisorGaveUp

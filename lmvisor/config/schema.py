@@ -49,6 +49,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from lmvisor._redaction import clipped, url_without_password
+from lmvisor.config._redis_options import check_redis_options
 
 __all__ = [
     "BootstrapConfig",
@@ -123,6 +124,14 @@ def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
 
 _HOST: Final = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[^\[\]:/@\s\x00-\x1f\x7f]+)(?::[0-9]{1,5})?")
 """A URL's host and optional port, as an HTTP or Redis client reads them."""
+
+
+def _check_path(value: Path | None) -> Path | None:
+    # The OS takes no NUL in a file name: accepted, it failed the open much later, with a
+    # bare ValueError (a live update of data_dir crashed the cache's every restart).
+    if value is not None and "\x00" in str(value):
+        raise ValueError("must not contain a NUL character")
+    return value
 
 
 def _masked_url(value: str | None) -> str | None:
@@ -344,6 +353,8 @@ class CacheConfig(BaseModel):
         stale_ttl: seconds an expired answer is kept for stale-on-error answers.
             These two and `modules.cache_ttl` are at most a century.
         l2_redis_url: Redis for L2 (None: no L2); `l2_prefix` namespaces its keys.
+            A query option must be one redis-py's connection takes, of its kind
+            (`?socket_timeout=abc` and `?foo=1` are refused here, not when L2 opens).
         l2_timeout: seconds one Redis operation may take before it counts as failed.
         l2_breaker: opens after consecutive Redis failures; L2 is skipped while open.
         l3_path: the SQLite file (None: `cache.sqlite3` under `data_dir`; no L3 when
@@ -369,10 +380,18 @@ class CacheConfig(BaseModel):
     l3_busy_timeout: float = Field(default=5.0, gt=0, le=3600.0, allow_inf_nan=False)
     write_queue: int = Field(default=10_000, ge=1)
 
+    @field_validator("l3_path")
+    @classmethod
+    def _l3_path(cls, value: Path | None) -> Path | None:
+        return _check_path(value)
+
     @field_validator("l2_redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        return _check_url(value, ("redis://", "rediss://", "unix://"))
+        checked = _check_url(value, ("redis://", "rediss://", "unix://"))
+        if checked is not None:
+            check_redis_options(checked)
+        return checked
 
     @field_serializer("l2_redis_url", when_used="json")
     def _shown_redis_url(self, value: str | None) -> str | None:
@@ -397,6 +416,11 @@ class EventsConfig(BaseModel):
     nothing), at most an hour (longer left events unwritten until a batch filled)."""
     retention_seconds: float | None = Field(default=7 * 24 * 3600.0, gt=0)
     retention_count: int | None = Field(default=1_000_000, ge=1)
+
+    @field_validator("sqlite_path")
+    @classmethod
+    def _sqlite_path(cls, value: Path | None) -> Path | None:
+        return _check_path(value)
 
 
 @final
@@ -553,6 +577,11 @@ class LmvisorConfig(BaseSettings):
     server: ServerConfig = ServerConfig()
     data_dir: Path | None = Path(".lmvisor")
     """Where the application tree keeps its files (None: memory only)."""
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, value: Path | None) -> Path | None:
+        return _check_path(value)
 
     @field_validator("providers")
     @classmethod

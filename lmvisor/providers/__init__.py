@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from lmvisor.providers.client import ClientOptions as ClientOptions
     from lmvisor.providers.client import TransportKind as TransportKind
     from lmvisor.providers.client import VendorClient as VendorClient
+    from lmvisor.providers.embeddings import (
+        EMBEDDINGS_MAX_RESPONSE_BYTES as EMBEDDINGS_MAX_RESPONSE_BYTES,
+    )
     from lmvisor.providers.embeddings import OpenAIEmbeddings as OpenAIEmbeddings
     from lmvisor.providers.errors import AuthenticationError as AuthenticationError
     from lmvisor.providers.errors import BadRequestError as BadRequestError
@@ -55,5 +58,6 @@ if TYPE_CHECKING:
     from lmvisor.providers.transport import TransportStatistics as TransportStatistics
     from lmvisor.providers.transport import build_transport as build_transport
     from lmvisor.providers.transport import default_transport_kind as default_transport_kind
+    from lmvisor.providers.transport import transport_for as transport_for
 else:
     __all__, __getattr__, __dir__ = lazy_package(__name__, __file__)

@@ -38,8 +38,8 @@ from lmvisor.providers.transport import (
     SSEResponse,
     Transport,
     TransportStatistics,
-    build_transport,
     request_build_error,
+    transport_for,
 )
 
 __all__ = [
@@ -169,11 +169,7 @@ class HttpVendorClient(ABC):
         self._max_stream_bytes = options.max_stream_bytes
         self._max_response_bytes = options.max_response_bytes
         self._owns_transport = transport is None
-        self._transport: Transport = transport or build_transport(
-            options.transport,
-            max_connections=options.max_connections,
-            keepalive_timeout=options.keepalive_timeout,
-        )
+        self._transport: Transport = transport or transport_for(options)
         self._prices = dict(options.prices) if options.prices else None
         self._capabilities = options.capabilities or self._capabilities_default
         self._stream_usage = (
@@ -268,9 +264,9 @@ class HttpVendorClient(ABC):
         connection. A stream that ends before the vendor's end marker raises
         `ProviderConnectionError`; an error event mid-stream raises its typed error;
         an event past `sse.MAX_EVENT_BYTES` (or a line that never ends), or more
-        event data than the options' `max_stream_bytes`, or an error answer whose body
-        is longer than `max_response_bytes`, raises `ResponseFormatError` before it can
-        fill memory.
+        event data than the options' `max_stream_bytes`, raises `ResponseFormatError`
+        before it can fill memory; an error answer whose body is longer than
+        `max_response_bytes` raises its status's error, the body left unread.
 
         Raises:
             ProviderError, ValueError, RuntimeError: as `complete()` (a `ValueError` from

@@ -216,9 +216,10 @@ async def _read_bounded(
     length = resp.content_length
     try:
         if length is not None and length > limit:
-            raise body_too_large(provider, model, resp.status, limit)
+            raise body_too_large(provider, model, resp.status, limit, resp.headers)
+        chunks = resp.content.iter_any()
         return memoryview(
-            await read_bounded(resp.content.iter_any(), limit, provider, model, resp.status)
+            await read_bounded(chunks, limit, provider, model, resp.status, resp.headers)
         )
     except BaseException:
         resp.close()

@@ -92,10 +92,12 @@ class ClientOptions:
             any model's answer); a vendor sending more fails the stream with
             `ResponseFormatError` rather than fill memory until the call's deadline.
         max_response_bytes: the longest body a whole answer (or a stream's error answer)
-            may have (64 MiB); a longer one is refused with `ResponseFormatError`, by its
-            `Content-Length` before it is read. Its own option, not `max_stream_bytes`:
-            that one counts a stream's event data over the stream's life, this one the
-            bytes of one body held at once, and raising one must not lift the other.
+            may have (64 MiB); a longer one is refused, by its `Content-Length` before it
+            is read: a success with `ResponseFormatError`, an error status with its own
+            error (a 5xx is a retryable `ServerError` whatever its body). Its own option,
+            not `max_stream_bytes`: that one counts a stream's event data over the
+            stream's life, this one the bytes of one body held at once, and raising one
+            must not lift the other.
 
     Raises:
         ValueError: an option is out of range (the message names it).

@@ -10,72 +10,82 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, final
+from typing import Any, Final, final
 
 from lmvisor.providers._base import decode_json, shape_error
-from lmvisor.providers.aiohttp_transport import AiohttpTransport
+from lmvisor.providers.client import ClientOptions
 from lmvisor.providers.errors import error_from_status
-from lmvisor.providers.transport import Transport, request_build_error
+from lmvisor.providers.transport import (
+    Transport,
+    TransportStatistics,
+    request_build_error,
+    transport_for,
+)
 
-__all__ = ["OpenAIEmbeddings"]
+__all__ = ["EMBEDDINGS_MAX_RESPONSE_BYTES", "OpenAIEmbeddings"]
+
+EMBEDDINGS_MAX_RESPONSE_BYTES: Final = 256 * 1024 * 1024
+"""The longest embeddings answer taken by default (see `OpenAIEmbeddings`)."""
+_OPENAI_BASE_URL: Final = "https://api.openai.com/v1"
 
 
 @final
 class OpenAIEmbeddings:
     """Embeddings from an OpenAI-compatible server (OpenAI, vLLM, Ollama, the loopback LM).
 
+    Built from the `ClientOptions` the chat clients take, and honouring them as they do:
+    `base_url` (None: OpenAI's), `api_key`, `name`, `headers`, `timeout` (seconds for a
+    whole answer), and the transport it builds (`transport`, `max_connections`,
+    `keepalive_timeout`, through `transport_for`). One option differs: the answer bound.
+    `ClientOptions.max_response_bytes` is sized for completions (64 MiB); an embeddings
+    answer is larger by nature (a batch of 2,048 inputs at 3,072 dimensions is ~130 MB of
+    JSON), so this client has its own, `max_response_bytes` (256 MiB).
+
     Args:
         model: "openai/model" (or "<name>/model") or a bare model name; that prefix is
             stripped for the wire, any other slash kept ("BAAI/bge-small").
-        api_key: sent as a bearer token; never logged or shown in errors.
-        base_url: the API root, ending in "/v1".
-        timeout: seconds for a whole answer.
-        transport: a `Transport` to send through (left open by `aclose()`); None creates
-            an `AiohttpTransport` owned by this client.
-        headers: extra headers sent with every request.
-        name: the provider's name in errors.
-        max_response_bytes: the longest answer body taken (256 MiB: a batch of 2048
-            inputs at 3072 dimensions is ~130 MB of JSON); a longer one is refused with
-            `ResponseFormatError`.
+        options: how to reach the server (None: `ClientOptions()`, OpenAI's API).
+        transport: a `Transport` to send through instead of building one (left open by
+            `aclose()`; the options' transport settings then do not apply).
+        max_response_bytes: the longest answer body taken; a longer one is refused with
+            `ResponseFormatError` (by its `Content-Length` before it is read).
 
     Raises:
-        ValueError: an empty model or base_url, timeout <= 0, or max_response_bytes < 1.
+        TypeError: `options` is not a `ClientOptions`.
+        ValueError: an empty model, or max_response_bytes < 1.
+        ImportError: the options ask for "pyreqwest" and it is not installed.
     """
 
     def __init__(
         self,
         model: str,
+        options: ClientOptions | None = None,
         *,
-        api_key: str | None = None,
-        base_url: str = "https://api.openai.com/v1",
-        timeout: float = 60.0,
         transport: Transport | None = None,
-        headers: Mapping[str, str] | None = None,
-        name: str = "openai",
-        max_response_bytes: int = 256 * 1024 * 1024,
+        max_response_bytes: int = EMBEDDINGS_MAX_RESPONSE_BYTES,
     ) -> None:
+        options = ClientOptions() if options is None else options
+        if not isinstance(options, ClientOptions):
+            raise TypeError(f"options must be ClientOptions, got {type(options).__name__}")
         if not model:
             raise ValueError("model must be a non-empty string")
-        if not base_url:
-            raise ValueError("base_url must be a non-empty string")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {timeout!r}")
         if type(max_response_bytes) is not int or max_response_bytes < 1:
             raise ValueError(f"max_response_bytes must be an int >= 1, got {max_response_bytes!r}")
         self._max_response_bytes = max_response_bytes
         self._model = model
+        self._name = name = options.name or "openai"
         prefix, sep, rest = model.partition("/")
         self._wire_model = rest if sep and rest and prefix in (name, "openai") else model
-        self._api_key = api_key or None
+        self._api_key = options.api_key or None
+        base_url = options.base_url or _OPENAI_BASE_URL
         self._url = f"{base_url.rstrip('/')}/embeddings"
-        self._timeout = float(timeout)
-        self._name = name
+        self._timeout = float(options.timeout)
         self._owns_transport = transport is None
-        self._transport: Transport = transport or AiohttpTransport()
+        self._transport: Transport = transport or transport_for(options)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             self._headers["Authorization"] = f"Bearer {self._api_key}"
-        self._headers.update(headers or {})
+        self._headers.update(options.headers)
 
     def __repr__(self) -> str:
         return f"OpenAIEmbeddings(model={self._model!r}, url={self._url!r})"
@@ -136,6 +146,10 @@ class OpenAIEmbeddings:
                 raise shape_error(self._name, self._wire_model, where, "expected a list of numbers")
             vectors[index] = [float(x) for x in vector]
         return [v for v in vectors if v is not None]
+
+    def statistics(self) -> TransportStatistics:
+        """A snapshot of the transport's pool."""
+        return self._transport.statistics()
 
     async def aclose(self) -> None:
         """Close the transport if this client created it. Idempotent."""

@@ -190,8 +190,8 @@ async def _read_body(
     bound and it comes uncompressed, else in chunks up to the bound."""
     length = _content_length(resp.headers)
     if length is not None and length > limit:
-        raise body_too_large(provider, model, resp.status_code, limit)
+        raise body_too_large(provider, model, resp.status_code, limit, resp.headers)
     if length is not None and "Content-Encoding" not in resp.headers:
         return await resp.aread()
-    status = resp.status_code
-    return memoryview(await read_bounded(resp.aiter_bytes(), limit, provider, model, status))
+    status, chunks = resp.status_code, resp.aiter_bytes()
+    return memoryview(await read_bounded(chunks, limit, provider, model, status, resp.headers))

@@ -178,7 +178,7 @@ class PyreqwestTransport:
             _raise_if_cancelled(exc)
             raise_mapped(_PYREQWEST_ERRORS, exc, provider, model, timeout)
         if len(data) > max_response_bytes:
-            raise body_too_large(provider, model, resp.status, max_response_bytes)
+            raise body_too_large(provider, model, resp.status, max_response_bytes, resp.headers)
         return TransportResponse(resp.status, resp.headers, memoryview(data))
 
     def stream_sse(

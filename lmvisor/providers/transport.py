@@ -18,23 +18,25 @@ one pooled HTTP client. Three implementations, each in its own module:
 - `HttpxTransport` (`httpx_transport`): wraps a user's own `httpx.AsyncClient`
   (proxies, mTLS, event hooks, `httpx.MockTransport` in tests) or creates one.
 
-`build_transport(kind, ...)` makes one by name ("auto": pyreqwest when installed,
-else aiohttp). Each transport maps its library's failures once, through
-`map_errors()` and its `ErrorMap`: a timeout becomes `ProviderTimeout`, anything
-else on the wire `ProviderConnectionError`, a `ValueError` (the library refusing to build
-the request: a header value or URL it cannot send) `RequestBuildError`, each chained
-`from` the original; no library exception leaves a transport. The vendor clients hold
-any transport, a user's own included, to that (`request_build_error`): a `ValueError` from
-its `post_json`, or from `stream_sse` while opening or reading the stream, is the HTTP
-client's own, never the caller's bad input. HTTP statuses are not judged here: the caller
-receives every status and maps it with `errors.error_from_status`. Counting
+`build_transport(kind, ...)` makes one by name ("auto": pyreqwest when installed, else
+aiohttp); `transport_for(options)` the one a `ClientOptions` asks for (every client that
+builds its own transport builds it there). Each transport maps its library's failures
+once, through `map_errors()` and its `ErrorMap`: a timeout becomes `ProviderTimeout`,
+anything else on the wire `ProviderConnectionError`, a `ValueError` (the library refusing
+to build the request: a header value or URL it cannot send) `RequestBuildError`, each
+chained `from` the original; no library exception leaves a transport. The vendor clients
+hold any transport, a user's own included, to that (`request_build_error`): a `ValueError`
+from its `post_json`, or from `stream_sse` while opening or reading the stream, is the
+HTTP client's own, never the caller's bad input. HTTP statuses are not judged here: the
+caller receives every status and maps it with `errors.error_from_status`. Counting
 requests is the provider actor's job, not the transport's.
 
 A whole answer is bounded by the caller's `max_response_bytes` (a vendor client's
 `ClientOptions.max_response_bytes`): a `Content-Length` above it is refused before a
 byte of the body is read, a body without one (chunked, or compressed) is read in
-chunks up to it; past it, `ResponseFormatError` (`body_too_large`) and the connection
-is closed, never pooled half-read. An answer that states its length within the bound
+chunks up to it; past it, `body_too_large` (the error of the answer's status when it is
+one, whatever its body, else `ResponseFormatError`) and the connection is closed, never
+pooled half-read. An answer that states its length within the bound
 is read in one `read()` as before: the bound costs one header check.
 """
 
@@ -46,13 +48,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from dataclasses import dataclass
 from typing import NoReturn, Protocol, TypeVar, final
 
-from lmvisor.providers.client import MAX_RESPONSE_BYTES, TransportKind
+from lmvisor.providers.client import MAX_RESPONSE_BYTES, ClientOptions, TransportKind
 from lmvisor.providers.errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
     RequestBuildError,
     ResponseFormatError,
+    error_from_status,
 )
 from lmvisor.providers.sse import SSEEvent, iter_sse
 from lmvisor.runtime.errors import LmvisorError
@@ -72,6 +75,7 @@ __all__ = [
     "raise_mapped",
     "read_bounded",
     "request_build_error",
+    "transport_for",
 ]
 
 _T = TypeVar("_T")
@@ -137,7 +141,8 @@ class SSEResponse:
         """The rest of the body, whole (used for error answers); None reads it unbounded.
 
         Raises:
-            ResponseFormatError: the body is longer than `max_bytes`: refused before
+            ProviderError: the body is longer than `max_bytes` (`body_too_large`: the
+                status's error, or `ResponseFormatError` for a success): refused before
                 reading when its `Content-Length` says so, else once the bytes read
                 pass it (the rest is left unread; leaving the stream's block closes it).
         """
@@ -145,9 +150,11 @@ class SSEResponse:
             return b"".join([chunk async for chunk in self._chunks])
         length = _content_length(self.headers)
         if length is not None and length > max_bytes:
-            raise body_too_large(self.provider, self.model, self.status, max_bytes)
+            raise body_too_large(self.provider, self.model, self.status, max_bytes, self.headers)
         return bytes(
-            await read_bounded(self._chunks, max_bytes, self.provider, self.model, self.status)
+            await read_bounded(
+                self._chunks, max_bytes, self.provider, self.model, self.status, self.headers
+            )
         )
 
     def events(self) -> AsyncGenerator[SSEEvent, None]:
@@ -194,8 +201,9 @@ class Transport(Protocol):
         holding little more than the bound, and its connection closed, not pooled.
 
         Raises:
-            ResponseFormatError: the body is longer than `max_response_bytes`
-                (`body_too_large`; not retried).
+            ProviderError: the body is longer than `max_response_bytes`
+                (`body_too_large`: an error status's own error, a 5xx or 429 retried;
+                a success's `ResponseFormatError`, not retried).
             ProviderTimeout: no complete answer within `timeout` seconds.
             ProviderConnectionError: the connection failed or dropped.
             RuntimeError: the transport is closed or bound to another event loop.
@@ -356,26 +364,42 @@ async def _streamed(
             await release()
 
 
-def body_too_large(provider: str, model: str, status: int, limit: int) -> ResponseFormatError:
-    """The error for an answer whose body is longer than `limit` bytes (not retried:
-    the same vendor answers the same way, as for a stream past its bound)."""
-    return ResponseFormatError(
-        provider=provider,
-        model=model,
-        status=status,
-        detail=f"response body: larger than {limit} bytes (max_response_bytes)",
-    )
+def body_too_large(
+    provider: str,
+    model: str,
+    status: int,
+    limit: int,
+    headers: Mapping[str, str] | None = None,
+) -> ProviderError:
+    """The error for an answer whose body is longer than `limit` bytes, judged by its
+    status first: an error status is that status's error whatever its body (a 5xx a
+    retryable `ServerError`, a 429 a `RateLimitError` honouring the `Retry-After` of
+    `headers`), the body left unread; a success is `ResponseFormatError`, not retried
+    (the same vendor answers the same way, as for a stream past its bound)."""
+    detail = f"response body: larger than {limit} bytes (max_response_bytes)"
+    if status >= 300:
+        unread = f"{detail}, left unread".encode()
+        return error_from_status(
+            provider=provider, model=model, status=status, headers=headers or {}, body=unread
+        )
+    return ResponseFormatError(provider=provider, model=model, status=status, detail=detail)
 
 
 async def read_bounded(
-    chunks: AsyncIterator[bytes], limit: int, provider: str, model: str, status: int
+    chunks: AsyncIterator[bytes],
+    limit: int,
+    provider: str,
+    model: str,
+    status: int,
+    headers: Mapping[str, str] | None = None,
 ) -> bytearray:
     """The body from `chunks`, at most `limit` bytes; one past it raises `body_too_large`
-    at once (the caller closes the connection). Held in one buffer: no copy at the end."""
+    (for `status` and `headers`) at once (the caller closes the connection). Held in one
+    buffer: no copy at the end."""
     body = bytearray()
     async for chunk in chunks:
         if len(body) + len(chunk) > limit:
-            raise body_too_large(provider, model, status, limit)
+            raise body_too_large(provider, model, status, limit, headers)
         body += chunk
     return body
 
@@ -437,3 +461,17 @@ def build_transport(
             max_connections=max_connections, keepalive_timeout=keepalive_timeout
         )
     raise ValueError(f"unknown transport {kind!r}: expected auto, aiohttp, httpx or pyreqwest")
+
+
+def transport_for(options: ClientOptions) -> Transport:
+    """The transport `options` ask for: its library (`transport`) and pool
+    (`max_connections`, `keepalive_timeout`). Timeouts and bounds are per request.
+
+    Raises:
+        ImportError: "pyreqwest" is asked for and not installed (the `fast` extra).
+    """
+    return build_transport(
+        options.transport,
+        max_connections=options.max_connections,
+        keepalive_timeout=options.keepalive_timeout,
+    )

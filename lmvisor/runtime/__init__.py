@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from lmvisor.runtime.errors import ProtectionError as ProtectionError
     from lmvisor.runtime.errors import RateLimited as RateLimited
     from lmvisor.runtime.errors import RetryExhausted as RetryExhausted
+    from lmvisor.runtime.errors import RuntimeClosed as RuntimeClosed
     from lmvisor.runtime.errors import StartError as StartError
     from lmvisor.runtime.errors import SupervisorError as SupervisorError
     from lmvisor.runtime.errors import SupervisorGaveUp as SupervisorGaveUp

@@ -315,6 +315,10 @@ class _Process(Mailbox):
                 _correlation_var.reset(token)
         self.deferred[task] = fut
         task.add_done_callback(self._deferred_done)
+        if deferred.with_caller and fut is not None:
+            # The task answers from inside (`_replying`) and is done by the time this runs,
+            # so only a caller that gave up first (timeout, cancellation) cancels it.
+            fut.add_done_callback(lambda _: task.cancel())
 
     def own_task(
         self,

@@ -135,10 +135,11 @@ _DEAD: Final = ActorStatus.DEAD
 class Deferred(Generic[R]):
     """A reply handed to a task the actor owns; build it with `Actor.defer`."""
 
-    __slots__ = ("coro",)
+    __slots__ = ("coro", "with_caller")
 
-    def __init__(self, coro: Coroutine[Any, Any, R]) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, R], *, with_caller: bool = False) -> None:
         self.coro = coro
+        self.with_caller = with_caller
 
 
 @final
@@ -306,9 +307,16 @@ class Actor:
         """The runtime (namespace) this actor runs in."""
         return self._process.runtime
 
-    def defer(self, coro: Coroutine[Any, Any, R]) -> Deferred[R]:
-        """Hand the reply to a task this actor owns; return the result from a Call handler."""
-        return Deferred(coro)
+    def defer(self, coro: Coroutine[Any, Any, R], *, with_caller: bool = False) -> Deferred[R]:
+        """Hand the reply to a task this actor owns; return the result from a Call handler.
+
+        As in OTP, the task runs on when its caller stops waiting (a `CallTimeout`, or the
+        caller cancelled): its reply is dropped. With `with_caller=True` the task is
+        cancelled then instead, for work whose only purpose is that caller's answer and
+        that must not take effect once the caller has given up on it (the caller would
+        retry and it would happen twice).
+        """
+        return Deferred(coro, with_caller=with_caller)
 
     def spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coro` as a task this actor owns.

@@ -7,6 +7,8 @@
   `config.changed` event (the path only) in the runtime's events and casts
   `ConfigChanged` to every subscriber whose prefix covers the path (or lies
   under it: replacing `providers` concerns a `providers.openai` subscriber).
+  An `infrastructure` update first reconfigures the runtime's named breakers
+  and limiters in place (`Protections.reconfigure`).
 - `SubscribeConfig(subscriber, prefix)` lists the subscriber under the
   registry duplicate key `("lmvisor.config", prefix)`, so a subscriber that
   dies drops out by itself. Each subscriber gets at most one notice per update.
@@ -168,6 +170,10 @@ class ConfigService(Actor):
         except ConfigError as exc:
             return ErrorReply(exc)
         self._holder.config = new_tree
+        if covers("infrastructure", msg.path):
+            # The runtime's named breakers and limiters are held by services, not
+            # subscribers: changed in place here, before anyone hears of the update.
+            self.runtime.protections.reconfigure(new_tree.infrastructure)
         # The event and the log line name the path only: values may be secrets.
         self.runtime.events.emit(CONFIG_CHANGED, {"path": msg.path})
         _log.info(CONFIG_CHANGED, path=msg.path)

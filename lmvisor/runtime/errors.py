@@ -7,7 +7,8 @@
     │   ├── CallTimeout             no reply in time (also a built-in TimeoutError)
     │   ├── MailboxFull             fail-fast mailbox at capacity
     │   ├── NameAlreadyRegistered   a live actor holds the name (also a built-in ValueError)
-    │   └── NameNotRegistered       via(name) resolved to nothing
+    │   ├── NameNotRegistered       via(name) resolved to nothing
+    │   └── RuntimeClosed           the runtime has closed; nothing runs in it (also a RuntimeError)
     ├── DeadlineExceeded            the call's deadline passed (also a built-in TimeoutError)
     ├── EventsFileUnavailable       the events file cannot be opened or is not a database
     ├── SupervisorError             a child could not be started or managed
@@ -50,6 +51,7 @@ __all__ = [
     "ProtectionError",
     "RateLimited",
     "RetryExhausted",
+    "RuntimeClosed",
     "StartError",
     "SupervisorError",
     "SupervisorGaveUp",
@@ -187,6 +189,27 @@ class NameNotRegistered(ActorError):
             context={"name": repr(name), "namespace": namespace},
         )
         self.name = name
+
+
+class RuntimeClosed(ActorError, RuntimeError):
+    """The runtime has closed: its `Runtime.open` block exited (or its root supervisor gave
+    up), so no actor will answer in it again. Not retryable: open a new runtime.
+
+    Raised where a name resolves to nothing once the runtime has closed (`Via.call`,
+    `cast`, `cast_nowait`, `resolve`), in place of `NameNotRegistered`, and by `spawn`
+    and `as_current` on a closed runtime. A `RuntimeError` too, as those raised before it
+    had a type of its own. `namespace` names the runtime, `operation` what was refused.
+    """
+
+    code = "runtime_closed"
+
+    def __init__(self, *, namespace: str, operation: str) -> None:
+        super().__init__(
+            f"runtime {namespace!r} is closed: {operation} needs a running runtime",
+            context={"namespace": namespace, "operation": operation},
+        )
+        self.namespace = namespace
+        self.operation = operation
 
 
 # --- supervisors ----------------------------------------------------------------

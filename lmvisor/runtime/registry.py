@@ -5,7 +5,9 @@ may hold several (OTP's `register` allows one a process). A taken name raises
 `NameAlreadyRegistered`. An entry is removed the moment its actor dies, so a
 name never points at a dead actor; a supervisor re-registers a restarted
 child under its spec's name, and `via(name)` resolves to whichever
-incarnation holds the name at each send.
+incarnation holds the name at each send. Once the runtime has closed (its block
+exited, or its root supervisor gave up), a name that resolves to nothing raises
+`RuntimeClosed` rather than `NameNotRegistered`: nobody will hold it again.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar, final
 
-from lmvisor.runtime.errors import ActorExited, NameAlreadyRegistered, NameNotRegistered
+from lmvisor.runtime.errors import (
+    ActorExited,
+    NameAlreadyRegistered,
+    NameNotRegistered,
+    RuntimeClosed,
+)
 from lmvisor.runtime.messages import Call, Cast
 
 if TYPE_CHECKING:
@@ -40,10 +47,12 @@ class RegistryStatistics:
 class Registry:
     """The name table of one runtime; created by `Runtime.open`, never shared."""
 
-    __slots__ = ("_duplicate", "_duplicate_changes", "_namespace", "_unique")
+    __slots__ = ("_closed", "_duplicate", "_duplicate_changes", "_namespace", "_unique")
 
     def __init__(self, namespace: str) -> None:
         self._namespace = namespace
+        # Set once by the runtime as it closes; read only where a name resolved to nothing.
+        self._closed = False
         self._unique: dict[Hashable, ActorRef] = {}
         self._duplicate: dict[Hashable, dict[ActorRef, None]] = {}
         # Bumped on every change to a duplicate key, so a reader may cache lookups.
@@ -56,6 +65,23 @@ class Registry:
         A reader that caches `lookup_all` results may keep them while this is unchanged.
         """
         return self._duplicate_changes
+
+    @property
+    def closed(self) -> bool:
+        """True once the runtime has closed (see `close`): nothing will register again."""
+        return self._closed
+
+    def close(self) -> None:
+        """Mark the runtime closed (called by the runtime as its block exits or its root
+        gives up): from now on a name that resolves to nothing raises `RuntimeClosed`.
+        Names of actors still alive (a tree stopping) keep resolving until they exit."""
+        self._closed = True
+
+    def _not_found(self, name: Hashable) -> NameNotRegistered | RuntimeClosed:
+        """The error for `name` resolving to nothing: `RuntimeClosed` once closed."""
+        if self._closed:
+            return RuntimeClosed(namespace=self._namespace, operation=f"a message to {name!r}")
+        return NameNotRegistered(name=name, namespace=self._namespace)
 
     @property
     def namespace(self) -> str:
@@ -193,10 +219,11 @@ class Via:
 
         Raises:
             NameNotRegistered: no live actor holds the name (it may be restarting).
+            RuntimeClosed: no live actor holds it and the runtime has closed.
         """
         ref = self._registry._unique.get(self._name)
         if ref is None:
-            raise NameNotRegistered(name=self._name, namespace=self._registry._namespace)
+            raise self._registry._not_found(self._name)  # the closed check: failures only
         return ref
 
     @property
@@ -205,15 +232,15 @@ class Via:
         return self._name in self._registry._unique
 
     async def call(self, msg: Call[R], timeout: float | None = 5.0) -> R:  # noqa: ASYNC109 (DESIGN: call_later timers)
-        """`ActorRef.call` on the current holder; also raises `NameNotRegistered`."""
+        """`ActorRef.call` on the current holder; also raises what `resolve` raises."""
         return await self.resolve().call(msg, timeout)
 
     async def cast(self, msg: Cast) -> None:
-        """`ActorRef.cast` on the current holder; also raises `NameNotRegistered`."""
+        """`ActorRef.cast` on the current holder; also raises what `resolve` raises."""
         await self.resolve().cast(msg)
 
     def cast_nowait(self, msg: Cast) -> None:
-        """`ActorRef.cast_nowait` on the current holder; also raises `NameNotRegistered`."""
+        """`ActorRef.cast_nowait` on the current holder; also raises what `resolve` raises."""
         self.resolve().cast_nowait(msg)
 
     async def stop(self, reason: object = "normal", *, timeout: float | None = 5.0) -> None:  # noqa: ASYNC109 (DESIGN: call_later timers)

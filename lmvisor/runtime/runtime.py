@@ -41,7 +41,7 @@ from lmvisor.runtime.actor import Actor, ActorRef, ActorStatus
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock, SystemClock
 from lmvisor.runtime.config_service import ConfigHolder, config_service_spec
-from lmvisor.runtime.errors import StartError, SupervisorGaveUp
+from lmvisor.runtime.errors import RuntimeClosed, StartError, SupervisorGaveUp
 from lmvisor.runtime.observe.logs import RuntimeLogging, set_route, use_route
 from lmvisor.runtime.observe.metrics import Metrics, RuntimeFigures
 from lmvisor.runtime.observe.reports import Reporter
@@ -202,6 +202,7 @@ class Runtime:
         """The root began to exit (its `exiting`); outside an orderly close, it gave up."""
         if self._stopping:
             return
+        self.registry.close()  # nothing restarts the tree: names will not come back
         root = self.root._proc
         gave_up = getattr(root.actor, "_gave_up", None)
         if gave_up is not None:
@@ -237,16 +238,23 @@ class Runtime:
         a fixture that pytest-asyncio sets up and tears down in the same context.
 
         Raises:
-            RuntimeError: the runtime is closed.
+            RuntimeClosed: the runtime is closed (a `RuntimeError`).
         """
         if self._closed:
-            raise RuntimeError(f"runtime {self.namespace!r} is closed")
+            raise RuntimeClosed(namespace=self.namespace, operation="as_current()")
         token = _current.set(self)
         try:
             with use_route(self.logging):
                 yield self
         finally:
             _restore(token)
+
+    @property
+    def closed(self) -> bool:
+        """True once the runtime is closed or closing: its `Runtime.open` block has exited
+        (its tree may still be stopping) or its root supervisor gave up. A name that
+        resolves to nothing then raises `RuntimeClosed`, not `NameNotRegistered`."""
+        return self.registry._closed  # not its property: `App.run` reads this on every run
 
     @property
     def failure(self) -> SupervisorGaveUp | None:
@@ -284,7 +292,7 @@ class Runtime:
 
     def _new_process(self, actor: Actor) -> _Process:
         if self._closed:
-            raise RuntimeError(f"runtime {self.namespace!r} is closed")
+            raise RuntimeClosed(namespace=self.namespace, operation="spawning an actor")
         proc: _Process | None = getattr(actor, "_lmv_process", None)  # no property: spawn is hot
         if proc is not None:
             state = "is already running" if proc.status is not ActorStatus.DEAD else "already ran"
@@ -306,7 +314,7 @@ class Runtime:
         Raises:
             NameAlreadyRegistered: `name` is taken (a `ValueError`).
             ValueError: `actor` is already running.
-            RuntimeError: the runtime is closed.
+            RuntimeClosed: the runtime is closed (a `RuntimeError`).
         """
         proc = self._new_process(actor)
         if name is not None:
@@ -323,7 +331,7 @@ class Runtime:
             StartError: `started()` raised (cause chained); its name is freed.
             NameAlreadyRegistered: `name` is taken (a `ValueError`).
             ValueError: `actor` is already running.
-            RuntimeError: the runtime is closed.
+            RuntimeClosed: the runtime is closed (a `RuntimeError`).
         """
         proc = self._new_process(actor)
         if name is not None:
@@ -387,6 +395,7 @@ class Runtime:
 
     async def _shutdown(self) -> None:
         self._stopping = True
+        self.registry.close()
         if self._root is not None:
             await self._root.stop("shutdown", timeout=None)
         while self._procs:

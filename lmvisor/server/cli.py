@@ -248,8 +248,9 @@ def _follow(
 
     if url:
         with client(url, token) as daemon:
-            # The stream waits without limit between events, so a host that accepts and
-            # never answers would hang here: a bounded call first shows a daemon is there.
+            # The stream's head is awaited without limit (its body then at most a few of
+            # the daemon's heartbeats between bytes), so a host that accepts and never
+            # answers would hang here: a bounded call first shows a daemon is there.
             daemon.health()
             for item in daemon.follow_events(**filters):
                 show(item)

@@ -6,14 +6,18 @@ daemon answers an error, and `NotADaemon` when what answers is not an lmvisor
 daemon (an HTML page, a 200 that is not a JSON object or lacks the
 `X-Correlation-ID` header every daemon answer carries, an error without
 lmvisor's error body). Ids are sent as one escaped path segment each: an id
-holding `/`, `?` or `..` names no other endpoint. `follow_events` and `follow_optimization` read SSE
-streams (`/v1/events?follow=true`, `/v1/optimizations/{id}/events`) until the
-daemon ends them.
+holding `/`, `?` or `..` names no other endpoint. `follow_events` and
+`follow_optimization` read SSE streams (`/v1/events?follow=true`,
+`/v1/optimizations/{id}/events`) until the daemon ends them. The daemon heartbeats an
+idle stream and states the interval in the `X-SSE-Heartbeat` header: a stream that then
+brings nothing for `SILENT_HEARTBEATS` intervals raises `DaemonSilent` rather than wait
+for good (a stream from a daemon that states no interval waits without limit).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, final
 from urllib.parse import quote
@@ -21,9 +25,14 @@ from urllib.parse import quote
 import httpx
 
 from lmvisor.providers.sse import SSEDecoder
-from lmvisor.server.errors import DaemonRefused, DaemonUnreachable, NotADaemon
+from lmvisor.server.errors import DaemonRefused, DaemonSilent, DaemonUnreachable, NotADaemon
 
-__all__ = ["DaemonClient"]
+__all__ = ["SILENT_HEARTBEATS", "DaemonClient"]
+
+SILENT_HEARTBEATS: Final = 3
+"""Heartbeat intervals a followed stream may bring nothing before `DaemonSilent`."""
+# `lmvisor.server.sse.HEARTBEAT_HEADER`, not imported: the CLI need not load starlette.
+_HEARTBEAT_HEADER: Final = "x-sse-heartbeat"
 
 # How long past a run's own timeout its answer may take (the daemon answers a run it
 # timed out at once; a host that accepts and never answers must not hang `run` forever).
@@ -38,8 +47,8 @@ class DaemonClient:
     Args:
         url: the daemon's base URL (`http://127.0.0.1:8750`).
         token: the bearer token (None: send none).
-        timeout: seconds for each request (a followed stream waits without limit
-            between events; the daemon heartbeats it).
+        timeout: seconds for each request (a followed stream waits between events up to
+            `SILENT_HEARTBEATS` of the heartbeat interval the daemon states).
         transport: an httpx transport (tests pass one).
     """
 
@@ -82,6 +91,10 @@ class DaemonClient:
 
         Yields dicts with `event` (the SSE event name: `event` or `lagged`) and
         `data` (the parsed JSON data).
+
+        Raises:
+            DaemonSilent: nothing (event or heartbeat) came for `SILENT_HEARTBEATS` of the
+                daemon's heartbeat intervals.
         """
         params = {**_params(filters), "follow": "true"}
         yield from self._stream("GET", "/v1/events", params=params)
@@ -198,7 +211,14 @@ class DaemonClient:
                     answer.read()
                     raise self._refused(answer, f"{method} {path}")
                 self._check_daemon(answer, f"{method} {path}")
-                yield from _decode(answer.iter_bytes(), self.url, f"{method} {path}")
+                silence = _silence_bound(answer)
+                try:
+                    yield from _decode(answer.iter_bytes(), self.url, f"{method} {path}")
+                except httpx.ReadTimeout as exc:
+                    if silence is None:
+                        raise
+                    request = f"{method} {path}"
+                    raise DaemonSilent(url=self.url, request=request, seconds=silence) from exc
         except httpx.TransportError as exc:
             raise DaemonUnreachable(url=self.url, problem=_problem(exc)) from exc
 
@@ -226,6 +246,22 @@ def _decode(chunks: Iterator[bytes], url: str, request: str) -> Iterator[dict[st
             if event.event == "end":
                 return
             yield {"event": event.event, "data": data}
+
+
+def _silence_bound(answer: httpx.Response) -> float | None:
+    """Bound each wait for the stream's next bytes by `SILENT_HEARTBEATS` of the interval
+    the daemon states; that bound, or None (no usable interval: no bound)."""
+    try:
+        heartbeat = float(answer.headers.get(_HEARTBEAT_HEADER, "nan"))
+    except ValueError:
+        return None
+    if not math.isfinite(heartbeat) or heartbeat <= 0:
+        return None
+    silence = SILENT_HEARTBEATS * heartbeat
+    # httpcore takes each body read's bound from the request's `timeout` extension when
+    # the body is first read: set now, after the head, it bounds every wait for bytes.
+    answer.request.extensions.setdefault("timeout", {})["read"] = silence
+    return silence
 
 
 def _params(filters: dict[str, Any]) -> dict[str, Any]:

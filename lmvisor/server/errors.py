@@ -22,6 +22,7 @@
         └── DaemonCallError            the CLI's call to a running daemon failed
             ├── DaemonUnreachable      no daemon answered at the URL
             ├── DaemonRefused          the daemon answered with an error body
+            ├── DaemonSilent           a followed stream went silent past its heartbeats
             └── NotADaemon             what answered at the URL is not an lmvisor daemon
 
 The process exit codes (`EXIT_OK`, `EXIT_FAILURE`, `EXIT_USAGE`,
@@ -53,6 +54,7 @@ __all__ = [
     "DaemonCallError",
     "DaemonError",
     "DaemonRefused",
+    "DaemonSilent",
     "DaemonUnreachable",
     "DataDirInUse",
     "Draining",
@@ -319,6 +321,23 @@ class DaemonRefused(DaemonCallError):
         self.status = status
         self.error_code = error_code
         self.field = field
+
+
+class DaemonSilent(DaemonCallError):
+    """A followed event stream sent nothing, not even a heartbeat, for several of the
+    daemon's heartbeat intervals: the daemon stalled or the connection is gone; follow again."""
+
+    code = "daemon_silent"
+    retryable = True
+
+    def __init__(self, *, url: str, request: str, seconds: float) -> None:
+        shown = url_without_password(url)
+        super().__init__(
+            f"the daemon at {shown} sent nothing on {request} for {seconds:g}s, not even a"
+            " heartbeat: it stalled or the connection is gone",
+            context={"url": shown, "request": request, "seconds": seconds},
+        )
+        self.url = url
 
 
 class NotADaemon(DaemonCallError):

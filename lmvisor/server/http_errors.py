@@ -86,6 +86,8 @@ STATUS_BY_ERROR: Final[Mapping[str, int]] = {
     "lmvisor.runtime.errors.MailboxFull": 503,
     "lmvisor.runtime.errors.ActorExited": 503,
     "lmvisor.runtime.errors.NameNotRegistered": 503,
+    "lmvisor.runtime.errors.RuntimeClosed": 503,
+    "lmvisor.services.errors.AppClosed": 503,
     "lmvisor.services.errors.BudgetExceeded": 503,
     "lmvisor.services.errors.NoDeploymentAvailable": 503,
     "lmvisor.services.errors.StoreUnavailable": 503,

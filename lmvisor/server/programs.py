@@ -82,7 +82,8 @@ _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     responses={409: _ERRORS[409]},
 )
 async def register_program(body: RegisterProgram, context: _Context) -> Response:
-    """Register `program` (a spec; a saved program in its `state`) as version 1 of `id`."""
+    """Register `program` (a spec; a saved program in its `state`) as the first version of
+    `id`: 1, or after an unregister of `id`, the number after its last one."""
     spec = _checked_spec(body.program.to_spec(), "program", context)
     _check_options(body.options)
     info = await context.app.register(body.id, spec, options=body.options)
@@ -185,10 +186,11 @@ async def swap_program(program_id: _ProgramId, body: SwapRequest, context: _Cont
     spec = None
     if body.program is not None:
         spec = _checked_spec(body.program.to_spec(), "program", context)
-    app = context.app
-    previous = (await app.describe(program_id)).version
-    version = await app.swap(program_id, spec, state=body.state)
-    return JSONAnswer({"module_id": program_id, "version": version, "previous": previous})
+    # `previous` from the swap itself: read before it, a concurrent swap could come between.
+    change = await context.app.swap_change(program_id, spec, state=body.state)
+    return JSONAnswer(
+        {"module_id": program_id, "version": change.version, "previous": change.previous}
+    )
 
 
 @router.post(
@@ -199,10 +201,10 @@ async def swap_program(program_id: _ProgramId, body: SwapRequest, context: _Cont
 )
 async def rollback_program(program_id: _ProgramId, context: _Context) -> Response:
     """Make the version current before this one current again."""
-    app = context.app
-    previous = (await app.describe(program_id)).version
-    version = await app.rollback(program_id)
-    return JSONAnswer({"module_id": program_id, "version": version, "previous": previous})
+    change = await context.app.rollback_change(program_id)
+    return JSONAnswer(
+        {"module_id": program_id, "version": change.version, "previous": change.previous}
+    )
 
 
 def _checked_spec(data: dict[str, Any], where: str, context: ServerContext) -> dict[str, Any]:

@@ -6,8 +6,10 @@ sends a `: keep-alive` comment when the source is idle for
 `server.sse_heartbeat` seconds (so proxies keep the connection open and a
 vanished client is noticed), and ends the stream with a final `end` event
 whose data names the reason when the daemon starts draining or the request's
-deadline (`X-Request-Timeout`) passes. Starlette cancels
-the stream when the client disconnects.
+deadline (`X-Request-Timeout`) passes. The answer states the heartbeat interval in
+seconds in its `X-SSE-Heartbeat` header (`HEARTBEAT_HEADER`), so a client can tell a
+stalled daemon or a dead connection from a quiet stream: something arrives at least
+that often. Starlette cancels the stream when the client disconnects.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from lmvisor.runtime.deadline import time_left
 from lmvisor.server.context import ServerContext
 from lmvisor.server.responses import dump_json
 
-__all__ = ["SSE_MEDIA_TYPE", "SSEMessage", "sse_frame", "sse_response"]
+__all__ = ["HEARTBEAT_HEADER", "SSE_MEDIA_TYPE", "SSEMessage", "sse_frame", "sse_response"]
 
+HEARTBEAT_HEADER: Final = "X-SSE-Heartbeat"
+"""The answer header stating the seconds between heartbeats (`server.sse_heartbeat`)."""
 SSE_MEDIA_TYPE: Final = "text/event-stream"
 _HEARTBEAT: Final = b": keep-alive\n\n"
 
@@ -62,13 +66,18 @@ def sse_response(source: AsyncIterator[SSEMessage], context: ServerContext) -> S
     """Stream `source` as SSE with heartbeats, ending with `end` on drain or exhaustion.
 
     The final `end` event's data names why: `done` (the source is exhausted),
-    `shutdown` (the daemon drains) or `deadline` (the request's deadline passed).
+    `shutdown` (the daemon drains) or `deadline` (the request's deadline passed). The
+    `X-SSE-Heartbeat` header states the heartbeat interval.
     """
     heartbeat = context.server.sse_heartbeat
     return StreamingResponse(
         _frames(source, context.draining, heartbeat),
         media_type=SSE_MEDIA_TYPE,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        headers={
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+            HEARTBEAT_HEADER: f"{heartbeat:g}",
+        },
     )
 
 

@@ -108,6 +108,7 @@ if TYPE_CHECKING:
     from lmvisor.services.module_manager import Rollback as Rollback
     from lmvisor.services.module_manager import Swap as Swap
     from lmvisor.services.module_manager import Unregister as Unregister
+    from lmvisor.services.module_manager import VersionChange as VersionChange
     from lmvisor.services.module_manager import modules_spec as modules_spec
     from lmvisor.services.module_options import FALLBACK_ORDER as FALLBACK_ORDER
     from lmvisor.services.module_options import ModuleOptions as ModuleOptions
@@ -146,6 +147,7 @@ if TYPE_CHECKING:
     from lmvisor.services.optimization_job import build_optimizer as build_optimizer
     from lmvisor.services.optimization_job import load_examples as load_examples
     from lmvisor.services.optimization_job import parse_job_spec as parse_job_spec
+    from lmvisor.services.optimization_job import read_examples as read_examples
     from lmvisor.services.optimization_store import JobRecord as JobRecord
     from lmvisor.services.optimization_store import OptimizationStore as OptimizationStore
     from lmvisor.services.optimization_store import StoreCheckpoint as StoreCheckpoint

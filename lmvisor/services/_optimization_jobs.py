@@ -172,15 +172,16 @@ class JobTable:
         return None if stored is None or stored.status in ACTIVE else stored
 
     async def load(self, on_corrupt: Callable[[CorruptRecord], None]) -> None:
-        """Every stored job (once per app); a row that cannot be decoded is skipped and
-        handed to `on_corrupt`.
+        """Every stored job (once per app), an ended one read without its inline datasets
+        (as `Job` holds it); a row that cannot be decoded is skipped and handed to
+        `on_corrupt`.
 
         Raises:
             StoreUnavailable: the file cannot be read.
         """
-        for record in await self.store.jobs(on_corrupt=on_corrupt):
+        for record in await self.store.jobs(on_corrupt=on_corrupt, ended_rows=False):
             try:
-                spec = parse_job_spec(record.spec)
+                spec = parse_job_spec(record.spec, ended=record.status not in ACTIVE)
             except OptimizationSpecError as exc:
                 on_corrupt(CorruptRecord(store="jobs", record=record.id, problem=str(exc)))
                 continue

@@ -68,7 +68,7 @@ from lmvisor.services.errors import AppClosed
 from lmvisor.services.lm_provider import provider_name
 from lmvisor.services.lm_services import LMServices, start_lm_providers
 from lmvisor.services.module_execution import Execution
-from lmvisor.services.module_manager import ModuleTable, modules_spec
+from lmvisor.services.module_manager import ModuleTable, VersionChange, modules_spec
 from lmvisor.services.module_options import ModuleOptions
 from lmvisor.services.module_store import ProgramStore
 from lmvisor.services.module_stream import StreamSink
@@ -119,8 +119,10 @@ class ProviderHealth:
 class App:
     """A running application tree; obtain it from `open_app` only.
 
-    Once its `open_app` block has exited, every method that would run something (programs,
-    optimization jobs, the cache, `lm`, and an LM `lm` handed out before) raises `AppClosed`;
+    Once its `open_app` block has exited (or its root supervisor gave up), every method that
+    would run something (programs, through `app.modules` too, optimization jobs, the cache,
+    `lm`, and an LM `lm` handed out before, even for an answer its cache holds) raises
+    `AppClosed`;
     `tree()`, `events` and `provider_health()` still show what the app left behind.
 
     Attributes:
@@ -132,8 +134,8 @@ class App:
         loopback_url: the loopback LM server's URL when it answers, else None.
     """
 
-    __slots__ = ("_closed", "_lms", "_services", "_store", "default_model", "loopback_url",
-                 "modules", "notice", "runtime")  # fmt: skip
+    __slots__ = ("_lms", "_services", "_store", "default_model", "loopback_url", "modules",
+                 "notice", "runtime")  # fmt: skip
 
     def __init__(
         self,
@@ -152,7 +154,6 @@ class App:
         self.loopback_url = loopback_url
         self._services = services
         self._store = store
-        self._closed = False
         self._lms: dict[tuple[str, tuple[str, ...]], CachedLM] = {}
         self.modules = Modules(runtime, table, self.lm)
 
@@ -221,10 +222,27 @@ class App:
         self._check_open("app.swap()")
         return await self.modules.swap(module_id, program, state=state)
 
+    async def swap_change(
+        self,
+        module_id: str,
+        program: ProgramLike | None = None,
+        *,
+        state: Mapping[str, Any] | None = None,
+    ) -> VersionChange:
+        """Install a new version; the version installed and the one it replaced (see
+        `Modules.swap_change`)."""
+        self._check_open("app.swap()")
+        return await self.modules.swap_change(module_id, program, state=state)
+
     async def rollback(self, module_id: str) -> int:
         """Return to the previous version; see `Modules.rollback`."""
         self._check_open("app.rollback()")
         return await self.modules.rollback(module_id)
+
+    async def rollback_change(self, module_id: str) -> VersionChange:
+        """Return to the previous version; the version made current and the one it replaced."""
+        self._check_open("app.rollback()")
+        return await self.modules.rollback_change(module_id)
 
     async def unregister(self, module_id: str) -> None:
         """Forget a program; see `Modules.unregister`."""
@@ -308,7 +326,9 @@ class App:
         await flush_cache(self.runtime.via(CACHE_NAME))
 
     def _check_open(self, operation: str) -> None:
-        if self._closed:
+        # The runtime's own closed state (its block exited, or its root gave up): the same
+        # one that turns a send to a stopped service into `RuntimeClosed`, then `AppClosed`.
+        if self.runtime.closed:
             raise AppClosed(namespace=self.runtime.namespace, operation=operation)
 
     def tree(self) -> TreeNode:
@@ -382,9 +402,9 @@ async def open_app(
         try:
             yield app
         finally:
-            # Before the tree stops: a call made from now on is refused as closed, not
-            # sent to services that are going away.
-            app._closed = True
+            # Before the tree stops: an LM held from `app.lm()` is refused from now on, an
+            # answer its cache holds included (the runtime closes as its block exits next).
+            app._store.close(runtime.namespace)
 
 
 def _app_config(config: LmvisorConfig | Mapping[str, Any] | None) -> LmvisorConfig:

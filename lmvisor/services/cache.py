@@ -8,9 +8,13 @@ It runs as the application tree's `cache` child, registered as "cache":
   be opened is logged and left out: the cache degrades, the app still runs.
   It subscribes to `modules` and `cache` config changes and starts the
   write-behind task.
-- On `ConfigChanged`: `modules.cache_enabled` and `modules.cache_ttl` apply to
-  the next call; new L1 bounds apply at once; a new Redis URL or cache file
-  reopens that tier.
+- On `ConfigChanged`: `modules.cache_enabled`, `modules.cache_ttl` and
+  `cache.write_queue` apply to the next call; new L1 bounds apply at once (a
+  shrunk L1 evicts down to them); L3's size bound and `stale_ttl` apply to the
+  next write; a change of L2's own settings rebuilds L2 (no other change
+  touches its connections), a new cache file or busy timeout reopens L3. A
+  tier that cannot be built after an update is logged and left out, never
+  a crash of the cache.
 - The write-behind task drains the store's queue in batches (lingering 20 ms
   for a batch to form): one SQLite transaction on a worker thread, one Redis
   pipeline. A failing tier is counted and logged; the write is given up (L1
@@ -34,6 +38,7 @@ Client functions: `cache_statistics`, `clear_cache`, `flush_cache`.
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,20 +127,23 @@ class CacheManager(Actor):
         self._writer: asyncio.Task[None] | None = None
         # The batch the write-behind task took and has not finished writing.
         self._unwritten: list[PendingWrite] = []
+        self._l2_settings: tuple[object, ...] | None = None
 
     async def started(self) -> None:
+        # Subscribed before the tree is read: an update accepted while the tiers open
+        # (L3 on a thread) is then a notice in the mailbox, not lost between the two.
+        config_service = self.runtime.via("config")
+        await subscribe_config(config_service, self.ref, "modules")
+        await subscribe_config(config_service, self.ref, "cache")
         config = self.runtime.config
         store = self._store
         self._apply_modules(config)
         self._apply_l1(config)
         await self._open_l3(config)
         self._open_l2(config)
-        config_service = self.runtime.via("config")
-        await subscribe_config(config_service, self.ref, "modules")
-        await subscribe_config(config_service, self.ref, "cache")
         self.runtime.metrics.set_cache_source(store.hit_rate)
         self._writer = self.spawn_task(self._write_behind())
-        store.enabled = config.modules.cache_enabled
+        store.enable(config.modules.cache_enabled)
 
     @handler
     def statistics(self, msg: GetCacheStatistics) -> CacheStatistics:
@@ -165,12 +173,19 @@ class CacheManager(Actor):
         self._apply_modules(new)
         self._apply_l1(new)
         store = self._store
-        if msg.path.startswith("cache") or msg.path == "":
-            if store.l3 is None or l3_path(new) != store.l3.path:
-                await self._close_l3()
-                await self._open_l3(new)
+        if store.l3 is None or l3_path(new) != store.l3.path:
+            await self._close_l3()
+            await self._open_l3(new)
+        elif store.l3.busy_timeout != new.cache.l3_busy_timeout:
+            await self._close_l3()  # the timeout is set per connection, when it opens
+            await self._open_l3(new)
+        else:
+            # Read by each write (on the writer thread): a plain rebind is enough.
+            store.l3.max_size, store.l3.stale_ttl = new.cache.l3_max_size, new.cache.stale_ttl
+        if _l2_settings(new) != self._l2_settings:
+            # Only a change of L2's own settings reconnects (an L1 bound must not drop Redis).
             await self._close_l2()
-            self._open_l2(new)
+            self._reopen_l2(new)
 
     async def terminate(self, reason: object) -> None:
         store = self._store
@@ -207,7 +222,8 @@ class CacheManager(Actor):
 
     def _apply_modules(self, config: LmvisorConfig) -> None:
         self._store.ttl = config.modules.cache_ttl
-        self._store.enabled = config.modules.cache_enabled
+        self._store.enable(config.modules.cache_enabled)
+        self._store.write_queue = config.cache.write_queue
 
     def _apply_l1(self, config: LmvisorConfig) -> None:
         cfg = config.cache
@@ -223,8 +239,14 @@ class CacheManager(Actor):
                 stale_ttl=cfg.stale_ttl,
             )
             return
-        store.l1.max_entries, store.l1.max_bytes = cfg.l1_size, cfg.l1_max_bytes
-        store.l1.stale_ttl = cfg.stale_ttl
+        # Shrunk bounds evict down now: an L1 holding more than its bounds until the next
+        # put would report entries past `max_entries`, and keep the memory asked back.
+        l1 = store.l1
+        store.meters["l1"].evictions += l1.resize(
+            max_entries=cfg.l1_size, max_bytes=cfg.l1_max_bytes
+        )
+        l1.ttl = math.inf if cfg.l1_ttl is None else cfg.l1_ttl
+        l1.stale_ttl = cfg.stale_ttl
 
     async def _open_l3(self, config: LmvisorConfig) -> None:
         path = l3_path(config)
@@ -250,8 +272,18 @@ class CacheManager(Actor):
         if tier is not None:
             await self._in_thread(tier.close)
 
+    def _reopen_l2(self, config: LmvisorConfig) -> None:
+        """`_open_l2` after a live update: a tier that cannot be built is logged and left out,
+        as an L3 file that cannot be opened is; the update must not crash the cache."""
+        try:
+            self._open_l2(config)
+        except ServiceInputError as exc:
+            self._store.meters["l2"].error()
+            _log.error("cache.l2_unavailable", field=exc.field, error=exc.problem)
+
     def _open_l2(self, config: LmvisorConfig) -> None:
         cfg = config.cache
+        self._l2_settings = _l2_settings(config)
         if cfg.l2_redis_url is None:
             return
         try:
@@ -343,6 +375,12 @@ class CacheManager(Actor):
 
     def format_status(self) -> object:
         return {"store": repr(self._store)}
+
+
+def _l2_settings(config: LmvisorConfig) -> tuple[object, ...]:
+    """What the L2 tier is built from: a change of any of them rebuilds it."""
+    cfg = config.cache
+    return (cfg.l2_redis_url, cfg.l2_prefix, cfg.l2_timeout, cfg.stale_ttl, cfg.l2_breaker)
 
 
 def cache_spec(store: CacheStore, *, id: str = "cache") -> ChildSpec:

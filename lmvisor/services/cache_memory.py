@@ -103,6 +103,23 @@ class MemoryTier:
             self._evictions += evicted
         return evicted
 
+    def resize(self, *, max_entries: int, max_bytes: int) -> int:
+        """Take new bounds, evicting least recently used entries down to them; returns how many.
+
+        Raises:
+            ValueError: a negative bound (nothing changes).
+        """
+        if max_entries < 0 or max_bytes < 0:
+            raise ValueError("MemoryTier bounds must be >= 0")
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        entries = self._entries
+        evicted = 0
+        while entries and (len(entries) > max_entries or self._bytes > max_bytes):
+            self._bytes -= entries.popitem(last=False)[1][2]
+            evicted += 1
+        self._evictions += evicted
+        return evicted
+
     def delete(self, key: str) -> None:
         """Forget `key` (no-op when absent)."""
         if key in self._entries:

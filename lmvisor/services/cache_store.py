@@ -128,12 +128,14 @@ class CacheStore:
         metrics: where hit, miss, eviction and error counts go.
         events: where dropped corrupt entries are reported.
         wall: epoch seconds, for expiry (shared across processes, so not monotonic).
-        write_queue: most writes waiting; beyond it a write is skipped and counted.
+        write_queue: most writes waiting; beyond it a write is skipped and counted
+            (the CacheManager sets it again on a live update).
     """
 
-    __slots__ = ("_dropped", "_idle", "_l1", "_pending", "_wakeup", "_write_queue", "coalesced",
+    __slots__ = ("_dropped", "_idle", "_l1", "_pending", "_wakeup", "closed_in", "coalesced",
                  "dropped_writes", "enabled", "events", "hits", "inflight", "l1", "l2", "l3",
-                 "lookups", "meters", "metrics", "stale_served", "ttl", "wall")  # fmt: skip
+                 "lookups", "meters", "metrics", "stale_served", "ttl", "wall",
+                 "write_queue")  # fmt: skip
 
     def __init__(
         self,
@@ -147,6 +149,8 @@ class CacheStore:
         self.events = events
         self.wall = wall
         self.enabled = False
+        # The namespace of the app that closed the cache (see `close`), None while it runs.
+        self.closed_in: str | None = None
         self.ttl = 3600.0
         self.l1: MemoryTier | None = None
         self.l2: RedisTier | None = None
@@ -156,13 +160,23 @@ class CacheStore:
         # Keys whose upstream call is running -> their Flight, None until a caller joins.
         self.inflight: dict[str, Flight | None] = {}
         self.lookups = self.hits = self.stale_served = self.coalesced = 0
-        self._write_queue = write_queue
+        self.write_queue = write_queue
         self._pending: deque[PendingWrite] = deque()
         self.dropped_writes = 0
         self._dropped = metrics.cache_queue()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def enable(self, on: bool) -> None:
+        """Turn lookups and saves on or off (`modules.cache_enabled`); never on once closed."""
+        self.enabled = on and self.closed_in is None
+
+    def close(self, namespace: str) -> None:
+        """The app in `namespace` has closed: from now on nothing is answered from or through
+        this cache (a `CachedLM` on it raises `AppClosed`, hit or miss)."""
+        self.closed_in = namespace
+        self.enabled = False
 
     # --- lookups (the LM path) --------------------------------------------------------
 
@@ -303,7 +317,7 @@ class CacheStore:
 
     def _enqueue(self, item: PendingWrite) -> None:
         pending = self._pending
-        if len(pending) >= self._write_queue:
+        if len(pending) >= self.write_queue:
             self.dropped_writes += 1
             self._dropped.dropped += 1
             return

@@ -22,6 +22,9 @@ deadline (`DeadlineExceeded`). Streams are not cached: `stream` passes
 through. `cache_policy(cache_only=True)` answers only from the cache (stale
 entries too with `allow_stale`) and raises `CacheMiss` otherwise, sending
 nothing: the module manager's "stale cache" fallback.
+
+Once the app has closed (`CacheStore.close`), every call raises `AppClosed`, an answer
+the cache still holds included: a held LM is spent with its app.
 """
 
 from __future__ import annotations
@@ -33,14 +36,23 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Final, final
 
-from lmvisor.programs.lm import LM, LMCapabilities, LMRequest, LMResponse, LMStreamItem, Usage
+from lmvisor._redaction import clipped
+from lmvisor.programs.lm import (
+    LM,
+    MAX_MODEL_NAME,
+    LMCapabilities,
+    LMRequest,
+    LMResponse,
+    LMStreamItem,
+    Usage,
+)
 from lmvisor.runtime.deadline import time_left
 from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError, ProtectionError
 from lmvisor.runtime.observe.names import CACHE_STALE_SERVED
 from lmvisor.services.cache_entry import CacheEntry, CorruptEntry, decode_response
 from lmvisor.services.cache_key import cache_wanted, request_key, vendor_request
 from lmvisor.services.cache_store import CacheStore, Flight
-from lmvisor.services.errors import CacheMiss
+from lmvisor.services.errors import AppClosed, CacheMiss
 
 __all__ = [
     "CachePolicy",
@@ -161,12 +173,15 @@ class CachedLM:
         """The cached answer to `request`, or the upstream's (see the module docstring).
 
         Raises:
+            AppClosed: the app has closed (whatever the cache holds).
             CacheMiss: `cache_only` and nothing usable is cached.
             DeadlineExceeded: the deadline passed while waiting for an identical call.
             LmvisorError: whatever the upstream raises, when no stale answer may stand in.
         """
         store = self._store
         if not store.enabled or not cache_wanted(request):
+            if store.closed_in is not None:  # closing turns `enabled` off: no cost on a hit
+                raise self._closed(request)
             return await self._upstream.complete(vendor_request(request))
         key = request_key(request)
         if key is None:
@@ -292,9 +307,21 @@ class CachedLM:
         return response
 
     async def stream(self, request: LMRequest) -> AsyncIterator[LMStreamItem]:
-        """Stream from upstream; streamed answers are not cached."""
+        """Stream from upstream; streamed answers are not cached.
+
+        Raises:
+            AppClosed: the app has closed.
+        """
+        if self._store.closed_in is not None:
+            raise self._closed(request)
         async for item in self._upstream.stream(vendor_request(request)):
             yield item
+
+    def _closed(self, request: LMRequest) -> AppClosed:
+        namespace = self._store.closed_in
+        assert namespace is not None
+        model = clipped(request.model or self.model, MAX_MODEL_NAME)
+        return AppClosed(namespace=namespace, operation=f"a call to {model}")
 
     def __repr__(self) -> str:
         return f"CachedLM({self._upstream!r})"

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 from lmvisor._redaction import clipped
 from lmvisor.programs.lm import MAX_MODEL_NAME
-from lmvisor.runtime.errors import LmvisorError
+from lmvisor.runtime.errors import LmvisorError, RuntimeClosed
 
 __all__ = [
     "AllStrategiesFailed",
@@ -73,6 +73,12 @@ class AppClosed(ServiceError):
         )
         self.namespace = namespace
         self.operation = operation
+
+    @classmethod
+    def of(cls, closed: RuntimeClosed, *, operation: str) -> AppClosed:
+        """The app's word for its runtime refusing `operation` as closed: the one place a
+        service turns the runtime's `RuntimeClosed` into `AppClosed`."""
+        return cls(namespace=closed.namespace, operation=operation)
 
 
 class BudgetExceeded(ServiceError):

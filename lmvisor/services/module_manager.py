@@ -19,7 +19,8 @@ Each program has its own breaker (`infrastructure.circuit_breakers[<id>]`,
 else the `default` entry; it counts what the runtime's breakers count, plus
 retries that gave up) and, when `infrastructure.rate_limiters[<id>]` is
 set, its own limiter. The manager subscribes to `infrastructure` changes and
-rebuilds a program's protections when their config changes, without a
+reconfigures a program's protections in place when their config changes (executions
+waiting in its limiter are re-timed, an open breaker stays open), without a
 restart. Its events (`module.registered`, `module.swapped`,
 `module.rolled_back`, `module.unregistered`) say what changed.
 
@@ -30,6 +31,11 @@ the same data directory restores each program (`Restore`, sent by
 Registering a restored id (code that registers its programs at every start)
 adopts it rather than failing: the same program leaves it unchanged, a
 different one becomes its next version.
+
+Version numbers of an id never repeat: an id unregistered and registered again
+continues after the last number it had (the table keeps that mark, and a durable
+store keeps it across restarts), so an execution still running on an old version
+never emits events that read like the new program's.
 A program that cannot be written as a spec (a Module object of one's own) is
 not kept; a write that fails is logged (`modules.persist_failed`) and the
 change stays in memory.
@@ -65,7 +71,12 @@ from lmvisor.runtime.supervisor import Supervisor
 from lmvisor.runtime.task_supervisor import TaskSupervisor
 from lmvisor.services.errors import ModuleAlreadyRegistered, UnknownModule, VersionMoved
 from lmvisor.services.module_options import ModuleOptions
-from lmvisor.services.module_store import ProgramStore, RestoredProgram, stored_program
+from lmvisor.services.module_store import (
+    ProgramStore,
+    RestoredProgram,
+    retire,
+    stored_program,
+)
 from lmvisor.services.module_table import ModuleInfo, ModuleRecord, ModuleVersion
 
 __all__ = [
@@ -78,6 +89,7 @@ __all__ = [
     "Rollback",
     "Swap",
     "Unregister",
+    "VersionChange",
     "modules_spec",
 ]
 
@@ -91,12 +103,19 @@ _log = get_logger(__name__)
 
 @final
 class ModuleTable:
-    """The registered programs by id; shared by the manager's incarnations and its readers."""
+    """The registered programs by id; shared by the manager's incarnations and its readers.
 
-    __slots__ = ("records",)
+    `next_numbers` holds, for each id unregistered and not registered again, the version
+    number its next registration starts at: the `MAX_RETIRED` ids unregistered last (a
+    daemon registering and dropping ids of its own making must not grow for good; an id
+    forgotten that long ago has no execution left that its old numbers could be confused with).
+    """
+
+    __slots__ = ("next_numbers", "records")
 
     def __init__(self) -> None:
         self.records: dict[str, ModuleRecord] = {}
+        self.next_numbers: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"ModuleTable({sorted(self.records)})"
@@ -105,7 +124,8 @@ class ModuleTable:
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Register(Call[ModuleInfo]):
-    """Register `program` (already built and copied) as version 1 of `module_id`."""
+    """Register `program` (already built and copied) as the first version of `module_id`:
+    1, or the number after the last one the id had before it was unregistered."""
 
     module_id: str
     program: Module
@@ -115,15 +135,24 @@ class Register(Call[ModuleInfo]):
 
 
 @final
+@dataclass(frozen=True, slots=True)
+class VersionChange:
+    """What a swap or a rollback did: the version it made current and the one it replaced,
+    both read by the manager as it made the change (so concurrent changes never mix them)."""
+
+    version: int
+    previous: int
+
+
+@final
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Swap(Call[int]):
-    """Install `program` as the next version of `module_id`; replies its number.
+class Swap(Call[VersionChange]):
+    """Install `program` as the next version of `module_id`; replies the change.
 
     `base`: the version `program` was made from (a state swap), refused with
     `VersionMoved` when another one is current by the time this arrives, so two
     state swaps at once never install one built without the other's change. Compared
-    by identity, not number: a program unregistered and registered again meanwhile
-    starts over at version 1, which a number would take for the one read.
+    by identity, not number: the version object read is the one it was built from.
     """
 
     module_id: str
@@ -134,8 +163,8 @@ class Swap(Call[int]):
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Rollback(Call[int]):
-    """Return `module_id` to the version current before; replies its number."""
+class Rollback(Call[VersionChange]):
+    """Return `module_id` to the version current before; replies the change."""
 
     module_id: str
 
@@ -151,10 +180,11 @@ class Unregister(Call[None]):
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Restore(Call[list[str]]):
-    """Install programs read back from the store (ids already taken are left alone);
-    replies the ids installed."""
+    """Install programs read back from the store (ids already taken are left alone), and
+    the next version numbers of ids kept as unregistered; replies the ids installed."""
 
     programs: tuple[RestoredProgram, ...]
+    next_numbers: tuple[tuple[str, int], ...] = ()
 
 
 @final
@@ -180,6 +210,11 @@ class ModuleManager(Actor):
 
     async def started(self) -> None:
         await subscribe_config(self.runtime.via("config"), self.ref, "infrastructure")
+        # An update accepted while no incarnation listened (a restart) was never heard:
+        # the table outlives the manager, so its protections are brought up to date here.
+        config = self.runtime.config
+        for record in self._table.records.values():
+            self._protect(record, config)
 
     async def terminate(self, reason: object) -> None:
         await self._store.close()
@@ -193,7 +228,8 @@ class ModuleManager(Actor):
         if existing is not None:
             return ErrorReply(ModuleAlreadyRegistered(module_id=msg.module_id))
         config = self.runtime.config
-        version = ModuleVersion(1, msg.program, msg.spec, self._wall())
+        number = self._table.next_numbers.pop(msg.module_id, 1)
+        version = ModuleVersion(number, msg.program, msg.spec, self._wall())
         record = ModuleRecord.first(
             msg.module_id,
             version,
@@ -204,12 +240,16 @@ class ModuleManager(Actor):
         )
         self._protect(record, config)
         records[msg.module_id] = record
-        self._emit(MODULE_REGISTERED, record, version=1)
+        self._emit(MODULE_REGISTERED, record, version=number)
         await self._keep(record, fresh=True)
         return record.info()
 
     @handler
     async def restore(self, msg: Restore) -> list[str]:
+        marks = self._table.next_numbers
+        for module_id, number in msg.next_numbers:
+            if module_id not in self._table.records and number > marks.get(module_id, 1):
+                retire(marks, module_id, number)
         installed = []
         for program in msg.programs:
             if program.module_id in self._table.records:
@@ -221,7 +261,7 @@ class ModuleManager(Actor):
         return installed
 
     @handler
-    async def swap(self, msg: Swap) -> int | ErrorReply:
+    async def swap(self, msg: Swap) -> VersionChange | ErrorReply:
         record = self._table.records.get(msg.module_id)
         if record is None:
             return ErrorReply(UnknownModule(module_id=msg.module_id))
@@ -233,10 +273,10 @@ class ModuleManager(Actor):
         version = record.add_version(msg.program, msg.spec, self._wall(), keep=keep)
         self._emit(MODULE_SWAPPED, record, version=version.number, previous=previous)
         await self._keep(record)
-        return version.number
+        return VersionChange(version.number, previous)
 
     @handler
-    async def rollback(self, msg: Rollback) -> int | ErrorReply:
+    async def rollback(self, msg: Rollback) -> VersionChange | ErrorReply:
         record = self._table.records.get(msg.module_id)
         if record is None:
             return ErrorReply(UnknownModule(module_id=msg.module_id))
@@ -247,20 +287,21 @@ class ModuleManager(Actor):
             return ErrorReply(exc)
         self._emit(MODULE_ROLLED_BACK, record, version=version.number, previous=previous)
         await self._keep(record)
-        return version.number
+        return VersionChange(version.number, previous)
 
     @handler
     async def unregister(self, msg: Unregister) -> ErrorReply | None:
         record = self._table.records.pop(msg.module_id, None)
         if record is None:
             return ErrorReply(UnknownModule(module_id=msg.module_id))
+        retire(self._table.next_numbers, msg.module_id, record.next_number)
         self.runtime.events.ring.emit(MODULE_UNREGISTERED, {"module_id": msg.module_id})
         # Its series go with it: ids registered and dropped one after another would
         # otherwise grow `/metrics` for as long as the daemon runs.
         metrics = self.runtime.metrics
         metrics.forget_module(msg.module_id)
         metrics.forget_protection(record.breaker.name)
-        await self._forget(msg.module_id)
+        await self._forget(msg.module_id, record.next_number)
         return None
 
     @handler
@@ -291,16 +332,16 @@ class ModuleManager(Actor):
         stored = stored_program(record)
         if isinstance(stored, str):
             _log.info("modules.not_persisted", module_id=record.module_id, reason=stored)
-            await self._forget(record.module_id)
+            await self._forget(record.module_id, record.next_number)
             return
         try:
             await self._store.save(stored, fresh=fresh)
         except (sqlite3.Error, OSError, TypeError, ValueError) as exc:
             _log.error("modules.persist_failed", module_id=record.module_id, error=str(exc))
 
-    async def _forget(self, module_id: str) -> None:
+    async def _forget(self, module_id: str, next_number: int) -> None:
         try:
-            await self._store.delete(module_id)
+            await self._store.delete(module_id, next_number=next_number)
         except (sqlite3.Error, OSError) as exc:
             _log.error("modules.persist_failed", module_id=module_id, error=str(exc))
 
@@ -323,9 +364,22 @@ class ModuleManager(Actor):
         limiter_cfg = config.infrastructure.rate_limiters.get(record.module_id)
         old_breaker, old_limiter = record.protection_config
         if old_breaker is not None and breaker_cfg != old_breaker:
-            record.breaker = self._breaker(record.module_id, breaker_cfg)
+            # In place: an open breaker stays open (a rebuilt one closed on any edit).
+            record.breaker.reconfigure(**breaker_cfg.model_dump())
         if limiter_cfg != old_limiter:
-            record.limiter = None if limiter_cfg is None else self._limiter(record, limiter_cfg)
+            limiter = record.limiter
+            if limiter is not None and limiter_cfg is not None:
+                # In place: executions waiting in it are re-timed, where a new limiter
+                # left them sleeping out the old rate.
+                limiter.reconfigure(
+                    limit=limiter_cfg.limit,
+                    period=limiter_cfg.scale,
+                    token_limit=limiter_cfg.tokens,
+                )
+            else:
+                if limiter is not None:
+                    limiter.lift()  # executions waiting in it go on, as later ones will
+                record.limiter = None if limiter_cfg is None else self._limiter(record, limiter_cfg)
         record.protection_config = (breaker_cfg, limiter_cfg)
 
     def _breaker(self, module_id: str, cfg: CircuitBreakerConfig) -> CircuitBreaker:

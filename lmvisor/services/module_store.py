@@ -9,7 +9,10 @@ What is kept, per program: its model, its options (JSON form), every version it 
 (number, spec, creation time), the order versions were made current (the rollback
 history; its last entry is the current version) and the next version number. So after a
 reopen the same versions serve, a rollback goes back where it would have, and new
-versions continue the numbering.
+versions continue the numbering. An id unregistered (or taken out of the store) leaves
+its next version number behind in `retired`, so registering it again, after a restart
+too, continues the numbering rather than reusing a number. A file written before
+`retired` existed is read as it is: the table is added when the file is opened.
 
 Only programs that can be written down are kept: each kept version needs a spec
 (`lmvisor.programs.spec.program_spec`: a built-in Predict or ChainOfThought, or anything
@@ -51,13 +54,28 @@ from lmvisor.services.module_options import ModuleOptions, parse_module_options
 from lmvisor.services.module_table import ModuleRecord, ModuleVersion
 
 __all__ = [
+    "MAX_RETIRED",
     "ProgramStore",
     "RestoredProgram",
     "StoredProgram",
     "StoredVersion",
     "rebuild_program",
+    "retire",
     "stored_program",
 ]
+
+MAX_RETIRED: Final = 10_000
+"""Unregistered ids whose next version number is kept (the last ones unregistered)."""
+
+
+def retire(marks: dict[str, int], module_id: str, next_number: int) -> None:
+    """Keep `next_number` as where `module_id`'s numbering resumes, as its newest mark,
+    dropping the oldest beyond `MAX_RETIRED`."""
+    marks.pop(module_id, None)
+    marks[module_id] = next_number
+    while len(marks) > MAX_RETIRED:
+        del marks[next(iter(marks))]
+
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS programs (
@@ -74,6 +92,10 @@ CREATE TABLE IF NOT EXISTS versions (
     spec TEXT NOT NULL,
     created REAL NOT NULL,
     PRIMARY KEY (module_id, number)
+);
+CREATE TABLE IF NOT EXISTS retired (
+    module_id TEXT PRIMARY KEY,
+    next_number INTEGER NOT NULL
 );
 """
 _STORE: Final = "programs"
@@ -235,8 +257,9 @@ class ProgramStore:
         kept = [v.number for v in program.versions]
         await self._file.run(lambda db: _write(db, header, rows, kept, fresh=fresh))
 
-    async def delete(self, module_id: str) -> None:
-        """Forget `module_id` (committed before returning).
+    async def delete(self, module_id: str, *, next_number: int) -> None:
+        """Forget `module_id`, keeping `next_number` as where its numbering resumes if it is
+        registered again (committed before returning).
 
         Raises:
             sqlite3.Error, OSError: the file cannot be written.
@@ -248,6 +271,19 @@ class ProgramStore:
             with db:
                 db.execute("DELETE FROM versions WHERE module_id = ?", (module_id,))
                 db.execute("DELETE FROM programs WHERE module_id = ?", (module_id,))
+                # Deleted and inserted, not updated: the row's rowid then says which ids
+                # were unregistered last, and only the newest MAX_RETIRED are kept.
+                (number,) = db.execute(
+                    "SELECT max(?, coalesce((SELECT next_number FROM retired WHERE module_id = ?"
+                    " AND typeof(next_number) = 'integer'), 1))",
+                    (next_number, module_id),
+                ).fetchone()
+                db.execute("DELETE FROM retired WHERE module_id = ?", (module_id,))
+                db.execute("INSERT INTO retired VALUES (?, ?)", (module_id, number))
+                db.execute(
+                    "DELETE FROM retired WHERE rowid <= (SELECT max(rowid) FROM retired) - ?",
+                    (MAX_RETIRED,),
+                )
 
         await self._file.run(work)
 
@@ -269,6 +305,29 @@ class ProgramStore:
             except CorruptRecord as exc:
                 if on_corrupt is not None:
                     on_corrupt(exc)
+        return found
+
+    async def next_numbers(self) -> dict[str, int]:
+        """Where the numbering of each unregistered id resumes (`delete`), by id; a row
+        that is not an id and a number above 1 is left out.
+
+        Raises:
+            sqlite3.Error, OSError: the file cannot be opened or read.
+        """
+        if self._file is None:
+            return {}
+        rows = await self._file.run(
+            lambda db: db.execute(
+                "SELECT module_id, next_number FROM retired ORDER BY rowid"
+            ).fetchall()
+        )
+        found = {}
+        for raw, number in rows:
+            if isinstance(raw, bytes) and _is_int(number) and number > 1:
+                try:
+                    found[raw.decode()] = number
+                except UnicodeDecodeError:
+                    continue
         return found
 
     async def close(self) -> None:
@@ -303,6 +362,7 @@ def _write(
             )
         db.executemany("INSERT OR IGNORE INTO versions VALUES (?, ?, ?, ?)", rows)
         db.execute("INSERT OR REPLACE INTO programs VALUES (?, ?, ?, ?, ?, ?)", header)
+        db.execute("DELETE FROM retired WHERE module_id = ?", (module_id,))
 
 
 def _read(db: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], dict[Any, list[tuple[Any, ...]]]]:

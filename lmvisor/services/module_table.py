@@ -144,7 +144,8 @@ class ModuleRecord:
         breaker: CircuitBreaker,
         figures: ModuleFigures,
     ) -> ModuleRecord:
-        """A record whose only version is `version` (numbered 1)."""
+        """A record whose only version is `version` (1, or where an earlier record of the
+        id left off); the next is numbered after it."""
         return cls(
             module_id=module_id,
             module_type=type(version.program).__name__,
@@ -155,6 +156,7 @@ class ModuleRecord:
             history=[version.number],
             breaker=breaker,
             figures=figures,
+            next_number=version.number + 1,
         )
 
     @classmethod

@@ -12,6 +12,7 @@ the task supervisor's `task_context`), so an execution sets no settings of its o
 Every method is a coroutine, and every failure is a typed error a request
 handler can map to a status: `UnknownModule` (404), `ModuleAlreadyRegistered`
 and `NoPreviousVersion` (409), `ProgramSpecError` / `ServiceInputError` (400).
+Once the runtime has closed, every method raises `AppClosed`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
-from typing import Any, Final, final
+from typing import Any, Final, TypeVar, final
 
 from lmvisor._redaction import clipped
 from lmvisor.programs.dspy_compat import PREDICTOR_STATE_KEYS
@@ -38,13 +39,15 @@ from lmvisor.programs.spec import ProgramSpec, build_program, parse_program_spec
 from lmvisor.runtime.actor import ActorRef
 from lmvisor.runtime.correlation import correlation_scope, current_scope
 from lmvisor.runtime.deadline import current_deadline
-from lmvisor.runtime.errors import ActorExited, DeadlineExceeded
+from lmvisor.runtime.errors import ActorExited, DeadlineExceeded, RuntimeClosed
+from lmvisor.runtime.messages import Call
 from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.task_supervisor import start_task, task_context
 from lmvisor.services._cutoffs import ExecutionCutoffs
 from lmvisor.services._sqlite import report_skipped
 from lmvisor.services.errors import (
+    AppClosed,
     CorruptRecord,
     ServiceInputError,
     UnknownModule,
@@ -65,6 +68,7 @@ from lmvisor.services.module_manager import (
     Rollback,
     Swap,
     Unregister,
+    VersionChange,
 )
 from lmvisor.services.module_options import ModuleOptions, parse_module_options
 from lmvisor.services.module_store import ProgramStore, rebuild_program
@@ -73,6 +77,8 @@ from lmvisor.services.module_table import ModuleInfo, ModuleRecord, spec_of
 from lmvisor.services.program_id import PROGRAM_ID_PATTERN
 
 __all__ = ["DEFAULT_TIMEOUT", "Modules", "ProgramLike"]
+
+R = TypeVar("R")
 
 ProgramLike = Module | ProgramSpec | Mapping[str, Any]
 """A program as `register` and `swap` take it: a Module, or a program spec (object or JSON)."""
@@ -194,7 +200,8 @@ class Modules:
         *,
         options: ModuleOptions | Mapping[str, Any] | None = None,
     ) -> ModuleInfo:
-        """Register `program` as version 1 of `module_id` (the registry keeps its own copy).
+        """Register `program` as the first version of `module_id` (the registry keeps its own
+        copy): version 1, or for an id unregistered before, the number after its last one.
 
         Args:
             module_id: lowercase letters, digits, '_', '-', '.' (at most 128).
@@ -208,6 +215,7 @@ class Modules:
             ModuleAlreadyRegistered: the id is taken (by a registration of this app: an id
                 restored from the data directory is adopted, see `module_manager`).
         """
+        self._check_open("register")
         _check_id(module_id)
         opts = parse_module_options(options)
         built, spec = _build(program, self._context.lm_for)
@@ -219,7 +227,7 @@ class Modules:
         if spec is None:
             spec = spec_of(built, lm)
         message = Register(module_id=module_id, program=built, spec=spec, lm=lm, options=opts)
-        return await self._manager.call(message, timeout=_CALL_TIMEOUT)
+        return await self._ask(message, "register")
 
     async def swap(
         self,
@@ -243,6 +251,22 @@ class Modules:
             ProgramSpecError: a malformed spec.
             UnknownModule: nothing is registered as `module_id`.
         """
+        return (await self.swap_change(module_id, program, state=state)).version
+
+    async def swap_change(
+        self,
+        module_id: str,
+        program: ProgramLike | None = None,
+        *,
+        state: Mapping[str, Any] | None = None,
+    ) -> VersionChange:
+        """`swap`, replying the version installed and the one it replaced (as the manager
+        saw them: another swap at the same time cannot make `previous` name its version).
+
+        Raises:
+            As `swap`.
+        """
+        self._check_open("swap")
         if (program is None) == (state is None):
             raise ServiceInputError(field="program", problem="give a program or a state, not both")
         if program is None:
@@ -251,11 +275,9 @@ class Modules:
         _check_same_lm(spec, self._record(module_id))
         if spec is None:
             spec = spec_of(built, self._record(module_id).lm)
-        return await self._manager.call(
-            Swap(module_id=module_id, program=built, spec=spec), timeout=_CALL_TIMEOUT
-        )
+        return await self._ask(Swap(module_id=module_id, program=built, spec=spec), "swap")
 
-    async def _swap_state(self, module_id: str, state: Mapping[str, Any]) -> int:
+    async def _swap_state(self, module_id: str, state: Mapping[str, Any]) -> VersionChange:
         """Apply `state` to a copy of the current version and install it; again on the
         newer version when another swap or a rollback came first (`VersionMoved`)."""
         for _ in range(_STATE_SWAP_TRIES - 1):
@@ -263,7 +285,7 @@ class Modules:
                 return await self._swap_on_current(module_id, state)
         return await self._swap_on_current(module_id, state)
 
-    async def _swap_on_current(self, module_id: str, state: Mapping[str, Any]) -> int:
+    async def _swap_on_current(self, module_id: str, state: Mapping[str, Any]) -> VersionChange:
         record = self._record(module_id)
         built = self._with_state(record.current.program, state)
         swap = Swap(
@@ -272,7 +294,7 @@ class Modules:
             spec=spec_of(built, record.lm),
             base=record.current,
         )
-        return await self._manager.call(swap, timeout=_CALL_TIMEOUT)
+        return await self._ask(swap, "swap")
 
     async def rollback(self, module_id: str) -> int:
         """Return `module_id` to the version current before this one; returns its number.
@@ -281,7 +303,16 @@ class Modules:
             UnknownModule: nothing is registered as `module_id`.
             NoPreviousVersion: no earlier version is kept.
         """
-        return await self._manager.call(Rollback(module_id=module_id), timeout=_CALL_TIMEOUT)
+        return (await self.rollback_change(module_id)).version
+
+    async def rollback_change(self, module_id: str) -> VersionChange:
+        """`rollback`, replying the version made current and the one it replaced.
+
+        Raises:
+            As `rollback`.
+        """
+        self._check_open("rollback")
+        return await self._ask(Rollback(module_id=module_id), "rollback")
 
     async def unregister(self, module_id: str) -> None:
         """Forget `module_id` and its versions; executions already running finish.
@@ -289,10 +320,12 @@ class Modules:
         Raises:
             UnknownModule: nothing is registered as `module_id`.
         """
-        await self._manager.call(Unregister(module_id=module_id), timeout=_CALL_TIMEOUT)
+        self._check_open("unregister")
+        await self._ask(Unregister(module_id=module_id), "unregister")
 
     async def restore(self, store: ProgramStore) -> list[str]:
-        """Register again every program `store` keeps, versions and current version as kept.
+        """Register again every program `store` keeps, versions and current version as kept,
+        and where the numbering of each id it kept as unregistered resumes.
 
         Called once, when the app starts. A program whose rows cannot be decoded, or that no
         longer builds (a malformed spec, a vendor no longer configured), is skipped and
@@ -312,6 +345,7 @@ class Modules:
                     "what is kept and keeps nothing it registers, swaps or rolls back",
                 )  # fmt: skip
             kept = await store.load(on_corrupt=lambda exc: report_skipped(events, exc))
+            marks = await store.next_numbers()
         except (sqlite3.Error, OSError) as exc:
             problem = f"the file {str(store.path)!r} cannot be read, nothing restored: {exc}"
             report_skipped(events, CorruptRecord(store="programs", record="*", problem=problem))
@@ -321,15 +355,16 @@ class Modules:
             try:
                 programs.append(rebuild_program(stored, self._context.lm_for))
             except Exception as exc:  # whatever stops it from building, the app still starts
+                marks[stored.module_id] = stored.next_number  # registered anew, it continues
                 problem = f"cannot be rebuilt: {type(exc).__name__}: {exc}"
                 report_skipped(
                     events,
                     CorruptRecord(store="programs", record=stored.module_id, problem=problem),
                 )
-        if not programs:
+        if not programs and not marks:
             return []
-        message = Restore(programs=tuple(programs))
-        return await self._manager.call(message, timeout=_CALL_TIMEOUT)
+        message = Restore(programs=tuple(programs), next_numbers=tuple(marks.items()))
+        return await self._ask(message, "restore")
 
     # --- reads --------------------------------------------------------------------------
 
@@ -340,6 +375,7 @@ class Modules:
             UnknownModule: nothing is registered as `module_id`.
             ServiceInputError: `version` is not kept.
         """
+        self._check_open("get")
         record = self._record(module_id)
         found = record.current if version is None else record.versions.get(version)
         if found is None:
@@ -353,10 +389,12 @@ class Modules:
         Raises:
             UnknownModule: nothing is registered as `module_id`.
         """
+        self._check_open("describe")
         return self._record(module_id).info()
 
     async def list_modules(self) -> list[ModuleInfo]:
         """Every registered program, by id."""
+        self._check_open("list_modules")
         records = self._table.records
         return [records[module_id].info() for module_id in sorted(records)]
 
@@ -404,7 +442,10 @@ class Modules:
         if correlation_id is None and current_scope() is None:
             made = f"{self._prefix}{next(self._ids)}"
 
-        sup = self._tasks.resolve()
+        try:
+            sup = self._tasks.resolve()
+        except RuntimeClosed as exc:
+            raise AppClosed.of(exc, operation="app.modules.execute()") from None
         allow_stale = record.options.allow_stale
         prepared = self._task_contexts.find(sup, record.lm, allow_stale)
         if prepared is None and (lm := self._lm_of(record)) is not None:
@@ -433,6 +474,19 @@ class Modules:
         return outcome
 
     # --- helpers ------------------------------------------------------------------------
+
+    async def _ask(self, message: Call[R], verb: str) -> R:
+        """`message`'s reply from the manager; `AppClosed` once the runtime has closed."""
+        try:
+            return await self._manager.call(message, timeout=_CALL_TIMEOUT)
+        except RuntimeClosed as exc:
+            raise AppClosed.of(exc, operation=f"app.modules.{verb}()") from None
+
+    def _check_open(self, verb: str) -> None:
+        """Refuse a read or a write once the runtime has closed: reads touch no actor, and
+        a write must not reach a manager that is still stopping."""
+        if self._runtime.closed:
+            raise AppClosed(namespace=self._runtime.namespace, operation=f"app.modules.{verb}()")
 
     def _lm_of(self, record: ModuleRecord) -> LM | None:
         """The LM `record`'s executions start with; None when it cannot be had: the execution

@@ -114,7 +114,9 @@ async def submit_optimization(coordinator: _Target, spec: Mapping[str, Any]) -> 
         OptimizationSpecError: the spec is malformed (naming the field).
         MetricError: the metric cannot be imported.
         StoreUnavailable: the job cannot be written to the jobs file (nothing was started).
-        CallTimeout, ActorExited, NameNotRegistered: as `call` does.
+        CallTimeout, ActorExited, NameNotRegistered: as `call` does. A submit given up on
+            (this timeout, or the caller cancelled) while its datasets are still read adds
+            no job.
     """
     return await coordinator.call(SubmitJob(spec), timeout=30.0)
 

@@ -42,19 +42,22 @@ when submitted; a `concurrency` change also resizes the executor of every runnin
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, final
+
+import anyio.to_thread
 
 from lmvisor.config.schema import OptimizationConfig
 from lmvisor.optimizers import LocalExecutor, load_metric
 from lmvisor.programs.lm import LM
 from lmvisor.programs.module import Module
-from lmvisor.runtime.actor import Actor, ErrorReply, handler
+from lmvisor.runtime.actor import Actor, Deferred, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.config_service import CONFIG_SERVICE_NAME, ConfigChanged, subscribe_config
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
-from lmvisor.runtime.errors import LmvisorError
-from lmvisor.runtime.messages import Down, is_shutdown_exit
+from lmvisor.runtime.messages import Call, Down, is_shutdown_exit
 from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.supervisor import Supervisor, start_child, terminate_child
 from lmvisor.services._job_claims import JobClaims
@@ -77,7 +80,7 @@ from lmvisor.services.optimization import (
     SubmitJob,
     SuspendJobs,
 )
-from lmvisor.services.optimization_job import load_examples, parse_job_spec
+from lmvisor.services.optimization_job import JobSpec, parse_job_spec, read_examples
 from lmvisor.services.optimization_store import OptimizationStore
 from lmvisor.services.optimization_worker import (
     WORKER_NAME,
@@ -94,6 +97,15 @@ from lmvisor.services.optimization_worker import (
 __all__ = ["OptimizationCoordinator", "optimization_spec"]
 
 _JOBS_NAME: Final = "optimization_jobs"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _AddJob(Call[str]):
+    """Store and start a job whose spec `SubmitJob` has checked; replies with its id."""
+
+    spec: JobSpec
+
 
 _log = get_logger(__name__)
 
@@ -158,19 +170,27 @@ class OptimizationCoordinator(Actor):
     # --- client requests -----------------------------------------------------------------
 
     @handler
-    async def _submit(self, msg: SubmitJob) -> str | ErrorReply:
+    def _submit(self, msg: SubmitJob) -> Deferred[str]:
+        """Checked in a task of this actor's (its datasets read on a worker thread), so
+        the coordinator answers other jobs' queries meanwhile; then added by `_AddJob`."""
+        # With its caller: a submit given up on (its timeout while a large dataset is parsed,
+        # a daemon client gone) must not add the job the caller will submit again.
+        return self.defer(self._checked_submit(msg.spec), with_caller=True)
+
+    async def _checked_submit(self, data: Mapping[str, Any]) -> str:
+        spec = await anyio.to_thread.run_sync(parse_job_spec, data, abandon_on_cancel=True)
+        load_metric(spec.metric)
+        await read_examples(spec.trainset, spec.input_keys, field="trainset")
+        if spec.valset is not None:
+            await read_examples(spec.valset, spec.input_keys, field="valset")
+        if spec.program_id is None:  # a spec that cannot be built fails here, not later
+            await rebuild_student(spec, None, self._lm_for)
+        return await self.ref.call(_AddJob(spec), timeout=None)
+
+    @handler
+    async def _add(self, msg: _AddJob) -> str | ErrorReply:
         try:
-            spec = parse_job_spec(msg.spec)
-            load_metric(spec.metric)
-            load_examples(spec.trainset, spec.input_keys, field="trainset")
-            if spec.valset is not None:
-                load_examples(spec.valset, spec.input_keys, field="valset")
-            if spec.program_id is None:  # a spec that cannot be built fails here, not later
-                await rebuild_student(spec, None, self._lm_for)
-        except LmvisorError as exc:
-            return ErrorReply(exc)
-        try:
-            job = await self._table.add(spec)
+            job = await self._table.add(msg.spec)
         except StoreUnavailable as exc:  # the caller's answer, not this actor's crash
             return ErrorReply(exc)
         await self._ensure_running(job)

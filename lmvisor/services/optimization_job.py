@@ -13,8 +13,10 @@
     }
 
 `parse_job_spec` checks the shape (every problem an `OptimizationSpecError` naming the
-field); `load_examples` reads inline rows or a JSONL file; `build_optimizer` makes the
-optimizer, with defaults from `optimization.*` config for settings the job leaves out.
+field); `load_examples` reads inline rows or a JSONL file, and `read_examples` does it on a
+worker thread (a JSONL file may hold up to 1 GiB: parsed on the event loop it would stall
+every actor); `build_optimizer` makes the optimizer, with defaults from `optimization.*`
+config for settings the job leaves out.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, final
+
+import anyio.to_thread
 
 from lmvisor._files import MAX_DATASET_BYTES, read_regular_file
 from lmvisor.config.schema import OptimizationConfig
@@ -41,7 +46,14 @@ from lmvisor.programs.example import Example
 from lmvisor.programs.spec import ProgramSpecError, parse_program_spec
 from lmvisor.services.errors import OptimizationSpecError
 
-__all__ = ["OPTIMIZERS", "JobSpec", "build_optimizer", "load_examples", "parse_job_spec"]
+__all__ = [
+    "OPTIMIZERS",
+    "JobSpec",
+    "build_optimizer",
+    "load_examples",
+    "parse_job_spec",
+    "read_examples",
+]
 
 _CONSTRUCT: Final[Mapping[str, frozenset[str]]] = {
     "LabeledFewShot": frozenset({"k"}),
@@ -162,8 +174,13 @@ class JobSpec:
         }  # fmt: skip
 
 
-def parse_job_spec(data: Any) -> JobSpec:
+def parse_job_spec(data: Any, *, ended: bool = False) -> JobSpec:
     """Validate JSON-ready data as a `JobSpec`.
+
+    Args:
+        data: the spec.
+        ended: the spec of an ended job as the store hands it out (`jobs(ended_rows=False)`):
+            an inline dataset may be an empty list, its rows left in the file.
 
     Raises:
         OptimizationSpecError: naming the first bad field by its dotted path.
@@ -184,8 +201,8 @@ def parse_job_spec(data: Any) -> JobSpec:
         optimizer=optimizer,
         params=_params(optimizer, data.get("params", {})),
         program=_program(data.get("program")),
-        trainset=_dataset(data.get("trainset"), "trainset", required=True) or [],
-        valset=_dataset(data.get("valset"), "valset", required=False),
+        trainset=_dataset(data.get("trainset"), "trainset", required=True, ended=ended) or [],
+        valset=_dataset(data.get("valset"), "valset", required=False, ended=ended),
         input_keys=_input_keys(data.get("input_keys")),
         metric=_metric(data.get("metric")),
         deploy=_deploy(data.get("deploy", False), data.get("program")),
@@ -237,9 +254,13 @@ def _program(value: Any) -> str | dict[str, Any]:
         raise OptimizationSpecError(field=f"program.{exc.field}", problem=exc.problem) from None
 
 
-def _dataset(value: Any, name: str, *, required: bool) -> str | list[dict[str, Any]] | None:
+def _dataset(
+    value: Any, name: str, *, required: bool, ended: bool
+) -> str | list[dict[str, Any]] | None:
     if value is None and not required:
         return None
+    if ended and value == []:
+        return []
     if isinstance(value, str) and value.strip():
         return value
     if not isinstance(value, list) or not value:
@@ -293,6 +314,22 @@ def load_examples(
             )
         examples.append(Example(row).with_inputs(*input_keys))
     return examples
+
+
+async def read_examples(
+    value: str | Sequence[Mapping[str, Any]], input_keys: Sequence[str], *, field: str
+) -> list[Example]:
+    """`load_examples` on a worker thread, so the event loop (every actor on it) runs on
+    while a large dataset is read and parsed.
+
+    A cancelled caller returns at once; the thread finishes its bounded read and its result
+    is dropped (nothing it touches is shared).
+
+    Raises:
+        OptimizationSpecError: as `load_examples`.
+    """
+    work = partial(load_examples, value, input_keys, field=field)
+    return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
 
 
 def _read_jsonl(path: Path, field: str) -> list[Mapping[str, Any]]:

@@ -16,6 +16,9 @@ is `StoreUnavailable` naming the file, from every method. A row that cannot be d
 deep) is never returned as data: `job` and `steps` raise
 `CorruptRecord` naming the row, and `jobs` skips it, handing the `CorruptRecord` to
 `on_corrupt`, so one damaged row never stops the coordinator from loading the others.
+`jobs(ended_rows=False)` leaves the inline dataset rows of ended jobs in the file: SQLite
+empties those lists before a row reaches Python, so a coordinator starting on a file of
+many finished jobs never holds their datasets (a worker only ever needs a running job's).
 """
 
 from __future__ import annotations
@@ -76,6 +79,28 @@ _COLUMNS: Final = (
     "id, spec, status, created, updated, trials_done, trials_total, best_score, result,"
     " version, error"
 )
+
+
+def _light_spec() -> str:
+    """The `spec` column of a row, its `trainset`/`valset` lists emptied unless running.
+
+    Only a text holding a JSON object is rewritten; any other value (a damaged row) is
+    passed on as it is, for `_record` to refuse with `CorruptRecord`."""
+    light = "spec"
+    for name in ("trainset", "valset"):
+        light = (
+            f"CASE WHEN json_type(spec, '$.{name}') = 'array'"
+            f" THEN json_set({light}, '$.{name}', json('[]')) ELSE {light} END"
+        )
+    return (
+        "CASE WHEN status = 'running' OR typeof(spec) != 'text' THEN spec"
+        " WHEN NOT json_valid(spec) THEN spec WHEN json_type(spec) != 'object' THEN spec"
+        f" ELSE {light} END"
+    )
+
+
+_LIGHT_COLUMNS: Final = _COLUMNS.replace("spec,", f"{_light_spec()},", 1)
+"""`_COLUMNS` with an ended job's inline dataset rows left in the file."""
 _REPLACE_JOB: Final = f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES ({','.join('?' * 11)})"
 _UPDATE_JOB: Final = (
     f"INSERT INTO jobs ({_COLUMNS}) VALUES ({','.join('?' * 11)}) ON CONFLICT(id) DO UPDATE SET"
@@ -187,16 +212,24 @@ class OptimizationStore:
         await self._run(write)
 
     async def jobs(
-        self, *, on_corrupt: Callable[[CorruptRecord], None] | None = None
+        self,
+        *,
+        on_corrupt: Callable[[CorruptRecord], None] | None = None,
+        ended_rows: bool = True,
     ) -> list[JobRecord]:
         """Every stored job that decodes, oldest first.
 
         Args:
             on_corrupt: told of each row skipped because it cannot be decoded.
+            ended_rows: False leaves out the inline dataset rows of every job not running
+                (its `trainset`/`valset` list comes empty; a dataset's path stays): they
+                are never read out of the file. Such a record must not be saved whole
+                (`save_job(keep_spec=True)` keeps the file's spec).
         """
+        columns = _COLUMNS if ended_rows else _LIGHT_COLUMNS
 
         def read(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            return db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY created, id").fetchall()
+            return db.execute(f"SELECT {columns} FROM jobs ORDER BY created, id").fetchall()
 
         found: list[JobRecord] = []
         for row in await self._run(read):

@@ -61,7 +61,7 @@ from lmvisor.services.errors import (
     StoreBusy,
     StoreUnavailable,
 )
-from lmvisor.services.optimization_job import JobSpec, build_optimizer, load_examples
+from lmvisor.services.optimization_job import JobSpec, build_optimizer, read_examples
 from lmvisor.services.optimization_store import JobRecord, OptimizationStore
 
 __all__ = [
@@ -222,11 +222,11 @@ class OptimizationWorker(Actor):
         job = self._job
         spec = job.spec
         metric = load_metric(spec.metric)
-        trainset = load_examples(spec.trainset, spec.input_keys, field="trainset")
+        trainset = await read_examples(spec.trainset, spec.input_keys, field="trainset")
         valset = (
             None
             if spec.valset is None
-            else load_examples(spec.valset, spec.input_keys, field="valset")
+            else await read_examples(spec.valset, spec.input_keys, field="valset")
         )
         student = await rebuild_student(spec, job.resolve_program, job.lm_for)
         optimizer, compile_args = build_optimizer(spec, metric, job.config)

@@ -52,7 +52,7 @@ from lmvisor.providers.errors import BadRequestError, ResponseFormatError
 from lmvisor.providers.reasoning import supports_reasoning
 from lmvisor.runtime.clock import Clock
 from lmvisor.runtime.deadline import current_deadline
-from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError, NameNotRegistered
+from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError, RuntimeClosed
 from lmvisor.runtime.registry import Via
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.services.cooldown import Cooldowns
@@ -379,13 +379,10 @@ class RouterLM:
         return tuple(d for d in order if not self._cooldowns.is_cooling(d))
 
     def _failed(self, deployment: str, exc: BaseException, errors: _Errors, *, lone: bool) -> None:
-        if isinstance(exc, NameNotRegistered) and not self._runtime.root.alive:
-            # The runtime has stopped: no provider will be there again, so no fallback
-            # or cooldown; say so rather than name a missing actor.
-            raise AppClosed(
-                namespace=self._runtime.namespace,
-                operation=f"a call to {clipped(deployment, MAX_MODEL_NAME)}",
-            ) from None
+        if isinstance(exc, RuntimeClosed):
+            # No provider will be there again, so no fallback or cooldown.
+            operation = f"a call to {clipped(deployment, MAX_MODEL_NAME)}"
+            raise AppClosed.of(exc, operation=operation) from None
         if not lone and not isinstance(exc, BudgetExceeded):
             self._cooldowns.failure(deployment)
         errors.append((deployment, exc))

@@ -270,6 +270,51 @@ class TestValidation:
         assert (provider.max_in_flight, provider.rpm, provider.tpm) == (1024, None, None)
         assert provider.transport == "aiohttp"
 
+    @pytest.mark.parametrize(
+        ("url", "reason"),
+        [
+            ("redis://:pw@h:1/0?socket_timeout=abc", "'socket_timeout', which must be a positive"),
+            ("redis://h/0?socket_timeout=inf", "'socket_timeout', which must be a positive"),
+            ("redis://h/0?db=x", "'db', which must be an integer"),
+            ("redis://h/0?retry_on_timeout=maybe", "'retry_on_timeout', which must be a boolean"),
+            ("redis://h/0?foo=1", "'foo', which a redis:// URL does not take"),
+            ("unix:///r.sock?socket_keepalive=1", "'socket_keepalive', which a unix:// URL"),
+            ("redis://h/0?ssl_ca_certs=/ca.pem", "'ssl_ca_certs', which a redis:// URL"),
+        ],
+    )
+    def test_redis_url_options_redis_py_cannot_take_are_refused(
+        self, url: str, reason: str
+    ) -> None:
+        """cache.l2_redis_url's query options are checked as redis-py reads them, by name
+        (never echoing a value): each of these failed only when L2 opened, or at every call."""
+        with pytest.raises(
+            ConfigError,
+            match=rf"^invalid configuration \(load, 1 problem\):\n  cache\.l2_redis_url: Value "
+            rf"error, has the option {re.escape(reason)}",
+        ):
+            load_config(cache={"l2_redis_url": url})
+
+    def test_redis_url_options_redis_py_takes_are_kept(self) -> None:
+        """Options of the right kind for the scheme pass unchanged."""
+        for url in (
+            "redis://h/0?socket_timeout=0.5&db=2&socket_keepalive=true&client_name=app",
+            "rediss://h/0?ssl_cert_reqs=none&ssl_check_hostname=false",
+            "unix:///r.sock?db=1",
+        ):
+            assert load_config(cache={"l2_redis_url": url}).cache.l2_redis_url == url
+
+    @pytest.mark.parametrize("key", ["data_dir", "cache__l3_path", "events__sqlite_path"])
+    def test_a_path_with_a_nul_character_is_refused(self, key: str) -> None:
+        """A file path holding NUL is a ConfigError naming the field (the open failed later
+        with a bare ValueError; a live update of data_dir broke every cache restart)."""
+        field = key.replace("__", ".").replace(".", r"\.")
+        with pytest.raises(
+            ConfigError,
+            match=rf"^invalid configuration \(load, 1 problem\):\n  {field}: Value "
+            r"error, must not contain a NUL character \(from argument",
+        ):
+            load_config(**{key: "/tmp/a\x00b"})
+
     def test_models_are_frozen(self) -> None:
         """Configuration objects are immutable."""
         config = LmvisorConfig()
@@ -298,7 +343,10 @@ class TestSecrets:
         ("url", "shown"),
         [
             ("redis://:hunter2@127.0.0.1:6379/0", "redis://:**********@127.0.0.1:6379/0"),
-            ("rediss://me:hunter2@h:6380/1?x=y", "rediss://me:**********@h:6380/1?x=y"),
+            (
+                "rediss://me:hunter2@h:6380/1?client_name=y",
+                "rediss://me:**********@h:6380/1?client_name=y",
+            ),
             (
                 "unix:///tmp/r.sock?db=0&password=hunter2",
                 "unix:///tmp/r.sock?db=0&password=**********",

@@ -13,6 +13,7 @@ from lmvisor.programs.embeddings import KNN, Embedder
 from lmvisor.programs.example import Example
 from lmvisor.programs.lm import LMRequest
 from lmvisor.providers.anthropic import AnthropicClient
+from lmvisor.providers.client import ClientOptions
 from lmvisor.providers.embeddings import OpenAIEmbeddings
 from lmvisor.providers.errors import AuthenticationError, BadRequestError, UnsupportedMedia
 from lmvisor.providers.openai import OpenAIClient
@@ -154,7 +155,7 @@ class TestEmbeddings:
     async def test_vectors(self, server: LMServer) -> None:
         """One request per batch; unit vectors in the texts' order; deterministic."""
         client = OpenAIEmbeddings(
-            "openai/text-embedding-3-small", api_key=KEY, base_url=server.url + "/v1"
+            "openai/text-embedding-3-small", ClientOptions(api_key=KEY, base_url=server.url + "/v1")
         )
         try:
             first = await client.embed(["a cat", "a dog"], dimensions=16)
@@ -175,7 +176,8 @@ class TestEmbeddings:
     async def test_bad_key(self, server: LMServer) -> None:
         """A wrong key is an AuthenticationError, the key never in the message."""
         client = OpenAIEmbeddings(
-            "text-embedding-3-small", api_key="sk-wrong-key", base_url=server.url + "/v1"
+            "text-embedding-3-small",
+            ClientOptions(api_key="sk-wrong-key", base_url=server.url + "/v1"),
         )
         try:
             with pytest.raises(AuthenticationError) as info:
@@ -187,7 +189,7 @@ class TestEmbeddings:
     async def test_knn_over_the_server(self, server: LMServer) -> None:
         """KNN retrieves by shared words through the real client."""
         client = OpenAIEmbeddings(
-            "text-embedding-3-small", api_key=KEY, base_url=server.url + "/v1"
+            "text-embedding-3-small", ClientOptions(api_key=KEY, base_url=server.url + "/v1")
         )
         train = [
             Example(question="how do cats purr", answer="a").with_inputs("question"),

@@ -15,7 +15,7 @@ import pytest
 from lmvisor.programs.lm import LMRequest
 from lmvisor.providers.client import MAX_RESPONSE_BYTES, ClientOptions
 from lmvisor.providers.embeddings import OpenAIEmbeddings
-from lmvisor.providers.errors import ResponseFormatError
+from lmvisor.providers.errors import RateLimitError, ResponseFormatError, ServerError
 from lmvisor.providers.openai import OpenAIClient
 from lmvisor.providers.transport import (
     SSEResponse,
@@ -40,6 +40,14 @@ def _refusal(limit: int, status: int = 200) -> str:
     return (
         rf"^openai: malformed response \(HTTP {status}\) for model 'gpt-4o-mini': "
         rf"response body: larger than {limit} bytes \(max_response_bytes\)$"
+    )
+
+
+def _unread(limit: int, status: int, summary: str = "server error") -> str:
+    """The message of an error status whose body passed the bound (left unread)."""
+    return (
+        rf"^openai: {summary} \(HTTP {status}\) for model 'gpt-4o-mini': "
+        rf"response body: larger than {limit} bytes \(max_response_bytes\), left unread$"
     )
 
 
@@ -147,18 +155,58 @@ class TestHostileBodies:
     async def test_a_streamed_error_answer_without_end_is_refused(
         self, any_transport: Transport, server: LMServer
     ) -> None:
-        """A stream's error answer (503) whose body never ends is refused at the
-        client's `max_response_bytes`, not read until memory runs out."""
+        """A stream's error answer (503) whose body never ends is read only up to the
+        client's `max_response_bytes`, not until memory runs out, and is the retryable
+        server error a 503 is."""
         server.add_fault(FaultRule(kind="endless_body", status=503, times=1))
         client = OpenAIClient(
             ClientOptions(api_key=KEY, base_url=server.url + "/v1", max_response_bytes=BOUND),
             transport=any_transport,
         )
-        with pytest.raises(ResponseFormatError, match=_refusal(BOUND, 503)):
+        with pytest.raises(ServerError, match=_unread(BOUND, 503)) as info:
             await collect_stream(client.stream(_request()))
+        assert info.value.retryable is True
         assert await _settled(server) == 0
         _, answer = await collect_stream(client.stream(_request()))
         assert answer.outputs[0].startswith("answer ")
+
+
+class TestErrorStatusPastTheBound:
+    @pytest.mark.parametrize("status", [500, 503])
+    async def test_a_5xx_is_a_retryable_server_error_whatever_its_body(
+        self, any_transport: Transport, server: LMServer, status: int
+    ) -> None:
+        """A 5xx whose error body is longer than the bound is the retryable ServerError a
+        small 5xx is (its body left unread), not a ResponseFormatError; the transport
+        stays usable."""
+        server.add_fault(FaultRule(kind="status", status=status, times=1))
+        with pytest.raises(ServerError, match=_unread(64, status)) as info:
+            await _post(any_transport, server, 64)
+        assert (info.value.retryable, info.value.status) == (True, status)
+        assert await _settled(server) == 0
+        assert (await _post(any_transport, server, BOUND)).status == 200
+
+    async def test_a_429_is_rate_limited_with_its_retry_after(
+        self, any_transport: Transport, server: LMServer
+    ) -> None:
+        """A 429 whose body is longer than the bound is a RateLimitError carrying the
+        answer's Retry-After, as a small 429 is."""
+        server.add_fault(FaultRule(kind="status", status=429, retry_after=7, times=1))
+        with pytest.raises(RateLimitError, match=_unread(64, 429, "rate limited")) as info:
+            await _post(any_transport, server, 64)
+        assert (info.value.retryable, info.value.retry_after) == (True, 7.0)
+
+    async def test_the_client_answers_the_status_error(self, server: LMServer) -> None:
+        """Through `complete()`, a 503 past the options' bound is a ServerError."""
+        server.add_fault(FaultRule(kind="status", status=503, times=1))
+        client = OpenAIClient(
+            ClientOptions(api_key=KEY, base_url=server.url + "/v1", max_response_bytes=64)
+        )
+        try:
+            with pytest.raises(ServerError, match=_unread(64, 503)):
+                await client.complete(_request())
+        finally:
+            await client.aclose()
 
 
 class TestVendorClient:
@@ -179,7 +227,7 @@ class TestVendorClient:
 
     async def test_a_users_transport_gets_the_bound(self) -> None:
         """A transport of one's own receives the options' bound as `max_response_bytes`,
-        and a bare `SSEResponse` it builds has its refusal named for the client."""
+        and a bare `SSEResponse` it builds has its error named for the client."""
         own = _RecordingTransport()
         client = OpenAIClient(
             ClientOptions(api_key=KEY, base_url="http://127.0.0.1:9/v1", max_response_bytes=99),
@@ -188,7 +236,7 @@ class TestVendorClient:
         answer = await client.complete(_request())
         assert answer.outputs == ["ok"]
         assert own.bounds == [99]
-        with pytest.raises(ResponseFormatError, match=_refusal(99, 500)):
+        with pytest.raises(ServerError, match=_unread(99, 500)):
             await collect_stream(client.stream(_request()))
 
     @pytest.mark.parametrize("bad", [0, -1, True, 1.5, "64"])
@@ -216,9 +264,9 @@ class TestSSEResponseRead:
             model="m",
         )
         with pytest.raises(
-            ResponseFormatError,
-            match=r"^p: malformed response \(HTTP 502\) for model 'm': response body: "
-            r"larger than 10 bytes \(max_response_bytes\)$",
+            ServerError,
+            match=r"^p: server error \(HTTP 502\) for model 'm': response body: "
+            r"larger than 10 bytes \(max_response_bytes\), left unread$",
         ):
             await resp.read(10)
         assert pulled == []
@@ -228,7 +276,7 @@ class TestSSEResponseRead:
         exactly at the bound, or read with no bound, is whole."""
         pulled: list[int] = []
         over = SSEResponse(status=500, headers={}, chunks=_chunks([b"x" * 6] * 5, pulled))
-        with pytest.raises(ResponseFormatError, match=r"larger than 10 bytes"):
+        with pytest.raises(ServerError, match=r"larger than 10 bytes"):
             await over.read(10)
         assert pulled == [0, 1]
         exact = SSEResponse(status=500, headers={}, chunks=_chunks([b"x" * 5] * 2, []))
@@ -242,8 +290,7 @@ class TestEmbeddings:
         """OpenAIEmbeddings refuses an answer past its `max_response_bytes`."""
         small = OpenAIEmbeddings(
             "text-embedding-3-small",
-            api_key=KEY,
-            base_url=server.url + "/v1",
+            ClientOptions(api_key=KEY, base_url=server.url + "/v1"),
             max_response_bytes=64,
         )
         try:

@@ -528,6 +528,68 @@ class TestDeferred:
             assert await ref.call(WhoAmI()) == "deferred-1"
 
 
+@dataclass(frozen=True)
+class _Hold(Call[str]):
+    gate: asyncio.Event
+    with_caller: bool
+
+
+class _Holder(Actor):
+    """Defers each `_Hold` to a task that waits on its gate; records how each task ended."""
+
+    def __init__(self) -> None:
+        self.ended: list[str] = []
+
+    @handler
+    def hold(self, msg: _Hold) -> object:
+        async def wait() -> str:
+            try:
+                await msg.gate.wait()
+            except asyncio.CancelledError:
+                self.ended.append("cancelled")
+                raise
+            self.ended.append("finished")
+            return "done"
+
+        return self.defer(wait(), with_caller=msg.with_caller)
+
+
+class TestDeferredWithCaller:
+    @pytest.mark.parametrize("gives_up", ["timeout", "cancel"])
+    async def test_a_task_deferred_with_its_caller_ends_when_the_caller_gives_up(
+        self, runtime: Runtime, gives_up: str
+    ) -> None:
+        """`defer(..., with_caller=True)`: a caller's timeout or cancellation cancels the
+        task; a plain deferral runs on (OTP's call) and its reply is dropped."""
+        actor = _Holder()
+        ref = await runtime.spawn(actor)
+        gate = asyncio.Event()
+        calls = [
+            asyncio.ensure_future(ref.call(_Hold(gate, with_caller), timeout=0.05))
+            for with_caller in (True, False)
+        ]
+        if gives_up == "cancel":
+            await eventually(lambda: ref.statistics().in_flight == 2)
+            for call in calls:
+                call.cancel()
+        done = await asyncio.gather(*calls, return_exceptions=True)
+        expected = CallTimeout if gives_up == "timeout" else asyncio.CancelledError
+        assert all(isinstance(d, expected) for d in done)
+        await eventually(lambda: actor.ended == ["cancelled"])
+        gate.set()
+        await eventually(lambda: ref.statistics().in_flight == 0)
+        assert actor.ended == ["cancelled", "finished"] and ref.alive
+
+    async def test_a_task_deferred_with_its_caller_answers_it(self, runtime: Runtime) -> None:
+        """A caller still waiting gets the task's answer; nothing is cancelled."""
+        actor = _Holder()
+        ref = await runtime.spawn(actor)
+        gate = asyncio.Event()
+        gate.set()
+        assert await ref.call(_Hold(gate, True)) == "done"
+        assert actor.ended == ["finished"]
+
+
 class TestLinksAndMonitors:
     async def test_monitor_delivers_down_with_reason(self, runtime: Runtime) -> None:
         """A monitored actor's exit arrives as Down(ref, reason)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from lmvisor.config.errors import ConfigError
-from lmvisor.config.schema import LmvisorConfig, ServerConfig
+from lmvisor.config.schema import LmvisorConfig, RateLimiterConfig, ServerConfig
 from lmvisor.runtime.actor import Actor, handler
 from lmvisor.runtime.config_service import (
     ConfigChanged,
@@ -20,7 +20,7 @@ from lmvisor.runtime.config_service import (
     subscribe_config,
     update_config,
 )
-from lmvisor.runtime.errors import ActorExited
+from lmvisor.runtime.errors import ActorExited, RateLimited
 from lmvisor.runtime.messages import Call
 from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime
@@ -169,3 +169,62 @@ class TestConfigService:
         await until(lambda: runtime.whereis(SERVICE) not in (None, first), rounds=10_000)
         await update_config(runtime.via(SERVICE), "server.port", 4321)
         assert await listener.call(_Changes()) == [("server.port", 8750, 4321)]
+
+
+class TestNamedProtections:
+    async def test_an_infrastructure_update_reconfigures_built_breakers_and_limiters(
+        self, runtime: Runtime
+    ) -> None:
+        """The runtime's named breakers and limiters (a vendor's, held by its provider) take
+        an accepted infrastructure update in place; they kept their start-up values."""
+        service = runtime.via("config")
+        await update_config(service, "infrastructure.rate_limiters.openai", {"limit": 2})
+        limiter = runtime.protections.limiter("openai")
+        breaker = runtime.protections.breaker("openai")
+        assert limiter is not None
+        await update_config(service, "infrastructure.rate_limiters.openai.limit", 50)
+        await update_config(service, "infrastructure.circuit_breakers.default.failure_threshold", 1)
+        assert limiter.statistics().limit == 50
+        assert breaker.failure_threshold == 1
+        assert runtime.protections.limiter("openai") is limiter
+
+    async def test_a_removed_entry_falls_back_to_the_callees_own_limit(
+        self, runtime: Runtime
+    ) -> None:
+        """A limiter built over a vendor's own limit returns to it when its entry goes."""
+        own = RateLimiterConfig(limit=7, scale=60.0)
+        service = runtime.via("config")
+        await update_config(service, "infrastructure.rate_limiters.openai", {"limit": 2})
+        limiter = runtime.protections.limiter("openai", default=own)
+        assert limiter is not None and limiter.statistics().limit == 2
+        await update_config(service, "infrastructure.rate_limiters", {})
+        assert limiter.statistics().limit == 7
+
+    async def test_a_removed_entry_with_no_own_limit_lifts_the_limiter(
+        self, runtime: Runtime
+    ) -> None:
+        """With no limit of the callee's own, removing the entry stops the limiting (the
+        holder keeps the object); setting one again limits again."""
+        service = runtime.via("config")
+        await update_config(service, "infrastructure.rate_limiters.openai", {"limit": 1})
+        limiter = runtime.protections.limiter("openai")
+        assert limiter is not None
+        limiter.try_acquire()
+        await update_config(service, "infrastructure.rate_limiters", {})
+        for _ in range(3):
+            limiter.try_acquire()
+        await update_config(service, "infrastructure.rate_limiters.openai", {"limit": 1})
+        with pytest.raises(RateLimited, match=r"^rate limit 'openai' reached"):
+            limiter.try_acquire()
+
+    async def test_a_refused_update_leaves_protections_as_they_were(self, runtime: Runtime) -> None:
+        """A refused breaker threshold (0) is a ConfigError naming the field; the breaker,
+        the tree and the subscribers are untouched."""
+        service = runtime.via("config")
+        breaker = runtime.protections.breaker("openai")
+        path = "infrastructure.circuit_breakers.default.failure_threshold"
+        with pytest.raises(ConfigError, match=r"^invalid configuration \(update, 1 problem\)") as e:
+            await update_config(service, path, 0)
+        assert e.value.paths == (path,)
+        assert breaker.failure_threshold == 5
+        assert await get_config(service, path) == 5

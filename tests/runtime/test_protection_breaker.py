@@ -245,3 +245,32 @@ class TestValidation:
         """Bad thresholds are rejected at construction with the field named."""
         with pytest.raises(ValueError, match=message):
             CircuitBreaker("svc", **kwargs)  # type: ignore[arg-type]
+
+
+class TestReconfigure:
+    def test_a_lowered_threshold_opens_at_the_next_failure(self) -> None:
+        """Thresholds change in place; the consecutive failures counted so far still count."""
+        breaker = CircuitBreaker("api", failure_threshold=5, clock=MockClock())
+        for _ in range(2):
+            breaker.on_failure(TimeoutError())
+        breaker.reconfigure(failure_threshold=1, recovery_time=30.0, success_threshold=1)
+        assert breaker.state is BreakerState.CLOSED
+        breaker.on_failure(TimeoutError())
+        assert breaker.state is BreakerState.OPEN
+
+    def test_an_open_breaker_stays_open_for_the_new_recovery_time(self) -> None:
+        """An open breaker keeps its state; the new recovery_time counts from its opening."""
+        clock = MockClock()
+        breaker = CircuitBreaker("api", failure_threshold=1, recovery_time=600.0, clock=clock)
+        breaker.on_failure(TimeoutError())
+        breaker.reconfigure(failure_threshold=1, recovery_time=5.0, success_threshold=1)
+        clock.advance(5.0)
+        assert breaker.before_call() is True
+        assert breaker.state is BreakerState.HALF_OPEN
+
+    def test_bad_values_are_refused_and_change_nothing(self) -> None:
+        """A threshold of 0 is a ValueError; the old thresholds stay."""
+        breaker = CircuitBreaker("api", failure_threshold=5, clock=MockClock())
+        with pytest.raises(ValueError, match=r"^failure_threshold must be >= 1, got 0$"):
+            breaker.reconfigure(failure_threshold=0, recovery_time=30.0, success_threshold=1)
+        assert breaker.failure_threshold == 5

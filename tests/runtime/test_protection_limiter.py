@@ -214,3 +214,80 @@ class TestValidation:
         limiter = RateLimiter("api", limit=1, clock=MockClock())
         with pytest.raises(ValueError, match=r"^tokens must be >= 0, got -1$"):
             limiter.try_acquire(tokens=-1)
+
+
+class TestReconfigure:
+    async def test_a_raised_limit_lets_waiters_through_at_once(self) -> None:
+        """Waiters sleeping out the old rate (1 per 60 s) are re-timed by a raised limit and
+        all pass without time moving, in arrival order."""
+        clock = MockClock()
+        limiter = RateLimiter("api", limit=1, period=60.0, clock=clock)
+        limiter.try_acquire()
+        order: list[int] = []
+
+        async def take(n: int) -> None:
+            await limiter.acquire()
+            order.append(n)
+
+        tasks = [asyncio.create_task(take(n)) for n in range(100)]
+        await until(lambda: limiter.statistics().waiting == 100 and clock.sleepers == 1)
+        limiter.reconfigure(limit=1000, period=60.0, token_limit=None)
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+        assert order == list(range(100))
+        stats = limiter.statistics()
+        assert (stats.limit, stats.admitted, stats.waiting) == (1000, 101, 0)
+
+    async def test_a_lowered_limit_keeps_the_capacity_in_use(self) -> None:
+        """Capacity taken under the old limit stays taken: a lower limit refuses at once."""
+        limiter = RateLimiter("api", limit=10, period=1.0, clock=MockClock())
+        for _ in range(3):
+            limiter.try_acquire()
+        limiter.reconfigure(limit=2, period=1.0, token_limit=None)
+        with pytest.raises(RateLimited, match=r"^rate limit 'api' reached; retry in 1\.000s$"):
+            limiter.try_acquire()
+
+    async def test_a_token_bucket_is_added_and_dropped(self) -> None:
+        """token_limit set later bounds tokens from then on; None stops counting them."""
+        limiter = RateLimiter("api", limit=100, period=1.0, clock=MockClock())
+        limiter.reconfigure(limit=100, period=1.0, token_limit=10)
+        limiter.try_acquire(tokens=10)
+        with pytest.raises(RateLimited):
+            limiter.try_acquire(tokens=1)
+        limiter.reconfigure(limit=100, period=1.0, token_limit=None)
+        limiter.try_acquire(tokens=1_000)
+        assert limiter.statistics().token_limit is None
+
+    @pytest.mark.parametrize(
+        ("limit", "period", "message"),
+        [
+            (0, 1.0, r"^limit must be > 0 and finite, got 0$"),
+            (math.nan, 1.0, r"^limit must be > 0 and finite, got nan$"),
+            (0.5, 1.0, r"^limit must be >= 1 \(one request\), got 0\.5$"),
+            (1, math.inf, r"^period must be > 0 and finite, got inf$"),
+        ],
+    )
+    async def test_bad_bounds_are_refused_and_change_nothing(
+        self, limit: float, period: float, message: str
+    ) -> None:
+        """Bounds the constructor refuses are a ValueError; the old bounds stay."""
+        limiter = RateLimiter("api", limit=5, period=2.0, clock=MockClock())
+        with pytest.raises(ValueError, match=message):
+            limiter.reconfigure(limit=limit, period=period, token_limit=None)
+        stats = limiter.statistics()
+        assert (stats.limit, stats.period) == (5, 2.0)
+
+    async def test_lift_lets_every_waiter_and_later_caller_through(self) -> None:
+        """A lifted limiter admits its waiters at once and every later call; reconfigure
+        limits again."""
+        clock = MockClock()
+        limiter = RateLimiter("api", limit=1, period=60.0, clock=clock)
+        limiter.try_acquire()
+        tasks = [asyncio.create_task(limiter.acquire()) for _ in range(10)]
+        await until(lambda: limiter.statistics().waiting == 10 and clock.sleepers == 1)
+        limiter.lift()
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+        for _ in range(5):
+            limiter.try_acquire()
+        limiter.reconfigure(limit=1, period=60.0, token_limit=None)
+        with pytest.raises(RateLimited):
+            limiter.try_acquire()

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from lmvisor.runtime.errors import ActorExited, NameAlreadyRegistered, NameNotRegistered
+from lmvisor.runtime.actor import Actor
+from lmvisor.runtime.child_spec import ChildSpec
+from lmvisor.runtime.errors import (
+    ActorExited,
+    NameAlreadyRegistered,
+    NameNotRegistered,
+    RuntimeClosed,
+)
 from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.registry import RegistryStatistics
 from lmvisor.runtime.runtime import Runtime
@@ -127,3 +134,56 @@ class TestVia:
             assert ra.whereis("cache") is a and rb.whereis("cache") is b
             with pytest.raises(ValueError, match=r"belongs to namespace 'a', not 'b'$"):
                 rb.registry.register("x", a)
+
+
+class _CallsOnStop(Actor):
+    """Sends to a name nobody holds from its `terminate`, and keeps what that raised."""
+
+    def __init__(self, seen: list[BaseException]) -> None:
+        self.seen = seen
+
+    async def terminate(self, reason: object) -> None:
+        try:
+            await self.runtime.via("nobody").call(Get())
+        except Exception as exc:
+            self.seen.append(exc)
+
+
+class TestClosedRuntime:
+    async def test_every_send_through_a_name_says_the_runtime_is_closed(self) -> None:
+        """After the block, call/cast/cast_nowait/resolve on a via raise RuntimeClosed."""
+        async with Runtime.open(namespace="gone") as rt:
+            await rt.spawn(Counter(), name="svc")
+            address = rt.via("svc")
+            assert await address.call(Add(2)) == 2
+            assert not rt.closed
+        assert rt.closed
+        closed = r"^runtime 'gone' is closed: a message to 'svc' needs a running runtime$"
+        with pytest.raises(RuntimeClosed, match=closed) as caught:
+            await address.call(Get())
+        with pytest.raises(RuntimeClosed, match=closed):
+            await address.cast(Inc(1))
+        with pytest.raises(RuntimeClosed, match=closed):
+            address.cast_nowait(Inc(1))
+        with pytest.raises(RuntimeClosed, match=closed):
+            rt.via("svc").resolve()
+        error = caught.value
+        assert not isinstance(error, NameNotRegistered)
+        assert (error.code, error.retryable, error.namespace) == ("runtime_closed", False, "gone")
+        assert rt.whereis("svc") is None
+
+    async def test_an_open_runtime_still_says_the_name_is_not_registered(
+        self, runtime: Runtime
+    ) -> None:
+        """A free name in a running runtime is NameNotRegistered (retryable), not closed."""
+        with pytest.raises(NameNotRegistered) as caught:
+            await runtime.via("free").call(Get())
+        assert caught.value.retryable and not runtime.closed
+
+    async def test_a_send_while_the_tree_stops_is_refused_as_closed(self) -> None:
+        """An actor's terminate that sends to a free name during shutdown gets RuntimeClosed."""
+        seen: list[BaseException] = []
+        async with Runtime.open(namespace="stopping") as rt:
+            await rt.start_child(ChildSpec("caller", lambda: _CallsOnStop(seen)))
+        assert [type(e) for e in seen] == [RuntimeClosed]
+        assert str(seen[0]).startswith("runtime 'stopping' is closed: a message to 'nobody' ")

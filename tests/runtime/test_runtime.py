@@ -14,7 +14,7 @@ from lmvisor.runtime.actor import Actor, ActorRef, Deferred, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import MockClock
 from lmvisor.runtime.correlation import correlation_scope
-from lmvisor.runtime.errors import ActorExited, SupervisorGaveUp
+from lmvisor.runtime.errors import ActorExited, RuntimeClosed, SupervisorGaveUp
 from lmvisor.runtime.messages import Call, Shutdown
 from lmvisor.runtime.observe.logs import capture_logs, get_logger
 from lmvisor.runtime.observe.store import query_events
@@ -50,11 +50,13 @@ class TestOpen:
             Runtime(object(), config=None, namespace="x", clock=None)  # type: ignore[arg-type]
 
     async def test_closed_runtime_refuses_spawns(self) -> None:
-        """Spawning into a closed runtime raises RuntimeError."""
+        """Spawning into a closed runtime raises RuntimeClosed, a RuntimeError too."""
         async with Runtime.open(namespace="gone") as rt:
             pass
-        with pytest.raises(RuntimeError, match=r"^runtime 'gone' is closed$"):
+        expected = r"^runtime 'gone' is closed: spawning an actor needs a running runtime$"
+        with pytest.raises(RuntimeClosed, match=expected) as caught:
             await rt.spawn(Counter())
+        assert isinstance(caught.value, RuntimeError)
 
 
 class TestNamespace:
@@ -151,10 +153,11 @@ class TestAsCurrent:
         assert line["namespace"] == "a"
 
     async def test_a_closed_runtime_cannot_be_made_current(self) -> None:
-        """Entering a closed runtime raises RuntimeError naming it."""
+        """Entering a closed runtime raises RuntimeClosed naming it."""
         async with Runtime.open(namespace="gone") as rt:
             pass
-        with pytest.raises(RuntimeError, match=r"^runtime 'gone' is closed$"), rt.as_current():
+        expected = r"^runtime 'gone' is closed: as_current\(\) needs a running runtime$"
+        with pytest.raises(RuntimeClosed, match=expected), rt.as_current():
             pass
 
     async def test_left_in_another_context_restores_the_one_before(self) -> None:
@@ -381,6 +384,23 @@ class TestRootGivesUp:
                         await _crash_child(rt, rt.root, "w")
                 except asyncio.CancelledError:
                     pass
+
+    async def test_a_runtime_whose_root_gave_up_is_closed_before_its_block_exits(self) -> None:
+        """Once the root gives up, names resolve to RuntimeClosed even inside the block."""
+        seen: list[object] = []
+        with capture_logs(), pytest.raises(SupervisorGaveUp):
+            async with Runtime.open(namespace="given-up", clock=MockClock()) as rt:
+                await rt.start_child(ChildSpec("w", Counter))
+                assert not rt.closed
+                try:
+                    for _ in range(4):
+                        await _crash_child(rt, rt.root, "w")
+                except asyncio.CancelledError:
+                    seen.append(rt.closed)
+                    with pytest.raises(RuntimeClosed, match=r"^runtime 'given-up' is closed: "):
+                        rt.via("nobody").resolve()
+                    seen.append("refused")
+        assert seen == [True, "refused"]
 
     async def test_another_cancellation_still_propagates(self) -> None:
         """If the owner is also cancelled from outside, CancelledError wins, as in asyncio."""

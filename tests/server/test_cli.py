@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -18,6 +19,7 @@ from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.errors import EventsFileUnavailable, StartError
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.cli import app, exit_code_for, main, one_line
+from lmvisor.server.client import SILENT_HEARTBEATS
 from lmvisor.server.errors import DaemonRefused
 from lmvisor.server.host import DAEMON_NAMESPACE
 from tests.server.conftest import APP_TREE, ROOT, DaemonProcess, daemon_env
@@ -248,6 +250,46 @@ class TestEvents:
             follower.kill()
             follower.communicate()
         assert "server.draining" in [item["data"]["type"] for item in rest]
+
+    def test_follow_a_daemon_that_goes_silent_gives_up_typed(
+        self, spawn_daemon: Callable[..., DaemonProcess]
+    ) -> None:
+        """The daemon states its heartbeat interval; a follower outlives a quiet stream
+        (more than 3 intervals with no event, only heartbeats), but once the daemon sends
+        nothing at all (stopped) it gives up after 3 intervals: DaemonSilent, exit 1."""
+        daemon = spawn_daemon(LMVISOR_SERVER__SSE_HEARTBEAT="0.1")
+        follower = subprocess.Popen(
+            [LMVISOR, "events", "--follow", "--json", "--url", daemon.url, "--type", "none.*"],
+            cwd=ROOT,
+            env=daemon_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            params = {"follow": "true", "type": "none.*"}
+            with httpx.stream("GET", daemon.url + "/v1/events", params=params) as watch:
+                assert watch.headers["X-SSE-Heartbeat"] == "0.1"
+                beats = 0
+                for line in watch.iter_lines():
+                    beats += line == ": keep-alive"
+                    if beats == 2 * SILENT_HEARTBEATS:
+                        break
+            assert follower.poll() is None  # heartbeats alone keep it following
+            daemon.signal(signal.SIGSTOP)
+            try:
+                code = follower.wait(30)
+            finally:
+                daemon.signal(signal.SIGCONT)
+            _, stderr = follower.communicate()
+        finally:
+            follower.kill()
+            follower.communicate()
+        assert code == 1
+        assert stderr == (
+            f"error: the daemon at {daemon.url} sent nothing on GET /v1/events for 0.3s,"
+            " not even a heartbeat: it stalled or the connection is gone\n"
+        )
 
     def test_follow_embedded_stops_on_ctrl_c(self, tmp_path: Path) -> None:
         """Embedded `events --follow` says what it follows and exits 0 on SIGINT."""

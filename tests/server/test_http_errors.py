@@ -30,6 +30,7 @@ from lmvisor.server.http_errors import (
     status_for,
 )
 from lmvisor.services.errors import (
+    AppClosed,
     BudgetExceeded,
     JobRunsElsewhere,
     ModuleAlreadyRegistered,
@@ -65,6 +66,7 @@ class TestStatusFor:
             (CircuitOpen(name="x", retry_after=1.0), 503),
             (ActorExited(actor="a"), 503),
             (Draining(), 503),
+            (AppClosed(namespace="daemon", operation="app.run()"), 503),
             (BudgetExceeded(provider="p", spent=1, limit=1, retry_after=5), 503),
             (StoreUnavailable(path="/d/optimization.sqlite3", problem="locked"), 503),
             (UnknownModule(module_id="qa"), 404),

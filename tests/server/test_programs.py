@@ -339,6 +339,18 @@ class TestVersions:
         assert after["predictors"][0]["instructions"] != "Answer in French."
         assert _error(again, 409)["code"] == "no_previous_version"
 
+    async def test_concurrent_swaps_each_name_the_version_they_replaced(self, app: App) -> None:
+        """Swaps sent at once each answer `previous` as the version they replaced: 1, 2, 3."""
+        async with api_client(app) as (_, client):
+            await _register(client)
+            answers = await asyncio.gather(
+                *(client.put("/v1/programs/qa/version", json={"program": COT}) for _ in range(3))
+            )
+            back = await client.post("/v1/programs/qa/rollback")
+        changes = sorted((a.json()["version"], a.json()["previous"]) for a in answers)
+        assert changes == [(2, 1), (3, 2), (4, 3)]
+        assert back.json() == {"module_id": "qa", "version": 3, "previous": 4}
+
     async def test_hot_swap_a_new_spec(self, app: App) -> None:
         """A whole new spec replaces the program's type; runs answer from it."""
         async with api_client(app) as (_, client):

@@ -20,9 +20,12 @@ from lmvisor.config.errors import ConfigError
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.settings import context
+from lmvisor.runtime.actor import Actor
+from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.services.app import open_app
 from lmvisor.services.errors import AppClosed
 from lmvisor.testing.lm_server import LMServer
+from lmvisor.testing.scripted_lm import ScriptedLM
 
 QUIET = {"logging": {"level": "error"}}
 
@@ -92,6 +95,60 @@ class TestClosedApp:
             refused = pytest.raises(AppClosed, match=_closed("a call to openai/gpt-4o-mini"))
             with context(lm=held), refused:
                 await Predict("question -> answer")(question="asked after close")
+
+    async def test_the_modules_client_after_the_block_is_refused_as_closed(
+        self, lm_server: LMServer
+    ) -> None:
+        """Every call through `app.modules` raises AppClosed, not a missing actor's name."""
+        async with open_app(_config(data_dir=None), lm_server=lm_server) as app:
+            await app.register("qa", Predict("question -> answer"))
+        modules = app.modules
+        calls: dict[str, Callable[[], Awaitable[Any]]] = {
+            "register": lambda: modules.register("qb", Predict("q -> a")),
+            "swap": lambda: modules.swap("qa", Predict("question -> answer")),
+            "rollback": lambda: modules.rollback("qa"),
+            "unregister": lambda: modules.unregister("qa"),
+            "describe": lambda: modules.describe("qa"),
+            "get": lambda: modules.get("qa"),
+            "list_modules": modules.list_modules,
+            "execute": lambda: modules.execute("qa", {"question": "late"}),
+        }
+        for verb, call in calls.items():
+            with pytest.raises(AppClosed, match=_closed(f"app.modules.{verb}()")):
+                await call()
+
+    async def test_a_held_lm_is_refused_while_the_tree_stops_even_on_a_cache_hit(
+        self, lm_server: LMServer
+    ) -> None:
+        """Asked from a service's terminate during shutdown, a cached answer is AppClosed."""
+        seen: list[object] = []
+
+        class AsksOnStop(Actor):
+            async def terminate(self, reason: object) -> None:
+                try:
+                    with context(lm=held):
+                        seen.append(await Predict("question -> answer")(question="warm"))
+                except AppClosed as exc:
+                    seen.append(exc.operation)
+
+        async with open_app(_config(data_dir=None), lm_server=lm_server) as app:
+            held = app.lm()
+            with context(lm=held):
+                await Predict("question -> answer")(question="warm")  # now in L1
+            await app.runtime.start_child(ChildSpec("asks", AsksOnStop))
+        assert seen == ["a call to openai/gpt-4o-mini"]
+
+    async def test_a_cache_in_front_of_your_lm_is_spent_with_the_app(self) -> None:
+        """After the block, a `cache_in_front` LM answers neither from its cache nor upstream."""
+        upstream = ScriptedLM(model="mine/lm")
+        async with open_app(_config(data_dir=None), loopback_lm="always") as app:
+            cached = app.cache_in_front(upstream)
+            with context(lm=cached):
+                await Predict("question -> answer")(question="warm")
+        for question in ("warm", "cold"):
+            with context(lm=cached), pytest.raises(AppClosed, match=_closed("a call to mine/lm")):
+                await Predict("question -> answer")(question=question)
+        assert len(upstream.requests) == 1
 
     async def test_what_the_app_left_behind_is_still_readable(self, lm_server: LMServer) -> None:
         """After close the tree, the events and the providers' health can still be read."""

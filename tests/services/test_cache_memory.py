@@ -56,6 +56,25 @@ class TestBounds:
         tier.put("a", _entry(), now=0.0)
         assert len(tier) == 0
 
+    def test_resize_evicts_least_recently_used_down_to_the_new_bounds(self) -> None:
+        """Smaller bounds evict at once (least recently used first), counted as evictions."""
+        tier = _tier(max_entries=5)
+        for key in "abcde":
+            tier.put(key, _entry(), now=0.0)
+        assert tier.get("a", now=0.0) is not None
+        assert tier.resize(max_entries=2, max_bytes=10_000) == 3
+        assert {k for k in "abcde" if tier.get(k, now=0.0)} == {"a", "e"}
+        stats = tier.statistics()
+        assert (stats.entries, stats.bytes, stats.max_entries, stats.evictions) == (2, 36, 2, 3)
+        assert tier.resize(max_entries=2, max_bytes=0) == 2 and tier.statistics().bytes == 0
+
+    def test_resize_refuses_negative_bounds_and_keeps_the_old(self) -> None:
+        """A negative bound is a ValueError and changes nothing."""
+        tier = _tier()
+        with pytest.raises(ValueError, match=r"^MemoryTier bounds must be >= 0$"):
+            tier.resize(max_entries=-1, max_bytes=10)
+        assert (tier.max_entries, tier.max_bytes) == (3, 10_000)
+
     def test_negative_bounds_are_refused(self) -> None:
         """Bounds below zero are a ValueError."""
         with pytest.raises(ValueError, match=r"^MemoryTier bounds must be >= 0$"):

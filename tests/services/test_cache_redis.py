@@ -10,18 +10,18 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from lmvisor.config import load_config
+from lmvisor.config.errors import ConfigError
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.settings import context
 from lmvisor.runtime.clock import MockClock
-from lmvisor.runtime.errors import StartError
 from lmvisor.runtime.observe.names import BREAKER_STATE_CHANGED
 from lmvisor.runtime.protection.breaker import BreakerState, CircuitBreaker
 from lmvisor.services.app import App, open_app
 from lmvisor.services.cache_entry import CacheEntry, encode_entry
 from lmvisor.services.cache_redis import RedisTier
 from lmvisor.services.cache_store import CacheStatistics
-from lmvisor.services.errors import ServiceInputError
 from lmvisor.testing.lm_server import LMServer
 from tests.services._redis import RedisServer
 
@@ -197,20 +197,15 @@ class TestSilentRedis:
 
 
 class TestBadUrl:
-    async def test_an_option_redis_cannot_read_is_a_typed_start_error(self) -> None:
-        """A URL option redis-py refuses (it passes the config's URL check) fails the cache's
-        start with a ServiceInputError naming the setting and quoting no password (it was a
-        bare ValueError out of redis-py)."""
+    async def test_an_option_redis_cannot_read_is_a_config_error(self) -> None:
+        """A URL option redis-py refuses when L2 opens (?socket_timeout=abc) is refused when
+        the settings are loaded, naming cache.l2_redis_url and quoting no password (it was a
+        StartError of the cache, and after a live update a crash of every restart)."""
         url = "redis://:hunter2@127.0.0.1:1/0?socket_timeout=abc"
-        config = LmvisorConfig.model_validate(
-            {"cache": {"l2_redis_url": url}, "data_dir": None, "logging": {"level": "critical"}}
-        )
-        with pytest.raises(StartError) as info:
-            async with open_app(config):
-                pass
-        reason = info.value.reason
-        assert isinstance(reason, ServiceInputError) and reason.field == "cache.l2_redis_url"
-        assert "hunter2" not in str(info.value)
+        with pytest.raises(ConfigError, match=r"^invalid configuration \(load, 1 problem\)") as e:
+            load_config(cache={"l2_redis_url": url})
+        assert e.value.paths == ("cache.l2_redis_url",)
+        assert "hunter2" not in str(e.value)
 
 
 class TestGetConnections:

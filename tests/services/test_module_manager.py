@@ -28,6 +28,7 @@ from lmvisor.runtime.observe.names import (
     MODULE_ROLLED_BACK,
     MODULE_SWAPPED,
 )
+from lmvisor.runtime.supervisor import restart_child, terminate_child
 from lmvisor.services.app import App
 from lmvisor.services.errors import (
     ModuleAlreadyRegistered,
@@ -542,6 +543,83 @@ class TestProtections:
             await app.run("qa", {"question": "second"}, timeout=1.0)
         await update_config(config, "infrastructure.rate_limiters", {})
         assert (await app.run("qa", {"question": "third"}, timeout=1.0)).strategy == "primary"
+
+    @pytest.mark.lmvisor_config(
+        infrastructure={"rate_limiters": {"qa": {"limit": 1, "scale": 3600}}},
+        modules={"timeout": None},  # no deadline: the executions wait their turn
+    )
+    async def test_a_raised_limit_drains_executions_waiting_in_the_limiter(self, app: App) -> None:
+        """100 executions waiting out 1 per hour all run once the limit is raised: the
+        limiter is changed in place (a new one left them sleeping out the old rate)."""
+        await app.register("qa", QA)
+        await app.run("qa", {"question": "first"})
+        limiter = app.modules._table.records["qa"].limiter
+        assert limiter is not None
+        runs = [asyncio.create_task(app.run("qa", {"question": f"q{n}"})) for n in range(100)]
+        for _ in range(500):
+            if limiter.statistics().waiting == 100:
+                break
+            await asyncio.sleep(0.01)
+        assert limiter.statistics().waiting == 100
+        config = app.runtime.via("config")
+        await update_config(
+            config, "infrastructure.rate_limiters.qa", {"limit": 500, "scale": 3600}
+        )
+        done = await asyncio.wait_for(asyncio.gather(*runs), timeout=30)
+        assert len(done) == 100 and limiter.statistics().waiting == 0
+        assert app.modules._table.records["qa"].limiter is limiter
+
+    @pytest.mark.lmvisor_config(
+        infrastructure={"rate_limiters": {"qa": {"limit": 1, "scale": 3600}}},
+        modules={"timeout": None},
+    )
+    async def test_a_removed_limit_frees_executions_waiting_in_the_limiter(self, app: App) -> None:
+        """Executions waiting in a limiter whose entry is removed run at once (they kept
+        sleeping out the old rate in a limiter nobody else used any more)."""
+        await app.register("qa", QA)
+        await app.run("qa", {"question": "first"})
+        limiter = app.modules._table.records["qa"].limiter
+        assert limiter is not None
+        runs = [asyncio.create_task(app.run("qa", {"question": f"q{n}"})) for n in range(20)]
+        for _ in range(500):
+            if limiter.statistics().waiting == 20:
+                break
+            await asyncio.sleep(0.01)
+        await update_config(app.runtime.via("config"), "infrastructure.rate_limiters", {})
+        assert len(await asyncio.wait_for(asyncio.gather(*runs), timeout=30)) == 20
+        assert app.modules._table.records["qa"].limiter is None
+
+    @pytest.mark.lmvisor_config(
+        infrastructure={"circuit_breakers": {"qa": {"failure_threshold": 1}}},
+    )
+    async def test_an_edited_breaker_keeps_its_state(self, app: App) -> None:
+        """A breaker's thresholds changed at run time keep an open breaker open (editing
+        any of them closed it, letting calls through to an LM known to fail)."""
+        await app.register("qa", QA)
+        breaker = app.modules._table.records["qa"].breaker
+        breaker.on_failure(TimeoutError())
+        config = app.runtime.via("config")
+        await update_config(config, "infrastructure.circuit_breakers.qa.failure_threshold", 3)
+        assert app.modules._table.records["qa"].breaker is breaker
+        assert breaker.failure_threshold == 3
+        with pytest.raises(CircuitOpen, match=r"^circuit 'module:qa' is open"):
+            await app.run("qa", {"question": "x"})
+
+    async def test_an_update_made_while_the_manager_is_down_applies_when_it_is_back(
+        self, app: App
+    ) -> None:
+        """A limiter set while the manager is stopped (its notice went to nobody) binds the
+        program once the manager runs again: a new incarnation catches up on the tree."""
+        await app.register("qa", QA)
+        runtime = app.runtime
+        modules = next(c.ref for c in await runtime.which_children() if c.id == "modules")
+        assert modules is not None
+        await terminate_child(modules, "manager")
+        await update_config(runtime.via("config"), "infrastructure.rate_limiters.qa", {"limit": 1})
+        await restart_child(modules, "manager")
+        await app.run("qa", {"question": "first"})
+        with pytest.raises(RateLimited, match=r"^rate limit 'module:qa' reached"):
+            await app.run("qa", {"question": "second"}, timeout=1.0)
 
     async def test_cache_switch_applies_without_restart(
         self, app: App, lm_server: LMServer

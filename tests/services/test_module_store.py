@@ -15,6 +15,7 @@ from lmvisor.programs.module import Module
 from lmvisor.programs.predict import Predict
 from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.observe.names import STORE_RECORD_SKIPPED
+from lmvisor.services import module_store
 from lmvisor.services.app import open_app
 from lmvisor.services.errors import CorruptRecord, ModuleAlreadyRegistered, UnknownModule
 from lmvisor.services.module_store import ProgramStore, StoredProgram, StoredVersion
@@ -80,8 +81,63 @@ class TestProgramStore:
         await store.save(_stored("qa", (1,)), fresh=True)
         (kept,) = await store.load()
         assert [v.number for v in kept.versions] == [1]
-        await store.delete("qa")
+        await store.delete("qa", next_number=2)
         assert await store.load() == []
+        await store.close()
+
+    async def test_a_deleted_id_keeps_where_its_numbering_resumes(self, tmp_path: Path) -> None:
+        """`delete` keeps the highest next number across reopens; a save of the id drops it."""
+        path = tmp_path / "modules.sqlite3"
+        store = ProgramStore(path)
+        await store.save(_stored("qa", (1, 2, 3, 4)))
+        await store.delete("qa", next_number=5)
+        await store.delete("qa", next_number=3)  # never lower: the mark only rises
+        await store.delete("zz", next_number=2)
+        await store.close()
+        again = ProgramStore(path)
+        assert await again.next_numbers() == {"qa": 5, "zz": 2}
+        await again.save(_stored("qa", (5,)), fresh=True)
+        assert await again.next_numbers() == {"zz": 2}
+        _raw(path, "INSERT INTO retired VALUES ('bad', 'x')")
+        _raw(path, "INSERT INTO retired VALUES (?, 4)", b"\xff")
+        assert await again.next_numbers() == {"zz": 2}
+        await again.close()
+
+    async def test_only_the_ids_unregistered_last_keep_their_marks(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The file keeps the marks of the `MAX_RETIRED` ids deleted last (an id deleted again
+        counts as new, keeping its highest mark), in the order they were deleted."""
+        monkeypatch.setattr(module_store, "MAX_RETIRED", 3)
+        path = tmp_path / "modules.sqlite3"
+        store = ProgramStore(path)
+        for name, number in (("a", 2), ("b", 7), ("c", 2), ("b", 3), ("d", 4)):
+            await store.delete(name, next_number=number)
+        assert list((await store.next_numbers()).items()) == [("c", 2), ("b", 7), ("d", 4)]
+        await store.close()
+
+    async def test_a_file_in_the_layout_before_retired_is_read_and_extended(
+        self, tmp_path: Path
+    ) -> None:
+        """A file written with only `programs` and `versions` loads as it was and gains the
+        `retired` table on open; opening it again changes nothing more."""
+        path = tmp_path / "modules.sqlite3"
+        writer = ProgramStore(path)
+        await writer.save(_stored("qa"))
+        await writer.close()
+        _raw(path, "DROP TABLE retired")  # what main's layout wrote
+        for _ in range(2):
+            store = ProgramStore(path)
+            assert await store.load() == [_stored("qa")]
+            assert await store.next_numbers() == {}
+            await store.close()
+        with sqlite3.connect(path) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        db.close()
+        assert {"programs", "versions", "retired"} <= tables
+        store = ProgramStore(path)
+        await store.delete("qa", next_number=3)
+        assert await store.next_numbers() == {"qa": 3}
         await store.close()
 
     async def test_nothing_kept_without_a_path(self, tmp_path: Path) -> None:
@@ -175,6 +231,44 @@ class TestRestartKeepsPrograms:
         async with open_app(config, lm_server=lm_server) as third:
             assert (await third.describe("other")).version == 2
             assert await third.rollback("other") == 1
+
+    @pytest.mark.parametrize("kept", [True, False])
+    async def test_an_id_registered_again_never_reuses_a_version_number(
+        self, lm_server: LMServer, tmp_path: Path, kept: bool
+    ) -> None:
+        """Unregister and register again continue the id's numbering, in one app and, with a
+        data directory, after a reopen too; its events say so."""
+        config = _config(tmp_path / "data" if kept else None)
+        async with open_app(config, lm_server=lm_server) as app:
+            await app.register("qa", QA)
+            assert await app.swap("qa", {**QA, "instructions": "v2"}) == 2
+            await app.unregister("qa")
+            info = await app.register("qa", QA)
+            assert (info.version, info.versions) == (3, (3,))
+            assert await app.swap("qa", {**QA, "instructions": "v4"}) == 4
+            assert (await app.run("qa", {"question": "which?"})).version == 4
+            await app.unregister("qa")
+            registered = app.runtime.events.ring.query(type="module.registered")
+            assert [e.data["version"] for e in registered] == [1, 3]
+        async with open_app(config, lm_server=lm_server) as again:
+            info = await again.register("qa", QA)
+            assert info.version == (5 if kept else 1)
+            await again.register("new", QA)
+            assert (await again.describe("new")).version == 1
+
+    async def test_an_app_keeps_the_marks_of_the_ids_unregistered_last(
+        self, lm_server: LMServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Ids registered and dropped without end hold at most `MAX_RETIRED` marks: the
+        oldest id's numbering starts over, the newest ones' continue."""
+        monkeypatch.setattr(module_store, "MAX_RETIRED", 2)
+        async with open_app(_config(None), lm_server=lm_server) as app:
+            for module_id in ("a", "b", "c"):
+                await app.register(module_id, QA)
+                await app.swap(module_id, {**QA, "instructions": "v2"})
+                await app.unregister(module_id)
+            versions = [(await app.register(m, QA)).version for m in ("a", "b", "c")]
+            assert versions == [1, 3, 3]
 
     async def test_unregistered_and_unwritable_programs_are_not_restored(
         self, lm_server: LMServer, tmp_path: Path

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
+import threading
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import pytest
 
+from lmvisor._files import read_regular_file
 from lmvisor.runtime import Runtime
 from lmvisor.runtime.observe.names import OPTIMIZATION_ITERATION, OPTIMIZATION_STARTED
 from lmvisor.services import (
     BUSY_RESTARTS,
     COORDINATOR_NAME,
     JobRunsElsewhere,
+    OptimizationSpecError,
     OptimizationStatus,
     OptimizationStore,
     StoreBusy,
@@ -29,7 +36,8 @@ from lmvisor.services._job_claims import JobClaims
 from lmvisor.services.optimization_job import parse_job_spec
 from lmvisor.services.optimization_store import JobRecord
 from lmvisor.services.optimization_worker import WORKER_NAME
-from tests.services._optimization_support import SlowLM
+from tests.runtime.helpers import eventually
+from tests.services._optimization_support import SlowLM, train_rows
 from tests.services.test_optimization import (
     _copro,
     _crash_coordinator,
@@ -403,3 +411,112 @@ class TestQueriesAcrossApps:
         assert runtime.whereis((WORKER_NAME, ids[0])) is None
         elsewhere.release_all()
         await store.close()
+
+
+class TestSubmitReadsDatasetsOffTheLoop:
+    async def test_status_of_another_job_answers_while_a_dataset_file_is_parsed(
+        self, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """While a submitted job's JSONL dataset is still being read and parsed, the
+        coordinator answers `status` and `list` of the jobs it already has; the submit then
+        completes with the job's id."""
+        coordinator = await _start(runtime, _GatedLM())
+        first = await submit_optimization(coordinator, _copro())
+        dataset = tmp_path / "train.jsonl"
+        dataset.write_text("".join(json.dumps(row) + "\n" for row in train_rows(2_000)))
+        reading, release = threading.Event(), threading.Event()
+        real = read_regular_file
+
+        def gated(path: Path, limit: int) -> bytes:
+            reading.set()
+            release.wait(timeout=10.0)  # a bound for the old code, which holds the loop here
+            return real(path, limit)
+
+        monkeypatch.setattr("lmvisor.services.optimization_job.read_regular_file", gated)
+        submit = asyncio.create_task(
+            submit_optimization(coordinator, {**_copro(), "trainset": str(dataset)})
+        )
+        await anyio.to_thread.run_sync(reading.wait)
+        answered = await optimization_status(coordinator, first)
+        listed = await list_optimizations(coordinator)
+        parsing = not release.is_set()
+        release.set()
+        second = await submit
+        assert parsing, "the coordinator answered only once the dataset was parsed"
+        assert answered.status == "running" and [job.id for job in listed] == [first]
+        assert (await optimization_status(coordinator, second)).status == "running"
+
+    async def test_a_submit_given_up_while_its_dataset_is_read_adds_no_job(
+        self, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A caller that stops waiting for its submit (here cancelled; a timeout alike) while
+        the dataset is still read leaves no job behind: it would submit again and run it twice."""
+        coordinator = await _start(runtime, SlowLM())
+        dataset = tmp_path / "train.jsonl"
+        dataset.write_text("".join(json.dumps(row) + "\n" for row in train_rows(20)))
+        reading, release = threading.Event(), threading.Event()
+        real = read_regular_file
+
+        def gated(path: Path, limit: int) -> bytes:
+            reading.set()
+            release.wait(timeout=10.0)
+            return real(path, limit)
+
+        monkeypatch.setattr("lmvisor.services.optimization_job.read_regular_file", gated)
+        submit = asyncio.create_task(
+            submit_optimization(coordinator, {**_copro(), "trainset": str(dataset)})
+        )
+        await anyio.to_thread.run_sync(reading.wait)
+        submit.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await submit
+        release.set()
+        ref = coordinator.resolve()
+        await eventually(lambda: ref.statistics().in_flight == 0)
+        assert await list_optimizations(coordinator) == []
+
+    async def test_a_bad_dataset_file_is_still_refused_typed(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A dataset file with a line that is not JSON is refused at submit, naming the
+        line, and the coordinator keeps serving."""
+        coordinator = await _start(runtime, SlowLM())
+        dataset = tmp_path / "train.jsonl"
+        dataset.write_text('{"question": "q", "answer": "a"}\nnot json\n')
+        with pytest.raises(
+            OptimizationSpecError,
+            match=r"^invalid optimization job at trainset:2: not valid JSON: ",
+        ):
+            await submit_optimization(coordinator, {**_copro(), "trainset": str(dataset)})
+        assert await list_optimizations(coordinator) == []
+
+
+class TestStartUpLeavesEndedDatasets:
+    async def test_start_up_never_loads_the_rows_of_ended_jobs(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A coordinator starting on a file of many finished jobs with large inline datasets
+        allocates a small fraction of those datasets' size at its peak (it read every
+        job's full spec before dropping the ended ones' rows); each job still reports its
+        status, and the file keeps every row."""
+        db = tmp_path / "optimization.sqlite"
+        store = OptimizationStore(db)
+        spec = {**_copro(), "trainset": train_rows(3_000), "valset": train_rows(1_000)}
+        for i in range(8):
+            record = JobRecord(id=f"job{i}", spec=spec, status="completed", created=i, updated=i)
+            await store.save_job(record)
+        await store.close()
+        datasets = 8 * len(json.dumps(spec))
+        tracemalloc.start()
+        try:
+            coordinator = await _start(runtime, SlowLM(), db)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < datasets / 4, f"start-up peaked at {peak} bytes for {datasets}"
+        listed = await list_optimizations(coordinator)
+        assert [(job.id, job.status) for job in listed] == [
+            (f"job{i}", "completed") for i in range(8)
+        ]
+        ((stored,),) = _sql(db, "SELECT spec FROM jobs WHERE id = 'job7'")
+        assert json.loads(stored) == spec

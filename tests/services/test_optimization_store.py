@@ -158,6 +158,44 @@ class TestEndedJobsInMemory:
         assert job.spec.trainset == "data/train.jsonl"
 
 
+class TestEndedJobsLeftInTheFile:
+    async def test_ended_jobs_come_without_their_inline_rows(
+        self, store: OptimizationStore
+    ) -> None:
+        """jobs(ended_rows=False) empties the inline datasets of every job not running
+        (a path stays), hands a running job's whole, and leaves the file untouched."""
+        with_valset = {**SPEC, "valset": train_rows(5)}
+        await store.save_job(_job("running", spec=with_valset))
+        await store.save_job(_job("done", spec=with_valset, status="completed", created=2.0))
+        by_path = {**SPEC, "trainset": "data/train.jsonl"}
+        await store.save_job(_job("path", spec=by_path, status="failed", created=3.0))
+        light = {job.id: job.spec for job in await store.jobs(ended_rows=False)}
+        assert light == {
+            "running": with_valset,
+            "done": {**with_valset, "trainset": [], "valset": []},
+            "path": by_path,
+        }
+        assert [job.spec for job in await store.jobs()] == [with_valset, with_valset, by_path]
+        ended = parse_job_spec(light["done"], ended=True)
+        assert (ended.trainset, ended.valset) == ([], [])
+
+    async def test_a_damaged_ended_spec_is_still_skipped_as_corrupt(
+        self, store: OptimizationStore
+    ) -> None:
+        """An ended job whose spec is not JSON, not an object, or not UTF-8 reaches
+        on_corrupt as before (SQLite leaves such a value alone); the good row loads."""
+        assert store.path is not None
+        for job_id in ("good", "bad_json", "bad_shape", "bad_utf8"):
+            await store.save_job(_job(job_id, status="completed"))
+        _raw(store.path, "UPDATE jobs SET spec = '{\"trainset\": [' WHERE id = 'bad_json'")
+        _raw(store.path, "UPDATE jobs SET spec = '[1, 2]' WHERE id = 'bad_shape'")
+        _raw(store.path, "UPDATE jobs SET spec = ? WHERE id = 'bad_utf8'", b"\xff\xfe{}")
+        skipped: list[CorruptRecord] = []
+        loaded = await store.jobs(on_corrupt=skipped.append, ended_rows=False)
+        assert [(job.id, job.spec["trainset"]) for job in loaded] == [("good", [])]
+        assert sorted(e.record for e in skipped) == ["bad_json", "bad_shape", "bad_utf8"]
+
+
 class TestSomeJobs:
     async def test_many_ids_come_back_by_id_past_the_variable_limit(
         self, store: OptimizationStore

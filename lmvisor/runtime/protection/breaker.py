@@ -75,6 +75,21 @@ def counts_as_failure(exc: BaseException) -> bool:
     return True
 
 
+def _check_settings(failure_threshold: int, recovery_time: float, success_threshold: int) -> None:
+    for field, value, most in (
+        ("failure_threshold", failure_threshold, _MOST_FAILURES),
+        ("success_threshold", success_threshold, _MOST_SUCCESSES),
+    ):
+        if value < 1:
+            raise ValueError(f"{field} must be >= 1, got {value!r}")
+        if value > most:
+            raise ValueError(f"{field} must be <= {most}, got {value!r}")
+    if not recovery_time > 0:
+        raise ValueError(f"recovery_time must be > 0, got {recovery_time!r}")
+    if not recovery_time <= _LONGEST_RECOVERY:
+        raise ValueError(f"recovery_time must be <= 86400 (a day), got {recovery_time!r}")
+
+
 @final
 @dataclass(frozen=True, slots=True)
 class BreakerStatistics:
@@ -133,18 +148,7 @@ class CircuitBreaker:
             ValueError: if a threshold is below 1 or above its bound (1,000 failures,
                 100 successes) or `recovery_time` is not in (0, 86,400] seconds.
         """
-        for field, value, most in (
-            ("failure_threshold", failure_threshold, _MOST_FAILURES),
-            ("success_threshold", success_threshold, _MOST_SUCCESSES),
-        ):
-            if value < 1:
-                raise ValueError(f"{field} must be >= 1, got {value!r}")
-            if value > most:
-                raise ValueError(f"{field} must be <= {most}, got {value!r}")
-        if not recovery_time > 0:
-            raise ValueError(f"recovery_time must be > 0, got {recovery_time!r}")
-        if not recovery_time <= _LONGEST_RECOVERY:
-            raise ValueError(f"recovery_time must be <= 86400 (a day), got {recovery_time!r}")
+        _check_settings(failure_threshold, recovery_time, success_threshold)
         self.name = name
         self.failure_threshold = failure_threshold
         self.recovery_time = recovery_time
@@ -157,6 +161,20 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._trial = False
         self._calls = self._failures = self._rejections = self._times_opened = 0
+
+    def reconfigure(
+        self, *, failure_threshold: int, recovery_time: float, success_threshold: int
+    ) -> None:
+        """Take new thresholds now, keeping the state and its counts (an open breaker
+        stays open, now for the new `recovery_time` from when it opened).
+
+        Raises:
+            ValueError: as the constructor does for these values (nothing changes).
+        """
+        _check_settings(failure_threshold, recovery_time, success_threshold)
+        self.failure_threshold = failure_threshold
+        self.recovery_time = recovery_time
+        self.success_threshold = success_threshold
 
     @property
     def state(self) -> BreakerState:

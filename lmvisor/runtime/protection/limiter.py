@@ -61,9 +61,24 @@ class _ClockedBucket(AsyncLimiter):
     def take(self, amount: float) -> None:
         self._level += amount
 
+    def resize(self, max_rate: float, time_period: float) -> None:
+        """New bounds; the capacity in use stays in use (it drains at the new rate)."""
+        self._leak()
+        self.max_rate, self.time_period = max_rate, time_period
+        self._rate_per_sec = max_rate / time_period
+
     @property
     def level(self) -> float:
         return self._level
+
+
+def _check_bounds(limit: float, period: float, token_limit: float | None) -> None:
+    for field, value in (("limit", limit), ("period", period), ("token_limit", token_limit)):
+        if value is not None and not 0 < value < math.inf:
+            raise ValueError(f"{field} must be > 0 and finite, got {value!r}")
+    if limit < 1:
+        # A bucket smaller than one request never admits one: acquire would wait forever.
+        raise ValueError(f"limit must be >= 1 (one request), got {limit!r}")
 
 
 @final
@@ -103,6 +118,7 @@ class RateLimiter:
     __slots__ = (
         "_admitted",
         "_clock",
+        "_lifted",
         "_listeners",
         "_queue",
         "_queued_tokens",
@@ -110,6 +126,7 @@ class RateLimiter:
         "_requests",
         "_tokens",
         "_waiting",
+        "_wake",
         "max_wait",
         "name",
     )
@@ -124,12 +141,7 @@ class RateLimiter:
         max_wait: float | None = None,
         clock: Clock | None = None,
     ) -> None:
-        for field, value in (("limit", limit), ("period", period), ("token_limit", token_limit)):
-            if value is not None and not 0 < value < math.inf:
-                raise ValueError(f"{field} must be > 0 and finite, got {value!r}")
-        if limit < 1:
-            # A bucket smaller than one request never admits one: acquire would wait forever.
-            raise ValueError(f"limit must be >= 1 (one request), got {limit!r}")
+        _check_bounds(limit, period, token_limit)
         if max_wait is not None and max_wait < 0:
             raise ValueError(f"max_wait must be >= 0, got {max_wait!r}")
         self.name = name
@@ -140,6 +152,9 @@ class RateLimiter:
             None if token_limit is None else _ClockedBucket(token_limit, period, self._clock)
         )
         self._queue = asyncio.Lock()
+        # Set by `reconfigure` to wake the head waiter, whose sleep was sized by the old rate.
+        self._wake: asyncio.Future[None] | None = None
+        self._lifted = False
         self._waiting = 0
         self._queued_tokens = 0.0
         self._admitted = 0
@@ -165,6 +180,9 @@ class RateLimiter:
         Raises:
             ValueError: if `tokens` is negative or more than `token_limit`.
         """
+        if self._lifted:
+            self._admitted += 1
+            return 0.0
         wait = self._wait_for(tokens)
         if self._waiting:
             # Waiters are served first, so this request fits only after theirs.
@@ -203,13 +221,66 @@ class RateLimiter:
         self._queued_tokens += tokens
         try:
             async with self._queue:
-                while (wait := self._wait_for(tokens)) > 0:
-                    await self._clock.sleep(wait)
-                self._take(tokens)
+                while not self._lifted and (wait := self._wait_for(tokens)) > 0:
+                    await self._sleep(wait)
+                if not self._lifted:
+                    self._take(tokens)
         finally:
             self._waiting -= 1
             self._queued_tokens -= tokens
         self._admitted += 1
+
+    def reconfigure(self, *, limit: float, period: float, token_limit: float | None) -> None:
+        """Take new bounds now, keeping the capacity in use and every waiter in its place.
+
+        Waiting callers are re-timed against the new bounds (a raised limit lets them
+        through at once, where a replaced limiter kept them at the old rate). Tokens
+        already taken from a token bucket that is dropped are forgotten. A lifted
+        limiter (`lift`) limits again.
+
+        Raises:
+            ValueError: as the constructor does for these bounds (nothing changes).
+        """
+        _check_bounds(limit, period, token_limit)
+        self._lifted = False
+        self._requests.resize(limit, period)
+        if token_limit is None:
+            self._tokens = None
+        elif self._tokens is None:
+            self._tokens = _ClockedBucket(token_limit, period, self._clock)
+        else:
+            self._tokens.resize(token_limit, period)
+        self._wake_waiter()
+
+    def lift(self) -> None:
+        """Stop limiting: every waiting caller passes now, and so does every later one,
+        until `reconfigure` sets limits again (its entry was removed from the config,
+        and the limiter is held by callers that cannot drop it)."""
+        self._lifted = True
+        self._wake_waiter()
+
+    def _wake_waiter(self) -> None:
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _sleep(self, seconds: float) -> None:
+        """The clock's sleep, cut short by `reconfigure`."""
+        clock = self._clock
+        deadline = clock.monotonic() + seconds
+
+        async def until_deadline() -> None:
+            # Measured from now, not from when the task first runs: time may move between.
+            await clock.sleep(deadline - clock.monotonic())
+
+        wake = self._wake = asyncio.get_running_loop().create_future()
+        sleep = asyncio.ensure_future(until_deadline())
+        try:
+            await asyncio.wait((sleep, wake), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleep.cancel()
+            if self._wake is wake:
+                self._wake = None
 
     def statistics(self) -> LimiterStatistics:
         """A snapshot of levels and counters."""

@@ -43,6 +43,7 @@ class Protections:
         "_breakers",
         "_clock",
         "_config",
+        "_defaults",
         "_limiters",
         "_rejection_listeners",
     )
@@ -52,6 +53,7 @@ class Protections:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._breakers: dict[str, CircuitBreaker] = {}
         self._limiters: dict[str, RateLimiter | None] = {}
+        self._defaults: dict[str, RateLimiterConfig] = {}
         self._breaker_listeners: list[BreakerListener] = []
         self._rejection_listeners: list[RejectionListener] = []
 
@@ -59,8 +61,7 @@ class Protections:
         """The breaker for `name`, built on first use."""
         found = self._breakers.get(name)
         if found is None:
-            entries = self._config.circuit_breakers
-            spec = entries.get(name) or entries.get("default") or CircuitBreakerConfig()
+            spec = _breaker_spec(self._config, name)
             found = CircuitBreaker(
                 name,
                 failure_threshold=spec.failure_threshold,
@@ -82,6 +83,8 @@ class Protections:
         found = self._limiters.get(name)
         if found is not None or (name in self._limiters and default is None):
             return found
+        if default is not None:
+            self._defaults[name] = default
         spec = self._config.rate_limiters.get(name) or default
         built = None
         if spec is not None:
@@ -96,6 +99,33 @@ class Protections:
                 built.add_rejection_listener(listener)
         self._limiters[name] = built
         return built
+
+    def reconfigure(self, config: InfrastructureConfig) -> None:
+        """Apply a changed `infrastructure` to every breaker and limiter built so far, in
+        place: their holders (provider actors) keep the same objects, breakers keep their
+        state and waiting callers are re-timed against the new limits.
+
+        A limiter whose entry is removed falls back to the callee's own limit it was
+        built with (a vendor's rpm/tpm), else is lifted (`RateLimiter.lift`): callers
+        hold it. A callee whose limiter was None when built gains one only when its
+        holder asks `limiter()` again (a provider: when it restarts).
+        """
+        self._config = config
+        for name, breaker in self._breakers.items():
+            spec = _breaker_spec(config, name)
+            breaker.reconfigure(
+                failure_threshold=spec.failure_threshold,
+                recovery_time=spec.recovery_time,
+                success_threshold=spec.success_threshold,
+            )
+        for name, limiter in self._limiters.items():
+            found = config.rate_limiters.get(name) or self._defaults.get(name)
+            if limiter is None:
+                continue
+            if found is None:
+                limiter.lift()
+            else:
+                limiter.reconfigure(limit=found.limit, period=found.scale, token_limit=found.tokens)
 
     def add_breaker_listener(self, listener: BreakerListener) -> None:
         """Attach `listener` to every breaker, those built later included."""
@@ -150,3 +180,8 @@ class Protections:
 
     def __repr__(self) -> str:
         return f"Protections(breakers={sorted(self._breakers)}, limiters={sorted(self.limiters)})"
+
+
+def _breaker_spec(config: InfrastructureConfig, name: str) -> CircuitBreakerConfig:
+    entries = config.circuit_breakers
+    return entries.get(name) or entries.get("default") or CircuitBreakerConfig()
