@@ -3,10 +3,13 @@
 - `GetConfig(path)` returns the setting at a dotted path ("" for the whole tree).
 - `UpdateConfig(path, value)` validates a new tree against the schema; if the
   value is refused the caller gets the `ConfigError`, the old value stays and
-  nobody is notified. On success it returns the new tree, records a
-  `config.changed` event (the path only) in the runtime's events and casts
-  `ConfigChanged` to every subscriber whose prefix covers the path (or lies
-  under it: replacing `providers` concerns a `providers.openai` subscriber).
+  nobody is notified. A change that nothing running would apply (no prefix ever
+  subscribed to covers the setting: a provider's key, the data directory, the
+  server's port are read once at start) is refused the same way, naming it.
+  On success it returns the new tree, records a `config.changed` event (the
+  path only) in the runtime's events and casts `ConfigChanged` to every
+  subscriber whose prefix covers the path (or lies under it: replacing
+  `providers` concerns a `providers.openai` subscriber).
   An `infrastructure` update first reconfigures the runtime's named breakers
   and limiters in place (`Protections.reconfigure`).
 - `SubscribeConfig(subscriber, prefix)` lists the subscriber under the
@@ -24,7 +27,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Final, final
 
-from lmvisor.config.errors import ConfigError
+from lmvisor.config.errors import ConfigError, ConfigProblem
 from lmvisor.config.loading import get_value, replace_value
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.runtime.actor import Actor, ActorRef, ErrorReply, handler
@@ -169,6 +172,14 @@ class ConfigService(Actor):
             new = get_value(new_tree, msg.path)
         except ConfigError as exc:
             return ErrorReply(exc)
+        unapplied = _first_unapplied(self._holder.prefixes, old_tree, new_tree, msg.path)
+        if unapplied is not None:
+            problem = (
+                "is read at start only: nothing running would apply a new value"
+                " (no subscriber covers it); set it in the configuration and restart"
+            )
+            refused = ConfigError(problems=[ConfigProblem(unapplied, problem)], action="update")
+            return ErrorReply(refused)
         self._holder.config = new_tree
         if covers("infrastructure", msg.path):
             # The runtime's named breakers and limiters are held by services, not
@@ -216,6 +227,39 @@ class ConfigService(Actor):
     def format_status(self) -> object:
         # The tree holds secrets; crash reports show only what is subscribed.
         return {"prefixes": sorted(self._holder.prefixes)}
+
+
+_APPLIED_HERE: Final = "infrastructure"  # the service reconfigures the runtime's protections
+
+
+def _first_unapplied(
+    prefixes: set[str], old_tree: LmvisorConfig, new_tree: LmvisorConfig, path: str
+) -> str | None:
+    """The first setting under `path` that the update changes and that no prefix ever
+    subscribed to (nor the service itself) covers: accepting it would announce a change
+    that nothing applies (a provider's key or limit, the data directory, the server's port
+    are read once at start)."""
+    applied = (*prefixes, _APPLIED_HERE)
+    old: Any = old_tree.model_dump()
+    new: Any = new_tree.model_dump()
+    for key in path.split(".") if path else ():
+        old = old.get(key) if isinstance(old, dict) else None
+        new = new.get(key) if isinstance(new, dict) else None
+    for changed in _changed_paths(old, new, path):
+        if not any(not p or changed == p or changed.startswith(p + ".") for p in applied):
+            return changed
+    return None
+
+
+def _changed_paths(old: Any, new: Any, path: str) -> list[str]:
+    """The dotted paths of the leaves (or whole values) that differ between two dumps."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found: list[str] = []
+        for key in sorted({*old, *new}, key=str):
+            at = f"{path}.{key}" if path else str(key)
+            found.extend(_changed_paths(old.get(key), new.get(key), at))
+        return found
+    return [] if old == new else [path]
 
 
 def _present(config: LmvisorConfig, path: str) -> bool:

@@ -114,12 +114,39 @@ class TestConfigService:
     async def test_accepted_update_is_recorded_as_an_event(self, runtime: Runtime) -> None:
         """An accepted update makes a config.changed event and line naming the path, no value."""
         await runtime.start_child(config_service_spec(LmvisorConfig(), id=SERVICE, name=SERVICE))
+        await subscribe_config(runtime.via(SERVICE), await runtime.spawn(_Listener()), "server")
         with capture_logs() as logs:
             await update_config(runtime.via(SERVICE), "server.token", "s3cret-token-value")
         found = await runtime.events.query(type="config.changed")
         assert [dict(event.data) for event in found] == [{"path": "server.token"}]
         [line] = [e for e in logs if e["event"] == "config.changed"]
         assert line["path"] == "server.token" and "s3cret-token-value" not in repr(logs)
+
+    async def test_a_change_nothing_applies_is_refused_naming_the_setting(
+        self, runtime: Runtime
+    ) -> None:
+        """An update no prefix ever subscribed to covers (a setting read once at start) is a
+        ConfigError naming the changed setting; the tree is kept, nothing is announced, and
+        a change to a covered setting, or one that changes nothing, is accepted."""
+        await runtime.start_child(config_service_spec(LmvisorConfig(), id=SERVICE, name=SERVICE))
+        service = runtime.via(SERVICE)
+        listener = await runtime.spawn(_Listener())
+        await subscribe_config(service, listener, "server.port")
+        with pytest.raises(
+            ConfigError,
+            match=r"^invalid configuration \(update, 1 problem\):\n  server\.host: is read at "
+            r"start only: nothing running would apply a new value",
+        ):
+            await update_config(service, "server", {"port": 9000, "host": "0.0.0.0"})
+        with pytest.raises(ConfigError, match=r"\n  data_dir: is read at start only"):
+            await update_config(service, "data_dir", "/elsewhere")
+        assert (await get_config(service, "server")).host == "127.0.0.1"
+        assert await listener.call(_Changes()) == []
+        assert await runtime.events.query(type="config.changed") == []
+        await update_config(service, "server.host", "127.0.0.1")  # unchanged: nothing to apply
+        await update_config(service, "server", {"port": 9000})
+        assert await get_config(service, "server.port") == 9000
+        assert [change[0] for change in await listener.call(_Changes())] == ["server"]
 
     async def test_new_entry_reports_old_as_none(self, runtime: Runtime) -> None:
         """Adding a new named entry reports None as the old value."""
@@ -152,6 +179,7 @@ class TestConfigService:
         """A restarted service resumes with the latest accepted configuration."""
         holder = ConfigHolder(LmvisorConfig())
         first = await runtime.start_child(config_service_spec(holder, id=SERVICE, name=SERVICE))
+        await subscribe_config(first, await runtime.spawn(_Listener()), "server.port")
         await update_config(first, "server.port", 1234)
         await first.stop(RuntimeError("crash"))
         await until(lambda: runtime.whereis(SERVICE) not in (None, first), rounds=10_000)

@@ -122,3 +122,21 @@ class TestLiveL2:
         assert app._store.l2 is None and cache.alive
         await _ask(app, "served")
         assert _l1(await app.cache_statistics())[0] == 1
+
+
+class TestStartOnlySettings:
+    async def test_a_provider_setting_is_refused_at_run_time_naming_it(self, app: App) -> None:
+        """A running app refuses a change of a setting it reads only at start (a vendor's
+        limit or key, the data directory): it was accepted and announced, and nothing
+        applied it. A live setting of the same update's kind still applies."""
+        config = app.runtime.via("config")
+        vendor = next(iter(app.runtime.config.providers))
+        for path, value in ((f"providers.{vendor}.rpm", 1), ("data_dir", "/elsewhere")):
+            with pytest.raises(
+                ConfigError, match=r"^invalid configuration \(update, 1 problem\)"
+            ) as e:
+                await update_config(config, path, value)
+            assert e.value.paths == (path,)
+        assert await get_config(config, f"providers.{vendor}.rpm") is None
+        await update_config(config, "cache.l1_size", 7)
+        assert await get_config(config, "cache.l1_size") == 7
