@@ -269,16 +269,17 @@ class BootstrapFewShot(Teleprompter):
                 with context(**overrides), trace() as entries:
                     prediction = await run.executor.run(lambda: copy(**example_inputs(example)))
                 steps = [(e.predictor, e.inputs, e.prediction) for e in entries]
-                score = (
-                    1.0
-                    if self.metric is None
-                    else metric_score(
-                        await call_metric(self.metric, example, prediction, steps),
-                        metric=metric_name(self.metric),
-                    )
-                )
+                metric, score = self.metric, 1.0
+                if metric is not None:
+                    value = await call_metric(metric, example, prediction, steps)
+                    # None fails the attempt, as in DSPy (a metric that returns nothing on a
+                    # wrong answer is common); NaN, text and huge ints raise instead.
+                    if value is None:
+                        score = 0.0
+                    else:
+                        score = metric_score(value, metric=metric_name(metric))
             # As DSPy: the threshold when one is set (0 and None alike mean none), else
-            # truthiness; a value that is no number (None, NaN, text) failed above instead.
+            # truthiness; a value that is no number (NaN, text) failed above instead.
             success = score >= self.metric_threshold if self.metric_threshold else score != 0.0
             demos = _demos_by_predictor(entries, names) if success else {}
         except Exception as exc:

@@ -35,13 +35,13 @@ class TestMetricValues:
     @pytest.mark.parametrize("threshold", [None, 0.5])
     @pytest.mark.parametrize(
         ("value", "shown"),
-        [(math.nan, "nan"), (None, "None"), ("yes", "'yes'"), (10**400, "1000+\\.\\.\\.")],
-        ids=["nan", "none", "text", "huge"],
+        [(math.nan, "nan"), ("yes", "'yes'"), (10**400, "1000+\\.\\.\\.")],
+        ids=["nan", "text", "huge"],
     )
     async def test_a_value_that_is_no_score_is_a_counted_failure(
         self, trainset: list[Example], value: Any, shown: str, threshold: float | None
     ) -> None:
-        """NaN (truthy), None, text or an int too large for a float fails the attempt with
+        """NaN (truthy), text or an int too large for a float fails the attempt with
         a MetricError counted toward max_errors, with or without a threshold: never a pass,
         never a TypeError or OverflowError ending the compile."""
         with pytest.raises(
@@ -49,6 +49,18 @@ class TestMetricValues:
             rf"returned {shown}, not a bool or finite number"
         ):  # fmt: skip
             await _bootstrap(_returning(value), trainset, metric_threshold=threshold, max_errors=3)
+
+    @pytest.mark.parametrize("threshold", [None, 0.5])
+    async def test_none_fails_the_attempt_as_in_dspy(
+        self, trainset: list[Example], threshold: float | None
+    ) -> None:
+        """A metric returning None (nothing on a wrong answer) fails each attempt quietly, as
+        DSPy's truthiness does: no error counted toward max_errors, no demo bootstrapped."""
+        program, lm = await _bootstrap(
+            _returning(None), trainset[:5], metric_threshold=threshold, max_errors=1
+        )
+        assert [d.get("augmented") for d in program.demos] == [None] * len(program.demos)
+        assert len(lm.requests) == 5
 
     @pytest.mark.parametrize("threshold", [None, 0.5])
     async def test_a_scored_prediction_passes_by_its_score(
