@@ -15,6 +15,7 @@ attempt is a journaled step (and a trial when BootstrapFewShot runs alone).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
@@ -25,17 +26,20 @@ from dataclasses import dataclass
 from typing import Any, final
 
 from lmvisor.optimizers import _step_values as step_values
+from lmvisor.optimizers._checks import count, optional_count, optional_real
 from lmvisor.optimizers._gather import gather_steps
 from lmvisor.optimizers.errors import OptimizerSettingsError, TooManyErrors
 from lmvisor.optimizers.evaluate import RowError, example_inputs
 from lmvisor.optimizers.labeled_few_shot import label_demos
-from lmvisor.optimizers.metric import Metric, call_metric, metric_name
+from lmvisor.optimizers.metric import Metric, call_metric, metric_name, metric_score
 from lmvisor.optimizers.run import OptimizationRun
 from lmvisor.optimizers.teleprompter import Teleprompter, as_examples, demo_dicts, demos_from
 from lmvisor.programs.example import Example
 from lmvisor.programs.module import Module
 from lmvisor.programs.settings import context, current_settings
 from lmvisor.programs.trace import TraceEntry, trace
+from lmvisor.runtime.deadline import bound_timeout, deadline_expired
+from lmvisor.runtime.errors import DeadlineExceeded
 
 __all__ = ["BootstrapFewShot", "Bootstrapped"]
 
@@ -68,7 +72,9 @@ class BootstrapFewShot(Teleprompter):
         concurrency: the local executor's bound when `compile` gets no run.
 
     Raises:
-        ValueError: a negative count, or max_rounds / max_errors / concurrency < 1.
+        TypeError: a count that is not an int, or a metric_threshold that is not a number.
+        ValueError: a negative demo count, max_rounds / max_errors / concurrency < 1, or a
+            metric_threshold that is NaN or infinite.
     """
 
     def __init__(
@@ -84,23 +90,19 @@ class BootstrapFewShot(Teleprompter):
         teacher: Module | Sequence[Module] | None = None,
         concurrency: int = 64,
     ) -> None:
-        if max_bootstrapped_demos < 0 or max_labeled_demos < 0:
-            raise ValueError("BootstrapFewShot demo counts must be >= 0")
-        if max_rounds < 1:
-            raise ValueError(f"BootstrapFewShot.max_rounds must be >= 1, got {max_rounds!r}")
-        if max_errors is not None and max_errors < 1:
-            raise ValueError(f"BootstrapFewShot.max_errors must be >= 1, got {max_errors!r}")
-        if concurrency < 1:
-            raise ValueError(f"BootstrapFewShot.concurrency must be >= 1, got {concurrency!r}")
+        owner = "BootstrapFewShot"
         self.metric = metric
-        self.metric_threshold = metric_threshold
+        self.metric_threshold = optional_real(owner, "metric_threshold", metric_threshold)
         self.teacher_settings = dict(teacher_settings or {})
-        self.max_bootstrapped_demos = max_bootstrapped_demos
-        self.max_labeled_demos = max_labeled_demos
-        self.max_rounds = max_rounds
-        self.max_errors = max_errors if max_errors is not None else _DEFAULT_MAX_ERRORS
+        self.max_bootstrapped_demos = count(
+            owner, "max_bootstrapped_demos", max_bootstrapped_demos, minimum=0
+        )
+        self.max_labeled_demos = count(owner, "max_labeled_demos", max_labeled_demos, minimum=0)
+        self.max_rounds = count(owner, "max_rounds", max_rounds, minimum=1)
+        errors = optional_count(owner, "max_errors", max_errors, minimum=1)
+        self.max_errors = errors if errors is not None else _DEFAULT_MAX_ERRORS
         self.teacher = teacher
-        self.concurrency = concurrency
+        self.concurrency = count(owner, "concurrency", concurrency, minimum=1)
 
     async def compile(
         self,
@@ -116,6 +118,7 @@ class BootstrapFewShot(Teleprompter):
         Raises:
             OptimizerSettingsError: the teacher's predictors do not match the student's.
             TooManyErrors: `max_errors` teacher runs (or metric calls) failed.
+            DeadlineExceeded: the caller's deadline passed (the metric's calls included).
         """
         run = run or _local_run(self.concurrency)
         await run.begin(self.name)
@@ -260,19 +263,29 @@ class BootstrapFewShot(Teleprompter):
             params = dict(overrides.get("lm_params") or current_settings().lm_params)
             overrides["lm_params"] = {**params, "temperature": _ROUND_TEMPERATURE}
         try:
-            with context(**overrides), trace() as entries:
-                prediction = await run.executor.run(lambda: copy(**example_inputs(example)))
-            steps = [(e.predictor, e.inputs, e.prediction) for e in entries]
-            value = (
-                True
-                if self.metric is None
-                else await call_metric(self.metric, example, prediction, steps)
-            )
+            # The caller's deadline bounds the metric too: an async metric that never
+            # returns would otherwise hold the compile past it forever.
+            async with asyncio.timeout(bound_timeout(None)):
+                with context(**overrides), trace() as entries:
+                    prediction = await run.executor.run(lambda: copy(**example_inputs(example)))
+                steps = [(e.predictor, e.inputs, e.prediction) for e in entries]
+                metric, score = self.metric, 1.0
+                if metric is not None:
+                    value = await call_metric(metric, example, prediction, steps)
+                    # None fails the attempt, as in DSPy (a metric that returns nothing on a
+                    # wrong answer is common); NaN, text and huge ints raise instead.
+                    if value is None:
+                        score = 0.0
+                    else:
+                        score = metric_score(value, metric=metric_name(metric))
+            # As DSPy: the threshold when one is set (0 and None alike mean none), else
+            # truthiness; a value that is no number (NaN, text) failed above instead.
+            success = score >= self.metric_threshold if self.metric_threshold else score != 0.0
+            demos = _demos_by_predictor(entries, names) if success else {}
         except Exception as exc:
+            if deadline_expired():  # the caller's time is up: the compile ends, not the example
+                raise DeadlineExceeded(operation=f"{self.name} compile") from None
             return {"success": False, "score": 0.0, "demos": {}, "error": str(RowError.of(exc))}
-        success = bool(value >= self.metric_threshold) if self.metric_threshold else bool(value)
-        score = float(value) if isinstance(value, int | float) else float(bool(value))
-        demos = _demos_by_predictor(entries, names) if success else {}
         return {"success": success, "score": score, "demos": demos, "error": None}
 
     def _select(self, program: Module, found: Bootstrapped) -> Module:
@@ -293,7 +306,9 @@ def _demos_by_predictor(
         name = names.get(id(entry.predictor))
         if name is None:
             continue
-        demo = Example(augmented=True, **entry.inputs, **entry.prediction.to_dict())
+        # A dict, not keywords: an unmarked example passes its label as an input too, and
+        # the prediction's field of that name is the demo's.
+        demo = Example({**entry.inputs, **entry.prediction.to_dict(), "augmented": True})
         grouped.setdefault(name, []).append(demo)
     chosen: dict[str, list[dict[str, Any]]] = {}
     for name, demos in grouped.items():

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import Any, final
 
 from lmvisor.optimizers import _step_values as step_values
+from lmvisor.optimizers._checks import count, real
 from lmvisor.optimizers._gather import gather_steps
+from lmvisor.optimizers.errors import OptimizerSettingsError
 from lmvisor.optimizers.metric import Metric
 from lmvisor.optimizers.run import OptimizationRun
 from lmvisor.optimizers.teleprompter import Teleprompter, as_examples, scored_trial
@@ -85,7 +87,10 @@ class COPRO(Teleprompter):
         concurrency: the local executor's bound when `compile` gets no run.
 
     Raises:
-        ValueError: breadth <= 1, depth < 1 or concurrency < 1.
+        TypeError: breadth, depth or concurrency is not an int, or init_temperature not a
+            number.
+        ValueError: breadth <= 1, depth < 1, concurrency < 1, a negative, NaN or infinite
+            init_temperature, or no metric.
     """
 
     def __init__(
@@ -98,10 +103,12 @@ class COPRO(Teleprompter):
         init_temperature: float = 1.4,
         concurrency: int = 64,
     ) -> None:
-        if breadth <= 1:
+        if count("COPRO", "breadth", breadth, minimum=0) <= 1:
             raise ValueError("COPRO.breadth must be greater than 1")
-        if depth < 1:
-            raise ValueError(f"COPRO.depth must be >= 1, got {depth!r}")
+        count("COPRO", "depth", depth, minimum=1)
+        count("COPRO", "concurrency", concurrency, minimum=1)
+        if real("COPRO", "init_temperature", init_temperature) < 0:
+            raise ValueError(f"COPRO.init_temperature must be >= 0, got {init_temperature!r}")
         if metric is None:
             raise ValueError("COPRO needs a metric")
         self.prompt_model = prompt_model
@@ -119,14 +126,24 @@ class COPRO(Teleprompter):
         run: OptimizationRun | None = None,
         **_: Any,
     ) -> Module:
-        """The best instruction/prefix found for each predictor of a copy of `student`."""
+        """The best instruction/prefix found for each predictor of a copy of `student`.
+
+        Raises:
+            OptimizerSettingsError: the trainset is empty (checked before any LM call).
+        """
         from lmvisor.optimizers.executor import LocalExecutor
+
+        examples = as_examples(trainset)
+        if not examples:
+            raise OptimizerSettingsError(
+                optimizer=self.name, setting="trainset", problem="is empty"
+            )
 
         run = run or OptimizationRun(executor=LocalExecutor(concurrency=self.concurrency))
         await run.begin(self.name)
         module = student.deepcopy()
         run.plan(len(module.predictors()) * self.breadth * self.depth)
-        evaluated, calls = await self._search(run, module, as_examples(trainset))
+        evaluated, calls = await self._search(run, module, examples)
         program = _annotated(_select(evaluated), calls)
         run.finish()
         return program

@@ -25,6 +25,7 @@ from typing import Any, final
 
 import anyio
 
+from lmvisor.optimizers._checks import count, example_list, real
 from lmvisor.optimizers.errors import TooManyErrors
 from lmvisor.optimizers.evaluate_report import (
     ProgressDisplay,
@@ -106,20 +107,31 @@ class EvaluationResult:
         return [(row.example, row.prediction, row.score) for row in self.rows]
 
     def records(self) -> list[dict[str, Any]]:
-        """One JSON-ready dict per row: example fields, prediction fields, score, error."""
+        """One JSON-ready dict per row: example fields, prediction fields, score, error.
+
+        Raises:
+            ValueError: a row holds a value nested too deeply to record.
+        """
         return result_records(self.rows, self.metric)
 
     def save(self, path: str | Path) -> None:
-        """Write the rows to `path` as JSON (`.json`) or CSV (`.csv`).
+        """Write the rows to `path` as JSON (`.json`) or CSV (`.csv`), replacing an existing
+        file whole or not at all. CSV text cells that a spreadsheet would run as a formula
+        get a leading `'` (see `evaluate_report`); JSON keeps every value as it is.
 
         Raises:
-            ValueError: the suffix is neither `.json` nor `.csv`.
-            OSError: the file cannot be written.
+            ValueError: the suffix is neither `.json` nor `.csv`, or a value is nested too
+                deeply to write.
+            OSError: the file cannot be written (an existing one is left unchanged).
         """
         save_records(self.records(), Path(path))
 
     def print_table(self, limit: int | None = None) -> None:
-        """Print the rows as a rich table (the first `limit` rows when given)."""
+        """Print the rows as a rich table (the first `limit` rows when given).
+
+        Raises:
+            ValueError: a row holds a value nested too deeply to record.
+        """
         print_table(self.records(), self.metric, limit=limit)
 
     def __repr__(self) -> str:
@@ -156,7 +168,10 @@ class Evaluate:
         timeout: seconds each example may take (never past the caller's deadline).
 
     Raises:
-        ValueError: concurrency or max_errors < 1, or a negative timeout.
+        TypeError: concurrency, max_errors or display_table is not an int, or failure_score
+            not a number.
+        ValueError: concurrency or max_errors < 1, a negative display_table, a failure_score
+            that is NaN or infinite, or a negative timeout.
     """
 
     def __init__(
@@ -172,20 +187,18 @@ class Evaluate:
         failure_score: float = 0.0,
         timeout: float | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError(f"Evaluate.concurrency must be >= 1, got {concurrency!r}")
-        if max_errors < 1:
-            raise ValueError(f"Evaluate.max_errors must be >= 1, got {max_errors!r}")
+        self.concurrency = count("Evaluate", "concurrency", concurrency, minimum=1)
+        self.max_errors = count("Evaluate", "max_errors", max_errors, minimum=1)
+        self.failure_score = real("Evaluate", "failure_score", failure_score)
+        if not isinstance(display_table, bool):
+            count("Evaluate", "display_table", display_table, minimum=0)
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"Evaluate.timeout must be >= 0 seconds, got {timeout!r}")
-        self.devset = [_as_example(ex) for ex in devset]
+        self.devset = example_list(devset, "devset")
         self.metric = metric
-        self.concurrency = concurrency
-        self.max_errors = max_errors
         self.display_progress = display_progress
         self.display_table = display_table
         self.return_outputs = return_outputs
-        self.failure_score = failure_score
         self.timeout = timeout
 
     async def __call__(
@@ -210,7 +223,7 @@ class Evaluate:
 
         Cancelling the caller cancels every example in flight.
         """
-        examples = self.devset if devset is None else [_as_example(ex) for ex in devset]
+        examples = self.devset if devset is None else example_list(devset, "devset")
         if not examples:
             raise ValueError("Evaluate needs at least one example, got an empty devset")
         chosen = metric if metric is not None else self.metric
@@ -230,14 +243,6 @@ def _percent(rows: Sequence[EvaluationRow], total: int) -> float:
     for row in rows:  # devset order: the same data always sums to the same float
         summed += row.score
     return round(100 * summed / total, 2)
-
-
-def _as_example(example: Example | Mapping[str, Any]) -> Example:
-    if isinstance(example, Example):
-        return example
-    if isinstance(example, Mapping):
-        return Example(example)
-    raise TypeError(f"each devset item must be an Example or a mapping, got {type(example)!r}")
 
 
 class _Run:

@@ -4,12 +4,23 @@ The progress bar (rich) shows done/total, the running score, errors and the ETA 
 stderr, and only when asked to or when stderr is a terminal. A result record merges the
 example's fields and the prediction's (clashing names become `example_x` / `pred_x`, as
 in DSPy), then the metric's score under its name and the error, if any.
+
+Saving writes the whole file or nothing: the text is built in memory, written to a
+temporary file beside the target and renamed over it, so a failed save leaves an existing
+file as it was. Text UTF-8 cannot hold (a lone surrogate from a decoded byte string) is
+written as its `\\uXXXX` escape. A CSV is for spreadsheets, which run a cell beginning
+with `=`, `+`, `-`, `@`, a tab or a carriage return as a formula (CSV injection): such a
+text cell is written with a leading `'`, which spreadsheets show as text; numbers are
+written as they are, and JSON keeps every value exactly.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
@@ -22,6 +33,9 @@ if TYPE_CHECKING:
 __all__ = ["ProgressDisplay", "print_table", "result_records", "save_records"]
 
 _CELL_WORDS = 25
+_TOO_DEEP = "(nested too deeply to show)"
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 @final
@@ -91,11 +105,20 @@ def _plain(value: Any) -> Any:
 
 
 def result_records(rows: Sequence[EvaluationRow], metric: str) -> list[dict[str, Any]]:
-    """One JSON-ready dict per row (see the module docstring)."""
+    """One JSON-ready dict per row (see the module docstring).
+
+    Raises:
+        ValueError: a row holds a value nested too deeply to record.
+    """
     records = []
     for row in rows:
-        example = row.example.to_dict()
-        predicted = {} if row.prediction is None else row.prediction.to_dict()
+        try:
+            example = row.example.to_dict()
+            predicted = {} if row.prediction is None else row.prediction.to_dict()
+        except RecursionError:
+            raise ValueError(
+                f"evaluation row {row.index}: a value is nested too deeply to record"
+            ) from None
         record: dict[str, Any] = {}
         for key, value in example.items():
             record[f"example_{key}" if key in predicted else key] = _plain(value)
@@ -108,25 +131,65 @@ def result_records(rows: Sequence[EvaluationRow], metric: str) -> list[dict[str,
 
 
 def save_records(records: Sequence[Mapping[str, Any]], path: Path) -> None:
-    """Write records as JSON (`.json`) or CSV (`.csv`, columns in first-seen order).
+    """Write records as JSON (`.json`) or CSV (`.csv`, columns in first-seen order), whole
+    or not at all (see the module docstring); an existing file is replaced.
 
     Raises:
-        ValueError: another suffix.
+        ValueError: another suffix, or a value nested too deeply to write.
+        OSError: the file cannot be written (a directory, a missing or unwritable folder);
+            an existing file is left unchanged.
     """
     suffix = path.suffix.lower()
-    if suffix == ".json":
-        path.write_text(json.dumps(list(records), indent=2, ensure_ascii=False, default=str))
-        return
-    if suffix != ".csv":
+    if suffix not in (".json", ".csv"):
         raise ValueError(f"cannot save results to {str(path)!r}: use a .json or .csv path")
+    try:
+        if suffix == ".json":
+            text = json.dumps(list(records), indent=2, ensure_ascii=False, default=str)
+        else:
+            text = _csv_text(records)
+    except RecursionError:
+        raise ValueError(
+            f"cannot save results to {str(path)!r}: a value is nested too deeply to write"
+        ) from None
+    # In JSON a lone surrogate's `\uXXXX` escape is the JSON escape of the same string.
+    _replace_file(path, text.encode("utf-8", errors="backslashreplace"))
+
+
+def _csv_text(records: Sequence[Mapping[str, Any]]) -> str:
     columns: dict[str, None] = {}
     for record in records:
         columns.update(dict.fromkeys(record))
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
-        writer.writeheader()
-        for record in records:
-            writer.writerow({k: _cell_text(v) for k, v in record.items()})
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns))
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: _csv_cell(v) for k, v in record.items()})
+    return buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = str(_cell_text(value))
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    target = Path(os.path.realpath(path))  # a symlink's target gets the text, as open() would
+    if target.is_dir():
+        raise IsADirectoryError(f"cannot save results to {str(path)!r}: it is a directory")
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        descriptor = os.open(temporary, _CREATE, 0o666)  # the umask applies, as for open()
+    except OSError as exc:  # name the file the caller asked for, not the temporary one
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _cell_text(value: Any) -> Any:
@@ -136,7 +199,10 @@ def _cell_text(value: Any) -> Any:
 
 
 def _truncated(value: Any) -> str:
-    words = str(_cell_text(value)).split()
+    try:
+        words = str(_cell_text(value)).split()
+    except RecursionError:
+        return _TOO_DEEP
     text = " ".join(words[:_CELL_WORDS])
     return text + "..." if len(words) > _CELL_WORDS else text
 

@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar, final, runtime_checkable
 
 import anyio
 
+from lmvisor.optimizers._checks import count, real
 from lmvisor.optimizers.evaluate import Evaluate, EvaluationResult
 from lmvisor.optimizers.metric import Metric
 from lmvisor.programs.example import Example
@@ -66,7 +67,8 @@ class LocalExecutor:
         timeout: seconds per example (never past the caller's deadline); None: no bound.
 
     Raises:
-        ValueError: concurrency or max_errors < 1.
+        TypeError: concurrency or max_errors is not an int, or failure_score not a number.
+        ValueError: concurrency or max_errors < 1, or failure_score NaN or infinite.
     """
 
     def __init__(
@@ -77,13 +79,10 @@ class LocalExecutor:
         failure_score: float = 0.0,
         timeout: float | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError(f"LocalExecutor.concurrency must be >= 1, got {concurrency!r}")
-        if max_errors < 1:
-            raise ValueError(f"LocalExecutor.max_errors must be >= 1, got {max_errors!r}")
+        concurrency = count("LocalExecutor", "concurrency", concurrency, minimum=1)
         self._limiter = anyio.CapacityLimiter(concurrency)
-        self.max_errors = max_errors
-        self.failure_score = failure_score
+        self.max_errors = count("LocalExecutor", "max_errors", max_errors, minimum=1)
+        self.failure_score = real("LocalExecutor", "failure_score", failure_score)
         self.timeout = timeout
 
     @property
@@ -95,11 +94,10 @@ class LocalExecutor:
         """Change the bound now; work in flight finishes, waiting work sees the new bound.
 
         Raises:
+            TypeError: concurrency is not an int.
             ValueError: concurrency < 1.
         """
-        if concurrency < 1:
-            raise ValueError(f"LocalExecutor.concurrency must be >= 1, got {concurrency!r}")
-        self._limiter.total_tokens = concurrency
+        self._limiter.total_tokens = count("LocalExecutor", "concurrency", concurrency, minimum=1)
 
     async def evaluate(
         self, program: Module, devset: Sequence[Example], metric: Metric

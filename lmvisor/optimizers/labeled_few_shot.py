@@ -6,6 +6,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, final
 
+from lmvisor.optimizers._checks import count
 from lmvisor.optimizers.teleprompter import Teleprompter, as_examples
 from lmvisor.programs.example import Example
 from lmvisor.programs.module import Module
@@ -33,13 +34,12 @@ class LabeledFewShot(Teleprompter):
         k: the most demos per predictor.
 
     Raises:
+        TypeError: k is not an int.
         ValueError: k < 0.
     """
 
     def __init__(self, k: int = 16) -> None:
-        if k < 0:
-            raise ValueError(f"LabeledFewShot.k must be >= 0, got {k!r}")
-        self.k = k
+        self.k = count("LabeledFewShot", "k", k, minimum=0)
 
     async def compile(
         self, student: Module, *, trainset: Sequence[Example], sample: bool = True, **_: Any

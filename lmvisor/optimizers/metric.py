@@ -1,7 +1,11 @@
 """Metrics: calling a sync or async `metric(example, prediction, trace)`, and finding one by
 its import path ("package.module:function").
 
-A metric returns a bool or a number; True counts as 1.0. As in DSPy, a metric may take
+A metric returns a bool or a finite real number (numpy's scalars included); True counts as
+1.0. As DSPy 3.4.1's Evaluate does, a `Prediction` with a `score` field (a metric that also
+gives feedback) counts as its score. Anything else (None, a string, NaN, an infinity, an
+int too large for a float) is a `MetricError` naming the metric, never a silent 0 or NaN
+averaged in. As in DSPy, a metric may take
 two arguments (example, prediction) or three (example, prediction, trace): `trace` is None
 during evaluation and the teacher's predictor calls while bootstrapping.
 """
@@ -11,10 +15,12 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
 from lmvisor.optimizers.errors import MetricError
+from lmvisor.programs.example import Prediction
 
 __all__ = [
     "Metric",
@@ -24,6 +30,8 @@ __all__ = [
     "metric_name",
     "metric_score",
 ]
+
+_SHOWN = 80
 
 Metric = Callable[..., Any]
 """`metric(example, prediction[, trace])` returning a bool or number, or an awaitable of one."""
@@ -72,16 +80,26 @@ async def call_metric(metric: Metric, example: Any, prediction: Any, trace: Any 
 
 
 def metric_score(value: Any, *, metric: str) -> float:
-    """A metric value as a float (True is 1.0).
+    """A metric value as a float (see the module docstring for what is accepted).
 
     Raises:
-        MetricError: the value is not a bool or a finite number.
+        MetricError: the value is not a bool, a finite real number or a Prediction whose
+            `score` is one.
     """
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    raise MetricError(metric=metric, problem=f"returned {value!r}, not a bool or finite number")
+    scored = value.get("score") if isinstance(value, Prediction) else value
+    if isinstance(scored, bool):
+        return 1.0 if scored else 0.0
+    if isinstance(scored, numbers.Real):
+        try:
+            score = float(scored)
+        except (OverflowError, TypeError, ValueError):
+            score = math.nan
+        if math.isfinite(score):
+            return score
+    shown = repr(value)
+    shown = shown if len(shown) <= _SHOWN else shown[:_SHOWN] + "..."
+    kind = "a Prediction whose score is " if isinstance(value, Prediction) else ""
+    raise MetricError(metric=metric, problem=f"returned {shown}, {kind}not a bool or finite number")
 
 
 def load_metric(path: str) -> Metric:

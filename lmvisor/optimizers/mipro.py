@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, final
 
+from lmvisor.optimizers._checks import count, optional_count, optional_real, real
 from lmvisor.optimizers._gather import gather_steps
 from lmvisor.optimizers._mipro_instructions import InstructionProposer, ProposerFlags
 from lmvisor.optimizers.bootstrap import BootstrapFewShot
@@ -100,7 +101,13 @@ class MIPROv2(Teleprompter):
         concurrency: the local executor's bound when `compile` gets no run.
 
     Raises:
-        ValueError: an unknown `auto`, or `num_candidates` given with `auto`.
+        TypeError: a count or the seed is not an int, or init_temperature / metric_threshold
+            not a number.
+        ValueError: an unknown `auto`, `num_candidates` given with `auto`, a negative demo
+            count, no bootstrapped demos while labeled ones are asked for (each shuffled
+            demo set draws 1..max_bootstrapped_demos), num_candidates, max_errors or
+            concurrency < 1, a seed outside 0..2**32-1 (the TPE sampler's range), or a
+            NaN or infinite number.
     """
 
     def __init__(
@@ -126,6 +133,11 @@ class MIPROv2(Teleprompter):
             )
         if auto is not None and num_candidates is not None:
             raise ValueError("MIPROv2: num_candidates cannot be set together with auto")
+        _check_counts(max_bootstrapped_demos, max_labeled_demos, num_candidates, max_errors)
+        count("MIPROv2", "concurrency", concurrency, minimum=1)
+        _check_seed("seed", seed)
+        real("MIPROv2", "init_temperature", init_temperature)
+        optional_real("MIPROv2", "metric_threshold", metric_threshold)
         self.metric = metric
         self.prompt_model = prompt_model
         self.task_model = task_model
@@ -163,13 +175,20 @@ class MIPROv2(Teleprompter):
         """The best program found (with `score` and `candidate_programs` attached).
 
         Raises:
+            TypeError: seed, num_trials or a batch size is not an int.
+            ValueError: seed outside 0..2**32-1, or num_trials / a batch size < 1.
             OptimizerSettingsError: the datasets or trial settings cannot work.
             ImportError: optuna is not installed.
             TooManyErrors: bootstrapping hit `max_errors`.
         """
+        # None, not any falsy seed, means "the constructor's": seed=0 is a seed.
+        seed = self.seed if seed is None else _check_seed("compile seed", seed)
+        optional_count("MIPROv2", "num_trials", num_trials, minimum=1)
+        count("MIPROv2", "minibatch_size", minibatch_size, minimum=1)
+        count("MIPROv2", "minibatch_full_eval_steps", minibatch_full_eval_steps, minimum=1)
+        count("MIPROv2", "view_data_batch_size", view_data_batch_size, minimum=1)
         optuna_import = _import_optuna_aside()
         run = await self._begin(run)
-        seed = seed or self.seed
         rng = random.Random(seed)
         program = student.deepcopy()
         plan = self._settings(program, as_examples(trainset), valset, num_trials, minibatch, rng)
@@ -308,7 +327,7 @@ class MIPROv2(Teleprompter):
                 raise OptimizerSettingsError(
                     optimizer=self.name, setting="valset", problem="is empty"
                 )
-            return trainset, as_examples(valset)
+            return trainset, as_examples(valset, "valset")
         if len(trainset) < 2:
             raise OptimizerSettingsError(
                 optimizer=self.name,
@@ -410,3 +429,26 @@ def _import_optuna_aside() -> asyncio.Future[Any]:
     # A compile that fails before the select step never awaits it: retrieve its outcome.
     future.add_done_callback(lambda done: done.cancelled() or done.exception())
     return future
+
+
+_MAX_SEED = 2**32 - 1
+
+
+def _check_seed(name: str, seed: Any) -> int:
+    """A seed both `random.Random` and optuna's TPE sampler (numpy) accept."""
+    count("MIPROv2", name, seed, minimum=0)
+    if seed > _MAX_SEED:
+        raise ValueError(f"MIPROv2.{name} must be <= {_MAX_SEED}, got {seed!r}")
+    return int(seed)
+
+
+def _check_counts(bootstrapped: Any, labeled: Any, candidates: Any, max_errors: Any) -> None:
+    count("MIPROv2", "max_bootstrapped_demos", bootstrapped, minimum=0)
+    count("MIPROv2", "max_labeled_demos", labeled, minimum=0)
+    optional_count("MIPROv2", "num_candidates", candidates, minimum=1)
+    optional_count("MIPROv2", "max_errors", max_errors, minimum=1)
+    if bootstrapped == 0 and labeled > 0:
+        raise ValueError(
+            "MIPROv2.max_bootstrapped_demos must be >= 1 when max_labeled_demos > 0 "
+            "(each shuffled demo set draws 1..max_bootstrapped_demos demos), got 0"
+        )

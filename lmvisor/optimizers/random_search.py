@@ -14,8 +14,10 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any, final
 
+from lmvisor.optimizers._checks import count, optional_real
 from lmvisor.optimizers._gather import gather_steps
 from lmvisor.optimizers.bootstrap import BootstrapFewShot
+from lmvisor.optimizers.errors import OptimizerSettingsError
 from lmvisor.optimizers.labeled_few_shot import label_demos
 from lmvisor.optimizers.metric import Metric
 from lmvisor.optimizers.run import OptimizationRun
@@ -39,7 +41,10 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
         concurrency: the local executor's bound when `compile` gets no run.
 
     Raises:
-        ValueError: num_candidate_programs < 0, or a bad BootstrapFewShot setting.
+        TypeError: a count that is not an int, or a stop_at_score that is not a number.
+        ValueError: num_candidate_programs < 0, max_bootstrapped_demos < 1 while there are
+            shuffled candidates (each draws 1..max_bootstrapped_demos demos), a
+            stop_at_score that is NaN or infinite, or a bad BootstrapFewShot setting.
     """
 
     def __init__(
@@ -56,8 +61,10 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
         metric_threshold: float | None = None,
         concurrency: int = 64,
     ) -> None:
-        if num_candidate_programs < 0:
-            raise ValueError("BootstrapFewShotWithRandomSearch.num_candidate_programs must be >= 0")
+        owner = "BootstrapFewShotWithRandomSearch"
+        count(owner, "num_candidate_programs", num_candidate_programs, minimum=0)
+        if num_candidate_programs > 0:
+            count(owner, "max_bootstrapped_demos", max_bootstrapped_demos, minimum=1)
         self.metric = metric
         self.teacher_settings = dict(teacher_settings or {})
         self.max_bootstrapped_demos = max_bootstrapped_demos
@@ -65,10 +72,11 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
         self.max_rounds = max_rounds
         self.num_candidate_programs = num_candidate_programs
         self.max_errors = max_errors
-        self.stop_at_score = stop_at_score
+        self.stop_at_score = optional_real(owner, "stop_at_score", stop_at_score)
         self.metric_threshold = metric_threshold
         self.concurrency = concurrency
-        self._bootstrap(1)  # validates the shared settings now
+        self._bootstrap(max_bootstrapped_demos)  # validates the shared settings now
+        count(owner, "concurrency", concurrency, minimum=1)
 
     def _bootstrap(self, demos: int) -> BootstrapFewShot:
         return BootstrapFewShot(
@@ -92,13 +100,22 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
         run: OptimizationRun | None = None,
         **_: Any,
     ) -> Module:
-        """The best of the candidate programs on `valset` (the trainset when None)."""
+        """The best of the candidate programs on `valset` (the trainset when None).
+
+        Raises:
+            OptimizerSettingsError: nothing to score on: no valset and an empty trainset
+                (checked before any LM call).
+        """
         from lmvisor.optimizers.executor import LocalExecutor
 
+        train = as_examples(trainset)
+        val = as_examples(valset, "valset") if valset else train
+        if not val:
+            raise OptimizerSettingsError(
+                optimizer=self.name, setting="trainset", problem="is empty (and no valset given)"
+            )
         run = run or OptimizationRun(executor=LocalExecutor(concurrency=self.concurrency))
         await run.begin(self.name)
-        train = as_examples(trainset)
-        val = as_examples(valset) if valset else train
         seeds = list(range(-3, self.num_candidate_programs))
         run.plan(len(seeds))
 

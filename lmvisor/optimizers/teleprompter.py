@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
+from lmvisor.optimizers._checks import example_list
 from lmvisor.optimizers._step_values import number
 from lmvisor.optimizers.metric import Metric, metric_name
 from lmvisor.optimizers.run import OptimizationRun
@@ -99,9 +100,16 @@ def _scored(value: Any) -> Scored:
     return Scored(number(value["score"]), tuple(number(s) for s in value["scores"]))
 
 
-def as_examples(items: Sequence[Example | Mapping[str, Any]]) -> list[Example]:
-    """Examples from Examples or mappings (a mapping keeps no input marks)."""
-    return [item if isinstance(item, Example) else Example(item) for item in items]
+def as_examples(
+    items: Sequence[Example | Mapping[str, Any]], what: str = "trainset"
+) -> list[Example]:
+    """Examples from Examples or mappings (a mapping keeps no input marks).
+
+    Raises:
+        TypeError: `items` is not a sequence (a string is not one here), or an item is
+            neither an Example nor a mapping; `what` names the data set in the message.
+    """
+    return example_list(items, what)
 
 
 def demo_dicts(demos: Sequence[Any]) -> list[dict[str, Any]]:

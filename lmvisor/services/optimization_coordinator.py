@@ -80,7 +80,12 @@ from lmvisor.services.optimization import (
     SubmitJob,
     SuspendJobs,
 )
-from lmvisor.services.optimization_job import JobSpec, parse_job_spec, read_examples
+from lmvisor.services.optimization_job import (
+    JobSpec,
+    build_optimizer,
+    parse_job_spec,
+    read_examples,
+)
 from lmvisor.services.optimization_store import OptimizationStore
 from lmvisor.services.optimization_worker import (
     WORKER_NAME,
@@ -179,7 +184,8 @@ class OptimizationCoordinator(Actor):
 
     async def _checked_submit(self, data: Mapping[str, Any]) -> str:
         spec = await anyio.to_thread.run_sync(parse_job_spec, data, abandon_on_cancel=True)
-        load_metric(spec.metric)
+        # Built once here so a setting the optimizer refuses fails the submit, not the run.
+        build_optimizer(spec, load_metric(spec.metric), self._config)
         await read_examples(spec.trainset, spec.input_keys, field="trainset")
         if spec.valset is not None:
             await read_examples(spec.valset, spec.input_keys, field="valset")

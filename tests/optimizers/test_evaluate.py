@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,122 @@ class TestEvaluate:
         """Concurrency and max_errors must be positive."""
         with pytest.raises(ValueError, match=r"^Evaluate.concurrency must be >= 1, got 0$"):
             Evaluate(devset=[], metric=exact, concurrency=0)
+
+
+class _Said(Module):
+    """Answers every question with the same text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    async def forward(self, **inputs: Any) -> Prediction:
+        return Prediction(answer=self.text)
+
+
+class TestCarelessMetrics:
+    async def test_a_scored_prediction_counts_as_its_score(self) -> None:
+        """A metric returning Prediction(score=..., feedback=...) scores as DSPy's Evaluate
+        sums it: by its score."""
+
+        def graded(example: Example, prediction: Prediction) -> Prediction:
+            return Prediction(score=0.25 * int(example.question[1:]), feedback="partial")
+
+        result = await Evaluate(devset=_rows(4), metric=graded, display_progress=False)(Echo())
+        assert (result.score, result.errors) == (37.5, 0)
+
+    async def test_an_int_too_large_for_a_float_is_a_metric_error_row(self) -> None:
+        """10**400 is an error row naming the metric, never an OverflowError row."""
+        result = await Evaluate(
+            devset=_rows(1), metric=lambda e, p: 10**400, display_progress=False
+        )(Echo())
+        error = result.rows[0].error
+        assert error is not None and (error.type, error.code) == ("MetricError", "metric_error")
+        assert result.score == 0.0
+
+    async def test_nan_is_never_averaged_in(self) -> None:
+        """A NaN from the metric is an error row scoring failure_score; the mean is finite."""
+        values = iter([1.0, float("nan"), 1.0])
+        result = await Evaluate(
+            devset=_rows(3), metric=lambda e, p: next(values), concurrency=1,
+            display_progress=False,
+        )(Echo())  # fmt: skip
+        assert (result.score, result.errors) == (66.67, 1)
+
+
+class TestSave:
+    async def _result(self, text: str) -> Any:
+        return await Evaluate(devset=_rows(1), metric=exact, display_progress=False)(_Said(text))
+
+    async def test_text_utf8_cannot_hold_is_escaped_and_round_trips_in_json(
+        self, tmp_path: Path
+    ) -> None:
+        """A lone surrogate is written as its \\uXXXX escape: JSON reads it back unchanged."""
+        result = await self._result("bad \ud800 byte")
+        result.save(tmp_path / "r.json")
+        result.save(tmp_path / "r.csv")
+        assert json.loads((tmp_path / "r.json").read_text())[0]["pred_answer"] == "bad \ud800 byte"
+        assert "bad \\ud800 byte" in (tmp_path / "r.csv").read_text(encoding="utf-8")
+
+    async def test_an_existing_file_is_replaced_whole(self, tmp_path: Path) -> None:
+        """Saving over a file replaces it (no temporary file is left beside it)."""
+        target = tmp_path / "r.json"
+        target.write_text("old results")
+        (await self._result("new")).save(target)
+        assert json.loads(target.read_text())[0]["pred_answer"] == "new"
+        assert os.listdir(tmp_path) == ["r.json"]
+
+    async def test_a_directory_is_refused_and_left_alone(self, tmp_path: Path) -> None:
+        """A path that is a directory is an OSError naming it; nothing is written."""
+        folder = tmp_path / "r.json"
+        folder.mkdir()
+        with pytest.raises(IsADirectoryError, match=r"^cannot save results to '.*r\.json': it is"):
+            (await self._result("x")).save(folder)
+        assert (os.listdir(tmp_path), os.listdir(folder)) == (["r.json"], [])
+
+    async def test_a_missing_folder_names_the_target(self, tmp_path: Path) -> None:
+        """A missing folder is a FileNotFoundError naming the file asked for."""
+        with pytest.raises(FileNotFoundError, match=r"r\.csv'$"):
+            (await self._result("x")).save(tmp_path / "missing" / "r.csv")
+
+    @pytest.mark.parametrize("text", ["=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
+    async def test_csv_cells_a_spreadsheet_would_run_are_neutralized(
+        self, tmp_path: Path, text: str
+    ) -> None:
+        """A CSV text cell starting with = + - @ tab or CR gets a leading quote; JSON keeps
+        the text exactly; numbers are untouched."""
+        result = await self._result(text)
+        result.save(tmp_path / "r.csv")
+        result.save(tmp_path / "r.json")
+        with (tmp_path / "r.csv").open(newline="", encoding="utf-8") as handle:
+            row = next(csv.DictReader(handle))
+        assert (row["pred_answer"], row["exact"]) == ("'" + text, "0.0")
+        assert json.loads((tmp_path / "r.json").read_text())[0]["pred_answer"] == text
+
+    async def test_csv_keeps_newlines_quotes_and_commas(self, tmp_path: Path) -> None:
+        """Newlines, quotes and commas in a cell read back unchanged."""
+        text = 'one, "two"\nthree'
+        (await self._result(text)).save(tmp_path / "r.csv")
+        with (tmp_path / "r.csv").open(newline="", encoding="utf-8") as handle:
+            assert next(csv.DictReader(handle))["pred_answer"] == text
+
+
+class TestNestedValues:
+    async def test_a_value_too_deep_to_record_is_a_value_error(self, tmp_path: Path) -> None:
+        """An example holding lists nested 100,000 deep scores, but saving or printing it
+        is a ValueError naming the row, never a RecursionError; nothing is written."""
+        deep: list[Any] = []
+        inner = deep
+        for _ in range(100_000):
+            inner.append([])
+            inner = inner[0]
+        devset = [Example(question="q0", answer="Q0", blob=deep).with_inputs("question")]
+        result = await Evaluate(devset=devset, metric=exact, display_progress=False)(Echo())
+        assert result.score == 100.0
+        refused = r"^evaluation row 0: a value is nested too deeply to record$"
+        for name in ("r.json", "r.csv"):
+            with pytest.raises(ValueError, match=refused):
+                result.save(tmp_path / name)
+        with pytest.raises(ValueError, match=refused):
+            result.print_table()
+        assert os.listdir(tmp_path) == []

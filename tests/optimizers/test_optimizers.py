@@ -337,3 +337,23 @@ class TestLoopbackRequestCounts:
         router = await _router(runtime, server)
         count = await self._count(server, router, MIPROv2(passes, auto="light"), trainset)
         assert abs(count - 457) <= 45.7
+
+
+class TestMIPROv2Seed:
+    async def test_seed_zero_at_compile_is_seed_zero(self, trainset: list[Example]) -> None:
+        """compile(seed=0) uses seed 0 (not the constructor's seed, as `seed or` did)."""
+
+        def hashed(example: Example, prediction: Any, trace: Any = None) -> bool:
+            return sum(map(ord, str(prediction.answer))) % 2 == 0
+
+        async def requests(optimizer: MIPROv2, **kwargs: Any) -> list[str]:
+            lm = ScriptedLM()
+            with context(lm=lm):
+                await optimizer.compile(
+                    Predict("question -> answer"), trainset=trainset[:20], **kwargs
+                )
+            return sorted(str(request.messages) for request in lm.requests)
+
+        zero = await requests(MIPROv2(hashed, auto="light", seed=0))
+        assert await requests(MIPROv2(hashed, auto="light", seed=9), seed=0) == zero
+        assert await requests(MIPROv2(hashed, auto="light", seed=9)) != zero

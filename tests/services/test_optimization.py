@@ -142,6 +142,26 @@ class TestSubmit:
             await submit_optimization(coordinator, spec)
         assert await list_optimizations(coordinator) == []
 
+    @pytest.mark.parametrize(
+        ("optimizer", "params", "problem"),
+        [
+            ("MIPROv2", {"seed": -1}, "MIPROv2.seed must be"),
+            ("COPRO", {"breadth": 1}, "COPRO.breadth must be"),
+        ],
+    )
+    async def test_a_setting_the_optimizer_refuses_fails_the_submit(
+        self, runtime: Runtime, optimizer: str, params: dict[str, Any], problem: str
+    ) -> None:
+        """A setting of the right kind that the optimizer itself refuses fails the submit,
+        naming it (it was accepted and the job failed once its worker built the optimizer)."""
+        coordinator = await _start(runtime, SlowLM())
+        spec = {**_copro(), "optimizer": optimizer, "params": params}
+        with pytest.raises(
+            OptimizationSpecError, match=rf"^invalid optimization job at params: {problem}"
+        ):
+            await submit_optimization(coordinator, spec)
+        assert await list_optimizations(coordinator) == []
+
     async def test_hostile_jsonl_is_a_typed_error(self, runtime: Runtime, tmp_path: Path) -> None:
         """A JSONL line nested past the decoder's depth, or a file not in UTF-8, is refused
         at submit with the line named; the coordinator keeps serving."""
