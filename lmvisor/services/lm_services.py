@@ -11,6 +11,11 @@ under the vendor's name (`runtime.protections.breaker("openai")`), so
 `infrastructure.circuit_breakers.<vendor>` and `infrastructure.rate_limiters.<vendor>`
 configure them and they report to the runtime's metrics and events; without a
 rate-limiter entry the vendor's own `rpm`/`tpm` make its limiter.
+
+`providers` applies while the app runs: each vendor's entry and protections live
+in a `ProviderSettings` its actor's incarnations share (see `lm_provider` for how a
+changed entry is applied), and a `ProviderRoster` next to the supervisor starts
+vendors added to `providers` and stops those removed (see `provider_roster`).
 """
 
 from __future__ import annotations
@@ -33,8 +38,7 @@ from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import start_child
 from lmvisor.services.cooldown import Cooldowns
 from lmvisor.services.lm_provider import LMProvider, ProviderProtections, provider_spec
-from lmvisor.services.provider_roster import Roster as _Roster
-from lmvisor.services.provider_roster import provider_roster_spec
+from lmvisor.services.provider_roster import RosterState, provider_roster_spec
 from lmvisor.services.provider_settings import ProviderSettings
 from lmvisor.services.router import DEFAULT_CALL_TIMEOUT, RouterLM
 
@@ -174,7 +178,7 @@ async def start_lm_providers(
             sup, provider_spec(vendor, _provider_factory(runtime, entry, events, metrics))
         )
         settings[vendor] = entry
-    roster = _Roster(
+    roster = RosterState(
         settings=settings,
         seen=dict(runtime.config.providers),
         start=lambda vendor, cfg: ProviderSettings(runtime, vendor, cfg, make_client),

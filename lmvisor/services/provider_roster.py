@@ -32,7 +32,7 @@ from lmvisor.runtime.supervisor import start_child, terminate_child, which_child
 from lmvisor.services.lm_provider import Drain, LMProvider, provider_name, provider_spec
 from lmvisor.services.provider_settings import ProviderSettings
 
-__all__ = ["DRAIN_LIMIT", "ProviderRoster", "Roster", "provider_roster_spec"]
+__all__ = ["DRAIN_LIMIT", "ProviderRoster", "RosterState", "provider_roster_spec"]
 
 _log: Final = get_logger("lmvisor.services.provider_roster")
 
@@ -49,7 +49,7 @@ def _never() -> LMProvider:
 
 @final
 @dataclass(kw_only=True, eq=False)
-class Roster:
+class RosterState:
     """What the roster's incarnations share: the running vendors and the tree last seen.
 
     Attributes:
@@ -71,7 +71,7 @@ class Roster:
 class ProviderRoster(Actor):
     """Keeps `lm_providers` in step with `providers`; see the module docstring."""
 
-    def __init__(self, supervisor: ActorRef, roster: Roster) -> None:
+    def __init__(self, supervisor: ActorRef, roster: RosterState) -> None:
         super().__init__()
         self._supervisor = supervisor
         self._roster = roster
@@ -153,7 +153,7 @@ class ProviderRoster(Actor):
         return {"vendors": sorted(self._roster.settings)}
 
 
-def provider_roster_spec(supervisor: ActorRef, roster: Roster) -> ChildSpec:
+def provider_roster_spec(supervisor: ActorRef, roster: RosterState) -> ChildSpec:
     """The child spec of the roster: permanent, its state shared by its incarnations."""
     return ChildSpec(
         id="lm_provider_roster",

@@ -105,10 +105,9 @@ def _protections(
     old = None if previous is None else previous.config
     kept = None if previous is None else previous.protections
     clock = runtime.clock
-    if previous is None:
-        limiter = runtime.protections.limiter(name, default=_own_limit(config))
-    else:
-        limiter = runtime.protections.set_default(name, _own_limit(config))
+    # Always set, not only looked up: a vendor removed and added again finds its
+    # named limiter still held by the runtime, built from its old rpm/tpm.
+    limiter = runtime.protections.set_default(name, _own_limit(config))
     retry = None if kept is None else kept.retry
     if old is None or (old.max_retries, old.retry_max_wait) != (
         config.max_retries,

@@ -235,6 +235,33 @@ class TestVendors:
             assert ids == ["lm_provider:local"]
             assert (await router.complete(_request("local/llama3"))).outputs
 
+    async def test_a_vendor_added_again_takes_its_new_rpm(self) -> None:
+        """Removed and added back with another rpm, a vendor's named limiter follows the new
+        entry (the runtime keeps the limiter object across the two)."""
+        async with (
+            LMServer() as first,
+            LMServer() as second,
+            _running(_config(first)) as (runtime, services),
+        ):
+            config = runtime.via("config")
+            await update_config(config, "providers.extra", _entry(second, api_key=NEW_KEY))
+            await _until(lambda: "extra" in services.vendors)
+            limiter = runtime.protections.limiter("extra")
+            assert limiter is None
+            await update_config(config, "providers", {"local": runtime.config.providers["local"]})
+            await _until(lambda: "extra" not in services.vendors)
+            again = _entry(second, api_key=NEW_KEY, rpm=2)
+            await update_config(config, "providers.extra", again)
+            await _until(lambda: "extra" in services.vendors)
+            limiter = services.protections["extra"].limiter
+            assert limiter is not None and limiter.statistics().limit == 2
+            await update_config(config, "providers", {"local": runtime.config.providers["local"]})
+            await _until(lambda: "extra" not in services.vendors)
+            await update_config(config, "providers.extra", _entry(second, rpm=5, api_key=OLD_KEY))
+            await _until(lambda: "extra" in services.vendors)
+            assert services.protections["extra"].limiter is limiter
+            assert limiter.statistics().limit == 5
+
     async def test_an_unreachable_vendor_added_starts_nothing(self) -> None:
         """A vendor entry without a base URL is accepted and starts no actor until it has one."""
         async with LMServer() as server, _running(_config(server)) as (runtime, services):
