@@ -38,8 +38,11 @@ from lmvisor.programs.example import Example, Prediction
 from lmvisor.programs.module import Module
 from lmvisor.runtime.deadline import bound_timeout
 from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError
+from lmvisor.runtime.observe.logs import get_logger
 
 __all__ = ["Evaluate", "EvaluationResult", "EvaluationRow", "RowError", "example_inputs"]
+
+_log = get_logger(__name__)
 
 _DEFAULT_CONCURRENCY = 16
 _DEFAULT_MAX_ERRORS = 10
@@ -234,7 +237,10 @@ class Evaluate:
         )
         if self.display_table:
             limit = None if self.display_table is True else int(self.display_table)
-            result.print_table(limit)
+            try:
+                result.print_table(limit)
+            except ValueError as exc:  # a value too deep to show: the scores still count
+                _log.warning("evaluate.table_not_printed", problem=str(exc))
         return result
 
 

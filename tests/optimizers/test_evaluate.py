@@ -15,6 +15,7 @@ import pytest
 from lmvisor.optimizers import Evaluate, TooManyErrors
 from lmvisor.programs import Example, Module, Prediction
 from lmvisor.runtime.deadline import deadline
+from lmvisor.runtime.observe.logs import capture_logs
 
 
 class Echo(Module):
@@ -283,3 +284,10 @@ class TestNestedValues:
         with pytest.raises(ValueError, match=refused):
             result.print_table()
         assert os.listdir(tmp_path) == []
+        with capture_logs() as logs:
+            shown = await Evaluate(
+                devset=devset, metric=exact, display_progress=False, display_table=True
+            )(Echo())
+        assert shown.score == 100.0  # the run's result is returned, not lost to the table
+        [line] = [e for e in logs if e["event"] == "evaluate.table_not_printed"]
+        assert line["problem"] == "evaluation row 0: a value is nested too deeply to record"
