@@ -36,10 +36,13 @@ from lmvisor.optimizers.evaluate_report import (
 from lmvisor.optimizers.metric import Metric, metric_caller, metric_name, metric_score
 from lmvisor.programs.example import Example, Prediction
 from lmvisor.programs.module import Module
-from lmvisor.runtime.deadline import bound_timeout
+from lmvisor.runtime.deadline import bound_timeout, deadline_expired
 from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError
+from lmvisor.runtime.observe.logs import get_logger
 
 __all__ = ["Evaluate", "EvaluationResult", "EvaluationRow", "RowError", "example_inputs"]
+
+_log = get_logger(__name__)
 
 _DEFAULT_CONCURRENCY = 16
 _DEFAULT_MAX_ERRORS = 10
@@ -152,6 +155,10 @@ class _Stopped(Exception):
     """Internal: `max_errors` reached; the task group cancels the remaining examples."""
 
 
+class _OutOfTime(Exception):
+    """Internal: the caller's deadline passed; the task group cancels the rest."""
+
+
 @final
 class Evaluate:
     """Score programs on `devset` with `metric`.
@@ -220,6 +227,8 @@ class Evaluate:
         Raises:
             ValueError: the devset is empty.
             TooManyErrors: `max_errors` examples failed (the rest were cancelled).
+            DeadlineExceeded: the caller's deadline passed (an example that fails then ends
+                the run: its failure is the caller's time, not the example's).
 
         Cancelling the caller cancels every example in flight.
         """
@@ -234,7 +243,10 @@ class Evaluate:
         )
         if self.display_table:
             limit = None if self.display_table is True else int(self.display_table)
-            result.print_table(limit)
+            try:
+                result.print_table(limit)
+            except ValueError as exc:  # a value too deep to show: the scores still count
+                _log.warning("evaluate.table_not_printed", problem=str(exc))
         return result
 
 
@@ -277,6 +289,8 @@ class _Run:
             async with asyncio.TaskGroup() as group:
                 for _ in range(workers):
                     group.create_task(self._work(pending))
+        except* _OutOfTime:
+            raise DeadlineExceeded(operation="evaluation") from None
         except* _Stopped:
             raise TooManyErrors(
                 errors=len(self._failures),
@@ -325,6 +339,8 @@ class _Run:
                 ) from None
             score = metric_score(value, metric=self._name)
         except Exception as exc:
+            if deadline_expired():  # the caller's time is up: the run ends, not the example
+                raise _OutOfTime from None
             return EvaluationRow(
                 index=index,
                 example=example,

@@ -303,6 +303,9 @@ class _Process(Mailbox):
             if fut is not None and not fut.done():
                 fut.set_exception(ActorExited(actor=self.name, reason=self.stop_reason))
             return
+        if deferred.with_caller and fut is not None and fut.done():
+            deferred.coro.close()  # its caller gave up while it waited for a slot
+            return
         coro = deferred.coro if fut is None else _replying(deferred.coro, fut)
         if scope is None:
             task = self._loop.create_task(coro)

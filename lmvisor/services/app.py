@@ -402,9 +402,22 @@ async def open_app(
         try:
             yield app
         finally:
+            # Running jobs stop first, their progress stored, as the daemon's shutdown does:
+            # else a job whose LM calls are refused below could end as failed for good
+            # instead of resuming at the next open.
+            await _suspend_jobs(runtime)
             # Before the tree stops: an LM held from `app.lm()` is refused from now on, an
             # answer its cache holds included (the runtime closes as its block exits next).
             app._store.close(runtime.namespace)
+
+
+async def _suspend_jobs(runtime: Runtime) -> None:
+    """Suspend the app's running optimization jobs; a failure is logged, never raised (the
+    app is closing either way, and a job left running resumes from its journal)."""
+    try:
+        await suspend_optimizations(runtime.via(COORDINATOR_NAME))
+    except Exception as exc:
+        _log.warning("app.jobs_not_suspended", error=str(exc))
 
 
 def _app_config(config: LmvisorConfig | Mapping[str, Any] | None) -> LmvisorConfig:

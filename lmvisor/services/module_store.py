@@ -280,8 +280,9 @@ class ProgramStore:
                 ).fetchone()
                 db.execute("DELETE FROM retired WHERE module_id = ?", (module_id,))
                 db.execute("INSERT INTO retired VALUES (?, ?)", (module_id, number))
-                db.execute(
-                    "DELETE FROM retired WHERE rowid <= (SELECT max(rowid) FROM retired) - ?",
+                db.execute(  # by count: re-inserts leave rowid gaps
+                    "DELETE FROM retired WHERE rowid <= (SELECT rowid FROM retired"
+                    " ORDER BY rowid DESC LIMIT 1 OFFSET ?)",
                     (MAX_RETIRED,),
                 )
 

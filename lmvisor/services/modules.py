@@ -483,9 +483,11 @@ class Modules:
             raise AppClosed.of(exc, operation=f"app.modules.{verb}()") from None
 
     def _check_open(self, verb: str) -> None:
-        """Refuse a read or a write once the runtime has closed: reads touch no actor, and
-        a write must not reach a manager that is still stopping."""
-        if self._runtime.closed:
+        """Refuse a read or a write once the runtime has closed and the manager is gone
+        (reads touch no actor). While the tree stops the manager still serves: an
+        optimization job finishing then deploys its result (refused, the job was saved as
+        failed for good) and resolves its program."""
+        if self._runtime.closed and self._runtime.whereis(MODULES_NAME) is None:
             raise AppClosed(namespace=self._runtime.namespace, operation=f"app.modules.{verb}()")
 
     def _lm_of(self, record: ModuleRecord) -> LM | None:

@@ -15,6 +15,8 @@ import pytest
 from lmvisor.optimizers import Evaluate, TooManyErrors
 from lmvisor.programs import Example, Module, Prediction
 from lmvisor.runtime.deadline import deadline
+from lmvisor.runtime.errors import DeadlineExceeded
+from lmvisor.runtime.observe.logs import capture_logs
 
 
 class Echo(Module):
@@ -113,12 +115,6 @@ class TestEvaluate:
             r"RuntimeError: bad input boom q0; example 1",
         ):
             await evaluate(Echo())
-
-    async def test_each_example_runs_under_the_callers_deadline(self) -> None:
-        """Examples past the caller's deadline fail as deadline errors."""
-        with deadline(0.01):
-            result = await Evaluate(devset=_rows(3), metric=exact, max_errors=5)(Echo(delay=1.0))
-        assert {row.error.code for row in result.rows if row.error} == {"deadline_exceeded"}
 
     async def test_timeout_per_example(self) -> None:
         """`timeout` bounds each example."""
@@ -283,3 +279,26 @@ class TestNestedValues:
         with pytest.raises(ValueError, match=refused):
             result.print_table()
         assert os.listdir(tmp_path) == []
+        with capture_logs() as logs:
+            shown = await Evaluate(
+                devset=devset, metric=exact, display_progress=False, display_table=True
+            )(Echo())
+        assert shown.score == 100.0  # the run's result is returned, not lost to the table
+        [line] = [e for e in logs if e["event"] == "evaluate.table_not_printed"]
+        assert line["problem"] == "evaluation row 0: a value is nested too deeply to record"
+
+
+class TestCallersDeadline:
+    async def test_the_callers_deadline_ends_the_run_typed(self) -> None:
+        """An example failing because the caller's deadline passed ends the whole run with
+        DeadlineExceeded: not max_errors of counted failures (TooManyErrors), nor a result
+        of failure scores with a large max_errors."""
+        evaluate = Evaluate(
+            devset=_rows(40), metric=exact, display_progress=False, max_errors=1000, concurrency=4
+        )
+        async with asyncio.timeout(30):  # a safety net: a hang fails rather than waits
+            with (
+                deadline(0.05),
+                pytest.raises(DeadlineExceeded, match=r"^deadline exceeded during evaluation$"),
+            ):
+                await evaluate(Echo(delay=3600.0))

@@ -23,7 +23,9 @@ from lmvisor.programs.settings import context
 from lmvisor.runtime.actor import Actor
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.services.app import open_app
+from lmvisor.services.cache_store import CacheStore
 from lmvisor.services.errors import AppClosed
+from lmvisor.services.optimization_worker import WORKER_NAME
 from lmvisor.testing.lm_server import LMServer
 from lmvisor.testing.scripted_lm import ScriptedLM
 
@@ -256,3 +258,49 @@ class TestRepeatedAndCancelled:
         for app in entered:
             with pytest.raises(AppClosed):
                 await app.list_modules()
+
+
+class TestJobsAtTheBlocksEnd:
+    async def test_a_job_running_when_the_block_exits_resumes_at_the_next_open(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A job still running when the block exits is suspended before the app's LMs refuse
+        calls (its worker is gone when the cache closes: a worker still running then had its
+        calls refused and could end the job as failed for good), and the next app on the
+        same directory resumes and completes it."""
+        workers_at_close: list[bool] = []
+        close = CacheStore.close
+
+        def watched(store: CacheStore, namespace: str) -> None:
+            workers_at_close.append(runtime.whereis((WORKER_NAME, job)) is not None)
+            close(store, namespace)
+
+        monkeypatch.setattr(CacheStore, "close", watched)
+        spec = {
+            "optimizer": "COPRO",
+            "params": {"breadth": 3, "depth": 2},
+            "program": {"module": "Predict", "signature": "question -> answer"},
+            "trainset": [{"question": f"q{i}", "answer": "a"} for i in range(40)],
+            "input_keys": ["question"],
+            "metric": "tests.services._optimization_support:hashed_metric",
+        }
+        config = _config(data_dir=tmp_path / "data")
+        async with LMServer(latency=0.05) as server:
+            async with open_app(config, lm_server=server) as app:
+                runtime = app.runtime
+                job = await app.submit_optimization(spec)
+                for _ in range(3000):  # the job under way: its first trial done
+                    if (await app.optimization_status(job)).trials_done:
+                        break
+                    await asyncio.sleep(0.01)
+                assert (await app.optimization_status(job)).status == "running"
+            assert workers_at_close == [False]
+            async with open_app(config, lm_server=server) as again:
+                status = await again.optimization_status(job)
+                assert status.status in ("running", "completed"), status.error
+                for _ in range(6000):
+                    if status.status != "running":
+                        break
+                    await asyncio.sleep(0.01)
+                    status = await again.optimization_status(job)
+                assert status.status == "completed", status.error

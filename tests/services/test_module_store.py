@@ -114,6 +114,9 @@ class TestProgramStore:
         for name, number in (("a", 2), ("b", 7), ("c", 2), ("b", 3), ("d", 4)):
             await store.delete(name, next_number=number)
         assert list((await store.next_numbers()).items()) == [("c", 2), ("b", 7), ("d", 4)]
+        for number in range(5, 15):  # one id retired again and again leaves rowid gaps
+            await store.delete("d", next_number=number)
+        assert list((await store.next_numbers()).items()) == [("c", 2), ("b", 7), ("d", 14)]
         await store.close()
 
     async def test_a_file_in_the_layout_before_retired_is_read_and_extended(
