@@ -47,8 +47,8 @@ class CallPolicy:
     Attributes:
         key: names the vendor in errors (`RetryExhausted`, `DeadlineExceeded`).
         breaker: the vendor's circuit breaker.
-        limiter: its request/token rate limiter, or None.
-        token_cap: the limiter's token limit (an estimate above it takes it all).
+        limiter: its request/token rate limiter, or None (its token limit is read per call:
+            a live `infrastructure` update may change it).
         bulkhead: its concurrency bound.
         retry: backoff and retry predicate, or None for a single attempt.
         timeout: seconds one attempt may take at most.
@@ -58,7 +58,6 @@ class CallPolicy:
     key: str
     breaker: CircuitBreaker
     limiter: RateLimiter | None
-    token_cap: float | None
     bulkhead: Bulkhead
     retry: Retry | None
     timeout: float
@@ -204,7 +203,7 @@ async def _take(
     Raises:
         RateLimited: the budget frees up only after `left` seconds.
     """
-    cap = policy.token_cap
+    cap = limiter.token_limit
     if cap is not None and tokens > cap:
         tokens = cap  # a request estimated above the whole budget takes all of it
     wait = limiter.reserve(tokens)

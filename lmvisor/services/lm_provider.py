@@ -284,7 +284,11 @@ class LMProvider(Actor):
         lease.calls += 1
         started = time.perf_counter()
         try:
-            tokens = self._admit(request) if self._estimates else 0
+            limiter = policy.limiter  # inline `_estimates()`: no method call per request
+            estimates = self._budget is not None or (
+                limiter is not None and limiter.token_limit is not None
+            )
+            tokens = self._admit(request) if estimates else 0
             # The slot by hand, not `slot()`: a context manager per call costs.
             bulkhead = policy.bulkhead
             if not bulkhead.try_acquire():
@@ -368,14 +372,12 @@ class LMProvider(Actor):
             key=self.vendor,
             breaker=protections.breaker,
             limiter=limiter,
-            token_cap=None if limiter is None else limiter.statistics().token_limit,
             bulkhead=protections.bulkhead,
             retry=protections.retry,
             timeout=settings.config.timeout,
             clock=self._clock,
         )
         self._budget = protections.budget
-        self._estimates = protections.budget is not None or self._policy.token_cap is not None
 
     def _swap(self, client: VendorClient) -> None:
         """Serve new calls from `client`; the old one closes when its last call ends."""
@@ -410,9 +412,15 @@ class LMProvider(Actor):
     def _not_started(self) -> _Lease:
         raise RuntimeError(f"provider {self.vendor!r} used before started()")
 
+    def _estimates(self) -> bool:
+        """Whether anything reads a request's token estimate: the budget, or the limiter's
+        token bucket (read per call: a live update may add or drop it)."""
+        limiter = self._policy.limiter
+        return self._budget is not None or (limiter is not None and limiter.token_limit is not None)
+
     def _admit(self, request: LMRequest) -> int:
         """Check the budget; return the request's estimated tokens (0 when nothing reads them)."""
-        if not self._estimates:
+        if not self._estimates():
             return 0  # the estimate walks every message: skip it when nothing uses it
         tokens = estimate_tokens(request)
         if self._budget is not None:

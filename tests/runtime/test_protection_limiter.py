@@ -237,6 +237,24 @@ class TestReconfigure:
         stats = limiter.statistics()
         assert (stats.limit, stats.admitted, stats.waiting) == (1000, 101, 0)
 
+    async def test_a_waiter_queued_above_a_shrunk_bucket_takes_the_whole_bucket(self) -> None:
+        """A request queued for 500 tokens when the bucket shrinks to 100 waits for the whole
+        new bucket and passes (it raised ValueError out of `acquire`); `token_limit` reads
+        the current bound (None once lifted)."""
+        clock = MockClock()
+        limiter = RateLimiter("api", limit=1, period=60.0, token_limit=1000, clock=clock)
+        limiter.try_acquire(1)
+        waiter = asyncio.create_task(limiter.acquire(500))
+        await until(lambda: limiter.statistics().waiting == 1 and clock.sleepers == 1)
+        limiter.reconfigure(limit=1, period=60.0, token_limit=100)
+        assert limiter.token_limit == 100
+        clock.advance(60.0)
+        await asyncio.wait_for(waiter, timeout=5)
+        stats = limiter.statistics()
+        assert (stats.admitted, stats.token_level) == (2, 100.0)
+        limiter.lift()
+        assert limiter.token_limit is None
+
     async def test_a_lowered_limit_keeps_the_capacity_in_use(self) -> None:
         """Capacity taken under the old limit stays taken: a lower limit refuses at once."""
         limiter = RateLimiter("api", limit=10, period=1.0, clock=MockClock())

@@ -19,6 +19,7 @@ from lmvisor.providers import (
     ServerError,
 )
 from lmvisor.runtime.clock import MockClock
+from lmvisor.runtime.config_service import update_config
 from lmvisor.runtime.errors import (
     ActorExited,
     CircuitOpen,
@@ -426,6 +427,31 @@ class TestProtection:
             limiter = services.protections["local"].limiter
             assert limiter is not None
             assert limiter.statistics().token_level == 100
+
+    async def test_a_token_limit_changed_at_run_time_applies_to_the_next_calls(
+        self, mock_clock: MockClock, server: LMServer
+    ) -> None:
+        """A live `infrastructure.rate_limiters.<vendor>.tokens` below a request's estimate
+        clips it to the new limit (a stale cap raised ValueError out of every call); a bucket
+        added to a limiter that had none is charged from the next call on."""
+        config = load_config(
+            env={},
+            providers={"local": {"base_url": server.url + "/v1", "max_retries": 0}},
+            infrastructure={"rate_limiters": {"local": {"limit": 1000, "scale": 60}}},
+        )
+        async with _running(config, mock_clock) as (runtime, services):
+            limiter = services.protections["local"].limiter
+            assert limiter is not None and limiter.token_limit is None
+            target = runtime.via(provider_name("local"))
+            request = _request("x" * 400)
+            entry = "infrastructure.rate_limiters.local"
+            await update_config(runtime.via("config"), entry, {"limit": 1000, "tokens": 10_000})
+            await target.call(Complete(request=request))
+            assert limiter.statistics().token_level == estimate_tokens(request)
+            await update_config(runtime.via("config"), entry, {"limit": 1000, "tokens": 5})
+            mock_clock.advance(86_400.0)  # the tokens taken under the old limit leak out
+            assert (await target.call(Complete(request=request))).outputs
+            assert limiter.statistics().token_level == 5
 
     async def test_budget_refuses_before_sending(self, runtime: Runtime, server: LMServer) -> None:
         """A spent budget refuses the call with BudgetExceeded; nothing reaches the vendor."""

@@ -221,10 +221,12 @@ class RateLimiter:
         self._queued_tokens += tokens
         try:
             async with self._queue:
-                while not self._lifted and (wait := self._wait_for(tokens)) > 0:
+                # Fitted on every pass: `reconfigure` may shrink the bucket below a request
+                # queued before it, which then takes the whole new bucket.
+                while not self._lifted and (wait := self._wait_for(self._fitted(tokens))) > 0:
                     await self._sleep(wait)
                 if not self._lifted:
-                    self._take(tokens)
+                    self._take(self._fitted(tokens))
         finally:
             self._waiting -= 1
             self._queued_tokens -= tokens
@@ -299,6 +301,16 @@ class RateLimiter:
             rejected=self._rejected,
             waiting=self._waiting,
         )
+
+    @property
+    def token_limit(self) -> float | None:
+        """Tokens per period now (None: tokens are not limited); `reconfigure` changes it."""
+        tokens = self._tokens
+        return None if tokens is None or self._lifted else tokens.max_rate
+
+    def _fitted(self, tokens: float) -> float:
+        bucket = self._tokens
+        return tokens if bucket is None or tokens <= bucket.max_rate else bucket.max_rate
 
     def _wait_for(self, tokens: float) -> float:
         wait = self._requests.wait_for(1)
