@@ -126,6 +126,7 @@ if TYPE_CHECKING:
     from lmvisor.services.modules import Modules as Modules
     from lmvisor.services.modules import ProgramLike as ProgramLike
     from lmvisor.services.optimization import COORDINATOR_NAME as COORDINATOR_NAME
+    from lmvisor.services.optimization import SUBMIT_TIMEOUT as SUBMIT_TIMEOUT
     from lmvisor.services.optimization import CancelJob as CancelJob
     from lmvisor.services.optimization import GetJob as GetJob
     from lmvisor.services.optimization import GetResult as GetResult
@@ -149,6 +150,7 @@ if TYPE_CHECKING:
     from lmvisor.services.optimization_job import load_examples as load_examples
     from lmvisor.services.optimization_job import parse_job_spec as parse_job_spec
     from lmvisor.services.optimization_job import read_examples as read_examples
+    from lmvisor.services.optimization_store import ACTIVE_STATUSES as ACTIVE_STATUSES
     from lmvisor.services.optimization_store import JobRecord as JobRecord
     from lmvisor.services.optimization_store import OptimizationStore as OptimizationStore
     from lmvisor.services.optimization_store import StoreCheckpoint as StoreCheckpoint

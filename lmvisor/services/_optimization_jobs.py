@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Final, final
+from typing import final
 
 from lmvisor.optimizers import LocalExecutor, RunProgress
 from lmvisor.programs.module import Module
@@ -37,11 +37,10 @@ from lmvisor.services._job_claims import JobClaims
 from lmvisor.services.errors import CorruptRecord, OptimizationSpecError, StoreUnavailable
 from lmvisor.services.optimization import OptimizationStatus
 from lmvisor.services.optimization_job import JobSpec, parse_job_spec
-from lmvisor.services.optimization_store import JobRecord, OptimizationStore
+from lmvisor.services.optimization_store import ACTIVE_STATUSES, JobRecord, OptimizationStore
 
-__all__ = ["ACTIVE", "Job", "JobTable", "StoreKeeper", "job_status"]
+__all__ = ["Job", "JobTable", "StoreKeeper", "job_status"]
 
-ACTIVE: Final = frozenset({"running"})
 
 _log = get_logger("lmvisor.services.optimization_coordinator")  # the coordinator's events
 
@@ -77,7 +76,7 @@ class Job:
 
     @record.setter
     def record(self, record: JobRecord) -> None:
-        if record.status not in ACTIVE:
+        if record.status not in ACTIVE_STATUSES:
             record, self.spec = _without_rows(record, self.spec)
         self._record = record
 
@@ -85,7 +84,9 @@ class Job:
     def unrun(self) -> bool:
         """Running with no worker here: run by another app on the file (or suspended), so
         the stored record is the news (unless this app's own is newer, not yet written)."""
-        return self.record.status in ACTIVE and self.supervisor is None and not self.unsaved
+        return (
+            self.record.status in ACTIVE_STATUSES and self.supervisor is None and not self.unsaved
+        )
 
 
 @final
@@ -169,7 +170,7 @@ class JobTable:
             _log.warning("optimization.record_unread", optimization_id=job.record.id,
                          error=str(exc))  # fmt: skip
             raise
-        return None if stored is None or stored.status in ACTIVE else stored
+        return None if stored is None or stored.status in ACTIVE_STATUSES else stored
 
     async def load(self, on_corrupt: Callable[[CorruptRecord], None]) -> None:
         """Every stored job (once per app), an ended one read without its inline datasets
@@ -181,7 +182,7 @@ class JobTable:
         """
         for record in await self.store.jobs(on_corrupt=on_corrupt, ended_rows=False):
             try:
-                spec = parse_job_spec(record.spec, ended=record.status not in ACTIVE)
+                spec = parse_job_spec(record.spec, ended=record.status not in ACTIVE_STATUSES)
             except OptimizationSpecError as exc:
                 on_corrupt(CorruptRecord(store="jobs", record=record.id, problem=str(exc)))
                 continue
@@ -196,7 +197,7 @@ class JobTable:
             StoreUnavailable: the file cannot be read or written (nothing is kept unsaved).
         """
         stored = await self.stored(job.record.id)
-        if stored is not None and stored.status not in ACTIVE:
+        if stored is not None and stored.status not in ACTIVE_STATUSES:
             job.record, job.progress = stored, None
             return
         progress = job.progress
@@ -231,7 +232,7 @@ class JobTable:
         stored = await self.store.some_jobs([job.record.id for job in unrun])
         for job in unrun:
             job.record = stored.get(job.record.id, job.record)
-        return [job for job in unrun if job.record.status in ACTIVE and not job.suspended]
+        return [job for job in unrun if job.record.status in ACTIVE_STATUSES and not job.suspended]
 
     def may_take(self, job: Job) -> bool:
         """Whether no app holds `job` any more (claimed here now), quietly: status polls ask."""
@@ -253,9 +254,9 @@ class JobTable:
             self.claims.release(job.record.id)
             raise
         job.record = stored if stored is not None else job.record
-        if job.record.status not in ACTIVE:
+        if job.record.status not in ACTIVE_STATUSES:
             self.claims.release(job.record.id)
-        return job.record.status in ACTIVE
+        return job.record.status in ACTIVE_STATUSES
 
     def claim(self, job_id: str) -> bool:
         """Whether this app may run `job_id` (see the module docstring)."""
@@ -315,7 +316,7 @@ class JobTable:
                     status=job.record.status, error=str(exc))  # fmt: skip
                 return
             job.unsaved = False
-            if job.supervisor is None and job.record.status not in ACTIVE:
+            if job.supervisor is None and job.record.status not in ACTIVE_STATUSES:
                 self.claims.release(job.record.id)  # held while its end was only in memory
 
 

@@ -22,6 +22,7 @@ from lmvisor.runtime.registry import Via
 
 __all__ = [
     "COORDINATOR_NAME",
+    "SUBMIT_TIMEOUT",
     "CancelJob",
     "GetJob",
     "GetResult",
@@ -39,6 +40,10 @@ __all__ = [
 
 COORDINATOR_NAME: Final = "optimization"
 """The registry name the coordinator runs under."""
+
+SUBMIT_TIMEOUT: Final = 300.0
+"""Seconds `submit_optimization` waits by default: a submit reads and checks its datasets
+(a JSONL file of up to 1 GiB) before the job is added; one given up on adds no job."""
 
 
 @final
@@ -107,8 +112,14 @@ class SuspendJobs(Call[list[str]]):
 _Target = ActorRef | Via
 
 
-async def submit_optimization(coordinator: _Target, spec: Mapping[str, Any]) -> str:
-    """Start a job; returns its id.
+async def submit_optimization(
+    coordinator: _Target,
+    spec: Mapping[str, Any],
+    *,
+    timeout: float | None = SUBMIT_TIMEOUT,  # noqa: ASYNC109 (the call's, as `call` takes it)
+) -> str:
+    """Start a job; returns its id. Its datasets are read and checked first: `timeout`
+    leaves room for a JSONL file at the 1 GiB bound (~45 s on a small machine).
 
     Raises:
         OptimizationSpecError: the spec is malformed (naming the field).
@@ -118,7 +129,7 @@ async def submit_optimization(coordinator: _Target, spec: Mapping[str, Any]) -> 
             (this timeout, or the caller cancelled) while its datasets are still read adds
             no job.
     """
-    return await coordinator.call(SubmitJob(spec), timeout=30.0)
+    return await coordinator.call(SubmitJob(spec), timeout=timeout)
 
 
 async def optimization_status(coordinator: _Target, job_id: str) -> OptimizationStatus:

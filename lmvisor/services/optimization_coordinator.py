@@ -41,6 +41,7 @@ when submitted; a `concurrency` change also resizes the executor of every runnin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ from lmvisor.runtime.messages import Call, Down, is_shutdown_exit
 from lmvisor.runtime.observe.logs import get_logger
 from lmvisor.runtime.supervisor import Supervisor, start_child, terminate_child
 from lmvisor.services._job_claims import JobClaims
-from lmvisor.services._optimization_jobs import ACTIVE, Job, JobTable, StoreKeeper, job_status
+from lmvisor.services._optimization_jobs import Job, JobTable, StoreKeeper, job_status
 from lmvisor.services._sqlite import report_skipped
 from lmvisor.services.errors import (
     CorruptRecord,
@@ -86,7 +87,7 @@ from lmvisor.services.optimization_job import (
     parse_job_spec,
     read_examples,
 )
-from lmvisor.services.optimization_store import OptimizationStore
+from lmvisor.services.optimization_store import ACTIVE_STATUSES, OptimizationStore
 from lmvisor.services.optimization_worker import (
     WORKER_NAME,
     DeployProgram,
@@ -105,11 +106,15 @@ _JOBS_NAME: Final = "optimization_jobs"
 
 
 @final
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _AddJob(Call[str]):
-    """Store and start a job whose spec `SubmitJob` has checked; replies with its id."""
+    """Store and start a job whose spec `SubmitJob` has checked; replies with its id.
+
+    Not frozen: `abandoned` is set when the submit's caller gave up while this waited in
+    the mailbox, so the job it would submit again is not added."""
 
     spec: JobSpec
+    abandoned: bool = False
 
 
 _log = get_logger(__name__)
@@ -150,9 +155,9 @@ class OptimizationCoordinator(Actor):
         for job in table.jobs.values():
             if job.suspended:
                 continue  # stopped by a drain: the next app on the file resumes it
-            if restarted and job.record.status in ACTIVE:
+            if restarted and job.record.status in ACTIVE_STATUSES:
                 await self._catch_up(job)
-            if job.record.status in ACTIVE:
+            if job.record.status in ACTIVE_STATUSES:
                 await self._ensure_running(job)
 
     async def _catch_up(self, job: Job) -> None:
@@ -183,7 +188,9 @@ class OptimizationCoordinator(Actor):
         return self.defer(self._checked_submit(msg.spec), with_caller=True)
 
     async def _checked_submit(self, data: Mapping[str, Any]) -> str:
-        spec = await anyio.to_thread.run_sync(parse_job_spec, data, abandon_on_cancel=True)
+        # Worker threads that are never abandoned: a submit given up on waits out its own
+        # bounded read, so the deferred tasks in flight (`max_in_flight`) bound the reads.
+        spec = await anyio.to_thread.run_sync(parse_job_spec, data)
         # Built once here so a setting the optimizer refuses fails the submit, not the run.
         build_optimizer(spec, load_metric(spec.metric), self._config)
         await read_examples(spec.trainset, spec.input_keys, field="trainset")
@@ -191,15 +198,23 @@ class OptimizationCoordinator(Actor):
             await read_examples(spec.valset, spec.input_keys, field="valset")
         if spec.program_id is None:  # a spec that cannot be built fails here, not later
             await rebuild_student(spec, None, self._lm_for)
-        return await self.ref.call(_AddJob(spec), timeout=None)
+        add = _AddJob(spec)
+        try:
+            return await self.ref.call(add, timeout=None)
+        except asyncio.CancelledError:
+            add.abandoned = True  # it may still wait in the mailbox: nothing to add
+            raise
 
     @handler
     async def _add(self, msg: _AddJob) -> str | ErrorReply:
+        if msg.abandoned:
+            return ""  # nobody waits for this answer
         try:
             job = await self._table.add(msg.spec)
         except StoreUnavailable as exc:  # the caller's answer, not this actor's crash
             return ErrorReply(exc)
-        await self._ensure_running(job)
+        if not self._table.draining:  # suspended meanwhile: stored, resumed at the next start
+            await self._ensure_running(job)
         await self._table.flush()
         return job.record.id
 
@@ -232,7 +247,7 @@ class OptimizationCoordinator(Actor):
             await self._table.current(job)
         except StoreUnavailable as exc:
             return ErrorReply(exc)
-        if job.record.status not in ACTIVE:
+        if job.record.status not in ACTIVE_STATUSES:
             return job_status(job)
         if job.supervisor is None and not self._table.claim(job.record.id):
             path = str(self._table.store.path)
@@ -269,7 +284,7 @@ class OptimizationCoordinator(Actor):
         suspended, failure = [], None
         self._table.draining = True
         for job in list(self._table.jobs.values()):
-            if job.record.status not in ACTIVE or job.supervisor is None:
+            if job.record.status not in ACTIVE_STATUSES or job.supervisor is None:
                 continue  # finished, or already suspended
             await self._stop_job(job)
             job.suspended = True  # stays stopped here, even if its record cannot be written
@@ -278,7 +293,7 @@ class OptimizationCoordinator(Actor):
             except StoreUnavailable as exc:
                 failure = exc
                 continue
-            if job.record.status in ACTIVE:
+            if job.record.status in ACTIVE_STATUSES:
                 suspended.append(job.record.id)
         return suspended if failure is None else ErrorReply(failure)
 
@@ -293,7 +308,7 @@ class OptimizationCoordinator(Actor):
     @handler
     async def _finished(self, msg: JobFinished) -> None:
         job = self._table.jobs.get(msg.job_id)
-        if job is None or job.record.status not in ACTIVE:
+        if job is None or job.record.status not in ACTIVE_STATUSES:
             return
         created = job.record.created
         job.record, job.module, job.progress = msg.record, msg.module, None
@@ -308,7 +323,7 @@ class OptimizationCoordinator(Actor):
             if job.supervisor is not msg.ref:
                 continue
             job.supervisor = None
-            if job.record.status in ACTIVE:
+            if job.record.status in ACTIVE_STATUSES:
                 await self._table.crashed(job, msg.reason, gave_up=is_shutdown_exit(msg.reason))
             if not job.unsaved:  # an end only in memory keeps the job claimed until written
                 self._table.claims.release(job.record.id)
@@ -317,7 +332,7 @@ class OptimizationCoordinator(Actor):
     def _config_changed(self, msg: ConfigChanged) -> None:
         self._config = msg.config.optimization
         for job in self._table.jobs.values():
-            if job.executor is not None and job.record.status in ACTIVE:
+            if job.executor is not None and job.record.status in ACTIVE_STATUSES:
                 job.executor.resize(self._config.concurrency)
 
     # --- helpers ------------------------------------------------------------------------------

@@ -322,14 +322,14 @@ async def read_examples(
     """`load_examples` on a worker thread, so the event loop (every actor on it) runs on
     while a large dataset is read and parsed.
 
-    A cancelled caller returns at once; the thread finishes its bounded read and its result
-    is dropped (nothing it touches is shared).
+    A cancelled caller waits for the thread's bounded read to end (so the reads running
+    at once stay bounded by their callers), then is cancelled.
 
     Raises:
         OptimizationSpecError: as `load_examples`.
     """
     work = partial(load_examples, value, input_keys, field=field)
-    return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    return await anyio.to_thread.run_sync(work)
 
 
 def _read_jsonl(path: Path, field: str) -> list[Mapping[str, Any]]:

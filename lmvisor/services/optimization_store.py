@@ -35,7 +35,7 @@ from typing import Any, Final, TypeVar, final
 from lmvisor.services._sqlite import SqliteFile, json_value, text
 from lmvisor.services.errors import CorruptRecord, StoreBusy, StoreUnavailable
 
-__all__ = ["JobRecord", "OptimizationStore", "StoreCheckpoint"]
+__all__ = ["ACTIVE_STATUSES", "JobRecord", "OptimizationStore", "StoreCheckpoint"]
 
 T = TypeVar("T")
 
@@ -81,6 +81,13 @@ _COLUMNS: Final = (
 )
 
 
+ACTIVE_STATUSES: Final = frozenset({"running"})
+"""The statuses of a job that has not ended (its worker runs, or will resume it)."""
+_ACTIVE_SQL: Final = ", ".join(
+    f"'{status}'" for status in sorted(ACTIVE_STATUSES)
+)  # constants only
+
+
 def _light_spec() -> str:
     """The `spec` column of a row, its `trainset`/`valset` lists emptied unless running.
 
@@ -93,7 +100,7 @@ def _light_spec() -> str:
             f" THEN json_set({light}, '$.{name}', json('[]')) ELSE {light} END"
         )
     return (
-        "CASE WHEN status = 'running' OR typeof(spec) != 'text' THEN spec"
+        f"CASE WHEN status IN ({_ACTIVE_SQL}) OR typeof(spec) != 'text' THEN spec"
         " WHEN NOT json_valid(spec) THEN spec WHEN json_type(spec) != 'object' THEN spec"
         f" ELSE {light} END"
     )

@@ -33,6 +33,7 @@ from lmvisor.services import (
     suspend_optimizations,
 )
 from lmvisor.services._job_claims import JobClaims
+from lmvisor.services.optimization_coordinator import _AddJob
 from lmvisor.services.optimization_job import parse_job_spec
 from lmvisor.services.optimization_store import JobRecord
 from lmvisor.services.optimization_worker import WORKER_NAME
@@ -474,6 +475,27 @@ class TestSubmitReadsDatasetsOffTheLoop:
         ref = coordinator.resolve()
         await eventually(lambda: ref.statistics().in_flight == 0)
         assert await list_optimizations(coordinator) == []
+
+    async def test_an_add_its_submitter_gave_up_on_adds_nothing(self, runtime: Runtime) -> None:
+        """An `_AddJob` still queued when its submit's caller gave up (marked abandoned)
+        adds no job: that caller would submit it again."""
+        coordinator = await _start(runtime, SlowLM())
+        spec = parse_job_spec(_copro())
+        assert await coordinator.call(_AddJob(spec, abandoned=True)) == ""
+        assert await list_optimizations(coordinator) == []
+
+    async def test_a_submit_landing_after_suspend_is_kept_not_started(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A job added after `suspend_optimizations` (the app is stopping) is stored running
+        but not started: the next start resumes it."""
+        coordinator = await _start(runtime, SlowLM(), tmp_path / "optimization.sqlite")
+        await suspend_optimizations(coordinator)
+        job = await submit_optimization(coordinator, _copro())
+        assert runtime.whereis((WORKER_NAME, job)) is None
+        assert [(j.id, j.status) for j in await list_optimizations(coordinator)] == [
+            (job, "running")
+        ]
 
     async def test_a_bad_dataset_file_is_still_refused_typed(
         self, runtime: Runtime, tmp_path: Path
