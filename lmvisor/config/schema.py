@@ -467,7 +467,8 @@ class ServerConfig(BaseModel):
       generation-0 threshold to `gc_gen0_threshold` (fewer collections under load).
     - `loop`: `auto` runs on uvloop when it is installed, else asyncio's loop.
     - `access_log`: one log line per request; `sse_heartbeat`: seconds between
-      keep-alive comments on an idle event stream.
+      keep-alive comments on an idle event stream (at most an hour: a follower gives up
+      after three silent intervals).
     - `metrics`: the metrics an optimization job submitted over HTTP may name, as
       import paths (`"pkg.module:function"`, or `"pkg.module:*"` for every function
       of a module); the `--app` hook may allow more. The daemon imports nothing else
@@ -497,7 +498,7 @@ class ServerConfig(BaseModel):
     """At most a C int: `gc.set_threshold` takes nothing larger."""
     loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     access_log: StrictBool = True
-    sse_heartbeat: float = Field(default=15.0, ge=0.1, allow_inf_nan=False)
+    sse_heartbeat: float = Field(default=15.0, ge=0.1, le=3600.0, allow_inf_nan=False)
     """At least 0.1 s: a tinier one flooded every idle stream with keep-alive comments."""
     metrics: tuple[str, ...] = ()
 

@@ -7,20 +7,23 @@ in DSPy), then the metric's score under its name and the error, if any.
 
 Saving writes the whole file or nothing: the text is built in memory, written to a
 temporary file beside the target and renamed over it, so a failed save leaves an existing
-file as it was. Text UTF-8 cannot hold (a lone surrogate from a decoded byte string) is
-written as its `\\uXXXX` escape. A CSV is for spreadsheets, which run a cell beginning
-with `=`, `+`, `-`, `@`, a tab or a carriage return as a formula (CSV injection): such a
-text cell is written with a leading `'`, which spreadsheets show as text; numbers are
-written as they are, and JSON keeps every value exactly.
+file as it was (and a replaced file keeps its permissions). Text UTF-8 cannot hold (a lone
+surrogate from a decoded byte string) is written as its `\\uXXXX` escape. A CSV is for
+spreadsheets, which run a cell beginning with `=`, `+`, `-`, `@`, a tab or a carriage
+return as a formula (CSV injection): such a text cell is written with a leading `'`,
+which spreadsheets show as text; numbers, and text that reads as one ("-3"), are written
+as they are, and JSON keeps every value exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import secrets
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
@@ -171,7 +174,17 @@ def _csv_cell(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     text = str(_cell_text(value))
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    if not text.startswith(_FORMULA_STARTS) or _is_number(text):
+        return text  # "-3" is an answer a spreadsheet reads as a number, not a formula
+    return "'" + text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _replace_file(path: Path, data: bytes) -> None:
@@ -186,6 +199,10 @@ def _replace_file(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
+            with contextlib.suppress(FileNotFoundError):  # an existing file keeps its mode
+                os.fchmod(handle.fileno(), stat.S_IMODE(os.stat(target).st_mode))
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before the rename: a crash leaves old or new
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)

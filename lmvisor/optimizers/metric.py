@@ -1,12 +1,13 @@
 """Metrics: calling a sync or async `metric(example, prediction, trace)`, and finding one by
 its import path ("package.module:function").
 
-A metric returns a bool or a finite real number (numpy's scalars included); True counts as
-1.0. As DSPy 3.4.1's Evaluate does, a `Prediction` with a `score` field (a metric that also
-gives feedback) counts as its score. Anything else (None, a string, NaN, an infinity, an
-int too large for a float) is a `MetricError` naming the metric, never a silent 0 or NaN
-averaged in. As in DSPy, a metric may take
-two arguments (example, prediction) or three (example, prediction, trace): `trace` is None
+A metric returns a bool or a finite real number (numpy's scalars, bools included); True
+counts as 1.0. As DSPy 3.4.1's Evaluate does, a `Prediction` with a `score` field (a
+metric that also gives feedback) counts as its score. Anything else (None, a string, NaN,
+an infinity, an int too large for a float) is a `MetricError` naming the metric, never a
+silent 0 or NaN averaged in (BootstrapFewShot alone reads None as a failed attempt, as
+DSPy's truthiness does). As in DSPy, a metric may take two arguments (example,
+prediction) or three (example, prediction, trace): `trace` is None
 during evaluation and the teacher's predictor calls while bootstrapping.
 """
 
@@ -87,7 +88,7 @@ def metric_score(value: Any, *, metric: str) -> float:
             `score` is one.
     """
     scored = value.get("score") if isinstance(value, Prediction) else value
-    if isinstance(scored, bool):
+    if isinstance(scored, bool) or _numpy_bool(scored):
         return 1.0 if scored else 0.0
     if isinstance(scored, numbers.Real):
         try:
@@ -100,6 +101,12 @@ def metric_score(value: Any, *, metric: str) -> float:
     shown = shown if len(shown) <= _SHOWN else shown[:_SHOWN] + "..."
     kind = "a Prediction whose score is " if isinstance(value, Prediction) else ""
     raise MetricError(metric=metric, problem=f"returned {shown}, {kind}not a bool or finite number")
+
+
+def _numpy_bool(value: Any) -> bool:
+    # numpy's bool_ (what `np.isclose` returns) is no `numbers.Real`; numpy is not imported.
+    dtype = getattr(value, "dtype", None)
+    return getattr(dtype, "kind", None) == "b" and getattr(value, "shape", None) == ()
 
 
 def load_metric(path: str) -> Metric:

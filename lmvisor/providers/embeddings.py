@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, final
 
 from lmvisor.providers._base import decode_json, shape_error
-from lmvisor.providers.client import ClientOptions
+from lmvisor.providers.client import MAX_RESPONSE_BYTES, ClientOptions
 from lmvisor.providers.errors import error_from_status
 from lmvisor.providers.transport import (
     Transport,
@@ -39,7 +39,8 @@ class OpenAIEmbeddings:
     `keepalive_timeout`, through `transport_for`). One option differs: the answer bound.
     `ClientOptions.max_response_bytes` is sized for completions (64 MiB); an embeddings
     answer is larger by nature (a batch of 2,048 inputs at 3,072 dimensions is ~130 MB of
-    JSON), so this client has its own, `max_response_bytes` (256 MiB).
+    JSON), so this client takes 256 MiB unless told otherwise: by `max_response_bytes`, or
+    by options whose `max_response_bytes` was changed from the default.
 
     Args:
         model: "openai/model" (or "<name>/model") or a bare model name; that prefix is
@@ -48,7 +49,8 @@ class OpenAIEmbeddings:
         transport: a `Transport` to send through instead of building one (left open by
             `aclose()`; the options' transport settings then do not apply).
         max_response_bytes: the longest answer body taken; a longer one is refused with
-            `ResponseFormatError` (by its `Content-Length` before it is read).
+            `ResponseFormatError` (by its `Content-Length` before it is read). None: the
+            options' bound when set to other than the default, else 256 MiB.
 
     Raises:
         TypeError: `options` is not a `ClientOptions`.
@@ -62,11 +64,15 @@ class OpenAIEmbeddings:
         options: ClientOptions | None = None,
         *,
         transport: Transport | None = None,
-        max_response_bytes: int = EMBEDDINGS_MAX_RESPONSE_BYTES,
+        max_response_bytes: int | None = None,
     ) -> None:
         options = ClientOptions() if options is None else options
         if not isinstance(options, ClientOptions):
             raise TypeError(f"options must be ClientOptions, got {type(options).__name__}")
+        if max_response_bytes is None:  # a bound lowered in the options is kept, not raised
+            chosen = options.max_response_bytes
+            custom = chosen != MAX_RESPONSE_BYTES
+            max_response_bytes = chosen if custom else EMBEDDINGS_MAX_RESPONSE_BYTES
         if not model:
             raise ValueError("model must be a non-empty string")
         if type(max_response_bytes) is not int or max_response_bytes < 1:

@@ -33,6 +33,7 @@ SILENT_HEARTBEATS: Final = 3
 """Heartbeat intervals a followed stream may bring nothing before `DaemonSilent`."""
 # `lmvisor.server.sse.HEARTBEAT_HEADER`, not imported: the CLI need not load starlette.
 _HEARTBEAT_HEADER: Final = "x-sse-heartbeat"
+_LONGEST_HEARTBEAT: Final = 86_400.0
 
 # How long past a run's own timeout its answer may take (the daemon answers a run it
 # timed out at once; a host that accepts and never answers must not hang `run` forever).
@@ -255,8 +256,8 @@ def _silence_bound(answer: httpx.Response) -> float | None:
         heartbeat = float(answer.headers.get(_HEARTBEAT_HEADER, "nan"))
     except ValueError:
         return None
-    if not math.isfinite(heartbeat) or heartbeat <= 0:
-        return None
+    if not math.isfinite(heartbeat) or not 0 < heartbeat <= _LONGEST_HEARTBEAT:
+        return None  # beyond a day, a bound no socket timeout takes (OverflowError)
     silence = SILENT_HEARTBEATS * heartbeat
     # httpcore takes each body read's bound from the request's `timeout` extension when
     # the body is first read: set now, after the head, it bounds every wait for bytes.

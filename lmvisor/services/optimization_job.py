@@ -128,6 +128,10 @@ _FLAGS: Final = frozenset(
 )
 _REALS: Final = frozenset({"metric_threshold", "stop_at_score", "init_temperature"})
 _NAMES: Final = frozenset({"auto"})
+# Compile settings MIPROv2 checks only when it compiles (in the worker): checked here too.
+_POSITIVE: Final = frozenset(
+    {"num_trials", "minibatch_size", "minibatch_full_eval_steps", "view_data_batch_size"}
+)
 _MAX_COUNT: Final = 1_000_000
 _MAX_SEED: Final = 2**63 - 1
 
@@ -239,6 +243,8 @@ def _param_problem(key: str, item: str | int | float | bool) -> str | None:
         return None if math.isfinite(item) else "must be a finite number"
     if not isinstance(item, int):
         return "must be a whole number"
+    if key in _POSITIVE and item < 1:
+        return "must be at least 1"
     limit = _MAX_SEED if key == "seed" else _MAX_COUNT
     return None if abs(item) <= limit else f"must be at most {limit}"
 

@@ -238,19 +238,46 @@ class TestSave:
         with pytest.raises(FileNotFoundError, match=r"r\.csv'$"):
             (await self._result("x")).save(tmp_path / "missing" / "r.csv")
 
-    @pytest.mark.parametrize("text", ["=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
+    @pytest.mark.parametrize(
+        ("text", "cell"),
+        [
+            ("=1+2", "'=1+2"),
+            ("+x", "'+x"),
+            ("- item", "'- item"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("-3", "-3"),
+            ("+1.5e3", "+1.5e3"),
+        ],
+    )
     async def test_csv_cells_a_spreadsheet_would_run_are_neutralized(
-        self, tmp_path: Path, text: str
+        self, tmp_path: Path, text: str, cell: str
     ) -> None:
-        """A CSV text cell starting with = + - @ tab or CR gets a leading quote; JSON keeps
-        the text exactly; numbers are untouched."""
+        """A CSV text cell starting with = + - @ tab or CR gets a leading quote, unless it
+        reads as a number (an answer "-3" round-trips); JSON keeps the text exactly."""
         result = await self._result(text)
         result.save(tmp_path / "r.csv")
         result.save(tmp_path / "r.json")
         with (tmp_path / "r.csv").open(newline="", encoding="utf-8") as handle:
             row = next(csv.DictReader(handle))
-        assert (row["pred_answer"], row["exact"]) == ("'" + text, "0.0")
+        assert (row["pred_answer"], row["exact"]) == (cell, "0.0")
         assert json.loads((tmp_path / "r.json").read_text())[0]["pred_answer"] == text
+
+    async def test_a_save_over_a_file_keeps_its_permissions(self, tmp_path: Path) -> None:
+        """Saving over an existing results file keeps its mode (a private 0600 file became
+        world-readable through the temporary file's default mode)."""
+        target = tmp_path / "r.json"
+        target.write_text("old")
+        target.chmod(0o600)
+        (await self._result("x")).save(target)
+        assert (
+            target.stat().st_mode & 0o777,
+            json.loads(target.read_text())[0]["pred_answer"],
+        ) == (
+            0o600,
+            "x",
+        )
 
     async def test_csv_keeps_newlines_quotes_and_commas(self, tmp_path: Path) -> None:
         """Newlines, quotes and commas in a cell read back unchanged."""

@@ -45,6 +45,16 @@ class TestMetricScore:
         Evaluate sums them) are scores."""
         assert metric_score(value, metric="m") == score
 
+    def test_numpy_bools_are_bools(self) -> None:
+        """numpy's bool_ (what `np.isclose` returns; no `numbers.Real`) counts as a bool, as
+        DSPy's truthiness does; a numpy array is still refused."""
+        import numpy  # a dev dependency (optuna needs it)
+
+        assert metric_score(numpy.bool_(True), metric="m") == 1.0
+        assert metric_score(numpy.isclose(1.0, 2.0), metric="m") == 0.0
+        with pytest.raises(MetricError, match=r"^metric 'm': returned array\("):
+            metric_score(numpy.array([True, False]), metric="m")
+
     @pytest.mark.parametrize(
         ("value", "shown"),
         [

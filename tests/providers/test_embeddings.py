@@ -84,10 +84,23 @@ class TestOptions:
             "bge-small",
         )
 
-    def test_its_own_answer_bound_is_larger_than_a_completions(self) -> None:
-        """The embeddings bound defaults to 256 MiB whatever the options' (completion) bound."""
-        assert EMBEDDINGS_MAX_RESPONSE_BYTES == 256 * 1024 * 1024
-        assert ClientOptions().max_response_bytes < EMBEDDINGS_MAX_RESPONSE_BYTES
+    async def test_its_answer_bound(self) -> None:
+        """256 MiB with the options' default (a completion's 64 MiB); a bound lowered in the
+        options is kept (it was raised to 256 MiB without a word); an explicit one wins."""
+        chosen = [
+            OpenAIEmbeddings("m", options, **extra)
+            for options, extra in (
+                (ClientOptions(), {}),
+                (ClientOptions(max_response_bytes=8 << 20), {}),
+                (ClientOptions(max_response_bytes=8 << 20), {"max_response_bytes": 1 << 30}),
+            )
+        ]
+        try:
+            bounds = [embeddings._max_response_bytes for embeddings in chosen]
+        finally:
+            for embeddings in chosen:
+                await embeddings.aclose()
+        assert bounds == [EMBEDDINGS_MAX_RESPONSE_BYTES, 8 << 20, 1 << 30]
 
     def test_options_of_another_type_are_refused(self) -> None:
         """Options must be a ClientOptions, named in the TypeError."""

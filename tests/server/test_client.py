@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from lmvisor.server.cli_support import exit_code_for
-from lmvisor.server.client import DaemonClient
+from lmvisor.server.client import DaemonClient, _silence_bound
 from lmvisor.server.errors import DaemonRefused, NotADaemon
 
 URL = "http://me:hunter2@127.0.0.1:8750"
@@ -168,3 +168,17 @@ class TestNotADaemon:
             daemon.config()
         assert sent == ["Bearer tok-hunter3"]
         assert "hunter3" not in str(caught.value)
+
+
+class TestHeartbeatBound:
+    @pytest.mark.parametrize(
+        ("stated", "bound"),
+        [("2", 6.0), ("86400", 259_200.0), ("4e9", None), ("0", None), ("nan", None), ("x", None)],
+    )
+    def test_the_stated_interval_bounds_each_read(self, stated: str, bound: float | None) -> None:
+        """Three stated intervals bound each wait for bytes; a value no socket timeout takes
+        (4e9 s raised OverflowError out of the read), zero, NaN or text set no bound."""
+        request = httpx.Request("GET", "http://127.0.0.1:1/v1/events")
+        answer = httpx.Response(200, headers={"X-SSE-Heartbeat": stated}, request=request)
+        assert _silence_bound(answer) == bound
+        assert request.extensions.get("timeout", {}).get("read") == bound

@@ -125,6 +125,8 @@ class TestSubmit:
             ("LabeledFewShot", {"sample": 1}, "sample", "must be true or false"),
             ("MIPROv2", {"auto": 3}, "auto", "must be a string"),
             ("MIPROv2", {"seed": 2**64}, "seed", "must be at most 9223372036854775807"),
+            ("MIPROv2", {"num_trials": 0}, "num_trials", "must be at least 1"),
+            ("MIPROv2", {"minibatch_size": -2}, "minibatch_size", "must be at least 1"),
         ],
     )
     async def test_settings_of_the_wrong_kind_are_refused_at_submit(
