@@ -16,9 +16,10 @@ at debug, the final failure once at warning and once as an `lm_request.failed` e
 A stream (`OpenStream`) runs in the reader's task through the same protected
 loop, retried until its first item; an attempt waits for that item its timeout at most,
 and every later wait for an item ends at the call's deadline (a vendor that keeps the
-connection busy with keep-alive comments holds nothing past it). If the actor dies,
-callers in flight get `ActorExited` at once, a stream of the dead incarnation raises
-`ActorExited`, and the vendor client's connections are closed, on a kill too.
+connection busy with keep-alive comments holds nothing past it; see `_stream_attempt`).
+If the actor dies, callers in flight get `ActorExited` at once, a stream of the dead
+incarnation raises `ActorExited`, and the vendor client's connections are closed, on a
+kill too.
 
 Settings apply while it runs: the actor subscribes to `providers.<vendor>` (and
 re-reads that entry in `started()`, so a change made while it restarted is not
@@ -42,7 +43,6 @@ from typing import TYPE_CHECKING, Any, final
 from lmvisor.config.schema import ProviderConfig
 from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, LMStreamItem
 from lmvisor.providers.client import VendorClient
-from lmvisor.providers.errors import ProviderTimeout, ResponseFormatError
 from lmvisor.providers.pricing import price_for
 from lmvisor.runtime.actor import Actor, ActorRef, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
@@ -57,6 +57,7 @@ from lmvisor.runtime.observe.names import LM_REQUEST as LM_REQUEST_EVENT
 from lmvisor.runtime.observe.names import LM_REQUEST_FAILED as LM_REQUEST_FAILED_EVENT
 from lmvisor.runtime.protection import Bulkhead, CircuitBreaker, RateLimiter, Retry
 from lmvisor.services._lm_call import CallPolicy, acquire_slot, protected, slot
+from lmvisor.services._stream_attempt import END, DeadlineWatch, open_stream_attempt
 from lmvisor.services.budget import Budget
 
 if TYPE_CHECKING:
@@ -439,13 +440,13 @@ class LMProvider(Actor):
         lease.calls += 1
         started = time.perf_counter()
         opened = False
-        watch: _DeadlineWatch | None = None
+        watch: DeadlineWatch | None = None
         try:
             async with slot(policy, deadline):
                 vendor = self.vendor
                 first, items = await protected(
                     policy,
-                    lambda c, r, timeout: _open_stream(c, r, timeout, vendor),
+                    lambda c, r, timeout: open_stream_attempt(c, r, timeout, vendor),
                     client,
                     request,
                     deadline=deadline,
@@ -454,7 +455,7 @@ class LMProvider(Actor):
                 )
                 opened = True
                 if deadline is not None:
-                    watch = _DeadlineWatch(deadline - policy.clock.monotonic(), vendor)
+                    watch = DeadlineWatch(deadline - policy.clock.monotonic(), vendor)
                 # aclosing: a reader that stops early closes the vendor stream now.
                 async with aclosing(items):
                     item: LMStreamItem = first
@@ -465,8 +466,8 @@ class LMProvider(Actor):
                         self._check_alive(incarnation)
                         if deadline is not None and policy.clock.monotonic() >= deadline:
                             raise DeadlineExceeded(operation=f"streaming from {self.vendor}")
-                        item = await (anext(items, _END) if watch is None else watch.next(items))
-                        if item is _END:
+                        item = await (anext(items, END) if watch is None else watch.next(items))
+                        if item is END:
                             break
         except Exception as exc:
             error = _exited(incarnation, exc)
@@ -562,7 +563,6 @@ class LMProvider(Actor):
         return f"LMProvider(vendor={self.vendor!r}, in_flight={self._in_flight})"
 
 
-_END: Any = object()
 _DRAIN_POLL = 0.02  # seconds between looks at the calls in flight while draining
 
 
@@ -601,100 +601,6 @@ def _send_once(
 ) -> Coroutine[Any, Any, LMResponse]:
     """One attempt of a whole answer."""
     return client.complete(request, timeout=timeout)
-
-
-async def _open_stream(
-    client: VendorClient,
-    request: LMRequest,
-    timeout: float,  # noqa: ASYNC109 - one attempt's bound, the transport's
-    vendor: str,
-) -> tuple[LMStreamItem, AsyncGenerator[LMStreamItem, None]]:
-    """One stream attempt: open it and wait for its first item, `timeout` seconds at most.
-
-    The transport's timeout bounds each wait for bytes; this one bounds the attempt, so a
-    vendor that sends only comments (keep-alives) cannot hold it open for ever.
-    """
-    items = client.stream(request, timeout=timeout)
-    bound = asyncio.timeout(timeout)
-    try:
-        async with bound:
-            first = await anext(items, _END)
-    except BaseException as exc:
-        await items.aclose()
-        if isinstance(exc, TimeoutError) and bound.expired():
-            detail = f"no streamed item within {timeout:g}s"
-            raise ProviderTimeout(provider=vendor, model=request.model, detail=detail) from None
-        raise
-    if first is _END:
-        raise ResponseFormatError(
-            provider=vendor, model=request.model, detail="stream ended before its first item"
-        )
-    return first, items
-
-
-@final
-class _DeadlineWatch:
-    """Ends a stream's waits for its next item at the call's deadline.
-
-    The transport bounds each wait for bytes, not for items: a vendor that keeps the
-    connection busy with comments and sends no text would hold the stream past the
-    deadline. One timer serves the whole stream (a timeout per item would cost more
-    than the rest of the provider's work on a delta); when it fires during a wait it
-    cancels the waiting task, and the wait turns that cancellation into
-    `DeadlineExceeded`.
-    """
-
-    __slots__ = ("_cancelled", "_handle", "_operation", "_waiting", "fired")
-
-    def __init__(self, seconds: float, vendor: str) -> None:
-        self.fired = False
-        self._cancelled = False  # the timer cancelled the waiting task
-        self._waiting: asyncio.Task[Any] | None = None
-        self._operation = f"streaming from {vendor}"
-        self._handle = asyncio.get_running_loop().call_later(max(seconds, 0.0), self._fire)
-
-    def _fire(self) -> None:
-        self.fired = True
-        if self._waiting is not None:
-            self._waiting.cancel()
-            self._cancelled = True
-
-    def close(self) -> None:
-        """Stop the timer (the stream ended)."""
-        self._handle.cancel()
-
-    async def next(self, items: AsyncGenerator[LMStreamItem, None]) -> Any:
-        """The stream's next item (`_END` after the last).
-
-        Raises:
-            DeadlineExceeded: the deadline passed before it came.
-        """
-        if self.fired:
-            raise DeadlineExceeded(operation=self._operation)
-        task = asyncio.current_task()
-        assert task is not None
-        self._waiting = task
-        try:
-            item = await anext(items, _END)
-        except asyncio.CancelledError:
-            self._ours(task)
-            raise
-        finally:
-            self._waiting = None
-        if self._cancelled:  # the item came as the timer fired: its cancel is still pending
-            try:
-                await asyncio.sleep(0)
-            except asyncio.CancelledError:
-                self._ours(task)
-                raise
-        return item
-
-    def _ours(self, task: asyncio.Task[Any]) -> None:
-        """Raise `DeadlineExceeded` for the timer's own cancellation (none other pending)."""
-        if self._cancelled:
-            self._cancelled = False
-            if task.uncancel() == 0:
-                raise DeadlineExceeded(operation=self._operation) from None
 
 
 def provider_spec(
