@@ -391,11 +391,18 @@ class LMProvider(Actor):
                 self._close(old)
 
     def _close(self, lease: _Lease) -> None:
-        """Close a retired client in a task of ours (a dead actor's `_hold` closed it)."""
+        """Close a retired client in a task of ours. The lease stays in `_retiring` until
+        it is closed: should the actor die first (the task never starts, or is cancelled),
+        `_hold` closes it (closing twice is harmless)."""
+        if lease in self._retiring and not lease.closing:
+            lease.closing = True
+            with contextlib.suppress(ActorExited, RuntimeError):
+                self.spawn_task(self._close_lease(lease))
+
+    async def _close_lease(self, lease: _Lease) -> None:
+        await _close_quietly(lease.client, self.vendor)
         if lease in self._retiring:
             self._retiring.remove(lease)
-            with contextlib.suppress(ActorExited, RuntimeError):
-                self.spawn_task(_close_quietly(lease.client, self.vendor))
 
     async def _hold(self) -> None:
         """Own the clients for the incarnation's life: close them when the actor dies,
@@ -405,8 +412,8 @@ class LMProvider(Actor):
         finally:
             leases = [*self._retiring, *([] if self._lease is None else [self._lease])]
             self._retiring.clear()
-            for lease in leases:
-                await lease.client.aclose()
+            for lease in leases:  # each on its own: one failing close skips no other
+                await _close_quietly(lease.client, self.vendor)
 
     # --- the call path ---------------------------------------------------------------
 
@@ -570,12 +577,13 @@ _DRAIN_POLL = 0.02  # seconds between looks at the calls in flight while drainin
 class _Lease:
     """One vendor client and the calls using it; `retired` once newer settings replaced it."""
 
-    __slots__ = ("calls", "client", "retired")
+    __slots__ = ("calls", "client", "closing", "retired")
 
     def __init__(self, client: VendorClient) -> None:
         self.client = client
         self.calls = 0
         self.retired = False
+        self.closing = False
 
     def __repr__(self) -> str:
         return f"_Lease(calls={self.calls}, retired={self.retired})"

@@ -181,7 +181,7 @@ async def start_lm_providers(
     roster = RosterState(
         settings=settings,
         seen=dict(runtime.config.providers),
-        start=lambda vendor, cfg: ProviderSettings(runtime, vendor, cfg, make_client),
+        start=lambda vendor, cfg: ProviderSettings(runtime, vendor, cfg, make_client, seen=cfg),
         factory=lambda entry: _provider_factory(runtime, entry, events, metrics),
         reachable=reachable,
     )

@@ -84,7 +84,9 @@ class ProviderRoster(Actor):
 
     @handler
     async def changed(self, msg: ConfigChanged) -> None:
-        await self._reconcile(msg.config)
+        # The newest tree, not the notice's: updates accepted while this one waited (a
+        # removal's drain) are then all in it, and their own notices find nothing to do.
+        await self._reconcile(self.runtime.config)
 
     async def _reconcile(self, config: LmvisorConfig) -> None:
         roster = self._roster

@@ -51,12 +51,16 @@ class ProviderSettings:
         vendor: str,
         config: ProviderConfig,
         make_client: Callable[[str, ProviderConfig], VendorClient],
+        *,
+        seen: ProviderConfig | None = None,
     ) -> None:
         self._runtime = runtime
         self._make_client = make_client
         self.vendor = vendor
         self.config = config
-        self.seen = runtime.config.providers.get(vendor)
+        # The roster passes the entry it built from: a later change of the tree, made
+        # before the actor subscribed, then differs from it and applies in `started()`.
+        self.seen = runtime.config.providers.get(vendor) if seen is None else seen
         self.protections = _protections(runtime, vendor, config, None)
         self.version = 0
 

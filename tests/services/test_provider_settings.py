@@ -15,7 +15,7 @@ import pytest
 from lmvisor.config import load_config
 from lmvisor.config.errors import ConfigError
 from lmvisor.config.schema import LmvisorConfig
-from lmvisor.programs.lm import LMRequest
+from lmvisor.programs.lm import LMCapabilities, LMRequest
 from lmvisor.providers import AuthenticationError
 from lmvisor.providers.client import VendorClient
 from lmvisor.runtime.config_service import get_config, update_config
@@ -357,3 +357,60 @@ class TestRotationLeaks:
             assert _fds_tasks_sessions() == before
             stats = await runtime.via(provider_name("local")).call(GetStatistics())
             assert stats.in_flight == 0
+
+
+class TestReviewedRaces:
+    async def test_two_updates_before_the_roster_catches_up_end_on_the_last(self) -> None:
+        """A vendor added and then re-keyed before the roster handled the first notice runs
+        on the second key (it was built from the first and never saw the second)."""
+        key1, key2 = "sk-key1-1111111111111111111", "sk-key2-2222222222222222222"
+        async with (
+            LMServer() as first,
+            LMServer(api_key=key2) as second,
+            _running(_config(first)) as (runtime, services),
+        ):
+            config = runtime.via("config")
+            await asyncio.gather(
+                update_config(config, "providers.extra", _entry(second, api_key=key1)),
+                update_config(config, "providers.extra.api_key", key2),
+            )
+            await _until(lambda: "extra" in services.vendors)
+            assert (await _call(runtime, "extra")).outputs
+
+    async def test_a_retired_client_is_closed_when_the_actor_dies_as_its_call_ends(
+        self,
+    ) -> None:
+        """A replaced client whose last call ends as the actor is stopping is still closed
+        (its close task could no longer start, and `_hold` no longer saw it)."""
+        closed: list[int] = []
+        parked: list[asyncio.Future[Any]] = []
+
+        class Parked:
+            capabilities = LMCapabilities()
+
+            def __init__(self, index: int) -> None:
+                self.index = index
+
+            async def complete(self, request: LMRequest, timeout: float) -> Any:  # noqa: ASYNC109
+                parked.append(asyncio.get_running_loop().create_future())
+                return await parked[-1]
+
+            async def aclose(self) -> None:
+                closed.append(self.index)
+
+        made: list[Parked] = []
+
+        def make(name: str, cfg: Any) -> Any:
+            made.append(Parked(len(made)))
+            return made[-1]
+
+        async with LMServer() as server, _running(_config(server), make) as (runtime, _):
+            call = asyncio.ensure_future(_call(runtime))
+            await _until(lambda: bool(parked))
+            await update_config(runtime.via("config"), "providers.local.api_key", NEW_KEY)
+            ref = runtime.via(provider_name("local")).resolve()
+            ref._proc.request_stop(RuntimeError("stopped"))
+            parked[0].set_exception(RuntimeError("boom"))
+            await asyncio.gather(call, return_exceptions=True)  # ended either way
+            await _until(lambda: 0 in closed)
+        assert closed.count(0) >= 1
