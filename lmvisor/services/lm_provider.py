@@ -294,6 +294,9 @@ class LMProvider(Actor):
             bulkhead = policy.bulkhead
             if not bulkhead.try_acquire():
                 await acquire_slot(policy, msg.deadline)
+                if lease.retired:  # queued across a settings change: sent on the new client
+                    lease = self._moved(lease)
+                    client, policy = lease.client, self._policy
             try:
                 response = await protected(
                     policy,
@@ -389,6 +392,15 @@ class LMProvider(Actor):
             self._retiring.append(old)
             if not old.calls:
                 self._close(old)
+
+    def _moved(self, lease: _Lease) -> _Lease:
+        """The current lease for a call that held `lease` (retired) while it queued."""
+        current = self._lease or lease
+        current.calls += 1
+        lease.calls -= 1
+        if not lease.calls:
+            self._close(lease)
+        return current
 
     def _close(self, lease: _Lease) -> None:
         """Close a retired client in a task of ours. The lease stays in `_retiring` until

@@ -135,12 +135,15 @@ def _protections(
         budget = Budget(
             provider=name, limit=config.budget_usd, period=config.budget_period, clock=clock
         )
+    slots = config.max_in_flight
+    queued = max(1000, slots * _QUEUED_PER_SLOT)
     bulkhead = None if kept is None or old is None else kept.bulkhead
-    if bulkhead is None or (old is not None and old.max_in_flight != config.max_in_flight):
-        slots = config.max_in_flight
-        bulkhead = Bulkhead(
-            name, max_concurrent=slots, max_queued=max(1000, slots * _QUEUED_PER_SLOT)
-        )
+    if bulkhead is None:
+        bulkhead = Bulkhead(name, max_concurrent=slots, max_queued=queued)
+    elif old is not None and old.max_in_flight != slots:
+        # In place: a new bulkhead left the queued calls on the old one, drained at the
+        # old width (raised) or running beside the new one (lowered).
+        bulkhead.resize(max_concurrent=slots, max_queued=queued)
     return ProviderProtections(
         breaker=runtime.protections.breaker(name),
         limiter=limiter,

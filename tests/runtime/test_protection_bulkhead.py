@@ -103,3 +103,31 @@ class TestBulkhead:
         """Bad sizes are rejected at construction with the field named."""
         with pytest.raises(ValueError, match=message):
             Bulkhead("db", **kwargs)
+
+
+class TestResize:
+    async def test_a_raised_bound_lets_the_queue_in_a_lowered_one_holds_the_next(self) -> None:
+        """Raised in place, queued callers run at once; lowered, running ones finish and
+        the next wait until fewer than the new bound run (a freed slot above it ends)."""
+        bulkhead = Bulkhead("api", max_concurrent=1, max_queued=10)
+        await bulkhead.acquire()
+        waiting = [asyncio.create_task(bulkhead.acquire()) for _ in range(4)]
+        await until(lambda: bulkhead.statistics().queued == 4)
+        bulkhead.resize(max_concurrent=4, max_queued=10)
+        await until(lambda: sum(task.done() for task in waiting) == 3)
+        assert (bulkhead.statistics().running, bulkhead.statistics().queued) == (4, 1)
+        bulkhead.resize(max_concurrent=2, max_queued=10)
+        bulkhead.release()  # 3 left running, above the new bound: the slot ends
+        assert (bulkhead.statistics().running, bulkhead.statistics().queued) == (3, 1)
+        bulkhead.release()
+        assert (bulkhead.statistics().running, bulkhead.statistics().queued) == (2, 1)
+        bulkhead.release()  # below the bound now: the queued caller gets the slot
+        await asyncio.gather(*waiting)
+        assert (bulkhead.statistics().running, bulkhead.statistics().queued) == (2, 0)
+
+    def test_bad_bounds_change_nothing(self) -> None:
+        """A bound the constructor would refuse is refused, the old ones kept."""
+        bulkhead = Bulkhead("api", max_concurrent=3, max_queued=1)
+        with pytest.raises(ValueError, match=r"^max_concurrent must be >= 1, got 0$"):
+            bulkhead.resize(max_concurrent=0, max_queued=1)
+        assert (bulkhead.max_concurrent, bulkhead.max_queued) == (3, 1)

@@ -414,3 +414,17 @@ class TestReviewedRaces:
             await asyncio.gather(call, return_exceptions=True)  # ended either way
             await _until(lambda: 0 in closed)
         assert closed.count(0) >= 1
+
+    async def test_a_raised_max_in_flight_lets_the_queued_calls_through(self) -> None:
+        """Calls queued at `max_in_flight` 1 when it is raised to 10 run at once, on the new
+        client (they stayed on the old bulkhead and its one-connection pool)."""
+        async with (
+            LMServer(latency=0.3) as server,
+            _running(_config(server, max_in_flight=1)) as (runtime, _),
+        ):
+            calls = [asyncio.ensure_future(_call(runtime)) for _ in range(6)]
+            await _until(lambda: server.stats().in_flight == 1)
+            await update_config(runtime.via("config"), "providers.local.max_in_flight", 10)
+            await _until(lambda: server.stats().in_flight >= 5)
+            results = await asyncio.gather(*calls)
+            assert all(result.outputs for result in results)

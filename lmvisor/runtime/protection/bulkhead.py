@@ -116,12 +116,33 @@ class Bulkhead:
         """
         if self._running == 0:
             raise RuntimeError(f"bulkhead {self.name!r}: release() without acquire()")
-        while self._waiters:
+        # Handed on only within the bound: after `resize` lowered it, slots above it end.
+        while self._waiters and self._running <= self.max_concurrent:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 return
         self._running -= 1
+
+    def resize(self, *, max_concurrent: int, max_queued: int) -> None:
+        """Take new bounds in place, for the callers holding this bulkhead: raised, queued
+        callers are let in at once; lowered, running calls finish and the next ones wait
+        until fewer than the new bound run. A queue longer than `max_queued` keeps its
+        callers (only new ones are refused).
+
+        Raises:
+            ValueError: as the constructor does (nothing changes).
+        """
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
+        if max_queued < 0:
+            raise ValueError(f"max_queued must be >= 0, got {max_queued!r}")
+        self.max_concurrent, self.max_queued = max_concurrent, max_queued
+        while self._waiters and self._running < max_concurrent:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._running += 1
+                waiter.set_result(None)
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Await `fn()` holding a slot.
