@@ -12,8 +12,9 @@ any call finishes. Without it, prompts and parsing are DSPy 3.4.1's, byte for by
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
+from lmvisor.programs.adapters._values import format_field_value
 from lmvisor.programs.adapters.chat import ChatAdapter
 from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.chain_of_thought import ChainOfThought
@@ -116,13 +117,34 @@ class ReAct(Module):
         return [(c.name, c.args) for c in calls.tool_calls], pred.next_thought
 
     async def _observe(self, name: str, args: Any) -> Any:
+        """The tool's result, or the error the LM reads instead (a result the prompt cannot
+        show, like an object whose `str` raises, is such an error, not a crash of the loop).
+        """
         tool = self.tools.get(name)
         if tool is None:
             return f"Execution error in {name}: no such tool"
         try:
-            return await tool(**(args if isinstance(args, dict) else {}))
+            result = await tool(**(args if isinstance(args, dict) else {}))
         except Exception as exc:
-            return f"Execution error in {name}: {type(exc).__name__}: {exc}"
+            return f"Execution error in {name}: {_describe(exc)}"
+        if type(result) is not str:
+            try:
+                format_field_value(_OBSERVATION, result)
+            except Exception as exc:
+                return f"Execution error in {name}: its result cannot be shown: {_describe(exc)}"
+        return result
+
+
+_OBSERVATION: Final = Field(name="observation", kind="input")
+"""A trajectory entry as the trajectory's signature declares it (a text input)."""
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message`, even for an exception whose `str` itself raises."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return f"{type(exc).__name__}: <message cannot be shown>"
 
 
 def _spec(field: Field) -> tuple[Any, Any]:

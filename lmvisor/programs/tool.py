@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, final
+from typing import Any, Final, Literal, final
 
 from lmvisor.programs.callbacks import new_call_id, notify
 from lmvisor.programs.custom_types import Type
@@ -46,9 +46,11 @@ class Tool(Type):
             raise TypeError("func must be callable")
         self.func = func
         self.name: str = name or str(getattr(func, "__name__", type(func).__name__))
+        if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+            raise TypeError(f"tool {self.name!r} is a generator function; a tool returns one value")
         self.desc: str = desc if desc is not None else _raw_doc(func)
         specs = _arg_specs(func)
-        self._model = _args_model(specs, self.name)
+        self._model = _args_model(specs, self.name, _takes_kwargs(func))
         self.args: dict[str, Any] = (
             dict(args) if args is not None else _arg_schemas(specs, arg_desc or {})
         )
@@ -88,11 +90,15 @@ class Tool(Type):
         Raises:
             ValueError: an argument is missing, unknown or of the wrong type.
         """
+        import pydantic
+
         try:
             model = self._model.model_validate(dict(kwargs))
-        except Exception as exc:  # pydantic.ValidationError
-            raise ValueError(f"invalid arguments for tool {self.name!r}: {exc}") from None
-        return {k: getattr(model, k) for k in type(model).model_fields}
+        except pydantic.ValidationError as exc:
+            problems = _problems(exc)
+            raise ValueError(f"invalid arguments for tool {self.name!r}: {problems}") from None
+        # A function taking **kwargs gets the arguments it does not name as given, as DSPy.
+        return {k: getattr(model, k) for k in type(model).model_fields} | (model.model_extra or {})
 
     async def __call__(self, **kwargs: Any) -> Any:
         """Validate the arguments and call the function (awaiting it if async).
@@ -141,10 +147,33 @@ def _arg_specs(func: Callable[..., Any]) -> dict[str, tuple[Any, Any]]:
     return specs
 
 
-def _args_model(specs: Mapping[str, tuple[Any, Any]], name: str) -> Any:
+def _takes_kwargs(func: Callable[..., Any]) -> bool:
+    params = inspect.signature(func).parameters.values()
+    return any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _problems(exc: Any) -> str:
+    """The first few of a validation's errors, one clause each: 10,000 bad arguments
+    make a short message, not a megabyte of observation for the LM to read.
+    """
+    errors = exc.errors(include_url=False, include_input=False)
+    shown = "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or '(arguments)'}: {e['msg']}"
+        for e in errors[:_SHOWN_PROBLEMS]
+    )
+    more = len(errors) - _SHOWN_PROBLEMS
+    return shown if more <= 0 else f"{shown}; and {more} more"
+
+
+_SHOWN_PROBLEMS: Final = 5
+"""The most argument problems one error message names."""
+
+
+def _args_model(specs: Mapping[str, tuple[Any, Any]], name: str, open_ended: bool) -> Any:
     import pydantic
 
-    config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    extra: Literal["allow", "forbid"] = "allow" if open_ended else "forbid"
+    config = pydantic.ConfigDict(extra=extra, arbitrary_types_allowed=True)
     return pydantic.create_model(f"{name}_args", __config__=config, **specs)  # type: ignore[call-overload]
 
 
