@@ -2,14 +2,15 @@
 
 The schema comes from the function's type hints, through pydantic (imported when a
 tool is built). Arguments are validated and coerced before the call; sync and async
-functions are both accepted (sync ones run inline: tools must not block the loop).
+functions are both accepted (sync ones run inline: tools must not block the loop); an
+async one's await is bounded by the call's deadline.
 """
 
 from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Literal, final
 
 from lmvisor.programs.callbacks import new_call_id, notify
@@ -30,7 +31,7 @@ class Tool(Type):
         arg_desc: a description for some arguments, added to their schema.
 
     Raises:
-        TypeError: `func` is not callable.
+        TypeError: `func` is not callable, or is a generator function.
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class Tool(Type):
 
         Raises:
             ValueError: invalid arguments.
+            DeadlineExceeded: an async function outlived the call's deadline.
             Exception: whatever the function raises.
         """
         from lmvisor.programs.settings import active_callbacks
@@ -125,10 +127,34 @@ class Tool(Type):
     async def _run(self, kwargs: Mapping[str, Any]) -> Any:
         result = self.func(**self.validate_args(kwargs))
         if inspect.isawaitable(result):
-            result = await result
+            result = await _within_deadline(result, self.name)
         return result
 
     acall = __call__
+
+
+async def _within_deadline(pending: Awaitable[Any], name: str) -> Any:
+    """Await a tool's result, no longer than the call's deadline (a hung tool must not
+    outlive its caller's budget).
+
+    Raises:
+        DeadlineExceeded: the deadline passed first; the tool's await is cancelled.
+    """
+    import asyncio
+
+    from lmvisor.runtime.deadline import time_left
+    from lmvisor.runtime.errors import DeadlineExceeded
+
+    left = time_left()
+    if left is None:
+        return await pending
+    try:
+        async with asyncio.timeout(max(left, 0.0)) as bound:
+            return await pending
+    except TimeoutError:
+        if bound.expired():
+            raise DeadlineExceeded(operation=f"tool {name!r}") from None
+        raise
 
 
 def _arg_specs(func: Callable[..., Any]) -> dict[str, tuple[Any, Any]]:
