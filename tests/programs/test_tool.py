@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pydantic
 import pytest
@@ -104,6 +106,23 @@ async def stuck(city: str) -> str:
     return city
 
 
+class Node(pydantic.BaseModel):
+    value: int
+    kids: list[Node] = []
+
+
+def count_nodes(tree: Node) -> int:
+    return 1 + sum(count_nodes(kid) for kid in tree.kids)
+
+
+class _Sentinel:
+    def __repr__(self) -> str:
+        return "<sentinel>"
+
+
+_SENTINEL = _Sentinel()
+
+
 class TestCarelessTools:
     async def test_kwargs_receive_unnamed_arguments(self) -> None:
         """A function taking **kwargs gets the arguments it does not name, as in DSPy."""
@@ -152,3 +171,25 @@ class TestCarelessTools:
 
         with deadline(3600), pytest.raises(TimeoutError, match=r"^upstream slow$"):
             await Tool(impatient)()
+
+    def test_recursive_model_schema_resolves(self) -> None:
+        """A recursive model's remaining $ref resolves against the parameters' own $defs."""
+        tool = Tool(count_nodes)
+        params = tool.to_openai()["function"]["parameters"]
+        assert tool.args["tree"]["properties"]["kids"]["items"] == {"$ref": "#/$defs/Node"}
+        assert params["$defs"]["Node"]["properties"]["kids"]["items"] == {"$ref": "#/$defs/Node"}
+        assert "$defs" not in Tool(plot).parameters
+
+    async def test_recursive_model_argument(self) -> None:
+        """A recursive model argument is validated, nested levels included."""
+        tree = {"value": 1, "kids": [{"value": 2, "kids": [{"value": 3}]}]}
+        assert await Tool(count_nodes)(tree=tree) == 3
+
+    def test_default_json_cannot_show(self) -> None:
+        """A default no JSON can show appears by its repr, so the tools still serialize."""
+
+        def pick(choice: Any = _SENTINEL) -> str:
+            return str(choice)
+
+        assert Tool(pick).args == {"choice": {"default": "<sentinel>"}}
+        json.dumps(Tool(pick).to_openai())
