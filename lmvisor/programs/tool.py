@@ -9,6 +9,7 @@ async one's await is bounded by the call's deadline.
 from __future__ import annotations
 
 import inspect
+import json
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Literal, final
@@ -52,9 +53,10 @@ class Tool(Type):
         self.desc: str = desc if desc is not None else _raw_doc(func)
         specs = _arg_specs(func)
         self._model = _args_model(specs, self.name, _takes_kwargs(func))
-        self.args: dict[str, Any] = (
-            dict(args) if args is not None else _arg_schemas(specs, arg_desc or {})
-        )
+        schemas, self._defs = _arg_schemas(specs, arg_desc or {})
+        self.args: dict[str, Any] = dict(args) if args is not None else schemas
+        if args is not None:
+            self._defs = {}
         self.required: list[str] = [k for k, v in self.args.items() if "default" not in v]
 
     def __repr__(self) -> str:
@@ -71,8 +73,11 @@ class Tool(Type):
 
     @property
     def parameters(self) -> dict[str, Any]:
-        """The JSON schema object of the arguments (for function-calling APIs)."""
-        return {"type": "object", "properties": self.args, "required": self.required}
+        """The JSON schema object of the arguments (for function-calling APIs); a recursive
+        model's definitions ride along as `$defs`, so its inner `$ref`s resolve.
+        """
+        params = {"type": "object", "properties": self.args, "required": self.required}
+        return params | {"$defs": self._defs} if self._defs else params
 
     def to_openai(self) -> dict[str, Any]:
         """The tool in OpenAI's `tools` format."""
@@ -213,23 +218,29 @@ def _raw_doc(func: Callable[..., Any]) -> str:
 
 def _arg_schemas(
     specs: Mapping[str, tuple[Any, Any]], arg_desc: Mapping[str, str]
-) -> dict[str, Any]:
-    """DSPy's `args`: each argument's own JSON schema, references inlined, plus its default."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """DSPy's `args`: each argument's own JSON schema, references inlined, plus its default;
+    and the definitions a recursive model still refers to (`#/$defs/...`).
+    """
     import pydantic
 
     schemas: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
     for name, (annotation, default) in specs.items():
         try:
             schema = pydantic.TypeAdapter(annotation).json_schema()
         except Exception:  # an arbitrary class: validated by isinstance, no schema to show
             schema = {}
-        schema = _inline_refs(schema, schema.pop("$defs", {}), ())
+        defs = schema.pop("$defs", {})
+        schema = _inline_refs(schema, defs, ())
+        if '"$ref"' in json.dumps(schema):
+            kept |= defs
         if default is not ...:
             schema["default"] = _json_default(default)
         if name in arg_desc:
             schema["description"] = arg_desc[name]
         schemas[name] = schema
-    return schemas
+    return schemas, kept
 
 
 def _json_default(value: Any) -> Any:
@@ -242,8 +253,8 @@ def _json_default(value: Any) -> Any:
 
     try:
         return pydantic_core.to_jsonable_python(value)
-    except Exception:  # an object JSON cannot show: keep it as given
-        return value
+    except Exception:  # an object JSON cannot show: its repr, so the schema stays JSON
+        return repr(value)
 
 
 def _inline_refs(node: Any, defs: Mapping[str, Any], stack: tuple[str, ...]) -> Any:
