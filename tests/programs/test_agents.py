@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 from typing import Any
@@ -244,6 +245,19 @@ class TestMultiChainComparison:
         """A number of completions other than M is a ValueError."""
         with pytest.raises(ValueError, match=r"^expected 3 completions, got 1$"):
             await MultiChainComparison("q -> a")(completions=[{"reasoning": "r", "a": "x"}], q="x")
+
+    async def test_endless_completions(self) -> None:
+        """An endless iterable of completions is refused after M + 1, never drained."""
+        endless = itertools.repeat({"reasoning": "r", "a": "x"})
+        with pytest.raises(ValueError, match=r"^expected 3 completions, got more$"):
+            await MultiChainComparison("q -> a")(completions=endless, q="x")
+        assert next(endless) == {"reasoning": "r", "a": "x"}
+
+    async def test_completion_missing_reasoning(self) -> None:
+        """A completion without a reasoning (a chain that failed to parse) is named."""
+        completions = [{"reasoning": "r", "a": "x"}, {"a": "y"}, {"reasoning": "r", "a": "z"}]
+        with pytest.raises(ValueError, match=r"^each completion needs a reasoning and 'a'$"):
+            await MultiChainComparison("q -> a")(completions=completions, q="x")
 
 
 class TestParallel:
