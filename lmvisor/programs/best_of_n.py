@@ -141,7 +141,13 @@ class BestOfN(Module):
             if reward >= self.threshold:
                 break
             if attempt < self.n - 1:
-                await self._after_miss(inputs, pred, reward, entries)
+                try:
+                    await self._after_miss(inputs, pred, reward, entries)
+                except Exception:
+                    # As DSPy: advice the LM botched fails this attempt, not the search.
+                    failures += 1
+                    if failures >= self.fail_count:
+                        raise
         if best is None:
             assert last_error is not None
             raise last_error

@@ -12,6 +12,7 @@ import pytest
 
 from lmvisor.programs.best_of_n import BestOfN, Refine
 from lmvisor.programs.chain_of_thought import ChainOfThought
+from lmvisor.programs.errors import AdapterParseError
 from lmvisor.programs.example import Example, Prediction
 from lmvisor.programs.lm import LMRequest
 from lmvisor.programs.multi_chain_comparison import MultiChainComparison
@@ -201,6 +202,23 @@ class TestRefine:
         assert "hint_" not in lm.requests[0].messages[-1]["content"]
         assert "reward_value" in lm.requests[1].messages[-1]["content"]
         assert "[[ ## hint_ ## ]]\nAnswer with a number." in lm.requests[2].messages[-1]["content"]
+
+    async def test_botched_advice_fails_the_attempt_not_the_search(self) -> None:
+        """Advice that does not parse counts as a failed attempt; the search goes on, as DSPy."""
+        answers = iter(["wrong", "4"])
+
+        def answer(request: LMRequest) -> str:
+            if "reward_value" in request.messages[-1]["content"]:
+                return "I refuse to follow the format."
+            return _reply(answer=next(answers))
+
+        refine = Refine(Predict("question -> answer"), 3, lambda a, p: float(p.answer == "4"), 1.0)
+        with context(lm=ScriptedLM(answer)):
+            assert (await refine(question="2+2?")).answer == "4"
+        refine = Refine(Predict("question -> answer"), 3, lambda a, p: 0.0, 1.0, fail_count=1)
+        answers = iter(["wrong", "4"])
+        with context(lm=ScriptedLM(answer)), pytest.raises(AdapterParseError):
+            await refine(question="2+2?")
 
     async def test_reward_judge_does_not_see_hint(self) -> None:
         """An LM judge inside reward_fn never gets the feedback hint meant for the module."""
