@@ -80,8 +80,9 @@ class BestOfN(Module):
     sent to the vendor.
 
     Returns the best-rewarded prediction; the trace of that attempt's predictor calls joins
-    the caller's `trace()`. Failed attempts are counted; at `fail_count` failures the last
-    error is raised.
+    the caller's `trace()`. Failed attempts are counted (in Refine, an attempt whose advice
+    request fails too); at `fail_count` failures the last error is raised. A NaN reward
+    ranks below every number; a reward that is no number fails its attempt.
 
     Args:
         module: the program to sample.
