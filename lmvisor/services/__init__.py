@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     from lmvisor.services.errors import UnknownProvider as UnknownProvider
     from lmvisor.services.errors import VersionMoved as VersionMoved
     from lmvisor.services.lm_provider import Complete as Complete
+    from lmvisor.services.lm_provider import Drain as Drain
     from lmvisor.services.lm_provider import GetCapabilities as GetCapabilities
     from lmvisor.services.lm_provider import GetStatistics as GetStatistics
     from lmvisor.services.lm_provider import LMProvider as LMProvider
@@ -164,6 +165,11 @@ if TYPE_CHECKING:
     )
     from lmvisor.services.optimization_worker import rebuild_student as rebuild_student
     from lmvisor.services.program_id import PROGRAM_ID_PATTERN as PROGRAM_ID_PATTERN
+    from lmvisor.services.provider_roster import DRAIN_LIMIT as DRAIN_LIMIT
+    from lmvisor.services.provider_roster import ProviderRoster as ProviderRoster
+    from lmvisor.services.provider_roster import RosterState as RosterState
+    from lmvisor.services.provider_roster import provider_roster_spec as provider_roster_spec
+    from lmvisor.services.provider_settings import ProviderSettings as ProviderSettings
     from lmvisor.services.router import DEFAULT_CALL_TIMEOUT as DEFAULT_CALL_TIMEOUT
     from lmvisor.services.router import RouterLM as RouterLM
     from lmvisor.services.router import split_model as split_model

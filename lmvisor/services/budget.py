@@ -46,6 +46,19 @@ class Budget:
         self._refused = 0
         self._window = clock.monotonic()
 
+    def reconfigure(self, *, limit: float, period: float) -> None:
+        """Take a new cap and period now, keeping what the current window spent.
+
+        Raises:
+            ValueError: as the constructor does for these values (nothing changes).
+        """
+        if limit < 0:
+            raise ValueError(f"Budget: limit must be >= 0, got {limit!r}")
+        if period <= 0:
+            raise ValueError(f"Budget: period must be > 0, got {period!r}")
+        self._limit = limit
+        self._period = period
+
     def check(self, estimate: float = 0.0) -> None:
         """Admit a request expected to cost `estimate`, or refuse it.
 

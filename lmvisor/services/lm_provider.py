@@ -16,27 +16,38 @@ at debug, the final failure once at warning and once as an `lm_request.failed` e
 A stream (`OpenStream`) runs in the reader's task through the same protected
 loop, retried until its first item; an attempt waits for that item its timeout at most,
 and every later wait for an item ends at the call's deadline (a vendor that keeps the
-connection busy with keep-alive comments holds nothing past it). If the actor dies,
-callers in flight get `ActorExited` at once, a stream of the dead incarnation raises
-`ActorExited`, and the vendor client's connections are closed, on a kill too.
+connection busy with keep-alive comments holds nothing past it; see `_stream_attempt`).
+If the actor dies, callers in flight get `ActorExited` at once, a stream of the dead
+incarnation raises `ActorExited`, and the vendor client's connections are closed, on a
+kill too.
+
+Settings apply while it runs: the actor subscribes to `providers.<vendor>` (and
+re-reads that entry in `started()`, so a change made while it restarted is not
+lost). A changed entry builds a new vendor client (key, base URL, timeout,
+transport) and call policy for the calls that start after it; calls in flight
+finish on the old client, which is closed when the last of them ends. The
+protections follow through the shared `ProviderSettings`. A client that cannot
+be built (its transport not installed) leaves the old settings in force, logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
+from lmvisor.config.schema import ProviderConfig
 from lmvisor.programs.lm import LMCapabilities, LMDone, LMRequest, LMResponse, LMStreamItem
 from lmvisor.providers.client import VendorClient
-from lmvisor.providers.errors import ProviderTimeout, ResponseFormatError
 from lmvisor.providers.pricing import price_for
 from lmvisor.runtime.actor import Actor, ActorRef, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock
+from lmvisor.runtime.config_service import ConfigChanged, subscribe_config
 from lmvisor.runtime.errors import ActorExited, DeadlineExceeded, LmvisorError
 from lmvisor.runtime.messages import Call
 from lmvisor.runtime.observe.events import EventRing
@@ -46,10 +57,16 @@ from lmvisor.runtime.observe.names import LM_REQUEST as LM_REQUEST_EVENT
 from lmvisor.runtime.observe.names import LM_REQUEST_FAILED as LM_REQUEST_FAILED_EVENT
 from lmvisor.runtime.protection import Bulkhead, CircuitBreaker, RateLimiter, Retry
 from lmvisor.services._lm_call import CallPolicy, acquire_slot, protected, slot
+from lmvisor.services._stream_attempt import END, DeadlineWatch, open_stream_attempt
 from lmvisor.services.budget import Budget
+
+if TYPE_CHECKING:
+    # Only for annotations: provider_settings builds this module's ProviderProtections.
+    from lmvisor.services.provider_settings import ProviderSettings
 
 __all__ = [
     "Complete",
+    "Drain",
     "GetCapabilities",
     "GetStatistics",
     "LMProvider",
@@ -135,6 +152,15 @@ class GetStatistics(Call[LMProviderStatistics]):
     """The incarnation's counters."""
 
 
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Drain(Call[int]):
+    """Wait until no call is in flight (its vendor is being removed); replies with the
+    calls still in flight when `timeout` seconds passed first (0: drained)."""
+
+    timeout: float
+
+
 # --- protections ----------------------------------------------------------------------
 
 
@@ -187,10 +213,9 @@ class LMProvider(Actor):
 
     Args:
         vendor: the name models use as their prefix ("openai", "local").
-        make_client: builds the vendor client; called in `started()`, so a
-            restarted incarnation gets a fresh connection pool.
-        protections: shared across incarnations.
-        timeout: seconds one attempt may take at most (a deadline shortens it).
+        settings: the vendor's entry and protections, shared across incarnations;
+            the client is built from it in `started()`, so a restarted incarnation
+            gets a fresh connection pool and the settings now in force.
         clock: the time line of deadlines, backoff and breakers.
         events: where `lm_request` events go, or None.
         metrics: where LM figures go, or None.
@@ -200,53 +225,64 @@ class LMProvider(Actor):
         self,
         *,
         vendor: str,
-        make_client: Callable[[], VendorClient],
-        protections: ProviderProtections,
-        timeout: float,
+        settings: ProviderSettings,
         clock: Clock,
         events: EventRing | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
-        bulkhead = protections.bulkhead
+        bulkhead = settings.protections.bulkhead
         self.vendor = vendor
         # `Complete` runs inline, in its caller's task: no mailbox slot, no task of ours.
         # Streams are opened through the mailbox: it holds as many opens as the bulkhead
         # runs and queues.
         self.mailbox_capacity = max(1000, bulkhead.max_concurrent + bulkhead.max_queued)
-        limiter = protections.limiter
-        self._policy = CallPolicy(
-            key=vendor,
-            breaker=protections.breaker,
-            limiter=limiter,
-            bulkhead=bulkhead,
-            retry=protections.retry,
-            timeout=timeout,
-            clock=clock,
-        )
-        self._budget = protections.budget
-        self._make_client = make_client
+        self._settings = settings
+        self._clock = clock
+        self._adopt_policy()
         self._events = events
         self._metrics = metrics
         self._metrics_by_model: dict[str, LMFigures] = {}
-        self._client: VendorClient | None = None
+        self._lease: _Lease | None = None  # the client new calls use
+        self._retiring: list[_Lease] = []  # older clients, closed when their calls end
+        self._version = -1  # the settings version the lease was built from
         self._requests = 0
         self._failures = 0
         self._retries = 0
-        self._in_flight = 0
         self._retry_listener = self._on_retry  # bound once, not per call
 
     async def started(self) -> None:
-        client = self._client = self._make_client()
-        self.spawn_task(_hold(client))
+        # Subscribed before the entry is read: a change accepted in between is then a
+        # notice in the mailbox, not lost (it may apply twice; applying is idempotent).
+        path = f"providers.{self.vendor}"
+        await subscribe_config(self.runtime.via("config"), self.ref, path)
+        self._apply(self.runtime.config.providers.get(self.vendor))
+        if self._lease is None or self._version != self._settings.version:
+            self._swap(self._settings.client())
+        self.spawn_task(self._hold())
+
+    @handler
+    def changed(self, msg: ConfigChanged) -> None:
+        self._apply(msg.config.providers.get(self.vendor))
+
+    @handler
+    async def drain(self, msg: Drain) -> int:
+        # Polled in real time (a mock clock stands still), off the call path: a signal
+        # from each call's end would cost every call for this rare wait.
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + msg.timeout
+        while self._in_flight and loop.time() < give_up:  # noqa: ASYNC110 (see above)
+            await asyncio.sleep(_DRAIN_POLL)
+        return self._in_flight
 
     @handler(inline=True)
     async def complete(self, msg: Complete) -> LMResponse:
-        client = self._client or self._vendor_client  # the property raises before started()
+        lease = self._lease or self._not_started()
+        client = lease.client
         request = msg.request
         policy = self._policy
         self._requests += 1
-        self._in_flight += 1
+        lease.calls += 1
         started = time.perf_counter()
         try:
             limiter = policy.limiter  # inline `_estimates()`: no method call per request
@@ -274,7 +310,9 @@ class LMProvider(Actor):
             self._failed(request, exc, time.perf_counter() - started)
             raise
         finally:
-            self._in_flight -= 1
+            lease.calls -= 1
+            if lease.retired and not lease.calls:
+                self._close(lease)
         self._record(request, response, time.perf_counter() - started)
         return response
 
@@ -288,7 +326,7 @@ class LMProvider(Actor):
 
     @handler
     def get_capabilities(self, msg: GetCapabilities) -> LMCapabilities:
-        return self._vendor_client.capabilities
+        return (self._lease or self._not_started()).client.capabilities
 
     @handler
     def get_statistics(self, msg: GetStatistics) -> LMProviderStatistics:
@@ -300,13 +338,80 @@ class LMProvider(Actor):
             in_flight=self._in_flight,
         )
 
-    # --- the call path ---------------------------------------------------------------
+    # --- settings ----------------------------------------------------------------------
 
     @property
-    def _vendor_client(self) -> VendorClient:
-        if self._client is None:
-            raise RuntimeError(f"provider {self.vendor!r} used before started()")
-        return self._client
+    def _in_flight(self) -> int:
+        """Calls started and not yet finished, on the current client and the retiring ones."""
+        lease = self._lease
+        return (0 if lease is None else lease.calls) + sum(old.calls for old in self._retiring)
+
+    def _apply(self, config: ProviderConfig | None) -> None:
+        """Take the vendor's entry `config` if it changed (None: the entry is gone, and
+        the vendor's removal stops this actor)."""
+        settings = self._settings
+        if config is None or config == settings.seen or config == settings.config:
+            return
+        try:
+            client = settings.client(config)
+        except (ImportError, ValueError) as exc:
+            # The message names no value (a key or URL could be in one): its type only.
+            _log.warning(
+                "lm_provider.settings_not_applied", provider=self.vendor, error=type(exc).__name__
+            )
+            return
+        settings.update(config)
+        self._adopt_policy()
+        self._swap(client)
+
+    def _adopt_policy(self) -> None:
+        """Build the call policy from the shared settings (calls in flight keep theirs)."""
+        settings = self._settings
+        protections = settings.protections
+        limiter = protections.limiter
+        self._policy = CallPolicy(
+            key=self.vendor,
+            breaker=protections.breaker,
+            limiter=limiter,
+            bulkhead=protections.bulkhead,
+            retry=protections.retry,
+            timeout=settings.config.timeout,
+            clock=self._clock,
+        )
+        self._budget = protections.budget
+
+    def _swap(self, client: VendorClient) -> None:
+        """Serve new calls from `client`; the old one closes when its last call ends."""
+        old, self._lease = self._lease, _Lease(client)
+        self._version = self._settings.version
+        if old is not None:
+            old.retired = True
+            self._retiring.append(old)
+            if not old.calls:
+                self._close(old)
+
+    def _close(self, lease: _Lease) -> None:
+        """Close a retired client in a task of ours (a dead actor's `_hold` closed it)."""
+        if lease in self._retiring:
+            self._retiring.remove(lease)
+            with contextlib.suppress(ActorExited, RuntimeError):
+                self.spawn_task(_close_quietly(lease.client, self.vendor))
+
+    async def _hold(self) -> None:
+        """Own the clients for the incarnation's life: close them when the actor dies,
+        killed too."""
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            leases = [*self._retiring, *([] if self._lease is None else [self._lease])]
+            self._retiring.clear()
+            for lease in leases:
+                await lease.client.aclose()
+
+    # --- the call path ---------------------------------------------------------------
+
+    def _not_started(self) -> _Lease:
+        raise RuntimeError(f"provider {self.vendor!r} used before started()")
 
     def _estimates(self) -> bool:
         """Whether anything reads a request's token estimate: the budget, or the limiter's
@@ -328,19 +433,20 @@ class LMProvider(Actor):
     ) -> AsyncGenerator[LMStreamItem, None]:
         incarnation = self.ref
         self._check_alive(incarnation)
-        client = self._vendor_client
+        lease = self._lease or self._not_started()
+        client = lease.client
         policy = self._policy
         self._requests += 1
-        self._in_flight += 1
+        lease.calls += 1
         started = time.perf_counter()
         opened = False
-        watch: _DeadlineWatch | None = None
+        watch: DeadlineWatch | None = None
         try:
             async with slot(policy, deadline):
                 vendor = self.vendor
                 first, items = await protected(
                     policy,
-                    lambda c, r, timeout: _open_stream(c, r, timeout, vendor),
+                    lambda c, r, timeout: open_stream_attempt(c, r, timeout, vendor),
                     client,
                     request,
                     deadline=deadline,
@@ -349,7 +455,7 @@ class LMProvider(Actor):
                 )
                 opened = True
                 if deadline is not None:
-                    watch = _DeadlineWatch(deadline - policy.clock.monotonic(), vendor)
+                    watch = DeadlineWatch(deadline - policy.clock.monotonic(), vendor)
                 # aclosing: a reader that stops early closes the vendor stream now.
                 async with aclosing(items):
                     item: LMStreamItem = first
@@ -360,8 +466,8 @@ class LMProvider(Actor):
                         self._check_alive(incarnation)
                         if deadline is not None and policy.clock.monotonic() >= deadline:
                             raise DeadlineExceeded(operation=f"streaming from {self.vendor}")
-                        item = await (anext(items, _END) if watch is None else watch.next(items))
-                        if item is _END:
+                        item = await (anext(items, END) if watch is None else watch.next(items))
+                        if item is END:
                             break
         except Exception as exc:
             error = _exited(incarnation, exc)
@@ -372,7 +478,9 @@ class LMProvider(Actor):
                 raise
             raise error from exc
         finally:
-            self._in_flight -= 1
+            lease.calls -= 1
+            if lease.retired and not lease.calls:
+                self._close(lease)
             if watch is not None:
                 watch.close()
 
@@ -455,7 +563,30 @@ class LMProvider(Actor):
         return f"LMProvider(vendor={self.vendor!r}, in_flight={self._in_flight})"
 
 
-_END: Any = object()
+_DRAIN_POLL = 0.02  # seconds between looks at the calls in flight while draining
+
+
+@final
+class _Lease:
+    """One vendor client and the calls using it; `retired` once newer settings replaced it."""
+
+    __slots__ = ("calls", "client", "retired")
+
+    def __init__(self, client: VendorClient) -> None:
+        self.client = client
+        self.calls = 0
+        self.retired = False
+
+    def __repr__(self) -> str:
+        return f"_Lease(calls={self.calls}, retired={self.retired})"
+
+
+async def _close_quietly(client: VendorClient, vendor: str) -> None:
+    """Close a replaced client; a failure to close is logged, not a crash of the actor."""
+    try:
+        await client.aclose()
+    except Exception as exc:
+        _log.warning("lm_provider.close_failed", provider=vendor, error=type(exc).__name__)
 
 
 def _exited(incarnation: ActorRef, exc: Exception) -> Exception:
@@ -470,108 +601,6 @@ def _send_once(
 ) -> Coroutine[Any, Any, LMResponse]:
     """One attempt of a whole answer."""
     return client.complete(request, timeout=timeout)
-
-
-async def _hold(client: VendorClient) -> None:
-    """Own the client for the incarnation's life: close it when the actor dies, killed too."""
-    try:
-        await asyncio.get_running_loop().create_future()
-    finally:
-        await client.aclose()
-
-
-async def _open_stream(
-    client: VendorClient,
-    request: LMRequest,
-    timeout: float,  # noqa: ASYNC109 - one attempt's bound, the transport's
-    vendor: str,
-) -> tuple[LMStreamItem, AsyncGenerator[LMStreamItem, None]]:
-    """One stream attempt: open it and wait for its first item, `timeout` seconds at most.
-
-    The transport's timeout bounds each wait for bytes; this one bounds the attempt, so a
-    vendor that sends only comments (keep-alives) cannot hold it open for ever.
-    """
-    items = client.stream(request, timeout=timeout)
-    bound = asyncio.timeout(timeout)
-    try:
-        async with bound:
-            first = await anext(items, _END)
-    except BaseException as exc:
-        await items.aclose()
-        if isinstance(exc, TimeoutError) and bound.expired():
-            detail = f"no streamed item within {timeout:g}s"
-            raise ProviderTimeout(provider=vendor, model=request.model, detail=detail) from None
-        raise
-    if first is _END:
-        raise ResponseFormatError(
-            provider=vendor, model=request.model, detail="stream ended before its first item"
-        )
-    return first, items
-
-
-@final
-class _DeadlineWatch:
-    """Ends a stream's waits for its next item at the call's deadline.
-
-    The transport bounds each wait for bytes, not for items: a vendor that keeps the
-    connection busy with comments and sends no text would hold the stream past the
-    deadline. One timer serves the whole stream (a timeout per item would cost more
-    than the rest of the provider's work on a delta); when it fires during a wait it
-    cancels the waiting task, and the wait turns that cancellation into
-    `DeadlineExceeded`.
-    """
-
-    __slots__ = ("_cancelled", "_handle", "_operation", "_waiting", "fired")
-
-    def __init__(self, seconds: float, vendor: str) -> None:
-        self.fired = False
-        self._cancelled = False  # the timer cancelled the waiting task
-        self._waiting: asyncio.Task[Any] | None = None
-        self._operation = f"streaming from {vendor}"
-        self._handle = asyncio.get_running_loop().call_later(max(seconds, 0.0), self._fire)
-
-    def _fire(self) -> None:
-        self.fired = True
-        if self._waiting is not None:
-            self._waiting.cancel()
-            self._cancelled = True
-
-    def close(self) -> None:
-        """Stop the timer (the stream ended)."""
-        self._handle.cancel()
-
-    async def next(self, items: AsyncGenerator[LMStreamItem, None]) -> Any:
-        """The stream's next item (`_END` after the last).
-
-        Raises:
-            DeadlineExceeded: the deadline passed before it came.
-        """
-        if self.fired:
-            raise DeadlineExceeded(operation=self._operation)
-        task = asyncio.current_task()
-        assert task is not None
-        self._waiting = task
-        try:
-            item = await anext(items, _END)
-        except asyncio.CancelledError:
-            self._ours(task)
-            raise
-        finally:
-            self._waiting = None
-        if self._cancelled:  # the item came as the timer fired: its cancel is still pending
-            try:
-                await asyncio.sleep(0)
-            except asyncio.CancelledError:
-                self._ours(task)
-                raise
-        return item
-
-    def _ours(self, task: asyncio.Task[Any]) -> None:
-        """Raise `DeadlineExceeded` for the timer's own cancellation (none other pending)."""
-        if self._cancelled:
-            self._cancelled = False
-            if task.uncancel() == 0:
-                raise DeadlineExceeded(operation=self._operation) from None
 
 
 def provider_spec(

@@ -11,6 +11,11 @@ under the vendor's name (`runtime.protections.breaker("openai")`), so
 `infrastructure.circuit_breakers.<vendor>` and `infrastructure.rate_limiters.<vendor>`
 configure them and they report to the runtime's metrics and events; without a
 rate-limiter entry the vendor's own `rpm`/`tpm` make its limiter.
+
+`providers` applies while the app runs: each vendor's entry and protections live
+in a `ProviderSettings` its actor's incarnations share (see `lm_provider` for how a
+changed entry is applied), and a `ProviderRoster` next to the supervisor starts
+vendors added to `providers` and stops those removed (see `provider_roster`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import final
 
-from lmvisor.config.schema import LmvisorConfig, ProviderConfig, RateLimiterConfig
+from lmvisor.config.schema import LmvisorConfig, ProviderConfig
 from lmvisor.providers.anthropic import AnthropicClient
 from lmvisor.providers.client import ClientOptions, VendorClient
 from lmvisor.providers.openai import OpenAIClient
@@ -29,12 +34,12 @@ from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
 from lmvisor.runtime.observe.events import EventRing
 from lmvisor.runtime.observe.metrics import Metrics
-from lmvisor.runtime.protection import Bulkhead, Retry
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import start_child
-from lmvisor.services.budget import Budget
 from lmvisor.services.cooldown import Cooldowns
 from lmvisor.services.lm_provider import LMProvider, ProviderProtections, provider_spec
+from lmvisor.services.provider_roster import RosterState, provider_roster_spec
+from lmvisor.services.provider_settings import ProviderSettings
 from lmvisor.services.router import DEFAULT_CALL_TIMEOUT, RouterLM
 
 __all__ = [
@@ -49,8 +54,6 @@ LM_PROVIDERS = "lm_providers"
 """The registered name (and child id) of the supervisor of the provider actors."""
 
 _KEY_REQUIRED = frozenset({"openai", "anthropic"})
-_RETRY_BASE_DELAY = 0.25
-_QUEUED_PER_SLOT = 4  # calls a vendor's bulkhead queues per running slot (at least 1,000)
 
 
 def reachable(config: ProviderConfig) -> bool:
@@ -85,54 +88,29 @@ def build_client(name: str, config: ProviderConfig) -> VendorClient:
     return OpenAICompatibleClient(options)
 
 
-def _protections(runtime: Runtime, name: str, config: ProviderConfig) -> ProviderProtections:
-    """A vendor's breaker and limiter (the runtime's, by its name), bulkhead, retry and budget."""
-    own_limit = None
-    if config.rpm is not None or config.tpm is not None:
-        # One limiter takes a request and its estimated tokens at once; with only a
-        # tpm, the request count (every request is >= 1 token) never binds first.
-        own_limit = RateLimiterConfig(
-            limit=config.rpm if config.rpm is not None else config.tpm or 1,
-            scale=60.0,
-            tokens=config.tpm,
-        )
-    clock = runtime.clock
-    retry = None  # no retry stage at all when none is wanted: callers see the vendor's error
-    if config.max_retries > 0:
-        retry = Retry(
-            name,
-            max_attempts=config.max_retries + 1,
-            base_delay=_RETRY_BASE_DELAY,
-            max_delay=config.retry_max_wait,
-            clock=clock,
-        )
-    budget = None
-    if config.budget_usd is not None:
-        budget = Budget(
-            provider=name, limit=config.budget_usd, period=config.budget_period, clock=clock
-        )
-    slots = config.max_in_flight
-    return ProviderProtections(
-        breaker=runtime.protections.breaker(name),
-        limiter=runtime.protections.limiter(name, default=own_limit),
-        bulkhead=Bulkhead(
-            name, max_concurrent=slots, max_queued=max(1000, slots * _QUEUED_PER_SLOT)
-        ),
-        retry=retry,
-        budget=budget,
-    )
-
-
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LMServices:
-    """The running provider actors of a runtime, and a factory for routers over them."""
+    """The running provider actors of a runtime, and a factory for routers over them.
+
+    `vendors` and `protections` follow the configuration: a vendor added under
+    `providers` while the app runs shows here once its provider actor started.
+    """
 
     runtime: Runtime
     supervisor: ActorRef
-    vendors: tuple[str, ...]
-    protections: Mapping[str, ProviderProtections]
+    settings: Mapping[str, ProviderSettings]
     cooldowns: Cooldowns
+
+    @property
+    def vendors(self) -> tuple[str, ...]:
+        """The vendors with a provider actor running (or restarting) now."""
+        return tuple(self.settings)
+
+    @property
+    def protections(self) -> Mapping[str, ProviderProtections]:
+        """Each running vendor's protections now in force."""
+        return {vendor: entry.protections for vendor, entry in self.settings.items()}
 
     def router(
         self,
@@ -143,6 +121,10 @@ class LMServices:
         deployment_timeout: float | None = None,
     ) -> RouterLM:
         """A `RouterLM` for `model` with `fallbacks`, sharing this runtime's cooldowns.
+
+        The router finds each vendor's provider by its registered name on every call,
+        so it reaches a provider whose settings changed, or that was removed and added
+        again, without being rebuilt.
 
         Raises:
             UnknownProvider: a model names a vendor with no provider running.
@@ -167,7 +149,8 @@ async def start_lm_providers(
     metrics: Metrics | None = None,
     make_client: Callable[[str, ProviderConfig], VendorClient] = build_client,
 ) -> LMServices:
-    """Start the `lm_providers` supervisor and a provider actor per reachable vendor.
+    """Start the `lm_providers` supervisor, a provider actor per reachable vendor, and
+    the roster that starts and stops vendors as `providers` changes.
 
     Events and metrics go to the runtime's own event ring and `Metrics` unless
     others are given (breaker changes and limiter refusals always go to the
@@ -186,40 +169,44 @@ async def start_lm_providers(
             name=LM_PROVIDERS,
         )
     )
-    protections: dict[str, ProviderProtections] = {}
+    settings: dict[str, ProviderSettings] = {}
     for vendor, cfg in config.providers.items():
         if not reachable(cfg):
             continue
-        prot = protections[vendor] = _protections(runtime, vendor, cfg)
-        make = _provider_factory(runtime, vendor, cfg, prot, events, metrics, make_client)
-        await start_child(sup, provider_spec(vendor, make))
+        entry = ProviderSettings(runtime, vendor, cfg, make_client)
+        await start_child(
+            sup, provider_spec(vendor, _provider_factory(runtime, entry, events, metrics))
+        )
+        settings[vendor] = entry
+    roster = RosterState(
+        settings=settings,
+        seen=dict(runtime.config.providers),
+        start=lambda vendor, cfg: ProviderSettings(runtime, vendor, cfg, make_client),
+        factory=lambda entry: _provider_factory(runtime, entry, events, metrics),
+        reachable=reachable,
+    )
+    await runtime.start_child(provider_roster_spec(sup, roster))
     return LMServices(
         runtime=runtime,
         supervisor=sup,
-        vendors=tuple(protections),
-        protections=protections,
+        settings=settings,
         cooldowns=Cooldowns(clock=runtime.clock),
     )
 
 
 def _provider_factory(
     runtime: Runtime,
-    vendor: str,
-    cfg: ProviderConfig,
-    prot: ProviderProtections,
+    entry: ProviderSettings,
     events: EventRing,
     metrics: Metrics,
-    make_client: Callable[[str, ProviderConfig], VendorClient],
 ) -> Callable[[], LMProvider]:
-    """What the supervisor calls to start (and restart) `vendor`'s provider actor; every
-    incarnation shares the vendor's protections."""
+    """What the supervisor calls to start (and restart) a vendor's provider actor; every
+    incarnation shares the vendor's settings, so a restart builds from those in force."""
 
     def make() -> LMProvider:
         return LMProvider(
-            vendor=vendor,
-            make_client=lambda: make_client(vendor, cfg),
-            protections=prot,
-            timeout=cfg.timeout,
+            vendor=entry.vendor,
+            settings=entry,
             clock=runtime.clock,
             events=events,
             metrics=metrics,

@@ -144,7 +144,8 @@ class LMServer:
 
     Use `async with LMServer() as server:` (or `start()` / `stop()`); `server.url` is
     `"http://127.0.0.1:PORT"`: OpenAI clients take `url + "/v1"` as base URL,
-    Anthropic clients take `url`. `latency` and `jitter` may be changed while it runs.
+    Anthropic clients take `url`. `latency`, `jitter` and `api_key` may be changed
+    while it runs (a request's key is checked when it arrives).
 
     Args:
         host: interface to bind (loopback only in tests).
@@ -203,6 +204,15 @@ class LMServer:
         self.reset_stats()
 
     # -- settings ---------------------------------------------------------------
+
+    @property
+    def api_key(self) -> str | None:
+        """The only key accepted (None: any); change it to rotate a key as a vendor does."""
+        return self._api_key
+
+    @api_key.setter
+    def api_key(self, value: str | None) -> None:
+        self._api_key = value
 
     @property
     def latency(self) -> float:

@@ -100,6 +100,28 @@ class Protections:
         self._limiters[name] = built
         return built
 
+    def set_default(self, name: str, default: RateLimiterConfig | None) -> RateLimiter | None:
+        """Change the callee's own limit (a vendor's new rpm/tpm) in place.
+
+        An `infrastructure.rate_limiters` entry still wins. A limiter already built
+        is reconfigured (its waiters re-timed) or, left with no limit, lifted (callers
+        in flight may hold it) and None returned; one not built yet is built now.
+        """
+        if default is None:
+            self._defaults.pop(name, None)
+        else:
+            self._defaults[name] = default
+        found = self._limiters.get(name)
+        if found is None:
+            self._limiters.pop(name, None)
+            return self.limiter(name, default=default)
+        spec = self._config.rate_limiters.get(name) or default
+        if spec is None:
+            found.lift()
+            return None
+        found.reconfigure(limit=spec.limit, period=spec.scale, token_limit=spec.tokens)
+        return found
+
     def reconfigure(self, config: InfrastructureConfig) -> None:
         """Apply a changed `infrastructure` to every breaker and limiter built so far, in
         place: their holders (provider actors) keep the same objects, breakers keep their
