@@ -14,6 +14,8 @@ import dataclasses
 import enum
 import inspect
 import json
+import math
+import numbers
 import textwrap
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -78,8 +80,9 @@ class BestOfN(Module):
     sent to the vendor.
 
     Returns the best-rewarded prediction; the trace of that attempt's predictor calls joins
-    the caller's `trace()`. Failed attempts are counted; at `fail_count` failures the last
-    error is raised.
+    the caller's `trace()`. Failed attempts are counted (in Refine, an attempt whose advice
+    request fails too); at `fail_count` failures the last error is raised. A NaN reward
+    ranks below every number; a reward that is no number fails its attempt.
 
     Args:
         module: the program to sample.
@@ -134,12 +137,18 @@ class BestOfN(Module):
                 if failures >= self.fail_count:
                     raise
                 continue
-            if best is None or reward > best[1]:
+            if best is None or _rank(reward) > _rank(best[1]):
                 best = (pred, reward, entries)
             if reward >= self.threshold:
                 break
             if attempt < self.n - 1:
-                await self._after_miss(inputs, pred, reward, entries)
+                try:
+                    await self._after_miss(inputs, pred, reward, entries)
+                except Exception:
+                    # As DSPy: advice the LM botched fails this attempt, not the search.
+                    failures += 1
+                    if failures >= self.fail_count:
+                        raise
         if best is None:
             assert last_error is not None
             raise last_error
@@ -163,7 +172,7 @@ class BestOfN(Module):
                 reward = await reward
         finally:
             hint_var.reset(token)
-        return pred, float(reward), list(entries)
+        return pred, _reward_value(reward), list(entries)
 
     async def _after_miss(
         self, inputs: dict[str, Any], pred: Prediction, reward: float, entries: list[TraceEntry]
@@ -213,6 +222,24 @@ class Refine(BestOfN):
         with trace():  # the advice call is no part of any attempt's trajectory
             advice = (await Predict(OfferFeedback)(**shown)).advice
         hint_var.set({id(p): str(advice.get(n, "N/A")) for n, p in named})
+
+
+def _reward_value(reward: Any) -> float:
+    """The reward as a float.
+
+    Raises:
+        TypeError: the reward is not a real number (None, a string, a complex).
+    """
+    if isinstance(reward, numbers.Real):
+        return float(reward)
+    raise TypeError(f"reward_fn returned {type(reward).__name__}, not a number")
+
+
+def _rank(reward: float) -> float:
+    """The reward as attempts are compared: NaN below every number, so a NaN reward
+    (a judge that failed quietly) never outranks a later attempt with a real one.
+    """
+    return -math.inf if math.isnan(reward) else reward
 
 
 def inspect_modules(program: Module) -> str:

@@ -4,6 +4,7 @@ holistic, corrected answer.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -65,8 +66,11 @@ class MultiChainComparison(Module):
         Raises:
             ValueError: not exactly M completions, or one lacks a reasoning or answer.
         """
-        attempts = [self._attempt(c) for c in completions]
-        if len(attempts) != self.M:
+        # One past M is enough to refuse: an endless iterable is never drained.
+        attempts = [self._attempt(c) for c in itertools.islice(completions, self.M + 1)]
+        if len(attempts) > self.M:
+            raise ValueError(f"expected {self.M} completions, got more")
+        if len(attempts) < self.M:
             raise ValueError(f"expected {self.M} completions, got {len(attempts)}")
         slots = {f"reasoning_attempt_{i + 1}": a for i, a in enumerate(attempts)}
         result: Prediction = await self.predict(**slots, **inputs)

@@ -12,8 +12,9 @@ any call finishes. Without it, prompts and parsing are DSPy 3.4.1's, byte for by
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
+from lmvisor.programs.adapters._values import format_field_value
 from lmvisor.programs.adapters.chat import ChatAdapter
 from lmvisor.programs.callbacks import Callback
 from lmvisor.programs.chain_of_thought import ChainOfThought
@@ -26,6 +27,7 @@ from lmvisor.programs.settings import current_settings
 from lmvisor.programs.signature import Signature, ensure_signature, make_signature
 from lmvisor.programs.tool import Tool
 from lmvisor.programs.tool_calls import ToolCalls
+from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError
 
 __all__ = ["ReAct"]
 
@@ -79,17 +81,28 @@ class ReAct(Module):
     async def forward(self, **inputs: Any) -> Prediction:
         """Run the loop, then extract; the prediction also carries `trajectory`.
 
+        As DSPy, a prompt over the model's context window (the LM raises an error coded
+        `provider_context_window_exceeded`) drops the oldest tool call from the trajectory
+        and is sent again, three tries at most; a step that still does not fit ends the
+        loop, and the extraction's error is raised.
+
         Raises:
             AdapterParseError: the extraction's completion does not parse.
+            ValueError: the `max_iters` input is not an int >= 0.
+            DeadlineExceeded: a tool outlived the call's deadline.
             LmvisorError: whatever the LM raises.
         """
-        max_iters = int(inputs.pop("max_iters", self.max_iters))
+        max_iters = _max_iters(inputs.pop("max_iters", self.max_iters))
         trajectory: dict[str, Any] = {}
         for step in range(max_iters):
             try:
                 calls, thought = await self._next(inputs, trajectory)
             except AdapterParseError:
                 break  # the LM stopped following the format: extract from what we have
+            except LmvisorError as exc:
+                if exc.code != _CONTEXT_WINDOW:
+                    raise
+                break  # even the shortest trajectory does not fit: extract from it
             for i, (name, args) in enumerate(calls):
                 key = f"{step}" if len(calls) == 1 else f"{step}_{i}"
                 trajectory[f"thought_{key}"] = thought
@@ -98,31 +111,101 @@ class ReAct(Module):
                 trajectory[f"observation_{key}"] = await self._observe(name, args)
             if any(name == "finish" for name, _ in calls):
                 break
-        result = await self.extract(**inputs, trajectory=_format_trajectory(trajectory))
+        result = await _fitting(self.extract, inputs, trajectory)
         return Prediction(trajectory=trajectory, **dict(result.items()))
 
     async def _next(
         self, inputs: dict[str, Any], trajectory: dict[str, Any]
     ) -> tuple[list[tuple[str, Any]], Any]:
         """The step's tool calls (name, args) and its thought."""
-        shown = _format_trajectory(trajectory)
         if not self.native_tool_calls:
-            pred = await self.react(**inputs, trajectory=shown)
+            pred = await _fitting(self.react, inputs, trajectory)
             return [(pred.next_tool_name, pred.next_tool_args)], pred.next_thought
-        pred = await self.react(**inputs, trajectory=shown, tools=list(self.tools.values()))
+        tools = list(self.tools.values())
+        pred = await _fitting(self.react, {**inputs, "tools": tools}, trajectory)
         calls = pred.next_tool_calls
         if not calls:
             return [("finish", {})], pred.next_thought
         return [(c.name, c.args) for c in calls.tool_calls], pred.next_thought
 
     async def _observe(self, name: str, args: Any) -> Any:
+        """The tool's result, or the error the LM reads instead (a result the prompt cannot
+        show, like an object whose `str` raises, is such an error, not a crash of the loop).
+        """
         tool = self.tools.get(name)
         if tool is None:
             return f"Execution error in {name}: no such tool"
         try:
-            return await tool(**(args if isinstance(args, dict) else {}))
+            result = await tool(**(args if isinstance(args, dict) else {}))
+        except DeadlineExceeded:
+            raise  # the caller's budget is spent: the run ends, the LM is not asked again
         except Exception as exc:
-            return f"Execution error in {name}: {type(exc).__name__}: {exc}"
+            return f"Execution error in {name}: {_describe(exc)}"
+        if type(result) is not str:
+            try:
+                format_field_value(_OBSERVATION, result)
+            except Exception as exc:
+                return f"Execution error in {name}: its result cannot be shown: {_describe(exc)}"
+        return result
+
+
+_OBSERVATION: Final = Field(name="observation", kind="input")
+"""A trajectory entry as the trajectory's signature declares it (a text input)."""
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message`, even for an exception whose `str` itself raises."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return f"{type(exc).__name__}: <message cannot be shown>"
+
+
+_CONTEXT_WINDOW: Final = "provider_context_window_exceeded"
+"""The code of the LM's error for a prompt over the model's window (the providers layer's
+`ContextWindowExceeded`, matched by code: programs never import providers)."""
+
+_TRUNCATIONS: Final = 3
+"""Tries of a step before its context-window error stands, as DSPy."""
+
+_STEP_KEYS: Final = 4
+"""Keys one tool call adds to the trajectory: thought, tool name, tool args, observation."""
+
+
+async def _fitting(module: Module, inputs: dict[str, Any], trajectory: dict[str, Any]) -> Any:
+    """Call `module` with the trajectory, dropping its oldest tool call (in place, as DSPy)
+    each time the prompt is over the context window.
+
+    Raises:
+        LmvisorError: the context-window error, after three tries or once a single
+            tool call is left; any other error of the call at once.
+    """
+    tries = 1
+    while True:
+        try:
+            return await module(**inputs, trajectory=_format_trajectory(trajectory))
+        except LmvisorError as exc:
+            # With one tool call left there is nothing to drop: DSPy gives up there too.
+            if exc.code != _CONTEXT_WINDOW or tries == _TRUNCATIONS:
+                raise
+            if len(trajectory) <= _STEP_KEYS:
+                raise
+        for key in list(trajectory)[:_STEP_KEYS]:
+            del trajectory[key]
+        tries += 1
+
+
+def _max_iters(value: Any) -> int:
+    """The per-call `max_iters` input, checked.
+
+    Raises:
+        ValueError: not an int >= 0.
+    """
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)  # an input given on a command line or in a form
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"max_iters must be an int >= 0, got {value!r:.50}")
+    return value
 
 
 def _spec(field: Field) -> tuple[Any, Any]:

@@ -2,15 +2,17 @@
 
 The schema comes from the function's type hints, through pydantic (imported when a
 tool is built). Arguments are validated and coerced before the call; sync and async
-functions are both accepted (sync ones run inline: tools must not block the loop).
+functions are both accepted (sync ones run inline: tools must not block the loop); an
+async one's await is bounded by the call's deadline.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import typing
-from collections.abc import Callable, Mapping
-from typing import Any, final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, Literal, final
 
 from lmvisor.programs.callbacks import new_call_id, notify
 from lmvisor.programs.custom_types import Type
@@ -30,7 +32,7 @@ class Tool(Type):
         arg_desc: a description for some arguments, added to their schema.
 
     Raises:
-        TypeError: `func` is not callable.
+        TypeError: `func` is not callable, or is a generator function.
     """
 
     def __init__(
@@ -46,12 +48,15 @@ class Tool(Type):
             raise TypeError("func must be callable")
         self.func = func
         self.name: str = name or str(getattr(func, "__name__", type(func).__name__))
+        if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+            raise TypeError(f"tool {self.name!r} is a generator function; a tool returns one value")
         self.desc: str = desc if desc is not None else _raw_doc(func)
         specs = _arg_specs(func)
-        self._model = _args_model(specs, self.name)
-        self.args: dict[str, Any] = (
-            dict(args) if args is not None else _arg_schemas(specs, arg_desc or {})
-        )
+        self._model = _args_model(specs, self.name, _takes_kwargs(func))
+        schemas, self._defs = _arg_schemas(specs, arg_desc or {})
+        self.args: dict[str, Any] = dict(args) if args is not None else schemas
+        if args is not None:
+            self._defs = {}
         self.required: list[str] = [k for k, v in self.args.items() if "default" not in v]
 
     def __repr__(self) -> str:
@@ -68,8 +73,11 @@ class Tool(Type):
 
     @property
     def parameters(self) -> dict[str, Any]:
-        """The JSON schema object of the arguments (for function-calling APIs)."""
-        return {"type": "object", "properties": self.args, "required": self.required}
+        """The JSON schema object of the arguments (for function-calling APIs); a recursive
+        model's definitions ride along as `$defs`, so its inner `$ref`s resolve.
+        """
+        params = {"type": "object", "properties": self.args, "required": self.required}
+        return params | {"$defs": self._defs} if self._defs else params
 
     def to_openai(self) -> dict[str, Any]:
         """The tool in OpenAI's `tools` format."""
@@ -88,17 +96,22 @@ class Tool(Type):
         Raises:
             ValueError: an argument is missing, unknown or of the wrong type.
         """
+        import pydantic
+
         try:
             model = self._model.model_validate(dict(kwargs))
-        except Exception as exc:  # pydantic.ValidationError
-            raise ValueError(f"invalid arguments for tool {self.name!r}: {exc}") from None
-        return {k: getattr(model, k) for k in type(model).model_fields}
+        except pydantic.ValidationError as exc:
+            problems = _problems(exc)
+            raise ValueError(f"invalid arguments for tool {self.name!r}: {problems}") from None
+        # A function taking **kwargs gets the arguments it does not name as given, as DSPy.
+        return {k: getattr(model, k) for k in type(model).model_fields} | (model.model_extra or {})
 
     async def __call__(self, **kwargs: Any) -> Any:
         """Validate the arguments and call the function (awaiting it if async).
 
         Raises:
             ValueError: invalid arguments.
+            DeadlineExceeded: an async function outlived the call's deadline.
             Exception: whatever the function raises.
         """
         from lmvisor.programs.settings import active_callbacks
@@ -119,10 +132,34 @@ class Tool(Type):
     async def _run(self, kwargs: Mapping[str, Any]) -> Any:
         result = self.func(**self.validate_args(kwargs))
         if inspect.isawaitable(result):
-            result = await result
+            result = await _within_deadline(result, self.name)
         return result
 
     acall = __call__
+
+
+async def _within_deadline(pending: Awaitable[Any], name: str) -> Any:
+    """Await a tool's result, no longer than the call's deadline (a hung tool must not
+    outlive its caller's budget).
+
+    Raises:
+        DeadlineExceeded: the deadline passed first; the tool's await is cancelled.
+    """
+    import asyncio
+
+    from lmvisor.runtime.deadline import time_left
+    from lmvisor.runtime.errors import DeadlineExceeded
+
+    left = time_left()
+    if left is None:
+        return await pending
+    try:
+        async with asyncio.timeout(max(left, 0.0)) as bound:
+            return await pending
+    except TimeoutError:
+        if bound.expired():
+            raise DeadlineExceeded(operation=f"tool {name!r}") from None
+        raise
 
 
 def _arg_specs(func: Callable[..., Any]) -> dict[str, tuple[Any, Any]]:
@@ -141,10 +178,33 @@ def _arg_specs(func: Callable[..., Any]) -> dict[str, tuple[Any, Any]]:
     return specs
 
 
-def _args_model(specs: Mapping[str, tuple[Any, Any]], name: str) -> Any:
+def _takes_kwargs(func: Callable[..., Any]) -> bool:
+    params = inspect.signature(func).parameters.values()
+    return any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _problems(exc: Any) -> str:
+    """The first few of a validation's errors, one clause each: 10,000 bad arguments
+    make a short message, not a megabyte of observation for the LM to read.
+    """
+    errors = exc.errors(include_url=False, include_input=False)
+    shown = "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or '(arguments)'}: {e['msg']}"
+        for e in errors[:_SHOWN_PROBLEMS]
+    )
+    more = len(errors) - _SHOWN_PROBLEMS
+    return shown if more <= 0 else f"{shown}; and {more} more"
+
+
+_SHOWN_PROBLEMS: Final = 5
+"""The most argument problems one error message names."""
+
+
+def _args_model(specs: Mapping[str, tuple[Any, Any]], name: str, open_ended: bool) -> Any:
     import pydantic
 
-    config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    extra: Literal["allow", "forbid"] = "allow" if open_ended else "forbid"
+    config = pydantic.ConfigDict(extra=extra, arbitrary_types_allowed=True)
     return pydantic.create_model(f"{name}_args", __config__=config, **specs)  # type: ignore[call-overload]
 
 
@@ -158,23 +218,29 @@ def _raw_doc(func: Callable[..., Any]) -> str:
 
 def _arg_schemas(
     specs: Mapping[str, tuple[Any, Any]], arg_desc: Mapping[str, str]
-) -> dict[str, Any]:
-    """DSPy's `args`: each argument's own JSON schema, references inlined, plus its default."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """DSPy's `args`: each argument's own JSON schema, references inlined, plus its default;
+    and the definitions a recursive model still refers to (`#/$defs/...`).
+    """
     import pydantic
 
     schemas: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
     for name, (annotation, default) in specs.items():
         try:
             schema = pydantic.TypeAdapter(annotation).json_schema()
         except Exception:  # an arbitrary class: validated by isinstance, no schema to show
             schema = {}
-        schema = _inline_refs(schema, schema.pop("$defs", {}), ())
+        defs = schema.pop("$defs", {})
+        schema = _inline_refs(schema, defs, ())
+        if '"$ref"' in json.dumps(schema):
+            kept |= defs
         if default is not ...:
             schema["default"] = _json_default(default)
         if name in arg_desc:
             schema["description"] = arg_desc[name]
         schemas[name] = schema
-    return schemas
+    return schemas, kept
 
 
 def _json_default(value: Any) -> Any:
@@ -187,8 +253,8 @@ def _json_default(value: Any) -> Any:
 
     try:
         return pydantic_core.to_jsonable_python(value)
-    except Exception:  # an object JSON cannot show: keep it as given
-        return value
+    except Exception:  # an object JSON cannot show: its repr, so the schema stays JSON
+        return repr(value)
 
 
 def _inline_refs(node: Any, defs: Mapping[str, Any], stack: tuple[str, ...]) -> Any:

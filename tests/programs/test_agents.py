@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import math
 from typing import Any
 
 import pytest
 
 from lmvisor.programs.best_of_n import BestOfN, Refine
 from lmvisor.programs.chain_of_thought import ChainOfThought
+from lmvisor.programs.errors import AdapterParseError
 from lmvisor.programs.example import Example, Prediction
 from lmvisor.programs.lm import LMRequest
 from lmvisor.programs.multi_chain_comparison import MultiChainComparison
@@ -18,6 +21,9 @@ from lmvisor.programs.parallel import Parallel
 from lmvisor.programs.predict import Predict
 from lmvisor.programs.react import ReAct
 from lmvisor.programs.settings import context
+from lmvisor.providers.errors import ContextWindowExceeded
+from lmvisor.runtime.deadline import deadline
+from lmvisor.runtime.errors import DeadlineExceeded
 from lmvisor.testing.scripted_lm import ScriptedLM
 
 
@@ -197,6 +203,23 @@ class TestRefine:
         assert "reward_value" in lm.requests[1].messages[-1]["content"]
         assert "[[ ## hint_ ## ]]\nAnswer with a number." in lm.requests[2].messages[-1]["content"]
 
+    async def test_botched_advice_fails_the_attempt_not_the_search(self) -> None:
+        """Advice that does not parse counts as a failed attempt; the search goes on, as DSPy."""
+        answers = iter(["wrong", "4"])
+
+        def answer(request: LMRequest) -> str:
+            if "reward_value" in request.messages[-1]["content"]:
+                return "I refuse to follow the format."
+            return _reply(answer=next(answers))
+
+        refine = Refine(Predict("question -> answer"), 3, lambda a, p: float(p.answer == "4"), 1.0)
+        with context(lm=ScriptedLM(answer)):
+            assert (await refine(question="2+2?")).answer == "4"
+        refine = Refine(Predict("question -> answer"), 3, lambda a, p: 0.0, 1.0, fail_count=1)
+        answers = iter(["wrong", "4"])
+        with context(lm=ScriptedLM(answer)), pytest.raises(AdapterParseError):
+            await refine(question="2+2?")
+
     async def test_reward_judge_does_not_see_hint(self) -> None:
         """An LM judge inside reward_fn never gets the feedback hint meant for the module."""
         judge = Predict("answer -> score: float")
@@ -240,6 +263,19 @@ class TestMultiChainComparison:
         """A number of completions other than M is a ValueError."""
         with pytest.raises(ValueError, match=r"^expected 3 completions, got 1$"):
             await MultiChainComparison("q -> a")(completions=[{"reasoning": "r", "a": "x"}], q="x")
+
+    async def test_endless_completions(self) -> None:
+        """An endless iterable of completions is refused after M + 1, never drained."""
+        endless = itertools.repeat({"reasoning": "r", "a": "x"})
+        with pytest.raises(ValueError, match=r"^expected 3 completions, got more$"):
+            await MultiChainComparison("q -> a")(completions=endless, q="x")
+        assert next(endless) == {"reasoning": "r", "a": "x"}
+
+    async def test_completion_missing_reasoning(self) -> None:
+        """A completion without a reasoning (a chain that failed to parse) is named."""
+        completions = [{"reasoning": "r", "a": "x"}, {"a": "y"}, {"reasoning": "r", "a": "z"}]
+        with pytest.raises(ValueError, match=r"^each completion needs a reasoning and 'a'$"):
+            await MultiChainComparison("q -> a")(completions=completions, q="x")
 
 
 class TestParallel:
@@ -410,3 +446,126 @@ class TestRollouts:
             await best(question="q")
         assert [r.params["rollout_id"] for r in lm.requests] == [5, 6, 7]
         assert {r.params["temperature"] for r in lm.requests} == {1.0}
+
+
+class _Unshowable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+    __repr__ = __str__
+
+
+class _Mute(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def unshowable() -> Any:
+    """Return an object that cannot be written."""
+    return _Unshowable()
+
+
+def mute() -> str:
+    """Raise an error whose message cannot be written."""
+    raise _Mute
+
+
+async def stuck(city: str) -> str:
+    """Never answer."""
+    await asyncio.sleep(3600)
+    return city
+
+
+def _window_error() -> ContextWindowExceeded:
+    return ContextWindowExceeded(provider="openai", status=400, detail="too many tokens")
+
+
+class TestReActHostile:
+    async def test_unshowable_results_and_errors_are_observations(self) -> None:
+        """A result or error message whose str raises becomes an error observation."""
+        lm = ScriptedLM(
+            [
+                _reply(next_thought="t", next_tool_name="unshowable", next_tool_args={}),
+                _reply(next_thought="t", next_tool_name="mute", next_tool_args={}),
+                _reply(next_thought="t", next_tool_name="finish", next_tool_args={}),
+                _reply(reasoning="r", answer="a"),
+            ]
+        )
+        with context(lm=lm):
+            pred = await ReAct("question -> answer", tools=[unshowable, mute])(question="q")
+        assert pred.trajectory["observation_0"] == (
+            "Execution error in unshowable: its result cannot be shown: RuntimeError: no text"
+        )
+        assert pred.trajectory["observation_1"] == (
+            "Execution error in mute: _Mute: <message cannot be shown>"
+        )
+        assert pred.answer == "a"
+
+    async def test_hung_tool_ends_the_run_at_the_deadline(self) -> None:
+        """A tool hung past the deadline ends the run with DeadlineExceeded; no LM call follows."""
+        lm = ScriptedLM(
+            [_reply(next_thought="t", next_tool_name="stuck", next_tool_args={"city": "x"})]
+        )
+        agent = ReAct("question -> answer", tools=[stuck])
+        with context(lm=lm), deadline(0.01), pytest.raises(DeadlineExceeded):
+            await agent(question="q")
+        assert lm.calls == 1
+
+    async def test_context_window_drops_the_oldest_call(self) -> None:
+        """Over the window, the oldest tool call leaves the trajectory and the step is retried."""
+        step = _reply(next_thought="t", next_tool_name="lookup", next_tool_args={"city": "Bonn"})
+
+        def answer(request: LMRequest) -> Any:
+            prompt = request.messages[-1]["content"]
+            if "observation_0" in prompt and "observation_1" in prompt:
+                return _window_error()
+            if "reasoning" in request.messages[0]["content"]:
+                return _reply(reasoning="r", answer="Germany")
+            return step
+
+        lm = ScriptedLM(answer)
+        with context(lm=lm):
+            pred = await ReAct("question -> answer", tools=[lookup], max_iters=3)(question="q")
+        assert sorted(k for k in pred.trajectory if k.startswith("observation")) == [
+            "observation_1",
+            "observation_2",
+        ]
+        assert pred.answer == "Germany"
+
+    async def test_context_window_with_one_call_ends_the_loop(self) -> None:
+        """One tool call over the window ends the loop; the extraction's error stands."""
+        step = _reply(next_thought="t", next_tool_name="lookup", next_tool_args={"city": "Bonn"})
+        lm = ScriptedLM([step, _window_error(), _window_error()])
+        with context(lm=lm), pytest.raises(ContextWindowExceeded):
+            await ReAct("question -> answer", tools=[lookup])(question="q")
+        assert lm.calls == 3
+
+    async def test_max_iters_input_is_checked(self) -> None:
+        """A per-call max_iters that is no count is refused by name; "0" is a count."""
+        lm = ScriptedLM([_reply(reasoning="r", answer="a")])
+        agent = ReAct("question -> answer", tools=[lookup])
+        with pytest.raises(ValueError, match=r"^max_iters must be an int >= 0, got 'many'$"):
+            await agent(question="q", max_iters="many")
+        with context(lm=lm):
+            pred = await agent(question="q", max_iters="0")
+        assert (pred.trajectory, lm.calls) == ({}, 1)
+
+
+class TestBestOfNRewards:
+    async def test_nan_never_outranks_a_number(self) -> None:
+        """A NaN reward loses to a later attempt with a real one (DSPy never picks NaN)."""
+        rewards = iter([math.nan, 0.5, 0.2])
+        lm = ScriptedLM([_reply(answer=f"a{i}") for i in range(3)])
+        best = BestOfN(Predict("q -> answer"), 3, lambda i, p: next(rewards), 1.0)
+        with context(lm=lm):
+            assert (await best(q="x")).answer == "a1"
+
+    async def test_non_number_reward_is_named(self) -> None:
+        """A reward_fn returning None fails the attempt with a TypeError naming the type."""
+        lm = ScriptedLM([_reply(answer="a")])
+        best = BestOfN(Predict("q -> answer"), 1, lambda i, p: None, 1.0)
+        with (
+            context(lm=lm),
+            pytest.raises(TypeError, match=r"^reward_fn returned NoneType, not a number$"),
+        ):
+            await best(q="x")

@@ -1,4 +1,4 @@
-"""The programs layer's import rules: no higher layer, only two runtime modules, lazy deps."""
+"""The programs layer's import rules: no higher layer, a few runtime modules, lazy deps."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ FORBIDDEN = ("lmvisor.services", "lmvisor.providers", "lmvisor.optimizers", "lmv
 RUNTIME_ALLOWED = (
     "lmvisor.runtime.errors",
     "lmvisor.runtime.correlation",
+    "lmvisor.runtime.deadline",
     "lmvisor.runtime.observe.logs",
 )
 
@@ -36,7 +37,7 @@ class TestLayering:
                 assert not name.startswith(FORBIDDEN), f"{path.name} imports {name}"
 
     def test_runtime_imports_limited(self) -> None:
-        """From the runtime, only errors and correlation are imported."""
+        """From the runtime, only errors, correlation, deadline and logs are imported."""
         for path in PACKAGE.rglob("*.py"):
             for name in _imports(path):
                 if name.startswith("lmvisor.runtime"):

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
 import pydantic
 import pytest
 
 from lmvisor.programs.tool import Tool
+from lmvisor.runtime.deadline import deadline
+from lmvisor.runtime.errors import DeadlineExceeded
 
 
 def add(a: int, b: int = 2) -> int:
@@ -84,3 +91,105 @@ class TestTool:
         """A non-callable is a TypeError."""
         with pytest.raises(TypeError, match=r"^func must be callable$"):
             Tool(3)  # type: ignore[arg-type]
+
+
+def configure(name: str, **options: int) -> str:
+    return f"{name} {sorted(options.items())}"
+
+
+def lookup(city: str) -> str:
+    return city
+
+
+async def stuck(city: str) -> str:
+    await asyncio.sleep(3600)
+    return city
+
+
+class Node(pydantic.BaseModel):
+    value: int
+    kids: list[Node] = []
+
+
+def count_nodes(tree: Node) -> int:
+    return 1 + sum(count_nodes(kid) for kid in tree.kids)
+
+
+class _Sentinel:
+    def __repr__(self) -> str:
+        return "<sentinel>"
+
+
+_SENTINEL = _Sentinel()
+
+
+class TestCarelessTools:
+    async def test_kwargs_receive_unnamed_arguments(self) -> None:
+        """A function taking **kwargs gets the arguments it does not name, as in DSPy."""
+        tool = Tool(configure)
+        assert tool.args == {"name": {"type": "string"}}
+        assert await tool(name="db", size=3, port=5) == "db [('port', 5), ('size', 3)]"
+
+    async def test_many_bad_arguments_make_a_short_message(self) -> None:
+        """10,000 unknown arguments name the first five problems and count the rest."""
+        args = {f"a{i}": i for i in range(10_000)}
+        with pytest.raises(ValueError) as caught:
+            await Tool(lookup)(**args)
+        assert str(caught.value) == (
+            "invalid arguments for tool 'lookup': city: Field required; "
+            "a0: Extra inputs are not permitted; a1: Extra inputs are not permitted; "
+            "a2: Extra inputs are not permitted; a3: Extra inputs are not permitted; "
+            "and 9996 more"
+        )
+
+    def test_generator_functions_are_refused(self) -> None:
+        """A generator (sync or async) is no tool: it would hand the LM a generator object."""
+
+        async def pages(url: str) -> AsyncIterator[str]:
+            yield url
+
+        def lines(path: str) -> Iterator[str]:
+            yield path
+
+        for func in (pages, lines):
+            with pytest.raises(TypeError, match=r"^tool '(pages|lines)' is a generator function"):
+                Tool(func)
+
+    async def test_hung_tool_ends_at_the_deadline(self) -> None:
+        """An async tool still running at the call's deadline is cancelled, with a typed error."""
+        with (
+            deadline(0.01),
+            pytest.raises(DeadlineExceeded, match=r"^deadline exceeded during tool 'stuck'$"),
+        ):
+            await Tool(stuck)(city="x")
+
+    async def test_own_timeout_is_not_the_deadline(self) -> None:
+        """A tool's own TimeoutError under a distant deadline stays the tool's error."""
+
+        async def impatient() -> str:
+            raise TimeoutError("upstream slow")
+
+        with deadline(3600), pytest.raises(TimeoutError, match=r"^upstream slow$"):
+            await Tool(impatient)()
+
+    def test_recursive_model_schema_resolves(self) -> None:
+        """A recursive model's remaining $ref resolves against the parameters' own $defs."""
+        tool = Tool(count_nodes)
+        params = tool.to_openai()["function"]["parameters"]
+        assert tool.args["tree"]["properties"]["kids"]["items"] == {"$ref": "#/$defs/Node"}
+        assert params["$defs"]["Node"]["properties"]["kids"]["items"] == {"$ref": "#/$defs/Node"}
+        assert "$defs" not in Tool(plot).parameters
+
+    async def test_recursive_model_argument(self) -> None:
+        """A recursive model argument is validated, nested levels included."""
+        tree = {"value": 1, "kids": [{"value": 2, "kids": [{"value": 3}]}]}
+        assert await Tool(count_nodes)(tree=tree) == 3
+
+    def test_default_json_cannot_show(self) -> None:
+        """A default no JSON can show appears by its repr, so the tools still serialize."""
+
+        def pick(choice: Any = _SENTINEL) -> str:
+            return str(choice)
+
+        assert Tool(pick).args == {"choice": {"default": "<sentinel>"}}
+        json.dumps(Tool(pick).to_openai())
