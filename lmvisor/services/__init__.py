@@ -91,7 +91,7 @@ if TYPE_CHECKING:
     from lmvisor.services.lm_provider import estimate_tokens as estimate_tokens
     from lmvisor.services.lm_provider import provider_name as provider_name
     from lmvisor.services.lm_provider import provider_spec as provider_spec
-    from lmvisor.services.lm_services import LM_PROVIDERS as LM_PROVIDERS
+    from lmvisor.services.lm_services import LM_GROUP as LM_GROUP
     from lmvisor.services.lm_services import LMServices as LMServices
     from lmvisor.services.lm_services import build_client as build_client
     from lmvisor.services.lm_services import reachable as reachable
@@ -166,6 +166,7 @@ if TYPE_CHECKING:
     from lmvisor.services.optimization_worker import rebuild_student as rebuild_student
     from lmvisor.services.program_id import PROGRAM_ID_PATTERN as PROGRAM_ID_PATTERN
     from lmvisor.services.provider_roster import DRAIN_LIMIT as DRAIN_LIMIT
+    from lmvisor.services.provider_roster import LM_PROVIDERS as LM_PROVIDERS
     from lmvisor.services.provider_roster import ProviderRoster as ProviderRoster
     from lmvisor.services.provider_roster import RosterState as RosterState
     from lmvisor.services.provider_roster import provider_roster_spec as provider_roster_spec

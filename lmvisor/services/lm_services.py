@@ -15,14 +15,17 @@ rate-limiter entry the vendor's own `rpm`/`tpm` make its limiter.
 `providers` applies while the app runs: each vendor's entry and protections live
 in a `ProviderSettings` its actor's incarnations share (see `lm_provider` for how a
 changed entry is applied), and a `ProviderRoster` next to the supervisor starts
-vendors added to `providers` and stops those removed (see `provider_roster`).
+vendors added to `providers` and stops those removed (see `provider_roster`). The
+two run under one `rest_for_one` supervisor, `lm`: the roster starts every vendor's
+actor, and a `lm_providers` that restarts (empty, as a dynamic supervisor does) is
+followed by a roster restart that starts them all again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import final
+from typing import Final, final
 
 from lmvisor.config.schema import LmvisorConfig, ProviderConfig
 from lmvisor.providers.anthropic import AnthropicClient
@@ -35,23 +38,23 @@ from lmvisor.runtime.dynamic_supervisor import DynamicSupervisor
 from lmvisor.runtime.observe.events import EventRing
 from lmvisor.runtime.observe.metrics import Metrics
 from lmvisor.runtime.runtime import Runtime
-from lmvisor.runtime.supervisor import start_child
+from lmvisor.runtime.supervisor import Supervisor
 from lmvisor.services.cooldown import Cooldowns
-from lmvisor.services.lm_provider import LMProvider, ProviderProtections, provider_spec
-from lmvisor.services.provider_roster import RosterState, provider_roster_spec
+from lmvisor.services.lm_provider import LMProvider, ProviderProtections
+from lmvisor.services.provider_roster import LM_PROVIDERS, RosterState, provider_roster_spec
 from lmvisor.services.provider_settings import ProviderSettings
 from lmvisor.services.router import DEFAULT_CALL_TIMEOUT, RouterLM
 
 __all__ = [
-    "LM_PROVIDERS",
+    "LM_GROUP",
     "LMServices",
     "build_client",
     "reachable",
     "start_lm_providers",
 ]
 
-LM_PROVIDERS = "lm_providers"
-"""The registered name (and child id) of the supervisor of the provider actors."""
+LM_GROUP: Final = "lm"
+"""The child id of the supervisor of `lm_providers` and the roster (`rest_for_one`)."""
 
 _KEY_REQUIRED = frozenset({"openai", "anthropic"})
 
@@ -98,9 +101,17 @@ class LMServices:
     """
 
     runtime: Runtime
-    supervisor: ActorRef
     settings: Mapping[str, ProviderSettings]
     cooldowns: Cooldowns
+
+    @property
+    def supervisor(self) -> ActorRef:
+        """The `lm_providers` supervisor running now (a restart makes a new one).
+
+        Raises:
+            NameNotRegistered: it is restarting.
+        """
+        return self.runtime.via(LM_PROVIDERS).resolve()
 
     @property
     def vendors(self) -> tuple[str, ...]:
@@ -149,35 +160,23 @@ async def start_lm_providers(
     metrics: Metrics | None = None,
     make_client: Callable[[str, ProviderConfig], VendorClient] = build_client,
 ) -> LMServices:
-    """Start the `lm_providers` supervisor, a provider actor per reachable vendor, and
-    the roster that starts and stops vendors as `providers` changes.
+    """Start `lm` (the `lm_providers` supervisor and the roster that starts a provider
+    actor per reachable vendor, and starts and stops vendors as `providers` changes).
 
     Events and metrics go to the runtime's own event ring and `Metrics` unless
     others are given (breaker changes and limiter refusals always go to the
     runtime's, through its named protections).
 
     Raises:
-        StartError: a provider actor failed to start (the supervisor is left running).
+        StartError: a provider actor failed to start (nothing of `lm` is left running).
     """
     events = events if events is not None else runtime.events.ring
     metrics = metrics if metrics is not None else runtime.metrics
-    sup = await runtime.start_child(
-        ChildSpec(
-            id=LM_PROVIDERS,
-            start=lambda: DynamicSupervisor(max_restarts=10, max_seconds=10.0),
-            type="supervisor",
-            name=LM_PROVIDERS,
-        )
-    )
-    settings: dict[str, ProviderSettings] = {}
-    for vendor, cfg in config.providers.items():
-        if not reachable(cfg):
-            continue
-        entry = ProviderSettings(runtime, vendor, cfg, make_client)
-        await start_child(
-            sup, provider_spec(vendor, _provider_factory(runtime, entry, events, metrics))
-        )
-        settings[vendor] = entry
+    settings = {
+        vendor: ProviderSettings(runtime, vendor, cfg, make_client)
+        for vendor, cfg in config.providers.items()
+        if reachable(cfg)
+    }
     roster = RosterState(
         settings=settings,
         seen=dict(runtime.config.providers),
@@ -185,10 +184,28 @@ async def start_lm_providers(
         factory=lambda entry: _provider_factory(runtime, entry, events, metrics),
         reachable=reachable,
     )
-    await runtime.start_child(provider_roster_spec(sup, roster))
+    providers = ChildSpec(
+        id=LM_PROVIDERS,
+        start=lambda: DynamicSupervisor(max_restarts=10, max_seconds=10.0),
+        type="supervisor",
+        name=LM_PROVIDERS,
+    )
+    # rest_for_one: the roster (which starts the vendors' actors) follows a restart of
+    # the dynamic supervisor, which comes back empty.
+    await runtime.start_child(
+        ChildSpec(
+            id=LM_GROUP,
+            start=lambda: Supervisor(
+                [providers, provider_roster_spec(roster)],
+                strategy="rest_for_one",
+                max_restarts=10,
+                max_seconds=10.0,
+            ),
+            type="supervisor",
+        )
+    )
     return LMServices(
         runtime=runtime,
-        supervisor=sup,
         settings=settings,
         cooldowns=Cooldowns(clock=runtime.clock),
     )

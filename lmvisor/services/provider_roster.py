@@ -32,9 +32,12 @@ from lmvisor.runtime.supervisor import start_child, terminate_child, which_child
 from lmvisor.services.lm_provider import Drain, LMProvider, provider_name, provider_spec
 from lmvisor.services.provider_settings import ProviderSettings
 
-__all__ = ["DRAIN_LIMIT", "ProviderRoster", "RosterState", "provider_roster_spec"]
+__all__ = ["DRAIN_LIMIT", "LM_PROVIDERS", "ProviderRoster", "RosterState", "provider_roster_spec"]
 
 _log: Final = get_logger("lmvisor.services.provider_roster")
+
+LM_PROVIDERS: Final = "lm_providers"
+"""The registered name (and child id) of the dynamic supervisor of the provider actors."""
 
 DRAIN_LIMIT: Final = 120.0
 """The longest a removed vendor's calls in flight are waited for (the router's deadline)."""
@@ -58,6 +61,7 @@ class RosterState:
         start: builds a new vendor's settings from its entry.
         factory: the provider actor factory for a vendor's settings.
         reachable: whether an entry can be started.
+        restarted: False until the roster's first start has started every vendor.
     """
 
     settings: dict[str, ProviderSettings]
@@ -65,22 +69,50 @@ class RosterState:
     start: Callable[[str, ProviderConfig], ProviderSettings]
     factory: Callable[[ProviderSettings], Callable[[], LMProvider]]
     reachable: Callable[[ProviderConfig], bool]
+    restarted: bool = False
 
 
 @final
 class ProviderRoster(Actor):
     """Keeps `lm_providers` in step with `providers`; see the module docstring."""
 
-    def __init__(self, supervisor: ActorRef, roster: RosterState) -> None:
+    def __init__(self, roster: RosterState) -> None:
         super().__init__()
-        self._supervisor = supervisor
         self._roster = roster
+
+    @property
+    def _supervisor(self) -> ActorRef:
+        # By name: `lm_providers` restarted is a new supervisor (and this roster with it).
+        return self.runtime.via(LM_PROVIDERS).resolve()
 
     async def started(self) -> None:
         # Subscribed before the tree is read: an update accepted in between is a notice
         # in the mailbox, and a second look at an unchanged tree does nothing.
         await subscribe_config(self.runtime.via("config"), self.ref, "providers")
+        await self._start_running()
         await self._reconcile(self.runtime.config)
+
+    async def _start_running(self) -> None:
+        """Start the actor of every vendor the roster holds that `lm_providers` does not
+        run: all of them at the app's start (a failure fails the start), after a restart
+        of `lm_providers` (which comes back empty; a vendor failing then is dropped,
+        logged, and started again by its next change)."""
+        roster, supervisor = self._roster, self._supervisor
+        running = {child.id for child in await which_children(supervisor)}
+        for vendor, settings in list(roster.settings.items()):
+            spec = provider_spec(vendor, roster.factory(settings))
+            if spec.id in running:
+                continue
+            if not roster.restarted:
+                await start_child(supervisor, spec)
+                continue
+            try:
+                await start_child(supervisor, spec)
+            except (LmvisorError, ImportError, ValueError) as exc:
+                _log.warning("lm_provider.not_started", provider=vendor, error=type(exc).__name__)
+                del roster.settings[vendor]
+                roster.seen.pop(vendor, None)
+        roster.restarted = True
 
     @handler
     async def changed(self, msg: ConfigChanged) -> None:
@@ -155,10 +187,10 @@ class ProviderRoster(Actor):
         return {"vendors": sorted(self._roster.settings)}
 
 
-def provider_roster_spec(supervisor: ActorRef, roster: RosterState) -> ChildSpec:
+def provider_roster_spec(roster: RosterState) -> ChildSpec:
     """The child spec of the roster: permanent, its state shared by its incarnations."""
     return ChildSpec(
         id="lm_provider_roster",
-        start=lambda: ProviderRoster(supervisor, roster),
+        start=lambda: ProviderRoster(roster),
         restart="permanent",
     )

@@ -42,7 +42,7 @@ from tests.server._daemon_app import build_router
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_WAIT = 30.0
-APP_TREE = ["system", "cache", "lm_providers", "lm_provider_roster", "modules", "optimization"]
+APP_TREE = ["system", "cache", "lm", "modules", "optimization"]
 """The root's children in a daemon: the application tree, in start order."""
 
 

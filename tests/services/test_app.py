@@ -43,16 +43,14 @@ def _with_key(config: LmvisorConfig, vendor: str) -> LmvisorConfig:
 
 class TestTree:
     async def test_tree_has_the_seeds_shape_in_start_order(self, app: App) -> None:
-        """root: system, cache, lm_providers, lm_provider_roster, modules (tasks, manager),
-        optimization, in order."""
+        """root: system, cache, lm (lm_providers, lm_provider_roster), modules (tasks,
+        manager), optimization, in order."""
         tree = app.tree()
-        assert [c.id for c in tree.children] == [
-            "system",
-            "cache",
+        assert [c.id for c in tree.children] == ["system", "cache", "lm", "modules", "optimization"]
+        lm = tree.find("lm")
+        assert lm is not None and [c.id for c in lm.children] == [
             "lm_providers",
             "lm_provider_roster",
-            "modules",
-            "optimization",
         ]
         modules = tree.find("modules")
         assert modules is not None and [c.id for c in modules.children] == ["tasks", "manager"]

@@ -25,6 +25,7 @@ from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import which_children
 from lmvisor.services.lm_provider import Complete, GetStatistics, provider_name
 from lmvisor.services.lm_services import LMServices, build_client, start_lm_providers
+from lmvisor.services.provider_roster import LM_PROVIDERS
 from lmvisor.testing.capture import capture_events
 from lmvisor.testing.lm_server import LMServer
 
@@ -428,3 +429,27 @@ class TestReviewedRaces:
             await _until(lambda: server.stats().in_flight >= 5)
             results = await asyncio.gather(*calls)
             assert all(result.outputs for result in results)
+
+    async def test_lm_providers_restarted_empty_gets_its_vendors_back(self) -> None:
+        """A crash of `lm_providers` (a dynamic supervisor restarts empty) is followed by
+        the roster's restart, which starts every vendor again; a vendor added afterwards
+        starts too (calls failed with NameNotRegistered for good, and the roster held a
+        dead supervisor)."""
+        async with (
+            LMServer() as first,
+            LMServer() as second,
+            _running(_config(first)) as (runtime, services),
+        ):
+            old = services.supervisor
+            with capture_logs():
+                await old.stop(RuntimeError("crashed"))
+                await _until(lambda: runtime.whereis(LM_PROVIDERS) not in (None, old))
+                await _until(lambda: runtime.whereis(provider_name("local")) is not None)
+            assert [c.id for c in await which_children(services.supervisor)] == [
+                "lm_provider:local"
+            ]
+            assert (await _call(runtime)).outputs
+            extra = _entry(second, api_key=NEW_KEY)
+            await update_config(runtime.via("config"), "providers.extra", extra)
+            await _until(lambda: runtime.whereis(provider_name("extra")) is not None)
+            assert (await _call(runtime, "extra")).outputs
