@@ -301,8 +301,8 @@ class App:
     def provider_health(self) -> dict[str, ProviderHealth]:
         """Each started vendor's provider: its actor alive, its breaker's state (by vendor)."""
         health = {}
-        for vendor in self._services.vendors:
-            state = self._services.protections[vendor].breaker.state
+        for vendor, settings in list(self._services.settings.items()):
+            state = settings.protections.breaker.state
             ref = self.runtime.whereis(provider_name(vendor))
             breaker = "half_open" if state is BreakerState.HALF_OPEN else state.name.lower()
             health[vendor] = ProviderHealth(vendor, ref is not None and ref.alive, breaker)

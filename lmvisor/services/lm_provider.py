@@ -245,7 +245,6 @@ class LMProvider(Actor):
         self._metrics_by_model: dict[str, LMFigures] = {}
         self._lease: _Lease | None = None  # the client new calls use
         self._retiring: list[_Lease] = []  # older clients, closed when their calls end
-        self._version = -1  # the settings version the lease was built from
         self._requests = 0
         self._failures = 0
         self._retries = 0
@@ -257,7 +256,7 @@ class LMProvider(Actor):
         path = f"providers.{self.vendor}"
         await subscribe_config(self.runtime.via("config"), self.ref, path)
         self._apply(self.runtime.config.providers.get(self.vendor))
-        if self._lease is None or self._version != self._settings.version:
+        if self._lease is None:  # a new incarnation: `_apply` found nothing to change
             self._swap(self._settings.client())
         self.spawn_task(self._hold())
 
@@ -386,7 +385,6 @@ class LMProvider(Actor):
     def _swap(self, client: VendorClient) -> None:
         """Serve new calls from `client`; the old one closes when its last call ends."""
         old, self._lease = self._lease, _Lease(client)
-        self._version = self._settings.version
         if old is not None:
             old.retired = True
             self._retiring.append(old)
