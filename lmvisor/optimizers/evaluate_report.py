@@ -8,7 +8,7 @@ in DSPy), then the metric's score under its name and the error, if any.
 Saving writes the whole file or nothing: the text is built in memory, written to a
 temporary file beside the target and renamed over it, so a failed save leaves an existing
 file as it was (and a replaced file keeps its permissions). Text UTF-8 cannot hold (a lone
-surrogate from a decoded byte string) is written as its `\\uXXXX` escape. A CSV is for
+surrogate from a decoded byte string) is written as its `\\u` escape (`\\udc80`). A CSV is for
 spreadsheets, which run a cell beginning with `=`, `+`, `-`, `@`, a tab or a carriage
 return as a formula (CSV injection): such a text cell is written with a leading `'`,
 which spreadsheets show as text; numbers, and text that reads as one ("-3"), are written
@@ -154,7 +154,7 @@ def save_records(records: Sequence[Mapping[str, Any]], path: Path) -> None:
         raise ValueError(
             f"cannot save results to {str(path)!r}: a value is nested too deeply to write"
         ) from None
-    # In JSON a lone surrogate's `\uXXXX` escape is the JSON escape of the same string.
+    # In JSON a lone surrogate's `\u` escape (`\udc80`) is the JSON escape of the same string.
     _replace_file(path, text.encode("utf-8", errors="backslashreplace"))
 
 

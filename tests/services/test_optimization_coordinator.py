@@ -414,6 +414,25 @@ class TestQueriesAcrossApps:
         await store.close()
 
 
+def _gated_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int
+) -> tuple[Path, threading.Event, threading.Event]:
+    """A JSONL dataset of `rows` whose read waits, on its worker thread, for `release`;
+    `reading` is set once the read began."""
+    dataset = tmp_path / "train.jsonl"
+    dataset.write_text("".join(json.dumps(row) + "\n" for row in train_rows(rows)))
+    reading, release = threading.Event(), threading.Event()
+    real = read_regular_file
+
+    def gated(path: Path, limit: int) -> bytes:
+        reading.set()
+        release.wait(timeout=10.0)  # a bound for the old code, which held the loop here
+        return real(path, limit)
+
+    monkeypatch.setattr("lmvisor.services.optimization_job.read_regular_file", gated)
+    return dataset, reading, release
+
+
 class TestSubmitReadsDatasetsOffTheLoop:
     async def test_status_of_another_job_answers_while_a_dataset_file_is_parsed(
         self, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -423,17 +442,7 @@ class TestSubmitReadsDatasetsOffTheLoop:
         completes with the job's id."""
         coordinator = await _start(runtime, _GatedLM())
         first = await submit_optimization(coordinator, _copro())
-        dataset = tmp_path / "train.jsonl"
-        dataset.write_text("".join(json.dumps(row) + "\n" for row in train_rows(2_000)))
-        reading, release = threading.Event(), threading.Event()
-        real = read_regular_file
-
-        def gated(path: Path, limit: int) -> bytes:
-            reading.set()
-            release.wait(timeout=10.0)  # a bound for the old code, which holds the loop here
-            return real(path, limit)
-
-        monkeypatch.setattr("lmvisor.services.optimization_job.read_regular_file", gated)
+        dataset, reading, release = _gated_dataset(tmp_path, monkeypatch, 2_000)
         submit = asyncio.create_task(
             submit_optimization(coordinator, {**_copro(), "trainset": str(dataset)})
         )
@@ -453,25 +462,15 @@ class TestSubmitReadsDatasetsOffTheLoop:
         """A caller that stops waiting for its submit (here cancelled; a timeout alike) while
         the dataset is still read leaves no job behind: it would submit again and run it twice."""
         coordinator = await _start(runtime, SlowLM())
-        dataset = tmp_path / "train.jsonl"
-        dataset.write_text("".join(json.dumps(row) + "\n" for row in train_rows(20)))
-        reading, release = threading.Event(), threading.Event()
-        real = read_regular_file
-
-        def gated(path: Path, limit: int) -> bytes:
-            reading.set()
-            release.wait(timeout=10.0)
-            return real(path, limit)
-
-        monkeypatch.setattr("lmvisor.services.optimization_job.read_regular_file", gated)
+        dataset, reading, release = _gated_dataset(tmp_path, monkeypatch, 20)
         submit = asyncio.create_task(
             submit_optimization(coordinator, {**_copro(), "trainset": str(dataset)})
         )
         await anyio.to_thread.run_sync(reading.wait)
         submit.cancel()
+        release.set()  # the read ends (a given-up read is waited out, not abandoned)
         with pytest.raises(asyncio.CancelledError):
             await submit
-        release.set()
         ref = coordinator.resolve()
         await eventually(lambda: ref.statistics().in_flight == 0)
         assert await list_optimizations(coordinator) == []
