@@ -13,6 +13,7 @@ and follows `infrastructure`, not the vendor's entry.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Final, final
 
 from lmvisor.config.schema import ProviderConfig, RateLimiterConfig
@@ -81,6 +82,17 @@ class ProviderSettings:
         self.protections = _protections(self._runtime, self.vendor, config, self)
         self.config = config
         self.version += 1
+        return True
+
+    def refresh_limiter(self) -> bool:
+        """Take the vendor's named limiter if it has one now and had none (an
+        `infrastructure.rate_limiters` entry added at run time); True when it changed."""
+        if self.protections.limiter is not None:
+            return False
+        limiter = self._runtime.protections.limiter(self.vendor, default=_own_limit(self.config))
+        if limiter is None:
+            return False
+        self.protections = replace(self.protections, limiter=limiter)
         return True
 
     def __repr__(self) -> str:

@@ -453,3 +453,19 @@ class TestReviewedRaces:
             await update_config(runtime.via("config"), "providers.extra", extra)
             await _until(lambda: runtime.whereis(provider_name("extra")) is not None)
             assert (await _call(runtime, "extra")).outputs
+
+
+class TestLimiterAddedLater:
+    async def test_a_vendor_with_no_limit_takes_an_entry_added_at_run_time(self) -> None:
+        """A vendor started with no rpm/tpm and no limiter entry is limited by an
+        `infrastructure.rate_limiters.<vendor>` entry added while the app runs (it stayed
+        unlimited until its actor restarted)."""
+        async with LMServer() as server, _running(_config(server)) as (runtime, services):
+            assert services.settings["local"].protections.limiter is None
+            await update_config(
+                runtime.via("config"), "infrastructure.rate_limiters.local", {"limit": 1}
+            )
+            await _until(lambda: services.settings["local"].protections.limiter is not None)
+            assert (await _call(runtime)).outputs
+            with pytest.raises(RateLimited, match=r"^rate limit 'local' reached"):
+                await _call(runtime, deadline=runtime.clock.monotonic() + 5.0)
