@@ -11,6 +11,7 @@ advice as a `hint_` input ("N/A" for those not blamed).
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import enum
 import inspect
 import json
@@ -196,7 +197,7 @@ class Refine(BestOfN):
     async def _after_miss(
         self, inputs: dict[str, Any], pred: Prediction, reward: float, entries: list[TraceEntry]
     ) -> None:
-        hint_var.set(None)
+        earlier = hint_var.set(None)
         named = self.module.named_predictors()
         names = {id(p): n for n, p in named}
         trajectory = [
@@ -219,8 +220,12 @@ class Refine(BestOfN):
             "module_names": [n for n, _ in named],
         }
         shown = {k: v if isinstance(v, str) else _indented_json(v) for k, v in request.items()}
-        with trace():  # the advice call is no part of any attempt's trajectory
-            advice = (await Predict(OfferFeedback)(**shown)).advice
+        try:
+            with trace():  # the advice call is no part of any attempt's trajectory
+                advice = (await Predict(OfferFeedback)(**shown)).advice
+        except BaseException:
+            hint_var.reset(earlier)  # as DSPy: botched advice leaves the earlier advice
+            raise
         hint_var.set({id(p): str(advice.get(n, "N/A")) for n, p in named})
 
 
@@ -230,7 +235,7 @@ def _reward_value(reward: Any) -> float:
     Raises:
         TypeError: the reward is not a real number (None, a string, a complex).
     """
-    if isinstance(reward, numbers.Real):
+    if isinstance(reward, numbers.Real | decimal.Decimal):
         return float(reward)
     raise TypeError(f"reward_fn returned {type(reward).__name__}, not a number")
 

@@ -27,6 +27,7 @@ from lmvisor.programs.settings import current_settings
 from lmvisor.programs.signature import Signature, ensure_signature, make_signature
 from lmvisor.programs.tool import Tool
 from lmvisor.programs.tool_calls import ToolCalls
+from lmvisor.runtime.deadline import deadline_expired
 from lmvisor.runtime.errors import DeadlineExceeded, LmvisorError
 
 __all__ = ["ReAct"]
@@ -137,10 +138,10 @@ class ReAct(Module):
             return f"Execution error in {name}: no such tool"
         try:
             result = await tool(**(args if isinstance(args, dict) else {}))
-        except DeadlineExceeded:
-            raise  # the caller's budget is spent: the run ends, the LM is not asked again
         except Exception as exc:
-            return f"Execution error in {name}: {_describe(exc)}"
+            if isinstance(exc, DeadlineExceeded) and deadline_expired():
+                raise  # the caller's budget is spent: the run ends, the LM is not asked again
+            return f"Execution error in {name}: {_describe(exc)}"  # a tool's own deadline too
         if type(result) is not str:
             try:
                 format_field_value(_OBSERVATION, result)
@@ -180,19 +181,20 @@ async def _fitting(module: Module, inputs: dict[str, Any], trajectory: dict[str,
         LmvisorError: the context-window error, after three tries or once a single
             tool call is left; any other error of the call at once.
     """
-    tries = 1
-    while True:
+    last: LmvisorError | None = None
+    for _ in range(_TRUNCATIONS):
         try:
             return await module(**inputs, trajectory=_format_trajectory(trajectory))
         except LmvisorError as exc:
             # With one tool call left there is nothing to drop: DSPy gives up there too.
-            if exc.code != _CONTEXT_WINDOW or tries == _TRUNCATIONS:
+            if exc.code != _CONTEXT_WINDOW or len(trajectory) <= _STEP_KEYS:
                 raise
-            if len(trajectory) <= _STEP_KEYS:
-                raise
+            last = exc
+        # As DSPy: every failure drops a call, the third's too, before giving up.
         for key in list(trajectory)[:_STEP_KEYS]:
             del trajectory[key]
-        tries += 1
+    assert last is not None
+    raise last
 
 
 def _max_iters(value: Any) -> int:

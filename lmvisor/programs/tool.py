@@ -76,7 +76,8 @@ class Tool(Type):
         """The JSON schema object of the arguments (for function-calling APIs); a recursive
         model's definitions ride along as `$defs`, so its inner `$ref`s resolve.
         """
-        params = {"type": "object", "properties": self.args, "required": self.required}
+        properties = {name: _json_schema(schema) for name, schema in self.args.items()}
+        params = {"type": "object", "properties": properties, "required": self.required}
         return params | {"$defs": self._defs} if self._defs else params
 
     def to_openai(self) -> dict[str, Any]:
@@ -243,6 +244,17 @@ def _arg_schemas(
     return schemas, kept
 
 
+def _json_schema(schema: Any) -> Any:
+    """`schema` with a default JSON cannot show as its repr (the wire needs JSON)."""
+    if not isinstance(schema, dict) or "default" not in schema:
+        return schema
+    try:
+        json.dumps(schema["default"])
+    except (TypeError, ValueError):
+        return {**schema, "default": repr(schema["default"])}
+    return schema
+
+
 def _json_default(value: Any) -> Any:
     """A default as JSON shows it: an enum member by its value, a Decimal as a float."""
     import decimal
@@ -253,8 +265,8 @@ def _json_default(value: Any) -> Any:
 
     try:
         return pydantic_core.to_jsonable_python(value)
-    except Exception:  # an object JSON cannot show: its repr, so the schema stays JSON
-        return repr(value)
+    except Exception:  # kept as it is, as DSPy: the prompt shows it; `parameters` its repr
+        return value
 
 
 def _inline_refs(node: Any, defs: Mapping[str, Any], stack: tuple[str, ...]) -> Any:

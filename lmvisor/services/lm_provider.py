@@ -474,6 +474,9 @@ class LMProvider(Actor):
         watch: DeadlineWatch | None = None
         try:
             async with slot(policy, deadline):
+                if lease.retired:  # queued across a settings change: opened on the new client
+                    lease = self._moved(lease)
+                    client, policy = lease.client, self._policy
                 vendor = self.vendor
                 first, items = await protected(
                     policy,

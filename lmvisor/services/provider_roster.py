@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, final
 
 from lmvisor.config.schema import LmvisorConfig, ProviderConfig
@@ -62,6 +62,8 @@ class RosterState:
         factory: the provider actor factory for a vendor's settings.
         reachable: whether an entry can be started.
         restarted: False until the roster's first start has started every vendor.
+        parked: the settings of vendors removed, or not started after a restart of
+            `lm_providers`, reused when the vendor is added again (a budget's spend kept).
     """
 
     settings: dict[str, ProviderSettings]
@@ -70,6 +72,7 @@ class RosterState:
     factory: Callable[[ProviderSettings], Callable[[], LMProvider]]
     reachable: Callable[[ProviderConfig], bool]
     restarted: bool = False
+    parked: dict[str, ProviderSettings] = field(default_factory=dict)
 
 
 @final
@@ -95,7 +98,7 @@ class ProviderRoster(Actor):
     async def _start_running(self) -> None:
         """Start the actor of every vendor the roster holds that `lm_providers` does not
         run: all of them at the app's start (a failure fails the start), after a restart
-        of `lm_providers` (which comes back empty; a vendor failing then is dropped,
+        of `lm_providers` (which comes back empty; a vendor failing then is parked,
         logged, and started again by its next change)."""
         roster, supervisor = self._roster, self._supervisor
         running = {child.id for child in await which_children(supervisor)}
@@ -110,8 +113,7 @@ class ProviderRoster(Actor):
                 await start_child(supervisor, spec)
             except (LmvisorError, ImportError, ValueError) as exc:
                 _log.warning("lm_provider.not_started", provider=vendor, error=type(exc).__name__)
-                del roster.settings[vendor]
-                roster.seen.pop(vendor, None)
+                roster.parked[vendor] = roster.settings.pop(vendor)
         roster.restarted = True
 
     @handler
@@ -137,17 +139,24 @@ class ProviderRoster(Actor):
     async def _add(self, vendor: str, entry: ProviderConfig) -> None:
         roster = self._roster
         try:
-            settings = roster.start(vendor, entry)
+            settings = roster.parked.pop(vendor, None)  # its budget's spend still counts
+            if settings is None:
+                settings = roster.start(vendor, entry)
+            else:
+                settings.update(entry)
             await start_child(self._supervisor, provider_spec(vendor, roster.factory(settings)))
         except (LmvisorError, ImportError, ValueError) as exc:
             # Logged by type: the message could carry the entry's URL.
             _log.warning("lm_provider.not_started", provider=vendor, error=type(exc).__name__)
+            if settings is not None:
+                roster.parked[vendor] = settings
             return
         roster.settings[vendor] = settings
         _log.info("lm_provider.added", provider=vendor)
 
     async def _remove(self, vendor: str) -> None:
         settings = self._roster.settings.pop(vendor)
+        self._roster.parked[vendor] = settings  # added again: its budget's spend counts
         registry = self.runtime.registry
         ref = registry.whereis(provider_name(vendor))
         if ref is not None:

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from lmvisor.programs.predict import Predict
 from lmvisor.programs.react import ReAct
 from lmvisor.programs.settings import context
 from lmvisor.providers.errors import ContextWindowExceeded
-from lmvisor.runtime.deadline import deadline
+from lmvisor.runtime.deadline import check_deadline, deadline
 from lmvisor.runtime.errors import DeadlineExceeded
 from lmvisor.testing.scripted_lm import ScriptedLM
 
@@ -220,6 +221,24 @@ class TestRefine:
         with context(lm=ScriptedLM(answer)), pytest.raises(AdapterParseError):
             await refine(question="2+2?")
 
+    async def test_botched_advice_keeps_the_earlier_advice(self) -> None:
+        """After good advice and then a botched one, the next attempt still gets the good
+        advice as its hint, as DSPy's `advice` variable keeps its value."""
+        prompts: list[str] = []
+        advice = iter([_reply(discussion="d", advice='{"self": "Answer with a number."}')])
+
+        def answer(request: LMRequest) -> str:
+            content = request.messages[-1]["content"]
+            if "reward_value" in content:
+                return next(advice, "I refuse to follow the format.")
+            prompts.append(content)
+            return _reply(answer="wrong")
+
+        refine = Refine(Predict("question -> answer"), 3, lambda a, p: 0.0, 1.0)
+        with context(lm=ScriptedLM(answer)):
+            await refine(question="2+2?")
+        assert ["Answer with a number." in prompt for prompt in prompts] == [False, True, True]
+
     async def test_reward_judge_does_not_see_hint(self) -> None:
         """An LM judge inside reward_fn never gets the feedback hint meant for the module."""
         judge = Predict("answer -> score: float")
@@ -266,10 +285,16 @@ class TestMultiChainComparison:
 
     async def test_endless_completions(self) -> None:
         """An endless iterable of completions is refused after M + 1, never drained."""
-        endless = itertools.repeat({"reasoning": "r", "a": "x"})
+        taken = itertools.count()
+
+        def endless() -> Iterator[dict[str, str]]:
+            while True:
+                next(taken)
+                yield {"reasoning": "r", "a": "x"}
+
         with pytest.raises(ValueError, match=r"^expected 3 completions, got more$"):
-            await MultiChainComparison("q -> a")(completions=endless, q="x")
-        assert next(endless) == {"reasoning": "r", "a": "x"}
+            await MultiChainComparison("q -> a")(completions=endless(), q="x")
+        assert next(taken) == 4  # M + 1 read, no more
 
     async def test_completion_missing_reasoning(self) -> None:
         """A completion without a reasoning (a chain that failed to parse) is named."""
@@ -531,6 +556,43 @@ class TestReActHostile:
             "observation_2",
         ]
         assert pred.answer == "Germany"
+
+    async def test_every_failure_drops_a_call_the_third_too(self) -> None:
+        """As DSPy: with four calls made and a step that never fits, each of its three tries
+        drops the oldest call, the third's too, so the extraction sees one call (the last)."""
+        step = _reply(next_thought="t", next_tool_name="lookup", next_tool_args={"city": "Bonn"})
+        steps = iter(range(100))
+
+        def answer(request: LMRequest) -> Any:
+            if "reasoning" in request.messages[0]["content"]:
+                return _reply(reasoning="r", answer="Germany")
+            return step if next(steps) < 4 else _window_error()
+
+        lm = ScriptedLM(answer)
+        with context(lm=lm):
+            pred = await ReAct("question -> answer", tools=[lookup], max_iters=6)(question="q")
+        assert [k for k in pred.trajectory if k.startswith("observation")] == ["observation_3"]
+        assert (lm.calls, pred.answer) == (8, "Germany")
+
+    async def test_a_tools_own_deadline_is_an_observation(self) -> None:
+        """A tool whose own tighter deadline passes (the caller's has time left) fails only
+        that step, as any tool error; the run goes on."""
+
+        async def impatient(city: str) -> str:
+            with deadline(0.001):
+                await asyncio.sleep(0.05)
+                check_deadline("the tool's lookup")
+            return city
+
+        step = _reply(next_thought="t", next_tool_name="impatient", next_tool_args={"city": "x"})
+        done = _reply(next_thought="t", next_tool_name="finish", next_tool_args={})
+        lm = ScriptedLM([step, done, _reply(reasoning="r", answer="a")])
+        with context(lm=lm):
+            pred = await ReAct("question -> answer", tools=[impatient])(question="q")
+        assert pred.trajectory["observation_0"].startswith(
+            "Execution error in impatient: DeadlineExceeded: deadline exceeded during the tool's"
+        )
+        assert pred.answer == "a"
 
     async def test_context_window_with_one_call_ends_the_loop(self) -> None:
         """One tool call over the window ends the loop; the extraction's error stands."""

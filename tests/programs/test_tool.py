@@ -186,10 +186,14 @@ class TestCarelessTools:
         assert await Tool(count_nodes)(tree=tree) == 3
 
     def test_default_json_cannot_show(self) -> None:
-        """A default no JSON can show appears by its repr, so the tools still serialize."""
+        """A default no JSON can show is kept in `args` (the prompt shows it as DSPy's does)
+        and goes to the wire by its repr, so the tools still serialize."""
 
         def pick(choice: Any = _SENTINEL) -> str:
             return str(choice)
 
-        assert Tool(pick).args == {"choice": {"default": "<sentinel>"}}
-        json.dumps(Tool(pick).to_openai())
+        tool = Tool(pick)
+        assert tool.args == {"choice": {"default": _SENTINEL}}
+        assert "It takes arguments {'choice': {'default': <sentinel>}}." in str(tool)
+        sent = json.loads(json.dumps(tool.to_openai()))
+        assert sent["function"]["parameters"]["properties"] == {"choice": {"default": "<sentinel>"}}

@@ -23,7 +23,7 @@ from lmvisor.runtime.errors import RateLimited
 from lmvisor.runtime.observe.logs import capture_logs
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.runtime.supervisor import which_children
-from lmvisor.services.lm_provider import Complete, GetStatistics, provider_name
+from lmvisor.services.lm_provider import Complete, GetStatistics, OpenStream, provider_name
 from lmvisor.services.lm_services import LMServices, build_client, start_lm_providers
 from lmvisor.services.provider_roster import LM_PROVIDERS
 from lmvisor.testing.capture import capture_events
@@ -487,6 +487,57 @@ class TestBudgetSwitchedOffAndOn:
             await _until(lambda: services.settings["local"].protections.budget is None)
             await update_config(config, "providers.local.budget_usd", 2.0)
             await _until(lambda: services.settings["local"].protections.budget is not None)
+            again = services.settings["local"].protections.budget
+            assert again is not None
+            assert (again.statistics().spent, again.statistics().limit) == (0.75, 2.0)
+
+
+class TestQueuedAcrossAChange:
+    @pytest.mark.parametrize("kind", ["complete", "stream"])
+    async def test_a_call_queued_across_a_key_rotation_uses_the_new_key(self, kind: str) -> None:
+        """A call or stream waiting for a slot when the key is rotated (and the old one
+        revoked) goes out on the new client; a stream kept the old one."""
+        async with (
+            LMServer(api_key=OLD_KEY, latency=0.3) as server,
+            _running(_config(server, max_in_flight=1)) as (runtime, services),
+        ):
+            bulkhead = services.settings["local"].protections.bulkhead
+            first = asyncio.ensure_future(_call(runtime))
+            await _until(lambda: server.stats().in_flight == 1)
+            if kind == "stream":
+                target = runtime.via(provider_name("local"))
+                items = await target.call(OpenStream(request=_request()))
+                second = asyncio.ensure_future(_drain(items))
+            else:
+                second = asyncio.ensure_future(_call(runtime))
+            await _until(lambda: bulkhead.statistics().queued == 1)
+            server.api_key = NEW_KEY
+            await update_config(runtime.via("config"), "providers.local.api_key", NEW_KEY)
+            assert (await first).outputs  # in flight before: finished on the old client
+            assert await second
+
+
+async def _drain(items: Any) -> list[str]:
+    return [type(item).__name__ async for item in items]
+
+
+class TestParkedVendors:
+    async def test_a_vendor_removed_and_added_again_keeps_its_budgets_spend(self) -> None:
+        """A vendor removed and added again (or not started after a restart, then started
+        by its next change) keeps the period's spend: new settings started it at zero."""
+        async with (
+            LMServer() as server,
+            _running(_config(server, budget_usd=1.0)) as (runtime, services),
+        ):
+            budget = services.settings["local"].protections.budget
+            assert budget is not None
+            budget.charge(0.75)
+            config = runtime.via("config")
+            entry = _entry(server, api_key=OLD_KEY, budget_usd=2.0)
+            await update_config(config, "providers", {})
+            await _until(lambda: "local" not in services.vendors)
+            await update_config(config, "providers", {"local": entry})
+            await _until(lambda: runtime.whereis(provider_name("local")) is not None)
             again = services.settings["local"].protections.budget
             assert again is not None
             assert (again.statistics().spent, again.statistics().limit) == (0.75, 2.0)
