@@ -57,11 +57,8 @@ class TestMergeChanges:
         """Changes under two top-level sections cannot be one update: refused, naming one."""
         with pytest.raises(ConfigError, match=r"^invalid configuration \(update, 1 problem\):\n"):
             merge_changes({}, [("cache.l1_size", 1), ("modules.timeout", 2.0)])
-        try:
+        with pytest.raises(ConfigError, match=r"modules\.timeout: changes in one request must"):
             merge_changes({}, [("cache.l1_size", 1), ("modules.timeout", 2.0)])
-        except ConfigError as exc:
-            assert exc.paths == ("modules.timeout",)
-            assert "share a top-level section" in exc.problems[0].reason
 
     def test_a_change_through_a_value_is_refused(self) -> None:
         """A change below a setting that is not a table names its path."""
@@ -184,6 +181,21 @@ class TestPatchInProcess:
         assert anonymous.headers["www-authenticate"] == "Bearer"
         assert authed.status_code == 200
         assert runtime.config.infrastructure.circuit_breakers["default"].failure_threshold == 4
+
+    async def test_a_refused_secret_is_not_echoed(self, runtime: Runtime) -> None:
+        """A secret sent to the wrong field is refused by path and reason, its value unshown."""
+        secret = "sk-misplaced-0123456789"
+        async with app_client(runtime) as (_, client):
+            answer = await client.patch(
+                "/v1/config",
+                json=[
+                    {"path": f"{_BREAKER}.recovery_time", "value": secret},
+                    {"path": f"{_BREAKER}.failure_threshold", "value": {"k": secret}},
+                ],
+            )
+        assert answer.status_code == 422
+        assert answer.json()["error"]["field"] == f"{_BREAKER}.failure_threshold"
+        assert secret not in answer.text
 
     async def test_get_path_filter(self, runtime: Runtime) -> None:
         """GET ?path= answers the masked setting; an unknown path is a 422 naming it."""
