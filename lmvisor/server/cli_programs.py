@@ -55,7 +55,13 @@ from lmvisor.server.cli_support import (
     print_json,
     reporting,
 )
-from lmvisor.server.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, DaemonRefused
+from lmvisor.server.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    DaemonRefused,
+    DaemonSilent,
+)
 from lmvisor.services.program_id import PROGRAM_ID_PATTERN
 
 if TYPE_CHECKING:
@@ -395,12 +401,19 @@ def _optimize_remote(
                 final = daemon.optimization(job_id)
             return final
         except KeyboardInterrupt:
-            typer.echo(
-                f"interrupted: stopped following; job {job_id} runs on (cancel: POST"
-                f" {url_without_password(url)}/v1/optimizations/{job_id}/cancel)",
-                err=True,
-            )
+            typer.echo(_still_running("interrupted: stopped following", job_id, url), err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except DaemonSilent:
+            typer.echo(_still_running("the daemon went silent", job_id, url), err=True)
+            raise
+
+
+def _still_running(why: str, job_id: str, url: str) -> str:
+    """The line naming a followed job left running, and how to cancel it."""
+    return (
+        f"{why}; job {job_id} runs on (cancel: POST"
+        f" {url_without_password(url)}/v1/optimizations/{job_id}/cancel)"
+    )
 
 
 def _follow(

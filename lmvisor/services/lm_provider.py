@@ -47,7 +47,7 @@ from lmvisor.providers.pricing import price_for
 from lmvisor.runtime.actor import Actor, ActorRef, ErrorReply, handler
 from lmvisor.runtime.child_spec import ChildSpec
 from lmvisor.runtime.clock import Clock
-from lmvisor.runtime.config_service import ConfigChanged, subscribe_config
+from lmvisor.runtime.config_service import ConfigChanged, covers, subscribe_config
 from lmvisor.runtime.errors import ActorExited, DeadlineExceeded, LmvisorError
 from lmvisor.runtime.messages import Call
 from lmvisor.runtime.observe.events import EventRing
@@ -253,15 +253,29 @@ class LMProvider(Actor):
     async def started(self) -> None:
         # Subscribed before the entry is read: a change accepted in between is then a
         # notice in the mailbox, not lost (it may apply twice; applying is idempotent).
-        path = f"providers.{self.vendor}"
-        await subscribe_config(self.runtime.via("config"), self.ref, path)
+        config = self.runtime.via("config")
+        await subscribe_config(config, self.ref, f"providers.{self.vendor}")
+        await subscribe_config(config, self.ref, self._limiter_path)
         self._apply(self.runtime.config.providers.get(self.vendor))
+        if self._settings.refresh_limiter():
+            self._adopt_policy()
         if self._lease is None:  # a new incarnation: `_apply` found nothing to change
             self._swap(self._settings.client())
         self.spawn_task(self._hold())
 
+    @property
+    def _limiter_path(self) -> str:
+        return f"infrastructure.rate_limiters.{self.vendor}"
+
     @handler
     def changed(self, msg: ConfigChanged) -> None:
+        if covers(self._limiter_path, msg.path):
+            # A limiter that exists is changed in place by the runtime; one that did not
+            # (no rpm, no entry at start) is taken now.
+            if self._settings.refresh_limiter():
+                self._adopt_policy()
+            if not covers(f"providers.{self.vendor}", msg.path):
+                return
         self._apply(msg.config.providers.get(self.vendor))
 
     @handler

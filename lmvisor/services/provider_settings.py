@@ -4,15 +4,17 @@ One `ProviderSettings` per vendor is shared by every incarnation of the vendor's
 provider actor, so a restarted actor builds its client and call policy from the
 settings now in force, not from those at start. `update(config)` applies a changed
 entry to the protections: the rate limiter (the runtime's, by the vendor's name)
-is reconfigured in place, the budget keeps what it spent and takes the new cap,
-the bulkhead and the retry stage are rebuilt only when their own fields changed
-(calls in flight keep the ones they started with). The breaker is the runtime's
+is reconfigured in place, the budget keeps what it spent and takes the new cap
+(switched off and on again, too), the bulkhead is resized in place and the retry
+stage rebuilt only when its own fields changed (calls in flight keep the one they
+started with). The breaker is the runtime's
 and follows `infrastructure`, not the vendor's entry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Final, final
 
 from lmvisor.config.schema import ProviderConfig, RateLimiterConfig
@@ -43,7 +45,16 @@ class ProviderSettings:
             version rebuilds its client and policy.
     """
 
-    __slots__ = ("_make_client", "_runtime", "config", "protections", "seen", "vendor", "version")
+    __slots__ = (
+        "_make_client",
+        "_runtime",
+        "config",
+        "protections",
+        "seen",
+        "spent",
+        "vendor",
+        "version",
+    )
 
     def __init__(
         self,
@@ -63,6 +74,7 @@ class ProviderSettings:
         self.seen = runtime.config.providers.get(vendor) if seen is None else seen
         self.protections = _protections(runtime, vendor, config, None)
         self.version = 0
+        self.spent: Budget | None = None  # a budget switched off, its spend kept for its return
 
     def client(self, config: ProviderConfig | None = None) -> VendorClient:
         """A new vendor client for `config` (default: the entry in force).
@@ -81,6 +93,17 @@ class ProviderSettings:
         self.protections = _protections(self._runtime, self.vendor, config, self)
         self.config = config
         self.version += 1
+        return True
+
+    def refresh_limiter(self) -> bool:
+        """Take the vendor's named limiter if it has one now and had none (an
+        `infrastructure.rate_limiters` entry added at run time); True when it changed."""
+        if self.protections.limiter is not None:
+            return False
+        limiter = self._runtime.protections.limiter(self.vendor, default=_own_limit(self.config))
+        if limiter is None:
+            return False
+        self.protections = replace(self.protections, limiter=limiter)
         return True
 
     def __repr__(self) -> str:
@@ -127,7 +150,11 @@ def _protections(
                 clock=clock,
             )
     budget = None if kept is None else kept.budget
+    if budget is None and previous is not None:
+        budget, previous.spent = previous.spent, None  # off and on again: the spend counts
     if config.budget_usd is None:
+        if previous is not None and budget is not None:
+            previous.spent = budget
         budget = None
     elif budget is not None:
         budget.reconfigure(limit=config.budget_usd, period=config.budget_period)

@@ -19,6 +19,7 @@ from lmvisor.server.cli import app
 from lmvisor.server.cli_programs import load_job_spec, parse_inputs, program_ref
 from lmvisor.server.cli_support import exit_code_for
 from lmvisor.server.client import DaemonClient
+from lmvisor.server.errors import DaemonSilent
 from lmvisor.services.errors import ServiceInputError, UnknownModule
 from tests.server.conftest import ROOT, DaemonProcess, LMProcess, daemon_env
 
@@ -323,6 +324,30 @@ class TestOptimize:
             130,
             "interrupted: stopped following; job j1 runs on (cancel: POST"
             " http://me:[REDACTED]@127.0.0.1:9/v1/optimizations/j1/cancel)\n",
+        )
+
+    def test_a_silent_daemon_while_following_names_the_job_left_running(
+        self, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A daemon gone silent while its job is followed exits 1 with the error and a
+        line naming the job left running and how to cancel it."""
+
+        def daemon(request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/events"):
+                raise DaemonSilent(url="http://127.0.0.1:9", request="GET /events", seconds=3.0)
+            return httpx.Response(202, json={"id": "j1"}, headers={"x-correlation-id": "c"})
+
+        def fake(url: str, token: str | None) -> DaemonClient:
+            return DaemonClient(url, transport=httpx.MockTransport(daemon))
+
+        monkeypatch.setattr("lmvisor.server.cli_programs.client", fake)
+        result = runner.invoke(
+            app, ["optimize", str(_job_files(tmp_path)), "--url", "http://127.0.0.1:9"]
+        )
+        assert result.exit_code == 1
+        assert result.stderr.startswith(
+            "the daemon went silent; job j1 runs on (cancel: POST"
+            " http://127.0.0.1:9/v1/optimizations/j1/cancel)\n"
         )
 
     def test_json_and_failure_exit_1(self, runner: CliRunner, tmp_path: Path) -> None:

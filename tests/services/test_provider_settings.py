@@ -453,3 +453,40 @@ class TestReviewedRaces:
             await update_config(runtime.via("config"), "providers.extra", extra)
             await _until(lambda: runtime.whereis(provider_name("extra")) is not None)
             assert (await _call(runtime, "extra")).outputs
+
+
+class TestLimiterAddedLater:
+    async def test_a_vendor_with_no_limit_takes_an_entry_added_at_run_time(self) -> None:
+        """A vendor started with no rpm/tpm and no limiter entry is limited by an
+        `infrastructure.rate_limiters.<vendor>` entry added while the app runs (it stayed
+        unlimited until its actor restarted)."""
+        async with LMServer() as server, _running(_config(server)) as (runtime, services):
+            assert services.settings["local"].protections.limiter is None
+            await update_config(
+                runtime.via("config"), "infrastructure.rate_limiters.local", {"limit": 1}
+            )
+            await _until(lambda: services.settings["local"].protections.limiter is not None)
+            assert (await _call(runtime)).outputs
+            with pytest.raises(RateLimited, match=r"^rate limit 'local' reached"):
+                await _call(runtime, deadline=runtime.clock.monotonic() + 5.0)
+
+
+class TestBudgetSwitchedOffAndOn:
+    async def test_the_periods_spend_survives_a_budget_switched_off_and_on(self) -> None:
+        """`budget_usd` set to None and back keeps what the period spent (it started at zero:
+        the cap could be spent twice in one period)."""
+        async with (
+            LMServer() as server,
+            _running(_config(server, budget_usd=1.0)) as (runtime, services),
+        ):
+            budget = services.settings["local"].protections.budget
+            assert budget is not None
+            budget.charge(0.75)
+            config = runtime.via("config")
+            await update_config(config, "providers.local.budget_usd", None)
+            await _until(lambda: services.settings["local"].protections.budget is None)
+            await update_config(config, "providers.local.budget_usd", 2.0)
+            await _until(lambda: services.settings["local"].protections.budget is not None)
+            again = services.settings["local"].protections.budget
+            assert again is not None
+            assert (again.statistics().spent, again.statistics().limit) == (0.75, 2.0)

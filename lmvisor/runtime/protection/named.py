@@ -129,8 +129,8 @@ class Protections:
 
         A limiter whose entry is removed falls back to the callee's own limit it was
         built with (a vendor's rpm/tpm), else is lifted (`RateLimiter.lift`): callers
-        hold it. A callee whose limiter was None when built gains one only when its
-        holder asks `limiter()` again (a provider: when it restarts).
+        hold it. A callee that had no limiter and now has an entry gets one built by its
+        holder's next `limiter()` (a provider asks when it hears of the change).
         """
         self._config = config
         for name, breaker in self._breakers.items():
@@ -140,9 +140,11 @@ class Protections:
                 recovery_time=spec.recovery_time,
                 success_threshold=spec.success_threshold,
             )
-        for name, limiter in self._limiters.items():
+        for name, limiter in list(self._limiters.items()):
             found = config.rate_limiters.get(name) or self._defaults.get(name)
             if limiter is None:
+                if found is not None:
+                    del self._limiters[name]  # built by the next `limiter(name)`
                 continue
             if found is None:
                 limiter.lift()
