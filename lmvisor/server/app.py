@@ -1,6 +1,6 @@
 """The daemon's ASGI app: FastAPI over a `ServerContext`, with the request plumbing in front.
 
-`create_app(context)` mounts the built-in routes (`health`, `observe`; with an
+`create_app(context)` mounts the built-in routes (`health`, `observe`, `config_update`; with an
 application tree, `programs` and `optimizations`), then every router the
 context was given (`ServerContext.add_router`: a user's `--app` hook), installs the typed
 error bodies (`http_errors`), and documents the cross-cutting headers and the
@@ -23,7 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lmvisor.runtime.correlation import CORRELATION_ID_PATTERN
-from lmvisor.server import health, observe
+from lmvisor.server import config_update, health, observe
 from lmvisor.server.about import version_info
 from lmvisor.server.auth import TokenSet
 from lmvisor.server.context import ServerContext
@@ -63,7 +63,7 @@ def create_app(context: ServerContext) -> FastAPI:
     )
     app.state.lmvisor = context
     install_error_handlers(app)
-    routers = [health.router, observe.router]
+    routers = [health.router, observe.router, config_update.router]
     inner: ASGIApp = app.call_fastapi
     if context.has_app:
         from lmvisor.server import optimizations, programs
@@ -130,7 +130,9 @@ def _document(app: FastAPI, context: ServerContext, tokens: TokenSet) -> None:
                 if method not in _METHODS:
                     continue
                 operation.setdefault("parameters", []).extend(headers)
-                if tokens.enabled and path in server.open_paths:
+                # An open /v1/config opens its read only: the write checks the token itself.
+                guarded = (method, path) == ("patch", "/v1/config")
+                if tokens.enabled and path in server.open_paths and not guarded:
                     operation["security"] = []
         if tokens.enabled:
             components = schema.setdefault("components", {})

@@ -7,6 +7,8 @@
     lmvisor tree [--json]
     lmvisor events [--correlation-id ID] [--type T]... [--since EPOCH] [--limit N] [--follow]
     lmvisor config check [PATH]
+    lmvisor config set PATH VALUE --url URL [--json | --string]
+    lmvisor config get PATH [--url URL | --config FILE]
     lmvisor version
 
 Every command but `serve` talks to a running daemon when `--url` (or
@@ -40,6 +42,7 @@ from lmvisor._redaction import url_without_password
 from lmvisor.config.loading import load_config
 from lmvisor.config.schema import LmvisorConfig
 from lmvisor.server.about import version_info
+from lmvisor.server.cli_config import config_get, config_set
 from lmvisor.server.cli_programs import optimize, run
 from lmvisor.server.cli_support import (
     AppOption,
@@ -64,6 +67,8 @@ __all__ = [
     "app",
     "config_app",
     "config_check",
+    "config_get",
+    "config_set",
     "events",
     "exit_code_for",
     "main",
@@ -82,7 +87,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-config_app = typer.Typer(help="Validate and show configuration.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Validate and show configuration; read or change a running daemon's settings.",
+    no_args_is_help=True,
+)
 
 
 @app.callback()
@@ -332,6 +340,8 @@ def version(
 
 app.command("run")(run)
 app.command("optimize")(optimize)
+config_app.command("set")(config_set)
+config_app.command("get")(config_get)
 app.add_typer(config_app, name="config")
 
 

@@ -79,6 +79,26 @@ class DaemonClient:
         """`GET /v1/config`: the daemon's configuration, secrets masked."""
         return self._get("/v1/config")
 
+    def setting(self, path: str) -> Any:
+        """`GET /v1/config?path=`: the setting at a dotted path (any JSON), secrets masked."""
+        request = "GET /v1/config"
+        try:
+            answer = self._http.get("/v1/config", params={"path": path})
+        except httpx.TransportError as exc:
+            raise DaemonUnreachable(url=self.url, problem=_problem(exc)) from exc
+        if answer.status_code >= 400:
+            raise self._refused(answer, request)
+        self._check_daemon(answer, request)
+        try:
+            return answer.json()
+        except ValueError:
+            raise NotADaemon(url=self.url, request=request, problem=_shape(answer)) from None
+
+    def update_config(self, changes: list[dict[str, Any]]) -> dict[str, Any]:
+        """`PATCH /v1/config`: apply `changes` (`{"path", "value"}` each) as one update;
+        the paths changed and the configuration now in force, secrets masked."""
+        return self._send("PATCH", "/v1/config", changes)
+
     def events(self, **filters: Any) -> list[dict[str, Any]]:
         """`GET /v1/events` with `correlation_id`, `type` (list), `since`, `limit` filters."""
         body = self._get("/v1/events", params=_params(filters))

@@ -7,7 +7,8 @@
   `follow=true` streams them as SSE (`event` frames), then every new match
   live, until the client leaves, the deadline passes or the daemon drains.
 - `GET /metrics`: the runtime's Prometheus registry in the text format.
-- `GET /v1/config`: the configuration in force, secrets masked.
+- `GET /v1/config?path=`: the configuration in force (or the setting at a dotted
+  path), secrets masked; `PATCH /v1/config` (`config_update`) changes it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from lmvisor.runtime.deadline import bound_timeout, check_deadline
 from lmvisor.runtime.observe.events import EVENT_TYPE_FILTER_PATTERN, MAX_TYPE_FILTERS, Event
 from lmvisor.runtime.observe.metrics import CONTENT_TYPE
 from lmvisor.runtime.observe.store import EVENT_STORE_NAME, query_events
+from lmvisor.server.config_update import CONFIG_PATH_PATTERN, masked_setting
 from lmvisor.server.context import ServerContext, server_context
 from lmvisor.server.sse import SSE_MEDIA_TYPE, SSEMessage, sse_response
 from lmvisor.server.views import event_view, tree_view
@@ -215,8 +217,23 @@ async def get_metrics(context: _Context) -> Response:
     return Response(context.runtime.metrics.render(), media_type=CONTENT_TYPE)
 
 
+_SettingQuery = Annotated[
+    str | None,
+    Query(
+        pattern=CONFIG_PATH_PATTERN,
+        max_length=512,
+        description="Only the setting at this dotted path (`providers.openai`).",
+    ),
+]
+
+
 @router.get("/v1/config", tags=["observe"], summary="Configuration in force")
-async def get_config(context: _Context) -> Mapping[str, Any]:
-    """The configuration the daemon runs with, every secret shown as `**********`."""
+async def get_config(context: _Context, path: _SettingQuery = None) -> Any:
+    """The configuration the daemon runs with (or the setting at `path`), every secret
+    shown as `**********`.
+
+    Raises:
+        ConfigError: no setting lives at `path` (422).
+    """
     dumped: Mapping[str, Any] = context.runtime.config.model_dump(mode="json")
-    return dumped
+    return dumped if path is None else masked_setting(dumped, path)
