@@ -1,12 +1,12 @@
 """`lmvisor config set` and `lmvisor config get`: one setting of a running daemon, or of a file.
 
-    lmvisor config set PATH VALUE --url URL [--token T] [--json | --string]
+    lmvisor config set PATH VALUE --url URL [--token T] [--json-value | --string]
     lmvisor config get PATH [--url URL [--token T] | --config FILE]
 
 `set` sends `PATCH /v1/config` (the daemon applies the change at once or refuses it,
 naming the setting) and prints the setting as the daemon now has it, secrets masked.
 VALUE is read as JSON when it parses as JSON (`500`, `true`, `null`, `["a"]`,
-`{"rpm": 5}`), else taken as the string given; `--json` requires JSON, `--string`
+`{"rpm": 5}`), else taken as the string given; `--json-value` requires JSON, `--string`
 keeps it a string even when it looks like a number (a numeric API key).
 
 `get` prints the setting at PATH, secrets masked: a daemon's (`GET /v1/config?path=`)
@@ -45,7 +45,7 @@ def parse_value(text: str, *, as_json: bool = False, as_string: bool = False) ->
         typer.BadParameter: `as_json` and `text` is not JSON, or both flags are given.
     """
     if as_json and as_string:
-        raise typer.BadParameter("give --json or --string, not both", param_hint="VALUE")
+        raise typer.BadParameter("give --json-value or --string, not both", param_hint="VALUE")
     if as_string:
         return text
     try:
@@ -53,7 +53,9 @@ def parse_value(text: str, *, as_json: bool = False, as_string: bool = False) ->
     except ValueError:
         if as_json:
             # The value may be a secret: the message names the problem, never the text.
-            raise typer.BadParameter("is not valid JSON (--json)", param_hint="VALUE") from None
+            raise typer.BadParameter(
+                "is not valid JSON (--json-value)", param_hint="VALUE"
+            ) from None
         return text
 
 
@@ -64,7 +66,7 @@ def config_set(
     url: UrlOption = None,
     token: TokenOption = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="VALUE must be JSON (no string fallback).")
+        bool, typer.Option("--json-value", help="VALUE must be JSON (no string fallback).")
     ] = False,
     as_string: Annotated[
         bool, typer.Option("--string", help="VALUE is a string even if it reads as JSON.")

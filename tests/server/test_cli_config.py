@@ -43,11 +43,12 @@ class TestParseValue:
         assert parse_value(text) == value
 
     def test_flags_force_one_reading(self) -> None:
-        """--string keeps a numeric-looking text a string; --json refuses text, not quoting it."""
+        """--string keeps a numeric-looking text a string; --json-value refuses text (it is
+        not quoted)."""
         assert parse_value("12345", as_string=True) == "12345"
-        with pytest.raises(typer.BadParameter, match=r"^is not valid JSON \(--json\)$"):
+        with pytest.raises(typer.BadParameter, match=r"^is not valid JSON \(--json-value\)$"):
             parse_value("sk-secret", as_json=True)
-        with pytest.raises(typer.BadParameter, match=r"^give --json or --string, not both$"):
+        with pytest.raises(typer.BadParameter, match=r"^give --json-value or --string, not both$"):
             parse_value("1", as_json=True, as_string=True)
 
 
