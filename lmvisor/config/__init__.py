@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from lmvisor.config.loading import get_value as get_value
     from lmvisor.config.loading import load_config as load_config
     from lmvisor.config.loading import replace_value as replace_value
+    from lmvisor.config.schema import SECRET_MASK as SECRET_MASK
     from lmvisor.config.schema import BootstrapConfig as BootstrapConfig
     from lmvisor.config.schema import CacheConfig as CacheConfig
     from lmvisor.config.schema import CircuitBreakerConfig as CircuitBreakerConfig

@@ -52,6 +52,7 @@ from lmvisor._redaction import clipped, url_without_password
 from lmvisor.config._redis_options import check_redis_options
 
 __all__ = [
+    "SECRET_MASK",
     "BootstrapConfig",
     "CacheConfig",
     "CircuitBreakerConfig",
@@ -99,7 +100,8 @@ def _check_names(kind: str, names: dict[str, object]) -> None:
 _ReprArgs: TypeAlias = Iterator[tuple[str | None, Any]]
 """What pydantic's `__repr_args__` yields: (field name, value) pairs for repr, str and rich."""
 
-_MASK = "**********"
+SECRET_MASK: Final = "**********"
+"""How a secret is shown (pydantic's `SecretStr`, and a URL's password)."""
 """How a secret is shown: as pydantic shows a `SecretStr`."""
 
 
@@ -136,7 +138,7 @@ def _check_path(value: Path | None) -> Path | None:
 
 def _masked_url(value: str | None) -> str | None:
     """`value` with a password (`scheme://user:pw@host`, or `?password=`) shown as a secret is."""
-    return None if value is None else url_without_password(value, _MASK)
+    return None if value is None else url_without_password(value, SECRET_MASK)
 
 
 def _masked_repr_args(args: Iterable[tuple[str | None, Any]], url: str) -> _ReprArgs:

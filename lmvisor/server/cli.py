@@ -7,7 +7,7 @@
     lmvisor tree [--json]
     lmvisor events [--correlation-id ID] [--type T]... [--since EPOCH] [--limit N] [--follow]
     lmvisor config check [PATH]
-    lmvisor config set PATH VALUE --url URL [--json | --string]
+    lmvisor config set PATH VALUE --url URL [--json-value | --string]
     lmvisor config get PATH [--url URL | --config FILE]
     lmvisor version
 

@@ -8,8 +8,14 @@ answer). Changes in one request must therefore share a top-level section
 (`providers`, `cache`, ...); a request spanning several is refused, 422, before
 anything changes. PATCH rather than `PUT /v1/config/{path}`: a request is a
 partial change of the one configuration resource, possibly several settings at
-once, and a dotted path (a vendor name may hold any character) stays in the body
-rather than being escaped into the URL.
+once, and a dotted path stays in the body rather than being escaped into the URL.
+
+A value is written as a JSON merge patch (RFC 7386): a table is merged into the
+table there, the settings it leaves out keep their values, and a `null` inside it
+removes that entry (`{"path": "providers", "value": {"extra": null}}` removes a
+vendor). The mask `GET /v1/config` shows for a secret (`**********`) keeps the
+secret in force, so a setting read, edited and sent back never writes the mask as
+a key; any other text holding the mask (an edited masked URL) is refused.
 
 The answer is the paths changed and the whole configuration now in force, every
 secret masked as `GET /v1/config` shows it. A refused value (a setting nothing
@@ -18,8 +24,9 @@ is the config service's `ConfigError`: 422 naming the field, nothing changed.
 
 Authentication: the daemon's token is required whenever one is configured,
 even when `/v1/config` is one of `server.open_paths` (opening the read must not
-open the write). Without any token the route is as open as every other route;
-the daemon then listens on loopback only (`auth.check_bind`).
+open the write; the auth middleware checks it before the body is read). Without
+any token the route is as open as every other route; the daemon then listens on
+loopback only (`auth.check_bind`).
 
 Values never leave the request: the access log names the method and path, the
 `config.changed` event and log line the setting's path, error messages the
@@ -37,8 +44,8 @@ from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from lmvisor.config.errors import ConfigError, ConfigProblem
+from lmvisor.config.schema import SECRET_MASK
 from lmvisor.runtime.config_service import CONFIG_SERVICE_NAME, update_config
-from lmvisor.server.auth import TokenSet
 from lmvisor.server.context import ServerContext, server_context
 
 __all__ = [
@@ -104,24 +111,14 @@ async def patch_config(request: Request, context: _Context, body: _Changes) -> C
         Unauthorized: a token is configured and the request has none known (401).
         ConfigError: a change is refused; nothing changed (422, naming the field).
     """
-    _require_token(request, context)
     changes = [body] if isinstance(body, ConfigChange) else body
     async with _update_lock(request):
         path, value = merge_changes(
             context.runtime.config.model_dump(), [(c.path, c.value) for c in changes]
         )
-        await update_config(context.runtime.via(CONFIG_SERVICE_NAME), path, value)
-    config: dict[str, Any] = context.runtime.config.model_dump(mode="json")
+        updated = await update_config(context.runtime.via(CONFIG_SERVICE_NAME), path, value)
+    config: dict[str, Any] = updated.model_dump(mode="json")  # this update's tree, no later one
     return ConfigUpdated(changed=list(dict.fromkeys(c.path for c in changes)), config=config)
-
-
-def _require_token(request: Request, context: ServerContext) -> None:
-    """The token check the middleware skips when `/v1/config` is an open path."""
-    if request.url.path not in context.server.open_paths:
-        return  # the auth middleware has checked it (or no token is configured)
-    tokens = TokenSet.from_config(context.server)
-    if tokens.enabled:
-        tokens.check_header(request.headers.get("authorization"))
 
 
 def _update_lock(request: Request) -> asyncio.Lock:
@@ -158,8 +155,6 @@ def merge_changes(tree: Mapping[str, Any], changes: Sequence[tuple[str, Any]]) -
             "changes in one request must share a top-level section (they are applied as"
             " one update); send one request per section",
         )
-    if len(changes) == 1:
-        return changes[0]
     value: Any = _subtree(tree, common)
     for keys, (path, new) in zip(split, changes, strict=True):
         value = _written(value, keys[len(common) :], new, path)
@@ -184,13 +179,38 @@ def _subtree(tree: Mapping[str, Any], keys: Sequence[str]) -> Any:
 
 
 def _written(node: Any, keys: Sequence[str], value: Any, path: str) -> Any:
-    """`node` with `value` at `keys` (no keys: `value` replaces it)."""
+    """`node` with `value` patched in at `keys` (see `_patched`)."""
     if not keys:
-        return value
+        return _patched(node, value, path)
     if not isinstance(node, dict):
         raise _refused(path, "goes through a setting that is not a table")
     node[keys[0]] = _written(node.get(keys[0], {}), keys[1:], value, path)
     return node
+
+
+def _patched(current: Any, new: Any, path: str) -> Any:
+    """`new` written over `current` as a JSON merge patch (RFC 7386): a table is merged
+    into the table there (a `null` in it removes that entry; the settings it leaves out
+    keep their values), anything else replaces it. The mask `GET /v1/config` shows for
+    a secret keeps the secret in force (a setting read, edited and sent back must not
+    write the mask as the key); any other text holding the mask is refused.
+
+    Raises:
+        ConfigError: a text holds the mask beside other characters (a masked URL).
+    """
+    if isinstance(new, str) and SECRET_MASK in new:
+        if new == SECRET_MASK:
+            return current
+        raise _refused(path, "holds a masked secret: send the whole value, or leave it out")
+    if not isinstance(new, Mapping):
+        return new
+    merged = dict(current) if isinstance(current, Mapping) else {}
+    for key, item in new.items():
+        if item is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _patched(merged.get(key), item, f"{path}.{key}")
+    return merged
 
 
 def _refused(path: str, problem: str) -> ConfigError:

@@ -264,9 +264,15 @@ class _Outcome:
         self.status: int | None = None
 
 
+_NEVER_OPEN: Final = frozenset({("PATCH", "/v1/config")})
+"""Requests that need the token even when their path is open: opening the read of the
+configuration must not open its write (checked here, before the body is read)."""
+
+
 @final
 class AuthMiddleware:
-    """Require a known bearer token on every path but `open_paths` (when any token is set)."""
+    """Require a known bearer token on every path but `open_paths` (when any token is set);
+    a settings write (`PATCH /v1/config`) needs it even when its path is open."""
 
     def __init__(self, app: ASGIApp, *, tokens: TokenSet, open_paths: Iterable[str]) -> None:
         self.app = app
@@ -274,7 +280,10 @@ class AuthMiddleware:
         self.open_paths = frozenset(open_paths)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        if scope["type"] != "http" or not self.tokens.enabled or scope["path"] in self.open_paths:
+        if scope["type"] != "http" or not self.tokens.enabled:
+            return self.app(scope, receive, send)
+        path = scope["path"]
+        if path in self.open_paths and (scope["method"], path) not in _NEVER_OPEN:
             return self.app(scope, receive, send)
         raw = request_headers(scope).authorization
         try:

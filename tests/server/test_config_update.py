@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from collections.abc import Callable
@@ -14,7 +15,14 @@ from pydantic import SecretStr
 from lmvisor.config.errors import ConfigError
 from lmvisor.runtime.runtime import Runtime
 from lmvisor.server.config_update import masked_setting, merge_changes
-from tests.server.conftest import DaemonProcess, LMProcess, app_client, start_lm_process
+from lmvisor.services.app import App
+from tests.server.conftest import (
+    DaemonProcess,
+    LMProcess,
+    api_client,
+    app_client,
+    start_lm_process,
+)
 
 _BREAKER = "infrastructure.circuit_breakers.default"
 _MASK = "**********"
@@ -305,3 +313,66 @@ class TestDocumented:
         body = operations["patch"]["requestBody"]["content"]["application/json"]["schema"]
         assert body["anyOf"][0] == {"$ref": "#/components/schemas/ConfigChange"}
         assert doc["components"]["schemas"]["ConfigChange"]["required"] == ["path", "value"]
+
+
+class TestReviewed:
+    async def test_a_setting_read_edited_and_sent_back_keeps_its_secret(self, app: App) -> None:
+        """GET a vendor's table, change one field, PATCH the table back: the masked key
+        keeps the real one (it became the mask), and a partial table keeps the settings it
+        leaves out (they fell back to defaults and the vendor was stopped)."""
+        async with api_client(app) as (_, client):
+            key = {"path": "providers.openai.api_key", "value": "sk-real-0123456789"}
+            assert (await _patch(client, key)).status_code == 200
+            before = app.runtime.config.providers["openai"]
+            shown = (await client.get("/v1/config", params={"path": "providers.openai"})).json()
+            assert shown["api_key"] == _MASK
+            edited = {**shown, "rpm": 100}
+            sent = await _patch(client, {"path": "providers.openai", "value": edited})
+            assert sent.status_code == 200, sent.text
+            partial = {"path": "providers.openai", "value": {"timeout": 9.0}}
+            assert (await _patch(client, partial)).status_code == 200
+        after = app.runtime.config.providers["openai"]
+        assert after.api_key is not None
+        assert after.api_key.get_secret_value() == "sk-real-0123456789"
+        assert (after.rpm, after.timeout, after.base_url) == (100, 9.0, before.base_url)
+
+    async def test_a_masked_url_is_refused_and_null_removes_an_entry(self, app: App) -> None:
+        """A text holding the mask beside other characters (a masked URL edited) is a 422
+        naming it; `null` inside a table removes that entry (merge-patch), here a vendor."""
+        async with api_client(app) as (_, client):
+            url = {"path": "providers.openai.base_url", "value": f"http://u:{_MASK}@h/v1"}
+            refused = await _patch(client, url)
+            removed = await _patch(client, {"path": "providers", "value": {"anthropic": None}})
+        assert refused.status_code == 422
+        assert refused.json()["error"]["field"] == "providers.openai.base_url"
+        assert removed.status_code == 200, removed.text
+        assert "anthropic" not in app.runtime.config.providers
+
+    async def test_the_token_is_checked_before_the_body(self, runtime: Runtime) -> None:
+        """With /v1/config open for reads, an anonymous PATCH with a malformed body is a
+        401, never a validation answer about the body it was not allowed to send."""
+        open_paths = ["/healthz", "/v1/config"]
+        async with app_client(runtime, token="tok-cfg-2", open_paths=open_paths) as (_, client):
+            answer = await client.patch("/v1/config", json={"path": "a..b", "value": "sk-x"})
+        assert answer.status_code == 401
+
+    async def test_concurrent_lists_both_land(self, runtime: Runtime) -> None:
+        """Two list PATCHes on one table at once both take effect (the merge reads, then
+        writes: without the lock one's change was lost)."""
+        first = [
+            {"path": f"{_BREAKER}.failure_threshold", "value": 11},
+            {"path": f"{_BREAKER}.recovery_time", "value": 5.0},
+        ]
+        second = [
+            {"path": f"{_BREAKER}.success_threshold", "value": 4},
+            {"path": f"{_BREAKER}.recovery_time", "value": 6.0},
+        ]
+        async with app_client(runtime) as (_, client):
+            answers = await asyncio.gather(_apatch(client, first), _apatch(client, second))
+        assert [a.status_code for a in answers] == [200, 200]
+        breaker = runtime.config.infrastructure.circuit_breakers["default"]
+        assert (breaker.failure_threshold, breaker.success_threshold) == (11, 4)
+
+
+async def _apatch(client: httpx.AsyncClient, body: Any) -> httpx.Response:
+    return await client.patch("/v1/config", json=body)
