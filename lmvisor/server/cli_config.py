@@ -49,7 +49,7 @@ def parse_value(text: str, *, as_json: bool = False, as_string: bool = False) ->
     if as_string:
         return text
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     except ValueError:
         if as_json:
             # The value may be a secret: the message names the problem, never the text.
@@ -57,6 +57,11 @@ def parse_value(text: str, *, as_json: bool = False, as_string: bool = False) ->
                 "is not valid JSON (--json-value)", param_hint="VALUE"
             ) from None
         return text
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are no JSON a daemon takes (the request could not be sent).
+    raise ValueError(f"{name} is not JSON")
 
 
 def config_set(

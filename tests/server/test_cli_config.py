@@ -36,6 +36,8 @@ class TestParseValue:
             ("null", None),
             ('{"a": [1]}', {"a": [1]}),
             ("sk-1", "sk-1"),
+            ("NaN", "NaN"),
+            ("-Infinity", "-Infinity"),
         ],
     )
     def test_json_when_it_parses_else_the_string(self, text: str, value: object) -> None:
