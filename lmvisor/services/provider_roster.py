@@ -106,12 +106,11 @@ class ProviderRoster(Actor):
             spec = provider_spec(vendor, roster.factory(settings))
             if spec.id in running:
                 continue
-            if not roster.restarted:
-                await start_child(supervisor, spec)
-                continue
             try:
                 await start_child(supervisor, spec)
             except (LmvisorError, ImportError, ValueError) as exc:
+                if not roster.restarted:
+                    raise  # the app's start fails with it
                 _log.warning("lm_provider.not_started", provider=vendor, error=type(exc).__name__)
                 roster.parked[vendor] = roster.settings.pop(vendor)
         roster.restarted = True

@@ -479,17 +479,13 @@ class TestBudgetSwitchedOffAndOn:
             LMServer() as server,
             _running(_config(server, budget_usd=1.0)) as (runtime, services),
         ):
-            budget = services.settings["local"].protections.budget
-            assert budget is not None
-            budget.charge(0.75)
+            _charge(services, 0.75)
             config = runtime.via("config")
             await update_config(config, "providers.local.budget_usd", None)
             await _until(lambda: services.settings["local"].protections.budget is None)
             await update_config(config, "providers.local.budget_usd", 2.0)
             await _until(lambda: services.settings["local"].protections.budget is not None)
-            again = services.settings["local"].protections.budget
-            assert again is not None
-            assert (again.statistics().spent, again.statistics().limit) == (0.75, 2.0)
+            assert _spent_and_limit(services) == (0.75, 2.0)
 
 
 class TestQueuedAcrossAChange:
@@ -529,15 +525,24 @@ class TestParkedVendors:
             LMServer() as server,
             _running(_config(server, budget_usd=1.0)) as (runtime, services),
         ):
-            budget = services.settings["local"].protections.budget
-            assert budget is not None
-            budget.charge(0.75)
+            _charge(services, 0.75)
             config = runtime.via("config")
             entry = _entry(server, api_key=OLD_KEY, budget_usd=2.0)
             await update_config(config, "providers", {})
             await _until(lambda: "local" not in services.vendors)
             await update_config(config, "providers", {"local": entry})
             await _until(lambda: runtime.whereis(provider_name("local")) is not None)
-            again = services.settings["local"].protections.budget
-            assert again is not None
-            assert (again.statistics().spent, again.statistics().limit) == (0.75, 2.0)
+            assert _spent_and_limit(services) == (0.75, 2.0)
+
+
+def _charge(services: LMServices, cost: float) -> None:
+    budget = services.settings["local"].protections.budget
+    assert budget is not None
+    budget.charge(cost)
+
+
+def _spent_and_limit(services: LMServices) -> tuple[float, float]:
+    budget = services.settings["local"].protections.budget
+    assert budget is not None
+    statistics = budget.statistics()
+    return statistics.spent, statistics.limit

@@ -54,10 +54,7 @@ class Bulkhead:
     )
 
     def __init__(self, name: str, *, max_concurrent: int, max_queued: int = 0) -> None:
-        if max_concurrent < 1:
-            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
-        if max_queued < 0:
-            raise ValueError(f"max_queued must be >= 0, got {max_queued!r}")
+        _check_bounds(max_concurrent, max_queued)
         self.name = name
         self.max_concurrent = max_concurrent
         self.max_queued = max_queued
@@ -133,10 +130,7 @@ class Bulkhead:
         Raises:
             ValueError: as the constructor does (nothing changes).
         """
-        if max_concurrent < 1:
-            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
-        if max_queued < 0:
-            raise ValueError(f"max_queued must be >= 0, got {max_queued!r}")
+        _check_bounds(max_concurrent, max_queued)
         self.max_concurrent, self.max_queued = max_concurrent, max_queued
         while self._waiters and self._running < max_concurrent:
             waiter = self._waiters.popleft()
@@ -184,3 +178,10 @@ class Bulkhead:
             f"Bulkhead({self.name!r}, running={self._running}/{self.max_concurrent}, "
             f"queued={len(self._waiters)}/{self.max_queued})"
         )
+
+
+def _check_bounds(max_concurrent: int, max_queued: int) -> None:
+    if max_concurrent < 1:
+        raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
+    if max_queued < 0:
+        raise ValueError(f"max_queued must be >= 0, got {max_queued!r}")
